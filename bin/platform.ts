@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createGateway, type Gateway } from '../gateway/index.js';
+import type { OidcVerifier } from '../gateway/oidc.js';
+import type { MarinerConfig } from '../lib/config.js';
+import { openDatabase, type Database } from '../lib/db.js';
+import { sendJson } from '../lib/http.js';
+import { InternalTokens } from '../lib/identity.js';
+import type { Logger } from '../lib/logging.js';
+import { startSubgraph, type RunningSubgraph } from '../lib/subgraphServer.js';
+import { createRestCompat } from '../rest-compat/index.js';
+import type { SubgraphName } from '../schema/subgraphs.js';
+import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
+import { createUsersSubgraph } from '../subgraphs/users/index.js';
+
+export interface Platform {
+  /** Public base URL: GraphQL at `${url}/graphql`, OpenAI API at `${url}/v1`. */
+  url: string;
+  /** The bootstrap admin key, when this start created it (shown once). */
+  adminApiKey: string | undefined;
+  subgraphUrls: Record<SubgraphName, string>;
+  tokens: InternalTokens;
+  db: Database;
+  close(): Promise<void>;
+}
+
+export interface PlatformOptions {
+  logger: Logger;
+  /** Test hook: a ready OIDC verifier instead of one built from config. */
+  oidc?: OidcVerifier | null;
+}
+
+/** The internal token secret: from config, else generated once into the data dir (mode 0600). */
+function internalTokenSecret(config: MarinerConfig): string {
+  if (config.internalTokenSecret) return config.internalTokenSecret;
+  const file = path.join(config.dataDir, 'internal-token-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const secret = randomBytes(32).toString('base64url');
+  writeFileSync(file, secret, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return secret;
+}
+
+/**
+ * Starts every component in one process (`mariner up`): each subgraph on its own loopback port
+ * (real federation), the gateway and the REST layer on the public port.
+ */
+export async function startPlatform(config: MarinerConfig, options: PlatformOptions): Promise<Platform> {
+  const { logger } = options;
+  mkdirSync(config.dataDir, { recursive: true });
+  const tokens = new InternalTokens(internalTokenSecret(config), config.internalTokenTtlSeconds);
+  const roleScopes = loadRoleScopes(config.roleScopesFile);
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const started: RunningSubgraph[] = [];
+  let gateway: Gateway | undefined;
+  let server: Server | undefined;
+  const close = async () => {
+    if (server) {
+      const s = server;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
+    }
+    await gateway?.stop();
+    await Promise.all(started.map((s) => s.close()));
+    await db.close();
+  };
+  try {
+    const users = await createUsersSubgraph(db);
+    const bootstrap = await users.store.bootstrap({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey });
+    const serverOptions = { host: '127.0.0.1', port: 0, tokens, logger, maxBodyBytes: config.limits.maxBodyBytes };
+    started.push(await startSubgraph(users.definition, serverOptions));
+    started.push(await startSubgraph(createRbacSubgraph(roleScopes), serverOptions));
+    const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
+
+    gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
+    const rest = createRestCompat();
+    const g = gateway;
+    server = createServer((req, res) => {
+      const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+      if (pathname === '/graphql') return void g.handle(req, res);
+      if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
+      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (pathname === '/readyz') return sendJson(res, 200, { status: 'ready' });
+      sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
+    });
+    const s = server;
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(config.port, config.host, () => resolve());
+    });
+    const { port } = s.address() as AddressInfo;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return { url: `http://${host}:${port}`, adminApiKey: bootstrap.adminApiKey, subgraphUrls, tokens, db, close };
+  } catch (error) {
+    await close().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,89 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { unauthenticated } from '../lib/errors.js';
+import type { Identity, InternalTokens, Principal } from '../lib/identity.js';
+import { INTERNAL_TOKEN_HEADER } from '../lib/identity.js';
+import { resolveProject, type RoleScopeTable } from '../subgraphs/rbac/index.js';
+import { looksLikeJwt, OidcTokenError, type OidcVerifier } from './oidc.js';
+
+export interface AuthenticatorOptions {
+  /** Where the users subgraph runs; principals are looked up there with a system token. */
+  usersUrl: string;
+  tokens: InternalTokens;
+  roleScopes: RoleScopeTable;
+  oidc: OidcVerifier | null;
+}
+
+export interface Authenticator {
+  /** null for an anonymous request; throws UNAUTHENTICATED for a credential that is not valid. */
+  authenticate(token: string | undefined, headers: IncomingHttpHeaders, requestId: string): Promise<Identity | null>;
+}
+
+const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
+  apiKey { id organizationId projectId excludedFromRateLimiting }
+  organizations { organizationId role isDefault }
+  projects { projectId organizationId role isDefault }`;
+const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
+const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text && text.trim() !== '' ? text.trim() : undefined;
+}
+
+/**
+ * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;
+ * anything shaped like a JWT is verified against the OIDC issuer and its email mapped to a user.
+ * Nothing is cached, so a deleted key or a removed member stops working at once. The project
+ * context comes from the key, else the OpenAI-Organization / OpenAI-Project headers, else the
+ * user's default project.
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  async function lookup(query: string, variables: Record<string, string>, requestId: string): Promise<Principal | null> {
+    const response = await fetch(options.usersUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        [INTERNAL_TOKEN_HEADER]: await options.tokens.mint('users', requestId, null, true),
+      },
+      body: JSON.stringify({ query, variables }),
+    });
+    const body = (await response.json()) as { data?: { principal: Principal | null }; errors?: { message: string }[] };
+    if (body.errors?.length || !body.data) {
+      throw new Error(`principal lookup failed: ${body.errors?.map((e) => e.message).join('; ') ?? response.status}`);
+    }
+    return body.data.principal;
+  }
+
+  return {
+    async authenticate(token, headers, requestId) {
+      if (token === undefined) return null;
+      let principal: Principal | null;
+      if (token.startsWith('sk-')) {
+        principal = await lookup(BY_API_KEY, { secret: token }, requestId);
+        if (!principal) throw unauthenticated('Invalid API key');
+      } else if (looksLikeJwt(token)) {
+        if (!options.oidc) throw unauthenticated('OIDC tokens are not accepted: no issuer is configured');
+        let email: string;
+        try {
+          ({ email } = await options.oidc.verify(token));
+        } catch (error) {
+          if (error instanceof OidcTokenError) throw unauthenticated(`Invalid token: ${error.message}`);
+          throw error;
+        }
+        principal = await lookup(BY_EMAIL, { email }, requestId);
+        if (!principal) throw unauthenticated(`No Mariner user for ${email}: ask an organization owner to add you`);
+      } else {
+        throw unauthenticated('Unrecognised credential: expected an API key (sk-...) or an OIDC token');
+      }
+      const resolution = resolveProject(
+        principal,
+        { organizationId: header(headers, 'openai-organization'), projectId: header(headers, 'openai-project') },
+        options.roleScopes,
+      );
+      return resolution.ok
+        ? { principal, project: resolution.context }
+        : { principal, project: null, projectRefusal: resolution.reason };
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import {
+  getOperationAST,
+  GraphQLError,
+  isAbstractType,
+  Kind,
+  TypeInfo,
+  visit,
+  visitWithTypeInfo,
+  type DocumentNode,
+  type GraphQLObjectType,
+  type GraphQLSchema,
+} from 'graphql';
+import { getArgumentValues, getVariableValues } from 'graphql/execution/values.js';
+import objectHash from 'object-hash';
+import { ErrorCode, forbidden, httpStatusFor, isErrorCode, MarinerError } from '../lib/errors.js';
+import { ruleFor, type PolicyMap } from '../schema/rbac/policy.js';
+import type { RuleContext } from '../schema/rbac/rules.js';
+
+const SHIELD_OPTIONS = {
+  debug: false,
+  allowExternalErrors: true,
+  hashFunction: objectHash,
+} as const;
+
+export interface AuthorizeOperationInput {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operationName?: string | null | undefined;
+  variables?: Record<string, unknown> | null | undefined;
+  policy: PolicyMap;
+  context: RuleContext;
+}
+
+/**
+ * Evaluates the policy map for every field an operation selects, before any subgraph is called
+ * (DESIGN §4, prototypes §B): a TypeInfo walk calling each rule's public `resolve` with (args,
+ * context) and no parent. Fields on an interface or union are checked for every possible type.
+ * `@skip`/`@include` are ignored, so a skipped field is still checked (conservative). Throws a
+ * GraphQLError (UNAUTHENTICATED or FORBIDDEN, with the field's coordinate) on the first refusal.
+ */
+export async function authorizeOperation(input: AuthorizeOperationInput): Promise<void> {
+  const { schema, document, policy, context } = input;
+  const operation = getOperationAST(document, input.operationName ?? undefined);
+  if (!operation) return; // validation reports it
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], input.variables ?? {});
+  const variableValues = coerced.coerced ?? {};
+  context._shield ??= { cache: {} };
+  const shieldContext = context as RuleContext & { _shield: { cache: Record<string, never> } };
+
+  const checks: { type: GraphQLObjectType; field: string; args: Record<string, unknown>; info: unknown }[] = [];
+  const typeInfo = new TypeInfo(schema);
+  const fragments = document.definitions.filter((d) => d.kind === Kind.FRAGMENT_DEFINITION);
+  for (const root of [operation, ...fragments]) {
+    visit(
+      root,
+      visitWithTypeInfo(typeInfo, {
+        Field(node) {
+          if (node.name.value.startsWith('__')) return; // introspection meta-fields
+          const parent = typeInfo.getParentType();
+          const fieldDef = typeInfo.getFieldDef();
+          if (!parent || !fieldDef) return; // unknown field: validation reports it
+          let args: Record<string, unknown> = {};
+          try {
+            args = getArgumentValues(fieldDef, node, variableValues);
+          } catch {
+            // Bad arguments fail validation or execution; the rule sees none.
+          }
+          const types = isAbstractType(parent) ? schema.getPossibleTypes(parent) : [parent as GraphQLObjectType];
+          for (const type of types) {
+            const info = {
+              fieldName: node.name.value,
+              fieldNodes: [node],
+              returnType: fieldDef.type,
+              parentType: type,
+              schema,
+              fragments: {},
+              operation,
+              variableValues,
+            };
+            checks.push({ type, field: node.name.value, args, info });
+          }
+        },
+      }),
+    );
+  }
+
+  for (const check of checks) {
+    const coordinate = `${check.type.name}.${check.field}`;
+    const rule = ruleFor(policy, check.type.name, check.field);
+    const result = rule
+      ? await rule.resolve(undefined as never, check.args, shieldContext, check.info as never, SHIELD_OPTIONS as never)
+      : false;
+    if (result === true) continue;
+    throw refusal(result, coordinate);
+  }
+}
+
+function refusal(result: unknown, coordinate: string): GraphQLError {
+  const base = result instanceof MarinerError ? result : forbidden(`Not authorized to access ${coordinate}`);
+  const code = isErrorCode(base.extensions['code']) ? base.extensions['code'] : ErrorCode.FORBIDDEN;
+  return new GraphQLError(base.message, {
+    extensions: { code, coordinate, http: { status: httpStatusFor(code) } },
+  });
+}

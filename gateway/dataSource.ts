@@ -1,0 +1,30 @@
+import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../lib/identity.js';
+import type { GatewayContext } from './context.js';
+
+/**
+ * A subgraph call: carries a short-lived internal identity token minted for that subgraph, with the
+ * caller's identity, so the subgraph trusts nothing it did not get from the gateway.
+ */
+export class InternalDataSource extends RemoteGraphQLDataSource<GatewayContext> {
+  constructor(
+    private readonly subgraph: string,
+    url: string,
+    private readonly tokens: InternalTokens,
+  ) {
+    super({ url });
+  }
+
+  override async willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<void> {
+    const ctx = context as Partial<GatewayContext>;
+    if (!ctx.requestId) return; // health checks: no token, the subgraph refuses
+    const cache = (ctx.internalTokens ??= new Map());
+    let token = cache.get(this.subgraph);
+    if (!token) {
+      token = await this.tokens.mint(this.subgraph, ctx.requestId, ctx.identity ?? null);
+      cache.set(this.subgraph, token);
+    }
+    request.http?.headers.set(INTERNAL_TOKEN_HEADER, token);
+    request.http?.headers.set('x-request-id', ctx.requestId);
+  }
+}

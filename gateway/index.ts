@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApolloGateway } from '@apollo/gateway';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import type { MarinerConfig } from '../lib/config.js';
+import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
+import { bearerToken, BodyTooLargeError, parseJsonBody, readBody, sendApolloResponse, sendJson, toHeaderMap } from '../lib/http.js';
+import type { InternalTokens } from '../lib/identity.js';
+import type { Logger } from '../lib/logging.js';
+import { maskError } from '../lib/subgraphServer.js';
+import { policy } from '../schema/rbac/policy.js';
+import { supergraphSdl, type SubgraphName } from '../schema/subgraphs.js';
+import type { RoleScopeTable } from '../subgraphs/rbac/index.js';
+import { createAuthenticator } from './authentication.js';
+import type { GatewayContext } from './context.js';
+import { InternalDataSource } from './dataSource.js';
+import { explorerHtml } from './explorer.js';
+import { createOidcVerifier, type OidcVerifier } from './oidc.js';
+import { createErrorLoggingPlugin, createRbacPlugin } from './plugins.js';
+
+export { authorizeOperation } from './authorizeOperation.js';
+export type { GatewayContext } from './context.js';
+
+export interface GatewayOptions {
+  config: MarinerConfig;
+  /** Where each subgraph runs (the supergraph holds placeholders). */
+  subgraphUrls: Record<SubgraphName, string>;
+  tokens: InternalTokens;
+  logger: Logger;
+  roleScopes: RoleScopeTable;
+  /** Defaults to a verifier for config.oidc.issuer, or none when no issuer is configured. */
+  oidc?: OidcVerifier | null;
+}
+
+export interface Gateway {
+  /** Serves `/graphql` (POST, GET for queries, and the explorer page for browsers). */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The federated gateway: authentication, RBAC, limits and error masking over the supergraph. */
+export async function createGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = options;
+  const gateway = new ApolloGateway({
+    supergraphSdl: supergraphSdl(),
+    buildService: ({ name }) => {
+      const url = options.subgraphUrls[name as SubgraphName];
+      if (!url) throw new Error(`no URL for subgraph ${name}`);
+      return new InternalDataSource(name, url, options.tokens);
+    },
+    logger,
+  });
+  const armor = new ApolloArmor({
+    maxDepth: { n: config.limits.maxDepth },
+    maxAliases: { n: config.limits.maxAliases },
+    maxTokens: { n: config.limits.maxTokens },
+    costLimit: { maxCost: config.limits.maxCost },
+    maxDirectives: { n: config.limits.maxDirectives },
+    blockFieldSuggestion: { enabled: config.environment === 'production' },
+  }).protect();
+  const apollo = new ApolloServer<GatewayContext>({
+    gateway,
+    introspection: config.introspection,
+    csrfPrevention: true,
+    allowBatchedHttpRequests: false,
+    includeStacktraceInErrorResponses: false,
+    validationRules: armor.validationRules,
+    plugins: [
+      ...(armor.plugins as never[]),
+      createRbacPlugin(policy),
+      createErrorLoggingPlugin(logger),
+      ApolloServerPluginLandingPageDisabled(),
+    ],
+    formatError: (formatted, error) => maskError(formatted, error, logger),
+    logger,
+  });
+  await apollo.start();
+
+  const oidc = options.oidc !== undefined
+    ? options.oidc
+    : config.oidc.issuer
+      ? createOidcVerifier({ issuer: config.oidc.issuer, audience: config.oidc.audience, emailClaim: config.oidc.emailClaim })
+      : null;
+  const authenticator = createAuthenticator({
+    usersUrl: options.subgraphUrls.users,
+    tokens: options.tokens,
+    roleScopes: options.roleScopes,
+    oidc,
+  });
+
+  function fail(res: ServerResponse, code: ErrorCode, message: string, requestId: string, status = httpStatusFor(code)): void {
+    const headers: Record<string, string> = { 'x-request-id': requestId };
+    if (code === ErrorCode.UNAUTHENTICATED) headers['www-authenticate'] = 'Bearer';
+    sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
+  }
+
+  return {
+    async handle(req, res) {
+      const incoming = req.headers['x-request-id'];
+      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const url = new URL(req.url ?? '/graphql', 'http://gateway');
+      try {
+        if (req.method === 'GET' && !url.searchParams.has('query') && (req.headers.accept ?? '').includes('text/html')) {
+          if (!config.introspection) return fail(res, ErrorCode.NOT_FOUND, 'The explorer is off (MARINER_INTROSPECTION=false)', requestId);
+          res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+          res.end(explorerHtml({ endpoint: url.pathname }));
+          return;
+        }
+        if (req.headers.authorization !== undefined && bearerToken(req) === undefined) {
+          return fail(res, ErrorCode.UNAUTHENTICATED, 'Authorization header must be "Bearer <API key or OIDC token>"', requestId);
+        }
+        const text = req.method === 'POST' ? await readBody(req, config.limits.maxBodyBytes) : '';
+        const body = parseJsonBody(res, text);
+        if (body === undefined) return;
+        const identity = await authenticator.authenticate(bearerToken(req), req.headers, requestId);
+        const context: GatewayContext = { requestId, identity, system: false, internalTokens: new Map(), _shield: { cache: {} } };
+        const response = await apollo.executeHTTPGraphQLRequest({
+          httpGraphQLRequest: { method: req.method ?? 'GET', headers: toHeaderMap(req), search: url.search, body },
+          context: async () => context,
+        });
+        await sendApolloResponse(res, response);
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) return fail(res, ErrorCode.BAD_USER_INPUT, error.message, requestId, 413);
+        if (error instanceof MarinerError) return fail(res, error.code, error.message, requestId);
+        logger.error({ err: error, requestId }, 'gateway request failed');
+        if (!res.headersSent) fail(res, ErrorCode.INTERNAL, `Internal error (request id ${requestId})`, requestId);
+        else res.end();
+      }
+    },
+    async stop() {
+      await apollo.stop();
+    },
+  };
+}

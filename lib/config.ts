@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Every setting Mariner reads, with its default, computed in one place.
+ * Environment variables win; nothing else reads process.env.
+ */
+export interface MarinerConfig {
+  /** `development` turns on introspection and the explorer page by default. */
+  environment: 'development' | 'production';
+  /** Public port: GraphQL at /graphql, OpenAI API at /v1. */
+  port: number;
+  /** Loopback address the embedded components bind to. */
+  host: string;
+  /** Where the embedded database, object store and secrets live. */
+  dataDir: string;
+  /** Postgres connection string; when empty the embedded PGlite is used. */
+  databaseUrl: string | undefined;
+  /** Fixes the bootstrap admin key instead of generating one. */
+  adminApiKey: string | undefined;
+  /** Email of the bootstrap admin user. */
+  adminEmail: string;
+  /** HMAC secret for internal identity tokens; generated into the data dir when empty. */
+  internalTokenSecret: string | undefined;
+  /** Lifetime of an internal identity token. */
+  internalTokenTtlSeconds: number;
+  logLevel: string;
+  introspection: boolean;
+  oidc: {
+    /** Issuer URL; OIDC is off when empty. */
+    issuer: string | undefined;
+    /** Expected `aud`; not checked when empty. */
+    audience: string | undefined;
+    /** Claim carrying the user's email. */
+    emailClaim: string;
+  };
+  limits: {
+    maxDepth: number;
+    maxAliases: number;
+    maxTokens: number;
+    maxCost: number;
+    maxDirectives: number;
+    /** Largest accepted GraphQL request body. */
+    maxBodyBytes: number;
+  };
+  /** Role → scopes table override (JSON file path), see subgraphs/rbac/roleScopes.ts. */
+  roleScopesFile: string | undefined;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function intSetting(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function boolSetting(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function stringSetting(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+}
+
+/** Reads the configuration; a bad value throws a ConfigError naming the variable. */
+export function loadConfig(env: Env = process.env, overrides: Partial<MarinerConfig> = {}): MarinerConfig {
+  const environmentRaw = stringSetting(env, 'MARINER_ENV') ?? 'development';
+  if (environmentRaw !== 'development' && environmentRaw !== 'production') {
+    throw new ConfigError(`MARINER_ENV must be development or production, got "${environmentRaw}"`);
+  }
+  const environment = environmentRaw;
+  const adminApiKey = stringSetting(env, 'MARINER_ADMIN_API_KEY');
+  if (adminApiKey !== undefined && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminApiKey)) {
+    throw new ConfigError('MARINER_ADMIN_API_KEY must look like sk- followed by at least 20 letters, digits, - or _');
+  }
+  const issuer = stringSetting(env, 'MARINER_OIDC_ISSUER');
+  if (issuer !== undefined && !/^https?:\/\//.test(issuer)) {
+    throw new ConfigError(`MARINER_OIDC_ISSUER must be an http(s) URL, got "${issuer}"`);
+  }
+  const databaseUrl = stringSetting(env, 'DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// connection string');
+  }
+  const base: MarinerConfig = {
+    environment,
+    port: intSetting(env, 'MARINER_PORT', 8080, 0, 65535),
+    host: stringSetting(env, 'MARINER_HOST') ?? '127.0.0.1',
+    dataDir: path.resolve(stringSetting(env, 'MARINER_DATA_DIR') ?? '.mariner'),
+    databaseUrl,
+    adminApiKey,
+    adminEmail: stringSetting(env, 'MARINER_ADMIN_EMAIL') ?? 'admin@example.com',
+    internalTokenSecret: stringSetting(env, 'MARINER_INTERNAL_TOKEN_SECRET'),
+    internalTokenTtlSeconds: intSetting(env, 'MARINER_INTERNAL_TOKEN_TTL_SECONDS', 60, 5, 3600),
+    logLevel: stringSetting(env, 'MARINER_LOG_LEVEL') ?? 'info',
+    introspection: boolSetting(env, 'MARINER_INTROSPECTION', environment === 'development'),
+    oidc: {
+      issuer,
+      audience: stringSetting(env, 'MARINER_OIDC_AUDIENCE'),
+      emailClaim: stringSetting(env, 'MARINER_OIDC_EMAIL_CLAIM') ?? 'email',
+    },
+    limits: {
+      maxDepth: intSetting(env, 'MARINER_MAX_DEPTH', 10, 1, 100),
+      maxAliases: intSetting(env, 'MARINER_MAX_ALIASES', 15, 0, 1000),
+      maxTokens: intSetting(env, 'MARINER_MAX_TOKENS', 2000, 10, 100000),
+      maxCost: intSetting(env, 'MARINER_MAX_COST', 5000, 1, 10000000),
+      maxDirectives: intSetting(env, 'MARINER_MAX_DIRECTIVES', 50, 0, 1000),
+      maxBodyBytes: intSetting(env, 'MARINER_MAX_BODY_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    },
+    roleScopesFile: stringSetting(env, 'MARINER_ROLE_SCOPES_FILE'),
+  };
+  return { ...base, ...overrides };
+}
+
+/** Reads a JSON file named by a setting, with the setting's name in any error. */
+export function readJsonSetting(name: string, file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read JSON from ${file}: ${(error as Error).message}`);
+  }
+}

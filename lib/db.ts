@@ -1,0 +1,74 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+
+export type { Knex };
+
+/**
+ * One knex instance per process. On PGlite there is a single backend: every subgraph shares this one
+ * connection (pool max 1) and keeps its tables in its own Postgres schema. Never await another query,
+ * and never make a network call, while holding a transaction (DESIGN §5).
+ */
+export interface Database {
+  knex: Knex;
+  kind: 'postgres' | 'pglite';
+  close(): Promise<void>;
+}
+
+export async function openDatabase(options: { databaseUrl?: string | undefined; dataDir: string }): Promise<Database> {
+  if (options.databaseUrl) {
+    const knex = knexFactory({ client: 'pg', connection: options.databaseUrl, pool: { min: 0, max: 10 } });
+    await knex.raw('select 1');
+    return { knex, kind: 'postgres', close: () => knex.destroy() };
+  }
+  const dir = path.join(options.dataDir, 'pglite');
+  mkdirSync(dir, { recursive: true });
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { default: ClientPgLite } = await import('knex-pglite');
+  const pglite = await PGlite.create({ dataDir: dir });
+  const knex = knexFactory({ client: ClientPgLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
+  await knex.raw('select 1');
+  return {
+    knex,
+    kind: 'pglite',
+    close: async () => {
+      await knex.destroy();
+      if (!pglite.closed) await pglite.close();
+    },
+  };
+}
+
+/** count(*) is a string on pg and a number on PGlite: normalise it here, once. */
+export function toCount(value: unknown): number {
+  const n = typeof value === 'number' ? value : Number.parseInt(String(value ?? '0'), 10);
+  return Number.isFinite(n) ? n : 0;
+}
+
+/** A migration of one subgraph's schema. Ids are applied in array order and recorded. */
+export interface Migration {
+  id: string;
+  up(knex: Knex, schema: string): Promise<void>;
+}
+
+/**
+ * Runs a subgraph's pending migrations inside its own schema, each in a transaction, recorded in
+ * `<schema>.mariner_migrations`. An advisory lock keeps concurrent starts from racing.
+ */
+export async function migrate(knex: Knex, schema: string, migrations: Migration[]): Promise<void> {
+  await knex.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`mariner-migrate-${schema}`]);
+    await trx.raw('create schema if not exists ??', [schema]);
+    await trx.raw(
+      'create table if not exists ??.mariner_migrations (id text primary key, applied_at timestamptz not null default now())',
+      [schema],
+    );
+    const done = new Set<string>(
+      (await trx.withSchema(schema).table('mariner_migrations').select('id')).map((r: { id: string }) => r.id),
+    );
+    for (const migration of migrations) {
+      if (done.has(migration.id)) continue;
+      await migration.up(trx, schema);
+      await trx.withSchema(schema).table('mariner_migrations').insert({ id: migration.id });
+    }
+  });
+}

@@ -1,0 +1,110 @@
+import { jwtVerify, SignJWT } from 'jose';
+
+/** Organization roles (LLMariner user-manager OrganizationRole). */
+export type OrganizationRole = 'OWNER' | 'READER' | 'TENANT_SYSTEM';
+/** Project roles (LLMariner user-manager ProjectRole). */
+export type ProjectRole = 'OWNER' | 'MEMBER';
+
+export interface OrganizationBinding {
+  organizationId: string;
+  role: OrganizationRole;
+  isDefault: boolean;
+}
+
+export interface ProjectBinding {
+  projectId: string;
+  organizationId: string;
+  role: ProjectRole;
+  isDefault: boolean;
+}
+
+/** Who is calling, as authenticated by the gateway (API key or OIDC token). */
+export interface Principal {
+  userId: string;
+  internalUserId: string;
+  tenantId: string;
+  isServiceAccount: boolean;
+  /** Set when the caller used an API key; the key fixes the project context. */
+  apiKey: { id: string; organizationId: string; projectId: string; excludedFromRateLimiting: boolean } | null;
+  organizations: OrganizationBinding[];
+  projects: ProjectBinding[];
+}
+
+/** The project context the request runs in, with the scopes the caller's role grants there. */
+export interface ProjectContext {
+  organizationId: string;
+  projectId: string;
+  /** The role name of the role → scope table that applied. */
+  role: string;
+  scopes: string[];
+}
+
+/** What a subgraph knows about the caller of one request. */
+export interface Identity {
+  principal: Principal;
+  /** null when no project could be resolved (e.g. an org READER without a project role). */
+  project: ProjectContext | null;
+  /** Why no project context could be resolved, when `project` is null. */
+  projectRefusal?: string;
+}
+
+const ISSUER = 'mariner-gateway';
+
+interface InternalClaims {
+  /** Request id, for log correlation across components. */
+  rid: string;
+  /** The authenticated identity; absent for the gateway's own system calls. */
+  idn?: Identity;
+  sys?: boolean;
+}
+
+/** What a subgraph learns from a verified internal token. */
+export interface InternalCaller {
+  requestId: string;
+  system: boolean;
+  identity: Identity | null;
+}
+
+/**
+ * Internal identity tokens: short-lived HS256 JWTs the gateway mints for each subgraph call,
+ * with the subgraph's name as audience. Subgraphs accept nothing else.
+ */
+export class InternalTokens {
+  private readonly key: Uint8Array;
+  constructor(
+    secret: string,
+    private readonly ttlSeconds: number,
+  ) {
+    if (secret.length < 32) throw new Error('internal token secret must be at least 32 characters');
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  mint(audience: string, requestId: string, identity: Identity | null, system = false): Promise<string> {
+    const claims: InternalClaims = { rid: requestId };
+    if (identity) claims.idn = identity;
+    if (system) claims.sys = true;
+    return new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer(ISSUER)
+      .setAudience(audience)
+      .setSubject(identity?.principal.userId ?? 'system')
+      .setIssuedAt()
+      .setExpirationTime(`${this.ttlSeconds}s`)
+      .sign(this.key);
+  }
+
+  /** Returns the caller, or null when the token is missing, expired, forged or for another audience. */
+  async verify(token: string | undefined, audience: string): Promise<InternalCaller | null> {
+    if (!token) return null;
+    try {
+      const { payload } = await jwtVerify(token, this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
+      const claims = payload as unknown as InternalClaims;
+      return { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** The header that carries the internal token from the gateway to a subgraph. */
+export const INTERNAL_TOKEN_HEADER = 'x-mariner-internal-token';

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { badInput } from './errors.js';
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** Unbiased random string over [A-Za-z0-9]. */
+export function randomString(length: number): string {
+  let out = '';
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      // 248 = 4 * 62: bytes above it would bias the first characters.
+      if (byte < 248 && out.length < length) out += ALPHABET[byte % 62];
+    }
+  }
+  return out;
+}
+
+/**
+ * Id prefixes, one per kind of resource (LLMariner conventions: `file-`, `ftjob-`, `cluster-`, `key_`).
+ * Every id Mariner issues is a prefix followed by random characters.
+ */
+export const IdPrefix = {
+  organization: 'org-',
+  project: 'proj-',
+  user: 'user-',
+  apiKey: 'key_',
+  file: 'file-',
+  fineTuningJob: 'ftjob-',
+  cluster: 'cluster-',
+} as const;
+export type IdKind = keyof typeof IdPrefix;
+
+const ID_BODY_LENGTH = 24;
+
+export function newId(kind: IdKind): string {
+  return IdPrefix[kind] + randomString(ID_BODY_LENGTH);
+}
+
+const ID_BODY = /^[A-Za-z0-9]{1,64}$/;
+
+export function isId(kind: IdKind, value: string): boolean {
+  const prefix = IdPrefix[kind];
+  return value.startsWith(prefix) && ID_BODY.test(value.slice(prefix.length));
+}
+
+/** Throws BAD_USER_INPUT unless `value` is an id of `kind`; `field` names the argument. */
+export function assertId(kind: IdKind, value: string, field: string): string {
+  if (!isId(kind, value)) {
+    throw badInput(`${field}: "${truncate(value)}" is not a valid ${kind} id (expected ${IdPrefix[kind]}...)`, field);
+  }
+  return value;
+}
+
+function truncate(value: string): string {
+  return value.length > 40 ? `${value.slice(0, 40)}...` : value;
+}
+
+/** API key secrets: `sk-` + 48 characters (LLMariner user-manager api_keys.go). */
+export function newApiKeySecret(): string {
+  return `sk-${randomString(48)}`;
+}

@@ -1,0 +1,175 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { buildSubgraphSchema } from '@apollo/subgraph';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
+import { isObjectType, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
+import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
+import { applyMiddleware } from 'graphql-middleware';
+import { deny, shield } from 'graphql-shield';
+import objectHash from 'object-hash';
+import { ErrorCode, forbidden, isErrorCode } from './errors.js';
+import {
+  BodyTooLargeError,
+  parseJsonBody,
+  readBody,
+  sendApolloResponse,
+  sendGraphQLError,
+  sendJson,
+  toHeaderMap,
+} from './http.js';
+import { INTERNAL_TOKEN_HEADER, type InternalCaller, type InternalTokens } from './identity.js';
+import type { Logger } from './logging.js';
+import type { PolicyMap } from '../schema/rbac/policy.js';
+
+/** The context every subgraph resolver receives; subgraphs extend it with their loaders. */
+export interface SubgraphContext {
+  requestId: string;
+  system: boolean;
+  identity: InternalCaller['identity'];
+  _shield: { cache: Record<string, unknown> };
+}
+
+export interface SubgraphDefinition<Ctx extends SubgraphContext> {
+  name: string;
+  typeDefs: DocumentNode;
+  resolvers: GraphQLResolverMap<Ctx>;
+  policy: PolicyMap;
+  /** Adds per-request state (DataLoaders) to the base context. */
+  createContext(base: SubgraphContext): Ctx;
+}
+
+export interface SubgraphServerOptions {
+  host: string;
+  port: number;
+  tokens: InternalTokens;
+  logger: Logger;
+  maxBodyBytes: number;
+}
+
+export interface RunningSubgraph {
+  name: string;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves one subgraph on its own port. Every request must carry an internal identity token minted
+ * for this subgraph; without one it is refused before GraphQL runs. graphql-shield applies the
+ * subgraph's part of the policy map with deny as fallback.
+ */
+export async function startSubgraph<Ctx extends SubgraphContext>(
+  definition: SubgraphDefinition<Ctx>,
+  options: SubgraphServerOptions,
+): Promise<RunningSubgraph> {
+  const logger = options.logger.child({ subgraph: definition.name });
+  const subgraphSchema = buildSubgraphSchema({
+    typeDefs: definition.typeDefs,
+    resolvers: definition.resolvers as GraphQLResolverMap<unknown>,
+  });
+  const schema = applyMiddleware(
+    subgraphSchema,
+    shield(policyPresentIn(definition.policy, subgraphSchema), {
+      fallbackRule: deny,
+      fallbackError: () => forbidden('Not authorized'),
+      allowExternalErrors: true,
+      hashFunction: objectHash,
+    }),
+  );
+  const apollo = new ApolloServer<Ctx>({
+    schema,
+    introspection: false,
+    includeStacktraceInErrorResponses: false,
+    formatError: (formatted, error) => maskError(formatted, error, logger),
+    plugins: [ApolloServerPluginInlineTraceDisabled()],
+  });
+  await apollo.start();
+
+  const server: Server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://subgraph');
+      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (url.pathname !== '/graphql') return sendJson(res, 404, { error: 'not found' });
+      const token = req.headers[INTERNAL_TOKEN_HEADER];
+      const caller = await options.tokens.verify(typeof token === 'string' ? token : undefined, definition.name);
+      if (!caller) {
+        return sendGraphQLError(res, ErrorCode.UNAUTHENTICATED, 'This subgraph only accepts calls from the gateway');
+      }
+      const text = await readBody(req, options.maxBodyBytes);
+      const body = parseJsonBody(res, text);
+      if (body === undefined) return;
+      const base: SubgraphContext = {
+        requestId: caller.requestId,
+        system: caller.system,
+        identity: caller.identity,
+        _shield: { cache: {} },
+      };
+      const response = await apollo.executeHTTPGraphQLRequest({
+        httpGraphQLRequest: { method: req.method ?? 'POST', headers: toHeaderMap(req), search: url.search, body },
+        context: async () => definition.createContext(base),
+      });
+      await sendApolloResponse(res, response);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) return sendGraphQLError(res, ErrorCode.BAD_USER_INPUT, error.message);
+      logger.error({ err: error }, 'subgraph request failed');
+      if (!res.headersSent) sendGraphQLError(res, ErrorCode.INTERNAL, 'Internal error');
+      else res.end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${options.host}:${port}/graphql`;
+  logger.debug({ url }, 'subgraph listening');
+  return {
+    name: definition.name,
+    url,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await apollo.stop();
+    },
+  };
+}
+
+/**
+ * The part of the policy map that applies to this schema: shield refuses rules for fields a schema
+ * lacks (a subgraph without entities has no `_entities`). Fields without a rule stay denied.
+ */
+function policyPresentIn(policy: PolicyMap, schema: GraphQLSchema): PolicyMap {
+  const out: PolicyMap = {};
+  for (const [typeName, fields] of Object.entries(policy)) {
+    const type = schema.getType(typeName);
+    if (!isObjectType(type)) continue;
+    const present = type.getFields();
+    out[typeName] = Object.fromEntries(Object.entries(fields).filter(([field]) => field === '*' || present[field]));
+  }
+  return out;
+}
+
+/**
+ * Errors with a code of the closed set pass through (they are meant for the user); anything else is
+ * a bug or an outage: logged here, and masked so no internals reach the caller.
+ */
+export function maskError(formatted: GraphQLFormattedError, error: unknown, logger: Logger): GraphQLFormattedError {
+  const code = formatted.extensions?.['code'];
+  if (isErrorCode(code) && code !== ErrorCode.INTERNAL) {
+    return { message: formatted.message, ...(formatted.path ? { path: formatted.path } : {}), extensions: pick(formatted.extensions) };
+  }
+  // graphql-js validation and parse errors are the caller's: keep them, with our code.
+  if (code === 'GRAPHQL_VALIDATION_FAILED' || code === 'GRAPHQL_PARSE_FAILED' || code === 'BAD_USER_INPUT') {
+    return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
+  }
+  logger.error({ err: error, path: formatted.path }, 'unexpected error');
+  return { message: 'Internal error', ...(formatted.path ? { path: formatted.path } : {}), extensions: { code: ErrorCode.INTERNAL } };
+}
+
+function pick(extensions: GraphQLFormattedError['extensions']): Record<string, unknown> {
+  const out: Record<string, unknown> = { code: extensions?.['code'] };
+  if (extensions?.['field']) out['field'] = extensions['field'];
+  return out;
+}

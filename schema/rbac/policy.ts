@@ -1,0 +1,108 @@
+import { isAuthenticated, isGatewaySystem, isInternalCaller, inProject, type Rule } from './rules.js';
+
+/**
+ * The RBAC policy map: `Type -> field -> rule` ('*' covers every field of a type). Deny by default:
+ * a field with no entry is refused, and test/rbacCoverage.test.ts fails if any supergraph field
+ * lacks one. The gateway evaluates it for every field of an operation before calling a subgraph;
+ * each subgraph applies it again with graphql-shield (fallbackRule: deny). Ownership of individual
+ * records (which organization, which project) is checked by the subgraphs' resolvers.
+ */
+export type PolicyMap = Record<string, Record<string, Rule>>;
+
+/** Federation plumbing every subgraph serves; only the gateway (internal token) may call it. */
+const federation: PolicyMap = {
+  Query: { _service: isInternalCaller, _entities: isInternalCaller },
+  _Service: { '*': isInternalCaller },
+};
+
+const users: PolicyMap = {
+  Query: {
+    self: isAuthenticated,
+    organizations: isAuthenticated,
+    organization: isAuthenticated,
+    projects: isAuthenticated,
+    project: isAuthenticated,
+    apiKeys: inProject,
+    users: isAuthenticated,
+    principalByApiKey: isGatewaySystem,
+    principalByEmail: isGatewaySystem,
+  },
+  Mutation: {
+    // LLMariner §9: `api.organizations*` is authorized without a project; the resolvers check
+    // ownership of the organization or project concerned.
+    createOrganization: isAuthenticated,
+    deleteOrganization: isAuthenticated,
+    addOrganizationMember: isAuthenticated,
+    removeOrganizationMember: isAuthenticated,
+    createProject: isAuthenticated,
+    updateProject: isAuthenticated,
+    deleteProject: isAuthenticated,
+    addProjectMember: isAuthenticated,
+    removeProjectMember: isAuthenticated,
+    createApiKey: isAuthenticated,
+    updateApiKey: isAuthenticated,
+    deleteApiKey: isAuthenticated,
+  },
+  Organization: { '*': isAuthenticated },
+  OrganizationSummary: { '*': isAuthenticated },
+  Project: { '*': isAuthenticated },
+  ProjectSummary: { '*': isAuthenticated },
+  ProjectAssignment: { '*': isAuthenticated },
+  NodeSelectorTerm: { '*': isAuthenticated },
+  User: { '*': isAuthenticated },
+  OrganizationRoleBinding: { '*': isAuthenticated },
+  ProjectRoleBinding: { '*': isAuthenticated },
+  OrganizationMember: { '*': isAuthenticated },
+  ProjectMember: { '*': isAuthenticated },
+  ApiKey: { '*': isAuthenticated },
+  OrganizationPage: { '*': isAuthenticated },
+  ProjectPage: { '*': isAuthenticated },
+  OrganizationMemberPage: { '*': isAuthenticated },
+  ProjectMemberPage: { '*': isAuthenticated },
+  ApiKeyPage: { '*': isAuthenticated },
+  UserPage: { '*': isAuthenticated },
+  CreateApiKeyPayload: { '*': isAuthenticated },
+  DeletePayload: { '*': isAuthenticated },
+  Principal: { '*': isGatewaySystem },
+  PrincipalApiKey: { '*': isGatewaySystem },
+  PrincipalOrganization: { '*': isGatewaySystem },
+  PrincipalProject: { '*': isGatewaySystem },
+};
+
+const rbac: PolicyMap = {
+  Query: { roleScopes: isAuthenticated, authorize: isAuthenticated },
+  RoleScopes: { '*': isAuthenticated },
+  Authorization: { '*': isAuthenticated },
+};
+
+/** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
+function merge(...maps: PolicyMap[]): PolicyMap {
+  const out: PolicyMap = {};
+  for (const map of maps) {
+    for (const [type, fields] of Object.entries(map)) {
+      const target = (out[type] ??= {});
+      for (const [field, rule] of Object.entries(fields)) {
+        if (target[field] && target[field] !== rule) throw new Error(`policy: ${type}.${field} has two rules`);
+        target[field] = rule;
+      }
+    }
+  }
+  return out;
+}
+
+/** The whole platform's policy, by subgraph. */
+export const subgraphPolicies = { users, rbac } as const;
+
+/** The policy for one subgraph: its own types plus the federation plumbing. */
+export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {
+  return merge(federation, subgraphPolicies[subgraph]);
+}
+
+/** The supergraph policy the gateway evaluates. */
+export const policy: PolicyMap = merge(federation, ...Object.values(subgraphPolicies));
+
+/** The rule for `Type.field`: the field's own, else the type's '*', else undefined (deny). */
+export function ruleFor(map: PolicyMap, type: string, field: string): Rule | undefined {
+  const fields = map[type];
+  return fields?.[field] ?? fields?.['*'];
+}

@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse, type DocumentNode } from 'graphql';
+
+/**
+ * The subgraphs of the supergraph, in composition order. URLs in the composed supergraph are
+ * placeholders: the gateway routes each subgraph by name to where it actually runs.
+ */
+export const SUBGRAPH_NAMES = ['users', 'rbac'] as const;
+export type SubgraphName = (typeof SUBGRAPH_NAMES)[number];
+
+export function subgraphSdl(name: SubgraphName): string {
+  return readFileSync(fileURLToPath(new URL(`./${name}.graphql`, import.meta.url)), 'utf8');
+}
+
+export function subgraphTypeDefs(name: SubgraphName): DocumentNode {
+  return parse(subgraphSdl(name));
+}
+
+export function placeholderUrl(name: SubgraphName): string {
+  return `http://${name}.mariner.internal/graphql`;
+}
+
+/** The committed supergraph (`npm run compose` writes it). */
+export function supergraphSdl(): string {
+  return readFileSync(fileURLToPath(new URL('./supergraph.graphql', import.meta.url)), 'utf8');
+}

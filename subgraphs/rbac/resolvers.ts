@@ -1,0 +1,38 @@
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import { badInput } from '../../lib/errors.js';
+import { resolveProject } from './authorization.js';
+import type { Resolvers } from './generated/resolvers.js';
+import type { RoleScopeTable } from './roleScopes.js';
+
+const RESOURCE = /^[a-z0-9_.-]{1,100}$/;
+
+export function createRbacResolvers(table: RoleScopeTable): Resolvers<SubgraphContext> {
+  return {
+    Query: {
+      roleScopes: () => Object.entries(table).map(([role, scopes]) => ({ role, scopes })),
+      authorize: (_p, { resource, capability, organizationId, projectId }, ctx) => {
+        if (!RESOURCE.test(resource)) throw badInput('resource must look like api.model', 'resource');
+        const principal = ctx.identity!.principal;
+        const base = {
+          userId: principal.userId,
+          apiKeyId: principal.apiKey?.id ?? null,
+          excludedFromRateLimiting: principal.apiKey?.excludedFromRateLimiting ?? false,
+        };
+        const resolution = resolveProject(principal, { organizationId, projectId }, table);
+        if (!resolution.ok) return { ...base, authorized: false, reason: resolution.reason, scopes: [] };
+        const { context } = resolution;
+        const scope = `${resource}.${capability.toLowerCase()}`;
+        const authorized = context.scopes.includes(scope);
+        return {
+          ...base,
+          authorized,
+          reason: authorized ? null : `role ${context.role} lacks ${scope}`,
+          organizationId: context.organizationId,
+          projectId: context.projectId,
+          role: context.role,
+          scopes: context.scopes,
+        };
+      },
+    },
+  };
+}

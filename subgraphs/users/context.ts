@@ -1,0 +1,8 @@
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { UsersLoaders } from './loaders.js';
+import type { UserStore } from './store.js';
+
+export interface UsersContext extends SubgraphContext {
+  store: UserStore;
+  loaders: UsersLoaders;
+}

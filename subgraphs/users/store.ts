@@ -1,0 +1,529 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Knex } from '../../lib/db.js';
+import { toCount } from '../../lib/db.js';
+import { conflict } from '../../lib/errors.js';
+import { newApiKeySecret, newId } from '../../lib/ids.js';
+import type { OrganizationRole, Principal, ProjectRole } from '../../lib/identity.js';
+import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
+
+export const SCHEMA = 'users';
+
+/** Single-tenant installs use this tenant; tenant_id is on every row all the same. */
+export const DEFAULT_TENANT_ID = 'tenant-default';
+
+export interface Assignment {
+  clusterId: string | null;
+  namespace: string;
+  kueueQueueName: string | null;
+  nodeSelector: { key: string; value: string }[];
+}
+
+export interface OrganizationRow {
+  id: string;
+  tenant_id: string;
+  title: string;
+  is_default: boolean;
+  created_at: Date;
+}
+
+export interface ProjectRow {
+  id: string;
+  tenant_id: string;
+  organization_id: string;
+  title: string;
+  is_default: boolean;
+  assignments: Assignment[];
+  created_at: Date;
+}
+
+export interface UserRow {
+  id: string;
+  internal_id: string;
+  tenant_id: string;
+  is_service_account: boolean;
+  created_at: Date;
+}
+
+export interface OrganizationMemberRow {
+  organization_id: string;
+  user_id: string;
+  role: OrganizationRole;
+  created_at: Date;
+}
+
+export interface ProjectMemberRow {
+  project_id: string;
+  user_id: string;
+  role: ProjectRole;
+  created_at: Date;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  secret_hint: string;
+  user_id: string;
+  organization_id: string;
+  project_id: string;
+  excluded_from_rate_limiting: boolean;
+  created_at: Date;
+  /** The key user's current roles, joined in. */
+  organization_role: OrganizationRole | null;
+  project_role: ProjectRole | null;
+  is_service_account: boolean;
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+/** LLMariner shows a key as its first 5 and last 2 characters. */
+export function obfuscateSecret(secret: string): string {
+  return `${secret.slice(0, 5)}...${secret.slice(-2)}`;
+}
+
+const UNIQUE_VIOLATION = '23505';
+function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: string } | null)?.code === UNIQUE_VIOLATION;
+}
+
+/** All SQL of the users subgraph. Knows nothing of GraphQL. */
+export class UserStore {
+  constructor(private readonly knex: Knex) {}
+
+  private t(table: string, db: Knex | Knex.Transaction = this.knex): Knex.QueryBuilder {
+    return db.withSchema(SCHEMA).table(table);
+  }
+
+  // --- organizations ---------------------------------------------------------------------------
+
+  async organizationsByIds(ids: readonly string[]): Promise<OrganizationRow[]> {
+    if (!ids.length) return [];
+    return this.t('organizations').whereIn('id', ids);
+  }
+
+  listOrganizations(ids: string[], page: PageArgs): Promise<Page<OrganizationRow>> {
+    return paginate<OrganizationRow>(() => this.t('organizations').whereIn('organizations.id', ids), 'organizations', page);
+  }
+
+  async createOrganization(title: string, ownerId: string): Promise<OrganizationRow> {
+    const org: Omit<OrganizationRow, 'created_at'> = {
+      id: newId('organization'),
+      tenant_id: DEFAULT_TENANT_ID,
+      title,
+      is_default: false,
+    };
+    try {
+      return await this.knex.transaction(async (trx) => {
+        const [row] = await this.t('organizations', trx).insert(org).returning('*');
+        await this.t('organization_members', trx).insert({ organization_id: org.id, user_id: ownerId, role: 'OWNER' });
+        return row as OrganizationRow;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw conflict(`an organization titled "${title}" already exists`);
+      throw error;
+    }
+  }
+
+  async deleteOrganization(id: string): Promise<boolean> {
+    return (await this.t('organizations').where({ id }).delete()) > 0;
+  }
+
+  /** project and user counts per organization, in two grouped queries. */
+  async organizationSummaries(ids: readonly string[]): Promise<Map<string, { projectCount: number; userCount: number }>> {
+    const out = new Map(ids.map((id) => [id, { projectCount: 0, userCount: 0 }]));
+    if (!ids.length) return out;
+    const projects = await this.t('projects').whereIn('organization_id', ids).groupBy('organization_id').select('organization_id').count({ n: '*' });
+    const users = await this.t('organization_members').whereIn('organization_id', ids).groupBy('organization_id').select('organization_id').count({ n: '*' });
+    for (const r of projects as { organization_id: string; n: unknown }[]) out.get(r.organization_id)!.projectCount = toCount(r.n);
+    for (const r of users as { organization_id: string; n: unknown }[]) out.get(r.organization_id)!.userCount = toCount(r.n);
+    return out;
+  }
+
+  // --- projects --------------------------------------------------------------------------------
+
+  async projectsByIds(ids: readonly string[]): Promise<ProjectRow[]> {
+    if (!ids.length) return [];
+    return this.t('projects').whereIn('id', ids);
+  }
+
+  listProjects(organizationId: string, visibleIds: string[], page: PageArgs): Promise<Page<ProjectRow>> {
+    return paginate<ProjectRow>(
+      () => this.t('projects').where('projects.organization_id', organizationId).whereIn('projects.id', visibleIds),
+      'projects',
+      page,
+    );
+  }
+
+  async createProject(organizationId: string, title: string, assignments: Assignment[]): Promise<ProjectRow> {
+    try {
+      const [row] = await this.t('projects')
+        .insert({
+          id: newId('project'),
+          tenant_id: DEFAULT_TENANT_ID,
+          organization_id: organizationId,
+          title,
+          is_default: false,
+          assignments: JSON.stringify(assignments),
+        })
+        .returning('*');
+      return row as ProjectRow;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw conflict(`a project titled "${title}" already exists in this organization`);
+      throw error;
+    }
+  }
+
+  async updateProject(id: string, changes: { title?: string; assignments?: Assignment[] }): Promise<ProjectRow> {
+    const patch: Record<string, unknown> = {};
+    if (changes.title !== undefined) patch['title'] = changes.title;
+    if (changes.assignments !== undefined) patch['assignments'] = JSON.stringify(changes.assignments);
+    try {
+      const [row] = await this.t('projects').where({ id }).update(patch).returning('*');
+      return row as ProjectRow;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw conflict(`a project titled "${changes.title}" already exists in this organization`);
+      throw error;
+    }
+  }
+
+  async deleteProject(id: string): Promise<boolean> {
+    return (await this.t('projects').where({ id }).delete()) > 0;
+  }
+
+  async projectUserCounts(ids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map(ids.map((id) => [id, 0]));
+    if (!ids.length) return out;
+    const rows = await this.t('project_members').whereIn('project_id', ids).groupBy('project_id').select('project_id').count({ n: '*' });
+    for (const r of rows as { project_id: string; n: unknown }[]) out.set(r.project_id, toCount(r.n));
+    return out;
+  }
+
+  // --- users and memberships -------------------------------------------------------------------
+
+  async usersByIds(ids: readonly string[]): Promise<UserRow[]> {
+    if (!ids.length) return [];
+    return this.t('users').whereIn('id', ids);
+  }
+
+  /** Users who belong to any of the given organizations. */
+  listUsersInOrganizations(organizationIds: string[], page: PageArgs): Promise<Page<UserRow>> {
+    return paginate<UserRow>(
+      () =>
+        this.t('users').whereIn(
+          'users.id',
+          this.knex.withSchema(SCHEMA).table('organization_members').whereIn('organization_id', organizationIds).select('user_id'),
+        ),
+      'users',
+      page,
+    );
+  }
+
+  async ensureUser(id: string, trx: Knex | Knex.Transaction = this.knex, isServiceAccount = false): Promise<void> {
+    await this.t('users', trx)
+      .insert({ id, internal_id: randomUUID(), tenant_id: DEFAULT_TENANT_ID, is_service_account: isServiceAccount })
+      .onConflict('id')
+      .ignore();
+  }
+
+  async organizationMembershipsOfUsers(userIds: readonly string[]): Promise<OrganizationMemberRow[]> {
+    if (!userIds.length) return [];
+    return this.t('organization_members').whereIn('user_id', userIds).orderBy('created_at');
+  }
+
+  async projectMembershipsOfUsers(userIds: readonly string[]): Promise<ProjectMemberRow[]> {
+    if (!userIds.length) return [];
+    return this.t('project_members').whereIn('user_id', userIds).orderBy('created_at');
+  }
+
+  listOrganizationMembers(organizationId: string, page: PageArgs): Promise<Page<OrganizationMemberRow>> {
+    return paginate<OrganizationMemberRow>(
+      () => this.t('organization_members').where('organization_members.organization_id', organizationId),
+      'organization_members',
+      page,
+      'user_id',
+    );
+  }
+
+  listProjectMembers(projectId: string, page: PageArgs): Promise<Page<ProjectMemberRow>> {
+    return paginate<ProjectMemberRow>(
+      () => this.t('project_members').where('project_members.project_id', projectId),
+      'project_members',
+      page,
+      'user_id',
+    );
+  }
+
+  async organizationMember(organizationId: string, userId: string): Promise<OrganizationMemberRow | undefined> {
+    return this.t('organization_members').where({ organization_id: organizationId, user_id: userId }).first();
+  }
+
+  async countOrganizationOwners(organizationId: string): Promise<number> {
+    const row = await this.t('organization_members').where({ organization_id: organizationId, role: 'OWNER' }).count({ n: '*' }).first();
+    return toCount(row?.n);
+  }
+
+  /** Adds (or changes the role of) an organization member, creating the user if new. */
+  async addOrganizationMember(organizationId: string, userId: string, role: OrganizationRole): Promise<OrganizationMemberRow> {
+    return this.knex.transaction(async (trx) => {
+      await this.ensureUser(userId, trx);
+      const [row] = await this.t('organization_members', trx)
+        .insert({ organization_id: organizationId, user_id: userId, role })
+        .onConflict(['organization_id', 'user_id'])
+        .merge({ role })
+        .returning('*');
+      return row as OrganizationMemberRow;
+    });
+  }
+
+  /** Removes an organization member with their project roles and API keys in that organization. */
+  async removeOrganizationMember(organizationId: string, userId: string): Promise<boolean> {
+    return this.knex.transaction(async (trx) => {
+      const removed = await this.t('organization_members', trx).where({ organization_id: organizationId, user_id: userId }).delete();
+      await this.t('project_members', trx)
+        .where({ user_id: userId })
+        .whereIn('project_id', trx.withSchema(SCHEMA).table('projects').where({ organization_id: organizationId }).select('id'))
+        .delete();
+      await this.t('api_keys', trx).where({ organization_id: organizationId, user_id: userId }).delete();
+      return removed > 0;
+    });
+  }
+
+  async addProjectMember(projectId: string, userId: string, role: ProjectRole): Promise<ProjectMemberRow> {
+    const [row] = await this.t('project_members')
+      .insert({ project_id: projectId, user_id: userId, role })
+      .onConflict(['project_id', 'user_id'])
+      .merge({ role })
+      .returning('*');
+    return row as ProjectMemberRow;
+  }
+
+  /** Removes a project member and the API keys they hold for that project. */
+  async removeProjectMember(projectId: string, userId: string): Promise<boolean> {
+    return this.knex.transaction(async (trx) => {
+      const removed = await this.t('project_members', trx).where({ project_id: projectId, user_id: userId }).delete();
+      await this.t('api_keys', trx).where({ project_id: projectId, user_id: userId }).delete();
+      return removed > 0;
+    });
+  }
+
+  // --- API keys --------------------------------------------------------------------------------
+
+  private apiKeys(db: Knex | Knex.Transaction = this.knex): Knex.QueryBuilder {
+    return this.t('api_keys', db)
+      .leftJoin('organization_members as om', function () {
+        this.on('om.organization_id', '=', 'api_keys.organization_id').andOn('om.user_id', '=', 'api_keys.user_id');
+      })
+      .leftJoin('project_members as pm', function () {
+        this.on('pm.project_id', '=', 'api_keys.project_id').andOn('pm.user_id', '=', 'api_keys.user_id');
+      })
+      .join('users as u', 'u.id', 'api_keys.user_id')
+      .select(
+        'api_keys.id',
+        'api_keys.tenant_id',
+        'api_keys.name',
+        'api_keys.secret_hint',
+        'api_keys.user_id',
+        'api_keys.organization_id',
+        'api_keys.project_id',
+        'api_keys.excluded_from_rate_limiting',
+        'api_keys.created_at',
+        'om.role as organization_role',
+        'pm.role as project_role',
+        'u.is_service_account',
+      );
+  }
+
+  async apiKeyById(id: string): Promise<ApiKeyRow | undefined> {
+    return this.apiKeys().where('api_keys.id', id).first();
+  }
+
+  listApiKeys(projectId: string, onlyUserId: string | null, page: PageArgs): Promise<Page<ApiKeyRow>> {
+    return paginate<ApiKeyRow>(
+      () => {
+        const q = this.apiKeys().where('api_keys.project_id', projectId);
+        return onlyUserId ? q.where('api_keys.user_id', onlyUserId) : q;
+      },
+      'api_keys',
+      page,
+    );
+  }
+
+  /** Creates a key; returns the row and the secret, which is never stored or shown again. */
+  async createApiKey(input: {
+    name: string;
+    userId: string;
+    organizationId: string;
+    projectId: string;
+    excludedFromRateLimiting: boolean;
+    secret?: string;
+  }, trx: Knex | Knex.Transaction = this.knex): Promise<{ id: string; secret: string }> {
+    const secret = input.secret ?? newApiKeySecret();
+    const id = newId('apiKey');
+    await this.t('api_keys', trx).insert({
+      id,
+      tenant_id: DEFAULT_TENANT_ID,
+      name: input.name,
+      secret_hash: hashSecret(secret),
+      secret_hint: obfuscateSecret(secret),
+      user_id: input.userId,
+      organization_id: input.organizationId,
+      project_id: input.projectId,
+      excluded_from_rate_limiting: input.excludedFromRateLimiting,
+    });
+    return { id, secret };
+  }
+
+  /**
+   * A service-account key: a synthetic user with the given organization role and project OWNER,
+   * then the key (LLMariner api_keys.go createProjectAPIKey), in one transaction.
+   */
+  async createServiceAccountKey(input: {
+    name: string;
+    organizationId: string;
+    projectId: string;
+    role: OrganizationRole;
+    excludedFromRateLimiting: boolean;
+  }): Promise<{ id: string; secret: string }> {
+    return this.knex.transaction(async (trx) => {
+      const userId = `${newId('user')}@serviceaccount.mariner`.toLowerCase();
+      await this.ensureUser(userId, trx, true);
+      await this.t('organization_members', trx).insert({ organization_id: input.organizationId, user_id: userId, role: input.role });
+      await this.t('project_members', trx).insert({ project_id: input.projectId, user_id: userId, role: 'OWNER' });
+      return this.createApiKey({ ...input, userId }, trx);
+    });
+  }
+
+  async updateApiKey(id: string, changes: { name?: string; excludedFromRateLimiting?: boolean }): Promise<void> {
+    const patch: Record<string, unknown> = {};
+    if (changes.name !== undefined) patch['name'] = changes.name;
+    if (changes.excludedFromRateLimiting !== undefined) patch['excluded_from_rate_limiting'] = changes.excludedFromRateLimiting;
+    if (Object.keys(patch).length) await this.t('api_keys').where({ id }).update(patch);
+  }
+
+  /** Deletes a key; a service account's synthetic user goes with its key. */
+  async deleteApiKey(id: string): Promise<boolean> {
+    return this.knex.transaction(async (trx) => {
+      const key = await this.t('api_keys', trx).where({ id }).first('user_id');
+      if (!key) return false;
+      await this.t('api_keys', trx).where({ id }).delete();
+      await this.t('users', trx).where({ id: key.user_id, is_service_account: true }).delete();
+      return true;
+    });
+  }
+
+  // --- principals (gateway authentication) -----------------------------------------------------
+
+  async principalByApiKey(secret: string): Promise<Principal | null> {
+    const key = await this.t('api_keys').where({ secret_hash: hashSecret(secret) }).first();
+    if (!key) return null;
+    const principal = await this.principalByUser(key.user_id);
+    if (!principal) return null;
+    principal.apiKey = {
+      id: key.id,
+      organizationId: key.organization_id,
+      projectId: key.project_id,
+      excludedFromRateLimiting: key.excluded_from_rate_limiting,
+    };
+    return principal;
+  }
+
+  /**
+   * A user's memberships. Organization owners hold every project of their organizations: those
+   * projects are listed with role OWNER when the user has no explicit project role.
+   */
+  async principalByUser(userId: string): Promise<Principal | null> {
+    const user = (await this.t('users').where({ id: userId }).first()) as UserRow | undefined;
+    if (!user) return null;
+    const orgs = (await this.t('organization_members')
+      .join('organizations as o', 'o.id', 'organization_members.organization_id')
+      .where('organization_members.user_id', userId)
+      .orderBy('organization_members.created_at')
+      .select('o.id', 'o.is_default', 'organization_members.role')) as { id: string; is_default: boolean; role: OrganizationRole }[];
+    const projects = (await this.t('projects')
+      .leftJoin('project_members as pm', function () {
+        this.on('pm.project_id', '=', 'projects.id').andOnVal('pm.user_id', '=', userId);
+      })
+      .where((q) => {
+        q.whereNotNull('pm.user_id').orWhereIn(
+          'projects.organization_id',
+          orgs.filter((o) => o.role === 'OWNER').map((o) => o.id),
+        );
+      })
+      .orderBy('projects.created_at')
+      .select('projects.id', 'projects.organization_id', 'projects.is_default', 'pm.role')) as {
+      id: string;
+      organization_id: string;
+      is_default: boolean;
+      role: ProjectRole | null;
+    }[];
+    const memberOf = new Set(orgs.map((o) => o.id));
+    return {
+      userId: user.id,
+      internalUserId: user.internal_id,
+      tenantId: user.tenant_id,
+      isServiceAccount: user.is_service_account,
+      apiKey: null,
+      organizations: orgs.map((o) => ({ organizationId: o.id, role: o.role, isDefault: o.is_default })),
+      projects: projects
+        .filter((p) => memberOf.has(p.organization_id))
+        .map((p) => ({ projectId: p.id, organizationId: p.organization_id, role: p.role ?? 'OWNER', isDefault: p.is_default })),
+    };
+  }
+
+  // --- bootstrap -------------------------------------------------------------------------------
+
+  /**
+   * First start: the default organization and project, the admin user as owner of both, and an admin
+   * key (the given one, or a generated one that is returned once for printing). Later starts change
+   * nothing, except that a fixed admin key given in config is added if it is not stored yet.
+   */
+  async bootstrap(options: { adminEmail: string; adminApiKey?: string | undefined }): Promise<{ created: boolean; adminApiKey?: string }> {
+    return this.knex.transaction(async (trx) => {
+      await trx.raw('select pg_advisory_xact_lock(hashtext(?))', ['mariner-users-bootstrap']);
+      let org = (await this.t('organizations', trx).where({ tenant_id: DEFAULT_TENANT_ID, is_default: true }).first()) as OrganizationRow | undefined;
+      const created = !org;
+      let projectId: string;
+      if (!org) {
+        const orgId = newId('organization');
+        projectId = newId('project');
+        [org] = (await this.t('organizations', trx)
+          .insert({ id: orgId, tenant_id: DEFAULT_TENANT_ID, title: 'Default Organization', is_default: true })
+          .returning('*')) as OrganizationRow[];
+        await this.t('projects', trx).insert({
+          id: projectId,
+          tenant_id: DEFAULT_TENANT_ID,
+          organization_id: orgId,
+          title: 'Default Project',
+          is_default: true,
+          assignments: JSON.stringify([{ clusterId: null, namespace: 'default', kueueQueueName: null, nodeSelector: [] }]),
+        });
+        await this.ensureUser(options.adminEmail, trx);
+        await this.t('organization_members', trx).insert({ organization_id: orgId, user_id: options.adminEmail, role: 'OWNER' });
+        await this.t('project_members', trx).insert({ project_id: projectId, user_id: options.adminEmail, role: 'OWNER' });
+      } else {
+        const project = await this.t('projects', trx).where({ organization_id: org.id, is_default: true }).first('id');
+        projectId = project.id;
+      }
+      const fixed = options.adminApiKey;
+      if (fixed) {
+        const exists = await this.t('api_keys', trx).where({ secret_hash: hashSecret(fixed) }).first('id');
+        if (!exists) {
+          await this.ensureUser(options.adminEmail, trx);
+          await this.createApiKey(
+            { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true, secret: fixed },
+            trx,
+          );
+        }
+        return { created };
+      }
+      if (!created) return { created };
+      const { secret } = await this.createApiKey(
+        { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true },
+        trx,
+      );
+      return { created, adminApiKey: secret };
+    });
+  }
+}

@@ -1,0 +1,75 @@
+import { badInput } from '../../lib/errors.js';
+import type { Assignment } from './store.js';
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Titles and names: trimmed, 1–100 characters, no control characters. */
+export function validTitle(value: string, field: string): string {
+  const title = value.trim();
+  if (title.length === 0) throw badInput(`${field} must not be empty`, field);
+  if (title.length > 100) throw badInput(`${field} must be at most 100 characters`, field);
+  if (CONTROL.test(title)) throw badInput(`${field} must not contain control characters`, field);
+  return title;
+}
+
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+
+/** Users are identified by their normalised email (LLMariner pkg/userid/normalize.go). */
+export function normalizeUserId(value: string, field = 'userId'): string {
+  const id = value.trim().toLowerCase();
+  if (!EMAIL.test(id)) throw badInput(`${field}: "${value.slice(0, 80)}" is not an email address`, field);
+  return id;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LABEL_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+const CLUSTER_ID = /^cluster-[A-Za-z0-9]{1,64}$/;
+
+export interface AssignmentInput {
+  clusterId?: string | null | undefined;
+  namespace: string;
+  kueueQueueName?: string | null | undefined;
+  nodeSelector?: { key: string; value: string }[] | null | undefined;
+}
+
+/** Project assignments: Kubernetes names validated as Kubernetes would (RFC 1123 labels). */
+export function validAssignments(inputs: AssignmentInput[], field: string): Assignment[] {
+  if (inputs.length > 50) throw badInput(`${field}: at most 50 assignments`, field);
+  const seen = new Set<string>();
+  return inputs.map((input, i) => {
+    const at = `${field}[${i}]`;
+    if (input.clusterId != null && !CLUSTER_ID.test(input.clusterId)) {
+      throw badInput(`${at}.clusterId: "${input.clusterId.slice(0, 80)}" is not a cluster id`, `${at}.clusterId`);
+    }
+    if (!DNS_LABEL.test(input.namespace)) {
+      throw badInput(`${at}.namespace: "${input.namespace.slice(0, 80)}" is not a valid Kubernetes namespace (RFC 1123 label)`, `${at}.namespace`);
+    }
+    if (input.kueueQueueName != null && !DNS_LABEL.test(input.kueueQueueName)) {
+      throw badInput(`${at}.kueueQueueName: not a valid Kueue queue name`, `${at}.kueueQueueName`);
+    }
+    const nodeSelector = (input.nodeSelector ?? []).map((term, j) => {
+      if (!LABEL_NAME.test(term.key) || term.key.length > 317) throw badInput(`${at}.nodeSelector[${j}].key: not a valid label key`, `${at}.nodeSelector`);
+      if (!LABEL_VALUE.test(term.value)) throw badInput(`${at}.nodeSelector[${j}].value: not a valid label value`, `${at}.nodeSelector`);
+      return { key: term.key, value: term.value };
+    });
+    const key = `${input.clusterId ?? '*'}/${input.namespace}`;
+    if (seen.has(key)) throw badInput(`${at}: namespace ${input.namespace} is assigned twice on the same cluster`, at);
+    seen.add(key);
+    return { clusterId: input.clusterId ?? null, namespace: input.namespace, kueueQueueName: input.kueueQueueName ?? null, nodeSelector };
+  });
+}
+
+/** The namespace a project gets when created without assignments: its title as a DNS label. */
+export function defaultNamespace(title: string): string {
+  const label = title
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/g, '');
+  if (!DNS_LABEL.test(label)) {
+    throw badInput('input.assignments: the title does not make a Kubernetes namespace; give assignments explicitly', 'input.assignments');
+  }
+  return label;
+}
