@@ -1,6 +1,14 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
 
+const require = createRequire(import.meta.url);
+
 export default defineConfig({
+  resolve: {
+    // Node loads graphql's CommonJS build everywhere (the Apollo packages require it); Vite would
+    // pick its .mjs build for our imports, and two copies of graphql cannot share a schema.
+    alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
+  },
   test: {
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**', '.mariner/**'],

@@ -57,7 +57,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const armor = new ApolloArmor({
     maxDepth: { n: config.limits.maxDepth },
     maxAliases: { n: config.limits.maxAliases },
-    maxTokens: { n: config.limits.maxTokens },
+    // The token limit is the parser's own (parseOptions below): armor's maxTokens plugin re-parses in
+    // parsingDidStart, outside Apollo's syntax-error handling, so every syntax error became HTTP 500.
+    maxTokens: { enabled: false },
     costLimit: { maxCost: config.limits.maxCost },
     maxDirectives: { n: config.limits.maxDirectives },
     blockFieldSuggestion: { enabled: config.environment === 'production' },
@@ -68,6 +70,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,
+    parseOptions: { maxLexicalTokens: config.limits.maxTokens },
     validationRules: armor.validationRules,
     plugins: [
       ...(armor.plugins as never[]),

@@ -6,7 +6,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import { isObjectType, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { applyMiddleware } from 'graphql-middleware';
-import { deny, shield } from 'graphql-shield';
+import { deny, shield, type IRules } from 'graphql-shield';
 import objectHash from 'object-hash';
 import { ErrorCode, forbidden, isErrorCode } from './errors.js';
 import {
@@ -69,7 +69,8 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
   });
   const schema = applyMiddleware(
     subgraphSchema,
-    shield(policyPresentIn(definition.policy, subgraphSchema), {
+    // PolicyMap holds shield rules; its type names only the part the gateway walk uses.
+    shield(policyPresentIn(definition.policy, subgraphSchema) as unknown as IRules, {
       fallbackRule: deny,
       fallbackError: () => forbidden('Not authorized'),
       allowExternalErrors: true,
@@ -160,8 +161,16 @@ export function maskError(formatted: GraphQLFormattedError, error: unknown, logg
   if (isErrorCode(code) && code !== ErrorCode.INTERNAL) {
     return { message: formatted.message, ...(formatted.path ? { path: formatted.path } : {}), extensions: pick(formatted.extensions) };
   }
-  // graphql-js validation and parse errors are the caller's: keep them, with our code.
-  if (code === 'GRAPHQL_VALIDATION_FAILED' || code === 'GRAPHQL_PARSE_FAILED' || code === 'BAD_USER_INPUT') {
+  // graphql-js validation and parse errors, and Apollo's refusals of a malformed HTTP request
+  // (BAD_REQUEST: CSRF prevention, batching off, a mutation over GET, no query; an unknown
+  // operationName), are the caller's: keep them, with our code.
+  if (
+    code === 'GRAPHQL_VALIDATION_FAILED' ||
+    code === 'GRAPHQL_PARSE_FAILED' ||
+    code === 'BAD_USER_INPUT' ||
+    code === 'BAD_REQUEST' ||
+    code === 'OPERATION_RESOLUTION_FAILURE'
+  ) {
     return { message: formatted.message, extensions: { code: ErrorCode.BAD_USER_INPUT } };
   }
   logger.error({ err: error, path: formatted.path }, 'unexpected error');

@@ -1,4 +1,4 @@
-import { allow, deny, rule } from 'graphql-shield';
+import { allow, deny, rule, type IRule } from 'graphql-shield';
 import { forbidden, unauthenticated } from '../../lib/errors.js';
 import type { Identity } from '../../lib/identity.js';
 
@@ -13,7 +13,8 @@ export interface RuleContext {
   _shield?: { cache: Record<string, unknown> };
 }
 
-export type Rule = ReturnType<ReturnType<typeof rule>>;
+/** Any graphql-shield rule (its public interface; logic rules implement it too). */
+export type Rule = Pick<IRule, 'resolve'>;
 
 export { allow, deny };
 

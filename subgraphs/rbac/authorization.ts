@@ -45,8 +45,8 @@ export function resolveProject(principal: Principal, request: ProjectRequest, ta
       return {
         ok: false,
         reason: request.organizationId
-          ? `no role in any project of organization ${request.organizationId}`
-          : 'no role in any project',
+          ? `no role in any project of organization ${request.organizationId} (organization readers need a project role)`
+          : 'no role in any project (organization readers need a project role)',
       };
     }
     projectId = chosen.projectId;

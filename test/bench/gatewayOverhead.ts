@@ -1,0 +1,420 @@
+/**
+ * Gateway overhead benchmark (`npm run bench`, options after `--`).
+ *
+ * The same authenticated query, in alternating blocks, (a) straight to the users subgraph with an
+ * internal token carrying the identity the gateway would build, and (b) through the gateway with the
+ * admin API key; plus (c) a gateway query that touches both subgraphs (absolute figures only).
+ * Reports p50/p90/p99/mean per path and the gateway/direct ratios, and writes
+ * bench-results/gateway-overhead.{json,md}. Every response is checked; any error aborts the run.
+ *
+ *   --requests N       measured requests per path (default 2000)
+ *   --concurrency C    requests in flight per path (default 1)
+ *   --warmup W         warm-up requests per path (default 200)
+ *   --block B          requests per block before switching path (default 100)
+ *   --embedded         PGlite instead of a fresh PostgreSQL database
+ *   --mint-per-request mint the direct path's internal token inside the timed region of every request
+ *                      (default: minted once, re-minted untimed before it expires)
+ *
+ * Everything (client, gateway, subgraphs, and PGlite when embedded) shares one Node process and one
+ * event loop: figures are for this setup, not for a deployment with separate processes.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { decodeJwt } from 'jose';
+import { INTERNAL_TOKEN_HEADER, type Identity, type Principal } from '../../lib/identity.js';
+import { DEFAULT_ROLE_SCOPES, resolveProject } from '../../subgraphs/rbac/index.js';
+import { startTestPlatform, type TestPlatform } from '../support/platform.js';
+
+const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
+const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
+/** As gateway/authentication.ts asks for them (not exported there). */
+const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
+  apiKey { id organizationId projectId excludedFromRateLimiting }
+  organizations { organizationId role isDefault }
+  projects { projectId organizationId role isDefault }`;
+const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
+/** Re-mint the direct path's token when it has less than this left. */
+const REMINT_MARGIN_SECONDS = 20;
+
+const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
+
+type PathName = 'direct' | 'gateway' | 'gatewayFederated';
+const PATH_LABELS: Record<PathName, string> = {
+  direct: 'direct → users subgraph',
+  gateway: 'gateway (users only)',
+  gatewayFederated: 'gateway (users + rbac)',
+};
+
+interface Options {
+  requests: number;
+  concurrency: number;
+  warmup: number;
+  block: number;
+  embedded: boolean;
+  mintPerRequest: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      requests: { type: 'string', default: '2000' },
+      concurrency: { type: 'string', default: '1' },
+      warmup: { type: 'string', default: '200' },
+      block: { type: 'string', default: '100' },
+      embedded: { type: 'boolean', default: false },
+      'mint-per-request': { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const int = (name: string, text: string, min: number) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
+    return n;
+  };
+  return {
+    requests: int('requests', values.requests, 1),
+    concurrency: int('concurrency', values.concurrency, 1),
+    warmup: int('warmup', values.warmup, 0),
+    block: int('block', values.block, 1),
+    embedded: values.embedded,
+    mintPerRequest: values['mint-per-request'],
+  };
+}
+
+class UsageError extends Error {}
+class BenchAbort extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: node:http with one keep-alive agent for every target, so both paths pay the same client cost.
+
+interface Reply {
+  status: number;
+  text: string;
+}
+
+function createClient(concurrency: number) {
+  // The gateway path opens sockets to the gateway only; the direct path to the subgraph only.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+  function post(url: URL, headers: Record<string, string>, body: Buffer): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          agent,
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json', 'content-length': String(body.length) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+  return { post, close: () => agent.destroy() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+interface Stats {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  min: number;
+  max: number;
+  /** Requests per second over the wall time of this path's blocks. */
+  throughput: number;
+}
+
+function stats(samplesNs: bigint[], wallNs: bigint): Stats {
+  const ms = samplesNs.map((ns) => Number(ns) / 1e6).sort((a, b) => a - b);
+  const at = (q: number) => ms[Math.max(0, Math.ceil(q * ms.length) - 1)]!; // nearest rank
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    count: ms.length,
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    mean: round(ms.reduce((a, b) => a + b, 0) / ms.length),
+    min: round(ms[0]!),
+    max: round(ms[ms.length - 1]!),
+    throughput: Math.round((ms.length / (Number(wallNs) / 1e9)) * 10) / 10,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Target {
+  name: PathName;
+  url: URL;
+  body: Buffer;
+  /** Request headers; may mint (timed) when --mint-per-request. */
+  headers(): Promise<Record<string, string>> | Record<string, string>;
+  /** Throws BenchAbort unless the reply is a correct answer. */
+  check(reply: Reply): void;
+}
+
+function parseReply(name: PathName, reply: Reply): { data?: any; errors?: { message: string; extensions?: unknown }[] } {
+  let body: { data?: any; errors?: { message: string; extensions?: unknown }[] };
+  try {
+    body = JSON.parse(reply.text);
+  } catch {
+    throw new BenchAbort(`${name}: non-JSON response (HTTP ${reply.status}): ${reply.text.slice(0, 300)}`);
+  }
+  if (reply.status !== 200 || body.errors?.length || !body.data) {
+    throw new BenchAbort(
+      `${name}: the response has errors (HTTP ${reply.status}): ${JSON.stringify(body.errors ?? body).slice(0, 500)}` +
+        '\nA benchmark of error responses is worthless: fix the platform (or the bench) first.',
+    );
+  }
+  return body;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const options = parseOptions(argv);
+  const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+
+  log(`starting the platform (${options.embedded ? 'PGlite' : 'PostgreSQL'})…`);
+  let t: TestPlatform | undefined;
+  let client: ReturnType<typeof createClient> | undefined;
+  let closing: Promise<void> | undefined;
+  const cleanUp = () =>
+    (closing ??= (async () => {
+      client?.close();
+      await t?.close();
+    })());
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`\n${signal}: closing the platform…`);
+    void cleanUp().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    t = await startTestPlatform({ embedded: options.embedded });
+    const { platform } = t;
+    client = createClient(options.concurrency);
+    const { post } = client;
+    const gatewayUrl = new URL(t.graphqlUrl);
+    const usersUrl = new URL(platform.subgraphUrls.users);
+
+    // The identity the gateway builds for the admin key (gateway/authentication.ts).
+    const systemToken = await platform.tokens.mint('users', 'bench', null, true);
+    const lookup = await post(
+      usersUrl,
+      { [INTERNAL_TOKEN_HEADER]: systemToken },
+      Buffer.from(JSON.stringify({ query: BY_API_KEY, variables: { secret: t.adminKey } })),
+    );
+    const principal = parseReply('direct', lookup).data.principal as Principal | null;
+    if (!principal) throw new BenchAbort('principalByApiKey found no principal for the admin key');
+    const resolution = resolveProject(principal, {}, DEFAULT_ROLE_SCOPES);
+    const identity: Identity = resolution.ok
+      ? { principal, project: resolution.context }
+      : { principal, project: null, projectRefusal: resolution.reason };
+
+    let userToken = await platform.tokens.mint('users', 'bench', identity);
+    let userTokenExp = decodeJwt(userToken).exp ?? 0;
+    const ttlSeconds = userTokenExp - (decodeJwt(userToken).iat ?? 0);
+    let remints = 0;
+    const refreshUserToken = async () => {
+      if (userTokenExp - Date.now() / 1000 > REMINT_MARGIN_SECONDS) return;
+      userToken = await platform.tokens.mint('users', 'bench', identity);
+      userTokenExp = decodeJwt(userToken).exp ?? 0;
+      remints++;
+    };
+
+    const expectedId = principal.userId;
+    const checkSelf = (name: PathName, reply: Reply) => {
+      const body = parseReply(name, reply);
+      if (body.data.self?.id !== expectedId) {
+        throw new BenchAbort(`${name}: self.id is ${JSON.stringify(body.data.self?.id)}, expected ${JSON.stringify(expectedId)}`);
+      }
+      return body;
+    };
+    const queryBody = Buffer.from(JSON.stringify({ query: QUERY }));
+    const targets: Record<PathName, Target> = {
+      direct: {
+        name: 'direct',
+        url: usersUrl,
+        body: queryBody,
+        headers: options.mintPerRequest
+          ? async () => ({ [INTERNAL_TOKEN_HEADER]: await platform.tokens.mint('users', 'bench', identity) })
+          : () => ({ [INTERNAL_TOKEN_HEADER]: userToken }),
+        check: (reply) => void checkSelf('direct', reply),
+      },
+      gateway: {
+        name: 'gateway',
+        url: gatewayUrl,
+        body: queryBody,
+        headers: () => ({ authorization: `Bearer ${t!.adminKey}` }),
+        check: (reply) => void checkSelf('gateway', reply),
+      },
+      gatewayFederated: {
+        name: 'gatewayFederated',
+        url: gatewayUrl,
+        body: Buffer.from(JSON.stringify({ query: FEDERATED_QUERY })),
+        headers: () => ({ authorization: `Bearer ${t!.adminKey}` }),
+        check: (reply) => {
+          const body = checkSelf('gatewayFederated', reply);
+          if (!Array.isArray(body.data.roleScopes) || body.data.roleScopes.length === 0) {
+            throw new BenchAbort(`gatewayFederated: roleScopes is empty: ${reply.text.slice(0, 300)}`);
+          }
+        },
+      },
+    };
+
+    // Both paths must give the same answer before their timings can be compared.
+    const send = async (target: Target) => {
+      const reply = await post(target.url, await target.headers(), target.body);
+      target.check(reply);
+      return parseReply(target.name, reply);
+    };
+    const direct = await send(targets.direct);
+    const viaGateway = await send(targets.gateway);
+    if (!isDeepStrictEqual(direct.data, viaGateway.data)) {
+      throw new BenchAbort(
+        `direct and gateway answers differ:\n  direct:  ${JSON.stringify(direct.data)}\n  gateway: ${JSON.stringify(viaGateway.data)}`,
+      );
+    }
+    await send(targets.gatewayFederated);
+
+    const samples: Record<PathName, bigint[]> = { direct: [], gateway: [], gatewayFederated: [] };
+    const wall: Record<PathName, bigint> = { direct: 0n, gateway: 0n, gatewayFederated: 0n };
+
+    /** `count` requests to one target, `concurrency` in flight; latencies recorded when `record`. */
+    async function runBlock(target: Target, count: number, record: boolean): Promise<void> {
+      if (target.name === 'direct' && !options.mintPerRequest) await refreshUserToken();
+      let next = 0;
+      const worker = async () => {
+        while (next < count) {
+          next++;
+          const start = process.hrtime.bigint();
+          const reply = await post(target.url, await target.headers(), target.body);
+          const elapsed = process.hrtime.bigint() - start;
+          target.check(reply);
+          if (record) samples[target.name].push(elapsed);
+        }
+      };
+      const started = process.hrtime.bigint();
+      await Promise.all(Array.from({ length: Math.min(options.concurrency, count) }, worker));
+      if (record) wall[target.name] += process.hrtime.bigint() - started;
+    }
+
+    /** Blocks of every path in turn, rotating which goes first each round. */
+    async function interleaved(perPath: number, record: boolean): Promise<void> {
+      const order: PathName[] = ['direct', 'gateway', 'gatewayFederated'];
+      for (let round = 0, done = 0; done < perPath; round++) {
+        const size = Math.min(options.block, perPath - done);
+        for (let i = 0; i < order.length; i++) await runBlock(targets[order[(round + i) % order.length]!], size, record);
+        done += size;
+      }
+    }
+
+    const benchStarted = process.hrtime.bigint();
+    if (options.warmup > 0) {
+      log(`warming up: ${options.warmup} requests per path…`);
+      await interleaved(options.warmup, false);
+    }
+    log(`measuring: ${options.requests} requests per path, concurrency ${options.concurrency}, blocks of ${options.block}…`);
+    await interleaved(options.requests, true);
+    const durationSeconds = Math.round(Number(process.hrtime.bigint() - benchStarted) / 1e7) / 100;
+
+    const results = Object.fromEntries(
+      (Object.keys(samples) as PathName[]).map((name) => [name, stats(samples[name], wall[name])]),
+    ) as Record<PathName, Stats>;
+    const ratio = (q: 'p50' | 'p90' | 'p99' | 'mean') => Math.round((results.gateway[q] / results.direct[q]) * 100) / 100;
+    const ratios = { p50: ratio('p50'), p90: ratio('p90'), p99: ratio('p99'), mean: ratio('mean') };
+
+    const cpus = os.cpus();
+    const report = {
+      benchmark: 'gateway-overhead',
+      command,
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      database: options.embedded ? 'pglite' : 'postgresql',
+      requests: options.requests,
+      warmup: options.warmup,
+      concurrency: options.concurrency,
+      blockSize: options.block,
+      tokenMinting: options.mintPerRequest
+        ? 'direct path mints its internal token inside the timed region of every request'
+        : `direct path: one internal token minted outside the timed region (TTL ${ttlSeconds} s), re-minted untimed ${remints} time(s) when under ${REMINT_MARGIN_SECONDS} s was left`,
+      queries: { direct: QUERY, gateway: QUERY, gatewayFederated: FEDERATED_QUERY },
+      unit: 'ms',
+      paths: results,
+      ratios: { description: 'gateway / direct, same query', ...ratios },
+      durationSeconds,
+    };
+
+    const rows = (Object.keys(results) as PathName[]).map((name) => {
+      const s = results[name];
+      return [PATH_LABELS[name], s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.mean.toFixed(3), s.throughput.toFixed(1)];
+    });
+    const header = ['path', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'req/s'];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+    const table = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+    const summary = `gateway / direct: p50 ×${ratios.p50.toFixed(2)}, p99 ×${ratios.p99.toFixed(2)} (p90 ×${ratios.p90.toFixed(2)}, mean ×${ratios.mean.toFixed(2)})`;
+
+    const markdown = [
+      '# Gateway overhead',
+      '',
+      `Produced by \`${command}\` on ${report.date}.`,
+      '',
+      `- Node ${report.node}, ${report.cpu.model} (${report.cpu.cores} cores), ${report.os}`,
+      `- Database: ${report.database}`,
+      `- ${report.requests} measured requests per path after ${report.warmup} warm-up, concurrency ${report.concurrency}, paths interleaved in blocks of ${report.blockSize}`,
+      `- Token: ${report.tokenMinting}`,
+      `- Everything runs in one Node process (client, gateway, subgraphs${options.embedded ? ', PGlite' : ''}); total ${durationSeconds} s`,
+      '',
+      '| path | p50 ms | p90 ms | p99 ms | mean ms | req/s |',
+      '|---|---:|---:|---:|---:|---:|',
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+      '',
+      `**${summary}**`,
+      '',
+      'Queries:',
+      '',
+      `- direct and gateway: \`${QUERY}\``,
+      `- gateway (users + rbac): \`${FEDERATED_QUERY}\` (no direct equivalent)`,
+      '',
+    ].join('\n');
+
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    writeFileSync(path.join(RESULTS_DIR, 'gateway-overhead.json'), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(path.join(RESULTS_DIR, 'gateway-overhead.md'), markdown);
+
+    console.log(`\n${table}\n\n${summary}\n`);
+    log(`wrote ${path.relative(process.cwd(), RESULTS_DIR)}/gateway-overhead.{json,md} (${durationSeconds} s)`);
+  } finally {
+    await cleanUp();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    if (error instanceof UsageError || error instanceof BenchAbort) console.error(`bench aborted: ${error.message}`);
+    else console.error('bench failed:', error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,125 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import knexFactory from 'knex';
+import { startPlatform, type Platform } from '../../bin/platform.js';
+import type { OidcVerifier } from '../../gateway/oidc.js';
+import { loadConfig, type MarinerConfig } from '../../lib/config.js';
+import { randomString } from '../../lib/ids.js';
+import { silentLogger } from '../../lib/logging.js';
+
+/** The PostgreSQL server tests run against (CI starts it; see .ci/run). */
+export const TEST_POSTGRES_URL = process.env['MARINER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432';
+
+export interface GraphQLResult<T = Record<string, any>> {
+  status: number;
+  data?: T | null;
+  errors?: { message: string; extensions?: { code?: string; [key: string]: unknown }; path?: (string | number)[] }[];
+  headers: Headers;
+}
+
+export interface CallOptions {
+  token?: string | undefined;
+  headers?: Record<string, string>;
+  operationName?: string;
+}
+
+export interface TestPlatform {
+  platform: Platform;
+  url: string;
+  graphqlUrl: string;
+  /** The bootstrap admin key (owner of the default organization and project). */
+  adminKey: string;
+  /** A GraphQL call over HTTP through the gateway. */
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResult<T>>;
+  /** Like gql, but fails the test on any error and returns data. */
+  gqlOk<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<T>;
+  close(): Promise<void>;
+}
+
+export async function graphqlCall<T>(
+  url: string,
+  query: string,
+  variables: Record<string, unknown> | undefined,
+  options: CallOptions = {},
+): Promise<GraphQLResult<T>> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...options.headers,
+    },
+    body: JSON.stringify({ query, variables, ...(options.operationName ? { operationName: options.operationName } : {}) }),
+  });
+  const text = await response.text();
+  let body: { data?: T | null; errors?: GraphQLResult['errors'] };
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`non-JSON response ${response.status}: ${text.slice(0, 200)}`);
+  }
+  return { status: response.status, ...body, headers: response.headers };
+}
+
+/** A fresh, empty PostgreSQL database for one test file; drop() removes it. */
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `mariner_test_${randomString(10).toLowerCase()}`;
+  const admin = knexFactory({ client: 'pg', connection: `${TEST_POSTGRES_URL}/postgres`, pool: { min: 0, max: 1 } });
+  await admin.raw('create database ??', [name]);
+  await admin.destroy();
+  return {
+    url: `${TEST_POSTGRES_URL}/${name}`,
+    async drop() {
+      const again = knexFactory({ client: 'pg', connection: `${TEST_POSTGRES_URL}/postgres`, pool: { min: 0, max: 1 } });
+      await again.raw('drop database if exists ?? with (force)', [name]);
+      await again.destroy();
+    },
+  };
+}
+
+/**
+ * Starts the whole platform in-process on loopback ports against a fresh PostgreSQL database
+ * (or embedded PGlite with `embedded: true`), with a fixed admin key.
+ */
+export async function startTestPlatform(
+  options: { oidc?: OidcVerifier | null; config?: Partial<MarinerConfig>; embedded?: boolean } = {},
+): Promise<TestPlatform> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-test-'));
+  const database = options.embedded ? null : await createTestDatabase();
+  const adminKey = `sk-${randomString(48)}`;
+  const config = loadConfig(
+    {},
+    {
+      port: 0,
+      dataDir,
+      databaseUrl: database?.url,
+      adminApiKey: adminKey,
+      logLevel: 'silent',
+      ...options.config,
+    },
+  );
+  const platform = await startPlatform(config, { logger: silentLogger(), ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
+  const graphqlUrl = `${platform.url}/graphql`;
+  const gql = <T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) =>
+    graphqlCall<T>(graphqlUrl, query, variables, { token: adminKey, ...callOptions });
+  return {
+    platform,
+    url: platform.url,
+    graphqlUrl,
+    adminKey,
+    gql,
+    async gqlOk<T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) {
+      const result = await gql<T>(query, variables, callOptions);
+      if (result.errors?.length || !result.data) {
+        throw new Error(`GraphQL errors (HTTP ${result.status}): ${JSON.stringify(result.errors)}`);
+      }
+      return result.data;
+    },
+    async close() {
+      await platform.close();
+      await database?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
