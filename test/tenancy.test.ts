@@ -122,4 +122,22 @@ describe('tenancy and RBAC through the gateway', () => {
     const projectResult = await t.gql(`mutation($id: ID!) { deleteProject(id: $id) { deleted } }`, { id: project.id });
     expect(projectResult.errors?.[0]?.extensions?.code).toBe('FAILED_PRECONDITION');
   });
+
+  it('organization summaries cost the same number of queries for one organization or many', async () => {
+    for (let i = 0; i < 4; i++) await orgWithProject(`Summary ${i}`);
+    const query = `query($limit: Int) { organizations(limit: $limit) { items { id title summary { projectCount userCount } } } }`;
+    const countQueries = async (limit: number) => {
+      let count = 0;
+      const listener = () => count++;
+      t.platform.db.knex.on('query', listener);
+      try {
+        const result = await t.gqlOk(query, { limit });
+        expect(result.organizations.items).toHaveLength(limit);
+      } finally {
+        t.platform.db.knex.off('query', listener);
+      }
+      return count;
+    };
+    expect(await countQueries(5)).toBe(await countQueries(1));
+  });
 });
