@@ -43,11 +43,17 @@ export async function paginate<Row>(
     { column: `${table}.${key}`, order },
   ]);
   if (args.after) {
-    const cursor = await base()
+    // Compare against the cursor row inside SQL: timestamps have microseconds, JS Dates only ms.
+    const cursor = base()
+      .clearSelect()
       .where(`${table}.${key}`, args.after)
-      .first({ created_at: `${table}.created_at`, key: `${table}.${key}` });
-    if (!cursor) throw badInput(`after: no item with id ${args.after}`, 'after');
-    query.whereRaw(`(??, ??) ${comparator} (?, ?)`, [`${table}.created_at`, `${table}.${key}`, cursor.created_at, cursor.key]);
+      .select({ cursor_created_at: `${table}.created_at`, cursor_key: `${table}.${key}` });
+    if (!(await cursor.clone().first())) throw badInput(`after: no item with id ${args.after}`, 'after');
+    query.whereRaw(`(??, ??) ${comparator} (select c.cursor_created_at, c.cursor_key from (?) as c)`, [
+      `${table}.created_at`,
+      `${table}.${key}`,
+      cursor,
+    ]);
   }
   const rows = (await query.limit(limit + 1)) as Row[];
   return { items: rows.slice(0, limit), hasMore: rows.length > limit };
