@@ -59,6 +59,7 @@ export async function authorizeOperation(input: AuthorizeOperationInput): Promis
           const parent = typeInfo.getParentType();
           const fieldDef = typeInfo.getFieldDef();
           if (!parent || !fieldDef) return; // unknown field: validation reports it
+          if (parent.name.startsWith('__')) return; // inside introspection: governed by MARINER_INTROSPECTION
           let args: Record<string, unknown> = {};
           try {
             args = getArgumentValues(fieldDef, node, variableValues);
