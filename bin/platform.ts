@@ -85,7 +85,15 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       if (pathname === '/graphql') return void g.handle(req, res);
       if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (pathname === '/readyz') return sendJson(res, 200, { status: 'ready' });
+      if (pathname === '/readyz') {
+        // Ready: migrations ran and the gateway loaded the supergraph before we listened; the
+        // database must still answer.
+        db.knex
+          .raw('select 1')
+          .then(() => sendJson(res, 200, { status: 'ready' }))
+          .catch(() => sendJson(res, 503, { status: 'database unreachable' }));
+        return;
+      }
       sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
     });
     const s = server;

@@ -6,7 +6,7 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { MarinerConfig } from '../lib/config.js';
 import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
-import { bearerToken, BodyTooLargeError, parseJsonBody, readBody, sendApolloResponse, sendJson, toHeaderMap } from '../lib/http.js';
+import { bearerToken, BodyTooLargeError, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { maskError } from '../lib/subgraphServer.js';
@@ -98,7 +98,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   function fail(res: ServerResponse, code: ErrorCode, message: string, requestId: string, status = httpStatusFor(code)): void {
     const headers: Record<string, string> = { 'x-request-id': requestId };
     if (code === ErrorCode.UNAUTHENTICATED) headers['www-authenticate'] = 'Bearer';
-    sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
+    sendGraphQLError(res, code, message, headers, status);
   }
 
   return {

@@ -49,8 +49,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** A GraphQL-shaped error response for failures before GraphQL runs (auth, body size, bad JSON). */
-export function sendGraphQLError(res: ServerResponse, code: Code, message: string, headers: Record<string, string> = {}): void {
-  sendJson(res, httpStatusFor(code), { errors: [{ message, extensions: { code } }] }, headers);
+export function sendGraphQLError(
+  res: ServerResponse,
+  code: Code,
+  message: string,
+  headers: Record<string, string> = {},
+  status = httpStatusFor(code),
+): void {
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
 
 /** Parses a JSON body, or answers BAD_USER_INPUT. Returns undefined when it answered. */

@@ -111,7 +111,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
       });
       await sendApolloResponse(res, response);
     } catch (error) {
-      if (error instanceof BodyTooLargeError) return sendGraphQLError(res, ErrorCode.BAD_USER_INPUT, error.message);
+      if (error instanceof BodyTooLargeError) return sendGraphQLError(res, ErrorCode.BAD_USER_INPUT, error.message, {}, 413);
       logger.error({ err: error }, 'subgraph request failed');
       if (!res.headersSent) sendGraphQLError(res, ErrorCode.INTERNAL, 'Internal error');
       else res.end();
