@@ -3,6 +3,7 @@
  * mariner: one entry point.
  *   mariner up     every component in one process on embedded defaults (PGlite, local data dir)
  */
+import { createServer as createNetServer } from 'node:net';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
 import { startPlatform } from './platform.js';
@@ -19,10 +20,21 @@ settings (environment):
   DATABASE_URL            use this PostgreSQL instead of the embedded PGlite
   MARINER_OIDC_ISSUER     accept OIDC tokens from this issuer (MARINER_OIDC_AUDIENCE to check aud)`;
 
+/** Fails fast when the public port is taken, before the database opens (the real listen still checks). */
+async function checkPortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 async function up(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   const started = Date.now();
+  await checkPortFree(config.port, config.host);
   const platform = await startPlatform(config, { logger });
   const lines = [
     '',
@@ -86,6 +98,11 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`mariner: ${error.message}\n`);
     process.exit(2);
+  }
+  const { code, port, address } = (error ?? {}) as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (code === 'EADDRINUSE') {
+    process.stderr.write(`mariner: port ${port} is in use on ${address}; set MARINER_PORT to a free port (0 picks one)\n`);
+    process.exit(1);
   }
   process.stderr.write(`mariner: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);

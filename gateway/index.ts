@@ -45,6 +45,9 @@ const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** The federated gateway: authentication, RBAC, limits and error masking over the supergraph. */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, logger } = options;
+  // @apollo/gateway sends usage metrics to Apollo, probing cloud metadata endpoints first, unless
+  // this is set. A self-hosted platform does not call out; an operator may set it to false.
+  process.env['APOLLO_TELEMETRY_DISABLED'] ??= 'true';
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphSdl(),
     buildService: ({ name }) => {
@@ -69,6 +72,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     introspection: config.introspection,
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
+    // bin/mariner owns the process's signals and stops components in order.
+    stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: false,
     parseOptions: { maxLexicalTokens: config.limits.maxTokens },
     validationRules: armor.validationRules,

@@ -81,6 +81,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
     schema,
     introspection: false,
     includeStacktraceInErrorResponses: false,
+    stopOnTerminationSignals: false,
     formatError: (formatted, error) => maskError(formatted, error, logger),
     plugins: [ApolloServerPluginInlineTraceDisabled()],
   });

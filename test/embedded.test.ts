@@ -1,0 +1,265 @@
+/**
+ * `mariner up` as a user runs it: a real child process on the embedded PGlite, with a fresh data
+ * dir, no DATABASE_URL and no MARINER_ADMIN_API_KEY. Everything is observed from outside: the
+ * banner on stdout, the GraphQL API over HTTP, the data dir on disk, exit codes and stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** A fresh PGlite takes several seconds to initialise (more on a loaded CI machine). */
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 5_000;
+const TEST_TIMEOUT_MS = 90_000;
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+interface Mariner {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  /** Settles once the process has exited and its output is fully read. */
+  exited: Promise<Exit>;
+  exit: Exit | undefined;
+  startedAt: number;
+}
+
+const running = new Set<Mariner>();
+const tempDirs: string[] = [];
+
+function tempDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mariner-embedded-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** The environment a user's shell would give it: none of ours (vitest sets NODE_ENV=test, which changes Apollo's behaviour). */
+function userEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (key.startsWith('MARINER_') || key.startsWith('VITEST') || key === 'DATABASE_URL' || key === 'NODE_ENV') continue;
+    env[key] = value;
+  }
+  return { ...env, MARINER_LOG_LEVEL: 'warn', ...settings };
+}
+
+/** `mariner up` via `node --import tsx` (no npx start-up cost). */
+function launch(settings: Record<string, string>): Mariner {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', 'up'], {
+    cwd: ROOT,
+    env: userEnv(settings),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const m: Mariner = { child, stdout: '', stderr: '', exit: undefined, startedAt: Date.now(), exited: undefined as never };
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (m.stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (m.stderr += chunk));
+  m.exited = new Promise<Exit>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      m.exit = { code, signal };
+      running.delete(m);
+      resolve(m.exit);
+    });
+  });
+  running.add(m);
+  return m;
+}
+
+function describeOutput(m: Mariner): string {
+  return `\n--- stdout ---\n${m.stdout}\n--- stderr ---\n${m.stderr}`;
+}
+
+/** Resolves with the first match of `pattern` on stdout, as soon as it is printed. */
+function waitForStdout(m: Mariner, pattern: RegExp, timeoutMs = START_TIMEOUT_MS): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const match = m.stdout.match(pattern);
+      if (match) finish(() => resolve(match));
+    };
+    const onClose = (code: number | null, signal: NodeJS.Signals | null) =>
+      finish(() => reject(new Error(`mariner exited (code ${code}, signal ${signal}) before printing ${pattern}${describeOutput(m)}`)));
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`no ${pattern} on stdout within ${timeoutMs} ms${describeOutput(m)}`))),
+      timeoutMs,
+    );
+    const finish = (settle: () => void) => {
+      clearTimeout(timer);
+      m.child.stdout!.off('data', check);
+      m.child.off('close', onClose);
+      settle();
+    };
+    m.child.stdout!.on('data', check);
+    m.child.once('close', onClose);
+    check();
+  });
+}
+
+/** Resolves with the exit status, or rejects when the process is still running after `timeoutMs`. */
+async function waitForExit(m: Mariner, timeoutMs: number): Promise<Exit> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`mariner still running ${timeoutMs} ms later${describeOutput(m)}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([m.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Banner {
+  url: string;
+  graphqlUrl: string;
+  /** The admin key, when this start printed one. */
+  adminKey: string | undefined;
+  /** From spawn to the banner on stdout. */
+  ms: number;
+}
+
+/** Waits for the whole start-up banner: the URLs and the admin-key paragraph. */
+async function banner(m: Mariner): Promise<Banner> {
+  const match = await waitForStdout(m, /Admin API key(?: \(shown once[^\n]*\n\s*(sk-[A-Za-z0-9_-]+)\n|: created on first start[^\n]*\n)/);
+  const ms = Date.now() - m.startedAt;
+  const url = m.stdout.match(/GraphQL:\s+(http:\/\/127\.0\.0\.1:\d+)\/graphql/)?.[1];
+  expect(url, `no GraphQL URL in the banner${describeOutput(m)}`).toBeDefined();
+  expect(m.stdout).toContain(`OpenAI API: ${url}/v1`);
+  return { url: url!, graphqlUrl: `${url}/graphql`, adminKey: match[1], ms };
+}
+
+async function gql(graphqlUrl: string, key: string, query: string, variables?: Record<string, unknown>) {
+  const response = await fetch(graphqlUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const text = await response.text();
+  let body: { data?: Record<string, any> | null; errors?: { message: string }[] };
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`non-JSON response ${response.status}: ${text.slice(0, 200)}`);
+  }
+  expect(body.errors, `GraphQL errors (HTTP ${response.status}) for ${query}`).toBeUndefined();
+  expect(response.status).toBe(200);
+  return body.data!;
+}
+
+const SELF = `{ self { id } }`;
+const CREATE_ORG = `mutation { createOrganization(input: { title: "Embedded Org" }) { id title } }`;
+const ORG = `query($id: ID!) { organization(id: $id) { id title } }`;
+const ORGS = `{ organizations { items { id title } } }`;
+
+afterAll(async () => {
+  // Whatever failed above: no child outlives the file, no temp dir stays behind.
+  await Promise.all(
+    [...running].map(async (m) => {
+      m.child.kill('SIGKILL');
+      await m.exited.catch(() => undefined);
+    }),
+  );
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('mariner up on embedded PGlite, as a child process', () => {
+  const dataDir = tempDir();
+  let first: Mariner | undefined;
+  let firstBanner: Banner | undefined;
+  let adminKey: string | undefined;
+  let orgId: string | undefined;
+  let second: Mariner | undefined;
+  let secondBanner: Banner | undefined;
+
+  it('a first start prints the GraphQL URL and an admin key that works', { timeout: TEST_TIMEOUT_MS }, async () => {
+    first = launch({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0' });
+    firstBanner = await banner(first);
+    console.log(`first start (fresh PGlite): banner after ${firstBanner.ms} ms; ${first.stdout.match(/Mariner is up \([^)]*\)/)?.[0]}`);
+    expect(first.stdout).toContain(`embedded PGlite in ${dataDir}`);
+    expect(firstBanner.adminKey).toMatch(/^sk-/);
+    adminKey = firstBanner.adminKey!;
+
+    const self = await gql(firstBanner.graphqlUrl, adminKey, SELF);
+    expect(self.self).toEqual({ id: 'admin@example.com' });
+    const created = await gql(firstBanner.graphqlUrl, adminKey, CREATE_ORG);
+    expect(created.createOrganization.title).toBe('Embedded Org');
+    orgId = created.createOrganization.id;
+  });
+
+  it('keeps the internal token secret in the data dir with mode 0600', { skip: process.platform === 'win32' }, () => {
+    expect(first).toBeDefined();
+    const file = path.join(dataDir, 'internal-token-secret');
+    expect(existsSync(file)).toBe(true);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('stops cleanly on SIGINT: exit code 0 within a few seconds', { timeout: TEST_TIMEOUT_MS }, async () => {
+    expect(first?.exit, 'the first instance should still be running').toBeUndefined();
+    const sent = Date.now();
+    first!.child.kill('SIGINT');
+    const exit = await waitForExit(first!, STOP_TIMEOUT_MS);
+    console.log(`SIGINT → exit in ${Date.now() - sent} ms`);
+    expect(exit, describeOutput(first!)).toEqual({ code: 0, signal: null });
+    expect(first!.stderr).not.toContain('shutdown took longer');
+  });
+
+  it('a restart on the same data dir prints no key; the old key and the organization still work', { timeout: TEST_TIMEOUT_MS }, async () => {
+    expect(adminKey && orgId, 'needs the first start').toBeTruthy();
+    expect(first?.exit, 'the first instance should have exited').toBeDefined();
+    second = launch({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0' });
+    secondBanner = await banner(second);
+    console.log(`restart (existing PGlite): banner after ${secondBanner.ms} ms; ${second.stdout.match(/Mariner is up \([^)]*\)/)?.[0]}`);
+    expect(secondBanner.adminKey).toBeUndefined();
+    expect(second.stdout).not.toMatch(/sk-[A-Za-z0-9]/);
+    expect(second.stdout).toMatch(/Admin API key: created on first start/);
+
+    const self = await gql(secondBanner.graphqlUrl, adminKey!, SELF);
+    expect(self.self).toEqual({ id: 'admin@example.com' });
+    const org = await gql(secondBanner.graphqlUrl, adminKey!, ORG, { id: orgId });
+    expect(org.organization).toEqual({ id: orgId, title: 'Embedded Org' });
+    const orgs = await gql(secondBanner.graphqlUrl, adminKey!, ORGS);
+    expect(orgs.organizations.items).toContainEqual({ id: orgId, title: 'Embedded Org' });
+  });
+
+  it('a second instance on a port already in use fails with a clear message', { timeout: TEST_TIMEOUT_MS }, async () => {
+    expect(secondBanner && second?.exit === undefined, 'needs the restarted instance running').toBeTruthy();
+    const port = new URL(secondBanner!.url).port;
+    // Its own data dir: two processes must never share one PGlite directory.
+    const clashDir = path.join(tempDir(), 'data');
+    const clash = launch({ MARINER_DATA_DIR: clashDir, MARINER_PORT: port });
+    const exit = await waitForExit(clash, START_TIMEOUT_MS);
+    console.log(`port ${port} in use → exit ${exit.code} in ${Date.now() - clash.startedAt} ms`);
+    expect(exit, describeOutput(clash)).toEqual({ code: 1, signal: null });
+    expect(existsSync(clashDir), 'the port is checked before the database is created').toBe(false);
+    expect(clash.stderr).toContain(`port ${port} is in use`);
+    expect(clash.stderr).toContain('MARINER_PORT');
+    expect(clash.stderr, 'a message, not a stack trace').not.toMatch(/^\s+at /m);
+    expect(clash.stdout).not.toContain('Mariner is up');
+
+    // The instance that holds the port is unharmed, and still stops cleanly.
+    const self = await gql(secondBanner!.graphqlUrl, adminKey!, SELF);
+    expect(self.self).toEqual({ id: 'admin@example.com' });
+    const sent = Date.now();
+    second!.child.kill('SIGINT');
+    const stopped = await waitForExit(second!, STOP_TIMEOUT_MS);
+    console.log(`restart: SIGINT → exit in ${Date.now() - sent} ms`);
+    expect(stopped, describeOutput(second!)).toEqual({ code: 0, signal: null });
+  });
+
+  it('MARINER_PORT=abc fails fast with exit code 2, naming MARINER_PORT, before touching the data dir', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const untouched = path.join(tempDir(), 'data');
+    const bad = launch({ MARINER_DATA_DIR: untouched, MARINER_PORT: 'abc' });
+    const exit = await waitForExit(bad, 30_000);
+    console.log(`MARINER_PORT=abc → exit ${exit.code} in ${Date.now() - bad.startedAt} ms`);
+    expect(exit, describeOutput(bad)).toEqual({ code: 2, signal: null });
+    expect(bad.stderr).toMatch(/MARINER_PORT must be an integer.*"abc"/);
+    expect(bad.stderr).not.toMatch(/^\s+at /m);
+    expect(bad.stdout).toBe('');
+    expect(existsSync(untouched), 'config is validated before anything is created').toBe(false);
+  });
+});
