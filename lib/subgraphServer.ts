@@ -87,7 +87,8 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
   });
   await apollo.start();
 
-  const server: Server = createServer(async (req, res) => {
+  // The internal token carries the caller's memberships: allow headers larger than node's 16 KiB default.
+  const server: Server = createServer({ maxHeaderSize: 256 * 1024 }, async (req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://subgraph');
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });

@@ -100,4 +100,13 @@ describe('users, projects and API keys', () => {
     const users = await t.gqlOk(`{ users(limit: 100) { items { id isServiceAccount } } }`);
     expect(users.users.items).toContainEqual({ id: 'zoe@example.com', isServiceAccount: false });
   });
+
+  it('someone in hundreds of projects can still use the API (their memberships travel to the subgraphs)', async () => {
+    const { createOrganization: big } = await t.gqlOk(`mutation { createOrganization(input: { title: "Big Org" }) { id } }`);
+    const aliases = (from: number) =>
+      Array.from({ length: 10 }, (_, i) => `p${i}: createProject(input: { organizationId: "${big.id}", title: "Project ${from + i}" }) { id }`).join(' ');
+    for (let i = 0; i < 300; i += 10) await t.gqlOk(`mutation { ${aliases(i)} }`);
+    const result = await t.gqlOk(`query($id: ID!) { organization(id: $id) { summary { projectCount } } self { id } }`, { id: big.id });
+    expect(result.organization.summary.projectCount).toBe(300);
+  });
 });
