@@ -8,6 +8,8 @@
  * bench-results/gateway-overhead.{json,md}. Every response is checked; any error aborts the run.
  *
  *   --requests N       measured requests per path (default 2000)
+ *   --federated N      measured requests of the users + rbac gateway query (default requests / 4, so
+ *                      the default run stays near 40 s on 2 cores; 0 leaves that path out)
  *   --concurrency C    requests in flight per path (default 1)
  *   --warmup W         warm-up requests per path (default 200)
  *   --block B          requests per block before switching path (default 100)
@@ -51,6 +53,7 @@ const PATH_LABELS: Record<PathName, string> = {
 
 interface Options {
   requests: number;
+  federated: number;
   concurrency: number;
   warmup: number;
   block: number;
@@ -58,27 +61,35 @@ interface Options {
   mintPerRequest: boolean;
 }
 
+const CLI_OPTIONS = {
+  requests: { type: 'string', default: '2000' },
+  federated: { type: 'string' },
+  concurrency: { type: 'string', default: '1' },
+  warmup: { type: 'string', default: '200' },
+  block: { type: 'string', default: '100' },
+  embedded: { type: 'boolean', default: false },
+  'mint-per-request': { type: 'boolean', default: false },
+} as const;
+
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      requests: { type: 'string', default: '2000' },
-      concurrency: { type: 'string', default: '1' },
-      warmup: { type: 'string', default: '200' },
-      block: { type: 'string', default: '100' },
-      embedded: { type: 'boolean', default: false },
-      'mint-per-request': { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
+  const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    ({ values } = parse());
+  } catch (error) {
+    throw new UsageError(
+      `${(error as Error).message}\n  options: --requests N --federated N --concurrency C --warmup W --block B --embedded --mint-per-request`,
+    );
+  }
   const int = (name: string, text: string, min: number) => {
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
     return n;
   };
+  const requests = int('requests', values.requests, 1);
   return {
-    requests: int('requests', values.requests, 1),
+    requests,
+    federated: values.federated === undefined ? Math.ceil(requests / 4) : int('federated', values.federated, 0),
     concurrency: int('concurrency', values.concurrency, 1),
     warmup: int('warmup', values.warmup, 0),
     block: int('block', values.block, 1),
@@ -169,7 +180,7 @@ interface Target {
   check(reply: Reply): void;
 }
 
-function parseReply(name: PathName, reply: Reply): { data?: any; errors?: { message: string; extensions?: unknown }[] } {
+function parseReply(name: string, reply: Reply): { data?: any; errors?: { message: string; extensions?: unknown }[] } {
   let body: { data?: any; errors?: { message: string; extensions?: unknown }[] };
   try {
     body = JSON.parse(reply.text);
@@ -209,7 +220,7 @@ async function main(): Promise<void> {
 
   try {
     t = await startTestPlatform({ embedded: options.embedded });
-    const { platform } = t;
+    const { platform, adminKey } = t;
     client = createClient(options.concurrency);
     const { post } = client;
     const gatewayUrl = new URL(t.graphqlUrl);
@@ -220,9 +231,9 @@ async function main(): Promise<void> {
     const lookup = await post(
       usersUrl,
       { [INTERNAL_TOKEN_HEADER]: systemToken },
-      Buffer.from(JSON.stringify({ query: BY_API_KEY, variables: { secret: t.adminKey } })),
+      Buffer.from(JSON.stringify({ query: BY_API_KEY, variables: { secret: adminKey } })),
     );
-    const principal = parseReply('direct', lookup).data.principal as Principal | null;
+    const principal = parseReply('principal lookup', lookup).data.principal as Principal | null;
     if (!principal) throw new BenchAbort('principalByApiKey found no principal for the admin key');
     const resolution = resolveProject(principal, {}, DEFAULT_ROLE_SCOPES);
     const identity: Identity = resolution.ok
@@ -263,14 +274,14 @@ async function main(): Promise<void> {
         name: 'gateway',
         url: gatewayUrl,
         body: queryBody,
-        headers: () => ({ authorization: `Bearer ${t!.adminKey}` }),
+        headers: () => ({ authorization: `Bearer ${adminKey}` }),
         check: (reply) => void checkSelf('gateway', reply),
       },
       gatewayFederated: {
         name: 'gatewayFederated',
         url: gatewayUrl,
         body: Buffer.from(JSON.stringify({ query: FEDERATED_QUERY })),
-        headers: () => ({ authorization: `Bearer ${t!.adminKey}` }),
+        headers: () => ({ authorization: `Bearer ${adminKey}` }),
         check: (reply) => {
           const body = checkSelf('gatewayFederated', reply);
           if (!Array.isArray(body.data.roleScopes) || body.data.roleScopes.length === 0) {
@@ -298,7 +309,11 @@ async function main(): Promise<void> {
     const samples: Record<PathName, bigint[]> = { direct: [], gateway: [], gatewayFederated: [] };
     const wall: Record<PathName, bigint> = { direct: 0n, gateway: 0n, gatewayFederated: 0n };
 
-    /** `count` requests to one target, `concurrency` in flight; latencies recorded when `record`. */
+    /**
+     * `count` requests to one target, `concurrency` in flight; latencies recorded when `record`.
+     * The direct path's token is refreshed (untimed) before a block, so a block must take less than
+     * TTL − REMINT_MARGIN_SECONDS (40 s by default); an expired token shows up as an abort, never as data.
+     */
     async function runBlock(target: Target, count: number, record: boolean): Promise<void> {
       if (target.name === 'direct' && !options.mintPerRequest) await refreshUserToken();
       let next = 0;
@@ -317,28 +332,40 @@ async function main(): Promise<void> {
       if (record) wall[target.name] += process.hrtime.bigint() - started;
     }
 
-    /** Blocks of every path in turn, rotating which goes first each round. */
-    async function interleaved(perPath: number, record: boolean): Promise<void> {
-      const order: PathName[] = ['direct', 'gateway', 'gatewayFederated'];
-      for (let round = 0, done = 0; done < perPath; round++) {
-        const size = Math.min(options.block, perPath - done);
-        for (let i = 0; i < order.length; i++) await runBlock(targets[order[(round + i) % order.length]!], size, record);
-        done += size;
+    /**
+     * Blocks of every path in turn, rotating which goes first each round; the federated path gets
+     * blocks scaled to its share (`federated / requests`) so it spreads over the whole run too.
+     */
+    async function interleaved(perPath: number, federated: number, record: boolean): Promise<void> {
+      const order: PathName[] = federated > 0 ? ['direct', 'gateway', 'gatewayFederated'] : ['direct', 'gateway'];
+      const rounds = Math.ceil(perPath / options.block);
+      const quota: Record<PathName, number> = { direct: perPath, gateway: perPath, gatewayFederated: federated };
+      const done: Record<PathName, number> = { direct: 0, gateway: 0, gatewayFederated: 0 };
+      for (let round = 0; round < rounds; round++) {
+        for (let i = 0; i < order.length; i++) {
+          const name = order[(round + i) % order.length]!;
+          const due = Math.round((quota[name] * (round + 1)) / rounds); // cumulative target after this round
+          if (due > done[name]) await runBlock(targets[name], due - done[name], record);
+          done[name] = Math.max(done[name], due);
+        }
       }
     }
 
     const benchStarted = process.hrtime.bigint();
     if (options.warmup > 0) {
       log(`warming up: ${options.warmup} requests per path…`);
-      await interleaved(options.warmup, false);
+      await interleaved(options.warmup, options.federated > 0 ? options.warmup : 0, false);
     }
-    log(`measuring: ${options.requests} requests per path, concurrency ${options.concurrency}, blocks of ${options.block}…`);
-    await interleaved(options.requests, true);
+    log(
+      `measuring: ${options.requests} requests per path (${options.federated} for users + rbac), ` +
+        `concurrency ${options.concurrency}, blocks of ${options.block}…`,
+    );
+    await interleaved(options.requests, options.federated, true);
     const durationSeconds = Math.round(Number(process.hrtime.bigint() - benchStarted) / 1e7) / 100;
 
     const results = Object.fromEntries(
-      (Object.keys(samples) as PathName[]).map((name) => [name, stats(samples[name], wall[name])]),
-    ) as Record<PathName, Stats>;
+      (Object.keys(samples) as PathName[]).filter((name) => samples[name].length > 0).map((name) => [name, stats(samples[name], wall[name])]),
+    ) as Record<'direct' | 'gateway', Stats> & Partial<Record<PathName, Stats>>;
     const ratio = (q: 'p50' | 'p90' | 'p99' | 'mean') => Math.round((results.gateway[q] / results.direct[q]) * 100) / 100;
     const ratios = { p50: ratio('p50'), p90: ratio('p90'), p99: ratio('p99'), mean: ratio('mean') };
 
@@ -352,6 +379,7 @@ async function main(): Promise<void> {
       os: `${os.type()} ${os.release()} ${os.arch()}`,
       database: options.embedded ? 'pglite' : 'postgresql',
       requests: options.requests,
+      federatedRequests: options.federated,
       warmup: options.warmup,
       concurrency: options.concurrency,
       blockSize: options.block,
@@ -366,7 +394,7 @@ async function main(): Promise<void> {
     };
 
     const rows = (Object.keys(results) as PathName[]).map((name) => {
-      const s = results[name];
+      const s = results[name]!;
       return [PATH_LABELS[name], s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.mean.toFixed(3), s.throughput.toFixed(1)];
     });
     const header = ['path', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'req/s'];
@@ -382,7 +410,8 @@ async function main(): Promise<void> {
       '',
       `- Node ${report.node}, ${report.cpu.model} (${report.cpu.cores} cores), ${report.os}`,
       `- Database: ${report.database}`,
-      `- ${report.requests} measured requests per path after ${report.warmup} warm-up, concurrency ${report.concurrency}, paths interleaved in blocks of ${report.blockSize}`,
+      `- ${report.requests} measured requests per path (${report.federatedRequests} for users + rbac) after ${report.warmup} warm-up, ` +
+        `concurrency ${report.concurrency}, paths interleaved in blocks of ${report.blockSize}`,
       `- Token: ${report.tokenMinting}`,
       `- Everything runs in one Node process (client, gateway, subgraphs${options.embedded ? ', PGlite' : ''}); total ${durationSeconds} s`,
       '',
