@@ -70,16 +70,20 @@ export interface InternalCaller {
  * with the subgraph's name as audience. Subgraphs accept nothing else.
  */
 export class InternalTokens {
-  private readonly key: Uint8Array;
+  /** Imported once: jose would re-import raw key bytes on every sign and verify. */
+  private readonly key: Promise<CryptoKey>;
   constructor(
     secret: string,
     private readonly ttlSeconds: number,
   ) {
     if (secret.length < 32) throw new Error('internal token secret must be at least 32 characters');
-    this.key = new TextEncoder().encode(secret);
+    this.key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
+      'sign',
+      'verify',
+    ]);
   }
 
-  mint(audience: string, requestId: string, identity: Identity | null, system = false): Promise<string> {
+  async mint(audience: string, requestId: string, identity: Identity | null, system = false): Promise<string> {
     const claims: InternalClaims = { rid: requestId };
     if (identity) claims.idn = identity;
     if (system) claims.sys = true;
@@ -90,14 +94,14 @@ export class InternalTokens {
       .setSubject(identity?.principal.userId ?? 'system')
       .setIssuedAt()
       .setExpirationTime(`${this.ttlSeconds}s`)
-      .sign(this.key);
+      .sign(await this.key);
   }
 
   /** Returns the caller, or null when the token is missing, expired, forged or for another audience. */
   async verify(token: string | undefined, audience: string): Promise<InternalCaller | null> {
     if (!token) return null;
     try {
-      const { payload } = await jwtVerify(token, this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, await this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
       const claims = payload as unknown as InternalClaims;
       return { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null };
     } catch {

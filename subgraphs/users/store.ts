@@ -415,11 +415,23 @@ export class UserStore {
 
   // --- principals (gateway authentication) -----------------------------------------------------
 
+  /** The principal behind an API key secret: two queries (key with its user, then memberships). */
   async principalByApiKey(secret: string): Promise<Principal | null> {
-    const key = await this.t('api_keys').where({ secret_hash: hashSecret(secret) }).first();
+    const key = (await this.t('api_keys')
+      .join('users as u', 'u.id', 'api_keys.user_id')
+      .where('api_keys.secret_hash', hashSecret(secret))
+      .first(
+        'api_keys.id',
+        'api_keys.organization_id',
+        'api_keys.project_id',
+        'api_keys.excluded_from_rate_limiting',
+        'u.id as user_id',
+        'u.internal_id',
+        'u.tenant_id',
+        'u.is_service_account',
+      )) as (UserRow & { id: string; user_id: string; organization_id: string; project_id: string; excluded_from_rate_limiting: boolean }) | undefined;
     if (!key) return null;
-    const principal = await this.principalByUser(key.user_id);
-    if (!principal) return null;
+    const principal = await this.principalFor({ ...key, id: key.user_id });
     principal.apiKey = {
       id: key.id,
       organizationId: key.organization_id,
@@ -429,46 +441,51 @@ export class UserStore {
     return principal;
   }
 
-  /**
-   * A user's memberships. Organization owners hold every project of their organizations: those
-   * projects are listed with role OWNER when the user has no explicit project role.
-   */
   async principalByUser(userId: string): Promise<Principal | null> {
     const user = (await this.t('users').where({ id: userId }).first()) as UserRow | undefined;
-    if (!user) return null;
-    const orgs = (await this.t('organization_members')
-      .join('organizations as o', 'o.id', 'organization_members.organization_id')
-      .where('organization_members.user_id', userId)
-      .orderBy('organization_members.created_at')
-      .select('o.id', 'o.is_default', 'organization_members.role')) as { id: string; is_default: boolean; role: OrganizationRole }[];
-    const projects = (await this.t('projects')
-      .leftJoin('project_members as pm', function () {
-        this.on('pm.project_id', '=', 'projects.id').andOnVal('pm.user_id', '=', userId);
-      })
-      .where((q) => {
-        q.whereNotNull('pm.user_id').orWhereIn(
-          'projects.organization_id',
-          orgs.filter((o) => o.role === 'OWNER').map((o) => o.id),
-        );
-      })
-      .orderBy('projects.created_at')
-      .select('projects.id', 'projects.organization_id', 'projects.is_default', 'pm.role')) as {
-      id: string;
-      organization_id: string;
-      is_default: boolean;
-      role: ProjectRole | null;
-    }[];
-    const memberOf = new Set(orgs.map((o) => o.id));
+    return user ? this.principalFor(user) : null;
+  }
+
+  /**
+   * A user's memberships, in one query. Organization owners hold every project of their
+   * organizations: those projects are listed with role OWNER when the user has no explicit role.
+   */
+  private async principalFor(user: Pick<UserRow, 'id' | 'internal_id' | 'tenant_id' | 'is_service_account'>): Promise<Principal> {
+    const result = await this.knex.raw(
+      `select 'organization' as kind, o.id, o.id as organization_id, o.is_default, m.role, m.created_at
+         from ?? m join ?? o on o.id = m.organization_id
+        where m.user_id = ?
+       union all
+       select 'project' as kind, p.id, p.organization_id, p.is_default, coalesce(pm.role, 'OWNER') as role, p.created_at
+         from ?? p
+         join ?? om on om.organization_id = p.organization_id and om.user_id = ?
+         left join ?? pm on pm.project_id = p.id and pm.user_id = ?
+        where pm.user_id is not null or om.role = 'OWNER'
+       order by created_at, id`,
+      [
+        `${SCHEMA}.organization_members`,
+        `${SCHEMA}.organizations`,
+        user.id,
+        `${SCHEMA}.projects`,
+        `${SCHEMA}.organization_members`,
+        user.id,
+        `${SCHEMA}.project_members`,
+        user.id,
+      ],
+    );
+    const rows = result.rows as { kind: string; id: string; organization_id: string; is_default: boolean; role: string }[];
     return {
       userId: user.id,
       internalUserId: user.internal_id,
       tenantId: user.tenant_id,
       isServiceAccount: user.is_service_account,
       apiKey: null,
-      organizations: orgs.map((o) => ({ organizationId: o.id, role: o.role, isDefault: o.is_default })),
-      projects: projects
-        .filter((p) => memberOf.has(p.organization_id))
-        .map((p) => ({ projectId: p.id, organizationId: p.organization_id, role: p.role ?? 'OWNER', isDefault: p.is_default })),
+      organizations: rows
+        .filter((r) => r.kind === 'organization')
+        .map((r) => ({ organizationId: r.id, role: r.role as OrganizationRole, isDefault: r.is_default })),
+      projects: rows
+        .filter((r) => r.kind === 'project')
+        .map((r) => ({ projectId: r.id, organizationId: r.organization_id, role: r.role as ProjectRole, isDefault: r.is_default })),
     };
   }
 
