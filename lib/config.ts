@@ -45,7 +45,30 @@ export interface MarinerConfig {
   };
   /** Role → scopes table override (JSON file path), see subgraphs/rbac/roleScopes.ts. */
   roleScopesFile: string | undefined;
+  /** Where file bytes and models live (lib/objectStore). */
+  objectStore: ObjectStoreConfig;
+  files: {
+    /** Largest accepted file upload, enforced while streaming. */
+    maxFileBytes: number;
+    /** An upload reserved but not completed within this time is swept (object deleted). */
+    uploadExpirySeconds: number;
+  };
 }
+
+export type ObjectStoreConfig =
+  | { driver: 'filesystem'; dir: string }
+  | {
+      driver: 's3';
+      bucket: string;
+      endpoint: string | undefined;
+      region: string;
+      forcePathStyle: boolean;
+      /** Credentials; when empty the AWS SDK's default chain applies (env, IRSA, instance role). */
+      accessKeyId: string | undefined;
+      secretAccessKey: string | undefined;
+      /** Key prefix inside the bucket. */
+      prefix: string;
+    };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -95,11 +118,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be a postgres:// connection string');
   }
+  const dataDir = path.resolve(stringSetting(env, 'MARINER_DATA_DIR') ?? '.mariner');
   const base: MarinerConfig = {
     environment,
     port: intSetting(env, 'MARINER_PORT', 8080, 0, 65535),
     host: stringSetting(env, 'MARINER_HOST') ?? '127.0.0.1',
-    dataDir: path.resolve(stringSetting(env, 'MARINER_DATA_DIR') ?? '.mariner'),
+    dataDir,
     databaseUrl,
     adminApiKey,
     adminEmail: stringSetting(env, 'MARINER_ADMIN_EMAIL') ?? 'admin@example.com',
@@ -121,8 +145,43 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       maxBodyBytes: intSetting(env, 'MARINER_MAX_BODY_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     },
     roleScopesFile: stringSetting(env, 'MARINER_ROLE_SCOPES_FILE'),
+    objectStore: objectStoreSetting(env, dataDir),
+    files: {
+      maxFileBytes: intSetting(env, 'MARINER_MAX_FILE_BYTES', 512 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
+      uploadExpirySeconds: intSetting(env, 'MARINER_UPLOAD_EXPIRY_SECONDS', 3600, 10, 7 * 24 * 3600),
+    },
   };
   return { ...base, ...overrides };
+}
+
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** MARINER_OBJECT_STORE=filesystem (default, under the data dir) or s3 with MARINER_S3_* settings. */
+function objectStoreSetting(env: Env, dataDir: string): ObjectStoreConfig {
+  const driver = stringSetting(env, 'MARINER_OBJECT_STORE') ?? 'filesystem';
+  if (driver === 'filesystem') {
+    return { driver, dir: path.resolve(stringSetting(env, 'MARINER_OBJECT_STORE_DIR') ?? path.join(dataDir, 'objects')) };
+  }
+  if (driver !== 's3') throw new ConfigError(`MARINER_OBJECT_STORE must be filesystem or s3, got "${driver}"`);
+  const bucket = stringSetting(env, 'MARINER_S3_BUCKET');
+  if (!bucket || !BUCKET.test(bucket)) throw new ConfigError('MARINER_S3_BUCKET must name a bucket (3-63 lowercase letters, digits, dots, dashes)');
+  const endpoint = stringSetting(env, 'MARINER_S3_ENDPOINT');
+  if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) throw new ConfigError('MARINER_S3_ENDPOINT must be an http(s) URL');
+  const accessKeyId = stringSetting(env, 'MARINER_S3_ACCESS_KEY_ID');
+  const secretAccessKey = stringSetting(env, 'MARINER_S3_SECRET_ACCESS_KEY');
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError('MARINER_S3_ACCESS_KEY_ID and MARINER_S3_SECRET_ACCESS_KEY go together');
+  }
+  return {
+    driver,
+    bucket,
+    endpoint,
+    region: stringSetting(env, 'MARINER_S3_REGION') ?? 'us-east-1',
+    forcePathStyle: boolSetting(env, 'MARINER_S3_FORCE_PATH_STYLE', endpoint !== undefined),
+    accessKeyId,
+    secretAccessKey,
+    prefix: (stringSetting(env, 'MARINER_S3_PREFIX') ?? 'mariner').replace(/^\/+|\/+$/g, ''),
+  };
 }
 
 /** Reads a JSON file named by a setting, with the setting's name in any error. */
