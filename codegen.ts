@@ -21,6 +21,10 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
     },
   },
   rbac: { context: '../../../lib/subgraphServer.js#SubgraphContext' },
+  files: {
+    context: '../context.js#FilesContext',
+    mappers: { File: '../store.js#FileRow', FileUpload: '../store.js#UploadRow' },
+  },
 };
 
 const config: CodegenConfig = {

@@ -16,5 +16,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores on the CI machine: two files at a time, each with its own database.
     maxWorkers: 2,
+    // The AWS SDK warns once per process that later releases want Node 22.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

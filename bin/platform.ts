@@ -15,6 +15,8 @@ import { createRestCompat } from '../rest-compat/index.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
 import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
 import { createUsersSubgraph } from '../subgraphs/users/index.js';
+import { createFilesSubgraph } from '../subgraphs/files/index.js';
+import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
 
 export interface Platform {
   /** Public base URL: GraphQL at `${url}/graphql`, OpenAI API at `${url}/v1`. */
@@ -24,6 +26,7 @@ export interface Platform {
   subgraphUrls: Record<SubgraphName, string>;
   tokens: InternalTokens;
   db: Database;
+  objectStore: ObjectStore;
   close(): Promise<void>;
 }
 
@@ -55,6 +58,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   const roleScopes = loadRoleScopes(config.roleScopesFile);
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const started: RunningSubgraph[] = [];
+  const stoppers: (() => Promise<void>)[] = [];
+  let objectStore: ObjectStore | undefined;
   let gateway: Gateway | undefined;
   let server: Server | undefined;
   const close = async () => {
@@ -67,6 +72,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     }
     await gateway?.stop();
     await Promise.all(started.map((s) => s.close()));
+    await Promise.all(stoppers.map((stop) => stop()));
+    await objectStore?.close();
     await db.close();
   };
   try {
@@ -75,10 +82,15 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const serverOptions = { host: '127.0.0.1', port: 0, tokens, logger, maxBodyBytes: config.limits.maxBodyBytes };
     started.push(await startSubgraph(users.definition, serverOptions));
     started.push(await startSubgraph(createRbacSubgraph(roleScopes), serverOptions));
+    objectStore = await createObjectStore(config.objectStore);
+    const files = await createFilesSubgraph(db, objectStore, config.files, logger);
+    stoppers.push(files.stop);
+    started.push(await startSubgraph(files.definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
-    const rest = createRestCompat();
+    let graphqlUrl = '';
+    const rest = createRestCompat({ graphqlUrl: () => graphqlUrl, objectStore, logger });
     const g = gateway;
     server = createServer((req, res) => {
       const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
@@ -103,7 +115,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     });
     const { port } = s.address() as AddressInfo;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return { url: `http://${host}:${port}`, adminApiKey: bootstrap.adminApiKey, subgraphUrls, tokens, db, close };
+    graphqlUrl = `http://${host}:${port}/graphql`;
+    return { url: `http://${host}:${port}`, adminApiKey: bootstrap.adminApiKey, subgraphUrls, tokens, db, objectStore, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

@@ -51,6 +51,11 @@ export function openAIErrorTypeFor(code: ErrorCode): string {
   return OPENAI_TYPE[code];
 }
 
+/** HTTP statuses of the OpenAI REST surface: OpenAI has no 412, a failed precondition is a 400 there. */
+export function openAIStatusFor(code: ErrorCode): number {
+  return code === 'FAILED_PRECONDITION' ? 400 : HTTP_STATUS[code];
+}
+
 /** A GraphQL error carrying one of the closed codes (and, for bad input, the offending argument). */
 export class MarinerError extends GraphQLError {
   readonly code: ErrorCode;

@@ -6,5 +6,6 @@ export * from './http.js';
 export * from './identity.js';
 export * from './ids.js';
 export * from './logging.js';
+export * from './objectStore/index.js';
 export * from './pagination.js';
 export * from './subgraphServer.js';

@@ -1,22 +1,57 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from '../lib/http.js';
+import type { Logger } from '../lib/logging.js';
+import type { ObjectStore } from '../lib/objectStore/index.js';
+import { RestError, sendRestError } from './errors.js';
+import { fileRoutes } from './files.js';
+import { createGatewayClient } from './gatewayClient.js';
+import { createRouter } from './router.js';
 
 /**
- * The OpenAI-compatible REST surface (`/v1/...`). Endpoints arrive with the files/models issue;
- * until then every path answers as OpenAI does for an unknown URL.
+ * The OpenAI-compatible REST surface (`/v1/...`): each route translates to GraphQL operations on the
+ * gateway, so authentication, project headers and RBAC are the gateway's. File bytes go straight to
+ * the object store.
  */
 export interface RestCompat {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
-export function createRestCompat(): RestCompat {
+export interface RestCompatOptions {
+  /** The gateway's GraphQL URL (known once the public port listens). */
+  graphqlUrl: () => string;
+  objectStore: ObjectStore;
+  logger: Logger;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function createRestCompat(options: RestCompatOptions): RestCompat {
+  const gateway = createGatewayClient(options.graphqlUrl);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore })]);
   return {
     async handle(req, res) {
-      const path = new URL(req.url ?? '/', 'http://rest').pathname;
-      // OpenAI API: unknown routes answer 404 with the standard error object.
-      sendJson(res, 404, {
-        error: { message: `Invalid URL (${req.method ?? 'GET'} ${path})`, type: 'invalid_request_error', param: null, code: null },
-      });
+      const incoming = req.headers['x-request-id'];
+      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const headers = { 'x-request-id': requestId };
+      const url = new URL(req.url ?? '/', 'http://rest');
+      try {
+        const route = router.match(req.method ?? 'GET', url.pathname);
+        // OpenAI API: unknown routes answer 404 with the standard error object.
+        if (!route) throw RestError.notFound(`Invalid URL (${req.method ?? 'GET'} ${url.pathname})`);
+        await route.handler(req, res, { url, params: route.params, requestId, headers });
+      } catch (error) {
+        const restError =
+          error instanceof RestError ? error : new RestError(500, `Internal error (request id ${requestId})`, 'server_error');
+        if (!(error instanceof RestError)) options.logger.error({ err: error, requestId }, 'REST request failed');
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        // A body left unread (an upload refused midway) cannot be drained cheaply: close the connection.
+        const unread = !req.readableEnded;
+        sendRestError(res, restError, unread ? { ...headers, connection: 'close' } : headers);
+        if (unread) res.on('finish', () => req.destroy());
+      }
     },
   };
 }

@@ -1,4 +1,4 @@
-import { isAuthenticated, isGatewaySystem, isInternalCaller, inProject, type Rule } from './rules.js';
+import { hasScope, isAuthenticated, isGatewaySystem, isInternalCaller, inProject, type Rule } from './rules.js';
 
 /**
  * The RBAC policy map: `Type -> field -> rule` ('*' covers every field of a type). Deny by default:
@@ -13,6 +13,11 @@ export type PolicyMap = Record<string, Record<string, Rule>>;
 const federation: PolicyMap = {
   Query: { _service: isInternalCaller, _entities: isInternalCaller },
   _Service: { '*': isInternalCaller },
+};
+
+/** @shareable types several subgraphs define. */
+const shared: PolicyMap = {
+  DeletePayload: { '*': isAuthenticated },
 };
 
 const users: PolicyMap = {
@@ -62,7 +67,6 @@ const users: PolicyMap = {
   ApiKeyPage: { '*': isAuthenticated },
   UserPage: { '*': isAuthenticated },
   CreateApiKeyPayload: { '*': isAuthenticated },
-  DeletePayload: { '*': isAuthenticated },
   Principal: { '*': isGatewaySystem },
   PrincipalApiKey: { '*': isGatewaySystem },
   PrincipalOrganization: { '*': isGatewaySystem },
@@ -73,6 +77,22 @@ const rbac: PolicyMap = {
   Query: { roleScopes: isAuthenticated, authorize: isAuthenticated },
   RoleScopes: { '*': isAuthenticated },
   Authorization: { '*': isAuthenticated },
+};
+
+const filesRead = hasScope('api.files', 'read');
+const filesWrite = hasScope('api.files', 'write');
+const files: PolicyMap = {
+  Query: { files: filesRead, file: filesRead },
+  Mutation: {
+    beginFileUpload: filesWrite,
+    completeFileUpload: filesWrite,
+    abortFileUpload: filesWrite,
+    createFileFromObjectPath: filesWrite,
+    deleteFile: filesWrite,
+  },
+  File: { '*': filesRead },
+  FilePage: { '*': filesRead },
+  FileUpload: { '*': filesWrite },
 };
 
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
@@ -91,15 +111,15 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac } as const;
+export const subgraphPolicies = { users, rbac, files } as const;
 
-/** The policy for one subgraph: its own types plus the federation plumbing. */
+/** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {
-  return merge(federation, subgraphPolicies[subgraph]);
+  return merge(federation, shared, subgraphPolicies[subgraph]);
 }
 
 /** The supergraph policy the gateway evaluates. */
-export const policy: PolicyMap = merge(federation, ...Object.values(subgraphPolicies));
+export const policy: PolicyMap = merge(federation, shared, ...Object.values(subgraphPolicies));
 
 /** The rule for `Type.field`: the field's own, else the type's '*', else undefined (deny). */
 export function ruleFor(map: PolicyMap, type: string, field: string): Rule | undefined {

@@ -1,0 +1,20 @@
+/** lib/objectStore: where file bytes and models live, behind one interface (README.md). */
+import type { ObjectStoreConfig } from '../config.js';
+import type { Logger } from '../logging.js';
+import { createFilesystemObjectStore } from './filesystem.js';
+import type { ObjectStore } from './objectStore.js';
+
+export type { ObjectInfo, ObjectStore, PutObjectOptions } from './objectStore.js';
+export { InvalidObjectKeyError, ObjectNotFoundError, ObjectTooLargeError } from './errors.js';
+export { MAX_OBJECT_KEY_BYTES, validateObjectKey } from './keys.js';
+
+/**
+ * Opens the configured object store. Async because the filesystem driver prepares its folder and removes
+ * temp files left by crashed puts, and the S3 driver loads the AWS SDK only when it is used. The S3 driver
+ * makes no request here: a wrong bucket or missing permission shows on the first operation.
+ */
+export async function createObjectStore(config: ObjectStoreConfig, options: { logger?: Logger } = {}): Promise<ObjectStore> {
+  if (config.driver === 'filesystem') return createFilesystemObjectStore(config.dir);
+  const { createS3ObjectStore } = await import('./s3.js');
+  return createS3ObjectStore(config, options.logger);
+}

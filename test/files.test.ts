@@ -1,0 +1,164 @@
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectValid, loadOpenApiValidator } from './support/openapi.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+
+let t: TestPlatform;
+let client: OpenAI;
+
+const chatLine = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `question ${i}` }, { role: 'assistant', content: `answer ${i}` }] });
+const jsonl = (n: number) => Array.from({ length: n }, (_, i) => chatLine(i)).join('\n') + '\n';
+
+/** Every object the store holds, to prove nothing was left behind. */
+async function storedKeys(): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const object of t.platform.objectStore.list('')) keys.push(object.key);
+  return keys.sort();
+}
+
+beforeAll(async () => {
+  t = await startTestPlatform({ config: { files: { maxFileBytes: 64 * 1024, uploadExpirySeconds: 3600 } } });
+  client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('OpenAI files API with the official SDK', () => {
+  it('uploads a JSONL file, retrieves it and downloads identical bytes', async () => {
+    const text = jsonl(3);
+    const file = await client.files.create({ file: await toFile(Buffer.from(text), 'train.jsonl'), purpose: 'fine-tune' });
+    expect(file).toMatchObject({ object: 'file', bytes: Buffer.byteLength(text), filename: 'train.jsonl', purpose: 'fine-tune', status: 'processed' });
+    expect(file.id).toMatch(/^file-/);
+    const retrieved = await client.files.retrieve(file.id);
+    expect(retrieved).toEqual(file);
+    const content = await client.files.content(file.id);
+    expect(await content.text()).toBe(text);
+  });
+
+  it('lists every file through auto-pagination, newest first by default', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const f = await client.files.create({ file: await toFile(Buffer.from(`note ${i}`), `note-${i}.txt`), purpose: 'assistants' });
+      ids.push(f.id);
+    }
+    const seen: string[] = [];
+    for await (const f of client.files.list({ purpose: 'assistants', limit: 2 })) seen.push(f.id);
+    expect(seen).toEqual([...ids].reverse());
+    const page = await client.files.list({ purpose: 'assistants', limit: 2, order: 'asc' });
+    expect(page.data.map((f) => f.id)).toEqual(ids.slice(0, 2));
+    expect(page.has_more).toBe(true);
+  });
+
+  it('deletes a file and its bytes', async () => {
+    const file = await client.files.create({ file: await toFile(Buffer.from('bye'), 'bye.txt'), purpose: 'user_data' });
+    const before = await storedKeys();
+    expect(await client.files.delete(file.id)).toEqual({ id: file.id, object: 'file', deleted: true });
+    await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect(await storedKeys()).toEqual(before.filter((k) => !k.endsWith(file.id)));
+  });
+
+  it('a bad JSONL line is rejected with its line number and nothing is kept', async () => {
+    const before = await storedKeys();
+    const text = `${chatLine(1)}\n{"messages": "nope"}\n`;
+    const error = await client.files.create({ file: await toFile(Buffer.from(text), 'bad.jsonl'), purpose: 'fine-tune' }).catch((e) => e);
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(error.message).toContain('line 2');
+    expect(await storedKeys()).toEqual(before);
+    const listed = await client.files.list({ purpose: 'fine-tune' });
+    expect(listed.data.map((f) => f.filename)).not.toContain('bad.jsonl');
+  });
+
+  it('an unknown or missing purpose is a 400 and nothing is kept', async () => {
+    const before = await storedKeys();
+    const unknown = await client.files
+      .create({ file: await toFile(Buffer.from('x'), 'x.txt'), purpose: 'nonsense' as never })
+      .catch((e) => e);
+    expect(unknown).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(unknown.param).toBe('purpose');
+    const form = new FormData();
+    form.append('file', new Blob(['x']), 'x.txt');
+    const missing = await fetch(`${t.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
+    expect(missing.status).toBe(400);
+    expect((await missing.json()).error.param).toBe('purpose');
+    expect(await storedKeys()).toEqual(before);
+  });
+
+  it('an oversized file is a 413 and nothing is kept', async () => {
+    const before = await storedKeys();
+    const big = Buffer.alloc(200 * 1024, 'a');
+    const error = await client.files.create({ file: await toFile(big, 'big.txt'), purpose: 'assistants' }).catch((e) => e);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(error.status).toBe(413);
+    expect(await storedKeys()).toEqual(before);
+  });
+
+  it('a malformed multipart body is a 400 and nothing is kept', async () => {
+    const before = await storedKeys();
+    const response = await fetch(`${t.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'multipart/form-data; boundary=xyz' },
+      body: '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nunterminated',
+    });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.type).toBe('invalid_request_error');
+    expect(await storedKeys()).toEqual(before);
+  });
+
+  it('errors surface as the SDK’s typed errors', async () => {
+    const anonymous = new OpenAI({ apiKey: 'sk-wrong-key-0000000000000000000000', baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await expect(anonymous.files.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(client.files.retrieve('file-doesnotexist')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.files.retrieve('not-an-id')).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it('a file of another project is not found', async () => {
+    const mine = await client.files.create({ file: await toFile(Buffer.from('private'), 'private.txt'), purpose: 'user_data' });
+    const { createOrganization } = await t.gqlOk(`mutation { createOrganization(input: { title: "Other" }) { id } }`);
+    const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Other" }) { id } }`, { o: createOrganization.id });
+    const { createApiKey } = await t.gqlOk(`mutation($p: ID!) { createApiKey(input: { name: "other", projectId: $p }) { secret } }`, { p: createProject.id });
+    const other = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await expect(other.files.retrieve(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.files.delete(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await other.files.list()).data).toEqual([]);
+    expect((await client.files.retrieve(mine.id)).id).toBe(mine.id);
+  });
+
+  it('unknown routes answer 404 in the OpenAI error shape', async () => {
+    const response = await fetch(`${t.url}/v1/assistants`, { headers: { authorization: `Bearer ${t.adminKey}` } });
+    expect(response.status).toBe(404);
+    expect(response.headers.get('x-request-id')).toBeTruthy();
+    expect(await response.json()).toEqual({ error: { message: 'Invalid URL (GET /v1/assistants)', type: 'invalid_request_error', param: null, code: 'not_found' } });
+  });
+
+  it('every response and error body matches the OpenAI API description', async () => {
+    const spec = loadOpenApiValidator();
+    const call = async (method: string, path: string, body?: FormData) => {
+      const response = await fetch(`${t.url}${path}`, { method, headers: { authorization: `Bearer ${t.adminKey}` }, ...(body ? { body } : {}) });
+      return { status: response.status, body: await response.json() };
+    };
+    const form = new FormData();
+    form.append('purpose', 'fine-tune');
+    form.append('file', new Blob([jsonl(2)]), 'spec.jsonl');
+    const created = await call('POST', '/v1/files', form);
+    expectValid(spec.validateResponse('POST', '/v1/files', created.status, created.body));
+    const id = created.body.id as string;
+    for (const [method, path] of [
+      ['GET', '/v1/files'],
+      ['GET', '/v1/files?purpose=batch'],
+      ['GET', `/v1/files/${id}`],
+      ['DELETE', `/v1/files/${id}`],
+      ['GET', `/v1/files/${id}`],
+      ['GET', '/v1/files/not-an-id'],
+    ] as const) {
+      const result = await call(method, path);
+      expectValid(spec.validateResponse(method, path, result.status, result.body));
+    }
+    const bad = new FormData();
+    bad.append('purpose', 'fine-tune');
+    bad.append('file', new Blob(['not json']), 'bad.jsonl');
+    const rejected = await call('POST', '/v1/files', bad);
+    expect(rejected.status).toBe(400);
+    expectValid(spec.validateResponse('POST', '/v1/files', rejected.status, rejected.body));
+  });
+});
