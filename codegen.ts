@@ -25,6 +25,7 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
     context: '../context.js#FilesContext',
     mappers: { File: '../store.js#FileRow', FileUpload: '../store.js#UploadRow' },
   },
+  models: { context: '../context.js#ModelsContext', mappers: { Model: '../store.js#ModelRow' } },
 };
 
 const config: CodegenConfig = {

@@ -16,6 +16,7 @@ import type { SubgraphName } from '../schema/subgraphs.js';
 import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
 import { createUsersSubgraph } from '../subgraphs/users/index.js';
 import { createFilesSubgraph } from '../subgraphs/files/index.js';
+import { createModelsSubgraph } from '../subgraphs/models/index.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
 
 export interface Platform {
@@ -86,6 +87,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const files = await createFilesSubgraph(db, objectStore, config.files, logger);
     stoppers.push(files.stop);
     started.push(await startSubgraph(files.definition, serverOptions));
+    started.push(await startSubgraph((await createModelsSubgraph(db, objectStore)).definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });

@@ -4,6 +4,7 @@ import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { RestError, sendRestError } from './errors.js';
 import { fileRoutes } from './files.js';
+import { modelRoutes } from './models.js';
 import { createGatewayClient } from './gatewayClient.js';
 import { createRouter } from './router.js';
 
@@ -27,7 +28,7 @@ const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const incoming = req.headers['x-request-id'];

@@ -12,7 +12,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, ctx: RouteCont
 
 export interface Route {
   method: string;
-  /** `/v1/files/:id`: `:name` matches one path segment. */
+  /** `/v1/files/:id`: `:name` matches one path segment; a last `*name` matches the rest (slashes too). */
   path: string;
   handler: Handler;
 }
@@ -29,6 +29,10 @@ export function createRouter(routes: readonly Route[]) {
     const source = route.path
       .split('/')
       .map((segment) => {
+        if (segment.startsWith('*')) {
+          names.push(segment.slice(1));
+          return '(.+)';
+        }
         if (!segment.startsWith(':')) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
         names.push(segment.slice(1));
         return '([^/]+)';

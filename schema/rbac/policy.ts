@@ -95,6 +95,25 @@ const files: PolicyMap = {
   FileUpload: { '*': filesWrite },
 };
 
+const modelsRead = hasScope('api.model', 'read');
+const modelsWrite = hasScope('api.model', 'write');
+const models: PolicyMap = {
+  Query: { models: modelsRead, model: modelsRead },
+  Mutation: {
+    createBaseModel: modelsWrite,
+    registerFineTunedModel: modelsWrite,
+    updateModelConfig: modelsWrite,
+    activateModel: modelsWrite,
+    deactivateModel: modelsWrite,
+    deleteModel: modelsWrite,
+  },
+  Model: { '*': modelsRead },
+  ModelConfig: { '*': modelsRead },
+  RuntimeConfig: { '*': modelsRead },
+  ClusterAllocationPolicy: { '*': modelsRead },
+  ModelPage: { '*': modelsRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -111,7 +130,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files } as const;
+export const subgraphPolicies = { users, rbac, files, models } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

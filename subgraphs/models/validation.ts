@@ -1,0 +1,65 @@
+import { badInput } from '../../lib/errors.js';
+import type { ModelConfigValue } from './store.js';
+
+const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,254}$/;
+
+/** Model ids are stored with `/` replaced by `-` (LLMariner common/pkg/id/id.go); lookups normalise too. */
+export function normaliseModelId(id: string, field = 'id'): string {
+  const trimmed = id.trim();
+  if (!MODEL_ID.test(trimmed) || trimmed.includes('..')) {
+    throw badInput(`${field}: "${trimmed.slice(0, 80)}" is not a valid model id (letters, digits, . _ : / -, at most 255)`, field);
+  }
+  return trimmed.replaceAll('/', '-');
+}
+
+const SUFFIX = /^[a-z0-9][a-z0-9-]{0,17}$/;
+
+export function validSuffix(value: string, field = 'input.suffix'): string {
+  if (!SUFFIX.test(value)) throw badInput(`${field} must be 1–18 lowercase letters, digits or dashes`, field);
+  return value;
+}
+
+export const DEFAULT_MODEL_CONFIG: ModelConfigValue = {
+  runtime: { gpu: 0, replicas: 1, extraArgs: [] },
+  clusterAllocationPolicy: { allowedClusterIds: [], enableOnDemandAllocation: false },
+};
+
+export interface ModelConfigInput {
+  runtime?: { gpu?: number | null; replicas?: number | null; extraArgs?: string[] | null } | null;
+  clusterAllocationPolicy?: { allowedClusterIds?: string[] | null; enableOnDemandAllocation?: boolean | null } | null;
+}
+
+const CLUSTER_ID = /^cluster-[A-Za-z0-9]{1,64}$/;
+
+/** Applies the given parts of a config onto `base`, validating each. */
+export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput | null | undefined, field = 'input.config'): ModelConfigValue {
+  const runtime = { ...base.runtime };
+  const policy = { ...base.clusterAllocationPolicy };
+  if (input?.runtime?.gpu != null) {
+    if (!Number.isInteger(input.runtime.gpu) || input.runtime.gpu < 0 || input.runtime.gpu > 64) {
+      throw badInput(`${field}.runtime.gpu must be between 0 and 64`, `${field}.runtime.gpu`);
+    }
+    runtime.gpu = input.runtime.gpu;
+  }
+  if (input?.runtime?.replicas != null) {
+    if (!Number.isInteger(input.runtime.replicas) || input.runtime.replicas < 0 || input.runtime.replicas > 100) {
+      throw badInput(`${field}.runtime.replicas must be between 0 and 100`, `${field}.runtime.replicas`);
+    }
+    runtime.replicas = input.runtime.replicas;
+  }
+  if (input?.runtime?.extraArgs != null) {
+    if (input.runtime.extraArgs.length > 100 || input.runtime.extraArgs.some((a) => a.length > 1000 || /[\u0000-\u001f]/.test(a))) {
+      throw badInput(`${field}.runtime.extraArgs: at most 100 arguments of at most 1000 printable characters`, `${field}.runtime.extraArgs`);
+    }
+    runtime.extraArgs = [...input.runtime.extraArgs];
+  }
+  if (input?.clusterAllocationPolicy?.allowedClusterIds != null) {
+    const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !CLUSTER_ID.test(id));
+    if (bad !== undefined) throw badInput(`${field}.clusterAllocationPolicy.allowedClusterIds: "${bad.slice(0, 80)}" is not a cluster id`, `${field}.clusterAllocationPolicy.allowedClusterIds`);
+    policy.allowedClusterIds = [...new Set(input.clusterAllocationPolicy.allowedClusterIds)];
+  }
+  if (input?.clusterAllocationPolicy?.enableOnDemandAllocation != null) {
+    policy.enableOnDemandAllocation = input.clusterAllocationPolicy.enableOnDemandAllocation;
+  }
+  return { runtime, clusterAllocationPolicy: policy };
+}
