@@ -4,6 +4,7 @@ import { sendJson } from '../lib/http.js';
 import { ObjectTooLargeError, type ObjectStore } from '../lib/objectStore/index.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
+import { readJsonBody } from './json.js';
 import { listParams, toList } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -171,7 +172,24 @@ export function fileRoutes({ gateway, objectStore }: FileRoutesOptions) {
     });
   }
 
+  /** POST /v1/files:createFromObjectPath (LLMariner): an object already in the store, as a File. */
+  async function createFromObjectPath(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    const body = await readJsonBody(req);
+    const objectPath = body['object_path'];
+    const purpose = body['purpose'];
+    if (typeof objectPath !== 'string' || !objectPath) throw RestError.badRequest("Missing required parameter: 'object_path'", 'object_path');
+    if (typeof purpose !== 'string' || !purpose) throw RestError.badRequest("Missing required parameter: 'purpose'", 'purpose');
+    const { createFileFromObjectPath } = await gateway.request<{ createFileFromObjectPath: GraphQLFile }>(
+      req,
+      ctx.requestId,
+      `mutation CreateFromObjectPath($input: CreateFileFromObjectPathInput!) { createFileFromObjectPath(input: $input) { ${FILE_FIELDS} } }`,
+      { input: { objectPath, purpose } },
+    );
+    sendJson(res, 200, toOpenAIFile(createFileFromObjectPath), ctx.headers);
+  }
+
   return [
+    { method: 'POST', path: '/v1/files:createFromObjectPath', handler: createFromObjectPath },
     { method: 'POST', path: '/v1/files', handler: upload },
     { method: 'GET', path: '/v1/files', handler: list },
     { method: 'GET', path: '/v1/files/:id', handler: retrieve },

@@ -2,6 +2,9 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { silentLogger } from '../lib/logging.js';
+import { sweepExpiredUploads } from '../subgraphs/files/index.js';
+import { FileStore } from '../subgraphs/files/store.js';
 
 let t: TestPlatform;
 let client: OpenAI;
@@ -160,5 +163,49 @@ describe('OpenAI files API with the official SDK', () => {
     const rejected = await call('POST', '/v1/files', bad);
     expect(rejected.status).toBe(400);
     expectValid(spec.validateResponse('POST', '/v1/files', rejected.status, rejected.body));
+  });
+
+  it('an object already in the store becomes a File without copying (createFromObjectPath)', async () => {
+    const text = jsonl(2);
+    await t.platform.objectStore.put('datasets/shared/train.jsonl', (async function* () {
+      yield Buffer.from(text);
+    })());
+    const response = await fetch(`${t.url}/v1/files:createFromObjectPath`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ object_path: t.platform.objectStore.uri('datasets/shared/train.jsonl'), purpose: 'fine-tune' }),
+    });
+    expect(response.status).toBe(200);
+    const file = await response.json();
+    expect(file).toMatchObject({ object: 'file', filename: 'train.jsonl', bytes: Buffer.byteLength(text), purpose: 'fine-tune' });
+    expect(await (await client.files.content(file.id)).text()).toBe(text);
+    // Deleting the File leaves the linked object alone: it was not ours.
+    await client.files.delete(file.id);
+    expect(await t.platform.objectStore.head('datasets/shared/train.jsonl')).not.toBeNull();
+    const missing = await fetch(`${t.url}/v1/files:createFromObjectPath`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ object_path: t.platform.objectStore.uri('datasets/none.jsonl'), purpose: 'fine-tune' }),
+    });
+    expect(missing.status).toBe(404);
+  });
+
+  it('an upload begun but never completed is swept with its bytes', async () => {
+    const before = await storedKeys();
+    const { beginFileUpload } = await t.gqlOk(`mutation { beginFileUpload(input: { filename: "left.txt" }) { id objectKey } }`);
+    await t.platform.objectStore.put(beginFileUpload.objectKey, (async function* () {
+      yield Buffer.from('abandoned');
+    })());
+    expect(await storedKeys()).toContain(beginFileUpload.objectKey);
+    const swept = await sweepExpiredUploads(
+      new FileStore(t.platform.db.knex),
+      t.platform.objectStore,
+      silentLogger(),
+      new Date(Date.now() + 2 * 3600 * 1000),
+    );
+    expect(swept).toBeGreaterThanOrEqual(1);
+    expect(await storedKeys()).toEqual(before);
+    const complete = await t.gql(`mutation($id: ID!) { completeFileUpload(input: { id: $id, purpose: "assistants" }) { id } }`, { id: beginFileUpload.id });
+    expect(complete.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 });
