@@ -7,6 +7,7 @@ import { fileRoutes } from './files.js';
 import { modelRoutes } from './models.js';
 import { createGatewayClient } from './gatewayClient.js';
 import { createRouter } from './router.js';
+import { userRoutes } from './users.js';
 
 /**
  * The OpenAI-compatible REST surface (`/v1/...`): each route translates to GraphQL operations on the
@@ -28,7 +29,7 @@ const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const incoming = req.headers['x-request-id'];
