@@ -111,6 +111,9 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
     });
     const s = server;
+    // A large upload may take longer than node's default 5 minutes for a whole request; the headers
+    // must still arrive promptly (headersTimeout) and idle sockets still time out.
+    s.requestTimeout = 0;
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
       s.listen(config.port, config.host, () => resolve());

@@ -1,5 +1,5 @@
 /**
- * Gateway overhead benchmark (`npm run bench`, options after `--`).
+ * Gateway overhead benchmark (`npm run bench:gateway`, options after `--`; `npm run bench` runs it too).
  *
  * The same authenticated query, in alternating blocks, (a) straight to the users subgraph with an
  * internal token carrying the identity the gateway would build, and (b) through the gateway with the
@@ -199,7 +199,7 @@ function parseReply(name: string, reply: Reply): { data?: any; errors?: { messag
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const options = parseOptions(argv);
-  const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const command = `npm run bench:gateway${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const log = (line: string) => process.stderr.write(`${line}\n`);
 
   log(`starting the platform (${options.embedded ? 'PGlite' : 'PostgreSQL'})…`);
