@@ -22,7 +22,8 @@ const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
   apiKey { id organizationId projectId excludedFromRateLimiting }
   organizations { organizationId role isDefault }
   projects { projectId organizationId role isDefault }`;
-const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
+/** The gateway's principal lookup for an API key (exported for the benchmark, which builds the same identity). */
+export const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
 const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -30,15 +30,12 @@ import { decodeJwt } from 'jose';
 import { INTERNAL_TOKEN_HEADER, type Identity, type Principal } from '../../lib/identity.js';
 import { DEFAULT_ROLE_SCOPES, resolveProject } from '../../subgraphs/rbac/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
+import { BY_API_KEY } from '../../gateway/authentication.js';
+import { BenchAbort, runBench, UsageError } from './support.js';
 
 const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
 const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
 /** As gateway/authentication.ts asks for them (not exported there). */
-const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
-  apiKey { id organizationId projectId excludedFromRateLimiting }
-  organizations { organizationId role isDefault }
-  projects { projectId organizationId role isDefault }`;
-const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
 /** Re-mint the direct path's token when it has less than this left. */
 const REMINT_MARGIN_SECONDS = 20;
 
@@ -98,8 +95,6 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-class UsageError extends Error {}
-class BenchAbort extends Error {}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP: node:http with one keep-alive agent for every target, so both paths pay the same client cost.
@@ -439,11 +434,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    if (error instanceof UsageError || error instanceof BenchAbort) console.error(`bench aborted: ${error.message}`);
-    else console.error('bench failed:', error);
-    process.exit(1);
-  },
-);
+runBench(main);

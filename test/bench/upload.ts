@@ -33,6 +33,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { BenchAbort, runBench, UsageError } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench-results');
@@ -66,8 +67,6 @@ const CLI_OPTIONS = {
   rounds: { type: 'string', default: '2' },
 } as const;
 
-class UsageError extends Error {}
-class BenchAbort extends Error {}
 
 function parseOptions(argv: string[]): Options {
   const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
@@ -800,11 +799,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    if (error instanceof UsageError || error instanceof BenchAbort) console.error(`bench aborted: ${error.message}`);
-    else console.error('bench failed:', error);
-    process.exit(1);
-  },
-);
+runBench(main);
