@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import OpenAI, { toFile } from 'openai';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A fresh PGlite takes several seconds to initialise (more on a loaded CI machine). */
@@ -189,6 +190,21 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     const created = await gql(firstBanner.graphqlUrl, adminKey, CREATE_ORG);
     expect(created.createOrganization.title).toBe('Embedded Org');
     orgId = created.createOrganization.id;
+  });
+
+  it('the OpenAI SDK works against it: upload, list, retrieve, download, delete files; list models', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const client = new OpenAI({ apiKey: adminKey!, baseURL: `${firstBanner!.url}/v1`, maxRetries: 0 });
+    const text = `${JSON.stringify({ prompt: 'Hello', completion: 'World' })}\n`;
+    const file = await client.files.create({ file: await toFile(Buffer.from(text), 'embedded.jsonl'), purpose: 'fine-tune' });
+    expect(file).toMatchObject({ object: 'file', bytes: Buffer.byteLength(text), filename: 'embedded.jsonl' });
+    const listed: string[] = [];
+    for await (const f of client.files.list()) listed.push(f.id);
+    expect(listed).toContain(file.id);
+    expect((await client.files.retrieve(file.id)).id).toBe(file.id);
+    expect(await (await client.files.content(file.id)).text()).toBe(text);
+    expect((await client.files.delete(file.id)).deleted).toBe(true);
+    await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await client.models.list()).data).toEqual([]);
   });
 
   it('keeps the internal token secret in the data dir with mode 0600', { skip: process.platform === 'win32' }, () => {
