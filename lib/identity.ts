@@ -1,4 +1,5 @@
 import { jwtVerify, SignJWT } from 'jose';
+import { forbidden } from './errors.js';
 
 /** Organization roles (LLMariner user-manager OrganizationRole). */
 export type OrganizationRole = 'OWNER' | 'READER' | 'TENANT_SYSTEM';
@@ -46,6 +47,24 @@ export interface Identity {
   project: ProjectContext | null;
   /** Why no project context could be resolved, when `project` is null. */
   projectRefusal?: string;
+}
+
+/** Where a project-scoped request runs: its tenant, organization and project, and the role that applied. */
+export interface ProjectScope {
+  tenantId: string;
+  organizationId: string;
+  projectId: string;
+  role: string;
+}
+
+/**
+ * The project scope of a request, for subgraphs whose records belong to projects. The policy map lets
+ * only callers with a project context reach them; this refuses anyone else all the same.
+ */
+export function projectScopeOf(identity: Identity | null): ProjectScope {
+  const project = identity?.project;
+  if (!identity || !project) throw forbidden('No project context');
+  return { tenantId: identity.principal.tenantId, organizationId: project.organizationId, projectId: project.projectId, role: project.role };
 }
 
 const ISSUER = 'mariner-gateway';

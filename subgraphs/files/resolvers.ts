@@ -1,5 +1,6 @@
 import { badInput, forbidden, notFound } from '../../lib/errors.js';
 import { assertId, newId } from '../../lib/ids.js';
+import { projectScopeOf } from '../../lib/identity.js';
 import { ObjectNotFoundError } from '../../lib/objectStore/index.js';
 import type { FilesContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
@@ -8,12 +9,7 @@ import { validateFineTuneJsonl, validFilename, validPurpose } from './validation
 
 const iso = (d: Date) => d.toISOString();
 
-/** The caller's project: the policy map lets only callers with a project context in. */
-function scopeOf(ctx: FilesContext): ProjectScope {
-  const project = ctx.identity?.project;
-  if (!ctx.identity || !project) throw forbidden('No project context');
-  return { tenantId: ctx.identity.principal.tenantId, organizationId: project.organizationId, projectId: project.projectId };
-}
+const scopeOf = (ctx: FilesContext): ProjectScope => projectScopeOf(ctx.identity);
 
 /** Object keys: `<tenant>/<project>/<file id>`, so one project's objects never share a prefix with another's. */
 function objectKeyFor(scope: ProjectScope, fileId: string): string {

@@ -34,11 +34,8 @@ export interface UploadRow {
   created_at: Date;
 }
 
-export interface ProjectScope {
-  tenantId: string;
-  organizationId: string;
-  projectId: string;
-}
+/** The files of one project (lib/identity's ProjectScope fits). */
+export type ProjectScope = Pick<import('../../lib/identity.js').ProjectScope, 'tenantId' | 'organizationId' | 'projectId'>;
 
 function normalise(row: FileRow | undefined): FileRow | undefined {
   return row ? { ...row, bytes: Number(row.bytes) } : undefined;

@@ -1,14 +1,11 @@
 import { badInput, conflict, failedPrecondition, forbidden, notFound } from '../../lib/errors.js';
 import type { ModelsContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
-import type { ModelRow, ModelScope } from './store.js';
+import { projectScopeOf, type ProjectScope } from '../../lib/identity.js';
+import type { ModelRow } from './store.js';
 import { DEFAULT_MODEL_CONFIG, mergeModelConfig, normaliseModelId, validSuffix } from './validation.js';
 
-function scopeOf(ctx: ModelsContext): ModelScope & { organizationId: string; role: string } {
-  const project = ctx.identity?.project;
-  if (!ctx.identity || !project) throw forbidden('No project context');
-  return { tenantId: ctx.identity.principal.tenantId, projectId: project.projectId, organizationId: project.organizationId, role: project.role };
-}
+const scopeOf = (ctx: ModelsContext): ProjectScope => projectScopeOf(ctx.identity);
 
 /** Tenant-wide base models affect every project: only organization owners change them. */
 function requireManager(ctx: ModelsContext, model: ModelRow): void {
