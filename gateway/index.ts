@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
@@ -6,7 +5,7 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { MarinerConfig } from '../lib/config.js';
 import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
-import { bearerToken, BodyTooLargeError, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
+import { bearerToken, BodyTooLargeError, requestIdOf, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { maskError } from '../lib/subgraphServer.js';
@@ -39,8 +38,6 @@ export interface Gateway {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
   stop(): Promise<void>;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The federated gateway: authentication, RBAC, limits and error masking over the supergraph. */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
@@ -108,8 +105,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   return {
     async handle(req, res) {
-      const incoming = req.headers['x-request-id'];
-      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const requestId = requestIdOf(req);
       const url = new URL(req.url ?? '/graphql', 'http://gateway');
       try {
         if (req.method === 'GET' && !url.searchParams.has('query') && (req.headers.accept ?? '').includes('text/html')) {

@@ -44,6 +44,11 @@ export function toCount(value: unknown): number {
   return Number.isFinite(n) ? n : 0;
 }
 
+/** A Postgres unique_violation (SQLSTATE 23505), on pg and PGlite alike. */
+export function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: string } | null)?.code === '23505';
+}
+
 /** A migration of one subgraph's schema. Ids are applied in array order and recorded. */
 export interface Migration {
   id: string;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type HTTPGraphQLResponse } from '@apollo/server';
 import { ErrorCode, httpStatusFor, type ErrorCode as Code } from './errors.js';
@@ -68,6 +69,14 @@ export function parseJsonBody(res: ServerResponse, text: string): unknown {
     sendGraphQLError(res, ErrorCode.BAD_USER_INPUT, 'Request body is not valid JSON');
     return undefined;
   }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The caller's `x-request-id` when it is sane, else a new one: it follows the request through every component. */
+export function requestIdOf(req: IncomingMessage): string {
+  const incoming = req.headers['x-request-id'];
+  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
 export function bearerToken(req: IncomingMessage): string | undefined {

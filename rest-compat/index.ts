@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { requestIdOf } from '../lib/http.js';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { RestError, sendRestError } from './errors.js';
@@ -25,15 +25,12 @@ export interface RestCompatOptions {
   logger: Logger;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
   const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway })]);
   return {
     async handle(req, res) {
-      const incoming = req.headers['x-request-id'];
-      const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const requestId = requestIdOf(req);
       const headers = { 'x-request-id': requestId };
       const url = new URL(req.url ?? '/', 'http://rest');
       try {

@@ -1,4 +1,4 @@
-import type { Knex } from '../../lib/db.js';
+import { isUniqueViolation, type Knex } from '../../lib/db.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
 export const SCHEMA = 'models';
@@ -33,7 +33,6 @@ export interface ModelScope {
   projectId: string;
 }
 
-const UNIQUE_VIOLATION = '23505';
 
 /** All SQL of the models subgraph. */
 export class ModelStore {
@@ -70,7 +69,7 @@ export class ModelStore {
         .returning('*');
       return created as ModelRow;
     } catch (error) {
-      if ((error as { code?: string }).code === UNIQUE_VIOLATION) return null;
+      if (isUniqueViolation(error)) return null;
       throw error;
     }
   }

@@ -1,4 +1,5 @@
 import { badInput } from '../../lib/errors.js';
+import { isId } from '../../lib/ids.js';
 import type { ModelConfigValue } from './store.js';
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,254}$/;
@@ -29,7 +30,6 @@ export interface ModelConfigInput {
   clusterAllocationPolicy?: { allowedClusterIds?: string[] | null; enableOnDemandAllocation?: boolean | null } | null;
 }
 
-const CLUSTER_ID = /^cluster-[A-Za-z0-9]{1,64}$/;
 
 /** Applies the given parts of a config onto `base`, validating each. */
 export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput | null | undefined, field = 'input.config'): ModelConfigValue {
@@ -54,7 +54,7 @@ export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput
     runtime.extraArgs = [...input.runtime.extraArgs];
   }
   if (input?.clusterAllocationPolicy?.allowedClusterIds != null) {
-    const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !CLUSTER_ID.test(id));
+    const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !isId('cluster', id));
     if (bad !== undefined) throw badInput(`${field}.clusterAllocationPolicy.allowedClusterIds: "${bad.slice(0, 80)}" is not a cluster id`, `${field}.clusterAllocationPolicy.allowedClusterIds`);
     policy.allowedClusterIds = [...new Set(input.clusterAllocationPolicy.allowedClusterIds)];
   }

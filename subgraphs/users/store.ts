@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Knex } from '../../lib/db.js';
-import { toCount } from '../../lib/db.js';
+import { isUniqueViolation, toCount } from '../../lib/db.js';
 import { conflict } from '../../lib/errors.js';
 import { newApiKeySecret, newId } from '../../lib/ids.js';
 import type { OrganizationRole, Principal, ProjectRole } from '../../lib/identity.js';
@@ -83,10 +83,6 @@ export function obfuscateSecret(secret: string): string {
   return `${secret.slice(0, 5)}...${secret.slice(-2)}`;
 }
 
-const UNIQUE_VIOLATION = '23505';
-function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: string } | null)?.code === UNIQUE_VIOLATION;
-}
 
 /** All SQL of the users subgraph. Knows nothing of GraphQL. */
 export class UserStore {

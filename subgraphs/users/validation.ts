@@ -1,4 +1,5 @@
 import { badInput } from '../../lib/errors.js';
+import { isId } from '../../lib/ids.js';
 import type { Assignment } from './store.js';
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -24,7 +25,6 @@ export function normalizeUserId(value: string, field = 'userId'): string {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const LABEL_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-const CLUSTER_ID = /^cluster-[A-Za-z0-9]{1,64}$/;
 
 export interface AssignmentInput {
   clusterId?: string | null | undefined;
@@ -39,7 +39,7 @@ export function validAssignments(inputs: AssignmentInput[], field: string): Assi
   const seen = new Set<string>();
   return inputs.map((input, i) => {
     const at = `${field}[${i}]`;
-    if (input.clusterId != null && !CLUSTER_ID.test(input.clusterId)) {
+    if (input.clusterId != null && !isId('cluster', input.clusterId)) {
       throw badInput(`${at}.clusterId: "${input.clusterId.slice(0, 80)}" is not a cluster id`, `${at}.clusterId`);
     }
     if (!DNS_LABEL.test(input.namespace)) {
