@@ -26,6 +26,20 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
     mappers: { File: '../store.js#FileRow', FileUpload: '../store.js#UploadRow' },
   },
   models: { context: '../context.js#ModelsContext', mappers: { Model: '../store.js#ModelRow' } },
+  clusters: {
+    context: '../context.js#ClustersContext',
+    mappers: {
+      Cluster: '../store.js#ClusterRow',
+      WorkerCluster: '../store.js#ClusterRow',
+      ComponentStatus: '../store.js#ComponentStatusRow',
+      ClusterStatus: '../store.js#ClusterStatusModel',
+      ClusterConfig: '../store.js#ClusterConfigRow',
+    },
+  },
+  sessions: {
+    context: '../context.js#SessionsContext',
+    mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },
+  },
 };
 
 const config: CodegenConfig = {

@@ -1,2 +1,195 @@
-/** The cluster agent (DESIGN §3 "Agent tunnel"). Built with the clusters/agent issue. */
-export {};
+import { randomUUID } from 'node:crypto';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { ErrorCode, MarinerError } from '../lib/errors.js';
+import { graphqlRequest } from '../lib/graphqlClient.js';
+import type { Logger } from '../lib/logging.js';
+import { K8S_PREFIX, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
+import type { ClusterConfig, Executor } from './executor.js';
+import { createLocalExecutor } from './localExecutor.js';
+import { TunnelClient, type TunnelTransportKind } from './tunnelClient.js';
+
+export type { ClusterStatusReport, Executor } from './executor.js';
+export { TunnelRefusedError } from './tunnelClient.js';
+
+export interface AgentOptions {
+  /** The control plane's public URL (GraphQL at /graphql, the tunnel endpoint under /v1). */
+  controlPlaneUrl: string;
+  registrationKey: string;
+  executor: 'local' | 'kubernetes' | Executor;
+  /** Path of a kubeconfig for the Kubernetes executor; in-cluster config when absent in a pod. */
+  kubeconfig?: string | undefined;
+  transport?: TunnelTransportKind;
+  /** Tunnels to keep open (LLMariner poolSize); requests spread across them. */
+  tunnels?: number;
+  statusIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  logger: Logger;
+}
+
+export interface Agent {
+  agentId: string;
+  clusterId: string;
+  clusterName: string;
+  executor: Executor;
+  /** Resolves once at least one tunnel is up. */
+  whenConnected(): Promise<void>;
+  /** True while at least one tunnel is up. */
+  connected(): boolean;
+  /** Sends the status reports now (they also go out on a timer). */
+  reportStatus(): Promise<void>;
+  /** Test hook: cut every tunnel's connection as a network failure would; the agent redials. */
+  dropConnections(): void;
+  /** Resolves with the reason when the control plane refuses the registration key. */
+  refused: Promise<string>;
+  close(): Promise<void>;
+}
+
+const WORKER_CLUSTER = 'query AgentCluster { workerCluster { clusterId clusterName tenantId config { timeSlicingGpus } } }';
+const REPORT_STATUS = `mutation AgentReport($status: ClusterStatusInput!, $agent: ComponentStatusInput!, $executor: ComponentStatusInput!) {
+  reportClusterStatus(input: $status) { updatedAt }
+  agent: reportComponentStatus(input: $agent) { updatedAt }
+  executor: reportComponentStatus(input: $executor) { updatedAt }
+}`;
+
+/**
+ * `mariner agent`: checks its registration key, opens its tunnel(s) to the control plane, serves the
+ * worker API over them (the Kubernetes API under /k8s, its own under /mariner/v1), and reports the
+ * cluster's status and health on a timer (LLMariner ClustersWorkerService).
+ */
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const agentId = randomUUID();
+  const logger = options.logger.child({ component: 'agent', agentId });
+  const graphqlUrl = new URL('/graphql', options.controlPlaneUrl).toString();
+  const asWorker = { authorization: `Bearer ${options.registrationKey}` };
+  const worker = async () =>
+    (await graphqlRequest<{ workerCluster: { clusterId: string; clusterName: string; config: ClusterConfig | null } }>(graphqlUrl, WORKER_CLUSTER, {}, asWorker))
+      .workerCluster;
+
+  let cluster: Awaited<ReturnType<typeof worker>>;
+  try {
+    cluster = await worker();
+  } catch (error) {
+    if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) {
+      throw new MarinerError(ErrorCode.UNAUTHENTICATED, `The control plane at ${options.controlPlaneUrl} refused the registration key: ${error.message}`);
+    }
+    throw error;
+  }
+  const executor = typeof options.executor === 'object' ? options.executor : await createExecutor(options, logger);
+  logger.info({ clusterId: cluster.clusterId, cluster: cluster.clusterName, executor: executor.kind }, 'agent starting');
+
+  const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
+  function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
+    const path = req.headers[':path'] ?? '/';
+    if (path.startsWith(`${K8S_PREFIX}/`)) {
+      const kubePath = path.slice(K8S_PREFIX.length);
+      if (!executor.kubeApi) return json(res, 404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: `cluster ${cluster.clusterName} runs the local executor: it has no Kubernetes API` });
+      if (req.headers[UPGRADE_HEADER]) return executor.kubeApi.handleUpgrade(req.stream, req.headers, kubePath);
+      return executor.kubeApi.handle(req, res, kubePath);
+    }
+    if (path === `${WORKER_PREFIX}/healthz`) return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
+    json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
+  }
+  // A stream's errors (the control plane cancelled it) are per request: never fatal to the agent.
+  server.on('sessionError', (error) => logger.debug({ err: error.message }, 'tunnel session error'));
+
+  let resolveRefused!: (reason: string) => void;
+  const refused = new Promise<string>((resolve) => (resolveRefused = resolve));
+  const connectedWaiters: (() => void)[] = [];
+  const clients = Array.from(
+    { length: Math.max(1, options.tunnels ?? 1) },
+    () =>
+      new TunnelClient({
+        controlPlaneUrl: options.controlPlaneUrl,
+        registrationKey: options.registrationKey,
+        agentId,
+        transport: options.transport ?? 'upgrade',
+        server,
+        logger,
+        heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+        heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 20_000,
+        backoff: options.backoff ?? { initialMs: 500, maxMs: 30_000 },
+        onRefused: (message) => {
+          logger.error({ reason: message }, 'registration key refused: the agent stops');
+          resolveRefused(message);
+        },
+        onStateChange: (up) => {
+          if (up) connectedWaiters.splice(0).forEach((wake) => wake());
+        },
+      }),
+  );
+  const isConnected = () => clients.some((c) => c.connected);
+
+  let appliedConfig = 'unset';
+  let lastStatusError: string | null = null;
+  async function reportStatus(): Promise<void> {
+    let status;
+    try {
+      status = await executor.clusterStatus();
+      lastStatusError = null;
+    } catch (error) {
+      lastStatusError = (error as Error).message;
+      status = { nodes: [], gpuCapacity: 0, gpuAllocated: 0, gpuPods: [], provisionableResources: [] };
+    }
+    const { gpuCapacity: _capacity, gpuAllocated: _allocated, ...input } = status;
+    await graphqlRequest(
+      graphqlUrl,
+      REPORT_STATUS,
+      {
+        status: input,
+        agent: { name: 'agent', isHealthy: isConnected(), message: isConnected() ? `agent ${agentId} connected` : `agent ${agentId} has no tunnel` },
+        executor: { name: 'executor', isHealthy: lastStatusError === null, message: lastStatusError ?? `${executor.kind} executor` },
+      },
+      asWorker,
+    );
+    const current = await worker();
+    const wanted = JSON.stringify(current.config);
+    if (wanted !== appliedConfig) {
+      await executor.applyConfig(current.config);
+      appliedConfig = wanted;
+    }
+  }
+  const reportSafely = () =>
+    reportStatus().catch((error: Error) => {
+      if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) resolveRefused(error.message);
+      logger.warn({ err: error.message }, 'status report failed; retrying on the next tick');
+    });
+  const timer = setInterval(reportSafely, options.statusIntervalMs ?? 30_000);
+  timer.unref();
+
+  for (const client of clients) client.start();
+  void reportSafely();
+  let closed = false;
+  return {
+    agentId,
+    clusterId: cluster.clusterId,
+    clusterName: cluster.clusterName,
+    executor,
+    connected: isConnected,
+    whenConnected: () => (isConnected() ? Promise.resolve() : new Promise<void>((resolve) => connectedWaiters.push(resolve))),
+    reportStatus,
+    dropConnections: () => clients.forEach((c) => c.dropConnection()),
+    refused,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      await Promise.all(clients.map((c) => c.stop()));
+      server.close();
+      await executor.close();
+    },
+  };
+}
+
+function json(res: Http2ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return void res.stream.close();
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function createExecutor(options: AgentOptions, logger: Logger): Promise<Executor> {
+  if (options.executor === 'local') return createLocalExecutor(logger);
+  const { createKubernetesExecutor } = await import('./kubernetesExecutor.js');
+  return createKubernetesExecutor({ kubeconfig: options.kubeconfig, logger });
+}

@@ -2,8 +2,13 @@
 /**
  * mariner: one entry point.
  *   mariner up     every component in one process on embedded defaults (PGlite, local data dir)
+ *   mariner agent  a cluster agent: dials the control plane and runs work on its cluster
  */
+import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
+import { parseArgs } from 'node:util';
+import { startAgent } from '../agent/index.js';
+import { MarinerError } from '../lib/errors.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
 import { startPlatform } from './platform.js';
@@ -12,6 +17,14 @@ const USAGE = `usage: mariner <command>
 
 commands:
   up        start the whole platform in one process (embedded defaults)
+  agent     run a cluster agent: mariner agent --control-plane URL [options]
+              --control-plane URL         the control plane's public URL (MARINER_CONTROL_PLANE_URL)
+              --registration-key-file F   file holding the cluster's registration key; or set
+                                          MARINER_REGISTRATION_KEY (avoid putting keys on a command line)
+              --executor kubernetes|local where work runs (default: kubernetes in a pod, else local)
+              --kubeconfig PATH           Kubernetes credentials (default: in-cluster, then ~/.kube/config)
+              --transport upgrade|websocket  tunnel transport (default upgrade; websocket for proxies)
+              --tunnels N                 tunnels to keep open (default 1)
 
 settings (environment):
   MARINER_PORT            public port (default 8080)
@@ -53,6 +66,8 @@ async function up(): Promise<void> {
   }
   lines.push(
     '',
+    `  Default cluster: ${platform.agent ? `${platform.agent.clusterId} (local agent ${platform.agent.connected() ? 'connected' : 'connecting'})` : 'off (MARINER_DEFAULT_CLUSTER=false)'}`,
+    '',
     '  Try:',
     `    curl -s ${platform.url}/graphql -H 'content-type: application/json' \\`,
     `      -H "Authorization: Bearer $MARINER_API_KEY" -d '{"query":"{ self { id } }"}'`,
@@ -77,11 +92,66 @@ async function up(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
+class UsageError extends Error {}
+
+async function agent(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'control-plane': { type: 'string' },
+      'registration-key': { type: 'string' },
+      'registration-key-file': { type: 'string' },
+      executor: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      transport: { type: 'string' },
+      tunnels: { type: 'string' },
+    },
+    strict: true,
+  });
+  const env = process.env;
+  const controlPlaneUrl = values['control-plane'] ?? env['MARINER_CONTROL_PLANE_URL'];
+  if (!controlPlaneUrl || !/^https?:\/\//.test(controlPlaneUrl)) throw new UsageError('--control-plane must be the control plane URL (http:// or https://)');
+  const keyFile = values['registration-key-file'] ?? env['MARINER_REGISTRATION_KEY_FILE'];
+  const registrationKey = (values['registration-key'] ?? (keyFile ? readFileSync(keyFile, 'utf8') : env['MARINER_REGISTRATION_KEY']) ?? '').trim();
+  if (!registrationKey.startsWith('clusterkey-')) throw new UsageError('a registration key (clusterkey-...) is required: --registration-key-file or MARINER_REGISTRATION_KEY');
+  const executor = values.executor ?? env['MARINER_AGENT_EXECUTOR'] ?? (env['KUBERNETES_SERVICE_HOST'] ? 'kubernetes' : 'local');
+  if (executor !== 'kubernetes' && executor !== 'local') throw new UsageError('--executor must be kubernetes or local');
+  const transport = values.transport ?? env['MARINER_AGENT_TRANSPORT'] ?? 'upgrade';
+  if (transport !== 'upgrade' && transport !== 'websocket') throw new UsageError('--transport must be upgrade or websocket');
+  const tunnels = Number(values.tunnels ?? env['MARINER_AGENT_TUNNELS'] ?? 1);
+  if (!Number.isInteger(tunnels) || tunnels < 1 || tunnels > 16) throw new UsageError('--tunnels must be between 1 and 16');
+  const logger = createLogger(env['MARINER_LOG_LEVEL'] ?? 'info');
+  const running = await startAgent({
+    controlPlaneUrl,
+    registrationKey,
+    executor,
+    kubeconfig: values.kubeconfig ?? env['KUBECONFIG'],
+    transport,
+    tunnels,
+    logger,
+  });
+  process.stdout.write(`mariner agent ${running.agentId}: cluster ${running.clusterName} (${running.clusterId}), ${running.executor.kind} executor, dialing ${controlPlaneUrl}\n`);
+  void running.whenConnected().then(() => process.stdout.write('mariner agent: tunnel connected\n'));
+  void running.refused.then(async (reason) => {
+    process.stderr.write(`mariner agent: ${reason}\n`);
+    await running.close();
+    process.exit(1);
+  });
+  const stop = async () => {
+    await running.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [command] = argv;
+  const [command, ...rest] = argv;
   switch (command) {
     case 'up':
       return up();
+    case 'agent':
+      return agent(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -95,6 +165,14 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError || (error as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    process.stderr.write(`mariner: ${(error as Error).message}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (error instanceof MarinerError) {
+    process.stderr.write(`mariner: ${error.message}\n`);
+    process.exit(1);
+  }
   if (error instanceof ConfigError) {
     process.stderr.write(`mariner: ${error.message}\n`);
     process.exit(2);

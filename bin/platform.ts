@@ -18,6 +18,10 @@ import { createUsersSubgraph } from '../subgraphs/users/index.js';
 import { createFilesSubgraph } from '../subgraphs/files/index.js';
 import { createModelsSubgraph } from '../subgraphs/models/index.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
+import { startAgent, type Agent } from '../agent/index.js';
+import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
+import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
+import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
 export interface Platform {
   /** Public base URL: GraphQL at `${url}/graphql`, OpenAI API at `${url}/v1`. */
@@ -28,6 +32,10 @@ export interface Platform {
   tokens: InternalTokens;
   db: Database;
   objectStore: ObjectStore;
+  clusters: ClusterStore;
+  sessions: Sessions;
+  /** The embedded local agent of the default cluster (when MARINER_DEFAULT_CLUSTER is on). */
+  agent: Agent | undefined;
   close(): Promise<void>;
 }
 
@@ -49,6 +57,21 @@ function internalTokenSecret(config: MarinerConfig): string {
 }
 
 /**
+ * The default cluster's registration key, kept in the data dir (mode 0600) so the embedded agent
+ * reconnects after a restart; the database holds only its hash.
+ */
+async function defaultClusterKey(config: MarinerConfig, clusters: ClusterStore): Promise<string> {
+  const file = path.join(config.dataDir, 'default-cluster-registration-key');
+  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+  const { registrationKey } = await clusters.ensureDefaultCluster(DEFAULT_TENANT_ID, 'default', kept);
+  if (registrationKey !== kept) {
+    writeFileSync(file, registrationKey, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
+  return registrationKey;
+}
+
+/**
  * Starts every component in one process (`mariner up`): each subgraph on its own loopback port
  * (real federation), the gateway and the REST layer on the public port.
  */
@@ -63,7 +86,11 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   let objectStore: ObjectStore | undefined;
   let gateway: Gateway | undefined;
   let server: Server | undefined;
+  let sessions: Sessions | undefined;
+  let agent: Agent | undefined;
   const close = async () => {
+    await agent?.close();
+    await sessions?.close();
     if (server) {
       const s = server;
       await new Promise<void>((resolve) => {
@@ -88,15 +115,25 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     stoppers.push(files.stop);
     started.push(await startSubgraph(files.definition, serverOptions));
     started.push(await startSubgraph((await createModelsSubgraph(db, objectStore)).definition, serverOptions));
+    const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
+    started.push(await startSubgraph(clusters.definition, serverOptions));
+    let graphqlUrl = '';
+    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, logger });
+    started.push(await startSubgraph(sessions.definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
-    let graphqlUrl = '';
     const rest = createRestCompat({ graphqlUrl: () => graphqlUrl, objectStore, logger });
     const g = gateway;
+    const { tunnelEndpoint, kubeProxy } = sessions;
     server = createServer((req, res) => {
       const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
       if (pathname === '/graphql') return void g.handle(req, res);
+      if (tunnelEndpoint.handles(pathname)) {
+        const { status, message } = tunnelEndpoint.refusePlainRequest();
+        return sendJson(res, status, { error: { message } });
+      }
+      if (kubeProxy.handles(pathname)) return void kubeProxy.handle(req, res);
       if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
       if (pathname === '/readyz') {
@@ -111,6 +148,12 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
     });
     const s = server;
+    s.on('upgrade', (req, socket, head) => {
+      const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+      if (tunnelEndpoint.handles(pathname)) return void tunnelEndpoint.handleUpgrade(req, socket, head);
+      if (kubeProxy.handles(pathname)) return void kubeProxy.handleUpgrade(req, socket, head);
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     // A large upload may take longer than node's default 5 minutes for a whole request; the headers
     // must still arrive promptly (headersTimeout) and idle sockets still time out.
     s.requestTimeout = 0;
@@ -121,7 +164,32 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const { port } = s.address() as AddressInfo;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     graphqlUrl = `http://${host}:${port}/graphql`;
-    return { url: `http://${host}:${port}`, adminApiKey: bootstrap.adminApiKey, subgraphUrls, tokens, db, objectStore, close };
+    const url = `http://${host}:${port}`;
+    if (config.clusters.defaultCluster) {
+      // The embedded agent dials the public port like any agent: the real tunnel, over loopback.
+      const loopback = ['0.0.0.0', '::', '[::]'].includes(config.host) ? '127.0.0.1' : host;
+      agent = await startAgent({
+        controlPlaneUrl: `http://${loopback}:${port}`,
+        registrationKey: await defaultClusterKey(config, clusters.store),
+        executor: 'local',
+        heartbeatIntervalMs: config.sessions.heartbeatIntervalMs,
+        heartbeatTimeoutMs: config.sessions.heartbeatTimeoutMs,
+        logger,
+      });
+      await agent.whenConnected();
+    }
+    return {
+      url,
+      adminApiKey: bootstrap.adminApiKey,
+      subgraphUrls,
+      tokens,
+      db,
+      objectStore,
+      clusters: clusters.store,
+      sessions,
+      agent,
+      close,
+    };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { unauthenticated } from '../lib/errors.js';
-import type { Identity, InternalTokens, Principal } from '../lib/identity.js';
+import type { Identity, InternalTokens, Principal, Worker } from '../lib/identity.js';
 import { INTERNAL_TOKEN_HEADER } from '../lib/identity.js';
 import { resolveProject, type RoleScopeTable } from '../subgraphs/rbac/index.js';
 import { looksLikeJwt, OidcTokenError, type OidcVerifier } from './oidc.js';
@@ -8,15 +8,26 @@ import { looksLikeJwt, OidcTokenError, type OidcVerifier } from './oidc.js';
 export interface AuthenticatorOptions {
   /** Where the users subgraph runs; principals are looked up there with a system token. */
   usersUrl: string;
+  /** Where the clusters subgraph runs; registration keys are looked up there with a system token. */
+  clustersUrl: string;
   tokens: InternalTokens;
   roleScopes: RoleScopeTable;
   oidc: OidcVerifier | null;
 }
 
-export interface Authenticator {
-  /** null for an anonymous request; throws UNAUTHENTICATED for a credential that is not valid. */
-  authenticate(token: string | undefined, headers: IncomingHttpHeaders, requestId: string): Promise<Identity | null>;
+/** Who a request comes from: a user (API key or OIDC token), a cluster agent (registration key), or nobody. */
+export interface Credentials {
+  identity: Identity | null;
+  worker: Worker | null;
 }
+
+export interface Authenticator {
+  /** Both null for an anonymous request; throws UNAUTHENTICATED for a credential that is not valid. */
+  authenticate(token: string | undefined, headers: IncomingHttpHeaders, requestId: string): Promise<Credentials>;
+}
+
+/** Cluster registration keys (LLMariner `clusterkey-...`). */
+export const REGISTRATION_KEY_PREFIX = 'clusterkey-';
 
 const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
   apiKey { id organizationId projectId excludedFromRateLimiting }
@@ -25,6 +36,7 @@ const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
 /** The gateway's principal lookup for an API key (exported for the benchmark, which builds the same identity). */
 export const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
 const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
+const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { worker: workerByRegistrationKey(key: $key) { clusterId clusterName tenantId } }`;
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
@@ -34,33 +46,41 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
 
 /**
  * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;
- * anything shaped like a JWT is verified against the OIDC issuer and its email mapped to a user.
+ * anything shaped like a JWT is verified against the OIDC issuer and its email mapped to a user;
+ * cluster registration keys (`clusterkey-...`) are looked up by hash in the clusters subgraph and
+ * authenticate a worker (LLMariner AuthorizeWorker), which may call the worker API only.
  * Nothing is cached, so a deleted key or a removed member stops working at once. The project
  * context comes from the key, else the OpenAI-Organization / OpenAI-Project headers, else the
  * user's default project.
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
-  async function lookup(query: string, variables: Record<string, string>, requestId: string): Promise<Principal | null> {
-    const response = await fetch(options.usersUrl, {
+  async function systemQuery<T>(subgraph: 'users' | 'clusters', query: string, variables: Record<string, string>, requestId: string): Promise<T> {
+    const response = await fetch(subgraph === 'users' ? options.usersUrl : options.clustersUrl, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
-        [INTERNAL_TOKEN_HEADER]: await options.tokens.mint('users', requestId, null, true),
+        [INTERNAL_TOKEN_HEADER]: await options.tokens.mint(subgraph, requestId, null, true),
       },
       body: JSON.stringify({ query, variables }),
     });
-    const body = (await response.json()) as { data?: { principal: Principal | null }; errors?: { message: string }[] };
+    const body = (await response.json()) as { data?: T; errors?: { message: string }[] };
     if (body.errors?.length || !body.data) {
-      throw new Error(`principal lookup failed: ${body.errors?.map((e) => e.message).join('; ') ?? response.status}`);
+      throw new Error(`credential lookup failed: ${body.errors?.map((e) => e.message).join('; ') ?? response.status}`);
     }
-    return body.data.principal;
+    return body.data;
   }
+  const lookup = async (query: string, variables: Record<string, string>, requestId: string) =>
+    (await systemQuery<{ principal: Principal | null }>('users', query, variables, requestId)).principal;
 
   return {
     async authenticate(token, headers, requestId) {
-      if (token === undefined) return null;
+      if (token === undefined) return { identity: null, worker: null };
       let principal: Principal | null;
-      if (token.startsWith('sk-')) {
+      if (token.startsWith(REGISTRATION_KEY_PREFIX)) {
+        const { worker } = await systemQuery<{ worker: Worker | null }>('clusters', BY_REGISTRATION_KEY, { key: token }, requestId);
+        if (!worker) throw unauthenticated('Invalid registration key: the cluster is not registered (or was unregistered)');
+        return { identity: null, worker };
+      } else if (token.startsWith('sk-')) {
         principal = await lookup(BY_API_KEY, { secret: token }, requestId);
         if (!principal) throw unauthenticated('Invalid API key');
       } else if (looksLikeJwt(token)) {
@@ -75,16 +95,17 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         principal = await lookup(BY_EMAIL, { email }, requestId);
         if (!principal) throw unauthenticated(`No Mariner user for ${email}: ask an organization owner to add you`);
       } else {
-        throw unauthenticated('Unrecognised credential: expected an API key (sk-...) or an OIDC token');
+        throw unauthenticated('Unrecognised credential: expected an API key (sk-...), an OIDC token or a cluster registration key');
       }
       const resolution = resolveProject(
         principal,
         { organizationId: header(headers, 'openai-organization'), projectId: header(headers, 'openai-project') },
         options.roleScopes,
       );
-      return resolution.ok
+      const identity: Identity = resolution.ok
         ? { principal, project: resolution.context }
         : { principal, project: null, projectRefusal: resolution.reason };
+      return { identity, worker: null };
     },
   };
 }

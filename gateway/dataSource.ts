@@ -22,7 +22,7 @@ export class InternalDataSource extends RemoteGraphQLDataSource<GatewayContext> 
     const cache = (ctx.internalTokens ??= new Map());
     let token = cache.get(this.subgraph);
     if (!token) {
-      token = await this.tokens.mint(this.subgraph, ctx.requestId, ctx.identity ?? null);
+      token = await this.tokens.mint(this.subgraph, ctx.requestId, ctx.identity ?? null, false, ctx.worker ?? null);
       cache.set(this.subgraph, token);
     }
     request.http?.headers.set(INTERNAL_TOKEN_HEADER, token);

@@ -92,6 +92,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       : null;
   const authenticator = createAuthenticator({
     usersUrl: options.subgraphUrls.users,
+    clustersUrl: options.subgraphUrls.clusters,
     tokens: options.tokens,
     roleScopes: options.roleScopes,
     oidc,
@@ -120,8 +121,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         const text = req.method === 'POST' ? await readBody(req, config.limits.maxBodyBytes) : '';
         const body = parseJsonBody(res, text);
         if (body === undefined) return;
-        const identity = await authenticator.authenticate(bearerToken(req), req.headers, requestId);
-        const context: GatewayContext = { requestId, identity, system: false, internalTokens: new Map(), _shield: { cache: {} } };
+        const { identity, worker } = await authenticator.authenticate(bearerToken(req), req.headers, requestId);
+        const context: GatewayContext = { requestId, identity, worker, system: false, internalTokens: new Map(), _shield: { cache: {} } };
         const response = await apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: req.method ?? 'GET', headers: toHeaderMap(req), search: url.search, body },
           context: async () => context,

@@ -53,6 +53,22 @@ export interface MarinerConfig {
     /** An upload reserved but not completed within this time is swept (object deleted). */
     uploadExpirySeconds: number;
   };
+  clusters: {
+    /** A cluster status report older than this is stale: schedulers skip the cluster. */
+    statusStaleSeconds: number;
+    /** `mariner up` registers a default cluster and runs an embedded local agent for it. */
+    defaultCluster: boolean;
+  };
+  sessions: {
+    /** HTTP/2 PING interval on each agent tunnel. */
+    heartbeatIntervalMs: number;
+    /** A tunnel whose PING is unanswered this long is closed (its in-flight requests fail). */
+    heartbeatTimeoutMs: number;
+    /** How often a live tunnel's registration key is checked again (unregistered → closed). */
+    revalidateIntervalMs: number;
+    /** How long a `/v1/sessions` authorization decision is reused for the same credential and path kind. */
+    authCacheMs: number;
+  };
 }
 
 export type ObjectStoreConfig =
@@ -149,6 +165,16 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     files: {
       maxFileBytes: intSetting(env, 'MARINER_MAX_FILE_BYTES', 512 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
       uploadExpirySeconds: intSetting(env, 'MARINER_UPLOAD_EXPIRY_SECONDS', 3600, 10, 7 * 24 * 3600),
+    },
+    clusters: {
+      statusStaleSeconds: intSetting(env, 'MARINER_CLUSTER_STALE_SECONDS', 180, 5, 7 * 24 * 3600),
+      defaultCluster: boolSetting(env, 'MARINER_DEFAULT_CLUSTER', true),
+    },
+    sessions: {
+      heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),
+      heartbeatTimeoutMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_TIMEOUT_MS', 20_000, 100, 600_000),
+      revalidateIntervalMs: intSetting(env, 'MARINER_TUNNEL_REVALIDATE_MS', 30_000, 100, 3_600_000),
+      authCacheMs: intSetting(env, 'MARINER_SESSIONS_AUTH_CACHE_MS', 5_000, 0, 300_000),
     },
   };
   return { ...base, ...overrides };

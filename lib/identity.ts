@@ -67,6 +67,16 @@ export function projectScopeOf(identity: Identity | null): ProjectScope {
   return { tenantId: identity.principal.tenantId, organizationId: project.organizationId, projectId: project.projectId, role: project.role };
 }
 
+/**
+ * A cluster agent, authenticated by its cluster's registration key (LLMariner AuthorizeWorker):
+ * it acts for that cluster only, in that cluster's tenant.
+ */
+export interface Worker {
+  clusterId: string;
+  clusterName: string;
+  tenantId: string;
+}
+
 const ISSUER = 'mariner-gateway';
 
 interface InternalClaims {
@@ -75,6 +85,8 @@ interface InternalClaims {
   /** The authenticated identity; absent for the gateway's own system calls. */
   idn?: Identity;
   sys?: boolean;
+  /** The cluster agent calling, for worker calls. */
+  wrk?: Worker;
 }
 
 /** What a subgraph learns from a verified internal token. */
@@ -82,6 +94,7 @@ export interface InternalCaller {
   requestId: string;
   system: boolean;
   identity: Identity | null;
+  worker: Worker | null;
 }
 
 /**
@@ -102,15 +115,16 @@ export class InternalTokens {
     ]);
   }
 
-  async mint(audience: string, requestId: string, identity: Identity | null, system = false): Promise<string> {
+  async mint(audience: string, requestId: string, identity: Identity | null, system = false, worker: Worker | null = null): Promise<string> {
     const claims: InternalClaims = { rid: requestId };
     if (identity) claims.idn = identity;
     if (system) claims.sys = true;
+    if (worker) claims.wrk = worker;
     return new SignJWT({ ...claims })
       .setProtectedHeader({ alg: 'HS256' })
       .setIssuer(ISSUER)
       .setAudience(audience)
-      .setSubject(identity?.principal.userId ?? 'system')
+      .setSubject(identity?.principal.userId ?? (worker ? `worker:${worker.clusterId}` : 'system'))
       .setIssuedAt()
       .setExpirationTime(`${this.ttlSeconds}s`)
       .sign(await this.key);
@@ -122,7 +136,7 @@ export class InternalTokens {
     try {
       const { payload } = await jwtVerify(token, await this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
       const claims = payload as unknown as InternalClaims;
-      return { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null };
+      return { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null, worker: claims.wrk ?? null };
     } catch {
       return null;
     }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { badInput } from './errors.js';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -58,4 +58,14 @@ function truncate(value: string): string {
 /** API key secrets: `sk-` + 48 characters (LLMariner user-manager api_keys.go). */
 export function newApiKeySecret(): string {
   return `sk-${randomString(48)}`;
+}
+
+/** Cluster registration keys: `clusterkey-` + 48 characters (LLMariner cluster-manager). */
+export function newRegistrationKey(): string {
+  return `clusterkey-${randomString(48)}`;
+}
+
+/** How credentials (API keys, registration keys) are stored: their SHA-256, never the secret. */
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
 }

@@ -27,6 +27,8 @@ export interface SubgraphContext {
   requestId: string;
   system: boolean;
   identity: InternalCaller['identity'];
+  /** The cluster agent calling, for worker operations (null for users and the gateway). */
+  worker: InternalCaller['worker'];
   _shield: { cache: Record<string, unknown> };
 }
 
@@ -105,6 +107,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
         requestId: caller.requestId,
         system: caller.system,
         identity: caller.identity,
+        worker: caller.worker,
         _shield: { cache: {} },
       };
       const response = await apollo.executeHTTPGraphQLRequest({

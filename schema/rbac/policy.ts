@@ -1,4 +1,4 @@
-import { hasScope, isAuthenticated, isGatewaySystem, isInternalCaller, inProject, type Rule } from './rules.js';
+import { anyOf, hasScope, isAuthenticated, isGatewaySystem, isInternalCaller, inProject, isWorker, type Rule } from './rules.js';
 
 /**
  * The RBAC policy map: `Type -> field -> rule` ('*' covers every field of a type). Deny by default:
@@ -77,6 +77,7 @@ const rbac: PolicyMap = {
   Query: { roleScopes: isAuthenticated, authorize: isAuthenticated },
   RoleScopes: { '*': isAuthenticated },
   Authorization: { '*': isAuthenticated },
+  Project: { id: isAuthenticated },
 };
 
 const filesRead = hasScope('api.files', 'read');
@@ -114,6 +115,38 @@ const models: PolicyMap = {
   ModelPage: { '*': modelsRead },
 };
 
+// LLMariner §9: `api.clusters` (organization owners, tenant system); the worker API takes registration keys.
+const clustersRead = hasScope('api.clusters', 'read');
+const clustersWrite = hasScope('api.clusters', 'write');
+const clustersReadOrWorker = anyOf(clustersRead, isWorker);
+const clusters: PolicyMap = {
+  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem },
+  Mutation: {
+    registerCluster: clustersWrite,
+    unregisterCluster: clustersWrite,
+    createClusterConfig: clustersWrite,
+    updateClusterConfig: clustersWrite,
+    deleteClusterConfig: clustersWrite,
+    reportComponentStatus: isWorker,
+    reportClusterStatus: isWorker,
+  },
+  Cluster: { '*': clustersRead },
+  ClusterPage: { '*': clustersRead },
+  RegisteredCluster: { '*': clustersWrite },
+  ComponentStatus: { '*': clustersReadOrWorker },
+  ClusterStatus: { '*': clustersReadOrWorker },
+  ClusterNode: { '*': clustersReadOrWorker },
+  GpuPod: { '*': clustersReadOrWorker },
+  ProvisionableResource: { '*': clustersReadOrWorker },
+  ClusterConfig: { '*': clustersReadOrWorker },
+  WorkerCluster: { '*': anyOf(isWorker, isGatewaySystem) },
+};
+
+const sessions: PolicyMap = {
+  Cluster: { tunnels: clustersRead, connected: clustersRead, id: clustersRead },
+  AgentTunnel: { '*': clustersRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -130,7 +163,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

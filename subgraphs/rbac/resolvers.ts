@@ -15,6 +15,7 @@ export function createRbacResolvers(table: RoleScopeTable): Resolvers<SubgraphCo
         const principal = ctx.identity!.principal;
         const base = {
           userId: principal.userId,
+          tenantId: principal.tenantId,
           apiKeyId: principal.apiKey?.id ?? null,
           excludedFromRateLimiting: principal.apiKey?.excludedFromRateLimiting ?? false,
         };
@@ -29,6 +30,7 @@ export function createRbacResolvers(table: RoleScopeTable): Resolvers<SubgraphCo
           reason: authorized ? null : `role ${context.role} lacks ${scope}`,
           organizationId: context.organizationId,
           projectId: context.projectId,
+          project: { id: context.projectId },
           role: context.role,
           scopes: context.scopes,
         };

@@ -1,8 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Knex } from '../../lib/db.js';
 import { isUniqueViolation, toCount } from '../../lib/db.js';
 import { conflict } from '../../lib/errors.js';
-import { newApiKeySecret, newId } from '../../lib/ids.js';
+import { hashSecret, newApiKeySecret, newId } from '../../lib/ids.js';
 import type { OrganizationRole, Principal, ProjectRole } from '../../lib/identity.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
@@ -74,9 +74,7 @@ export interface ApiKeyRow {
   is_service_account: boolean;
 }
 
-export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
-}
+export { hashSecret };
 
 /** LLMariner shows a key as its first 5 and last 2 characters. */
 export function obfuscateSecret(secret: string): string {

@@ -83,7 +83,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
  * (or embedded PGlite with `embedded: true`), with a fixed admin key.
  */
 export async function startTestPlatform(
-  options: { oidc?: OidcVerifier | null; config?: Partial<MarinerConfig>; embedded?: boolean } = {},
+  options: { oidc?: OidcVerifier | null; config?: Partial<MarinerConfig>; embedded?: boolean; defaultCluster?: boolean } = {},
 ): Promise<TestPlatform> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-test-'));
   const database = options.embedded ? null : await createTestDatabase();
@@ -99,6 +99,8 @@ export async function startTestPlatform(
       ...options.config,
     },
   );
+  // Most tests need no cluster: the embedded agent of `mariner up` only where a test asks for it.
+  config.clusters = { ...config.clusters, defaultCluster: options.defaultCluster ?? false };
   const platform = await startPlatform(config, { logger: silentLogger(), ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
   const graphqlUrl = `${platform.url}/graphql`;
   const gql = <T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) =>

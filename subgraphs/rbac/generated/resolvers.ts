@@ -21,18 +21,27 @@ export type Authorization = {
   authorized: Scalars['Boolean']['output'];
   excludedFromRateLimiting: Scalars['Boolean']['output'];
   organizationId?: Maybe<Scalars['ID']['output']>;
+  /** The project the decision applies to; its assignments are the (cluster, namespace) pairs the caller may use (LLMariner assigned_kubernetes_envs). */
+  project?: Maybe<Project>;
   projectId?: Maybe<Scalars['ID']['output']>;
   /** Why it was refused, when it was. */
   reason?: Maybe<Scalars['String']['output']>;
   /** The role of the role → scope table that applied. */
   role?: Maybe<Scalars['String']['output']>;
   scopes: Array<Scalars['String']['output']>;
+  tenantId: Scalars['ID']['output'];
   userId: Scalars['ID']['output'];
 };
 
 export type Capability =
   | 'READ'
   | 'WRITE';
+
+/** A project (owned by the users subgraph): its namespace assignments give the Kubernetes environments of an authorization. */
+export type Project = {
+  __typename?: 'Project';
+  id: Scalars['ID']['output'];
+};
 
 export type Query = {
   __typename?: 'Query';
@@ -139,6 +148,7 @@ export type ResolversTypes = ResolversObject<{
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Capability: Capability;
+  Project: ResolverTypeWrapper<Project>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RoleScopes: ResolverTypeWrapper<RoleScopes>;
 }>;
@@ -149,6 +159,7 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   Boolean: Scalars['Boolean']['output'];
   String: Scalars['String']['output'];
+  Project: Project;
   Query: Record<PropertyKey, never>;
   RoleScopes: RoleScopes;
 }>;
@@ -158,11 +169,17 @@ export type AuthorizationResolvers<ContextType = SubgraphContext, ParentType ext
   authorized?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   excludedFromRateLimiting?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  project?: Resolver<Maybe<ResolversTypes['Project']>, ParentType, ContextType>;
   projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   reason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   role?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   scopes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  tenantId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   userId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+}>;
+
+export type ProjectResolvers<ContextType = SubgraphContext, ParentType extends ResolversParentTypes['Project'] = ResolversParentTypes['Project']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
 }>;
 
 export type QueryResolvers<ContextType = SubgraphContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
@@ -177,6 +194,7 @@ export type RoleScopesResolvers<ContextType = SubgraphContext, ParentType extend
 
 export type Resolvers<ContextType = SubgraphContext> = ResolversObject<{
   Authorization?: AuthorizationResolvers<ContextType>;
+  Project?: ProjectResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RoleScopes?: RoleScopesResolvers<ContextType>;
 }>;

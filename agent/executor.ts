@@ -1,0 +1,35 @@
+import type { Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+
+/** What an agent reports about its cluster (the clusters subgraph's ClusterStatusInput). */
+export interface ClusterStatusReport {
+  nodes: { name: string; ready: boolean; gpuCapacity: number; gpuAllocatable: number; gpuProduct: string | null; cpuCores: number; memoryBytes: number }[];
+  gpuCapacity: number;
+  gpuAllocated: number;
+  gpuPods: { namespace: string; name: string; gpus: number; phase: string }[];
+  provisionableResources: { instanceFamily: string | null; instanceType: string | null }[];
+}
+
+/** The cluster's GPU configuration as the control plane asks it to be applied. */
+export interface ClusterConfig {
+  timeSlicingGpus: number | null;
+}
+
+/** Forwards Kubernetes API requests arriving over the tunnel to the cluster's API server. */
+export interface KubeApiHandler {
+  handle(req: Http2ServerRequest, res: Http2ServerResponse, path: string): void;
+  handleUpgrade(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string): void;
+}
+
+/**
+ * Where an agent runs work: a Kubernetes cluster, or processes on the local machine (`mariner up`).
+ * Jobs, notebooks and inference runtimes are added to it by the issues that build them.
+ */
+export interface Executor {
+  readonly kind: 'local' | 'kubernetes';
+  /** The Kubernetes API for `/v1/sessions`; null on the local executor. */
+  readonly kubeApi: KubeApiHandler | null;
+  clusterStatus(): Promise<ClusterStatusReport>;
+  /** Applies the GPU configuration (Kubernetes: the NVIDIA device-plugin ConfigMap). */
+  applyConfig(config: ClusterConfig | null): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,55 @@
+import { execFile } from 'node:child_process';
+import os from 'node:os';
+import type { Logger } from '../lib/logging.js';
+import type { ClusterStatusReport, Executor } from './executor.js';
+
+/** GPUs of this machine as `nvidia-smi` lists them; none when it is absent or fails. */
+function detectGpus(): Promise<string[]> {
+  return new Promise((resolve) => {
+    execFile('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { timeout: 5000 }, (error, stdout) => {
+      if (error) return resolve([]);
+      resolve(
+        stdout
+          .split('\n')
+          .map((line) => line.trim())
+          .filter(Boolean),
+      );
+    });
+  });
+}
+
+/**
+ * The local executor: this machine is the cluster's only node (`mariner up`). Work runs as child
+ * processes, added by the jobs and inference issues; there is no Kubernetes API to proxy.
+ */
+export async function createLocalExecutor(logger: Logger): Promise<Executor> {
+  const gpus = await detectGpus();
+  logger.debug({ gpus }, 'local executor');
+  return {
+    kind: 'local',
+    kubeApi: null,
+    async clusterStatus(): Promise<ClusterStatusReport> {
+      return {
+        nodes: [
+          {
+            name: os.hostname().slice(0, 253) || 'localhost',
+            ready: true,
+            gpuCapacity: gpus.length,
+            gpuAllocatable: gpus.length,
+            gpuProduct: gpus[0] ?? null,
+            cpuCores: os.cpus().length,
+            memoryBytes: os.totalmem(),
+          },
+        ],
+        gpuCapacity: gpus.length,
+        gpuAllocated: 0,
+        gpuPods: [],
+        provisionableResources: [],
+      };
+    },
+    async applyConfig(config) {
+      if (config?.timeSlicingGpus) logger.info({ config }, 'GPU time-slicing applies to Kubernetes clusters only; the local executor ignores it');
+    },
+    async close() {},
+  };
+}

@@ -1,0 +1,226 @@
+import http, { type IncomingMessage } from 'node:http';
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, WebSocket } from 'ws';
+import type { Logger } from '../lib/logging.js';
+import { AGENT_ID_HEADER, TUNNEL_CONNECTION_WINDOW, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../lib/tunnel.js';
+
+export type TunnelTransportKind = 'upgrade' | 'websocket';
+
+export interface TunnelClientOptions {
+  /** The control plane's public URL, e.g. http://mariner.example.com:8080. */
+  controlPlaneUrl: string;
+  registrationKey: string;
+  agentId: string;
+  transport: TunnelTransportKind;
+  /** The agent's HTTP/2 server: every tunnel connection becomes one of its sessions. */
+  server: Http2Server;
+  logger: Logger;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** Reconnect backoff: first delay and ceiling (exponential with full jitter in between). */
+  backoff: { initialMs: number; maxMs: number };
+  /** Called when the control plane refuses the key (401/403): retrying cannot help. */
+  onRefused(message: string): void;
+  onStateChange?(connected: boolean): void;
+}
+
+/** The control plane refused the registration key. */
+export class TunnelRefusedError extends Error {
+  override name = 'TunnelRefusedError';
+}
+
+/**
+ * One outbound tunnel, kept up: dial, authenticate with the registration key, serve HTTP/2 over the
+ * connection until it ends, then redial with exponential backoff and jitter. The HTTP/2 session is
+ * destroyed as soon as its transport closes (prototypes §D), and PINGs detect a link that died
+ * without closing.
+ */
+export class TunnelClient {
+  private stopped = false;
+  private current: { transport: Duplex; session: ServerHttp2Session | undefined } | undefined;
+  private wake: (() => void) | undefined;
+  private attempt = 0;
+  private loop: Promise<void> | undefined;
+  connected = false;
+
+  constructor(private readonly options: TunnelClientOptions) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    this.options.onStateChange?.(connected);
+  }
+
+  private async run(): Promise<void> {
+    const { logger } = this.options;
+    while (!this.stopped) {
+      let lived = 0;
+      try {
+        const transport = await this.dial();
+        if (this.stopped) {
+          transport.destroy();
+          break;
+        }
+        const started = Date.now();
+        await this.serve(transport);
+        lived = Date.now() - started;
+      } catch (error) {
+        if (error instanceof TunnelRefusedError) {
+          this.stopped = true;
+          this.options.onRefused(error.message);
+          break;
+        }
+        logger.warn({ err: error instanceof Error ? error.message : error }, 'tunnel connection failed');
+      }
+      if (this.stopped) break;
+      // A connection that held for a while resets the backoff: this is a new outage.
+      if (lived > 10_000) this.attempt = 0;
+      const { initialMs, maxMs } = this.options.backoff;
+      const ceiling = Math.min(maxMs, initialMs * 2 ** this.attempt++);
+      const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+      logger.info({ delayMs: Math.round(delay) }, 'tunnel down; reconnecting');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** Opens the transport: an HTTP/1.1 Upgrade to a raw stream, or a WebSocket. */
+  private dial(): Promise<Duplex> {
+    const { controlPlaneUrl, registrationKey, agentId } = this.options;
+    const headers = { authorization: `Bearer ${registrationKey}`, [AGENT_ID_HEADER]: agentId };
+    if (this.options.transport === 'websocket') {
+      const url = new URL(TUNNEL_WEBSOCKET_PATH, controlPlaneUrl);
+      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      return new Promise((resolve, reject) => {
+        const ws = new WebSocket(url, { perMessageDeflate: false, headers, handshakeTimeout: 15_000 });
+        ws.once('unexpected-response', (_req, res) => {
+          readError(res).then((message) => reject(refusalOrError(res.statusCode ?? 0, message)), reject);
+          ws.terminate();
+        });
+        ws.once('error', reject);
+        ws.once('open', () => {
+          const duplex = createWebSocketStream(ws);
+          ws.once('close', () => duplex.destroy());
+          duplex.on('error', () => ws.terminate());
+          resolve(duplex);
+        });
+      });
+    }
+    const url = new URL(TUNNEL_UPGRADE_PATH, controlPlaneUrl);
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = client.request(url, { method: 'GET', headers: { ...headers, connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL }, timeout: 15_000 });
+      req.once('upgrade', (_res, socket, head) => {
+        // Bytes after the 101 (the control plane's HTTP/2 preface) belong to the tunnel.
+        if (head.length > 0) socket.unshift(head);
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 30_000);
+        resolve(socket);
+      });
+      req.once('response', (res) => {
+        readError(res).then((message) => reject(refusalOrError(res.statusCode ?? 0, message)), reject);
+      });
+      req.once('timeout', () => req.destroy(new Error('timed out dialing the control plane')));
+      req.once('error', reject);
+      req.end();
+    });
+  }
+
+  /** Serves HTTP/2 over the transport until it closes. */
+  private serve(transport: Duplex): Promise<void> {
+    const { server, logger } = this.options;
+    return new Promise<void>((resolve) => {
+      let session: ServerHttp2Session | undefined;
+      const onSession = (s: ServerHttp2Session) => (session = s);
+      server.once('session', onSession);
+      server.emit('connection', transport);
+      server.off('session', onSession);
+      this.current = { transport, session };
+      this.setConnected(true);
+      logger.info({ transport: this.options.transport }, 'tunnel connected');
+      session?.once('remoteSettings', () => session?.setLocalWindowSize(TUNNEL_CONNECTION_WINDOW));
+      const heartbeat = setInterval(() => {
+        if (!session || session.destroyed) return;
+        const timeout = setTimeout(() => transport.destroy(new Error('heartbeat timed out')), this.options.heartbeatTimeoutMs).unref();
+        try {
+          session.ping((error) => {
+            clearTimeout(timeout);
+            if (error) transport.destroy(error);
+          });
+        } catch (error) {
+          clearTimeout(timeout);
+          transport.destroy(error as Error);
+        }
+      }, this.options.heartbeatIntervalMs).unref();
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        clearInterval(heartbeat);
+        if (session && !session.destroyed) session.destroy();
+        if (!transport.destroyed) transport.destroy();
+        this.current = undefined;
+        this.setConnected(false);
+        resolve();
+      };
+      transport.once('close', finish);
+      transport.once('error', (error) => {
+        logger.warn({ err: error.message }, 'tunnel transport error');
+        finish();
+      });
+      session?.once('close', finish);
+      session?.on('error', (error) => {
+        logger.warn({ err: error.message }, 'tunnel session error');
+        finish();
+      });
+    });
+  }
+
+  /** Drops the current connection (tests: a network cut); the client redials. */
+  dropConnection(): void {
+    this.current?.transport.destroy();
+  }
+
+  /** Stops for good: closes the connection and ends the redial loop. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.session?.close();
+    this.current?.transport.destroy();
+    this.wake?.();
+    await this.loop;
+  }
+}
+
+function refusalOrError(status: number, message: string): Error {
+  if (status === 401 || status === 403) return new TunnelRefusedError(`the control plane refused the registration key (${status}): ${message}`);
+  return new Error(`the control plane answered ${status} instead of upgrading: ${message}`);
+}
+
+async function readError(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res) {
+    size += (chunk as Buffer).length;
+    if (size > 16 * 1024) break;
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    const body = JSON.parse(text) as { error?: { message?: string } };
+    return body.error?.message ?? text;
+  } catch {
+    return text.slice(0, 500);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The agent tunnel's wire protocol (DESIGN §3 "Agent tunnel"), shared by the control plane
+ * (subgraphs/sessions) and the agent. The agent dials out and authenticates with its cluster's
+ * registration key; the connection then carries HTTP/2 with the control plane as the client and the
+ * agent as the server (h2c with prior knowledge: TLS, if any, belongs to the outer connection).
+ */
+
+/** HTTP/1.1 Upgrade to a raw byte stream (LLMariner: CONNECT → 101 on /v1/sessions-worker-service/...). */
+export const TUNNEL_UPGRADE_PATH = '/v1/sessions-worker-service/upgrade';
+/** The same over a WebSocket, for proxies that pass only WebSockets. */
+export const TUNNEL_WEBSOCKET_PATH = '/v1/sessions-worker-service/ws';
+/** The `Upgrade:` token of the raw transport. */
+export const TUNNEL_PROTOCOL = 'mariner-tunnel/1';
+/** Which agent process dials (several agents of one cluster may be connected at once). */
+export const AGENT_ID_HEADER = 'x-mariner-agent-id';
+
+/** Paths the agent serves over the tunnel: the Kubernetes API under K8S_PREFIX, its own API under WORKER_PREFIX. */
+export const K8S_PREFIX = '/k8s';
+export const WORKER_PREFIX = '/mariner/v1';
+
+/**
+ * Upgraded requests (exec, attach, port-forward) over HTTP/2, which has no Upgrade: a POST stream
+ * marked with UPGRADE_HEADER, the original method and headers in the two headers below. The agent
+ * answers 200 with UPGRADE_RESPONSE_HEADER (JSON `{statusCode, headers}` of the upstream 101) and
+ * then relays bytes both ways; without that header the upstream refused to upgrade.
+ */
+export const UPGRADE_HEADER = 'x-mariner-upgrade';
+export const UPGRADE_METHOD_HEADER = 'x-mariner-upgrade-method';
+export const UPGRADE_HEADERS_HEADER = 'x-mariner-upgrade-headers';
+export const UPGRADE_RESPONSE_HEADER = 'x-mariner-upgrade-response';
+
+/** HTTP/2 settings of both ends: larger windows than the 64 KiB default for bulk transfers (prototypes §D). */
+export const TUNNEL_H2_SETTINGS = { initialWindowSize: 1 << 20, enableConnectProtocol: false } as const;
+/** The connection-level receive window each end grants. */
+export const TUNNEL_CONNECTION_WINDOW = 8 << 20;
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus those HTTP/2 forbids: never forwarded across the tunnel. */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'host',
+  'http2-settings',
+]);
