@@ -116,6 +116,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         },
         onStateChange: (up) => {
           if (up) connectedWaiters.splice(0).forEach((wake) => wake());
+          // The agent's health is whether it holds a tunnel: tell the control plane at once.
+          void reportSafely();
         },
       }),
   );

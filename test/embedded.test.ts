@@ -51,9 +51,9 @@ function userEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, MARINER_LOG_LEVEL: 'warn', ...settings };
 }
 
-/** `mariner up` via `node --import tsx` (no npx start-up cost). */
-function launch(settings: Record<string, string>): Mariner {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', 'up'], {
+/** `mariner up` (or another command) via `node --import tsx` (no npx start-up cost). */
+function launch(settings: Record<string, string>, args: string[] = ['up']): Mariner {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', ...args], {
     cwd: ROOT,
     env: userEnv(settings),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -116,6 +116,7 @@ async function waitForExit(m: Mariner, timeoutMs: number): Promise<Exit> {
 }
 
 interface Banner {
+  stdout: string;
   url: string;
   graphqlUrl: string;
   /** The admin key, when this start printed one. */
@@ -131,7 +132,7 @@ async function banner(m: Mariner): Promise<Banner> {
   const url = m.stdout.match(/GraphQL:\s+(http:\/\/127\.0\.0\.1:\d+)\/graphql/)?.[1];
   expect(url, `no GraphQL URL in the banner${describeOutput(m)}`).toBeDefined();
   expect(m.stdout).toContain(`OpenAI API: ${url}/v1`);
-  return { url: url!, graphqlUrl: `${url}/graphql`, adminKey: match[1], ms };
+  return { stdout: m.stdout, url: url!, graphqlUrl: `${url}/graphql`, adminKey: match[1], ms };
 }
 
 async function gql(graphqlUrl: string, key: string, query: string, variables?: Record<string, unknown>) {
@@ -156,6 +157,7 @@ const SELF = `{ self { id } }`;
 const CREATE_ORG = `mutation { createOrganization(input: { title: "Embedded Org" }) { id title } }`;
 const ORG = `query($id: ID!) { organization(id: $id) { id title } }`;
 const ORGS = `{ organizations { items { id title } } }`;
+const CLUSTERS = `{ clusters { items { id name isDefault connected tunnels { transport } } } }`;
 
 afterAll(async () => {
   // Whatever failed above: no child outlives the file, no temp dir stays behind.
@@ -176,6 +178,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
   let orgId: string | undefined;
   let second: Mariner | undefined;
   let secondBanner: Banner | undefined;
+  let defaultId: string | undefined;
 
   it('a first start prints the GraphQL URL and an admin key that works', { timeout: TEST_TIMEOUT_MS }, async () => {
     first = launch({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0' });
@@ -205,6 +208,26 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect((await client.files.delete(file.id)).deleted).toBe(true);
     await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     expect((await client.models.list()).data).toEqual([]);
+  });
+
+  it('the default cluster is connected through its local agent; a second `mariner agent` process joins as another cluster', { timeout: TEST_TIMEOUT_MS }, async () => {
+    defaultId = firstBanner!.stdout.match(/Default cluster: (cluster-[A-Za-z0-9]+) \(local agent connected\)/)?.[1];
+    expect(defaultId, describeOutput(first!)).toBeDefined();
+    const before = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
+    expect(before.clusters.items).toEqual([{ id: defaultId, name: 'default', isDefault: true, connected: true, tunnels: [{ transport: 'UPGRADE' }] }]);
+
+    const { registerCluster } = await gql(firstBanner!.graphqlUrl, adminKey!, 'mutation { registerCluster(input: { name: "edge" }) { registrationKey cluster { id } } }');
+    const agent = launch({ MARINER_REGISTRATION_KEY: registerCluster.registrationKey }, ['agent', '--control-plane', firstBanner!.url, '--executor', 'local', '--transport', 'websocket']);
+    await waitForStdout(agent, /tunnel connected/);
+    const after = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
+    expect(after.clusters.items).toContainEqual({ id: registerCluster.cluster.id, name: 'edge', isDefault: false, connected: true, tunnels: [{ transport: 'WEBSOCKET' }] });
+    agent.child.kill('SIGINT');
+    expect(await waitForExit(agent, STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+
+    // A wrong key: the agent says so and exits non-zero.
+    const refused = launch({ MARINER_REGISTRATION_KEY: `clusterkey-${'x'.repeat(48)}` }, ['agent', '--control-plane', firstBanner!.url]);
+    expect((await waitForExit(refused, START_TIMEOUT_MS)).code).toBe(1);
+    expect(refused.stderr).toMatch(/refused the registration key/);
   });
 
   it('keeps the internal token secret in the data dir with mode 0600', { skip: process.platform === 'win32' }, () => {
@@ -240,6 +263,8 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect(org.organization).toEqual({ id: orgId, title: 'Embedded Org' });
     const orgs = await gql(secondBanner.graphqlUrl, adminKey!, ORGS);
     expect(orgs.organizations.items).toContainEqual({ id: orgId, title: 'Embedded Org' });
+    // The default cluster's agent reconnects with the key kept in the data dir.
+    expect(second.stdout).toContain(`Default cluster: ${defaultId} (local agent connected)`);
   });
 
   it('a second instance on a port already in use fails with a clear message', { timeout: TEST_TIMEOUT_MS }, async () => {
