@@ -106,7 +106,8 @@ function forwardableHeaders(headers: IncomingHttpHeaders, keepUpgrade: boolean):
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || name.startsWith(':')) continue;
-    if (name === 'authorization' || name === 'cookie' || name.startsWith('openai-')) continue;
+    // The caller's credentials stay here; Impersonate-* would borrow the agent's powers.
+    if (name === 'authorization' || name === 'cookie' || name.startsWith('openai-') || name.startsWith('impersonate-')) continue;
     if (HOP_BY_HOP.has(name) && !(keepUpgrade && (name === 'upgrade' || name === 'connection'))) continue;
     out[name] = value;
   }
