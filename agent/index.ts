@@ -154,7 +154,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
   const reportSafely = () =>
     reportStatus().catch((error: Error) => {
-      if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) resolveRefused(error.message);
+      if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) {
+        resolveRefused(`the control plane refused the registration key: ${error.message}`);
+      }
       logger.warn({ err: error.message }, 'status report failed; retrying on the next tick');
     });
   const timer = setInterval(reportSafely, options.statusIntervalMs ?? 30_000);

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { requestIdOf } from '../lib/http.js';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
+import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
 import { fileRoutes } from './files.js';
 import { modelRoutes } from './models.js';
@@ -27,7 +28,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);
