@@ -94,8 +94,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   // A stream's errors (the control plane cancelled it) are per request: never fatal to the agent.
   server.on('sessionError', (error) => logger.debug({ err: error.message }, 'tunnel session error'));
 
-  let resolveRefused!: (reason: string) => void;
-  const refused = new Promise<string>((resolve) => (resolveRefused = resolve));
+  let settleRefused!: (reason: string) => void;
+  const refused = new Promise<string>((resolve) => (settleRefused = resolve));
+  let refusal: string | undefined;
+  // A refused key is final: close every tunnel, then tell the caller (the CLI exits).
+  const resolveRefused = (reason: string) => {
+    if (refusal !== undefined) return;
+    refusal = reason;
+    void Promise.all(clients.map((c) => c.stop())).then(() => settleRefused(reason));
+  };
   const connectedWaiters: (() => void)[] = [];
   const clients = Array.from(
     { length: Math.max(1, options.tunnels ?? 1) },
@@ -125,6 +132,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   let appliedConfig = 'unset';
   let lastStatusError: string | null = null;
+  let lastConfigError: string | null = null;
   async function reportStatus(): Promise<void> {
     let status;
     try {
@@ -141,15 +149,26 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       {
         status: input,
         agent: { name: 'agent', isHealthy: isConnected(), message: isConnected() ? `agent ${agentId} connected` : `agent ${agentId} has no tunnel` },
-        executor: { name: 'executor', isHealthy: lastStatusError === null, message: lastStatusError ?? `${executor.kind} executor` },
+        executor: {
+          name: 'executor',
+          isHealthy: lastStatusError === null && lastConfigError === null,
+          message: lastStatusError ?? (lastConfigError ? `GPU configuration not applied: ${lastConfigError}` : `${executor.kind} executor`),
+        },
       },
       asWorker,
     );
     const current = await worker();
     const wanted = JSON.stringify(current.config);
     if (wanted !== appliedConfig) {
-      await executor.applyConfig(current.config);
-      appliedConfig = wanted;
+      try {
+        await executor.applyConfig(current.config);
+        appliedConfig = wanted;
+        lastConfigError = null;
+      } catch (error) {
+        // Shown as the executor's health on the next report; retried then.
+        lastConfigError = (error as Error).message;
+        logger.warn({ err: lastConfigError }, 'could not apply the cluster configuration');
+      }
     }
   }
   const reportSafely = () =>

@@ -33,12 +33,23 @@ export async function createKubernetesExecutor(options: { kubeconfig?: string | 
       const manifest = deviceConfigMap({ timeSlicingGpus: config?.timeSlicingGpus ?? null }) as V1ConfigMap;
       const namespace = manifest.metadata!.namespace!;
       const name = manifest.metadata!.name!;
+      let existing: V1ConfigMap | undefined;
       try {
-        const existing = await core.readNamespacedConfigMap({ name, namespace });
-        await core.replaceNamespacedConfigMap({ name, namespace, body: { ...manifest, metadata: { ...manifest.metadata, resourceVersion: existing.metadata?.resourceVersion } } });
+        existing = await core.readNamespacedConfigMap({ name, namespace });
       } catch (error) {
         if (statusCode(error) !== 404) throw error;
-        await core.createNamespacedConfigMap({ namespace, body: manifest });
+      }
+      // No configuration and none applied before: leave the device plugin alone.
+      if (!existing && !config?.timeSlicingGpus) return;
+      if (existing) {
+        await core.replaceNamespacedConfigMap({ name, namespace, body: { ...manifest, metadata: { ...manifest.metadata, resourceVersion: existing.metadata?.resourceVersion } } });
+      } else {
+        try {
+          await core.createNamespacedConfigMap({ namespace, body: manifest });
+        } catch (error) {
+          if (statusCode(error) === 404) throw new Error(`namespace ${namespace} does not exist: install the NVIDIA GPU operator to use GPU time-slicing`);
+          throw error;
+        }
       }
       options.logger.info({ namespace, name, timeSlicingGpus: config?.timeSlicingGpus ?? null }, 'applied the GPU device-plugin configuration');
     },

@@ -2,9 +2,9 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { createWebSocketStream, WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import type { Logger } from '../lib/logging.js';
-import { AGENT_ID_HEADER, TUNNEL_CONNECTION_WINDOW, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../lib/tunnel.js';
+import { AGENT_ID_HEADER, TUNNEL_CONNECTION_WINDOW, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH, webSocketDuplex } from '../lib/tunnel.js';
 
 export type TunnelTransportKind = 'upgrade' | 'websocket';
 
@@ -111,10 +111,7 @@ export class TunnelClient {
         });
         ws.once('error', reject);
         ws.once('open', () => {
-          const duplex = createWebSocketStream(ws);
-          ws.once('close', () => duplex.destroy());
-          duplex.on('error', () => ws.terminate());
-          resolve(duplex);
+          resolve(webSocketDuplex(ws));
         });
       });
     }
@@ -176,6 +173,7 @@ export class TunnelClient {
         resolve();
       };
       transport.once('close', finish);
+      transport.once('end', finish);
       transport.once('error', (error) => {
         logger.warn({ err: error.message }, 'tunnel transport error');
         finish();

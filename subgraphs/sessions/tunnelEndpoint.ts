@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { createWebSocketStream, WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import type { Worker } from '../../lib/identity.js';
 import type { Logger } from '../../lib/logging.js';
-import { AGENT_ID_HEADER, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../../lib/tunnel.js';
+import { AGENT_ID_HEADER, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH, webSocketDuplex } from '../../lib/tunnel.js';
 import type { TunnelRegistry } from './tunnelRegistry.js';
 
 export interface TunnelEndpointOptions {
@@ -78,11 +78,7 @@ export function createTunnelEndpoint(options: TunnelEndpointOptions) {
       if (!agent || socket.destroyed) return;
       if (pathname === TUNNEL_WEBSOCKET_PATH) {
         wss.handleUpgrade(req, socket, head, (ws) => {
-          const duplex = createWebSocketStream(ws);
-          // The WebSocket's end must end the HTTP/2 session at once (prototypes §D).
-          ws.once('close', () => duplex.destroy());
-          duplex.on('error', () => ws.terminate());
-          registry.attach(duplex, agent.worker, agent.agentId, 'WEBSOCKET', agent.key);
+          registry.attach(webSocketDuplex(ws), agent.worker, agent.agentId, 'WEBSOCKET', agent.key);
         });
         return;
       }

@@ -96,6 +96,9 @@ export class TunnelRegistry {
       if (!transport.destroyed) transport.destroy();
     };
     transport.once('close', () => drop('transport closed'));
+    // An upgraded socket of the HTTP server allows half-open connections: the agent's FIN alone
+    // would never close it, and its streams would hang until a heartbeat failed.
+    transport.once('end', () => drop('agent closed the connection'));
     transport.once('error', (error) => drop(`transport error: ${error.message}`));
     session.once('close', () => drop('session closed'));
     session.once('goaway', () => drop('agent sent GOAWAY'));
