@@ -192,6 +192,7 @@ export class TunnelRegistry {
         (tunnel) =>
           new Promise<void>((resolve) => {
             for (const timer of tunnel.timers) clearInterval(timer);
+            if (tunnel.transport.destroyed) return resolve();
             tunnel.transport.once('close', () => resolve());
             tunnel.session.destroy();
             tunnel.transport.destroy();
