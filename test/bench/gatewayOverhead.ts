@@ -31,7 +31,7 @@ import { INTERNAL_TOKEN_HEADER, type Identity, type Principal } from '../../lib/
 import { DEFAULT_ROLE_SCOPES, resolveProject } from '../../subgraphs/rbac/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BY_API_KEY } from '../../gateway/authentication.js';
-import { BenchAbort, runBench, UsageError } from './support.js';
+import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats } from './support.js';
 
 const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
 const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
@@ -134,34 +134,6 @@ function createClient(concurrency: number) {
 
 // ---------------------------------------------------------------------------------------------
 // Statistics
-
-interface Stats {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  min: number;
-  max: number;
-  /** Requests per second over the wall time of this path's blocks. */
-  throughput: number;
-}
-
-function stats(samplesNs: bigint[], wallNs: bigint): Stats {
-  const ms = samplesNs.map((ns) => Number(ns) / 1e6).sort((a, b) => a - b);
-  const at = (q: number) => ms[Math.max(0, Math.ceil(q * ms.length) - 1)]!; // nearest rank
-  const round = (x: number) => Math.round(x * 1000) / 1000;
-  return {
-    count: ms.length,
-    p50: round(at(0.5)),
-    p90: round(at(0.9)),
-    p99: round(at(0.99)),
-    mean: round(ms.reduce((a, b) => a + b, 0) / ms.length),
-    min: round(ms[0]!),
-    max: round(ms[ms.length - 1]!),
-    throughput: Math.round((ms.length / (Number(wallNs) / 1e9)) * 10) / 10,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -359,8 +331,8 @@ async function main(): Promise<void> {
     const durationSeconds = Math.round(Number(process.hrtime.bigint() - benchStarted) / 1e7) / 100;
 
     const results = Object.fromEntries(
-      (Object.keys(samples) as PathName[]).filter((name) => samples[name].length > 0).map((name) => [name, stats(samples[name], wall[name])]),
-    ) as Record<'direct' | 'gateway', Stats> & Partial<Record<PathName, Stats>>;
+      (Object.keys(samples) as PathName[]).filter((name) => samples[name].length > 0).map((name) => [name, latencyStats(samples[name], wall[name])]),
+    ) as Record<'direct' | 'gateway', LatencyStats> & Partial<Record<PathName, LatencyStats>>;
     const ratio = (q: 'p50' | 'p90' | 'p99' | 'mean') => Math.round((results.gateway[q] / results.direct[q]) * 100) / 100;
     const ratios = { p50: ratio('p50'), p90: ratio('p90'), p99: ratio('p99'), mean: ratio('mean') };
 
@@ -390,7 +362,7 @@ async function main(): Promise<void> {
 
     const rows = (Object.keys(results) as PathName[]).map((name) => {
       const s = results[name]!;
-      return [PATH_LABELS[name], s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.mean.toFixed(3), s.throughput.toFixed(1)];
+      return [PATH_LABELS[name], s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.mean.toFixed(3), s.requestsPerSecond.toFixed(1)];
     });
     const header = ['path', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'req/s'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -17,3 +17,32 @@ export function runBench(main: () => Promise<void>): void {
     },
   );
 }
+
+/** Latency figures of one path: milliseconds (nearest rank), and requests per second over its wall time. */
+export interface LatencyStats {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  min: number;
+  max: number;
+  /** Requests per second over the wall time of this path's blocks. */
+  requestsPerSecond: number;
+}
+
+export function latencyStats(samplesNs: bigint[], wallNs: bigint): LatencyStats {
+  const ms = samplesNs.map((ns) => Number(ns) / 1e6).sort((a, b) => a - b);
+  const at = (q: number) => ms[Math.max(0, Math.ceil(q * ms.length) - 1)]!; // nearest rank
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    count: ms.length,
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    mean: round(ms.reduce((a, b) => a + b, 0) / ms.length),
+    min: round(ms[0]!),
+    max: round(ms[ms.length - 1]!),
+    requestsPerSecond: Math.round((ms.length / (Number(wallNs) / 1e9)) * 10) / 10,
+  };
+}

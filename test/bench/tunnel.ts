@@ -51,7 +51,7 @@ import { silentLogger } from '../../lib/logging.js';
 import { K8S_PREFIX, WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { TunnelRegistry } from '../../subgraphs/sessions/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, runBench, UsageError } from './support.js';
+import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MiB = 1024 * 1024;
@@ -308,34 +308,6 @@ function tunnelGet(registry: TunnelRegistry, clusterId: string, requestPath: str
 
 // ---------------------------------------------------------------------------------------------
 // Statistics (as in gatewayOverhead.ts: nearest-rank percentiles, in ms)
-
-interface LatencyStats {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  min: number;
-  max: number;
-  /** Requests per second over the wall time of this path's blocks. */
-  requestsPerSecond: number;
-}
-
-function latencyStats(samplesNs: bigint[], wallNs: bigint): LatencyStats {
-  const ms = samplesNs.map((ns) => Number(ns) / 1e6).sort((a, b) => a - b);
-  const at = (q: number) => ms[Math.max(0, Math.ceil(q * ms.length) - 1)]!;
-  const round = (x: number) => Math.round(x * 1000) / 1000;
-  return {
-    count: ms.length,
-    p50: round(at(0.5)),
-    p90: round(at(0.9)),
-    p99: round(at(0.99)),
-    mean: round(ms.reduce((a, b) => a + b, 0) / ms.length),
-    min: round(ms[0]!),
-    max: round(ms[ms.length - 1]!),
-    requestsPerSecond: Math.round((ms.length / (Number(wallNs) / 1e9)) * 10) / 10,
-  };
-}
 
 interface BulkStats {
   bytes: number;
