@@ -192,10 +192,18 @@ export class TunnelClient {
   }
 
   /** Stops for good: closes the connection and ends the redial loop. */
-  async stop(): Promise<void> {
+  /**
+   * Stops for good: GOAWAY, so the control plane sends no new requests here, then the requests in
+   * flight get `drainMs` to finish before the connection is cut; the redial loop ends.
+   */
+  async stop(drainMs = 5000): Promise<void> {
     this.stopped = true;
-    this.current?.session?.close();
-    this.current?.transport.destroy();
+    const current = this.current;
+    if (current?.session && !current.session.destroyed) {
+      const drained = new Promise<void>((resolve) => current.session!.close(resolve));
+      await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, drainMs).unref())]);
+    }
+    current?.transport.destroy();
     this.wake?.();
     await this.loop;
   }

@@ -2,9 +2,10 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
-import { TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH } from '../lib/tunnel.js';
+import { TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, WORKER_PREFIX } from '../lib/tunnel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
+import { until } from './support/until.js';
 
 const REGISTER = `mutation Register($name: String!) {
   registerCluster(input: { name: $name }) { registrationKey cluster { id name isDefault } }
@@ -36,6 +37,14 @@ function dialTunnel(url: string, key: string): Promise<number> {
     req.once('error', reject);
     req.end();
   });
+}
+
+/** Which agent answers a request to the cluster over its tunnels (the agent's own health route). */
+async function healthz(t: TestPlatform, clusterId: string): Promise<string> {
+  const stream = t.platform.sessions.registry.request(clusterId, { ':method': 'GET', ':path': `${WORKER_PREFIX}/healthz` }, { endStream: true });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return (JSON.parse(Buffer.concat(chunks).toString()) as { agentId: string }).agentId;
 }
 
 describe('clusters and agents', () => {
@@ -90,6 +99,15 @@ describe('clusters and agents', () => {
     await Promise.all([a.whenConnected(), b.whenConnected()]);
     const { cluster } = await t.gqlOk(CLUSTER, { id: registerCluster.cluster.id });
     expect(cluster.tunnels.map((tn: { transport: string }) => tn.transport).sort()).toEqual(['UPGRADE', 'WEBSOCKET']);
+
+    // Requests spread over both agents; when one leaves, the other serves them all.
+    const answeredBy = async (n: number) =>
+      Promise.all(Array.from({ length: n }, () => healthz(t, registerCluster.cluster.id))).then((ids) => new Set(ids));
+    expect(await answeredBy(20)).toEqual(new Set([a.agentId, b.agentId]));
+    await a.close();
+    await until(() => t.platform.sessions.registry.tunnels(registerCluster.cluster.id).length === 1, 'the first agent to leave');
+    expect(t.platform.sessions.registry.tunnels(registerCluster.cluster.id).map((tn) => tn.agentId)).toEqual([b.agentId]);
+    expect(await answeredBy(10)).toEqual(new Set([b.agentId]));
   });
 
   it('refuses a wrong registration key at the tunnel endpoint and at agent start', async () => {

@@ -14,17 +14,9 @@ import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
 import { startTlsFront } from './support/tlsFront.js';
+import { until } from './support/until.js';
 
 const execFileAsync = promisify(execFile);
-
-/** Resolves when `condition` holds, checking on every turn of the event loop's timers (no fixed sleeps). */
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
   const response = await fetch(`${server.url}${path}`, {
@@ -244,4 +236,19 @@ describe('the session tunnel and /v1/sessions', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('an agent that shuts down lets the requests in flight finish (GOAWAY, then drain) and takes no new ones', async () => {
+    await runningPod(server, 'team-a', 'draining');
+    const response = await fetch(`${sessions()}/api/v1/namespaces/team-a/pods/draining/log?follow=true`, { headers: as(teamA.key) });
+    expect(response.status).toBe(200);
+    const body = response.text();
+    const closing = agent.close();
+    await until(() => t.platform.sessions.registry.tunnels(clusterId).length === 0, 'the tunnel to leave the registry');
+    const refused = await fetch(`${sessions()}/api/v1/namespaces/team-a/pods`, { headers: as(teamA.key) });
+    expect(refused.status).toBe(503);
+    server.appendLog('team-a', 'draining', 'last words');
+    server.endLog('team-a', 'draining');
+    expect(await body).toBe('last words\n');
+    await closing;
+  });
 });

@@ -101,7 +101,12 @@ export class TunnelRegistry {
     transport.once('end', () => drop('agent closed the connection'));
     transport.once('error', (error) => drop(`transport error: ${error.message}`));
     session.once('close', () => drop('session closed'));
-    session.once('goaway', () => drop('agent sent GOAWAY'));
+    // The agent is shutting down: no new requests here, but let those in flight finish; the
+    // session closes itself after them (then 'close' above drops the rest).
+    session.once('goaway', () => {
+      if (this.remove(tunnel)) logger.info('agent tunnel draining (GOAWAY)');
+      for (const timer of tunnel.timers) clearInterval(timer);
+    });
     session.on('error', (error) => drop(`session error: ${error.message}`));
     session.once('connect', () => session.setLocalWindowSize(TUNNEL_CONNECTION_WINDOW));
     tunnel.timers.push(
