@@ -36,6 +36,8 @@ export interface Platform {
   sessions: Sessions;
   /** The embedded local agent of the default cluster (when MARINER_DEFAULT_CLUSTER is on). */
   agent: Agent | undefined;
+  /** Upstream subscriptions the gateway holds open (each shared by its subscribers). */
+  gatewaySharedSubscriptions(): number;
   close(): Promise<void>;
 }
 
@@ -114,7 +116,12 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const files = await createFilesSubgraph(db, objectStore, config.files, logger);
     stoppers.push(files.stop);
     started.push(await startSubgraph(files.definition, serverOptions));
-    started.push(await startSubgraph((await createModelsSubgraph(db, objectStore)).definition, serverOptions));
+    const models = await createModelsSubgraph(db, objectStore, {
+      filesUrl: started.find((s) => s.name === 'files')!.url,
+      tokens,
+      loadLeaseSeconds: config.models.loadLeaseSeconds,
+    });
+    started.push(await startSubgraph(models.definition, serverOptions));
     const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
     started.push(await startSubgraph(clusters.definition, serverOptions));
     let graphqlUrl = '';
@@ -150,6 +157,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const s = server;
     s.on('upgrade', (req, socket, head) => {
       const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+      if (pathname === '/graphql') return g.handleUpgrade(req, socket, head);
       if (tunnelEndpoint.handles(pathname)) return void tunnelEndpoint.handleUpgrade(req, socket, head);
       if (kubeProxy.handles(pathname)) return void kubeProxy.handleUpgrade(req, socket, head);
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -188,6 +196,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       clusters: clusters.store,
       sessions,
       agent,
+      gatewaySharedSubscriptions: () => g.sharedSubscriptions(),
       close,
     };
   } catch (error) {

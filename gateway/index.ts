@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { print, type ExecutionResult } from 'graphql';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -18,6 +20,7 @@ import { InternalDataSource } from './dataSource.js';
 import { explorerHtml } from './explorer.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
 import { createErrorLoggingPlugin, createRbacPlugin } from './plugins.js';
+import { createSubscriptionServer } from './subscriptions.js';
 
 export { authorizeOperation } from './authorizeOperation.js';
 export type { GatewayContext } from './context.js';
@@ -36,6 +39,10 @@ export interface GatewayOptions {
 export interface Gateway {
   /** Serves `/graphql` (POST, GET for queries, and the explorer page for browsers). */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** An HTTP upgrade on `/graphql`: subscriptions (and any operation) over graphql-ws. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Upstream subscriptions open now, each shared by its subscribers. */
+  sharedSubscriptions(): number;
   stop(): Promise<void>;
 }
 
@@ -98,6 +105,25 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     oidc,
   });
 
+  const subscriptions = createSubscriptionServer({
+    supergraphSdl: supergraphSdl(),
+    subgraphUrls: options.subgraphUrls,
+    tokens: options.tokens,
+    authenticator,
+    policy,
+    validationRules: armor.validationRules as never,
+    maxTokens: config.limits.maxTokens,
+    logger,
+    executeOperation: async ({ document, variables, operationName, context }) => {
+      const response = await apollo.executeOperation(
+        { query: print(document), variables, ...(operationName ? { operationName } : {}) },
+        { contextValue: context },
+      );
+      if (response.body.kind !== 'single') throw new Error('incremental delivery is not supported over WebSocket');
+      return response.body.singleResult as ExecutionResult;
+    },
+  });
+
   function fail(res: ServerResponse, code: ErrorCode, message: string, requestId: string, status = httpStatusFor(code)): void {
     const headers: Record<string, string> = { 'x-request-id': requestId };
     if (code === ErrorCode.UNAUTHENTICATED) headers['www-authenticate'] = 'Bearer';
@@ -136,7 +162,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         else res.end();
       }
     },
+    handleUpgrade: (req, socket, head) => subscriptions.handleUpgrade(req, socket, head),
+    sharedSubscriptions: () => subscriptions.sharedCount(),
     async stop() {
+      await subscriptions.close();
       await apollo.stop();
     },
   };

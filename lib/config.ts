@@ -53,6 +53,13 @@ export interface MarinerConfig {
     /** An upload reserved but not completed within this time is swept (object deleted). */
     uploadExpirySeconds: number;
   };
+  models: {
+    /**
+     * How long a cluster's loader holds a model it acquired without reporting progress; after that
+     * another cluster may take the load over (a loader that crashed).
+     */
+    loadLeaseSeconds: number;
+  };
   clusters: {
     /** A cluster status report older than this is stale: schedulers skip the cluster. */
     statusStaleSeconds: number;
@@ -165,6 +172,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     files: {
       maxFileBytes: intSetting(env, 'MARINER_MAX_FILE_BYTES', 512 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
       uploadExpirySeconds: intSetting(env, 'MARINER_UPLOAD_EXPIRY_SECONDS', 3600, 10, 7 * 24 * 3600),
+    },
+    models: {
+      loadLeaseSeconds: intSetting(env, 'MARINER_MODEL_LOAD_LEASE_SECONDS', 600, 1, 7 * 24 * 3600),
     },
     clusters: {
       statusStaleSeconds: intSetting(env, 'MARINER_CLUSTER_STALE_SECONDS', 180, 5, 7 * 24 * 3600),

@@ -8,6 +8,8 @@ import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/dis
 import { applyMiddleware } from 'graphql-middleware';
 import { deny, shield, type IRules } from 'graphql-shield';
 import objectHash from 'object-hash';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
 import { ErrorCode, forbidden, isErrorCode } from './errors.js';
 import {
   BodyTooLargeError,
@@ -122,6 +124,35 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
       else res.end();
     }
   });
+  // Subscriptions (graphql-ws on the same path): the gateway opens one upstream subscription per
+  // shared operation (DESIGN §3), with the internal token in the connection parameters.
+  let wss: WebSocketServer | undefined;
+  if (subgraphSchema.getSubscriptionType()) {
+    wss = new WebSocketServer({ server, path: '/graphql', perMessageDeflate: false });
+    const callers = new WeakMap<object, InternalCaller>();
+    useServer(
+      {
+        schema,
+        onConnect: async (ctx) => {
+          const token = ctx.connectionParams?.[INTERNAL_TOKEN_HEADER];
+          const caller = await options.tokens.verify(typeof token === 'string' ? token : undefined, definition.name);
+          if (!caller) return false;
+          callers.set(ctx.extra, caller);
+          return true;
+        },
+        context: (ctx) => {
+          const caller = callers.get(ctx.extra)!;
+          return definition.createContext({ requestId: caller.requestId, system: caller.system, identity: caller.identity, worker: caller.worker, _shield: { cache: {} } });
+        },
+        onNext: (_ctx, _id, _payload, _args, result) =>
+          result.errors?.length
+            ? { ...result, errors: result.errors.map((error) => maskError(error.toJSON(), error, logger)) }
+            : undefined,
+        onError: (_ctx, _id, _payload, errors) => errors.map((error) => maskError(error.toJSON(), error, logger)),
+      },
+      wss,
+    );
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
@@ -133,6 +164,8 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
     name: definition.name,
     url,
     close: async () => {
+      for (const client of wss?.clients ?? []) client.terminate();
+      wss?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -84,6 +84,15 @@ function str(body: Record<string, unknown>, name: string, required = true): stri
   return value;
 }
 
+/**
+ * Where a base model comes from, by repository: an object path (`model_file_location`), a File
+ * (`file_id`, or its id in `model_file_location`), else the repository reference, which is the id.
+ */
+function sourceOf(body: Record<string, unknown>, sourceRepository: string): string | undefined {
+  if (sourceRepository === 'FILE') return str(body, 'file_id', false) ?? str(body, 'model_file_location', false) ?? str(body, 'file_id');
+  return str(body, sourceRepository === 'OBJECT_STORE' ? 'model_file_location' : 'id');
+}
+
 /** The OpenAI models routes plus LLMariner's create, update, activate and deactivate. */
 export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
   const single = async (req: IncomingMessage, ctx: RouteContext, mutation: string, variables: Record<string, unknown>) => {
@@ -148,7 +157,7 @@ export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
         input: {
           id: str(body, 'id'),
           sourceRepository,
-          source: str(body, sourceRepository === 'OBJECT_STORE' ? 'model_file_location' : 'id'),
+          source: sourceOf(body, sourceRepository),
           isProjectScoped: body['is_project_scoped'] === undefined ? null : body['is_project_scoped'] === true,
           config,
         },

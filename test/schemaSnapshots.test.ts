@@ -21,6 +21,8 @@ describe('schema snapshots', () => {
     self: `query Self { self { id organizationRoleBindings { role organization { id title summary { projectCount userCount } } } } }`,
     selfAndScopes: `query SelfAndScopes { self { id } roleScopes { role scopes } authorize(resource: "api.model", capability: READ) { authorized } }`,
     createApiKey: `mutation CreateKey($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id project { id title } } } }`,
+    clusterTunnels: `subscription Tunnels($id: ID!) { clusterTunnels(clusterId: $id) { connected tunnels { agentId } cluster { id name componentStatuses { name isHealthy } } } }`,
+    clusters: `query Clusters { clusters { items { id name connected tunnels { agentId } status { gpuCapacity stale } } } }`,
   };
 
   it.each(Object.keys(operations))('the query plan of %s', async (name) => {

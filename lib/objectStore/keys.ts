@@ -56,3 +56,14 @@ function checkSegment(key: string): (segment: string) => void {
     if (segment === '.' || segment === '..') throw new InvalidObjectKeyError(key, `"${segment}" path segment`);
   };
 }
+
+/**
+ * Whether a project may use an object: the platform's own areas belong to their owners
+ * (`files/<tenant>/<project>/...` to that project, `models/<tenant>/...` to that tenant); anything
+ * else is what an operator put in the store, shared by everyone.
+ */
+export function keyBelongsTo(key: string, scope: { tenantId: string; projectId: string }): boolean {
+  if (key.startsWith('files/')) return key.startsWith(`files/${scope.tenantId}/${scope.projectId}/`);
+  if (key.startsWith('models/')) return key.startsWith(`models/${scope.tenantId}/`);
+  return true;
+}

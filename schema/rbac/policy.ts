@@ -107,8 +107,12 @@ const models: PolicyMap = {
     activateModel: modelsWrite,
     deactivateModel: modelsWrite,
     deleteModel: modelsWrite,
+    // The model loader's worker API (LLMariner ModelsWorkerService): registration keys only.
+    acquireModelLoad: isWorker,
+    reportModelLoading: isWorker,
   },
   Model: { '*': modelsRead },
+  ModelLoadTask: { '*': isWorker },
   ModelConfig: { '*': modelsRead },
   RuntimeConfig: { '*': modelsRead },
   ClusterAllocationPolicy: { '*': modelsRead },
@@ -145,6 +149,8 @@ const clusters: PolicyMap = {
 const sessions: PolicyMap = {
   Cluster: { tunnels: clustersRead, connected: clustersRead, id: clustersRead },
   AgentTunnel: { '*': clustersRead },
+  Subscription: { clusterTunnels: clustersRead },
+  ClusterTunnelsEvent: { '*': clustersRead },
 };
 
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */

@@ -1,7 +1,7 @@
 import { badInput, forbidden, notFound } from '../../lib/errors.js';
 import { assertId, newId } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import { ObjectNotFoundError } from '../../lib/objectStore/index.js';
+import { keyBelongsTo, ObjectNotFoundError } from '../../lib/objectStore/index.js';
 import type { FilesContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { FileRow, ProjectScope } from './store.js';
@@ -106,10 +106,8 @@ export const resolvers: Resolvers<FilesContext> = {
       const purpose = validPurpose(input.purpose);
       const key = ctx.objectStore.keyFromUri(input.objectPath);
       if (!key) throw badInput(`objectPath: "${input.objectPath.slice(0, 200)}" is not an object in this platform's store`, 'objectPath');
-      // Objects of other projects' files are not for linking.
-      if (key.startsWith('files/') && !key.startsWith(`files/${scope.tenantId}/${scope.projectId}/`)) {
-        throw forbidden('objectPath: that object belongs to another project');
-      }
+      // Objects of other projects' files (or other tenants' models) are not for linking.
+      if (!keyBelongsTo(key, scope)) throw forbidden('objectPath: that object belongs to another project');
       const head = await ctx.objectStore.head(key);
       if (!head) throw notFound('object', input.objectPath);
       if (purpose === 'fine-tune') {

@@ -15,17 +15,38 @@ export interface ModelRow {
   organization_id: string | null;
   is_base_model: boolean;
   base_model_id: string | null;
-  source_repository: 'OBJECT_STORE' | 'HUGGING_FACE' | 'OLLAMA' | 'FINE_TUNING';
+  source_repository: 'OBJECT_STORE' | 'HUGGING_FACE' | 'OLLAMA' | 'FINE_TUNING' | 'FILE';
   source: string;
   loading_status: 'REQUESTED' | 'LOADING' | 'SUCCEEDED' | 'FAILED';
   loading_status_message: string | null;
   loading_failure_reason: string | null;
-  formats: ('GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA')[];
+  formats: ModelFormatValue[];
   activation_status: 'ACTIVE' | 'INACTIVE';
   config: ModelConfigValue;
   owned_by: string;
   created_at: Date;
+  /** The cluster whose loader took the model; kept after the load ended, for the record. */
+  loading_cluster_id: string | null;
+  /** While LOADING: the loader's claim runs out then (another cluster may take the load over). */
+  load_lease_expires_at: Date | null;
 }
+
+export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA';
+
+/** A model as created: no loader has taken it yet. */
+export type NewModelRow = Omit<ModelRow, 'created_at' | 'loading_cluster_id' | 'load_lease_expires_at'>;
+
+/** The cluster a loader works for (a worker identity). */
+export interface LoaderCluster {
+  tenantId: string;
+  clusterId: string;
+}
+
+/** What a loader reports about a load it holds (LLMariner UpdateBaseModelLoadingStatus). */
+export type LoadReport =
+  | { status: 'LOADING'; message: string | null; formats: ModelFormatValue[] | null; leaseSeconds: number }
+  | { status: 'SUCCEEDED'; message: string | null; formats: ModelFormatValue[]; source: string }
+  | { status: 'FAILED'; reason: string };
 
 /** Who is looking: a tenant and a project (models visible to it, LLMariner ListModels). */
 export interface ModelScope {
@@ -60,7 +81,7 @@ export class ModelStore {
   }
 
   /** Inserts a model; false when the id is taken in the tenant. */
-  async insert(row: Omit<ModelRow, 'created_at'>): Promise<ModelRow | null> {
+  async insert(row: NewModelRow): Promise<ModelRow | null> {
     try {
       const [created] = await this.knex
         .withSchema(SCHEMA)
@@ -79,6 +100,88 @@ export class ModelStore {
     if (patch.config) values['config'] = JSON.stringify(patch.config);
     const [row] = await this.visible(scope).where('models.id', id).update(values).returning('*');
     return row as ModelRow | undefined;
+  }
+
+  /** Any model of the tenant, whichever project it belongs to (for the tenant's loaders). */
+  async modelOfTenant(tenantId: string, id: string): Promise<ModelRow | undefined> {
+    return this.knex.withSchema(SCHEMA).table('models').where({ tenant_id: tenantId, id }).first();
+  }
+
+  /**
+   * Claims the tenant's oldest model waiting for a loader, or one whose loader's lease ran out, for
+   * `cluster`: LOADING with a fresh lease. `skip locked` makes concurrent claims take different models
+   * (a row another claim is taking is passed over, not waited for). Undefined when none waits.
+   */
+  async acquireLoad(cluster: LoaderCluster, leaseSeconds: number, message: string): Promise<ModelRow | undefined> {
+    return this.knex.transaction(async (trx) => {
+      const next = (await trx
+        .withSchema(SCHEMA)
+        .table('models')
+        .select('id')
+        .where('tenant_id', cluster.tenantId)
+        .where((q) =>
+          q.where('loading_status', 'REQUESTED').orWhere((l) => l.where('loading_status', 'LOADING').where('load_lease_expires_at', '<=', trx.fn.now())),
+        )
+        .orderBy([{ column: 'created_at' }, { column: 'id' }])
+        .limit(1)
+        .forUpdate()
+        .skipLocked()) as { id: string }[];
+      const [claimed] = next;
+      if (!claimed) return undefined;
+      const [row] = await trx
+        .withSchema(SCHEMA)
+        .table('models')
+        .where({ tenant_id: cluster.tenantId, id: claimed.id })
+        .update({
+          loading_status: 'LOADING',
+          loading_cluster_id: cluster.clusterId,
+          load_lease_expires_at: this.leaseFromNow(trx, leaseSeconds),
+          loading_status_message: message,
+          loading_failure_reason: null,
+        })
+        .returning('*');
+      return row as ModelRow;
+    });
+  }
+
+  /**
+   * Applies a loader's report, only while `cluster` holds the model's load (LOADING, its cluster);
+   * undefined otherwise, with nothing changed. One statement: the check and the change are atomic.
+   */
+  async reportLoad(cluster: LoaderCluster, id: string, report: LoadReport): Promise<ModelRow | undefined> {
+    const values: Record<string, unknown> = {};
+    switch (report.status) {
+      case 'LOADING':
+        values['load_lease_expires_at'] = this.leaseFromNow(this.knex, report.leaseSeconds);
+        if (report.message !== null) values['loading_status_message'] = report.message;
+        if (report.formats) values['formats'] = JSON.stringify(report.formats);
+        break;
+      case 'SUCCEEDED':
+        Object.assign(values, {
+          loading_status: 'SUCCEEDED',
+          source: report.source,
+          formats: JSON.stringify(report.formats),
+          loading_status_message: report.message,
+          loading_failure_reason: null,
+          load_lease_expires_at: null,
+        });
+        break;
+      case 'FAILED':
+        Object.assign(values, { loading_status: 'FAILED', loading_failure_reason: report.reason, load_lease_expires_at: null });
+        break;
+    }
+    const [row] = await this.knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .where({ tenant_id: cluster.tenantId, id, loading_status: 'LOADING', loading_cluster_id: cluster.clusterId })
+      .update(values)
+      .returning('*');
+    return row as ModelRow | undefined;
+  }
+
+  /** The database's clock decides leases, so every replica agrees on when one runs out. */
+  private leaseFromNow(knex: Knex, seconds: number): Knex.Raw {
+    return knex.raw(`now() + ?::integer * interval '1 second'`, [seconds]);
   }
 
   /** Deletes an inactive model; returns what happened. */

@@ -30,7 +30,6 @@ export interface ModelConfigInput {
   clusterAllocationPolicy?: { allowedClusterIds?: string[] | null; enableOnDemandAllocation?: boolean | null } | null;
 }
 
-
 /** Applies the given parts of a config onto `base`, validating each. */
 export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput | null | undefined, field = 'input.config'): ModelConfigValue {
   const runtime = { ...base.runtime };
@@ -62,4 +61,16 @@ export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput
     policy.enableOnDemandAllocation = input.clusterAllocationPolicy.enableOnDemandAllocation;
   }
   return { runtime, clusterAllocationPolicy: policy };
+}
+
+const MAX_LOADER_MESSAGE = 2000;
+
+/** A loader's status message or failure reason: trimmed, printable, at most 2000 characters; null when empty. */
+export function loaderMessage(value: string | null | undefined, field = 'input.message'): string | null {
+  const message = value?.trim() ?? '';
+  if (message === '') return null;
+  if (message.length > MAX_LOADER_MESSAGE || /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(message)) {
+    throw badInput(`${field}: at most ${MAX_LOADER_MESSAGE} printable characters`, field);
+  }
+  return message;
 }

@@ -1,3 +1,4 @@
+import { assertId } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
 import type { SessionsContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
@@ -8,7 +9,37 @@ function tunnelsOf(ctx: SessionsContext, clusterId: string) {
   return ctx.registry.tunnels(clusterId).filter((t) => t.tenantId === tenantId);
 }
 
+/**
+ * The cluster's tunnel state now, then after each change. Changes that come while an event is being
+ * delivered are folded into the next one (a client sees the latest state, not every step).
+ */
+async function* tunnelEvents(ctx: SessionsContext, clusterId: string) {
+  let pending = true;
+  let wake: (() => void) | undefined;
+  const unsubscribe = ctx.registry.onChange((id) => {
+    if (id !== clusterId) return;
+    pending = true;
+    wake?.();
+  });
+  try {
+    for (;;) {
+      if (!pending) await new Promise<void>((resolve) => (wake = resolve));
+      pending = false;
+      wake = undefined;
+      const tunnels = tunnelsOf(ctx, clusterId);
+      yield { clusterTunnels: { cluster: { id: clusterId }, connected: tunnels.length > 0, tunnels } };
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
 export const resolvers: Resolvers<SessionsContext> = {
+  Subscription: {
+    clusterTunnels: {
+      subscribe: (_p, { clusterId }, ctx) => tunnelEvents(ctx, assertId('cluster', clusterId, 'clusterId')),
+    },
+  },
   Cluster: {
     __resolveReference: (ref) => ({ id: ref.id }),
     tunnels: (c, _a, ctx) => tunnelsOf(ctx, c.id),

@@ -96,6 +96,8 @@ export async function startTestPlatform(
       databaseUrl: database?.url,
       adminApiKey: adminKey,
       logLevel: 'silent',
+      // The filesystem store under this test's data dir (loadConfig derives it from the environment).
+      objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') },
       ...options.config,
     },
   );

@@ -41,7 +41,7 @@ export type CreateBaseModelInput = {
   id: Scalars['ID']['input'];
   /** Visible to the current project only (default) or, for organization owners, to the whole tenant. */
   isProjectScoped?: InputMaybe<Scalars['Boolean']['input']>;
-  /** OBJECT_STORE: s3://bucket/path or a key in the platform's store; HUGGING_FACE/OLLAMA: the repository reference. */
+  /** OBJECT_STORE: s3://bucket/path or a key in the platform's store; HUGGING_FACE/OLLAMA: the repository reference; FILE: a file id of the project. */
   source: Scalars['String']['input'];
   sourceRepository: SourceRepository;
 };
@@ -63,6 +63,8 @@ export type Model = {
   /** Normalised: `/` becomes `-` (LLMariner common/pkg/id). Lookups accept either form. */
   id: Scalars['ID']['output'];
   isBaseModel: Scalars['Boolean']['output'];
+  /** The cluster whose loader took the model (while LOADING: the one loading it); null until a loader takes it. */
+  loadingClusterId?: Maybe<Scalars['ID']['output']>;
   loadingFailureReason?: Maybe<Scalars['String']['output']>;
   loadingStatus: ModelLoadingStatus;
   loadingStatusMessage?: Maybe<Scalars['String']['output']>;
@@ -91,6 +93,34 @@ export type ModelFormat =
   | 'NVIDIA_TRITON'
   | 'OLLAMA';
 
+/** What a loader reports (LLMariner UpdateBaseModelLoadingStatus). */
+export type ModelLoadReportStatus =
+  | 'FAILED'
+  /** Still loading: renews the lease; the message tells the progress. */
+  | 'LOADING'
+  | 'SUCCEEDED';
+
+/**
+ * A model load a cluster's loader holds (LLMariner ModelsWorkerService AcquireUnloadedBaseModel): what to
+ * fetch, where to store it, and until when the load is the cluster's.
+ */
+export type ModelLoadTask = {
+  __typename?: 'ModelLoadTask';
+  /** The object-store prefix (ending in `/`) under which the loader stores the model; report SUCCEEDED with the path it stored. */
+  destination: Scalars['String']['output'];
+  /** The formats known so far. */
+  formats: Array<ModelFormat>;
+  /** The load is this cluster's until then; reporting LOADING renews it. Null once the load ended. */
+  leaseExpiresAt?: Maybe<Scalars['DateTime']['output']>;
+  loadingFailureReason?: Maybe<Scalars['String']['output']>;
+  loadingStatus: ModelLoadingStatus;
+  loadingStatusMessage?: Maybe<Scalars['String']['output']>;
+  modelId: Scalars['ID']['output'];
+  /** Where to fetch the model from: a repository reference, or an object in the platform's store. */
+  source: Scalars['String']['output'];
+  sourceRepository: SourceRepository;
+};
+
 export type ModelLoadingStatus =
   | 'FAILED'
   | 'LOADING'
@@ -105,6 +135,8 @@ export type ModelPage = {
 
 export type Mutation = {
   __typename?: 'Mutation';
+  /** For agents (model loader): claims one model of the cluster's tenant waiting for a loader (or whose loader's lease ran out); null when none is. */
+  acquireModelLoad?: Maybe<ModelLoadTask>;
   /** Marks a model ACTIVE so engines deploy it. Only loaded models can be activated. */
   activateModel: Model;
   /** Records a base model to load; the agent's loader fetches it (loading status REQUESTED). */
@@ -114,6 +146,8 @@ export type Mutation = {
   deleteModel: DeletePayload;
   /** Registers a fine-tuned model as ft:<base>:<suffix>. */
   registerFineTunedModel: Model;
+  /** For agents (model loader): the loading progress or outcome of a model this cluster holds the load of. */
+  reportModelLoading: ModelLoadTask;
   updateModelConfig: Model;
 };
 
@@ -140,6 +174,11 @@ export type MutationDeleteModelArgs = {
 
 export type MutationRegisterFineTunedModelArgs = {
   input: RegisterFineTunedModelInput;
+};
+
+
+export type MutationReportModelLoadingArgs = {
+  input: ReportModelLoadingInput;
 };
 
 
@@ -176,6 +215,18 @@ export type RegisterFineTunedModelInput = {
   suffix: Scalars['String']['input'];
 };
 
+export type ReportModelLoadingInput = {
+  /** The model's formats, replacing those known so far (SUCCEEDED: at least one in the end). */
+  formats?: InputMaybe<Array<ModelFormat>>;
+  /** The model's id. */
+  id: Scalars['ID']['input'];
+  /** LOADING: progress; SUCCEEDED: optional note; FAILED (required): the reason. */
+  message?: InputMaybe<Scalars['String']['input']>;
+  /** SUCCEEDED (required): where the model was stored, in the platform's store, at or under the task's destination (or the model's own source object). */
+  objectPath?: InputMaybe<Scalars['String']['input']>;
+  status: ModelLoadReportStatus;
+};
+
 export type RuntimeConfig = {
   __typename?: 'RuntimeConfig';
   extraArgs: Array<Scalars['String']['output']>;
@@ -190,6 +241,8 @@ export type RuntimeConfigInput = {
 };
 
 export type SourceRepository =
+  /** A File of the project (`file-...`); the loader takes the model from the file's object. */
+  | 'FILE'
   | 'FINE_TUNING'
   | 'HUGGING_FACE'
   | 'OBJECT_STORE'
@@ -308,12 +361,15 @@ export type ResolversTypes = ResolversObject<{
   ModelConfig: ResolverTypeWrapper<ModelConfig>;
   ModelConfigInput: ModelConfigInput;
   ModelFormat: ModelFormat;
+  ModelLoadReportStatus: ModelLoadReportStatus;
+  ModelLoadTask: ResolverTypeWrapper<ModelLoadTask>;
   ModelLoadingStatus: ModelLoadingStatus;
   ModelPage: ResolverTypeWrapper<Omit<ModelPage, 'items'> & { items: Array<ResolversTypes['Model']> }>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
+  ReportModelLoadingInput: ReportModelLoadingInput;
   RuntimeConfig: ResolverTypeWrapper<RuntimeConfig>;
   RuntimeConfigInput: RuntimeConfigInput;
   SourceRepository: SourceRepository;
@@ -333,11 +389,13 @@ export type ResolversParentTypes = ResolversObject<{
   Model: ModelRow;
   ModelConfig: ModelConfig;
   ModelConfigInput: ModelConfigInput;
+  ModelLoadTask: ModelLoadTask;
   ModelPage: Omit<ModelPage, 'items'> & { items: Array<ResolversParentTypes['Model']> };
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
   Int: Scalars['Int']['output'];
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
+  ReportModelLoadingInput: ReportModelLoadingInput;
   RuntimeConfig: RuntimeConfig;
   RuntimeConfigInput: RuntimeConfigInput;
   UpdateModelConfigInput: UpdateModelConfigInput;
@@ -366,6 +424,7 @@ export type ModelResolvers<ContextType = ModelsContext, ParentType extends Resol
   formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   isBaseModel?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  loadingClusterId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   loadingFailureReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   loadingStatus?: Resolver<ResolversTypes['ModelLoadingStatus'], ParentType, ContextType>;
   loadingStatusMessage?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
@@ -380,17 +439,31 @@ export type ModelConfigResolvers<ContextType = ModelsContext, ParentType extends
   runtime?: Resolver<ResolversTypes['RuntimeConfig'], ParentType, ContextType>;
 }>;
 
+export type ModelLoadTaskResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelLoadTask'] = ResolversParentTypes['ModelLoadTask']> = ResolversObject<{
+  destination?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
+  leaseExpiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  loadingFailureReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  loadingStatus?: Resolver<ResolversTypes['ModelLoadingStatus'], ParentType, ContextType>;
+  loadingStatusMessage?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  modelId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  sourceRepository?: Resolver<ResolversTypes['SourceRepository'], ParentType, ContextType>;
+}>;
+
 export type ModelPageResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelPage'] = ResolversParentTypes['ModelPage']> = ResolversObject<{
   hasMore?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   items?: Resolver<Array<ResolversTypes['Model']>, ParentType, ContextType>;
 }>;
 
 export type MutationResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  acquireModelLoad?: Resolver<Maybe<ResolversTypes['ModelLoadTask']>, ParentType, ContextType>;
   activateModel?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationActivateModelArgs, 'id'>>;
   createBaseModel?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationCreateBaseModelArgs, 'input'>>;
   deactivateModel?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationDeactivateModelArgs, 'id'>>;
   deleteModel?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteModelArgs, 'id'>>;
   registerFineTunedModel?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationRegisterFineTunedModelArgs, 'input'>>;
+  reportModelLoading?: Resolver<ResolversTypes['ModelLoadTask'], ParentType, ContextType, RequireFields<MutationReportModelLoadingArgs, 'input'>>;
   updateModelConfig?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationUpdateModelConfigArgs, 'input'>>;
 }>;
 
@@ -411,6 +484,7 @@ export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
   DeletePayload?: DeletePayloadResolvers<ContextType>;
   Model?: ModelResolvers<ContextType>;
   ModelConfig?: ModelConfigResolvers<ContextType>;
+  ModelLoadTask?: ModelLoadTaskResolvers<ContextType>;
   ModelPage?: ModelPageResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;

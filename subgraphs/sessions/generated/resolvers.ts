@@ -4,6 +4,8 @@ import type { TunnelInfo } from '../tunnelRegistry.js';
 import type { ClusterRef, SessionsContext } from '../context.js';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = T | null | undefined;
+export type Omit<T, K extends keyof T> = Pick<T, Exclude<keyof T, K>>;
+export type RequireFields<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: NonNullable<T[P]> };
 /** All built-in and custom scalars, mapped to their actual values */
 export type Scalars = {
   ID: { input: string; output: string; }
@@ -38,6 +40,25 @@ export type Cluster = {
   id: Scalars['ID']['output'];
   /** The agents connected now, on this control-plane replica. */
   tunnels: Array<AgentTunnel>;
+};
+
+/** A change in a cluster's tunnels. */
+export type ClusterTunnelsEvent = {
+  __typename?: 'ClusterTunnelsEvent';
+  cluster: Cluster;
+  connected: Scalars['Boolean']['output'];
+  tunnels: Array<AgentTunnel>;
+};
+
+export type Subscription = {
+  __typename?: 'Subscription';
+  /** A cluster's tunnels: the current state at once, then again whenever an agent connects or leaves. */
+  clusterTunnels: ClusterTunnelsEvent;
+};
+
+
+export type SubscriptionClusterTunnelsArgs = {
+  clusterId: Scalars['ID']['input'];
 };
 
 export type TunnelTransport =
@@ -147,7 +168,9 @@ export type ResolversTypes = ResolversObject<{
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   Cluster: ResolverTypeWrapper<ClusterRef>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  ClusterTunnelsEvent: ResolverTypeWrapper<Omit<ClusterTunnelsEvent, 'cluster' | 'tunnels'> & { cluster: ResolversTypes['Cluster'], tunnels: Array<ResolversTypes['AgentTunnel']> }>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   TunnelTransport: TunnelTransport;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
 }>;
@@ -160,7 +183,9 @@ export type ResolversParentTypes = ResolversObject<{
   Float: Scalars['Float']['output'];
   Cluster: ClusterRef;
   Boolean: Scalars['Boolean']['output'];
+  ClusterTunnelsEvent: Omit<ClusterTunnelsEvent, 'cluster' | 'tunnels'> & { cluster: ResolversParentTypes['Cluster'], tunnels: Array<ResolversParentTypes['AgentTunnel']> };
   DateTime: Scalars['DateTime']['output'];
+  Subscription: Record<PropertyKey, never>;
   String: Scalars['String']['output'];
 }>;
 
@@ -180,13 +205,25 @@ export type ClusterResolvers<ContextType = SessionsContext, ParentType extends R
   tunnels?: Resolver<Array<ResolversTypes['AgentTunnel']>, ParentType, ContextType>;
 }>;
 
+export type ClusterTunnelsEventResolvers<ContextType = SessionsContext, ParentType extends ResolversParentTypes['ClusterTunnelsEvent'] = ResolversParentTypes['ClusterTunnelsEvent']> = ResolversObject<{
+  cluster?: Resolver<ResolversTypes['Cluster'], ParentType, ContextType>;
+  connected?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  tunnels?: Resolver<Array<ResolversTypes['AgentTunnel']>, ParentType, ContextType>;
+}>;
+
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
   name: 'DateTime';
 }
 
+export type SubscriptionResolvers<ContextType = SessionsContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  clusterTunnels?: SubscriptionResolver<ResolversTypes['ClusterTunnelsEvent'], "clusterTunnels", ParentType, ContextType, RequireFields<SubscriptionClusterTunnelsArgs, 'clusterId'>>;
+}>;
+
 export type Resolvers<ContextType = SessionsContext> = ResolversObject<{
   AgentTunnel?: AgentTunnelResolvers<ContextType>;
   Cluster?: ClusterResolvers<ContextType>;
+  ClusterTunnelsEvent?: ClusterTunnelsEventResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
+  Subscription?: SubscriptionResolvers<ContextType>;
 }>;
 

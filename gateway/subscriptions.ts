@@ -1,0 +1,364 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { buildOperationContext, executeQueryPlan, type ServiceMap } from '@apollo/gateway';
+import { operationFromDocument, Supergraph } from '@apollo/federation-internals';
+import { QueryPlanner, type FetchNode, type PlanNode, type QueryPlan } from '@apollo/query-planner';
+import {
+  getOperationAST,
+  GraphQLError,
+  parse,
+  print,
+  specifiedRules,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+  type ValidationRule,
+} from 'graphql';
+import { createClient, type Client } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import objectHash from 'object-hash';
+import { WebSocket, WebSocketServer } from 'ws';
+import { ErrorCode, MarinerError } from '../lib/errors.js';
+import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../lib/identity.js';
+import type { Logger } from '../lib/logging.js';
+import { maskError } from '../lib/subgraphServer.js';
+import type { PolicyMap } from '../schema/rbac/policy.js';
+import type { SubgraphName } from '../schema/subgraphs.js';
+import type { Authenticator, Credentials } from './authentication.js';
+import { authorizeOperation } from './authorizeOperation.js';
+import type { GatewayContext } from './context.js';
+import { InternalDataSource } from './dataSource.js';
+
+export interface SubscriptionServerOptions {
+  supergraphSdl: string;
+  subgraphUrls: Record<SubgraphName, string>;
+  tokens: InternalTokens;
+  authenticator: Authenticator;
+  policy: PolicyMap;
+  /** graphql-armor's rules (depth, aliases, cost, directives), as on HTTP. */
+  validationRules: readonly ValidationRule[];
+  maxTokens: number;
+  /** Queries and mutations sent over the WebSocket run through the HTTP path's executor. */
+  executeOperation(args: { document: DocumentNode; variables: Record<string, unknown>; operationName: string | undefined; context: GatewayContext }): Promise<ExecutionResult>;
+  logger: Logger;
+  /** A subscriber more than this many events behind is dropped (it would hold memory forever). */
+  maxQueuedEvents?: number;
+}
+
+/** Per-connection state: who connected (graphql-ws `onConnect`). */
+interface ConnectionState {
+  credentials: Credentials;
+  requestId: string;
+}
+
+/** One subscriber's events, as an async iterator fed by the shared upstream. */
+class EventQueue implements AsyncIterableIterator<ExecutionResult> {
+  private readonly items: ExecutionResult[] = [];
+  private waiting: ((result: IteratorResult<ExecutionResult>) => void) | undefined;
+  private ended = false;
+  constructor(
+    private readonly max: number,
+    private readonly onReturn: () => void,
+  ) {}
+
+  push(result: ExecutionResult): void {
+    if (this.ended) return;
+    if (this.waiting) {
+      const wake = this.waiting;
+      this.waiting = undefined;
+      return wake({ value: result, done: false });
+    }
+    if (this.items.length >= this.max) {
+      this.items.length = 0;
+      this.items.push({ errors: [new MarinerError(ErrorCode.RATE_LIMITED, `This subscriber fell more than ${this.max} events behind and was dropped; subscribe again`)] });
+      this.end();
+      return;
+    }
+    this.items.push(result);
+  }
+
+  end(): void {
+    this.ended = true;
+    if (this.waiting) {
+      const wake = this.waiting;
+      this.waiting = undefined;
+      wake({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    const item = this.items.shift();
+    if (item) return Promise.resolve({ value: item, done: false });
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  return(): Promise<IteratorResult<ExecutionResult>> {
+    this.end();
+    this.items.length = 0;
+    this.onReturn();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+/** One upstream subscription and its hydration, shared by every subscriber with the same key. */
+interface SharedSubscription {
+  subscribers: Set<EventQueue>;
+  stop(): void;
+}
+
+function header(headers: Record<string, unknown>, name: string): string | undefined {
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === name && typeof value === 'string' && value.trim() !== '') return value.trim();
+  }
+  return undefined;
+}
+
+/**
+ * Federated subscriptions over graphql-ws on `/graphql` (DESIGN §3; prototypes §A), which stock
+ * @apollo/gateway cannot do. The operation is planned with the gateway's query planner; the plan's
+ * primary fetch opens a graphql-ws subscription to the owning subgraph (internal token in the
+ * connection parameters); each event's remaining fields are resolved by the gateway's own executor
+ * running the plan's rest. Subscribers with the same operation, variables and authorization scope share
+ * one upstream subscription and one hydration per event. Apollo plugins do not run here, so
+ * authentication (onConnect), limits and RBAC (onSubscribe) and masking are called explicitly.
+ */
+export function createSubscriptionServer(options: SubscriptionServerOptions) {
+  const { logger } = options;
+  const supergraph = Supergraph.build(options.supergraphSdl);
+  const apiSchema = supergraph.apiSchema();
+  const apiGraphQL: GraphQLSchema = apiSchema.toGraphQLJSSchema();
+  const supergraphGraphQL: GraphQLSchema = supergraph.schema.toGraphQLJSSchema();
+  const planner = new QueryPlanner(supergraph);
+  const plans = new Map<string, QueryPlan>();
+  const dataSources = Object.fromEntries(
+    Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, options.tokens)]),
+  ) as ServiceMap;
+  const shared = new Map<string, SharedSubscription>();
+  const upstreamClients = new Set<Client>();
+  const connections = new WeakMap<object, ConnectionState>();
+  const maxQueued = options.maxQueuedEvents ?? 1000;
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+
+  function planFor(document: DocumentNode, operationName: string | undefined): QueryPlan {
+    const key = `${operationName ?? ''}\n${print(document)}`;
+    let plan = plans.get(key);
+    if (!plan) {
+      plan = planner.buildQueryPlan(operationFromDocument(apiSchema, document, { operationName }));
+      if (plans.size > 1000) plans.clear();
+      plans.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** Requests with the same operation, variables and authorization scope see the same data. */
+  function scopeOf(context: GatewayContext): unknown {
+    const project = context.identity?.project;
+    if (project) return { tenant: context.identity!.principal.tenantId, ...project };
+    if (context.worker) return { worker: context.worker };
+    return context.identity ? { user: context.identity.principal.userId, noProject: true } : 'anonymous';
+  }
+
+  function masked(result: { data?: unknown; errors?: readonly GraphQLError[] | readonly GraphQLFormattedError[] }): ExecutionResult {
+    if (!result.errors?.length) return result as ExecutionResult;
+    const errors = result.errors.map((error) =>
+      error instanceof GraphQLError ? maskError(error.toJSON(), error, logger) : maskError(error, error, logger),
+    );
+    return { ...(result.data !== undefined ? { data: result.data } : {}), errors } as unknown as ExecutionResult;
+  }
+
+  /** Starts the upstream subscription of a plan and fans its hydrated events out to the subscribers. */
+  function startShared(key: string, plan: { primary: FetchNode; rest?: PlanNode }, args: ExecutionArgs, context: GatewayContext): SharedSubscription {
+    const { primary, rest } = plan;
+    const variables = (args.variableValues ?? {}) as Record<string, unknown>;
+    const primaryVariables = Object.fromEntries((primary.variableUsages ?? []).filter((name) => name in variables).map((name) => [name, variables[name]]));
+    const url = options.subgraphUrls[primary.serviceName as SubgraphName].replace(/^http/, 'ws');
+    const client = createClient({
+      url,
+      webSocketImpl: WebSocket,
+      lazy: true,
+      retryAttempts: 0,
+      connectionParams: async () => ({
+        [INTERNAL_TOKEN_HEADER]: await options.tokens.mint(primary.serviceName, context.requestId, context.identity, false, context.worker),
+      }),
+    });
+    upstreamClients.add(client);
+    const upstream = client.iterate({ query: primary.operation, variables: primaryVariables, ...(primary.operationName ? { operationName: primary.operationName } : {}) });
+    const operationContext = buildOperationContext({ schema: supergraphGraphQL, operationDocument: args.document, operationName: args.operationName ?? undefined });
+    const node: PlanNode = rest ? { kind: 'Sequence', nodes: [primary, rest] } : primary;
+    const subscription: SharedSubscription = {
+      subscribers: new Set(),
+      stop: () => {
+        shared.delete(key);
+        void upstream.return?.();
+        void client.dispose();
+        upstreamClients.delete(client);
+      },
+    };
+
+    async function hydrate(event: ExecutionResult): Promise<ExecutionResult> {
+      // The primary fetch is answered from the event; the rest runs as the gateway runs any plan.
+      const serviceMap: ServiceMap = {
+        ...dataSources,
+        [primary.serviceName]: {
+          process: async (request) =>
+            request.request.query === primary.operation
+              ? ({ data: event.data ?? null, ...(event.errors ? { errors: event.errors } : {}) } as never)
+              : dataSources[primary.serviceName]!.process(request),
+        },
+      };
+      // Fresh internal tokens per event: a subscription outlives a token's lifetime.
+      const eventContext: GatewayContext = { ...context, internalTokens: new Map(), _shield: { cache: {} } };
+      const result = await executeQueryPlan(
+        { kind: 'QueryPlan', node },
+        serviceMap,
+        {
+          request: { query: print(args.document), variables, ...(args.operationName ? { operationName: args.operationName } : {}) },
+          context: eventContext,
+          metrics: {},
+          logger,
+          cache: undefined,
+          overallCachePolicy: undefined,
+        } as never,
+        operationContext,
+        supergraphGraphQL,
+        apiSchema,
+      );
+      return masked(result as { data?: unknown; errors?: readonly GraphQLError[] });
+    }
+
+    void (async () => {
+      try {
+        for await (const event of upstream) {
+          if (subscription.subscribers.size === 0) break;
+          const result = await hydrate(event as ExecutionResult);
+          for (const queue of subscription.subscribers) queue.push(result);
+        }
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : Array.isArray(error) ? JSON.stringify(error) : String(error);
+        logger.warn({ err: reason, service: primary.serviceName }, 'upstream subscription failed');
+        const failure = masked({ errors: [new GraphQLError('The subscription source failed; subscribe again', { extensions: { code: ErrorCode.INTERNAL } })] });
+        for (const queue of subscription.subscribers) queue.push(failure);
+      } finally {
+        for (const queue of subscription.subscribers) queue.end();
+        subscription.stop();
+      }
+    })();
+    return subscription;
+  }
+
+  function subscribe(args: ExecutionArgs): AsyncIterableIterator<ExecutionResult> {
+    const context = args.contextValue as GatewayContext;
+    const plan = planFor(args.document, args.operationName ?? undefined);
+    if (plan.node?.kind !== 'Subscription') throw new Error('not a subscription plan');
+    const key = objectHash({ query: print(args.document), operationName: args.operationName ?? null, variables: args.variableValues ?? {}, scope: scopeOf(context) });
+    let subscription = shared.get(key);
+    if (!subscription) {
+      subscription = startShared(key, plan.node, args, context);
+      shared.set(key, subscription);
+    }
+    const own = subscription;
+    const queue = new EventQueue(maxQueued, () => {
+      own.subscribers.delete(queue);
+      if (own.subscribers.size === 0) own.stop();
+    });
+    own.subscribers.add(queue);
+    return queue;
+  }
+
+  useServer(
+    {
+      onConnect: async (ctx) => {
+        const request = ctx.extra.request as IncomingMessage;
+        const params = (ctx.connectionParams ?? {}) as Record<string, unknown>;
+        const headers = { ...request.headers } as Record<string, unknown>;
+        for (const name of ['openai-organization', 'openai-project']) {
+          const value = header(params, name);
+          if (value) headers[name] = value;
+        }
+        const authorization = header(params, 'authorization') ?? header(request.headers as Record<string, unknown>, 'authorization');
+        const token = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization)?.[1] : undefined;
+        const requestId = header(request.headers as Record<string, unknown>, 'x-request-id') ?? crypto.randomUUID();
+        try {
+          const credentials = await options.authenticator.authenticate(token, headers as IncomingMessage['headers'], requestId);
+          connections.set(ctx.extra, { credentials, requestId });
+          return true;
+        } catch (error) {
+          if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) {
+            ctx.extra.socket.close(4401, error.message.slice(0, 120));
+            return false;
+          }
+          logger.error({ err: error, requestId }, 'subscription authentication failed');
+          ctx.extra.socket.close(4500, `Internal error (request id ${requestId})`);
+          return false;
+        }
+      },
+      onSubscribe: async (ctx, id, payload) => {
+        const connection = connections.get(ctx.extra)!;
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query, { maxTokens: options.maxTokens });
+        } catch (error) {
+          return [new MarinerError(ErrorCode.BAD_USER_INPUT, (error as Error).message)];
+        }
+        const errors = validate(apiGraphQL, document, [...specifiedRules, ...options.validationRules]);
+        if (errors.length) return errors.map((e) => new MarinerError(ErrorCode.BAD_USER_INPUT, e.message));
+        const operation = getOperationAST(document, payload.operationName ?? undefined);
+        if (!operation) return [new MarinerError(ErrorCode.BAD_USER_INPUT, 'Unknown or ambiguous operation name')];
+        const context: GatewayContext = {
+          requestId: `${connection.requestId}:${id}`,
+          identity: connection.credentials.identity,
+          worker: connection.credentials.worker,
+          system: false,
+          internalTokens: new Map(),
+          _shield: { cache: {} },
+        };
+        try {
+          await authorizeOperation({ schema: apiGraphQL, document, operationName: payload.operationName, variables: payload.variables, policy: options.policy, context });
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+        return { schema: apiGraphQL, document, operationName: payload.operationName ?? null, variableValues: payload.variables ?? {}, contextValue: context };
+      },
+      subscribe: (args) => subscribe(args),
+      execute: async (args) =>
+        options.executeOperation({
+          document: args.document,
+          variables: (args.variableValues ?? {}) as Record<string, unknown>,
+          operationName: args.operationName ?? undefined,
+          context: args.contextValue as GatewayContext,
+        }),
+      onError: (_ctx, _id, _payload, errors) => errors.map((error) => maskError(error.toJSON(), error, logger)),
+    },
+    wss,
+  );
+
+  return {
+    /** An HTTP upgrade on `/graphql`: a graphql-ws client. */
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      if (req.headers['sec-websocket-protocol']?.split(',').every((p) => p.trim() !== 'graphql-transport-ws')) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nUse the graphql-transport-ws subprotocol (graphql-ws)\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    },
+    /** Open shared upstream subscriptions (for tests and metrics). */
+    sharedCount: () => shared.size,
+    async close(): Promise<void> {
+      for (const client of wss.clients) client.close(1001, 'server shutting down');
+      for (const subscription of [...shared.values()]) subscription.stop();
+      await Promise.all([...upstreamClients].map((c) => c.dispose()));
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+export type SubscriptionServer = ReturnType<typeof createSubscriptionServer>;
