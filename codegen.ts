@@ -36,6 +36,10 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
       ClusterConfig: '../store.js#ClusterConfigRow',
     },
   },
+  inference: {
+    context: '../context.js#InferenceContext',
+    mappers: { Runtime: '../store.js#RuntimeRow', Model: '../context.js#ModelRef', InferenceStatus: '../context.js#InferenceStatusModel' },
+  },
   sessions: {
     context: '../context.js#SessionsContext',
     mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },
@@ -57,7 +61,7 @@ const config: CodegenConfig = {
           mappers: mappers ?? {},
           useTypeImports: true,
           enumsAsTypes: true,
-          scalars: { DateTime: 'string' },
+          scalars: { DateTime: 'string', JSON: 'unknown' },
           avoidOptionals: false,
           maybeValue: 'T | null',
           inputMaybeValue: 'T | null | undefined',

@@ -20,6 +20,35 @@ export interface KubeApiHandler {
   handleUpgrade(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string): void;
 }
 
+/** An active model an agent must run (the models subgraph's `workerActiveModels`). */
+export interface ActiveModel {
+  id: string;
+  source: string;
+  formats: string[];
+  gpu: number;
+  replicas: number;
+  extraArgs: string[];
+}
+
+/** One model's runtime state, as the agent reports it (the inference subgraph's `reportRuntimes`). */
+export interface RuntimeReport {
+  modelId: string;
+  desiredReplicas: number;
+  readyReplicas: number;
+  inFlightRequests: number;
+  statusMessage: string;
+}
+
+/** Runs the active models' inference runtimes and forwards requests to them. */
+export interface RuntimeHost {
+  /** Starts runtimes for these models and stops the others. */
+  reconcile(models: ActiveModel[]): Promise<void>;
+  status(): Promise<RuntimeReport[]>;
+  /** Forwards one request (`runtimePath`, e.g. /v1/chat/completions) to the model's runtime. */
+  forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string): void;
+  close(): Promise<void>;
+}
+
 /**
  * Where an agent runs work: a Kubernetes cluster, or processes on the local machine (`mariner up`).
  * Jobs, notebooks and inference runtimes are added to it by the issues that build them.
@@ -28,6 +57,8 @@ export interface Executor {
   readonly kind: 'local' | 'kubernetes';
   /** The Kubernetes API for `/v1/sessions`; null on the local executor. */
   readonly kubeApi: KubeApiHandler | null;
+  /** Inference runtimes; null where this executor does not run them yet. */
+  readonly runtimes: RuntimeHost | null;
   clusterStatus(): Promise<ClusterStatusReport>;
   /** Applies the GPU configuration (Kubernetes: the NVIDIA device-plugin ConfigMap). */
   applyConfig(config: ClusterConfig | null): Promise<void>;

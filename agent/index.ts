@@ -6,7 +6,10 @@ import type { Logger } from '../lib/logging.js';
 import { K8S_PREFIX, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
 import type { ClusterConfig, Executor } from './executor.js';
 import { createLocalExecutor } from './localExecutor.js';
+import { startModelLoader, type ModelLoaderOptions } from './loader.js';
 import { TunnelClient, type TunnelTransportKind } from './tunnelClient.js';
+import { startRuntimeReconciler } from './runtimeReconciler.js';
+import type { ObjectStore } from '../lib/objectStore/index.js';
 
 export type { ClusterStatusReport, Executor } from './executor.js';
 export { TunnelRefusedError } from './tunnelClient.js';
@@ -16,6 +19,12 @@ export interface AgentOptions {
   controlPlaneUrl: string;
   registrationKey: string;
   executor: 'local' | 'kubernetes' | Executor;
+  /** The platform's object store: model weights for the local executor's runtimes. */
+  objectStore?: ObjectStore | undefined;
+  /** Where the local executor caches model weights. */
+  cacheDir?: string | undefined;
+  /** How often active models are reconciled into runtimes (default 15 s). */
+  runtimeIntervalMs?: number;
   /** Path of a kubeconfig for the Kubernetes executor; in-cluster config when absent in a pod. */
   kubeconfig?: string | undefined;
   transport?: TunnelTransportKind;
@@ -25,6 +34,11 @@ export interface AgentOptions {
   heartbeatIntervalMs?: number;
   heartbeatTimeoutMs?: number;
   backoff?: { initialMs: number; maxMs: number };
+  /**
+   * Runs the model loader (agent/loader.ts): base models of the tenant are downloaded into the platform's
+   * object store (the control plane's configuration) and reported.
+   */
+  loader?: Pick<ModelLoaderOptions, 'objectStore' | 'huggingFace' | 'pollIntervalMs' | 'concurrency'> | undefined;
   logger: Logger;
 }
 
@@ -39,6 +53,8 @@ export interface Agent {
   connected(): boolean;
   /** Sends the status reports now (they also go out on a timer). */
   reportStatus(): Promise<void>;
+  /** Deploys the active models' runtimes now and reports them (also on a timer). */
+  reconcileRuntimes(): Promise<void>;
   /** Test hook: cut every tunnel's connection as a network failure would; the agent redials. */
   dropConnections(): void;
   /** Resolves with the reason when the control plane refuses the registration key. */
@@ -89,6 +105,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       return executor.kubeApi.handle(req, res, kubePath);
     }
     if (path === `${WORKER_PREFIX}/healthz`) return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
+    // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
+    const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
+    if (runtime) {
+      if (!executor.runtimes) return json(res, 503, { error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null } });
+      return executor.runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
+    }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
   // A stream's errors (the control plane cancelled it) are per request: never fatal to the agent.
@@ -183,6 +205,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   for (const client of clients) client.start();
   void reportSafely();
+  const loader = options.loader ? startModelLoader({ ...options.loader, graphqlUrl, registrationKey: options.registrationKey, logger }) : undefined;
+  const reconciler = executor.runtimes
+    ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, runtimes: executor.runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
+    : undefined;
   let closed = false;
   return {
     agentId,
@@ -192,12 +218,17 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     connected: isConnected,
     whenConnected: () => (isConnected() ? Promise.resolve() : new Promise<void>((resolve) => connectedWaiters.push(resolve))),
     reportStatus,
+    reconcileRuntimes: async () => {
+      await reconciler?.reconcileNow();
+    },
     dropConnections: () => clients.forEach((c) => c.dropConnection()),
     refused,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      await loader?.close();
+      await reconciler?.close();
       await Promise.all(clients.map((c) => c.stop()));
       server.close();
       await executor.close();
@@ -212,7 +243,7 @@ function json(res: Http2ServerResponse, status: number, body: unknown): void {
 }
 
 async function createExecutor(options: AgentOptions, logger: Logger): Promise<Executor> {
-  if (options.executor === 'local') return createLocalExecutor(logger);
+  if (options.executor === 'local') return createLocalExecutor(logger, { objectStore: options.objectStore, cacheDir: options.cacheDir });
   const { createKubernetesExecutor } = await import('./kubernetesExecutor.js');
   return createKubernetesExecutor({ kubeconfig: options.kubeconfig, logger });
 }

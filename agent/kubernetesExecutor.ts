@@ -28,6 +28,8 @@ export async function createKubernetesExecutor(options: { kubeconfig?: string | 
   return {
     kind: 'kubernetes',
     kubeApi: createKubeApiProxy(kc),
+    // vLLM/Ollama workloads on Kubernetes: the inference issue's next part.
+    runtimes: null,
     clusterStatus: () => collectClusterStatus(core),
     async applyConfig(config: ClusterConfig | null) {
       const manifest = deviceConfigMap({ timeSlicingGpus: config?.timeSlicingGpus ?? null }) as V1ConfigMap;

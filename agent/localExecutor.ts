@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import os from 'node:os';
 import type { Logger } from '../lib/logging.js';
+import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { ClusterStatusReport, Executor } from './executor.js';
+import { createLocalRuntimeHost } from './localRuntimeHost.js';
 
 /** GPUs of this machine as `nvidia-smi` lists them; none when it is absent or fails. */
 function detectGpus(): Promise<string[]> {
@@ -22,12 +24,19 @@ function detectGpus(): Promise<string[]> {
  * The local executor: this machine is the cluster's only node (`mariner up`). Work runs as child
  * processes, added by the jobs and inference issues; there is no Kubernetes API to proxy.
  */
-export async function createLocalExecutor(logger: Logger): Promise<Executor> {
+export async function createLocalExecutor(
+  logger: Logger,
+  options: { objectStore?: ObjectStore | undefined; cacheDir?: string | undefined } = {},
+): Promise<Executor> {
   const gpus = await detectGpus();
+  // Inference runtimes need the models' weights: the platform's object store and a local cache.
+  const runtimes =
+    options.objectStore && options.cacheDir ? createLocalRuntimeHost({ objectStore: options.objectStore, cacheDir: options.cacheDir, logger }) : null;
   logger.debug({ gpus }, 'local executor');
   return {
     kind: 'local',
     kubeApi: null,
+    runtimes,
     async clusterStatus(): Promise<ClusterStatusReport> {
       return {
         nodes: [
@@ -50,6 +59,8 @@ export async function createLocalExecutor(logger: Logger): Promise<Executor> {
     async applyConfig(config) {
       if (config?.timeSlicingGpus) logger.info({ config }, 'GPU time-slicing applies to Kubernetes clusters only; the local executor ignores it');
     },
-    async close() {},
+    async close() {
+      await runtimes?.close();
+    },
   };
 }

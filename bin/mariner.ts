@@ -7,7 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { parseArgs } from 'node:util';
+import path from 'node:path';
 import { startAgent } from '../agent/index.js';
+import { createObjectStore } from '../lib/objectStore/index.js';
 import { MarinerError } from '../lib/errors.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
@@ -25,6 +27,8 @@ commands:
               --kubeconfig PATH           Kubernetes credentials (default: in-cluster, then ~/.kube/config)
               --transport upgrade|websocket  tunnel transport (default upgrade; websocket for proxies)
               --tunnels N                 tunnels to keep open (default 1)
+            the agent also reads the object store settings (MARINER_OBJECT_STORE, MARINER_S3_*),
+            MARINER_DATA_DIR (runtime cache) and HF_ENDPOINT / HF_TOKEN (model downloads)
 
 settings (environment):
   MARINER_PORT            public port (default 8080)
@@ -121,7 +125,14 @@ async function agent(args: string[]): Promise<void> {
   const tunnels = Number(values.tunnels ?? env['MARINER_AGENT_TUNNELS'] ?? 1);
   if (!Number.isInteger(tunnels) || tunnels < 1 || tunnels > 16) throw new UsageError('--tunnels must be between 1 and 16');
   const logger = createLogger(env['MARINER_LOG_LEVEL'] ?? 'info');
+  // The platform's object store (MARINER_OBJECT_STORE / MARINER_S3_*): the loader writes models
+  // there and the local executor's runtimes read them.
+  const config = loadConfig();
+  const objectStore = await createObjectStore(config.objectStore);
   const running = await startAgent({
+    objectStore,
+    cacheDir: path.join(config.dataDir, 'runtime-cache'),
+    loader: { objectStore, huggingFace: { endpoint: config.huggingFace.endpoint, ...(config.huggingFace.token ? { token: config.huggingFace.token } : {}) } },
     controlPlaneUrl,
     registrationKey,
     executor,
@@ -135,10 +146,12 @@ async function agent(args: string[]): Promise<void> {
   void running.refused.then(async (reason) => {
     process.stderr.write(`mariner agent: ${reason}\n`);
     await running.close();
+    await objectStore.close();
     process.exit(1);
   });
   const stop = async () => {
     await running.close();
+    await objectStore.close();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());

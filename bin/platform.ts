@@ -21,6 +21,7 @@ import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js
 import { startAgent, type Agent } from '../agent/index.js';
 import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
 import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
+import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
 export interface Platform {
@@ -127,6 +128,15 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     let graphqlUrl = '';
     sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, logger });
     started.push(await startSubgraph(sessions.definition, serverOptions));
+    const modelsUrl = started.find((s) => s.name === 'models')!.url;
+    const inference = await createInferenceSubgraph(db, {
+      modelsUrl,
+      tokens,
+      transport: sessions.registry,
+      runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
+      logger,
+    });
+    started.push(await startSubgraph(inference.definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
@@ -180,6 +190,13 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
         controlPlaneUrl: `http://${loopback}:${port}`,
         registrationKey: await defaultClusterKey(config, clusters.store),
         executor: 'local',
+        // The embedded agent shares the platform's object store; runtimes cache weights in the data dir.
+        objectStore,
+        cacheDir: path.join(config.dataDir, 'runtime-cache'),
+        loader: {
+          objectStore,
+          huggingFace: { endpoint: config.huggingFace.endpoint, ...(config.huggingFace.token ? { token: config.huggingFace.token } : {}) },
+        },
         heartbeatIntervalMs: config.sessions.heartbeatIntervalMs,
         heartbeatTimeoutMs: config.sessions.heartbeatTimeoutMs,
         logger,

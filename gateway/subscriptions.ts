@@ -26,7 +26,7 @@ import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { maskError } from '../lib/subgraphServer.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
-import type { SubgraphName } from '../schema/subgraphs.js';
+import { PER_REQUEST_SUBSCRIPTIONS, type SubgraphName } from '../schema/subgraphs.js';
 import type { Authenticator, Credentials } from './authentication.js';
 import { authorizeOperation } from './authorizeOperation.js';
 import type { GatewayContext } from './context.js';
@@ -168,10 +168,12 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
 
   function masked(result: { data?: unknown; errors?: readonly GraphQLError[] | readonly GraphQLFormattedError[] }): ExecutionResult {
     if (!result.errors?.length) return result as ExecutionResult;
-    const errors = result.errors.map((error) =>
-      error instanceof GraphQLError ? maskError(error.toJSON(), error, logger) : maskError(error, error, logger),
-    );
-    return { ...(result.data !== undefined ? { data: result.data } : {}), errors } as unknown as ExecutionResult;
+    // graphql-ws serialises errors with toJSON: hand it GraphQLErrors, carrying only what masking kept.
+    const errors = result.errors.map((error) => {
+      const kept = error instanceof GraphQLError ? maskError(error.toJSON(), error, logger) : maskError(error, error, logger);
+      return new GraphQLError(kept.message, { ...(kept.path ? { path: kept.path } : {}), ...(kept.extensions ? { extensions: kept.extensions } : {}) });
+    });
+    return { ...(result.data !== undefined ? { data: result.data as ExecutionResult['data'] } : {}), errors };
   }
 
   /** Starts the upstream subscription of a plan and fans its hydrated events out to the subscribers. */
@@ -238,13 +240,19 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       try {
         for await (const event of upstream) {
           if (subscription.subscribers.size === 0) break;
-          const result = await hydrate(event as ExecutionResult);
+          const upstreamEvent = event as ExecutionResult;
+          // An event that is only errors (the subgraph refused) has nothing to hydrate.
+          const result = upstreamEvent.errors?.length && !upstreamEvent.data ? masked(upstreamEvent) : await hydrate(upstreamEvent);
           for (const queue of subscription.subscribers) queue.push(result);
         }
       } catch (error) {
         const reason = error instanceof Error ? error.message : Array.isArray(error) ? JSON.stringify(error) : String(error);
-        logger.warn({ err: reason, service: primary.serviceName }, 'upstream subscription failed');
-        const failure = masked({ errors: [new GraphQLError('The subscription source failed; subscribe again', { extensions: { code: ErrorCode.INTERNAL } })] });
+        // graphql-ws rejects with the subgraph's GraphQL errors when the subscription is refused there.
+        const refused = Array.isArray(error) && error.length > 0 ? (error as GraphQLFormattedError[]) : null;
+        if (!refused) logger.warn({ err: reason, service: primary.serviceName }, 'upstream subscription failed');
+        const failure = masked({
+          errors: refused ?? [new GraphQLError('The subscription source failed; subscribe again', { extensions: { code: ErrorCode.INTERNAL } })],
+        });
         for (const queue of subscription.subscribers) queue.push(failure);
       } finally {
         for (const queue of subscription.subscribers) queue.end();
@@ -258,7 +266,16 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const context = args.contextValue as GatewayContext;
     const plan = planFor(args.document, args.operationName ?? undefined);
     if (plan.node?.kind !== 'Subscription') throw new Error('not a subscription plan');
-    const key = objectHash({ query: print(args.document), operationName: args.operationName ?? null, variables: args.variableValues ?? {}, scope: scopeOf(context) });
+    const operation = getOperationAST(args.document, args.operationName ?? undefined);
+    const perRequest = operation?.selectionSet.selections.some((s) => s.kind === 'Field' && PER_REQUEST_SUBSCRIPTIONS.has(s.name.value));
+    const key = objectHash({
+      query: print(args.document),
+      operationName: args.operationName ?? null,
+      variables: args.variableValues ?? {},
+      scope: scopeOf(context),
+      // A streaming completion answers one request: its own upstream, never shared.
+      ...(perRequest ? { request: crypto.randomUUID() } : {}),
+    });
     let subscription = shared.get(key);
     if (!subscription) {
       subscription = startShared(key, plan.node, args, context);
@@ -285,7 +302,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         }
         const authorization = header(params, 'authorization') ?? header(request.headers as Record<string, unknown>, 'authorization');
         const token = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization)?.[1] : undefined;
-        const requestId = header(request.headers as Record<string, unknown>, 'x-request-id') ?? crypto.randomUUID();
+        const requestId = header(params, 'x-request-id') ?? header(request.headers as Record<string, unknown>, 'x-request-id') ?? crypto.randomUUID();
         try {
           const credentials = await options.authenticator.authenticate(token, headers as IncomingMessage['headers'], requestId);
           connections.set(ctx.extra, { credentials, requestId });

@@ -66,6 +66,12 @@ export interface MarinerConfig {
     /** `mariner up` registers a default cluster and runs an embedded local agent for it. */
     defaultCluster: boolean;
   };
+  /** Where agents' model loaders download Hugging Face models (HF_ENDPOINT, HF_TOKEN as the Hub's own tools). */
+  huggingFace: { endpoint: string; token: string | undefined };
+  inference: {
+    /** A runtime report older than this is not routed to (agents report every status interval). */
+    runtimeFreshSeconds: number;
+  };
   sessions: {
     /** HTTP/2 PING interval on each agent tunnel. */
     heartbeatIntervalMs: number;
@@ -179,6 +185,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     clusters: {
       statusStaleSeconds: intSetting(env, 'MARINER_CLUSTER_STALE_SECONDS', 180, 5, 7 * 24 * 3600),
       defaultCluster: boolSetting(env, 'MARINER_DEFAULT_CLUSTER', true),
+    },
+    huggingFace: {
+      endpoint: stringSetting(env, 'HF_ENDPOINT') ?? 'https://huggingface.co',
+      token: stringSetting(env, 'HF_TOKEN'),
+    },
+    inference: {
+      runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
     },
     sessions: {
       heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),

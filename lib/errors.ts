@@ -12,6 +12,8 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   FAILED_PRECONDITION: 'FAILED_PRECONDITION',
   RATE_LIMITED: 'RATE_LIMITED',
+  /** Nothing can serve the request right now (no runtime of the model is ready); retry later. */
+  UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -24,6 +26,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFLICT: 409,
   FAILED_PRECONDITION: 412,
   RATE_LIMITED: 429,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -36,6 +39,7 @@ const OPENAI_TYPE: Record<ErrorCode, string> = {
   CONFLICT: 'invalid_request_error',
   FAILED_PRECONDITION: 'invalid_request_error',
   RATE_LIMITED: 'rate_limit_exceeded',
+  UNAVAILABLE: 'server_error',
   INTERNAL: 'server_error',
 };
 

@@ -6,7 +6,7 @@ import { parse, type DocumentNode } from 'graphql';
  * The subgraphs of the supergraph, in composition order. URLs in the composed supergraph are
  * placeholders: the gateway routes each subgraph by name to where it actually runs.
  */
-export const SUBGRAPH_NAMES = ['users', 'rbac', 'files', 'models', 'clusters', 'sessions'] as const;
+export const SUBGRAPH_NAMES = ['users', 'rbac', 'files', 'models', 'clusters', 'sessions', 'inference'] as const;
 export type SubgraphName = (typeof SUBGRAPH_NAMES)[number];
 
 export function subgraphSdl(name: SubgraphName): string {
@@ -25,3 +25,10 @@ export function placeholderUrl(name: SubgraphName): string {
 export function supergraphSdl(): string {
   return readFileSync(fileURLToPath(new URL('./supergraph.graphql', import.meta.url)), 'utf8');
 }
+
+/**
+ * Subscriptions whose events answer one request (a streaming completion): never shared among
+ * subscribers, unlike feeds (a job's logs, a cluster's tunnels) where identical subscriptions share
+ * one upstream (DESIGN §3).
+ */
+export const PER_REQUEST_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['chatCompletionChunks', 'completionChunks']);

@@ -99,7 +99,7 @@ const files: PolicyMap = {
 const modelsRead = hasScope('api.model', 'read');
 const modelsWrite = hasScope('api.model', 'write');
 const models: PolicyMap = {
-  Query: { models: modelsRead, model: modelsRead },
+  Query: { models: modelsRead, model: modelsRead, workerActiveModels: isWorker },
   Mutation: {
     createBaseModel: modelsWrite,
     registerFineTunedModel: modelsWrite,
@@ -113,6 +113,7 @@ const models: PolicyMap = {
   },
   Model: { '*': modelsRead },
   ModelLoadTask: { '*': isWorker },
+  ActiveModel: { '*': isWorker },
   ModelConfig: { '*': modelsRead },
   RuntimeConfig: { '*': modelsRead },
   ClusterAllocationPolicy: { '*': modelsRead },
@@ -153,6 +154,16 @@ const sessions: PolicyMap = {
   ClusterTunnelsEvent: { '*': clustersRead },
 };
 
+// LLMariner §9: inference is authorized as `api.model` (creating a completion is a write).
+const inference: PolicyMap = {
+  Query: { inferenceStatus: modelsRead },
+  Mutation: { createChatCompletion: modelsWrite, createCompletion: modelsWrite, createEmbedding: modelsWrite, reportRuntimes: isWorker },
+  Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite },
+  Model: { id: modelsRead, runtimes: modelsRead },
+  Runtime: { '*': anyOf(modelsRead, isWorker) },
+  InferenceStatus: { '*': modelsRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -169,7 +180,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

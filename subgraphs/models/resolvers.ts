@@ -84,6 +84,11 @@ function checkSource(ctx: ModelsContext, repository: string, source: string): Mo
 
 export const resolvers: Resolvers<ModelsContext> = {
   Query: {
+    workerActiveModels: async (_p, _a, ctx) => {
+      if (!ctx.worker) throw unauthenticated('A cluster registration key is required');
+      const rows = await ctx.store.activeModelsFor(ctx.worker.tenantId, ctx.worker.clusterId);
+      return rows.map((m) => ({ id: m.id, source: m.source, formats: m.formats, ...m.config.runtime }));
+    },
     models: (_p, { includeLoading, after, limit }, ctx) => ctx.store.list(scopeOf(ctx), includeLoading ?? false, { after, limit }),
     model: async (_p, { id, includeLoading }, ctx) => {
       const model = await ctx.store.model(scopeOf(ctx), normaliseModelId(id));

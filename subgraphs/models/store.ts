@@ -103,6 +103,19 @@ export class ModelStore {
   }
 
   /** Any model of the tenant, whichever project it belongs to (for the tenant's loaders). */
+  /** The tenant's active, loaded models that a cluster may run (empty allowedClusterIds: any cluster). */
+  async activeModelsFor(tenantId: string, clusterId: string): Promise<ModelRow[]> {
+    const rows = (await this.knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .where({ tenant_id: tenantId, activation_status: 'ACTIVE', loading_status: 'SUCCEEDED' })
+      .orderBy('id')) as ModelRow[];
+    return rows.filter((row) => {
+      const allowed = row.config.clusterAllocationPolicy.allowedClusterIds;
+      return allowed.length === 0 || allowed.includes(clusterId);
+    });
+  }
+
   async modelOfTenant(tenantId: string, id: string): Promise<ModelRow | undefined> {
     return this.knex.withSchema(SCHEMA).table('models').where({ tenant_id: tenantId, id }).first();
   }

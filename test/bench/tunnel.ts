@@ -158,6 +158,7 @@ function bulkBytesOf(requestPath: string): number | null {
 function createBenchExecutor(): Executor {
   return {
     kind: 'local',
+    runtimes: null,
     kubeApi: {
       handle(_req: Http2ServerRequest, res: Http2ServerResponse, kubePath: string) {
         const bytes = bulkBytesOf(kubePath);

@@ -22,6 +22,18 @@ export type ActivationStatus =
   | 'ACTIVE'
   | 'INACTIVE';
 
+/** An active model as an agent deploys it. */
+export type ActiveModel = {
+  __typename?: 'ActiveModel';
+  extraArgs: Array<Scalars['String']['output']>;
+  formats: Array<ModelFormat>;
+  gpu: Scalars['Int']['output'];
+  id: Scalars['ID']['output'];
+  replicas: Scalars['Int']['output'];
+  /** The object-store URI of the weights (a file, or a folder for Hugging Face layouts). */
+  source: Scalars['String']['output'];
+};
+
 export type ClusterAllocationPolicy = {
   __typename?: 'ClusterAllocationPolicy';
   /** Empty: any cluster of the project. */
@@ -191,6 +203,8 @@ export type Query = {
   model?: Maybe<Model>;
   /** Models visible to the current project: tenant base models, the project's base models and its fine-tuned models. Loaded ones only unless includeLoading. */
   models: ModelPage;
+  /** For agents: the tenant's active, loaded models this cluster may run (its allocation policy allows it), with where their weights are. */
+  workerActiveModels: Array<ActiveModel>;
 };
 
 
@@ -349,12 +363,14 @@ export type FederationReferenceTypes = ResolversObject<{
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = ResolversObject<{
   ActivationStatus: ActivationStatus;
-  ClusterAllocationPolicy: ResolverTypeWrapper<ClusterAllocationPolicy>;
+  ActiveModel: ResolverTypeWrapper<ActiveModel>;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
+  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  ClusterAllocationPolicy: ResolverTypeWrapper<ClusterAllocationPolicy>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   ClusterAllocationPolicyInput: ClusterAllocationPolicyInput;
   CreateBaseModelInput: CreateBaseModelInput;
-  String: ResolverTypeWrapper<Scalars['String']['output']>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeletePayload: ResolverTypeWrapper<DeletePayload>;
   Model: ResolverTypeWrapper<ModelRow>;
@@ -367,7 +383,6 @@ export type ResolversTypes = ResolversObject<{
   ModelPage: ResolverTypeWrapper<Omit<ModelPage, 'items'> & { items: Array<ResolversTypes['Model']> }>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
-  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
   ReportModelLoadingInput: ReportModelLoadingInput;
   RuntimeConfig: ResolverTypeWrapper<RuntimeConfig>;
@@ -378,12 +393,14 @@ export type ResolversTypes = ResolversObject<{
 
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = ResolversObject<{
-  ClusterAllocationPolicy: ClusterAllocationPolicy;
+  ActiveModel: ActiveModel;
+  String: Scalars['String']['output'];
+  Int: Scalars['Int']['output'];
   ID: Scalars['ID']['output'];
+  ClusterAllocationPolicy: ClusterAllocationPolicy;
   Boolean: Scalars['Boolean']['output'];
   ClusterAllocationPolicyInput: ClusterAllocationPolicyInput;
   CreateBaseModelInput: CreateBaseModelInput;
-  String: Scalars['String']['output'];
   DateTime: Scalars['DateTime']['output'];
   DeletePayload: DeletePayload;
   Model: ModelRow;
@@ -393,12 +410,20 @@ export type ResolversParentTypes = ResolversObject<{
   ModelPage: Omit<ModelPage, 'items'> & { items: Array<ResolversParentTypes['Model']> };
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
-  Int: Scalars['Int']['output'];
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
   ReportModelLoadingInput: ReportModelLoadingInput;
   RuntimeConfig: RuntimeConfig;
   RuntimeConfigInput: RuntimeConfigInput;
   UpdateModelConfigInput: UpdateModelConfigInput;
+}>;
+
+export type ActiveModelResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ActiveModel'] = ResolversParentTypes['ActiveModel']> = ResolversObject<{
+  extraArgs?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
+  gpu?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
 export type ClusterAllocationPolicyResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ClusterAllocationPolicy'] = ResolversParentTypes['ClusterAllocationPolicy']> = ResolversObject<{
@@ -470,6 +495,7 @@ export type MutationResolvers<ContextType = ModelsContext, ParentType extends Re
 export type QueryResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   model?: Resolver<Maybe<ResolversTypes['Model']>, ParentType, ContextType, RequireFields<QueryModelArgs, 'id'>>;
   models?: Resolver<ResolversTypes['ModelPage'], ParentType, ContextType, Partial<QueryModelsArgs>>;
+  workerActiveModels?: Resolver<Array<ResolversTypes['ActiveModel']>, ParentType, ContextType>;
 }>;
 
 export type RuntimeConfigResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['RuntimeConfig'] = ResolversParentTypes['RuntimeConfig']> = ResolversObject<{
@@ -479,6 +505,7 @@ export type RuntimeConfigResolvers<ContextType = ModelsContext, ParentType exten
 }>;
 
 export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
+  ActiveModel?: ActiveModelResolvers<ContextType>;
   ClusterAllocationPolicy?: ClusterAllocationPolicyResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   DeletePayload?: DeletePayloadResolvers<ContextType>;

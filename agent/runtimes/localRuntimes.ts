@@ -1,0 +1,193 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Logger } from '../../lib/logging.js';
+
+/** A running inference runtime (llamaCppServer.ts) of one model, on loopback. */
+export interface LocalRuntime {
+  modelId: string;
+  /** `http://127.0.0.1:<port>`; the OpenAI API is under `/v1`. */
+  url: string;
+  pid: number;
+  /** Requests the runtime is serving or queueing now (its /metrics). */
+  inFlight(): Promise<number>;
+}
+
+export interface LocalRuntimeManagerOptions {
+  logger: Logger;
+  /** Sequences each runtime generates at once (`--parallel`, default 2). */
+  parallel?: number;
+  /** How long a runtime may take to load its model (default 120 s). */
+  startTimeoutMs?: number;
+  /** How long `stop` waits after SIGTERM before SIGKILL (default 15 s: the runtime drains for 10). */
+  stopGraceMs?: number;
+  /** CPU threads per runtime (`--threads`; default: the runtime's, all cores but one). */
+  threads?: number;
+  /** Tokens per sequence (`--context-size`; default: the runtime's). */
+  contextSize?: number;
+}
+
+const SERVER_SCRIPT = fileURLToPath(new URL('./llamaCppServer.ts', import.meta.url));
+// An absolute specifier, so the child finds tsx whatever the working directory.
+const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const STDERR_TAIL_BYTES = 4096;
+
+interface Entry {
+  runtime: LocalRuntime;
+  child: ChildProcess;
+  exited: Promise<void>;
+  stderrTail(): string;
+}
+
+/**
+ * The local executor's runtimes: one llamaCppServer child process per model, started on demand and
+ * supervised. A runtime that dies is forgotten (its stderr tail logged) and the next `ensure` starts a
+ * new one; concurrent `ensure` calls for one model share one start.
+ */
+export class LocalRuntimeManager {
+  private readonly running = new Map<string, Entry>();
+  private readonly starting = new Map<string, Promise<LocalRuntime>>();
+  private readonly logger: Logger;
+  private closed = false;
+
+  constructor(private readonly options: LocalRuntimeManagerOptions) {
+    this.logger = options.logger.child({ component: 'local-runtimes' });
+  }
+
+  /** Starts (or returns the running) runtime for a model file; resolves when it is ready. */
+  ensure(modelId: string, modelPath: string): Promise<LocalRuntime> {
+    if (this.closed) return Promise.reject(new Error('the runtime manager is closed'));
+    const entry = this.running.get(modelId);
+    if (entry) return Promise.resolve(entry.runtime);
+    let pending = this.starting.get(modelId);
+    if (!pending) {
+      pending = this.start(modelId, path.resolve(modelPath)).finally(() => this.starting.delete(modelId));
+      this.starting.set(modelId, pending);
+    }
+    return pending;
+  }
+
+  get(modelId: string): LocalRuntime | undefined {
+    return this.running.get(modelId)?.runtime;
+  }
+
+  list(): LocalRuntime[] {
+    return [...this.running.values()].map((entry) => entry.runtime);
+  }
+
+  /** SIGTERM (the runtime finishes what is in flight), then SIGKILL after the grace period. */
+  async stop(modelId: string): Promise<void> {
+    // A runtime still starting is stopped once it is up.
+    const pending = this.starting.get(modelId);
+    if (pending) await pending.catch(() => undefined);
+    const entry = this.running.get(modelId);
+    if (!entry) return;
+    this.running.delete(modelId);
+    this.logger.info({ modelId, pid: entry.runtime.pid }, 'stopping runtime');
+    await terminate(entry.child, entry.exited, this.options.stopGraceMs ?? 15_000);
+  }
+
+  /** Stops every runtime. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...new Set([...this.running.keys(), ...this.starting.keys()])].map((modelId) => this.stop(modelId)));
+  }
+
+  private start(modelId: string, modelPath: string): Promise<LocalRuntime> {
+    const args = ['--import', TSX_LOADER, SERVER_SCRIPT, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
+    if (this.options.parallel) args.push('--parallel', String(this.options.parallel));
+    if (this.options.threads) args.push('--threads', String(this.options.threads));
+    if (this.options.contextSize) args.push('--context-size', String(this.options.contextSize));
+    // stdin is the runtime's lifeline: if this process dies, the pipe closes and the runtime exits.
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const log = this.logger.child({ modelId, pid: child.pid });
+    log.info({ modelPath }, 'starting runtime');
+
+    let tail = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      tail = (tail + text).slice(-STDERR_TAIL_BYTES);
+    });
+    const stderrTail = () => tail.trim();
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+    return new Promise<LocalRuntime>((resolve, reject) => {
+      let ready = false;
+      let stdout = '';
+      const fail = (message: string) => {
+        clearTimeout(timer);
+        child.stdout!.off('data', onStdout);
+        reject(new Error(`${message}${stderrTail() ? `: ${stderrTail().split('\n').slice(-5).join('\n')}` : ''}`));
+      };
+      const timer = setTimeout(() => {
+        fail(`the runtime of ${modelId} was not ready within ${this.options.startTimeoutMs ?? 120_000} ms`);
+        void terminate(child, exited, 1000);
+      }, this.options.startTimeoutMs ?? 120_000);
+      const onStdout = (text: string) => {
+        stdout += text;
+        for (let newline = stdout.indexOf('\n'); newline >= 0 && !ready; newline = stdout.indexOf('\n')) {
+          const line = stdout.slice(0, newline);
+          stdout = stdout.slice(newline + 1);
+          let message: { ready?: unknown; port?: unknown };
+          try {
+            message = JSON.parse(line) as typeof message;
+          } catch {
+            continue;
+          }
+          if (message.ready !== true || typeof message.port !== 'number') continue;
+          ready = true;
+          clearTimeout(timer);
+          child.stdout!.off('data', onStdout).resume();
+          const runtime = this.runtime(modelId, `http://127.0.0.1:${message.port}`, child.pid!);
+          if (this.closed) {
+            return void terminate(child, exited, 1000).then(() => reject(new Error('the runtime manager was closed while the runtime started')));
+          }
+          this.running.set(modelId, { runtime, child, exited, stderrTail });
+          log.info({ url: runtime.url }, 'runtime ready');
+          resolve(runtime);
+        }
+      };
+      child.stdout!.setEncoding('utf8').on('data', onStdout);
+      child.stdin!.on('error', () => undefined);
+      child.once('error', (error) => fail(`the runtime of ${modelId} could not start: ${error.message}`));
+      child.once('exit', (code, signal) => {
+        if (!ready) return fail(`the runtime of ${modelId} exited (${signal ?? `code ${code}`}) before it was ready`);
+        // A runtime that stop() ended is no longer in the map; any other exit is a crash.
+        const entry = this.running.get(modelId);
+        if (entry?.child === child) {
+          this.running.delete(modelId);
+          log.error({ code, signal, stderr: stderrTail() }, 'runtime exited unexpectedly; the next request starts a new one');
+        }
+      });
+    });
+  }
+
+  private runtime(modelId: string, url: string, pid: number): LocalRuntime {
+    return {
+      modelId,
+      url,
+      pid,
+      async inFlight() {
+        const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+        if (!response.ok) throw new Error(`runtime metrics answered ${response.status}`);
+        return ((await response.json()) as { inFlight: number }).inFlight;
+      },
+    };
+  }
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited after `graceMs`. */
+async function terminate(child: ChildProcess, exited: Promise<void>, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const killed = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, graceMs);
+  });
+  await Promise.race([exited, killed]);
+  clearTimeout(timer);
+  await exited;
+}

@@ -1,0 +1,20 @@
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { ModelsClient } from './modelsClient.js';
+import type { InferenceRouter } from './router.js';
+import type { RuntimeRow, RuntimeStore } from './store.js';
+
+export interface InferenceContext extends SubgraphContext {
+  store: RuntimeStore;
+  router: InferenceRouter;
+  models: ModelsClient;
+}
+
+/** A Model as this subgraph knows it: by id only. */
+export interface ModelRef {
+  id: string;
+}
+
+export interface InferenceStatusModel {
+  runtimes: RuntimeRow[];
+  readyModelIds: string[];
+}

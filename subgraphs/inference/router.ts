@@ -1,0 +1,143 @@
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { ErrorCode, MarinerError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logging.js';
+import { WORKER_PREFIX } from '../../lib/tunnel.js';
+import type { RuntimeStore } from './store.js';
+
+/** How the control plane reaches a cluster's agent: the sessions tunnel registry. */
+export interface ClusterTransport {
+  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
+}
+
+/** A runtime's answer: its status and headers, and the stream to read the body from. */
+export interface RoutedResponse {
+  clusterId: string;
+  status: number;
+  headers: IncomingHttpHeaders;
+  stream: ClientHttp2Stream;
+}
+
+/** The agent route of a model's runtime (agent/index.ts). */
+export function runtimePath(modelId: string, path: string): string {
+  return `${WORKER_PREFIX}/runtimes/${encodeURIComponent(modelId)}${path}`;
+}
+
+/** Waits for the response headers of a tunnel stream, or its failure. */
+function responseOf(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    stream.once('response', (headers) => {
+      stream.off('error', reject);
+      resolve(headers);
+    });
+    stream.once('error', reject);
+    stream.once('close', () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
+  });
+}
+
+/**
+ * Picks a runtime for each request and forwards it through the cluster's tunnel (DESIGN §3
+ * "Inference"): ready runtimes of the tenant only, fewest requests in flight first (as reported by
+ * the agents plus those this replica has sent since); a runtime that fails before answering (tunnel
+ * gone, agent or runtime error) is skipped for the next one. Nothing has reached the caller by then,
+ * so the retry is invisible.
+ */
+export class InferenceRouter {
+  private readonly sent = new Map<string, number>();
+
+  constructor(
+    private readonly store: RuntimeStore,
+    private readonly transport: ClusterTransport,
+    private readonly logger: Logger,
+    private readonly freshSeconds: number,
+  ) {}
+
+  async forward(tenantId: string, modelId: string, path: string, body: unknown, signal?: AbortSignal): Promise<RoutedResponse> {
+    const ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+    if (ready.length === 0) {
+      throw new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} is ready: it may still be starting; retry shortly`);
+    }
+    const load = (clusterId: string, reported: number) => reported + (this.sent.get(`${clusterId}/${modelId}`) ?? 0);
+    const candidates = [...ready].sort((a, b) => load(a.cluster_id, a.in_flight_requests) - load(b.cluster_id, b.in_flight_requests));
+    const payload = Buffer.from(JSON.stringify(body));
+    let lastError: unknown;
+    for (const runtime of candidates) {
+      if (signal?.aborted) break;
+      const key = `${runtime.cluster_id}/${modelId}`;
+      let stream: ClientHttp2Stream;
+      try {
+        stream = this.transport.request(runtime.cluster_id, {
+          ':method': 'POST',
+          ':path': runtimePath(modelId, path),
+          'content-type': 'application/json',
+          'content-length': payload.length,
+        });
+      } catch (error) {
+        lastError = error;
+        continue;
+      }
+      this.sent.set(key, (this.sent.get(key) ?? 0) + 1);
+      stream.once('close', () => {
+        const left = (this.sent.get(key) ?? 1) - 1;
+        if (left <= 0) this.sent.delete(key);
+        else this.sent.set(key, left);
+      });
+      const cancel = () => {
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      };
+      signal?.addEventListener('abort', cancel, { once: true });
+      stream.end(payload);
+      try {
+        const headers = await responseOf(stream);
+        const status = Number(headers[':status'] ?? 502);
+        // The agent answers 502/503 when the runtime is gone or not ready: another one may serve.
+        if (status === 502 || status === 503) {
+          lastError = new Error(`cluster ${runtime.cluster_id} answered ${status}`);
+          cancel();
+          continue;
+        }
+        return { clusterId: runtime.cluster_id, status, headers, stream };
+      } catch (error) {
+        lastError = error;
+        this.logger.warn({ err: (error as Error).message, clusterId: runtime.cluster_id, modelId }, 'runtime failed before answering; trying another');
+      }
+    }
+    if (signal?.aborted) throw new MarinerError(ErrorCode.BAD_USER_INPUT, 'The request was cancelled');
+    throw new MarinerError(
+      ErrorCode.UNAVAILABLE,
+      `No runtime of model ${modelId} could take the request (${(lastError as Error | undefined)?.message ?? 'none ready'}); retry shortly`,
+    );
+  }
+}
+
+/** Reads a whole (small) JSON response body. */
+export async function readJson(stream: ClientHttp2Stream, limit = 64 * 1024 * 1024): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error('runtime response too large');
+    chunks.push(chunk as Buffer);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** The `data:` payloads of a server-sent event stream, as they arrive; ends at `[DONE]`. */
+export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerator<unknown> {
+  let buffer = '';
+  for await (const chunk of stream) {
+    buffer += (chunk as Buffer).toString('utf8');
+    let boundary: number;
+    while ((boundary = buffer.indexOf('\n\n')) !== -1) {
+      const event = buffer.slice(0, boundary);
+      buffer = buffer.slice(boundary + 2);
+      const data = event
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trimStart())
+        .join('\n');
+      if (data === '') continue;
+      if (data === '[DONE]') return;
+      yield JSON.parse(data);
+    }
+  }
+}

@@ -1,0 +1,162 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/index.js';
+import { createLocalExecutor } from '../agent/localExecutor.js';
+import { silentLogger } from '../lib/logging.js';
+import { expectValid, loadOpenApiValidator } from './support/openapi.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
+import { writeTinyGguf } from './support/tinyGguf.js';
+
+const ACQUIRE = 'mutation { acquireModelLoad { modelId source } }';
+const REPORT = 'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }';
+
+describe('inference end to end: a GGUF model served by the local executor, called with the OpenAI SDK', () => {
+  let t: TestPlatform;
+  let agent: Agent;
+  let client: OpenAI;
+  let dir: string;
+  const modelId = 'tiny-chat';
+
+  /** A base model from an uploaded GGUF file, loaded by a worker and activated. */
+  async function activeModelFromFile(id: string, gguf: Buffer, key = t.adminKey, registrationKey?: string): Promise<void> {
+    const sdk = new OpenAI({ apiKey: key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const file = await sdk.files.create({ file: await toFile(gguf, `${id}.gguf`), purpose: 'user_data' });
+    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id, sourceRepository: 'FILE', source: file.id } }, { token: key });
+    const worker = { token: registrationKey! };
+    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
+    expect(task.modelId).toBe(id);
+    await t.gqlOk(REPORT, { input: { id, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
+    await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id }, { token: key });
+  }
+
+  let registrationKey: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mariner-inference-'));
+    const ggufPath = path.join(dir, 'tiny.gguf');
+    await writeTinyGguf(ggufPath);
+    t = await startTestPlatform();
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
+    registrationKey = registerCluster.registrationKey;
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey,
+      executor: await createLocalExecutor(silentLogger(), { objectStore: t.platform.objectStore, cacheDir: path.join(dir, 'cache') }),
+      logger: silentLogger(),
+    });
+    await agent.whenConnected();
+    await activeModelFromFile(modelId, readFileSync(ggufPath), t.adminKey, registrationKey);
+    await agent.reconcileRuntimes();
+    await agent.reconcileRuntimes();
+    client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+  }, 180_000);
+  afterAll(async () => {
+    await agent?.close();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the runtime shows up ready in GraphQL', async () => {
+    const { inferenceStatus } = await t.gqlOk('{ inferenceStatus { readyModelIds runtimes { modelId readyReplicas statusMessage } } }');
+    expect(inferenceStatus.runtimes, JSON.stringify(inferenceStatus)).toHaveLength(1);
+    expect(inferenceStatus.readyModelIds, JSON.stringify(inferenceStatus)).toEqual([modelId]);
+    expect(inferenceStatus.runtimes[0]).toMatchObject({ modelId, readyReplicas: 1 });
+  });
+
+  it('a chat completion through REST → gateway → inference subgraph → tunnel → agent → runtime', async () => {
+    const completion = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 5 });
+    expect(completion.object).toBe('chat.completion');
+    expect(completion.choices[0]!.message.role).toBe('assistant');
+    expect(completion.usage!.completion_tokens).toBeLessThanOrEqual(5);
+    const raw = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 }),
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.headers.get('x-request-id')).toBeTruthy();
+    expectValid(loadOpenApiValidator().validateResponse('post', '/v1/chat/completions', 200, await raw.json()));
+  });
+
+  it('streams a chat completion as server-sent events the SDK reads to the end', async () => {
+    const stream = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Tell me' }], max_tokens: 8, stream: true });
+    const chunks: string[] = [];
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      chunks.push(chunk.choices[0]?.delta?.content ?? '');
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(finish).toBeTruthy();
+  });
+
+  it('completions and embeddings (the SDK asks base64 by default)', async () => {
+    const completion = await client.completions.create({ model: modelId, prompt: 'Once', max_tokens: 4 });
+    expect(completion.object).toBe('text_completion');
+    const embedding = await client.embeddings.create({ model: modelId, input: ['alpha', 'beta'] });
+    expect(embedding.data).toHaveLength(2);
+    expect(embedding.data[0]!.embedding.length).toBeGreaterThan(0);
+  });
+
+  it('a cancelled stream frees the runtime: the next request is served', async () => {
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: modelId, messages: [{ role: 'user', content: 'A long story' }], max_tokens: 200, stream: true },
+      { signal: controller.signal },
+    );
+    for await (const _chunk of stream) {
+      controller.abort();
+      break;
+    }
+    const after = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Again' }], max_tokens: 2 });
+    expect(after.choices).toHaveLength(1);
+  });
+
+  it('errors: unknown model 404, inactive model 400, another project cannot use the model, bad body 400', async () => {
+    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.chat.completions.create({ model: modelId, messages: [] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const other = await projectWithKey(t, 'no-models-here', { role: 'READER' });
+    const otherClient = new OpenAI({ apiKey: other.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await expect(otherClient.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await t.gqlOk('mutation($id: ID!) { deactivateModel(id: $id) { activationStatus } }', { id: modelId });
+    try {
+      await expect(client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    } finally {
+      await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
+    }
+  });
+
+  it('no ready runtime: 503 with Retry-After', async () => {
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    // An active model whose runtime cannot start here (not GGUF: nothing runnable).
+    const file = await sdk.files.create({ file: await toFile(Buffer.from('not a model'), 'weights.bin'), purpose: 'user_data' });
+    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: 'unrunnable', sourceRepository: 'FILE', source: file.id } });
+    const worker = { token: registrationKey };
+    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
+    await t.gqlOk(REPORT, { input: { id: 'unrunnable', status: 'SUCCEEDED', objectPath: task.source, formats: ['HUGGING_FACE'] } }, worker);
+    await t.gqlOk('mutation { activateModel(id: "unrunnable") { activationStatus } }');
+    await agent.reconcileRuntimes();
+    const response = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'unrunnable', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect(await response.json()).toMatchObject({ error: { type: 'server_error' } });
+    // Streaming alike: the refusal comes before any event, as an ordinary error response.
+    const streamed = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'unrunnable', messages: [{ role: 'user', content: 'x' }], stream: true }),
+    });
+    expect(streamed.status).toBe(503);
+    expect(streamed.headers.get('retry-after')).toBe('5');
+    const { inferenceStatus } = await t.gqlOk('{ inferenceStatus { runtimes { modelId readyReplicas statusMessage } } }');
+    expect(inferenceStatus.runtimes).toContainEqual({ modelId: 'unrunnable', readyReplicas: 0, statusMessage: expect.stringContaining('GGUF') });
+  });
+});
