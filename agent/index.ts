@@ -95,6 +95,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const executor = typeof options.executor === 'object' ? options.executor : await createExecutor(options, logger);
   logger.info({ clusterId: cluster.clusterId, cluster: cluster.clusterName, executor: executor.kind }, 'agent starting');
 
+  // Set once the tunnels are up; requests may arrive before (a reconcile nudge is then a no-op).
+  let reconciler: ReturnType<typeof startRuntimeReconciler> | undefined;
   const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
   function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
     const path = req.headers[':path'] ?? '/';
@@ -105,6 +107,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       return executor.kubeApi.handle(req, res, kubePath);
     }
     if (path === `${WORKER_PREFIX}/healthz`) return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
+    // The control plane asks for a reconciliation now (a model was just activated on demand).
+    if (path === `${WORKER_PREFIX}/reconcile`) {
+      void reconciler?.reconcileNow();
+      return json(res, 202, { reconciling: Boolean(reconciler) });
+    }
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
@@ -206,7 +213,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   for (const client of clients) client.start();
   void reportSafely();
   const loader = options.loader ? startModelLoader({ ...options.loader, graphqlUrl, registrationKey: options.registrationKey, logger }) : undefined;
-  const reconciler = executor.runtimes
+  reconciler = executor.runtimes
     ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, runtimes: executor.runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
     : undefined;
   let closed = false;

@@ -134,6 +134,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       tokens,
       transport: sessions.registry,
       runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
+      requestWaitSeconds: config.inference.requestWaitSeconds,
       logger,
     });
     started.push(await startSubgraph(inference.definition, serverOptions));

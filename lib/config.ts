@@ -71,6 +71,8 @@ export interface MarinerConfig {
   inference: {
     /** A runtime report older than this is not routed to (agents report every status interval). */
     runtimeFreshSeconds: number;
+    /** How long a request waits for a runtime of its model to become ready (then 503 with Retry-After). */
+    requestWaitSeconds: number;
   };
   sessions: {
     /** HTTP/2 PING interval on each agent tunnel. */
@@ -192,6 +194,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     },
     inference: {
       runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
+      requestWaitSeconds: intSetting(env, 'MARINER_INFERENCE_WAIT_SECONDS', 120, 0, 3600),
     },
     sessions: {
       heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),

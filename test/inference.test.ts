@@ -38,7 +38,8 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     dir = mkdtempSync(path.join(tmpdir(), 'mariner-inference-'));
     const ggufPath = path.join(dir, 'tiny.gguf');
     await writeTinyGguf(ggufPath);
-    t = await startTestPlatform();
+    // A short wait for runtimes: the 503 case below must not hold its request for long.
+    t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 1 } } });
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
     registrationKey = registerCluster.registrationKey;
     agent = await startAgent({
@@ -159,4 +160,50 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     const { inferenceStatus } = await t.gqlOk('{ inferenceStatus { runtimes { modelId readyReplicas statusMessage } } }');
     expect(inferenceStatus.runtimes).toContainEqual({ modelId: 'unrunnable', readyReplicas: 0, statusMessage: expect.stringContaining('GGUF') });
   });
+});
+
+describe('scale from zero: a model with on-demand allocation is activated by its first request', () => {
+  let t: TestPlatform;
+  let agent: Agent;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mariner-on-demand-'));
+    t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 90 } } });
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "on-demand" }) { registrationKey } }');
+    // A slow reconciler timer: only the control plane's nudge can start the runtime in time.
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: registerCluster.registrationKey,
+      executor: await createLocalExecutor(silentLogger(), { objectStore: t.platform.objectStore, cacheDir: path.join(dir, 'cache') }),
+      runtimeIntervalMs: 3_600_000,
+      logger: silentLogger(),
+    });
+    await agent.whenConnected();
+    const ggufPath = path.join(dir, 'tiny.gguf');
+    await writeTinyGguf(ggufPath);
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const file = await sdk.files.create({ file: await toFile(readFileSync(ggufPath), 'lazy.gguf'), purpose: 'user_data' });
+    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', {
+      input: { id: 'lazy', sourceRepository: 'FILE', source: file.id, config: { clusterAllocationPolicy: { enableOnDemandAllocation: true } } },
+    });
+    const worker = { token: registerCluster.registrationKey };
+    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
+    await t.gqlOk(REPORT, { input: { id: 'lazy', status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
+  }, 120_000);
+  afterAll(async () => {
+    await agent?.close();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the first chat request activates the model, waits for its runtime, and is answered', async () => {
+    const before = await t.gqlOk('{ model(id: "lazy") { activationStatus } }');
+    expect(before.model.activationStatus).toBe('INACTIVE');
+    const client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0, timeout: 100_000 });
+    const completion = await client.chat.completions.create({ model: 'lazy', messages: [{ role: 'user', content: 'Wake up' }], max_tokens: 3 });
+    expect(completion.object).toBe('chat.completion');
+    const after = await t.gqlOk('{ model(id: "lazy") { activationStatus } }');
+    expect(after.model.activationStatus).toBe('ACTIVE');
+  }, 120_000);
 });

@@ -22,6 +22,8 @@ export interface InferenceOptions {
   transport: ClusterTransport;
   /** A runtime report older than this is not routed to. */
   runtimeFreshSeconds: number;
+  /** How long a request waits for a runtime to become ready (scale from zero). */
+  requestWaitSeconds: number;
   logger: Logger;
 }
 
@@ -29,7 +31,7 @@ export interface InferenceOptions {
 export async function createInferenceSubgraph(db: Database, options: InferenceOptions): Promise<{ definition: SubgraphDefinition<InferenceContext>; store: RuntimeStore }> {
   await migrate(db.knex, SCHEMA, migrations);
   const store = new RuntimeStore(db.knex);
-  const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.runtimeFreshSeconds);
+  const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.runtimeFreshSeconds, options.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
   return {
     store,

@@ -27,7 +27,11 @@ async function servableModel(ctx: InferenceContext, id: string): Promise<string>
   const model = await ctx.models.model(ctx, id);
   if (!model) throw notFound('model', id);
   if (model.loadingStatus !== 'SUCCEEDED') throw failedPrecondition(`model ${model.id} is not loaded yet (loading status ${model.loadingStatus})`);
-  if (model.activationStatus !== 'ACTIVE') throw failedPrecondition(`model ${model.id} is not active: activate it first`);
+  if (model.activationStatus !== 'ACTIVE') {
+    // LLMariner on-demand allocation: the first request activates the model (scale from zero).
+    if (!model.config.clusterAllocationPolicy.enableOnDemandAllocation) throw failedPrecondition(`model ${model.id} is not active: activate it first`);
+    await ctx.models.activate(ctx, model.id);
+  }
   return model.id;
 }
 

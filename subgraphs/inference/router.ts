@@ -7,6 +7,8 @@ import type { RuntimeStore } from './store.js';
 /** How the control plane reaches a cluster's agent: the sessions tunnel registry. */
 export interface ClusterTransport {
   request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
+  /** The tenant's clusters with a connected agent. */
+  connectedClusters(tenantId: string): string[];
 }
 
 /** A runtime's answer: its status and headers, and the stream to read the body from. */
@@ -49,12 +51,37 @@ export class InferenceRouter {
     private readonly transport: ClusterTransport,
     private readonly logger: Logger,
     private readonly freshSeconds: number,
+    private readonly waitSeconds: number,
   ) {}
 
+  /**
+   * Ready runtimes of a model; when there are none, asks the tenant's agents to reconcile now (the
+   * model may just have been activated: scale from zero) and holds the request until one is ready or
+   * `waitSeconds` pass.
+   */
+  private async readyRuntimes(tenantId: string, modelId: string, signal?: AbortSignal) {
+    let ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+    if (ready.length > 0 || this.waitSeconds === 0) return ready;
+    for (const clusterId of this.transport.connectedClusters(tenantId)) {
+      try {
+        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile` }, { endStream: true });
+        nudge.on('error', () => undefined).resume();
+      } catch {
+        /* the tunnel just went: nothing to nudge */
+      }
+    }
+    const deadline = Date.now() + this.waitSeconds * 1000;
+    while (ready.length === 0 && Date.now() < deadline && !signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+    }
+    return ready;
+  }
+
   async forward(tenantId: string, modelId: string, path: string, body: unknown, signal?: AbortSignal): Promise<RoutedResponse> {
-    const ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+    const ready = await this.readyRuntimes(tenantId, modelId, signal);
     if (ready.length === 0) {
-      throw new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} is ready: it may still be starting; retry shortly`);
+      throw new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`);
     }
     const load = (clusterId: string, reported: number) => reported + (this.sent.get(`${clusterId}/${modelId}`) ?? 0);
     const candidates = [...ready].sort((a, b) => load(a.cluster_id, a.in_flight_requests) - load(b.cluster_id, b.in_flight_requests));

@@ -166,6 +166,11 @@ export class TunnelRegistry {
     return [...(this.byCluster.get(clusterId) ?? [])].map((t) => ({ ...t.info, activeStreams: t.session.destroyed ? 0 : t.info.activeStreams }));
   }
 
+  /** The tenant's clusters with at least one live tunnel. */
+  connectedClusters(tenantId: string): string[] {
+    return [...this.byCluster.entries()].filter(([, set]) => [...set].some((t) => t.worker.tenantId === tenantId)).map(([id]) => id);
+  }
+
   /** The worker (cluster and tenant) behind a cluster's tunnels, when any is connected. */
   workerOf(clusterId: string): Worker | undefined {
     const first = this.byCluster.get(clusterId)?.values().next().value as Tunnel | undefined;
