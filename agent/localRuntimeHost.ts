@@ -1,13 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import http, { type IncomingHttpHeaders } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
-import { HOP_BY_HOP } from '../lib/tunnel.js';
 import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
+import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
 import { LocalRuntimeManager } from './runtimes/localRuntimes.js';
 
 /**
@@ -102,28 +101,8 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     },
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
       const runtime = manager.get(modelId);
-      if (!runtime) {
-        res.writeHead(503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { message: `model ${modelId} has no runtime on this cluster`, type: 'server_error', param: null, code: null } }));
-        return;
-      }
-      const headers: IncomingHttpHeaders = {};
-      for (const [name, value] of Object.entries(req.headers)) if (!name.startsWith(':') && !HOP_BY_HOP.has(name)) headers[name] = value;
-      const upstream = http.request(new URL(runtimePath, runtime.url), { method: req.method, headers }, (answer) => {
-        const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-        res.writeHead(answer.statusCode ?? 502, out);
-        answer.pipe(res);
-      });
-      upstream.on('error', (error) => {
-        if (!res.headersSent) {
-          res.writeHead(502, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: { message: `runtime of ${modelId} failed: ${error.message}`, type: 'server_error', param: null, code: null } }));
-        } else res.stream.close();
-      });
-      // The control plane cancelled (the client left): stop the generation.
-      res.stream.once('close', () => upstream.destroy());
-      req.pipe(upstream);
+      if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
+      forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath });
     },
     close: () => manager.close(),
   };

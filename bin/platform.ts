@@ -22,6 +22,7 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
 import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
 import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
+import { createPubSub } from '../lib/pubsub.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
 export interface Platform {
@@ -129,7 +130,10 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, logger });
     started.push(await startSubgraph(sessions.definition, serverOptions));
     const modelsUrl = started.find((s) => s.name === 'models')!.url;
+    const pubsub = await createPubSub(db, config.databaseUrl);
+    stoppers.push(() => pubsub.close());
     const inference = await createInferenceSubgraph(db, {
+      pubsub,
       modelsUrl,
       tokens,
       transport: sessions.registry,

@@ -1,7 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createClient } from 'graphql-ws';
 import OpenAI, { toFile } from 'openai';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
@@ -58,6 +60,21 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     await agent?.close();
     await t?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runtimesUpdated streams the runtimes: the current state, then each report', async () => {
+    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    const events = ws.iterate<Record<string, any>>({ query: 'subscription { runtimesUpdated { readyModelIds runtimes { modelId clusterId readyReplicas } } }' });
+    try {
+      const first = (await events.next()).value;
+      expect(first.data.runtimesUpdated.readyModelIds).toEqual([modelId]);
+      await agent.reconcileRuntimes();
+      const second = (await events.next()).value;
+      expect(second.data.runtimesUpdated.runtimes).toContainEqual(expect.objectContaining({ modelId, readyReplicas: 1 }));
+    } finally {
+      await events.return?.();
+      await ws.dispose();
+    }
   });
 
   it('the runtime shows up ready in GraphQL', async () => {

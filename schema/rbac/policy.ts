@@ -158,7 +158,7 @@ const sessions: PolicyMap = {
 const inference: PolicyMap = {
   Query: { inferenceStatus: modelsRead },
   Mutation: { createChatCompletion: modelsWrite, createCompletion: modelsWrite, createEmbedding: modelsWrite, reportRuntimes: isWorker },
-  Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite },
+  Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite, runtimesUpdated: modelsRead },
   Model: { id: modelsRead, runtimes: modelsRead },
   Runtime: { '*': anyOf(modelsRead, isWorker) },
   InferenceStatus: { '*': modelsRead },

@@ -1,3 +1,4 @@
+import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import type { ModelsClient } from './modelsClient.js';
 import type { InferenceRouter } from './router.js';
@@ -7,6 +8,7 @@ export interface InferenceContext extends SubgraphContext {
   store: RuntimeStore;
   router: InferenceRouter;
   models: ModelsClient;
+  pubsub: PubSub;
 }
 
 /** A Model as this subgraph knows it: by id only. */

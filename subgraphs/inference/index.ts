@@ -2,6 +2,7 @@ import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
 import type { InternalTokens } from '../../lib/identity.js';
 import type { Logger } from '../../lib/logging.js';
+import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
@@ -25,6 +26,8 @@ export interface InferenceOptions {
   /** How long a request waits for a runtime to become ready (scale from zero). */
   requestWaitSeconds: number;
   logger: Logger;
+  /** Runtime changes are announced here (LISTEN/NOTIFY across replicas). */
+  pubsub: PubSub;
 }
 
 /** Runs the inference subgraph's migrations and returns its definition, ready to serve. */
@@ -40,7 +43,7 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
       typeDefs: subgraphTypeDefs('inference'),
       resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
       policy: policyFor('inference'),
-      createContext: (base) => ({ ...base, store, router, models }),
+      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub }),
     },
   };
 }

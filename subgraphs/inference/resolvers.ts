@@ -1,7 +1,7 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import type { InferenceContext } from './context.js';
+import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import { JSONScalar } from './json.js';
 import { readJson, serverSentEvents, type RoutedResponse } from './router.js';
@@ -80,6 +80,36 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
   })();
 }
 
+/** The channel agents' runtime reports are announced on; the payload is the tenant id. */
+export const RUNTIMES_CHANNEL = 'inference_runtimes';
+
+async function statusOf(ctx: InferenceContext, tenantId: string) {
+  const runtimes = await ctx.store.forTenant(tenantId);
+  return { runtimes, readyModelIds: [...new Set(runtimes.filter((r) => r.ready_replicas > 0).map((r) => r.model_id))] };
+}
+
+/** The tenant's inference status now, then after each report (changes during a delivery fold into one). */
+async function* runtimeUpdates(ctx: InferenceContext): AsyncGenerator<unknown> {
+  const tenantId = projectScopeOf(ctx.identity).tenantId;
+  let pending = true;
+  let wake: (() => void) | undefined;
+  const unsubscribe = await ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => {
+    if (payload !== tenantId) return;
+    pending = true;
+    wake?.();
+  });
+  try {
+    for (;;) {
+      if (!pending) await new Promise<void>((resolve) => (wake = resolve));
+      pending = false;
+      wake = undefined;
+      yield await statusOf(ctx, tenantId);
+    }
+  } finally {
+    await unsubscribe();
+  }
+}
+
 const MAX_RUNTIMES = 10_000;
 
 function runtimeReports(runtimes: readonly { modelId: string; desiredReplicas: number; readyReplicas: number; inFlightRequests: number; statusMessage?: string | null }[]): RuntimeReport[] {
@@ -102,10 +132,7 @@ function runtimeReports(runtimes: readonly { modelId: string; desiredReplicas: n
 export const resolvers: Resolvers<InferenceContext> = {
   JSON: JSONScalar,
   Query: {
-    inferenceStatus: async (_p, _a, ctx) => {
-      const runtimes = await ctx.store.forTenant(projectScopeOf(ctx.identity).tenantId);
-      return { runtimes, readyModelIds: [...new Set(runtimes.filter((r) => r.ready_replicas > 0).map((r) => r.model_id))] };
-    },
+    inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity).tenantId),
   },
   Mutation: {
     createChatCompletion: (_p, { request }, ctx) => complete('chat', ctx, request),
@@ -113,12 +140,15 @@ export const resolvers: Resolvers<InferenceContext> = {
     createEmbedding: (_p, { request }, ctx) => complete('embedding', ctx, request),
     reportRuntimes: async (_p, { runtimes }, ctx) => {
       if (!ctx.worker) throw unauthenticated('A cluster registration key is required');
-      return ctx.store.replaceForCluster(ctx.worker.tenantId, ctx.worker.clusterId, runtimeReports(runtimes));
+      const stored = await ctx.store.replaceForCluster(ctx.worker.tenantId, ctx.worker.clusterId, runtimeReports(runtimes));
+      await ctx.pubsub.publish(RUNTIMES_CHANNEL, ctx.worker.tenantId);
+      return stored;
     },
   },
   Subscription: {
     chatCompletionChunks: { subscribe: (_p, { request }, ctx) => chunks('chat', ctx, request), resolve: (chunk: unknown) => chunk },
     completionChunks: { subscribe: (_p, { request }, ctx) => chunks('completion', ctx, request), resolve: (chunk: unknown) => chunk },
+    runtimesUpdated: { subscribe: (_p, _a, ctx) => runtimeUpdates(ctx), resolve: (status: unknown) => status as InferenceStatusModel },
   },
   Model: {
     __resolveReference: (ref) => ({ id: ref.id }),

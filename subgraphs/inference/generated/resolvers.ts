@@ -104,6 +104,8 @@ export type Subscription = {
   chatCompletionChunks: Scalars['JSON']['output'];
   /** OpenAI streaming completion: each event is one `text_completion` chunk. */
   completionChunks: Scalars['JSON']['output'];
+  /** The tenant's runtimes: the current state at once, then again whenever an agent reports a change. */
+  runtimesUpdated: InferenceStatus;
 };
 
 
@@ -286,6 +288,7 @@ export type RuntimeResolvers<ContextType = InferenceContext, ParentType extends 
 export type SubscriptionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   chatCompletionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "chatCompletionChunks", ParentType, ContextType, RequireFields<SubscriptionChatCompletionChunksArgs, 'request'>>;
   completionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "completionChunks", ParentType, ContextType, RequireFields<SubscriptionCompletionChunksArgs, 'request'>>;
+  runtimesUpdated?: SubscriptionResolver<ResolversTypes['InferenceStatus'], "runtimesUpdated", ParentType, ContextType>;
 }>;
 
 export type Resolvers<ContextType = InferenceContext> = ResolversObject<{

@@ -1,0 +1,44 @@
+import http, { type IncomingHttpHeaders } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { HOP_BY_HOP } from '../lib/tunnel.js';
+
+/**
+ * Answers an inference request with an OpenAI-shaped error (OpenAI API: error object). The control
+ * plane takes 502 and 503 from an agent to mean "try another runtime" (subgraphs/inference/router.ts).
+ */
+export function answerRuntimeError(res: Http2ServerResponse, status: 502 | 503, message: string): void {
+  // The tunnel stream is gone (the client left): nobody to answer.
+  if (res.stream.destroyed) return;
+  if (res.headersSent) return void res.stream.close();
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: { message, type: 'server_error', param: null, code: null } }));
+}
+
+/**
+ * Forwards one request arriving over the tunnel to a runtime's OpenAI-compatible HTTP server, streaming
+ * both ways (a chat completion's SSE chunks pass through as they come). Hop-by-hop headers and HTTP/2
+ * pseudo-headers stay behind. A runtime that cannot be reached answers 502 before the first byte; once
+ * the answer has started, a failure ends the tunnel stream (the caller sees a cut stream, never a
+ * second status). When the tunnel stream closes first (the client left), the upstream request is
+ * aborted, so the runtime stops generating.
+ */
+export function forwardToRuntime(options: { baseUrl: string; modelId: string; req: Http2ServerRequest; res: Http2ServerResponse; runtimePath: string }): void {
+  const { baseUrl, modelId, req, res, runtimePath } = options;
+  const headers: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(req.headers)) if (!name.startsWith(':') && !HOP_BY_HOP.has(name)) headers[name] = value;
+  let completed = false;
+  const upstream = http.request(new URL(runtimePath, baseUrl), { method: req.method, headers }, (answer) => {
+    const out: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+    res.writeHead(answer.statusCode ?? 502, out);
+    answer.once('end', () => (completed = true));
+    answer.pipe(res);
+  });
+  upstream.on('error', (error) => answerRuntimeError(res, 502, `runtime of ${modelId} failed: ${error.message}`));
+  // The control plane cancelled (the client left): stop the generation. After a complete answer the
+  // connection is left to the keep-alive pool.
+  res.stream.once('close', () => {
+    if (!completed) upstream.destroy();
+  });
+  req.pipe(upstream);
+}
