@@ -49,7 +49,8 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, gr
           if (event.errors?.length) {
             const error = restErrorFromGraphQL(event.errors[0]!);
             if (!started) return fail(res, error, ctx);
-            res.write(`data: ${JSON.stringify(error.body())}\n\n`);
+            // A failure mid-stream ends it with the error (OpenAI streams do the same), no [DONE].
+            if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
             return;
           }
           if (!started) {

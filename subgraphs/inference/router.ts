@@ -151,7 +151,14 @@ export async function readJson(stream: ClientHttp2Stream, limit = 64 * 1024 * 10
 /** The `data:` payloads of a server-sent event stream, as they arrive; ends at `[DONE]`. */
 export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerator<unknown> {
   let buffer = '';
-  for await (const chunk of stream) {
+  const chunks = (async function* () {
+    try {
+      yield* stream;
+    } catch {
+      // A reset stream (the runtime or the tunnel failed mid-answer) ends like a cut one, below.
+    }
+  })();
+  for await (const chunk of chunks) {
     buffer += (chunk as Buffer).toString('utf8');
     let boundary: number;
     while ((boundary = buffer.indexOf('\n\n')) !== -1) {
@@ -167,4 +174,6 @@ export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerat
       yield JSON.parse(data);
     }
   }
+  // The runtime (or its cluster) went away mid-stream: an error, not a normal end.
+  throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');
 }
