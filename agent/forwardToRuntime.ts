@@ -1,5 +1,5 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { HOP_BY_HOP } from '../lib/tunnel.js';
 
 /**
@@ -24,6 +24,8 @@ export function answerRuntimeError(res: Http2ServerResponse, status: 502 | 503, 
  */
 export function forwardToRuntime(options: { baseUrl: string; modelId: string; req: Http2ServerRequest; res: Http2ServerResponse; runtimePath: string }): void {
   const { baseUrl, modelId, req, res, runtimePath } = options;
+  // The caller left while the host was looking for the runtime: nothing to forward.
+  if (res.stream.destroyed || res.stream.closed) return;
   const headers: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) if (!name.startsWith(':') && !HOP_BY_HOP.has(name)) headers[name] = value;
   let completed = false;
@@ -32,6 +34,11 @@ export function forwardToRuntime(options: { baseUrl: string; modelId: string; re
     for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
     res.writeHead(answer.statusCode ?? 502, out);
     answer.once('end', () => (completed = true));
+    // The runtime died mid-answer: `pipe` would leave the tunnel stream open forever; reset it, so the
+    // control plane ends the caller's stream with an error instead of a truncated success.
+    answer.once('close', () => {
+      if (!answer.complete && !res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
     answer.pipe(res);
   });
   upstream.on('error', (error) => answerRuntimeError(res, 502, `runtime of ${modelId} failed: ${error.message}`));

@@ -1,7 +1,12 @@
 import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { loadConfig } from '../lib/config.js';
 import type { Logger } from '../lib/logging.js';
 import type { ClusterConfig, Executor } from './executor.js';
 import { collectClusterStatus, createKubeApiProxy, deviceConfigMap } from './kubernetes/index.js';
+import { createKubernetesRuntimeHost, type KubernetesRuntimeHostOptions } from './kubernetes/runtimes.js';
+
+/** How the Kubernetes executor runs inference runtimes; the namespace defaults as in `runtimeSettingsFromEnv`. */
+export type KubernetesRuntimeSettings = Omit<KubernetesRuntimeHostOptions, 'kubeConfig' | 'logger' | 'namespace'> & { namespace?: string | undefined };
 
 /** Loads the agent's Kubernetes credentials: a kubeconfig path, else in-cluster, else the default chain. */
 export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
@@ -18,18 +23,54 @@ function statusCode(error: unknown): number | undefined {
 }
 
 /**
+ * The runtime settings of an agent started from the command line, or null when MARINER_RUNTIMES=off
+ * (a cluster for jobs only). MARINER_RUNTIME_NAMESPACE (default: the agent's own namespace in a pod,
+ * the kubeconfig context's namespace otherwise, else `mariner-runtimes`); the platform's object store
+ * (MARINER_OBJECT_STORE / MARINER_S3_*, as the loader uses it); MARINER_RUNTIME_S3_SECRET, the Secret
+ * the pods copy weights with; MARINER_RUNTIME_IMAGE_{VLLM,LLAMA_CPP,LLAMA_CPP_CUDA,OLLAMA,S3_COPIER}.
+ */
+export function runtimeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): KubernetesRuntimeSettings | null {
+  if (env['MARINER_RUNTIMES'] === 'off') return null;
+  const image = (name: string) => env[`MARINER_RUNTIME_IMAGE_${name}`] || undefined;
+  const images = {
+    vllm: image('VLLM'),
+    llamaCpp: image('LLAMA_CPP'),
+    llamaCppCuda: image('LLAMA_CPP_CUDA'),
+    ollama: image('OLLAMA'),
+    s3Copier: image('S3_COPIER'),
+  };
+  return {
+    namespace: env['MARINER_RUNTIME_NAMESPACE'] || undefined,
+    objectStore: loadConfig(env).objectStore,
+    objectStoreSecret: env['MARINER_RUNTIME_S3_SECRET'] || undefined,
+    images: Object.fromEntries(Object.entries(images).filter(([, value]) => value !== undefined)),
+  };
+}
+
+/**
  * The Kubernetes executor: the cluster's API server through @kubernetes/client-node. Status comes
  * from nodes and pods; GPU configuration becomes the NVIDIA device-plugin ConfigMap; users'
- * `/v1/sessions` requests are forwarded with the agent's credentials.
+ * `/v1/sessions` requests are forwarded with the agent's credentials; inference runtimes run as one
+ * StatefulSet per active model (`runtimes`: from the environment when absent; null runs none).
  */
-export async function createKubernetesExecutor(options: { kubeconfig?: string | undefined; kubeConfig?: KubeConfig; logger: Logger }): Promise<Executor> {
+export async function createKubernetesExecutor(options: {
+  kubeconfig?: string | undefined;
+  kubeConfig?: KubeConfig;
+  runtimes?: KubernetesRuntimeSettings | null;
+  logger: Logger;
+}): Promise<Executor> {
   const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
+  const runtimeSettings = options.runtimes === undefined ? runtimeSettingsFromEnv() : options.runtimes;
+  // In a pod, the context's namespace is the agent's own (client-node reads the service account's).
+  const contextNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace;
+  const runtimes = runtimeSettings
+    ? createKubernetesRuntimeHost({ ...runtimeSettings, namespace: runtimeSettings.namespace ?? contextNamespace ?? 'mariner-runtimes', kubeConfig: kc, logger: options.logger })
+    : null;
   return {
     kind: 'kubernetes',
     kubeApi: createKubeApiProxy(kc),
-    // vLLM/Ollama workloads on Kubernetes: the inference issue's next part.
-    runtimes: null,
+    runtimes,
     clusterStatus: () => collectClusterStatus(core),
     async applyConfig(config: ClusterConfig | null) {
       const manifest = deviceConfigMap({ timeSlicingGpus: config?.timeSlicingGpus ?? null }) as V1ConfigMap;
@@ -55,6 +96,8 @@ export async function createKubernetesExecutor(options: { kubeconfig?: string | 
       }
       options.logger.info({ namespace, name, timeSlicingGpus: config?.timeSlicingGpus ?? null }, 'applied the GPU device-plugin configuration');
     },
-    async close() {},
+    async close() {
+      await runtimes?.close();
+    },
   };
 }

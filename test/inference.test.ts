@@ -110,6 +110,21 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     }
     expect(chunks.length).toBeGreaterThan(1);
     expect(finish).toBeTruthy();
+
+    // Every chunk on the wire matches OpenAI's description, and the usage chunk comes when asked for.
+    const raw = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Go' }], max_tokens: 6, stream: true, stream_options: { include_usage: true } }),
+    });
+    expect(raw.status).toBe(200);
+    expect(raw.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const text = await raw.text();
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    const events = text.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)));
+    const spec = loadOpenApiValidator();
+    for (const event of events) expectValid(spec.validateSchema('CreateChatCompletionStreamResponse', event));
+    expect(events.at(-1).usage).toMatchObject({ completion_tokens: expect.any(Number), prompt_tokens: expect.any(Number) });
   });
 
   it('completions and embeddings (the SDK asks base64 by default)', async () => {
@@ -147,6 +162,65 @@ describe('inference end to end: a GGUF model served by the local executor, calle
       await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
     }
   });
+
+  it('routing under failure: a runtime that died before answering is skipped; one that dies mid-stream ends the stream with an error', async () => {
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "second" }) { registrationKey cluster { id } } }');
+    const second = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: registerCluster.registrationKey,
+      executor: await createLocalExecutor(silentLogger(), { objectStore: t.platform.objectStore, cacheDir: path.join(dir, 'cache-2') }),
+      logger: silentLogger(),
+    });
+    try {
+      await second.whenConnected();
+      await second.reconcileRuntimes();
+      await second.reconcileRuntimes();
+      const runtimes = async () =>
+        (await t.gqlOk('{ inferenceStatus { runtimes { clusterId modelId readyReplicas statusMessage } } }')).inferenceStatus.runtimes.filter(
+          (r: { modelId: string }) => r.modelId === modelId,
+        ) as { clusterId: string; readyReplicas: number; statusMessage: string }[];
+      const ready = await runtimes();
+      expect(ready.map((r) => r.readyReplicas)).toEqual([1, 1]);
+      // The router tries the runtimes in a stable order when equally busy: kill the first one's
+      // process; its report still says ready, so the request reaches it first and must be retried.
+      const [first] = [...ready].sort((a, b) => (a.clusterId < b.clusterId ? -1 : 1));
+      const pid = Number(/pid (\d+)/.exec(first!.statusMessage)![1]);
+      process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 3; i++) {
+        const completion = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'still there?' }], max_tokens: 2 });
+        expect(completion.object).toBe('chat.completion');
+      }
+
+      // Mid-stream: the serving runtime dies after the first chunk; the stream ends with an error.
+      await agent.reconcileRuntimes();
+      await second.reconcileRuntimes();
+      const response = await fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'a long one' }], max_tokens: 400, stream: true }),
+      });
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      await reader.read();
+      for (const runtime of await runtimes()) {
+        const running = /pid (\d+)/.exec(runtime.statusMessage);
+        if (running) process.kill(Number(running[1]), 'SIGKILL');
+      }
+      let text = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString();
+      }
+      expect(text).toContain('The runtime stopped before the stream finished');
+      expect(text).not.toContain('[DONE]');
+    } finally {
+      await second.close();
+      // Bring this file's own runtime back for the tests after this one.
+      await agent.reconcileRuntimes();
+      await agent.reconcileRuntimes();
+    }
+  }, 120_000);
 
   it('no ready runtime: 503 with Retry-After', async () => {
     const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });

@@ -25,3 +25,4 @@ export {
   UPGRADE_METHOD_HEADER,
   UPGRADE_RESPONSE_HEADER,
 } from './apiProxy.js';
+export { createKubernetesRuntimeHost } from './runtimes.js';
