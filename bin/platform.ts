@@ -180,6 +180,10 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     // A large upload may take longer than node's default 5 minutes for a whole request; the headers
     // must still arrive promptly (headersTimeout) and idle sockets still time out.
     s.requestTimeout = 0;
+    // Idle keep-alive connections stay open longer than clients keep them (undici: 4 s, load balancers:
+    // 60 s): a server closing first races a client reusing the socket, which then sees ECONNRESET.
+    s.keepAliveTimeout = 65_000;
+    s.headersTimeout = 66_000;
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
       s.listen(config.port, config.host, () => resolve());

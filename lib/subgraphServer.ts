@@ -153,6 +153,9 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
       wss,
     );
   }
+  // Longer than the gateway's fetch keeps idle connections, so the gateway never reuses a closing one.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());

@@ -3,13 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createKubernetesExecutor } from '../agent/kubernetesExecutor.js';
 import { silentLogger } from '../lib/logging.js';
-import { startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
+import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
 import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
@@ -59,13 +58,7 @@ describe('the session tunnel and /v1/sessions', () => {
     t = await startTestPlatform();
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "k8s" }) { registrationKey cluster { id } } }');
     clusterId = registerCluster.cluster.id;
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromOptions({
-      clusters: [{ name: 'test', server: server.url, skipTLSVerify: true }],
-      users: [{ name: 'agent', token: server.token }],
-      contexts: [{ name: 'test', cluster: 'test', user: 'agent' }],
-      currentContext: 'test',
-    });
+    const kubeConfig = kubeConfigFor(server);
     agent = await startAgent({
       controlPlaneUrl: t.url,
       registrationKey: registerCluster.registrationKey,

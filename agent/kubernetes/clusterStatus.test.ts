@@ -1,6 +1,6 @@
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
+import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
 import { collectClusterStatus, gpusOfPod, parseQuantity } from './clusterStatus.js';
 
 describe('parseQuantity', () => {
@@ -44,14 +44,7 @@ describe('collectClusterStatus against an apiserver', () => {
         { name: 'cpu-1', cpu: '7910m', memory: '129M' },
       ],
     });
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromOptions({
-      clusters: [{ name: 'test', server: apiserver.url, skipTLSVerify: true }],
-      users: [{ name: 'agent', token: apiserver.token }],
-      contexts: [{ name: 'test', cluster: 'test', user: 'agent' }],
-      currentContext: 'test',
-    });
-    core = kubeConfig.makeApiClient(CoreV1Api);
+    core = kubeConfigFor(apiserver).makeApiClient(CoreV1Api);
 
     // Karpenter and the cloud provider label nodes with their instance type.
     await core.patchNode(

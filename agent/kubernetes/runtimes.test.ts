@@ -5,7 +5,7 @@ import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } fro
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import { silentLogger } from '../../lib/logging.js';
-import { startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
+import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
 import type { ActiveModel, RuntimeHost } from '../executor.js';
 import { validateManifest } from './manifests.js';
 import { DEFAULT_RUNTIME_IMAGES, modelIdHash, runtimeManifests, runtimeName } from './runtimeManifests.js';
@@ -33,16 +33,6 @@ const llama: ActiveModel = {
 };
 const tiny: ActiveModel = { id: 'tiny-gguf', source: 'files/tenant-1/file-abc', formats: ['GGUF'], gpu: 0, replicas: 1, extraArgs: [] };
 
-function kubeConfigFor(apiserver: KubeApiServer): KubeConfig {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'test', server: apiserver.url, skipTLSVerify: true }],
-    users: [{ name: 'agent', token: apiserver.token }],
-    contexts: [{ name: 'test', cluster: 'test', user: 'agent' }],
-    currentContext: 'test',
-  });
-  return kubeConfig;
-}
 
 /** What the apiserver stores under a runtime's name. */
 const statefulSetOf = (apiserver: KubeApiServer, model: ActiveModel) => apiserver.objects('StatefulSet', NS).find((s) => s.metadata.name === runtimeName(model.id));

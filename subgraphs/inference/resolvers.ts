@@ -1,6 +1,7 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf } from '../../lib/identity.js';
+import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import { JSONScalar } from './json.js';
@@ -88,26 +89,13 @@ async function statusOf(ctx: InferenceContext, tenantId: string) {
   return { runtimes, readyModelIds: [...new Set(runtimes.filter((r) => r.ready_replicas > 0).map((r) => r.model_id))] };
 }
 
-/** The tenant's inference status now, then after each report (changes during a delivery fold into one). */
-async function* runtimeUpdates(ctx: InferenceContext): AsyncGenerator<unknown> {
+/** The tenant's inference status now, then after each report. */
+function runtimeUpdates(ctx: InferenceContext): AsyncGenerator<unknown> {
   const tenantId = projectScopeOf(ctx.identity).tenantId;
-  let pending = true;
-  let wake: (() => void) | undefined;
-  const unsubscribe = await ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => {
-    if (payload !== tenantId) return;
-    pending = true;
-    wake?.();
-  });
-  try {
-    for (;;) {
-      if (!pending) await new Promise<void>((resolve) => (wake = resolve));
-      pending = false;
-      wake = undefined;
-      yield await statusOf(ctx, tenantId);
-    }
-  } finally {
-    await unsubscribe();
-  }
+  return latestOnChange(
+    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === tenantId && changed()),
+    () => statusOf(ctx, tenantId),
+  );
 }
 
 const MAX_RUNTIMES = 10_000;

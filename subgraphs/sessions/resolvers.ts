@@ -1,4 +1,5 @@
 import { assertId } from '../../lib/ids.js';
+import { latestOnChange } from '../../lib/latestOnChange.js';
 import { projectScopeOf } from '../../lib/identity.js';
 import type { SessionsContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
@@ -9,29 +10,15 @@ function tunnelsOf(ctx: SessionsContext, clusterId: string) {
   return ctx.registry.tunnels(clusterId).filter((t) => t.tenantId === tenantId);
 }
 
-/**
- * The cluster's tunnel state now, then after each change. Changes that come while an event is being
- * delivered are folded into the next one (a client sees the latest state, not every step).
- */
-async function* tunnelEvents(ctx: SessionsContext, clusterId: string) {
-  let pending = true;
-  let wake: (() => void) | undefined;
-  const unsubscribe = ctx.registry.onChange((id) => {
-    if (id !== clusterId) return;
-    pending = true;
-    wake?.();
-  });
-  try {
-    for (;;) {
-      if (!pending) await new Promise<void>((resolve) => (wake = resolve));
-      pending = false;
-      wake = undefined;
+/** The cluster's tunnel state now, then after each change. */
+function tunnelEvents(ctx: SessionsContext, clusterId: string) {
+  return latestOnChange(
+    (changed) => ctx.registry.onChange((id) => id === clusterId && changed()),
+    () => {
       const tunnels = tunnelsOf(ctx, clusterId);
-      yield { clusterTunnels: { cluster: { id: clusterId }, connected: tunnels.length > 0, tunnels } };
-    }
-  } finally {
-    unsubscribe();
-  }
+      return { clusterTunnels: { cluster: { id: clusterId }, connected: tunnels.length > 0, tunnels } };
+    },
+  );
 }
 
 export const resolvers: Resolvers<SessionsContext> = {

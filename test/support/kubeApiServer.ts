@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
 import { createServer, STATUS_CODES, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -995,4 +996,16 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
 function wantsTable(req: IncomingMessage): boolean {
   const accepted = (req.headers.accept ?? '').replace(/\s/g, '').split(',');
   return accepted.some((type) => type.includes('as=Table') && type.includes('g=meta.k8s.io') && /;v=v1(;|$)/.test(type));
+}
+
+/** Credentials for this server as an agent would hold them (client-node needs skipTLSVerify for http). */
+export function kubeConfigFor(server: Pick<KubeApiServer, 'url' | 'token'>): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'test', server: server.url, skipTLSVerify: true }],
+    users: [{ name: 'agent', token: server.token }],
+    contexts: [{ name: 'test', cluster: 'test', user: 'agent' }],
+    currentContext: 'test',
+  });
+  return kubeConfig;
 }
