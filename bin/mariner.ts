@@ -13,12 +13,14 @@ import { createObjectStore } from '../lib/objectStore/index.js';
 import { MarinerError } from '../lib/errors.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
+import { DEMO_MODEL_ID } from './demoModel.js';
 import { startPlatform } from './platform.js';
 
 const USAGE = `usage: mariner <command>
 
 commands:
   up        start the whole platform in one process (embedded defaults)
+              --demo-model   add a tiny demo model to try chat completions with (no download)
   agent     run a cluster agent: mariner agent --control-plane URL [options]
               --control-plane URL         the control plane's public URL (MARINER_CONTROL_PLANE_URL)
               --registration-key-file F   file holding the cluster's registration key; or set
@@ -47,12 +49,13 @@ async function checkPortFree(port: number, host: string): Promise<void> {
   });
 }
 
-async function up(): Promise<void> {
+async function up(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { 'demo-model': { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   const started = Date.now();
   await checkPortFree(config.port, config.host);
-  const platform = await startPlatform(config, { logger });
+  const platform = await startPlatform(config, { logger, demoModel: values['demo-model'] });
   const lines = [
     '',
     `Mariner is up (${Date.now() - started} ms, ${platform.db.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
@@ -71,6 +74,9 @@ async function up(): Promise<void> {
   lines.push(
     '',
     `  Default cluster: ${platform.agent ? `${platform.agent.clusterId} (local agent ${platform.agent.connected() ? 'connected' : 'connecting'})` : 'off (MARINER_DEFAULT_CLUSTER=false)'}`,
+    ...(values['demo-model']
+      ? ['', `  Demo model: ${DEMO_MODEL_ID} (tiny, random weights; the first request starts its runtime)`]
+      : []),
     '',
     '  Try:',
     `    curl -s ${platform.url}/graphql -H 'content-type: application/json' \\`,
@@ -162,7 +168,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'up':
-      return up();
+      return up(rest);
     case 'agent':
       return agent(rest);
     case undefined:

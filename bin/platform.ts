@@ -23,6 +23,7 @@ import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters
 import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
 import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
 import { createPubSub } from '../lib/pubsub.js';
+import { installDemoModel } from './demoModel.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
 export interface Platform {
@@ -45,6 +46,8 @@ export interface Platform {
 
 export interface PlatformOptions {
   logger: Logger;
+  /** Install the built-in demo model (`mariner up --demo-model`). */
+  demoModel?: boolean;
   /** Test hook: a ready OIDC verifier instead of one built from config. */
   oidc?: OidcVerifier | null;
 }
@@ -124,6 +127,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       loadLeaseSeconds: config.models.loadLeaseSeconds,
     });
     started.push(await startSubgraph(models.definition, serverOptions));
+    if (options.demoModel) await installDemoModel(models.store, objectStore, DEFAULT_TENANT_ID);
     const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
     started.push(await startSubgraph(clusters.definition, serverOptions));
     let graphqlUrl = '';

@@ -181,7 +181,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
   let defaultId: string | undefined;
 
   it('a first start prints the GraphQL URL and an admin key that works', { timeout: TEST_TIMEOUT_MS }, async () => {
-    first = launch({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0' });
+    first = launch({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0' }, ['up', '--demo-model']);
     firstBanner = await banner(first);
     console.log(`first start (fresh PGlite): banner after ${firstBanner.ms} ms; ${first.stdout.match(/Mariner is up \([^)]*\)/)?.[0]}`);
     expect(first.stdout).toContain(`embedded PGlite in ${dataDir}`);
@@ -207,7 +207,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect(await (await client.files.content(file.id)).text()).toBe(text);
     expect((await client.files.delete(file.id)).deleted).toBe(true);
     await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    expect((await client.models.list()).data).toEqual([]);
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual(['mariner-demo']);
   });
 
   it('the default cluster is connected through its local agent; a second `mariner agent` process joins as another cluster', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -228,6 +228,15 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     const refused = launch({ MARINER_REGISTRATION_KEY: `clusterkey-${'x'.repeat(48)}` }, ['agent', '--control-plane', firstBanner!.url]);
     expect((await waitForExit(refused, START_TIMEOUT_MS)).code).toBe(1);
     expect(refused.stderr).toMatch(/refused the registration key/);
+  });
+
+  it('--demo-model: the OpenAI SDK streams a chat completion from the demo model (its first request starts the runtime)', { timeout: 150_000 }, async () => {
+    expect(first!.stdout).toContain('Demo model: mariner-demo');
+    const client = new OpenAI({ apiKey: adminKey!, baseURL: `${firstBanner!.url}/v1`, maxRetries: 0, timeout: 140_000 });
+    const stream = await client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8, stream: true });
+    let content = '';
+    for await (const chunk of stream) content += chunk.choices[0]?.delta?.content ?? '';
+    expect(content.length).toBeGreaterThan(0);
   });
 
   it('keeps the internal token secret in the data dir with mode 0600', { skip: process.platform === 'win32' }, () => {
