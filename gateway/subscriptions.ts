@@ -195,6 +195,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const upstream = client.iterate({ query: primary.operation, variables: primaryVariables, ...(primary.operationName ? { operationName: primary.operationName } : {}) });
     const operationContext = buildOperationContext({ schema: supergraphGraphQL, operationDocument: args.document, operationName: args.operationName ?? undefined });
     const node: PlanNode = rest ? { kind: 'Sequence', nodes: [primary, rest] } : primary;
+    // Printed once: every event's hydration hands the same operation text to the executor.
+    const query = print(args.document);
     const subscription: SharedSubscription = {
       subscribers: new Set(),
       stop: () => {
@@ -222,7 +224,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         { kind: 'QueryPlan', node },
         serviceMap,
         {
-          request: { query: print(args.document), variables, ...(args.operationName ? { operationName: args.operationName } : {}) },
+          request: { query, variables, ...(args.operationName ? { operationName: args.operationName } : {}) },
           context: eventContext,
           metrics: {},
           logger,
