@@ -3,7 +3,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
-import { K8S_PREFIX, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
+import { K8S_PREFIX, kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
 import type { ClusterConfig, Executor } from './executor.js';
 import { createLocalExecutor } from './localExecutor.js';
 import { startModelLoader, type ModelLoaderOptions } from './loader.js';
@@ -102,7 +102,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const path = req.headers[':path'] ?? '/';
     if (path.startsWith(`${K8S_PREFIX}/`)) {
       const kubePath = path.slice(K8S_PREFIX.length);
-      if (!executor.kubeApi) return json(res, 404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: `cluster ${cluster.clusterName} runs the local executor: it has no Kubernetes API` });
+      if (!executor.kubeApi) return json(res, 404, kubernetesStatus(404, `cluster ${cluster.clusterName} runs the local executor: it has no Kubernetes API`));
       if (req.headers[UPGRADE_HEADER]) return executor.kubeApi.handleUpgrade(req.stream, req.headers, kubePath);
       return executor.kubeApi.handle(req, res, kubePath);
     }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { unauthenticated } from '../lib/errors.js';
+import { headerValue } from '../lib/http.js';
 import type { Identity, InternalTokens, Principal, Worker } from '../lib/identity.js';
 import { INTERNAL_TOKEN_HEADER } from '../lib/identity.js';
 import { resolveProject, type RoleScopeTable } from '../subgraphs/rbac/index.js';
@@ -37,12 +38,6 @@ const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
 export const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
 const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
 const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { worker: workerByRegistrationKey(key: $key) { clusterId clusterName tenantId } }`;
-
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  const text = Array.isArray(value) ? value[0] : value;
-  return text && text.trim() !== '' ? text.trim() : undefined;
-}
 
 /**
  * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;
@@ -99,7 +94,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       }
       const resolution = resolveProject(
         principal,
-        { organizationId: header(headers, 'openai-organization'), projectId: header(headers, 'openai-project') },
+        { organizationId: headerValue(headers, 'openai-organization'), projectId: headerValue(headers, 'openai-project') },
         options.roleScopes,
       );
       const identity: Identity = resolution.ok

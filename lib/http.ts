@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { HeaderMap, type HTTPGraphQLResponse } from '@apollo/server';
 import { ErrorCode, httpStatusFor, type ErrorCode as Code } from './errors.js';
 
@@ -74,6 +74,13 @@ export function parseJsonBody(res: ServerResponse, text: string): unknown {
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The caller's `x-request-id` when it is sane, else a new one: it follows the request through every component. */
+/** A request header's first value, trimmed; undefined when absent or blank. */
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text && text.trim() !== '' ? text.trim() : undefined;
+}
+
 export function requestIdOf(req: IncomingMessage): string {
   const incoming = req.headers['x-request-id'];
   return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();

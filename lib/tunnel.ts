@@ -89,3 +89,22 @@ export function webSocketDuplex(ws: WebSocket): Duplex {
   ws.on('error', (error) => duplex.destroy(error));
   return duplex;
 }
+
+const STATUS_REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  409: 'Conflict',
+  429: 'TooManyRequests',
+  502: 'InternalError',
+  503: 'ServiceUnavailable',
+};
+
+/**
+ * A Kubernetes `Status` (meta/v1) failure, the error body kubectl and the client libraries print as the
+ * message: what the agent and the control plane answer for Kubernetes API paths they refuse themselves.
+ */
+export function kubernetesStatus(code: number, message: string, reason = STATUS_REASONS[code] ?? 'InternalError') {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}

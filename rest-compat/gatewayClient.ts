@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { restErrorFromGraphQL, RestError } from './errors.js';
 
 /** The headers a REST call forwards to the gateway: credentials and project selection. */
-const FORWARDED = ['authorization', 'openai-organization', 'openai-project'] as const;
+export const FORWARDED_HEADERS = ['authorization', 'openai-organization', 'openai-project'] as const;
 
 export interface GatewayClient {
   /** Runs a GraphQL operation on the gateway as the REST caller; GraphQL errors become RestErrors. */
@@ -17,7 +17,7 @@ export function createGatewayClient(graphqlUrl: () => string): GatewayClient {
   return {
     async request<T>(req: IncomingMessage, requestId: string, query: string, variables: Record<string, unknown> = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
-      for (const name of FORWARDED) {
+      for (const name of FORWARDED_HEADERS) {
         const value = req.headers[name];
         if (typeof value === 'string') headers[name] = value;
       }

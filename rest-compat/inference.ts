@@ -3,12 +3,9 @@ import { createClient } from 'graphql-ws';
 import { WebSocket } from 'ws';
 import { sendJson } from '../lib/http.js';
 import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
-import type { GatewayClient } from './gatewayClient.js';
+import { FORWARDED_HEADERS, type GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
 import type { RouteContext } from './router.js';
-
-/** The headers a streaming request carries to the gateway's WebSocket: credentials and project selection. */
-const FORWARDED = ['authorization', 'openai-organization', 'openai-project'] as const;
 
 /** OpenAI API: 503s say when to come back (a runtime may be starting). */
 const RETRY_AFTER_SECONDS = '5';
@@ -25,7 +22,7 @@ function fail(res: ServerResponse, error: RestError, ctx: RouteContext): void {
  */
 function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, graphqlUrl: string, field: string, body: Record<string, unknown>): Promise<void> {
   const connectionParams: Record<string, string> = {};
-  for (const name of FORWARDED) {
+  for (const name of FORWARDED_HEADERS) {
     const value = req.headers[name];
     if (typeof value === 'string') connectionParams[name] = value;
   }

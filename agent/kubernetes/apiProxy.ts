@@ -18,7 +18,7 @@ import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Stream } from 
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { HOP_BY_HOP, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_RESPONSE_HEADER } from '../../lib/tunnel.js';
+import { HOP_BY_HOP, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_RESPONSE_HEADER } from '../../lib/tunnel.js';
 
 export interface KubeApiProxy {
   /** Forwards one tunnelled request; `path` is the apiserver path with its query. */
@@ -55,7 +55,7 @@ function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, kee
 
 /** A Kubernetes `Status` (meta/v1) for failures the proxy itself answers. */
 function statusBody(code: number, reason: string, message: string): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+  return JSON.stringify(kubernetesStatus(code, message, reason));
 }
 
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);

@@ -4,12 +4,13 @@ import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers, t
 import type { Duplex } from 'node:stream';
 import { ErrorCode, httpStatusFor, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
-import { requestIdOf } from '../../lib/http.js';
+import { headerValue, requestIdOf } from '../../lib/http.js';
 import { isId } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
 import {
   HOP_BY_HOP,
   K8S_PREFIX,
+  kubernetesStatus,
   UPGRADE_HEADER,
   UPGRADE_HEADERS_HEADER,
   UPGRADE_METHOD_HEADER,
@@ -71,21 +72,6 @@ const AUTHORIZE = `query SessionAuthorize($resource: String!, $capability: Capab
   }
 }`;
 
-/** A Kubernetes `Status` error body, which kubectl and the client libraries print as the message. */
-function kubeStatus(code: number, message: string): Record<string, unknown> {
-  const reasons: Record<number, string> = {
-    400: 'BadRequest',
-    401: 'Unauthorized',
-    403: 'Forbidden',
-    404: 'NotFound',
-    409: 'Conflict',
-    429: 'TooManyRequests',
-    502: 'InternalError',
-    503: 'ServiceUnavailable',
-  };
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: reasons[code] ?? 'InternalError', code };
-}
-
 class ProxyError extends Error {
   constructor(
     readonly status: number,
@@ -93,12 +79,6 @@ class ProxyError extends Error {
   ) {
     super(message);
   }
-}
-
-function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  const text = Array.isArray(value) ? value[0] : value;
-  return text && text.trim() !== '' ? text.trim() : undefined;
 }
 
 /** Request headers that may travel to the cluster: never the caller's credentials or project selection. */
@@ -193,7 +173,7 @@ export function createKubeProxy(options: KubeProxyOptions) {
     if (status === 502) logger.error({ err: error, requestId }, 'sessions proxy failed');
     const message = error instanceof ProxyError || error instanceof NoTunnelError ? error.message : `The cluster tunnel failed (request id ${requestId})`;
     if (res.headersSent) return void res.destroy();
-    const body = JSON.stringify(kubeStatus(status, message));
+    const body = JSON.stringify(kubernetesStatus(status, message));
     res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': requestId, ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}) });
     res.end(body);
   }
@@ -201,9 +181,10 @@ export function createKubeProxy(options: KubeProxyOptions) {
   function failUpgrade(socket: Duplex, error: unknown, requestId: string): void {
     const status = error instanceof ProxyError ? error.status : 503;
     const message = error instanceof Error ? error.message : 'upgrade failed';
-    const body = JSON.stringify(kubeStatus(status, message));
+    const refusal = kubernetesStatus(status, message);
+    const body = JSON.stringify(refusal);
     socket.end(
-      `HTTP/1.1 ${status} ${String(kubeStatus(status, '').reason)}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${refusal.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
     );
   }
 
