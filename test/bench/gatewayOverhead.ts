@@ -25,13 +25,13 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import { decodeJwt } from 'jose';
 import { INTERNAL_TOKEN_HEADER, type Identity, type Principal } from '../../lib/identity.js';
 import { DEFAULT_ROLE_SCOPES, resolveProject } from '../../subgraphs/rbac/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BY_API_KEY } from '../../gateway/authentication.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats } from './support.js';
+import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
 
 const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
 const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
@@ -69,27 +69,14 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
-  let values: ReturnType<typeof parse>['values'];
-  try {
-    ({ values } = parse());
-  } catch (error) {
-    throw new UsageError(
-      `${(error as Error).message}\n  options: --requests N --federated N --concurrency C --warmup W --block B --embedded --mint-per-request`,
-    );
-  }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
-    return n;
-  };
-  const requests = int('requests', values.requests, 1);
+  const values = parseBenchArgs(argv, CLI_OPTIONS, `--requests N --federated N --concurrency C --warmup W --block B --embedded --mint-per-request`);
+  const requests = intOption('requests', values.requests, 1);
   return {
     requests,
-    federated: values.federated === undefined ? Math.ceil(requests / 4) : int('federated', values.federated, 0),
-    concurrency: int('concurrency', values.concurrency, 1),
-    warmup: int('warmup', values.warmup, 0),
-    block: int('block', values.block, 1),
+    federated: values.federated === undefined ? Math.ceil(requests / 4) : intOption('federated', values.federated, 0),
+    concurrency: intOption('concurrency', values.concurrency, 1),
+    warmup: intOption('warmup', values.warmup, 0),
+    block: intOption('block', values.block, 1),
     embedded: values.embedded,
     mintPerRequest: values['mint-per-request'],
   };

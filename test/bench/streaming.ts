@@ -40,14 +40,13 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { startAgent, type Agent } from '../../agent/index.js';
 import { createLocalExecutor } from '../../agent/localExecutor.js';
 import { LocalRuntimeManager } from '../../agent/runtimes/index.js';
 import { silentLogger } from '../../lib/logging.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { writeTinyGguf } from '../support/tinyGguf.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats } from './support.js';
+import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MODEL_ID = 'bench-tiny-chat';
@@ -94,31 +93,19 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
-  let values: ReturnType<typeof parse>['values'];
-  try {
-    ({ values } = parse());
-  } catch (error) {
-    throw new UsageError(
-      `${(error as Error).message}\n  options: --requests N --concurrent-requests N --concurrency C --warmup W --block B ` +
-        '--concurrent-block B --max-tokens T --stall-s S --embedded',
-    );
-  }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
-    return n;
-  };
+  const values = parseBenchArgs(argv, CLI_OPTIONS,
+    '--requests N --concurrent-requests N --concurrency C --warmup W --block B --concurrent-block B --max-tokens T --stall-s S --embedded',
+  );
   return {
-    requests: int('requests', values.requests, 1),
-    concurrentRequests: int('concurrent-requests', values['concurrent-requests'], 1),
-    concurrency: int('concurrency', values.concurrency, 1),
-    warmup: int('warmup', values.warmup, 0),
-    block: int('block', values.block, 1),
-    concurrentBlock: int('concurrent-block', values['concurrent-block'], 1),
+    requests: intOption('requests', values.requests, 1),
+    concurrentRequests: intOption('concurrent-requests', values['concurrent-requests'], 1),
+    concurrency: intOption('concurrency', values.concurrency, 1),
+    warmup: intOption('warmup', values.warmup, 0),
+    block: intOption('block', values.block, 1),
+    concurrentBlock: intOption('concurrent-block', values['concurrent-block'], 1),
     // At least 2: one content chunk has no gap to measure.
-    maxTokens: int('max-tokens', values['max-tokens'], 2),
-    stallSeconds: int('stall-s', values['stall-s'], 1),
+    maxTokens: intOption('max-tokens', values['max-tokens'], 2),
+    stallSeconds: intOption('stall-s', values['stall-s'], 1),
     embedded: values.embedded,
   };
 }

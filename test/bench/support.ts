@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** Shared by the benchmarks: their error kinds and how a run ends. */
 
 /** Bad command-line options. */
@@ -45,4 +46,20 @@ export function latencyStats(samplesNs: bigint[], wallNs: bigint): LatencyStats 
     max: round(ms[ms.length - 1]!),
     requestsPerSecond: Math.round((ms.length / (Number(wallNs) / 1e9)) * 10) / 10,
   };
+}
+
+/** A benchmark's command line: strict (no unknown flags, no positionals); a bad one is a UsageError listing `usage`. */
+export function parseBenchArgs<const O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\n  options: ${usage}`);
+  }
+}
+
+/** An integer flag's value, at least `min`; a UsageError naming the flag otherwise. */
+export function intOption(name: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
+  return n;
 }

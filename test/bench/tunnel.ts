@@ -44,14 +44,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { startAgent, type Agent, type Executor } from '../../agent/index.js';
 import type { TunnelTransportKind } from '../../agent/tunnelClient.js';
 import { silentLogger } from '../../lib/logging.js';
 import { K8S_PREFIX, WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { TunnelRegistry } from '../../subgraphs/sessions/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats } from './support.js';
+import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MiB = 1024 * 1024;
@@ -97,30 +96,18 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
-  let values: ReturnType<typeof parse>['values'];
-  try {
-    ({ values } = parse());
-  } catch (error) {
-    throw new UsageError(
-      `${(error as Error).message}\n  options: --requests N --throughput-requests N --concurrency C --warmup W --block B ` +
-        '--bulk-mib M --bulk-rounds R --stall-s S --embedded',
-    );
-  }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
-    return n;
-  };
+  const values = parseBenchArgs(argv, CLI_OPTIONS,
+    '--requests N --throughput-requests N --concurrency C --warmup W --block B --bulk-mib M --bulk-rounds R --stall-s S --embedded',
+  );
   return {
-    requests: int('requests', values.requests, 1),
-    throughputRequests: int('throughput-requests', values['throughput-requests'], 1),
-    concurrency: int('concurrency', values.concurrency, 1),
-    warmup: int('warmup', values.warmup, 0),
-    block: int('block', values.block, 1),
-    bulkMiB: int('bulk-mib', values['bulk-mib'], 0),
-    bulkRounds: int('bulk-rounds', values['bulk-rounds'], 1),
-    stallSeconds: int('stall-s', values['stall-s'], 1),
+    requests: intOption('requests', values.requests, 1),
+    throughputRequests: intOption('throughput-requests', values['throughput-requests'], 1),
+    concurrency: intOption('concurrency', values.concurrency, 1),
+    warmup: intOption('warmup', values.warmup, 0),
+    block: intOption('block', values.block, 1),
+    bulkMiB: intOption('bulk-mib', values['bulk-mib'], 0),
+    bulkRounds: intOption('bulk-rounds', values['bulk-rounds'], 1),
+    stallSeconds: intOption('stall-s', values['stall-s'], 1),
     embedded: values.embedded,
   };
 }

@@ -32,8 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { BenchAbort, runBench, UsageError } from './support.js';
+import { BenchAbort, runBench, UsageError, intOption, parseBenchArgs } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench-results');
@@ -69,23 +68,12 @@ const CLI_OPTIONS = {
 
 
 function parseOptions(argv: string[]): Options {
-  const parse = () => parseArgs({ args: argv, options: CLI_OPTIONS, strict: true, allowPositionals: false });
-  let values: ReturnType<typeof parse>['values'];
-  try {
-    ({ values } = parse());
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n  options: --size-mib N --rounds N --sample-ms N`);
-  }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
-    return n;
-  };
+  const values = parseBenchArgs(argv, CLI_OPTIONS, `--size-mib N --rounds N --sample-ms N`);
   return {
-    sizeMiB: values['size-mib'] === undefined ? DEFAULT_SIZE_MIB : int('size-mib', values['size-mib'], 1),
+    sizeMiB: values['size-mib'] === undefined ? DEFAULT_SIZE_MIB : intOption('size-mib', values['size-mib'], 1),
     sizeExplicit: values['size-mib'] !== undefined,
-    sampleMs: int('sample-ms', values['sample-ms'], 10),
-    rounds: int('rounds', values.rounds, 1),
+    sampleMs: intOption('sample-ms', values['sample-ms'], 10),
+    rounds: intOption('rounds', values.rounds, 1),
   };
 }
 
