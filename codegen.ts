@@ -40,6 +40,19 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
     context: '../context.js#InferenceContext',
     mappers: { Runtime: '../store.js#RuntimeRow', Model: '../context.js#ModelRef', InferenceStatus: '../context.js#InferenceStatusModel' },
   },
+  jobs: {
+    context: '../context.js#JobsContext',
+    mappers: {
+      FineTuningJob: '../store.js#JobRow',
+      WorkerJob: '../store.js#JobRow',
+      JobLogLine: '../store.js#LogRow',
+      JobLogChunk: '../context.js#LogChunkModel',
+      FineTuningJobEvent: '../store.js#EventRow',
+      FineTuningJobCheckpoint: '../context.js#CheckpointModel',
+      Model: '../context.js#EntityRef',
+      Cluster: '../context.js#EntityRef',
+    },
+  },
   sessions: {
     context: '../context.js#SessionsContext',
     mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },

@@ -49,6 +49,28 @@ export interface RuntimeHost {
   close(): Promise<void>;
 }
 
+/** A job the control plane dispatched (the jobs subgraph's spec; agent/jobs.ts reads it). */
+export interface DispatchedJob {
+  id: string;
+  spec: Record<string, unknown> & { kind: string; attempt?: number; logOffset?: number };
+}
+
+/** A job this executor cannot run at all (a permanent refusal, not a transient failure). */
+export class JobRefusedError extends Error {
+  override name = 'JobRefusedError';
+}
+
+/** Runs dispatched jobs and reports their output and phases (agent/jobReporter.ts). */
+export interface JobHost {
+  /** Starts the job; a job already running here (same attempt) is left alone. Throws JobRefusedError. */
+  start(job: DispatchedJob): Promise<'started' | 'running'>;
+  /** Stops the job; false when this host does not have it. */
+  cancel(jobId: string): Promise<boolean>;
+  /** Whether the job is running here (after a restart: whether its work is still there). */
+  has(jobId: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
 /**
  * Where an agent runs work: a Kubernetes cluster, or processes on the local machine (`mariner up`).
  * Jobs, notebooks and inference runtimes are added to it by the issues that build them.
@@ -59,6 +81,8 @@ export interface Executor {
   readonly kubeApi: KubeApiHandler | null;
   /** Inference runtimes; null where this executor does not run them yet. */
   readonly runtimes: RuntimeHost | null;
+  /** Jobs (fine-tuning); null where this executor cannot run them. */
+  readonly jobs: JobHost | null;
   clusterStatus(): Promise<ClusterStatusReport>;
   /** Applies the GPU configuration (Kubernetes: the NVIDIA device-plugin ConfigMap). */
   applyConfig(config: ClusterConfig | null): Promise<void>;

@@ -4,7 +4,11 @@ import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 import { K8S_PREFIX, kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
-import type { ClusterConfig, Executor } from './executor.js';
+import os from 'node:os';
+import path from 'node:path';
+import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
+import { JobReporter } from './jobReporter.js';
+import { createLocalJobHost } from './localJobHost.js';
 import { createLocalExecutor } from './localExecutor.js';
 import { startModelLoader, type ModelLoaderOptions } from './loader.js';
 import { TunnelClient, type TunnelTransportKind } from './tunnelClient.js';
@@ -39,6 +43,8 @@ export interface AgentOptions {
    * object store (the control plane's configuration) and reported.
    */
   loader?: Pick<ModelLoaderOptions, 'objectStore' | 'huggingFace' | 'pollIntervalMs' | 'concurrency'> | undefined;
+  /** Fine-tuning jobs on the local executor: the trainer's command line (argv) and where jobs work. */
+  jobs?: { trainerCommand?: string[] | undefined; workDir?: string | undefined } | undefined;
   logger: Logger;
 }
 
@@ -62,6 +68,7 @@ export interface Agent {
   close(): Promise<void>;
 }
 
+const WORKER_JOBS = 'query AgentJobs { workerJobs { id status pendingAction } }';
 const WORKER_CLUSTER = 'query AgentCluster { workerCluster { clusterId clusterName tenantId config { timeSlicingGpus } } }';
 const REPORT_STATUS = `mutation AgentReport($status: ClusterStatusInput!, $agent: ComponentStatusInput!, $executor: ComponentStatusInput!) {
   reportClusterStatus(input: $status) { updatedAt }
@@ -92,7 +99,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     throw error;
   }
-  const executor = typeof options.executor === 'object' ? options.executor : await createExecutor(options, logger);
+  const reporter = new JobReporter(graphqlUrl, options.registrationKey, logger);
+  const executor = typeof options.executor === 'object' ? options.executor : await createExecutor(options, reporter, logger);
   logger.info({ clusterId: cluster.clusterId, cluster: cluster.clusterName, executor: executor.kind }, 'agent starting');
 
   // Set once the tunnels are up; requests may arrive before (a reconcile nudge is then a no-op).
@@ -112,6 +120,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       void reconciler?.reconcileNow();
       return json(res, 202, { reconciling: Boolean(reconciler) });
     }
+    // `/mariner/v1/jobs` (start) and `/mariner/v1/jobs/<id>/cancel`: the control plane's job dispatcher.
+    const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/cancel)?$/.exec(path);
+    if (jobRoute && req.method === 'POST') return void handleJob(req, res, jobRoute[1] ? decodeURIComponent(jobRoute[1]) : undefined);
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
@@ -120,6 +131,39 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
+  async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, cancelId: string | undefined): Promise<void> {
+    const jobs = executor.jobs;
+    const refuse = (status: number, message: string) => json(res, status, { error: { message } });
+    if (!jobs) return refuse(422, `cluster ${cluster.clusterName} runs the ${executor.kind} executor, which does not run jobs yet`);
+    try {
+      if (cancelId) return (await jobs.cancel(cancelId)) ? json(res, 202, { cancelling: cancelId }) : refuse(404, `job ${cancelId} is not running here`);
+      const job = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8')) as DispatchedJob;
+      if (typeof job?.id !== 'string' || typeof job.spec?.kind !== 'string') return refuse(400, 'a job needs an id and a spec with a kind');
+      const outcome = await jobs.start(job);
+      logger.info({ jobId: job.id, outcome }, 'job dispatched here');
+      json(res, 202, { [outcome]: job.id });
+    } catch (error) {
+      if (error instanceof JobRefusedError) return refuse(422, error.message);
+      logger.warn({ err: (error as Error).message }, 'could not take a job');
+      refuse(500, (error as Error).message);
+    }
+  }
+
+  /**
+   * After (re)connecting: jobs the control plane believes run here but this agent does not have
+   * (it restarted; their Kubernetes Job was deleted) are reported lost, so they are queued again.
+   */
+  async function reconcileJobs(): Promise<void> {
+    const jobs = executor.jobs;
+    if (!jobs) return;
+    const { workerJobs } = await graphqlRequest<{ workerJobs: { id: string; status: string; pendingAction: string | null }[] }>(graphqlUrl, WORKER_JOBS, {}, asWorker);
+    for (const job of workerJobs) {
+      if (job.pendingAction === 'CREATING' || (await jobs.has(job.id))) continue;
+      logger.warn({ jobId: job.id }, 'the control plane has a job here that this agent does not run; reporting it lost');
+      void reporter.phase(job.id, { phase: 'LOST', message: `the agent ${agentId} does not have it (it restarted, or the job's work was removed)` });
+    }
+  }
+
   // A stream's errors (the control plane cancelled it) are per request: never fatal to the agent.
   server.on('sessionError', (error) => logger.debug({ err: error.message }, 'tunnel session error'));
 
@@ -152,6 +196,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         },
         onStateChange: (up) => {
           if (up) connectedWaiters.splice(0).forEach((wake) => wake());
+          if (up) void reconcileJobs().catch((error: Error) => logger.warn({ err: error.message }, 'job reconciliation failed'));
           // The agent's health is whether it holds a tunnel: tell the control plane at once.
           void reportSafely();
         },
@@ -236,11 +281,25 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       clearInterval(timer);
       await loader?.close();
       await reconciler?.close();
+      // Trainers stop with the agent; reports already queued still go out while the tunnels close.
+      await executor.close();
+      await reporter.close();
       await Promise.all(clients.map((c) => c.stop()));
       server.close();
-      await executor.close();
     },
   };
+}
+
+/** A request body, refused past `limit` bytes. */
+async function readBody(req: Http2ServerRequest, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error(`request body over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 function json(res: Http2ServerResponse, status: number, body: unknown): void {
@@ -249,8 +308,17 @@ function json(res: Http2ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-async function createExecutor(options: AgentOptions, logger: Logger): Promise<Executor> {
-  if (options.executor === 'local') return createLocalExecutor(logger, { objectStore: options.objectStore, cacheDir: options.cacheDir });
+async function createExecutor(options: AgentOptions, reporter: JobReporter, logger: Logger): Promise<Executor> {
+  if (options.executor === 'local') {
+    const jobs = createLocalJobHost({
+      trainerCommand: options.jobs?.trainerCommand,
+      objectStore: options.objectStore,
+      workDir: options.jobs?.workDir ?? path.join(options.cacheDir ?? os.tmpdir(), 'jobs'),
+      reporter,
+      logger,
+    });
+    return createLocalExecutor(logger, { objectStore: options.objectStore, cacheDir: options.cacheDir, jobs });
+  }
   const { createKubernetesExecutor } = await import('./kubernetesExecutor.js');
   return createKubernetesExecutor({ kubeconfig: options.kubeconfig, logger });
 }

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
-import type { ClusterStatusReport, Executor } from './executor.js';
+import type { ClusterStatusReport, Executor, JobHost } from './executor.js';
 import { createLocalRuntimeHost } from './localRuntimeHost.js';
 
 /** GPUs of this machine as `nvidia-smi` lists them; none when it is absent or fails. */
@@ -26,7 +26,7 @@ function detectGpus(): Promise<string[]> {
  */
 export async function createLocalExecutor(
   logger: Logger,
-  options: { objectStore?: ObjectStore | undefined; cacheDir?: string | undefined } = {},
+  options: { objectStore?: ObjectStore | undefined; cacheDir?: string | undefined; jobs?: JobHost | null } = {},
 ): Promise<Executor> {
   const gpus = await detectGpus();
   // Inference runtimes need the models' weights: the platform's object store and a local cache.
@@ -37,6 +37,7 @@ export async function createLocalExecutor(
     kind: 'local',
     kubeApi: null,
     runtimes,
+    jobs: options.jobs ?? null,
     async clusterStatus(): Promise<ClusterStatusReport> {
       return {
         nodes: [
@@ -60,6 +61,7 @@ export async function createLocalExecutor(
       if (config?.timeSlicingGpus) logger.info({ config }, 'GPU time-slicing applies to Kubernetes clusters only; the local executor ignores it');
     },
     async close() {
+      await options.jobs?.close();
       await runtimes?.close();
     },
   };

@@ -22,8 +22,10 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
 import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
 import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
+import { createJobsSubgraph } from '../subgraphs/jobs/index.js';
 import { createPubSub } from '../lib/pubsub.js';
 import { installDemoModel } from './demoModel.js';
+import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
 export interface Platform {
@@ -146,6 +148,17 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       logger,
     });
     started.push(await startSubgraph(inference.definition, serverOptions));
+    const urlOf = (name: SubgraphName) => started.find((s) => s.name === name)!.url;
+    const jobs = await createJobsSubgraph(db, {
+      peers: { files: urlOf('files'), models: urlOf('models'), users: urlOf('users'), clusters: urlOf('clusters') },
+      tokens,
+      transport: sessions.registry,
+      pubsub,
+      dispatchIntervalMs: config.jobs.dispatchIntervalMs,
+      logger,
+    });
+    stoppers.push(jobs.stop);
+    started.push(await startSubgraph(jobs.definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
@@ -206,6 +219,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
         // The embedded agent shares the platform's object store; runtimes cache weights in the data dir.
         objectStore,
         cacheDir: path.join(config.dataDir, 'runtime-cache'),
+        // Fine-tuning on this machine: the configured trainer, else (with --demo-model) the demo trainer.
+        jobs: { trainerCommand: config.jobs.localTrainerCommand ?? (options.demoModel ? demoTrainerCommand() : undefined), workDir: path.join(config.dataDir, 'jobs') },
         loader: {
           objectStore,
           huggingFace: { endpoint: config.huggingFace.endpoint, ...(config.huggingFace.token ? { token: config.huggingFace.token } : {}) },

@@ -74,6 +74,16 @@ export interface MarinerConfig {
     /** How long a request waits for a runtime of its model to become ready (then 503 with Retry-After). */
     requestWaitSeconds: number;
   };
+  jobs: {
+    /** How often jobs waiting for an agent are dispatched again (they also go at once on changes). */
+    dispatchIntervalMs: number;
+    /**
+     * The local executor's trainer, as argv (MARINER_LOCAL_TRAINER_COMMAND: a JSON array of strings, or
+     * words separated by spaces). Unset: fine-tuning jobs on the local executor are refused with a clear
+     * reason. `mariner up --demo-model` sets the demo trainer (bin/demoTrainer.ts).
+     */
+    localTrainerCommand: string[] | undefined;
+  };
   sessions: {
     /** HTTP/2 PING interval on each agent tunnel. */
     heartbeatIntervalMs: number;
@@ -128,6 +138,23 @@ function boolSetting(env: Env, name: string, fallback: boolean): boolean {
 function stringSetting(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+}
+
+/** A command line: a JSON array of strings, or words separated by spaces. */
+function commandSetting(env: Env, name: string): string[] | undefined {
+  const raw = stringSetting(env, name);
+  if (raw === undefined) return undefined;
+  if (!raw.trimStart().startsWith('[')) return raw.trim().split(/\s+/);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} starts with [ but is not a JSON array of strings`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((part) => typeof part === 'string')) {
+    throw new ConfigError(`${name} must be a non-empty JSON array of strings`);
+  }
+  return parsed as string[];
 }
 
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
@@ -195,6 +222,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     inference: {
       runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
       requestWaitSeconds: intSetting(env, 'MARINER_INFERENCE_WAIT_SECONDS', 120, 0, 3600),
+    },
+    jobs: {
+      dispatchIntervalMs: intSetting(env, 'MARINER_JOB_DISPATCH_INTERVAL_MS', 5_000, 100, 600_000),
+      localTrainerCommand: commandSetting(env, 'MARINER_LOCAL_TRAINER_COMMAND'),
     },
     sessions: {
       heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),

@@ -26,6 +26,8 @@ export const IdPrefix = {
   apiKey: 'key_',
   file: 'file-',
   fineTuningJob: 'ftjob-',
+  fineTuningEvent: 'ftevent-',
+  fineTuningCheckpoint: 'ftckpt-',
   cluster: 'cluster-',
 } as const;
 export type IdKind = keyof typeof IdPrefix;

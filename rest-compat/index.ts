@@ -5,6 +5,7 @@ import type { ObjectStore } from '../lib/objectStore/index.js';
 import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
 import { fileRoutes } from './files.js';
+import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { modelRoutes } from './models.js';
 import { createGatewayClient } from './gatewayClient.js';
@@ -29,7 +30,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);

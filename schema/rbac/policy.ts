@@ -125,7 +125,7 @@ const clustersRead = hasScope('api.clusters', 'read');
 const clustersWrite = hasScope('api.clusters', 'write');
 const clustersReadOrWorker = anyOf(clustersRead, isWorker);
 const clusters: PolicyMap = {
-  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem },
+  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem, schedulingClusters: isGatewaySystem },
   Mutation: {
     registerCluster: clustersWrite,
     unregisterCluster: clustersWrite,
@@ -145,6 +145,7 @@ const clusters: PolicyMap = {
   ProvisionableResource: { '*': clustersReadOrWorker },
   ClusterConfig: { '*': clustersReadOrWorker },
   WorkerCluster: { '*': anyOf(isWorker, isGatewaySystem) },
+  SchedulingCluster: { '*': isGatewaySystem },
 };
 
 const sessions: PolicyMap = {
@@ -164,6 +165,32 @@ const inference: PolicyMap = {
   InferenceStatus: { '*': modelsRead },
 };
 
+// LLMariner §9: fine-tuning jobs are `api.fine_tuning.jobs`; the dispatcher's worker API takes registration keys.
+const jobsRead = hasScope('api.fine_tuning.jobs', 'read');
+const jobsWrite = hasScope('api.fine_tuning.jobs', 'write');
+const jobs: PolicyMap = {
+  Query: { fineTuningJobs: jobsRead, fineTuningJob: jobsRead, workerJobs: isWorker },
+  Mutation: { createFineTuningJob: jobsWrite, cancelFineTuningJob: jobsWrite, reportJobStatus: isWorker, appendJobLogs: isWorker },
+  Subscription: { jobLogs: jobsRead, jobUpdated: jobsRead, jobsUpdated: jobsRead },
+  Model: { id: modelsRead },
+  Cluster: { id: clustersRead },
+  FineTuningJob: { '*': jobsRead },
+  FineTuningJobPage: { '*': jobsRead },
+  FineTuningMethod: { '*': jobsRead },
+  Hyperparameters: { '*': jobsRead },
+  FineTuningIntegration: { '*': jobsRead },
+  WandbIntegration: { '*': jobsRead },
+  FineTuningJobError: { '*': jobsRead },
+  JobLogLine: { '*': jobsRead },
+  JobLogPage: { '*': jobsRead },
+  JobLogChunk: { '*': jobsRead },
+  FineTuningJobEvent: { '*': jobsRead },
+  FineTuningJobEventPage: { '*': jobsRead },
+  FineTuningJobCheckpoint: { '*': jobsRead },
+  FineTuningJobCheckpointPage: { '*': jobsRead },
+  WorkerJob: { '*': isWorker },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -180,7 +207,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

@@ -30,6 +30,14 @@ export const resolvers: Resolvers<ClustersContext> = {
       return cluster;
     },
     workerByRegistrationKey: async (_p, { key }, ctx) => (await ctx.store.clusterByKey(key)) ?? null,
+    schedulingClusters: async (_p, { tenantId }, ctx) =>
+      (await ctx.store.all(tenantId)).map((c) => ({
+        id: c.id,
+        name: c.name,
+        gpuCapacity: c.status?.gpuCapacity ?? 0,
+        gpuAllocated: c.status?.gpuAllocated ?? 0,
+        stale: !c.status_updated_at || Date.now() - c.status_updated_at.getTime() > ctx.statusStaleSeconds * 1000,
+      })),
   },
   Mutation: {
     registerCluster: async (_p, { input }, ctx) => {

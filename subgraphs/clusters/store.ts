@@ -59,6 +59,11 @@ export class ClusterStore {
     return paginate<ClusterRow>(() => this.clusters(tenantId), 'clusters', page);
   }
 
+  /** Every cluster of the tenant (schedulers weigh them all; a tenant has few). */
+  async all(tenantId: string): Promise<ClusterRow[]> {
+    return this.clusters(tenantId).orderBy('clusters.id');
+  }
+
   async cluster(tenantId: string, id: string): Promise<ClusterRow | undefined> {
     return this.clusters(tenantId).where('clusters.id', id).first();
   }

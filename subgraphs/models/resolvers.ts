@@ -82,6 +82,13 @@ function checkSource(ctx: ModelsContext, repository: string, source: string): Mo
   }
 }
 
+/** An object at `key`, or a folder of objects under it (a fine-tuning job's output: adapter config and weights). */
+async function storedAt(ctx: ModelsContext, key: string): Promise<boolean> {
+  if (await ctx.objectStore.head(key)) return true;
+  for await (const _object of ctx.objectStore.list(key.endsWith('/') ? key : `${key}/`)) return true;
+  return false;
+}
+
 export const resolvers: Resolvers<ModelsContext> = {
   Query: {
     workerActiveModels: async (_p, _a, ctx) => {
@@ -136,7 +143,7 @@ export const resolvers: Resolvers<ModelsContext> = {
       const key = ctx.objectStore.keyFromUri(input.source.trim());
       if (!key) throw badInput(`input.source: "${input.source.slice(0, 200)}" is not an object in this platform's store`, 'input.source');
       if (!keyBelongsTo(key, scope)) throw forbidden('input.source: that object belongs to another project');
-      if (!(await ctx.objectStore.head(key))) throw badInput(`input.source: nothing is stored at ${input.source.slice(0, 200)}`, 'input.source');
+      if (!(await storedAt(ctx, key))) throw badInput(`input.source: nothing is stored at ${input.source.slice(0, 200)}`, 'input.source');
       // LLMariner models.go createFineTunedModel: ft:<base>:<suffix>.
       const id = `ft:${base.id}:${suffix}`;
       const created = await ctx.store.insert({

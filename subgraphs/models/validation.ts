@@ -13,10 +13,11 @@ export function normaliseModelId(id: string, field = 'id'): string {
   return trimmed.replaceAll('/', '-');
 }
 
-const SUFFIX = /^[a-z0-9][a-z0-9-]{0,17}$/;
+/** 18 characters as LLMariner, plus 7 for the `-<6 of the job id>` a fine-tuning job adds to its user's suffix. */
+const SUFFIX = /^[a-z0-9][a-z0-9-]{0,24}$/;
 
 export function validSuffix(value: string, field = 'input.suffix'): string {
-  if (!SUFFIX.test(value)) throw badInput(`${field} must be 1–18 lowercase letters, digits or dashes`, field);
+  if (!SUFFIX.test(value)) throw badInput(`${field} must be 1–25 lowercase letters, digits or dashes`, field);
   return value;
 }
 

@@ -171,6 +171,11 @@ export class TunnelRegistry {
     return [...this.byCluster.entries()].filter(([, set]) => [...set].some((t) => t.worker.tenantId === tenantId)).map(([id]) => id);
   }
 
+  /** Every cluster with at least one live tunnel (to this replica), of any tenant. */
+  allConnectedClusters(): string[] {
+    return [...this.byCluster.entries()].filter(([, set]) => set.size > 0).map(([id]) => id);
+  }
+
   /** The worker (cluster and tenant) behind a cluster's tunnels, when any is connected. */
   workerOf(clusterId: string): Worker | undefined {
     const first = this.byCluster.get(clusterId)?.values().next().value as Tunnel | undefined;

@@ -146,6 +146,7 @@ function createBenchExecutor(): Executor {
   return {
     kind: 'local',
     runtimes: null,
+    jobs: null,
     kubeApi: {
       handle(_req: Http2ServerRequest, res: Http2ServerResponse, kubePath: string) {
         const bytes = bulkBytesOf(kubePath);

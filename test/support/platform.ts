@@ -30,6 +30,8 @@ export interface TestPlatform {
   graphqlUrl: string;
   /** The bootstrap admin key (owner of the default organization and project). */
   adminKey: string;
+  /** The platform's data dir (the default cluster's registration key is kept there). */
+  dataDir: string;
   /** A GraphQL call over HTTP through the gateway. */
   gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResult<T>>;
   /** Like gql, but fails the test on any error and returns data. */
@@ -112,6 +114,7 @@ export async function startTestPlatform(
     url: platform.url,
     graphqlUrl,
     adminKey,
+    dataDir,
     gql,
     async gqlOk<T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) {
       const result = await gql<T>(query, variables, callOptions);

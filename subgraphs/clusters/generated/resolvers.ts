@@ -202,6 +202,8 @@ export type Query = {
   cluster?: Maybe<Cluster>;
   /** The tenant's clusters (needs `api.clusters.read`). */
   clusters: ClusterPage;
+  /** For schedulers (system calls of the jobs subgraph): the tenant's clusters and their GPU availability. */
+  schedulingClusters: Array<SchedulingCluster>;
   /** For the gateway: the cluster behind a registration key (LLMariner AuthorizeWorker). */
   workerByRegistrationKey?: Maybe<WorkerCluster>;
   /** For agents: the cluster of the calling registration key, and the configuration to apply. */
@@ -220,6 +222,11 @@ export type QueryClustersArgs = {
 };
 
 
+export type QuerySchedulingClustersArgs = {
+  tenantId: Scalars['ID']['input'];
+};
+
+
 export type QueryWorkerByRegistrationKeyArgs = {
   key: Scalars['String']['input'];
 };
@@ -234,6 +241,18 @@ export type RegisteredCluster = {
   cluster: Cluster;
   /** The agent's credential (`clusterkey-...`). Shown only here: it is stored as a hash. */
   registrationKey: Scalars['String']['output'];
+};
+
+/** A cluster as the job scheduler sees it (LLMariner scheduler: GPU availability, staleness). */
+export type SchedulingCluster = {
+  __typename?: 'SchedulingCluster';
+  gpuAllocated: Scalars['Int']['output'];
+  /** Allocatable GPUs on ready nodes; 0 when no status was reported. */
+  gpuCapacity: Scalars['Int']['output'];
+  id: Scalars['ID']['output'];
+  name: Scalars['String']['output'];
+  /** No status report, or one older than the stale limit. */
+  stale: Scalars['Boolean']['output'];
 };
 
 /** The cluster a registration key belongs to (LLMariner AuthorizeWorker). */
@@ -366,6 +385,7 @@ export type ResolversTypes = ResolversObject<{
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterClusterInput: RegisterClusterInput;
   RegisteredCluster: ResolverTypeWrapper<Omit<RegisteredCluster, 'cluster'> & { cluster: ResolversTypes['Cluster'] }>;
+  SchedulingCluster: ResolverTypeWrapper<SchedulingCluster>;
   WorkerCluster: ResolverTypeWrapper<ClusterRow>;
 }>;
 
@@ -396,6 +416,7 @@ export type ResolversParentTypes = ResolversObject<{
   Query: Record<PropertyKey, never>;
   RegisterClusterInput: RegisterClusterInput;
   RegisteredCluster: Omit<RegisteredCluster, 'cluster'> & { cluster: ResolversParentTypes['Cluster'] };
+  SchedulingCluster: SchedulingCluster;
   WorkerCluster: ClusterRow;
 }>;
 
@@ -481,6 +502,7 @@ export type ProvisionableResourceResolvers<ContextType = ClustersContext, Parent
 export type QueryResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   cluster?: Resolver<Maybe<ResolversTypes['Cluster']>, ParentType, ContextType, RequireFields<QueryClusterArgs, 'id'>>;
   clusters?: Resolver<ResolversTypes['ClusterPage'], ParentType, ContextType, Partial<QueryClustersArgs>>;
+  schedulingClusters?: Resolver<Array<ResolversTypes['SchedulingCluster']>, ParentType, ContextType, RequireFields<QuerySchedulingClustersArgs, 'tenantId'>>;
   workerByRegistrationKey?: Resolver<Maybe<ResolversTypes['WorkerCluster']>, ParentType, ContextType, RequireFields<QueryWorkerByRegistrationKeyArgs, 'key'>>;
   workerCluster?: Resolver<ResolversTypes['WorkerCluster'], ParentType, ContextType>;
 }>;
@@ -488,6 +510,14 @@ export type QueryResolvers<ContextType = ClustersContext, ParentType extends Res
 export type RegisteredClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['RegisteredCluster'] = ResolversParentTypes['RegisteredCluster']> = ResolversObject<{
   cluster?: Resolver<ResolversTypes['Cluster'], ParentType, ContextType>;
   registrationKey?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type SchedulingClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['SchedulingCluster'] = ResolversParentTypes['SchedulingCluster']> = ResolversObject<{
+  gpuAllocated?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  stale?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
 }>;
 
 export type WorkerClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['WorkerCluster'] = ResolversParentTypes['WorkerCluster']> = ResolversObject<{
@@ -511,6 +541,7 @@ export type Resolvers<ContextType = ClustersContext> = ResolversObject<{
   ProvisionableResource?: ProvisionableResourceResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RegisteredCluster?: RegisteredClusterResolvers<ContextType>;
+  SchedulingCluster?: SchedulingClusterResolvers<ContextType>;
   WorkerCluster?: WorkerClusterResolvers<ContextType>;
 }>;
 

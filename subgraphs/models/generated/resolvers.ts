@@ -225,7 +225,7 @@ export type RegisterFineTunedModelInput = {
   config?: InputMaybe<ModelConfigInput>;
   /** Where the adapter or weights are (object path). */
   source: Scalars['String']['input'];
-  /** At most 18 characters: lowercase letters, digits and dashes. */
+  /** At most 25 characters: lowercase letters, digits and dashes (fine-tuning jobs add `-<6 characters of the job id>` to their 18). */
   suffix: Scalars['String']['input'];
 };
 

@@ -1,0 +1,130 @@
+import { ErrorCode, MarinerError } from '../lib/errors.js';
+import { graphqlRequest } from '../lib/graphqlClient.js';
+import type { Logger } from '../lib/logging.js';
+
+export type JobPhase = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'LOST';
+
+export interface PhaseReport {
+  phase: JobPhase;
+  message?: string | null;
+  outputPath?: string | null;
+  trainedTokens?: number | null;
+}
+
+const APPEND = `mutation AgentJobLogs($jobId: ID!, $lines: [JobLogLineInput!]!) { appendJobLogs(jobId: $jobId, lines: $lines) }`;
+const REPORT = `mutation AgentJobStatus($input: JobStatusReportInput!) { reportJobStatus(input: $input) { id status } }`;
+
+const BATCH_LINES = 500;
+const FLUSH_DELAY_MS = 100;
+
+interface JobQueue {
+  nextOffset: number;
+  lines: { offset: number; text: string; time: string }[];
+  phases: PhaseReport[];
+  draining: Promise<void> | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Delivers a job's output and phase changes to the control plane, in order and at least once: lines
+ * carry offsets (the control plane ignores those it has), a phase goes only after every line before
+ * it (a follower that sees the job finished has seen all of its output), and a failed call is
+ * retried with backoff until the control plane answers — a control plane restart loses nothing.
+ */
+export class JobReporter {
+  private readonly queues = new Map<string, JobQueue>();
+  private closed = false;
+
+  constructor(
+    private readonly graphqlUrl: string,
+    private readonly registrationKey: string,
+    private readonly logger: Logger,
+    private readonly retry = { initialMs: 250, maxMs: 10_000 },
+  ) {}
+
+  private queue(jobId: string): JobQueue {
+    let queue = this.queues.get(jobId);
+    if (!queue) {
+      queue = { nextOffset: 0, lines: [], phases: [], draining: undefined, timer: undefined };
+      this.queues.set(jobId, queue);
+    }
+    return queue;
+  }
+
+  /** Starts a job's output over (a new attempt replaces the old attempt's lines from `offset`). */
+  resetOffset(jobId: string, offset: number): void {
+    this.queue(jobId).nextOffset = offset;
+  }
+
+  /** Queues a line of output; lines are sent in batches shortly after. */
+  line(jobId: string, text: string): void {
+    const queue = this.queue(jobId);
+    queue.lines.push({ offset: queue.nextOffset++, text, time: new Date().toISOString() });
+    if (queue.lines.length >= BATCH_LINES) this.drain(jobId);
+    else queue.timer ??= setTimeout(() => this.drain(jobId), FLUSH_DELAY_MS);
+  }
+
+  /** Queues a phase change, sent after the lines before it. Resolves when the control plane has it. */
+  phase(jobId: string, report: PhaseReport): Promise<void> {
+    this.queue(jobId).phases.push(report);
+    return this.drain(jobId);
+  }
+
+  private drain(jobId: string): Promise<void> {
+    const queue = this.queue(jobId);
+    if (queue.timer) clearTimeout(queue.timer);
+    queue.timer = undefined;
+    queue.draining ??= this.send(jobId, queue).finally(() => {
+      queue.draining = undefined;
+      if (queue.lines.length > 0 || queue.phases.length > 0) void this.drain(jobId);
+    });
+    return queue.draining;
+  }
+
+  private async send(jobId: string, queue: JobQueue): Promise<void> {
+    const headers = { authorization: `Bearer ${this.registrationKey}` };
+    let delay = this.retry.initialMs;
+    while (!this.closed && (queue.lines.length > 0 || queue.phases.length > 0)) {
+      try {
+        if (queue.lines.length > 0) {
+          const batch = queue.lines.slice(0, BATCH_LINES);
+          await graphqlRequest(this.graphqlUrl, APPEND, { jobId, lines: batch }, headers, AbortSignal.timeout(15_000));
+          queue.lines.splice(0, batch.length);
+        } else {
+          const report = queue.phases[0]!;
+          await graphqlRequest(this.graphqlUrl, REPORT, { input: { jobId, ...report } }, headers, AbortSignal.timeout(30_000));
+          queue.phases.shift();
+        }
+        delay = this.retry.initialMs;
+      } catch (error) {
+        if (error instanceof MarinerError && (error.code === ErrorCode.NOT_FOUND || error.code === ErrorCode.BAD_USER_INPUT)) {
+          // The control plane no longer has this job on our cluster (deleted, moved), or refuses
+          // the report: retrying cannot help.
+          this.logger.warn({ jobId, err: error.message }, 'the control plane refused a job report; dropping it');
+          if (queue.lines.length > 0) queue.lines.length = 0;
+          else queue.phases.shift();
+          continue;
+        }
+        this.logger.debug({ jobId, err: (error as Error).message, retryInMs: delay }, 'job report failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
+        delay = Math.min(delay * 2, this.retry.maxMs);
+      }
+    }
+  }
+
+  /** Forgets a finished job once its reports went out. */
+  async forget(jobId: string): Promise<void> {
+    const queue = this.queues.get(jobId);
+    if (!queue) return;
+    await this.drain(jobId);
+    if (queue.lines.length === 0 && queue.phases.length === 0) this.queues.delete(jobId);
+  }
+
+  /** Sends what is queued (waiting at most `graceMs`), then stops retrying. */
+  async close(graceMs = 5_000): Promise<void> {
+    const pending = [...this.queues.keys()].map((jobId) => this.drain(jobId));
+    await Promise.race([Promise.all(pending), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+    this.closed = true;
+    for (const queue of this.queues.values()) if (queue.timer) clearTimeout(queue.timer);
+  }
+}

@@ -1,0 +1,33 @@
+import type { PubSub } from '../../lib/pubsub.js';
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { JobDispatcher, JobTransport } from './dispatcher.js';
+import type { JobEvents } from './events.js';
+import type { JobPeers } from './peers.js';
+import type { CheckpointRow, JobRow, JobStore, LogRow } from './store.js';
+
+export interface JobsContext extends SubgraphContext {
+  store: JobStore;
+  peers: JobPeers;
+  events: JobEvents;
+  dispatcher: JobDispatcher;
+  transport: JobTransport;
+  pubsub: PubSub;
+}
+
+/** A reference to an entity another subgraph owns (Model, Cluster). */
+export interface EntityRef {
+  id: string;
+}
+
+/** One event of `jobLogs`. */
+export interface LogChunkModel {
+  jobId: string;
+  job: JobRow;
+  lines: LogRow[];
+  nextOffset: number;
+}
+
+/** A checkpoint with the name of the model it would be (its job's fine-tuned model). */
+export interface CheckpointModel extends CheckpointRow {
+  modelName: string;
+}

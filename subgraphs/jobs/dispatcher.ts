@@ -1,0 +1,165 @@
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { Logger } from '../../lib/logging.js';
+import { WORKER_PREFIX } from '../../lib/tunnel.js';
+import type { JobEvents } from './events.js';
+import type { JobRow, JobStore } from './store.js';
+
+/** How the control plane reaches agents: the sessions tunnel registry. */
+export interface JobTransport {
+  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
+  /** Clusters with a live tunnel to this replica. */
+  allConnectedClusters(): string[];
+  /** Called when a cluster's tunnels change (an agent connected): dispatch to it at once. */
+  onChange(listener: (clusterId: string) => void): () => void;
+}
+
+/** The agent's answer to a dispatch. */
+interface AgentAnswer {
+  status: number;
+  body: { error?: { message?: string } } & Record<string, unknown>;
+}
+
+/** The agent's job API over the tunnel (agent/jobs.ts). */
+export function agentJobPath(jobId?: string, action?: 'cancel'): string {
+  return `${WORKER_PREFIX}/jobs${jobId ? `/${encodeURIComponent(jobId)}` : ''}${action ? `/${action}` : ''}`;
+}
+
+/** One JSON request to a cluster's agent; fails on tunnel errors or after `timeoutMs`. */
+export function callAgent(transport: JobTransport, clusterId: string, path: string, body: unknown, timeoutMs = 15_000): Promise<AgentAnswer> {
+  return new Promise((resolve, reject) => {
+    let stream: ClientHttp2Stream;
+    const payload = Buffer.from(JSON.stringify(body));
+    try {
+      stream = transport.request(clusterId, { ':method': 'POST', ':path': path, 'content-type': 'application/json', 'content-length': payload.length });
+    } catch (error) {
+      return reject(error);
+    }
+    const timer = setTimeout(() => {
+      stream.close();
+      reject(new Error(`the agent of cluster ${clusterId} did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    let status = 0;
+    const chunks: Buffer[] = [];
+    stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    stream.on('end', () => {
+      clearTimeout(timer);
+      let parsed: AgentAnswer['body'] = {};
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AgentAnswer['body'];
+      } catch {
+        /* an empty or non-JSON answer: the status says enough */
+      }
+      resolve({ status, body: parsed });
+    });
+    stream.end(payload);
+  });
+}
+
+/**
+ * The job dispatcher (LLMariner dispatcher, turned around: the control plane pushes through the
+ * tunnel instead of agents polling). Jobs waiting for an agent — to be started (`creating`) or
+ * stopped (`cancelling`) — are claimed with a lease, sent to their cluster's agent, and marked
+ * done when it accepts. Nothing is lost on a crash: the state is in the table, a claim that was
+ * not completed expires, and the agent treats a job it already has as accepted.
+ */
+export class JobDispatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopListening: (() => void) | undefined;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly transport: JobTransport,
+    private readonly events: JobEvents,
+    private readonly logger: Logger,
+    private readonly intervalMs: number,
+    private readonly leaseSeconds = 60,
+    /** After a failed dispatch (agent unreachable or busy), wait this long before the next try. */
+    private readonly retrySeconds = 5,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.nudge(), this.intervalMs);
+    this.timer.unref();
+    this.stopListening = this.transport.onChange(() => this.nudge());
+    this.nudge();
+  }
+
+  /** Runs a pass now (or right after the one in progress). */
+  nudge(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((error: Error) => this.logger.warn({ err: error.message }, 'job dispatch failed; retrying on the next tick'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.nudge();
+        }
+      });
+  }
+
+  private async pass(): Promise<void> {
+    for (;;) {
+      const claimed = await this.store.claimForDispatch(this.transport.allConnectedClusters(), this.leaseSeconds);
+      if (claimed.length === 0) return;
+      await Promise.all(claimed.map((job) => this.dispatch(job)));
+    }
+  }
+
+  private async dispatch(job: JobRow): Promise<void> {
+    const action = job.pending_action;
+    const clusterId = job.cluster_id;
+    if (!action || !clusterId) return this.store.retryDispatchLater(job.id, this.retrySeconds);
+    try {
+      const answer =
+        action === 'creating'
+          ? await callAgent(this.transport, clusterId, agentJobPath(), {
+              id: job.id,
+              // A requeued job's output goes on after what earlier attempts wrote.
+              spec: { ...job.spec, attempt: job.attempts + 1, logOffset: await this.store.nextLogOffset(job.id) },
+            })
+          : await callAgent(this.transport, clusterId, agentJobPath(job.id, 'cancel'), {});
+      if (answer.status >= 200 && answer.status < 300) {
+        const updated = await this.store.dispatched(job.id, action);
+        if (updated && action === 'creating') {
+          await this.events.record(updated, { level: 'info', type: 'message', message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}` });
+        }
+        return;
+      }
+      if (action === 'cancelling' && answer.status === 404) {
+        // The agent has no such job (it finished or was never started there): nothing left to stop.
+        const cancelled = await this.store.finish(clusterId, job.id, { status: 'cancelled' });
+        if (cancelled) await this.events.record(cancelled, { level: 'info', type: 'message', message: 'Job cancelled' });
+        return;
+      }
+      const reason = answer.body.error?.message ?? `the agent answered ${answer.status}`;
+      if (answer.status >= 400 && answer.status < 500 && action === 'creating') {
+        // The cluster cannot run this job at all (e.g. no trainer configured): a permanent failure.
+        const failed = await this.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'dispatch_refused', message: reason, param: null } });
+        if (failed) await this.events.record(failed, { level: 'error', type: 'message', message: `Cluster ${clusterId} refused the job: ${reason}` });
+        return;
+      }
+      this.logger.warn({ jobId: job.id, clusterId, reason }, 'agent did not take the job; retrying later');
+      await this.store.retryDispatchLater(job.id, this.retrySeconds);
+    } catch (error) {
+      this.logger.warn({ jobId: job.id, clusterId, err: (error as Error).message }, 'could not reach the agent; retrying later');
+      await this.store.retryDispatchLater(job.id, this.retrySeconds);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.stopListening?.();
+    await this.running;
+  }
+}

@@ -1,0 +1,55 @@
+import type { Database } from '../../lib/db.js';
+import { migrate } from '../../lib/db.js';
+import type { InternalTokens } from '../../lib/identity.js';
+import type { Logger } from '../../lib/logging.js';
+import type { PubSub } from '../../lib/pubsub.js';
+import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
+import { policyFor } from '../../schema/rbac/policy.js';
+import { subgraphTypeDefs } from '../../schema/subgraphs.js';
+import type { JobsContext } from './context.js';
+import { JobDispatcher, type JobTransport } from './dispatcher.js';
+import { JobEvents } from './events.js';
+import { migrations } from './migrations/index.js';
+import { createJobPeers, type PeerUrls } from './peers.js';
+import { resolvers } from './resolvers.js';
+import { JobStore, SCHEMA } from './store.js';
+
+export type { JobTransport } from './dispatcher.js';
+export { parseTrainerLine } from './events.js';
+
+export interface JobsOptions {
+  /** Where the subgraphs the jobs subgraph asks run (files, models, users, clusters). */
+  peers: PeerUrls;
+  tokens: InternalTokens;
+  /** How jobs reach agents: the sessions tunnel registry. */
+  transport: JobTransport;
+  pubsub: PubSub;
+  /** How often waiting jobs are dispatched (also at once on changes). */
+  dispatchIntervalMs: number;
+  logger: Logger;
+}
+
+/** Runs the jobs subgraph's migrations, starts its dispatcher and returns its definition, ready to serve. */
+export async function createJobsSubgraph(
+  db: Database,
+  options: JobsOptions,
+): Promise<{ definition: SubgraphDefinition<JobsContext>; store: JobStore; dispatcher: JobDispatcher; stop(): Promise<void> }> {
+  await migrate(db.knex, SCHEMA, migrations);
+  const store = new JobStore(db.knex);
+  const events = new JobEvents(store, options.pubsub);
+  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.dispatchIntervalMs);
+  dispatcher.start();
+  const peers = createJobPeers(options.peers, options.tokens);
+  return {
+    store,
+    dispatcher,
+    stop: () => dispatcher.stop(),
+    definition: {
+      name: 'jobs',
+      typeDefs: subgraphTypeDefs('jobs'),
+      resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
+      policy: policyFor('jobs'),
+      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub }),
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { graphqlRequest } from '../../lib/graphqlClient.js';
+import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../../lib/identity.js';
+
+/** A file as job validation needs it. */
+export interface PeerFile {
+  id: string;
+  filename: string;
+  purpose: string;
+  status: string;
+  objectKey: string;
+}
+
+export interface PeerModel {
+  id: string;
+  isBaseModel: boolean;
+  loadingStatus: string;
+  formats: string[];
+  source: string;
+}
+
+export interface PeerAssignment {
+  clusterId: string | null;
+  namespace: string;
+  kueueQueueName: string | null;
+}
+
+export interface SchedulingCluster {
+  id: string;
+  name: string;
+  gpuCapacity: number;
+  gpuAllocated: number;
+  stale: boolean;
+}
+
+/** Who a call is made for: a caller (their identity and request id), or the system. */
+export interface OnBehalfOf {
+  requestId: string;
+  identity: Identity | null;
+}
+
+/**
+ * The other subgraphs the jobs subgraph asks (DESIGN §3: subgraphs own their data): files, models
+ * and projects are read as the caller, so a job can only use what its creator could; cluster
+ * capacity is read as the system (schedulers see every cluster of the tenant).
+ */
+export interface JobPeers {
+  file(caller: OnBehalfOf, id: string): Promise<PeerFile | null>;
+  model(caller: OnBehalfOf, id: string): Promise<PeerModel | null>;
+  assignments(caller: OnBehalfOf, projectId: string): Promise<PeerAssignment[]>;
+  schedulingClusters(requestId: string, tenantId: string): Promise<SchedulingCluster[]>;
+  /** Registers the job's output as a fine-tuned model; returns its id. */
+  registerFineTunedModel(caller: OnBehalfOf, input: { baseModelId: string; suffix: string; source: string }): Promise<string>;
+}
+
+export interface PeerUrls {
+  files: string;
+  models: string;
+  users: string;
+  clusters: string;
+}
+
+/** A peer that does not answer within this is down: fail the call, never hang the mutation. */
+const TIMEOUT_MS = 10_000;
+
+const FILE = `query JobFile($id: ID!) { file(id: $id) { id filename purpose status objectKey } }`;
+const MODEL = `query JobModel($id: ID!) { model(id: $id, includeLoading: true) { id isBaseModel loadingStatus formats source } }`;
+const PROJECT = `query JobProject($id: ID!) { project(id: $id) { assignments { clusterId namespace kueueQueueName } } }`;
+const CLUSTERS = `query JobClusters($tenantId: ID!) { schedulingClusters(tenantId: $tenantId) { id name gpuCapacity gpuAllocated stale } }`;
+const REGISTER = `mutation JobModelRegistration($input: RegisterFineTunedModelInput!) { registerFineTunedModel(input: $input) { id } }`;
+
+export function createJobPeers(urls: PeerUrls, tokens: InternalTokens): JobPeers {
+  const call = async <T>(audience: keyof PeerUrls, caller: OnBehalfOf, query: string, variables: Record<string, unknown>, system = false) =>
+    graphqlRequest<T>(
+      urls[audience],
+      query,
+      variables,
+      { [INTERNAL_TOKEN_HEADER]: await tokens.mint(audience, caller.requestId, system ? null : caller.identity, system) },
+      AbortSignal.timeout(TIMEOUT_MS),
+    );
+  return {
+    file: async (caller, id) => (await call<{ file: PeerFile | null }>('files', caller, FILE, { id })).file,
+    model: async (caller, id) => (await call<{ model: PeerModel | null }>('models', caller, MODEL, { id })).model,
+    assignments: async (caller, projectId) =>
+      (await call<{ project: { assignments: PeerAssignment[] } | null }>('users', caller, PROJECT, { id: projectId })).project?.assignments ?? [],
+    schedulingClusters: async (requestId, tenantId) =>
+      (await call<{ schedulingClusters: SchedulingCluster[] }>('clusters', { requestId, identity: null }, CLUSTERS, { tenantId }, true)).schedulingClusters,
+    registerFineTunedModel: async (caller, input) =>
+      (await call<{ registerFineTunedModel: { id: string } }>('models', caller, REGISTER, { input })).registerFineTunedModel.id,
+  };
+}

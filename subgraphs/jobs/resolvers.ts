@@ -1,0 +1,346 @@
+import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
+import { projectScopeOf, type Worker } from '../../lib/identity.js';
+import { isId, newId } from '../../lib/ids.js';
+import { latestOnChange } from '../../lib/latestOnChange.js';
+import type { JobsContext, LogChunkModel } from './context.js';
+import { JOB_LOGS, JOB_UPDATES } from './events.js';
+import type { Resolvers } from './generated/resolvers.js';
+import type { OnBehalfOf, PeerFile } from './peers.js';
+import { schedule } from './scheduler.js';
+import { FINISHED, type FineTuningSpec, type JobRow } from './store.js';
+import { validJobInput } from './validation.js';
+
+const MAX_LINES_PER_APPEND = 1000;
+const MAX_LINE_CHARS = 16 * 1024;
+const LOG_PAGE = 500;
+
+const callerOf = (ctx: JobsContext): OnBehalfOf => ({ requestId: ctx.requestId, identity: ctx.identity });
+
+function workerOf(ctx: JobsContext): Worker {
+  if (!ctx.worker) throw unauthenticated('A cluster registration key is required');
+  return ctx.worker;
+}
+
+const isFinished = (job: JobRow) => FINISHED.includes(job.status);
+
+/** A file of the project fit for fine-tuning (OpenAI: purpose fine-tune). */
+async function trainingFile(ctx: JobsContext, id: string, field: string): Promise<PeerFile> {
+  const file = await ctx.peers.file(callerOf(ctx), id);
+  if (!file) throw badInput(`${field}: file ${id} does not exist in this project`, field);
+  if (file.purpose !== 'fine-tune') throw badInput(`${field}: file ${id} has purpose ${file.purpose}; fine-tuning needs purpose fine-tune`, field);
+  if (file.status === 'ERROR') throw badInput(`${field}: file ${id} failed processing`, field);
+  return file;
+}
+
+/** The job of the project, for user-facing calls. */
+async function projectJob(ctx: JobsContext, id: string): Promise<JobRow> {
+  const job = isId('fineTuningJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
+  if (!job) throw notFound('fine-tuning job', id);
+  return job;
+}
+
+/** A job of the calling agent's cluster (an agent cannot touch another cluster's jobs). */
+async function clusterJob(ctx: JobsContext, id: string): Promise<JobRow> {
+  const worker = workerOf(ctx);
+  const job = await ctx.store.byId(id);
+  if (!job || job.cluster_id !== worker.clusterId || job.tenant_id !== worker.tenantId) throw notFound('job', id);
+  return job;
+}
+
+const workerJob = (job: JobRow) => job;
+
+/**
+ * The fine-tuned model's suffix: the user's, plus 6 characters of the job id, so two jobs with the
+ * same suffix do not collide (`ft:<base>:<suffix>-<6>`).
+ */
+const registrationSuffix = (job: JobRow) => `${job.suffix}-${job.id.slice('ftjob-'.length, 'ftjob-'.length + 6).toLowerCase()}`;
+
+/** The outcome of a job whose trainer succeeded: its output registered as a fine-tuned model (LLMariner post-processor). */
+async function publishModel(ctx: JobsContext, job: JobRow, outputPath: string): Promise<{ model: string } | { error: string }> {
+  const suffix = registrationSuffix(job);
+  try {
+    // On behalf of the job's creator: the model lands in their project, under their rights.
+    const model = await ctx.peers.registerFineTunedModel({ requestId: ctx.requestId, identity: job.creator }, { baseModelId: job.model, suffix, source: outputPath });
+    return { model };
+  } catch (error) {
+    // An earlier report registered it already, and its answer was lost: the model is there.
+    if (error instanceof MarinerError && error.code === ErrorCode.CONFLICT) return { model: `ft:${job.model}:${suffix}` };
+    return { error: (error as Error).message };
+  }
+}
+
+async function* followLogs(ctx: JobsContext, jobId: string, fromOffset: number): AsyncGenerator<LogChunkModel> {
+  let offset = fromOffset;
+  let pending = true;
+  let wake: (() => void) | undefined;
+  const listener = (payload: string) => {
+    if (payload === jobId || payload.endsWith(` ${jobId}`)) {
+      pending = true;
+      wake?.();
+    }
+  };
+  // Listen before the first read: a line stored in between wakes the loop instead of being missed.
+  const stops = [await ctx.pubsub.subscribe(JOB_LOGS, listener), await ctx.pubsub.subscribe(JOB_UPDATES, listener)];
+  try {
+    for (;;) {
+      if (!pending) await new Promise<void>((resolve) => (wake = resolve));
+      pending = false;
+      wake = undefined;
+      // The state first, then the lines: agents store every line before they report the end, so
+      // once a finished job's lines are read, there are no more.
+      const job = await ctx.store.byId(jobId);
+      if (!job) return;
+      for (;;) {
+        const lines = await ctx.store.logs(jobId, offset, LOG_PAGE);
+        if (lines.length === 0) break;
+        offset = lines[lines.length - 1]!.offset + 1;
+        yield { jobId, job, lines, nextOffset: offset };
+      }
+      if (isFinished(job)) return;
+    }
+  } finally {
+    await Promise.all(stops.map((stop) => stop()));
+  }
+}
+
+async function* jobChanges(ctx: JobsContext, jobId: string): AsyncGenerator<JobRow> {
+  const changes = latestOnChange(
+    (changed) => ctx.pubsub.subscribe(JOB_UPDATES, (payload) => payload.endsWith(` ${jobId}`) && changed()),
+    () => ctx.store.byId(jobId),
+  );
+  for await (const job of changes) {
+    if (!job) return;
+    yield job;
+    if (isFinished(job)) return;
+  }
+}
+
+async function* projectChanges(ctx: JobsContext, projectId: string): AsyncGenerator<JobRow> {
+  const queue: string[] = [];
+  let wake: (() => void) | undefined;
+  const stop = await ctx.pubsub.subscribe(JOB_UPDATES, (payload) => {
+    const [project, jobId] = payload.split(' ');
+    if (project !== projectId || !jobId) return;
+    if (!queue.includes(jobId)) queue.push(jobId);
+    wake?.();
+  });
+  try {
+    for (;;) {
+      if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+      const jobId = queue.shift();
+      if (!jobId) continue;
+      const job = await ctx.store.byId(jobId);
+      if (job) yield job;
+    }
+  } finally {
+    await stop();
+  }
+}
+
+export const resolvers: Resolvers<JobsContext> = {
+  Query: {
+    fineTuningJobs: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), { after, limit }),
+    fineTuningJob: async (_p, { id }, ctx) => (isId('fineTuningJob', id) ? ((await ctx.store.job(projectScopeOf(ctx.identity), id)) ?? null) : null),
+    workerJobs: async (_p, _a, ctx) => (await ctx.store.unfinishedOnCluster(workerOf(ctx).clusterId)).map(workerJob),
+  },
+  Mutation: {
+    createFineTuningJob: async (_p, { input }, ctx) => {
+      const scope = projectScopeOf(ctx.identity);
+      const valid = validJobInput(input);
+      const model = await ctx.peers.model(callerOf(ctx), valid.model);
+      if (!model) throw badInput(`input.model: model ${valid.model} does not exist or is not visible to this project`, 'input.model');
+      if (!model.isBaseModel) throw badInput(`input.model: ${model.id} is a fine-tuned model; fine-tuning starts from a base model`, 'input.model');
+      if (model.loadingStatus !== 'SUCCEEDED') throw badInput(`input.model: ${model.id} is not loaded yet (loading status ${model.loadingStatus})`, 'input.model');
+      if (!model.formats.includes('HUGGING_FACE')) {
+        throw badInput(`input.model: ${model.id} is in ${model.formats.join(', ') || 'no known'} format; the trainer needs a model in Hugging Face format`, 'input.model');
+      }
+      const training = await trainingFile(ctx, valid.trainingFile, 'input.trainingFile');
+      const validation = valid.validationFile ? await trainingFile(ctx, valid.validationFile, 'input.validationFile') : null;
+      const placement = schedule(
+        await ctx.peers.assignments(callerOf(ctx), scope.projectId),
+        await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId),
+        new Set(ctx.transport.allConnectedClusters()),
+        valid.gpuCount,
+      );
+      const id = newId('fineTuningJob');
+      const spec: FineTuningSpec = {
+        kind: 'fine-tuning',
+        baseModel: { id: model.id, source: model.source, formats: model.formats },
+        trainingFile: { id: training.id, objectKey: training.objectKey, filename: training.filename },
+        validationFile: validation ? { id: validation.id, objectKey: validation.objectKey, filename: validation.filename } : null,
+        outputPrefix: `models/${scope.tenantId}/fine-tuned/${id}/`,
+        method: valid.method,
+        seed: valid.seed,
+        gpuCount: placement.gpuCount,
+        namespace: placement.namespace,
+        kueueQueueName: placement.kueueQueueName,
+      };
+      const job = await ctx.store.insert({
+        id,
+        tenant_id: scope.tenantId,
+        organization_id: scope.organizationId,
+        project_id: scope.projectId,
+        model: model.id,
+        training_file: training.id,
+        validation_file: validation?.id ?? null,
+        suffix: valid.suffix,
+        method: valid.method,
+        integrations: valid.integrations,
+        seed: valid.seed,
+        gpu_count: placement.gpuCount,
+        metadata: valid.metadata,
+        cluster_id: placement.clusterId,
+        kubernetes_namespace: placement.namespace,
+        kueue_queue_name: placement.kueueQueueName,
+        spec,
+        creator: ctx.identity!,
+      });
+      await ctx.events.record(job, { level: 'info', type: 'message', message: `Created fine-tuning job: ${id}` });
+      await ctx.events.changed(job);
+      ctx.dispatcher.nudge();
+      return job;
+    },
+    cancelFineTuningJob: async (_p, { id }, ctx) => {
+      const job = await projectJob(ctx, id);
+      if (isFinished(job)) throw failedPrecondition(`fine-tuning job ${id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`);
+      const updated = await ctx.store.cancel(projectScopeOf(ctx.identity), id);
+      if (!updated) throw failedPrecondition(`fine-tuning job ${id} finished meanwhile`);
+      if (updated.status === 'cancelled') await ctx.events.record(updated, { level: 'info', type: 'message', message: 'Job cancelled' });
+      await ctx.events.changed(updated);
+      ctx.dispatcher.nudge();
+      return updated;
+    },
+    reportJobStatus: async (_p, { input }, ctx) => {
+      const job = await clusterJob(ctx, input.jobId);
+      const clusterId = job.cluster_id!;
+      const message = input.message?.slice(0, 4000) ?? null;
+      let updated: JobRow | undefined;
+      switch (input.phase) {
+        case 'RUNNING':
+          updated = await ctx.store.started(clusterId, job.id);
+          if (updated) await ctx.events.record(updated, { level: 'info', type: 'message', message: `Fine-tuning job started on cluster ${clusterId}` });
+          break;
+        case 'SUCCEEDED': {
+          if (isFinished(job)) break;
+          if (!input.outputPath) throw badInput('input.outputPath: a succeeded job reports where its output is', 'input.outputPath');
+          const outcome = await publishModel(ctx, job, input.outputPath);
+          if ('error' in outcome) {
+            updated = await ctx.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'model_registration_failed', message: outcome.error, param: null } });
+            if (updated) await ctx.events.record(updated, { level: 'error', type: 'message', message: `The fine-tuned model could not be registered: ${outcome.error}` });
+            break;
+          }
+          updated = await ctx.store.finish(clusterId, job.id, { status: 'succeeded', fineTunedModel: outcome.model, trainedTokens: input.trainedTokens ?? null });
+          if (updated) {
+            await ctx.events.record(updated, { level: 'info', type: 'message', message: `New fine-tuned model created: ${outcome.model}` });
+            await ctx.events.record(updated, { level: 'info', type: 'message', message: 'The job has successfully completed' });
+          }
+          break;
+        }
+        case 'FAILED':
+          updated = await ctx.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'job_failed', message: message ?? 'the trainer failed', param: null } });
+          if (updated) await ctx.events.record(updated, { level: 'error', type: 'message', message: `The job failed: ${message ?? 'the trainer failed'}` });
+          break;
+        case 'CANCELLED':
+          updated = await ctx.store.finish(clusterId, job.id, { status: 'cancelled' });
+          if (updated) await ctx.events.record(updated, { level: 'info', type: 'message', message: 'Job cancelled' });
+          break;
+        case 'LOST':
+          updated = await ctx.store.requeue(clusterId, job.id);
+          if (updated) {
+            const why = `Cluster ${clusterId} lost the job${message ? ` (${message})` : ''}`;
+            await ctx.events.record(updated, { level: 'warn', type: 'message', message: updated.status === 'cancelled' ? `${why}; it was being cancelled: cancelled` : `${why}; queued again` });
+            ctx.dispatcher.nudge();
+          }
+          break;
+      }
+      if (updated) await ctx.events.changed(updated);
+      return workerJob(updated ?? (await ctx.store.byId(job.id))!);
+    },
+    appendJobLogs: async (_p, { jobId, lines }, ctx) => {
+      const job = await clusterJob(ctx, jobId);
+      if (lines.length > MAX_LINES_PER_APPEND) throw badInput(`lines: at most ${MAX_LINES_PER_APPEND} per call`, 'lines');
+      const rows = lines.map((line, i) => {
+        if (!Number.isInteger(line.offset) || line.offset < 0) throw badInput(`lines.${i}.offset must be a non-negative integer`, `lines.${i}.offset`);
+        const time = line.time ? new Date(line.time) : new Date();
+        if (Number.isNaN(time.getTime())) throw badInput(`lines.${i}.time is not a date`, `lines.${i}.time`);
+        return { offset: line.offset, text: line.text.slice(0, MAX_LINE_CHARS), time };
+      });
+      const stored = await ctx.store.appendLogs(job.id, rows);
+      await ctx.events.logsAppended(job.id, stored);
+      return ctx.store.nextLogOffset(job.id);
+    },
+  },
+  Subscription: {
+    jobLogs: {
+      subscribe: async (_p, { jobId, fromOffset }, ctx) => {
+        const job = await projectJob(ctx, jobId);
+        if (fromOffset != null && (!Number.isInteger(fromOffset) || fromOffset < 0)) throw badInput('fromOffset must be a non-negative integer', 'fromOffset');
+        return followLogs(ctx, job.id, fromOffset ?? 0);
+      },
+      resolve: (chunk: LogChunkModel) => chunk,
+    },
+    jobUpdated: {
+      subscribe: async (_p, { jobId }, ctx) => jobChanges(ctx, (await projectJob(ctx, jobId)).id),
+      resolve: (job: JobRow) => job,
+    },
+    jobsUpdated: {
+      subscribe: (_p, _a, ctx) => projectChanges(ctx, projectScopeOf(ctx.identity).projectId),
+      resolve: (job: JobRow) => job,
+    },
+  },
+  FineTuningJob: {
+    __resolveReference: async (ref, ctx) => (await ctx.store.job(projectScopeOf(ctx.identity), ref.id)) ?? null,
+    createdAt: (j) => j.created_at.toISOString(),
+    startedAt: (j) => j.started_at?.toISOString() ?? null,
+    finishedAt: (j) => j.finished_at?.toISOString() ?? null,
+    baseModel: (j) => ({ id: j.model }),
+    status: (j) => j.status.toUpperCase() as 'QUEUED',
+    pendingAction: (j) => (j.pending_action ? (j.pending_action.toUpperCase() as 'CREATING') : null),
+    fineTunedModel: (j) => j.fine_tuned_model,
+    hyperparameters: (j) => j.method.hyperparameters,
+    trainingFile: (j) => j.training_file,
+    validationFile: (j) => j.validation_file,
+    resultFiles: (j) => j.result_files,
+    trainedTokens: (j) => j.trained_tokens,
+    gpuCount: (j) => j.gpu_count,
+    organizationId: (j) => j.organization_id,
+    projectId: (j) => j.project_id,
+    clusterId: (j) => j.cluster_id,
+    cluster: (j) => (j.cluster_id ? { id: j.cluster_id } : null),
+    kubernetesNamespace: (j) => j.kubernetes_namespace,
+    logs: async (j, { fromOffset, limit }, ctx) => {
+      const from = fromOffset ?? 0;
+      if (!Number.isInteger(from) || from < 0) throw badInput('fromOffset must be a non-negative integer', 'fromOffset');
+      const max = limit ?? LOG_PAGE;
+      if (!Number.isInteger(max) || max < 1 || max > 1000) throw badInput('limit must be between 1 and 1000', 'limit');
+      const lines = await ctx.store.logs(j.id, from, max + 1);
+      const page = lines.slice(0, max);
+      return { lines: page, hasMore: lines.length > max, nextOffset: page.length > 0 ? page[page.length - 1]!.offset + 1 : from };
+    },
+    events: (j, { after, limit }, ctx) => ctx.store.events(j.id, { after, limit }),
+    checkpoints: async (j, { after, limit }, ctx) => {
+      const page = await ctx.store.checkpoints(j.id, { after, limit });
+      const model = j.fine_tuned_model ?? `ft:${j.model}:${registrationSuffix(j)}`;
+      return { ...page, items: page.items.map((c) => ({ ...c, modelName: model })) };
+    },
+  },
+  WorkerJob: {
+    kind: (j) => j.spec.kind,
+    status: (j) => j.status.toUpperCase() as 'QUEUED',
+    pendingAction: (j) => (j.pending_action ? (j.pending_action.toUpperCase() as 'CREATING') : null),
+    spec: (j) => ({ ...j.spec, attempt: j.attempts + (j.pending_action === 'creating' ? 1 : 0) }),
+  },
+  JobLogLine: {
+    time: (l) => l.time.toISOString(),
+  },
+  FineTuningJobEvent: {
+    createdAt: (e) => e.created_at.toISOString(),
+  },
+  FineTuningJobCheckpoint: {
+    createdAt: (c) => c.created_at.toISOString(),
+    stepNumber: (c) => c.step_number,
+    fineTunedModelCheckpoint: (c) => `${c.modelName}:ckpt-step-${c.step_number}`,
+    fineTuningJobId: (c) => c.job_id,
+  },
+};

@@ -1,0 +1,318 @@
+import type { Knex } from '../../lib/db.js';
+import { toCount } from '../../lib/db.js';
+import type { Identity } from '../../lib/identity.js';
+import { newId } from '../../lib/ids.js';
+import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
+
+export const SCHEMA = 'jobs';
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type JobAction = 'creating' | 'cancelling';
+export const FINISHED: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface HyperparametersValue {
+  batchSize: number | null;
+  learningRateMultiplier: number | null;
+  nEpochs: number | null;
+  beta: number | null;
+}
+
+export interface MethodValue {
+  type: 'supervised' | 'dpo';
+  hyperparameters: HyperparametersValue;
+}
+
+export interface IntegrationValue {
+  type: 'wandb';
+  wandb: { project: string; name: string | null; entity: string | null; tags: string[] };
+}
+
+/** What the agent needs to run a fine-tuning job (object keys in the platform's store). */
+export interface FineTuningSpec {
+  kind: 'fine-tuning';
+  baseModel: { id: string; source: string; formats: string[] };
+  trainingFile: { id: string; objectKey: string; filename: string };
+  validationFile: { id: string; objectKey: string; filename: string } | null;
+  /** Where the agent stores the trainer's output (an object-store prefix ending in `/`). */
+  outputPrefix: string;
+  method: MethodValue;
+  seed: number;
+  gpuCount: number;
+  namespace: string | null;
+  kueueQueueName: string | null;
+  /** Set by the dispatcher: the attempt, so an agent tells a requeued job from the lost one. */
+  attempt?: number;
+  /** Set by the dispatcher: where this attempt's output lines start. */
+  logOffset?: number;
+}
+
+export interface JobRow {
+  id: string;
+  tenant_id: string;
+  organization_id: string;
+  project_id: string;
+  model: string;
+  training_file: string;
+  validation_file: string | null;
+  suffix: string;
+  method: MethodValue;
+  integrations: IntegrationValue[];
+  seed: number;
+  gpu_count: number;
+  metadata: Record<string, string> | null;
+  status: JobStatus;
+  pending_action: JobAction | null;
+  fine_tuned_model: string | null;
+  error: { code: string; message: string; param: string | null } | null;
+  result_files: string[];
+  trained_tokens: number | null;
+  cluster_id: string | null;
+  kubernetes_namespace: string | null;
+  kueue_queue_name: string | null;
+  attempts: number;
+  spec: FineTuningSpec;
+  creator: Identity;
+  dispatch_lease_until: Date | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+}
+
+export interface LogRow {
+  job_id: string;
+  offset: number;
+  text: string;
+  time: Date;
+}
+
+export interface EventRow {
+  id: string;
+  job_id: string;
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  type: 'message' | 'metrics';
+  data: Record<string, unknown> | null;
+  created_at: Date;
+}
+
+export interface CheckpointRow {
+  id: string;
+  job_id: string;
+  step_number: number;
+  metrics: Record<string, unknown>;
+  created_at: Date;
+}
+
+export type NewJob = Omit<JobRow, 'status' | 'pending_action' | 'fine_tuned_model' | 'error' | 'result_files' | 'trained_tokens' | 'attempts' | 'dispatch_lease_until' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at'>;
+
+/** Where a project's records are: every user-facing read filters by tenant and project. */
+export interface JobScope {
+  tenantId: string;
+  projectId: string;
+}
+
+const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator'] as const;
+
+function encode(row: Partial<JobRow>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...row };
+  for (const column of JSON_COLUMNS) if (out[column] !== undefined && out[column] !== null) out[column] = JSON.stringify(out[column]);
+  return out;
+}
+
+/** All SQL of the jobs subgraph. State changes happen in single statements guarded by the current state. */
+export class JobStore {
+  constructor(private readonly knex: Knex) {}
+
+  private jobs(trx: Knex | Knex.Transaction = this.knex): Knex.QueryBuilder {
+    return trx.withSchema(SCHEMA).table('fine_tuning_jobs');
+  }
+
+  private scoped(scope: JobScope): Knex.QueryBuilder {
+    return this.jobs().where({ 'fine_tuning_jobs.tenant_id': scope.tenantId, 'fine_tuning_jobs.project_id': scope.projectId });
+  }
+
+  async insert(job: NewJob): Promise<JobRow> {
+    const [row] = await this.jobs()
+      .insert(encode({ ...job, status: 'queued', pending_action: 'creating', result_files: [], attempts: 0 }))
+      .returning('*');
+    return row as JobRow;
+  }
+
+  async job(scope: JobScope, id: string): Promise<JobRow | undefined> {
+    return this.scoped(scope).where({ id }).first();
+  }
+
+  /** A job by id alone: for subscriptions that already checked access, and for the dispatcher. */
+  async byId(id: string): Promise<JobRow | undefined> {
+    return this.jobs().where({ id }).first();
+  }
+
+  async list(scope: JobScope, page: PageArgs): Promise<Page<JobRow> & { totalItems: number }> {
+    const result = await paginate<JobRow>(() => this.scoped(scope).select('fine_tuning_jobs.*'), 'fine_tuning_jobs', { ...page, order: 'desc' });
+    const [{ count }] = (await this.scoped(scope).count({ count: '*' })) as [{ count: unknown }];
+    return { ...result, totalItems: toCount(count) };
+  }
+
+  /** Jobs on a cluster that have not finished: what its agent should be running. */
+  async unfinishedOnCluster(clusterId: string): Promise<JobRow[]> {
+    return this.jobs().where({ cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');
+  }
+
+  /**
+   * Claims up to `limit` jobs that wait for an agent (to start or to stop them) on the given
+   * clusters, for `leaseSeconds`: another replica skips them meanwhile, and a replica that dies
+   * while dispatching lets them go when the lease runs out.
+   */
+  async claimForDispatch(clusterIds: string[], leaseSeconds: number, limit = 20): Promise<JobRow[]> {
+    if (clusterIds.length === 0) return [];
+    const waiting = this.jobs()
+      .select('id')
+      .whereIn('cluster_id', clusterIds)
+      .whereNotNull('pending_action')
+      .whereNotIn('status', FINISHED)
+      .where((q) => q.whereNull('dispatch_lease_until').orWhere('dispatch_lease_until', '<', this.knex.fn.now()))
+      .orderBy('created_at')
+      .limit(limit)
+      .forUpdate()
+      .skipLocked();
+    return (await this.jobs()
+      .whereIn('id', waiting)
+      .update({ dispatch_lease_until: this.knex.raw(`now() + make_interval(secs => ?)`, [leaseSeconds]) })
+      .returning('*')) as JobRow[];
+  }
+
+  /** The agent took the job (`creating` done): it waits for the trainer to start. */
+  async dispatched(id: string, action: JobAction): Promise<JobRow | undefined> {
+    const [row] = await this.jobs()
+      .where({ id, pending_action: action })
+      .update({
+        pending_action: null,
+        dispatch_lease_until: null,
+        updated_at: this.knex.fn.now(),
+        ...(action === 'creating' ? { attempts: this.knex.raw('attempts + 1') } : {}),
+      })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
+  /** The dispatch did not happen (agent unreachable): try again after `retrySeconds`. */
+  async retryDispatchLater(id: string, retrySeconds: number): Promise<void> {
+    await this.jobs()
+      .where({ id })
+      .update({ dispatch_lease_until: this.knex.raw(`now() + make_interval(secs => ?)`, [retrySeconds]) });
+  }
+
+  /** OpenAI cancel: a job no agent has yet is cancelled at once; otherwise its agent is asked to stop it. */
+  async cancel(scope: JobScope, id: string): Promise<JobRow | undefined> {
+    const [now] = await this.scoped(scope)
+      .where({ id, status: 'queued', pending_action: 'creating' })
+      .update({ status: 'cancelled', pending_action: null, finished_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+      .returning('*');
+    if (now) return now as JobRow;
+    const [later] = await this.scoped(scope)
+      .where({ id })
+      .whereIn('status', ['queued', 'running'])
+      .update({ pending_action: 'cancelling', dispatch_lease_until: null, updated_at: this.knex.fn.now() })
+      .returning('*');
+    return later as JobRow | undefined;
+  }
+
+  /** The trainer of a job on `clusterId` started. */
+  async started(clusterId: string, id: string): Promise<JobRow | undefined> {
+    const [row] = await this.jobs()
+      .where({ id, cluster_id: clusterId, status: 'queued' })
+      .update({ status: 'running', started_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
+  /** Ends a job of `clusterId` that has not finished yet; undefined when it had. */
+  async finish(
+    clusterId: string,
+    id: string,
+    outcome: { status: 'succeeded' | 'failed' | 'cancelled'; error?: JobRow['error']; fineTunedModel?: string | null; trainedTokens?: number | null },
+  ): Promise<JobRow | undefined> {
+    const [row] = await this.jobs()
+      .where({ id, cluster_id: clusterId })
+      .whereNotIn('status', FINISHED)
+      .update({
+        status: outcome.status,
+        pending_action: null,
+        dispatch_lease_until: null,
+        error: outcome.error ? JSON.stringify(outcome.error) : null,
+        fine_tuned_model: outcome.fineTunedModel ?? null,
+        ...(outcome.trainedTokens != null ? { trained_tokens: outcome.trainedTokens } : {}),
+        finished_at: this.knex.fn.now(),
+        updated_at: this.knex.fn.now(),
+      })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
+  /** The cluster lost the job (LLMariner RECREATE): queue it again, unless it was being cancelled. */
+  async requeue(clusterId: string, id: string): Promise<JobRow | undefined> {
+    const [cancelled] = await this.jobs()
+      .where({ id, cluster_id: clusterId, pending_action: 'cancelling' })
+      .whereNotIn('status', FINISHED)
+      .update({ status: 'cancelled', pending_action: null, finished_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+      .returning('*');
+    if (cancelled) return cancelled as JobRow;
+    const [row] = await this.jobs()
+      .where({ id, cluster_id: clusterId })
+      .whereNotIn('status', FINISHED)
+      .update({ status: 'queued', pending_action: 'creating', dispatch_lease_until: null, started_at: null, updated_at: this.knex.fn.now() })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
+  /** Stores lines not stored yet (an agent resending after a lost answer duplicates nothing); returns the new ones. */
+  async appendLogs(jobId: string, lines: { offset: number; text: string; time: Date }[]): Promise<LogRow[]> {
+    if (lines.length === 0) return [];
+    return (await this.knex
+      .withSchema(SCHEMA)
+      .table('job_logs')
+      .insert(lines.map((l) => ({ job_id: jobId, offset: l.offset, text: l.text, time: l.time })))
+      .onConflict(['job_id', 'offset'])
+      .ignore()
+      .returning('*')) as LogRow[];
+  }
+
+  async logs(jobId: string, fromOffset: number, limit: number): Promise<LogRow[]> {
+    return this.knex.withSchema(SCHEMA).table('job_logs').where({ job_id: jobId }).where('offset', '>=', fromOffset).orderBy('offset').limit(limit);
+  }
+
+  /** The offset after the last stored line. */
+  async nextLogOffset(jobId: string): Promise<number> {
+    const row = (await this.knex.withSchema(SCHEMA).table('job_logs').where({ job_id: jobId }).max({ last: 'offset' }).first()) as { last: number | null } | undefined;
+    return row?.last === null || row?.last === undefined ? 0 : Number(row.last) + 1;
+  }
+
+  async addEvent(jobId: string, event: Pick<EventRow, 'level' | 'message' | 'type'> & { data?: Record<string, unknown> | null }): Promise<void> {
+    await this.knex
+      .withSchema(SCHEMA)
+      .table('job_events')
+      .insert({ id: newId('fineTuningEvent'), job_id: jobId, level: event.level, message: event.message, type: event.type, data: event.data ? JSON.stringify(event.data) : null });
+  }
+
+  events(jobId: string, page: PageArgs): Promise<Page<EventRow>> {
+    return paginate<EventRow>(() => this.knex.withSchema(SCHEMA).table('job_events').where({ job_id: jobId }).select('job_events.*'), 'job_events', { ...page, order: 'desc' });
+  }
+
+  async addCheckpoint(jobId: string, stepNumber: number, metrics: Record<string, unknown>): Promise<void> {
+    await this.knex
+      .withSchema(SCHEMA)
+      .table('job_checkpoints')
+      .insert({ id: newId('fineTuningCheckpoint'), job_id: jobId, step_number: stepNumber, metrics: JSON.stringify(metrics) })
+      .onConflict(['job_id', 'step_number'])
+      .ignore();
+  }
+
+  checkpoints(jobId: string, page: PageArgs): Promise<Page<CheckpointRow>> {
+    return paginate<CheckpointRow>(
+      () => this.knex.withSchema(SCHEMA).table('job_checkpoints').where({ job_id: jobId }).select('job_checkpoints.*'),
+      'job_checkpoints',
+      { ...page, order: 'desc' },
+    );
+  }
+}
