@@ -20,6 +20,8 @@ export interface AuthenticatorOptions {
 export interface Credentials {
   identity: Identity | null;
   worker: Worker | null;
+  /** When the credential stops being valid (OIDC tokens); API and registration keys last until revoked. */
+  expiresAt?: Date;
 }
 
 export interface Authenticator {
@@ -81,26 +83,31 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       } else if (looksLikeJwt(token)) {
         if (!options.oidc) throw unauthenticated('OIDC tokens are not accepted: no issuer is configured');
         let email: string;
+        let expiresAt: Date;
         try {
-          ({ email } = await options.oidc.verify(token));
+          ({ email, expiresAt } = await options.oidc.verify(token));
         } catch (error) {
           if (error instanceof OidcTokenError) throw unauthenticated(`Invalid token: ${error.message}`);
           throw error;
         }
         principal = await lookup(BY_EMAIL, { email }, requestId);
         if (!principal) throw unauthenticated(`No Mariner user for ${email}: ask an organization owner to add you`);
+        return { ...identityOf(principal, headers), expiresAt };
       } else {
         throw unauthenticated('Unrecognised credential: expected an API key (sk-...), an OIDC token or a cluster registration key');
       }
-      const resolution = resolveProject(
-        principal,
-        { organizationId: headerValue(headers, 'openai-organization'), projectId: headerValue(headers, 'openai-project') },
-        options.roleScopes,
-      );
-      const identity: Identity = resolution.ok
-        ? { principal, project: resolution.context }
-        : { principal, project: null, projectRefusal: resolution.reason };
-      return { identity, worker: null };
+      return identityOf(principal, headers);
     },
   };
+
+  /** The principal in the project its key or the OpenAI-Organization/-Project headers select (DESIGN §4). */
+  function identityOf(principal: Principal, headers: IncomingHttpHeaders): Credentials {
+    const resolution = resolveProject(
+      principal,
+      { organizationId: headerValue(headers, 'openai-organization'), projectId: headerValue(headers, 'openai-project') },
+      options.roleScopes,
+    );
+    const identity: Identity = resolution.ok ? { principal, project: resolution.context } : { principal, project: null, projectRefusal: resolution.reason };
+    return { identity, worker: null };
+  }
 }

@@ -113,6 +113,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     policy,
     validationRules: armor.validationRules as never,
     maxTokens: config.limits.maxTokens,
+    maxQueuedEvents: config.subscriptions.maxQueuedEvents,
+    maxSubscriptionsPerConnection: config.subscriptions.maxPerConnection,
+    maxSubscriptionsPerUser: config.subscriptions.maxPerUser,
+    revalidateIntervalMs: config.subscriptions.revalidateIntervalMs,
+    connectionInitWaitTimeoutMs: config.subscriptions.initTimeoutMs,
     logger,
     executeOperation: async ({ document, variables, operationName, context }) => {
       const response = await apollo.executeOperation(

@@ -16,7 +16,8 @@ export interface OidcOptions {
 }
 
 export interface OidcVerifier {
-  verify(token: string): Promise<{ email: string; subject: string }>;
+  /** The token's user (email claim), subject and expiry; throws OidcTokenError for a token that is not valid. */
+  verify(token: string): Promise<{ email: string; subject: string; expiresAt: Date }>;
 }
 
 /**
@@ -151,7 +152,7 @@ export function createOidcVerifier(options: OidcOptions): OidcVerifier {
           // subject cannot be attributed.
           requiredClaims: ['exp', 'sub'],
         });
-        return { email: emailFrom(payload, emailClaim), subject: payload.sub as string };
+        return { email: emailFrom(payload, emailClaim), subject: payload.sub as string, expiresAt: new Date((payload.exp as number) * 1000) };
       } catch (error) {
         throw toTokenError(error);
       }

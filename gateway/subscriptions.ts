@@ -26,7 +26,7 @@ import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { maskError } from '../lib/subgraphServer.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
-import { PER_REQUEST_SUBSCRIPTIONS, type SubgraphName } from '../schema/subgraphs.js';
+import { PER_REQUEST_SUBSCRIPTIONS, REPLAYED_SUBSCRIPTIONS, STATE_SUBSCRIPTIONS, type SubgraphName } from '../schema/subgraphs.js';
 import type { Authenticator, Credentials } from './authentication.js';
 import { authorizeOperation } from './authorizeOperation.js';
 import type { GatewayContext } from './context.js';
@@ -46,13 +46,28 @@ export interface SubscriptionServerOptions {
   logger: Logger;
   /** A subscriber more than this many events behind is dropped (it would hold memory forever). */
   maxQueuedEvents?: number;
+  /** Operations open at once on one connection, and for one user (or cluster) across this replica's connections. */
+  maxSubscriptionsPerConnection?: number;
+  maxSubscriptionsPerUser?: number;
+  /** How often a connection's credential is checked again (a revoked API key, an unregistered cluster): then it closes with 4401. */
+  revalidateIntervalMs?: number;
+  /** A connection that sends no connection_init within this is closed with 4408 (graphql-ws). */
+  connectionInitWaitTimeoutMs?: number;
 }
 
-/** Per-connection state: who connected (graphql-ws `onConnect`). */
+/** Per-connection state: who connected (graphql-ws `onConnect`), what they have open, their timers. */
 interface ConnectionState {
   credentials: Credentials;
   requestId: string;
+  /** Whose quota the connection's operations count against. */
+  owner: string;
+  /** graphql-ws's operations of the connection, by id: kept current by graphql-ws itself (a complete removes at once). */
+  operations: Record<string, unknown>;
+  timers: NodeJS.Timeout[];
 }
+
+/** graphql-ws close codes (its protocol's 4401 Unauthorized), with a reason a client can show. */
+const CLOSE_UNAUTHORIZED = 4401;
 
 /** One subscriber's events, as an async iterator fed by the shared upstream. */
 class EventQueue implements AsyncIterableIterator<ExecutionResult> {
@@ -108,9 +123,17 @@ class EventQueue implements AsyncIterableIterator<ExecutionResult> {
   }
 }
 
+/** How a late joiner of a shared subscription catches up (schema/subgraphs.ts). */
+type FeedKind = 'state' | 'replayed' | 'changes';
+
 /** One upstream subscription and its hydration, shared by every subscriber with the same key. */
 interface SharedSubscription {
   subscribers: Set<EventQueue>;
+  kind: FeedKind;
+  /** What a late joiner is handed first: the latest event (state), or every event so far (replayed). */
+  history: ExecutionResult[];
+  /** False once a replayed feed's history outgrew the bound: late joiners then get their own upstream. */
+  historyComplete: boolean;
   stop(): void;
 }
 
@@ -145,6 +168,28 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
   const upstreamClients = new Set<Client>();
   const connections = new WeakMap<object, ConnectionState>();
   const maxQueued = options.maxQueuedEvents ?? 1000;
+  const maxPerConnection = options.maxSubscriptionsPerConnection ?? 100;
+  const maxPerUser = options.maxSubscriptionsPerUser ?? 1000;
+  const connectionsByOwner = new Map<string, Set<ConnectionState>>();
+  /** Operations open for an owner across its connections (graphql-ws counts the one being subscribed already). */
+  const openFor = (owner: string) => [...(connectionsByOwner.get(owner) ?? [])].reduce((sum, c) => sum + Object.keys(c.operations).length, 0);
+
+  /** The credential ends: at its expiry, or when a periodic check finds it revoked. */
+  function watchCredential(connection: ConnectionState, socket: WebSocket, token: string | undefined, headers: IncomingMessage['headers']): void {
+    const close = (reason: string) => {
+      if (socket.readyState === WebSocket.OPEN) socket.close(CLOSE_UNAUTHORIZED, reason.slice(0, 120));
+    };
+    const expiresAt = connection.credentials.expiresAt;
+    if (expiresAt) connection.timers.push(setTimeout(() => close('Token expired: reconnect with a fresh token'), Math.max(0, expiresAt.getTime() - Date.now())));
+    if (token === undefined) return;
+    const interval = setInterval(() => {
+      options.authenticator.authenticate(token, headers, connection.requestId).catch((error: unknown) => {
+        if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) close(`Credential no longer valid: ${error.message}`);
+      });
+    }, options.revalidateIntervalMs ?? 60_000);
+    connection.timers.push(interval);
+    for (const timer of connection.timers) timer.unref();
+  }
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 });
 
   function planFor(document: DocumentNode, operationName: string | undefined): QueryPlan {
@@ -177,7 +222,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
   }
 
   /** Starts the upstream subscription of a plan and fans its hydrated events out to the subscribers. */
-  function startShared(key: string, plan: { primary: FetchNode; rest?: PlanNode }, args: ExecutionArgs, context: GatewayContext): SharedSubscription {
+  function startShared(key: string, kind: FeedKind, plan: { primary: FetchNode; rest?: PlanNode }, args: ExecutionArgs, context: GatewayContext): SharedSubscription {
     const { primary, rest } = plan;
     const variables = (args.variableValues ?? {}) as Record<string, unknown>;
     const primaryVariables = Object.fromEntries((primary.variableUsages ?? []).filter((name) => name in variables).map((name) => [name, variables[name]]));
@@ -199,6 +244,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const query = print(args.document);
     const subscription: SharedSubscription = {
       subscribers: new Set(),
+      kind,
+      history: [],
+      historyComplete: true,
       stop: () => {
         shared.delete(key);
         void upstream.return?.();
@@ -246,6 +294,15 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
           // An event that is only errors (the subgraph refused) has nothing to hydrate.
           const result = upstreamEvent.errors?.length && !upstreamEvent.data ? masked(upstreamEvent) : await hydrate(upstreamEvent);
           for (const queue of subscription.subscribers) queue.push(result);
+          // Kept for late joiners, in the same turn as the fan-out: a joiner gets each event once.
+          if (kind === 'state') subscription.history = [result];
+          else if (kind === 'replayed' && subscription.historyComplete) {
+            if (subscription.history.length < maxQueued) subscription.history.push(result);
+            else {
+              subscription.history = [];
+              subscription.historyComplete = false;
+            }
+          }
         }
       } catch (error) {
         const reason = error instanceof Error ? error.message : Array.isArray(error) ? JSON.stringify(error) : String(error);
@@ -269,8 +326,10 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const plan = planFor(args.document, args.operationName ?? undefined);
     if (plan.node?.kind !== 'Subscription') throw new Error('not a subscription plan');
     const operation = getOperationAST(args.document, args.operationName ?? undefined);
-    const perRequest = operation?.selectionSet.selections.some((s) => s.kind === 'Field' && PER_REQUEST_SUBSCRIPTIONS.has(s.name.value));
-    const key = objectHash({
+    const fields = operation?.selectionSet.selections.flatMap((s) => (s.kind === 'Field' ? [s.name.value] : [])) ?? [];
+    const perRequest = fields.some((name) => PER_REQUEST_SUBSCRIPTIONS.has(name));
+    const kind: FeedKind = fields.some((name) => REPLAYED_SUBSCRIPTIONS.has(name)) ? 'replayed' : fields.some((name) => STATE_SUBSCRIPTIONS.has(name)) ? 'state' : 'changes';
+    let key = objectHash({
       query: print(args.document),
       operationName: args.operationName ?? null,
       variables: args.variableValues ?? {},
@@ -279,8 +338,13 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       ...(perRequest ? { request: crypto.randomUUID() } : {}),
     });
     let subscription = shared.get(key);
+    // A replayed feed whose history was not all kept cannot catch a late joiner up: its own upstream.
+    if (subscription && !subscription.historyComplete) {
+      key = `${key}:${crypto.randomUUID()}`;
+      subscription = undefined;
+    }
     if (!subscription) {
-      subscription = startShared(key, plan.node, args, context);
+      subscription = startShared(key, kind, plan.node, args, context);
       shared.set(key, subscription);
     }
     const own = subscription;
@@ -288,6 +352,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       own.subscribers.delete(queue);
       if (own.subscribers.size === 0) own.stop();
     });
+    for (const event of own.history) queue.push(event);
     own.subscribers.add(queue);
     return queue;
   }
@@ -307,7 +372,17 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         const requestId = header(params, 'x-request-id') ?? header(request.headers as Record<string, unknown>, 'x-request-id') ?? crypto.randomUUID();
         try {
           const credentials = await options.authenticator.authenticate(token, headers as IncomingMessage['headers'], requestId);
-          connections.set(ctx.extra, { credentials, requestId });
+          const owner = credentials.identity
+            ? `user:${credentials.identity.principal.tenantId}:${credentials.identity.principal.userId}`
+            : credentials.worker
+              ? `cluster:${credentials.worker.clusterId}`
+              : 'anonymous';
+          const connection: ConnectionState = { credentials, requestId, owner, operations: ctx.subscriptions, timers: [] };
+          connections.set(ctx.extra, connection);
+          const owned = connectionsByOwner.get(owner) ?? new Set();
+          owned.add(connection);
+          connectionsByOwner.set(owner, owned);
+          watchCredential(connection, ctx.extra.socket, token, headers as IncomingMessage['headers']);
           return true;
         } catch (error) {
           if (error instanceof MarinerError && error.code === ErrorCode.UNAUTHENTICATED) {
@@ -321,6 +396,13 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       },
       onSubscribe: async (ctx, id, payload) => {
         const connection = connections.get(ctx.extra)!;
+        // graphql-ws has entered this operation already: the limits compare counts that include it.
+        if (Object.keys(connection.operations).length > maxPerConnection) {
+          return [new MarinerError(ErrorCode.RATE_LIMITED, `At most ${maxPerConnection} operations may be open on one connection: complete one first`)];
+        }
+        if (openFor(connection.owner) > maxPerUser) {
+          return [new MarinerError(ErrorCode.RATE_LIMITED, `At most ${maxPerUser} operations may be open for one user: complete one first`)];
+        }
         let document: DocumentNode;
         try {
           document = parse(payload.query, { maxTokens: options.maxTokens });
@@ -347,6 +429,15 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         }
         return { schema: apiGraphQL, document, operationName: payload.operationName ?? null, variableValues: payload.variables ?? {}, contextValue: context };
       },
+      onClose: (ctx) => {
+        const connection = connections.get(ctx.extra);
+        if (!connection) return;
+        for (const timer of connection.timers) clearTimeout(timer);
+        const owned = connectionsByOwner.get(connection.owner);
+        owned?.delete(connection);
+        if (owned?.size === 0) connectionsByOwner.delete(connection.owner);
+      },
+      connectionInitWaitTimeout: options.connectionInitWaitTimeoutMs ?? 3_000,
       subscribe: (args) => subscribe(args),
       execute: async (args) =>
         options.executeOperation({

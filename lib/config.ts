@@ -74,6 +74,18 @@ export interface MarinerConfig {
     /** How long a request waits for a runtime of its model to become ready (then 503 with Retry-After). */
     requestWaitSeconds: number;
   };
+  /** graphql-ws subscriptions at the gateway (DESIGN §3). */
+  subscriptions: {
+    /** Operations open at once on one connection, and for one user across a gateway replica's connections. */
+    maxPerConnection: number;
+    maxPerUser: number;
+    /** A subscriber this many events behind is dropped with a RATE_LIMITED error (it resumes, e.g. from a log offset). */
+    maxQueuedEvents: number;
+    /** How often a connection's credential is checked again (revoked key: closed with 4401). */
+    revalidateIntervalMs: number;
+    /** Time a client has to send connection_init (then 4408). */
+    initTimeoutMs: number;
+  };
   jobs: {
     /** How often jobs waiting for an agent are dispatched again (they also go at once on changes). */
     dispatchIntervalMs: number;
@@ -222,6 +234,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     inference: {
       runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
       requestWaitSeconds: intSetting(env, 'MARINER_INFERENCE_WAIT_SECONDS', 120, 0, 3600),
+    },
+    subscriptions: {
+      maxPerConnection: intSetting(env, 'MARINER_WS_MAX_PER_CONNECTION', 100, 1, 100_000),
+      maxPerUser: intSetting(env, 'MARINER_WS_MAX_PER_USER', 1_000, 1, 1_000_000),
+      maxQueuedEvents: intSetting(env, 'MARINER_WS_MAX_QUEUED_EVENTS', 1_000, 1, 1_000_000),
+      revalidateIntervalMs: intSetting(env, 'MARINER_WS_REVALIDATE_MS', 60_000, 100, 3_600_000),
+      initTimeoutMs: intSetting(env, 'MARINER_WS_INIT_TIMEOUT_MS', 3_000, 100, 600_000),
     },
     jobs: {
       dispatchIntervalMs: intSetting(env, 'MARINER_JOB_DISPATCH_INTERVAL_MS', 5_000, 100, 600_000),

@@ -32,3 +32,14 @@ export function supergraphSdl(): string {
  * one upstream (DESIGN §3).
  */
 export const PER_REQUEST_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['chatCompletionChunks', 'completionChunks']);
+
+/**
+ * What a subscriber that joins a shared subscription late needs to see first, by the kind of feed:
+ * - state feeds send the whole current state at once, then again on each change: a late joiner is
+ *   handed the latest event;
+ * - replayed feeds (a job's log from an offset) send history, then what follows: a late joiner is
+ *   handed every event so far (or, when that history grew past the gateway's bound, its own upstream);
+ * - any other subscription is a feed of changes from now on: a late joiner sees the next ones.
+ */
+export const STATE_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['runtimesUpdated', 'clusterTunnels', 'jobUpdated']);
+export const REPLAYED_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['jobLogs']);

@@ -158,6 +158,30 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     expect(list.data.map((j) => j.id)).toContain(created.id);
   });
 
+  it('a follower that joins a shared log subscription late is handed the lines so far, then the rest', async () => {
+    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: await upload(10), suffix: 'shared', hyperparameters: { n_epochs: 2 } });
+    const first: LogEvent[] = [];
+    let joined: Promise<{ jobLogs: LogEvent }[]> | undefined;
+    await new Promise<void>((resolve, reject) => {
+      ws.subscribe<{ jobLogs: LogEvent }>(
+        { query: JOB_LOGS, variables: { jobId: created.id } },
+        {
+          next: (result) => {
+            first.push(result.data!.jobLogs);
+            // The same operation, variables and project: the gateway shares one upstream with the first follower.
+            joined ??= collect<{ jobLogs: LogEvent }>(ws, JOB_LOGS, { jobId: created.id });
+          },
+          error: reject,
+          complete: resolve,
+        },
+      );
+    });
+    const late = (await joined!).flatMap((e) => e.jobLogs.lines);
+    const all = first.flatMap((e) => e.lines);
+    expect(all.length).toBeGreaterThan(20);
+    expect(late).toEqual(all);
+  });
+
   it('cancels a running job: the trainer is stopped and the job ends cancelled', async () => {
     const trainingFile = await upload(40);
     const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'long', hyperparameters: { n_epochs: 50 } });

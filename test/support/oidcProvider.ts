@@ -14,6 +14,8 @@ export interface TestOidcProvider {
   issuer: string;
   /** Client-credentials access token (JWT, signed by the provider's JWKS) for a user email. */
   tokenFor(email: string, options?: { audience?: string }): Promise<string>;
+  /** Correctly signed by the provider's key, right iss/aud, expiring `seconds` from now. */
+  shortLivedTokenFor(email: string, seconds: number): Promise<string>;
   /** Correctly signed by the provider's key, right iss/aud, but expired ten minutes ago. */
   expiredTokenFor(email: string): Promise<string>;
   /** Right iss/aud/kid, but signed by a key the provider does not publish. */
@@ -210,6 +212,10 @@ export async function startTestOidcProvider(options: { audience?: string } = {})
         throw new Error(`token request failed: ${response.status} ${body.error ?? ''} ${body.error_description ?? ''}`);
       }
       return body.access_token;
+    },
+
+    async shortLivedTokenFor(email, seconds) {
+      return signed(email, privateKey, Math.floor(Date.now() / 1000) + seconds);
     },
 
     async expiredTokenFor(email) {
