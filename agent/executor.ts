@@ -66,8 +66,11 @@ export interface JobHost {
   start(job: DispatchedJob): Promise<'started' | 'running'>;
   /** Stops the job; false when this host does not have it. */
   cancel(jobId: string): Promise<boolean>;
-  /** Whether the job is running here (after a restart: whether its work is still there). */
-  has(jobId: string): Promise<boolean>;
+  /**
+   * Whether the job runs here. After an agent restart, a host whose work outlives the agent (Kubernetes
+   * Jobs) finds it again and goes on following it.
+   */
+  has(job: DispatchedJob): Promise<boolean>;
   close(): Promise<void>;
 }
 

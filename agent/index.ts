@@ -9,6 +9,7 @@ import path from 'node:path';
 import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
 import { JobReporter } from './jobReporter.js';
 import { createLocalJobHost } from './localJobHost.js';
+import type { KubernetesJobSettings } from './kubernetes/jobs.js';
 import { createLocalExecutor } from './localExecutor.js';
 import { startModelLoader, type ModelLoaderOptions } from './loader.js';
 import { TunnelClient, type TunnelTransportKind } from './tunnelClient.js';
@@ -43,8 +44,11 @@ export interface AgentOptions {
    * object store (the control plane's configuration) and reported.
    */
   loader?: Pick<ModelLoaderOptions, 'objectStore' | 'huggingFace' | 'pollIntervalMs' | 'concurrency'> | undefined;
-  /** Fine-tuning jobs on the local executor: the trainer's command line (argv) and where jobs work. */
-  jobs?: { trainerCommand?: string[] | undefined; workDir?: string | undefined } | undefined;
+  /**
+   * Fine-tuning jobs. Local executor: the trainer's command line (argv) and where jobs work. Kubernetes
+   * executor: the trainer image and command, the default Kueue queue (from the environment when absent).
+   */
+  jobs?: { trainerCommand?: string[] | undefined; workDir?: string | undefined; kubernetes?: KubernetesJobSettings | undefined } | undefined;
   logger: Logger;
 }
 
@@ -68,7 +72,7 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-const WORKER_JOBS = 'query AgentJobs { workerJobs { id status pendingAction } }';
+const WORKER_JOBS = 'query AgentJobs { workerJobs { id status pendingAction spec } }';
 const WORKER_CLUSTER = 'query AgentCluster { workerCluster { clusterId clusterName tenantId config { timeSlicingGpus } } }';
 const REPORT_STATUS = `mutation AgentReport($status: ClusterStatusInput!, $agent: ComponentStatusInput!, $executor: ComponentStatusInput!) {
   reportClusterStatus(input: $status) { updatedAt }
@@ -156,9 +160,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   async function reconcileJobs(): Promise<void> {
     const jobs = executor.jobs;
     if (!jobs) return;
-    const { workerJobs } = await graphqlRequest<{ workerJobs: { id: string; status: string; pendingAction: string | null }[] }>(graphqlUrl, WORKER_JOBS, {}, asWorker);
+    const { workerJobs } = await graphqlRequest<{ workerJobs: (DispatchedJob & { status: string; pendingAction: string | null })[] }>(graphqlUrl, WORKER_JOBS, {}, asWorker);
     for (const job of workerJobs) {
-      if (job.pendingAction === 'CREATING' || (await jobs.has(job.id))) continue;
+      if (job.pendingAction === 'CREATING' || (await jobs.has(job))) continue;
       logger.warn({ jobId: job.id }, 'the control plane has a job here that this agent does not run; reporting it lost');
       void reporter.phase(job.id, { phase: 'LOST', message: `the agent ${agentId} does not have it (it restarted, or the job's work was removed)` });
     }
@@ -320,5 +324,5 @@ async function createExecutor(options: AgentOptions, reporter: JobReporter, logg
     return createLocalExecutor(logger, { objectStore: options.objectStore, cacheDir: options.cacheDir, jobs });
   }
   const { createKubernetesExecutor } = await import('./kubernetesExecutor.js');
-  return createKubernetesExecutor({ kubeconfig: options.kubeconfig, logger });
+  return createKubernetesExecutor({ kubeconfig: options.kubeconfig, objectStore: options.objectStore, reporter, jobs: options.jobs?.kubernetes, logger });
 }

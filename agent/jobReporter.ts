@@ -11,6 +11,17 @@ export interface PhaseReport {
   trainedTokens?: number | null;
 }
 
+/** The trainer's summary line (`{"type":"summary","trained_tokens":N}`, agent/README.md): N, else null. */
+export function trainedTokensOf(line: string): number | null {
+  if (!line.includes('"trained_tokens"')) return null;
+  try {
+    const summary = JSON.parse(line) as { type?: unknown; trained_tokens?: unknown };
+    return summary.type === 'summary' && typeof summary.trained_tokens === 'number' ? summary.trained_tokens : null;
+  } catch {
+    return null;
+  }
+}
+
 const APPEND = `mutation AgentJobLogs($jobId: ID!, $lines: [JobLogLineInput!]!) { appendJobLogs(jobId: $jobId, lines: $lines) }`;
 const REPORT = `mutation AgentJobStatus($input: JobStatusReportInput!) { reportJobStatus(input: $input) { id status } }`;
 

@@ -1,5 +1,8 @@
 import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
-import { loadConfig } from '../lib/config.js';
+import { commandSetting, loadConfig } from '../lib/config.js';
+import type { ObjectStore } from '../lib/objectStore/index.js';
+import type { JobReporter } from './jobReporter.js';
+import { createKubernetesJobHost, type KubernetesJobSettings } from './kubernetes/jobs.js';
 import type { Logger } from '../lib/logging.js';
 import type { ClusterConfig, Executor } from './executor.js';
 import { collectClusterStatus, createKubeApiProxy, deviceConfigMap } from './kubernetes/index.js';
@@ -48,6 +51,19 @@ export function runtimeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ku
 }
 
 /**
+ * How the Kubernetes executor runs fine-tuning Jobs, from the agent's environment:
+ * MARINER_FINE_TUNING_IMAGE (required to run them), MARINER_FINE_TUNING_COMMAND (the trainer's argv in
+ * that image), MARINER_KUEUE_DEFAULT_QUEUE (the queue of projects that name none).
+ */
+export function jobSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): KubernetesJobSettings {
+  return {
+    image: env['MARINER_FINE_TUNING_IMAGE'] || undefined,
+    command: commandSetting(env, 'MARINER_FINE_TUNING_COMMAND'),
+    defaultQueue: env['MARINER_KUEUE_DEFAULT_QUEUE'] || undefined,
+  };
+}
+
+/**
  * The Kubernetes executor: the cluster's API server through @kubernetes/client-node. Status comes
  * from nodes and pods; GPU configuration becomes the NVIDIA device-plugin ConfigMap; users'
  * `/v1/sessions` requests are forwarded with the agent's credentials; inference runtimes run as one
@@ -57,6 +73,11 @@ export async function createKubernetesExecutor(options: {
   kubeconfig?: string | undefined;
   kubeConfig?: KubeConfig;
   runtimes?: KubernetesRuntimeSettings | null;
+  /** Fine-tuning Jobs: their settings (from the environment when absent), and where their reports go. */
+  jobs?: KubernetesJobSettings | undefined;
+  /** The platform's object store (S3): inputs and outputs of Jobs are presigned URLs into it. */
+  objectStore?: ObjectStore | undefined;
+  reporter?: JobReporter | undefined;
   logger: Logger;
 }): Promise<Executor> {
   const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
@@ -67,12 +88,14 @@ export async function createKubernetesExecutor(options: {
   const runtimes = runtimeSettings
     ? createKubernetesRuntimeHost({ ...runtimeSettings, namespace: runtimeSettings.namespace ?? contextNamespace ?? 'mariner-runtimes', kubeConfig: kc, logger: options.logger })
     : null;
+  const jobs = options.reporter
+    ? createKubernetesJobHost({ kubeConfig: kc, objectStore: options.objectStore, reporter: options.reporter, logger: options.logger, settings: options.jobs ?? jobSettingsFromEnv() })
+    : null;
   return {
     kind: 'kubernetes',
     kubeApi: createKubeApiProxy(kc),
     runtimes,
-    // Fine-tuning Jobs on Kubernetes are not built yet (issue 5): the dispatcher is told so and fails the job.
-    jobs: null,
+    jobs,
     clusterStatus: () => collectClusterStatus(core),
     async applyConfig(config: ClusterConfig | null) {
       const manifest = deviceConfigMap({ timeSlicingGpus: config?.timeSlicingGpus ?? null }) as V1ConfigMap;
@@ -99,6 +122,7 @@ export async function createKubernetesExecutor(options: {
       options.logger.info({ namespace, name, timeSlicingGpus: config?.timeSlicingGpus ?? null }, 'applied the GPU device-plugin configuration');
     },
     async close() {
+      await jobs?.close();
       await runtimes?.close();
     },
   };

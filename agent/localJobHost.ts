@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from './executor.js';
-import type { JobReporter } from './jobReporter.js';
+import { trainedTokensOf, type JobReporter } from './jobReporter.js';
 
 /** The fine-tuning spec as the jobs subgraph sends it (subgraphs/jobs/store.ts FineTuningSpec). */
 interface FineTuningSpec {
@@ -77,15 +77,7 @@ export function createLocalJobHost(options: {
       reporter.line(id, text);
       tail.push(text);
       if (tail.length > TAIL_LINES) tail.shift();
-      // The trainer's summary line: {"type":"summary","trained_tokens":N}.
-      if (text.includes('"trained_tokens"')) {
-        try {
-          const summary = JSON.parse(text) as { type?: string; trained_tokens?: unknown };
-          if (summary.type === 'summary' && typeof summary.trained_tokens === 'number') trainedTokens = summary.trained_tokens;
-        } catch {
-          /* not the summary line */
-        }
-      }
+      trainedTokens = trainedTokensOf(text) ?? trainedTokens;
     };
     try {
       await rm(dir, { recursive: true, force: true });
@@ -183,8 +175,9 @@ export function createLocalJobHost(options: {
       }
       return true;
     },
-    async has(jobId) {
-      return jobs.has(jobId);
+    async has(job) {
+      // Processes do not outlive the agent: after a restart there is nothing to find again.
+      return jobs.has(job.id);
     },
     async close() {
       // The agent is going away: its trainers go with it (the control plane requeues the jobs

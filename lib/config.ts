@@ -153,7 +153,7 @@ function stringSetting(env: Env, name: string): string | undefined {
 }
 
 /** A command line: a JSON array of strings, or words separated by spaces. */
-function commandSetting(env: Env, name: string): string[] | undefined {
+export function commandSetting(env: Env, name: string): string[] | undefined {
   const raw = stringSetting(env, name);
   if (raw === undefined) return undefined;
   if (!raw.trimStart().startsWith('[')) return raw.trim().split(/\s+/);

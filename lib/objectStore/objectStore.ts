@@ -44,5 +44,11 @@ export interface ObjectStore {
    * or a relative key), or null if the address is elsewhere or invalid (e.g. `..` segments).
    */
   keyFromUri(uri: string): string | null;
+  /**
+   * A URL that lets its holder GET (download) or PUT (upload, replacing) the object at `key` without
+   * credentials, for `expiresInSeconds` (S3 allows at most 7 days). Only stores reachable over HTTP
+   * have it (S3): pods of a job fetch inputs and store outputs with such URLs (LLMariner dispatcher).
+   */
+  presignedUrl?(key: string, method: 'GET' | 'PUT', expiresInSeconds: number): Promise<string>;
   close(): Promise<void>;
 }

@@ -4,9 +4,11 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   paginateListObjectsV2,
+  PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
 import type { ObjectStoreConfig } from '../config.js';
 import type { Logger } from '../logging.js';
@@ -50,6 +52,13 @@ class S3ObjectStore implements ObjectStore {
     private readonly prefix: string,
     private readonly logger: Logger | undefined,
   ) {}
+
+  async presignedUrl(key: string, method: 'GET' | 'PUT', expiresInSeconds: number): Promise<string> {
+    const params = { Bucket: this.bucket, Key: this.objectKey(key) };
+    const command = method === 'GET' ? new GetObjectCommand(params) : new PutObjectCommand(params);
+    // SigV4 presigned URLs live at most 7 days.
+    return getSignedUrl(this.client, command, { expiresIn: Math.min(Math.max(1, Math.floor(expiresInSeconds)), 7 * 24 * 3600) });
+  }
 
   async put(
     key: string,

@@ -121,16 +121,14 @@ export class JobDispatcher {
     const clusterId = job.cluster_id;
     if (!action || !clusterId) return this.store.retryDispatchLater(job.id, this.retrySeconds);
     try {
+      // A requeued job's output goes on after what earlier attempts wrote.
+      const logOffset = action === 'creating' ? await this.store.nextLogOffset(job.id) : undefined;
       const answer =
         action === 'creating'
-          ? await callAgent(this.transport, clusterId, agentJobPath(), {
-              id: job.id,
-              // A requeued job's output goes on after what earlier attempts wrote.
-              spec: { ...job.spec, attempt: job.attempts + 1, logOffset: await this.store.nextLogOffset(job.id) },
-            })
+          ? await callAgent(this.transport, clusterId, agentJobPath(), { id: job.id, spec: { ...job.spec, attempt: job.attempts + 1, logOffset } })
           : await callAgent(this.transport, clusterId, agentJobPath(job.id, 'cancel'), {});
       if (answer.status >= 200 && answer.status < 300) {
-        const updated = await this.store.dispatched(job.id, action);
+        const updated = await this.store.dispatched(job.id, action, logOffset);
         if (updated && action === 'creating') {
           await this.events.record(updated, { level: 'info', type: 'message', message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}` });
         }

@@ -329,6 +329,7 @@ export const resolvers: Resolvers<JobsContext> = {
     kind: (j) => j.spec.kind,
     status: (j) => j.status.toUpperCase() as 'QUEUED',
     pendingAction: (j) => (j.pending_action ? (j.pending_action.toUpperCase() as 'CREATING') : null),
+    // The attempt the agent runs (or is about to): after a dispatch, `spec.logOffset` is where its output starts.
     spec: (j) => ({ ...j.spec, attempt: j.attempts + (j.pending_action === 'creating' ? 1 : 0) }),
   },
   JobLogLine: {

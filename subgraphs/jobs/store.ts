@@ -182,15 +182,20 @@ export class JobStore {
       .returning('*')) as JobRow[];
   }
 
-  /** The agent took the job (`creating` done): it waits for the trainer to start. */
-  async dispatched(id: string, action: JobAction): Promise<JobRow | undefined> {
+  /**
+   * The agent took the job (`creating` done): it waits for the trainer to start. `logOffset` is where
+   * this attempt's output starts (an agent that restarts and finds the job again resumes there).
+   */
+  async dispatched(id: string, action: JobAction, logOffset?: number): Promise<JobRow | undefined> {
     const [row] = await this.jobs()
       .where({ id, pending_action: action })
       .update({
         pending_action: null,
         dispatch_lease_until: null,
         updated_at: this.knex.fn.now(),
-        ...(action === 'creating' ? { attempts: this.knex.raw('attempts + 1') } : {}),
+        ...(action === 'creating'
+          ? { attempts: this.knex.raw('attempts + 1'), spec: this.knex.raw(`spec || jsonb_build_object('logOffset', ?::int)`, [logOffset ?? 0]) }
+          : {}),
       })
       .returning('*');
     return row as JobRow | undefined;

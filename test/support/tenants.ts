@@ -14,7 +14,7 @@ const CREATE_KEY = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $
 export async function projectWithKey(
   t: TestPlatform,
   title: string,
-  options: { role?: 'OWNER' | 'READER'; assignments?: { clusterId?: string | null; namespace: string }[] } = {},
+  options: { role?: 'OWNER' | 'READER'; assignments?: { clusterId?: string | null; namespace: string; kueueQueueName?: string | null }[] } = {},
 ): Promise<{ organizationId: string; projectId: string; key: string }> {
   const { createOrganization: org } = await t.gqlOk(CREATE_ORG, { title });
   const { createProject: project } = await t.gqlOk(CREATE_PROJECT, { org: org.id, title: `${title} project`, assignments: options.assignments ?? null });

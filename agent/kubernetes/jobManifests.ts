@@ -1,0 +1,143 @@
+/**
+ * The Kubernetes objects of a fine-tuning job (LLMariner dispatcher job_client.go, cmd.tpl): a
+ * batch/v1 Job running the trainer image, and a Secret with the job's presigned URLs (inputs to
+ * download, outputs to upload), so the pod needs no object-store credentials.
+ */
+import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
+import { validateManifest } from './manifests.js';
+
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const JOB_ID_LABEL = 'mariner.dev/job-id';
+export const ATTEMPT_ANNOTATION = 'mariner.dev/attempt';
+/** Kueue picks the Job up by this label (reference §4a: the project's queue, else the default). */
+export const KUEUE_QUEUE_LABEL = 'kueue.x-k8s.io/queue-name';
+/** The files a LoRA trainer (PEFT) writes, uploaded with presigned PUTs. */
+export const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'] as const;
+
+const WORK_DIR = '/work';
+const URLS_DIR = '/mariner/urls';
+
+/** A Job name from a job id: DNS-1123 (lowercase); the exact id is in the `mariner.dev/job-id` label. */
+export function jobObjectName(jobId: string): string {
+  return `mariner-${jobId.toLowerCase()}`.slice(0, 63);
+}
+
+export interface FineTuningManifestInput {
+  jobId: string;
+  attempt: number;
+  namespace: string;
+  image: string;
+  /** The trainer's argv, run after the inputs are downloaded (MARINER_* environment, agent/README.md). */
+  command: string[];
+  gpuCount: number;
+  kueueQueueName: string | null;
+  method: string;
+  hyperparameters: unknown;
+  seed: number;
+  baseModelId: string;
+  urls: {
+    training: string;
+    validation: string | null;
+    /** Each base-model object: its path under the model folder, and a presigned GET. */
+    modelFiles: { path: string; url: string }[];
+    /** Presigned PUTs of the adapter files, by file name. */
+    outputs: Record<(typeof ADAPTER_FILES)[number], string>;
+  };
+  /** How long the Job is kept after it finished (the agent reads its outcome before). */
+  ttlSecondsAfterFinished: number;
+}
+
+/**
+ * The pod's script: fetch inputs with curl, run the trainer, upload the adapter. URLs come from the
+ * Secret's files and environment, never spliced into the script.
+ */
+const SCRIPT = [
+  'set -eu',
+  `mkdir -p ${WORK_DIR}/input ${WORK_DIR}/model ${WORK_DIR}/output`,
+  'curl -fsSL --retry 3 -o "$MARINER_TRAINING_FILE" "$(cat ' + URLS_DIR + '/training)"',
+  'if [ -s ' + URLS_DIR + '/validation ]; then curl -fsSL --retry 3 -o "$MARINER_VALIDATION_FILE" "$(cat ' + URLS_DIR + '/validation)"; else MARINER_VALIDATION_FILE=; fi',
+  'while read -r file url; do',
+  '  [ -n "$file" ] || continue',
+  `  mkdir -p "$(dirname "${WORK_DIR}/model/$file")"`,
+  `  curl -fsSL --retry 3 -o "${WORK_DIR}/model/$file" "$url"`,
+  `done < ${URLS_DIR}/model-files`,
+  'echo "mariner: inputs downloaded; starting the trainer"',
+  '"$@"',
+  ...ADAPTER_FILES.map((name) => `curl -fsSL --retry 3 -X PUT --upload-file "${WORK_DIR}/output/${name}" "$(cat ${URLS_DIR}/output-${name})"`),
+  'echo "mariner: adapter uploaded"',
+].join('\n');
+
+export function fineTuningManifests(input: FineTuningManifestInput): { secret: ISecret; job: IJob } {
+  const name = jobObjectName(input.jobId);
+  const labels = { [MANAGED_BY_LABEL]: 'mariner', [JOB_ID_LABEL]: input.jobId };
+  const secret: ISecret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: `${name}-urls`, namespace: input.namespace, labels },
+    type: 'Opaque',
+    stringData: {
+      training: input.urls.training,
+      validation: input.urls.validation ?? '',
+      'model-files': input.urls.modelFiles.map((f) => `${f.path} ${f.url}`).join('\n') + '\n',
+      ...Object.fromEntries(ADAPTER_FILES.map((file) => [`output-${file}`, input.urls.outputs[file]])),
+    },
+  };
+  const queued = input.kueueQueueName !== null;
+  const job: IJob = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      namespace: input.namespace,
+      labels: { ...labels, ...(queued ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName! } : {}) },
+      annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) },
+    },
+    spec: {
+      // One try: a failed trainer fails the job (the control plane reports it; LLMariner: backoffLimit 0).
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
+      // Kueue admits a queued Job by unsuspending it.
+      ...(queued ? { suspend: true } : {}),
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: 'Never',
+          containers: [
+            {
+              name: 'trainer',
+              image: input.image,
+              command: ['/bin/sh', '-c', SCRIPT, 'mariner-trainer', ...input.command],
+              env: [
+                { name: 'MARINER_JOB_ID', value: input.jobId },
+                { name: 'MARINER_BASE_MODEL', value: input.baseModelId },
+                { name: 'MARINER_BASE_MODEL_DIR', value: `${WORK_DIR}/model` },
+                { name: 'MARINER_TRAINING_FILE', value: `${WORK_DIR}/input/training.jsonl` },
+                { name: 'MARINER_VALIDATION_FILE', value: `${WORK_DIR}/input/validation.jsonl` },
+                { name: 'MARINER_OUTPUT_DIR', value: `${WORK_DIR}/output` },
+                { name: 'MARINER_METHOD', value: input.method },
+                { name: 'MARINER_HYPERPARAMETERS', value: JSON.stringify(input.hyperparameters) },
+                { name: 'MARINER_SEED', value: String(input.seed) },
+                { name: 'MARINER_GPU_COUNT', value: String(input.gpuCount) },
+              ],
+              ...(input.gpuCount > 0 ? { resources: { limits: { 'nvidia.com/gpu': String(input.gpuCount) } } } : {}),
+              // The trainer's last output is the failure reason when it leaves no termination message.
+              terminationMessagePolicy: 'FallbackToLogsOnError',
+              volumeMounts: [
+                { name: 'work', mountPath: WORK_DIR },
+                { name: 'urls', mountPath: URLS_DIR, readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'work', emptyDir: {} },
+            { name: 'urls', secret: { secretName: `${name}-urls` } },
+          ],
+        },
+      },
+    },
+  };
+  validateManifest(secret);
+  validateManifest(job);
+  return { secret, job };
+}

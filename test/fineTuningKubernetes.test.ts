@@ -1,0 +1,177 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { CoreV1Api } from '@kubernetes/client-node';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/index.js';
+import { jobObjectName } from '../agent/kubernetes/jobManifests.js';
+import { silentLogger } from '../lib/logging.js';
+import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
+import { startTestS3Server, type TestS3Server } from '../lib/objectStore/testS3Server.js';
+import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
+import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from './support/kubeApiServer.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
+
+const NS = 'training';
+const IMAGE = 'registry.example.com/trainers/lora-sft:1.0';
+
+async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 400)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const chat = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] });
+
+describe('fine-tuning jobs on the Kubernetes executor (against the Kubernetes API test double)', () => {
+  let s3: TestS3Server;
+  let kube: KubeApiServer;
+  let t: TestPlatform;
+  let agent: Agent;
+  let agentStore: ObjectStore;
+  let sdk: OpenAI;
+  let core: CoreV1Api;
+  let kubeconfigDir: string;
+
+  beforeAll(async () => {
+    s3 = await startTestS3Server();
+    kube = await startKubeApiServer({ nodes: [{ name: 'gpu-node', gpus: 4 }] });
+    t = await startTestPlatform({ config: { objectStore: s3.config, jobs: { dispatchIntervalMs: 300, localTrainerCommand: undefined } } });
+    const kc = kubeConfigFor(kube);
+    core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: NS } } });
+    kubeconfigDir = mkdtempSync(path.join(tmpdir(), 'mariner-kubeconfig-'));
+    writeFileSync(path.join(kubeconfigDir, 'config'), kc.exportConfig());
+
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "gpu-cluster" }) { registrationKey cluster { id } } }');
+    // The agent's own object-store client (S3, as in a worker cluster): it presigns the pods' URLs.
+    agentStore = await createObjectStore(s3.config);
+    process.env['MARINER_RUNTIMES'] = 'off';
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: registerCluster.registrationKey,
+      executor: 'kubernetes',
+      kubeconfig: path.join(kubeconfigDir, 'config'),
+      objectStore: agentStore,
+      loader: { objectStore: agentStore, huggingFace: { endpoint: 'http://127.0.0.1:9' } },
+      jobs: { kubernetes: { image: IMAGE, command: ['python', '/app/sft.py'], pollIntervalMs: 100 } },
+      logger: silentLogger(),
+    });
+    await agent.reportStatus();
+
+    const project = await projectWithKey(t, 'gpu-team', { assignments: [{ clusterId: registerCluster.cluster.id, namespace: NS, kueueQueueName: 'team-a' }] });
+    sdk = new OpenAI({ apiKey: project.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    // A tenant-wide base model in Hugging Face layout in the store, loaded by this agent's loader.
+    const prefix = `models/${DEFAULT_TENANT_ID}/uploads/llama-hf`;
+    await t.platform.objectStore.put(`${prefix}/config.json`, Readable.from([Buffer.from('{"model_type":"llama"}')]));
+    await t.platform.objectStore.put(`${prefix}/model.safetensors`, Readable.from([Buffer.alloc(32)]));
+    await t.gqlOk(`mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }`, {
+      input: { id: 'llama-hf', sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
+    });
+    await waitFor(() => t.gqlOk(`{ model(id: "llama-hf", includeLoading: true) { loadingStatus } }`), (d) => d.model.loadingStatus === 'SUCCEEDED', 'the base model to load');
+  });
+  afterAll(async () => {
+    delete process.env['MARINER_RUNTIMES'];
+    await agent?.close();
+    await agentStore?.close();
+    await t?.close();
+    await kube?.close();
+    await s3?.close();
+    if (kubeconfigDir) rmSync(kubeconfigDir, { recursive: true, force: true });
+  });
+
+  const createJob = async (suffix: string) => {
+    const file = await sdk.files.create({ file: await toFile(Buffer.from([chat(1), chat(2)].join('\n') + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
+    return sdk.fineTuning.jobs.create({ model: 'llama-hf', training_file: file.id, suffix, hyperparameters: { n_epochs: 1 } });
+  };
+  const jobObject = (jobId: string): Promise<any> => waitFor(async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(jobId)), Boolean, 'the Kubernetes Job');
+  const secretOf = (jobId: string) => {
+    const secret = kube.objects('Secret', NS).find((s) => s.metadata.name === `${jobObjectName(jobId)}-urls`);
+    return Object.fromEntries(Object.entries<string>(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  };
+  /** What the Job controller and kubelet would do: a pod of the Job, then its phase. */
+  const startPod = async (jobId: string, pod: string) => {
+    await core.createNamespacedPod({ namespace: NS, body: { metadata: { name: pod, labels: { 'job-name': jobObjectName(jobId) } }, spec: { containers: [{ name: 'trainer', image: IMAGE }] } } });
+    await core.replaceNamespacedPodStatus({ name: pod, namespace: NS, body: { metadata: { name: pod }, status: { phase: 'Running' } } });
+  };
+  const endPod = (pod: string, status: object) => core.replaceNamespacedPodStatus({ name: pod, namespace: NS, body: { metadata: { name: pod }, status } });
+
+  it('creates a Job with the GPU limit, the Kueue queue and presigned URLs; the pod drives the job to success', async () => {
+    const created = await createJob('k8s');
+    expect(created).toMatchObject({ kubernetes_namespace: NS, resources: { gpu_count: 1 } });
+    const job = await jobObject(created.id);
+    expect(job.metadata.labels).toMatchObject({ 'kueue.x-k8s.io/queue-name': 'team-a', 'mariner.dev/job-id': created.id });
+    expect(job.spec).toMatchObject({ backoffLimit: 0, suspend: true });
+    const container = job.spec.template.spec.containers[0];
+    expect(container.image).toBe(IMAGE);
+    expect(container.command.slice(-2)).toEqual(['python', '/app/sft.py']);
+    expect(container.resources.limits).toEqual({ 'nvidia.com/gpu': '1' });
+    const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    expect(JSON.parse(env['MARINER_HYPERPARAMETERS'])).toMatchObject({ nEpochs: 1 });
+    expect(env).toMatchObject({ MARINER_JOB_ID: created.id, MARINER_BASE_MODEL: 'llama-hf', MARINER_GPU_COUNT: '1', MARINER_METHOD: 'supervised' });
+    // No object-store credentials in the pod: time-limited URLs, in a Secret owned by the Job.
+    expect(JSON.stringify(job)).not.toContain(s3.config.secretAccessKey!);
+    const urls = secretOf(created.id);
+    expect(kube.objects('Secret', NS).find((s) => s.metadata.name === `${jobObjectName(created.id)}-urls`).metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: jobObjectName(created.id) }),
+    ]);
+    expect(await (await fetch(urls['training']!)).text()).toBe([chat(1), chat(2)].join('\n') + '\n');
+    expect(urls['model-files']!.split('\n').filter(Boolean).map((line) => line.split(' ')[0]).sort()).toEqual(['config.json', 'model.safetensors']);
+
+    await startPod(created.id, 'trainer-pod-1');
+    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'running', 'the job to run');
+    kube.appendLog(NS, 'trainer-pod-1', 'mariner: inputs downloaded; starting the trainer');
+    kube.appendLog(NS, 'trainer-pod-1', JSON.stringify({ type: 'metrics', step: 1, total_steps: 1, train_loss: 0.7 }));
+    kube.appendLog(NS, 'trainer-pod-1', JSON.stringify({ type: 'summary', trained_tokens: 42 }));
+    // The trainer uploads its adapter with the presigned PUTs.
+    for (const file of ['adapter_config.json', 'adapter_model.safetensors']) {
+      expect((await fetch(urls[`output-${file}`]!, { method: 'PUT', body: `${file} bytes` })).status).toBe(200);
+    }
+    kube.endLog(NS, 'trainer-pod-1');
+    await endPod('trainer-pod-1', { phase: 'Succeeded' });
+
+    const done = await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status !== 'running', 'the job to finish');
+    expect(done).toMatchObject({ status: 'succeeded', trained_tokens: 42, fine_tuned_model: expect.stringMatching(/^ft:llama-hf:k8s-[a-z0-9]{6}$/) });
+    const events = (await sdk.fineTuning.jobs.listEvents(created.id)).data;
+    expect(events.find((e) => e.type === 'metrics')?.message).toBe('Step 1/1: training loss=0.7000');
+    const { fineTuningJob } = await t.gqlOk(`query($id: ID!) { fineTuningJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
+    expect(fineTuningJob.logs.lines[0].text).toBe('mariner: inputs downloaded; starting the trainer');
+  });
+
+  it('fails the job with the pod’s termination message', async () => {
+    const created = await createJob('oom');
+    await jobObject(created.id);
+    await startPod(created.id, 'trainer-pod-2');
+    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'running', 'the job to run');
+    kube.endLog(NS, 'trainer-pod-2');
+    await endPod('trainer-pod-2', { phase: 'Failed', containerStatuses: [{ name: 'trainer', image: IMAGE, imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 137, reason: 'OOMKilled', message: 'CUDA out of memory' } } }] });
+    const done = await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status !== 'running', 'the job to fail');
+    expect(done).toMatchObject({ status: 'failed', error: { code: 'job_failed', message: 'CUDA out of memory' } });
+  });
+
+  it('queues the job again when its Job object is deleted, and creates the next attempt', async () => {
+    const created = await createJob('again');
+    const first = await jobObject(created.id);
+    expect(first.metadata.annotations['mariner.dev/attempt']).toBe('1');
+    await fetch(`${kube.url}/apis/batch/v1/namespaces/${NS}/jobs/${first.metadata.name}`, { method: 'DELETE', headers: { authorization: `Bearer ${kube.token}` } });
+    const second: any = await waitFor(
+      async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(created.id) && j.metadata.annotations['mariner.dev/attempt'] === '2'),
+      Boolean,
+      'the second attempt',
+    );
+    expect(second.metadata.labels['mariner.dev/job-id']).toBe(created.id);
+    const events = (await sdk.fineTuning.jobs.listEvents(created.id)).data.map((e) => e.message);
+    expect(events.some((m) => m.includes('was deleted') && m.endsWith('queued again'))).toBe(true);
+    // Cancelling deletes the Job.
+    expect((await sdk.fineTuning.jobs.cancel(created.id)).id).toBe(created.id);
+    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'cancelled', 'the job to be cancelled');
+    expect(kube.objects('Job', NS).some((j) => j.metadata.name === jobObjectName(created.id))).toBe(false);
+  });
+});
