@@ -53,6 +53,15 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
       Cluster: '../context.js#EntityRef',
     },
   },
+  vectorstores: {
+    context: '../context.js#VectorStoresContext',
+    mappers: {
+      VectorStore: '../store.js#VectorStoreRow',
+      VectorStoreFile: '../store.js#VectorStoreFileRow',
+      VectorStoreFileBatch: '../store.js#BatchRow',
+      VectorStoreFileCounts: '../store.js#FileCounts',
+    },
+  },
   sessions: {
     context: '../context.js#SessionsContext',
     mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },

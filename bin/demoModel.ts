@@ -14,7 +14,8 @@ export const DEMO_MODEL_ID = 'mariner-demo';
  */
 export async function installDemoModel(models: ModelStore, objectStore: ObjectStore, tenantId: string): Promise<void> {
   const key = `models/${tenantId}/${DEMO_MODEL_ID}/model.gguf`;
-  if (!(await objectStore.head(key))) await objectStore.put(key, Readable.from([tinyGguf()]));
+  // A 4096-token context (the tiny model's default is 512): room for the chunks the `rag` tool adds.
+  if (!(await objectStore.head(key))) await objectStore.put(key, Readable.from([tinyGguf({ contextLength: 4096 })]));
   await models.insert({
     tenant_id: tenantId,
     id: DEMO_MODEL_ID,

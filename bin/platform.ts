@@ -22,6 +22,7 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
 import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
 import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
+import { createVectorStoresSubgraph } from '../subgraphs/vectorstores/index.js';
 import { createJobsSubgraph } from '../subgraphs/jobs/index.js';
 import { createPubSub } from '../lib/pubsub.js';
 import { installDemoModel } from './demoModel.js';
@@ -146,6 +147,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
       requestWaitSeconds: config.inference.requestWaitSeconds,
       logger,
+      vectorStoresUrl: () => started.find((s) => s.name === 'vectorstores')!.url,
     });
     started.push(await startSubgraph(inference.definition, serverOptions));
     const urlOf = (name: SubgraphName) => started.find((s) => s.name === name)!.url;
@@ -159,6 +161,17 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     });
     stoppers.push(jobs.stop);
     started.push(await startSubgraph(jobs.definition, serverOptions));
+    // Vector stores ask the files subgraph for files and embed through the inference subgraph, as the caller.
+    const vectorStores = await createVectorStoresSubgraph(db, {
+      config: config.vectorStores,
+      objectStore,
+      tokens,
+      filesUrl: () => started.find((s) => s.name === 'files')!.url,
+      inferenceUrl: () => started.find((s) => s.name === 'inference')!.url,
+      logger,
+    });
+    stoppers.push(vectorStores.stop);
+    started.push(await startSubgraph(vectorStores.definition, serverOptions));
     const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });

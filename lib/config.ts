@@ -74,6 +74,7 @@ export interface MarinerConfig {
     /** How long a request waits for a runtime of its model to become ready (then 503 with Retry-After). */
     requestWaitSeconds: number;
   };
+  vectorStores: VectorStoresConfig;
   /** graphql-ws subscriptions at the gateway (DESIGN §3). */
   subscriptions: {
     /** Operations open at once on one connection, and for one user across a gateway replica's connections. */
@@ -106,6 +107,28 @@ export interface MarinerConfig {
     /** How long a `/v1/sessions` authorization decision is reused for the same credential and path kind. */
     authCacheMs: number;
   };
+}
+
+/** Vector stores (subgraphs/vectorstores): where vectors live and how files are ingested. */
+export interface VectorStoresConfig {
+  /**
+   * The vector index: `pgvector` (the platform's Postgres, embedded PGlite included; refuses to start
+   * without the extension), `milvus` (one collection per store), or `auto`: pgvector where the
+   * database has the extension, else none (vector stores answer FAILED_PRECONDITION, everything else runs).
+   */
+  index: 'auto' | 'pgvector' | 'milvus';
+  /** Milvus gRPC address (host:port) and credentials, for `index: milvus`. */
+  milvus: { address: string | undefined; token: string | undefined; database: string | undefined; ssl: boolean };
+  /** Similarity of new stores: cosine (default) or l2. */
+  metric: 'cosine' | 'l2';
+  /** Embedding model of stores created without one (LLMariner: one model fixed by config). */
+  defaultEmbeddingModel: string;
+  /** Chunks per embeddings request. */
+  embeddingBatchSize: number;
+  /** Files ingested at once by one replica. */
+  ingestionConcurrency: number;
+  /** A file whose ingestion lease is not renewed for this long is taken over (its worker crashed). */
+  ingestionLeaseSeconds: number;
 }
 
 export type ObjectStoreConfig =
@@ -150,23 +173,6 @@ function boolSetting(env: Env, name: string, fallback: boolean): boolean {
 function stringSetting(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
-}
-
-/** A command line: a JSON array of strings, or words separated by spaces. */
-export function commandSetting(env: Env, name: string): string[] | undefined {
-  const raw = stringSetting(env, name);
-  if (raw === undefined) return undefined;
-  if (!raw.trimStart().startsWith('[')) return raw.trim().split(/\s+/);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new ConfigError(`${name} starts with [ but is not a JSON array of strings`);
-  }
-  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((part) => typeof part === 'string')) {
-    throw new ConfigError(`${name} must be a non-empty JSON array of strings`);
-  }
-  return parsed as string[];
 }
 
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
@@ -235,6 +241,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
       requestWaitSeconds: intSetting(env, 'MARINER_INFERENCE_WAIT_SECONDS', 120, 0, 3600),
     },
+    vectorStores: vectorStoresSetting(env),
     subscriptions: {
       maxPerConnection: intSetting(env, 'MARINER_WS_MAX_PER_CONNECTION', 100, 1, 100_000),
       maxPerUser: intSetting(env, 'MARINER_WS_MAX_PER_USER', 1_000, 1, 1_000_000),
@@ -254,6 +261,49 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     },
   };
   return { ...base, ...overrides };
+}
+
+/** A command line: a JSON array of strings, or words separated by spaces. */
+export function commandSetting(env: Env, name: string): string[] | undefined {
+  const raw = stringSetting(env, name);
+  if (raw === undefined) return undefined;
+  if (!raw.trimStart().startsWith('[')) return raw.trim().split(/\s+/);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} starts with [ but is not a JSON array of strings`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((part) => typeof part === 'string')) {
+    throw new ConfigError(`${name} must be a non-empty JSON array of strings`);
+  }
+  return parsed as string[];
+}
+
+/** MARINER_VECTOR_INDEX (auto | pgvector | milvus) and the ingestion settings. */
+function vectorStoresSetting(env: Env): VectorStoresConfig {
+  const index = stringSetting(env, 'MARINER_VECTOR_INDEX') ?? 'auto';
+  if (index !== 'auto' && index !== 'pgvector' && index !== 'milvus') {
+    throw new ConfigError(`MARINER_VECTOR_INDEX must be auto, pgvector or milvus, got "${index}"`);
+  }
+  const address = stringSetting(env, 'MARINER_MILVUS_ADDRESS');
+  if (index === 'milvus' && !address) throw new ConfigError('MARINER_VECTOR_INDEX=milvus needs MARINER_MILVUS_ADDRESS (host:port)');
+  const metric = stringSetting(env, 'MARINER_VECTOR_METRIC') ?? 'cosine';
+  if (metric !== 'cosine' && metric !== 'l2') throw new ConfigError(`MARINER_VECTOR_METRIC must be cosine or l2, got "${metric}"`);
+  return {
+    index,
+    milvus: {
+      address,
+      token: stringSetting(env, 'MARINER_MILVUS_TOKEN'),
+      database: stringSetting(env, 'MARINER_MILVUS_DATABASE'),
+      ssl: boolSetting(env, 'MARINER_MILVUS_SSL', false),
+    },
+    metric,
+    defaultEmbeddingModel: stringSetting(env, 'MARINER_EMBEDDING_MODEL') ?? 'mariner-demo',
+    embeddingBatchSize: intSetting(env, 'MARINER_EMBEDDING_BATCH_SIZE', 32, 1, 2048),
+    ingestionConcurrency: intSetting(env, 'MARINER_INGESTION_CONCURRENCY', 2, 1, 64),
+    ingestionLeaseSeconds: intSetting(env, 'MARINER_INGESTION_LEASE_SECONDS', 60, 2, 3600),
+  };
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;

@@ -25,7 +25,9 @@ export async function openDatabase(options: { databaseUrl?: string | undefined; 
   mkdirSync(dir, { recursive: true });
   const { PGlite } = await import('@electric-sql/pglite');
   const { default: ClientPgLite } = await import('knex-pglite');
-  const pglite = await PGlite.create({ dataDir: dir });
+  // pgvector (0.8, HNSW) ships with PGlite as an extension: the embedded vector index (subgraphs/vectorstores).
+  const { vector } = await import('@electric-sql/pglite-pgvector');
+  const pglite = await PGlite.create({ dataDir: dir, extensions: { vector } });
   const knex = knexFactory({ client: ClientPgLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
   await knex.raw('select 1');
   return {

@@ -29,6 +29,8 @@ export const IdPrefix = {
   fineTuningEvent: 'ftevent-',
   fineTuningCheckpoint: 'ftckpt-',
   cluster: 'cluster-',
+  vectorStore: 'vs_',
+  vectorStoreFileBatch: 'vsfb_',
 } as const;
 export type IdKind = keyof typeof IdPrefix;
 

@@ -11,6 +11,7 @@ import { modelRoutes } from './models.js';
 import { createGatewayClient } from './gatewayClient.js';
 import { createRouter } from './router.js';
 import { userRoutes } from './users.js';
+import { vectorStoreRoutes } from './vectorStores.js';
 
 /**
  * The OpenAI-compatible REST surface (`/v1/...`): each route translates to GraphQL operations on the
@@ -30,7 +31,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);

@@ -191,6 +191,44 @@ const jobs: PolicyMap = {
   WorkerJob: { '*': isWorker },
 };
 
+// LLMariner §9: `api.vector-stores`. Search reads; embedding the query also needs `api.model.write`
+// (the inference subgraph checks it, as the caller).
+const vectorStoresRead = hasScope('api.vector-stores', 'read');
+const vectorStoresWrite = hasScope('api.vector-stores', 'write');
+const vectorstores: PolicyMap = {
+  Query: {
+    vectorStores: vectorStoresRead,
+    vectorStore: vectorStoresRead,
+    vectorStoreByName: vectorStoresRead,
+    vectorStoreFiles: vectorStoresRead,
+    vectorStoreFile: vectorStoresRead,
+    vectorStoreFileBatch: vectorStoresRead,
+    vectorStoreFileBatchFiles: vectorStoresRead,
+    searchVectorStore: vectorStoresRead,
+  },
+  Mutation: {
+    createVectorStore: vectorStoresWrite,
+    updateVectorStore: vectorStoresWrite,
+    deleteVectorStore: vectorStoresWrite,
+    createVectorStoreFile: vectorStoresWrite,
+    updateVectorStoreFileAttributes: vectorStoresWrite,
+    deleteVectorStoreFile: vectorStoresWrite,
+    createVectorStoreFileBatch: vectorStoresWrite,
+    cancelVectorStoreFileBatch: vectorStoresWrite,
+  },
+  VectorStore: { '*': vectorStoresRead },
+  VectorStorePage: { '*': vectorStoresRead },
+  VectorStoreFileCounts: { '*': vectorStoresRead },
+  VectorStoreExpiration: { '*': vectorStoresRead },
+  VectorStoreFile: { '*': vectorStoresRead },
+  VectorStoreFilePage: { '*': vectorStoresRead },
+  VectorStoreFileError: { '*': vectorStoresRead },
+  ChunkingStrategy: { '*': vectorStoresRead },
+  VectorStoreFileBatch: { '*': vectorStoresRead },
+  VectorStoreSearchResult: { '*': vectorStoresRead },
+  VectorStoreSearchResults: { '*': vectorStoresRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -207,7 +245,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

@@ -9,6 +9,7 @@ import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { InferenceContext } from './context.js';
 import { migrations } from './migrations/index.js';
 import { createModelsClient } from './modelsClient.js';
+import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
 import { InferenceRouter, type ClusterTransport } from './router.js';
 import { RuntimeStore, SCHEMA } from './store.js';
@@ -28,6 +29,8 @@ export interface InferenceOptions {
   logger: Logger;
   /** Runtime changes are announced here (LISTEN/NOTIFY across replicas). */
   pubsub: PubSub;
+  /** Where the vectorstores subgraph runs, for the `rag` tool (absent: the tool is refused). */
+  vectorStoresUrl?: () => string;
 }
 
 /** Runs the inference subgraph's migrations and returns its definition, ready to serve. */
@@ -36,6 +39,7 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
   const store = new RuntimeStore(db.knex);
   const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.runtimeFreshSeconds, options.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
+  const vectorStores = options.vectorStoresUrl ? createVectorStoreSearch({ url: options.vectorStoresUrl, tokens: options.tokens }) : null;
   return {
     store,
     definition: {
@@ -43,7 +47,7 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
       typeDefs: subgraphTypeDefs('inference'),
       resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
       policy: policyFor('inference'),
-      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub }),
+      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub, vectorStores }),
     },
   };
 }

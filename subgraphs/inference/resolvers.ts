@@ -5,6 +5,7 @@ import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import { JSONScalar } from './json.js';
+import { withRetrievedContext } from './rag.js';
 import { readJson, serverSentEvents, type RoutedResponse } from './router.js';
 import type { RuntimeReport } from './store.js';
 
@@ -53,8 +54,9 @@ async function runtimeError(routed: RoutedResponse): Promise<MarinerError> {
 }
 
 async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Promise<unknown> {
-  const { model, body } = requestOf(kind, request);
+  const { model, body: asked } = requestOf(kind, request);
   const modelId = await servableModel(ctx, model);
+  const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
   const tenantId = projectScopeOf(ctx.identity).tenantId;
   const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false });
   if (routed.status >= 400) throw await runtimeError(routed);
@@ -66,8 +68,9 @@ async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Pr
  * ordinary GraphQL error), then each server-sent event of the runtime becomes one event.
  */
 async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, request: unknown): Promise<AsyncGenerator<unknown>> {
-  const { model, body } = requestOf(kind, request);
+  const { model, body: asked } = requestOf(kind, request);
   const modelId = await servableModel(ctx, model);
+  const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
   const tenantId = projectScopeOf(ctx.identity).tenantId;
   const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true });
   if (routed.status >= 400) throw await runtimeError(routed);

@@ -1,0 +1,121 @@
+import { badInput } from '../../lib/errors.js';
+import { graphqlRequest } from '../../lib/graphqlClient.js';
+import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../../lib/identity.js';
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+
+/** A retrieved chunk. */
+export interface RetrievedChunk {
+  fileId: string;
+  filename: string;
+  score: number;
+  text: string;
+}
+
+/** The vectorstores subgraph's search, asked as the caller: their project's stores and their rights only. */
+export interface VectorStoreSearch {
+  search(caller: Pick<SubgraphContext, 'requestId' | 'identity'>, vectorStoreName: string, queries: string[], maxResults: number): Promise<RetrievedChunk[]>;
+}
+
+const SEARCH = `query RagSearch($input: SearchVectorStoreInput!) { searchVectorStore(input: $input) { results { fileId filename score text } } }`;
+
+export function createVectorStoreSearch(options: { url: () => string; tokens: InternalTokens }): VectorStoreSearch {
+  return {
+    async search(caller, vectorStoreName, queries, maxResults) {
+      const token = await options.tokens.mint('vectorstores', caller.requestId, caller.identity);
+      const data = await graphqlRequest<{ searchVectorStore: { results: RetrievedChunk[] } }>(
+        options.url(),
+        SEARCH,
+        { input: { vectorStoreName, query: queries, maxNumResults: maxResults } },
+        { [INTERNAL_TOKEN_HEADER]: token },
+        AbortSignal.timeout(60_000),
+      );
+      return data.searchVectorStore.results;
+    },
+  };
+}
+
+/** Chunks added to the prompt, and the user messages searched with (the latest ones). */
+const RAG_RESULTS = 5;
+const RAG_QUERIES = 3;
+const MAX_QUERY_CHARS = 2000;
+/** Context added at most (about 2,000 tokens): the best chunks first, the rest left out. */
+const MAX_CONTEXT_CHARS = 8000;
+
+interface ChatMessage {
+  role?: unknown;
+  content?: unknown;
+}
+
+/** The text of a message's content: a string, or the text parts of an array. */
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((part) => (part && typeof part === 'object' && (part as { type?: unknown }).type === 'text' ? String((part as { text?: unknown }).text ?? '') : ''))
+      .filter(Boolean)
+      .join('\n');
+  }
+  return '';
+}
+
+function isRagTool(tool: unknown): tool is { type: 'function'; function: { name: 'rag'; parameters?: unknown } } {
+  const t = tool as { type?: unknown; function?: { name?: unknown } } | null;
+  return Boolean(t && t.type === 'function' && t.function && t.function.name === 'rag');
+}
+
+/**
+ * The `rag` pseudo-tool (LLMariner §1, completions.go `handleToolsForRAG`): a function tool named
+ * `rag` with parameters `{"vector_store_name": ...}` makes the server search that store (of the
+ * caller's project, with the caller's rights) with the conversation's latest user messages and put
+ * the retrieved chunks in a system message before the conversation; the tool itself never reaches the
+ * runtime. `tool_choice: "none"` just drops it. A request without the tool is returned unchanged.
+ */
+export async function withRetrievedContext(
+  search: VectorStoreSearch | null,
+  caller: Pick<SubgraphContext, 'requestId' | 'identity'>,
+  body: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const tools = body['tools'];
+  if (!Array.isArray(tools) || !tools.some(isRagTool)) return body;
+  const rag = tools.filter(isRagTool);
+  if (rag.length > 1) throw badInput('tools: at most one rag tool', 'tools');
+  const name = (rag[0]!.function.parameters as { vector_store_name?: unknown } | undefined)?.vector_store_name;
+  if (typeof name !== 'string' || name.trim() === '') throw badInput('tools: the rag tool needs parameters.vector_store_name (a vector store of this project)', 'tools');
+  const rest = tools.filter((t) => !isRagTool(t));
+  const out: Record<string, unknown> = { ...body };
+  if (rest.length) out['tools'] = rest;
+  else {
+    delete out['tools'];
+    delete out['tool_choice'];
+    delete out['parallel_tool_calls'];
+  }
+  const toolChoice = body['tool_choice'];
+  if (toolChoice === 'none') return out;
+  // tool_choice naming the rag function: it has been served here.
+  if (typeof toolChoice === 'object' && toolChoice && (toolChoice as { function?: { name?: unknown } }).function?.name === 'rag') delete out['tool_choice'];
+  if (!search) throw badInput('tools: the rag tool is not available on this platform (no vector stores)', 'tools');
+  const messages = Array.isArray(body['messages']) ? (body['messages'] as ChatMessage[]) : [];
+  const queries = messages
+    .filter((m) => m && m.role === 'user')
+    .map((m) => textOf(m.content).trim().slice(-MAX_QUERY_CHARS))
+    .filter(Boolean)
+    .slice(-RAG_QUERIES);
+  if (queries.length === 0) return out;
+  const chunks = await search.search(caller, name.trim(), queries, RAG_RESULTS);
+  if (chunks.length === 0) return out;
+  const parts: string[] = [];
+  let size = 0;
+  for (const [i, c] of chunks.entries()) {
+    const part = `[${i + 1}] (${c.filename})\n${c.text}`;
+    if (parts.length && size + part.length > MAX_CONTEXT_CHARS) break;
+    parts.push(part);
+    size += part.length;
+  }
+  const context = parts.join('\n\n');
+  const system = {
+    role: 'system',
+    content: `Use the following context, retrieved from the vector store "${name.trim()}", to answer the user. If it does not help, answer without it.\n\n${context}`,
+  };
+  out['messages'] = [system, ...messages];
+  return out;
+}
