@@ -3,6 +3,7 @@
  * mariner: one entry point.
  *   mariner up     every component in one process on embedded defaults (PGlite, local data dir)
  *   mariner agent  a cluster agent: dials the control plane and runs work on its cluster
+ *   mariner serve  one component per process (the Helm chart's way): serve.ts
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
@@ -15,6 +16,8 @@ import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
 import { DEMO_MODEL_ID } from './demoModel.js';
 import { startPlatform } from './platform.js';
+import { startAgentOps } from './agentOps.js';
+import { SERVE_USAGE, serveCommand } from './serve.js';
 
 const USAGE = `usage: mariner <command>
 
@@ -30,7 +33,9 @@ commands:
               --transport upgrade|websocket  tunnel transport (default upgrade; websocket for proxies)
               --tunnels N                 tunnels to keep open (default 1)
             the agent also reads the object store settings (MARINER_OBJECT_STORE, MARINER_S3_*),
-            MARINER_DATA_DIR (runtime cache) and HF_ENDPOINT / HF_TOKEN (model downloads)
+            MARINER_DATA_DIR (runtime cache) and HF_ENDPOINT / HF_TOKEN (model downloads);
+            MARINER_AGENT_OPS_PORT serves /healthz, /readyz (a tunnel is up) and /metrics
+${SERVE_USAGE}
 
 settings (environment):
   MARINER_PORT            public port (default 8080)
@@ -147,15 +152,18 @@ async function agent(args: string[]): Promise<void> {
     tunnels,
     logger,
   });
+  const ops = await startAgentOps(running, env, logger);
   process.stdout.write(`mariner agent ${running.agentId}: cluster ${running.clusterName} (${running.clusterId}), ${running.executor.kind} executor, dialing ${controlPlaneUrl}\n`);
   void running.whenConnected().then(() => process.stdout.write('mariner agent: tunnel connected\n'));
   void running.refused.then(async (reason) => {
     process.stderr.write(`mariner agent: ${reason}\n`);
+    await ops?.close();
     await running.close();
     await objectStore.close();
     process.exit(1);
   });
   const stop = async () => {
+    await ops?.close();
     await running.close();
     await objectStore.close();
     process.exit(0);
@@ -171,6 +179,8 @@ async function main(argv: string[]): Promise<void> {
       return up(rest);
     case 'agent':
       return agent(rest);
+    case 'serve':
+      return serveCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { print, type ExecutionResult } from 'graphql';
 import { ApolloGateway } from '@apollo/gateway';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { MarinerConfig } from '../lib/config.js';
@@ -34,6 +34,8 @@ export interface GatewayOptions {
   roleScopes: RoleScopeTable;
   /** Defaults to a verifier for config.oidc.issuer, or none when no issuer is configured. */
   oidc?: OidcVerifier | null;
+  /** More Apollo plugins, e.g. request metrics (`mariner serve`); subscriptions do not run through them. */
+  plugins?: ApolloServerPlugin<GatewayContext>[];
 }
 
 export interface Gateway {
@@ -86,6 +88,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       createRbacPlugin(policy),
       createErrorLoggingPlugin(logger),
       ApolloServerPluginLandingPageDisabled(),
+      ...(options.plugins ?? []),
     ],
     formatError: (formatted, error) => maskError(formatted, error, logger),
     logger,

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
 import { isObjectType, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
@@ -22,6 +22,7 @@ import {
 } from './http.js';
 import { INTERNAL_TOKEN_HEADER, type InternalCaller, type InternalTokens } from './identity.js';
 import type { Logger } from './logging.js';
+import { trackRequests } from './requestTracker.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 
 /** The context every subgraph resolver receives; subgraphs extend it with their loaders. */
@@ -49,11 +50,17 @@ export interface SubgraphServerOptions {
   tokens: InternalTokens;
   logger: Logger;
   maxBodyBytes: number;
+  /** More Apollo plugins, e.g. request metrics (`mariner serve`). */
+  plugins?: ApolloServerPlugin<SubgraphContext>[];
 }
 
 export interface RunningSubgraph {
   name: string;
   url: string;
+  /** Requests being answered now. */
+  inFlight(): number;
+  /** Stops accepting connections and waits for the requests in flight (graceful stop; close() after). */
+  drain(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -87,7 +94,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false,
     formatError: (formatted, error) => maskError(formatted, error, logger),
-    plugins: [ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginInlineTraceDisabled(), ...((options.plugins ?? []) as ApolloServerPlugin<Ctx>[])],
   });
   await apollo.start();
 
@@ -124,6 +131,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
       else res.end();
     }
   });
+  const requests = trackRequests(server);
   // Subscriptions (graphql-ws on the same path): the gateway opens one upstream subscription per
   // shared operation (DESIGN §3), with the internal token in the connection parameters.
   let wss: WebSocketServer | undefined;
@@ -166,6 +174,8 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
   return {
     name: definition.name,
     url,
+    inFlight: () => requests.inFlight(),
+    drain: (timeoutMs) => requests.drain(timeoutMs),
     close: async () => {
       for (const client of wss?.clients ?? []) client.terminate();
       wss?.close();

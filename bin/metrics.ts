@@ -1,0 +1,114 @@
+import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import { Kind, type OperationDefinitionNode } from 'graphql';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { isErrorCode } from '../lib/errors.js';
+import type { TunnelRegistry } from '../subgraphs/sessions/index.js';
+
+/**
+ * The Prometheus metrics of one `mariner serve` component, on its operations port (/metrics). One
+ * registry per component rather than prom-client's global one, so components started side by side in
+ * one process (the tests) do not mix their series.
+ */
+export interface ComponentMetrics {
+  registry: Registry;
+  /** mariner_tunnel_connections: agent tunnels open to this process (the sessions component). */
+  observeTunnels(registry: TunnelRegistry): void;
+  /** mariner_gateway_upstream_subscriptions: upstream subscriptions the gateway holds, each shared by its subscribers. */
+  observeSubscriptions(count: () => number): void;
+  /**
+   * An Apollo plugin counting and timing GraphQL operations: mariner_graphql_requests_total and
+   * mariner_graphql_request_duration_seconds, labelled by `subgraph` (`gateway` for the gateway's
+   * own), operation type and name, and result (`ok` or the first error's code).
+   */
+  requestPlugin(subgraph: string): ApolloServerPlugin<BaseContext>;
+  /** mariner_http_requests_in_flight: requests being answered on the component's ports (graceful stops wait for them). */
+  observeInFlight(count: () => number): void;
+}
+
+/** Operation names are the client's choice: beyond this many distinct ones, they count as `other`. */
+const MAX_OPERATION_NAMES = 200;
+
+export function createComponentMetrics(component: string): ComponentMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ component });
+  collectDefaultMetrics({ register: registry, prefix: 'mariner_' });
+  const labelNames = ['subgraph', 'type', 'operation', 'result'] as const;
+  let requests: Counter<(typeof labelNames)[number]> | undefined;
+  let durations: Histogram<(typeof labelNames)[number]> | undefined;
+  const operationNames = new Set<string>();
+  const operationLabel = (name: string | null | undefined): string => {
+    if (!name) return 'anonymous';
+    if (operationNames.has(name)) return name;
+    if (operationNames.size >= MAX_OPERATION_NAMES) return 'other';
+    operationNames.add(name);
+    return name;
+  };
+  return {
+    registry,
+    observeTunnels(tunnels) {
+      // The registry announces changes per cluster; the gauge keeps each cluster's count.
+      const byCluster = new Map<string, number>();
+      const gauge = new Gauge({ name: 'mariner_tunnel_connections', help: 'Agent tunnels open to this process', registers: [registry] });
+      gauge.set(0);
+      tunnels.onChange((clusterId) => {
+        const count = tunnels.tunnels(clusterId).length;
+        if (count === 0) byCluster.delete(clusterId);
+        else byCluster.set(clusterId, count);
+        gauge.set([...byCluster.values()].reduce((sum, n) => sum + n, 0));
+      });
+    },
+    requestPlugin(subgraph) {
+      requests ??= new Counter({ name: 'mariner_graphql_requests_total', help: 'GraphQL operations served', labelNames, registers: [registry] });
+      durations ??= new Histogram({
+        name: 'mariner_graphql_request_duration_seconds',
+        help: 'Time to answer a GraphQL operation',
+        labelNames,
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        registers: [registry],
+      });
+      const counter = requests;
+      const histogram = durations;
+      return {
+        async requestDidStart() {
+          const started = process.hrtime.bigint();
+          return {
+            async willSendResponse({ response, operation, operationName, request, document }) {
+              const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
+              const code = errors?.[0]?.extensions?.['code'];
+              // An operation that failed validation was never resolved: name it from the parsed document.
+              const written = document?.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+              const labels = {
+                subgraph,
+                type: operation?.operation ?? written?.operation ?? 'unknown',
+                operation: operationLabel(operationName ?? request.operationName ?? written?.name?.value),
+                result: !errors?.length ? 'ok' : isErrorCode(code) ? code : 'INTERNAL',
+              };
+              counter.inc(labels);
+              histogram.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+            },
+          };
+        },
+      };
+    },
+    observeInFlight(count) {
+      new Gauge({
+        name: 'mariner_http_requests_in_flight',
+        help: "HTTP requests being answered on this component's ports",
+        registers: [registry],
+        collect() {
+          this.set(count());
+        },
+      });
+    },
+    observeSubscriptions(count) {
+      new Gauge({
+        name: 'mariner_gateway_upstream_subscriptions',
+        help: 'Upstream subgraph subscriptions the gateway holds open (each shared by identical subscribers)',
+        registers: [registry],
+        collect() {
+          this.set(count());
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,180 @@
+import { ConfigError, loadConfig, readJsonSetting, type MarinerConfig } from '../lib/config.js';
+import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';
+
+/**
+ * The settings of `mariner serve <component>` (one component per process, as the Helm chart runs them),
+ * on top of lib/config's: where the other components are, and the operations port. Like every setting
+ * they come from the environment or from the JSON file named by MARINER_CONFIG_FILE (the chart mounts
+ * one from a ConfigMap); the environment wins, so a Secret mapped to an env var overrides the file.
+ */
+
+/**
+ * The components and the subgraphs each serves. `sessions` runs the inference and jobs subgraphs too:
+ * they reach agents through the tunnel registry of this process (the tunnels end here).
+ */
+export const COMPONENT_SUBGRAPHS = {
+  gateway: [],
+  users: ['users'],
+  rbac: ['rbac'],
+  files: ['files'],
+  models: ['models'],
+  clusters: ['clusters'],
+  sessions: ['sessions', 'inference', 'jobs'],
+  vectorstores: ['vectorstores'],
+} as const satisfies Record<string, readonly SubgraphName[]>;
+
+export type ComponentName = keyof typeof COMPONENT_SUBGRAPHS;
+export const COMPONENT_NAMES = Object.keys(COMPONENT_SUBGRAPHS) as ComponentName[];
+
+/** Components without tables: they never open the database. */
+const WITHOUT_DATABASE: ReadonlySet<ComponentName> = new Set(['gateway', 'rbac']);
+
+/** Which other subgraphs a component calls itself (the gateway calls all of them). */
+const CALLS: Record<ComponentName, readonly SubgraphName[]> = {
+  gateway: SUBGRAPH_NAMES,
+  users: [],
+  rbac: [],
+  files: [],
+  models: ['files'],
+  clusters: [],
+  sessions: ['models', 'files', 'users', 'clusters'],
+  vectorstores: ['files', 'inference'],
+};
+
+export interface ServeSettings {
+  component: ComponentName;
+  /** The subgraphs this process serves: the first on MARINER_PORT (sessions: MARINER_PORT + 1), then one port up each. */
+  subgraphs: readonly SubgraphName[];
+  /** Whether this component opens the database (readiness then includes it). */
+  usesDatabase: boolean;
+  /** /healthz, /readyz and /metrics, apart from the traffic port so probes never queue behind requests. */
+  opsPort: number;
+  /** MARINER_SUBGRAPH_<NAME>_URL: where each subgraph this component calls runs. */
+  subgraphUrls: Partial<Record<SubgraphName, string>>;
+  /** MARINER_GATEWAY_URL: the gateway's GraphQL URL (sessions checks registration keys and users there). */
+  gatewayUrl: string | undefined;
+  /**
+   * MARINER_SHUTDOWN_DELAY_MS: on SIGTERM, how long the component keeps serving while /readyz already
+   * says `stopping`, so load balancers stop sending it requests before it stops accepting them.
+   */
+  shutdownDelayMs: number;
+  /** MARINER_DRAIN_TIMEOUT_MS: then, how long requests in flight may take to finish before they are cut. */
+  drainTimeoutMs: number;
+}
+
+export function subgraphUrlSetting(name: SubgraphName): string {
+  return `MARINER_SUBGRAPH_${name.toUpperCase()}_URL`;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** The JSON file's settings as environment strings; only flat names with scalar values. */
+function readConfigFile(file: string): Env {
+  const json = readJsonSetting('MARINER_CONFIG_FILE', file);
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new ConfigError(`MARINER_CONFIG_FILE (${file}) must hold a JSON object of settings, such as {"MARINER_LOG_LEVEL": "info"}`);
+  }
+  const out: Env = {};
+  for (const [name, value] of Object.entries(json)) {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new ConfigError(`MARINER_CONFIG_FILE (${file}): "${name}" is not a setting name (upper case, like MARINER_PORT)`);
+    if (value === null) continue;
+    if (!['string', 'number', 'boolean'].includes(typeof value)) {
+      throw new ConfigError(`MARINER_CONFIG_FILE (${file}): ${name} must be a string, number or boolean`);
+    }
+    out[name] = String(value);
+  }
+  return out;
+}
+
+/** The environment, recording which names were read, so a file's misspelt setting is caught. */
+function recordingReads(env: Env, reads: Set<string>): Env {
+  return new Proxy(env, {
+    get(target, key) {
+      if (typeof key === 'string') reads.add(key);
+      return Reflect.get(target, key);
+    },
+  });
+}
+
+function intSetting(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  return value;
+}
+
+function urlSetting(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`);
+  return raw;
+}
+
+export function isComponentName(name: string | undefined): name is ComponentName {
+  return name !== undefined && Object.hasOwn(COMPONENT_SUBGRAPHS, name);
+}
+
+/**
+ * Reads and checks the configuration of one component: every problem a start would otherwise hit
+ * later (a missing database, a subgraph URL, the shared token secret) is a ConfigError naming the setting.
+ */
+export function loadServeConfig(component: ComponentName, processEnv: Env = process.env): { config: MarinerConfig; serve: ServeSettings } {
+  const file = processEnv['MARINER_CONFIG_FILE']?.trim();
+  const fromFile = file ? readConfigFile(file) : {};
+  const reads = new Set<string>();
+  const env = recordingReads({ ...fromFile, ...processEnv }, reads);
+
+  // In a pod the component must be reachable from other pods: all interfaces unless told otherwise.
+  const config = loadConfig(env, env['MARINER_HOST'] ? {} : { host: '0.0.0.0' });
+  const usesDatabase = !WITHOUT_DATABASE.has(component);
+  const subgraphUrls: Partial<Record<SubgraphName, string>> = {};
+  for (const name of SUBGRAPH_NAMES) {
+    const url = urlSetting(env, subgraphUrlSetting(name));
+    if (url) subgraphUrls[name] = url;
+  }
+  const gatewayUrlRaw = urlSetting(env, 'MARINER_GATEWAY_URL');
+  const opsPort = intSetting(env, 'MARINER_OPS_PORT', 9090, 0, 65535);
+  const shutdownDelayMs = intSetting(env, 'MARINER_SHUTDOWN_DELAY_MS', 5_000, 0, 120_000);
+  const drainTimeoutMs = intSetting(env, 'MARINER_DRAIN_TIMEOUT_MS', 20_000, 0, 600_000);
+
+  const unknown = Object.keys(fromFile).filter((name) => !reads.has(name));
+  if (unknown.length > 0) {
+    throw new ConfigError(`MARINER_CONFIG_FILE (${file}): unknown or unused setting${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}`);
+  }
+  const where = `mariner serve ${component}`;
+  if (!config.internalTokenSecret) {
+    // Generated into a local data dir by `mariner up`; separate processes must share one.
+    throw new ConfigError(`MARINER_INTERNAL_TOKEN_SECRET is required for ${where}: every component must share it (at least 32 characters, from a Secret)`);
+  }
+  if (config.internalTokenSecret.length < 32) throw new ConfigError('MARINER_INTERNAL_TOKEN_SECRET must be at least 32 characters');
+  if (usesDatabase && !config.databaseUrl) {
+    throw new ConfigError(`DATABASE_URL is required for ${where}: components in separate processes share one PostgreSQL (the embedded PGlite serves one process only)`);
+  }
+  const missing = CALLS[component].filter((name) => !subgraphUrls[name]);
+  if (missing.length > 0) {
+    throw new ConfigError(`${where} needs ${missing.map(subgraphUrlSetting).join(', ')} (the subgraph's GraphQL URL, e.g. http://mariner-${missing[0]}:8080/graphql)`);
+  }
+  if (component === 'sessions' && !gatewayUrlRaw) {
+    throw new ConfigError(`MARINER_GATEWAY_URL is required for ${where}: agents' registration keys and users' credentials are checked on the gateway (e.g. http://mariner-gateway:8080/graphql)`);
+  }
+  return {
+    config,
+    serve: {
+      component,
+      subgraphs: COMPONENT_SUBGRAPHS[component],
+      usesDatabase,
+      opsPort,
+      subgraphUrls,
+      gatewayUrl: gatewayUrlRaw && new URL(gatewayUrlRaw).pathname === '/' ? new URL('/graphql', gatewayUrlRaw).toString() : gatewayUrlRaw,
+      shutdownDelayMs,
+      drainTimeoutMs,
+    },
+  };
+}

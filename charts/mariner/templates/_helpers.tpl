@@ -1,0 +1,134 @@
+{{/* Names: <release>-mariner, or the release name when it already says mariner. */}}
+{{- define "mariner.fullname" -}}
+{{- if contains "mariner" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-mariner" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mariner.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/part-of: mariner
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "gateway"). */}}
+{{- define "mariner.selectorLabels" -}}
+app.kubernetes.io/name: mariner
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* A pod's labels: its selector labels and the chart's, each once. */}}
+{{- define "mariner.podLabels" -}}
+{{ include "mariner.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+app.kubernetes.io/part-of: mariner
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "mariner.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/*
+The control-plane components and the ports each serves (bin/serve.ts): the first port carries the
+component's traffic; sessions serves its subgraphs on the next ports (sessions 8081, inference 8082,
+jobs 8083): inference and jobs reach agents through the tunnels that end in that process. 9090 is every component's operations port (/healthz, /readyz, /metrics).
+*/}}
+{{- define "mariner.components" -}}
+gateway: [{name: http, port: 8080}]
+users: [{name: graphql, port: 8080}]
+rbac: [{name: graphql, port: 8080}]
+files: [{name: graphql, port: 8080}]
+models: [{name: graphql, port: 8080}]
+clusters: [{name: graphql, port: 8080}]
+sessions: [{name: http, port: 8080}, {name: sessions, port: 8081}, {name: inference, port: 8082}, {name: jobs, port: 8083}]
+vectorstores: [{name: graphql, port: 8080}]
+{{- end -}}
+
+{{/* Where each subgraph runs, and the gateway, as the components reach them inside the cluster. */}}
+{{- define "mariner.serviceUrls" -}}
+{{- $svc := printf "%s-%%s.%s.svc" (include "mariner.fullname" .) .Release.Namespace -}}
+MARINER_SUBGRAPH_USERS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "users") }}
+MARINER_SUBGRAPH_RBAC_URL: {{ printf "http://%s:8080/graphql" (printf $svc "rbac") }}
+MARINER_SUBGRAPH_FILES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "files") }}
+MARINER_SUBGRAPH_MODELS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "models") }}
+MARINER_SUBGRAPH_CLUSTERS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "clusters") }}
+MARINER_SUBGRAPH_SESSIONS_URL: {{ printf "http://%s:8081/graphql" (printf $svc "sessions") }}
+MARINER_SUBGRAPH_INFERENCE_URL: {{ printf "http://%s:8082/graphql" (printf $svc "sessions") }}
+MARINER_SUBGRAPH_JOBS_URL: {{ printf "http://%s:8083/graphql" (printf $svc "sessions") }}
+MARINER_SUBGRAPH_VECTORSTORES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "vectorstores") }}
+MARINER_GATEWAY_URL: {{ printf "http://%s:8080/graphql" (printf $svc "gateway") }}
+{{- end -}}
+
+{{/*
+One component's settings: controlPlaneDefaults overlaid key by key with controlPlane.<name>, one
+level deep for podDisruptionBudget and autoscaling. (Sprig's merge functions treat false and 0 as
+unset, so `enabled: false` could not turn a default off.)
+*/}}
+{{- define "mariner.componentValues" -}}
+{{- $defaults := .root.Values.controlPlaneDefaults -}}
+{{- $over := index .root.Values.controlPlane .component | default dict -}}
+{{- $out := dict -}}
+{{- range $key, $value := $defaults }}{{ $_ := set $out $key $value }}{{ end -}}
+{{- range $key, $value := $over -}}
+{{- if and (has $key (list "podDisruptionBudget" "autoscaling")) (kindIs "map" $value) -}}
+{{- $nested := dict -}}
+{{- range $k, $v := (index $defaults $key | default dict) }}{{ $_ := set $nested $k $v }}{{ end -}}
+{{- range $k, $v := $value }}{{ $_ := set $nested $k $v }}{{ end -}}
+{{- $_ := set $out $key $nested -}}
+{{- else -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The S3 settings shared by the control plane's config file and the agent's environment. */}}
+{{- define "mariner.objectStoreSettings" -}}
+{{- $s3 := .Values.global.objectStore.s3 -}}
+MARINER_OBJECT_STORE: s3
+MARINER_S3_BUCKET: {{ $s3.bucket | quote }}
+MARINER_S3_REGION: {{ $s3.region | default "us-east-1" | quote }}
+MARINER_S3_FORCE_PATH_STYLE: {{ $s3.forcePathStyle | default false | quote }}
+MARINER_S3_PREFIX: {{ $s3.prefix | default "mariner" | quote }}
+{{- if $s3.endpoint }}
+MARINER_S3_ENDPOINT: {{ $s3.endpoint | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* env entries: the S3 access key pair from its Secret, when one is named. */}}
+{{- define "mariner.objectStoreCredentialsEnv" -}}
+{{- $creds := .Values.global.objectStore.credentialsSecretRef | default dict -}}
+{{- if $creds.name -}}
+- name: MARINER_S3_ACCESS_KEY_ID
+  valueFrom: { secretKeyRef: { name: {{ $creds.name | quote }}, key: {{ $creds.accessKeyIdKey | default "accessKeyId" | quote }} } }
+- name: MARINER_S3_SECRET_ACCESS_KEY
+  valueFrom: { secretKeyRef: { name: {{ $creds.name | quote }}, key: {{ $creds.secretAccessKeyKey | default "secretAccessKey" | quote }} } }
+{{- end }}
+{{- end -}}
+
+{{/* The pod and container security settings every Mariner container runs with (the image's user 1000). */}}
+{{- define "mariner.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile: { type: RuntimeDefault }
+{{- end -}}
+
+{{- define "mariner.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: { drop: [ALL] }
+{{- end -}}
+
+{{/* A Secret reference the templates need: fails rendering with the value's path when it is empty. */}}
+{{- define "mariner.requiredSecretName" -}}
+{{- $ref := .ref | default dict -}}
+{{- required (printf "%s.name is required: the name of an existing Secret %s (see charts/README.md)" .path .what) $ref.name -}}
+{{- end -}}

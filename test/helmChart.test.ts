@@ -1,0 +1,290 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { InvalidManifestError, validateManifest } from '../agent/kubernetes/index.js';
+import { COMPONENT_NAMES, COMPONENT_SUBGRAPHS, loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
+import { helmPath } from './support/kubectl.js';
+
+/**
+ * The Helm chart as CI can check it without a cluster: helm lint and helm template for the default
+ * values and the multi-cluster example, every rendered manifest against the Kubernetes schema of its
+ * kind with no unknown field, and the chart's settings against what `mariner serve` accepts.
+ */
+
+const execFileAsync = promisify(execFile);
+const CHART = fileURLToPath(new URL('../charts/mariner', import.meta.url));
+const EXAMPLES = path.join(CHART, 'examples', 'multi-cluster');
+const NAMESPACE = 'mariner';
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [key: string]: any;
+}
+
+let helm: string;
+let scratch: string;
+
+async function runHelm(args: string[]): Promise<{ ok: boolean; output: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(helm, args, { maxBuffer: 32 * 1024 * 1024, env: { ...process.env, HELM_CACHE_HOME: scratch, HELM_CONFIG_HOME: scratch, HELM_DATA_HOME: scratch } });
+    return { ok: true, output: stdout + stderr };
+  } catch (error) {
+    const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
+    return { ok: false, output: stdout + stderr };
+  }
+}
+
+async function render(valuesFiles: string[]): Promise<Manifest[]> {
+  const { ok, output } = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, ...valuesFiles.flatMap((f) => ['-f', f])]);
+  if (!ok) throw new Error(`helm template failed:\n${output}`);
+  // Strict YAML: a key written twice (two label sets merged by hand) is an error, as for kubectl.
+  return parseAllDocuments(output, { uniqueKeys: true })
+    .map((doc) => {
+      if (doc.errors.length > 0) throw new Error(`rendered YAML is invalid: ${doc.errors.map((e) => e.message).join('; ')}`);
+      return doc.toJS() as Manifest | null;
+    })
+    .filter((m): m is Manifest => m !== null);
+}
+
+function valuesFile(name: string, text: string): string {
+  const file = path.join(scratch, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+function find(manifests: Manifest[], kind: string, name: string): Manifest {
+  const found = manifests.find((m) => m.kind === kind && m.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name} among ${manifests.map((m) => `${m.kind}/${m.metadata.name}`).join(', ')}`);
+  return found;
+}
+
+/** Every manifest through the strict validator; the problems of all of them at once. */
+function problemsOf(manifests: Manifest[]): string[] {
+  const problems: string[] = [];
+  for (const manifest of manifests) {
+    try {
+      validateManifest(manifest);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  return problems;
+}
+
+const SECRET_SETTINGS = ['DATABASE_URL', 'MARINER_INTERNAL_TOKEN_SECRET', 'MARINER_REGISTRATION_KEY', 'MARINER_S3_ACCESS_KEY_ID', 'MARINER_S3_SECRET_ACCESS_KEY', 'MARINER_ADMIN_API_KEY', 'MARINER_MILVUS_TOKEN', 'HF_TOKEN'];
+
+/** Credentials set other than from a Secret: in the settings file, or as a plain env value. */
+function plainCredentials(manifests: Manifest[]): string[] {
+  const found: string[] = [];
+  for (const manifest of manifests) {
+    if (manifest.kind === 'ConfigMap') {
+      const settings = JSON.parse(manifest['data']['config.json'] as string) as Record<string, unknown>;
+      found.push(...SECRET_SETTINGS.filter((name) => name in settings).map((name) => `${manifest.metadata.name}: ${name}`));
+    }
+    if (manifest.kind !== 'Deployment') continue;
+    for (const env of manifest['spec'].template.spec.containers[0].env as { name: string; value?: string; valueFrom?: { secretKeyRef?: unknown } }[]) {
+      if (SECRET_SETTINGS.includes(env.name) && (env.value !== undefined || !env.valueFrom?.secretKeyRef)) found.push(`${manifest.metadata.name}: ${env.name}`);
+    }
+  }
+  return found;
+}
+
+beforeAll(async () => {
+  helm = await helmPath();
+  scratch = mkdtempSync(path.join(tmpdir(), 'mariner-helm-'));
+}, 120_000);
+
+afterAll(() => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('the chart with its default values (control plane and worker in one cluster)', () => {
+  let manifests: Manifest[];
+  beforeAll(async () => {
+    manifests = await render([]);
+  });
+
+  it('passes helm lint', async () => {
+    const { ok, output } = await runHelm(['lint', '--strict', CHART]);
+    expect(output).toContain('0 chart(s) failed');
+    expect(ok).toBe(true);
+  });
+
+  it('renders only manifests that match their Kubernetes schema, with no unknown field', () => {
+    expect(manifests.length).toBeGreaterThan(20);
+    expect(problemsOf(manifests)).toEqual([]);
+  });
+
+  it('the validator would catch a misspelt field in every kind the chart renders', () => {
+    for (const manifest of manifests) {
+      const misspelt = structuredClone(manifest);
+      (misspelt.metadata as Record<string, unknown>)['lables'] = { a: 'b' };
+      expect(() => validateManifest(misspelt), `${manifest.kind}/${manifest.metadata.name}`).toThrow(InvalidManifestError);
+    }
+  });
+
+  it('runs every component of `mariner serve` as a Deployment with probes on /healthz and /readyz, a Service and a PodDisruptionBudget', () => {
+    for (const component of COMPONENT_NAMES) {
+      const deployment = find(manifests, 'Deployment', `mariner-${component}`);
+      const container = deployment['spec'].template.spec.containers[0];
+      expect(container.args).toEqual(['serve', component]);
+      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' });
+      expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' });
+      expect(container.ports).toContainEqual({ name: 'ops', containerPort: 9090, protocol: 'TCP' });
+      expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+      expect(deployment['spec'].template.spec.securityContext).toMatchObject({ runAsNonRoot: true });
+      expect(container.resources.requests).toBeDefined();
+      find(manifests, 'Service', `mariner-${component}`);
+    }
+    // Sessions keeps one replica (the tunnels end in its process): a PDB would block every drain.
+    expect(manifests.filter((m) => m.kind === 'PodDisruptionBudget').map((m) => m.metadata.name).sort()).toEqual(
+      COMPONENT_NAMES.filter((c) => c !== 'sessions').map((c) => `mariner-${c}`).sort(),
+    );
+  });
+
+  it('routes one host: /graphql and /v1 to the gateway, /v1/sessions and the agent tunnel to sessions', () => {
+    const ingress = find(manifests, 'Ingress', 'mariner');
+    const routes = Object.fromEntries(
+      ingress['spec'].rules[0].http.paths.map((p: { path: string; backend: { service: { name: string; port: { name: string } } } }) => [p.path, `${p.backend.service.name}:${p.backend.service.port.name}`]),
+    );
+    expect(routes).toEqual({
+      '/graphql': 'mariner-gateway:http',
+      '/v1': 'mariner-gateway:http',
+      '/v1/sessions': 'mariner-sessions:http',
+      '/v1/sessions-worker-service': 'mariner-sessions:http',
+    });
+  });
+
+  it('takes every credential from a Secret, never from a plain value', () => {
+    expect(plainCredentials(manifests)).toEqual([]);
+  });
+
+  it('gives each component settings that `mariner serve` accepts, with every subgraph where a component serves it', () => {
+    const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
+    const configFile = valuesFile('config.json', JSON.stringify(config));
+    // The chart's addresses follow bin/serve.ts's port layout: the component's first subgraph on 8080,
+    // sessions' subgraphs from 8081 on.
+    for (const [component, subgraphs] of Object.entries(COMPONENT_SUBGRAPHS)) {
+      subgraphs.forEach((subgraph, i) => {
+        const port = component === 'sessions' ? 8081 + i : 8080 + i;
+        expect(config[subgraphUrlSetting(subgraph)]).toBe(`http://mariner-${component}.${NAMESPACE}.svc:${port}/graphql`);
+      });
+    }
+    for (const name of SUBGRAPH_NAMES) expect(config, name).toHaveProperty(subgraphUrlSetting(name));
+    for (const component of COMPONENT_NAMES) {
+      const container = find(manifests, 'Deployment', `mariner-${component}`)['spec'].template.spec.containers[0];
+      const env: Record<string, string> = {};
+      for (const entry of container.env as { name: string; value?: string; valueFrom?: unknown }[]) {
+        // What the Secrets would hold.
+        env[entry.name] = entry.value ?? (entry.name === 'DATABASE_URL' ? 'postgres://mariner@db/mariner' : 'x'.repeat(40));
+      }
+      expect(env['MARINER_CONFIG_FILE']).toBe('/etc/mariner/config.json');
+      env['MARINER_CONFIG_FILE'] = configFile;
+      const { serve } = loadServeConfig(component as ComponentName, env);
+      expect(serve.usesDatabase).toBe('DATABASE_URL' in env);
+    }
+  });
+
+  it('runs the agent with the least rights: read-only cluster-wide, writes only in its namespace', () => {
+    const agent = find(manifests, 'Deployment', 'mariner-agent')['spec'].template.spec;
+    expect(agent.serviceAccountName).toBe('mariner-agent');
+    expect(agent.containers[0].args).toEqual(['agent']);
+    const env = Object.fromEntries((agent.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+    expect(env['MARINER_CONTROL_PLANE_URL']).toBe('http://mariner.example.com');
+    expect(env['MARINER_AGENT_OPS_PORT']).toBe('9090');
+    expect(agent.containers[0].livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' });
+    expect(agent.containers[0].readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' });
+    const clusterRole = manifests.find((m) => m.kind === 'ClusterRole')!;
+    expect(clusterRole['rules']).toEqual([{ apiGroups: [''], resources: ['nodes', 'pods'], verbs: ['get', 'list', 'watch'] }]);
+    expect(manifests.filter((m) => m.kind === 'Role').map((m) => m.metadata.namespace)).toEqual([NAMESPACE]);
+  });
+});
+
+describe('the multi-cluster example', () => {
+  const controlPlane = path.join(EXAMPLES, 'control-plane.yaml');
+  const worker = path.join(EXAMPLES, 'worker.yaml');
+
+  it('passes helm lint in both parts', async () => {
+    for (const file of [controlPlane, worker]) {
+      const { ok, output } = await runHelm(['lint', '--strict', CHART, '-f', file]);
+      expect(output, file).toContain('0 chart(s) failed');
+      expect(ok).toBe(true);
+    }
+  });
+
+  it('renders the control plane alone: valid manifests, no agent, an autoscaled gateway', async () => {
+    const manifests = await render([controlPlane]);
+    expect(problemsOf(manifests)).toEqual([]);
+    expect(plainCredentials(manifests)).toEqual([]);
+    // The S3 keys go where bytes are read or written, and nowhere else.
+    const withS3Keys = manifests.filter((m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_S3_SECRET_ACCESS_KEY'));
+    expect(withS3Keys.map((m) => m.metadata.name).sort()).toEqual(['mariner-files', 'mariner-gateway', 'mariner-models', 'mariner-vectorstores']);
+    expect(manifests.some((m) => m.metadata.name === 'mariner-agent')).toBe(false);
+    const hpa = find(manifests, 'HorizontalPodAutoscaler', 'mariner-gateway');
+    expect(hpa['spec']).toMatchObject({ minReplicas: 3, maxReplicas: 12, scaleTargetRef: { kind: 'Deployment', name: 'mariner-gateway' } });
+    // An autoscaled Deployment leaves replicas to the HPA.
+    expect(find(manifests, 'Deployment', 'mariner-gateway')['spec'].replicas).toBeUndefined();
+    expect(find(manifests, 'PodDisruptionBudget', 'mariner-files')['spec'].maxUnavailable).toBe(1);
+    const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
+    expect(config).toMatchObject({
+      MARINER_OIDC_ISSUER: 'https://dex.example.com',
+      MARINER_S3_ENDPOINT: 'https://minio.storage.svc:9000',
+      MARINER_MAX_FILE_BYTES: 2147483648,
+      MARINER_VECTOR_INDEX: 'milvus',
+      MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530',
+    });
+    // Milvus' token only where vectors are: the vectorstores component.
+    const withToken = manifests.filter((m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_MILVUS_TOKEN'));
+    expect(withToken.map((m) => m.metadata.name)).toEqual(['mariner-vectorstores']);
+    expect(find(manifests, 'Ingress', 'mariner')['spec'].tls).toEqual([{ hosts: ['mariner.example.com'], secretName: 'mariner-tls' }]);
+  });
+
+  it('renders a worker cluster alone: valid manifests, the agent with a Role in each of its namespaces', async () => {
+    const manifests = await render([worker]);
+    expect(problemsOf(manifests)).toEqual([]);
+    expect(plainCredentials(manifests)).toEqual([]);
+    expect(manifests.filter((m) => m.kind === 'Deployment').map((m) => m.metadata.name)).toEqual(['mariner-agent']);
+    expect(manifests.some((m) => m.kind === 'Ingress' || m.kind === 'ConfigMap')).toBe(false);
+    const roles = manifests.filter((m) => m.kind === 'Role');
+    expect(roles.map((m) => m.metadata.namespace).sort()).toEqual(['mariner', 'mariner-runtimes', 'nvidia-gpu-operator', 'team-a', 'team-b']);
+    // In the GPU operator's namespace, the device plugin ConfigMap only.
+    expect(roles.find((m) => m.metadata.namespace === 'nvidia-gpu-operator')!['rules']).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] }]);
+    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({ apiGroups: ['kueue.x-k8s.io'], resources: ['localqueues', 'workloads'], verbs: ['get', 'list', 'watch'] });
+    const env = find(manifests, 'Deployment', 'mariner-agent')['spec'].template.spec.containers[0].env as { name: string; value?: string }[];
+    expect(env).toContainEqual({ name: 'MARINER_CONTROL_PLANE_URL', value: 'https://mariner.example.com' });
+    expect(env).toContainEqual({ name: 'MARINER_RUNTIME_IMAGE_VLLM', value: 'vllm/vllm-openai:v0.8.5' });
+  });
+});
+
+describe('bad values fail at install with a message naming the value', () => {
+  it('a missing database secret', async () => {
+    const file = valuesFile('no-database.yaml', 'global:\n  database:\n    secretRef: null\n');
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', file]);
+    expect(ok).toBe(false);
+    expect(output).toContain('global.database.secretRef.name is required: the name of an existing Secret holding the PostgreSQL URL');
+  });
+
+  it('a worker without its registration key secret, or without the control plane URL', async () => {
+    const noKey = valuesFile('no-key.yaml', 'tags:\n  control-plane: false\nworker:\n  controlPlaneUrl: https://cp.example.com\n  registrationKeySecretRef:\n    name: ""\n');
+    expect((await runHelm(['template', 'mariner', CHART, '-f', noKey])).output).toContain('worker.registrationKeySecretRef.name is required');
+    const noUrl = valuesFile('no-url.yaml', 'tags:\n  control-plane: false\n');
+    expect((await runHelm(['template', 'mariner', CHART, '-f', noUrl])).output).toContain('worker.controlPlaneUrl is required');
+  });
+
+  it('a misspelt key, a wrong type, or a plain-text credential where a Secret reference belongs (values.schema.json)', async () => {
+    const misspelt = valuesFile('misspelt.yaml', 'global:\n  databse: {}\n');
+    expect((await runHelm(['template', 'mariner', CHART, '-f', misspelt])).output).toMatch(/at '\/global': additional properties 'databse' not allowed/);
+    const wrongType = valuesFile('wrong-type.yaml', 'controlPlane:\n  gateway:\n    replicas: "three"\n');
+    expect((await runHelm(['template', 'mariner', CHART, '-f', wrongType])).output).toMatch(/at '\/controlPlane\/gateway\/replicas'/);
+    const plain = valuesFile('plain.yaml', 'global:\n  database:\n    url: postgres://user:password@db/mariner\n');
+    expect((await runHelm(['template', 'mariner', CHART, '-f', plain])).output).toMatch(/at '\/global\/database': additional properties 'url' not allowed/);
+  });
+});

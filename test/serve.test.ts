@@ -1,0 +1,345 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import knexFactory from 'knex';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent } from '../agent/index.js';
+import { startAgentOps } from '../bin/agentOps.js';
+import { startComponent, type RunningComponent } from '../bin/serve.js';
+import { loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import { INTERNAL_TOKEN_HEADER, InternalTokens } from '../lib/identity.js';
+import { randomString } from '../lib/ids.js';
+import { silentLogger } from '../lib/logging.js';
+import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
+import { createTestDatabase, graphqlCall, TEST_POSTGRES_URL } from './support/platform.js';
+
+const SECRET = randomString(40);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** Like the chart's Ingress: one host, routed by path prefix (longest first), upgrades included. */
+async function startIngress(routes: [prefix: string, target: string][]): Promise<{ url: string; close(): Promise<void> }> {
+  const sorted = [...routes].sort((a, b) => b[0].length - a[0].length);
+  const targetOf = (url = '/') => {
+    const pathname = new URL(url, 'http://ingress').pathname;
+    const route = sorted.find(([prefix]) => pathname === prefix || pathname.startsWith(`${prefix}/`));
+    return route ? new URL(route[1]) : undefined;
+  };
+  const server: Server = createServer((req, res) => {
+    const target = targetOf(req.url);
+    if (!target) return void res.writeHead(404).end();
+    const upstream = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const target = targetOf(req.url);
+    if (!target) return void socket.destroy();
+    const upstream = connect(Number(target.port), target.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket).pipe(upstream);
+    });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+describe('mariner serve: each component in its own server, as the chart deploys them', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let dataDir: string;
+  const running: RunningComponent[] = [];
+  let gateway: RunningComponent;
+  let sessions: RunningComponent;
+  const adminKey = `sk-${randomString(40)}`;
+
+  async function start(component: ComponentName, env: Record<string, string>): Promise<RunningComponent> {
+    const { config, serve } = loadServeConfig(component, {
+      MARINER_HOST: '127.0.0.1',
+      MARINER_PORT: '0',
+      MARINER_OPS_PORT: '0',
+      MARINER_LOG_LEVEL: 'silent',
+      MARINER_SHUTDOWN_DELAY_MS: '0',
+      MARINER_INTERNAL_TOKEN_SECRET: SECRET,
+      MARINER_DATA_DIR: dataDir,
+      DATABASE_URL: database.url,
+      MARINER_ADMIN_API_KEY: adminKey,
+      ...env,
+    });
+    const component_ = await startComponent(config, serve, silentLogger());
+    running.push(component_);
+    await component_.started;
+    return component_;
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-serve-'));
+    const urls: Record<string, string> = {};
+    const url = (name: string) => ({ [subgraphUrlSetting(name as never)]: urls[name]! });
+    for (const name of ['users', 'rbac', 'files', 'clusters'] as const) {
+      urls[name] = (await start(name, {})).subgraphUrls[name]!;
+    }
+    urls['models'] = (await start('models', url('files'))).subgraphUrls.models!;
+    const gatewayPort = await freePort();
+    sessions = await start('sessions', { ...url('models'), ...url('files'), ...url('users'), ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}` });
+    Object.assign(urls, sessions.subgraphUrls);
+    Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
+    // Every subgraph of the supergraph must be served by some component, or the gateway has no address for it.
+    const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
+    expect(Object.keys(urls).sort()).toEqual([...SUBGRAPH_NAMES].sort());
+    gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const component of running.reverse()) await component.close();
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers GraphQL and the OpenAI API through the gateway, with the bootstrap admin key', async () => {
+    const self = await graphqlCall<{ self: { id: string } }>(`${gateway.url}/graphql`, '{ self { id } }', undefined, { token: adminKey });
+    expect(self.errors).toBeUndefined();
+    expect(self.data?.self.id).toBe('admin@example.com');
+    const models = await fetch(`${gateway.url}/v1/models`, { headers: { authorization: `Bearer ${adminKey}` } });
+    expect(models.status).toBe(200);
+    expect(await models.json()).toMatchObject({ object: 'list' });
+  });
+
+  it('every component is live and ready on its operations port', async () => {
+    for (const component of running) {
+      expect((await fetch(`${component.opsUrl}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${component.opsUrl}/readyz`);
+      expect(await ready.json()).toEqual({ status: 'ready' });
+      expect(ready.status).toBe(200);
+    }
+  });
+
+  it('/metrics counts GraphQL operations by operation and result, in the gateway and in each subgraph', async () => {
+    const metricsOf = async (component: RunningComponent) => (await fetch(`${component.opsUrl}/metrics`)).text();
+    const before = sample(await metricsOf(gateway), 'mariner_graphql_requests_total', { subgraph: 'gateway', operation: 'WhoAmI', result: 'ok' }) ?? 0;
+    for (let i = 0; i < 3; i++) {
+      const { errors } = await graphqlCall(`${gateway.url}/graphql`, 'query WhoAmI { self { id } }', undefined, { token: adminKey });
+      expect(errors).toBeUndefined();
+    }
+    const refused = await graphqlCall(`${gateway.url}/graphql`, 'query Typo { selff { id } }', undefined, { token: adminKey });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+
+    const text = await metricsOf(gateway);
+    expect(sample(text, 'mariner_graphql_requests_total', { component: 'gateway', subgraph: 'gateway', type: 'query', operation: 'WhoAmI', result: 'ok' })).toBe(before + 3);
+    expect(sample(text, 'mariner_graphql_requests_total', { subgraph: 'gateway', operation: 'Typo', result: 'BAD_USER_INPUT' })).toBe(1);
+    expect(sample(text, 'mariner_graphql_request_duration_seconds_count', { subgraph: 'gateway', operation: 'WhoAmI', result: 'ok' })).toBe(before + 3);
+    expect(text).toMatch(/^mariner_gateway_upstream_subscriptions\{component="gateway"\} \d+$/m);
+    expect(text).toMatch(/^mariner_process_cpu_seconds_total\{component="gateway"\} /m);
+    // The gateway's query plan asked the users subgraph, which counts it under its own name.
+    const users = running.find((c) => c.subgraphUrls.users)!;
+    expect(sample(await metricsOf(users), 'mariner_graphql_requests_total', { component: 'users', subgraph: 'users', type: 'query', result: 'ok' })).toBeGreaterThanOrEqual(3);
+  });
+
+  it('an agent behind the one-host ingress registers, tunnels to sessions, and the tunnel shows in /metrics', async () => {
+    const ingress = await startIngress([
+      ['/graphql', gateway.url],
+      ['/v1', gateway.url],
+      ['/v1/sessions', sessions.url],
+      ['/v1/sessions-worker-service', sessions.url],
+    ]);
+    const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(
+      `${ingress.url}/graphql`,
+      'mutation { registerCluster(input: { name: "gpu-east" }) { registrationKey } }',
+      undefined,
+      { token: adminKey },
+    );
+    const agent = await startAgent({ controlPlaneUrl: ingress.url, registrationKey: data!.registerCluster.registrationKey, executor: 'local', logger: silentLogger() });
+    const agentOps = (await startAgentOps(agent, { MARINER_HOST: '127.0.0.1', MARINER_AGENT_OPS_PORT: '0' }, silentLogger()))!;
+    try {
+      await agent.whenConnected();
+      const agentReady = await fetch(`${agentOps.url}/readyz`);
+      expect({ status: agentReady.status, body: await agentReady.json() }).toEqual({ status: 200, body: { status: 'connected' } });
+      expect(await (await fetch(`${agentOps.url}/metrics`)).text()).toMatch(/^mariner_agent_tunnel_connected\{component="agent"\} 1$/m);
+      const clusters = await fetch(`${ingress.url}/v1/clusters`, { headers: { authorization: `Bearer ${adminKey}` } });
+      const listed = (await clusters.json()) as { data: { name: string; connected?: boolean }[] };
+      expect(listed.data.find((c) => c.name === 'gpu-east')).toMatchObject({ connected: true });
+      const metrics = await (await fetch(`${sessions.opsUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^mariner_tunnel_connections\{component="sessions"\} 1$/m);
+    } finally {
+      await agentOps.close();
+      await agent.close();
+      await ingress.close();
+    }
+  });
+});
+
+/** The value of one series in Prometheus text format, by name and (a subset of) its labels. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_:]+)\{(.*)\} (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const present = Object.fromEntries([...match[2]!.matchAll(/([a-z_]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([key, value]) => present[key] === value)) return Number(match[3]);
+  }
+  return undefined;
+}
+
+describe('mariner serve: readiness follows the database', () => {
+  it('is live but not ready until the database exists and migrations ran, and not ready when it goes away', async () => {
+    const name = `mariner_test_${randomString(10).toLowerCase()}`;
+    const admin = knexFactory({ client: 'pg', connection: `${TEST_POSTGRES_URL}/postgres`, pool: { min: 0, max: 1 } });
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-serve-'));
+    const { config, serve } = loadServeConfig('clusters', {
+      MARINER_HOST: '127.0.0.1',
+      MARINER_PORT: '0',
+      MARINER_OPS_PORT: '0',
+      MARINER_INTERNAL_TOKEN_SECRET: SECRET,
+      MARINER_SHUTDOWN_DELAY_MS: '0',
+      MARINER_DATA_DIR: dataDir,
+      DATABASE_URL: `${TEST_POSTGRES_URL}/${name}`,
+    });
+    const component = await startComponent(config, serve, silentLogger());
+    try {
+      expect((await fetch(`${component.opsUrl}/healthz`)).status).toBe(200);
+      const waiting = await fetch(`${component.opsUrl}/readyz`);
+      expect(waiting.status).toBe(503);
+      expect(await waiting.json()).toEqual({ status: 'waiting for the database' });
+
+      await admin.raw('create database ??', [name]);
+      await component.started;
+      expect((await fetch(`${component.opsUrl}/readyz`)).status).toBe(200);
+
+      await admin.raw('drop database ?? with (force)', [name]);
+      const gone = await fetch(`${component.opsUrl}/readyz`);
+      expect(gone.status).toBe(503);
+      expect(await gone.json()).toEqual({ status: 'database unreachable' });
+    } finally {
+      await component.close();
+      await admin.raw('drop database if exists ?? with (force)', [name]);
+      await admin.destroy();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
+
+describe('mariner serve: a graceful stop', () => {
+  it('says stopping at once, answers the request in flight, then refuses connections', async () => {
+    const { config, serve } = loadServeConfig('rbac', {
+      MARINER_HOST: '127.0.0.1',
+      MARINER_PORT: '0',
+      MARINER_OPS_PORT: '0',
+      MARINER_INTERNAL_TOKEN_SECRET: SECRET,
+      MARINER_SHUTDOWN_DELAY_MS: '0',
+      MARINER_DRAIN_TIMEOUT_MS: '10000',
+    });
+    const component = await startComponent(config, serve, silentLogger());
+    await component.started;
+    const graphqlUrl = new URL(component.subgraphUrls.rbac!);
+    const token = await new InternalTokens(SECRET, 60).mint('rbac', 'req-graceful', null, true);
+    // A request whose body is still arriving when the stop begins.
+    const req = request({
+      host: graphqlUrl.hostname,
+      port: graphqlUrl.port,
+      path: graphqlUrl.pathname,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [INTERNAL_TOKEN_HEADER]: token },
+    });
+    const answer = new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+      req.on('error', reject);
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+      });
+    });
+    req.write('{"query":');
+    const inFlight = async () => sample(await (await fetch(`${component.opsUrl}/metrics`)).text(), 'mariner_http_requests_in_flight', {});
+    while ((await inFlight()) !== 1) await new Promise((resolve) => setImmediate(resolve));
+
+    const closing = component.close();
+    const ready = await fetch(`${component.opsUrl}/readyz`);
+    expect({ status: ready.status, body: await ready.json() }).toEqual({ status: 503, body: { status: 'stopping' } });
+    req.end('"{ __typename }"}');
+    const { status, connection, body } = await answer;
+    expect(status).toBe(200);
+    expect(connection).toBe('close');
+    expect(JSON.parse(body)).toEqual({ data: { __typename: 'Query' } });
+    await closing;
+    await expect(fetch(graphqlUrl)).rejects.toThrow();
+  });
+});
+
+describe('mariner serve: configuration', () => {
+  const base = { MARINER_INTERNAL_TOKEN_SECRET: SECRET, DATABASE_URL: 'postgres://db.example/mariner' };
+
+  it('the command stops with exit code 2 and a message naming the bad setting or component', async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        // The environment of a pod that forgot the Secret: no inherited MARINER_* settings.
+        const env = { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' };
+        execFile(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', ...args], { cwd: ROOT, env }, (error, _stdout, stderr) =>
+          resolve({ code: error ? (error as { code?: number }).code ?? null : 0, stderr }),
+        );
+      });
+    const [noSecret, unknown] = await Promise.all([run(['serve', 'gateway']), run(['serve', 'billing'])]);
+    expect(noSecret).toEqual({ code: 2, stderr: expect.stringContaining('mariner: MARINER_INTERNAL_TOKEN_SECRET is required for mariner serve gateway') });
+    expect(unknown).toEqual({ code: 2, stderr: expect.stringContaining('serve needs one component: gateway, users, rbac, files, models, clusters, sessions, vectorstores (got "billing")') });
+  }, 30_000);
+
+  it('names every subgraph URL the gateway lacks', () => {
+    expect(() => loadServeConfig('gateway', { MARINER_INTERNAL_TOKEN_SECRET: SECRET, [subgraphUrlSetting('users')]: 'http://users:8080/graphql' })).toThrow(
+      /mariner serve gateway needs MARINER_SUBGRAPH_RBAC_URL, MARINER_SUBGRAPH_FILES_URL, .*MARINER_SUBGRAPH_INFERENCE_URL/,
+    );
+  });
+
+  it('refuses to start a component with tables without DATABASE_URL, or any without the shared token secret', () => {
+    expect(() => loadServeConfig('users', { MARINER_INTERNAL_TOKEN_SECRET: SECRET })).toThrow(/DATABASE_URL is required for mariner serve users/);
+    expect(() => loadServeConfig('rbac', {})).toThrow(/MARINER_INTERNAL_TOKEN_SECRET is required for mariner serve rbac/);
+    expect(() => loadServeConfig('rbac', { MARINER_INTERNAL_TOKEN_SECRET: SECRET })).not.toThrow();
+  });
+
+  it('reads settings from the mounted file, lets the environment win, and refuses a misspelt one', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mariner-config-'));
+    try {
+      const file = path.join(dir, 'config.json');
+      writeFileSync(file, JSON.stringify({ MARINER_PORT: 7000, MARINER_OPS_PORT: 7001, MARINER_LOG_LEVEL: 'debug', MARINER_SUBGRAPH_FILES_URL: 'http://files:8080/graphql' }));
+      const { config, serve } = loadServeConfig('models', { ...base, MARINER_CONFIG_FILE: file, MARINER_LOG_LEVEL: 'warn' });
+      expect(config.port).toBe(7000);
+      expect(serve.opsPort).toBe(7001);
+      expect(config.logLevel).toBe('warn');
+      expect(config.host).toBe('0.0.0.0');
+      expect(serve.subgraphUrls.files).toBe('http://files:8080/graphql');
+
+      writeFileSync(file, JSON.stringify({ MARINER_PROT: 7000 }));
+      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(`MARINER_CONFIG_FILE (${file}): unknown or unused setting MARINER_PROT`);
+      writeFileSync(file, JSON.stringify({ MARINER_MAX_DEPTH: 'deep' }));
+      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow('MARINER_MAX_DEPTH must be an integer between 1 and 100, got "deep"');
+      writeFileSync(file, '{ not json');
+      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(/MARINER_CONFIG_FILE: cannot read JSON from/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
