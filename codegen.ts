@@ -43,7 +43,9 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
   jobs: {
     context: '../context.js#JobsContext',
     mappers: {
-      FineTuningJob: '../store.js#JobRow',
+      Job: '../store.js#JobRow',
+      FineTuningJob: '../store.js#FineTuningJobRow',
+      BatchJob: '../store.js#BatchJobRow',
       WorkerJob: '../store.js#JobRow',
       JobLogLine: '../store.js#LogRow',
       JobLogChunk: '../context.js#LogChunkModel',

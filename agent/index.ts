@@ -48,7 +48,15 @@ export interface AgentOptions {
    * Fine-tuning jobs. Local executor: the trainer's command line (argv) and where jobs work. Kubernetes
    * executor: the trainer image and command, the default Kueue queue (from the environment when absent).
    */
-  jobs?: { trainerCommand?: string[] | undefined; workDir?: string | undefined; kubernetes?: KubernetesJobSettings | undefined } | undefined;
+  jobs?:
+    | {
+        trainerCommand?: string[] | undefined;
+        workDir?: string | undefined;
+        /** Local executor: run batch jobs' commands on this machine (MARINER_LOCAL_BATCH_JOBS; default no). */
+        runBatchJobs?: boolean | undefined;
+        kubernetes?: KubernetesJobSettings | undefined;
+      }
+    | undefined;
   logger: Logger;
 }
 
@@ -316,6 +324,8 @@ async function createExecutor(options: AgentOptions, reporter: JobReporter, logg
   if (options.executor === 'local') {
     const jobs = createLocalJobHost({
       trainerCommand: options.jobs?.trainerCommand,
+      runBatchJobs: options.jobs?.runBatchJobs ?? false,
+      openaiBaseUrl: new URL('/v1', options.controlPlaneUrl).toString(),
       objectStore: options.objectStore,
       workDir: options.jobs?.workDir ?? path.join(options.cacheDir ?? os.tmpdir(), 'jobs'),
       reporter,

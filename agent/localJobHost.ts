@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from './executor.js';
-import { trainedTokensOf, type JobReporter } from './jobReporter.js';
+import { trainedTokensOf, type JobReporter, type PhaseReport } from './jobReporter.js';
 
 /** The fine-tuning spec as the jobs subgraph sends it (subgraphs/jobs/store.ts FineTuningSpec). */
 interface FineTuningSpec {
@@ -22,6 +22,22 @@ interface FineTuningSpec {
   attempt?: number;
   logOffset?: number;
 }
+
+/** A batch job's spec as the jobs subgraph sends it (subgraphs/jobs/store.ts BatchSpec). */
+interface BatchSpec {
+  kind: 'batch';
+  image: string;
+  command: string;
+  scripts: Record<string, string>;
+  envs: Record<string, string>;
+  dataFiles: { id: string; objectKey: string; filename: string }[];
+  gpuCount: number;
+  workerCount: number;
+  attempt?: number;
+  logOffset?: number;
+}
+
+type JobSpec = FineTuningSpec | BatchSpec;
 
 interface RunningJob {
   attempt: number;
@@ -42,6 +58,15 @@ function localName(filename: string, fallback: string): string {
   return base === '' || base.startsWith('.') ? fallback : base;
 }
 
+/** Signals a job's whole process group (spawned detached), falling back to the process alone. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    child.kill(signal);
+  }
+}
+
 async function* filesUnder(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
@@ -51,14 +76,19 @@ async function* filesUnder(dir: string): AsyncGenerator<string> {
 }
 
 /**
- * Fine-tuning jobs as child processes on this machine (the local executor). For each job: the
- * training (and validation) file is fetched from the platform's object store into a work folder,
- * the configured trainer runs with the job in its environment, its output lines go to the control
- * plane as they come, and on success everything it wrote to MARINER_OUTPUT_DIR is stored under the
- * job's output prefix. The trainer contract (environment, progress lines) is in agent/README.md.
+ * Jobs as child processes on this machine (the local executor), each in a fresh work folder whose
+ * output lines go to the control plane as they come. Fine-tuning: the training (and validation) file
+ * is fetched from the platform's object store, the configured trainer runs with the job in its
+ * environment, and on success everything it wrote to MARINER_OUTPUT_DIR is stored under the job's
+ * output prefix (the trainer contract is in agent/README.md). Batch: scripts/ and data/ are written,
+ * the command runs with /bin/sh (only where MARINER_LOCAL_BATCH_JOBS allows it).
  */
 export function createLocalJobHost(options: {
   trainerCommand: string[] | undefined;
+  /** Batch jobs' commands run on this machine: only where that is wanted (MARINER_LOCAL_BATCH_JOBS). */
+  runBatchJobs: boolean;
+  /** Given to batch jobs as OPENAI_BASE_URL (LLMariner batchjob.go). */
+  openaiBaseUrl?: string | undefined;
   objectStore: ObjectStore | undefined;
   workDir: string;
   reporter: JobReporter;
@@ -67,8 +97,72 @@ export function createLocalJobHost(options: {
   const jobs = new Map<string, RunningJob>();
   const { reporter } = options;
 
-  async function run(id: string, spec: FineTuningSpec, entry: RunningJob): Promise<void> {
+  /** What a kind of job runs, in its work folder, and what success means for it. */
+  interface Plan {
+    argv: string[];
+    env: Record<string, string>;
+    /** Called after exit 0: the outcome to report. */
+    succeeded(): Promise<PhaseReport>;
+  }
+
+  async function fetchInto(target: string, file: { objectKey: string }): Promise<void> {
+    await pipeline(await options.objectStore!.get(file.objectKey), createWriteStream(target));
+  }
+
+  async function fineTuningPlan(id: string, spec: FineTuningSpec, dir: string, trainedTokens: () => number | null): Promise<Plan> {
     const store = options.objectStore!;
+    await mkdir(path.join(dir, 'input'), { recursive: true });
+    await mkdir(path.join(dir, 'output'), { recursive: true });
+    const trainingFile = path.join(dir, 'input', localName(spec.trainingFile.filename, 'training.jsonl'));
+    await fetchInto(trainingFile, spec.trainingFile);
+    const validationFile = spec.validationFile ? path.join(dir, 'input', localName(spec.validationFile.filename, 'validation.jsonl')) : '';
+    if (spec.validationFile) await fetchInto(validationFile, spec.validationFile);
+    return {
+      argv: options.trainerCommand!,
+      env: {
+        MARINER_JOB_ID: id,
+        MARINER_BASE_MODEL: spec.baseModel.id,
+        MARINER_BASE_MODEL_URI: spec.baseModel.source,
+        MARINER_TRAINING_FILE: trainingFile,
+        MARINER_VALIDATION_FILE: validationFile,
+        MARINER_OUTPUT_DIR: path.join(dir, 'output'),
+        MARINER_METHOD: spec.method.type,
+        MARINER_HYPERPARAMETERS: JSON.stringify(spec.method.hyperparameters),
+        MARINER_SEED: String(spec.seed),
+        MARINER_GPU_COUNT: String(spec.gpuCount),
+      },
+      async succeeded() {
+        let stored = 0;
+        for await (const file of filesUnder(path.join(dir, 'output'))) {
+          const key = spec.outputPrefix + path.relative(path.join(dir, 'output'), file).split(path.sep).join('/');
+          await store.put(key, createReadStream(file));
+          stored++;
+        }
+        if (stored === 0) return { phase: 'FAILED', message: 'the trainer succeeded but wrote nothing to MARINER_OUTPUT_DIR' };
+        return { phase: 'SUCCEEDED', outputPath: store.uri(spec.outputPrefix.replace(/\/+$/, '')), trainedTokens: trainedTokens() };
+      },
+    };
+  }
+
+  /** A batch job (LLMariner §4b): its command in a folder with scripts/ and data/, its envs and the OpenAI endpoint. */
+  async function batchPlan(id: string, spec: BatchSpec, dir: string): Promise<Plan> {
+    await mkdir(path.join(dir, 'scripts'), { recursive: true });
+    await mkdir(path.join(dir, 'data'), { recursive: true });
+    for (const [name, content] of Object.entries(spec.scripts)) await writeFile(path.join(dir, 'scripts', localName(name, 'script')), Buffer.from(content, 'base64'), { mode: 0o755 });
+    for (const file of spec.dataFiles) await fetchInto(path.join(dir, 'data', localName(file.filename, file.id)), file);
+    return {
+      argv: ['/bin/sh', '-c', spec.command],
+      env: {
+        ...spec.envs,
+        MARINER_JOB_ID: id,
+        MARINER_GPU_COUNT: String(spec.gpuCount),
+        ...(options.openaiBaseUrl ? { OPENAI_BASE_URL: options.openaiBaseUrl } : {}),
+      },
+      succeeded: async () => ({ phase: 'SUCCEEDED' }),
+    };
+  }
+
+  async function run(id: string, spec: JobSpec, entry: RunningJob): Promise<void> {
     const dir = path.join(options.workDir, id, `attempt-${entry.attempt}`);
     const log = options.logger.child({ jobId: id, attempt: entry.attempt });
     const tail: string[] = [];
@@ -79,60 +173,35 @@ export function createLocalJobHost(options: {
       if (tail.length > TAIL_LINES) tail.shift();
       trainedTokens = trainedTokensOf(text) ?? trainedTokens;
     };
+    const what = spec.kind === 'batch' ? 'the command' : 'the trainer';
     try {
       await rm(dir, { recursive: true, force: true });
-      await mkdir(path.join(dir, 'input'), { recursive: true });
-      await mkdir(path.join(dir, 'output'), { recursive: true });
-      const fetch = async (file: { objectKey: string; filename: string }, fallback: string) => {
-        const target = path.join(dir, 'input', localName(file.filename, fallback));
-        await pipeline(await store.get(file.objectKey), createWriteStream(target));
-        return target;
-      };
-      const trainingFile = await fetch(spec.trainingFile, 'training.jsonl');
-      const validationFile = spec.validationFile ? await fetch(spec.validationFile, 'validation.jsonl') : '';
+      await mkdir(dir, { recursive: true });
+      const plan = spec.kind === 'batch' ? await batchPlan(id, spec, dir) : await fineTuningPlan(id, spec, dir, () => trainedTokens);
       if (entry.cancelled) return void (await reporter.phase(id, { phase: 'CANCELLED' }));
-      const [command, ...args] = options.trainerCommand!;
-      const child = spawn(command!, args, {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          ...process.env,
-          MARINER_JOB_ID: id,
-          MARINER_BASE_MODEL: spec.baseModel.id,
-          MARINER_BASE_MODEL_URI: spec.baseModel.source,
-          MARINER_TRAINING_FILE: trainingFile,
-          MARINER_VALIDATION_FILE: validationFile,
-          MARINER_OUTPUT_DIR: path.join(dir, 'output'),
-          MARINER_METHOD: spec.method.type,
-          MARINER_HYPERPARAMETERS: JSON.stringify(spec.method.hyperparameters),
-          MARINER_SEED: String(spec.seed),
-          MARINER_GPU_COUNT: String(spec.gpuCount),
-        },
-      });
+      if (spec.kind === 'batch') line(`mariner: the local executor runs the command on this machine; the image ${spec.image} is not used`);
+      const [command, ...args] = plan.argv;
+      // Its own process group: stopping the job stops what its command started too (a shell's children).
+      const child = spawn(command!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...plan.env }, detached: true });
       entry.child = child;
+      // Read the output at once: a process that exits before anyone reads its pipes loses what it wrote.
+      createInterface({ input: child.stdout! }).on('line', line);
+      createInterface({ input: child.stderr! }).on('line', line);
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
         child.once('error', (error) => resolve({ code: null, signal: null, error }));
         child.once('close', (code, signal) => resolve({ code, signal }));
       });
       await reporter.phase(id, { phase: 'RUNNING' });
-      log.info({ pid: child.pid }, 'trainer started');
-      createInterface({ input: child.stdout! }).on('line', line);
-      createInterface({ input: child.stderr! }).on('line', line);
+      log.info({ pid: child.pid }, 'job process started');
       const { code, signal, error } = await exited;
       if (entry.abandoned) return;
       if (entry.cancelled) return void (await reporter.phase(id, { phase: 'CANCELLED' }));
       if (error || code !== 0) {
-        const why = error ? `the trainer could not start: ${error.message}` : `the trainer exited with ${signal ?? `code ${code}`}`;
+        const why = error ? `${what} could not start: ${error.message}` : `${what} exited with ${signal ?? `code ${code}`}`;
         return void (await reporter.phase(id, { phase: 'FAILED', message: [why, ...tail].join('\n') }));
       }
-      let stored = 0;
-      for await (const file of filesUnder(path.join(dir, 'output'))) {
-        const key = spec.outputPrefix + path.relative(path.join(dir, 'output'), file).split(path.sep).join('/');
-        await store.put(key, createReadStream(file));
-        stored++;
-      }
-      if (stored === 0) return void (await reporter.phase(id, { phase: 'FAILED', message: ['the trainer succeeded but wrote nothing to MARINER_OUTPUT_DIR', ...tail].join('\n') }));
-      await reporter.phase(id, { phase: 'SUCCEEDED', outputPath: store.uri(spec.outputPrefix.replace(/\/+$/, '')), trainedTokens });
+      const outcome = await plan.succeeded();
+      await reporter.phase(id, outcome.phase === 'FAILED' ? { ...outcome, message: [outcome.message, ...tail].join('\n') } : outcome);
     } catch (error) {
       if (entry.abandoned) return;
       log.warn({ err: (error as Error).message }, 'job failed');
@@ -144,11 +213,17 @@ export function createLocalJobHost(options: {
 
   return {
     async start(job: DispatchedJob) {
-      const spec = job.spec as unknown as FineTuningSpec;
-      if (spec.kind !== 'fine-tuning') throw new JobRefusedError(`the local executor runs fine-tuning jobs only, not ${spec.kind}`);
-      if (!options.trainerCommand) {
+      const spec = job.spec as unknown as JobSpec;
+      if (spec.kind === 'fine-tuning' && !options.trainerCommand) {
         throw new JobRefusedError('this cluster runs the local executor without a trainer: set MARINER_LOCAL_TRAINER_COMMAND (or start with `mariner up --demo-model` for the demo trainer)');
       }
+      if (spec.kind === 'batch' && !options.runBatchJobs) {
+        throw new JobRefusedError(
+          "this cluster's local executor does not run batch jobs: their commands would run on the platform's machine (set MARINER_LOCAL_BATCH_JOBS=true where every project member may do that)",
+        );
+      }
+      if (spec.kind === 'batch' && spec.workerCount > 1) throw new JobRefusedError('the local executor runs one worker: multi-worker PyTorch jobs need a Kubernetes cluster');
+      if (spec.kind !== 'batch' && spec.kind !== 'fine-tuning') throw new JobRefusedError(`the local executor does not run ${(spec as { kind: string }).kind} jobs`);
       if (!options.objectStore) throw new JobRefusedError("this agent has no access to the platform's object store, where the job's files are");
       const attempt = spec.attempt ?? 1;
       const existing = jobs.get(job.id);
@@ -168,8 +243,8 @@ export function createLocalJobHost(options: {
       entry.cancelled = true;
       const child = entry.child;
       if (child && child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        signalGroup(child, 'SIGTERM');
+        const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), STOP_GRACE_MS);
         timer.unref();
         child.once('close', () => clearTimeout(timer));
       }
@@ -184,7 +259,7 @@ export function createLocalJobHost(options: {
       // when the agent comes back without them).
       for (const entry of jobs.values()) {
         entry.abandoned = true;
-        entry.child?.kill('SIGKILL');
+        if (entry.child) signalGroup(entry.child, 'SIGKILL');
       }
       await Promise.all([...jobs.values()].map((entry) => entry.done.catch(() => undefined)));
     },

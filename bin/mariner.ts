@@ -144,6 +144,8 @@ async function agent(args: string[]): Promise<void> {
     objectStore,
     cacheDir: path.join(config.dataDir, 'runtime-cache'),
     loader: { objectStore, huggingFace: { endpoint: config.huggingFace.endpoint, ...(config.huggingFace.token ? { token: config.huggingFace.token } : {}) } },
+    // Local executor: MARINER_LOCAL_TRAINER_COMMAND, MARINER_LOCAL_BATCH_JOBS; Kubernetes: MARINER_FINE_TUNING_* (agent/kubernetesExecutor.ts).
+    jobs: { trainerCommand: config.jobs.localTrainerCommand, runBatchJobs: config.jobs.localBatchJobs, workDir: path.join(config.dataDir, 'jobs') },
     controlPlaneUrl,
     registrationKey,
     executor,

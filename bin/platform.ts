@@ -157,6 +157,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       transport: sessions.registry,
       pubsub,
       dispatchIntervalMs: config.jobs.dispatchIntervalMs,
+      batchImages: config.jobs.batchImages,
       logger,
     });
     stoppers.push(jobs.stop);
@@ -233,7 +234,11 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
         objectStore,
         cacheDir: path.join(config.dataDir, 'runtime-cache'),
         // Fine-tuning on this machine: the configured trainer, else (with --demo-model) the demo trainer.
-        jobs: { trainerCommand: config.jobs.localTrainerCommand ?? (options.demoModel ? demoTrainerCommand() : undefined), workDir: path.join(config.dataDir, 'jobs') },
+        jobs: {
+          trainerCommand: config.jobs.localTrainerCommand ?? (options.demoModel ? demoTrainerCommand() : undefined),
+          runBatchJobs: config.jobs.localBatchJobs,
+          workDir: path.join(config.dataDir, 'jobs'),
+        },
         loader: {
           objectStore,
           huggingFace: { endpoint: config.huggingFace.endpoint, ...(config.huggingFace.token ? { token: config.huggingFace.token } : {}) },

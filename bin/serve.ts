@@ -197,6 +197,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           transport: sessions.registry,
           pubsub,
           dispatchIntervalMs: config.jobs.dispatchIntervalMs,
+          batchImages: config.jobs.batchImages,
           logger: log,
         });
         stoppers.push(jobs.stop);

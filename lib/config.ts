@@ -96,6 +96,13 @@ export interface MarinerConfig {
      * reason. `mariner up --demo-model` sets the demo trainer (bin/demoTrainer.ts).
      */
     localTrainerCommand: string[] | undefined;
+    /** Batch job image presets, name → image (MARINER_BATCH_IMAGES, a JSON object; LLMariner Helm `batchJob.images`). */
+    batchImages: Record<string, string>;
+    /**
+     * Whether the local executor runs batch jobs: their commands run on this machine as the platform's
+     * user, so only where every project member may do that (MARINER_LOCAL_BATCH_JOBS, default off).
+     */
+    localBatchJobs: boolean;
   };
   sessions: {
     /** HTTP/2 PING interval on each agent tunnel. */
@@ -218,7 +225,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       maxTokens: intSetting(env, 'MARINER_MAX_TOKENS', 2000, 10, 100000),
       maxCost: intSetting(env, 'MARINER_MAX_COST', 5000, 1, 10000000),
       maxDirectives: intSetting(env, 'MARINER_MAX_DIRECTIVES', 50, 0, 1000),
-      maxBodyBytes: intSetting(env, 'MARINER_MAX_BODY_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+      // 2 MiB: a batch job's scripts may hold 1 MB (LLMariner §4b), a third more as base64.
+      maxBodyBytes: intSetting(env, 'MARINER_MAX_BODY_BYTES', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
     },
     roleScopesFile: stringSetting(env, 'MARINER_ROLE_SCOPES_FILE'),
     objectStore: objectStoreSetting(env, dataDir),
@@ -252,6 +260,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     jobs: {
       dispatchIntervalMs: intSetting(env, 'MARINER_JOB_DISPATCH_INTERVAL_MS', 5_000, 100, 600_000),
       localTrainerCommand: commandSetting(env, 'MARINER_LOCAL_TRAINER_COMMAND'),
+      batchImages: batchImagesSetting(env),
+      localBatchJobs: boolSetting(env, 'MARINER_LOCAL_BATCH_JOBS', false),
     },
     sessions: {
       heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),
@@ -261,6 +271,23 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     },
   };
   return { ...base, ...overrides };
+}
+
+/** LLMariner's default preset (PyTorch 2.1 with CUDA), and any given as a JSON object of name → image. */
+function batchImagesSetting(env: Env): Record<string, string> {
+  const defaults = { 'pytorch-2.1': 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime' };
+  const raw = stringSetting(env, 'MARINER_BATCH_IMAGES');
+  if (raw === undefined) return defaults;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('MARINER_BATCH_IMAGES must be a JSON object of preset name → image');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === 'string' && v !== '')) {
+    throw new ConfigError('MARINER_BATCH_IMAGES must be a JSON object of preset name → image');
+  }
+  return parsed as Record<string, string>;
 }
 
 /** A command line: a JSON array of strings, or words separated by spaces. */

@@ -28,6 +28,7 @@ export const IdPrefix = {
   fineTuningJob: 'ftjob-',
   fineTuningEvent: 'ftevent-',
   fineTuningCheckpoint: 'ftckpt-',
+  batchJob: 'batchjob-',
   cluster: 'cluster-',
   vectorStore: 'vs_',
   vectorStoreFileBatch: 'vsfb_',

@@ -4,6 +4,7 @@ import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
+import { batchJobRoutes } from './batchJobs.js';
 import { fileRoutes } from './files.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
@@ -31,7 +32,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);

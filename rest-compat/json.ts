@@ -4,11 +4,11 @@ import { RestError } from './errors.js';
 
 const MAX_JSON_BYTES = 1024 * 1024;
 
-/** A JSON object request body; 400 for anything else, 413 past 1 MiB. An empty body is `{}`. */
-export async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+/** A JSON object request body; 400 for anything else, 413 past `maxBytes` (1 MiB). An empty body is `{}`. */
+export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BYTES): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await readBody(req, MAX_JSON_BYTES);
+    text = await readBody(req, maxBytes);
   } catch (error) {
     if (error instanceof BodyTooLargeError) throw new RestError(413, error.message, 'invalid_request_error', null, 'request_too_large');
     throw error;

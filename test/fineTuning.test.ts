@@ -27,7 +27,7 @@ const JOB_LOGS = `subscription Logs($jobId: ID!, $fromOffset: Int) {
   jobLogs(jobId: $jobId, fromOffset: $fromOffset) {
     nextOffset
     lines { offset text }
-    job { id status baseModel { id ownedBy isBaseModel } }
+    job { id status ... on FineTuningJob { baseModel { id ownedBy isBaseModel } } }
   }
 }`;
 

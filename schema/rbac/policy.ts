@@ -168,10 +168,28 @@ const inference: PolicyMap = {
 // LLMariner §9: fine-tuning jobs are `api.fine_tuning.jobs`; the dispatcher's worker API takes registration keys.
 const jobsRead = hasScope('api.fine_tuning.jobs', 'read');
 const jobsWrite = hasScope('api.fine_tuning.jobs', 'write');
+// LLMariner §9: batch jobs are `api.batch.jobs`. Logs and updates are read for either kind; the
+// resolvers check the scope of the job's own kind.
+const batchRead = hasScope('api.batch.jobs', 'read');
+const batchWrite = hasScope('api.batch.jobs', 'write');
+const anyJobRead = anyOf(jobsRead, batchRead);
 const jobs: PolicyMap = {
-  Query: { fineTuningJobs: jobsRead, fineTuningJob: jobsRead, workerJobs: isWorker },
-  Mutation: { createFineTuningJob: jobsWrite, cancelFineTuningJob: jobsWrite, reportJobStatus: isWorker, appendJobLogs: isWorker },
-  Subscription: { jobLogs: jobsRead, jobUpdated: jobsRead, jobsUpdated: jobsRead },
+  Query: { fineTuningJobs: jobsRead, fineTuningJob: jobsRead, batchJobs: batchRead, batchJob: batchRead, workerJobs: isWorker },
+  Mutation: {
+    createFineTuningJob: jobsWrite,
+    cancelFineTuningJob: jobsWrite,
+    createBatchJob: batchWrite,
+    cancelBatchJob: batchWrite,
+    deleteBatchJob: batchWrite,
+    reportJobStatus: isWorker,
+    appendJobLogs: isWorker,
+  },
+  Subscription: { jobLogs: anyJobRead, jobUpdated: anyJobRead, jobsUpdated: anyJobRead },
+  Job: { '*': anyJobRead },
+  BatchJob: { '*': batchRead, cluster: clustersRead },
+  BatchJobPage: { '*': batchRead },
+  EnvVar: { '*': batchRead },
+  DeleteJobPayload: { '*': batchWrite },
   Model: { id: modelsRead },
   Cluster: { id: clustersRead },
   FineTuningJob: { '*': jobsRead },
@@ -181,9 +199,9 @@ const jobs: PolicyMap = {
   FineTuningIntegration: { '*': jobsRead },
   WandbIntegration: { '*': jobsRead },
   FineTuningJobError: { '*': jobsRead },
-  JobLogLine: { '*': jobsRead },
-  JobLogPage: { '*': jobsRead },
-  JobLogChunk: { '*': jobsRead },
+  JobLogLine: { '*': anyJobRead },
+  JobLogPage: { '*': anyJobRead },
+  JobLogChunk: { '*': anyJobRead },
   FineTuningJobEvent: { '*': jobsRead },
   FineTuningJobEventPage: { '*': jobsRead },
   FineTuningJobCheckpoint: { '*': jobsRead },

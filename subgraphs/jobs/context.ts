@@ -12,6 +12,8 @@ export interface JobsContext extends SubgraphContext {
   dispatcher: JobDispatcher;
   transport: JobTransport;
   pubsub: PubSub;
+  /** Batch job image presets: name → image (LLMariner Helm `batchJob.images`). */
+  batchImages: Record<string, string>;
 }
 
 /** A reference to an entity another subgraph owns (Model, Cluster). */

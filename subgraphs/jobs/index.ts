@@ -26,6 +26,8 @@ export interface JobsOptions {
   pubsub: PubSub;
   /** How often waiting jobs are dispatched (also at once on changes). */
   dispatchIntervalMs: number;
+  /** Batch job image presets: name → image. */
+  batchImages: Record<string, string>;
   logger: Logger;
 }
 
@@ -49,7 +51,7 @@ export async function createJobsSubgraph(
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub }),
+      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.batchImages }),
     },
   };
 }

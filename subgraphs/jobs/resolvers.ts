@@ -1,4 +1,4 @@
-import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
+import { badInput, ErrorCode, failedPrecondition, forbidden, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf, type Worker } from '../../lib/identity.js';
 import { isId, newId } from '../../lib/ids.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
@@ -7,8 +7,8 @@ import { JOB_LOGS, JOB_UPDATES } from './events.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { OnBehalfOf, PeerFile } from './peers.js';
 import { schedule } from './scheduler.js';
-import { FINISHED, type FineTuningSpec, type JobRow } from './store.js';
-import { validJobInput } from './validation.js';
+import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow } from './store.js';
+import { validBatchInput, validJobInput } from './validation.js';
 
 const MAX_LINES_PER_APPEND = 1000;
 const MAX_LINE_CHARS = 16 * 1024;
@@ -32,12 +32,79 @@ async function trainingFile(ctx: JobsContext, id: string, field: string): Promis
   return file;
 }
 
-/** The job of the project, for user-facing calls. */
-async function projectJob(ctx: JobsContext, id: string): Promise<JobRow> {
-  const job = isId('fineTuningJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
-  if (!job) throw notFound('fine-tuning job', id);
+/** The scope that reads each kind of job (LLMariner §9). */
+const KIND_SCOPE: Record<JobKind, string> = { 'fine-tuning': 'api.fine_tuning.jobs', batch: 'api.batch.jobs' };
+const KIND_NAME: Record<JobKind, string> = { 'fine-tuning': 'fine-tuning job', batch: 'batch job' };
+
+/**
+ * The job of the project, for user-facing calls: of `kind` when given (else either), and only if the
+ * caller's role may read that kind (the policy let either kind's readers through for logs and updates).
+ */
+async function projectJob<K extends JobKind>(ctx: JobsContext, id: string, kind?: K): Promise<Extract<JobRow, { kind: K }>> {
+  const plausible = isId('fineTuningJob', id) || isId('batchJob', id);
+  const job = plausible ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
+  if (!job || (kind && job.kind !== kind)) throw notFound(kind ? KIND_NAME[kind] : 'job', id);
+  if (!ctx.identity?.project?.scopes.includes(`${KIND_SCOPE[job.kind]}.read`)) throw forbidden(`Missing scope ${KIND_SCOPE[job.kind]}.read for ${KIND_NAME[job.kind]} ${id}`);
+  return job as Extract<JobRow, { kind: K }>;
+}
+
+/** OpenAI cancel (both kinds): a job no agent has yet is cancelled at once; otherwise its agent is asked to stop it. */
+async function cancelJob<K extends JobKind>(ctx: JobsContext, id: string, kind: K): Promise<Extract<JobRow, { kind: K }>> {
+  const job = await projectJob(ctx, id, kind);
+  if (isFinished(job)) throw failedPrecondition(`${KIND_NAME[kind]} ${id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`);
+  const updated = await ctx.store.cancel(projectScopeOf(ctx.identity), id);
+  if (!updated) throw failedPrecondition(`${KIND_NAME[kind]} ${id} finished meanwhile`);
+  if (updated.status === 'cancelled') await ctx.events.record(updated, { level: 'info', type: 'message', message: 'Job cancelled' });
+  await ctx.events.changed(updated);
+  ctx.dispatcher.nudge();
+  return updated as Extract<JobRow, { kind: K }>;
+}
+
+/** Where a new job runs (scheduler.ts), from the caller's project assignments and the tenant's clusters. */
+async function place(ctx: JobsContext, gpuCount: number | null) {
+  const scope = projectScopeOf(ctx.identity);
+  return schedule(
+    await ctx.peers.assignments(callerOf(ctx), scope.projectId),
+    await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId),
+    new Set(ctx.transport.allConnectedClusters()),
+    gpuCount,
+  );
+}
+
+/** Records a new job and hands it to the dispatcher. */
+async function queued<T extends JobRow>(ctx: JobsContext, job: T, what: string): Promise<T> {
+  await ctx.events.record(job, { level: 'info', type: 'message', message: `Created ${what}: ${job.id}` });
+  await ctx.events.changed(job);
+  ctx.dispatcher.nudge();
   return job;
 }
+
+/** A log page of any job (`fromOffset`, `limit` up to 1000). */
+async function logPage(ctx: JobsContext, job: JobRow, fromOffset: number | null | undefined, limit: number | null | undefined) {
+  const from = fromOffset ?? 0;
+  if (!Number.isInteger(from) || from < 0) throw badInput('fromOffset must be a non-negative integer', 'fromOffset');
+  const max = limit ?? LOG_PAGE;
+  if (!Number.isInteger(max) || max < 1 || max > 1000) throw badInput('limit must be between 1 and 1000', 'limit');
+  const lines = await ctx.store.logs(job.id, from, max + 1);
+  const page = lines.slice(0, max);
+  return { lines: page, hasMore: lines.length > max, nextOffset: page.length > 0 ? page[page.length - 1]!.offset + 1 : from };
+}
+
+/** Fields every kind of job resolves the same way. */
+const commonJobFields = {
+  createdAt: (j: JobRow) => j.created_at.toISOString(),
+  startedAt: (j: JobRow) => j.started_at?.toISOString() ?? null,
+  finishedAt: (j: JobRow) => j.finished_at?.toISOString() ?? null,
+  status: (j: JobRow) => j.status.toUpperCase() as 'QUEUED',
+  pendingAction: (j: JobRow) => (j.pending_action ? (j.pending_action.toUpperCase() as 'CREATING') : null),
+  gpuCount: (j: JobRow) => j.gpu_count,
+  organizationId: (j: JobRow) => j.organization_id,
+  projectId: (j: JobRow) => j.project_id,
+  clusterId: (j: JobRow) => j.cluster_id,
+  cluster: (j: JobRow) => (j.cluster_id ? { id: j.cluster_id } : null),
+  kubernetesNamespace: (j: JobRow) => j.kubernetes_namespace,
+  logs: (j: JobRow, { fromOffset, limit }: { fromOffset?: number | null; limit?: number | null }, ctx: JobsContext) => logPage(ctx, j, fromOffset, limit),
+};
 
 /** A job of the calling agent's cluster (an agent cannot touch another cluster's jobs). */
 async function clusterJob(ctx: JobsContext, id: string): Promise<JobRow> {
@@ -53,10 +120,10 @@ const workerJob = (job: JobRow) => job;
  * The fine-tuned model's suffix: the user's, plus 6 characters of the job id, so two jobs with the
  * same suffix do not collide (`ft:<base>:<suffix>-<6>`).
  */
-const registrationSuffix = (job: JobRow) => `${job.suffix}-${job.id.slice('ftjob-'.length, 'ftjob-'.length + 6).toLowerCase()}`;
+const registrationSuffix = (job: FineTuningJobRow) => `${job.suffix}-${job.id.slice('ftjob-'.length, 'ftjob-'.length + 6).toLowerCase()}`;
 
 /** The outcome of a job whose trainer succeeded: its output registered as a fine-tuned model (LLMariner post-processor). */
-async function publishModel(ctx: JobsContext, job: JobRow, outputPath: string): Promise<{ model: string } | { error: string }> {
+async function publishModel(ctx: JobsContext, job: FineTuningJobRow, outputPath: string): Promise<{ model: string } | { error: string }> {
   const suffix = registrationSuffix(job);
   try {
     // On behalf of the job's creator: the model lands in their project, under their rights.
@@ -140,8 +207,16 @@ async function* projectChanges(ctx: JobsContext, projectId: string): AsyncGenera
 
 export const resolvers: Resolvers<JobsContext> = {
   Query: {
-    fineTuningJobs: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), { after, limit }),
-    fineTuningJob: async (_p, { id }, ctx) => (isId('fineTuningJob', id) ? ((await ctx.store.job(projectScopeOf(ctx.identity), id)) ?? null) : null),
+    fineTuningJobs: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), 'fine-tuning', { after, limit }),
+    fineTuningJob: async (_p, { id }, ctx) => {
+      const job = isId('fineTuningJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
+      return job?.kind === 'fine-tuning' ? job : null;
+    },
+    batchJobs: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), 'batch', { after, limit }),
+    batchJob: async (_p, { id }, ctx) => {
+      const job = isId('batchJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
+      return job?.kind === 'batch' ? job : null;
+    },
     workerJobs: async (_p, _a, ctx) => (await ctx.store.unfinishedOnCluster(workerOf(ctx).clusterId)).map(workerJob),
   },
   Mutation: {
@@ -157,12 +232,7 @@ export const resolvers: Resolvers<JobsContext> = {
       }
       const training = await trainingFile(ctx, valid.trainingFile, 'input.trainingFile');
       const validation = valid.validationFile ? await trainingFile(ctx, valid.validationFile, 'input.validationFile') : null;
-      const placement = schedule(
-        await ctx.peers.assignments(callerOf(ctx), scope.projectId),
-        await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId),
-        new Set(ctx.transport.allConnectedClusters()),
-        valid.gpuCount,
-      );
+      const placement = await place(ctx, valid.gpuCount);
       const id = newId('fineTuningJob');
       const spec: FineTuningSpec = {
         kind: 'fine-tuning',
@@ -177,6 +247,7 @@ export const resolvers: Resolvers<JobsContext> = {
         kueueQueueName: placement.kueueQueueName,
       };
       const job = await ctx.store.insert({
+        kind: 'fine-tuning',
         id,
         tenant_id: scope.tenantId,
         organization_id: scope.organizationId,
@@ -196,20 +267,58 @@ export const resolvers: Resolvers<JobsContext> = {
         spec,
         creator: ctx.identity!,
       });
-      await ctx.events.record(job, { level: 'info', type: 'message', message: `Created fine-tuning job: ${id}` });
-      await ctx.events.changed(job);
-      ctx.dispatcher.nudge();
-      return job;
+      return queued(ctx, job as FineTuningJobRow, 'fine-tuning job');
     },
-    cancelFineTuningJob: async (_p, { id }, ctx) => {
-      const job = await projectJob(ctx, id);
-      if (isFinished(job)) throw failedPrecondition(`fine-tuning job ${id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`);
-      const updated = await ctx.store.cancel(projectScopeOf(ctx.identity), id);
-      if (!updated) throw failedPrecondition(`fine-tuning job ${id} finished meanwhile`);
-      if (updated.status === 'cancelled') await ctx.events.record(updated, { level: 'info', type: 'message', message: 'Job cancelled' });
-      await ctx.events.changed(updated);
-      ctx.dispatcher.nudge();
-      return updated;
+    cancelFineTuningJob: (_p, { id }, ctx) => cancelJob(ctx, id, 'fine-tuning'),
+    createBatchJob: async (_p, { input }, ctx) => {
+      const scope = projectScopeOf(ctx.identity);
+      const valid = validBatchInput(input, ctx.batchImages);
+      const dataFiles = [];
+      for (const [i, fileId] of valid.dataFiles.entries()) {
+        const file = await ctx.peers.file(callerOf(ctx), fileId);
+        if (!file) throw badInput(`input.dataFiles.${i}: file ${fileId} does not exist in this project`, `input.dataFiles.${i}`);
+        dataFiles.push({ id: file.id, objectKey: file.objectKey, filename: file.filename });
+      }
+      const placement = await place(ctx, valid.gpuCount);
+      const spec: BatchSpec = {
+        kind: 'batch',
+        image: valid.image,
+        command: valid.command,
+        scripts: valid.scripts,
+        envs: valid.envs,
+        dataFiles,
+        gpuCount: placement.gpuCount,
+        workerCount: valid.workerCount,
+        namespace: placement.namespace,
+        kueueQueueName: placement.kueueQueueName,
+      };
+      const job = await ctx.store.insert({
+        kind: 'batch',
+        id: newId('batchJob'),
+        tenant_id: scope.tenantId,
+        organization_id: scope.organizationId,
+        project_id: scope.projectId,
+        image: valid.image,
+        command: valid.command,
+        envs: valid.envs,
+        data_files: dataFiles.map((f) => f.id),
+        worker_count: valid.workerCount,
+        script_names: Object.keys(valid.scripts),
+        gpu_count: placement.gpuCount,
+        cluster_id: placement.clusterId,
+        kubernetes_namespace: placement.namespace,
+        kueue_queue_name: placement.kueueQueueName,
+        spec,
+        creator: ctx.identity!,
+      });
+      return queued(ctx, job as BatchJobRow, 'batch job');
+    },
+    cancelBatchJob: (_p, { id }, ctx) => cancelJob(ctx, id, 'batch'),
+    deleteBatchJob: async (_p, { id }, ctx) => {
+      const job = await projectJob(ctx, id, 'batch');
+      if (!isFinished(job)) throw failedPrecondition(`batch job ${id} is ${job.status}: cancel it first`);
+      if (!(await ctx.store.delete(projectScopeOf(ctx.identity), id))) throw notFound('batch job', id);
+      return { id, deleted: true };
     },
     reportJobStatus: async (_p, { input }, ctx) => {
       const job = await clusterJob(ctx, input.jobId);
@@ -223,6 +332,11 @@ export const resolvers: Resolvers<JobsContext> = {
           break;
         case 'SUCCEEDED': {
           if (isFinished(job)) break;
+          if (job.kind === 'batch') {
+            updated = await ctx.store.finish(clusterId, job.id, { status: 'succeeded' });
+            if (updated) await ctx.events.record(updated, { level: 'info', type: 'message', message: 'The job has successfully completed' });
+            break;
+          }
           if (!input.outputPath) throw badInput('input.outputPath: a succeeded job reports where its output is', 'input.outputPath');
           const outcome = await publishModel(ctx, job, input.outputPath);
           if ('error' in outcome) {
@@ -289,41 +403,39 @@ export const resolvers: Resolvers<JobsContext> = {
       resolve: (job: JobRow) => job,
     },
   },
+  Job: {
+    __resolveType: (j) => (j.kind === 'batch' ? 'BatchJob' : 'FineTuningJob'),
+  },
   FineTuningJob: {
-    __resolveReference: async (ref, ctx) => (await ctx.store.job(projectScopeOf(ctx.identity), ref.id)) ?? null,
-    createdAt: (j) => j.created_at.toISOString(),
-    startedAt: (j) => j.started_at?.toISOString() ?? null,
-    finishedAt: (j) => j.finished_at?.toISOString() ?? null,
+    __resolveReference: async (ref, ctx) => {
+      const job = await ctx.store.job(projectScopeOf(ctx.identity), ref.id);
+      return job?.kind === 'fine-tuning' ? job : null;
+    },
+    ...commonJobFields,
     baseModel: (j) => ({ id: j.model }),
-    status: (j) => j.status.toUpperCase() as 'QUEUED',
-    pendingAction: (j) => (j.pending_action ? (j.pending_action.toUpperCase() as 'CREATING') : null),
     fineTunedModel: (j) => j.fine_tuned_model,
     hyperparameters: (j) => j.method.hyperparameters,
     trainingFile: (j) => j.training_file,
     validationFile: (j) => j.validation_file,
     resultFiles: (j) => j.result_files,
     trainedTokens: (j) => j.trained_tokens,
-    gpuCount: (j) => j.gpu_count,
-    organizationId: (j) => j.organization_id,
-    projectId: (j) => j.project_id,
-    clusterId: (j) => j.cluster_id,
-    cluster: (j) => (j.cluster_id ? { id: j.cluster_id } : null),
-    kubernetesNamespace: (j) => j.kubernetes_namespace,
-    logs: async (j, { fromOffset, limit }, ctx) => {
-      const from = fromOffset ?? 0;
-      if (!Number.isInteger(from) || from < 0) throw badInput('fromOffset must be a non-negative integer', 'fromOffset');
-      const max = limit ?? LOG_PAGE;
-      if (!Number.isInteger(max) || max < 1 || max > 1000) throw badInput('limit must be between 1 and 1000', 'limit');
-      const lines = await ctx.store.logs(j.id, from, max + 1);
-      const page = lines.slice(0, max);
-      return { lines: page, hasMore: lines.length > max, nextOffset: page.length > 0 ? page[page.length - 1]!.offset + 1 : from };
-    },
     events: (j, { after, limit }, ctx) => ctx.store.events(j.id, { after, limit }),
     checkpoints: async (j, { after, limit }, ctx) => {
       const page = await ctx.store.checkpoints(j.id, { after, limit });
       const model = j.fine_tuned_model ?? `ft:${j.model}:${registrationSuffix(j)}`;
       return { ...page, items: page.items.map((c) => ({ ...c, modelName: model })) };
     },
+  },
+  BatchJob: {
+    __resolveReference: async (ref, ctx) => {
+      const job = await ctx.store.job(projectScopeOf(ctx.identity), ref.id);
+      return job?.kind === 'batch' ? job : null;
+    },
+    ...commonJobFields,
+    envs: (j) => Object.entries(j.envs).map(([name, value]) => ({ name, value })),
+    dataFiles: (j) => j.data_files,
+    scripts: (j) => j.script_names,
+    workerCount: (j) => j.worker_count,
   },
   WorkerJob: {
     kind: (j) => j.spec.kind,

@@ -46,31 +46,40 @@ export interface FineTuningSpec {
   logOffset?: number;
 }
 
-export interface JobRow {
+/** What the agent needs to run a batch job (LLMariner §4b). */
+export interface BatchSpec {
+  kind: 'batch';
+  /** The container image (a preset resolved to its URI). */
+  image: string;
+  command: string;
+  /** Files mounted at /scripts, base64 (at most 1 MB in all). */
+  scripts: Record<string, string>;
+  envs: Record<string, string>;
+  /** Files of the project downloaded to /data. */
+  dataFiles: { id: string; objectKey: string; filename: string }[];
+  gpuCount: number;
+  /** PyTorch workers (an Indexed Job with MASTER_ADDR/WORLD_SIZE/RANK when more than 1). */
+  workerCount: number;
+  namespace: string | null;
+  kueueQueueName: string | null;
+  attempt?: number;
+  logOffset?: number;
+}
+
+/** What every job has: its project, lifecycle, placement and dispatch state. */
+interface JobBase {
   id: string;
   tenant_id: string;
   organization_id: string;
   project_id: string;
-  model: string;
-  training_file: string;
-  validation_file: string | null;
-  suffix: string;
-  method: MethodValue;
-  integrations: IntegrationValue[];
-  seed: number;
   gpu_count: number;
-  metadata: Record<string, string> | null;
   status: JobStatus;
   pending_action: JobAction | null;
-  fine_tuned_model: string | null;
   error: { code: string; message: string; param: string | null } | null;
-  result_files: string[];
-  trained_tokens: number | null;
   cluster_id: string | null;
   kubernetes_namespace: string | null;
   kueue_queue_name: string | null;
   attempts: number;
-  spec: FineTuningSpec;
   creator: Identity;
   dispatch_lease_until: Date | null;
   created_at: Date;
@@ -78,6 +87,36 @@ export interface JobRow {
   finished_at: Date | null;
   updated_at: Date;
 }
+
+export interface FineTuningJobRow extends JobBase {
+  kind: 'fine-tuning';
+  model: string;
+  training_file: string;
+  validation_file: string | null;
+  suffix: string;
+  method: MethodValue;
+  integrations: IntegrationValue[];
+  seed: number;
+  metadata: Record<string, string> | null;
+  fine_tuned_model: string | null;
+  result_files: string[];
+  trained_tokens: number | null;
+  spec: FineTuningSpec;
+}
+
+export interface BatchJobRow extends JobBase {
+  kind: 'batch';
+  image: string;
+  command: string;
+  envs: Record<string, string>;
+  data_files: string[];
+  worker_count: number;
+  script_names: string[];
+  spec: BatchSpec;
+}
+
+export type JobRow = FineTuningJobRow | BatchJobRow;
+export type JobKind = JobRow['kind'];
 
 export interface LogRow {
   job_id: string;
@@ -104,7 +143,8 @@ export interface CheckpointRow {
   created_at: Date;
 }
 
-export type NewJob = Omit<JobRow, 'status' | 'pending_action' | 'fine_tuned_model' | 'error' | 'result_files' | 'trained_tokens' | 'attempts' | 'dispatch_lease_until' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at'>;
+type Generated = 'status' | 'pending_action' | 'error' | 'attempts' | 'dispatch_lease_until' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at';
+export type NewJob = Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'> | Omit<BatchJobRow, Generated>;
 
 /** Where a project's records are: every user-facing read filters by tenant and project. */
 export interface JobScope {
@@ -112,9 +152,9 @@ export interface JobScope {
   projectId: string;
 }
 
-const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator'] as const;
+const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator', 'envs', 'data_files', 'script_names'] as const;
 
-function encode(row: Partial<JobRow>): Record<string, unknown> {
+function encode(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...row };
   for (const column of JSON_COLUMNS) if (out[column] !== undefined && out[column] !== null) out[column] = JSON.stringify(out[column]);
   return out;
@@ -125,22 +165,33 @@ export class JobStore {
   constructor(private readonly knex: Knex) {}
 
   private jobs(trx: Knex | Knex.Transaction = this.knex): Knex.QueryBuilder {
-    return trx.withSchema(SCHEMA).table('fine_tuning_jobs');
+    return trx.withSchema(SCHEMA).table('jobs');
   }
 
   private scoped(scope: JobScope): Knex.QueryBuilder {
-    return this.jobs().where({ 'fine_tuning_jobs.tenant_id': scope.tenantId, 'fine_tuning_jobs.project_id': scope.projectId });
+    return this.jobs().where({ 'jobs.tenant_id': scope.tenantId, 'jobs.project_id': scope.projectId });
   }
 
   async insert(job: NewJob): Promise<JobRow> {
     const [row] = await this.jobs()
-      .insert(encode({ ...job, status: 'queued', pending_action: 'creating', result_files: [], attempts: 0 }))
+      .insert(encode({ ...job, status: 'queued', pending_action: 'creating', ...(job.kind === 'fine-tuning' ? { result_files: [] } : {}), attempts: 0 }))
       .returning('*');
     return row as JobRow;
   }
 
+  /** A job of the project, of any kind (logs are read the same way for all). */
   async job(scope: JobScope, id: string): Promise<JobRow | undefined> {
     return this.scoped(scope).where({ id }).first();
+  }
+
+  /** Deletes a finished job with its output lines, events and checkpoints (LLMariner delete batch job). */
+  async delete(scope: JobScope, id: string): Promise<boolean> {
+    return this.knex.transaction(async (trx) => {
+      const deleted = await trx.withSchema(SCHEMA).table('jobs').where({ tenant_id: scope.tenantId, project_id: scope.projectId, id }).whereIn('status', FINISHED).delete();
+      if (deleted === 0) return false;
+      for (const table of ['job_logs', 'job_events', 'job_checkpoints']) await trx.withSchema(SCHEMA).table(table).where({ job_id: id }).delete();
+      return true;
+    });
   }
 
   /** A job by id alone: for subscriptions that already checked access, and for the dispatcher. */
@@ -148,9 +199,10 @@ export class JobStore {
     return this.jobs().where({ id }).first();
   }
 
-  async list(scope: JobScope, page: PageArgs): Promise<Page<JobRow> & { totalItems: number }> {
-    const result = await paginate<JobRow>(() => this.scoped(scope).select('fine_tuning_jobs.*'), 'fine_tuning_jobs', { ...page, order: 'desc' });
-    const [{ count }] = (await this.scoped(scope).count({ count: '*' })) as [{ count: unknown }];
+  async list<K extends JobKind>(scope: JobScope, kind: K, page: PageArgs): Promise<Page<Extract<JobRow, { kind: K }>> & { totalItems: number }> {
+    const ofKind = () => this.scoped(scope).where('jobs.kind', kind);
+    const result = await paginate<Extract<JobRow, { kind: K }>>(() => ofKind().select('jobs.*'), 'jobs', { ...page, order: 'desc' });
+    const [{ count }] = (await ofKind().count({ count: '*' })) as [{ count: unknown }];
     return { ...result, totalItems: toCount(count) };
   }
 
@@ -246,7 +298,7 @@ export class JobStore {
         pending_action: null,
         dispatch_lease_until: null,
         error: outcome.error ? JSON.stringify(outcome.error) : null,
-        fine_tuned_model: outcome.fineTunedModel ?? null,
+        ...(outcome.fineTunedModel ? { fine_tuned_model: outcome.fineTunedModel } : {}),
         ...(outcome.trainedTokens != null ? { trained_tokens: outcome.trainedTokens } : {}),
         finished_at: this.knex.fn.now(),
         updated_at: this.knex.fn.now(),

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { badInput } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
-import type { CreateFineTuningJobInput } from './generated/resolvers.js';
+import type { CreateBatchJobInput, CreateFineTuningJobInput } from './generated/resolvers.js';
 import type { HyperparametersValue, IntegrationValue, MethodValue } from './store.js';
 
 /** LLMariner §4a: suffix ≤ 18 characters; lowercase letters, digits and dashes keep model ids clean. */
@@ -89,4 +89,71 @@ export function validJobInput(input: CreateFineTuningJobInput): ValidJobInput {
   }
   const seed = integerIn(input.seed, 'input.seed', 0, 2 ** 31 - 1) ?? randomInt(0, 2 ** 31 - 1);
   return { model, trainingFile, validationFile, suffix: input.suffix, method, integrations, seed, gpuCount, metadata: meta };
+}
+
+/** LLMariner §4b: scripts are at most 1 MB in all. */
+const MAX_SCRIPT_BYTES = 1024 * 1024;
+const SCRIPT_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** Set by the platform for every job (PyTorch DDP, the OpenAI endpoint): not the user's to set. */
+const RESERVED_ENV = new Set(['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'OPENAI_BASE_URL']);
+/** An image reference: registry/name[:tag][@digest], as container runtimes accept them. */
+const IMAGE_REF = /^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:\/[a-z0-9._-]+)*(?::[A-Za-z0-9._-]{1,128})?(?:@sha256:[a-f0-9]{64})?$/;
+
+export interface ValidBatchInput {
+  image: string;
+  command: string;
+  /** Base64, by file name. */
+  scripts: Record<string, string>;
+  envs: Record<string, string>;
+  dataFiles: string[];
+  gpuCount: number | null;
+  workerCount: number;
+}
+
+/** LLMariner POST /v1/batch/jobs: an image preset or reference, a command, scripts ≤ 1 MB, data files, envs, GPUs, workers. */
+export function validBatchInput(input: CreateBatchJobInput, presets: Record<string, string>): ValidBatchInput {
+  const requested = input.image.trim();
+  const image = presets[requested] ?? (IMAGE_REF.test(requested) && (requested.includes('/') || requested.includes(':')) ? requested : undefined);
+  if (!image) {
+    throw badInput(`input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ') || 'none configured'}) nor an image reference`, 'input.image');
+  }
+  const command = input.command.trim();
+  if (command === '' || command.length > 16 * 1024) throw badInput('input.command must have 1 to 16384 characters', 'input.command');
+  const scripts: Record<string, string> = {};
+  let scriptBytes = 0;
+  for (const [i, script] of (input.scripts ?? []).entries()) {
+    const field = `input.scripts.${i}`;
+    if (!SCRIPT_NAME.test(script.name)) throw badInput(`${field}.name must be a file name (letters, digits, . _ -)`, `${field}.name`);
+    if (script.name in scripts) throw badInput(`${field}.name: ${script.name} is given twice`, `${field}.name`);
+    const bytes = Buffer.from(script.contentBase64, 'base64');
+    if (bytes.toString('base64').replace(/=+$/, '') !== script.contentBase64.replace(/\s/g, '').replace(/=+$/, '')) {
+      throw badInput(`${field}.contentBase64 is not base64`, `${field}.contentBase64`);
+    }
+    scriptBytes += bytes.length;
+    scripts[script.name] = bytes.toString('base64');
+  }
+  if (scriptBytes > MAX_SCRIPT_BYTES) throw badInput(`input.scripts: at most 1 MB in all (${scriptBytes} bytes given)`, 'input.scripts');
+  const envs: Record<string, string> = {};
+  for (const [i, env] of (input.envs ?? []).entries()) {
+    const field = `input.envs.${i}`;
+    if (!ENV_NAME.test(env.name)) throw badInput(`${field}.name must be an environment variable name`, `${field}.name`);
+    if (RESERVED_ENV.has(env.name) || env.name.startsWith('MARINER_')) throw badInput(`${field}.name: ${env.name} is set by the platform`, `${field}.name`);
+    if (env.name in envs) throw badInput(`${field}.name: ${env.name} is given twice`, `${field}.name`);
+    if (env.value.length > 32 * 1024) throw badInput(`${field}.value has at most 32768 characters`, `${field}.value`);
+    envs[env.name] = env.value;
+  }
+  if ((input.envs ?? []).length > 100) throw badInput('input.envs: at most 100 variables', 'input.envs');
+  const dataFiles = (input.dataFiles ?? []).map((id, i) => assertId('file', id, `input.dataFiles.${i}`));
+  if (dataFiles.length > 50) throw badInput('input.dataFiles: at most 50 files', 'input.dataFiles');
+  if (new Set(dataFiles).size !== dataFiles.length) throw badInput('input.dataFiles: a file is given twice', 'input.dataFiles');
+  return {
+    image,
+    command,
+    scripts,
+    envs,
+    dataFiles,
+    gpuCount: integerIn(input.gpuCount, 'input.gpuCount', 0, MAX_GPUS),
+    workerCount: integerIn(input.workerCount, 'input.workerCount', 1, 64) ?? 1,
+  };
 }

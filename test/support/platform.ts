@@ -6,7 +6,7 @@ import { startPlatform, type Platform } from '../../bin/platform.js';
 import type { OidcVerifier } from '../../gateway/oidc.js';
 import { loadConfig, type MarinerConfig } from '../../lib/config.js';
 import { randomString } from '../../lib/ids.js';
-import { silentLogger } from '../../lib/logging.js';
+import { createLogger, silentLogger } from '../../lib/logging.js';
 
 /** The PostgreSQL server tests run against (CI starts it; see .ci/run). */
 export const TEST_POSTGRES_URL = process.env['MARINER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432';
@@ -84,8 +84,11 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
  * Starts the whole platform in-process on loopback ports against a fresh PostgreSQL database
  * (or embedded PGlite with `embedded: true`), with a fixed admin key.
  */
+/** Settings a test changes: a section (`jobs`, `subscriptions`, ...) may be given in part, the rest keeps its defaults. */
+export type TestConfig = { [K in keyof MarinerConfig]?: MarinerConfig[K] extends readonly unknown[] ? MarinerConfig[K] : MarinerConfig[K] extends object ? Partial<MarinerConfig[K]> : MarinerConfig[K] };
+
 export async function startTestPlatform(
-  options: { oidc?: OidcVerifier | null; config?: Partial<MarinerConfig>; embedded?: boolean; defaultCluster?: boolean } = {},
+  options: { oidc?: OidcVerifier | null; config?: TestConfig; embedded?: boolean; defaultCluster?: boolean } = {},
 ): Promise<TestPlatform> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-test-'));
   const database = options.embedded ? null : await createTestDatabase();
@@ -100,12 +103,18 @@ export async function startTestPlatform(
       logLevel: 'silent',
       // The filesystem store under this test's data dir (loadConfig derives it from the environment).
       objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') },
-      ...options.config,
     },
   );
+  // One level deep: `{ jobs: { dispatchIntervalMs: 200 } }` keeps the other job settings. The object
+  // store is replaced whole (its drivers have different fields).
+  for (const [key, value] of Object.entries(options.config ?? {})) {
+    const current = (config as unknown as Record<string, unknown>)[key];
+    const partial = key !== 'objectStore' && value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object';
+    (config as unknown as Record<string, unknown>)[key] = partial ? { ...current, ...value } : value;
+  }
   // Most tests need no cluster: the embedded agent of `mariner up` only where a test asks for it.
   config.clusters = { ...config.clusters, defaultCluster: options.defaultCluster ?? false };
-  const platform = await startPlatform(config, { logger: silentLogger(), ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
+  const platform = await startPlatform(config, { logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(), ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
   const graphqlUrl = `${platform.url}/graphql`;
   const gql = <T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) =>
     graphqlCall<T>(graphqlUrl, query, variables, { token: adminKey, ...callOptions });

@@ -1,5 +1,6 @@
 import type { Migration } from '../../../lib/db.js';
 import { initial } from './001_initial.js';
+import { batchJobs } from './002_batch_jobs.js';
 
 /** The jobs subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial];
+export const migrations: Migration[] = [initial, batchJobs];

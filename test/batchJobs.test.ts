@@ -1,0 +1,134 @@
+import { createClient, type Client } from 'graphql-ws';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { startAgent, type Agent } from '../agent/index.js';
+import { silentLogger } from '../lib/logging.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
+
+async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 400)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
+  let t: TestPlatform;
+  let ws: Client;
+  const agents: Agent[] = [];
+
+  /** A REST call as `key` (the admin's by default). */
+  const rest = async (method: string, path: string, body?: unknown, key = t.adminKey) => {
+    const response = await fetch(`${t.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: response.status, body: (await response.json()) as any };
+  };
+  const finished = (id: string, key?: string) =>
+    waitFor(() => rest('GET', `/v1/batch/jobs/${id}`, undefined, key), (r) => ['succeeded', 'failed', 'cancelled'].includes(r.body.status), `batch job ${id} to finish`);
+
+  beforeAll(async () => {
+    t = await startTestPlatform({ defaultCluster: true, config: { jobs: { dispatchIntervalMs: 300, localBatchJobs: true } } });
+    ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+  });
+  afterAll(async () => {
+    await ws?.dispose();
+    await Promise.all(agents.map((a) => a.close()));
+    await t?.close();
+  });
+
+  it('runs the command with its scripts, data files and envs; its output is the job log, live over graphql-ws', async () => {
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const data = await sdk.files.create({ file: await toFile(Buffer.from('alpha\nbeta\n'), 'words.txt'), purpose: 'user_data' });
+    const created = await rest('POST', '/v1/batch/jobs', {
+      image: 'pytorch-2.1',
+      command: 'sh scripts/count.sh data/words.txt',
+      scripts: { 'count.sh': b64('echo "greeting=$GREETING"\necho "lines=$(wc -l < "$1")"\necho "openai=$OPENAI_BASE_URL"\n') },
+      envs: { GREETING: 'hello' },
+      data_files: [data.id],
+    });
+    expect(created.body).toMatchObject({ status: "queued" });
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ status: 'queued', image: 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime', envs: { GREETING: 'hello' }, data_files: [data.id], scripts: ['count.sh'], kind: { pytorch: { worker_count: 1 } } });
+
+    const lines: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      ws.subscribe<{ jobLogs: { lines: { text: string }[]; job: { status: string; image?: string } } }>(
+        { query: `subscription($id: ID!) { jobLogs(jobId: $id) { lines { text } job { status ... on BatchJob { image } } } }`, variables: { id: created.body.id } },
+        { next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))), error: reject, complete: resolve },
+      );
+    });
+    expect(lines).toContain('greeting=hello');
+    expect(lines).toContain('lines=2');
+    expect(lines).toContain(`openai=${t.url}/v1`);
+    expect((await finished(created.body.id)).body.status).toBe('succeeded');
+
+    const list = await rest('GET', '/v1/batch/jobs');
+    expect(list.body).toMatchObject({ has_more: false, total_items: 1 });
+    expect(list.body.jobs[0].id).toBe(created.body.id);
+    // Fine-tuning lists do not show batch jobs, and the other way round.
+    expect((await sdk.fineTuning.jobs.list()).data).toEqual([]);
+
+    expect((await rest('DELETE', `/v1/batch/jobs/${created.body.id}`)).body).toEqual({ id: created.body.id, object: 'batch.job', deleted: true });
+    expect((await rest('GET', `/v1/batch/jobs/${created.body.id}`)).status).toBe(404);
+  });
+
+  it('fails with the command’s last output; a running job can be cancelled but not deleted', async () => {
+    const failing = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo starting; echo "no GPU found" >&2; exit 4' });
+    const failed = await finished(failing.body.id);
+    expect(failed.body.status).toBe('failed');
+    expect(failed.body.error.message.split('\n')).toEqual(expect.arrayContaining(['the command exited with code 4', 'no GPU found']));
+
+    const long = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo up; sleep 30' });
+    await waitFor(() => rest('GET', `/v1/batch/jobs/${long.body.id}`), (r) => r.body.status === 'running', 'the job to run');
+    const refused = await rest('DELETE', `/v1/batch/jobs/${long.body.id}`);
+    expect(refused).toMatchObject({ status: 400, body: { error: { message: expect.stringContaining('cancel it first') } } });
+    expect((await rest('POST', `/v1/batch/jobs/${long.body.id}/cancel`)).status).toBe(200);
+    expect((await finished(long.body.id)).body.status).toBe('cancelled');
+  });
+
+  it('refuses bad input with the parameter named, and creates nothing', async () => {
+    const before = (await rest('GET', '/v1/batch/jobs')).body.total_items;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ command: 'true' }, 'image'],
+      [{ image: 'no-such-preset', command: 'true' }, 'image'],
+      [{ image: 'pytorch-2.1', command: 'true', envs: { 'BAD-NAME': 'x' } }, 'envs.0.name'],
+      [{ image: 'pytorch-2.1', command: 'true', envs: { RANK: '3' } }, 'envs.0.name'],
+      [{ image: 'pytorch-2.1', command: 'true', scripts: { '../escape.sh': b64('x') } }, 'scripts.0.name'],
+      [{ image: 'pytorch-2.1', command: 'true', scripts: { 'big.bin': b64('x'.repeat(1024 * 1024 + 1)) } }, 'scripts'],
+      [{ image: 'pytorch-2.1', command: 'true', data_files: ['file-doesnotexist'] }, 'data_files.0'],
+      [{ image: 'pytorch-2.1', command: 'true', kind: { pytorch: { worker_count: 0 } } }, 'worker_count'],
+    ];
+    for (const [body, param] of cases) {
+      const response = await rest('POST', '/v1/batch/jobs', body);
+      expect(response.status, JSON.stringify(body).slice(0, 80)).toBe(400);
+      expect(response.body.error.param).toBe(param);
+    }
+    expect((await rest('GET', '/v1/batch/jobs')).body.total_items).toBe(before);
+  });
+
+  it('keeps jobs per project, and a cluster that does not allow local commands refuses them clearly', async () => {
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "no-commands" }) { registrationKey cluster { id } } }');
+    const agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: registerCluster.registrationKey, executor: 'local', logger: silentLogger() });
+    agents.push(agent);
+    await agent.reportStatus();
+    const other = await projectWithKey(t, 'batch-other', { assignments: [{ clusterId: registerCluster.cluster.id, namespace: 'jobs' }] });
+    const mine = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'true' });
+    expect((await rest('GET', `/v1/batch/jobs/${mine.body.id}`, undefined, other.key)).status).toBe(404);
+    expect((await rest('POST', `/v1/batch/jobs/${mine.body.id}/cancel`, undefined, other.key)).status).toBe(404);
+
+    const theirs = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'true' }, other.key);
+    expect(theirs.body).toMatchObject({ cluster_id: registerCluster.cluster.id, kubernetes_namespace: 'jobs' });
+    const refused = await finished(theirs.body.id, other.key);
+    expect(refused.body).toMatchObject({ status: 'failed', error: { code: 'dispatch_refused', message: expect.stringContaining('MARINER_LOCAL_BATCH_JOBS') } });
+  });
+});
