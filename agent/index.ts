@@ -333,6 +333,14 @@ async function createExecutor(options: AgentOptions, reporter: JobReporter, logg
     });
     return createLocalExecutor(logger, { objectStore: options.objectStore, cacheDir: options.cacheDir, jobs });
   }
-  const { createKubernetesExecutor } = await import('./kubernetesExecutor.js');
-  return createKubernetesExecutor({ kubeconfig: options.kubeconfig, objectStore: options.objectStore, reporter, jobs: options.jobs?.kubernetes, logger });
+  const { createKubernetesExecutor, jobSettingsFromEnv } = await import('./kubernetesExecutor.js');
+  const jobs = options.jobs?.kubernetes ?? jobSettingsFromEnv();
+  return createKubernetesExecutor({
+    kubeconfig: options.kubeconfig,
+    objectStore: options.objectStore,
+    reporter,
+    // Batch jobs' pods reach the OpenAI API where the agent reaches the control plane, unless told otherwise.
+    jobs: { ...jobs, openaiBaseUrl: jobs.openaiBaseUrl ?? new URL('/v1', options.controlPlaneUrl).toString() },
+    logger,
+  });
 }

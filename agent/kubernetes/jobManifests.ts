@@ -1,10 +1,13 @@
 /**
- * The Kubernetes objects of a fine-tuning job (LLMariner dispatcher job_client.go, cmd.tpl): a
- * batch/v1 Job running the trainer image, and a Secret with the job's presigned URLs (inputs to
- * download, outputs to upload), so the pod needs no object-store credentials.
+ * The Kubernetes objects of jobs (LLMariner dispatcher job_client.go, cmd.tpl, batchjob.go). A
+ * fine-tuning job: a batch/v1 Job running the trainer image, and a Secret with the job's presigned
+ * URLs (inputs to download, outputs to upload), so the pod needs no object-store credentials. A batch
+ * job: its command in its image, with scripts, data files and, for several workers, PyTorch DDP.
  */
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { IService } from 'kubernetes-models/v1/Service';
 import { validateManifest } from './manifests.js';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
@@ -140,4 +143,121 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
   validateManifest(secret);
   validateManifest(job);
   return { secret, job };
+}
+
+/** PyTorch's rendezvous port (LLMariner batchjob.go). */
+export const PYTORCH_MASTER_PORT = 23456;
+
+export interface BatchManifestInput {
+  jobId: string;
+  attempt: number;
+  namespace: string;
+  image: string;
+  command: string;
+  /** Base64 contents by file name, mounted at /scripts (a ConfigMap: at most 1 MB, as the API limits). */
+  scripts: Record<string, string>;
+  envs: Record<string, string>;
+  /** Data files to download to /data: file name and presigned GET. */
+  dataFiles: { filename: string; url: string }[];
+  gpuCount: number;
+  workerCount: number;
+  kueueQueueName: string | null;
+  openaiBaseUrl: string | null;
+  ttlSecondsAfterFinished: number;
+}
+
+/**
+ * A batch job (LLMariner batchjob.go): its scripts in a ConfigMap, its data-file URLs in a Secret, and
+ * a Job running the command after the data files are fetched. With several workers, an Indexed Job
+ * of `workerCount` completions behind a headless Service, each pod told MASTER_ADDR (worker 0),
+ * MASTER_PORT, WORLD_SIZE and its RANK (its completion index) for PyTorch DDP.
+ */
+export function batchJobManifests(input: BatchManifestInput): { configMap: IConfigMap; secret: ISecret; service: IService | null; job: IJob } {
+  const name = jobObjectName(input.jobId);
+  const labels = { [MANAGED_BY_LABEL]: 'mariner', [JOB_ID_LABEL]: input.jobId };
+  const distributed = input.workerCount > 1;
+  const configMap: IConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: `${name}-scripts`, namespace: input.namespace, labels },
+    binaryData: input.scripts,
+  };
+  const secret: ISecret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: `${name}-urls`, namespace: input.namespace, labels },
+    type: 'Opaque',
+    stringData: { 'data-files': input.dataFiles.map((f) => `${f.filename} ${f.url}`).join('\n') + '\n' },
+  };
+  // Pods of an Indexed Job with a subdomain get stable names: <name>-<index>.<name>.
+  const service: IService | null = distributed
+    ? { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: input.namespace, labels }, spec: { clusterIP: 'None', selector: { [JOB_ID_LABEL]: input.jobId }, ports: [{ name: 'rendezvous', port: PYTORCH_MASTER_PORT }] } }
+    : null;
+  const script = [
+    'set -eu',
+    'mkdir -p /data',
+    // Data files only need curl when there are some.
+    `if [ -s ${URLS_DIR}/data-files ]; then while read -r file url; do [ -n "$file" ] || continue; curl -fsSL --retry 3 -o "/data/$file" "$url"; done < ${URLS_DIR}/data-files; fi`,
+    'exec /bin/sh -c "$MARINER_COMMAND"',
+  ].join('\n');
+  const queued = input.kueueQueueName !== null;
+  const job: IJob = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      namespace: input.namespace,
+      labels: { ...labels, ...(queued ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName! } : {}) },
+      annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) },
+    },
+    spec: {
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
+      ...(queued ? { suspend: true } : {}),
+      ...(distributed ? { completionMode: 'Indexed' as const, completions: input.workerCount, parallelism: input.workerCount } : {}),
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: 'Never',
+          ...(distributed ? { subdomain: name } : {}),
+          containers: [
+            {
+              name: 'main',
+              image: input.image,
+              command: ['/bin/sh', '-c', script],
+              workingDir: '/scripts',
+              env: [
+                ...Object.entries(input.envs).map(([envName, value]) => ({ name: envName, value })),
+                { name: 'MARINER_COMMAND', value: input.command },
+                { name: 'MARINER_JOB_ID', value: input.jobId },
+                ...(input.openaiBaseUrl ? [{ name: 'OPENAI_BASE_URL', value: input.openaiBaseUrl }] : []),
+                ...(distributed
+                  ? [
+                      { name: 'MASTER_ADDR', value: `${name}-0.${name}` },
+                      { name: 'MASTER_PORT', value: String(PYTORCH_MASTER_PORT) },
+                      { name: 'WORLD_SIZE', value: String(input.workerCount) },
+                      { name: 'RANK', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
+                    ]
+                  : []),
+              ],
+              ...(input.gpuCount > 0 ? { resources: { limits: { 'nvidia.com/gpu': String(input.gpuCount) } } } : {}),
+              terminationMessagePolicy: 'FallbackToLogsOnError',
+              volumeMounts: [
+                { name: 'scripts', mountPath: '/scripts' },
+                { name: 'data', mountPath: '/data' },
+                { name: 'urls', mountPath: URLS_DIR, readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'scripts', configMap: { name: `${name}-scripts`, defaultMode: 0o755 } },
+            { name: 'data', emptyDir: {} },
+            { name: 'urls', secret: { secretName: `${name}-urls` } },
+          ],
+        },
+      },
+    },
+  };
+  for (const manifest of [configMap, secret, job, ...(service ? [service] : [])]) validateManifest(manifest);
+  return { configMap, secret, service, job };
 }

@@ -14,7 +14,7 @@ import type { Logger } from '../../lib/logging.js';
 import type { ObjectStore } from '../../lib/objectStore/index.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from '../executor.js';
 import { trainedTokensOf, type JobReporter } from '../jobReporter.js';
-import { ADAPTER_FILES, ATTEMPT_ANNOTATION, fineTuningManifests, jobObjectName } from './jobManifests.js';
+import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName } from './jobManifests.js';
 
 /** The fine-tuning spec as the jobs subgraph sends it (subgraphs/jobs/store.ts FineTuningSpec). */
 interface FineTuningSpec {
@@ -32,6 +32,27 @@ interface FineTuningSpec {
   logOffset?: number;
 }
 
+/** A batch job's spec as the jobs subgraph sends it (subgraphs/jobs/store.ts BatchSpec). */
+interface BatchSpec {
+  kind: 'batch';
+  image: string;
+  command: string;
+  scripts: Record<string, string>;
+  envs: Record<string, string>;
+  dataFiles: { id: string; objectKey: string; filename: string }[];
+  gpuCount: number;
+  workerCount: number;
+  namespace: string | null;
+  kueueQueueName: string | null;
+  attempt?: number;
+  logOffset?: number;
+}
+
+type JobSpec = FineTuningSpec | BatchSpec;
+
+/** The container whose log and termination message tell the job's story, by kind (jobManifests.ts). */
+const MAIN_CONTAINER = { 'fine-tuning': 'trainer', batch: 'main' } as const;
+
 export interface KubernetesJobSettings {
   /** The trainer image (MARINER_FINE_TUNING_IMAGE); it needs /bin/sh and curl. Unset: fine-tuning jobs are refused. */
   image?: string | undefined;
@@ -43,11 +64,13 @@ export interface KubernetesJobSettings {
   urlTtlSeconds?: number;
   /** How often followed Jobs and their pods are read. */
   pollIntervalMs?: number;
+  /** The OpenAI API as pods reach it, given to batch jobs as OPENAI_BASE_URL (LLMariner batchjob.go). */
+  openaiBaseUrl?: string | undefined;
 }
 
 interface Followed {
   jobId: string;
-  spec: FineTuningSpec;
+  spec: JobSpec;
   name: string;
   namespace: string;
   attempt: number;
@@ -104,7 +127,7 @@ export function createKubernetesJobHost(options: {
     };
   }
 
-  function follow(jobId: string, spec: FineTuningSpec, attempt: number): Followed {
+  function follow(jobId: string, spec: JobSpec, attempt: number): Followed {
     const entry: Followed = {
       jobId,
       spec,
@@ -147,7 +170,7 @@ export function createKubernetesJobHost(options: {
     entry.logDone = new Promise<void>((resolve) => {
       lines.once('close', () => resolve());
       logs
-        .log(entry.namespace, pod, 'trainer', stream, { follow: true })
+        .log(entry.namespace, pod, MAIN_CONTAINER[entry.spec.kind], stream, { follow: true })
         .then((request) => stream.once('close', () => request.abort()))
         .catch((error: Error) => {
           logger.warn({ jobId: entry.jobId, pod, err: error.message }, 'could not follow the trainer log');
@@ -169,17 +192,25 @@ export function createKubernetesJobHost(options: {
     const job = await readJob(entry.name, entry.namespace);
     if (!job) return finish(entry, { phase: 'LOST', message: `its Kubernetes Job ${entry.namespace}/${entry.name} was deleted` });
     const pods = (await core.listNamespacedPod({ namespace: entry.namespace, labelSelector: `job-name=${entry.name}` })).items;
-    const pod: V1Pod | undefined = pods.sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
+    const workers = entry.spec.kind === 'batch' ? entry.spec.workerCount : 1;
+    const index = (p: V1Pod) => p.metadata?.annotations?.['batch.kubernetes.io/job-completion-index'] ?? '0';
+    // The log followed is worker 0's (the PyTorch master), its newest pod.
+    const pod: V1Pod | undefined = pods
+      .filter((p) => index(p) === '0')
+      .sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
     const phase = pod?.status?.phase;
     if (pod && phase && phase !== 'Pending' && entry.logPod !== pod.metadata!.name) followLog(entry, pod.metadata!.name!);
-    if (!entry.running && (phase === 'Running' || phase === 'Succeeded' || phase === 'Failed')) {
+    if (!entry.running && pods.some((p) => ['Running', 'Succeeded', 'Failed'].includes(p.status?.phase ?? ''))) {
       entry.running = true;
       await reporter.phase(entry.jobId, { phase: 'RUNNING' });
     }
     const conditions = job.status?.conditions ?? [];
-    const succeeded = phase === 'Succeeded' || (job.status?.succeeded ?? 0) > 0 || conditions.some((c) => c.type === 'Complete' && c.status === 'True');
-    const failed = phase === 'Failed' || (job.status?.failed ?? 0) > 0 || conditions.some((c) => c.type === 'Failed' && c.status === 'True');
-    if (succeeded) {
+    const succeededPods = new Set(pods.filter((p) => p.status?.phase === 'Succeeded').map(index)).size;
+    const failedPod = pods.find((p) => p.status?.phase === 'Failed');
+    const succeeded = succeededPods >= workers || (job.status?.succeeded ?? 0) >= workers || conditions.some((c) => c.type === 'Complete' && c.status === 'True');
+    const failed = failedPod !== undefined || (job.status?.failed ?? 0) > 0 || conditions.some((c) => c.type === 'Failed' && c.status === 'True');
+    if (succeeded && entry.spec.kind === 'batch') return finish(entry, { phase: 'SUCCEEDED' });
+    if (succeeded && entry.spec.kind === 'fine-tuning') {
       const store = options.objectStore!;
       const missing: string[] = [];
       for (const file of ADAPTER_FILES) if (!(await store.head(entry.spec.outputPrefix + file))) missing.push(file);
@@ -187,8 +218,8 @@ export function createKubernetesJobHost(options: {
       return finish(entry, { phase: 'SUCCEEDED', outputPath: store.uri(entry.spec.outputPrefix.replace(/\/+$/, '')), trainedTokens: entry.trainedTokens });
     }
     if (failed) {
-      const terminated = pod?.status?.containerStatuses?.find((c) => c.name === 'trainer')?.state?.terminated;
-      const why = terminated?.message?.trim() || terminated?.reason || conditions.find((c) => c.type === 'Failed')?.message || 'the trainer pod failed';
+      const terminated = (failedPod ?? pod)?.status?.containerStatuses?.find((c) => c.name === MAIN_CONTAINER[entry.spec.kind])?.state?.terminated;
+      const why = terminated?.message?.trim() || terminated?.reason || conditions.find((c) => c.type === 'Failed')?.message || `the job's pod ${failedPod?.metadata?.name ?? ''} failed`.replace(/ +failed$/, ' failed');
       return finish(entry, { phase: 'FAILED', message: [why, ...(terminated?.message ? [] : entry.tail)].join('\n') });
     }
   }
@@ -202,53 +233,109 @@ export function createKubernetesJobHost(options: {
 
   return {
     async start(job: DispatchedJob) {
-      const spec = job.spec as unknown as FineTuningSpec;
-      if (spec.kind !== 'fine-tuning') throw new JobRefusedError(`the Kubernetes executor runs fine-tuning jobs only, not ${spec.kind}`);
-      if (!settings.image) throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
-      if (!options.objectStore?.presignedUrl) {
-        throw new JobRefusedError("this cluster's agent cannot presign object-store URLs for the trainer pod: its object store must be S3");
+      const spec = job.spec as unknown as JobSpec;
+      if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch') throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
+      if (spec.kind === 'fine-tuning' && !settings.image) throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
+      const needsUrls = spec.kind === 'fine-tuning' || spec.dataFiles.length > 0;
+      if (needsUrls && !options.objectStore?.presignedUrl) {
+        throw new JobRefusedError("this cluster's agent cannot presign object-store URLs for the job's pods: its object store must be S3");
       }
       if (!spec.namespace) throw new JobRefusedError('the job has no namespace');
+      const namespace = spec.namespace;
       const attempt = spec.attempt ?? 1;
       const existing = followed.get(job.id);
       if (existing && existing.attempt === attempt) return 'running';
-      const manifests = fineTuningManifests({
-        jobId: job.id,
-        attempt,
-        namespace: spec.namespace,
-        image: settings.image,
-        command: settings.command ?? [],
-        gpuCount: spec.gpuCount,
-        kueueQueueName: spec.kueueQueueName ?? settings.defaultQueue ?? null,
-        method: spec.method.type,
-        hyperparameters: spec.method.hyperparameters,
-        seed: spec.seed,
-        baseModelId: spec.baseModel.id,
-        urls: await presign(spec),
-        ttlSecondsAfterFinished: 24 * 3600,
-      });
-      const current = await readJob(manifests.job.metadata!.name!, spec.namespace);
+      const name = jobObjectName(job.id);
+      const current = await readJob(name, namespace);
       if (current && current.metadata?.annotations?.[ATTEMPT_ANNOTATION] === String(attempt)) {
         // This attempt's Job exists already (a dispatch whose answer was lost): follow it.
         follow(job.id, spec, attempt);
         return 'running';
       }
+      const queue = spec.kueueQueueName ?? settings.defaultQueue ?? null;
+      const objects =
+        spec.kind === 'fine-tuning'
+          ? fineTuningManifests({
+              jobId: job.id,
+              attempt,
+              namespace,
+              image: settings.image!,
+              command: settings.command ?? [],
+              gpuCount: spec.gpuCount,
+              kueueQueueName: queue,
+              method: spec.method.type,
+              hyperparameters: spec.method.hyperparameters,
+              seed: spec.seed,
+              baseModelId: spec.baseModel.id,
+              urls: await presign(spec),
+              ttlSecondsAfterFinished: 24 * 3600,
+            })
+          : batchJobManifests({
+              jobId: job.id,
+              attempt,
+              namespace,
+              image: spec.image,
+              command: spec.command,
+              scripts: spec.scripts,
+              envs: spec.envs,
+              dataFiles: await Promise.all(spec.dataFiles.map(async (f) => ({ filename: f.filename, url: await options.objectStore!.presignedUrl!(f.objectKey, 'GET', urlTtl) }))),
+              gpuCount: spec.gpuCount,
+              workerCount: spec.workerCount,
+              kueueQueueName: queue,
+              openaiBaseUrl: settings.openaiBaseUrl ?? null,
+              ttlSecondsAfterFinished: 24 * 3600,
+            });
       if (current) {
         // An earlier attempt's Job is in the way: remove it before creating this one.
-        await batch.deleteNamespacedJob({ name: current.metadata!.name!, namespace: spec.namespace, propagationPolicy: 'Background' }).catch(() => undefined);
+        await batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }).catch(() => undefined);
       }
-      await core.deleteNamespacedSecret({ name: manifests.secret.metadata!.name!, namespace: spec.namespace }).catch(() => undefined);
-      await core.createNamespacedSecret({ namespace: spec.namespace, body: manifests.secret as never });
-      const created = await batch.createNamespacedJob({ namespace: spec.namespace, body: manifests.job as never });
-      // The Secret goes with its Job (garbage collection by owner reference).
-      await core
-        .patchNamespacedSecret({
-          name: manifests.secret.metadata!.name!,
-          namespace: spec.namespace,
-          body: [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'batch/v1', kind: 'Job', name: created.metadata!.name!, uid: created.metadata!.uid! }] }],
-        })
-        .catch((error: Error) => logger.warn({ jobId: job.id, err: error.message }, 'could not tie the URL Secret to its Job'));
-      logger.info({ jobId: job.id, namespace: spec.namespace, name: created.metadata!.name }, 'created the fine-tuning Job');
+      // The objects the Job uses, replaced if an earlier attempt left them.
+      interface Companion {
+        kind: string;
+        create(): Promise<unknown>;
+        remove(): Promise<unknown>;
+        patch(body: object[]): Promise<unknown>;
+      }
+      const secretName = objects.secret.metadata!.name!;
+      const companions: Companion[] = [
+        {
+          kind: 'Secret',
+          create: () => core.createNamespacedSecret({ namespace, body: objects.secret as never }),
+          remove: () => core.deleteNamespacedSecret({ name: secretName, namespace }),
+          patch: (body) => core.patchNamespacedSecret({ name: secretName, namespace, body }),
+        },
+      ];
+      const batchObjects = spec.kind === 'batch' ? (objects as ReturnType<typeof batchJobManifests>) : null;
+      if (batchObjects) {
+        const configMap = batchObjects.configMap;
+        const configMapName = configMap.metadata!.name!;
+        companions.push({
+          kind: 'ConfigMap',
+          create: () => core.createNamespacedConfigMap({ namespace, body: configMap as never }),
+          remove: () => core.deleteNamespacedConfigMap({ name: configMapName, namespace }),
+          patch: (body) => core.patchNamespacedConfigMap({ name: configMapName, namespace, body }),
+        });
+      }
+      if (batchObjects?.service) {
+        const service = batchObjects.service;
+        companions.push({
+          kind: 'Service',
+          create: () => core.createNamespacedService({ namespace, body: service as never }),
+          remove: () => core.deleteNamespacedService({ name, namespace }),
+          patch: (body) => core.patchNamespacedService({ name, namespace, body }),
+        });
+      }
+      for (const companion of companions) {
+        await companion.remove().catch(() => undefined);
+        await companion.create();
+      }
+      const created = await batch.createNamespacedJob({ namespace, body: objects.job as never });
+      // They go with their Job (garbage collection by owner reference).
+      const owner = [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'batch/v1', kind: 'Job', name: created.metadata!.name!, uid: created.metadata!.uid! }] }];
+      for (const companion of companions) {
+        await companion.patch(owner).catch((error: Error) => logger.warn({ jobId: job.id, kind: companion.kind, err: error.message }, 'could not tie an object to its Job'));
+      }
+      logger.info({ jobId: job.id, kind: spec.kind, namespace, name: created.metadata!.name }, 'created the Job');
       follow(job.id, spec, attempt);
       return 'started';
     },
@@ -265,8 +352,8 @@ export function createKubernetesJobHost(options: {
     },
     async has(job) {
       if (followed.has(job.id)) return true;
-      const spec = job.spec as unknown as FineTuningSpec;
-      if (spec.kind !== 'fine-tuning' || !spec.namespace || closed) return false;
+      const spec = job.spec as unknown as JobSpec;
+      if (!spec.namespace || closed) return false;
       const existing = await readJob(jobObjectName(job.id), spec.namespace);
       if (!existing) return false;
       // Found again after a restart: follow it from where this attempt's output started.

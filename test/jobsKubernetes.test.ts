@@ -30,7 +30,7 @@ async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, w
 
 const chat = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] });
 
-describe('fine-tuning jobs on the Kubernetes executor (against the Kubernetes API test double)', () => {
+describe('jobs on the Kubernetes executor (against the Kubernetes API test double)', () => {
   let s3: TestS3Server;
   let kube: KubeApiServer;
   let t: TestPlatform;
@@ -97,8 +97,14 @@ describe('fine-tuning jobs on the Kubernetes executor (against the Kubernetes AP
     return Object.fromEntries(Object.entries<string>(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
   };
   /** What the Job controller and kubelet would do: a pod of the Job, then its phase. */
-  const startPod = async (jobId: string, pod: string) => {
-    await core.createNamespacedPod({ namespace: NS, body: { metadata: { name: pod, labels: { 'job-name': jobObjectName(jobId) } }, spec: { containers: [{ name: 'trainer', image: IMAGE }] } } });
+  const startPod = async (jobId: string, pod: string, index = '0', container = 'trainer') => {
+    await core.createNamespacedPod({
+      namespace: NS,
+      body: {
+        metadata: { name: pod, labels: { 'job-name': jobObjectName(jobId) }, annotations: { 'batch.kubernetes.io/job-completion-index': index } },
+        spec: { containers: [{ name: container, image: IMAGE }] },
+      },
+    });
     await core.replaceNamespacedPodStatus({ name: pod, namespace: NS, body: { metadata: { name: pod }, status: { phase: 'Running' } } });
   };
   const endPod = (pod: string, status: object) => core.replaceNamespacedPodStatus({ name: pod, namespace: NS, body: { metadata: { name: pod }, status } });
@@ -173,5 +179,65 @@ describe('fine-tuning jobs on the Kubernetes executor (against the Kubernetes AP
     expect((await sdk.fineTuning.jobs.cancel(created.id)).id).toBe(created.id);
     await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'cancelled', 'the job to be cancelled');
     expect(kube.objects('Job', NS).some((j) => j.metadata.name === jobObjectName(created.id))).toBe(false);
+  });
+
+  it('runs a 2-worker PyTorch batch job as an Indexed Job with its scripts, data files and rendezvous, and finishes when both workers do', async () => {
+    const sdkFile = await sdk.files.create({ file: await toFile(Buffer.from('1,2,3\n'), 'numbers.csv'), purpose: 'user_data' });
+    const response = await fetch(`${t.url}/v1/batch/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sdk.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        image: 'pytorch-2.1',
+        command: 'torchrun train.py /data/numbers.csv',
+        scripts: { 'train.py': Buffer.from('print("training")\n').toString('base64') },
+        envs: { EPOCHS: '3' },
+        data_files: [sdkFile.id],
+        resources: { gpu_count: 2 },
+        kind: { pytorch: { worker_count: 2 } },
+      }),
+    });
+    const created = (await response.json()) as { id: string; status: string };
+    expect(created.status).toBe('queued');
+    const job = await jobObject(created.id);
+    const name = jobObjectName(created.id);
+    expect(job.spec).toMatchObject({ completionMode: 'Indexed', completions: 2, parallelism: 2, backoffLimit: 0, suspend: true });
+    expect(job.spec.template.spec.subdomain).toBe(name);
+    const container = job.spec.template.spec.containers[0];
+    expect(container.image).toBe('pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime');
+    expect(container.resources.limits).toEqual({ 'nvidia.com/gpu': '2' });
+    const env = Object.fromEntries(container.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
+    expect(env).toMatchObject({
+      EPOCHS: '3',
+      MARINER_COMMAND: 'torchrun train.py /data/numbers.csv',
+      MASTER_ADDR: `${name}-0.${name}`,
+      MASTER_PORT: '23456',
+      WORLD_SIZE: '2',
+      RANK: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } },
+      OPENAI_BASE_URL: `${t.url}/v1`,
+    });
+    // The headless Service gives the workers stable names; the scripts are a ConfigMap; the data file a presigned URL.
+    expect(kube.objects('Service', NS).find((s) => s.metadata.name === name).spec.clusterIP).toBe('None');
+    const scripts = kube.objects('ConfigMap', NS).find((c) => c.metadata.name === `${name}-scripts`);
+    expect(Buffer.from(scripts.binaryData['train.py'], 'base64').toString()).toBe('print("training")\n');
+    const [dataLine] = secretOf(created.id)['data-files']!.split('\n');
+    const [filename, url] = dataLine!.split(' ');
+    expect(filename).toBe('numbers.csv');
+    expect(await (await fetch(url!)).text()).toBe('1,2,3\n');
+
+    await startPod(created.id, 'worker-0', '0', 'main');
+    await startPod(created.id, 'worker-1', '1', 'main');
+    await waitFor(() => fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then((r) => r.json() as Promise<{ status: string }>), (j) => j.status === 'running', 'the job to run');
+    kube.appendLog(NS, 'worker-0', 'rank 0: epoch 1 loss 0.5');
+    kube.endLog(NS, 'worker-0');
+    await endPod('worker-0', { phase: 'Succeeded' });
+    // One worker done is not the job done.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(((await (await fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } })).json()) as { status: string }).status).toBe('running');
+    kube.endLog(NS, 'worker-1');
+    await endPod('worker-1', { phase: 'Succeeded' });
+    const done = await waitFor(() => fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then((r) => r.json() as Promise<{ status: string }>), (j) => j.status !== 'running', 'the job to finish');
+    expect(done.status).toBe('succeeded');
+    const { batchJob } = await t.gqlOk(`query($id: ID!) { batchJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
+    expect(batchJob.logs.lines.map((l: { text: string }) => l.text)).toEqual(['rank 0: epoch 1 loss 0.5']);
   });
 });
