@@ -224,7 +224,8 @@ export function createLocalJobHost(options: {
       }
       if (spec.kind === 'batch' && spec.workerCount > 1) throw new JobRefusedError('the local executor runs one worker: multi-worker PyTorch jobs need a Kubernetes cluster');
       if (spec.kind !== 'batch' && spec.kind !== 'fine-tuning') throw new JobRefusedError(`the local executor does not run ${(spec as { kind: string }).kind} jobs`);
-      if (!options.objectStore) throw new JobRefusedError("this agent has no access to the platform's object store, where the job's files are");
+      const needsStore = spec.kind === 'fine-tuning' || spec.dataFiles.length > 0;
+      if (needsStore && !options.objectStore) throw new JobRefusedError("this agent has no access to the platform's object store, where the job's files are");
       const attempt = spec.attempt ?? 1;
       const existing = jobs.get(job.id);
       if (existing && existing.attempt === attempt) return 'running';

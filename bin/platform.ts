@@ -158,6 +158,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       pubsub,
       dispatchIntervalMs: config.jobs.dispatchIntervalMs,
       batchImages: config.jobs.batchImages,
+      rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
       logger,
     });
     stoppers.push(jobs.stop);

@@ -198,6 +198,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           pubsub,
           dispatchIntervalMs: config.jobs.dispatchIntervalMs,
           batchImages: config.jobs.batchImages,
+          rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
           logger: log,
         });
         stoppers.push(jobs.stop);

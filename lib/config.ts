@@ -103,6 +103,8 @@ export interface MarinerConfig {
      * user, so only where every project member may do that (MARINER_LOCAL_BATCH_JOBS, default off).
      */
     localBatchJobs: boolean;
+    /** A job whose cluster has not reported its status for this long is placed on another (MARINER_JOB_RESCHEDULE_AFTER_SECONDS; LLMariner: 30 min). */
+    rescheduleAfterSeconds: number;
   };
   sessions: {
     /** HTTP/2 PING interval on each agent tunnel. */
@@ -262,6 +264,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       localTrainerCommand: commandSetting(env, 'MARINER_LOCAL_TRAINER_COMMAND'),
       batchImages: batchImagesSetting(env),
       localBatchJobs: boolSetting(env, 'MARINER_LOCAL_BATCH_JOBS', false),
+      rescheduleAfterSeconds: intSetting(env, 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', 1800, 5, 7 * 24 * 3600),
     },
     sessions: {
       heartbeatIntervalMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_MS', 10_000, 100, 600_000),

@@ -37,6 +37,7 @@ export const resolvers: Resolvers<ClustersContext> = {
         gpuCapacity: c.status?.gpuCapacity ?? 0,
         gpuAllocated: c.status?.gpuAllocated ?? 0,
         stale: !c.status_updated_at || Date.now() - c.status_updated_at.getTime() > ctx.statusStaleSeconds * 1000,
+        statusUpdatedAt: c.status_updated_at?.toISOString() ?? null,
       })),
   },
   Mutation: {

@@ -11,6 +11,7 @@ import { JobDispatcher, type JobTransport } from './dispatcher.js';
 import { JobEvents } from './events.js';
 import { migrations } from './migrations/index.js';
 import { createJobPeers, type PeerUrls } from './peers.js';
+import { JobRescheduler } from './rescheduler.js';
 import { resolvers } from './resolvers.js';
 import { JobStore, SCHEMA } from './store.js';
 
@@ -28,6 +29,8 @@ export interface JobsOptions {
   dispatchIntervalMs: number;
   /** Batch job image presets: name → image. */
   batchImages: Record<string, string>;
+  /** A job whose cluster has not reported for this long is placed elsewhere (LLMariner: 30 min). */
+  rescheduleAfterSeconds: number;
   logger: Logger;
 }
 
@@ -42,10 +45,20 @@ export async function createJobsSubgraph(
   const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.dispatchIntervalMs);
   dispatcher.start();
   const peers = createJobPeers(options.peers, options.tokens);
+  const rescheduler = new JobRescheduler(store, peers, options.transport, events, options.logger.child({ component: 'jobs' }), {
+    abandonAfterSeconds: options.rescheduleAfterSeconds,
+    // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
+    intervalMs: Math.max(options.dispatchIntervalMs * 6, 1000),
+    onQueued: () => dispatcher.nudge(),
+  });
+  rescheduler.start();
   return {
     store,
     dispatcher,
-    stop: () => dispatcher.stop(),
+    stop: async () => {
+      await rescheduler.stop();
+      await dispatcher.stop();
+    },
     definition: {
       name: 'jobs',
       typeDefs: subgraphTypeDefs('jobs'),

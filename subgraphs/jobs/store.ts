@@ -206,6 +206,34 @@ export class JobStore {
     return { ...result, totalItems: toCount(count) };
   }
 
+  /** Every job placed on a cluster that has not finished (the rescheduler looks for abandoned clusters). */
+  async unfinishedPlaced(): Promise<JobRow[]> {
+    return this.jobs().whereNotNull('cluster_id').whereNotIn('status', FINISHED).orderBy('created_at');
+  }
+
+  /**
+   * Moves a job off a cluster that stopped reporting (LLMariner rescheduler): queued again on its new
+   * cluster and namespace. Guarded by the old cluster, so a report that came meanwhile wins.
+   */
+  async reassign(id: string, fromClusterId: string, to: { clusterId: string; namespace: string; kueueQueueName: string | null }): Promise<JobRow | undefined> {
+    const [row] = await this.jobs()
+      .where({ id, cluster_id: fromClusterId })
+      .whereNotIn('status', FINISHED)
+      .update({
+        cluster_id: to.clusterId,
+        kubernetes_namespace: to.namespace,
+        kueue_queue_name: to.kueueQueueName,
+        spec: this.knex.raw(`spec || jsonb_build_object('namespace', ?::text, 'kueueQueueName', ?::text)`, [to.namespace, to.kueueQueueName]),
+        status: 'queued',
+        pending_action: 'creating',
+        dispatch_lease_until: null,
+        started_at: null,
+        updated_at: this.knex.fn.now(),
+      })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
   /** Jobs on a cluster that have not finished: what its agent should be running. */
   async unfinishedOnCluster(clusterId: string): Promise<JobRow[]> {
     return this.jobs().where({ cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');

@@ -253,6 +253,8 @@ export type SchedulingCluster = {
   name: Scalars['String']['output'];
   /** No status report, or one older than the stale limit. */
   stale: Scalars['Boolean']['output'];
+  /** When an agent last reported the cluster's status; null if never. */
+  statusUpdatedAt?: Maybe<Scalars['DateTime']['output']>;
 };
 
 /** The cluster a registration key belongs to (LLMariner AuthorizeWorker). */
@@ -518,6 +520,7 @@ export type SchedulingClusterResolvers<ContextType = ClustersContext, ParentType
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   stale?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  statusUpdatedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
 }>;
 
 export type WorkerClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['WorkerCluster'] = ResolversParentTypes['WorkerCluster']> = ResolversObject<{
