@@ -164,7 +164,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
   const dataSources = Object.fromEntries(
     Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, options.tokens)]),
   ) as ServiceMap;
+  /** The upstream that new subscribers of a key join; `upstreams` holds every one still running. */
   const shared = new Map<string, SharedSubscription>();
+  const upstreams = new Set<SharedSubscription>();
   const upstreamClients = new Set<Client>();
   const connections = new WeakMap<object, ConnectionState>();
   const maxQueued = options.maxQueuedEvents ?? 1000;
@@ -248,7 +250,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       history: [],
       historyComplete: true,
       stop: () => {
-        shared.delete(key);
+        // A newer upstream may have taken the key (late joiners of a long feed): leave it to its subscribers.
+        if (shared.get(key) === subscription) shared.delete(key);
+        upstreams.delete(subscription);
         void upstream.return?.();
         void client.dispose();
         upstreamClients.delete(client);
@@ -329,7 +333,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const fields = operation?.selectionSet.selections.flatMap((s) => (s.kind === 'Field' ? [s.name.value] : [])) ?? [];
     const perRequest = fields.some((name) => PER_REQUEST_SUBSCRIPTIONS.has(name));
     const kind: FeedKind = fields.some((name) => REPLAYED_SUBSCRIPTIONS.has(name)) ? 'replayed' : fields.some((name) => STATE_SUBSCRIPTIONS.has(name)) ? 'state' : 'changes';
-    let key = objectHash({
+    const key = objectHash({
       query: print(args.document),
       operationName: args.operationName ?? null,
       variables: args.variableValues ?? {},
@@ -338,14 +342,14 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       ...(perRequest ? { request: crypto.randomUUID() } : {}),
     });
     let subscription = shared.get(key);
-    // A replayed feed whose history was not all kept cannot catch a late joiner up: its own upstream.
-    if (subscription && !subscription.historyComplete) {
-      key = `${key}:${crypto.randomUUID()}`;
-      subscription = undefined;
-    }
+    // A replayed feed whose history was not all kept cannot catch a late joiner up. A new upstream
+    // replays it (the subgraph sends a replay in few, large events) and takes the key: the late joiners
+    // that follow share it, while the old one goes on for its own subscribers.
+    if (subscription && !subscription.historyComplete) subscription = undefined;
     if (!subscription) {
       subscription = startShared(key, kind, plan.node, args, context);
       shared.set(key, subscription);
+      upstreams.add(subscription);
     }
     const own = subscription;
     const queue = new EventQueue(maxQueued, () => {
@@ -461,10 +465,10 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     },
     /** Open shared upstream subscriptions (for tests and metrics). */
-    sharedCount: () => shared.size,
+    sharedCount: () => upstreams.size,
     async close(): Promise<void> {
       for (const client of wss.clients) client.close(1001, 'server shutting down');
-      for (const subscription of [...shared.values()]) subscription.stop();
+      for (const subscription of [...upstreams]) subscription.stop();
       await Promise.all([...upstreamClients].map((c) => c.dispose()));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },

@@ -708,7 +708,11 @@ async function main(): Promise<void> {
 
         const problems: string[] = [];
         const added = upstreamsMax - upstreamsBefore;
-        if (added !== 1) problems.push(`the gateway held ${added} upstream subscription(s) for ${followers} follower(s) of one job (expected 1)`);
+        // Late joiners of a feed whose history outgrew the gateway's bound share one replaying upstream
+        // besides the first follower's; joiners at other moments may start another (a few, never one each).
+        const late = lateAfterEvents > 0 && followers > 1;
+        const expected = late ? 'at most 3' : '1';
+        if (late ? added < 1 || added > 3 : added !== 1) problems.push(`the gateway held ${added} upstream subscription(s) for ${followers} follower(s) of one job (expected ${expected})`);
         if (Object.keys(result.errors).length) problems.push(`followers got errors: ${JSON.stringify(result.errors)}`);
         if (result.completed !== followers) problems.push(`${result.completed} of ${followers} followers completed`);
         if (result.offsetAnomalies) problems.push(`${result.offsetAnomalies} out-of-order, missing or repeated line(s): ${result.anomalyExamples.join('; ')}`);
