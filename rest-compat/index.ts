@@ -6,6 +6,7 @@ import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
 import { batchJobRoutes } from './batchJobs.js';
 import { fileRoutes } from './files.js';
+import { jobRoutes } from './jobs.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { modelRoutes } from './models.js';
@@ -32,7 +33,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);

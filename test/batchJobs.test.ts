@@ -131,4 +131,26 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     const refused = await finished(theirs.body.id, other.key);
     expect(refused.body).toMatchObject({ status: 'failed', error: { code: 'dispatch_refused', message: expect.stringContaining('MARINER_LOCAL_BATCH_JOBS') } });
   });
+
+  it('shows the clusters the project can use, and job counts over time that agree with the jobs', async () => {
+    const { body: clusters } = await rest('GET', '/v1/jobs/clusters');
+    const defaultCluster = clusters.clusters.find((c: { name: string }) => c.name === 'default');
+    expect(defaultCluster).toMatchObject({ namespaces: ['default'], stale: false, summary: { gpu_capacity: expect.any(Number), gpu_pod_count: 0 } });
+    expect(defaultCluster.last_updated_at).toBeGreaterThan(0);
+
+    const { body: list } = await rest('GET', '/v1/batch/jobs?limit=100');
+    const now = Math.floor(Date.now() / 1000);
+    const { status, body } = await rest('GET', `/v1/jobs/summaries?filter.start_timestamp=${now - 3600}&filter.end_timestamp=${now + 60}&filter.duration=1830s`);
+    expect(status).toBe(200);
+    expect(body.datapoints).toHaveLength(2);
+    const batch = body.datapoints.flatMap((p: { values: { job_type: string }[] }) => p.values.filter((v) => v.job_type === 'BATCH'));
+    const sum = (field: string) => batch.reduce((total: number, v: Record<string, number>) => total + v[field]!, 0);
+    const count = (state: string) => list.jobs.filter((j: { status: string }) => j.status === state).length;
+    expect(sum('total_created')).toBe(list.total_items);
+    expect(sum('completed')).toBe(count('succeeded'));
+    expect(sum('failed')).toBe(count('failed'));
+    expect(sum('cancelled')).toBe(count('cancelled'));
+    const bad = await rest('GET', '/v1/jobs/summaries?filter.duration=10s');
+    expect(bad).toMatchObject({ status: 400, body: { error: { param: 'filter.duration' } } });
+  });
 });

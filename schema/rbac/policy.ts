@@ -174,7 +174,15 @@ const batchRead = hasScope('api.batch.jobs', 'read');
 const batchWrite = hasScope('api.batch.jobs', 'write');
 const anyJobRead = anyOf(jobsRead, batchRead);
 const jobs: PolicyMap = {
-  Query: { fineTuningJobs: jobsRead, fineTuningJob: jobsRead, batchJobs: batchRead, batchJob: batchRead, workerJobs: isWorker },
+  Query: {
+    fineTuningJobs: jobsRead,
+    fineTuningJob: jobsRead,
+    batchJobs: batchRead,
+    batchJob: batchRead,
+    jobClusters: anyJobRead,
+    jobSummaries: anyJobRead,
+    workerJobs: isWorker,
+  },
   Mutation: {
     createFineTuningJob: jobsWrite,
     cancelFineTuningJob: jobsWrite,
@@ -189,6 +197,9 @@ const jobs: PolicyMap = {
   BatchJob: { '*': batchRead, cluster: clustersRead },
   BatchJobPage: { '*': batchRead },
   EnvVar: { '*': batchRead },
+  JobCluster: { '*': anyJobRead },
+  JobSummaryPoint: { '*': anyJobRead },
+  JobSummaryValue: { '*': anyJobRead },
   DeleteJobPayload: { '*': batchWrite },
   Model: { id: modelsRead },
   Cluster: { id: clustersRead },

@@ -38,6 +38,7 @@ export const resolvers: Resolvers<ClustersContext> = {
         gpuAllocated: c.status?.gpuAllocated ?? 0,
         stale: !c.status_updated_at || Date.now() - c.status_updated_at.getTime() > ctx.statusStaleSeconds * 1000,
         statusUpdatedAt: c.status_updated_at?.toISOString() ?? null,
+        gpuPodCount: c.status?.gpuPods.length ?? 0,
       })),
   },
   Mutation: {

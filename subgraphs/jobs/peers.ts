@@ -31,6 +31,7 @@ export interface SchedulingCluster {
   gpuAllocated: number;
   stale: boolean;
   statusUpdatedAt: string | null;
+  gpuPodCount: number;
 }
 
 /** Who a call is made for: a caller (their identity and request id), or the system. */
@@ -66,7 +67,7 @@ const TIMEOUT_MS = 10_000;
 const FILE = `query JobFile($id: ID!) { file(id: $id) { id filename purpose status objectKey } }`;
 const MODEL = `query JobModel($id: ID!) { model(id: $id, includeLoading: true) { id isBaseModel loadingStatus formats source } }`;
 const PROJECT = `query JobProject($id: ID!) { project(id: $id) { assignments { clusterId namespace kueueQueueName } } }`;
-const CLUSTERS = `query JobClusters($tenantId: ID!) { schedulingClusters(tenantId: $tenantId) { id name gpuCapacity gpuAllocated stale statusUpdatedAt } }`;
+const CLUSTERS = `query JobClusters($tenantId: ID!) { schedulingClusters(tenantId: $tenantId) { id name gpuCapacity gpuAllocated stale statusUpdatedAt gpuPodCount } }`;
 const REGISTER = `mutation JobModelRegistration($input: RegisterFineTunedModelInput!) { registerFineTunedModel(input: $input) { id } }`;
 
 export function createJobPeers(urls: PeerUrls, tokens: InternalTokens): JobPeers {

@@ -207,6 +207,57 @@ async function* projectChanges(ctx: JobsContext, projectId: string): AsyncGenera
 
 export const resolvers: Resolvers<JobsContext> = {
   Query: {
+    jobClusters: async (_p, _a, ctx) => {
+      const scope = projectScopeOf(ctx.identity);
+      const assignments = await ctx.peers.assignments(callerOf(ctx), scope.projectId);
+      const clusters = await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId);
+      return clusters
+        .map((c) => ({ cluster: c, namespaces: [...new Set(assignments.filter((a) => a.clusterId === null || a.clusterId === c.id).map((a) => a.namespace))] }))
+        .filter(({ namespaces }) => namespaces.length > 0)
+        .map(({ cluster, namespaces }) => ({
+          id: cluster.id,
+          name: cluster.name,
+          gpuCapacity: cluster.gpuCapacity,
+          gpuAllocated: cluster.gpuAllocated,
+          gpuPodCount: cluster.gpuPodCount,
+          stale: cluster.stale,
+          lastUpdatedAt: cluster.statusUpdatedAt,
+          namespaces,
+        }));
+    },
+    jobSummaries: async (_p, { start, end, intervalSeconds }, ctx) => {
+      const until = end ? new Date(end) : new Date();
+      const interval = intervalSeconds ?? 24 * 3600;
+      const from = start ? new Date(start) : new Date(until.getTime() - 7 * interval * 1000);
+      if (Number.isNaN(until.getTime())) throw badInput('end is not a date', 'end');
+      if (Number.isNaN(from.getTime())) throw badInput('start is not a date', 'start');
+      if (!Number.isInteger(interval) || interval < 60) throw badInput('intervalSeconds must be an integer of at least 60', 'intervalSeconds');
+      if (from >= until) throw badInput('start must be before end', 'start');
+      const buckets = Math.ceil((until.getTime() - from.getTime()) / (interval * 1000));
+      if (buckets > 1000) throw badInput(`at most 1000 buckets: ${buckets} asked (widen intervalSeconds or narrow the range)`, 'intervalSeconds');
+      const rows = await ctx.store.summaries(projectScopeOf(ctx.identity), from, until, interval);
+      const types = { 'fine-tuning': 'FINE_TUNING', batch: 'BATCH' } as const;
+      return Array.from({ length: buckets }, (_, i) => {
+        const timestamp = new Date(from.getTime() + i * interval * 1000);
+        return {
+          timestamp: timestamp.toISOString(),
+          values: (['fine-tuning', 'batch'] as const).map((kind) => {
+            const row = rows.find((r) => new Date(r.bucket).getTime() === timestamp.getTime() && r.kind === kind);
+            const n = (value: number | undefined) => Number(value ?? 0);
+            return {
+              jobType: types[kind],
+              totalCreated: n(row?.total_created),
+              completed: n(row?.completed),
+              failed: n(row?.failed),
+              cancelled: n(row?.cancelled),
+              running: n(row?.running),
+              queued: n(row?.queued),
+              unfinished: n(row?.running) + n(row?.queued),
+            };
+          }),
+        };
+      });
+    },
     fineTuningJobs: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), 'fine-tuning', { after, limit }),
     fineTuningJob: async (_p, { id }, ctx) => {
       const job = isId('fineTuningJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;

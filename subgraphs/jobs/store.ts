@@ -118,6 +118,17 @@ export interface BatchJobRow extends JobBase {
 export type JobRow = FineTuningJobRow | BatchJobRow;
 export type JobKind = JobRow['kind'];
 
+export interface SummaryRow {
+  bucket: Date;
+  kind: JobKind;
+  total_created: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  running: number;
+  queued: number;
+}
+
 export interface LogRow {
   job_id: string;
   offset: number;
@@ -232,6 +243,31 @@ export class JobStore {
       })
       .returning('*');
     return row as JobRow | undefined;
+  }
+
+  /**
+   * Job counts of the project per time bucket and kind (LLMariner job summaries): created and finished
+   * (by outcome) within each bucket, running and queued at its end. Buckets without jobs are absent.
+   */
+  async summaries(scope: JobScope, start: Date, end: Date, intervalSeconds: number): Promise<SummaryRow[]> {
+    const iv = `make_interval(secs => ${Number(intervalSeconds)})`;
+    const at = `b.bucket + ${iv}`;
+    const { rows } = (await this.knex.raw(
+      `select b.bucket, j.kind,
+         count(*) filter (where j.created_at >= b.bucket and j.created_at < ${at})::int as total_created,
+         count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'succeeded')::int as completed,
+         count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'failed')::int as failed,
+         count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'cancelled')::int as cancelled,
+         count(*) filter (where j.started_at < ${at} and (j.finished_at is null or j.finished_at >= ${at}))::int as running,
+         count(*) filter (where j.created_at < ${at} and (j.started_at is null or j.started_at >= ${at}) and (j.finished_at is null or j.finished_at >= ${at}))::int as queued
+       from generate_series(?::timestamptz, ?::timestamptz, ${iv}) as b(bucket)
+       cross join (select kind, status, created_at, started_at, finished_at from ??.jobs where tenant_id = ? and project_id = ? and created_at < ?) as j
+       where b.bucket < ?
+       group by b.bucket, j.kind
+       order by b.bucket, j.kind`,
+      [start.toISOString(), end.toISOString(), SCHEMA, scope.tenantId, scope.projectId, end.toISOString(), end.toISOString()],
+    )) as { rows: SummaryRow[] };
+    return rows;
   }
 
   /** Jobs on a cluster that have not finished: what its agent should be running. */

@@ -249,6 +249,8 @@ export type SchedulingCluster = {
   gpuAllocated: Scalars['Int']['output'];
   /** Allocatable GPUs on ready nodes; 0 when no status was reported. */
   gpuCapacity: Scalars['Int']['output'];
+  /** Pods holding GPUs, as last reported. */
+  gpuPodCount: Scalars['Int']['output'];
   id: Scalars['ID']['output'];
   name: Scalars['String']['output'];
   /** No status report, or one older than the stale limit. */
@@ -517,6 +519,7 @@ export type RegisteredClusterResolvers<ContextType = ClustersContext, ParentType
 export type SchedulingClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['SchedulingCluster'] = ResolversParentTypes['SchedulingCluster']> = ResolversObject<{
   gpuAllocated?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuPodCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   stale?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;

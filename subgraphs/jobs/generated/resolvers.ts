@@ -311,6 +311,21 @@ export type JobAction =
   /** Waiting for its cluster's agent to start it. */
   | 'CREATING';
 
+/** A cluster the project's jobs can run on, with its GPU summary (LLMariner /v1/jobs/clusters). */
+export type JobCluster = {
+  __typename?: 'JobCluster';
+  gpuAllocated: Scalars['Int']['output'];
+  gpuCapacity: Scalars['Int']['output'];
+  gpuPodCount: Scalars['Int']['output'];
+  id: Scalars['ID']['output'];
+  lastUpdatedAt?: Maybe<Scalars['DateTime']['output']>;
+  name: Scalars['String']['output'];
+  /** The project's namespaces there. */
+  namespaces: Array<Scalars['String']['output']>;
+  /** No recent status report: the scheduler skips it. */
+  stale: Scalars['Boolean']['output'];
+};
+
 /** Lines of a job's output, as they arrive. */
 export type JobLogChunk = {
   __typename?: 'JobLogChunk';
@@ -371,6 +386,30 @@ export type JobStatusReportInput = {
   outputPath?: InputMaybe<Scalars['String']['input']>;
   phase: JobPhase;
   trainedTokens?: InputMaybe<Scalars['Int']['input']>;
+};
+
+export type JobSummaryPoint = {
+  __typename?: 'JobSummaryPoint';
+  /** The bucket's start. */
+  timestamp: Scalars['DateTime']['output'];
+  values: Array<JobSummaryValue>;
+};
+
+/** Job counts of one kind in one time bucket (LLMariner /v1/jobs/summaries). */
+export type JobSummaryValue = {
+  __typename?: 'JobSummaryValue';
+  cancelled: Scalars['Int']['output'];
+  /** Finished in the bucket, by outcome. */
+  completed: Scalars['Int']['output'];
+  failed: Scalars['Int']['output'];
+  /** FINE_TUNING or BATCH. */
+  jobType: Scalars['String']['output'];
+  queued: Scalars['Int']['output'];
+  /** At the bucket's end: running, queued, and not finished (running + queued). */
+  running: Scalars['Int']['output'];
+  /** Created in the bucket. */
+  totalCreated: Scalars['Int']['output'];
+  unfinished: Scalars['Int']['output'];
 };
 
 export type Model = {
@@ -439,6 +478,10 @@ export type Query = {
   fineTuningJob?: Maybe<FineTuningJob>;
   /** The project's fine-tuning jobs, newest first (OpenAI list fine-tuning jobs). */
   fineTuningJobs: FineTuningJobPage;
+  /** The clusters the project's assignments reach, with their GPUs. */
+  jobClusters: Array<JobCluster>;
+  /** Job counts per time bucket in [start, end) (at most 1000 buckets); default: the last 7 days by day. */
+  jobSummaries: Array<JobSummaryPoint>;
   /** For agents: the jobs assigned to the calling cluster that are not finished (to reconcile after a restart). */
   workerJobs: Array<WorkerJob>;
 };
@@ -463,6 +506,13 @@ export type QueryFineTuningJobArgs = {
 export type QueryFineTuningJobsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   limit?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+export type QueryJobSummariesArgs = {
+  end?: InputMaybe<Scalars['DateTime']['input']>;
+  intervalSeconds?: InputMaybe<Scalars['Int']['input']>;
+  start?: InputMaybe<Scalars['DateTime']['input']>;
 };
 
 export type ScriptInput = {
@@ -647,6 +697,7 @@ export type ResolversTypes = ResolversObject<{
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   Job: ResolverTypeWrapper<JobRow>;
   JobAction: JobAction;
+  JobCluster: ResolverTypeWrapper<JobCluster>;
   JobLogChunk: ResolverTypeWrapper<LogChunkModel>;
   JobLogLine: ResolverTypeWrapper<LogRow>;
   JobLogLineInput: JobLogLineInput;
@@ -654,6 +705,8 @@ export type ResolversTypes = ResolversObject<{
   JobPhase: JobPhase;
   JobStatus: JobStatus;
   JobStatusReportInput: JobStatusReportInput;
+  JobSummaryPoint: ResolverTypeWrapper<JobSummaryPoint>;
+  JobSummaryValue: ResolverTypeWrapper<JobSummaryValue>;
   Model: ResolverTypeWrapper<EntityRef>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -695,11 +748,14 @@ export type ResolversParentTypes = ResolversObject<{
   HyperparametersInput: HyperparametersInput;
   JSON: Scalars['JSON']['output'];
   Job: JobRow;
+  JobCluster: JobCluster;
   JobLogChunk: LogChunkModel;
   JobLogLine: LogRow;
   JobLogLineInput: JobLogLineInput;
   JobLogPage: Omit<JobLogPage, 'lines'> & { lines: Array<ResolversParentTypes['JobLogLine']> };
   JobStatusReportInput: JobStatusReportInput;
+  JobSummaryPoint: JobSummaryPoint;
+  JobSummaryValue: JobSummaryValue;
   Model: EntityRef;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
@@ -860,6 +916,17 @@ export type JobResolvers<ContextType = JobsContext, ParentType extends Resolvers
   __resolveType: TypeResolveFn<'BatchJob' | 'FineTuningJob', ParentType, ContextType>;
 }>;
 
+export type JobClusterResolvers<ContextType = JobsContext, ParentType extends ResolversParentTypes['JobCluster'] = ResolversParentTypes['JobCluster']> = ResolversObject<{
+  gpuAllocated?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuPodCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  lastUpdatedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  namespaces?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  stale?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+}>;
+
 export type JobLogChunkResolvers<ContextType = JobsContext, ParentType extends ResolversParentTypes['JobLogChunk'] = ResolversParentTypes['JobLogChunk']> = ResolversObject<{
   job?: Resolver<ResolversTypes['Job'], ParentType, ContextType>;
   jobId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
@@ -877,6 +944,22 @@ export type JobLogPageResolvers<ContextType = JobsContext, ParentType extends Re
   hasMore?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   lines?: Resolver<Array<ResolversTypes['JobLogLine']>, ParentType, ContextType>;
   nextOffset?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type JobSummaryPointResolvers<ContextType = JobsContext, ParentType extends ResolversParentTypes['JobSummaryPoint'] = ResolversParentTypes['JobSummaryPoint']> = ResolversObject<{
+  timestamp?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  values?: Resolver<Array<ResolversTypes['JobSummaryValue']>, ParentType, ContextType>;
+}>;
+
+export type JobSummaryValueResolvers<ContextType = JobsContext, ParentType extends ResolversParentTypes['JobSummaryValue'] = ResolversParentTypes['JobSummaryValue']> = ResolversObject<{
+  cancelled?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  completed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  failed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  jobType?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  queued?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  running?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  totalCreated?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  unfinished?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 
 export type ModelResolvers<ContextType = JobsContext, ParentType extends ResolversParentTypes['Model'] = ResolversParentTypes['Model']> = ResolversObject<{
@@ -898,6 +981,8 @@ export type QueryResolvers<ContextType = JobsContext, ParentType extends Resolve
   batchJobs?: Resolver<ResolversTypes['BatchJobPage'], ParentType, ContextType, Partial<QueryBatchJobsArgs>>;
   fineTuningJob?: Resolver<Maybe<ResolversTypes['FineTuningJob']>, ParentType, ContextType, RequireFields<QueryFineTuningJobArgs, 'id'>>;
   fineTuningJobs?: Resolver<ResolversTypes['FineTuningJobPage'], ParentType, ContextType, Partial<QueryFineTuningJobsArgs>>;
+  jobClusters?: Resolver<Array<ResolversTypes['JobCluster']>, ParentType, ContextType>;
+  jobSummaries?: Resolver<Array<ResolversTypes['JobSummaryPoint']>, ParentType, ContextType, Partial<QueryJobSummariesArgs>>;
   workerJobs?: Resolver<Array<ResolversTypes['WorkerJob']>, ParentType, ContextType>;
 }>;
 
@@ -941,9 +1026,12 @@ export type Resolvers<ContextType = JobsContext> = ResolversObject<{
   Hyperparameters?: HyperparametersResolvers<ContextType>;
   JSON?: GraphQLScalarType;
   Job?: JobResolvers<ContextType>;
+  JobCluster?: JobClusterResolvers<ContextType>;
   JobLogChunk?: JobLogChunkResolvers<ContextType>;
   JobLogLine?: JobLogLineResolvers<ContextType>;
   JobLogPage?: JobLogPageResolvers<ContextType>;
+  JobSummaryPoint?: JobSummaryPointResolvers<ContextType>;
+  JobSummaryValue?: JobSummaryValueResolvers<ContextType>;
   Model?: ModelResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
