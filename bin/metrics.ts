@@ -23,6 +23,8 @@ export interface ComponentMetrics {
   requestPlugin(subgraph: string): ApolloServerPlugin<BaseContext>;
   /** mariner_http_requests_in_flight: requests being answered on the component's ports (graceful stops wait for them). */
   observeInFlight(count: () => number): void;
+  /** mariner_jobs: jobs by kind and status, read from the database when scraped (the sessions component). */
+  observeJobs(counts: () => Promise<{ kind: string; status: string; count: number }[]>): void;
 }
 
 /** Operation names are the client's choice: beyond this many distinct ones, they count as `other`. */
@@ -89,6 +91,18 @@ export function createComponentMetrics(component: string): ComponentMetrics {
           };
         },
       };
+    },
+    observeJobs(counts) {
+      new Gauge({
+        name: 'mariner_jobs',
+        help: 'Jobs by kind and status (every project)',
+        labelNames: ['kind', 'status'] as const,
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const { kind, status, count } of await counts()) this.set({ kind, status }, count);
+        },
+      });
     },
     observeInFlight(count) {
       new Gauge({

@@ -202,6 +202,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           logger: log,
         });
         stoppers.push(jobs.stop);
+        metrics.observeJobs(() => jobs.store.countByStatus());
         await serveSubgraph(jobs.definition);
         const { tunnelEndpoint, kubeProxy } = sessions;
         const server = createPublicServer(

@@ -187,6 +187,21 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       expect(listed.data.find((c) => c.name === 'gpu-east')).toMatchObject({ connected: true });
       const metrics = await (await fetch(`${sessions.opsUrl}/metrics`)).text();
       expect(metrics).toMatch(/^mariner_tunnel_connections\{component="sessions"\} 1$/m);
+      // A job for that cluster: its agent does not run batch commands, so the job fails at dispatch, and the
+      // sessions component's job gauge counts it.
+      const created = await fetch(`${ingress.url}/v1/batch/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ image: 'busybox:1.36', command: 'true' }),
+      });
+      expect(created.status).toBe(200);
+      const deadline = Date.now() + 20_000;
+      let jobs = '';
+      while (!/^mariner_jobs\{kind="batch",status="failed",component="sessions"\} 1$/m.test(jobs) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        jobs = await (await fetch(`${sessions.opsUrl}/metrics`)).text();
+      }
+      expect(jobs).toMatch(/^mariner_jobs\{kind="batch",status="failed",component="sessions"\} 1$/m);
     } finally {
       await agentOps.close();
       await agent.close();

@@ -270,6 +270,12 @@ export class JobStore {
     return rows;
   }
 
+  /** How many jobs there are by kind and status (the `mariner_jobs` metric). */
+  async countByStatus(): Promise<{ kind: string; status: string; count: number }[]> {
+    const rows = (await this.jobs().select('kind', 'status').count({ count: '*' }).groupBy('kind', 'status')) as { kind: string; status: string; count: unknown }[];
+    return rows.map((r) => ({ kind: r.kind, status: r.status, count: toCount(r.count) }));
+  }
+
   /** Jobs on a cluster that have not finished: what its agent should be running. */
   async unfinishedOnCluster(clusterId: string): Promise<JobRow[]> {
     return this.jobs().where({ cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');
