@@ -23,7 +23,8 @@ const USAGE = `usage: mariner <command>
 
 commands:
   up        start the whole platform in one process (embedded defaults)
-              --demo-model   add a tiny demo model to try chat completions with (no download)
+              --demo-model   add a tiny demo model to try chat completions with (no download), and a demo
+                             trainer for fine-tuning jobs on this machine (it trains nothing)
   agent     run a cluster agent: mariner agent --control-plane URL [options]
               --control-plane URL         the control plane's public URL (MARINER_CONTROL_PLANE_URL)
               --registration-key-file F   file holding the cluster's registration key; or set
