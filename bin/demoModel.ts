@@ -5,6 +5,8 @@ import type { ModelStore } from '../subgraphs/models/store.js';
 import { DEFAULT_MODEL_CONFIG } from '../subgraphs/models/validation.js';
 
 export const DEMO_MODEL_ID = 'mariner-demo';
+/** A base model in Hugging Face layout for the demo trainer: fine-tuning starts from such models. */
+export const DEMO_BASE_MODEL_ID = 'mariner-demo-base';
 
 /**
  * `mariner up --demo-model`: a tiny GGUF model (random weights: it answers gibberish, quickly, on any
@@ -31,6 +33,30 @@ export async function installDemoModel(models: ModelStore, objectStore: ObjectSt
     formats: ['GGUF'],
     activation_status: 'INACTIVE',
     config: { ...DEFAULT_MODEL_CONFIG, clusterAllocationPolicy: { allowedClusterIds: [], enableOnDemandAllocation: true } },
+    owned_by: 'system',
+  });
+  // The same tiny model's description in Hugging Face layout, with no weights: something to fine-tune
+  // with the demo trainer (which trains nothing). The local runtimes serve GGUF only: it cannot be served.
+  const folder = `models/${tenantId}/${DEMO_BASE_MODEL_ID}`;
+  if (!(await objectStore.head(`${folder}/config.json`))) {
+    const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', mariner_demo: 'no weights: for the demo trainer only' };
+    await objectStore.put(`${folder}/config.json`, Readable.from([Buffer.from(JSON.stringify(config, null, 2))]));
+  }
+  await models.insert({
+    tenant_id: tenantId,
+    id: DEMO_BASE_MODEL_ID,
+    project_id: null,
+    organization_id: null,
+    is_base_model: true,
+    base_model_id: null,
+    source_repository: 'OBJECT_STORE',
+    source: objectStore.uri(folder),
+    loading_status: 'SUCCEEDED',
+    loading_status_message: 'the built-in demo base model for the demo trainer (no weights; not servable)',
+    loading_failure_reason: null,
+    formats: ['HUGGING_FACE'],
+    activation_status: 'INACTIVE',
+    config: DEFAULT_MODEL_CONFIG,
     owned_by: 'system',
   });
 }

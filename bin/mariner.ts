@@ -14,7 +14,7 @@ import { createObjectStore } from '../lib/objectStore/index.js';
 import { MarinerError } from '../lib/errors.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
-import { DEMO_MODEL_ID } from './demoModel.js';
+import { DEMO_BASE_MODEL_ID, DEMO_MODEL_ID } from './demoModel.js';
 import { startPlatform } from './platform.js';
 import { startAgentOps } from './agentOps.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
@@ -81,7 +81,11 @@ async function up(args: string[]): Promise<void> {
     '',
     `  Default cluster: ${platform.agent ? `${platform.agent.clusterId} (local agent ${platform.agent.connected() ? 'connected' : 'connecting'})` : 'off (MARINER_DEFAULT_CLUSTER=false)'}`,
     ...(values['demo-model']
-      ? ['', `  Demo model: ${DEMO_MODEL_ID} (tiny, random weights; the first request starts its runtime)`]
+      ? [
+          '',
+          `  Demo model: ${DEMO_MODEL_ID} (tiny, random weights; the first request starts its runtime)`,
+          `  Demo base model for fine-tuning: ${DEMO_BASE_MODEL_ID} (with the demo trainer, which trains nothing)`,
+        ]
       : []),
     '',
     '  Try:',

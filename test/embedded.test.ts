@@ -207,7 +207,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect(await (await client.files.content(file.id)).text()).toBe(text);
     expect((await client.files.delete(file.id)).deleted).toBe(true);
     await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    expect((await client.models.list()).data.map((m) => m.id)).toEqual(['mariner-demo']);
+    expect((await client.models.list()).data.map((m) => m.id).sort()).toEqual(['mariner-demo', 'mariner-demo-base']);
   });
 
   it('the default cluster is connected through its local agent; a second `mariner agent` process joins as another cluster', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -237,6 +237,22 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     let content = '';
     for await (const chunk of stream) content += chunk.choices[0]?.delta?.content ?? '';
     expect(content.length).toBeGreaterThan(0);
+  });
+
+  it('--demo-model: a fine-tuning job on the demo base model runs with the demo trainer and its model is listed', { timeout: 120_000 }, async () => {
+    expect(first!.stdout).toContain('Demo base model for fine-tuning: mariner-demo-base');
+    const client = new OpenAI({ apiKey: adminKey!, baseURL: `${firstBanner!.url}/v1`, maxRetries: 0 });
+    const lines = [1, 2, 3].map((i) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] }));
+    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
+    const job = await client.fineTuning.jobs.create({ model: 'mariner-demo-base', training_file: file.id, suffix: 'demo', hyperparameters: { n_epochs: 1 } });
+    let current = job;
+    const deadline = Date.now() + 100_000;
+    while (!['succeeded', 'failed', 'cancelled'].includes(current.status) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      current = await client.fineTuning.jobs.retrieve(job.id);
+    }
+    expect(current, JSON.stringify(current.error)).toMatchObject({ status: 'succeeded', fine_tuned_model: expect.stringMatching(/^ft:mariner-demo-base:demo-/) });
+    expect((await client.models.list()).data.map((m) => m.id)).toContain(current.fine_tuned_model);
   });
 
   it('keeps the internal token secret in the data dir with mode 0600', { skip: process.platform === 'win32' }, () => {
