@@ -6,38 +6,9 @@ import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
+import type { BatchSpec, FineTuningSpec, JobSpec } from '../lib/jobSpec.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from './executor.js';
 import { trainedTokensOf, type JobReporter, type PhaseReport } from './jobReporter.js';
-
-/** The fine-tuning spec as the jobs subgraph sends it (subgraphs/jobs/store.ts FineTuningSpec). */
-interface FineTuningSpec {
-  kind: 'fine-tuning';
-  baseModel: { id: string; source: string; formats: string[] };
-  trainingFile: { id: string; objectKey: string; filename: string };
-  validationFile: { id: string; objectKey: string; filename: string } | null;
-  outputPrefix: string;
-  method: { type: string; hyperparameters: Record<string, number | null> };
-  seed: number;
-  gpuCount: number;
-  attempt?: number;
-  logOffset?: number;
-}
-
-/** A batch job's spec as the jobs subgraph sends it (subgraphs/jobs/store.ts BatchSpec). */
-interface BatchSpec {
-  kind: 'batch';
-  image: string;
-  command: string;
-  scripts: Record<string, string>;
-  envs: Record<string, string>;
-  dataFiles: { id: string; objectKey: string; filename: string }[];
-  gpuCount: number;
-  workerCount: number;
-  attempt?: number;
-  logOffset?: number;
-}
-
-type JobSpec = FineTuningSpec | BatchSpec;
 
 interface RunningJob {
   attempt: number;

@@ -6,16 +6,7 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
-
-async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 400)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+import { waitFor } from './support/until.js';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 

@@ -12,6 +12,7 @@ import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
+import { waitFor } from './support/until.js';
 
 const BASE_MODEL = 'tiny-hf';
 
@@ -52,16 +53,6 @@ function collect<T>(client: Client, query: string, variables: Record<string, unk
   });
 }
 
-async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 500)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gateway)', () => {
   let t: TestPlatform;
   let sdk: OpenAI;
@@ -89,6 +80,7 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
       () => t.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
       (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
       'the base model to load',
+      60_000,
     ).then((d) => expect(d.model).toEqual({ loadingStatus: 'SUCCEEDED', formats: ['HUGGING_FACE'] }));
   });
   afterAll(async () => {

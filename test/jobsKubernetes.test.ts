@@ -14,19 +14,10 @@ import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from './support/kubeApiServer.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
+import { waitFor } from './support/until.js';
 
 const NS = 'training';
 const IMAGE = 'registry.example.com/trainers/lora-sft:1.0';
-
-async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 400)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const chat = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] });
 

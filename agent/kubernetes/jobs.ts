@@ -12,43 +12,10 @@ import { createInterface } from 'node:readline';
 import { BatchV1Api, CoreV1Api, Log, type KubeConfig, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logging.js';
 import type { ObjectStore } from '../../lib/objectStore/index.js';
+import type { FineTuningSpec, JobSpec } from '../../lib/jobSpec.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from '../executor.js';
 import { trainedTokensOf, type JobReporter } from '../jobReporter.js';
 import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName } from './jobManifests.js';
-
-/** The fine-tuning spec as the jobs subgraph sends it (subgraphs/jobs/store.ts FineTuningSpec). */
-interface FineTuningSpec {
-  kind: 'fine-tuning';
-  baseModel: { id: string; source: string };
-  trainingFile: { objectKey: string };
-  validationFile: { objectKey: string } | null;
-  outputPrefix: string;
-  method: { type: string; hyperparameters: unknown };
-  seed: number;
-  gpuCount: number;
-  namespace: string | null;
-  kueueQueueName: string | null;
-  attempt?: number;
-  logOffset?: number;
-}
-
-/** A batch job's spec as the jobs subgraph sends it (subgraphs/jobs/store.ts BatchSpec). */
-interface BatchSpec {
-  kind: 'batch';
-  image: string;
-  command: string;
-  scripts: Record<string, string>;
-  envs: Record<string, string>;
-  dataFiles: { id: string; objectKey: string; filename: string }[];
-  gpuCount: number;
-  workerCount: number;
-  namespace: string | null;
-  kueueQueueName: string | null;
-  attempt?: number;
-  logOffset?: number;
-}
-
-type JobSpec = FineTuningSpec | BatchSpec;
 
 /** The container whose log and termination message tell the job's story, by kind (jobManifests.ts). */
 const MAIN_CONTAINER = { 'fine-tuning': 'trainer', batch: 'main' } as const;

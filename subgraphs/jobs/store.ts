@@ -2,7 +2,10 @@ import type { Knex } from '../../lib/db.js';
 import { toCount } from '../../lib/db.js';
 import type { Identity } from '../../lib/identity.js';
 import { newId } from '../../lib/ids.js';
+import type { BatchSpec, FineTuningSpec, MethodValue } from '../../lib/jobSpec.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
+
+export type { BatchSpec, FineTuningSpec, HyperparametersValue, MethodValue } from '../../lib/jobSpec.js';
 
 export const SCHEMA = 'jobs';
 
@@ -10,60 +13,9 @@ export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancell
 export type JobAction = 'creating' | 'cancelling';
 export const FINISHED: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 
-export interface HyperparametersValue {
-  batchSize: number | null;
-  learningRateMultiplier: number | null;
-  nEpochs: number | null;
-  beta: number | null;
-}
-
-export interface MethodValue {
-  type: 'supervised' | 'dpo';
-  hyperparameters: HyperparametersValue;
-}
-
 export interface IntegrationValue {
   type: 'wandb';
   wandb: { project: string; name: string | null; entity: string | null; tags: string[] };
-}
-
-/** What the agent needs to run a fine-tuning job (object keys in the platform's store). */
-export interface FineTuningSpec {
-  kind: 'fine-tuning';
-  baseModel: { id: string; source: string; formats: string[] };
-  trainingFile: { id: string; objectKey: string; filename: string };
-  validationFile: { id: string; objectKey: string; filename: string } | null;
-  /** Where the agent stores the trainer's output (an object-store prefix ending in `/`). */
-  outputPrefix: string;
-  method: MethodValue;
-  seed: number;
-  gpuCount: number;
-  namespace: string | null;
-  kueueQueueName: string | null;
-  /** Set by the dispatcher: the attempt, so an agent tells a requeued job from the lost one. */
-  attempt?: number;
-  /** Set by the dispatcher: where this attempt's output lines start. */
-  logOffset?: number;
-}
-
-/** What the agent needs to run a batch job (LLMariner §4b). */
-export interface BatchSpec {
-  kind: 'batch';
-  /** The container image (a preset resolved to its URI). */
-  image: string;
-  command: string;
-  /** Files mounted at /scripts, base64 (at most 1 MB in all). */
-  scripts: Record<string, string>;
-  envs: Record<string, string>;
-  /** Files of the project downloaded to /data. */
-  dataFiles: { id: string; objectKey: string; filename: string }[];
-  gpuCount: number;
-  /** PyTorch workers (an Indexed Job with MASTER_ADDR/WORLD_SIZE/RANK when more than 1). */
-  workerCount: number;
-  namespace: string | null;
-  kueueQueueName: string | null;
-  attempt?: number;
-  logOffset?: number;
 }
 
 /** What every job has: its project, lifecycle, placement and dispatch state. */

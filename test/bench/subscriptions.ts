@@ -68,6 +68,7 @@ import { loadConfig } from '../../lib/config.js';
 import { DEFAULT_TENANT_ID } from '../../subgraphs/users/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BenchAbort, intOption, latencyStats, parseBenchArgs, runBench, UsageError, type LatencyStats } from './support.js';
+import { waitFor } from '../support/until.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const CLIENT_ENV = 'MARINER_BENCH_SUBSCRIPTIONS_CLIENT';
@@ -449,16 +450,6 @@ function trainingData(examples: number): Buffer {
   return Buffer.from(lines.join('\n') + '\n');
 }
 
-async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new BenchAbort(`timed out waiting for ${what}: last ${JSON.stringify(value).slice(0, 500)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -631,6 +622,7 @@ async function main(): Promise<void> {
       () => platform.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
       (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
       'the base model to load',
+      60_000,
     );
     if (loaded.model.loadingStatus !== 'SUCCEEDED') throw new BenchAbort(`the base model did not load: ${JSON.stringify(loaded.model)}`);
     const trainingFile = (await sdk.files.create({ file: await toFile(trainingData(examples), 'train.jsonl'), purpose: 'fine-tune' })).id;
@@ -659,6 +651,7 @@ async function main(): Promise<void> {
         () => platform.gqlOk<{ fineTuningJob: { status: string; logs: { lines: unknown[] } } }>(`query($id: ID!) { fineTuningJob(id: $id) { status logs(limit: 1) { lines { offset } } } }`, { id: created.id }),
         (d) => d.fineTuningJob.status === 'RUNNING' && d.fineTuningJob.logs.lines.length > 0,
         `job ${created.id} to run and write its first line`,
+        60_000,
       );
       const upstreamsBefore = platform.platform.gatewaySharedSubscriptions();
       const memoryBefore = memory();
