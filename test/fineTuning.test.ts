@@ -53,6 +53,23 @@ function collect<T>(client: Client, query: string, variables: Record<string, unk
   });
 }
 
+/** A base model in Hugging Face layout (config.json beside the weights), loaded by the embedded agent's loader. */
+async function loadBaseModel(t: TestPlatform): Promise<void> {
+  const prefix = `models/${DEFAULT_TENANT_ID}/uploads/${BASE_MODEL}`;
+  await t.platform.objectStore.put(`${prefix}/config.json`, Readable.from([Buffer.from('{"model_type":"llama"}')]));
+  await t.platform.objectStore.put(`${prefix}/model.safetensors`, Readable.from([Buffer.alloc(64)]));
+  await t.gqlOk(`mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }`, {
+    input: { id: BASE_MODEL, sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
+  });
+  const loaded = await waitFor(
+    () => t.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
+    (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
+    'the base model to load',
+    60_000,
+  );
+  expect(loaded.model).toEqual({ loadingStatus: 'SUCCEEDED', formats: ['HUGGING_FACE'] });
+}
+
 describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gateway)', () => {
   let t: TestPlatform;
   let sdk: OpenAI;
@@ -69,19 +86,7 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     });
     sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
     ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
-    // A base model in Hugging Face layout (config.json beside the weights), loaded by the embedded agent's loader.
-    const prefix = `models/${DEFAULT_TENANT_ID}/uploads/${BASE_MODEL}`;
-    await t.platform.objectStore.put(`${prefix}/config.json`, Readable.from([Buffer.from('{"model_type":"llama"}')]));
-    await t.platform.objectStore.put(`${prefix}/model.safetensors`, Readable.from([Buffer.alloc(64)]));
-    await t.gqlOk(`mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }`, {
-      input: { id: BASE_MODEL, sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
-    });
-    await waitFor(
-      () => t.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
-      (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
-      'the base model to load',
-      60_000,
-    ).then((d) => expect(d.model).toEqual({ loadingStatus: 'SUCCEEDED', formats: ['HUGGING_FACE'] }));
+    await loadBaseModel(t);
   });
   afterAll(async () => {
     await ws?.dispose();
@@ -276,5 +281,57 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     const starts = fineTuningJob.logs.lines.filter((l) => l.text.startsWith('demo trainer:'));
     expect(starts).toHaveLength(2);
     expect(fineTuningJob.logs.lines.map((l) => l.offset)).toEqual(fineTuningJob.logs.lines.map((_, i) => i));
+  });
+});
+
+describe('followers of a long job log through the gateway', () => {
+  let t: TestPlatform;
+  let ws: Client;
+
+  beforeAll(async () => {
+    process.env['MARINER_DEMO_TRAINER_STEP_MS'] = '10';
+    // A small history bound, so that a job's log soon outgrows what the gateway keeps for late joiners.
+    t = await startTestPlatform({
+      defaultCluster: true,
+      config: { jobs: { dispatchIntervalMs: 300, localTrainerCommand: demoTrainerCommand() }, subscriptions: { maxQueuedEvents: 5 } },
+    });
+    ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    await loadBaseModel(t);
+  });
+  afterAll(async () => {
+    await ws?.dispose();
+    await t?.close();
+  });
+
+  it('late joiners share one replaying upstream, not one each, and see every line', async () => {
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const file = await sdk.files.create({ file: await toFile(trainingData(100), 'train.jsonl'), purpose: 'fine-tune' });
+    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: file.id, suffix: 'long', hyperparameters: { n_epochs: 3 } });
+    const first: LogEvent[] = [];
+    let late: Promise<{ jobLogs: LogEvent }[]>[] = [];
+    let upstreamsWithLateJoiners = 0;
+    await new Promise<void>((resolve, reject) => {
+      ws.subscribe<{ jobLogs: LogEvent }>(
+        { query: JOB_LOGS, variables: { jobId: created.id } },
+        {
+          next: (result) => {
+            if (result.errors) return reject(new Error(JSON.stringify(result.errors)));
+            first.push(result.data!.jobLogs);
+            // Past the bound of 5 events: three more followers of the same operation join.
+            if (first.length === 8) {
+              late = [1, 2, 3].map(() => collect<{ jobLogs: LogEvent }>(ws, JOB_LOGS, { jobId: created.id }));
+              setTimeout(() => (upstreamsWithLateJoiners = t.platform.gatewaySharedSubscriptions()), 200);
+            }
+          },
+          error: reject,
+          complete: resolve,
+        },
+      );
+    });
+    expect(first.length).toBeGreaterThan(8);
+    const all = first.flatMap((e) => e.lines);
+    for (const follower of await Promise.all(late)) expect(follower.flatMap((e) => e.jobLogs.lines)).toEqual(all);
+    // The first follower's upstream, and one that replays the log for the three late joiners.
+    expect(upstreamsWithLateJoiners).toBe(2);
   });
 });
