@@ -38,7 +38,13 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
   },
   inference: {
     context: '../context.js#InferenceContext',
-    mappers: { Runtime: '../store.js#RuntimeRow', Model: '../context.js#ModelRef', InferenceStatus: '../context.js#InferenceStatusModel' },
+    mappers: {
+      Runtime: '../store.js#RuntimeRow',
+      Model: '../context.js#ModelRef',
+      InferenceStatus: '../context.js#InferenceStatusModel',
+      InferenceRateLimit: '../rateLimits.js#RateLimitState',
+      ApiUsage: '../store.js#UsageSummaryRow',
+    },
   },
   jobs: {
     context: '../context.js#JobsContext',

@@ -146,9 +146,13 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       transport: sessions.registry,
       runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
       requestWaitSeconds: config.inference.requestWaitSeconds,
+      rateLimits: { requestsPerMinute: config.inference.rateLimitRequestsPerMinute, tokensPerMinute: config.inference.rateLimitTokensPerMinute },
+      usageFlushIntervalMs: config.inference.usageFlushIntervalMs,
+      usageRetentionDays: config.inference.usageRetentionDays,
       logger,
       vectorStoresUrl: () => started.find((s) => s.name === 'vectorstores')!.url,
     });
+    stoppers.push(inference.stop);
     started.push(await startSubgraph(inference.definition, serverOptions));
     const urlOf = (name: SubgraphName) => started.find((s) => s.name === name)!.url;
     const jobs = await createJobsSubgraph(db, {

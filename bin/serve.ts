@@ -187,8 +187,12 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           transport: sessions.registry,
           runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
           requestWaitSeconds: config.inference.requestWaitSeconds,
+          rateLimits: { requestsPerMinute: config.inference.rateLimitRequestsPerMinute, tokensPerMinute: config.inference.rateLimitTokensPerMinute },
+          usageFlushIntervalMs: config.inference.usageFlushIntervalMs,
+          usageRetentionDays: config.inference.usageRetentionDays,
           logger: log,
         });
+        stoppers.push(inference.stop);
         await serveSubgraph(inference.definition);
         const { files, models, users, clusters } = serve.subgraphUrls as Record<SubgraphName, string>;
         const jobs = await createJobsSubgraph(database, {

@@ -73,6 +73,13 @@ export interface MarinerConfig {
     runtimeFreshSeconds: number;
     /** How long a request waits for a runtime of its model to become ready (then 503 with Retry-After). */
     requestWaitSeconds: number;
+    /** Per API key: inference requests per minute, and tokens (prompt + completion) per minute; 0 = unlimited. */
+    rateLimitRequestsPerMinute: number;
+    rateLimitTokensPerMinute: number;
+    /** How often usage records are written, batched (ms). */
+    usageFlushIntervalMs: number;
+    /** Usage records older than this many days are deleted; 0 keeps them. */
+    usageRetentionDays: number;
   };
   vectorStores: VectorStoresConfig;
   /** graphql-ws subscriptions at the gateway (DESIGN §3). */
@@ -250,6 +257,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     inference: {
       runtimeFreshSeconds: intSetting(env, 'MARINER_RUNTIME_FRESH_SECONDS', 90, 5, 3600),
       requestWaitSeconds: intSetting(env, 'MARINER_INFERENCE_WAIT_SECONDS', 120, 0, 3600),
+      rateLimitRequestsPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_RPM', 0, 0, 100_000_000),
+      rateLimitTokensPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_TPM', 0, 0, 1_000_000_000),
+      usageFlushIntervalMs: intSetting(env, 'MARINER_USAGE_FLUSH_MS', 1_000, 10, 600_000),
+      usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
     },
     vectorStores: vectorStoresSetting(env),
     subscriptions: {

@@ -42,6 +42,8 @@ export class RestError extends Error {
 function openAICode(code: ErrorCode): string | null {
   if (code === ErrorCode.UNAUTHENTICATED) return 'invalid_api_key';
   if (code === ErrorCode.INTERNAL) return null;
+  // OpenAI API: a 429's code is `rate_limit_exceeded`.
+  if (code === ErrorCode.RATE_LIMITED) return 'rate_limit_exceeded';
   return code.toLowerCase();
 }
 

@@ -172,6 +172,21 @@ describe('the node-llama-cpp runtime (OpenAI API)', () => {
     expect(Buffer.from(raw.body.data[0].embedding, 'base64').length).toBe(4 * TINY_GGUF.embeddingLength);
   });
 
+  it('tokenizes a prompt or chat messages (vLLM /tokenize) as a completion of them counts its prompt_tokens', async () => {
+    const prompt = await post('/tokenize', { model: MODEL, prompt: 'Once upon' });
+    expect(prompt.status).toBe(200);
+    expect(prompt.body.tokens[0]).toBe(TINY_GGUF.bosTokenId);
+    expect(prompt.body).toMatchObject({ count: prompt.body.tokens.length, max_model_len: 4096 });
+    expect((await client.completions.create({ model: MODEL, prompt: 'Once upon', max_tokens: 1 })).usage!.prompt_tokens).toBe(prompt.body.count);
+    const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Once upon' }];
+    const chat = await post('/tokenize', { model: MODEL, messages });
+    expect(chat.body.count).toBeGreaterThan(prompt.body.count);
+    expect((await client.chat.completions.create({ model: MODEL, messages, max_tokens: 1 })).usage!.prompt_tokens).toBe(chat.body.count);
+    expect(await post('/tokenize', { model: MODEL, prompt: 'a', messages })).toMatchObject({ status: 400, body: { error: { param: 'messages' } } });
+    expect(await post('/tokenize', { model: MODEL })).toMatchObject({ status: 400, body: { error: { param: 'prompt' } } });
+    expect(await post('/tokenize', { model: 'other', prompt: 'a' })).toMatchObject({ status: 404, body: { error: { code: 'model_not_found' } } });
+  });
+
   it('serves four concurrent requests on two sequences: the extra ones queue, none fails', async () => {
     const results = await Promise.all(
       [1, 2, 3, 4].map((i) => client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: `Request ${i}` }], max_tokens: 30 })),

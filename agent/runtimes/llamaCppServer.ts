@@ -356,6 +356,7 @@ const POST_ROUTES = {
   '/v1/chat/completions': chatCompletions,
   '/v1/completions': completions,
   '/v1/embeddings': embeddings,
+  '/tokenize': tokenize,
 } satisfies Record<string, Handler>;
 
 async function chatCompletions(runtime: Runtime, body: Record<string, unknown>, res: ServerResponse, signal: AbortSignal): Promise<void> {
@@ -454,6 +455,24 @@ async function embeddings(runtime: Runtime, body: Record<string, unknown>, res: 
     })),
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
   });
+}
+
+/**
+ * vLLM's `POST /tokenize` (LLMariner's `/v1/tokenize` is forwarded here): `{model, prompt}` or
+ * `{model, messages}` (rendered with the chat template, as a chat completion renders them) →
+ * `{count, max_model_len, tokens}`. The tokens are those the model is given, BOS included, so
+ * `count` is the `prompt_tokens` a completion of the same input reports.
+ */
+async function tokenize(runtime: Runtime, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+  checkModel(runtime, body);
+  if ((body.prompt === undefined) === (body.messages === undefined)) throw badRequest('Give either `prompt` or `messages`', body.prompt === undefined ? 'prompt' : 'messages');
+  let tokens: Token[];
+  if (body.messages !== undefined) tokens = runtime.renderChat(chatHistory(body.messages)).tokens;
+  else if (typeof body.prompt === 'string') tokens = runtime.tokenizePrompt(body.prompt);
+  else throw badRequest('`prompt` must be a string', 'prompt');
+  const bos = runtime.model.tokens.bos;
+  const given = runtime.model.tokens.shouldPrependBosToken && bos !== null ? [bos, ...tokens] : tokens;
+  sendJson(res, 200, { count: given.length, max_model_len: runtime.contextSize, tokens: given.map(Number) });
 }
 
 function usage(result: GenerationResult) {

@@ -156,13 +156,19 @@ const sessions: PolicyMap = {
 };
 
 // LLMariner §9: inference is authorized as `api.model` (creating a completion is a write).
+// LLMariner §10: api usage is `api.api_usages`; the rate limits are the caller's own; tokenize is a POST of
+// the inference API (`api.model` write, as completions).
+const usageRead = hasScope('api.api_usages', 'read');
 const inference: PolicyMap = {
-  Query: { inferenceStatus: modelsRead },
+  Query: { inferenceStatus: modelsRead, inferenceRateLimit: isAuthenticated, apiUsages: usageRead, tokenize: modelsWrite },
   Mutation: { createChatCompletion: modelsWrite, createCompletion: modelsWrite, createEmbedding: modelsWrite, reportRuntimes: isWorker },
   Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite, runtimesUpdated: modelsRead },
   Model: { id: modelsRead, runtimes: modelsRead },
   Runtime: { '*': anyOf(modelsRead, isWorker) },
   InferenceStatus: { '*': modelsRead },
+  InferenceRateLimit: { '*': isAuthenticated },
+  ApiUsage: { '*': usageRead },
+  ApiKey: { id: isAuthenticated },
 };
 
 // LLMariner §9: fine-tuning jobs are `api.fine_tuning.jobs`; the dispatcher's worker API takes registration keys.

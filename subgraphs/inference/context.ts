@@ -2,8 +2,10 @@ import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import type { ModelsClient } from './modelsClient.js';
 import type { VectorStoreSearch } from './rag.js';
+import type { RateLimiter } from './rateLimits.js';
 import type { InferenceRouter } from './router.js';
-import type { RuntimeRow, RuntimeStore } from './store.js';
+import type { RuntimeRow, RuntimeStore, UsageStore } from './store.js';
+import type { UsageRecorder } from './usage.js';
 
 export interface InferenceContext extends SubgraphContext {
   store: RuntimeStore;
@@ -12,6 +14,9 @@ export interface InferenceContext extends SubgraphContext {
   pubsub: PubSub;
   /** The `rag` tool's search (null: no vectorstores subgraph to ask). */
   vectorStores: VectorStoreSearch | null;
+  rateLimiter: RateLimiter;
+  usage: UsageRecorder;
+  usageStore: UsageStore;
 }
 
 /** A Model as this subgraph knows it: by id only. */

@@ -11,8 +11,10 @@ import { migrations } from './migrations/index.js';
 import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
+import { RateLimiter, type RateLimitSettings } from './rateLimits.js';
 import { InferenceRouter, type ClusterTransport } from './router.js';
-import { RuntimeStore, SCHEMA } from './store.js';
+import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore } from './store.js';
+import { UsageRecorder } from './usage.js';
 
 export type { ClusterTransport } from './router.js';
 
@@ -31,23 +33,34 @@ export interface InferenceOptions {
   pubsub: PubSub;
   /** Where the vectorstores subgraph runs, for the `rag` tool (absent: the tool is refused). */
   vectorStoresUrl?: () => string;
+  /** Per-API-key limits of the inference operations (absent: none). */
+  rateLimits?: RateLimitSettings;
+  /** How often usage records are written in a batch (ms; default 1000). */
+  usageFlushIntervalMs?: number;
+  /** Usage records older than this many days are deleted (default 90; 0 keeps them). */
+  usageRetentionDays?: number;
 }
 
 /** Runs the inference subgraph's migrations and returns its definition, ready to serve. */
-export async function createInferenceSubgraph(db: Database, options: InferenceOptions): Promise<{ definition: SubgraphDefinition<InferenceContext>; store: RuntimeStore }> {
+export async function createInferenceSubgraph(db: Database, options: InferenceOptions): Promise<{ definition: SubgraphDefinition<InferenceContext>; store: RuntimeStore; stop(): Promise<void> }> {
   await migrate(db.knex, SCHEMA, migrations);
   const store = new RuntimeStore(db.knex);
   const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.runtimeFreshSeconds, options.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
   const vectorStores = options.vectorStoresUrl ? createVectorStoreSearch({ url: options.vectorStoresUrl, tokens: options.tokens }) : null;
+  const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), options.rateLimits ?? { requestsPerMinute: 0, tokensPerMinute: 0 });
+  const usageStore = new UsageStore(db.knex);
+  const usage = new UsageRecorder(usageStore, { flushIntervalMs: options.usageFlushIntervalMs ?? 1000, maxBatch: 500, maxPending: 100_000, retentionDays: options.usageRetentionDays ?? 90 }, options.logger.child({ component: 'usage' }));
   return {
     store,
+    /** Writes the usage records still queued. */
+    stop: () => usage.stop(),
     definition: {
       name: 'inference',
       typeDefs: subgraphTypeDefs('inference'),
       resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
       policy: policyFor('inference'),
-      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub, vectorStores }),
+      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub, vectorStores, rateLimiter, usage, usageStore }),
     },
   };
 }

@@ -1,5 +1,5 @@
 import http2 from 'node:http2';
-import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
+import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
@@ -53,35 +53,181 @@ async function runtimeError(routed: RoutedResponse): Promise<MarinerError> {
   return new MarinerError(ErrorCode.INTERNAL, message);
 }
 
+/** What a request used, from its response's `usage` (OpenAI API: CompletionUsage). */
+function usageOf(value: unknown): { prompt: number; completion: number } | null {
+  const usage = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
+  if (!usage || typeof usage !== 'object') return null;
+  const count = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
+  return { prompt: count(usage.prompt_tokens), completion: count(usage.completion_tokens) };
+}
+
+/** The HTTP status a failure answers with (recorded with its usage). */
+function statusOfError(error: unknown): number {
+  return error instanceof MarinerError ? openAIStatusFor(error.code) : 500;
+}
+
+/**
+ * One inference request's metering: admission against the caller's rate limit, then, once it ends,
+ * its tokens charged to the limit and its usage record queued (LLMariner inference manager §1 steps
+ * 2 and 8). Recording never waits on the database; charging is one UPDATE, so the next request of
+ * the key sees the tokens this one used.
+ */
+class Metering {
+  private readonly started = performance.now();
+  private firstTokenMs: number | null = null;
+  private limitKey: string | null = null;
+  private done = false;
+
+  constructor(
+    private readonly ctx: InferenceContext,
+    private readonly kind: Kind,
+    private readonly modelId: string,
+  ) {}
+
+  async admit(): Promise<void> {
+    this.limitKey = await this.ctx.rateLimiter.admit(this.ctx.identity);
+  }
+
+  firstToken(): void {
+    this.firstTokenMs ??= Math.round(performance.now() - this.started);
+  }
+
+  async succeeded(usage: { prompt: number; completion: number } | null): Promise<void> {
+    if (this.done) return;
+    this.record(200, usage);
+    // The answer is already generated: a failed charge (the database just went) does not fail it.
+    await this.ctx.rateLimiter.charge(this.limitKey, (usage?.prompt ?? 0) + (usage?.completion ?? 0)).catch(() => undefined);
+  }
+
+  failed(status: number): void {
+    if (!this.done) this.record(status, null);
+  }
+
+  private record(status: number, usage: { prompt: number; completion: number } | null): void {
+    this.done = true;
+    const identity = this.ctx.identity;
+    const project = identity?.project;
+    if (!identity || !project) return;
+    this.ctx.usage.record({
+      tenant_id: identity.principal.tenantId,
+      organization_id: project.organizationId,
+      project_id: project.projectId,
+      user_id: identity.principal.userId,
+      api_key_id: identity.principal.apiKey?.id ?? null,
+      model_id: this.modelId,
+      api_method: PATHS[this.kind],
+      status_code: status,
+      prompt_tokens: usage?.prompt ?? 0,
+      completion_tokens: usage?.completion ?? 0,
+      time_to_first_token_ms: this.firstTokenMs,
+      latency_ms: Math.round(performance.now() - this.started),
+      created_at: new Date(),
+    });
+  }
+}
+
 async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Promise<unknown> {
   const { model, body: asked } = requestOf(kind, request);
-  const modelId = await servableModel(ctx, model);
-  const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-  const tenantId = projectScopeOf(ctx.identity).tenantId;
-  const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false });
-  if (routed.status >= 400) throw await runtimeError(routed);
-  return readJson(routed.stream);
+  const meter = new Metering(ctx, kind, model);
+  try {
+    await meter.admit();
+    const modelId = await servableModel(ctx, model);
+    const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
+    const tenantId = projectScopeOf(ctx.identity).tenantId;
+    const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false });
+    if (routed.status >= 400) throw await runtimeError(routed);
+    const result = await readJson(routed.stream);
+    await meter.succeeded(usageOf(result));
+    return result;
+  } catch (error) {
+    meter.failed(statusOfError(error));
+    throw error;
+  }
+}
+
+/** A chunk that carries text (the first one marks the time to first token). */
+function hasText(chunk: unknown): boolean {
+  const choice = (chunk as { choices?: { delta?: { content?: unknown }; text?: unknown }[] } | null)?.choices?.[0];
+  const text = choice?.delta?.content ?? choice?.text;
+  return typeof text === 'string' && text !== '';
 }
 
 /**
  * A streaming request: checked and routed before the subscription starts (so a refusal is an
- * ordinary GraphQL error), then each server-sent event of the runtime becomes one event.
+ * ordinary GraphQL error), then each server-sent event of the runtime becomes one event. The runtime
+ * is always asked for the usage chunk (LLMariner forces `include_usage` unless `stream_options` is
+ * given): it is what the rate limit charges and the usage record counts. A caller that said
+ * `include_usage: false` does not get it.
  */
 async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, request: unknown): Promise<AsyncGenerator<unknown>> {
   const { model, body: asked } = requestOf(kind, request);
-  const modelId = await servableModel(ctx, model);
-  const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-  const tenantId = projectScopeOf(ctx.identity).tenantId;
-  const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true });
-  if (routed.status >= 400) throw await runtimeError(routed);
+  const meter = new Metering(ctx, kind, model);
+  let routed: RoutedResponse;
+  const options = asked['stream_options'];
+  const hideUsage = typeof options === 'object' && options !== null && (options as Record<string, unknown>)['include_usage'] === false;
+  try {
+    await meter.admit();
+    const modelId = await servableModel(ctx, model);
+    const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
+    const tenantId = projectScopeOf(ctx.identity).tenantId;
+    const streamOptions = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
+    routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions });
+    if (routed.status >= 400) throw await runtimeError(routed);
+  } catch (error) {
+    meter.failed(statusOfError(error));
+    throw error;
+  }
   return (async function* () {
+    let usage: { prompt: number; completion: number } | null = null;
     try {
-      yield* serverSentEvents(routed.stream);
+      for await (const chunk of serverSentEvents(routed.stream)) {
+        if (hasText(chunk)) meter.firstToken();
+        const used = usageOf(chunk);
+        if (used) {
+          usage = used;
+          if (hideUsage) continue;
+        }
+        yield chunk;
+      }
+      await meter.succeeded(usage);
+    } catch (error) {
+      meter.failed(statusOfError(error));
+      throw error;
     } finally {
       // The subscriber left (or the stream ended): stop the generation on the runtime.
       if (!routed.stream.closed) routed.stream.close(http2.constants.NGHTTP2_CANCEL);
+      // 499: the client closed the request before its end (the usage of a cut stream is unknown).
+      meter.failed(499);
     }
   })();
+}
+
+/** `POST /v1/tokenize` (vLLM's `/tokenize`, which LLMariner forwards to the runtime). */
+async function tokenize(ctx: InferenceContext, request: unknown): Promise<unknown> {
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) throw badInput('request must be a JSON object', 'request');
+  const body = request as Record<string, unknown>;
+  if (typeof body['model'] !== 'string' || body['model'].trim() === '') throw badInput('model is required', 'model');
+  const hasPrompt = body['prompt'] !== undefined;
+  const hasMessages = body['messages'] !== undefined;
+  if (hasPrompt === hasMessages) throw badInput('give either prompt or messages', hasPrompt ? 'messages' : 'prompt');
+  if (hasPrompt && typeof body['prompt'] !== 'string') throw badInput('prompt must be a string', 'prompt');
+  if (hasMessages && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
+  const modelId = await servableModel(ctx, body['model'].trim());
+  const routed = await ctx.router.forward(projectScopeOf(ctx.identity).tenantId, modelId, '/tokenize', { ...body, model: modelId });
+  if (routed.status === 404 || routed.status === 405) {
+    routed.stream.close(http2.constants.NGHTTP2_CANCEL);
+    throw failedPrecondition(`the runtime of model ${modelId} does not tokenize`);
+  }
+  if (routed.status >= 400) throw await runtimeError(routed);
+  return readJson(routed.stream, 16 * 1024 * 1024);
+}
+
+/** A DateTime argument, or null. */
+function instant(value: string | null | undefined, name: string): Date | null {
+  if (value === null || value === undefined) return null;
+  const time = Date.parse(value);
+  if (Number.isNaN(time)) throw badInput(`${name} must be an ISO 8601 date-time`, name);
+  return new Date(time);
 }
 
 /** The channel agents' runtime reports are announced on; the payload is the tenant id. */
@@ -124,6 +270,15 @@ export const resolvers: Resolvers<InferenceContext> = {
   JSON: JSONScalar,
   Query: {
     inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity).tenantId),
+    inferenceRateLimit: (_p, _a, ctx) => ctx.rateLimiter.state(ctx.identity),
+    apiUsages: async (_p, { startTime, endTime }, ctx) => {
+      const scope = projectScopeOf(ctx.identity);
+      const from = instant(startTime, 'startTime');
+      const to = instant(endTime, 'endTime');
+      if (from && to && from >= to) throw badInput('startTime must be before endTime', 'startTime');
+      return ctx.usageStore.summaries(scope.tenantId, scope.projectId, from, to);
+    },
+    tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
     createChatCompletion: (_p, { request }, ctx) => complete('chat', ctx, request),
@@ -144,6 +299,21 @@ export const resolvers: Resolvers<InferenceContext> = {
   Model: {
     __resolveReference: (ref) => ({ id: ref.id }),
     runtimes: (m, _a, ctx) => ctx.store.forModels(projectScopeOf(ctx.identity).tenantId, [m.id]),
+  },
+  InferenceRateLimit: {
+    resetsAt: (s) => s.resetsAt.toISOString(),
+  },
+  ApiUsage: {
+    userId: (u) => u.user_id,
+    apiKeyId: (u) => u.api_key_id,
+    apiKey: (u) => (u.api_key_id ? { id: u.api_key_id } : null),
+    modelId: (u) => u.model_id,
+    totalRequests: (u) => u.total_requests,
+    failedRequests: (u) => u.failed_requests,
+    avgLatencyMs: (u) => u.avg_latency_ms,
+    avgTimeToFirstTokenMs: (u) => u.avg_time_to_first_token_ms,
+    totalPromptTokens: (u) => u.total_prompt_tokens,
+    totalCompletionTokens: (u) => u.total_completion_tokens,
   },
   Runtime: {
     clusterId: (r) => r.cluster_id,

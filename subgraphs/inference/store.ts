@@ -1,4 +1,4 @@
-import type { Knex } from '../../lib/db.js';
+import { toCount, type Knex } from '../../lib/db.js';
 
 export const SCHEMA = 'inference';
 
@@ -51,5 +51,144 @@ export class RuntimeStore {
       .where('ready_replicas', '>', 0)
       .where('updated_at', '>', this.knex.raw(`now() - make_interval(secs => ?)`, [freshSeconds]))
       .orderBy('in_flight_requests');
+  }
+}
+
+/** A key's rate-limit window as stored, with the database's clock (every replica reads the same one). */
+export interface RateLimitWindowRow {
+  window_start: Date;
+  requests: number;
+  tokens: number;
+  now: Date;
+}
+
+/** What the limits allow per window; 0: that dimension is not limited. */
+export interface WindowLimits {
+  windowSeconds: number;
+  requests: number;
+  tokens: number;
+}
+
+function windowRow(row: { window_start: Date | string; requests: number | string; tokens: number | string; now: Date | string }): RateLimitWindowRow {
+  return { window_start: new Date(row.window_start), requests: toCount(row.requests), tokens: toCount(row.tokens), now: new Date(row.now) };
+}
+
+/** The rate-limit windows of API keys (all SQL of the limiter). */
+export class RateLimitStore {
+  constructor(private readonly knex: Knex) {}
+
+  /**
+   * Admits one request of `apiKeyId` and returns its window after counting it, or null when the
+   * window's request or token budget is spent. One statement (an upsert with a guard), so replicas
+   * admitting concurrently cannot both take the last request; a window that has ended starts anew.
+   */
+  async admit(apiKeyId: string, limits: WindowLimits): Promise<RateLimitWindowRow | null> {
+    const ended = `w.window_start <= now() - make_interval(secs => ${Number(limits.windowSeconds)})`;
+    const result = await this.knex.raw(
+      `insert into ??.rate_limit_windows as w (api_key_id, window_start, requests, tokens) values (?, now(), 1, 0)
+       on conflict (api_key_id) do update set
+         window_start = case when ${ended} then now() else w.window_start end,
+         requests = case when ${ended} then 1 else w.requests + 1 end,
+         tokens = case when ${ended} then 0 else w.tokens end
+       where ${ended} or ((?::int = 0 or w.requests < ?::int) and (?::bigint = 0 or w.tokens < ?::bigint))
+       returning w.window_start, w.requests, w.tokens, now() as now`,
+      [SCHEMA, apiKeyId, limits.requests, limits.requests, limits.tokens, limits.tokens],
+    );
+    const row = (result.rows as Parameters<typeof windowRow>[0][])[0];
+    return row ? windowRow(row) : null;
+  }
+
+  /** The key's window now (null: no request yet). A window that has ended reads as spent nothing. */
+  async current(apiKeyId: string, limits: WindowLimits): Promise<RateLimitWindowRow | null> {
+    const result = await this.knex.raw(
+      `select window_start, requests, tokens, now() as now, window_start <= now() - make_interval(secs => ${Number(limits.windowSeconds)}) as ended
+       from ??.rate_limit_windows where api_key_id = ?`,
+      [SCHEMA, apiKeyId],
+    );
+    const row = (result.rows as (Parameters<typeof windowRow>[0] & { ended: boolean })[])[0];
+    if (!row || row.ended) return null;
+    return windowRow(row);
+  }
+
+  /** Charges tokens to the key's window once a response's usage is known. */
+  async charge(apiKeyId: string, tokens: number): Promise<void> {
+    if (tokens <= 0) return;
+    await this.knex.withSchema(SCHEMA).table('rate_limit_windows').where({ api_key_id: apiKeyId }).increment('tokens', tokens);
+  }
+}
+
+/** One inference request, as recorded for api-usage (LLMariner UsageRecord). */
+export interface UsageRecord {
+  tenant_id: string;
+  organization_id: string;
+  project_id: string;
+  user_id: string;
+  api_key_id: string | null;
+  model_id: string;
+  api_method: string;
+  status_code: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  time_to_first_token_ms: number | null;
+  latency_ms: number;
+  created_at: Date;
+}
+
+/** Usage of one (user, API key, model) over a time range. */
+export interface UsageSummaryRow {
+  user_id: string;
+  api_key_id: string | null;
+  model_id: string;
+  total_requests: number;
+  failed_requests: number;
+  avg_latency_ms: number;
+  avg_time_to_first_token_ms: number | null;
+  total_prompt_tokens: number;
+  total_completion_tokens: number;
+}
+
+/** Usage records (all SQL of api-usage). */
+export class UsageStore {
+  constructor(private readonly knex: Knex) {}
+
+  async insert(records: readonly UsageRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.knex.withSchema(SCHEMA).table('usage_records').insert(records);
+  }
+
+  /** Deletes the records older than `before` (retention); returns how many went. */
+  async purgeBefore(before: Date): Promise<number> {
+    return this.knex.withSchema(SCHEMA).table('usage_records').where('created_at', '<', before).delete();
+  }
+
+  /** A project's usage in [from, to), grouped by user, API key and model (LLMariner `GET /v1/api_usages`). */
+  async summaries(tenantId: string, projectId: string, from: Date | null, to: Date | null): Promise<UsageSummaryRow[]> {
+    const query = this.knex
+      .withSchema(SCHEMA)
+      .table('usage_records')
+      .where({ tenant_id: tenantId, project_id: projectId })
+      .select('user_id', 'api_key_id', 'model_id')
+      .select(this.knex.raw('count(*) as total_requests'))
+      .select(this.knex.raw('count(*) filter (where status_code >= 400) as failed_requests'))
+      .select(this.knex.raw('avg(latency_ms) as avg_latency_ms'))
+      .select(this.knex.raw('avg(time_to_first_token_ms) as avg_time_to_first_token_ms'))
+      .select(this.knex.raw('coalesce(sum(prompt_tokens), 0) as total_prompt_tokens'))
+      .select(this.knex.raw('coalesce(sum(completion_tokens), 0) as total_completion_tokens'))
+      .groupBy('user_id', 'api_key_id', 'model_id')
+      .orderBy(['user_id', 'api_key_id', 'model_id']);
+    if (from) query.where('created_at', '>=', from);
+    if (to) query.where('created_at', '<', to);
+    const rows = (await query) as Record<string, unknown>[];
+    return rows.map((r) => ({
+      user_id: String(r['user_id']),
+      api_key_id: (r['api_key_id'] as string | null) ?? null,
+      model_id: String(r['model_id']),
+      total_requests: toCount(r['total_requests']),
+      failed_requests: toCount(r['failed_requests']),
+      avg_latency_ms: Number(r['avg_latency_ms'] ?? 0),
+      avg_time_to_first_token_ms: r['avg_time_to_first_token_ms'] === null ? null : Number(r['avg_time_to_first_token_ms']),
+      total_prompt_tokens: toCount(r['total_prompt_tokens']),
+      total_completion_tokens: toCount(r['total_completion_tokens']),
+    }));
   }
 }

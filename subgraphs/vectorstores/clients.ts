@@ -44,6 +44,18 @@ export function createFilesClient(options: { url: () => string; tokens: Internal
 }
 
 /**
+ * The embeddings a vector store makes (ingestion in the background, a search's query, the `rag` tool)
+ * are the platform's calls, not the key's OpenAI inference calls: the per-key rate limits hold on
+ * the OpenAI endpoints only, so a limited key's file ingestion does not fail half-way on a 429.
+ * They are still recorded as the key's usage.
+ */
+function notRateLimited(identity: Identity | null): Identity | null {
+  const apiKey = identity?.principal.apiKey;
+  if (!identity || !apiKey || apiKey.excludedFromRateLimiting) return identity;
+  return { ...identity, principal: { ...identity.principal, apiKey: { ...apiKey, excludedFromRateLimiting: true } } };
+}
+
+/**
  * Embeddings go through the inference subgraph like any caller's (model visibility, activation,
  * routing to a runtime, retries): ingestion adds no path of its own to the runtimes. Vectors are
  * asked as floats (the SDKs' base64 is for the wire to clients).
@@ -51,7 +63,7 @@ export function createFilesClient(options: { url: () => string; tokens: Internal
 export function createEmbeddingsClient(options: { url: () => string; tokens: InternalTokens; timeoutMs: number }): EmbeddingsClient {
   return {
     async embed(caller, model, inputs, signal) {
-      const token = await options.tokens.mint('inference', caller.requestId, caller.identity);
+      const token = await options.tokens.mint('inference', caller.requestId, notRateLimited(caller.identity));
       const data = await graphqlRequest<{ createEmbedding: { data?: { index: number; embedding: number[] }[] } }>(
         options.url(),
         EMBED,

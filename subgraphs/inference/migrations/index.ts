@@ -1,5 +1,6 @@
 import type { Migration } from '../../../lib/db.js';
 import { initial } from './001_initial.js';
+import { rateLimitsAndUsage } from './002_rate_limits_and_usage.js';
 
 /** The inference subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial];
+export const migrations: Migration[] = [initial, rateLimitsAndUsage];
