@@ -52,6 +52,7 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
       Job: '../store.js#JobRow',
       FineTuningJob: '../store.js#FineTuningJobRow',
       BatchJob: '../store.js#BatchJobRow',
+      Notebook: '../store.js#NotebookRow',
       WorkerJob: '../store.js#JobRow',
       JobLogLine: '../store.js#LogRow',
       JobLogChunk: '../context.js#LogChunkModel',

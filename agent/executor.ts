@@ -66,6 +66,12 @@ export interface JobHost {
   start(job: DispatchedJob): Promise<'started' | 'running'>;
   /** Stops the job; false when this host does not have it. */
   cancel(jobId: string): Promise<boolean>;
+  /** Notebooks: scales it down, keeping what it has (false: not here). */
+  stop?(job: DispatchedJob): Promise<boolean>;
+  /** Notebooks: scales it up again (false: not here, so the control plane creates it anew). */
+  resume?(job: DispatchedJob): Promise<boolean>;
+  /** Removes what the job has on the cluster (false: nothing was there). */
+  remove?(job: DispatchedJob): Promise<boolean>;
   /**
    * Whether the job runs here. After an agent restart, a host whose work outlives the agent (Kubernetes
    * Jobs) finds it again and goes on following it.

@@ -133,8 +133,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       return json(res, 202, { reconciling: Boolean(reconciler) });
     }
     // `/mariner/v1/jobs` (start) and `/mariner/v1/jobs/<id>/cancel`: the control plane's job dispatcher.
-    const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/cancel)?$/.exec(path);
-    if (jobRoute && req.method === 'POST') return void handleJob(req, res, jobRoute[1] ? decodeURIComponent(jobRoute[1]) : undefined);
+    const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/(cancel|stop|start|delete))?$/.exec(path);
+    if (jobRoute && req.method === 'POST') {
+      return void handleJob(req, res, jobRoute[1] ? { id: decodeURIComponent(jobRoute[1]), action: jobRoute[2] as 'cancel' | 'stop' | 'start' | 'delete' } : undefined);
+    }
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
@@ -143,12 +145,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
-  async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, cancelId: string | undefined): Promise<void> {
+  async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, on: { id: string; action: 'cancel' | 'stop' | 'start' | 'delete' } | undefined): Promise<void> {
     const jobs = executor.jobs;
     const refuse = (status: number, message: string) => json(res, status, { error: { message } });
     if (!jobs) return refuse(422, `cluster ${cluster.clusterName} runs the ${executor.kind} executor, which does not run jobs yet`);
     try {
-      if (cancelId) return (await jobs.cancel(cancelId)) ? json(res, 202, { cancelling: cancelId }) : refuse(404, `job ${cancelId} is not running here`);
+      if (on) {
+        const body = (await readBody(req, 1024 * 1024)).toString('utf8');
+        const job = (body ? (JSON.parse(body) as Partial<DispatchedJob>) : {}) as DispatchedJob;
+        job.id = on.id;
+        const done =
+          on.action === 'cancel' ? await jobs.cancel(on.id) : on.action === 'stop' ? await (jobs.stop?.(job) ?? false) : on.action === 'start' ? await (jobs.resume?.(job) ?? false) : await (jobs.remove?.(job) ?? false);
+        return done ? json(res, 202, { [on.action]: on.id }) : refuse(404, `job ${on.id} is not here`);
+      }
       const job = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8')) as DispatchedJob;
       if (typeof job?.id !== 'string' || typeof job.spec?.kind !== 'string') return refuse(400, 'a job needs an id and a spec with a kind');
       const outcome = await jobs.start(job);

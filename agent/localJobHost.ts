@@ -148,6 +148,7 @@ export function createLocalJobHost(options: {
     try {
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
+      if (spec.kind === 'notebook') throw new JobRefusedError('notebooks need a Kubernetes cluster');
       const plan = spec.kind === 'batch' ? await batchPlan(id, spec, dir) : await fineTuningPlan(id, spec, dir, () => trainedTokens);
       if (entry.cancelled) return void (await reporter.phase(id, { phase: 'CANCELLED' }));
       if (spec.kind === 'batch') line(`mariner: the local executor runs the command on this machine; the image ${spec.image} is not used`);
@@ -193,6 +194,7 @@ export function createLocalJobHost(options: {
           "this cluster's local executor does not run batch jobs: their commands would run on the platform's machine (set MARINER_LOCAL_BATCH_JOBS=true where every project member may do that)",
         );
       }
+      if (spec.kind === 'notebook') throw new JobRefusedError('notebooks need a Kubernetes cluster: the local executor does not run Jupyter');
       if (spec.kind === 'batch' && spec.workerCount > 1) throw new JobRefusedError('the local executor runs one worker: multi-worker PyTorch jobs need a Kubernetes cluster');
       if (spec.kind !== 'batch' && spec.kind !== 'fine-tuning') throw new JobRefusedError(`the local executor does not run ${(spec as { kind: string }).kind} jobs`);
       const needsStore = spec.kind === 'fine-tuning' || spec.dataFiles.length > 0;

@@ -88,7 +88,8 @@ async function defaultClusterKey(config: MarinerConfig, clusters: ClusterStore):
 export async function startPlatform(config: MarinerConfig, options: PlatformOptions): Promise<Platform> {
   const { logger } = options;
   mkdirSync(config.dataDir, { recursive: true });
-  const tokens = new InternalTokens(internalTokenSecret(config), config.internalTokenTtlSeconds);
+  const secret = internalTokenSecret(config);
+  const tokens = new InternalTokens(secret, config.internalTokenTtlSeconds);
   const roleScopes = loadRoleScopes(config.roleScopesFile);
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const started: RunningSubgraph[] = [];
@@ -163,6 +164,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       dispatchIntervalMs: config.jobs.dispatchIntervalMs,
       batchImages: config.jobs.batchImages,
       rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
+      notebookImages: config.jobs.notebookImages,
+      secretKey: secret,
       logger,
     });
     stoppers.push(jobs.stop);

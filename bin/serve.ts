@@ -203,6 +203,8 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           dispatchIntervalMs: config.jobs.dispatchIntervalMs,
           batchImages: config.jobs.batchImages,
           rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
+          notebookImages: config.jobs.notebookImages,
+          secretKey: config.internalTokenSecret!,
           logger: log,
         });
         stoppers.push(jobs.stop);

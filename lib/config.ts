@@ -105,6 +105,8 @@ export interface MarinerConfig {
     localTrainerCommand: string[] | undefined;
     /** Batch job image presets, name → image (MARINER_BATCH_IMAGES, a JSON object; LLMariner Helm `batchJob.images`). */
     batchImages: Record<string, string>;
+    /** Notebook image presets, name → image (MARINER_NOTEBOOK_IMAGES; LLMariner `notebook.imageTypes`). */
+    notebookImages: Record<string, string>;
     /**
      * Whether the local executor runs batch jobs: their commands run on this machine as the platform's
      * user, so only where every project member may do that (MARINER_LOCAL_BATCH_JOBS, default off).
@@ -273,7 +275,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     jobs: {
       dispatchIntervalMs: intSetting(env, 'MARINER_JOB_DISPATCH_INTERVAL_MS', 5_000, 100, 600_000),
       localTrainerCommand: commandSetting(env, 'MARINER_LOCAL_TRAINER_COMMAND'),
-      batchImages: batchImagesSetting(env),
+      batchImages: imagePresetsSetting(env, 'MARINER_BATCH_IMAGES', { 'pytorch-2.1': 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime' }),
+      notebookImages: imagePresetsSetting(env, 'MARINER_NOTEBOOK_IMAGES', {
+        'jupyter-lab-base': 'quay.io/jupyter/base-notebook:latest',
+        'jupyter-lab-full': 'quay.io/jupyter/scipy-notebook:latest',
+      }),
       localBatchJobs: boolSetting(env, 'MARINER_LOCAL_BATCH_JOBS', false),
       rescheduleAfterSeconds: intSetting(env, 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', 1800, 5, 7 * 24 * 3600),
     },
@@ -287,19 +293,18 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
   return { ...base, ...overrides };
 }
 
-/** LLMariner's default preset (PyTorch 2.1 with CUDA), and any given as a JSON object of name → image. */
-function batchImagesSetting(env: Env): Record<string, string> {
-  const defaults = { 'pytorch-2.1': 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime' };
-  const raw = stringSetting(env, 'MARINER_BATCH_IMAGES');
+/** Image presets: the defaults (LLMariner's), or those given as a JSON object of name → image. */
+function imagePresetsSetting(env: Env, name: string, defaults: Record<string, string>): Record<string, string> {
+  const raw = stringSetting(env, name);
   if (raw === undefined) return defaults;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new ConfigError('MARINER_BATCH_IMAGES must be a JSON object of preset name → image');
+    throw new ConfigError(`${name} must be a JSON object of preset name → image`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === 'string' && v !== '')) {
-    throw new ConfigError('MARINER_BATCH_IMAGES must be a JSON object of preset name → image');
+    throw new ConfigError(`${name} must be a JSON object of preset name → image`);
   }
   return parsed as Record<string, string>;
 }

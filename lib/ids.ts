@@ -29,6 +29,7 @@ export const IdPrefix = {
   fineTuningEvent: 'ftevent-',
   fineTuningCheckpoint: 'ftckpt-',
   batchJob: 'batchjob-',
+  notebook: 'nb-',
   cluster: 'cluster-',
   vectorStore: 'vs_',
   vectorStoreFileBatch: 'vsfb_',

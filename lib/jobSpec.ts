@@ -55,4 +55,26 @@ export interface BatchSpec {
   logOffset?: number;
 }
 
-export type JobSpec = FineTuningSpec | BatchSpec;
+/** What the agent needs to run a notebook (LLMariner §4c): a Jupyter Deployment and Service. */
+export interface NotebookSpec {
+  kind: 'notebook';
+  /** Names the Kubernetes objects (unique in the project). */
+  name: string;
+  image: string;
+  resources: {
+    cpuMillicores: { requests: number | null; limits: number | null };
+    memoryMegabytes: { requests: number | null; limits: number | null };
+    storageMegabytes: { requests: number | null; limits: number | null };
+  };
+  envs: Record<string, string>;
+  ports: number[];
+  gpuCount: number;
+  namespace: string | null;
+  kueueQueueName: string | null;
+  attempt?: number;
+  logOffset?: number;
+  /** Added by the dispatcher when it sends the notebook, never stored with it: Jupyter's token and an API key. */
+  secrets?: { token: string; apiKey: string };
+}
+
+export type JobSpec = FineTuningSpec | BatchSpec | NotebookSpec;

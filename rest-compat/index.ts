@@ -10,6 +10,7 @@ import { jobRoutes } from './jobs.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { modelRoutes } from './models.js';
+import { notebookRoutes } from './notebooks.js';
 import { createGatewayClient } from './gatewayClient.js';
 import { createRouter } from './router.js';
 import { userRoutes } from './users.js';
@@ -33,7 +34,7 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
   return {
     async handle(req, res) {
       const requestId = requestIdOf(req);

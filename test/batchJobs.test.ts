@@ -144,4 +144,14 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     const bad = await rest('GET', '/v1/jobs/summaries?filter.duration=10s');
     expect(bad).toMatchObject({ status: 400, body: { error: { param: 'filter.duration' } } });
   });
+
+  it('refuses notebooks on the local executor with the reason, and deletes them', async () => {
+    const created = await rest('POST', '/v1/workspaces/notebooks', { name: 'local-lab', image: { type: 'jupyter-lab-base' } });
+    expect(created.status).toBe(200);
+    const failed = await waitFor(() => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`), (r) => r.body.status !== 'QUEUED', 'the notebook to be refused');
+    expect(failed.body).toMatchObject({ status: 'FAILED', error: { code: 'dispatch_refused', message: expect.stringContaining('notebooks need a Kubernetes cluster') } });
+    expect((await rest('DELETE', `/v1/workspaces/notebooks/${created.body.id}`)).status).toBe(200);
+    await waitFor(() => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`), (r) => r.status === 404, 'the notebook to be deleted');
+    expect((await rest('GET', '/v1/workspaces/notebooks')).body).toMatchObject({ notebooks: [], total_items: 0 });
+  });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
@@ -29,6 +29,7 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
   let agentStore: ObjectStore;
   let sdk: OpenAI;
   let core: CoreV1Api;
+  let apps: AppsV1Api;
   let kubeconfigDir: string;
 
   beforeAll(async () => {
@@ -37,6 +38,7 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     t = await startTestPlatform({ config: { objectStore: s3.config, jobs: { dispatchIntervalMs: 300, localTrainerCommand: undefined } } });
     const kc = kubeConfigFor(kube);
     core = kc.makeApiClient(CoreV1Api);
+    apps = kc.makeApiClient(AppsV1Api);
     await core.createNamespace({ body: { metadata: { name: NS } } });
     kubeconfigDir = mkdtempSync(path.join(tmpdir(), 'mariner-kubeconfig-'));
     writeFileSync(path.join(kubeconfigDir, 'config'), kc.exportConfig());
@@ -230,5 +232,64 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(done.status).toBe('succeeded');
     const { batchJob } = await t.gqlOk(`query($id: ID!) { batchJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
     expect(batchJob.logs.lines.map((l: { text: string }) => l.text)).toEqual(['rank 0: epoch 1 loss 0.5']);
+  });
+
+  it('runs a notebook as a Deployment and Service with its token and an API key of its own; stop, start and delete act on them', async () => {
+    const call = async (method: string, path: string, body?: unknown, key = sdk.apiKey) => {
+      const response = await fetch(`${t.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    const created = await call('POST', '/v1/workspaces/notebooks', {
+      name: 'lab',
+      image: { type: 'jupyter-lab-base' },
+      resources: { cpu_milicore: { requests: 500, limits: 1000 }, memory_megabytes: { requests: 1024 } },
+      envs: { FOO: 'bar' },
+      additional_exposed_ports: [6006],
+    });
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ name: 'lab', status: 'QUEUED', image: 'quay.io/jupyter/base-notebook:latest', kubernetes_namespace: NS, additional_exposed_ports: [6006] });
+    expect(created.body.token).toMatch(/^[A-Za-z0-9]{48}$/);
+    const id = created.body.id as string;
+    expect((await call('POST', '/v1/workspaces/notebooks', { name: 'lab', image: { type: 'jupyter-lab-base' } })).status).toBe(409);
+    expect((await call('POST', '/v1/workspaces/notebooks', { name: 'Not_A_Name', image: { type: 'jupyter-lab-base' } })).body.error.param).toBe('name');
+
+    const name = jobObjectName(id);
+    const deployment: any = await waitFor(async () => kube.objects('Deployment', NS).find((d) => d.metadata.name === name), Boolean, 'the Deployment');
+    const container = deployment.spec.template.spec.containers[0];
+    expect(container).toMatchObject({ name: 'jupyterlab', image: 'quay.io/jupyter/base-notebook:latest', args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)'] });
+    expect(container.ports.map((p: { containerPort: number }) => p.containerPort)).toEqual([8888, 6006]);
+    expect(container.resources).toEqual({ requests: { cpu: '500m', memory: '1024M' }, limits: { cpu: '1000m' } });
+    expect(container.env).toEqual(expect.arrayContaining([{ name: 'FOO', value: 'bar' }, { name: 'OPENAI_BASE_URL', value: `${t.url}/v1` }]));
+    expect(kube.objects('Service', NS).find((svc) => svc.metadata.name === name).spec.ports.map((p: { port: number }) => p.port)).toEqual([8888, 6006]);
+    const secret = kube.objects('Secret', NS).find((x) => x.metadata.name === `${name}-secrets`);
+    const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString('utf8');
+    expect(secretValue('NOTEBOOK_TOKEN')).toBe(created.body.token);
+    // The notebook's OpenAI key is a real key of the project: code in the notebook can call the API.
+    const notebookKey = secretValue('OPENAI_API_KEY');
+    expect((await call('GET', '/v1/workspaces/notebooks', undefined, notebookKey)).body.notebooks.map((n: { id: string }) => n.id)).toContain(id);
+
+    expect((await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'INITIALIZING', 'the notebook to be initializing')).status).toBe(200);
+    await apps.replaceNamespacedDeploymentStatus({ name, namespace: NS, body: { metadata: { name }, status: { replicas: 1, readyReplicas: 1 } } });
+    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'RUNNING', 'the notebook to run');
+
+    expect((await call('POST', `/v1/workspaces/notebooks/${id}/actions:stop`)).body.pending_action).toBe('STOPPING');
+    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'STOPPED', 'the notebook to stop');
+    expect(kube.objects('Deployment', NS).find((d) => d.metadata.name === name).spec.replicas).toBe(0);
+    expect((await call('POST', `/v1/workspaces/notebooks/${id}/actions:stop`)).status).toBe(400);
+
+    await call('POST', `/v1/workspaces/notebooks/${id}/actions:start`);
+    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'RUNNING', 'the notebook to run again');
+    expect(kube.objects('Deployment', NS).find((d) => d.metadata.name === name).spec.replicas).toBe(1);
+
+    expect((await call('DELETE', `/v1/workspaces/notebooks/${id}`)).body.pending_action).toBe('DELETING');
+    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.status === 404, 'the notebook to be deleted');
+    expect(kube.objects('Deployment', NS).some((d) => d.metadata.name === name)).toBe(false);
+    expect(kube.objects('Secret', NS).some((x) => x.metadata.name === `${name}-secrets`)).toBe(false);
+    // Its API key went with it.
+    expect((await call('GET', '/v1/workspaces/notebooks', undefined, notebookKey)).status).toBe(401);
   });
 });

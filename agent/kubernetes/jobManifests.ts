@@ -4,7 +4,9 @@
  * URLs (inputs to download, outputs to upload), so the pod needs no object-store credentials. A batch
  * job: its command in its image, with scripts, data files and, for several workers, PyTorch DDP.
  */
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { NotebookSpec } from '../../lib/jobSpec.js';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { ISecret } from 'kubernetes-models/v1/Secret';
 import type { IService } from 'kubernetes-models/v1/Service';
@@ -260,4 +262,93 @@ export function batchJobManifests(input: BatchManifestInput): { configMap: IConf
   };
   for (const manifest of [configMap, secret, job, ...(service ? [service] : [])]) validateManifest(manifest);
   return { configMap, secret, service, job };
+}
+
+/** Jupyter's port (LLMariner notebook.go). */
+export const JUPYTER_PORT = 8888;
+
+export interface NotebookManifestInput {
+  jobId: string;
+  attempt: number;
+  namespace: string;
+  name: string;
+  image: string;
+  resources: NotebookSpec['resources'];
+  envs: Record<string, string>;
+  ports: number[];
+  gpuCount: number;
+  kueueQueueName: string | null;
+  secrets: { token: string; apiKey: string };
+  openaiBaseUrl: string | null;
+}
+
+/**
+ * A notebook (LLMariner notebook.go): a Secret with its token and API key, a Deployment of one
+ * `jupyterlab` container started with that token, and a Service for Jupyter's port and the extra ones.
+ * Stopping scales the Deployment to 0 (its Service and Secret stay); starting scales it back.
+ */
+export function notebookManifests(input: NotebookManifestInput): { secret: ISecret; deployment: IDeployment; service: IService } {
+  const name = jobObjectName(input.jobId);
+  const labels = { [MANAGED_BY_LABEL]: 'mariner', [JOB_ID_LABEL]: input.jobId, 'mariner.dev/notebook': input.name };
+  const secretName = `${name}-secrets`;
+  const secret: ISecret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: secretName, namespace: input.namespace, labels },
+    type: 'Opaque',
+    stringData: { NOTEBOOK_TOKEN: input.secrets.token, OPENAI_API_KEY: input.secrets.apiKey, LLMARINER_API_KEY: input.secrets.apiKey },
+  };
+  const quantity = (value: number | null, unit: string) => (value === null ? undefined : `${value}${unit}`);
+  const resourceList = (pick: 'requests' | 'limits') =>
+    Object.fromEntries(
+      Object.entries({
+        cpu: quantity(input.resources.cpuMillicores[pick], 'm'),
+        memory: quantity(input.resources.memoryMegabytes[pick], 'M'),
+        'ephemeral-storage': quantity(input.resources.storageMegabytes[pick], 'M'),
+        ...(pick === 'limits' && input.gpuCount > 0 ? { 'nvidia.com/gpu': String(input.gpuCount) } : {}),
+      }).filter((entry): entry is [string, string] => entry[1] !== undefined),
+    );
+  const requests = resourceList('requests');
+  const limits = resourceList('limits');
+  const ports = [JUPYTER_PORT, ...input.ports];
+  const deployment: IDeployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: input.namespace, labels, annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) } },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { [JOB_ID_LABEL]: input.jobId } },
+      template: {
+        // Kueue admits the notebook's pod by this label (its pod integration).
+        metadata: { labels: { ...labels, ...(input.kueueQueueName ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName } : {}) } },
+        spec: {
+          containers: [
+            {
+              name: 'jupyterlab',
+              image: input.image,
+              args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)'],
+              ports: ports.map((port) => ({ containerPort: port, protocol: 'TCP' as const })),
+              env: [
+                ...Object.entries(input.envs).map(([envName, value]) => ({ name: envName, value })),
+                ...(input.openaiBaseUrl ? [{ name: 'OPENAI_BASE_URL', value: input.openaiBaseUrl }] : []),
+              ],
+              envFrom: [{ secretRef: { name: secretName } }],
+              ...(Object.keys(requests).length + Object.keys(limits).length > 0
+                ? { resources: { ...(Object.keys(requests).length > 0 ? { requests } : {}), ...(Object.keys(limits).length > 0 ? { limits } : {}) } }
+                : {}),
+              readinessProbe: { httpGet: { path: '/api', port: JUPYTER_PORT }, periodSeconds: 5 },
+            },
+          ],
+        },
+      },
+    },
+  };
+  const service: IService = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: input.namespace, labels },
+    spec: { selector: { [JOB_ID_LABEL]: input.jobId }, ports: ports.map((port) => ({ name: `port-${port}`, port, targetPort: port, protocol: 'TCP' as const })) },
+  };
+  for (const manifest of [secret, deployment, service]) validateManifest(manifest);
+  return { secret, deployment, service };
 }

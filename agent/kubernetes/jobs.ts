@@ -9,16 +9,16 @@
  */
 import { PassThrough } from 'node:stream';
 import { createInterface } from 'node:readline';
-import { BatchV1Api, CoreV1Api, Log, type KubeConfig, type V1Job, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, Log, type KubeConfig, type V1Deployment, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logging.js';
 import type { ObjectStore } from '../../lib/objectStore/index.js';
-import type { FineTuningSpec, JobSpec } from '../../lib/jobSpec.js';
+import type { FineTuningSpec, JobSpec, NotebookSpec } from '../../lib/jobSpec.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from '../executor.js';
 import { trainedTokensOf, type JobReporter } from '../jobReporter.js';
-import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName } from './jobManifests.js';
+import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName, notebookManifests } from './jobManifests.js';
 
 /** The container whose log and termination message tell the job's story, by kind (jobManifests.ts). */
-const MAIN_CONTAINER = { 'fine-tuning': 'trainer', batch: 'main' } as const;
+const MAIN_CONTAINER = { 'fine-tuning': 'trainer', batch: 'main', notebook: 'jupyterlab' } as const;
 
 export interface KubernetesJobSettings {
   /** The trainer image (MARINER_FINE_TUNING_IMAGE); it needs /bin/sh and curl. Unset: fine-tuning jobs are refused. */
@@ -67,6 +67,7 @@ export function createKubernetesJobHost(options: {
 }): JobHost {
   const { reporter, logger, settings } = options;
   const batch = options.kubeConfig.makeApiClient(BatchV1Api);
+  const apps = options.kubeConfig.makeApiClient(AppsV1Api);
   const core = options.kubeConfig.makeApiClient(CoreV1Api);
   const logs = new Log(options.kubeConfig);
   const followed = new Map<string, Followed>();
@@ -154,8 +155,89 @@ export function createKubernetesJobHost(options: {
     followed.delete(entry.jobId);
   }
 
+  async function readDeployment(name: string, namespace: string): Promise<V1Deployment | null> {
+    try {
+      return await apps.readNamespacedDeployment({ name, namespace });
+    } catch (error) {
+      if (statusCode(error) === 404) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * A notebook is RUNNING once its Deployment has a ready replica (again, after a start). One whose
+   * Deployment disappeared without being deleted through the platform is LOST (the control plane
+   * creates it anew); a stopped one is left alone.
+   */
+  async function checkNotebook(entry: Followed): Promise<void> {
+    const deployment = await readDeployment(entry.name, entry.namespace);
+    if (!deployment) return finish(entry, { phase: 'LOST', message: `its Deployment ${entry.namespace}/${entry.name} was deleted` });
+    if ((deployment.spec?.replicas ?? 1) === 0) return;
+    if (!entry.running && (deployment.status?.readyReplicas ?? 0) > 0) {
+      entry.running = true;
+      await reporter.phase(entry.jobId, { phase: 'RUNNING' });
+    }
+  }
+
+  /** A notebook's Secret, Deployment and Service, replacing what an earlier attempt left. */
+  async function startNotebook(job: DispatchedJob, spec: NotebookSpec, namespace: string, attempt: number): Promise<'started' | 'running'> {
+    if (!spec.secrets) throw new JobRefusedError("the notebook came without its token and API key");
+    const objects = notebookManifests({
+      jobId: job.id,
+      attempt,
+      namespace,
+      name: spec.name,
+      image: spec.image,
+      resources: spec.resources,
+      envs: spec.envs,
+      ports: spec.ports,
+      gpuCount: spec.gpuCount,
+      kueueQueueName: spec.kueueQueueName ?? settings.defaultQueue ?? null,
+      secrets: spec.secrets,
+      openaiBaseUrl: settings.openaiBaseUrl ?? null,
+    });
+    const name = objects.deployment.metadata!.name!;
+    const current = await readDeployment(name, namespace);
+    if (current?.metadata?.annotations?.[ATTEMPT_ANNOTATION] === String(attempt)) {
+      follow(job.id, spec, attempt);
+      return 'running';
+    }
+    await removeNotebook(name, namespace);
+    await core.createNamespacedSecret({ namespace, body: objects.secret as never });
+    await core.createNamespacedService({ namespace, body: objects.service as never });
+    await apps.createNamespacedDeployment({ namespace, body: objects.deployment as never });
+    logger.info({ jobId: job.id, namespace, name }, 'created the notebook');
+    follow(job.id, spec, attempt);
+    return 'started';
+  }
+
+  /** Deletes a notebook's objects; true when there was any. */
+  async function removeNotebook(name: string, namespace: string): Promise<boolean> {
+    const results = await Promise.all([
+      apps.deleteNamespacedDeployment({ name, namespace }).then(() => true),
+      core.deleteNamespacedService({ name, namespace }).then(() => true),
+      core.deleteNamespacedSecret({ name: `${name}-secrets`, namespace }).then(() => true),
+    ].map((deletion) => deletion.catch((error) => {
+      if (statusCode(error) === 404) return false;
+      throw error;
+    })));
+    return results.some(Boolean);
+  }
+
+  /** Scales a notebook's Deployment; false when it is not there. */
+  async function scaleNotebook(name: string, namespace: string, replicas: number): Promise<boolean> {
+    try {
+      await apps.patchNamespacedDeploymentScale({ name, namespace, body: [{ op: 'replace', path: '/spec/replicas', value: replicas }] });
+      return true;
+    } catch (error) {
+      if (statusCode(error) === 404) return false;
+      throw error;
+    }
+  }
+
   async function check(entry: Followed): Promise<void> {
     if (entry.finished || entry.cancelled) return;
+    if (entry.spec.kind === 'notebook') return checkNotebook(entry);
     const job = await readJob(entry.name, entry.namespace);
     if (!job) return finish(entry, { phase: 'LOST', message: `its Kubernetes Job ${entry.namespace}/${entry.name} was deleted` });
     const pods = (await core.listNamespacedPod({ namespace: entry.namespace, labelSelector: `job-name=${entry.name}` })).items;
@@ -201,9 +283,9 @@ export function createKubernetesJobHost(options: {
   return {
     async start(job: DispatchedJob) {
       const spec = job.spec as unknown as JobSpec;
-      if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch') throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
+      if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch' && spec.kind !== 'notebook') throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
       if (spec.kind === 'fine-tuning' && !settings.image) throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
-      const needsUrls = spec.kind === 'fine-tuning' || spec.dataFiles.length > 0;
+      const needsUrls = spec.kind === 'fine-tuning' || (spec.kind === 'batch' && spec.dataFiles.length > 0);
       if (needsUrls && !options.objectStore?.presignedUrl) {
         throw new JobRefusedError("this cluster's agent cannot presign object-store URLs for the job's pods: its object store must be S3");
       }
@@ -212,6 +294,7 @@ export function createKubernetesJobHost(options: {
       const attempt = spec.attempt ?? 1;
       const existing = followed.get(job.id);
       if (existing && existing.attempt === attempt) return 'running';
+      if (spec.kind === 'notebook') return startNotebook(job, spec, namespace, attempt);
       const name = jobObjectName(job.id);
       const current = await readJob(name, namespace);
       if (current && current.metadata?.annotations?.[ATTEMPT_ANNOTATION] === String(attempt)) {
@@ -306,6 +389,28 @@ export function createKubernetesJobHost(options: {
       follow(job.id, spec, attempt);
       return 'started';
     },
+    async stop(job) {
+      const spec = job.spec as unknown as JobSpec;
+      if (spec.kind !== 'notebook' || !spec.namespace) return false;
+      const stopped = await scaleNotebook(jobObjectName(job.id), spec.namespace, 0);
+      const entry = followed.get(job.id);
+      if (entry) entry.running = false;
+      return stopped;
+    },
+    async resume(job) {
+      const spec = job.spec as unknown as JobSpec;
+      if (spec.kind !== 'notebook' || !spec.namespace) return false;
+      if (!(await scaleNotebook(jobObjectName(job.id), spec.namespace, 1))) return false;
+      const entry = followed.get(job.id) ?? follow(job.id, spec, spec.attempt ?? 1);
+      entry.running = false;
+      return true;
+    },
+    async remove(job) {
+      const spec = job.spec as unknown as JobSpec;
+      followed.delete(job.id);
+      if (!spec.namespace) return false;
+      return spec.kind === 'notebook' ? removeNotebook(jobObjectName(job.id), spec.namespace) : false;
+    },
     async cancel(jobId) {
       const entry = followed.get(jobId);
       if (!entry) return false;
@@ -321,7 +426,7 @@ export function createKubernetesJobHost(options: {
       if (followed.has(job.id)) return true;
       const spec = job.spec as unknown as JobSpec;
       if (!spec.namespace || closed) return false;
-      const existing = await readJob(jobObjectName(job.id), spec.namespace);
+      const existing = spec.kind === 'notebook' ? await readDeployment(jobObjectName(job.id), spec.namespace) : await readJob(jobObjectName(job.id), spec.namespace);
       if (!existing) return false;
       // Found again after a restart: follow it from where this attempt's output started.
       follow(job.id, spec, Number(existing.metadata?.annotations?.[ATTEMPT_ANNOTATION] ?? spec.attempt ?? 1));

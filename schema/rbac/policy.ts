@@ -178,6 +178,9 @@ const jobsWrite = hasScope('api.fine_tuning.jobs', 'write');
 // resolvers check the scope of the job's own kind.
 const batchRead = hasScope('api.batch.jobs', 'read');
 const batchWrite = hasScope('api.batch.jobs', 'write');
+// Notebooks are `api.workspaces.notebooks`.
+const notebooksRead = hasScope('api.workspaces.notebooks', 'read');
+const notebooksWrite = hasScope('api.workspaces.notebooks', 'write');
 const anyJobRead = anyOf(jobsRead, batchRead);
 const jobs: PolicyMap = {
   Query: {
@@ -185,6 +188,8 @@ const jobs: PolicyMap = {
     fineTuningJob: jobsRead,
     batchJobs: batchRead,
     batchJob: batchRead,
+    notebooks: notebooksRead,
+    notebook: notebooksRead,
     jobClusters: anyJobRead,
     jobSummaries: anyJobRead,
     workerJobs: isWorker,
@@ -195,6 +200,10 @@ const jobs: PolicyMap = {
     createBatchJob: batchWrite,
     cancelBatchJob: batchWrite,
     deleteBatchJob: batchWrite,
+    createNotebook: notebooksWrite,
+    stopNotebook: notebooksWrite,
+    startNotebook: notebooksWrite,
+    deleteNotebook: notebooksWrite,
     reportJobStatus: isWorker,
     appendJobLogs: isWorker,
   },
@@ -202,8 +211,12 @@ const jobs: PolicyMap = {
   Job: { '*': anyJobRead },
   BatchJob: { '*': batchRead, cluster: clustersRead },
   BatchJobPage: { '*': batchRead },
-  EnvVar: { '*': batchRead },
+  EnvVar: { '*': anyOf(batchRead, notebooksRead) },
   JobCluster: { '*': anyJobRead },
+  Notebook: { '*': notebooksRead, cluster: clustersRead },
+  NotebookPage: { '*': notebooksRead },
+  NotebookResources: { '*': notebooksRead },
+  ResourceAmount: { '*': notebooksRead },
   JobSummaryPoint: { '*': anyJobRead },
   JobSummaryValue: { '*': anyJobRead },
   DeleteJobPayload: { '*': batchWrite },

@@ -2,6 +2,7 @@ import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import type { JobDispatcher, JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
+import type { SecretBox } from './secrets.js';
 import type { JobPeers } from './peers.js';
 import type { CheckpointRow, JobRow, JobStore, LogRow } from './store.js';
 
@@ -14,6 +15,10 @@ export interface JobsContext extends SubgraphContext {
   pubsub: PubSub;
   /** Batch job image presets: name → image (LLMariner Helm `batchJob.images`). */
   batchImages: Record<string, string>;
+  /** Notebook image presets: name → image (LLMariner `notebook.imageTypes`). */
+  notebookImages: Record<string, string>;
+  /** Seals the secrets kept for later (a notebook's token and API key). */
+  secrets: SecretBox;
 }
 
 /** A reference to an entity another subgraph owns (Model, Cluster). */

@@ -2,7 +2,7 @@ import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import type { Logger } from '../../lib/logging.js';
 import { WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { JobEvents } from './events.js';
-import type { JobRow, JobStore } from './store.js';
+import type { JobAction, JobRow, JobStore } from './store.js';
 
 /** How the control plane reaches agents: the sessions tunnel registry. */
 export interface JobTransport {
@@ -20,7 +20,7 @@ interface AgentAnswer {
 }
 
 /** The agent's job API over the tunnel (agent/jobs.ts). */
-export function agentJobPath(jobId?: string, action?: 'cancel'): string {
+export function agentJobPath(jobId?: string, action?: 'cancel' | 'stop' | 'start' | 'delete'): string {
   return `${WORKER_PREFIX}/jobs${jobId ? `/${encodeURIComponent(jobId)}` : ''}${action ? `/${action}` : ''}`;
 }
 
@@ -79,6 +79,8 @@ export class JobDispatcher {
     private readonly events: JobEvents,
     private readonly logger: Logger,
     private readonly intervalMs: number,
+    /** A notebook's secrets, opened to be sent; what to clean up once a job is gone (its API key). */
+    private readonly hooks: { notebookSecrets(job: JobRow & { kind: 'notebook' }): { token: string; apiKey: string }; removed(job: JobRow): Promise<void> },
     private readonly leaseSeconds = 60,
     /** After a failed dispatch (agent unreachable or busy), wait this long before the next try. */
     private readonly retrySeconds = 5,
@@ -116,41 +118,82 @@ export class JobDispatcher {
     }
   }
 
+  /** What the agent is sent for each action (a notebook's secrets only in transit, never stored in its spec). */
+  private async request(job: JobRow, action: JobAction): Promise<{ path: string; body: unknown; logOffset?: number }> {
+    const withSecrets = (spec: JobRow['spec']) => (job.kind === 'notebook' ? { ...spec, secrets: this.hooks.notebookSecrets(job) } : spec);
+    switch (action) {
+      case 'creating': {
+        // A requeued job's output goes on after what earlier attempts wrote.
+        const logOffset = await this.store.nextLogOffset(job.id);
+        return { path: agentJobPath(), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts + 1, logOffset } }, logOffset };
+      }
+      case 'starting':
+        return { path: agentJobPath(job.id, 'start'), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts } } };
+      // The spec says where the job's objects are, for an agent that restarted since.
+      case 'cancelling':
+        return { path: agentJobPath(job.id, 'cancel'), body: { id: job.id, spec: job.spec } };
+      case 'stopping':
+        return { path: agentJobPath(job.id, 'stop'), body: { id: job.id, spec: job.spec } };
+      case 'deleting':
+        return { path: agentJobPath(job.id, 'delete'), body: { id: job.id, spec: job.spec } };
+    }
+  }
+
+  /** The agent did what was asked (or had nothing to do it to): the job's new state. */
+  private async done(job: JobRow, action: JobAction, clusterId: string, logOffset: number | undefined, agentHadIt: boolean): Promise<void> {
+    if (action === 'deleting') {
+      // What the job held elsewhere (a notebook's API key) first: once the row is gone, it is forgotten.
+      await this.hooks.removed(job);
+      await this.store.remove(job.id);
+      await this.events.changed(job);
+      return;
+    }
+    if (action === 'cancelling' && !agentHadIt) {
+      // The agent has no such job (it finished or was never started there): nothing left to stop.
+      const cancelled = await this.store.finish(clusterId, job.id, { status: 'cancelled' });
+      if (cancelled) {
+        await this.events.record(cancelled, { level: 'info', type: 'message', message: 'Job cancelled' });
+        await this.events.changed(cancelled);
+      }
+      return;
+    }
+    if (action === 'starting' && !agentHadIt) {
+      // Its cluster no longer has the stopped notebook: create it again.
+      await this.store.requeue(clusterId, job.id);
+      this.nudge();
+      return;
+    }
+    const updated = await this.store.dispatched(job.id, action, logOffset);
+    if (!updated) return;
+    if (action === 'creating') {
+      await this.events.record(updated, { level: 'info', type: 'message', message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}` });
+    }
+    await this.events.changed(updated);
+  }
+
   private async dispatch(job: JobRow): Promise<void> {
     const action = job.pending_action;
     const clusterId = job.cluster_id;
     if (!action || !clusterId) return this.store.retryDispatchLater(job.id, this.retrySeconds);
     try {
-      // A requeued job's output goes on after what earlier attempts wrote.
-      const logOffset = action === 'creating' ? await this.store.nextLogOffset(job.id) : undefined;
-      const answer =
-        action === 'creating'
-          ? await callAgent(this.transport, clusterId, agentJobPath(), { id: job.id, spec: { ...job.spec, attempt: job.attempts + 1, logOffset } })
-          : await callAgent(this.transport, clusterId, agentJobPath(job.id, 'cancel'), {});
-      if (answer.status >= 200 && answer.status < 300) {
-        const updated = await this.store.dispatched(job.id, action, logOffset);
-        if (updated && action === 'creating') {
-          await this.events.record(updated, { level: 'info', type: 'message', message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}` });
-        }
-        return;
-      }
-      if (action === 'cancelling' && answer.status === 404) {
-        // The agent has no such job (it finished or was never started there): nothing left to stop.
-        const cancelled = await this.store.finish(clusterId, job.id, { status: 'cancelled' });
-        if (cancelled) await this.events.record(cancelled, { level: 'info', type: 'message', message: 'Job cancelled' });
-        return;
-      }
+      const { path, body, logOffset } = await this.request(job, action);
+      const answer = await callAgent(this.transport, clusterId, path, body);
+      if (answer.status >= 200 && answer.status < 300) return await this.done(job, action, clusterId, logOffset, true);
+      if (answer.status === 404 && action !== 'creating') return await this.done(job, action, clusterId, logOffset, false);
       const reason = answer.body.error?.message ?? `the agent answered ${answer.status}`;
       if (answer.status >= 400 && answer.status < 500 && action === 'creating') {
         // The cluster cannot run this job at all (e.g. no trainer configured): a permanent failure.
         const failed = await this.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'dispatch_refused', message: reason, param: null } });
-        if (failed) await this.events.record(failed, { level: 'error', type: 'message', message: `Cluster ${clusterId} refused the job: ${reason}` });
+        if (failed) {
+          await this.events.record(failed, { level: 'error', type: 'message', message: `Cluster ${clusterId} refused the job: ${reason}` });
+          await this.events.changed(failed);
+        }
         return;
       }
-      this.logger.warn({ jobId: job.id, clusterId, reason }, 'agent did not take the job; retrying later');
+      this.logger.warn({ jobId: job.id, clusterId, action, reason }, 'agent did not take the job; retrying later');
       await this.store.retryDispatchLater(job.id, this.retrySeconds);
     } catch (error) {
-      this.logger.warn({ jobId: job.id, clusterId, err: (error as Error).message }, 'could not reach the agent; retrying later');
+      this.logger.warn({ jobId: job.id, clusterId, action, err: (error as Error).message }, 'could not reach the agent; retrying later');
       await this.store.retryDispatchLater(job.id, this.retrySeconds);
     }
   }

@@ -13,7 +13,8 @@ import { migrations } from './migrations/index.js';
 import { createJobPeers, type PeerUrls } from './peers.js';
 import { JobRescheduler } from './rescheduler.js';
 import { resolvers } from './resolvers.js';
-import { JobStore, SCHEMA } from './store.js';
+import { SecretBox } from './secrets.js';
+import { JobStore, SCHEMA, type JobRow } from './store.js';
 
 export type { JobTransport } from './dispatcher.js';
 export { parseTrainerLine } from './events.js';
@@ -31,6 +32,10 @@ export interface JobsOptions {
   batchImages: Record<string, string>;
   /** A job whose cluster has not reported for this long is placed elsewhere (LLMariner: 30 min). */
   rescheduleAfterSeconds: number;
+  /** Notebook image presets: name → image. */
+  notebookImages: Record<string, string>;
+  /** The platform's internal secret: notebook secrets are sealed with a key derived from it. */
+  secretKey: string;
   logger: Logger;
 }
 
@@ -42,14 +47,26 @@ export async function createJobsSubgraph(
   await migrate(db.knex, SCHEMA, migrations);
   const store = new JobStore(db.knex);
   const events = new JobEvents(store, options.pubsub);
-  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.dispatchIntervalMs);
-  dispatcher.start();
   const peers = createJobPeers(options.peers, options.tokens);
+  const secrets = new SecretBox(options.secretKey);
+  // A deleted notebook's API key goes with it (as its creator, who made it).
+  const removed = async (job: JobRow) => {
+    if (job.kind !== 'notebook') return;
+    await peers.deleteApiKey({ requestId: `jobs:${job.id}`, identity: job.creator }, job.secrets.apiKeyId).catch((error: Error) => {
+      options.logger.warn({ jobId: job.id, err: error.message }, "could not delete a deleted notebook's API key");
+    });
+  };
+  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.dispatchIntervalMs, {
+    notebookSecrets: (job) => ({ token: secrets.open(job.secrets.token), apiKey: secrets.open(job.secrets.apiKey) }),
+    removed,
+  });
+  dispatcher.start();
   const rescheduler = new JobRescheduler(store, peers, options.transport, events, options.logger.child({ component: 'jobs' }), {
     abandonAfterSeconds: options.rescheduleAfterSeconds,
     // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
     intervalMs: Math.max(options.dispatchIntervalMs * 6, 1000),
     onQueued: () => dispatcher.nudge(),
+    removed,
   });
   rescheduler.start();
   return {
@@ -64,7 +81,7 @@ export async function createJobsSubgraph(
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.batchImages }),
+      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.batchImages, notebookImages: options.notebookImages, secrets }),
     },
   };
 }

@@ -50,6 +50,9 @@ export interface JobPeers {
   model(caller: OnBehalfOf, id: string): Promise<PeerModel | null>;
   assignments(caller: OnBehalfOf, projectId: string): Promise<PeerAssignment[]>;
   schedulingClusters(requestId: string, tenantId: string): Promise<SchedulingCluster[]>;
+  /** An API key of the caller in the project (a notebook's OPENAI_API_KEY, LLMariner: the creator's credential). */
+  createApiKey(caller: OnBehalfOf, input: { name: string; projectId: string }): Promise<{ id: string; secret: string }>;
+  deleteApiKey(caller: OnBehalfOf, id: string): Promise<void>;
   /** Registers the job's output as a fine-tuned model; returns its id. */
   registerFineTunedModel(caller: OnBehalfOf, input: { baseModelId: string; suffix: string; source: string }): Promise<string>;
 }
@@ -68,6 +71,8 @@ const FILE = `query JobFile($id: ID!) { file(id: $id) { id filename purpose stat
 const MODEL = `query JobModel($id: ID!) { model(id: $id, includeLoading: true) { id isBaseModel loadingStatus formats source } }`;
 const PROJECT = `query JobProject($id: ID!) { project(id: $id) { assignments { clusterId namespace kueueQueueName } } }`;
 const CLUSTERS = `query JobClusters($tenantId: ID!) { schedulingClusters(tenantId: $tenantId) { id name gpuCapacity gpuAllocated stale statusUpdatedAt gpuPodCount } }`;
+const CREATE_KEY = `mutation JobApiKey($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id } secret } }`;
+const DELETE_KEY = `mutation JobApiKeyDeletion($id: ID!) { deleteApiKey(id: $id) { id } }`;
 const REGISTER = `mutation JobModelRegistration($input: RegisterFineTunedModelInput!) { registerFineTunedModel(input: $input) { id } }`;
 
 export function createJobPeers(urls: PeerUrls, tokens: InternalTokens): JobPeers {
@@ -86,6 +91,13 @@ export function createJobPeers(urls: PeerUrls, tokens: InternalTokens): JobPeers
       (await call<{ project: { assignments: PeerAssignment[] } | null }>('users', caller, PROJECT, { id: projectId })).project?.assignments ?? [],
     schedulingClusters: async (requestId, tenantId) =>
       (await call<{ schedulingClusters: SchedulingCluster[] }>('clusters', { requestId, identity: null }, CLUSTERS, { tenantId }, true)).schedulingClusters,
+    createApiKey: async (caller, input) => {
+      const { createApiKey } = await call<{ createApiKey: { apiKey: { id: string }; secret: string } }>('users', caller, CREATE_KEY, { input });
+      return { id: createApiKey.apiKey.id, secret: createApiKey.secret };
+    },
+    deleteApiKey: async (caller, id) => {
+      await call('users', caller, DELETE_KEY, { id });
+    },
     registerFineTunedModel: async (caller, input) =>
       (await call<{ registerFineTunedModel: { id: string } }>('models', caller, REGISTER, { input })).registerFineTunedModel.id,
   };

@@ -21,7 +21,7 @@ export class JobRescheduler {
     private readonly transport: JobTransport,
     private readonly events: JobEvents,
     private readonly logger: Logger,
-    private readonly options: { abandonAfterSeconds: number; intervalMs: number; onQueued(): void },
+    private readonly options: { abandonAfterSeconds: number; intervalMs: number; onQueued(): void; removed(job: JobRow): Promise<void> },
   ) {}
 
   start(): void {
@@ -56,6 +56,13 @@ export class JobRescheduler {
 
   private async move(job: JobRow, from: string, clusters: SchedulingCluster[]): Promise<void> {
     const why = `cluster ${from} has not reported for more than ${Math.round(this.options.abandonAfterSeconds / 60)} min`;
+    if (job.pending_action === 'deleting') {
+      // Nothing is left to delete on a cluster that is gone.
+      await this.options.removed(job);
+      await this.store.remove(job.id);
+      await this.events.changed(job);
+      return;
+    }
     if (job.pending_action === 'cancelling') {
       const cancelled = await this.store.finish(from, job.id, { status: 'cancelled' });
       if (cancelled) {

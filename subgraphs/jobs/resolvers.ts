@@ -1,14 +1,16 @@
-import { badInput, ErrorCode, failedPrecondition, forbidden, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
+import { isUniqueViolation } from '../../lib/db.js';
+import { badInput, conflict, ErrorCode, failedPrecondition, forbidden, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf, type Worker } from '../../lib/identity.js';
-import { isId, newId } from '../../lib/ids.js';
+import { isId, newId, randomString } from '../../lib/ids.js';
+import type { NotebookSpec } from '../../lib/jobSpec.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { JobsContext, LogChunkModel } from './context.js';
 import { JOB_LOGS, JOB_UPDATES } from './events.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { OnBehalfOf, PeerFile } from './peers.js';
 import { schedule } from './scheduler.js';
-import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow } from './store.js';
-import { validBatchInput, validJobInput } from './validation.js';
+import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow, type NotebookRow } from './store.js';
+import { validBatchInput, validJobInput, validNotebookInput } from './validation.js';
 
 const MAX_LINES_PER_APPEND = 1000;
 const MAX_LINE_CHARS = 16 * 1024;
@@ -33,15 +35,15 @@ async function trainingFile(ctx: JobsContext, id: string, field: string): Promis
 }
 
 /** The scope that reads each kind of job (LLMariner §9). */
-const KIND_SCOPE: Record<JobKind, string> = { 'fine-tuning': 'api.fine_tuning.jobs', batch: 'api.batch.jobs' };
-const KIND_NAME: Record<JobKind, string> = { 'fine-tuning': 'fine-tuning job', batch: 'batch job' };
+const KIND_SCOPE: Record<JobKind, string> = { 'fine-tuning': 'api.fine_tuning.jobs', batch: 'api.batch.jobs', notebook: 'api.workspaces.notebooks' };
+const KIND_NAME: Record<JobKind, string> = { 'fine-tuning': 'fine-tuning job', batch: 'batch job', notebook: 'notebook' };
 
 /**
  * The job of the project, for user-facing calls: of `kind` when given (else either), and only if the
  * caller's role may read that kind (the policy let either kind's readers through for logs and updates).
  */
 async function projectJob<K extends JobKind>(ctx: JobsContext, id: string, kind?: K): Promise<Extract<JobRow, { kind: K }>> {
-  const plausible = isId('fineTuningJob', id) || isId('batchJob', id);
+  const plausible = isId('fineTuningJob', id) || isId('batchJob', id) || isId('notebook', id);
   const job = plausible ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
   if (!job || (kind && job.kind !== kind)) throw notFound(kind ? KIND_NAME[kind] : 'job', id);
   if (!ctx.identity?.project?.scopes.includes(`${KIND_SCOPE[job.kind]}.read`)) throw forbidden(`Missing scope ${KIND_SCOPE[job.kind]}.read for ${KIND_NAME[job.kind]} ${id}`);
@@ -88,6 +90,37 @@ async function logPage(ctx: JobsContext, job: JobRow, fromOffset: number | null 
   const lines = await ctx.store.logs(job.id, from, max + 1);
   const page = lines.slice(0, max);
   return { lines: page, hasMore: lines.length > max, nextOffset: page.length > 0 ? page[page.length - 1]!.offset + 1 : from };
+}
+
+/** A notebook action (LLMariner start/stop/delete) the agent carries out; refused from states it does not apply to. */
+async function notebookAction(ctx: JobsContext, id: string, action: 'starting' | 'stopping' | 'deleting'): Promise<NotebookRow> {
+  const notebook = await projectJob(ctx, id, 'notebook');
+  if (!ctx.identity?.project?.scopes.includes('api.workspaces.notebooks.write')) throw forbidden('Missing scope api.workspaces.notebooks.write');
+  const rules = {
+    stopping: { from: ['queued', 'running'], replacing: ['creating', 'starting', 'stopping'], refusal: 'only a queued or running notebook can be stopped' },
+    starting: { from: ['stopped'], replacing: ['stopping', 'starting'], refusal: 'only a stopped notebook can be started' },
+    deleting: { from: ['queued', 'running', 'stopped', 'failed'], replacing: ['creating', 'starting', 'stopping', 'deleting'], refusal: 'the notebook is being deleted' },
+  } as const;
+  const rule = rules[action];
+  const updated = await ctx.store.requestAction(projectScopeOf(ctx.identity), notebook.id, action, [...rule.from], [...rule.replacing]);
+  if (!updated) throw failedPrecondition(`notebook ${id} is ${notebook.status}: ${rule.refusal}`);
+  await ctx.events.changed(updated);
+  ctx.dispatcher.nudge();
+  return updated as NotebookRow;
+}
+
+/** LLMariner NotebookState from the row: INITIALIZING once its cluster has it, until its pod is ready. */
+function notebookStatus(n: NotebookRow): 'QUEUED' | 'INITIALIZING' | 'RUNNING' | 'STOPPED' | 'FAILED' {
+  switch (n.status) {
+    case 'running':
+      return 'RUNNING';
+    case 'stopped':
+      return 'STOPPED';
+    case 'queued':
+      return n.pending_action === null && n.attempts > 0 ? 'INITIALIZING' : 'QUEUED';
+    default:
+      return 'FAILED';
+  }
 }
 
 /** Fields every kind of job resolves the same way. */
@@ -268,6 +301,11 @@ export const resolvers: Resolvers<JobsContext> = {
       const job = isId('batchJob', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
       return job?.kind === 'batch' ? job : null;
     },
+    notebooks: (_p, { after, limit }, ctx) => ctx.store.list(projectScopeOf(ctx.identity), 'notebook', { after, limit }),
+    notebook: async (_p, { id }, ctx) => {
+      const job = isId('notebook', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
+      return job?.kind === 'notebook' ? job : null;
+    },
     workerJobs: async (_p, _a, ctx) => (await ctx.store.unfinishedOnCluster(workerOf(ctx).clusterId)).map(workerJob),
   },
   Mutation: {
@@ -365,6 +403,52 @@ export const resolvers: Resolvers<JobsContext> = {
       return queued(ctx, job as BatchJobRow, 'batch job');
     },
     cancelBatchJob: (_p, { id }, ctx) => cancelJob(ctx, id, 'batch'),
+    createNotebook: async (_p, { input }, ctx) => {
+      const scope = projectScopeOf(ctx.identity);
+      const valid = validNotebookInput(input, ctx.notebookImages);
+      if (await ctx.store.notebookNamed(scope, valid.name)) throw conflict(`a notebook named ${valid.name} exists in this project`);
+      // A notebook without a GPU count gets none (LLMariner), unlike a training job.
+      const placement = await place(ctx, valid.gpuCount ?? 0);
+      const spec: NotebookSpec = {
+        kind: 'notebook',
+        name: valid.name,
+        image: valid.image,
+        resources: valid.resources,
+        envs: valid.envs,
+        ports: valid.ports,
+        gpuCount: placement.gpuCount,
+        namespace: placement.namespace,
+        kueueQueueName: placement.kueueQueueName,
+      };
+      // The OpenAI API inside the notebook acts as its creator, in this project, with a key of its own.
+      const key = await ctx.peers.createApiKey(callerOf(ctx), { name: `notebook ${valid.name}`, projectId: scope.projectId });
+      try {
+        const notebook = await ctx.store.insert({
+          kind: 'notebook',
+          id: newId('notebook'),
+          tenant_id: scope.tenantId,
+          organization_id: scope.organizationId,
+          project_id: scope.projectId,
+          name: valid.name,
+          notebook: { image: valid.image, resources: valid.resources, envs: valid.envs, ports: valid.ports },
+          secrets: { token: ctx.secrets.seal(randomString(48)), apiKeyId: key.id, apiKey: ctx.secrets.seal(key.secret) },
+          gpu_count: placement.gpuCount,
+          cluster_id: placement.clusterId,
+          kubernetes_namespace: placement.namespace,
+          kueue_queue_name: placement.kueueQueueName,
+          spec,
+          creator: ctx.identity!,
+        });
+        return queued(ctx, notebook as NotebookRow, 'notebook');
+      } catch (error) {
+        await ctx.peers.deleteApiKey(callerOf(ctx), key.id).catch(() => undefined);
+        if (isUniqueViolation(error)) throw conflict(`a notebook named ${valid.name} exists in this project`);
+        throw error;
+      }
+    },
+    stopNotebook: (_p, { id }, ctx) => notebookAction(ctx, id, 'stopping'),
+    startNotebook: (_p, { id }, ctx) => notebookAction(ctx, id, 'starting'),
+    deleteNotebook: (_p, { id }, ctx) => notebookAction(ctx, id, 'deleting'),
     deleteBatchJob: async (_p, { id }, ctx) => {
       const job = await projectJob(ctx, id, 'batch');
       if (!isFinished(job)) throw failedPrecondition(`batch job ${id} is ${job.status}: cancel it first`);
@@ -383,7 +467,7 @@ export const resolvers: Resolvers<JobsContext> = {
           break;
         case 'SUCCEEDED': {
           if (isFinished(job)) break;
-          if (job.kind === 'batch') {
+          if (job.kind !== 'fine-tuning') {
             updated = await ctx.store.finish(clusterId, job.id, { status: 'succeeded' });
             if (updated) await ctx.events.record(updated, { level: 'info', type: 'message', message: 'The job has successfully completed' });
             break;
@@ -487,6 +571,27 @@ export const resolvers: Resolvers<JobsContext> = {
     dataFiles: (j) => j.data_files,
     scripts: (j) => j.script_names,
     workerCount: (j) => j.worker_count,
+  },
+  Notebook: {
+    __resolveReference: async (ref, ctx) => {
+      const job = await ctx.store.job(projectScopeOf(ctx.identity), ref.id);
+      return job?.kind === 'notebook' ? job : null;
+    },
+    createdAt: commonJobFields.createdAt,
+    startedAt: commonJobFields.startedAt,
+    stoppedAt: (n) => n.stopped_at?.toISOString() ?? null,
+    status: (n) => notebookStatus(n),
+    pendingAction: commonJobFields.pendingAction,
+    organizationId: commonJobFields.organizationId,
+    projectId: commonJobFields.projectId,
+    clusterId: commonJobFields.clusterId,
+    cluster: commonJobFields.cluster,
+    kubernetesNamespace: commonJobFields.kubernetesNamespace,
+    image: (n) => n.notebook.image,
+    resources: (n) => ({ ...n.notebook.resources, gpuCount: n.gpu_count }),
+    envs: (n) => Object.entries(n.notebook.envs).map(([name, value]) => ({ name, value })),
+    additionalExposedPorts: (n) => n.notebook.ports,
+    token: (n, _a, ctx) => ctx.secrets.open(n.secrets.token),
   },
   WorkerJob: {
     kind: (j) => j.spec.kind,

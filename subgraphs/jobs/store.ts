@@ -2,15 +2,15 @@ import type { Knex } from '../../lib/db.js';
 import { toCount } from '../../lib/db.js';
 import type { Identity } from '../../lib/identity.js';
 import { newId } from '../../lib/ids.js';
-import type { BatchSpec, FineTuningSpec, MethodValue } from '../../lib/jobSpec.js';
+import type { BatchSpec, FineTuningSpec, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
-export type { BatchSpec, FineTuningSpec, HyperparametersValue, MethodValue } from '../../lib/jobSpec.js';
+export type { BatchSpec, FineTuningSpec, HyperparametersValue, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
 
 export const SCHEMA = 'jobs';
 
-export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export type JobAction = 'creating' | 'cancelling';
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'stopped';
+export type JobAction = 'creating' | 'cancelling' | 'starting' | 'stopping' | 'deleting';
 export const FINISHED: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 
 export interface IntegrationValue {
@@ -67,7 +67,17 @@ export interface BatchJobRow extends JobBase {
   spec: BatchSpec;
 }
 
-export type JobRow = FineTuningJobRow | BatchJobRow;
+export interface NotebookRow extends JobBase {
+  kind: 'notebook';
+  name: string;
+  notebook: { image: string; resources: NotebookSpec['resources']; envs: Record<string, string>; ports: number[] };
+  /** Encrypted (secrets.ts): Jupyter's token, and the API key made for the notebook. */
+  secrets: { token: string; apiKeyId: string; apiKey: string };
+  stopped_at: Date | null;
+  spec: NotebookSpec;
+}
+
+export type JobRow = FineTuningJobRow | BatchJobRow | NotebookRow;
 export type JobKind = JobRow['kind'];
 
 export interface SummaryRow {
@@ -107,7 +117,7 @@ export interface CheckpointRow {
 }
 
 type Generated = 'status' | 'pending_action' | 'error' | 'attempts' | 'dispatch_lease_until' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at';
-export type NewJob = Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'> | Omit<BatchJobRow, Generated>;
+export type NewJob = Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'> | Omit<BatchJobRow, Generated> | Omit<NotebookRow, Generated | 'stopped_at'>;
 
 /** Where a project's records are: every user-facing read filters by tenant and project. */
 export interface JobScope {
@@ -115,7 +125,7 @@ export interface JobScope {
   projectId: string;
 }
 
-const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator', 'envs', 'data_files', 'script_names'] as const;
+const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator', 'envs', 'data_files', 'script_names', 'notebook', 'secrets'] as const;
 
 function encode(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...row };
@@ -145,6 +155,33 @@ export class JobStore {
   /** A job of the project, of any kind (logs are read the same way for all). */
   async job(scope: JobScope, id: string): Promise<JobRow | undefined> {
     return this.scoped(scope).where({ id }).first();
+  }
+
+  /**
+   * Asks the agent for a notebook action (start, stop, delete): only from the statuses it applies to,
+   * and only when no other action is waiting. Undefined when that did not hold.
+   */
+  async requestAction(scope: JobScope, id: string, action: 'starting' | 'stopping' | 'deleting', from: JobStatus[], replacing: JobAction[]): Promise<JobRow | undefined> {
+    const [row] = await this.scoped(scope)
+      .where({ id })
+      .whereIn('status', from)
+      .where((q) => q.whereNull('pending_action').orWhereIn('pending_action', replacing))
+      .update({ pending_action: action, dispatch_lease_until: null, updated_at: this.knex.fn.now() })
+      .returning('*');
+    return row as JobRow | undefined;
+  }
+
+  /** A job gone from its cluster and from the project (a deleted notebook). */
+  async remove(id: string): Promise<void> {
+    await this.knex.transaction(async (trx) => {
+      await trx.withSchema(SCHEMA).table('jobs').where({ id }).delete();
+      for (const table of ['job_logs', 'job_events', 'job_checkpoints']) await trx.withSchema(SCHEMA).table(table).where({ job_id: id }).delete();
+    });
+  }
+
+  /** A notebook's name is taken in the project. */
+  async notebookNamed(scope: JobScope, name: string): Promise<boolean> {
+    return Boolean(await this.scoped(scope).where({ kind: 'notebook', name }).first('id'));
   }
 
   /** Deletes a finished job with its output lines, events and checkpoints (LLMariner delete batch job). */
@@ -244,7 +281,8 @@ export class JobStore {
       .select('id')
       .whereIn('cluster_id', clusterIds)
       .whereNotNull('pending_action')
-      .whereNotIn('status', FINISHED)
+      // A failed notebook being deleted still has its cluster clean up after it.
+      .where((q) => q.whereNotIn('status', FINISHED).orWhere('pending_action', 'deleting'))
       .where((q) => q.whereNull('dispatch_lease_until').orWhere('dispatch_lease_until', '<', this.knex.fn.now()))
       .orderBy('created_at')
       .limit(limit)
@@ -270,6 +308,9 @@ export class JobStore {
         ...(action === 'creating'
           ? { attempts: this.knex.raw('attempts + 1'), spec: this.knex.raw(`spec || jsonb_build_object('logOffset', ?::int)`, [logOffset ?? 0]) }
           : {}),
+        // A notebook scaled down is stopped; one started again waits for its pod, as a new one does.
+        ...(action === 'stopping' ? { status: 'stopped', stopped_at: this.knex.fn.now() } : {}),
+        ...(action === 'starting' ? { status: 'queued', stopped_at: null, started_at: null } : {}),
       })
       .returning('*');
     return row as JobRow | undefined;

@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { badInput } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
-import type { CreateBatchJobInput, CreateFineTuningJobInput } from './generated/resolvers.js';
+import type { NotebookSpec } from '../../lib/jobSpec.js';
+import type { CreateBatchJobInput, CreateFineTuningJobInput, CreateNotebookInput } from './generated/resolvers.js';
 import type { HyperparametersValue, IntegrationValue, MethodValue } from './store.js';
 
 /** LLMariner §4a: suffix ≤ 18 characters; lowercase letters, digits and dashes keep model ids clean. */
@@ -100,6 +101,21 @@ const RESERVED_ENV = new Set(['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK'
 /** An image reference: registry/name[:tag][@digest], as container runtimes accept them. */
 const IMAGE_REF = /^[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:\/[a-z0-9._-]+)*(?::[A-Za-z0-9._-]{1,128})?(?:@sha256:[a-f0-9]{64})?$/;
 
+/** Environment variables a user sets (batch jobs, notebooks): names, values, and none of the platform's own. */
+function validEnvs(given: readonly { name: string; value: string }[], reserved: ReadonlySet<string> = RESERVED_ENV): Record<string, string> {
+  const envs: Record<string, string> = {};
+  for (const [i, env] of given.entries()) {
+    const field = `input.envs.${i}`;
+    if (!ENV_NAME.test(env.name)) throw badInput(`${field}.name must be an environment variable name`, `${field}.name`);
+    if (reserved.has(env.name) || env.name.startsWith('MARINER_')) throw badInput(`${field}.name: ${env.name} is set by the platform`, `${field}.name`);
+    if (env.name in envs) throw badInput(`${field}.name: ${env.name} is given twice`, `${field}.name`);
+    if (env.value.length > 32 * 1024) throw badInput(`${field}.value has at most 32768 characters`, `${field}.value`);
+    envs[env.name] = env.value;
+  }
+  if (given.length > 100) throw badInput('input.envs: at most 100 variables', 'input.envs');
+  return envs;
+}
+
 export interface ValidBatchInput {
   image: string;
   command: string;
@@ -134,16 +150,7 @@ export function validBatchInput(input: CreateBatchJobInput, presets: Record<stri
     scripts[script.name] = bytes.toString('base64');
   }
   if (scriptBytes > MAX_SCRIPT_BYTES) throw badInput(`input.scripts: at most 1 MB in all (${scriptBytes} bytes given)`, 'input.scripts');
-  const envs: Record<string, string> = {};
-  for (const [i, env] of (input.envs ?? []).entries()) {
-    const field = `input.envs.${i}`;
-    if (!ENV_NAME.test(env.name)) throw badInput(`${field}.name must be an environment variable name`, `${field}.name`);
-    if (RESERVED_ENV.has(env.name) || env.name.startsWith('MARINER_')) throw badInput(`${field}.name: ${env.name} is set by the platform`, `${field}.name`);
-    if (env.name in envs) throw badInput(`${field}.name: ${env.name} is given twice`, `${field}.name`);
-    if (env.value.length > 32 * 1024) throw badInput(`${field}.value has at most 32768 characters`, `${field}.value`);
-    envs[env.name] = env.value;
-  }
-  if ((input.envs ?? []).length > 100) throw badInput('input.envs: at most 100 variables', 'input.envs');
+  const envs = validEnvs(input.envs ?? []);
   const dataFiles = (input.dataFiles ?? []).map((id, i) => assertId('file', id, `input.dataFiles.${i}`));
   if (dataFiles.length > 50) throw badInput('input.dataFiles: at most 50 files', 'input.dataFiles');
   if (new Set(dataFiles).size !== dataFiles.length) throw badInput('input.dataFiles: a file is given twice', 'input.dataFiles');
@@ -155,5 +162,56 @@ export function validBatchInput(input: CreateBatchJobInput, presets: Record<stri
     dataFiles,
     gpuCount: integerIn(input.gpuCount, 'input.gpuCount', 0, MAX_GPUS),
     workerCount: integerIn(input.workerCount, 'input.workerCount', 1, 64) ?? 1,
+  };
+}
+
+/** A notebook's pod gets these from its Secret (LLMariner notebook.go). */
+const NOTEBOOK_RESERVED_ENV = new Set([...RESERVED_ENV, 'OPENAI_API_KEY', 'LLMARINER_API_KEY', 'NOTEBOOK_TOKEN']);
+
+/** Names Kubernetes objects (a Deployment, a Service): a DNS label, short enough for suffixes. */
+const NOTEBOOK_NAME = /^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$/;
+
+export interface ValidNotebookInput {
+  name: string;
+  image: string;
+  resources: NotebookSpec['resources'];
+  gpuCount: number | null;
+  envs: Record<string, string>;
+  ports: number[];
+}
+
+function amount(input: { requests?: number | null; limits?: number | null } | null | undefined, field: string, max: number) {
+  const requests = integerIn(input?.requests, `${field}.requests`, 1, max);
+  const limits = integerIn(input?.limits, `${field}.limits`, 1, max);
+  if (requests !== null && limits !== null && limits < requests) throw badInput(`${field}.limits must not be below ${field}.requests`, `${field}.limits`);
+  return { requests, limits };
+}
+
+/** LLMariner POST /v1/workspaces/notebooks: name, image preset or reference, resources, envs, extra ports. */
+export function validNotebookInput(input: CreateNotebookInput, presets: Record<string, string>): ValidNotebookInput {
+  if (!NOTEBOOK_NAME.test(input.name)) throw badInput('input.name must be 1–40 lowercase letters, digits or dashes, starting with a letter', 'input.name');
+  const requested = input.image.trim();
+  const image = presets[requested] ?? (IMAGE_REF.test(requested) && (requested.includes('/') || requested.includes(':')) ? requested : undefined);
+  if (!image) throw badInput(`input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ')}) nor an image reference`, 'input.image');
+  const envs = validEnvs(input.envs ?? [], NOTEBOOK_RESERVED_ENV);
+  const ports = [...new Set(input.additionalExposedPorts ?? [])];
+  for (const [i, port] of ports.entries()) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535 || port === 8888) {
+      throw badInput(`input.additionalExposedPorts.${i}: a port from 1 to 65535, other than Jupyter's 8888`, `input.additionalExposedPorts.${i}`);
+    }
+  }
+  if (ports.length > 10) throw badInput('input.additionalExposedPorts: at most 10 ports', 'input.additionalExposedPorts');
+  const r = input.resources;
+  return {
+    name: input.name,
+    image,
+    resources: {
+      cpuMillicores: amount(r?.cpuMillicores, 'input.resources.cpuMillicores', 512_000),
+      memoryMegabytes: amount(r?.memoryMegabytes, 'input.resources.memoryMegabytes', 4_096_000),
+      storageMegabytes: amount(r?.storageMegabytes, 'input.resources.storageMegabytes', 16_384_000),
+    },
+    gpuCount: integerIn(r?.gpuCount, 'input.resources.gpuCount', 0, MAX_GPUS),
+    envs,
+    ports,
   };
 }

@@ -402,7 +402,10 @@ export class UserStore {
       const key = await this.t('api_keys', trx).where({ id }).first('user_id');
       if (!key) return false;
       await this.t('api_keys', trx).where({ id }).delete();
-      await this.t('users', trx).where({ id: key.user_id, is_service_account: true }).delete();
+      // A service account's synthetic user goes with its last key, not with any of them (a notebook's
+      // key made by a service account is a second key of that user).
+      const left = await this.t('api_keys', trx).where({ user_id: key.user_id }).first('id');
+      if (!left) await this.t('users', trx).where({ id: key.user_id, is_service_account: true }).delete();
       return true;
     });
   }

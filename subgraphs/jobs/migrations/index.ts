@@ -1,6 +1,7 @@
 import type { Migration } from '../../../lib/db.js';
 import { initial } from './001_initial.js';
 import { batchJobs } from './002_batch_jobs.js';
+import { notebooks } from './003_notebooks.js';
 
 /** The jobs subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial, batchJobs];
+export const migrations: Migration[] = [initial, batchJobs, notebooks];
