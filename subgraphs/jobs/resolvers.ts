@@ -269,12 +269,12 @@ export const resolvers: Resolvers<JobsContext> = {
       const buckets = Math.ceil((until.getTime() - from.getTime()) / (interval * 1000));
       if (buckets > 1000) throw badInput(`at most 1000 buckets: ${buckets} asked (widen intervalSeconds or narrow the range)`, 'intervalSeconds');
       const rows = await ctx.store.summaries(projectScopeOf(ctx.identity), from, until, interval);
-      const types = { 'fine-tuning': 'FINE_TUNING', batch: 'BATCH' } as const;
+      const types = { 'fine-tuning': 'FINE_TUNING', batch: 'BATCH', notebook: 'NOTEBOOK' } as const;
       return Array.from({ length: buckets }, (_, i) => {
         const timestamp = new Date(from.getTime() + i * interval * 1000);
         return {
           timestamp: timestamp.toISOString(),
-          values: (['fine-tuning', 'batch'] as const).map((kind) => {
+          values: (['fine-tuning', 'batch', 'notebook'] as const).map((kind) => {
             const row = rows.find((r) => new Date(r.bucket).getTime() === timestamp.getTime() && r.kind === kind);
             const n = (value: number | undefined) => Number(value ?? 0);
             return {

@@ -417,7 +417,7 @@ export type JobSummaryValue = {
   /** Finished in the bucket, by outcome. */
   completed: Scalars['Int']['output'];
   failed: Scalars['Int']['output'];
-  /** FINE_TUNING or BATCH. */
+  /** FINE_TUNING, BATCH or NOTEBOOK. */
   jobType: Scalars['String']['output'];
   queued: Scalars['Int']['output'];
   /** At the bucket's end: running, queued, and not finished (running + queued). */
