@@ -161,10 +161,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       tokens,
       transport: sessions.registry,
       pubsub,
-      dispatchIntervalMs: config.jobs.dispatchIntervalMs,
-      batchImages: config.jobs.batchImages,
-      rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
-      notebookImages: config.jobs.notebookImages,
+      settings: config.jobs,
       secretKey: secret,
       logger,
     });

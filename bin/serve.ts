@@ -200,10 +200,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           tokens,
           transport: sessions.registry,
           pubsub,
-          dispatchIntervalMs: config.jobs.dispatchIntervalMs,
-          batchImages: config.jobs.batchImages,
-          rescheduleAfterSeconds: config.jobs.rescheduleAfterSeconds,
-          notebookImages: config.jobs.notebookImages,
+          settings: config.jobs,
           secretKey: config.internalTokenSecret!,
           logger: log,
         });

@@ -1,3 +1,4 @@
+import type { MarinerConfig } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
 import type { InternalTokens } from '../../lib/identity.js';
@@ -26,14 +27,11 @@ export interface JobsOptions {
   /** How jobs reach agents: the sessions tunnel registry. */
   transport: JobTransport;
   pubsub: PubSub;
-  /** How often waiting jobs are dispatched (also at once on changes). */
-  dispatchIntervalMs: number;
-  /** Batch job image presets: name → image. */
-  batchImages: Record<string, string>;
-  /** A job whose cluster has not reported for this long is placed elsewhere (LLMariner: 30 min). */
-  rescheduleAfterSeconds: number;
-  /** Notebook image presets: name → image. */
-  notebookImages: Record<string, string>;
+  /**
+   * The jobs settings (lib/config.ts `jobs`): how often waiting jobs are dispatched (also at once on
+   * changes), after how long a silent cluster's jobs move, the image presets.
+   */
+  settings: Pick<MarinerConfig['jobs'], 'dispatchIntervalMs' | 'rescheduleAfterSeconds' | 'batchImages' | 'notebookImages'>;
   /** The platform's internal secret: notebook secrets are sealed with a key derived from it. */
   secretKey: string;
   logger: Logger;
@@ -56,15 +54,15 @@ export async function createJobsSubgraph(
       options.logger.warn({ jobId: job.id, err: error.message }, "could not delete a deleted notebook's API key");
     });
   };
-  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.dispatchIntervalMs, {
+  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.settings.dispatchIntervalMs, {
     notebookSecrets: (job) => ({ token: secrets.open(job.secrets.token), apiKey: secrets.open(job.secrets.apiKey) }),
     removed,
   });
   dispatcher.start();
   const rescheduler = new JobRescheduler(store, peers, options.transport, events, options.logger.child({ component: 'jobs' }), {
-    abandonAfterSeconds: options.rescheduleAfterSeconds,
+    abandonAfterSeconds: options.settings.rescheduleAfterSeconds,
     // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
-    intervalMs: Math.max(options.dispatchIntervalMs * 6, 1000),
+    intervalMs: Math.max(options.settings.dispatchIntervalMs * 6, 1000),
     onQueued: () => dispatcher.nudge(),
     removed,
   });
@@ -81,7 +79,7 @@ export async function createJobsSubgraph(
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.batchImages, notebookImages: options.notebookImages, secrets }),
+      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.settings.batchImages, notebookImages: options.settings.notebookImages, secrets }),
     },
   };
 }

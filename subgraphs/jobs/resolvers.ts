@@ -73,6 +73,21 @@ async function place(ctx: JobsContext, gpuCount: number | null) {
   );
 }
 
+/** The columns every new job has: its project, where it was placed, and who created it. */
+function placedRow(ctx: JobsContext, placement: Awaited<ReturnType<typeof place>>) {
+  const scope = projectScopeOf(ctx.identity);
+  return {
+    tenant_id: scope.tenantId,
+    organization_id: scope.organizationId,
+    project_id: scope.projectId,
+    gpu_count: placement.gpuCount,
+    cluster_id: placement.clusterId,
+    kubernetes_namespace: placement.namespace,
+    kueue_queue_name: placement.kueueQueueName,
+    creator: ctx.identity!,
+  };
+}
+
 /** Records a new job and hands it to the dispatcher. */
 async function queued<T extends JobRow>(ctx: JobsContext, job: T, what: string): Promise<T> {
   await ctx.events.record(job, { level: 'info', type: 'message', message: `Created ${what}: ${job.id}` });
@@ -338,9 +353,6 @@ export const resolvers: Resolvers<JobsContext> = {
       const job = await ctx.store.insert({
         kind: 'fine-tuning',
         id,
-        tenant_id: scope.tenantId,
-        organization_id: scope.organizationId,
-        project_id: scope.projectId,
         model: model.id,
         training_file: training.id,
         validation_file: validation?.id ?? null,
@@ -348,19 +360,14 @@ export const resolvers: Resolvers<JobsContext> = {
         method: valid.method,
         integrations: valid.integrations,
         seed: valid.seed,
-        gpu_count: placement.gpuCount,
         metadata: valid.metadata,
-        cluster_id: placement.clusterId,
-        kubernetes_namespace: placement.namespace,
-        kueue_queue_name: placement.kueueQueueName,
         spec,
-        creator: ctx.identity!,
+        ...placedRow(ctx, placement),
       });
       return queued(ctx, job as FineTuningJobRow, 'fine-tuning job');
     },
     cancelFineTuningJob: (_p, { id }, ctx) => cancelJob(ctx, id, 'fine-tuning'),
     createBatchJob: async (_p, { input }, ctx) => {
-      const scope = projectScopeOf(ctx.identity);
       const valid = validBatchInput(input, ctx.batchImages);
       const dataFiles = [];
       for (const [i, fileId] of valid.dataFiles.entries()) {
@@ -384,21 +391,14 @@ export const resolvers: Resolvers<JobsContext> = {
       const job = await ctx.store.insert({
         kind: 'batch',
         id: newId('batchJob'),
-        tenant_id: scope.tenantId,
-        organization_id: scope.organizationId,
-        project_id: scope.projectId,
         image: valid.image,
         command: valid.command,
         envs: valid.envs,
         data_files: dataFiles.map((f) => f.id),
         worker_count: valid.workerCount,
         script_names: Object.keys(valid.scripts),
-        gpu_count: placement.gpuCount,
-        cluster_id: placement.clusterId,
-        kubernetes_namespace: placement.namespace,
-        kueue_queue_name: placement.kueueQueueName,
         spec,
-        creator: ctx.identity!,
+        ...placedRow(ctx, placement),
       });
       return queued(ctx, job as BatchJobRow, 'batch job');
     },
@@ -426,18 +426,11 @@ export const resolvers: Resolvers<JobsContext> = {
         const notebook = await ctx.store.insert({
           kind: 'notebook',
           id: newId('notebook'),
-          tenant_id: scope.tenantId,
-          organization_id: scope.organizationId,
-          project_id: scope.projectId,
           name: valid.name,
           notebook: { image: valid.image, resources: valid.resources, envs: valid.envs, ports: valid.ports },
           secrets: { token: ctx.secrets.seal(randomString(48)), apiKeyId: key.id, apiKey: ctx.secrets.seal(key.secret) },
-          gpu_count: placement.gpuCount,
-          cluster_id: placement.clusterId,
-          kubernetes_namespace: placement.namespace,
-          kueue_queue_name: placement.kueueQueueName,
           spec,
-          creator: ctx.identity!,
+          ...placedRow(ctx, placement),
         });
         return queued(ctx, notebook as NotebookRow, 'notebook');
       } catch (error) {

@@ -146,15 +146,7 @@ interface FollowRequest {
 type ToClient = FollowRequest | { type: 'finish'; timeoutMs: number };
 
 /** Latency figures over a histogram (0.1 ms buckets): the same nearest-rank percentiles as latencyStats. */
-interface HistogramStats {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  min: number;
-  max: number;
-}
+type HistogramStats = Omit<LatencyStats, 'requestsPerSecond'>;
 
 interface PhaseResult {
   followers: number;
