@@ -23,6 +23,12 @@ export interface ComponentMetrics {
   requestPlugin(subgraph: string): ApolloServerPlugin<BaseContext>;
   /** mariner_http_requests_in_flight: requests being answered on the component's ports (graceful stops wait for them). */
   observeInFlight(count: () => number): void;
+  /**
+   * Inference per model, from each request's usage record: mariner_inference_requests_total{model,status},
+   * mariner_inference_time_to_first_token_seconds{model}, mariner_inference_request_duration_seconds{model},
+   * mariner_inference_tokens_total{model,type} (prompt, completion). The sessions component.
+   */
+  inferenceObserver(): (record: { model_id: string; status_code: number; prompt_tokens: number; completion_tokens: number; time_to_first_token_ms: number | null; latency_ms: number }) => void;
   /** mariner_jobs: jobs by kind and status, read from the database when scraped (the sessions component). */
   observeJobs(counts: () => Promise<{ kind: string; status: string; count: number }[]>): void;
 }
@@ -90,6 +96,35 @@ export function createComponentMetrics(component: string): ComponentMetrics {
             },
           };
         },
+      };
+    },
+    inferenceObserver() {
+      const requestsTotal = new Counter({ name: 'mariner_inference_requests_total', help: 'Inference requests by model and HTTP status', labelNames: ['model', 'status'] as const, registers: [registry] });
+      const ttft = new Histogram({
+        name: 'mariner_inference_time_to_first_token_seconds',
+        help: 'Time from the request to the first token (streaming) or the answer',
+        labelNames: ['model'] as const,
+        buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+        registers: [registry],
+      });
+      const duration = new Histogram({
+        name: 'mariner_inference_request_duration_seconds',
+        help: 'Time to answer an inference request in full',
+        labelNames: ['model'] as const,
+        buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+        registers: [registry],
+      });
+      const tokens = new Counter({ name: 'mariner_inference_tokens_total', help: 'Tokens by model: prompt and completion', labelNames: ['model', 'type'] as const, registers: [registry] });
+      // Models are the tenants' to name: past this many, they count as `other` (bounded series).
+      const models = new Set<string>();
+      const modelLabel = (id: string) => (models.has(id) || (models.size < MAX_OPERATION_NAMES && models.add(id)) ? id : 'other');
+      return (record) => {
+        const model = modelLabel(record.model_id);
+        requestsTotal.inc({ model, status: String(record.status_code) });
+        if (record.time_to_first_token_ms !== null) ttft.observe({ model }, record.time_to_first_token_ms / 1000);
+        duration.observe({ model }, record.latency_ms / 1000);
+        if (record.prompt_tokens > 0) tokens.inc({ model, type: 'prompt' }, record.prompt_tokens);
+        if (record.completion_tokens > 0) tokens.inc({ model, type: 'completion' }, record.completion_tokens);
       };
     },
     observeJobs(counts) {

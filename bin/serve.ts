@@ -189,6 +189,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           requestWaitSeconds: config.inference.requestWaitSeconds,
           rateLimits: { requestsPerMinute: config.inference.rateLimitRequestsPerMinute, tokensPerMinute: config.inference.rateLimitTokensPerMinute },
           usageFlushIntervalMs: config.inference.usageFlushIntervalMs,
+          onUsage: metrics.inferenceObserver(),
           usageRetentionDays: config.inference.usageRetentionDays,
           logger: log,
         });

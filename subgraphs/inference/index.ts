@@ -13,7 +13,7 @@ import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
 import { RateLimiter, type RateLimitSettings } from './rateLimits.js';
 import { InferenceRouter, type ClusterTransport } from './router.js';
-import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore } from './store.js';
+import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore, type UsageRecord } from './store.js';
 import { UsageRecorder } from './usage.js';
 
 export type { ClusterTransport } from './router.js';
@@ -39,6 +39,8 @@ export interface InferenceOptions {
   usageFlushIntervalMs?: number;
   /** Usage records older than this many days are deleted (default 90; 0 keeps them). */
   usageRetentionDays?: number;
+  /** Sees every request's usage record as it is made (metrics: time to first token, tokens). */
+  onUsage?: (record: UsageRecord) => void;
 }
 
 /** Runs the inference subgraph's migrations and returns its definition, ready to serve. */
@@ -50,7 +52,7 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
   const vectorStores = options.vectorStoresUrl ? createVectorStoreSearch({ url: options.vectorStoresUrl, tokens: options.tokens }) : null;
   const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), options.rateLimits ?? { requestsPerMinute: 0, tokensPerMinute: 0 });
   const usageStore = new UsageStore(db.knex);
-  const usage = new UsageRecorder(usageStore, { flushIntervalMs: options.usageFlushIntervalMs ?? 1000, maxBatch: 500, maxPending: 100_000, retentionDays: options.usageRetentionDays ?? 90 }, options.logger.child({ component: 'usage' }));
+  const usage = new UsageRecorder(usageStore, { flushIntervalMs: options.usageFlushIntervalMs ?? 1000, maxBatch: 500, maxPending: 100_000, retentionDays: options.usageRetentionDays ?? 90 }, options.logger.child({ component: 'usage' }), options.onUsage);
   return {
     store,
     /** Writes the usage records still queued. */

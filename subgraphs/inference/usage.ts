@@ -32,6 +32,8 @@ export class UsageRecorder {
     private readonly store: UsageStore,
     private readonly settings: UsageRecorderSettings,
     private readonly logger: Logger,
+    /** Sees each record as it is made (the component's metrics). */
+    private readonly observe?: (record: UsageRecord) => void,
   ) {
     this.timer = setInterval(() => void this.flush(), settings.flushIntervalMs);
     this.timer.unref();
@@ -51,6 +53,7 @@ export class UsageRecorder {
   }
 
   record(record: UsageRecord): void {
+    this.observe?.(record);
     this.pending.push(record);
     if (this.pending.length > this.settings.maxPending) {
       this.pending.shift();
