@@ -104,12 +104,15 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     await sessions?.close();
     if (server) {
       const s = server;
-      await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      });
+      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+      s.closeAllConnections();
+      // Upgraded connections (graphql-ws clients) are no longer the HTTP server's to close: the
+      // gateway closes them (1001, "server shutting down"), or the server would wait for them forever.
+      await gateway?.stop();
+      await closed;
+    } else {
+      await gateway?.stop();
     }
-    await gateway?.stop();
     await Promise.all(started.map((s) => s.close()));
     await Promise.all(stoppers.map((stop) => stop()));
     await objectStore?.close();

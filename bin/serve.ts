@@ -254,7 +254,6 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           roleScopes: loadRoleScopes(config.roleScopesFile),
           plugins: [metrics.requestPlugin('gateway')],
         });
-        stoppers.push(() => g.stop());
         metrics.observeSubscriptions(() => g.sharedSubscriptions());
         let graphqlUrl = '';
         const rest = createRestCompat({ graphqlUrl: () => graphqlUrl, objectStore: store, logger: log });
@@ -276,6 +275,9 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         graphqlUrl = `http://127.0.0.1:${await listen(loopback, 0, '127.0.0.1')}/graphql`;
         stoppers.push(() => closeServer(loopback));
         await servePublic(createPublicServer(handle, upgrade));
+        // Stops run last-pushed first: the gateway closes its graphql-ws connections (1001, "server
+        // shutting down") before the servers go, so subscribers get a reason rather than a cut socket.
+        stoppers.push(() => g.stop());
         break;
       }
     }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../agent/index.js';
 import { startAgentOps } from '../bin/agentOps.js';
@@ -207,6 +208,22 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       await agent.close();
       await ingress.close();
     }
+  });
+
+  it('a stopping gateway closes its graphql-ws connections with 1001 and a reason, and finishes stopping', async () => {
+    const socket = new WebSocket(`${gateway.url.replace('http://', 'ws://')}/graphql`, 'graphql-transport-ws');
+    const messages: Record<string, unknown>[] = [];
+    socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
+    // graphql-ws: nothing may be subscribed before the connection is acknowledged.
+    while (!messages.some((m) => m['type'] === 'connection_ack')) await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
+    while (!messages.some((m) => m['type'] === 'next')) await new Promise((resolve) => setTimeout(resolve, 20));
+    // The last test of this group: the gateway stops here (afterAll's close is then a no-op).
+    await gateway.close();
+    expect(await closed).toEqual({ code: 1001, reason: 'server shutting down' });
   });
 });
 

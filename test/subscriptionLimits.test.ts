@@ -141,3 +141,20 @@ describe('graphql-ws at the gateway: protocol errors, caps, credentials that end
     expect(closed).toEqual({ code: 4401, reason: 'Token expired: reconnect with a fresh token' });
   });
 });
+
+describe('graphql-ws when the platform stops', () => {
+  it('closes open subscriptions with 1001 and a reason, not by cutting the socket', async () => {
+    const t = await startTestPlatform();
+    let closed = false;
+    try {
+      const connection = await connect(t);
+      connection.send({ id: 's', type: 'subscribe', payload: { query: LIVE } });
+      expect(await connection.next()).toMatchObject({ id: 's', type: 'next' });
+      await t.close();
+      closed = true;
+      expect(await connection.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+    } finally {
+      if (!closed) await t.close();
+    }
+  });
+});
