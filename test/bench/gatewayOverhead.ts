@@ -31,7 +31,7 @@ import { INTERNAL_TOKEN_HEADER, type Identity, type Principal } from '../../lib/
 import { DEFAULT_ROLE_SCOPES, resolveProject } from '../../subgraphs/rbac/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BY_API_KEY } from '../../gateway/authentication.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
 
 const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
 const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
@@ -323,14 +323,8 @@ async function main(): Promise<void> {
     const ratio = (q: 'p50' | 'p90' | 'p99' | 'mean') => Math.round((results.gateway[q] / results.direct[q]) * 100) / 100;
     const ratios = { p50: ratio('p50'), p90: ratio('p90'), p99: ratio('p99'), mean: ratio('mean') };
 
-    const cpus = os.cpus();
     const report = {
-      benchmark: 'gateway-overhead',
-      command,
-      date: new Date().toISOString(),
-      node: process.version,
-      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      ...benchEnvironment('gateway-overhead', command),
       database: options.embedded ? 'pglite' : 'postgresql',
       requests: options.requests,
       federatedRequests: options.federated,

@@ -46,7 +46,7 @@ import { LocalRuntimeManager } from '../../agent/runtimes/index.js';
 import { silentLogger } from '../../lib/logging.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { writeTinyGguf } from '../support/tinyGguf.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MODEL_ID = 'bench-tiny-chat';
@@ -636,14 +636,8 @@ async function main(): Promise<void> {
     const ratios = Object.fromEntries(PHASES.map((phase) => [phase, phaseRatios(stats[phase].platform, stats[phase].direct)])) as Record<Phase, PhaseRatios>;
     const concurrencyOf: Record<Phase, number> = { single: 1, concurrent: options.concurrency };
 
-    const cpus = os.cpus();
     const report = {
-      benchmark: 'streaming',
-      command,
-      date: new Date().toISOString(),
-      node: process.version,
-      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      ...benchEnvironment('streaming', command),
       database: options.embedded ? 'pglite' : 'postgresql',
       paths: PATH_LABELS,
       request: { url: 'POST /v1/chat/completions', body: requestBody },

@@ -67,7 +67,7 @@ import { demoTrainerCommand } from '../../agent/trainers/demoTrainer.js';
 import { loadConfig } from '../../lib/config.js';
 import { DEFAULT_TENANT_ID } from '../../subgraphs/users/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, intOption, latencyStats, parseBenchArgs, runBench, UsageError, type LatencyStats } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
 import { waitFor } from '../support/until.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
@@ -751,14 +751,8 @@ async function main(): Promise<void> {
       platformRssGrowthMiB: round(fanout.platform.rssPeakMiB - fanout.platform.memoryBefore.rssMiB - (baseline.platform.rssPeakMiB - baseline.platform.memoryBefore.rssMiB), 1),
     };
 
-    const cpus = os.cpus();
     const report = {
-      benchmark: 'subscriptions',
-      command,
-      date: new Date().toISOString(),
-      node: process.version,
-      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      ...benchEnvironment('subscriptions', command),
       database: options.embedded ? 'pglite' : 'postgresql',
       operation: JOB_LOGS,
       options: { ...options, out: path.relative(process.cwd(), options.out) },

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** Shared by the benchmarks: their error kinds and how a run ends. */
 
@@ -62,4 +63,17 @@ export function intOption(name: string, text: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${text}`);
   return n;
+}
+
+/** What every benchmark's report starts with: which, how it was run, and on what machine. */
+export function benchEnvironment(benchmark: string, command: string) {
+  const cpus = os.cpus();
+  return {
+    benchmark,
+    command,
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+  };
 }

@@ -50,7 +50,7 @@ import { silentLogger } from '../../lib/logging.js';
 import { K8S_PREFIX, WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { TunnelRegistry } from '../../subgraphs/sessions/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, latencyStats, runBench, UsageError, type LatencyStats, intOption, parseBenchArgs } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MiB = 1024 * 1024;
@@ -586,14 +586,8 @@ async function main(): Promise<void> {
       ]),
     ) as Record<TunnelName, { p50: number; p99: number; requestsPerSecond: number; mibPerSecond: number | null; addedP50Ms: number; addedP99Ms: number }>;
 
-    const cpus = os.cpus();
     const report = {
-      benchmark: 'tunnel',
-      command,
-      date: new Date().toISOString(),
-      node: process.version,
-      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      ...benchEnvironment('tunnel', command),
       database: options.embedded ? 'pglite' : 'postgresql',
       paths: PATH_LABELS,
       request: `GET ${HEALTHZ_PATH} (${Buffer.byteLength(expectedBody.direct)}-byte JSON answer)`,

@@ -32,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { BenchAbort, runBench, UsageError, intOption, parseBenchArgs } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, parseBenchArgs, runBench, UsageError } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench-results');
@@ -684,14 +684,8 @@ async function main(): Promise<void> {
     const durationSeconds = Math.round((performance.now() - benchStarted) / 100) / 10;
 
     const overallPeak = Math.max(...runs.flatMap((r) => [r.upload.rss.peakMiB, r.download.rss.peakMiB]));
-    const cpus = os.cpus();
     const report = {
-      benchmark: 'upload',
-      command,
-      date: new Date().toISOString(),
-      node: process.version,
-      cpu: { model: cpus[0]?.model ?? 'unknown', cores: cpus.length },
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      ...benchEnvironment('upload', command),
       memoryTotalMiB: mib(os.totalmem()),
       setup: 'mariner up as a child process: embedded PGlite, filesystem object store in a temp data dir; client in this process over loopback',
       sizeBytes: size,
