@@ -154,4 +154,21 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     await waitFor(() => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`), (r) => r.status === 404, 'the notebook to be deleted');
     expect((await rest('GET', '/v1/workspaces/notebooks')).body).toMatchObject({ notebooks: [], total_items: 0 });
   });
+
+  it("jobsUpdated follows the project's jobs, not its notebooks", async () => {
+    const seen: { id: string; status: string }[] = [];
+    const errors: unknown[] = [];
+    const stop = ws.subscribe<{ jobsUpdated: { id: string; status: string } }>(
+      { query: 'subscription { jobsUpdated { id status } }' },
+      { next: (r) => (r.errors ? errors.push(r.errors) : seen.push(r.data!.jobsUpdated)), error: (e) => errors.push(e), complete: () => undefined },
+    );
+    // A notebook first (its updates must not reach this feed), then a batch job.
+    const notebook = await rest('POST', '/v1/workspaces/notebooks', { name: 'feed-lab', image: { type: 'jupyter-lab-base' } });
+    const job = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo hi' });
+    await waitFor(async () => seen, (s) => s.some((u) => u.id === job.body.id && u.status === 'SUCCEEDED'), 'the batch job to finish in the feed');
+    stop();
+    expect(errors).toEqual([]);
+    expect(seen.every((u) => u.id === job.body.id)).toBe(true);
+    expect(seen.some((u) => u.id === notebook.body.id)).toBe(false);
+  });
 });

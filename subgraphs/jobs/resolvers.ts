@@ -50,6 +50,13 @@ async function projectJob<K extends JobKind>(ctx: JobsContext, id: string, kind?
   return job as Extract<JobRow, { kind: K }>;
 }
 
+/** A fine-tuning or batch job to follow (`jobLogs`, `jobUpdated`); notebooks have neither a log nor the `Job` states. */
+async function followableJob(ctx: JobsContext, id: string): Promise<JobRow> {
+  const job = await projectJob(ctx, id);
+  if (job.kind === 'notebook') throw badInput(`${id} is a notebook: follow it with the notebook query, not job subscriptions`, 'jobId');
+  return job;
+}
+
 /** OpenAI cancel (both kinds): a job no agent has yet is cancelled at once; otherwise its agent is asked to stop it. */
 async function cancelJob<K extends JobKind>(ctx: JobsContext, id: string, kind: K): Promise<Extract<JobRow, { kind: K }>> {
   const job = await projectJob(ctx, id, kind);
@@ -246,7 +253,8 @@ async function* projectChanges(ctx: JobsContext, projectId: string): AsyncGenera
       const jobId = queue.shift();
       if (!jobId) continue;
       const job = await ctx.store.byId(jobId);
-      if (job) yield job;
+      // The `Job` interface is fine-tuning and batch jobs, each for callers who may read its kind.
+      if (job && job.kind !== 'notebook' && ctx.identity?.project?.scopes.includes(`${KIND_SCOPE[job.kind]}.read`)) yield job;
     }
   } finally {
     await stop();
@@ -516,14 +524,14 @@ export const resolvers: Resolvers<JobsContext> = {
   Subscription: {
     jobLogs: {
       subscribe: async (_p, { jobId, fromOffset }, ctx) => {
-        const job = await projectJob(ctx, jobId);
+        const job = await followableJob(ctx, jobId);
         if (fromOffset != null && (!Number.isInteger(fromOffset) || fromOffset < 0)) throw badInput('fromOffset must be a non-negative integer', 'fromOffset');
         return followLogs(ctx, job.id, fromOffset ?? 0);
       },
       resolve: (chunk: LogChunkModel) => chunk,
     },
     jobUpdated: {
-      subscribe: async (_p, { jobId }, ctx) => jobChanges(ctx, (await projectJob(ctx, jobId)).id),
+      subscribe: async (_p, { jobId }, ctx) => jobChanges(ctx, (await followableJob(ctx, jobId)).id),
       resolve: (job: JobRow) => job,
     },
     jobsUpdated: {
