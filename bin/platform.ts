@@ -148,11 +148,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       modelsUrl,
       tokens,
       transport: sessions.registry,
-      runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
-      requestWaitSeconds: config.inference.requestWaitSeconds,
-      rateLimits: { requestsPerMinute: config.inference.rateLimitRequestsPerMinute, tokensPerMinute: config.inference.rateLimitTokensPerMinute },
-      usageFlushIntervalMs: config.inference.usageFlushIntervalMs,
-      usageRetentionDays: config.inference.usageRetentionDays,
+      settings: config.inference,
       logger,
       vectorStoresUrl: () => started.find((s) => s.name === 'vectorstores')!.url,
     });

@@ -185,12 +185,8 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           ...(serve.subgraphUrls.vectorstores ? { vectorStoresUrl: () => serve.subgraphUrls.vectorstores! } : {}),
           tokens,
           transport: sessions.registry,
-          runtimeFreshSeconds: config.inference.runtimeFreshSeconds,
-          requestWaitSeconds: config.inference.requestWaitSeconds,
-          rateLimits: { requestsPerMinute: config.inference.rateLimitRequestsPerMinute, tokensPerMinute: config.inference.rateLimitTokensPerMinute },
-          usageFlushIntervalMs: config.inference.usageFlushIntervalMs,
+          settings: config.inference,
           onUsage: metrics.inferenceObserver(),
-          usageRetentionDays: config.inference.usageRetentionDays,
           logger: log,
         });
         stoppers.push(inference.stop);

@@ -1,3 +1,4 @@
+import type { MarinerConfig } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
 import type { InternalTokens } from '../../lib/identity.js';
@@ -11,7 +12,7 @@ import { migrations } from './migrations/index.js';
 import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
-import { RateLimiter, type RateLimitSettings } from './rateLimits.js';
+import { RateLimiter } from './rateLimits.js';
 import { InferenceRouter, type ClusterTransport } from './router.js';
 import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore, type UsageRecord } from './store.js';
 import { UsageRecorder } from './usage.js';
@@ -24,21 +25,17 @@ export interface InferenceOptions {
   tokens: InternalTokens;
   /** How requests reach agents: the sessions tunnel registry. */
   transport: ClusterTransport;
-  /** A runtime report older than this is not routed to. */
-  runtimeFreshSeconds: number;
-  /** How long a request waits for a runtime to become ready (scale from zero). */
-  requestWaitSeconds: number;
+  /**
+   * The inference settings (lib/config.ts `inference`): how fresh a runtime report must be to route to
+   * it, how long a request waits for a ready runtime, the per-API-key rate limits (0: none), how often
+   * usage records are written and how long they are kept.
+   */
+  settings: MarinerConfig['inference'];
   logger: Logger;
   /** Runtime changes are announced here (LISTEN/NOTIFY across replicas). */
   pubsub: PubSub;
   /** Where the vectorstores subgraph runs, for the `rag` tool (absent: the tool is refused). */
   vectorStoresUrl?: () => string;
-  /** Per-API-key limits of the inference operations (absent: none). */
-  rateLimits?: RateLimitSettings;
-  /** How often usage records are written in a batch (ms; default 1000). */
-  usageFlushIntervalMs?: number;
-  /** Usage records older than this many days are deleted (default 90; 0 keeps them). */
-  usageRetentionDays?: number;
   /** Sees every request's usage record as it is made (metrics: time to first token, tokens). */
   onUsage?: (record: UsageRecord) => void;
 }
@@ -47,12 +44,13 @@ export interface InferenceOptions {
 export async function createInferenceSubgraph(db: Database, options: InferenceOptions): Promise<{ definition: SubgraphDefinition<InferenceContext>; store: RuntimeStore; stop(): Promise<void> }> {
   await migrate(db.knex, SCHEMA, migrations);
   const store = new RuntimeStore(db.knex);
-  const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.runtimeFreshSeconds, options.requestWaitSeconds);
+  const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.settings.runtimeFreshSeconds, options.settings.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
   const vectorStores = options.vectorStoresUrl ? createVectorStoreSearch({ url: options.vectorStoresUrl, tokens: options.tokens }) : null;
-  const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), options.rateLimits ?? { requestsPerMinute: 0, tokensPerMinute: 0 });
+  const { settings } = options;
+  const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), { requestsPerMinute: settings.rateLimitRequestsPerMinute, tokensPerMinute: settings.rateLimitTokensPerMinute });
   const usageStore = new UsageStore(db.knex);
-  const usage = new UsageRecorder(usageStore, { flushIntervalMs: options.usageFlushIntervalMs ?? 1000, maxBatch: 500, maxPending: 100_000, retentionDays: options.usageRetentionDays ?? 90 }, options.logger.child({ component: 'usage' }), options.onUsage);
+  const usage = new UsageRecorder(usageStore, { flushIntervalMs: settings.usageFlushIntervalMs, maxBatch: 500, maxPending: 100_000, retentionDays: settings.usageRetentionDays }, options.logger.child({ component: 'usage' }), options.onUsage);
   return {
     store,
     /** Writes the usage records still queued. */
