@@ -28,6 +28,30 @@ export function jobObjectName(jobId: string): string {
   return `mariner-${jobId.toLowerCase()}`.slice(0, 63);
 }
 
+/**
+ * What every job's batch/v1 Job has besides its pods: its name and labels (the Kueue queue's too),
+ * the attempt it runs, one try (a failed run fails the job; the control plane reports it, LLMariner:
+ * backoffLimit 0), a TTL after it finished, and `suspend` when queued (Kueue admits it by unsuspending).
+ */
+function jobEnvelope(
+  name: string,
+  labels: Record<string, string>,
+  input: { namespace: string; attempt: number; kueueQueueName: string | null; ttlSecondsAfterFinished: number },
+): Pick<IJob, 'apiVersion' | 'kind' | 'metadata'> & { spec: { backoffLimit: number; ttlSecondsAfterFinished: number; suspend?: boolean } } {
+  const queued = input.kueueQueueName !== null;
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      namespace: input.namespace,
+      labels: { ...labels, ...(queued ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName! } : {}) },
+      annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) },
+    },
+    spec: { backoffLimit: 0, ttlSecondsAfterFinished: input.ttlSecondsAfterFinished, ...(queued ? { suspend: true } : {}) },
+  };
+}
+
 export interface FineTuningManifestInput {
   jobId: string;
   attempt: number;
@@ -88,22 +112,11 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
       ...Object.fromEntries(ADAPTER_FILES.map((file) => [`output-${file}`, input.urls.outputs[file]])),
     },
   };
-  const queued = input.kueueQueueName !== null;
+  const envelope = jobEnvelope(name, labels, input);
   const job: IJob = {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: {
-      name,
-      namespace: input.namespace,
-      labels: { ...labels, ...(queued ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName! } : {}) },
-      annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) },
-    },
+    ...envelope,
     spec: {
-      // One try: a failed trainer fails the job (the control plane reports it; LLMariner: backoffLimit 0).
-      backoffLimit: 0,
-      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
-      // Kueue admits a queued Job by unsuspending it.
-      ...(queued ? { suspend: true } : {}),
+      ...envelope.spec,
       template: {
         metadata: { labels },
         spec: {
@@ -202,20 +215,11 @@ export function batchJobManifests(input: BatchManifestInput): { configMap: IConf
     `if [ -s ${URLS_DIR}/data-files ]; then while read -r file url; do [ -n "$file" ] || continue; curl -fsSL --retry 3 -o "/data/$file" "$url"; done < ${URLS_DIR}/data-files; fi`,
     'exec /bin/sh -c "$MARINER_COMMAND"',
   ].join('\n');
-  const queued = input.kueueQueueName !== null;
+  const envelope = jobEnvelope(name, labels, input);
   const job: IJob = {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: {
-      name,
-      namespace: input.namespace,
-      labels: { ...labels, ...(queued ? { [KUEUE_QUEUE_LABEL]: input.kueueQueueName! } : {}) },
-      annotations: { [ATTEMPT_ANNOTATION]: String(input.attempt) },
-    },
+    ...envelope,
     spec: {
-      backoffLimit: 0,
-      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
-      ...(queued ? { suspend: true } : {}),
+      ...envelope.spec,
       ...(distributed ? { completionMode: 'Indexed' as const, completions: input.workerCount, parallelism: input.workerCount } : {}),
       template: {
         metadata: { labels },
