@@ -5,6 +5,7 @@ import type { JobReporter } from './jobReporter.js';
 import { createKubernetesJobHost, type KubernetesJobSettings } from './kubernetes/jobs.js';
 import type { Logger } from '../lib/logging.js';
 import type { ClusterConfig, Executor } from './executor.js';
+import { statusCode } from './kubernetes/apiErrors.js';
 import { collectClusterStatus, createKubeApiProxy, deviceConfigMap } from './kubernetes/index.js';
 import { createKubernetesRuntimeHost, type KubernetesRuntimeHostOptions } from './kubernetes/runtimes.js';
 
@@ -20,10 +21,6 @@ export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
   return kc;
 }
 
-function statusCode(error: unknown): number | undefined {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-}
 
 /**
  * The runtime settings of an agent started from the command line, or null when MARINER_RUNTIMES=off

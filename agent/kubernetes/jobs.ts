@@ -15,6 +15,7 @@ import type { ObjectStore } from '../../lib/objectStore/index.js';
 import type { FineTuningSpec, JobSpec, NotebookSpec } from '../../lib/jobSpec.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from '../executor.js';
 import { trainedTokensOf, type JobReporter } from '../jobReporter.js';
+import { ignoreNotFound, orNotFound } from './apiErrors.js';
 import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName, notebookManifests } from './jobManifests.js';
 
 /** The container whose log and termination message tell the job's story, by kind (jobManifests.ts). */
@@ -51,10 +52,6 @@ interface Followed {
   trainedTokens: number | null;
 }
 
-function statusCode(error: unknown): number | undefined {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-}
 
 const TAIL_LINES = 20;
 
@@ -115,14 +112,7 @@ export function createKubernetesJobHost(options: {
     return entry;
   }
 
-  async function readJob(name: string, namespace: string): Promise<V1Job | null> {
-    try {
-      return await batch.readNamespacedJob({ name, namespace });
-    } catch (error) {
-      if (statusCode(error) === 404) return null;
-      throw error;
-    }
-  }
+  const readJob = (name: string, namespace: string): Promise<V1Job | null> => orNotFound(batch.readNamespacedJob({ name, namespace }));
 
   /** Streams the pod's log into the job's output (from its start: offsets make a re-read harmless). */
   function followLog(entry: Followed, pod: string): void {
@@ -155,14 +145,7 @@ export function createKubernetesJobHost(options: {
     followed.delete(entry.jobId);
   }
 
-  async function readDeployment(name: string, namespace: string): Promise<V1Deployment | null> {
-    try {
-      return await apps.readNamespacedDeployment({ name, namespace });
-    } catch (error) {
-      if (statusCode(error) === 404) return null;
-      throw error;
-    }
-  }
+  const readDeployment = (name: string, namespace: string): Promise<V1Deployment | null> => orNotFound(apps.readNamespacedDeployment({ name, namespace }));
 
   /**
    * A notebook is RUNNING once its Deployment has a ready replica (again, after a start). One whose
@@ -214,25 +197,16 @@ export function createKubernetesJobHost(options: {
   /** Deletes a notebook's objects; true when there was any. */
   async function removeNotebook(name: string, namespace: string): Promise<boolean> {
     const results = await Promise.all([
-      apps.deleteNamespacedDeployment({ name, namespace }).then(() => true),
-      core.deleteNamespacedService({ name, namespace }).then(() => true),
-      core.deleteNamespacedSecret({ name: `${name}-secrets`, namespace }).then(() => true),
-    ].map((deletion) => deletion.catch((error) => {
-      if (statusCode(error) === 404) return false;
-      throw error;
-    })));
-    return results.some(Boolean);
+      orNotFound(apps.deleteNamespacedDeployment({ name, namespace })),
+      orNotFound(core.deleteNamespacedService({ name, namespace })),
+      orNotFound(core.deleteNamespacedSecret({ name: `${name}-secrets`, namespace })),
+    ]);
+    return results.some((deleted) => deleted !== null);
   }
 
   /** Scales a notebook's Deployment; false when it is not there. */
   async function scaleNotebook(name: string, namespace: string, replicas: number): Promise<boolean> {
-    try {
-      await apps.patchNamespacedDeploymentScale({ name, namespace, body: [{ op: 'replace', path: '/spec/replicas', value: replicas }] });
-      return true;
-    } catch (error) {
-      if (statusCode(error) === 404) return false;
-      throw error;
-    }
+    return (await orNotFound(apps.patchNamespacedDeploymentScale({ name, namespace, body: [{ op: 'replace', path: '/spec/replicas', value: replicas }] }))) !== null;
   }
 
   async function check(entry: Followed): Promise<void> {
@@ -415,9 +389,7 @@ export function createKubernetesJobHost(options: {
       const entry = followed.get(jobId);
       if (!entry) return false;
       entry.cancelled = true;
-      await batch.deleteNamespacedJob({ name: entry.name, namespace: entry.namespace, propagationPolicy: 'Background' }).catch((error) => {
-        if (statusCode(error) !== 404) throw error;
-      });
+      await batch.deleteNamespacedJob({ name: entry.name, namespace: entry.namespace, propagationPolicy: 'Background' }).catch(ignoreNotFound);
       followed.delete(jobId);
       await reporter.phase(jobId, { phase: 'CANCELLED' });
       return true;

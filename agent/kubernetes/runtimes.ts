@@ -25,6 +25,7 @@ import {
   SPEC_HASH_ANNOTATION,
   UnrunnableModelError,
 } from './runtimeManifests.js';
+import { ignoreNotFound, statusCode } from './apiErrors.js';
 
 export interface KubernetesRuntimeHostOptions {
   kubeConfig: KubeConfig;
@@ -53,10 +54,6 @@ function hostDefaults(options: KubernetesRuntimeHostOptions) {
   };
 }
 
-function statusCode(error: unknown): number | undefined {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
-}
 
 /** The apiserver's own words (a Status object's message) rather than client-node's wrapper text. */
 function kubeMessage(error: unknown): string {
@@ -72,9 +69,6 @@ function kubeMessage(error: unknown): string {
   return (error as Error).message;
 }
 
-const ignoreNotFound = (error: unknown) => {
-  if (statusCode(error) !== 404) throw error;
-};
 
 /** Why a pod is not ready, when its status says so plainly; undefined otherwise. */
 export function podProblem(pod: V1Pod): string | undefined {
