@@ -30,6 +30,21 @@ export interface ActiveModel {
   extraArgs: string[];
 }
 
+/** The autoscaler's state of one model's runtime (agent/autoscaler.ts). */
+export interface AutoscalingReport {
+  minReplicas: number;
+  maxReplicas: number;
+  targetInFlight: number;
+  /** Requests in flight, averaged over the metrics window. */
+  averageInFlight: number;
+  /** Seconds since the last request in flight (0 while one is). */
+  idleSeconds: number;
+  /** When the runtime goes to zero replicas if no request comes (null: it does not). */
+  scaleToZeroAt: string | null;
+  lastScaledAt: string | null;
+  lastScaleReason: string | null;
+}
+
 /** One model's runtime state, as the agent reports it (the inference subgraph's `reportRuntimes`). */
 export interface RuntimeReport {
   modelId: string;
@@ -37,6 +52,8 @@ export interface RuntimeReport {
   readyReplicas: number;
   inFlightRequests: number;
   statusMessage: string;
+  /** Absent when the replicas are the model's configured count (no autoscaler). */
+  autoscaling?: AutoscalingReport;
 }
 
 /** Runs the active models' inference runtimes and forwards requests to them. */
@@ -44,6 +61,8 @@ export interface RuntimeHost {
   /** Starts runtimes for these models and stops the others. */
   reconcile(models: ActiveModel[]): Promise<void>;
   status(): Promise<RuntimeReport[]>;
+  /** The replicas of the runtimes that exist now, by model id (what an agent restart finds). */
+  currentReplicas?(): Promise<Map<string, number>>;
   /** Forwards one request (`runtimePath`, e.g. /v1/chat/completions) to the model's runtime. */
   forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string): void;
   close(): Promise<void>;

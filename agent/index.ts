@@ -10,6 +10,8 @@ import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor 
 import { JobReporter } from './jobReporter.js';
 import { createLocalJobHost } from './localJobHost.js';
 import type { KubernetesJobSettings } from './kubernetes/jobs.js';
+import type { AutoscalerConfig } from '../lib/config.js';
+import { createAutoscaler, type AutoscaledRuntimeHost } from './autoscaler.js';
 import { createLocalExecutor } from './localExecutor.js';
 import { startModelLoader, type ModelLoaderOptions } from './loader.js';
 import { TunnelClient, type TunnelTransportKind } from './tunnelClient.js';
@@ -57,6 +59,8 @@ export interface AgentOptions {
         kubernetes?: KubernetesJobSettings | undefined;
       }
     | undefined;
+  /** The builtin autoscaler of inference runtimes (lib/config.ts `autoscaler`); off when absent. */
+  autoscaler?: AutoscalerConfig | undefined;
   logger: Logger;
 }
 
@@ -117,6 +121,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   // Set once the tunnels are up; requests may arrive before (a reconcile nudge is then a no-op).
   let reconciler: ReturnType<typeof startRuntimeReconciler> | undefined;
+  // The runtimes as requests and the reconciler see them: with the autoscaler, it decides the replicas.
+  const autoscaled: AutoscaledRuntimeHost | undefined =
+    executor.runtimes && options.autoscaler?.enabled ? createAutoscaler(executor.runtimes, options.autoscaler, logger, () => void reconciler?.reconcileNow()) : undefined;
+  const runtimes = autoscaled ?? executor.runtimes;
   const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
   function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
     const path = req.headers[':path'] ?? '/';
@@ -127,10 +135,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       return executor.kubeApi.handle(req, res, kubePath);
     }
     if (path === `${WORKER_PREFIX}/healthz`) return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
-    // The control plane asks for a reconciliation now (a model was just activated on demand).
-    if (path === `${WORKER_PREFIX}/reconcile`) {
+    // The control plane asks for a reconciliation now: a model was just activated on demand, or a
+    // request waits for a model with no ready replica (`?wake=<model id>`: scale it from zero).
+    if (path === `${WORKER_PREFIX}/reconcile` || path.startsWith(`${WORKER_PREFIX}/reconcile?`)) {
+      const wake = new URLSearchParams(path.slice(path.indexOf('?') + 1)).get('wake');
+      const woken = wake !== null && path.includes('?') ? (autoscaled?.wake(wake) ?? false) : false;
       void reconciler?.reconcileNow();
-      return json(res, 202, { reconciling: Boolean(reconciler) });
+      return json(res, 202, { reconciling: Boolean(reconciler), woken });
     }
     // `/mariner/v1/jobs` (start) and `/mariner/v1/jobs/<id>/cancel`: the control plane's job dispatcher.
     const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/(cancel|stop|start|delete))?$/.exec(path);
@@ -140,8 +151,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
-      if (!executor.runtimes) return json(res, 503, { error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null } });
-      return executor.runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
+      if (!runtimes) return json(res, 503, { error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null } });
+      return runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
@@ -279,8 +290,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   for (const client of clients) client.start();
   void reportSafely();
   const loader = options.loader ? startModelLoader({ ...options.loader, graphqlUrl, registrationKey: options.registrationKey, logger }) : undefined;
-  reconciler = executor.runtimes
-    ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, runtimes: executor.runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
+  reconciler = runtimes
+    ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
     : undefined;
   let closed = false;
   return {
@@ -303,6 +314,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       await loader?.close();
       await reconciler?.close();
       // Trainers stop with the agent; reports already queued still go out while the tunnels close.
+      await autoscaled?.close();
       await executor.close();
       await reporter.close();
       await Promise.all(clients.map((c) => c.stop()));

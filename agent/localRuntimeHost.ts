@@ -9,21 +9,30 @@ import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
 import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
 import { LocalRuntimeManager } from './runtimes/localRuntimes.js';
 
+/** The manager's key of a model's replica `index`. */
+const replicaKey = (modelId: string, index: number) => `${index}/${modelId}`;
+const replicaIndex = (key: string) => Number(key.slice(0, key.indexOf('/')));
+
 /**
- * Inference runtimes on this machine (the local executor): one node-llama-cpp process per active GGUF
- * model, its weights copied once from the object store into a cache directory. Models of other
- * layouts are reported as not runnable here.
+ * Inference runtimes on this machine (the local executor): per active GGUF model, one node-llama-cpp
+ * process per replica (the model's replicas, or what the autoscaler decides), its weights copied once
+ * from the object store into a cache directory. Requests go to the replica with the fewest in
+ * flight; a replica scaled away drains what it serves before it exits. Models of other layouts are
+ * reported as not runnable here.
  */
 export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cacheDir: string; logger: Logger; parallel?: number }): RuntimeHost {
   const { objectStore, logger } = options;
   const manager = new LocalRuntimeManager({ logger, ...(options.parallel ? { parallel: options.parallel } : {}) });
   const problems = new Map<string, string>();
   const wanted = new Map<string, ActiveModel>();
+  const weights = new Map<string, Promise<string>>();
   const starting = new Map<string, Promise<void>>();
+  /** Requests this host has open to each replica (by key). */
+  const inFlight = new Map<string, number>();
   mkdirSync(options.cacheDir, { recursive: true });
 
   /** The local path of a model's GGUF weights, fetched from the store on first use. */
-  async function weightsOf(model: ActiveModel): Promise<string> {
+  async function fetchWeights(model: ActiveModel): Promise<string> {
     const key = objectStore.keyFromUri(model.source);
     if (!key) throw new Error(`${model.source} is not in this platform's object store`);
     // A single GGUF object (a File's key has no extension: the model's formats say what it is), or
@@ -50,58 +59,94 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     return file;
   }
 
-  async function start(model: ActiveModel): Promise<void> {
+  /** One fetch per model for its replicas starting together; a failed fetch is tried again next time. */
+  function weightsOf(model: ActiveModel): Promise<string> {
+    let pending = weights.get(model.id);
+    if (!pending) {
+      pending = fetchWeights(model);
+      weights.set(model.id, pending);
+      pending.catch(() => weights.delete(model.id));
+    }
+    return pending;
+  }
+
+  async function start(model: ActiveModel, key: string): Promise<void> {
     try {
-      await manager.ensure(model.id, await weightsOf(model));
+      await manager.ensure(key, await weightsOf(model), model.id);
       problems.delete(model.id);
     } catch (error) {
       problems.set(model.id, (error as Error).message);
-      logger.warn({ modelId: model.id, err: (error as Error).message }, 'runtime did not start');
+      logger.warn({ modelId: model.id, runtime: key, err: (error as Error).message }, 'runtime did not start');
     }
   }
+
+  /** The running replicas of a model. */
+  const replicasOf = (modelId: string) => manager.list().filter((runtime) => runtime.modelId === modelId);
 
   return {
     async reconcile(models) {
       wanted.clear();
       for (const model of models) wanted.set(model.id, model);
-      for (const runtime of manager.list()) {
-        if (!wanted.has(runtime.modelId)) {
-          logger.info({ modelId: runtime.modelId }, 'model no longer active: stopping its runtime');
-          await manager.stop(runtime.modelId);
-        }
-      }
+      // Replicas of models no longer active, and those above a model's count, drain and stop.
+      const stopping = manager
+        .list()
+        .filter((runtime) => {
+          const model = wanted.get(runtime.modelId);
+          return !model || replicaIndex(runtime.key) >= model.replicas;
+        })
+        .map((runtime) => {
+          logger.info({ modelId: runtime.modelId, runtime: runtime.key }, wanted.has(runtime.modelId) ? 'scaled down: stopping a replica' : 'model no longer active: stopping its runtime');
+          return manager.stop(runtime.key);
+        });
       for (const id of [...problems.keys()]) if (!wanted.has(id)) problems.delete(id);
-      await Promise.all(
-        models
-          .filter((m) => !manager.get(m.id))
-          .map((m) => {
-            let pending = starting.get(m.id);
+      for (const id of [...weights.keys()]) if (!wanted.has(id)) weights.delete(id);
+      const starts = models.flatMap((model) =>
+        Array.from({ length: model.replicas }, (_, index) => replicaKey(model.id, index))
+          .filter((key) => !manager.get(key))
+          .map((key) => {
+            let pending = starting.get(key);
             if (!pending) {
-              pending = start(m).finally(() => starting.delete(m.id));
-              starting.set(m.id, pending);
+              pending = start(model, key).finally(() => starting.delete(key));
+              starting.set(key, pending);
             }
             return pending;
           }),
       );
+      await Promise.all([...stopping, ...starts]);
     },
     async status(): Promise<RuntimeReport[]> {
       return Promise.all(
-        [...wanted.keys()].map(async (modelId) => {
-          const runtime = manager.get(modelId);
-          const inFlight = runtime ? await runtime.inFlight().catch(() => 0) : 0;
-          return {
-            modelId,
-            desiredReplicas: 1,
-            readyReplicas: runtime ? 1 : 0,
-            inFlightRequests: inFlight,
-            statusMessage: runtime ? `running (pid ${runtime.pid})` : (problems.get(modelId) ?? (starting.has(modelId) ? 'starting' : 'not running')),
-          };
+        [...wanted.values()].map(async (model) => {
+          const replicas = replicasOf(model.id).filter((runtime) => replicaIndex(runtime.key) < model.replicas);
+          const inFlightNow = (await Promise.all(replicas.map((runtime) => runtime.inFlight().catch(() => 0)))).reduce((sum, n) => sum + n, 0);
+          const pids = replicas.map((runtime) => runtime.pid).join(', ');
+          const startingNow = [...starting.keys()].some((key) => key.endsWith(`/${model.id}`));
+          let statusMessage: string;
+          if (model.replicas === 0) statusMessage = 'scaled to zero';
+          else if (replicas.length === model.replicas) statusMessage = `running (pid ${pids})`;
+          else statusMessage = problems.get(model.id) ?? (startingNow ? `starting (${replicas.length}/${model.replicas} ready)` : 'not running');
+          return { modelId: model.id, desiredReplicas: model.replicas, readyReplicas: replicas.length, inFlightRequests: inFlightNow, statusMessage };
         }),
       );
     },
+    async currentReplicas() {
+      const counts = new Map<string, number>();
+      for (const runtime of manager.list()) counts.set(runtime.modelId, (counts.get(runtime.modelId) ?? 0) + 1);
+      return counts;
+    },
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
-      const runtime = manager.get(modelId);
+      const model = wanted.get(modelId);
+      const load = (key: string) => inFlight.get(key) ?? 0;
+      const runtime = replicasOf(modelId)
+        .filter((replica) => !model || replicaIndex(replica.key) < model.replicas)
+        .sort((a, b) => load(a.key) - load(b.key))[0];
       if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
+      inFlight.set(runtime.key, load(runtime.key) + 1);
+      res.stream.once('close', () => {
+        const left = load(runtime.key) - 1;
+        if (left > 0) inFlight.set(runtime.key, left);
+        else inFlight.delete(runtime.key);
+      });
       forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath });
     },
     close: () => manager.close(),

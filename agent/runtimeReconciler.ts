@@ -9,23 +9,44 @@ const REPORT_RUNTIMES = `mutation AgentRuntimes($runtimes: [RuntimeReportInput!]
  * The activation reconciler (LLMariner inference-manager engine): the control plane's active models
  * this cluster may run are deployed, runtimes of models no longer active are removed, and the
  * runtimes' state is reported so the control plane routes requests to ready ones. Runs on a timer
- * and on demand; one pass at a time.
+ * and on demand; one pass at a time. While a runtime has fewer ready replicas than it wants (a pod
+ * starting after a scale-up), its state is reported every `catchUpMs` besides, so that requests
+ * waiting at the control plane for it go as soon as it is ready.
  */
 export function startRuntimeReconciler(options: {
   graphqlUrl: string;
   registrationKey: string;
   runtimes: RuntimeHost;
   intervalMs: number;
+  /** Default 2 s. */
+  catchUpMs?: number;
   logger: Logger;
 }) {
   const headers = { authorization: `Bearer ${options.registrationKey}` };
+  const catchUpMs = options.catchUpMs ?? 2_000;
   let running: Promise<void> | undefined;
   let again = false;
+  let catchUp: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  /** Reports the runtimes' state; while one is short of ready replicas, again after `catchUpMs`. */
+  async function report(): Promise<void> {
+    const runtimes = await options.runtimes.status();
+    await graphqlRequest(options.graphqlUrl, REPORT_RUNTIMES, { runtimes }, headers);
+    clearTimeout(catchUp);
+    catchUp = undefined;
+    if (!closed && runtimes.some((runtime) => runtime.readyReplicas < runtime.desiredReplicas)) {
+      catchUp = setTimeout(() => {
+        if (running) return; // the pass in progress reports at its end
+        report().catch((error: Error) => options.logger.debug({ err: error.message }, 'runtime report failed; retrying on the next tick'));
+      }, catchUpMs);
+      catchUp.unref();
+    }
+  }
 
   async function pass(): Promise<void> {
     const { workerActiveModels } = await graphqlRequest<{ workerActiveModels: ActiveModel[] }>(options.graphqlUrl, ACTIVE_MODELS, {}, headers);
     // Report "starting" first, then the outcome: a model being loaded into a runtime is visible.
-    const report = async () => graphqlRequest(options.graphqlUrl, REPORT_RUNTIMES, { runtimes: await options.runtimes.status() }, headers);
     const reconciled = options.runtimes.reconcile(workerActiveModels);
     await report();
     await reconciled;
@@ -56,7 +77,9 @@ export function startRuntimeReconciler(options: {
   return {
     reconcileNow,
     async close() {
+      closed = true;
       clearInterval(timer);
+      clearTimeout(catchUp);
       await running;
     },
   };

@@ -157,6 +157,8 @@ async function agent(args: string[]): Promise<void> {
     kubeconfig: values.kubeconfig ?? env['KUBECONFIG'],
     transport,
     tunnels,
+    // MARINER_AUTOSCALER_*: the builtin autoscaler of this cluster's inference runtimes.
+    autoscaler: config.autoscaler,
     logger,
   });
   const ops = await startAgentOps(running, env, logger);

@@ -249,6 +249,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
         },
         heartbeatIntervalMs: config.sessions.heartbeatIntervalMs,
         heartbeatTimeoutMs: config.sessions.heartbeatTimeoutMs,
+        autoscaler: config.autoscaler,
         logger,
       });
       await agent.whenConnected();

@@ -82,6 +82,8 @@ export interface MarinerConfig {
     usageRetentionDays: number;
   };
   vectorStores: VectorStoresConfig;
+  /** The agents' builtin autoscaler of inference runtimes (agent/autoscaler.ts; LLMariner engine `autoscaler`). */
+  autoscaler: AutoscalerConfig;
   /** graphql-ws subscriptions at the gateway (DESIGN §3). */
   subscriptions: {
     /** Operations open at once on one connection, and for one user across a gateway replica's connections. */
@@ -149,6 +151,34 @@ export interface VectorStoresConfig {
   ingestionLeaseSeconds: number;
 }
 
+/** How one model's runtime scales (LLMariner builtin scaler settings). */
+export interface ScalerSettings {
+  /** Requests in flight each replica should carry; the replicas wanted are ceil(average in flight / this). */
+  targetInFlight: number;
+  /** 0 allows scale to zero once the model has been idle for `scaleToZeroGraceSeconds`. */
+  minReplicas: number;
+  maxReplicas: number;
+  /** One step up goes to at most ceil(current × this) replicas (≥ 1). */
+  maxScaleUpRate: number;
+  /** One step down keeps at least floor(current × this) replicas (0 to 1). */
+  maxScaleDownRate: number;
+  /** In-flight requests are averaged over this many seconds. */
+  metricsWindowSeconds: number;
+  /** A model with no request for this long goes to zero replicas (when `minReplicas` is 0). */
+  scaleToZeroGraceSeconds: number;
+}
+
+export interface AutoscalerConfig {
+  /** Off: each runtime runs the replicas its model's config asks for (MARINER_AUTOSCALER_ENABLED, default off). */
+  enabled: boolean;
+  /** How often each model's replicas are decided (ms). */
+  syncPeriodMs: number;
+  /** Every model's settings (MARINER_AUTOSCALER_*). */
+  defaults: ScalerSettings;
+  /** Per model id, settings that differ from the defaults (MARINER_AUTOSCALER_MODELS, a JSON object). */
+  models: Record<string, Partial<ScalerSettings>>;
+}
+
 export type ObjectStoreConfig =
   | { driver: 'filesystem'; dir: string }
   | {
@@ -177,6 +207,14 @@ function intSetting(env: Env, name: string, fallback: number, min = 0, max = Num
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   }
+  return value;
+}
+
+function numberSetting(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new ConfigError(`${name} must be a number between ${min} and ${max}, got "${raw}"`);
   return value;
 }
 
@@ -265,6 +303,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
     },
     vectorStores: vectorStoresSetting(env),
+    autoscaler: autoscalerSetting(env),
     subscriptions: {
       maxPerConnection: intSetting(env, 'MARINER_WS_MAX_PER_CONNECTION', 100, 1, 100_000),
       maxPerUser: intSetting(env, 'MARINER_WS_MAX_PER_USER', 1_000, 1, 1_000_000),
@@ -324,6 +363,73 @@ export function commandSetting(env: Env, name: string): string[] | undefined {
     throw new ConfigError(`${name} must be a non-empty JSON array of strings`);
   }
   return parsed as string[];
+}
+
+/** The range of each scaler setting: [min, max, integer]. */
+const SCALER_RANGES: Record<keyof ScalerSettings, [number, number, boolean]> = {
+  targetInFlight: [0.01, 100_000, false],
+  minReplicas: [0, 1000, true],
+  maxReplicas: [1, 1000, true],
+  maxScaleUpRate: [1, 100, false],
+  maxScaleDownRate: [0, 1, false],
+  metricsWindowSeconds: [1, 3600, true],
+  scaleToZeroGraceSeconds: [0, 7 * 24 * 3600, true],
+};
+
+const SCALER_ENV: Record<keyof ScalerSettings, string> = {
+  targetInFlight: 'MARINER_AUTOSCALER_TARGET_IN_FLIGHT',
+  minReplicas: 'MARINER_AUTOSCALER_MIN_REPLICAS',
+  maxReplicas: 'MARINER_AUTOSCALER_MAX_REPLICAS',
+  maxScaleUpRate: 'MARINER_AUTOSCALER_MAX_SCALE_UP_RATE',
+  maxScaleDownRate: 'MARINER_AUTOSCALER_MAX_SCALE_DOWN_RATE',
+  metricsWindowSeconds: 'MARINER_AUTOSCALER_METRICS_WINDOW_SECONDS',
+  scaleToZeroGraceSeconds: 'MARINER_AUTOSCALER_SCALE_TO_ZERO_GRACE_SECONDS',
+};
+
+/** MARINER_AUTOSCALER_*: the defaults, and per-model overrides in MARINER_AUTOSCALER_MODELS. */
+function autoscalerSetting(env: Env): AutoscalerConfig {
+  const setting = (key: keyof ScalerSettings, fallback: number) => {
+    const [min, max, integer] = SCALER_RANGES[key];
+    return integer ? intSetting(env, SCALER_ENV[key], fallback, min, max) : numberSetting(env, SCALER_ENV[key], fallback, min, max);
+  };
+  const defaults: ScalerSettings = {
+    targetInFlight: setting('targetInFlight', 4),
+    minReplicas: setting('minReplicas', 1),
+    maxReplicas: setting('maxReplicas', 4),
+    maxScaleUpRate: setting('maxScaleUpRate', 3),
+    maxScaleDownRate: setting('maxScaleDownRate', 0.5),
+    metricsWindowSeconds: setting('metricsWindowSeconds', 60),
+    scaleToZeroGraceSeconds: setting('scaleToZeroGraceSeconds', 600),
+  };
+  if (defaults.minReplicas > defaults.maxReplicas) throw new ConfigError('MARINER_AUTOSCALER_MIN_REPLICAS must not exceed MARINER_AUTOSCALER_MAX_REPLICAS');
+  const models: Record<string, Partial<ScalerSettings>> = {};
+  const raw = stringSetting(env, 'MARINER_AUTOSCALER_MODELS');
+  if (raw !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      throw new ConfigError('MARINER_AUTOSCALER_MODELS must be a JSON object: model id → scaler settings');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError('MARINER_AUTOSCALER_MODELS must be a JSON object: model id → scaler settings');
+    for (const [modelId, value] of Object.entries(parsed)) {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"] must be an object of scaler settings`);
+      const override: Partial<ScalerSettings> = {};
+      for (const [key, setting] of Object.entries(value as Record<string, unknown>)) {
+        const range = SCALER_RANGES[key as keyof ScalerSettings];
+        if (!range) throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"].${key} is not a scaler setting (${Object.keys(SCALER_RANGES).join(', ')})`);
+        const [min, max, integer] = range;
+        if (typeof setting !== 'number' || setting < min || setting > max || (integer && !Number.isInteger(setting))) {
+          throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"].${key} must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
+        }
+        override[key as keyof ScalerSettings] = setting;
+      }
+      const merged = { ...defaults, ...override };
+      if (merged.minReplicas > merged.maxReplicas) throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"]: minReplicas must not exceed maxReplicas`);
+      models[modelId] = override;
+    }
+  }
+  return { enabled: boolSetting(env, 'MARINER_AUTOSCALER_ENABLED', false), syncPeriodMs: intSetting(env, 'MARINER_AUTOSCALER_SYNC_PERIOD_MS', 2_000, 50, 600_000), defaults, models };
 }
 
 /** MARINER_VECTOR_INDEX (auto | pgvector | milvus) and the ingestion settings. */

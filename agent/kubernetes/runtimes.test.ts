@@ -6,6 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import { silentLogger } from '../../lib/logging.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
+import { until } from '../../test/support/until.js';
+import { createAutoscaler, type AutoscaledRuntimeHost } from '../autoscaler.js';
 import type { ActiveModel, RuntimeHost } from '../executor.js';
 import { validateManifest } from './manifests.js';
 import { DEFAULT_RUNTIME_IMAGES, modelIdHash, runtimeManifests, runtimeName } from './runtimeManifests.js';
@@ -400,5 +402,108 @@ describe('forwarding inference to a runtime Service', () => {
     runtime.kill();
     expect(await call.ended).not.toContain('[DONE]');
     expect(call.stream.rstCode).toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+});
+
+describe('the autoscaler scales a runtime StatefulSet with its load, through the scale subresource', () => {
+  const SCALED_NS = 'autoscaled-runtimes';
+  let apiserver: KubeApiServer;
+  let kubeConfig: KubeConfig;
+  let apps: AppsV1Api;
+  let runtime: Awaited<ReturnType<typeof startFakeRuntime>>;
+  let host: RuntimeHost;
+  let scaled: AutoscaledRuntimeHost;
+  let tunnel: http2.Http2Server;
+  let client: ClientHttp2Session;
+  const model: ActiveModel = { ...llama, replicas: 1 };
+  const settings = { targetInFlight: 2, minReplicas: 0, maxReplicas: 4, maxScaleUpRate: 3, maxScaleDownRate: 0.5, metricsWindowSeconds: 1, scaleToZeroGraceSeconds: 1 };
+
+  const hostOf = () =>
+    createKubernetesRuntimeHost({ kubeConfig, namespace: SCALED_NS, logger: silentLogger(), objectStore: S3, readinessTtlMs: 0, serviceUrl: () => runtime.url });
+  // The agent's reconciler applies each decision by reconciling the active models again.
+  const autoscaled = (inner: RuntimeHost) => {
+    const result: AutoscaledRuntimeHost = createAutoscaler(inner, { enabled: true, syncPeriodMs: 50, defaults: settings, models: {} }, silentLogger(), () => void result.reconcile([model]));
+    return result;
+  };
+  const replicas = () => apiserver.objects('StatefulSet', SCALED_NS).find((s) => s.metadata.name === runtimeName(model.id))?.spec.replicas as number | undefined;
+
+  beforeAll(async () => {
+    apiserver = await startKubeApiServer();
+    kubeConfig = kubeConfigFor(apiserver);
+    apps = kubeConfig.makeApiClient(AppsV1Api);
+    await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: SCALED_NS } } });
+    runtime = await startFakeRuntime();
+    host = hostOf();
+    scaled = autoscaled(host);
+    tunnel = http2.createServer((req, res) => {
+      const [, id, path] = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(req.url)!;
+      scaled.forward(decodeURIComponent(id!), req, res, path!);
+    });
+    await new Promise<void>((resolve) => tunnel.listen(0, '127.0.0.1', resolve));
+    client = http2.connect(`http://127.0.0.1:${(tunnel.address() as AddressInfo).port}`);
+  });
+  afterAll(async () => {
+    client?.close();
+    await new Promise((resolve) => tunnel?.close(resolve));
+    await scaled?.close();
+    await host?.close();
+    await runtime?.close();
+    await apiserver?.close();
+  });
+
+  it('scales up under load, down when it ends, to zero after the grace period, and from zero when a request waits', async () => {
+    await scaled.reconcile([model]);
+    expect(replicas()).toBe(1);
+    await apps.patchNamespacedStatefulSetStatus(
+      { name: runtimeName(model.id), namespace: SCALED_NS, body: { status: { replicas: 1, readyReplicas: 1 } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+
+    // Six streams held open by the runtime: 6 in flight at 2 per replica wants 3 replicas.
+    const before = apiserver.requests.length;
+    const streams = Array.from({ length: 6 }, () => {
+      const stream = client.request({ ':method': 'POST', ':path': `/mariner/v1/runtimes/${encodeURIComponent(model.id)}/v1/chat/completions`, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ model: model.id, stream: true, messages: [{ role: 'user', content: 'Hi' }] }));
+      stream.on('error', () => {});
+      stream.resume();
+      return new Promise<void>((resolve) => stream.once('close', () => resolve()));
+    });
+    await until(() => runtime.requests.length >= 6, 'the six requests to reach the runtime');
+    await until(() => replicas() === 3, 'the StatefulSet to be scaled to 3 replicas');
+    expect(writes(apiserver, before).map((r) => `${r.method} ${r.path}`)).toContain(`PUT /apis/apps/v1/namespaces/${SCALED_NS}/statefulsets/${runtimeName(model.id)}/scale`);
+    const [report] = await scaled.status();
+    expect(report!.autoscaling).toMatchObject({ minReplicas: 0, maxReplicas: 4, targetInFlight: 2, lastScaleReason: expect.stringMatching(/^scaled up: /), idleSeconds: 0 });
+    expect(report!.autoscaling!.averageInFlight).toBeGreaterThan(4);
+    expect(report!.desiredReplicas).toBe(3);
+
+    // The load ends: one replica through the grace period (a step down halves at most), then none.
+    runtime.finish();
+    await Promise.all(streams);
+    await until(() => replicas() === 1, 'a step down to 1 replica');
+    expect((await scaled.status())[0]!.autoscaling!.scaleToZeroAt).not.toBeNull();
+    await until(() => replicas() === 0, 'the StatefulSet to be scaled to zero');
+    expect((await scaled.status())[0]).toMatchObject({ desiredReplicas: 0, statusMessage: 'scaled to zero', autoscaling: { lastScaleReason: expect.stringMatching(/^scaled to zero: no request for/), scaleToZeroAt: null } });
+
+    // The control plane holds a request and wakes the model: one replica at once.
+    expect(scaled.wake(model.id)).toBe(true);
+    expect(scaled.wake('not-here')).toBe(false);
+    await until(() => replicas() === 1, 'a replica started from zero');
+    expect((await scaled.status())[0]!.autoscaling!.lastScaleReason).toBe('scaled up from zero: a request is waiting');
+  });
+
+  it('after an agent restart, keeps the replicas a runtime has instead of starting over', async () => {
+    await apps.replaceNamespacedStatefulSetScale({ name: runtimeName(model.id), namespace: SCALED_NS, body: { metadata: { name: runtimeName(model.id), namespace: SCALED_NS }, spec: { replicas: 3 } } });
+    const restartedHost = hostOf();
+    const restarted = autoscaled(restartedHost);
+    try {
+      const before = apiserver.requests.length;
+      await restarted.reconcile([model]);
+      expect(replicas()).toBe(3);
+      expect(writes(apiserver, before)).toEqual([]);
+      expect((await restarted.status())[0]).toMatchObject({ desiredReplicas: 3 });
+    } finally {
+      await restarted.close();
+      await restartedHost.close();
+    }
   });
 });

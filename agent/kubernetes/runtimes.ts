@@ -262,6 +262,16 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       });
     },
 
+    async currentReplicas() {
+      const statefulSets = (await apps.listNamespacedStatefulSet({ namespace, labelSelector: RUNTIME_SELECTOR })).items;
+      return new Map(
+        statefulSets.flatMap((statefulSet) => {
+          const modelId = statefulSet.metadata?.annotations?.[MODEL_ID_ANNOTATION];
+          return modelId ? [[modelId, statefulSet.spec?.replicas ?? 0] as const] : [];
+        }),
+      );
+    },
+
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
       // Counted from arrival, so the control plane sees the work even while readiness is being read.
       inFlight.set(modelId, (inFlight.get(modelId) ?? 0) + 1);

@@ -6,6 +6,9 @@ import type { Logger } from '../../lib/logging.js';
 
 /** A running inference runtime (llamaCppServer.ts) of one model, on loopback. */
 export interface LocalRuntime {
+  /** What the manager knows it by (a model id, or one replica of it). */
+  key: string;
+  /** The model id the runtime serves (`model` in requests). */
   modelId: string;
   /** `http://127.0.0.1:<port>`; the OpenAI API is under `/v1`. */
   url: string;
@@ -55,21 +58,29 @@ export class LocalRuntimeManager {
     this.logger = options.logger.child({ component: 'local-runtimes' });
   }
 
-  /** Starts (or returns the running) runtime for a model file; resolves when it is ready. */
-  ensure(modelId: string, modelPath: string): Promise<LocalRuntime> {
+  /**
+   * Starts (or returns the running) runtime `key` for a model file, serving it as `modelId`; resolves
+   * when it is ready. Several runtimes of one model (replicas) have different keys.
+   */
+  ensure(key: string, modelPath: string, modelId = key): Promise<LocalRuntime> {
     if (this.closed) return Promise.reject(new Error('the runtime manager is closed'));
-    const entry = this.running.get(modelId);
+    const entry = this.running.get(key);
     if (entry) return Promise.resolve(entry.runtime);
-    let pending = this.starting.get(modelId);
+    let pending = this.starting.get(key);
     if (!pending) {
-      pending = this.start(modelId, path.resolve(modelPath)).finally(() => this.starting.delete(modelId));
-      this.starting.set(modelId, pending);
+      pending = this.start(key, path.resolve(modelPath), modelId).finally(() => this.starting.delete(key));
+      this.starting.set(key, pending);
     }
     return pending;
   }
 
-  get(modelId: string): LocalRuntime | undefined {
-    return this.running.get(modelId)?.runtime;
+  get(key: string): LocalRuntime | undefined {
+    return this.running.get(key)?.runtime;
+  }
+
+  /** Whether runtime `key` is starting. */
+  isStarting(key: string): boolean {
+    return this.starting.has(key);
   }
 
   list(): LocalRuntime[] {
@@ -77,31 +88,31 @@ export class LocalRuntimeManager {
   }
 
   /** SIGTERM (the runtime finishes what is in flight), then SIGKILL after the grace period. */
-  async stop(modelId: string): Promise<void> {
+  async stop(key: string): Promise<void> {
     // A runtime still starting is stopped once it is up.
-    const pending = this.starting.get(modelId);
+    const pending = this.starting.get(key);
     if (pending) await pending.catch(() => undefined);
-    const entry = this.running.get(modelId);
+    const entry = this.running.get(key);
     if (!entry) return;
-    this.running.delete(modelId);
-    this.logger.info({ modelId, pid: entry.runtime.pid }, 'stopping runtime');
+    this.running.delete(key);
+    this.logger.info({ runtime: key, pid: entry.runtime.pid }, 'stopping runtime');
     await terminate(entry.child, entry.exited, this.options.stopGraceMs ?? 15_000);
   }
 
   /** Stops every runtime. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...new Set([...this.running.keys(), ...this.starting.keys()])].map((modelId) => this.stop(modelId)));
+    await Promise.all([...new Set([...this.running.keys(), ...this.starting.keys()])].map((key) => this.stop(key)));
   }
 
-  private start(modelId: string, modelPath: string): Promise<LocalRuntime> {
+  private start(key: string, modelPath: string, modelId: string): Promise<LocalRuntime> {
     const args = ['--import', TSX_LOADER, SERVER_SCRIPT, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
     if (this.options.parallel) args.push('--parallel', String(this.options.parallel));
     if (this.options.threads) args.push('--threads', String(this.options.threads));
     if (this.options.contextSize) args.push('--context-size', String(this.options.contextSize));
     // stdin is the runtime's lifeline: if this process dies, the pipe closes and the runtime exits.
     const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const log = this.logger.child({ modelId, pid: child.pid });
+    const log = this.logger.child({ modelId, ...(key === modelId ? {} : { runtime: key }), pid: child.pid });
     log.info({ modelPath }, 'starting runtime');
 
     let tail = '';
@@ -138,11 +149,11 @@ export class LocalRuntimeManager {
           ready = true;
           clearTimeout(timer);
           child.stdout!.off('data', onStdout).resume();
-          const runtime = this.runtime(modelId, `http://127.0.0.1:${message.port}`, child.pid!);
+          const runtime = this.runtime(key, modelId, `http://127.0.0.1:${message.port}`, child.pid!);
           if (this.closed) {
             return void terminate(child, exited, 1000).then(() => reject(new Error('the runtime manager was closed while the runtime started')));
           }
-          this.running.set(modelId, { runtime, child, exited, stderrTail });
+          this.running.set(key, { runtime, child, exited, stderrTail });
           log.info({ url: runtime.url }, 'runtime ready');
           resolve(runtime);
         }
@@ -153,17 +164,18 @@ export class LocalRuntimeManager {
       child.once('exit', (code, signal) => {
         if (!ready) return fail(`the runtime of ${modelId} exited (${signal ?? `code ${code}`}) before it was ready`);
         // A runtime that stop() ended is no longer in the map; any other exit is a crash.
-        const entry = this.running.get(modelId);
+        const entry = this.running.get(key);
         if (entry?.child === child) {
-          this.running.delete(modelId);
+          this.running.delete(key);
           log.error({ code, signal, stderr: stderrTail() }, 'runtime exited unexpectedly; the next request starts a new one');
         }
       });
     });
   }
 
-  private runtime(modelId: string, url: string, pid: number): LocalRuntime {
+  private runtime(key: string, modelId: string, url: string, pid: number): LocalRuntime {
     return {
+      key,
       modelId,
       url,
       pid,

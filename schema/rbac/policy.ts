@@ -162,9 +162,10 @@ const usageRead = hasScope('api.api_usages', 'read');
 const inference: PolicyMap = {
   Query: { inferenceStatus: modelsRead, inferenceRateLimit: isAuthenticated, apiUsages: usageRead, tokenize: modelsWrite },
   Mutation: { createChatCompletion: modelsWrite, createCompletion: modelsWrite, createEmbedding: modelsWrite, reportRuntimes: isWorker },
-  Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite, runtimesUpdated: modelsRead },
+  Subscription: { chatCompletionChunks: modelsWrite, completionChunks: modelsWrite, runtimesUpdated: modelsRead, runtimeScaling: modelsRead },
   Model: { id: modelsRead, runtimes: modelsRead },
   Runtime: { '*': anyOf(modelsRead, isWorker) },
+  RuntimeAutoscaling: { '*': anyOf(modelsRead, isWorker) },
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   ApiUsage: { '*': usageRead },

@@ -3,11 +3,11 @@ import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAI
 import { projectScopeOf } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
-import type { Resolvers } from './generated/resolvers.js';
+import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
 import { JSONScalar } from './json.js';
 import { withRetrievedContext } from './rag.js';
 import { readJson, serverSentEvents, type RoutedResponse } from './router.js';
-import type { RuntimeReport } from './store.js';
+import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow } from './store.js';
 
 type Kind = 'chat' | 'completion' | 'embedding';
 
@@ -247,9 +247,45 @@ function runtimeUpdates(ctx: InferenceContext): AsyncGenerator<unknown> {
   );
 }
 
+/** One model's runtimes of the tenant now, then after each report; the model must be visible to the caller. */
+async function modelRuntimeUpdates(ctx: InferenceContext, modelId: string): Promise<AsyncGenerator<unknown>> {
+  const tenantId = projectScopeOf(ctx.identity).tenantId;
+  const model = await ctx.models.model(ctx, modelId);
+  if (!model) throw notFound('model', modelId);
+  return latestOnChange(
+    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === tenantId && changed()),
+    () => ctx.store.forModels(tenantId, [model.id]),
+  );
+}
+
 const MAX_RUNTIMES = 10_000;
 
-function runtimeReports(runtimes: readonly { modelId: string; desiredReplicas: number; readyReplicas: number; inFlightRequests: number; statusMessage?: string | null }[]): RuntimeReport[] {
+/** An agent's autoscaler state, checked as it is stored. */
+function autoscalingReport(a: RuntimeAutoscalingInput, field: string): RuntimeAutoscaling {
+  for (const [name, value] of [['minReplicas', a.minReplicas], ['maxReplicas', a.maxReplicas], ['idleSeconds', a.idleSeconds]] as const) {
+    if (!Number.isInteger(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative integer`, `${field}.${name}`);
+  }
+  for (const [name, value] of [['targetInFlight', a.targetInFlight], ['averageInFlight', a.averageInFlight]] as const) {
+    if (!Number.isFinite(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative number`, `${field}.${name}`);
+  }
+  const at = (name: string, value: string | null | undefined) => {
+    if (value === null || value === undefined) return null;
+    if (Number.isNaN(Date.parse(value))) throw badInput(`${field}.${name} must be an ISO 8601 date-time`, `${field}.${name}`);
+    return new Date(value).toISOString();
+  };
+  return {
+    minReplicas: a.minReplicas,
+    maxReplicas: a.maxReplicas,
+    targetInFlight: a.targetInFlight,
+    averageInFlight: a.averageInFlight,
+    idleSeconds: a.idleSeconds,
+    scaleToZeroAt: at('scaleToZeroAt', a.scaleToZeroAt),
+    lastScaledAt: at('lastScaledAt', a.lastScaledAt),
+    lastScaleReason: a.lastScaleReason ? a.lastScaleReason.slice(0, 512) : null,
+  };
+}
+
+function runtimeReports(runtimes: readonly RuntimeReportInput[]): RuntimeReport[] {
   if (runtimes.length > MAX_RUNTIMES) throw badInput(`at most ${MAX_RUNTIMES} runtimes`, 'runtimes');
   return runtimes.map((r, i) => {
     for (const [name, value] of [['desiredReplicas', r.desiredReplicas], ['readyReplicas', r.readyReplicas], ['inFlightRequests', r.inFlightRequests]] as const) {
@@ -262,6 +298,7 @@ function runtimeReports(runtimes: readonly { modelId: string; desiredReplicas: n
       ready_replicas: r.readyReplicas,
       in_flight_requests: r.inFlightRequests,
       status_message: (r.statusMessage ?? '').slice(0, 1024),
+      autoscaling: r.autoscaling ? autoscalingReport(r.autoscaling, `runtimes[${i}].autoscaling`) : null,
     };
   });
 }
@@ -295,6 +332,7 @@ export const resolvers: Resolvers<InferenceContext> = {
     chatCompletionChunks: { subscribe: (_p, { request }, ctx) => chunks('chat', ctx, request), resolve: (chunk: unknown) => chunk },
     completionChunks: { subscribe: (_p, { request }, ctx) => chunks('completion', ctx, request), resolve: (chunk: unknown) => chunk },
     runtimesUpdated: { subscribe: (_p, _a, ctx) => runtimeUpdates(ctx), resolve: (status: unknown) => status as InferenceStatusModel },
+    runtimeScaling: { subscribe: (_p, { modelId }, ctx) => modelRuntimeUpdates(ctx, modelId), resolve: (runtimes: unknown) => runtimes as RuntimeRow[] },
   },
   Model: {
     __resolveReference: (ref) => ({ id: ref.id }),
@@ -322,6 +360,7 @@ export const resolvers: Resolvers<InferenceContext> = {
     readyReplicas: (r) => r.ready_replicas,
     inFlightRequests: (r) => r.in_flight_requests,
     statusMessage: (r) => r.status_message,
+    autoscaling: (r) => r.autoscaling,
     updatedAt: (r) => r.updated_at.toISOString(),
   },
 };

@@ -56,33 +56,69 @@ export class InferenceRouter {
 
   /**
    * Ready runtimes of a model; when there are none, asks the tenant's agents to reconcile now (the
-   * model may just have been activated: scale from zero) and holds the request until one is ready or
-   * `waitSeconds` pass.
+   * model may just have been activated) and to wake the model (its autoscaler scaled it to zero:
+   * scale from zero), and holds the request until one is ready or `waitSeconds` pass.
    */
-  private async readyRuntimes(tenantId: string, modelId: string, signal?: AbortSignal) {
+  private async readyRuntimes(tenantId: string, modelId: string, deadline: number, signal?: AbortSignal) {
     let ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
     if (ready.length > 0 || this.waitSeconds === 0) return ready;
-    for (const clusterId of this.transport.connectedClusters(tenantId)) {
-      try {
-        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile` }, { endStream: true });
-        nudge.on('error', () => undefined).resume();
-      } catch {
-        /* the tunnel just went: nothing to nudge */
-      }
-    }
-    const deadline = Date.now() + this.waitSeconds * 1000;
-    while (ready.length === 0 && Date.now() < deadline && !signal?.aborted) {
+    this.wake(tenantId, modelId);
+    // Every 2 s again while it waits: a waiting request is demand, which keeps an autoscaler from
+    // taking the starting replica away as idle.
+    for (let polls = 1; ready.length === 0 && Date.now() < deadline && !signal?.aborted; polls++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
+      if (polls % 8 === 0) this.wake(tenantId, modelId);
       ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
     }
     return ready;
   }
 
-  async forward(tenantId: string, modelId: string, path: string, body: unknown, signal?: AbortSignal): Promise<RoutedResponse> {
-    const ready = await this.readyRuntimes(tenantId, modelId, signal);
-    if (ready.length === 0) {
-      throw new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`);
+  /** Asks the tenant's agents to reconcile now and to scale the model from zero. */
+  private wake(tenantId: string, modelId: string): void {
+    for (const clusterId of this.transport.connectedClusters(tenantId)) {
+      try {
+        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile?wake=${encodeURIComponent(modelId)}` }, { endStream: true });
+        nudge.on('error', () => undefined).resume();
+      } catch {
+        /* the tunnel just went: nothing to nudge */
+      }
     }
+  }
+
+  /**
+   * Forwards a request to a ready runtime of the model (see the class). When every runtime tried
+   * answered that it has no ready replica (the reports were behind: a replica just scaled away), the
+   * request waits for a ready one as when none was reported, up to the same deadline.
+   */
+  async forward(tenantId: string, modelId: string, path: string, body: unknown, signal?: AbortSignal, requestId?: string): Promise<RoutedResponse> {
+    const deadline = Date.now() + this.waitSeconds * 1000;
+    for (;;) {
+      const attempt = await this.forwardOnce(tenantId, modelId, path, body, deadline, signal, requestId);
+      if ('routed' in attempt) return attempt.routed;
+      if (!attempt.notReady || Date.now() >= deadline || signal?.aborted) throw attempt.error;
+      this.wake(tenantId, modelId);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  /**
+   * One try over the ready runtimes. `requestId` goes to the agent as `x-request-id`: its logs and the
+   * runtime see the caller's request id. `notReady`: every runtime tried answered 503.
+   */
+  private async forwardOnce(
+    tenantId: string,
+    modelId: string,
+    path: string,
+    body: unknown,
+    deadline: number,
+    signal?: AbortSignal,
+    requestId?: string,
+  ): Promise<{ routed: RoutedResponse } | { error: MarinerError; notReady: boolean }> {
+    const ready = await this.readyRuntimes(tenantId, modelId, deadline, signal);
+    if (ready.length === 0) {
+      return { error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`), notReady: false };
+    }
+    let notReady = true;
     const load = (clusterId: string, reported: number) => reported + (this.sent.get(`${clusterId}/${modelId}`) ?? 0);
     const candidates = [...ready].sort((a, b) => load(a.cluster_id, a.in_flight_requests) - load(b.cluster_id, b.in_flight_requests));
     const payload = Buffer.from(JSON.stringify(body));
@@ -97,9 +133,11 @@ export class InferenceRouter {
           ':path': runtimePath(modelId, path),
           'content-type': 'application/json',
           'content-length': payload.length,
+          ...(requestId ? { 'x-request-id': requestId } : {}),
         });
       } catch (error) {
         lastError = error;
+        notReady = false;
         continue;
       }
       this.sent.set(key, (this.sent.get(key) ?? 0) + 1);
@@ -119,20 +157,22 @@ export class InferenceRouter {
         // The agent answers 502/503 when the runtime is gone or not ready: another one may serve.
         if (status === 502 || status === 503) {
           lastError = new Error(`cluster ${runtime.cluster_id} answered ${status}`);
+          if (status === 502) notReady = false;
           cancel();
           continue;
         }
-        return { clusterId: runtime.cluster_id, status, headers, stream };
+        return { routed: { clusterId: runtime.cluster_id, status, headers, stream } };
       } catch (error) {
         lastError = error;
+        notReady = false;
         this.logger.warn({ err: (error as Error).message, clusterId: runtime.cluster_id, modelId }, 'runtime failed before answering; trying another');
       }
     }
     if (signal?.aborted) throw new MarinerError(ErrorCode.BAD_USER_INPUT, 'The request was cancelled');
-    throw new MarinerError(
-      ErrorCode.UNAVAILABLE,
-      `No runtime of model ${modelId} could take the request (${(lastError as Error | undefined)?.message ?? 'none ready'}); retry shortly`,
-    );
+    return {
+      error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} could take the request (${(lastError as Error | undefined)?.message ?? 'none ready'}); retry shortly`),
+      notReady,
+    };
   }
 }
 

@@ -2,6 +2,18 @@ import { toCount, type Knex } from '../../lib/db.js';
 
 export const SCHEMA = 'inference';
 
+/** The autoscaler's state of a runtime, as its agent reported it (stored as JSON). */
+export interface RuntimeAutoscaling {
+  minReplicas: number;
+  maxReplicas: number;
+  targetInFlight: number;
+  averageInFlight: number;
+  idleSeconds: number;
+  scaleToZeroAt: string | null;
+  lastScaledAt: string | null;
+  lastScaleReason: string | null;
+}
+
 export interface RuntimeRow {
   cluster_id: string;
   tenant_id: string;
@@ -10,10 +22,18 @@ export interface RuntimeRow {
   ready_replicas: number;
   in_flight_requests: number;
   status_message: string;
+  /** null: the runtime runs its model's configured replicas. */
+  autoscaling: RuntimeAutoscaling | null;
   updated_at: Date;
 }
 
-export type RuntimeReport = Pick<RuntimeRow, 'model_id' | 'desired_replicas' | 'ready_replicas' | 'in_flight_requests' | 'status_message'>;
+export type RuntimeReport = Pick<RuntimeRow, 'model_id' | 'desired_replicas' | 'ready_replicas' | 'in_flight_requests' | 'status_message' | 'autoscaling'>;
+
+/** A stored row: the JSON column as the driver returns it (an object; a string on some drivers). */
+function runtimeRow(row: RuntimeRow): RuntimeRow {
+  const autoscaling = row.autoscaling as unknown;
+  return typeof autoscaling === 'string' ? { ...row, autoscaling: JSON.parse(autoscaling) as RuntimeAutoscaling } : row;
+}
 
 /** All SQL of the inference subgraph. */
 export class RuntimeStore {
@@ -28,20 +48,21 @@ export class RuntimeStore {
     return this.knex.transaction(async (trx) => {
       await trx.withSchema(SCHEMA).table('runtimes').where({ cluster_id: clusterId }).delete();
       if (reports.length === 0) return [];
-      return (await trx
+      const rows = (await trx
         .withSchema(SCHEMA)
         .table('runtimes')
-        .insert(reports.map((r) => ({ ...r, cluster_id: clusterId, tenant_id: tenantId })))
+        .insert(reports.map((r) => ({ ...r, autoscaling: r.autoscaling ? JSON.stringify(r.autoscaling) : null, cluster_id: clusterId, tenant_id: tenantId })))
         .returning('*')) as RuntimeRow[];
+      return rows.map(runtimeRow);
     });
   }
 
   async forTenant(tenantId: string): Promise<RuntimeRow[]> {
-    return this.runtimes().where({ tenant_id: tenantId }).orderBy(['model_id', 'cluster_id']);
+    return ((await this.runtimes().where({ tenant_id: tenantId }).orderBy(['model_id', 'cluster_id'])) as RuntimeRow[]).map(runtimeRow);
   }
 
   async forModels(tenantId: string, modelIds: readonly string[]): Promise<RuntimeRow[]> {
-    return this.runtimes().where({ tenant_id: tenantId }).whereIn('model_id', [...modelIds]).orderBy('cluster_id');
+    return ((await this.runtimes().where({ tenant_id: tenantId }).whereIn('model_id', [...modelIds]).orderBy('cluster_id')) as RuntimeRow[]).map(runtimeRow);
   }
 
   /** Runtimes of a model with a ready replica, reported within `freshSeconds`. */

@@ -141,6 +141,8 @@ export type QueryTokenizeArgs = {
 /** One model's runtime on one cluster, as the cluster's agent last reported it. */
 export type Runtime = {
   __typename?: 'Runtime';
+  /** The autoscaler's state; null when the runtime runs the replicas its model's config asks for. */
+  autoscaling?: Maybe<RuntimeAutoscaling>;
   clusterId: Scalars['ID']['output'];
   /** Replicas the agent wants running. */
   desiredReplicas: Scalars['Int']['output'];
@@ -153,7 +155,42 @@ export type Runtime = {
   updatedAt: Scalars['DateTime']['output'];
 };
 
+/**
+ * The builtin autoscaler's view of one runtime (LLMariner engine autoscaler): replicas follow the
+ * requests in flight, averaged over a window, at `targetInFlight` per replica within
+ * [minReplicas, maxReplicas]; with minReplicas 0, an idle runtime goes to zero replicas after a grace
+ * period and the next request starts one again.
+ */
+export type RuntimeAutoscaling = {
+  __typename?: 'RuntimeAutoscaling';
+  /** Requests in flight, averaged over the metrics window. */
+  averageInFlight: Scalars['Float']['output'];
+  /** Seconds since the last request in flight (0 while one is). */
+  idleSeconds: Scalars['Int']['output'];
+  /** Why the replicas last changed. */
+  lastScaleReason?: Maybe<Scalars['String']['output']>;
+  lastScaledAt?: Maybe<Scalars['DateTime']['output']>;
+  maxReplicas: Scalars['Int']['output'];
+  minReplicas: Scalars['Int']['output'];
+  /** When the runtime goes to zero replicas if no request comes; null when it does not. */
+  scaleToZeroAt?: Maybe<Scalars['DateTime']['output']>;
+  /** Requests in flight each replica should carry. */
+  targetInFlight: Scalars['Float']['output'];
+};
+
+export type RuntimeAutoscalingInput = {
+  averageInFlight: Scalars['Float']['input'];
+  idleSeconds: Scalars['Int']['input'];
+  lastScaleReason?: InputMaybe<Scalars['String']['input']>;
+  lastScaledAt?: InputMaybe<Scalars['DateTime']['input']>;
+  maxReplicas: Scalars['Int']['input'];
+  minReplicas: Scalars['Int']['input'];
+  scaleToZeroAt?: InputMaybe<Scalars['DateTime']['input']>;
+  targetInFlight: Scalars['Float']['input'];
+};
+
 export type RuntimeReportInput = {
+  autoscaling?: InputMaybe<RuntimeAutoscalingInput>;
   desiredReplicas: Scalars['Int']['input'];
   inFlightRequests: Scalars['Int']['input'];
   modelId: Scalars['ID']['input'];
@@ -167,6 +204,11 @@ export type Subscription = {
   chatCompletionChunks: Scalars['JSON']['output'];
   /** OpenAI streaming completion: each event is one `text_completion` chunk. */
   completionChunks: Scalars['JSON']['output'];
+  /**
+   * One model's runtimes across the tenant's clusters, with their autoscaling state: the current state
+   * at once, then again whenever an agent reports them (replicas, in-flight requests, scale decisions).
+   */
+  runtimeScaling: Array<Runtime>;
   /** The tenant's runtimes: the current state at once, then again whenever an agent reports a change. */
   runtimesUpdated: InferenceStatus;
 };
@@ -179,6 +221,11 @@ export type SubscriptionChatCompletionChunksArgs = {
 
 export type SubscriptionCompletionChunksArgs = {
   request: Scalars['JSON']['input'];
+};
+
+
+export type SubscriptionRuntimeScalingArgs = {
+  modelId: Scalars['ID']['input'];
 };
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
@@ -290,6 +337,8 @@ export type ResolversTypes = ResolversObject<{
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Runtime: ResolverTypeWrapper<RuntimeRow>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
+  RuntimeAutoscaling: ResolverTypeWrapper<RuntimeAutoscaling>;
+  RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
@@ -311,6 +360,8 @@ export type ResolversParentTypes = ResolversObject<{
   Query: Record<PropertyKey, never>;
   Runtime: RuntimeRow;
   String: Scalars['String']['output'];
+  RuntimeAutoscaling: RuntimeAutoscaling;
+  RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
   Subscription: Record<PropertyKey, never>;
   Boolean: Scalars['Boolean']['output'];
@@ -376,6 +427,7 @@ export type QueryResolvers<ContextType = InferenceContext, ParentType extends Re
 }>;
 
 export type RuntimeResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Runtime'] = ResolversParentTypes['Runtime']> = ResolversObject<{
+  autoscaling?: Resolver<Maybe<ResolversTypes['RuntimeAutoscaling']>, ParentType, ContextType>;
   clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   desiredReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   inFlightRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -385,9 +437,21 @@ export type RuntimeResolvers<ContextType = InferenceContext, ParentType extends 
   updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
 }>;
 
+export type RuntimeAutoscalingResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['RuntimeAutoscaling'] = ResolversParentTypes['RuntimeAutoscaling']> = ResolversObject<{
+  averageInFlight?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  idleSeconds?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  lastScaleReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  lastScaledAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  maxReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  minReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  scaleToZeroAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  targetInFlight?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+}>;
+
 export type SubscriptionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   chatCompletionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "chatCompletionChunks", ParentType, ContextType, RequireFields<SubscriptionChatCompletionChunksArgs, 'request'>>;
   completionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "completionChunks", ParentType, ContextType, RequireFields<SubscriptionCompletionChunksArgs, 'request'>>;
+  runtimeScaling?: SubscriptionResolver<Array<ResolversTypes['Runtime']>, "runtimeScaling", ParentType, ContextType, RequireFields<SubscriptionRuntimeScalingArgs, 'modelId'>>;
   runtimesUpdated?: SubscriptionResolver<ResolversTypes['InferenceStatus'], "runtimesUpdated", ParentType, ContextType>;
 }>;
 
@@ -402,6 +466,7 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Runtime?: RuntimeResolvers<ContextType>;
+  RuntimeAutoscaling?: RuntimeAutoscalingResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
 }>;
 
