@@ -31,6 +31,7 @@ import type { Authenticator, Credentials } from './authentication.js';
 import { authorizeOperation } from './authorizeOperation.js';
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
+import { serializeEvent, Subscriber, type SerializedEvent, type SubscriberConnection } from './fanOut.js';
 
 export interface SubscriptionServerOptions {
   supergraphSdl: string;
@@ -69,69 +70,15 @@ interface ConnectionState {
 /** graphql-ws close codes (its protocol's 4401 Unauthorized), with a reason a client can show. */
 const CLOSE_UNAUTHORIZED = 4401;
 
-/** One subscriber's events, as an async iterator fed by the shared upstream. */
-class EventQueue implements AsyncIterableIterator<ExecutionResult> {
-  private readonly items: ExecutionResult[] = [];
-  private waiting: ((result: IteratorResult<ExecutionResult>) => void) | undefined;
-  private ended = false;
-  constructor(
-    private readonly max: number,
-    private readonly onReturn: () => void,
-  ) {}
-
-  push(result: ExecutionResult): void {
-    if (this.ended) return;
-    if (this.waiting) {
-      const wake = this.waiting;
-      this.waiting = undefined;
-      return wake({ value: result, done: false });
-    }
-    if (this.items.length >= this.max) {
-      this.items.length = 0;
-      this.items.push({ errors: [new MarinerError(ErrorCode.RATE_LIMITED, `This subscriber fell more than ${this.max} events behind and was dropped; subscribe again`)] });
-      this.end();
-      return;
-    }
-    this.items.push(result);
-  }
-
-  end(): void {
-    this.ended = true;
-    if (this.waiting) {
-      const wake = this.waiting;
-      this.waiting = undefined;
-      wake({ value: undefined, done: true });
-    }
-  }
-
-  next(): Promise<IteratorResult<ExecutionResult>> {
-    const item = this.items.shift();
-    if (item) return Promise.resolve({ value: item, done: false });
-    if (this.ended) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => (this.waiting = resolve));
-  }
-
-  return(): Promise<IteratorResult<ExecutionResult>> {
-    this.end();
-    this.items.length = 0;
-    this.onReturn();
-    return Promise.resolve({ value: undefined, done: true });
-  }
-
-  [Symbol.asyncIterator]() {
-    return this;
-  }
-}
-
 /** How a late joiner of a shared subscription catches up (schema/subgraphs.ts). */
 type FeedKind = 'state' | 'replayed' | 'changes';
 
 /** One upstream subscription and its hydration, shared by every subscriber with the same key. */
 interface SharedSubscription {
-  subscribers: Set<EventQueue>;
+  subscribers: Set<Subscriber>;
   kind: FeedKind;
-  /** What a late joiner is handed first: the latest event (state), or every event so far (replayed). */
-  history: ExecutionResult[];
+  /** What a late joiner is handed first: the latest event (state), or every event so far (replayed); serialised already. */
+  history: SerializedEvent[];
   /** False once a replayed feed's history outgrew the bound: late joiners then get their own upstream. */
   historyComplete: boolean;
   stop(): void;
@@ -173,6 +120,10 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
   const maxPerConnection = options.maxSubscriptionsPerConnection ?? 100;
   const maxPerUser = options.maxSubscriptionsPerUser ?? 1000;
   const connectionsByOwner = new Map<string, Set<ConnectionState>>();
+  /** Where a subscription's `next` messages go (gateway/fanOut.ts): its connection's socket and operation id, by its context. */
+  const deliveries = new WeakMap<GatewayContext, { connection: SubscriberConnection; id: string; operations: Record<string, unknown> }>();
+  /** The TCP stream under each WebSocket (the upgrade's), which the fan-out corks per tick. */
+  const streams = new WeakMap<WebSocket, Duplex>();
   /** Operations open for an owner across its connections (graphql-ws counts the one being subscribed already). */
   const openFor = (owner: string) => [...(connectionsByOwner.get(owner) ?? [])].reduce((sum, c) => sum + Object.keys(c.operations).length, 0);
 
@@ -244,12 +195,15 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     const node: PlanNode = rest ? { kind: 'Sequence', nodes: [primary, rest] } : primary;
     // Printed once: every event's hydration hands the same operation text to the executor.
     const query = print(args.document);
+    let stopped = false;
     const subscription: SharedSubscription = {
       subscribers: new Set(),
       kind,
       history: [],
       historyComplete: true,
       stop: () => {
+        if (stopped) return;
+        stopped = true;
         // A newer upstream may have taken the key (late joiners of a long feed): leave it to its subscribers.
         if (shared.get(key) === subscription) shared.delete(key);
         upstreams.delete(subscription);
@@ -297,11 +251,13 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
           const upstreamEvent = event as ExecutionResult;
           // An event that is only errors (the subgraph refused) has nothing to hydrate.
           const result = upstreamEvent.errors?.length && !upstreamEvent.data ? masked(upstreamEvent) : await hydrate(upstreamEvent);
-          for (const queue of subscription.subscribers) queue.push(result);
+          // Serialised once, whatever the number of subscribers (gateway/fanOut.ts).
+          const serialized = serializeEvent(result);
+          for (const subscriber of subscription.subscribers) subscriber.push(serialized);
           // Kept for late joiners, in the same turn as the fan-out: a joiner gets each event once.
-          if (kind === 'state') subscription.history = [result];
+          if (kind === 'state') subscription.history = [serialized];
           else if (kind === 'replayed' && subscription.historyComplete) {
-            if (subscription.history.length < maxQueued) subscription.history.push(result);
+            if (subscription.history.length < maxQueued) subscription.history.push(serialized);
             else {
               subscription.history = [];
               subscription.historyComplete = false;
@@ -316,9 +272,10 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         const failure = masked({
           errors: refused ?? [new GraphQLError('The subscription source failed; subscribe again', { extensions: { code: ErrorCode.INTERNAL } })],
         });
-        for (const queue of subscription.subscribers) queue.push(failure);
+        const serialized = serializeEvent(failure);
+        for (const subscriber of subscription.subscribers) subscriber.push(serialized);
       } finally {
-        for (const queue of subscription.subscribers) queue.end();
+        for (const subscriber of subscription.subscribers) subscriber.end();
         subscription.stop();
       }
     })();
@@ -327,6 +284,9 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
 
   function subscribe(args: ExecutionArgs): AsyncIterableIterator<ExecutionResult> {
     const context = args.contextValue as GatewayContext;
+    const delivery = deliveries.get(context)!;
+    // The client completed the operation while it was being authorized: nothing to join.
+    if (!(delivery.id in delivery.operations)) return (async function* () {})();
     const plan = planFor(args.document, args.operationName ?? undefined);
     if (plan.node?.kind !== 'Subscription') throw new Error('not a subscription plan');
     const operation = getOperationAST(args.document, args.operationName ?? undefined);
@@ -352,13 +312,13 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
       upstreams.add(subscription);
     }
     const own = subscription;
-    const queue = new EventQueue(maxQueued, () => {
-      own.subscribers.delete(queue);
+    const subscriber: Subscriber = new Subscriber(delivery.connection, delivery.id, maxQueued, () => {
+      own.subscribers.delete(subscriber);
       if (own.subscribers.size === 0) own.stop();
     });
-    for (const event of own.history) queue.push(event);
-    own.subscribers.add(queue);
-    return queue;
+    for (const event of own.history) subscriber.push(event);
+    own.subscribers.add(subscriber);
+    return subscriber;
   }
 
   useServer(
@@ -425,6 +385,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
           internalTokens: new Map(),
           _shield: { cache: {} },
         };
+        const socket = ctx.extra.socket;
+        deliveries.set(context, { connection: { socket, stream: streams.get(socket) }, id, operations: connection.operations });
         try {
           await authorizeOperation({ schema: apiGraphQL, document, operationName: payload.operationName, variables: payload.variables, policy: options.policy, context });
         } catch (error) {
@@ -442,6 +404,8 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         if (owned?.size === 0) connectionsByOwner.delete(connection.owner);
       },
       connectionInitWaitTimeout: options.connectionInitWaitTimeoutMs ?? 3_000,
+      // A subscription's `next` messages do not come through graphql-ws: the iterator yields nothing
+      // and the fan-out writes them on the socket, each event serialised once (gateway/fanOut.ts).
       subscribe: (args) => subscribe(args),
       execute: async (args) =>
         options.executeOperation({
@@ -462,7 +426,10 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
         socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nUse the graphql-transport-ws subprotocol (graphql-ws)\n');
         return;
       }
-      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        streams.set(ws, socket);
+        wss.emit('connection', ws, req);
+      });
     },
     /** Open shared upstream subscriptions (for tests and metrics). */
     sharedCount: () => upstreams.size,

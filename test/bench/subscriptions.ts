@@ -749,7 +749,10 @@ async function main(): Promise<void> {
       modelsSubgraphRequests: ratio(modelsRequests(fanout), modelsRequests(baseline)),
       eventsPerSecond: ratio(fanout.client.eventsPerSecond, baseline.client.eventsPerSecond),
       platformRssGrowthMiB: round(fanout.platform.rssPeakMiB - fanout.platform.memoryBefore.rssMiB - (baseline.platform.rssPeakMiB - baseline.platform.memoryBefore.rssMiB), 1),
+      /** That growth per follower (the fan-out phase's followers less the baseline's one), KiB. */
+      platformRssPerFollowerKiB: 0,
     };
+    ratios.platformRssPerFollowerKiB = options.followers > 1 ? round((ratios.platformRssGrowthMiB * 1024) / (options.followers - 1), 1) : 0;
 
     const report = {
       ...benchEnvironment('subscriptions', command),
@@ -799,8 +802,10 @@ async function main(): Promise<void> {
       f(p.platform.eventLoopDelayMs.p99),
     ]);
     const x = (r: number | null) => (r === null ? '-' : `×${r.toFixed(2)}`);
-    const ratioHeader = ['fan-out / baseline', 'lat p50', 'lat p99', 'upstreams', 'models req', 'events/s', 'RSS growth (MiB, fan-out − baseline)'];
-    const ratioRows = [['', x(ratios.latencyP50), x(ratios.latencyP99), x(ratios.upstreams), x(ratios.modelsSubgraphRequests), x(ratios.eventsPerSecond), ratios.platformRssGrowthMiB.toFixed(1)]];
+    const ratioHeader = ['fan-out / baseline', 'lat p50', 'lat p99', 'upstreams', 'models req', 'events/s', 'RSS growth (MiB, fan-out − baseline)', 'per follower (KiB)'];
+    const ratioRows = [
+      ['', x(ratios.latencyP50), x(ratios.latencyP99), x(ratios.upstreams), x(ratios.modelsSubgraphRequests), x(ratios.eventsPerSecond), ratios.platformRssGrowthMiB.toFixed(1), ratios.platformRssPerFollowerKiB.toFixed(1)],
+    ];
     const textTable = (head: string[], body: string[][], left: number) => {
       const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => (i < left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
