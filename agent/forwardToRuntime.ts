@@ -1,6 +1,30 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { Logger } from '../lib/logging.js';
 import { HOP_BY_HOP } from '../lib/tunnel.js';
+
+/** A request id as the control plane sends it (a subscription's carries its operation id after a colon). */
+const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** The control plane's request id of a tunnel request (`x-request-id`), when it is sane. */
+export function tunnelRequestId(req: Http2ServerRequest): string | undefined {
+  const value = req.headers['x-request-id'];
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined;
+}
+
+/**
+ * One log line per inference request that reaches this agent, when its answer ends, with the request id
+ * the control plane sent (the one the client got in `x-request-id`): the agent's line reads with the
+ * gateway's and the subgraphs' for the same request. `cancelled`: the control plane reset the stream first.
+ */
+export function logRuntimeRequest(logger: Logger, req: Http2ServerRequest, res: Http2ServerResponse, modelId: string, runtimePath: string): void {
+  const started = performance.now();
+  const requestId = tunnelRequestId(req);
+  res.stream.once('close', () => {
+    const line = { requestId, modelId, path: runtimePath, status: res.statusCode, ms: Math.round(performance.now() - started) };
+    logger.info(res.writableEnded ? line : { ...line, cancelled: true }, 'inference request');
+  });
+}
 
 /**
  * Answers an inference request with an OpenAI-shaped error (OpenAI API: error object). The control
@@ -20,7 +44,7 @@ export function answerRuntimeError(res: Http2ServerResponse, status: 502 | 503, 
  * pseudo-headers stay behind. A runtime that cannot be reached answers 502 before the first byte; once
  * the answer has started, a failure ends the tunnel stream (the caller sees a cut stream, never a
  * second status). When the tunnel stream closes first (the client left), the upstream request is
- * aborted, so the runtime stops generating.
+ * aborted, so the runtime stops generating. The control plane's `x-request-id` goes to the runtime too.
  */
 export function forwardToRuntime(options: { baseUrl: string; modelId: string; req: Http2ServerRequest; res: Http2ServerResponse; runtimePath: string }): void {
   const { baseUrl, modelId, req, res, runtimePath } = options;

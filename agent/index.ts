@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
 import { JobReporter } from './jobReporter.js';
+import { logRuntimeRequest } from './forwardToRuntime.js';
 import { createLocalJobHost } from './localJobHost.js';
 import type { KubernetesJobSettings } from './kubernetes/jobs.js';
 import type { AutoscalerConfig } from '../lib/config.js';
@@ -151,6 +152,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
+      logRuntimeRequest(logger, req, res, decodeURIComponent(runtime[1]!), runtime[2]!);
       if (!runtimes) return json(res, 503, { error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null } });
       return runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
     }

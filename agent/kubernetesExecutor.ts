@@ -50,13 +50,17 @@ export function runtimeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ku
 /**
  * How the Kubernetes executor runs fine-tuning Jobs, from the agent's environment:
  * MARINER_FINE_TUNING_IMAGE (required to run them), MARINER_FINE_TUNING_COMMAND (the trainer's argv in
- * that image), MARINER_KUEUE_DEFAULT_QUEUE (the queue of projects that name none).
+ * that image), MARINER_KUEUE_DEFAULT_QUEUE (the queue of projects that name none),
+ * MARINER_WANDB_API_KEY_SECRET and MARINER_WANDB_API_KEY_SECRET_KEY (default `apiKey`): the Secret in the
+ * jobs' namespaces holding the W&B API key, for jobs with a `wandb` integration.
  */
 export function jobSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): KubernetesJobSettings {
+  const wandbSecret = env['MARINER_WANDB_API_KEY_SECRET'] || undefined;
   return {
     image: env['MARINER_FINE_TUNING_IMAGE'] || undefined,
     command: commandSetting(env, 'MARINER_FINE_TUNING_COMMAND'),
     defaultQueue: env['MARINER_KUEUE_DEFAULT_QUEUE'] || undefined,
+    wandbApiKeySecret: wandbSecret ? { name: wandbSecret, key: env['MARINER_WANDB_API_KEY_SECRET_KEY'] || 'apiKey' } : undefined,
   };
 }
 

@@ -18,6 +18,7 @@ import { DEMO_BASE_MODEL_ID, DEMO_MODEL_ID } from './demoModel.js';
 import { startPlatform } from './platform.js';
 import { startAgentOps } from './agentOps.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
+import { drainTimeoutSetting } from './serveConfig.js';
 
 const USAGE = `usage: mariner <command>
 
@@ -43,7 +44,8 @@ settings (environment):
   MARINER_DATA_DIR        data directory (default ./.mariner)
   MARINER_ADMIN_API_KEY   fix the bootstrap admin key (sk-...)
   DATABASE_URL            use this PostgreSQL instead of the embedded PGlite
-  MARINER_OIDC_ISSUER     accept OIDC tokens from this issuer (MARINER_OIDC_AUDIENCE to check aud)`;
+  MARINER_OIDC_ISSUER     accept OIDC tokens from this issuer (MARINER_OIDC_AUDIENCE to check aud)
+  MARINER_DRAIN_TIMEOUT_MS  on SIGINT/SIGTERM, time requests in flight get to finish (default 20000)`;
 
 /** Fails fast when the public port is taken, before the database opens (the real listen still checks). */
 async function checkPortFree(port: number, host: string): Promise<void> {
@@ -58,10 +60,11 @@ async function checkPortFree(port: number, host: string): Promise<void> {
 async function up(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { 'demo-model': { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig();
+  const drainTimeoutMs = drainTimeoutSetting();
   const logger = createLogger(config.logLevel);
   const started = Date.now();
   await checkPortFree(config.port, config.host);
-  const platform = await startPlatform(config, { logger, demoModel: values['demo-model'] });
+  const platform = await startPlatform(config, { logger, demoModel: values['demo-model'], drainTimeoutMs });
   const lines = [
     '',
     `Mariner is up (${Date.now() - started} ms, ${platform.db.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
@@ -100,10 +103,12 @@ async function up(args: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Requests in flight get MARINER_DRAIN_TIMEOUT_MS, closing the rest 10 s more.
+    const limitMs = drainTimeoutMs + 10_000;
     const timer = setTimeout(() => {
-      logger.error('shutdown took longer than 10 s; exiting');
+      logger.error({ limitMs }, 'shutdown took too long; exiting');
       process.exit(1);
-    }, 10_000);
+    }, limitMs);
     timer.unref();
     await platform.close();
     process.exit(0);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createGateway, type Gateway } from '../gateway/index.js';
@@ -11,7 +11,8 @@ import { sendJson } from '../lib/http.js';
 import { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { startSubgraph, type RunningSubgraph } from '../lib/subgraphServer.js';
-import { createRestCompat } from '../rest-compat/index.js';
+import { trackRequests, type RequestTracker } from '../lib/requestTracker.js';
+import { createRestCompat, type RestCompat } from '../rest-compat/index.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
 import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
 import { createUsersSubgraph } from '../subgraphs/users/index.js';
@@ -26,6 +27,7 @@ import { createVectorStoresSubgraph } from '../subgraphs/vectorstores/index.js';
 import { createJobsSubgraph } from '../subgraphs/jobs/index.js';
 import { createPubSub } from '../lib/pubsub.js';
 import { installDemoModel } from './demoModel.js';
+import { closeServer, createPublicServer, listen, refuseUpgrade, type UpgradeListener } from './httpServers.js';
 import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 
@@ -53,6 +55,11 @@ export interface PlatformOptions {
   demoModel?: boolean;
   /** Test hook: a ready OIDC verifier instead of one built from config. */
   oidc?: OidcVerifier | null;
+  /**
+   * On close, how long requests in flight (streamed answers included) may take to finish once no new
+   * connection is accepted (MARINER_DRAIN_TIMEOUT_MS; default 20 s).
+   */
+  drainTimeoutMs?: number;
 }
 
 /** The internal token secret: from config, else generated once into the data dir (mode 0600). */
@@ -97,9 +104,17 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   let objectStore: ObjectStore | undefined;
   let gateway: Gateway | undefined;
   let server: Server | undefined;
+  let requests: RequestTracker | undefined;
+  let internalServer: Server | undefined;
+  let restLayer: RestCompat | undefined;
   let sessions: Sessions | undefined;
   let agent: Agent | undefined;
   const close = async () => {
+    // Gracefully first: no new connections, and requests in flight (streamed answers too, through the
+    // agent's tunnel) get the drain's time; streams still open then end with an error event.
+    const drainTimeoutMs = options.drainTimeoutMs ?? 20_000;
+    if (requests && !(await requests.drain(drainTimeoutMs))) logger.warn({ drainTimeoutMs }, 'requests still in flight at the drain limit are cut');
+    await restLayer?.close();
     await agent?.close();
     await sessions?.close();
     if (server) {
@@ -110,6 +125,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       // gateway closes them (1001, "server shutting down"), or the server would wait for them forever.
       await gateway?.stop();
       await closed;
+      if (internalServer) await closeServer(internalServer);
     } else {
       await gateway?.stop();
     }
@@ -138,7 +154,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
     started.push(await startSubgraph(clusters.definition, serverOptions));
     let graphqlUrl = '';
-    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, logger });
+    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, secretKey: secret, logger });
     started.push(await startSubgraph(sessions.definition, serverOptions));
     const modelsUrl = started.find((s) => s.name === 'models')!.url;
     const pubsub = await createPubSub(db, config.databaseUrl);
@@ -181,16 +197,17 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
 
     gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
     const rest = createRestCompat({ graphqlUrl: () => graphqlUrl, objectStore, logger });
+    restLayer = rest;
     const g = gateway;
-    const { tunnelEndpoint, kubeProxy } = sessions;
-    server = createServer((req, res) => {
+    const { tunnelEndpoint, userProxy } = sessions;
+    const handle: RequestListener = (req, res) => {
       const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
       if (pathname === '/graphql') return void g.handle(req, res);
       if (tunnelEndpoint.handles(pathname)) {
         const { status, message } = tunnelEndpoint.refusePlainRequest();
         return sendJson(res, status, { error: { message } });
       }
-      if (kubeProxy.handles(pathname)) return void kubeProxy.handle(req, res);
+      if (userProxy.handles(pathname)) return void userProxy.handle(req, res);
       if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
       if (pathname === '/readyz') {
@@ -203,29 +220,27 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
         return;
       }
       sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
-    });
-    const s = server;
-    s.on('upgrade', (req, socket, head) => {
+    };
+    const upgrade: UpgradeListener = (req, socket, head) => {
       const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
       if (pathname === '/graphql') return g.handleUpgrade(req, socket, head);
       if (tunnelEndpoint.handles(pathname)) return void tunnelEndpoint.handleUpgrade(req, socket, head);
-      if (kubeProxy.handles(pathname)) return void kubeProxy.handleUpgrade(req, socket, head);
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    });
-    // A large upload may take longer than node's default 5 minutes for a whole request; the headers
-    // must still arrive promptly (headersTimeout) and idle sockets still time out.
-    s.requestTimeout = 0;
-    // Idle keep-alive connections stay open longer than clients keep them (undici: 4 s, load balancers:
-    // 60 s): a server closing first races a client reusing the socket, which then sees ECONNRESET.
-    s.keepAliveTimeout = 65_000;
-    s.headersTimeout = 66_000;
+      if (userProxy.handles(pathname)) return void userProxy.handleUpgrade(req, socket, head);
+      refuseUpgrade(socket);
+    };
+    server = createPublicServer(handle, upgrade);
+    const s = server;
+    requests = trackRequests(s);
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
       s.listen(config.port, config.host, () => resolve());
     });
     const { port } = s.address() as AddressInfo;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    graphqlUrl = `http://${host}:${port}/graphql`;
+    // The REST layer and sessions call the gateway on a loopback port of their own, which stays open
+    // while the public port drains: a request in flight may still need GraphQL (as in `mariner serve`).
+    internalServer = createPublicServer(handle, upgrade);
+    graphqlUrl = `http://127.0.0.1:${await listen(internalServer, 0, '127.0.0.1')}/graphql`;
     const url = `http://${host}:${port}`;
     if (config.clusters.defaultCluster) {
       // The embedded agent dials the public port like any agent: the real tunnel, over loopback.

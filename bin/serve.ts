@@ -171,7 +171,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
       }
       case 'sessions': {
         // The tunnels end in this process, and inference (jobs too) sends its requests through them.
-        const sessions = createSessions({ config, graphqlUrl: () => serve.gatewayUrl!, logger: log });
+        const sessions = createSessions({ config, graphqlUrl: () => serve.gatewayUrl!, secretKey: config.internalTokenSecret!, logger: log });
         stoppers.push(() => sessions.close());
         metrics.observeTunnels(sessions.registry);
         await serveSubgraph(sessions.definition);
@@ -204,7 +204,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         stoppers.push(jobs.stop);
         metrics.observeJobs(() => jobs.store.countByStatus());
         await serveSubgraph(jobs.definition);
-        const { tunnelEndpoint, kubeProxy } = sessions;
+        const { tunnelEndpoint, userProxy } = sessions;
         const server = createPublicServer(
           (req, res) => {
             const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
@@ -212,13 +212,13 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
               const { status, message } = tunnelEndpoint.refusePlainRequest();
               return sendJson(res, status, { error: { message } });
             }
-            if (kubeProxy.handles(pathname)) return void kubeProxy.handle(req, res);
+            if (userProxy.handles(pathname)) return void userProxy.handle(req, res);
             sendJson(res, 404, { error: { message: 'not found: this is the sessions endpoint (/v1/sessions/...)' } });
           },
           (req, socket, head) => {
             const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
             if (tunnelEndpoint.handles(pathname)) return void tunnelEndpoint.handleUpgrade(req, socket, head);
-            if (kubeProxy.handles(pathname)) return void kubeProxy.handleUpgrade(req, socket, head);
+            if (userProxy.handles(pathname)) return void userProxy.handleUpgrade(req, socket, head);
             refuseUpgrade(socket);
           },
         );
@@ -274,6 +274,9 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         // Stops run last-pushed first: the gateway closes its graphql-ws connections (1001, "server
         // shutting down") before the servers go, so subscribers get a reason rather than a cut socket.
         stoppers.push(() => g.stop());
+        // First of all (after the drain): streamed answers still open end with an error event while
+        // their connections and the gateway's subscriptions are still there to carry it.
+        stoppers.push(() => rest.close());
         break;
       }
     }

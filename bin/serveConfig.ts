@@ -117,6 +117,14 @@ function urlSetting(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/**
+ * MARINER_DRAIN_TIMEOUT_MS: on SIGTERM, how long requests in flight (streamed answers included) may take
+ * to finish once no new connection is accepted; `mariner serve` and `mariner up` alike.
+ */
+export function drainTimeoutSetting(env: Env = process.env): number {
+  return intSetting(env, 'MARINER_DRAIN_TIMEOUT_MS', 20_000, 0, 600_000);
+}
+
 export function isComponentName(name: string | undefined): name is ComponentName {
   return name !== undefined && Object.hasOwn(COMPONENT_SUBGRAPHS, name);
 }
@@ -142,7 +150,7 @@ export function loadServeConfig(component: ComponentName, processEnv: Env = proc
   const gatewayUrlRaw = urlSetting(env, 'MARINER_GATEWAY_URL');
   const opsPort = intSetting(env, 'MARINER_OPS_PORT', 9090, 0, 65535);
   const shutdownDelayMs = intSetting(env, 'MARINER_SHUTDOWN_DELAY_MS', 5_000, 0, 120_000);
-  const drainTimeoutMs = intSetting(env, 'MARINER_DRAIN_TIMEOUT_MS', 20_000, 0, 600_000);
+  const drainTimeoutMs = drainTimeoutSetting(env);
 
   const unknown = Object.keys(fromFile).filter((name) => !reads.has(name));
   if (unknown.length > 0) {

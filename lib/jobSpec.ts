@@ -16,6 +16,12 @@ export interface MethodValue {
   hyperparameters: HyperparametersValue;
 }
 
+/** A fine-tuning job's integration (OpenAI API: only `wandb`): where the trainer reports to Weights & Biases. */
+export interface IntegrationValue {
+  type: 'wandb';
+  wandb: { project: string; name: string | null; entity: string | null; tags: string[] };
+}
+
 /** What the agent needs to run a fine-tuning job (object keys in the platform's store). */
 export interface FineTuningSpec {
   kind: 'fine-tuning';
@@ -29,6 +35,8 @@ export interface FineTuningSpec {
   gpuCount: number;
   namespace: string | null;
   kueueQueueName: string | null;
+  /** The job's integrations (W&B: the trainer's WANDB_* environment); absent from specs stored before they were passed on. */
+  integrations?: IntegrationValue[];
   /** Set by the dispatcher: the attempt, so an agent tells a requeued job from the lost one. */
   attempt?: number;
   /** Set by the dispatcher: where this attempt's output lines start. */
@@ -75,6 +83,28 @@ export interface NotebookSpec {
   logOffset?: number;
   /** Added by the dispatcher when it sends the notebook, never stored with it: Jupyter's token and an API key. */
   secrets?: { token: string; apiKey: string };
+  /**
+   * Added by the dispatcher: where browsers reach the notebook through the session manager
+   * (`notebookBasePath`), Jupyter's `base_url`, so its pages link to where users see them.
+   */
+  basePath?: string;
+}
+
+/** Jupyter's port (LLMariner notebook.go); the notebook's Service exposes it and the extra ports. */
+export const JUPYTER_PORT = 8888;
+/** How a notebook's objects are found on its cluster: by these labels of its Service. */
+export const JOB_ID_LABEL = 'mariner.dev/job-id';
+export const NOTEBOOK_NAME_LABEL = 'mariner.dev/notebook';
+/** On the notebook's Service: the path Jupyter serves under (its base_url), absent when it serves at `/`. */
+export const NOTEBOOK_BASE_PATH_ANNOTATION = 'mariner.dev/jupyter-base-path';
+
+/**
+ * A notebook's path on the control plane (LLMariner session-manager):
+ * `/v1/sessions/<cluster id>/v1/services/notebooks/<name>/<namespace>`, then `/<port>` for a port
+ * other than Jupyter's (subgraphs/sessions/notebookProxy.ts serves it).
+ */
+export function notebookBasePath(clusterId: string, name: string, namespace: string): string {
+  return `/v1/sessions/${clusterId}/v1/services/notebooks/${name}/${namespace}`;
 }
 
 export type JobSpec = FineTuningSpec | BatchSpec | NotebookSpec;

@@ -1,10 +1,10 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
-/** Structured JSON logs. Credentials are redacted wherever they might appear. */
-export function createLogger(level: string, name = 'mariner'): Logger {
-  return pino({
+/** Structured JSON logs (to stdout, or `destination`). Credentials are redacted wherever they might appear. */
+export function createLogger(level: string, name = 'mariner', destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     name,
     level,
     redact: {
@@ -20,7 +20,8 @@ export function createLogger(level: string, name = 'mariner'): Logger {
       ],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** A logger that drops everything, for tests that do not look at logs. */

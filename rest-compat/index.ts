@@ -10,6 +10,7 @@ import { jobRoutes } from './jobs.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { modelRoutes } from './models.js';
+import { OpenStreams } from './openStreams.js';
 import { notebookRoutes } from './notebooks.js';
 import { createGatewayClient } from './gatewayClient.js';
 import { createRouter } from './router.js';
@@ -23,6 +24,11 @@ import { vectorStoreRoutes } from './vectorStores.js';
  */
 export interface RestCompat {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * For a stopping server, after its drain: ends the streamed answers still open with an error event
+   * (a 503 before their first event), so none is cut without a word.
+   */
+  close(): Promise<void>;
 }
 
 export interface RestCompatOptions {
@@ -34,8 +40,13 @@ export interface RestCompatOptions {
 
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl }), ...vectorStoreRoutes({ gateway })]);
+  const streams = new OpenStreams();
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl, streams }), ...vectorStoreRoutes({ gateway })]);
   return {
+    async close() {
+      if (streams.size > 0) options.logger.warn({ streams: streams.size }, 'streamed answers still open at shutdown end with an error event');
+      await streams.endAll(new RestError(503, 'The server is shutting down; retry the request', 'server_error'));
+    },
     async handle(req, res) {
       const requestId = requestIdOf(req);
       const headers = { 'x-request-id': requestId };

@@ -6,6 +6,7 @@ import { sendJson } from '../lib/http.js';
 import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
 import { FORWARDED_HEADERS, type GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
+import type { OpenStreams } from './openStreams.js';
 import type { RouteContext } from './router.js';
 
 /** OpenAI API: 503s say when to come back (a runtime may be starting). */
@@ -92,9 +93,19 @@ async function fail(res: ServerResponse, error: RestError, ctx: RouteContext, li
  * `field` over graphql-ws, each event one `data:` line, then `data: [DONE]`. An error before the first
  * event is an ordinary OpenAI error response; the client leaving cancels the subscription and with it
  * the generation on the runtime. The first event means the request was admitted: the rate-limit
- * headers are read then, and what arrives meanwhile waits in order.
+ * headers are read then, and what arrives meanwhile waits in order. A server stopping with the stream
+ * still open ends it through `open` with an error event (or a 503 before the first event).
  */
-function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, limits: RateLimitReader, graphqlUrl: string, field: string, body: Record<string, unknown>): Promise<void> {
+function stream(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RouteContext,
+  limits: RateLimitReader,
+  graphqlUrl: string,
+  field: string,
+  body: Record<string, unknown>,
+  open: OpenStreams,
+): Promise<void> {
   const connectionParams: Record<string, string> = {};
   for (const name of FORWARDED_HEADERS) {
     const value = req.headers[name];
@@ -116,7 +127,11 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, li
         if (!res.writableEnded) res.destroy();
       });
     };
+    // Set when the server ends the stream (it stops): what the subscription still delivers is dropped.
+    let ended = false;
+    let forget: () => void = () => undefined;
     const finish = () => {
+      forget();
       void writes.then(() => {
         void client.dispose();
         resolve();
@@ -126,6 +141,7 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, li
       { query: `subscription Stream($request: JSON!) { ${field}(request: $request) }`, variables: { request: body } },
       {
         next: (event) => {
+          if (ended) return;
           if (event.errors?.length) {
             const error = restErrorFromGraphQL(event.errors[0]!);
             if (!started) return then(() => fail(res, error, ctx, limits, req));
@@ -148,6 +164,7 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, li
           });
         },
         error: (error) => {
+          if (ended) return;
           const graphQLErrors = Array.isArray(error) ? (error as { message: string; extensions?: Record<string, unknown> }[]) : [];
           const restError = graphQLErrors[0]
             ? restErrorFromGraphQL(graphQLErrors[0])
@@ -159,6 +176,7 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, li
           finish();
         },
         complete: () => {
+          if (ended) return;
           then(async () => {
             if (!res.headersSent) await fail(res, new RestError(502, 'The stream ended without any event', 'server_error'), ctx, limits, req);
             else if (!res.writableEnded) res.end('data: [DONE]\n\n');
@@ -172,6 +190,19 @@ function stream(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, li
         unsubscribe();
         finish();
       }
+    });
+    forget = open.add(async (error) => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      then(async () => {
+        if (!res.headersSent) await fail(res, error, ctx, limits, req);
+        else if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
+      });
+      finish();
+      await writes;
+      // Written out: the server may now close the connection without losing the event.
+      if (!res.writableFinished && !res.destroyed) await new Promise((done) => res.once('close', done).once('finish', done));
     });
   });
 }
@@ -254,13 +285,13 @@ function inferenceStatusBody(runtimes: RuntimeStatus[]) {
  * OpenAI inference routes: chat completions, completions, embeddings (streaming where OpenAI streams),
  * with OpenAI's rate-limit headers; and LLMariner's tokenize, inference status and api usages.
  */
-export function inferenceRoutes({ gateway, graphqlUrl }: { gateway: GatewayClient; graphqlUrl: () => string }) {
+export function inferenceRoutes({ gateway, graphqlUrl, streams }: { gateway: GatewayClient; graphqlUrl: () => string; streams: OpenStreams }) {
   const limits = rateLimitReader(gateway);
   const route = (mutation: string, subscription: string | null) => async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
     const body = await readJsonBody(req);
     if (body['stream'] === true) {
       if (!subscription) throw RestError.badRequest('This endpoint does not stream', 'stream');
-      return stream(req, res, ctx, limits, graphqlUrl(), subscription, body);
+      return stream(req, res, ctx, limits, graphqlUrl(), subscription, body, streams);
     }
     if (body['stream'] !== undefined && body['stream'] !== false && body['stream'] !== null) throw RestError.badRequest('stream must be a boolean', 'stream');
     let data: Record<string, unknown>;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
+import { WebSocket } from 'ws';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A fresh PGlite takes several seconds to initialise (more on a loaded CI machine). */
@@ -269,7 +270,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     const exit = await waitForExit(first!, STOP_TIMEOUT_MS);
     console.log(`SIGINT → exit in ${Date.now() - sent} ms`);
     expect(exit, describeOutput(first!)).toEqual({ code: 0, signal: null });
-    expect(first!.stderr).not.toContain('shutdown took longer');
+    expect(first!.stderr).not.toContain('shutdown took too long');
   });
 
   it('a restart on the same data dir prints no key; the old key and the organization still work', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -327,5 +328,104 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect(bad.stderr).not.toMatch(/^\s+at /m);
     expect(bad.stdout).toBe('');
     expect(existsSync(untouched), 'config is validated before anything is created').toBe(false);
+  });
+});
+
+/** A fetch for the OpenAI SDK that keeps what came over the wire: the raw server-sent events of a stream. */
+function recordingFetch(sink: { text: string }): typeof fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    if (!response.body) return response;
+    const decoder = new TextDecoder();
+    const body = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          sink.text += decoder.decode(chunk, { stream: true });
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
+/** How a server-sent event stream ended: `[DONE]`, an OpenAI error event, or cut (neither). */
+function streamEnding(text: string): { ending: 'done' | 'error' | 'cut'; events: number; last: string } {
+  const events = text.split('\n\n').filter((event) => event.trim() !== '');
+  const last = events.at(-1) ?? '';
+  if (!text.endsWith('\n\n')) return { ending: 'cut', events: events.length, last };
+  if (last === 'data: [DONE]') return { ending: 'done', events: events.length, last };
+  try {
+    const parsed = JSON.parse(last.replace(/^data: /, '')) as { error?: { message?: unknown } };
+    if (typeof parsed.error?.message === 'string' && parsed.error.message !== '') return { ending: 'error', events: events.length, last };
+  } catch {
+    /* not JSON: cut */
+  }
+  return { ending: 'cut', events: events.length, last };
+}
+
+/**
+ * `mariner up --demo-model` gets SIGTERM while a streamed chat completion (OpenAI SDK) and a graphql-ws
+ * subscription are open; resolves with how the stream ended on the wire and how the process exited.
+ */
+async function sigtermWithStreamInFlight(settings: Record<string, string>) {
+  const m = launch({ MARINER_DATA_DIR: tempDir(), MARINER_PORT: '0', ...settings }, ['up', '--demo-model']);
+  const { url, graphqlUrl, adminKey } = await banner(m);
+  const wire = { text: '' };
+  const client = new OpenAI({ apiKey: adminKey!, baseURL: `${url}/v1`, maxRetries: 0, timeout: 140_000, fetch: recordingFetch(wire) });
+  // The first request activates the demo model and waits for its runtime.
+  await client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+
+  const socket = new WebSocket(graphqlUrl.replace('http://', 'ws://'), 'graphql-transport-ws');
+  const messages: Record<string, unknown>[] = [];
+  socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  const received = (type: string) =>
+    new Promise<void>((resolve) => {
+      const check = () => (messages.some((message) => message['type'] === type) ? resolve() : void socket.once('message', check));
+      check();
+    });
+  socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
+  await received('connection_ack');
+  socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
+  await received('next');
+
+  // Long enough (thousands of chunks) to be in flight when the signal arrives.
+  wire.text = '';
+  const stream = await client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Tell me a long story' }], max_tokens: 3000, stream: true });
+  const chunks = stream[Symbol.asyncIterator]();
+  expect((await chunks.next()).done).toBe(false);
+  const signalled = Date.now();
+  m.child.kill('SIGTERM');
+  let thrown: unknown;
+  try {
+    while (!(await chunks.next()).done);
+  } catch (error) {
+    thrown = error;
+  }
+  const ending = streamEnding(wire.text);
+  console.log(`SIGTERM with a stream in flight (${JSON.stringify(settings)}): stream ended (${ending.ending}, ${ending.events} events) after ${Date.now() - signalled} ms`);
+  return { m, ending, thrown, subscription: await closed, exit: await waitForExit(m, 40_000) };
+}
+
+describe('mariner up: SIGTERM with a streamed completion and a subscription in flight', () => {
+  it('the stream completes within the drain (every chunk, then [DONE]); the subscription closes with 1001 and a reason; exit 0', { timeout: 180_000 }, async () => {
+    const { m, ending, thrown, subscription, exit } = await sigtermWithStreamInFlight({});
+    expect(ending.ending, `${ending.last}${describeOutput(m)}`).toBe('done');
+    expect(thrown).toBeUndefined();
+    expect(subscription).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(exit, describeOutput(m)).toEqual({ code: 0, signal: null });
+  });
+
+  it('past the drain limit (MARINER_DRAIN_TIMEOUT_MS=0) the stream ends with an OpenAI error event, not a cut; exit 0', { timeout: 180_000 }, async () => {
+    const { m, ending, thrown, subscription, exit } = await sigtermWithStreamInFlight({ MARINER_DRAIN_TIMEOUT_MS: '0' });
+    expect(ending.ending, `${ending.last}${describeOutput(m)}`).toBe('error');
+    expect(JSON.parse(ending.last.replace(/^data: /, ''))).toEqual({ error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null } });
+    // The SDK raises it as an API error (not a connection failure).
+    expect(thrown).toBeInstanceOf(OpenAI.APIError);
+    expect(thrown).not.toBeInstanceOf(OpenAI.APIConnectionError);
+    expect(subscription).toEqual({ code: 1001, reason: 'server shutting down' });
+    expect(exit, describeOutput(m)).toEqual({ code: 0, signal: null });
   });
 });

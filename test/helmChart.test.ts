@@ -5,9 +5,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { InvalidManifestError, validateManifest } from '../agent/kubernetes/index.js';
+import { jobSettingsFromEnv, runtimeSettingsFromEnv } from '../agent/kubernetesExecutor.js';
 import { COMPONENT_NAMES, COMPONENT_SUBGRAPHS, loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import { loadConfig } from '../lib/config.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
 import { helmPath } from './support/kubectl.js';
 
@@ -77,6 +79,24 @@ function problemsOf(manifests: Manifest[]): string[] {
     }
   }
   return problems;
+}
+
+/** A Deployment's container env as a pod would see it, with stand-ins for what the Secrets hold. */
+function envOf(manifests: Manifest[], deployment: string): Record<string, string> {
+  const container = find(manifests, 'Deployment', deployment)['spec'].template.spec.containers[0];
+  const env: Record<string, string> = {};
+  for (const entry of container.env as { name: string; value?: string; valueFrom?: unknown }[]) {
+    env[entry.name] = entry.value ?? (entry.name === 'DATABASE_URL' ? 'postgres://mariner@db/mariner' : 'x'.repeat(40));
+  }
+  return env;
+}
+
+/** What `mariner serve <component>` makes of the rendered settings: the mounted file and the pod's env. */
+function serveConfigOf(manifests: Manifest[], component: ComponentName): ReturnType<typeof loadServeConfig> {
+  const config = find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json'] as string;
+  const env = envOf(manifests, `mariner-${component}`);
+  expect(env['MARINER_CONFIG_FILE']).toBe('/etc/mariner/config.json');
+  return loadServeConfig(component, { ...env, MARINER_CONFIG_FILE: valuesFile(`config-${component}.json`, config) });
 }
 
 const SECRET_SETTINGS = ['DATABASE_URL', 'MARINER_INTERNAL_TOKEN_SECRET', 'MARINER_REGISTRATION_KEY', 'MARINER_S3_ACCESS_KEY_ID', 'MARINER_S3_SECRET_ACCESS_KEY', 'MARINER_ADMIN_API_KEY', 'MARINER_MILVUS_TOKEN', 'HF_TOKEN'];
@@ -169,7 +189,6 @@ describe('the chart with its default values (control plane and worker in one clu
 
   it('gives each component settings that `mariner serve` accepts, with every subgraph where a component serves it', () => {
     const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
-    const configFile = valuesFile('config.json', JSON.stringify(config));
     // The chart's addresses follow bin/serve.ts's port layout: the component's first subgraph on 8080,
     // sessions' subgraphs from 8081 on.
     for (const [component, subgraphs] of Object.entries(COMPONENT_SUBGRAPHS)) {
@@ -180,16 +199,8 @@ describe('the chart with its default values (control plane and worker in one clu
     }
     for (const name of SUBGRAPH_NAMES) expect(config, name).toHaveProperty(subgraphUrlSetting(name));
     for (const component of COMPONENT_NAMES) {
-      const container = find(manifests, 'Deployment', `mariner-${component}`)['spec'].template.spec.containers[0];
-      const env: Record<string, string> = {};
-      for (const entry of container.env as { name: string; value?: string; valueFrom?: unknown }[]) {
-        // What the Secrets would hold.
-        env[entry.name] = entry.value ?? (entry.name === 'DATABASE_URL' ? 'postgres://mariner@db/mariner' : 'x'.repeat(40));
-      }
-      expect(env['MARINER_CONFIG_FILE']).toBe('/etc/mariner/config.json');
-      env['MARINER_CONFIG_FILE'] = configFile;
-      const { serve } = loadServeConfig(component as ComponentName, env);
-      expect(serve.usesDatabase).toBe('DATABASE_URL' in env);
+      const { serve } = serveConfigOf(manifests, component);
+      expect(serve.usesDatabase).toBe('DATABASE_URL' in envOf(manifests, `mariner-${component}`));
     }
   });
 
@@ -238,9 +249,12 @@ describe('the multi-cluster example', () => {
       MARINER_OIDC_ISSUER: 'https://dex.example.com',
       MARINER_S3_ENDPOINT: 'https://minio.storage.svc:9000',
       MARINER_MAX_FILE_BYTES: 2147483648,
-      MARINER_VECTOR_INDEX: 'milvus',
-      MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530',
     });
+    expect(envOf(manifests, 'mariner-sessions')).toMatchObject({ MARINER_RATE_LIMIT_RPM: '600', MARINER_RATE_LIMIT_TPM: '200000' });
+    expect(serveConfigOf(manifests, 'sessions').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
+    // The vector index's settings only where vectors are.
+    expect(envOf(manifests, 'mariner-vectorstores')).toMatchObject({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530' });
+    expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({ index: 'milvus', milvus: { address: 'milvus.vector.svc:19530', token: 'x'.repeat(40) } });
     // Milvus' token only where vectors are: the vectorstores component.
     const withToken = manifests.filter((m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_MILVUS_TOKEN'));
     expect(withToken.map((m) => m.metadata.name)).toEqual(['mariner-vectorstores']);
@@ -258,9 +272,187 @@ describe('the multi-cluster example', () => {
     // In the GPU operator's namespace, the device plugin ConfigMap only.
     expect(roles.find((m) => m.metadata.namespace === 'nvidia-gpu-operator')!['rules']).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] }]);
     expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({ apiGroups: ['kueue.x-k8s.io'], resources: ['localqueues', 'workloads'], verbs: ['get', 'list', 'watch'] });
+    // Users open notebooks through the Service proxy (subgraphs/sessions/notebookProxy.ts).
+    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({ apiGroups: [''], resources: ['services/proxy'], verbs: ['get', 'create', 'update', 'patch', 'delete'] });
     const env = find(manifests, 'Deployment', 'mariner-agent')['spec'].template.spec.containers[0].env as { name: string; value?: string }[];
     expect(env).toContainEqual({ name: 'MARINER_CONTROL_PLANE_URL', value: 'https://mariner.example.com' });
     expect(env).toContainEqual({ name: 'MARINER_RUNTIME_IMAGE_VLLM', value: 'vllm/vllm-openai:v0.8.5' });
+  });
+});
+
+/**
+ * The ranged settings of lib/config the chart offers: their place in values, their environment name, the
+ * one component that reads them (its Deployment gets them as env), and lib/config's range, which
+ * values.schema.json mirrors.
+ */
+const RANGED_SETTINGS: { path: string; env: string; component: ComponentName; min: number; max: number }[] = [
+  { path: 'global.inference.rateLimits.requestsPerMinute', env: 'MARINER_RATE_LIMIT_RPM', component: 'sessions', min: 0, max: 100_000_000 },
+  { path: 'global.inference.rateLimits.tokensPerMinute', env: 'MARINER_RATE_LIMIT_TPM', component: 'sessions', min: 0, max: 1_000_000_000 },
+  { path: 'global.inference.usage.flushIntervalMs', env: 'MARINER_USAGE_FLUSH_MS', component: 'sessions', min: 10, max: 600_000 },
+  { path: 'global.inference.usage.retentionDays', env: 'MARINER_USAGE_RETENTION_DAYS', component: 'sessions', min: 0, max: 36_500 },
+  { path: 'global.inference.requestWaitSeconds', env: 'MARINER_INFERENCE_WAIT_SECONDS', component: 'sessions', min: 0, max: 3600 },
+  { path: 'global.inference.runtimeFreshSeconds', env: 'MARINER_RUNTIME_FRESH_SECONDS', component: 'sessions', min: 5, max: 3600 },
+  { path: 'global.jobs.dispatchIntervalMs', env: 'MARINER_JOB_DISPATCH_INTERVAL_MS', component: 'sessions', min: 100, max: 600_000 },
+  { path: 'global.jobs.rescheduleAfterSeconds', env: 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', component: 'sessions', min: 5, max: 7 * 24 * 3600 },
+  { path: 'global.subscriptions.maxPerConnection', env: 'MARINER_WS_MAX_PER_CONNECTION', component: 'gateway', min: 1, max: 100_000 },
+  { path: 'global.subscriptions.maxPerUser', env: 'MARINER_WS_MAX_PER_USER', component: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.maxQueuedEvents', env: 'MARINER_WS_MAX_QUEUED_EVENTS', component: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.revalidateIntervalMs', env: 'MARINER_WS_REVALIDATE_MS', component: 'gateway', min: 100, max: 3_600_000 },
+  { path: 'global.subscriptions.initTimeoutMs', env: 'MARINER_WS_INIT_TIMEOUT_MS', component: 'gateway', min: 100, max: 600_000 },
+  { path: 'global.vectorStores.embeddingBatchSize', env: 'MARINER_EMBEDDING_BATCH_SIZE', component: 'vectorstores', min: 1, max: 2048 },
+  { path: 'global.vectorStores.ingestionConcurrency', env: 'MARINER_INGESTION_CONCURRENCY', component: 'vectorstores', min: 1, max: 64 },
+  { path: 'global.vectorStores.ingestionLeaseSeconds', env: 'MARINER_INGESTION_LEASE_SECONDS', component: 'vectorstores', min: 2, max: 3600 },
+];
+
+/** The other settings added with them (not ranged), by environment name. */
+const OTHER_SETTINGS = [
+  'MARINER_BATCH_IMAGES',
+  'MARINER_NOTEBOOK_IMAGES',
+  'MARINER_EMBEDDING_MODEL',
+  'MARINER_VECTOR_METRIC',
+  'MARINER_MILVUS_ADDRESS',
+  'MARINER_FINE_TUNING_IMAGE',
+  'MARINER_FINE_TUNING_COMMAND',
+  'MARINER_WANDB_API_KEY_SECRET',
+  'MARINER_WANDB_API_KEY_SECRET_KEY',
+  'MARINER_KUEUE_DEFAULT_QUEUE',
+  'MARINER_RUNTIMES',
+];
+
+/** A values file from dotted paths (`global.jobs.dispatchIntervalMs`) and their values. */
+function valuesAt(name: string, settings: Record<string, unknown>): string {
+  const values: Record<string, unknown> = {};
+  for (const [dotted, value] of Object.entries(settings)) {
+    const keys = dotted.split('.');
+    let at = values;
+    for (const key of keys.slice(0, -1)) at = (at[key] ??= {}) as Record<string, unknown>;
+    at[keys.at(-1)!] = value;
+  }
+  return valuesFile(name, stringify(values));
+}
+
+/** Which Deployments carry an env entry of that name. */
+function deploymentsWith(manifests: Manifest[], name: string): string[] {
+  return manifests
+    .filter((m) => m.kind === 'Deployment' && (m['spec'].template.spec.containers[0].env as { name: string }[]).some((e) => e.name === name))
+    .map((m) => m.metadata.name);
+}
+
+describe('settings of lib/config through values: set only where given, on the Deployment that reads them', () => {
+  it('with the default values none is set: the defaults stay in code', async () => {
+    const manifests = await render([]);
+    const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']) as Record<string, unknown>;
+    for (const name of [...RANGED_SETTINGS.map((s) => s.env), ...OTHER_SETTINGS]) {
+      expect(deploymentsWith(manifests, name), name).toEqual([]);
+      expect(config, name).not.toHaveProperty(name);
+    }
+  });
+
+  it('each goes to its component only, and `mariner serve` takes the lowest and the highest value of each range, and refuses one past either end', async () => {
+    for (const bound of ['min', 'max'] as const) {
+      const file = valuesAt(`${bound}.yaml`, Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s[bound]])));
+      const manifests = await render([file]);
+      expect(problemsOf(manifests)).toEqual([]);
+      for (const setting of RANGED_SETTINGS) {
+        expect(deploymentsWith(manifests, setting.env), setting.env).toEqual([`mariner-${setting.component}`]);
+        expect(envOf(manifests, `mariner-${setting.component}`)[setting.env], setting.env).toBe(String(setting[bound]));
+      }
+      for (const component of new Set(RANGED_SETTINGS.map((s) => s.component))) expect(() => serveConfigOf(manifests, component), component).not.toThrow();
+      // The code's range ends where the schema's does: one step further, `mariner serve` refuses it, naming it.
+      for (const setting of RANGED_SETTINGS) {
+        const past = bound === 'min' ? setting.min - 1 : setting.max + 1;
+        const env = { ...envOf(manifests, `mariner-${setting.component}`), MARINER_CONFIG_FILE: '', [setting.env]: String(past) };
+        expect(() => loadServeConfig(setting.component, env), setting.env).toThrow(`${setting.env} must be an integer between ${setting.min} and ${setting.max}`);
+      }
+    }
+    const sessions = serveConfigOf(await render([valuesAt('some.yaml', { 'global.inference.rateLimits.requestsPerMinute': 600, 'global.inference.usage.retentionDays': 0, 'global.jobs.dispatchIntervalMs': 1000 })]), 'sessions').config;
+    expect(sessions.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
+    expect(sessions.jobs.dispatchIntervalMs).toBe(1000);
+  });
+
+  it('a value past lib/config\'s range fails helm template and helm lint, with its path and the bound', async () => {
+    const below = valuesAt('below.yaml', Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s.min - 1])));
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', below]);
+    expect(ok).toBe(false);
+    // (Helm writes large numbers its own way: 600,001; 1×10⁰⁶.)
+    for (const setting of RANGED_SETTINGS) expect(output).toContain(`at '/${setting.path.replaceAll('.', '/')}': minimum: got `);
+    expect(output).toContain("at '/global/inference/rateLimits/requestsPerMinute': minimum: got -1, want 0");
+    const above = valuesAt('above.yaml', Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s.max + 1])));
+    const lint = await runHelm(['lint', '--strict', CHART, '-f', above]);
+    expect(lint.ok).toBe(false);
+    for (const setting of RANGED_SETTINGS) expect(lint.output).toContain(`at '/${setting.path.replaceAll('.', '/')}': maximum: got `);
+    expect(lint.output).toContain("at '/global/vectorStores/ingestionConcurrency': maximum: got 65, want 64");
+    const fraction = valuesAt('fraction.yaml', { 'global.inference.usage.flushIntervalMs': 1.5 });
+    expect((await runHelm(['template', 'mariner', CHART, '-f', fraction])).output).toContain("at '/global/inference/usage/flushIntervalMs': got number, want null or integer");
+  });
+
+  it('image presets, the embedding model and metric, Milvus with its token from a Secret, and the agent\'s fine-tuning settings', async () => {
+    const manifests = await render([
+      valuesAt('others.yaml', {
+        'global.jobs.batchImages': { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
+        'global.jobs.notebookImages': { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
+        'global.vectorStores': { index: 'milvus', embeddingModel: 'bge-small', metric: 'l2', milvus: { address: 'milvus.vector.svc:19530', ssl: true, tokenSecretRef: { name: 'milvus', key: 'token' } } },
+        'global.kueue': { enabled: true, defaultQueue: 'gpu-queue' },
+        'worker.runtimes.enabled': false,
+        'worker.fineTuning': { image: 'registry.example.com/trainer:1.0', command: ['python', '-m', 'trainer'], wandbApiKeySecret: { name: 'wandb', key: 'token' } },
+      }),
+    ]);
+    expect(problemsOf(manifests)).toEqual([]);
+    expect(plainCredentials(manifests)).toEqual([]);
+    for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual(['mariner-sessions']);
+    for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN']) expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
+    expect(serveConfigOf(manifests, 'sessions').config.jobs).toMatchObject({
+      batchImages: { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
+      notebookImages: { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
+    });
+    expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({
+      index: 'milvus',
+      defaultEmbeddingModel: 'bge-small',
+      metric: 'l2',
+      milvus: { address: 'milvus.vector.svc:19530', ssl: true, token: 'x'.repeat(40) },
+    });
+    // The agent reads its settings as agent/kubernetesExecutor.ts does.
+    const agentEnv = envOf(manifests, 'mariner-agent');
+    expect(jobSettingsFromEnv(agentEnv)).toEqual({
+      image: 'registry.example.com/trainer:1.0',
+      command: ['python', '-m', 'trainer'],
+      defaultQueue: 'gpu-queue',
+      wandbApiKeySecret: { name: 'wandb', key: 'token' },
+    });
+    expect(runtimeSettingsFromEnv(agentEnv)).toBeNull();
+    expect(deploymentsWith(manifests, 'MARINER_FINE_TUNING_IMAGE')).toEqual(['mariner-agent']);
+
+    const bad = valuesAt('bad-others.yaml', { 'global.vectorStores.metric': 'dot', 'global.jobs.batchImages': { broken: '' }, 'worker.fineTuning.command': 'python -m trainer' });
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
+    expect(ok).toBe(false);
+    expect(output).toContain("at '/global/vectorStores/metric': value must be one of '', 'cosine', 'l2'");
+    expect(output).toContain("at '/global/jobs/batchImages/broken': minLength: got 0, want 1");
+    expect(output).toContain("at '/worker/fineTuning/command': got string, want array");
+  });
+
+  it('the agent\'s autoscaler: off by default; when on, its settings as the agent reads them, fractions kept', async () => {
+    expect(deploymentsWith(await render([]), 'MARINER_AUTOSCALER_ENABLED')).toEqual([]);
+    const manifests = await render([
+      valuesAt('autoscaler.yaml', {
+        'worker.runtimes.autoscaler': { enabled: true, targetInFlight: 2.5, minReplicas: 0, maxReplicas: 6, maxScaleDownRate: 0.25, scaleToZeroGraceSeconds: 900, models: { 'big-model': { maxReplicas: 16 } } },
+      }),
+    ]);
+    expect(problemsOf(manifests)).toEqual([]);
+    const agentEnv = envOf(manifests, 'mariner-agent');
+    expect(deploymentsWith(manifests, 'MARINER_AUTOSCALER_ENABLED')).toEqual(['mariner-agent']);
+    expect(agentEnv).not.toHaveProperty('MARINER_AUTOSCALER_METRICS_WINDOW_SECONDS');
+    expect(loadConfig(agentEnv).autoscaler).toEqual({
+      enabled: true,
+      syncPeriodMs: 2000,
+      defaults: { targetInFlight: 2.5, minReplicas: 0, maxReplicas: 6, maxScaleUpRate: 3, maxScaleDownRate: 0.25, metricsWindowSeconds: 60, scaleToZeroGraceSeconds: 900 },
+      models: { 'big-model': { maxReplicas: 16 } },
+    });
+    const bad = valuesAt('bad-autoscaler.yaml', { 'worker.runtimes.autoscaler': { enabled: true, maxScaleDownRate: 2, minReplicas: 1.5, models: { m: { replicas: 3 } } } });
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
+    expect(ok).toBe(false);
+    expect(output).toContain("at '/worker/runtimes/autoscaler/maxScaleDownRate': maximum: got 2, want 1");
+    expect(output).toContain("at '/worker/runtimes/autoscaler/minReplicas': got number, want");
+    expect(output).toContain("at '/worker/runtimes/autoscaler/models/m': additional properties 'replicas' not allowed");
   });
 });
 

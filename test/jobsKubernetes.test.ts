@@ -18,6 +18,9 @@ import { waitFor } from './support/until.js';
 
 const NS = 'training';
 const IMAGE = 'registry.example.com/trainers/lora-sft:1.0';
+/** The agent's W&B API key Secret (MARINER_WANDB_API_KEY_SECRET), and the key's value, which no Job may carry. */
+const WANDB_SECRET = 'wandb-api-key';
+const WANDB_KEY = 'wandb-secret-value-0123456789abcdef';
 
 const chat = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] });
 
@@ -54,7 +57,7 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
       kubeconfig: path.join(kubeconfigDir, 'config'),
       objectStore: agentStore,
       loader: { objectStore: agentStore, huggingFace: { endpoint: 'http://127.0.0.1:9' } },
-      jobs: { kubernetes: { image: IMAGE, command: ['python', '/app/sft.py'], pollIntervalMs: 100 } },
+      jobs: { kubernetes: { image: IMAGE, command: ['python', '/app/sft.py'], pollIntervalMs: 100, wandbApiKeySecret: { name: WANDB_SECRET, key: 'apiKey' } } },
       logger: silentLogger(),
     });
     await agent.reportStatus();
@@ -142,6 +145,40 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(events.find((e) => e.type === 'metrics')?.message).toBe('Step 1/1: training loss=0.7000');
     const { fineTuningJob } = await t.gqlOk(`query($id: ID!) { fineTuningJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
     expect(fineTuningJob.logs.lines[0].text).toBe('mariner: inputs downloaded; starting the trainer');
+  });
+
+  it('gives a job with a W&B integration the WANDB_* environment and the API key from the Secret, and refuses it where the Secret is missing', async () => {
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(chat(1) + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
+    const create = () =>
+      sdk.fineTuning.jobs.create({
+        model: 'llama-hf',
+        training_file: file.id,
+        suffix: 'wandb',
+        integrations: [{ type: 'wandb', wandb: { project: 'llm-sft', name: 'run-7', entity: 'acme', tags: ['lora', 'nightly'] } }],
+      });
+    // No Secret in the namespace yet: the pod could never start, so the job fails with the reason.
+    const refused = await create();
+    const failed = await waitFor(() => sdk.fineTuning.jobs.retrieve(refused.id), (j) => j.status !== 'queued', 'the job to be refused');
+    expect(failed.status).toBe('failed');
+    expect(failed.error?.message).toContain(`the W&B API key Secret ${WANDB_SECRET} is not in namespace ${NS}`);
+    expect(kube.objects('Job', NS).some((j) => j.metadata.name === jobObjectName(refused.id))).toBe(false);
+
+    await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: WANDB_SECRET }, data: { apiKey: Buffer.from(WANDB_KEY).toString('base64') } } });
+    const created = await create();
+    const job = await jobObject(created.id);
+    const env = job.spec.template.spec.containers[0].env as { name: string; value?: string; valueFrom?: unknown }[];
+    expect(env.filter((e) => e.name.startsWith('WANDB_'))).toEqual([
+      { name: 'WANDB_API_KEY', valueFrom: { secretKeyRef: { name: WANDB_SECRET, key: 'apiKey' } } },
+      { name: 'WANDB_PROJECT', value: 'llm-sft' },
+      { name: 'WANDB_NAME', value: 'run-7' },
+      { name: 'WANDB_ENTITY', value: 'acme' },
+      { name: 'WANDB_TAGS', value: 'lora,nightly' },
+    ]);
+    // The key is only referred to: neither the Job nor the job's own Secret holds it.
+    expect(JSON.stringify(job)).not.toContain(WANDB_KEY);
+    expect(JSON.stringify(secretOf(created.id))).not.toContain(WANDB_KEY);
+    await sdk.fineTuning.jobs.cancel(created.id);
+    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'cancelled', 'the job to be cancelled');
   });
 
   it('fails the job with the pod’s termination message', async () => {
@@ -260,7 +297,14 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     const name = jobObjectName(id);
     const deployment: any = await waitFor(async () => kube.objects('Deployment', NS).find((d) => d.metadata.name === name), Boolean, 'the Deployment');
     const container = deployment.spec.template.spec.containers[0];
-    expect(container).toMatchObject({ name: 'jupyterlab', image: 'quay.io/jupyter/base-notebook:latest', args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)'] });
+    // Jupyter serves under the notebook's public path (subgraphs/sessions/notebookProxy.ts), which its Service announces.
+    const publicPath = kube.objects('Service', NS).find((svc) => svc.metadata.name === name).metadata.annotations['mariner.dev/jupyter-base-path'];
+    expect(publicPath).toMatch(new RegExp(`^/v1/sessions/cluster-[A-Za-z0-9]+/v1/services/notebooks/lab/${NS}/$`));
+    expect(container).toMatchObject({
+      name: 'jupyterlab',
+      image: 'quay.io/jupyter/base-notebook:latest',
+      args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)', `--ServerApp.base_url=${publicPath}`],
+    });
     expect(container.ports.map((p: { containerPort: number }) => p.containerPort)).toEqual([8888, 6006]);
     expect(container.resources).toEqual({ requests: { cpu: '500m', memory: '1024M' }, limits: { cpu: '1000m' } });
     expect(container.env).toEqual(expect.arrayContaining([{ name: 'FOO', value: 'bar' }, { name: 'OPENAI_BASE_URL', value: `${t.url}/v1` }]));

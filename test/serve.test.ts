@@ -8,15 +8,20 @@ import { fileURLToPath } from 'node:url';
 import knexFactory from 'knex';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI, { toFile } from 'openai';
 import { startAgent } from '../agent/index.js';
+import { createLocalExecutor } from '../agent/localExecutor.js';
 import { startAgentOps } from '../bin/agentOps.js';
 import { startComponent, type RunningComponent } from '../bin/serve.js';
 import { loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import { loadConfig } from '../lib/config.js';
 import { INTERNAL_TOKEN_HEADER, InternalTokens } from '../lib/identity.js';
 import { randomString } from '../lib/ids.js';
 import { silentLogger } from '../lib/logging.js';
+import { createObjectStore } from '../lib/objectStore/index.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
 import { createTestDatabase, graphqlCall, TEST_POSTGRES_URL } from './support/platform.js';
+import { tinyGguf } from './support/tinyGguf.js';
 
 const SECRET = randomString(40);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -115,7 +120,8 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     // Every subgraph of the supergraph must be served by some component, or the gateway has no address for it.
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     expect(Object.keys(urls).sort()).toEqual([...SUBGRAPH_NAMES].sort());
-    gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
+    // No drain: the stop test below ends a streamed answer that is still open.
+    gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort), MARINER_DRAIN_TIMEOUT_MS: '0' });
   }, 60_000);
 
   afterAll(async () => {
@@ -210,20 +216,78 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     }
   });
 
-  it('a stopping gateway closes its graphql-ws connections with 1001 and a reason, and finishes stopping', async () => {
-    const socket = new WebSocket(`${gateway.url.replace('http://', 'ws://')}/graphql`, 'graphql-transport-ws');
-    const messages: Record<string, unknown>[] = [];
-    socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
-    const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
-    // graphql-ws: nothing may be subscribed before the connection is acknowledged.
-    while (!messages.some((m) => m['type'] === 'connection_ack')) await new Promise((resolve) => setTimeout(resolve, 20));
-    socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
-    while (!messages.some((m) => m['type'] === 'next')) await new Promise((resolve) => setTimeout(resolve, 20));
-    // The last test of this group: the gateway stops here (afterAll's close is then a no-op).
-    await gateway.close();
-    expect(await closed).toEqual({ code: 1001, reason: 'server shutting down' });
+  it('a stopping gateway ends a streamed completion still open at the drain limit with an error event, closes its graphql-ws connections with 1001 and a reason, and finishes stopping', { timeout: 120_000 }, async () => {
+    // A tiny model served by an agent's local runtime, behind the one-host ingress.
+    const ingress = await startIngress([
+      ['/graphql', gateway.url],
+      ['/v1', gateway.url],
+      ['/v1/sessions-worker-service', sessions.url],
+    ]);
+    const objectStore = await createObjectStore(loadConfig({ MARINER_DATA_DIR: dataDir }).objectStore);
+    const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(`${ingress.url}/graphql`, 'mutation { registerCluster(input: { name: "gpu-west" }) { registrationKey } }', undefined, { token: adminKey });
+    const worker = data!.registerCluster.registrationKey;
+    const agent = await startAgent({
+      controlPlaneUrl: ingress.url,
+      registrationKey: worker,
+      executor: await createLocalExecutor(silentLogger(), { objectStore, cacheDir: path.join(dataDir, 'runtime-cache') }),
+      logger: silentLogger(),
+    });
+    const gql = async (query: string, variables: Record<string, unknown>, token: string) => {
+      const result = await graphqlCall<Record<string, any>>(`${ingress.url}/graphql`, query, variables, { token });
+      expect(result.errors).toBeUndefined();
+      return result.data!;
+    };
+    let sse = '';
+    try {
+      await agent.whenConnected();
+      const sdk = new OpenAI({ apiKey: adminKey, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
+      const file = await sdk.files.create({ file: await toFile(tinyGguf({ contextLength: 4096 }), 'tiny.gguf'), purpose: 'user_data' });
+      await gql('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: 'tiny-serve', sourceRepository: 'FILE', source: file.id } }, adminKey);
+      const { acquireModelLoad } = await gql('mutation { acquireModelLoad { modelId source } }', {}, worker);
+      await gql('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: 'tiny-serve', status: 'SUCCEEDED', objectPath: acquireModelLoad.source, formats: ['GGUF'] } }, worker);
+      await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: 'tiny-serve' }, adminKey);
+      await agent.reconcileRuntimes();
+      await agent.reconcileRuntimes();
+
+      // A streamed completion long enough to be in flight when the gateway stops.
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-serve', messages: [{ role: 'user', content: 'A long story' }], max_tokens: 3000, stream: true }),
+      });
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      const first = await reader.read();
+      sse = decoder.decode(first.value, { stream: true });
+      const read = (async () => {
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) sse += decoder.decode(chunk.value, { stream: true });
+      })();
+
+      const socket = new WebSocket(`${gateway.url.replace('http://', 'ws://')}/graphql`, 'graphql-transport-ws');
+      const messages: Record<string, unknown>[] = [];
+      socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
+      // graphql-ws: nothing may be subscribed before the connection is acknowledged.
+      while (!messages.some((m) => m['type'] === 'connection_ack')) await new Promise((resolve) => setTimeout(resolve, 20));
+      socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
+      while (!messages.some((m) => m['type'] === 'next')) await new Promise((resolve) => setTimeout(resolve, 20));
+      // The last test of this group: the gateway stops here (afterAll's close is then a no-op).
+      await gateway.close();
+      expect(await closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      // The stream was cut by nothing: it ends with OpenAI's error object, without [DONE].
+      await read;
+      expect(sse.endsWith('\n\n')).toBe(true);
+      const events = sse.split('\n\n').filter((event) => event !== '');
+      expect(events.length).toBeGreaterThan(1);
+      expect(JSON.parse(events.at(-1)!.replace(/^data: /, ''))).toEqual({ error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null } });
+    } finally {
+      await agent.close();
+      await objectStore.close();
+      await ingress.close();
+    }
   });
 });
 

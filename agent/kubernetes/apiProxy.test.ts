@@ -199,6 +199,19 @@ describe('the Kubernetes API proxy', () => {
     expect(JSON.stringify(apiserver.requests)).not.toContain('sk-user');
   });
 
+  it("keeps cookies from the apiserver, but passes them to a Service behind its proxy (a notebook's own)", async () => {
+    const api = send(client, { ':path': `/api/v1/namespaces/${NAMESPACE}/pods`, cookie: 'session=secret' });
+    await api.response;
+    await readAll(api.stream);
+    expect(apiserver.requests.at(-1)!.headers.cookie).toBeUndefined();
+    // No endpoint serves it here: the apiserver answers 503, after the request reached it with the cookie.
+    await core.createNamespacedService({ namespace: NAMESPACE, body: { metadata: { name: 'lab' }, spec: { ports: [{ port: 8888 }] } } });
+    const proxied = send(client, { ':path': `/api/v1/namespaces/${NAMESPACE}/services/lab:8888/proxy/lab`, cookie: '_xsrf=abc', authorization: 'Bearer sk-user' });
+    expect((await proxied.response)[':status']).toBe(503);
+    await readAll(proxied.stream);
+    expect(apiserver.requests.at(-1)!.headers).toMatchObject({ cookie: '_xsrf=abc', authorization: `Bearer ${apiserver.token}` });
+  });
+
   it('forwards a request body and the status of a failure', async () => {
     const { stream, response } = send(client, {
       ':method': 'POST',

@@ -35,8 +35,17 @@ export { UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_
  */
 const CALLER_CREDENTIALS = new Set(['authorization', 'cookie']);
 
+/**
+ * The apiserver's proxy to a Service or pod (`.../services/<name>/proxy/...`): what it forwards is for the
+ * server behind it, whose own cookies (a notebook's Jupyter login and XSRF cookies) must reach it. The
+ * control plane sends no cookie of its own there (subgraphs/sessions/notebookProxy.ts), and the apiserver
+ * takes no credential from cookies.
+ */
+const BACKEND_PROXY = /^\/api\/v1\/namespaces\/[^/]+\/(?:services|pods)\/[^/]+\/proxy(?:[/?]|$)/;
+const callerCredentials = (path: string) => (BACKEND_PROXY.test(path) ? ['authorization'] : [...CALLER_CREDENTIALS]);
+
 /** The headers to forward: end-to-end ones only, without HTTP/2 pseudo headers or `connection`'s list. */
-function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keepUpgrade = false): OutgoingHttpHeaders {
+function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keepUpgrade = false, keepCookie = false): OutgoingHttpHeaders {
   const listed = new Set(
     String(headers.connection ?? '')
       .split(',')
@@ -46,7 +55,7 @@ function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, kee
   const result: OutgoingHttpHeaders = {};
   for (const [rawName, value] of Object.entries(headers)) {
     const name = rawName.toLowerCase();
-    if (value === undefined || name.startsWith(':') || listed.has(name) || CALLER_CREDENTIALS.has(name) || name.startsWith('impersonate-')) continue;
+    if (value === undefined || name.startsWith(':') || listed.has(name) || (CALLER_CREDENTIALS.has(name) && !(keepCookie && name === 'cookie')) || name.startsWith('impersonate-')) continue;
     if (HOP_BY_HOP.has(name) && !(keepUpgrade && (name === 'connection' || name === 'upgrade'))) continue;
     result[name] = value;
   }
@@ -113,8 +122,8 @@ export function createKubeApiProxy(kubeConfig: KubeConfig): KubeApiProxy {
       res.end(body);
     };
 
-    const headers = endToEndHeaders(req.headers);
-    for (const name of CALLER_CREDENTIALS) delete headers[name];
+    const headers = endToEndHeaders(req.headers, false, BACKEND_PROXY.test(path));
+    for (const name of callerCredentials(path)) delete headers[name];
 
     upstreamRequest(req.method, path, headers).then((request) => {
       upstream = request;
@@ -171,8 +180,8 @@ export function createKubeApiProxy(kubeConfig: KubeConfig): KubeApiProxy {
       return;
     }
     const method = String(h2Headers[UPGRADE_METHOD_HEADER] ?? 'GET').toUpperCase();
-    const headers = endToEndHeaders(original, true);
-    for (const name of CALLER_CREDENTIALS) delete headers[name];
+    const headers = endToEndHeaders(original, true, BACKEND_PROXY.test(path));
+    for (const name of callerCredentials(path)) delete headers[name];
     // An upgrade request has no body; its bytes flow only after the switch.
     delete headers['content-length'];
 

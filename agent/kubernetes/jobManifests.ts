@@ -6,14 +6,15 @@
  */
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
-import type { NotebookSpec } from '../../lib/jobSpec.js';
+import { JOB_ID_LABEL, JUPYTER_PORT, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL, type IntegrationValue, type NotebookSpec } from '../../lib/jobSpec.js';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { ISecret } from 'kubernetes-models/v1/Secret';
 import type { IService } from 'kubernetes-models/v1/Service';
+import { JobRefusedError } from '../executor.js';
 import { validateManifest } from './manifests.js';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const JOB_ID_LABEL = 'mariner.dev/job-id';
+export { JOB_ID_LABEL, JUPYTER_PORT };
 export const ATTEMPT_ANNOTATION = 'mariner.dev/attempt';
 /** Kueue picks the Job up by this label (reference §4a: the project's queue, else the default). */
 export const KUEUE_QUEUE_LABEL = 'kueue.x-k8s.io/queue-name';
@@ -52,6 +53,49 @@ function jobEnvelope(
   };
 }
 
+/** A Secret key in the job's namespace (a pod can only read Secrets of its own namespace). */
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+/** What the trainer reports to Weights & Biases with: the job's `wandb` integration and the cluster's API key Secret. */
+export interface TrainerWandb {
+  project: string;
+  name: string | null;
+  entity: string | null;
+  tags: string[];
+  apiKeySecret: SecretKeyRef;
+}
+
+/**
+ * The trainer's W&B settings for a job, or null when it has no `wandb` integration (the first one: the
+ * environment holds one run). LLMariner §4a: WANDB_API_KEY comes from a Secret, configured on the
+ * cluster (its dispatcher's `wandbApiKeySecret`), never from the job. A job that asks for W&B on a
+ * cluster with no such Secret is refused: it would train without the reporting it asked for.
+ */
+export function trainerWandb(integrations: IntegrationValue[] | undefined, apiKeySecret: SecretKeyRef | undefined): TrainerWandb | null {
+  const wandb = integrations?.find((integration) => integration.type === 'wandb')?.wandb;
+  if (!wandb) return null;
+  if (!apiKeySecret) {
+    throw new JobRefusedError('the job has a W&B integration but this cluster has no W&B API key: set MARINER_WANDB_API_KEY_SECRET on its agent to a Secret holding one');
+  }
+  return { ...wandb, apiKeySecret };
+}
+
+/** The trainer's WANDB_* environment (read by the wandb library); the API key by reference to its Secret. */
+function wandbEnv(wandb: TrainerWandb | null) {
+  if (!wandb) return [];
+  return [
+    { name: 'WANDB_API_KEY', valueFrom: { secretKeyRef: { name: wandb.apiKeySecret.name, key: wandb.apiKeySecret.key } } },
+    { name: 'WANDB_PROJECT', value: wandb.project },
+    ...(wandb.name ? [{ name: 'WANDB_NAME', value: wandb.name }] : []),
+    ...(wandb.entity ? [{ name: 'WANDB_ENTITY', value: wandb.entity }] : []),
+    // wandb reads WANDB_TAGS as a comma-separated list.
+    ...(wandb.tags.length > 0 ? [{ name: 'WANDB_TAGS', value: wandb.tags.join(',') }] : []),
+  ];
+}
+
 export interface FineTuningManifestInput {
   jobId: string;
   attempt: number;
@@ -65,6 +109,8 @@ export interface FineTuningManifestInput {
   hyperparameters: unknown;
   seed: number;
   baseModelId: string;
+  /** Weights & Biases reporting (`trainerWandb`), or null. */
+  wandb: TrainerWandb | null;
   urls: {
     training: string;
     validation: string | null;
@@ -137,6 +183,7 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
                 { name: 'MARINER_HYPERPARAMETERS', value: JSON.stringify(input.hyperparameters) },
                 { name: 'MARINER_SEED', value: String(input.seed) },
                 { name: 'MARINER_GPU_COUNT', value: String(input.gpuCount) },
+                ...wandbEnv(input.wandb),
               ],
               ...(input.gpuCount > 0 ? { resources: { limits: { 'nvidia.com/gpu': String(input.gpuCount) } } } : {}),
               // The trainer's last output is the failure reason when it leaves no termination message.
@@ -268,9 +315,6 @@ export function batchJobManifests(input: BatchManifestInput): { configMap: IConf
   return { configMap, secret, service, job };
 }
 
-/** Jupyter's port (LLMariner notebook.go). */
-export const JUPYTER_PORT = 8888;
-
 export interface NotebookManifestInput {
   jobId: string;
   attempt: number;
@@ -284,6 +328,8 @@ export interface NotebookManifestInput {
   kueueQueueName: string | null;
   secrets: { token: string; apiKey: string };
   openaiBaseUrl: string | null;
+  /** Where users reach Jupyter through the control plane (its base_url); null: at `/`. */
+  basePath: string | null;
 }
 
 /**
@@ -293,7 +339,7 @@ export interface NotebookManifestInput {
  */
 export function notebookManifests(input: NotebookManifestInput): { secret: ISecret; deployment: IDeployment; service: IService } {
   const name = jobObjectName(input.jobId);
-  const labels = { [MANAGED_BY_LABEL]: 'mariner', [JOB_ID_LABEL]: input.jobId, 'mariner.dev/notebook': input.name };
+  const labels = { [MANAGED_BY_LABEL]: 'mariner', [JOB_ID_LABEL]: input.jobId, [NOTEBOOK_NAME_LABEL]: input.name };
   const secretName = `${name}-secrets`;
   const secret: ISecret = {
     apiVersion: 'v1',
@@ -330,7 +376,8 @@ export function notebookManifests(input: NotebookManifestInput): { secret: ISecr
             {
               name: 'jupyterlab',
               image: input.image,
-              args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)'],
+              // Under its public path, Jupyter's pages and API calls link to where the browser sees them.
+              args: ['start-notebook.py', '--IdentityProvider.token=$(NOTEBOOK_TOKEN)', ...(input.basePath ? [`--ServerApp.base_url=${input.basePath}/`] : [])],
               ports: ports.map((port) => ({ containerPort: port, protocol: 'TCP' as const })),
               env: [
                 ...Object.entries(input.envs).map(([envName, value]) => ({ name: envName, value })),
@@ -350,7 +397,8 @@ export function notebookManifests(input: NotebookManifestInput): { secret: ISecr
   const service: IService = {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, namespace: input.namespace, labels },
+    // The session manager's notebook proxy reads where Jupyter serves from here.
+    metadata: { name, namespace: input.namespace, labels, ...(input.basePath ? { annotations: { [NOTEBOOK_BASE_PATH_ANNOTATION]: `${input.basePath}/` } } : {}) },
     spec: { selector: { [JOB_ID_LABEL]: input.jobId }, ports: ports.map((port) => ({ name: `port-${port}`, port, targetPort: port, protocol: 'TCP' as const })) },
   };
   for (const manifest of [secret, deployment, service]) validateManifest(manifest);

@@ -16,7 +16,17 @@ import type { FineTuningSpec, JobSpec, NotebookSpec } from '../../lib/jobSpec.js
 import { JobRefusedError, type DispatchedJob, type JobHost } from '../executor.js';
 import { trainedTokensOf, type JobReporter } from '../jobReporter.js';
 import { ignoreNotFound, orNotFound } from './apiErrors.js';
-import { ADAPTER_FILES, ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName, notebookManifests } from './jobManifests.js';
+import {
+  ADAPTER_FILES,
+  ATTEMPT_ANNOTATION,
+  batchJobManifests,
+  fineTuningManifests,
+  jobObjectName,
+  notebookManifests,
+  trainerWandb,
+  type SecretKeyRef,
+  type TrainerWandb,
+} from './jobManifests.js';
 
 /** The container whose log and termination message tell the job's story, by kind (jobManifests.ts). */
 const MAIN_CONTAINER = { 'fine-tuning': 'trainer', batch: 'main', notebook: 'jupyterlab' } as const;
@@ -34,6 +44,12 @@ export interface KubernetesJobSettings {
   pollIntervalMs?: number;
   /** The OpenAI API as pods reach it, given to batch jobs as OPENAI_BASE_URL (LLMariner batchjob.go). */
   openaiBaseUrl?: string | undefined;
+  /**
+   * The Secret (and key) holding the W&B API key, given to trainers of jobs with a `wandb` integration as
+   * WANDB_API_KEY (MARINER_WANDB_API_KEY_SECRET, MARINER_WANDB_API_KEY_SECRET_KEY; LLMariner's
+   * `wandbApiKeySecret`). It must exist in every namespace fine-tuning jobs run in. Unset: such jobs are refused.
+   */
+  wandbApiKeySecret?: SecretKeyRef | undefined;
 }
 
 interface Followed {
@@ -90,6 +106,21 @@ export function createKubernetesJobHost(options: {
         string
       >,
     };
+  }
+
+  /**
+   * The trainer's W&B settings. Its API key Secret must be in the job's namespace: a pod that refers to a
+   * missing one never starts (CreateContainerConfigError), so the job is refused with the reason instead.
+   */
+  async function wandbFor(spec: FineTuningSpec, namespace: string): Promise<TrainerWandb | null> {
+    const wandb = trainerWandb(spec.integrations, settings.wandbApiKeySecret);
+    if (!wandb) return null;
+    const { name, key } = wandb.apiKeySecret;
+    const secret = await orNotFound(core.readNamespacedSecret({ name, namespace }));
+    if (!secret) throw new JobRefusedError(`the W&B API key Secret ${name} is not in namespace ${namespace}: create it there, with the key in ${key}`);
+    // Only whether the key is there: its value goes nowhere else.
+    if (secret.data?.[key] === undefined) throw new JobRefusedError(`the W&B API key Secret ${namespace}/${name} has no key ${key}`);
+    return wandb;
   }
 
   function follow(jobId: string, spec: JobSpec, attempt: number): Followed {
@@ -178,6 +209,7 @@ export function createKubernetesJobHost(options: {
       kueueQueueName: spec.kueueQueueName ?? settings.defaultQueue ?? null,
       secrets: spec.secrets,
       openaiBaseUrl: settings.openaiBaseUrl ?? null,
+      basePath: spec.basePath ?? null,
     });
     const name = objects.deployment.metadata!.name!;
     const current = await readDeployment(name, namespace);
@@ -277,6 +309,7 @@ export function createKubernetesJobHost(options: {
         return 'running';
       }
       const queue = spec.kueueQueueName ?? settings.defaultQueue ?? null;
+      const wandb = spec.kind === 'fine-tuning' ? await wandbFor(spec, namespace) : null;
       const objects =
         spec.kind === 'fine-tuning'
           ? fineTuningManifests({
@@ -291,6 +324,7 @@ export function createKubernetesJobHost(options: {
               hyperparameters: spec.method.hyperparameters,
               seed: spec.seed,
               baseModelId: spec.baseModel.id,
+              wandb,
               urls: await presign(spec),
               ttlSecondsAfterFinished: 24 * 3600,
             })

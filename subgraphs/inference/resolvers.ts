@@ -134,7 +134,7 @@ async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Pr
     const modelId = await servableModel(ctx, model);
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
     const tenantId = projectScopeOf(ctx.identity).tenantId;
-    const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false });
+    const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false }, undefined, ctx.requestId);
     if (routed.status >= 400) throw await runtimeError(routed);
     const result = await readJson(routed.stream);
     await meter.succeeded(usageOf(result));
@@ -171,7 +171,7 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
     const tenantId = projectScopeOf(ctx.identity).tenantId;
     const streamOptions = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
-    routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions });
+    routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions }, undefined, ctx.requestId);
     if (routed.status >= 400) throw await runtimeError(routed);
   } catch (error) {
     meter.failed(statusOfError(error));
@@ -213,7 +213,7 @@ async function tokenize(ctx: InferenceContext, request: unknown): Promise<unknow
   if (hasPrompt && typeof body['prompt'] !== 'string') throw badInput('prompt must be a string', 'prompt');
   if (hasMessages && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
   const modelId = await servableModel(ctx, body['model'].trim());
-  const routed = await ctx.router.forward(projectScopeOf(ctx.identity).tenantId, modelId, '/tokenize', { ...body, model: modelId });
+  const routed = await ctx.router.forward(projectScopeOf(ctx.identity).tenantId, modelId, '/tokenize', { ...body, model: modelId }, undefined, ctx.requestId);
   if (routed.status === 404 || routed.status === 405) {
     routed.stream.close(http2.constants.NGHTTP2_CANCEL);
     throw failedPrecondition(`the runtime of model ${modelId} does not tokenize`);

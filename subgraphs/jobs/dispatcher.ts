@@ -1,4 +1,5 @@
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import { notebookBasePath, type NotebookSpec } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
 import { WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { JobEvents } from './events.js';
@@ -120,7 +121,11 @@ export class JobDispatcher {
 
   /** What the agent is sent for each action (a notebook's secrets only in transit, never stored in its spec). */
   private async request(job: JobRow, action: JobAction): Promise<{ path: string; body: unknown; logOffset?: number }> {
-    const withSecrets = (spec: JobRow['spec']) => (job.kind === 'notebook' ? { ...spec, secrets: this.hooks.notebookSecrets(job) } : spec);
+    // A notebook also learns where users will reach it (Jupyter's base_url): on its cluster, in its namespace.
+    const withSecrets = (spec: JobRow['spec']) =>
+      job.kind === 'notebook'
+        ? { ...spec, secrets: this.hooks.notebookSecrets(job), ...(job.cluster_id && spec.namespace ? { basePath: notebookBasePath(job.cluster_id, (spec as NotebookSpec).name, spec.namespace) } : {}) }
+        : spec;
     switch (action) {
       case 'creating': {
         // A requeued job's output goes on after what earlier attempts wrote.

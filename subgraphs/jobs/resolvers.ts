@@ -357,6 +357,7 @@ export const resolvers: Resolvers<JobsContext> = {
         gpuCount: placement.gpuCount,
         namespace: placement.namespace,
         kueueQueueName: placement.kueueQueueName,
+        integrations: valid.integrations,
       };
       const job = await ctx.store.insert({
         kind: 'fine-tuning',

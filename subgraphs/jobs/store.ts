@@ -2,21 +2,16 @@ import type { Knex } from '../../lib/db.js';
 import { toCount } from '../../lib/db.js';
 import type { Identity } from '../../lib/identity.js';
 import { newId } from '../../lib/ids.js';
-import type { BatchSpec, FineTuningSpec, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
+import type { BatchSpec, FineTuningSpec, IntegrationValue, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
-export type { BatchSpec, FineTuningSpec, HyperparametersValue, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
+export type { BatchSpec, FineTuningSpec, HyperparametersValue, IntegrationValue, MethodValue, NotebookSpec } from '../../lib/jobSpec.js';
 
 export const SCHEMA = 'jobs';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'stopped';
 export type JobAction = 'creating' | 'cancelling' | 'starting' | 'stopping' | 'deleting';
 export const FINISHED: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
-
-export interface IntegrationValue {
-  type: 'wandb';
-  wandb: { project: string; name: string | null; entity: string | null; tags: string[] };
-}
 
 /** What every job has: its project, lifecycle, placement and dispatch state. */
 interface JobBase {

@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { MarinerConfig } from '../../lib/config.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
@@ -7,21 +9,35 @@ import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
-import { createKubeProxy, type KubeProxy } from './kubeProxy.js';
+import { createKubeProxy } from './kubeProxy.js';
+import { createNotebookProxy } from './notebookProxy.js';
 import { resolvers } from './resolvers.js';
+import { createSessionAuthorizer } from './sessionAuth.js';
+import { createSessionCookies } from './sessionCookie.js';
 import { createTunnelEndpoint, type TunnelEndpoint } from './tunnelEndpoint.js';
 import { TunnelRegistry } from './tunnelRegistry.js';
 
 export { classifyKubePath, SESSIONS_PREFIX } from './kubeProxy.js';
+export { isNotebookPath, parseNotebookPath } from './notebookProxy.js';
 export { NoTunnelError, TunnelRegistry, type TunnelInfo } from './tunnelRegistry.js';
+
+/** What serves users' requests under `/v1/sessions/` (the public server routes them here). */
+export interface UserProxy {
+  handles(pathname: string): boolean;
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
+}
 
 export interface Sessions {
   definition: SubgraphDefinition<SessionsContext>;
   registry: TunnelRegistry;
   /** Agents dial here (`/v1/sessions-worker-service/...`, upgrade requests only). */
   tunnelEndpoint: TunnelEndpoint;
-  /** Users' Kubernetes API requests (`/v1/sessions/<cluster>/...`). */
-  kubeProxy: KubeProxy;
+  /**
+   * Users' requests under `/v1/sessions/<cluster>/...`: notebooks (`.../v1/services/notebooks/...`,
+   * notebookProxy.ts) and the Kubernetes API (everything else, kubeProxy.ts).
+   */
+  userProxy: UserProxy;
   close(): Promise<void>;
 }
 
@@ -29,10 +45,16 @@ const WORKER_CLUSTER = 'query AgentTunnelWorker { workerCluster { clusterId clus
 
 /**
  * The sessions component (LLMariner session manager): the tunnel registry, the endpoint agents
- * dial, the user-facing Kubernetes proxy, and the subgraph that shows tunnel state. Registration
+ * dial, the user-facing Kubernetes API and notebook proxies, and the subgraph that shows tunnel state. Registration
  * keys and user credentials are checked by the gateway, like every other request.
  */
-export function createSessions(options: { config: MarinerConfig; graphqlUrl: () => string; logger: Logger }): Sessions {
+export function createSessions(options: {
+  config: MarinerConfig;
+  graphqlUrl: () => string;
+  /** The internal token secret, from which the browser session cookie's key is derived (sessionCookie.ts). */
+  secretKey: string;
+  logger: Logger;
+}): Sessions {
   const logger = options.logger.child({ component: 'sessions' });
   const verifyRegistrationKey = async (key: string): Promise<Worker | null> => {
     try {
@@ -45,11 +67,19 @@ export function createSessions(options: { config: MarinerConfig; graphqlUrl: () 
   };
   const registry = new TunnelRegistry({ ...options.config.sessions, logger, revalidate: verifyRegistrationKey });
   const tunnelEndpoint = createTunnelEndpoint({ registry, verifyRegistrationKey, logger });
-  const kubeProxy = createKubeProxy({ registry, graphqlUrl: options.graphqlUrl, authCacheMs: options.config.sessions.authCacheMs, logger });
+  const authCacheMs = options.config.sessions.authCacheMs;
+  const authorizer = createSessionAuthorizer({ registry, graphqlUrl: options.graphqlUrl, authCacheMs });
+  const kubeProxy = createKubeProxy({ registry, authorizer, logger });
+  const notebookProxy = createNotebookProxy({ registry, authorizer, cookies: createSessionCookies(options.secretKey), lookupCacheMs: authCacheMs, logger });
+  const userProxy: UserProxy = {
+    handles: (pathname) => kubeProxy.handles(pathname),
+    handle: (req, res) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handle(req, res) : kubeProxy.handle(req, res)),
+    handleUpgrade: (req, socket, head) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handleUpgrade(req, socket, head) : kubeProxy.handleUpgrade(req, socket, head)),
+  };
   return {
     registry,
     tunnelEndpoint,
-    kubeProxy,
+    userProxy,
     definition: {
       name: 'sessions',
       typeDefs: subgraphTypeDefs('sessions'),
@@ -63,3 +93,5 @@ export function createSessions(options: { config: MarinerConfig; graphqlUrl: () 
     },
   };
 }
+
+const pathOf = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://mariner').pathname;

@@ -24,7 +24,10 @@ import {
   Watch,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
 import { startKubeApiServer, TEST_TLS, type KubeApiServer } from './kubeApiServer.js';
 import { kubectlPath } from './kubectl.js';
 
@@ -307,6 +310,53 @@ describe('the Kubernetes API test double', () => {
     });
     expect(plain.status).toBe(400);
     expect(await plain.json()).toMatchObject({ kind: 'Status', reason: 'BadRequest', message: 'Upgrade request required' });
+  });
+
+  it("proxies to a Service's endpoint: HTTP with links moved under the proxy path, WebSockets, 503 without endpoints", async () => {
+    // The endpoint: echoes what reached it, serves a page with links and a redirect, and a WebSocket echo.
+    const endpoint = createServer((req, res) => {
+      if (req.url === '/page') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'access-control-allow-origin': '*' });
+        return void res.end('<html><head><script src="/static/app.js"></script><link href="style.css"></head><a href="https://elsewhere.example/x">x</a></html>');
+      }
+      if (req.url === '/old') return void res.writeHead(302, { location: '/new?a=1' }).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, url: req.url, authorization: req.headers.authorization ?? null }));
+    });
+    const sockets = new WebSocketServer({ server: endpoint });
+    sockets.on('connection', (ws, req) => ws.on('message', (data) => ws.send(`${req.url} ${data}`)));
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      await core.createNamespacedService({ namespace: 'team-a', body: { metadata: { name: 'lab' }, spec: { ports: [{ name: 'http', port: 8888 }] } } });
+      const proxy = `${server.url}/api/v1/namespaces/team-a/services/lab:8888/proxy`;
+      const auth = { authorization: `Bearer ${server.token}` };
+      const none = await fetch(`${proxy}/x`, { headers: auth });
+      expect(none.status).toBe(503);
+      expect(await none.json()).toMatchObject({ kind: 'Status', reason: 'ServiceUnavailable', message: 'no endpoints available for service "lab:8888"' });
+
+      server.serveService('team-a', 'lab', 8888, `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}`);
+      const echoed = await fetch(`${proxy}/api/x?y=1`, { method: 'POST', headers: auth, body: 'hi' });
+      expect(await echoed.json()).toEqual({ method: 'POST', url: '/api/x?y=1', authorization: null });
+      // By port name too.
+      expect((await (await fetch(`${server.url}/api/v1/namespaces/team-a/services/lab:http/proxy/`, { headers: auth })).json()).url).toBe('/');
+      const page = await fetch(`${proxy}/page`, { headers: auth });
+      expect(page.headers.get('access-control-allow-origin')).toBeNull();
+      expect(await page.text()).toBe(
+        '<html><head><script src="/api/v1/namespaces/team-a/services/lab:8888/proxy/static/app.js"></script><link href="style.css"></head><a href="https://elsewhere.example/x">x</a></html>',
+      );
+      const moved = await fetch(`${proxy}/old`, { headers: auth, redirect: 'manual' });
+      expect(moved.headers.get('location')).toBe('/api/v1/namespaces/team-a/services/lab:8888/proxy/new?a=1');
+
+      const ws = new WebSocket(`${proxy.replace('http:', 'ws:')}/socket?k=1`, { headers: auth });
+      await once(ws, 'open');
+      ws.send('ping');
+      const [reply] = await once(ws, 'message');
+      expect(String(reply)).toBe('/socket?k=1 ping');
+      ws.close();
+    } finally {
+      sockets.close();
+      endpoint.closeAllConnections();
+      await new Promise((resolve) => endpoint.close(resolve));
+    }
   });
 
   it('seeds nodes with their GPUs as capacity, labels and a Ready condition', async () => {

@@ -1,9 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
-import { createServer, STATUS_CODES, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import zlib from 'node:zlib';
 import { WebSocketServer, type WebSocket } from 'ws';
 
 /**
@@ -38,6 +39,13 @@ export interface KubeApiServer {
   appendLog(namespace: string, pod: string, text: string, container?: string): void;
   /** Ends the log stream of a pod (followers' responses end), like the container terminating. */
   endLog(namespace: string, pod: string, container?: string): void;
+  /**
+   * Where a Service's port is served, for the service proxy
+   * (`/api/v1/namespaces/<ns>/services/<name>:<port>/proxy/...`): no pods run here, so the test names
+   * the server standing in for the Service's endpoints (`http://127.0.0.1:<port>`). A port with none
+   * answers 503 "no endpoints available", as a Service without ready pods does.
+   */
+  serveService(namespace: string, name: string, port: number, target: string): void;
   /** Requests seen, for assertions: method, path (with query), and headers. */
   requests: { method: string; path: string; headers: Record<string, string | string[] | undefined> }[];
   close(): Promise<void>;
@@ -134,7 +142,7 @@ const RESOURCES: ResourceType[] = [
   resource('v1', 'namespaces', 'Namespace', ['ns']),
   resource('v1', 'nodes', 'Node', ['no']),
   resource('v1', 'pods', 'Pod', ['po'], ['status', 'log', 'exec'], true),
-  resource('v1', 'services', 'Service', ['svc'], [], true),
+  resource('v1', 'services', 'Service', ['svc'], ['proxy'], true),
   resource('v1', 'configmaps', 'ConfigMap', ['cm']),
   resource('v1', 'secrets', 'Secret', []),
   resource('v1', 'events', 'Event', ['ev']),
@@ -147,6 +155,9 @@ const RETRY = 'please apply your changes to the latest version and try again';
 const byKind = (kind: string) => RESOURCES.find((type) => type.kind === kind);
 const NAMESPACES = byKind('Namespace')!;
 const PODS = byKind('Pod')!;
+const SERVICES = byKind('Service')!;
+/** The service proxy: `/api/v1/namespaces/<ns>/services/<[scheme:]name[:port]>/proxy[/<path>]`. */
+const SERVICE_PROXY = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy(\/.*)?$/;
 
 const apiVersionOf = (type: ResourceType) => (type.group ? `${type.group}/${type.version}` : type.version);
 /** How the apiserver names a resource in messages: `pods`, `jobs.batch`. */
@@ -533,6 +544,7 @@ function apiResourceList(group: string, version: string) {
       scale: { group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] },
       log: { kind: 'Pod', verbs: ['get'] },
       exec: { kind: 'PodExecOptions', verbs: ['create', 'get'] },
+      proxy: { kind: 'ServiceProxyOptions', verbs: ['create', 'delete', 'get', 'patch', 'update'] },
     })[name];
   return {
     kind: 'APIResourceList',
@@ -750,6 +762,8 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
     const method = req.method ?? 'GET';
     const segments = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (!authorized(req)) throw new KubeError(401, 'Unauthorized', 'Unauthorized');
+    const proxied = SERVICE_PROXY.exec(url.pathname);
+    if (proxied) return proxyToService(req, res, url, proxied);
     const path = url.pathname.replace(/\/$/, '');
     // Discovery (k8s.io/client-go/discovery): kubectl asks /api and /apis for the
     // aggregated APIGroupDiscoveryList first and falls back to these documents.
@@ -913,6 +927,33 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
     const url = new URL(req.url ?? '/', 'http://localhost');
     const match = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/exec$/.exec(url.pathname);
     if (!authorized(req)) return refuse(new KubeError(401, 'Unauthorized', 'Unauthorized'));
+    const proxied = SERVICE_PROXY.exec(url.pathname);
+    if (proxied) {
+      let target: URL;
+      try {
+        target = serviceBackend(proxied);
+      } catch (error) {
+        return refuse(error as KubeError);
+      }
+      // As UpgradeAwareHandler: the request goes to an endpoint as it came (without the caller's
+      // credentials), then the bytes flow both ways, the endpoint's 101 included.
+      const backend = connect(Number(target.port), target.hostname, () => {
+        let request = `${req.method ?? 'GET'} ${proxied[3] || '/'}${url.search} HTTP/1.1\r\nHost: ${target.host}\r\n`;
+        for (let i = 0; i < req.rawHeaders.length; i += 2) {
+          const name = req.rawHeaders[i]!.toLowerCase();
+          if (name !== 'authorization' && name !== 'host') request += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+        }
+        backend.write(`${request}\r\n`);
+        if (head.length > 0) backend.write(head);
+        socket.pipe(backend);
+        backend.pipe(socket);
+      });
+      backend.on('error', (error) => (socket.writable ? refuse(unreachable(error)) : socket.destroy()));
+      backend.on('close', () => socket.destroy());
+      socket.on('close', () => backend.destroy());
+      socket.on('error', () => backend.destroy());
+      return;
+    }
     if (!match) return refuse(pageNotFound());
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       return refuse(badRequest(`unable to upgrade: ${req.headers.upgrade} is not supported here, only websocket`));
@@ -933,6 +974,86 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
           ws.close(1000);
         }
       });
+    });
+  }
+
+  /**
+   * The service proxy's endpoint for `/api/v1/namespaces/<ns>/services/[<scheme>:]<name>[:<port>]/proxy`:
+   * the port by number or name (the only one when not given), served where serveService said.
+   */
+  const backends = new Map<string, string>();
+  function serviceBackend([, rawNamespace, rawReference]: RegExpExecArray): URL {
+    const reference = decodeURIComponent(rawReference!);
+    const parts = reference.split(':');
+    const [scheme, name, port] = parts.length === 3 ? parts : parts.length === 2 ? ['', parts[0], parts[1]] : ['', parts[0], ''];
+    if (scheme && scheme !== 'http') throw badRequest(`the test double proxies to http endpoints only, not ${scheme}`);
+    const namespace = decodeURIComponent(rawNamespace!);
+    const service = cluster.get(SERVICES, namespace, name!);
+    const ports: { name?: string; port: number }[] = service.spec?.ports ?? [];
+    const servicePort = port === '' ? (ports.length === 1 ? ports[0] : undefined) : ports.find((p) => String(p.port) === port || p.name === port);
+    const target = servicePort && backends.get(`${namespace}/${name}/${servicePort.port}`);
+    if (!target) throw new KubeError(503, 'ServiceUnavailable', `no endpoints available for service "${reference}"`);
+    return new URL(target);
+  }
+  const unreachable = (error: Error) => new KubeError(503, 'ServiceUnavailable', `error trying to reach service: ${error.message}`);
+
+  /**
+   * The service proxy (k8s.io/apimachinery/pkg/util/proxy): the request goes to the endpoint without
+   * the caller's credentials; the answer comes back without CORS headers, with redirects and the links
+   * of HTML pages (href, src, action and formaction of tags, path-absolute or to the endpoint's host)
+   * moved under the proxy path, as transport.go does. Unlike the real one, it does not parse HTML: a
+   * tag-like text inside a script would be rewritten too.
+   */
+  async function proxyToService(req: IncomingMessage, res: ServerResponse, url: URL, proxied: RegExpExecArray): Promise<void> {
+    const target = serviceBackend(proxied);
+    const rest = proxied[3] ?? '';
+    const pathPrepend = url.pathname.slice(0, url.pathname.length - rest.length);
+    const headers: OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !['authorization', 'host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade'].includes(name)) headers[name] = value;
+    }
+    headers['x-forwarded-uri'] = `${pathPrepend}${rest || '/'}`;
+    const rewrite = (link: string): string => {
+      let path = link;
+      const absolute = /^([a-z][a-z0-9+.-]*:)?\/\/([^/?#]*)(.*)$/i.exec(link);
+      if (absolute) {
+        if (absolute[2] !== target.host && absolute[2] !== req.headers.host) return link;
+        path = absolute[3] || '/';
+      }
+      if (!path.startsWith('/') || path.startsWith(pathPrepend)) return link;
+      return `${pathPrepend}${path}`;
+    };
+    await new Promise<void>((resolve, reject) => {
+      const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: `${rest || '/'}${url.search}`, headers }, (response) => {
+        const out: OutgoingHttpHeaders = {};
+        for (const [name, value] of Object.entries(response.headers)) {
+          if (value !== undefined && !name.startsWith('access-control-') && !['connection', 'keep-alive', 'transfer-encoding'].includes(name)) out[name] = value;
+        }
+        if (typeof out['location'] === 'string') out['location'] = rewrite(out['location']);
+        const type = String(out['content-type'] ?? '').split(';')[0]!.trim();
+        const encoding = String(out['content-encoding'] ?? '');
+        if (type !== 'text/html' || !['', 'gzip', 'deflate'].includes(encoding)) {
+          res.writeHead(response.statusCode ?? 502, out);
+          response.pipe(res);
+          response.on('end', resolve);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          const raw = Buffer.concat(chunks);
+          const html = (encoding === 'gzip' ? zlib.gunzipSync(raw) : encoding === 'deflate' ? zlib.inflateSync(raw) : raw).toString('utf8');
+          const rewritten = html.replace(/<[a-zA-Z][^<>]*>/g, (tag) =>
+            tag.replace(/(\s)(href|src|action|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)')/gi, (_all, space: string, name: string, double?: string, single?: string) => `${space}${name}="${rewrite(double ?? single ?? '')}"`),
+          );
+          const body = encoding === 'gzip' ? zlib.gzipSync(rewritten) : encoding === 'deflate' ? zlib.deflateSync(rewritten) : Buffer.from(rewritten);
+          res.writeHead(response.statusCode ?? 502, { ...out, 'content-length': String(body.length) });
+          res.end(body);
+          resolve();
+        });
+      });
+      upstream.on('error', (error) => reject(unreachable(error)));
+      req.pipe(upstream);
     });
   }
 
@@ -968,6 +1089,9 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
       const lines = text.endsWith('\n') ? text : `${text}\n`;
       log.text += lines;
       for (const follower of log.followers) follower.write(lines);
+    },
+    serveService(namespace, name, port, target) {
+      backends.set(`${namespace}/${name}/${port}`, target);
     },
     endLog(namespace, pod, container) {
       const name = container ?? containerOf(cluster.get(PODS, namespace, pod), undefined, false);

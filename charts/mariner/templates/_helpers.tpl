@@ -132,3 +132,82 @@ capabilities: { drop: [ALL] }
 {{- $ref := .ref | default dict -}}
 {{- required (printf "%s.name is required: the name of an existing Secret %s (see charts/README.md)" .path .what) $ref.name -}}
 {{- end -}}
+
+{{/*
+Settings as env entries, from a dict of name → value: only the values that are set (not null, not an
+empty string, map or list), so an unset one keeps its default in code (lib/config.ts). Integers as
+integers (Helm reads numbers as floats), maps and lists as JSON.
+*/}}
+{{- define "mariner.settingsEnv" -}}
+{{- range $name, $value := . }}
+{{- if not (or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value "")) (and (or (kindIs "map" $value) (kindIs "slice" $value)) (empty $value))) }}
+- name: {{ $name }}
+  value: {{ include "mariner.settingValue" $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "mariner.settingValue" -}}
+{{- if or (kindIs "map" .) (kindIs "slice" .) -}}
+{{- toJson . -}}
+{{- else if and (kindIs "float64" .) (eq (float64 (int64 .)) .) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The settings of one control-plane component that only it reads, as env entries on its Deployment (a
+change rolls that Deployment alone): (dict "root" $ "component" "sessions"). sessions serves inference
+(rate limits, usage, waits) and jobs; the gateway holds the graphql-ws subscriptions; vectorstores the
+vector index.
+*/}}
+{{- define "mariner.componentSettingsEnv" -}}
+{{- $g := .root.Values.global -}}
+{{- $settings := dict -}}
+{{- if eq .component "sessions" -}}
+{{- $inference := $g.inference | default dict -}}
+{{- $rateLimits := $inference.rateLimits | default dict -}}
+{{- $usage := $inference.usage | default dict -}}
+{{- $jobs := $g.jobs | default dict -}}
+{{- $settings = dict
+  "MARINER_RATE_LIMIT_RPM" $rateLimits.requestsPerMinute
+  "MARINER_RATE_LIMIT_TPM" $rateLimits.tokensPerMinute
+  "MARINER_USAGE_FLUSH_MS" $usage.flushIntervalMs
+  "MARINER_USAGE_RETENTION_DAYS" $usage.retentionDays
+  "MARINER_INFERENCE_WAIT_SECONDS" $inference.requestWaitSeconds
+  "MARINER_RUNTIME_FRESH_SECONDS" $inference.runtimeFreshSeconds
+  "MARINER_JOB_DISPATCH_INTERVAL_MS" $jobs.dispatchIntervalMs
+  "MARINER_JOB_RESCHEDULE_AFTER_SECONDS" $jobs.rescheduleAfterSeconds
+  "MARINER_BATCH_IMAGES" $jobs.batchImages
+  "MARINER_NOTEBOOK_IMAGES" $jobs.notebookImages
+-}}
+{{- else if eq .component "gateway" -}}
+{{- $ws := $g.subscriptions | default dict -}}
+{{- $settings = dict
+  "MARINER_WS_MAX_PER_CONNECTION" $ws.maxPerConnection
+  "MARINER_WS_MAX_PER_USER" $ws.maxPerUser
+  "MARINER_WS_MAX_QUEUED_EVENTS" $ws.maxQueuedEvents
+  "MARINER_WS_REVALIDATE_MS" $ws.revalidateIntervalMs
+  "MARINER_WS_INIT_TIMEOUT_MS" $ws.initTimeoutMs
+-}}
+{{- else if eq .component "vectorstores" -}}
+{{- $vs := $g.vectorStores | default dict -}}
+{{- $milvus := $vs.milvus | default dict -}}
+{{- $settings = dict
+  "MARINER_VECTOR_INDEX" $vs.index
+  "MARINER_VECTOR_METRIC" $vs.metric
+  "MARINER_EMBEDDING_MODEL" $vs.embeddingModel
+  "MARINER_EMBEDDING_BATCH_SIZE" $vs.embeddingBatchSize
+  "MARINER_INGESTION_CONCURRENCY" $vs.ingestionConcurrency
+  "MARINER_INGESTION_LEASE_SECONDS" $vs.ingestionLeaseSeconds
+-}}
+{{- if eq $vs.index "milvus" -}}
+{{- $_ := set $settings "MARINER_MILVUS_ADDRESS" (required "global.vectorStores.milvus.address is required with index milvus: Milvus' gRPC host:port" $milvus.address) -}}
+{{- $_ := set $settings "MARINER_MILVUS_SSL" (toString ($milvus.ssl | default false)) -}}
+{{- $_ := set $settings "MARINER_MILVUS_DATABASE" $milvus.database -}}
+{{- end -}}
+{{- end -}}
+{{- include "mariner.settingsEnv" $settings -}}
+{{- end -}}

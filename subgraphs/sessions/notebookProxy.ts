@@ -1,0 +1,461 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers, type OutgoingHttpHeaders } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import zlib from 'node:zlib';
+import { ErrorCode } from '../../lib/errors.js';
+import { headerValue, requestIdOf } from '../../lib/http.js';
+import { isId } from '../../lib/ids.js';
+import { JOB_ID_LABEL, JUPYTER_PORT, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
+import type { Logger } from '../../lib/logging.js';
+import { K8S_PREFIX, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER } from '../../lib/tunnel.js';
+import { credentialOf, MISSING_CREDENTIAL, SessionsError, type Decision, type SessionAuthorizer, type SessionCredential } from './sessionAuth.js';
+import { cookiesWithoutSession, overTls, sessionCookieOf, type SessionCookies } from './sessionCookie.js';
+import { answerUpgrade, forwardableHeaders, relayUpgrade, responseHeaders } from './tunnelRelay.js';
+import { NoTunnelError, type TunnelRegistry } from './tunnelRegistry.js';
+
+/**
+ * Workspace notebooks in a browser (reference §4c, §8): `/v1/sessions/<cluster id>/v1/services/notebooks/
+ * <notebook>/<namespace>[/<port>]/...` reaches the notebook's Service on that cluster, WebSockets (Jupyter's
+ * kernels) included. `<notebook>` is its name (LLMariner) or its id (`nb-...`, for a namespace that several
+ * projects share and where two notebooks have one name); `<port>` is one of the Service's ports, Jupyter's
+ * 8888 when absent.
+ *
+ * Who: a Bearer credential, `?access_token=` (RFC 6750 §2.3, for a browser's first visit: answered with a
+ * redirect without it) or the session cookie those set (sessionCookie.ts); the caller needs
+ * `api.workspaces.notebooks.read` in a project that has the namespace assigned on that cluster (LLMariner
+ * checks the same). How: the agent's Kubernetes API proxy, to the apiserver's service proxy
+ * (`/api/v1/namespaces/<ns>/services/<service>:<port>/proxy/...`), with the agent's credentials: nothing new
+ * runs on the agent, and it works wherever the agent reaches its apiserver. The apiserver rewrites absolute
+ * links in HTML and redirects to point under its proxy path (k8s.io/apimachinery proxy/transport.go); those
+ * are turned back into public paths here. Jupyter serves under the notebook's public path (its base_url,
+ * the Service's `mariner.dev/jupyter-base-path` annotation), so its port gets the full path; other ports get
+ * the rest of the path only, with the public prefix in `X-Forwarded-Prefix`.
+ */
+
+export const NOTEBOOKS_SEGMENT = '/v1/services/notebooks';
+const ROUTE = /^\/v1\/sessions\/([^/]+)\/v1\/services\/notebooks(?:\/|$)/;
+const RESOURCE = 'api.workspaces.notebooks';
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** `?access_token=` (RFC 6750 §2.3); not `token`, which is Jupyter's own login parameter and goes to it. */
+export const ACCESS_TOKEN_PARAM = 'access_token';
+/** HTML pages larger than this pass through without their links restored. */
+const MAX_REWRITTEN_HTML = 16 << 20;
+
+export interface NotebookProxyOptions {
+  registry: TunnelRegistry;
+  authorizer: SessionAuthorizer;
+  cookies: SessionCookies;
+  /** How long a notebook's Service, once found, is reused (the authorization cache's time). */
+  lookupCacheMs: number;
+  logger: Logger;
+}
+
+/** What a notebook URL names. */
+interface NotebookTarget {
+  clusterId: string;
+  /** The notebook's name or id, as in the URL. */
+  notebook: string;
+  namespace: string;
+  port: number;
+  /** The path after the port (raw, as sent): `/lab/tree`, or '' for none. */
+  rest: string;
+  /** The public path of this notebook port: `/v1/sessions/.../<namespace>` (Jupyter's) or `.../<namespace>/<port>`. */
+  publicPrefix: string;
+}
+
+/** The notebook's Service, as the cluster has it. */
+interface NotebookService {
+  name: string;
+  notebookName: string;
+  ports: number[];
+  /** Where Jupyter serves (its base_url, with a trailing slash), or null for `/`. */
+  basePath: string | null;
+}
+
+/** Whether a path is a notebook route (the rest of `/v1/sessions/` is the Kubernetes API). */
+export function isNotebookPath(pathname: string): boolean {
+  return ROUTE.test(pathname);
+}
+
+/** Parses `/v1/sessions/<cluster>/v1/services/notebooks/<notebook>/<namespace>[/<port>][/rest]`. */
+export function parseNotebookPath(pathname: string): NotebookTarget {
+  const match = ROUTE.exec(pathname);
+  if (!match) throw new SessionsError(404, 'not a notebook path');
+  const clusterId = safeDecode(match[1]!);
+  if (!isId('cluster', clusterId)) throw new SessionsError(404, `"${clusterId.slice(0, 80)}" is not a cluster id`);
+  const after = pathname.slice(match[0].length);
+  const segments = after.split('/');
+  const usage = `use /v1/sessions/${clusterId}${NOTEBOOKS_SEGMENT}/<notebook name or id>/<namespace>[/<port>]/`;
+  const [rawNotebook = '', rawNamespace = '', maybePort] = segments;
+  const notebook = safeDecode(rawNotebook);
+  const namespace = safeDecode(rawNamespace);
+  if (!notebook || !namespace) throw new SessionsError(404, `A notebook path names the notebook and its namespace: ${usage}`);
+  if (!DNS_LABEL.test(notebook) && !isId('notebook', notebook)) throw new SessionsError(404, `"${notebook.slice(0, 80)}" is not a notebook name or id: ${usage}`);
+  if (!DNS_LABEL.test(namespace)) throw new SessionsError(404, `"${namespace.slice(0, 80)}" is not a namespace: ${usage}`);
+  const base = `/v1/sessions/${clusterId}${NOTEBOOKS_SEGMENT}/${rawNotebook}/${rawNamespace}`;
+  // A segment of digits after the namespace is a port (Jupyter's own paths never are one).
+  if (maybePort !== undefined && /^\d{1,5}$/.test(maybePort)) {
+    const port = Number(maybePort);
+    if (port < 1 || port > 65535) throw new SessionsError(404, `${port} is not a port`);
+    const rest = segments.length > 3 ? `/${segments.slice(3).join('/')}` : '';
+    return { clusterId, notebook, namespace, port, rest, publicPrefix: port === JUPYTER_PORT ? base : `${base}/${port}` };
+  }
+  const rest = segments.length > 2 ? `/${segments.slice(2).join('/')}` : '';
+  return { clusterId, notebook, namespace, port: JUPYTER_PORT, rest, publicPrefix: base };
+}
+
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return '';
+  }
+}
+
+const CODE_FOR_STATUS: Record<number, string> = {
+  400: ErrorCode.BAD_USER_INPUT,
+  401: ErrorCode.UNAUTHENTICATED,
+  403: ErrorCode.FORBIDDEN,
+  404: ErrorCode.NOT_FOUND,
+  409: ErrorCode.CONFLICT,
+  503: ErrorCode.UNAVAILABLE,
+};
+const errorBody = (status: number, message: string) => JSON.stringify({ error: { message, code: CODE_FOR_STATUS[status] ?? ErrorCode.INTERNAL } });
+
+/** How a request authenticated. */
+type Source = 'header' | 'query' | 'cookie';
+
+/** Reads a tunnelled response whole (small JSON answers of the Kubernetes API). */
+function readAnswer(stream: ClientHttp2Stream, timeoutMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(new SessionsError(504, 'The cluster did not answer in time'));
+    }, timeoutMs);
+    let status = 502;
+    const chunks: Buffer[] = [];
+    stream.on('response', (headers) => (status = Number(headers[':status'] ?? 502)));
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      clearTimeout(timer);
+      resolve({ status, body: Buffer.concat(chunks).toString('utf8') });
+    });
+    stream.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+export function createNotebookProxy(options: NotebookProxyOptions) {
+  const { registry, authorizer, cookies, logger } = options;
+  const services = new Map<string, { expires: number; service: NotebookService }>();
+
+  /** The request's credential: Authorization: Bearer, else ?access_token=, else the session cookie. */
+  function authenticate(req: IncomingMessage, url: URL): { credential: SessionCredential; source: Source } {
+    const fromHeaders = credentialOf(req.headers);
+    if (fromHeaders && /^bearer\s/i.test(fromHeaders.authorization)) return { credential: fromHeaders, source: 'header' };
+    const token = url.searchParams.get(ACCESS_TOKEN_PARAM);
+    if (token) {
+      const credential = { authorization: `Bearer ${token}`, organizationId: headerValue(req.headers, 'openai-organization') ?? null, projectId: headerValue(req.headers, 'openai-project') ?? null };
+      return { credential, source: 'query' };
+    }
+    const cookie = sessionCookieOf(req);
+    if (cookie !== undefined) {
+      const credential = cookies.open(cookie);
+      if (!credential) throw new SessionsError(401, 'Your notebook session expired or is not valid: open the notebook again with ?access_token=<API key> or an Authorization: Bearer header');
+      return { credential, source: 'cookie' };
+    }
+    throw new SessionsError(401, `${MISSING_CREDENTIAL}, or open the notebook with ?${ACCESS_TOKEN_PARAM}=<API key> once`);
+  }
+
+  /**
+   * A cookie goes with every request the browser makes to us, whichever site asks: a cross-site
+   * request (its Origin names another host) is refused, as Jupyter itself would (it cannot: behind the
+   * apiserver it sees another Host), and Origin and Referer do not travel on.
+   */
+  function checkOrigin(req: IncomingMessage): void {
+    const origin = headerValue(req.headers, 'origin');
+    if (origin === undefined) return;
+    const host = headerValue(req.headers, 'x-forwarded-host')?.split(',')[0]?.trim() ?? headerValue(req.headers, 'host');
+    let originHost: string | undefined;
+    try {
+      originHost = new URL(origin).host;
+    } catch {
+      originHost = undefined;
+    }
+    if (!host || originHost !== host) throw new SessionsError(403, `Forbidden: a request from ${origin.slice(0, 100)} may not use your notebook session`);
+  }
+
+  /** The notebook Services of a namespace with a label, through the agent's Kubernetes API. */
+  async function listServices(target: NotebookTarget, label: string, requestId: string): Promise<any[]> {
+    const selector = encodeURIComponent(`${label}=${target.notebook}`);
+    const stream = registry.request(
+      target.clusterId,
+      { ':method': 'GET', ':path': `${K8S_PREFIX}/api/v1/namespaces/${target.namespace}/services?labelSelector=${selector}`, accept: 'application/json', 'x-request-id': requestId },
+      { endStream: true },
+    );
+    const answer = await readAnswer(stream, 15_000);
+    // A list never answers 404 on a real apiserver: this agent has no Kubernetes API (the local executor).
+    if (answer.status === 404) throw new SessionsError(404, `Cluster ${target.clusterId} runs no notebooks: they need a Kubernetes cluster (its agent runs the local executor)`);
+    if (answer.status !== 200) {
+      let message = answer.body.slice(0, 300);
+      try {
+        message = (JSON.parse(answer.body) as { message?: string }).message ?? message;
+      } catch {
+        // not JSON: the text as it is
+      }
+      throw new SessionsError(502, `The cluster could not list the notebook's Service (HTTP ${answer.status}): ${message}`);
+    }
+    return ((JSON.parse(answer.body) as { items?: any[] }).items ?? []).filter((item) => item?.metadata?.labels?.[NOTEBOOK_NAME_LABEL]);
+  }
+
+  /**
+   * Finds the notebook's Service in the namespace: by its id label for an id (`nb-...`), else, or when
+   * no notebook has that id but one may be named so, by its name label.
+   */
+  async function findService(target: NotebookTarget, requestId: string): Promise<NotebookService> {
+    const key = `${target.clusterId}\n${target.namespace}\n${target.notebook}`;
+    const cached = services.get(key);
+    if (cached && cached.expires > Date.now()) return cached.service;
+    const byId = isId('notebook', target.notebook);
+    let items = byId ? await listServices(target, JOB_ID_LABEL, requestId) : [];
+    if (items.length === 0 && DNS_LABEL.test(target.notebook)) items = await listServices(target, NOTEBOOK_NAME_LABEL, requestId);
+    if (items.length === 0) {
+      const what = byId ? `Notebook ${target.notebook} is not` : `No notebook named "${target.notebook}" is`;
+      throw new SessionsError(404, `${what} in namespace ${target.namespace} of cluster ${target.clusterId}`);
+    }
+    if (items.length > 1) {
+      const ids = items.map((item) => item.metadata.labels[JOB_ID_LABEL]).join(', ');
+      throw new SessionsError(409, `Several notebooks are named "${target.notebook}" in namespace ${target.namespace} (projects share it): use the notebook's id (${ids}) instead of its name`);
+    }
+    const item = items[0];
+    const service: NotebookService = {
+      name: item.metadata.name,
+      notebookName: item.metadata.labels[NOTEBOOK_NAME_LABEL],
+      ports: (item.spec?.ports ?? []).map((p: { port: number }) => p.port),
+      basePath: item.metadata.annotations?.[NOTEBOOK_BASE_PATH_ANNOTATION] ?? null,
+    };
+    if (options.lookupCacheMs > 0) {
+      if (services.size > 10_000) services.clear();
+      services.set(key, { expires: Date.now() + options.lookupCacheMs, service });
+    }
+    return service;
+  }
+
+  interface Admitted {
+    target: NotebookTarget;
+    service: NotebookService;
+    credential: SessionCredential;
+    source: Source;
+    url: URL;
+    /** The apiserver path of the Service's proxy for this port, without the backend path. */
+    proxyPrefix: string;
+    /** The tunnel path: the agent's Kubernetes API proxy, to the Service proxy, with the backend path and query. */
+    path: string;
+  }
+
+  /** Authenticates, authorizes and finds the notebook. Throws SessionsError. */
+  async function admit(req: IncomingMessage, requestId: string): Promise<Admitted> {
+    const url = new URL(req.url ?? '/', 'http://mariner');
+    const target = parseNotebookPath(url.pathname);
+    const { credential, source } = authenticate(req, url);
+    if (source === 'cookie') checkOrigin(req);
+    let decision: Decision;
+    try {
+      decision = await authorizer.decide(credential, RESOURCE, 'READ', requestId);
+    } catch (error) {
+      if (error instanceof SessionsError && error.status === 401 && source === 'cookie') {
+        throw new SessionsError(401, `Your notebook session is no longer valid (${error.message}): open the notebook again with ?${ACCESS_TOKEN_PARAM}=<API key>`);
+      }
+      throw error;
+    }
+    const namespaces = authorizer.namespacesOn(decision, target.clusterId, `${RESOURCE}.read`);
+    if (!namespaces.includes(target.namespace)) {
+      throw new SessionsError(403, `Forbidden: namespace "${target.namespace}" of cluster ${target.clusterId} is not assigned to your project`);
+    }
+    const service = await findService(target, requestId);
+    if (!service.ports.includes(target.port)) {
+      throw new SessionsError(404, `Notebook "${service.notebookName}" serves ports ${service.ports.join(', ')}, not ${target.port}`);
+    }
+    // Jupyter serves under its public path (the name form): give it the full path whichever form was used.
+    const backendPath = target.port === JUPYTER_PORT && service.basePath ? `${service.basePath}${target.rest.replace(/^\//, '')}` : target.rest || '/';
+    const search = new URLSearchParams(url.search);
+    search.delete(ACCESS_TOKEN_PARAM);
+    const query = url.searchParams.has(ACCESS_TOKEN_PARAM) ? (search.size > 0 ? `?${search}` : '') : url.search;
+    const proxyPrefix = `/api/v1/namespaces/${target.namespace}/services/${service.name}:${target.port}/proxy`;
+    return { target, service, credential, source, url, proxyPrefix, path: `${K8S_PREFIX}${proxyPrefix}${backendPath}${query}` };
+  }
+
+  /**
+   * Where a path the notebook's server knows (the apiserver made it `<proxy prefix><path>`) is for the
+   * browser: Jupyter's paths are public paths already; another port's are under its public prefix.
+   */
+  function publicPathOf(admitted: Admitted, backendPath: string): string {
+    const { target, service } = admitted;
+    if (target.port === JUPYTER_PORT && service.basePath) return backendPath;
+    return `${target.publicPrefix}${backendPath}`;
+  }
+
+  /** Undoes the apiserver's link rewriting in a Location header value. */
+  function publicLocation(admitted: Admitted, location: string): string {
+    const match = new RegExp(`^(?:https?://[^/]*)?${escapeRegExp(admitted.proxyPrefix)}(/.*)?$`).exec(location);
+    return match ? publicPathOf(admitted, match[1] ?? '/') : location;
+  }
+
+  /** Undoes the apiserver's link rewriting in an HTML page (it rewrites tag attributes, quoted with `"`). */
+  function publicHtml(admitted: Admitted, html: string): string {
+    const pattern = new RegExp(`(=\\s*")(?:https?://[^/"]*)?${escapeRegExp(admitted.proxyPrefix)}(/[^"]*)?"`, 'g');
+    return html.replace(pattern, (_all, lead: string, path: string | undefined) => `${lead}${publicPathOf(admitted, path ?? '/')}"`);
+  }
+
+  /** Whether the session cookie is what a request authenticates with (no Bearer header, no access_token). */
+  function usesCookie(req: IncomingMessage): boolean {
+    const url = new URL(req.url ?? '/', 'http://mariner');
+    return !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') && !url.searchParams.has(ACCESS_TOKEN_PARAM) && sessionCookieOf(req) !== undefined;
+  }
+
+  function fail(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string): void {
+    const status = error instanceof SessionsError ? error.status : error instanceof NoTunnelError ? 503 : 502;
+    if (status === 502 && !(error instanceof SessionsError)) logger.error({ err: error, requestId }, 'notebook proxy failed');
+    const message = error instanceof SessionsError || error instanceof NoTunnelError ? error.message : `The cluster tunnel failed (request id ${requestId})`;
+    if (res.headersSent) return void res.destroy();
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
+    if (status === 401) headers['www-authenticate'] = 'Bearer';
+    // A refused cookie is removed, so the browser stops sending it.
+    if (status === 401 && usesCookie(req)) headers['set-cookie'] = cookies.clearCookie(overTls(req));
+    res.writeHead(status, headers);
+    res.end(errorBody(status, message));
+  }
+
+  /** Sends the agent's answer: the apiserver's link rewriting undone, the session cookie set when asked. */
+  function respond(res: ServerResponse, method: string, admitted: Admitted, headers: H2Headers, stream: ClientHttp2Stream, requestId: string, setCookie: string | undefined): void {
+    const status = Number(headers[':status'] ?? 502);
+    const out: Record<string, string | string[]> = { ...responseHeaders(headers), 'x-request-id': requestId };
+    if (typeof out['location'] === 'string') out['location'] = publicLocation(admitted, out['location']);
+    if (setCookie) {
+      const upstream = out['set-cookie'];
+      out['set-cookie'] = [...(upstream === undefined ? [] : Array.isArray(upstream) ? upstream : [upstream]), setCookie];
+    }
+    const type = String(out['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const encoding = String(out['content-encoding'] ?? '').trim().toLowerCase();
+    const decoders: Record<string, (b: Buffer) => Buffer> = { '': (b) => b, identity: (b) => b, gzip: zlib.gunzipSync, deflate: zlib.inflateSync };
+    const decode = decoders[encoding];
+    if (type !== 'text/html' || !decode || method === 'HEAD') {
+      res.writeHead(status, out);
+      // Streams (events, downloads) go on as they come.
+      res.flushHeaders();
+      stream.pipe(res);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const passThrough = () => {
+      stream.removeListener('data', onData);
+      stream.removeListener('end', onEnd);
+      res.writeHead(status, out);
+      for (const chunk of chunks) res.write(chunk);
+      stream.pipe(res);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > MAX_REWRITTEN_HTML) passThrough();
+    };
+    const onEnd = () => {
+      let body: Buffer;
+      try {
+        body = Buffer.from(publicHtml(admitted, decode(Buffer.concat(chunks)).toString('utf8')), 'utf8');
+      } catch {
+        // Not what it claims to be: as it came.
+        body = Buffer.concat(chunks);
+        res.writeHead(status, out);
+        return void res.end(body);
+      }
+      delete out['content-encoding'];
+      out['content-length'] = String(body.length);
+      res.writeHead(status, out);
+      res.end(body);
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+  }
+
+  return {
+    handles(pathname: string): boolean {
+      return isNotebookPath(pathname);
+    },
+
+    async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+      const requestId = requestIdOf(req);
+      const method = (req.method ?? 'GET').toUpperCase();
+      let stream: ClientHttp2Stream;
+      try {
+        const admitted = await admit(req, requestId);
+        const { source } = admitted;
+        const secure = overTls(req);
+        if (source === 'query' && (method === 'GET' || method === 'HEAD')) {
+          // A browser's first visit: the cookie, and the same page without the credential in its address.
+          req.resume();
+          const search = new URLSearchParams(admitted.url.search);
+          search.delete(ACCESS_TOKEN_PARAM);
+          res.writeHead(303, { location: `${admitted.url.pathname}${search.size > 0 ? `?${search}` : ''}`, 'set-cookie': cookies.setCookie(admitted.credential, secure), 'x-request-id': requestId, 'cache-control': 'no-store' });
+          return void res.end();
+        }
+        const headers: OutgoingHttpHeaders = {
+          ...forwardableHeaders(req.headers, { keepUpgrade: false, cookie: cookiesWithoutSession(req), drop: ['origin', 'referer'] }),
+          'x-forwarded-prefix': admitted.target.publicPrefix,
+          ':method': method,
+          ':path': admitted.path,
+          'x-request-id': requestId,
+        };
+        stream = registry.request(admitted.target.clusterId, headers);
+        const setCookie = source === 'cookie' ? undefined : cookies.setCookie(admitted.credential, secure);
+        stream.on('response', (answer) => respond(res, method, admitted, answer, stream, requestId, setCookie));
+      } catch (error) {
+        req.resume();
+        return fail(req, res, error, requestId);
+      }
+      req.pipe(stream);
+      stream.on('error', (error) => fail(req, res, error, requestId));
+      res.on('close', () => {
+        if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      });
+    },
+
+    async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+      const requestId = requestIdOf(req);
+      socket.on('error', () => undefined);
+      const refuse = (error: unknown) => {
+        const status = error instanceof SessionsError ? error.status : 503;
+        const message = error instanceof Error ? error.message : 'upgrade failed';
+        const extra: Record<string, string> = { 'X-Request-Id': requestId };
+        if (status === 401 && usesCookie(req)) extra['Set-Cookie'] = cookies.clearCookie(overTls(req));
+        answerUpgrade(socket, status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Refused', 'application/json', errorBody(status, message), extra);
+      };
+      let stream: ClientHttp2Stream;
+      try {
+        const admitted = await admit(req, requestId);
+        stream = registry.request(admitted.target.clusterId, {
+          ':method': 'POST',
+          ':path': admitted.path,
+          'x-request-id': requestId,
+          [UPGRADE_HEADER]: '1',
+          [UPGRADE_METHOD_HEADER]: req.method ?? 'GET',
+          [UPGRADE_HEADERS_HEADER]: JSON.stringify({
+            ...forwardableHeaders(req.headers, { keepUpgrade: true, cookie: cookiesWithoutSession(req), drop: ['origin', 'referer'] }),
+            'x-forwarded-prefix': admitted.target.publicPrefix,
+          }),
+        });
+      } catch (error) {
+        return refuse(error);
+      }
+      stream.on('error', (error) => (socket.writable ? refuse(error) : socket.destroy()));
+      relayUpgrade(stream, socket, head);
+    },
+  };
+}
+
+export type NotebookProxy = ReturnType<typeof createNotebookProxy>;

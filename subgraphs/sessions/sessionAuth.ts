@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { httpStatusFor, MarinerError } from '../../lib/errors.js';
+import { graphqlRequest } from '../../lib/graphqlClient.js';
+import { headerValue } from '../../lib/http.js';
+import type { TunnelRegistry } from './tunnelRegistry.js';
+
+/**
+ * Who may use `/v1/sessions/<cluster>/...` (reference §8, session-manager auth/authenticator.go): the
+ * caller's credential is checked by the gateway (rbac `authorize`, the same decision every GraphQL
+ * call gets), the decision is reused briefly, and the cluster must be one of the caller's tenant with
+ * the namespace assigned to the caller's project there. Shared by the Kubernetes API proxy
+ * (kubeProxy.ts) and the notebook proxy (notebookProxy.ts).
+ */
+
+/** A refusal of the sessions proxies, with the HTTP status it answers. */
+export class SessionsError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What a request authenticates with: a bearer credential and, optionally, the project it picks. */
+export interface SessionCredential {
+  /** The `Authorization` header value (`Bearer <API key or OIDC token>`). */
+  authorization: string;
+  organizationId: string | null;
+  projectId: string | null;
+}
+
+export interface Decision {
+  authorized: boolean;
+  reason: string | null;
+  tenantId: string;
+  project: { assignments: { clusterId: string | null; namespace: string }[] } | null;
+}
+
+export type Capability = 'READ' | 'WRITE';
+
+const AUTHORIZE = `query SessionAuthorize($resource: String!, $capability: Capability!, $organizationId: ID, $projectId: ID) {
+  authorize(resource: $resource, capability: $capability, organizationId: $organizationId, projectId: $projectId) {
+    authorized reason tenantId project { assignments { clusterId namespace } }
+  }
+}`;
+
+export const MISSING_CREDENTIAL = 'Authentication required: send Authorization: Bearer <API key or OIDC token>';
+
+/** The credential of a request's headers (`Authorization`, `OpenAI-Organization`, `OpenAI-Project`), if any. */
+export function credentialOf(headers: IncomingHttpHeaders): SessionCredential | null {
+  const authorization = headerValue(headers, 'authorization');
+  if (!authorization) return null;
+  return { authorization, organizationId: headerValue(headers, 'openai-organization') ?? null, projectId: headerValue(headers, 'openai-project') ?? null };
+}
+
+export interface SessionAuthorizer {
+  /** The gateway's decision for a credential, reused for `authCacheMs`. Throws SessionsError (401 and such). */
+  decide(credential: SessionCredential, resource: string, capability: Capability, requestId: string): Promise<Decision>;
+  /**
+   * Checks a decision against a cluster: its agent must be connected and of the caller's tenant (another
+   * tenant's cluster answers exactly like one with no agent: nothing leaks), the capability granted.
+   * Returns the namespaces assigned to the caller's project on that cluster.
+   */
+  namespacesOn(decision: Decision, clusterId: string, what: string): string[];
+}
+
+export function createSessionAuthorizer(options: { registry: TunnelRegistry; graphqlUrl: () => string; authCacheMs: number }): SessionAuthorizer {
+  const cache = new Map<string, { expires: number; decision: Decision }>();
+  return {
+    async decide(credential, resource, capability, requestId) {
+      const { authorization, organizationId, projectId } = credential;
+      const key = createHash('sha256').update([authorization, organizationId, projectId, resource, capability].join('\n')).digest('hex');
+      const cached = cache.get(key);
+      if (cached && cached.expires > Date.now()) return cached.decision;
+      let decision: Decision;
+      try {
+        ({ authorize: decision } = await graphqlRequest<{ authorize: Decision }>(
+          options.graphqlUrl(),
+          AUTHORIZE,
+          { resource, capability, organizationId, projectId },
+          { authorization, 'x-request-id': requestId },
+        ));
+      } catch (error) {
+        if (error instanceof MarinerError) throw new SessionsError(httpStatusFor(error.code), error.message);
+        throw error;
+      }
+      if (options.authCacheMs > 0) {
+        if (cache.size > 10_000) cache.clear();
+        cache.set(key, { expires: Date.now() + options.authCacheMs, decision });
+      }
+      return decision;
+    },
+
+    namespacesOn(decision, clusterId, what) {
+      const worker = options.registry.workerOf(clusterId);
+      if (!worker || worker.tenantId !== decision.tenantId) throw new SessionsError(503, `No agent of cluster ${clusterId} is connected`);
+      if (!decision.authorized) throw new SessionsError(403, `Forbidden: ${decision.reason ?? `missing ${what}`}`);
+      return (decision.project?.assignments ?? []).filter((a) => a.clusterId === null || a.clusterId === clusterId).map((a) => a.namespace);
+    },
+  };
+}

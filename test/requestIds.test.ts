@@ -1,0 +1,89 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/index.js';
+import { createLocalExecutor } from '../agent/localExecutor.js';
+import { createLogger, silentLogger } from '../lib/logging.js';
+import { LogCapture } from './support/logCapture.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { writeTinyGguf } from './support/tinyGguf.js';
+
+/**
+ * A request id follows an inference request from the REST layer through the gateway and the inference
+ * subgraph into the agent that forwards it to the runtime: the id the client gets in `x-request-id`
+ * (its own, or one made up) is the one the agent logs the request with.
+ */
+describe('request ids: client → gateway → inference subgraph → agent', () => {
+  let t: TestPlatform;
+  let agent: Agent;
+  let dir: string;
+  const logs = new LogCapture();
+  const modelId = 'tiny-traced';
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mariner-request-ids-'));
+    const ggufPath = path.join(dir, 'tiny.gguf');
+    await writeTinyGguf(ggufPath);
+    t = await startTestPlatform();
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "traced" }) { registrationKey } }');
+    const worker = { token: registerCluster.registrationKey as string };
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: worker.token,
+      executor: await createLocalExecutor(silentLogger(), { objectStore: t.platform.objectStore, cacheDir: path.join(dir, 'cache') }),
+      logger: createLogger('info', 'agent', logs),
+    });
+    await agent.whenConnected();
+    // A base model from an uploaded GGUF, loaded (as its loader would report it) and activated.
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const file = await sdk.files.create({ file: await toFile(readFileSync(ggufPath), `${modelId}.gguf`), purpose: 'user_data' });
+    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: modelId, sourceRepository: 'FILE', source: file.id } });
+    const task = (await t.gqlOk('mutation { acquireModelLoad { modelId source } }', {}, worker)).acquireModelLoad;
+    await t.gqlOk('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: modelId, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
+    await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
+    await agent.reconcileRuntimes();
+    await agent.reconcileRuntimes();
+  }, 180_000);
+
+  afterAll(async () => {
+    await agent?.close();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const complete = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3, ...body }),
+    });
+
+  it("the agent logs a forwarded request with the client's own x-request-id", async () => {
+    const response = await complete({}, { 'x-request-id': 'client-trace-0001' });
+    expect(response.status).toBe(200);
+    await response.json();
+    expect(response.headers.get('x-request-id')).toBe('client-trace-0001');
+    const line = await logs.next((l) => l.msg === 'inference request' && l['requestId'] === 'client-trace-0001', 'for client-trace-0001');
+    expect(line).toMatchObject({ component: 'agent', modelId, path: '/v1/chat/completions', status: 200 });
+    expect(line['cancelled']).toBeUndefined();
+  });
+
+  it('without one, the id the client got in the response header is the one the agent logs', async () => {
+    const response = await complete({});
+    expect(response.status).toBe(200);
+    await response.json();
+    const requestId = response.headers.get('x-request-id');
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    await logs.next((l) => l.msg === 'inference request' && l['requestId'] === requestId, `for ${requestId}`);
+  });
+
+  it("a streamed completion: the agent's id is the client's, with the subscription's operation after a colon", async () => {
+    const response = await complete({ stream: true }, { 'x-request-id': 'client-stream-0002' });
+    expect(response.headers.get('x-request-id')).toBe('client-stream-0002');
+    expect(await response.text()).toMatch(/data: \[DONE\]\n\n$/);
+    const line = await logs.next((l) => l.msg === 'inference request' && String(l['requestId']).startsWith('client-stream-0002:'), 'for client-stream-0002:*');
+    expect(line).toMatchObject({ modelId, status: 200 });
+  });
+});
