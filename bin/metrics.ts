@@ -31,6 +31,22 @@ export interface ComponentMetrics {
   inferenceObserver(): (record: { model_id: string; status_code: number; prompt_tokens: number; completion_tokens: number; time_to_first_token_ms: number | null; latency_ms: number }) => void;
   /** mariner_jobs: jobs by kind and status, read from the database when scraped (the sessions component). */
   observeJobs(counts: () => Promise<{ kind: string; status: string; count: number }[]>): void;
+  /**
+   * Inference runtimes as their agents last reported them, read when scraped (the sessions component):
+   * mariner_runtime_replicas{cluster,model,state} (desired, ready), mariner_runtime_requests_in_flight{cluster,model}
+   * and, for autoscaled ones, mariner_runtime_average_in_flight{cluster,model} (the autoscaler's metric).
+   */
+  observeRuntimes(read: () => Promise<readonly RuntimeSample[]>): void;
+}
+
+/** One runtime, as the inference subgraph stores its agent's report. */
+export interface RuntimeSample {
+  cluster_id: string;
+  model_id: string;
+  desired_replicas: number;
+  ready_replicas: number;
+  in_flight_requests: number;
+  autoscaling: { averageInFlight: number } | null;
 }
 
 /** Operation names are the client's choice: beyond this many distinct ones, they count as `other`. */
@@ -136,6 +152,47 @@ export function createComponentMetrics(component: string): ComponentMetrics {
         async collect() {
           this.reset();
           for (const { kind, status, count } of await counts()) this.set({ kind, status }, count);
+        },
+      });
+    },
+    observeRuntimes(read) {
+      // One read per scrape, shared by the three gauges (a scrape collects every metric at once).
+      let pending: Promise<readonly RuntimeSample[]> | undefined;
+      const runtimes = () => {
+        pending ??= read().finally(() => (pending = undefined));
+        return pending;
+      };
+      new Gauge({
+        name: 'mariner_runtime_replicas',
+        help: 'Replicas of each inference runtime: desired (what its agent or autoscaler wants) and ready',
+        labelNames: ['cluster', 'model', 'state'] as const,
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const r of await runtimes()) {
+            this.set({ cluster: r.cluster_id, model: r.model_id, state: 'desired' }, r.desired_replicas);
+            this.set({ cluster: r.cluster_id, model: r.model_id, state: 'ready' }, r.ready_replicas);
+          }
+        },
+      });
+      new Gauge({
+        name: 'mariner_runtime_requests_in_flight',
+        help: 'Requests in flight on each inference runtime, as its agent last reported',
+        labelNames: ['cluster', 'model'] as const,
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const r of await runtimes()) this.set({ cluster: r.cluster_id, model: r.model_id }, r.in_flight_requests);
+        },
+      });
+      new Gauge({
+        name: 'mariner_runtime_average_in_flight',
+        help: "Requests in flight averaged over the autoscaler's window (autoscaled runtimes only)",
+        labelNames: ['cluster', 'model'] as const,
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const r of await runtimes()) if (r.autoscaling) this.set({ cluster: r.cluster_id, model: r.model_id }, r.autoscaling.averageInFlight);
         },
       });
     },

@@ -190,6 +190,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           logger: log,
         });
         stoppers.push(inference.stop);
+        metrics.observeRuntimes(() => inference.store.all());
         await serveSubgraph(inference.definition);
         const { files, models, users, clusters } = serve.subgraphUrls as Record<SubgraphName, string>;
         const jobs = await createJobsSubgraph(database, {

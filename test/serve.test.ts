@@ -248,6 +248,11 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: 'tiny-serve' }, adminKey);
       await agent.reconcileRuntimes();
       await agent.reconcileRuntimes();
+      // The sessions component exposes the runtime as its agent reported it.
+      const clusterId = agent.clusterId;
+      expect(await (await fetch(`${sessions.opsUrl}/metrics`)).text()).toMatch(
+        new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="sessions"\\} 1$`, 'm'),
+      );
 
       // A streamed completion long enough to be in flight when the gateway stops.
       const response = await fetch(`${gateway.url}/v1/chat/completions`, {

@@ -57,6 +57,11 @@ export class RuntimeStore {
     });
   }
 
+  /** Every tenant's runtimes (metrics). */
+  async all(): Promise<RuntimeRow[]> {
+    return ((await this.runtimes().orderBy(['cluster_id', 'model_id'])) as RuntimeRow[]).map(runtimeRow);
+  }
+
   async forTenant(tenantId: string): Promise<RuntimeRow[]> {
     return ((await this.runtimes().where({ tenant_id: tenantId }).orderBy(['model_id', 'cluster_id'])) as RuntimeRow[]).map(runtimeRow);
   }
