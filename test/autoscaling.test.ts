@@ -2,18 +2,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createClient } from 'graphql-ws';
-import OpenAI, { toFile } from 'openai';
+import OpenAI from 'openai';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { silentLogger } from '../lib/logging.js';
+import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { writeTinyGguf } from './support/tinyGguf.js';
 import { until } from './support/until.js';
 
-const ACQUIRE = 'mutation { acquireModelLoad { modelId source } }';
-const REPORT = 'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }';
 const SCALING = `subscription($modelId: ID!) {
   runtimeScaling(modelId: $modelId) {
     clusterId desiredReplicas readyReplicas statusMessage
@@ -66,14 +65,14 @@ describe('autoscaling on the local executor: replicas follow load, go to zero wh
     await agent.whenConnected();
     const ggufPath = path.join(dir, 'tiny.gguf');
     await writeTinyGguf(ggufPath);
-    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const file = await sdk.files.create({ file: await toFile(readFileSync(ggufPath), 'elastic.gguf'), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', {
-      input: { id: modelId, sourceRepository: 'FILE', source: file.id, config: { clusterAllocationPolicy: { enableOnDemandAllocation: true } } },
+    // Not activated: its first request does that (on-demand allocation).
+    await loadedModelFromFile(t, {
+      id: modelId,
+      weights: readFileSync(ggufPath),
+      registrationKey: registerCluster.registrationKey,
+      input: { config: { clusterAllocationPolicy: { enableOnDemandAllocation: true } } },
+      activate: false,
     });
-    const worker = { token: registerCluster.registrationKey };
-    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
-    await t.gqlOk(REPORT, { input: { id: modelId, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
     client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0, timeout: 100_000 });
   }, 120_000);
   afterAll(async () => {

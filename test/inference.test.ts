@@ -2,19 +2,18 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createClient } from 'graphql-ws';
-import OpenAI, { toFile } from 'openai';
+import OpenAI from 'openai';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { silentLogger } from '../lib/logging.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
+import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
 import { writeTinyGguf } from './support/tinyGguf.js';
 
-const ACQUIRE = 'mutation { acquireModelLoad { modelId source } }';
-const REPORT = 'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }';
 
 describe('inference end to end: a GGUF model served by the local executor, called with the OpenAI SDK', () => {
   let t: TestPlatform;
@@ -22,18 +21,6 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   let client: OpenAI;
   let dir: string;
   const modelId = 'tiny-chat';
-
-  /** A base model from an uploaded GGUF file, loaded by a worker and activated. */
-  async function activeModelFromFile(id: string, gguf: Buffer, key = t.adminKey, registrationKey?: string): Promise<void> {
-    const sdk = new OpenAI({ apiKey: key, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const file = await sdk.files.create({ file: await toFile(gguf, `${id}.gguf`), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id, sourceRepository: 'FILE', source: file.id } }, { token: key });
-    const worker = { token: registrationKey! };
-    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
-    expect(task.modelId).toBe(id);
-    await t.gqlOk(REPORT, { input: { id, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
-    await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id }, { token: key });
-  }
 
   let registrationKey: string;
   beforeAll(async () => {
@@ -51,7 +38,7 @@ describe('inference end to end: a GGUF model served by the local executor, calle
       logger: silentLogger(),
     });
     await agent.whenConnected();
-    await activeModelFromFile(modelId, readFileSync(ggufPath), t.adminKey, registrationKey);
+    await loadedModelFromFile(t, { id: modelId, weights: readFileSync(ggufPath), registrationKey });
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
     client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
@@ -223,14 +210,8 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   }, 120_000);
 
   it('no ready runtime: 503 with Retry-After', async () => {
-    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
     // An active model whose runtime cannot start here (not GGUF: nothing runnable).
-    const file = await sdk.files.create({ file: await toFile(Buffer.from('not a model'), 'weights.bin'), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: 'unrunnable', sourceRepository: 'FILE', source: file.id } });
-    const worker = { token: registrationKey };
-    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
-    await t.gqlOk(REPORT, { input: { id: 'unrunnable', status: 'SUCCEEDED', objectPath: task.source, formats: ['HUGGING_FACE'] } }, worker);
-    await t.gqlOk('mutation { activateModel(id: "unrunnable") { activationStatus } }');
+    await loadedModelFromFile(t, { id: 'unrunnable', weights: Buffer.from('not a model'), registrationKey, formats: ['HUGGING_FACE'] });
     await agent.reconcileRuntimes();
     const response = await fetch(`${t.url}/v1/chat/completions`, {
       method: 'POST',
@@ -273,14 +254,13 @@ describe('scale from zero: a model with on-demand allocation is activated by its
     await agent.whenConnected();
     const ggufPath = path.join(dir, 'tiny.gguf');
     await writeTinyGguf(ggufPath);
-    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const file = await sdk.files.create({ file: await toFile(readFileSync(ggufPath), 'lazy.gguf'), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', {
-      input: { id: 'lazy', sourceRepository: 'FILE', source: file.id, config: { clusterAllocationPolicy: { enableOnDemandAllocation: true } } },
+    await loadedModelFromFile(t, {
+      id: 'lazy',
+      weights: readFileSync(ggufPath),
+      registrationKey: registerCluster.registrationKey,
+      input: { config: { clusterAllocationPolicy: { enableOnDemandAllocation: true } } },
+      activate: false,
     });
-    const worker = { token: registerCluster.registrationKey };
-    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
-    await t.gqlOk(REPORT, { input: { id: 'lazy', status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
   }, 120_000);
   afterAll(async () => {
     await agent?.close();

@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { silentLogger } from '../lib/logging.js';
+import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { writeTinyGguf } from './support/tinyGguf.js';
 
-const ACQUIRE = 'mutation { acquireModelLoad { modelId source } }';
-const REPORT = 'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }';
 const CREATE_KEY = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id name } } }`;
 
 const RPM = 3;
@@ -78,12 +77,7 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
       logger: silentLogger(),
     });
     await agent.whenConnected();
-    const file = await sdk(t.adminKey).files.create({ file: await toFile(readFileSync(ggufPath), `${modelId}.gguf`), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: modelId, sourceRepository: 'FILE', source: file.id } });
-    const worker = { token: registerCluster.registrationKey };
-    const task = (await t.gqlOk(ACQUIRE, {}, worker)).acquireModelLoad;
-    await t.gqlOk(REPORT, { input: { id: modelId, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
-    await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
+    await loadedModelFromFile(t, { id: modelId, weights: readFileSync(ggufPath), registrationKey: registerCluster.registrationKey });
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
   }, 180_000);

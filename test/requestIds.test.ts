@@ -1,12 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { createLogger, silentLogger } from '../lib/logging.js';
 import { LogCapture } from './support/logCapture.js';
+import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { writeTinyGguf } from './support/tinyGguf.js';
 
@@ -36,13 +36,7 @@ describe('request ids: client → gateway → inference subgraph → agent', () 
       logger: createLogger('info', 'agent', logs),
     });
     await agent.whenConnected();
-    // A base model from an uploaded GGUF, loaded (as its loader would report it) and activated.
-    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const file = await sdk.files.create({ file: await toFile(readFileSync(ggufPath), `${modelId}.gguf`), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: modelId, sourceRepository: 'FILE', source: file.id } });
-    const task = (await t.gqlOk('mutation { acquireModelLoad { modelId source } }', {}, worker)).acquireModelLoad;
-    await t.gqlOk('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: modelId, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
-    await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
+    await loadedModelFromFile(t, { id: modelId, weights: readFileSync(ggufPath), registrationKey: worker.token });
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
   }, 180_000);
