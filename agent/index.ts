@@ -158,10 +158,30 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
+  /** The id of the job a dispatch carries, for the log line of a refusal (undefined when unreadable). */
+  async function dispatchedJobId(req: Http2ServerRequest): Promise<string | undefined> {
+    try {
+      const { id } = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8')) as { id?: unknown };
+      return typeof id === 'string' ? id : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, on: { id: string; action: 'cancel' | 'stop' | 'start' | 'delete' } | undefined): Promise<void> {
     const jobs = executor.jobs;
-    const refuse = (status: number, message: string) => json(res, status, { error: { message } });
-    if (!jobs) return refuse(422, `cluster ${cluster.clusterName} runs the ${executor.kind} executor, which does not run jobs yet`);
+    // The id of the request that created the job (the dispatcher's x-request-id) on every line about it.
+    const requestId = typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'].slice(0, 200) : undefined;
+    const log = requestId ? logger.child({ requestId }) : logger;
+    let jobId = on?.id;
+    const refuse = (status: number, message: string) => {
+      log.info({ jobId, action: on?.action ?? 'start', status, reason: message }, 'job request refused');
+      json(res, status, { error: { message } });
+    };
+    if (!jobs) {
+      if (!on) jobId = await dispatchedJobId(req);
+      return refuse(422, `cluster ${cluster.clusterName} runs the ${executor.kind} executor, which does not run jobs yet`);
+    }
     try {
       if (on) {
         const body = (await readBody(req, 1024 * 1024)).toString('utf8');
@@ -173,12 +193,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       }
       const job = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8')) as DispatchedJob;
       if (typeof job?.id !== 'string' || typeof job.spec?.kind !== 'string') return refuse(400, 'a job needs an id and a spec with a kind');
+      jobId = job.id;
       const outcome = await jobs.start(job);
-      logger.info({ jobId: job.id, outcome }, 'job dispatched here');
+      log.info({ jobId: job.id, outcome }, 'job dispatched here');
       json(res, 202, { [outcome]: job.id });
     } catch (error) {
       if (error instanceof JobRefusedError) return refuse(422, error.message);
-      logger.warn({ err: (error as Error).message }, 'could not take a job');
+      log.warn({ err: (error as Error).message }, 'could not take a job');
       refuse(500, (error as Error).message);
     }
   }

@@ -22,8 +22,13 @@ export interface IntegrationValue {
   wandb: { project: string; name: string | null; entity: string | null; tags: string[] };
 }
 
+/** Where a job came from: the id of the request that created it, which the dispatcher sends the agent as `x-request-id`. */
+export interface JobOrigin {
+  requestId?: string;
+}
+
 /** What the agent needs to run a fine-tuning job (object keys in the platform's store). */
-export interface FineTuningSpec {
+export interface FineTuningSpec extends JobOrigin {
   kind: 'fine-tuning';
   baseModel: { id: string; source: string; formats: string[] };
   trainingFile: { id: string; objectKey: string; filename: string };
@@ -44,7 +49,7 @@ export interface FineTuningSpec {
 }
 
 /** What the agent needs to run a batch job (LLMariner §4b). */
-export interface BatchSpec {
+export interface BatchSpec extends JobOrigin {
   kind: 'batch';
   /** The container image (a preset resolved to its URI). */
   image: string;
@@ -64,7 +69,7 @@ export interface BatchSpec {
 }
 
 /** What the agent needs to run a notebook (LLMariner §4c): a Jupyter Deployment and Service. */
-export interface NotebookSpec {
+export interface NotebookSpec extends JobOrigin {
   kind: 'notebook';
   /** Names the Kubernetes objects (unique in the project). */
   name: string;

@@ -73,6 +73,19 @@ describe('request ids: client → gateway → inference subgraph → agent', () 
     await logs.next((l) => l.msg === 'inference request' && l['requestId'] === requestId, `for ${requestId}`);
   });
 
+  it("a job's dispatch carries the id of the request that created it to the agent's log", async () => {
+    const response = await fetch(`${t.url}/v1/batch/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json', 'x-request-id': 'client-job-0003' },
+      body: JSON.stringify({ image: 'busybox:1.36', command: 'true' }),
+    });
+    expect(response.status).toBe(200);
+    const job = (await response.json()) as { id: string };
+    // This agent runs no jobs: it refuses the dispatch, saying so under the creating request's id.
+    const line = await logs.next((l) => l.msg === 'job request refused' && String(l['requestId']).startsWith('client-job-0003'), 'for client-job-0003');
+    expect(line).toMatchObject({ component: 'agent', jobId: job.id, action: 'start', status: 422 });
+  });
+
   it("a streamed completion: the agent's id is the client's, with the subscription's operation after a colon", async () => {
     const response = await complete({ stream: true }, { 'x-request-id': 'client-stream-0002' });
     expect(response.headers.get('x-request-id')).toBe('client-stream-0002');

@@ -25,13 +25,22 @@ export function agentJobPath(jobId?: string, action?: 'cancel' | 'stop' | 'start
   return `${WORKER_PREFIX}/jobs${jobId ? `/${encodeURIComponent(jobId)}` : ''}${action ? `/${action}` : ''}`;
 }
 
-/** One JSON request to a cluster's agent; fails on tunnel errors or after `timeoutMs`. */
-export function callAgent(transport: JobTransport, clusterId: string, path: string, body: unknown, timeoutMs = 15_000): Promise<AgentAnswer> {
+/**
+ * One JSON request to a cluster's agent; fails on tunnel errors or after `timeoutMs`. `requestId` (the
+ * job's creating request) goes as `x-request-id`, so the agent's log lines of the job carry it.
+ */
+export function callAgent(transport: JobTransport, clusterId: string, path: string, body: unknown, timeoutMs = 15_000, requestId?: string): Promise<AgentAnswer> {
   return new Promise((resolve, reject) => {
     let stream: ClientHttp2Stream;
     const payload = Buffer.from(JSON.stringify(body));
     try {
-      stream = transport.request(clusterId, { ':method': 'POST', ':path': path, 'content-type': 'application/json', 'content-length': payload.length });
+      stream = transport.request(clusterId, {
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/json',
+        'content-length': payload.length,
+        ...(requestId ? { 'x-request-id': requestId } : {}),
+      });
     } catch (error) {
       return reject(error);
     }
@@ -182,7 +191,7 @@ export class JobDispatcher {
     if (!action || !clusterId) return this.store.retryDispatchLater(job.id, this.retrySeconds);
     try {
       const { path, body, logOffset } = await this.request(job, action);
-      const answer = await callAgent(this.transport, clusterId, path, body);
+      const answer = await callAgent(this.transport, clusterId, path, body, undefined, job.spec.requestId);
       if (answer.status >= 200 && answer.status < 300) return await this.done(job, action, clusterId, logOffset, true);
       if (answer.status === 404 && action !== 'creating') return await this.done(job, action, clusterId, logOffset, false);
       const reason = answer.body.error?.message ?? `the agent answered ${answer.status}`;

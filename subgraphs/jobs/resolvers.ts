@@ -348,6 +348,7 @@ export const resolvers: Resolvers<JobsContext> = {
       const id = newId('fineTuningJob');
       const spec: FineTuningSpec = {
         kind: 'fine-tuning',
+        requestId: ctx.requestId,
         baseModel: { id: model.id, source: model.source, formats: model.formats },
         trainingFile: { id: training.id, objectKey: training.objectKey, filename: training.filename },
         validationFile: validation ? { id: validation.id, objectKey: validation.objectKey, filename: validation.filename } : null,
@@ -387,6 +388,7 @@ export const resolvers: Resolvers<JobsContext> = {
       const placement = await place(ctx, valid.gpuCount);
       const spec: BatchSpec = {
         kind: 'batch',
+        requestId: ctx.requestId,
         image: valid.image,
         command: valid.command,
         scripts: valid.scripts,
@@ -420,6 +422,7 @@ export const resolvers: Resolvers<JobsContext> = {
       const placement = await place(ctx, valid.gpuCount ?? 0);
       const spec: NotebookSpec = {
         kind: 'notebook',
+        requestId: ctx.requestId,
         name: valid.name,
         image: valid.image,
         resources: valid.resources,
