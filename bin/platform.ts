@@ -163,7 +163,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       pubsub,
       modelsUrl,
       tokens,
-      transport: sessions.registry,
+      transport: sessions.transport,
       settings: config.inference,
       logger,
       vectorStoresUrl: () => started.find((s) => s.name === 'vectorstores')!.url,
@@ -174,7 +174,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const jobs = await createJobsSubgraph(db, {
       peers: { files: urlOf('files'), models: urlOf('models'), users: urlOf('users'), clusters: urlOf('clusters') },
       tokens,
-      transport: sessions.registry,
+      transport: sessions.transport,
       pubsub,
       settings: config.jobs,
       secretKey: secret,

@@ -177,6 +177,11 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         await serveSubgraph(sessions.definition);
         const pubsub = await createPubSub(database, config.databaseUrl);
         stoppers.push(() => pubsub.close());
+        // Several replicas: requests for a cluster whose tunnels end on another replica go there (peers.ts).
+        const { peerPort, peerAddress, peerHeartbeatMs } = config.sessions;
+        if (peerPort !== undefined) {
+          await sessions.enablePeers({ db: database, pubsub, host, port: peerPort, address: peerAddress, heartbeatMs: peerHeartbeatMs });
+        }
         const inference = await createInferenceSubgraph(database, {
           pubsub,
           modelsUrl: serve.subgraphUrls.models!,
@@ -184,7 +189,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
           // component every address; without this one the tool answers that it is not available).
           ...(serve.subgraphUrls.vectorstores ? { vectorStoresUrl: () => serve.subgraphUrls.vectorstores! } : {}),
           tokens,
-          transport: sessions.registry,
+          transport: sessions.transport,
           settings: config.inference,
           onUsage: metrics.inferenceObserver(),
           logger: log,
@@ -196,7 +201,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         const jobs = await createJobsSubgraph(database, {
           peers: { files, models, users, clusters },
           tokens,
-          transport: sessions.registry,
+          transport: sessions.transport,
           pubsub,
           settings: config.jobs,
           secretKey: config.internalTokenSecret!,
@@ -342,7 +347,9 @@ async function openWhenReachable(databaseUrl: string, dataDir: string, logger: L
 
 export const SERVE_USAGE = `  serve     run one component, as the Helm chart does: mariner serve <component>
               components: ${COMPONENT_NAMES.join(', ')}
-              (sessions also serves inference and jobs: they reach agents through the tunnels that end there)
+              (sessions also serves inference and jobs: they reach agents through the tunnels that end there;
+              with several replicas, set MARINER_SESSIONS_PEER_PORT: a replica forwards requests for a
+              cluster whose tunnels end on another one there)
             settings: the environment, or a JSON file of the same names in MARINER_CONFIG_FILE
             (the environment wins); required: MARINER_INTERNAL_TOKEN_SECRET (shared by all),
             DATABASE_URL (all but gateway and rbac), MARINER_SUBGRAPH_<NAME>_URL for the subgraphs

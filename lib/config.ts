@@ -126,6 +126,16 @@ export interface MarinerConfig {
     revalidateIntervalMs: number;
     /** How long a `/v1/sessions` authorization decision is reused for the same credential and path kind. */
     authCacheMs: number;
+    /**
+     * The peer endpoint of `mariner serve sessions` with several replicas (MARINER_SESSIONS_PEER_PORT;
+     * unset: off, one replica; 0: any free port): where other replicas send requests for clusters whose
+     * tunnels end here (subgraphs/sessions/peers.ts).
+     */
+    peerPort: number | undefined;
+    /** The host:port other replicas reach it at (MARINER_SESSIONS_PEER_ADDRESS; else POD_IP:port, else host:port). */
+    peerAddress: string | undefined;
+    /** How often a replica refreshes its rows in the tunnel directory (MARINER_SESSIONS_PEER_HEARTBEAT_MS); 3 missed: gone. */
+    peerHeartbeatMs: number;
   };
 }
 
@@ -327,9 +337,25 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       heartbeatTimeoutMs: intSetting(env, 'MARINER_TUNNEL_HEARTBEAT_TIMEOUT_MS', 20_000, 100, 600_000),
       revalidateIntervalMs: intSetting(env, 'MARINER_TUNNEL_REVALIDATE_MS', 30_000, 100, 3_600_000),
       authCacheMs: intSetting(env, 'MARINER_SESSIONS_AUTH_CACHE_MS', 5_000, 0, 300_000),
+      peerPort: stringSetting(env, 'MARINER_SESSIONS_PEER_PORT') === undefined ? undefined : intSetting(env, 'MARINER_SESSIONS_PEER_PORT', 0, 0, 65535),
+      peerAddress: peerAddressSetting(env),
+      peerHeartbeatMs: intSetting(env, 'MARINER_SESSIONS_PEER_HEARTBEAT_MS', 5_000, 100, 600_000),
     },
   };
   return { ...base, ...overrides };
+}
+
+/** MARINER_SESSIONS_PEER_ADDRESS, or POD_IP with the peer port (the chart sets POD_IP from the downward API). */
+function peerAddressSetting(env: Env): string | undefined {
+  const explicit = stringSetting(env, 'MARINER_SESSIONS_PEER_ADDRESS');
+  if (explicit) {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(explicit)) throw new ConfigError(`MARINER_SESSIONS_PEER_ADDRESS must be host:port, got "${explicit}"`);
+    return explicit;
+  }
+  const podIp = stringSetting(env, 'POD_IP');
+  const port = stringSetting(env, 'MARINER_SESSIONS_PEER_PORT');
+  if (!podIp || !port || port === '0') return undefined;
+  return `${podIp.includes(':') ? `[${podIp}]` : podIp}:${port}`;
 }
 
 /** Image presets: the defaults (LLMariner's), or those given as a JSON object of name → image. */

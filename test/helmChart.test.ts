@@ -164,10 +164,14 @@ describe('the chart with its default values (control plane and worker in one clu
       expect(container.resources.requests).toBeDefined();
       find(manifests, 'Service', `mariner-${component}`);
     }
-    // Sessions keeps one replica (the tunnels end in its process): a PDB would block every drain.
-    expect(manifests.filter((m) => m.kind === 'PodDisruptionBudget').map((m) => m.metadata.name).sort()).toEqual(
-      COMPONENT_NAMES.filter((c) => c !== 'sessions').map((c) => `mariner-${c}`).sort(),
-    );
+    // Every component runs 2 replicas behind a PodDisruptionBudget, sessions included (replicas forward
+    // to the one holding a cluster's tunnels over the peer port, at the pod IP the downward API gives).
+    expect(manifests.filter((m) => m.kind === 'PodDisruptionBudget').map((m) => m.metadata.name).sort()).toEqual(COMPONENT_NAMES.map((c) => `mariner-${c}`).sort());
+    const sessions = find(manifests, 'Deployment', 'mariner-sessions')['spec'];
+    expect(sessions.replicas).toBe(2);
+    expect(sessions.template.spec.containers[0].ports).toContainEqual({ name: 'peer', containerPort: 8090, protocol: 'TCP' });
+    expect(sessions.template.spec.containers[0].env).toContainEqual({ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
+    expect(serveConfigOf(manifests, 'sessions').config.sessions).toMatchObject({ peerPort: 8090 });
   });
 
   it('routes one host: /graphql and /v1 to the gateway, /v1/sessions and the agent tunnel to sessions', () => {

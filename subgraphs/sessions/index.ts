@@ -1,16 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { MarinerConfig } from '../../lib/config.js';
+import { hostname } from 'node:os';
+import { migrate, type Database } from '../../lib/db.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
 import type { Worker } from '../../lib/identity.js';
+import { randomString } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
+import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
 import { createKubeProxy } from './kubeProxy.js';
+import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
+import { ClusterTransportRouter, peerTokens, startPeerServer, TunnelDirectory } from './peers.js';
 import { resolvers } from './resolvers.js';
 import { createSessionAuthorizer } from './sessionAuth.js';
 import { createSessionCookies } from './sessionCookie.js';
@@ -19,7 +25,11 @@ import { TunnelRegistry } from './tunnelRegistry.js';
 
 export { classifyKubePath, SESSIONS_PREFIX } from './kubeProxy.js';
 export { isNotebookPath, parseNotebookPath } from './notebookProxy.js';
+export { ClusterTransportRouter, PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from './peers.js';
 export { NoTunnelError, TunnelRegistry, type TunnelInfo } from './tunnelRegistry.js';
+
+/** The schema of the sessions component's tables (its tunnel directory, peers.ts). */
+export const SESSIONS_SCHEMA = 'sessions';
 
 /** What serves users' requests under `/v1/sessions/` (the public server routes them here). */
 export interface UserProxy {
@@ -31,6 +41,17 @@ export interface UserProxy {
 export interface Sessions {
   definition: SubgraphDefinition<SessionsContext>;
   registry: TunnelRegistry;
+  /**
+   * How inference, jobs and the user proxies reach a cluster's agent: a local tunnel, or (after
+   * `enablePeers`) the replica that holds one.
+   */
+  transport: ClusterTransportRouter;
+  /**
+   * Several replicas (peers.ts): migrates the tunnel directory, serves the peer endpoint on
+   * `port` (0: any) and advertises `address` (default `<host>:<port>`) to the other replicas.
+   * Call before inference and jobs subscribe to `transport`.
+   */
+  enablePeers(options: { db: Database; pubsub: PubSub; host: string; port: number; address?: string | undefined; heartbeatMs: number }): Promise<{ port: number; address: string; replicaId: string }>;
   /** Agents dial here (`/v1/sessions-worker-service/...`, upgrade requests only). */
   tunnelEndpoint: TunnelEndpoint;
   /**
@@ -68,9 +89,12 @@ export function createSessions(options: {
   const registry = new TunnelRegistry({ ...options.config.sessions, logger, revalidate: verifyRegistrationKey });
   const tunnelEndpoint = createTunnelEndpoint({ registry, verifyRegistrationKey, logger });
   const authCacheMs = options.config.sessions.authCacheMs;
-  const authorizer = createSessionAuthorizer({ registry, graphqlUrl: options.graphqlUrl, authCacheMs });
-  const kubeProxy = createKubeProxy({ registry, authorizer, logger });
-  const notebookProxy = createNotebookProxy({ registry, authorizer, cookies: createSessionCookies(options.secretKey), lookupCacheMs: authCacheMs, logger });
+  const transport = new ClusterTransportRouter(registry);
+  let directory: TunnelDirectory | undefined;
+  let peerServer: { close(): Promise<void> } | undefined;
+  const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs });
+  const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger });
+  const notebookProxy = createNotebookProxy({ registry: transport, authorizer, cookies: createSessionCookies(options.secretKey), lookupCacheMs: authCacheMs, logger });
   const userProxy: UserProxy = {
     handles: (pathname) => kubeProxy.handles(pathname),
     handle: (req, res) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handle(req, res) : kubeProxy.handle(req, res)),
@@ -78,6 +102,22 @@ export function createSessions(options: {
   };
   return {
     registry,
+    transport,
+    async enablePeers(peer) {
+      await migrate(peer.db.knex, SESSIONS_SCHEMA, migrations);
+      const tokens = peerTokens(options.secretKey);
+      const server = await startPeerServer({ registry, tokens, host: peer.host, port: peer.port, logger });
+      peerServer = server;
+      // A wildcard listen address names no host: this machine's name then (set the address in a pod).
+      const advertised = peer.host === '0.0.0.0' || peer.host === '::' ? hostname() : peer.host;
+      const address = peer.address ?? `${advertised.includes(':') ? `[${advertised}]` : advertised}:${server.port}`;
+      const replicaId = `${hostname()}-${randomString(8)}`;
+      directory = new TunnelDirectory({ knex: peer.db.knex, schema: SESSIONS_SCHEMA, pubsub: peer.pubsub, registry, replicaId, peerAddress: address, heartbeatMs: peer.heartbeatMs, logger });
+      await directory.start();
+      transport.usePeers(directory, tokens);
+      logger.info({ peerAddress: address, replicaId }, 'sessions peer endpoint listening');
+      return { port: server.port, address, replicaId };
+    },
     tunnelEndpoint,
     userProxy,
     definition: {
@@ -85,10 +125,14 @@ export function createSessions(options: {
       typeDefs: subgraphTypeDefs('sessions'),
       resolvers: resolvers as SubgraphDefinition<SessionsContext>['resolvers'],
       policy: policyFor('sessions'),
-      createContext: (base) => ({ ...base, registry }),
+      createContext: (base) => ({ ...base, registry, transport }),
     },
     async close() {
       tunnelEndpoint.close();
+      // Peers stop sending here first (the rows go), then the tunnels close.
+      await directory?.close();
+      transport.close();
+      await peerServer?.close();
       await registry.close();
     },
   };

@@ -7,13 +7,13 @@ import type { Logger } from '../../lib/logging.js';
 import { K8S_PREFIX, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER } from '../../lib/tunnel.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type SessionAuthorizer } from './sessionAuth.js';
 import { answerUpgrade, forwardableHeaders, relayUpgrade, responseHeaders } from './tunnelRelay.js';
-import { NoTunnelError, type TunnelRegistry } from './tunnelRegistry.js';
+import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
 
 /** The user-facing route: `/v1/sessions/<clusterId>/<Kubernetes API path>` (LLMariner session manager). */
 export const SESSIONS_PREFIX = '/v1/sessions/';
 
 export interface KubeProxyOptions {
-  registry: TunnelRegistry;
+  registry: AgentTransport;
   /** The gateway's decisions (rbac `authorize`), reused briefly (sessionAuth.ts). */
   authorizer: SessionAuthorizer;
   logger: Logger;

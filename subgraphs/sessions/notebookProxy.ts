@@ -11,7 +11,7 @@ import { K8S_PREFIX, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEAD
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type Decision, type SessionAuthorizer, type SessionCredential } from './sessionAuth.js';
 import { cookiesWithoutSession, overTls, sessionCookieOf, type SessionCookies } from './sessionCookie.js';
 import { answerUpgrade, forwardableHeaders, relayUpgrade, responseHeaders } from './tunnelRelay.js';
-import { NoTunnelError, type TunnelRegistry } from './tunnelRegistry.js';
+import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
 
 /**
  * Workspace notebooks in a browser (reference §4c, §8): `/v1/sessions/<cluster id>/v1/services/notebooks/
@@ -42,7 +42,7 @@ export const ACCESS_TOKEN_PARAM = 'access_token';
 const MAX_REWRITTEN_HTML = 16 << 20;
 
 export interface NotebookProxyOptions {
-  registry: TunnelRegistry;
+  registry: AgentTransport;
   authorizer: SessionAuthorizer;
   cookies: SessionCookies;
   /** How long a notebook's Service, once found, is reused (the authorization cache's time). */

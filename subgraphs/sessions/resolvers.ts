@@ -30,7 +30,8 @@ export const resolvers: Resolvers<SessionsContext> = {
   Cluster: {
     __resolveReference: (ref) => ({ id: ref.id }),
     tunnels: (c, _a, ctx) => tunnelsOf(ctx, c.id),
-    connected: (c, _a, ctx) => tunnelsOf(ctx, c.id).length > 0,
+    // Connected to any replica (tunnels lists this replica's only).
+    connected: (c, _a, ctx) => ctx.transport.connectedClusters(projectScopeOf(ctx.identity).tenantId).includes(c.id),
   },
   AgentTunnel: {
     connectedAt: (t) => t.connectedAt.toISOString(),

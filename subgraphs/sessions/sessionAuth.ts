@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { httpStatusFor, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
 import { headerValue } from '../../lib/http.js';
-import type { TunnelRegistry } from './tunnelRegistry.js';
+import type { AgentTransport } from './tunnelRegistry.js';
 
 /**
  * Who may use `/v1/sessions/<cluster>/...` (reference §8, session-manager auth/authenticator.go): the
@@ -66,7 +66,7 @@ export interface SessionAuthorizer {
   namespacesOn(decision: Decision, clusterId: string, what: string): string[];
 }
 
-export function createSessionAuthorizer(options: { registry: TunnelRegistry; graphqlUrl: () => string; authCacheMs: number }): SessionAuthorizer {
+export function createSessionAuthorizer(options: { registry: AgentTransport; graphqlUrl: () => string; authCacheMs: number }): SessionAuthorizer {
   const cache = new Map<string, { expires: number; decision: Decision }>();
   return {
     async decide(credential, resource, capability, requestId) {

@@ -26,6 +26,9 @@ export class NoTunnelError extends Error {
   }
 }
 
+/** What the user-facing proxies need of the tunnels: the registry, or peers.ts's router across replicas. */
+export type AgentTransport = Pick<TunnelRegistry, 'request' | 'workerOf'>;
+
 export interface TunnelRegistryOptions {
   logger: Logger;
   heartbeatIntervalMs: number;
@@ -174,6 +177,11 @@ export class TunnelRegistry {
   /** Every cluster with at least one live tunnel (to this replica), of any tenant. */
   allConnectedClusters(): string[] {
     return [...this.byCluster.entries()].filter(([, set]) => set.size > 0).map(([id]) => id);
+  }
+
+  /** Whether the cluster has a live tunnel to this replica. */
+  hasTunnel(clusterId: string): boolean {
+    return [...(this.byCluster.get(clusterId) ?? [])].some((t) => !t.session.destroyed && !t.session.closed);
   }
 
   /** The worker (cluster and tenant) behind a cluster's tunnels, when any is connected. */
