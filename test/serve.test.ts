@@ -21,6 +21,7 @@ import { createObjectStore } from '../lib/objectStore/index.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
 import { createTestDatabase, graphqlCall, TEST_POSTGRES_URL } from './support/platform.js';
 import { freePort, startIngress } from './support/ingress.js';
+import { startServeComponent } from './support/serveComponent.js';
 import { tinyGguf } from './support/tinyGguf.js';
 
 const SECRET = randomString(40);
@@ -34,24 +35,9 @@ describe('mariner serve: each component in its own server, as the chart deploys 
   let sessions: RunningComponent;
   const adminKey = `sk-${randomString(40)}`;
 
-  async function start(component: ComponentName, env: Record<string, string>): Promise<RunningComponent> {
-    const { config, serve } = loadServeConfig(component, {
-      MARINER_HOST: '127.0.0.1',
-      MARINER_PORT: '0',
-      MARINER_OPS_PORT: '0',
-      MARINER_LOG_LEVEL: 'silent',
-      MARINER_SHUTDOWN_DELAY_MS: '0',
-      MARINER_INTERNAL_TOKEN_SECRET: SECRET,
-      MARINER_DATA_DIR: dataDir,
-      DATABASE_URL: database.url,
-      MARINER_ADMIN_API_KEY: adminKey,
-      ...env,
-    });
-    const component_ = await startComponent(config, serve, silentLogger());
-    running.push(component_);
-    await component_.started;
-    return component_;
-  }
+  /** A component of this deployment (test/support/serveComponent.ts). */
+  const start = (component: ComponentName, env: Record<string, string>) =>
+    startServeComponent({ secret: SECRET, dataDir, databaseUrl: database.url, adminKey, running }, component, env);
 
   beforeAll(async () => {
     database = await createTestDatabase();

@@ -7,8 +7,8 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
-import { startComponent, type RunningComponent } from '../bin/serve.js';
-import { loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import type { RunningComponent } from '../bin/serve.js';
+import { subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
 import { loadConfig } from '../lib/config.js';
 import { randomString } from '../lib/ids.js';
 import { silentLogger } from '../lib/logging.js';
@@ -17,6 +17,7 @@ import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
 import { runtimePath } from '../subgraphs/inference/router.js';
 import { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from '../subgraphs/sessions/index.js';
 import { freePort, startIngress } from './support/ingress.js';
+import { startServeComponent } from './support/serveComponent.js';
 import { createTestDatabase, graphqlCall } from './support/platform.js';
 import { tinyGguf } from './support/tinyGguf.js';
 
@@ -66,25 +67,9 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
   const adminKey = `sk-${randomString(40)}`;
   const tokens = peerTokens(SECRET);
 
-  async function start(component: ComponentName, env: Record<string, string>): Promise<RunningComponent> {
-    const { config, serve } = loadServeConfig(component, {
-      MARINER_HOST: '127.0.0.1',
-      MARINER_PORT: '0',
-      MARINER_OPS_PORT: '0',
-      MARINER_LOG_LEVEL: 'silent',
-      MARINER_SHUTDOWN_DELAY_MS: '0',
-      MARINER_DRAIN_TIMEOUT_MS: '0',
-      MARINER_INTERNAL_TOKEN_SECRET: SECRET,
-      MARINER_DATA_DIR: dataDir,
-      DATABASE_URL: database.url,
-      MARINER_ADMIN_API_KEY: adminKey,
-      ...env,
-    });
-    const component_ = await startComponent(config, serve, silentLogger());
-    running.push(component_);
-    await component_.started;
-    return component_;
-  }
+  /** A component of this deployment (test/support/serveComponent.ts). */
+  const start = (component: ComponentName, env: Record<string, string>) =>
+    startServeComponent({ secret: SECRET, dataDir, databaseUrl: database.url, adminKey, running }, component, { MARINER_DRAIN_TIMEOUT_MS: '0', ...env });
 
   /** Whether the gateway (which asks replica B) lists the cluster as connected. */
   async function listedConnected(): Promise<boolean> {
