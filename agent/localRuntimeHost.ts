@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
+import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
 import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
@@ -28,7 +29,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   const weights = new Map<string, Promise<string>>();
   const starting = new Map<string, Promise<void>>();
   /** Requests this host has open to each replica (by key). */
-  const inFlight = new Map<string, number>();
+  const inFlight = new InFlightCounts();
   mkdirSync(options.cacheDir, { recursive: true });
 
   /** The local path of a model's GGUF weights, fetched from the store on first use. */
@@ -136,17 +137,11 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     },
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
       const model = wanted.get(modelId);
-      const load = (key: string) => inFlight.get(key) ?? 0;
       const runtime = replicasOf(modelId)
         .filter((replica) => !model || replicaIndex(replica.key) < model.replicas)
-        .sort((a, b) => load(a.key) - load(b.key))[0];
+        .sort((a, b) => inFlight.get(a.key) - inFlight.get(b.key))[0];
       if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
-      inFlight.set(runtime.key, load(runtime.key) + 1);
-      res.stream.once('close', () => {
-        const left = load(runtime.key) - 1;
-        if (left > 0) inFlight.set(runtime.key, left);
-        else inFlight.delete(runtime.key);
-      });
+      inFlight.track(runtime.key, res.stream);
       forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath });
     },
     close: () => manager.close(),

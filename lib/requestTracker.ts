@@ -45,3 +45,22 @@ export function trackRequests(server: Server): RequestTracker {
     },
   };
 }
+
+/** Counts per key of things in flight (requests to a runtime), each counted until its stream closes. */
+export class InFlightCounts {
+  private readonly counts = new Map<string, number>();
+
+  get(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  /** Counts one more for `key` until `stream` closes. */
+  track(key: string, stream: { once(event: 'close', listener: () => void): unknown }): void {
+    this.counts.set(key, this.get(key) + 1);
+    stream.once('close', () => {
+      const left = this.get(key) - 1;
+      if (left > 0) this.counts.set(key, left);
+      else this.counts.delete(key);
+    });
+  }
+}

@@ -25,6 +25,7 @@ import {
   SPEC_HASH_ANNOTATION,
   UnrunnableModelError,
 } from './runtimeManifests.js';
+import { InFlightCounts } from '../../lib/requestTracker.js';
 import { ignoreNotFound, statusCode } from './apiErrors.js';
 
 export interface KubernetesRuntimeHostOptions {
@@ -109,7 +110,7 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
   let wanted = new Map<string, ActiveModel>();
   const problems = new Map<string, string>();
   /** Requests this agent has open to each model's runtime (the only path requests take to it). */
-  const inFlight = new Map<string, number>();
+  const inFlight = new InFlightCounts();
   /** Ready replicas per model as last read, for forward. */
   const readiness = new Map<string, { ready: number; at: number }>();
   const reading = new Map<string, Promise<number>>();
@@ -258,7 +259,7 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
             statusMessage = `${ready}/${desired} ready${why ? `: ${why}` : ''}`;
           }
         }
-        return { modelId: model.id, desiredReplicas: desired, readyReplicas: ready, inFlightRequests: inFlight.get(model.id) ?? 0, statusMessage };
+        return { modelId: model.id, desiredReplicas: desired, readyReplicas: ready, inFlightRequests: inFlight.get(model.id), statusMessage };
       });
     },
 
@@ -274,12 +275,7 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
 
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
       // Counted from arrival, so the control plane sees the work even while readiness is being read.
-      inFlight.set(modelId, (inFlight.get(modelId) ?? 0) + 1);
-      res.stream.once('close', () => {
-        const left = (inFlight.get(modelId) ?? 1) - 1;
-        if (left > 0) inFlight.set(modelId, left);
-        else inFlight.delete(modelId);
-      });
+      inFlight.track(modelId, res.stream);
       readyReplicas(modelId).then(
         (ready) => {
           if (ready === 0) return answerRuntimeError(res, 503, `model ${modelId} has no ready runtime on this cluster`);

@@ -1,6 +1,7 @@
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
+import { InFlightCounts } from '../../lib/requestTracker.js';
 import { WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { RuntimeStore } from './store.js';
 
@@ -44,7 +45,8 @@ function responseOf(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
  * so the retry is invisible.
  */
 export class InferenceRouter {
-  private readonly sent = new Map<string, number>();
+  /** Requests this replica has open to each (cluster, model), until their streams close. */
+  private readonly sent = new InFlightCounts();
 
   constructor(
     private readonly store: RuntimeStore,
@@ -119,7 +121,7 @@ export class InferenceRouter {
       return { error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`), notReady: false };
     }
     let notReady = true;
-    const load = (clusterId: string, reported: number) => reported + (this.sent.get(`${clusterId}/${modelId}`) ?? 0);
+    const load = (clusterId: string, reported: number) => reported + this.sent.get(`${clusterId}/${modelId}`);
     const candidates = [...ready].sort((a, b) => load(a.cluster_id, a.in_flight_requests) - load(b.cluster_id, b.in_flight_requests));
     const payload = Buffer.from(JSON.stringify(body));
     let lastError: unknown;
@@ -140,12 +142,7 @@ export class InferenceRouter {
         notReady = false;
         continue;
       }
-      this.sent.set(key, (this.sent.get(key) ?? 0) + 1);
-      stream.once('close', () => {
-        const left = (this.sent.get(key) ?? 1) - 1;
-        if (left <= 0) this.sent.delete(key);
-        else this.sent.set(key, left);
-      });
+      this.sent.track(key, stream);
       const cancel = () => {
         if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       };
