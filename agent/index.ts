@@ -139,8 +139,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // The control plane asks for a reconciliation now: a model was just activated on demand, or a
     // request waits for a model with no ready replica (`?wake=<model id>`: scale it from zero).
     if (path === `${WORKER_PREFIX}/reconcile` || path.startsWith(`${WORKER_PREFIX}/reconcile?`)) {
-      const wake = new URLSearchParams(path.slice(path.indexOf('?') + 1)).get('wake');
-      const woken = wake !== null && path.includes('?') ? (autoscaled?.wake(wake) ?? false) : false;
+      const wake = new URL(path, 'http://agent').searchParams.get('wake');
+      const woken = wake !== null && (autoscaled?.wake(wake) ?? false);
       void reconciler?.reconcileNow();
       return json(res, 202, { reconciling: Boolean(reconciler), woken });
     }

@@ -268,11 +268,7 @@ function autoscalingReport(a: RuntimeAutoscalingInput, field: string): RuntimeAu
   for (const [name, value] of [['targetInFlight', a.targetInFlight], ['averageInFlight', a.averageInFlight]] as const) {
     if (!Number.isFinite(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative number`, `${field}.${name}`);
   }
-  const at = (name: string, value: string | null | undefined) => {
-    if (value === null || value === undefined) return null;
-    if (Number.isNaN(Date.parse(value))) throw badInput(`${field}.${name} must be an ISO 8601 date-time`, `${field}.${name}`);
-    return new Date(value).toISOString();
-  };
+  const at = (name: string, value: string | null | undefined) => instant(value, `${field}.${name}`)?.toISOString() ?? null;
   return {
     minReplicas: a.minReplicas,
     maxReplicas: a.maxReplicas,
