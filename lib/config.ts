@@ -52,6 +52,8 @@ export interface MarinerConfig {
     maxFileBytes: number;
     /** An upload reserved but not completed within this time is swept (object deleted). */
     uploadExpirySeconds: number;
+    /** Longest line (one example) of a fine-tuning file; a longer one is refused without being held in memory. */
+    maxFineTuneLineBytes: number;
   };
   models: {
     /**
@@ -292,6 +294,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     files: {
       maxFileBytes: intSetting(env, 'MARINER_MAX_FILE_BYTES', 512 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
       uploadExpirySeconds: intSetting(env, 'MARINER_UPLOAD_EXPIRY_SECONDS', 3600, 10, 7 * 24 * 3600),
+      // 4 MiB: a 128k-token example is ~0.5 MB of text, up to 6 bytes a character once JSON-escaped.
+      maxFineTuneLineBytes: intSetting(env, 'MARINER_MAX_FINE_TUNE_LINE_BYTES', 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     },
     models: {
       loadLeaseSeconds: intSetting(env, 'MARINER_MODEL_LOAD_LEASE_SECONDS', 600, 1, 7 * 24 * 3600),

@@ -20,7 +20,7 @@ async function storedKeys(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  t = await startTestPlatform({ config: { files: { maxFileBytes: 64 * 1024, uploadExpirySeconds: 3600 } } });
+  t = await startTestPlatform({ config: { files: { maxFileBytes: 64 * 1024, uploadExpirySeconds: 3600, maxFineTuneLineBytes: 4096 } } });
   client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
 });
 afterAll(async () => {
@@ -70,6 +70,18 @@ describe('OpenAI files API with the official SDK', () => {
     expect(await storedKeys()).toEqual(before);
     const listed = await client.files.list({ purpose: 'fine-tune' });
     expect(listed.data.map((f) => f.filename)).not.toContain('bad.jsonl');
+  });
+
+  it('a fine-tuning example longer than the line limit is a 400 naming the line and the limit, and nothing is kept', async () => {
+    const before = await storedKeys();
+    const long = JSON.stringify({ prompt: 'p', completion: 'x'.repeat(10_000) });
+    const error = await client.files
+      .create({ file: await toFile(Buffer.from(`${chatLine(1)}\n${long}\n${chatLine(3)}\n`), 'long.jsonl'), purpose: 'fine-tune' })
+      .catch((e) => e);
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(error.param).toBe('file');
+    expect(error.message).toContain('line 2 is longer than 4096 bytes');
+    expect(await storedKeys()).toEqual(before);
   });
 
   it('an unknown or missing purpose is a 400 and nothing is kept', async () => {

@@ -5,6 +5,8 @@ import type { FileStore } from './store.js';
 export interface FilesSettings {
   maxFileBytes: number;
   uploadExpirySeconds: number;
+  /** Longest line of a fine-tuning file (validation.ts). */
+  maxFineTuneLineBytes: number;
 }
 
 export interface FilesContext extends SubgraphContext {

@@ -73,7 +73,7 @@ export const resolvers: Resolvers<FilesContext> = {
       }
       if (purpose === 'fine-tune') {
         try {
-          await validateFineTuneJsonl(await ctx.objectStore.get(upload.object_key));
+          await validateFineTuneJsonl(await ctx.objectStore.get(upload.object_key), ctx.settings.maxFineTuneLineBytes);
         } catch (error) {
           return fail(error as Error);
         }
@@ -112,7 +112,7 @@ export const resolvers: Resolvers<FilesContext> = {
       if (!head) throw notFound('object', input.objectPath);
       if (purpose === 'fine-tune') {
         try {
-          await validateFineTuneJsonl(await ctx.objectStore.get(key));
+          await validateFineTuneJsonl(await ctx.objectStore.get(key), ctx.settings.maxFineTuneLineBytes);
         } catch (error) {
           if (error instanceof ObjectNotFoundError) throw notFound('object', input.objectPath);
           throw error;

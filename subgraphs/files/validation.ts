@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline';
 import { badInput } from '../../lib/errors.js';
 
 /** The purposes of OpenAI's files API that Mariner accepts. */
@@ -49,18 +48,57 @@ function exampleProblem(value: unknown): string | null {
   return 'has neither "messages" (chat format) nor "prompt"/"completion"';
 }
 
+const NEWLINE = 0x0a;
+
+/**
+ * The lines of a stream, as Buffers without their `\n` (and a `\r` before it), holding at most one
+ * line of `maxLineBytes` in memory: a longer line throws BAD_USER_INPUT naming its number before the
+ * rest of it is read (readline would buffer a line of any length).
+ */
+async function* boundedLines(stream: AsyncIterable<Buffer | string>, maxLineBytes: number): AsyncGenerator<{ number: number; bytes: Buffer }> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  let number = 1;
+  const append = (piece: Buffer) => {
+    length += piece.length;
+    if (length > maxLineBytes) {
+      throw badInput(`file: line ${number} is longer than ${maxLineBytes} bytes, the most one fine-tuning example may have`, 'file');
+    }
+    if (piece.length > 0) parts.push(piece);
+  };
+  const take = (): Buffer => {
+    let line = parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+    parts = [];
+    length = 0;
+    return line;
+  };
+  for await (const chunk of stream) {
+    let buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    for (let end = buffer.indexOf(NEWLINE); end !== -1; end = buffer.indexOf(NEWLINE)) {
+      append(buffer.subarray(0, end));
+      yield { number, bytes: take() };
+      number++;
+      buffer = buffer.subarray(end + 1);
+    }
+    append(buffer);
+  }
+  if (length > 0) yield { number, bytes: take() };
+}
+
 /**
  * Checks a fine-tuning file line by line as it streams (OpenAI fine-tuning data formats): every
- * non-empty line a JSON object in the chat or prompt/completion format. Throws BAD_USER_INPUT
- * naming the first bad line.
+ * non-empty line a JSON object in the chat or prompt/completion format, and at most `maxLineBytes`
+ * long (MARINER_MAX_FINE_TUNE_LINE_BYTES), so one huge line cannot hold the server's memory. Throws BAD_USER_INPUT naming the first bad line.
  */
-export async function validateFineTuneJsonl(stream: NodeJS.ReadableStream): Promise<{ examples: number }> {
-  const lines = createInterface({ input: stream, crlfDelay: Infinity });
-  let number = 0;
+export async function validateFineTuneJsonl(
+  stream: NodeJS.ReadableStream,
+  maxLineBytes: number,
+): Promise<{ examples: number }> {
   let examples = 0;
   try {
-    for await (const line of lines) {
-      number++;
+    for await (const { number, bytes } of boundedLines(stream as AsyncIterable<Buffer | string>, maxLineBytes)) {
+      const line = bytes.toString('utf8');
       if (line.trim() === '') continue;
       let parsed: unknown;
       try {
@@ -73,7 +111,6 @@ export async function validateFineTuneJsonl(stream: NodeJS.ReadableStream): Prom
       examples++;
     }
   } finally {
-    lines.close();
     (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
   }
   if (examples === 0) throw badInput('file: a fine-tune file needs at least one example (JSONL, one per line)', 'file');
