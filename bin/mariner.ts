@@ -44,7 +44,7 @@ settings (environment):
   MARINER_DATA_DIR        data directory (default ./.mariner)
   MARINER_ADMIN_API_KEY   fix the bootstrap admin key (sk-...)
   DATABASE_URL            use this PostgreSQL instead of the embedded PGlite
-  MARINER_OIDC_ISSUER     accept OIDC tokens from this issuer (MARINER_OIDC_AUDIENCE to check aud)
+  MARINER_OIDC_ISSUER     accept OIDC tokens from this issuer, with MARINER_OIDC_AUDIENCE (required: their aud)
   MARINER_DRAIN_TIMEOUT_MS  on SIGINT/SIGTERM, time requests in flight get to finish (default 20000)`;
 
 /** Fails fast when the public port is taken, before the database opens (the real listen still checks). */

@@ -98,7 +98,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const oidc = options.oidc !== undefined
     ? options.oidc
     : config.oidc.issuer
-      ? createOidcVerifier({ issuer: config.oidc.issuer, audience: config.oidc.audience, emailClaim: config.oidc.emailClaim })
+      ? createOidcVerifier({ issuer: config.oidc.issuer, audience: config.oidc.audience ?? '', emailClaim: config.oidc.emailClaim })
       : null;
   const authenticator = createAuthenticator({
     usersUrl: options.subgraphUrls.users,

@@ -3,14 +3,17 @@ import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 /**
  * Verifies OIDC access and ID tokens presented to the gateway as bearer tokens.
  * The issuer's keys are found through OIDC discovery, so an operator only
- * configures the issuer URL (and optionally the expected audience).
+ * configures the issuer URL and the audience (Mariner's client id there).
  */
 
 export interface OidcOptions {
   /** Issuer URL as configured; discovery is fetched below it. */
   issuer: string;
-  /** Expected `aud`; not checked when undefined. */
-  audience?: string | undefined;
+  /**
+   * Required `aud`: Mariner's client id at the issuer. Always checked: one IdP mints tokens for many
+   * clients, and a token for another of them must not open Mariner (RFC 9068 §4, OIDC Core §3.1.3.7).
+   */
+  audience: string;
   /** Claim carrying the user's email. */
   emailClaim: string;
 }
@@ -124,6 +127,7 @@ function emailFrom(payload: JWTPayload, claim: string): string {
 
 export function createOidcVerifier(options: OidcOptions): OidcVerifier {
   const emailClaim = options.emailClaim || 'email';
+  if (!options.audience) throw new Error('OIDC needs an audience (MARINER_OIDC_AUDIENCE): the client id tokens are minted for');
   // The in-flight or settled discovery; cleared on failure so the next verify
   // retries instead of the gateway rejecting every token until restart.
   let discovery: Promise<Discovered> | undefined;
@@ -145,7 +149,7 @@ export function createOidcVerifier(options: OidcOptions): OidcVerifier {
         const { issuer, keys } = await discovered();
         const { payload } = await jwtVerify(token, keys, {
           issuer,
-          ...(options.audience ? { audience: options.audience } : {}),
+          audience: options.audience,
           algorithms: ALGORITHMS,
           clockTolerance: CLOCK_TOLERANCE_SECONDS,
           // A token without an expiry would be valid forever; one without a

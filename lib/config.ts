@@ -29,7 +29,10 @@ export interface MarinerConfig {
   oidc: {
     /** Issuer URL; OIDC is off when empty. */
     issuer: string | undefined;
-    /** Expected `aud`; not checked when empty. */
+    /**
+     * Required `aud`: the client id tokens must be minted for. Set whenever the issuer is: without it a
+     * token the same issuer minted for any other client (another app, another organization's) would do.
+     */
     audience: string | undefined;
     /** Claim carrying the user's email. */
     emailClaim: string;
@@ -258,6 +261,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
   if (issuer !== undefined && !/^https?:\/\//.test(issuer)) {
     throw new ConfigError(`MARINER_OIDC_ISSUER must be an http(s) URL, got "${issuer}"`);
   }
+  const audience = stringSetting(env, 'MARINER_OIDC_AUDIENCE');
+  if (issuer !== undefined && audience === undefined) {
+    throw new ConfigError(
+      'MARINER_OIDC_ISSUER is set, so MARINER_OIDC_AUDIENCE must be too: the client id of Mariner at that issuer (tokens minted for other clients are refused)',
+    );
+  }
   const databaseUrl = stringSetting(env, 'DATABASE_URL');
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be a postgres:// connection string');
@@ -277,7 +286,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     introspection: boolSetting(env, 'MARINER_INTROSPECTION', environment === 'development'),
     oidc: {
       issuer,
-      audience: stringSetting(env, 'MARINER_OIDC_AUDIENCE'),
+      audience,
       emailClaim: stringSetting(env, 'MARINER_OIDC_EMAIL_CLAIM') ?? 'email',
     },
     limits: {

@@ -251,6 +251,7 @@ describe('the multi-cluster example', () => {
     const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
     expect(config).toMatchObject({
       MARINER_OIDC_ISSUER: 'https://dex.example.com',
+      MARINER_OIDC_AUDIENCE: 'mariner',
       MARINER_S3_ENDPOINT: 'https://minio.storage.svc:9000',
       MARINER_MAX_FILE_BYTES: 2147483648,
     });
@@ -473,6 +474,20 @@ describe('bad values fail at install with a message naming the value', () => {
     expect((await runHelm(['template', 'mariner', CHART, '-f', noKey])).output).toContain('worker.registrationKeySecretRef.name is required');
     const noUrl = valuesFile('no-url.yaml', 'tags:\n  control-plane: false\n');
     expect((await runHelm(['template', 'mariner', CHART, '-f', noUrl])).output).toContain('worker.controlPlaneUrl is required');
+  });
+
+  it('OIDC on: the audience defaults to the client id mariner and goes with the issuer; an empty one is refused', async () => {
+    const on = valuesFile('oidc-on.yaml', 'global:\n  oidc:\n    issuer: https://dex.example.com\n');
+    const manifests = await render([on]);
+    expect(serveConfigOf(manifests, 'gateway').config.oidc).toMatchObject({ issuer: 'https://dex.example.com', audience: 'mariner' });
+    const noAudience = valuesFile('oidc-no-audience.yaml', 'global:\n  oidc:\n    issuer: https://dex.example.com\n    audience: ""\n');
+    const refused = await runHelm(['template', 'mariner', CHART, '-f', noAudience]);
+    expect(refused.ok).toBe(false);
+    expect(refused.output).toContain("at '/global/oidc/audience': minLength: got 0, want 1");
+    const unchecked = await runHelm(['template', 'mariner', CHART, '--skip-schema-validation', '-f', noAudience]);
+    expect(unchecked.output).toContain('global.oidc.audience is required with global.oidc.issuer');
+    // OIDC off: no OIDC setting at all, whatever the audience.
+    expect(JSON.parse(find(await render([]), 'ConfigMap', 'mariner-config')['data']['config.json'])).not.toHaveProperty('MARINER_OIDC_AUDIENCE');
   });
 
   it('a misspelt key, a wrong type, or a plain-text credential where a Secret reference belongs (values.schema.json)', async () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../lib/config.js';
 import { startTestOidcProvider, type TestOidcProvider } from './support/oidcProvider.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 
@@ -58,6 +59,20 @@ describe('OIDC tokens at the gateway', () => {
     expect(result.status).toBe(401);
     expect(result.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
     expect(result.errors?.[0]?.message).toMatch(message);
+  });
+
+  it('a token the same issuer minted for another client is refused, even for a user of this platform', async () => {
+    // Another app registered at the same IdP (another organization's, say) gets tokens for its own client id.
+    const forOtherApp = await idp.tokenFor('carol@example.com', { audience: 'other-app' });
+    const result = await t.gql(`{ self { id } }`, {}, { token: forOtherApp });
+    expect(result.status).toBe(401);
+    expect(result.errors?.[0]?.message).toMatch(/audience/);
+    expect(result.data?.self ?? null).toBeNull();
+  });
+
+  it('an issuer without an audience is refused at start, naming the setting', () => {
+    expect(() => loadConfig({ MARINER_OIDC_ISSUER: idp.issuer })).toThrow(/MARINER_OIDC_ISSUER is set, so MARINER_OIDC_AUDIENCE must be too/);
+    expect(loadConfig({ MARINER_OIDC_ISSUER: idp.issuer, MARINER_OIDC_AUDIENCE: 'mariner' }).oidc).toMatchObject({ issuer: idp.issuer, audience: 'mariner' });
   });
 
   it('a valid token for someone who is not a Mariner user is rejected', async () => {
