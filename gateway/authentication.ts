@@ -39,7 +39,7 @@ const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
 /** The gateway's principal lookup for an API key (exported for the benchmark, which builds the same identity). */
 export const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
 const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
-const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { worker: workerByRegistrationKey(key: $key) { clusterId clusterName tenantId } }`;
+const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { worker: workerByRegistrationKey(key: $key) { clusterId clusterName tenantId organizationId sharedWithAllOrganizations organizationIds } }`;
 
 /**
  * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;

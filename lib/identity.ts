@@ -1,4 +1,5 @@
 import { jwtVerify, SignJWT } from 'jose';
+import type { ClusterAccess } from './clusterAccess.js';
 import { forbidden } from './errors.js';
 
 /** Organization roles (LLMariner user-manager OrganizationRole). */
@@ -69,12 +70,21 @@ export function projectScopeOf(identity: Identity | null): ProjectScope {
 
 /**
  * A cluster agent, authenticated by its cluster's registration key (LLMariner AuthorizeWorker):
- * it acts for that cluster only, in that cluster's tenant.
+ * it acts for that cluster only, in that cluster's tenant, and only for the organizations the
+ * cluster serves (lib/clusterAccess.ts), as they were when its credential was checked.
  */
-export interface Worker {
-  clusterId: string;
+export interface Worker extends ClusterAccess {
   clusterName: string;
   tenantId: string;
+}
+
+/**
+ * A platform admin: an owner of the tenant's default organization (the one `mariner up` creates).
+ * Platform admins register platform clusters, grant them to organizations and manage the tenant's
+ * base-model catalog; every other organization owner acts for its own organization only.
+ */
+export function isPlatformAdmin(principal: Principal): boolean {
+  return principal.organizations.some((o) => o.isDefault && o.role === 'OWNER');
 }
 
 const ISSUER = 'mariner-gateway';

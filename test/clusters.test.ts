@@ -175,9 +175,9 @@ describe('clusters and agents', () => {
     expect((await t.gql(REGISTER, { name: 'sneaky' }, asMember)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 
-  it("clusters are tenant-wide: an owner of another organization of the tenant sees them", async () => {
-    // Organizations share the default tenant here; clusters are tenant-wide, so an owner of another
-    // organization of the same tenant sees them (LLMariner: clusters belong to the tenant).
+  it("a platform admin's cluster is shared with every organization: an owner of another organization sees it", async () => {
+    // Registered by the admin key (a platform admin) with no organization, a cluster is a platform
+    // cluster shared with every organization of the tenant (test/security/clusters.test.ts has the rest).
     const { key } = await projectWithKey(t, 'other-org-owner', { role: 'OWNER' });
     const { clusters } = await t.gqlOk('{ clusters(limit: 100) { items { name } } }', {}, { token: key });
     expect(clusters.items.map((c: { name: string }) => c.name)).toContain('gpu-east');

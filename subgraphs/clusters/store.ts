@@ -1,3 +1,4 @@
+import type { ClusterAccess } from '../../lib/clusterAccess.js';
 import { isUniqueViolation, type Knex } from '../../lib/db.js';
 import { hashSecret, newId, newRegistrationKey } from '../../lib/ids.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
@@ -29,7 +30,21 @@ export interface ClusterRow {
   status_updated_at: Date | null;
   config: ClusterConfigValue | null;
   config_updated_at: Date | null;
+  /** The owning organization; null for a platform cluster. */
+  organization_id: string | null;
+  shared_with_all_organizations: boolean;
+  granted_organization_ids: string[];
   created_at: Date;
+}
+
+/** Who looks at clusters: a platform admin sees the tenant's all; anyone else those its organization may use. */
+export type ClusterViewer = { platformAdmin: true } | { platformAdmin: false; organizationId: string };
+
+/** Whom a new cluster works for: its owning organization, or the organizations a platform cluster serves. */
+export interface ClusterOwner {
+  organizationId: string | null;
+  sharedWithAllOrganizations: boolean;
+  organizationIds: string[];
 }
 
 export interface ComponentStatusRow {
@@ -45,27 +60,66 @@ export interface ClusterConfigRow extends ClusterConfigValue {
   updatedAt: Date;
 }
 
-const COLUMNS = ['id', 'tenant_id', 'name', 'is_default', 'status', 'status_updated_at', 'config', 'config_updated_at', 'created_at'];
+const COLUMNS = [
+  'id',
+  'tenant_id',
+  'name',
+  'is_default',
+  'status',
+  'status_updated_at',
+  'config',
+  'config_updated_at',
+  'organization_id',
+  'shared_with_all_organizations',
+  'granted_organization_ids',
+  'created_at',
+];
+
+/** Whom a stored cluster works for (lib/clusterAccess.ts). */
+export function accessOf(row: ClusterRow): ClusterAccess {
+  return {
+    clusterId: row.id,
+    organizationId: row.organization_id,
+    sharedWithAllOrganizations: row.shared_with_all_organizations,
+    organizationIds: row.granted_organization_ids,
+  };
+}
 
 /** All SQL of the clusters subgraph. Clusters belong to a tenant; every read filters by it. */
 export class ClusterStore {
   constructor(private readonly knex: Knex) {}
 
-  private clusters(tenantId: string): Knex.QueryBuilder {
-    return this.knex.withSchema(SCHEMA).table('clusters').where('clusters.tenant_id', tenantId).select(COLUMNS.map((c) => `clusters.${c}`));
+  /** The tenant's clusters; with a viewer, only those it may see (README "Security model"). */
+  private clusters(tenantId: string, viewer?: ClusterViewer): Knex.QueryBuilder {
+    const query = this.knex.withSchema(SCHEMA).table('clusters').where('clusters.tenant_id', tenantId).select(COLUMNS.map((c) => `clusters.${c}`));
+    if (viewer && !viewer.platformAdmin) query.where((q) => usableBy(q, viewer.organizationId));
+    return query;
   }
 
-  list(tenantId: string, page: PageArgs): Promise<Page<ClusterRow>> {
-    return paginate<ClusterRow>(() => this.clusters(tenantId), 'clusters', page);
+  list(tenantId: string, viewer: ClusterViewer, page: PageArgs): Promise<Page<ClusterRow>> {
+    return paginate<ClusterRow>(() => this.clusters(tenantId, viewer), 'clusters', page);
   }
 
-  /** Every cluster of the tenant (schedulers weigh them all; a tenant has few). */
-  async all(tenantId: string): Promise<ClusterRow[]> {
-    return this.clusters(tenantId).orderBy('clusters.id');
+  /** Every cluster of the tenant, or those an organization may use (schedulers weigh them all; a tenant has few). */
+  async all(tenantId: string, organizationId?: string): Promise<ClusterRow[]> {
+    return this.clusters(tenantId, organizationId === undefined ? undefined : { platformAdmin: false, organizationId }).orderBy('clusters.id');
   }
 
-  async cluster(tenantId: string, id: string): Promise<ClusterRow | undefined> {
-    return this.clusters(tenantId).where('clusters.id', id).first();
+  /** A cluster of the tenant, if the viewer may see it (no viewer: the system). */
+  async cluster(tenantId: string, id: string, viewer?: ClusterViewer): Promise<ClusterRow | undefined> {
+    return this.clusters(tenantId, viewer).where('clusters.id', id).first();
+  }
+
+  /** Which organizations a platform cluster serves; undefined when there is no such platform cluster. */
+  async setGrants(tenantId: string, id: string, grants: { sharedWithAllOrganizations: boolean; organizationIds: string[] }): Promise<ClusterRow | undefined> {
+    const [row] = (await this.knex
+      .withSchema(SCHEMA)
+      .table('clusters')
+      .where({ tenant_id: tenantId, id })
+      .whereNull('organization_id')
+      .update({ shared_with_all_organizations: grants.sharedWithAllOrganizations, granted_organization_ids: JSON.stringify(grants.organizationIds) })
+      .returning(COLUMNS)) as ClusterRow[];
+    return row;
   }
 
   /** The cluster a registration key belongs to (the key is compared by its hash). */
@@ -73,14 +127,23 @@ export class ClusterStore {
     return this.knex.withSchema(SCHEMA).table('clusters').where({ registration_key_hash: hashSecret(key) }).first(COLUMNS);
   }
 
-  /** Registers a cluster with a new registration key; null when the name is taken in the tenant. */
-  async register(tenantId: string, name: string, isDefault = false): Promise<{ cluster: ClusterRow; registrationKey: string } | null> {
+  /** Registers a cluster with a new registration key; null when its owner has a cluster of that name. */
+  async register(tenantId: string, name: string, owner: ClusterOwner): Promise<{ cluster: ClusterRow; registrationKey: string } | null> {
     const registrationKey = newRegistrationKey();
     try {
       const [cluster] = (await this.knex
         .withSchema(SCHEMA)
         .table('clusters')
-        .insert({ id: newId('cluster'), tenant_id: tenantId, name, is_default: isDefault, registration_key_hash: hashSecret(registrationKey) })
+        .insert({
+          id: newId('cluster'),
+          tenant_id: tenantId,
+          name,
+          is_default: false,
+          registration_key_hash: hashSecret(registrationKey),
+          organization_id: owner.organizationId,
+          shared_with_all_organizations: owner.organizationId === null && owner.sharedWithAllOrganizations,
+          granted_organization_ids: JSON.stringify(owner.organizationId === null ? owner.organizationIds : []),
+        })
         .returning(COLUMNS)) as ClusterRow[];
       return { cluster: cluster!, registrationKey };
     } catch (error) {
@@ -178,6 +241,15 @@ export class ClusterStore {
     if (updated) return 'deleted';
     return (await this.cluster(tenantId, clusterId)) ? 'missing' : 'no-cluster';
   }
+}
+
+/** Clusters the organization may use: its own, and platform clusters shared with it. */
+function usableBy(q: Knex.QueryBuilder, organizationId: string): void {
+  q.where('clusters.organization_id', organizationId).orWhere((platform) =>
+    platform
+      .whereNull('clusters.organization_id')
+      .where((granted) => granted.where('clusters.shared_with_all_organizations', true).orWhereRaw('clusters.granted_organization_ids @> ?::jsonb', [JSON.stringify([organizationId])])),
+  );
 }
 
 /** The schema's ClusterConfig for a cluster row, or null when none is set. */

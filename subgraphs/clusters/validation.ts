@@ -83,3 +83,11 @@ export function componentStatus(input: { name: string; isHealthy: boolean; messa
   if (!/^[a-z][a-z0-9-]{0,62}$/.test(input.name)) throw badInput('input.name must be 1-63 lowercase letters, digits or -', 'input.name');
   return { name: input.name, isHealthy: input.isHealthy, message: (input.message ?? '').slice(0, 1024) };
 }
+
+export const organizationId = (value: string, field: string): string => assertId('organization', value, field);
+
+/** The organizations a platform cluster is granted to: distinct organization ids, at most 1,000. */
+export function organizationIds(values: readonly string[], field: string): string[] {
+  if (values.length > 1000) throw badInput(`${field}: at most 1000 organizations`, field);
+  return [...new Set(values.map((v, i) => organizationId(v, `${field}[${i}]`)))];
+}

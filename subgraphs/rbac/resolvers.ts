@@ -20,8 +20,9 @@ export function createRbacResolvers(table: RoleScopeTable): Resolvers<SubgraphCo
           excludedFromRateLimiting: principal.apiKey?.excludedFromRateLimiting ?? false,
         };
         const resolution = resolveProject(principal, { organizationId, projectId }, table);
-        if (!resolution.ok) return { ...base, authorized: false, reason: resolution.reason, scopes: [] };
+        if (!resolution.ok) return { ...base, authorized: false, reason: resolution.reason, platformOrganization: false, scopes: [] };
         const { context } = resolution;
+        const platformOrganization = principal.organizations.some((o) => o.organizationId === context.organizationId && o.isDefault);
         const scope = `${resource}.${capability.toLowerCase()}`;
         const authorized = context.scopes.includes(scope);
         return {
@@ -29,6 +30,7 @@ export function createRbacResolvers(table: RoleScopeTable): Resolvers<SubgraphCo
           authorized,
           reason: authorized ? null : `role ${context.role} lacks ${scope}`,
           organizationId: context.organizationId,
+          platformOrganization,
           projectId: context.projectId,
           project: { id: context.projectId },
           role: context.role,

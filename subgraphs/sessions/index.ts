@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { MarinerConfig } from '../../lib/config.js';
 import { hostname } from 'node:os';
+import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
+import type { MarinerConfig } from '../../lib/config.js';
 import { migrate, type Database } from '../../lib/db.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
@@ -62,7 +63,7 @@ export interface Sessions {
   close(): Promise<void>;
 }
 
-const WORKER_CLUSTER = 'query AgentTunnelWorker { workerCluster { clusterId clusterName tenantId } }';
+const WORKER_CLUSTER = 'query AgentTunnelWorker { workerCluster { clusterId clusterName tenantId organizationId sharedWithAllOrganizations organizationIds } }';
 
 /**
  * The sessions component (LLMariner session manager): the tunnel registry, the endpoint agents
@@ -74,6 +75,8 @@ export function createSessions(options: {
   graphqlUrl: () => string;
   /** The internal token secret, from which the browser session cookie's key is derived (sessionCookie.ts). */
   secretKey: string;
+  /** Whom each cluster serves, asked of the clusters subgraph (the proxies admit only clusters the caller's organization may use). */
+  clusters: ClusterAccessDirectory;
   logger: Logger;
 }): Sessions {
   const logger = options.logger.child({ component: 'sessions' });
@@ -92,7 +95,7 @@ export function createSessions(options: {
   const transport = new ClusterTransportRouter(registry);
   let directory: TunnelDirectory | undefined;
   let peerServer: { close(): Promise<void> } | undefined;
-  const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs });
+  const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs, clusters: options.clusters });
   const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger });
   const notebookProxy = createNotebookProxy({ registry: transport, authorizer, cookies: createSessionCookies(options.secretKey), lookupCacheMs: authCacheMs, logger });
   const userProxy: UserProxy = {

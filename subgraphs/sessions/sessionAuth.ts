@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { httpStatusFor, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
 import { headerValue } from '../../lib/http.js';
+import { servesOrganization, type ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import type { AgentTransport } from './tunnelRegistry.js';
 
 /**
@@ -35,6 +36,9 @@ export interface Decision {
   authorized: boolean;
   reason: string | null;
   tenantId: string;
+  organizationId: string | null;
+  /** The decision's organization is the default one, the platform's own. */
+  platformOrganization: boolean;
   project: { assignments: { clusterId: string | null; namespace: string }[] } | null;
 }
 
@@ -42,7 +46,7 @@ export type Capability = 'READ' | 'WRITE';
 
 const AUTHORIZE = `query SessionAuthorize($resource: String!, $capability: Capability!, $organizationId: ID, $projectId: ID) {
   authorize(resource: $resource, capability: $capability, organizationId: $organizationId, projectId: $projectId) {
-    authorized reason tenantId project { assignments { clusterId namespace } }
+    authorized reason tenantId organizationId platformOrganization project { assignments { clusterId namespace } }
   }
 }`;
 
@@ -59,14 +63,23 @@ export interface SessionAuthorizer {
   /** The gateway's decision for a credential, reused for `authCacheMs`. Throws SessionsError (401 and such). */
   decide(credential: SessionCredential, resource: string, capability: Capability, requestId: string): Promise<Decision>;
   /**
-   * Checks a decision against a cluster: its agent must be connected and of the caller's tenant (another
-   * tenant's cluster answers exactly like one with no agent: nothing leaks), the capability granted.
+   * Checks a decision against a cluster: its agent must be connected, of the caller's tenant and one the
+   * caller's organization may use (README "Security model"; any other cluster answers exactly like one
+   * with no agent: nothing leaks), the capability granted. Cluster-scoped access (nodes, every
+   * namespace) is for the cluster's own organization only, or — on a platform cluster — the platform's
+   * (default) organization: a platform cluster shared with others holds their namespaces too.
    * Returns the namespaces assigned to the caller's project on that cluster.
    */
-  namespacesOn(decision: Decision, clusterId: string, what: string): string[];
+  namespacesOn(decision: Decision, clusterId: string, what: string, options?: { clusterScoped?: boolean }): Promise<string[]>;
 }
 
-export function createSessionAuthorizer(options: { registry: AgentTransport; graphqlUrl: () => string; authCacheMs: number }): SessionAuthorizer {
+export function createSessionAuthorizer(options: {
+  registry: AgentTransport;
+  graphqlUrl: () => string;
+  authCacheMs: number;
+  /** Which organizations each cluster serves (lib/clusterAccess.ts). */
+  clusters: ClusterAccessDirectory;
+}): SessionAuthorizer {
   const cache = new Map<string, { expires: number; decision: Decision }>();
   return {
     async decide(credential, resource, capability, requestId) {
@@ -93,10 +106,16 @@ export function createSessionAuthorizer(options: { registry: AgentTransport; gra
       return decision;
     },
 
-    namespacesOn(decision, clusterId, what) {
+    async namespacesOn(decision, clusterId, what, scope = {}) {
       const worker = options.registry.workerOf(clusterId);
-      if (!worker || worker.tenantId !== decision.tenantId) throw new SessionsError(503, `No agent of cluster ${clusterId} is connected`);
+      const noAgent = new SessionsError(503, `No agent of cluster ${clusterId} is connected`);
+      if (!worker || worker.tenantId !== decision.tenantId) throw noAgent;
       if (!decision.authorized) throw new SessionsError(403, `Forbidden: ${decision.reason ?? `missing ${what}`}`);
+      const access = decision.organizationId === null ? undefined : (await options.clusters.clusters(decision.tenantId)).get(clusterId);
+      if (!access || !servesOrganization(access, decision.organizationId!)) throw noAgent;
+      if (scope.clusterScoped && !(access.organizationId === decision.organizationId || (access.organizationId === null && decision.platformOrganization))) {
+        throw new SessionsError(403, `Forbidden: cluster ${clusterId} is shared by several organizations; cluster-wide access is for the platform's operators`);
+      }
       return (decision.project?.assignments ?? []).filter((a) => a.clusterId === null || a.clusterId === clusterId).map((a) => a.namespace);
     },
   };

@@ -27,7 +27,13 @@ export class NoTunnelError extends Error {
 }
 
 /** What the user-facing proxies need of the tunnels: the registry, or peers.ts's router across replicas. */
-export type AgentTransport = Pick<TunnelRegistry, 'request' | 'workerOf'>;
+/** The cluster behind a tunnel, as every replica knows it (peers.ts rebuilds it from the directory). */
+export type TunnelHolder = Pick<Worker, 'clusterId' | 'clusterName' | 'tenantId'>;
+
+export interface AgentTransport {
+  request: TunnelRegistry['request'];
+  workerOf(clusterId: string): TunnelHolder | undefined;
+}
 
 export interface TunnelRegistryOptions {
   logger: Logger;

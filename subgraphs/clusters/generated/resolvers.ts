@@ -26,12 +26,33 @@ export type Cluster = {
   /** The GPU device-plugin configuration applied by the agent; null when none is set. */
   config?: Maybe<ClusterConfig>;
   createdAt: Scalars['DateTime']['output'];
+  /**
+   * The organizations a platform cluster is granted to. Platform admins see every grant; an
+   * organization sees only its own.
+   */
+  grantedOrganizationIds: Array<Scalars['ID']['output']>;
   id: Scalars['ID']['output'];
   /** The cluster `mariner up` creates for its embedded agent (LLMariner `defaultCluster`). */
   isDefault: Scalars['Boolean']['output'];
   name: Scalars['String']['output'];
+  /**
+   * The organization that owns the cluster: it runs that organization's work only. Null for a platform
+   * cluster (registered by a platform admin, shared with the organizations it is granted to).
+   */
+  organizationId?: Maybe<Scalars['ID']['output']>;
+  /** A platform cluster every organization of the tenant may use. */
+  sharedWithAllOrganizations: Scalars['Boolean']['output'];
   /** Nodes, GPU capacity and GPU pods as an agent last reported them; null until one has. */
   status?: Maybe<ClusterStatus>;
+};
+
+/** Whom a cluster works for, as routing and dispatch check it (lib/clusterAccess.ts). */
+export type ClusterAccess = {
+  __typename?: 'ClusterAccess';
+  clusterId: Scalars['ID']['output'];
+  organizationId?: Maybe<Scalars['ID']['output']>;
+  organizationIds: Array<Scalars['ID']['output']>;
+  sharedWithAllOrganizations: Scalars['Boolean']['output'];
 };
 
 /** GPU device-plugin configuration (LLMariner `device_plugin_config`). */
@@ -45,6 +66,12 @@ export type ClusterConfig = {
 export type ClusterConfigInput = {
   /** 1 to 64, or null for no time-slicing. */
   timeSlicingGpus?: InputMaybe<Scalars['Int']['input']>;
+};
+
+/** Which organizations a platform cluster serves. */
+export type ClusterGrantsInput = {
+  organizationIds: Array<Scalars['ID']['input']>;
+  sharedWithAllOrganizations: Scalars['Boolean']['input'];
 };
 
 export type ClusterNode = {
@@ -143,6 +170,8 @@ export type Mutation = {
   reportClusterStatus: ClusterStatus;
   /** For agents: a component's health beacon (LLMariner ClustersWorkerService.UpdateComponentStatus). */
   reportComponentStatus: ComponentStatus;
+  /** Platform admins: which organizations a platform cluster serves. */
+  setClusterGrants: Cluster;
   /** Unregisters a cluster: its registration key stops working at once. The default cluster cannot be unregistered. */
   unregisterCluster: DeletePayload;
   /** NOT_FOUND when the cluster has no configuration yet. */
@@ -176,6 +205,12 @@ export type MutationReportComponentStatusArgs = {
 };
 
 
+export type MutationSetClusterGrantsArgs = {
+  clusterId: Scalars['ID']['input'];
+  input: ClusterGrantsInput;
+};
+
+
 export type MutationUnregisterClusterArgs = {
   id: Scalars['ID']['input'];
 };
@@ -200,9 +235,11 @@ export type ProvisionableResourceInput = {
 export type Query = {
   __typename?: 'Query';
   cluster?: Maybe<Cluster>;
+  /** For routing and dispatch (system calls): the tenant's clusters and the organizations each serves. */
+  clusterAccess: Array<ClusterAccess>;
   /** The tenant's clusters (needs `api.clusters.read`). */
   clusters: ClusterPage;
-  /** For schedulers (system calls of the jobs subgraph): the tenant's clusters and their GPU availability. */
+  /** For schedulers (system calls of the jobs subgraph): the clusters an organization may use, and their GPU availability. */
   schedulingClusters: Array<SchedulingCluster>;
   /** For the gateway: the cluster behind a registration key (LLMariner AuthorizeWorker). */
   workerByRegistrationKey?: Maybe<WorkerCluster>;
@@ -216,6 +253,11 @@ export type QueryClusterArgs = {
 };
 
 
+export type QueryClusterAccessArgs = {
+  tenantId: Scalars['ID']['input'];
+};
+
+
 export type QueryClustersArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   limit?: InputMaybe<Scalars['Int']['input']>;
@@ -223,6 +265,7 @@ export type QueryClustersArgs = {
 
 
 export type QuerySchedulingClustersArgs = {
+  organizationId: Scalars['ID']['input'];
   tenantId: Scalars['ID']['input'];
 };
 
@@ -232,8 +275,19 @@ export type QueryWorkerByRegistrationKeyArgs = {
 };
 
 export type RegisterClusterInput = {
-  /** 1 to 63 characters: lowercase letters, digits and '-' (a DNS label). Unique in the tenant. */
+  grantedOrganizationIds?: InputMaybe<Array<Scalars['ID']['input']>>;
+  /** 1 to 63 characters: lowercase letters, digits and '-' (a DNS label). Unique among the clusters of its owner. */
   name: Scalars['String']['input'];
+  /**
+   * The organization the cluster will belong to; its owners (and platform admins) may register it.
+   * Omitted: a platform cluster when a platform admin registers it, else the caller's organization.
+   */
+  organizationId?: InputMaybe<Scalars['ID']['input']>;
+  /**
+   * Platform clusters only (platform admins): share the cluster with every organization of the tenant
+   * (the default) or, when false, only with `grantedOrganizationIds`.
+   */
+  sharedWithAllOrganizations?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 export type RegisteredCluster = {
@@ -259,13 +313,18 @@ export type SchedulingCluster = {
   statusUpdatedAt?: Maybe<Scalars['DateTime']['output']>;
 };
 
-/** The cluster a registration key belongs to (LLMariner AuthorizeWorker). */
+/** The cluster a registration key belongs to (LLMariner AuthorizeWorker), and whom it works for. */
 export type WorkerCluster = {
   __typename?: 'WorkerCluster';
   clusterId: Scalars['ID']['output'];
   clusterName: Scalars['String']['output'];
   /** The configuration the agent must apply. */
   config?: Maybe<ClusterConfig>;
+  /** The owning organization; null for a platform cluster. */
+  organizationId?: Maybe<Scalars['ID']['output']>;
+  /** The organizations a platform cluster is granted to. */
+  organizationIds: Array<Scalars['ID']['output']>;
+  sharedWithAllOrganizations: Scalars['Boolean']['output'];
   tenantId: Scalars['ID']['output'];
 };
 
@@ -368,9 +427,11 @@ export type ResolversTypes = ResolversObject<{
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
+  ClusterAccess: ResolverTypeWrapper<ClusterAccess>;
   ClusterConfig: ResolverTypeWrapper<ClusterConfigRow>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   ClusterConfigInput: ClusterConfigInput;
+  ClusterGrantsInput: ClusterGrantsInput;
   ClusterNode: ResolverTypeWrapper<ClusterNode>;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   ClusterNodeInput: ClusterNodeInput;
@@ -399,9 +460,11 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   Boolean: Scalars['Boolean']['output'];
   String: Scalars['String']['output'];
+  ClusterAccess: ClusterAccess;
   ClusterConfig: ClusterConfigRow;
   Int: Scalars['Int']['output'];
   ClusterConfigInput: ClusterConfigInput;
+  ClusterGrantsInput: ClusterGrantsInput;
   ClusterNode: ClusterNode;
   Float: Scalars['Float']['output'];
   ClusterNodeInput: ClusterNodeInput;
@@ -429,10 +492,20 @@ export type ClusterResolvers<ContextType = ClustersContext, ParentType extends R
   componentStatuses?: Resolver<Array<ResolversTypes['ComponentStatus']>, ParentType, ContextType>;
   config?: Resolver<Maybe<ResolversTypes['ClusterConfig']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  grantedOrganizationIds?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   isDefault?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  sharedWithAllOrganizations?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   status?: Resolver<Maybe<ResolversTypes['ClusterStatus']>, ParentType, ContextType>;
+}>;
+
+export type ClusterAccessResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['ClusterAccess'] = ResolversParentTypes['ClusterAccess']> = ResolversObject<{
+  clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  organizationIds?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
+  sharedWithAllOrganizations?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
 }>;
 
 export type ClusterConfigResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['ClusterConfig'] = ResolversParentTypes['ClusterConfig']> = ResolversObject<{
@@ -494,6 +567,7 @@ export type MutationResolvers<ContextType = ClustersContext, ParentType extends 
   registerCluster?: Resolver<ResolversTypes['RegisteredCluster'], ParentType, ContextType, RequireFields<MutationRegisterClusterArgs, 'input'>>;
   reportClusterStatus?: Resolver<ResolversTypes['ClusterStatus'], ParentType, ContextType, RequireFields<MutationReportClusterStatusArgs, 'input'>>;
   reportComponentStatus?: Resolver<ResolversTypes['ComponentStatus'], ParentType, ContextType, RequireFields<MutationReportComponentStatusArgs, 'input'>>;
+  setClusterGrants?: Resolver<ResolversTypes['Cluster'], ParentType, ContextType, RequireFields<MutationSetClusterGrantsArgs, 'clusterId' | 'input'>>;
   unregisterCluster?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationUnregisterClusterArgs, 'id'>>;
   updateClusterConfig?: Resolver<ResolversTypes['ClusterConfig'], ParentType, ContextType, RequireFields<MutationUpdateClusterConfigArgs, 'clusterId' | 'input'>>;
 }>;
@@ -505,8 +579,9 @@ export type ProvisionableResourceResolvers<ContextType = ClustersContext, Parent
 
 export type QueryResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   cluster?: Resolver<Maybe<ResolversTypes['Cluster']>, ParentType, ContextType, RequireFields<QueryClusterArgs, 'id'>>;
+  clusterAccess?: Resolver<Array<ResolversTypes['ClusterAccess']>, ParentType, ContextType, RequireFields<QueryClusterAccessArgs, 'tenantId'>>;
   clusters?: Resolver<ResolversTypes['ClusterPage'], ParentType, ContextType, Partial<QueryClustersArgs>>;
-  schedulingClusters?: Resolver<Array<ResolversTypes['SchedulingCluster']>, ParentType, ContextType, RequireFields<QuerySchedulingClustersArgs, 'tenantId'>>;
+  schedulingClusters?: Resolver<Array<ResolversTypes['SchedulingCluster']>, ParentType, ContextType, RequireFields<QuerySchedulingClustersArgs, 'organizationId' | 'tenantId'>>;
   workerByRegistrationKey?: Resolver<Maybe<ResolversTypes['WorkerCluster']>, ParentType, ContextType, RequireFields<QueryWorkerByRegistrationKeyArgs, 'key'>>;
   workerCluster?: Resolver<ResolversTypes['WorkerCluster'], ParentType, ContextType>;
 }>;
@@ -530,11 +605,15 @@ export type WorkerClusterResolvers<ContextType = ClustersContext, ParentType ext
   clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   clusterName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   config?: Resolver<Maybe<ResolversTypes['ClusterConfig']>, ParentType, ContextType>;
+  organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  organizationIds?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
+  sharedWithAllOrganizations?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   tenantId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
 }>;
 
 export type Resolvers<ContextType = ClustersContext> = ResolversObject<{
   Cluster?: ClusterResolvers<ContextType>;
+  ClusterAccess?: ClusterAccessResolvers<ContextType>;
   ClusterConfig?: ClusterConfigResolvers<ContextType>;
   ClusterNode?: ClusterNodeResolvers<ContextType>;
   ClusterPage?: ClusterPageResolvers<ContextType>;

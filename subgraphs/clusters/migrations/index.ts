@@ -1,5 +1,6 @@
 import type { Migration } from '../../../lib/db.js';
 import { initial } from './001_initial.js';
+import { clusterOwners } from './002_cluster_owners.js';
 
 /** The clusters subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial];
+export const migrations: Migration[] = [initial, clusterOwners];

@@ -21,6 +21,11 @@ export type Authorization = {
   authorized: Scalars['Boolean']['output'];
   excludedFromRateLimiting: Scalars['Boolean']['output'];
   organizationId?: Maybe<Scalars['ID']['output']>;
+  /**
+   * Whether the decision's organization is the default organization: the platform's own, whose
+   * members may reach platform clusters cluster-wide (README "Security model").
+   */
+  platformOrganization: Scalars['Boolean']['output'];
   /** The project the decision applies to; its assignments are the (cluster, namespace) pairs the caller may use (LLMariner assigned_kubernetes_envs). */
   project?: Maybe<Project>;
   projectId?: Maybe<Scalars['ID']['output']>;
@@ -169,6 +174,7 @@ export type AuthorizationResolvers<ContextType = SubgraphContext, ParentType ext
   authorized?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   excludedFromRateLimiting?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  platformOrganization?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   project?: Resolver<Maybe<ResolversTypes['Project']>, ParentType, ContextType>;
   projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   reason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
