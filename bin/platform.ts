@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { RequestListener, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { createGateway, type Gateway } from '../gateway/index.js';
 import type { OidcVerifier } from '../gateway/oidc.js';
 import type { MarinerConfig } from '../lib/config.js';
 import { openDatabase, type Database } from '../lib/db.js';
+import { ensurePrivateDirSync, PRIVATE_FILE_MODE } from '../lib/privateDir.js';
 import { sendJson } from '../lib/http.js';
 import { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
@@ -68,8 +69,8 @@ function internalTokenSecret(config: MarinerConfig): string {
   const file = path.join(config.dataDir, 'internal-token-secret');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const secret = randomBytes(32).toString('base64url');
-  writeFileSync(file, secret, { mode: 0o600 });
-  chmodSync(file, 0o600);
+  writeFileSync(file, secret, { mode: PRIVATE_FILE_MODE });
+  chmodSync(file, PRIVATE_FILE_MODE);
   return secret;
 }
 
@@ -82,8 +83,8 @@ async function defaultClusterKey(config: MarinerConfig, clusters: ClusterStore):
   const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
   const { registrationKey } = await clusters.ensureDefaultCluster(DEFAULT_TENANT_ID, 'default', kept);
   if (registrationKey !== kept) {
-    writeFileSync(file, registrationKey, { mode: 0o600 });
-    chmodSync(file, 0o600);
+    writeFileSync(file, registrationKey, { mode: PRIVATE_FILE_MODE });
+    chmodSync(file, PRIVATE_FILE_MODE);
   }
   return registrationKey;
 }
@@ -94,7 +95,8 @@ async function defaultClusterKey(config: MarinerConfig, clusters: ClusterStore):
  */
 export async function startPlatform(config: MarinerConfig, options: PlatformOptions): Promise<Platform> {
   const { logger } = options;
-  mkdirSync(config.dataDir, { recursive: true });
+  // Generated secrets, the embedded database and (by default) the object store: this user's alone.
+  ensurePrivateDirSync(config.dataDir);
   const secret = internalTokenSecret(config);
   const tokens = new InternalTokens(secret, config.internalTokenTtlSeconds);
   const roleScopes = loadRoleScopes(config.roleScopesFile);

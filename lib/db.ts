@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import { ensurePrivateDirSync } from './privateDir.js';
 
 export type { Knex };
 
@@ -22,7 +22,8 @@ export async function openDatabase(options: { databaseUrl?: string | undefined; 
     return { knex, kind: 'postgres', close: () => knex.destroy() };
   }
   const dir = path.join(options.dataDir, 'pglite');
-  mkdirSync(dir, { recursive: true });
+  // PGlite writes its files 0666: only a private folder keeps other local users out of them.
+  ensurePrivateDirSync(dir);
   const { PGlite } = await import('@electric-sql/pglite');
   const { default: ClientPgLite } = await import('knex-pglite');
   // pgvector (0.8, HNSW) ships with PGlite as an extension: the embedded vector index (subgraphs/vectorstores).

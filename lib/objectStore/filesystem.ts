@@ -4,6 +4,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle 
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../privateDir.js';
 import { ObjectNotFoundError } from './errors.js';
 import { RESERVED_TOP_LEVEL_SEGMENT, validateListPrefix, validateObjectKey } from './keys.js';
 import { meterBody, putFailure } from './meteredBody.js';
@@ -21,7 +22,9 @@ export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
 export async function createFilesystemObjectStore(dir: string): Promise<ObjectStore> {
   const root = path.resolve(dir);
   const tempDir = path.join(root, RESERVED_TOP_LEVEL_SEGMENT);
-  await mkdir(tempDir, { recursive: true });
+  // Tenants' files: the store's folders 0700 and its objects 0600 (this user's alone).
+  await ensurePrivateDir(root);
+  await mkdir(tempDir, { recursive: true, mode: PRIVATE_DIR_MODE });
   await removeStaleTempFiles(tempDir);
   return new FilesystemObjectStore(root, tempDir);
 }
@@ -45,7 +48,7 @@ class FilesystemObjectStore implements ObjectStore {
     const temp = path.join(this.tempDir, `${randomUUID()}.part`);
     let file: FileHandle | undefined;
     try {
-      file = await open(temp, 'wx');
+      file = await open(temp, 'wx', PRIVATE_FILE_MODE);
       for await (const chunk of metered) await writeAll(file, chunk as Buffer);
       await file.sync(); // the bytes are on disk before the name points at them
       await file.close();
@@ -140,7 +143,7 @@ class FilesystemObjectStore implements ObjectStore {
   private async moveIntoPlace(temp: string, target: string): Promise<void> {
     const folder = path.dirname(target);
     for (let attempt = 1; ; attempt++) {
-      await mkdir(folder, { recursive: true });
+      await mkdir(folder, { recursive: true, mode: PRIVATE_DIR_MODE });
       try {
         await rename(temp, target);
         break;
