@@ -1,3 +1,4 @@
+import { runInNewContext } from 'node:vm';
 import { describe, it, expect } from 'vitest';
 import { buildSchema, parse, validate } from 'graphql';
 import { DEFAULT_QUERY, INTROSPECTION_QUERY, explorerHtml } from './explorer.js';
@@ -66,8 +67,7 @@ describe('explorerHtml', () => {
     expect(editor?.[1]?.replace(/\s+/g, ' ').trim()).toBe(SPEC_DEFAULT_QUERY);
   });
 
-  it('keeps the API key under mariner.apiKey and sends the expected headers', () => {
-    expect(html).toContain("'mariner.apiKey'");
+  it('sends the expected headers, and writes no HTML', () => {
     expect(html).toContain("'Bearer ' + key");
     expect(html).toContain("'content-type': 'application/json'");
     expect(html).toContain("'openai-organization'");
@@ -80,5 +80,126 @@ describe('explorerHtml', () => {
     const schema = buildSchema('type Query { hello(name: String!): [String!]! }');
     expect(validate(schema, parse(INTROSPECTION_QUERY))).toEqual([]);
     expect(INTROSPECTION_QUERY.match(/ofType/g)?.length).toBeGreaterThanOrEqual(6);
+  });
+});
+
+/** A Web Storage area that remembers every write. */
+class RecordingStorage {
+  readonly items = new Map<string, string>();
+  readonly writes: string[] = [];
+  getItem(name: string): string | null {
+    return this.items.get(name) ?? null;
+  }
+  setItem(name: string, value: string): void {
+    this.writes.push(`${name}=${value}`);
+    this.items.set(name, String(value));
+  }
+  removeItem(name: string): void {
+    this.items.delete(name);
+  }
+}
+
+type Listener = (event: unknown) => void;
+
+/** Just enough of a DOM element for the explorer's script: values, text, listeners. */
+function fakeElement(): Record<string, any> {
+  const listeners: Record<string, Listener[]> = {};
+  const element: Record<string, any> = {
+    value: '',
+    textContent: '',
+    className: '',
+    style: {},
+    classList: { add() {}, remove() {}, toggle() {}, contains: () => false },
+    addEventListener: (type: string, listener: Listener) => (listeners[type] ??= []).push(listener),
+    appendChild: (child: unknown) => child,
+    setAttribute() {},
+    querySelectorAll: () => [],
+    focus() {},
+    setSelectionRange() {},
+    setRangeText() {},
+    dispatchEvent: () => true,
+    fire: (type: string) => {
+      for (const listener of listeners[type] ?? []) listener.call(element, { type, target: element, preventDefault() {} });
+    },
+  };
+  return element;
+}
+
+/**
+ * The explorer's inline script run as a browser would run it on a page load, against a fake DOM and
+ * the given storage (what survives a reload); every request and every cookie written is recorded.
+ */
+function openExplorer(page: string, storage: { local: RecordingStorage; session: RecordingStorage; cookies: string[] }) {
+  const elements = new Map<string, Record<string, any>>();
+  const byId = (id: string) => {
+    if (!elements.has(id)) elements.set(id, fakeElement());
+    return elements.get(id)!;
+  };
+  const requests: { url: string; headers: Record<string, string>; body: string }[] = [];
+  const document = {
+    getElementById: byId,
+    createElement: () => fakeElement(),
+    createTextNode: () => fakeElement(),
+    addEventListener() {},
+    execCommand: () => false,
+    get cookie() {
+      return storage.cookies.join('; ');
+    },
+    set cookie(value: string) {
+      storage.cookies.push(value);
+    },
+  };
+  const fetch = (url: string, init: { headers: Record<string, string>; body: string }) => {
+    requests.push({ url, headers: init.headers, body: init.body });
+    return new Promise(() => {}); // the answers do not matter here
+  };
+  runInNewContext(inlineScripts(page)[0] ?? '', {
+    document,
+    navigator: { platform: 'Linux' },
+    localStorage: storage.local,
+    sessionStorage: storage.session,
+    fetch,
+    performance: { now: () => 0 },
+    setTimeout: (callback: () => void) => (callback(), 0),
+    clearTimeout() {},
+    Event: class {},
+  });
+  return { input: byId, requests };
+}
+
+describe('the explorer keeps the API key in the page only (notebooks share its origin)', () => {
+  const page = explorerHtml({ endpoint: '/graphql' });
+  const key = `sk-${'k'.repeat(40)}`;
+
+  it('a typed key goes into requests but into no storage or cookie, and a reload asks for it again', () => {
+    const storage = { local: new RecordingStorage(), session: new RecordingStorage(), cookies: [] as string[] };
+    const first = openExplorer(page, storage);
+    first.input('api-key').value = key;
+    first.input('api-key').fire('input');
+    first.input('org').value = 'org-abc';
+    first.input('org').fire('input');
+    first.input('query').value = '{ self { id } }';
+    first.input('run').fire('click');
+    const run = first.requests.at(-1)!;
+    expect(JSON.parse(run.body)).toMatchObject({ query: '{ self { id } }' });
+    expect(run.headers).toMatchObject({ authorization: `Bearer ${key}`, 'openai-organization': 'org-abc' });
+
+    const persisted = [...storage.local.writes, ...storage.session.writes, ...storage.cookies].join('\n');
+    expect(persisted).not.toContain(key);
+    expect(persisted).not.toContain('k'.repeat(20));
+
+    const reloaded = openExplorer(page, storage);
+    expect(reloaded.input('api-key').value).toBe('');
+    expect(reloaded.input('org').value).toBe('org-abc');
+    expect(reloaded.requests.every((request) => request.headers['authorization'] === undefined)).toBe(true);
+  });
+
+  it('a key an earlier version left in localStorage is removed and not used', () => {
+    const storage = { local: new RecordingStorage(), session: new RecordingStorage(), cookies: [] as string[] };
+    storage.local.items.set('mariner.apiKey', key);
+    const opened = openExplorer(page, storage);
+    expect(storage.local.getItem('mariner.apiKey')).toBeNull();
+    expect(opened.input('api-key').value).toBe('');
+    expect(opened.requests.every((request) => request.headers['authorization'] === undefined)).toBe(true);
   });
 });

@@ -184,7 +184,10 @@ const STYLE = String.raw`
 const SCRIPT = String.raw`
 (function () {
   'use strict';
-  var KEY_STORAGE = 'mariner.apiKey';
+  // The API key lives in this page's memory only, never in localStorage, sessionStorage or a cookie:
+  // notebooks run user-chosen images on this origin, and any script there could read those back.
+  // After a reload the user enters it again. Earlier versions kept it under this name: remove it.
+  var LEGACY_KEY_STORAGE = 'mariner.apiKey';
   var ORG_STORAGE = 'mariner.organization';
   var PROJECT_STORAGE = 'mariner.project';
 
@@ -201,7 +204,7 @@ const SCRIPT = String.raw`
   function store(name, value) {
     try { if (value) localStorage.setItem(name, value); else localStorage.removeItem(name); } catch (e) { /* storage disabled */ }
   }
-  keyInput.value = load(KEY_STORAGE);
+  store(LEGACY_KEY_STORAGE, '');
   orgInput.value = load(ORG_STORAGE);
   projectInput.value = load(PROJECT_STORAGE);
 
@@ -563,7 +566,6 @@ const SCRIPT = String.raw`
   // ---- credentials -----------------------------------------------------------------------
   var keyTimer = 0;
   keyInput.addEventListener('input', function () {
-    store(KEY_STORAGE, keyInput.value.trim());
     clearTimeout(keyTimer);
     keyTimer = setTimeout(loadSchema, 700);
   });
