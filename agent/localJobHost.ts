@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { BatchSpec, FineTuningSpec, JobSpec } from '../lib/jobSpec.js';
 import { JobRefusedError, type DispatchedJob, type JobHost } from './executor.js';
+import { jobEnvironment } from './jobEnvironment.js';
 import { trainedTokensOf, type JobReporter, type PhaseReport } from './jobReporter.js';
 
 interface RunningJob {
@@ -154,7 +155,8 @@ export function createLocalJobHost(options: {
       if (spec.kind === 'batch') line(`mariner: the local executor runs the command on this machine; the image ${spec.image} is not used`);
       const [command, ...args] = plan.argv;
       // Its own process group: stopping the job stops what its command started too (a shell's children).
-      const child = spawn(command!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...plan.env }, detached: true });
+      // None of the agent's secrets: only what a process needs to run, and the job's own variables.
+      const child = spawn(command!, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: jobEnvironment(process.env, plan.env), detached: true });
       entry.child = child;
       // Read the output at once: a process that exits before anyone reads its pipes loses what it wrote.
       createInterface({ input: child.stdout! }).on('line', line);

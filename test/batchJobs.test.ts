@@ -73,6 +73,39 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     expect((await rest('GET', `/v1/batch/jobs/${created.body.id}`)).status).toBe(404);
   });
 
+  it("a job's command sees its own envs and what a process needs to run, none of the agent's secrets", async () => {
+    const canary = 's3cr3t-canary';
+    const secrets = ['MARINER_REGISTRATION_KEY', 'MARINER_INTERNAL_TOKEN_SECRET', 'DATABASE_URL', 'AWS_SECRET_ACCESS_KEY', 'HF_TOKEN', 'OPENAI_API_KEY', 'PAYMENTS_SECRET'];
+    const saved = Object.fromEntries(secrets.map((name) => [name, process.env[name]]));
+    for (const name of secrets) process.env[name] = `${canary}-${name}`;
+    try {
+      const created = await rest('POST', '/v1/batch/jobs', {
+        image: 'pytorch-2.1',
+        // Prints the names of the variables holding a canary, then what the job should have.
+        command: `env | grep ${canary} | cut -d= -f1 | sed 's/^/leaked=/'; echo "greeting=$GREETING"; echo "job=$MARINER_JOB_ID"; echo "home=$HOME"; echo "done"`,
+        envs: { GREETING: 'hello' },
+      });
+      expect(created.status).toBe(200);
+      const lines: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        ws.subscribe<{ jobLogs: { lines: { text: string }[] } }>(
+          { query: `subscription($id: ID!) { jobLogs(jobId: $id) { lines { text } } }`, variables: { id: created.body.id } },
+          { next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))), error: reject, complete: resolve },
+        );
+      });
+      expect((await finished(created.body.id)).body.status).toBe('succeeded');
+      expect(lines).toContain('done'); // `env`, `grep` and the rest were found on PATH
+      expect(lines.filter((line) => line.startsWith('leaked='))).toEqual([]);
+      expect(lines.join('\n')).not.toContain(canary);
+      expect(lines).toEqual(expect.arrayContaining(['greeting=hello', `job=${created.body.id}`, `home=${process.env['HOME'] ?? ''}`]));
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   it('fails with the command’s last output; a running job can be cancelled but not deleted', async () => {
     const failing = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo starting; echo "no GPU found" >&2; exit 4' });
     const failed = await finished(failing.body.id);

@@ -8,8 +8,8 @@
  * --demo-model` and in the tests.
  *
  * Environment: MARINER_TRAINING_FILE, MARINER_VALIDATION_FILE (may be empty), MARINER_OUTPUT_DIR,
- * MARINER_HYPERPARAMETERS (JSON), MARINER_SEED; MARINER_DEMO_TRAINER_STEP_MS sets the time per step
- * (default 100 ms).
+ * MARINER_HYPERPARAMETERS (JSON), MARINER_SEED; `--step-ms N` (or MARINER_DEMO_TRAINER_STEP_MS) sets the
+ * time per step (default 100 ms).
  */
 import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -18,10 +18,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 
-/** The argv that runs this trainer with the current Node and tsx. */
-export function demoTrainerCommand(): string[] {
+/**
+ * The argv that runs this trainer with the current Node and tsx. The time per step goes into the
+ * command (from MARINER_DEMO_TRAINER_STEP_MS where set when it is built): a job does not inherit the
+ * agent's environment (agent/jobEnvironment.ts).
+ */
+export function demoTrainerCommand(stepMs = process.env['MARINER_DEMO_TRAINER_STEP_MS']): string[] {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return [process.execPath, '--import', tsx, fileURLToPath(import.meta.url)];
+  return [process.execPath, '--import', tsx, fileURLToPath(import.meta.url), ...(stepMs ? ['--step-ms', stepMs] : [])];
 }
 
 interface Example {
@@ -67,7 +71,8 @@ async function main(): Promise<void> {
   const outputDir = env['MARINER_OUTPUT_DIR'];
   if (!trainingFile || !outputDir) throw new Error('MARINER_TRAINING_FILE and MARINER_OUTPUT_DIR are required');
   const hyper = JSON.parse(env['MARINER_HYPERPARAMETERS'] || '{}') as { nEpochs?: number | null; batchSize?: number | null };
-  const stepMs = Number(env['MARINER_DEMO_TRAINER_STEP_MS'] ?? 100);
+  const stepFlag = process.argv.indexOf('--step-ms');
+  const stepMs = Number((stepFlag > 0 ? process.argv[stepFlag + 1] : undefined) ?? env['MARINER_DEMO_TRAINER_STEP_MS'] ?? 100);
   const examples = await readExamples(trainingFile);
   const validation = env['MARINER_VALIDATION_FILE'] ? await readExamples(env['MARINER_VALIDATION_FILE']) : null;
   const epochs = hyper.nEpochs ?? 3;
