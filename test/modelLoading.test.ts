@@ -309,16 +309,16 @@ describe('base models from a File', () => {
     expect(direct.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN' });
     expect(await model(t, 'never-created')).toBeNull();
 
-    // The same file works for its own project, through the REST layer too.
+    // Its own project may not make a base model of it either: base models are the platform admins'
+    // (the tenant's catalog), through the REST layer too.
     const response = await fetch(`${t.url}/v1/models`, {
       method: 'POST',
       headers: { authorization: `Bearer ${other.key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ id: 'foreign-model', source_repository: 'FILE', file_id: foreignFile }),
     });
-    expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ id: 'foreign-model', source_repository: 'FILE', loading_status: 'REQUESTED', formats: ['GGUF'] });
-    // Leave nothing in the loaders' queue.
+    expect(response.status).toBe(403);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(/only platform admins/);
     const loader = await registerLoader(t, 'file-drain');
-    expect((await acquire(t, loader))?.modelId).toBe('foreign-model');
+    expect(await acquire(t, loader)).toBeNull();
   });
 });

@@ -99,7 +99,8 @@ const files: PolicyMap = {
 const modelsRead = hasScope('api.model', 'read');
 const modelsWrite = hasScope('api.model', 'write');
 const models: PolicyMap = {
-  Query: { models: modelsRead, model: modelsRead, workerActiveModels: isWorker },
+  // modelOwners: the inference subgraph's system calls (@inaccessible: not in the public API).
+  Query: { models: modelsRead, model: modelsRead, workerActiveModels: isWorker, modelOwners: isGatewaySystem },
   Mutation: {
     createBaseModel: modelsWrite,
     registerFineTunedModel: modelsWrite,
@@ -114,6 +115,7 @@ const models: PolicyMap = {
   Model: { '*': modelsRead },
   ModelLoadTask: { '*': isWorker },
   ActiveModel: { '*': isWorker },
+  ModelOwner: { '*': isGatewaySystem },
   ModelConfig: { '*': modelsRead },
   RuntimeConfig: { '*': modelsRead },
   ClusterAllocationPolicy: { '*': modelsRead },

@@ -1,9 +1,10 @@
 import { badInput, forbidden, notFound } from '../../lib/errors.js';
 import { assertId, newId } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import { keyBelongsTo, ObjectNotFoundError } from '../../lib/objectStore/index.js';
+import { ObjectNotFoundError } from '../../lib/objectStore/index.js';
 import type { FilesContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
+import { platformAreaOf } from './objectAreas.js';
 import type { FileRow, ProjectScope } from './store.js';
 import { validateFineTuneJsonl, validFilename, validPurpose } from './validation.js';
 
@@ -106,8 +107,12 @@ export const resolvers: Resolvers<FilesContext> = {
       const purpose = validPurpose(input.purpose);
       const key = ctx.objectStore.keyFromUri(input.objectPath);
       if (!key) throw badInput(`objectPath: "${input.objectPath.slice(0, 200)}" is not an object in this platform's store`, 'objectPath');
-      // Objects of other projects' files (or other tenants' models) are not for linking.
-      if (!keyBelongsTo(key, scope)) throw forbidden('objectPath: that object belongs to another project');
+      // Mariner's own objects (files of projects, models' weights, fine-tuning outputs) are reached
+      // through their File or Model, whose owners are checked; never linked by path (objectAreas.ts).
+      const area = platformAreaOf(key);
+      if (area) {
+        throw forbidden(`objectPath: ${area}/ is where Mariner keeps ${area === 'files' ? "projects' files" : "models' weights"}; objects there cannot be linked by path (use the File or Model itself), only objects elsewhere in the store`);
+      }
       const head = await ctx.objectStore.head(key);
       if (!head) throw notFound('object', input.objectPath);
       if (purpose === 'fine-tune') {

@@ -36,10 +36,27 @@ export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLA
 /** A model as created: no loader has taken it yet. */
 export type NewModelRow = Omit<ModelRow, 'created_at' | 'loading_cluster_id' | 'load_lease_expires_at'>;
 
-/** The cluster a loader works for (a worker identity). */
-export interface LoaderCluster {
+/**
+ * A cluster's agent (a worker identity) and the models it may take (lib/clusterAccess.ts): every cluster
+ * runs the tenant's catalog (base models without a project) once loaded, but only platform clusters
+ * load it, so an organization's own cluster cannot put weights in it that other organizations then run;
+ * a project's models are loaded and run only by clusters that serve its organization.
+ */
+export interface ClusterScope {
   tenantId: string;
   clusterId: string;
+  /** Whether the cluster loads the tenant's catalog (platform clusters). */
+  loadsCatalog: boolean;
+  /** The organizations whose projects' models the cluster loads and runs: every one, or these. */
+  organizations: 'all' | readonly string[];
+}
+
+/** One model as the system sees its owner (the inference subgraph checks runtimes' reports with it). */
+export interface ModelOwnerRow {
+  id: string;
+  organization_id: string | null;
+  project_id: string | null;
+  is_base_model: boolean;
 }
 
 /** What a loader reports about a load it holds (LLMariner UpdateBaseModelLoadingStatus). */
@@ -102,22 +119,84 @@ export class ModelStore {
     return row as ModelRow | undefined;
   }
 
-  /** Any model of the tenant, whichever project it belongs to (for the tenant's loaders). */
-  /** The tenant's active, loaded models that a cluster may run (empty allowedClusterIds: any cluster). */
-  async activeModelsFor(tenantId: string, clusterId: string): Promise<ModelRow[]> {
-    const rows = (await this.knex
+  /** The models of projects of the organizations the cluster serves. */
+  private servedProjects(q: Knex.QueryBuilder, cluster: ClusterScope): Knex.QueryBuilder {
+    q.whereNotNull('models.project_id');
+    return cluster.organizations === 'all' ? q : q.whereIn('models.organization_id', [...cluster.organizations]);
+  }
+
+  /** The models a cluster may run: the tenant's catalog, and its organizations' projects' models. */
+  private runnableBy(cluster: ClusterScope): Knex.QueryBuilder {
+    return this.knex
       .withSchema(SCHEMA)
       .table('models')
-      .where({ tenant_id: tenantId, activation_status: 'ACTIVE', loading_status: 'SUCCEEDED' })
-      .orderBy('id')) as ModelRow[];
+      .where('models.tenant_id', cluster.tenantId)
+      .where((q) => q.whereNull('models.project_id').orWhere((p) => this.servedProjects(p, cluster)));
+  }
+
+  /** The models a cluster may load: the catalog for platform clusters, its organizations' projects' models. */
+  private loadableBy(knex: Knex, cluster: ClusterScope): Knex.QueryBuilder {
+    return knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .where('models.tenant_id', cluster.tenantId)
+      .where((q) => {
+        if (cluster.loadsCatalog) q.whereNull('models.project_id');
+        q.orWhere((p) => this.servedProjects(p, cluster));
+      });
+  }
+
+  /** The active, loaded models that a cluster may run (empty allowedClusterIds: any cluster that may run it). */
+  async activeModelsFor(cluster: ClusterScope): Promise<ModelRow[]> {
+    const rows = (await this.runnableBy(cluster).where({ activation_status: 'ACTIVE', loading_status: 'SUCCEEDED' }).orderBy('id')) as ModelRow[];
     return rows.filter((row) => {
       const allowed = row.config.clusterAllocationPolicy.allowedClusterIds;
-      return allowed.length === 0 || allowed.includes(clusterId);
+      return allowed.length === 0 || allowed.includes(cluster.clusterId);
     });
   }
 
-  async modelOfTenant(tenantId: string, id: string): Promise<ModelRow | undefined> {
-    return this.knex.withSchema(SCHEMA).table('models').where({ tenant_id: tenantId, id }).first();
+  /** A model the cluster may load; undefined for any other (its existence is not the cluster's to learn). */
+  async loadableModel(cluster: ClusterScope, id: string): Promise<ModelRow | undefined> {
+    return this.loadableBy(this.knex, cluster).where('models.id', id).first();
+  }
+
+  /** Who owns each of these models of the tenant; ids of no model are left out. */
+  async owners(tenantId: string, ids: readonly string[]): Promise<ModelOwnerRow[]> {
+    if (ids.length === 0) return [];
+    return this.knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .select('id', 'organization_id', 'project_id', 'is_base_model')
+      .where('tenant_id', tenantId)
+      .whereIn('id', [...ids])
+      .orderBy('id');
+  }
+
+  /**
+   * The projects (null: the catalog) of the models whose weights folder is `models/<tenant>/<folder>/`
+   * (loading.ts `destinationKey`: a model's id), the folder compared without case as a
+   * case-insensitive filesystem would.
+   */
+  async projectsOfFolder(tenantId: string, folder: string): Promise<(string | null)[]> {
+    const rows = (await this.knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .select('project_id')
+      .where('tenant_id', tenantId)
+      .whereRaw('lower(id) = lower(?)', [folder])) as { project_id: string | null }[];
+    return rows.map((row) => row.project_id);
+  }
+
+  /** Whether a model of the tenant not of project `projectId` comes from `source` (an object URI) or from an object under it. */
+  async storedForOtherProject(tenantId: string, source: string, projectId: string): Promise<boolean> {
+    const row = await this.knex
+      .withSchema(SCHEMA)
+      .table('models')
+      .where('tenant_id', tenantId)
+      .where((q) => q.where('source', source).orWhere('source', 'like', `${source.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`))
+      .where((q) => q.whereNull('project_id').orWhereNot('project_id', projectId))
+      .first('id');
+    return row !== undefined;
   }
 
   /**
@@ -125,13 +204,10 @@ export class ModelStore {
    * `cluster`: LOADING with a fresh lease. `skip locked` makes concurrent claims take different models
    * (a row another claim is taking is passed over, not waited for). Undefined when none waits.
    */
-  async acquireLoad(cluster: LoaderCluster, leaseSeconds: number, message: string): Promise<ModelRow | undefined> {
+  async acquireLoad(cluster: ClusterScope, leaseSeconds: number, message: string): Promise<ModelRow | undefined> {
     return this.knex.transaction(async (trx) => {
-      const next = (await trx
-        .withSchema(SCHEMA)
-        .table('models')
+      const next = (await this.loadableBy(trx, cluster)
         .select('id')
-        .where('tenant_id', cluster.tenantId)
         .where((q) =>
           q.where('loading_status', 'REQUESTED').orWhere((l) => l.where('loading_status', 'LOADING').where('load_lease_expires_at', '<=', trx.fn.now())),
         )
@@ -161,7 +237,7 @@ export class ModelStore {
    * Applies a loader's report, only while `cluster` holds the model's load (LOADING, its cluster);
    * undefined otherwise, with nothing changed. One statement: the check and the change are atomic.
    */
-  async reportLoad(cluster: LoaderCluster, id: string, report: LoadReport): Promise<ModelRow | undefined> {
+  async reportLoad(cluster: ClusterScope, id: string, report: LoadReport): Promise<ModelRow | undefined> {
     const values: Record<string, unknown> = {};
     switch (report.status) {
       case 'LOADING':
@@ -183,10 +259,9 @@ export class ModelStore {
         Object.assign(values, { loading_status: 'FAILED', loading_failure_reason: report.reason, load_lease_expires_at: null });
         break;
     }
-    const [row] = await this.knex
-      .withSchema(SCHEMA)
-      .table('models')
-      .where({ tenant_id: cluster.tenantId, id, loading_status: 'LOADING', loading_cluster_id: cluster.clusterId })
+    // The cluster must still serve the model's organization (a grant may have been withdrawn meanwhile).
+    const [row] = await this.loadableBy(this.knex, cluster)
+      .where({ id, loading_status: 'LOADING', loading_cluster_id: cluster.clusterId })
       .update(values)
       .returning('*');
     return row as ModelRow | undefined;

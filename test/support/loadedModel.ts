@@ -5,7 +5,8 @@ import type { TestPlatform } from './platform.js';
  * A base model from weights uploaded as a File, loaded as its cluster's loader reports a load
  * (acquire, then SUCCEEDED with the File's object and `formats`), then activated unless `activate` is
  * false: what a test needs before an agent can run the model. `input` adds CreateBaseModelInput fields
- * (`config`, `isProjectScoped`); `token` is the creator's credential (default: the admin key).
+ * (`config`, `isProjectScoped`); `token` is the creator's credential, a platform admin's: only they
+ * create base models (default: the admin key).
  */
 export async function loadedModelFromFile(
   t: TestPlatform,

@@ -30,7 +30,10 @@ export type CompleteFileUploadInput = {
 };
 
 export type CreateFileFromObjectPathInput = {
-  /** An object in the platform's store: s3://<bucket>/<key> or a key. */
+  /**
+   * An object in the platform's store: s3://<bucket>/<key> or a key, outside the areas Mariner writes
+   * (`files/`, `models/`: files and models are reached through their File or Model).
+   */
   objectPath: Scalars['String']['input'];
   purpose: Scalars['String']['input'];
 };

@@ -51,9 +51,13 @@ export type CreateBaseModelInput = {
   config?: InputMaybe<ModelConfigInput>;
   /** The model's name, e.g. meta-llama/Llama-3.1-8B-Instruct (stored normalised). */
   id: Scalars['ID']['input'];
-  /** Visible to the current project only (default) or, for organization owners, to the whole tenant. */
+  /** Visible to the current project only (default) or to the whole tenant (the catalog). */
   isProjectScoped?: InputMaybe<Scalars['Boolean']['input']>;
-  /** OBJECT_STORE: s3://bucket/path or a key in the platform's store; HUGGING_FACE/OLLAMA: the repository reference; FILE: a file id of the project. */
+  /**
+   * OBJECT_STORE: s3://bucket/path or a key in the platform's store, outside the areas Mariner writes
+   * (`files/`; under `models/`, fine-tuning outputs and other projects' models); HUGGING_FACE/OLLAMA: the
+   * repository reference; FILE: a file id of the project.
+   */
   source: Scalars['String']['input'];
   sourceRepository: SourceRepository;
 };
@@ -139,6 +143,17 @@ export type ModelLoadingStatus =
   | 'REQUESTED'
   | 'SUCCEEDED';
 
+/** Whom a model belongs to, for the system's checks of what clusters report. */
+export type ModelOwner = {
+  __typename?: 'ModelOwner';
+  id: Scalars['ID']['output'];
+  isBaseModel: Scalars['Boolean']['output'];
+  /** Null for the tenant's catalog. */
+  organizationId?: Maybe<Scalars['ID']['output']>;
+  /** Null for the tenant's catalog. */
+  projectId?: Maybe<Scalars['ID']['output']>;
+};
+
 export type ModelPage = {
   __typename?: 'ModelPage';
   hasMore: Scalars['Boolean']['output'];
@@ -147,11 +162,19 @@ export type ModelPage = {
 
 export type Mutation = {
   __typename?: 'Mutation';
-  /** For agents (model loader): claims one model of the cluster's tenant waiting for a loader (or whose loader's lease ran out); null when none is. */
+  /**
+   * For agents (model loader): claims one model waiting for a loader (or whose loader's lease ran out):
+   * of the tenant's catalog for platform clusters, of the organizations it serves for every cluster; null
+   * when none is.
+   */
   acquireModelLoad?: Maybe<ModelLoadTask>;
-  /** Marks a model ACTIVE so engines deploy it. Only loaded models can be activated. */
+  /**
+   * Marks a model ACTIVE so engines deploy it. Only loaded models can be activated. The tenant's catalog is
+   * changed by platform admins only (a catalog model with on-demand allocation by anyone who sees it);
+   * a project's models by the project.
+   */
   activateModel: Model;
-  /** Records a base model to load; the agent's loader fetches it (loading status REQUESTED). */
+  /** Records a base model to load (platform admins only); a platform cluster's loader fetches it (loading status REQUESTED). */
   createBaseModel: Model;
   deactivateModel: Model;
   /** Deletes a model; refused while it is active. */
@@ -201,9 +224,14 @@ export type MutationUpdateModelConfigArgs = {
 export type Query = {
   __typename?: 'Query';
   model?: Maybe<Model>;
+  /** For the inference subgraph (the system): who owns each of these models of the tenant (at most 1000 ids; unknown ids are left out). */
+  modelOwners: Array<ModelOwner>;
   /** Models visible to the current project: tenant base models, the project's base models and its fine-tuned models. Loaded ones only unless includeLoading. */
   models: ModelPage;
-  /** For agents: the tenant's active, loaded models this cluster may run (its allocation policy allows it), with where their weights are. */
+  /**
+   * For agents: the active, loaded models this cluster may run, with where their weights are: the tenant's
+   * catalog and the models of the organizations the cluster serves, where their allocation policy allows it.
+   */
   workerActiveModels: Array<ActiveModel>;
 };
 
@@ -211,6 +239,12 @@ export type Query = {
 export type QueryModelArgs = {
   id: Scalars['ID']['input'];
   includeLoading?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+
+export type QueryModelOwnersArgs = {
+  ids: Array<Scalars['ID']['input']>;
+  tenantId: Scalars['ID']['input'];
 };
 
 
@@ -223,9 +257,16 @@ export type QueryModelsArgs = {
 export type RegisterFineTunedModelInput = {
   baseModelId: Scalars['ID']['input'];
   config?: InputMaybe<ModelConfigInput>;
-  /** Where the adapter or weights are (object path). */
+  /**
+   * Where the adapter or weights are (object path): a file of this project, an object outside the areas
+   * Mariner writes, or a fine-tuning job's output (`models/<tenant>/fine-tuned/<job id>`, with the job's suffix).
+   */
   source: Scalars['String']['input'];
-  /** At most 25 characters: lowercase letters, digits and dashes (fine-tuning jobs add `-<6 characters of the job id>` to their 18). */
+  /**
+   * At most 25 characters: lowercase letters, digits and dashes (fine-tuning jobs add `-<6 characters of the
+   * job id>` to their 18). The model's id is `ft:<base>:<suffix>-<6 random characters>`, so that it never
+   * collides with another project's model; a job's output keeps `ft:<base>:<suffix>`.
+   */
   suffix: Scalars['String']['input'];
 };
 
@@ -380,6 +421,7 @@ export type ResolversTypes = ResolversObject<{
   ModelLoadReportStatus: ModelLoadReportStatus;
   ModelLoadTask: ResolverTypeWrapper<ModelLoadTask>;
   ModelLoadingStatus: ModelLoadingStatus;
+  ModelOwner: ResolverTypeWrapper<ModelOwner>;
   ModelPage: ResolverTypeWrapper<Omit<ModelPage, 'items'> & { items: Array<ResolversTypes['Model']> }>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -407,6 +449,7 @@ export type ResolversParentTypes = ResolversObject<{
   ModelConfig: ModelConfig;
   ModelConfigInput: ModelConfigInput;
   ModelLoadTask: ModelLoadTask;
+  ModelOwner: ModelOwner;
   ModelPage: Omit<ModelPage, 'items'> & { items: Array<ResolversParentTypes['Model']> };
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
@@ -476,6 +519,13 @@ export type ModelLoadTaskResolvers<ContextType = ModelsContext, ParentType exten
   sourceRepository?: Resolver<ResolversTypes['SourceRepository'], ParentType, ContextType>;
 }>;
 
+export type ModelOwnerResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelOwner'] = ResolversParentTypes['ModelOwner']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  isBaseModel?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  organizationId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+}>;
+
 export type ModelPageResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelPage'] = ResolversParentTypes['ModelPage']> = ResolversObject<{
   hasMore?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   items?: Resolver<Array<ResolversTypes['Model']>, ParentType, ContextType>;
@@ -494,6 +544,7 @@ export type MutationResolvers<ContextType = ModelsContext, ParentType extends Re
 
 export type QueryResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   model?: Resolver<Maybe<ResolversTypes['Model']>, ParentType, ContextType, RequireFields<QueryModelArgs, 'id'>>;
+  modelOwners?: Resolver<Array<ResolversTypes['ModelOwner']>, ParentType, ContextType, RequireFields<QueryModelOwnersArgs, 'ids' | 'tenantId'>>;
   models?: Resolver<ResolversTypes['ModelPage'], ParentType, ContextType, Partial<QueryModelsArgs>>;
   workerActiveModels?: Resolver<Array<ResolversTypes['ActiveModel']>, ParentType, ContextType>;
 }>;
@@ -512,6 +563,7 @@ export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
   Model?: ModelResolvers<ContextType>;
   ModelConfig?: ModelConfigResolvers<ContextType>;
   ModelLoadTask?: ModelLoadTaskResolvers<ContextType>;
+  ModelOwner?: ModelOwnerResolvers<ContextType>;
   ModelPage?: ModelPageResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
