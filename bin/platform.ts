@@ -164,6 +164,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const inference = await createInferenceSubgraph(db, {
       pubsub,
       modelsUrl,
+      clustersUrl: () => started.find((s) => s.name === 'clusters')!.url,
       tokens,
       transport: sessions.transport,
       settings: config.inference,

@@ -185,6 +185,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         const inference = await createInferenceSubgraph(database, {
           pubsub,
           modelsUrl: serve.subgraphUrls.models!,
+          clustersUrl: () => serve.subgraphUrls.clusters!,
           // The `rag` tool of chat completions searches vector stores as the caller (the chart gives every
           // component every address; without this one the tool answers that it is not available).
           ...(serve.subgraphUrls.vectorstores ? { vectorStoresUrl: () => serve.subgraphUrls.vectorstores! } : {}),

@@ -1,9 +1,12 @@
+import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { InferenceLoaders } from './loaders.js';
 import type { ModelsClient } from './modelsClient.js';
 import type { VectorStoreSearch } from './rag.js';
 import type { RateLimiter } from './rateLimits.js';
 import type { InferenceRouter } from './router.js';
+import type { RuntimeAccess } from './runtimeAccess.js';
 import type { RuntimeRow, RuntimeStore, UsageStore } from './store.js';
 import type { UsageRecorder } from './usage.js';
 
@@ -11,12 +14,16 @@ export interface InferenceContext extends SubgraphContext {
   store: RuntimeStore;
   router: InferenceRouter;
   models: ModelsClient;
+  /** Which runtimes the caller may see, and which a cluster may report. */
+  access: RuntimeAccess;
+  loaders: InferenceLoaders;
   pubsub: PubSub;
   /** The `rag` tool's search (null: no vectorstores subgraph to ask). */
   vectorStores: VectorStoreSearch | null;
   rateLimiter: RateLimiter;
   usage: UsageRecorder;
   usageStore: UsageStore;
+  logger: Logger;
 }
 
 /** A Model as this subgraph knows it: by id only. */

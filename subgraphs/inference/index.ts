@@ -1,3 +1,4 @@
+import { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import type { MarinerConfig } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
@@ -8,12 +9,14 @@ import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { InferenceContext } from './context.js';
+import { createInferenceLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
 import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
 import { RateLimiter } from './rateLimits.js';
 import { InferenceRouter, type ClusterTransport } from './router.js';
+import { RuntimeAccess } from './runtimeAccess.js';
 import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore, type UsageRecord } from './store.js';
 import { UsageRecorder } from './usage.js';
 
@@ -22,6 +25,8 @@ export type { ClusterTransport } from './router.js';
 export interface InferenceOptions {
   /** Where the models subgraph runs (model visibility is asked there, as the caller). */
   modelsUrl: string;
+  /** Where the clusters subgraph runs: which clusters each organization may use is asked there (lib/clusterAccess.ts). */
+  clustersUrl: () => string;
   tokens: InternalTokens;
   /** How requests reach agents: the sessions tunnel registry. */
   transport: ClusterTransport;
@@ -44,8 +49,11 @@ export interface InferenceOptions {
 export async function createInferenceSubgraph(db: Database, options: InferenceOptions): Promise<{ definition: SubgraphDefinition<InferenceContext>; store: RuntimeStore; stop(): Promise<void> }> {
   await migrate(db.knex, SCHEMA, migrations);
   const store = new RuntimeStore(db.knex);
-  const router = new InferenceRouter(store, options.transport, options.logger.child({ component: 'inference' }), options.settings.runtimeFreshSeconds, options.settings.requestWaitSeconds);
+  const logger = options.logger.child({ component: 'inference' });
+  const clusterAccess = new ClusterAccessDirectory({ clustersUrl: options.clustersUrl, tokens: options.tokens });
+  const router = new InferenceRouter(store, options.transport, clusterAccess, logger, options.settings.runtimeFreshSeconds, options.settings.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
+  const access = new RuntimeAccess(clusterAccess, models);
   const vectorStores = options.vectorStoresUrl ? createVectorStoreSearch({ url: options.vectorStoresUrl, tokens: options.tokens }) : null;
   const { settings } = options;
   const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), { requestsPerMinute: settings.rateLimitRequestsPerMinute, tokensPerMinute: settings.rateLimitTokensPerMinute });
@@ -60,7 +68,20 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
       typeDefs: subgraphTypeDefs('inference'),
       resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
       policy: policyFor('inference'),
-      createContext: (base) => ({ ...base, store, router, models, pubsub: options.pubsub, vectorStores, rateLimiter, usage, usageStore }),
+      createContext: (base) => ({
+        ...base,
+        store,
+        router,
+        models,
+        access,
+        loaders: createInferenceLoaders(base, store, access),
+        pubsub: options.pubsub,
+        vectorStores,
+        rateLimiter,
+        usage,
+        usageStore,
+        logger,
+      }),
     },
   };
 }

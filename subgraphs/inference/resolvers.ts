@@ -1,6 +1,6 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor, unauthenticated } from '../../lib/errors.js';
-import { projectScopeOf } from '../../lib/identity.js';
+import { projectScopeOf, type ProjectScope } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
@@ -133,8 +133,7 @@ async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Pr
     await meter.admit();
     const modelId = await servableModel(ctx, model);
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-    const tenantId = projectScopeOf(ctx.identity).tenantId;
-    const routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false }, undefined, ctx.requestId);
+    const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false }, undefined, ctx.requestId);
     if (routed.status >= 400) throw await runtimeError(routed);
     const result = await readJson(routed.stream);
     await meter.succeeded(usageOf(result));
@@ -169,9 +168,8 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
     await meter.admit();
     const modelId = await servableModel(ctx, model);
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-    const tenantId = projectScopeOf(ctx.identity).tenantId;
     const streamOptions = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
-    routed = await ctx.router.forward(tenantId, modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions }, undefined, ctx.requestId);
+    routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions }, undefined, ctx.requestId);
     if (routed.status >= 400) throw await runtimeError(routed);
   } catch (error) {
     meter.failed(statusOfError(error));
@@ -213,7 +211,7 @@ async function tokenize(ctx: InferenceContext, request: unknown): Promise<unknow
   if (hasPrompt && typeof body['prompt'] !== 'string') throw badInput('prompt must be a string', 'prompt');
   if (hasMessages && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
   const modelId = await servableModel(ctx, body['model'].trim());
-  const routed = await ctx.router.forward(projectScopeOf(ctx.identity).tenantId, modelId, '/tokenize', { ...body, model: modelId }, undefined, ctx.requestId);
+  const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, '/tokenize', { ...body, model: modelId }, undefined, ctx.requestId);
   if (routed.status === 404 || routed.status === 405) {
     routed.stream.close(http2.constants.NGHTTP2_CANCEL);
     throw failedPrecondition(`the runtime of model ${modelId} does not tokenize`);
@@ -233,28 +231,32 @@ function instant(value: string | null | undefined, name: string): Date | null {
 /** The channel agents' runtime reports are announced on; the payload is the tenant id. */
 export const RUNTIMES_CHANNEL = 'inference_runtimes';
 
-async function statusOf(ctx: InferenceContext, tenantId: string) {
-  const runtimes = await ctx.store.forTenant(tenantId);
+/** The tenant's runtimes the caller may see (RuntimeAccess.visible): never another organization's clusters or another project's models. */
+async function statusOf(ctx: InferenceContext, scope: ProjectScope): Promise<InferenceStatusModel> {
+  const runtimes = await ctx.access.visible(scope, ctx.requestId, await ctx.store.forTenant(scope.tenantId));
   return { runtimes, readyModelIds: [...new Set(runtimes.filter((r) => r.ready_replicas > 0).map((r) => r.model_id))] };
 }
 
 /** The tenant's inference status now, then after each report. */
 function runtimeUpdates(ctx: InferenceContext): AsyncGenerator<unknown> {
-  const tenantId = projectScopeOf(ctx.identity).tenantId;
+  const scope = projectScopeOf(ctx.identity);
   return latestOnChange(
-    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === tenantId && changed()),
-    () => statusOf(ctx, tenantId),
+    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === scope.tenantId && changed()),
+    () => statusOf(ctx, scope),
   );
 }
 
-/** One model's runtimes of the tenant now, then after each report; the model must be visible to the caller. */
+/**
+ * One model's runtimes now, then after each report; the model must be visible to the caller (as the
+ * models subgraph answers it), and only runtimes on clusters the caller's organization may use show.
+ */
 async function modelRuntimeUpdates(ctx: InferenceContext, modelId: string): Promise<AsyncGenerator<unknown>> {
-  const tenantId = projectScopeOf(ctx.identity).tenantId;
+  const scope = projectScopeOf(ctx.identity);
   const model = await ctx.models.model(ctx, modelId);
   if (!model) throw notFound('model', modelId);
   return latestOnChange(
-    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === tenantId && changed()),
-    () => ctx.store.forModels(tenantId, [model.id]),
+    (changed) => ctx.pubsub.subscribe(RUNTIMES_CHANNEL, (payload) => payload === scope.tenantId && changed()),
+    async () => ctx.access.onUsableClusters(scope, await ctx.store.forModels(scope.tenantId, [model.id])),
   );
 }
 
@@ -302,7 +304,7 @@ function runtimeReports(runtimes: readonly RuntimeReportInput[]): RuntimeReport[
 export const resolvers: Resolvers<InferenceContext> = {
   JSON: JSONScalar,
   Query: {
-    inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity).tenantId),
+    inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity)),
     inferenceRateLimit: (_p, _a, ctx) => ctx.rateLimiter.state(ctx.identity),
     apiUsages: async (_p, { startTime, endTime }, ctx) => {
       const scope = projectScopeOf(ctx.identity);
@@ -318,9 +320,14 @@ export const resolvers: Resolvers<InferenceContext> = {
     createCompletion: (_p, { request }, ctx) => complete('completion', ctx, request),
     createEmbedding: (_p, { request }, ctx) => complete('embedding', ctx, request),
     reportRuntimes: async (_p, { runtimes }, ctx) => {
-      if (!ctx.worker) throw unauthenticated('A cluster registration key is required');
-      const stored = await ctx.store.replaceForCluster(ctx.worker.tenantId, ctx.worker.clusterId, runtimeReports(runtimes));
-      await ctx.pubsub.publish(RUNTIMES_CHANNEL, ctx.worker.tenantId);
+      const worker = ctx.worker;
+      if (!worker) throw unauthenticated('A cluster registration key is required');
+      // Only models the cluster may run count: a cluster of one organization reporting another's model
+      // (to be sent its requests) is left out, as is a model deleted since the agent last looked.
+      const { accepted, dropped } = await ctx.access.admissible(worker, ctx.requestId, runtimeReports(runtimes));
+      if (dropped > 0) ctx.logger.warn({ clusterId: worker.clusterId, dropped }, 'runtime report of models the cluster may not run: left out');
+      const stored = await ctx.store.replaceForCluster(worker.tenantId, worker.clusterId, accepted);
+      await ctx.pubsub.publish(RUNTIMES_CHANNEL, worker.tenantId);
       return stored;
     },
   },
@@ -332,7 +339,7 @@ export const resolvers: Resolvers<InferenceContext> = {
   },
   Model: {
     __resolveReference: (ref) => ({ id: ref.id }),
-    runtimes: (m, _a, ctx) => ctx.store.forModels(projectScopeOf(ctx.identity).tenantId, [m.id]),
+    runtimes: (m, _a, ctx) => ctx.loaders.modelRuntimes.load(m.id),
   },
   InferenceRateLimit: {
     resetsAt: (s) => s.resetsAt.toISOString(),

@@ -1,4 +1,5 @@
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
@@ -10,6 +11,12 @@ export interface ClusterTransport {
   request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
   /** The tenant's clusters with a connected agent. */
   connectedClusters(tenantId: string): string[];
+}
+
+/** Whose request is routed: the caller's tenant, and its organization (which clusters it may use). */
+export interface RoutingScope {
+  tenantId: string;
+  organizationId: string;
 }
 
 /** A runtime's answer: its status and headers, and the stream to read the body from. */
@@ -39,10 +46,11 @@ function responseOf(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
 
 /**
  * Picks a runtime for each request and forwards it through the cluster's tunnel (DESIGN §3
- * "Inference"): ready runtimes of the tenant only, fewest requests in flight first (as reported by
- * the agents plus those this replica has sent since); a runtime that fails before answering (tunnel
- * gone, agent or runtime error) is skipped for the next one. Nothing has reached the caller by then,
- * so the retry is invisible.
+ * "Inference"): ready runtimes of the tenant on clusters the caller's organization may use only
+ * (lib/clusterAccess.ts: a cluster of another organization never sees its prompts, whatever its agent
+ * reports), fewest requests in flight first (as reported by the agents plus those this replica has
+ * sent since); a runtime that fails before answering (tunnel gone, agent or runtime error) is skipped
+ * for the next one. Nothing has reached the caller by then, so the retry is invisible.
  */
 export class InferenceRouter {
   /** Requests this replica has open to each (cluster, model), until their streams close. */
@@ -51,33 +59,56 @@ export class InferenceRouter {
   constructor(
     private readonly store: RuntimeStore,
     private readonly transport: ClusterTransport,
+    /** Which clusters an organization may use: cached, so that a request pays a cache hit, not a round trip. */
+    private readonly clusters: ClusterAccessDirectory,
     private readonly logger: Logger,
     private readonly freshSeconds: number,
     private readonly waitSeconds: number,
   ) {}
 
+  /** The clusters the caller's organization may use now. When the clusters subgraph cannot say, routing fails closed: UNAVAILABLE. */
+  private async usableClusters(scope: RoutingScope): Promise<Set<string>> {
+    try {
+      return await this.clusters.usableBy(scope.tenantId, scope.organizationId);
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message, tenantId: scope.tenantId }, 'cluster access could not be read; refusing to route');
+      throw new MarinerError(ErrorCode.UNAVAILABLE, 'The clusters serving your organization could not be determined; retry shortly');
+    }
+  }
+
+  /** Ready runtimes of a model, reported within the freshness window, on clusters the caller may use. */
+  private async readyOn(scope: RoutingScope, modelId: string) {
+    const [usable, ready] = await Promise.all([this.usableClusters(scope), this.store.ready(scope.tenantId, modelId, this.freshSeconds)]);
+    return { usable, ready: ready.filter((runtime) => usable.has(runtime.cluster_id)) };
+  }
+
   /**
-   * Ready runtimes of a model; when there are none, asks the tenant's agents to reconcile now (the
-   * model may just have been activated) and to wake the model (its autoscaler scaled it to zero:
-   * scale from zero), and holds the request until one is ready or `waitSeconds` pass.
+   * Ready runtimes of a model; when there are none, asks the agents of the clusters the caller may use
+   * to reconcile now (the model may just have been activated) and to wake the model (its autoscaler
+   * scaled it to zero: scale from zero), and holds the request until one is ready or `waitSeconds` pass.
    */
-  private async readyRuntimes(tenantId: string, modelId: string, deadline: number, signal?: AbortSignal) {
-    let ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+  private async readyRuntimes(scope: RoutingScope, modelId: string, deadline: number, signal?: AbortSignal) {
+    let { usable, ready } = await this.readyOn(scope, modelId);
     if (ready.length > 0 || this.waitSeconds === 0) return ready;
-    this.wake(tenantId, modelId);
+    this.wake(scope.tenantId, usable, modelId);
     // Every 2 s again while it waits: a waiting request is demand, which keeps an autoscaler from
     // taking the starting replica away as idle.
     for (let polls = 1; ready.length === 0 && Date.now() < deadline && !signal?.aborted; polls++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
-      if (polls % 8 === 0) this.wake(tenantId, modelId);
-      ready = await this.store.ready(tenantId, modelId, this.freshSeconds);
+      if (polls % 8 === 0) this.wake(scope.tenantId, usable, modelId);
+      ({ usable, ready } = await this.readyOn(scope, modelId));
     }
     return ready;
   }
 
-  /** Asks the tenant's agents to reconcile now and to scale the model from zero. */
-  private wake(tenantId: string, modelId: string): void {
+  /**
+   * Asks the connected agents of the `usable` clusters to reconcile now and to scale the model from
+   * zero. Only those: the nudge names the model, and another organization's cluster must not learn
+   * which models are being asked for.
+   */
+  private wake(tenantId: string, usable: ReadonlySet<string>, modelId: string): void {
     for (const clusterId of this.transport.connectedClusters(tenantId)) {
+      if (!usable.has(clusterId)) continue;
       try {
         const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile?wake=${encodeURIComponent(modelId)}` }, { endStream: true });
         nudge.on('error', () => undefined).resume();
@@ -92,13 +123,13 @@ export class InferenceRouter {
    * answered that it has no ready replica (the reports were behind: a replica just scaled away), the
    * request waits for a ready one as when none was reported, up to the same deadline.
    */
-  async forward(tenantId: string, modelId: string, path: string, body: unknown, signal?: AbortSignal, requestId?: string): Promise<RoutedResponse> {
+  async forward(scope: RoutingScope, modelId: string, path: string, body: unknown, signal?: AbortSignal, requestId?: string): Promise<RoutedResponse> {
     const deadline = Date.now() + this.waitSeconds * 1000;
     for (;;) {
-      const attempt = await this.forwardOnce(tenantId, modelId, path, body, deadline, signal, requestId);
+      const attempt = await this.forwardOnce(scope, modelId, path, body, deadline, signal, requestId);
       if ('routed' in attempt) return attempt.routed;
       if (!attempt.notReady || Date.now() >= deadline || signal?.aborted) throw attempt.error;
-      this.wake(tenantId, modelId);
+      this.wake(scope.tenantId, await this.usableClusters(scope), modelId);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
@@ -108,7 +139,7 @@ export class InferenceRouter {
    * runtime see the caller's request id. `notReady`: every runtime tried answered 503.
    */
   private async forwardOnce(
-    tenantId: string,
+    scope: RoutingScope,
     modelId: string,
     path: string,
     body: unknown,
@@ -116,7 +147,7 @@ export class InferenceRouter {
     signal?: AbortSignal,
     requestId?: string,
   ): Promise<{ routed: RoutedResponse } | { error: MarinerError; notReady: boolean }> {
-    const ready = await this.readyRuntimes(tenantId, modelId, deadline, signal);
+    const ready = await this.readyRuntimes(scope, modelId, deadline, signal);
     if (ready.length === 0) {
       return { error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`), notReady: false };
     }
@@ -185,9 +216,21 @@ export async function readJson(stream: ClientHttp2Stream, limit = 64 * 1024 * 10
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
+/**
+ * The most one server-sent event of a runtime may hold before its end (`\n\n`), in characters: the
+ * parser keeps an unfinished event in memory, and a broken (or hostile) runtime that never ends one
+ * must not grow the control plane's memory without bound. 1 Mi characters is far above any real
+ * chunk (a few hundred bytes of JSON for a token or a tool-call delta; a usage chunk).
+ */
+export const MAX_SERVER_SENT_EVENT_CHARS = 1024 * 1024;
+
 /** The `data:` payloads of a server-sent event stream, as they arrive; ends at `[DONE]`. */
-export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerator<unknown> {
+export async function* serverSentEvents(stream: ClientHttp2Stream, maxEventChars = MAX_SERVER_SENT_EVENT_CHARS): AsyncGenerator<unknown> {
   let buffer = '';
+  // Where the search for the event's end resumes: the part already searched holds none.
+  let searched = 0;
+  // One decoder for the stream: a character whose UTF-8 bytes straddle two chunks is decoded whole.
+  const decoder = new TextDecoder();
   const chunks = (async function* () {
     try {
       yield* stream;
@@ -196,11 +239,12 @@ export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerat
     }
   })();
   for await (const chunk of chunks) {
-    buffer += (chunk as Buffer).toString('utf8');
+    buffer += decoder.decode(chunk as Buffer, { stream: true });
     let boundary: number;
-    while ((boundary = buffer.indexOf('\n\n')) !== -1) {
+    while ((boundary = buffer.indexOf('\n\n', searched)) !== -1) {
       const event = buffer.slice(0, boundary);
       buffer = buffer.slice(boundary + 2);
+      searched = 0;
       const data = event
         .split('\n')
         .filter((line) => line.startsWith('data:'))
@@ -210,6 +254,12 @@ export async function* serverSentEvents(stream: ClientHttp2Stream): AsyncGenerat
       if (data === '[DONE]') return;
       yield JSON.parse(data);
     }
+    if (buffer.length > maxEventChars) {
+      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      throw new MarinerError(ErrorCode.UNAVAILABLE, `The runtime sent an event longer than ${maxEventChars} characters; the stream was stopped. Retry the request`);
+    }
+    // A boundary may start at the last character searched ("\n" now, "\n" in the next chunk).
+    searched = Math.max(0, buffer.length - 1);
   }
   // The runtime (or its cluster) went away mid-stream: an error, not a normal end.
   throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');

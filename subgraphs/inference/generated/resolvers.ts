@@ -62,7 +62,10 @@ export type InferenceRateLimit = {
   resetsAt: Scalars['DateTime']['output'];
 };
 
-/** Inference across the tenant's clusters (LLMariner inference status). */
+/**
+ * Inference as the caller may see it (LLMariner inference status): the runtimes on the clusters its
+ * organization may use, of the models its project sees (the tenant's catalog and the project's own).
+ */
 export type InferenceStatus = {
   __typename?: 'InferenceStatus';
   /** Models with at least one ready replica. */
@@ -74,7 +77,7 @@ export type InferenceStatus = {
 export type Model = {
   __typename?: 'Model';
   id: Scalars['ID']['output'];
-  /** The model's runtimes on the tenant's clusters. */
+  /** The model's runtimes on the clusters the caller's organization may use. */
   runtimes: Array<Runtime>;
 };
 
@@ -89,7 +92,11 @@ export type Mutation = {
   createCompletion: Scalars['JSON']['output'];
   /** OpenAI embeddings: the body of POST /v1/embeddings; the result a `list` of embeddings. */
   createEmbedding: Scalars['JSON']['output'];
-  /** For agents: the runtimes on the calling cluster now (replaces the previous report). */
+  /**
+   * For agents: the runtimes on the calling cluster now (replaces the previous report). Only runtimes of
+   * models the cluster may run count (the tenant's catalog, and models of the organizations it serves);
+   * the others (another organization's model, a model since deleted) are left out of what is kept and returned.
+   */
   reportRuntimes: Array<Runtime>;
 };
 
@@ -205,11 +212,11 @@ export type Subscription = {
   /** OpenAI streaming completion: each event is one `text_completion` chunk. */
   completionChunks: Scalars['JSON']['output'];
   /**
-   * One model's runtimes across the tenant's clusters, with their autoscaling state: the current state
+   * One model's runtimes on the clusters the caller's organization may use, with their autoscaling state: the current state
    * at once, then again whenever an agent reports them (replicas, in-flight requests, scale decisions).
    */
   runtimeScaling: Array<Runtime>;
-  /** The tenant's runtimes: the current state at once, then again whenever an agent reports a change. */
+  /** The runtimes the caller may see (as `inferenceStatus`): the current state at once, then again whenever an agent reports a change. */
   runtimesUpdated: InferenceStatus;
 };
 
