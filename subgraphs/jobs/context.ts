@@ -1,5 +1,6 @@
 import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { CreatorCredentials } from './creatorCredentials.js';
 import type { JobDispatcher, JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
 import type { SecretBox } from './secrets.js';
@@ -13,6 +14,8 @@ export interface JobsContext extends SubgraphContext {
   dispatcher: JobDispatcher;
   transport: JobTransport;
   pubsub: PubSub;
+  /** Whether a job still acts for its creator (the API key that created it exists). */
+  credentials: CreatorCredentials;
   /** Batch job image presets: name → image (LLMariner Helm `batchJob.images`). */
   batchImages: Record<string, string>;
   /** Notebook image presets: name → image (LLMariner `notebook.imageTypes`). */

@@ -2,6 +2,7 @@ import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { notebookBasePath, type NotebookSpec } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
 import { WORKER_PREFIX } from '../../lib/tunnel.js';
+import type { Admission, DispatchGuard, DispatchPass } from './dispatchGuard.js';
 import type { JobEvents } from './events.js';
 import type { JobAction, JobRow, JobStore } from './store.js';
 
@@ -75,7 +76,10 @@ export function callAgent(transport: JobTransport, clusterId: string, path: stri
  * tunnel instead of agents polling). Jobs waiting for an agent — to be started (`creating`) or
  * stopped (`cancelling`) — are claimed with a lease, sent to their cluster's agent, and marked
  * done when it accepts. Nothing is lost on a crash: the state is in the table, a claim that was
- * not completed expires, and the agent treats a job it already has as accepted.
+ * not completed expires, and the agent treats a job it already has as accepted. A job goes to be
+ * started (or a notebook started again, with its secrets) only after `guard` admits it: its cluster
+ * still serves its organization, and it still acts for its creator (dispatchGuard.ts). Stopping,
+ * cancelling and deleting go to the cluster that has the job whatever it serves now.
  */
 export class JobDispatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -91,6 +95,7 @@ export class JobDispatcher {
     private readonly intervalMs: number,
     /** A notebook's secrets, opened to be sent; what to clean up once a job is gone (its API key). */
     private readonly hooks: { notebookSecrets(job: JobRow & { kind: 'notebook' }): { token: string; apiKey: string }; removed(job: JobRow): Promise<void> },
+    private readonly guard: DispatchGuard,
     private readonly leaseSeconds = 60,
     /** After a failed dispatch (agent unreachable or busy), wait this long before the next try. */
     private readonly retrySeconds = 5,
@@ -124,7 +129,8 @@ export class JobDispatcher {
     for (;;) {
       const claimed = await this.store.claimForDispatch(this.transport.allConnectedClusters(), this.leaseSeconds);
       if (claimed.length === 0) return;
-      await Promise.all(claimed.map((job) => this.dispatch(job)));
+      const pass = this.guard.newPass();
+      await Promise.all(claimed.map((job) => this.dispatch(job, pass)));
     }
   }
 
@@ -185,11 +191,41 @@ export class JobDispatcher {
     await this.events.changed(updated);
   }
 
-  private async dispatch(job: JobRow): Promise<void> {
+  /** The guard refused to send the job to its cluster: it moves to another cluster, or fails with the reason. */
+  private async refused(job: JobRow, clusterId: string, admission: Exclude<Admission, { admitted: true }>): Promise<void> {
+    if (admission.cause === 'creator') return this.guard.creatorRevoked(job, admission.reason);
+    const reason = `${admission.reason[0]!.toUpperCase()}${admission.reason.slice(1)}`;
+    if (admission.moveTo) {
+      const moved = await this.store.reassign(job.id, clusterId, admission.moveTo);
+      if (!moved) return;
+      await this.events.record(moved, {
+        level: 'warn',
+        type: 'message',
+        message: `${reason}: the job moves to cluster ${admission.moveTo.clusterId} (namespace ${admission.moveTo.namespace}), queued again`,
+      });
+      await this.events.changed(moved);
+      this.nudge();
+      return;
+    }
+    const message = `${reason}, and no other cluster is available to the project's organization`;
+    const failed = await this.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'cluster_not_available', message, param: null } });
+    if (failed) {
+      await this.events.record(failed, { level: 'error', type: 'message', message: `The job was not sent to cluster ${clusterId}: ${message}` });
+      await this.events.changed(failed);
+    }
+  }
+
+  private async dispatch(job: JobRow, pass: DispatchPass): Promise<void> {
     const action = job.pending_action;
     const clusterId = job.cluster_id;
     if (!action || !clusterId) return this.store.retryDispatchLater(job.id, this.retrySeconds);
     try {
+      if (action === 'creating' || action === 'starting') {
+        const admission = await this.guard.admit(job, clusterId, pass);
+        if (!admission.admitted) return await this.refused(job, clusterId, admission);
+        // From here on the cluster has the job: its agent may see it and report on it.
+        if (!(await this.store.sending(job.id, clusterId))) return;
+      }
       const { path, body, logOffset } = await this.request(job, action);
       const answer = await callAgent(this.transport, clusterId, path, body, undefined, job.spec.requestId);
       if (answer.status >= 200 && answer.status < 300) return await this.done(job, action, clusterId, logOffset, true);
@@ -207,7 +243,8 @@ export class JobDispatcher {
       this.logger.warn({ jobId: job.id, clusterId, action, reason }, 'agent did not take the job; retrying later');
       await this.store.retryDispatchLater(job.id, this.retrySeconds);
     } catch (error) {
-      this.logger.warn({ jobId: job.id, clusterId, action, err: (error as Error).message }, 'could not reach the agent; retrying later');
+      // The agent, or a subgraph the guard asks, did not answer.
+      this.logger.warn({ jobId: job.id, clusterId, action, err: (error as Error).message }, 'could not dispatch the job; retrying later');
       await this.store.retryDispatchLater(job.id, this.retrySeconds);
     }
   }

@@ -1,3 +1,4 @@
+import { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import type { MarinerConfig } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
@@ -8,6 +9,8 @@ import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { JobsContext } from './context.js';
+import { CreatorCredentials } from './creatorCredentials.js';
+import { DispatchGuard } from './dispatchGuard.js';
 import { JobDispatcher, type JobTransport } from './dispatcher.js';
 import { JobEvents } from './events.js';
 import { migrations } from './migrations/index.js';
@@ -54,23 +57,36 @@ export async function createJobsSubgraph(
       options.logger.warn({ jobId: job.id, err: error.message }, "could not delete a deleted notebook's API key");
     });
   };
-  const dispatcher = new JobDispatcher(store, options.transport, events, options.logger.child({ component: 'jobs' }), options.settings.dispatchIntervalMs, {
-    notebookSecrets: (job) => ({ token: secrets.open(job.secrets.token), apiKey: secrets.open(job.secrets.apiKey) }),
-    removed,
-  });
+  const logger = options.logger.child({ component: 'jobs' });
+  // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
+  const watchIntervalMs = Math.max(options.settings.dispatchIntervalMs * 6, 1000);
+  const credentials = new CreatorCredentials(store, peers, events, logger, { intervalMs: watchIntervalMs, onChanged: () => dispatcher.nudge() });
+  // Whom clusters serve, asked afresh for every dispatch pass (ttl 0): a revoked grant counts at once.
+  const access = new ClusterAccessDirectory({ clustersUrl: () => options.peers.clusters, tokens: options.tokens, ttlMs: 0 });
+  const guard = new DispatchGuard(access, credentials, peers, () => options.transport.allConnectedClusters());
+  const dispatcher = new JobDispatcher(
+    store,
+    options.transport,
+    events,
+    logger,
+    options.settings.dispatchIntervalMs,
+    { notebookSecrets: (job) => ({ token: secrets.open(job.secrets.token), apiKey: secrets.open(job.secrets.apiKey) }), removed },
+    guard,
+  );
   dispatcher.start();
-  const rescheduler = new JobRescheduler(store, peers, options.transport, events, options.logger.child({ component: 'jobs' }), {
+  const rescheduler = new JobRescheduler(store, peers, options.transport, events, logger, {
     abandonAfterSeconds: options.settings.rescheduleAfterSeconds,
-    // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
-    intervalMs: Math.max(options.settings.dispatchIntervalMs * 6, 1000),
+    intervalMs: watchIntervalMs,
     onQueued: () => dispatcher.nudge(),
     removed,
   });
   rescheduler.start();
+  credentials.start();
   return {
     store,
     dispatcher,
     stop: async () => {
+      await credentials.stop();
       await rescheduler.stop();
       await dispatcher.stop();
     },
@@ -79,7 +95,7 @@ export async function createJobsSubgraph(
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, batchImages: options.settings.batchImages, notebookImages: options.settings.notebookImages, secrets }),
+      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, credentials, batchImages: options.settings.batchImages, notebookImages: options.settings.notebookImages, secrets }),
     },
   };
 }

@@ -2,14 +2,15 @@ import type { Logger } from '../../lib/logging.js';
 import type { JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
 import type { JobPeers, SchedulingCluster } from './peers.js';
-import { schedule } from './scheduler.js';
+import { ownerOf, placeJob } from './placement.js';
 import type { JobRow, JobStore } from './store.js';
 
 /**
  * The rescheduler (LLMariner rescheduler.go): a job whose cluster has not reported its status for
- * `abandonAfterSeconds` (the cluster is gone: deleted, partitioned, its agent down for good) is placed
- * again among its project's clusters and queued there; one that was being cancelled is cancelled. A
- * job with nowhere else to go stays, and is looked at again on the next pass.
+ * `abandonAfterSeconds` (the cluster is gone: deleted, partitioned, its agent down for good), or whose
+ * cluster its organization may no longer use (unregistered, its grant revoked), is placed again among
+ * its project's clusters that the organization may use, and queued there; one that was being
+ * cancelled is cancelled. A job with nowhere else to go stays, and is looked at again on the next pass.
  */
 export class JobRescheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -33,29 +34,34 @@ export class JobRescheduler {
     this.timer.unref();
   }
 
-  private abandoned(cluster: SchedulingCluster | undefined): boolean {
-    if (!cluster) return true;
-    if (!cluster.statusUpdatedAt) return false;
-    return Date.now() - Date.parse(cluster.statusUpdatedAt) > this.options.abandonAfterSeconds * 1000;
+  /** Why the job must leave its cluster (absent from the clusters its organization may use, or silent), or null. */
+  private abandoned(job: JobRow, cluster: SchedulingCluster | undefined): string | null {
+    if (!cluster) return `cluster ${job.cluster_id} is no longer available to organization ${job.organization_id}`;
+    if (!cluster.statusUpdatedAt) return null;
+    if (Date.now() - Date.parse(cluster.statusUpdatedAt) <= this.options.abandonAfterSeconds * 1000) return null;
+    return `cluster ${cluster.id} has not reported for more than ${Math.round(this.options.abandonAfterSeconds / 60)} min`;
   }
 
   async pass(): Promise<void> {
     const jobs = await this.store.unfinishedPlaced();
-    const byTenant = new Map<string, JobRow[]>();
-    for (const job of jobs) byTenant.set(job.tenant_id, [...(byTenant.get(job.tenant_id) ?? []), job]);
-    for (const [tenantId, tenantJobs] of byTenant) {
-      const clusters = await this.peers.schedulingClusters(`rescheduler:${tenantId}`, tenantId);
+    // The clusters each organization may use: a job only ever moves among its own organization's.
+    const byOrganization = new Map<string, JobRow[]>();
+    for (const job of jobs) {
+      const key = `${job.tenant_id} ${job.organization_id}`;
+      byOrganization.set(key, [...(byOrganization.get(key) ?? []), job]);
+    }
+    for (const organizationJobs of byOrganization.values()) {
+      const { tenant_id: tenantId, organization_id: organizationId } = organizationJobs[0]!;
+      const clusters = await this.peers.schedulingClusters(`rescheduler:${tenantId}`, tenantId, organizationId);
       const byId = new Map(clusters.map((c) => [c.id, c]));
-      for (const job of tenantJobs) {
-        const from = job.cluster_id!;
-        if (!this.abandoned(byId.get(from))) continue;
-        await this.move(job, from, clusters);
+      for (const job of organizationJobs) {
+        const why = this.abandoned(job, byId.get(job.cluster_id!));
+        if (why) await this.move(job, job.cluster_id!, clusters, why);
       }
     }
   }
 
-  private async move(job: JobRow, from: string, clusters: SchedulingCluster[]): Promise<void> {
-    const why = `cluster ${from} has not reported for more than ${Math.round(this.options.abandonAfterSeconds / 60)} min`;
+  private async move(job: JobRow, from: string, clusters: SchedulingCluster[], why: string): Promise<void> {
     if (job.pending_action === 'deleting') {
       // Nothing is left to delete on a cluster that is gone.
       await this.options.removed(job);
@@ -74,8 +80,7 @@ export class JobRescheduler {
     let placement;
     try {
       // The job's creator's project assignments, as when it was created; the GPUs it was given.
-      const assignments = await this.peers.assignments({ requestId: `rescheduler:${job.id}`, identity: job.creator }, job.project_id);
-      placement = schedule(assignments, clusters.filter((c) => c.id !== from), new Set(this.transport.allConnectedClusters()), job.gpu_count);
+      placement = await placeJob(this.peers, new Set(this.transport.allConnectedClusters()), ownerOf(job, `rescheduler:${job.id}`), job.gpu_count, { excluding: from, clusters });
     } catch (error) {
       this.logger.debug({ jobId: job.id, err: (error as Error).message }, 'no other cluster can take the job yet');
       return;

@@ -1,3 +1,4 @@
+import { servesOrganization } from '../../lib/clusterAccess.js';
 import { isUniqueViolation } from '../../lib/db.js';
 import { badInput, conflict, ErrorCode, failedPrecondition, forbidden, MarinerError, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf, type Worker } from '../../lib/identity.js';
@@ -8,7 +9,7 @@ import type { JobsContext, LogChunkModel } from './context.js';
 import { JOB_LOGS, JOB_UPDATES } from './events.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { OnBehalfOf, PeerFile } from './peers.js';
-import { schedule } from './scheduler.js';
+import { placeJob } from './placement.js';
 import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow, type NotebookRow } from './store.js';
 import { validBatchInput, validJobInput, validNotebookInput } from './validation.js';
 
@@ -69,15 +70,14 @@ async function cancelJob<K extends JobKind>(ctx: JobsContext, id: string, kind: 
   return updated as Extract<JobRow, { kind: K }>;
 }
 
-/** Where a new job runs (scheduler.ts), from the caller's project assignments and the tenant's clusters. */
+/**
+ * Where a new job runs (scheduler.ts), from the caller's project assignments and the clusters its
+ * organization may use; FAILED_PRECONDITION (nothing created) when there is none.
+ */
 async function place(ctx: JobsContext, gpuCount: number | null) {
   const scope = projectScopeOf(ctx.identity);
-  return schedule(
-    await ctx.peers.assignments(callerOf(ctx), scope.projectId),
-    await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId),
-    new Set(ctx.transport.allConnectedClusters()),
-    gpuCount,
-  );
+  const owner = { requestId: ctx.requestId, identity: ctx.identity, tenantId: scope.tenantId, organizationId: scope.organizationId, projectId: scope.projectId };
+  return placeJob(ctx.peers, new Set(ctx.transport.allConnectedClusters()), owner, gpuCount);
 }
 
 /** The columns every new job has: its project, where it was placed, and who created it. */
@@ -161,11 +161,19 @@ const commonJobFields = {
   logs: (j: JobRow, { fromOffset, limit }: { fromOffset?: number | null; limit?: number | null }, ctx: JobsContext) => logPage(ctx, j, fromOffset, limit),
 };
 
-/** A job of the calling agent's cluster (an agent cannot touch another cluster's jobs). */
+/**
+ * Whether the calling agent's cluster has the job: placed on it and sent to it (not one placed there
+ * and not sent yet, nor one moved away), in its tenant, of an organization it serves (a grant revoked
+ * counts as soon as the agent's credential is checked again).
+ */
+const workerHas = (worker: Worker, job: JobRow) =>
+  job.tenant_id === worker.tenantId && job.cluster_id === worker.clusterId && job.dispatched_cluster_id === worker.clusterId && servesOrganization(worker, job.organization_id);
+
+/** A job of the calling agent's cluster (an agent cannot see or touch any other job: NOT_FOUND, as for no job). */
 async function clusterJob(ctx: JobsContext, id: string): Promise<JobRow> {
   const worker = workerOf(ctx);
   const job = await ctx.store.byId(id);
-  if (!job || job.cluster_id !== worker.clusterId || job.tenant_id !== worker.tenantId) throw notFound('job', id);
+  if (!job || !workerHas(worker, job)) throw notFound('job', id);
   return job;
 }
 
@@ -265,8 +273,11 @@ export const resolvers: Resolvers<JobsContext> = {
   Query: {
     jobClusters: async (_p, _a, ctx) => {
       const scope = projectScopeOf(ctx.identity);
-      const assignments = await ctx.peers.assignments(callerOf(ctx), scope.projectId);
-      const clusters = await ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId);
+      // Only clusters the project's organization may use, as the scheduler sees them.
+      const [assignments, clusters] = await Promise.all([
+        ctx.peers.assignments(callerOf(ctx), scope.projectId),
+        ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId, scope.organizationId),
+      ]);
       return clusters
         .map((c) => ({ cluster: c, namespaces: [...new Set(assignments.filter((a) => a.clusterId === null || a.clusterId === c.id).map((a) => a.namespace))] }))
         .filter(({ namespaces }) => namespaces.length > 0)
@@ -329,7 +340,10 @@ export const resolvers: Resolvers<JobsContext> = {
       const job = isId('notebook', id) ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
       return job?.kind === 'notebook' ? job : null;
     },
-    workerJobs: async (_p, _a, ctx) => (await ctx.store.unfinishedOnCluster(workerOf(ctx).clusterId)).map(workerJob),
+    workerJobs: async (_p, _a, ctx) => {
+      const worker = workerOf(ctx);
+      return (await ctx.store.unfinishedSentTo(worker.tenantId, worker.clusterId)).filter((job) => workerHas(worker, job)).map(workerJob);
+    },
   },
   Mutation: {
     createFineTuningJob: async (_p, { input }, ctx) => {
@@ -478,6 +492,13 @@ export const resolvers: Resolvers<JobsContext> = {
             break;
           }
           if (!input.outputPath) throw badInput('input.outputPath: a succeeded job reports where its output is', 'input.outputPath');
+          // The model is registered for the job's creator: only while the key that created the job exists.
+          const revoked = await ctx.credentials.refusal(job);
+          if (revoked) {
+            updated = await ctx.credentials.revoke(job, `${revoked}: the fine-tuned model is not registered for its creator`, { fail: true });
+            // revoke() announced the change already.
+            return workerJob(updated ?? (await ctx.store.byId(job.id))!);
+          }
           const outcome = await publishModel(ctx, job, input.outputPath);
           if ('error' in outcome) {
             updated = await ctx.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'model_registration_failed', message: outcome.error, param: null } });

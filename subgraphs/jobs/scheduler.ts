@@ -10,8 +10,9 @@ export interface Placement {
 
 /**
  * Picks where a job runs (LLMariner scheduler.go): among the (cluster, namespace) pairs assigned to
- * the project — an assignment without a cluster means every cluster of the tenant — on clusters
- * whose status is fresh, preferring clusters with a connected agent, then clusters with enough free
+ * the project, on `clusters` — the clusters the project's organization may use (lib/clusterAccess.ts),
+ * never another's: an assignment without a cluster means any of them, and an assignment naming a
+ * cluster the organization may not use is skipped — on clusters whose status is fresh, preferring clusters with a connected agent, then clusters with enough free
  * GPUs, then the most free GPUs. A cluster whose GPUs are busy still takes the job: it waits there
  * (Kueue) rather than being refused. A job that asks for no GPU count gets one GPU where the cluster
  * has GPUs and runs on CPU where it has none (the local executor).
@@ -30,7 +31,13 @@ export function schedule(assignments: PeerAssignment[], clusters: SchedulingClus
     }
   }
   if (candidates.length === 0) {
-    const fresh = clusters.filter((c) => !c.stale && assignments.some((a) => a.clusterId === null || a.clusterId === c.id));
+    const reachable = clusters.filter((c) => assignments.some((a) => a.clusterId === null || a.clusterId === c.id));
+    if (reachable.length === 0) {
+      throw failedPrecondition(
+        "no cluster is available to the project's organization: its assignments name no cluster the organization may use (a platform admin grants a platform cluster, or the organization's owner registers one)",
+      );
+    }
+    const fresh = reachable.filter((c) => !c.stale);
     throw failedPrecondition(
       fresh.length === 0
         ? 'no cluster assigned to the project has reported its status recently: none can take the job now'

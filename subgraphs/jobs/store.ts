@@ -24,10 +24,15 @@ interface JobBase {
   pending_action: JobAction | null;
   error: { code: string; message: string; param: string | null } | null;
   cluster_id: string | null;
+  /** The cluster the job was last sent to (dispatcher): its agent may see it and report on it. */
+  dispatched_cluster_id: string | null;
   kubernetes_namespace: string | null;
   kueue_queue_name: string | null;
   attempts: number;
+  /** Who created the job (their identity, no credential); `principal.apiKey` is the key they used, if any. */
   creator: Identity;
+  /** When the job stopped acting for its creator: the API key that created it was deleted. */
+  creator_revoked_at: Date | null;
   dispatch_lease_until: Date | null;
   created_at: Date;
   started_at: Date | null;
@@ -111,7 +116,18 @@ export interface CheckpointRow {
   created_at: Date;
 }
 
-type Generated = 'status' | 'pending_action' | 'error' | 'attempts' | 'dispatch_lease_until' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at';
+type Generated =
+  | 'status'
+  | 'pending_action'
+  | 'error'
+  | 'attempts'
+  | 'dispatched_cluster_id'
+  | 'creator_revoked_at'
+  | 'dispatch_lease_until'
+  | 'created_at'
+  | 'started_at'
+  | 'finished_at'
+  | 'updated_at';
 export type NewJob = Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'> | Omit<BatchJobRow, Generated> | Omit<NotebookRow, Generated | 'stopped_at'>;
 
 /** Where a project's records are: every user-facing read filters by tenant and project. */
@@ -221,6 +237,8 @@ export class JobStore {
         spec: this.knex.raw(`spec || jsonb_build_object('namespace', ?::text, 'kueueQueueName', ?::text)`, [to.namespace, to.kueueQueueName]),
         status: 'queued',
         pending_action: 'creating',
+        // The new cluster has not been sent the job yet; the old one no longer has a say in it.
+        dispatched_cluster_id: null,
         dispatch_lease_until: null,
         started_at: null,
         updated_at: this.knex.fn.now(),
@@ -260,9 +278,60 @@ export class JobStore {
     return rows.map((r) => ({ kind: r.kind, status: r.status, count: toCount(r.count) }));
   }
 
-  /** Jobs on a cluster that have not finished: what its agent should be running. */
-  async unfinishedOnCluster(clusterId: string): Promise<JobRow[]> {
-    return this.jobs().where({ cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');
+  /**
+   * Jobs placed on a cluster and sent to it that have not finished: what its agent should be running.
+   * A job placed there but not sent yet is not shown (the dispatcher checks the cluster may have it first).
+   */
+  async unfinishedSentTo(tenantId: string, clusterId: string): Promise<JobRow[]> {
+    return this.jobs().where({ tenant_id: tenantId, cluster_id: clusterId, dispatched_cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');
+  }
+
+  /**
+   * The dispatcher is about to send the job to `clusterId`: from now on its agent may see it. False when
+   * the job is no longer there (moved meanwhile): it must not be sent.
+   */
+  async sending(id: string, clusterId: string): Promise<boolean> {
+    return (await this.jobs().where({ id, cluster_id: clusterId }).update({ dispatched_cluster_id: clusterId })) > 0;
+  }
+
+  /**
+   * Jobs still acting for an API key of their creator: notebooks (their own API key lives as long as
+   * they do) not being deleted, created with an API key, not revoked yet.
+   */
+  async notebooksActingForApiKeys(): Promise<NotebookRow[]> {
+    return this.jobs()
+      .where({ kind: 'notebook' })
+      .whereNull('creator_revoked_at')
+      .whereRaw(`jsonb_typeof(creator->'principal'->'apiKey') = 'object'`)
+      .where((q) => q.whereNull('pending_action').orWhereNot('pending_action', 'deleting'))
+      .orderBy('created_at');
+  }
+
+  /**
+   * The job no longer acts for its creator (the API key that created it was deleted); the reason is
+   * kept as its error. `fail`: the job fails now (it was about to act for them), unless it finished.
+   * Otherwise, once: a notebook that is queued or running is stopped (its agent scales it down).
+   */
+  async creatorRevoked(id: string, error: NonNullable<JobRow['error']>, options: { fail: boolean }): Promise<JobRow | undefined> {
+    const query = this.jobs().where({ id });
+    if (options.fail) query.whereNotIn('status', FINISHED);
+    else query.whereNull('creator_revoked_at');
+    const [row] = await query
+      .update({
+        creator_revoked_at: this.knex.raw('coalesce(creator_revoked_at, now())'),
+        error: JSON.stringify(error),
+        ...(options.fail
+          ? { status: 'failed', pending_action: null, finished_at: this.knex.fn.now() }
+          : {
+              pending_action: this.knex.raw(
+                `case when kind = 'notebook' and status in ('queued', 'running') and pending_action is distinct from 'deleting' then 'stopping' else pending_action end`,
+              ),
+            }),
+        dispatch_lease_until: null,
+        updated_at: this.knex.fn.now(),
+      })
+      .returning('*');
+    return row as JobRow | undefined;
   }
 
   /**
@@ -299,6 +368,7 @@ export class JobStore {
       .update({
         pending_action: null,
         dispatch_lease_until: null,
+        dispatched_cluster_id: this.knex.ref('cluster_id'),
         updated_at: this.knex.fn.now(),
         ...(action === 'creating'
           ? { attempts: this.knex.raw('attempts + 1'), spec: this.knex.raw(`spec || jsonb_build_object('logOffset', ?::int)`, [logOffset ?? 0]) }
