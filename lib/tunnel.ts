@@ -31,6 +31,19 @@ export const UPGRADE_HEADER = 'x-mariner-upgrade';
 export const UPGRADE_METHOD_HEADER = 'x-mariner-upgrade-method';
 export const UPGRADE_HEADERS_HEADER = 'x-mariner-upgrade-headers';
 export const UPGRADE_RESPONSE_HEADER = 'x-mariner-upgrade-response';
+/**
+ * The methods an upgrade may carry: GET (WebSocket: exec, attach, port-forward, a notebook's kernels)
+ * and POST (SPDY). Both ends refuse any other, so no upgrade can be turned into a DELETE or a PATCH.
+ */
+export const UPGRADE_METHODS: readonly string[] = ['GET', 'POST'];
+
+/**
+ * The prefix of the tunnel's own headers (the ones above, the agent's id, the peer endpoint's): the
+ * control plane sets them, a caller never does. A user's request never carries one across (the
+ * sessions proxies forward an allow-list), and the agent ignores any inside the upgrade headers' JSON.
+ */
+export const INTERNAL_HEADER_PREFIX = 'x-mariner-';
+export const isInternalHeader = (name: string): boolean => name.toLowerCase().startsWith(INTERNAL_HEADER_PREFIX);
 
 /** HTTP/2 settings of both ends: larger windows than the 64 KiB default for bulk transfers (prototypes §D). */
 export const TUNNEL_H2_SETTINGS = { initialWindowSize: 1 << 20, enableConnectProtocol: false } as const;

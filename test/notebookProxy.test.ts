@@ -132,7 +132,7 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     localAgent = await startAgent({ controlPlaneUrl: t.url, registrationKey: local.registrationKey, executor: 'local', cacheDir: kubeconfigDir, logger: silentLogger() });
     await localAgent.whenConnected();
 
-    teamA = await projectWithKey(t, 'team-a', { assignments: [{ clusterId, namespace: 'team-a' }, { clusterId: localClusterId, namespace: 'default' }] });
+    teamA = await projectWithKey(t, 'team-a', { assignments: [{ clusterId, namespace: 'team-a' }, { clusterId: localClusterId, namespace: 'laptop-a' }] });
     teamB = await projectWithKey(t, 'team-b', { assignments: [{ clusterId, namespace: 'team-b' }] });
 
     const created = await fetch(`${t.url}/v1/workspaces/notebooks`, {
@@ -293,7 +293,7 @@ describe('notebooks through /v1/sessions (browser access)', () => {
   });
 
   it('a cluster whose agent runs the local executor answers that it runs no notebooks', async () => {
-    const response = await fetch(`${t.url}/v1/sessions/${localClusterId}/v1/services/notebooks/lab/default/`, { headers: as(teamA.key) });
+    const response = await fetch(`${t.url}/v1/sessions/${localClusterId}/v1/services/notebooks/lab/laptop-a/`, { headers: as(teamA.key) });
     expect(response.status).toBe(404);
     expect(await response.json()).toMatchObject({ error: { code: 'NOT_FOUND', message: expect.stringContaining('local executor') } });
   });

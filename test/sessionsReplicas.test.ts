@@ -80,7 +80,8 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
 
   /** The agent's runtime counters, asked through replica A's peer endpoint. */
   async function runtimeMetrics(): Promise<{ inFlight: number; cancelled: number }> {
-    const answer = await peerRequest(peerPortA, { ':path': runtimePath(MODEL, '/metrics'), [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId) });
+    const request = { ':method': 'GET', ':path': runtimePath(MODEL, '/metrics') };
+    const answer = await peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) });
     expect(answer.status).toBe(200);
     return JSON.parse(answer.body!) as { inFlight: number; cancelled: number };
   }
@@ -199,12 +200,12 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     const session = http2.connect(`http://127.0.0.1:${peerPortA}`);
     session.on('error', () => undefined);
     try {
+      const request = { ':method': 'POST', ':path': runtimePath(MODEL, '/v1/chat/completions') };
       const stream = session.request({
-        ':method': 'POST',
-        ':path': runtimePath(MODEL, '/v1/chat/completions'),
+        ...request,
         'content-type': 'application/json',
         [PEER_CLUSTER_HEADER]: clusterId,
-        [PEER_TOKEN_HEADER]: tokens.mint(clusterId),
+        [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request),
       });
       stream.end(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'A long story' }], max_tokens: 3000, stream: true }));
       let ended = false;
@@ -226,18 +227,25 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     await until(listedConnected, 'replica B to list the cluster again');
   });
 
-  it('the peer endpoint refuses a missing, forged or other cluster\'s token, and resets a request for a cluster it does not hold', async () => {
-    const path_ = runtimePath(MODEL, '/metrics');
-    const [valid, expires] = tokens.mint(clusterId).split('.').slice(0, 2);
+  it("the peer endpoint refuses a missing, forged, expired, reused or other cluster's token, and one minted for another method or path; it resets a request for a cluster it does not hold", async () => {
+    const request = { ':method': 'GET', ':path': runtimePath(MODEL, '/metrics') };
+    const [version, expires, nonce] = tokens.mint(clusterId, request).split('.');
     const refused = await Promise.all([
-      peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: clusterId }),
-      peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: `${valid}.${expires}.${Buffer.alloc(32).toString('base64url')}` }),
-      peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: peerTokens(randomString(40)).mint(clusterId) }),
-      peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint('cl-other') }),
-      peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, Date.now() - 120_000) }),
+      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId }),
+      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: `${version}.${expires}.${nonce}.${Buffer.alloc(32).toString('base64url')}` }),
+      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: peerTokens(randomString(40)).mint(clusterId, request) }),
+      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint('cl-other', request) }),
+      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request, Date.now() - 120_000) }),
+      // A token captured from one request does not carry another: not another path, not another method.
+      peerRequest(peerPortA, { ...request, ':path': runtimePath(MODEL, '/v1/models'), [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) }),
+      peerRequest(peerPortA, { ...request, ':method': 'DELETE', [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) }),
     ]);
     for (const answer of refused) expect(answer.status).toBe(401);
-    const notHeld = await peerRequest(peerPortA, { ':path': path_, [PEER_CLUSTER_HEADER]: 'cl-nowhere', [PEER_TOKEN_HEADER]: tokens.mint('cl-nowhere') });
+    // A token serves once: the same request sent again with it is refused.
+    const token = tokens.mint(clusterId, request);
+    expect((await peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: token })).status).toBe(200);
+    expect((await peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: token })).status).toBe(401);
+    const notHeld = await peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: 'cl-nowhere', [PEER_TOKEN_HEADER]: tokens.mint('cl-nowhere', request) });
     expect(notHeld).toEqual({ rstCode: http2.constants.NGHTTP2_REFUSED_STREAM });
   });
 

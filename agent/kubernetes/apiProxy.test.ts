@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
-import { createKubeApiProxy, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_RESPONSE_HEADER } from './apiProxy.js';
+import { createKubeApiProxy, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_RESPONSE_HEADER } from './apiProxy.js';
 
 const NAMESPACE = 'mariner-proj';
 
@@ -334,6 +334,47 @@ describe('the Kubernetes API proxy', () => {
     expect(headers[':status']).toBe(404);
     expect(headers[UPGRADE_RESPONSE_HEADER]).toBeUndefined();
     expect(JSON.parse(await readAll(stream))).toMatchObject({ kind: 'Status', reason: 'NotFound' });
+  });
+
+  it('runs an upgrade only as the GET or POST it names, in a POST stream, with an Upgrade; x-mariner-* inside its headers is ignored', async () => {
+    const before = apiserver.requests.length;
+    const handshake = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'), 'sec-websocket-protocol': 'v5.channel.k8s.io' };
+    const refusals = [
+      // Another method than an upgrade's.
+      { ':method': 'POST', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'DELETE', [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake) },
+      // Not the upgrade protocol's POST stream (what a caller's own x-mariner-upgrade header would have looked like).
+      { ':method': 'GET', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'GET', [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake) },
+      // No Upgrade among the original headers: not an upgrade at all.
+      { ':method': 'POST', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'POST' },
+    ];
+    for (const headers of refusals) {
+      const { stream, response } = send(client, headers);
+      if (headers[':method'] === 'POST') stream.end();
+      expect((await response)[':status']).toBe(400);
+      expect(JSON.parse(await readAll(stream))).toMatchObject({ kind: 'Status', reason: 'BadRequest' });
+    }
+    expect(apiserver.requests.length).toBe(before);
+    expect(apiserver.objects('Pod', NAMESPACE).map((pod) => pod.metadata.name)).toContain('trainer');
+
+    const exec = send(client, {
+      ':method': 'POST',
+      ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer/exec?command=cat&stdin=true&stdout=true`,
+      [UPGRADE_HEADER]: '1',
+      [UPGRADE_METHOD_HEADER]: 'GET',
+      [UPGRADE_HEADERS_HEADER]: JSON.stringify({ ...handshake, [UPGRADE_METHOD_HEADER]: 'DELETE', 'x-mariner-agent-id': 'evil', 'impersonate-user': 'system:admin' }),
+    });
+    expect(JSON.parse(String((await exec.response)[UPGRADE_RESPONSE_HEADER])).statusCode).toBe(101);
+    exec.stream.close(http2.constants.NGHTTP2_CANCEL);
+    const arrived = apiserver.requests.slice(before);
+    expect(arrived.map((request) => request.method)).toEqual(['GET']);
+    expect(Object.keys(arrived[0]!.headers).filter((name) => name.startsWith('x-mariner-') || name.startsWith('impersonate-'))).toEqual([]);
+  });
+
+  it('passes no x-mariner-* header of a plain request on to the apiserver', async () => {
+    const { stream, response } = send(client, { ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, 'x-mariner-peer-token': 'v2.1.2.3', 'x-mariner-anything': 'x' });
+    expect((await response)[':status']).toBe(200);
+    await readAll(stream);
+    expect(Object.keys(apiserver.requests.at(-1)!.headers).filter((name) => name.startsWith('x-mariner-'))).toEqual([]);
   });
 
   it.skipIf(!HAS_OPENSSL)('reaches an https apiserver with the kubeconfig\'s CA and client certificate', async () => {

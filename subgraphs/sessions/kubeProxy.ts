@@ -4,9 +4,9 @@ import type { Duplex } from 'node:stream';
 import { requestIdOf } from '../../lib/http.js';
 import { isId } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
-import { K8S_PREFIX, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER } from '../../lib/tunnel.js';
+import { K8S_PREFIX, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type SessionAuthorizer } from './sessionAuth.js';
-import { answerUpgrade, forwardableHeaders, relayUpgrade, responseHeaders } from './tunnelRelay.js';
+import { answerUpgrade, checkedRequestPath, forwardableHeaders, KUBE_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
 
 /** The user-facing route: `/v1/sessions/<clusterId>/<Kubernetes API path>` (LLMariner session manager). */
@@ -57,28 +57,39 @@ export function classifyKubePath(path: string, method: string): KubePathKind | n
  */
 export function createKubeProxy(options: KubeProxyOptions) {
   const { registry, authorizer, logger } = options;
-  /** Authorizes a request and returns the tunnel path to call. Throws SessionsError. */
-  async function admit(req: IncomingMessage, upgrade: boolean, requestId: string): Promise<{ clusterId: string; path: string }> {
-    const url = new URL(req.url ?? '/', 'http://mariner');
-    const rest = url.pathname.slice(SESSIONS_PREFIX.length);
-    const slash = rest.indexOf('/');
-    const clusterId = slash === -1 ? rest : rest.slice(0, slash);
-    const kubePath = slash === -1 ? '/' : rest.slice(slash);
+  /**
+   * Authorizes a request and returns the tunnel path to call: the method judged is the one the agent
+   * runs (`method`, which the caller cannot name otherwise: no `x-mariner-*` header crosses), on the
+   * path checked here, which is the one forwarded. Throws SessionsError.
+   */
+  async function admit(req: IncomingMessage, method: string, upgrade: boolean, requestId: string): Promise<{ clusterId: string; path: string }> {
+    const credential = credentialOf(req.headers);
+    if (!credential) throw new SessionsError(401, MISSING_CREDENTIAL);
+    let checked: ReturnType<typeof checkedRequestPath>;
+    try {
+      checked = checkedRequestPath(req.url ?? '/');
+    } catch (error) {
+      // A path that does not decode (or would traverse) says nothing to a caller until it authenticates.
+      await authorizer.decide(credential, 'api.fine_tuning.jobs', 'READ', requestId);
+      throw error;
+    }
+    const [first, second, clusterId = ''] = checked.segments;
+    if (`/${first}/${second}/` !== SESSIONS_PREFIX) throw new SessionsError(404, 'use /v1/sessions/<cluster id>/api/...');
+    // The path after the cluster id, as sent (its segments checked).
+    const kubePath = `/${checked.path.split('/').slice(4).join('/')}`;
     if (!isId('cluster', clusterId)) throw new SessionsError(404, `"${clusterId.slice(0, 80)}" is not a cluster id: use /v1/sessions/<cluster id>/api/...`);
-    const method = (req.method ?? 'GET').toUpperCase();
     const kind = classifyKubePath(kubePath, method);
     if (!kind) throw new SessionsError(404, `${kubePath.slice(0, 200)} is not a Kubernetes API path (expected /api, /apis, /version or /openapi)`);
     const capability = !upgrade && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') ? 'READ' : 'WRITE';
     const resource = kind.kind === 'cluster' ? 'api.k8s.clusterscope' : 'api.fine_tuning.jobs';
-    const credential = credentialOf(req.headers);
-    if (!credential) throw new SessionsError(401, MISSING_CREDENTIAL);
     const decision = await authorizer.decide(credential, resource, capability, requestId);
-    const namespaces = authorizer.namespacesOn(decision, clusterId, `${resource}.${capability.toLowerCase()}`);
+    const namespaces = await authorizer.namespacesOn(decision, clusterId, `${resource}.${capability.toLowerCase()}`, { clusterScoped: kind.kind === 'cluster' });
     if (kind.kind === 'namespaced' && !namespaces.includes(kind.namespace)) {
       throw new SessionsError(403, `Forbidden: namespace "${kind.namespace}" of cluster ${clusterId} is not assigned to your project`);
     }
     if (kind.kind === 'discovery' && namespaces.length === 0) throw new SessionsError(403, `Forbidden: cluster ${clusterId} is not assigned to your project`);
-    return { clusterId, path: `${K8S_PREFIX}${kubePath}${url.search}` };
+    if (upgrade && !UPGRADE_METHODS.includes(method)) throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
+    return { clusterId, path: `${K8S_PREFIX}${kubePath}${checked.query}` };
   }
 
   function fail(res: ServerResponse, error: unknown, requestId: string): void {
@@ -93,7 +104,8 @@ export function createKubeProxy(options: KubeProxyOptions) {
 
   function failUpgrade(socket: Duplex, error: unknown, requestId: string): void {
     const status = error instanceof SessionsError ? error.status : 503;
-    const message = error instanceof Error ? error.message : 'upgrade failed';
+    const message = error instanceof SessionsError || error instanceof NoTunnelError ? error.message : `The cluster tunnel failed (request id ${requestId})`;
+    if (!(error instanceof SessionsError || error instanceof NoTunnelError)) logger.error({ err: error, requestId }, 'sessions upgrade failed');
     const refusal = kubernetesStatus(status, message);
     answerUpgrade(socket, status, refusal.reason, 'application/json', JSON.stringify(refusal), { 'X-Request-Id': requestId });
   }
@@ -105,12 +117,13 @@ export function createKubeProxy(options: KubeProxyOptions) {
 
     async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
       const requestId = requestIdOf(req);
+      const method = (req.method ?? 'GET').toUpperCase();
       let stream: ClientHttp2Stream;
       try {
-        const { clusterId, path } = await admit(req, false, requestId);
+        const { clusterId, path } = await admit(req, method, false, requestId);
         const headers: OutgoingHttpHeaders = {
-          ...forwardableHeaders(req.headers, { keepUpgrade: false }),
-          ':method': req.method ?? 'GET',
+          ...forwardableHeaders(req.headers, { allow: KUBE_REQUEST_HEADERS, upgrade: false }),
+          ':method': method,
           ':path': path,
           'x-request-id': requestId,
         };
@@ -135,17 +148,19 @@ export function createKubeProxy(options: KubeProxyOptions) {
 
     async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
       const requestId = requestIdOf(req);
+      const method = (req.method ?? 'GET').toUpperCase();
       socket.on('error', () => undefined);
       let stream: ClientHttp2Stream;
       try {
-        const { clusterId, path } = await admit(req, true, requestId);
+        const { clusterId, path } = await admit(req, method, true, requestId);
         stream = registry.request(clusterId, {
           ':method': 'POST',
           ':path': path,
           'x-request-id': requestId,
           [UPGRADE_HEADER]: '1',
-          [UPGRADE_METHOD_HEADER]: req.method ?? 'GET',
-          [UPGRADE_HEADERS_HEADER]: JSON.stringify(forwardableHeaders(req.headers, { keepUpgrade: true })),
+          [UPGRADE_METHOD_HEADER]: method,
+          // The allow-listed headers only: nothing the caller sends names a method or a credential here.
+          [UPGRADE_HEADERS_HEADER]: JSON.stringify(forwardableHeaders(req.headers, { allow: KUBE_REQUEST_HEADERS, upgrade: true })),
         });
       } catch (error) {
         return failUpgrade(socket, error, requestId);

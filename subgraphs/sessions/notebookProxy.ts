@@ -1,16 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers, type OutgoingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { ErrorCode } from '../../lib/errors.js';
 import { headerValue, requestIdOf } from '../../lib/http.js';
 import { isId } from '../../lib/ids.js';
 import { JOB_ID_LABEL, JUPYTER_PORT, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
-import { K8S_PREFIX, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER } from '../../lib/tunnel.js';
+import { K8S_PREFIX, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type Decision, type SessionAuthorizer, type SessionCredential } from './sessionAuth.js';
 import { cookiesWithoutSession, overTls, sessionCookieOf, type SessionCookies } from './sessionCookie.js';
-import { answerUpgrade, forwardableHeaders, relayUpgrade, responseHeaders } from './tunnelRelay.js';
+import { answerUpgrade, checkedRequestPath, forwardableHeaders, NOTEBOOK_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
 
 /**
@@ -38,8 +39,21 @@ const RESOURCE = 'api.workspaces.notebooks';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** `?access_token=` (RFC 6750 §2.3); not `token`, which is Jupyter's own login parameter and goes to it. */
 export const ACCESS_TOKEN_PARAM = 'access_token';
-/** HTML pages larger than this pass through without their links restored. */
-const MAX_REWRITTEN_HTML = 16 << 20;
+/**
+ * HTML pages larger than this pass through without their links restored; one that is smaller but
+ * decompresses to more is refused (502): a few hundred KiB of gzip can hold gigabytes.
+ */
+export const MAX_REWRITTEN_HTML = 16 << 20;
+
+/** Decoders of the Content-Encodings whose HTML is rewritten (RFC 9110 §8.4.1), each capped by `maxOutputLength`. */
+const DECODERS: Record<string, ((body: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>) | undefined> = {
+  '': async (body) => body,
+  identity: async (body) => body,
+  gzip: promisify(zlib.gunzip),
+  'x-gzip': promisify(zlib.gunzip),
+  deflate: promisify(zlib.inflate),
+  br: promisify(zlib.brotliDecompress),
+};
 
 export interface NotebookProxyOptions {
   registry: AgentTransport;
@@ -251,6 +265,8 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     credential: SessionCredential;
     source: Source;
     url: URL;
+    /** The request's path, its segments checked (checkedRequestPath): what is authorized and forwarded. */
+    pathname: string;
     /** The apiserver path of the Service's proxy for this port, without the backend path. */
     proxyPrefix: string;
     /** The tunnel path: the agent's Kubernetes API proxy, to the Service proxy, with the backend path and query. */
@@ -260,7 +276,15 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
   /** Authenticates, authorizes and finds the notebook. Throws SessionsError. */
   async function admit(req: IncomingMessage, requestId: string): Promise<Admitted> {
     const url = new URL(req.url ?? '/', 'http://mariner');
-    const target = parseNotebookPath(url.pathname);
+    let checked: ReturnType<typeof checkedRequestPath> | undefined;
+    let badPath: unknown;
+    try {
+      checked = checkedRequestPath(req.url ?? '/');
+    } catch (error) {
+      badPath = error;
+    }
+    // A path that does not decode (or would traverse) says nothing to a caller until it authenticates.
+    const target = checked ? parseNotebookPath(checked.path) : undefined;
     const { credential, source } = authenticate(req, url);
     if (source === 'cookie') checkOrigin(req);
     let decision: Decision;
@@ -272,7 +296,8 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       }
       throw error;
     }
-    const namespaces = authorizer.namespacesOn(decision, target.clusterId, `${RESOURCE}.read`);
+    if (!checked || !target) throw badPath;
+    const namespaces = await authorizer.namespacesOn(decision, target.clusterId, `${RESOURCE}.read`);
     if (!namespaces.includes(target.namespace)) {
       throw new SessionsError(403, `Forbidden: namespace "${target.namespace}" of cluster ${target.clusterId} is not assigned to your project`);
     }
@@ -286,7 +311,7 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     search.delete(ACCESS_TOKEN_PARAM);
     const query = url.searchParams.has(ACCESS_TOKEN_PARAM) ? (search.size > 0 ? `?${search}` : '') : url.search;
     const proxyPrefix = `/api/v1/namespaces/${target.namespace}/services/${service.name}:${target.port}/proxy`;
-    return { target, service, credential, source, url, proxyPrefix, path: `${K8S_PREFIX}${proxyPrefix}${backendPath}${query}` };
+    return { target, service, credential, source, url, pathname: checked.path, proxyPrefix, path: `${K8S_PREFIX}${proxyPrefix}${backendPath}${query}` };
   }
 
   /**
@@ -317,6 +342,56 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     return !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') && !url.searchParams.has(ACCESS_TOKEN_PARAM) && sessionCookieOf(req) !== undefined;
   }
 
+  /**
+   * Login CSRF: a link on another site could carry the attacker's own key in `?access_token=`; followed,
+   * it would sign the victim's browser in as the attacker, whose notebook would then receive what the
+   * victim types. So a request may sign in at once only when no other site can have sent it. Browsers
+   * say where a request comes from in `Sec-Fetch-Site` (Fetch Metadata, W3C; every current browser sends
+   * it): `none` (typed, pasted, a bookmark, opened by the CLI) and `same-origin` (a link on our own pages)
+   * sign in; `cross-site`, and `same-site` (another host of the domain, which need not be ours), get a page
+   * that asks the user to continue (confirmLogin). Its link is same-origin, and another site can neither
+   * follow it for the user nor frame the page to trick a click. A request without `Sec-Fetch-Site` is not
+   * from a current browser (curl, a script, which a link cannot drive), unless its `Origin` or `Referer`
+   * names another host: that one is treated as cross-site.
+   */
+  function mayLogIn(req: IncomingMessage): boolean {
+    const site = headerValue(req.headers, 'sec-fetch-site')?.trim().toLowerCase();
+    if (site !== undefined) return site === 'none' || site === 'same-origin';
+    const host = headerValue(req.headers, 'x-forwarded-host')?.split(',')[0]?.trim() ?? headerValue(req.headers, 'host');
+    for (const name of ['origin', 'referer']) {
+      const value = headerValue(req.headers, name);
+      if (value === undefined) continue;
+      try {
+        if (new URL(value).host !== host) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The page a `?access_token=` link from elsewhere gets: no cookie, and a same-origin link to go on. */
+  function confirmLogin(res: ServerResponse, admitted: Admitted, requestId: string): void {
+    const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    const href = `${admitted.pathname}${admitted.url.search}`;
+    const what = `notebook "${admitted.service.notebookName}" in namespace ${admitted.target.namespace}`;
+    const page = `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>Open ${escape(what)}</title></head><body>
+<h1>Open ${escape(what)}?</h1>
+<p>This link came from another site. It signs this browser in with the access token it carries. Continue only if you opened it yourself:
+a link from someone else can sign you in as them, and they could then read what you type in the notebook.</p>
+<p><a href="${escape(href)}">Continue to the notebook</a></p>
+</body></html>`;
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'no-referrer',
+      'x-request-id': requestId,
+    });
+    res.end(page);
+  }
+
   function fail(req: IncomingMessage, res: ServerResponse, error: unknown, requestId: string): void {
     const status = error instanceof SessionsError ? error.status : error instanceof NoTunnelError ? 503 : 502;
     if (status === 502 && !(error instanceof SessionsError)) logger.error({ err: error, requestId }, 'notebook proxy failed');
@@ -341,8 +416,7 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     }
     const type = String(out['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const encoding = String(out['content-encoding'] ?? '').trim().toLowerCase();
-    const decoders: Record<string, (b: Buffer) => Buffer> = { '': (b) => b, identity: (b) => b, gzip: zlib.gunzipSync, deflate: zlib.inflateSync };
-    const decode = decoders[encoding];
+    const decode = DECODERS[encoding];
     if (type !== 'text/html' || !decode || method === 'HEAD') {
       res.writeHead(status, out);
       // Streams (events, downloads) go on as they come.
@@ -364,21 +438,33 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       size += chunk.length;
       if (size > MAX_REWRITTEN_HTML) passThrough();
     };
-    const onEnd = () => {
-      let body: Buffer;
+    const rewrite = async () => {
+      const raw = Buffer.concat(chunks);
+      let html: Buffer;
       try {
-        body = Buffer.from(publicHtml(admitted, decode(Buffer.concat(chunks)).toString('utf8')), 'utf8');
-      } catch {
+        html = await decode(raw, { maxOutputLength: MAX_REWRITTEN_HTML });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+          logger.warn({ requestId, encoding, compressedBytes: raw.length }, 'notebook page refused: it decompresses past the rewrite limit');
+          const message = `The notebook's HTML page decompresses to more than ${MAX_REWRITTEN_HTML >> 20} MiB (${raw.length} bytes of ${encoding}), more than the proxy rewrites (request id ${requestId})`;
+          res.writeHead(502, { 'content-type': 'application/json', 'x-request-id': requestId });
+          return void res.end(errorBody(502, message));
+        }
         // Not what it claims to be: as it came.
-        body = Buffer.concat(chunks);
         res.writeHead(status, out);
-        return void res.end(body);
+        return void res.end(raw);
       }
+      const body = Buffer.from(publicHtml(admitted, html.toString('utf8')), 'utf8');
       delete out['content-encoding'];
       out['content-length'] = String(body.length);
       res.writeHead(status, out);
       res.end(body);
     };
+    const onEnd = () =>
+      void rewrite().catch((error: unknown) => {
+        logger.error({ err: error, requestId }, 'notebook page rewrite failed');
+        res.destroy();
+      });
     stream.on('data', onData);
     stream.on('end', onEnd);
   }
@@ -396,16 +482,21 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
         const admitted = await admit(req, requestId);
         const { source } = admitted;
         const secure = overTls(req);
+        if (source === 'query' && !mayLogIn(req)) {
+          req.resume();
+          if (method !== 'GET' && method !== 'HEAD') throw new SessionsError(403, `Forbidden: another site may not sign this browser in with ?${ACCESS_TOKEN_PARAM}=; open the link yourself`);
+          return confirmLogin(res, admitted, requestId);
+        }
         if (source === 'query' && (method === 'GET' || method === 'HEAD')) {
           // A browser's first visit: the cookie, and the same page without the credential in its address.
           req.resume();
           const search = new URLSearchParams(admitted.url.search);
           search.delete(ACCESS_TOKEN_PARAM);
-          res.writeHead(303, { location: `${admitted.url.pathname}${search.size > 0 ? `?${search}` : ''}`, 'set-cookie': cookies.setCookie(admitted.credential, secure), 'x-request-id': requestId, 'cache-control': 'no-store' });
+          res.writeHead(303, { location: `${admitted.pathname}${search.size > 0 ? `?${search}` : ''}`, 'set-cookie': cookies.setCookie(admitted.credential, secure), 'x-request-id': requestId, 'cache-control': 'no-store' });
           return void res.end();
         }
         const headers: OutgoingHttpHeaders = {
-          ...forwardableHeaders(req.headers, { keepUpgrade: false, cookie: cookiesWithoutSession(req), drop: ['origin', 'referer'] }),
+          ...forwardableHeaders(req.headers, { allow: NOTEBOOK_REQUEST_HEADERS, upgrade: false, cookie: cookiesWithoutSession(req) }),
           'x-forwarded-prefix': admitted.target.publicPrefix,
           ':method': method,
           ':path': admitted.path,
@@ -427,10 +518,13 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
 
     async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
       const requestId = requestIdOf(req);
+      const method = (req.method ?? 'GET').toUpperCase();
       socket.on('error', () => undefined);
       const refuse = (error: unknown) => {
         const status = error instanceof SessionsError ? error.status : 503;
-        const message = error instanceof Error ? error.message : 'upgrade failed';
+        const known = error instanceof SessionsError || error instanceof NoTunnelError;
+        if (!known) logger.error({ err: error, requestId }, 'notebook upgrade failed');
+        const message = known ? error.message : `The cluster tunnel failed (request id ${requestId})`;
         const extra: Record<string, string> = { 'X-Request-Id': requestId };
         if (status === 401 && usesCookie(req)) extra['Set-Cookie'] = cookies.clearCookie(overTls(req));
         answerUpgrade(socket, status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Refused', 'application/json', errorBody(status, message), extra);
@@ -438,14 +532,16 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       let stream: ClientHttp2Stream;
       try {
         const admitted = await admit(req, requestId);
+        if (!UPGRADE_METHODS.includes(method)) throw new SessionsError(400, `A WebSocket is opened with a GET, not a ${method.slice(0, 20)}`);
         stream = registry.request(admitted.target.clusterId, {
           ':method': 'POST',
           ':path': admitted.path,
           'x-request-id': requestId,
           [UPGRADE_HEADER]: '1',
-          [UPGRADE_METHOD_HEADER]: req.method ?? 'GET',
+          [UPGRADE_METHOD_HEADER]: method,
+          // The allow-listed headers only: nothing the caller sends names a method or a credential here.
           [UPGRADE_HEADERS_HEADER]: JSON.stringify({
-            ...forwardableHeaders(req.headers, { keepUpgrade: true, cookie: cookiesWithoutSession(req), drop: ['origin', 'referer'] }),
+            ...forwardableHeaders(req.headers, { allow: NOTEBOOK_REQUEST_HEADERS, upgrade: true, cookie: cookiesWithoutSession(req) }),
             'x-forwarded-prefix': admitted.target.publicPrefix,
           }),
         });

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import http2, {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -12,8 +12,8 @@ import type { Knex } from '../../lib/db.js';
 import type { Worker } from '../../lib/identity.js';
 import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
-import { TUNNEL_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../../lib/tunnel.js';
-import { NoTunnelError, type TunnelRegistry } from './tunnelRegistry.js';
+import { TUNNEL_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER } from '../../lib/tunnel.js';
+import { NoTunnelError, type TunnelHolder, type TunnelRegistry } from './tunnelRegistry.js';
 
 /**
  * Several sessions replicas (LLMariner's task exchange between inference-manager-server replicas,
@@ -34,27 +34,54 @@ const PEER_TOKEN_TTL_MS = 60_000;
 const PEER_TOKEN_SKEW_MS = 60_000;
 
 /**
- * Tokens for peer requests: `v1.<expiry ms>.<HMAC-SHA256 of cluster and expiry>`, under a key derived
- * from the internal token secret, so only replicas sharing it can call each other. Synchronous, so
- * `request()` stays synchronous.
+ * What a peer token is bound to: the cluster and the request as the agent will run it, its method and
+ * path, and for an upgrade the method and headers inside (lib/tunnel.ts), which name what runs.
+ */
+function peerRequestOf(headers: IncomingHttpHeaders | OutgoingHttpHeaders): string[] {
+  const text = (name: string) => (headers[name] === undefined ? '' : String(headers[name]));
+  return [String(headers[':method'] ?? 'GET'), text(':path'), text(UPGRADE_HEADER), text(UPGRADE_METHOD_HEADER), text(UPGRADE_HEADERS_HEADER)];
+}
+
+/**
+ * Tokens for peer requests: `v2.<expiry ms>.<nonce>.<HMAC-SHA256>`, under a key derived from the internal
+ * token secret, so only replicas sharing it can call each other. The MAC covers the cluster, the expiry,
+ * a random nonce and the request (peerRequestOf): a token captured on the pod network cannot be used for
+ * another cluster, method or path, and the endpoint takes each nonce once, so it cannot be replayed for
+ * the same request either. Synchronous, so `request()` stays synchronous.
  */
 export function peerTokens(secret: string) {
-  const key = createHmac('sha256', secret).update('mariner-sessions-peer-v1').digest();
-  const mac = (clusterId: string, expires: number) => createHmac('sha256', key).update(`${clusterId}\n${expires}`).digest();
+  const key = createHmac('sha256', secret).update('mariner-sessions-peer-v2').digest();
+  const mac = (clusterId: string, expires: number, nonce: string, request: string[]) =>
+    createHmac('sha256', key)
+      .update(JSON.stringify(['v2', clusterId, expires, nonce, ...request]))
+      .digest();
+  /** Nonces taken, with their token's expiry; swept as they expire. */
+  const used = new Map<string, number>();
+  let swept = 0;
   return {
-    mint(clusterId: string, now = Date.now()): string {
+    /** A token for one request (`headers`: its `:method`, `:path` and upgrade headers) to a cluster. */
+    mint(clusterId: string, headers: OutgoingHttpHeaders, now = Date.now()): string {
       const expires = now + PEER_TOKEN_TTL_MS;
-      return `v1.${expires}.${mac(clusterId, expires).toString('base64url')}`;
+      const nonce = randomBytes(12).toString('base64url');
+      return `v2.${expires}.${nonce}.${mac(clusterId, expires, nonce, peerRequestOf(headers)).toString('base64url')}`;
     },
-    verify(clusterId: string, token: unknown, now = Date.now()): boolean {
+    /** Whether the token was minted for this cluster and request, has not expired, and was not used before. */
+    verify(clusterId: string, headers: IncomingHttpHeaders, token: unknown, now = Date.now()): boolean {
       if (typeof token !== 'string') return false;
-      const [version, expiresRaw, signature] = token.split('.');
-      if (version !== 'v1' || !expiresRaw || !signature || !/^\d{1,15}$/.test(expiresRaw)) return false;
+      const [version, expiresRaw, nonce, signature, ...extra] = token.split('.');
+      if (version !== 'v2' || !expiresRaw || !nonce || !signature || extra.length > 0 || !/^\d{1,15}$/.test(expiresRaw)) return false;
       const expires = Number(expiresRaw);
       if (expires <= now || expires > now + PEER_TOKEN_TTL_MS + PEER_TOKEN_SKEW_MS) return false;
       const given = Buffer.from(signature, 'base64url');
-      const expected = mac(clusterId, expires);
-      return given.length === expected.length && timingSafeEqual(given, expected);
+      const expected = mac(clusterId, expires, nonce, peerRequestOf(headers));
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+      if (now - swept > PEER_TOKEN_TTL_MS) {
+        for (const [seen, until] of used) if (until <= now) used.delete(seen);
+        swept = now;
+      }
+      if (used.has(nonce)) return false;
+      used.set(nonce, expires);
+      return true;
     },
   };
 }
@@ -263,8 +290,8 @@ function passOn(headers: IncomingHttpHeaders, keepStatus: boolean): OutgoingHttp
 
 /**
  * The peer endpoint: internal HTTP/2 without TLS (h2c), for other sessions replicas only. A request
- * names its cluster (PEER_CLUSTER_HEADER) and carries a peer token for it; anything else is refused
- * with 401. It is relayed to a local tunnel of the cluster, bodies streamed both ways, trailers
+ * names its cluster (PEER_CLUSTER_HEADER) and carries a peer token for it and for this very request
+ * (its method, path and upgrade headers), used once; anything else is refused with 401. It is relayed to a local tunnel of the cluster, bodies streamed both ways, trailers
  * passed on; a reset on either side resets the other. No local tunnel: REFUSED_STREAM, which the
  * calling replica sees as a failed tunnel stream.
  */
@@ -288,10 +315,10 @@ export async function startPeerServer(options: {
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', () => undefined);
     const clusterId = headers[PEER_CLUSTER_HEADER];
-    if (typeof clusterId !== 'string' || !tokens.verify(clusterId, headers[PEER_TOKEN_HEADER])) {
-      logger.warn({ clusterId }, 'peer request refused: missing, forged or expired peer token');
+    if (typeof clusterId !== 'string' || !tokens.verify(clusterId, headers, headers[PEER_TOKEN_HEADER])) {
+      logger.warn({ clusterId }, 'peer request refused: missing, forged, expired or reused peer token, or one for another request');
       stream.respond({ ':status': 401, 'content-type': 'application/json' });
-      stream.end(JSON.stringify({ error: { message: 'peer request refused: missing, forged or expired peer token' } }));
+      stream.end(JSON.stringify({ error: { message: 'peer request refused: missing, forged, expired or reused peer token, or one for another request' } }));
       return;
     }
     const forward: OutgoingHttpHeaders = {};
@@ -378,7 +405,7 @@ export class ClusterTransportRouter {
     for (const holder of holders) if (holder.tunnels > best.tunnels) best = holder;
     const session = this.sessionTo(best.peerAddress);
     return session.request(
-      { ...headers, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: this.tokens.mint(clusterId) },
+      { ...headers, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: this.tokens.mint(clusterId, headers) },
       { endStream: options.endStream ?? false },
     );
   }
@@ -419,7 +446,7 @@ export class ClusterTransportRouter {
   }
 
   /** The worker behind the cluster's tunnels, here or on a live peer. */
-  workerOf(clusterId: string): Worker | undefined {
+  workerOf(clusterId: string): TunnelHolder | undefined {
     const local = this.registry.workerOf(clusterId);
     if (local || !this.directory) return local;
     const holder = this.directory.holders(clusterId)[0];
