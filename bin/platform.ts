@@ -16,7 +16,7 @@ import { trackRequests, type RequestTracker } from '../lib/requestTracker.js';
 import { createRestCompat, type RestCompat } from '../rest-compat/index.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
 import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
-import { createUsersSubgraph } from '../subgraphs/users/index.js';
+import { createUsersSubgraph, logBootstrap } from '../subgraphs/users/index.js';
 import { createFilesSubgraph } from '../subgraphs/files/index.js';
 import { createModelsSubgraph } from '../subgraphs/models/index.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
@@ -139,6 +139,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   try {
     const users = await createUsersSubgraph(db);
     const bootstrap = await users.store.bootstrap({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey });
+    // A generated key is not logged: `mariner up` prints it once in its banner, to the person at the terminal.
+    logBootstrap(bootstrap, logger);
     const serverOptions = { host: '127.0.0.1', port: 0, tokens, logger, maxBodyBytes: config.limits.maxBodyBytes };
     started.push(await startSubgraph(users.definition, serverOptions));
     started.push(await startSubgraph(createRbacSubgraph(roleScopes), serverOptions));

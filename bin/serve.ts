@@ -20,7 +20,7 @@ import { createJobsSubgraph } from '../subgraphs/jobs/index.js';
 import { createModelsSubgraph } from '../subgraphs/models/index.js';
 import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
 import { createSessions } from '../subgraphs/sessions/index.js';
-import { createUsersSubgraph } from '../subgraphs/users/index.js';
+import { createUsersSubgraph, logBootstrap, saveGeneratedAdminKey } from '../subgraphs/users/index.js';
 import { createVectorStoresSubgraph } from '../subgraphs/vectorstores/index.js';
 import { closeServer, createPublicServer, listen, refuseUpgrade, urlHost, type UpgradeListener } from './httpServers.js';
 import { createComponentMetrics, type ComponentMetrics } from './metrics.js';
@@ -42,8 +42,6 @@ export interface RunningComponent {
   opsUrl: string;
   /** Resolves when the component is ready for traffic the first time; rejects when it cannot start. */
   started: Promise<void>;
-  /** The bootstrap admin key, when the users component created one on this start (shown once). */
-  adminApiKey(): string | undefined;
   metrics: ComponentMetrics;
   /**
    * Stops gracefully: /readyz says `stopping` at once; after MARINER_SHUTDOWN_DELAY_MS the ports stop
@@ -67,7 +65,6 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
   const metrics = createComponentMetrics(serve.component);
   let phase: Phase = serve.usesDatabase ? 'waiting for the database' : 'starting';
   let db: Database | undefined;
-  let adminApiKey: string | undefined;
   // Stopped in reverse order of start: the public port first, the database last.
   const stoppers: (() => Promise<void>)[] = [];
   // Every HTTP server's graceful stop (stop accepting, wait for requests in flight), run together first.
@@ -142,7 +139,9 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
       case 'users': {
         const users = await createUsersSubgraph(database);
         const bootstrap = await users.store.bootstrap({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey });
-        adminApiKey = bootstrap.adminApiKey;
+        logBootstrap(bootstrap, log);
+        // Never to the log: this process's output is the pod's log.
+        if (bootstrap.adminApiKey) await saveGeneratedAdminKey(bootstrap.adminApiKey, config.dataDir, log);
         await serveSubgraph(users.definition);
         break;
       }
@@ -302,7 +301,6 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
     subgraphUrls,
     opsUrl: ops.url,
     started,
-    adminApiKey: () => adminApiKey,
     metrics,
     close() {
       closing ??= (async () => {
@@ -387,6 +385,4 @@ export async function serveCommand(args: string[]): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   await running.started;
-  const key = running.adminApiKey();
-  if (key) process.stdout.write(`mariner serve users: bootstrap admin API key (shown once, store it now): ${key}\n`);
 }

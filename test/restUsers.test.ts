@@ -175,6 +175,19 @@ describe('LLMariner user-management REST API', () => {
     expect(project).toMatchObject({ kubernetes_namespace: 'old-style', assignments: [{ cluster_id: '', namespace: 'old-style', kueue_queue_name: '', node_selector: [] }] });
   });
 
+  it("a namespace another project holds is 409, by kubernetes_namespace or assignments, and creates nothing", async () => {
+    const org = await ok('POST', '/v1/organizations', { body: { title: 'Namespace owners' } });
+    const other = await ok('POST', '/v1/organizations', { body: { title: 'Namespace takers' } });
+    await ok('POST', `/v1/organizations/${org.id}/projects`, { body: { title: 'Holder', kubernetes_namespace: 'held' } });
+    for (const body of [{ title: 'Taker', kubernetes_namespace: 'held' }, { title: 'Taker', assignments: [{ namespace: 'held', cluster_id: '' }] }]) {
+      const error = await expectError('POST', `/v1/organizations/${other.id}/projects`, { body }, 409, null);
+      expect(error).toMatchObject({ type: 'invalid_request_error', code: 'conflict', message: expect.stringContaining('"held"') });
+    }
+    expect((await ok('GET', `/v1/organizations/${other.id}/projects`)).data).toEqual([]);
+    const derived = await ok('POST', `/v1/organizations/${other.id}/projects`, { body: { title: 'Default' } });
+    expect(derived.kubernetes_namespace).toMatch(/^default-[a-z0-9]{8}$/);
+  });
+
   it('the default organization and project cannot be deleted', async () => {
     const orgs = await ok('GET', '/v1/organizations');
     const defaultOrg = orgs.data.find((o: { is_default: boolean }) => o.is_default);

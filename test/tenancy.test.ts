@@ -32,7 +32,7 @@ describe('tenancy and RBAC through the gateway', () => {
   it('the admin key can create an organization, a project, a member and a key', async () => {
     const { org, project } = await orgWithProject('Acme');
     expect(org.isDefault).toBe(false);
-    expect(project.assignments).toEqual([{ namespace: 'acme-research', clusterId: null }]);
+    expect(project.assignments).toEqual([{ namespace: expect.stringMatching(/^acme-research-[a-z0-9]{8}$/), clusterId: null }]);
 
     const member = await t.gqlOk(ADD_ORG_MEMBER, { org: org.id, user: 'Alice@Example.com', role: 'READER' });
     expect(member.addOrganizationMember).toEqual({ role: 'READER', user: { id: 'alice@example.com' } });

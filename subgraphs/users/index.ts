@@ -9,7 +9,8 @@ import { migrations } from './migrations/index.js';
 import { resolvers } from './resolvers.js';
 import { SCHEMA, UserStore } from './store.js';
 
-export { UserStore, hashSecret, DEFAULT_TENANT_ID } from './store.js';
+export { UserStore, hashSecret, DEFAULT_TENANT_ID, type BootstrapResult } from './store.js';
+export { logBootstrap, saveGeneratedAdminKey, GENERATED_ADMIN_API_KEY_FILE } from './bootstrap.js';
 
 /** Runs the users subgraph's migrations and returns its definition, ready to serve. */
 export async function createUsersSubgraph(db: Database): Promise<{ definition: SubgraphDefinition<UsersContext>; store: UserStore }> {

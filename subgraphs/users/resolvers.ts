@@ -113,9 +113,12 @@ export const resolvers: Resolvers<UsersContext> = {
     createProject: async (_p, { input }, ctx) => {
       requireOrganizationOwner(ctx, input.organizationId, 'input.organizationId');
       const title = validTitle(input.title, 'input.title');
-      const assignments = input.assignments
-        ? validAssignments(input.assignments, 'input.assignments')
-        : [{ clusterId: null, namespace: defaultNamespace(title), kueueQueueName: null, nodeSelector: [] }];
+      if (!input.assignments) {
+        return ctx.store.createProject(input.organizationId, title, (projectId) => [
+          { clusterId: null, namespace: defaultNamespace(title, projectId), kueueQueueName: null, nodeSelector: [] },
+        ]);
+      }
+      const assignments = validAssignments(input.assignments, 'input.assignments');
       if (assignments.length === 0) throw badInput('input.assignments must not be empty', 'input.assignments');
       return ctx.store.createProject(input.organizationId, title, assignments);
     },

@@ -74,6 +74,42 @@ export interface ApiKeyRow {
   is_service_account: boolean;
 }
 
+/**
+ * A namespace that two projects held before namespace claims existed: the older project kept it, the
+ * newer one lost its assignments of it (migrations/002_namespace_claims.ts).
+ */
+export interface NamespaceClaimConflict {
+  namespace: string;
+  projectId: string;
+  claimedByProjectId: string;
+}
+
+/** Namespaces another project of the tenant holds. */
+class NamespacesTaken extends Error {
+  constructor(readonly namespaces: string[]) {
+    super(`namespaces taken: ${namespaces.join(', ')}`);
+  }
+
+  /** Does not say which project holds them: it may be another organization's. */
+  toConflict() {
+    const list = this.namespaces.map((n) => `"${n}"`).join(', ');
+    return conflict(
+      `namespace ${list} already ${this.namespaces.length === 1 ? 'belongs' : 'belong'} to another project: a namespace belongs to one project only; choose another`,
+    );
+  }
+}
+
+export interface BootstrapResult {
+  /** This start created the default organization and project. */
+  created: boolean;
+  /** A generated admin key, returned on the first start only when no fixed key is configured. */
+  adminApiKey?: string;
+  /** A fixed key replaced the previous bootstrap key, which no longer works. */
+  revokedPreviousKey: boolean;
+  /** Namespace conflicts of existing projects that the namespace-claims migration resolved, not reported before. */
+  namespaceConflicts: NamespaceClaimConflict[];
+}
+
 export { hashSecret };
 
 /** LLMariner shows a key as its first 5 and last 2 characters. */
@@ -150,36 +186,92 @@ export class UserStore {
     );
   }
 
-  async createProject(organizationId: string, title: string, assignments: Assignment[]): Promise<ProjectRow> {
-    try {
-      const [row] = await this.t('projects')
-        .insert({
-          id: newId('project'),
-          tenant_id: DEFAULT_TENANT_ID,
-          organization_id: organizationId,
-          title,
-          is_default: false,
-          assignments: JSON.stringify(assignments),
-        })
-        .returning('*');
-      return row as ProjectRow;
-    } catch (error) {
-      if (isUniqueViolation(error)) throw conflict(`a project titled "${title}" already exists in this organization`);
-      throw error;
+  /**
+   * Creates a project with its assignments and claims their namespaces, in one transaction. `assignments`
+   * may be derived from the new project's id (the default namespace); a derived namespace that happens to
+   * be taken is retried with another id, given namespaces are refused (CONFLICT).
+   */
+  async createProject(
+    organizationId: string,
+    title: string,
+    assignments: Assignment[] | ((projectId: string) => Assignment[]),
+  ): Promise<ProjectRow> {
+    for (let attempt = 1; ; attempt++) {
+      const id = newId('project');
+      const wanted = typeof assignments === 'function' ? assignments(id) : assignments;
+      try {
+        return await this.knex.transaction(async (trx) => {
+          const [row] = (await this.t('projects', trx)
+            .insert({
+              id,
+              tenant_id: DEFAULT_TENANT_ID,
+              organization_id: organizationId,
+              title,
+              is_default: false,
+              assignments: JSON.stringify(wanted),
+            })
+            .returning('*')) as ProjectRow[];
+          await this.claimNamespaces(row!, wanted, trx);
+          return row!;
+        });
+      } catch (error) {
+        if (error instanceof NamespacesTaken && typeof assignments === 'function' && attempt < 3) continue;
+        if (error instanceof NamespacesTaken) throw error.toConflict();
+        if (isUniqueViolation(error)) throw conflict(`a project titled "${title}" already exists in this organization`);
+        throw error;
+      }
     }
   }
 
+  /** Changes a project; new assignments release the namespaces it no longer names and claim the new ones. */
   async updateProject(id: string, changes: { title?: string; assignments?: Assignment[] }): Promise<ProjectRow> {
     const patch: Record<string, unknown> = {};
     if (changes.title !== undefined) patch['title'] = changes.title;
     if (changes.assignments !== undefined) patch['assignments'] = JSON.stringify(changes.assignments);
     try {
-      const [row] = await this.t('projects').where({ id }).update(patch).returning('*');
-      return row as ProjectRow;
+      return await this.knex.transaction(async (trx) => {
+        const [row] = (await this.t('projects', trx).where({ id }).update(patch).returning('*')) as ProjectRow[];
+        if (row && changes.assignments !== undefined) await this.claimNamespaces(row, changes.assignments, trx);
+        return row!;
+      });
     } catch (error) {
+      if (error instanceof NamespacesTaken) throw error.toConflict();
       if (isUniqueViolation(error)) throw conflict(`a project titled "${changes.title}" already exists in this organization`);
       throw error;
     }
+  }
+
+  /**
+   * Makes the project's namespace claims those of `assignments`: a namespace name belongs to one project
+   * per tenant, on every cluster (a claim is not per cluster: an assignment without a cluster covers them
+   * all). The unique key of namespace_claims decides races: of two transactions claiming one name, the
+   * second waits for the first and then finds the name taken. Throws NamespacesTaken; the caller's
+   * transaction is then rolled back, changing nothing.
+   */
+  private async claimNamespaces(project: Pick<ProjectRow, 'id' | 'tenant_id'>, assignments: Assignment[], trx: Knex.Transaction): Promise<void> {
+    // Sorted: two transactions claiming overlapping names take their index locks in one order (no deadlock).
+    const names = [...new Set(assignments.map((a) => a.namespace))].sort();
+    await this.t('namespace_claims', trx).where({ project_id: project.id }).whereNotIn('namespace', names).delete();
+    if (!names.length) return;
+    await this.t('namespace_claims', trx)
+      .insert(names.map((namespace) => ({ tenant_id: project.tenant_id, namespace, project_id: project.id })))
+      .onConflict(['tenant_id', 'namespace'])
+      .ignore();
+    const holders = (await this.t('namespace_claims', trx)
+      .where({ tenant_id: project.tenant_id })
+      .whereIn('namespace', names)
+      .select('namespace', 'project_id')) as { namespace: string; project_id: string }[];
+    const taken = holders.filter((h) => h.project_id !== project.id).map((h) => h.namespace).sort();
+    if (taken.length) throw new NamespacesTaken(taken);
+  }
+
+  /** Conflicts the namespace-claims migration recorded and nobody was told of yet; marks them told. */
+  private async unreportedNamespaceConflicts(trx: Knex.Transaction): Promise<NamespaceClaimConflict[]> {
+    const rows = (await this.t('namespace_claim_conflicts', trx)
+      .whereNull('reported_at')
+      .update({ reported_at: trx.fn.now() })
+      .returning(['namespace', 'project_id', 'claimed_by_project_id'])) as { namespace: string; project_id: string; claimed_by_project_id: string }[];
+    return rows.map((r) => ({ namespace: r.namespace, projectId: r.project_id, claimedByProjectId: r.claimed_by_project_id }));
   }
 
   async deleteProject(id: string): Promise<boolean> {
@@ -352,6 +444,8 @@ export class UserStore {
     projectId: string;
     excludedFromRateLimiting: boolean;
     secret?: string;
+    /** The bootstrap admin key, which a changed MARINER_ADMIN_API_KEY replaces. */
+    isBootstrap?: boolean;
   }, trx: Knex | Knex.Transaction = this.knex): Promise<{ id: string; secret: string }> {
     const secret = input.secret ?? newApiKeySecret();
     const id = newId('apiKey');
@@ -365,6 +459,7 @@ export class UserStore {
       organization_id: input.organizationId,
       project_id: input.projectId,
       excluded_from_rate_limiting: input.excludedFromRateLimiting,
+      is_bootstrap: input.isBootstrap ?? false,
     });
     return { id, secret };
   }
@@ -489,11 +584,13 @@ export class UserStore {
   // --- bootstrap -------------------------------------------------------------------------------
 
   /**
-   * First start: the default organization and project, the admin user as owner of both, and an admin
-   * key (the given one, or a generated one that is returned once for printing). Later starts change
-   * nothing, except that a fixed admin key given in config is added if it is not stored yet.
+   * First start: the default organization and project (namespace `default`), the admin user as owner of
+   * both, and an admin key: the given one, or a generated one that is returned once. The bootstrap key is
+   * marked as such: when a later start is given another fixed key, that key replaces it (the previous
+   * one is revoked: a rotated MARINER_ADMIN_API_KEY must not leave the old secret working). A later
+   * start without a fixed key changes no key (removing the setting must not lock the admin out).
    */
-  async bootstrap(options: { adminEmail: string; adminApiKey?: string | undefined }): Promise<{ created: boolean; adminApiKey?: string }> {
+  async bootstrap(options: { adminEmail: string; adminApiKey?: string | undefined }): Promise<BootstrapResult> {
     return this.knex.transaction(async (trx) => {
       await trx.raw('select pg_advisory_xact_lock(hashtext(?))', ['mariner-users-bootstrap']);
       let org = (await this.t('organizations', trx).where({ tenant_id: DEFAULT_TENANT_ID, is_default: true }).first()) as OrganizationRow | undefined;
@@ -505,14 +602,16 @@ export class UserStore {
         [org] = (await this.t('organizations', trx)
           .insert({ id: orgId, tenant_id: DEFAULT_TENANT_ID, title: 'Default Organization', is_default: true })
           .returning('*')) as OrganizationRow[];
+        const assignments: Assignment[] = [{ clusterId: null, namespace: 'default', kueueQueueName: null, nodeSelector: [] }];
         await this.t('projects', trx).insert({
           id: projectId,
           tenant_id: DEFAULT_TENANT_ID,
           organization_id: orgId,
           title: 'Default Project',
           is_default: true,
-          assignments: JSON.stringify([{ clusterId: null, namespace: 'default', kueueQueueName: null, nodeSelector: [] }]),
+          assignments: JSON.stringify(assignments),
         });
+        await this.claimNamespaces({ id: projectId, tenant_id: DEFAULT_TENANT_ID }, assignments, trx);
         await this.ensureUser(options.adminEmail, trx);
         await this.t('organization_members', trx).insert({ organization_id: orgId, user_id: options.adminEmail, role: 'OWNER' });
         await this.t('project_members', trx).insert({ project_id: projectId, user_id: options.adminEmail, role: 'OWNER' });
@@ -520,24 +619,24 @@ export class UserStore {
         const project = await this.t('projects', trx).where({ organization_id: org.id, is_default: true }).first('id');
         projectId = project.id;
       }
+      const namespaceConflicts = await this.unreportedNamespaceConflicts(trx);
+      const key = { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true, isBootstrap: true };
       const fixed = options.adminApiKey;
       if (fixed) {
-        const exists = await this.t('api_keys', trx).where({ secret_hash: hashSecret(fixed) }).first('id');
-        if (!exists) {
+        const existing = (await this.t('api_keys', trx).where({ secret_hash: hashSecret(fixed) }).first('id')) as { id: string } | undefined;
+        let keep = existing?.id;
+        if (keep) {
+          await this.t('api_keys', trx).where({ id: keep }).update({ is_bootstrap: true });
+        } else {
           await this.ensureUser(options.adminEmail, trx);
-          await this.createApiKey(
-            { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true, secret: fixed },
-            trx,
-          );
+          keep = (await this.createApiKey({ ...key, secret: fixed }, trx)).id;
         }
-        return { created };
+        const revoked = await this.t('api_keys', trx).where({ is_bootstrap: true }).whereNot({ id: keep }).delete();
+        return { created, revokedPreviousKey: revoked > 0, namespaceConflicts };
       }
-      if (!created) return { created };
-      const { secret } = await this.createApiKey(
-        { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true },
-        trx,
-      );
-      return { created, adminApiKey: secret };
+      if (!created) return { created, revokedPreviousKey: false, namespaceConflicts };
+      const { secret } = await this.createApiKey(key, trx);
+      return { created, adminApiKey: secret, revokedPreviousKey: false, namespaceConflicts };
     });
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { badInput } from '../../lib/errors.js';
 import { isId } from '../../lib/ids.js';
 import type { Assignment } from './store.js';
@@ -33,6 +34,12 @@ export interface AssignmentInput {
   nodeSelector?: { key: string; value: string }[] | null | undefined;
 }
 
+/**
+ * Namespaces no project may be assigned: Kubernetes' own. The namespace Mariner itself runs in would
+ * belong here too, but no setting names it (lib/config.ts has none).
+ */
+const RESERVED_NAMESPACES = new Set(['kube-system', 'kube-public', 'kube-node-lease']);
+
 /** Project assignments: Kubernetes names validated as Kubernetes would (RFC 1123 labels). */
 export function validAssignments(inputs: AssignmentInput[], field: string): Assignment[] {
   if (inputs.length > 50) throw badInput(`${field}: at most 50 assignments`, field);
@@ -44,6 +51,9 @@ export function validAssignments(inputs: AssignmentInput[], field: string): Assi
     }
     if (!DNS_LABEL.test(input.namespace)) {
       throw badInput(`${at}.namespace: "${input.namespace.slice(0, 80)}" is not a valid Kubernetes namespace (RFC 1123 label)`, `${at}.namespace`);
+    }
+    if (RESERVED_NAMESPACES.has(input.namespace)) {
+      throw badInput(`${at}.namespace: "${input.namespace}" is a Kubernetes system namespace; it cannot be assigned to a project`, `${at}.namespace`);
     }
     if (input.kueueQueueName != null && !DNS_LABEL.test(input.kueueQueueName)) {
       throw badInput(`${at}.kueueQueueName: not a valid Kueue queue name`, `${at}.kueueQueueName`);
@@ -60,16 +70,22 @@ export function validAssignments(inputs: AssignmentInput[], field: string): Assi
   });
 }
 
-/** The namespace a project gets when created without assignments: its title as a DNS label. */
-export function defaultNamespace(title: string): string {
-  const label = title
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 63)
-    .replace(/-+$/g, '');
-  if (!DNS_LABEL.test(label)) {
-    throw badInput('input.assignments: the title does not make a Kubernetes namespace; give assignments explicitly', 'input.assignments');
-  }
-  return label;
+const SUFFIX_LENGTH = 8;
+
+/**
+ * The namespace a project gets when created without assignments: its title as a DNS label, then a
+ * suffix derived from the project id (`acme-research-k3x9q0ab`), so that two projects with the same
+ * title, in any organizations, never get the same namespace; still one label of at most 63 characters.
+ */
+export function defaultNamespace(title: string, projectId: string): string {
+  const slug =
+    title
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63 - 1 - SUFFIX_LENGTH)
+      .replace(/-+$/g, '') || 'project';
+  const digest = createHash('sha256').update(projectId).digest();
+  const suffix = digest.readBigUInt64BE(0).toString(36).padStart(SUFFIX_LENGTH, '0').slice(-SUFFIX_LENGTH);
+  return `${slug}-${suffix}`;
 }
