@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createGateway, type Gateway } from '../gateway/index.js';
 import type { OidcVerifier } from '../gateway/oidc.js';
+import { ClusterAccessDirectory } from '../lib/clusterAccess.js';
 import type { MarinerConfig } from '../lib/config.js';
 import { openDatabase, type Database } from '../lib/db.js';
 import { ensurePrivateDirSync, PRIVATE_FILE_MODE } from '../lib/privateDir.js';
@@ -158,7 +159,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
     started.push(await startSubgraph(clusters.definition, serverOptions));
     let graphqlUrl = '';
-    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, secretKey: secret, logger });
+    const clusterAccess = new ClusterAccessDirectory({ clustersUrl: () => started.find((s) => s.name === 'clusters')!.url, tokens });
+    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, secretKey: secret, clusters: clusterAccess, logger });
     started.push(await startSubgraph(sessions.definition, serverOptions));
     const modelsUrl = started.find((s) => s.name === 'models')!.url;
     const pubsub = await createPubSub(db, config.databaseUrl);
@@ -166,7 +168,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const inference = await createInferenceSubgraph(db, {
       pubsub,
       modelsUrl,
-      clustersUrl: () => started.find((s) => s.name === 'clusters')!.url,
+      clusterAccess,
       tokens,
       transport: sessions.transport,
       settings: config.inference,

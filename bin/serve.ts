@@ -2,6 +2,7 @@ import type { RequestListener, Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createGateway, type Gateway } from '../gateway/index.js';
+import { ClusterAccessDirectory } from '../lib/clusterAccess.js';
 import { ConfigError, type MarinerConfig } from '../lib/config.js';
 import { openDatabase, type Database } from '../lib/db.js';
 import { sendJson } from '../lib/http.js';
@@ -170,7 +171,8 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
       }
       case 'sessions': {
         // The tunnels end in this process, and inference (jobs too) sends its requests through them.
-        const sessions = createSessions({ config, graphqlUrl: () => serve.gatewayUrl!, secretKey: config.internalTokenSecret!, logger: log });
+        const clusterAccess = new ClusterAccessDirectory({ clustersUrl: () => serve.subgraphUrls.clusters!, tokens });
+        const sessions = createSessions({ config, graphqlUrl: () => serve.gatewayUrl!, secretKey: config.internalTokenSecret!, clusters: clusterAccess, logger: log });
         stoppers.push(() => sessions.close());
         metrics.observeTunnels(sessions.registry);
         await serveSubgraph(sessions.definition);
@@ -184,7 +186,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         const inference = await createInferenceSubgraph(database, {
           pubsub,
           modelsUrl: serve.subgraphUrls.models!,
-          clustersUrl: () => serve.subgraphUrls.clusters!,
+          clusterAccess,
           // The `rag` tool of chat completions searches vector stores as the caller (the chart gives every
           // component every address; without this one the tool answers that it is not available).
           ...(serve.subgraphUrls.vectorstores ? { vectorStoresUrl: () => serve.subgraphUrls.vectorstores! } : {}),

@@ -271,25 +271,23 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     expect(jupyterRequests()).toBe(before);
   });
 
-  it('two projects sharing a namespace with notebooks of one name: the name is ambiguous (409), the id is not', async () => {
-    const teamC = await projectWithKey(t, 'team-c', { assignments: [{ clusterId, namespace: 'team-a' }] });
-    const create = async (key: string) => {
-      const response = await fetch(`${t.url}/v1/workspaces/notebooks`, {
-        method: 'POST',
-        headers: { ...as(key), 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 'twin', image: { type: 'jupyter-lab-base' } }),
-      });
-      return ((await response.json()) as { id: string }).id;
-    };
-    const ids = [await create(teamA.key), await create(teamC.key)];
-    await waitFor(async () => kube.objects('Service', 'team-a').filter((s) => s.metadata.labels['mariner.dev/notebook'] === 'twin').length, (n) => n === 2, 'both Services');
-    const byName = await fetch(`${t.url}/v1/sessions/${clusterId}/v1/services/notebooks/twin/team-a/api/status`, { headers: as(teamC.key) });
-    expect(byName.status).toBe(409);
-    expect((await byName.json()).error.message).toContain(ids[1]);
-    kube.serveService('team-a', jobObjectName(ids[1]!), 8888, jupyter.url);
-    const byId = await fetch(`${t.url}/v1/sessions/${clusterId}/v1/services/notebooks/${ids[1]}/team-a/api/status`, { headers: as(teamC.key) });
-    expect(byId.status).toBe(200);
-    expect(await byId.json()).toMatchObject({ url: `/v1/sessions/${clusterId}/v1/services/notebooks/twin/team-a/api/status` });
+  it("a namespace is one project's, so a notebook's name never names another project's notebook", async () => {
+    // Before namespaces were claimed, two projects could share team-a and a name could be ambiguous (409).
+    const { createOrganization: org } = await t.gqlOk(`mutation { createOrganization(input: { title: "team-c" }) { id } }`);
+    const shared = await t.gql(`mutation($org: ID!) { createProject(input: { organizationId: $org, title: "team-c", assignments: [{ clusterId: "${clusterId}", namespace: "team-a" }] }) { id } }`, {
+      org: org.id,
+    });
+    expect(shared.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+    const response = await fetch(`${t.url}/v1/workspaces/notebooks`, {
+      method: 'POST',
+      headers: { ...as(teamA.key), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'twin', image: { type: 'jupyter-lab-base' } }),
+    });
+    const { id } = (await response.json()) as { id: string };
+    await waitFor(async () => kube.objects('Service', 'team-a').filter((s) => s.metadata.labels['mariner.dev/notebook'] === 'twin').length, (n) => n === 1, 'the Service');
+    kube.serveService('team-a', jobObjectName(id), 8888, jupyter.url);
+    const byName = await fetch(`${t.url}/v1/sessions/${clusterId}/v1/services/notebooks/twin/team-a/api/status`, { headers: as(teamA.key) });
+    expect(byName.status).toBe(200);
   });
 
   it('a cluster whose agent runs the local executor answers that it runs no notebooks', async () => {

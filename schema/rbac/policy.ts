@@ -127,13 +127,15 @@ const clustersRead = hasScope('api.clusters', 'read');
 const clustersWrite = hasScope('api.clusters', 'write');
 const clustersReadOrWorker = anyOf(clustersRead, isWorker);
 const clusters: PolicyMap = {
-  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem, schedulingClusters: isGatewaySystem },
+  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem, schedulingClusters: isGatewaySystem, clusterAccess: isGatewaySystem },
   Mutation: {
     registerCluster: clustersWrite,
     unregisterCluster: clustersWrite,
     createClusterConfig: clustersWrite,
     updateClusterConfig: clustersWrite,
     deleteClusterConfig: clustersWrite,
+    // Platform admins only: the resolver checks it (README "Security model").
+    setClusterGrants: clustersWrite,
     reportComponentStatus: isWorker,
     reportClusterStatus: isWorker,
   },
@@ -148,6 +150,7 @@ const clusters: PolicyMap = {
   ClusterConfig: { '*': clustersReadOrWorker },
   WorkerCluster: { '*': anyOf(isWorker, isGatewaySystem) },
   SchedulingCluster: { '*': isGatewaySystem },
+  ClusterAccess: { '*': isGatewaySystem },
 };
 
 const sessions: PolicyMap = {

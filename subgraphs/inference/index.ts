@@ -1,4 +1,4 @@
-import { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
+import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import type { MarinerConfig } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { migrate } from '../../lib/db.js';
@@ -25,8 +25,8 @@ export type { ClusterTransport } from './router.js';
 export interface InferenceOptions {
   /** Where the models subgraph runs (model visibility is asked there, as the caller). */
   modelsUrl: string;
-  /** Where the clusters subgraph runs: which clusters each organization may use is asked there (lib/clusterAccess.ts). */
-  clustersUrl: () => string;
+  /** Which clusters each organization may use (lib/clusterAccess.ts; the sessions proxies share it). */
+  clusterAccess: ClusterAccessDirectory;
   tokens: InternalTokens;
   /** How requests reach agents: the sessions tunnel registry. */
   transport: ClusterTransport;
@@ -50,7 +50,7 @@ export async function createInferenceSubgraph(db: Database, options: InferenceOp
   await migrate(db.knex, SCHEMA, migrations);
   const store = new RuntimeStore(db.knex);
   const logger = options.logger.child({ component: 'inference' });
-  const clusterAccess = new ClusterAccessDirectory({ clustersUrl: options.clustersUrl, tokens: options.tokens });
+  const { clusterAccess } = options;
   const router = new InferenceRouter(store, options.transport, clusterAccess, logger, options.settings.runtimeFreshSeconds, options.settings.requestWaitSeconds);
   const models = createModelsClient({ url: options.modelsUrl, tokens: options.tokens });
   const access = new RuntimeAccess(clusterAccess, models);

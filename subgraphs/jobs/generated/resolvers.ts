@@ -586,7 +586,7 @@ export type Query = {
   notebook?: Maybe<Notebook>;
   /** The project's notebooks, newest first. */
   notebooks: NotebookPage;
-  /** For agents: the jobs assigned to the calling cluster that are not finished (to reconcile after a restart). */
+  /** For agents: the unfinished jobs sent to the calling cluster, of organizations it serves (to reconcile after a restart). */
   workerJobs: Array<WorkerJob>;
 };
 

@@ -63,7 +63,10 @@ export type CreateOrganizationInput = {
 };
 
 export type CreateProjectInput = {
-  /** Where the project's workloads run; defaults to the namespace named after the project. */
+  /**
+   * Where the project's workloads run; defaults to a namespace named after the project with a suffix of
+   * its id. A namespace belongs to one project: one another project holds is CONFLICT.
+   */
   assignments?: InputMaybe<Array<ProjectAssignmentInput>>;
   organizationId: Scalars['ID']['input'];
   title: Scalars['String']['input'];
@@ -291,7 +294,7 @@ export type ProjectMembersArgs = {
 
 export type ProjectAssignment = {
   __typename?: 'ProjectAssignment';
-  /** Empty means every cluster of the tenant. */
+  /** Empty means every cluster the project's organization may use (its own, and platform clusters granted to it). */
   clusterId?: Maybe<Scalars['ID']['output']>;
   kueueQueueName?: Maybe<Scalars['String']['output']>;
   namespace: Scalars['String']['output'];
@@ -299,6 +302,7 @@ export type ProjectAssignment = {
 };
 
 export type ProjectAssignmentInput = {
+  /** Empty: every cluster the project's organization may use. */
   clusterId?: InputMaybe<Scalars['ID']['input']>;
   kueueQueueName?: InputMaybe<Scalars['String']['input']>;
   namespace: Scalars['String']['input'];
