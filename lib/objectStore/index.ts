@@ -6,7 +6,7 @@ import type { ObjectStore } from './objectStore.js';
 
 export type { ObjectInfo, ObjectStore, PutObjectOptions } from './objectStore.js';
 export { InvalidObjectKeyError, ObjectNotFoundError, ObjectTooLargeError } from './errors.js';
-export { keyBelongsTo, MAX_OBJECT_KEY_BYTES, validateObjectKey } from './keys.js';
+export { MAX_OBJECT_KEY_BYTES, PLATFORM_AREAS, platformAreaOf, validateObjectKey } from './keys.js';
 
 /**
  * Opens the configured object store. Async because the filesystem driver prepares its folder and removes

@@ -1,10 +1,9 @@
 import { badInput, forbidden, notFound } from '../../lib/errors.js';
 import { assertId, newId } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import { ObjectNotFoundError } from '../../lib/objectStore/index.js';
+import { ObjectNotFoundError, platformAreaOf } from '../../lib/objectStore/index.js';
 import type { FilesContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
-import { platformAreaOf } from './objectAreas.js';
 import type { FileRow, ProjectScope } from './store.js';
 import { validateFineTuneJsonl, validFilename, validPurpose } from './validation.js';
 
@@ -108,7 +107,7 @@ export const resolvers: Resolvers<FilesContext> = {
       const key = ctx.objectStore.keyFromUri(input.objectPath);
       if (!key) throw badInput(`objectPath: "${input.objectPath.slice(0, 200)}" is not an object in this platform's store`, 'objectPath');
       // Mariner's own objects (files of projects, models' weights, fine-tuning outputs) are reached
-      // through their File or Model, whose owners are checked; never linked by path (objectAreas.ts).
+      // through their File or Model, whose owners are checked; never linked by path (lib/objectStore/keys.ts `platformAreaOf`).
       const area = platformAreaOf(key);
       if (area) {
         throw forbidden(`objectPath: ${area}/ is where Mariner keeps ${area === 'files' ? "projects' files" : "models' weights"}; objects there cannot be linked by path (use the File or Model itself), only objects elsewhere in the store`);

@@ -1,12 +1,12 @@
 import { badInput, ErrorCode, forbidden, MarinerError } from '../../lib/errors.js';
 import { assertId, IdPrefix, isId, randomString } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import { platformAreaOf } from '../files/objectAreas.js';
+import { platformAreaOf } from '../../lib/objectStore/index.js';
 import type { ModelsContext } from './context.js';
 import type { ModelRow } from './store.js';
 
 // Where models come from, checked against who may read what (Security model: organizations are
-// isolated). Objects in Mariner's own areas of the store (subgraphs/files/objectAreas.ts: projects'
+// isolated). Objects in Mariner's own areas of the store (lib/objectStore/keys.ts `platformAreaOf`: projects'
 // files, models' weights, fine-tuning outputs) are never taken on a path's word: a File is named by
 // its id, a fine-tuning output by its job, so no project can copy another's private model or file.
 

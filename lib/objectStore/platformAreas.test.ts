@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { platformAreaOf } from './objectAreas.js';
+import { platformAreaOf } from './keys.js';
 
 describe('the areas of the store Mariner writes', () => {
   it('files/ and models/ are platform areas, whatever the case of their name; other keys are not', () => {
