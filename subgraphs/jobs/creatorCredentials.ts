@@ -1,5 +1,6 @@
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
+import { PeriodicTask } from '../../lib/periodicTask.js';
 import type { JobEvents } from './events.js';
 import type { JobPeers } from './peers.js';
 import type { JobRow, JobStore, NotebookRow } from './store.js';
@@ -22,16 +23,19 @@ export type KeyLookups = Map<string, Promise<boolean>>;
  * A job created through OIDC (no key) has no credential to revoke: it acts for its user as before.
  */
 export class CreatorCredentials {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly store: JobStore,
     private readonly peers: JobPeers,
     private readonly events: JobEvents,
-    private readonly logger: Logger,
+    logger: Logger,
     private readonly options: { intervalMs: number; onChanged(): void },
-  ) {}
+  ) {
+    this.task = new PeriodicTask(() => this.sweep(), options.intervalMs, (error) =>
+      logger.warn({ err: error.message }, "checking notebooks' creator keys failed; retrying on the next tick"),
+    );
+  }
 
   /** Why the job may no longer act for its creator, or null when it may. Asks the users subgraph (as the creator). */
   async refusal(job: JobRow, lookups: KeyLookups = new Map()): Promise<string | null> {
@@ -82,16 +86,10 @@ export class CreatorCredentials {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.sweep()
-        .catch((error: Error) => this.logger.warn({ err: error.message }, "checking notebooks' creator keys failed; retrying on the next tick"))
-        .finally(() => (this.running = undefined));
-    }, this.options.intervalMs);
-    this.timer.unref();
+    this.task.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../../lib/logging.js';
+import { PeriodicTask } from '../../lib/periodicTask.js';
 import type { JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
 import type { JobPeers, SchedulingCluster } from './peers.js';
@@ -13,8 +14,7 @@ import type { JobRow, JobStore } from './store.js';
  * cancelled is cancelled. A job with nowhere else to go stays, and is looked at again on the next pass.
  */
 export class JobRescheduler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly store: JobStore,
@@ -23,15 +23,12 @@ export class JobRescheduler {
     private readonly events: JobEvents,
     private readonly logger: Logger,
     private readonly options: { abandonAfterSeconds: number; intervalMs: number; onQueued(): void; removed(job: JobRow): Promise<void> },
-  ) {}
+  ) {
+    this.task = new PeriodicTask(() => this.pass(), options.intervalMs, (error) => logger.warn({ err: error.message }, 'rescheduling failed; retrying on the next tick'));
+  }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.pass()
-        .catch((error: Error) => this.logger.warn({ err: error.message }, 'rescheduling failed; retrying on the next tick'))
-        .finally(() => (this.running = undefined));
-    }, this.options.intervalMs);
-    this.timer.unref();
+    this.task.start();
   }
 
   /** Why the job must leave its cluster (absent from the clusters its organization may use, or silent), or null. */
@@ -92,8 +89,7 @@ export class JobRescheduler {
     this.options.onQueued();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 }
