@@ -13,7 +13,7 @@ import type { Logger } from '../lib/logging.js';
 import { maskError } from '../lib/subgraphServer.js';
 import { policy } from '../schema/rbac/policy.js';
 import { supergraphSdl, type SubgraphName } from '../schema/subgraphs.js';
-import type { RoleScopeTable } from '../subgraphs/rbac/index.js';
+import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
 import { createAuthenticator } from './authentication.js';
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';

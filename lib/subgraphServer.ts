@@ -6,7 +6,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import { isObjectType, type DocumentNode, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { applyMiddleware } from 'graphql-middleware';
-import { deny, shield, type IRules } from 'graphql-shield';
+import { deny, shield, type IRule, type IRules } from 'graphql-shield';
 import objectHash from 'object-hash';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
@@ -23,7 +23,6 @@ import {
 import { INTERNAL_TOKEN_HEADER, type InternalCaller, type InternalTokens } from './identity.js';
 import type { Logger } from './logging.js';
 import { trackRequests } from './requestTracker.js';
-import type { PolicyMap } from '../schema/rbac/policy.js';
 
 /** The context every subgraph resolver receives; subgraphs extend it with their loaders. */
 export interface SubgraphContext {
@@ -35,11 +34,18 @@ export interface SubgraphContext {
   _shield: { cache: Record<string, unknown> };
 }
 
+/**
+ * What a subgraph enforces with graphql-shield: `Type -> field -> rule` ('*' for every field of a
+ * type). The contract's RBAC policy map (schema/rbac/policy.ts `policyFor`) is one; lib needs only its
+ * shape, so it does not depend on the contract.
+ */
+export type FieldPolicy = Record<string, Record<string, Pick<IRule, 'resolve'>>>;
+
 export interface SubgraphDefinition<Ctx extends SubgraphContext> {
   name: string;
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<Ctx>;
-  policy: PolicyMap;
+  policy: FieldPolicy;
   /** Adds per-request state (DataLoaders) to the base context. */
   createContext(base: SubgraphContext): Ctx;
 }
@@ -80,7 +86,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
   });
   const schema = applyMiddleware(
     subgraphSchema,
-    // PolicyMap holds shield rules; its type names only the part the gateway walk uses.
+    // FieldPolicy holds shield rules; its type names only the part the gateway walk uses.
     shield(policyPresentIn(definition.policy, subgraphSchema) as unknown as IRules, {
       fallbackRule: deny,
       fallbackError: () => forbidden('Not authorized'),
@@ -192,8 +198,8 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
  * The part of the policy map that applies to this schema: shield refuses rules for fields a schema
  * lacks (a subgraph without entities has no `_entities`). Fields without a rule stay denied.
  */
-function policyPresentIn(policy: PolicyMap, schema: GraphQLSchema): PolicyMap {
-  const out: PolicyMap = {};
+function policyPresentIn(policy: FieldPolicy, schema: GraphQLSchema): FieldPolicy {
+  const out: FieldPolicy = {};
   for (const [typeName, fields] of Object.entries(policy)) {
     const type = schema.getType(typeName);
     if (!isObjectType(type)) continue;

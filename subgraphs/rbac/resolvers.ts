@@ -1,8 +1,8 @@
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import { badInput } from '../../lib/errors.js';
-import { resolveProject } from './authorization.js';
+import { resolveProject } from '../../schema/rbac/projectResolution.js';
 import type { Resolvers } from './generated/resolvers.js';
-import type { RoleScopeTable } from './roleScopes.js';
+import type { RoleScopeTable } from '../../schema/rbac/roleScopes.js';
 
 const RESOURCE = /^[a-z0-9_.-]{1,100}$/;
 

@@ -1,2 +1,2 @@
-/** The JSON scalar (metadata, attributes, filters): the same one the inference subgraph serves. */
-export { JSONScalar } from '../inference/json.js';
+/** The JSON scalar is the contract's (schema/scalars.ts), shared by every subgraph that declares it. */
+export { JSONScalar } from '../../schema/scalars.js';

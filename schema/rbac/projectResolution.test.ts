@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../lib/identity.js';
-import { resolveProject } from './authorization.js';
+import { resolveProject } from './projectResolution.js';
 import { DEFAULT_ROLE_SCOPES } from './roleScopes.js';
 
 function user(partial: Partial<Principal>): Principal {
