@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
 import { describe, it, expect } from 'vitest';
 import { buildSchema, parse, validate } from 'graphql';
@@ -24,6 +25,14 @@ describe('explorerHtml', () => {
     expect(html.startsWith('<!doctype html>')).toBe(true);
     expect(html).toContain('<title>Mariner GraphQL explorer</title>');
     expect(html).toContain('</html>');
+  });
+
+  it('is explorer/index.html with its stylesheet and script inline', () => {
+    const source = (name: string) => readFileSync(new URL(`./explorer/${name}`, import.meta.url), 'utf8');
+    expect(html).toContain(`<style>\n${source('explorer.css')}</style>`);
+    expect(inlineScripts(html)[0]).toMatch(/^\nvar ENDPOINT = .*;\nvar INTROSPECTION_QUERY = .*;\n/);
+    expect(inlineScripts(html)[0]?.endsWith(source('explorer.js'))).toBe(true);
+    expect(html).not.toMatch(/<link rel="stylesheet"|<script src=/);
   });
 
   it('loads nothing from another host', () => {
