@@ -68,7 +68,7 @@ export interface RuntimeHost {
   close(): Promise<void>;
 }
 
-/** A job the control plane dispatched (the jobs subgraph's spec; agent/jobs.ts reads it). */
+/** A job the control plane dispatched (lib/jobSpec.ts; agent/index.ts takes it, the executor's job host runs it). */
 export interface DispatchedJob {
   id: string;
   spec: Record<string, unknown> & { kind: string; attempt?: number; logOffset?: number };

@@ -107,7 +107,7 @@ export interface MarinerConfig {
     /**
      * The local executor's trainer, as argv (MARINER_LOCAL_TRAINER_COMMAND: a JSON array of strings, or
      * words separated by spaces). Unset: fine-tuning jobs on the local executor are refused with a clear
-     * reason. `mariner up --demo-model` sets the demo trainer (bin/demoTrainer.ts).
+     * reason. `mariner up --demo-model` sets the demo trainer (agent/trainers/demoTrainer.ts).
      */
     localTrainerCommand: string[] | undefined;
     /** Batch job image presets, name → image (MARINER_BATCH_IMAGES, a JSON object; LLMariner Helm `batchJob.images`). */

@@ -21,7 +21,7 @@ interface AgentAnswer {
   body: { error?: { message?: string } } & Record<string, unknown>;
 }
 
-/** The agent's job API over the tunnel (agent/jobs.ts). */
+/** The agent's job API over the tunnel (agent/index.ts, `/mariner/v1/jobs`). */
 export function agentJobPath(jobId?: string, action?: 'cancel' | 'stop' | 'start' | 'delete'): string {
   return `${WORKER_PREFIX}/jobs${jobId ? `/${encodeURIComponent(jobId)}` : ''}${action ? `/${action}` : ''}`;
 }

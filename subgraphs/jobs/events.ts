@@ -5,7 +5,7 @@ import type { EventRow, JobRow, JobStore, LogRow } from './store.js';
 export const JOB_UPDATES = 'job_updates';
 export const JOB_LOGS = 'job_logs';
 
-/** What a trainer line tells beyond being output (the trainer protocol in bin/demoTrainer.ts). */
+/** What a trainer line tells beyond being output (the trainer protocol: agent/README.md "Trainers"). */
 export type TrainerLine =
   | { kind: 'metrics'; step: number; totalSteps: number | null; data: Record<string, unknown> }
   | { kind: 'checkpoint'; step: number; metrics: Record<string, unknown> };
