@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
-import { readJsonBody } from './json.js';
+import { isJsonObject, readJsonBody } from './json.js';
 import { listParams } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -27,15 +28,14 @@ interface GraphQLBatchJob {
   error: { code: string; message: string } | null;
 }
 
-const unix = (iso: string | null) => (iso ? Math.floor(Date.parse(iso) / 1000) : 0);
 
 /** LLMariner's BatchJob (job-manager batch_service.proto, JSON names). */
 function toBatchJob(job: GraphQLBatchJob) {
   return {
     id: job.id,
     object: 'batch.job',
-    created_at: unix(job.createdAt),
-    finished_at: unix(job.finishedAt),
+    created_at: unixSeconds(job.createdAt, 0),
+    finished_at: unixSeconds(job.finishedAt, 0),
     error: job.error,
     status: job.status.toLowerCase(),
     image: job.image,
@@ -54,8 +54,8 @@ function toBatchJob(job: GraphQLBatchJob) {
 function objectParam(body: Record<string, unknown>, name: string): Record<string, unknown> | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'object' || Array.isArray(value)) throw RestError.badRequest(`'${name}' must be an object`, name);
-  return value as Record<string, unknown>;
+  if (!isJsonObject(value)) throw RestError.badRequest(`'${name}' must be an object`, name);
+  return value;
 }
 
 /** LLMariner POST /v1/batch/jobs body → CreateBatchJobInput. */

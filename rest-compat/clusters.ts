@@ -1,10 +1,10 @@
-import type { IncomingMessage } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
-import type { GatewayClient } from './gatewayClient.js';
-import { readJsonBody } from './json.js';
+import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
+import { isJsonObject, readJsonBody } from './json.js';
 import { listParams, toList } from './lists.js';
-import type { Handler, Route, RouteContext } from './router.js';
+import type { Handler, Route } from './router.js';
 
 /**
  * LLMariner's cluster-manager REST API (reference/llmariner.md §7; cluster-manager
@@ -43,8 +43,6 @@ interface GraphQLClusterConfig {
 }
 
 // --- Response objects -------------------------------------------------------------------------
-
-const unixSeconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
 /**
  * LLMariner Cluster (`object: "cluster"`, `component_statuses` keyed by component name); the
@@ -87,9 +85,6 @@ function toClusterConfig(clusterId: string, c: GraphQLClusterConfig) {
 
 // --- Request fields ---------------------------------------------------------------------------
 
-type JsonObject = Record<string, unknown>;
-
-const isObject = (value: unknown): value is JsonObject => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 const GPUS_PARAM = 'device_plugin_config.time_slicing.gpus';
 const INT32_MAX = 2 ** 31 - 1;
@@ -99,10 +94,10 @@ const INT32_MAX = 2 ** 31 - 1;
  * `time_slicing` (or `gpus`) is no time-slicing; the range (1-64) is the subgraph's rule.
  */
 function clusterConfigInput(raw: unknown): { timeSlicingGpus: number | null } {
-  if (!isObject(raw)) throw RestError.badRequest('device_plugin_config must be an object', 'device_plugin_config');
+  if (!isJsonObject(raw)) throw RestError.badRequest('device_plugin_config must be an object', 'device_plugin_config');
   const timeSlicing = raw['time_slicing'];
   if (timeSlicing === undefined || timeSlicing === null) return { timeSlicingGpus: null };
-  if (!isObject(timeSlicing)) throw RestError.badRequest('device_plugin_config.time_slicing must be an object', 'device_plugin_config.time_slicing');
+  if (!isJsonObject(timeSlicing)) throw RestError.badRequest('device_plugin_config.time_slicing must be an object', 'device_plugin_config.time_slicing');
   const gpus = timeSlicing['gpus'];
   if (gpus === undefined || gpus === null) return { timeSlicingGpus: null };
   // Checked here, not by GraphQL's Int coercion, so that the error names the REST field.
@@ -139,8 +134,7 @@ export interface ClusterRoutesOptions {
 
 /** The cluster-manager routes (LLMariner §7). */
 export function clusterRoutes({ gateway }: ClusterRoutesOptions): Route[] {
-  const gql = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) =>
-    gateway.request<T>(req, ctx.requestId, query, variables);
+  const gql = routeGraphQL(gateway);
 
   /** POST /v1/clusters: the answer is the only one that carries the registration key. */
   const register: Handler = async (req, res, ctx) => {

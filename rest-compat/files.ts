@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import busboy from 'busboy';
 import { sendJson } from '../lib/http.js';
 import { ObjectTooLargeError, type ObjectStore } from '../lib/objectStore/index.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
@@ -26,7 +27,7 @@ export function toOpenAIFile(file: GraphQLFile) {
     id: file.id,
     object: 'file' as const,
     bytes: file.bytes,
-    created_at: Math.floor(Date.parse(file.createdAt) / 1000),
+    created_at: unixSeconds(file.createdAt),
     filename: file.filename,
     purpose: file.purpose,
     status: file.status.toLowerCase(),

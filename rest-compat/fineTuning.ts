@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
-import { readJsonBody } from './json.js';
+import { isJsonObject, readJsonBody } from './json.js';
 import { listParams } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -43,7 +44,6 @@ interface GraphQLJob {
   integrations: { type: string; wandb: { project: string; name: string | null; entity: string | null; tags: string[] } }[];
 }
 
-const unix = (iso: string | null) => (iso ? Math.floor(Date.parse(iso) / 1000) : null);
 
 /** OpenAI hyperparameters: what the trainer picks is `auto`. */
 function openAIHyperparameters(h: Hyperparameters, method: string) {
@@ -61,10 +61,10 @@ export function toOpenAIJob(job: GraphQLJob) {
   return {
     id: job.id,
     object: 'fine_tuning.job' as const,
-    created_at: unix(job.createdAt)!,
+    created_at: unixSeconds(job.createdAt),
     error: job.error,
     fine_tuned_model: job.fineTunedModel,
-    finished_at: unix(job.finishedAt),
+    finished_at: unixSeconds(job.finishedAt, null),
     hyperparameters: { batch_size: hyperparameters.batch_size, learning_rate_multiplier: hyperparameters.learning_rate_multiplier, n_epochs: hyperparameters.n_epochs },
     model: job.model,
     organization_id: job.organizationId,
@@ -89,8 +89,8 @@ export function toOpenAIJob(job: GraphQLJob) {
 /** OpenAI allows `"auto"` for any hyperparameter: the trainer decides (null here). */
 function hyperparametersInput(raw: unknown, param: string): Record<string, unknown> | null {
   if (raw === undefined || raw === null) return null;
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw RestError.badRequest(`${param} must be an object`, param);
-  const h = raw as Record<string, unknown>;
+  if (!isJsonObject(raw)) throw RestError.badRequest(`${param} must be an object`, param);
+  const h = raw;
   const value = (name: string) => {
     const v = h[name];
     if (v === undefined || v === null || v === 'auto') return null;
@@ -102,8 +102,8 @@ function hyperparametersInput(raw: unknown, param: string): Record<string, unkno
 
 function methodInput(raw: unknown): Record<string, unknown> | null {
   if (raw === undefined || raw === null) return null;
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw RestError.badRequest('method must be an object', 'method');
-  const method = raw as Record<string, unknown>;
+  if (!isJsonObject(raw)) throw RestError.badRequest('method must be an object', 'method');
+  const method = raw;
   const type = method['type'];
   if (typeof type !== 'string') throw RestError.badRequest("method.type is required: 'supervised' or 'dpo'", 'method.type');
   const detail = method[type] as Record<string, unknown> | undefined;
@@ -212,7 +212,7 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
       { id, after, limit: ctx.url.searchParams.has('limit') ? limit : 20 },
     );
     if (!fineTuningJob) throw RestError.notFound(`Fine-tuning job ${id} not found`);
-    const data = fineTuningJob.events.items.map((e) => ({ object: 'fine_tuning.job.event', id: e.id, created_at: unix(e.createdAt)!, level: e.level, message: e.message, type: e.type, data: e.data ?? {} }));
+    const data = fineTuningJob.events.items.map((e) => ({ object: 'fine_tuning.job.event', id: e.id, created_at: unixSeconds(e.createdAt), level: e.level, message: e.message, type: e.type, data: e.data ?? {} }));
     sendJson(res, 200, { object: 'list', data, has_more: fineTuningJob.events.hasMore }, ctx.headers);
   }
 
@@ -231,7 +231,7 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
     const data = fineTuningJob.checkpoints.items.map((c) => ({
       object: 'fine_tuning.job.checkpoint',
       id: c.id,
-      created_at: unix(c.createdAt)!,
+      created_at: unixSeconds(c.createdAt),
       fine_tuned_model_checkpoint: c.fineTunedModelCheckpoint,
       fine_tuning_job_id: c.fineTuningJobId,
       metrics: c.metrics,

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { restErrorFromGraphQL, RestError } from './errors.js';
+import type { RouteContext } from './router.js';
 
 /** The headers a REST call forwards to the gateway: credentials and project selection. */
 export const FORWARDED_HEADERS = ['authorization', 'openai-organization', 'openai-project'] as const;
@@ -34,4 +35,11 @@ export function createGatewayClient(graphqlUrl: () => string): GatewayClient {
       return body.data;
     },
   };
+}
+
+/** A gateway call as a route makes it: as the route's caller, with the route's request id. */
+export type RouteGraphQL = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) => Promise<T>;
+
+export function routeGraphQL(gateway: GatewayClient): RouteGraphQL {
+  return <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) => gateway.request<T>(req, ctx.requestId, query, variables);
 }

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import type { RouteContext } from './router.js';
 
-const unix = (iso: string | null) => (iso ? Math.floor(Date.parse(iso) / 1000) : 0);
 
 /** A query parameter by its LLMariner name (`filter.start_timestamp`) or its short one (`start_timestamp`). */
 function filterParam(url: URL, name: string): string | null {
@@ -43,7 +43,7 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
           id: c.id,
           name: c.name,
           summary: { gpu_capacity: c.gpuCapacity, gpu_allocated: c.gpuAllocated, gpu_pod_count: c.gpuPodCount },
-          last_updated_at: unix(c.lastUpdatedAt),
+          last_updated_at: unixSeconds(c.lastUpdatedAt, 0),
           stale: c.stale,
           namespaces: c.namespaces,
         })),
@@ -70,7 +70,7 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
       200,
       {
         datapoints: jobSummaries.map((point) => ({
-          timestamp: unix(point.timestamp),
+          timestamp: unixSeconds(point.timestamp, 0),
           values: point.values.map((v) => ({
             job_type: v.jobType,
             total_created: v.totalCreated,

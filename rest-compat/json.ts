@@ -4,6 +4,11 @@ import { RestError } from './errors.js';
 
 const MAX_JSON_BYTES = 1024 * 1024;
 
+/** A JSON object (not an array, not null): a request body, or an object-valued field of one. */
+export type JsonObject = Record<string, unknown>;
+
+export const isJsonObject = (value: unknown): value is JsonObject => value !== null && typeof value === 'object' && !Array.isArray(value);
+
 /** A JSON object request body; 400 for anything else, 413 past `maxBytes` (1 MiB). An empty body is `{}`. */
 export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BYTES): Promise<Record<string, unknown>> {
   let text: string;
@@ -20,8 +25,8 @@ export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BYT
   } catch {
     throw RestError.badRequest('The request body is not valid JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+  if (!isJsonObject(parsed)) {
     throw RestError.badRequest('The request body must be a JSON object');
   }
-  return parsed as Record<string, unknown>;
+  return parsed;
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
@@ -34,7 +35,7 @@ export function toOpenAIModel(model: GraphQLModel) {
   return {
     id: model.id,
     object: 'model' as const,
-    created: Math.floor(Date.parse(model.createdAt) / 1000),
+    created: unixSeconds(model.createdAt),
     owned_by: model.ownedBy,
     is_base_model: model.isBaseModel,
     base_model_id: model.baseModelId ?? '',

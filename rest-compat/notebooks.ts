@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
@@ -35,7 +36,6 @@ interface GraphQLNotebook {
   resources: { gpuCount: number; cpuMillicores: Amount; memoryMegabytes: Amount; storageMegabytes: Amount };
 }
 
-const unix = (iso: string | null) => (iso ? Math.floor(Date.parse(iso) / 1000) : 0);
 const amountOut = (a: Amount) => ({ requests: a.requests ?? 0, limits: a.limits ?? 0 });
 
 /** LLMariner's Notebook (job-manager workspace_service.proto, JSON names). */
@@ -44,9 +44,9 @@ function toNotebook(n: GraphQLNotebook) {
     id: n.id,
     object: 'workspace.notebook',
     name: n.name,
-    created_at: unix(n.createdAt),
-    started_at: unix(n.startedAt),
-    stopped_at: unix(n.stoppedAt),
+    created_at: unixSeconds(n.createdAt, 0),
+    started_at: unixSeconds(n.startedAt, 0),
+    stopped_at: unixSeconds(n.stoppedAt, 0),
     image: n.image,
     resources: {
       cpu_milicore: amountOut(n.resources.cpuMillicores),

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
-import type { GatewayClient } from './gatewayClient.js';
-import { readJsonBody } from './json.js';
+import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
+import { isJsonObject, readJsonBody, type JsonObject } from './json.js';
 import { listParams, toList } from './lists.js';
 import type { Handler, Route, RouteContext } from './router.js';
 
@@ -14,10 +15,6 @@ import type { Handler, Route, RouteContext } from './router.js';
  */
 
 // --- Request fields ---------------------------------------------------------------------------
-
-type JsonObject = Record<string, unknown>;
-
-const isObject = (value: unknown): value is JsonObject => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 /** A string field; absent and null read as undefined. */
 function optionalString(body: JsonObject, key: string, param = key): string | undefined {
@@ -119,7 +116,7 @@ function updateMask(body: JsonObject, url: URL, allowed: readonly string[]): str
     paths = [...url.searchParams.getAll('update_mask'), ...url.searchParams.getAll('update_mask.paths')].flatMap((p) => p.split(','));
   } else if (typeof raw === 'string') {
     paths = raw.split(',');
-  } else if (isObject(raw) && Array.isArray(raw['paths']) && raw['paths'].every((p) => typeof p === 'string')) {
+  } else if (isJsonObject(raw) && Array.isArray(raw['paths']) && raw['paths'].every((p) => typeof p === 'string')) {
     paths = raw['paths'] as string[];
   } else if (Array.isArray(raw) && raw.every((p) => typeof p === 'string')) {
     paths = raw as string[];
@@ -143,11 +140,11 @@ function updateMask(body: JsonObject, url: URL, allowed: readonly string[]): str
  */
 function patchRequest(body: JsonObject, url: URL, resourceKey: string, allowed: readonly string[]) {
   const wrapped = body[resourceKey];
-  if (wrapped !== undefined && wrapped !== null && !isObject(wrapped)) {
+  if (wrapped !== undefined && wrapped !== null && !isJsonObject(wrapped)) {
     throw RestError.badRequest(`${resourceKey} must be an object`, resourceKey);
   }
-  const resource = isObject(wrapped) ? wrapped : body;
-  const prefix = isObject(wrapped) ? `${resourceKey}.` : '';
+  const resource = isJsonObject(wrapped) ? wrapped : body;
+  const prefix = isJsonObject(wrapped) ? `${resourceKey}.` : '';
   const mask = updateMask(body, url, allowed);
   const fields = mask ?? allowed.filter((f) => resource[f] !== undefined && resource[f] !== null);
   if (fields.length === 0) {
@@ -157,8 +154,6 @@ function patchRequest(body: JsonObject, url: URL, resourceKey: string, allowed: 
 }
 
 // --- GraphQL shapes and their REST forms ------------------------------------------------------
-
-const unixSeconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
 const ORGANIZATION_FIELDS = 'id title isDefault createdAt';
 const ORGANIZATION_SUMMARY = 'summary @include(if: $includeSummary) { projectCount userCount }';
@@ -234,7 +229,7 @@ function assignmentsInput(value: unknown, param: string): AssignmentInput[] {
   if (!Array.isArray(value)) throw RestError.badRequest(`${param} must be an array`, param);
   return value.map((item, i) => {
     const at = `${param}[${i}]`;
-    if (!isObject(item)) throw RestError.badRequest(`${at} must be an object`, at);
+    if (!isJsonObject(item)) throw RestError.badRequest(`${at} must be an object`, at);
     const selector = item['node_selector'] ?? [];
     if (!Array.isArray(selector)) throw RestError.badRequest(`${at}.node_selector must be an array`, `${at}.node_selector`);
     return {
@@ -243,7 +238,7 @@ function assignmentsInput(value: unknown, param: string): AssignmentInput[] {
       kueueQueueName: optionalString(item, 'kueue_queue_name', `${at}.kueue_queue_name`) || null,
       nodeSelector: selector.map((term, j) => {
         const where = `${at}.node_selector[${j}]`;
-        if (!isObject(term)) throw RestError.badRequest(`${where} must be an object`, where);
+        if (!isJsonObject(term)) throw RestError.badRequest(`${where} must be an object`, where);
         return { key: requiredString(term, 'key', `${where}.key`), value: requiredString(term, 'value', `${where}.value`) };
       }),
     };
@@ -346,8 +341,7 @@ export interface UserRoutesOptions {
 
 /** The user-management routes (LLMariner §6). */
 export function userRoutes({ gateway }: UserRoutesOptions): Route[] {
-  const gql = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) =>
-    gateway.request<T>(req, ctx.requestId, query, variables);
+  const gql = routeGraphQL(gateway);
 
   /** The project of the path, if the caller can see it and it belongs to the path's organization. */
   async function projectInOrganization(req: IncomingMessage, ctx: RouteContext): Promise<{ id: string; organizationId: string }> {

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../lib/http.js';
+import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
-import { readJsonBody } from './json.js';
+import { isJsonObject, readJsonBody } from './json.js';
 import { listParams, toList } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -58,7 +59,6 @@ interface GraphQLBatch {
   fileCounts: Counts;
 }
 
-const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 const counts = (c: Counts) => ({ in_progress: c.inProgress, completed: c.completed, failed: c.failed, cancelled: c.cancelled, total: c.total });
 
 /** OpenAI API: the vector store object (with Mariner's `embedding_model` besides). */
@@ -66,14 +66,14 @@ function toVectorStore(s: GraphQLStore) {
   return {
     id: s.id,
     object: 'vector_store' as const,
-    created_at: seconds(s.createdAt),
+    created_at: unixSeconds(s.createdAt),
     name: s.name,
     usage_bytes: s.usageBytes,
     file_counts: counts(s.fileCounts),
     status: s.status.toLowerCase(),
     ...(s.expiresAfter ? { expires_after: s.expiresAfter } : {}),
-    expires_at: s.expiresAt ? seconds(s.expiresAt) : null,
-    last_active_at: s.lastActiveAt ? seconds(s.lastActiveAt) : null,
+    expires_at: unixSeconds(s.expiresAt, null),
+    last_active_at: unixSeconds(s.lastActiveAt, null),
     metadata: s.metadata,
     embedding_model: s.embeddingModel,
   };
@@ -85,7 +85,7 @@ function toVectorStoreFile(f: GraphQLFile) {
     id: f.id,
     object: 'vector_store.file' as const,
     usage_bytes: f.usageBytes,
-    created_at: seconds(f.createdAt),
+    created_at: unixSeconds(f.createdAt),
     vector_store_id: f.vectorStoreId,
     status: f.status.toLowerCase(),
     last_error: f.lastError ? { code: f.lastError.code.toLowerCase(), message: f.lastError.message } : null,
@@ -99,7 +99,7 @@ function toBatch(b: GraphQLBatch) {
   return {
     id: b.id,
     object: 'vector_store.files_batch' as const,
-    created_at: seconds(b.createdAt),
+    created_at: unixSeconds(b.createdAt),
     vector_store_id: b.vectorStoreId,
     status: b.status.toLowerCase(),
     file_counts: counts(b.fileCounts),
@@ -109,8 +109,8 @@ function toBatch(b: GraphQLBatch) {
 /** OpenAI `chunking_strategy` → the GraphQL input (sizes checked by the subgraph). */
 function chunkingInput(value: unknown): Record<string, unknown> | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) throw RestError.badRequest('chunking_strategy must be an object', 'chunking_strategy');
-  const v = value as Record<string, unknown>;
+  if (!isJsonObject(value)) throw RestError.badRequest('chunking_strategy must be an object', 'chunking_strategy');
+  const v = value;
   if (typeof v['type'] !== 'string') throw RestError.badRequest("chunking_strategy.type must be 'auto' or 'static'", 'chunking_strategy.type');
   if (v['type'] !== 'static') return { type: v['type'] };
   const s = v['static'];
@@ -121,8 +121,8 @@ function chunkingInput(value: unknown): Record<string, unknown> | null {
 
 function expiresAfterInput(value: unknown): Record<string, unknown> | null {
   if (value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) throw RestError.badRequest('expires_after must be an object {anchor, days}', 'expires_after');
-  const v = value as Record<string, unknown>;
+  if (!isJsonObject(value)) throw RestError.badRequest('expires_after must be an object {anchor, days}', 'expires_after');
+  const v = value;
   return { anchor: v['anchor'], days: v['days'] };
 }
 
@@ -352,7 +352,7 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
       throw RestError.badRequest("Missing required parameter: 'query' (a string or an array of strings)", 'query');
     }
     const ranking = body['ranking_options'];
-    if (ranking !== undefined && (typeof ranking !== 'object' || ranking === null || Array.isArray(ranking))) throw RestError.badRequest('ranking_options must be an object', 'ranking_options');
+    if (ranking !== undefined && !isJsonObject(ranking)) throw RestError.badRequest('ranking_options must be an object', 'ranking_options');
     const threshold = (ranking as Record<string, unknown> | undefined)?.['score_threshold'];
     if (threshold !== undefined && typeof threshold !== 'number') throw RestError.badRequest('ranking_options.score_threshold must be a number', 'ranking_options.score_threshold');
     const max = body['max_num_results'];
