@@ -1,9 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { print } from 'graphql';
 import { unauthenticated } from '../lib/errors.js';
 import { headerValue } from '../lib/http.js';
 import type { Identity, InternalTokens, Principal, Worker } from '../lib/identity.js';
-import { INTERNAL_TOKEN_HEADER } from '../lib/identity.js';
-import { resolveProject, type RoleScopeTable } from '../subgraphs/rbac/index.js';
+import { asSystem, createInternalClient } from '../lib/internalClient.js';
+import { resolveProject } from '../schema/rbac/projectResolution.js';
+import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
+import { WorkerByRegistrationKeyDocument } from './generated/clustersOperations.js';
+import { PrincipalByApiKeyDocument, PrincipalByEmailDocument } from './generated/usersOperations.js';
 import { looksLikeJwt, OidcTokenError, type OidcVerifier } from './oidc.js';
 
 export interface AuthenticatorOptions {
@@ -32,14 +36,11 @@ export interface Authenticator {
 /** Cluster registration keys (LLMariner `clusterkey-...`). */
 export const REGISTRATION_KEY_PREFIX = 'clusterkey-';
 
-const PRINCIPAL_FIELDS = `userId internalUserId tenantId isServiceAccount
-  apiKey { id organizationId projectId excludedFromRateLimiting }
-  organizations { organizationId role isDefault }
-  projects { projectId organizationId role isDefault }`;
-/** The gateway's principal lookup for an API key (exported for the benchmark, which builds the same identity). */
-export const BY_API_KEY = `query PrincipalByApiKey($secret: String!) { principal: principalByApiKey(secret: $secret) { ${PRINCIPAL_FIELDS} } }`;
-const BY_EMAIL = `query PrincipalByEmail($email: String!) { principal: principalByEmail(email: $email) { ${PRINCIPAL_FIELDS} } }`;
-const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { worker: workerByRegistrationKey(key: $key) { clusterId clusterName tenantId organizationId sharedWithAllOrganizations organizationIds } }`;
+/**
+ * The gateway's principal lookup for an API key, as text (for the benchmark, which builds the same
+ * identity); the operations are in operations/users.graphql and operations/clusters.graphql.
+ */
+export const BY_API_KEY = print(PrincipalByApiKeyDocument);
 
 /**
  * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;
@@ -51,34 +52,30 @@ const BY_REGISTRATION_KEY = `query WorkerByRegistrationKey($key: String!) { work
  * user's default project.
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
-  async function systemQuery<T>(subgraph: 'users' | 'clusters', query: string, variables: Record<string, string>, requestId: string): Promise<T> {
-    const response = await fetch(subgraph === 'users' ? options.usersUrl : options.clustersUrl, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        [INTERNAL_TOKEN_HEADER]: await options.tokens.mint(subgraph, requestId, null, true),
-      },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { data?: T; errors?: { message: string }[] };
-    if (body.errors?.length || !body.data) {
-      throw new Error(`credential lookup failed: ${body.errors?.map((e) => e.message).join('; ') ?? response.status}`);
+  const users = createInternalClient({ subgraph: 'users', url: options.usersUrl, tokens: options.tokens });
+  const clusters = createInternalClient({ subgraph: 'clusters', url: options.clustersUrl, tokens: options.tokens });
+  /**
+   * A credential lookup the subgraph could not answer is the platform's failure, not the caller's:
+   * whatever the subgraph said, it surfaces as an internal error (logged with the request id).
+   */
+  async function lookup<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (error) {
+      throw new Error(`credential lookup failed: ${(error as Error).message}`, { cause: error });
     }
-    return body.data;
   }
-  const lookup = async (query: string, variables: Record<string, string>, requestId: string) =>
-    (await systemQuery<{ principal: Principal | null }>('users', query, variables, requestId)).principal;
 
   return {
     async authenticate(token, headers, requestId) {
       if (token === undefined) return { identity: null, worker: null };
       let principal: Principal | null;
       if (token.startsWith(REGISTRATION_KEY_PREFIX)) {
-        const { worker } = await systemQuery<{ worker: Worker | null }>('clusters', BY_REGISTRATION_KEY, { key: token }, requestId);
+        const { worker } = await lookup(clusters.request(asSystem(requestId), WorkerByRegistrationKeyDocument, { key: token }));
         if (!worker) throw unauthenticated('Invalid registration key: the cluster is not registered (or was unregistered)');
         return { identity: null, worker };
       } else if (token.startsWith('sk-')) {
-        principal = await lookup(BY_API_KEY, { secret: token }, requestId);
+        ({ principal } = await lookup(users.request(asSystem(requestId), PrincipalByApiKeyDocument, { secret: token })));
         if (!principal) throw unauthenticated('Invalid API key');
       } else if (looksLikeJwt(token)) {
         if (!options.oidc) throw unauthenticated('OIDC tokens are not accepted: no issuer is configured');
@@ -90,7 +87,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
           if (error instanceof OidcTokenError) throw unauthenticated(`Invalid token: ${error.message}`);
           throw error;
         }
-        principal = await lookup(BY_EMAIL, { email }, requestId);
+        ({ principal } = await lookup(users.request(asSystem(requestId), PrincipalByEmailDocument, { email })));
         if (!principal) throw unauthenticated(`No Mariner user for ${email}: ask an organization owner to add you`);
         return { ...identityOf(principal, headers), expiresAt };
       } else {

@@ -1,5 +1,6 @@
-import { graphqlRequest } from './graphqlClient.js';
-import { INTERNAL_TOKEN_HEADER, type InternalTokens } from './identity.js';
+import { ClusterAccessDocument } from './generated/clustersOperations.js';
+import type { InternalTokens } from './identity.js';
+import { asSystem, createInternalClient, type InternalClient } from './internalClient.js';
 
 /**
  * Which organizations a cluster works for (README "Security model"; stricter than LLMariner, which
@@ -30,10 +31,6 @@ export function isPlatformCluster(access: ClusterAccess): boolean {
   return access.organizationId === null;
 }
 
-const ACCESS = `query ClusterAccess($tenantId: ID!) {
-  clusterAccess(tenantId: $tenantId) { clusterId organizationId sharedWithAllOrganizations organizationIds }
-}`;
-
 /**
  * The tenant's clusters and whom they serve, asked of the clusters subgraph (which owns them) as the
  * system and kept for `ttlMs`: routing consults it on every request, so a grant revoked or a cluster
@@ -41,10 +38,13 @@ const ACCESS = `query ClusterAccess($tenantId: ID!) {
  */
 export class ClusterAccessDirectory {
   private readonly cache = new Map<string, { expires: number; clusters: Promise<Map<string, ClusterAccess>> }>();
+  private readonly clustersSubgraph: InternalClient;
 
   constructor(
     private readonly options: { clustersUrl: () => string; tokens: InternalTokens; ttlMs?: number },
-  ) {}
+  ) {
+    this.clustersSubgraph = createInternalClient({ subgraph: 'clusters', url: options.clustersUrl, tokens: options.tokens });
+  }
 
   /** Every cluster of the tenant, by id. */
   clusters(tenantId: string): Promise<Map<string, ClusterAccess>> {
@@ -65,14 +65,7 @@ export class ClusterAccessDirectory {
   }
 
   private async fetch(tenantId: string): Promise<Map<string, ClusterAccess>> {
-    const token = await this.options.tokens.mint('clusters', `cluster-access:${tenantId}`, null, true);
-    const { clusterAccess } = await graphqlRequest<{ clusterAccess: ClusterAccess[] }>(
-      this.options.clustersUrl(),
-      ACCESS,
-      { tenantId },
-      { [INTERNAL_TOKEN_HEADER]: token },
-      AbortSignal.timeout(10_000),
-    );
+    const { clusterAccess } = await this.clustersSubgraph.request(asSystem(`cluster-access:${tenantId}`), ClusterAccessDocument, { tenantId });
     return new Map(clusterAccess.map((c) => [c.clusterId, c]));
   }
 }

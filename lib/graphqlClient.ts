@@ -3,7 +3,8 @@ import { ErrorCode, isErrorCode, MarinerError } from './errors.js';
 /**
  * A GraphQL call over HTTP to the gateway, for components that act as (or for) a caller: the
  * sessions server authorizing a user, an agent reporting with its registration key. A GraphQL error
- * is thrown as a MarinerError with its code; a transport failure as a plain Error.
+ * is thrown as a MarinerError with its code; a transport failure as a plain Error. Calls to a
+ * subgraph go through internalClient.ts, which builds on this.
  */
 export async function graphqlRequest<T>(
   url: string,

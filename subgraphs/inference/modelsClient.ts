@@ -1,22 +1,13 @@
-import { graphqlRequest } from '../../lib/graphqlClient.js';
-import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../../lib/identity.js';
+import type { InternalTokens } from '../../lib/identity.js';
+import { asCaller, asSystem, createInternalClient } from '../../lib/internalClient.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import { InferenceActivateDocument, InferenceModelDocument, InferenceModelOwnersDocument, type InferenceModelOwnersQuery, type InferenceModelQuery } from './generated/modelsOperations.js';
 
 /** What routing needs of a model. */
-export interface ServableModel {
-  id: string;
-  activationStatus: 'ACTIVE' | 'INACTIVE';
-  loadingStatus: string;
-  config: { clusterAllocationPolicy: { enableOnDemandAllocation: boolean } };
-}
+export type ServableModel = NonNullable<InferenceModelQuery['model']>;
 
 /** Whose a model is (the models subgraph's `modelOwners`): null organization and project for the tenant's shared catalog. */
-export interface ModelOwner {
-  id: string;
-  organizationId: string | null;
-  projectId: string | null;
-  isBaseModel: boolean;
-}
+export type ModelOwner = InferenceModelOwnersQuery['modelOwners'][number];
 
 export interface ModelsClient {
   /** The model as the caller sees it (visibility rules of the models subgraph), or null. */
@@ -30,35 +21,27 @@ export interface ModelsClient {
   owners(requestId: string, tenantId: string, ids: readonly string[]): Promise<Map<string, ModelOwner>>;
 }
 
-const MODEL = `query InferenceModel($id: ID!) {
-  model(id: $id, includeLoading: true) { id activationStatus loadingStatus config { clusterAllocationPolicy { enableOnDemandAllocation } } }
-}`;
-const ACTIVATE = `mutation InferenceActivate($id: ID!) { activateModel(id: $id) { id } }`;
 /** The most ids the models subgraph takes in one `modelOwners` call. */
 const MAX_OWNER_IDS = 1000;
-const OWNERS = `query InferenceModelOwners($tenantId: ID!, $ids: [ID!]!) { modelOwners(tenantId: $tenantId, ids: $ids) { id organizationId projectId isBaseModel } }`;
 
 /**
- * The inference subgraph does not own models: it asks the models subgraph on behalf of the caller,
- * so a caller reaches only models its project may see (the same pattern as models → files).
+ * The inference subgraph does not own models: it asks the models subgraph (operations/models.graphql)
+ * on behalf of the caller, so a caller reaches only models its project may see (the same pattern as
+ * models → files).
  */
 export function createModelsClient(options: { url: string; tokens: InternalTokens }): ModelsClient {
-  const call = async <T>(caller: Pick<SubgraphContext, 'requestId' | 'identity'>, query: string, id: string) =>
-    graphqlRequest<T>(options.url, query, { id }, { [INTERNAL_TOKEN_HEADER]: await options.tokens.mint('models', caller.requestId, caller.identity) }, AbortSignal.timeout(10_000));
+  const models = createInternalClient({ subgraph: 'models', url: options.url, tokens: options.tokens });
   return {
-    model: async (caller, id) => (await call<{ model: ServableModel | null }>(caller, MODEL, id)).model,
+    model: async (caller, id) => (await models.request(asCaller(caller), InferenceModelDocument, { id })).model,
     activate: async (caller, id) => {
-      await call(caller, ACTIVATE, id);
+      await models.request(asCaller(caller), InferenceActivateDocument, { id });
     },
     owners: async (requestId, tenantId, ids) => {
       const unique = [...new Set(ids)];
       if (unique.length === 0) return new Map();
-      const headers = { [INTERNAL_TOKEN_HEADER]: await options.tokens.mint('models', requestId, null, true) };
       const batches: string[][] = [];
       for (let i = 0; i < unique.length; i += MAX_OWNER_IDS) batches.push(unique.slice(i, i + MAX_OWNER_IDS));
-      const answers = await Promise.all(
-        batches.map((batch) => graphqlRequest<{ modelOwners: ModelOwner[] }>(options.url, OWNERS, { tenantId, ids: batch }, headers, AbortSignal.timeout(10_000))),
-      );
+      const answers = await Promise.all(batches.map((batch) => models.request(asSystem(requestId), InferenceModelOwnersDocument, { tenantId, ids: batch })));
       return new Map(answers.flatMap(({ modelOwners }) => modelOwners.map((owner) => [owner.id, owner] as const)));
     },
   };

@@ -1,36 +1,26 @@
 import { badInput } from '../../lib/errors.js';
-import { graphqlRequest } from '../../lib/graphqlClient.js';
-import { INTERNAL_TOKEN_HEADER, type InternalTokens } from '../../lib/identity.js';
+import type { InternalTokens } from '../../lib/identity.js';
+import { asCaller, createInternalClient } from '../../lib/internalClient.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import { RagSearchDocument, type RagSearchQuery } from './generated/vectorstoresOperations.js';
 
-/** A retrieved chunk. */
-export interface RetrievedChunk {
-  fileId: string;
-  filename: string;
-  score: number;
-  text: string;
-}
+/** A retrieved chunk: its file, its score and its text. */
+export type RetrievedChunk = RagSearchQuery['searchVectorStore']['results'][number];
 
 /** The vectorstores subgraph's search, asked as the caller: their project's stores and their rights only. */
 export interface VectorStoreSearch {
   search(caller: Pick<SubgraphContext, 'requestId' | 'identity'>, vectorStoreName: string, queries: string[], maxResults: number): Promise<RetrievedChunk[]>;
 }
 
-const SEARCH = `query RagSearch($input: SearchVectorStoreInput!) { searchVectorStore(input: $input) { results { fileId filename score text } } }`;
+/** A search embeds the queries first (through this subgraph, on a runtime that may be loading). */
+const SEARCH_TIMEOUT_MS = 60_000;
 
+/** The vectorstores subgraph's search (operations/vectorstores.graphql), as the caller. */
 export function createVectorStoreSearch(options: { url: () => string; tokens: InternalTokens }): VectorStoreSearch {
+  const vectorStores = createInternalClient({ subgraph: 'vectorstores', url: options.url, tokens: options.tokens, timeoutMs: SEARCH_TIMEOUT_MS });
   return {
-    async search(caller, vectorStoreName, queries, maxResults) {
-      const token = await options.tokens.mint('vectorstores', caller.requestId, caller.identity);
-      const data = await graphqlRequest<{ searchVectorStore: { results: RetrievedChunk[] } }>(
-        options.url(),
-        SEARCH,
-        { input: { vectorStoreName, query: queries, maxNumResults: maxResults } },
-        { [INTERNAL_TOKEN_HEADER]: token },
-        AbortSignal.timeout(60_000),
-      );
-      return data.searchVectorStore.results;
-    },
+    search: async (caller, vectorStoreName, queries, maxResults) =>
+      (await vectorStores.request(asCaller(caller), RagSearchDocument, { input: { vectorStoreName, query: queries, maxNumResults: maxResults } })).searchVectorStore.results,
   };
 }
 

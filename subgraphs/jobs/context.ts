@@ -4,12 +4,12 @@ import type { CreatorCredentials } from './creatorCredentials.js';
 import type { JobDispatcher, JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
 import type { SecretBox } from './secrets.js';
-import type { JobPeers } from './peers.js';
+import type { JobDependencies } from './dependencies.js';
 import type { CheckpointRow, JobRow, JobStore, LogRow } from './store.js';
 
 export interface JobsContext extends SubgraphContext {
   store: JobStore;
-  peers: JobPeers;
+  dependencies: JobDependencies;
   events: JobEvents;
   dispatcher: JobDispatcher;
   transport: JobTransport;

@@ -2,7 +2,7 @@ import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { PeriodicTask } from '../../lib/periodicTask.js';
 import type { JobEvents } from './events.js';
-import type { JobPeers } from './peers.js';
+import type { JobDependencies } from './dependencies.js';
 import type { JobRow, JobStore, NotebookRow } from './store.js';
 
 /** The error a job gets when the API key that created it was deleted. */
@@ -27,7 +27,7 @@ export class CreatorCredentials {
 
   constructor(
     private readonly store: JobStore,
-    private readonly peers: JobPeers,
+    private readonly dependencies: JobDependencies,
     private readonly events: JobEvents,
     logger: Logger,
     private readonly options: { intervalMs: number; onChanged(): void },
@@ -45,7 +45,7 @@ export class CreatorCredentials {
     if (job.creator_revoked_at) return why;
     let exists = lookups.get(key.id);
     if (!exists) {
-      exists = this.peers.apiKeyExists({ requestId: `jobs:${job.id}`, identity: job.creator }, key.id);
+      exists = this.dependencies.apiKeyExists({ requestId: `jobs:${job.id}`, identity: job.creator }, key.id);
       lookups.set(key.id, exists);
     }
     return (await exists) ? null : why;
@@ -67,7 +67,7 @@ export class CreatorCredentials {
 
   private async deleteNotebookKey(notebook: NotebookRow): Promise<void> {
     try {
-      await this.peers.deleteApiKey({ requestId: `jobs:${notebook.id}`, identity: notebook.creator }, notebook.secrets.apiKeyId);
+      await this.dependencies.deleteApiKey({ requestId: `jobs:${notebook.id}`, identity: notebook.creator }, notebook.secrets.apiKeyId);
     } catch (error) {
       // Deleted already (or with its user): nothing acts with it any more.
       if (error instanceof MarinerError && error.code === ErrorCode.NOT_FOUND) return;

@@ -1,7 +1,7 @@
 import { servesOrganization, type ClusterAccess, type ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { CreatorCredentials, KeyLookups } from './creatorCredentials.js';
-import type { JobPeers } from './peers.js';
+import type { JobDependencies } from './dependencies.js';
 import { ownerOf, placeJob } from './placement.js';
 import type { Placement } from './scheduler.js';
 import type { JobRow } from './store.js';
@@ -29,7 +29,7 @@ export class DispatchGuard {
   constructor(
     private readonly access: ClusterAccessDirectory,
     private readonly credentials: CreatorCredentials,
-    private readonly peers: JobPeers,
+    private readonly dependencies: JobDependencies,
     private readonly connectedClusters: () => string[],
   ) {}
 
@@ -61,7 +61,7 @@ export class DispatchGuard {
   /** Another cluster of the project that the organization may use; null when there is none now. */
   private async elsewhere(job: JobRow, excluding: string): Promise<Placement | null> {
     try {
-      return await placeJob(this.peers, new Set(this.connectedClusters()), ownerOf(job, `dispatcher:${job.id}`), job.gpu_count, { excluding });
+      return await placeJob(this.dependencies, new Set(this.connectedClusters()), ownerOf(job, `dispatcher:${job.id}`), job.gpu_count, { excluding });
     } catch (error) {
       if (error instanceof MarinerError && error.code === ErrorCode.FAILED_PRECONDITION) return null;
       throw error;

@@ -14,7 +14,7 @@ import { DispatchGuard } from './dispatchGuard.js';
 import { JobDispatcher, type JobTransport } from './dispatcher.js';
 import { JobEvents } from './events.js';
 import { migrations } from './migrations/index.js';
-import { createJobPeers, type PeerUrls } from './peers.js';
+import { createJobDependencies, type JobDependencyUrls } from './dependencies.js';
 import { JobRescheduler } from './rescheduler.js';
 import { resolvers } from './resolvers.js';
 import { SecretBox } from './secrets.js';
@@ -25,7 +25,7 @@ export { parseTrainerLine } from './events.js';
 
 export interface JobsOptions {
   /** Where the subgraphs the jobs subgraph asks run (files, models, users, clusters). */
-  peers: PeerUrls;
+  peers: JobDependencyUrls;
   tokens: InternalTokens;
   /** How jobs reach agents: the sessions tunnel registry. */
   transport: JobTransport;
@@ -48,22 +48,22 @@ export async function createJobsSubgraph(
   await migrate(db.knex, SCHEMA, migrations);
   const store = new JobStore(db.knex);
   const events = new JobEvents(store, options.pubsub);
-  const peers = createJobPeers(options.peers, options.tokens);
+  const dependencies = createJobDependencies(options.peers, options.tokens);
   const secrets = new SecretBox(options.secretKey);
   // A deleted notebook's API key goes with it (as its creator, who made it).
   const removed = async (job: JobRow) => {
     if (job.kind !== 'notebook') return;
-    await peers.deleteApiKey({ requestId: `jobs:${job.id}`, identity: job.creator }, job.secrets.apiKeyId).catch((error: Error) => {
+    await dependencies.deleteApiKey({ requestId: `jobs:${job.id}`, identity: job.creator }, job.secrets.apiKeyId).catch((error: Error) => {
       options.logger.warn({ jobId: job.id, err: error.message }, "could not delete a deleted notebook's API key");
     });
   };
   const logger = options.logger.child({ component: 'jobs' });
   // Every six dispatch intervals (30 s by default): clusters are given minutes, not seconds.
   const watchIntervalMs = Math.max(options.settings.dispatchIntervalMs * 6, 1000);
-  const credentials = new CreatorCredentials(store, peers, events, logger, { intervalMs: watchIntervalMs, onChanged: () => dispatcher.nudge() });
+  const credentials = new CreatorCredentials(store, dependencies, events, logger, { intervalMs: watchIntervalMs, onChanged: () => dispatcher.nudge() });
   // Whom clusters serve, asked afresh for every dispatch pass (ttl 0): a revoked grant counts at once.
   const access = new ClusterAccessDirectory({ clustersUrl: () => options.peers.clusters, tokens: options.tokens, ttlMs: 0 });
-  const guard = new DispatchGuard(access, credentials, peers, () => options.transport.allConnectedClusters());
+  const guard = new DispatchGuard(access, credentials, dependencies, () => options.transport.allConnectedClusters());
   const dispatcher = new JobDispatcher(
     store,
     options.transport,
@@ -74,7 +74,7 @@ export async function createJobsSubgraph(
     guard,
   );
   dispatcher.start();
-  const rescheduler = new JobRescheduler(store, peers, options.transport, events, logger, {
+  const rescheduler = new JobRescheduler(store, dependencies, options.transport, events, logger, {
     abandonAfterSeconds: options.settings.rescheduleAfterSeconds,
     intervalMs: watchIntervalMs,
     onQueued: () => dispatcher.nudge(),
@@ -95,7 +95,7 @@ export async function createJobsSubgraph(
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, peers, events, dispatcher, transport: options.transport, pubsub: options.pubsub, credentials, batchImages: options.settings.batchImages, notebookImages: options.settings.notebookImages, secrets }),
+      createContext: (base) => ({ ...base, store, dependencies, events, dispatcher, transport: options.transport, pubsub: options.pubsub, credentials, batchImages: options.settings.batchImages, notebookImages: options.settings.notebookImages, secrets }),
     },
   };
 }

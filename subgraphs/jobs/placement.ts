@@ -1,5 +1,5 @@
 import type { Identity } from '../../lib/identity.js';
-import type { JobPeers, SchedulingCluster } from './peers.js';
+import type { JobDependencies, SchedulingCluster } from './dependencies.js';
 import { schedule, type Placement } from './scheduler.js';
 import type { JobRow } from './store.js';
 
@@ -22,15 +22,15 @@ export function ownerOf(job: JobRow, requestId: string): JobOwner {
  * organization may use — asked of the clusters subgraph unless given — other than `excluding`.
  */
 export async function placeJob(
-  peers: JobPeers,
+  dependencies: JobDependencies,
   connected: ReadonlySet<string>,
   owner: JobOwner,
   gpuCount: number | null,
   options: { excluding?: string | null; clusters?: SchedulingCluster[] } = {},
 ): Promise<Placement> {
   const [assignments, clusters] = await Promise.all([
-    peers.assignments({ requestId: owner.requestId, identity: owner.identity }, owner.projectId),
-    options.clusters ?? peers.schedulingClusters(owner.requestId, owner.tenantId, owner.organizationId),
+    dependencies.assignments({ requestId: owner.requestId, identity: owner.identity }, owner.projectId),
+    options.clusters ?? dependencies.schedulingClusters(owner.requestId, owner.tenantId, owner.organizationId),
   ]);
   return schedule(
     assignments,

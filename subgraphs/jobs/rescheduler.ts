@@ -2,7 +2,7 @@ import type { Logger } from '../../lib/logging.js';
 import { PeriodicTask } from '../../lib/periodicTask.js';
 import type { JobTransport } from './dispatcher.js';
 import type { JobEvents } from './events.js';
-import type { JobPeers, SchedulingCluster } from './peers.js';
+import type { JobDependencies, SchedulingCluster } from './dependencies.js';
 import { ownerOf, placeJob } from './placement.js';
 import type { JobRow, JobStore } from './store.js';
 
@@ -18,7 +18,7 @@ export class JobRescheduler {
 
   constructor(
     private readonly store: JobStore,
-    private readonly peers: JobPeers,
+    private readonly dependencies: JobDependencies,
     private readonly transport: JobTransport,
     private readonly events: JobEvents,
     private readonly logger: Logger,
@@ -49,7 +49,7 @@ export class JobRescheduler {
     }
     for (const organizationJobs of byOrganization.values()) {
       const { tenant_id: tenantId, organization_id: organizationId } = organizationJobs[0]!;
-      const clusters = await this.peers.schedulingClusters(`rescheduler:${tenantId}`, tenantId, organizationId);
+      const clusters = await this.dependencies.schedulingClusters(`rescheduler:${tenantId}`, tenantId, organizationId);
       const byId = new Map(clusters.map((c) => [c.id, c]));
       for (const job of organizationJobs) {
         const why = this.abandoned(job, byId.get(job.cluster_id!));
@@ -77,7 +77,7 @@ export class JobRescheduler {
     let placement;
     try {
       // The job's creator's project assignments, as when it was created; the GPUs it was given.
-      placement = await placeJob(this.peers, new Set(this.transport.allConnectedClusters()), ownerOf(job, `rescheduler:${job.id}`), job.gpu_count, { excluding: from, clusters });
+      placement = await placeJob(this.dependencies, new Set(this.transport.allConnectedClusters()), ownerOf(job, `rescheduler:${job.id}`), job.gpu_count, { excluding: from, clusters });
     } catch (error) {
       this.logger.debug({ jobId: job.id, err: (error as Error).message }, 'no other cluster can take the job yet');
       return;

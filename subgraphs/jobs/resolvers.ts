@@ -5,10 +5,11 @@ import { projectScopeOf, type Worker } from '../../lib/identity.js';
 import { isId, newId, randomString } from '../../lib/ids.js';
 import type { NotebookSpec } from '../../lib/jobSpec.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
+import { JSONScalar } from '../../schema/scalars.js';
 import type { JobsContext, LogChunkModel } from './context.js';
 import { JOB_LOGS, JOB_UPDATES } from './events.js';
 import type { Resolvers } from './generated/resolvers.js';
-import type { OnBehalfOf, PeerFile } from './peers.js';
+import type { OnBehalfOf, InputFile } from './dependencies.js';
 import { placeJob } from './placement.js';
 import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow, type NotebookRow } from './store.js';
 import { validBatchInput, validJobInput, validNotebookInput } from './validation.js';
@@ -27,8 +28,8 @@ function workerOf(ctx: JobsContext): Worker {
 const isFinished = (job: JobRow) => FINISHED.includes(job.status);
 
 /** A file of the project fit for fine-tuning (OpenAI: purpose fine-tune). */
-async function trainingFile(ctx: JobsContext, id: string, field: string): Promise<PeerFile> {
-  const file = await ctx.peers.file(callerOf(ctx), id);
+async function trainingFile(ctx: JobsContext, id: string, field: string): Promise<InputFile> {
+  const file = await ctx.dependencies.file(callerOf(ctx), id);
   if (!file) throw badInput(`${field}: file ${id} does not exist in this project`, field);
   if (file.purpose !== 'fine-tune') throw badInput(`${field}: file ${id} has purpose ${file.purpose}; fine-tuning needs purpose fine-tune`, field);
   if (file.status === 'ERROR') throw badInput(`${field}: file ${id} failed processing`, field);
@@ -77,7 +78,7 @@ async function cancelJob<K extends JobKind>(ctx: JobsContext, id: string, kind: 
 async function place(ctx: JobsContext, gpuCount: number | null) {
   const scope = projectScopeOf(ctx.identity);
   const owner = { requestId: ctx.requestId, identity: ctx.identity, tenantId: scope.tenantId, organizationId: scope.organizationId, projectId: scope.projectId };
-  return placeJob(ctx.peers, new Set(ctx.transport.allConnectedClusters()), owner, gpuCount);
+  return placeJob(ctx.dependencies, new Set(ctx.transport.allConnectedClusters()), owner, gpuCount);
 }
 
 /** The columns every new job has: its project, where it was placed, and who created it. */
@@ -190,7 +191,7 @@ async function publishModel(ctx: JobsContext, job: FineTuningJobRow, outputPath:
   const suffix = registrationSuffix(job);
   try {
     // On behalf of the job's creator: the model lands in their project, under their rights.
-    const model = await ctx.peers.registerFineTunedModel({ requestId: ctx.requestId, identity: job.creator }, { baseModelId: job.model, suffix, source: outputPath });
+    const model = await ctx.dependencies.registerFineTunedModel({ requestId: ctx.requestId, identity: job.creator }, { baseModelId: job.model, suffix, source: outputPath });
     return { model };
   } catch (error) {
     // An earlier report registered it already, and its answer was lost: the model is there.
@@ -270,13 +271,14 @@ async function* projectChanges(ctx: JobsContext, projectId: string): AsyncGenera
 }
 
 export const resolvers: Resolvers<JobsContext> = {
+  JSON: JSONScalar,
   Query: {
     jobClusters: async (_p, _a, ctx) => {
       const scope = projectScopeOf(ctx.identity);
       // Only clusters the project's organization may use, as the scheduler sees them.
       const [assignments, clusters] = await Promise.all([
-        ctx.peers.assignments(callerOf(ctx), scope.projectId),
-        ctx.peers.schedulingClusters(ctx.requestId, scope.tenantId, scope.organizationId),
+        ctx.dependencies.assignments(callerOf(ctx), scope.projectId),
+        ctx.dependencies.schedulingClusters(ctx.requestId, scope.tenantId, scope.organizationId),
       ]);
       return clusters
         .map((c) => ({ cluster: c, namespaces: [...new Set(assignments.filter((a) => a.clusterId === null || a.clusterId === c.id).map((a) => a.namespace))] }))
@@ -349,7 +351,7 @@ export const resolvers: Resolvers<JobsContext> = {
     createFineTuningJob: async (_p, { input }, ctx) => {
       const scope = projectScopeOf(ctx.identity);
       const valid = validJobInput(input);
-      const model = await ctx.peers.model(callerOf(ctx), valid.model);
+      const model = await ctx.dependencies.model(callerOf(ctx), valid.model);
       if (!model) throw badInput(`input.model: model ${valid.model} does not exist or is not visible to this project`, 'input.model');
       if (!model.isBaseModel) throw badInput(`input.model: ${model.id} is a fine-tuned model; fine-tuning starts from a base model`, 'input.model');
       if (model.loadingStatus !== 'SUCCEEDED') throw badInput(`input.model: ${model.id} is not loaded yet (loading status ${model.loadingStatus})`, 'input.model');
@@ -395,7 +397,7 @@ export const resolvers: Resolvers<JobsContext> = {
       const valid = validBatchInput(input, ctx.batchImages);
       const dataFiles = [];
       for (const [i, fileId] of valid.dataFiles.entries()) {
-        const file = await ctx.peers.file(callerOf(ctx), fileId);
+        const file = await ctx.dependencies.file(callerOf(ctx), fileId);
         if (!file) throw badInput(`input.dataFiles.${i}: file ${fileId} does not exist in this project`, `input.dataFiles.${i}`);
         dataFiles.push({ id: file.id, objectKey: file.objectKey, filename: file.filename });
       }
@@ -447,7 +449,7 @@ export const resolvers: Resolvers<JobsContext> = {
         kueueQueueName: placement.kueueQueueName,
       };
       // The OpenAI API inside the notebook acts as its creator, in this project, with a key of its own.
-      const key = await ctx.peers.createApiKey(callerOf(ctx), { name: `notebook ${valid.name}`, projectId: scope.projectId });
+      const key = await ctx.dependencies.createApiKey(callerOf(ctx), { name: `notebook ${valid.name}`, projectId: scope.projectId });
       try {
         const notebook = await ctx.store.insert({
           kind: 'notebook',
@@ -460,7 +462,7 @@ export const resolvers: Resolvers<JobsContext> = {
         });
         return queued(ctx, notebook as NotebookRow, 'notebook');
       } catch (error) {
-        await ctx.peers.deleteApiKey(callerOf(ctx), key.id).catch(() => undefined);
+        await ctx.dependencies.deleteApiKey(callerOf(ctx), key.id).catch(() => undefined);
         if (isUniqueViolation(error)) throw conflict(`a notebook named ${valid.name} exists in this project`);
         throw error;
       }

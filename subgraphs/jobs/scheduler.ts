@@ -1,5 +1,5 @@
 import { failedPrecondition } from '../../lib/errors.js';
-import type { PeerAssignment, SchedulingCluster } from './peers.js';
+import type { ProjectAssignment, SchedulingCluster } from './dependencies.js';
 
 export interface Placement {
   clusterId: string;
@@ -17,7 +17,7 @@ export interface Placement {
  * (Kueue) rather than being refused. A job that asks for no GPU count gets one GPU where the cluster
  * has GPUs and runs on CPU where it has none (the local executor).
  */
-export function schedule(assignments: PeerAssignment[], clusters: SchedulingCluster[], connected: ReadonlySet<string>, requestedGpus: number | null): Placement {
+export function schedule(assignments: ProjectAssignment[], clusters: SchedulingCluster[], connected: ReadonlySet<string>, requestedGpus: number | null): Placement {
   if (assignments.length === 0) throw failedPrecondition('the project has no cluster namespace assigned: ask an organization owner to assign one (project assignments)');
   const byId = new Map(clusters.map((c) => [c.id, c]));
   const candidates: (Placement & { cluster: SchedulingCluster })[] = [];

@@ -1,6 +1,8 @@
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
-import { graphqlRequest } from '../../lib/graphqlClient.js';
-import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../../lib/identity.js';
+import type { Identity, InternalTokens } from '../../lib/identity.js';
+import { asCaller, createInternalClient } from '../../lib/internalClient.js';
+import { VectorStoreSourceFileDocument, type VectorStoreSourceFileQuery } from './generated/filesOperations.js';
+import { VectorStoreEmbeddingsDocument } from './generated/inferenceOperations.js';
 
 /** Who a call is made for: a request's caller, or (ingestion) the one who added the file. */
 export interface Caller {
@@ -8,13 +10,8 @@ export interface Caller {
   identity: Identity | null;
 }
 
-/** What ingestion needs of a File. */
-export interface ProjectFile {
-  id: string;
-  filename: string;
-  objectKey: string;
-  bytes: number;
-}
+/** What ingestion needs of a File: its name and where its bytes are. */
+export type ProjectFile = NonNullable<VectorStoreSourceFileQuery['file']>;
 
 /** The files subgraph, asked as the caller: it applies `api.files.read` and project ownership. */
 export interface FilesClient {
@@ -27,19 +24,11 @@ export interface EmbeddingsClient {
   embed(caller: Caller, model: string, inputs: readonly string[], signal?: AbortSignal): Promise<number[][]>;
 }
 
-const FILE = `query VectorStoreSourceFile($id: ID!) { file(id: $id) { id filename objectKey bytes } }`;
-const EMBED = `mutation VectorStoreEmbeddings($request: JSON!) { createEmbedding(request: $request) }`;
-
-/** A lookup slower than this is an outage of the files subgraph. */
-const FILE_TIMEOUT_MS = 10_000;
-
+/** The files subgraph (operations/files.graphql); a lookup slower than the default timeout is an outage. */
 export function createFilesClient(options: { url: () => string; tokens: InternalTokens }): FilesClient {
+  const files = createInternalClient({ subgraph: 'files', url: options.url, tokens: options.tokens });
   return {
-    async file(caller, id) {
-      const token = await options.tokens.mint('files', caller.requestId, caller.identity);
-      const data = await graphqlRequest<{ file: ProjectFile | null }>(options.url(), FILE, { id }, { [INTERNAL_TOKEN_HEADER]: token }, AbortSignal.timeout(FILE_TIMEOUT_MS));
-      return data.file;
-    },
+    file: async (caller, id) => (await files.request(asCaller(caller), VectorStoreSourceFileDocument, { id })).file,
   };
 }
 
@@ -55,23 +44,27 @@ function notRateLimited(identity: Identity | null): Identity | null {
   return { ...identity, principal: { ...identity.principal, apiKey: { ...apiKey, excludedFromRateLimiting: true } } };
 }
 
+/** The part of the OpenAI embeddings response (the `createEmbedding` JSON) ingestion reads. */
+interface EmbeddingsResponse {
+  data?: { index: number; embedding: number[] }[];
+}
+
 /**
- * Embeddings go through the inference subgraph like any caller's (model visibility, activation,
- * routing to a runtime, retries): ingestion adds no path of its own to the runtimes. Vectors are
- * asked as floats (the SDKs' base64 is for the wire to clients).
+ * Embeddings go through the inference subgraph (operations/inference.graphql) like any caller's
+ * (model visibility, activation, routing to a runtime, retries): ingestion adds no path of its own to
+ * the runtimes. Vectors are asked as floats (the SDKs' base64 is for the wire to clients).
  */
 export function createEmbeddingsClient(options: { url: () => string; tokens: InternalTokens; timeoutMs: number }): EmbeddingsClient {
+  const inference = createInternalClient({ subgraph: 'inference', url: options.url, tokens: options.tokens, timeoutMs: options.timeoutMs });
   return {
     async embed(caller, model, inputs, signal) {
-      const token = await options.tokens.mint('inference', caller.requestId, notRateLimited(caller.identity));
-      const data = await graphqlRequest<{ createEmbedding: { data?: { index: number; embedding: number[] }[] } }>(
-        options.url(),
-        EMBED,
+      const data = await inference.request(
+        asCaller({ requestId: caller.requestId, identity: notRateLimited(caller.identity) }),
+        VectorStoreEmbeddingsDocument,
         { request: { model, input: inputs, encoding_format: 'float' } },
-        { [INTERNAL_TOKEN_HEADER]: token },
-        signal ? AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs)]) : AbortSignal.timeout(options.timeoutMs),
+        signal ? { signal } : {},
       );
-      const items = data.createEmbedding.data ?? [];
+      const items = (data.createEmbedding as EmbeddingsResponse | null)?.data ?? [];
       const vectors: number[][] = new Array(inputs.length);
       for (const item of items) vectors[item.index] = item.embedding;
       if (items.length !== inputs.length || vectors.some((v) => !Array.isArray(v) || v.length === 0)) {
