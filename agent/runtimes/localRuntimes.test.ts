@@ -1,4 +1,7 @@
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -10,7 +13,6 @@ import { type LocalRuntime, LocalRuntimeManager } from './localRuntimes.js';
 
 let dir: string;
 let modelPath: string;
-let longContextModelPath: string;
 let manager: LocalRuntimeManager;
 
 const isAlive = (pid: number) => {
@@ -31,8 +33,6 @@ beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'mariner-runtimes-'));
   modelPath = path.join(dir, 'tiny.gguf');
   writeTinyGguf(modelPath, { seed: 11 });
-  longContextModelPath = path.join(dir, 'long.gguf');
-  writeTinyGguf(longContextModelPath, { seed: 11, contextLength: 4096 });
   manager = new LocalRuntimeManager({ logger: silentLogger(), parallel: 2, threads: 1, stopGraceMs: 5000 });
 });
 
@@ -65,30 +65,52 @@ describe('LocalRuntimeManager', () => {
   });
 
   it('stop() lets a request in flight finish, then ends the process', async () => {
-    const runtime = await manager.ensure('draining', longContextModelPath);
-    const client = new OpenAI({ baseURL: `${runtime.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-    // ~1,500 tokens take a second or two here: SIGTERM arrives while they are generated.
-    const stream = await client.chat.completions.create({
+    const runtime = await manager.ensure('draining', modelPath);
+    // In flight: the runtime has taken the request (it answered its headers with 100 Continue); the body
+    // is sent only once the runtime drains, so the whole answer is generated while it does. (A stream of
+    // 1,500 tokens started before stop() made the test depend on the machine's load: on a busy machine it
+    // outlasted the grace period, and the SIGKILL cut it: `other side closed`.)
+    const body = JSON.stringify({
       model: 'draining',
       messages: [{ role: 'user', content: 'Hi' }],
-      max_tokens: 1500,
+      max_tokens: 64,
       stream: true,
       stream_options: { include_usage: true },
     });
-    const iterator = stream[Symbol.asyncIterator]();
-    await iterator.next();
+    const request = http.request(`${runtime.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue' },
+    });
+    const responded = once(request, 'response') as Promise<[http.IncomingMessage]>;
+    await once(request, 'continue');
+
+    // The runtime closes idle kept-alive connections when SIGTERM starts the drain: this one's close
+    // is the event that says it has started.
+    const agent = new http.Agent({ keepAlive: true });
+    const health = http.get(`${runtime.url}/health`, { agent });
+    const [idle] = (await once(health, 'socket')) as [Socket];
+    const [healthy] = (await once(health, 'response')) as [http.IncomingMessage];
+    await once(healthy.resume(), 'end');
+    const draining = once(idle, 'close');
+
     const stopped = manager.stop('draining');
     expect(manager.get('draining')).toBeUndefined();
-    let finish: string | null = null;
-    let completionTokens = 0;
-    for (let step = await iterator.next(); !step.done; step = await iterator.next()) {
-      finish = step.value.choices[0]?.finish_reason ?? finish;
-      completionTokens = step.value.usage?.completion_tokens ?? completionTokens;
-    }
-    expect(finish).toBe('length');
-    expect(completionTokens).toBe(1500);
+    await draining;
+    request.end(body);
+    const [response] = await responded;
+    expect(response.statusCode).toBe(200);
+    let text = '';
+    for await (const chunk of response.setEncoding('utf8')) text += chunk;
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    const chunks = text
+      .split('\n\n')
+      .filter((event) => event.startsWith('data: {'))
+      .map((event) => JSON.parse(event.slice('data: '.length)) as { choices: { finish_reason: string | null }[]; usage?: { completion_tokens: number } });
+    expect(chunks.map((chunk) => chunk.choices[0]?.finish_reason).filter(Boolean)).toEqual(['length']);
+    expect(chunks.at(-1)?.usage?.completion_tokens).toBe(64);
     await stopped;
     expect(isAlive(runtime.pid)).toBe(false);
+    agent.destroy();
   });
 
   it('forgets a runtime that dies, and the next ensure starts a new one', async () => {
