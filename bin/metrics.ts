@@ -2,17 +2,18 @@ import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import { Kind, type OperationDefinitionNode } from 'graphql';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isErrorCode } from '../lib/errors.js';
-import type { TunnelRegistry } from '../subgraphs/sessions/index.js';
+import type { ComponentObservers, InferenceSample, RuntimeSample, TunnelCounts } from '../lib/componentObservers.js';
 
 /**
- * The Prometheus metrics of one `mariner serve` component, on its operations port (/metrics). One
- * registry per component rather than prom-client's global one, so components started side by side in
- * one process (the tests) do not mix their series.
+ * The Prometheus metrics of one `mariner serve` component, on its operations port (/metrics): the hooks
+ * its components report through (lib/componentObservers.ts), and the registry they fill. One registry
+ * per component rather than prom-client's global one, so components started side by side in one process
+ * (the tests) do not mix their series.
  */
-export interface ComponentMetrics {
+export interface ComponentMetrics extends ComponentObservers {
   registry: Registry;
   /** mariner_tunnel_connections: agent tunnels open to this process (the sessions component). */
-  observeTunnels(registry: TunnelRegistry): void;
+  observeTunnels(tunnels: TunnelCounts): void;
   /** mariner_gateway_upstream_subscriptions: upstream subscriptions the gateway holds, each shared by its subscribers. */
   observeSubscriptions(count: () => number): void;
   /**
@@ -26,27 +27,17 @@ export interface ComponentMetrics {
   /**
    * Inference per model, from each request's usage record: mariner_inference_requests_total{model,status},
    * mariner_inference_time_to_first_token_seconds{model}, mariner_inference_request_duration_seconds{model},
-   * mariner_inference_tokens_total{model,type} (prompt, completion). The sessions component.
+   * mariner_inference_tokens_total{model,type} (prompt, completion). The inference component.
    */
-  inferenceObserver(): (record: { model_id: string; status_code: number; prompt_tokens: number; completion_tokens: number; time_to_first_token_ms: number | null; latency_ms: number }) => void;
-  /** mariner_jobs: jobs by kind and status, read from the database when scraped (the sessions component). */
+  inferenceObserver(): (record: InferenceSample) => void;
+  /** mariner_jobs: jobs by kind and status, read from the database when scraped (the jobs component). */
   observeJobs(counts: () => Promise<{ kind: string; status: string; count: number }[]>): void;
   /**
-   * Inference runtimes as their agents last reported them, read when scraped (the sessions component):
+   * Inference runtimes as their agents last reported them, read when scraped (the inference component):
    * mariner_runtime_replicas{cluster,model,state} (desired, ready), mariner_runtime_requests_in_flight{cluster,model}
    * and, for autoscaled ones, mariner_runtime_average_in_flight{cluster,model} (the autoscaler's metric).
    */
   observeRuntimes(read: () => Promise<readonly RuntimeSample[]>): void;
-}
-
-/** One runtime, as the inference subgraph stores its agent's report. */
-export interface RuntimeSample {
-  cluster_id: string;
-  model_id: string;
-  desired_replicas: number;
-  ready_replicas: number;
-  in_flight_requests: number;
-  autoscaling: { averageInFlight: number } | null;
 }
 
 /** Operation names are the client's choice: beyond this many distinct ones, they count as `other`. */

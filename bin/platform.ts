@@ -1,37 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { RequestListener, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createGateway, type Gateway } from '../gateway/index.js';
+import { startAgent, type Agent } from '../agent/index.js';
+import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
 import type { OidcVerifier } from '../gateway/oidc.js';
-import { ClusterAccessDirectory } from '../lib/clusterAccess.js';
+import { NO_OBSERVERS } from '../lib/componentObservers.js';
 import type { MarinerConfig } from '../lib/config.js';
 import { openDatabase, type Database } from '../lib/db.js';
-import { ensurePrivateDirSync, PRIVATE_FILE_MODE } from '../lib/privateDir.js';
 import { sendJson } from '../lib/http.js';
 import { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
-import { startSubgraph, type RunningSubgraph } from '../lib/subgraphServer.js';
-import { trackRequests, type RequestTracker } from '../lib/requestTracker.js';
-import { createRestCompat, type RestCompat } from '../rest-compat/index.js';
+import type { ObjectStore } from '../lib/objectStore/index.js';
+import { ensurePrivateDirSync, PRIVATE_FILE_MODE } from '../lib/privateDir.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
-import { createRbacSubgraph, loadRoleScopes } from '../subgraphs/rbac/index.js';
-import { createUsersSubgraph, logBootstrap } from '../subgraphs/users/index.js';
-import { createFilesSubgraph } from '../subgraphs/files/index.js';
-import { createModelsSubgraph } from '../subgraphs/models/index.js';
-import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
-import { startAgent, type Agent } from '../agent/index.js';
-import { createClustersSubgraph, type ClusterStore } from '../subgraphs/clusters/index.js';
-import { createSessions, type Sessions } from '../subgraphs/sessions/index.js';
-import { createInferenceSubgraph } from '../subgraphs/inference/index.js';
-import { createVectorStoresSubgraph } from '../subgraphs/vectorstores/index.js';
-import { createJobsSubgraph } from '../subgraphs/jobs/index.js';
-import { createPubSub } from '../lib/pubsub.js';
+import { clustersComponent, type ClusterStore } from '../subgraphs/clusters/index.js';
+import { modelsComponent } from '../subgraphs/models/index.js';
+import { sessionsComponent, type Sessions } from '../subgraphs/sessions/index.js';
+import { DEFAULT_TENANT_ID, usersComponent } from '../subgraphs/users/index.js';
+import { ComponentHost, type HostRoutes } from './componentHost.js';
+import { COMPONENTS } from './components.js';
 import { installDemoModel } from './demoModel.js';
-import { closeServer, createPublicServer, listen, refuseUpgrade, type UpgradeListener } from './httpServers.js';
-import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
-import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
+import { createGatewayComponent, gatewayComponent } from './gatewayComponent.js';
 
 export interface Platform {
   /** Public base URL: GraphQL at `${url}/graphql`, OpenAI API at `${url}/v1`. */
@@ -91,8 +80,9 @@ async function defaultClusterKey(config: MarinerConfig, clusters: ClusterStore):
 }
 
 /**
- * Starts every component in one process (`mariner up`): each subgraph on its own loopback port
- * (real federation), the gateway and the REST layer on the public port.
+ * Starts every component of the registry in one process (`mariner up`): each subgraph on its own
+ * loopback port (real federation), the gateway, the REST layer and the agents' tunnel endpoint on the
+ * public port; then the default cluster's embedded agent.
  */
 export async function startPlatform(config: MarinerConfig, options: PlatformOptions): Promise<Platform> {
   const { logger } = options;
@@ -100,161 +90,61 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   ensurePrivateDirSync(config.dataDir);
   const secret = internalTokenSecret(config);
   const tokens = new InternalTokens(secret, config.internalTokenTtlSeconds);
-  const roleScopes = loadRoleScopes(config.roleScopesFile);
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const started: RunningSubgraph[] = [];
-  const stoppers: (() => Promise<void>)[] = [];
-  let objectStore: ObjectStore | undefined;
-  let gateway: Gateway | undefined;
-  let server: Server | undefined;
-  let requests: RequestTracker | undefined;
-  let internalServer: Server | undefined;
-  let restLayer: RestCompat | undefined;
-  let sessions: Sessions | undefined;
+  // Test hook: the gateway with a ready OIDC verifier.
+  const components = options.oidc === undefined ? COMPONENTS : COMPONENTS.map((c) => (c === gatewayComponent ? createGatewayComponent({ oidc: options.oidc }) : c));
+  const host = new ComponentHost({
+    config,
+    components,
+    db,
+    tokens,
+    secretKey: secret,
+    logger,
+    observers: NO_OBSERVERS,
+    embedded: true,
+    subgraphHost: '127.0.0.1',
+    subgraphPort: () => 0,
+  });
   let agent: Agent | undefined;
   const close = async () => {
     // Gracefully first: no new connections, and requests in flight (streamed answers too, through the
-    // agent's tunnel) get the drain's time; streams still open then end with an error event.
+    // agent's tunnel) get the drain's time.
     const drainTimeoutMs = options.drainTimeoutMs ?? 20_000;
-    if (requests && !(await requests.drain(drainTimeoutMs))) logger.warn({ drainTimeoutMs }, 'requests still in flight at the drain limit are cut');
-    await restLayer?.close();
+    if (!(await host.drain(drainTimeoutMs, { subgraphs: false }))) logger.warn({ drainTimeoutMs }, 'requests still in flight at the drain limit are cut');
+    // The gateway first: streams still open end with an error event while the runtimes still answer;
+    // then the embedded agent, before its tunnel closes with the other components.
+    await host.stop([gatewayComponent.name]);
     await agent?.close();
-    await sessions?.close();
-    if (server) {
-      const s = server;
-      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-      s.closeAllConnections();
-      // Upgraded connections (graphql-ws clients) are no longer the HTTP server's to close: the
-      // gateway closes them (1001, "server shutting down"), or the server would wait for them forever.
-      await gateway?.stop();
-      await closed;
-      if (internalServer) await closeServer(internalServer);
-    } else {
-      await gateway?.stop();
-    }
-    await Promise.all(started.map((s) => s.close()));
-    await Promise.all(stoppers.map((stop) => stop()));
-    await objectStore?.close();
+    await host.close();
     await db.close();
   };
   try {
-    const users = await createUsersSubgraph(db);
-    const bootstrap = await users.store.bootstrap({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey });
-    // A generated key is not logged: `mariner up` prints it once in its banner, to the person at the terminal.
-    logBootstrap(bootstrap, logger);
-    const serverOptions = { host: '127.0.0.1', port: 0, tokens, logger, maxBodyBytes: config.limits.maxBodyBytes };
-    started.push(await startSubgraph(users.definition, serverOptions));
-    started.push(await startSubgraph(createRbacSubgraph(roleScopes), serverOptions));
-    objectStore = await createObjectStore(config.objectStore);
-    const files = await createFilesSubgraph(db, objectStore, config.files, logger);
-    stoppers.push(files.stop);
-    started.push(await startSubgraph(files.definition, serverOptions));
-    const models = await createModelsSubgraph(db, objectStore, {
-      filesUrl: started.find((s) => s.name === 'files')!.url,
-      tokens,
-      loadLeaseSeconds: config.models.loadLeaseSeconds,
-    });
-    started.push(await startSubgraph(models.definition, serverOptions));
-    if (options.demoModel) await installDemoModel(models.store, objectStore, DEFAULT_TENANT_ID);
-    const clusters = await createClustersSubgraph(db, { statusStaleSeconds: config.clusters.statusStaleSeconds });
-    started.push(await startSubgraph(clusters.definition, serverOptions));
-    let graphqlUrl = '';
-    const clusterAccess = new ClusterAccessDirectory({ clustersUrl: () => started.find((s) => s.name === 'clusters')!.url, tokens });
-    sessions = createSessions({ config, graphqlUrl: () => graphqlUrl, secretKey: secret, clusters: clusterAccess, logger });
-    started.push(await startSubgraph(sessions.definition, serverOptions));
-    const modelsUrl = started.find((s) => s.name === 'models')!.url;
-    const pubsub = await createPubSub(db, config.databaseUrl);
-    stoppers.push(() => pubsub.close());
-    const inference = await createInferenceSubgraph(db, {
-      pubsub,
-      modelsUrl,
-      clusterAccess,
-      tokens,
-      transport: sessions.transport,
-      settings: config.inference,
-      logger,
-      vectorStoresUrl: () => started.find((s) => s.name === 'vectorstores')!.url,
-    });
-    stoppers.push(inference.stop);
-    started.push(await startSubgraph(inference.definition, serverOptions));
-    const urlOf = (name: SubgraphName) => started.find((s) => s.name === name)!.url;
-    const jobs = await createJobsSubgraph(db, {
-      peers: { files: urlOf('files'), models: urlOf('models'), users: urlOf('users'), clusters: urlOf('clusters') },
-      tokens,
-      transport: sessions.transport,
-      pubsub,
-      settings: config.jobs,
-      secretKey: secret,
-      logger,
-    });
-    stoppers.push(jobs.stop);
-    started.push(await startSubgraph(jobs.definition, serverOptions));
-    // Vector stores ask the files subgraph for files and embed through the inference subgraph, as the caller.
-    const vectorStores = await createVectorStoresSubgraph(db, {
-      config: config.vectorStores,
-      objectStore,
-      tokens,
-      filesUrl: () => started.find((s) => s.name === 'files')!.url,
-      inferenceUrl: () => started.find((s) => s.name === 'inference')!.url,
-      logger,
-    });
-    stoppers.push(vectorStores.stop);
-    started.push(await startSubgraph(vectorStores.definition, serverOptions));
-    const subgraphUrls = Object.fromEntries(started.map((s) => [s.name, s.url])) as Record<SubgraphName, string>;
-
-    gateway = await createGateway({ config, subgraphUrls, tokens, logger, roleScopes, ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
-    const rest = createRestCompat({ graphqlUrl: () => graphqlUrl, objectStore, logger });
-    restLayer = rest;
-    const g = gateway;
-    const { tunnelEndpoint, userProxy } = sessions;
-    const handle: RequestListener = (req, res) => {
-      const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
-      if (pathname === '/graphql') return void g.handle(req, res);
-      if (tunnelEndpoint.handles(pathname)) {
-        const { status, message } = tunnelEndpoint.refusePlainRequest();
-        return sendJson(res, status, { error: { message } });
-      }
-      if (userProxy.handles(pathname)) return void userProxy.handle(req, res);
-      if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
-      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (pathname === '/readyz') {
+    await host.start();
+    const objectStore = await host.sharedObjectStore();
+    const { bootstrap } = host.exposed(usersComponent);
+    const clusters = host.exposed(clustersComponent).store;
+    if (options.demoModel) await installDemoModel(host.exposed(modelsComponent).store, objectStore, DEFAULT_TENANT_ID);
+    const readiness: HostRoutes = {
+      paths: ['/healthz', '/readyz'],
+      handle(req, res) {
+        if (new URL(req.url ?? '/', 'http://mariner').pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
         // Ready: migrations ran and the gateway loaded the supergraph before we listened; the
         // database must still answer.
         db.knex
           .raw('select 1')
           .then(() => sendJson(res, 200, { status: 'ready' }))
           .catch(() => sendJson(res, 503, { status: 'database unreachable' }));
-        return;
-      }
-      sendJson(res, 404, { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' });
+      },
     };
-    const upgrade: UpgradeListener = (req, socket, head) => {
-      const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
-      if (pathname === '/graphql') return g.handleUpgrade(req, socket, head);
-      if (tunnelEndpoint.handles(pathname)) return void tunnelEndpoint.handleUpgrade(req, socket, head);
-      if (userProxy.handles(pathname)) return void userProxy.handleUpgrade(req, socket, head);
-      refuseUpgrade(socket);
-    };
-    server = createPublicServer(handle, upgrade);
-    const s = server;
-    requests = trackRequests(s);
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(config.port, config.host, () => resolve());
-    });
-    const { port } = s.address() as AddressInfo;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    // The REST layer and sessions call the gateway on a loopback port of their own, which stays open
-    // while the public port drains: a request in flight may still need GraphQL (as in `mariner serve`).
-    internalServer = createPublicServer(handle, upgrade);
-    graphqlUrl = `http://127.0.0.1:${await listen(internalServer, 0, '127.0.0.1')}/graphql`;
-    const url = `http://${host}:${port}`;
+    const port = await host.listenPublic(config.host, config.port, readiness);
+    const hostname = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${hostname}:${port}`;
     if (config.clusters.defaultCluster) {
       // The embedded agent dials the public port like any agent: the real tunnel, over loopback.
-      const loopback = ['0.0.0.0', '::', '[::]'].includes(config.host) ? '127.0.0.1' : host;
+      const loopback = ['0.0.0.0', '::', '[::]'].includes(config.host) ? '127.0.0.1' : hostname;
       agent = await startAgent({
         controlPlaneUrl: `http://${loopback}:${port}`,
-        registrationKey: await defaultClusterKey(config, clusters.store),
+        registrationKey: await defaultClusterKey(config, clusters),
         executor: 'local',
         // The embedded agent shares the platform's object store; runtimes cache weights in the data dir.
         objectStore,
@@ -276,17 +166,18 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
       });
       await agent.whenConnected();
     }
+    const { gateway } = host.exposed(gatewayComponent);
     return {
       url,
       adminApiKey: bootstrap.adminApiKey,
-      subgraphUrls,
+      subgraphUrls: host.subgraphUrls as Record<SubgraphName, string>,
       tokens,
       db,
       objectStore,
-      clusters: clusters.store,
-      sessions,
+      clusters,
+      sessions: host.exposed(sessionsComponent),
       agent,
-      gatewaySharedSubscriptions: () => g.sharedSubscriptions(),
+      gatewaySharedSubscriptions: () => gateway.sharedSubscriptions(),
       close,
     };
   } catch (error) {

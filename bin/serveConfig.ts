@@ -1,5 +1,7 @@
+import type { AnyComponent } from '../lib/component.js';
 import { ConfigError, loadConfig, readJsonSetting, type MarinerConfig } from '../lib/config.js';
 import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';
+import { SERVED, type ServedName } from './components.js';
 
 /**
  * The settings of `mariner serve <component>` (one component per process, as the Helm chart runs them),
@@ -8,42 +10,36 @@ import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';
  * one from a ConfigMap); the environment wins, so a Secret mapped to an env var overrides the file.
  */
 
-/**
- * The components and the subgraphs each serves. `sessions` runs the inference and jobs subgraphs too:
- * they reach agents through the tunnel registry of this process (the tunnels end here).
- */
-export const COMPONENT_SUBGRAPHS = {
-  gateway: [],
-  users: ['users'],
-  rbac: ['rbac'],
-  files: ['files'],
-  models: ['models'],
-  clusters: ['clusters'],
-  sessions: ['sessions', 'inference', 'jobs'],
-  vectorstores: ['vectorstores'],
-} as const satisfies Record<string, readonly SubgraphName[]>;
+/** What `mariner serve` accepts: the registry's components not served in another's process (bin/components.ts). */
+export type ComponentName = ServedName;
+export const COMPONENT_NAMES: readonly ComponentName[] = [...SERVED.keys()];
 
-export type ComponentName = keyof typeof COMPONENT_SUBGRAPHS;
-export const COMPONENT_NAMES = Object.keys(COMPONENT_SUBGRAPHS) as ComponentName[];
+/** The subgraphs each `mariner serve` process serves, in port order (sessions: sessions, inference, jobs). */
+export const COMPONENT_SUBGRAPHS = {} as Record<ComponentName, readonly SubgraphName[]>;
+for (const [name, components] of SERVED) COMPONENT_SUBGRAPHS[name] = components.flatMap((c) => c.subgraphs as readonly SubgraphName[]);
 
-/** Components without tables: they never open the database. */
-const WITHOUT_DATABASE: ReadonlySet<ComponentName> = new Set(['gateway', 'rbac']);
+/** Whether a process opens the database: one of its components has tables (or events across replicas). */
+export function usesDatabase(components: readonly AnyComponent[]): boolean {
+  return components.some((c) => c.needs.database || c.needs.pubsub);
+}
 
-/** Which other subgraphs a component calls itself (the gateway calls all of them). */
-const CALLS: Record<ComponentName, readonly SubgraphName[]> = {
-  gateway: SUBGRAPH_NAMES,
-  users: [],
-  rbac: [],
-  files: [],
-  models: ['files'],
-  clusters: [],
-  sessions: ['models', 'files', 'users', 'clusters'],
-  vectorstores: ['files', 'inference'],
-};
+/** The subgraphs a process's components call that it does not serve itself: their URLs are required. */
+export function subgraphsCalled(components: readonly AnyComponent[]): SubgraphName[] {
+  const served = new Set(components.flatMap((c) => c.subgraphs));
+  const called = new Set(components.flatMap((c) => c.needs.subgraphs ?? []));
+  return SUBGRAPH_NAMES.filter((name) => called.has(name) && !served.has(name));
+}
+
+/** Whether a process needs MARINER_GATEWAY_URL: a component calls the gateway, which runs elsewhere. */
+function callsRemoteGateway(components: readonly AnyComponent[]): boolean {
+  return components.some((c) => c.needs.gateway) && !components.some((c) => c.provides?.includes('gateway'));
+}
 
 export interface ServeSettings {
   component: ComponentName;
-  /** The subgraphs this process serves: the first on MARINER_PORT (sessions: MARINER_PORT + 1), then one port up each. */
+  /** The registry's components this process runs: the one named, then those served in its process. */
+  components: readonly AnyComponent[];
+  /** The subgraphs this process serves: the first on MARINER_PORT (one up with a public port: sessions), then one port up each. */
   subgraphs: readonly SubgraphName[];
   /** Whether this component opens the database (readiness then includes it). */
   usesDatabase: boolean;
@@ -126,7 +122,7 @@ export function drainTimeoutSetting(env: Env = process.env): number {
 }
 
 export function isComponentName(name: string | undefined): name is ComponentName {
-  return name !== undefined && Object.hasOwn(COMPONENT_SUBGRAPHS, name);
+  return name !== undefined && SERVED.has(name as ComponentName);
 }
 
 /**
@@ -141,7 +137,8 @@ export function loadServeConfig(component: ComponentName, processEnv: Env = proc
 
   // In a pod the component must be reachable from other pods: all interfaces unless told otherwise.
   const config = loadConfig(env, env['MARINER_HOST'] ? {} : { host: '0.0.0.0' });
-  const usesDatabase = !WITHOUT_DATABASE.has(component);
+  const components = SERVED.get(component)!;
+  const withDatabase = usesDatabase(components);
   const subgraphUrls: Partial<Record<SubgraphName, string>> = {};
   for (const name of SUBGRAPH_NAMES) {
     const url = urlSetting(env, subgraphUrlSetting(name));
@@ -162,22 +159,25 @@ export function loadServeConfig(component: ComponentName, processEnv: Env = proc
     throw new ConfigError(`MARINER_INTERNAL_TOKEN_SECRET is required for ${where}: every component must share it (at least 32 characters, from a Secret)`);
   }
   if (config.internalTokenSecret.length < 32) throw new ConfigError('MARINER_INTERNAL_TOKEN_SECRET must be at least 32 characters');
-  if (usesDatabase && !config.databaseUrl) {
+  if (withDatabase && !config.databaseUrl) {
     throw new ConfigError(`DATABASE_URL is required for ${where}: components in separate processes share one PostgreSQL (the embedded PGlite serves one process only)`);
   }
-  const missing = CALLS[component].filter((name) => !subgraphUrls[name]);
+  const missing = subgraphsCalled(components).filter((name) => !subgraphUrls[name]);
   if (missing.length > 0) {
     throw new ConfigError(`${where} needs ${missing.map(subgraphUrlSetting).join(', ')} (the subgraph's GraphQL URL, e.g. http://mariner-${missing[0]}:8080/graphql)`);
   }
-  if (component === 'sessions' && !gatewayUrlRaw) {
-    throw new ConfigError(`MARINER_GATEWAY_URL is required for ${where}: agents' registration keys and users' credentials are checked on the gateway (e.g. http://mariner-gateway:8080/graphql)`);
+  if (callsRemoteGateway(components) && !gatewayUrlRaw) {
+    // Sessions: agents' registration keys and users' credentials are checked on the gateway.
+    const callers = components.filter((c) => c.needs.gateway).map((c) => c.name);
+    throw new ConfigError(`MARINER_GATEWAY_URL is required for ${where}: ${callers.join(', ')} call${callers.length > 1 ? '' : 's'} the gateway (e.g. http://mariner-gateway:8080/graphql)`);
   }
   return {
     config,
     serve: {
       component,
+      components,
       subgraphs: COMPONENT_SUBGRAPHS[component],
-      usesDatabase,
+      usesDatabase: withDatabase,
       opsPort,
       subgraphUrls,
       gatewayUrl: gatewayUrlRaw && new URL(gatewayUrlRaw).pathname === '/' ? new URL('/graphql', gatewayUrlRaw).toString() : gatewayUrlRaw,

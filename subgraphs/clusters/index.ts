@@ -1,5 +1,4 @@
-import type { Database } from '../../lib/db.js';
-import { migrate } from '../../lib/db.js';
+import { defineComponent } from '../../lib/component.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
@@ -11,21 +10,22 @@ import { ClusterStore, SCHEMA } from './store.js';
 
 export { ClusterStore } from './store.js';
 
-/** Runs the clusters subgraph's migrations and returns its definition, ready to serve. */
-export async function createClustersSubgraph(
-  db: Database,
-  options: { statusStaleSeconds: number },
-): Promise<{ definition: SubgraphDefinition<ClustersContext>; store: ClusterStore }> {
-  await migrate(db.knex, SCHEMA, migrations);
-  const store = new ClusterStore(db.knex);
-  return {
-    store,
-    definition: {
+/** The clusters component: worker clusters, their registration keys, grants and status reports. */
+export const clustersComponent = defineComponent({
+  name: 'clusters',
+  subgraphs: ['clusters'],
+  needs: { database: true },
+  migrations: { schema: SCHEMA, migrations },
+  settings: (config) => config.clusters,
+  async create({ db, settings }) {
+    const store = new ClusterStore(db.knex);
+    const definition: SubgraphDefinition<ClustersContext> = {
       name: 'clusters',
       typeDefs: subgraphTypeDefs('clusters'),
       resolvers: resolvers as SubgraphDefinition<ClustersContext>['resolvers'],
       policy: policyFor('clusters'),
-      createContext: (base) => ({ ...base, store, loaders: createClusterLoaders(store), statusStaleSeconds: options.statusStaleSeconds }),
-    },
-  };
-}
+      createContext: (base) => ({ ...base, store, loaders: createClusterLoaders(store), statusStaleSeconds: settings.statusStaleSeconds }),
+    };
+    return { subgraphs: [definition], exposed: { store } };
+  },
+});

@@ -2,11 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { hostname } from 'node:os';
 import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
+import { defineComponent, type PublicRoutes } from '../../lib/component.js';
 import type { MarinerConfig } from '../../lib/config.js';
-import { migrate, type Database } from '../../lib/db.js';
+import type { Database } from '../../lib/db.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
+import { sendJson } from '../../lib/http.js';
 import type { Worker } from '../../lib/identity.js';
+import { TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../../lib/tunnel.js';
 import { randomString } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
@@ -14,7 +17,7 @@ import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
-import { createKubeProxy } from './kubeProxy.js';
+import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
 import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
 import { ClusterTransportRouter, peerTokens, startPeerServer, TunnelDirectory } from './peers.js';
@@ -48,8 +51,8 @@ export interface Sessions {
    */
   transport: ClusterTransportRouter;
   /**
-   * Several replicas (peers.ts): migrates the tunnel directory, serves the peer endpoint on
-   * `port` (0: any) and advertises `address` (default `<host>:<port>`) to the other replicas.
+   * Several replicas (peers.ts): serves the peer endpoint on `port` (0: any) and advertises `address`
+   * (default `<host>:<port>`) to the other replicas, through the tunnel directory (its table migrated).
    * Call before inference and jobs subscribe to `transport`.
    */
   enablePeers(options: { db: Database; pubsub: PubSub; host: string; port: number; address?: string | undefined; heartbeatMs: number }): Promise<{ port: number; address: string; replicaId: string }>;
@@ -71,7 +74,7 @@ const WORKER_CLUSTER = 'query AgentTunnelWorker { workerCluster { clusterId clus
  * keys and user credentials are checked by the gateway, like every other request.
  */
 export function createSessions(options: {
-  config: MarinerConfig;
+  settings: MarinerConfig['sessions'];
   graphqlUrl: () => string;
   /** The internal token secret, from which the browser session cookie's key is derived (sessionCookie.ts). */
   secretKey: string;
@@ -89,9 +92,9 @@ export function createSessions(options: {
       throw error;
     }
   };
-  const registry = new TunnelRegistry({ ...options.config.sessions, logger, revalidate: verifyRegistrationKey });
+  const registry = new TunnelRegistry({ ...options.settings, logger, revalidate: verifyRegistrationKey });
   const tunnelEndpoint = createTunnelEndpoint({ registry, verifyRegistrationKey, logger });
-  const authCacheMs = options.config.sessions.authCacheMs;
+  const authCacheMs = options.settings.authCacheMs;
   const transport = new ClusterTransportRouter(registry);
   let directory: TunnelDirectory | undefined;
   let peerServer: { close(): Promise<void> } | undefined;
@@ -107,7 +110,6 @@ export function createSessions(options: {
     registry,
     transport,
     async enablePeers(peer) {
-      await migrate(peer.db.knex, SESSIONS_SCHEMA, migrations);
       const tokens = peerTokens(options.secretKey);
       const server = await startPeerServer({ registry, tokens, host: peer.host, port: peer.port, logger });
       peerServer = server;
@@ -142,3 +144,57 @@ export function createSessions(options: {
 }
 
 const pathOf = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://mariner').pathname;
+
+/**
+ * The sessions component's part of the public port: the agents' tunnel endpoint and users'
+ * `/v1/sessions/...` (only those paths are routed here).
+ */
+function publicRoutesOf({ tunnelEndpoint, userProxy }: Sessions): PublicRoutes {
+  return {
+    handle(req, res) {
+      if (!tunnelEndpoint.handles(pathOf(req))) return void userProxy.handle(req, res);
+      const { status, message } = tunnelEndpoint.refusePlainRequest();
+      sendJson(res, status, { error: { message } });
+    },
+    handleUpgrade(req, socket, head) {
+      if (tunnelEndpoint.handles(pathOf(req))) return void tunnelEndpoint.handleUpgrade(req, socket, head);
+      void userProxy.handleUpgrade(req, socket, head);
+    },
+  };
+}
+
+/**
+ * The sessions component: the agents' tunnels end here, and with them everything that reaches agents
+ * (the registry's `transport`, which inference and jobs use in this process). Its public routes: the
+ * tunnel endpoint and the Kubernetes API and notebook proxies. With MARINER_SESSIONS_PEER_PORT (several
+ * replicas of `mariner serve sessions`), requests for a cluster whose tunnels end on another replica go
+ * there (peers.ts).
+ */
+export const sessionsComponent = defineComponent({
+  name: 'sessions',
+  subgraphs: ['sessions'],
+  needs: { database: true, pubsub: true, clusterAccess: true, gateway: true, subgraphs: ['clusters'] },
+  provides: ['tunnels'],
+  public: {
+    paths: [SESSIONS_PREFIX, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH],
+    notFound: { error: { message: 'not found: this is the sessions endpoint (/v1/sessions/...)' } },
+  },
+  migrations: { schema: SESSIONS_SCHEMA, migrations },
+  settings: (config) => ({ sessions: config.sessions, host: config.host }),
+  async create({ db, pubsub, clusterAccess, gatewayUrl, settings, secretKey, embedded, logger, observers }) {
+    // Registration keys and users' credentials are checked on the gateway; the browser session cookie's key is derived from the secret.
+    const sessions = createSessions({ settings: settings.sessions, graphqlUrl: gatewayUrl, secretKey, clusters: clusterAccess, logger });
+    observers.observeTunnels(sessions.registry);
+    // `mariner up` is one process: every tunnel ends in it, so it has no peers.
+    const { peerPort, peerAddress, peerHeartbeatMs } = settings.sessions;
+    if (!embedded && peerPort !== undefined) {
+      try {
+        await sessions.enablePeers({ db, pubsub, host: settings.host, port: peerPort, address: peerAddress, heartbeatMs: peerHeartbeatMs });
+      } catch (error) {
+        await sessions.close();
+        throw error;
+      }
+    }
+    return { subgraphs: [sessions.definition], publicRoutes: publicRoutesOf(sessions), tunnels: sessions.transport, stop: () => sessions.close(), exposed: sessions };
+  },
+});

@@ -1,8 +1,8 @@
-import type { Database } from '../../lib/db.js';
-import { migrate } from '../../lib/db.js';
+import { defineComponent } from '../../lib/component.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
+import { logBootstrap, saveGeneratedAdminKey } from './bootstrap.js';
 import type { UsersContext } from './context.js';
 import { createUsersLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
@@ -12,18 +12,30 @@ import { SCHEMA, UserStore } from './store.js';
 export { UserStore, hashSecret, DEFAULT_TENANT_ID, type BootstrapResult } from './store.js';
 export { logBootstrap, saveGeneratedAdminKey, GENERATED_ADMIN_API_KEY_FILE } from './bootstrap.js';
 
-/** Runs the users subgraph's migrations and returns its definition, ready to serve. */
-export async function createUsersSubgraph(db: Database): Promise<{ definition: SubgraphDefinition<UsersContext>; store: UserStore }> {
-  await migrate(db.knex, SCHEMA, migrations);
-  const store = new UserStore(db.knex);
-  return {
-    store,
-    definition: {
+/**
+ * The users component: organizations, projects, users, API keys. Each start bootstraps the default
+ * organization and project and the admin API key (MARINER_ADMIN_API_KEY, else one generated on the
+ * first start): `mariner up` prints a generated key once in its banner, to the person at the terminal;
+ * `mariner serve` never logs it (its output is a pod's log) but writes it to an owner-only file.
+ */
+export const usersComponent = defineComponent({
+  name: 'users',
+  subgraphs: ['users'],
+  needs: { database: true },
+  migrations: { schema: SCHEMA, migrations },
+  settings: (config) => ({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey, dataDir: config.dataDir }),
+  async create({ db, settings, logger, embedded }) {
+    const store = new UserStore(db.knex);
+    const bootstrap = await store.bootstrap({ adminEmail: settings.adminEmail, adminApiKey: settings.adminApiKey });
+    logBootstrap(bootstrap, logger);
+    if (bootstrap.adminApiKey && !embedded) await saveGeneratedAdminKey(bootstrap.adminApiKey, settings.dataDir, logger);
+    const definition: SubgraphDefinition<UsersContext> = {
       name: 'users',
       typeDefs: subgraphTypeDefs('users'),
       resolvers: resolvers as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
       createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store) }),
-    },
-  };
-}
+    };
+    return { subgraphs: [definition], exposed: { store, bootstrap } };
+  },
+});

@@ -1,0 +1,68 @@
+import { createGateway } from '../gateway/index.js';
+import type { OidcVerifier } from '../gateway/oidc.js';
+import { defineComponent, type PublicRoutes } from '../lib/component.js';
+import { sendJson } from '../lib/http.js';
+import { createRestCompat } from '../rest-compat/index.js';
+import { loadRoleScopes } from '../schema/rbac/roleScopes.js';
+import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';
+import { refuseUpgrade } from './httpServers.js';
+
+/**
+ * The gateway component: the federated gateway on /graphql (it calls every subgraph) and the OpenAI
+ * REST API on /v1, which translates to GraphQL on the gateway of its own process (the host's loopback
+ * port, which stays open while the public port drains) and streams file bytes to the object store. It
+ * lives here rather than in gateway/ because it joins two top-level parts, gateway/ and rest-compat/.
+ */
+export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {}) {
+  return defineComponent({
+    name: 'gateway',
+    subgraphs: [],
+    needs: { objectStore: true, gateway: true, subgraphs: SUBGRAPH_NAMES },
+    provides: ['gateway'],
+    public: { paths: ['/graphql', '/v1', '/v1/'], notFound: { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' } },
+    startingStatus: 'loading the supergraph',
+    // The gateway reads most of lib/config: authentication, limits, subscriptions, the role table.
+    settings: (config) => config,
+    async create({ settings: config, objectStore, gatewayUrl, subgraphUrl, tokens, logger, observers }) {
+      const subgraphUrls = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphUrl[name]()])) as Record<SubgraphName, string>;
+      const plugin = observers.requestPlugin('gateway');
+      const gateway = await createGateway({
+        config,
+        subgraphUrls,
+        tokens,
+        logger,
+        roleScopes: loadRoleScopes(config.roleScopesFile),
+        ...(plugin ? { plugins: [plugin] } : {}),
+        ...(hooks.oidc !== undefined ? { oidc: hooks.oidc } : {}),
+      });
+      observers.observeSubscriptions(() => gateway.sharedSubscriptions());
+      const rest = createRestCompat({ graphqlUrl: gatewayUrl, objectStore, logger });
+      const publicRoutes: PublicRoutes = {
+        handle(req, res) {
+          const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+          if (pathname === '/graphql') return void gateway.handle(req, res);
+          void rest.handle(req, res);
+        },
+        handleUpgrade(req, socket, head) {
+          const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+          if (pathname === '/graphql') return gateway.handleUpgrade(req, socket, head);
+          refuseUpgrade(socket);
+        },
+      };
+      return {
+        subgraphs: [],
+        publicRoutes,
+        stop: async () => {
+          // First, while their connections and the gateway's subscriptions are still there to carry it:
+          // streamed answers still open end with an error event. Then the gateway closes its graphql-ws
+          // connections (1001, "server shutting down"), which would otherwise keep the server open.
+          await rest.close();
+          await gateway.stop();
+        },
+        exposed: { gateway },
+      };
+    },
+  });
+}
+
+export const gatewayComponent = createGatewayComponent();
