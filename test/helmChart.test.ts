@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
 import { InvalidManifestError, validateManifest } from '../agent/kubernetes/index.js';
 import { jobSettingsFromEnv, runtimeSettingsFromEnv } from '../agent/kubernetesExecutor.js';
-import { COMPONENT_NAMES, COMPONENT_SUBGRAPHS, loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
+import { processOf, SERVED, servedPorts, type ComponentName as RegistryName } from '../bin/components.js';
+import { COMPONENT_NAMES, COMPONENT_SUBGRAPHS, loadServeConfig, subgraphUrlSetting, usesDatabase, type ComponentName } from '../bin/serveConfig.js';
+import type { AnyComponent } from '../lib/component.js';
 import { loadConfig } from '../lib/config.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
 import { helmPath } from './support/kubectl.js';
@@ -193,13 +195,13 @@ describe('the chart with its default values (control plane and worker in one clu
 
   it('gives each component settings that `mariner serve` accepts, with every subgraph where a component serves it', () => {
     const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
-    // The chart's addresses follow bin/serve.ts's port layout: the component's first subgraph on 8080,
-    // sessions' subgraphs from 8081 on.
-    for (const [component, subgraphs] of Object.entries(COMPONENT_SUBGRAPHS)) {
-      subgraphs.forEach((subgraph, i) => {
-        const port = component === 'sessions' ? 8081 + i : 8080 + i;
-        expect(config[subgraphUrlSetting(subgraph)]).toBe(`http://mariner-${component}.${NAMESPACE}.svc:${port}/graphql`);
-      });
+    // The chart's addresses follow `mariner serve`'s port layout (bin/components.ts servedPorts): the
+    // component's first subgraph on 8080, or on 8081 behind a public port (sessions).
+    for (const [component, subgraphs] of Object.entries(COMPONENT_SUBGRAPHS) as [ComponentName, readonly string[]][]) {
+      const ports = servedPorts(SERVED.get(component)!, 8080);
+      for (const subgraph of subgraphs) {
+        expect(config[subgraphUrlSetting(subgraph as never)]).toBe(`http://mariner-${component}.${NAMESPACE}.svc:${ports.subgraphs[subgraph]}/graphql`);
+      }
     }
     for (const name of SUBGRAPH_NAMES) expect(config, name).toHaveProperty(subgraphUrlSetting(name));
     for (const component of COMPONENT_NAMES) {
@@ -220,6 +222,54 @@ describe('the chart with its default values (control plane and worker in one clu
     const clusterRole = manifests.find((m) => m.kind === 'ClusterRole')!;
     expect(clusterRole['rules']).toEqual([{ apiGroups: [''], resources: ['nodes', 'pods'], verbs: ['get', 'list', 'watch'] }]);
     expect(manifests.filter((m) => m.kind === 'Role').map((m) => m.metadata.namespace)).toEqual([NAMESPACE]);
+  });
+});
+
+describe('the chart follows the component registry (bin/components.ts)', () => {
+  let manifests: Manifest[];
+  let controlPlane: Manifest[];
+  beforeAll(async () => {
+    manifests = await render([]);
+    // The S3 credentials are given in this example only.
+    controlPlane = await render([path.join(EXAMPLES, 'control-plane.yaml')]);
+  });
+
+  const controlPlaneDeployments = (rendered: Manifest[]) =>
+    rendered.filter((m) => m.kind === 'Deployment' && m.metadata.labels?.['app.kubernetes.io/component'] !== 'agent').map((m) => m.metadata.name);
+  const deploymentsWithEnv = (rendered: Manifest[], name: string) => deploymentsWith(rendered, name).filter((d) => d !== 'mariner-agent').sort();
+  const servedWhere = (wanted: (components: readonly AnyComponent[]) => boolean) =>
+    COMPONENT_NAMES.filter((name) => wanted(SERVED.get(name)!)).map((name) => `mariner-${name}`).sort();
+
+  it('one Deployment, and one entry in values and in values.schema.json, for each `mariner serve` component, and no other', () => {
+    expect(controlPlaneDeployments(manifests).sort()).toEqual(COMPONENT_NAMES.map((name) => `mariner-${name}`).sort());
+    const values = parseAllDocuments(readFileSync(path.join(CHART, 'values.yaml'), 'utf8'))[0]!.toJS() as { controlPlane: Record<string, unknown> };
+    expect(Object.keys(values.controlPlane).sort()).toEqual([...COMPONENT_NAMES].sort());
+    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as { properties: { controlPlane: { properties: Record<string, unknown> } } };
+    expect(Object.keys(schema.properties.controlPlane.properties).sort()).toEqual([...COMPONENT_NAMES].sort());
+  });
+
+  it('each Deployment and Service opens the ports `mariner serve` listens on: the public one, then one per subgraph', () => {
+    for (const name of COMPONENT_NAMES) {
+      const components = SERVED.get(name)!;
+      const ports = servedPorts(components, 8080);
+      const subgraphs = Object.entries(ports.subgraphs);
+      // Port names: `http` for the public port; `graphql` for a component's only port, else the subgraph's name.
+      const expected = [
+        ...(ports.public !== undefined ? [{ name: 'http', port: ports.public }] : []),
+        ...subgraphs.map(([subgraph, port]) => ({ name: subgraphs.length === 1 && ports.public === undefined ? 'graphql' : subgraph, port })),
+      ];
+      const container = find(manifests, 'Deployment', `mariner-${name}`)['spec'].template.spec.containers[0];
+      const opened = (container.ports as { name: string; containerPort: number }[]).filter((p) => p.name !== 'ops' && p.name !== 'peer').map((p) => ({ name: p.name, port: p.containerPort }));
+      expect(opened, name).toEqual(expected);
+      const service = (find(manifests, 'Service', `mariner-${name}`)['spec'].ports as { name: string; port: number }[]).filter((p) => p.name !== 'ops').map((p) => ({ name: p.name, port: p.port }));
+      expect(service, name).toEqual(expected);
+    }
+  });
+
+  it('the database where a component has tables, the object store credentials where one reads or writes bytes, the peer port where the tunnels end', () => {
+    expect(deploymentsWithEnv(manifests, 'DATABASE_URL')).toEqual(servedWhere(usesDatabase));
+    expect(deploymentsWithEnv(controlPlane, 'MARINER_S3_SECRET_ACCESS_KEY')).toEqual(servedWhere((components) => components.some((c) => c.needs.objectStore)));
+    expect(deploymentsWithEnv(manifests, 'MARINER_SESSIONS_PEER_PORT')).toEqual(servedWhere((components) => components.some((c) => c.provides?.includes('tunnels'))));
   });
 });
 
@@ -255,8 +305,8 @@ describe('the multi-cluster example', () => {
       MARINER_S3_ENDPOINT: 'https://minio.storage.svc:9000',
       MARINER_MAX_FILE_BYTES: 2147483648,
     });
-    expect(envOf(manifests, 'mariner-sessions')).toMatchObject({ MARINER_RATE_LIMIT_RPM: '600', MARINER_RATE_LIMIT_TPM: '200000' });
-    expect(serveConfigOf(manifests, 'sessions').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
+    expect(envOf(manifests, `mariner-${processOf('inference')}`)).toMatchObject({ MARINER_RATE_LIMIT_RPM: '600', MARINER_RATE_LIMIT_TPM: '200000' });
+    expect(serveConfigOf(manifests, processOf('inference')).config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
     // The vector index's settings only where vectors are.
     expect(envOf(manifests, 'mariner-vectorstores')).toMatchObject({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530' });
     expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({ index: 'milvus', milvus: { address: 'milvus.vector.svc:19530', token: 'x'.repeat(40) } });
@@ -287,27 +337,27 @@ describe('the multi-cluster example', () => {
 
 /**
  * The ranged settings of lib/config the chart offers: their place in values, their environment name, the
- * one component that reads them (its Deployment gets them as env), and lib/config's range, which
- * values.schema.json mirrors.
+ * one component that reads them (the Deployment of the process the registry runs it in gets them as env),
+ * and lib/config's range, which values.schema.json mirrors.
  */
-const RANGED_SETTINGS: { path: string; env: string; component: ComponentName; min: number; max: number }[] = [
-  { path: 'global.inference.rateLimits.requestsPerMinute', env: 'MARINER_RATE_LIMIT_RPM', component: 'sessions', min: 0, max: 100_000_000 },
-  { path: 'global.inference.rateLimits.tokensPerMinute', env: 'MARINER_RATE_LIMIT_TPM', component: 'sessions', min: 0, max: 1_000_000_000 },
-  { path: 'global.inference.usage.flushIntervalMs', env: 'MARINER_USAGE_FLUSH_MS', component: 'sessions', min: 10, max: 600_000 },
-  { path: 'global.inference.usage.retentionDays', env: 'MARINER_USAGE_RETENTION_DAYS', component: 'sessions', min: 0, max: 36_500 },
-  { path: 'global.inference.requestWaitSeconds', env: 'MARINER_INFERENCE_WAIT_SECONDS', component: 'sessions', min: 0, max: 3600 },
-  { path: 'global.inference.runtimeFreshSeconds', env: 'MARINER_RUNTIME_FRESH_SECONDS', component: 'sessions', min: 5, max: 3600 },
-  { path: 'global.jobs.dispatchIntervalMs', env: 'MARINER_JOB_DISPATCH_INTERVAL_MS', component: 'sessions', min: 100, max: 600_000 },
-  { path: 'global.jobs.rescheduleAfterSeconds', env: 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', component: 'sessions', min: 5, max: 7 * 24 * 3600 },
-  { path: 'global.subscriptions.maxPerConnection', env: 'MARINER_WS_MAX_PER_CONNECTION', component: 'gateway', min: 1, max: 100_000 },
-  { path: 'global.subscriptions.maxPerUser', env: 'MARINER_WS_MAX_PER_USER', component: 'gateway', min: 1, max: 1_000_000 },
-  { path: 'global.subscriptions.maxQueuedEvents', env: 'MARINER_WS_MAX_QUEUED_EVENTS', component: 'gateway', min: 1, max: 1_000_000 },
-  { path: 'global.subscriptions.revalidateIntervalMs', env: 'MARINER_WS_REVALIDATE_MS', component: 'gateway', min: 100, max: 3_600_000 },
-  { path: 'global.subscriptions.initTimeoutMs', env: 'MARINER_WS_INIT_TIMEOUT_MS', component: 'gateway', min: 100, max: 600_000 },
-  { path: 'global.vectorStores.embeddingBatchSize', env: 'MARINER_EMBEDDING_BATCH_SIZE', component: 'vectorstores', min: 1, max: 2048 },
-  { path: 'global.vectorStores.ingestionConcurrency', env: 'MARINER_INGESTION_CONCURRENCY', component: 'vectorstores', min: 1, max: 64 },
-  { path: 'global.vectorStores.ingestionLeaseSeconds', env: 'MARINER_INGESTION_LEASE_SECONDS', component: 'vectorstores', min: 2, max: 3600 },
-];
+const RANGED_SETTINGS: { path: string; env: string; component: ComponentName; min: number; max: number }[] = ([
+  { path: 'global.inference.rateLimits.requestsPerMinute', env: 'MARINER_RATE_LIMIT_RPM', owner: 'inference', min: 0, max: 100_000_000 },
+  { path: 'global.inference.rateLimits.tokensPerMinute', env: 'MARINER_RATE_LIMIT_TPM', owner: 'inference', min: 0, max: 1_000_000_000 },
+  { path: 'global.inference.usage.flushIntervalMs', env: 'MARINER_USAGE_FLUSH_MS', owner: 'inference', min: 10, max: 600_000 },
+  { path: 'global.inference.usage.retentionDays', env: 'MARINER_USAGE_RETENTION_DAYS', owner: 'inference', min: 0, max: 36_500 },
+  { path: 'global.inference.requestWaitSeconds', env: 'MARINER_INFERENCE_WAIT_SECONDS', owner: 'inference', min: 0, max: 3600 },
+  { path: 'global.inference.runtimeFreshSeconds', env: 'MARINER_RUNTIME_FRESH_SECONDS', owner: 'inference', min: 5, max: 3600 },
+  { path: 'global.jobs.dispatchIntervalMs', env: 'MARINER_JOB_DISPATCH_INTERVAL_MS', owner: 'jobs', min: 100, max: 600_000 },
+  { path: 'global.jobs.rescheduleAfterSeconds', env: 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', owner: 'jobs', min: 5, max: 7 * 24 * 3600 },
+  { path: 'global.subscriptions.maxPerConnection', env: 'MARINER_WS_MAX_PER_CONNECTION', owner: 'gateway', min: 1, max: 100_000 },
+  { path: 'global.subscriptions.maxPerUser', env: 'MARINER_WS_MAX_PER_USER', owner: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.maxQueuedEvents', env: 'MARINER_WS_MAX_QUEUED_EVENTS', owner: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.revalidateIntervalMs', env: 'MARINER_WS_REVALIDATE_MS', owner: 'gateway', min: 100, max: 3_600_000 },
+  { path: 'global.subscriptions.initTimeoutMs', env: 'MARINER_WS_INIT_TIMEOUT_MS', owner: 'gateway', min: 100, max: 600_000 },
+  { path: 'global.vectorStores.embeddingBatchSize', env: 'MARINER_EMBEDDING_BATCH_SIZE', owner: 'vectorstores', min: 1, max: 2048 },
+  { path: 'global.vectorStores.ingestionConcurrency', env: 'MARINER_INGESTION_CONCURRENCY', owner: 'vectorstores', min: 1, max: 64 },
+  { path: 'global.vectorStores.ingestionLeaseSeconds', env: 'MARINER_INGESTION_LEASE_SECONDS', owner: 'vectorstores', min: 2, max: 3600 },
+] satisfies { path: string; env: string; owner: RegistryName; min: number; max: number }[]).map(({ owner, ...setting }) => ({ ...setting, component: processOf(owner) }));
 
 /** The other settings added with them (not ranged), by environment name. */
 const OTHER_SETTINGS = [
@@ -370,9 +420,9 @@ describe('settings of lib/config through values: set only where given, on the De
         expect(() => loadServeConfig(setting.component, env), setting.env).toThrow(`${setting.env} must be an integer between ${setting.min} and ${setting.max}`);
       }
     }
-    const sessions = serveConfigOf(await render([valuesAt('some.yaml', { 'global.inference.rateLimits.requestsPerMinute': 600, 'global.inference.usage.retentionDays': 0, 'global.jobs.dispatchIntervalMs': 1000 })]), 'sessions').config;
-    expect(sessions.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
-    expect(sessions.jobs.dispatchIntervalMs).toBe(1000);
+    const some = await render([valuesAt('some.yaml', { 'global.inference.rateLimits.requestsPerMinute': 600, 'global.inference.usage.retentionDays': 0, 'global.jobs.dispatchIntervalMs': 1000 })]);
+    expect(serveConfigOf(some, processOf('inference')).config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
+    expect(serveConfigOf(some, processOf('jobs')).config.jobs.dispatchIntervalMs).toBe(1000);
   });
 
   it('a value past lib/config\'s range fails helm template and helm lint, with its path and the bound', async () => {
@@ -404,9 +454,9 @@ describe('settings of lib/config through values: set only where given, on the De
     ]);
     expect(problemsOf(manifests)).toEqual([]);
     expect(plainCredentials(manifests)).toEqual([]);
-    for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual(['mariner-sessions']);
+    for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual([`mariner-${processOf('jobs')}`]);
     for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN']) expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
-    expect(serveConfigOf(manifests, 'sessions').config.jobs).toMatchObject({
+    expect(serveConfigOf(manifests, processOf('jobs')).config.jobs).toMatchObject({
       batchImages: { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
       notebookImages: { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
     });
