@@ -46,7 +46,7 @@ export interface MarinerConfig {
     /** Largest accepted GraphQL request body. */
     maxBodyBytes: number;
   };
-  /** Role → scopes table override (JSON file path), see subgraphs/rbac/roleScopes.ts. */
+  /** Role → scopes table override (JSON file path), see schema/rbac/roleScopes.ts. */
   roleScopesFile: string | undefined;
   /** Where file bytes and models live (lib/objectStore). */
   objectStore: ObjectStoreConfig;

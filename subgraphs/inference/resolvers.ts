@@ -4,7 +4,7 @@ import { projectScopeOf, type ProjectScope } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
-import { JSONScalar } from './json.js';
+import { JSONScalar } from '../../schema/scalars.js';
 import { withRetrievedContext } from './rag.js';
 import { readJson, serverSentEvents, type RoutedResponse } from './router.js';
 import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow } from './store.js';

@@ -5,7 +5,7 @@ import { projectScopeOf } from '../../lib/identity.js';
 import type { VectorStoresContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import { chunkingStrategyOf, type ChunkingStrategy } from './ingestion/chunking.js';
-import { JSONScalar } from './json.js';
+import { JSONScalar } from '../../schema/scalars.js';
 import type { BatchRow, FileStatusValue, ProjectScope, VectorStoreFileRow, VectorStoreRow } from './store.js';
 import { matchesFilter, validAttributes, validExpiration, validFilter, validMetadata, validName, type Attributes } from './validation.js';
 import type { VectorHit } from './vectorIndex/types.js';

@@ -20,7 +20,7 @@ import { startAgent, type Agent } from '../../agent/index.js';
 import { createKubernetesExecutor } from '../../agent/kubernetesExecutor.js';
 import { JOB_ID_LABEL, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
 import { silentLogger } from '../../lib/logging.js';
-import { DEFAULT_ROLE_SCOPES } from '../../subgraphs/rbac/roleScopes.js';
+import { DEFAULT_ROLE_SCOPES } from '../../schema/rbac/roleScopes.js';
 import { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens, startPeerServer } from '../../subgraphs/sessions/peers.js';
 import { SESSION_COOKIE } from '../../subgraphs/sessions/sessionCookie.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../support/kubeApiServer.js';
