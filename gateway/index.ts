@@ -19,7 +19,7 @@ import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
 import { explorerHtml } from './explorer.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
-import { createErrorLoggingPlugin, createRbacPlugin } from './plugins.js';
+import { createErrorLoggingPlugin, createRbacPlugin, createSubscriptionOverHttpPlugin } from './plugins.js';
 import { createSubscriptionServer } from './subscriptions.js';
 
 export { authorizeOperation } from './authorizeOperation.js';
@@ -86,6 +86,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     plugins: [
       ...(armor.plugins as never[]),
       createRbacPlugin(policy),
+      createSubscriptionOverHttpPlugin(),
       createErrorLoggingPlugin(logger),
       ApolloServerPluginLandingPageDisabled(),
       ...(options.plugins ?? []),

@@ -1,5 +1,5 @@
-import type { ApolloServerPlugin } from '@apollo/server';
-import { ErrorCode } from '../lib/errors.js';
+import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
+import { ErrorCode, httpStatusFor } from '../lib/errors.js';
 import type { Logger } from '../lib/logging.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import { authorizeOperation } from './authorizeOperation.js';
@@ -15,6 +15,30 @@ export function createRbacPlugin(policy: PolicyMap): ApolloServerPlugin<GatewayC
       return {
         async didResolveOperation({ schema, document, operationName, request, contextValue }) {
           await authorizeOperation({ schema, document, operationName, variables: request.variables, policy, context: contextValue });
+        },
+      };
+    },
+  };
+}
+
+/**
+ * A subscription sent over HTTP (a POST or GET to /graphql) is refused with BAD_USER_INPUT and 400:
+ * subscriptions travel over graphql-ws on the same path (gateway/subscriptions.ts); the HTTP executor
+ * cannot run them and would fail with an internal error. Runs after RBAC (`responseForOperation` comes
+ * after every `didResolveOperation`), so what a caller may not subscribe to is still refused as such.
+ */
+export function createSubscriptionOverHttpPlugin(): ApolloServerPlugin<GatewayContext> {
+  return {
+    async requestDidStart() {
+      return {
+        // After every plugin's didResolveOperation (which Apollo runs together): RBAC has judged the operation.
+        async responseForOperation({ operation }) {
+          if (operation.operation !== 'subscription') return null;
+          const message = 'Subscriptions are served over WebSocket (graphql-ws, subprotocol graphql-transport-ws) at /graphql, not over HTTP';
+          return {
+            http: { status: httpStatusFor(ErrorCode.BAD_USER_INPUT), headers: new HeaderMap() },
+            body: { kind: 'single', singleResult: { errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT } }] } },
+          };
         },
       };
     },

@@ -119,6 +119,17 @@ describe('federated subscriptions over graphql-ws', () => {
     expect(closed.reason).toMatch(/Invalid API key/);
   });
 
+  it('a subscription sent over HTTP is a 400 that says to use graphql-ws, not an internal error', async () => {
+    const result = await t.gql(`subscription { jobsUpdated { id } }`);
+    expect(result.status).toBe(400);
+    expect(result.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(result.errors?.[0]?.message).toContain('graphql-ws');
+    // What the caller may not subscribe to is still refused as such.
+    const { key } = await projectWithKey(t, 'http-subscriber', { role: 'READER' });
+    const refused = await t.gql(`subscription { clusterTunnels(clusterId: "cluster-x") { cluster { id } } }`, {}, { token: key });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+
   it('queries and mutations work over the same WebSocket', async () => {
     const result = await follow(connect(t.adminKey), '{ self { id } }').next();
     expect(result).toEqual({ data: { self: { id: 'admin@example.com' } } });
