@@ -4,7 +4,10 @@
  *   mariner up     every component in one process on embedded defaults (PGlite, local data dir)
  *   mariner agent  a cluster agent: dials the control plane and runs work on its cluster
  *   mariner serve  one component per process (the Helm chart's way): serve.ts
+ * Run compiled (`npm start`, the image: node dist/bin/mariner.js) or from sources (`npm run dev`: tsx).
  */
+// First, before any other module is evaluated: refuse a Node.js that is too old, warn on one past its end of life.
+import './checkNodeVersion.js';
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { parseArgs } from 'node:util';

@@ -1,33 +1,40 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildIfNeeded } from '../scripts/build.mjs';
 
 /**
- * What can be checked of the image without a container engine: the Dockerfile copies every folder the
- * code imports from, the production install (`npm ci --omit=dev`) has every package it imports, and the
- * image's command line starts `mariner`.
+ * What can be checked of the image without a container engine: it is built on the Node that CI tests
+ * on, its runtime stage holds the compiled build (dist/) and the production install and nothing else,
+ * everything the compiled entry point imports is in one or the other, and the image's command line
+ * starts `mariner` from dist/ as it is.
  */
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
 const packageJson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+  type: string;
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
 };
 
-/** The source folders the runtime stage copies (`COPY --from=build /app/<dir> ./<dir>`). */
-const copiedDirs = [...dockerfile.matchAll(/^COPY --from=build \/app\/([\w-]+) \.\/\1$/gm)].map((m) => m[1]!);
+/** The stages, by name, with their instructions (continuation lines joined). */
+const stages = new Map<string, { from: string; lines: string[] }>();
+for (const stage of dockerfile.replace(/\\\n\s*/g, ' ').split(/^(?=FROM )/m).slice(1)) {
+  const [, from, name] = /^FROM (\S+) AS (\S+)/.exec(stage)!;
+  stages.set(name!, { from: from!, lines: stage.split('\n').filter((line) => /^[A-Z]+ /.test(line)) });
+}
 
-/** Runtime imports of a file: static and dynamic, type-only ones left out (erased at run time). */
+/** Runtime imports of a compiled file: static and dynamic (esbuild has erased the type-only ones). */
 function importsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  const statics = [...text.matchAll(/^\s*(import|export)\s+(?!type\s)[^;]*?\sfrom\s+'([^']+)'/gm)].map((m) => m[2]!);
-  const bare = [...text.matchAll(/^\s*import\s+'([^']+)'/gm)].map((m) => m[1]!);
-  const dynamic = [...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!);
+  const statics = [...text.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/gm)].map((m) => m[1]!);
+  const bare = [...text.matchAll(/^\s*import\s*["']([^"']+)["']/gm)].map((m) => m[1]!);
+  const dynamic = [...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!);
   return [...statics, ...bare, ...dynamic];
 }
 
@@ -36,26 +43,52 @@ function packageOf(specifier: string): string {
   return specifier.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
 }
 
+beforeAll(async () => {
+  // The image's build stage runs scripts/build.mjs; here, dist/ as `npm start` keeps it.
+  await buildIfNeeded();
+}, 60_000);
+
 describe('the container image', () => {
-  it('copies the folders of every component and of the schema', () => {
-    expect(copiedDirs.sort()).toEqual(['agent', 'bin', 'gateway', 'lib', 'rest-compat', 'schema', 'subgraphs']);
+  it('runs on Node 24, the version CI tests on and .nvmrc names', () => {
+    const ciNode = /^NODE_VERSION=(\d+\.\d+)\.\d+$/m.exec(readFileSync(path.join(ROOT, '.ci/run'), 'utf8'))?.[1];
+    expect(ciNode).toMatch(/^24\./);
+    for (const [name, stage] of stages) expect(stage.from, name).toBe(`node:${ciNode}-bookworm-slim`);
+    expect(readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim()).toBe('24');
   });
 
-  it('holds every file and production package `mariner` imports, from its entry point on', () => {
-    const outside: string[] = [];
+  it('checks and compiles the sources in the build stage; the runtime stage takes dist/, the production install and package.json only', () => {
+    const build = stages.get('build')!.lines.join('\n');
+    expect(build).toContain('npx tsc --noEmit');
+    expect(build).toContain('npx tsx schema/compose.ts --check');
+    expect(build).toContain('node scripts/build.mjs');
+    // The production install is patched as `npm ci` would (its postinstall), though install scripts are off.
+    expect(packageJson.devDependencies['tsx'], 'tsx is for development only').toBeDefined();
+    const deps = stages.get('deps')!.lines.join('\n');
+    expect(deps).toMatch(/npm ci --omit=dev --ignore-scripts[^\n]*&& node scripts\/patchDependencies\.mjs/);
+    const copies = stages.get('runtime')!.lines.filter((line) => line.startsWith('COPY'));
+    expect(copies).toEqual([
+      'COPY --from=deps /app/node_modules ./node_modules',
+      // "type": "module": dist/'s .js files are ES modules.
+      'COPY --from=build /app/package.json ./package.json',
+      'COPY --from=build /app/dist ./dist',
+    ]);
+    expect(packageJson.type).toBe('module');
+  });
+
+  it('holds every file and production package the compiled `mariner` imports, from its entry point on', () => {
+    const missing: string[] = [];
     const notProduction = new Set<string>();
     const seen = new Set<string>();
-    const pending = [path.join(ROOT, 'bin', 'mariner.ts')];
+    const pending = [path.join(ROOT, 'dist', 'bin', 'mariner.js')];
     while (pending.length > 0) {
       const file = pending.pop()!;
       if (seen.has(file)) continue;
       seen.add(file);
       for (const specifier of importsOf(file)) {
         if (specifier.startsWith('.')) {
-          // Sources import each other as .js (NodeNext); tsx maps that to the .ts file.
-          const target = path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts');
-          if (!copiedDirs.includes(path.relative(ROOT, target).split(path.sep)[0]!)) outside.push(`${path.relative(ROOT, file)} → ${specifier}`);
-          else if (target.endsWith('.ts')) pending.push(target);
+          const target = path.resolve(path.dirname(file), specifier);
+          if (!target.startsWith(path.join(ROOT, 'dist') + path.sep) || !existsSync(target)) missing.push(`${path.relative(ROOT, file)} → ${specifier}`);
+          else if (target.endsWith('.js')) pending.push(target);
         } else if (!specifier.startsWith('node:') && !builtinModules.includes(specifier)) {
           const name = packageOf(specifier);
           if (!packageJson.dependencies[name]) notProduction.add(`${name} (${path.relative(ROOT, file)})`);
@@ -63,14 +96,15 @@ describe('the container image', () => {
       }
     }
     expect(seen.size).toBeGreaterThan(50);
-    expect(outside).toEqual([]);
+    expect(missing).toEqual([]);
     expect([...notProduction]).toEqual([]);
   });
 
-  it("runs `mariner` the way the image's entrypoint does (node --import tsx), without tsx on the PATH", async () => {
+  it("runs `mariner` the way the image's entrypoint does, from dist/ on plain node", async () => {
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
     const [command, ...args] = JSON.parse(entrypoint![1]!) as string[];
     expect(command).toBe('node');
+    expect(args).toEqual(['--enable-source-maps', 'dist/bin/mariner.js']);
     const { stdout } = await promisify(execFile)(process.execPath, [...args, 'help'], { cwd: ROOT });
     expect(stdout).toContain('serve     run one component, as the Helm chart does: mariner serve <component>');
   }, 30_000);

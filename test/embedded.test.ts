@@ -1,16 +1,18 @@
 /**
- * `mariner up` as a user runs it: a real child process on the embedded PGlite, with a fresh data
- * dir, no DATABASE_URL and no MARINER_ADMIN_API_KEY. Everything is observed from outside: the
- * banner on stdout, the GraphQL API over HTTP, the data dir on disk, exit codes and stderr.
+ * `mariner up` as a user runs it: a real child process of the compiled build (dist/, as `npm start`
+ * runs it) on the embedded PGlite, with a fresh data dir, no DATABASE_URL and no
+ * MARINER_ADMIN_API_KEY. Everything is observed from outside: the banner on stdout, the GraphQL API
+ * over HTTP, the data dir on disk, exit codes and stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { WebSocket } from 'ws';
+import { buildIfNeeded } from '../scripts/build.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** A fresh PGlite takes several seconds to initialise (more on a loaded CI machine). */
@@ -52,9 +54,14 @@ function userEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, MARINER_LOG_LEVEL: 'warn', ...settings };
 }
 
-/** `mariner up` (or another command) via `node --import tsx` (no npx start-up cost). */
+/** dist/ as `npm start` keeps it: built when a source changed. */
+beforeAll(async () => {
+  await buildIfNeeded();
+}, 60_000);
+
+/** `mariner up` (or another command) as `npm start` runs it, compiled (without npm's start-up cost). */
 function launch(settings: Record<string, string>, args: string[] = ['up']): Mariner {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', ...args], {
+  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/bin/mariner.js', ...args], {
     cwd: ROOT,
     env: userEnv(settings),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from '../../lib/logging.js';
+import { nodeCommand, siblingModule } from '../../lib/nodeScript.js';
 
 /** A running inference runtime (llamaCppServer.ts) of one model, on loopback. */
 export interface LocalRuntime {
@@ -31,9 +30,8 @@ export interface LocalRuntimeManagerOptions {
   contextSize?: number;
 }
 
-const SERVER_SCRIPT = fileURLToPath(new URL('./llamaCppServer.ts', import.meta.url));
-// An absolute specifier, so the child finds tsx whatever the working directory.
-const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+// llamaCppServer.js beside this module when compiled, llamaCppServer.ts through tsx from sources.
+const [NODE, ...SERVER_ARGS] = nodeCommand(siblingModule(import.meta.url, 'llamaCppServer'));
 const STDERR_TAIL_BYTES = 4096;
 
 interface Entry {
@@ -106,12 +104,12 @@ export class LocalRuntimeManager {
   }
 
   private start(key: string, modelPath: string, modelId: string): Promise<LocalRuntime> {
-    const args = ['--import', TSX_LOADER, SERVER_SCRIPT, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
+    const args = [...SERVER_ARGS, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
     if (this.options.parallel) args.push('--parallel', String(this.options.parallel));
     if (this.options.threads) args.push('--threads', String(this.options.threads));
     if (this.options.contextSize) args.push('--context-size', String(this.options.contextSize));
     // stdin is the runtime's lifeline: if this process dies, the pipe closes and the runtime exits.
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(NODE!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const log = this.logger.child({ modelId, ...(key === modelId ? {} : { runtime: key }), pid: child.pid });
     log.info({ modelPath }, 'starting runtime');
 

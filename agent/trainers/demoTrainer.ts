@@ -15,17 +15,16 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { nodeCommand } from '../../lib/nodeScript.js';
 
 /**
- * The argv that runs this trainer with the current Node and tsx. The time per step goes into the
- * command (from MARINER_DEMO_TRAINER_STEP_MS where set when it is built): a job does not inherit the
- * agent's environment (agent/jobEnvironment.ts).
+ * The argv that runs this trainer with the current Node (through tsx when it runs from sources). The
+ * time per step goes into the command (from MARINER_DEMO_TRAINER_STEP_MS where set when it is built): a
+ * job does not inherit the agent's environment (agent/jobEnvironment.ts).
  */
 export function demoTrainerCommand(stepMs = process.env['MARINER_DEMO_TRAINER_STEP_MS']): string[] {
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return [process.execPath, '--import', tsx, fileURLToPath(import.meta.url), ...(stepMs ? ['--step-ms', stepMs] : [])];
+  return [...nodeCommand(new URL(import.meta.url)), ...(stepMs ? ['--step-ms', stepMs] : [])];
 }
 
 interface Example {
