@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../test/support/platform.js';
 import { openDatabase, type Database } from './db.js';
-import { createMemoryPubSub, createPostgresPubSub, type PubSub } from './pubsub.js';
+import { createMemoryPubSub, createPostgresPubSub, LISTENER_APPLICATION_NAME, type PubSub, type ResetState } from './pubsub.js';
 
 function next(pubsub: PubSub, channel: string): Promise<{ payload: Promise<string>; stop: () => Promise<void> }> {
   let resolve!: (payload: string) => void;
@@ -43,6 +43,58 @@ describe('pubsub', () => {
       await replicaA.close();
       await replicaB.close();
     }
+  });
+
+  it('PostgreSQL: a lost listening connection tells reset listeners at once, and again once every channel is listened to again', async () => {
+    const replicaA = await createPostgresPubSub(db, database.url);
+    const replicaB = await createPostgresPubSub(db, database.url);
+    try {
+      const states: ResetState[] = [];
+      let listening!: () => void;
+      const relistened = new Promise<void>((resolve) => (listening = resolve));
+      let lost!: () => void;
+      const dropped = new Promise<void>((resolve) => (lost = resolve));
+      const stop = replicaB.onReset((state) => {
+        states.push(state);
+        if (state === 'lost') lost();
+        if (state === 'listening') listening();
+      });
+      const before = await next(replicaB, 'principals_test');
+      // Both replicas listen on this database; the test ends both listening connections, as a
+      // restarted PostgreSQL or a dropped network connection would.
+      const ended = await db.knex.raw(
+        'select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name = ? and pid <> pg_backend_pid()',
+        [LISTENER_APPLICATION_NAME],
+      );
+      expect(ended.rows.length).toBe(2);
+      await dropped;
+      expect(states).toEqual(['lost']);
+      // A listener registered while events are being missed hears so at once.
+      const late: ResetState[] = [];
+      const stopLate = replicaB.onReset((state) => late.push(state));
+      expect(late).toEqual(['lost']);
+      await relistened;
+      expect(states).toEqual(['lost', 'listening']);
+      expect(late).toEqual(['lost', 'listening']);
+      // Subscribed before the loss, it hears events again (the other replica's publisher uses the pool).
+      await replicaA.publish('principals_test', 'tenant-1');
+      expect(await before.payload).toBe('tenant-1');
+      stop();
+      stopLate();
+      await before.stop();
+    } finally {
+      await replicaA.close();
+      await replicaB.close();
+    }
+  });
+
+  it('in memory: a close tells reset listeners that no more events come', async () => {
+    const bus = createMemoryPubSub();
+    const states: ResetState[] = [];
+    bus.onReset((state) => states.push(state));
+    expect(states).toEqual([]);
+    await bus.close();
+    expect(states).toEqual(['lost']);
   });
 
   it('in memory: subscribers hear publications; bad channel names are refused', async () => {

@@ -12,8 +12,28 @@ export interface PubSub {
   publish(channel: string, payload: string): Promise<void>;
   /** Calls `listener` for each payload published on `channel` from now on; returns the unsubscribe. */
   subscribe(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * For subscribers that keep state built from events (a cache invalidated by them): calls
+   * `listener('lost')` when events may be missed from now on (PostgreSQL: the listening connection
+   * dropped; either bus: it was closed) and `listener('listening')` once every channel is listened to
+   * again. Such a subscriber must drop its state on `lost` and may build it again after `listening`.
+   * When events are being missed at the moment of the call, `listener('lost')` is called at once.
+   * Returns the unregister.
+   */
+  onReset(listener: (state: ResetState) => void): () => void;
   close(): Promise<void>;
 }
+
+/** What a reset listener is told: events may be missed from now on, or every channel is listened to again. */
+export type ResetState = 'lost' | 'listening';
+
+/**
+ * The users subgraph publishes on this channel after every change that may change a principal (a key,
+ * a membership, a role, an organization or project); the payload is the tenant id, empty for every
+ * tenant. The gateway's principal cache (gateway/authentication.ts) drops what it holds for that tenant.
+ * Here because both ends import it and neither may import the other (DESIGN §2).
+ */
+export const PRINCIPALS_CHANNEL = 'principals_changed';
 
 const CHANNEL = /^[a-z][a-z0-9_]{0,62}$/;
 
@@ -22,10 +42,30 @@ function checkChannel(channel: string): string {
   return channel;
 }
 
-/** The in-memory bus (one process). */
+/** Reset listeners, and the state they were last told. */
+function resetListeners() {
+  const listeners = new Set<(state: ResetState) => void>();
+  let state: ResetState = 'listening';
+  return {
+    add(listener: (state: ResetState) => void): () => void {
+      listeners.add(listener);
+      if (state === 'lost') listener('lost');
+      return () => void listeners.delete(listener);
+    },
+    /** Tells every listener, on a change only. */
+    set(next: ResetState): void {
+      if (next === state) return;
+      state = next;
+      for (const listener of [...listeners]) listener(next);
+    },
+  };
+}
+
+/** The in-memory bus (one process): it misses no event, so its reset listeners hear only its close. */
 export function createMemoryPubSub(): PubSub {
   const bus = new EventEmitter();
   bus.setMaxListeners(0);
+  const resets = resetListeners();
   return {
     async publish(channel, payload) {
       checkChannel(channel);
@@ -36,7 +76,9 @@ export function createMemoryPubSub(): PubSub {
       bus.on(checkChannel(channel), listener);
       return async () => void bus.off(channel, listener);
     },
+    onReset: (listener) => resets.add(listener),
     async close() {
+      resets.set('lost');
       bus.removeAllListeners();
     },
   };
@@ -44,30 +86,49 @@ export function createMemoryPubSub(): PubSub {
 
 /**
  * LISTEN/NOTIFY on PostgreSQL: one dedicated connection listens for every channel this process
- * subscribes to; NOTIFY goes through the pool. A lost listening connection is re-opened and its
- * channels listened to again (events in between are lost: subscribers re-read state from tables).
+ * subscribes to; NOTIFY goes through the pool. A lost listening connection is re-opened after 1 s and
+ * its channels listened to again. Events in between are lost: subscribers re-read state from tables,
+ * and those that keep state built from events hear `lost` at once and `listening` once it listens again
+ * (`onReset`).
  */
 export async function createPostgresPubSub(db: Database, connectionString: string): Promise<PubSub> {
   const bus = new EventEmitter();
   bus.setMaxListeners(0);
   const channels = new Map<string, number>();
+  const resets = resetListeners();
   let closed = false;
   let client: pg.Client | undefined;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString });
+    // Named, so that an operator (or a test) can tell the listening connection in pg_stat_activity.
+    const next = new pg.Client({ connectionString, application_name: LISTENER_APPLICATION_NAME });
     next.on('notification', (message) => bus.emit(message.channel, message.payload ?? ''));
     next.on('error', () => undefined);
     next.on('end', () => {
+      if (client === next) client = undefined;
       if (closed) return;
-      client = undefined;
+      resets.set('lost');
       setTimeout(() => void connect().catch(() => undefined), 1000).unref();
     });
-    await next.connect();
-    for (const channel of channels.keys()) await next.query(`LISTEN "${channel}"`);
-    client = next;
+    try {
+      await next.connect();
+      // Set before listening: a subscribe from now on LISTENs on this connection itself (a channel
+      // listened to twice is listened to once), so none added meanwhile is left out.
+      client = next;
+      for (const channel of channels.keys()) await next.query(`LISTEN "${channel}"`);
+    } catch (error) {
+      // Ending it (again) ends in 'end', which tries again in 1 s.
+      await next.end().catch(() => undefined);
+      throw error;
+    }
+    if (client === next) resets.set('listening');
   }
-  await connect();
+  try {
+    await connect();
+  } catch (error) {
+    closed = true;
+    throw error;
+  }
 
   return {
     async publish(channel, payload) {
@@ -87,13 +148,18 @@ export async function createPostgresPubSub(db: Database, connectionString: strin
         await client?.query(`UNLISTEN "${channel}"`).catch(() => undefined);
       };
     },
+    onReset: (listener) => resets.add(listener),
     async close() {
       closed = true;
+      resets.set('lost');
       bus.removeAllListeners();
       await client?.end().catch(() => undefined);
     },
   };
 }
+
+/** The application_name of each process's listening connection. */
+export const LISTENER_APPLICATION_NAME = 'mariner-pubsub-listener';
 
 /** The bus for a database: LISTEN/NOTIFY on PostgreSQL, in memory on PGlite. */
 export async function createPubSub(db: Database, databaseUrl: string | undefined): Promise<PubSub> {
