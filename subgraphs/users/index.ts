@@ -6,8 +6,9 @@ import { logBootstrap, saveGeneratedAdminKey } from './bootstrap.js';
 import type { UsersContext } from './context.js';
 import { createUsersLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
+import { announcingPrincipalChanges, principalChanges } from './principalChanges.js';
 import { resolvers } from './resolvers.js';
-import { SCHEMA, UserStore } from './store.js';
+import { DEFAULT_TENANT_ID, SCHEMA, UserStore } from './store.js';
 
 export { UserStore, hashSecret, DEFAULT_TENANT_ID, type BootstrapResult } from './store.js';
 export { logBootstrap, saveGeneratedAdminKey, GENERATED_ADMIN_API_KEY_FILE } from './bootstrap.js';
@@ -17,22 +18,27 @@ export { logBootstrap, saveGeneratedAdminKey, GENERATED_ADMIN_API_KEY_FILE } fro
  * organization and project and the admin API key (MARINER_ADMIN_API_KEY, else one generated on the
  * first start): `mariner up` prints a generated key once in its banner, to the person at the terminal;
  * `mariner serve` never logs it (its output is a pod's log) but writes it to an owner-only file.
+ * Every change to a principal is announced on pub/sub, for the gateways' principal caches
+ * (principalChanges.ts).
  */
 export const usersComponent = defineComponent({
   name: 'users',
   subgraphs: ['users'],
-  needs: { database: true },
+  needs: { database: true, pubsub: true },
   migrations: { schema: SCHEMA, migrations },
   settings: (config) => ({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey, dataDir: config.dataDir }),
-  async create({ db, settings, logger, embedded }) {
+  async create({ db, pubsub, settings, logger, embedded }) {
     const store = new UserStore(db.knex);
+    const principalsChanged = principalChanges(pubsub, logger);
     const bootstrap = await store.bootstrap({ adminEmail: settings.adminEmail, adminApiKey: settings.adminApiKey });
+    // A rotated MARINER_ADMIN_API_KEY revoked the previous key, which running gateways may hold.
+    if (bootstrap.revokedPreviousKey) await principalsChanged(DEFAULT_TENANT_ID);
     logBootstrap(bootstrap, logger);
     if (bootstrap.adminApiKey && !embedded) await saveGeneratedAdminKey(bootstrap.adminApiKey, settings.dataDir, logger);
     const definition: SubgraphDefinition<UsersContext> = {
       name: 'users',
       typeDefs: subgraphTypeDefs('users'),
-      resolvers: resolvers as SubgraphDefinition<UsersContext>['resolvers'],
+      resolvers: { ...resolvers, Mutation: announcingPrincipalChanges(resolvers.Mutation!, principalsChanged) } as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
       createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store) }),
     };
