@@ -78,6 +78,29 @@ describe('the per-API-key rate limiter (Postgres, shared by every replica)', () 
     expect(await a!.state(caller('key_window'))).toMatchObject({ remainingRequests: 0 });
   });
 
+  it('admitWithState returns the budgets left after the request, as the next state read shows them, from the same admission', async () => {
+    const [a, b] = limiters(3, 100);
+    const first = await a!.admitWithState(caller('key_headers'));
+    expect(first.key).toBe('key_headers');
+    expect(first.state).toMatchObject({ limitRequests: 3, remainingRequests: 2, limitTokens: 100, remainingTokens: 100 });
+    expect(first.state!.resetInMs).toBeGreaterThan(50_000);
+    expect(first.state!.resetInMs).toBeLessThanOrEqual(60_000);
+    await a!.charge(first.key, 30);
+    // Another replica admits against the same window: the tokens charged and its own request count.
+    const second = await b!.admitWithState(caller('key_headers'));
+    expect(second.state).toMatchObject({ remainingRequests: 1, remainingTokens: 70 });
+    expect(second.state!.resetsAt).toEqual(first.state!.resetsAt);
+    expect(await a!.state(caller('key_headers'))).toEqual({ ...second.state, resetInMs: expect.any(Number) });
+    // The last request of the window: admitted, with nothing left; the next is refused with that state.
+    expect((await a!.admitWithState(caller('key_headers'))).state).toMatchObject({ remainingRequests: 0 });
+    const refusal = await b!.admitWithState(caller('key_headers')).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(RateLimitedError);
+    expect((refusal as RateLimitedError).state).toMatchObject({ remainingRequests: 0, remainingTokens: 70 });
+    // Not limited: no key, no state (no `x-ratelimit-*` headers).
+    expect(await a!.admitWithState(caller('key_headers', true))).toEqual({ key: null, state: null });
+    expect(await a!.admitWithState(caller(null))).toEqual({ key: null, state: null });
+  });
+
   it('excluded keys, OIDC callers (no key) and zero limits are not limited', async () => {
     const [a] = limiters(1, 0);
     for (let i = 0; i < 3; i++) {

@@ -59,10 +59,21 @@ export class RateLimiter {
 
   /** Counts one request of the caller; throws RateLimitedError when its budget is spent. */
   async admit(identity: Identity | null): Promise<string | null> {
+    return (await this.admitWithState(identity)).key;
+  }
+
+  /**
+   * Counts one request of the caller, as `admit`, and returns with its key the budgets left after it
+   * (null for a caller that is not limited): read from the row the admission itself returned, so the
+   * `x-ratelimit-*` headers of the response cost no second query (DESIGN §3: no second round trip for
+   * rate-limit headers). Throws RateLimitedError when the budget is spent.
+   */
+  async admitWithState(identity: Identity | null): Promise<{ key: string | null; state: RateLimitState | null }> {
     const key = this.keyOf(identity);
-    if (!key) return null;
+    if (!key) return { key: null, state: null };
     const admitted = await this.store.admit(key, this.limits);
-    if (admitted) return key;
+    if (admitted) return { key, state: this.stateOf(admitted) };
+    // Refused: the refusal is rare, and its state is read afresh.
     const spent = await this.store.current(key, this.limits);
     // The window ended between the two reads: a retry at once will be admitted.
     throw new RateLimitedError(spent ? this.stateOf(spent) : this.fresh());
