@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { print } from 'graphql';
 import { unauthenticated } from '../lib/errors.js';
 import { headerValue } from '../lib/http.js';
 import type { Identity, InternalTokens, Principal, Worker } from '../lib/identity.js';
 import { asSystem, createInternalClient } from '../lib/internalClient.js';
+import { PRINCIPALS_CHANNEL, type PubSub } from '../lib/pubsub.js';
 import { resolveProject } from '../schema/rbac/projectResolution.js';
 import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
 import { WorkerByRegistrationKeyDocument } from './generated/clustersOperations.js';
@@ -18,7 +20,26 @@ export interface AuthenticatorOptions {
   tokens: InternalTokens;
   roleScopes: RoleScopeTable;
   oidc: OidcVerifier | null;
+  /**
+   * The announcements of principal changes (lib/pubsub.ts PRINCIPALS_CHANNEL, made by the users
+   * subgraph). With them the authenticator caches principals; without, it looks one up per request.
+   */
+  invalidations?: PrincipalInvalidations;
+  /** The principal cache's bounds; defaults in PRINCIPAL_CACHE_DEFAULTS. */
+  cache?: Partial<PrincipalCacheLimits>;
 }
+
+/** What the principal cache needs of the bus: the announcements, and word of events it may have missed. */
+export type PrincipalInvalidations = Pick<PubSub, 'subscribe' | 'onReset'>;
+
+export interface PrincipalCacheLimits {
+  /** Credentials held at most; the least recently used goes first. */
+  maxEntries: number;
+  /** How long a principal is served from the cache at most, announcements or not. */
+  ttlMs: number;
+}
+
+export const PRINCIPAL_CACHE_DEFAULTS: PrincipalCacheLimits = { maxEntries: 10_000, ttlMs: 60_000 };
 
 /** Who a request comes from: a user (API key or OIDC token), a cluster agent (registration key), or nobody. */
 export interface Credentials {
@@ -46,12 +67,25 @@ export const BY_API_KEY = print(PrincipalByApiKeyDocument);
  * Authentication (DESIGN §4): API keys (`sk-...`) are looked up by hash in the users subgraph;
  * anything shaped like a JWT is verified against the OIDC issuer and its email mapped to a user;
  * cluster registration keys (`clusterkey-...`) are looked up by hash in the clusters subgraph and
- * authenticate a worker (LLMariner AuthorizeWorker), which may call the worker API only.
- * Nothing is cached, so a deleted key or a removed member stops working at once. The project
+ * authenticate a worker (LLMariner AuthorizeWorker), which may call the worker API only. The project
  * context comes from the key, else the OpenAI-Organization / OpenAI-Project headers, else the
- * user's default project.
+ * user's default project, on every request.
+ *
+ * With `invalidations`, the principals of API keys (by the key's SHA-256: the secret itself is kept
+ * nowhere) and of OIDC users (by email, once the token verified: a token's signature and expiry are
+ * checked on every request) are cached, which saves the users subgraph call on most requests. It is
+ * safe because the users subgraph announces every change to a principal after it commits
+ * (subgraphs/users/principalChanges.ts), and each replica's cache drops the tenant's entries when it
+ * hears it: a deleted key or a removed member stops working on every replica once the NOTIFY is
+ * delivered. Where that path may have failed the cache steps aside: nothing is cached until the
+ * subscription is in place, everything is dropped and nothing cached while the bus says events may be
+ * missed (a lost LISTEN connection, `onReset`), and a lookup that overlapped an announcement is not
+ * kept (it may have read the state before the change). The TTL is the backstop for what no signal
+ * reveals (a NOTIFY that failed to be sent, a listening connection that hangs without ending).
+ * Unknown keys and failed lookups are never cached; registration keys are not cached at all.
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const cache = options.invalidations ? createPrincipalCache(options.invalidations, { ...PRINCIPAL_CACHE_DEFAULTS, ...options.cache }) : null;
   const users = createInternalClient({ subgraph: 'users', url: options.usersUrl, tokens: options.tokens });
   const clusters = createInternalClient({ subgraph: 'clusters', url: options.clustersUrl, tokens: options.tokens });
   /**
@@ -75,7 +109,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         if (!worker) throw unauthenticated('Invalid registration key: the cluster is not registered (or was unregistered)');
         return { identity: null, worker };
       } else if (token.startsWith('sk-')) {
-        ({ principal } = await lookup(users.request(asSystem(requestId), PrincipalByApiKeyDocument, { secret: token })));
+        const find = async () => (await lookup(users.request(asSystem(requestId), PrincipalByApiKeyDocument, { secret: token }))).principal;
+        principal = cache ? await cache.principal(`key:${sha256(token)}`, find) : await find();
         if (!principal) throw unauthenticated('Invalid API key');
       } else if (looksLikeJwt(token)) {
         if (!options.oidc) throw unauthenticated('OIDC tokens are not accepted: no issuer is configured');
@@ -87,7 +122,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
           if (error instanceof OidcTokenError) throw unauthenticated(`Invalid token: ${error.message}`);
           throw error;
         }
-        ({ principal } = await lookup(users.request(asSystem(requestId), PrincipalByEmailDocument, { email })));
+        const find = async () => (await lookup(users.request(asSystem(requestId), PrincipalByEmailDocument, { email }))).principal;
+        principal = cache ? await cache.principal(`email:${email}`, find) : await find();
         if (!principal) throw unauthenticated(`No Mariner user for ${email}: ask an organization owner to add you`);
         return { ...identityOf(principal, headers), expiresAt };
       } else {
@@ -107,4 +143,73 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const identity: Identity = resolution.ok ? { principal, project: resolution.context } : { principal, project: null, projectRefusal: resolution.reason };
     return { identity, worker: null };
   }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/**
+ * Principals by credential, for createAuthenticator (whose comment says why it is safe). Lookups run
+ * uncached until the subscription to PRINCIPALS_CHANNEL is in place, and from a reset's `lost` until
+ * its `listening`. Each announcement, reset and subscription moves `generation` on; a lookup is kept
+ * only if none came while it ran.
+ */
+function createPrincipalCache(invalidations: PrincipalInvalidations, limits: PrincipalCacheLimits) {
+  /** In least recently used order: a hit moves its entry to the end. */
+  const entries = new Map<string, { principal: Principal; until: number }>();
+  let generation = 0;
+  let subscribed = false;
+  let missingEvents = false;
+  const active = () => subscribed && !missingEvents;
+
+  invalidations.onReset((state) => {
+    generation++;
+    entries.clear();
+    missingEvents = state === 'lost';
+  });
+  void invalidations
+    .subscribe(PRINCIPALS_CHANNEL, (tenantId) => {
+      generation++;
+      // The tenant's principals; an announcement without a tenant is for all of them.
+      for (const [key, entry] of entries) if (!tenantId || entry.principal.tenantId === tenantId) entries.delete(key);
+    })
+    .then(
+      () => {
+        generation++;
+        subscribed = true;
+      },
+      // Without the subscription, nothing is ever cached: every request looks its principal up.
+      () => undefined,
+    );
+
+  return {
+    /** The principal `key` names: from the cache, else `find` (kept when it found one). */
+    async principal(key: string, find: () => Promise<Principal | null>): Promise<Principal | null> {
+      if (!active()) return find();
+      const hit = entries.get(key);
+      if (hit && hit.until > Date.now()) {
+        entries.delete(key);
+        entries.set(key, hit);
+        return hit.principal;
+      }
+      if (hit) entries.delete(key);
+      const started = generation;
+      const principal = await find();
+      if (principal && active() && generation === started) {
+        // Shared by the requests that hit it: frozen, so that none can change it for the others.
+        entries.set(key, { principal: deepFreeze(principal), until: Date.now() + limits.ttlMs });
+        if (entries.size > limits.maxEntries) entries.delete(entries.keys().next().value!);
+      }
+      return principal;
+    },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }

@@ -10,6 +10,7 @@ import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
 import { bearerToken, BodyTooLargeError, requestIdOf, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
+import type { PubSub } from '../lib/pubsub.js';
 import { maskError } from '../lib/subgraphServer.js';
 import { policy } from '../schema/rbac/policy.js';
 import { supergraphSdl, type SubgraphName } from '../schema/subgraphs.js';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   oidc?: OidcVerifier | null;
   /** More Apollo plugins, e.g. request metrics (`mariner serve`); subscriptions do not run through them. */
   plugins?: ApolloServerPlugin<GatewayContext>[];
+  /** Events across replicas: with it, principals are cached and dropped when the users subgraph announces a change. */
+  pubsub?: PubSub;
 }
 
 export interface Gateway {
@@ -107,6 +110,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     tokens: options.tokens,
     roleScopes: options.roleScopes,
     oidc,
+    ...(options.pubsub ? { invalidations: options.pubsub } : {}),
   });
 
   const subscriptions = createSubscriptionServer({
