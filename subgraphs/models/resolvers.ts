@@ -40,6 +40,15 @@ async function heldLoad(ctx: ModelsContext, cluster: ClusterScope, id: string): 
   return model;
 }
 
+/**
+ * Returns `value` once the change of a model of the tenant is announced (events.ts): every mutation that
+ * changes a model answers through it, so the inference component's cache of models drops what it kept.
+ */
+async function announced<T>(ctx: ModelsContext, tenantId: string, value: T): Promise<T> {
+  await ctx.modelChanges.announce(tenantId);
+  return value;
+}
+
 /** The most model ids one `modelOwners` call takes (a routing table's worth). */
 const MAX_OWNER_IDS = 1000;
 
@@ -93,7 +102,7 @@ export const resolvers: Resolvers<ModelsContext> = {
       // Only platform admins create base models, and no fine-tuned id can be one: the id they collide
       // with is a base model's (the catalog or an admin's project), never an organization's private model.
       if (!created) throw conflict(`a model named ${id} already exists`);
-      return created;
+      return announced(ctx, scope.tenantId, created);
     },
     registerFineTunedModel: async (_p, { input }, ctx) => {
       const scope = scopeOf(ctx);
@@ -123,7 +132,7 @@ export const resolvers: Resolvers<ModelsContext> = {
           config: mergeModelConfig(base.config, input.config),
           owned_by: scope.organizationId,
         });
-        if (created) return created;
+        if (created) return announced(ctx, scope.tenantId, created);
         // A job registering again (its first answer was lost) finds the model it registered: the
         // jobs subgraph takes CONFLICT as done. Its id ends with the job's tag: only the job's project knows it.
         if (source.fromJob || attempt === 3) throw conflict(`a model named ${id} already exists`);
@@ -132,7 +141,7 @@ export const resolvers: Resolvers<ModelsContext> = {
     updateModelConfig: async (_p, { input }, ctx) => {
       const model = await visibleModel(ctx, input.id, 'input.id');
       requireManager(ctx, model, 'configure');
-      return (await ctx.store.update(scopeOf(ctx), model.id, { config: mergeModelConfig(model.config, input.config) }))!;
+      return announced(ctx, model.tenant_id, (await ctx.store.update(scopeOf(ctx), model.id, { config: mergeModelConfig(model.config, input.config) }))!);
     },
     activateModel: async (_p, { id }, ctx) => {
       const model = await visibleModel(ctx, id);
@@ -140,12 +149,12 @@ export const resolvers: Resolvers<ModelsContext> = {
       if (model.loading_status !== 'SUCCEEDED') {
         throw failedPrecondition(`model ${model.id} is not loaded yet (loading status ${model.loading_status})`);
       }
-      return (await ctx.store.update(scopeOf(ctx), model.id, { activation_status: 'ACTIVE' }))!;
+      return announced(ctx, model.tenant_id, (await ctx.store.update(scopeOf(ctx), model.id, { activation_status: 'ACTIVE' }))!);
     },
     deactivateModel: async (_p, { id }, ctx) => {
       const model = await visibleModel(ctx, id);
       requireManager(ctx, model, 'deactivate');
-      return (await ctx.store.update(scopeOf(ctx), model.id, { activation_status: 'INACTIVE' }))!;
+      return announced(ctx, model.tenant_id, (await ctx.store.update(scopeOf(ctx), model.id, { activation_status: 'INACTIVE' }))!);
     },
     deleteModel: async (_p, { id }, ctx) => {
       const model = await visibleModel(ctx, id);
@@ -153,14 +162,14 @@ export const resolvers: Resolvers<ModelsContext> = {
       const outcome = await ctx.store.deleteInactive(scopeOf(ctx), model.id);
       if (outcome === 'active') throw failedPrecondition(`model ${model.id} is active: deactivate it before deleting`);
       if (outcome === 'missing') throw notFound('model', model.id);
-      return { id: model.id, deleted: true };
+      return announced(ctx, model.tenant_id, { id: model.id, deleted: true });
     },
     // The model loader's worker API (LLMariner ModelsWorkerService AcquireUnloadedBaseModel,
     // UpdateBaseModelLoadingStatus), for registration keys only.
     acquireModelLoad: async (_p, _a, ctx) => {
       const worker = workerOf(ctx);
       const claimed = await ctx.store.acquireLoad(clusterScopeOf(worker), ctx.loadLeaseSeconds, `loading on cluster ${worker.clusterName}`);
-      return claimed ? loadTaskOf(ctx.objectStore, claimed) : null;
+      return claimed ? announced(ctx, worker.tenantId, loadTaskOf(ctx.objectStore, claimed)) : null;
     },
     reportModelLoading: async (_p, { input }, ctx) => {
       const cluster = clusterScopeOf(workerOf(ctx));
@@ -187,7 +196,7 @@ export const resolvers: Resolvers<ModelsContext> = {
         await heldLoad(ctx, cluster, id);
         throw failedPrecondition(`model ${id}: the load changed while reporting; nothing was recorded`);
       }
-      return loadTaskOf(ctx.objectStore, updated);
+      return announced(ctx, cluster.tenantId, loadTaskOf(ctx.objectStore, updated));
     },
   },
   Model: {
