@@ -1,14 +1,17 @@
 import { defineComponent } from '../../lib/component.js';
-import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
+import type { SubgraphContext, SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { InferenceContext } from './context.js';
+import { createDataPlaneRoutes } from './dataPlane.js';
 import { createInferenceLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
+import { CachedModels } from './modelCache.js';
 import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
 import { RateLimiter } from './rateLimits.js';
+import { ReadyRuntimes } from './readyRuntimes.js';
 import { InferenceRouter } from './router.js';
 import { RuntimeAccess } from './runtimeAccess.js';
 import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore } from './store.js';
@@ -35,8 +38,12 @@ export const inferenceComponent = defineComponent({
   async create({ db, pubsub, clusterAccess, tunnels, settings, tokens, subgraphUrl, logger: hostLogger, observers }) {
     const store = new RuntimeStore(db.knex);
     const logger = hostLogger.child({ component: 'inference' });
-    const router = new InferenceRouter(store, tunnels, clusterAccess, logger, settings.runtimeFreshSeconds, settings.requestWaitSeconds);
-    const models = createModelsClient({ url: subgraphUrl.models(), tokens });
+    // Routing reads runtimes and models from memory, kept current by the reports' and the models
+    // subgraph's announcements (readyRuntimes.ts, modelCache.ts).
+    const readyRuntimes = new ReadyRuntimes(store, logger, { freshSeconds: settings.runtimeFreshSeconds });
+    const router = new InferenceRouter(readyRuntimes, tunnels, clusterAccess, logger, settings.requestWaitSeconds);
+    const models = new CachedModels(createModelsClient({ url: subgraphUrl.models(), tokens }), logger);
+    const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub)];
     const access = new RuntimeAccess(clusterAccess, models);
     const vectorStores = subgraphUrl.vectorstores ? createVectorStoreSearch({ url: subgraphUrl.vectorstores, tokens }) : null;
     const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), { requestsPerMinute: settings.rateLimitRequestsPerMinute, tokensPerMinute: settings.rateLimitTokensPerMinute });
@@ -48,12 +55,8 @@ export const inferenceComponent = defineComponent({
       observers.inferenceObserver(),
     );
     observers.observeRuntimes(() => store.all());
-    const definition: SubgraphDefinition<InferenceContext> = {
-      name: 'inference',
-      typeDefs: subgraphTypeDefs('inference'),
-      resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
-      policy: policyFor('inference'),
-      createContext: (base) => ({
+    const policy = policyFor('inference');
+    const createContext = (base: SubgraphContext): InferenceContext => ({
         ...base,
         store,
         router,
@@ -66,9 +69,21 @@ export const inferenceComponent = defineComponent({
         usage,
         usageStore,
         logger,
-      }),
+      });
+    const definition: SubgraphDefinition<InferenceContext> = {
+      name: 'inference',
+      typeDefs: subgraphTypeDefs('inference'),
+      resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
+      policy,
+      createContext,
+      // The REST layer's inference requests, without GraphQL on the way (lib/inferencePlane.ts).
+      routes: createDataPlaneRoutes({ contextOf: createContext, policy, maxBodyBytes: settings.maxBodyBytes, logger }),
     };
-    // Stopping writes the usage records still queued.
-    return { subgraphs: [definition], stop: () => usage.stop(), exposed: { store } };
+    // Stopping writes the usage records still queued (and stops listening for announcements).
+    const stop = async () => {
+      for (const unsubscribe of listening) await unsubscribe();
+      await usage.stop();
+    };
+    return { subgraphs: [definition], stop, exposed: { store } };
   },
 });

@@ -4,7 +4,7 @@ import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
 import { WORKER_PREFIX } from '../../lib/tunnel.js';
-import type { RuntimeStore } from './store.js';
+import type { ReadyRuntimes } from './readyRuntimes.js';
 
 /** How the control plane reaches a cluster's agent: the sessions tunnel registry. */
 export interface ClusterTransport {
@@ -44,6 +44,9 @@ function responseOf(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
   });
 }
 
+/** How often a request waiting for a ready runtime looks again. */
+const WAIT_POLL_MS = 250;
+
 /**
  * Picks a runtime for each request and forwards it through the cluster's tunnel (DESIGN §3
  * "Inference"): ready runtimes of the tenant on clusters the caller's organization may use only
@@ -57,17 +60,17 @@ export class InferenceRouter {
   private readonly sent = new InFlightCounts();
 
   constructor(
-    private readonly store: RuntimeStore,
+    /** The tenants' ready runtimes, in memory (readyRuntimes.ts): a request pays a map read, not a query. */
+    private readonly runtimes: ReadyRuntimes,
     private readonly transport: ClusterTransport,
     /** Which clusters an organization may use: cached, so that a request pays a cache hit, not a round trip. */
     private readonly clusters: ClusterAccessDirectory,
     private readonly logger: Logger,
-    private readonly freshSeconds: number,
     private readonly waitSeconds: number,
   ) {}
 
   /** The clusters the caller's organization may use now. When the clusters subgraph cannot say, routing fails closed: UNAVAILABLE. */
-  private async usableClusters(scope: RoutingScope): Promise<Set<string>> {
+  private async usableClusters(scope: RoutingScope): Promise<ReadonlySet<string>> {
     try {
       return await this.clusters.usableBy(scope.tenantId, scope.organizationId);
     } catch (error) {
@@ -76,9 +79,12 @@ export class InferenceRouter {
     }
   }
 
-  /** Ready runtimes of a model, reported within the freshness window, on clusters the caller may use. */
-  private async readyOn(scope: RoutingScope, modelId: string) {
-    const [usable, ready] = await Promise.all([this.usableClusters(scope), this.store.ready(scope.tenantId, modelId, this.freshSeconds)]);
+  /**
+   * Ready runtimes of a model, reported within the freshness window, on clusters the caller may use;
+   * `maxAgeMs`: read from the database if what is in memory is older (while waiting for one).
+   */
+  private async readyOn(scope: RoutingScope, modelId: string, maxAgeMs?: number) {
+    const [usable, ready] = await Promise.all([this.usableClusters(scope), this.runtimes.ready(scope.tenantId, modelId, maxAgeMs)]);
     return { usable, ready: ready.filter((runtime) => usable.has(runtime.cluster_id)) };
   }
 
@@ -92,11 +98,12 @@ export class InferenceRouter {
     if (ready.length > 0 || this.waitSeconds === 0) return ready;
     this.wake(scope.tenantId, usable, modelId);
     // Every 2 s again while it waits: a waiting request is demand, which keeps an autoscaler from
-    // taking the starting replica away as idle.
+    // taking the starting replica away as idle. Each look reads runtimes no older than the wait
+    // between looks, announced or not: a runtime that becomes ready is seen within 250 ms.
     for (let polls = 1; ready.length === 0 && Date.now() < deadline && !signal?.aborted; polls++) {
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
       if (polls % 8 === 0) this.wake(scope.tenantId, usable, modelId);
-      ({ usable, ready } = await this.readyOn(scope, modelId));
+      ({ usable, ready } = await this.readyOn(scope, modelId, WAIT_POLL_MS));
     }
     return ready;
   }
@@ -130,7 +137,7 @@ export class InferenceRouter {
       if ('routed' in attempt) return attempt.routed;
       if (!attempt.notReady || Date.now() >= deadline || signal?.aborted) throw attempt.error;
       this.wake(scope.tenantId, await this.usableClusters(scope), modelId);
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
     }
   }
 

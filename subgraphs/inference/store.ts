@@ -70,6 +70,20 @@ export class RuntimeStore {
     return ((await this.runtimes().where({ tenant_id: tenantId }).whereIn('model_id', [...modelIds]).orderBy('cluster_id')) as RuntimeRow[]).map(runtimeRow);
   }
 
+  /**
+   * The tenant's runtimes with a ready replica, whatever their age, and the database's clock when they
+   * were read (null when none was: an empty answer has no clock to carry): the router's in-memory
+   * snapshot (readyRuntimes.ts), which judges freshness itself at each request.
+   */
+  async readyForTenant(tenantId: string): Promise<{ rows: RuntimeRow[]; now: Date | null }> {
+    const rows = (await this.runtimes()
+      .where({ tenant_id: tenantId })
+      .where('ready_replicas', '>', 0)
+      .select('*', this.knex.raw('now() as read_at'))
+      .orderBy('in_flight_requests')) as (RuntimeRow & { read_at: Date | string })[];
+    return { rows: rows.map(({ read_at: _readAt, ...row }) => runtimeRow(row)), now: rows[0] ? new Date(rows[0].read_at) : null };
+  }
+
   /** Runtimes of a model with a ready replica, reported within `freshSeconds`. */
   async ready(tenantId: string, modelId: string, freshSeconds: number): Promise<RuntimeRow[]> {
     return this.runtimes()
