@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { print } from 'graphql';
+import type { ApolloServerPlugin } from '@apollo/server';
+import { Kind, print } from 'graphql';
 import { unauthenticated } from '../lib/errors.js';
 import { headerValue } from '../lib/http.js';
 import type { Identity, InternalTokens, Principal, Worker } from '../lib/identity.js';
@@ -8,6 +9,8 @@ import { asSystem, createInternalClient } from '../lib/internalClient.js';
 import { PRINCIPALS_CHANNEL, type PubSub } from '../lib/pubsub.js';
 import { resolveProject } from '../schema/rbac/projectResolution.js';
 import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
+import { subgraphTypeDefs } from '../schema/subgraphs.js';
+import type { GatewayContext } from './context.js';
 import { WorkerByRegistrationKeyDocument } from './generated/clustersOperations.js';
 import { PrincipalByApiKeyDocument, PrincipalByEmailDocument } from './generated/usersOperations.js';
 import { looksLikeJwt, OidcTokenError, type OidcVerifier } from './oidc.js';
@@ -52,6 +55,12 @@ export interface Credentials {
 export interface Authenticator {
   /** Both null for an anonymous request; throws UNAUTHENTICATED for a credential that is not valid. */
   authenticate(token: string | undefined, headers: IncomingHttpHeaders, requestId: string): Promise<Credentials>;
+  /**
+   * This replica forwarded a change to principals of `tenantId` (empty: of every tenant): the ones it
+   * caches are dropped at once, so the caller's next request here sees the change even before the
+   * announcement comes back over LISTEN/NOTIFY (createPrincipalChangesPlugin).
+   */
+  principalsChanged(tenantId: string): void;
 }
 
 /** Cluster registration keys (LLMariner `clusterkey-...`). */
@@ -77,7 +86,8 @@ export const BY_API_KEY = print(PrincipalByApiKeyDocument);
  * safe because the users subgraph announces every change to a principal after it commits
  * (subgraphs/users/principalChanges.ts), and each replica's cache drops the tenant's entries when it
  * hears it: a deleted key or a removed member stops working on every replica once the NOTIFY is
- * delivered. Where that path may have failed the cache steps aside: nothing is cached until the
+ * delivered, and on the replica that forwarded the change before its answer is sent
+ * (createPrincipalChangesPlugin: the caller reads its own writes). Where that path may have failed the cache steps aside: nothing is cached until the
  * subscription is in place, everything is dropped and nothing cached while the bus says events may be
  * missed (a lost LISTEN connection, `onReset`), and a lookup that overlapped an announcement is not
  * kept (it may have read the state before the change). The TTL is the backstop for what no signal
@@ -101,6 +111,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 
   return {
+    principalsChanged: (tenantId) => cache?.drop(tenantId),
     async authenticate(token, headers, requestId) {
       if (token === undefined) return { identity: null, worker: null };
       let principal: Principal | null;
@@ -145,6 +156,34 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 }
 
+/**
+ * Read-your-writes for the principal cache: a mutation of the users subgraph forwarded by this gateway
+ * drops the caller's tenant's cached principals before its answer is sent. The announcement over
+ * LISTEN/NOTIFY is sent when the change commits and usually arrives first, but nothing orders it
+ * before the caller's next request (a loaded replica may read its socket late); this does, on the
+ * replica the caller used. Apollo plugins also run for operations sent over graphql-ws. A mutation
+ * of other subgraphs (most of them: completions, jobs, files) changes no principal and drops nothing.
+ */
+export function createPrincipalChangesPlugin(authenticator: () => Pick<Authenticator, 'principalsChanged'>): ApolloServerPlugin<GatewayContext> {
+  const usersMutations = new Set<string>();
+  for (const definition of subgraphTypeDefs('users').definitions) {
+    const isMutation = (definition.kind === Kind.OBJECT_TYPE_DEFINITION || definition.kind === Kind.OBJECT_TYPE_EXTENSION) && definition.name.value === 'Mutation';
+    if (isMutation) for (const field of definition.fields ?? []) usersMutations.add(field.name.value);
+  }
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ operation, contextValue }) {
+          if (operation?.operation !== 'mutation') return;
+          // A fragment at the root may hold any field: counted as a change.
+          const changes = operation.selectionSet.selections.some((s) => s.kind !== Kind.FIELD || usersMutations.has(s.name.value));
+          if (changes) authenticator().principalsChanged(contextValue.identity?.principal.tenantId ?? '');
+        },
+      };
+    },
+  };
+}
+
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('base64url');
 }
@@ -163,17 +202,19 @@ function createPrincipalCache(invalidations: PrincipalInvalidations, limits: Pri
   let missingEvents = false;
   const active = () => subscribed && !missingEvents;
 
+  /** Drops the tenant's principals (an empty tenant: all) and keeps no lookup that overlapped. */
+  const drop = (tenantId: string) => {
+    generation++;
+    for (const [key, entry] of entries) if (!tenantId || entry.principal.tenantId === tenantId) entries.delete(key);
+  };
+
   invalidations.onReset((state) => {
     generation++;
     entries.clear();
     missingEvents = state === 'lost';
   });
   void invalidations
-    .subscribe(PRINCIPALS_CHANNEL, (tenantId) => {
-      generation++;
-      // The tenant's principals; an announcement without a tenant is for all of them.
-      for (const [key, entry] of entries) if (!tenantId || entry.principal.tenantId === tenantId) entries.delete(key);
-    })
+    .subscribe(PRINCIPALS_CHANNEL, drop)
     .then(
       () => {
         generation++;
@@ -184,6 +225,7 @@ function createPrincipalCache(invalidations: PrincipalInvalidations, limits: Pri
     );
 
   return {
+    drop,
     /** The principal `key` names: from the cache, else `find` (kept when it found one). */
     async principal(key: string, find: () => Promise<Principal | null>): Promise<Principal | null> {
       if (!active()) return find();

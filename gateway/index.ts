@@ -15,7 +15,7 @@ import { maskError } from '../lib/subgraphServer.js';
 import { policy } from '../schema/rbac/policy.js';
 import { supergraphSdl, type SubgraphName } from '../schema/subgraphs.js';
 import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
-import { createAuthenticator } from './authentication.js';
+import { createAuthenticator, createPrincipalChangesPlugin } from './authentication.js';
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
 import { explorerHtml } from './explorer.js';
@@ -89,6 +89,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     plugins: [
       ...(armor.plugins as never[]),
       createRbacPlugin(policy),
+      createPrincipalChangesPlugin(() => authenticator),
       createSubscriptionOverHttpPlugin(),
       createErrorLoggingPlugin(logger),
       ApolloServerPluginLandingPageDisabled(),
