@@ -1,6 +1,5 @@
 import {
   getOperationAST,
-  GraphQLError,
   isAbstractType,
   Kind,
   TypeInfo,
@@ -11,16 +10,9 @@ import {
   type GraphQLSchema,
 } from 'graphql';
 import { getArgumentValues, getVariableValues } from 'graphql/execution/values.js';
-import objectHash from 'object-hash';
-import { ErrorCode, forbidden, httpStatusFor, isErrorCode, MarinerError } from '../lib/errors.js';
-import { ruleFor, type PolicyMap } from '../schema/rbac/policy.js';
+import { authorizeField } from '../schema/rbac/authorizeField.js';
+import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { RuleContext } from '../schema/rbac/rules.js';
-
-const SHIELD_OPTIONS = {
-  debug: false,
-  allowExternalErrors: true,
-  hashFunction: objectHash,
-} as const;
 
 export interface AuthorizeOperationInput {
   schema: GraphQLSchema;
@@ -85,21 +77,5 @@ export async function authorizeOperation(input: AuthorizeOperationInput): Promis
     );
   }
 
-  for (const check of checks) {
-    const coordinate = `${check.type.name}.${check.field}`;
-    const rule = ruleFor(policy, check.type.name, check.field);
-    const result = rule
-      ? await rule.resolve(undefined as never, check.args, shieldContext, check.info as never, SHIELD_OPTIONS as never)
-      : false;
-    if (result === true) continue;
-    throw refusal(result, coordinate);
-  }
-}
-
-function refusal(result: unknown, coordinate: string): GraphQLError {
-  const base = result instanceof MarinerError ? result : forbidden(`Not authorized to access ${coordinate}`);
-  const code = isErrorCode(base.extensions['code']) ? base.extensions['code'] : ErrorCode.FORBIDDEN;
-  return new GraphQLError(base.message, {
-    extensions: { code, coordinate, http: { status: httpStatusFor(code) } },
-  });
+  for (const check of checks) await authorizeField(policy, check.type.name, check.field, check.args, shieldContext, check.info);
 }

@@ -9,6 +9,7 @@ import type { MarinerConfig } from '../lib/config.js';
 import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
 import { bearerToken, BodyTooLargeError, requestIdOf, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
+import type { InferencePlane } from '../lib/inferencePlane.js';
 import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
 import { maskError } from '../lib/subgraphServer.js';
@@ -19,6 +20,7 @@ import { createAuthenticator, createPrincipalChangesPlugin } from './authenticat
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
 import { explorerHtml } from './explorer.js';
+import { createInferencePlane } from './inferencePlane.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
 import { createErrorLoggingPlugin, createRbacPlugin, createSubscriptionOverHttpPlugin } from './plugins.js';
 import { createSubscriptionServer } from './subscriptions.js';
@@ -48,6 +50,8 @@ export interface Gateway {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Upstream subscriptions open now, each shared by its subscribers. */
   sharedSubscriptions(): number;
+  /** OpenAI inference without GraphQL on the way, under the same authentication and policy (the REST layer's hot path). */
+  inference: InferencePlane;
   stop(): Promise<void>;
 }
 
@@ -114,6 +118,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.pubsub ? { invalidations: options.pubsub } : {}),
   });
 
+  const inference = createInferencePlane({ authenticator, policy, tokens: options.tokens, inferenceUrl: options.subgraphUrls.inference });
+
   const subscriptions = createSubscriptionServer({
     supergraphSdl: supergraphSdl(),
     subgraphUrls: options.subgraphUrls,
@@ -178,7 +184,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     handleUpgrade: (req, socket, head) => subscriptions.handleUpgrade(req, socket, head),
     sharedSubscriptions: () => subscriptions.sharedCount(),
+    inference,
     async stop() {
+      inference.close();
       await subscriptions.close();
       await apollo.stop();
     },

@@ -60,6 +60,23 @@ export function openAIStatusFor(code: ErrorCode): number {
   return code === 'FAILED_PRECONDITION' ? 400 : HTTP_STATUS[code];
 }
 
+/** OpenAI API: the `code` of an error object, for one of ours. */
+export function openAIErrorCodeFor(code: ErrorCode): string | null {
+  if (code === ErrorCode.UNAUTHENTICATED) return 'invalid_api_key';
+  if (code === ErrorCode.INTERNAL) return null;
+  // OpenAI API: a 429's code is `rate_limit_exceeded`.
+  if (code === ErrorCode.RATE_LIMITED) return 'rate_limit_exceeded';
+  return code.toLowerCase();
+}
+
+/**
+ * OpenAI API: the error object of an answer (or of the event that ends a stream) for one of our codes.
+ * `param` is the request parameter at fault, in OpenAI's snake_case.
+ */
+export function openAIErrorBody(code: ErrorCode, message: string, param: string | null = null) {
+  return { error: { message, type: openAIErrorTypeFor(code), param, code: openAIErrorCodeFor(code) } };
+}
+
 /** A GraphQL error carrying one of the closed codes (and, for bad input, the offending argument). */
 export class MarinerError extends GraphQLError {
   readonly code: ErrorCode;

@@ -116,7 +116,7 @@ export class InternalTokens {
   private readonly key: Promise<CryptoKey>;
   constructor(
     secret: string,
-    private readonly ttlSeconds: number,
+    readonly ttlSeconds: number,
   ) {
     if (secret.length < 32) throw new Error('internal token secret must be at least 32 characters');
     this.key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
@@ -140,18 +140,37 @@ export class InternalTokens {
       .sign(await this.key);
   }
 
+  /**
+   * Tokens already verified, until they expire: a caller reuses its token for a whole request (and the
+   * inference data plane for many), and a signature check costs far more than a map read. A token is
+   * its own proof, so a cached answer is exactly what verifying again would give until `exp`.
+   */
+  private readonly verified = new Map<string, { caller: InternalCaller; expiresAtMs: number }>();
+
   /** Returns the caller, or null when the token is missing, expired, forged or for another audience. */
   async verify(token: string | undefined, audience: string): Promise<InternalCaller | null> {
     if (!token) return null;
+    const key = `${audience} ${token}`;
+    const known = this.verified.get(key);
+    if (known) {
+      if (known.expiresAtMs > Date.now()) return known.caller;
+      this.verified.delete(key);
+    }
     try {
       const { payload } = await jwtVerify(token, await this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
       const claims = payload as unknown as InternalClaims;
-      return { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null, worker: claims.wrk ?? null };
+      const caller: InternalCaller = { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null, worker: claims.wrk ?? null };
+      if (this.verified.size >= MAX_VERIFIED_TOKENS) this.verified.clear();
+      if (typeof payload.exp === 'number') this.verified.set(key, { caller, expiresAtMs: payload.exp * 1000 });
+      return caller;
     } catch {
       return null;
     }
   }
 }
+
+/** Verified tokens remembered at once (each a few KiB at most); past it the memory starts over. */
+const MAX_VERIFIED_TOKENS = 10_000;
 
 /** The header that carries the internal token from the gateway to a subgraph. */
 export const INTERNAL_TOKEN_HEADER = 'x-mariner-internal-token';

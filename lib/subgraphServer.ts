@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { buildSubgraphSchema } from '@apollo/subgraph';
@@ -48,7 +48,17 @@ export interface SubgraphDefinition<Ctx extends SubgraphContext> {
   policy: FieldPolicy;
   /** Adds per-request state (DataLoaders) to the base context. */
   createContext(base: SubgraphContext): Ctx;
+  /**
+   * Plain HTTP routes beside /graphql, by path: a data plane for what GraphQL would only add cost to
+   * (inference's streamed answers, passed through byte for byte). They take the same internal token
+   * as /graphql; the handler gets the verified caller, authorizes with the same policy map, and writes
+   * the whole response.
+   */
+  routes?: Record<string, SubgraphRoute>;
 }
+
+/** A plain HTTP route of a subgraph (SubgraphDefinition.routes). */
+export type SubgraphRoute = (req: IncomingMessage, res: ServerResponse, caller: InternalCaller) => Promise<void>;
 
 export interface SubgraphServerOptions {
   host: string;
@@ -109,12 +119,14 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
     try {
       const url = new URL(req.url ?? '/', 'http://subgraph');
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (url.pathname !== '/graphql') return sendJson(res, 404, { error: 'not found' });
+      const route = definition.routes?.[url.pathname];
+      if (url.pathname !== '/graphql' && !route) return sendJson(res, 404, { error: 'not found' });
       const token = req.headers[INTERNAL_TOKEN_HEADER];
       const caller = await options.tokens.verify(typeof token === 'string' ? token : undefined, definition.name);
       if (!caller) {
         return sendGraphQLError(res, ErrorCode.UNAUTHENTICATED, 'This subgraph only accepts calls from the gateway');
       }
+      if (route) return await route(req, res, caller);
       const text = await readBody(req, options.maxBodyBytes);
       const body = parseJsonBody(res, text);
       if (body === undefined) return;

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { ErrorCode, isErrorCode, openAIErrorTypeFor, openAIStatusFor } from '../lib/errors.js';
+import { ErrorCode, isErrorCode, openAIErrorCodeFor, openAIErrorTypeFor, openAIStatusFor } from '../lib/errors.js';
 import { sendJson } from '../lib/http.js';
 
 /** OpenAI API: the error object. */
@@ -23,7 +23,7 @@ export class RestError extends Error {
   }
 
   static fromCode(code: ErrorCode, message: string, param: string | null = null): RestError {
-    return new RestError(openAIStatusFor(code), message, openAIErrorTypeFor(code), param, openAICode(code));
+    return new RestError(openAIStatusFor(code), message, openAIErrorTypeFor(code), param, openAIErrorCodeFor(code));
   }
 
   static badRequest(message: string, param: string | null = null): RestError {
@@ -37,14 +37,6 @@ export class RestError extends Error {
   body(): { error: OpenAIError } {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
-}
-
-function openAICode(code: ErrorCode): string | null {
-  if (code === ErrorCode.UNAUTHENTICATED) return 'invalid_api_key';
-  if (code === ErrorCode.INTERNAL) return null;
-  // OpenAI API: a 429's code is `rate_limit_exceeded`.
-  if (code === ErrorCode.RATE_LIMITED) return 'rate_limit_exceeded';
-  return code.toLowerCase();
 }
 
 /** A GraphQL error from the gateway, as the REST error its code maps to. */

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { requestIdOf } from '../lib/http.js';
+import type { InferencePlane } from '../lib/inferencePlane.js';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { clusterRoutes } from './clusters.js';
@@ -20,7 +21,8 @@ import { vectorStoreRoutes } from './vectorStores.js';
 /**
  * The OpenAI-compatible REST surface (`/v1/...`): each route translates to GraphQL operations on the
  * gateway, so authentication, project headers and RBAC are the gateway's. File bytes go straight to
- * the object store.
+ * the object store; completions and embeddings take the gateway's inference data plane (the same
+ * authentication and policy, without GraphQL on the way: lib/inferencePlane.ts).
  */
 export interface RestCompat {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -34,6 +36,8 @@ export interface RestCompat {
 export interface RestCompatOptions {
   /** The gateway's GraphQL URL (known once the public port listens). */
   graphqlUrl: () => string;
+  /** The gateway's inference data plane, in the same process. */
+  inference: InferencePlane;
   objectStore: ObjectStore;
   logger: Logger;
 }
@@ -41,7 +45,7 @@ export interface RestCompatOptions {
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
   const streams = new OpenStreams();
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, graphqlUrl: options.graphqlUrl, streams }), ...vectorStoreRoutes({ gateway })]);
+  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, inference: options.inference, streams }), ...vectorStoreRoutes({ gateway })]);
   return {
     async close() {
       if (streams.size > 0) options.logger.warn({ streams: streams.size }, 'streamed answers still open at shutdown end with an error event');

@@ -1,26 +1,18 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createClient } from 'graphql-ws';
-import { WebSocket } from 'ws';
+import { GraphQLError } from 'graphql';
+import { rateLimitOf, type InferenceAnswer, type InferenceKind, type InferencePlane, type InferenceRateLimit } from '../lib/inferencePlane.js';
 import { sendJson } from '../lib/http.js';
 import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
-import { FORWARDED_HEADERS, type GatewayClient } from './gatewayClient.js';
+import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
 import type { OpenStreams } from './openStreams.js';
 import type { RouteContext } from './router.js';
 
+/** The end of a server-sent event. */
+const EVENT_END = Buffer.from('\n\n');
+
 /** OpenAI API: 503s say when to come back (a runtime may be starting). */
 const RETRY_AFTER_SECONDS = '5';
-
-const RATE_LIMIT = `query InferenceRateLimit { inferenceRateLimit { limitRequests remainingRequests limitTokens remainingTokens resetInMs } }`;
-
-interface RateLimitState {
-  limitRequests: number;
-  remainingRequests: number;
-  limitTokens: number;
-  remainingTokens: number;
-  resetInMs: number;
-}
 
 /** OpenAI's reset durations: `20ms`, `1.5s`, `6m0s`. */
 export function openAIDuration(ms: number): string {
@@ -31,7 +23,7 @@ export function openAIDuration(ms: number): string {
 }
 
 /** OpenAI API: the `x-ratelimit-*` headers (a dimension with no limit is left out), and Retry-After on a 429. */
-function rateLimitHeaders(state: RateLimitState | null, refused: boolean): Record<string, string> {
+function rateLimitHeaders(state: InferenceRateLimit | null, refused: boolean): Record<string, string> {
   if (!state) return {};
   const headers: Record<string, string> = {};
   const reset = openAIDuration(state.resetInMs);
@@ -49,158 +41,68 @@ function rateLimitHeaders(state: RateLimitState | null, refused: boolean): Recor
   return headers;
 }
 
-/** How long rest-compat remembers that a credential is not rate-limited (it then skips asking). */
-const NOT_LIMITED_TTL_MS = 30_000;
-const NOT_LIMITED_MAX = 10_000;
-
-/** Reads the caller's rate-limit state: `refused` when the request was just refused. */
-type RateLimitReader = (req: IncomingMessage, ctx: RouteContext, refused?: boolean) => Promise<RateLimitState | null>;
-
-/**
- * The caller's rate-limit state after its request was admitted (or refused), asked of the inference
- * subgraph, which holds the limiter (one more gateway call). The headers are advisory: a failure to
- * read them leaves them out rather than failing a served request, and a credential found not limited
- * (limits off, an excluded key, an OIDC token) is not asked about again for a while — enforcement is
- * the subgraph's and does not depend on this.
- */
-function rateLimitReader(gateway: GatewayClient): RateLimitReader {
-  const notLimited = new Map<string, number>();
-  return async (req, ctx, refused = false) => {
-    const authorization = req.headers['authorization'];
-    const credential = typeof authorization === 'string' ? createHash('sha256').update(authorization).digest('base64url') : null;
-    if (!refused && credential && (notLimited.get(credential) ?? 0) > Date.now()) return null;
-    try {
-      const state = (await gateway.request<{ inferenceRateLimit: RateLimitState | null }>(req, ctx.requestId, RATE_LIMIT)).inferenceRateLimit;
-      if (credential && state) notLimited.delete(credential);
-      else if (credential) {
-        if (notLimited.size >= NOT_LIMITED_MAX) notLimited.clear();
-        notLimited.set(credential, Date.now() + NOT_LIMITED_TTL_MS);
-      }
-      return state;
-    } catch {
-      return null;
-    }
-  };
-}
-
-async function fail(res: ServerResponse, error: RestError, ctx: RouteContext, limits: RateLimitReader, req: IncomingMessage): Promise<void> {
-  if (error.status === 429) return sendRestError(res, error, { ...ctx.headers, ...rateLimitHeaders(await limits(req, ctx, true), true) });
+/** An error answer, with Retry-After where OpenAI gives one (a 429 from its state; a 503: a runtime may be starting). */
+function fail(res: ServerResponse, error: RestError, ctx: RouteContext, state: InferenceRateLimit | null): void {
+  if (error.status === 429) return sendRestError(res, error, { ...ctx.headers, ...rateLimitHeaders(state, true) });
   sendRestError(res, error, error.status === 503 ? { ...ctx.headers, 'retry-after': RETRY_AFTER_SECONDS } : ctx.headers);
 }
 
-/**
- * A streaming completion as server-sent events (OpenAI API: `stream: true`): the gateway subscription
- * `field` over graphql-ws, each event one `data:` line, then `data: [DONE]`. An error before the first
- * event is an ordinary OpenAI error response; the client leaving cancels the subscription and with it
- * the generation on the runtime. The first event means the request was admitted: the rate-limit
- * headers are read then, and what arrives meanwhile waits in order. A server stopping with the stream
- * still open ends it through `open` with an error event (or a 503 before the first event).
- */
-function stream(
-  req: IncomingMessage,
-  res: ServerResponse,
-  ctx: RouteContext,
-  limits: RateLimitReader,
-  graphqlUrl: string,
-  field: string,
-  body: Record<string, unknown>,
-  open: OpenStreams,
-): Promise<void> {
-  const connectionParams: Record<string, string> = {};
-  for (const name of FORWARDED_HEADERS) {
-    const value = req.headers[name];
-    if (typeof value === 'string') connectionParams[name] = value;
+/** The error of a non-200 answer of the data plane (GraphQL's error shape, lib/inferencePlane.ts). */
+async function errorOf(answer: InferenceAnswer): Promise<RestError> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of answer.body) chunks.push(chunk as Buffer);
+  try {
+    const { errors } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { message: string; extensions?: Record<string, unknown> }[] };
+    if (errors?.[0]) return restErrorFromGraphQL(errors[0]);
+  } catch {
+    /* not the data plane's error shape */
   }
-  const client = createClient({
-    url: graphqlUrl.replace(/^http/, 'ws'),
-    webSocketImpl: WebSocket,
-    lazy: true,
-    retryAttempts: 0,
-    connectionParams: { ...connectionParams, 'x-request-id': ctx.requestId },
-  });
+  return new RestError(502, `The inference service answered ${answer.status}`, 'server_error');
+}
+
+/**
+ * Passes a stream's events on as they come (OpenAI API: `stream: true`), whole events only: a read that
+ * ends inside an event keeps its tail for the next, so that a server stopping with the stream still open
+ * can end it through `open` with an error event after a complete one (or the client sees `[DONE]`).
+ */
+function passEvents(answer: InferenceAnswer, res: ServerResponse, open: OpenStreams, leaving: AbortController): Promise<void> {
   return new Promise<void>((resolve) => {
-    let started = false;
-    // Writes in arrival order, each after the previous one (the first waits for the headers).
-    let writes: Promise<void> = Promise.resolve();
-    const then = (write: () => void | Promise<void>) => {
-      writes = writes.then(write).catch(() => {
-        if (!res.writableEnded) res.destroy();
-      });
-    };
-    // Set when the server ends the stream (it stops): what the subscription still delivers is dropped.
+    let tail: Buffer | null = null;
     let ended = false;
-    let forget: () => void = () => undefined;
     const finish = () => {
-      forget();
-      void writes.then(() => {
-        void client.dispose();
-        resolve();
-      });
-    };
-    const unsubscribe = client.subscribe<Record<string, unknown>>(
-      { query: `subscription Stream($request: JSON!) { ${field}(request: $request) }`, variables: { request: body } },
-      {
-        next: (event) => {
-          if (ended) return;
-          if (event.errors?.length) {
-            const error = restErrorFromGraphQL(event.errors[0]!);
-            if (!started) return then(() => fail(res, error, ctx, limits, req));
-            // A failure mid-stream ends it with the error (OpenAI streams do the same), no [DONE].
-            return then(() => {
-              if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
-            });
-          }
-          if (!started) {
-            started = true;
-            then(async () => {
-              const headers = rateLimitHeaders(await limits(req, ctx), false);
-              if (res.writableEnded || res.destroyed) return;
-              res.writeHead(200, { ...ctx.headers, ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
-            });
-          }
-          const data = `data: ${JSON.stringify(event.data?.[field])}\n\n`;
-          then(() => {
-            if (!res.writableEnded && !res.destroyed) res.write(data);
-          });
-        },
-        error: (error) => {
-          if (ended) return;
-          const graphQLErrors = Array.isArray(error) ? (error as { message: string; extensions?: Record<string, unknown> }[]) : [];
-          const restError = graphQLErrors[0]
-            ? restErrorFromGraphQL(graphQLErrors[0])
-            : new RestError(502, `The streaming request failed (request id ${ctx.requestId})`, 'server_error');
-          then(async () => {
-            if (!started && !res.headersSent) await fail(res, restError, ctx, limits, req);
-            else if (!res.writableEnded) res.end(`data: ${JSON.stringify(restError.body())}\n\n`);
-          });
-          finish();
-        },
-        complete: () => {
-          if (ended) return;
-          then(async () => {
-            if (!res.headersSent) await fail(res, new RestError(502, 'The stream ended without any event', 'server_error'), ctx, limits, req);
-            else if (!res.writableEnded) res.end('data: [DONE]\n\n');
-          });
-          finish();
-        },
-      },
-    );
-    res.on('close', () => {
-      if (!res.writableFinished) {
-        unsubscribe();
-        finish();
-      }
-    });
-    forget = open.add(async (error) => {
       if (ended) return;
       ended = true;
-      unsubscribe();
-      then(async () => {
-        if (!res.headersSent) await fail(res, error, ctx, limits, req);
-        else if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
-      });
+      forget();
+      resolve();
+    };
+    answer.body.on('data', (read: Buffer) => {
+      const bytes: Buffer = tail ? Buffer.concat([tail, read]) : read;
+      const boundary = bytes.lastIndexOf(EVENT_END);
+      if (boundary === -1) return void (tail = bytes);
+      tail = boundary + 2 < bytes.length ? bytes.subarray(boundary + 2) : null;
+      if (!res.write(boundary + 2 === bytes.length ? bytes : bytes.subarray(0, boundary + 2))) {
+        answer.body.pause();
+        res.once('drain', () => answer.body.resume());
+      }
+    });
+    answer.body.once('end', () => {
+      if (!res.writableEnded) res.end();
       finish();
-      await writes;
+    });
+    answer.body.once('error', () => {
+      if (!res.writableEnded) res.destroy();
+      finish();
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) leaving.abort();
+      finish();
+    });
+    const forget = open.add(async (error) => {
+      if (ended) return;
+      answer.body.removeAllListeners('data');
+      leaving.abort();
+      if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
+      finish();
       // Written out: the server may now close the connection without losing the event.
       if (!res.writableFinished && !res.destroyed) await new Promise((done) => res.once('close', done).once('finish', done));
     });
@@ -285,28 +187,46 @@ function inferenceStatusBody(runtimes: RuntimeStatus[]) {
  * OpenAI inference routes: chat completions, completions, embeddings (streaming where OpenAI streams),
  * with OpenAI's rate-limit headers; and LLMariner's tokenize, inference status and api usages.
  */
-export function inferenceRoutes({ gateway, graphqlUrl, streams }: { gateway: GatewayClient; graphqlUrl: () => string; streams: OpenStreams }) {
-  const limits = rateLimitReader(gateway);
-  const route = (mutation: string, subscription: string | null) => async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
+export function inferenceRoutes({ gateway, inference, streams }: { gateway: GatewayClient; inference: InferencePlane; streams: OpenStreams }) {
+  /**
+   * A completion or embedding through the gateway's inference data plane (lib/inferencePlane.ts): the
+   * gateway authenticates and authorizes it as it would the GraphQL field, the inference subgraph admits
+   * and routes it, and the runtime's answer comes back as it wrote it — with OpenAI's rate-limit headers
+   * from the state admission returned. An error before the answer started is an ordinary OpenAI error
+   * response; the client leaving cancels the request and with it the generation on the runtime.
+   */
+  const route = (kind: InferenceKind) => async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
     const body = await readJsonBody(req);
-    if (body['stream'] === true) {
-      if (!subscription) throw RestError.badRequest('This endpoint does not stream', 'stream');
-      return stream(req, res, ctx, limits, graphqlUrl(), subscription, body, streams);
-    }
-    if (body['stream'] !== undefined && body['stream'] !== false && body['stream'] !== null) throw RestError.badRequest('stream must be a boolean', 'stream');
-    let data: Record<string, unknown>;
+    const stream = body['stream'];
+    if (stream !== undefined && stream !== null && typeof stream !== 'boolean') throw RestError.badRequest('stream must be a boolean', 'stream');
+    if (stream === true && kind === 'embedding') throw RestError.badRequest('This endpoint does not stream', 'stream');
+    const leaving = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) leaving.abort();
+    });
+    let answer: InferenceAnswer;
     try {
-      data = await gateway.request<Record<string, unknown>>(req, ctx.requestId, `mutation Complete($request: JSON!) { result: ${mutation}(request: $request) }`, { request: body });
+      answer = await inference.send(req, { kind, request: body, requestId: ctx.requestId, signal: leaving.signal });
     } catch (error) {
-      if (error instanceof RestError && (error.status === 503 || error.status === 429)) return fail(res, error, ctx, limits, req);
+      if (error instanceof GraphQLError) return fail(res, restErrorFromGraphQL(error), ctx, null);
       throw error;
     }
-    sendJson(res, 200, data['result'], { ...ctx.headers, ...rateLimitHeaders(await limits(req, ctx), false) });
+    const state = rateLimitOf(answer.headers);
+    if (answer.status !== 200) return fail(res, await errorOf(answer), ctx, state);
+    const headers: Record<string, string | number> = { ...ctx.headers, ...rateLimitHeaders(state, false), 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
+    if (stream !== true) {
+      if (answer.headers['content-length']) headers['content-length'] = Number(answer.headers['content-length']);
+      res.writeHead(200, headers);
+      return void answer.body.pipe(res);
+    }
+    res.writeHead(200, { ...headers, 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.flushHeaders();
+    await passEvents(answer, res, streams, leaving);
   };
   return [
-    { method: 'POST', path: '/v1/chat/completions', handler: route('createChatCompletion', 'chatCompletionChunks') },
-    { method: 'POST', path: '/v1/completions', handler: route('createCompletion', 'completionChunks') },
-    { method: 'POST', path: '/v1/embeddings', handler: route('createEmbedding', null) },
+    { method: 'POST', path: '/v1/chat/completions', handler: route('chat') },
+    { method: 'POST', path: '/v1/completions', handler: route('completion') },
+    { method: 'POST', path: '/v1/embeddings', handler: route('embedding') },
     {
       // LLMariner (vLLM-style): `{model, prompt}` or `{model, messages}` → `{count, max_model_len, tokens}`.
       method: 'POST',

@@ -122,6 +122,56 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     expect(embedding.data[0]!.embedding.length).toBeGreaterThan(0);
   });
 
+  it('a stream passes the runtime\'s events through: include_usage decides whether the usage chunk is there, and it ends with [DONE]', async () => {
+    const streamed = async (streamOptions?: Record<string, unknown>) => {
+      const response = await fetch(`${t.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stream: true, ...(streamOptions ? { stream_options: streamOptions } : {}) }),
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const text = await response.text();
+      expect(text).toMatch(/data: \[DONE\]\n\n$/);
+      const events = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { usage?: unknown; choices: unknown[] });
+      return { events, usage: events.filter((e) => e.usage) };
+    };
+    const hidden = await streamed({ include_usage: false });
+    expect(hidden.events.length).toBeGreaterThan(0);
+    expect(hidden.usage).toEqual([]);
+    const shown = await streamed({ include_usage: true });
+    expect(shown.usage).toHaveLength(1);
+    expect(shown.usage[0]).toMatchObject({ usage: { completion_tokens: expect.any(Number), prompt_tokens: expect.any(Number) } });
+  });
+
+  it('GraphQL clients keep chatCompletionChunks: the same completion over graphql-ws, chunk by chunk', async () => {
+    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    try {
+      const chunks: { choices?: { delta?: { content?: string } }[] }[] = [];
+      for await (const event of ws.iterate<{ chatCompletionChunks: (typeof chunks)[number] }>({
+        query: 'subscription($request: JSON!) { chatCompletionChunks(request: $request) }',
+        variables: { request: { model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stream: true } },
+      })) {
+        expect(event.errors).toBeUndefined();
+        chunks.push(event.data!.chatCompletionChunks);
+      }
+      expect(chunks.length).toBeGreaterThan(0);
+      expect(chunks.some((c) => typeof c.choices?.[0]?.delta?.content === 'string')).toBe(true);
+    } finally {
+      await ws.dispose();
+    }
+  });
+
+  it('the inference data plane answers only the gateway: no internal token, or one minted for another subgraph, is a 401', async () => {
+    const url = t.platform.subgraphUrls.inference.replace(/\/graphql$/, '/inference/v1/chat/completions');
+    const body = JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+    const bare = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(bare.status).toBe(401);
+    const forModels = await t.platform.tokens.mint('models', 'req-plane', null, true);
+    const wrongAudience = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-mariner-internal-token': forModels }, body });
+    expect(wrongAudience.status).toBe(401);
+  });
+
   it('a cancelled stream frees the runtime: the next request is served', async () => {
     const controller = new AbortController();
     const stream = await client.chat.completions.create(

@@ -32,9 +32,10 @@ export const inferenceComponent = defineComponent({
   migrations: { schema: SCHEMA, migrations },
   /**
    * How fresh a runtime report must be to route to it, how long a request waits for a ready runtime,
-   * the per-API-key rate limits (0: none), how often usage records are written and how long they are kept.
+   * the per-API-key rate limits (0: none), how often usage records are written and how long they are
+   * kept; and the largest request body the data plane reads (the gateway's limit).
    */
-  settings: (config) => config.inference,
+  settings: (config) => ({ ...config.inference, maxBodyBytes: config.limits.maxBodyBytes }),
   async create({ db, pubsub, clusterAccess, tunnels, settings, tokens, subgraphUrl, logger: hostLogger, observers }) {
     const store = new RuntimeStore(db.knex);
     const logger = hostLogger.child({ component: 'inference' });
@@ -57,19 +58,19 @@ export const inferenceComponent = defineComponent({
     observers.observeRuntimes(() => store.all());
     const policy = policyFor('inference');
     const createContext = (base: SubgraphContext): InferenceContext => ({
-        ...base,
-        store,
-        router,
-        models,
-        access,
-        loaders: createInferenceLoaders(base, store, access),
-        pubsub,
-        vectorStores,
-        rateLimiter,
-        usage,
-        usageStore,
-        logger,
-      });
+      ...base,
+      store,
+      router,
+      models,
+      access,
+      loaders: createInferenceLoaders(base, store, access),
+      pubsub,
+      vectorStores,
+      rateLimiter,
+      usage,
+      usageStore,
+      logger,
+    });
     const definition: SubgraphDefinition<InferenceContext> = {
       name: 'inference',
       typeDefs: subgraphTypeDefs('inference'),

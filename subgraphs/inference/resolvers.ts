@@ -1,140 +1,18 @@
 import http2 from 'node:http2';
-import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor, unauthenticated } from '../../lib/errors.js';
+import { badInput, failedPrecondition, notFound, unauthenticated } from '../../lib/errors.js';
 import { projectScopeOf, type ProjectScope } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
-import { withRetrievedContext } from './rag.js';
-import { readJson, serverSentEvents, type RoutedResponse } from './router.js';
+import { cancelRouted, hasText, routeCompletion, runtimeError, servableModel, statusOfError, usageOf, type Kind } from './completions.js';
+import { RUNTIMES_CHANNEL } from './channels.js';
+import { readJson, serverSentEvents } from './router.js';
 import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow } from './store.js';
 
-type Kind = 'chat' | 'completion' | 'embedding';
-
-const PATHS: Record<Kind, string> = { chat: '/v1/chat/completions', completion: '/v1/completions', embedding: '/v1/embeddings' };
-
-/** Checks the parts of an OpenAI request body routing depends on; the runtime checks the rest. */
-function requestOf(kind: Kind, request: unknown): { model: string; body: Record<string, unknown> } {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) throw badInput('request must be a JSON object (the OpenAI request body)', 'request');
-  const body = request as Record<string, unknown>;
-  if (typeof body['model'] !== 'string' || body['model'].trim() === '') throw badInput('model is required', 'model');
-  if (kind === 'chat' && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
-  if (kind === 'completion' && typeof body['prompt'] !== 'string' && !Array.isArray(body['prompt'])) throw badInput('prompt must be a string or an array', 'prompt');
-  if (kind === 'embedding' && typeof body['input'] !== 'string' && !Array.isArray(body['input'])) throw badInput('input must be a string or an array', 'input');
-  return { model: body['model'].trim(), body };
-}
-
-/** The model must be visible to the caller's project, loaded and active (LLMariner inference manager). */
-async function servableModel(ctx: InferenceContext, id: string): Promise<string> {
-  const model = await ctx.models.model(ctx, id);
-  if (!model) throw notFound('model', id);
-  if (model.loadingStatus !== 'SUCCEEDED') throw failedPrecondition(`model ${model.id} is not loaded yet (loading status ${model.loadingStatus})`);
-  if (model.activationStatus !== 'ACTIVE') {
-    // LLMariner on-demand allocation: the first request activates the model (scale from zero).
-    if (!model.config.clusterAllocationPolicy.enableOnDemandAllocation) throw failedPrecondition(`model ${model.id} is not active: activate it first`);
-    await ctx.models.activate(ctx, model.id);
-  }
-  return model.id;
-}
-
-/** A runtime's error answer, as one of our errors (the runtime speaks OpenAI's error shape). */
-async function runtimeError(routed: RoutedResponse): Promise<MarinerError> {
-  let message = `the runtime answered ${routed.status}`;
-  let param: string | undefined;
-  try {
-    const body = (await readJson(routed.stream, 1024 * 1024)) as { error?: { message?: string; param?: string | null } };
-    message = body.error?.message ?? message;
-    param = body.error?.param ?? undefined;
-  } catch {
-    /* keep the status line */
-  }
-  if (routed.status === 404) return new MarinerError(ErrorCode.NOT_FOUND, message);
-  if (routed.status >= 400 && routed.status < 500) return new MarinerError(ErrorCode.BAD_USER_INPUT, message, param ? { field: param } : {});
-  return new MarinerError(ErrorCode.INTERNAL, message);
-}
-
-/** What a request used, from its response's `usage` (OpenAI API: CompletionUsage). */
-function usageOf(value: unknown): { prompt: number; completion: number } | null {
-  const usage = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
-  if (!usage || typeof usage !== 'object') return null;
-  const count = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
-  return { prompt: count(usage.prompt_tokens), completion: count(usage.completion_tokens) };
-}
-
-/** The HTTP status a failure answers with (recorded with its usage). */
-function statusOfError(error: unknown): number {
-  return error instanceof MarinerError ? openAIStatusFor(error.code) : 500;
-}
-
-/**
- * One inference request's metering: admission against the caller's rate limit, then, once it ends,
- * its tokens charged to the limit and its usage record queued (LLMariner inference manager §1 steps
- * 2 and 8). Recording never waits on the database; charging is one UPDATE, so the next request of
- * the key sees the tokens this one used.
- */
-class Metering {
-  private readonly started = performance.now();
-  private firstTokenMs: number | null = null;
-  private limitKey: string | null = null;
-  private done = false;
-
-  constructor(
-    private readonly ctx: InferenceContext,
-    private readonly kind: Kind,
-    private readonly modelId: string,
-  ) {}
-
-  async admit(): Promise<void> {
-    this.limitKey = await this.ctx.rateLimiter.admit(this.ctx.identity);
-  }
-
-  firstToken(): void {
-    this.firstTokenMs ??= Math.round(performance.now() - this.started);
-  }
-
-  async succeeded(usage: { prompt: number; completion: number } | null): Promise<void> {
-    if (this.done) return;
-    this.record(200, usage);
-    // The answer is already generated: a failed charge (the database just went) does not fail it.
-    await this.ctx.rateLimiter.charge(this.limitKey, (usage?.prompt ?? 0) + (usage?.completion ?? 0)).catch(() => undefined);
-  }
-
-  failed(status: number): void {
-    if (!this.done) this.record(status, null);
-  }
-
-  private record(status: number, usage: { prompt: number; completion: number } | null): void {
-    this.done = true;
-    const identity = this.ctx.identity;
-    const project = identity?.project;
-    if (!identity || !project) return;
-    this.ctx.usage.record({
-      tenant_id: identity.principal.tenantId,
-      organization_id: project.organizationId,
-      project_id: project.projectId,
-      user_id: identity.principal.userId,
-      api_key_id: identity.principal.apiKey?.id ?? null,
-      model_id: this.modelId,
-      api_method: PATHS[this.kind],
-      status_code: status,
-      prompt_tokens: usage?.prompt ?? 0,
-      completion_tokens: usage?.completion ?? 0,
-      time_to_first_token_ms: this.firstTokenMs,
-      latency_ms: Math.round(performance.now() - this.started),
-      created_at: new Date(),
-    });
-  }
-}
-
 async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Promise<unknown> {
-  const { model, body: asked } = requestOf(kind, request);
-  const meter = new Metering(ctx, kind, model);
+  const { routed, meter } = await routeCompletion(kind, ctx, request, false);
   try {
-    await meter.admit();
-    const modelId = await servableModel(ctx, model);
-    const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-    const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], kind === 'embedding' ? { ...body, model: modelId } : { ...body, model: modelId, stream: false }, undefined, ctx.requestId);
-    if (routed.status >= 400) throw await runtimeError(routed);
     const result = await readJson(routed.stream);
     await meter.succeeded(usageOf(result));
     return result;
@@ -144,37 +22,13 @@ async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Pr
   }
 }
 
-/** A chunk that carries text (the first one marks the time to first token). */
-function hasText(chunk: unknown): boolean {
-  const choice = (chunk as { choices?: { delta?: { content?: unknown }; text?: unknown }[] } | null)?.choices?.[0];
-  const text = choice?.delta?.content ?? choice?.text;
-  return typeof text === 'string' && text !== '';
-}
-
 /**
- * A streaming request: checked and routed before the subscription starts (so a refusal is an
- * ordinary GraphQL error), then each server-sent event of the runtime becomes one event. The runtime
- * is always asked for the usage chunk (LLMariner forces `include_usage` unless `stream_options` is
- * given): it is what the rate limit charges and the usage record counts. A caller that said
- * `include_usage: false` does not get it.
+ * A streaming request for GraphQL clients: checked and routed before the subscription starts (so a
+ * refusal is an ordinary GraphQL error), then each server-sent event of the runtime becomes one event.
+ * A caller that said `include_usage: false` does not get the usage chunk (completions.ts).
  */
 async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, request: unknown): Promise<AsyncGenerator<unknown>> {
-  const { model, body: asked } = requestOf(kind, request);
-  const meter = new Metering(ctx, kind, model);
-  let routed: RoutedResponse;
-  const options = asked['stream_options'];
-  const hideUsage = typeof options === 'object' && options !== null && (options as Record<string, unknown>)['include_usage'] === false;
-  try {
-    await meter.admit();
-    const modelId = await servableModel(ctx, model);
-    const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
-    const streamOptions = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
-    routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], { ...body, model: modelId, stream: true, stream_options: streamOptions }, undefined, ctx.requestId);
-    if (routed.status >= 400) throw await runtimeError(routed);
-  } catch (error) {
-    meter.failed(statusOfError(error));
-    throw error;
-  }
+  const { routed, meter, hideUsage } = await routeCompletion(kind, ctx, request, true);
   return (async function* () {
     let usage: { prompt: number; completion: number } | null = null;
     try {
@@ -193,7 +47,7 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
       throw error;
     } finally {
       // The subscriber left (or the stream ended): stop the generation on the runtime.
-      if (!routed.stream.closed) routed.stream.close(http2.constants.NGHTTP2_CANCEL);
+      cancelRouted(routed);
       // 499: the client closed the request before its end (the usage of a cut stream is unknown).
       meter.failed(499);
     }
@@ -228,8 +82,6 @@ function instant(value: string | null | undefined, name: string): Date | null {
   return new Date(time);
 }
 
-/** The channel agents' runtime reports are announced on; the payload is the tenant id. */
-export const RUNTIMES_CHANNEL = 'inference_runtimes';
 
 /** The tenant's runtimes the caller may see (RuntimeAccess.visible): never another organization's clusters or another project's models. */
 async function statusOf(ctx: InferenceContext, scope: ProjectScope): Promise<InferenceStatusModel> {
