@@ -9,6 +9,7 @@ import { sendJson } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
+import type { InferencePlaneServer } from '../lib/inferencePlane.js';
 import { createPubSub, type PubSub } from '../lib/pubsub.js';
 import { trackRequests, type RequestTracker } from '../lib/requestTracker.js';
 import { startSubgraph, type RunningSubgraph } from '../lib/subgraphServer.js';
@@ -71,6 +72,7 @@ export class ComponentHost {
   private pubsubOpening: Promise<PubSub> | undefined;
   private clusterAccess: ClusterAccessDirectory | undefined;
   private tunnels: AgentTunnels | undefined;
+  private inferencePlane: InferencePlaneServer | undefined;
   private gatewayUrl = '';
   private publicServer: { server: Server; requests: RequestTracker } | undefined;
   private loopbackServer: Server | undefined;
@@ -105,10 +107,12 @@ export class ComponentHost {
     if (needs.clusterAccess) deps['clusterAccess'] = this.clusterAccess ??= new ClusterAccessDirectory({ clustersUrl: () => this.urlOf('clusters'), tokens: options.tokens });
     if (needs.tunnels) deps['tunnels'] = this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which no component of this process provides`);
     if (needs.gateway) deps['gatewayUrl'] = () => this.gatewayUrl || options.externalGatewayUrl || '';
+    if (needs.inferencePlane) deps['inferencePlane'] = this.inferencePlane ?? null;
     const created = await component.create(deps as never);
     const started: Started = { component, subgraphs: [], publicRoutes: created.publicRoutes, stop: created.stop, exposed: created.exposed, stopped: false };
     this.started.push(started);
     if (component.provides?.includes('tunnels')) this.tunnels = created.tunnels ?? fail(`${component.name} provides the tunnels but returned none`);
+    if (component.provides?.includes('inferencePlane')) this.inferencePlane = created.inferencePlane ?? fail(`${component.name} provides the inference data plane but returned none`);
     if (component.public && !created.publicRoutes) throw new Error(`${component.name} has public paths but returned no routes`);
     for (const definition of created.subgraphs) {
       const plugin = options.observers.requestPlugin(definition.name);

@@ -17,13 +17,13 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
   return defineComponent({
     name: 'gateway',
     subgraphs: [],
-    needs: { objectStore: true, pubsub: true, gateway: true, subgraphs: SUBGRAPH_NAMES },
+    needs: { objectStore: true, pubsub: true, gateway: true, inferencePlane: true, subgraphs: SUBGRAPH_NAMES },
     provides: ['gateway'],
     public: { paths: ['/graphql', '/v1', '/v1/'], notFound: { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' } },
     startingStatus: 'loading the supergraph',
     // The gateway reads most of lib/config: authentication, limits, subscriptions, the role table.
     settings: (config) => config,
-    async create({ settings: config, objectStore, pubsub, gatewayUrl, subgraphUrl, tokens, logger, observers }) {
+    async create({ settings: config, objectStore, pubsub, gatewayUrl, inferencePlane, subgraphUrl, tokens, logger, observers }) {
       const subgraphUrls = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphUrl[name]()])) as Record<SubgraphName, string>;
       const plugin = observers.requestPlugin('gateway');
       const gateway = await createGateway({
@@ -32,6 +32,8 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         tokens,
         logger,
         roleScopes: loadRoleScopes(config.roleScopesFile),
+        // In process when the inference component runs beside it (`mariner up`), else over HTTP.
+        inferencePlane,
         pubsub,
         ...(plugin ? { plugins: [plugin] } : {}),
         ...(hooks.oidc !== undefined ? { oidc: hooks.oidc } : {}),

@@ -9,7 +9,7 @@ import type { MarinerConfig } from '../lib/config.js';
 import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
 import { bearerToken, BodyTooLargeError, requestIdOf, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
 import type { InternalTokens } from '../lib/identity.js';
-import type { InferencePlane } from '../lib/inferencePlane.js';
+import type { InferencePlane, InferencePlaneServer } from '../lib/inferencePlane.js';
 import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
 import { maskError } from '../lib/subgraphServer.js';
@@ -37,6 +37,8 @@ export interface GatewayOptions {
   roleScopes: RoleScopeTable;
   /** Defaults to a verifier for config.oidc.issuer, or none when no issuer is configured. */
   oidc?: OidcVerifier | null;
+  /** The inference component's data plane when it runs in this process; null or absent: reached over HTTP. */
+  inferencePlane?: InferencePlaneServer | null;
   /** More Apollo plugins, e.g. request metrics (`mariner serve`); subscriptions do not run through them. */
   plugins?: ApolloServerPlugin<GatewayContext>[];
   /** Events across replicas: with it, principals are cached and dropped when the users subgraph announces a change. */
@@ -118,7 +120,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.pubsub ? { invalidations: options.pubsub } : {}),
   });
 
-  const inference = createInferencePlane({ authenticator, policy, tokens: options.tokens, inferenceUrl: options.subgraphUrls.inference });
+  const inference = createInferencePlane({ authenticator, policy, tokens: options.tokens, inferenceUrl: options.subgraphUrls.inference, local: options.inferencePlane ?? null, logger });
 
   const subscriptions = createSubscriptionServer({
     supergraphSdl: supergraphSdl(),

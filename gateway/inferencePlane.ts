@@ -1,8 +1,19 @@
-import http from 'node:http';
-import { ErrorCode, MarinerError, unauthenticated } from '../lib/errors.js';
+import http, { type IncomingMessage } from 'node:http';
+import { ErrorCode, isErrorCode, unauthenticated } from '../lib/errors.js';
 import { bearerToken } from '../lib/http.js';
-import { INFERENCE_PLANE_PATHS, inferenceFieldOf, type InferenceAnswer, type InferencePlane } from '../lib/inferencePlane.js';
+import {
+  INFERENCE_PLANE_PATHS,
+  inferenceErrorOf,
+  inferenceFieldOf,
+  rateLimitOf,
+  type InferenceCall,
+  type InferenceError,
+  type InferencePlane,
+  type InferencePlaneServer,
+  type InferenceSink,
+} from '../lib/inferencePlane.js';
 import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens, type Principal } from '../lib/identity.js';
+import type { Logger } from '../lib/logging.js';
 import { authorizeField } from '../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { Authenticator } from './authentication.js';
@@ -10,15 +21,27 @@ import type { Authenticator } from './authentication.js';
 /** A token is minted again once this share of its lifetime has passed (the rest covers the request). */
 const TOKEN_REUSE_SHARE = 0.5;
 
+export interface InferencePlaneOptions {
+  authenticator: Authenticator;
+  policy: PolicyMap;
+  tokens: InternalTokens;
+  /** The inference subgraph's GraphQL URL: its data plane is on the same port. */
+  inferenceUrl: string;
+  /** The inference component's data plane when it runs in this process (then no HTTP at all). */
+  local: InferencePlaneServer | null;
+  logger: Logger;
+}
+
 /**
  * The gateway's end of the inference data plane (lib/inferencePlane.ts): what /graphql does for
  * `createChatCompletion` or `chatCompletionChunks` — authentication (the cached principal), the same
- * policy rule, an internal token for the inference subgraph — and then a plain HTTP request on a
- * kept-alive connection instead of a GraphQL operation and a WebSocket per stream. The internal token of
- * an identity is reused while it has more than half its lifetime left: a principal that changes (the
- * authenticator's cache drops it) is a new object, so its requests get a new token.
+ * policy rule — and then the inference component answers straight into the REST layer's sink: in
+ * process when it runs here, else over one kept-alive HTTP connection with an internal token (instead
+ * of a GraphQL operation, and a WebSocket per stream). The token of an identity is reused while it has
+ * more than half its lifetime left: a principal that changes (the authenticator's cache drops it) is a
+ * new object, so its requests get a new token.
  */
-export function createInferencePlane(options: { authenticator: Authenticator; policy: PolicyMap; tokens: InternalTokens; inferenceUrl: string }): InferencePlane {
+export function createInferencePlane(options: InferencePlaneOptions): InferencePlane {
   const base = options.inferenceUrl.replace(/\/graphql$/, '');
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   const minted = new WeakMap<Principal, Map<string, { token: Promise<string>; renewAt: number }>>();
@@ -35,37 +58,94 @@ export function createInferencePlane(options: { authenticator: Authenticator; po
     return token;
   }
 
-  return {
-    async send(req, call) {
+  /** Who may make the call, as /graphql would judge the field it stands for; null after a refusal (sent to the sink). */
+  async function admit(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<Identity | null> {
+    try {
       if (req.headers.authorization !== undefined && bearerToken(req) === undefined) {
         throw unauthenticated('Authorization header must be "Bearer <API key or OIDC token>"');
       }
       const { identity, worker } = await options.authenticator.authenticate(bearerToken(req), req.headers, call.requestId);
-      const stream = call.kind !== 'embedding' && call.request['stream'] === true;
-      const field = inferenceFieldOf(call.kind, stream);
+      const field = inferenceFieldOf(call);
       await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, { identity, worker, system: false });
-      // The rule admitted a user identity (a worker or nobody is refused above).
-      const token = await tokenFor(identity!, call.requestId);
-      const payload = Buffer.from(JSON.stringify(call.request));
-      return new Promise<InferenceAnswer>((resolve, reject) => {
-        const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json', 'content-length': payload.length, [INTERNAL_TOKEN_HEADER]: token, 'x-request-id': call.requestId },
-        });
-        const abort = () => upstream.destroy();
-        call.signal.addEventListener('abort', abort, { once: true });
-        upstream.once('response', (body) => {
-          body.once('close', () => call.signal.removeEventListener('abort', abort));
-          resolve({ status: body.statusCode ?? 502, headers: body.headers, body });
-        });
-        upstream.once('error', (error) => {
-          call.signal.removeEventListener('abort', abort);
-          reject(new MarinerError(ErrorCode.UNAVAILABLE, `The inference service could not be reached (${error.message}); retry shortly`));
-        });
-        upstream.end(payload);
+      // The rules of these fields admit users only; a worker or nobody was refused above.
+      if (!identity) throw unauthenticated();
+      return identity;
+    } catch (error) {
+      sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
+      return null;
+    }
+  }
+
+  /** Over HTTP to the inference subgraph's data plane, its answer replayed into the sink as it arrives. */
+  async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
+    const token = await tokenFor(identity, call.requestId);
+    const payload = Buffer.from(JSON.stringify(call.request));
+    await new Promise<void>((resolve) => {
+      const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': payload.length, [INTERNAL_TOKEN_HEADER]: token, 'x-request-id': call.requestId },
       });
+      const abort = () => upstream.destroy();
+      sink.leaving.addEventListener('abort', abort, { once: true });
+      let settled = false;
+      const settle = () => {
+        if (settled) return;
+        settled = true;
+        sink.leaving.removeEventListener('abort', abort);
+        resolve();
+      };
+      upstream.once('error', (error) => {
+        if (!sink.leaving.aborted) sink.fail({ code: ErrorCode.UNAVAILABLE, message: `The inference service could not be reached (${error.message}); retry shortly` }, null);
+        settle();
+      });
+      upstream.once('response', (answer) => {
+        if (answer.statusCode !== 200) return void failureOf(answer).then((error) => (sink.fail(error, rateLimitOf(answer.headers)), settle()));
+        sink.start(String(answer.headers['content-type'] ?? 'application/json'), rateLimitOf(answer.headers));
+        answer.on('data', (bytes: Buffer) => {
+          const written = sink.write(bytes);
+          if (written === true) return;
+          if (written === false) return void upstream.destroy();
+          answer.pause();
+          void written.then((ok) => (ok ? answer.resume() : upstream.destroy()));
+        });
+        answer.once('end', () => {
+          sink.end();
+          settle();
+        });
+        // Cut mid-answer (the inference process went away): an error event, as a runtime failing would give.
+        answer.once('close', () => {
+          if (!answer.complete && !sink.leaving.aborted) sink.fail({ code: ErrorCode.UNAVAILABLE, message: 'The inference service stopped before the answer finished; retry the request' }, null);
+          settle();
+        });
+      });
+      upstream.end(payload);
+    });
+  }
+
+  return {
+    async send(req, call, sink) {
+      const identity = await admit(req, call, sink);
+      if (!identity) return;
+      if (options.local) return options.local.serve(call, { requestId: call.requestId, system: false, identity, worker: null }, sink);
+      await overHttp(call, identity, sink);
     },
     close: () => agent.destroy(),
   };
+}
+
+/** The error of a non-200 answer of the data plane (GraphQL's error shape). */
+async function failureOf(answer: IncomingMessage): Promise<InferenceError> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of answer) chunks.push(chunk as Buffer);
+    const { errors } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { message: string; extensions?: { code?: unknown; field?: unknown } }[] };
+    const [error] = errors ?? [];
+    if (error && isErrorCode(error.extensions?.code)) {
+      return { code: error.extensions.code, message: error.message, ...(typeof error.extensions.field === 'string' ? { field: error.extensions.field } : {}) };
+    }
+  } catch {
+    /* not the data plane's error shape */
+  }
+  return { code: ErrorCode.INTERNAL, message: `The inference service answered ${answer.statusCode}` };
 }

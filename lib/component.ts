@@ -8,6 +8,7 @@ import type { Database, Migration } from './db.js';
 import type { InternalTokens } from './identity.js';
 import type { Logger } from './logging.js';
 import type { ObjectStore } from './objectStore/index.js';
+import type { InferencePlaneServer } from './inferencePlane.js';
 import type { PubSub } from './pubsub.js';
 import type { SubgraphDefinition } from './subgraphServer.js';
 
@@ -35,6 +36,11 @@ export interface ComponentNeeds {
   tunnels?: boolean;
   /** The gateway's GraphQL URL: from the process's own gateway, else MARINER_GATEWAY_URL. */
   gateway?: boolean;
+  /**
+   * The inference data plane of the process, when a component of it provides one (null otherwise: the
+   * caller goes over HTTP). Sets no start order: the gateway, which uses it, starts after every subgraph.
+   */
+  inferencePlane?: boolean;
   /** Subgraphs it calls: started before it under `mariner up`; MARINER_SUBGRAPH_<NAME>_URL required under `mariner serve`. */
   subgraphs?: readonly string[];
   /** Subgraphs it calls when they are there (a feature is off otherwise); no start order. */
@@ -81,7 +87,8 @@ export type ComponentDeps<N extends ComponentNeeds, Settings> = {
   When<N['pubsub'], { pubsub: PubSub }> &
   When<N['clusterAccess'], { clusterAccess: ClusterAccessDirectory }> &
   When<N['tunnels'], { tunnels: AgentTunnels }> &
-  When<N['gateway'], { gatewayUrl: () => string }>;
+  When<N['gateway'], { gatewayUrl: () => string }> &
+  When<N['inferencePlane'], { inferencePlane: InferencePlaneServer | null }>;
 
 /** A subgraph a component returns, served by the host on its own port (lib/subgraphServer.ts); each has its own context. */
 export type ComponentSubgraph = SubgraphDefinition<any>;
@@ -100,6 +107,8 @@ export interface CreatedComponent<Exposed> {
   publicRoutes?: PublicRoutes;
   /** The agents' tunnels, when the definition provides them. */
   tunnels?: AgentTunnels;
+  /** The inference data plane, when the definition provides it (lib/inferencePlane.ts). */
+  inferencePlane?: InferencePlaneServer;
   /**
    * Stops its work: after the process drained its requests, before the servers close (upgraded
    * connections, graphql-ws and tunnels, keep a server open until their owner ends them); components
@@ -116,8 +125,8 @@ export interface ComponentDefinition<N extends ComponentNeeds = ComponentNeeds, 
   /** The subgraphs it serves (schema/subgraphs.ts names). */
   subgraphs: readonly string[];
   needs: N;
-  /** What it offers the other components of its process: the agents' tunnels, the gateway's GraphQL. */
-  provides?: readonly ('tunnels' | 'gateway')[];
+  /** What it offers the other components of its process: the agents' tunnels, the gateway's GraphQL, the inference data plane. */
+  provides?: readonly ('tunnels' | 'gateway' | 'inferencePlane')[];
   /**
    * Its paths on the public port (exact, or a prefix when ending in `/`; the longest match wins) and the
    * 404 body of a process whose first public component it is. With it, its subgraphs move one port up.

@@ -1,21 +1,28 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { GraphQLError } from 'graphql';
+import { ErrorCode, isErrorCode } from './errors.js';
+import type { InternalCaller } from './identity.js';
+import type { Logger } from './logging.js';
 
 /**
- * The inference data plane's contract (DESIGN §3 "Inference"), shared by its two ends: the gateway,
- * which authenticates and authorizes an OpenAI inference request and forwards it
- * (gateway/inferencePlane.ts), and the inference subgraph, which admits, routes and streams it
- * (subgraphs/inference/dataPlane.ts). It carries exactly what the GraphQL fields `createChatCompletion`,
- * `chatCompletionChunks`, `createCompletion`, `completionChunks` and `createEmbedding` carry, without
- * GraphQL on the way: the body is the OpenAI request, the answer the runtime's own bytes (JSON, or
- * server-sent events passed through as they are generated). The same policy map decides (each kind
- * names the field it stands for), and GraphQL clients keep those fields.
+ * The inference data plane's contract (DESIGN §3 "Inference"), shared by its ends: the REST layer,
+ * which hands over an OpenAI inference request and writes the answer to its client; the gateway, which
+ * authenticates and authorizes it (gateway/inferencePlane.ts); and the inference subgraph, which
+ * admits, routes and streams it (subgraphs/inference/dataPlane.ts). It carries exactly what the
+ * GraphQL fields `createChatCompletion`, `chatCompletionChunks`, `createCompletion`, `completionChunks`
+ * and `createEmbedding` carry, without GraphQL on the way: the request is the OpenAI body, the answer
+ * the runtime's own bytes (JSON, or server-sent events passed through as they are generated). The same
+ * policy map decides (each kind names the field it stands for), and GraphQL clients keep those fields.
  *
- * The request: `POST <inference subgraph>/inference/v1/<kind path>` with the internal token
- * (INTERNAL_TOKEN_HEADER) and `x-request-id`. The answer: 200 with the runtime's content type, or an
- * error status with `{errors: [{message, extensions: {code, field?}}]}` (GraphQL's error shape, so one
- * mapping serves both ways). The caller's rate-limit state after admission travels in
- * RATE_LIMIT_HEADER (absent when the caller is not limited). A failure after the first byte of a
- * stream ends it with an OpenAI error event (`data: {"error": …}`) and no `[DONE]`.
+ * The answer goes to an InferenceSink. When the inference component runs in the gateway's process
+ * (`mariner up`), the gateway calls its InferencePlaneServer directly with the REST layer's sink: the
+ * runtime's bytes go from the tunnel to the client's socket with nothing between. Otherwise (`mariner
+ * serve`, one Deployment each) over HTTP: `POST <inference subgraph>/inference/v1/<kind path>` with the
+ * internal token (INTERNAL_TOKEN_HEADER) and `x-request-id`; the answer is 200 with the runtime's
+ * content type, or an error status with `{errors: [{message, extensions: {code, field?}}]}` (GraphQL's
+ * error shape). The caller's rate-limit state travels in RATE_LIMIT_HEADER (absent when the caller is
+ * not limited). A failure after the first byte of a stream ends it with an OpenAI error event
+ * (`data: {"error": …}`) and no `[DONE]`.
  */
 
 export type InferenceKind = 'chat' | 'completion' | 'embedding';
@@ -26,40 +33,14 @@ export interface InferenceCall {
   /** The OpenAI request body, already parsed (the REST layer checked `stream`). */
   request: Record<string, unknown>;
   requestId: string;
-  /** Aborts the call (the client left): the request to the subgraph is destroyed, the generation stops. */
-  signal: AbortSignal;
 }
 
-/** The inference subgraph's answer (lib/inferencePlane.ts): its status, headers and body, still streaming. */
-export interface InferenceAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: IncomingMessage;
-}
-
-export interface InferencePlane {
-  /**
-   * Authenticates the caller, authorizes the request by the policy map's rule for the GraphQL field
-   * it stands for, and forwards it to the inference subgraph; throws the GraphQL error a refusal
-   * would give over /graphql (UNAUTHENTICATED, FORBIDDEN, ...).
-   */
-  send(req: IncomingMessage, call: InferenceCall): Promise<InferenceAnswer>;
-  close(): void;
-}
-
-
-/** The data plane's path of each kind, on the inference subgraph's port. */
-export const INFERENCE_PLANE_PATHS: Record<InferenceKind, string> = {
-  chat: '/inference/v1/chat/completions',
-  completion: '/inference/v1/completions',
-  embedding: '/inference/v1/embeddings',
-};
-
-/** The GraphQL field each kind stands for, whose rule in the policy map authorizes it. */
-export function inferenceFieldOf(kind: InferenceKind, stream: boolean): { typeName: 'Mutation' | 'Subscription'; fieldName: string } {
-  if (stream && kind === 'chat') return { typeName: 'Subscription', fieldName: 'chatCompletionChunks' };
-  if (stream && kind === 'completion') return { typeName: 'Subscription', fieldName: 'completionChunks' };
-  return { typeName: 'Mutation', fieldName: kind === 'chat' ? 'createChatCompletion' : kind === 'completion' ? 'createCompletion' : 'createEmbedding' };
+/** Why a request was refused or failed: one of our codes, as a GraphQL error would carry it. */
+export interface InferenceError {
+  code: ErrorCode;
+  message: string;
+  /** The request parameter at fault, for bad input. */
+  field?: string;
 }
 
 /** The caller's rate-limit budgets after its request was admitted (or refused): OpenAI's `x-ratelimit-*`. */
@@ -71,9 +52,61 @@ export interface InferenceRateLimit {
   resetInMs: number;
 }
 
+/**
+ * Where an answer goes. Exactly one of: `start` (then `write`s and `end`, or `fail` for an error event
+ * mid-stream), or `fail` before any start. `leaving` is aborted when the reader goes away (the client
+ * left): the writer stops, and with it the generation on the runtime.
+ */
+export interface InferenceSink {
+  /** The answer starts (200) with its content type and the caller's rate-limit state (null: not limited). */
+  start(contentType: string, rateLimit: InferenceRateLimit | null): void;
+  /** Passes bytes on; resolves false when the reader is gone (it waits while the reader is behind). */
+  write(bytes: Buffer): Promise<boolean> | boolean;
+  end(): void;
+  /** A refusal or failure: an error answer before `start`, an error event that ends the stream after. */
+  fail(error: InferenceError, rateLimit: InferenceRateLimit | null): void;
+  readonly leaving: AbortSignal;
+}
+
+/** The gateway's data plane, as the REST layer calls it (gateway/inferencePlane.ts). */
+export interface InferencePlane {
+  /**
+   * Authenticates the caller, authorizes the request by the policy map's rule for the GraphQL field
+   * it stands for, and has the inference component answer it into `sink`; a refusal goes to `sink.fail`
+   * as the GraphQL error it would be over /graphql (UNAUTHENTICATED, FORBIDDEN, ...).
+   */
+  send(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<void>;
+  close(): void;
+}
+
+/** The inference component's end, called in process or by its HTTP route (subgraphs/inference/dataPlane.ts). */
+export interface InferencePlaneServer {
+  /** Answers one request of an authenticated, authorized caller into `sink`; never throws. */
+  serve(call: InferenceCall, caller: InternalCaller, sink: InferenceSink): Promise<void>;
+}
+
+/** The data plane's path of each kind, on the inference subgraph's port. */
+export const INFERENCE_PLANE_PATHS: Record<InferenceKind, string> = {
+  chat: '/inference/v1/chat/completions',
+  completion: '/inference/v1/completions',
+  embedding: '/inference/v1/embeddings',
+};
+
+/** Whether a request streams (completions and chats that ask `stream: true`; embeddings never). */
+export function streams(call: InferenceCall): boolean {
+  return call.kind !== 'embedding' && call.request['stream'] === true;
+}
+
+/** The GraphQL field a request stands for, whose rule in the policy map authorizes it. */
+export function inferenceFieldOf(call: InferenceCall): { typeName: 'Mutation' | 'Subscription'; fieldName: string } {
+  const { kind } = call;
+  if (streams(call)) return { typeName: 'Subscription', fieldName: kind === 'chat' ? 'chatCompletionChunks' : 'completionChunks' };
+  return { typeName: 'Mutation', fieldName: kind === 'chat' ? 'createChatCompletion' : kind === 'completion' ? 'createCompletion' : 'createEmbedding' };
+}
+
 export const RATE_LIMIT_HEADER = 'x-mariner-rate-limit';
 
-/** The rate-limit state an answer carries, or null (not limited, or a header that does not parse). */
+/** The rate-limit state an HTTP answer carries, or null (not limited, or a header that does not parse). */
 export function rateLimitOf(headers: IncomingHttpHeaders): InferenceRateLimit | null {
   const raw = headers[RATE_LIMIT_HEADER];
   if (typeof raw !== 'string') return null;
@@ -89,4 +122,14 @@ export function rateLimitOf(headers: IncomingHttpHeaders): InferenceRateLimit | 
 export function rateLimitHeaderOf(state: InferenceRateLimit): string {
   const { limitRequests, remainingRequests, limitTokens, remainingTokens, resetInMs } = state;
   return JSON.stringify({ limitRequests, remainingRequests, limitTokens, remainingTokens, resetInMs });
+}
+
+/** A refusal or failure as the data plane reports it: ours as they are; anything else logged and masked. */
+export function inferenceErrorOf(error: unknown, requestId: string, logger: Logger): InferenceError {
+  if (error instanceof GraphQLError && isErrorCode(error.extensions['code'])) {
+    const field = error.extensions['field'];
+    return { code: error.extensions['code'], message: error.message, ...(typeof field === 'string' ? { field } : {}) };
+  }
+  logger.error({ err: error, requestId }, 'inference request failed');
+  return { code: ErrorCode.INTERNAL, message: `Internal error (request id ${requestId})` };
 }

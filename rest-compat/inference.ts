@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraphQLError } from 'graphql';
-import { rateLimitOf, type InferenceAnswer, type InferenceKind, type InferencePlane, type InferenceRateLimit } from '../lib/inferencePlane.js';
+import type { InferenceKind, InferencePlane, InferenceRateLimit, InferenceSink } from '../lib/inferencePlane.js';
 import { sendJson } from '../lib/http.js';
 import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
@@ -47,66 +46,85 @@ function fail(res: ServerResponse, error: RestError, ctx: RouteContext, state: I
   sendRestError(res, error, error.status === 503 ? { ...ctx.headers, 'retry-after': RETRY_AFTER_SECONDS } : ctx.headers);
 }
 
-/** The error of a non-200 answer of the data plane (GraphQL's error shape, lib/inferencePlane.ts). */
-async function errorOf(answer: InferenceAnswer): Promise<RestError> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of answer.body) chunks.push(chunk as Buffer);
-  try {
-    const { errors } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { message: string; extensions?: Record<string, unknown> }[] };
-    if (errors?.[0]) return restErrorFromGraphQL(errors[0]);
-  } catch {
-    /* not the data plane's error shape */
-  }
-  return new RestError(502, `The inference service answered ${answer.status}`, 'server_error');
-}
-
 /**
- * Passes a stream's events on as they come (OpenAI API: `stream: true`), whole events only: a read that
- * ends inside an event keeps its tail for the next, so that a server stopping with the stream still open
- * can end it through `open` with an error event after a complete one (or the client sees `[DONE]`).
+ * The client's response as the data plane's sink (lib/inferencePlane.ts): OpenAI's headers on the
+ * start (the rate-limit state as `x-ratelimit-*`), OpenAI's error shape on a refusal (a 429 with
+ * Retry-After from the state, a 503 with Retry-After: a runtime may be starting). A stream is written
+ * whole events at a time — a write that ends inside an event keeps its tail for the next — so that a
+ * server stopping with the stream still open can end it through `open` with an error event after a
+ * complete one. The client leaving aborts `leaving`, which stops the generation on the runtime.
  */
-function passEvents(answer: InferenceAnswer, res: ServerResponse, open: OpenStreams, leaving: AbortController): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let tail: Buffer | null = null;
-    let ended = false;
-    const finish = () => {
-      if (ended) return;
-      ended = true;
-      forget();
-      resolve();
-    };
-    answer.body.on('data', (read: Buffer) => {
-      const bytes: Buffer = tail ? Buffer.concat([tail, read]) : read;
-      const boundary = bytes.lastIndexOf(EVENT_END);
-      if (boundary === -1) return void (tail = bytes);
-      tail = boundary + 2 < bytes.length ? bytes.subarray(boundary + 2) : null;
-      if (!res.write(boundary + 2 === bytes.length ? bytes : bytes.subarray(0, boundary + 2))) {
-        answer.body.pause();
-        res.once('drain', () => answer.body.resume());
-      }
-    });
-    answer.body.once('end', () => {
-      if (!res.writableEnded) res.end();
-      finish();
-    });
-    answer.body.once('error', () => {
-      if (!res.writableEnded) res.destroy();
-      finish();
-    });
-    res.once('close', () => {
-      if (!res.writableFinished) leaving.abort();
-      finish();
-    });
-    const forget = open.add(async (error) => {
-      if (ended) return;
-      answer.body.removeAllListeners('data');
-      leaving.abort();
-      if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
-      finish();
-      // Written out: the server may now close the connection without losing the event.
-      if (!res.writableFinished && !res.destroyed) await new Promise((done) => res.once('close', done).once('finish', done));
-    });
+function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, done: () => void): InferenceSink {
+  const leaving = new AbortController();
+  let tail: Buffer | null = null;
+  let stream = false;
+  let ended = false;
+  let forget: () => void = () => undefined;
+  const finish = () => {
+    if (ended) return;
+    ended = true;
+    forget();
+    done();
+  };
+  res.once('close', () => {
+    if (!res.writableFinished) leaving.abort();
+    finish();
   });
+  return {
+    leaving: leaving.signal,
+    start(contentType, rateLimit) {
+      if (ended) return;
+      stream = contentType.startsWith('text/event-stream');
+      const headers = { ...ctx.headers, ...rateLimitHeaders(rateLimit, false), 'content-type': contentType };
+      if (!stream) return void res.writeHead(200, headers);
+      res.writeHead(200, { ...headers, 'cache-control': 'no-cache', connection: 'keep-alive' });
+      res.flushHeaders();
+      forget = open.add(async (error) => {
+        if (ended) return;
+        leaving.abort();
+        if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.body())}\n\n`);
+        finish();
+        // Written out: the server may now close the connection without losing the event.
+        if (!res.writableFinished && !res.destroyed) await new Promise((resolve) => res.once('close', resolve).once('finish', resolve));
+      });
+    },
+    write(read) {
+      if (ended || res.destroyed) return false;
+      let bytes = read;
+      if (stream) {
+        bytes = tail ? Buffer.concat([tail, read]) : read;
+        const boundary = bytes.lastIndexOf(EVENT_END);
+        if (boundary === -1) {
+          tail = bytes;
+          return true;
+        }
+        tail = boundary + 2 < bytes.length ? bytes.subarray(boundary + 2) : null;
+        if (tail) bytes = bytes.subarray(0, boundary + 2);
+      }
+      if (res.write(bytes)) return true;
+      return new Promise<boolean>((resolve) => {
+        const settle = (ok: boolean) => () => {
+          res.off('drain', drained).off('close', closed);
+          resolve(ok);
+        };
+        const drained = settle(true);
+        const closed = settle(false);
+        res.once('drain', drained).once('close', closed);
+      });
+    },
+    end() {
+      if (ended) return;
+      res.end();
+      finish();
+    },
+    fail(error, rateLimit) {
+      if (ended) return;
+      const restError = restErrorFromGraphQL({ message: error.message, extensions: { code: error.code, ...(error.field ? { field: error.field } : {}) } });
+      if (res.headersSent) res.end(`data: ${JSON.stringify(restError.body())}\n\n`);
+      else fail(res, restError, ctx, rateLimit);
+      finish();
+    },
+  };
 }
 
 /** A time filter of `GET /v1/api_usages`: unix seconds (LLMariner) or an ISO 8601 date-time. */
@@ -196,32 +214,14 @@ export function inferenceRoutes({ gateway, inference, streams }: { gateway: Gate
    * response; the client leaving cancels the request and with it the generation on the runtime.
    */
   const route = (kind: InferenceKind) => async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
-    const body = await readJsonBody(req);
-    const stream = body['stream'];
+    const request = await readJsonBody(req);
+    const stream = request['stream'];
     if (stream !== undefined && stream !== null && typeof stream !== 'boolean') throw RestError.badRequest('stream must be a boolean', 'stream');
     if (stream === true && kind === 'embedding') throw RestError.badRequest('This endpoint does not stream', 'stream');
-    const leaving = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) leaving.abort();
+    await new Promise<void>((resolve, reject) => {
+      const sink = clientSink(res, ctx, streams, resolve);
+      inference.send(req, { kind, request, requestId: ctx.requestId }, sink).catch(reject);
     });
-    let answer: InferenceAnswer;
-    try {
-      answer = await inference.send(req, { kind, request: body, requestId: ctx.requestId, signal: leaving.signal });
-    } catch (error) {
-      if (error instanceof GraphQLError) return fail(res, restErrorFromGraphQL(error), ctx, null);
-      throw error;
-    }
-    const state = rateLimitOf(answer.headers);
-    if (answer.status !== 200) return fail(res, await errorOf(answer), ctx, state);
-    const headers: Record<string, string | number> = { ...ctx.headers, ...rateLimitHeaders(state, false), 'content-type': String(answer.headers['content-type'] ?? 'application/json') };
-    if (stream !== true) {
-      if (answer.headers['content-length']) headers['content-length'] = Number(answer.headers['content-length']);
-      res.writeHead(200, headers);
-      return void answer.body.pipe(res);
-    }
-    res.writeHead(200, { ...headers, 'cache-control': 'no-cache', connection: 'keep-alive' });
-    res.flushHeaders();
-    await passEvents(answer, res, streams, leaving);
   };
   return [
     { method: 'POST', path: '/v1/chat/completions', handler: route('chat') },

@@ -99,9 +99,10 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     expect(sample(text, 'mariner_graphql_request_duration_seconds_count', { subgraph: 'gateway', operation: 'WhoAmI', result: 'ok' })).toBe(before + 3);
     expect(text).toMatch(/^mariner_gateway_upstream_subscriptions\{component="gateway"\} \d+$/m);
     expect(text).toMatch(/^mariner_process_cpu_seconds_total\{component="gateway"\} /m);
-    // The gateway's query plan asked the users subgraph, which counts it under its own name.
+    // The gateway's query plan asked the users subgraph, which counts it under its own name (Apollo
+    // names a plan's fetches <operation>__<subgraph>__<index>).
     const users = running.find((c) => c.subgraphUrls.users)!;
-    expect(sample(await metricsOf(users), 'mariner_graphql_requests_total', { component: 'users', subgraph: 'users', type: 'query', result: 'ok' })).toBeGreaterThanOrEqual(3);
+    expect(sample(await metricsOf(users), 'mariner_graphql_requests_total', { component: 'users', subgraph: 'users', type: 'query', operation: 'WhoAmI__users__0', result: 'ok' })).toBeGreaterThanOrEqual(3);
   });
 
   it('an agent behind the one-host ingress registers, tunnels to sessions, and the tunnel shows in /metrics', async () => {
@@ -188,6 +189,19 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       expect(await (await fetch(`${sessions.opsUrl}/metrics`)).text()).toMatch(
         new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="sessions"\\} 1$`, 'm'),
       );
+
+      // The gateway reaches inference (served by the sessions process) over the data plane's HTTP hop:
+      // a whole answer, a stream to its end without the usage chunk it hid, and a bad key refused in
+      // OpenAI's shape.
+      const completion = await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
+      expect(completion.object).toBe('chat.completion');
+      expect(completion.usage!.total_tokens).toBeGreaterThan(0);
+      const chunks = [];
+      for await (const chunk of await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stream: true, stream_options: { include_usage: false } })) chunks.push(chunk);
+      expect(chunks.length).toBeGreaterThan(0);
+      expect(chunks.filter((c) => c.usage)).toEqual([]);
+      const refused = await new OpenAI({ apiKey: 'sk-not-a-key', baseURL: `${ingress.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
 
       // A streamed completion long enough to be in flight when the gateway stops.
       const response = await fetch(`${gateway.url}/v1/chat/completions`, {
@@ -345,7 +359,7 @@ describe('mariner serve: configuration', () => {
   }, 30_000);
 
   it('names every subgraph URL the gateway lacks', () => {
-    expect(() => loadServeConfig('gateway', { MARINER_INTERNAL_TOKEN_SECRET: SECRET, [subgraphUrlSetting('users')]: 'http://users:8080/graphql' })).toThrow(
+    expect(() => loadServeConfig('gateway', { MARINER_INTERNAL_TOKEN_SECRET: SECRET, DATABASE_URL: TEST_POSTGRES_URL, [subgraphUrlSetting('users')]: 'http://users:8080/graphql' })).toThrow(
       /mariner serve gateway needs MARINER_SUBGRAPH_RBAC_URL, MARINER_SUBGRAPH_FILES_URL, .*MARINER_SUBGRAPH_INFERENCE_URL/,
     );
   });

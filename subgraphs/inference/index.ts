@@ -3,7 +3,7 @@ import type { SubgraphContext, SubgraphDefinition } from '../../lib/subgraphServ
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { InferenceContext } from './context.js';
-import { createDataPlaneRoutes } from './dataPlane.js';
+import { createInferencePlaneServer, dataPlaneRoutes } from './dataPlane.js';
 import { createInferenceLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
 import { CachedModels } from './modelCache.js';
@@ -29,6 +29,7 @@ export const inferenceComponent = defineComponent({
   name: 'inference',
   subgraphs: ['inference'],
   needs: { database: true, pubsub: true, clusterAccess: true, tunnels: true, subgraphs: ['models', 'clusters'], optionalSubgraphs: ['vectorstores'] },
+  provides: ['inferencePlane'],
   migrations: { schema: SCHEMA, migrations },
   /**
    * How fresh a runtime report must be to route to it, how long a request waits for a ready runtime,
@@ -71,20 +72,23 @@ export const inferenceComponent = defineComponent({
       usageStore,
       logger,
     });
+    // The REST layer's inference requests, without GraphQL on the way: called in process by a gateway
+    // beside it, else over HTTP (the route below).
+    const inferencePlane = createInferencePlaneServer({ contextOf: createContext, policy, logger });
     const definition: SubgraphDefinition<InferenceContext> = {
       name: 'inference',
       typeDefs: subgraphTypeDefs('inference'),
       resolvers: resolvers as SubgraphDefinition<InferenceContext>['resolvers'],
       policy,
       createContext,
-      // The REST layer's inference requests, without GraphQL on the way (lib/inferencePlane.ts).
-      routes: createDataPlaneRoutes({ contextOf: createContext, policy, maxBodyBytes: settings.maxBodyBytes, logger }),
+      // The REST layer's inference requests from a gateway in another process (lib/inferencePlane.ts).
+      routes: dataPlaneRoutes(inferencePlane, settings.maxBodyBytes),
     };
     // Stopping writes the usage records still queued (and stops listening for announcements).
     const stop = async () => {
       for (const unsubscribe of listening) await unsubscribe();
       await usage.stop();
     };
-    return { subgraphs: [definition], stop, exposed: { store } };
+    return { subgraphs: [definition], inferencePlane, stop, exposed: { store } };
   },
 });
