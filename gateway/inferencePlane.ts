@@ -18,6 +18,9 @@ import { authorizeField } from '../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { Authenticator } from './authentication.js';
 
+/** The end of a server-sent event. */
+const EVENT_END = Buffer.from('\n\n');
+
 /** A token is minted again once this share of its lifetime has passed (the rest covers the request). */
 const TOKEN_REUSE_SHARE = 0.5;
 
@@ -101,8 +104,19 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
       });
       upstream.once('response', (answer) => {
         if (answer.statusCode !== 200) return void failureOf(answer).then((error) => (sink.fail(error, rateLimitOf(answer.headers)), settle()));
-        sink.start(String(answer.headers['content-type'] ?? 'application/json'), rateLimitOf(answer.headers));
-        answer.on('data', (bytes: Buffer) => {
+        const contentType = String(answer.headers['content-type'] ?? 'application/json');
+        sink.start(contentType, rateLimitOf(answer.headers));
+        // A stream's events may be cut across reads: each write ends at an event's end, the rest waits.
+        const events = contentType.startsWith('text/event-stream');
+        let tail: Buffer | null = null;
+        answer.on('data', (read: Buffer) => {
+          let bytes = tail ? Buffer.concat([tail, read]) : read;
+          if (events) {
+            const boundary = bytes.lastIndexOf(EVENT_END);
+            tail = boundary === -1 ? bytes : boundary + 2 < bytes.length ? bytes.subarray(boundary + 2) : null;
+            if (boundary === -1) return;
+            if (tail) bytes = bytes.subarray(0, boundary + 2);
+          }
           const written = sink.write(bytes);
           if (written === true) return;
           if (written === false) return void upstream.destroy();

@@ -109,6 +109,22 @@ describe('ClusterAccessDirectory: whom clusters serve, cached for routing', () =
     expect(asked).toBe(2);
   });
 
+  it('a cluster a caller knows of (its runtime reported) but the answer lacks is asked about at once, at most every 500 ms', async () => {
+    const access = directory(5_000);
+    expect([...(await access.usableBy('tenant', 'org-a'))]).toEqual(['cluster-shared']);
+    // A cluster registered since: its runtime's report names it.
+    clusters = [...clusters, platform('cluster-new', ['org-a'])];
+    vi.advanceTimersByTime(600);
+    expect([...(await access.usableBy('tenant', 'org-a', ['cluster-new']))].sort()).toEqual(['cluster-new', 'cluster-shared']);
+    expect(asked).toBe(2);
+    // A cluster that no longer exists (unregistered, its rows not yet gone) does not make every request ask.
+    for (let i = 0; i < 10; i++) await access.usableBy('tenant', 'org-a', ['cluster-gone']);
+    expect(asked).toBe(2);
+    vi.advanceTimersByTime(600);
+    await access.clusters('tenant', ['cluster-gone']);
+    expect(asked).toBe(3);
+  });
+
   it('never serves an answer past its lifetime: with no request in the refresh window, the next one waits for a fresh answer', async () => {
     const access = directory(5_000);
     await access.usableBy('tenant', 'org-a');

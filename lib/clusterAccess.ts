@@ -33,6 +33,8 @@ export function isPlatformCluster(access: ClusterAccess): boolean {
 
 /** A tenant's clusters as one answer of the clusters subgraph, and the usable sets computed from it. */
 interface Entry {
+  /** When the question was asked. */
+  askedAt: number;
   /** Until then the answer is served; past it, a request waits for a fresh one (and fails if that fails). */
   expires: number;
   /** From then on, a request that reads the entry starts a refresh in the background. */
@@ -43,6 +45,13 @@ interface Entry {
   /** The refresh in flight, if any: one per entry. */
   refreshing: boolean;
 }
+
+/**
+ * An answer that lacks a cluster a caller knows of is asked again, but not more often than this: a
+ * report naming a cluster that no longer exists (it was just unregistered) must not make every request
+ * wait for the clusters subgraph.
+ */
+const MIN_REASK_MS = 500;
 
 /** The most organizations' usable sets kept per entry; past it they are computed again (a map read is all they save). */
 const MAX_USABLE_PER_ENTRY = 10_000;
@@ -71,18 +80,22 @@ export class ClusterAccessDirectory {
     this.ttlMs = options.ttlMs ?? 5_000;
   }
 
-  /** Every cluster of the tenant, by id. */
-  clusters(tenantId: string): Promise<Map<string, ClusterAccess>> {
-    return this.entry(tenantId).clusters;
+  /**
+   * Every cluster of the tenant, by id. `knowing`: clusters the caller has just seen (a runtime's
+   * report, a connected agent): when the answer lacks one, it predates the cluster's registration, and
+   * it is asked again at once (at most every MIN_REASK_MS) rather than hiding a new cluster for `ttlMs`.
+   */
+  async clusters(tenantId: string, knowing?: Iterable<string>): Promise<Map<string, ClusterAccess>> {
+    return (await this.knowingEntry(tenantId, knowing)).clusters;
   }
 
   /**
-   * The ids of the clusters the organization's projects may use. Computed once per answer and
-   * organization: the same set is returned to every request until the answer is replaced, so callers
-   * must not change it.
+   * The ids of the clusters the organization's projects may use (`knowing` as for `clusters`). Computed
+   * once per answer and organization: the same set is returned to every request until the answer is
+   * replaced, so callers must not change it.
    */
-  usableBy(tenantId: string, organizationId: string): Promise<ReadonlySet<string>> {
-    const entry = this.entry(tenantId);
+  async usableBy(tenantId: string, organizationId: string, knowing?: Iterable<string>): Promise<ReadonlySet<string>> {
+    const entry = await this.knowingEntry(tenantId, knowing);
     let usable = entry.usable.get(organizationId);
     if (!usable) {
       usable = entry.clusters.then((clusters) => {
@@ -96,6 +109,25 @@ export class ClusterAccessDirectory {
       entry.usable.set(organizationId, usable);
     }
     return usable;
+  }
+
+  /** The tenant's entry (see `entry`), asked again when it lacks a cluster the caller knows of. */
+  private async knowingEntry(tenantId: string, knowing: Iterable<string> | undefined): Promise<Entry> {
+    const entry = this.entry(tenantId);
+    if (!knowing) return entry;
+    const clusters = await entry.clusters;
+    for (const clusterId of knowing) {
+      if (clusters.has(clusterId)) continue;
+      if (Date.now() - entry.askedAt < MIN_REASK_MS || this.cache.get(tenantId) !== entry) return this.cache.get(tenantId) ?? entry;
+      const next = this.ask(tenantId);
+      this.cache.set(tenantId, next);
+      next.clusters.catch(() => {
+        if (this.cache.get(tenantId) === next) this.cache.delete(tenantId);
+      });
+      await next.clusters;
+      return next;
+    }
+    return entry;
   }
 
   /** The tenant's entry to serve now: the cached one while it lasts (refreshed early, see the class), else a new one. */
@@ -118,7 +150,7 @@ export class ClusterAccessDirectory {
   /** A new entry, its lifetime counted from now (when the question is asked, not when it is answered). */
   private ask(tenantId: string): Entry {
     const now = Date.now();
-    return { expires: now + this.ttlMs, refreshAt: now + this.ttlMs / 2, clusters: this.fetch(tenantId), usable: new Map(), refreshing: false };
+    return { askedAt: now, expires: now + this.ttlMs, refreshAt: now + this.ttlMs / 2, clusters: this.fetch(tenantId), usable: new Map(), refreshing: false };
   }
 
   /** Asks again in the background; the answer replaces `stale` only if it is still the tenant's entry. */

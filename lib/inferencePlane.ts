@@ -60,7 +60,10 @@ export interface InferenceRateLimit {
 export interface InferenceSink {
   /** The answer starts (200) with its content type and the caller's rate-limit state (null: not limited). */
   start(contentType: string, rateLimit: InferenceRateLimit | null): void;
-  /** Passes bytes on; resolves false when the reader is gone (it waits while the reader is behind). */
+  /**
+   * Passes bytes on: a stream's whole events (a write never ends inside one); resolves false when the
+   * reader is gone (it waits while the reader is behind).
+   */
   write(bytes: Buffer): Promise<boolean> | boolean;
   end(): void;
   /** A refusal or failure: an error answer before `start`, an error event that ends the stream after. */

@@ -7,9 +7,6 @@ import { readJsonBody } from './json.js';
 import type { OpenStreams } from './openStreams.js';
 import type { RouteContext } from './router.js';
 
-/** The end of a server-sent event. */
-const EVENT_END = Buffer.from('\n\n');
-
 /** OpenAI API: 503s say when to come back (a runtime may be starting). */
 const RETRY_AFTER_SECONDS = '5';
 
@@ -49,14 +46,13 @@ function fail(res: ServerResponse, error: RestError, ctx: RouteContext, state: I
 /**
  * The client's response as the data plane's sink (lib/inferencePlane.ts): OpenAI's headers on the
  * start (the rate-limit state as `x-ratelimit-*`), OpenAI's error shape on a refusal (a 429 with
- * Retry-After from the state, a 503 with Retry-After: a runtime may be starting). A stream is written
- * whole events at a time — a write that ends inside an event keeps its tail for the next — so that a
- * server stopping with the stream still open can end it through `open` with an error event after a
- * complete one. The client leaving aborts `leaving`, which stops the generation on the runtime.
+ * Retry-After from the state, a 503 with Retry-After: a runtime may be starting). A stream's writes
+ * are whole events (lib/inferencePlane.ts), so a server stopping with the stream still open can end it
+ * through `open` with an error event after a complete one. The client leaving aborts `leaving`, which
+ * stops the generation on the runtime.
  */
 function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, done: () => void): InferenceSink {
   const leaving = new AbortController();
-  let tail: Buffer | null = null;
   let stream = false;
   let ended = false;
   let forget: () => void = () => undefined;
@@ -88,19 +84,8 @@ function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, d
         if (!res.writableFinished && !res.destroyed) await new Promise((resolve) => res.once('close', resolve).once('finish', resolve));
       });
     },
-    write(read) {
+    write(bytes) {
       if (ended || res.destroyed) return false;
-      let bytes = read;
-      if (stream) {
-        bytes = tail ? Buffer.concat([tail, read]) : read;
-        const boundary = bytes.lastIndexOf(EVENT_END);
-        if (boundary === -1) {
-          tail = bytes;
-          return true;
-        }
-        tail = boundary + 2 < bytes.length ? bytes.subarray(boundary + 2) : null;
-        if (tail) bytes = bytes.subarray(0, boundary + 2);
-      }
       if (res.write(bytes)) return true;
       return new Promise<boolean>((resolve) => {
         const settle = (ok: boolean) => () => {

@@ -27,6 +27,8 @@ import { RateLimitedError } from './rateLimits.js';
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 const EVENT_END = Buffer.from('\n\n');
+/** An event that carries a usage object (`"usage": null` on the others does not count). */
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 
 export interface DataPlaneOptions {
   /** The request's context, as GraphQL resolvers get it. */
@@ -149,21 +151,35 @@ async function passWhole(routed: RoutedCompletion, sink: InferenceSink): Promise
 }
 
 /**
- * A stream: each complete event of the runtime (up to its `\n\n`) is looked at and passed on in the
- * same write as the others of the same read; an unfinished event waits for its end (at most
- * MAX_SERVER_SENT_EVENT_CHARS). A slow reader holds the runtime back (the write waits) rather than
- * growing memory. Ends at `[DONE]`; a runtime that stops before it is a failure (an error event).
+ * A stream: each complete event of the runtime (up to its `\n\n`) is passed on in the same write as
+ * the others of the same read; an unfinished event waits for its end (at most
+ * MAX_SERVER_SENT_EVENT_CHARS). Events are parsed only while no text has come (the first token's time)
+ * and when they carry a usage object (charged and recorded; left out when the caller hid it): the
+ * token events in between pass untouched. A slow reader holds the runtime back (the stream pauses
+ * until the write drains) rather than growing memory. Ends at `[DONE]`; a runtime that stops before it
+ * is a failure (an error event).
  */
 async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promise<void> {
   const { meter, hideUsage } = routed;
+  const stream = routed.routed.stream;
   sink.start('text/event-stream; charset=utf-8', meter.rateLimit);
   let usage: { prompt: number; completion: number } | null = null;
   let firstToken = false;
   let pending: Buffer | null = null;
   let done = false;
-  try {
-    for await (const read of routed.routed.stream) {
-      const bytes: Buffer = pending ? Buffer.concat([pending, read as Buffer]) : (read as Buffer);
+  const outcome = await new Promise<'done' | 'cut' | 'left' | MarinerError>((resolve) => {
+    let settled = false;
+    const finish = (result: 'done' | 'cut' | 'left' | MarinerError) => {
+      if (settled) return;
+      settled = true;
+      stream.off('data', onData).off('end', onEnd).off('error', onEnd).off('close', onEnd);
+      sink.leaving.removeEventListener('abort', onLeaving);
+      resolve(result);
+    };
+    const onEnd = () => finish(done ? 'done' : 'cut');
+    const onLeaving = () => finish('left');
+    const onData = (read: Buffer) => {
+      const bytes: Buffer = pending ? Buffer.concat([pending, read]) : read;
       pending = null;
       const out: Buffer[] = [];
       let start = 0;
@@ -173,7 +189,7 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
         start = end + 2;
         const data = dataOf(event.toString('utf8', 0, event.length - 2));
         if (data === '[DONE]') done = true;
-        else if (data !== '') {
+        else if (data !== '' && (!firstToken || USAGE_OBJECT.test(data))) {
           let chunk: unknown = null;
           try {
             chunk = JSON.parse(data);
@@ -194,17 +210,30 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
       }
       if (!done && start < bytes.length) {
         pending = bytes.subarray(start);
-        if (pending.length > MAX_SERVER_SENT_EVENT_CHARS) throw new MarinerError(ErrorCode.UNAVAILABLE, `The runtime sent an event longer than ${MAX_SERVER_SENT_EVENT_CHARS} bytes; the stream was stopped. Retry the request`);
+        if (pending.length > MAX_SERVER_SENT_EVENT_CHARS) {
+          return finish(new MarinerError(ErrorCode.UNAVAILABLE, `The runtime sent an event longer than ${MAX_SERVER_SENT_EVENT_CHARS} bytes; the stream was stopped. Retry the request`));
+        }
       }
-      if (out.length > 0 && !(await sink.write(out.length === 1 ? out[0]! : Buffer.concat(out)))) return;
-      if (done || sink.leaving.aborted) break;
-    }
-  } catch (error) {
-    if (error instanceof MarinerError) throw error;
-    // A reset stream (the runtime or the tunnel failed mid-answer) ends like a cut one, below.
-  }
-  if (sink.leaving.aborted) return;
-  if (!done) throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');
+      const written = out.length === 0 ? true : sink.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      if (written === true) return void (done && finish('done'));
+      if (written === false) return finish('left');
+      stream.pause();
+      void written.then((ok) => {
+        if (!ok) return finish('left');
+        if (done) return finish('done');
+        stream.resume();
+      });
+    };
+    if (sink.leaving.aborted) return finish('left');
+    sink.leaving.addEventListener('abort', onLeaving, { once: true });
+    // Kept after the end: the stream is reset once passed on (cancelRouted), which must not throw.
+    stream.on('error', () => undefined);
+    // A reset stream (the runtime or the tunnel failed mid-answer) ends like a cut one.
+    stream.on('data', onData).once('end', onEnd).once('error', onEnd).once('close', onEnd);
+  });
+  if (outcome instanceof MarinerError) throw outcome;
+  if (outcome === 'left') return;
+  if (outcome === 'cut') throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');
   await meter.succeeded(usage);
   sink.end();
 }

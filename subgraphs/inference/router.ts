@@ -70,9 +70,9 @@ export class InferenceRouter {
   ) {}
 
   /** The clusters the caller's organization may use now. When the clusters subgraph cannot say, routing fails closed: UNAVAILABLE. */
-  private async usableClusters(scope: RoutingScope): Promise<ReadonlySet<string>> {
+  private async usableClusters(scope: RoutingScope, knowing?: Iterable<string>): Promise<ReadonlySet<string>> {
     try {
-      return await this.clusters.usableBy(scope.tenantId, scope.organizationId);
+      return await this.clusters.usableBy(scope.tenantId, scope.organizationId, knowing);
     } catch (error) {
       this.logger.warn({ err: (error as Error).message, tenantId: scope.tenantId }, 'cluster access could not be read; refusing to route');
       throw new MarinerError(ErrorCode.UNAVAILABLE, 'The clusters serving your organization could not be determined; retry shortly');
@@ -84,7 +84,9 @@ export class InferenceRouter {
    * `maxAgeMs`: read from the database if what is in memory is older (while waiting for one).
    */
   private async readyOn(scope: RoutingScope, modelId: string, maxAgeMs?: number) {
-    const [usable, ready] = await Promise.all([this.usableClusters(scope), this.runtimes.ready(scope.tenantId, modelId, maxAgeMs)]);
+    const ready = await this.runtimes.ready(scope.tenantId, modelId, maxAgeMs);
+    // The clusters of the ready runtimes are known to exist: an access answer lacking one is asked again.
+    const usable = await this.usableClusters(scope, ready.map((runtime) => runtime.cluster_id));
     return { usable, ready: ready.filter((runtime) => usable.has(runtime.cluster_id)) };
   }
 

@@ -34,7 +34,7 @@ export class RuntimeAccess {
   /** The runtimes on clusters the project's organization may use. */
   async onUsableClusters(scope: ProjectScope, rows: RuntimeRow[]): Promise<RuntimeRow[]> {
     if (rows.length === 0) return rows;
-    const usable = await this.clusters.usableBy(scope.tenantId, scope.organizationId);
+    const usable = await this.clusters.usableBy(scope.tenantId, scope.organizationId, rows.map((row) => row.cluster_id));
     return rows.filter((row) => usable.has(row.cluster_id));
   }
 

@@ -111,7 +111,7 @@ export function createSessionAuthorizer(options: {
       const noAgent = new SessionsError(503, `No agent of cluster ${clusterId} is connected`);
       if (!worker || worker.tenantId !== decision.tenantId) throw noAgent;
       if (!decision.authorized) throw new SessionsError(403, `Forbidden: ${decision.reason ?? `missing ${what}`}`);
-      const access = decision.organizationId === null ? undefined : (await options.clusters.clusters(decision.tenantId)).get(clusterId);
+      const access = decision.organizationId === null ? undefined : (await options.clusters.clusters(decision.tenantId, [clusterId])).get(clusterId);
       if (!access || !servesOrganization(access, decision.organizationId!)) throw noAgent;
       if (scope.clusterScoped && !(access.organizationId === decision.organizationId || (access.organizationId === null && decision.platformOrganization))) {
         throw new SessionsError(403, `Forbidden: cluster ${clusterId} is shared by several organizations; cluster-wide access is for the platform's operators`);
