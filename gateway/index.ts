@@ -19,6 +19,7 @@ import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
 import { createAuthenticator, createPrincipalChangesPlugin } from './authentication.js';
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
+import { InternalTokenCache } from './internalTokenCache.js';
 import { explorerHtml } from './explorer.js';
 import { createInferencePlane } from './inferencePlane.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
@@ -63,12 +64,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   // @apollo/gateway sends usage metrics to Apollo, probing cloud metadata endpoints first, unless
   // this is set. A self-hosted platform does not call out; an operator may set it to false.
   process.env['APOLLO_TELEMETRY_DISABLED'] ??= 'true';
+  const tokenCache = new InternalTokenCache(options.tokens);
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphSdl(),
     buildService: ({ name }) => {
       const url = options.subgraphUrls[name as SubgraphName];
       if (!url) throw new Error(`no URL for subgraph ${name}`);
-      return new InternalDataSource(name, url, options.tokens);
+      return new InternalDataSource(name, url, tokenCache);
     },
     logger,
   });

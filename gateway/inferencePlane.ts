@@ -12,17 +12,15 @@ import {
   type InferencePlaneServer,
   type InferenceSink,
 } from '../lib/inferencePlane.js';
-import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens, type Principal } from '../lib/identity.js';
+import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { authorizeField } from '../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { Authenticator } from './authentication.js';
+import { InternalTokenCache } from './internalTokenCache.js';
 
 /** The end of a server-sent event. */
 const EVENT_END = Buffer.from('\n\n');
-
-/** A token is minted again once this share of its lifetime has passed (the rest covers the request). */
-const TOKEN_REUSE_SHARE = 0.5;
 
 export interface InferencePlaneOptions {
   authenticator: Authenticator;
@@ -40,26 +38,12 @@ export interface InferencePlaneOptions {
  * `createChatCompletion` or `chatCompletionChunks` — authentication (the cached principal), the same
  * policy rule — and then the inference component answers straight into the REST layer's sink: in
  * process when it runs here, else over one kept-alive HTTP connection with an internal token (instead
- * of a GraphQL operation, and a WebSocket per stream). The token of an identity is reused while it has
- * more than half its lifetime left: a principal that changes (the authenticator's cache drops it) is a
- * new object, so its requests get a new token.
+ * of a GraphQL operation, and a WebSocket per stream), its token reused (internalTokenCache.ts).
  */
 export function createInferencePlane(options: InferencePlaneOptions): InferencePlane {
   const base = options.inferenceUrl.replace(/\/graphql$/, '');
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-  const minted = new WeakMap<Principal, Map<string, { token: Promise<string>; renewAt: number }>>();
-
-  function tokenFor(identity: Identity, requestId: string): Promise<string> {
-    let byProject = minted.get(identity.principal);
-    if (!byProject) minted.set(identity.principal, (byProject = new Map()));
-    const key = identity.project ? `${identity.project.organizationId}/${identity.project.projectId}/${identity.project.role}` : '';
-    const known = byProject.get(key);
-    if (known && known.renewAt > Date.now()) return known.token;
-    const token = options.tokens.mint('inference', requestId, identity);
-    byProject.set(key, { token, renewAt: Date.now() + options.tokens.ttlSeconds * 1000 * TOKEN_REUSE_SHARE });
-    token.catch(() => byProject.delete(key));
-    return token;
-  }
+  const tokens = new InternalTokenCache(options.tokens);
 
   /** Who may make the call, as /graphql would judge the field it stands for; null after a refusal (sent to the sink). */
   async function admit(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<Identity | null> {
@@ -81,7 +65,7 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
 
   /** Over HTTP to the inference subgraph's data plane, its answer replayed into the sink as it arrives. */
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
-    const token = await tokenFor(identity, call.requestId);
+    const token = await tokens.tokenFor('inference', call.requestId, identity);
     const payload = Buffer.from(JSON.stringify(call.request));
     await new Promise<void>((resolve) => {
       const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {

@@ -12,6 +12,7 @@ import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
 import type { GatewayContext } from './context.js';
+import { InternalTokenCache } from './internalTokenCache.js';
 import { InternalDataSource } from './dataSource.js';
 import { maskResult } from './subscriptionMasking.js';
 import type { SubscriptionPlan } from './subscriptionPlans.js';
@@ -30,8 +31,9 @@ export type Hydrate = (event: ExecutionResult) => Promise<ExecutionResult>;
 
 export function createSubscriptionHydration(options: SubscriptionHydrationOptions) {
   const { supergraphSchema, apiSchema, logger } = options;
+  const tokenCache = new InternalTokenCache(options.tokens);
   const dataSources = Object.fromEntries(
-    Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, options.tokens)]),
+    Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, tokenCache)]),
   ) as ServiceMap;
 
   /** The hydration of one subscription's events: its plan, operation and subscriber context. */

@@ -86,6 +86,19 @@ export function requestIdOf(req: IncomingMessage): string {
   return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
+/** A request id as the platform's own parts pass it on (a subscription's carries its operation after a colon). */
+const FORWARDED_REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/**
+ * The request id a gateway sent beside its internal token (`x-request-id`), else `fallback` (the
+ * token's own): the gateway reuses a token across requests (gateway/internalTokenCache.ts), and each
+ * request's lines must carry that request's id.
+ */
+export function forwardedRequestId(req: IncomingMessage, fallback: string): string {
+  const incoming = req.headers['x-request-id'];
+  return typeof incoming === 'string' && FORWARDED_REQUEST_ID.test(incoming) ? incoming : fallback;
+}
+
 export function bearerToken(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization;
   if (!header) return undefined;

@@ -13,6 +13,7 @@ import { WebSocketServer } from 'ws';
 import { ErrorCode, forbidden, isErrorCode } from './errors.js';
 import {
   BodyTooLargeError,
+  forwardedRequestId,
   parseJsonBody,
   readBody,
   sendApolloResponse,
@@ -131,7 +132,7 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
       const body = parseJsonBody(res, text);
       if (body === undefined) return;
       const base: SubgraphContext = {
-        requestId: caller.requestId,
+        requestId: forwardedRequestId(req, caller.requestId),
         system: caller.system,
         identity: caller.identity,
         worker: caller.worker,

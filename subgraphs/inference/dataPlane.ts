@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
-import { readBody } from '../../lib/http.js';
+import { forwardedRequestId, readBody } from '../../lib/http.js';
 import {
   INFERENCE_PLANE_PATHS,
   inferenceErrorOf,
@@ -22,9 +22,6 @@ import { cancelRouted, hasText, routeCompletion, statusOfError, usageOf, type Ro
 import type { InferenceContext } from './context.js';
 import { MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
-
-/** A request id as the gateway sends it beside its (reused) token: the data plane's log lines carry it. */
-const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 const EVENT_END = Buffer.from('\n\n');
 /** An event that carries a usage object (`"usage": null` on the others does not count). */
@@ -84,8 +81,7 @@ export function dataPlaneRoutes(server: InferencePlaneServer, maxBodyBytes: numb
   const routes: Record<string, SubgraphRoute> = {};
   for (const kind of Object.keys(INFERENCE_PLANE_PATHS) as InferenceKind[]) {
     routes[INFERENCE_PLANE_PATHS[kind]] = async (req, res, caller) => {
-      const header = req.headers['x-request-id'];
-      const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : caller.requestId;
+      const requestId = forwardedRequestId(req, caller.requestId);
       const sink = httpSink(res);
       let request: Record<string, unknown>;
       try {
