@@ -36,6 +36,8 @@
  *   --max-tokens T           max_tokens of every request (default 16)
  *   --timeout-s S            a request with no complete answer after S seconds aborts the run (default 60)
  *   --quick                  the smaller defaults above: a look in about a minute, CPU figures coarse
+ *   --mariner-root DIR       measure the Mariner of another checkout (built there; its node_modules
+ *                            must be installed), e.g. an older commit for a before/after on one machine
  *
  * Everything runs on one machine: the client, both gateways and the runtime share its cores. Linux only.
  */
@@ -97,6 +99,8 @@ interface Options {
   maxTokens: number;
   timeoutSeconds: number;
   quick: boolean;
+  /** The checkout whose Mariner is measured (default: this one), e.g. an older commit for a before/after. */
+  marinerRoot: string;
 }
 
 const CLI_OPTIONS = {
@@ -109,12 +113,13 @@ const CLI_OPTIONS = {
   'max-tokens': { type: 'string', default: '16' },
   'timeout-s': { type: 'string', default: '60' },
   quick: { type: 'boolean', default: false },
+  'mariner-root': { type: 'string' },
 } as const;
 
 /** Defaults in one place: the full run's, and --quick's where it differs. */
 function parseOptions(argv: string[]): Options {
   const values = parseBenchArgs(argv, CLI_OPTIONS,
-    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick',
+    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --mariner-root DIR',
   );
   const quick = values.quick;
   const pick = (name: keyof typeof values, full: number, short: number, min: number) =>
@@ -131,6 +136,7 @@ function parseOptions(argv: string[]): Options {
     maxTokens: intOption('max-tokens', values['max-tokens'], 2),
     timeoutSeconds: intOption('timeout-s', values['timeout-s'], 1),
     quick,
+    marinerRoot: path.resolve(values['mariner-root'] ?? ROOT),
   };
 }
 
@@ -158,8 +164,8 @@ function userEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Spawns a server and resolves once `ready` accepts what it printed to stdout. */
-async function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, ready: (stdout: string) => boolean): Promise<ChildServer> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, ready: (stdout: string) => boolean, cwd = ROOT): Promise<ChildServer> {
+  const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let output = '';
   const keep = (chunk: string) => (output = (output + chunk).slice(-64 * 1024));
@@ -201,14 +207,15 @@ async function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, 
 }
 
 /** `npm start` without npm: build dist/ if a source changed (untimed), then `node dist/bin/mariner.js up --demo-model`. */
-async function startMariner(dataDir: string): Promise<{ server: ChildServer; url: string; adminKey: string }> {
-  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+async function startMariner(dataDir: string, root: string): Promise<{ server: ChildServer; url: string; adminKey: string }> {
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   const banner = /Admin API key \(shown once[^\n]*\n\s*(sk-[A-Za-z0-9_-]+)\n[\s\S]*Demo model:/;
   const server = await startChild(
     'mariner',
     ['--enable-source-maps', 'dist/bin/mariner.js', 'up', '--demo-model'],
     userEnv({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0', MARINER_LOG_LEVEL: 'warn' }),
     (stdout) => banner.test(stdout),
+    root,
   );
   const text = server.output();
   const url = /OpenAI API:\s+(http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(text)?.[1];
@@ -536,7 +543,7 @@ async function main(): Promise<void> {
     const loadBefore = os.loadavg();
     const setupStarted = process.hrtime.bigint();
     log('building dist/ and starting mariner up --demo-model…');
-    const mariner = await startMariner(dataDir);
+    const mariner = await startMariner(dataDir, options.marinerRoot);
     servers.push(mariner.server);
     const requestBody = { model: MODEL_ID, messages: [{ role: 'user', content: PROMPT }], max_tokens: options.maxTokens, temperature: 0, seed: SEED };
     const bodies = { stream: JSON.stringify({ ...requestBody, stream: true }), plain: JSON.stringify(requestBody) };
@@ -592,7 +599,7 @@ async function main(): Promise<void> {
     const report = {
       ...benchEnvironment('peers', command),
       loadAverage: { before: loadBefore.map(round2), after: os.loadavg().map(round2) },
-      mariner: { commit: gitDescribe(), command: 'node --enable-source-maps dist/bin/mariner.js up --demo-model', database: 'embedded PGlite', pid: pids.mariner },
+      mariner: { commit: gitDescribe(options.marinerRoot), command: 'node --enable-source-maps dist/bin/mariner.js up --demo-model', database: 'embedded PGlite', pid: pids.mariner },
       portkey: { versions: portkey.versions, command: `node ${path.relative(ROOT, PORTKEY_DIR)}/build/start-server.js --port=<free> --headless`, pid: pids.portkey },
       runtime: { ...runtime, model: 'mariner up --demo-model: the tiny random GGUF of agent/runtimes/tinyGguf.ts (context 4096), node-llama-cpp on the CPU' },
       paths: PATH_LABELS,
@@ -625,10 +632,10 @@ async function main(): Promise<void> {
 }
 
 /** The commit Mariner was built from, and whether the working tree differed from it. */
-function gitDescribe(): string {
+function gitDescribe(root: string): string {
   try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim();
     return changed ? `${commit} + uncommitted changes in ${changed.split('\n').length} file(s)` : commit;
   } catch {
     return '(commit unknown: not a git checkout)';
