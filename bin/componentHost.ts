@@ -14,12 +14,13 @@ import { createPubSub, type PubSub } from '../lib/pubsub.js';
 import { trackRequests, type RequestTracker } from '../lib/requestTracker.js';
 import { startSubgraph, type RunningSubgraph } from '../lib/subgraphServer.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
-import { startOrder } from './components.js';
+import { RemoteAgentTunnels, SESSIONS_SCHEMA } from '../subgraphs/sessions/index.js';
+import { reachesRemoteTunnels, startOrder } from './components.js';
 import { closeServer, createPublicServer, listen, refuseUpgrade, urlHost } from './httpServers.js';
 
 /**
  * Runs components of the registry in one process: `mariner up` (all of them) and `mariner serve`
- * (one, with those the registry serves in its process) alike. It gives each component what its
+ * (one) alike. It gives each component what its
  * definition says it needs, runs its migrations, calls `create`, serves its subgraphs each on a port of
  * its own and its public routes on the public port, and stops them in reverse start order.
  */
@@ -72,6 +73,7 @@ export class ComponentHost {
   private pubsubOpening: Promise<PubSub> | undefined;
   private clusterAccess: ClusterAccessDirectory | undefined;
   private tunnels: AgentTunnels | undefined;
+  private remoteTunnelsOpening: Promise<RemoteAgentTunnels> | undefined;
   private inferencePlane: InferencePlaneServer | undefined;
   private gatewayUrl = '';
   private publicServer: { server: Server; requests: RequestTracker } | undefined;
@@ -105,7 +107,7 @@ export class ComponentHost {
     if (needs.objectStore) deps['objectStore'] = await this.objectStore();
     if (needs.pubsub) deps['pubsub'] = await this.pubsub();
     if (needs.clusterAccess) deps['clusterAccess'] = this.clusterAccess ??= new ClusterAccessDirectory({ clustersUrl: () => this.urlOf('clusters'), tokens: options.tokens });
-    if (needs.tunnels) deps['tunnels'] = this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which no component of this process provides`);
+    if (needs.tunnels) deps['tunnels'] = reachesRemoteTunnels(options.components) ? await this.remoteTunnels() : (this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which start after it`));
     if (needs.gateway) deps['gatewayUrl'] = () => this.gatewayUrl || options.externalGatewayUrl || '';
     if (needs.inferencePlane) deps['inferencePlane'] = this.inferencePlane ?? null;
     const created = await component.create(deps as never);
@@ -139,6 +141,23 @@ export class ComponentHost {
 
   private pubsub(): Promise<PubSub> {
     return (this.pubsubOpening ??= createPubSub(this.database('pub/sub'), this.options.config.databaseUrl));
+  }
+
+  /**
+   * The agents' tunnels for a process without the sessions component (`mariner serve inference`, `jobs`):
+   * its tunnel directory, in the database, says which sessions replica holds each cluster, and requests
+   * go to that replica's peer endpoint (subgraphs/sessions/remoteTunnels.ts). One per process, shared.
+   */
+  private remoteTunnels(): Promise<RemoteAgentTunnels> {
+    return (this.remoteTunnelsOpening ??= (async () =>
+      RemoteAgentTunnels.start({
+        knex: this.database('the agents\' tunnels').knex,
+        schema: SESSIONS_SCHEMA,
+        pubsub: await this.pubsub(),
+        secretKey: this.options.secretKey,
+        heartbeatMs: this.options.config.sessions.peerHeartbeatMs,
+        logger: this.log.child({ component: 'tunnels' }),
+      }))());
   }
 
   /** The URL of a subgraph: served here, else where the settings say; read when called (some start later). */
@@ -255,6 +274,7 @@ export class ComponentHost {
     if (this.publicServer) await attempt('public server', () => closeServer(this.publicServer!.server));
     if (this.loopbackServer) await attempt('loopback server', () => closeServer(this.loopbackServer!));
     await Promise.all(this.started.flatMap((s) => s.subgraphs).map((s) => attempt(`${s.name} subgraph`, () => s.close())));
+    if (this.remoteTunnelsOpening) await attempt('tunnels', async () => (await this.remoteTunnelsOpening!).close());
     if (this.pubsubOpening) await attempt('pubsub', async () => (await this.pubsubOpening!).close());
     if (this.objectStoreOpening) await attempt('object store', async () => (await this.objectStoreOpening!).close());
   }

@@ -34,28 +34,24 @@ export const COMPONENTS = [
 
 export type ComponentName = (typeof COMPONENTS)[number]['name'];
 
+/** What `mariner serve` accepts: every component of the registry, each in its own process. */
+export type ServedName = ComponentName;
+
 /**
- * Components that `mariner serve` runs in the process of another (one Deployment in the chart): inference
- * and jobs reach agents through the tunnels, which end in the sessions process. With a transport that
- * reaches another process's tunnels (issue 21, item 2), these lines go and each runs on its own.
+ * The processes of `mariner serve`, in registry order, each with the components it runs: one each.
+ * Inference and jobs reach the agents' tunnels, which end in the sessions process, through its peer
+ * endpoint (subgraphs/sessions/remoteTunnels.ts).
  */
-export const SERVED_IN = {
-  inference: 'sessions',
-  jobs: 'sessions',
-} as const satisfies Partial<Record<ComponentName, ComponentName>>;
+export const SERVED: ReadonlyMap<ServedName, readonly AnyComponent[]> = new Map(COMPONENTS.map((c) => [c.name, [c]]));
 
-/** What `mariner serve <component>` accepts: the components not served in another's process. */
-export type ServedName = Exclude<ComponentName, keyof typeof SERVED_IN>;
-
-/** The `mariner serve` process (and chart Deployment) a component runs in. */
-export function processOf(name: ComponentName): ServedName {
-  return ((SERVED_IN as Partial<Record<ComponentName, ServedName>>)[name] ?? name) as ServedName;
+/**
+ * Whether a process's components reach the agents' tunnels in another process: one needs them and none
+ * of the process provides them. The host then follows the sessions replicas' tunnel directory (the
+ * database, pub/sub) and sends each request to the peer endpoint of the replica holding the cluster.
+ */
+export function reachesRemoteTunnels(components: readonly AnyComponent[]): boolean {
+  return components.some((c) => c.needs.tunnels) && !components.some((c) => c.provides?.includes('tunnels'));
 }
-
-/** The processes of `mariner serve`, in registry order, each with the components it runs (itself first). */
-export const SERVED: ReadonlyMap<ServedName, readonly AnyComponent[]> = new Map(
-  COMPONENTS.filter((c) => processOf(c.name) === c.name).map((c) => [c.name as ServedName, COMPONENTS.filter((other) => processOf(other.name) === c.name)]),
-);
 
 /**
  * The order to start components in one process: registry order, except that a component waits for the
@@ -81,7 +77,7 @@ export function startOrder(components: readonly AnyComponent[]): AnyComponent[] 
 /**
  * The ports of one `mariner serve` process, from MARINER_PORT: the public port there when one of its
  * components has public routes (gateway, sessions), its subgraphs on the following ports in order
- * (sessions 8081, inference 8082, jobs 8083); MARINER_PORT 0: any free port for each.
+ * (sessions: its subgraph on 8081); MARINER_PORT 0: any free port for each.
  */
 export function servedPorts(components: readonly AnyComponent[], port: number): { public: number | undefined; subgraphs: Record<string, number> } {
   const hasPublic = components.some((c) => c.public);
@@ -91,9 +87,9 @@ export function servedPorts(components: readonly AnyComponent[], port: number): 
 }
 
 /**
- * Checked once, at import: subgraph names are the supergraph's, each served by one component; a
- * component needing the tunnels runs in the process of the one providing them; the cluster-access
- * directory asks the clusters subgraph, so a component needing it names that subgraph.
+ * Checked once, at import: subgraph names are the supergraph's, each served by one component; one
+ * component provides the tunnels (the others reach them in its process or through its peer endpoint);
+ * the cluster-access directory asks the clusters subgraph, so a component needing it names that subgraph.
  */
 for (const component of COMPONENTS as readonly AnyComponent[]) {
   const named = [...component.subgraphs, ...(component.needs.subgraphs ?? []), ...(component.needs.optionalSubgraphs ?? [])];
@@ -104,11 +100,7 @@ for (const name of SUBGRAPH_NAMES) {
   const serving = COMPONENTS.filter((c) => c.subgraphs.includes(name));
   if (serving.length !== 1) throw new Error(`the ${name} subgraph must be served by one component, not ${serving.length}`);
 }
-for (const [process, components] of SERVED) {
-  for (const component of components) {
-    if (component.needs.tunnels && !components.some((c) => c.provides?.includes('tunnels'))) {
-      throw new Error(`${component.name} needs the agents' tunnels, which no component of the ${process} process provides`);
-    }
-    if (component.needs.clusterAccess && !component.needs.subgraphs?.includes('clusters')) throw new Error(`${component.name} needs the cluster-access directory: name the clusters subgraph among its needs`);
-  }
+if (COMPONENTS.filter((c) => (c as AnyComponent).provides?.includes('tunnels')).length !== 1) throw new Error("one component must provide the agents' tunnels");
+for (const component of COMPONENTS as readonly AnyComponent[]) {
+  if (component.needs.clusterAccess && !component.needs.subgraphs?.includes('clusters')) throw new Error(`${component.name} needs the cluster-access directory: name the clusters subgraph among its needs`);
 }

@@ -42,7 +42,7 @@ type Phase = string;
 const READINESS_QUERY_TIMEOUT_MS = 2_000;
 
 /**
- * Starts one component, with those the registry serves in its process (bin/components.ts). Returns as
+ * Starts one component (bin/components.ts). Returns as
  * soon as the operations port listens; the rest (database, migrations, subgraphs) continues behind
  * `started`, so a probe sees "not ready" rather than a refused connection.
  */
@@ -168,7 +168,6 @@ const layout = COMPONENT_NAMES.map((name) => {
   const ports = servedPorts(components, 8080);
   return {
     name,
-    hosted: components.slice(1).map((c) => c.name),
     subgraphPorts: ports.public === undefined ? [] : Object.entries(ports.subgraphs).map(([subgraph, port]) => `${subgraph} ${port}`),
     database: usesDatabase(components),
     gatewayUrl: components.some((c) => c.needs.gateway) && !components.some((c) => c.provides?.includes('gateway')),
@@ -178,9 +177,8 @@ const names = (list: string[]) => list.join(' and ');
 
 export const SERVE_USAGE = `  serve     run one component, as the Helm chart does: mariner serve <component>
               components: ${COMPONENT_NAMES.join(', ')}
-              (${layout.filter((p) => p.hosted.length > 0).map((p) => `${p.name} also serves ${names(p.hosted)}`).join('; ')}: they reach agents
-              through the tunnels that end there; with several replicas, set MARINER_SESSIONS_PEER_PORT: a
-              replica forwards requests for a cluster whose tunnels end on another one there)
+              (the agents' tunnels end in sessions: set its MARINER_SESSIONS_PEER_PORT, where inference and
+              jobs, and its other replicas, send requests for the clusters whose tunnels end in it)
             settings: the environment, or a JSON file of the same names in MARINER_CONFIG_FILE
             (the environment wins); required: MARINER_INTERNAL_TOKEN_SECRET (shared by all),
             DATABASE_URL (all but ${names(layout.filter((p) => !p.database).map((p) => p.name))}), MARINER_SUBGRAPH_<NAME>_URL for the subgraphs

@@ -1,7 +1,7 @@
 import type { AnyComponent } from '../lib/component.js';
 import { ConfigError, loadConfig, readJsonSetting, type MarinerConfig } from '../lib/config.js';
 import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';
-import { SERVED, type ServedName } from './components.js';
+import { reachesRemoteTunnels, SERVED, type ServedName } from './components.js';
 
 /**
  * The settings of `mariner serve <component>` (one component per process, as the Helm chart runs them),
@@ -10,17 +10,20 @@ import { SERVED, type ServedName } from './components.js';
  * one from a ConfigMap); the environment wins, so a Secret mapped to an env var overrides the file.
  */
 
-/** What `mariner serve` accepts: the registry's components not served in another's process (bin/components.ts). */
+/** What `mariner serve` accepts: the registry's components (bin/components.ts). */
 export type ComponentName = ServedName;
 export const COMPONENT_NAMES: readonly ComponentName[] = [...SERVED.keys()];
 
-/** The subgraphs each `mariner serve` process serves, in port order (sessions: sessions, inference, jobs). */
+/** The subgraphs each `mariner serve` process serves, in port order. */
 export const COMPONENT_SUBGRAPHS = {} as Record<ComponentName, readonly SubgraphName[]>;
 for (const [name, components] of SERVED) COMPONENT_SUBGRAPHS[name] = components.flatMap((c) => c.subgraphs as readonly SubgraphName[]);
 
-/** Whether a process opens the database: one of its components has tables (or events across replicas). */
+/**
+ * Whether a process opens the database: one of its components has tables (or events across replicas),
+ * or reaches the agents' tunnels in the sessions process (whose tunnel directory is a table).
+ */
 export function usesDatabase(components: readonly AnyComponent[]): boolean {
-  return components.some((c) => c.needs.database || c.needs.pubsub);
+  return components.some((c) => c.needs.database || c.needs.pubsub) || reachesRemoteTunnels(components);
 }
 
 /** The subgraphs a process's components call that it does not serve itself: their URLs are required. */
@@ -37,9 +40,9 @@ function callsRemoteGateway(components: readonly AnyComponent[]): boolean {
 
 export interface ServeSettings {
   component: ComponentName;
-  /** The registry's components this process runs: the one named, then those served in its process. */
+  /** The registry's components this process runs: the one named. */
   components: readonly AnyComponent[];
-  /** The subgraphs this process serves: the first on MARINER_PORT (one up with a public port: sessions), then one port up each. */
+  /** The subgraphs this process serves: on MARINER_PORT (one up with a public port: sessions). */
   subgraphs: readonly SubgraphName[];
   /** Whether this component opens the database (readiness then includes it). */
   usesDatabase: boolean;

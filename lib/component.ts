@@ -32,7 +32,11 @@ export interface ComponentNeeds {
   pubsub?: boolean;
   /** Whom each cluster serves (lib/clusterAccess): one cache per process, shared; asks the clusters subgraph. */
   clusterAccess?: boolean;
-  /** The agents' tunnels: provided by the component they end in, which must run in the same process. */
+  /**
+   * The agents' tunnels: those of the component they end in (sessions) when it runs in the same process
+   * (`mariner up`), else reached through its peer endpoint, found in its tunnel directory (the process
+   * then opens the database and pub/sub: bin/componentHost.ts).
+   */
   tunnels?: boolean;
   /** The gateway's GraphQL URL: from the process's own gateway, else MARINER_GATEWAY_URL. */
   gateway?: boolean;
@@ -120,7 +124,7 @@ export interface CreatedComponent<Exposed> {
 }
 
 export interface ComponentDefinition<N extends ComponentNeeds = ComponentNeeds, Settings = unknown, Exposed = unknown, Name extends string = string> {
-  /** `mariner serve <name>` (unless the registry runs it in another's process), the chart's Deployment. */
+  /** `mariner serve <name>`, the chart's Deployment. */
   name: Name;
   /** The subgraphs it serves (schema/subgraphs.ts names). */
   subgraphs: readonly string[];

@@ -132,14 +132,17 @@ export interface MarinerConfig {
     /** How long a `/v1/sessions` authorization decision is reused for the same credential and path kind. */
     authCacheMs: number;
     /**
-     * The peer endpoint of `mariner serve sessions` with several replicas (MARINER_SESSIONS_PEER_PORT;
-     * unset: off, one replica; 0: any free port): where other replicas send requests for clusters whose
-     * tunnels end here (subgraphs/sessions/peers.ts).
+     * The peer endpoint of `mariner serve sessions` (MARINER_SESSIONS_PEER_PORT; unset: off, and only
+     * its own process reaches its tunnels; 0: any free port): where other replicas, and the inference
+     * and jobs processes, send requests for clusters whose tunnels end here (subgraphs/sessions/peers.ts).
      */
     peerPort: number | undefined;
     /** The host:port other replicas reach it at (MARINER_SESSIONS_PEER_ADDRESS; else POD_IP:port, else host:port). */
     peerAddress: string | undefined;
-    /** How often a replica refreshes its rows in the tunnel directory (MARINER_SESSIONS_PEER_HEARTBEAT_MS); 3 missed: gone. */
+    /**
+     * How often a replica refreshes its rows in the tunnel directory (MARINER_SESSIONS_PEER_HEARTBEAT_MS);
+     * 3 missed: gone. The inference and jobs processes read it too: the same value everywhere.
+     */
     peerHeartbeatMs: number;
   };
 }

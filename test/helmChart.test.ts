@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
 import { InvalidManifestError, validateManifest } from '../agent/kubernetes/index.js';
 import { jobSettingsFromEnv, runtimeSettingsFromEnv } from '../agent/kubernetesExecutor.js';
-import { processOf, SERVED, servedPorts, type ComponentName as RegistryName } from '../bin/components.js';
+import { SERVED, servedPorts } from '../bin/components.js';
 import { COMPONENT_NAMES, COMPONENT_SUBGRAPHS, loadServeConfig, subgraphUrlSetting, usesDatabase, type ComponentName } from '../bin/serveConfig.js';
 import type { AnyComponent } from '../lib/component.js';
 import { loadConfig } from '../lib/config.js';
@@ -305,8 +305,8 @@ describe('the multi-cluster example', () => {
       MARINER_S3_ENDPOINT: 'https://minio.storage.svc:9000',
       MARINER_MAX_FILE_BYTES: 2147483648,
     });
-    expect(envOf(manifests, `mariner-${processOf('inference')}`)).toMatchObject({ MARINER_RATE_LIMIT_RPM: '600', MARINER_RATE_LIMIT_TPM: '200000' });
-    expect(serveConfigOf(manifests, processOf('inference')).config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
+    expect(envOf(manifests, 'mariner-inference')).toMatchObject({ MARINER_RATE_LIMIT_RPM: '600', MARINER_RATE_LIMIT_TPM: '200000' });
+    expect(serveConfigOf(manifests, 'inference').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
     // The vector index's settings only where vectors are.
     expect(envOf(manifests, 'mariner-vectorstores')).toMatchObject({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530' });
     expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({ index: 'milvus', milvus: { address: 'milvus.vector.svc:19530', token: 'x'.repeat(40) } });
@@ -337,27 +337,27 @@ describe('the multi-cluster example', () => {
 
 /**
  * The ranged settings of lib/config the chart offers: their place in values, their environment name, the
- * one component that reads them (the Deployment of the process the registry runs it in gets them as env),
+ * one component that reads them (its Deployment gets them as env),
  * and lib/config's range, which values.schema.json mirrors.
  */
-const RANGED_SETTINGS: { path: string; env: string; component: ComponentName; min: number; max: number }[] = ([
-  { path: 'global.inference.rateLimits.requestsPerMinute', env: 'MARINER_RATE_LIMIT_RPM', owner: 'inference', min: 0, max: 100_000_000 },
-  { path: 'global.inference.rateLimits.tokensPerMinute', env: 'MARINER_RATE_LIMIT_TPM', owner: 'inference', min: 0, max: 1_000_000_000 },
-  { path: 'global.inference.usage.flushIntervalMs', env: 'MARINER_USAGE_FLUSH_MS', owner: 'inference', min: 10, max: 600_000 },
-  { path: 'global.inference.usage.retentionDays', env: 'MARINER_USAGE_RETENTION_DAYS', owner: 'inference', min: 0, max: 36_500 },
-  { path: 'global.inference.requestWaitSeconds', env: 'MARINER_INFERENCE_WAIT_SECONDS', owner: 'inference', min: 0, max: 3600 },
-  { path: 'global.inference.runtimeFreshSeconds', env: 'MARINER_RUNTIME_FRESH_SECONDS', owner: 'inference', min: 5, max: 3600 },
-  { path: 'global.jobs.dispatchIntervalMs', env: 'MARINER_JOB_DISPATCH_INTERVAL_MS', owner: 'jobs', min: 100, max: 600_000 },
-  { path: 'global.jobs.rescheduleAfterSeconds', env: 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', owner: 'jobs', min: 5, max: 7 * 24 * 3600 },
-  { path: 'global.subscriptions.maxPerConnection', env: 'MARINER_WS_MAX_PER_CONNECTION', owner: 'gateway', min: 1, max: 100_000 },
-  { path: 'global.subscriptions.maxPerUser', env: 'MARINER_WS_MAX_PER_USER', owner: 'gateway', min: 1, max: 1_000_000 },
-  { path: 'global.subscriptions.maxQueuedEvents', env: 'MARINER_WS_MAX_QUEUED_EVENTS', owner: 'gateway', min: 1, max: 1_000_000 },
-  { path: 'global.subscriptions.revalidateIntervalMs', env: 'MARINER_WS_REVALIDATE_MS', owner: 'gateway', min: 100, max: 3_600_000 },
-  { path: 'global.subscriptions.initTimeoutMs', env: 'MARINER_WS_INIT_TIMEOUT_MS', owner: 'gateway', min: 100, max: 600_000 },
-  { path: 'global.vectorStores.embeddingBatchSize', env: 'MARINER_EMBEDDING_BATCH_SIZE', owner: 'vectorstores', min: 1, max: 2048 },
-  { path: 'global.vectorStores.ingestionConcurrency', env: 'MARINER_INGESTION_CONCURRENCY', owner: 'vectorstores', min: 1, max: 64 },
-  { path: 'global.vectorStores.ingestionLeaseSeconds', env: 'MARINER_INGESTION_LEASE_SECONDS', owner: 'vectorstores', min: 2, max: 3600 },
-] satisfies { path: string; env: string; owner: RegistryName; min: number; max: number }[]).map(({ owner, ...setting }) => ({ ...setting, component: processOf(owner) }));
+const RANGED_SETTINGS: { path: string; env: string; component: ComponentName; min: number; max: number }[] = [
+  { path: 'global.inference.rateLimits.requestsPerMinute', env: 'MARINER_RATE_LIMIT_RPM', component: 'inference', min: 0, max: 100_000_000 },
+  { path: 'global.inference.rateLimits.tokensPerMinute', env: 'MARINER_RATE_LIMIT_TPM', component: 'inference', min: 0, max: 1_000_000_000 },
+  { path: 'global.inference.usage.flushIntervalMs', env: 'MARINER_USAGE_FLUSH_MS', component: 'inference', min: 10, max: 600_000 },
+  { path: 'global.inference.usage.retentionDays', env: 'MARINER_USAGE_RETENTION_DAYS', component: 'inference', min: 0, max: 36_500 },
+  { path: 'global.inference.requestWaitSeconds', env: 'MARINER_INFERENCE_WAIT_SECONDS', component: 'inference', min: 0, max: 3600 },
+  { path: 'global.inference.runtimeFreshSeconds', env: 'MARINER_RUNTIME_FRESH_SECONDS', component: 'inference', min: 5, max: 3600 },
+  { path: 'global.jobs.dispatchIntervalMs', env: 'MARINER_JOB_DISPATCH_INTERVAL_MS', component: 'jobs', min: 100, max: 600_000 },
+  { path: 'global.jobs.rescheduleAfterSeconds', env: 'MARINER_JOB_RESCHEDULE_AFTER_SECONDS', component: 'jobs', min: 5, max: 7 * 24 * 3600 },
+  { path: 'global.subscriptions.maxPerConnection', env: 'MARINER_WS_MAX_PER_CONNECTION', component: 'gateway', min: 1, max: 100_000 },
+  { path: 'global.subscriptions.maxPerUser', env: 'MARINER_WS_MAX_PER_USER', component: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.maxQueuedEvents', env: 'MARINER_WS_MAX_QUEUED_EVENTS', component: 'gateway', min: 1, max: 1_000_000 },
+  { path: 'global.subscriptions.revalidateIntervalMs', env: 'MARINER_WS_REVALIDATE_MS', component: 'gateway', min: 100, max: 3_600_000 },
+  { path: 'global.subscriptions.initTimeoutMs', env: 'MARINER_WS_INIT_TIMEOUT_MS', component: 'gateway', min: 100, max: 600_000 },
+  { path: 'global.vectorStores.embeddingBatchSize', env: 'MARINER_EMBEDDING_BATCH_SIZE', component: 'vectorstores', min: 1, max: 2048 },
+  { path: 'global.vectorStores.ingestionConcurrency', env: 'MARINER_INGESTION_CONCURRENCY', component: 'vectorstores', min: 1, max: 64 },
+  { path: 'global.vectorStores.ingestionLeaseSeconds', env: 'MARINER_INGESTION_LEASE_SECONDS', component: 'vectorstores', min: 2, max: 3600 },
+];
 
 /** The other settings added with them (not ranged), by environment name. */
 const OTHER_SETTINGS = [
@@ -421,8 +421,8 @@ describe('settings of lib/config through values: set only where given, on the De
       }
     }
     const some = await render([valuesAt('some.yaml', { 'global.inference.rateLimits.requestsPerMinute': 600, 'global.inference.usage.retentionDays': 0, 'global.jobs.dispatchIntervalMs': 1000 })]);
-    expect(serveConfigOf(some, processOf('inference')).config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
-    expect(serveConfigOf(some, processOf('jobs')).config.jobs.dispatchIntervalMs).toBe(1000);
+    expect(serveConfigOf(some, 'inference').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
+    expect(serveConfigOf(some, 'jobs').config.jobs.dispatchIntervalMs).toBe(1000);
   });
 
   it('a value past lib/config\'s range fails helm template and helm lint, with its path and the bound', async () => {
@@ -454,9 +454,9 @@ describe('settings of lib/config through values: set only where given, on the De
     ]);
     expect(problemsOf(manifests)).toEqual([]);
     expect(plainCredentials(manifests)).toEqual([]);
-    for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual([`mariner-${processOf('jobs')}`]);
+    for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual(['mariner-jobs']);
     for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN']) expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
-    expect(serveConfigOf(manifests, processOf('jobs')).config.jobs).toMatchObject({
+    expect(serveConfigOf(manifests, 'jobs').config.jobs).toMatchObject({
       batchImages: { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
       notebookImages: { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
     });

@@ -33,6 +33,8 @@ describe('mariner serve: each component in its own server, as the chart deploys 
   const running: RunningComponent[] = [];
   let gateway: RunningComponent;
   let sessions: RunningComponent;
+  let inference: RunningComponent;
+  let jobs: RunningComponent;
   const adminKey = `sk-${randomString(40)}`;
 
   /** A component of this deployment (test/support/serveComponent.ts). */
@@ -49,8 +51,12 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     }
     urls['models'] = (await start('models', url('files'))).subgraphUrls.models!;
     const gatewayPort = await freePort();
-    sessions = await start('sessions', { ...url('models'), ...url('files'), ...url('users'), ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}` });
-    Object.assign(urls, sessions.subgraphUrls);
+    // The agents' tunnels end in sessions; inference and jobs, each its own component, reach them at its
+    // peer endpoint (always on in the chart).
+    sessions = await start('sessions', { ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, MARINER_SESSIONS_PEER_PORT: '0' });
+    inference = await start('inference', { ...url('models'), ...url('clusters') });
+    jobs = await start('jobs', { ...url('files'), ...url('models'), ...url('users'), ...url('clusters') });
+    for (const component of [sessions, inference, jobs]) Object.assign(urls, component.subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     // Every subgraph of the supergraph must be served by some component, or the gateway has no address for it.
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
@@ -130,8 +136,8 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       expect(listed.data.find((c) => c.name === 'gpu-east')).toMatchObject({ connected: true });
       const metrics = await (await fetch(`${sessions.opsUrl}/metrics`)).text();
       expect(metrics).toMatch(/^mariner_tunnel_connections\{component="sessions"\} 1$/m);
-      // A job for that cluster: its agent does not run batch commands, so the job fails at dispatch, and the
-      // sessions component's job gauge counts it.
+      // A job for that cluster, dispatched by the jobs component through the tunnel held by sessions: its
+      // agent does not run batch commands, so the job fails at dispatch, and the jobs component's gauge counts it.
       const created = await fetch(`${ingress.url}/v1/batch/jobs`, {
         method: 'POST',
         headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
@@ -139,12 +145,12 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       });
       expect(created.status).toBe(200);
       const deadline = Date.now() + 20_000;
-      let jobs = '';
-      while (!/^mariner_jobs\{kind="batch",status="failed",component="sessions"\} 1$/m.test(jobs) && Date.now() < deadline) {
+      let gauges = '';
+      while (!/^mariner_jobs\{kind="batch",status="failed",component="jobs"\} 1$/m.test(gauges) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        jobs = await (await fetch(`${sessions.opsUrl}/metrics`)).text();
+        gauges = await (await fetch(`${jobs.opsUrl}/metrics`)).text();
       }
-      expect(jobs).toMatch(/^mariner_jobs\{kind="batch",status="failed",component="sessions"\} 1$/m);
+      expect(gauges).toMatch(/^mariner_jobs\{kind="batch",status="failed",component="jobs"\} 1$/m);
     } finally {
       await agentOps.close();
       await agent.close();
@@ -152,7 +158,7 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     }
   });
 
-  it('a stopping gateway ends a streamed completion still open at the drain limit with an error event, closes its graphql-ws connections with 1001 and a reason, and finishes stopping', { timeout: 120_000 }, async () => {
+  it('completions reach the runtime of an agent whose tunnel ends in sessions through the inference component, never for an organization the cluster does not serve; a stopping gateway ends a streamed completion still open at the drain limit with an error event, closes its graphql-ws connections with 1001 and a reason, and finishes stopping', { timeout: 120_000 }, async () => {
     // A tiny model served by an agent's local runtime, behind the one-host ingress.
     const ingress = await startIngress([
       ['/graphql', gateway.url],
@@ -160,7 +166,15 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       ['/v1/sessions-worker-service', sessions.url],
     ]);
     const objectStore = await createObjectStore(loadConfig({ MARINER_DATA_DIR: dataDir }).objectStore);
-    const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(`${ingress.url}/graphql`, 'mutation { registerCluster(input: { name: "gpu-west" }) { registrationKey } }', undefined, { token: adminKey });
+    // A platform cluster that serves the default organization only.
+    const organizations = await graphqlCall<{ organizations: { items: { id: string; isDefault: boolean }[] } }>(`${ingress.url}/graphql`, '{ organizations { items { id isDefault } } }', undefined, { token: adminKey });
+    const defaultOrganization = organizations.data!.organizations.items.find((o) => o.isDefault)!.id;
+    const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(
+      `${ingress.url}/graphql`,
+      'mutation($org: ID!) { registerCluster(input: { name: "gpu-west", sharedWithAllOrganizations: false, grantedOrganizationIds: [$org] }) { registrationKey } }',
+      { org: defaultOrganization },
+      { token: adminKey },
+    );
     const worker = data!.registerCluster.registrationKey;
     const agent = await startAgent({
       controlPlaneUrl: ingress.url,
@@ -184,13 +198,14 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: 'tiny-serve' }, adminKey);
       await agent.reconcileRuntimes();
       await agent.reconcileRuntimes();
-      // The sessions component exposes the runtime as its agent reported it.
+      // The inference component exposes the runtime as its agent reported it.
       const clusterId = agent.clusterId;
-      expect(await (await fetch(`${sessions.opsUrl}/metrics`)).text()).toMatch(
-        new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="sessions"\\} 1$`, 'm'),
+      expect(await (await fetch(`${inference.opsUrl}/metrics`)).text()).toMatch(
+        new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="inference"\\} 1$`, 'm'),
       );
 
-      // The gateway reaches inference (served by the sessions process) over the data plane's HTTP hop:
+      // The gateway reaches the inference component over the data plane's HTTP hop, and inference the
+      // agent's runtime through the sessions component's peer endpoint, where the tunnel ends:
       // a whole answer, a stream to its end without the usage chunk it hid, and a bad key refused in
       // OpenAI's shape.
       const completion = await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
@@ -202,6 +217,14 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       expect(chunks.filter((c) => c.usage)).toEqual([]);
       const refused = await new OpenAI({ apiKey: 'sk-not-a-key', baseURL: `${ingress.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+      // Another organization's key: the cluster does not serve that organization, so the model it runs is
+      // refused to it as not found, and nothing is sent to the cluster.
+      const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);
+      const { createProject } = await gql('mutation($org: ID!) { createProject(input: { organizationId: $org, title: "other project" }) { id } }', { org: createOrganization.id }, adminKey);
+      const { createApiKey } = await gql('mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }', { input: { name: 'other-key', projectId: createProject.id, isServiceAccount: true, role: 'READER' } }, adminKey);
+      const other = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
+      const notServed = await other.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 }).catch((e: unknown) => e);
+      expect(notServed).toBeInstanceOf(OpenAI.NotFoundError);
 
       // A streamed completion long enough to be in flight when the gateway stops.
       const response = await fetch(`${gateway.url}/v1/chat/completions`, {
@@ -355,7 +378,7 @@ describe('mariner serve: configuration', () => {
       });
     const [noSecret, unknown] = await Promise.all([run(['serve', 'gateway']), run(['serve', 'billing'])]);
     expect(noSecret).toEqual({ code: 2, stderr: expect.stringContaining('mariner: MARINER_INTERNAL_TOKEN_SECRET is required for mariner serve gateway') });
-    expect(unknown).toEqual({ code: 2, stderr: expect.stringContaining('serve needs one component: gateway, users, rbac, files, models, clusters, sessions, vectorstores (got "billing")') });
+    expect(unknown).toEqual({ code: 2, stderr: expect.stringContaining('serve needs one component: gateway, users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores (got "billing")') });
   }, 30_000);
 
   it('names every subgraph URL the gateway lacks', () => {

@@ -95,11 +95,15 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     urls['models'] = (await start('models', url('files'))).subgraphUrls.models!;
     const gatewayPort = await freePort();
     peerPortA = await freePort();
-    const sessionsEnv = { ...url('models'), ...url('files'), ...url('users'), ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, MARINER_SESSIONS_PEER_HEARTBEAT_MS: '300', MARINER_JOB_DISPATCH_INTERVAL_MS: '600000' };
+    const heartbeat = { MARINER_SESSIONS_PEER_HEARTBEAT_MS: '300' };
+    const sessionsEnv = { ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, ...heartbeat };
     replicaA = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: String(peerPortA) });
-    // The gateway sends GraphQL (inference, jobs, sessions) to replica B only.
+    // The gateway sends the sessions subgraph's GraphQL to replica B only.
     replicaB = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: '0' });
     Object.assign(urls, replicaB.subgraphUrls);
+    // Inference and jobs, each its own component, find the replica holding a cluster in the tunnel directory.
+    Object.assign(urls, (await start('inference', { ...url('models'), ...url('clusters'), ...heartbeat })).subgraphUrls);
+    Object.assign(urls, (await start('jobs', { ...url('files'), ...url('models'), ...url('users'), ...url('clusters'), ...heartbeat, MARINER_JOB_DISPATCH_INTERVAL_MS: '600000' })).subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
@@ -145,7 +149,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('replica B lists the cluster held by A and answers completions through A, streamed or not; its /v1/sessions routes go through A', async () => {
+  it('replica B lists the cluster held by A; the inference component answers completions through A, streamed or not; B\'s /v1/sessions routes go through A', async () => {
     await until(listedConnected, 'replica B to list the cluster');
     const client = new OpenAI({ apiKey: adminKey, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
     const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 4 });
@@ -159,7 +163,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     expect({ status: kube.status, body: await kube.json() }).toMatchObject({ status: 404, body: { message: 'cluster replicated runs the local executor: it has no Kubernetes API' } });
   });
 
-  it('cancelling a streamed completion at B stops the generation at the agent', async () => {
+  it('cancelling a streamed completion stops the generation at the agent, across the peer endpoint', async () => {
     const before = await runtimeMetrics();
     const controller = new AbortController();
     const response = await fetch(`${gateway.url}/v1/chat/completions`, {
@@ -180,7 +184,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     }, 'the generation to stop at the agent');
   });
 
-  it('a job queued at B is dispatched at once, through A', async () => {
+  it('a job queued at the jobs component is dispatched at once, through A', async () => {
     // The agent's local executor does not run batch commands: it refuses the job, which then fails.
     const created = await fetch(`${gateway.url}/v1/batch/jobs`, {
       method: 'POST',

@@ -20,16 +20,19 @@ import type { SessionsContext } from './context.js';
 import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
 import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
-import { ClusterTransportRouter, peerTokens, startPeerServer, TunnelDirectory } from './peers.js';
+import { ClusterTransportRouter, peerTokens, startPeerServer } from './peers.js';
 import { resolvers } from './resolvers.js';
 import { createSessionAuthorizer } from './sessionAuth.js';
 import { createSessionCookies } from './sessionCookie.js';
+import { TunnelDirectory } from './tunnelDirectory.js';
 import { createTunnelEndpoint, type TunnelEndpoint } from './tunnelEndpoint.js';
 import { TunnelRegistry } from './tunnelRegistry.js';
 
 export { classifyKubePath, SESSIONS_PREFIX } from './kubeProxy.js';
 export { isNotebookPath, parseNotebookPath } from './notebookProxy.js';
-export { ClusterTransportRouter, PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from './peers.js';
+export { ClusterTransportRouter } from './peers.js';
+export { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from './peerTokens.js';
+export { RemoteAgentTunnels } from './remoteTunnels.js';
 export { NoTunnelError, TunnelRegistry, type TunnelInfo } from './tunnelRegistry.js';
 
 /** The schema of the sessions component's tables (its tunnel directory, peers.ts). */
@@ -46,14 +49,14 @@ export interface Sessions {
   definition: SubgraphDefinition<SessionsContext>;
   registry: TunnelRegistry;
   /**
-   * How inference, jobs and the user proxies reach a cluster's agent: a local tunnel, or (after
-   * `enablePeers`) the replica that holds one.
+   * How the user proxies (and, in one process, inference and jobs) reach a cluster's agent: a local
+   * tunnel, or (after `enablePeers`) the replica that holds one.
    */
   transport: ClusterTransportRouter;
   /**
-   * Several replicas (peers.ts): serves the peer endpoint on `port` (0: any) and advertises `address`
-   * (default `<host>:<port>`) to the other replicas, through the tunnel directory (its table migrated).
-   * Call before inference and jobs subscribe to `transport`.
+   * Under `mariner serve` (peers.ts): serves the peer endpoint on `port` (0: any) and advertises `address`
+   * (default `<host>:<port>`) to the other replicas and to the inference and jobs processes, through the
+   * tunnel directory (its table migrated).
    */
   enablePeers(options: { db: Database; pubsub: PubSub; host: string; port: number; address?: string | undefined; heartbeatMs: number }): Promise<{ port: number; address: string; replicaId: string }>;
   /** Agents dial here (`/v1/sessions-worker-service/...`, upgrade requests only). */
@@ -117,7 +120,7 @@ export function createSessions(options: {
       const advertised = peer.host === '0.0.0.0' || peer.host === '::' ? hostname() : peer.host;
       const address = peer.address ?? `${advertised.includes(':') ? `[${advertised}]` : advertised}:${server.port}`;
       const replicaId = `${hostname()}-${randomString(8)}`;
-      directory = new TunnelDirectory({ knex: peer.db.knex, schema: SESSIONS_SCHEMA, pubsub: peer.pubsub, registry, replicaId, peerAddress: address, heartbeatMs: peer.heartbeatMs, logger });
+      directory = new TunnelDirectory({ knex: peer.db.knex, schema: SESSIONS_SCHEMA, pubsub: peer.pubsub, replica: { registry, replicaId, peerAddress: address }, heartbeatMs: peer.heartbeatMs, logger });
       await directory.start();
       transport.usePeers(directory, tokens);
       logger.info({ peerAddress: address, replicaId }, 'sessions peer endpoint listening');
@@ -165,10 +168,11 @@ function publicRoutesOf({ tunnelEndpoint, userProxy }: Sessions): PublicRoutes {
 
 /**
  * The sessions component: the agents' tunnels end here, and with them everything that reaches agents
- * (the registry's `transport`, which inference and jobs use in this process). Its public routes: the
- * tunnel endpoint and the Kubernetes API and notebook proxies. With MARINER_SESSIONS_PEER_PORT (several
- * replicas of `mariner serve sessions`), requests for a cluster whose tunnels end on another replica go
- * there (peers.ts).
+ * (the registry's `transport`, which inference and jobs use when they run in this process: `mariner up`).
+ * Its public routes: the tunnel endpoint and the Kubernetes API and notebook proxies. Under `mariner
+ * serve`, MARINER_SESSIONS_PEER_PORT opens the peer endpoint and writes the tunnel directory: the
+ * inference and jobs processes (remoteTunnels.ts) and the other sessions replicas send requests for the
+ * clusters whose tunnels end here to it (peers.ts).
  */
 export const sessionsComponent = defineComponent({
   name: 'sessions',
@@ -187,6 +191,9 @@ export const sessionsComponent = defineComponent({
     observers.observeTunnels(sessions.registry);
     // `mariner up` is one process: every tunnel ends in it, so it has no peers.
     const { peerPort, peerAddress, peerHeartbeatMs } = settings.sessions;
+    if (!embedded && peerPort === undefined) {
+      logger.warn("MARINER_SESSIONS_PEER_PORT is not set: the inference and jobs components (and other sessions replicas) cannot reach this replica's tunnels");
+    }
     if (!embedded && peerPort !== undefined) {
       try {
         await sessions.enablePeers({ db, pubsub, host: settings.host, port: peerPort, address: peerAddress, heartbeatMs: peerHeartbeatMs });

@@ -36,8 +36,9 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 
 {{/*
 The control-plane components and the ports each serves (bin/serve.ts): the first port carries the
-component's traffic; sessions serves its subgraphs on the next ports (sessions 8081, inference 8082,
-jobs 8083): inference and jobs reach agents through the tunnels that end in that process. 9090 is every component's operations port (/healthz, /readyz, /metrics).
+component's traffic; sessions serves its subgraph on the next port (8081) and its peer endpoint on 8090
+(not listed: it is not part of its Service), where inference and jobs reach the agents' tunnels that end
+in it. 9090 is every component's operations port (/healthz, /readyz, /metrics).
 */}}
 {{- define "mariner.components" -}}
 gateway: [{name: http, port: 8080}]
@@ -46,7 +47,9 @@ rbac: [{name: graphql, port: 8080}]
 files: [{name: graphql, port: 8080}]
 models: [{name: graphql, port: 8080}]
 clusters: [{name: graphql, port: 8080}]
-sessions: [{name: http, port: 8080}, {name: sessions, port: 8081}, {name: inference, port: 8082}, {name: jobs, port: 8083}]
+sessions: [{name: http, port: 8080}, {name: sessions, port: 8081}]
+inference: [{name: graphql, port: 8080}]
+jobs: [{name: graphql, port: 8080}]
 vectorstores: [{name: graphql, port: 8080}]
 {{- end -}}
 
@@ -59,8 +62,8 @@ MARINER_SUBGRAPH_FILES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "fil
 MARINER_SUBGRAPH_MODELS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "models") }}
 MARINER_SUBGRAPH_CLUSTERS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "clusters") }}
 MARINER_SUBGRAPH_SESSIONS_URL: {{ printf "http://%s:8081/graphql" (printf $svc "sessions") }}
-MARINER_SUBGRAPH_INFERENCE_URL: {{ printf "http://%s:8082/graphql" (printf $svc "sessions") }}
-MARINER_SUBGRAPH_JOBS_URL: {{ printf "http://%s:8083/graphql" (printf $svc "sessions") }}
+MARINER_SUBGRAPH_INFERENCE_URL: {{ printf "http://%s:8080/graphql" (printf $svc "inference") }}
+MARINER_SUBGRAPH_JOBS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "jobs") }}
 MARINER_SUBGRAPH_VECTORSTORES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "vectorstores") }}
 MARINER_GATEWAY_URL: {{ printf "http://%s:8080/graphql" (printf $svc "gateway") }}
 {{- end -}}
@@ -159,18 +162,17 @@ integers (Helm reads numbers as floats), maps and lists as JSON.
 
 {{/*
 The settings of one control-plane component that only it reads, as env entries on its Deployment (a
-change rolls that Deployment alone): (dict "root" $ "component" "sessions"). sessions serves inference
-(rate limits, usage, waits) and jobs; the gateway holds the graphql-ws subscriptions; vectorstores the
-vector index.
+change rolls that Deployment alone): (dict "root" $ "component" "inference"). inference: rate limits,
+usage, waits; jobs: dispatch and image presets; the gateway holds the graphql-ws subscriptions;
+vectorstores the vector index.
 */}}
 {{- define "mariner.componentSettingsEnv" -}}
 {{- $g := .root.Values.global -}}
 {{- $settings := dict -}}
-{{- if eq .component "sessions" -}}
+{{- if eq .component "inference" -}}
 {{- $inference := $g.inference | default dict -}}
 {{- $rateLimits := $inference.rateLimits | default dict -}}
 {{- $usage := $inference.usage | default dict -}}
-{{- $jobs := $g.jobs | default dict -}}
 {{- $settings = dict
   "MARINER_RATE_LIMIT_RPM" $rateLimits.requestsPerMinute
   "MARINER_RATE_LIMIT_TPM" $rateLimits.tokensPerMinute
@@ -178,6 +180,10 @@ vector index.
   "MARINER_USAGE_RETENTION_DAYS" $usage.retentionDays
   "MARINER_INFERENCE_WAIT_SECONDS" $inference.requestWaitSeconds
   "MARINER_RUNTIME_FRESH_SECONDS" $inference.runtimeFreshSeconds
+-}}
+{{- else if eq .component "jobs" -}}
+{{- $jobs := $g.jobs | default dict -}}
+{{- $settings = dict
   "MARINER_JOB_DISPATCH_INTERVAL_MS" $jobs.dispatchIntervalMs
   "MARINER_JOB_RESCHEDULE_AFTER_SECONDS" $jobs.rescheduleAfterSeconds
   "MARINER_BATCH_IMAGES" $jobs.batchImages
