@@ -74,9 +74,15 @@ describe('autoscaler settings', () => {
       MARINER_AUTOSCALER_TARGET_IN_FLIGHT: '2.5',
       MARINER_AUTOSCALER_MODELS: JSON.stringify({ 'big-model': { maxReplicas: 16, scaleToZeroGraceSeconds: 60 } }),
     }).autoscaler;
-    expect(config).toMatchObject({ enabled: true, defaults: { minReplicas: 0, maxReplicas: 4, targetInFlight: 2.5 }, models: { 'big-model': { maxReplicas: 16, scaleToZeroGraceSeconds: 60 } } });
+    expect(config).toMatchObject({
+      enabled: true,
+      defaults: { minReplicas: 0, maxReplicas: 4, targetInFlight: 2.5 },
+      models: { 'big-model': { maxReplicas: 16, scaleToZeroGraceSeconds: 60 } },
+    });
     expect(loadConfig({}).autoscaler.enabled).toBe(false);
-    expect(() => loadConfig({ MARINER_AUTOSCALER_MAX_SCALE_DOWN_RATE: '2' })).toThrow(/MARINER_AUTOSCALER_MAX_SCALE_DOWN_RATE must be a number between 0 and 1/);
+    expect(() => loadConfig({ MARINER_AUTOSCALER_MAX_SCALE_DOWN_RATE: '2' })).toThrow(
+      /MARINER_AUTOSCALER_MAX_SCALE_DOWN_RATE must be a number between 0 and 1/,
+    );
     expect(() => loadConfig({ MARINER_AUTOSCALER_MIN_REPLICAS: '5', MARINER_AUTOSCALER_MAX_REPLICAS: '2' })).toThrow(/must not exceed/);
     expect(() => loadConfig({ MARINER_AUTOSCALER_MODELS: '{"m":{"replicas":2}}' })).toThrow(/"m"\]\.replicas is not a scaler setting/);
     expect(() => loadConfig({ MARINER_AUTOSCALER_MODELS: '{"m":{"minReplicas":1.5}}' })).toThrow(/must be an integer/);

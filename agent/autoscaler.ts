@@ -113,7 +113,13 @@ export interface AutoscaledRuntimeHost extends RuntimeHost {
  * After an agent restart, a runtime that exists keeps its replicas (`currentReplicas`); a model new to
  * the cluster starts with its configured replicas, at least one (it was activated for a reason).
  */
-export function createAutoscaler(inner: RuntimeHost, config: AutoscalerConfig, logger: Logger, onScale: () => void, clock: () => number = Date.now): AutoscaledRuntimeHost {
+export function createAutoscaler(
+  inner: RuntimeHost,
+  config: AutoscalerConfig,
+  logger: Logger,
+  onScale: () => void,
+  clock: () => number = Date.now,
+): AutoscaledRuntimeHost {
   const scalers = new Map<string, ModelScaler>();
   const log = logger.child({ component: 'autoscaler' });
 
@@ -162,7 +168,9 @@ export function createAutoscaler(inner: RuntimeHost, config: AutoscalerConfig, l
     const now = clock();
     const idle = scaler.gauge.inFlight === 0;
     const scaleToZeroAt =
-      settings.minReplicas === 0 && scaler.replicas > 0 && idle ? new Date(scaler.gauge.lastActiveAt + settings.scaleToZeroGraceSeconds * 1000).toISOString() : null;
+      settings.minReplicas === 0 && scaler.replicas > 0 && idle
+        ? new Date(scaler.gauge.lastActiveAt + settings.scaleToZeroGraceSeconds * 1000).toISOString()
+        : null;
     return {
       minReplicas: settings.minReplicas,
       maxReplicas: settings.maxReplicas,
@@ -184,7 +192,10 @@ export function createAutoscaler(inner: RuntimeHost, config: AutoscalerConfig, l
         for (const model of added) {
           const settings = settingsOf(model.id);
           const found = existing.get(model.id);
-          const replicas = found === undefined ? clamp(model.replicas, Math.max(1, settings.minReplicas), settings.maxReplicas) : clamp(found, settings.minReplicas, settings.maxReplicas);
+          const replicas =
+            found === undefined
+              ? clamp(model.replicas, Math.max(1, settings.minReplicas), settings.maxReplicas)
+              : clamp(found, settings.minReplicas, settings.maxReplicas);
           scalers.set(model.id, { settings, replicas, gauge: new InFlightGauge(now), samples: [], averageInFlight: 0, lastScaledAt: null, lastReason: null });
           log.info({ modelId: model.id, replicas, adopted: found !== undefined }, 'autoscaling the model');
         }

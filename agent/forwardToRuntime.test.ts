@@ -22,7 +22,13 @@ describe('forwardToRuntime', () => {
     // The agent's side of the tunnel: an HTTP/2 server forwarding to the runtime.
     const agent = http2.createServer((req, res) => {
       logRuntimeRequest(logger, req, res, 'm1', '/v1/chat/completions');
-      forwardToRuntime({ baseUrl: `http://127.0.0.1:${(runtime.address() as AddressInfo).port}`, modelId: 'm1', req, res, runtimePath: '/v1/chat/completions' });
+      forwardToRuntime({
+        baseUrl: `http://127.0.0.1:${(runtime.address() as AddressInfo).port}`,
+        modelId: 'm1',
+        req,
+        res,
+        runtimePath: '/v1/chat/completions',
+      });
     });
     await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
     const session = http2.connect(`http://127.0.0.1:${(agent.address() as AddressInfo).port}`);
@@ -32,7 +38,12 @@ describe('forwardToRuntime', () => {
       runtime.close();
     });
 
-    const stream = session.request({ ':method': 'POST', ':path': '/mariner/v1/runtimes/m1/v1/chat/completions', 'content-type': 'application/json', 'x-request-id': 'trace-123:1' });
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/mariner/v1/runtimes/m1/v1/chat/completions',
+      'content-type': 'application/json',
+      'x-request-id': 'trace-123:1',
+    });
     stream.end('{}');
     let body = '';
     stream.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));

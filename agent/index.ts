@@ -104,8 +104,14 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const graphqlUrl = new URL('/graphql', options.controlPlaneUrl).toString();
   const asWorker = { authorization: `Bearer ${options.registrationKey}` };
   const worker = async () =>
-    (await graphqlRequest<{ workerCluster: { clusterId: string; clusterName: string; config: ClusterConfig | null } }>(graphqlUrl, WORKER_CLUSTER, {}, asWorker))
-      .workerCluster;
+    (
+      await graphqlRequest<{ workerCluster: { clusterId: string; clusterName: string; config: ClusterConfig | null } }>(
+        graphqlUrl,
+        WORKER_CLUSTER,
+        {},
+        asWorker,
+      )
+    ).workerCluster;
 
   let cluster: Awaited<ReturnType<typeof worker>>;
   try {
@@ -124,7 +130,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let reconciler: ReturnType<typeof startRuntimeReconciler> | undefined;
   // The runtimes as requests and the reconciler see them: with the autoscaler, it decides the replicas.
   const autoscaled: AutoscaledRuntimeHost | undefined =
-    executor.runtimes && options.autoscaler?.enabled ? createAutoscaler(executor.runtimes, options.autoscaler, logger, () => void reconciler?.reconcileNow()) : undefined;
+    executor.runtimes && options.autoscaler?.enabled
+      ? createAutoscaler(executor.runtimes, options.autoscaler, logger, () => void reconciler?.reconcileNow())
+      : undefined;
   const runtimes = autoscaled ?? executor.runtimes;
   const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
   function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
@@ -147,13 +155,20 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // `/mariner/v1/jobs` (start) and `/mariner/v1/jobs/<id>/cancel`: the control plane's job dispatcher.
     const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/(cancel|stop|start|delete))?$/.exec(path);
     if (jobRoute && req.method === 'POST') {
-      return void handleJob(req, res, jobRoute[1] ? { id: decodeURIComponent(jobRoute[1]), action: jobRoute[2] as 'cancel' | 'stop' | 'start' | 'delete' } : undefined);
+      return void handleJob(
+        req,
+        res,
+        jobRoute[1] ? { id: decodeURIComponent(jobRoute[1]), action: jobRoute[2] as 'cancel' | 'stop' | 'start' | 'delete' } : undefined,
+      );
     }
     // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
     const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
     if (runtime) {
       logRuntimeRequest(logger, req, res, decodeURIComponent(runtime[1]!), runtime[2]!);
-      if (!runtimes) return json(res, 503, { error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null } });
+      if (!runtimes)
+        return json(res, 503, {
+          error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null },
+        });
       return runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
@@ -168,7 +183,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
   }
 
-  async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, on: { id: string; action: 'cancel' | 'stop' | 'start' | 'delete' } | undefined): Promise<void> {
+  async function handleJob(
+    req: Http2ServerRequest,
+    res: Http2ServerResponse,
+    on: { id: string; action: 'cancel' | 'stop' | 'start' | 'delete' } | undefined,
+  ): Promise<void> {
     const jobs = executor.jobs;
     // The id of the request that created the job (the dispatcher's x-request-id) on every line about it.
     const requestId = typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'].slice(0, 200) : undefined;
@@ -188,7 +207,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         const job = (body ? (JSON.parse(body) as Partial<DispatchedJob>) : {}) as DispatchedJob;
         job.id = on.id;
         const done =
-          on.action === 'cancel' ? await jobs.cancel(on.id) : on.action === 'stop' ? await (jobs.stop?.(job) ?? false) : on.action === 'start' ? await (jobs.resume?.(job) ?? false) : await (jobs.remove?.(job) ?? false);
+          on.action === 'cancel'
+            ? await jobs.cancel(on.id)
+            : on.action === 'stop'
+              ? await (jobs.stop?.(job) ?? false)
+              : on.action === 'start'
+                ? await (jobs.resume?.(job) ?? false)
+                : await (jobs.remove?.(job) ?? false);
         return done ? json(res, 202, { [on.action]: on.id }) : refuse(404, `job ${on.id} is not here`);
       }
       const job = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8')) as DispatchedJob;
@@ -211,7 +236,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   async function reconcileJobs(): Promise<void> {
     const jobs = executor.jobs;
     if (!jobs) return;
-    const { workerJobs } = await graphqlRequest<{ workerJobs: (DispatchedJob & { status: string; pendingAction: string | null })[] }>(graphqlUrl, WORKER_JOBS, {}, asWorker);
+    const { workerJobs } = await graphqlRequest<{ workerJobs: (DispatchedJob & { status: string; pendingAction: string | null })[] }>(
+      graphqlUrl,
+      WORKER_JOBS,
+      {},
+      asWorker,
+    );
     for (const job of workerJobs) {
       if (job.pendingAction === 'CREATING' || (await jobs.has(job))) continue;
       logger.warn({ jobId: job.id }, 'the control plane has a job here that this agent does not run; reporting it lost');

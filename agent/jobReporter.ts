@@ -71,8 +71,9 @@ export class JobReporter {
   line(jobId: string, text: string): void {
     const queue = this.queue(jobId);
     queue.lines.push({ offset: queue.nextOffset++, text, time: new Date().toISOString() });
-    if (queue.lines.length >= BATCH_LINES) this.drain(jobId);
-    else queue.timer ??= setTimeout(() => this.drain(jobId), FLUSH_DELAY_MS);
+    // `send` retries until it succeeds or the reporter closes: the drain never rejects.
+    if (queue.lines.length >= BATCH_LINES) void this.drain(jobId);
+    else queue.timer ??= setTimeout(() => void this.drain(jobId), FLUSH_DELAY_MS);
   }
 
   /** Queues a phase change, sent after the lines before it. Resolves when the control plane has it. */

@@ -21,7 +21,6 @@ export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
   return kc;
 }
 
-
 /**
  * The runtime settings of an agent started from the command line, or null when MARINER_RUNTIMES=off
  * (a cluster for jobs only). MARINER_RUNTIME_NAMESPACE (default: the agent's own namespace in a pod,
@@ -87,10 +86,21 @@ export async function createKubernetesExecutor(options: {
   // In a pod, the context's namespace is the agent's own (client-node reads the service account's).
   const contextNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace;
   const runtimes = runtimeSettings
-    ? createKubernetesRuntimeHost({ ...runtimeSettings, namespace: runtimeSettings.namespace ?? contextNamespace ?? 'mariner-runtimes', kubeConfig: kc, logger: options.logger })
+    ? createKubernetesRuntimeHost({
+        ...runtimeSettings,
+        namespace: runtimeSettings.namespace ?? contextNamespace ?? 'mariner-runtimes',
+        kubeConfig: kc,
+        logger: options.logger,
+      })
     : null;
   const jobs = options.reporter
-    ? createKubernetesJobHost({ kubeConfig: kc, objectStore: options.objectStore, reporter: options.reporter, logger: options.logger, settings: options.jobs ?? jobSettingsFromEnv() })
+    ? createKubernetesJobHost({
+        kubeConfig: kc,
+        objectStore: options.objectStore,
+        reporter: options.reporter,
+        logger: options.logger,
+        settings: options.jobs ?? jobSettingsFromEnv(),
+      })
     : null;
   return {
     kind: 'kubernetes',
@@ -111,7 +121,11 @@ export async function createKubernetesExecutor(options: {
       // No configuration and none applied before: leave the device plugin alone.
       if (!existing && !config?.timeSlicingGpus) return;
       if (existing) {
-        await core.replaceNamespacedConfigMap({ name, namespace, body: { ...manifest, metadata: { ...manifest.metadata, resourceVersion: existing.metadata?.resourceVersion } } });
+        await core.replaceNamespacedConfigMap({
+          name,
+          namespace,
+          body: { ...manifest, metadata: { ...manifest.metadata, resourceVersion: existing.metadata?.resourceVersion } },
+        });
       } else {
         try {
           await core.createNamespacedConfigMap({ namespace, body: manifest });

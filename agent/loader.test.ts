@@ -133,9 +133,12 @@ describe('the agent’s model loader', () => {
   }
 
   async function put(key: string, bytes: Buffer): Promise<void> {
-    await t.platform.objectStore.put(key, (async function* () {
-      yield bytes;
-    })());
+    await t.platform.objectStore.put(
+      key,
+      (async function* () {
+        yield bytes;
+      })(),
+    );
   }
 
   it('a Hugging Face repository is streamed file by file into the model’s folder, reporting progress; the model then lists as loaded, formats HUGGING_FACE, its files byte-identical', async () => {
@@ -148,7 +151,9 @@ describe('the agent’s model loader', () => {
     // LOADING reports (each renews the lease) say how far the download is.
     const during = await modelUntil('acme-tiny-llm', (m) => /model\.safetensors/.test(m.loadingStatusMessage ?? ''), 'progress on the weights');
     expect(during).toMatchObject({ loadingStatus: 'LOADING', loadingClusterId: clusterId });
-    expect(during.loadingStatusMessage).toMatch(/^downloaded [\d.]+ (KiB|MiB) of 4\.0 MiB \(file 3 of 3: model\.safetensors\) from Hugging Face acme\/tiny-llm$/);
+    expect(during.loadingStatusMessage).toMatch(
+      /^downloaded [\d.]+ (KiB|MiB) of 4\.0 MiB \(file 3 of 3: model\.safetensors\) from Hugging Face acme\/tiny-llm$/,
+    );
     expect(await listed()).not.toContain('acme-tiny-llm');
 
     pause.release();
@@ -161,7 +166,11 @@ describe('the agent’s model loader', () => {
     for (const [name, bytes] of Object.entries(repos['acme/tiny-llm'])) {
       expect((await read(`${folder}/${name}`)).equals(bytes)).toBe(true);
     }
-    expect((await storedUnder('acme-tiny-llm')).sort()).toEqual(Object.keys(repos['acme/tiny-llm']).map((name) => `${folder}/${name}`).sort());
+    expect((await storedUnder('acme-tiny-llm')).sort()).toEqual(
+      Object.keys(repos['acme/tiny-llm'])
+        .map((name) => `${folder}/${name}`)
+        .sort(),
+    );
     expect(await listed()).toContain('acme-tiny-llm');
 
     // The weights came from the CDN (another origin) through the hub's redirect.
@@ -352,7 +361,10 @@ describe('the agent’s model loader', () => {
     await Promise.all(pauses.map((pause) => pause.reached));
     pauses.forEach((pause) => pause.release());
     for (const id of ['acme-loop-a', 'acme-loop-b']) {
-      expect(await modelUntil(id, (m) => m.loadingStatus !== 'LOADING', 'the end of its load')).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['HUGGING_FACE'] });
+      expect(await modelUntil(id, (m) => m.loadingStatus !== 'LOADING', 'the end of its load')).toMatchObject({
+        loadingStatus: 'SUCCEEDED',
+        formats: ['HUGGING_FACE'],
+      });
     }
   });
 });

@@ -294,7 +294,8 @@ async function loadFromHuggingFace(settings: LoaderSettings, task: ModelLoadTask
   const repo = task.source;
   if (!HF_REPO.test(repo) || repo.includes('..')) throw new LoadFailure(`"${repo}" is not a Hugging Face repository (org/name)`);
   const destination = objectStore.keyFromUri(task.destination.replace(/\/+$/, ''));
-  if (!destination) throw new LoadFailure(`the destination ${task.destination} is not in this cluster's object store: the agent must use the platform's object store`);
+  if (!destination)
+    throw new LoadFailure(`the destination ${task.destination} is not in this cluster's object store: the agent must use the platform's object store`);
 
   const info = await retrying(load, `the model info of ${repo}`, () => hub.modelInfo(repo, load.signal));
   if (info.files.length === 0) throw new LoadFailure(`Hugging Face repository ${repo} has no files`);
@@ -328,7 +329,11 @@ async function loadFromHuggingFace(settings: LoaderSettings, task: ModelLoadTask
       const body = await hub.download(repo, revision, file.name, load.signal);
       const limit = file.size === undefined ? {} : { maxBytes: file.size };
       try {
-        const { bytes } = await objectStore.put(key, counted(body, (n) => (progress.bytes += n)), { signal: load.signal, ...limit });
+        const { bytes } = await objectStore.put(
+          key,
+          counted(body, (n) => (progress.bytes += n)),
+          { signal: load.signal, ...limit },
+        );
         if (file.size !== undefined && bytes !== file.size) throw new HubError(`Hugging Face sent ${bytes} of the ${file.size} bytes of ${file.name}`, true);
       } catch (error) {
         if (error instanceof ObjectTooLargeError) throw new LoadFailure(`${file.name} of ${repo} is larger than the ${file.size} bytes Hugging Face listed`);

@@ -120,7 +120,8 @@ export function createLocalJobHost(options: {
   async function batchPlan(id: string, spec: BatchSpec, dir: string): Promise<Plan> {
     await mkdir(path.join(dir, 'scripts'), { recursive: true });
     await mkdir(path.join(dir, 'data'), { recursive: true });
-    for (const [name, content] of Object.entries(spec.scripts)) await writeFile(path.join(dir, 'scripts', localName(name, 'script')), Buffer.from(content, 'base64'), { mode: 0o755 });
+    for (const [name, content] of Object.entries(spec.scripts))
+      await writeFile(path.join(dir, 'scripts', localName(name, 'script')), Buffer.from(content, 'base64'), { mode: 0o755 });
     for (const file of spec.dataFiles) await fetchInto(path.join(dir, 'data', localName(file.filename, file.id)), file);
     return {
       argv: ['/bin/sh', '-c', spec.command],
@@ -189,7 +190,9 @@ export function createLocalJobHost(options: {
     async start(job: DispatchedJob) {
       const spec = job.spec as unknown as JobSpec;
       if (spec.kind === 'fine-tuning' && !options.trainerCommand) {
-        throw new JobRefusedError('this cluster runs the local executor without a trainer: set MARINER_LOCAL_TRAINER_COMMAND (or start with `mariner up --demo-model` for the demo trainer)');
+        throw new JobRefusedError(
+          'this cluster runs the local executor without a trainer: set MARINER_LOCAL_TRAINER_COMMAND (or start with `mariner up --demo-model` for the demo trainer)',
+        );
       }
       if (spec.kind === 'batch' && !options.runBatchJobs) {
         throw new JobRefusedError(
@@ -197,8 +200,10 @@ export function createLocalJobHost(options: {
         );
       }
       if (spec.kind === 'notebook') throw new JobRefusedError('notebooks need a Kubernetes cluster: the local executor does not run Jupyter');
-      if (spec.kind === 'batch' && spec.workerCount > 1) throw new JobRefusedError('the local executor runs one worker: multi-worker PyTorch jobs need a Kubernetes cluster');
-      if (spec.kind !== 'batch' && spec.kind !== 'fine-tuning') throw new JobRefusedError(`the local executor does not run ${(spec as { kind: string }).kind} jobs`);
+      if (spec.kind === 'batch' && spec.workerCount > 1)
+        throw new JobRefusedError('the local executor runs one worker: multi-worker PyTorch jobs need a Kubernetes cluster');
+      if (spec.kind !== 'batch' && spec.kind !== 'fine-tuning')
+        throw new JobRefusedError(`the local executor does not run ${(spec as { kind: string }).kind} jobs`);
       const needsStore = spec.kind === 'fine-tuning' || spec.dataFiles.length > 0;
       if (needsStore && !options.objectStore) throw new JobRefusedError("this agent has no access to the platform's object store, where the job's files are");
       const attempt = spec.attempt ?? 1;

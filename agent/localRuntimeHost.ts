@@ -96,7 +96,10 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
           return !model || replicaIndex(runtime.key) >= model.replicas;
         })
         .map((runtime) => {
-          logger.info({ modelId: runtime.modelId, runtime: runtime.key }, wanted.has(runtime.modelId) ? 'scaled down: stopping a replica' : 'model no longer active: stopping its runtime');
+          logger.info(
+            { modelId: runtime.modelId, runtime: runtime.key },
+            wanted.has(runtime.modelId) ? 'scaled down: stopping a replica' : 'model no longer active: stopping its runtime',
+          );
           return manager.stop(runtime.key);
         });
       for (const id of [...problems.keys()]) if (!wanted.has(id)) problems.delete(id);

@@ -9,11 +9,7 @@ import { startOpsServer, type OpsServer } from './opsServer.js';
  * /healthz, /readyz (ready while a tunnel to the control plane is up) and /metrics. Liveness does not
  * follow the tunnel: a control plane outage must not get every agent restarted.
  */
-export async function startAgentOps(
-  agent: { connected(): boolean },
-  env: Record<string, string | undefined>,
-  logger: Logger,
-): Promise<OpsServer | undefined> {
+export async function startAgentOps(agent: { connected(): boolean }, env: Record<string, string | undefined>, logger: Logger): Promise<OpsServer | undefined> {
   const raw = env['MARINER_AGENT_OPS_PORT']?.trim();
   if (!raw) return undefined;
   const port = Number(raw);

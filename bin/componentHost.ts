@@ -106,15 +106,20 @@ export class ComponentHost {
     if (needs.database) deps['db'] = this.database(component.name);
     if (needs.objectStore) deps['objectStore'] = await this.objectStore();
     if (needs.pubsub) deps['pubsub'] = await this.pubsub();
-    if (needs.clusterAccess) deps['clusterAccess'] = this.clusterAccess ??= new ClusterAccessDirectory({ clustersUrl: () => this.urlOf('clusters'), tokens: options.tokens });
-    if (needs.tunnels) deps['tunnels'] = reachesRemoteTunnels(options.components) ? await this.remoteTunnels() : (this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which start after it`));
+    if (needs.clusterAccess)
+      deps['clusterAccess'] = this.clusterAccess ??= new ClusterAccessDirectory({ clustersUrl: () => this.urlOf('clusters'), tokens: options.tokens });
+    if (needs.tunnels)
+      deps['tunnels'] = reachesRemoteTunnels(options.components)
+        ? await this.remoteTunnels()
+        : (this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which start after it`));
     if (needs.gateway) deps['gatewayUrl'] = () => this.gatewayUrl || options.externalGatewayUrl || '';
     if (needs.inferencePlane) deps['inferencePlane'] = this.inferencePlane ?? null;
     const created = await component.create(deps as never);
     const started: Started = { component, subgraphs: [], publicRoutes: created.publicRoutes, stop: created.stop, exposed: created.exposed, stopped: false };
     this.started.push(started);
     if (component.provides?.includes('tunnels')) this.tunnels = created.tunnels ?? fail(`${component.name} provides the tunnels but returned none`);
-    if (component.provides?.includes('inferencePlane')) this.inferencePlane = created.inferencePlane ?? fail(`${component.name} provides the inference data plane but returned none`);
+    if (component.provides?.includes('inferencePlane'))
+      this.inferencePlane = created.inferencePlane ?? fail(`${component.name} provides the inference data plane but returned none`);
     if (component.public && !created.publicRoutes) throw new Error(`${component.name} has public paths but returned no routes`);
     for (const definition of created.subgraphs) {
       const plugin = options.observers.requestPlugin(definition.name);
@@ -151,7 +156,7 @@ export class ComponentHost {
   private remoteTunnels(): Promise<RemoteAgentTunnels> {
     return (this.remoteTunnelsOpening ??= (async () =>
       RemoteAgentTunnels.start({
-        knex: this.database('the agents\' tunnels').knex,
+        knex: this.database("the agents' tunnels").knex,
         schema: SESSIONS_SCHEMA,
         pubsub: await this.pubsub(),
         secretKey: this.options.secretKey,
@@ -204,7 +209,12 @@ export class ComponentHost {
     const routes: { path: string; handle: RequestListener; upgrade?: PublicRoutes['handleUpgrade'] }[] = [];
     for (const { component, publicRoutes } of this.started) {
       if (!publicRoutes || !component.public) continue;
-      for (const path of component.public.paths) routes.push({ path, handle: (req, res) => publicRoutes.handle(req, res), upgrade: (req, socket, head) => publicRoutes.handleUpgrade(req, socket, head) });
+      for (const path of component.public.paths)
+        routes.push({
+          path,
+          handle: (req, res) => publicRoutes.handle(req, res),
+          upgrade: (req, socket, head) => publicRoutes.handleUpgrade(req, socket, head),
+        });
     }
     for (const path of extra?.paths ?? []) routes.push({ path, handle: (req, res) => extra!.handle(req, res) });
     const notFound = this.options.components.find((c) => c.public)?.public?.notFound ?? { error: 'not found' };

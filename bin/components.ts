@@ -63,7 +63,9 @@ export function startOrder(components: readonly AnyComponent[]): AnyComponent[] 
   const pending = [...components];
   const waitsFor = (c: AnyComponent): AnyComponent[] =>
     components.filter(
-      (other) => other !== c && ((c.needs.subgraphs ?? []).some((name: string) => other.subgraphs.includes(name)) || (c.needs.tunnels && other.provides?.includes('tunnels'))),
+      (other) =>
+        other !== c &&
+        ((c.needs.subgraphs ?? []).some((name: string) => other.subgraphs.includes(name)) || (c.needs.tunnels && other.provides?.includes('tunnels'))),
     );
   while (pending.length > 0) {
     const next = pending.find((c) => waitsFor(c).every((other) => order.includes(other)));
@@ -102,5 +104,6 @@ for (const name of SUBGRAPH_NAMES) {
 }
 if (COMPONENTS.filter((c) => (c as AnyComponent).provides?.includes('tunnels')).length !== 1) throw new Error("one component must provide the agents' tunnels");
 for (const component of COMPONENTS as readonly AnyComponent[]) {
-  if (component.needs.clusterAccess && !component.needs.subgraphs?.includes('clusters')) throw new Error(`${component.name} needs the cluster-access directory: name the clusters subgraph among its needs`);
+  if (component.needs.clusterAccess && !component.needs.subgraphs?.includes('clusters'))
+    throw new Error(`${component.name} needs the cluster-access directory: name the clusters subgraph among its needs`);
 }

@@ -1,7 +1,6 @@
 import { createGateway } from '../gateway/index.js';
 import type { OidcVerifier } from '../gateway/oidc.js';
 import { defineComponent, type PublicRoutes } from '../lib/component.js';
-import { sendJson } from '../lib/http.js';
 import { createRestCompat } from '../rest-compat/index.js';
 import { loadRoleScopes } from '../schema/rbac/roleScopes.js';
 import { SUBGRAPH_NAMES, type SubgraphName } from '../schema/subgraphs.js';

@@ -75,11 +75,7 @@ async function up(args: string[]): Promise<void> {
     `  OpenAI API: ${platform.url}/v1`,
   ];
   if (platform.adminApiKey) {
-    lines.push(
-      '',
-      '  Admin API key (shown once, store it now):',
-      `    ${platform.adminApiKey}`,
-    );
+    lines.push('', '  Admin API key (shown once, store it now):', `    ${platform.adminApiKey}`);
   } else {
     lines.push('', '  Admin API key: created on first start (or set by MARINER_ADMIN_API_KEY); not shown again.');
   }
@@ -141,7 +137,8 @@ async function agent(args: string[]): Promise<void> {
   if (!controlPlaneUrl || !/^https?:\/\//.test(controlPlaneUrl)) throw new UsageError('--control-plane must be the control plane URL (http:// or https://)');
   const keyFile = values['registration-key-file'] ?? env['MARINER_REGISTRATION_KEY_FILE'];
   const registrationKey = (values['registration-key'] ?? (keyFile ? readFileSync(keyFile, 'utf8') : env['MARINER_REGISTRATION_KEY']) ?? '').trim();
-  if (!registrationKey.startsWith('clusterkey-')) throw new UsageError('a registration key (clusterkey-...) is required: --registration-key-file or MARINER_REGISTRATION_KEY');
+  if (!registrationKey.startsWith('clusterkey-'))
+    throw new UsageError('a registration key (clusterkey-...) is required: --registration-key-file or MARINER_REGISTRATION_KEY');
   const executor = values.executor ?? env['MARINER_AGENT_EXECUTOR'] ?? (env['KUBERNETES_SERVICE_HOST'] ? 'kubernetes' : 'local');
   if (executor !== 'kubernetes' && executor !== 'local') throw new UsageError('--executor must be kubernetes or local');
   const transport = values.transport ?? env['MARINER_AGENT_TRANSPORT'] ?? 'upgrade';
@@ -170,7 +167,9 @@ async function agent(args: string[]): Promise<void> {
     logger,
   });
   const ops = await startAgentOps(running, env, logger);
-  process.stdout.write(`mariner agent ${running.agentId}: cluster ${running.clusterName} (${running.clusterId}), ${running.executor.kind} executor, dialing ${controlPlaneUrl}\n`);
+  process.stdout.write(
+    `mariner agent ${running.agentId}: cluster ${running.clusterName} (${running.clusterId}), ${running.executor.kind} executor, dialing ${controlPlaneUrl}\n`,
+  );
   void running.whenConnected().then(() => process.stdout.write('mariner agent: tunnel connected\n'));
   void running.refused.then(async (reason) => {
     process.stderr.write(`mariner agent: ${reason}\n`);

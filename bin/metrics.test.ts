@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createComponentMetrics } from './metrics.js';
 
 describe('component metrics: inference runtimes', () => {
-  it('exposes each runtime\'s desired and ready replicas, requests in flight, and the autoscaler\'s average, read once per scrape', async () => {
+  it("exposes each runtime's desired and ready replicas, requests in flight, and the autoscaler's average, read once per scrape", async () => {
     const metrics = createComponentMetrics('sessions');
     let reads = 0;
     metrics.observeRuntimes(async () => {

@@ -106,7 +106,12 @@ export function createComponentMetrics(component: string): ComponentMetrics {
       };
     },
     inferenceObserver() {
-      const requestsTotal = new Counter({ name: 'mariner_inference_requests_total', help: 'Inference requests by model and HTTP status', labelNames: ['model', 'status'] as const, registers: [registry] });
+      const requestsTotal = new Counter({
+        name: 'mariner_inference_requests_total',
+        help: 'Inference requests by model and HTTP status',
+        labelNames: ['model', 'status'] as const,
+        registers: [registry],
+      });
       const ttft = new Histogram({
         name: 'mariner_inference_time_to_first_token_seconds',
         help: 'Time from the request to the first token (streaming) or the answer',
@@ -121,7 +126,12 @@ export function createComponentMetrics(component: string): ComponentMetrics {
         buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
         registers: [registry],
       });
-      const tokens = new Counter({ name: 'mariner_inference_tokens_total', help: 'Tokens by model: prompt and completion', labelNames: ['model', 'type'] as const, registers: [registry] });
+      const tokens = new Counter({
+        name: 'mariner_inference_tokens_total',
+        help: 'Tokens by model: prompt and completion',
+        labelNames: ['model', 'type'] as const,
+        registers: [registry],
+      });
       // Models are the tenants' to name: past this many, they count as `other` (bounded series).
       const models = new Set<string>();
       const modelLabel = (id: string) => (models.has(id) || (models.size < MAX_OPERATION_NAMES && models.add(id)) ? id : 'other');

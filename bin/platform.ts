@@ -92,7 +92,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   const tokens = new InternalTokens(secret, config.internalTokenTtlSeconds);
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   // Test hook: the gateway with a ready OIDC verifier.
-  const components = options.oidc === undefined ? COMPONENTS : COMPONENTS.map((c) => (c === gatewayComponent ? createGatewayComponent({ oidc: options.oidc }) : c));
+  const components =
+    options.oidc === undefined ? COMPONENTS : COMPONENTS.map((c) => (c === gatewayComponent ? createGatewayComponent({ oidc: options.oidc }) : c));
   const host = new ComponentHost({
     config,
     components,

@@ -127,7 +127,8 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
         // serving a moment, so requests routed meanwhile are answered rather than refused.
         if (serve.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, serve.shutdownDelayMs));
         if (host) {
-          if (!(await host.drain(serve.drainTimeoutMs, { subgraphs: true }))) log.warn({ drainTimeoutMs: serve.drainTimeoutMs }, 'requests still in flight at the drain limit are cut');
+          if (!(await host.drain(serve.drainTimeoutMs, { subgraphs: true })))
+            log.warn({ drainTimeoutMs: serve.drainTimeoutMs }, 'requests still in flight at the drain limit are cut');
           // Components stop in reverse start order, then the servers and what they shared close.
           await host.close();
         }
@@ -182,7 +183,10 @@ export const SERVE_USAGE = `  serve     run one component, as the Helm chart doe
             settings: the environment, or a JSON file of the same names in MARINER_CONFIG_FILE
             (the environment wins); required: MARINER_INTERNAL_TOKEN_SECRET (shared by all),
             DATABASE_URL (all but ${names(layout.filter((p) => !p.database).map((p) => p.name))}), MARINER_SUBGRAPH_<NAME>_URL for the subgraphs
-            a component calls (gateway: all), MARINER_GATEWAY_URL (${layout.filter((p) => p.gatewayUrl).map((p) => p.name).join(', ')}).
+            a component calls (gateway: all), MARINER_GATEWAY_URL (${layout
+              .filter((p) => p.gatewayUrl)
+              .map((p) => p.name)
+              .join(', ')}).
             Ports: MARINER_PORT (default 8080) for traffic
             (${layout
               .filter((p) => p.subgraphPorts.length > 0)

@@ -75,7 +75,8 @@ function readConfigFile(file: string): Env {
   }
   const out: Env = {};
   for (const [name, value] of Object.entries(json)) {
-    if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new ConfigError(`MARINER_CONFIG_FILE (${file}): "${name}" is not a setting name (upper case, like MARINER_PORT)`);
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name))
+      throw new ConfigError(`MARINER_CONFIG_FILE (${file}): "${name}" is not a setting name (upper case, like MARINER_PORT)`);
     if (value === null) continue;
     if (!['string', 'number', 'boolean'].includes(typeof value)) {
       throw new ConfigError(`MARINER_CONFIG_FILE (${file}): ${name} must be a string, number or boolean`);
@@ -163,16 +164,22 @@ export function loadServeConfig(component: ComponentName, processEnv: Env = proc
   }
   if (config.internalTokenSecret.length < 32) throw new ConfigError('MARINER_INTERNAL_TOKEN_SECRET must be at least 32 characters');
   if (withDatabase && !config.databaseUrl) {
-    throw new ConfigError(`DATABASE_URL is required for ${where}: components in separate processes share one PostgreSQL (the embedded PGlite serves one process only)`);
+    throw new ConfigError(
+      `DATABASE_URL is required for ${where}: components in separate processes share one PostgreSQL (the embedded PGlite serves one process only)`,
+    );
   }
   const missing = subgraphsCalled(components).filter((name) => !subgraphUrls[name]);
   if (missing.length > 0) {
-    throw new ConfigError(`${where} needs ${missing.map(subgraphUrlSetting).join(', ')} (the subgraph's GraphQL URL, e.g. http://mariner-${missing[0]}:8080/graphql)`);
+    throw new ConfigError(
+      `${where} needs ${missing.map(subgraphUrlSetting).join(', ')} (the subgraph's GraphQL URL, e.g. http://mariner-${missing[0]}:8080/graphql)`,
+    );
   }
   if (callsRemoteGateway(components) && !gatewayUrlRaw) {
     // Sessions: agents' registration keys and users' credentials are checked on the gateway.
     const callers = components.filter((c) => c.needs.gateway).map((c) => c.name);
-    throw new ConfigError(`MARINER_GATEWAY_URL is required for ${where}: ${callers.join(', ')} call${callers.length > 1 ? '' : 's'} the gateway (e.g. http://mariner-gateway:8080/graphql)`);
+    throw new ConfigError(
+      `MARINER_GATEWAY_URL is required for ${where}: ${callers.join(', ')} call${callers.length > 1 ? '' : 's'} the gateway (e.g. http://mariner-gateway:8080/graphql)`,
+    );
   }
   return {
     config,

@@ -167,7 +167,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 export function createPrincipalChangesPlugin(authenticator: () => Pick<Authenticator, 'principalsChanged'>): ApolloServerPlugin<GatewayContext> {
   const usersMutations = new Set<string>();
   for (const definition of subgraphTypeDefs('users').definitions) {
-    const isMutation = (definition.kind === Kind.OBJECT_TYPE_DEFINITION || definition.kind === Kind.OBJECT_TYPE_EXTENSION) && definition.name.value === 'Mutation';
+    const isMutation =
+      (definition.kind === Kind.OBJECT_TYPE_DEFINITION || definition.kind === Kind.OBJECT_TYPE_EXTENSION) && definition.name.value === 'Mutation';
     if (isMutation) for (const field of definition.fields ?? []) usersMutations.add(field.name.value);
   }
   return {
@@ -213,16 +214,14 @@ function createPrincipalCache(invalidations: PrincipalInvalidations, limits: Pri
     entries.clear();
     missingEvents = state === 'lost';
   });
-  void invalidations
-    .subscribe(PRINCIPALS_CHANNEL, drop)
-    .then(
-      () => {
-        generation++;
-        subscribed = true;
-      },
-      // Without the subscription, nothing is ever cached: every request looks its principal up.
-      () => undefined,
-    );
+  void invalidations.subscribe(PRINCIPALS_CHANNEL, drop).then(
+    () => {
+      generation++;
+      subscribed = true;
+    },
+    // Without the subscription, nothing is ever cached: every request looks its principal up.
+    () => undefined,
+  );
 
   return {
     drop,

@@ -4,8 +4,7 @@ import { describe, it, expect } from 'vitest';
 import { buildSchema, parse, validate } from 'graphql';
 import { DEFAULT_QUERY, INTROSPECTION_QUERY, explorerHtml } from './explorer.js';
 
-const SPEC_DEFAULT_QUERY =
-  'query Me { self { id organizationRoleBindings { role organization { id title } } } }';
+const SPEC_DEFAULT_QUERY = 'query Me { self { id organizationRoleBindings { role organization { id title } } } }';
 
 function inlineScripts(html: string): string[] {
   return [...html.matchAll(/<script\b[^>]*>([\s\S]*?)<\/script>/gi)].map((m) => m[1] ?? '');

@@ -37,7 +37,11 @@ describe("a shared subscription's subscriber", () => {
       const socket = new SlowSocket();
       new Subscriber({ socket }, 'op-"7"', 10, () => undefined).push(serializeEvent(result));
       const { errors, ...rest } = result;
-      const graphqlWs = stringifyMessage({ id: 'op-"7"', type: MessageType.Next, payload: { ...rest, ...(errors ? { errors: errors.map((e) => e.toJSON()) } : {}) } });
+      const graphqlWs = stringifyMessage({
+        id: 'op-"7"',
+        type: MessageType.Next,
+        payload: { ...rest, ...(errors ? { errors: errors.map((e) => e.toJSON()) } : {}) },
+      });
       expect(socket.sent).toEqual([graphqlWs]);
     }
   });

@@ -105,7 +105,11 @@ export class Subscriber implements AsyncIterableIterator<ExecutionResult> {
     if (!this.writing) return this.write(event);
     if (this.waiting.length >= this.max) {
       this.waiting.length = 0;
-      this.waiting.push(serializeEvent({ errors: [new MarinerError(ErrorCode.RATE_LIMITED, `This subscriber fell more than ${this.max} events behind and was dropped; subscribe again`)] }));
+      this.waiting.push(
+        serializeEvent({
+          errors: [new MarinerError(ErrorCode.RATE_LIMITED, `This subscriber fell more than ${this.max} events behind and was dropped; subscribe again`)],
+        }),
+      );
       this.state = 'ending';
       return;
     }

@@ -108,11 +108,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   });
   await apollo.start();
 
-  const oidc = options.oidc !== undefined
-    ? options.oidc
-    : config.oidc.issuer
-      ? createOidcVerifier({ issuer: config.oidc.issuer, audience: config.oidc.audience ?? '', emailClaim: config.oidc.emailClaim })
-      : null;
+  const oidc =
+    options.oidc !== undefined
+      ? options.oidc
+      : config.oidc.issuer
+        ? createOidcVerifier({ issuer: config.oidc.issuer, audience: config.oidc.audience ?? '', emailClaim: config.oidc.emailClaim })
+        : null;
   const authenticator = createAuthenticator({
     usersUrl: options.subgraphUrls.users,
     clustersUrl: options.subgraphUrls.clusters,
@@ -122,7 +123,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.pubsub ? { invalidations: options.pubsub } : {}),
   });
 
-  const inference = createInferencePlane({ authenticator, policy, tokens: options.tokens, inferenceUrl: options.subgraphUrls.inference, local: options.inferencePlane ?? null, logger });
+  const inference = createInferencePlane({
+    authenticator,
+    policy,
+    tokens: options.tokens,
+    inferenceUrl: options.subgraphUrls.inference,
+    local: options.inferencePlane ?? null,
+    logger,
+  });
 
   const subscriptions = createSubscriptionServer({
     supergraphSdl: supergraphSdl(),

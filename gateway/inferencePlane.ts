@@ -83,7 +83,8 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
         resolve();
       };
       upstream.once('error', (error) => {
-        if (!sink.leaving.aborted) sink.fail({ code: ErrorCode.UNAVAILABLE, message: `The inference service could not be reached (${error.message}); retry shortly` }, null);
+        if (!sink.leaving.aborted)
+          sink.fail({ code: ErrorCode.UNAVAILABLE, message: `The inference service could not be reached (${error.message}); retry shortly` }, null);
         settle();
       });
       upstream.once('response', (answer) => {
@@ -113,7 +114,8 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
         });
         // Cut mid-answer (the inference process went away): an error event, as a runtime failing would give.
         answer.once('close', () => {
-          if (!answer.complete && !sink.leaving.aborted) sink.fail({ code: ErrorCode.UNAVAILABLE, message: 'The inference service stopped before the answer finished; retry the request' }, null);
+          if (!answer.complete && !sink.leaving.aborted)
+            sink.fail({ code: ErrorCode.UNAVAILABLE, message: 'The inference service stopped before the answer finished; retry the request' }, null);
           settle();
         });
       });
@@ -137,7 +139,9 @@ async function failureOf(answer: IncomingMessage): Promise<InferenceError> {
   const chunks: Buffer[] = [];
   try {
     for await (const chunk of answer) chunks.push(chunk as Buffer);
-    const { errors } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: { message: string; extensions?: { code?: unknown; field?: unknown } }[] };
+    const { errors } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      errors?: { message: string; extensions?: { code?: unknown; field?: unknown } }[];
+    };
     const [error] = errors ?? [];
     if (error && isErrorCode(error.extensions?.code)) {
       return { code: error.extensions.code, message: error.message, ...(typeof error.extensions.field === 'string' ? { field: error.extensions.field } : {}) };

@@ -56,7 +56,11 @@ export function createSharedSubscriptions({ planner, hydration, upstreams, maxQu
       const operation = getOperationAST(args.document, args.operationName ?? undefined);
       const fields = operation?.selectionSet.selections.flatMap((s) => (s.kind === 'Field' ? [s.name.value] : [])) ?? [];
       const perRequest = fields.some((name) => PER_REQUEST_SUBSCRIPTIONS.has(name));
-      const kind: FeedKind = fields.some((name) => REPLAYED_SUBSCRIPTIONS.has(name)) ? 'replayed' : fields.some((name) => STATE_SUBSCRIPTIONS.has(name)) ? 'state' : 'changes';
+      const kind: FeedKind = fields.some((name) => REPLAYED_SUBSCRIPTIONS.has(name))
+        ? 'replayed'
+        : fields.some((name) => STATE_SUBSCRIPTIONS.has(name))
+          ? 'state'
+          : 'changes';
       const key = objectHash({
         query: print(args.document),
         operationName: args.operationName ?? null,

@@ -56,7 +56,8 @@ export function createConnectionAuthentication(options: ConnectionAuthentication
       if (socket.readyState === WebSocket.OPEN) socket.close(CLOSE_UNAUTHORIZED, reason.slice(0, 120));
     };
     const expiresAt = connection.credentials.expiresAt;
-    if (expiresAt) connection.timers.push(setTimeout(() => close('Token expired: reconnect with a fresh token'), Math.max(0, expiresAt.getTime() - Date.now())));
+    if (expiresAt)
+      connection.timers.push(setTimeout(() => close('Token expired: reconnect with a fresh token'), Math.max(0, expiresAt.getTime() - Date.now())));
     if (token === undefined) return;
     const interval = setInterval(() => {
       authenticator.authenticate(token, headers, connection.requestId).catch((error: unknown) => {
@@ -73,7 +74,12 @@ export function createConnectionAuthentication(options: ConnectionAuthentication
      * upgrade request, the project headers may be parameters too. Null when the connection was refused
      * (closed: 4401 for a bad credential, 4500 otherwise).
      */
-    async connect(request: IncomingMessage, connectionParams: unknown, socket: WebSocket, operations: Record<string, unknown>): Promise<ConnectionState | null> {
+    async connect(
+      request: IncomingMessage,
+      connectionParams: unknown,
+      socket: WebSocket,
+      operations: Record<string, unknown>,
+    ): Promise<ConnectionState | null> {
       const params = (connectionParams ?? {}) as Record<string, unknown>;
       const headers = { ...request.headers } as Record<string, unknown>;
       for (const name of ['openai-organization', 'openai-project']) {

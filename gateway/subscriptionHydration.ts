@@ -39,7 +39,11 @@ export function createSubscriptionHydration(options: SubscriptionHydrationOption
   /** The hydration of one subscription's events: its plan, operation and subscriber context. */
   return function hydrationOf({ primary, rest }: SubscriptionPlan, args: ExecutionArgs, context: GatewayContext): Hydrate {
     const variables = (args.variableValues ?? {}) as Record<string, unknown>;
-    const operationContext = buildOperationContext({ schema: supergraphSchema, operationDocument: args.document, operationName: args.operationName ?? undefined });
+    const operationContext = buildOperationContext({
+      schema: supergraphSchema,
+      operationDocument: args.document,
+      operationName: args.operationName ?? undefined,
+    });
     const node: PlanNode = rest ? { kind: 'Sequence', nodes: [primary, rest] } : primary;
     // Printed once: every event's hydration hands the same operation text to the executor.
     const query = print(args.document);

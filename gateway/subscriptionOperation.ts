@@ -38,7 +38,11 @@ export function createOperationCheck(options: OperationCheckOptions) {
   const rules = [...specifiedRules, ...options.validationRules];
 
   /** The operation `id` of a connection, or the errors that refuse it (graphql-ws sends them as `error`). */
-  return async function checkOperation(connection: ConnectionState, id: string, payload: OperationPayload): Promise<CheckedOperation | readonly GraphQLError[]> {
+  return async function checkOperation(
+    connection: ConnectionState,
+    id: string,
+    payload: OperationPayload,
+  ): Promise<CheckedOperation | readonly GraphQLError[]> {
     let document: DocumentNode;
     try {
       document = parse(payload.query, { maxTokens: options.maxTokens });

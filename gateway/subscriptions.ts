@@ -43,7 +43,12 @@ export interface SubscriptionServerOptions {
   validationRules: readonly ValidationRule[];
   maxTokens: number;
   /** Queries and mutations sent over the WebSocket run through the HTTP path's executor. */
-  executeOperation(args: { document: DocumentNode; variables: Record<string, unknown>; operationName: string | undefined; context: GatewayContext }): Promise<ExecutionResult>;
+  executeOperation(args: {
+    document: DocumentNode;
+    variables: Record<string, unknown>;
+    operationName: string | undefined;
+    context: GatewayContext;
+  }): Promise<ExecutionResult>;
   logger: Logger;
   /** A subscriber more than this many events behind is dropped (it would hold memory forever). */
   maxQueuedEvents?: number;
@@ -55,7 +60,6 @@ export interface SubscriptionServerOptions {
   /** A connection that sends no connection_init within this is closed with 4408 (graphql-ws). */
   connectionInitWaitTimeoutMs?: number;
 }
-
 
 /** The options' defaults, in one place. */
 function settingsOf(options: SubscriptionServerOptions) {
@@ -77,7 +81,12 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
 
   const authentication = createConnectionAuthentication({ authenticator: options.authenticator, logger, revalidateIntervalMs: settings.revalidateIntervalMs });
   const limits = createSubscriptionLimits({ maxPerConnection: settings.maxSubscriptionsPerConnection, maxPerUser: settings.maxSubscriptionsPerUser });
-  const checkOperation = createOperationCheck({ schema: apiGraphQL, validationRules: options.validationRules, maxTokens: options.maxTokens, policy: options.policy });
+  const checkOperation = createOperationCheck({
+    schema: apiGraphQL,
+    validationRules: options.validationRules,
+    maxTokens: options.maxTokens,
+    policy: options.policy,
+  });
   const upstreams = createUpstreamSubscriptions({ subgraphUrls: options.subgraphUrls, tokens: options.tokens, logger, maxHistory: settings.maxQueuedEvents });
   const subscriptions = createSharedSubscriptions({
     planner: createSubscriptionPlanner(supergraph, apiSchema),

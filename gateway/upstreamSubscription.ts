@@ -73,7 +73,11 @@ export function createUpstreamSubscriptions(options: UpstreamSubscriptionsOption
       }),
     });
     clients.add(client);
-    const upstream = client.iterate({ query: primary.operation, variables: primaryVariables, ...(primary.operationName ? { operationName: primary.operationName } : {}) });
+    const upstream = client.iterate({
+      query: primary.operation,
+      variables: primaryVariables,
+      ...(primary.operationName ? { operationName: primary.operationName } : {}),
+    });
     let stopped = false;
     const subscription: SharedSubscription = {
       subscribers: new Set(),
@@ -138,7 +142,7 @@ export function createUpstreamSubscriptions(options: UpstreamSubscriptionsOption
     /** Stops every upstream; their subscribers end. */
     async close(): Promise<void> {
       for (const subscription of [...running]) subscription.stop();
-      await Promise.all([...clients].map((c) => c.dispose()));
+      await Promise.all([...clients].map(async (c) => c.dispose()));
     },
   };
 }

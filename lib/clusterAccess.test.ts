@@ -60,10 +60,18 @@ const hold = () => {
   };
 };
 
-const platform = (clusterId: string, organizationIds: string[]): ClusterAccess => ({ clusterId, organizationId: null, sharedWithAllOrganizations: false, organizationIds });
+const platform = (clusterId: string, organizationIds: string[]): ClusterAccess => ({
+  clusterId,
+  organizationId: null,
+  sharedWithAllOrganizations: false,
+  organizationIds,
+});
 
 beforeEach(() => {
-  clusters = [platform('cluster-shared', ['org-a', 'org-b']), { clusterId: 'cluster-b', organizationId: 'org-b', sharedWithAllOrganizations: false, organizationIds: [] }];
+  clusters = [
+    platform('cluster-shared', ['org-a', 'org-b']),
+    { clusterId: 'cluster-b', organizationId: 'org-b', sharedWithAllOrganizations: false, organizationIds: [] },
+  ];
   asked = 0;
   failing = false;
   held = null;

@@ -73,9 +73,7 @@ export class ClusterAccessDirectory {
   private readonly clustersSubgraph: InternalClient;
   private readonly ttlMs: number;
 
-  constructor(
-    private readonly options: { clustersUrl: () => string; tokens: InternalTokens; ttlMs?: number },
-  ) {
+  constructor(private readonly options: { clustersUrl: () => string; tokens: InternalTokens; ttlMs?: number }) {
     this.clustersSubgraph = createInternalClient({ subgraph: 'clusters', url: options.clustersUrl, tokens: options.tokens });
     this.ttlMs = options.ttlMs ?? 5_000;
   }

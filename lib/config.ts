@@ -365,7 +365,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
 function peerAddressSetting(env: Env): string | undefined {
   const explicit = stringSetting(env, 'MARINER_SESSIONS_PEER_ADDRESS');
   if (explicit) {
-    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(explicit)) throw new ConfigError(`MARINER_SESSIONS_PEER_ADDRESS must be host:port, got "${explicit}"`);
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(explicit))
+      throw new ConfigError(`MARINER_SESSIONS_PEER_ADDRESS must be host:port, got "${explicit}"`);
     return explicit;
   }
   const podIp = stringSetting(env, 'POD_IP');
@@ -453,9 +454,11 @@ function autoscalerSetting(env: Env): AutoscalerConfig {
     } catch {
       throw new ConfigError('MARINER_AUTOSCALER_MODELS must be a JSON object: model id → scaler settings');
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError('MARINER_AUTOSCALER_MODELS must be a JSON object: model id → scaler settings');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConfigError('MARINER_AUTOSCALER_MODELS must be a JSON object: model id → scaler settings');
     for (const [modelId, value] of Object.entries(parsed)) {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"] must be an object of scaler settings`);
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw new ConfigError(`MARINER_AUTOSCALER_MODELS["${modelId}"] must be an object of scaler settings`);
       const override: Partial<ScalerSettings> = {};
       for (const [key, setting] of Object.entries(value as Record<string, unknown>)) {
         const range = SCALER_RANGES[key as keyof ScalerSettings];
@@ -471,7 +474,12 @@ function autoscalerSetting(env: Env): AutoscalerConfig {
       models[modelId] = override;
     }
   }
-  return { enabled: boolSetting(env, 'MARINER_AUTOSCALER_ENABLED', false), syncPeriodMs: intSetting(env, 'MARINER_AUTOSCALER_SYNC_PERIOD_MS', 2_000, 50, 600_000), defaults, models };
+  return {
+    enabled: boolSetting(env, 'MARINER_AUTOSCALER_ENABLED', false),
+    syncPeriodMs: intSetting(env, 'MARINER_AUTOSCALER_SYNC_PERIOD_MS', 2_000, 50, 600_000),
+    defaults,
+    models,
+  };
 }
 
 /** MARINER_VECTOR_INDEX (auto | pgvector | milvus) and the ingestion settings. */

@@ -66,13 +66,8 @@ export async function migrate(knex: Knex, schema: string, migrations: Migration[
   await knex.transaction(async (trx) => {
     await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`mariner-migrate-${schema}`]);
     await trx.raw('create schema if not exists ??', [schema]);
-    await trx.raw(
-      'create table if not exists ??.mariner_migrations (id text primary key, applied_at timestamptz not null default now())',
-      [schema],
-    );
-    const done = new Set<string>(
-      (await trx.withSchema(schema).table('mariner_migrations').select('id')).map((r: { id: string }) => r.id),
-    );
+    await trx.raw('create table if not exists ??.mariner_migrations (id text primary key, applied_at timestamptz not null default now())', [schema]);
+    const done = new Set<string>((await trx.withSchema(schema).table('mariner_migrations').select('id')).map((r: { id: string }) => r.id));
     for (const migration of migrations) {
       if (done.has(migration.id)) continue;
       await migration.up(trx, schema);

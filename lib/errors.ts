@@ -89,8 +89,7 @@ export class MarinerError extends GraphQLError {
 export const unauthenticated = (message = 'Authentication required: send Authorization: Bearer <API key or OIDC token>') =>
   new MarinerError(ErrorCode.UNAUTHENTICATED, message);
 export const forbidden = (message: string) => new MarinerError(ErrorCode.FORBIDDEN, message);
-export const badInput = (message: string, field?: string) =>
-  new MarinerError(ErrorCode.BAD_USER_INPUT, message, field ? { field } : {});
+export const badInput = (message: string, field?: string) => new MarinerError(ErrorCode.BAD_USER_INPUT, message, field ? { field } : {});
 export const notFound = (what: string, id: string) => new MarinerError(ErrorCode.NOT_FOUND, `${what} ${id} not found`);
 export const conflict = (message: string) => new MarinerError(ErrorCode.CONFLICT, message);
 export const failedPrecondition = (message: string) => new MarinerError(ErrorCode.FAILED_PRECONDITION, message);

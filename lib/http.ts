@@ -50,13 +50,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** A GraphQL-shaped error response for failures before GraphQL runs (auth, body size, bad JSON). */
-export function sendGraphQLError(
-  res: ServerResponse,
-  code: Code,
-  message: string,
-  headers: Record<string, string> = {},
-  status = httpStatusFor(code),
-): void {
+export function sendGraphQLError(res: ServerResponse, code: Code, message: string, headers: Record<string, string> = {}, status = httpStatusFor(code)): void {
   sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
 

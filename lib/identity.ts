@@ -119,10 +119,7 @@ export class InternalTokens {
     readonly ttlSeconds: number,
   ) {
     if (secret.length < 32) throw new Error('internal token secret must be at least 32 characters');
-    this.key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
-      'sign',
-      'verify',
-    ]);
+    this.key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   }
 
   async mint(audience: string, requestId: string, identity: Identity | null, system = false, worker: Worker | null = null): Promise<string> {
@@ -159,7 +156,12 @@ export class InternalTokens {
     try {
       const { payload } = await jwtVerify(token, await this.key, { issuer: ISSUER, audience, algorithms: ['HS256'] });
       const claims = payload as unknown as InternalClaims;
-      const caller: InternalCaller = { requestId: String(claims.rid ?? ''), system: claims.sys === true, identity: claims.idn ?? null, worker: claims.wrk ?? null };
+      const caller: InternalCaller = {
+        requestId: String(claims.rid ?? ''),
+        system: claims.sys === true,
+        identity: claims.idn ?? null,
+        worker: claims.wrk ?? null,
+      };
       if (this.verified.size >= MAX_VERIFIED_TOKENS) this.verified.clear();
       if (typeof payload.exp === 'number') this.verified.set(key, { caller, expiresAtMs: payload.exp * 1000 });
       return caller;

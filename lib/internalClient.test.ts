@@ -48,7 +48,11 @@ describe('internal client', () => {
     const asUser = (await files.request(asCaller({ requestId: 'r1', identity }), CALLER, {})).caller;
     expect(asUser).toMatchObject({ requestId: 'r1', system: false, identity: { principal: { userId: 'u@example.com' } }, worker: null });
     expect((await files.request(asSystem('r2'), CALLER, {})).caller).toMatchObject({ requestId: 'r2', system: true, identity: null, worker: null });
-    expect((await files.request(asWorker('r3', worker), CALLER, {})).caller).toMatchObject({ system: false, identity: null, worker: { clusterId: 'cluster-1' } });
+    expect((await files.request(asWorker('r3', worker), CALLER, {})).caller).toMatchObject({
+      system: false,
+      identity: null,
+      worker: { clusterId: 'cluster-1' },
+    });
   });
 
   it('a token minted for one subgraph is refused by another', async () => {

@@ -8,16 +8,7 @@ export function createLogger(level: string, name = 'mariner', destination?: Dest
     name,
     level,
     redact: {
-      paths: [
-        'req.headers.authorization',
-        'headers.authorization',
-        'authorization',
-        'secret',
-        '*.secret',
-        'apiKey',
-        'token',
-        '*.token',
-      ],
+      paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'secret', '*.secret', 'apiKey', 'token', '*.token'],
       censor: '[redacted]',
     },
   };

@@ -17,7 +17,10 @@ const HOW_TO_UPGRADE = `Install Node.js ${RECOMMENDED_NODE_MAJOR} LTS: https://n
 export type NodeVersionVerdict = { action: 'refuse' | 'warn'; message: string };
 
 function parse(version: string): [number, number, number] {
-  const [major = 0, minor = 0, patch = 0] = version.replace(/^v/, '').split('.').map((part) => Number.parseInt(part, 10) || 0);
+  const [major = 0, minor = 0, patch = 0] = version
+    .replace(/^v/, '')
+    .split('.')
+    .map((part) => Number.parseInt(part, 10) || 0);
   return [major, minor, patch];
 }
 

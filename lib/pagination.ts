@@ -29,12 +29,7 @@ export function pageLimit(limit: number | null | undefined): number {
  * in the same base query, so a cursor from another tenant or project simply finds nothing.
  * Runs the query: fetches limit + 1 rows to know whether there is more.
  */
-export async function paginate<Row>(
-  base: () => Knex.QueryBuilder,
-  table: string,
-  args: PageArgs,
-  key = 'id',
-): Promise<Page<Row>> {
+export async function paginate<Row>(base: () => Knex.QueryBuilder, table: string, args: PageArgs, key = 'id'): Promise<Page<Row>> {
   const limit = pageLimit(args.limit);
   const order = args.order ?? 'asc';
   const comparator = order === 'asc' ? '>' : '<';
@@ -49,11 +44,7 @@ export async function paginate<Row>(
       .where(`${table}.${key}`, args.after)
       .select({ cursor_created_at: `${table}.created_at`, cursor_key: `${table}.${key}` });
     if (!(await cursor.clone().first())) throw badInput(`after: no item with id ${args.after}`, 'after');
-    query.whereRaw(`(??, ??) ${comparator} (select c.cursor_created_at, c.cursor_key from (?) as c)`, [
-      `${table}.created_at`,
-      `${table}.${key}`,
-      cursor,
-    ]);
+    query.whereRaw(`(??, ??) ${comparator} (select c.cursor_created_at, c.cursor_key from (?) as c)`, [`${table}.created_at`, `${table}.${key}`, cursor]);
   }
   const rows = (await query.limit(limit + 1)) as Row[];
   return { items: rows.slice(0, limit), hasMore: rows.length > limit };

@@ -11,16 +11,7 @@ import objectHash from 'object-hash';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { ErrorCode, forbidden, isErrorCode } from './errors.js';
-import {
-  BodyTooLargeError,
-  forwardedRequestId,
-  parseJsonBody,
-  readBody,
-  sendApolloResponse,
-  sendGraphQLError,
-  sendJson,
-  toHeaderMap,
-} from './http.js';
+import { BodyTooLargeError, forwardedRequestId, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, sendJson, toHeaderMap } from './http.js';
 import { INTERNAL_TOKEN_HEADER, type InternalCaller, type InternalTokens } from './identity.js';
 import type { Logger } from './logging.js';
 import { trackRequests } from './requestTracker.js';
@@ -169,12 +160,16 @@ export async function startSubgraph<Ctx extends SubgraphContext>(
         },
         context: (ctx) => {
           const caller = callers.get(ctx.extra)!;
-          return definition.createContext({ requestId: caller.requestId, system: caller.system, identity: caller.identity, worker: caller.worker, _shield: { cache: {} } });
+          return definition.createContext({
+            requestId: caller.requestId,
+            system: caller.system,
+            identity: caller.identity,
+            worker: caller.worker,
+            _shield: { cache: {} },
+          });
         },
         onNext: (_ctx, _id, _payload, _args, result) =>
-          result.errors?.length
-            ? { ...result, errors: result.errors.map((error) => maskError(error.toJSON(), error, logger)) }
-            : undefined,
+          result.errors?.length ? { ...result, errors: result.errors.map((error) => maskError(error.toJSON(), error, logger)) } : undefined,
         onError: (_ctx, _id, _payload, errors) => errors.map((error) => maskError(error.toJSON(), error, logger)),
       },
       wss,

@@ -86,7 +86,15 @@ export function apiKeyRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
       `query ListApiKeys($after: String, $limit: Int) { apiKeys(after: $after, limit: $limit) { items { ${API_KEY_FIELDS} } hasMore } }`,
       page,
     );
-    sendJson(res, 200, toList(apiKeys.items.map((k) => toApiKey(k)), apiKeys.hasMore), ctx.headers);
+    sendJson(
+      res,
+      200,
+      toList(
+        apiKeys.items.map((k) => toApiKey(k)),
+        apiKeys.hasMore,
+      ),
+      ctx.headers,
+    );
   };
 
   /** DELETE /v1/api_keys/{id}; the object name is LLMariner's (api_keys.go DeleteAPIKey). */
@@ -106,7 +114,12 @@ export function apiKeyRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
       input['excludedFromRateLimiting'] = optionalBoolean(resource, 'excluded_from_rate_limiting', `${prefix}excluded_from_rate_limiting`) ?? false;
     }
     const { updateApiKey: key } = await renamingParam(
-      gql<{ updateApiKey: GraphQLApiKey }>(req, ctx, `mutation UpdateApiKey($input: UpdateApiKeyInput!) { updateApiKey(input: $input) { ${API_KEY_FIELDS} } }`, { input }),
+      gql<{ updateApiKey: GraphQLApiKey }>(
+        req,
+        ctx,
+        `mutation UpdateApiKey($input: UpdateApiKeyInput!) { updateApiKey(input: $input) { ${API_KEY_FIELDS} } }`,
+        { input },
+      ),
       (param) => (param === 'id' ? param : `${prefix}${param}`),
     );
     sendJson(res, 200, toApiKey(key), ctx.headers);

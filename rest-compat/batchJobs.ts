@@ -28,7 +28,6 @@ interface GraphQLBatchJob {
   error: { code: string; message: string } | null;
 }
 
-
 /** LLMariner's BatchJob (job-manager batch_service.proto, JSON names). */
 function toBatchJob(job: GraphQLBatchJob) {
   return {
@@ -85,7 +84,15 @@ function createInput(body: Record<string, unknown>) {
   ] as const) {
     if (value !== undefined && value !== null && typeof value !== 'number') throw RestError.badRequest(`${param} must be an integer`, param);
   }
-  return { image, command, scripts, envs, dataFiles: (dataFiles as string[] | undefined) ?? null, gpuCount: gpuCount ?? null, workerCount: workerCount ?? null };
+  return {
+    image,
+    command,
+    scripts,
+    envs,
+    dataFiles: (dataFiles as string[] | undefined) ?? null,
+    gpuCount: gpuCount ?? null,
+    workerCount: workerCount ?? null,
+  };
 }
 
 /** LLMariner batch jobs (reference §4b): create, list, get, cancel, delete. */
@@ -100,7 +107,12 @@ export function batchJobRoutes({ gateway }: { gateway: GatewayClient }) {
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     // Scripts may hold 1 MB, which is a third more as base64.
     const input = createInput(await readJsonBody(req, 2 * 1024 * 1024));
-    sendJson(res, 200, await one(req, ctx, `mutation CreateBatchJob($input: CreateBatchJobInput!) { createBatchJob(input: $input) { ${BATCH_FIELDS} } }`, { input }), ctx.headers);
+    sendJson(
+      res,
+      200,
+      await one(req, ctx, `mutation CreateBatchJob($input: CreateBatchJobInput!) { createBatchJob(input: $input) { ${BATCH_FIELDS} } }`, { input }),
+      ctx.headers,
+    );
   }
 
   async function list(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
@@ -118,12 +130,22 @@ export function batchJobRoutes({ gateway }: { gateway: GatewayClient }) {
     sendJson(res, 200, await one(req, ctx, `query BatchJob($id: ID!) { batchJob(id: $id) { ${BATCH_FIELDS} } }`, { id: ctx.params['id']! }), ctx.headers);
 
   const cancel = async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) =>
-    sendJson(res, 200, await one(req, ctx, `mutation CancelBatchJob($id: ID!) { cancelBatchJob(id: $id) { ${BATCH_FIELDS} } }`, { id: ctx.params['id']! }), ctx.headers);
+    sendJson(
+      res,
+      200,
+      await one(req, ctx, `mutation CancelBatchJob($id: ID!) { cancelBatchJob(id: $id) { ${BATCH_FIELDS} } }`, { id: ctx.params['id']! }),
+      ctx.headers,
+    );
 
   async function remove(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    const { deleteBatchJob } = await gateway.request<{ deleteBatchJob: { id: string } }>(req, ctx.requestId, `mutation DeleteBatchJob($id: ID!) { deleteBatchJob(id: $id) { id } }`, {
-      id: ctx.params['id']!,
-    });
+    const { deleteBatchJob } = await gateway.request<{ deleteBatchJob: { id: string } }>(
+      req,
+      ctx.requestId,
+      `mutation DeleteBatchJob($id: ID!) { deleteBatchJob(id: $id) { id } }`,
+      {
+        id: ctx.params['id']!,
+      },
+    );
     sendJson(res, 200, { id: deleteBatchJob.id, object: 'batch.job', deleted: true }, ctx.headers);
   }
 

@@ -85,7 +85,6 @@ function toClusterConfig(clusterId: string, c: GraphQLClusterConfig) {
 
 // --- Request fields ---------------------------------------------------------------------------
 
-
 const GPUS_PARAM = 'device_plugin_config.time_slicing.gpus';
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -119,7 +118,8 @@ async function forClusterPath<T>(run: Promise<T>, clusterId: string): Promise<T>
   } catch (error) {
     if (!(error instanceof RestError) || !error.param) throw error;
     if (error.param === 'id' || error.param === 'cluster_id') throw noSuchCluster(clusterId);
-    if (error.param === 'time_slicing_gpus') throw new RestError(error.status, error.message.replace('input.timeSlicingGpus', GPUS_PARAM), error.type, GPUS_PARAM, error.code);
+    if (error.param === 'time_slicing_gpus')
+      throw new RestError(error.status, error.message.replace('input.timeSlicingGpus', GPUS_PARAM), error.type, GPUS_PARAM, error.code);
     throw error;
   }
 }
@@ -161,7 +161,15 @@ export function clusterRoutes({ gateway }: ClusterRoutesOptions): Route[] {
       `query ListClusters($after: String, $limit: Int) { clusters(after: $after, limit: $limit) { items { ${CLUSTER_FIELDS} } hasMore } }`,
       { after, limit },
     );
-    sendJson(res, 200, toList(clusters.items.map((c) => toCluster(c)), clusters.hasMore), ctx.headers);
+    sendJson(
+      res,
+      200,
+      toList(
+        clusters.items.map((c) => toCluster(c)),
+        clusters.hasMore,
+      ),
+      ctx.headers,
+    );
   };
 
   /** GET /v1/clusters/{id}. */

@@ -44,7 +44,6 @@ interface GraphQLJob {
   integrations: { type: string; wandb: { project: string; name: string | null; entity: string | null; tags: string[] } }[];
 }
 
-
 /** OpenAI hyperparameters: what the trainer picks is `auto`. */
 function openAIHyperparameters(h: Hyperparameters, method: string) {
   return {
@@ -65,7 +64,11 @@ export function toOpenAIJob(job: GraphQLJob) {
     error: job.error,
     fine_tuned_model: job.fineTunedModel,
     finished_at: unixSeconds(job.finishedAt, null),
-    hyperparameters: { batch_size: hyperparameters.batch_size, learning_rate_multiplier: hyperparameters.learning_rate_multiplier, n_epochs: hyperparameters.n_epochs },
+    hyperparameters: {
+      batch_size: hyperparameters.batch_size,
+      learning_rate_multiplier: hyperparameters.learning_rate_multiplier,
+      n_epochs: hyperparameters.n_epochs,
+    },
     model: job.model,
     organization_id: job.organizationId,
     result_files: job.resultFiles,
@@ -132,7 +135,10 @@ function integrationsInput(raw: unknown): Record<string, unknown>[] | null {
       throw RestError.badRequest(`integrations[${i}] must be {type: "wandb", wandb: {project, ...}}`, 'integrations');
     }
     const wandb = integration['wandb'];
-    return { type: integration['type'], wandb: { project: String(wandb.project ?? ''), name: wandb.name ?? null, entity: wandb.entity ?? null, tags: wandb.tags ?? null } };
+    return {
+      type: integration['type'],
+      wandb: { project: String(wandb.project ?? ''), name: wandb.name ?? null, entity: wandb.entity ?? null, tags: wandb.tags ?? null },
+    };
   });
 }
 
@@ -142,7 +148,8 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
     const body = await readJsonBody(req);
     const resources = body['resources'] as { gpu_count?: unknown } | undefined;
     const gpuCount = resources?.gpu_count;
-    if (gpuCount !== undefined && gpuCount !== null && typeof gpuCount !== 'number') throw RestError.badRequest('resources.gpu_count must be an integer', 'resources.gpu_count');
+    if (gpuCount !== undefined && gpuCount !== null && typeof gpuCount !== 'number')
+      throw RestError.badRequest('resources.gpu_count must be an integer', 'resources.gpu_count');
     const seed = body['seed'];
     if (seed !== undefined && seed !== null && typeof seed !== 'number') throw RestError.badRequest('seed must be an integer', 'seed');
     const input = {
@@ -175,7 +182,12 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
       // OpenAI and LLMariner: 20 jobs unless asked otherwise.
       { after, limit: ctx.url.searchParams.has('limit') ? limit : 20 },
     );
-    sendJson(res, 200, { object: 'list', data: fineTuningJobs.items.map(toOpenAIJob), has_more: fineTuningJobs.hasMore, total_items: fineTuningJobs.totalItems }, ctx.headers);
+    sendJson(
+      res,
+      200,
+      { object: 'list', data: fineTuningJobs.items.map(toOpenAIJob), has_more: fineTuningJobs.hasMore, total_items: fineTuningJobs.totalItems },
+      ctx.headers,
+    );
   }
 
   async function retrieve(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
@@ -204,7 +216,9 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
     const id = ctx.params['id']!;
     const { after, limit } = listParams(ctx.url, 'desc');
     const { fineTuningJob } = await gateway.request<{
-      fineTuningJob: { events: { items: { id: string; createdAt: string; level: string; message: string; type: string; data: unknown }[]; hasMore: boolean } } | null;
+      fineTuningJob: {
+        events: { items: { id: string; createdAt: string; level: string; message: string; type: string; data: unknown }[]; hasMore: boolean };
+      } | null;
     }>(
       req,
       ctx.requestId,
@@ -212,7 +226,15 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
       { id, after, limit: ctx.url.searchParams.has('limit') ? limit : 20 },
     );
     if (!fineTuningJob) throw RestError.notFound(`Fine-tuning job ${id} not found`);
-    const data = fineTuningJob.events.items.map((e) => ({ object: 'fine_tuning.job.event', id: e.id, created_at: unixSeconds(e.createdAt), level: e.level, message: e.message, type: e.type, data: e.data ?? {} }));
+    const data = fineTuningJob.events.items.map((e) => ({
+      object: 'fine_tuning.job.event',
+      id: e.id,
+      created_at: unixSeconds(e.createdAt),
+      level: e.level,
+      message: e.message,
+      type: e.type,
+      data: e.data ?? {},
+    }));
     sendJson(res, 200, { object: 'list', data, has_more: fineTuningJob.events.hasMore }, ctx.headers);
   }
 
@@ -220,7 +242,19 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
     const id = ctx.params['id']!;
     const { after, limit } = listParams(ctx.url, 'desc');
     const { fineTuningJob } = await gateway.request<{
-      fineTuningJob: { checkpoints: { items: { id: string; createdAt: string; stepNumber: number; fineTunedModelCheckpoint: string; metrics: Record<string, unknown>; fineTuningJobId: string }[]; hasMore: boolean } } | null;
+      fineTuningJob: {
+        checkpoints: {
+          items: {
+            id: string;
+            createdAt: string;
+            stepNumber: number;
+            fineTunedModelCheckpoint: string;
+            metrics: Record<string, unknown>;
+            fineTuningJobId: string;
+          }[];
+          hasMore: boolean;
+        };
+      } | null;
     }>(
       req,
       ctx.requestId,
@@ -237,7 +271,12 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
       metrics: c.metrics,
       step_number: c.stepNumber,
     }));
-    sendJson(res, 200, { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: fineTuningJob.checkpoints.hasMore }, ctx.headers);
+    sendJson(
+      res,
+      200,
+      { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: fineTuningJob.checkpoints.hasMore },
+      ctx.headers,
+    );
   }
 
   return [

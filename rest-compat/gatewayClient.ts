@@ -41,5 +41,6 @@ export function createGatewayClient(graphqlUrl: () => string): GatewayClient {
 export type RouteGraphQL = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) => Promise<T>;
 
 export function routeGraphQL(gateway: GatewayClient): RouteGraphQL {
-  return <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) => gateway.request<T>(req, ctx.requestId, query, variables);
+  return <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables?: Record<string, unknown>) =>
+    gateway.request<T>(req, ctx.requestId, query, variables);
 }

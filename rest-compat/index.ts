@@ -45,7 +45,18 @@ export interface RestCompatOptions {
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
   const streams = new OpenStreams();
-  const router = createRouter([...fileRoutes({ gateway, objectStore: options.objectStore }), ...modelRoutes({ gateway }), ...userRoutes({ gateway }), ...clusterRoutes({ gateway }), ...fineTuningRoutes({ gateway }), ...batchJobRoutes({ gateway }), ...jobRoutes({ gateway }), ...notebookRoutes({ gateway }), ...inferenceRoutes({ gateway, inference: options.inference, streams }), ...vectorStoreRoutes({ gateway })]);
+  const router = createRouter([
+    ...fileRoutes({ gateway, objectStore: options.objectStore }),
+    ...modelRoutes({ gateway }),
+    ...userRoutes({ gateway }),
+    ...clusterRoutes({ gateway }),
+    ...fineTuningRoutes({ gateway }),
+    ...batchJobRoutes({ gateway }),
+    ...jobRoutes({ gateway }),
+    ...notebookRoutes({ gateway }),
+    ...inferenceRoutes({ gateway, inference: options.inference, streams }),
+    ...vectorStoreRoutes({ gateway }),
+  ]);
   return {
     async close() {
       if (streams.size > 0) options.logger.warn({ streams: streams.size }, 'streamed answers still open at shutdown end with an error event');
@@ -61,8 +72,7 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
         if (!route) throw RestError.notFound(`Invalid URL (${req.method ?? 'GET'} ${url.pathname})`);
         await route.handler(req, res, { url, params: route.params, requestId, headers });
       } catch (error) {
-        const restError =
-          error instanceof RestError ? error : new RestError(500, `Internal error (request id ${requestId})`, 'server_error');
+        const restError = error instanceof RestError ? error : new RestError(500, `Internal error (request id ${requestId})`, 'server_error');
         if (!(error instanceof RestError)) options.logger.error({ err: error, requestId }, 'REST request failed');
         if (res.headersSent) {
           res.destroy();

@@ -218,7 +218,9 @@ export function inferenceRoutes({ gateway, inference, streams }: { gateway: Gate
       path: '/v1/tokenize',
       handler: async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
         const body = await readJsonBody(req);
-        const data = await gateway.request<{ result: unknown }>(req, ctx.requestId, `query Tokenize($request: JSON!) { result: tokenize(request: $request) }`, { request: body });
+        const data = await gateway.request<{ result: unknown }>(req, ctx.requestId, `query Tokenize($request: JSON!) { result: tokenize(request: $request) }`, {
+          request: body,
+        });
         sendJson(res, 200, data.result, ctx.headers);
       },
     },

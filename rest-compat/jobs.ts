@@ -5,7 +5,6 @@ import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import type { RouteContext } from './router.js';
 
-
 /** A query parameter by its LLMariner name (`filter.start_timestamp`) or its short one (`start_timestamp`). */
 function filterParam(url: URL, name: string): string | null {
   return url.searchParams.get(`filter.${name}`) ?? url.searchParams.get(name);
@@ -33,7 +32,16 @@ function duration(url: URL): number | undefined {
 export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
   async function clusters(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const { jobClusters } = await gateway.request<{
-      jobClusters: { id: string; name: string; gpuCapacity: number; gpuAllocated: number; gpuPodCount: number; stale: boolean; lastUpdatedAt: string | null; namespaces: string[] }[];
+      jobClusters: {
+        id: string;
+        name: string;
+        gpuCapacity: number;
+        gpuAllocated: number;
+        gpuPodCount: number;
+        stale: boolean;
+        lastUpdatedAt: string | null;
+        namespaces: string[];
+      }[];
     }>(req, ctx.requestId, `query JobClusters { jobClusters { id name gpuCapacity gpuAllocated gpuPodCount stale lastUpdatedAt namespaces } }`);
     sendJson(
       res,
@@ -54,7 +62,19 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
 
   async function summaries(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const { jobSummaries } = await gateway.request<{
-      jobSummaries: { timestamp: string; values: { jobType: string; totalCreated: number; completed: number; failed: number; cancelled: number; running: number; queued: number; unfinished: number }[] }[];
+      jobSummaries: {
+        timestamp: string;
+        values: {
+          jobType: string;
+          totalCreated: number;
+          completed: number;
+          failed: number;
+          cancelled: number;
+          running: number;
+          queued: number;
+          unfinished: number;
+        }[];
+      }[];
     }>(
       req,
       ctx.requestId,

@@ -43,5 +43,11 @@ export interface GraphQLPage<T> {
 
 /** A list object whose cursor is not an `id` field (members page by user id). */
 export function cursorList<T>(data: T[], hasMore: boolean, cursorOf: (item: T) => string) {
-  return { object: 'list' as const, data, has_more: hasMore, first_id: data.length ? cursorOf(data[0]!) : '', last_id: data.length ? cursorOf(data.at(-1)!) : '' };
+  return {
+    object: 'list' as const,
+    data,
+    has_more: hasMore,
+    first_id: data.length ? cursorOf(data[0]!) : '',
+    last_id: data.length ? cursorOf(data.at(-1)!) : '',
+  };
 }

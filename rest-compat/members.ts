@@ -55,7 +55,12 @@ export function organizationMemberRoutes({ gateway }: { gateway: GatewayClient }
     );
     if (!organization) throw RestError.notFound(`No such organization: ${organizationId}`);
     const data = organization.members.items.map((m) => ({ user_id: m.user.id, organization_id: organizationId, role: organizationRoleName(m.role) }));
-    sendJson(res, 200, cursorList(data, organization.members.hasMore, (m) => m.user_id), ctx.headers);
+    sendJson(
+      res,
+      200,
+      cursorList(data, organization.members.hasMore, (m) => m.user_id),
+      ctx.headers,
+    );
   };
 
   /** DELETE /v1/organizations/{organization_id}/users/{user_id}: answers `{}` (google.protobuf.Empty), as LLMariner does. */
@@ -121,7 +126,12 @@ export function projectMemberRoutes({ gateway }: { gateway: GatewayClient }): Ro
       organization_id: organizationId,
       role: projectRoleName(m.role),
     }));
-    sendJson(res, 200, cursorList(data, project.members.hasMore, (m) => m.user_id), ctx.headers);
+    sendJson(
+      res,
+      200,
+      cursorList(data, project.members.hasMore, (m) => m.user_id),
+      ctx.headers,
+    );
   };
 
   /** DELETE /v1/organizations/{organization_id}/projects/{project_id}/users/{user_id}: answers `{}` (google.protobuf.Empty). */

@@ -148,9 +148,14 @@ export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
     const config = configInput(body['config']);
     let model;
     if (body['is_fine_tuned_model'] === true) {
-      model = await single(req, ctx, `mutation Register($input: RegisterFineTunedModelInput!) { m: registerFineTunedModel(input: $input) { ${MODEL_FIELDS} } }`, {
-        input: { baseModelId: str(body, 'base_model_id'), suffix: str(body, 'suffix'), source: str(body, 'model_file_location'), config },
-      });
+      model = await single(
+        req,
+        ctx,
+        `mutation Register($input: RegisterFineTunedModelInput!) { m: registerFineTunedModel(input: $input) { ${MODEL_FIELDS} } }`,
+        {
+          input: { baseModelId: str(body, 'base_model_id'), suffix: str(body, 'suffix'), source: str(body, 'model_file_location'), config },
+        },
+      );
     } else {
       const repository = str(body, 'source_repository', false) ?? 'OBJECT_STORE';
       const sourceRepository = repository.replace(/^SOURCE_REPOSITORY_/, '');

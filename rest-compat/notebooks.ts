@@ -97,7 +97,8 @@ function createInput(body: Record<string, unknown>) {
     throw RestError.badRequest('additional_exposed_ports must be a list of ports', 'additional_exposed_ports');
   }
   const gpuCount = resources['gpu_count'];
-  if (gpuCount !== undefined && gpuCount !== null && typeof gpuCount !== 'number') throw RestError.badRequest('resources.gpu_count must be an integer', 'resources.gpu_count');
+  if (gpuCount !== undefined && gpuCount !== null && typeof gpuCount !== 'number')
+    throw RestError.badRequest('resources.gpu_count must be an integer', 'resources.gpu_count');
   return {
     name,
     image: imageRef,
@@ -121,11 +122,21 @@ export function notebookRoutes({ gateway }: { gateway: GatewayClient }) {
     return toNotebook(notebook);
   };
   const action = (mutation: 'stopNotebook' | 'startNotebook' | 'deleteNotebook') => async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) =>
-    sendJson(res, 200, await one(req, ctx, `mutation NotebookAction($id: ID!) { ${mutation}(id: $id) { ${NOTEBOOK_FIELDS} } }`, { id: ctx.params['id']! }), ctx.headers);
+    sendJson(
+      res,
+      200,
+      await one(req, ctx, `mutation NotebookAction($id: ID!) { ${mutation}(id: $id) { ${NOTEBOOK_FIELDS} } }`, { id: ctx.params['id']! }),
+      ctx.headers,
+    );
 
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const input = createInput(await readJsonBody(req));
-    sendJson(res, 200, await one(req, ctx, `mutation CreateNotebook($input: CreateNotebookInput!) { createNotebook(input: $input) { ${NOTEBOOK_FIELDS} } }`, { input }), ctx.headers);
+    sendJson(
+      res,
+      200,
+      await one(req, ctx, `mutation CreateNotebook($input: CreateNotebookInput!) { createNotebook(input: $input) { ${NOTEBOOK_FIELDS} } }`, { input }),
+      ctx.headers,
+    );
   }
 
   async function list(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {

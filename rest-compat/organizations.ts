@@ -66,7 +66,10 @@ export function organizationRoutes({ gateway }: { gateway: GatewayClient }): Rou
   /** DELETE /v1/organizations/{organization_id} (not the default organization). */
   const deleteOrganization: Handler = async (req, res, ctx) => {
     const id = ctx.params['organization_id']!;
-    await renamingParam(gql(req, ctx, `mutation DeleteOrganization($id: ID!) { deleteOrganization(id: $id) { deleted } }`, { id }), renameId('organization_id'));
+    await renamingParam(
+      gql(req, ctx, `mutation DeleteOrganization($id: ID!) { deleteOrganization(id: $id) { deleted } }`, { id }),
+      renameId('organization_id'),
+    );
     sendJson(res, 200, { id, object: 'organization', deleted: true }, ctx.headers);
   };
 

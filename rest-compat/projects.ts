@@ -86,7 +86,9 @@ function assignmentsInput(value: unknown, param: string): AssignmentInput[] {
 export async function projectInOrganization(gql: RouteGraphQL, req: IncomingMessage, ctx: RouteContext): Promise<{ id: string; organizationId: string }> {
   const { organization_id: organizationId, project_id: projectId } = ctx.params as { organization_id: string; project_id: string };
   const { project } = await renamingParam(
-    gql<{ project: { id: string; organizationId: string } | null }>(req, ctx, `query Project($id: ID!) { project(id: $id) { id organizationId } }`, { id: projectId }),
+    gql<{ project: { id: string; organizationId: string } | null }>(req, ctx, `query Project($id: ID!) { project(id: $id) { id organizationId } }`, {
+      id: projectId,
+    }),
     renameId('project_id'),
   );
   if (!project || project.organizationId !== organizationId) throw RestError.notFound(`No such project ${projectId} in organization ${organizationId}`);
@@ -116,7 +118,12 @@ export function projectRoutes({ gateway }: { gateway: GatewayClient }): Route[] 
       ...(assignments.length ? { assignments } : {}),
     };
     const { createProject: project } = await renamingParam(
-      gql<{ createProject: GraphQLProject }>(req, ctx, `mutation CreateProject($input: CreateProjectInput!) { createProject(input: $input) { ${PROJECT_FIELDS} } }`, { input }),
+      gql<{ createProject: GraphQLProject }>(
+        req,
+        ctx,
+        `mutation CreateProject($input: CreateProjectInput!) { createProject(input: $input) { ${PROJECT_FIELDS} } }`,
+        { input },
+      ),
       (param) => (namespace && param.startsWith('assignments') ? 'kubernetes_namespace' : param),
     );
     sendJson(res, 200, toProject(project), ctx.headers);
@@ -155,9 +162,14 @@ export function projectRoutes({ gateway }: { gateway: GatewayClient }): Route[] 
     }
     const project = await projectInOrganization(gql, req, ctx);
     const { updateProject: updated } = await renamingParam(
-      gql<{ updateProject: GraphQLProject }>(req, ctx, `mutation UpdateProject($input: UpdateProjectInput!) { updateProject(input: $input) { ${PROJECT_FIELDS} } }`, {
-        input: { id: project.id, ...input },
-      }),
+      gql<{ updateProject: GraphQLProject }>(
+        req,
+        ctx,
+        `mutation UpdateProject($input: UpdateProjectInput!) { updateProject(input: $input) { ${PROJECT_FIELDS} } }`,
+        {
+          input: { id: project.id, ...input },
+        },
+      ),
       (param) => (param === 'id' ? 'project_id' : `${prefix}${param}`),
     );
     sendJson(res, 200, toProject(updated), ctx.headers);

@@ -16,8 +16,7 @@ import type { Handler, Route } from './router.js';
  * resource: organizations.ts, projects.ts, members.ts, apiKeys.ts; the users themselves here.
  */
 
-const USER_FIELDS =
-  'id isServiceAccount organizationRoleBindings { role organization { id } } projectRoleBindings { role project { id organizationId } }';
+const USER_FIELDS = 'id isServiceAccount organizationRoleBindings { role organization { id } } projectRoleBindings { role project { id organizationId } }';
 
 interface GraphQLUser {
   id: string;

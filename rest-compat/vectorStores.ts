@@ -15,7 +15,8 @@ import type { RouteContext } from './router.js';
 
 const COUNTS = 'inProgress completed failed cancelled total';
 const STORE_FIELDS = `id name createdAt usageBytes status expiresAt lastActiveAt metadata embeddingModel fileCounts { ${COUNTS} } expiresAfter { anchor days }`;
-const FILE_FIELDS = 'id vectorStoreId createdAt status usageBytes attributes lastError { code message } chunkingStrategy { maxChunkSizeTokens chunkOverlapTokens }';
+const FILE_FIELDS =
+  'id vectorStoreId createdAt status usageBytes attributes lastError { code message } chunkingStrategy { maxChunkSizeTokens chunkOverlapTokens }';
 const BATCH_FIELDS = `id vectorStoreId createdAt status fileCounts { ${COUNTS} }`;
 
 interface Counts {
@@ -89,7 +90,10 @@ function toVectorStoreFile(f: GraphQLFile) {
     vector_store_id: f.vectorStoreId,
     status: f.status.toLowerCase(),
     last_error: f.lastError ? { code: f.lastError.code.toLowerCase(), message: f.lastError.message } : null,
-    chunking_strategy: { type: 'static' as const, static: { max_chunk_size_tokens: f.chunkingStrategy.maxChunkSizeTokens, chunk_overlap_tokens: f.chunkingStrategy.chunkOverlapTokens } },
+    chunking_strategy: {
+      type: 'static' as const,
+      static: { max_chunk_size_tokens: f.chunkingStrategy.maxChunkSizeTokens, chunk_overlap_tokens: f.chunkingStrategy.chunkOverlapTokens },
+    },
     attributes: f.attributes ?? {},
   };
 }
@@ -114,7 +118,8 @@ function chunkingInput(value: unknown): Record<string, unknown> | null {
   if (typeof v['type'] !== 'string') throw RestError.badRequest("chunking_strategy.type must be 'auto' or 'static'", 'chunking_strategy.type');
   if (v['type'] !== 'static') return { type: v['type'] };
   const s = v['static'];
-  if (typeof s !== 'object' || s === null) throw RestError.badRequest('chunking_strategy.static is required for the static strategy', 'chunking_strategy.static');
+  if (typeof s !== 'object' || s === null)
+    throw RestError.badRequest('chunking_strategy.static is required for the static strategy', 'chunking_strategy.static');
   const sizes = s as Record<string, unknown>;
   return { type: 'static', maxChunkSizeTokens: sizes['max_chunk_size_tokens'] ?? null, chunkOverlapTokens: sizes['chunk_overlap_tokens'] ?? null };
 }
@@ -141,10 +146,16 @@ function statusFilter(url: URL): string | null {
 }
 
 export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
-  const call = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables: Record<string, unknown> = {}) => gateway.request<T>(req, ctx.requestId, query, variables);
+  const call = <T>(req: IncomingMessage, ctx: RouteContext, query: string, variables: Record<string, unknown> = {}) =>
+    gateway.request<T>(req, ctx.requestId, query, variables);
 
   async function storeOrThrow(req: IncomingMessage, ctx: RouteContext, id: string): Promise<GraphQLStore> {
-    const { vectorStore } = await call<{ vectorStore: GraphQLStore | null }>(req, ctx, `query VectorStore($id: ID!) { vectorStore(id: $id) { ${STORE_FIELDS} } }`, { id });
+    const { vectorStore } = await call<{ vectorStore: GraphQLStore | null }>(
+      req,
+      ctx,
+      `query VectorStore($id: ID!) { vectorStore(id: $id) { ${STORE_FIELDS} } }`,
+      { id },
+    );
     if (!vectorStore) throw RestError.notFound(`No vector store found with id '${id}'.`);
     return vectorStore;
   }
@@ -271,10 +282,15 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
 
   async function removeFile(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const fileId = ctx.params['file_id']!;
-    await call(req, ctx, `mutation DeleteVectorStoreFile($vectorStoreId: ID!, $fileId: ID!) { deleteVectorStoreFile(vectorStoreId: $vectorStoreId, fileId: $fileId) { deleted } }`, {
-      vectorStoreId: ctx.params['id'],
-      fileId,
-    });
+    await call(
+      req,
+      ctx,
+      `mutation DeleteVectorStoreFile($vectorStoreId: ID!, $fileId: ID!) { deleteVectorStoreFile(vectorStoreId: $vectorStoreId, fileId: $fileId) { deleted } }`,
+      {
+        vectorStoreId: ctx.params['id'],
+        fileId,
+      },
+    );
     sendJson(res, 200, { id: fileId, object: 'vector_store.file.deleted', deleted: true }, ctx.headers);
   }
 
@@ -291,8 +307,15 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
       // One batch, one setting: per-file chunking or attributes must agree (Mariner stores them per file, set per batch).
       const first = files[0] as Record<string, unknown>;
       const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-      if (!files.every((f) => typeof f === 'object' && f && typeof (f as Record<string, unknown>)['file_id'] === 'string')) throw RestError.badRequest('files[].file_id is required', 'files');
-      if (!files.every((f) => same((f as Record<string, unknown>)['chunking_strategy'], first['chunking_strategy']) && same((f as Record<string, unknown>)['attributes'], first['attributes']))) {
+      if (!files.every((f) => typeof f === 'object' && f && typeof (f as Record<string, unknown>)['file_id'] === 'string'))
+        throw RestError.badRequest('files[].file_id is required', 'files');
+      if (
+        !files.every(
+          (f) =>
+            same((f as Record<string, unknown>)['chunking_strategy'], first['chunking_strategy']) &&
+            same((f as Record<string, unknown>)['attributes'], first['attributes']),
+        )
+      ) {
         throw RestError.badRequest('files: every entry must have the same chunking_strategy and attributes here; send one batch per setting', 'files');
       }
       fileIds = files.map((f) => (f as Record<string, string>)['file_id']!);
@@ -354,14 +377,28 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
     const ranking = body['ranking_options'];
     if (ranking !== undefined && !isJsonObject(ranking)) throw RestError.badRequest('ranking_options must be an object', 'ranking_options');
     const threshold = (ranking as Record<string, unknown> | undefined)?.['score_threshold'];
-    if (threshold !== undefined && typeof threshold !== 'number') throw RestError.badRequest('ranking_options.score_threshold must be a number', 'ranking_options.score_threshold');
+    if (threshold !== undefined && typeof threshold !== 'number')
+      throw RestError.badRequest('ranking_options.score_threshold must be a number', 'ranking_options.score_threshold');
     const max = body['max_num_results'];
     if (max !== undefined && typeof max !== 'number') throw RestError.badRequest('max_num_results must be an integer', 'max_num_results');
-    const { searchVectorStore } = await call<{ searchVectorStore: { searchQuery: string[]; results: { fileId: string; filename: string; score: number; attributes: Record<string, unknown> | null; text: string }[] } }>(
+    const { searchVectorStore } = await call<{
+      searchVectorStore: {
+        searchQuery: string[];
+        results: { fileId: string; filename: string; score: number; attributes: Record<string, unknown> | null; text: string }[];
+      };
+    }>(
       req,
       ctx,
       `query Search($input: SearchVectorStoreInput!) { searchVectorStore(input: $input) { searchQuery results { fileId filename score attributes text } } }`,
-      { input: { vectorStoreId: ctx.params['id'], query: queries, maxNumResults: max ?? null, scoreThreshold: threshold ?? null, filters: body['filters'] ?? null } },
+      {
+        input: {
+          vectorStoreId: ctx.params['id'],
+          query: queries,
+          maxNumResults: max ?? null,
+          scoreThreshold: threshold ?? null,
+          filters: body['filters'] ?? null,
+        },
+      },
     );
     sendJson(
       res,

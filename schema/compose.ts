@@ -13,9 +13,7 @@ const target = fileURLToPath(new URL('./supergraph.graphql', import.meta.url));
 const acceptedFile = fileURLToPath(new URL('./accepted-hints.json', import.meta.url));
 
 export function compose(): { supergraphSdl: string; hints: { code: string; message: string }[] } {
-  const result = composeServices(
-    SUBGRAPH_NAMES.map((name) => ({ name, typeDefs: parse(subgraphSdl(name)), url: placeholderUrl(name) })),
-  );
+  const result = composeServices(SUBGRAPH_NAMES.map((name) => ({ name, typeDefs: parse(subgraphSdl(name)), url: placeholderUrl(name) })));
   if (result.errors) {
     throw new Error(`composition failed:\n${result.errors.map((e) => `- ${e.message}`).join('\n')}`);
   }

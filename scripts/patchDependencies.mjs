@@ -45,7 +45,9 @@ export function patchDependencies(root = ROOT) {
     if (!existsSync(path.join(dir, 'package.json'))) continue;
     const { version } = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
     if (version !== patch.version) {
-      throw new Error(`scripts/patchDependencies.mjs: ${patch.pkg} is ${version}, the patch is for ${patch.version}: check whether ${patch.file} still needs it`);
+      throw new Error(
+        `scripts/patchDependencies.mjs: ${patch.pkg} is ${version}, the patch is for ${patch.version}: check whether ${patch.file} still needs it`,
+      );
     }
     const file = path.join(dir, patch.file);
     const text = readFileSync(file, 'utf8');

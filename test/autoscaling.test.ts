@@ -57,14 +57,22 @@ describe('autoscaling on the local executor: replicas follow load, go to zero wh
       autoscaler: {
         enabled: true,
         syncPeriodMs: 200,
-        defaults: { targetInFlight: 1, minReplicas: 0, maxReplicas: 2, maxScaleUpRate: 3, maxScaleDownRate: 0.5, metricsWindowSeconds: 2, scaleToZeroGraceSeconds: 3 },
+        defaults: {
+          targetInFlight: 1,
+          minReplicas: 0,
+          maxReplicas: 2,
+          maxScaleUpRate: 3,
+          maxScaleDownRate: 0.5,
+          metricsWindowSeconds: 2,
+          scaleToZeroGraceSeconds: 3,
+        },
         models: {},
       },
       logger: silentLogger(),
     });
     await agent.whenConnected();
     const ggufPath = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(ggufPath);
+    writeTinyGguf(ggufPath);
     // Not activated: its first request does that (on-demand allocation).
     await loadedModelFromFile(t, {
       id: modelId,
@@ -86,12 +94,21 @@ describe('autoscaling on the local executor: replicas follow load, go to zero wh
     const first = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3 });
     expect(first.object).toBe('chat.completion');
 
-    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
     const events: ScalingEvent[] = [];
     let failure: unknown;
     const unsubscribe = ws.subscribe<{ runtimeScaling: ScalingEvent[] }>(
       { query: SCALING, variables: { modelId } },
-      { next: (event) => event.data?.runtimeScaling[0] && events.push(event.data.runtimeScaling[0]), error: (error) => (failure = error), complete: () => undefined },
+      {
+        next: (event) => event.data?.runtimeScaling[0] && events.push(event.data.runtimeScaling[0]),
+        error: (error) => (failure = error),
+        complete: () => undefined,
+      },
     );
     const seen = (what: string, check: (event: ScalingEvent) => boolean, timeoutMs = 60_000) =>
       until(() => failure !== undefined || events.some(check), what, timeoutMs).then(() => {
@@ -130,13 +147,20 @@ describe('autoscaling on the local executor: replicas follow load, go to zero wh
       const holding = await seen('one replica held through the grace period', (e) => e.desiredReplicas === 1 && e.autoscaling?.scaleToZeroAt !== null);
       expect(Date.parse(holding.autoscaling!.scaleToZeroAt!)).toBeGreaterThan(Date.now() - 10_000);
       const zero = await seen('zero replicas', (e) => e.desiredReplicas === 0);
-      expect(zero).toMatchObject({ readyReplicas: 0, statusMessage: 'scaled to zero', autoscaling: { lastScaleReason: expect.stringMatching(/^scaled to zero: no request for \d+ s$/) } });
+      expect(zero).toMatchObject({
+        readyReplicas: 0,
+        statusMessage: 'scaled to zero',
+        autoscaling: { lastScaleReason: expect.stringMatching(/^scaled to zero: no request for \d+ s$/) },
+      });
       await until(() => pids.every((pid) => !alive(pid)), 'the runtime processes to exit', 30_000);
 
       // The next request waits for a replica started from zero, and is answered.
       const again = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Back?' }], max_tokens: 3 });
       expect(again.object).toBe('chat.completion');
-      const woken = await seen('a replica started from zero', (e) => e.readyReplicas === 1 && e.autoscaling?.lastScaleReason === 'scaled up from zero: a request is waiting');
+      const woken = await seen(
+        'a replica started from zero',
+        (e) => e.readyReplicas === 1 && e.autoscaling?.lastScaleReason === 'scaled up from zero: a request is waiting',
+      );
       expect(woken.desiredReplicas).toBe(1);
     } finally {
       unsubscribe();
@@ -145,11 +169,18 @@ describe('autoscaling on the local executor: replicas follow load, go to zero wh
   }, 180_000);
 
   it('runtimeScaling of a model the caller cannot see is NOT_FOUND', async () => {
-    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
     const events = ws.iterate({ query: SCALING, variables: { modelId: 'no-such-model' } });
     try {
       const { value } = await events.next();
-      expect(value).toEqual({ errors: [expect.objectContaining({ message: 'model no-such-model not found', extensions: expect.objectContaining({ code: 'NOT_FOUND' }) })] });
+      expect(value).toEqual({
+        errors: [expect.objectContaining({ message: 'model no-such-model not found', extensions: expect.objectContaining({ code: 'NOT_FOUND' }) })],
+      });
     } finally {
       await ws.dispose();
     }

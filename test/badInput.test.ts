@@ -89,7 +89,10 @@ describe('malformed requests are refused before anything runs', () => {
 
   it('a body that is not JSON is HTTP 400 BAD_USER_INPUT', async () => {
     const before = await rowCounts();
-    const result = await send({ body: '{"query": "mutation { createOrganization(input: { title: \\"Json\\" }) { id } }"', headers: { 'content-type': 'application/json' } });
+    const result = await send({
+      body: '{"query": "mutation { createOrganization(input: { title: \\"Json\\" }) { id } }"',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(result.status).toBe(400);
     expect(onlyError(result.body, 'BAD_USER_INPUT').message).toBe('Request body is not valid JSON');
     expect(await rowCounts()).toEqual(before);
@@ -244,7 +247,12 @@ describe('invalid arguments are BAD_USER_INPUT naming the argument, and change n
     ['deleteProject(id)', `mutation { deleteProject(id: "org-xyz") { deleted } }`, 'id', 'project'],
     ['deleteOrganization(id)', `mutation { deleteOrganization(id: "") { deleted } }`, 'id', 'organization'],
     ['deleteApiKey(id)', `mutation { deleteApiKey(id: "sk-whatever") { deleted } }`, 'id', 'apiKey'],
-    ['addProjectMember(projectId)', `mutation { addProjectMember(projectId: "proj-not valid", userId: "a@example.com", role: MEMBER) { role } }`, 'projectId', 'project'],
+    [
+      'addProjectMember(projectId)',
+      `mutation { addProjectMember(projectId: "proj-not valid", userId: "a@example.com", role: MEMBER) { role } }`,
+      'projectId',
+      'project',
+    ],
   ])('%s', async (_name, query, field, kind) => {
     const before = await rowCounts();
     const result = await t.gql(query);

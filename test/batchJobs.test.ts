@@ -25,11 +25,20 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     return { status: response.status, body: (await response.json()) as any };
   };
   const finished = (id: string, key?: string) =>
-    waitFor(() => rest('GET', `/v1/batch/jobs/${id}`, undefined, key), (r) => ['succeeded', 'failed', 'cancelled'].includes(r.body.status), `batch job ${id} to finish`);
+    waitFor(
+      () => rest('GET', `/v1/batch/jobs/${id}`, undefined, key),
+      (r) => ['succeeded', 'failed', 'cancelled'].includes(r.body.status),
+      `batch job ${id} to finish`,
+    );
 
   beforeAll(async () => {
     t = await startTestPlatform({ defaultCluster: true, config: { jobs: { dispatchIntervalMs: 300, localBatchJobs: true } } });
-    ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
   });
   afterAll(async () => {
     await ws?.dispose();
@@ -47,15 +56,29 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
       envs: { GREETING: 'hello' },
       data_files: [data.id],
     });
-    expect(created.body).toMatchObject({ status: "queued" });
+    expect(created.body).toMatchObject({ status: 'queued' });
     expect(created.status).toBe(200);
-    expect(created.body).toMatchObject({ status: 'queued', image: 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime', envs: { GREETING: 'hello' }, data_files: [data.id], scripts: ['count.sh'], kind: { pytorch: { worker_count: 1 } } });
+    expect(created.body).toMatchObject({
+      status: 'queued',
+      image: 'pytorch/pytorch:2.1.2-cuda12.1-cudnn8-runtime',
+      envs: { GREETING: 'hello' },
+      data_files: [data.id],
+      scripts: ['count.sh'],
+      kind: { pytorch: { worker_count: 1 } },
+    });
 
     const lines: string[] = [];
     await new Promise<void>((resolve, reject) => {
       ws.subscribe<{ jobLogs: { lines: { text: string }[]; job: { status: string; image?: string } } }>(
-        { query: `subscription($id: ID!) { jobLogs(jobId: $id) { lines { text } job { status ... on BatchJob { image } } } }`, variables: { id: created.body.id } },
-        { next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))), error: reject, complete: resolve },
+        {
+          query: `subscription($id: ID!) { jobLogs(jobId: $id) { lines { text } job { status ... on BatchJob { image } } } }`,
+          variables: { id: created.body.id },
+        },
+        {
+          next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))),
+          error: reject,
+          complete: resolve,
+        },
       );
     });
     expect(lines).toContain('greeting=hello');
@@ -75,7 +98,15 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
 
   it("a job's command sees its own envs and what a process needs to run, none of the agent's secrets", async () => {
     const canary = 's3cr3t-canary';
-    const secrets = ['MARINER_REGISTRATION_KEY', 'MARINER_INTERNAL_TOKEN_SECRET', 'DATABASE_URL', 'AWS_SECRET_ACCESS_KEY', 'HF_TOKEN', 'OPENAI_API_KEY', 'PAYMENTS_SECRET'];
+    const secrets = [
+      'MARINER_REGISTRATION_KEY',
+      'MARINER_INTERNAL_TOKEN_SECRET',
+      'DATABASE_URL',
+      'AWS_SECRET_ACCESS_KEY',
+      'HF_TOKEN',
+      'OPENAI_API_KEY',
+      'PAYMENTS_SECRET',
+    ];
     const saved = Object.fromEntries(secrets.map((name) => [name, process.env[name]]));
     for (const name of secrets) process.env[name] = `${canary}-${name}`;
     try {
@@ -90,7 +121,11 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
       await new Promise<void>((resolve, reject) => {
         ws.subscribe<{ jobLogs: { lines: { text: string }[] } }>(
           { query: `subscription($id: ID!) { jobLogs(jobId: $id) { lines { text } } }`, variables: { id: created.body.id } },
-          { next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))), error: reject, complete: resolve },
+          {
+            next: (r) => (r.errors ? reject(new Error(JSON.stringify(r.errors))) : lines.push(...r.data!.jobLogs.lines.map((l) => l.text))),
+            error: reject,
+            complete: resolve,
+          },
         );
       });
       expect((await finished(created.body.id)).body.status).toBe('succeeded');
@@ -113,7 +148,11 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     expect(failed.body.error.message.split('\n')).toEqual(expect.arrayContaining(['the command exited with code 4', 'no GPU found']));
 
     const long = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo up; sleep 30' });
-    await waitFor(() => rest('GET', `/v1/batch/jobs/${long.body.id}`), (r) => r.body.status === 'running', 'the job to run');
+    await waitFor(
+      () => rest('GET', `/v1/batch/jobs/${long.body.id}`),
+      (r) => r.body.status === 'running',
+      'the job to run',
+    );
     const refused = await rest('DELETE', `/v1/batch/jobs/${long.body.id}`);
     expect(refused).toMatchObject({ status: 400, body: { error: { message: expect.stringContaining('cancel it first') } } });
     expect((await rest('POST', `/v1/batch/jobs/${long.body.id}/cancel`)).status).toBe(200);
@@ -164,7 +203,10 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
 
     const { body: list } = await rest('GET', '/v1/batch/jobs?limit=100');
     const now = Math.floor(Date.now() / 1000);
-    const { status, body } = await rest('GET', `/v1/jobs/summaries?filter.start_timestamp=${now - 3600}&filter.end_timestamp=${now + 60}&filter.duration=1830s`);
+    const { status, body } = await rest(
+      'GET',
+      `/v1/jobs/summaries?filter.start_timestamp=${now - 3600}&filter.end_timestamp=${now + 60}&filter.duration=1830s`,
+    );
     expect(status).toBe(200);
     expect(body.datapoints).toHaveLength(2);
     const batch = body.datapoints.flatMap((p: { values: { job_type: string }[] }) => p.values.filter((v) => v.job_type === 'BATCH'));
@@ -181,10 +223,21 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
   it('refuses notebooks on the local executor with the reason, and deletes them', async () => {
     const created = await rest('POST', '/v1/workspaces/notebooks', { name: 'local-lab', image: { type: 'jupyter-lab-base' } });
     expect(created.status).toBe(200);
-    const failed = await waitFor(() => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`), (r) => r.body.status !== 'QUEUED', 'the notebook to be refused');
-    expect(failed.body).toMatchObject({ status: 'FAILED', error: { code: 'dispatch_refused', message: expect.stringContaining('notebooks need a Kubernetes cluster') } });
+    const failed = await waitFor(
+      () => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`),
+      (r) => r.body.status !== 'QUEUED',
+      'the notebook to be refused',
+    );
+    expect(failed.body).toMatchObject({
+      status: 'FAILED',
+      error: { code: 'dispatch_refused', message: expect.stringContaining('notebooks need a Kubernetes cluster') },
+    });
     expect((await rest('DELETE', `/v1/workspaces/notebooks/${created.body.id}`)).status).toBe(200);
-    await waitFor(() => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`), (r) => r.status === 404, 'the notebook to be deleted');
+    await waitFor(
+      () => rest('GET', `/v1/workspaces/notebooks/${created.body.id}`),
+      (r) => r.status === 404,
+      'the notebook to be deleted',
+    );
     expect((await rest('GET', '/v1/workspaces/notebooks')).body).toMatchObject({ notebooks: [], total_items: 0 });
   });
 
@@ -198,7 +251,11 @@ describe('batch jobs (LLMariner /v1/batch/jobs) on the local executor', () => {
     // A notebook first (its updates must not reach this feed), then a batch job.
     const notebook = await rest('POST', '/v1/workspaces/notebooks', { name: 'feed-lab', image: { type: 'jupyter-lab-base' } });
     const job = await rest('POST', '/v1/batch/jobs', { image: 'busybox:1.36', command: 'echo hi' });
-    await waitFor(async () => seen, (s) => s.some((u) => u.id === job.body.id && u.status === 'SUCCEEDED'), 'the batch job to finish in the feed');
+    await waitFor(
+      async () => seen,
+      (s) => s.some((u) => u.id === job.body.id && u.status === 'SUCCEEDED'),
+      'the batch job to finish in the feed',
+    );
     stop();
     expect(errors).toEqual([]);
     expect(seen.every((u) => u.id === job.body.id)).toBe(true);

@@ -101,8 +101,7 @@ describe('clusters and agents', () => {
     expect(cluster.tunnels.map((tn: { transport: string }) => tn.transport).sort()).toEqual(['UPGRADE', 'WEBSOCKET']);
 
     // Requests spread over both agents; when one leaves, the other serves them all.
-    const answeredBy = async (n: number) =>
-      Promise.all(Array.from({ length: n }, () => healthz(t, registerCluster.cluster.id))).then((ids) => new Set(ids));
+    const answeredBy = async (n: number) => Promise.all(Array.from({ length: n }, () => healthz(t, registerCluster.cluster.id))).then((ids) => new Set(ids));
     expect(await answeredBy(20)).toEqual(new Set([a.agentId, b.agentId]));
     await a.close();
     await until(() => t.platform.sessions.registry.tunnels(registerCluster.cluster.id).length === 1, 'the first agent to leave');

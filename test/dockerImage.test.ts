@@ -24,7 +24,10 @@ const packageJson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'ut
 
 /** The stages, by name, with their instructions (continuation lines joined). */
 const stages = new Map<string, { from: string; lines: string[] }>();
-for (const stage of dockerfile.replace(/\\\n\s*/g, ' ').split(/^(?=FROM )/m).slice(1)) {
+for (const stage of dockerfile
+  .replace(/\\\n\s*/g, ' ')
+  .split(/^(?=FROM )/m)
+  .slice(1)) {
   const [, from, name] = /^FROM (\S+) AS (\S+)/.exec(stage)!;
   stages.set(name!, { from: from!, lines: stage.split('\n').filter((line) => /^[A-Z]+ /.test(line)) });
 }

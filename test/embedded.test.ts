@@ -94,10 +94,7 @@ function waitForStdout(m: Mariner, pattern: RegExp, timeoutMs = START_TIMEOUT_MS
     };
     const onClose = (code: number | null, signal: NodeJS.Signals | null) =>
       finish(() => reject(new Error(`mariner exited (code ${code}, signal ${signal}) before printing ${pattern}${describeOutput(m)}`)));
-    const timer = setTimeout(
-      () => finish(() => reject(new Error(`no ${pattern} on stdout within ${timeoutMs} ms${describeOutput(m)}`))),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} on stdout within ${timeoutMs} ms${describeOutput(m)}`))), timeoutMs);
     const finish = (settle: () => void) => {
       clearTimeout(timer);
       m.child.stdout!.off('data', check);
@@ -218,25 +215,47 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect((await client.models.list()).data.map((m) => m.id).sort()).toEqual(['mariner-demo', 'mariner-demo-base']);
   });
 
-  it('the default cluster is connected through its local agent; a second `mariner agent` process joins as another cluster', { timeout: TEST_TIMEOUT_MS }, async () => {
-    defaultId = firstBanner!.stdout.match(/Default cluster: (cluster-[A-Za-z0-9]+) \(local agent connected\)/)?.[1];
-    expect(defaultId, describeOutput(first!)).toBeDefined();
-    const before = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
-    expect(before.clusters.items).toEqual([{ id: defaultId, name: 'default', isDefault: true, connected: true, tunnels: [{ transport: 'UPGRADE' }] }]);
+  it(
+    'the default cluster is connected through its local agent; a second `mariner agent` process joins as another cluster',
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      defaultId = firstBanner!.stdout.match(/Default cluster: (cluster-[A-Za-z0-9]+) \(local agent connected\)/)?.[1];
+      expect(defaultId, describeOutput(first!)).toBeDefined();
+      const before = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
+      expect(before.clusters.items).toEqual([{ id: defaultId, name: 'default', isDefault: true, connected: true, tunnels: [{ transport: 'UPGRADE' }] }]);
 
-    const { registerCluster } = await gql(firstBanner!.graphqlUrl, adminKey!, 'mutation { registerCluster(input: { name: "edge" }) { registrationKey cluster { id } } }');
-    const agent = launch({ MARINER_REGISTRATION_KEY: registerCluster.registrationKey }, ['agent', '--control-plane', firstBanner!.url, '--executor', 'local', '--transport', 'websocket']);
-    await waitForStdout(agent, /tunnel connected/);
-    const after = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
-    expect(after.clusters.items).toContainEqual({ id: registerCluster.cluster.id, name: 'edge', isDefault: false, connected: true, tunnels: [{ transport: 'WEBSOCKET' }] });
-    agent.child.kill('SIGINT');
-    expect(await waitForExit(agent, STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+      const { registerCluster } = await gql(
+        firstBanner!.graphqlUrl,
+        adminKey!,
+        'mutation { registerCluster(input: { name: "edge" }) { registrationKey cluster { id } } }',
+      );
+      const agent = launch({ MARINER_REGISTRATION_KEY: registerCluster.registrationKey }, [
+        'agent',
+        '--control-plane',
+        firstBanner!.url,
+        '--executor',
+        'local',
+        '--transport',
+        'websocket',
+      ]);
+      await waitForStdout(agent, /tunnel connected/);
+      const after = await gql(firstBanner!.graphqlUrl, adminKey!, CLUSTERS);
+      expect(after.clusters.items).toContainEqual({
+        id: registerCluster.cluster.id,
+        name: 'edge',
+        isDefault: false,
+        connected: true,
+        tunnels: [{ transport: 'WEBSOCKET' }],
+      });
+      agent.child.kill('SIGINT');
+      expect(await waitForExit(agent, STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
 
-    // A wrong key: the agent says so and exits non-zero.
-    const refused = launch({ MARINER_REGISTRATION_KEY: `clusterkey-${'x'.repeat(48)}` }, ['agent', '--control-plane', firstBanner!.url]);
-    expect((await waitForExit(refused, START_TIMEOUT_MS)).code).toBe(1);
-    expect(refused.stderr).toMatch(/refused the registration key/);
-  });
+      // A wrong key: the agent says so and exits non-zero.
+      const refused = launch({ MARINER_REGISTRATION_KEY: `clusterkey-${'x'.repeat(48)}` }, ['agent', '--control-plane', firstBanner!.url]);
+      expect((await waitForExit(refused, START_TIMEOUT_MS)).code).toBe(1);
+      expect(refused.stderr).toMatch(/refused the registration key/);
+    },
+  );
 
   it('--demo-model: the OpenAI SDK streams a chat completion from the demo model (its first request starts the runtime)', { timeout: 150_000 }, async () => {
     expect(first!.stdout).toContain('Demo model: mariner-demo');
@@ -250,7 +269,14 @@ describe('mariner up on embedded PGlite, as a child process', () => {
   it('--demo-model: a fine-tuning job on the demo base model runs with the demo trainer and its model is listed', { timeout: 120_000 }, async () => {
     expect(first!.stdout).toContain('Demo base model for fine-tuning: mariner-demo-base');
     const client = new OpenAI({ apiKey: adminKey!, baseURL: `${firstBanner!.url}/v1`, maxRetries: 0 });
-    const lines = [1, 2, 3].map((i) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] }));
+    const lines = [1, 2, 3].map((i) =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: `q${i}` },
+          { role: 'assistant', content: `a${i}` },
+        ],
+      }),
+    );
     const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
     const job = await client.fineTuning.jobs.create({ model: 'mariner-demo-base', training_file: file.id, suffix: 'demo', hyperparameters: { n_epochs: 1 } });
     let current = job;
@@ -259,7 +285,10 @@ describe('mariner up on embedded PGlite, as a child process', () => {
       await new Promise((resolve) => setTimeout(resolve, 250));
       current = await client.fineTuning.jobs.retrieve(job.id);
     }
-    expect(current, JSON.stringify(current.error)).toMatchObject({ status: 'succeeded', fine_tuned_model: expect.stringMatching(/^ft:mariner-demo-base:demo-/) });
+    expect(current, JSON.stringify(current.error)).toMatchObject({
+      status: 'succeeded',
+      fine_tuned_model: expect.stringMatching(/^ft:mariner-demo-base:demo-/),
+    });
     expect((await client.models.list()).data.map((m) => m.id)).toContain(current.fine_tuned_model);
   });
 
@@ -400,7 +429,12 @@ async function sigtermWithStreamInFlight(settings: Record<string, string>) {
 
   // Long enough (thousands of chunks) to be in flight when the signal arrives.
   wire.text = '';
-  const stream = await client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Tell me a long story' }], max_tokens: 3000, stream: true });
+  const stream = await client.chat.completions.create({
+    model: 'mariner-demo',
+    messages: [{ role: 'user', content: 'Tell me a long story' }],
+    max_tokens: 3000,
+    stream: true,
+  });
   const chunks = stream[Symbol.asyncIterator]();
   expect((await chunks.next()).done).toBe(false);
   const signalled = Date.now();
@@ -412,23 +446,31 @@ async function sigtermWithStreamInFlight(settings: Record<string, string>) {
     thrown = error;
   }
   const ending = streamEnding(wire.text);
-  console.log(`SIGTERM with a stream in flight (${JSON.stringify(settings)}): stream ended (${ending.ending}, ${ending.events} events) after ${Date.now() - signalled} ms`);
+  console.log(
+    `SIGTERM with a stream in flight (${JSON.stringify(settings)}): stream ended (${ending.ending}, ${ending.events} events) after ${Date.now() - signalled} ms`,
+  );
   return { m, ending, thrown, subscription: await closed, exit: await waitForExit(m, 40_000) };
 }
 
 describe('mariner up: SIGTERM with a streamed completion and a subscription in flight', () => {
-  it('the stream completes within the drain (every chunk, then [DONE]); the subscription closes with 1001 and a reason; exit 0', { timeout: 180_000 }, async () => {
-    const { m, ending, thrown, subscription, exit } = await sigtermWithStreamInFlight({});
-    expect(ending.ending, `${ending.last}${describeOutput(m)}`).toBe('done');
-    expect(thrown).toBeUndefined();
-    expect(subscription).toEqual({ code: 1001, reason: 'server shutting down' });
-    expect(exit, describeOutput(m)).toEqual({ code: 0, signal: null });
-  });
+  it(
+    'the stream completes within the drain (every chunk, then [DONE]); the subscription closes with 1001 and a reason; exit 0',
+    { timeout: 180_000 },
+    async () => {
+      const { m, ending, thrown, subscription, exit } = await sigtermWithStreamInFlight({});
+      expect(ending.ending, `${ending.last}${describeOutput(m)}`).toBe('done');
+      expect(thrown).toBeUndefined();
+      expect(subscription).toEqual({ code: 1001, reason: 'server shutting down' });
+      expect(exit, describeOutput(m)).toEqual({ code: 0, signal: null });
+    },
+  );
 
   it('past the drain limit (MARINER_DRAIN_TIMEOUT_MS=0) the stream ends with an OpenAI error event, not a cut; exit 0', { timeout: 180_000 }, async () => {
     const { m, ending, thrown, subscription, exit } = await sigtermWithStreamInFlight({ MARINER_DRAIN_TIMEOUT_MS: '0' });
     expect(ending.ending, `${ending.last}${describeOutput(m)}`).toBe('error');
-    expect(JSON.parse(ending.last.replace(/^data: /, ''))).toEqual({ error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null } });
+    expect(JSON.parse(ending.last.replace(/^data: /, ''))).toEqual({
+      error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null },
+    });
     // The SDK raises it as an API error (not a connection failure).
     expect(thrown).toBeInstanceOf(OpenAI.APIError);
     expect(thrown).not.toBeInstanceOf(OpenAI.APIConnectionError);

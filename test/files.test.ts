@@ -9,7 +9,13 @@ import { FileStore } from '../subgraphs/files/store.js';
 let t: TestPlatform;
 let client: OpenAI;
 
-const chatLine = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `question ${i}` }, { role: 'assistant', content: `answer ${i}` }] });
+const chatLine = (i: number) =>
+  JSON.stringify({
+    messages: [
+      { role: 'user', content: `question ${i}` },
+      { role: 'assistant', content: `answer ${i}` },
+    ],
+  });
 const jsonl = (n: number) => Array.from({ length: n }, (_, i) => chatLine(i)).join('\n') + '\n';
 
 /** Every object the store holds, to prove nothing was left behind. */
@@ -86,9 +92,7 @@ describe('OpenAI files API with the official SDK', () => {
 
   it('an unknown or missing purpose is a 400 and nothing is kept', async () => {
     const before = await storedKeys();
-    const unknown = await client.files
-      .create({ file: await toFile(Buffer.from('x'), 'x.txt'), purpose: 'nonsense' as never })
-      .catch((e) => e);
+    const unknown = await client.files.create({ file: await toFile(Buffer.from('x'), 'x.txt'), purpose: 'nonsense' as never }).catch((e) => e);
     expect(unknown).toBeInstanceOf(OpenAI.BadRequestError);
     expect(unknown.param).toBe('purpose');
     const form = new FormData();
@@ -130,7 +134,9 @@ describe('OpenAI files API with the official SDK', () => {
   it('a file of another project is not found', async () => {
     const mine = await client.files.create({ file: await toFile(Buffer.from('private'), 'private.txt'), purpose: 'user_data' });
     const { createOrganization } = await t.gqlOk(`mutation { createOrganization(input: { title: "Other" }) { id } }`);
-    const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Other" }) { id } }`, { o: createOrganization.id });
+    const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Other" }) { id } }`, {
+      o: createOrganization.id,
+    });
     const { createApiKey } = await t.gqlOk(`mutation($p: ID!) { createApiKey(input: { name: "other", projectId: $p }) { secret } }`, { p: createProject.id });
     const other = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${t.url}/v1`, maxRetries: 0 });
     await expect(other.files.retrieve(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
@@ -143,7 +149,9 @@ describe('OpenAI files API with the official SDK', () => {
     const response = await fetch(`${t.url}/v1/assistants`, { headers: { authorization: `Bearer ${t.adminKey}` } });
     expect(response.status).toBe(404);
     expect(response.headers.get('x-request-id')).toBeTruthy();
-    expect(await response.json()).toEqual({ error: { message: 'Invalid URL (GET /v1/assistants)', type: 'invalid_request_error', param: null, code: 'not_found' } });
+    expect(await response.json()).toEqual({
+      error: { message: 'Invalid URL (GET /v1/assistants)', type: 'invalid_request_error', param: null, code: 'not_found' },
+    });
   });
 
   it('every response and error body matches the OpenAI API description', async () => {
@@ -179,9 +187,12 @@ describe('OpenAI files API with the official SDK', () => {
 
   it('an object already in the store becomes a File without copying (createFromObjectPath)', async () => {
     const text = jsonl(2);
-    await t.platform.objectStore.put('datasets/shared/train.jsonl', (async function* () {
-      yield Buffer.from(text);
-    })());
+    await t.platform.objectStore.put(
+      'datasets/shared/train.jsonl',
+      (async function* () {
+        yield Buffer.from(text);
+      })(),
+    );
     const response = await fetch(`${t.url}/v1/files:createFromObjectPath`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
@@ -205,16 +216,14 @@ describe('OpenAI files API with the official SDK', () => {
   it('an upload begun but never completed is swept with its bytes', async () => {
     const before = await storedKeys();
     const { beginFileUpload } = await t.gqlOk(`mutation { beginFileUpload(input: { filename: "left.txt" }) { id objectKey } }`);
-    await t.platform.objectStore.put(beginFileUpload.objectKey, (async function* () {
-      yield Buffer.from('abandoned');
-    })());
-    expect(await storedKeys()).toContain(beginFileUpload.objectKey);
-    const swept = await sweepExpiredUploads(
-      new FileStore(t.platform.db.knex),
-      t.platform.objectStore,
-      silentLogger(),
-      new Date(Date.now() + 2 * 3600 * 1000),
+    await t.platform.objectStore.put(
+      beginFileUpload.objectKey,
+      (async function* () {
+        yield Buffer.from('abandoned');
+      })(),
     );
+    expect(await storedKeys()).toContain(beginFileUpload.objectKey);
+    const swept = await sweepExpiredUploads(new FileStore(t.platform.db.knex), t.platform.objectStore, silentLogger(), new Date(Date.now() + 2 * 3600 * 1000));
     expect(swept).toBeGreaterThanOrEqual(1);
     expect(await storedKeys()).toEqual(before);
     const complete = await t.gql(`mutation($id: ID!) { completeFileUpload(input: { id: $id, purpose: "assistants" }) { id } }`, { id: beginFileUpload.id });

@@ -19,7 +19,12 @@ const BASE_MODEL = 'tiny-hf';
 /** OpenAI chat-format training examples. */
 function trainingData(examples: number): Buffer {
   const lines = Array.from({ length: examples }, (_, i) =>
-    JSON.stringify({ messages: [{ role: 'user', content: `question ${i}` }, { role: 'assistant', content: `answer ${i}` }] }),
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `question ${i}` },
+        { role: 'assistant', content: `answer ${i}` },
+      ],
+    }),
   );
   return Buffer.from(lines.join('\n') + '\n');
 }
@@ -62,7 +67,8 @@ async function loadBaseModel(t: TestPlatform): Promise<void> {
     input: { id: BASE_MODEL, sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
   });
   const loaded = await waitFor(
-    () => t.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
+    () =>
+      t.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
     (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
     'the base model to load',
     60_000,
@@ -85,7 +91,12 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
       config: { jobs: { dispatchIntervalMs: 500, localTrainerCommand: demoTrainerCommand() } },
     });
     sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
     await loadBaseModel(t);
   });
   afterAll(async () => {
@@ -156,7 +167,12 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
   });
 
   it('a follower that joins a shared log subscription late is handed the lines so far, then the rest', async () => {
-    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: await upload(10), suffix: 'shared', hyperparameters: { n_epochs: 2 } });
+    const created = await sdk.fineTuning.jobs.create({
+      model: BASE_MODEL,
+      training_file: await upload(10),
+      suffix: 'shared',
+      hyperparameters: { n_epochs: 2 },
+    });
     const first: LogEvent[] = [];
     let joined: Promise<{ jobLogs: LogEvent }[]> | undefined;
     await new Promise<void>((resolve, reject) => {
@@ -182,7 +198,11 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
   it('cancels a running job: the trainer is stopped and the job ends cancelled', async () => {
     const trainingFile = await upload(40);
     const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'long', hyperparameters: { n_epochs: 50 } });
-    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'running', 'the job to run');
+    await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status === 'running',
+      'the job to run',
+    );
     const cancelling = await sdk.fineTuning.jobs.cancel(created.id);
     expect(['running', 'cancelled']).toContain(cancelling.status);
     const job = await finished(created.id);
@@ -200,13 +220,17 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     expect(noModel).toBeInstanceOf(OpenAI.BadRequestError);
     expect((noModel as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('model');
 
-    const wrongPurpose = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: await upload(2, 'assistants'), suffix: 'x' }).catch((e: unknown) => e);
+    const wrongPurpose = await sdk.fineTuning.jobs
+      .create({ model: BASE_MODEL, training_file: await upload(2, 'assistants'), suffix: 'x' })
+      .catch((e: unknown) => e);
     expect((wrongPurpose as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('training_file');
 
     const badSuffix = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'Not A Suffix' }).catch((e: unknown) => e);
     expect((badSuffix as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('suffix');
 
-    const badEpochs = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'x', hyperparameters: { n_epochs: 0 } }).catch((e: unknown) => e);
+    const badEpochs = await sdk.fineTuning.jobs
+      .create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'x', hyperparameters: { n_epochs: 0 } })
+      .catch((e: unknown) => e);
     expect((badEpochs as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('hyperparameters.n_epochs');
     expect((await sdk.fineTuning.jobs.list()).data).toHaveLength(before);
   });
@@ -230,7 +254,11 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     const file = await projectSdk.files.create({ file: await toFile(trainingData(2), 'train.jsonl'), purpose: 'fine-tune' });
     const created = await projectSdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: file.id, suffix: 'oom' });
     expect(created).toMatchObject({ cluster_id: registerCluster.cluster.id, kubernetes_namespace: 'training' });
-    const job = await waitFor(() => projectSdk.fineTuning.jobs.retrieve(created.id), (j) => j.status !== 'queued' && j.status !== 'running', 'the job to fail');
+    const job = await waitFor(
+      () => projectSdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status !== 'queued' && j.status !== 'running',
+      'the job to fail',
+    );
     expect(job.status).toBe('failed');
     // Its last lines (stdout and stderr, each in order) are the reason, as LLMariner's termination log.
     expect(job.error).toMatchObject({ code: 'job_failed', param: null });
@@ -252,7 +280,10 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     const trainingFile = await upload(30);
     const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: 'survivor', hyperparameters: { n_epochs: 3 } });
     await waitFor(
-      () => t.gqlOk<{ fineTuningJob: { logs: { lines: unknown[] } } }>(`query($id: ID!) { fineTuningJob(id: $id) { logs { lines { offset } } } }`, { id: created.id }),
+      () =>
+        t.gqlOk<{ fineTuningJob: { logs: { lines: unknown[] } } }>(`query($id: ID!) { fineTuningJob(id: $id) { logs { lines { offset } } } }`, {
+          id: created.id,
+        }),
       (d) => d.fineTuningJob.logs.lines.length >= 3,
       'the trainer to report its first steps',
     );
@@ -295,7 +326,12 @@ describe('followers of a long job log through the gateway', () => {
       defaultCluster: true,
       config: { jobs: { dispatchIntervalMs: 300, localTrainerCommand: demoTrainerCommand() }, subscriptions: { maxQueuedEvents: 5 } },
     });
-    ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
     await loadBaseModel(t);
   });
   afterAll(async () => {

@@ -38,7 +38,10 @@ let scratch: string;
 
 async function runHelm(args: string[]): Promise<{ ok: boolean; output: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(helm, args, { maxBuffer: 32 * 1024 * 1024, env: { ...process.env, HELM_CACHE_HOME: scratch, HELM_CONFIG_HOME: scratch, HELM_DATA_HOME: scratch } });
+    const { stdout, stderr } = await execFileAsync(helm, args, {
+      maxBuffer: 32 * 1024 * 1024,
+      env: { ...process.env, HELM_CACHE_HOME: scratch, HELM_CONFIG_HOME: scratch, HELM_DATA_HOME: scratch },
+    });
     return { ok: true, output: stdout + stderr };
   } catch (error) {
     const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
@@ -101,7 +104,16 @@ function serveConfigOf(manifests: Manifest[], component: ComponentName): ReturnT
   return loadServeConfig(component, { ...env, MARINER_CONFIG_FILE: valuesFile(`config-${component}.json`, config) });
 }
 
-const SECRET_SETTINGS = ['DATABASE_URL', 'MARINER_INTERNAL_TOKEN_SECRET', 'MARINER_REGISTRATION_KEY', 'MARINER_S3_ACCESS_KEY_ID', 'MARINER_S3_SECRET_ACCESS_KEY', 'MARINER_ADMIN_API_KEY', 'MARINER_MILVUS_TOKEN', 'HF_TOKEN'];
+const SECRET_SETTINGS = [
+  'DATABASE_URL',
+  'MARINER_INTERNAL_TOKEN_SECRET',
+  'MARINER_REGISTRATION_KEY',
+  'MARINER_S3_ACCESS_KEY_ID',
+  'MARINER_S3_SECRET_ACCESS_KEY',
+  'MARINER_ADMIN_API_KEY',
+  'MARINER_MILVUS_TOKEN',
+  'HF_TOKEN',
+];
 
 /** Credentials set other than from a Secret: in the settings file, or as a plain env value. */
 function plainCredentials(manifests: Manifest[]): string[] {
@@ -168,7 +180,12 @@ describe('the chart with its default values (control plane and worker in one clu
     }
     // Every component runs 2 replicas behind a PodDisruptionBudget, sessions included (replicas forward
     // to the one holding a cluster's tunnels over the peer port, at the pod IP the downward API gives).
-    expect(manifests.filter((m) => m.kind === 'PodDisruptionBudget').map((m) => m.metadata.name).sort()).toEqual(COMPONENT_NAMES.map((c) => `mariner-${c}`).sort());
+    expect(
+      manifests
+        .filter((m) => m.kind === 'PodDisruptionBudget')
+        .map((m) => m.metadata.name)
+        .sort(),
+    ).toEqual(COMPONENT_NAMES.map((c) => `mariner-${c}`).sort());
     const sessions = find(manifests, 'Deployment', 'mariner-sessions')['spec'];
     expect(sessions.replicas).toBe(2);
     expect(sessions.template.spec.containers[0].ports).toContainEqual({ name: 'peer', containerPort: 8090, protocol: 'TCP' });
@@ -179,7 +196,10 @@ describe('the chart with its default values (control plane and worker in one clu
   it('routes one host: /graphql and /v1 to the gateway, /v1/sessions and the agent tunnel to sessions', () => {
     const ingress = find(manifests, 'Ingress', 'mariner');
     const routes = Object.fromEntries(
-      ingress['spec'].rules[0].http.paths.map((p: { path: string; backend: { service: { name: string; port: { name: string } } } }) => [p.path, `${p.backend.service.name}:${p.backend.service.port.name}`]),
+      ingress['spec'].rules[0].http.paths.map((p: { path: string; backend: { service: { name: string; port: { name: string } } } }) => [
+        p.path,
+        `${p.backend.service.name}:${p.backend.service.port.name}`,
+      ]),
     );
     expect(routes).toEqual({
       '/graphql': 'mariner-gateway:http',
@@ -236,15 +256,22 @@ describe('the chart follows the component registry (bin/components.ts)', () => {
 
   const controlPlaneDeployments = (rendered: Manifest[]) =>
     rendered.filter((m) => m.kind === 'Deployment' && m.metadata.labels?.['app.kubernetes.io/component'] !== 'agent').map((m) => m.metadata.name);
-  const deploymentsWithEnv = (rendered: Manifest[], name: string) => deploymentsWith(rendered, name).filter((d) => d !== 'mariner-agent').sort();
+  const deploymentsWithEnv = (rendered: Manifest[], name: string) =>
+    deploymentsWith(rendered, name)
+      .filter((d) => d !== 'mariner-agent')
+      .sort();
   const servedWhere = (wanted: (components: readonly AnyComponent[]) => boolean) =>
-    COMPONENT_NAMES.filter((name) => wanted(SERVED.get(name)!)).map((name) => `mariner-${name}`).sort();
+    COMPONENT_NAMES.filter((name) => wanted(SERVED.get(name)!))
+      .map((name) => `mariner-${name}`)
+      .sort();
 
   it('one Deployment, and one entry in values and in values.schema.json, for each `mariner serve` component, and no other', () => {
     expect(controlPlaneDeployments(manifests).sort()).toEqual(COMPONENT_NAMES.map((name) => `mariner-${name}`).sort());
     const values = parseAllDocuments(readFileSync(path.join(CHART, 'values.yaml'), 'utf8'))[0]!.toJS() as { controlPlane: Record<string, unknown> };
     expect(Object.keys(values.controlPlane).sort()).toEqual([...COMPONENT_NAMES].sort());
-    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as { properties: { controlPlane: { properties: Record<string, unknown> } } };
+    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as {
+      properties: { controlPlane: { properties: Record<string, unknown> } };
+    };
     expect(Object.keys(schema.properties.controlPlane.properties).sort()).toEqual([...COMPONENT_NAMES].sort());
   });
 
@@ -259,9 +286,13 @@ describe('the chart follows the component registry (bin/components.ts)', () => {
         ...subgraphs.map(([subgraph, port]) => ({ name: subgraphs.length === 1 && ports.public === undefined ? 'graphql' : subgraph, port })),
       ];
       const container = find(manifests, 'Deployment', `mariner-${name}`)['spec'].template.spec.containers[0];
-      const opened = (container.ports as { name: string; containerPort: number }[]).filter((p) => p.name !== 'ops' && p.name !== 'peer').map((p) => ({ name: p.name, port: p.containerPort }));
+      const opened = (container.ports as { name: string; containerPort: number }[])
+        .filter((p) => p.name !== 'ops' && p.name !== 'peer')
+        .map((p) => ({ name: p.name, port: p.containerPort }));
       expect(opened, name).toEqual(expected);
-      const service = (find(manifests, 'Service', `mariner-${name}`)['spec'].ports as { name: string; port: number }[]).filter((p) => p.name !== 'ops').map((p) => ({ name: p.name, port: p.port }));
+      const service = (find(manifests, 'Service', `mariner-${name}`)['spec'].ports as { name: string; port: number }[])
+        .filter((p) => p.name !== 'ops')
+        .map((p) => ({ name: p.name, port: p.port }));
       expect(service, name).toEqual(expected);
     }
   });
@@ -269,7 +300,9 @@ describe('the chart follows the component registry (bin/components.ts)', () => {
   it('the database where a component has tables, the object store credentials where one reads or writes bytes, the peer port where the tunnels end', () => {
     expect(deploymentsWithEnv(manifests, 'DATABASE_URL')).toEqual(servedWhere(usesDatabase));
     expect(deploymentsWithEnv(controlPlane, 'MARINER_S3_SECRET_ACCESS_KEY')).toEqual(servedWhere((components) => components.some((c) => c.needs.objectStore)));
-    expect(deploymentsWithEnv(manifests, 'MARINER_SESSIONS_PEER_PORT')).toEqual(servedWhere((components) => components.some((c) => c.provides?.includes('tunnels'))));
+    expect(deploymentsWithEnv(manifests, 'MARINER_SESSIONS_PEER_PORT')).toEqual(
+      servedWhere((components) => components.some((c) => c.provides?.includes('tunnels'))),
+    );
   });
 });
 
@@ -290,7 +323,9 @@ describe('the multi-cluster example', () => {
     expect(problemsOf(manifests)).toEqual([]);
     expect(plainCredentials(manifests)).toEqual([]);
     // The S3 keys go where bytes are read or written, and nowhere else.
-    const withS3Keys = manifests.filter((m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_S3_SECRET_ACCESS_KEY'));
+    const withS3Keys = manifests.filter(
+      (m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_S3_SECRET_ACCESS_KEY'),
+    );
     expect(withS3Keys.map((m) => m.metadata.name).sort()).toEqual(['mariner-files', 'mariner-gateway', 'mariner-models', 'mariner-vectorstores']);
     expect(manifests.some((m) => m.metadata.name === 'mariner-agent')).toBe(false);
     const hpa = find(manifests, 'HorizontalPodAutoscaler', 'mariner-gateway');
@@ -309,9 +344,14 @@ describe('the multi-cluster example', () => {
     expect(serveConfigOf(manifests, 'inference').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 200_000 });
     // The vector index's settings only where vectors are.
     expect(envOf(manifests, 'mariner-vectorstores')).toMatchObject({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: 'milvus.vector.svc:19530' });
-    expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({ index: 'milvus', milvus: { address: 'milvus.vector.svc:19530', token: 'x'.repeat(40) } });
+    expect(serveConfigOf(manifests, 'vectorstores').config.vectorStores).toMatchObject({
+      index: 'milvus',
+      milvus: { address: 'milvus.vector.svc:19530', token: 'x'.repeat(40) },
+    });
     // Milvus' token only where vectors are: the vectorstores component.
-    const withToken = manifests.filter((m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_MILVUS_TOKEN'));
+    const withToken = manifests.filter(
+      (m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_MILVUS_TOKEN'),
+    );
     expect(withToken.map((m) => m.metadata.name)).toEqual(['mariner-vectorstores']);
     expect(find(manifests, 'Ingress', 'mariner')['spec'].tls).toEqual([{ hosts: ['mariner.example.com'], secretName: 'mariner-tls' }]);
   });
@@ -325,10 +365,20 @@ describe('the multi-cluster example', () => {
     const roles = manifests.filter((m) => m.kind === 'Role');
     expect(roles.map((m) => m.metadata.namespace).sort()).toEqual(['mariner', 'mariner-runtimes', 'nvidia-gpu-operator', 'team-a', 'team-b']);
     // In the GPU operator's namespace, the device plugin ConfigMap only.
-    expect(roles.find((m) => m.metadata.namespace === 'nvidia-gpu-operator')!['rules']).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] }]);
-    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({ apiGroups: ['kueue.x-k8s.io'], resources: ['localqueues', 'workloads'], verbs: ['get', 'list', 'watch'] });
+    expect(roles.find((m) => m.metadata.namespace === 'nvidia-gpu-operator')!['rules']).toEqual([
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] },
+    ]);
+    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({
+      apiGroups: ['kueue.x-k8s.io'],
+      resources: ['localqueues', 'workloads'],
+      verbs: ['get', 'list', 'watch'],
+    });
     // Users open notebooks through the Service proxy (subgraphs/sessions/notebookProxy.ts).
-    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({ apiGroups: [''], resources: ['services/proxy'], verbs: ['get', 'create', 'update', 'patch', 'delete'] });
+    expect(roles.find((m) => m.metadata.namespace === 'team-a')!['rules']).toContainEqual({
+      apiGroups: [''],
+      resources: ['services/proxy'],
+      verbs: ['get', 'create', 'update', 'patch', 'delete'],
+    });
     const env = find(manifests, 'Deployment', 'mariner-agent')['spec'].template.spec.containers[0].env as { name: string; value?: string }[];
     expect(env).toContainEqual({ name: 'MARINER_CONTROL_PLANE_URL', value: 'https://mariner.example.com' });
     expect(env).toContainEqual({ name: 'MARINER_RUNTIME_IMAGE_VLLM', value: 'vllm/vllm-openai:v0.8.5' });
@@ -417,15 +467,27 @@ describe('settings of lib/config through values: set only where given, on the De
       for (const setting of RANGED_SETTINGS) {
         const past = bound === 'min' ? setting.min - 1 : setting.max + 1;
         const env = { ...envOf(manifests, `mariner-${setting.component}`), MARINER_CONFIG_FILE: '', [setting.env]: String(past) };
-        expect(() => loadServeConfig(setting.component, env), setting.env).toThrow(`${setting.env} must be an integer between ${setting.min} and ${setting.max}`);
+        expect(() => loadServeConfig(setting.component, env), setting.env).toThrow(
+          `${setting.env} must be an integer between ${setting.min} and ${setting.max}`,
+        );
       }
     }
-    const some = await render([valuesAt('some.yaml', { 'global.inference.rateLimits.requestsPerMinute': 600, 'global.inference.usage.retentionDays': 0, 'global.jobs.dispatchIntervalMs': 1000 })]);
-    expect(serveConfigOf(some, 'inference').config.inference).toMatchObject({ rateLimitRequestsPerMinute: 600, rateLimitTokensPerMinute: 0, usageRetentionDays: 0 });
+    const some = await render([
+      valuesAt('some.yaml', {
+        'global.inference.rateLimits.requestsPerMinute': 600,
+        'global.inference.usage.retentionDays': 0,
+        'global.jobs.dispatchIntervalMs': 1000,
+      }),
+    ]);
+    expect(serveConfigOf(some, 'inference').config.inference).toMatchObject({
+      rateLimitRequestsPerMinute: 600,
+      rateLimitTokensPerMinute: 0,
+      usageRetentionDays: 0,
+    });
     expect(serveConfigOf(some, 'jobs').config.jobs.dispatchIntervalMs).toBe(1000);
   });
 
-  it('a value past lib/config\'s range fails helm template and helm lint, with its path and the bound', async () => {
+  it("a value past lib/config's range fails helm template and helm lint, with its path and the bound", async () => {
     const below = valuesAt('below.yaml', Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s.min - 1])));
     const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', below]);
     expect(ok).toBe(false);
@@ -438,24 +500,36 @@ describe('settings of lib/config through values: set only where given, on the De
     for (const setting of RANGED_SETTINGS) expect(lint.output).toContain(`at '/${setting.path.replaceAll('.', '/')}': maximum: got `);
     expect(lint.output).toContain("at '/global/vectorStores/ingestionConcurrency': maximum: got 65, want 64");
     const fraction = valuesAt('fraction.yaml', { 'global.inference.usage.flushIntervalMs': 1.5 });
-    expect((await runHelm(['template', 'mariner', CHART, '-f', fraction])).output).toContain("at '/global/inference/usage/flushIntervalMs': got number, want null or integer");
+    expect((await runHelm(['template', 'mariner', CHART, '-f', fraction])).output).toContain(
+      "at '/global/inference/usage/flushIntervalMs': got number, want null or integer",
+    );
   });
 
-  it('image presets, the embedding model and metric, Milvus with its token from a Secret, and the agent\'s fine-tuning settings', async () => {
+  it("image presets, the embedding model and metric, Milvus with its token from a Secret, and the agent's fine-tuning settings", async () => {
     const manifests = await render([
       valuesAt('others.yaml', {
         'global.jobs.batchImages': { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
         'global.jobs.notebookImages': { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
-        'global.vectorStores': { index: 'milvus', embeddingModel: 'bge-small', metric: 'l2', milvus: { address: 'milvus.vector.svc:19530', ssl: true, tokenSecretRef: { name: 'milvus', key: 'token' } } },
+        'global.vectorStores': {
+          index: 'milvus',
+          embeddingModel: 'bge-small',
+          metric: 'l2',
+          milvus: { address: 'milvus.vector.svc:19530', ssl: true, tokenSecretRef: { name: 'milvus', key: 'token' } },
+        },
         'global.kueue': { enabled: true, defaultQueue: 'gpu-queue' },
         'worker.runtimes.enabled': false,
-        'worker.fineTuning': { image: 'registry.example.com/trainer:1.0', command: ['python', '-m', 'trainer'], wandbApiKeySecret: { name: 'wandb', key: 'token' } },
+        'worker.fineTuning': {
+          image: 'registry.example.com/trainer:1.0',
+          command: ['python', '-m', 'trainer'],
+          wandbApiKeySecret: { name: 'wandb', key: 'token' },
+        },
       }),
     ]);
     expect(problemsOf(manifests)).toEqual([]);
     expect(plainCredentials(manifests)).toEqual([]);
     for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual(['mariner-jobs']);
-    for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN']) expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
+    for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN'])
+      expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
     expect(serveConfigOf(manifests, 'jobs').config.jobs).toMatchObject({
       batchImages: { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
       notebookImages: { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
@@ -477,7 +551,11 @@ describe('settings of lib/config through values: set only where given, on the De
     expect(runtimeSettingsFromEnv(agentEnv)).toBeNull();
     expect(deploymentsWith(manifests, 'MARINER_FINE_TUNING_IMAGE')).toEqual(['mariner-agent']);
 
-    const bad = valuesAt('bad-others.yaml', { 'global.vectorStores.metric': 'dot', 'global.jobs.batchImages': { broken: '' }, 'worker.fineTuning.command': 'python -m trainer' });
+    const bad = valuesAt('bad-others.yaml', {
+      'global.vectorStores.metric': 'dot',
+      'global.jobs.batchImages': { broken: '' },
+      'worker.fineTuning.command': 'python -m trainer',
+    });
     const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
     expect(ok).toBe(false);
     expect(output).toContain("at '/global/vectorStores/metric': value must be one of '', 'cosine', 'l2'");
@@ -485,11 +563,19 @@ describe('settings of lib/config through values: set only where given, on the De
     expect(output).toContain("at '/worker/fineTuning/command': got string, want array");
   });
 
-  it('the agent\'s autoscaler: off by default; when on, its settings as the agent reads them, fractions kept', async () => {
+  it("the agent's autoscaler: off by default; when on, its settings as the agent reads them, fractions kept", async () => {
     expect(deploymentsWith(await render([]), 'MARINER_AUTOSCALER_ENABLED')).toEqual([]);
     const manifests = await render([
       valuesAt('autoscaler.yaml', {
-        'worker.runtimes.autoscaler': { enabled: true, targetInFlight: 2.5, minReplicas: 0, maxReplicas: 6, maxScaleDownRate: 0.25, scaleToZeroGraceSeconds: 900, models: { 'big-model': { maxReplicas: 16 } } },
+        'worker.runtimes.autoscaler': {
+          enabled: true,
+          targetInFlight: 2.5,
+          minReplicas: 0,
+          maxReplicas: 6,
+          maxScaleDownRate: 0.25,
+          scaleToZeroGraceSeconds: 900,
+          models: { 'big-model': { maxReplicas: 16 } },
+        },
       }),
     ]);
     expect(problemsOf(manifests)).toEqual([]);
@@ -499,10 +585,20 @@ describe('settings of lib/config through values: set only where given, on the De
     expect(loadConfig(agentEnv).autoscaler).toEqual({
       enabled: true,
       syncPeriodMs: 2000,
-      defaults: { targetInFlight: 2.5, minReplicas: 0, maxReplicas: 6, maxScaleUpRate: 3, maxScaleDownRate: 0.25, metricsWindowSeconds: 60, scaleToZeroGraceSeconds: 900 },
+      defaults: {
+        targetInFlight: 2.5,
+        minReplicas: 0,
+        maxReplicas: 6,
+        maxScaleUpRate: 3,
+        maxScaleDownRate: 0.25,
+        metricsWindowSeconds: 60,
+        scaleToZeroGraceSeconds: 900,
+      },
       models: { 'big-model': { maxReplicas: 16 } },
     });
-    const bad = valuesAt('bad-autoscaler.yaml', { 'worker.runtimes.autoscaler': { enabled: true, maxScaleDownRate: 2, minReplicas: 1.5, models: { m: { replicas: 3 } } } });
+    const bad = valuesAt('bad-autoscaler.yaml', {
+      'worker.runtimes.autoscaler': { enabled: true, maxScaleDownRate: 2, minReplicas: 1.5, models: { m: { replicas: 3 } } },
+    });
     const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
     expect(ok).toBe(false);
     expect(output).toContain("at '/worker/runtimes/autoscaler/maxScaleDownRate': maximum: got 2, want 1");
@@ -520,7 +616,10 @@ describe('bad values fail at install with a message naming the value', () => {
   });
 
   it('a worker without its registration key secret, or without the control plane URL', async () => {
-    const noKey = valuesFile('no-key.yaml', 'tags:\n  control-plane: false\nworker:\n  controlPlaneUrl: https://cp.example.com\n  registrationKeySecretRef:\n    name: ""\n');
+    const noKey = valuesFile(
+      'no-key.yaml',
+      'tags:\n  control-plane: false\nworker:\n  controlPlaneUrl: https://cp.example.com\n  registrationKeySecretRef:\n    name: ""\n',
+    );
     expect((await runHelm(['template', 'mariner', CHART, '-f', noKey])).output).toContain('worker.registrationKeySecretRef.name is required');
     const noUrl = valuesFile('no-url.yaml', 'tags:\n  control-plane: false\n');
     expect((await runHelm(['template', 'mariner', CHART, '-f', noUrl])).output).toContain('worker.controlPlaneUrl is required');

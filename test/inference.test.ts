@@ -14,7 +14,6 @@ import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
 import { writeTinyGguf } from './support/tinyGguf.js';
 
-
 describe('inference end to end: a GGUF model served by the local executor, called with the OpenAI SDK', () => {
   let t: TestPlatform;
   let agent: Agent;
@@ -26,7 +25,7 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mariner-inference-'));
     const ggufPath = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(ggufPath);
+    writeTinyGguf(ggufPath);
     // A short wait for runtimes: the 503 case below must not hold its request for long.
     t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 1 } } });
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
@@ -50,8 +49,15 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   });
 
   it('runtimesUpdated streams the runtimes: the current state, then each report', async () => {
-    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
-    const events = ws.iterate<Record<string, any>>({ query: 'subscription { runtimesUpdated { readyModelIds runtimes { modelId clusterId readyReplicas } } }' });
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
+    const events = ws.iterate<Record<string, any>>({
+      query: 'subscription { runtimesUpdated { readyModelIds runtimes { modelId clusterId readyReplicas } } }',
+    });
     try {
       const first = (await events.next()).value;
       expect(first.data.runtimesUpdated.readyModelIds).toEqual([modelId]);
@@ -102,13 +108,22 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     const raw = await fetch(`${t.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Go' }], max_tokens: 6, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({
+        model: modelId,
+        messages: [{ role: 'user', content: 'Go' }],
+        max_tokens: 6,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
     });
     expect(raw.status).toBe(200);
     expect(raw.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const text = await raw.text();
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
-    const events = text.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)));
+    const events = text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+      .map((e) => JSON.parse(e.slice(6)));
     const spec = loadOpenApiValidator();
     for (const event of events) expectValid(spec.validateSchema('CreateChatCompletionStreamResponse', event));
     expect(events.at(-1).usage).toMatchObject({ completion_tokens: expect.any(Number), prompt_tokens: expect.any(Number) });
@@ -122,18 +137,27 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     expect(embedding.data[0]!.embedding.length).toBeGreaterThan(0);
   });
 
-  it('a stream passes the runtime\'s events through: include_usage decides whether the usage chunk is there, and it ends with [DONE]', async () => {
+  it("a stream passes the runtime's events through: include_usage decides whether the usage chunk is there, and it ends with [DONE]", async () => {
     const streamed = async (streamOptions?: Record<string, unknown>) => {
       const response = await fetch(`${t.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stream: true, ...(streamOptions ? { stream_options: streamOptions } : {}) }),
+        body: JSON.stringify({
+          model: modelId,
+          messages: [{ role: 'user', content: 'Hi' }],
+          max_tokens: 3,
+          stream: true,
+          ...(streamOptions ? { stream_options: streamOptions } : {}),
+        }),
       });
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
       const text = await response.text();
       expect(text).toMatch(/data: \[DONE\]\n\n$/);
-      const events = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { usage?: unknown; choices: unknown[] });
+      const events = text
+        .split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .map((e) => JSON.parse(e.slice(6)) as { usage?: unknown; choices: unknown[] });
       return { events, usage: events.filter((e) => e.usage) };
     };
     const hidden = await streamed({ include_usage: false });
@@ -145,7 +169,12 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   });
 
   it('GraphQL clients keep chatCompletionChunks: the same completion over graphql-ws, chunk by chunk', async () => {
-    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${t.adminKey}` } });
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
     try {
       const chunks: { choices?: { delta?: { content?: string } }[] }[] = [];
       for await (const event of ws.iterate<{ chatCompletionChunks: (typeof chunks)[number] }>({
@@ -187,14 +216,20 @@ describe('inference end to end: a GGUF model served by the local executor, calle
   });
 
   it('errors: unknown model 404, inactive model 400, another project cannot use the model, bad body 400', async () => {
-    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
     await expect(client.chat.completions.create({ model: modelId, messages: [] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     const other = await projectWithKey(t, 'no-models-here', { role: 'READER' });
     const otherClient = new OpenAI({ apiKey: other.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    await expect(otherClient.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(otherClient.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
     await t.gqlOk('mutation($id: ID!) { deactivateModel(id: $id) { activationStatus } }', { id: modelId });
     try {
-      await expect(client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+      await expect(client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+        OpenAI.BadRequestError,
+      );
     } finally {
       await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: modelId });
     }
@@ -303,7 +338,7 @@ describe('scale from zero: a model with on-demand allocation is activated by its
     });
     await agent.whenConnected();
     const ggufPath = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(ggufPath);
+    writeTinyGguf(ggufPath);
     await loadedModelFromFile(t, {
       id: 'lazy',
       weights: readFileSync(ggufPath),

@@ -46,14 +46,29 @@ function tappedRuntimes(answer: string, busy = 0): Tap {
         active = models;
       },
       status: async () =>
-        active.map((m) => ({ modelId: m.id, desiredReplicas: 1, readyReplicas: tap.notReady.has(m.id) ? 0 : 1, inFlightRequests: tap.busy, statusMessage: 'stand-in' })),
+        active.map((m) => ({
+          modelId: m.id,
+          desiredReplicas: 1,
+          readyReplicas: tap.notReady.has(m.id) ? 0 : 1,
+          inFlightRequests: tap.busy,
+          statusMessage: 'stand-in',
+        })),
       forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse) {
         req.resume();
         req.on('end', () => {
           tap.received.push(modelId);
           res.writeHead(200, { 'content-type': 'application/json' });
           const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
-          res.end(JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: modelId, choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }], usage }));
+          res.end(
+            JSON.stringify({
+              id: 'chatcmpl-1',
+              object: 'chat.completion',
+              created: Math.floor(Date.now() / 1000),
+              model: modelId,
+              choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
+              usage,
+            }),
+          );
         });
       },
       close: async () => undefined,
@@ -86,7 +101,8 @@ let sharedKey: string;
 const agents: Agent[] = [];
 
 const ask = async (model: string) => (await sdk.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content;
-const catalogModel = (id: string) => loadedModelFromFile(t, { id, weights: Buffer.from('weights'), registrationKey: sharedKey, input: { isProjectScoped: false } });
+const catalogModel = (id: string) =>
+  loadedModelFromFile(t, { id, weights: Buffer.from('weights'), registrationKey: sharedKey, input: { isProjectScoped: false } });
 
 beforeAll(async () => {
   // A request with no ready runtime waits up to 10 s (scale from zero) before a 503.
@@ -98,7 +114,13 @@ beforeAll(async () => {
   shared = tappedRuntimes('from the shared cluster', 3);
   const cluster = (await t.gqlOk(REGISTER, { input: { name: 'shared' } })).registerCluster;
   sharedKey = cluster.registrationKey;
-  sharedAgent = await startAgent({ controlPlaneUrl: t.url, registrationKey: sharedKey, executor: executorWith(shared.host), runtimeIntervalMs: 3_600_000, logger: silentLogger() });
+  sharedAgent = await startAgent({
+    controlPlaneUrl: t.url,
+    registrationKey: sharedKey,
+    executor: executorWith(shared.host),
+    runtimeIntervalMs: 3_600_000,
+    logger: silentLogger(),
+  });
   agents.push(sharedAgent);
   await sharedAgent.whenConnected();
 }, 120_000);
@@ -168,13 +190,20 @@ describe('inference caches keep every guarantee', () => {
     await catalogModel('granted-model');
     await sharedAgent.reconcileRuntimes();
     const granted = tappedRuntimes('from the granted cluster');
-    const cluster = (await t.gqlOk(REGISTER, { input: { name: 'granted', sharedWithAllOrganizations: false, grantedOrganizationIds: [orgA.organizationId] } })).registerCluster;
-    const agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: cluster.registrationKey, executor: executorWith(granted.host), runtimeIntervalMs: 3_600_000, logger: silentLogger() });
+    const cluster = (await t.gqlOk(REGISTER, { input: { name: 'granted', sharedWithAllOrganizations: false, grantedOrganizationIds: [orgA.organizationId] } }))
+      .registerCluster;
+    const agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: cluster.registrationKey,
+      executor: executorWith(granted.host),
+      runtimeIntervalMs: 3_600_000,
+      logger: silentLogger(),
+    });
     agents.push(agent);
     await agent.whenConnected();
     await agent.reconcileRuntimes();
     // The cluster-access answer in memory may predate the grant: until one has it, the shared cluster serves.
-    for (const deadline = Date.now() + 10_000; (await ask('granted-model')) !== 'from the granted cluster'; ) {
+    for (const deadline = Date.now() + 10_000; (await ask('granted-model')) !== 'from the granted cluster';) {
       if (Date.now() > deadline) throw new Error('the granted cluster never got a request');
     }
 

@@ -39,7 +39,7 @@ async function callSubgraph(subgraph: 'users' | 'rbac', query: string, token?: s
 /** A token with the claims the gateway uses, signed with whatever key and times the test picks. */
 function signToken(options: { secret?: string; audience?: string; issuer?: string; expiresAt?: number; issuedAt?: number; system?: boolean }) {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ rid: 'req-test', ...(options.system ?? true ? { sys: true } : {}) })
+  return new SignJWT({ rid: 'req-test', ...((options.system ?? true) ? { sys: true } : {}) })
     .setProtectedHeader({ alg: 'HS256' })
     .setIssuer(options.issuer ?? ISSUER)
     .setAudience(options.audience ?? 'users')

@@ -22,7 +22,13 @@ const IMAGE = 'registry.example.com/trainers/lora-sft:1.0';
 const WANDB_SECRET = 'wandb-api-key';
 const WANDB_KEY = 'wandb-secret-value-0123456789abcdef';
 
-const chat = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `q${i}` }, { role: 'assistant', content: `a${i}` }] });
+const chat = (i: number) =>
+  JSON.stringify({
+    messages: [
+      { role: 'user', content: `q${i}` },
+      { role: 'assistant', content: `a${i}` },
+    ],
+  });
 
 describe('jobs on the Kubernetes executor (against the Kubernetes API test double)', () => {
   let s3: TestS3Server;
@@ -71,7 +77,11 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     await t.gqlOk(`mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }`, {
       input: { id: 'llama-hf', sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
     });
-    await waitFor(() => t.gqlOk(`{ model(id: "llama-hf", includeLoading: true) { loadingStatus } }`), (d) => d.model.loadingStatus === 'SUCCEEDED', 'the base model to load');
+    await waitFor(
+      () => t.gqlOk(`{ model(id: "llama-hf", includeLoading: true) { loadingStatus } }`),
+      (d) => d.model.loadingStatus === 'SUCCEEDED',
+      'the base model to load',
+    );
   });
   afterAll(async () => {
     delete process.env['MARINER_RUNTIMES'];
@@ -87,7 +97,8 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     const file = await sdk.files.create({ file: await toFile(Buffer.from([chat(1), chat(2)].join('\n') + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
     return sdk.fineTuning.jobs.create({ model: 'llama-hf', training_file: file.id, suffix, hyperparameters: { n_epochs: 1 } });
   };
-  const jobObject = (jobId: string): Promise<any> => waitFor(async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(jobId)), Boolean, 'the Kubernetes Job');
+  const jobObject = (jobId: string): Promise<any> =>
+    waitFor(async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(jobId)), Boolean, 'the Kubernetes Job');
   const secretOf = (jobId: string) => {
     const secret = kube.objects('Secret', NS).find((s) => s.metadata.name === `${jobObjectName(jobId)}-urls`);
     return Object.fromEntries(Object.entries<string>(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
@@ -125,10 +136,19 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
       expect.objectContaining({ kind: 'Job', name: jobObjectName(created.id) }),
     ]);
     expect(await (await fetch(urls['training']!)).text()).toBe([chat(1), chat(2)].join('\n') + '\n');
-    expect(urls['model-files']!.split('\n').filter(Boolean).map((line) => line.split(' ')[0]).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(
+      urls['model-files']!.split('\n')
+        .filter(Boolean)
+        .map((line) => line.split(' ')[0])
+        .sort(),
+    ).toEqual(['config.json', 'model.safetensors']);
 
     await startPod(created.id, 'trainer-pod-1');
-    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'running', 'the job to run');
+    await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status === 'running',
+      'the job to run',
+    );
     kube.appendLog(NS, 'trainer-pod-1', 'mariner: inputs downloaded; starting the trainer');
     kube.appendLog(NS, 'trainer-pod-1', JSON.stringify({ type: 'metrics', step: 1, total_steps: 1, train_loss: 0.7 }));
     kube.appendLog(NS, 'trainer-pod-1', JSON.stringify({ type: 'summary', trained_tokens: 42 }));
@@ -139,11 +159,19 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     kube.endLog(NS, 'trainer-pod-1');
     await endPod('trainer-pod-1', { phase: 'Succeeded' });
 
-    const done = await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status !== 'running', 'the job to finish');
+    const done = await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status !== 'running',
+      'the job to finish',
+    );
     expect(done).toMatchObject({ status: 'succeeded', trained_tokens: 42, fine_tuned_model: expect.stringMatching(/^ft:llama-hf:k8s-[a-z0-9]{6}$/) });
     const events = (await sdk.fineTuning.jobs.listEvents(created.id)).data;
     expect(events.find((e) => e.type === 'metrics')?.message).toBe('Step 1/1: training loss=0.7000');
-    const { fineTuningJob } = await t.gqlOk(`query($id: ID!) { fineTuningJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
+    const { fineTuningJob } = await t.gqlOk(
+      `query($id: ID!) { fineTuningJob(id: $id) { logs { lines { text } } } }`,
+      { id: created.id },
+      { token: sdk.apiKey },
+    );
     expect(fineTuningJob.logs.lines[0].text).toBe('mariner: inputs downloaded; starting the trainer');
   });
 
@@ -158,12 +186,19 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
       });
     // No Secret in the namespace yet: the pod could never start, so the job fails with the reason.
     const refused = await create();
-    const failed = await waitFor(() => sdk.fineTuning.jobs.retrieve(refused.id), (j) => j.status !== 'queued', 'the job to be refused');
+    const failed = await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(refused.id),
+      (j) => j.status !== 'queued',
+      'the job to be refused',
+    );
     expect(failed.status).toBe('failed');
     expect(failed.error?.message).toContain(`the W&B API key Secret ${WANDB_SECRET} is not in namespace ${NS}`);
     expect(kube.objects('Job', NS).some((j) => j.metadata.name === jobObjectName(refused.id))).toBe(false);
 
-    await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: WANDB_SECRET }, data: { apiKey: Buffer.from(WANDB_KEY).toString('base64') } } });
+    await core.createNamespacedSecret({
+      namespace: NS,
+      body: { metadata: { name: WANDB_SECRET }, data: { apiKey: Buffer.from(WANDB_KEY).toString('base64') } },
+    });
     const created = await create();
     const job = await jobObject(created.id);
     const env = job.spec.template.spec.containers[0].env as { name: string; value?: string; valueFrom?: unknown }[];
@@ -178,17 +213,41 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(JSON.stringify(job)).not.toContain(WANDB_KEY);
     expect(JSON.stringify(secretOf(created.id))).not.toContain(WANDB_KEY);
     await sdk.fineTuning.jobs.cancel(created.id);
-    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'cancelled', 'the job to be cancelled');
+    await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status === 'cancelled',
+      'the job to be cancelled',
+    );
   });
 
   it('fails the job with the pod’s termination message', async () => {
     const created = await createJob('oom');
     await jobObject(created.id);
     await startPod(created.id, 'trainer-pod-2');
-    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'running', 'the job to run');
+    await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status === 'running',
+      'the job to run',
+    );
     kube.endLog(NS, 'trainer-pod-2');
-    await endPod('trainer-pod-2', { phase: 'Failed', containerStatuses: [{ name: 'trainer', image: IMAGE, imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 137, reason: 'OOMKilled', message: 'CUDA out of memory' } } }] });
-    const done = await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status !== 'running', 'the job to fail');
+    await endPod('trainer-pod-2', {
+      phase: 'Failed',
+      containerStatuses: [
+        {
+          name: 'trainer',
+          image: IMAGE,
+          imageID: '',
+          ready: false,
+          restartCount: 0,
+          state: { terminated: { exitCode: 137, reason: 'OOMKilled', message: 'CUDA out of memory' } },
+        },
+      ],
+    });
+    const done = await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status !== 'running',
+      'the job to fail',
+    );
     expect(done).toMatchObject({ status: 'failed', error: { code: 'job_failed', message: 'CUDA out of memory' } });
   });
 
@@ -196,7 +255,10 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     const created = await createJob('again');
     const first = await jobObject(created.id);
     expect(first.metadata.annotations['mariner.dev/attempt']).toBe('1');
-    await fetch(`${kube.url}/apis/batch/v1/namespaces/${NS}/jobs/${first.metadata.name}`, { method: 'DELETE', headers: { authorization: `Bearer ${kube.token}` } });
+    await fetch(`${kube.url}/apis/batch/v1/namespaces/${NS}/jobs/${first.metadata.name}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${kube.token}` },
+    });
     const second: any = await waitFor(
       async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(created.id) && j.metadata.annotations['mariner.dev/attempt'] === '2'),
       Boolean,
@@ -207,7 +269,11 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(events.some((m) => m.includes('was deleted') && m.endsWith('queued again'))).toBe(true);
     // Cancelling deletes the Job.
     expect((await sdk.fineTuning.jobs.cancel(created.id)).id).toBe(created.id);
-    await waitFor(() => sdk.fineTuning.jobs.retrieve(created.id), (j) => j.status === 'cancelled', 'the job to be cancelled');
+    await waitFor(
+      () => sdk.fineTuning.jobs.retrieve(created.id),
+      (j) => j.status === 'cancelled',
+      'the job to be cancelled',
+    );
     expect(kube.objects('Job', NS).some((j) => j.metadata.name === jobObjectName(created.id))).toBe(false);
   });
 
@@ -256,16 +322,33 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
 
     await startPod(created.id, 'worker-0', '0', 'main');
     await startPod(created.id, 'worker-1', '1', 'main');
-    await waitFor(() => fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then((r) => r.json() as Promise<{ status: string }>), (j) => j.status === 'running', 'the job to run');
+    await waitFor(
+      () =>
+        fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then(
+          (r) => r.json() as Promise<{ status: string }>,
+        ),
+      (j) => j.status === 'running',
+      'the job to run',
+    );
     kube.appendLog(NS, 'worker-0', 'rank 0: epoch 1 loss 0.5');
     kube.endLog(NS, 'worker-0');
     await endPod('worker-0', { phase: 'Succeeded' });
     // One worker done is not the job done.
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(((await (await fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } })).json()) as { status: string }).status).toBe('running');
+    expect(
+      ((await (await fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } })).json()) as { status: string })
+        .status,
+    ).toBe('running');
     kube.endLog(NS, 'worker-1');
     await endPod('worker-1', { phase: 'Succeeded' });
-    const done = await waitFor(() => fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then((r) => r.json() as Promise<{ status: string }>), (j) => j.status !== 'running', 'the job to finish');
+    const done = await waitFor(
+      () =>
+        fetch(`${t.url}/v1/batch/jobs/${created.id}`, { headers: { authorization: `Bearer ${sdk.apiKey}` } }).then(
+          (r) => r.json() as Promise<{ status: string }>,
+        ),
+      (j) => j.status !== 'running',
+      'the job to finish',
+    );
     expect(done.status).toBe('succeeded');
     const { batchJob } = await t.gqlOk(`query($id: ID!) { batchJob(id: $id) { logs { lines { text } } } }`, { id: created.id }, { token: sdk.apiKey });
     expect(batchJob.logs.lines.map((l: { text: string }) => l.text)).toEqual(['rank 0: epoch 1 loss 0.5']);
@@ -288,7 +371,13 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
       additional_exposed_ports: [6006],
     });
     expect(created.status).toBe(200);
-    expect(created.body).toMatchObject({ name: 'lab', status: 'QUEUED', image: 'quay.io/jupyter/base-notebook:latest', kubernetes_namespace: NS, additional_exposed_ports: [6006] });
+    expect(created.body).toMatchObject({
+      name: 'lab',
+      status: 'QUEUED',
+      image: 'quay.io/jupyter/base-notebook:latest',
+      kubernetes_namespace: NS,
+      additional_exposed_ports: [6006],
+    });
     expect(created.body.token).toMatch(/^[A-Za-z0-9]{48}$/);
     const id = created.body.id as string;
     expect((await call('POST', '/v1/workspaces/notebooks', { name: 'lab', image: { type: 'jupyter-lab-base' } })).status).toBe(409);
@@ -307,8 +396,18 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     });
     expect(container.ports.map((p: { containerPort: number }) => p.containerPort)).toEqual([8888, 6006]);
     expect(container.resources).toEqual({ requests: { cpu: '500m', memory: '1024M' }, limits: { cpu: '1000m' } });
-    expect(container.env).toEqual(expect.arrayContaining([{ name: 'FOO', value: 'bar' }, { name: 'OPENAI_BASE_URL', value: `${t.url}/v1` }]));
-    expect(kube.objects('Service', NS).find((svc) => svc.metadata.name === name).spec.ports.map((p: { port: number }) => p.port)).toEqual([8888, 6006]);
+    expect(container.env).toEqual(
+      expect.arrayContaining([
+        { name: 'FOO', value: 'bar' },
+        { name: 'OPENAI_BASE_URL', value: `${t.url}/v1` },
+      ]),
+    );
+    expect(
+      kube
+        .objects('Service', NS)
+        .find((svc) => svc.metadata.name === name)
+        .spec.ports.map((p: { port: number }) => p.port),
+    ).toEqual([8888, 6006]);
     const secret = kube.objects('Secret', NS).find((x) => x.metadata.name === `${name}-secrets`);
     const secretValue = (key: string) => Buffer.from(secret.data[key], 'base64').toString('utf8');
     expect(secretValue('NOTEBOOK_TOKEN')).toBe(created.body.token);
@@ -316,21 +415,45 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     const notebookKey = secretValue('OPENAI_API_KEY');
     expect((await call('GET', '/v1/workspaces/notebooks', undefined, notebookKey)).body.notebooks.map((n: { id: string }) => n.id)).toContain(id);
 
-    expect((await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'INITIALIZING', 'the notebook to be initializing')).status).toBe(200);
+    expect(
+      (
+        await waitFor(
+          () => call('GET', `/v1/workspaces/notebooks/${id}`),
+          (r) => r.body.status === 'INITIALIZING',
+          'the notebook to be initializing',
+        )
+      ).status,
+    ).toBe(200);
     await apps.replaceNamespacedDeploymentStatus({ name, namespace: NS, body: { metadata: { name }, status: { replicas: 1, readyReplicas: 1 } } });
-    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'RUNNING', 'the notebook to run');
+    await waitFor(
+      () => call('GET', `/v1/workspaces/notebooks/${id}`),
+      (r) => r.body.status === 'RUNNING',
+      'the notebook to run',
+    );
 
     expect((await call('POST', `/v1/workspaces/notebooks/${id}/actions:stop`)).body.pending_action).toBe('STOPPING');
-    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'STOPPED', 'the notebook to stop');
+    await waitFor(
+      () => call('GET', `/v1/workspaces/notebooks/${id}`),
+      (r) => r.body.status === 'STOPPED',
+      'the notebook to stop',
+    );
     expect(kube.objects('Deployment', NS).find((d) => d.metadata.name === name).spec.replicas).toBe(0);
     expect((await call('POST', `/v1/workspaces/notebooks/${id}/actions:stop`)).status).toBe(400);
 
     await call('POST', `/v1/workspaces/notebooks/${id}/actions:start`);
-    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.body.status === 'RUNNING', 'the notebook to run again');
+    await waitFor(
+      () => call('GET', `/v1/workspaces/notebooks/${id}`),
+      (r) => r.body.status === 'RUNNING',
+      'the notebook to run again',
+    );
     expect(kube.objects('Deployment', NS).find((d) => d.metadata.name === name).spec.replicas).toBe(1);
 
     expect((await call('DELETE', `/v1/workspaces/notebooks/${id}`)).body.pending_action).toBe('DELETING');
-    await waitFor(() => call('GET', `/v1/workspaces/notebooks/${id}`), (r) => r.status === 404, 'the notebook to be deleted');
+    await waitFor(
+      () => call('GET', `/v1/workspaces/notebooks/${id}`),
+      (r) => r.status === 404,
+      'the notebook to be deleted',
+    );
     expect(kube.objects('Deployment', NS).some((d) => d.metadata.name === name)).toBe(false);
     expect(kube.objects('Secret', NS).some((x) => x.metadata.name === `${name}-secrets`)).toBe(false);
     // Its API key went with it.

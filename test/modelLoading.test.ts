@@ -58,9 +58,12 @@ async function model(t: TestPlatform, id: string) {
 
 /** Puts a small object in the platform's store, as a loader would after its download. */
 async function store(t: TestPlatform, key: string, text = 'weights'): Promise<void> {
-  await t.platform.objectStore.put(key, (async function* () {
-    yield Buffer.from(text);
-  })());
+  await t.platform.objectStore.put(
+    key,
+    (async function* () {
+      yield Buffer.from(text);
+    })(),
+  );
 }
 
 /** The key under which a task's loader stores the model. */
@@ -131,7 +134,12 @@ describe('model loading: the loader worker API', () => {
     expect(missing.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.objectPath' });
     expect(missing.errors?.[0]?.message).toMatch(/nothing is stored/);
     await store(t, 'elsewhere/model.gguf');
-    const outside = await report(t, loader, { id: task.modelId, status: 'SUCCEEDED', formats: ['GGUF'], objectPath: t.platform.objectStore.uri('elsewhere/model.gguf') });
+    const outside = await report(t, loader, {
+      id: task.modelId,
+      status: 'SUCCEEDED',
+      formats: ['GGUF'],
+      objectPath: t.platform.objectStore.uri('elsewhere/model.gguf'),
+    });
     expect(outside.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.objectPath' });
     const foreign = await report(t, loader, { id: task.modelId, status: 'SUCCEEDED', objectPath: 's3://someone-elses-bucket/model.gguf' });
     expect(foreign.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.objectPath' });
@@ -141,9 +149,20 @@ describe('model loading: the loader worker API', () => {
 
     const key = `${destinationKey(t, task)}/model.gguf`;
     await store(t, key);
-    const done = await report(t, loader, { id: task.modelId, status: 'SUCCEEDED', formats: ['GGUF'], objectPath: `${task.destination}model.gguf`, message: 'converted' });
+    const done = await report(t, loader, {
+      id: task.modelId,
+      status: 'SUCCEEDED',
+      formats: ['GGUF'],
+      objectPath: `${task.destination}model.gguf`,
+      message: 'converted',
+    });
     expect(done.errors).toBeUndefined();
-    expect(done.data!.reportModelLoading).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['GGUF'], leaseExpiresAt: null, source: t.platform.objectStore.uri(key) });
+    expect(done.data!.reportModelLoading).toMatchObject({
+      loadingStatus: 'SUCCEEDED',
+      formats: ['GGUF'],
+      leaseExpiresAt: null,
+      source: t.platform.objectStore.uri(key),
+    });
     expect(await model(t, 'org-loadable')).toMatchObject({
       loadingStatus: 'SUCCEEDED',
       source: t.platform.objectStore.uri(key),
@@ -183,7 +202,11 @@ describe('model loading: the loader worker API', () => {
     const bare = await report(t, loader, { id: task.modelId, status: 'FAILED' });
     expect(bare.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.message' });
     const failed = await report(t, loader, { id: task.modelId, status: 'FAILED', message: 'repository org/unreachable not found (401)' });
-    expect(failed.data!.reportModelLoading).toMatchObject({ loadingStatus: 'FAILED', loadingFailureReason: 'repository org/unreachable not found (401)', leaseExpiresAt: null });
+    expect(failed.data!.reportModelLoading).toMatchObject({
+      loadingStatus: 'FAILED',
+      loadingFailureReason: 'repository org/unreachable not found (401)',
+      leaseExpiresAt: null,
+    });
     expect(await model(t, 'org-unreachable')).toMatchObject({ loadingStatus: 'FAILED', loadingFailureReason: 'repository org/unreachable not found (401)' });
     // A failed model is not handed out again.
     expect(await acquire(t, loader)).toBeNull();

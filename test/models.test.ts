@@ -34,7 +34,13 @@ describe('models: OpenAI routes and LLMariner extras', () => {
   it('a base model from a repository is recorded as REQUESTED and hidden from the list until loaded', async () => {
     const created = await rest('POST', '/v1/models', { id: 'meta-llama/Llama-3.1-8B-Instruct', source_repository: 'HUGGING_FACE' });
     expect(created.status).toBe(200);
-    expect(created.body).toMatchObject({ id: 'meta-llama-Llama-3.1-8B-Instruct', object: 'model', loading_status: 'REQUESTED', activation_status: 'INACTIVE', formats: ['HUGGING_FACE'] });
+    expect(created.body).toMatchObject({
+      id: 'meta-llama-Llama-3.1-8B-Instruct',
+      object: 'model',
+      loading_status: 'REQUESTED',
+      activation_status: 'INACTIVE',
+      formats: ['HUGGING_FACE'],
+    });
     const listed = await client.models.list();
     expect(listed.data.map((m) => m.id)).not.toContain('meta-llama-Llama-3.1-8B-Instruct');
     const withLoading = await rest('GET', '/v1/models?include_loading_models=true');
@@ -84,7 +90,9 @@ describe('models: OpenAI routes and LLMariner extras', () => {
 
   it('the runtime config is updated with PATCH', async () => {
     await rest('POST', '/v1/models', { id: 'configurable', source_repository: 'OLLAMA', config: { runtime_config: { resources: { gpu: 1 } } } });
-    const patched = await rest('PATCH', '/v1/models/configurable', { model: { config: { runtime_config: { replicas: 3, extra_args: ['--max-model-len=4096'] } } } });
+    const patched = await rest('PATCH', '/v1/models/configurable', {
+      model: { config: { runtime_config: { replicas: 3, extra_args: ['--max-model-len=4096'] } } },
+    });
     expect(patched.status).toBe(200);
     expect(patched.body.config.runtime_config).toEqual({ resources: { gpu: 1 }, replicas: 3, extra_args: ['--max-model-len=4096'] });
     const bad = await rest('PATCH', '/v1/models/configurable', { model: { config: { runtime_config: { resources: { gpu: -1 } } } } });
@@ -97,7 +105,12 @@ describe('models: OpenAI routes and LLMariner extras', () => {
     const badSource = await rest('POST', '/v1/models', { id: 'x', source_repository: 'OBJECT_STORE', model_file_location: 's3://someone-elses-bucket/model' });
     expect(badSource.status).toBe(400);
     expect(badSource.body.error.param).toBe('source');
-    const badSuffix = await rest('POST', '/v1/models', { is_fine_tuned_model: true, base_model_id: 'tiny-base', suffix: 'THIS-IS-WAY-TOO-LONG-A-SUFFIX', model_file_location: 'x' });
+    const badSuffix = await rest('POST', '/v1/models', {
+      is_fine_tuned_model: true,
+      base_model_id: 'tiny-base',
+      suffix: 'THIS-IS-WAY-TOO-LONG-A-SUFFIX',
+      model_file_location: 'x',
+    });
     expect(badSuffix.status).toBe(400);
     const notJson = await fetch(`${t.url}/v1/models`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: '{' });
     expect(notJson.status).toBe(400);
@@ -109,7 +122,9 @@ describe('models: OpenAI routes and LLMariner extras', () => {
     await rest('POST', '/v1/models', { id: 'private-base', source_repository: 'OLLAMA' });
     await rest('POST', '/v1/models', { id: 'shared-base', source_repository: 'OLLAMA', is_project_scoped: false });
     const { createOrganization } = await t.gqlOk(`mutation { createOrganization(input: { title: "Model Viewers" }) { id } }`);
-    const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Viewers" }) { id } }`, { o: createOrganization.id });
+    const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Viewers" }) { id } }`, {
+      o: createOrganization.id,
+    });
     const { createApiKey } = await t.gqlOk(`mutation($p: ID!) { createApiKey(input: { name: "viewer", projectId: $p }) { secret } }`, { p: createProject.id });
     const visible = await rest('GET', '/v1/models?include_loading_models=true', undefined, createApiKey.secret);
     const ids = visible.body.data.map((m: { id: string }) => m.id);
@@ -122,7 +137,12 @@ describe('models: OpenAI routes and LLMariner extras', () => {
   it('responses and errors match the OpenAI API description', async () => {
     const spec = loadOpenApiValidator();
     await rest('POST', '/v1/models', { id: 'spec-base', source_repository: 'OLLAMA' });
-    const ft = await rest('POST', '/v1/models', { is_fine_tuned_model: true, base_model_id: 'spec-base', suffix: 'spec', model_file_location: await adapterPath() });
+    const ft = await rest('POST', '/v1/models', {
+      is_fine_tuned_model: true,
+      base_model_id: 'spec-base',
+      suffix: 'spec',
+      model_file_location: await adapterPath(),
+    });
     for (const [method, path] of [
       ['GET', '/v1/models'],
       ['GET', `/v1/models/${ft.body.id}`],
@@ -130,7 +150,14 @@ describe('models: OpenAI routes and LLMariner extras', () => {
       ['DELETE', `/v1/models/${ft.body.id}`],
     ] as const) {
       const result = await rest(method, path);
-      expectValid(spec.validateResponse(method, path.replace(/^\/v1\/models\/(.+)$/, (_m, id) => `/v1/models/${encodeURIComponent(id)}`), result.status, result.body));
+      expectValid(
+        spec.validateResponse(
+          method,
+          path.replace(/^\/v1\/models\/(.+)$/, (_m, id) => `/v1/models/${encodeURIComponent(id)}`),
+          result.status,
+          result.body,
+        ),
+      );
     }
   });
 });

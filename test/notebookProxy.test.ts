@@ -37,7 +37,9 @@ async function startFakeJupyter(basePath: () => string): Promise<{ url: string; 
     if (req.url === base) return void res.writeHead(302, { location: `${base}lab` }).end();
     if (req.url === `${base}lab`) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': '_xsrf=abc; Path=/' });
-      return void res.end(`<html><head><script src="${base}static/lab.js"></script></head><body><a href="${base}tree">files</a><a href="notes.ipynb">n</a></body></html>`);
+      return void res.end(
+        `<html><head><script src="${base}static/lab.js"></script></head><body><a href="${base}tree">files</a><a href="notes.ipynb">n</a></body></html>`,
+      );
     }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ method: req.method, url: req.url }));
@@ -129,10 +131,21 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     // A second cluster whose agent runs the local executor (no Kubernetes, so no notebooks).
     const { registerCluster: local } = await t.gqlOk('mutation { registerCluster(input: { name: "laptop" }) { registrationKey cluster { id } } }');
     localClusterId = local.cluster.id;
-    localAgent = await startAgent({ controlPlaneUrl: t.url, registrationKey: local.registrationKey, executor: 'local', cacheDir: kubeconfigDir, logger: silentLogger() });
+    localAgent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: local.registrationKey,
+      executor: 'local',
+      cacheDir: kubeconfigDir,
+      logger: silentLogger(),
+    });
     await localAgent.whenConnected();
 
-    teamA = await projectWithKey(t, 'team-a', { assignments: [{ clusterId, namespace: 'team-a' }, { clusterId: localClusterId, namespace: 'laptop-a' }] });
+    teamA = await projectWithKey(t, 'team-a', {
+      assignments: [
+        { clusterId, namespace: 'team-a' },
+        { clusterId: localClusterId, namespace: 'laptop-a' },
+      ],
+    });
     teamB = await projectWithKey(t, 'team-b', { assignments: [{ clusterId, namespace: 'team-b' }] });
 
     const created = await fetch(`${t.url}/v1/workspaces/notebooks`, {
@@ -143,7 +156,11 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     expect(created.status).toBe(200);
     notebookId = ((await created.json()) as { id: string }).id;
     // The Service the executor created; the test says where its endpoints are (no pods run on the double).
-    const service: any = await waitFor(async () => kube.objects('Service', 'team-a').find((s) => s.metadata.name === jobObjectName(notebookId)), Boolean, "the notebook's Service");
+    const service: any = await waitFor(
+      async () => kube.objects('Service', 'team-a').find((s) => s.metadata.name === jobObjectName(notebookId)),
+      Boolean,
+      "the notebook's Service",
+    );
     basePath = service.metadata.annotations['mariner.dev/jupyter-base-path'];
     for (const port of [8888, 6006]) kube.serveService('team-a', service.metadata.name, port, jupyter.url);
   }, 60_000);
@@ -193,7 +210,9 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     expect(redirect.status).toBe(302);
     expect(redirect.headers.get('location')).toBe(`${basePath}lab`);
     const page = await fetch(`${notebook()}/lab`, { headers: as(teamA.key) });
-    expect(await page.text()).toBe(`<html><head><script src="${basePath}static/lab.js"></script></head><body><a href="${basePath}tree">files</a><a href="notes.ipynb">n</a></body></html>`);
+    expect(await page.text()).toBe(
+      `<html><head><script src="${basePath}static/lab.js"></script></head><body><a href="${basePath}tree">files</a><a href="notes.ipynb">n</a></body></html>`,
+    );
     // Jupyter's cookie and the session cookie both reach the browser.
     expect(page.headers.getSetCookie().map((c) => c.split('=')[0])).toEqual(['_xsrf', SESSION_COOKIE]);
   });
@@ -241,7 +260,11 @@ describe('notebooks through /v1/sessions (browser access)', () => {
 
     // The key is deleted: its cookie stops working (each request is authorized again).
     await t.gqlOk('mutation($id: ID!) { deleteApiKey(id: $id) { id } }', { id: createApiKey.apiKey.id });
-    await waitFor(() => fetch(`${notebook()}/api/contents`, { headers: { cookie } }).then((r) => r.status), (status) => status === 401, 'the revoked key to be refused');
+    await waitFor(
+      () => fetch(`${notebook()}/api/contents`, { headers: { cookie } }).then((r) => r.status),
+      (status) => status === 401,
+      'the revoked key to be refused',
+    );
   });
 
   it('refuses without proxying: no credential 401, another project 403, a wrong namespace, an unknown notebook or port 404, an unknown cluster', async () => {
@@ -274,9 +297,12 @@ describe('notebooks through /v1/sessions (browser access)', () => {
   it("a namespace is one project's, so a notebook's name never names another project's notebook", async () => {
     // Before namespaces were claimed, two projects could share team-a and a name could be ambiguous (409).
     const { createOrganization: org } = await t.gqlOk(`mutation { createOrganization(input: { title: "team-c" }) { id } }`);
-    const shared = await t.gql(`mutation($org: ID!) { createProject(input: { organizationId: $org, title: "team-c", assignments: [{ clusterId: "${clusterId}", namespace: "team-a" }] }) { id } }`, {
-      org: org.id,
-    });
+    const shared = await t.gql(
+      `mutation($org: ID!) { createProject(input: { organizationId: $org, title: "team-c", assignments: [{ clusterId: "${clusterId}", namespace: "team-a" }] }) { id } }`,
+      {
+        org: org.id,
+      },
+    );
     expect(shared.errors?.[0]?.extensions?.code).toBe('CONFLICT');
     const response = await fetch(`${t.url}/v1/workspaces/notebooks`, {
       method: 'POST',
@@ -284,7 +310,11 @@ describe('notebooks through /v1/sessions (browser access)', () => {
       body: JSON.stringify({ name: 'twin', image: { type: 'jupyter-lab-base' } }),
     });
     const { id } = (await response.json()) as { id: string };
-    await waitFor(async () => kube.objects('Service', 'team-a').filter((s) => s.metadata.labels['mariner.dev/notebook'] === 'twin').length, (n) => n === 1, 'the Service');
+    await waitFor(
+      async () => kube.objects('Service', 'team-a').filter((s) => s.metadata.labels['mariner.dev/notebook'] === 'twin').length,
+      (n) => n === 1,
+      'the Service',
+    );
     kube.serveService('team-a', jobObjectName(id), 8888, jupyter.url);
     const byName = await fetch(`${t.url}/v1/sessions/${clusterId}/v1/services/notebooks/twin/team-a/api/status`, { headers: as(teamA.key) });
     expect(byName.status).toBe(200);

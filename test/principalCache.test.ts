@@ -49,7 +49,13 @@ async function selfWith(graphqlUrl: string, token: string): Promise<{ status: nu
  * accepts the key answered from its cache.
  */
 async function deleteKeyRowSilently(secret: string): Promise<void> {
-  expect(await t.platform.db.knex.withSchema('users').table('api_keys').where({ secret_hash: hashSecret(secret) }).delete()).toBe(1);
+  expect(
+    await t.platform.db.knex
+      .withSchema('users')
+      .table('api_keys')
+      .where({ secret_hash: hashSecret(secret) })
+      .delete(),
+  ).toBe(1);
 }
 
 /**
@@ -94,17 +100,25 @@ describe('the gateway caches principals', () => {
   it('an organization owner can use a project in the next request after creating it (their cached principal gains it at once)', async () => {
     const { createOrganization: organization } = await t.gqlOk(`mutation { createOrganization(input: { title: "Fresh Org" }) { id } }`);
     for (let i = 0; i < 5; i++) {
-      const { createProject: project } = await t.gqlOk(`mutation($org: ID!, $title: String!) { createProject(input: { organizationId: $org, title: $title }) { id } }`, { org: organization.id, title: `Fresh ${i}` });
+      const { createProject: project } = await t.gqlOk(
+        `mutation($org: ID!, $title: String!) { createProject(input: { organizationId: $org, title: $title }) { id } }`,
+        { org: organization.id, title: `Fresh ${i}` },
+      );
       await t.gqlOk(KEY, { input: { name: `fresh-${i}`, projectId: project.id } });
     }
   });
 
   it('removing a member from a project or an organization changes what their cached principal may do', async () => {
     const key = await serviceAccountKey('member');
-    const { createProject: project } = await t.gqlOk(`mutation($org: ID!) { createProject(input: { organizationId: $org, title: "Cache Project" }) { id } }`, { org: defaultOrganization });
+    const { createProject: project } = await t.gqlOk(`mutation($org: ID!) { createProject(input: { organizationId: $org, title: "Cache Project" }) { id } }`, {
+      org: defaultOrganization,
+    });
     const { createOrganization: organization } = await t.gqlOk(`mutation { createOrganization(input: { title: "Cache Org" }) { id } }`);
     await t.gqlOk(`mutation($p: ID!, $u: ID!) { addProjectMember(projectId: $p, userId: $u, role: MEMBER) { role } }`, { p: project.id, u: key.userId });
-    await t.gqlOk(`mutation($o: ID!, $u: ID!) { addOrganizationMember(organizationId: $o, userId: $u, role: READER) { role } }`, { o: organization.id, u: key.userId });
+    await t.gqlOk(`mutation($o: ID!, $u: ID!) { addOrganizationMember(organizationId: $o, userId: $u, role: READER) { role } }`, {
+      o: organization.id,
+      u: key.userId,
+    });
     const seen = async () => {
       const data = await t.gqlOk(
         `query($org: ID!) { projects(organizationId: $org, limit: 100) { items { id } } organizations(limit: 100) { items { id } } }`,

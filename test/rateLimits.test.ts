@@ -62,12 +62,14 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mariner-ratelimits-'));
     const ggufPath = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(ggufPath);
+    writeTinyGguf(ggufPath);
     // Embedded (`mariner up`: PGlite with pgvector), so vector stores work; the limiter's SQL on
     // PostgreSQL with several replicas is covered by subgraphs/inference/rateLimits.test.ts.
     t = await startTestPlatform({
       embedded: true,
-      config: { inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 1, rateLimitRequestsPerMinute: RPM, rateLimitTokensPerMinute: TPM, usageFlushIntervalMs: 50 } },
+      config: {
+        inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 1, rateLimitRequestsPerMinute: RPM, rateLimitTokensPerMinute: TPM, usageFlushIntervalMs: 50 },
+      },
     });
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
     agent = await startAgent({
@@ -92,7 +94,9 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     const client = sdk(key.secret);
     let spent = 0;
     for (let i = 1; i <= RPM; i++) {
-      const { data, response } = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: `Hi ${i}` }], max_tokens: 2 }).withResponse();
+      const { data, response } = await client.chat.completions
+        .create({ model: modelId, messages: [{ role: 'user', content: `Hi ${i}` }], max_tokens: 2 })
+        .withResponse();
       spent += data.usage!.total_tokens;
       expect(response.headers.get('x-ratelimit-limit-requests')).toBe(String(RPM));
       expect(response.headers.get('x-ratelimit-remaining-requests')).toBe(String(RPM - i));
@@ -102,7 +106,9 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
       expect(response.headers.get('x-ratelimit-remaining-tokens')).toBe(String(TPM - spent));
       expect(response.headers.get('x-ratelimit-reset-tokens')).toBeTruthy();
     }
-    const refused = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'one more' }], max_tokens: 2 }).catch((e: unknown) => e);
+    const refused = await client.chat.completions
+      .create({ model: modelId, messages: [{ role: 'user', content: 'one more' }], max_tokens: 2 })
+      .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
     const error = refused as InstanceType<typeof OpenAI.RateLimitError>;
     expect(error.status).toBe(429);
@@ -119,9 +125,13 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     await expect(client.embeddings.create({ model: modelId, input: 'x' })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
     const raw = await rest(key.secret, '/v1/completions', { method: 'POST', body: JSON.stringify({ model: modelId, prompt: 'x', max_tokens: 1 }) });
     expect(raw.status).toBe(429);
-    expect(await raw.json()).toEqual({ error: { message: expect.stringMatching(/Rate limit reached/), type: 'rate_limit_exceeded', param: null, code: 'rate_limit_exceeded' } });
+    expect(await raw.json()).toEqual({
+      error: { message: expect.stringMatching(/Rate limit reached/), type: 'rate_limit_exceeded', param: null, code: 'rate_limit_exceeded' },
+    });
     // A streaming request is refused before any event, as an ordinary error response.
-    await expect(client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }], stream: true })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    await expect(client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }], stream: true })).rejects.toBeInstanceOf(
+      OpenAI.RateLimitError,
+    );
 
     // The refusals are recorded too, as failed requests of the key.
     const recorded = await eventually(async () => {
@@ -143,7 +153,9 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
   it('a streaming chat gets the headers, and its usage is charged when the stream ends', async () => {
     const key = await newKey('streaming');
     const client = sdk(key.secret);
-    const { data: stream, response } = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Stream' }], max_tokens: 4, stream: true }).withResponse();
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: modelId, messages: [{ role: 'user', content: 'Stream' }], max_tokens: 4, stream: true })
+      .withResponse();
     expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
     expect(response.headers.get('x-ratelimit-limit-requests')).toBe(String(RPM));
     expect(response.headers.get('x-ratelimit-remaining-requests')).toBe(String(RPM - 1));
@@ -153,7 +165,13 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     expect(usage!.total_tokens).toBeGreaterThan(0);
 
     // include_usage: false hides the usage chunk, but the tokens are still charged.
-    const quiet = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Quiet' }], max_tokens: 3, stream: true, stream_options: { include_usage: false } });
+    const quiet = await client.chat.completions.create({
+      model: modelId,
+      messages: [{ role: 'user', content: 'Quiet' }],
+      max_tokens: 3,
+      stream: true,
+      stream_options: { include_usage: false },
+    });
     for await (const chunk of quiet) expect(chunk.usage ?? null).toBeNull();
 
     const { data, response: last } = await client.completions.create({ model: modelId, prompt: 'after', max_tokens: 2 }).withResponse();
@@ -169,10 +187,17 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     const before = Math.floor(Date.now() / 1000) - 1;
     const chat = await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Count me' }], max_tokens: 3 });
     let streamed: OpenAI.CompletionUsage | undefined;
-    for await (const chunk of await client.chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'Me too' }], max_tokens: 3, stream: true })) {
+    for await (const chunk of await client.chat.completions.create({
+      model: modelId,
+      messages: [{ role: 'user', content: 'Me too' }],
+      max_tokens: 3,
+      stream: true,
+    })) {
       streamed = chunk.usage ?? streamed;
     }
-    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
 
     const mine = await eventually(async () => {
       const rows = (await usages(key.secret, `?start_time=${before}`)).filter((u) => u.api_key_id === key.id && u.model_id === modelId);
@@ -190,7 +215,10 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     // Only the stream had a first token to time.
     expect(mine.avg_time_to_first_token_ms).toBeGreaterThan(0);
     expect(mine.avg_time_to_first_token_ms).toBeLessThanOrEqual(mine.avg_latency_ms * 2);
-    const failed = await eventually(async () => (await usages(key.secret)).find((u) => u.api_key_id === key.id && u.model_id === 'no-such-model'), 'the failed request');
+    const failed = await eventually(
+      async () => (await usages(key.secret)).find((u) => u.api_key_id === key.id && u.model_id === 'no-such-model'),
+      'the failed request',
+    );
     expect(failed).toMatchObject({ total_requests: 1, failed_requests: 1, total_prompt_tokens: 0 });
 
     // The time range filters: nothing after now, nothing before the first request.
@@ -212,7 +240,9 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     });
     const other = await newKey('elsewhere', true, createProject.id);
     // Its own request (the model is not visible in its project) is recorded under its project.
-    await expect(sdk(other.secret).chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(sdk(other.secret).chat.completions.create({ model: modelId, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
     const seen = await eventually(async () => {
       const rows = await usages(other.secret);
       return rows.some((u) => u.api_key_id === other.id) ? rows : undefined;
@@ -222,7 +252,7 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     expect((await usages(t.adminKey)).some((u) => u.api_key_id === other.id)).toBe(false);
   });
 
-  it("tokenize counts the tokens a completion reports as its prompt_tokens; bad input is an OpenAI 400", async () => {
+  it('tokenize counts the tokens a completion reports as its prompt_tokens; bad input is an OpenAI 400', async () => {
     const key = await newKey('tokenizer', true);
     const messages = [{ role: 'user' as const, content: 'How many tokens is this?' }];
     const response = await rest(key.secret, '/v1/tokenize', { method: 'POST', body: JSON.stringify({ model: modelId, messages }) });
@@ -256,7 +286,9 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
     const key = await newKey('vector-limited');
     const client = sdk(key.secret);
     const file = await client.files.create({ file: await toFile(Buffer.from('Ferries leave the harbour at dawn.\n'), 'harbour.txt'), purpose: 'assistants' });
-    const store = await client.vectorStores.create({ name: 'limited-store', embedding_model: modelId, file_ids: [file.id] } as Parameters<typeof client.vectorStores.create>[0]);
+    const store = await client.vectorStores.create({ name: 'limited-store', embedding_model: modelId, file_ids: [file.id] } as Parameters<
+      typeof client.vectorStores.create
+    >[0]);
     expect((await client.vectorStores.files.poll(store.id, file.id, { pollIntervalMs: 50 })).status).toBe('completed');
     for (let i = 0; i <= RPM; i++) await client.vectorStores.search(store.id, { query: `ferries ${i}` });
     const { response } = await client.embeddings.create({ model: modelId, input: 'mine' }).withResponse();
@@ -266,7 +298,10 @@ describe('per-API-key rate limits, usage records and tokenize on the OpenAI infe
   it('GET /v1/inference/status lists the cluster, its engine and the ready model', async () => {
     const response = await rest(t.adminKey, '/v1/inference/status');
     expect(response.status).toBe(200);
-    const status = (await response.json()) as { cluster_statuses: { engine_statuses: { ready: boolean; models: { id: string; is_ready: boolean }[] }[]; model_count: number }[]; task_status: { in_progress_task_counts: Record<string, number> } };
+    const status = (await response.json()) as {
+      cluster_statuses: { engine_statuses: { ready: boolean; models: { id: string; is_ready: boolean }[] }[]; model_count: number }[];
+      task_status: { in_progress_task_counts: Record<string, number> };
+    };
     expect(status.cluster_statuses).toHaveLength(1);
     expect(status.cluster_statuses[0]!.model_count).toBe(1);
     expect(status.cluster_statuses[0]!.engine_statuses[0]!.models).toEqual([expect.objectContaining({ id: modelId, is_ready: true })]);

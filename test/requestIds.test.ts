@@ -25,7 +25,7 @@ describe('request ids: client → gateway → inference subgraph → agent', () 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mariner-request-ids-'));
     const ggufPath = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(ggufPath);
+    writeTinyGguf(ggufPath);
     t = await startTestPlatform();
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "traced" }) { registrationKey } }');
     const worker = { token: registerCluster.registrationKey as string };

@@ -220,7 +220,15 @@ describe('LLMariner cluster REST API', () => {
       gpu_allocated: expect.any(Number),
       stale: false,
       updated_at: expect.any(Number),
-      nodes: [{ name: expect.any(String), ready: true, gpu_capacity: expect.any(Number), gpu_allocatable: expect.any(Number), gpu_product: expect.toSatisfy((p) => p === null || typeof p === 'string') }],
+      nodes: [
+        {
+          name: expect.any(String),
+          ready: true,
+          gpu_capacity: expect.any(Number),
+          gpu_allocatable: expect.any(Number),
+          gpu_product: expect.toSatisfy((p) => p === null || typeof p === 'string'),
+        },
+      ],
     });
     // The local executor's one node: its GPUs (none on a CPU-only machine) are the cluster's capacity.
     const [node] = cluster.status.nodes;

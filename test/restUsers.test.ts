@@ -86,7 +86,9 @@ describe('LLMariner user-management REST API', () => {
         { user_id: 'zoe@example.com', organization_id: org.id, role: 'ORGANIZATION_ROLE_READER' },
       ]),
     );
-    expect(await ok('POST', `/v1/organizations/${org.id}/projects/${project.id}/users`, { body: { user_id: 'zoe@example.com', role: 'PROJECT_ROLE_MEMBER' } })).toEqual({
+    expect(
+      await ok('POST', `/v1/organizations/${org.id}/projects/${project.id}/users`, { body: { user_id: 'zoe@example.com', role: 'PROJECT_ROLE_MEMBER' } }),
+    ).toEqual({
       user_id: 'zoe@example.com',
       project_id: project.id,
       organization_id: org.id,
@@ -132,7 +134,11 @@ describe('LLMariner user-management REST API', () => {
     expect(self.organization_role_bindings).toContainEqual({ organization_id: org.id, role: 'ORGANIZATION_ROLE_OWNER' });
     // An organization owner holds no project role of its own in a new project: it manages it as owner.
     for (const binding of self.project_role_bindings) {
-      expect(binding).toEqual({ project_id: expect.stringMatching(/^proj-/), organization_id: expect.stringMatching(/^org-/), role: expect.stringMatching(/^PROJECT_ROLE_/) });
+      expect(binding).toEqual({
+        project_id: expect.stringMatching(/^proj-/),
+        organization_id: expect.stringMatching(/^org-/),
+        role: expect.stringMatching(/^PROJECT_ROLE_/),
+      });
     }
 
     // PATCH by field mask: only the masked field changes.
@@ -151,7 +157,9 @@ describe('LLMariner user-management REST API', () => {
       assignments: moved.assignments,
     });
 
-    const renamed = await ok('PATCH', `/v1/api_keys/${key.id}`, { body: { api_key: { name: 'ci-renamed', excluded_from_rate_limiting: true }, update_mask: 'name' } });
+    const renamed = await ok('PATCH', `/v1/api_keys/${key.id}`, {
+      body: { api_key: { name: 'ci-renamed', excluded_from_rate_limiting: true }, update_mask: 'name' },
+    });
     expect(renamed).toMatchObject({ id: key.id, name: 'ci-renamed', excluded_from_rate_limiting: false, secret: shown.secret });
 
     // Members leave: LLMariner answers google.protobuf.Empty.
@@ -172,14 +180,20 @@ describe('LLMariner user-management REST API', () => {
   it('a project can be created with the legacy kubernetes_namespace', async () => {
     const org = await ok('POST', '/v1/organizations', { body: { title: 'Legacy' } });
     const project = await ok('POST', `/v1/organizations/${org.id}/projects`, { body: { title: 'Old style', kubernetes_namespace: 'old-style' } });
-    expect(project).toMatchObject({ kubernetes_namespace: 'old-style', assignments: [{ cluster_id: '', namespace: 'old-style', kueue_queue_name: '', node_selector: [] }] });
+    expect(project).toMatchObject({
+      kubernetes_namespace: 'old-style',
+      assignments: [{ cluster_id: '', namespace: 'old-style', kueue_queue_name: '', node_selector: [] }],
+    });
   });
 
-  it("a namespace another project holds is 409, by kubernetes_namespace or assignments, and creates nothing", async () => {
+  it('a namespace another project holds is 409, by kubernetes_namespace or assignments, and creates nothing', async () => {
     const org = await ok('POST', '/v1/organizations', { body: { title: 'Namespace owners' } });
     const other = await ok('POST', '/v1/organizations', { body: { title: 'Namespace takers' } });
     await ok('POST', `/v1/organizations/${org.id}/projects`, { body: { title: 'Holder', kubernetes_namespace: 'held' } });
-    for (const body of [{ title: 'Taker', kubernetes_namespace: 'held' }, { title: 'Taker', assignments: [{ namespace: 'held', cluster_id: '' }] }]) {
+    for (const body of [
+      { title: 'Taker', kubernetes_namespace: 'held' },
+      { title: 'Taker', assignments: [{ namespace: 'held', cluster_id: '' }] },
+    ]) {
       const error = await expectError('POST', `/v1/organizations/${other.id}/projects`, { body }, 409, null);
       expect(error).toMatchObject({ type: 'invalid_request_error', code: 'conflict', message: expect.stringContaining('"held"') });
     }
@@ -202,16 +216,30 @@ describe('LLMariner user-management REST API', () => {
     const org = await ok('POST', '/v1/organizations', { body: { title: 'Guarded' } });
     const project = await ok('POST', `/v1/organizations/${org.id}/projects`, { body: { title: 'Guarded' } });
     // A service account stands in for a person: a reader of the organization, then a project member.
-    const sa = await ok('POST', '/v1/api_keys', { body: { name: 'robot', project_id: project.id, is_service_account: true, role: 'ORGANIZATION_ROLE_READER' } });
+    const sa = await ok('POST', '/v1/api_keys', {
+      body: { name: 'robot', project_id: project.id, is_service_account: true, role: 'ORGANIZATION_ROLE_READER' },
+    });
     expect(sa).toMatchObject({ user: { is_service_account: true }, organization_role: 'ORGANIZATION_ROLE_READER' });
     const robot = await ok('GET', '/v1/users:getSelf', { token: sa.secret });
     expect(robot.is_service_account).toBe(true);
     await ok('POST', `/v1/organizations/${org.id}/projects/${project.id}/users`, { body: { user_id: robot.id, role: 'MEMBER' } });
     const ownerKey = await ok('POST', '/v1/api_keys', { body: { name: 'owner', project_id: project.id } });
 
-    const toOrg = await expectError('POST', `/v1/organizations/${org.id}/users`, { token: sa.secret, body: { user_id: 'eve@example.com', role: 'OWNER' } }, 403, null);
+    const toOrg = await expectError(
+      'POST',
+      `/v1/organizations/${org.id}/users`,
+      { token: sa.secret, body: { user_id: 'eve@example.com', role: 'OWNER' } },
+      403,
+      null,
+    );
     expect(toOrg.code).toBe('forbidden');
-    await expectError('POST', `/v1/organizations/${org.id}/projects/${project.id}/users`, { token: sa.secret, body: { user_id: robot.id, role: 'OWNER' } }, 403, null);
+    await expectError(
+      'POST',
+      `/v1/organizations/${org.id}/projects/${project.id}/users`,
+      { token: sa.secret, body: { user_id: robot.id, role: 'OWNER' } },
+      403,
+      null,
+    );
     await expectError('GET', `/v1/organizations/${org.id}/users`, { token: sa.secret }, 403, null);
     await expectError('DELETE', `/v1/api_keys/${ownerKey.id}`, { token: sa.secret }, 403, null);
     expect((await ok('GET', '/v1/api_keys', { token: sa.secret })).data.map((k: { id: string }) => k.id)).toEqual([sa.id]);
@@ -242,7 +270,13 @@ describe('LLMariner user-management REST API', () => {
     await expectError('POST', `/v1/organizations/${org.id}/users`, { body: { user_id: 'a@example.com', role: 'ADMIN' } }, 400, 'role');
     await expectError('POST', `/v1/organizations/${org.id}/users`, { body: { user_id: 'a@example.com' } }, 400, 'role');
     await expectError('POST', `/v1/organizations/${org.id}/users`, { body: { user_id: 'not an email', role: 'READER' } }, 400, 'user_id');
-    await expectError('POST', `/v1/organizations/${org.id}/projects/${project.id}/users`, { body: { user_id: 'a@example.com', role: 'ORGANIZATION_ROLE_OWNER' } }, 400, 'role');
+    await expectError(
+      'POST',
+      `/v1/organizations/${org.id}/projects/${project.id}/users`,
+      { body: { user_id: 'a@example.com', role: 'ORGANIZATION_ROLE_OWNER' } },
+      400,
+      'role',
+    );
     await expectError('POST', '/v1/api_keys', { body: { name: 'k', project_id: project.id, role: 'READER' } }, 400, 'role');
     await expectError('POST', '/v1/api_keys', { body: { project_id: project.id } }, 400, 'name');
 

@@ -100,7 +100,9 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
 
     const text = await metricsOf(gateway);
-    expect(sample(text, 'mariner_graphql_requests_total', { component: 'gateway', subgraph: 'gateway', type: 'query', operation: 'WhoAmI', result: 'ok' })).toBe(before + 3);
+    expect(
+      sample(text, 'mariner_graphql_requests_total', { component: 'gateway', subgraph: 'gateway', type: 'query', operation: 'WhoAmI', result: 'ok' }),
+    ).toBe(before + 3);
     expect(sample(text, 'mariner_graphql_requests_total', { subgraph: 'gateway', operation: 'Typo', result: 'BAD_USER_INPUT' })).toBe(1);
     expect(sample(text, 'mariner_graphql_request_duration_seconds_count', { subgraph: 'gateway', operation: 'WhoAmI', result: 'ok' })).toBe(before + 3);
     expect(text).toMatch(/^mariner_gateway_upstream_subscriptions\{component="gateway"\} \d+$/m);
@@ -108,7 +110,15 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     // The gateway's query plan asked the users subgraph, which counts it under its own name (Apollo
     // names a plan's fetches <operation>__<subgraph>__<index>).
     const users = running.find((c) => c.subgraphUrls.users)!;
-    expect(sample(await metricsOf(users), 'mariner_graphql_requests_total', { component: 'users', subgraph: 'users', type: 'query', operation: 'WhoAmI__users__0', result: 'ok' })).toBeGreaterThanOrEqual(3);
+    expect(
+      sample(await metricsOf(users), 'mariner_graphql_requests_total', {
+        component: 'users',
+        subgraph: 'users',
+        type: 'query',
+        operation: 'WhoAmI__users__0',
+        result: 'ok',
+      }),
+    ).toBeGreaterThanOrEqual(3);
   });
 
   it('an agent behind the one-host ingress registers, tunnels to sessions, and the tunnel shows in /metrics', async () => {
@@ -124,7 +134,12 @@ describe('mariner serve: each component in its own server, as the chart deploys 
       undefined,
       { token: adminKey },
     );
-    const agent = await startAgent({ controlPlaneUrl: ingress.url, registrationKey: data!.registerCluster.registrationKey, executor: 'local', logger: silentLogger() });
+    const agent = await startAgent({
+      controlPlaneUrl: ingress.url,
+      registrationKey: data!.registerCluster.registrationKey,
+      executor: 'local',
+      logger: silentLogger(),
+    });
     const agentOps = (await startAgentOps(agent, { MARINER_HOST: '127.0.0.1', MARINER_AGENT_OPS_PORT: '0' }, silentLogger()))!;
     try {
       await agent.whenConnected();
@@ -158,114 +173,154 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     }
   });
 
-  it('completions reach the runtime of an agent whose tunnel ends in sessions through the inference component, never for an organization the cluster does not serve; a stopping gateway ends a streamed completion still open at the drain limit with an error event, closes its graphql-ws connections with 1001 and a reason, and finishes stopping', { timeout: 120_000 }, async () => {
-    // A tiny model served by an agent's local runtime, behind the one-host ingress.
-    const ingress = await startIngress([
-      ['/graphql', gateway.url],
-      ['/v1', gateway.url],
-      ['/v1/sessions-worker-service', sessions.url],
-    ]);
-    const objectStore = await createObjectStore(loadConfig({ MARINER_DATA_DIR: dataDir }).objectStore);
-    // A platform cluster that serves the default organization only.
-    const organizations = await graphqlCall<{ organizations: { items: { id: string; isDefault: boolean }[] } }>(`${ingress.url}/graphql`, '{ organizations { items { id isDefault } } }', undefined, { token: adminKey });
-    const defaultOrganization = organizations.data!.organizations.items.find((o) => o.isDefault)!.id;
-    const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(
-      `${ingress.url}/graphql`,
-      'mutation($org: ID!) { registerCluster(input: { name: "gpu-west", sharedWithAllOrganizations: false, grantedOrganizationIds: [$org] }) { registrationKey } }',
-      { org: defaultOrganization },
-      { token: adminKey },
-    );
-    const worker = data!.registerCluster.registrationKey;
-    const agent = await startAgent({
-      controlPlaneUrl: ingress.url,
-      registrationKey: worker,
-      executor: await createLocalExecutor(silentLogger(), { objectStore, cacheDir: path.join(dataDir, 'runtime-cache') }),
-      logger: silentLogger(),
-    });
-    const gql = async (query: string, variables: Record<string, unknown>, token: string) => {
-      const result = await graphqlCall<Record<string, any>>(`${ingress.url}/graphql`, query, variables, { token });
-      expect(result.errors).toBeUndefined();
-      return result.data!;
-    };
-    let sse = '';
-    try {
-      await agent.whenConnected();
-      const sdk = new OpenAI({ apiKey: adminKey, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
-      const file = await sdk.files.create({ file: await toFile(tinyGguf({ contextLength: 4096 }), 'tiny.gguf'), purpose: 'user_data' });
-      await gql('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: 'tiny-serve', sourceRepository: 'FILE', source: file.id } }, adminKey);
-      const { acquireModelLoad } = await gql('mutation { acquireModelLoad { modelId source } }', {}, worker);
-      await gql('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: 'tiny-serve', status: 'SUCCEEDED', objectPath: acquireModelLoad.source, formats: ['GGUF'] } }, worker);
-      await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: 'tiny-serve' }, adminKey);
-      await agent.reconcileRuntimes();
-      await agent.reconcileRuntimes();
-      // The inference component exposes the runtime as its agent reported it.
-      const clusterId = agent.clusterId;
-      expect(await (await fetch(`${inference.opsUrl}/metrics`)).text()).toMatch(
-        new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="inference"\\} 1$`, 'm'),
+  it(
+    'completions reach the runtime of an agent whose tunnel ends in sessions through the inference component, never for an organization the cluster does not serve; a stopping gateway ends a streamed completion still open at the drain limit with an error event, closes its graphql-ws connections with 1001 and a reason, and finishes stopping',
+    { timeout: 120_000 },
+    async () => {
+      // A tiny model served by an agent's local runtime, behind the one-host ingress.
+      const ingress = await startIngress([
+        ['/graphql', gateway.url],
+        ['/v1', gateway.url],
+        ['/v1/sessions-worker-service', sessions.url],
+      ]);
+      const objectStore = await createObjectStore(loadConfig({ MARINER_DATA_DIR: dataDir }).objectStore);
+      // A platform cluster that serves the default organization only.
+      const organizations = await graphqlCall<{ organizations: { items: { id: string; isDefault: boolean }[] } }>(
+        `${ingress.url}/graphql`,
+        '{ organizations { items { id isDefault } } }',
+        undefined,
+        { token: adminKey },
       );
-
-      // The gateway reaches the inference component over the data plane's HTTP hop, and inference the
-      // agent's runtime through the sessions component's peer endpoint, where the tunnel ends:
-      // a whole answer, a stream to its end without the usage chunk it hid, and a bad key refused in
-      // OpenAI's shape.
-      const completion = await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
-      expect(completion.object).toBe('chat.completion');
-      expect(completion.usage!.total_tokens).toBeGreaterThan(0);
-      const chunks = [];
-      for await (const chunk of await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, stream: true, stream_options: { include_usage: false } })) chunks.push(chunk);
-      expect(chunks.length).toBeGreaterThan(0);
-      expect(chunks.filter((c) => c.usage)).toEqual([]);
-      const refused = await new OpenAI({ apiKey: 'sk-not-a-key', baseURL: `${ingress.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
-      expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
-      // Another organization's key: the cluster does not serve that organization, so the model it runs is
-      // refused to it as not found, and nothing is sent to the cluster.
-      const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);
-      const { createProject } = await gql('mutation($org: ID!) { createProject(input: { organizationId: $org, title: "other project" }) { id } }', { org: createOrganization.id }, adminKey);
-      const { createApiKey } = await gql('mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }', { input: { name: 'other-key', projectId: createProject.id, isServiceAccount: true, role: 'READER' } }, adminKey);
-      const other = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
-      const notServed = await other.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 }).catch((e: unknown) => e);
-      expect(notServed).toBeInstanceOf(OpenAI.NotFoundError);
-
-      // A streamed completion long enough to be in flight when the gateway stops.
-      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'tiny-serve', messages: [{ role: 'user', content: 'A long story' }], max_tokens: 3000, stream: true }),
+      const defaultOrganization = organizations.data!.organizations.items.find((o) => o.isDefault)!.id;
+      const { data } = await graphqlCall<{ registerCluster: { registrationKey: string } }>(
+        `${ingress.url}/graphql`,
+        'mutation($org: ID!) { registerCluster(input: { name: "gpu-west", sharedWithAllOrganizations: false, grantedOrganizationIds: [$org] }) { registrationKey } }',
+        { org: defaultOrganization },
+        { token: adminKey },
+      );
+      const worker = data!.registerCluster.registrationKey;
+      const agent = await startAgent({
+        controlPlaneUrl: ingress.url,
+        registrationKey: worker,
+        executor: await createLocalExecutor(silentLogger(), { objectStore, cacheDir: path.join(dataDir, 'runtime-cache') }),
+        logger: silentLogger(),
       });
-      expect(response.status).toBe(200);
-      const reader = response.body!.getReader();
-      const decoder = new TextDecoder();
-      const first = await reader.read();
-      sse = decoder.decode(first.value, { stream: true });
-      const read = (async () => {
-        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) sse += decoder.decode(chunk.value, { stream: true });
-      })();
+      const gql = async (query: string, variables: Record<string, unknown>, token: string) => {
+        const result = await graphqlCall<Record<string, any>>(`${ingress.url}/graphql`, query, variables, { token });
+        expect(result.errors).toBeUndefined();
+        return result.data!;
+      };
+      let sse = '';
+      try {
+        await agent.whenConnected();
+        const sdk = new OpenAI({ apiKey: adminKey, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
+        const file = await sdk.files.create({ file: await toFile(tinyGguf({ contextLength: 4096 }), 'tiny.gguf'), purpose: 'user_data' });
+        await gql(
+          'mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }',
+          { input: { id: 'tiny-serve', sourceRepository: 'FILE', source: file.id } },
+          adminKey,
+        );
+        const { acquireModelLoad } = await gql('mutation { acquireModelLoad { modelId source } }', {}, worker);
+        await gql(
+          'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }',
+          { input: { id: 'tiny-serve', status: 'SUCCEEDED', objectPath: acquireModelLoad.source, formats: ['GGUF'] } },
+          worker,
+        );
+        await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: 'tiny-serve' }, adminKey);
+        await agent.reconcileRuntimes();
+        await agent.reconcileRuntimes();
+        // The inference component exposes the runtime as its agent reported it.
+        const clusterId = agent.clusterId;
+        expect(await (await fetch(`${inference.opsUrl}/metrics`)).text()).toMatch(
+          new RegExp(`^mariner_runtime_replicas\\{cluster="${clusterId}",model="tiny-serve",state="ready",component="inference"\\} 1$`, 'm'),
+        );
 
-      const socket = new WebSocket(`${gateway.url.replace('http://', 'ws://')}/graphql`, 'graphql-transport-ws');
-      const messages: Record<string, unknown>[] = [];
-      socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
-      const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
-      socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
-      // graphql-ws: nothing may be subscribed before the connection is acknowledged.
-      while (!messages.some((m) => m['type'] === 'connection_ack')) await new Promise((resolve) => setTimeout(resolve, 20));
-      socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
-      while (!messages.some((m) => m['type'] === 'next')) await new Promise((resolve) => setTimeout(resolve, 20));
-      // The last test of this group: the gateway stops here (afterAll's close is then a no-op).
-      await gateway.close();
-      expect(await closed).toEqual({ code: 1001, reason: 'server shutting down' });
-      // The stream was cut by nothing: it ends with OpenAI's error object, without [DONE].
-      await read;
-      expect(sse.endsWith('\n\n')).toBe(true);
-      const events = sse.split('\n\n').filter((event) => event !== '');
-      expect(events.length).toBeGreaterThan(1);
-      expect(JSON.parse(events.at(-1)!.replace(/^data: /, ''))).toEqual({ error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null } });
-    } finally {
-      await agent.close();
-      await objectStore.close();
-      await ingress.close();
-    }
-  });
+        // The gateway reaches the inference component over the data plane's HTTP hop, and inference the
+        // agent's runtime through the sessions component's peer endpoint, where the tunnel ends:
+        // a whole answer, a stream to its end without the usage chunk it hid, and a bad key refused in
+        // OpenAI's shape.
+        const completion = await sdk.chat.completions.create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
+        expect(completion.object).toBe('chat.completion');
+        expect(completion.usage!.total_tokens).toBeGreaterThan(0);
+        const chunks = [];
+        for await (const chunk of await sdk.chat.completions.create({
+          model: 'tiny-serve',
+          messages: [{ role: 'user', content: 'Hi' }],
+          max_tokens: 3,
+          stream: true,
+          stream_options: { include_usage: false },
+        }))
+          chunks.push(chunk);
+        expect(chunks.length).toBeGreaterThan(0);
+        expect(chunks.filter((c) => c.usage)).toEqual([]);
+        const refused = await new OpenAI({ apiKey: 'sk-not-a-key', baseURL: `${ingress.url}/v1`, maxRetries: 0 }).chat.completions
+          .create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }] })
+          .catch((e: unknown) => e);
+        expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+        // Another organization's key: the cluster does not serve that organization, so the model it runs is
+        // refused to it as not found, and nothing is sent to the cluster.
+        const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);
+        const { createProject } = await gql(
+          'mutation($org: ID!) { createProject(input: { organizationId: $org, title: "other project" }) { id } }',
+          { org: createOrganization.id },
+          adminKey,
+        );
+        const { createApiKey } = await gql(
+          'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }',
+          { input: { name: 'other-key', projectId: createProject.id, isServiceAccount: true, role: 'READER' } },
+          adminKey,
+        );
+        const other = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
+        const notServed = await other.chat.completions
+          .create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 })
+          .catch((e: unknown) => e);
+        expect(notServed).toBeInstanceOf(OpenAI.NotFoundError);
+
+        // A streamed completion long enough to be in flight when the gateway stops.
+        const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny-serve', messages: [{ role: 'user', content: 'A long story' }], max_tokens: 3000, stream: true }),
+        });
+        expect(response.status).toBe(200);
+        const reader = response.body!.getReader();
+        const decoder = new TextDecoder();
+        const first = await reader.read();
+        sse = decoder.decode(first.value, { stream: true });
+        const read = (async () => {
+          for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) sse += decoder.decode(chunk.value, { stream: true });
+        })();
+
+        const socket = new WebSocket(`${gateway.url.replace('http://', 'ws://')}/graphql`, 'graphql-transport-ws');
+        const messages: Record<string, unknown>[] = [];
+        socket.on('message', (data) => messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+        const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+          socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+        );
+        await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+        socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${adminKey}` } }));
+        // graphql-ws: nothing may be subscribed before the connection is acknowledged.
+        while (!messages.some((m) => m['type'] === 'connection_ack')) await new Promise((resolve) => setTimeout(resolve, 20));
+        socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { runtimesUpdated { readyModelIds } }' } }));
+        while (!messages.some((m) => m['type'] === 'next')) await new Promise((resolve) => setTimeout(resolve, 20));
+        // The last test of this group: the gateway stops here (afterAll's close is then a no-op).
+        await gateway.close();
+        expect(await closed).toEqual({ code: 1001, reason: 'server shutting down' });
+        // The stream was cut by nothing: it ends with OpenAI's error object, without [DONE].
+        await read;
+        expect(sse.endsWith('\n\n')).toBe(true);
+        const events = sse.split('\n\n').filter((event) => event !== '');
+        expect(events.length).toBeGreaterThan(1);
+        expect(JSON.parse(events.at(-1)!.replace(/^data: /, ''))).toEqual({
+          error: { message: 'The server is shutting down; retry the request', type: 'server_error', param: null, code: null },
+        });
+      } finally {
+        await agent.close();
+        await objectStore.close();
+        await ingress.close();
+      }
+    },
+  );
 });
 
 /** The value of one series in Prometheus text format, by name and (a subset of) its labels. */
@@ -373,18 +428,27 @@ describe('mariner serve: configuration', () => {
         // The environment of a pod that forgot the Secret: no inherited MARINER_* settings.
         const env = { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' };
         execFile(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', ...args], { cwd: ROOT, env }, (error, _stdout, stderr) =>
-          resolve({ code: error ? (error as { code?: number }).code ?? null : 0, stderr }),
+          resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stderr }),
         );
       });
     const [noSecret, unknown] = await Promise.all([run(['serve', 'gateway']), run(['serve', 'billing'])]);
     expect(noSecret).toEqual({ code: 2, stderr: expect.stringContaining('mariner: MARINER_INTERNAL_TOKEN_SECRET is required for mariner serve gateway') });
-    expect(unknown).toEqual({ code: 2, stderr: expect.stringContaining('serve needs one component: gateway, users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores (got "billing")') });
+    expect(unknown).toEqual({
+      code: 2,
+      stderr: expect.stringContaining(
+        'serve needs one component: gateway, users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores (got "billing")',
+      ),
+    });
   }, 30_000);
 
   it('names every subgraph URL the gateway lacks', () => {
-    expect(() => loadServeConfig('gateway', { MARINER_INTERNAL_TOKEN_SECRET: SECRET, DATABASE_URL: TEST_POSTGRES_URL, [subgraphUrlSetting('users')]: 'http://users:8080/graphql' })).toThrow(
-      /mariner serve gateway needs MARINER_SUBGRAPH_RBAC_URL, MARINER_SUBGRAPH_FILES_URL, .*MARINER_SUBGRAPH_INFERENCE_URL/,
-    );
+    expect(() =>
+      loadServeConfig('gateway', {
+        MARINER_INTERNAL_TOKEN_SECRET: SECRET,
+        DATABASE_URL: TEST_POSTGRES_URL,
+        [subgraphUrlSetting('users')]: 'http://users:8080/graphql',
+      }),
+    ).toThrow(/mariner serve gateway needs MARINER_SUBGRAPH_RBAC_URL, MARINER_SUBGRAPH_FILES_URL, .*MARINER_SUBGRAPH_INFERENCE_URL/);
   });
 
   it('refuses to start a component with tables without DATABASE_URL, or any without the shared token secret', () => {
@@ -397,7 +461,10 @@ describe('mariner serve: configuration', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mariner-config-'));
     try {
       const file = path.join(dir, 'config.json');
-      writeFileSync(file, JSON.stringify({ MARINER_PORT: 7000, MARINER_OPS_PORT: 7001, MARINER_LOG_LEVEL: 'debug', MARINER_SUBGRAPH_FILES_URL: 'http://files:8080/graphql' }));
+      writeFileSync(
+        file,
+        JSON.stringify({ MARINER_PORT: 7000, MARINER_OPS_PORT: 7001, MARINER_LOG_LEVEL: 'debug', MARINER_SUBGRAPH_FILES_URL: 'http://files:8080/graphql' }),
+      );
       const { config, serve } = loadServeConfig('models', { ...base, MARINER_CONFIG_FILE: file, MARINER_LOG_LEVEL: 'warn' });
       expect(config.port).toBe(7000);
       expect(serve.opsPort).toBe(7001);
@@ -406,9 +473,13 @@ describe('mariner serve: configuration', () => {
       expect(serve.subgraphUrls.files).toBe('http://files:8080/graphql');
 
       writeFileSync(file, JSON.stringify({ MARINER_PROT: 7000 }));
-      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(`MARINER_CONFIG_FILE (${file}): unknown or unused setting MARINER_PROT`);
+      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(
+        `MARINER_CONFIG_FILE (${file}): unknown or unused setting MARINER_PROT`,
+      );
       writeFileSync(file, JSON.stringify({ MARINER_MAX_DEPTH: 'deep' }));
-      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow('MARINER_MAX_DEPTH must be an integer between 1 and 100, got "deep"');
+      expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(
+        'MARINER_MAX_DEPTH must be an integer between 1 and 100, got "deep"',
+      );
       writeFileSync(file, '{ not json');
       expect(() => loadServeConfig('rbac', { ...base, MARINER_CONFIG_FILE: file })).toThrow(/MARINER_CONFIG_FILE: cannot read JSON from/);
     } finally {

@@ -78,7 +78,9 @@ describe('the session tunnel and /v1/sessions', () => {
 
   it('the agent reports the Kubernetes cluster: nodes and GPUs', async () => {
     await agent.reportStatus();
-    const { cluster } = await t.gqlOk('query($id: ID!) { cluster(id: $id) { connected status { gpuCapacity nodes { name gpuCapacity } } } }', { id: clusterId });
+    const { cluster } = await t.gqlOk('query($id: ID!) { cluster(id: $id) { connected status { gpuCapacity nodes { name gpuCapacity } } } }', {
+      id: clusterId,
+    });
     expect(cluster.connected).toBe(true);
     expect(cluster.status.gpuCapacity).toBe(4);
     expect(cluster.status.nodes.map((n: { name: string }) => n.name).sort()).toEqual(['cpu-node', 'gpu-node']);
@@ -123,7 +125,10 @@ describe('the session tunnel and /v1/sessions', () => {
     const silentResponse = await silent;
     expect(silentResponse.status).toBe(200);
     const chatty = Array.from({ length: 200 }, () =>
-      fetch(`${sessions()}/api/v1/namespaces/team-a/pods/chatty/log?follow=true`, { headers: as(teamA.key) }).then(async (r) => ({ status: r.status, body: await r.text() })),
+      fetch(`${sessions()}/api/v1/namespaces/team-a/pods/chatty/log?follow=true`, { headers: as(teamA.key) }).then(async (r) => ({
+        status: r.status,
+        body: await r.text(),
+      })),
     );
     await until(() => followers() >= before + 201, 'all 201 follow requests to reach the cluster', 30_000);
     expect(t.platform.sessions.registry.tunnels(clusterId)).toHaveLength(1);
@@ -158,7 +163,7 @@ describe('the session tunnel and /v1/sessions', () => {
         }
       })(),
     ).rejects.toThrow();
-    await until(() => t.platform.sessions.registry.tunnels(clusterId).some((tn) => tn.connectedAt > connectedAt), "the agent to reconnect");
+    await until(() => t.platform.sessions.registry.tunnels(clusterId).some((tn) => tn.connectedAt > connectedAt), 'the agent to reconnect');
     const after = await fetch(`${sessions()}/api/v1/namespaces/team-a/pods`, { headers: as(teamA.key) });
     expect(after.status).toBe(200);
   });
@@ -193,7 +198,12 @@ describe('the session tunnel and /v1/sessions', () => {
         JSON.stringify({
           apiVersion: 'v1',
           kind: 'Config',
-          clusters: [{ name: 'mariner', cluster: { server: `${front.url}/v1/sessions/${clusterId}`, 'certificate-authority-data': Buffer.from(TEST_TLS.cert).toString('base64') } }],
+          clusters: [
+            {
+              name: 'mariner',
+              cluster: { server: `${front.url}/v1/sessions/${clusterId}`, 'certificate-authority-data': Buffer.from(TEST_TLS.cert).toString('base64') },
+            },
+          ],
           users: [{ name: 'team-a', user: { token: teamA.key } }],
           contexts: [{ name: 'team-a', context: { cluster: 'mariner', user: 'team-a', namespace: 'team-a' } }],
           'current-context': 'team-a',
@@ -211,7 +221,11 @@ describe('the session tunnel and /v1/sessions', () => {
       let errors = '';
       follow.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => follow.once('exit', resolve));
-      await until(() => server.requests.some((r) => r.path.startsWith('/api/v1/namespaces/team-a/pods/followed/log') && r.path.includes('follow=true')), 'kubectl to follow', 30_000);
+      await until(
+        () => server.requests.some((r) => r.path.startsWith('/api/v1/namespaces/team-a/pods/followed/log') && r.path.includes('follow=true')),
+        'kubectl to follow',
+        30_000,
+      );
       server.appendLog('team-a', 'followed', 'epoch 1');
       await until(() => output.includes('epoch 1'), 'the first line at kubectl');
       server.appendLog('team-a', 'followed', 'epoch 2');

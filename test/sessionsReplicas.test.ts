@@ -103,7 +103,19 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     Object.assign(urls, replicaB.subgraphUrls);
     // Inference and jobs, each its own component, find the replica holding a cluster in the tunnel directory.
     Object.assign(urls, (await start('inference', { ...url('models'), ...url('clusters'), ...heartbeat })).subgraphUrls);
-    Object.assign(urls, (await start('jobs', { ...url('files'), ...url('models'), ...url('users'), ...url('clusters'), ...heartbeat, MARINER_JOB_DISPATCH_INTERVAL_MS: '600000' })).subgraphUrls);
+    Object.assign(
+      urls,
+      (
+        await start('jobs', {
+          ...url('files'),
+          ...url('models'),
+          ...url('users'),
+          ...url('clusters'),
+          ...heartbeat,
+          MARINER_JOB_DISPATCH_INTERVAL_MS: '600000',
+        })
+      ).subgraphUrls,
+    );
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
@@ -132,9 +144,17 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     await agent.whenConnected();
     const sdk = new OpenAI({ apiKey: adminKey, baseURL: `${ingress.url}/v1`, maxRetries: 0 });
     const file = await sdk.files.create({ file: await toFile(tinyGguf({ contextLength: 4096 }), 'tiny.gguf'), purpose: 'user_data' });
-    await gql('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: MODEL, sourceRepository: 'FILE', source: file.id } }, adminKey);
+    await gql(
+      'mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }',
+      { input: { id: MODEL, sourceRepository: 'FILE', source: file.id } },
+      adminKey,
+    );
     const { acquireModelLoad } = await gql('mutation { acquireModelLoad { modelId source } }', {}, worker);
-    await gql('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: MODEL, status: 'SUCCEEDED', objectPath: acquireModelLoad.source, formats: ['GGUF'] } }, worker);
+    await gql(
+      'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }',
+      { input: { id: MODEL, status: 'SUCCEEDED', objectPath: acquireModelLoad.source, formats: ['GGUF'] } },
+      worker,
+    );
     await gql('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: MODEL }, adminKey);
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
@@ -149,7 +169,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('replica B lists the cluster held by A; the inference component answers completions through A, streamed or not; B\'s /v1/sessions routes go through A', async () => {
+  it("replica B lists the cluster held by A; the inference component answers completions through A, streamed or not; B's /v1/sessions routes go through A", async () => {
     await until(listedConnected, 'replica B to list the cluster');
     const client = new OpenAI({ apiKey: adminKey, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
     const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 4 });
@@ -160,7 +180,10 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     expect(chunks.length).toBeGreaterThan(1);
     // The Kubernetes API route of B's public port reaches the agent through A too (whose local executor has none).
     const kube = await fetch(`${replicaB.url}/v1/sessions/${clusterId}/version`, { headers: { authorization: `Bearer ${adminKey}` } });
-    expect({ status: kube.status, body: await kube.json() }).toMatchObject({ status: 404, body: { message: 'cluster replicated runs the local executor: it has no Kubernetes API' } });
+    expect({ status: kube.status, body: await kube.json() }).toMatchObject({
+      status: 404,
+      body: { message: 'cluster replicated runs the local executor: it has no Kubernetes API' },
+    });
   });
 
   it('cancelling a streamed completion stops the generation at the agent, across the peer endpoint', async () => {
@@ -227,7 +250,15 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
       session.destroy();
     }
     // The agent dials A again; B sees it there.
-    await until(async () => agent.connected() && (await runtimeMetrics().then(() => true, () => false)), 'the agent to reconnect');
+    await until(
+      async () =>
+        agent.connected() &&
+        (await runtimeMetrics().then(
+          () => true,
+          () => false,
+        )),
+      'the agent to reconnect',
+    );
     await until(listedConnected, 'replica B to list the cluster again');
   });
 
@@ -236,12 +267,21 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     const [version, expires, nonce] = tokens.mint(clusterId, request).split('.');
     const refused = await Promise.all([
       peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId }),
-      peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: `${version}.${expires}.${nonce}.${Buffer.alloc(32).toString('base64url')}` }),
+      peerRequest(peerPortA, {
+        ...request,
+        [PEER_CLUSTER_HEADER]: clusterId,
+        [PEER_TOKEN_HEADER]: `${version}.${expires}.${nonce}.${Buffer.alloc(32).toString('base64url')}`,
+      }),
       peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: peerTokens(randomString(40)).mint(clusterId, request) }),
       peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint('cl-other', request) }),
       peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request, Date.now() - 120_000) }),
       // A token captured from one request does not carry another: not another path, not another method.
-      peerRequest(peerPortA, { ...request, ':path': runtimePath(MODEL, '/v1/models'), [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) }),
+      peerRequest(peerPortA, {
+        ...request,
+        ':path': runtimePath(MODEL, '/v1/models'),
+        [PEER_CLUSTER_HEADER]: clusterId,
+        [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request),
+      }),
       peerRequest(peerPortA, { ...request, ':method': 'DELETE', [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) }),
     ]);
     for (const answer of refused) expect(answer.status).toBe(401);
@@ -253,16 +293,21 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     expect(notHeld).toEqual({ rstCode: http2.constants.NGHTTP2_REFUSED_STREAM });
   });
 
-  it('when A stops cleanly B stops listing the cluster at once; a dead replica\'s row expires after a few heartbeats', async () => {
+  it("when A stops cleanly B stops listing the cluster at once; a dead replica's row expires after a few heartbeats", async () => {
     await replicaA.close();
     await until(async () => !(await listedConnected()), 'replica B to drop the cluster', 3_000);
     // A replica that died without cleaning up: its row stays, and counts only while fresh.
     const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 1 } });
     try {
-      const { tenant_id: tenantId } = (await knex.withSchema('clusters').table('clusters').where({ id: clusterId }).first('tenant_id')) as { tenant_id: string };
-      await knex.withSchema('sessions').table('cluster_tunnels').insert({ cluster_id: clusterId, replica_id: 'dead', tenant_id: tenantId, cluster_name: 'replicated', peer_address: '127.0.0.1:1', tunnels: 1 });
+      const { tenant_id: tenantId } = (await knex.withSchema('clusters').table('clusters').where({ id: clusterId }).first('tenant_id')) as {
+        tenant_id: string;
+      };
+      await knex
+        .withSchema('sessions')
+        .table('cluster_tunnels')
+        .insert({ cluster_id: clusterId, replica_id: 'dead', tenant_id: tenantId, cluster_name: 'replicated', peer_address: '127.0.0.1:1', tunnels: 1 });
       await until(listedConnected, 'replica B to read the row');
-      await until(async () => !(await listedConnected()), 'the dead replica\'s row to expire', 5_000);
+      await until(async () => !(await listedConnected()), "the dead replica's row to expire", 5_000);
     } finally {
       await knex.destroy();
     }
@@ -274,7 +319,9 @@ describe('sessions peer settings', () => {
     expect(loadConfig({}).sessions).toMatchObject({ peerPort: undefined, peerAddress: undefined, peerHeartbeatMs: 5000 });
     expect(loadConfig({ MARINER_SESSIONS_PEER_PORT: '8090', POD_IP: '10.1.2.3' }).sessions).toMatchObject({ peerPort: 8090, peerAddress: '10.1.2.3:8090' });
     expect(loadConfig({ MARINER_SESSIONS_PEER_PORT: '8090', POD_IP: 'fd00::5' }).sessions.peerAddress).toBe('[fd00::5]:8090');
-    expect(loadConfig({ MARINER_SESSIONS_PEER_PORT: '8090', POD_IP: '10.1.2.3', MARINER_SESSIONS_PEER_ADDRESS: 'sessions-0.mariner:8090' }).sessions.peerAddress).toBe('sessions-0.mariner:8090');
+    expect(
+      loadConfig({ MARINER_SESSIONS_PEER_PORT: '8090', POD_IP: '10.1.2.3', MARINER_SESSIONS_PEER_ADDRESS: 'sessions-0.mariner:8090' }).sessions.peerAddress,
+    ).toBe('sessions-0.mariner:8090');
     expect(() => loadConfig({ MARINER_SESSIONS_PEER_ADDRESS: 'http://x' })).toThrow('MARINER_SESSIONS_PEER_ADDRESS must be host:port, got "http://x"');
     expect(() => loadConfig({ MARINER_SESSIONS_PEER_PORT: '70000' })).toThrow('MARINER_SESSIONS_PEER_PORT must be an integer between 0 and 65535, got "70000"');
   });

@@ -66,7 +66,10 @@ describe('fan-out of a shared subscription', () => {
     const agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: registerCluster.registrationKey, executor: 'local', logger: silentLogger() });
     await until(() => followers.every((f) => nextsOf(f).some((frame) => JSON.parse(frame.text).payload.data.clusterTunnels.connected)), 'the connected event');
     await agent.close();
-    await until(() => followers.every((f) => JSON.parse(nextsOf(f).at(-1)!.text).payload.data.clusterTunnels.connected === false && nextsOf(f).length > 2), 'the disconnected event');
+    await until(
+      () => followers.every((f) => JSON.parse(nextsOf(f).at(-1)!.text).payload.data.clusterTunnels.connected === false && nextsOf(f).length > 2),
+      'the disconnected event',
+    );
 
     // One serialisation per event, not one per event and follower.
     const events = nextsOf(followers[0]!).length;

@@ -58,8 +58,12 @@ describe('graphql-ws at the gateway: protocol errors, caps, credentials that end
       },
     });
     const self = await t.gqlOk(`{ self { organizationRoleBindings { organization { id } } projectRoleBindings { project { id } } } }`);
-    await t.gqlOk(`mutation { addOrganizationMember(organizationId: "${self.self.organizationRoleBindings[0].organization.id}", userId: "erin@example.com", role: READER) { role } }`);
-    await t.gqlOk(`mutation { addProjectMember(projectId: "${self.self.projectRoleBindings[0].project.id}", userId: "erin@example.com", role: MEMBER) { role } }`);
+    await t.gqlOk(
+      `mutation { addOrganizationMember(organizationId: "${self.self.organizationRoleBindings[0].organization.id}", userId: "erin@example.com", role: READER) { role } }`,
+    );
+    await t.gqlOk(
+      `mutation { addProjectMember(projectId: "${self.self.projectRoleBindings[0].project.id}", userId: "erin@example.com", role: MEMBER) { role } }`,
+    );
   });
   afterAll(async () => {
     for (const socket of sockets) socket.terminate();
@@ -109,7 +113,11 @@ describe('graphql-ws at the gateway: protocol errors, caps, credentials that end
   it("caps one user's operations across connections; closing a connection gives its share back", async () => {
     const first = await open();
     const second = await open();
-    for (const [connection, id] of [[first, 'x'], [first, 'y'], [second, 'z']] as const) {
+    for (const [connection, id] of [
+      [first, 'x'],
+      [first, 'y'],
+      [second, 'z'],
+    ] as const) {
       connection.send({ id, type: 'subscribe', payload: { query: LIVE } });
       expect(await connection.next()).toMatchObject({ id, type: 'next' });
     }

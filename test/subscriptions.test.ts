@@ -44,7 +44,7 @@ describe('federated subscriptions over graphql-ws', () => {
     t = await startTestPlatform();
   });
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.dispose()));
+    await Promise.all(clients.map(async (c) => c.dispose()));
     await t?.close();
   });
 
@@ -86,7 +86,7 @@ describe('federated subscriptions over graphql-ws', () => {
     const seconds = await Promise.all(followers.map((f) => f.next()));
     expect(seconds.every((e) => e.data?.clusterTunnels.connected === true)).toBe(true);
     await agent.close();
-    await Promise.all([...followers, theirs].map((f) => f.close()));
+    await Promise.all([...followers, theirs].map(async (f) => f.close()));
     await until(() => t.platform.gatewaySharedSubscriptions() === 0, 'the upstream subscriptions to close');
   });
 
@@ -94,13 +94,19 @@ describe('federated subscriptions over graphql-ws', () => {
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "guarded" }) { cluster { id } } }');
     const id = registerCluster.cluster.id;
     const reader = await projectWithKey(t, 'reader-scope', { role: 'READER' });
-    const refused = await follow(connect(reader.key), TUNNELS, { id }).next().catch((errors: unknown) => ({ errors }) as Event);
+    const refused = await follow(connect(reader.key), TUNNELS, { id })
+      .next()
+      .catch((errors: unknown) => ({ errors }) as Event);
     expect(JSON.stringify(refused.errors)).toContain('FORBIDDEN');
 
-    const anonymous = await follow(connect(undefined), TUNNELS, { id }).next().catch((errors: unknown) => ({ errors }) as Event);
+    const anonymous = await follow(connect(undefined), TUNNELS, { id })
+      .next()
+      .catch((errors: unknown) => ({ errors }) as Event);
     expect(JSON.stringify(anonymous.errors)).toContain('UNAUTHENTICATED');
 
-    const invalid = await follow(connect(t.adminKey), 'subscription { clusterTunnels(clusterId: "x") { nope } }').next().catch((errors: unknown) => ({ errors }) as Event);
+    const invalid = await follow(connect(t.adminKey), 'subscription { clusterTunnels(clusterId: "x") { nope } }')
+      .next()
+      .catch((errors: unknown) => ({ errors }) as Event);
     expect(JSON.stringify(invalid.errors)).toContain('BAD_USER_INPUT');
 
     // A wrong key is refused at connection time with 4401.

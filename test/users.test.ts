@@ -33,11 +33,16 @@ async function memberKey(userId: string, role: 'OWNER' | 'MEMBER') {
 
 describe('users, projects and API keys', () => {
   it('a project keeps its assignments: namespace, Kueue queue and node selector', async () => {
-    const read = await t.gqlOk(`query($id: ID!) { project(id: $id) { assignments { clusterId namespace kueueQueueName nodeSelector { key value } } } }`, { id: project.id });
+    const read = await t.gqlOk(`query($id: ID!) { project(id: $id) { assignments { clusterId namespace kueueQueueName nodeSelector { key value } } } }`, {
+      id: project.id,
+    });
     expect(read.project.assignments).toEqual([
       { clusterId: null, namespace: 'team-a', kueueQueueName: 'gpu-queue', nodeSelector: [{ key: 'nvidia.com/gpu.product', value: 'H100' }] },
     ]);
-    const updated = await t.gqlOk(`mutation($id: ID!) { updateProject(input: { id: $id, title: "Users Project 2", assignments: [{ namespace: "team-b" }] }) { title assignments { namespace } } }`, { id: project.id });
+    const updated = await t.gqlOk(
+      `mutation($id: ID!) { updateProject(input: { id: $id, title: "Users Project 2", assignments: [{ namespace: "team-b" }] }) { title assignments { namespace } } }`,
+      { id: project.id },
+    );
     expect(updated.updateProject).toEqual({ title: 'Users Project 2', assignments: [{ namespace: 'team-b' }] });
   });
 
@@ -52,11 +57,21 @@ describe('users, projects and API keys', () => {
 
   it('a key can be renamed; only organization owners change rate-limit exclusion', async () => {
     const member = await memberKey('renamer', 'MEMBER');
-    const renamed = await t.gqlOk(`mutation($id: ID!) { updateApiKey(input: { id: $id, name: "renamed" }) { name } }`, { id: member.keyId }, { token: member.secret });
+    const renamed = await t.gqlOk(
+      `mutation($id: ID!) { updateApiKey(input: { id: $id, name: "renamed" }) { name } }`,
+      { id: member.keyId },
+      { token: member.secret },
+    );
     expect(renamed.updateApiKey.name).toBe('renamed');
-    const refused = await t.gql(`mutation($id: ID!) { updateApiKey(input: { id: $id, excludedFromRateLimiting: true }) { name } }`, { id: member.keyId }, { token: member.secret });
+    const refused = await t.gql(
+      `mutation($id: ID!) { updateApiKey(input: { id: $id, excludedFromRateLimiting: true }) { name } }`,
+      { id: member.keyId },
+      { token: member.secret },
+    );
     expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
-    const byOwner = await t.gqlOk(`mutation($id: ID!) { updateApiKey(input: { id: $id, excludedFromRateLimiting: true }) { excludedFromRateLimiting } }`, { id: member.keyId });
+    const byOwner = await t.gqlOk(`mutation($id: ID!) { updateApiKey(input: { id: $id, excludedFromRateLimiting: true }) { excludedFromRateLimiting } }`, {
+      id: member.keyId,
+    });
     expect(byOwner.updateApiKey.excludedFromRateLimiting).toBe(true);
   });
 
@@ -75,12 +90,15 @@ describe('users, projects and API keys', () => {
   });
 
   it('a project member must first belong to the organization', async () => {
-    const result = await t.gql(`mutation($p: ID!) { addProjectMember(projectId: $p, userId: "outsider@example.com", role: MEMBER) { role } }`, { p: project.id });
+    const result = await t.gql(`mutation($p: ID!) { addProjectMember(projectId: $p, userId: "outsider@example.com", role: MEMBER) { role } }`, {
+      p: project.id,
+    });
     expect(result.errors?.[0]?.extensions?.code).toBe('FAILED_PRECONDITION');
   });
 
   it('lists page with after/limit/hasMore and no overlap', async () => {
-    for (const title of ['Page A', 'Page B', 'Page C']) await t.gqlOk(`mutation($t: String!) { createOrganization(input: { title: $t }) { id } }`, { t: title });
+    for (const title of ['Page A', 'Page B', 'Page C'])
+      await t.gqlOk(`mutation($t: String!) { createOrganization(input: { title: $t }) { id } }`, { t: title });
     const all: string[] = [];
     let after: string | null = null;
     for (;;) {

@@ -63,7 +63,7 @@ function contract(name: string, open: () => Promise<{ index: VectorIndex; close(
       expect(await index.search(store, 'cosine', axis(0), { topK: 5, fileIds: [] })).toEqual([]);
     });
 
-    it("deleting a file removes its chunks only; dropping the collection removes everything", async () => {
+    it('deleting a file removes its chunks only; dropping the collection removes everything', async () => {
       await index.deleteFile(store, 'file-a');
       const hits = await index.search(store, 'cosine', axis(0), { topK: 10 });
       expect(hits.map((h) => h.fileId)).toEqual(['file-b', 'file-b']);
@@ -114,7 +114,8 @@ contract('Milvus (SDK 3.0.6 against a gRPC double from its protos)', async () =>
 
 describe('choosing an index', () => {
   it('the Milvus index spoke gRPC to the double: the calls the SDK made', () => {
-    for (const call of ['CreateCollection', 'CreateIndex', 'LoadCollection', 'Insert', 'Search', 'Delete', 'DropCollection']) expect(double?.calls).toContain(call);
+    for (const call of ['CreateCollection', 'CreateIndex', 'LoadCollection', 'Insert', 'Search', 'Delete', 'DropCollection'])
+      expect(double?.calls).toContain(call);
   });
 
   it('MARINER_VECTOR_INDEX picks the backend; milvus needs an address', async () => {
@@ -124,7 +125,11 @@ describe('choosing an index', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mariner-vindex-'));
     const db = await openDatabase({ dataDir: dir });
     try {
-      const fromConfig = await openVectorIndex(loadConfig({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: milvus.address }).vectorStores, db, silentLogger());
+      const fromConfig = await openVectorIndex(
+        loadConfig({ MARINER_VECTOR_INDEX: 'milvus', MARINER_MILVUS_ADDRESS: milvus.address }).vectorStores,
+        db,
+        silentLogger(),
+      );
       expect(fromConfig?.kind).toBe('milvus');
       await fromConfig!.close();
       const embedded = await openVectorIndex(loadConfig({}).vectorStores, db, silentLogger());
@@ -155,13 +160,28 @@ describe('choosing an index', () => {
     const t = await startTestPlatform();
     try {
       const post = (body: unknown) =>
-        fetch(`${t.url}/v1/vector_stores/${'vs_x'}/file_batches`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      const created = await fetch(`${t.url}/v1/vector_stores`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'no-index' }) });
+        fetch(`${t.url}/v1/vector_stores/${'vs_x'}/file_batches`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const created = await fetch(`${t.url}/v1/vector_stores`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'no-index' }),
+      });
       expect(created.status).toBe(200);
       const store = (await created.json()) as { id: string };
-      const search = await fetch(`${t.url}/v1/vector_stores/${store.id}/search`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ query: 'x' }) });
+      const search = await fetch(`${t.url}/v1/vector_stores/${store.id}/search`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: 'x' }),
+      });
       expect(search.status).toBe(400);
-      expect(((await search.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'failed_precondition', message: expect.stringContaining('pgvector') });
+      expect(((await search.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+        code: 'failed_precondition',
+        message: expect.stringContaining('pgvector'),
+      });
       expect((await post({ file_ids: ['file-x'] })).status).toBe(404);
     } finally {
       await t.close();

@@ -36,7 +36,9 @@ const PDF_LINE = 'Invoices from the harbour office are paid within thirty days.'
 function manual(): string {
   const paragraphs: string[] = [];
   for (let i = 0; i < 12; i++) {
-    paragraphs.push(`Section ${i}. The tide table for pier ${i} lists high water at ${i}:00 and low water at ${i + 6}:30. Boats moor on the east side when the wind blows from the west, and fishing nets dry on rack ${i}.`);
+    paragraphs.push(
+      `Section ${i}. The tide table for pier ${i} lists high water at ${i}:00 and low water at ${i + 6}:30. Boats moor on the east side when the wind blows from the west, and fishing nets dry on rack ${i}.`,
+    );
   }
   return paragraphs.join('\n\n');
 }
@@ -55,7 +57,7 @@ describe('vector stores through the OpenAI SDK', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mariner-vs-'));
     const ggufPath = path.join(dir, 'tiny.gguf');
     // A longer context than the default 512 tokens: the rag tool's context goes into the prompt.
-    await writeTinyGguf(ggufPath, { contextLength: 4096 });
+    writeTinyGguf(ggufPath, { contextLength: 4096 });
     t = await startTestPlatform({
       embedded: true,
       // A short lease, so a file left by a "crashed" worker is taken over within the test.
@@ -83,10 +85,20 @@ describe('vector stores through the OpenAI SDK', () => {
         runtimes.forward(modelId, req, res, runtimePath);
       },
     };
-    agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: registerCluster.registrationKey, executor: { ...executor, runtimes: tapped }, logger: silentLogger() });
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: registerCluster.registrationKey,
+      executor: { ...executor, runtimes: tapped },
+      logger: silentLogger(),
+    });
     await agent.whenConnected();
     sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    await loadedModelFromFile(t, { id: MODEL, weights: readFileSync(ggufPath), registrationKey: registerCluster.registrationKey, input: { isProjectScoped: false } });
+    await loadedModelFromFile(t, {
+      id: MODEL,
+      weights: readFileSync(ggufPath),
+      registrationKey: registerCluster.registrationKey,
+      input: { isProjectScoped: false },
+    });
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
   }, 180_000);
@@ -107,9 +119,17 @@ describe('vector stores through the OpenAI SDK', () => {
   it('creates a store from uploaded files, ingests them in the background, and finds the planted sentence first', async () => {
     const planted = await upload('planted.txt', `${PLANTED}\n`);
     const doc = await upload('manual.md', `# Harbour manual\n\n${manual()}`);
-    const page = await upload('page.html', `<html><head><style>p{}</style><script>var x = 1;</script></head><body><h1>Harbour</h1><p>Ferries leave at dawn &amp; dusk.</p></body></html>`);
+    const page = await upload(
+      'page.html',
+      `<html><head><style>p{}</style><script>var x = 1;</script></head><body><h1>Harbour</h1><p>Ferries leave at dawn &amp; dusk.</p></body></html>`,
+    );
     plantedId = planted.id;
-    const store = await sdk.vectorStores.create({ name: 'harbour', file_ids: [planted.id, doc.id, page.id], chunking_strategy: small, metadata: { team: 'docs' } });
+    const store = await sdk.vectorStores.create({
+      name: 'harbour',
+      file_ids: [planted.id, doc.id, page.id],
+      chunking_strategy: small,
+      metadata: { team: 'docs' },
+    });
     expect(store).toMatchObject({ object: 'vector_store', name: 'harbour', metadata: { team: 'docs' } });
     expect(store.file_counts.total).toBe(3);
     storeId = store.id;
@@ -159,14 +179,18 @@ describe('vector stores through the OpenAI SDK', () => {
     expect(all[0]).toMatchObject({ file_id: tagged.id, attributes: { kind: 'birds', year: 2024 } });
     const onlyBirds = (await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'eq', key: 'kind', value: 'birds' } })).data;
     expect(onlyBirds.map((r) => r.file_id)).toEqual([tagged.id]);
-    const notBirds = (await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'and', filters: [{ type: 'ne', key: 'kind', value: 'birds' }] } })).data;
+    const notBirds = (
+      await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'and', filters: [{ type: 'ne', key: 'kind', value: 'birds' }] } })
+    ).data;
     expect(notBirds.some((r) => r.file_id === tagged.id)).toBe(false);
     const recent = (await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'gte', key: 'year', value: 2025 } })).data;
     expect(recent).toEqual([]);
     // New attributes apply to the next search, with no re-ingestion.
     const updated = await sdk.vectorStores.files.update(tagged.id, { vector_store_id: storeId, attributes: { kind: 'birds', year: 2025 } });
     expect(updated).toMatchObject({ status: 'completed', attributes: { year: 2025 } });
-    expect((await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'gte', key: 'year', value: 2025 } })).data.map((r) => r.file_id)).toEqual([tagged.id]);
+    expect((await sdk.vectorStores.search(storeId, { query: PLANTED, filters: { type: 'gte', key: 'year', value: 2025 } })).data.map((r) => r.file_id)).toEqual(
+      [tagged.id],
+    );
     const sure = (await sdk.vectorStores.search(storeId, { query: PLANTED, ranking_options: { score_threshold: 0.999 } })).data;
     expect(sure.map((r) => r.file_id)).toEqual([plantedId]);
     await sdk.vectorStores.files.delete(tagged.id, { vector_store_id: storeId });
@@ -223,7 +247,21 @@ describe('vector stores through the OpenAI SDK', () => {
     expect(listed.length).toBe(cancelled.file_counts.cancelled);
     // A worker that was mid-file when the batch was cancelled removes what it wrote; wait for that.
     const knex = t.platform.db.knex;
-    const stray = async () => (listed.length ? Number((await knex.withSchema(PGVECTOR_SCHEMA).from(storeId).whereIn('file_id', listed.map((f) => f.id)).count({ n: '*' }))[0]!.n) : 0);
+    const stray = async () =>
+      listed.length
+        ? Number(
+            (
+              await knex
+                .withSchema(PGVECTOR_SCHEMA)
+                .from(storeId)
+                .whereIn(
+                  'file_id',
+                  listed.map((f) => f.id),
+                )
+                .count({ n: '*' })
+            )[0]!.n,
+          )
+        : 0;
     const deadline = Date.now() + 20_000;
     while ((await stray()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await stray()).toBe(0);
@@ -233,7 +271,9 @@ describe('vector stores through the OpenAI SDK', () => {
 
   it("a store's own embedding model embeds its files (an unknown one fails them with the reason)", async () => {
     const file = await upload('model.txt', 'Which model embeds me?');
-    const store = await sdk.vectorStores.create({ name: 'other-model', embedding_model: 'no-such-model', file_ids: [file.id] } as Parameters<typeof sdk.vectorStores.create>[0]);
+    const store = await sdk.vectorStores.create({ name: 'other-model', embedding_model: 'no-such-model', file_ids: [file.id] } as Parameters<
+      typeof sdk.vectorStores.create
+    >[0]);
     expect((store as unknown as { embedding_model: string }).embedding_model).toBe('no-such-model');
     const done = await sdk.vectorStores.files.poll(store.id, file.id, poll);
     expect(done.status).toBe('failed');
@@ -250,7 +290,11 @@ describe('vector stores through the OpenAI SDK', () => {
     expect(total).toBeGreaterThan(4);
     // What a worker that died mid-file leaves: the file IN_PROGRESS under its (still live) lease, half the vectors written.
     const ids = (await knex.withSchema(PGVECTOR_SCHEMA).from(storeId).where({ file_id: doc.id }).orderBy('chunk_index').select('id')).map((r) => r.id);
-    await knex.withSchema(PGVECTOR_SCHEMA).from(storeId).whereIn('id', ids.slice(ids.length / 2)).delete();
+    await knex
+      .withSchema(PGVECTOR_SCHEMA)
+      .from(storeId)
+      .whereIn('id', ids.slice(ids.length / 2))
+      .delete();
     await knex
       .withSchema('vectorstores')
       .table('vector_store_files')
@@ -287,7 +331,13 @@ describe('vector stores through the OpenAI SDK', () => {
     // Streaming takes the same path; other tools stay, only rag is served here.
     received.length = 0;
     const weather = { type: 'function' as const, function: { name: 'weather', parameters: { type: 'object', properties: {} } } };
-    const stream = await sdk.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: PDF_LINE }], tools: [rag, weather], max_tokens: 3, stream: true });
+    const stream = await sdk.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: PDF_LINE }],
+      tools: [rag, weather],
+      max_tokens: 3,
+      stream: true,
+    });
     for await (const _chunk of stream) void _chunk;
     expect((received[0]!['messages'] as { content: string }[])[0]!.content).toContain(PDF_LINE);
     expect(received[0]!['tools']).toEqual([weather]);
@@ -301,7 +351,9 @@ describe('vector stores through the OpenAI SDK', () => {
     // A store the caller's project does not have: 404, and the runtime sees nothing.
     received.length = 0;
     const missing = { ...rag, function: { ...rag.function, parameters: { vector_store_name: 'no-such-store' } } };
-    await expect(sdk.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], tools: [missing], max_tokens: 2 })).rejects.toMatchObject({ status: 404 });
+    await expect(
+      sdk.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], tools: [missing], max_tokens: 2 }),
+    ).rejects.toMatchObject({ status: 404 });
     expect(received).toHaveLength(0);
   });
 
@@ -309,7 +361,11 @@ describe('vector stores through the OpenAI SDK', () => {
     const count = async () => (await sdk.vectorStores.list({ limit: 100 })).data.length;
     const before = await count();
     const bad = async (body: Record<string, unknown>) => {
-      const res = await fetch(`${t.url}/v1/vector_stores`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await fetch(`${t.url}/v1/vector_stores`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       return { status: res.status, body: await res.json() };
     };
     const overlap = await bad({ name: 'x1', chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 150 } } });
@@ -323,13 +379,21 @@ describe('vector stores through the OpenAI SDK', () => {
     const duplicate = await bad({ name: 'harbour' });
     expect(duplicate.status).toBe(409);
     expect(await count()).toBe(before);
-    const search = await fetch(`${t.url}/v1/vector_stores/${storeId}/search`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ query: 'x', filters: { type: 'like', key: 'a', value: 1 } }) });
+    const search = await fetch(`${t.url}/v1/vector_stores/${storeId}/search`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'x', filters: { type: 'like', key: 'a', value: 1 } }),
+    });
     expect(search.status).toBe(400);
     expect((await search.json()).error.param).toBe('filters');
   });
 
   it('update (POST), list and delete', async () => {
-    const updated = await sdk.vectorStores.update(storeId, { name: 'harbour-docs', metadata: { team: 'ops' }, expires_after: { anchor: 'last_active_at', days: 7 } });
+    const updated = await sdk.vectorStores.update(storeId, {
+      name: 'harbour-docs',
+      metadata: { team: 'ops' },
+      expires_after: { anchor: 'last_active_at', days: 7 },
+    });
     expect(updated).toMatchObject({ name: 'harbour-docs', metadata: { team: 'ops' }, expires_after: { anchor: 'last_active_at', days: 7 } });
     expect(updated.expires_at).toBeGreaterThan(updated.last_active_at!);
     const other = await sdk.vectorStores.create({ name: 'scratch' });
@@ -339,8 +403,12 @@ describe('vector stores through the OpenAI SDK', () => {
     const spec = loadOpenApiValidator();
     const get = async (p: string) => (await fetch(`${t.url}${p}`, { headers: { authorization: `Bearer ${t.adminKey}` } })).json();
     expectValid(spec.validateResponse('get', '/v1/vector_stores', 200, await get('/v1/vector_stores')));
-    expectValid(spec.validateResponse('get', '/v1/vector_stores/{vector_store_id}/files', 200, await get(`/v1/vector_stores/${storeId}/files?filter=completed`)));
-    const removed = await (await fetch(`${t.url}/v1/vector_stores/${other.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.adminKey}` } })).json();
+    expectValid(
+      spec.validateResponse('get', '/v1/vector_stores/{vector_store_id}/files', 200, await get(`/v1/vector_stores/${storeId}/files?filter=completed`)),
+    );
+    const removed = await (
+      await fetch(`${t.url}/v1/vector_stores/${other.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${t.adminKey}` } })
+    ).json();
     expectValid(spec.validateResponse('delete', '/v1/vector_stores/{vector_store_id}', 200, removed));
     expect(removed).toMatchObject({ id: other.id, deleted: true });
     await expect(sdk.vectorStores.retrieve(other.id)).rejects.toMatchObject({ status: 404 });
@@ -357,7 +425,9 @@ describe('vector stores through the OpenAI SDK', () => {
     // The model is shared with the whole tenant, the store is not: the rag tool cannot reach it.
     received.length = 0;
     const rag = { type: 'function' as const, function: { name: 'rag', parameters: { vector_store_name: 'harbour-docs' } } };
-    const refused = await outsider.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: PDF_LINE }], tools: [rag], max_tokens: 2 }).catch((e) => e);
+    const refused = await outsider.chat.completions
+      .create({ model: MODEL, messages: [{ role: 'user', content: PDF_LINE }], tools: [rag], max_tokens: 2 })
+      .catch((e) => e);
     expect(refused).toMatchObject({ status: 404, message: expect.stringContaining('vector store') });
     expect(received).toHaveLength(0);
     expect((await sdk.vectorStores.retrieve(storeId)).id).toBe(storeId);

@@ -206,7 +206,11 @@ describe('the Kubernetes API proxy', () => {
     expect(apiserver.requests.at(-1)!.headers.cookie).toBeUndefined();
     // No endpoint serves it here: the apiserver answers 503, after the request reached it with the cookie.
     await core.createNamespacedService({ namespace: NAMESPACE, body: { metadata: { name: 'lab' }, spec: { ports: [{ port: 8888 }] } } });
-    const proxied = send(client, { ':path': `/api/v1/namespaces/${NAMESPACE}/services/lab:8888/proxy/lab`, cookie: '_xsrf=abc', authorization: 'Bearer sk-user' });
+    const proxied = send(client, {
+      ':path': `/api/v1/namespaces/${NAMESPACE}/services/lab:8888/proxy/lab`,
+      cookie: '_xsrf=abc',
+      authorization: 'Bearer sk-user',
+    });
     expect((await proxied.response)[':status']).toBe(503);
     await readAll(proxied.stream);
     expect(apiserver.requests.at(-1)!.headers).toMatchObject({ cookie: '_xsrf=abc', authorization: `Bearer ${apiserver.token}` });
@@ -255,7 +259,10 @@ describe('the Kubernetes API proxy', () => {
     const first = JSON.parse((await receive(stream, received, '\n')).trim());
     expect(first).toMatchObject({ type: 'ADDED', object: { metadata: { name: 'first' } } });
     await core.deleteNamespacedConfigMap({ namespace: NAMESPACE, name: 'first' });
-    const events = (await receive(stream, received, '"DELETED"')).trim().split('\n').map((line) => JSON.parse(line).type);
+    const events = (await receive(stream, received, '"DELETED"'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line).type);
     expect(events).toEqual(['ADDED', 'DELETED']);
     stream.close(http2.constants.NGHTTP2_CANCEL);
   });
@@ -292,9 +299,7 @@ describe('the Kubernetes API proxy', () => {
     const upgrade = JSON.parse(String(headers[UPGRADE_RESPONSE_HEADER]));
     expect(upgrade.statusCode).toBe(101);
     expect(upgrade.headers['sec-websocket-protocol']).toBe('v5.channel.k8s.io');
-    expect(upgrade.headers['sec-websocket-accept']).toBe(
-      createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'),
-    );
+    expect(upgrade.headers['sec-websocket-accept']).toBe(createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'));
     const execRequest = apiserver.requests.find((request) => request.path.includes('/exec'));
     expect(execRequest?.headers.authorization).toBe(`Bearer ${apiserver.token}`);
 
@@ -338,12 +343,30 @@ describe('the Kubernetes API proxy', () => {
 
   it('runs an upgrade only as the GET or POST it names, in a POST stream, with an Upgrade; x-mariner-* inside its headers is ignored', async () => {
     const before = apiserver.requests.length;
-    const handshake = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'), 'sec-websocket-protocol': 'v5.channel.k8s.io' };
+    const handshake = {
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': randomBytes(16).toString('base64'),
+      'sec-websocket-protocol': 'v5.channel.k8s.io',
+    };
     const refusals = [
       // Another method than an upgrade's.
-      { ':method': 'POST', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'DELETE', [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake) },
+      {
+        ':method': 'POST',
+        ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`,
+        [UPGRADE_HEADER]: '1',
+        [UPGRADE_METHOD_HEADER]: 'DELETE',
+        [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake),
+      },
       // Not the upgrade protocol's POST stream (what a caller's own x-mariner-upgrade header would have looked like).
-      { ':method': 'GET', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'GET', [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake) },
+      {
+        ':method': 'GET',
+        ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`,
+        [UPGRADE_HEADER]: '1',
+        [UPGRADE_METHOD_HEADER]: 'GET',
+        [UPGRADE_HEADERS_HEADER]: JSON.stringify(handshake),
+      },
       // No Upgrade among the original headers: not an upgrade at all.
       { ':method': 'POST', ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, [UPGRADE_HEADER]: '1', [UPGRADE_METHOD_HEADER]: 'POST' },
     ];
@@ -361,7 +384,12 @@ describe('the Kubernetes API proxy', () => {
       ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer/exec?command=cat&stdin=true&stdout=true`,
       [UPGRADE_HEADER]: '1',
       [UPGRADE_METHOD_HEADER]: 'GET',
-      [UPGRADE_HEADERS_HEADER]: JSON.stringify({ ...handshake, [UPGRADE_METHOD_HEADER]: 'DELETE', 'x-mariner-agent-id': 'evil', 'impersonate-user': 'system:admin' }),
+      [UPGRADE_HEADERS_HEADER]: JSON.stringify({
+        ...handshake,
+        [UPGRADE_METHOD_HEADER]: 'DELETE',
+        'x-mariner-agent-id': 'evil',
+        'impersonate-user': 'system:admin',
+      }),
     });
     expect(JSON.parse(String((await exec.response)[UPGRADE_RESPONSE_HEADER])).statusCode).toBe(101);
     exec.stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -371,19 +399,39 @@ describe('the Kubernetes API proxy', () => {
   });
 
   it('passes no x-mariner-* header of a plain request on to the apiserver', async () => {
-    const { stream, response } = send(client, { ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`, 'x-mariner-peer-token': 'v2.1.2.3', 'x-mariner-anything': 'x' });
+    const { stream, response } = send(client, {
+      ':path': `/api/v1/namespaces/${NAMESPACE}/pods/trainer`,
+      'x-mariner-peer-token': 'v2.1.2.3',
+      'x-mariner-anything': 'x',
+    });
     expect((await response)[':status']).toBe(200);
     await readAll(stream);
     expect(Object.keys(apiserver.requests.at(-1)!.headers).filter((name) => name.startsWith('x-mariner-'))).toEqual([]);
   });
 
-  it.skipIf(!HAS_OPENSSL)('reaches an https apiserver with the kubeconfig\'s CA and client certificate', async () => {
+  it.skipIf(!HAS_OPENSSL)("reaches an https apiserver with the kubeconfig's CA and client certificate", async () => {
     // One self-signed certificate serves as the server's, the client's and the CA for both.
     const dir = await mkdtemp(join(tmpdir(), 'mariner-apiproxy-'));
     await promisify(execFile)('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'extendedKeyUsage=serverAuth,clientAuth',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-addext',
+      'extendedKeyUsage=serverAuth,clientAuth',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
     ]);
     const [cert, key] = await Promise.all([readFile(join(dir, 'cert.pem')), readFile(join(dir, 'key.pem'))]);
     await rm(dir, { recursive: true, force: true });
@@ -400,7 +448,9 @@ describe('the Kubernetes API proxy', () => {
     });
     front.listen(0, '127.0.0.1');
     await once(front, 'listening');
-    const secureEnd = await startTunnelEnd(kubeConfigFor(`https://127.0.0.1:${(front.address() as AddressInfo).port}`, apiserver.token, { ca: cert, cert, key }));
+    const secureEnd = await startTunnelEnd(
+      kubeConfigFor(`https://127.0.0.1:${(front.address() as AddressInfo).port}`, apiserver.token, { ca: cert, cert, key }),
+    );
     const secureClient = http2.connect(secureEnd.url);
     try {
       const { stream, response } = send(secureClient, { ':path': `/api/v1/namespaces/${NAMESPACE}`, authorization: 'Bearer sk-user' });

@@ -22,7 +22,16 @@ import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Stream } from 
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { HOP_BY_HOP, isInternalHeader, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS, UPGRADE_RESPONSE_HEADER } from '../../lib/tunnel.js';
+import {
+  HOP_BY_HOP,
+  isInternalHeader,
+  kubernetesStatus,
+  UPGRADE_HEADER,
+  UPGRADE_HEADERS_HEADER,
+  UPGRADE_METHOD_HEADER,
+  UPGRADE_METHODS,
+  UPGRADE_RESPONSE_HEADER,
+} from '../../lib/tunnel.js';
 
 export interface KubeApiProxy {
   /** Forwards one tunnelled request; `path` is the apiserver path with its query. */
@@ -60,7 +69,15 @@ function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, kee
   const result: OutgoingHttpHeaders = {};
   for (const [rawName, value] of Object.entries(headers)) {
     const name = rawName.toLowerCase();
-    if (value === undefined || name.startsWith(':') || listed.has(name) || (CALLER_CREDENTIALS.has(name) && !(keepCookie && name === 'cookie')) || name.startsWith('impersonate-') || isInternalHeader(name)) continue;
+    if (
+      value === undefined ||
+      name.startsWith(':') ||
+      listed.has(name) ||
+      (CALLER_CREDENTIALS.has(name) && !(keepCookie && name === 'cookie')) ||
+      name.startsWith('impersonate-') ||
+      isInternalHeader(name)
+    )
+      continue;
     if (HOP_BY_HOP.has(name) && !(keepUpgrade && (name === 'connection' || name === 'upgrade'))) continue;
     result[name] = value;
   }
@@ -181,22 +198,39 @@ export function createKubeApiProxy(kubeConfig: KubeConfig): KubeApiProxy {
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
       original = {};
       for (const [name, value] of Object.entries(parsed)) {
-        if (typeof value !== 'string' && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) throw new Error(`${name.slice(0, 80)} is not a string`);
+        if (typeof value !== 'string' && !(Array.isArray(value) && value.every((v) => typeof v === 'string')))
+          throw new Error(`${name.slice(0, 80)} is not a string`);
         original[name] = value;
       }
     } catch (error) {
-      answer(400, { 'content-type': 'application/json' }, statusBody(400, 'BadRequest', `${UPGRADE_HEADERS_HEADER} is not a JSON object of headers: ${(error as Error).message}`));
+      answer(
+        400,
+        { 'content-type': 'application/json' },
+        statusBody(400, 'BadRequest', `${UPGRADE_HEADERS_HEADER} is not a JSON object of headers: ${(error as Error).message}`),
+      );
       return;
     }
     // The upgrade protocol is a POST stream carrying a GET or a POST (a WebSocket's or SPDY's handshake):
     // anything else was not sent by the sessions proxies, which authorize exactly that method.
     const method = String(h2Headers[UPGRADE_METHOD_HEADER] ?? 'GET').toUpperCase();
     if (h2Headers[':method'] !== 'POST' || !UPGRADE_METHODS.includes(method)) {
-      answer(400, { 'content-type': 'application/json' }, statusBody(400, 'BadRequest', `an upgrade is a ${UPGRADE_METHODS.join(' or ')} sent as a POST stream, not ${method.slice(0, 20)} in a ${String(h2Headers[':method']).slice(0, 20)}`));
+      answer(
+        400,
+        { 'content-type': 'application/json' },
+        statusBody(
+          400,
+          'BadRequest',
+          `an upgrade is a ${UPGRADE_METHODS.join(' or ')} sent as a POST stream, not ${method.slice(0, 20)} in a ${String(h2Headers[':method']).slice(0, 20)}`,
+        ),
+      );
       return;
     }
     if (typeof original['upgrade'] !== 'string') {
-      answer(400, { 'content-type': 'application/json' }, statusBody(400, 'BadRequest', `${UPGRADE_HEADERS_HEADER} names no Upgrade: this is not an upgrade request`));
+      answer(
+        400,
+        { 'content-type': 'application/json' },
+        statusBody(400, 'BadRequest', `${UPGRADE_HEADERS_HEADER} names no Upgrade: this is not an upgrade request`),
+      );
       return;
     }
     const headers = endToEndHeaders(original, true, BACKEND_PROXY.test(path));

@@ -26,7 +26,14 @@ describe('parseQuantity', () => {
 describe('gpusOfPod', () => {
   it('counts limits, else requests, and an init container only when it asks for more than the containers', () => {
     const pod = (containers: object[], initContainers: object[] = []) => ({ spec: { containers, initContainers } }) as V1Pod;
-    expect(gpusOfPod(pod([{ name: 'a', resources: { limits: { 'nvidia.com/gpu': '2' } } }, { name: 'b', resources: { requests: { 'nvidia.com/gpu': '1' } } }]))).toBe(3);
+    expect(
+      gpusOfPod(
+        pod([
+          { name: 'a', resources: { limits: { 'nvidia.com/gpu': '2' } } },
+          { name: 'b', resources: { requests: { 'nvidia.com/gpu': '1' } } },
+        ]),
+      ),
+    ).toBe(3);
     expect(gpusOfPod(pod([{ name: 'a' }], [{ name: 'init', resources: { limits: { 'nvidia.com/gpu': '4' } } }]))).toBe(4);
     expect(gpusOfPod(pod([{ name: 'a', resources: { limits: { cpu: '1' } } }]))).toBe(0);
   });

@@ -34,8 +34,22 @@ const INSTANCE_FAMILY_LABELS = ['karpenter.k8s.aws/instance-family'];
 const LIST_PAGE_SIZE = 500;
 
 const SUFFIXES = new Map<string, number>([
-  ['Ki', 2 ** 10], ['Mi', 2 ** 20], ['Gi', 2 ** 30], ['Ti', 2 ** 40], ['Pi', 2 ** 50], ['Ei', 2 ** 60],
-  ['n', 1e-9], ['u', 1e-6], ['m', 1e-3], ['', 1], ['k', 1e3], ['M', 1e6], ['G', 1e9], ['T', 1e12], ['P', 1e15], ['E', 1e18],
+  ['Ki', 2 ** 10],
+  ['Mi', 2 ** 20],
+  ['Gi', 2 ** 30],
+  ['Ti', 2 ** 40],
+  ['Pi', 2 ** 50],
+  ['Ei', 2 ** 60],
+  ['n', 1e-9],
+  ['u', 1e-6],
+  ['m', 1e-3],
+  ['', 1],
+  ['k', 1e3],
+  ['M', 1e6],
+  ['G', 1e9],
+  ['T', 1e12],
+  ['P', 1e15],
+  ['E', 1e18],
 ]);
 const QUANTITY = /^([+-]?(?:\d+\.?\d*|\.\d+))(.*)$/;
 const EXPONENT = /^[eE]([+-]?\d+)$/;
@@ -79,9 +93,7 @@ function firstLabel(labels: Record<string, string> | undefined, names: string[])
  */
 export function gpusOfPod(pod: V1Pod): number {
   const gpusOf = (c: { resources?: { limits?: Record<string, string>; requests?: Record<string, string> } }) =>
-    c.resources?.limits?.[GPU_RESOURCE] !== undefined
-      ? resourceOf(c.resources.limits, GPU_RESOURCE)
-      : resourceOf(c.resources?.requests, GPU_RESOURCE);
+    c.resources?.limits?.[GPU_RESOURCE] !== undefined ? resourceOf(c.resources.limits, GPU_RESOURCE) : resourceOf(c.resources?.requests, GPU_RESOURCE);
   const containers = (pod.spec?.containers ?? []).reduce((sum, c) => sum + gpusOf(c), 0);
   const initContainers = Math.max(0, ...(pod.spec?.initContainers ?? []).map(gpusOf));
   return Math.max(containers, initContainers);

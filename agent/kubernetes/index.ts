@@ -9,20 +9,6 @@ export {
   VALIDATED_KINDS,
   validateManifest,
 } from './manifests.js';
-export {
-  type ClusterNodeStatus,
-  type ClusterStatusReport,
-  collectClusterStatus,
-  GPU_RESOURCE,
-  gpusOfPod,
-  parseQuantity,
-} from './clusterStatus.js';
-export {
-  createKubeApiProxy,
-  type KubeApiProxy,
-  UPGRADE_HEADER,
-  UPGRADE_HEADERS_HEADER,
-  UPGRADE_METHOD_HEADER,
-  UPGRADE_RESPONSE_HEADER,
-} from './apiProxy.js';
+export { type ClusterNodeStatus, type ClusterStatusReport, collectClusterStatus, GPU_RESOURCE, gpusOfPod, parseQuantity } from './clusterStatus.js';
+export { createKubeApiProxy, type KubeApiProxy, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_RESPONSE_HEADER } from './apiProxy.js';
 export { createKubernetesRuntimeHost } from './runtimes.js';

@@ -40,7 +40,9 @@ export function createJobInputs(options: { core: CoreV1Api; objectStore: ObjectS
 
     /** A batch job's data files, each by its file name. */
     dataFileUrls(spec: BatchSpec) {
-      return Promise.all(spec.dataFiles.map(async (f) => ({ filename: f.filename, url: await options.objectStore!.presignedUrl!(f.objectKey, 'GET', urlTtl) })));
+      return Promise.all(
+        spec.dataFiles.map(async (f) => ({ filename: f.filename, url: await options.objectStore!.presignedUrl!(f.objectKey, 'GET', urlTtl) })),
+      );
     },
 
     /**

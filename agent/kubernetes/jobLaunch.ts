@@ -118,9 +118,17 @@ export function createJobLauncher(options: {
     }
     const created = await batch.createNamespacedJob({ namespace, body: objects.job as never });
     // They go with their Job (garbage collection by owner reference).
-    const owner = [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'batch/v1', kind: 'Job', name: created.metadata!.name!, uid: created.metadata!.uid! }] }];
+    const owner = [
+      {
+        op: 'add',
+        path: '/metadata/ownerReferences',
+        value: [{ apiVersion: 'batch/v1', kind: 'Job', name: created.metadata!.name!, uid: created.metadata!.uid! }],
+      },
+    ];
     for (const companion of companions) {
-      await companion.patch(owner).catch((error: Error) => logger.warn({ jobId: job.id, kind: companion.kind, err: error.message }, 'could not tie an object to its Job'));
+      await companion
+        .patch(owner)
+        .catch((error: Error) => logger.warn({ jobId: job.id, kind: companion.kind, err: error.message }, 'could not tie an object to its Job'));
     }
     logger.info({ jobId: job.id, kind: spec.kind, namespace, name: created.metadata!.name }, 'created the Job');
     followed.follow(job.id, spec, attempt);

@@ -58,7 +58,10 @@ describe("the fine-tuning Job's W&B environment", () => {
 
   it("reads the Secret's name and key from the agent's environment (key `apiKey` by default)", () => {
     expect(jobSettingsFromEnv({ MARINER_WANDB_API_KEY_SECRET: 'wandb' }).wandbApiKeySecret).toEqual({ name: 'wandb', key: 'apiKey' });
-    expect(jobSettingsFromEnv({ MARINER_WANDB_API_KEY_SECRET: 'wandb', MARINER_WANDB_API_KEY_SECRET_KEY: 'key' }).wandbApiKeySecret).toEqual({ name: 'wandb', key: 'key' });
+    expect(jobSettingsFromEnv({ MARINER_WANDB_API_KEY_SECRET: 'wandb', MARINER_WANDB_API_KEY_SECRET_KEY: 'key' }).wandbApiKeySecret).toEqual({
+      name: 'wandb',
+      key: 'key',
+    });
     expect(jobSettingsFromEnv({}).wandbApiKeySecret).toBeUndefined();
   });
 });

@@ -78,7 +78,9 @@ export function trainerWandb(integrations: IntegrationValue[] | undefined, apiKe
   const wandb = integrations?.find((integration) => integration.type === 'wandb')?.wandb;
   if (!wandb) return null;
   if (!apiKeySecret) {
-    throw new JobRefusedError('the job has a W&B integration but this cluster has no W&B API key: set MARINER_WANDB_API_KEY_SECRET on its agent to a Secret holding one');
+    throw new JobRefusedError(
+      'the job has a W&B integration but this cluster has no W&B API key: set MARINER_WANDB_API_KEY_SECRET on its agent to a Secret holding one',
+    );
   }
   return { ...wandb, apiKeySecret };
 }
@@ -131,7 +133,11 @@ const SCRIPT = [
   'set -eu',
   `mkdir -p ${WORK_DIR}/input ${WORK_DIR}/model ${WORK_DIR}/output`,
   'curl -fsSL --retry 3 -o "$MARINER_TRAINING_FILE" "$(cat ' + URLS_DIR + '/training)"',
-  'if [ -s ' + URLS_DIR + '/validation ]; then curl -fsSL --retry 3 -o "$MARINER_VALIDATION_FILE" "$(cat ' + URLS_DIR + '/validation)"; else MARINER_VALIDATION_FILE=; fi',
+  'if [ -s ' +
+    URLS_DIR +
+    '/validation ]; then curl -fsSL --retry 3 -o "$MARINER_VALIDATION_FILE" "$(cat ' +
+    URLS_DIR +
+    '/validation)"; else MARINER_VALIDATION_FILE=; fi',
   'while read -r file url; do',
   '  [ -n "$file" ] || continue',
   `  mkdir -p "$(dirname "${WORK_DIR}/model/$file")"`,
@@ -253,7 +259,12 @@ export function batchJobManifests(input: BatchManifestInput): { configMap: IConf
   };
   // Pods of an Indexed Job with a subdomain get stable names: <name>-<index>.<name>.
   const service: IService | null = distributed
-    ? { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: input.namespace, labels }, spec: { clusterIP: 'None', selector: { [JOB_ID_LABEL]: input.jobId }, ports: [{ name: 'rendezvous', port: PYTORCH_MASTER_PORT }] } }
+    ? {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: input.namespace, labels },
+        spec: { clusterIP: 'None', selector: { [JOB_ID_LABEL]: input.jobId }, ports: [{ name: 'rendezvous', port: PYTORCH_MASTER_PORT }] },
+      }
     : null;
   const script = [
     'set -eu',
@@ -398,8 +409,16 @@ export function notebookManifests(input: NotebookManifestInput): { secret: ISecr
     apiVersion: 'v1',
     kind: 'Service',
     // The session manager's notebook proxy reads where Jupyter serves from here.
-    metadata: { name, namespace: input.namespace, labels, ...(input.basePath ? { annotations: { [NOTEBOOK_BASE_PATH_ANNOTATION]: `${input.basePath}/` } } : {}) },
-    spec: { selector: { [JOB_ID_LABEL]: input.jobId }, ports: ports.map((port) => ({ name: `port-${port}`, port, targetPort: port, protocol: 'TCP' as const })) },
+    metadata: {
+      name,
+      namespace: input.namespace,
+      labels,
+      ...(input.basePath ? { annotations: { [NOTEBOOK_BASE_PATH_ANNOTATION]: `${input.basePath}/` } } : {}),
+    },
+    spec: {
+      selector: { [JOB_ID_LABEL]: input.jobId },
+      ports: ports.map((port) => ({ name: `port-${port}`, port, targetPort: port, protocol: 'TCP' as const })),
+    },
   };
   for (const manifest of [secret, deployment, service]) validateManifest(manifest);
   return { secret, deployment, service };

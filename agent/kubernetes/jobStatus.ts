@@ -49,19 +49,25 @@ export function createJobStatusCheck(options: {
       const conditions = job.status?.conditions ?? [];
       const succeededPods = new Set(pods.filter((p) => p.status?.phase === 'Succeeded').map(index)).size;
       const failedPod = pods.find((p) => p.status?.phase === 'Failed');
-      const succeeded = succeededPods >= workers || (job.status?.succeeded ?? 0) >= workers || conditions.some((c) => c.type === 'Complete' && c.status === 'True');
+      const succeeded =
+        succeededPods >= workers || (job.status?.succeeded ?? 0) >= workers || conditions.some((c) => c.type === 'Complete' && c.status === 'True');
       const failed = failedPod !== undefined || (job.status?.failed ?? 0) > 0 || conditions.some((c) => c.type === 'Failed' && c.status === 'True');
       if (succeeded && entry.spec.kind === 'batch') return finish(entry, { phase: 'SUCCEEDED' });
       if (succeeded && entry.spec.kind === 'fine-tuning') {
         const store = options.objectStore!;
         const missing: string[] = [];
         for (const file of ADAPTER_FILES) if (!(await store.head(entry.spec.outputPrefix + file))) missing.push(file);
-        if (missing.length > 0) return finish(entry, { phase: 'FAILED', message: [`the trainer finished but did not upload ${missing.join(', ')}`, ...entry.tail].join('\n') });
+        if (missing.length > 0)
+          return finish(entry, { phase: 'FAILED', message: [`the trainer finished but did not upload ${missing.join(', ')}`, ...entry.tail].join('\n') });
         return finish(entry, { phase: 'SUCCEEDED', outputPath: store.uri(entry.spec.outputPrefix.replace(/\/+$/, '')), trainedTokens: entry.trainedTokens });
       }
       if (failed) {
         const terminated = (failedPod ?? pod)?.status?.containerStatuses?.find((c) => c.name === MAIN_CONTAINER[entry.spec.kind])?.state?.terminated;
-        const why = terminated?.message?.trim() || terminated?.reason || conditions.find((c) => c.type === 'Failed')?.message || `the job's pod ${failedPod?.metadata?.name ?? ''} failed`.replace(/ +failed$/, ' failed');
+        const why =
+          terminated?.message?.trim() ||
+          terminated?.reason ||
+          conditions.find((c) => c.type === 'Failed')?.message ||
+          `the job's pod ${failedPod?.metadata?.name ?? ''} failed`.replace(/ +failed$/, ' failed');
         return finish(entry, { phase: 'FAILED', message: [why, ...(terminated?.message ? [] : entry.tail)].join('\n') });
       }
     },

@@ -43,8 +43,23 @@ export function createKubernetesJobHost(options: {
   const core = options.kubeConfig.makeApiClient(CoreV1Api);
   const followed = createFollowedJobs(reporter);
   const notebooks = createNotebookHost({ apps, core, followed, reporter, logger, settings });
-  const jobStatus = createJobStatusCheck({ batch, core, objectStore, followed, followLog: createJobLogFollower({ kubeConfig: options.kubeConfig, reporter, logger }), reporter });
-  const launchJob = createJobLauncher({ batch, core, inputs: createJobInputs({ core, objectStore, settings }), readJob: jobStatus.readJob, followed, logger, settings });
+  const jobStatus = createJobStatusCheck({
+    batch,
+    core,
+    objectStore,
+    followed,
+    followLog: createJobLogFollower({ kubeConfig: options.kubeConfig, reporter, logger }),
+    reporter,
+  });
+  const launchJob = createJobLauncher({
+    batch,
+    core,
+    inputs: createJobInputs({ core, objectStore, settings }),
+    readJob: jobStatus.readJob,
+    followed,
+    logger,
+    settings,
+  });
   let closed = false;
 
   async function check(entry: Followed): Promise<void> {
@@ -63,8 +78,10 @@ export function createKubernetesJobHost(options: {
   return {
     async start(job: DispatchedJob) {
       const spec = job.spec as unknown as JobSpec;
-      if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch' && spec.kind !== 'notebook') throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
-      if (spec.kind === 'fine-tuning' && !settings.image) throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
+      if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch' && spec.kind !== 'notebook')
+        throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
+      if (spec.kind === 'fine-tuning' && !settings.image)
+        throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
       const needsUrls = spec.kind === 'fine-tuning' || (spec.kind === 'batch' && spec.dataFiles.length > 0);
       if (needsUrls && !objectStore?.presignedUrl) {
         throw new JobRefusedError("this cluster's agent cannot presign object-store URLs for the job's pods: its object store must be S3");
@@ -112,7 +129,8 @@ export function createKubernetesJobHost(options: {
       if (followed.has(job.id)) return true;
       const spec = job.spec as unknown as JobSpec;
       if (!spec.namespace || closed) return false;
-      const existing = spec.kind === 'notebook' ? await notebooks.read(jobObjectName(job.id), spec.namespace) : await jobStatus.readJob(jobObjectName(job.id), spec.namespace);
+      const existing =
+        spec.kind === 'notebook' ? await notebooks.read(jobObjectName(job.id), spec.namespace) : await jobStatus.readJob(jobObjectName(job.id), spec.namespace);
       if (!existing) return false;
       // Found again after a restart: follow it from where this attempt's output started.
       followed.follow(job.id, spec, Number(existing.metadata?.annotations?.[ATTEMPT_ANNOTATION] ?? spec.attempt ?? 1));

@@ -87,9 +87,7 @@ describe('validateManifest', () => {
           replicas: 1,
           selector: { matchLabels: { app: 'nb' } },
           template: { metadata: { labels: { app: 'nb' } }, spec: { containers: [{ name: 'jupyter', image: 'jupyter/base' }] } },
-          volumeClaimTemplates: [
-            { metadata: { name: 'home' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } } },
-          ],
+          volumeClaimTemplates: [{ metadata: { name: 'home' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } } }],
         },
       }),
     ).toBeTruthy();
@@ -101,9 +99,7 @@ describe('validateManifest', () => {
         spec: { selector: { app: 'vllm-llama' }, ports: [{ port: 80, targetPort: 'http' }] },
       }),
     ).toBeTruthy();
-    expect(
-      validateManifest({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', stringData: { 'any.key': 'v' } }),
-    ).toBeTruthy();
+    expect(validateManifest({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', stringData: { 'any.key': 'v' } })).toBeTruthy();
     expect(validateManifest(Object.freeze({ apiVersion: 'v1', kind: 'Namespace', metadata: Object.freeze({ name: 'n' }) }))).toBeTruthy();
   });
 
@@ -121,11 +117,11 @@ describe('validateManifest', () => {
     (job.spec.template.spec.containers[0] as Record<string, unknown>).imagePullPolcy = 'Never';
     job.spec.backofLimit = 3;
     (job.metadata as Record<string, unknown>).label = { a: 'b' };
-    expect(problemsOf(job).map((p) => p.path).sort()).toEqual([
-      'metadata.label',
-      'spec.backofLimit',
-      'spec.template.spec.containers[0].imagePullPolcy',
-    ]);
+    expect(
+      problemsOf(job)
+        .map((p) => p.path)
+        .sort(),
+    ).toEqual(['metadata.label', 'spec.backofLimit', 'spec.template.spec.containers[0].imagePullPolcy']);
   });
 
   it('rejects a value of the wrong type', () => {

@@ -237,15 +237,7 @@ export function deviceConfigMap(options: DeviceConfigMapOptions): IConfigMap {
   const config =
     timeSlicingGpus === null
       ? 'version: v1\n'
-      : [
-          'version: v1',
-          'sharing:',
-          '  timeSlicing:',
-          '    resources:',
-          '      - name: nvidia.com/gpu',
-          `        replicas: ${timeSlicingGpus}`,
-          '',
-        ].join('\n');
+      : ['version: v1', 'sharing:', '  timeSlicing:', '    resources:', '      - name: nvidia.com/gpu', `        replicas: ${timeSlicingGpus}`, ''].join('\n');
   return validateManifest<IConfigMap>({
     apiVersion: 'v1',
     kind: 'ConfigMap',

@@ -41,7 +41,7 @@ export function createNotebookHost(options: {
 
     /** A notebook's Secret, Deployment and Service, replacing what an earlier attempt left. */
     async start(job: DispatchedJob, spec: NotebookSpec, namespace: string, attempt: number): Promise<'started' | 'running'> {
-      if (!spec.secrets) throw new JobRefusedError("the notebook came without its token and API key");
+      if (!spec.secrets) throw new JobRefusedError('the notebook came without its token and API key');
       const objects = notebookManifests({
         jobId: job.id,
         attempt,
@@ -74,7 +74,10 @@ export function createNotebookHost(options: {
 
     /** Scales a notebook's Deployment; false when it is not there. */
     async scale(name: string, namespace: string, replicas: number): Promise<boolean> {
-      return (await orNotFound(apps.patchNamespacedDeploymentScale({ name, namespace, body: [{ op: 'replace', path: '/spec/replicas', value: replicas }] }))) !== null;
+      return (
+        (await orNotFound(apps.patchNamespacedDeploymentScale({ name, namespace, body: [{ op: 'replace', path: '/spec/replicas', value: replicas }] }))) !==
+        null
+      );
     },
 
     /**

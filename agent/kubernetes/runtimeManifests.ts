@@ -97,7 +97,9 @@ export function runtimeKindOf(model: Pick<ActiveModel, 'formats'>): RuntimeKind 
   if (model.formats.includes('HUGGING_FACE')) return 'vllm';
   if (model.formats.includes('GGUF')) return 'llama-cpp';
   if (model.formats.includes('OLLAMA')) return 'ollama';
-  throw new UnrunnableModelError(`no Kubernetes runtime serves the formats [${model.formats.join(', ')}] (vLLM: HUGGING_FACE, llama.cpp: GGUF, Ollama: OLLAMA)`);
+  throw new UnrunnableModelError(
+    `no Kubernetes runtime serves the formats [${model.formats.join(', ')}] (vLLM: HUGGING_FACE, llama.cpp: GGUF, Ollama: OLLAMA)`,
+  );
 }
 
 /**
@@ -170,7 +172,8 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
   switch (kind) {
     case 'vllm': {
       // vLLM splits a model over the pod's GPUs with tensor parallelism (LLMariner's vLLM runtime does too).
-      const parallel = model.gpu > 1 && !model.extraArgs.some((arg) => arg.startsWith('--tensor-parallel-size')) ? ['--tensor-parallel-size', String(model.gpu)] : [];
+      const parallel =
+        model.gpu > 1 && !model.extraArgs.some((arg) => arg.startsWith('--tensor-parallel-size')) ? ['--tensor-parallel-size', String(model.gpu)] : [];
       return {
         kind,
         initContainer: copierContainer(model, weights, images, false),
@@ -231,7 +234,12 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
           name: 'pull-model',
           image: images.ollama,
           command: ['/bin/sh', '-c', script],
-          env: [...ollamaEnv, { name: 'OLLAMA_HOST', value: '127.0.0.1:11434' }, { name: 'SOURCE', value: model.source }, { name: 'MODEL_ID', value: model.id }],
+          env: [
+            ...ollamaEnv,
+            { name: 'OLLAMA_HOST', value: '127.0.0.1:11434' },
+            { name: 'SOURCE', value: model.source },
+            { name: 'MODEL_ID', value: model.id },
+          ],
           volumeMounts,
         },
         container: {

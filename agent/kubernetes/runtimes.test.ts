@@ -35,15 +35,22 @@ const llama: ActiveModel = {
 };
 const tiny: ActiveModel = { id: 'tiny-gguf', source: 'files/tenant-1/file-abc', formats: ['GGUF'], gpu: 0, replicas: 1, extraArgs: [] };
 
-
 /** What the apiserver stores under a runtime's name. */
-const statefulSetOf = (apiserver: KubeApiServer, model: ActiveModel) => apiserver.objects('StatefulSet', NS).find((s) => s.metadata.name === runtimeName(model.id));
+const statefulSetOf = (apiserver: KubeApiServer, model: ActiveModel) =>
+  apiserver.objects('StatefulSet', NS).find((s) => s.metadata.name === runtimeName(model.id));
 const serviceOf = (apiserver: KubeApiServer, model: ActiveModel) => apiserver.objects('Service', NS).find((s) => s.metadata.name === runtimeName(model.id));
 const writes = (apiserver: KubeApiServer, from: number) => apiserver.requests.slice(from).filter((r) => r.method !== 'GET');
 
 describe('runtime names and manifests', () => {
   it('names a runtime with a DNS-1035 label that is stable, unique per model id and short enough for StatefulSet pods', () => {
-    const ids = ['meta-llama-Llama-3.1-8B-Instruct', 'meta-llama-llama-3.1-8b-instruct', 'ft:gpt-4o-mini:org:custom:abc123', '0-leading-digit', `x${'y'.repeat(250)}`, '...'];
+    const ids = [
+      'meta-llama-Llama-3.1-8B-Instruct',
+      'meta-llama-llama-3.1-8b-instruct',
+      'ft:gpt-4o-mini:org:custom:abc123',
+      '0-leading-digit',
+      `x${'y'.repeat(250)}`,
+      '...',
+    ];
     const names = ids.map(runtimeName);
     for (const name of names) {
       expect(name).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
@@ -63,7 +70,12 @@ describe('runtime names and manifests', () => {
     const pod = statefulSet.spec!.template.spec!;
     expect(pod.containers[0]).toMatchObject({ image: 'ollama/ollama:latest', readinessProbe: { httpGet: { path: '/' } } });
     expect(pod.containers[0]!.env).toContainEqual({ name: 'OLLAMA_HOST', value: '0.0.0.0:8000' });
-    expect(pod.initContainers![0]!.env).toEqual(expect.arrayContaining([{ name: 'SOURCE', value: 'gemma2:2b' }, { name: 'MODEL_ID', value: 'gemma2:2b' }]));
+    expect(pod.initContainers![0]!.env).toEqual(
+      expect.arrayContaining([
+        { name: 'SOURCE', value: 'gemma2:2b' },
+        { name: 'MODEL_ID', value: 'gemma2:2b' },
+      ]),
+    );
   });
 
   it('refuses what no runtime here can serve, saying why', () => {
@@ -77,12 +89,24 @@ describe('runtime names and manifests', () => {
 
   it('explains a pod that is not ready from its status', () => {
     const pod = (status: object) => ({ metadata: { name: 'rt-x-0' }, status });
-    expect(podProblem(pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient nvidia.com/gpu.' }] }))).toBe(
-      'pod rt-x-0 cannot be scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.',
-    );
-    expect(podProblem(pod({ phase: 'Pending', initContainerStatuses: [{ name: 'copy-weights', ready: false, state: { running: {} } }] }))).toBe('pod rt-x-0: copying the model weights');
     expect(
-      podProblem(pod({ phase: 'Pending', initContainerStatuses: [{ name: 'copy-weights', ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s' } } }] })),
+      podProblem(
+        pod({
+          phase: 'Pending',
+          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient nvidia.com/gpu.' }],
+        }),
+      ),
+    ).toBe('pod rt-x-0 cannot be scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.');
+    expect(podProblem(pod({ phase: 'Pending', initContainerStatuses: [{ name: 'copy-weights', ready: false, state: { running: {} } }] }))).toBe(
+      'pod rt-x-0: copying the model weights',
+    );
+    expect(
+      podProblem(
+        pod({
+          phase: 'Pending',
+          initContainerStatuses: [{ name: 'copy-weights', ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s' } } }],
+        }),
+      ),
     ).toBe('pod rt-x-0: copy-weights CrashLoopBackOff: back-off 40s');
     expect(
       podProblem(
@@ -127,7 +151,11 @@ describe('the Kubernetes runtime host against an apiserver', () => {
     await host.reconcile([llama, tiny]);
 
     const vllm = statefulSetOf(apiserver, llama);
-    expect(vllm.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'mariner', 'mariner.io/model-id-hash': modelIdHash(llama.id), 'mariner.io/runtime': 'vllm' });
+    expect(vllm.metadata.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'mariner',
+      'mariner.io/model-id-hash': modelIdHash(llama.id),
+      'mariner.io/runtime': 'vllm',
+    });
     expect(vllm.metadata.annotations['mariner.io/model-id']).toBe(llama.id);
     expect(vllm.spec.replicas).toBe(2);
     const vllmPod = vllm.spec.template.spec;
@@ -160,7 +188,11 @@ describe('the Kubernetes runtime host against an apiserver', () => {
 
     for (const model of [llama, tiny]) {
       const service = serviceOf(apiserver, model);
-      expect(service.spec).toMatchObject({ type: 'ClusterIP', selector: { 'mariner.io/model-id-hash': modelIdHash(model.id) }, ports: [{ port: 8000, targetPort: 'http' }] });
+      expect(service.spec).toMatchObject({
+        type: 'ClusterIP',
+        selector: { 'mariner.io/model-id-hash': modelIdHash(model.id) },
+        ports: [{ port: 8000, targetPort: 'http' }],
+      });
       expect(service.metadata.labels['app.kubernetes.io/managed-by']).toBe('mariner');
       // What the apiserver holds passes the schema and the unknown-field check (its status is the
       // controller's, and the test double's empty one lacks the required replicas).
@@ -192,17 +224,25 @@ describe('the Kubernetes runtime host against an apiserver', () => {
     const before = apiserver.requests.length;
     await host.reconcile([{ ...llama, replicas: 3 }, tiny]);
     expect(statefulSetOf(apiserver, llama).spec.replicas).toBe(3);
-    expect(writes(apiserver, before).map((r) => `${r.method} ${r.path}`)).toEqual([`PUT /apis/apps/v1/namespaces/${NS}/statefulsets/${runtimeName(llama.id)}/scale`]);
+    expect(writes(apiserver, before).map((r) => `${r.method} ${r.path}`)).toEqual([
+      `PUT /apis/apps/v1/namespaces/${NS}/statefulsets/${runtimeName(llama.id)}/scale`,
+    ]);
     await host.reconcile([llama, tiny]);
     expect(statefulSetOf(apiserver, llama).spec.replicas).toBe(2);
   });
 
   it('deletes the runtime of a model no longer active, and nothing it does not own', async () => {
     const template = (labels: Record<string, string>) => ({ metadata: { labels }, spec: { containers: [{ name: 'main', image: 'nginx' }] } });
-    const other = (name: string, labels: Record<string, string>) => ({ metadata: { name, labels }, spec: { selector: { matchLabels: { app: name } }, serviceName: name, template: template({ app: name }) } });
+    const other = (name: string, labels: Record<string, string>) => ({
+      metadata: { name, labels },
+      spec: { selector: { matchLabels: { app: name } }, serviceName: name, template: template({ app: name }) },
+    });
     await apps.createNamespacedStatefulSet({ namespace: NS, body: other('someone-elses', { app: 'someone-elses' }) });
     // The agent's other workloads (a notebook) carry the managed-by label but not the runtime component.
-    await apps.createNamespacedStatefulSet({ namespace: NS, body: other('notebook', { 'app.kubernetes.io/managed-by': 'mariner', 'app.kubernetes.io/component': 'notebook' }) });
+    await apps.createNamespacedStatefulSet({
+      namespace: NS,
+      body: other('notebook', { 'app.kubernetes.io/managed-by': 'mariner', 'app.kubernetes.io/component': 'notebook' }),
+    });
 
     await host.reconcile([llama]);
     expect(statefulSetOf(apiserver, tiny)).toBeUndefined();
@@ -226,12 +266,22 @@ describe('the Kubernetes runtime host against an apiserver', () => {
     await core.createNamespacedPod({ namespace: NS, body: { metadata: { name, labels: sts.spec.template.metadata.labels }, spec: sts.spec.template.spec } });
     const message = '0/1 nodes are available: 1 Insufficient nvidia.com/gpu.';
     await core.patchNamespacedPodStatus(
-      { name, namespace: NS, body: { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message }] } } },
+      {
+        name,
+        namespace: NS,
+        body: { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message }] } },
+      },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     await setReady(llama, 1);
     const [report] = await host.status();
-    expect(report).toEqual({ modelId: llama.id, desiredReplicas: 2, readyReplicas: 1, inFlightRequests: 0, statusMessage: `1/2 ready: pod ${name} cannot be scheduled: ${message}` });
+    expect(report).toEqual({
+      modelId: llama.id,
+      desiredReplicas: 2,
+      readyReplicas: 1,
+      inFlightRequests: 0,
+      statusMessage: `1/2 ready: pod ${name} cannot be scheduled: ${message}`,
+    });
 
     await setReady(llama, 2);
     expect((await host.status())[0]).toMatchObject({ readyReplicas: 2, statusMessage: '2/2 ready' });
@@ -241,13 +291,19 @@ describe('the Kubernetes runtime host against an apiserver', () => {
     const triton: ActiveModel = { ...tiny, id: 'triton-model', formats: ['NVIDIA_TRITON'] };
     await host.reconcile([llama, triton]);
     expect(statefulSetOf(apiserver, triton)).toBeUndefined();
-    expect((await host.status()).find((r) => r.modelId === triton.id)).toMatchObject({ readyReplicas: 0, statusMessage: expect.stringContaining('no Kubernetes runtime serves') });
+    expect((await host.status()).find((r) => r.modelId === triton.id)).toMatchObject({
+      readyReplicas: 0,
+      statusMessage: expect.stringContaining('no Kubernetes runtime serves'),
+    });
   });
 
-  it('reports a runtime it could not apply with the apiserver\'s reason', async () => {
+  it("reports a runtime it could not apply with the apiserver's reason", async () => {
     const elsewhere = createKubernetesRuntimeHost({ kubeConfig, namespace: 'missing-namespace', logger: silentLogger(), objectStore: S3 });
     await elsewhere.reconcile([tiny]);
-    expect((await elsewhere.status())[0]).toMatchObject({ readyReplicas: 0, statusMessage: 'cannot apply the runtime: namespaces "missing-namespace" not found' });
+    expect((await elsewhere.status())[0]).toMatchObject({
+      readyReplicas: 0,
+      statusMessage: 'cannot apply the runtime: namespaces "missing-namespace" not found',
+    });
     await elsewhere.close();
   });
 });
@@ -279,7 +335,8 @@ async function startFakeRuntime() {
     closed,
     /** Finishes every open answer. */
     finish() {
-      for (const res of open) res.end(`data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: ' world' } }] })}\n\ndata: [DONE]\n\n`);
+      for (const res of open)
+        res.end(`data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: ' world' } }] })}\n\ndata: [DONE]\n\n`);
     },
     /** Dies mid-answer: every open connection is cut. */
     kill() {
@@ -348,7 +405,11 @@ describe('forwarding inference to a runtime Service', () => {
   }
 
   function chat(model: string) {
-    const stream = client.request({ ':method': 'POST', ':path': `/mariner/v1/runtimes/${encodeURIComponent(model)}/v1/chat/completions`, 'content-type': 'application/json' });
+    const stream = client.request({
+      ':method': 'POST',
+      ':path': `/mariner/v1/runtimes/${encodeURIComponent(model)}/v1/chat/completions`,
+      'content-type': 'application/json',
+    });
     stream.end(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'Hi' }] }));
     const headers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
     const chunks: string[] = [];
@@ -362,11 +423,13 @@ describe('forwarding inference to a runtime Service', () => {
   it('answers 503 in the OpenAI error shape while the model has no ready replica', async () => {
     const call = chat(llama.id);
     expect((await call.headers)[':status']).toBe(503);
-    expect(JSON.parse(await call.ended)).toEqual({ error: { message: `model ${llama.id} has no ready runtime on this cluster`, type: 'server_error', param: null, code: null } });
+    expect(JSON.parse(await call.ended)).toEqual({
+      error: { message: `model ${llama.id} has no ready runtime on this cluster`, type: 'server_error', param: null, code: null },
+    });
     expect(runtime.requests).toHaveLength(0);
   });
 
-  it('streams a request to the model\'s Service and its answer back, chunk by chunk', async () => {
+  it("streams a request to the model's Service and its answer back, chunk by chunk", async () => {
     await setReady(1);
     const call = chat(llama.id);
     expect((await call.headers)[':status']).toBe(200);
@@ -416,16 +479,37 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
   let tunnel: http2.Http2Server;
   let client: ClientHttp2Session;
   const model: ActiveModel = { ...llama, replicas: 1 };
-  const settings = { targetInFlight: 2, minReplicas: 0, maxReplicas: 4, maxScaleUpRate: 3, maxScaleDownRate: 0.5, metricsWindowSeconds: 1, scaleToZeroGraceSeconds: 1 };
+  const settings = {
+    targetInFlight: 2,
+    minReplicas: 0,
+    maxReplicas: 4,
+    maxScaleUpRate: 3,
+    maxScaleDownRate: 0.5,
+    metricsWindowSeconds: 1,
+    scaleToZeroGraceSeconds: 1,
+  };
 
   const hostOf = () =>
-    createKubernetesRuntimeHost({ kubeConfig, namespace: SCALED_NS, logger: silentLogger(), objectStore: S3, readinessTtlMs: 0, serviceUrl: () => runtime.url });
+    createKubernetesRuntimeHost({
+      kubeConfig,
+      namespace: SCALED_NS,
+      logger: silentLogger(),
+      objectStore: S3,
+      readinessTtlMs: 0,
+      serviceUrl: () => runtime.url,
+    });
   // The agent's reconciler applies each decision by reconciling the active models again.
   const autoscaled = (inner: RuntimeHost) => {
-    const result: AutoscaledRuntimeHost = createAutoscaler(inner, { enabled: true, syncPeriodMs: 50, defaults: settings, models: {} }, silentLogger(), () => void result.reconcile([model]));
+    const result: AutoscaledRuntimeHost = createAutoscaler(
+      inner,
+      { enabled: true, syncPeriodMs: 50, defaults: settings, models: {} },
+      silentLogger(),
+      () => void result.reconcile([model]),
+    );
     return result;
   };
-  const replicas = () => apiserver.objects('StatefulSet', SCALED_NS).find((s) => s.metadata.name === runtimeName(model.id))?.spec.replicas as number | undefined;
+  const replicas = () =>
+    apiserver.objects('StatefulSet', SCALED_NS).find((s) => s.metadata.name === runtimeName(model.id))?.spec.replicas as number | undefined;
 
   beforeAll(async () => {
     apiserver = await startKubeApiServer();
@@ -462,7 +546,11 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
     // Six streams held open by the runtime: 6 in flight at 2 per replica wants 3 replicas.
     const before = apiserver.requests.length;
     const streams = Array.from({ length: 6 }, () => {
-      const stream = client.request({ ':method': 'POST', ':path': `/mariner/v1/runtimes/${encodeURIComponent(model.id)}/v1/chat/completions`, 'content-type': 'application/json' });
+      const stream = client.request({
+        ':method': 'POST',
+        ':path': `/mariner/v1/runtimes/${encodeURIComponent(model.id)}/v1/chat/completions`,
+        'content-type': 'application/json',
+      });
       stream.end(JSON.stringify({ model: model.id, stream: true, messages: [{ role: 'user', content: 'Hi' }] }));
       stream.on('error', () => {});
       stream.resume();
@@ -470,9 +558,17 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
     });
     await until(() => runtime.requests.length >= 6, 'the six requests to reach the runtime');
     await until(() => replicas() === 3, 'the StatefulSet to be scaled to 3 replicas');
-    expect(writes(apiserver, before).map((r) => `${r.method} ${r.path}`)).toContain(`PUT /apis/apps/v1/namespaces/${SCALED_NS}/statefulsets/${runtimeName(model.id)}/scale`);
+    expect(writes(apiserver, before).map((r) => `${r.method} ${r.path}`)).toContain(
+      `PUT /apis/apps/v1/namespaces/${SCALED_NS}/statefulsets/${runtimeName(model.id)}/scale`,
+    );
     const [report] = await scaled.status();
-    expect(report!.autoscaling).toMatchObject({ minReplicas: 0, maxReplicas: 4, targetInFlight: 2, lastScaleReason: expect.stringMatching(/^scaled up: /), idleSeconds: 0 });
+    expect(report!.autoscaling).toMatchObject({
+      minReplicas: 0,
+      maxReplicas: 4,
+      targetInFlight: 2,
+      lastScaleReason: expect.stringMatching(/^scaled up: /),
+      idleSeconds: 0,
+    });
     expect(report!.autoscaling!.averageInFlight).toBeGreaterThan(4);
     expect(report!.desiredReplicas).toBe(3);
 
@@ -482,7 +578,11 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
     await until(() => replicas() === 1, 'a step down to 1 replica');
     expect((await scaled.status())[0]!.autoscaling!.scaleToZeroAt).not.toBeNull();
     await until(() => replicas() === 0, 'the StatefulSet to be scaled to zero');
-    expect((await scaled.status())[0]).toMatchObject({ desiredReplicas: 0, statusMessage: 'scaled to zero', autoscaling: { lastScaleReason: expect.stringMatching(/^scaled to zero: no request for/), scaleToZeroAt: null } });
+    expect((await scaled.status())[0]).toMatchObject({
+      desiredReplicas: 0,
+      statusMessage: 'scaled to zero',
+      autoscaling: { lastScaleReason: expect.stringMatching(/^scaled to zero: no request for/), scaleToZeroAt: null },
+    });
 
     // The control plane holds a request and wakes the model: one replica at once.
     expect(scaled.wake(model.id)).toBe(true);
@@ -492,7 +592,11 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
   });
 
   it('after an agent restart, keeps the replicas a runtime has instead of starting over', async () => {
-    await apps.replaceNamespacedStatefulSetScale({ name: runtimeName(model.id), namespace: SCALED_NS, body: { metadata: { name: runtimeName(model.id), namespace: SCALED_NS }, spec: { replicas: 3 } } });
+    await apps.replaceNamespacedStatefulSetScale({
+      name: runtimeName(model.id),
+      namespace: SCALED_NS,
+      body: { metadata: { name: runtimeName(model.id), namespace: SCALED_NS }, spec: { replicas: 3 } },
+    });
     const restartedHost = hostOf();
     const restarted = autoscaled(restartedHost);
     try {

@@ -55,7 +55,6 @@ function hostDefaults(options: KubernetesRuntimeHostOptions) {
   };
 }
 
-
 /** The apiserver's own words (a Status object's message) rather than client-node's wrapper text. */
 function kubeMessage(error: unknown): string {
   const body = (error as { body?: unknown }).body;
@@ -70,7 +69,6 @@ function kubeMessage(error: unknown): string {
   return (error as Error).message;
 }
 
-
 /** Why a pod is not ready, when its status says so plainly; undefined otherwise. */
 export function podProblem(pod: V1Pod): string | undefined {
   const name = pod.metadata?.name ?? 'pod';
@@ -80,7 +78,8 @@ export function podProblem(pod: V1Pod): string | undefined {
   for (const init of status?.initContainerStatuses ?? []) {
     if (init.state?.terminated?.exitCode === 0) continue;
     const waiting = init.state?.waiting;
-    if (waiting && waiting.reason !== 'PodInitializing') return `pod ${name}: ${init.name} ${waiting.reason ?? 'waiting'}${waiting.message ? `: ${waiting.message}` : ''}`;
+    if (waiting && waiting.reason !== 'PodInitializing')
+      return `pod ${name}: ${init.name} ${waiting.reason ?? 'waiting'}${waiting.message ? `: ${waiting.message}` : ''}`;
     if (init.state?.running) return `pod ${name}: copying the model weights`;
   }
   for (const container of status?.containerStatuses ?? []) {
@@ -118,7 +117,9 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
   let closed = false;
 
   const byModelHash = <T extends { metadata?: { labels?: { [key: string]: string } } }>(objects: T[]) =>
-    new Map(objects.flatMap((object) => (object.metadata?.labels?.[MODEL_ID_HASH_LABEL] ? [[object.metadata.labels[MODEL_ID_HASH_LABEL], object] as const] : [])));
+    new Map(
+      objects.flatMap((object) => (object.metadata?.labels?.[MODEL_ID_HASH_LABEL] ? [[object.metadata.labels[MODEL_ID_HASH_LABEL], object] as const] : [])),
+    );
 
   async function applyStatefulSet(model: ActiveModel, desired: RuntimeManifests, existing: V1StatefulSet | undefined): Promise<void> {
     const { name } = desired;
@@ -127,7 +128,10 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       logger.info({ modelId: model.id, name, runtime: desired.kind, replicas: model.replicas }, 'runtime StatefulSet created');
     } else if (existing.metadata?.annotations?.[SPEC_HASH_ANNOTATION] !== desired.statefulSet.metadata!.annotations![SPEC_HASH_ANNOTATION]) {
       // Replaced in place: the StatefulSet controller rolls the pods to the new template.
-      const body = { ...desired.statefulSet, metadata: { ...desired.statefulSet.metadata, resourceVersion: existing.metadata?.resourceVersion } } as V1StatefulSet;
+      const body = {
+        ...desired.statefulSet,
+        metadata: { ...desired.statefulSet.metadata, resourceVersion: existing.metadata?.resourceVersion },
+      } as V1StatefulSet;
       await apps.replaceNamespacedStatefulSet({ name, namespace, body });
       logger.info({ modelId: model.id, name, runtime: desired.kind }, 'runtime StatefulSet updated');
     } else if (existing.spec?.replicas !== model.replicas) {
@@ -195,7 +199,8 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       if (!keep.has(hash)) deletions.push(core.deleteNamespacedService({ name: service.metadata!.name!, namespace }).catch(ignoreNotFound));
     }
     const failed = (await Promise.allSettled(deletions)).filter((result) => result.status === 'rejected');
-    if (failed.length > 0) logger.warn({ failures: failed.length, err: kubeMessage(failed[0]!.reason) }, 'could not delete every inactive runtime; retrying on the next reconcile');
+    if (failed.length > 0)
+      logger.warn({ failures: failed.length, err: kubeMessage(failed[0]!.reason) }, 'could not delete every inactive runtime; retrying on the next reconcile');
   }
 
   /** Ready replicas of a model now, from its StatefulSet; fresh reads coalesce per model. */
@@ -255,7 +260,13 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
           if (!statefulSet) statusMessage = 'not deployed yet';
           else if (desired === 0) statusMessage = 'scaled to zero';
           else {
-            const why = ready < desired ? pods.filter((pod) => pod.metadata?.labels?.[MODEL_ID_HASH_LABEL] === hash).map(podProblem).find(Boolean) : undefined;
+            const why =
+              ready < desired
+                ? pods
+                    .filter((pod) => pod.metadata?.labels?.[MODEL_ID_HASH_LABEL] === hash)
+                    .map(podProblem)
+                    .find(Boolean)
+                : undefined;
             statusMessage = `${ready}/${desired} ready${why ? `: ${why}` : ''}`;
           }
         }

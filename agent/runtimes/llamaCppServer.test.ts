@@ -178,7 +178,10 @@ describe('the node-llama-cpp runtime (OpenAI API)', () => {
     expect(prompt.body.tokens[0]).toBe(TINY_GGUF.bosTokenId);
     expect(prompt.body).toMatchObject({ count: prompt.body.tokens.length, max_model_len: 4096 });
     expect((await client.completions.create({ model: MODEL, prompt: 'Once upon', max_tokens: 1 })).usage!.prompt_tokens).toBe(prompt.body.count);
-    const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Once upon' }];
+    const messages = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'Once upon' },
+    ];
     const chat = await post('/tokenize', { model: MODEL, messages });
     expect(chat.body.count).toBeGreaterThan(prompt.body.count);
     expect((await client.chat.completions.create({ model: MODEL, messages, max_tokens: 1 })).usage!.prompt_tokens).toBe(chat.body.count);
@@ -241,7 +244,7 @@ describe('the node-llama-cpp runtime (OpenAI API)', () => {
     await expect(waiting).rejects.toThrow(/abort/i);
     await metricsUntil((m) => m.cancelled === before.cancelled + 1 && m.inFlight === 2, 'the queued request to be dropped');
     busy.forEach((controller) => controller.abort());
-    await Promise.all(running.map((iterator) => iterator.return?.()));
+    await Promise.all(running.map(async (iterator) => iterator.return?.()));
     await metricsUntil((m) => m.inFlight === 0 && m.cancelled === before.cancelled + 3, 'the generations to stop');
   });
 

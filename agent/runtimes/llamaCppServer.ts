@@ -86,7 +86,8 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     // Probes are answered even while draining and are not counted as work.
-    if (req.method === 'GET' && path === '/health') return sendJson(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ok', model: options.modelId });
+    if (req.method === 'GET' && path === '/health')
+      return sendJson(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ok', model: options.modelId });
     if (req.method === 'GET' && path === '/metrics') return sendJson(res, 200, { inFlight, served, cancelled: runtime.cancelled });
     if (draining) {
       res.setHeader('connection', 'close');
@@ -328,7 +329,13 @@ class Runtime {
         signal.throwIfAborted();
         const tokens = this.model.tokenize(input);
         if (tokens.length >= contextSize) {
-          throw new ApiError(400, `An input has ${tokens.length} tokens; this model embeds at most ${contextSize - 1}.`, 'invalid_request_error', 'input', 'context_length_exceeded');
+          throw new ApiError(
+            400,
+            `An input has ${tokens.length} tokens; this model embeds at most ${contextSize - 1}.`,
+            'invalid_request_error',
+            'input',
+            'context_length_exceeded',
+          );
         }
         promptTokens += tokens.length;
         vectors.push([...(await context.getEmbeddingFor(tokens)).vector]);
@@ -465,7 +472,8 @@ async function embeddings(runtime: Runtime, body: Record<string, unknown>, res: 
  */
 async function tokenize(runtime: Runtime, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
   checkModel(runtime, body);
-  if ((body.prompt === undefined) === (body.messages === undefined)) throw badRequest('Give either `prompt` or `messages`', body.prompt === undefined ? 'prompt' : 'messages');
+  if ((body.prompt === undefined) === (body.messages === undefined))
+    throw badRequest('Give either `prompt` or `messages`', body.prompt === undefined ? 'prompt' : 'messages');
   let tokens: Token[];
   if (body.messages !== undefined) tokens = runtime.renderChat(chatHistory(body.messages)).tokens;
   else if (typeof body.prompt === 'string') tokens = runtime.tokenizePrompt(body.prompt);
@@ -485,7 +493,13 @@ function usage(result: GenerationResult) {
 function checkModel(runtime: Runtime, body: Record<string, unknown>): void {
   if (typeof body.model !== 'string' || body.model === '') throw badRequest('`model` is required', 'model');
   if (body.model !== runtime.modelId) {
-    throw new ApiError(404, `The model \`${body.model.slice(0, 200)}\` does not exist; this runtime serves \`${runtime.modelId}\``, 'invalid_request_error', 'model', 'model_not_found');
+    throw new ApiError(
+      404,
+      `The model \`${body.model.slice(0, 200)}\` does not exist; this runtime serves \`${runtime.modelId}\``,
+      'invalid_request_error',
+      'model',
+      'model_not_found',
+    );
   }
 }
 
@@ -571,14 +585,16 @@ function streamIncludesUsage(body: Record<string, unknown>): boolean {
 function optionalNumber(body: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) throw badRequest(`\`${name}\` must be a number from ${min} to ${max}`, name);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max)
+    throw badRequest(`\`${name}\` must be a number from ${min} to ${max}`, name);
   return value;
 }
 
 function optionalInteger(body: Record<string, unknown>, name: string, min: number): number | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw badRequest(`\`${name}\` must be an integer${min > 0 ? ` ≥ ${min}` : ''}`, name);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    throw badRequest(`\`${name}\` must be an integer${min > 0 ? ` ≥ ${min}` : ''}`, name);
   return value;
 }
 
@@ -616,7 +632,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ApiError(413, `The request body is larger than ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', null, 'request_too_large');
+    if (size > MAX_BODY_BYTES)
+      throw new ApiError(413, `The request body is larger than ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', null, 'request_too_large');
     chunks.push(chunk);
   }
   let body: unknown;
@@ -676,8 +693,14 @@ async function main(): Promise<void> {
     if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}`);
     return n;
   };
-  if (!values.model || !values['model-id']) throw new Error('usage: llamaCppServer --model <path.gguf> --model-id <id> [--port 0] [--host 127.0.0.1] [--parallel N] [--context-size N] [--threads N]');
-  const options: LlamaCppServerOptions = { modelPath: values.model, modelId: values['model-id'], host: values.host, port: integer('port', values.port, 0) ?? 0 };
+  if (!values.model || !values['model-id'])
+    throw new Error('usage: llamaCppServer --model <path.gguf> --model-id <id> [--port 0] [--host 127.0.0.1] [--parallel N] [--context-size N] [--threads N]');
+  const options: LlamaCppServerOptions = {
+    modelPath: values.model,
+    modelId: values['model-id'],
+    host: values.host,
+    port: integer('port', values.port, 0) ?? 0,
+  };
   const parallel = integer('parallel', values.parallel, 1);
   const contextSize = integer('context-size', values['context-size'], 16);
   const threads = integer('threads', values.threads, 1);

@@ -49,7 +49,12 @@ describe('LocalRuntimeManager', () => {
       expect(second.pid).toBe(first.pid);
       expect(other.pid).not.toBe(first.pid);
       expect(own.get('model-a')).toBe(first);
-      expect(own.list().map((r) => r.modelId).sort()).toEqual(['model-a', 'model-b']);
+      expect(
+        own
+          .list()
+          .map((r) => r.modelId)
+          .sort(),
+      ).toEqual(['model-a', 'model-b']);
       expect(await own.ensure('model-a', modelPath)).toBe(first);
       expect(first.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(await first.inFlight()).toBe(0);

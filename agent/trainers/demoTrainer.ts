@@ -43,12 +43,14 @@ function example(line: string, number: number, file: string): Example {
   if (Array.isArray(record.messages)) {
     let text = '';
     for (const message of record.messages as { role?: unknown; content?: unknown }[]) {
-      if (typeof message?.role !== 'string' || typeof message.content !== 'string') throw new Error(`${file} line ${number}: each message needs a role and a content string`);
+      if (typeof message?.role !== 'string' || typeof message.content !== 'string')
+        throw new Error(`${file} line ${number}: each message needs a role and a content string`);
       text += message.content;
     }
     return { tokens: Math.max(1, Math.ceil(Buffer.byteLength(text) / 4)) };
   }
-  if (typeof record.prompt === 'string' && typeof record.completion === 'string') return { tokens: Math.max(1, Math.ceil(Buffer.byteLength(record.prompt + record.completion) / 4)) };
+  if (typeof record.prompt === 'string' && typeof record.completion === 'string')
+    return { tokens: Math.max(1, Math.ceil(Buffer.byteLength(record.prompt + record.completion) / 4)) };
   throw new Error(`${file} line ${number}: expected {"messages": [...]} or {"prompt": ..., "completion": ...}`);
 }
 
@@ -80,7 +82,7 @@ async function main(): Promise<void> {
   const tokensPerEpoch = examples.reduce((sum, e) => sum + e.tokens, 0);
   console.log(`demo trainer: ${examples.length} examples, ${epochs} epochs, batch size ${batch}, ${totalSteps} steps (this trainer trains nothing)`);
   let seed = Number(env['MARINER_SEED'] ?? 1) || 1;
-  const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+  const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
   for (let step = 1; step <= totalSteps; step++) {
     await new Promise((resolve) => setTimeout(resolve, stepMs));
     const loss = 2.5 * Math.exp(-step / Math.max(2, totalSteps / 3)) + 0.1 * random();
@@ -93,7 +95,17 @@ async function main(): Promise<void> {
   }
   await writeFile(
     path.join(outputDir, 'adapter_config.json'),
-    JSON.stringify({ peft_type: 'LORA', r: 8, lora_alpha: 16, base_model_name_or_path: env['MARINER_BASE_MODEL'] ?? null, mariner_demo: 'placeholder adapter: no weights were trained' }, null, 2),
+    JSON.stringify(
+      {
+        peft_type: 'LORA',
+        r: 8,
+        lora_alpha: 16,
+        base_model_name_or_path: env['MARINER_BASE_MODEL'] ?? null,
+        mariner_demo: 'placeholder adapter: no weights were trained',
+      },
+      null,
+      2,
+    ),
   );
   // A valid safetensors file with no tensors: 8-byte header length, then the JSON header.
   const header = Buffer.from(JSON.stringify({ __metadata__: { format: 'pt', mariner_demo: 'true' } }));

@@ -12,18 +12,39 @@
   var ORG_STORAGE = 'mariner.organization';
   var PROJECT_STORAGE = 'mariner.project';
 
-  function $(id) { return document.getElementById(id); }
-  var keyInput = $('api-key'), orgInput = $('org'), projectInput = $('project');
-  var queryEl = $('query'), variablesEl = $('variables'), varError = $('var-error');
-  var runButton = $('run'), statusEl = $('status'), timingEl = $('timing'), resultEl = $('result');
-  var schemaEl = $('schema'), filterEl = $('schema-filter');
+  function $(id) {
+    return document.getElementById(id);
+  }
+  var keyInput = $('api-key'),
+    orgInput = $('org'),
+    projectInput = $('project');
+  var queryEl = $('query'),
+    variablesEl = $('variables'),
+    varError = $('var-error');
+  var runButton = $('run'),
+    statusEl = $('status'),
+    timingEl = $('timing'),
+    resultEl = $('result');
+  var schemaEl = $('schema'),
+    filterEl = $('schema-filter');
 
   $('endpoint').textContent = 'POST ' + ENDPOINT;
   if (/Mac|iPhone|iPad/.test(navigator.platform || '')) $('run-hint').textContent = '\u2318 Enter';
 
-  function load(name) { try { return localStorage.getItem(name) || ''; } catch (e) { return ''; } }
+  function load(name) {
+    try {
+      return localStorage.getItem(name) || '';
+    } catch (e) {
+      return '';
+    }
+  }
   function store(name, value) {
-    try { if (value) localStorage.setItem(name, value); else localStorage.removeItem(name); } catch (e) { /* storage disabled */ }
+    try {
+      if (value) localStorage.setItem(name, value);
+      else localStorage.removeItem(name);
+    } catch (e) {
+      /* storage disabled */
+    }
   }
   store(LEGACY_KEY_STORAGE, '');
   orgInput.value = load(ORG_STORAGE);
@@ -41,11 +62,18 @@
   function post(payload) {
     var started = performance.now();
     return fetch(ENDPOINT, {
-      method: 'POST', headers: requestHeaders(), body: JSON.stringify(payload), credentials: 'same-origin'
+      method: 'POST',
+      headers: requestHeaders(),
+      body: JSON.stringify(payload),
+      credentials: 'same-origin',
     }).then(function (res) {
       return res.text().then(function (text) {
         var json = null;
-        try { json = JSON.parse(text); } catch (e) { json = null; }
+        try {
+          json = JSON.parse(text);
+        } catch (e) {
+          json = null;
+        }
         return { status: res.status, statusText: res.statusText, text: text, json: json, ms: performance.now() - started };
       });
     });
@@ -57,7 +85,11 @@
     el.setSelectionRange(start, end);
     var done = false;
     // execCommand keeps the browser's undo history; fall back to setRangeText where unsupported.
-    try { done = text.length > 0 && document.execCommand('insertText', false, text); } catch (e) { done = false; }
+    try {
+      done = text.length > 0 && document.execCommand('insertText', false, text);
+    } catch (e) {
+      done = false;
+    }
     if (!done) {
       el.setRangeText(text, start, end, 'end');
       el.dispatchEvent(new Event('input'));
@@ -65,7 +97,11 @@
   }
 
   function editorKeys(e) {
-    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') { e.preventDefault(); run(); return; }
+    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+      e.preventDefault();
+      run();
+      return;
+    }
     if (e.key === 'Tab' && !e.shiftKey && !e.ctrlKey && !e.metaKey && !e.altKey) {
       e.preventDefault();
       replaceRange(e.target, e.target.selectionStart, e.target.selectionEnd, '  ');
@@ -75,7 +111,8 @@
   variablesEl.addEventListener('keydown', editorKeys);
   document.addEventListener('keydown', function (e) {
     if ((e.ctrlKey || e.metaKey) && e.key === 'Enter' && e.target !== queryEl && e.target !== variablesEl) {
-      e.preventDefault(); run();
+      e.preventDefault();
+      run();
     }
   });
 
@@ -92,12 +129,15 @@
   }
   function parseVariables() {
     var text = variablesEl.value;
-    if (!text.trim()) { showVarError(''); return null; }
+    if (!text.trim()) {
+      showVarError('');
+      return null;
+    }
     var value;
     try {
       value = JSON.parse(text);
     } catch (e) {
-      var msg = String(e && e.message || e);
+      var msg = String((e && e.message) || e);
       var m = /position (\d+)/.exec(msg);
       showVarError('Variables are not valid JSON: ' + msg + (m && !/line \d+/.test(msg) ? lineCol(text, Number(m[1])) : ''));
       return INVALID;
@@ -119,10 +159,12 @@
   // Picks the operation under the cursor when the document holds several named operations.
   function operationNameAtCursor(query) {
     var re = /(^|[\s}])(query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/g;
-    var ops = [], m;
+    var ops = [],
+      m;
     while ((m = re.exec(query))) ops.push({ at: m.index, name: m[3] });
     if (ops.length < 2) return undefined;
-    var cursor = queryEl.selectionStart, chosen = ops[0];
+    var cursor = queryEl.selectionStart,
+      chosen = ops[0];
     for (var i = 0; i < ops.length; i++) if (ops[i].at <= cursor) chosen = ops[i];
     return chosen.name;
   }
@@ -130,9 +172,13 @@
   // ---- results ---------------------------------------------------------------------------
   function renderJson(target, text) {
     target.textContent = '';
-    if (text.length > 300000) { target.textContent = text; return; }
+    if (text.length > 300000) {
+      target.textContent = text;
+      return;
+    }
     var re = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-    var last = 0, m;
+    var last = 0,
+      m;
     function span(cls, value) {
       var s = document.createElement('span');
       s.className = cls;
@@ -158,8 +204,8 @@
     resultEl.classList.remove('placeholder');
     var failed = r.status >= 400 || !!(r.json && r.json.errors && r.json.errors.length);
     var errorCount = r.json && r.json.errors && r.json.errors.length ? r.json.errors.length : 0;
-    statusEl.textContent = 'HTTP ' + r.status + (r.statusText ? ' ' + r.statusText : '') +
-      (errorCount ? ' \u00b7 ' + errorCount + (errorCount === 1 ? ' error' : ' errors') : '');
+    statusEl.textContent =
+      'HTTP ' + r.status + (r.statusText ? ' ' + r.statusText : '') + (errorCount ? ' \u00b7 ' + errorCount + (errorCount === 1 ? ' error' : ' errors') : '');
     statusEl.className = 'pill ' + (failed ? 'err' : 'ok');
     timingEl.textContent = Math.round(r.ms) + ' ms';
     if (r.json !== null) renderJson(resultEl, JSON.stringify(r.json, null, 2));
@@ -170,7 +216,10 @@
   function run() {
     if (running) return;
     var variables = parseVariables();
-    if (variables === INVALID) { variablesEl.focus(); return; }
+    if (variables === INVALID) {
+      variablesEl.focus();
+      return;
+    }
     var query = queryEl.value;
     if (!query.trim()) {
       resultEl.classList.add('placeholder');
@@ -187,16 +236,18 @@
     statusEl.textContent = 'Running\u2026';
     timingEl.textContent = '';
     var started = performance.now();
-    post(payload).then(showResult, function (err) {
-      statusEl.textContent = 'Network error';
-      statusEl.className = 'pill err';
-      timingEl.textContent = Math.round(performance.now() - started) + ' ms';
-      resultEl.classList.remove('placeholder');
-      resultEl.textContent = 'Could not reach ' + ENDPOINT + ': ' + String(err && err.message || err);
-    }).then(function () {
-      running = false;
-      runButton.disabled = false;
-    });
+    post(payload)
+      .then(showResult, function (err) {
+        statusEl.textContent = 'Network error';
+        statusEl.className = 'pill err';
+        timingEl.textContent = Math.round(performance.now() - started) + ' ms';
+        resultEl.classList.remove('placeholder');
+        resultEl.textContent = 'Could not reach ' + ENDPOINT + ': ' + String((err && err.message) || err);
+      })
+      .then(function () {
+        running = false;
+        runButton.disabled = false;
+      });
   }
   runButton.addEventListener('click', run);
 
@@ -214,7 +265,9 @@
     while (ref && ref.ofType) ref = ref.ofType;
     return ref ? types[ref.name] : undefined;
   }
-  function isRequired(arg) { return arg.type && arg.type.kind === 'NON_NULL' && arg.defaultValue == null; }
+  function isRequired(arg) {
+    return arg.type && arg.type.kind === 'NON_NULL' && arg.defaultValue == null;
+  }
 
   function schemaMessage(text, isError) {
     schemaEl.textContent = '';
@@ -233,7 +286,10 @@
     if (t && t.kind === 'ENUM' && t.enumValues && t.enumValues.length) return t.enumValues[0].name;
     if (t && t.kind === 'INPUT_OBJECT') {
       var obj = {};
-      if (depth < 3) (t.inputFields || []).forEach(function (f) { if (isRequired(f)) obj[f.name] = placeholder(f.type, depth + 1); });
+      if (depth < 3)
+        (t.inputFields || []).forEach(function (f) {
+          if (isRequired(f)) obj[f.name] = placeholder(f.type, depth + 1);
+        });
       return obj;
     }
     return '';
@@ -247,8 +303,12 @@
       var inner = namedType(f.type);
       return !f.isDeprecated && inner && (inner.kind === 'SCALAR' || inner.kind === 'ENUM') && !(f.args || []).some(isRequired);
     });
-    leaves.sort(function (a, b) { return (a.name === 'id' ? -1 : 0) - (b.name === 'id' ? -1 : 0); });
-    var lines = leaves.slice(0, 8).map(function (f) { return indent + f.name; });
+    leaves.sort(function (a, b) {
+      return (a.name === 'id' ? -1 : 0) - (b.name === 'id' ? -1 : 0);
+    });
+    var lines = leaves.slice(0, 8).map(function (f) {
+      return indent + f.name;
+    });
     return lines.length ? lines : [indent + '__typename'];
   }
 
@@ -256,15 +316,34 @@
     var args = field.args || [];
     var name = field.name.charAt(0).toUpperCase() + field.name.slice(1);
     var head = kind + ' ' + name;
-    if (args.length) head += '(' + args.map(function (a) { return '$' + a.name + ': ' + typeString(a.type); }).join(', ') + ')';
+    if (args.length)
+      head +=
+        '(' +
+        args
+          .map(function (a) {
+            return '$' + a.name + ': ' + typeString(a.type);
+          })
+          .join(', ') +
+        ')';
     var call = '  ' + field.name;
-    if (args.length) call += '(' + args.map(function (a) { return a.name + ': $' + a.name; }).join(', ') + ')';
+    if (args.length)
+      call +=
+        '(' +
+        args
+          .map(function (a) {
+            return a.name + ': $' + a.name;
+          })
+          .join(', ') +
+        ')';
     var sel = selectionFor(field.type, '    ');
     var lines = [head + ' {'];
-    if (sel.length) lines.push(call + ' {', sel.join('\n'), '  }'); else lines.push(call);
+    if (sel.length) lines.push(call + ' {', sel.join('\n'), '  }');
+    else lines.push(call);
     lines.push('}', '');
     var vars = {};
-    args.forEach(function (a) { if (isRequired(a)) vars[a.name] = placeholder(a.type, 0); });
+    args.forEach(function (a) {
+      if (isRequired(a)) vars[a.name] = placeholder(a.type, 0);
+    });
     return { query: lines.join('\n'), variables: Object.keys(vars).length ? JSON.stringify(vars, null, 2) + '\n' : '' };
   }
 
@@ -288,9 +367,12 @@
     var li = document.createElement('li');
     var b = document.createElement('button');
     b.type = 'button';
-    b.title = (field.description ? field.description + '\n\n' : '') +
+    b.title =
+      (field.description ? field.description + '\n\n' : '') +
       (field.isDeprecated ? 'Deprecated: ' + (field.deprecationReason || '') + '\n\n' : '') +
-      'Click to open a ' + kind + ' skeleton; Shift-click to append it.';
+      'Click to open a ' +
+      kind +
+      ' skeleton; Shift-click to append it.';
     if (field.isDeprecated) b.className = 'f-deprecated';
     function part(cls, text) {
       var s = document.createElement('span');
@@ -312,7 +394,9 @@
     }
     part('f-args', ': ');
     part('f-type', typeString(field.type));
-    b.addEventListener('click', function (e) { insertSkeleton(kind, field, e.shiftKey); });
+    b.addEventListener('click', function (e) {
+      insertSkeleton(kind, field, e.shiftKey);
+    });
     li.appendChild(b);
     li.setAttribute('data-name', field.name.toLowerCase());
     return li;
@@ -320,9 +404,15 @@
 
   function renderSchema(schema) {
     types = {};
-    (schema.types || []).forEach(function (t) { if (t && t.name) types[t.name] = t; });
+    (schema.types || []).forEach(function (t) {
+      if (t && t.name) types[t.name] = t;
+    });
     schemaEl.textContent = '';
-    var roots = [['Query', 'query', schema.queryType], ['Mutation', 'mutation', schema.mutationType], ['Subscription', 'subscription', schema.subscriptionType]];
+    var roots = [
+      ['Query', 'query', schema.queryType],
+      ['Mutation', 'mutation', schema.mutationType],
+      ['Subscription', 'subscription', schema.subscriptionType],
+    ];
     var any = false;
     roots.forEach(function (root) {
       var t = root[2] && types[root[2].name];
@@ -336,8 +426,14 @@
       h.appendChild(title);
       h.appendChild(count);
       var ul = document.createElement('ul');
-      t.fields.slice().sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; })
-        .forEach(function (f) { ul.appendChild(fieldButton(root[1], f)); });
+      t.fields
+        .slice()
+        .sort(function (a, b) {
+          return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+        })
+        .forEach(function (f) {
+          ul.appendChild(fieldButton(root[1], f));
+        });
       var section = document.createElement('section');
       section.appendChild(h);
       section.appendChild(ul);
@@ -351,7 +447,8 @@
     var needle = filterEl.value.trim().toLowerCase();
     var sections = schemaEl.querySelectorAll('section');
     for (var i = 0; i < sections.length; i++) {
-      var items = sections[i].querySelectorAll('li'), shown = 0;
+      var items = sections[i].querySelectorAll('li'),
+        shown = 0;
       for (var j = 0; j < items.length; j++) {
         var match = !needle || items[j].getAttribute('data-name').indexOf(needle) >= 0;
         items[j].style.display = match ? '' : 'none';
@@ -365,22 +462,33 @@
   function loadSchema() {
     var seq = ++schemaSeq;
     schemaMessage('Loading schema\u2026', false);
-    post({ query: INTROSPECTION_QUERY, operationName: 'IntrospectionQuery' }).then(function (r) {
-      if (seq !== schemaSeq) return;
-      var json = r.json;
-      if (json && json.errors && json.errors.length) {
-        schemaMessage('Introspection was refused (HTTP ' + r.status + '):\n' + json.errors.map(function (e) {
-          return '\u2022 ' + (e && e.message ? e.message : JSON.stringify(e));
-        }).join('\n'), true);
-      } else if (!json || !json.data || !json.data.__schema) {
-        schemaMessage('Introspection failed (HTTP ' + r.status + '):\n' + (r.text || '(empty response)').slice(0, 1000), true);
-      } else {
-        renderSchema(json.data.__schema);
-      }
-    }, function (err) {
-      if (seq !== schemaSeq) return;
-      schemaMessage('Could not reach ' + ENDPOINT + ': ' + String(err && err.message || err), true);
-    });
+    post({ query: INTROSPECTION_QUERY, operationName: 'IntrospectionQuery' }).then(
+      function (r) {
+        if (seq !== schemaSeq) return;
+        var json = r.json;
+        if (json && json.errors && json.errors.length) {
+          schemaMessage(
+            'Introspection was refused (HTTP ' +
+              r.status +
+              '):\n' +
+              json.errors
+                .map(function (e) {
+                  return '\u2022 ' + (e && e.message ? e.message : JSON.stringify(e));
+                })
+                .join('\n'),
+            true,
+          );
+        } else if (!json || !json.data || !json.data.__schema) {
+          schemaMessage('Introspection failed (HTTP ' + r.status + '):\n' + (r.text || '(empty response)').slice(0, 1000), true);
+        } else {
+          renderSchema(json.data.__schema);
+        }
+      },
+      function (err) {
+        if (seq !== schemaSeq) return;
+        schemaMessage('Could not reach ' + ENDPOINT + ': ' + String((err && err.message) || err), true);
+      },
+    );
   }
   $('reload-schema').addEventListener('click', loadSchema);
 
@@ -390,8 +498,12 @@
     clearTimeout(keyTimer);
     keyTimer = setTimeout(loadSchema, 700);
   });
-  orgInput.addEventListener('input', function () { store(ORG_STORAGE, orgInput.value.trim()); });
-  projectInput.addEventListener('input', function () { store(PROJECT_STORAGE, projectInput.value.trim()); });
+  orgInput.addEventListener('input', function () {
+    store(ORG_STORAGE, orgInput.value.trim());
+  });
+  projectInput.addEventListener('input', function () {
+    store(PROJECT_STORAGE, projectInput.value.trim());
+  });
   orgInput.addEventListener('change', loadSchema);
   projectInput.addEventListener('change', loadSchema);
   $('toggle-key').addEventListener('click', function () {

@@ -37,11 +37,7 @@ class FilesystemObjectStore implements ObjectStore {
     private readonly tempDir: string,
   ) {}
 
-  async put(
-    key: string,
-    body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-    options: PutObjectOptions = {},
-  ): Promise<{ bytes: number }> {
+  async put(key: string, body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: PutObjectOptions = {}): Promise<{ bytes: number }> {
     const target = this.pathFor(key);
     options.signal?.throwIfAborted();
     const metered = meterBody(body, options);
@@ -199,7 +195,7 @@ class FilesystemObjectStore implements ObjectStore {
 }
 
 async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
-  for (let offset = 0; offset < chunk.length; ) {
+  for (let offset = 0; offset < chunk.length;) {
     const { bytesWritten } = await file.write(chunk, offset, chunk.length - offset);
     offset += bytesWritten;
   }

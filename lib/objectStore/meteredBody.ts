@@ -23,10 +23,7 @@ export class MeteredBody extends Transform {
  * fails at once) and the source is destroyed too, so nothing more is read from it. When the driver stops
  * consuming (its own failure), it destroys the metered stream, which destroys the source the same way.
  */
-export function meterBody(
-  body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-  { maxBytes, signal }: PutObjectOptions,
-): MeteredBody {
+export function meterBody(body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, { maxBytes, signal }: PutObjectOptions): MeteredBody {
   if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 0)) {
     throw new RangeError(`maxBytes must be a non-negative integer, got ${maxBytes}`);
   }

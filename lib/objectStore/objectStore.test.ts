@@ -96,10 +96,7 @@ const drivers: Array<{ name: string; start(): Promise<DriverUnderTest> }> = [
  * A generated body of `total` bytes in 64 KiB chunks, never held whole: each chunk carries its index, so
  * reordered or dropped parts change the hash. It records how much was read, and can fail or abort midway.
  */
-function generatedBody(
-  total: number,
-  { failAfter, onProduced }: { failAfter?: number; onProduced?: (produced: number) => void } = {},
-) {
+function generatedBody(total: number, { failAfter, onProduced }: { failAfter?: number; onProduced?: (produced: number) => void } = {}) {
   const pattern = randomBytes(CHUNK);
   const hash = createHash('sha256');
   const state = { produced: 0, finished: false, sha256: '' };
@@ -172,7 +169,14 @@ describe.each(drivers)('object store: $name driver', (driver) => {
     expect((await buffer(await store.get('roundtrip/empty'))).length).toBe(0);
 
     // An async iterable (not a stream) is accepted too.
-    expect(await store.put('roundtrip/iterable', (async function* () { yield new Uint8Array([1, 2, 3]); })())).toEqual({
+    expect(
+      await store.put(
+        'roundtrip/iterable',
+        (async function* () {
+          yield new Uint8Array([1, 2, 3]);
+        })(),
+      ),
+    ).toEqual({
       bytes: 3,
     });
 
@@ -212,11 +216,7 @@ describe.each(drivers)('object store: $name driver', (driver) => {
     // S3 lists in UTF-8 byte order and so does the filesystem driver; s3rver lists in its folder-walk order
     // (catalog/a/... before catalog/a-c), so only the filesystem's order is checked here.
     if (driver.name === 'filesystem') expect(listed).toEqual(inKeyOrder(listed));
-    expect(inKeyOrder(await collect(store.list('catalog/a'))).map((o) => o.key)).toEqual([
-      'catalog/a-c',
-      'catalog/a/1',
-      'catalog/a/2',
-    ]);
+    expect(inKeyOrder(await collect(store.list('catalog/a'))).map((o) => o.key)).toEqual(['catalog/a-c', 'catalog/a/1', 'catalog/a/2']);
     expect((await collect(store.list('catalog'))).map((o) => o.key)).toContain('catalogue/x');
     expect(await collect(store.list('catalog/zzz'))).toEqual([]);
     expect(await collect(store.list('nothing-here/'))).toEqual([]);
@@ -226,11 +226,7 @@ describe.each(drivers)('object store: $name driver', (driver) => {
     await store.delete('catalog/never-existed');
     expect(await store.head('catalog/a/1')).toBeNull();
     await store.delete('catalog/a/2');
-    expect(inKeyOrder(await collect(store.list('catalog/'))).map((o) => o.key)).toEqual([
-      'catalog/a-c',
-      'catalog/b/1',
-      'catalog/é',
-    ]);
+    expect(inKeyOrder(await collect(store.list('catalog/'))).map((o) => o.key)).toEqual(['catalog/a-c', 'catalog/b/1', 'catalog/é']);
     // A key under a since-emptied folder can be written again.
     await store.put('catalog/a/3', text('3'));
     expect(await store.head('catalog/a/3')).toEqual({ key: 'catalog/a/3', bytes: 1 });
@@ -255,9 +251,7 @@ describe.each(drivers)('object store: $name driver', (driver) => {
     await expectNothingLeft('broken/key', 'broken/');
 
     await store.put('broken/kept', text('previous'));
-    await expect(store.put('broken/kept', generatedBody(64 * MiB, { failAfter: 3 * MiB }).stream)).rejects.toThrow(
-      'source failed midway',
-    );
+    await expect(store.put('broken/kept', generatedBody(64 * MiB, { failAfter: 3 * MiB }).stream)).rejects.toThrow('source failed midway');
     expect((await buffer(await store.get('broken/kept'))).toString()).toBe('previous');
     expect(await env.leftovers()).toEqual([]);
   });

@@ -24,11 +24,7 @@ export interface ObjectStore {
    * the limit is passed (and stops reading the source, which is destroyed). Returns the bytes written.
    * An existing object at `key` is replaced atomically.
    */
-  put(
-    key: string,
-    body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-    options?: PutObjectOptions,
-  ): Promise<{ bytes: number }>;
+  put(key: string, body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options?: PutObjectOptions): Promise<{ bytes: number }>;
   /** A stream of the object's bytes; throws ObjectNotFoundError when absent. Destroy it to stop early. */
   get(key: string): Promise<Readable>;
   /** The object's size, or null when absent. */

@@ -36,9 +36,7 @@ export function createS3ObjectStore(config: S3ObjectStoreConfig, logger?: Logger
     forcePathStyle: config.forcePathStyle,
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     // Without explicit keys the SDK's default chain applies (env, shared config, IRSA, instance role).
-    ...(config.accessKeyId && config.secretAccessKey
-      ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } }
-      : {}),
+    ...(config.accessKeyId && config.secretAccessKey ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } } : {}),
   });
   return new S3ObjectStore(client, config.bucket, config.prefix, logger);
 }
@@ -60,11 +58,7 @@ class S3ObjectStore implements ObjectStore {
     return getSignedUrl(this.client, command, { expiresIn: Math.min(Math.max(1, Math.floor(expiresInSeconds)), 7 * 24 * 3600) });
   }
 
-  async put(
-    key: string,
-    body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-    options: PutObjectOptions = {},
-  ): Promise<{ bytes: number }> {
+  async put(key: string, body: NodeJS.ReadableStream | AsyncIterable<Uint8Array>, options: PutObjectOptions = {}): Promise<{ bytes: number }> {
     const Key = this.objectKey(key);
     options.signal?.throwIfAborted();
     const metered = meterBody(body, options);
@@ -105,9 +99,7 @@ class S3ObjectStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | null> {
     try {
-      const { ContentLength } = await this.client.send(
-        new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
-      );
+      const { ContentLength } = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       return { key, bytes: ContentLength ?? 0 };
     } catch (error) {
       if (isNotFound(error)) return null;

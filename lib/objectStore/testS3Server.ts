@@ -69,9 +69,7 @@ async function multipartShim(req: IncomingMessage, res: ServerResponse, bucket: 
 
   if (req.method === 'GET' && key === '' && url.searchParams.has('uploads')) {
     const ids = await readdir(uploadsDir).catch(() => [] as string[]);
-    const uploads = await Promise.all(
-      ids.map(async (id) => ({ id, key: await readFile(path.join(uploadsDir, id, 'key'), 'utf8') })),
-    );
+    const uploads = await Promise.all(ids.map(async (id) => ({ id, key: await readFile(path.join(uploadsDir, id, 'key'), 'utf8') })));
     const items = uploads
       .filter((upload) => upload.key.startsWith(url.searchParams.get('prefix') ?? ''))
       .map((upload) => `<Upload><Key>${escapeXml(upload.key)}</Key><UploadId>${upload.id}</UploadId></Upload>`)

@@ -127,7 +127,14 @@ const clustersRead = hasScope('api.clusters', 'read');
 const clustersWrite = hasScope('api.clusters', 'write');
 const clustersReadOrWorker = anyOf(clustersRead, isWorker);
 const clusters: PolicyMap = {
-  Query: { clusters: clustersRead, cluster: clustersRead, workerCluster: isWorker, workerByRegistrationKey: isGatewaySystem, schedulingClusters: isGatewaySystem, clusterAccess: isGatewaySystem },
+  Query: {
+    clusters: clustersRead,
+    cluster: clustersRead,
+    workerCluster: isWorker,
+    workerByRegistrationKey: isGatewaySystem,
+    schedulingClusters: isGatewaySystem,
+    clusterAccess: isGatewaySystem,
+  },
   Mutation: {
     registerCluster: clustersWrite,
     unregisterCluster: clustersWrite,

@@ -37,9 +37,7 @@ export function resolveProject(principal: Principal, request: ProjectRequest, ta
     }
     projectId = binding.projectId;
   } else {
-    const candidates = request.organizationId
-      ? principal.projects.filter((p) => p.organizationId === request.organizationId)
-      : principal.projects;
+    const candidates = request.organizationId ? principal.projects.filter((p) => p.organizationId === request.organizationId) : principal.projects;
     const chosen = candidates.find((p) => p.isDefault) ?? candidates[0];
     if (!chosen) {
       return {

@@ -22,13 +22,7 @@ export const DEFAULT_ROLE_SCOPES: RoleScopeTable = {
   organizationOwner: readWrite(...PROJECT_RESOURCES, 'api.clusters'),
   projectOwner: readWrite(...PROJECT_RESOURCES),
   projectMember: readWrite(...PROJECT_RESOURCES),
-  tenantSystem: [
-    'api.clusters.read',
-    'api.fine_tuning.jobs.read',
-    'api.fine_tuning.jobs.write',
-    'api.k8s.clusterscope.read',
-    'api.k8s.namespaced.write',
-  ],
+  tenantSystem: ['api.clusters.read', 'api.fine_tuning.jobs.read', 'api.fine_tuning.jobs.write', 'api.k8s.clusterscope.read', 'api.k8s.namespaced.write'],
 };
 
 const ROLE_NAMES: RoleName[] = ['organizationOwner', 'projectOwner', 'projectMember', 'tenantSystem'];

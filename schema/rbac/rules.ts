@@ -26,22 +26,18 @@ function noIdentity(ctx: RuleContext): Error {
 }
 
 /** Any authenticated user or API key. */
-export const isAuthenticated = rule({ cache: 'contextual' })(
-  (_parent, _args, ctx: RuleContext) => ctx.identity !== null || noIdentity(ctx),
-);
+export const isAuthenticated = rule({ cache: 'contextual' })((_parent, _args, ctx: RuleContext) => ctx.identity !== null || noIdentity(ctx));
 
 /** The gateway itself (its system token), e.g. to look up the principal behind a credential. */
 export const isGatewaySystem = rule({ cache: 'contextual' })((_parent, _args, ctx: RuleContext) => ctx.system);
 
 /** A cluster agent (registration key), for the worker API (LLMariner ClustersWorkerService). */
-export const isWorker = rule({ cache: 'contextual' })(
-  (_parent, _args, ctx: RuleContext) => (ctx.worker ? true : ctx.identity ? forbidden('Only cluster agents (registration keys) may call this') : unauthenticated()),
+export const isWorker = rule({ cache: 'contextual' })((_parent, _args, ctx: RuleContext) =>
+  ctx.worker ? true : ctx.identity ? forbidden('Only cluster agents (registration keys) may call this') : unauthenticated(),
 );
 
 /** Any verified internal caller: federation plumbing (`_service`, `_entities`). */
-export const isInternalCaller = rule({ cache: 'contextual' })(
-  (_parent, _args, ctx: RuleContext) => ctx.system || ctx.identity !== null || Boolean(ctx.worker),
-);
+export const isInternalCaller = rule({ cache: 'contextual' })((_parent, _args, ctx: RuleContext) => ctx.system || ctx.identity !== null || Boolean(ctx.worker));
 
 /** The request resolved to a project the caller holds a role in (LLMariner §9 role resolution). */
 export const inProject = rule({ cache: 'contextual' })((_parent, _args, ctx: RuleContext) => {

@@ -35,7 +35,10 @@ function ownerOf(ctx: ClustersContext, input: RegisterClusterInput): ClusterOwne
     };
   }
   if (input.sharedWithAllOrganizations != null || input.grantedOrganizationIds != null) {
-    throw badInput('sharedWithAllOrganizations and grantedOrganizationIds apply to platform clusters only: omit organizationId (platform admins)', 'input.organizationId');
+    throw badInput(
+      'sharedWithAllOrganizations and grantedOrganizationIds apply to platform clusters only: omit organizationId (platform admins)',
+      'input.organizationId',
+    );
   }
   if (!admin && !ownsOrganization(ctx, organizationId)) {
     throw forbidden(`Only owners of organization ${organizationId} (or platform admins) may register clusters for it`);
@@ -126,7 +129,8 @@ export const resolvers: Resolvers<ClustersContext> = {
     setClusterGrants: async (_p, { clusterId, input }, ctx) => {
       if (!isPlatformAdmin(ctx.identity!.principal)) throw forbidden('Only platform admins grant platform clusters to organizations');
       const cluster = await managedCluster(ctx, clusterId, 'clusterId');
-      if (cluster.organization_id !== null) throw failedPrecondition(`cluster ${clusterId} belongs to organization ${cluster.organization_id}: only platform clusters are granted`);
+      if (cluster.organization_id !== null)
+        throw failedPrecondition(`cluster ${clusterId} belongs to organization ${cluster.organization_id}: only platform clusters are granted`);
       const updated = await ctx.store.setGrants(tenantOf(ctx), cluster.id, {
         sharedWithAllOrganizations: input.sharedWithAllOrganizations,
         organizationIds: validate.organizationIds(input.organizationIds, 'input.organizationIds'),

@@ -91,7 +91,11 @@ export class ClusterStore {
 
   /** The tenant's clusters; with a viewer, only those it may see (README "Security model"). */
   private clusters(tenantId: string, viewer?: ClusterViewer): Knex.QueryBuilder {
-    const query = this.knex.withSchema(SCHEMA).table('clusters').where('clusters.tenant_id', tenantId).select(COLUMNS.map((c) => `clusters.${c}`));
+    const query = this.knex
+      .withSchema(SCHEMA)
+      .table('clusters')
+      .where('clusters.tenant_id', tenantId)
+      .select(COLUMNS.map((c) => `clusters.${c}`));
     if (viewer && !viewer.platformAdmin) query.where((q) => usableBy(q, viewer.organizationId));
     return query;
   }
@@ -124,7 +128,11 @@ export class ClusterStore {
 
   /** The cluster a registration key belongs to (the key is compared by its hash). */
   async clusterByKey(key: string): Promise<ClusterRow | undefined> {
-    return this.knex.withSchema(SCHEMA).table('clusters').where({ registration_key_hash: hashSecret(key) }).first(COLUMNS);
+    return this.knex
+      .withSchema(SCHEMA)
+      .table('clusters')
+      .where({ registration_key_hash: hashSecret(key) })
+      .first(COLUMNS);
   }
 
   /** Registers a cluster with a new registration key; null when its owner has a cluster of that name. */
@@ -168,13 +176,19 @@ export class ClusterStore {
   async ensureDefaultCluster(tenantId: string, name: string, key: string | undefined): Promise<{ clusterId: string; registrationKey: string }> {
     return this.knex.transaction(async (trx) => {
       await trx.raw('select pg_advisory_xact_lock(hashtext(?))', ['mariner-default-cluster']);
-      const existing = (await trx.withSchema(SCHEMA).table('clusters').where({ tenant_id: tenantId, is_default: true }).first('id', 'registration_key_hash')) as
-        | { id: string; registration_key_hash: string }
-        | undefined;
+      const existing = (await trx
+        .withSchema(SCHEMA)
+        .table('clusters')
+        .where({ tenant_id: tenantId, is_default: true })
+        .first('id', 'registration_key_hash')) as { id: string; registration_key_hash: string } | undefined;
       if (existing && key && existing.registration_key_hash === hashSecret(key)) return { clusterId: existing.id, registrationKey: key };
       const registrationKey = newRegistrationKey();
       if (existing) {
-        await trx.withSchema(SCHEMA).table('clusters').where({ id: existing.id }).update({ registration_key_hash: hashSecret(registrationKey) });
+        await trx
+          .withSchema(SCHEMA)
+          .table('clusters')
+          .where({ id: existing.id })
+          .update({ registration_key_hash: hashSecret(registrationKey) });
         return { clusterId: existing.id, registrationKey };
       }
       const id = newId('cluster');
@@ -187,7 +201,11 @@ export class ClusterStore {
   }
 
   async componentStatuses(clusterIds: readonly string[]): Promise<ComponentStatusRow[]> {
-    return this.knex.withSchema(SCHEMA).table('component_statuses').whereIn('cluster_id', [...clusterIds]).orderBy('name');
+    return this.knex
+      .withSchema(SCHEMA)
+      .table('component_statuses')
+      .whereIn('cluster_id', [...clusterIds])
+      .orderBy('name');
   }
 
   async reportComponentStatus(clusterId: string, status: { name: string; isHealthy: boolean; message: string }): Promise<ComponentStatusRow> {
@@ -248,7 +266,11 @@ function usableBy(q: Knex.QueryBuilder, organizationId: string): void {
   q.where('clusters.organization_id', organizationId).orWhere((platform) =>
     platform
       .whereNull('clusters.organization_id')
-      .where((granted) => granted.where('clusters.shared_with_all_organizations', true).orWhereRaw('clusters.granted_organization_ids @> ?::jsonb', [JSON.stringify([organizationId])])),
+      .where((granted) =>
+        granted
+          .where('clusters.shared_with_all_organizations', true)
+          .orWhereRaw('clusters.granted_organization_ids @> ?::jsonb', [JSON.stringify([organizationId])]),
+      ),
   );
 }
 

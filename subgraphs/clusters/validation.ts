@@ -7,7 +7,8 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** Cluster names are DNS labels (they name Kubernetes objects and appear in URLs). */
 export function clusterName(value: string, field = 'input.name'): string {
   const name = value.trim();
-  if (!DNS_LABEL.test(name)) throw badInput(`${field}: "${name.slice(0, 80)}" must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit`, field);
+  if (!DNS_LABEL.test(name))
+    throw badInput(`${field}: "${name.slice(0, 80)}" must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit`, field);
   return name;
 }
 

@@ -110,7 +110,9 @@ export const resolvers: Resolvers<FilesContext> = {
       // through their File or Model, whose owners are checked; never linked by path (lib/objectStore/keys.ts `platformAreaOf`).
       const area = platformAreaOf(key);
       if (area) {
-        throw forbidden(`objectPath: ${area}/ is where Mariner keeps ${area === 'files' ? "projects' files" : "models' weights"}; objects there cannot be linked by path (use the File or Model itself), only objects elsewhere in the store`);
+        throw forbidden(
+          `objectPath: ${area}/ is where Mariner keeps ${area === 'files' ? "projects' files" : "models' weights"}; objects there cannot be linked by path (use the File or Model itself), only objects elsewhere in the store`,
+        );
       }
       const head = await ctx.objectStore.head(key);
       if (!head) throw notFound('object', input.objectPath);

@@ -2,7 +2,12 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { validateFineTuneJsonl } from './validation.js';
 
-const example = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] });
+const example = JSON.stringify({
+  messages: [
+    { role: 'user', content: 'hi' },
+    { role: 'assistant', content: 'hello' },
+  ],
+});
 
 describe('fine-tuning file validation', () => {
   it('a line longer than the limit is refused with its number before the rest of it is read', async () => {

@@ -91,10 +91,7 @@ async function* boundedLines(stream: AsyncIterable<Buffer | string>, maxLineByte
  * non-empty line a JSON object in the chat or prompt/completion format, and at most `maxLineBytes`
  * long (MARINER_MAX_FINE_TUNE_LINE_BYTES), so one huge line cannot hold the server's memory. Throws BAD_USER_INPUT naming the first bad line.
  */
-export async function validateFineTuneJsonl(
-  stream: NodeJS.ReadableStream,
-  maxLineBytes: number,
-): Promise<{ examples: number }> {
+export async function validateFineTuneJsonl(stream: NodeJS.ReadableStream, maxLineBytes: number): Promise<{ examples: number }> {
   let examples = 0;
   try {
     for await (const { number, bytes } of boundedLines(stream as AsyncIterable<Buffer | string>, maxLineBytes)) {

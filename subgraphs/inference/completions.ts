@@ -20,11 +20,13 @@ export const PATHS: Record<Kind, string> = { chat: '/v1/chat/completions', compl
 
 /** Checks the parts of an OpenAI request body routing depends on; the runtime checks the rest. */
 export function requestOf(kind: Kind, request: unknown): { model: string; body: Record<string, unknown> } {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) throw badInput('request must be a JSON object (the OpenAI request body)', 'request');
+  if (typeof request !== 'object' || request === null || Array.isArray(request))
+    throw badInput('request must be a JSON object (the OpenAI request body)', 'request');
   const body = request as Record<string, unknown>;
   if (typeof body['model'] !== 'string' || body['model'].trim() === '') throw badInput('model is required', 'model');
   if (kind === 'chat' && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
-  if (kind === 'completion' && typeof body['prompt'] !== 'string' && !Array.isArray(body['prompt'])) throw badInput('prompt must be a string or an array', 'prompt');
+  if (kind === 'completion' && typeof body['prompt'] !== 'string' && !Array.isArray(body['prompt']))
+    throw badInput('prompt must be a string or an array', 'prompt');
   if (kind === 'embedding' && typeof body['input'] !== 'string' && !Array.isArray(body['input'])) throw badInput('input must be a string or an array', 'input');
   return { model: body['model'].trim(), body };
 }
@@ -113,7 +115,8 @@ export class Metering {
     this.record(200, usage);
     const tokens = (usage?.prompt ?? 0) + (usage?.completion ?? 0);
     // What the window has left once this request's tokens are charged (the headers of a whole answer say so).
-    if (this.rateLimit && this.rateLimit.limitTokens > 0) this.rateLimit = { ...this.rateLimit, remainingTokens: Math.max(0, this.rateLimit.remainingTokens - tokens) };
+    if (this.rateLimit && this.rateLimit.limitTokens > 0)
+      this.rateLimit = { ...this.rateLimit, remainingTokens: Math.max(0, this.rateLimit.remainingTokens - tokens) };
     // The answer is already generated: a failed charge (the database just went) does not fail it.
     await this.ctx.rateLimiter.charge(this.limitKey, tokens).catch(() => undefined);
   }
@@ -173,7 +176,8 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
     if (kind === 'embedding') payload = { ...body, model: modelId };
     else if (!stream) payload = { ...body, model: modelId, stream: false };
     else {
-      const streamOptions = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
+      const streamOptions =
+        typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
       payload = { ...body, model: modelId, stream: true, stream_options: streamOptions };
     }
     const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], payload, signal, ctx.requestId);

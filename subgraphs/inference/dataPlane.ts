@@ -8,7 +8,6 @@ import {
   RATE_LIMIT_HEADER,
   rateLimitHeaderOf,
   streams,
-  type InferenceError,
   type InferenceKind,
   type InferencePlaneServer,
   type InferenceRateLimit,
@@ -46,7 +45,13 @@ export interface DataPlaneOptions {
 export function createInferencePlaneServer(options: DataPlaneOptions): InferencePlaneServer {
   return {
     async serve(call, caller, sink) {
-      const ctx = options.contextOf({ requestId: call.requestId, system: caller.system, identity: caller.identity, worker: caller.worker, _shield: { cache: {} } });
+      const ctx = options.contextOf({
+        requestId: call.requestId,
+        system: caller.system,
+        identity: caller.identity,
+        worker: caller.worker,
+        _shield: { cache: {} },
+      });
       let routed: RoutedCompletion;
       const stream = streams(call);
       try {
@@ -207,7 +212,12 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
       if (!done && start < bytes.length) {
         pending = bytes.subarray(start);
         if (pending.length > MAX_SERVER_SENT_EVENT_CHARS) {
-          return finish(new MarinerError(ErrorCode.UNAVAILABLE, `The runtime sent an event longer than ${MAX_SERVER_SENT_EVENT_CHARS} bytes; the stream was stopped. Retry the request`));
+          return finish(
+            new MarinerError(
+              ErrorCode.UNAVAILABLE,
+              `The runtime sent an event longer than ${MAX_SERVER_SENT_EVENT_CHARS} bytes; the stream was stopped. Retry the request`,
+            ),
+          );
         }
       }
       const written = out.length === 0 ? true : sink.write(out.length === 1 ? out[0]! : Buffer.concat(out));

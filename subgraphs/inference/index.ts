@@ -48,7 +48,10 @@ export const inferenceComponent = defineComponent({
     const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub)];
     const access = new RuntimeAccess(clusterAccess, models);
     const vectorStores = subgraphUrl.vectorstores ? createVectorStoreSearch({ url: subgraphUrl.vectorstores, tokens }) : null;
-    const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), { requestsPerMinute: settings.rateLimitRequestsPerMinute, tokensPerMinute: settings.rateLimitTokensPerMinute });
+    const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), {
+      requestsPerMinute: settings.rateLimitRequestsPerMinute,
+      tokensPerMinute: settings.rateLimitTokensPerMinute,
+    });
     const usageStore = new UsageStore(db.knex);
     const usage = new UsageRecorder(
       usageStore,

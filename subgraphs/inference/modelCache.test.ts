@@ -43,7 +43,10 @@ afterEach(() => vi.useRealTimers());
 
 describe('CachedModels: the caller’s view of models, in memory', () => {
   it('asks once per (tenant, organization, project, model); another project asks for itself', async () => {
-    const table = new Map([['p1 m', model('m')], ['p2 m', model('m', 'INACTIVE')]]);
+    const table = new Map([
+      ['p1 m', model('m')],
+      ['p2 m', model('m', 'INACTIVE')],
+    ]);
     const subgraph = modelsSubgraph(table);
     const models = new CachedModels(subgraph.client, silentLogger());
     for (let i = 0; i < 5; i++) expect(await models.model(caller('t', 'p1'), 'm')).toMatchObject({ activationStatus: 'ACTIVE' });
@@ -71,14 +74,14 @@ describe('CachedModels: the caller’s view of models, in memory', () => {
 
     // An answer in flight when a change is announced is returned, but not kept.
     let release!: () => void;
-    subgraph.holdAnswers(new Promise((resolve) => (release = resolve)));
+    void subgraph.holdAnswers(new Promise((resolve) => (release = resolve)));
     table.set('p q', model('q', 'INACTIVE'));
     const inFlight = models.model(caller('t', 'p'), 'q');
     table.set('p q', model('q'));
     models.changed('t');
     release();
     expect(await inFlight).toMatchObject({ activationStatus: 'INACTIVE' });
-    subgraph.holdAnswers(Promise.resolve());
+    void subgraph.holdAnswers(Promise.resolve());
     expect(await models.model(caller('t', 'p'), 'q')).toMatchObject({ activationStatus: 'ACTIVE' });
     await pubsub.close();
   });

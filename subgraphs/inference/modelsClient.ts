@@ -1,7 +1,13 @@
 import type { InternalTokens } from '../../lib/identity.js';
 import { asCaller, asSystem, createInternalClient } from '../../lib/internalClient.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
-import { InferenceActivateDocument, InferenceModelDocument, InferenceModelOwnersDocument, type InferenceModelOwnersQuery, type InferenceModelQuery } from './generated/modelsOperations.js';
+import {
+  InferenceActivateDocument,
+  InferenceModelDocument,
+  InferenceModelOwnersDocument,
+  type InferenceModelOwnersQuery,
+  type InferenceModelQuery,
+} from './generated/modelsOperations.js';
 
 /** What routing needs of a model. */
 export type ServableModel = NonNullable<InferenceModelQuery['model']>;

@@ -20,7 +20,8 @@ export function createVectorStoreSearch(options: { url: () => string; tokens: In
   const vectorStores = createInternalClient({ subgraph: 'vectorstores', url: options.url, tokens: options.tokens, timeoutMs: SEARCH_TIMEOUT_MS });
   return {
     search: async (caller, vectorStoreName, queries, maxResults) =>
-      (await vectorStores.request(asCaller(caller), RagSearchDocument, { input: { vectorStoreName, query: queries, maxNumResults: maxResults } })).searchVectorStore.results,
+      (await vectorStores.request(asCaller(caller), RagSearchDocument, { input: { vectorStoreName, query: queries, maxNumResults: maxResults } }))
+        .searchVectorStore.results,
   };
 }
 
@@ -70,7 +71,8 @@ export async function withRetrievedContext(
   const rag = tools.filter(isRagTool);
   if (rag.length > 1) throw badInput('tools: at most one rag tool', 'tools');
   const name = (rag[0]!.function.parameters as { vector_store_name?: unknown } | undefined)?.vector_store_name;
-  if (typeof name !== 'string' || name.trim() === '') throw badInput('tools: the rag tool needs parameters.vector_store_name (a vector store of this project)', 'tools');
+  if (typeof name !== 'string' || name.trim() === '')
+    throw badInput('tools: the rag tool needs parameters.vector_store_name (a vector store of this project)', 'tools');
   const rest = tools.filter((t) => !isRagTool(t));
   const out: Record<string, unknown> = { ...body };
   if (rest.length) out['tools'] = rest;

@@ -73,7 +73,11 @@ describe('the per-API-key rate limiter (Postgres, shared by every replica)', () 
     const [a] = limiters(1, 0);
     await a!.admit(caller('key_window'));
     await expect(a!.admit(caller('key_window'))).rejects.toBeInstanceOf(RateLimitedError);
-    await replicas[0]!.knex.withSchema(SCHEMA).table('rate_limit_windows').where({ api_key_id: 'key_window' }).update({ window_start: replicas[0]!.knex.raw("now() - interval '61 seconds'") });
+    await replicas[0]!.knex
+      .withSchema(SCHEMA)
+      .table('rate_limit_windows')
+      .where({ api_key_id: 'key_window' })
+      .update({ window_start: replicas[0]!.knex.raw("now() - interval '61 seconds'") });
     expect(await a!.admit(caller('key_window'))).toBe('key_window');
     expect(await a!.state(caller('key_window'))).toMatchObject({ remainingRequests: 0 });
   });

@@ -82,7 +82,6 @@ function instant(value: string | null | undefined, name: string): Date | null {
   return new Date(time);
 }
 
-
 /** The tenant's runtimes the caller may see (RuntimeAccess.visible): never another organization's clusters or another project's models. */
 async function statusOf(ctx: InferenceContext, scope: ProjectScope): Promise<InferenceStatusModel> {
   const runtimes = await ctx.access.visible(scope, ctx.requestId, await ctx.store.forTenant(scope.tenantId));
@@ -116,10 +115,17 @@ const MAX_RUNTIMES = 10_000;
 
 /** An agent's autoscaler state, checked as it is stored. */
 function autoscalingReport(a: RuntimeAutoscalingInput, field: string): RuntimeAutoscaling {
-  for (const [name, value] of [['minReplicas', a.minReplicas], ['maxReplicas', a.maxReplicas], ['idleSeconds', a.idleSeconds]] as const) {
+  for (const [name, value] of [
+    ['minReplicas', a.minReplicas],
+    ['maxReplicas', a.maxReplicas],
+    ['idleSeconds', a.idleSeconds],
+  ] as const) {
     if (!Number.isInteger(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative integer`, `${field}.${name}`);
   }
-  for (const [name, value] of [['targetInFlight', a.targetInFlight], ['averageInFlight', a.averageInFlight]] as const) {
+  for (const [name, value] of [
+    ['targetInFlight', a.targetInFlight],
+    ['averageInFlight', a.averageInFlight],
+  ] as const) {
     if (!Number.isFinite(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative number`, `${field}.${name}`);
   }
   const at = (name: string, value: string | null | undefined) => instant(value, `${field}.${name}`)?.toISOString() ?? null;
@@ -138,7 +144,11 @@ function autoscalingReport(a: RuntimeAutoscalingInput, field: string): RuntimeAu
 function runtimeReports(runtimes: readonly RuntimeReportInput[]): RuntimeReport[] {
   if (runtimes.length > MAX_RUNTIMES) throw badInput(`at most ${MAX_RUNTIMES} runtimes`, 'runtimes');
   return runtimes.map((r, i) => {
-    for (const [name, value] of [['desiredReplicas', r.desiredReplicas], ['readyReplicas', r.readyReplicas], ['inFlightRequests', r.inFlightRequests]] as const) {
+    for (const [name, value] of [
+      ['desiredReplicas', r.desiredReplicas],
+      ['readyReplicas', r.readyReplicas],
+      ['inFlightRequests', r.inFlightRequests],
+    ] as const) {
       if (!Number.isInteger(value) || value < 0) throw badInput(`runtimes[${i}].${name} must be a non-negative integer`, `runtimes[${i}].${name}`);
     }
     if (r.modelId.length === 0 || r.modelId.length > 256) throw badInput(`runtimes[${i}].modelId must be 1-256 characters`, `runtimes[${i}].modelId`);

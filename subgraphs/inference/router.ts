@@ -86,7 +86,10 @@ export class InferenceRouter {
   private async readyOn(scope: RoutingScope, modelId: string, maxAgeMs?: number) {
     const ready = await this.runtimes.ready(scope.tenantId, modelId, maxAgeMs);
     // The clusters of the ready runtimes are known to exist: an access answer lacking one is asked again.
-    const usable = await this.usableClusters(scope, ready.map((runtime) => runtime.cluster_id));
+    const usable = await this.usableClusters(
+      scope,
+      ready.map((runtime) => runtime.cluster_id),
+    );
     return { usable, ready: ready.filter((runtime) => usable.has(runtime.cluster_id)) };
   }
 
@@ -119,7 +122,11 @@ export class InferenceRouter {
     for (const clusterId of this.transport.connectedClusters(tenantId)) {
       if (!usable.has(clusterId)) continue;
       try {
-        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile?wake=${encodeURIComponent(modelId)}` }, { endStream: true });
+        const nudge = this.transport.request(
+          clusterId,
+          { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile?wake=${encodeURIComponent(modelId)}` },
+          { endStream: true },
+        );
         nudge.on('error', () => undefined).resume();
       } catch {
         /* the tunnel just went: nothing to nudge */
@@ -158,7 +165,10 @@ export class InferenceRouter {
   ): Promise<{ routed: RoutedResponse } | { error: MarinerError; notReady: boolean }> {
     const ready = await this.readyRuntimes(scope, modelId, deadline, signal);
     if (ready.length === 0) {
-      return { error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`), notReady: false };
+      return {
+        error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} became ready within ${this.waitSeconds} s; retry shortly`),
+        notReady: false,
+      };
     }
     let notReady = true;
     const load = (clusterId: string, reported: number) => reported + this.sent.get(`${clusterId}/${modelId}`);
@@ -207,7 +217,10 @@ export class InferenceRouter {
     }
     if (signal?.aborted) throw new MarinerError(ErrorCode.BAD_USER_INPUT, 'The request was cancelled');
     return {
-      error: new MarinerError(ErrorCode.UNAVAILABLE, `No runtime of model ${modelId} could take the request (${(lastError as Error | undefined)?.message ?? 'none ready'}); retry shortly`),
+      error: new MarinerError(
+        ErrorCode.UNAVAILABLE,
+        `No runtime of model ${modelId} could take the request (${(lastError as Error | undefined)?.message ?? 'none ready'}); retry shortly`,
+      ),
       notReady,
     };
   }
@@ -265,7 +278,10 @@ export async function* serverSentEvents(stream: ClientHttp2Stream, maxEventChars
     }
     if (buffer.length > maxEventChars) {
       if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      throw new MarinerError(ErrorCode.UNAVAILABLE, `The runtime sent an event longer than ${maxEventChars} characters; the stream was stopped. Retry the request`);
+      throw new MarinerError(
+        ErrorCode.UNAVAILABLE,
+        `The runtime sent an event longer than ${maxEventChars} characters; the stream was stopped. Retry the request`,
+      );
     }
     // A boundary may start at the last character searched ("\n" now, "\n" in the next chunk).
     searched = Math.max(0, buffer.length - 1);

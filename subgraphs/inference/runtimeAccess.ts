@@ -34,7 +34,11 @@ export class RuntimeAccess {
   /** The runtimes on clusters the project's organization may use. */
   async onUsableClusters(scope: ProjectScope, rows: RuntimeRow[]): Promise<RuntimeRow[]> {
     if (rows.length === 0) return rows;
-    const usable = await this.clusters.usableBy(scope.tenantId, scope.organizationId, rows.map((row) => row.cluster_id));
+    const usable = await this.clusters.usableBy(
+      scope.tenantId,
+      scope.organizationId,
+      rows.map((row) => row.cluster_id),
+    );
     return rows.filter((row) => usable.has(row.cluster_id));
   }
 
@@ -42,7 +46,11 @@ export class RuntimeAccess {
   async visible(scope: ProjectScope, requestId: string, rows: RuntimeRow[]): Promise<RuntimeRow[]> {
     const usable = await this.onUsableClusters(scope, rows);
     if (usable.length === 0) return usable;
-    const owners = await this.models.owners(requestId, scope.tenantId, usable.map((row) => row.model_id));
+    const owners = await this.models.owners(
+      requestId,
+      scope.tenantId,
+      usable.map((row) => row.model_id),
+    );
     return usable.filter((row) => {
       const owner = owners.get(row.model_id);
       return owner !== undefined && visibleToProject(owner, scope.projectId);
@@ -56,7 +64,11 @@ export class RuntimeAccess {
    */
   async admissible(worker: Worker, requestId: string, reports: RuntimeReport[]): Promise<{ accepted: RuntimeReport[]; dropped: number }> {
     if (reports.length === 0) return { accepted: reports, dropped: 0 };
-    const owners = await this.models.owners(requestId, worker.tenantId, reports.map((report) => report.model_id));
+    const owners = await this.models.owners(
+      requestId,
+      worker.tenantId,
+      reports.map((report) => report.model_id),
+    );
     const accepted = reports.filter((report) => {
       const owner = owners.get(report.model_id);
       return owner !== undefined && runnableOn(owner, worker);

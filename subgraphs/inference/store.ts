@@ -67,7 +67,12 @@ export class RuntimeStore {
   }
 
   async forModels(tenantId: string, modelIds: readonly string[]): Promise<RuntimeRow[]> {
-    return ((await this.runtimes().where({ tenant_id: tenantId }).whereIn('model_id', [...modelIds]).orderBy('cluster_id')) as RuntimeRow[]).map(runtimeRow);
+    return (
+      (await this.runtimes()
+        .where({ tenant_id: tenantId })
+        .whereIn('model_id', [...modelIds])
+        .orderBy('cluster_id')) as RuntimeRow[]
+    ).map(runtimeRow);
   }
 
   /**

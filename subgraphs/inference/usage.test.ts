@@ -90,7 +90,10 @@ describe('usage records: batched writes, summaries per user, key and model, rete
 
   it('purges the records past the retention', async () => {
     const now = new Date('2026-06-01T00:00:00Z');
-    await store.insert([record({ project_id: 'old', created_at: new Date('2026-01-01T00:00:00Z') }), record({ project_id: 'old', created_at: new Date('2026-05-30T00:00:00Z') })]);
+    await store.insert([
+      record({ project_id: 'old', created_at: new Date('2026-01-01T00:00:00Z') }),
+      record({ project_id: 'old', created_at: new Date('2026-05-30T00:00:00Z') }),
+    ]);
     const recorder = new UsageRecorder(store, { flushIntervalMs: 600_000, maxBatch: 100, maxPending: 100, retentionDays: 30 }, silentLogger());
     try {
       expect(await recorder.purge(now)).toBeGreaterThanOrEqual(1);

@@ -32,8 +32,10 @@ export class CreatorCredentials {
     logger: Logger,
     private readonly options: { intervalMs: number; onChanged(): void },
   ) {
-    this.task = new PeriodicTask(() => this.sweep(), options.intervalMs, (error) =>
-      logger.warn({ err: error.message }, "checking notebooks' creator keys failed; retrying on the next tick"),
+    this.task = new PeriodicTask(
+      () => this.sweep(),
+      options.intervalMs,
+      (error) => logger.warn({ err: error.message }, "checking notebooks' creator keys failed; retrying on the next tick"),
     );
   }
 

@@ -70,7 +70,11 @@ export function createJobDependencies(urls: JobDependencyUrls, tokens: InternalT
           page = (await users.request(asCaller(caller), JobCreatorKeysDocument, { after })).apiKeys;
         } catch (error) {
           // The project is gone, or the caller is no longer let into it: the key acts for nothing there.
-          if (error instanceof MarinerError && (error.code === ErrorCode.NOT_FOUND || error.code === ErrorCode.FORBIDDEN || error.code === ErrorCode.UNAUTHENTICATED)) return false;
+          if (
+            error instanceof MarinerError &&
+            (error.code === ErrorCode.NOT_FOUND || error.code === ErrorCode.FORBIDDEN || error.code === ErrorCode.UNAUTHENTICATED)
+          )
+            return false;
           throw error;
         }
         if (page.items.some((key) => key.id === id)) return true;

@@ -14,9 +14,7 @@ export interface DispatchPass {
 
 /** Whether a job may be sent to its cluster now; when not, why, and where it can go instead. */
 export type Admission =
-  | { admitted: true }
-  | { admitted: false; cause: 'cluster'; reason: string; moveTo: Placement | null }
-  | { admitted: false; cause: 'creator'; reason: string };
+  { admitted: true } | { admitted: false; cause: 'cluster'; reason: string; moveTo: Placement | null } | { admitted: false; cause: 'creator'; reason: string };
 
 /**
  * The last check before a job (its spec, a notebook's secrets) leaves for a cluster (issue 14): the
@@ -55,7 +53,9 @@ export class DispatchGuard {
 
   /** The job was refused for its creator: it fails (a notebook's own API key is deleted first). */
   async creatorRevoked(job: JobRow, reason: string): Promise<void> {
-    await this.credentials.revoke(job, `${reason}: the ${job.kind === 'notebook' ? 'notebook' : 'job'} no longer acts for its creator and is not started`, { fail: true });
+    await this.credentials.revoke(job, `${reason}: the ${job.kind === 'notebook' ? 'notebook' : 'job'} no longer acts for its creator and is not started`, {
+      fail: true,
+    });
   }
 
   /** Another cluster of the project that the organization may use; null when there is none now. */

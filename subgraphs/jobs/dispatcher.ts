@@ -30,7 +30,14 @@ export function agentJobPath(jobId?: string, action?: 'cancel' | 'stop' | 'start
  * One JSON request to a cluster's agent; fails on tunnel errors or after `timeoutMs`. `requestId` (the
  * job's creating request) goes as `x-request-id`, so the agent's log lines of the job carry it.
  */
-export function callAgent(transport: JobTransport, clusterId: string, path: string, body: unknown, timeoutMs = 15_000, requestId?: string): Promise<AgentAnswer> {
+export function callAgent(
+  transport: JobTransport,
+  clusterId: string,
+  path: string,
+  body: unknown,
+  timeoutMs = 15_000,
+  requestId?: string,
+): Promise<AgentAnswer> {
   return new Promise((resolve, reject) => {
     let stream: ClientHttp2Stream;
     const payload = Buffer.from(JSON.stringify(body));
@@ -139,7 +146,11 @@ export class JobDispatcher {
     // A notebook also learns where users will reach it (Jupyter's base_url): on its cluster, in its namespace.
     const withSecrets = (spec: JobRow['spec']) =>
       job.kind === 'notebook'
-        ? { ...spec, secrets: this.hooks.notebookSecrets(job), ...(job.cluster_id && spec.namespace ? { basePath: notebookBasePath(job.cluster_id, (spec as NotebookSpec).name, spec.namespace) } : {}) }
+        ? {
+            ...spec,
+            secrets: this.hooks.notebookSecrets(job),
+            ...(job.cluster_id && spec.namespace ? { basePath: notebookBasePath(job.cluster_id, (spec as NotebookSpec).name, spec.namespace) } : {}),
+          }
         : spec;
     switch (action) {
       case 'creating': {
@@ -186,7 +197,11 @@ export class JobDispatcher {
     const updated = await this.store.dispatched(job.id, action, logOffset);
     if (!updated) return;
     if (action === 'creating') {
-      await this.events.record(updated, { level: 'info', type: 'message', message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}` });
+      await this.events.record(updated, {
+        level: 'info',
+        type: 'message',
+        message: `Job dispatched to cluster ${clusterId}${updated.kubernetes_namespace ? ` (namespace ${updated.kubernetes_namespace})` : ''}`,
+      });
     }
     await this.events.changed(updated);
   }

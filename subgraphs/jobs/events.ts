@@ -43,7 +43,10 @@ export function parseTrainerLine(text: string): TrainerLine | null {
 function metricsMessage(line: Extract<TrainerLine, { kind: 'metrics' }>): string {
   const loss = line.data['train_loss'];
   const valid = line.data['valid_loss'];
-  const parts = [typeof loss === 'number' ? `training loss=${loss.toFixed(4)}` : null, typeof valid === 'number' ? `validation loss=${valid.toFixed(4)}` : null].filter(Boolean);
+  const parts = [
+    typeof loss === 'number' ? `training loss=${loss.toFixed(4)}` : null,
+    typeof valid === 'number' ? `validation loss=${valid.toFixed(4)}` : null,
+  ].filter(Boolean);
   return `Step ${line.step}${line.totalSteps ? `/${line.totalSteps}` : ''}${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`;
 }
 
@@ -67,7 +70,8 @@ export class JobEvents {
   async logsAppended(jobId: string, lines: LogRow[]): Promise<void> {
     for (const line of lines) {
       const parsed = parseTrainerLine(line.text);
-      if (parsed?.kind === 'metrics') await this.record({ id: jobId }, { level: 'info', type: 'metrics', message: metricsMessage(parsed), data: { step: parsed.step, ...parsed.data } });
+      if (parsed?.kind === 'metrics')
+        await this.record({ id: jobId }, { level: 'info', type: 'metrics', message: metricsMessage(parsed), data: { step: parsed.step, ...parsed.data } });
       if (parsed?.kind === 'checkpoint') await this.store.addCheckpoint(jobId, parsed.step, parsed.metrics);
     }
     if (lines.length > 0) await this.pubsub.publish(JOB_LOGS, jobId);

@@ -33,7 +33,10 @@ export const jobsComponent = defineComponent({
   async create({ db, pubsub, tunnels, settings, tokens, secretKey, subgraphUrl, logger: hostLogger, observers }) {
     const store = new JobStore(db.knex);
     const events = new JobEvents(store, pubsub);
-    const dependencies = createJobDependencies({ files: subgraphUrl.files(), models: subgraphUrl.models(), users: subgraphUrl.users(), clusters: subgraphUrl.clusters() }, tokens);
+    const dependencies = createJobDependencies(
+      { files: subgraphUrl.files(), models: subgraphUrl.models(), users: subgraphUrl.users(), clusters: subgraphUrl.clusters() },
+      tokens,
+    );
     // Notebook secrets are sealed with a key derived from the platform's internal secret.
     const secrets = new SecretBox(secretKey);
     // A deleted notebook's API key goes with it (as its creator, who made it).
@@ -74,7 +77,19 @@ export const jobsComponent = defineComponent({
       typeDefs: subgraphTypeDefs('jobs'),
       resolvers: resolvers as SubgraphDefinition<JobsContext>['resolvers'],
       policy: policyFor('jobs'),
-      createContext: (base) => ({ ...base, store, dependencies, events, dispatcher, transport: tunnels, pubsub, credentials, batchImages: settings.batchImages, notebookImages: settings.notebookImages, secrets }),
+      createContext: (base) => ({
+        ...base,
+        store,
+        dependencies,
+        events,
+        dispatcher,
+        transport: tunnels,
+        pubsub,
+        credentials,
+        batchImages: settings.batchImages,
+        notebookImages: settings.notebookImages,
+        secrets,
+      }),
     };
     return {
       subgraphs: [definition],

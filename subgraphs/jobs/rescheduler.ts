@@ -24,7 +24,11 @@ export class JobRescheduler {
     private readonly logger: Logger,
     private readonly options: { abandonAfterSeconds: number; intervalMs: number; onQueued(): void; removed(job: JobRow): Promise<void> },
   ) {
-    this.task = new PeriodicTask(() => this.pass(), options.intervalMs, (error) => logger.warn({ err: error.message }, 'rescheduling failed; retrying on the next tick'));
+    this.task = new PeriodicTask(
+      () => this.pass(),
+      options.intervalMs,
+      (error) => logger.warn({ err: error.message }, 'rescheduling failed; retrying on the next tick'),
+    );
   }
 
   start(): void {
@@ -77,14 +81,21 @@ export class JobRescheduler {
     let placement;
     try {
       // The job's creator's project assignments, as when it was created; the GPUs it was given.
-      placement = await placeJob(this.dependencies, new Set(this.transport.allConnectedClusters()), ownerOf(job, `rescheduler:${job.id}`), job.gpu_count, { excluding: from, clusters });
+      placement = await placeJob(this.dependencies, new Set(this.transport.allConnectedClusters()), ownerOf(job, `rescheduler:${job.id}`), job.gpu_count, {
+        excluding: from,
+        clusters,
+      });
     } catch (error) {
       this.logger.debug({ jobId: job.id, err: (error as Error).message }, 'no other cluster can take the job yet');
       return;
     }
     const moved = await this.store.reassign(job.id, from, placement);
     if (!moved) return;
-    await this.events.record(moved, { level: 'warn', type: 'message', message: `${why[0]!.toUpperCase()}${why.slice(1)}: the job moves to cluster ${placement.clusterId} (namespace ${placement.namespace}), queued again` });
+    await this.events.record(moved, {
+      level: 'warn',
+      type: 'message',
+      message: `${why[0]!.toUpperCase()}${why.slice(1)}: the job moves to cluster ${placement.clusterId} (namespace ${placement.namespace}), queued again`,
+    });
     await this.events.changed(moved);
     this.options.onQueued();
   }

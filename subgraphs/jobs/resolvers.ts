@@ -11,7 +11,16 @@ import { JOB_LOGS, JOB_UPDATES } from './events.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { OnBehalfOf, InputFile } from './dependencies.js';
 import { placeJob } from './placement.js';
-import { FINISHED, type BatchJobRow, type BatchSpec, type FineTuningJobRow, type FineTuningSpec, type JobKind, type JobRow, type NotebookRow } from './store.js';
+import {
+  FINISHED,
+  type BatchJobRow,
+  type BatchSpec,
+  type FineTuningJobRow,
+  type FineTuningSpec,
+  type JobKind,
+  type JobRow,
+  type NotebookRow,
+} from './store.js';
 import { validBatchInput, validJobInput, validNotebookInput } from './validation.js';
 
 const MAX_LINES_PER_APPEND = 1000;
@@ -48,7 +57,8 @@ async function projectJob<K extends JobKind>(ctx: JobsContext, id: string, kind?
   const plausible = isId('fineTuningJob', id) || isId('batchJob', id) || isId('notebook', id);
   const job = plausible ? await ctx.store.job(projectScopeOf(ctx.identity), id) : undefined;
   if (!job || (kind && job.kind !== kind)) throw notFound(kind ? KIND_NAME[kind] : 'job', id);
-  if (!ctx.identity?.project?.scopes.includes(`${KIND_SCOPE[job.kind]}.read`)) throw forbidden(`Missing scope ${KIND_SCOPE[job.kind]}.read for ${KIND_NAME[job.kind]} ${id}`);
+  if (!ctx.identity?.project?.scopes.includes(`${KIND_SCOPE[job.kind]}.read`))
+    throw forbidden(`Missing scope ${KIND_SCOPE[job.kind]}.read for ${KIND_NAME[job.kind]} ${id}`);
   return job as Extract<JobRow, { kind: K }>;
 }
 
@@ -77,7 +87,13 @@ async function cancelJob<K extends JobKind>(ctx: JobsContext, id: string, kind: 
  */
 async function place(ctx: JobsContext, gpuCount: number | null) {
   const scope = projectScopeOf(ctx.identity);
-  const owner = { requestId: ctx.requestId, identity: ctx.identity, tenantId: scope.tenantId, organizationId: scope.organizationId, projectId: scope.projectId };
+  const owner = {
+    requestId: ctx.requestId,
+    identity: ctx.identity,
+    tenantId: scope.tenantId,
+    organizationId: scope.organizationId,
+    projectId: scope.projectId,
+  };
   return placeJob(ctx.dependencies, new Set(ctx.transport.allConnectedClusters()), owner, gpuCount);
 }
 
@@ -122,7 +138,11 @@ async function notebookAction(ctx: JobsContext, id: string, action: 'starting' |
   const rules = {
     stopping: { from: ['queued', 'running'], replacing: ['creating', 'starting', 'stopping'], refusal: 'only a queued or running notebook can be stopped' },
     starting: { from: ['stopped'], replacing: ['stopping', 'starting'], refusal: 'only a stopped notebook can be started' },
-    deleting: { from: ['queued', 'running', 'stopped', 'failed'], replacing: ['creating', 'starting', 'stopping', 'deleting'], refusal: 'the notebook is being deleted' },
+    deleting: {
+      from: ['queued', 'running', 'stopped', 'failed'],
+      replacing: ['creating', 'starting', 'stopping', 'deleting'],
+      refusal: 'the notebook is being deleted',
+    },
   } as const;
   const rule = rules[action];
   const updated = await ctx.store.requestAction(projectScopeOf(ctx.identity), notebook.id, action, [...rule.from], [...rule.replacing]);
@@ -168,7 +188,10 @@ const commonJobFields = {
  * counts as soon as the agent's credential is checked again).
  */
 const workerHas = (worker: Worker, job: JobRow) =>
-  job.tenant_id === worker.tenantId && job.cluster_id === worker.clusterId && job.dispatched_cluster_id === worker.clusterId && servesOrganization(worker, job.organization_id);
+  job.tenant_id === worker.tenantId &&
+  job.cluster_id === worker.clusterId &&
+  job.dispatched_cluster_id === worker.clusterId &&
+  servesOrganization(worker, job.organization_id);
 
 /** A job of the calling agent's cluster (an agent cannot see or touch any other job: NOT_FOUND, as for no job). */
 async function clusterJob(ctx: JobsContext, id: string): Promise<JobRow> {
@@ -191,7 +214,10 @@ async function publishModel(ctx: JobsContext, job: FineTuningJobRow, outputPath:
   const suffix = registrationSuffix(job);
   try {
     // On behalf of the job's creator: the model lands in their project, under their rights.
-    const model = await ctx.dependencies.registerFineTunedModel({ requestId: ctx.requestId, identity: job.creator }, { baseModelId: job.model, suffix, source: outputPath });
+    const model = await ctx.dependencies.registerFineTunedModel(
+      { requestId: ctx.requestId, identity: job.creator },
+      { baseModelId: job.model, suffix, source: outputPath },
+    );
     return { model };
   } catch (error) {
     // An earlier report registered it already, and its answer was lost: the model is there.
@@ -354,9 +380,13 @@ export const resolvers: Resolvers<JobsContext> = {
       const model = await ctx.dependencies.model(callerOf(ctx), valid.model);
       if (!model) throw badInput(`input.model: model ${valid.model} does not exist or is not visible to this project`, 'input.model');
       if (!model.isBaseModel) throw badInput(`input.model: ${model.id} is a fine-tuned model; fine-tuning starts from a base model`, 'input.model');
-      if (model.loadingStatus !== 'SUCCEEDED') throw badInput(`input.model: ${model.id} is not loaded yet (loading status ${model.loadingStatus})`, 'input.model');
+      if (model.loadingStatus !== 'SUCCEEDED')
+        throw badInput(`input.model: ${model.id} is not loaded yet (loading status ${model.loadingStatus})`, 'input.model');
       if (!model.formats.includes('HUGGING_FACE')) {
-        throw badInput(`input.model: ${model.id} is in ${model.formats.join(', ') || 'no known'} format; the trainer needs a model in Hugging Face format`, 'input.model');
+        throw badInput(
+          `input.model: ${model.id} is in ${model.formats.join(', ') || 'no known'} format; the trainer needs a model in Hugging Face format`,
+          'input.model',
+        );
       }
       const training = await trainingFile(ctx, valid.trainingFile, 'input.trainingFile');
       const validation = valid.validationFile ? await trainingFile(ctx, valid.validationFile, 'input.validationFile') : null;
@@ -503,11 +533,19 @@ export const resolvers: Resolvers<JobsContext> = {
           }
           const outcome = await publishModel(ctx, job, input.outputPath);
           if ('error' in outcome) {
-            updated = await ctx.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'model_registration_failed', message: outcome.error, param: null } });
-            if (updated) await ctx.events.record(updated, { level: 'error', type: 'message', message: `The fine-tuned model could not be registered: ${outcome.error}` });
+            updated = await ctx.store.finish(clusterId, job.id, {
+              status: 'failed',
+              error: { code: 'model_registration_failed', message: outcome.error, param: null },
+            });
+            if (updated)
+              await ctx.events.record(updated, { level: 'error', type: 'message', message: `The fine-tuned model could not be registered: ${outcome.error}` });
             break;
           }
-          updated = await ctx.store.finish(clusterId, job.id, { status: 'succeeded', fineTunedModel: outcome.model, trainedTokens: input.trainedTokens ?? null });
+          updated = await ctx.store.finish(clusterId, job.id, {
+            status: 'succeeded',
+            fineTunedModel: outcome.model,
+            trainedTokens: input.trainedTokens ?? null,
+          });
           if (updated) {
             await ctx.events.record(updated, { level: 'info', type: 'message', message: `New fine-tuned model created: ${outcome.model}` });
             await ctx.events.record(updated, { level: 'info', type: 'message', message: 'The job has successfully completed' });
@@ -515,7 +553,10 @@ export const resolvers: Resolvers<JobsContext> = {
           break;
         }
         case 'FAILED':
-          updated = await ctx.store.finish(clusterId, job.id, { status: 'failed', error: { code: 'job_failed', message: message ?? 'the trainer failed', param: null } });
+          updated = await ctx.store.finish(clusterId, job.id, {
+            status: 'failed',
+            error: { code: 'job_failed', message: message ?? 'the trainer failed', param: null },
+          });
           if (updated) await ctx.events.record(updated, { level: 'error', type: 'message', message: `The job failed: ${message ?? 'the trainer failed'}` });
           break;
         case 'CANCELLED':
@@ -526,7 +567,11 @@ export const resolvers: Resolvers<JobsContext> = {
           updated = await ctx.store.requeue(clusterId, job.id);
           if (updated) {
             const why = `Cluster ${clusterId} lost the job${message ? ` (${message})` : ''}`;
-            await ctx.events.record(updated, { level: 'warn', type: 'message', message: updated.status === 'cancelled' ? `${why}; it was being cancelled: cancelled` : `${why}; queued again` });
+            await ctx.events.record(updated, {
+              level: 'warn',
+              type: 'message',
+              message: updated.status === 'cancelled' ? `${why}; it was being cancelled: cancelled` : `${why}; queued again`,
+            });
             ctx.dispatcher.nudge();
           }
           break;

@@ -17,8 +17,14 @@ export interface Placement {
  * (Kueue) rather than being refused. A job that asks for no GPU count gets one GPU where the cluster
  * has GPUs and runs on CPU where it has none (the local executor).
  */
-export function schedule(assignments: ProjectAssignment[], clusters: SchedulingCluster[], connected: ReadonlySet<string>, requestedGpus: number | null): Placement {
-  if (assignments.length === 0) throw failedPrecondition('the project has no cluster namespace assigned: ask an organization owner to assign one (project assignments)');
+export function schedule(
+  assignments: ProjectAssignment[],
+  clusters: SchedulingCluster[],
+  connected: ReadonlySet<string>,
+  requestedGpus: number | null,
+): Placement {
+  if (assignments.length === 0)
+    throw failedPrecondition('the project has no cluster namespace assigned: ask an organization owner to assign one (project assignments)');
   const byId = new Map(clusters.map((c) => [c.id, c]));
   const candidates: (Placement & { cluster: SchedulingCluster })[] = [];
   for (const assignment of assignments) {

@@ -128,7 +128,10 @@ type Generated =
   | 'started_at'
   | 'finished_at'
   | 'updated_at';
-export type NewJob = Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'> | Omit<BatchJobRow, Generated> | Omit<NotebookRow, Generated | 'stopped_at'>;
+export type NewJob =
+  | Omit<FineTuningJobRow, Generated | 'fine_tuned_model' | 'result_files' | 'trained_tokens'>
+  | Omit<BatchJobRow, Generated>
+  | Omit<NotebookRow, Generated | 'stopped_at'>;
 
 /** Where a project's records are: every user-facing read filters by tenant and project. */
 export interface JobScope {
@@ -136,7 +139,20 @@ export interface JobScope {
   projectId: string;
 }
 
-const JSON_COLUMNS = ['method', 'integrations', 'metadata', 'error', 'result_files', 'spec', 'creator', 'envs', 'data_files', 'script_names', 'notebook', 'secrets'] as const;
+const JSON_COLUMNS = [
+  'method',
+  'integrations',
+  'metadata',
+  'error',
+  'result_files',
+  'spec',
+  'creator',
+  'envs',
+  'data_files',
+  'script_names',
+  'notebook',
+  'secrets',
+] as const;
 
 function encode(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...row };
@@ -172,7 +188,13 @@ export class JobStore {
    * Asks the agent for a notebook action (start, stop, delete): only from the statuses it applies to,
    * and only when no other action is waiting. Undefined when that did not hold.
    */
-  async requestAction(scope: JobScope, id: string, action: 'starting' | 'stopping' | 'deleting', from: JobStatus[], replacing: JobAction[]): Promise<JobRow | undefined> {
+  async requestAction(
+    scope: JobScope,
+    id: string,
+    action: 'starting' | 'stopping' | 'deleting',
+    from: JobStatus[],
+    replacing: JobAction[],
+  ): Promise<JobRow | undefined> {
     const [row] = await this.scoped(scope)
       .where({ id })
       .whereIn('status', from)
@@ -198,7 +220,12 @@ export class JobStore {
   /** Deletes a finished job with its output lines, events and checkpoints (LLMariner delete batch job). */
   async delete(scope: JobScope, id: string): Promise<boolean> {
     return this.knex.transaction(async (trx) => {
-      const deleted = await trx.withSchema(SCHEMA).table('jobs').where({ tenant_id: scope.tenantId, project_id: scope.projectId, id }).whereIn('status', FINISHED).delete();
+      const deleted = await trx
+        .withSchema(SCHEMA)
+        .table('jobs')
+        .where({ tenant_id: scope.tenantId, project_id: scope.projectId, id })
+        .whereIn('status', FINISHED)
+        .delete();
       if (deleted === 0) return false;
       for (const table of ['job_logs', 'job_events', 'job_checkpoints']) await trx.withSchema(SCHEMA).table(table).where({ job_id: id }).delete();
       return true;
@@ -274,7 +301,11 @@ export class JobStore {
 
   /** How many jobs there are by kind and status (the `mariner_jobs` metric). */
   async countByStatus(): Promise<{ kind: string; status: string; count: number }[]> {
-    const rows = (await this.jobs().select('kind', 'status').count({ count: '*' }).groupBy('kind', 'status')) as { kind: string; status: string; count: unknown }[];
+    const rows = (await this.jobs().select('kind', 'status').count({ count: '*' }).groupBy('kind', 'status')) as {
+      kind: string;
+      status: string;
+      count: unknown;
+    }[];
     return rows.map((r) => ({ kind: r.kind, status: r.status, count: toCount(r.count) }));
   }
 
@@ -283,7 +314,10 @@ export class JobStore {
    * A job placed there but not sent yet is not shown (the dispatcher checks the cluster may have it first).
    */
   async unfinishedSentTo(tenantId: string, clusterId: string): Promise<JobRow[]> {
-    return this.jobs().where({ tenant_id: tenantId, cluster_id: clusterId, dispatched_cluster_id: clusterId }).whereNotIn('status', FINISHED).orderBy('created_at');
+    return this.jobs()
+      .where({ tenant_id: tenantId, cluster_id: clusterId, dispatched_cluster_id: clusterId })
+      .whereNotIn('status', FINISHED)
+      .orderBy('created_at');
   }
 
   /**
@@ -469,7 +503,8 @@ export class JobStore {
 
   /** The offset after the last stored line. */
   async nextLogOffset(jobId: string): Promise<number> {
-    const row = (await this.knex.withSchema(SCHEMA).table('job_logs').where({ job_id: jobId }).max({ last: 'offset' }).first()) as { last: number | null } | undefined;
+    const row = (await this.knex.withSchema(SCHEMA).table('job_logs').where({ job_id: jobId }).max({ last: 'offset' }).first()) as
+      { last: number | null } | undefined;
     return row?.last === null || row?.last === undefined ? 0 : Number(row.last) + 1;
   }
 
@@ -477,11 +512,21 @@ export class JobStore {
     await this.knex
       .withSchema(SCHEMA)
       .table('job_events')
-      .insert({ id: newId('fineTuningEvent'), job_id: jobId, level: event.level, message: event.message, type: event.type, data: event.data ? JSON.stringify(event.data) : null });
+      .insert({
+        id: newId('fineTuningEvent'),
+        job_id: jobId,
+        level: event.level,
+        message: event.message,
+        type: event.type,
+        data: event.data ? JSON.stringify(event.data) : null,
+      });
   }
 
   events(jobId: string, page: PageArgs): Promise<Page<EventRow>> {
-    return paginate<EventRow>(() => this.knex.withSchema(SCHEMA).table('job_events').where({ job_id: jobId }).select('job_events.*'), 'job_events', { ...page, order: 'desc' });
+    return paginate<EventRow>(() => this.knex.withSchema(SCHEMA).table('job_events').where({ job_id: jobId }).select('job_events.*'), 'job_events', {
+      ...page,
+      order: 'desc',
+    });
   }
 
   async addCheckpoint(jobId: string, stepNumber: number, metrics: Record<string, unknown>): Promise<void> {

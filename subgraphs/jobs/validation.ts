@@ -32,7 +32,8 @@ function integerIn(value: number | null | undefined, field: string, min: number,
 
 function hyperparameters(input: CreateFineTuningJobInput['hyperparameters'], field: string, method: string): HyperparametersValue {
   const lr = input?.learningRateMultiplier ?? null;
-  if (lr !== null && !(Number.isFinite(lr) && lr > 0 && lr <= 100)) throw badInput(`${field}.learningRateMultiplier must be greater than 0 and at most 100`, `${field}.learningRateMultiplier`);
+  if (lr !== null && !(Number.isFinite(lr) && lr > 0 && lr <= 100))
+    throw badInput(`${field}.learningRateMultiplier must be greater than 0 and at most 100`, `${field}.learningRateMultiplier`);
   const beta = input?.beta ?? null;
   if (beta !== null && method !== 'dpo') throw badInput(`${field}.beta applies to the dpo method only`, `${field}.beta`);
   if (beta !== null && !(Number.isFinite(beta) && beta > 0 && beta <= 2)) throw badInput(`${field}.beta must be greater than 0 and at most 2`, `${field}.beta`);
@@ -51,7 +52,8 @@ function metadata(value: unknown): Record<string, string> | null {
   if (entries.length > METADATA_PAIRS) throw badInput(`input.metadata has at most ${METADATA_PAIRS} pairs`, 'input.metadata');
   for (const [key, v] of entries) {
     if (key.length === 0 || key.length > 64) throw badInput('input.metadata keys have 1 to 64 characters', 'input.metadata');
-    if (typeof v !== 'string' || v.length > 512) throw badInput(`input.metadata.${key.slice(0, 64)} must be a string of at most 512 characters`, 'input.metadata');
+    if (typeof v !== 'string' || v.length > 512)
+      throw badInput(`input.metadata.${key.slice(0, 64)} must be a string of at most 512 characters`, 'input.metadata');
   }
   return Object.fromEntries(entries) as Record<string, string>;
 }
@@ -62,7 +64,8 @@ export function validJobInput(input: CreateFineTuningJobInput): ValidJobInput {
   if (model === '') throw badInput('input.model is required', 'input.model');
   const trainingFile = assertId('file', input.trainingFile, 'input.trainingFile');
   const validationFile = input.validationFile ? assertId('file', input.validationFile, 'input.validationFile') : null;
-  if (!SUFFIX.test(input.suffix)) throw badInput('input.suffix must be 1–18 lowercase letters, digits or dashes, starting with a letter or digit', 'input.suffix');
+  if (!SUFFIX.test(input.suffix))
+    throw badInput('input.suffix must be 1–18 lowercase letters, digits or dashes, starting with a letter or digit', 'input.suffix');
   const type = input.method?.type ?? 'supervised';
   if (type !== 'supervised' && type !== 'dpo') throw badInput('input.method.type must be supervised or dpo', 'input.method.type');
   if (input.method?.hyperparameters && input.hyperparameters) {
@@ -79,7 +82,10 @@ export function validJobInput(input: CreateFineTuningJobInput): ValidJobInput {
     if (integration.type !== 'wandb') throw badInput(`${field}.type: only wandb integrations are supported`, `${field}.type`);
     const project = integration.wandb.project.trim();
     if (project === '' || project.length > 128) throw badInput(`${field}.wandb.project must have 1 to 128 characters`, `${field}.wandb.project`);
-    return { type: 'wandb', wandb: { project, name: integration.wandb.name ?? null, entity: integration.wandb.entity ?? null, tags: integration.wandb.tags ?? [] } };
+    return {
+      type: 'wandb',
+      wandb: { project, name: integration.wandb.name ?? null, entity: integration.wandb.entity ?? null, tags: integration.wandb.tags ?? [] },
+    };
   });
   const meta = metadata(input.metadata);
   let gpuCount = integerIn(input.gpuCount, 'input.gpuCount', 0, MAX_GPUS);
@@ -132,7 +138,10 @@ export function validBatchInput(input: CreateBatchJobInput, presets: Record<stri
   const requested = input.image.trim();
   const image = presets[requested] ?? (IMAGE_REF.test(requested) && (requested.includes('/') || requested.includes(':')) ? requested : undefined);
   if (!image) {
-    throw badInput(`input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ') || 'none configured'}) nor an image reference`, 'input.image');
+    throw badInput(
+      `input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ') || 'none configured'}) nor an image reference`,
+      'input.image',
+    );
   }
   const command = input.command.trim();
   if (command === '' || command.length > 16 * 1024) throw badInput('input.command must have 1 to 16384 characters', 'input.command');
@@ -192,7 +201,8 @@ export function validNotebookInput(input: CreateNotebookInput, presets: Record<s
   if (!NOTEBOOK_NAME.test(input.name)) throw badInput('input.name must be 1–40 lowercase letters, digits or dashes, starting with a letter', 'input.name');
   const requested = input.image.trim();
   const image = presets[requested] ?? (IMAGE_REF.test(requested) && (requested.includes('/') || requested.includes(':')) ? requested : undefined);
-  if (!image) throw badInput(`input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ')}) nor an image reference`, 'input.image');
+  if (!image)
+    throw badInput(`input.image: "${requested.slice(0, 100)}" is neither a preset (${Object.keys(presets).join(', ')}) nor an image reference`, 'input.image');
   const envs = validEnvs(input.envs ?? [], NOTEBOOK_RESERVED_ENV);
   const ports = [...new Set(input.additionalExposedPorts ?? [])];
   for (const [i, port] of ports.entries()) {

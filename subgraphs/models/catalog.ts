@@ -16,14 +16,18 @@ const isAdmin = (ctx: ModelsContext): boolean => ctx.identity !== null && isPlat
 /** Creating base models: the catalog's (and the admins' own projects') contents are the platform admins' to choose. */
 export function requireCatalogAdmin(ctx: ModelsContext): void {
   if (!isAdmin(ctx)) {
-    throw forbidden('only platform admins (owners of the default organization) create base models: base models make the tenant’s catalog, loaded by platform clusters; a project gets its own models by fine-tuning them');
+    throw forbidden(
+      'only platform admins (owners of the default organization) create base models: base models make the tenant’s catalog, loaded by platform clusters; a project gets its own models by fine-tuning them',
+    );
   }
 }
 
 /** Changing, deactivating or deleting a model: a catalog model by platform admins only; a project's model by the project. */
 export function requireManager(ctx: ModelsContext, model: ModelRow, action: string): void {
   if (inCatalog(model) && !isAdmin(ctx)) {
-    throw forbidden(`model ${model.id} is in the tenant's catalog, shared by every organization: only platform admins (owners of the default organization) ${action} it`);
+    throw forbidden(
+      `model ${model.id} is in the tenant's catalog, shared by every organization: only platform admins (owners of the default organization) ${action} it`,
+    );
   }
 }
 

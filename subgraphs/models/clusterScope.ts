@@ -13,7 +13,6 @@ export function clusterScopeOf(worker: Worker): ClusterScope {
     tenantId: worker.tenantId,
     clusterId: worker.clusterId,
     loadsCatalog: isPlatformCluster(worker),
-    organizations:
-      worker.organizationId !== null ? [worker.organizationId] : worker.sharedWithAllOrganizations ? 'all' : worker.organizationIds,
+    organizations: worker.organizationId !== null ? [worker.organizationId] : worker.sharedWithAllOrganizations ? 'all' : worker.organizationIds,
   };
 }

@@ -71,7 +71,6 @@ export interface ModelScope {
   projectId: string;
 }
 
-
 /** All SQL of the models subgraph. */
 export class ModelStore {
   constructor(private readonly knex: Knex) {}
@@ -90,11 +89,7 @@ export class ModelStore {
   }
 
   list(scope: ModelScope, includeLoading: boolean, page: PageArgs): Promise<Page<ModelRow>> {
-    return paginate<ModelRow>(
-      () => (includeLoading ? this.visible(scope) : this.visible(scope).where('models.loading_status', 'SUCCEEDED')),
-      'models',
-      page,
-    );
+    return paginate<ModelRow>(() => (includeLoading ? this.visible(scope) : this.visible(scope).where('models.loading_status', 'SUCCEEDED')), 'models', page);
   }
 
   /** Inserts a model; false when the id is taken in the tenant. */

@@ -55,7 +55,11 @@ export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput
   }
   if (input?.clusterAllocationPolicy?.allowedClusterIds != null) {
     const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !isId('cluster', id));
-    if (bad !== undefined) throw badInput(`${field}.clusterAllocationPolicy.allowedClusterIds: "${bad.slice(0, 80)}" is not a cluster id`, `${field}.clusterAllocationPolicy.allowedClusterIds`);
+    if (bad !== undefined)
+      throw badInput(
+        `${field}.clusterAllocationPolicy.allowedClusterIds: "${bad.slice(0, 80)}" is not a cluster id`,
+        `${field}.clusterAllocationPolicy.allowedClusterIds`,
+      );
     policy.allowedClusterIds = [...new Set(input.clusterAllocationPolicy.allowedClusterIds)];
   }
   if (input?.clusterAllocationPolicy?.enableOnDemandAllocation != null) {

@@ -58,7 +58,14 @@ export interface Sessions {
    * (default `<host>:<port>`) to the other replicas and to the inference and jobs processes, through the
    * tunnel directory (its table migrated).
    */
-  enablePeers(options: { db: Database; pubsub: PubSub; host: string; port: number; address?: string | undefined; heartbeatMs: number }): Promise<{ port: number; address: string; replicaId: string }>;
+  enablePeers(options: {
+    db: Database;
+    pubsub: PubSub;
+    host: string;
+    port: number;
+    address?: string | undefined;
+    heartbeatMs: number;
+  }): Promise<{ port: number; address: string; replicaId: string }>;
   /** Agents dial here (`/v1/sessions-worker-service/...`, upgrade requests only). */
   tunnelEndpoint: TunnelEndpoint;
   /**
@@ -103,11 +110,18 @@ export function createSessions(options: {
   let peerServer: { close(): Promise<void> } | undefined;
   const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs, clusters: options.clusters });
   const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger });
-  const notebookProxy = createNotebookProxy({ registry: transport, authorizer, cookies: createSessionCookies(options.secretKey), lookupCacheMs: authCacheMs, logger });
+  const notebookProxy = createNotebookProxy({
+    registry: transport,
+    authorizer,
+    cookies: createSessionCookies(options.secretKey),
+    lookupCacheMs: authCacheMs,
+    logger,
+  });
   const userProxy: UserProxy = {
     handles: (pathname) => kubeProxy.handles(pathname),
     handle: (req, res) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handle(req, res) : kubeProxy.handle(req, res)),
-    handleUpgrade: (req, socket, head) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handleUpgrade(req, socket, head) : kubeProxy.handleUpgrade(req, socket, head)),
+    handleUpgrade: (req, socket, head) =>
+      notebookProxy.handles(pathOf(req)) ? notebookProxy.handleUpgrade(req, socket, head) : kubeProxy.handleUpgrade(req, socket, head),
   };
   return {
     registry,
@@ -120,7 +134,14 @@ export function createSessions(options: {
       const advertised = peer.host === '0.0.0.0' || peer.host === '::' ? hostname() : peer.host;
       const address = peer.address ?? `${advertised.includes(':') ? `[${advertised}]` : advertised}:${server.port}`;
       const replicaId = `${hostname()}-${randomString(8)}`;
-      directory = new TunnelDirectory({ knex: peer.db.knex, schema: SESSIONS_SCHEMA, pubsub: peer.pubsub, replica: { registry, replicaId, peerAddress: address }, heartbeatMs: peer.heartbeatMs, logger });
+      directory = new TunnelDirectory({
+        knex: peer.db.knex,
+        schema: SESSIONS_SCHEMA,
+        pubsub: peer.pubsub,
+        replica: { registry, replicaId, peerAddress: address },
+        heartbeatMs: peer.heartbeatMs,
+        logger,
+      });
       await directory.start();
       transport.usePeers(directory, tokens);
       logger.info({ peerAddress: address, replicaId }, 'sessions peer endpoint listening');
@@ -202,6 +223,12 @@ export const sessionsComponent = defineComponent({
         throw error;
       }
     }
-    return { subgraphs: [sessions.definition], publicRoutes: publicRoutesOf(sessions), tunnels: sessions.transport, stop: () => sessions.close(), exposed: sessions };
+    return {
+      subgraphs: [sessions.definition],
+      publicRoutes: publicRoutesOf(sessions),
+      tunnels: sessions.transport,
+      stop: () => sessions.close(),
+      exposed: sessions,
+    };
   },
 });

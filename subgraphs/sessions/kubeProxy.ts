@@ -83,12 +83,15 @@ export function createKubeProxy(options: KubeProxyOptions) {
     const capability = !upgrade && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') ? 'READ' : 'WRITE';
     const resource = kind.kind === 'cluster' ? 'api.k8s.clusterscope' : 'api.fine_tuning.jobs';
     const decision = await authorizer.decide(credential, resource, capability, requestId);
-    const namespaces = await authorizer.namespacesOn(decision, clusterId, `${resource}.${capability.toLowerCase()}`, { clusterScoped: kind.kind === 'cluster' });
+    const namespaces = await authorizer.namespacesOn(decision, clusterId, `${resource}.${capability.toLowerCase()}`, {
+      clusterScoped: kind.kind === 'cluster',
+    });
     if (kind.kind === 'namespaced' && !namespaces.includes(kind.namespace)) {
       throw new SessionsError(403, `Forbidden: namespace "${kind.namespace}" of cluster ${clusterId} is not assigned to your project`);
     }
     if (kind.kind === 'discovery' && namespaces.length === 0) throw new SessionsError(403, `Forbidden: cluster ${clusterId} is not assigned to your project`);
-    if (upgrade && !UPGRADE_METHODS.includes(method)) throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
+    if (upgrade && !UPGRADE_METHODS.includes(method))
+      throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
     return { clusterId, path: `${K8S_PREFIX}${kubePath}${checked.query}` };
   }
 

@@ -15,11 +15,23 @@ describe('notebook paths', () => {
     });
     expect(parseNotebookPath(`${BASE}/lab/team-a`)).toMatchObject({ port: 8888, rest: '' });
     expect(parseNotebookPath(`${BASE}/lab/team-a/8888/api`)).toMatchObject({ port: 8888, rest: '/api', publicPrefix: `${BASE}/lab/team-a` });
-    expect(parseNotebookPath(`${BASE}/nb-AbC123/team-a/6006/`)).toMatchObject({ notebook: 'nb-AbC123', port: 6006, rest: '/', publicPrefix: `${BASE}/nb-AbC123/team-a/6006` });
+    expect(parseNotebookPath(`${BASE}/nb-AbC123/team-a/6006/`)).toMatchObject({
+      notebook: 'nb-AbC123',
+      port: 6006,
+      rest: '/',
+      publicPrefix: `${BASE}/nb-AbC123/team-a/6006`,
+    });
   });
 
   it('refuse what cannot name a notebook: 404 with the expected form', () => {
-    for (const path of [`${BASE}`, `${BASE}/lab`, `${BASE}/Lab_1/team-a/`, `${BASE}/lab/Team_A/`, `${BASE}/lab/team-a/70000/`, '/v1/sessions/not-a-cluster/v1/services/notebooks/lab/ns/']) {
+    for (const path of [
+      `${BASE}`,
+      `${BASE}/lab`,
+      `${BASE}/Lab_1/team-a/`,
+      `${BASE}/lab/Team_A/`,
+      `${BASE}/lab/team-a/70000/`,
+      '/v1/sessions/not-a-cluster/v1/services/notebooks/lab/ns/',
+    ]) {
       expect(() => parseNotebookPath(path), path).toThrow(expect.objectContaining({ status: 404 }));
     }
   });

@@ -104,7 +104,8 @@ export function parseNotebookPath(pathname: string): NotebookTarget {
   const notebook = safeDecode(rawNotebook);
   const namespace = safeDecode(rawNamespace);
   if (!notebook || !namespace) throw new SessionsError(404, `A notebook path names the notebook and its namespace: ${usage}`);
-  if (!DNS_LABEL.test(notebook) && !isId('notebook', notebook)) throw new SessionsError(404, `"${notebook.slice(0, 80)}" is not a notebook name or id: ${usage}`);
+  if (!DNS_LABEL.test(notebook) && !isId('notebook', notebook))
+    throw new SessionsError(404, `"${notebook.slice(0, 80)}" is not a notebook name or id: ${usage}`);
   if (!DNS_LABEL.test(namespace)) throw new SessionsError(404, `"${namespace.slice(0, 80)}" is not a namespace: ${usage}`);
   const base = `/v1/sessions/${clusterId}${NOTEBOOKS_SEGMENT}/${rawNotebook}/${rawNamespace}`;
   // A segment of digits after the namespace is a port (Jupyter's own paths never are one).
@@ -173,13 +174,21 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     if (fromHeaders && /^bearer\s/i.test(fromHeaders.authorization)) return { credential: fromHeaders, source: 'header' };
     const token = url.searchParams.get(ACCESS_TOKEN_PARAM);
     if (token) {
-      const credential = { authorization: `Bearer ${token}`, organizationId: headerValue(req.headers, 'openai-organization') ?? null, projectId: headerValue(req.headers, 'openai-project') ?? null };
+      const credential = {
+        authorization: `Bearer ${token}`,
+        organizationId: headerValue(req.headers, 'openai-organization') ?? null,
+        projectId: headerValue(req.headers, 'openai-project') ?? null,
+      };
       return { credential, source: 'query' };
     }
     const cookie = sessionCookieOf(req);
     if (cookie !== undefined) {
       const credential = cookies.open(cookie);
-      if (!credential) throw new SessionsError(401, 'Your notebook session expired or is not valid: open the notebook again with ?access_token=<API key> or an Authorization: Bearer header');
+      if (!credential)
+        throw new SessionsError(
+          401,
+          'Your notebook session expired or is not valid: open the notebook again with ?access_token=<API key> or an Authorization: Bearer header',
+        );
       return { credential, source: 'cookie' };
     }
     throw new SessionsError(401, `${MISSING_CREDENTIAL}, or open the notebook with ?${ACCESS_TOKEN_PARAM}=<API key> once`);
@@ -208,12 +217,18 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     const selector = encodeURIComponent(`${label}=${target.notebook}`);
     const stream = registry.request(
       target.clusterId,
-      { ':method': 'GET', ':path': `${K8S_PREFIX}/api/v1/namespaces/${target.namespace}/services?labelSelector=${selector}`, accept: 'application/json', 'x-request-id': requestId },
+      {
+        ':method': 'GET',
+        ':path': `${K8S_PREFIX}/api/v1/namespaces/${target.namespace}/services?labelSelector=${selector}`,
+        accept: 'application/json',
+        'x-request-id': requestId,
+      },
       { endStream: true },
     );
     const answer = await readAnswer(stream, 15_000);
     // A list never answers 404 on a real apiserver: this agent has no Kubernetes API (the local executor).
-    if (answer.status === 404) throw new SessionsError(404, `Cluster ${target.clusterId} runs no notebooks: they need a Kubernetes cluster (its agent runs the local executor)`);
+    if (answer.status === 404)
+      throw new SessionsError(404, `Cluster ${target.clusterId} runs no notebooks: they need a Kubernetes cluster (its agent runs the local executor)`);
     if (answer.status !== 200) {
       let message = answer.body.slice(0, 300);
       try {
@@ -243,7 +258,10 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     }
     if (items.length > 1) {
       const ids = items.map((item) => item.metadata.labels[JOB_ID_LABEL]).join(', ');
-      throw new SessionsError(409, `Several notebooks are named "${target.notebook}" in namespace ${target.namespace} (projects share it): use the notebook's id (${ids}) instead of its name`);
+      throw new SessionsError(
+        409,
+        `Several notebooks are named "${target.notebook}" in namespace ${target.namespace} (projects share it): use the notebook's id (${ids}) instead of its name`,
+      );
     }
     const item = items[0];
     const service: NotebookService = {
@@ -292,7 +310,10 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       decision = await authorizer.decide(credential, RESOURCE, 'READ', requestId);
     } catch (error) {
       if (error instanceof SessionsError && error.status === 401 && source === 'cookie') {
-        throw new SessionsError(401, `Your notebook session is no longer valid (${error.message}): open the notebook again with ?${ACCESS_TOKEN_PARAM}=<API key>`);
+        throw new SessionsError(
+          401,
+          `Your notebook session is no longer valid (${error.message}): open the notebook again with ?${ACCESS_TOKEN_PARAM}=<API key>`,
+        );
       }
       throw error;
     }
@@ -339,7 +360,9 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
   /** Whether the session cookie is what a request authenticates with (no Bearer header, no access_token). */
   function usesCookie(req: IncomingMessage): boolean {
     const url = new URL(req.url ?? '/', 'http://mariner');
-    return !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') && !url.searchParams.has(ACCESS_TOKEN_PARAM) && sessionCookieOf(req) !== undefined;
+    return (
+      !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') && !url.searchParams.has(ACCESS_TOKEN_PARAM) && sessionCookieOf(req) !== undefined
+    );
   }
 
   /**
@@ -406,7 +429,15 @@ a link from someone else can sign you in as them, and they could then read what 
   }
 
   /** Sends the agent's answer: the apiserver's link rewriting undone, the session cookie set when asked. */
-  function respond(res: ServerResponse, method: string, admitted: Admitted, headers: H2Headers, stream: ClientHttp2Stream, requestId: string, setCookie: string | undefined): void {
+  function respond(
+    res: ServerResponse,
+    method: string,
+    admitted: Admitted,
+    headers: H2Headers,
+    stream: ClientHttp2Stream,
+    requestId: string,
+    setCookie: string | undefined,
+  ): void {
     const status = Number(headers[':status'] ?? 502);
     const out: Record<string, string | string[]> = { ...responseHeaders(headers), 'x-request-id': requestId };
     if (typeof out['location'] === 'string') out['location'] = publicLocation(admitted, out['location']);
@@ -414,8 +445,13 @@ a link from someone else can sign you in as them, and they could then read what 
       const upstream = out['set-cookie'];
       out['set-cookie'] = [...(upstream === undefined ? [] : Array.isArray(upstream) ? upstream : [upstream]), setCookie];
     }
-    const type = String(out['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    const encoding = String(out['content-encoding'] ?? '').trim().toLowerCase();
+    const type = String(out['content-type'] ?? '')
+      .split(';')[0]!
+      .trim()
+      .toLowerCase();
+    const encoding = String(out['content-encoding'] ?? '')
+      .trim()
+      .toLowerCase();
     const decode = DECODERS[encoding];
     if (type !== 'text/html' || !decode || method === 'HEAD') {
       res.writeHead(status, out);
@@ -484,7 +520,8 @@ a link from someone else can sign you in as them, and they could then read what 
         const secure = overTls(req);
         if (source === 'query' && !mayLogIn(req)) {
           req.resume();
-          if (method !== 'GET' && method !== 'HEAD') throw new SessionsError(403, `Forbidden: another site may not sign this browser in with ?${ACCESS_TOKEN_PARAM}=; open the link yourself`);
+          if (method !== 'GET' && method !== 'HEAD')
+            throw new SessionsError(403, `Forbidden: another site may not sign this browser in with ?${ACCESS_TOKEN_PARAM}=; open the link yourself`);
           return confirmLogin(res, admitted, requestId);
         }
         if (source === 'query' && (method === 'GET' || method === 'HEAD')) {
@@ -492,7 +529,12 @@ a link from someone else can sign you in as them, and they could then read what 
           req.resume();
           const search = new URLSearchParams(admitted.url.search);
           search.delete(ACCESS_TOKEN_PARAM);
-          res.writeHead(303, { location: `${admitted.pathname}${search.size > 0 ? `?${search}` : ''}`, 'set-cookie': cookies.setCookie(admitted.credential, secure), 'x-request-id': requestId, 'cache-control': 'no-store' });
+          res.writeHead(303, {
+            location: `${admitted.pathname}${search.size > 0 ? `?${search}` : ''}`,
+            'set-cookie': cookies.setCookie(admitted.credential, secure),
+            'x-request-id': requestId,
+            'cache-control': 'no-store',
+          });
           return void res.end();
         }
         const headers: OutgoingHttpHeaders = {
@@ -527,7 +569,14 @@ a link from someone else can sign you in as them, and they could then read what 
         const message = known ? error.message : `The cluster tunnel failed (request id ${requestId})`;
         const extra: Record<string, string> = { 'X-Request-Id': requestId };
         if (status === 401 && usesCookie(req)) extra['Set-Cookie'] = cookies.clearCookie(overTls(req));
-        answerUpgrade(socket, status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Refused', 'application/json', errorBody(status, message), extra);
+        answerUpgrade(
+          socket,
+          status,
+          status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Refused',
+          'application/json',
+          errorBody(status, message),
+          extra,
+        );
       };
       let stream: ClientHttp2Stream;
       try {

@@ -20,13 +20,29 @@ import { TunnelDirectory } from './tunnelDirectory.js';
 export class RemoteAgentTunnels implements AgentTunnels {
   private readonly peers: PeerClient;
 
-  private constructor(private readonly directory: TunnelDirectory, secretKey: string) {
+  private constructor(
+    private readonly directory: TunnelDirectory,
+    secretKey: string,
+  ) {
     this.peers = new PeerClient(directory, peerTokens(secretKey));
   }
 
   /** Reads the directory (`<schema>.cluster_tunnels`) once, then follows it until `close`. */
-  static async start(options: { knex: Knex; schema: string; pubsub: PubSub; secretKey: string; heartbeatMs: number; logger: Logger }): Promise<RemoteAgentTunnels> {
-    const directory = new TunnelDirectory({ knex: options.knex, schema: options.schema, pubsub: options.pubsub, heartbeatMs: options.heartbeatMs, logger: options.logger });
+  static async start(options: {
+    knex: Knex;
+    schema: string;
+    pubsub: PubSub;
+    secretKey: string;
+    heartbeatMs: number;
+    logger: Logger;
+  }): Promise<RemoteAgentTunnels> {
+    const directory = new TunnelDirectory({
+      knex: options.knex,
+      schema: options.schema,
+      pubsub: options.pubsub,
+      heartbeatMs: options.heartbeatMs,
+      logger: options.logger,
+    });
     await directory.start();
     return new RemoteAgentTunnels(directory, options.secretKey);
   }

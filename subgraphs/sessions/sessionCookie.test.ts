@@ -30,7 +30,9 @@ describe('the sessions cookie', () => {
 
   it('is HttpOnly, SameSite=Lax, on /v1/sessions for a day, Secure over TLS', () => {
     const cookies = createSessionCookies(SECRET);
-    expect(cookies.setCookie(credential, false)).toMatch(new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]+; Max-Age=86400; Path=/v1/sessions; HttpOnly; SameSite=Lax$`));
+    expect(cookies.setCookie(credential, false)).toMatch(
+      new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]+; Max-Age=86400; Path=/v1/sessions; HttpOnly; SameSite=Lax$`),
+    );
     expect(cookies.setCookie(credential, true)).toMatch(/; Secure$/);
     expect(cookies.clearCookie(true)).toBe(`${SESSION_COOKIE}=; Max-Age=0; Path=/v1/sessions; HttpOnly; SameSite=Lax; Secure`);
     expect(overTls(request({}, true))).toBe(true);
@@ -38,7 +40,7 @@ describe('the sessions cookie', () => {
     expect(overTls(request({}))).toBe(false);
   });
 
-  it("is read from the Cookie header and kept from the notebook, whose own cookies go on", () => {
+  it('is read from the Cookie header and kept from the notebook, whose own cookies go on', () => {
     const req = request({ cookie: `_xsrf=2|abc; ${SESSION_COOKIE}=sealed; username-host="x=y"` });
     expect(sessionCookieOf(req)).toBe('sealed');
     expect(cookiesWithoutSession(req)).toBe('_xsrf=2|abc; username-host="x=y"');

@@ -50,7 +50,13 @@ export function createSessionCookies(secret: string): SessionCookies {
   const key = createHmac('sha256', secret).update('mariner sessions cookie key v1').digest();
   const attributes = (secure: boolean) => `Path=${SESSION_COOKIE_PATH}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
   const seal = (credential: SessionCredential, now = Date.now()) => {
-    const payload: Sealed = { v: 1, a: credential.authorization, o: credential.organizationId, p: credential.projectId, e: Math.floor(now / 1000) + SESSION_TTL_SECONDS };
+    const payload: Sealed = {
+      v: 1,
+      a: credential.authorization,
+      o: credential.organizationId,
+      p: credential.projectId,
+      e: Math.floor(now / 1000) + SESSION_TTL_SECONDS,
+    };
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(AAD);
     const body = Buffer.concat([cipher.update(JSON.stringify(payload), 'utf8'), cipher.final()]);

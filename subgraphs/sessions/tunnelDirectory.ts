@@ -147,7 +147,9 @@ export class TunnelDirectory {
         )
         .delete();
       // Rows of replicas that died long ago (their clean stop would have deleted them).
-      await table().where('updated_at', '<', knex.raw(`now() - make_interval(secs => ?)`, [(this.staleMs * 10) / 1000])).delete();
+      await table()
+        .where('updated_at', '<', knex.raw(`now() - make_interval(secs => ?)`, [(this.staleMs * 10) / 1000]))
+        .delete();
     });
     this.written = signature;
     if (changed) await this.options.pubsub.publish(PEER_CHANNEL, replicaId);

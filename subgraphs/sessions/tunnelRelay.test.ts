@@ -67,13 +67,31 @@ describe('what crosses the tunnel', () => {
       segments: ['v1', 'sessions', 'cluster-a', 'api', 'v1', 'namespaces', 'team-a', 'pods'],
       query: '?watch=true&labelSelector=a%3Db',
     });
-    expect(checkedRequestPath('/v1//sessions/c/lab/tree/My%20Notebook.ipynb/')).toMatchObject({ path: '/v1/sessions/c/lab/tree/My%20Notebook.ipynb/', segments: ['v1', 'sessions', 'c', 'lab', 'tree', 'My Notebook.ipynb'] });
+    expect(checkedRequestPath('/v1//sessions/c/lab/tree/My%20Notebook.ipynb/')).toMatchObject({
+      path: '/v1/sessions/c/lab/tree/My%20Notebook.ipynb/',
+      segments: ['v1', 'sessions', 'c', 'lab', 'tree', 'My Notebook.ipynb'],
+    });
     expect(checkedRequestPath('http://mariner.example/v1/sessions/c/api?x=1')).toMatchObject({ path: '/v1/sessions/c/api', query: '?x=1' });
-    expect(checkedRequestPath('/v1/sessions/c/files/.ipynb_checkpoints/...')).toMatchObject({ segments: ['v1', 'sessions', 'c', 'files', '.ipynb_checkpoints', '...'] });
+    expect(checkedRequestPath('/v1/sessions/c/files/.ipynb_checkpoints/...')).toMatchObject({
+      segments: ['v1', 'sessions', 'c', 'files', '.ipynb_checkpoints', '...'],
+    });
   });
 
   it('paths: a malformed escape, a dot segment plain or encoded, an encoded slash or backslash, a control character: 400', () => {
-    for (const target of ['/a/%E0%A4%A', '/a/%zz', '/a/../b', '/a/./b', '/a/%2e%2e/b', '/a/%2E/b', '/a/.%2e/b', '/a/..%2Fb', '/a/x%2fy', '/a/..%5Cb', '/a/x%00y', '/a/x%0Ay']) {
+    for (const target of [
+      '/a/%E0%A4%A',
+      '/a/%zz',
+      '/a/../b',
+      '/a/./b',
+      '/a/%2e%2e/b',
+      '/a/%2E/b',
+      '/a/.%2e/b',
+      '/a/..%2Fb',
+      '/a/x%2fy',
+      '/a/..%5Cb',
+      '/a/x%00y',
+      '/a/x%0Ay',
+    ]) {
       expect(() => checkedRequestPath(target), target).toThrow(expect.objectContaining({ status: 400 }));
     }
   });

@@ -66,7 +66,14 @@ const UPGRADE_REQUEST_HEADERS = ['sec-websocket-key', 'sec-websocket-version', '
  * another method than the one authorized), and hop-by-hop headers.
  */
 function neverForwarded(name: string): boolean {
-  return name === 'authorization' || name === 'cookie' || name.startsWith('openai-') || name.startsWith('impersonate-') || isInternalHeader(name) || HOP_BY_HOP.has(name);
+  return (
+    name === 'authorization' ||
+    name === 'cookie' ||
+    name.startsWith('openai-') ||
+    name.startsWith('impersonate-') ||
+    isInternalHeader(name) ||
+    HOP_BY_HOP.has(name)
+  );
 }
 
 /**
@@ -75,7 +82,10 @@ function neverForwarded(name: string): boolean {
  * and `Connection: Upgrade` with the caller's `Upgrade`. `cookie` is what to send as Cookie, if
  * anything (the notebook's own cookies; never the session cookie).
  */
-export function forwardableHeaders(headers: IncomingHttpHeaders, options: { allow: ReadonlySet<string>; upgrade: boolean; cookie?: string | undefined }): Record<string, string | string[]> {
+export function forwardableHeaders(
+  headers: IncomingHttpHeaders,
+  options: { allow: ReadonlySet<string>; upgrade: boolean; cookie?: string | undefined },
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const names = options.upgrade ? [...options.allow, ...UPGRADE_REQUEST_HEADERS] : [...options.allow];
   for (const name of names) {
@@ -116,7 +126,10 @@ export function checkedRequestPath(target: string): { path: string; segments: st
       throw new SessionsError(400, `The path has a malformed percent-encoding in "${segment.slice(0, 80)}": encode "%" as %25`);
     }
     if (TRAVERSAL.test(decoded)) {
-      throw new SessionsError(400, `The path segment "${segment.slice(0, 80)}" is refused: paths may not hold "." or ".." segments, encoded slashes or control characters`);
+      throw new SessionsError(
+        400,
+        `The path segment "${segment.slice(0, 80)}" is refused: paths may not hold "." or ".." segments, encoded slashes or control characters`,
+      );
     }
     return decoded;
   });
@@ -135,7 +148,14 @@ export function responseHeaders(headers: H2Headers): Record<string, string | str
 }
 
 /** Answers an upgrade request with a plain HTTP response and closes the connection. */
-export function answerUpgrade(socket: Duplex, status: number, reason: string, contentType: string, body: Buffer | string, headers: Record<string, string> = {}): void {
+export function answerUpgrade(
+  socket: Duplex,
+  status: number,
+  reason: string,
+  contentType: string,
+  body: Buffer | string,
+  headers: Record<string, string> = {},
+): void {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
   let head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;

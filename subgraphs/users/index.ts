@@ -38,7 +38,10 @@ export const usersComponent = defineComponent({
     const definition: SubgraphDefinition<UsersContext> = {
       name: 'users',
       typeDefs: subgraphTypeDefs('users'),
-      resolvers: { ...resolvers, Mutation: announcingPrincipalChanges(resolvers.Mutation!, principalsChanged) } as SubgraphDefinition<UsersContext>['resolvers'],
+      resolvers: {
+        ...resolvers,
+        Mutation: announcingPrincipalChanges(resolvers.Mutation!, principalsChanged),
+      } as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
       createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store) }),
     };

@@ -14,9 +14,11 @@ import type { Resolvers } from './generated/resolvers.js';
  */
 export function principalChanges(pubsub: Pick<PubSub, 'publish'>, logger: Logger) {
   return async function principalsChanged(tenantId: string): Promise<void> {
-    await pubsub.publish(PRINCIPALS_CHANNEL, tenantId).catch((error: unknown) =>
-      logger.error({ err: error, tenantId }, 'could not announce a principal change: gateways may accept the previous principal until their cache expires'),
-    );
+    await pubsub
+      .publish(PRINCIPALS_CHANNEL, tenantId)
+      .catch((error: unknown) =>
+        logger.error({ err: error, tenantId }, 'could not announce a principal change: gateways may accept the previous principal until their cache expires'),
+      );
   };
 }
 

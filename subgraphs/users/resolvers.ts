@@ -1,13 +1,6 @@
 import { badInput, failedPrecondition, forbidden, notFound } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
-import {
-  organizationRoleOf,
-  principalOf,
-  requireOrganizationMember,
-  requireOrganizationOwner,
-  requireProjectManager,
-  visibleProject,
-} from './access.js';
+import { organizationRoleOf, principalOf, requireOrganizationMember, requireOrganizationOwner, requireProjectManager, visibleProject } from './access.js';
 import type { UsersContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import type { ApiKeyRow, OrganizationMemberRow, ProjectMemberRow } from './store.js';
@@ -50,7 +43,11 @@ export const resolvers: Resolvers<UsersContext> = {
     },
     projects: (_p, { organizationId, ...page }, ctx) => {
       requireOrganizationMember(ctx, organizationId);
-      return ctx.store.listProjects(organizationId, principalOf(ctx).projects.map((p) => p.projectId), page);
+      return ctx.store.listProjects(
+        organizationId,
+        principalOf(ctx).projects.map((p) => p.projectId),
+        page,
+      );
     },
     project: async (_p, { id }, ctx) => {
       assertId('project', id, 'id');
@@ -60,13 +57,14 @@ export const resolvers: Resolvers<UsersContext> = {
       const projectId = ctx.identity!.project!.projectId;
       const project = await visibleProject(ctx, projectId);
       const owner =
-        organizationRoleOf(ctx, project.organization_id) === 'OWNER' ||
-        principalOf(ctx).projects.some((p) => p.projectId === projectId && p.role === 'OWNER');
+        organizationRoleOf(ctx, project.organization_id) === 'OWNER' || principalOf(ctx).projects.some((p) => p.projectId === projectId && p.role === 'OWNER');
       return ctx.store.listApiKeys(projectId, owner ? null : principalOf(ctx).userId, args);
     },
     users: (_p, args, ctx) =>
       ctx.store.listUsersInOrganizations(
-        principalOf(ctx).organizations.filter((o) => o.role === 'OWNER').map((o) => o.organizationId),
+        principalOf(ctx)
+          .organizations.filter((o) => o.role === 'OWNER')
+          .map((o) => o.organizationId),
         args,
       ),
     principalByApiKey: (_p, { secret }, ctx) => ctx.store.principalByApiKey(secret),
@@ -205,8 +203,7 @@ export const resolvers: Resolvers<UsersContext> = {
   },
 
   Organization: {
-    __resolveReference: async (ref, ctx) =>
-      organizationRoleOf(ctx, ref.id) ? ctx.loaders.organization.load(ref.id) : null,
+    __resolveReference: async (ref, ctx) => (organizationRoleOf(ctx, ref.id) ? ctx.loaders.organization.load(ref.id) : null),
     isDefault: (o) => o.is_default,
     createdAt: (o) => iso(o.created_at),
     summary: (o, _a, ctx) => ctx.loaders.organizationSummary.load(o.id),
@@ -215,7 +212,11 @@ export const resolvers: Resolvers<UsersContext> = {
       return ctx.store.listOrganizationMembers(o.id, args);
     },
     projects: (o, args, ctx) =>
-      ctx.store.listProjects(o.id, principalOf(ctx).projects.map((p) => p.projectId), args),
+      ctx.store.listProjects(
+        o.id,
+        principalOf(ctx).projects.map((p) => p.projectId),
+        args,
+      ),
   },
   Project: {
     __resolveReference: async (ref, ctx) => visibleProject(ctx, ref.id, 'id').catch(() => null),

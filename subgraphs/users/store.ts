@@ -117,7 +117,6 @@ export function obfuscateSecret(secret: string): string {
   return `${secret.slice(0, 5)}...${secret.slice(-2)}`;
 }
 
-
 /** All SQL of the users subgraph. Knows nothing of GraphQL. */
 export class UserStore {
   constructor(private readonly knex: Knex) {}
@@ -191,11 +190,7 @@ export class UserStore {
    * may be derived from the new project's id (the default namespace); a derived namespace that happens to
    * be taken is retried with another id, given namespaces are refused (CONFLICT).
    */
-  async createProject(
-    organizationId: string,
-    title: string,
-    assignments: Assignment[] | ((projectId: string) => Assignment[]),
-  ): Promise<ProjectRow> {
+  async createProject(organizationId: string, title: string, assignments: Assignment[] | ((projectId: string) => Assignment[])): Promise<ProjectRow> {
     for (let attempt = 1; ; attempt++) {
       const id = newId('project');
       const wanted = typeof assignments === 'function' ? assignments(id) : assignments;
@@ -261,7 +256,10 @@ export class UserStore {
       .where({ tenant_id: project.tenant_id })
       .whereIn('namespace', names)
       .select('namespace', 'project_id')) as { namespace: string; project_id: string }[];
-    const taken = holders.filter((h) => h.project_id !== project.id).map((h) => h.namespace).sort();
+    const taken = holders
+      .filter((h) => h.project_id !== project.id)
+      .map((h) => h.namespace)
+      .sort();
     if (taken.length) throw new NamespacesTaken(taken);
   }
 
@@ -333,12 +331,7 @@ export class UserStore {
   }
 
   listProjectMembers(projectId: string, page: PageArgs): Promise<Page<ProjectMemberRow>> {
-    return paginate<ProjectMemberRow>(
-      () => this.t('project_members').where('project_members.project_id', projectId),
-      'project_members',
-      page,
-      'user_id',
-    );
+    return paginate<ProjectMemberRow>(() => this.t('project_members').where('project_members.project_id', projectId), 'project_members', page, 'user_id');
   }
 
   async organizationMember(organizationId: string, userId: string): Promise<OrganizationMemberRow | undefined> {
@@ -437,16 +430,19 @@ export class UserStore {
   }
 
   /** Creates a key; returns the row and the secret, which is never stored or shown again. */
-  async createApiKey(input: {
-    name: string;
-    userId: string;
-    organizationId: string;
-    projectId: string;
-    excludedFromRateLimiting: boolean;
-    secret?: string;
-    /** The bootstrap admin key, which a changed MARINER_ADMIN_API_KEY replaces. */
-    isBootstrap?: boolean;
-  }, trx: Knex | Knex.Transaction = this.knex): Promise<{ id: string; secret: string }> {
+  async createApiKey(
+    input: {
+      name: string;
+      userId: string;
+      organizationId: string;
+      projectId: string;
+      excludedFromRateLimiting: boolean;
+      secret?: string;
+      /** The bootstrap admin key, which a changed MARINER_ADMIN_API_KEY replaces. */
+      isBootstrap?: boolean;
+    },
+    trx: Knex | Knex.Transaction = this.knex,
+  ): Promise<{ id: string; secret: string }> {
     const secret = input.secret ?? newApiKeySecret();
     const id = newId('apiKey');
     await this.t('api_keys', trx).insert({
@@ -620,10 +616,19 @@ export class UserStore {
         projectId = project.id;
       }
       const namespaceConflicts = await this.unreportedNamespaceConflicts(trx);
-      const key = { name: 'admin (bootstrap)', userId: options.adminEmail, organizationId: org!.id, projectId, excludedFromRateLimiting: true, isBootstrap: true };
+      const key = {
+        name: 'admin (bootstrap)',
+        userId: options.adminEmail,
+        organizationId: org!.id,
+        projectId,
+        excludedFromRateLimiting: true,
+        isBootstrap: true,
+      };
       const fixed = options.adminApiKey;
       if (fixed) {
-        const existing = (await this.t('api_keys', trx).where({ secret_hash: hashSecret(fixed) }).first('id')) as { id: string } | undefined;
+        const existing = (await this.t('api_keys', trx)
+          .where({ secret_hash: hashSecret(fixed) })
+          .first('id')) as { id: string } | undefined;
         let keep = existing?.id;
         if (keep) {
           await this.t('api_keys', trx).where({ id: keep }).update({ is_bootstrap: true });

@@ -109,7 +109,11 @@ export const resolvers: Resolvers<VectorStoresContext> = {
       const store = await storeOrThrow(ctx, vectorStoreId);
       const batch = await ctx.store.batch(store.id, assertId('vectorStoreFileBatch', batchId, 'batchId'));
       if (!batch) throw notFound('vector store file batch', batchId);
-      return ctx.store.listFiles(store.id, { status: status as FileStatusValue | null, batchId: batch.id }, { after, limit, order: order === 'ASC' ? 'asc' : 'desc' });
+      return ctx.store.listFiles(
+        store.id,
+        { status: status as FileStatusValue | null, batchId: batch.id },
+        { after, limit, order: order === 'ASC' ? 'asc' : 'desc' },
+      );
     },
     searchVectorStore: async (_p, { input }, ctx) => {
       let store: VectorStoreRow | undefined;
@@ -122,7 +126,8 @@ export const resolvers: Resolvers<VectorStoresContext> = {
       if (queries.length === 0 || queries.length > MAX_QUERIES) throw badInput(`query: 1 to ${MAX_QUERIES} non-empty queries`, 'query');
       if (queries.some((q) => q.length > MAX_QUERY_LENGTH)) throw badInput(`query: each at most ${MAX_QUERY_LENGTH} characters`, 'query');
       const maxResults = input.maxNumResults ?? DEFAULT_RESULTS;
-      if (!Number.isInteger(maxResults) || maxResults < 1 || maxResults > MAX_RESULTS) throw badInput(`maxNumResults must be from 1 to ${MAX_RESULTS}`, 'maxNumResults');
+      if (!Number.isInteger(maxResults) || maxResults < 1 || maxResults > MAX_RESULTS)
+        throw badInput(`maxNumResults must be from 1 to ${MAX_RESULTS}`, 'maxNumResults');
       const threshold = input.scoreThreshold ?? 0;
       if (!(threshold >= 0 && threshold <= 1)) throw badInput('scoreThreshold must be from 0 to 1', 'scoreThreshold');
       const fileIds = await filteredFileIds(ctx, store, input.filters);

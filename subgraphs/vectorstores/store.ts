@@ -94,7 +94,9 @@ export class VectorStoreStore {
   // Stores
 
   async insertStore(row: Omit<VectorStoreRow, 'created_at' | 'last_active_at' | 'dimension'>): Promise<VectorStoreRow> {
-    const [created] = await this.t('vector_stores').insert({ ...row, metadata: JSON.stringify(row.metadata) }).returning('*');
+    const [created] = await this.t('vector_stores')
+      .insert({ ...row, metadata: JSON.stringify(row.metadata) })
+      .returning('*');
     return created as VectorStoreRow;
   }
 
@@ -119,7 +121,11 @@ export class VectorStoreStore {
     );
   }
 
-  async updateStore(scope: ProjectScope, id: string, patch: { name?: string; metadata?: Record<string, string>; expires_after_days?: number | null }): Promise<VectorStoreRow | undefined> {
+  async updateStore(
+    scope: ProjectScope,
+    id: string,
+    patch: { name?: string; metadata?: Record<string, string>; expires_after_days?: number | null },
+  ): Promise<VectorStoreRow | undefined> {
     const changes: Record<string, unknown> = { last_active_at: this.knex.fn.now() };
     if (patch.name !== undefined) changes['name'] = patch.name;
     if (patch.metadata !== undefined) changes['metadata'] = JSON.stringify(patch.metadata);
@@ -150,7 +156,11 @@ export class VectorStoreStore {
     const rows = await this.t('vector_store_files')
       .whereIn('vector_store_id', storeIds as string[])
       .groupBy('vector_store_id')
-      .select('vector_store_id', this.knex.raw(COUNT_COLUMNS), this.knex.raw(`coalesce(sum(usage_bytes) filter (where status = 'COMPLETED'), 0) as usage_bytes`));
+      .select(
+        'vector_store_id',
+        this.knex.raw(COUNT_COLUMNS),
+        this.knex.raw(`coalesce(sum(usage_bytes) filter (where status = 'COMPLETED'), 0) as usage_bytes`),
+      );
     for (const row of rows as Record<string, unknown>[]) {
       out.set(String(row['vector_store_id']), { ...countsOf(row), usageBytes: Number(row['usage_bytes'] ?? 0) });
     }
@@ -163,7 +173,12 @@ export class VectorStoreStore {
    * Adds files to a store for ingestion (IN_PROGRESS); a file already there is re-ingested from
    * scratch (its old vectors are replaced when the worker takes it).
    */
-  async upsertFiles(rows: Omit<VectorStoreFileRow, 'created_at' | 'status' | 'last_error_code' | 'last_error_message' | 'usage_bytes' | 'chunk_count' | 'lease_owner' | 'lease_until' | 'attempts'>[]): Promise<VectorStoreFileRow[]> {
+  async upsertFiles(
+    rows: Omit<
+      VectorStoreFileRow,
+      'created_at' | 'status' | 'last_error_code' | 'last_error_message' | 'usage_bytes' | 'chunk_count' | 'lease_owner' | 'lease_until' | 'attempts'
+    >[],
+  ): Promise<VectorStoreFileRow[]> {
     if (!rows.length) return [];
     const values = rows.map((r) => ({
       ...r,
@@ -202,7 +217,11 @@ export class VectorStoreStore {
 
   async filesByIds(storeId: string, fileIds: readonly string[]): Promise<VectorStoreFileRow[]> {
     if (!fileIds.length) return [];
-    return ((await this.t('vector_store_files').where({ vector_store_id: storeId }).whereIn('file_id', fileIds as string[])) as VectorStoreFileRow[]).map(normaliseFile);
+    return (
+      (await this.t('vector_store_files')
+        .where({ vector_store_id: storeId })
+        .whereIn('file_id', fileIds as string[])) as VectorStoreFileRow[]
+    ).map(normaliseFile);
   }
 
   /** Completed files of a store with attributes, for resolving an attribute filter. */
@@ -225,7 +244,11 @@ export class VectorStoreStore {
     return { ...result, items: result.items.map(normaliseFile) };
   }
 
-  async updateAttributes(storeId: string, fileId: string, attributes: Record<string, string | number | boolean> | null): Promise<VectorStoreFileRow | undefined> {
+  async updateAttributes(
+    storeId: string,
+    fileId: string,
+    attributes: Record<string, string | number | boolean> | null,
+  ): Promise<VectorStoreFileRow | undefined> {
     const [row] = await this.t('vector_store_files')
       .where({ vector_store_id: storeId, file_id: fileId })
       .update({ attributes: attributes === null ? null : JSON.stringify(attributes) })
@@ -256,7 +279,12 @@ export class VectorStoreStore {
   /** Marks the batch cancelled and its files still waiting or running CANCELLED, in one transaction. */
   async cancelBatch(storeId: string, id: string): Promise<BatchRow | undefined> {
     return this.knex.transaction(async (trx) => {
-      const [row] = await trx.withSchema(SCHEMA).table('vector_store_file_batches').where({ id, vector_store_id: storeId }).update({ cancelled: true }).returning('*');
+      const [row] = await trx
+        .withSchema(SCHEMA)
+        .table('vector_store_file_batches')
+        .where({ id, vector_store_id: storeId })
+        .update({ cancelled: true })
+        .returning('*');
       if (!row) return undefined;
       await trx
         .withSchema(SCHEMA)

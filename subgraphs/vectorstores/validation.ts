@@ -68,18 +68,21 @@ export function validFilter(value: unknown, field = 'filters', depth = 0): Attri
   if (typeof key !== 'string' || key.length === 0 || key.length > 64) throw badInput(`${field}.key must be an attribute name`, 'filters');
   const v = f['value'];
   if (type === 'in' || type === 'nin') {
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' || typeof x === 'number')) throw badInput(`${field}.value must be an array of strings or numbers for ${type}`, 'filters');
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' || typeof x === 'number'))
+      throw badInput(`${field}.value must be an array of strings or numbers for ${type}`, 'filters');
     return { type, key, value: v as (string | number)[] };
   }
   if (typeof type !== 'string' || !COMPARISONS.has(type)) throw badInput(`${field}.type must be eq, ne, gt, gte, lt, lte, in, nin, and or or`, 'filters');
   if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw badInput(`${field}.value must be a string, number or boolean`, 'filters');
-  if ((type === 'gt' || type === 'gte' || type === 'lt' || type === 'lte') && typeof v === 'boolean') throw badInput(`${field}.value: ${type} compares numbers or strings`, 'filters');
+  if ((type === 'gt' || type === 'gte' || type === 'lt' || type === 'lte') && typeof v === 'boolean')
+    throw badInput(`${field}.value: ${type} compares numbers or strings`, 'filters');
   return { type: type as 'eq', key, value: v };
 }
 
 /** Whether a file's attributes pass the filter. A missing attribute fails every comparison but ne and nin. */
 export function matchesFilter(filter: AttributeFilter, attributes: Attributes | null): boolean {
-  if ('filters' in filter) return filter.type === 'and' ? filter.filters.every((f) => matchesFilter(f, attributes)) : filter.filters.some((f) => matchesFilter(f, attributes));
+  if ('filters' in filter)
+    return filter.type === 'and' ? filter.filters.every((f) => matchesFilter(f, attributes)) : filter.filters.some((f) => matchesFilter(f, attributes));
   const actual = attributes?.[filter.key];
   switch (filter.type) {
     case 'eq':

@@ -22,7 +22,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
@@ -32,7 +31,7 @@ import { resolveProject } from '../../schema/rbac/projectResolution.js';
 import { DEFAULT_ROLE_SCOPES } from '../../schema/rbac/roleScopes.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BY_API_KEY } from '../../gateway/authentication.js';
-import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench } from './support.js';
 
 const QUERY = '{ self { id organizationRoleBindings { role organization { id title } } } }';
 const FEDERATED_QUERY = '{ self { id } roleScopes { role } }';
@@ -82,7 +81,6 @@ function parseOptions(argv: string[]): Options {
     mintPerRequest: values['mint-per-request'],
   };
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // HTTP: node:http with one keep-alive agent for every target, so both paths pay the same client cost.
@@ -191,9 +189,7 @@ async function main(): Promise<void> {
     const principal = parseReply('principal lookup', lookup).data.principal as Principal | null;
     if (!principal) throw new BenchAbort('principalByApiKey found no principal for the admin key');
     const resolution = resolveProject(principal, {}, DEFAULT_ROLE_SCOPES);
-    const identity: Identity = resolution.ok
-      ? { principal, project: resolution.context }
-      : { principal, project: null, projectRefusal: resolution.reason };
+    const identity: Identity = resolution.ok ? { principal, project: resolution.context } : { principal, project: null, projectRefusal: resolution.reason };
 
     let userToken = await platform.tokens.mint('users', 'bench', identity);
     let userTokenExp = decodeJwt(userToken).exp ?? 0;
@@ -255,9 +251,7 @@ async function main(): Promise<void> {
     const direct = await send(targets.direct);
     const viaGateway = await send(targets.gateway);
     if (!isDeepStrictEqual(direct.data, viaGateway.data)) {
-      throw new BenchAbort(
-        `direct and gateway answers differ:\n  direct:  ${JSON.stringify(direct.data)}\n  gateway: ${JSON.stringify(viaGateway.data)}`,
-      );
+      throw new BenchAbort(`direct and gateway answers differ:\n  direct:  ${JSON.stringify(direct.data)}\n  gateway: ${JSON.stringify(viaGateway.data)}`);
     }
     await send(targets.gatewayFederated);
 

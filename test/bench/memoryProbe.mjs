@@ -10,6 +10,16 @@ if (file) {
   process.on('SIGUSR2', () => {
     const usage = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, mib(space.space_used_size)]));
-    writeFileSync(file, JSON.stringify({ rss: mib(usage.rss), heapTotal: mib(usage.heapTotal), heapUsed: mib(usage.heapUsed), external: mib(usage.external), arrayBuffers: mib(usage.arrayBuffers), heapSpacesUsed: spaces }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        rss: mib(usage.rss),
+        heapTotal: mib(usage.heapTotal),
+        heapUsed: mib(usage.heapUsed),
+        external: mib(usage.external),
+        arrayBuffers: mib(usage.arrayBuffers),
+        heapSpacesUsed: spaces,
+      }),
+    );
   });
 }

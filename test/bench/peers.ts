@@ -118,7 +118,9 @@ const CLI_OPTIONS = {
 
 /** Defaults in one place: the full run's, and --quick's where it differs. */
 function parseOptions(argv: string[]): Options {
-  const values = parseBenchArgs(argv, CLI_OPTIONS,
+  const values = parseBenchArgs(
+    argv,
+    CLI_OPTIONS,
     '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --mariner-root DIR',
   );
   const quick = values.quick;
@@ -282,7 +284,10 @@ async function findRuntime(marinerPid: number): Promise<RuntimeProcess> {
       if (health.model !== MODEL_ID) throw new BenchAbort(`the runtime on port ${runtime.port} serves ${JSON.stringify(health)}, not ${MODEL_ID}`);
       return runtime;
     }
-    if (Date.now() > deadline) throw new BenchAbort(`no runtime listening below Mariner's process after ${START_TIMEOUT_MS / 1000} s (pids ${pids.join(', ')}, ports ${ports.join(', ')})`);
+    if (Date.now() > deadline)
+      throw new BenchAbort(
+        `no runtime listening below Mariner's process after ${START_TIMEOUT_MS / 1000} s (pids ${pids.join(', ')}, ports ${ports.join(', ')})`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -331,7 +336,9 @@ async function requestOnce(target: Target, body: string, stream: boolean, timeou
     return { ttftNs: null, gapNs: null, totalNs, chunks: 1, reads: 1, text: content };
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`${signal.aborted ? `no complete answer within ${timeoutMs / 1000} s: ` : ''}${(error as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})` : ''}`);
+    throw new Error(
+      `${signal.aborted ? `no complete answer within ${timeoutMs / 1000} s: ` : ''}${(error as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})` : ''}`,
+    );
   }
 }
 
@@ -385,7 +392,9 @@ async function measure(
 ): Promise<Record<string, Record<PathName, PathRecord>>> {
   const records: Record<string, Record<PathName, PathRecord>> = {};
   for (const phase of phases) {
-    const record = Object.fromEntries(PATHS.map((name): [PathName, PathRecord] => [name, { samples: [], wallNs: 0n, cpuMs: noCpu(), differentText: 0 }])) as Record<PathName, PathRecord>;
+    const record = Object.fromEntries(
+      PATHS.map((name): [PathName, PathRecord] => [name, { samples: [], wallNs: 0n, cpuMs: noCpu(), differentText: 0 }]),
+    ) as Record<PathName, PathRecord>;
     records[phase.key] = record;
     /** The first answer's text in this phase: greedy decoding of one prompt on one runtime gives every other the same. */
     let referenceText: string | undefined;
@@ -570,8 +579,24 @@ async function main(): Promise<void> {
     const setupSeconds = Math.round(Number(process.hrtime.bigint() - setupStarted) / 1e7) / 100;
 
     const phases: Phase[] = [
-      { key: 'stream-1', label: 'streaming, 1 in flight', stream: true, concurrency: 1, requests: options.requests, block: options.block, warmup: options.warmup },
-      { key: 'plain-1', label: 'non-streaming, 1 in flight', stream: false, concurrency: 1, requests: options.requests, block: options.block, warmup: options.warmup },
+      {
+        key: 'stream-1',
+        label: 'streaming, 1 in flight',
+        stream: true,
+        concurrency: 1,
+        requests: options.requests,
+        block: options.block,
+        warmup: options.warmup,
+      },
+      {
+        key: 'plain-1',
+        label: 'non-streaming, 1 in flight',
+        stream: false,
+        concurrency: 1,
+        requests: options.requests,
+        block: options.block,
+        warmup: options.warmup,
+      },
       ...options.concurrency.map((c) => ({
         key: `stream-${c}`,
         label: `streaming, ${c} in flight`,
@@ -599,8 +624,17 @@ async function main(): Promise<void> {
     const report = {
       ...benchEnvironment('peers', command),
       loadAverage: { before: loadBefore.map(round2), after: os.loadavg().map(round2) },
-      mariner: { commit: gitDescribe(options.marinerRoot), command: 'node --enable-source-maps dist/bin/mariner.js up --demo-model', database: 'embedded PGlite', pid: pids.mariner },
-      portkey: { versions: portkey.versions, command: `node ${path.relative(ROOT, PORTKEY_DIR)}/build/start-server.js --port=<free> --headless`, pid: pids.portkey },
+      mariner: {
+        commit: gitDescribe(options.marinerRoot),
+        command: 'node --enable-source-maps dist/bin/mariner.js up --demo-model',
+        database: 'embedded PGlite',
+        pid: pids.mariner,
+      },
+      portkey: {
+        versions: portkey.versions,
+        command: `node ${path.relative(ROOT, PORTKEY_DIR)}/build/start-server.js --port=<free> --headless`,
+        pid: pids.portkey,
+      },
       runtime: { ...runtime, model: 'mariner up --demo-model: the tiny random GGUF of agent/runtimes/tinyGguf.ts (context 4096), node-llama-cpp on the CPU' },
       paths: PATH_LABELS,
       request: { url: 'POST /v1/chat/completions', body: requestBody, streaming: 'the same body with stream: true' },
@@ -608,14 +642,18 @@ async function main(): Promise<void> {
         ttft: 'request start → the first chunk with non-empty delta.content received, ms',
         chunkGap: 'per stream: (last content chunk − first) / (content chunks − 1), ms; percentiles over streams',
         total: 'request start → the end of the body, ms',
-        cpuMsPerRequest: 'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: Portkey’s process, or Mariner’s with its children but the runtime',
+        cpuMsPerRequest:
+          'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: Portkey’s process, or Mariner’s with its children but the runtime',
         gatewayIdleMsPerSecond: 'the gateway’s CPU while the other paths’ blocks ran, per second of them',
         added: 'path − direct, ms; throughputRatio: path’s requests/s ÷ direct’s',
       },
       phases: phases.map((phase) => ({
         ...phase,
         paths: stats[phase.key],
-        addedOverDirect: { portkey: addedOverDirect(stats[phase.key]!.portkey, stats[phase.key]!.direct), mariner: addedOverDirect(stats[phase.key]!.mariner, stats[phase.key]!.direct) },
+        addedOverDirect: {
+          portkey: addedOverDirect(stats[phase.key]!.portkey, stats[phase.key]!.direct),
+          mariner: addedOverDirect(stats[phase.key]!.mariner, stats[phase.key]!.direct),
+        },
       })),
       setupSeconds,
       durationSeconds,
@@ -644,7 +682,19 @@ function gitDescribe(root: string): string {
 
 /** The terminal summary and bench-results/peers.md: the table in issue 15's shape, then the details. */
 function renderReport(
-  report: { date: string; node: string; cpu: { model: string; cores: number }; os: string; command: string; loadAverage: { before: number[]; after: number[] }; mariner: { commit: string }; portkey: { versions: Record<string, string> }; runtime: RuntimeProcess; setupSeconds: number; durationSeconds: number },
+  report: {
+    date: string;
+    node: string;
+    cpu: { model: string; cores: number };
+    os: string;
+    command: string;
+    loadAverage: { before: number[]; after: number[] };
+    mariner: { commit: string };
+    portkey: { versions: Record<string, string> };
+    runtime: RuntimeProcess;
+    setupSeconds: number;
+    durationSeconds: number;
+  },
   phases: Phase[],
   stats: Record<string, Record<PathName, PathStats>>,
   options: Options,
@@ -670,18 +720,47 @@ function renderReport(
       name,
       `${f(s1.ttft!.p50)} / ${f(s1.total.p50)}${added ? ` (${signed(added.s.ttftP50)} / ${signed(added.s.totalP50)})` : ''}`,
       `${f(p1.total.p50)} / ${f(p1.total.p99)}${added ? ` (${signed(added.p.totalP50)} / ${signed(added.p.totalP99)})` : ''}`,
-      ...(streamC ? [`${streamC[name].requestsPerSecond.toFixed(1)}${name === 'direct' ? '' : ` (×${addedOverDirect(streamC[name], streamC.direct).throughputRatio.toFixed(2)})`}`] : []),
+      ...(streamC
+        ? [
+            `${streamC[name].requestsPerSecond.toFixed(1)}${name === 'direct' ? '' : ` (×${addedOverDirect(streamC[name], streamC.direct).throughputRatio.toFixed(2)})`}`,
+          ]
+        : []),
       gatewayCpu(name),
     ];
   });
-  const detailHead = ['phase', 'path', 'TTFT p50', 'TTFT p99', 'gap p50', 'reads/stream', 'total p50', 'total p99', 'req/s', 'added TTFT p50', 'added total p50', 'added total p99'];
+  const detailHead = [
+    'phase',
+    'path',
+    'TTFT p50',
+    'TTFT p99',
+    'gap p50',
+    'reads/stream',
+    'total p50',
+    'total p99',
+    'req/s',
+    'added TTFT p50',
+    'added total p50',
+    'added total p99',
+  ];
   const detailRows = phases.flatMap((phase) =>
     PATHS.map((name) => {
       const s = stats[phase.key]![name];
       const added = name === 'direct' ? null : addedOverDirect(s, stats[phase.key]!.direct);
       const opt = (x: number | undefined) => (x === undefined ? '—' : f(x));
-      return [phase.key, name, opt(s.ttft?.p50), opt(s.ttft?.p99), opt(s.chunkGap?.p50), s.ttft ? String(s.contentReadsP50) : '—', f(s.total.p50), f(s.total.p99), s.requestsPerSecond.toFixed(1),
-        added?.ttftP50 != null ? signed(added.ttftP50) : '—', added ? signed(added.totalP50) : '—', added ? signed(added.totalP99) : '—'];
+      return [
+        phase.key,
+        name,
+        opt(s.ttft?.p50),
+        opt(s.ttft?.p99),
+        opt(s.chunkGap?.p50),
+        s.ttft ? String(s.contentReadsP50) : '—',
+        f(s.total.p50),
+        f(s.total.p99),
+        s.requestsPerSecond.toFixed(1),
+        added?.ttftP50 != null ? signed(added.ttftP50) : '—',
+        added ? signed(added.totalP50) : '—',
+        added ? signed(added.totalP99) : '—',
+      ];
     }),
   );
   const cpuHead = ['phase', 'path', 'gateway CPU ms/req', 'gateway idle ms/s', 'gateway net ms/req', 'runtime CPU ms/req', 'client CPU ms/req'];
@@ -689,20 +768,28 @@ function renderReport(
     PATHS.map((name) => {
       const s = stats[phase.key]![name];
       const opt = (x: number | null) => (x === null ? '—' : f(x));
-      return [phase.key, name, opt(s.cpuMsPerRequest.gateway), opt(s.gatewayIdleMsPerSecond), opt(s.cpuMsPerRequest.gatewayNet), f(s.cpuMsPerRequest.runtime), f(s.cpuMsPerRequest.client)];
+      return [
+        phase.key,
+        name,
+        opt(s.cpuMsPerRequest.gateway),
+        opt(s.gatewayIdleMsPerSecond),
+        opt(s.cpuMsPerRequest.gatewayNet),
+        f(s.cpuMsPerRequest.runtime),
+        f(s.cpuMsPerRequest.client),
+      ];
     }),
   );
   const differing = phases.flatMap((phase) => PATHS.map((name) => stats[phase.key]![name].differentText)).reduce((a, b) => a + b, 0);
-  const chunkRange = [...new Set(phases.filter((p) => p.stream).flatMap((phase) => PATHS.map((name) => stats[phase.key]![name].contentChunks)).map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`)))].join(', ');
+  const chunkRange = [
+    ...new Set(
+      phases
+        .filter((p) => p.stream)
+        .flatMap((phase) => PATHS.map((name) => stats[phase.key]![name].contentChunks))
+        .map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`)),
+    ),
+  ].join(', ');
   const addedNote = 'In brackets: added over direct (ms), and streams/s as a share of direct’s.';
-  const summary = [
-    textTable(mainHead, mainRows, 1),
-    addedNote,
-    '',
-    textTable(detailHead, detailRows, 2),
-    '',
-    textTable(cpuHead, cpuRows, 2),
-  ].join('\n');
+  const summary = [textTable(mainHead, mainRows, 1), addedNote, '', textTable(detailHead, detailRows, 2), '', textTable(cpuHead, cpuRows, 2)].join('\n');
   const markdown = [
     '# Peer benchmark: runtime direct, Portkey, Mariner',
     '',

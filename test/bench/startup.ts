@@ -126,7 +126,7 @@ function rssByMapping(pid: number): Array<[string, number]> {
     const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header) {
       const name = header[1]!.trim();
-      current = name === '' ? '[anon]' : name.startsWith('/') ? path.relative(ROOT, name).startsWith('..') ? name : path.relative(ROOT, name) : name;
+      current = name === '' ? '[anon]' : name.startsWith('/') ? (path.relative(ROOT, name).startsWith('..') ? name : path.relative(ROOT, name)) : name;
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
@@ -191,7 +191,9 @@ async function start(mode: Mode, dataDir: string, detail: boolean): Promise<Star
         await sleep(100);
       }
     }
-    result.mappings = rssByMapping(pid).slice(0, 15).map(([name, mib]) => [name, Math.round(mib)]);
+    result.mappings = rssByMapping(pid)
+      .slice(0, 15)
+      .map(([name, mib]) => [name, Math.round(mib)]);
   }
   // Ctrl-C's effect: SIGINT to mariner itself (npm does not pass a signal sent to it alone on to its script).
   process.kill(marinerPid(child.pid!), 'SIGINT');
@@ -210,7 +212,9 @@ async function main(): Promise<void> {
   // The compiled modes need dist/ current: build it (if needed) outside the timed region.
   if (modes.some((mode) => mode !== 'tsx')) {
     await new Promise<void>((resolve, reject) =>
-      spawn(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: 'inherit' }).once('close', (code) => (code === 0 ? resolve() : reject(new Error('build failed')))),
+      spawn(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: 'inherit' }).once('close', (code) =>
+        code === 0 ? resolve() : reject(new Error('build failed')),
+      ),
     );
   }
   const results: Record<string, { first: Start; starts: Start[]; median: { readyMs: number; cpuSecondsToReady: number; idleRssMiB: number } }> = {};
@@ -223,7 +227,9 @@ async function main(): Promise<void> {
       for (let i = 0; i < runs; i++) {
         const one = await start(mode, dataDir, i === runs - 1);
         starts.push(one);
-        log(`${mode}: start ${i + 1} ready in ${one.readyMs} ms (banner ${one.bannerMs} ms), ${one.cpuSecondsToReady.toFixed(2)} s CPU, idle RSS ${one.idleRssMiB} MiB`);
+        log(
+          `${mode}: start ${i + 1} ready in ${one.readyMs} ms (banner ${one.bannerMs} ms), ${one.cpuSecondsToReady.toFixed(2)} s CPU, idle RSS ${one.idleRssMiB} MiB`,
+        );
       }
       results[mode] = {
         first,
@@ -238,7 +244,14 @@ async function main(): Promise<void> {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }
-  const environment = { node: process.version, cpus: cpus().length, loadavgAtEnd: loadavg().map((l) => Number(l.toFixed(2))), runs, idleMs, date: new Date().toISOString() };
+  const environment = {
+    node: process.version,
+    cpus: cpus().length,
+    loadavgAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
+    runs,
+    idleMs,
+    date: new Date().toISOString(),
+  };
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(path.join(RESULTS, 'startup.json'), `${JSON.stringify({ environment, results }, null, 2)}\n`);
   const lines = [
@@ -256,7 +269,16 @@ async function main(): Promise<void> {
   for (const [mode, r] of Object.entries(results)) {
     const last = r.starts.at(-1)!;
     if (!last.mappings) continue;
-    lines.push(`## ${mode}: where the idle memory is (last start)`, '', '```', JSON.stringify(last.memory, null, 1), '```', '', '| mapping | RSS MiB |', '| --- | --- |');
+    lines.push(
+      `## ${mode}: where the idle memory is (last start)`,
+      '',
+      '```',
+      JSON.stringify(last.memory, null, 1),
+      '```',
+      '',
+      '| mapping | RSS MiB |',
+      '| --- | --- |',
+    );
     for (const [name, mib] of last.mappings) lines.push(`| ${name} | ${mib} |`);
     lines.push('');
   }

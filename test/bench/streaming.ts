@@ -93,7 +93,9 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const values = parseBenchArgs(argv, CLI_OPTIONS,
+  const values = parseBenchArgs(
+    argv,
+    CLI_OPTIONS,
     '--requests N --concurrent-requests N --concurrency C --warmup W --block B --concurrent-block B --max-tokens T --stall-s S --embedded',
   );
   return {
@@ -264,9 +266,15 @@ function pathStats(samples: Sample[], usage: Usage, differentText: number): Path
   const lag = [...usage.lagSamplesMs].sort((a, b) => a - b);
   return {
     streams: samples.length,
-    ttft: latencyStats(samples.map((s) => s.ttftNs), wallNs),
+    ttft: latencyStats(
+      samples.map((s) => s.ttftNs),
+      wallNs,
+    ),
     chunkGap,
-    total: latencyStats(samples.map((s) => s.totalNs), wallNs),
+    total: latencyStats(
+      samples.map((s) => s.totalNs),
+      wallNs,
+    ),
     contentChunks: { min: Math.min(...chunks), max: Math.max(...chunks), mean: Math.round((totalChunks / chunks.length) * 10) / 10 },
     contentReads: { p50: nearestRank(reads, 0.5), min: reads[0]!, max: reads[reads.length - 1]! },
     chunksPerSecond: Math.round((totalChunks / (Number(wallNs) / 1e9)) * 10) / 10,
@@ -397,7 +405,9 @@ async function serveModel(t: TestPlatform, agent: Agent, registrationKey: string
   const upload = await fetch(`${t.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
   const file = (await upload.json()) as { id?: string };
   if (upload.status !== 200 || !file.id) throw new BenchAbort(`uploading the GGUF answered HTTP ${upload.status}: ${JSON.stringify(file).slice(0, 300)}`);
-  await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: MODEL_ID, sourceRepository: 'FILE', source: file.id } });
+  await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', {
+    input: { id: MODEL_ID, sourceRepository: 'FILE', source: file.id },
+  });
   const worker = { token: registrationKey };
   const task = (await t.gqlOk<{ acquireModelLoad: { modelId: string; source: string } | null }>(ACQUIRE, {}, worker)).acquireModelLoad;
   if (task?.modelId !== MODEL_ID) throw new BenchAbort(`the worker API handed out ${JSON.stringify(task)} instead of ${MODEL_ID}`);
@@ -472,7 +482,8 @@ async function main(): Promise<void> {
     // The platform's runtime is this process's only llamaCppServer child so far; the direct one runs
     // the same file (its cached copy) with the same flags (the local executor passes none: defaults).
     const [platformPid, ...morePids] = runtimePids();
-    if (platformPid === undefined || morePids.length > 0) throw new BenchAbort(`expected one runtime process of the agent, found ${JSON.stringify(runtimePids())}`);
+    if (platformPid === undefined || morePids.length > 0)
+      throw new BenchAbort(`expected one runtime process of the agent, found ${JSON.stringify(runtimePids())}`);
     const platformRuntime = runtimeProcess(platformPid);
     const direct = await directRuntimes.ensure(MODEL_ID, platformRuntime.modelPath);
     const directRuntime = runtimeProcess(direct.pid);
@@ -517,14 +528,17 @@ async function main(): Promise<void> {
       let lastChange = Date.now();
       let timer: NodeJS.Timeout | undefined;
       const stalled = new Promise<never>((_, reject) => {
-        timer = setInterval(() => {
-          if (received !== last) {
-            last = received;
-            lastChange = Date.now();
-          } else if (Date.now() - lastChange >= stallMs) {
-            reject(new BenchAbort(`stalled: no byte received for ${options.stallSeconds} s (${describe()})`));
-          }
-        }, Math.min(1000, stallMs));
+        timer = setInterval(
+          () => {
+            if (received !== last) {
+              last = received;
+              lastChange = Date.now();
+            } else if (Date.now() - lastChange >= stallMs) {
+              reject(new BenchAbort(`stalled: no byte received for ${options.stallSeconds} s (${describe()})`));
+            }
+          },
+          Math.min(1000, stallMs),
+        );
       });
       try {
         return await Promise.race([work, stalled]);
@@ -743,8 +757,7 @@ async function main(): Promise<void> {
       `Produced by \`${command}\` on ${report.date}.`,
       '',
       `- Node ${report.node}, ${report.cpu.model} (${report.cpu.cores} cores), ${report.os}; database ${report.database}`,
-      `- Request: \`POST /v1/chat/completions\`, \`stream: true\`, max_tokens ${options.maxTokens}, temperature 0, seed ${SEED}; ` +
-        `model: ${report.model}`,
+      `- Request: \`POST /v1/chat/completions\`, \`stream: true\`, max_tokens ${options.maxTokens}, temperature 0, seed ${SEED}; ` + `model: ${report.model}`,
       `- Runtimes: two llamaCppServer processes, same GGUF file, flags ${JSON.stringify(platformRuntime.flags)} (parallel ${parallel}, ` +
         `threads ${report.runtimes.threadsDefault})`,
       `- 1 stream: ${options.requests} per path after ${options.warmup} warm-up, blocks of ${options.block}; ` +
@@ -773,7 +786,9 @@ async function main(): Promise<void> {
     writeFileSync(path.join(RESULTS_DIR, 'streaming.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(path.join(RESULTS_DIR, 'streaming.md'), markdown);
 
-    console.log(`\n${textTable(header, rows, 2)}\n\nplatform / direct (added ms):\n${textTable(ratioHeader, ratioRows, 1)}\n\n${textTable(costHeader, costRows, 2)}\n`);
+    console.log(
+      `\n${textTable(header, rows, 2)}\n\nplatform / direct (added ms):\n${textTable(ratioHeader, ratioRows, 1)}\n\n${textTable(costHeader, costRows, 2)}\n`,
+    );
     if (differing > 0) log(`note: ${differing} stream(s) produced a text other than the first stream's (see differentText in the JSON)`);
     log(`wrote ${path.relative(process.cwd(), RESULTS_DIR)}/streaming.{json,md} (setup ${setupSeconds} s, run ${durationSeconds} s)`);
   } finally {

@@ -53,7 +53,6 @@ import { fork, type ChildProcess } from 'node:child_process';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -112,7 +111,11 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const values = parseBenchArgs(argv, CLI_OPTIONS, '--followers N --connections M --measure-s S --step-ms MS --join-timeout-s S --late-after-events E --max-queued-events Q --embedded --out PATH');
+  const values = parseBenchArgs(
+    argv,
+    CLI_OPTIONS,
+    '--followers N --connections M --measure-s S --step-ms MS --join-timeout-s S --late-after-events E --max-queued-events Q --embedded --out PATH',
+  );
   const followers = intOption('followers', values.followers, 1);
   const connections = values.connections === undefined ? Math.ceil(followers / DEFAULT_PER_CONNECTION) : intOption('connections', values.connections, 1);
   if (connections > followers) throw new UsageError(`--connections (${connections}) cannot exceed --followers (${followers})`);
@@ -220,7 +223,15 @@ class Histogram {
       }
       return this.max;
     };
-    return { count: this.count, p50: round(at(0.5)), p90: round(at(0.9)), p99: round(at(0.99)), mean: round(this.sum / this.count), min: round(this.min), max: round(this.max) };
+    return {
+      count: this.count,
+      p50: round(at(0.5)),
+      p90: round(at(0.9)),
+      p99: round(at(0.99)),
+      mean: round(this.sum / this.count),
+      min: round(this.min),
+      max: round(this.max),
+    };
   }
 }
 
@@ -257,7 +268,13 @@ async function clientMain(): Promise<void> {
     const started = now();
 
     const clients: Client[] = Array.from({ length: connections }, () =>
-      createClient({ url: request.url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams: { authorization: `Bearer ${request.token}` } }),
+      createClient({
+        url: request.url,
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        lazy: true,
+        connectionParams: { authorization: `Bearer ${request.token}` },
+      }),
     );
     const end = (i: number) => {
       if (ended[i]) return;
@@ -369,7 +386,12 @@ async function clientMain(): Promise<void> {
         if (endedCount < followers) {
           await new Promise<void>((resolve, reject) => {
             const timer = setTimeout(
-              () => reject(new Error(`the followers did not all end within ${timeoutMs / 1000} s after the job was cancelled: ${completed} completed, errors ${JSON.stringify(errors)}, of ${followers}`)),
+              () =>
+                reject(
+                  new Error(
+                    `the followers did not all end within ${timeoutMs / 1000} s after the job was cancelled: ${completed} completed, errors ${JSON.stringify(errors)}, of ${followers}`,
+                  ),
+                ),
               timeoutMs,
             );
             onAllEnded = () => {
@@ -378,7 +400,7 @@ async function clientMain(): Promise<void> {
             };
           });
         }
-        await Promise.all(clients.map((c) => c.dispose()));
+        await Promise.all(clients.map(async (c) => c.dispose()));
         const finalOffsets: Record<string, number> = {};
         for (let i = 0; i < followers; i++) finalOffsets[String(expected[i])] = (finalOffsets[String(expected[i])] ?? 0) + 1;
         const w = window ?? { startMs: 0, endMs: 0 };
@@ -406,7 +428,12 @@ async function clientMain(): Promise<void> {
           linesDelivered,
           eventsPerSecond: seconds > 0 ? Math.round(eventsDelivered / seconds) : 0,
           linesPerSecond: seconds > 0 ? Math.round(linesDelivered / seconds) : 0,
-          client: { cpuMsInWindow: Math.round(cpuMs), cpuCoresInWindow: seconds > 0 ? round(cpuMs / 1000 / seconds, 2) : 0, rssMiB: MiB(memory.rss), heapUsedMiB: MiB(memory.heapUsed) },
+          client: {
+            cpuMsInWindow: Math.round(cpuMs),
+            cpuCoresInWindow: seconds > 0 ? round(cpuMs / 1000 / seconds, 2) : 0,
+            rssMiB: MiB(memory.rss),
+            heapUsedMiB: MiB(memory.heapUsed),
+          },
         };
       },
     };
@@ -437,7 +464,12 @@ async function clientMain(): Promise<void> {
 /** OpenAI chat-format training examples, as test/fineTuning.test.ts writes them. */
 function trainingData(examples: number): Buffer {
   const lines = Array.from({ length: examples }, (_, i) =>
-    JSON.stringify({ messages: [{ role: 'user', content: `question ${i}` }, { role: 'assistant', content: `answer ${i}` }] }),
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `question ${i}` },
+        { role: 'assistant', content: `answer ${i}` },
+      ],
+    }),
   );
   return Buffer.from(lines.join('\n') + '\n');
 }
@@ -451,7 +483,11 @@ function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> 
 }
 
 /** The client process, with a promise per expected message type. */
-function startClient(): { child: ChildProcess; next<T extends FromClient['type']>(type: T, timeoutMs: number, what: string): Promise<Extract<FromClient, { type: T }>>; send(message: ToClient): void } {
+function startClient(): {
+  child: ChildProcess;
+  next<T extends FromClient['type']>(type: T, timeoutMs: number, what: string): Promise<Extract<FromClient, { type: T }>>;
+  send(message: ToClient): void;
+} {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   const child = fork(fileURLToPath(import.meta.url), [], {
     execArgv: ['--import', tsx],
@@ -546,7 +582,9 @@ async function main(): Promise<void> {
   const defaults = loadConfig({}).subscriptions;
   const perConnection = Math.ceil(options.followers / options.connections);
   if (perConnection > defaults.maxPerConnection) {
-    throw new UsageError(`${options.followers} followers on ${options.connections} connections is ${perConnection} per connection, over the gateway's cap of ${defaults.maxPerConnection}: add connections`);
+    throw new UsageError(
+      `${options.followers} followers on ${options.connections} connections is ${perConnection} per connection, over the gateway's cap of ${defaults.maxPerConnection}: add connections`,
+    );
   }
 
   process.env['MARINER_DEMO_TRAINER_STEP_MS'] = String(options.stepMs);
@@ -554,7 +592,9 @@ async function main(): Promise<void> {
   const jobSeconds = options.joinTimeoutSeconds + options.measureSeconds + 60;
   const examples = Math.ceil((jobSeconds * 1000) / options.stepMs);
 
-  log(`starting the platform (${options.embedded ? 'PGlite' : 'PostgreSQL'}) with the default cluster's agent and the demo trainer (${options.stepMs} ms per step)…`);
+  log(
+    `starting the platform (${options.embedded ? 'PGlite' : 'PostgreSQL'}) with the default cluster's agent and the demo trainer (${options.stepMs} ms per step)…`,
+  );
   let t: TestPlatform | undefined;
   let client: ReturnType<typeof startClient> | undefined;
   let closing: Promise<void> | undefined;
@@ -611,7 +651,10 @@ async function main(): Promise<void> {
       input: { id: BASE_MODEL, sourceRepository: 'OBJECT_STORE', source: prefix, isProjectScoped: false },
     });
     const loaded = await waitFor(
-      () => platform.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(`query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`),
+      () =>
+        platform.gqlOk<{ model: { loadingStatus: string; formats: string[] } }>(
+          `query { model(id: "${BASE_MODEL}", includeLoading: true) { loadingStatus formats } }`,
+        ),
       (d) => d.model.loadingStatus === 'SUCCEEDED' || d.model.loadingStatus === 'FAILED',
       'the base model to load',
       60_000,
@@ -638,9 +681,18 @@ async function main(): Promise<void> {
 
     async function runPhase(name: string, followers: number, connections: number, lateAfterEvents: number): Promise<PhaseReport> {
       const c = client!;
-      const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile, suffix: `bench-${name}`, hyperparameters: { n_epochs: 1 } });
+      const created = await sdk.fineTuning.jobs.create({
+        model: BASE_MODEL,
+        training_file: trainingFile,
+        suffix: `bench-${name}`,
+        hyperparameters: { n_epochs: 1 },
+      });
       await waitFor(
-        () => platform.gqlOk<{ fineTuningJob: { status: string; logs: { lines: unknown[] } } }>(`query($id: ID!) { fineTuningJob(id: $id) { status logs(limit: 1) { lines { offset } } } }`, { id: created.id }),
+        () =>
+          platform.gqlOk<{ fineTuningJob: { status: string; logs: { lines: unknown[] } } }>(
+            `query($id: ID!) { fineTuningJob(id: $id) { status logs(limit: 1) { lines { offset } } } }`,
+            { id: created.id },
+          ),
         (d) => d.fineTuningJob.status === 'RUNNING' && d.fineTuningJob.logs.lines.length > 0,
         `job ${created.id} to run and write its first line`,
         60_000,
@@ -648,15 +700,27 @@ async function main(): Promise<void> {
       const upstreamsBefore = platform.platform.gatewaySharedSubscriptions();
       const memoryBefore = memory();
       log(`${name}: ${followers} follower(s) on ${connections} connection(s) of job ${created.id}…`);
-      c.send({ type: 'follow', url: wsUrl, token: platform.adminKey, jobId: created.id, followers, connections, measureMs: options.measureSeconds * 1000, lateAfterEvents });
+      c.send({
+        type: 'follow',
+        url: wsUrl,
+        token: platform.adminKey,
+        jobId: created.id,
+        followers,
+        connections,
+        measureMs: options.measureSeconds * 1000,
+        lateAfterEvents,
+      });
       let rssPeak = process.memoryUsage().rss;
       const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
       try {
         const joined = await c.next('joined', options.joinTimeoutSeconds * 1000, `${name}: waiting for the followers to join`);
-        if (joined.failedBeforeJoin === followers) throw new BenchAbort(`${name}: every follower failed before its first event: ${JSON.stringify(joined.errors).slice(0, 1000)}`);
+        if (joined.failedBeforeJoin === followers)
+          throw new BenchAbort(`${name}: every follower failed before its first event: ${JSON.stringify(joined.errors).slice(0, 1000)}`);
         const upstreamsAtJoin = platform.platform.gatewaySharedSubscriptions();
         const memoryAtJoin = memory();
-        log(`${name}: all joined in ${(joined.joinMs / 1000).toFixed(2)} s${joined.failedBeforeJoin ? ` (${joined.failedBeforeJoin} failed before their first event)` : ''}; measuring ${options.measureSeconds} s…`);
+        log(
+          `${name}: all joined in ${(joined.joinMs / 1000).toFixed(2)} s${joined.failedBeforeJoin ? ` (${joined.failedBeforeJoin} failed before their first event)` : ''}; measuring ${options.measureSeconds} s…`,
+        );
         rssPeak = process.memoryUsage().rss;
         const requestsBefore = new Map(requestsByOrigin);
         const delay = monitorEventLoopDelay({ resolution: 10 });
@@ -680,9 +744,12 @@ async function main(): Promise<void> {
         c.send({ type: 'finish', timeoutMs: FINISH_TIMEOUT_MS });
         const { result } = await c.next('result', FINISH_TIMEOUT_MS + 30_000, `${name}: waiting for the followers to complete`);
         // The shared upstream goes when its last subscriber does.
-        const afterClose = await waitFor(async () => platform.platform.gatewaySharedSubscriptions(), (n) => n <= upstreamsBefore, 'the upstream subscriptions to close', 10_000).catch(
-          () => platform.platform.gatewaySharedSubscriptions(),
-        );
+        const afterClose = await waitFor(
+          async () => platform.platform.gatewaySharedSubscriptions(),
+          (n) => n <= upstreamsBefore,
+          'the upstream subscriptions to close',
+          10_000,
+        ).catch(() => platform.platform.gatewaySharedSubscriptions());
         await new Promise((resolve) => setTimeout(resolve, 500));
         const memoryAfterClose = memory();
         const rssPeakMiB = MiB(Math.max(rssPeak, process.memoryUsage().rss));
@@ -697,12 +764,14 @@ async function main(): Promise<void> {
         // besides the first follower's; joiners at other moments may start another (a few, never one each).
         const late = lateAfterEvents > 0 && followers > 1;
         const expected = late ? 'at most 3' : '1';
-        if (late ? added < 1 || added > 3 : added !== 1) problems.push(`the gateway held ${added} upstream subscription(s) for ${followers} follower(s) of one job (expected ${expected})`);
+        if (late ? added < 1 || added > 3 : added !== 1)
+          problems.push(`the gateway held ${added} upstream subscription(s) for ${followers} follower(s) of one job (expected ${expected})`);
         if (Object.keys(result.errors).length) problems.push(`followers got errors: ${JSON.stringify(result.errors)}`);
         if (result.completed !== followers) problems.push(`${result.completed} of ${followers} followers completed`);
         if (result.offsetAnomalies) problems.push(`${result.offsetAnomalies} out-of-order, missing or repeated line(s): ${result.anomalyExamples.join('; ')}`);
         const finals = Object.keys(result.finalOffsets);
-        if (finals.length !== 1 || Number(finals[0]) !== stored) problems.push(`followers ended at offsets ${JSON.stringify(result.finalOffsets)}; the job's stored log has ${stored} lines`);
+        if (finals.length !== 1 || Number(finals[0]) !== stored)
+          problems.push(`followers ended at offsets ${JSON.stringify(result.finalOffsets)}; the job's stored log has ${stored} lines`);
         if (afterClose > upstreamsBefore) problems.push(`${afterClose - upstreamsBefore} upstream subscription(s) still open after the followers went`);
         for (const problem of problems) log(`${name}: PROBLEM: ${problem}`);
 
@@ -748,7 +817,10 @@ async function main(): Promise<void> {
       upstreams: ratio(upstreamsOf(fanout), upstreamsOf(baseline)),
       modelsSubgraphRequests: ratio(modelsRequests(fanout), modelsRequests(baseline)),
       eventsPerSecond: ratio(fanout.client.eventsPerSecond, baseline.client.eventsPerSecond),
-      platformRssGrowthMiB: round(fanout.platform.rssPeakMiB - fanout.platform.memoryBefore.rssMiB - (baseline.platform.rssPeakMiB - baseline.platform.memoryBefore.rssMiB), 1),
+      platformRssGrowthMiB: round(
+        fanout.platform.rssPeakMiB - fanout.platform.memoryBefore.rssMiB - (baseline.platform.rssPeakMiB - baseline.platform.memoryBefore.rssMiB),
+        1,
+      ),
       /** That growth per follower (the fan-out phase's followers less the baseline's one), KiB. */
       platformRssPerFollowerKiB: 0,
     };
@@ -760,12 +832,17 @@ async function main(): Promise<void> {
       operation: JOB_LOGS,
       options: { ...options, out: path.relative(process.cwd(), options.out) },
       job: { examples, epochs: 1, stepMs: options.stepMs, linesPerSecond: round(1000 / options.stepMs, 1), note: 'cancelled after the window' },
-      gatewayConfig: { maxPerConnection: defaults.maxPerConnection, maxPerUser: Math.max(defaults.maxPerUser, options.followers + 10), maxQueuedEvents: options.maxQueuedEvents ?? defaults.maxQueuedEvents },
+      gatewayConfig: {
+        maxPerConnection: defaults.maxPerConnection,
+        maxPerUser: Math.max(defaults.maxPerUser, options.followers + 10),
+        maxQueuedEvents: options.maxQueuedEvents ?? defaults.maxQueuedEvents,
+      },
       definitions: {
         latency: 'per line and follower, lines stamped (`time`, by the agent, ms precision) inside the window: receipt in the client process − time, ms',
         spread: 'per upstream event (distinct nextOffset) with lines in the window: last follower’s receipt − first follower’s, ms',
         eventsPerSecond: 'events received by all followers together inside the window / window seconds',
-        upstreams: 'gatewaySharedSubscriptions(): before the followers subscribed, when all had joined, the max sampled every 100 ms in the window, after they went',
+        upstreams:
+          'gatewaySharedSubscriptions(): before the followers subscribed, when all had joined, the max sampled every 100 ms in the window, after they went',
         requestsInWindow: 'HTTP requests this process sent during the window, by target (undici diagnostics channel); models = the hydrations’ entity fetches',
         platformMemory: 'the platform process (gateway, every subgraph, the agent, PGlite when embedded): RSS and heap used, MiB',
       },
@@ -778,7 +855,28 @@ async function main(): Promise<void> {
 
     // A figure that could not be measured (no line in the window) is NaN here, null once it came through IPC.
     const f = (x: number | null) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(x < 10 ? 2 : 1));
-    const header = ['phase', 'followers', 'conns', 'join s', 'upstreams', 'lat p50 ms', 'lat p90', 'lat p99', 'spread p50', 'spread p99', 'events/s', 'lines/s', 'models req', 'RSS before', 'RSS peak', 'RSS after', 'heap before', 'heap after GC', 'cores', 'loop p99'];
+    const header = [
+      'phase',
+      'followers',
+      'conns',
+      'join s',
+      'upstreams',
+      'lat p50 ms',
+      'lat p90',
+      'lat p99',
+      'spread p50',
+      'spread p99',
+      'events/s',
+      'lines/s',
+      'models req',
+      'RSS before',
+      'RSS peak',
+      'RSS after',
+      'heap before',
+      'heap after GC',
+      'cores',
+      'loop p99',
+    ];
     const rows = [baseline, fanout].map((p) => [
       p.name,
       String(p.client.followers),
@@ -802,9 +900,27 @@ async function main(): Promise<void> {
       f(p.platform.eventLoopDelayMs.p99),
     ]);
     const x = (r: number | null) => (r === null ? '-' : `×${r.toFixed(2)}`);
-    const ratioHeader = ['fan-out / baseline', 'lat p50', 'lat p99', 'upstreams', 'models req', 'events/s', 'RSS growth (MiB, fan-out − baseline)', 'per follower (KiB)'];
+    const ratioHeader = [
+      'fan-out / baseline',
+      'lat p50',
+      'lat p99',
+      'upstreams',
+      'models req',
+      'events/s',
+      'RSS growth (MiB, fan-out − baseline)',
+      'per follower (KiB)',
+    ];
     const ratioRows = [
-      ['', x(ratios.latencyP50), x(ratios.latencyP99), x(ratios.upstreams), x(ratios.modelsSubgraphRequests), x(ratios.eventsPerSecond), ratios.platformRssGrowthMiB.toFixed(1), ratios.platformRssPerFollowerKiB.toFixed(1)],
+      [
+        '',
+        x(ratios.latencyP50),
+        x(ratios.latencyP99),
+        x(ratios.upstreams),
+        x(ratios.modelsSubgraphRequests),
+        x(ratios.eventsPerSecond),
+        ratios.platformRssGrowthMiB.toFixed(1),
+        ratios.platformRssPerFollowerKiB.toFixed(1),
+      ],
     ];
     const textTable = (head: string[], body: string[][], left: number) => {
       const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
@@ -826,7 +942,9 @@ async function main(): Promise<void> {
       `- One fine-tuning job per phase (demo trainer, ${options.stepMs} ms per step: ~${report.job.linesPerSecond} lines/s; the agent sends them in batches 100 ms apart), ` +
         `followed with \`jobLogs\` (lines with time, job.baseModel from the models subgraph) over graphql-ws through the gateway, all followers with the admin key and the same variables`,
       ...(options.lateAfterEvents > 0
-        ? [`- Late joiners: in the fan-out phase one follower subscribed first, the other ${options.followers - 1} once it had received ${options.lateAfterEvents} events (gateway maxQueuedEvents ${report.gatewayConfig.maxQueuedEvents})`]
+        ? [
+            `- Late joiners: in the fan-out phase one follower subscribed first, the other ${options.followers - 1} once it had received ${options.lateAfterEvents} events (gateway maxQueuedEvents ${report.gatewayConfig.maxQueuedEvents})`,
+          ]
         : []),
       `- Window: ${options.measureSeconds} s once every follower had its first event; latency = receipt − the line's \`time\` (agent's stamp), lines stamped in the window`,
       `- Followers in a child process; the platform (gateway, subgraphs, agent) in this one; one machine. Setup ${setupSeconds} s, run ${durationSeconds} s`,

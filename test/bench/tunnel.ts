@@ -40,7 +40,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { ClientHttp2Stream, Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +49,7 @@ import { silentLogger } from '../../lib/logging.js';
 import { K8S_PREFIX, WORKER_PREFIX } from '../../lib/tunnel.js';
 import type { TunnelRegistry } from '../../subgraphs/sessions/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MiB = 1024 * 1024;
@@ -96,7 +95,9 @@ const CLI_OPTIONS = {
 } as const;
 
 function parseOptions(argv: string[]): Options {
-  const values = parseBenchArgs(argv, CLI_OPTIONS,
+  const values = parseBenchArgs(
+    argv,
+    CLI_OPTIONS,
     '--requests N --throughput-requests N --concurrency C --warmup W --block B --bulk-mib M --bulk-rounds R --stall-s S --embedded',
   );
   return {
@@ -323,15 +324,18 @@ async function watched<T>(work: Promise<T>, progress: () => number, stallMs: num
   let lastChange = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const stalled = new Promise<never>((_, reject) => {
-    timer = setInterval(() => {
-      const now = progress();
-      if (now !== last) {
-        last = now;
-        lastChange = Date.now();
-      } else if (Date.now() - lastChange >= stallMs) {
-        reject(new BenchAbort(`stalled: no progress for ${Math.round(stallMs / 1000)} s (${describe()})`));
-      }
-    }, Math.min(1000, stallMs));
+    timer = setInterval(
+      () => {
+        const now = progress();
+        if (now !== last) {
+          last = now;
+          lastChange = Date.now();
+        } else if (Date.now() - lastChange >= stallMs) {
+          reject(new BenchAbort(`stalled: no progress for ${Math.round(stallMs / 1000)} s (${describe()})`));
+        }
+      },
+      Math.min(1000, stallMs),
+    );
   });
   try {
     return await Promise.race([work, stalled]);
@@ -431,7 +435,9 @@ async function main(): Promise<void> {
       const [info, ...more] = registry.tunnels(clusterId);
       const expected = transport === 'upgrade' ? 'UPGRADE' : 'WEBSOCKET';
       if (!info || more.length > 0 || info.transport !== expected || info.agentId !== agent.agentId) {
-        throw new BenchAbort(`cluster ${clusterId}: expected one ${expected} tunnel of agent ${agent.agentId}, the registry has ${JSON.stringify(registry.tunnels(clusterId))}`);
+        throw new BenchAbort(
+          `cluster ${clusterId}: expected one ${expected} tunnel of agent ${agent.agentId}, the registry has ${JSON.stringify(registry.tunnels(clusterId))}`,
+        );
       }
       tunnels[name] = { name, transport, clusterId, agent, healthz: '' };
     }
@@ -474,7 +480,8 @@ async function main(): Promise<void> {
     const check = (name: PathName, reply: Reply, bulkBytes: number | null) => {
       if (reply.status !== 200) throw new BenchAbort(`${name}: HTTP ${reply.status} ${reply.text.slice(0, 300)}`);
       if (bulkBytes === null) {
-        if (reply.text !== expectedBody[name]) throw new BenchAbort(`${name}: healthz body ${JSON.stringify(reply.text.slice(0, 300))}, expected ${expectedBody[name]}`);
+        if (reply.text !== expectedBody[name])
+          throw new BenchAbort(`${name}: healthz body ${JSON.stringify(reply.text.slice(0, 300))}, expected ${expectedBody[name]}`);
       } else if (reply.contentLength !== bulkBytes || reply.bytes !== bulkBytes) {
         throw new BenchAbort(`${name}: bulk of ${bulkBytes} bytes came with content-length ${reply.contentLength} and ${reply.bytes} bytes`);
       }
@@ -533,7 +540,9 @@ async function main(): Promise<void> {
     await interleaved(options.requests, options.block, 1, 'latency');
 
     const throughputBlock = options.block * 10;
-    log(`throughput: ${options.warmup} warm-up + ${options.throughputRequests} requests per path, ${options.concurrency} in flight, blocks of ${throughputBlock}…`);
+    log(
+      `throughput: ${options.warmup} warm-up + ${options.throughputRequests} requests per path, ${options.concurrency} in flight, blocks of ${throughputBlock}…`,
+    );
     if (options.warmup > 0) await interleaved(options.warmup, throughputBlock, options.concurrency, null);
     await interleaved(options.throughputRequests, throughputBlock, options.concurrency, 'throughput');
 
@@ -559,13 +568,20 @@ async function main(): Promise<void> {
     const durationSeconds = Math.round(Number(process.hrtime.bigint() - benchStarted) / 1e7) / 100;
 
     // Every stream closed, none left counted as active, and no tunnel redialled during the run.
-    if (openTunnelStreams > 0) await watched(new Promise<void>((resolve) => (streamsClosed = resolve)), () => openTunnelStreams, stallMs, () => `${openTunnelStreams} tunnel streams not closed`);
+    if (openTunnelStreams > 0)
+      await watched(
+        new Promise<void>((resolve) => (streamsClosed = resolve)),
+        () => openTunnelStreams,
+        stallMs,
+        () => `${openTunnelStreams} tunnel streams not closed`,
+      );
     for (const name of TUNNELS) {
       const infos = registry.tunnels(tunnels[name].clusterId);
       if (infos.length !== 1 || infos[0]!.agentId !== tunnels[name].agent.agentId || infos[0]!.connectedAt.getTime() !== connectedAt[name]) {
         throw new BenchAbort(`${name}: the tunnel was replaced during the run (a drop and a redial): ${JSON.stringify(infos)}`);
       }
-      if (infos[0]!.activeStreams !== 0) throw new BenchAbort(`${name}: the registry still counts ${infos[0]!.activeStreams} active streams after every stream closed`);
+      if (infos[0]!.activeStreams !== 0)
+        throw new BenchAbort(`${name}: the registry still counts ${infos[0]!.activeStreams} active streams after every stream closed`);
     }
 
     const latency = Object.fromEntries(PATHS.map((n) => [n, latencyStats(samples.latency[n], wall.latency[n])])) as Record<PathName, LatencyStats>;
@@ -601,7 +617,10 @@ async function main(): Promise<void> {
         ...throughput,
       },
       bulk: bulk ? { description: `GET of ${options.bulkMiB} MiB, server → client, MiB/s per transfer (time to the last byte)`, ...bulk } : null,
-      ratios: { description: 'tunnel / direct (latency: p50 and p99 at one in flight; requests/s at --concurrency; bulk MiB/s medians); added = tunnel − direct, ms', ...ratios },
+      ratios: {
+        description: 'tunnel / direct (latency: p50 and p99 at one in flight; requests/s at --concurrency; bulk MiB/s medians); added = tunnel − direct, ms',
+        ...ratios,
+      },
       durationSeconds,
     };
 

@@ -66,7 +66,6 @@ const CLI_OPTIONS = {
   rounds: { type: 'string', default: '2' },
 } as const;
 
-
 function parseOptions(argv: string[]): Options {
   const values = parseBenchArgs(argv, CLI_OPTIONS, `--size-mib N --rounds N --sample-ms N`);
   return {
@@ -570,7 +569,9 @@ async function run(server: Server, size: number, order: Order, sampleMs: number,
   const expected = { object: 'file', bytes: size, filename: FILENAME, purpose: PURPOSE };
   for (const [key, value] of Object.entries(expected)) {
     if ((file as unknown as Record<string, unknown>)[key] !== value) {
-      throw new BenchAbort(`upload (${tag}): ${key} is ${JSON.stringify((file as unknown as Record<string, unknown>)[key])}, expected ${JSON.stringify(value)}: ${JSON.stringify(file)}`);
+      throw new BenchAbort(
+        `upload (${tag}): ${key} is ${JSON.stringify((file as unknown as Record<string, unknown>)[key])}, expected ${JSON.stringify(value)}: ${JSON.stringify(file)}`,
+      );
     }
   }
   if (typeof file.id !== 'string' || !file.id) throw new BenchAbort(`upload (${tag}): no id in ${JSON.stringify(file)}`);
@@ -714,7 +715,18 @@ async function main(): Promise<void> {
     const rows = runs.flatMap((r) =>
       (['upload', 'download'] as const).map((phase) => {
         const p = r[phase];
-        return [String(r.round), r.order, phase, p.seconds.toFixed(2), p.mibPerSecond.toFixed(1), p.rss.baselineMiB.toFixed(1), p.rss.peakMiB.toFixed(1), p.rss.growthMiB.toFixed(1), p.rss.anonGrowthMiB.toFixed(1), p.rss.slopeMiBPerGiB.toFixed(1)];
+        return [
+          String(r.round),
+          r.order,
+          phase,
+          p.seconds.toFixed(2),
+          p.mibPerSecond.toFixed(1),
+          p.rss.baselineMiB.toFixed(1),
+          p.rss.peakMiB.toFixed(1),
+          p.rss.growthMiB.toFixed(1),
+          p.rss.anonGrowthMiB.toFixed(1),
+          p.rss.slopeMiBPerGiB.toFixed(1),
+        ];
       }),
     );
     const header = ['round', 'order', 'phase', 's', 'MiB/s', 'RSS base MiB', 'RSS peak MiB', 'growth MiB', 'anon growth MiB', 'MiB RSS / GiB'];

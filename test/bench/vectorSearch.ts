@@ -129,7 +129,9 @@ async function searchBench(sizes: number[], queries: number, dim: number): Promi
       });
       const recallAt10 = Math.round((agreed / (found.length * TOP_K)) * 1000) / 1000;
       out.push({ vectors: size, insertSeconds: Math.round(insertSeconds * 10) / 10, indexSeconds: Math.round(indexSeconds * 10) / 10, latency, recallAt10 });
-      console.log(`pgvector ${size} vectors (${dim}-d): insert ${insertSeconds.toFixed(1)} s, HNSW build ${indexSeconds.toFixed(1)} s; top-${TOP_K} p50 ${latency.p50} ms, p99 ${latency.p99} ms; recall@10 ${recallAt10}`);
+      console.log(
+        `pgvector ${size} vectors (${dim}-d): insert ${insertSeconds.toFixed(1)} s, HNSW build ${indexSeconds.toFixed(1)} s; top-${TOP_K} p50 ${latency.p50} ms, p99 ${latency.p99} ms; recall@10 ${recallAt10}`,
+      );
     }
     await index.dropCollection(STORE);
     return out;
@@ -154,7 +156,7 @@ async function ingestBench(chunks: number): Promise<IngestResult> {
   let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
   try {
     const gguf = path.join(dir, 'tiny.gguf');
-    await writeTinyGguf(gguf);
+    writeTinyGguf(gguf);
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
     agent = await startAgent({
       controlPlaneUrl: t.url,
@@ -165,10 +167,16 @@ async function ingestBench(chunks: number): Promise<IngestResult> {
     await agent.whenConnected();
     const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const weights = await sdk.files.create({ file: await toFile(readFileSync(gguf), `${model}.gguf`), purpose: 'user_data' });
-    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', { input: { id: model, sourceRepository: 'FILE', source: weights.id } });
+    await t.gqlOk('mutation($input: CreateBaseModelInput!) { createBaseModel(input: $input) { id } }', {
+      input: { id: model, sourceRepository: 'FILE', source: weights.id },
+    });
     const worker = { token: registerCluster.registrationKey };
     const task = (await t.gqlOk('mutation { acquireModelLoad { modelId source } }', {}, worker)).acquireModelLoad;
-    await t.gqlOk('mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }', { input: { id: model, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } }, worker);
+    await t.gqlOk(
+      'mutation($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { loadingStatus } }',
+      { input: { id: model, status: 'SUCCEEDED', objectPath: task.source, formats: ['GGUF'] } },
+      worker,
+    );
     await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { activationStatus } }', { id: model });
     await agent.reconcileRuntimes();
     await agent.reconcileRuntimes();
@@ -179,13 +187,28 @@ async function ingestBench(chunks: number): Promise<IngestResult> {
     // Warm the embedding context first, so the figure is the steady state, not the runtime's first call.
     await sdk.embeddings.create({ model, input: 'warm up' });
     const started = process.hrtime.bigint();
-    const store = await sdk.vectorStores.create({ name: 'bench', file_ids: [file.id], chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } } });
+    const store = await sdk.vectorStores.create({
+      name: 'bench',
+      file_ids: [file.id],
+      chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 100, chunk_overlap_tokens: 0 } },
+    });
     const done = await sdk.vectorStores.files.poll(store.id, file.id, { pollIntervalMs: 20 });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (done.status !== 'completed') throw new BenchAbort(`ingestion ended ${done.status}: ${JSON.stringify(done.last_error)}`);
-    const row = await t.platform.db.knex.withSchema('vectorstores').table('vector_store_files').where({ vector_store_id: store.id, file_id: file.id }).first('chunk_count');
-    const result = { chunks: row.chunk_count, seconds: Math.round(seconds * 100) / 100, chunksPerSecond: Math.round((row.chunk_count / seconds) * 10) / 10, embeddingBatchSize: config.vectorStores.embeddingBatchSize };
-    console.log(`ingestion: ${result.chunks} chunks in ${result.seconds} s = ${result.chunksPerSecond} chunks/s (tiny model, batches of ${result.embeddingBatchSize})`);
+    const row = await t.platform.db.knex
+      .withSchema('vectorstores')
+      .table('vector_store_files')
+      .where({ vector_store_id: store.id, file_id: file.id })
+      .first('chunk_count');
+    const result = {
+      chunks: row.chunk_count,
+      seconds: Math.round(seconds * 100) / 100,
+      chunksPerSecond: Math.round((row.chunk_count / seconds) * 10) / 10,
+      embeddingBatchSize: config.vectorStores.embeddingBatchSize,
+    };
+    console.log(
+      `ingestion: ${result.chunks} chunks in ${result.seconds} s = ${result.chunksPerSecond} chunks/s (tiny model, batches of ${result.embeddingBatchSize})`,
+    );
     return result;
   } finally {
     await agent?.close();
@@ -197,7 +220,12 @@ async function ingestBench(chunks: number): Promise<IngestResult> {
 async function main(): Promise<void> {
   const args = parseBenchArgs(
     process.argv.slice(2),
-    { sizes: { type: 'string', default: '10000,100000' }, queries: { type: 'string', default: '300' }, dim: { type: 'string', default: '64' }, 'ingest-chunks': { type: 'string', default: '400' } },
+    {
+      sizes: { type: 'string', default: '10000,100000' },
+      queries: { type: 'string', default: '300' },
+      dim: { type: 'string', default: '64' },
+      'ingest-chunks': { type: 'string', default: '400' },
+    },
     USAGE,
   );
   const sizes = args.sizes.split(',').map((s) => intOption('sizes', s, 100));
@@ -219,7 +247,10 @@ async function main(): Promise<void> {
     '',
     '| vectors | insert (s) | HNSW build (s) | p50 (ms) | p90 (ms) | p99 (ms) | searches/s | recall@10 |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...search.map((s) => `| ${s.vectors} | ${s.insertSeconds} | ${s.indexSeconds} | ${s.latency.p50} | ${s.latency.p90} | ${s.latency.p99} | ${s.latency.requestsPerSecond} | ${s.recallAt10} |`),
+    ...search.map(
+      (s) =>
+        `| ${s.vectors} | ${s.insertSeconds} | ${s.indexSeconds} | ${s.latency.p50} | ${s.latency.p90} | ${s.latency.p99} | ${s.latency.requestsPerSecond} | ${s.recallAt10} |`,
+    ),
     '',
     ingestion
       ? `Ingestion: ${ingestion.chunks} chunks in ${ingestion.seconds} s = **${ingestion.chunksPerSecond} chunks/s** (tiny GGUF embedding model on the CPU, embedding batches of ${ingestion.embeddingBatchSize}).`

@@ -122,7 +122,10 @@ describe('a changed MARINER_ADMIN_API_KEY', () => {
 
   /** `mariner up` against one PostgreSQL database: a restart keeps the data. */
   async function start(databaseUrl: string, dataDir: string, adminApiKey: string | undefined, logs = new LogCapture()) {
-    const config = loadConfig({}, { port: 0, dataDir, databaseUrl, adminApiKey, logLevel: 'info', objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') } });
+    const config = loadConfig(
+      {},
+      { port: 0, dataDir, databaseUrl, adminApiKey, logLevel: 'info', objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') } },
+    );
     config.clusters = { ...config.clusters, defaultCluster: false };
     platform = await startPlatform(config, { logger: createLogger('info', 'mariner', logs) });
     return platform;
@@ -143,7 +146,9 @@ describe('a changed MARINER_ADMIN_API_KEY', () => {
     const before = await start(db.url, dataDir, oldKey);
     expect((await self(before, oldKey)).data?.self.id).toBe('admin@example.com');
     // A key the admin made for themselves is theirs, not the bootstrap's: a rotation leaves it.
-    const { data } = await graphqlCall<any>(`${before.url}/graphql`, 'mutation { createApiKey(input: { name: "admin (bootstrap)" }) { secret } }', undefined, { token: oldKey });
+    const { data } = await graphqlCall<any>(`${before.url}/graphql`, 'mutation { createApiKey(input: { name: "admin (bootstrap)" }) { secret } }', undefined, {
+      token: oldKey,
+    });
     const ownKey = data.createApiKey.secret as string;
 
     const logs = new LogCapture();
@@ -189,18 +194,35 @@ describe('a changed MARINER_ADMIN_API_KEY', () => {
     const orgId = newId('organization');
     const projectId = newId('project');
     await users().table('organizations').insert({ id: orgId, tenant_id: 'tenant-default', title: 'Default Organization', is_default: true });
-    await users().table('projects').insert({
-      id: projectId, tenant_id: 'tenant-default', organization_id: orgId, title: 'Default Project', is_default: true,
-      assignments: JSON.stringify([{ clusterId: null, namespace: 'default', kueueQueueName: null, nodeSelector: [] }]),
-    });
-    await users().table('users').insert({ id: 'admin@example.com', internal_id: randomString(16), tenant_id: 'tenant-default' });
+    await users()
+      .table('projects')
+      .insert({
+        id: projectId,
+        tenant_id: 'tenant-default',
+        organization_id: orgId,
+        title: 'Default Project',
+        is_default: true,
+        assignments: JSON.stringify([{ clusterId: null, namespace: 'default', kueueQueueName: null, nodeSelector: [] }]),
+      });
+    await users()
+      .table('users')
+      .insert({ id: 'admin@example.com', internal_id: randomString(16), tenant_id: 'tenant-default' });
     await users().table('organization_members').insert({ organization_id: orgId, user_id: 'admin@example.com', role: 'OWNER' });
     await users().table('project_members').insert({ project_id: projectId, user_id: 'admin@example.com', role: 'OWNER' });
     const key = (id: string, name: string, secret: string, excluded: boolean) => ({
-      id, tenant_id: 'tenant-default', name, secret_hash: hashSecret(secret), secret_hint: 'sk-..', user_id: 'admin@example.com',
-      organization_id: orgId, project_id: projectId, excluded_from_rate_limiting: excluded,
+      id,
+      tenant_id: 'tenant-default',
+      name,
+      secret_hash: hashSecret(secret),
+      secret_hint: 'sk-..',
+      user_id: 'admin@example.com',
+      organization_id: orgId,
+      project_id: projectId,
+      excluded_from_rate_limiting: excluded,
     });
-    await users().table('api_keys').insert([key(newId('apiKey'), 'admin (bootstrap)', oldKey, true), key(newId('apiKey'), 'admin (bootstrap)', otherKey, false)]);
+    await users()
+      .table('api_keys')
+      .insert([key(newId('apiKey'), 'admin (bootstrap)', oldKey, true), key(newId('apiKey'), 'admin (bootstrap)', otherKey, false)]);
     await old.close();
 
     const rotated = await start(db.url, dataDir, `sk-${randomString(40)}`);

@@ -42,9 +42,11 @@ describe('cluster ownership between organizations', () => {
     expect((await t.gqlOk(`query($id: ID!) { cluster(id: $id) { id } }`, { id }, { token: a.key })).cluster).toBeNull();
     // Managing it from org A is NOT_FOUND, as for a cluster that does not exist; nothing changes.
     expect(codeOf(await t.gql(`mutation($id: ID!) { unregisterCluster(id: $id) { id } }`, { id }, { token: a.key }))).toBe('NOT_FOUND');
-    expect(codeOf(await t.gql(`mutation($id: ID!) { createClusterConfig(clusterId: $id, input: { timeSlicingGpus: 2 }) { timeSlicingGpus } }`, { id }, { token: a.key }))).toBe(
-      'NOT_FOUND',
-    );
+    expect(
+      codeOf(
+        await t.gql(`mutation($id: ID!) { createClusterConfig(clusterId: $id, input: { timeSlicingGpus: 2 }) { timeSlicingGpus } }`, { id }, { token: a.key }),
+      ),
+    ).toBe('NOT_FOUND');
     expect((await t.gqlOk(`query($id: ID!) { cluster(id: $id) { config { timeSlicingGpus } } }`, { id }, { token: b.key })).cluster.config).toBeNull();
 
     // Its agent learns whom it works for: org B only.
@@ -80,15 +82,21 @@ describe('cluster ownership between organizations', () => {
     expect(await namesFor(b.key)).toContain('platform-h100');
 
     expect(codeOf(await t.gql(`mutation($id: ID!) { unregisterCluster(id: $id) { id } }`, { id }, { token: b.key }))).toBe('FORBIDDEN');
-    expect(codeOf(await t.gql(`mutation($id: ID!) { createClusterConfig(clusterId: $id, input: { timeSlicingGpus: 4 }) { timeSlicingGpus } }`, { id }, { token: b.key }))).toBe(
+    expect(
+      codeOf(
+        await t.gql(`mutation($id: ID!) { createClusterConfig(clusterId: $id, input: { timeSlicingGpus: 4 }) { timeSlicingGpus } }`, { id }, { token: b.key }),
+      ),
+    ).toBe('FORBIDDEN');
+    expect(codeOf(await t.gql(GRANTS, { id, input: { sharedWithAllOrganizations: false, organizationIds: [b.organizationId] } }, { token: b.key }))).toBe(
       'FORBIDDEN',
     );
-    expect(codeOf(await t.gql(GRANTS, { id, input: { sharedWithAllOrganizations: false, organizationIds: [b.organizationId] } }, { token: b.key }))).toBe('FORBIDDEN');
     expect((await t.gqlOk(`query($id: ID!) { cluster(id: $id) { config { timeSlicingGpus } } }`, { id })).cluster.config).toBeNull();
   });
 
   it('a platform admin grants a platform cluster to one organization: the others stop seeing it, and grants of others stay hidden', async () => {
-    const { registerCluster } = await t.gqlOk(REGISTER, { input: { name: 'a100-for-a', sharedWithAllOrganizations: false, grantedOrganizationIds: [a.organizationId] } });
+    const { registerCluster } = await t.gqlOk(REGISTER, {
+      input: { name: 'a100-for-a', sharedWithAllOrganizations: false, grantedOrganizationIds: [a.organizationId] },
+    });
     const id = registerCluster.cluster.id;
     expect(await namesFor(a.key)).toContain('a100-for-a');
     expect(await namesFor(b.key)).not.toContain('a100-for-a');
@@ -105,7 +113,7 @@ describe('cluster ownership between organizations', () => {
     expect(await namesFor(b.key)).not.toContain('a100-for-a');
   });
 
-  it("grants apply to platform clusters only, and bad organization ids are refused naming the field", async () => {
+  it('grants apply to platform clusters only, and bad organization ids are refused naming the field', async () => {
     const { registerCluster } = await t.gqlOk(REGISTER, { input: { name: 'b-own' } }, { token: b.key });
     const onOrgCluster = await t.gql(GRANTS, { id: registerCluster.cluster.id, input: { sharedWithAllOrganizations: true, organizationIds: [] } });
     expect(codeOf(onOrgCluster)).toBe('FAILED_PRECONDITION');

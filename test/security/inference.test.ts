@@ -58,8 +58,20 @@ function tappedRuntimes(answer: string, report: (active: ActiveModel[]) => Runti
           if (body.stream) {
             res.writeHead(200, { 'content-type': 'text/event-stream' });
             const chunk = chat
-              ? { id: 'chatcmpl-1', object: 'chat.completion.chunk', created, model: modelId, choices: [{ index: 0, delta: { role: 'assistant', content: answer }, finish_reason: 'stop' }] }
-              : { id: 'cmpl-1', object: 'text_completion', created, model: modelId, choices: [{ index: 0, text: answer, finish_reason: 'stop', logprobs: null }] };
+              ? {
+                  id: 'chatcmpl-1',
+                  object: 'chat.completion.chunk',
+                  created,
+                  model: modelId,
+                  choices: [{ index: 0, delta: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
+                }
+              : {
+                  id: 'cmpl-1',
+                  object: 'text_completion',
+                  created,
+                  model: modelId,
+                  choices: [{ index: 0, text: answer, finish_reason: 'stop', logprobs: null }],
+                };
             res.write(`data: ${JSON.stringify(chunk)}\n\n`);
             res.write(`data: ${JSON.stringify({ ...chunk, choices: [], usage })}\n\n`);
             res.end('data: [DONE]\n\n');
@@ -69,8 +81,22 @@ function tappedRuntimes(answer: string, report: (active: ActiveModel[]) => Runti
           res.end(
             JSON.stringify(
               chat
-                ? { id: 'chatcmpl-1', object: 'chat.completion', created, model: modelId, choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }], usage }
-                : { id: 'cmpl-1', object: 'text_completion', created, model: modelId, choices: [{ index: 0, text: answer, finish_reason: 'stop', logprobs: null }], usage },
+                ? {
+                    id: 'chatcmpl-1',
+                    object: 'chat.completion',
+                    created,
+                    model: modelId,
+                    choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
+                    usage,
+                  }
+                : {
+                    id: 'cmpl-1',
+                    object: 'text_completion',
+                    created,
+                    model: modelId,
+                    choices: [{ index: 0, text: answer, finish_reason: 'stop', logprobs: null }],
+                    usage,
+                  },
             ),
           );
         });
@@ -136,14 +162,25 @@ beforeAll(async () => {
     [shared, platformCluster.registrationKey],
     [rogue, rogueKey],
   ] as const) {
-    const agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: key, executor: executorWith(tap.host), runtimeIntervalMs: 3_600_000, logger: silentLogger() });
+    const agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: key,
+      executor: executorWith(tap.host),
+      runtimeIntervalMs: 3_600_000,
+      logger: silentLogger(),
+    });
     agents.push(agent);
     await agent.whenConnected();
   }
 
   // The catalog's base model (loaded by the platform cluster's agent); each organization registers
   // its own fine-tuned models of it.
-  await loadedModelFromFile(t, { id: 'shared-base', weights: Buffer.from('weights'), registrationKey: platformCluster.registrationKey, input: { isProjectScoped: false } });
+  await loadedModelFromFile(t, {
+    id: 'shared-base',
+    weights: Buffer.from('weights'),
+    registrationKey: platformCluster.registrationKey,
+    input: { isProjectScoped: false },
+  });
   await t.platform.objectStore.put('uploads/adapter.gguf', Readable.from([Buffer.from('adapter')]));
   const fineTuned = async (key: string, suffix: string) => {
     const { registerFineTunedModel } = await t.gqlOk(
@@ -187,7 +224,12 @@ describe("org B's cluster never serves org A", () => {
       );
       expect(createChatCompletion.choices[0].message.content).toBe('from the shared cluster');
     }
-    const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${a.key}` } });
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${a.key}` },
+    });
     try {
       const events = ws.iterate<{ chatCompletionChunks: { choices: { delta: { content?: string } }[] } }>({
         query: 'subscription($request: JSON!) { chatCompletionChunks(request: $request) }',
@@ -217,18 +259,26 @@ describe("org B's cluster never serves org A", () => {
     const sharedBefore = shared.reconciles;
     const rogueBefore = rogue.reconciles;
     // No runtime of A's cold model is ready: the request waits (1 s here), nudging the clusters it may use.
-    await expect(sdkFor(a.key).chat.completions.create({ model: models.aCold, messages: [{ role: 'user', content: A_SECRET }] })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    await expect(sdkFor(a.key).chat.completions.create({ model: models.aCold, messages: [{ role: 'user', content: A_SECRET }] })).rejects.toBeInstanceOf(
+      OpenAI.InternalServerError,
+    );
     await until(() => shared.reconciles > sharedBefore, 'the shared cluster to be nudged');
     expect(rogue.reconciles).toBe(rogueBefore);
     // B's own wait nudges B's cluster too: the nudge reaches it when it may serve the caller.
-    await expect(sdkFor(b.key).chat.completions.create({ model: models.bCold, messages: [{ role: 'user', content: 'hello' }] })).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    await expect(sdkFor(b.key).chat.completions.create({ model: models.bCold, messages: [{ role: 'user', content: 'hello' }] })).rejects.toBeInstanceOf(
+      OpenAI.InternalServerError,
+    );
     await until(() => rogue.reconciles > rogueBefore, "B's cluster to be nudged");
   });
 });
 
 describe('runtime reports count only for models the cluster may run', () => {
   it("B's cluster reporting A's private model (or one that does not exist): those runtimes are left out, the rest of the report stands", async () => {
-    const { reportRuntimes } = await t.gqlOk(REPORT, { runtimes: [ready(models.aPrivate), ready(models.bPrivate), ready('shared-base'), ready('no-such-model')] }, { token: rogueKey });
+    const { reportRuntimes } = await t.gqlOk(
+      REPORT,
+      { runtimes: [ready(models.aPrivate), ready(models.bPrivate), ready('shared-base'), ready('no-such-model')] },
+      { token: rogueKey },
+    );
     expect(reportRuntimes.map((r: { modelId: string }) => r.modelId).sort()).toEqual([models.bPrivate, 'shared-base'].sort());
     expect(reportRuntimes.every((r: { clusterId: string }) => r.clusterId === rogueId)).toBe(true);
     // Nothing names what was left out to the agent: the answer is the runtimes that count.
@@ -236,8 +286,13 @@ describe('runtime reports count only for models the cluster may run', () => {
   });
 
   it("a platform cluster granted to B only may not report A's model either", async () => {
-    const granted = (await t.gqlOk(REGISTER, { input: { name: 'b-granted', sharedWithAllOrganizations: false, grantedOrganizationIds: [b.organizationId] } })).registerCluster;
-    const { reportRuntimes } = await t.gqlOk(REPORT, { runtimes: [ready(models.aPrivate), ready(models.bPrivate), ready('shared-base')] }, { token: granted.registrationKey });
+    const granted = (await t.gqlOk(REGISTER, { input: { name: 'b-granted', sharedWithAllOrganizations: false, grantedOrganizationIds: [b.organizationId] } }))
+      .registerCluster;
+    const { reportRuntimes } = await t.gqlOk(
+      REPORT,
+      { runtimes: [ready(models.aPrivate), ready(models.bPrivate), ready('shared-base')] },
+      { token: granted.registrationKey },
+    );
     expect(reportRuntimes.map((r: { modelId: string }) => r.modelId).sort()).toEqual([models.bPrivate, 'shared-base'].sort());
     await t.gqlOk('mutation($id: ID!) { unregisterCluster(id: $id) { id } }', { id: granted.cluster.id });
   });
@@ -276,13 +331,23 @@ describe("status views show each organization only its own clusters' and project
 
   it("Model.runtimes and runtimeScaling: a base model's runtimes on B's cluster show to B only; B's model is NOT_FOUND for A", async () => {
     const runtimesOf = async (key: string) =>
-      ((await t.gqlOk('{ model(id: "shared-base") { runtimes { clusterId } } }', {}, { token: key })).model.runtimes as { clusterId: string }[]).map((r) => r.clusterId).sort();
+      ((await t.gqlOk('{ model(id: "shared-base") { runtimes { clusterId } } }', {}, { token: key })).model.runtimes as { clusterId: string }[])
+        .map((r) => r.clusterId)
+        .sort();
     expect(await runtimesOf(a.key)).toEqual([sharedId]);
     expect(await runtimesOf(b.key)).toEqual([rogueId, sharedId].sort());
 
     const scaling = async (key: string, modelId: string) => {
-      const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${key}` } });
-      const events = ws.iterate<{ runtimeScaling: { clusterId: string }[] }>({ query: 'subscription($modelId: ID!) { runtimeScaling(modelId: $modelId) { clusterId } }', variables: { modelId } });
+      const ws = createClient({
+        url: t.graphqlUrl.replace('http://', 'ws://'),
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        connectionParams: { authorization: `Bearer ${key}` },
+      });
+      const events = ws.iterate<{ runtimeScaling: { clusterId: string }[] }>({
+        query: 'subscription($modelId: ID!) { runtimeScaling(modelId: $modelId) { clusterId } }',
+        variables: { modelId },
+      });
       try {
         return (await events.next()).value;
       } finally {
@@ -298,8 +363,15 @@ describe("status views show each organization only its own clusters' and project
 
   it("runtimesUpdated: each organization's first event is its own view", async () => {
     const first = async (key: string) => {
-      const ws = createClient({ url: t.graphqlUrl.replace('http://', 'ws://'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${key}` } });
-      const events = ws.iterate<{ runtimesUpdated: { runtimes: { clusterId: string; modelId: string }[] } }>({ query: 'subscription { runtimesUpdated { runtimes { clusterId modelId } } }' });
+      const ws = createClient({
+        url: t.graphqlUrl.replace('http://', 'ws://'),
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        connectionParams: { authorization: `Bearer ${key}` },
+      });
+      const events = ws.iterate<{ runtimesUpdated: { runtimes: { clusterId: string; modelId: string }[] } }>({
+        query: 'subscription { runtimesUpdated { runtimes { clusterId modelId } } }',
+      });
       try {
         return modelsAndClusters((await events.next()).value.data!.runtimesUpdated.runtimes);
       } finally {

@@ -148,14 +148,35 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
   });
 
   it("places org A's fine-tuning jobs, batch jobs and notebooks (with their secrets) on A's clusters, never on org B's cluster with more free GPUs", async () => {
-    await loadedModelFromFile(t, { id: 'tiny-hf', weights: Buffer.alloc(64), registrationKey: shared.key, formats: ['HUGGING_FACE'], input: { isProjectScoped: false }, activate: false });
+    await loadedModelFromFile(t, {
+      id: 'tiny-hf',
+      weights: Buffer.alloc(64),
+      registrationKey: shared.key,
+      formats: ['HUGGING_FACE'],
+      input: { isProjectScoped: false },
+      activate: false,
+    });
     const sdkA = new OpenAI({ apiKey: orgA.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const training = await sdkA.files.create({
-      file: await toFile(Buffer.from(`${JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] })}\n`), 'train.jsonl'),
+      file: await toFile(
+        Buffer.from(
+          `${JSON.stringify({
+            messages: [
+              { role: 'user', content: 'q' },
+              { role: 'assistant', content: 'a' },
+            ],
+          })}\n`,
+        ),
+        'train.jsonl',
+      ),
       purpose: 'fine-tune',
     });
     const fineTuning = await sdkA.fineTuning.jobs.create({ model: 'tiny-hf', training_file: training.id, suffix: 'private' });
-    const { createBatchJob: batch } = await t.gqlOk(CREATE_BATCH, { input: { image: 'busybox:1.36', command: 'true', envs: [{ name: 'A_SECRET', value: 'a-only' }] } }, { token: orgA.key });
+    const { createBatchJob: batch } = await t.gqlOk(
+      CREATE_BATCH,
+      { input: { image: 'busybox:1.36', command: 'true', envs: [{ name: 'A_SECRET', value: 'a-only' }] } },
+      { token: orgA.key },
+    );
     const { createNotebook: notebook } = await t.gqlOk(CREATE_NOTEBOOK, { input: { name: 'research', image: 'jupyter-lab-base' } }, { token: orgA.key });
     const mine = [fineTuning.id, batch.id, notebook.id];
 
@@ -180,7 +201,9 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
     }
     const after = await t.gqlOk(BATCH, { id: batch.id }, { token: orgA.key });
     expect(after.batchJob).toMatchObject({ status: 'QUEUED', clusterId: shared.id, error: null });
-    expect((await t.gqlOk(`query($id: ID!) { batchJob(id: $id) { logs { lines { text } } } }`, { id: batch.id }, { token: orgA.key })).batchJob.logs.lines).toEqual([]);
+    expect(
+      (await t.gqlOk(`query($id: ID!) { batchJob(id: $id) { logs { lines { text } } } }`, { id: batch.id }, { token: orgA.key })).batchJob.logs.lines,
+    ).toEqual([]);
     expect((await t.gqlOk(NOTEBOOK, { id: notebook.id }, { token: orgA.key })).notebook.error).toBeNull();
 
     // B's own jobs do go to B's cluster, the one with the most free GPUs it may use.
@@ -191,10 +214,9 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
   });
 
   it("refuses a job whose project names only another organization's cluster, creating nothing", async () => {
-    const { createProject } = await t.gqlOk(
-      `mutation($input: CreateProjectInput!) { createProject(input: $input) { id } }`,
-      { input: { organizationId: orgA.organizationId, title: 'pinned', assignments: [{ clusterId: rogue.id, namespace: 'pinned' }] } },
-    );
+    const { createProject } = await t.gqlOk(`mutation($input: CreateProjectInput!) { createProject(input: $input) { id } }`, {
+      input: { organizationId: orgA.organizationId, title: 'pinned', assignments: [{ clusterId: rogue.id, namespace: 'pinned' }] },
+    });
     const { createApiKey } = await t.gqlOk(`mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }`, {
       input: { name: 'pinned', projectId: createProject.id, isServiceAccount: true, role: 'OWNER' },
     });
@@ -211,7 +233,9 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
     const { batchJobs, notebooks } = await t.gqlOk(`query { batchJobs { totalItems } notebooks { totalItems } }`, {}, { token: pinned });
     expect([batchJobs.totalItems, notebooks.totalItems]).toEqual([0, 0]);
     // No API key was made for a notebook that was not created.
-    expect((await t.gqlOk(`query { apiKeys { items { name } } }`, {}, { token: pinned })).apiKeys.items.map((k: { name: string }) => k.name)).toEqual(['pinned']);
+    expect((await t.gqlOk(`query { apiKeys { items { name } } }`, {}, { token: pinned })).apiKeys.items.map((k: { name: string }) => k.name)).toEqual([
+      'pinned',
+    ]);
     // The clusters the project can use are none of B's.
     expect((await t.gqlOk(`query { jobClusters { id } }`, {}, { token: pinned })).jobClusters).toEqual([]);
     expect(rogue.recorder.received).toHaveLength(receivedBefore);
@@ -235,16 +259,29 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
 
     // Placed there while its agent is away: not sent, so not the cluster's to see or report on yet.
     await disconnect(granted.agent, granted.id);
-    const { createBatchJob: waiting } = await t.gqlOk(CREATE_BATCH, { input: { image: 'busybox:1.36', command: 'true', envs: [{ name: 'TOKEN', value: 'placed-not-sent' }] } }, { token: key });
+    const { createBatchJob: waiting } = await t.gqlOk(
+      CREATE_BATCH,
+      { input: { image: 'busybox:1.36', command: 'true', envs: [{ name: 'TOKEN', value: 'placed-not-sent' }] } },
+      { token: key },
+    );
     expect(waiting.clusterId).toBe(granted.id);
     expect((await t.gqlOk(WORKER_JOBS, {}, asWorker(granted.key))).workerJobs.map((j: { id: string }) => j.id)).toEqual([running.id]);
     expect((await t.gql(REPORT, { input: { jobId: waiting.id, phase: 'RUNNING' } }, asWorker(granted.key))).errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
 
     // The grant is revoked; the cluster's agent comes back.
-    await t.gqlOk(`mutation($id: ID!) { setClusterGrants(clusterId: $id, input: { sharedWithAllOrganizations: false, organizationIds: [] }) { id } }`, { id: granted.id });
+    await t.gqlOk(`mutation($id: ID!) { setClusterGrants(clusterId: $id, input: { sharedWithAllOrganizations: false, organizationIds: [] }) { id } }`, {
+      id: granted.id,
+    });
     await connect(granted);
-    const failed = await waitFor(() => t.gqlOk(BATCH, { id: waiting.id }, { token: key }), (d) => d.batchJob.status === 'FAILED', 'the waiting job to fail');
-    expect(failed.batchJob.error).toMatchObject({ code: 'cluster_not_available', message: expect.stringContaining(`Cluster ${granted.id} no longer serves organization ${orgA.organizationId}`) });
+    const failed = await waitFor(
+      () => t.gqlOk(BATCH, { id: waiting.id }, { token: key }),
+      (d) => d.batchJob.status === 'FAILED',
+      'the waiting job to fail',
+    );
+    expect(failed.batchJob.error).toMatchObject({
+      code: 'cluster_not_available',
+      message: expect.stringContaining(`Cluster ${granted.id} no longer serves organization ${orgA.organizationId}`),
+    });
     expect(granted.recorder.ids()).not.toContain(waiting.id);
 
     // Nor does it see or report on the job it ran for A.
@@ -276,7 +313,9 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
     const { createBatchJob: job } = await t.gqlOk(CREATE_BATCH, { input: { image: 'busybox:1.36', command: 'true' } }, { token: key });
     expect(job.clusterId).toBe(granted.id);
 
-    await t.gqlOk(`mutation($id: ID!) { setClusterGrants(clusterId: $id, input: { sharedWithAllOrganizations: false, organizationIds: [] }) { id } }`, { id: granted.id });
+    await t.gqlOk(`mutation($id: ID!) { setClusterGrants(clusterId: $id, input: { sharedWithAllOrganizations: false, organizationIds: [] }) { id } }`, {
+      id: granted.id,
+    });
     // Its agent comes back first: the dispatcher finds the cluster may no longer have the job, and moves it.
     await connect(granted);
     await connect(fallback);
@@ -325,23 +364,52 @@ describe('jobs stop acting for a creator whose API key was deleted', () => {
     expect((await models(notebookKey)).status).toBe(200);
 
     await keys.revoke();
-    await waitFor(() => models(notebookKey).then((r) => r.status), (status) => status === 401, "the notebook's API key to be refused");
+    await waitFor(
+      () => models(notebookKey).then((r) => r.status),
+      (status) => status === 401,
+      "the notebook's API key to be refused",
+    );
     await recorder.receivedFor(createNotebook.id, 'stop');
-    const stopped = await waitFor(() => t.gqlOk(NOTEBOOK, { id: createNotebook.id }, { token: keys.onlooker }), (d) => d.notebook.status === 'STOPPED', 'the notebook to be stopped');
+    const stopped = await waitFor(
+      () => t.gqlOk(NOTEBOOK, { id: createNotebook.id }, { token: keys.onlooker }),
+      (d) => d.notebook.status === 'STOPPED',
+      'the notebook to be stopped',
+    );
     expect(stopped.notebook.error).toMatchObject({ code: 'creator_key_revoked', message: expect.stringContaining(keys.creatorKeyId) });
 
     await t.gqlOk(`mutation($id: ID!) { startNotebook(id: $id) { id } }`, { id: createNotebook.id }, { token: keys.onlooker });
-    const failed = await waitFor(() => t.gqlOk(NOTEBOOK, { id: createNotebook.id }, { token: keys.onlooker }), (d) => d.notebook.status === 'FAILED', 'the start to be refused');
+    const failed = await waitFor(
+      () => t.gqlOk(NOTEBOOK, { id: createNotebook.id }, { token: keys.onlooker }),
+      (d) => d.notebook.status === 'FAILED',
+      'the start to be refused',
+    );
     expect(failed.notebook.error.code).toBe('creator_key_revoked');
     expect(recorder.received.filter((r) => r.job.id === createNotebook.id && r.action === 'resume')).toEqual([]);
   });
 
   it("a fine-tuning job whose creator's key was deleted fails instead of registering its model", async () => {
-    await loadedModelFromFile(t, { id: 'tiny-hf', weights: Buffer.alloc(64), registrationKey: clusterKey, formats: ['HUGGING_FACE'], input: { isProjectScoped: false }, activate: false });
+    await loadedModelFromFile(t, {
+      id: 'tiny-hf',
+      weights: Buffer.alloc(64),
+      registrationKey: clusterKey,
+      formats: ['HUGGING_FACE'],
+      input: { isProjectScoped: false },
+      activate: false,
+    });
     const keys = await creatorKeys('ft-owner');
     const sdk = new OpenAI({ apiKey: keys.creator, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const training = await sdk.files.create({
-      file: await toFile(Buffer.from(`${JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] })}\n`), 'train.jsonl'),
+      file: await toFile(
+        Buffer.from(
+          `${JSON.stringify({
+            messages: [
+              { role: 'user', content: 'q' },
+              { role: 'assistant', content: 'a' },
+            ],
+          })}\n`,
+        ),
+        'train.jsonl',
+      ),
       purpose: 'fine-tune',
     });
     const job = await sdk.fineTuning.jobs.create({ model: 'tiny-hf', training_file: training.id, suffix: 'gone' });
@@ -349,11 +417,19 @@ describe('jobs stop acting for a creator whose API key was deleted', () => {
     await t.gqlOk(REPORT, { input: { jobId: job.id, phase: 'RUNNING' } }, { token: clusterKey });
 
     await keys.revoke();
-    const { reportJobStatus } = await t.gqlOk(REPORT, { input: { jobId: job.id, phase: 'SUCCEEDED', outputPath: `models/out/${job.id}/` } }, { token: clusterKey });
+    const { reportJobStatus } = await t.gqlOk(
+      REPORT,
+      { input: { jobId: job.id, phase: 'SUCCEEDED', outputPath: `models/out/${job.id}/` } },
+      { token: clusterKey },
+    );
     expect(reportJobStatus.status).toBe('FAILED');
     const onlooker = new OpenAI({ apiKey: keys.onlooker, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const failed = await onlooker.fineTuning.jobs.retrieve(job.id);
-    expect(failed).toMatchObject({ status: 'failed', fine_tuned_model: null, error: { code: 'creator_key_revoked', message: expect.stringContaining('not registered') } });
+    expect(failed).toMatchObject({
+      status: 'failed',
+      fine_tuned_model: null,
+      error: { code: 'creator_key_revoked', message: expect.stringContaining('not registered') },
+    });
     expect((await onlooker.models.list()).data.map((m) => m.id).filter((id) => id.startsWith('ft:'))).toEqual([]);
   });
 
@@ -361,7 +437,12 @@ describe('jobs stop acting for a creator whose API key was deleted', () => {
     const { registerCluster } = await t.gqlOk(REGISTER, { input: { name: 'later' } });
     const later = recordingExecutor(0);
     const connectLater = async () => {
-      const agent = await startAgent({ controlPlaneUrl: t.url, registrationKey: registerCluster.registrationKey, executor: later.executor, logger: silentLogger() });
+      const agent = await startAgent({
+        controlPlaneUrl: t.url,
+        registrationKey: registerCluster.registrationKey,
+        executor: later.executor,
+        logger: silentLogger(),
+      });
       agents.push(agent);
       await agent.whenConnected();
       await agent.reportStatus();
@@ -376,7 +457,11 @@ describe('jobs stop acting for a creator whose API key was deleted', () => {
 
     await keys.revoke();
     await connectLater();
-    const failed = await waitFor(() => t.gqlOk(BATCH, { id: createBatchJob.id }, { token: keys.onlooker }), (d) => d.batchJob.status === 'FAILED', 'the job to fail');
+    const failed = await waitFor(
+      () => t.gqlOk(BATCH, { id: createBatchJob.id }, { token: keys.onlooker }),
+      (d) => d.batchJob.status === 'FAILED',
+      'the job to fail',
+    );
     expect(failed.batchJob.error).toMatchObject({ code: 'creator_key_revoked', message: expect.stringContaining(keys.creatorKeyId) });
     expect(later.received).toEqual([]);
   });

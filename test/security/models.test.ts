@@ -54,15 +54,22 @@ async function upload(token: string, name: string, text = 'adapter weights'): Pr
 }
 
 async function put(key: string, text = 'weights'): Promise<void> {
-  await t.platform.objectStore.put(key, (async function* () {
-    yield Buffer.from(text);
-  })());
+  await t.platform.objectStore.put(
+    key,
+    (async function* () {
+      yield Buffer.from(text);
+    })(),
+  );
 }
 
 /** A private fine-tuned model of `org`, registered from its own file and activated. */
 async function privateModel(org: Org, suffix: string): Promise<string> {
   const adapter = await upload(org.key, `${suffix}.gguf`);
-  const { registerFineTunedModel } = await t.gqlOk(REGISTER_FT, { input: { baseModelId: 'catalog-chat', suffix, source: adapter.objectStorePath } }, { token: org.key });
+  const { registerFineTunedModel } = await t.gqlOk(
+    REGISTER_FT,
+    { input: { baseModelId: 'catalog-chat', suffix, source: adapter.objectStorePath } },
+    { token: org.key },
+  );
   await t.gqlOk('mutation($id: ID!) { activateModel(id: $id) { id } }', { id: registerFineTunedModel.id }, { token: org.key });
   return registerFineTunedModel.id;
 }
@@ -89,8 +96,8 @@ beforeAll(async () => {
   b = await projectWithKey(t, 'Org B', { role: 'OWNER' });
   platformKey = (await t.gqlOk(REGISTER, { input: { name: 'platform' } })).registerCluster.registrationKey;
   rogueKey = (await t.gqlOk(REGISTER, { input: { name: 'b-own' } }, { token: b.key })).registerCluster.registrationKey;
-  aOnlyKey = (await t.gqlOk(REGISTER, { input: { name: 'a-only', sharedWithAllOrganizations: false, grantedOrganizationIds: [a.organizationId] } })).registerCluster
-    .registrationKey;
+  aOnlyKey = (await t.gqlOk(REGISTER, { input: { name: 'a-only', sharedWithAllOrganizations: false, grantedOrganizationIds: [a.organizationId] } }))
+    .registerCluster.registrationKey;
 
   // The tenant's catalog, loaded by the platform cluster: one active model, one activated on demand.
   const weights = Buffer.from('GGUF weights');
@@ -229,13 +236,22 @@ describe('model ids do not reveal other organizations’ models', () => {
     const adapter = await upload(b.key, 'b-adapter.gguf');
     const aSuffix = aModel.slice('ft:catalog-chat:'.length);
     for (const suffix of ['a-secret', aSuffix]) {
-      const result = await t.gql<{ registerFineTunedModel: { id: string } }>(REGISTER_FT, { input: { baseModelId: 'catalog-chat', suffix, source: adapter.objectStorePath } }, { token: b.key });
+      const result = await t.gql<{ registerFineTunedModel: { id: string } }>(
+        REGISTER_FT,
+        { input: { baseModelId: 'catalog-chat', suffix, source: adapter.objectStorePath } },
+        { token: b.key },
+      );
       expect(result.errors).toBeUndefined();
       expect(result.data!.registerFineTunedModel.id).toMatch(new RegExp(`^ft:catalog-chat:${suffix}-[a-z0-9]{6}$`));
       expect(result.data!.registerFineTunedModel.id).not.toBe(aModel);
     }
     // Through REST as well: a model of B's own.
-    const viaRest = await rest('POST', '/v1/models', b.key, { is_fine_tuned_model: true, base_model_id: 'catalog-chat', suffix: 'a-secret', model_file_location: adapter.objectStorePath });
+    const viaRest = await rest('POST', '/v1/models', b.key, {
+      is_fine_tuned_model: true,
+      base_model_id: 'catalog-chat',
+      suffix: 'a-secret',
+      model_file_location: adapter.objectStorePath,
+    });
     expect(viaRest.status).toBe(200);
     expect(viaRest.body.id).not.toBe(aModel);
     expect((await t.gql(MODEL, { id: aModel }, { token: b.key })).data?.model).toBeNull();
@@ -257,7 +273,12 @@ describe('model ids do not reveal other organizations’ models', () => {
     // The job registering again (its first answer lost) is told the model exists: it is the project's own.
     expect(codeOf(await t.gql(REGISTER_FT, { input }, { token: a.key }))).toBe('CONFLICT');
 
-    for (const attempt of [input, { ...input, suffix: 'mine-q7xk2p' }, { ...input, suffix: 'mine' }, { ...input, source: `${output}/adapter_model.safetensors` }]) {
+    for (const attempt of [
+      input,
+      { ...input, suffix: 'mine-q7xk2p' },
+      { ...input, suffix: 'mine' },
+      { ...input, source: `${output}/adapter_model.safetensors` },
+    ]) {
       const stolen = await t.gql(REGISTER_FT, { input: attempt }, { token: b.key });
       expect(codeOf(stolen)).toBe('FORBIDDEN');
     }
@@ -315,7 +336,9 @@ describe("objects Mariner writes cannot be named by path: no copying another org
     const { organizations } = await t.gqlOk(`{ organizations(limit: 100) { items { id isDefault } } }`);
     const defaultOrg = organizations.items.find((o: { isDefault: boolean }) => o.isDefault).id;
     const { createProject } = await t.gqlOk(`mutation($o: ID!) { createProject(input: { organizationId: $o, title: "Research" }) { id } }`, { o: defaultOrg });
-    const { createApiKey } = await t.gqlOk(`mutation($p: ID!) { createApiKey(input: { name: "research", projectId: $p }) { secret } }`, { p: createProject.id });
+    const { createApiKey } = await t.gqlOk(`mutation($p: ID!) { createApiKey(input: { name: "research", projectId: $p }) { secret } }`, {
+      p: createProject.id,
+    });
     await t.gqlOk(CREATE, { input: { id: 'research-private', sourceRepository: 'OLLAMA', source: 'tinyllama' } }, { token: createApiKey.secret });
     await put(`models/${DEFAULT_TENANT_ID}/research-private/model.gguf`);
     const sources = [aFile.objectStorePath, `${jobOutput}/adapter_model.safetensors`, `models/${DEFAULT_TENANT_ID}/research-private/model.gguf`];
@@ -328,7 +351,9 @@ describe("objects Mariner writes cannot be named by path: no copying another org
       ['staged', `models/${DEFAULT_TENANT_ID}/uploads/staged/model.gguf`],
       ['shared', 'shared/models/tiny.gguf'],
     ]) {
-      const created = await t.gql(CREATE, { input: { id, sourceRepository: 'OBJECT_STORE', source: t.platform.objectStore.uri(source!), isProjectScoped: false } });
+      const created = await t.gql(CREATE, {
+        input: { id, sourceRepository: 'OBJECT_STORE', source: t.platform.objectStore.uri(source!), isProjectScoped: false },
+      });
       expect(created.errors).toBeUndefined();
     }
   });

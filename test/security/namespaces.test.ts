@@ -54,7 +54,12 @@ describe('a namespace belongs to one project', () => {
     const pod = await fetch(`${server.url}/api/v1/namespaces/victim/pods`, {
       method: 'POST',
       headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'private-trainer', namespace: 'victim' }, spec: { containers: [{ name: 'main', image: 'busybox' }] } }),
+      body: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'private-trainer', namespace: 'victim' },
+        spec: { containers: [{ name: 'main', image: 'busybox' }] },
+      }),
     });
     expect(pod.status).toBe(201);
     t = await startTestPlatform();
@@ -85,7 +90,11 @@ describe('a namespace belongs to one project', () => {
   it("another organization's owner cannot take a project's namespace, so cannot read its pods through /v1/sessions", async () => {
     const before = await t.gqlOk(PROJECT, { id: intruder.projectId });
     for (const clusterIdOfClaim of [null, clusterId]) {
-      const result = await t.gql(UPDATE_PROJECT, { input: { id: intruder.projectId, assignments: [{ clusterId: clusterIdOfClaim, namespace: 'victim' }] } }, { token: intruder.key });
+      const result = await t.gql(
+        UPDATE_PROJECT,
+        { input: { id: intruder.projectId, assignments: [{ clusterId: clusterIdOfClaim, namespace: 'victim' }] } },
+        { token: intruder.key },
+      );
       const error = onlyError(result, 'CONFLICT');
       expect(error.message).toContain('"victim"');
       // Which project holds it is not said: it may be another organization's.
@@ -104,14 +113,27 @@ describe('a namespace belongs to one project', () => {
   it('creating a project with a taken namespace is CONFLICT and creates nothing', async () => {
     const result = await t.gql(
       CREATE_PROJECT,
-      { input: { organizationId: intruder.organizationId, title: 'Takeover', assignments: [{ clusterId, namespace: 'fresh-one' }, { clusterId, namespace: 'victim' }] } },
+      {
+        input: {
+          organizationId: intruder.organizationId,
+          title: 'Takeover',
+          assignments: [
+            { clusterId, namespace: 'fresh-one' },
+            { clusterId, namespace: 'victim' },
+          ],
+        },
+      },
       { token: intruder.key },
     );
     expect(onlyError(result, 'CONFLICT').message).toContain('"victim"');
     const { projects } = await t.gqlOk(PROJECTS, { org: intruder.organizationId });
     expect(projects.items.map((p: { title: string }) => p.title)).toEqual(['intruder-org project']);
     // Nor was the other namespace of the refused project kept aside.
-    const fresh = await t.gql(CREATE_PROJECT, { input: { organizationId: intruder.organizationId, title: 'Fresh', assignments: [{ namespace: 'fresh-one' }] } }, { token: intruder.key });
+    const fresh = await t.gql(
+      CREATE_PROJECT,
+      { input: { organizationId: intruder.organizationId, title: 'Fresh', assignments: [{ namespace: 'fresh-one' }] } },
+      { token: intruder.key },
+    );
     expect(fresh.errors).toBeUndefined();
   });
 
@@ -119,12 +141,21 @@ describe('a namespace belongs to one project', () => {
     const { createOrganization: org } = await t.gqlOk(CREATE_ORG, { title: 'Overlap' });
     await t.gqlOk(CREATE_PROJECT, { input: { organizationId: org.id, title: 'On one', assignments: [{ clusterId, namespace: 'overlap' }] } });
     for (const other of [null, otherClusterId]) {
-      const result = await t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: `Elsewhere ${other ?? 'all'}`, assignments: [{ clusterId: other, namespace: 'overlap' }] } });
+      const result = await t.gql(CREATE_PROJECT, {
+        input: { organizationId: org.id, title: `Elsewhere ${other ?? 'all'}`, assignments: [{ clusterId: other, namespace: 'overlap' }] },
+      });
       expect(onlyError(result, 'CONFLICT').message).toContain('"overlap"');
     }
     // One project may name its namespace on several clusters.
     const several = await t.gqlOk(CREATE_PROJECT, {
-      input: { organizationId: org.id, title: 'Several', assignments: [{ clusterId, namespace: 'several' }, { clusterId: otherClusterId, namespace: 'several' }] },
+      input: {
+        organizationId: org.id,
+        title: 'Several',
+        assignments: [
+          { clusterId, namespace: 'several' },
+          { clusterId: otherClusterId, namespace: 'several' },
+        ],
+      },
     });
     expect(several.createProject.assignments).toHaveLength(2);
   });
@@ -155,25 +186,37 @@ describe('a namespace belongs to one project', () => {
 
   it('a namespace is free again once its project is reassigned, deleted, or its organization deleted', async () => {
     const { createOrganization: org } = await t.gqlOk(CREATE_ORG, { title: 'Releases' });
-    const { createProject: first } = await t.gqlOk(CREATE_PROJECT, { input: { organizationId: org.id, title: 'First', assignments: [{ namespace: 'release-a' }] } });
+    const { createProject: first } = await t.gqlOk(CREATE_PROJECT, {
+      input: { organizationId: org.id, title: 'First', assignments: [{ namespace: 'release-a' }] },
+    });
     await t.gqlOk(UPDATE_PROJECT, { input: { id: first.id, assignments: [{ namespace: 'release-b' }] } });
     await t.gqlOk(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Second', assignments: [{ namespace: 'release-a' }] } });
-    expect(onlyError(await t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Third', assignments: [{ namespace: 'release-b' }] } }), 'CONFLICT').message).toContain('"release-b"');
+    expect(
+      onlyError(await t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Third', assignments: [{ namespace: 'release-b' }] } }), 'CONFLICT')
+        .message,
+    ).toContain('"release-b"');
 
     await t.gqlOk(DELETE_PROJECT, { id: first.id });
     await t.gqlOk(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Third', assignments: [{ namespace: 'release-b' }] } });
 
     await t.gqlOk(`mutation($id: ID!) { deleteOrganization(id: $id) { deleted } }`, { id: org.id });
     const { createOrganization: next } = await t.gqlOk(CREATE_ORG, { title: 'Releases again' });
-    const reused = await t.gqlOk(CREATE_PROJECT, { input: { organizationId: next.id, title: 'Reuse', assignments: [{ namespace: 'release-a' }, { namespace: 'release-b' }] } });
+    const reused = await t.gqlOk(CREATE_PROJECT, {
+      input: { organizationId: next.id, title: 'Reuse', assignments: [{ namespace: 'release-a' }, { namespace: 'release-b' }] },
+    });
     expect(reused.createProject.assignments.map((a: { namespace: string }) => a.namespace)).toEqual(['release-a', 'release-b']);
   });
 
   it('a project keeps its namespace when its other assignments change', async () => {
     const { createOrganization: org } = await t.gqlOk(CREATE_ORG, { title: 'Keeps' });
-    const { createProject: project } = await t.gqlOk(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Keeper', assignments: [{ namespace: 'kept' }] } });
+    const { createProject: project } = await t.gqlOk(CREATE_PROJECT, {
+      input: { organizationId: org.id, title: 'Keeper', assignments: [{ namespace: 'kept' }] },
+    });
     const updated = await t.gqlOk(UPDATE_PROJECT, { input: { id: project.id, assignments: [{ clusterId, namespace: 'kept' }, { namespace: 'kept-too' }] } });
-    expect(updated.updateProject.assignments).toEqual([{ clusterId, namespace: 'kept' }, { clusterId: null, namespace: 'kept-too' }]);
+    expect(updated.updateProject.assignments).toEqual([
+      { clusterId, namespace: 'kept' },
+      { clusterId: null, namespace: 'kept-too' },
+    ]);
     const taken = await t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: 'Taker', assignments: [{ namespace: 'kept' }] } });
     expect(onlyError(taken, 'CONFLICT').message).toContain('"kept"');
   });
@@ -181,7 +224,9 @@ describe('a namespace belongs to one project', () => {
   it('of concurrent creates naming one namespace, exactly one wins', async () => {
     const orgs = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => t.gqlOk(CREATE_ORG, { title: `Race ${i}` })));
     const results = await Promise.all(
-      orgs.map(({ createOrganization: org }, i) => t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: `Racer ${i}`, assignments: [{ namespace: 'contested' }] } })),
+      orgs.map(({ createOrganization: org }, i) =>
+        t.gql(CREATE_PROJECT, { input: { organizationId: org.id, title: `Racer ${i}`, assignments: [{ namespace: 'contested' }] } }),
+      ),
     );
     expect(results.filter((r) => !r.errors).length).toBe(1);
     for (const lost of results.filter((r) => r.errors)) expect(onlyError(lost, 'CONFLICT').message).toContain('"contested"');
@@ -218,21 +263,46 @@ describe('namespaces shared before claims existed', () => {
         { id: orgs.b, tenant_id: 'tenant-default', title: 'B', created_at: at(2) },
       ]);
       const project = (id: string, organizationId: string, title: string, minutes: number, assignments: object[], isDefault = false) => ({
-        id, tenant_id: 'tenant-default', organization_id: organizationId, title, is_default: isDefault, created_at: at(minutes), assignments: JSON.stringify(assignments),
+        id,
+        tenant_id: 'tenant-default',
+        organization_id: organizationId,
+        title,
+        is_default: isDefault,
+        created_at: at(minutes),
+        assignments: JSON.stringify(assignments),
       });
-      await db.knex.withSchema('users').table('projects').insert([
-        project(projects.default, orgs.default, 'Default Project', 0, [assignment('default')], true),
-        project(projects.older, orgs.a, 'Older', 3, [assignment('shared')]),
-        project(projects.newer, orgs.b, 'Newer', 4, [assignment('shared', 'cluster-one'), assignment('shared', 'cluster-two'), assignment('newer-own')]),
-        project(projects.sneaky, orgs.b, 'Default', 5, [assignment('default')]),
-      ]);
-      await db.knex.withSchema('users').table('users').insert({ id: 'admin@example.com', internal_id: randomString(16), tenant_id: 'tenant-default' });
-      await db.knex.withSchema('users').table('organization_members').insert([orgs.default, orgs.a, orgs.b].map((id) => ({ organization_id: id, user_id: 'admin@example.com', role: 'OWNER' })));
+      await db.knex
+        .withSchema('users')
+        .table('projects')
+        .insert([
+          project(projects.default, orgs.default, 'Default Project', 0, [assignment('default')], true),
+          project(projects.older, orgs.a, 'Older', 3, [assignment('shared')]),
+          project(projects.newer, orgs.b, 'Newer', 4, [assignment('shared', 'cluster-one'), assignment('shared', 'cluster-two'), assignment('newer-own')]),
+          project(projects.sneaky, orgs.b, 'Default', 5, [assignment('default')]),
+        ]);
+      await db.knex
+        .withSchema('users')
+        .table('users')
+        .insert({ id: 'admin@example.com', internal_id: randomString(16), tenant_id: 'tenant-default' });
+      await db.knex
+        .withSchema('users')
+        .table('organization_members')
+        .insert([orgs.default, orgs.a, orgs.b].map((id) => ({ organization_id: id, user_id: 'admin@example.com', role: 'OWNER' })));
       await db.close();
 
       const adminKey = `sk-${randomString(48)}`;
       const start = async (capture: LogCapture) => {
-        const config = loadConfig({}, { port: 0, dataDir, databaseUrl: database.url, adminApiKey: adminKey, logLevel: 'warn', objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') } });
+        const config = loadConfig(
+          {},
+          {
+            port: 0,
+            dataDir,
+            databaseUrl: database.url,
+            adminApiKey: adminKey,
+            logLevel: 'warn',
+            objectStore: { driver: 'filesystem', dir: path.join(dataDir, 'objects') },
+          },
+        );
         config.clusters = { ...config.clusters, defaultCluster: false };
         return startPlatform(config, { logger: createLogger('warn', 'mariner', capture) });
       };
@@ -248,7 +318,10 @@ describe('namespaces shared before claims existed', () => {
 
         const warned = firstLogs.lines.filter((l) => String(l.msg).includes('two projects were assigned one namespace'));
         expect(warned.map((l) => [l['namespace'], l['projectId'], l['keptBy']]).sort()).toEqual(
-          [['default', projects.sneaky, projects.default], ['shared', projects.newer, projects.older]].sort(),
+          [
+            ['default', projects.sneaky, projects.default],
+            ['shared', projects.newer, projects.older],
+          ].sort(),
         );
         const conflicts = await platform.db.knex.withSchema('users').table('namespace_claim_conflicts').where({ project_id: projects.newer });
         expect(conflicts).toHaveLength(1);

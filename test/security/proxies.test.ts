@@ -64,7 +64,9 @@ async function startFakeJupyter(basePath: () => string) {
   const page = (base: string) => `<html><body><a href="${base}tree">files</a></body></html>`;
   // 20 MiB of HTML in 20 KiB of gzip, and 64 MiB in 12 KiB of brotli.
   const gzipBomb = zlib.gzipSync(Buffer.concat([Buffer.from('<html><body>'), Buffer.alloc(20 << 20, 0x20)]));
-  const brotliBomb = zlib.brotliCompressSync(Buffer.concat([Buffer.from('<html><body>'), Buffer.alloc(64 << 20, 0x20)]), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } });
+  const brotliBomb = zlib.brotliCompressSync(Buffer.concat([Buffer.from('<html><body>'), Buffer.alloc(64 << 20, 0x20)]), {
+    params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 },
+  });
   const server = createServer((req, res) => {
     seen.push({ method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, webSocket: false });
     const base = basePath();
@@ -96,7 +98,12 @@ async function startFakeJupyter(basePath: () => string) {
 }
 
 /** A request sent exactly as written (fetch would resolve `..` and `%2e%2e` before sending). */
-function rawRequest(base: string, method: string, target: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+function rawRequest(
+  base: string,
+  method: string,
+  target: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const req = http.request({ hostname, port, method, path: target, headers }, (res) => {
@@ -163,7 +170,12 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
   }
 
   async function runningPod(namespace: string, name: string): Promise<void> {
-    await kubeApi('POST', `/api/v1/namespaces/${namespace}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace }, spec: { containers: [{ name: 'main', image: 'busybox' }] } });
+    await kubeApi('POST', `/api/v1/namespaces/${namespace}/pods`, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace },
+      spec: { containers: [{ name: 'main', image: 'busybox' }] },
+    });
     const pod = await kubeApi('GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
     await kubeApi('PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
   }
@@ -172,7 +184,8 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
 
   beforeAll(async () => {
     kube = await startKubeApiServer({ nodes: [{ name: 'gpu-node', gpus: 1 }] });
-    for (const ns of ['team-a', 'team-b', 'team-w']) await kubeApi('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    for (const ns of ['team-a', 'team-b', 'team-w'])
+      await kubeApi('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     await runningPod('team-a', 'trainer');
     await runningPod('team-b', 'secret-trainer');
     await runningPod('team-w', 'worker');
@@ -203,7 +216,12 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
     await kubeApi('POST', '/api/v1/namespaces/team-a/services', {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: 'mariner-nb-sec', namespace: 'team-a', labels: { [NOTEBOOK_NAME_LABEL]: 'lab', [JOB_ID_LABEL]: 'nb-sec' }, annotations: { [NOTEBOOK_BASE_PATH_ANNOTATION]: basePath } },
+      metadata: {
+        name: 'mariner-nb-sec',
+        namespace: 'team-a',
+        labels: { [NOTEBOOK_NAME_LABEL]: 'lab', [JOB_ID_LABEL]: 'nb-sec' },
+        annotations: { [NOTEBOOK_BASE_PATH_ANNOTATION]: basePath },
+      },
       spec: { ports: [{ port: 8888 }] },
     });
     kube.serveService('team-a', 'mariner-nb-sec', 8888, jupyter.url);
@@ -247,7 +265,13 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
       expect(exec[0]!.headers).toMatchObject({ authorization: `Bearer ${kube.token}`, upgrade: 'websocket', 'sec-websocket-protocol': 'v5.channel.k8s.io' });
 
       // An upgrade is a GET (WebSocket) or a POST (SPDY): a DELETE with Upgrade headers never reaches the cluster.
-      const handshake = { ...as(writer.key), connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+      const handshake = {
+        ...as(writer.key),
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      };
       const deleting = await rawRequest(t.url, 'DELETE', `/v1/sessions/${clusterId}/api/v1/namespaces/team-w/pods/worker/exec?command=sh`, handshake);
       expect(deleting.status).toBe(400);
       expect(kube.requests.filter((r) => r.method === 'DELETE')).toEqual([]);
@@ -271,9 +295,13 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
       expect(proxied.headers.authorization).toBe(`Bearer ${kube.token}`);
     });
 
-    it("notebook upgrade: a kernel WebSocket reaches Jupyter as a GET with the handshake and nothing smuggled", async () => {
+    it('notebook upgrade: a kernel WebSocket reaches Jupyter as a GET with the handshake and nothing smuggled', async () => {
       const before = jupyter.seen.length;
-      const ws = await openWebSocket(`${notebook().replace('http:', 'ws:')}/api/kernels/k1/channels`, [], { ...as(reader.key), ...SMUGGLED, cookie: '_xsrf=abc' });
+      const ws = await openWebSocket(`${notebook().replace('http:', 'ws:')}/api/kernels/k1/channels`, [], {
+        ...as(reader.key),
+        ...SMUGGLED,
+        cookie: '_xsrf=abc',
+      });
       const reply = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
       ws.send('1+1');
       expect(await reply).toBe('echo 1+1');
@@ -333,18 +361,23 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
     expect(kube.requests.length).toBe(beforeKube);
     expect(jupyter.seen.length).toBe(beforeJupyter);
     // The same through an upgrade.
-    const upgrade = await rawRequest(t.url, 'GET', `/v1/sessions/${clusterId}/api/v1/namespaces/team-w/pods/worker/%2e%2e/%2e%2e/%2e%2e/team-b/pods/secret-trainer/exec?command=sh`, {
-      ...as(writer.key),
-      connection: 'Upgrade',
-      upgrade: 'websocket',
-      'sec-websocket-version': '13',
-      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-    });
+    const upgrade = await rawRequest(
+      t.url,
+      'GET',
+      `/v1/sessions/${clusterId}/api/v1/namespaces/team-w/pods/worker/%2e%2e/%2e%2e/%2e%2e/team-b/pods/secret-trainer/exec?command=sh`,
+      {
+        ...as(writer.key),
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      },
+    );
     expect(upgrade.status).toBe(400);
     expect(kube.requests.length).toBe(beforeKube);
   });
 
-  it("a notebook page that decompresses past 16 MiB answers 502 with a clear message; a small compressed page still gets its links restored", async () => {
+  it('a notebook page that decompresses past 16 MiB answers 502 with a clear message; a small compressed page still gets its links restored', async () => {
     for (const name of ['bomb.html', 'bomb-br.html']) {
       const response = await fetch(`${notebook()}/${name}`, { headers: as(reader.key) });
       expect({ name, status: response.status }).toEqual({ name, status: 502 });
@@ -395,7 +428,12 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
   it('?access_token= from another site does not sign the browser in (login CSRF): it asks first; typed, pasted or same-origin links sign in at once', async () => {
     const before = jupyter.seen.length;
     const link = `${notebook()}/lab?access_token=${reader.key}`;
-    const elsewhere: Record<string, string>[] = [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { referer: 'https://evil.example/page' }, { origin: 'https://evil.example' }];
+    const elsewhere: Record<string, string>[] = [
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { referer: 'https://evil.example/page' },
+      { origin: 'https://evil.example' },
+    ];
     for (const from of elsewhere) {
       const response = await fetch(link, { headers: from, redirect: 'manual' });
       expect({ from, status: response.status }).toEqual({ from, status: 200 });

@@ -63,10 +63,7 @@ const LFS_EXTENSIONS = ['.safetensors', '.bin', '.gguf', '.pt', '.pth', '.onnx',
 const LFS_THRESHOLD_BYTES = 10 * 1024 * 1024;
 const GIT_OID = (bytes: Buffer) => createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
 
-export async function startFakeHuggingFace(
-  repos: Record<string, Record<string, Buffer>>,
-  options: FakeHuggingFaceOptions = {},
-): Promise<FakeHuggingFace> {
+export async function startFakeHuggingFace(repos: Record<string, Record<string, Buffer>>, options: FakeHuggingFaceOptions = {}): Promise<FakeHuggingFace> {
   const gated = new Set(options.gated ?? []);
   const granted = new Set(options.tokens ?? []);
   const tokens = new Set([...granted, ...(options.tokensWithoutAccess ?? [])]);
@@ -159,10 +156,20 @@ export async function startFakeHuggingFace(
       const model = stored.get(repo);
       if (!model) return repoNotFound(res, token);
       if (gated.has(repo) && token === undefined) {
-        return hubError(res, 401, 'GatedRepo', `Access to model ${repo} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
+        return hubError(
+          res,
+          401,
+          'GatedRepo',
+          `Access to model ${repo} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+        );
       }
       if (gated.has(repo) && !granted.has(token!)) {
-        return hubError(res, 403, 'GatedRepo', `Access to model ${repo} is restricted and you are not in the authorized list. Visit https://huggingface.co/${repo} to ask for access.`);
+        return hubError(
+          res,
+          403,
+          'GatedRepo',
+          `Access to model ${repo} is restricted and you are not in the authorized list. Visit https://huggingface.co/${repo} to ask for access.`,
+        );
       }
       if (revision !== 'main' && revision !== model.sha) return hubError(res, 404, 'RevisionNotFound', 'Invalid rev id: ' + revision);
       const file = model.files.get(path);

@@ -317,10 +317,14 @@ describe('the Kubernetes API test double', () => {
     const endpoint = createServer((req, res) => {
       if (req.url === '/page') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'access-control-allow-origin': '*' });
-        return void res.end('<html><head><script src="/static/app.js"></script><link href="style.css"></head><a href="https://elsewhere.example/x">x</a></html>');
+        return void res.end(
+          '<html><head><script src="/static/app.js"></script><link href="style.css"></head><a href="https://elsewhere.example/x">x</a></html>',
+        );
       }
       if (req.url === '/old') return void res.writeHead(302, { location: '/new?a=1' }).end();
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, url: req.url, authorization: req.headers.authorization ?? null }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ method: req.method, url: req.url, authorization: req.headers.authorization ?? null }));
     });
     const sockets = new WebSocketServer({ server: endpoint });
     sockets.on('connection', (ws, req) => ws.on('message', (data) => ws.send(`${req.url} ${data}`)));

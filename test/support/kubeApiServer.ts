@@ -1,6 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
-import { createServer, request as httpRequest, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  STATUS_CODES,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type RequestListener,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -178,8 +186,7 @@ class KubeError extends Error {
 }
 
 const detailsOf = (type: ResourceType, name: string) => ({ name, ...(type.group && { group: type.group }), kind: type.plural });
-const notFound = (type: ResourceType, name: string) =>
-  new KubeError(404, 'NotFound', `${qualifiedName(type)} "${name}" not found`, detailsOf(type, name));
+const notFound = (type: ResourceType, name: string) => new KubeError(404, 'NotFound', `${qualifiedName(type)} "${name}" not found`, detailsOf(type, name));
 const badRequest = (message: string) => new KubeError(400, 'BadRequest', message);
 const pageNotFound = () => new KubeError(404, 'NotFound', 'the server could not find the requested resource', {});
 const unsupportedMediaType = (accepted: string[]) =>
@@ -223,8 +230,7 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 /** The validation rules (pkg/apis/*\/validation) that an agent can plausibly break; the rest is trusted. */
 function validate(type: ResourceType, object: KubeObject): FieldError[] {
   const errors: FieldError[] = [];
-  const required = (field: string, detail = '') =>
-    errors.push({ field, reason: 'FieldValueRequired', message: `Required value${detail && `: ${detail}`}` });
+  const required = (field: string, detail = '') => errors.push({ field, reason: 'FieldValueRequired', message: `Required value${detail && `: ${detail}`}` });
   const name = object.metadata.name!;
   const asLabel = type.plural === 'namespaces' || type.plural === 'services';
   if (asLabel ? !DNS_LABEL.test(name) || name.length > 63 : !DNS_SUBDOMAIN.test(name) || name.length > 253) {
@@ -264,8 +270,7 @@ function validate(type: ResourceType, object: KubeObject): FieldError[] {
   return errors;
 }
 
-const labelsMatch = (wanted: Record<string, string>, labels: Record<string, string>) =>
-  Object.entries(wanted).every(([key, value]) => labels[key] === value);
+const labelsMatch = (wanted: Record<string, string>, labels: Record<string, string>) => Object.entries(wanted).every(([key, value]) => labels[key] === value);
 
 /** The defaults the apiserver fills in on create that agents read back. */
 function applyDefaults(type: ResourceType, object: KubeObject): void {
@@ -528,7 +533,10 @@ function nodeObject(seed: NodeSeed, index: number): KubeObject {
       capacity: resources,
       allocatable: resources,
       conditions: [{ type: 'Ready', ...readiness, lastHeartbeatTime: now(), lastTransitionTime: now() }],
-      addresses: [{ type: 'InternalIP', address: `10.0.0.${index + 10}` }, { type: 'Hostname', address: seed.name }],
+      addresses: [
+        { type: 'InternalIP', address: `10.0.0.${index + 10}` },
+        { type: 'Hostname', address: seed.name },
+      ],
       nodeInfo: { kubeletVersion: SERVER_VERSION.gitVersion, operatingSystem: 'linux', architecture: 'amd64', containerRuntimeVersion: 'containerd://2.1.0' },
     },
   };
@@ -640,7 +648,13 @@ function jsonPatch(document: unknown, operations: unknown): unknown {
   const root = { value: copy(document) as any };
   const locate = (pointer: unknown) => {
     if (typeof pointer !== 'string' || (pointer !== '' && !pointer.startsWith('/'))) throw badRequest(`invalid JSON pointer "${pointer}"`);
-    const tokens = ['value', ...pointer.split('/').slice(1).map((token) => token.replaceAll('~1', '/').replaceAll('~0', '~'))];
+    const tokens = [
+      'value',
+      ...pointer
+        .split('/')
+        .slice(1)
+        .map((token) => token.replaceAll('~1', '/').replaceAll('~0', '~')),
+    ];
     const key = tokens.pop()!;
     const parent = tokens.reduce<any>((node, token) => node?.[token], root);
     if (typeof parent !== 'object' || parent === null) throw new KubeError(422, 'Invalid', `json patch path "${pointer}" does not exist`);
@@ -688,7 +702,9 @@ function applyPatch(contentType: string, document: unknown, patch: unknown): unk
 
 function scaleOf(object: KubeObject) {
   const { name, namespace, uid, resourceVersion, creationTimestamp } = object.metadata;
-  const selector = Object.entries<string>(object.spec?.selector?.matchLabels ?? {}).map(([key, value]) => `${key}=${value}`).join(',');
+  const selector = Object.entries<string>(object.spec?.selector?.matchLabels ?? {})
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
   return {
     kind: 'Scale',
     apiVersion: 'autoscaling/v1',
@@ -1024,34 +1040,43 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
       return `${pathPrepend}${path}`;
     };
     await new Promise<void>((resolve, reject) => {
-      const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: `${rest || '/'}${url.search}`, headers }, (response) => {
-        const out: OutgoingHttpHeaders = {};
-        for (const [name, value] of Object.entries(response.headers)) {
-          if (value !== undefined && !name.startsWith('access-control-') && !['connection', 'keep-alive', 'transfer-encoding'].includes(name)) out[name] = value;
-        }
-        if (typeof out['location'] === 'string') out['location'] = rewrite(out['location']);
-        const type = String(out['content-type'] ?? '').split(';')[0]!.trim();
-        const encoding = String(out['content-encoding'] ?? '');
-        if (type !== 'text/html' || !['', 'gzip', 'deflate'].includes(encoding)) {
-          res.writeHead(response.statusCode ?? 502, out);
-          response.pipe(res);
-          response.on('end', resolve);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          const raw = Buffer.concat(chunks);
-          const html = (encoding === 'gzip' ? zlib.gunzipSync(raw) : encoding === 'deflate' ? zlib.inflateSync(raw) : raw).toString('utf8');
-          const rewritten = html.replace(/<[a-zA-Z][^<>]*>/g, (tag) =>
-            tag.replace(/(\s)(href|src|action|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)')/gi, (_all, space: string, name: string, double?: string, single?: string) => `${space}${name}="${rewrite(double ?? single ?? '')}"`),
-          );
-          const body = encoding === 'gzip' ? zlib.gzipSync(rewritten) : encoding === 'deflate' ? zlib.deflateSync(rewritten) : Buffer.from(rewritten);
-          res.writeHead(response.statusCode ?? 502, { ...out, 'content-length': String(body.length) });
-          res.end(body);
-          resolve();
-        });
-      });
+      const upstream = httpRequest(
+        { host: target.hostname, port: target.port, method: req.method, path: `${rest || '/'}${url.search}`, headers },
+        (response) => {
+          const out: OutgoingHttpHeaders = {};
+          for (const [name, value] of Object.entries(response.headers)) {
+            if (value !== undefined && !name.startsWith('access-control-') && !['connection', 'keep-alive', 'transfer-encoding'].includes(name))
+              out[name] = value;
+          }
+          if (typeof out['location'] === 'string') out['location'] = rewrite(out['location']);
+          const type = String(out['content-type'] ?? '')
+            .split(';')[0]!
+            .trim();
+          const encoding = String(out['content-encoding'] ?? '');
+          if (type !== 'text/html' || !['', 'gzip', 'deflate'].includes(encoding)) {
+            res.writeHead(response.statusCode ?? 502, out);
+            response.pipe(res);
+            response.on('end', resolve);
+            return;
+          }
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const raw = Buffer.concat(chunks);
+            const html = (encoding === 'gzip' ? zlib.gunzipSync(raw) : encoding === 'deflate' ? zlib.inflateSync(raw) : raw).toString('utf8');
+            const rewritten = html.replace(/<[a-zA-Z][^<>]*>/g, (tag) =>
+              tag.replace(
+                /(\s)(href|src|action|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)')/gi,
+                (_all, space: string, name: string, double?: string, single?: string) => `${space}${name}="${rewrite(double ?? single ?? '')}"`,
+              ),
+            );
+            const body = encoding === 'gzip' ? zlib.gzipSync(rewritten) : encoding === 'deflate' ? zlib.deflateSync(rewritten) : Buffer.from(rewritten);
+            res.writeHead(response.statusCode ?? 502, { ...out, 'content-length': String(body.length) });
+            res.end(body);
+            resolve();
+          });
+        },
+      );
       upstream.on('error', (error) => reject(unreachable(error)));
       req.pipe(upstream);
     });

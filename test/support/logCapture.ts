@@ -38,7 +38,14 @@ export class LogCapture implements DestinationStream {
       };
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
-        reject(new Error(`no log line ${what} within ${timeoutMs} ms; got:\n${this.lines.map((l) => JSON.stringify(l)).join('\n').slice(-4000)}`));
+        reject(
+          new Error(
+            `no log line ${what} within ${timeoutMs} ms; got:\n${this.lines
+              .map((l) => JSON.stringify(l))
+              .join('\n')
+              .slice(-4000)}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.add(waiter);
     });

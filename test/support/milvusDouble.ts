@@ -113,7 +113,16 @@ export async function startMilvusDouble(): Promise<MilvusDouble> {
     DescribeCollection: (r) => {
       const c = collections.get(r.collection_name);
       if (!c) return { status: { ...failed(`collection not found[collection=${r.collection_name}]`), error_code: 'CollectionNotExists', code: 100 } };
-      return { status: ok(), schema: c.schema, collectionID: '1', collection_name: c.name, consistency_level: 'Bounded', properties: [], shards_num: 1, update_timestamp: '1' };
+      return {
+        status: ok(),
+        schema: c.schema,
+        collectionID: '1',
+        collection_name: c.name,
+        consistency_level: 'Bounded',
+        properties: [],
+        shards_num: 1,
+        update_timestamp: '1',
+      };
     },
     CreateIndex: (r) => {
       const c = collections.get(r.collection_name);
@@ -138,7 +147,8 @@ export async function startMilvusDouble(): Promise<MilvusDouble> {
       const n = Number(r.num_rows);
       for (const field of c.schema.fields) {
         if (field.autoID) continue;
-        if (columns.get(field.name)?.length !== n) return { status: failed(`field ${field.name}: ${columns.get(field.name)?.length ?? 0} values for ${n} rows`) };
+        if (columns.get(field.name)?.length !== n)
+          return { status: failed(`field ${field.name}: ${columns.get(field.name)?.length ?? 0} values for ${n} rows`) };
       }
       const ids: string[] = [];
       for (let i = 0; i < n; i++) {
@@ -201,10 +211,23 @@ export async function startMilvusDouble(): Promise<MilvusDouble> {
           for (const name of outputs) columns.get(name)!.push(hit.row.values[name]);
         }
       }
-      const fields = outputs.map((name) => fieldData(c.schema.fields.find((f) => f.name === name)!, columns.get(name)!));
+      const fields = outputs.map((name) =>
+        fieldData(
+          c.schema.fields.find((f) => f.name === name)!,
+          columns.get(name)!,
+        ),
+      );
       return {
         status: ok(),
-        results: { num_queries: String(group.placeholders[0]!.values.length), top_k: String(topK), fields_data: fields, scores, ids: { int_id: { data: ids } }, topks, output_fields: outputs },
+        results: {
+          num_queries: String(group.placeholders[0]!.values.length),
+          top_k: String(topK),
+          fields_data: fields,
+          scores,
+          ids: { int_id: { data: ids } },
+          topks,
+          output_fields: outputs,
+        },
         collection_name: c.name,
       };
     },

@@ -50,15 +50,11 @@ const EMAIL_HEADER = 'x-test-email';
 const AUDIENCE_URN_PREFIX = 'urn:mariner-test:audience:';
 
 function resourceFor(audience: string): string {
-  return URL.canParse(audience) && !audience.includes('#')
-    ? audience
-    : `${AUDIENCE_URN_PREFIX}${encodeURIComponent(audience)}`;
+  return URL.canParse(audience) && !audience.includes('#') ? audience : `${AUDIENCE_URN_PREFIX}${encodeURIComponent(audience)}`;
 }
 
 function audienceOf(resource: string): string {
-  return resource.startsWith(AUDIENCE_URN_PREFIX)
-    ? decodeURIComponent(resource.slice(AUDIENCE_URN_PREFIX.length))
-    : resource;
+  return resource.startsWith(AUDIENCE_URN_PREFIX) ? decodeURIComponent(resource.slice(AUDIENCE_URN_PREFIX.length)) : resource;
 }
 
 /**
@@ -195,9 +191,7 @@ export async function startTestOidcProvider(options: { audience?: string } = {})
       const response = await fetch(discovery.token_endpoint, {
         method: 'POST',
         headers: {
-          authorization: `Basic ${Buffer.from(
-            `${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`,
-          ).toString('base64')}`,
+          authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`,
           'content-type': 'application/x-www-form-urlencoded',
           ...(email ? { [EMAIL_HEADER]: email } : {}),
         },

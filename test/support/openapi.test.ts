@@ -45,15 +45,11 @@ describe('the OpenAI API description', () => {
 
   it('rejects a file object without an id, naming the missing field', () => {
     const { id: _id, ...withoutId } = file;
-    expect(openai.validateResponse('GET', '/v1/files/file-abc', 200, withoutId)).toEqual([
-      "OpenAIFile: (root) must have required property 'id'",
-    ]);
+    expect(openai.validateResponse('GET', '/v1/files/file-abc', 200, withoutId)).toEqual(["OpenAIFile: (root) must have required property 'id'"]);
   });
 
   it('rejects bytes sent as a string, showing the path and the value', () => {
-    expect(openai.validateSchema('OpenAIFile', { ...file, bytes: '120' })).toEqual([
-      'OpenAIFile: /bytes must be integer (got "120")',
-    ]);
+    expect(openai.validateSchema('OpenAIFile', { ...file, bytes: '120' })).toEqual(['OpenAIFile: /bytes must be integer (got "120")']);
   });
 
   it('rejects an unknown purpose, listing the allowed ones', () => {
@@ -78,9 +74,7 @@ describe('the OpenAI API description', () => {
     const list = { object: 'list', data: [file], has_more: false, first_id: 'file-abc', last_id: 'file-abc' };
     expect(openai.validateResponse('GET', '/v1/files?limit=1', 200, list)).toEqual([]);
     const { first_id: _first, ...withoutFirst } = list;
-    expect(openai.validateResponse('GET', '/v1/files', 200, withoutFirst)).toEqual([
-      "ListFilesResponse: (root) must have required property 'first_id'",
-    ]);
+    expect(openai.validateResponse('GET', '/v1/files', 200, withoutFirst)).toEqual(["ListFilesResponse: (root) must have required property 'first_id'"]);
     expect(openai.validateResponse('GET', '/v1/files', 200, { ...list, data: [{ ...file, bytes: -1.5 }] })).toEqual([
       'ListFilesResponse: /data/0/bytes must be integer (got -1.5)',
     ]);
@@ -111,9 +105,7 @@ describe('the OpenAI API description', () => {
     const errors = openai.validateResponse('GET', '/v1/files/file-zzz', 404, { error: { message: 'x', type: 'invalid_request_error', code: 404 } });
     expect(errors).toContain("ErrorResponse: /error must have required property 'param'");
     expect(errors).toContain('ErrorResponse: /error/code must be string (got 404)');
-    expect(openai.validateResponse('POST', '/v1/files', 400, { message: 'flat' })).toEqual([
-      "ErrorResponse: (root) must have required property 'error'",
-    ]);
+    expect(openai.validateResponse('POST', '/v1/files', 400, { message: 'flat' })).toEqual(["ErrorResponse: (root) must have required property 'error'"]);
   });
 
   it('uses the error response an operation does list (429 → TooManyRequests → ErrorResponse)', () => {
@@ -210,9 +202,7 @@ describe('converting OpenAPI schemas (a small description)', () => {
 
   it('falls back to the default response for statuses the operation does not list', () => {
     expect(widgets.validateResponse('GET', '/v1/widgets/w-1', 503, { detail: 'down' })).toEqual([]);
-    expect(widgets.validateResponse('GET', '/v1/widgets/w-1', 503, { error: 'down' })).toEqual([
-      "Problem: (root) must have required property 'detail'",
-    ]);
+    expect(widgets.validateResponse('GET', '/v1/widgets/w-1', 503, { error: 'down' })).toEqual(["Problem: (root) must have required property 'detail'"]);
   });
 
   it('is found through MARINER_OPENAPI_SPEC', () => {

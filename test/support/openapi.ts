@@ -40,8 +40,7 @@ export interface OpenApiValidator {
 export function expectValid(errors: string[]): void {
   if (errors.length === 0) return;
   throw new Error(
-    `Body does not match the OpenAI API schema (${errors.length} error${errors.length === 1 ? '' : 's'}):\n` +
-      errors.map((e) => `  - ${e}`).join('\n'),
+    `Body does not match the OpenAI API schema (${errors.length} error${errors.length === 1 ? '' : 's'}):\n` + errors.map((e) => `  - ${e}`).join('\n'),
   );
 }
 
@@ -68,8 +67,7 @@ const validators = new Map<string, OpenApiValidator>();
 
 function resolveSpecPath(specPath: string | undefined): string {
   const fromEnv = process.env.MARINER_OPENAPI_SPEC;
-  const path =
-    specPath !== undefined ? resolve(specPath) : fromEnv ? resolve(fromEnv) : fileURLToPath(DEFAULT_SPEC_URL);
+  const path = specPath !== undefined ? resolve(specPath) : fromEnv ? resolve(fromEnv) : fileURLToPath(DEFAULT_SPEC_URL);
   if (!existsSync(path)) {
     throw new Error(
       `OpenAI API description not found at ${path}. ` +
@@ -205,10 +203,7 @@ function createValidator(specPath: string): OpenApiValidator {
         // OpenAI documents its error body once (ErrorResponse) rather than per operation.
         if (isError) return run('ErrorResponse', compileComponent('ErrorResponse'), body);
         const types = Object.keys(response?.content ?? {});
-        throw new Error(
-          `The OpenAI API description gives no JSON schema for ${where} ${key} ` +
-            `(content: ${types.length ? types.join(', ') : 'none'})`,
-        );
+        throw new Error(`The OpenAI API description gives no JSON schema for ${where} ${key} ` + `(content: ${types.length ? types.join(', ') : 'none'})`);
       }
       const refName = componentRefName(schema);
       if (refName !== undefined && componentSchemas[refName] !== undefined) {
@@ -291,7 +286,10 @@ function toJsonSchema(schema: Json, context: ConvertContext, isRoot = false): Js
     }
   }
   // A 3.0 boolean exclusive bound replaces the inclusive one it qualified.
-  for (const [exclusive, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
+  for (const [exclusive, bound] of [
+    ['exclusiveMinimum', 'minimum'],
+    ['exclusiveMaximum', 'maximum'],
+  ] as const) {
     if (schema[exclusive] === true) delete out[bound];
   }
   if (
@@ -360,7 +358,12 @@ function collectOperations(paths: JsonObject): Operation[] {
     const [template = key, query = ''] = key.split('?', 2);
     const segments = splitPath(template).map(
       (segment) =>
-        new RegExp(`^${segment.split(/(\{[^}]+\})/).map((part) => (part.startsWith('{') ? '[^/]+' : escapeRegExp(part))).join('')}$`),
+        new RegExp(
+          `^${segment
+            .split(/(\{[^}]+\})/)
+            .map((part) => (part.startsWith('{') ? '[^/]+' : escapeRegExp(part)))
+            .join('')}$`,
+        ),
     );
     for (const method of HTTP_METHODS) {
       const operation = item[method];

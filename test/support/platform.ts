@@ -85,7 +85,13 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
  * (or embedded PGlite with `embedded: true`), with a fixed admin key.
  */
 /** Settings a test changes: a section (`jobs`, `subscriptions`, ...) may be given in part, the rest keeps its defaults. */
-export type TestConfig = { [K in keyof MarinerConfig]?: MarinerConfig[K] extends readonly unknown[] ? MarinerConfig[K] : MarinerConfig[K] extends object ? Partial<MarinerConfig[K]> : MarinerConfig[K] };
+export type TestConfig = {
+  [K in keyof MarinerConfig]?: MarinerConfig[K] extends readonly unknown[]
+    ? MarinerConfig[K]
+    : MarinerConfig[K] extends object
+      ? Partial<MarinerConfig[K]>
+      : MarinerConfig[K];
+};
 
 export async function startTestPlatform(
   options: { oidc?: OidcVerifier | null; config?: TestConfig; embedded?: boolean; defaultCluster?: boolean } = {},
@@ -114,7 +120,10 @@ export async function startTestPlatform(
   }
   // Most tests need no cluster: the embedded agent of `mariner up` only where a test asks for it.
   config.clusters = { ...config.clusters, defaultCluster: options.defaultCluster ?? false };
-  const platform = await startPlatform(config, { logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(), ...(options.oidc !== undefined ? { oidc: options.oidc } : {}) });
+  const platform = await startPlatform(config, {
+    logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(),
+    ...(options.oidc !== undefined ? { oidc: options.oidc } : {}),
+  });
   const graphqlUrl = `${platform.url}/graphql`;
   const gql = <T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) =>
     graphqlCall<T>(graphqlUrl, query, variables, { token: adminKey, ...callOptions });

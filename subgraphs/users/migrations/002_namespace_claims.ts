@@ -67,17 +67,24 @@ export const namespaceClaims: Migration = {
       }
       if (!lost.size) continue;
       for (const [namespace, removed] of lost) {
-        await knex.withSchema(schema).table('namespace_claim_conflicts').insert({
-          tenant_id: project.tenant_id,
-          namespace,
-          project_id: project.id,
-          claimed_by_project_id: owners.get(`${project.tenant_id}/${namespace}`),
-          removed_assignments: JSON.stringify(removed),
-        });
+        await knex
+          .withSchema(schema)
+          .table('namespace_claim_conflicts')
+          .insert({
+            tenant_id: project.tenant_id,
+            namespace,
+            project_id: project.id,
+            claimed_by_project_id: owners.get(`${project.tenant_id}/${namespace}`),
+            removed_assignments: JSON.stringify(removed),
+          });
       }
       // Possibly none left: the project then cannot run workloads until an owner assigns a namespace of
       // its own (the jobs subgraph says so), rather than keep reaching another project's.
-      await knex.withSchema(schema).table('projects').where({ id: project.id }).update({ assignments: JSON.stringify(kept) });
+      await knex
+        .withSchema(schema)
+        .table('projects')
+        .where({ id: project.id })
+        .update({ assignments: JSON.stringify(kept) });
     }
   },
 };

@@ -7,7 +7,10 @@ describe('static chunking', () => {
   it('defaults to 800 tokens with 400 overlap (OpenAI), and checks the limits', () => {
     expect(chunkingStrategyOf(null)).toEqual({ maxChunkSizeTokens: 800, chunkOverlapTokens: 400 });
     expect(chunkingStrategyOf({ type: 'auto' })).toEqual(DEFAULT_CHUNKING);
-    expect(chunkingStrategyOf({ type: 'static', maxChunkSizeTokens: 100, chunkOverlapTokens: 50 })).toEqual({ maxChunkSizeTokens: 100, chunkOverlapTokens: 50 });
+    expect(chunkingStrategyOf({ type: 'static', maxChunkSizeTokens: 100, chunkOverlapTokens: 50 })).toEqual({
+      maxChunkSizeTokens: 100,
+      chunkOverlapTokens: 50,
+    });
     const refused = (input: Parameters<typeof chunkingStrategyOf>[0]) => {
       try {
         chunkingStrategyOf(input);
@@ -16,7 +19,10 @@ describe('static chunking', () => {
       }
       return null;
     };
-    expect(refused({ type: 'static', maxChunkSizeTokens: 99, chunkOverlapTokens: 0 })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'chunkingStrategy.maxChunkSizeTokens' });
+    expect(refused({ type: 'static', maxChunkSizeTokens: 99, chunkOverlapTokens: 0 })).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'chunkingStrategy.maxChunkSizeTokens',
+    });
     expect(refused({ type: 'static', maxChunkSizeTokens: 4097, chunkOverlapTokens: 0 })).toMatchObject({ field: 'chunkingStrategy.maxChunkSizeTokens' });
     expect(refused({ type: 'static', maxChunkSizeTokens: 200, chunkOverlapTokens: 101 })).toMatchObject({ field: 'chunkingStrategy.chunkOverlapTokens' });
     expect(refused({ type: 'static', maxChunkSizeTokens: 200 })).toMatchObject({ field: 'chunkingStrategy' });

@@ -41,7 +41,10 @@ export function chunkingStrategyOf(
     throw badInput(`${field}.maxChunkSizeTokens must be an integer from ${MIN_CHUNK_TOKENS} to ${MAX_CHUNK_TOKENS}`, `${field}.maxChunkSizeTokens`);
   }
   if (!Number.isInteger(overlap) || overlap < 0 || overlap > max / 2) {
-    throw badInput(`${field}.chunkOverlapTokens must be an integer from 0 to half of maxChunkSizeTokens (${Math.floor(max / 2)})`, `${field}.chunkOverlapTokens`);
+    throw badInput(
+      `${field}.chunkOverlapTokens must be an integer from 0 to half of maxChunkSizeTokens (${Math.floor(max / 2)})`,
+      `${field}.chunkOverlapTokens`,
+    );
   }
   return { maxChunkSizeTokens: max, chunkOverlapTokens: overlap };
 }

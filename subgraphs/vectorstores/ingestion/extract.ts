@@ -84,7 +84,13 @@ async function pdfText(bytes: Uint8Array, filename: string): Promise<string> {
   const { getDocument, VerbosityLevel } = await loadPdfjs();
   let doc;
   try {
-    doc = await getDocument({ data: new Uint8Array(bytes), isEvalSupported: false, useSystemFonts: false, verbosity: VerbosityLevel.ERRORS, stopAtErrors: true }).promise;
+    doc = await getDocument({
+      data: new Uint8Array(bytes),
+      isEvalSupported: false,
+      useSystemFonts: false,
+      verbosity: VerbosityLevel.ERRORS,
+      stopAtErrors: true,
+    }).promise;
   } catch (error) {
     throw new IngestionError('invalid_file', `${filename} is not a readable PDF: ${(error as Error).message}`);
   }

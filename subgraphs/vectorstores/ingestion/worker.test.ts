@@ -47,7 +47,17 @@ describe('ingestion worker', () => {
     index = (await createPgvectorIndex(db.knex, { required: true }))!;
     objectStore = await createObjectStore({ driver: 'filesystem', dir: path.join(dir, 'objects') });
     await objectStore.put('files/t/p/doc', Readable.from([Buffer.from(paragraphs.join('\n\n'))]));
-    await store.insertStore({ id: STORE, tenant_id: 't', organization_id: 'o', project_id: 'p', name: 'w', embedding_model: 'm', metric: 'cosine', metadata: {}, expires_after_days: null });
+    await store.insertStore({
+      id: STORE,
+      tenant_id: 't',
+      organization_id: 'o',
+      project_id: 'p',
+      name: 'w',
+      embedding_model: 'm',
+      metric: 'cosine',
+      metadata: {},
+      expires_after_days: null,
+    });
   }, 60_000);
   afterAll(async () => {
     await objectStore?.close();
@@ -56,11 +66,22 @@ describe('ingestion worker', () => {
   });
 
   const row = () => store.file(STORE, FILE);
-  const vectors = async () => (await db.knex.withSchema(PGVECTOR_SCHEMA).from(STORE).where({ file_id: FILE }).select('chunk_index')).map((r) => r.chunk_index as number);
+  const vectors = async () =>
+    (await db.knex.withSchema(PGVECTOR_SCHEMA).from(STORE).where({ file_id: FILE }).select('chunk_index')).map((r) => r.chunk_index as number);
 
   it('a worker stopped mid-file leaves it IN_PROGRESS; the next one takes it over when the lease lapses and completes it, every chunk once', async () => {
     await store.upsertFiles([
-      { vector_store_id: STORE, file_id: FILE, filename: 'doc.md', object_key: 'files/t/p/doc', max_chunk_size_tokens: 100, chunk_overlap_tokens: 0, attributes: null, batch_id: null, ingest_identity: identity },
+      {
+        vector_store_id: STORE,
+        file_id: FILE,
+        filename: 'doc.md',
+        object_key: 'files/t/p/doc',
+        max_chunk_size_tokens: 100,
+        chunk_overlap_tokens: 0,
+        attributes: null,
+        batch_id: null,
+        ingest_identity: identity,
+      },
     ]);
     // The first worker embeds one batch, then its second embeddings call hangs until the worker stops.
     let calls = 0;
@@ -74,7 +95,16 @@ describe('ingestion worker', () => {
         return new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
       },
     };
-    const first = startIngestionWorker({ store, index, objectStore, embeddings: stalling, logger: silentLogger(), batchSize: 3, concurrency: 1, leaseSeconds: 2 });
+    const first = startIngestionWorker({
+      store,
+      index,
+      objectStore,
+      embeddings: stalling,
+      logger: silentLogger(),
+      batchSize: 3,
+      concurrency: 1,
+      leaseSeconds: 2,
+    });
     first.wake();
     await hung;
     expect(await vectors()).toEqual([0, 1, 2]);

@@ -115,20 +115,25 @@ export function startIngestionWorker(options: IngestionOptions): IngestionWorker
           await index.createCollection(vectorStore.id, dimension, vectorStore.metric);
         }
         if (vectors.some((v) => v.length !== dimension)) {
-          throw new IngestionError('server_error', `${vectorStore.embedding_model} returned ${vectors[0]!.length}-dimensional embeddings; this store holds ${dimension}-dimensional ones`);
+          throw new IngestionError(
+            'server_error',
+            `${vectorStore.embedding_model} returned ${vectors[0]!.length}-dimensional embeddings; this store holds ${dimension}-dimensional ones`,
+          );
         }
         const rows: ChunkVector[] = batch.map((chunk, j) => ({ fileId: row.file_id, chunkIndex: i + j, text: chunk, vector: vectors[j]! }));
         checkHeld();
         await index.insert(vectorStore.id, vectorStore.metric, rows);
         usageBytes += batch.reduce((sum, chunk) => sum + Buffer.byteLength(chunk) + dimension! * 4, 0);
       }
-      if (!(await store.finishFile(row.vector_store_id, row.file_id, owner, { status: 'COMPLETED', usageBytes, chunkCount: chunks.length }))) throw new Abandoned();
+      if (!(await store.finishFile(row.vector_store_id, row.file_id, owner, { status: 'COMPLETED', usageBytes, chunkCount: chunks.length })))
+        throw new Abandoned();
     } catch (error) {
       // Stopping: leave the file IN_PROGRESS under its lapsing lease; whoever takes it over starts clean.
       if (stopping.signal.aborted) return;
       if (error instanceof Abandoned) return await cleanUpAbandoned(row);
       const failure = failureOf(error);
-      if (failure.code === 'SERVER_ERROR') logger.warn({ err: (error as Error).message, vectorStoreId: row.vector_store_id, fileId: row.file_id }, 'ingestion failed');
+      if (failure.code === 'SERVER_ERROR')
+        logger.warn({ err: (error as Error).message, vectorStoreId: row.vector_store_id, fileId: row.file_id }, 'ingestion failed');
       await index.deleteFile(row.vector_store_id, row.file_id).catch(() => undefined);
       if (!(await store.finishFile(row.vector_store_id, row.file_id, owner, { status: 'FAILED', ...failure }))) await cleanUpAbandoned(row);
     } finally {

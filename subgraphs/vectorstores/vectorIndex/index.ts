@@ -26,7 +26,9 @@ export async function openVectorIndex(config: VectorStoresConfig, db: Database, 
   }
   const index = await createPgvectorIndex(db.knex, { required: config.index === 'pgvector' });
   if (!index) {
-    logger.warn('vector stores: this PostgreSQL has no pgvector extension; vector stores are unavailable (install pgvector or set MARINER_VECTOR_INDEX=milvus)');
+    logger.warn(
+      'vector stores: this PostgreSQL has no pgvector extension; vector stores are unavailable (install pgvector or set MARINER_VECTOR_INDEX=milvus)',
+    );
   }
   return index;
 }

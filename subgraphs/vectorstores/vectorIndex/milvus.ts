@@ -28,7 +28,12 @@ function literal(id: string): string {
 
 function clip(text: string): string {
   const bytes = Buffer.from(text);
-  return bytes.length <= MAX_TEXT_BYTES ? text : bytes.subarray(0, MAX_TEXT_BYTES).toString('utf8').replace(/\uFFFD$/, '');
+  return bytes.length <= MAX_TEXT_BYTES
+    ? text
+    : bytes
+        .subarray(0, MAX_TEXT_BYTES)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '');
 }
 
 /** The SDK answers failures with a status rather than throwing: make them errors. */
@@ -76,20 +81,26 @@ class MilvusIndex implements VectorIndex {
     const collection_name = collectionOf(storeId);
     if (await this.exists(collection_name)) return;
     const created = await this.client.createCollection({
-        collection_name,
-        fields: [
-          { name: 'id', data_type: DataType.Int64, is_primary_key: true, autoID: true },
-          { name: 'file_id', data_type: DataType.VarChar, max_length: 128 },
-          { name: 'chunk_index', data_type: DataType.Int64 },
-          { name: 'text', data_type: DataType.VarChar, max_length: MAX_TEXT_BYTES },
-          { name: 'embedding', data_type: DataType.FloatVector, dim: dimension },
-        ],
-      });
+      collection_name,
+      fields: [
+        { name: 'id', data_type: DataType.Int64, is_primary_key: true, autoID: true },
+        { name: 'file_id', data_type: DataType.VarChar, max_length: 128 },
+        { name: 'chunk_index', data_type: DataType.Int64 },
+        { name: 'text', data_type: DataType.VarChar, max_length: MAX_TEXT_BYTES },
+        { name: 'embedding', data_type: DataType.FloatVector, dim: dimension },
+      ],
+    });
     // Another ingestion of the same store may have created it meanwhile: that one also indexes and loads it.
     if (created.error_code !== ErrorCode.SUCCESS && (await this.exists(collection_name))) return;
     check(created, 'createCollection');
     check(
-      await this.client.createIndex({ collection_name, field_name: 'embedding', index_type: 'HNSW', metric_type: METRIC[metric], params: { M: 16, efConstruction: 200 } }),
+      await this.client.createIndex({
+        collection_name,
+        field_name: 'embedding',
+        index_type: 'HNSW',
+        metric_type: METRIC[metric],
+        params: { M: 16, efConstruction: 200 },
+      }),
       'createIndex',
     );
     await this.client.loadCollectionSync({ collection_name });
@@ -98,7 +109,9 @@ class MilvusIndex implements VectorIndex {
   async insert(storeId: string, _metric: Metric, chunks: readonly ChunkVector[]): Promise<void> {
     const collection_name = collectionOf(storeId);
     for (let i = 0; i < chunks.length; i += INSERT_BATCH) {
-      const data = chunks.slice(i, i + INSERT_BATCH).map((c) => ({ file_id: c.fileId, chunk_index: c.chunkIndex, text: clip(c.text), embedding: [...c.vector] }));
+      const data = chunks
+        .slice(i, i + INSERT_BATCH)
+        .map((c) => ({ file_id: c.fileId, chunk_index: c.chunkIndex, text: clip(c.text), embedding: [...c.vector] }));
       const res = await this.client.insert({ collection_name, data });
       check(res.status, 'insert');
     }

@@ -47,7 +47,9 @@ export async function createPgvectorIndex(knex: Knex, options: { required: boole
       await trx.raw('create schema if not exists ??', [PGVECTOR_SCHEMA]);
     });
   } catch (error) {
-    throw new VectorIndexUnavailableError(`pgvector: cannot enable the extension (${(error as Error).message}); ask a superuser to run CREATE EXTENSION vector`);
+    throw new VectorIndexUnavailableError(
+      `pgvector: cannot enable the extension (${(error as Error).message}); ask a superuser to run CREATE EXTENSION vector`,
+    );
   }
   return new PgvectorIndex(knex);
 }
