@@ -38,11 +38,23 @@
  *   --quick                  the smaller defaults above: a look in about a minute, CPU figures coarse
  *   --mariner-root DIR       measure the Mariner of another checkout (built there; its node_modules
  *                            must be installed), e.g. an older commit for a before/after on one machine
+ *   --baseline-root DIR      also measure the Mariner of another checkout (an older commit; built there,
+ *                            its node_modules installed) as a fourth path, mariner-before, in the same
+ *                            blocks: the before and after of a change in one run (issue 15's note)
+ *
+ * With --baseline-root, the baseline's Mariner starts exactly as the main one (`node scripts/build.mjs`
+ * there, then `mariner up --demo-model`, its own temporary data dir and free port), and its agent starts
+ * its own runtime: mariner-before routes to that runtime process while the other three paths share one.
+ * Both runtimes serve the same demo model file with the same flags (their /proc/<pid>/cmdline compared,
+ * checkout and data dir aside; the model files' SHA-256) and every answer's text is checked against the
+ * phase's first whatever its path. Its CPU per request is its process with its children but its runtime;
+ * its runtime's CPU is reported on its own.
  *
  * Everything runs on one machine: the client, both gateways and the runtime share its cores. Linux only.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,16 +90,19 @@ const SEED = 42;
 const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-type PathName = 'direct' | 'portkey' | 'mariner';
-const PATHS: PathName[] = ['direct', 'portkey', 'mariner'];
+type PathName = 'direct' | 'portkey' | 'mariner' | 'mariner-before';
+/** The paths measured: the three of issue 15, and mariner-before with --baseline-root. */
+const pathsMeasured = (options: Options): PathName[] => ['direct', 'portkey', 'mariner', ...(options.baselineRoot ? (['mariner-before'] as const) : [])];
 const PATH_LABELS: Record<PathName, string> = {
   direct: 'direct: the runtime on loopback',
   portkey: `Portkey AI gateway ${PORTKEY_VERSION} (node server) → the runtime`,
   mariner: 'Mariner (mariner up: REST → gateway → inference → agent tunnel → agent) → the runtime',
+  'mariner-before': 'Mariner of the baseline checkout (mariner up, the same way) → its own runtime (the same model and flags)',
 };
+/** The processes measured; runtime-before and mariner-before only with --baseline-root. */
+type ProcessName = 'runtime' | 'runtime-before' | 'portkey' | 'mariner' | 'mariner-before' | 'client';
 /** The process whose CPU each path adds; direct has none. */
-type ProcessName = 'runtime' | 'portkey' | 'mariner' | 'client';
-const GATEWAY_OF: Record<PathName, ProcessName | null> = { direct: null, portkey: 'portkey', mariner: 'mariner' };
+const GATEWAY_OF: Record<PathName, ProcessName | null> = { direct: null, portkey: 'portkey', mariner: 'mariner', 'mariner-before': 'mariner-before' };
 
 interface Options {
   requests: number;
@@ -101,6 +116,8 @@ interface Options {
   quick: boolean;
   /** The checkout whose Mariner is measured (default: this one), e.g. an older commit for a before/after. */
   marinerRoot: string;
+  /** The checkout whose Mariner is also measured, as mariner-before (--baseline-root); null: none. */
+  baselineRoot: string | null;
 }
 
 const CLI_OPTIONS = {
@@ -114,6 +131,7 @@ const CLI_OPTIONS = {
   'timeout-s': { type: 'string', default: '60' },
   quick: { type: 'boolean', default: false },
   'mariner-root': { type: 'string' },
+  'baseline-root': { type: 'string' },
 } as const;
 
 /** Defaults in one place: the full run's, and --quick's where it differs. */
@@ -121,11 +139,15 @@ function parseOptions(argv: string[]): Options {
   const values = parseBenchArgs(
     argv,
     CLI_OPTIONS,
-    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --mariner-root DIR',
+    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --mariner-root DIR --baseline-root DIR',
   );
   const quick = values.quick;
   const pick = (name: keyof typeof values, full: number, short: number, min: number) =>
     intOption(name, (values[name] as string | undefined) ?? String(quick ? short : full), min);
+  const baselineRoot = values['baseline-root'] === undefined ? null : path.resolve(values['baseline-root']);
+  if (baselineRoot && !existsSync(path.join(baselineRoot, 'scripts/build.mjs'))) {
+    throw new UsageError(`--baseline-root ${baselineRoot}: no scripts/build.mjs there (not a Mariner checkout)`);
+  }
   const concurrency = values.concurrency.split(',').map((level) => intOption('concurrency', level.trim(), 2));
   return {
     requests: pick('requests', 300, 40, 1),
@@ -139,6 +161,7 @@ function parseOptions(argv: string[]): Options {
     timeoutSeconds: intOption('timeout-s', values['timeout-s'], 1),
     quick,
     marinerRoot: path.resolve(values['mariner-root'] ?? ROOT),
+    baselineRoot,
   };
 }
 
@@ -209,11 +232,11 @@ async function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, 
 }
 
 /** `npm start` without npm: build dist/ if a source changed (untimed), then `node dist/bin/mariner.js up --demo-model`. */
-async function startMariner(dataDir: string, root: string): Promise<{ server: ChildServer; url: string; adminKey: string }> {
+async function startMariner(name: string, dataDir: string, root: string): Promise<{ server: ChildServer; url: string; adminKey: string }> {
   execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   const banner = /Admin API key \(shown once[^\n]*\n\s*(sk-[A-Za-z0-9_-]+)\n[\s\S]*Demo model:/;
   const server = await startChild(
-    'mariner',
+    name,
     ['--enable-source-maps', 'dist/bin/mariner.js', 'up', '--demo-model'],
     userEnv({ MARINER_DATA_DIR: dataDir, MARINER_PORT: '0', MARINER_LOG_LEVEL: 'warn' }),
     (stdout) => banner.test(stdout),
@@ -222,7 +245,7 @@ async function startMariner(dataDir: string, root: string): Promise<{ server: Ch
   const text = server.output();
   const url = /OpenAI API:\s+(http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(text)?.[1];
   const adminKey = banner.exec(text)?.[1];
-  if (!url || !adminKey) throw new BenchAbort(`no URL or admin key in mariner's banner:\n${text}`);
+  if (!url || !adminKey) throw new BenchAbort(`no URL or admin key in ${name}'s banner:\n${text}`);
   return { server, url, adminKey };
 }
 
@@ -290,6 +313,30 @@ async function findRuntime(marinerPid: number): Promise<RuntimeProcess> {
       );
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+/**
+ * mariner-before's runtime is not the one the other paths share: it must be the same runtime all the same,
+ * so that only the gateway differs. Its command line (/proc/<pid>/cmdline), read with each checkout's
+ * path and each data dir's replaced by a placeholder, must equal the main runtime's, and its model file
+ * (the `--model` argument) must have the same bytes.
+ */
+function checkSameRuntime(
+  main: { runtime: RuntimeProcess; root: string; dataDir: string },
+  before: { runtime: RuntimeProcess; root: string; dataDir: string },
+): void {
+  const flags = ({ runtime, root, dataDir }: typeof main) => runtime.argv.map((arg) => arg.split(dataDir).join('<data dir>').split(root).join('<checkout>'));
+  const [mainFlags, beforeFlags] = [flags(main), flags(before)];
+  if (JSON.stringify(mainFlags) !== JSON.stringify(beforeFlags)) {
+    throw new BenchAbort(`mariner-before's runtime runs with other flags than the main one's:\n  ${mainFlags.join(' ')}\n  ${beforeFlags.join(' ')}`);
+  }
+  const modelDigest = ({ runtime }: typeof main) => {
+    const model = runtime.argv[runtime.argv.indexOf('--model') + 1];
+    if (!runtime.argv.includes('--model') || !model) throw new BenchAbort(`no --model in the runtime's command line: ${runtime.argv.join(' ')}`);
+    return createHash('sha256').update(readFileSync(model)).digest('hex');
+  };
+  if (modelDigest(main) !== modelDigest(before))
+    throw new BenchAbort("mariner-before's runtime serves another model file than the main one's (SHA-256 differs)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,20 +410,35 @@ interface PathRecord {
   differentText: number;
 }
 
-const noCpu = (): Record<ProcessName, number> => ({ runtime: 0, portkey: 0, mariner: 0, client: 0 });
+const noCpu = (): Record<ProcessName, number> => ({ runtime: 0, 'runtime-before': 0, portkey: 0, mariner: 0, 'mariner-before': 0, client: 0 });
 
-/** CPU so far, ms, of the runtime, Portkey, Mariner with its children but the runtime, and this process. */
-function cpuSnapshot(pids: { runtime: number; portkey: number; mariner: number }): Record<ProcessName, number> {
+/** The server processes measured; the baseline's Mariner and its runtime with --baseline-root only. */
+interface ServerPids {
+  runtime: number;
+  portkey: number;
+  mariner: number;
+  before: { mariner: number; runtime: number } | null;
+}
+
+/**
+ * CPU so far, ms, of the runtime, Portkey, Mariner with its children but the runtime, this process, and
+ * with --baseline-root the baseline's Mariner with its children but its runtime, and that runtime (0 without).
+ */
+function cpuSnapshot(pids: ServerPids): Record<ProcessName, number> {
   const gone = (name: string) => {
     throw new BenchAbort(`the ${name} process is gone`);
   };
   const marinerTree = [pids.mariner, ...descendantPids(pids.mariner)].filter((pid) => pid !== pids.runtime);
+  const beforeTree = pids.before ? [pids.before.mariner, ...descendantPids(pids.before.mariner)].filter((pid) => pid !== pids.before!.runtime) : [];
   const client = process.cpuUsage();
+  // A child of Mariner's that exits between two snapshots takes its CPU with it (into Mariner's cutime).
+  const treeCpu = (tree: number[]) => tree.reduce((sum, pid) => sum + (processCpuMs(pid) ?? 0), 0);
   return {
     runtime: processCpuMs(pids.runtime) ?? gone('runtime'),
+    'runtime-before': pids.before ? (processCpuMs(pids.before.runtime) ?? gone('mariner-before runtime')) : 0,
     portkey: processCpuMs(pids.portkey) ?? gone('Portkey'),
-    // A child of Mariner's that exits between two snapshots takes its CPU with it (into Mariner's cutime).
-    mariner: marinerTree.reduce((sum, pid) => sum + (processCpuMs(pid) ?? 0), 0),
+    mariner: treeCpu(marinerTree),
+    'mariner-before': treeCpu(beforeTree),
     client: (client.user + client.system) / 1000,
   };
 }
@@ -384,19 +446,23 @@ function cpuSnapshot(pids: { runtime: number; portkey: number; mariner: number }
 /** Runs every phase; returns the records of its measured blocks, by phase key and path. */
 async function measure(
   phases: Phase[],
+  paths: PathName[],
   targets: Record<PathName, Target>,
   bodies: { stream: string; plain: string },
-  pids: { runtime: number; portkey: number; mariner: number },
+  pids: ServerPids,
   timeoutMs: number,
   log: (line: string) => void,
 ): Promise<Record<string, Record<PathName, PathRecord>>> {
   const records: Record<string, Record<PathName, PathRecord>> = {};
   for (const phase of phases) {
     const record = Object.fromEntries(
-      PATHS.map((name): [PathName, PathRecord] => [name, { samples: [], wallNs: 0n, cpuMs: noCpu(), differentText: 0 }]),
+      paths.map((name): [PathName, PathRecord] => [name, { samples: [], wallNs: 0n, cpuMs: noCpu(), differentText: 0 }]),
     ) as Record<PathName, PathRecord>;
     records[phase.key] = record;
-    /** The first answer's text in this phase: greedy decoding of one prompt on one runtime gives every other the same. */
+    /**
+     * The first answer's text in this phase, whatever its path: greedy decoding of one prompt on one runtime (or
+     * on mariner-before's, the same model and flags) gives every other the same.
+     */
     let referenceText: string | undefined;
 
     const runBlock = async (name: PathName, count: number, measured: boolean) => {
@@ -426,10 +492,10 @@ async function measure(
     /** Blocks of every path in turn, the first path rotating each round, so the machine's noise falls on all alike. */
     const interleaved = async (perPath: number, block: number, measured: boolean) => {
       const rounds = Math.ceil(perPath / block);
-      const done: Record<PathName, number> = { direct: 0, portkey: 0, mariner: 0 };
+      const done = Object.fromEntries(paths.map((name) => [name, 0])) as Record<PathName, number>;
       for (let round = 0; round < rounds; round++) {
-        for (let i = 0; i < PATHS.length; i++) {
-          const name = PATHS[(round + i) % PATHS.length]!;
+        for (let i = 0; i < paths.length; i++) {
+          const name = paths[(round + i) % paths.length]!;
           const due = Math.round((perPath * (round + 1)) / rounds);
           if (due > done[name]) await runBlock(name, due - done[name], measured);
           done[name] = Math.max(done[name], due);
@@ -467,14 +533,17 @@ interface PathStats {
     gateway: number | null;
     /** The same, less the gateway's idle rate (gatewayIdleMsPerSecond) over the path's wall time. */
     gatewayNet: number | null;
+    /** The runtime that direct, Portkey and Mariner share (mariner-before's: idle, or leftovers). */
     runtime: number;
+    /** With --baseline-root: mariner-before's own runtime (the others': idle, or leftovers). */
+    runtimeBefore?: number;
     client: number;
   };
   /** The gateway's CPU while the other paths' blocks ran, ms per second: its cost when it serves nothing. */
   gatewayIdleMsPerSecond: number | null;
 }
 
-function pathStats(records: Record<PathName, PathRecord>, name: PathName): PathStats {
+function pathStats(records: Record<PathName, PathRecord>, name: PathName, paths: PathName[]): PathStats {
   const { samples, wallNs, cpuMs, differentText } = records[name];
   const percentiles = (ns: bigint[]): Percentiles => {
     const { requestsPerSecond: _rate, ...rest } = latencyStats(ns, wallNs);
@@ -484,7 +553,7 @@ function pathStats(records: Record<PathName, PathRecord>, name: PathName): PathS
   const n = samples.length;
   let idle: number | null = null;
   if (gateway) {
-    const others = PATHS.filter((other) => other !== name);
+    const others = paths.filter((other) => other !== name);
     const otherWallS = others.reduce((sum, other) => sum + Number(records[other].wallNs) / 1e9, 0);
     idle = others.reduce((sum, other) => sum + records[other].cpuMs[gateway], 0) / otherWallS;
   }
@@ -504,6 +573,7 @@ function pathStats(records: Record<PathName, PathRecord>, name: PathName): PathS
       gateway: gateway ? round2(cpuMs[gateway] / n) : null,
       gatewayNet: gateway && idle !== null ? round2((cpuMs[gateway] - idle * (Number(wallNs) / 1e9)) / n) : null,
       runtime: round2(cpuMs.runtime / n),
+      ...(paths.includes('mariner-before') ? { runtimeBefore: round2(cpuMs['runtime-before'] / n) } : {}),
       client: round2(cpuMs.client / n),
     },
     gatewayIdleMsPerSecond: idle === null ? null : round2(idle),
@@ -523,6 +593,35 @@ function addedOverDirect(path: PathStats, direct: PathStats) {
   };
 }
 
+/**
+ * --baseline-root: that checkout's Mariner, started as the main one (built there, its own data dir and
+ * port), its demo model activated by a first request, and the runtime its agent started for it.
+ */
+async function startBaseline(
+  root: string,
+  dataDir: string,
+  body: string,
+  log: (line: string) => void,
+): Promise<{ server: ChildServer; target: Target; runtime: RuntimeProcess }> {
+  log(`building ${root}/dist/ and starting its mariner up --demo-model (mariner-before)…`);
+  const before = await startMariner('mariner-before', dataDir, root);
+  const target: Target = {
+    url: `${before.url}/v1/chat/completions`,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${before.adminKey}` },
+  };
+  try {
+    await requestOnce(target, body, false, START_TIMEOUT_MS).catch((error: Error) => {
+      throw new BenchAbort(`mariner-before's first chat completion failed: ${error.message}\n--- its output ---\n${before.server.output()}`);
+    });
+    const runtime = await findRuntime(before.server.pid);
+    log(`mariner-before's own runtime: pid ${runtime.pid}, port ${runtime.port}`);
+    return { server: before.server, target, runtime };
+  } catch (error) {
+    await before.server.stop('SIGINT');
+    throw error;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -532,14 +631,16 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   if (process.platform !== 'linux') throw new UsageError('this benchmark reads processes from /proc: Linux only');
 
+  const paths = pathsMeasured(options);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mariner-bench-peers-'));
+  const beforeDataDir = options.baselineRoot ? mkdtempSync(path.join(os.tmpdir(), 'mariner-bench-peers-before-')) : null;
   const servers: ChildServer[] = [];
   let closing: Promise<void> | undefined;
   const cleanUp = () =>
     (closing ??= (async () => {
       // Ctrl-C for Mariner (it drains, then closes its runtime); Portkey has no drain.
-      await Promise.all(servers.map((server) => server.stop(server.name === 'mariner' ? 'SIGINT' : 'SIGTERM')));
-      rmSync(dataDir, { recursive: true, force: true });
+      await Promise.all(servers.map((server) => server.stop(server.name.startsWith('mariner') ? 'SIGINT' : 'SIGTERM')));
+      for (const dir of [dataDir, beforeDataDir]) if (dir) rmSync(dir, { recursive: true, force: true });
     })());
   const onSignal = (signal: NodeJS.Signals) => {
     log(`\n${signal}: stopping Portkey and Mariner…`);
@@ -552,7 +653,7 @@ async function main(): Promise<void> {
     const loadBefore = os.loadavg();
     const setupStarted = process.hrtime.bigint();
     log('building dist/ and starting mariner up --demo-model…');
-    const mariner = await startMariner(dataDir, options.marinerRoot);
+    const mariner = await startMariner('mariner', dataDir, options.marinerRoot);
     servers.push(mariner.server);
     const requestBody = { model: MODEL_ID, messages: [{ role: 'user', content: PROMPT }], max_tokens: options.maxTokens, temperature: 0, seed: SEED };
     const bodies = { stream: JSON.stringify({ ...requestBody, stream: true }), plain: JSON.stringify(requestBody) };
@@ -564,10 +665,16 @@ async function main(): Promise<void> {
       throw new BenchAbort(`Mariner's first chat completion failed: ${error.message}\n--- its output ---\n${mariner.server.output()}`);
     });
     const runtime = await findRuntime(mariner.server.pid);
-    log(`runtime: pid ${runtime.pid}, port ${runtime.port}; starting Portkey…`);
+    log(`runtime: pid ${runtime.pid}, port ${runtime.port}${options.baselineRoot ? '' : '; starting Portkey…'}`);
+    const before = options.baselineRoot && beforeDataDir ? await startBaseline(options.baselineRoot, beforeDataDir, bodies.plain, log) : null;
+    if (before) {
+      servers.push(before.server);
+      checkSameRuntime({ runtime, root: options.marinerRoot, dataDir }, { runtime: before.runtime, root: options.baselineRoot!, dataDir: beforeDataDir! });
+      log('starting Portkey…');
+    }
     const portkey = await startPortkey();
     servers.push(portkey.server);
-    const targets: Record<PathName, Target> = {
+    const targets: Partial<Record<PathName, Target>> = {
       direct: { url: `http://127.0.0.1:${runtime.port}/v1/chat/completions`, headers: json },
       portkey: {
         url: `${portkey.url}/v1/chat/completions`,
@@ -575,6 +682,7 @@ async function main(): Promise<void> {
         headers: { ...json, authorization: 'Bearer unused', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `http://127.0.0.1:${runtime.port}/v1` },
       },
       mariner: marinerTarget,
+      ...(before ? { 'mariner-before': before.target } : {}),
     };
     const setupSeconds = Math.round(Number(process.hrtime.bigint() - setupStarted) / 1e7) / 100;
 
@@ -607,9 +715,14 @@ async function main(): Promise<void> {
         warmup: c,
       })),
     ];
-    const pids = { runtime: runtime.pid, portkey: portkey.server.pid, mariner: mariner.server.pid };
+    const pids: ServerPids = {
+      runtime: runtime.pid,
+      portkey: portkey.server.pid,
+      mariner: mariner.server.pid,
+      before: before ? { mariner: before.server.pid, runtime: before.runtime.pid } : null,
+    };
     const measuredStarted = process.hrtime.bigint();
-    const records = await measure(phases, targets, bodies, pids, options.timeoutSeconds * 1000, log);
+    const records = await measure(phases, paths, targets as Record<PathName, Target>, bodies, pids, options.timeoutSeconds * 1000, log);
     const durationSeconds = Math.round(Number(process.hrtime.bigint() - measuredStarted) / 1e7) / 100;
 
     // The same runtime served the whole run: no crash and restart, no second replica Mariner could have used.
@@ -617,9 +730,15 @@ async function main(): Promise<void> {
     if (runtimesAfter.length !== 1 || runtimesAfter[0] !== runtime.pid) {
       throw new BenchAbort(`Mariner's runtime processes changed during the run: ${runtime.pid} before, ${JSON.stringify(runtimesAfter)} after`);
     }
+    const beforeRuntimesAfter = before ? runtimePids(before.server.pid) : [];
+    if (before && (beforeRuntimesAfter.length !== 1 || beforeRuntimesAfter[0] !== before.runtime.pid)) {
+      throw new BenchAbort(
+        `mariner-before's runtime processes changed during the run: ${before.runtime.pid} before, ${JSON.stringify(beforeRuntimesAfter)} after`,
+      );
+    }
 
     const stats = Object.fromEntries(
-      phases.map((phase) => [phase.key, Object.fromEntries(PATHS.map((name) => [name, pathStats(records[phase.key]!, name)]))]),
+      phases.map((phase) => [phase.key, Object.fromEntries(paths.map((name) => [name, pathStats(records[phase.key]!, name, paths)]))]),
     ) as Record<string, Record<PathName, PathStats>>;
     const report = {
       ...benchEnvironment('peers', command),
@@ -636,29 +755,44 @@ async function main(): Promise<void> {
         pid: pids.portkey,
       },
       runtime: { ...runtime, model: 'mariner up --demo-model: the tiny random GGUF of agent/runtimes/tinyGguf.ts (context 4096), node-llama-cpp on the CPU' },
-      paths: PATH_LABELS,
+      ...(before
+        ? {
+            marinerBefore: {
+              root: options.baselineRoot!,
+              commit: gitDescribe(options.baselineRoot!),
+              command: 'node --enable-source-maps dist/bin/mariner.js up --demo-model',
+              database: 'embedded PGlite',
+              pid: before.server.pid,
+              runtime: {
+                ...before.runtime,
+                note: 'mariner-before routes to its own runtime process (the same model file and flags, checked); direct, portkey and mariner share the runtime above',
+              },
+            },
+          }
+        : {}),
+      paths: Object.fromEntries(paths.map((name) => [name, PATH_LABELS[name]])),
       request: { url: 'POST /v1/chat/completions', body: requestBody, streaming: 'the same body with stream: true' },
       definitions: {
         ttft: 'request start → the first chunk with non-empty delta.content received, ms',
         chunkGap: 'per stream: (last content chunk − first) / (content chunks − 1), ms; percentiles over streams',
         total: 'request start → the end of the body, ms',
         cpuMsPerRequest:
-          'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: Portkey’s process, or Mariner’s with its children but the runtime',
+          'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: Portkey’s process, or Mariner’s with its children but the runtime' +
+          (before ? '; mariner-before’s gateway: its process with its children but its own runtime; runtimeBefore: that runtime' : ''),
         gatewayIdleMsPerSecond: 'the gateway’s CPU while the other paths’ blocks ran, per second of them',
         added: 'path − direct, ms; throughputRatio: path’s requests/s ÷ direct’s',
       },
       phases: phases.map((phase) => ({
         ...phase,
         paths: stats[phase.key],
-        addedOverDirect: {
-          portkey: addedOverDirect(stats[phase.key]!.portkey, stats[phase.key]!.direct),
-          mariner: addedOverDirect(stats[phase.key]!.mariner, stats[phase.key]!.direct),
-        },
+        addedOverDirect: Object.fromEntries(
+          paths.filter((name) => name !== 'direct').map((name) => [name, addedOverDirect(stats[phase.key]![name], stats[phase.key]!.direct)]),
+        ),
       })),
       setupSeconds,
       durationSeconds,
     };
-    const { summary, markdown } = renderReport(report, phases, stats, options);
+    const { summary, markdown } = renderReport(report, phases, paths, stats, options);
     mkdirSync(RESULTS_DIR, { recursive: true });
     writeFileSync(path.join(RESULTS_DIR, 'peers.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(path.join(RESULTS_DIR, 'peers.md'), markdown);
@@ -692,10 +826,12 @@ function renderReport(
     mariner: { commit: string };
     portkey: { versions: Record<string, string> };
     runtime: RuntimeProcess;
+    marinerBefore?: { root: string; commit: string; runtime: RuntimeProcess };
     setupSeconds: number;
     durationSeconds: number;
   },
   phases: Phase[],
+  paths: PathName[],
   stats: Record<string, Record<PathName, PathStats>>,
   options: Options,
 ): { summary: string; markdown: string } {
@@ -712,12 +848,13 @@ function renderReport(
     ...(streamC ? [`streaming, ${c} in flight: streams/s`] : []),
     `gateway CPU per request (ms: stream 1 / plain 1${streamC ? ` / stream ${c}` : ''})`,
   ];
-  const mainRows = PATHS.map((name) => {
+  const before = report.marinerBefore;
+  const mainRows = paths.map((name) => {
     const s1 = stream1[name];
     const p1 = plain1[name];
     const added = name === 'direct' ? null : { s: addedOverDirect(s1, stream1.direct), p: addedOverDirect(p1, plain1.direct) };
     return [
-      name,
+      name === 'mariner-before' ? `mariner (before: ${before!.commit})` : name,
       `${f(s1.ttft!.p50)} / ${f(s1.total.p50)}${added ? ` (${signed(added.s.ttftP50)} / ${signed(added.s.totalP50)})` : ''}`,
       `${f(p1.total.p50)} / ${f(p1.total.p99)}${added ? ` (${signed(added.p.totalP50)} / ${signed(added.p.totalP99)})` : ''}`,
       ...(streamC
@@ -743,7 +880,7 @@ function renderReport(
     'added total p99',
   ];
   const detailRows = phases.flatMap((phase) =>
-    PATHS.map((name) => {
+    paths.map((name) => {
       const s = stats[phase.key]![name];
       const added = name === 'direct' ? null : addedOverDirect(s, stats[phase.key]!.direct);
       const opt = (x: number | undefined) => (x === undefined ? '—' : f(x));
@@ -763,9 +900,18 @@ function renderReport(
       ];
     }),
   );
-  const cpuHead = ['phase', 'path', 'gateway CPU ms/req', 'gateway idle ms/s', 'gateway net ms/req', 'runtime CPU ms/req', 'client CPU ms/req'];
+  const cpuHead = [
+    'phase',
+    'path',
+    'gateway CPU ms/req',
+    'gateway idle ms/s',
+    'gateway net ms/req',
+    'runtime CPU ms/req',
+    ...(before ? ['mariner-before’s runtime CPU ms/req'] : []),
+    'client CPU ms/req',
+  ];
   const cpuRows = phases.flatMap((phase) =>
-    PATHS.map((name) => {
+    paths.map((name) => {
       const s = stats[phase.key]![name];
       const opt = (x: number | null) => (x === null ? '—' : f(x));
       return [
@@ -775,23 +921,36 @@ function renderReport(
         opt(s.gatewayIdleMsPerSecond),
         opt(s.cpuMsPerRequest.gatewayNet),
         f(s.cpuMsPerRequest.runtime),
+        ...(before ? [f(s.cpuMsPerRequest.runtimeBefore!)] : []),
         f(s.cpuMsPerRequest.client),
       ];
     }),
   );
-  const differing = phases.flatMap((phase) => PATHS.map((name) => stats[phase.key]![name].differentText)).reduce((a, b) => a + b, 0);
+  const differing = phases.flatMap((phase) => paths.map((name) => stats[phase.key]![name].differentText)).reduce((a, b) => a + b, 0);
   const chunkRange = [
     ...new Set(
       phases
         .filter((p) => p.stream)
-        .flatMap((phase) => PATHS.map((name) => stats[phase.key]![name].contentChunks))
+        .flatMap((phase) => paths.map((name) => stats[phase.key]![name].contentChunks))
         .map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`)),
     ),
   ].join(', ');
   const addedNote = 'In brackets: added over direct (ms), and streams/s as a share of direct’s.';
-  const summary = [textTable(mainHead, mainRows, 1), addedNote, '', textTable(detailHead, detailRows, 2), '', textTable(cpuHead, cpuRows, 2)].join('\n');
+  const runtimeNote = before
+    ? `mariner-before routes to its own runtime process (pid ${before.runtime.pid}, port ${before.runtime.port}: identical model and flags), ` +
+      `while the other three paths share one (pid ${report.runtime.pid}, port ${report.runtime.port}).`
+    : null;
+  const summary = [
+    textTable(mainHead, mainRows, 1),
+    addedNote,
+    ...(runtimeNote ? [runtimeNote] : []),
+    '',
+    textTable(detailHead, detailRows, 2),
+    '',
+    textTable(cpuHead, cpuRows, 2),
+  ].join('\n');
   const markdown = [
-    '# Peer benchmark: runtime direct, Portkey, Mariner',
+    `# Peer benchmark: runtime direct, Portkey, Mariner${before ? ', Mariner before' : ''}`,
     '',
     `Produced by \`${report.command}\` on ${report.date}.`,
     '',
@@ -799,7 +958,16 @@ function renderReport(
     `- Mariner ${report.mariner.commit}: \`node --enable-source-maps dist/bin/mariner.js up --demo-model\`, embedded PGlite, the admin key`,
     `- Portkey: @portkey-ai/gateway ${report.portkey.versions['@portkey-ai/gateway']} with @hono/node-server ${report.portkey.versions['@hono/node-server']}, \`build/start-server.js --headless\`, ` +
       '`x-portkey-provider: openai`, `x-portkey-custom-host: http://127.0.0.1:<runtime port>/v1`. It holds every stream’s first event 25 ms on purpose (its `readStream`)',
-    `- One runtime behind every path: the demo model’s llamaCppServer that Mariner’s agent started (pid ${report.runtime.pid}, port ${report.runtime.port})`,
+    ...(before
+      ? [
+          `- Mariner before: ${before.commit} (${before.root}), started the same way with its own data dir and port`,
+          `- One runtime behind direct, Portkey and Mariner: the demo model’s llamaCppServer that Mariner’s agent started (pid ${report.runtime.pid}, port ${report.runtime.port}). ` +
+            `mariner-before routes to its own runtime process, the one its agent started (pid ${before.runtime.pid}, port ${before.runtime.port}): ` +
+            'identical model and flags (its /proc/<pid>/cmdline equals the other’s but for the checkout and data dir; the same model file, SHA-256)',
+        ]
+      : [
+          `- One runtime behind every path: the demo model’s llamaCppServer that Mariner’s agent started (pid ${report.runtime.pid}, port ${report.runtime.port})`,
+        ]),
     `- Request: \`POST /v1/chat/completions\`, max_tokens ${options.maxTokens}, temperature 0, seed ${SEED}; content chunks per stream: ${chunkRange}; answers whose text differs from their phase’s first: ${differing}`,
     `- 1 in flight: ${options.requests} requests per path after ${options.warmup} warm-up, blocks of ${options.block}; ` +
       `${options.concurrency.join(' and ')} in flight: ${options.concurrentRequests} streams per path after one block of C, blocks of ${options.concurrentBlock}; ` +
@@ -816,7 +984,9 @@ function renderReport(
     ...markdownTable(detailHead, detailRows, 2),
     '',
     'CPU per request (utime + stime from /proc during the path’s blocks ÷ its requests; gateway: Portkey’s process, or Mariner’s with its ' +
-      'children but the runtime; idle: the gateway’s CPU per second while the other paths ran; net: less that idle rate):',
+      'children but the runtime; idle: the gateway’s CPU per second while the other paths ran; net: less that idle rate' +
+      (before ? '; mariner-before: its process and children but its own runtime, whose CPU is its own column; runtime: the one the other paths share' : '') +
+      '):',
     '',
     ...markdownTable(cpuHead, cpuRows, 2),
     '',
