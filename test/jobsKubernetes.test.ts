@@ -132,9 +132,13 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     // No object-store credentials in the pod: time-limited URLs, in a Secret owned by the Job.
     expect(JSON.stringify(job)).not.toContain(s3.config.secretAccessKey!);
     const urls = secretOf(created.id);
-    expect(kube.objects('Secret', NS).find((s) => s.metadata.name === `${jobObjectName(created.id)}-urls`).metadata.ownerReferences).toEqual([
-      expect.objectContaining({ kind: 'Job', name: jobObjectName(created.id) }),
-    ]);
+    // Tied to the Job right after the Job is created (the Job is visible a moment before).
+    const ownerReferences = await waitFor(
+      async () => kube.objects('Secret', NS).find((s) => s.metadata.name === `${jobObjectName(created.id)}-urls`).metadata.ownerReferences,
+      Boolean,
+      'the Secret tied to its Job',
+    );
+    expect(ownerReferences).toEqual([expect.objectContaining({ kind: 'Job', name: jobObjectName(created.id) })]);
     expect(await (await fetch(urls['training']!)).text()).toBe([chat(1), chat(2)].join('\n') + '\n');
     expect(
       urls['model-files']!.split('\n')
