@@ -1,12 +1,18 @@
 /**
  * Peer benchmark (`npm run bench:peers`, options after `--`): what a gateway in front of an
  * OpenAI-compatible model runtime costs, for Mariner and for a peer, Portkey's open-source AI gateway,
- * against the runtime called directly (issue 15).
+ * against the runtime called directly (issue 15), and against the floor any Node.js gateway pays.
  *
  * One model runtime process serves every path: the node-llama-cpp runtime (agent/runtimes/
  * llamaCppServer.ts) that Mariner's embedded agent starts for the demo model. A chat completion
  * (`POST /v1/chat/completions`, OpenAI API) with the same body goes
  *   - direct:  to that runtime on loopback (its port read from /proc: it listens on `--port 0`);
+ *   - node-proxy (the floor; --no-floor leaves it out): through test/bench/nodeProxy.mjs, a child process
+ *              `node nodeProxy.mjs --upstream <the runtime>`: `http.createServer` forwarding to the runtime
+ *              with `http.request` on a keep-alive `http.Agent`, status and content-type copied, both
+ *              bodies piped, nothing else. A gateway's CPU per request cannot go below what Node's HTTP
+ *              stack costs to relay one request and its chunks; `mariner up` relays each request twice in
+ *              its process (the agent's hop and the control plane's), so its floor is about twice this one;
  *   - portkey: through `@portkey-ai/gateway` (the npm package's node server, a child process), told to
  *              use the runtime by the headers `x-portkey-provider: openai` and `x-portkey-custom-host`;
  *   - mariner: through Mariner, started as a user starts it (`node dist/bin/mariner.js up --demo-model`
@@ -20,9 +26,9 @@
  *   - stream-1:  streaming, one request in flight: time to first token, per-chunk gap, total;
  *   - plain-1:   not streaming, one in flight: total;
  *   - stream-C:  streaming, C in flight for each C of --concurrency (a closed loop): streams/s.
- * CPU per request: utime + stime (/proc/<pid>/stat) of each gateway (Portkey's process; Mariner's and
- * its children but the runtime), of the runtime and of this client, before and after every block, summed
- * over the path's blocks and divided by its requests. A gateway also burns CPU when idle (Mariner's
+ * CPU per request: utime + stime (/proc/<pid>/stat) of each gateway (the node proxy's process; Portkey's;
+ * Mariner's and its children but the runtime), of the runtime and of this client, before and after every
+ * block, summed over the path's blocks and divided by its requests. A gateway also burns CPU when idle (Mariner's
  * agent, timers); its rate while the other paths run is reported, and a net figure less that rate.
  * Writes bench-results/peers.{json,md}.
  *
@@ -36,6 +42,7 @@
  *   --max-tokens T           max_tokens of every request (default 16)
  *   --timeout-s S            a request with no complete answer after S seconds aborts the run (default 60)
  *   --quick                  the smaller defaults above: a look in about a minute, CPU figures coarse
+ *   --no-floor               leave out the node-proxy path (default: measured)
  *   --mariner-root DIR       measure the Mariner of another checkout (built there; its node_modules
  *                            must be installed), e.g. an older commit for a before/after on one machine
  *   --baseline-root DIR      also measure the Mariner of another checkout (an older commit; built there,
@@ -44,13 +51,13 @@
  *
  * With --baseline-root, the baseline's Mariner starts exactly as the main one (`node scripts/build.mjs`
  * there, then `mariner up --demo-model`, its own temporary data dir and free port), and its agent starts
- * its own runtime: mariner-before routes to that runtime process while the other three paths share one.
+ * its own runtime: mariner-before routes to that runtime process while the other paths share one.
  * Both runtimes serve the same demo model file with the same flags (their /proc/<pid>/cmdline compared,
  * checkout and data dir aside; the model files' SHA-256) and every answer's text is checked against the
  * phase's first whatever its path. Its CPU per request is its process with its children but its runtime;
  * its runtime's CPU is reported on its own.
  *
- * Everything runs on one machine: the client, both gateways and the runtime share its cores. Linux only.
+ * Everything runs on one machine: the client, the gateways and the runtime share its cores. Linux only.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -81,6 +88,7 @@ import {
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RESULTS_DIR = path.join(ROOT, 'bench-results');
 const PORTKEY_DIR = path.join(ROOT, 'node_modules/@portkey-ai/gateway');
+const NODE_PROXY = path.join(ROOT, 'test/bench/nodeProxy.mjs');
 /** The version issue 15 names, pinned exactly in package.json; another one makes other figures. */
 const PORTKEY_VERSION = '1.15.2';
 /** `mariner up --demo-model`'s model (bin/demoModel.ts): the tiny random GGUF of the tests, on the CPU. */
@@ -90,19 +98,41 @@ const SEED = 42;
 const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-type PathName = 'direct' | 'portkey' | 'mariner' | 'mariner-before';
-/** The paths measured: the three of issue 15, and mariner-before with --baseline-root. */
-const pathsMeasured = (options: Options): PathName[] => ['direct', 'portkey', 'mariner', ...(options.baselineRoot ? (['mariner-before'] as const) : [])];
+type PathName = 'direct' | 'node-proxy' | 'portkey' | 'mariner' | 'mariner-before';
+/** The paths measured: the three of issue 15, the node-proxy floor but with --no-floor, and mariner-before with --baseline-root. */
+const pathsMeasured = (options: Options): PathName[] => [
+  'direct',
+  ...(options.floor ? (['node-proxy'] as const) : []),
+  'portkey',
+  'mariner',
+  ...(options.baselineRoot ? (['mariner-before'] as const) : []),
+];
 const PATH_LABELS: Record<PathName, string> = {
   direct: 'direct: the runtime on loopback',
+  'node-proxy':
+    'node proxy (test/bench/nodeProxy.mjs: http.createServer → http.request on a keep-alive Agent, bodies piped) → the runtime: the floor of a Node.js gateway',
   portkey: `Portkey AI gateway ${PORTKEY_VERSION} (node server) → the runtime`,
   mariner: 'Mariner (mariner up: REST → gateway → inference → agent tunnel → agent) → the runtime',
   'mariner-before': 'Mariner of the baseline checkout (mariner up, the same way) → its own runtime (the same model and flags)',
 };
-/** The processes measured; runtime-before and mariner-before only with --baseline-root. */
-type ProcessName = 'runtime' | 'runtime-before' | 'portkey' | 'mariner' | 'mariner-before' | 'client';
+/** The processes measured; node-proxy but with --no-floor, runtime-before and mariner-before only with --baseline-root. */
+type ProcessName = 'runtime' | 'runtime-before' | 'node-proxy' | 'portkey' | 'mariner' | 'mariner-before' | 'client';
 /** The process whose CPU each path adds; direct has none. */
-const GATEWAY_OF: Record<PathName, ProcessName | null> = { direct: null, portkey: 'portkey', mariner: 'mariner', 'mariner-before': 'mariner-before' };
+const GATEWAY_OF: Record<PathName, ProcessName | null> = {
+  direct: null,
+  'node-proxy': 'node-proxy',
+  portkey: 'portkey',
+  mariner: 'mariner',
+  'mariner-before': 'mariner-before',
+};
+/** Why node-proxy is measured: the report's header and the JSON say it. */
+const FLOOR_NOTE =
+  'test/bench/nodeProxy.mjs, a minimal reverse proxy written for this benchmark (http.createServer → ' +
+  'http.request on a keep-alive http.Agent, status and content-type copied, both bodies piped; no auth, no parsing) in front of the same runtime. ' +
+  'A gateway’s CPU per request cannot go below what Node’s HTTP stack costs to relay one request and its chunks: this path’s CPU. ' +
+  'Mariner’s `mariner up` relays each request twice inside its process (the agent’s hop and the control plane’s), so its floor is about twice this path’s CPU.';
+/** The main table's name of a path: the floor says what it is. */
+const ROW_NAMES: Partial<Record<PathName, string>> = { 'node-proxy': 'node proxy (floor: http pipe)' };
 
 interface Options {
   requests: number;
@@ -114,6 +144,8 @@ interface Options {
   maxTokens: number;
   timeoutSeconds: number;
   quick: boolean;
+  /** Measure the node-proxy path, the floor of a Node.js gateway (default; --no-floor: not). */
+  floor: boolean;
   /** The checkout whose Mariner is measured (default: this one), e.g. an older commit for a before/after. */
   marinerRoot: string;
   /** The checkout whose Mariner is also measured, as mariner-before (--baseline-root); null: none. */
@@ -130,6 +162,7 @@ const CLI_OPTIONS = {
   'max-tokens': { type: 'string', default: '16' },
   'timeout-s': { type: 'string', default: '60' },
   quick: { type: 'boolean', default: false },
+  'no-floor': { type: 'boolean', default: false },
   'mariner-root': { type: 'string' },
   'baseline-root': { type: 'string' },
 } as const;
@@ -139,7 +172,7 @@ function parseOptions(argv: string[]): Options {
   const values = parseBenchArgs(
     argv,
     CLI_OPTIONS,
-    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --mariner-root DIR --baseline-root DIR',
+    '--requests N --concurrent-requests N --concurrency C,... --warmup W --block B --concurrent-block B --max-tokens T --timeout-s S --quick --no-floor --mariner-root DIR --baseline-root DIR',
   );
   const quick = values.quick;
   const pick = (name: keyof typeof values, full: number, short: number, min: number) =>
@@ -160,6 +193,7 @@ function parseOptions(argv: string[]): Options {
     maxTokens: intOption('max-tokens', values['max-tokens'], 2),
     timeoutSeconds: intOption('timeout-s', values['timeout-s'], 1),
     quick,
+    floor: !values['no-floor'],
     marinerRoot: path.resolve(values['mariner-root'] ?? ROOT),
     baselineRoot,
   };
@@ -283,6 +317,16 @@ async function startPortkey(): Promise<{ server: ChildServer; url: string; versi
     stdout.includes('Ready for connections'),
   );
   return { server, url: `http://127.0.0.1:${port}`, versions: { '@portkey-ai/gateway': manifest.version, '@hono/node-server': honoNodeServer } };
+}
+
+/**
+ * The floor: test/bench/nodeProxy.mjs in front of the runtime, `node` without flags, as Portkey runs. It
+ * listens on a free port of its own choosing and prints it.
+ */
+async function startNodeProxy(runtimePort: number): Promise<{ server: ChildServer; url: string }> {
+  const ready = /node-proxy listening on (http:\/\/127\.0\.0\.1:\d+)\n/;
+  const server = await startChild('node-proxy', [NODE_PROXY, '--upstream', `http://127.0.0.1:${runtimePort}`], userEnv({}), (stdout) => ready.test(stdout));
+  return { server, url: ready.exec(server.output())![1]! };
 }
 
 interface RuntimeProcess {
@@ -410,19 +454,29 @@ interface PathRecord {
   differentText: number;
 }
 
-const noCpu = (): Record<ProcessName, number> => ({ runtime: 0, 'runtime-before': 0, portkey: 0, mariner: 0, 'mariner-before': 0, client: 0 });
+const noCpu = (): Record<ProcessName, number> => ({
+  runtime: 0,
+  'runtime-before': 0,
+  'node-proxy': 0,
+  portkey: 0,
+  mariner: 0,
+  'mariner-before': 0,
+  client: 0,
+});
 
-/** The server processes measured; the baseline's Mariner and its runtime with --baseline-root only. */
+/** The server processes measured; the node proxy but with --no-floor; the baseline's Mariner and its runtime with --baseline-root only. */
 interface ServerPids {
   runtime: number;
+  nodeProxy: number | null;
   portkey: number;
   mariner: number;
   before: { mariner: number; runtime: number } | null;
 }
 
 /**
- * CPU so far, ms, of the runtime, Portkey, Mariner with its children but the runtime, this process, and
- * with --baseline-root the baseline's Mariner with its children but its runtime, and that runtime (0 without).
+ * CPU so far, ms, of the runtime, the node proxy (0 with --no-floor), Portkey, Mariner with its children but
+ * the runtime, this process, and with --baseline-root the baseline's Mariner with its children but its
+ * runtime, and that runtime (0 without).
  */
 function cpuSnapshot(pids: ServerPids): Record<ProcessName, number> {
   const gone = (name: string) => {
@@ -436,6 +490,7 @@ function cpuSnapshot(pids: ServerPids): Record<ProcessName, number> {
   return {
     runtime: processCpuMs(pids.runtime) ?? gone('runtime'),
     'runtime-before': pids.before ? (processCpuMs(pids.before.runtime) ?? gone('mariner-before runtime')) : 0,
+    'node-proxy': pids.nodeProxy === null ? 0 : (processCpuMs(pids.nodeProxy) ?? gone('node proxy')),
     portkey: processCpuMs(pids.portkey) ?? gone('Portkey'),
     mariner: treeCpu(marinerTree),
     'mariner-before': treeCpu(beforeTree),
@@ -533,7 +588,7 @@ interface PathStats {
     gateway: number | null;
     /** The same, less the gateway's idle rate (gatewayIdleMsPerSecond) over the path's wall time. */
     gatewayNet: number | null;
-    /** The runtime that direct, Portkey and Mariner share (mariner-before's: idle, or leftovers). */
+    /** The runtime that every path but mariner-before shares (mariner-before's: idle, or leftovers). */
     runtime: number;
     /** With --baseline-root: mariner-before's own runtime (the others': idle, or leftovers). */
     runtimeBefore?: number;
@@ -638,12 +693,12 @@ async function main(): Promise<void> {
   let closing: Promise<void> | undefined;
   const cleanUp = () =>
     (closing ??= (async () => {
-      // Ctrl-C for Mariner (it drains, then closes its runtime); Portkey has no drain.
+      // Ctrl-C for Mariner (it drains, then closes its runtime); Portkey and the node proxy have no drain.
       await Promise.all(servers.map((server) => server.stop(server.name.startsWith('mariner') ? 'SIGINT' : 'SIGTERM')));
       for (const dir of [dataDir, beforeDataDir]) if (dir) rmSync(dir, { recursive: true, force: true });
     })());
   const onSignal = (signal: NodeJS.Signals) => {
-    log(`\n${signal}: stopping Portkey and Mariner…`);
+    log(`\n${signal}: stopping the node proxy, Portkey and Mariner…`);
     void cleanUp().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
@@ -674,8 +729,12 @@ async function main(): Promise<void> {
     }
     const portkey = await startPortkey();
     servers.push(portkey.server);
+    if (options.floor) log('starting the node proxy (the floor)…');
+    const nodeProxy = options.floor ? await startNodeProxy(runtime.port) : null;
+    if (nodeProxy) servers.push(nodeProxy.server);
     const targets: Partial<Record<PathName, Target>> = {
       direct: { url: `http://127.0.0.1:${runtime.port}/v1/chat/completions`, headers: json },
+      ...(nodeProxy ? { 'node-proxy': { url: `${nodeProxy.url}/v1/chat/completions`, headers: json } } : {}),
       portkey: {
         url: `${portkey.url}/v1/chat/completions`,
         // Portkey forwards the bearer as the provider's API key; the runtime asks for none.
@@ -717,6 +776,7 @@ async function main(): Promise<void> {
     ];
     const pids: ServerPids = {
       runtime: runtime.pid,
+      nodeProxy: nodeProxy?.server.pid ?? null,
       portkey: portkey.server.pid,
       mariner: mariner.server.pid,
       before: before ? { mariner: before.server.pid, runtime: before.runtime.pid } : null,
@@ -754,6 +814,15 @@ async function main(): Promise<void> {
         command: `node ${path.relative(ROOT, PORTKEY_DIR)}/build/start-server.js --port=<free> --headless`,
         pid: pids.portkey,
       },
+      ...(nodeProxy
+        ? {
+            nodeProxy: {
+              command: `node ${path.relative(ROOT, NODE_PROXY)} --upstream http://127.0.0.1:${runtime.port}`,
+              pid: nodeProxy.server.pid,
+              note: FLOOR_NOTE,
+            },
+          }
+        : {}),
       runtime: { ...runtime, model: 'mariner up --demo-model: the tiny random GGUF of agent/runtimes/tinyGguf.ts (context 4096), node-llama-cpp on the CPU' },
       ...(before
         ? {
@@ -765,7 +834,7 @@ async function main(): Promise<void> {
               pid: before.server.pid,
               runtime: {
                 ...before.runtime,
-                note: 'mariner-before routes to its own runtime process (the same model file and flags, checked); direct, portkey and mariner share the runtime above',
+                note: 'mariner-before routes to its own runtime process (the same model file and flags, checked); the other paths share the runtime above',
               },
             },
           }
@@ -777,7 +846,7 @@ async function main(): Promise<void> {
         chunkGap: 'per stream: (last content chunk − first) / (content chunks − 1), ms; percentiles over streams',
         total: 'request start → the end of the body, ms',
         cpuMsPerRequest:
-          'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: Portkey’s process, or Mariner’s with its children but the runtime' +
+          'utime + stime from /proc/<pid>/stat during the path’s blocks / its requests; gateway: the node proxy’s process, Portkey’s, or Mariner’s with its children but the runtime' +
           (before ? '; mariner-before’s gateway: its process with its children but its own runtime; runtimeBefore: that runtime' : ''),
         gatewayIdleMsPerSecond: 'the gateway’s CPU while the other paths’ blocks ran, per second of them',
         added: 'path − direct, ms; throughputRatio: path’s requests/s ÷ direct’s',
@@ -825,6 +894,7 @@ function renderReport(
     loadAverage: { before: number[]; after: number[] };
     mariner: { commit: string };
     portkey: { versions: Record<string, string> };
+    nodeProxy?: { command: string; pid: number };
     runtime: RuntimeProcess;
     marinerBefore?: { root: string; commit: string; runtime: RuntimeProcess };
     setupSeconds: number;
@@ -854,7 +924,7 @@ function renderReport(
     const p1 = plain1[name];
     const added = name === 'direct' ? null : { s: addedOverDirect(s1, stream1.direct), p: addedOverDirect(p1, plain1.direct) };
     return [
-      name === 'mariner-before' ? `mariner (before: ${before!.commit})` : name,
+      name === 'mariner-before' ? `mariner (before: ${before!.commit})` : (ROW_NAMES[name] ?? name),
       `${f(s1.ttft!.p50)} / ${f(s1.total.p50)}${added ? ` (${signed(added.s.ttftP50)} / ${signed(added.s.totalP50)})` : ''}`,
       `${f(p1.total.p50)} / ${f(p1.total.p99)}${added ? ` (${signed(added.p.totalP50)} / ${signed(added.p.totalP99)})` : ''}`,
       ...(streamC
@@ -938,11 +1008,15 @@ function renderReport(
   const addedNote = 'In brackets: added over direct (ms), and streams/s as a share of direct’s.';
   const runtimeNote = before
     ? `mariner-before routes to its own runtime process (pid ${before.runtime.pid}, port ${before.runtime.port}: identical model and flags), ` +
-      `while the other three paths share one (pid ${report.runtime.pid}, port ${report.runtime.port}).`
+      `while the other paths share one (pid ${report.runtime.pid}, port ${report.runtime.port}).`
+    : null;
+  const floorNote = report.nodeProxy
+    ? 'node proxy: a bare Node.js http pipe to the runtime, the least CPU any Node.js gateway spends per request; mariner up relays each request twice in its process (agent and control plane), so its floor is about twice that row.'
     : null;
   const summary = [
     textTable(mainHead, mainRows, 1),
     addedNote,
+    ...(floorNote ? [floorNote] : []),
     ...(runtimeNote ? [runtimeNote] : []),
     '',
     textTable(detailHead, detailRows, 2),
@@ -950,7 +1024,7 @@ function renderReport(
     textTable(cpuHead, cpuRows, 2),
   ].join('\n');
   const markdown = [
-    `# Peer benchmark: runtime direct, Portkey, Mariner${before ? ', Mariner before' : ''}`,
+    `# Peer benchmark: runtime direct,${report.nodeProxy ? ' node proxy (floor),' : ''} Portkey, Mariner${before ? ', Mariner before' : ''}`,
     '',
     `Produced by \`${report.command}\` on ${report.date}.`,
     '',
@@ -958,10 +1032,11 @@ function renderReport(
     `- Mariner ${report.mariner.commit}: \`node --enable-source-maps dist/bin/mariner.js up --demo-model\`, embedded PGlite, the admin key`,
     `- Portkey: @portkey-ai/gateway ${report.portkey.versions['@portkey-ai/gateway']} with @hono/node-server ${report.portkey.versions['@hono/node-server']}, \`build/start-server.js --headless\`, ` +
       '`x-portkey-provider: openai`, `x-portkey-custom-host: http://127.0.0.1:<runtime port>/v1`. It holds every stream’s first event 25 ms on purpose (its `readStream`)',
+    ...(report.nodeProxy ? [`- **${ROW_NAMES['node-proxy']}**: ${FLOOR_NOTE} Pid ${report.nodeProxy.pid}: \`${report.nodeProxy.command}\``] : []),
     ...(before
       ? [
           `- Mariner before: ${before.commit} (${before.root}), started the same way with its own data dir and port`,
-          `- One runtime behind direct, Portkey and Mariner: the demo model’s llamaCppServer that Mariner’s agent started (pid ${report.runtime.pid}, port ${report.runtime.port}). ` +
+          `- One runtime behind every other path: the demo model’s llamaCppServer that Mariner’s agent started (pid ${report.runtime.pid}, port ${report.runtime.port}). ` +
             `mariner-before routes to its own runtime process, the one its agent started (pid ${before.runtime.pid}, port ${before.runtime.port}): ` +
             'identical model and flags (its /proc/<pid>/cmdline equals the other’s but for the checkout and data dir; the same model file, SHA-256)',
         ]
@@ -983,7 +1058,7 @@ function renderReport(
     '',
     ...markdownTable(detailHead, detailRows, 2),
     '',
-    'CPU per request (utime + stime from /proc during the path’s blocks ÷ its requests; gateway: Portkey’s process, or Mariner’s with its ' +
+    'CPU per request (utime + stime from /proc during the path’s blocks ÷ its requests; gateway: the node proxy’s process, Portkey’s, or Mariner’s with its ' +
       'children but the runtime; idle: the gateway’s CPU per second while the other paths ran; net: less that idle rate' +
       (before ? '; mariner-before: its process and children but its own runtime, whose CPU is its own column; runtime: the one the other paths share' : '') +
       '):',
