@@ -31,7 +31,11 @@ export interface ModelLoaderOptions {
 }
 
 export interface ModelLoader {
-  /** Stops polling and aborts the loads in progress without reporting: their leases lapse and another loader retries. */
+  /**
+   * Stops polling and aborts the loads in progress without reporting: their leases lapse and another
+   * loader retries. It waits for an acquire already sent (a model it claims is left to lapse too), so
+   * once it returns, this loader claims nothing more.
+   */
   close(): Promise<void>;
   /** Acquires one model and loads it (whatever the outcome); the model's id, or null when none was waiting. For tests. */
   loadOnce(): Promise<string | null>;
@@ -122,6 +126,9 @@ function loaderSettings(options: ModelLoaderOptions): LoaderSettings {
   };
 }
 
+/** The longest an acquire may take (and so the longest `close` waits for one). */
+const ACQUIRE_TIMEOUT_MS = 15_000;
+
 export function startModelLoader(options: ModelLoaderOptions): ModelLoader {
   const settings = loaderSettings(options);
   const { logger } = settings;
@@ -129,8 +136,19 @@ export function startModelLoader(options: ModelLoaderOptions): ModelLoader {
   const inFlight = new Set<Promise<void>>();
   let filling: Promise<void> | null = null;
 
+  // Not cut by `close`: an acquire the control plane has received claims a model whether or not this
+  // side still listens, so `close` waits for its answer instead (bounded), and once `close` returns this
+  // loader claims nothing more.
   const acquire = async (): Promise<ModelLoadTask | null> =>
-    (await graphqlRequest<{ acquireModelLoad: ModelLoadTask | null }>(settings.graphqlUrl, ACQUIRE, {}, settings.headers, closing.signal)).acquireModelLoad;
+    (
+      await graphqlRequest<{ acquireModelLoad: ModelLoadTask | null }>(
+        settings.graphqlUrl,
+        ACQUIRE,
+        {},
+        settings.headers,
+        AbortSignal.timeout(ACQUIRE_TIMEOUT_MS),
+      )
+    ).acquireModelLoad;
 
   function run(task: ModelLoadTask): Promise<void> {
     const load = loadModel(settings, task, closing.signal)
