@@ -46,7 +46,18 @@ import { LocalRuntimeManager } from '../../agent/runtimes/index.js';
 import { silentLogger } from '../../lib/logging.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { writeTinyGguf } from '../support/tinyGguf.js';
-import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench, UsageError } from './support.js';
+import {
+  BenchAbort,
+  benchEnvironment,
+  intOption,
+  latencyStats,
+  type LatencyStats,
+  parseBenchArgs,
+  runBench,
+  streamChatCompletion,
+  type StreamedCompletion,
+  UsageError,
+} from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MODEL_ID = 'bench-tiny-chat';
@@ -120,82 +131,11 @@ interface Target {
   headers: Record<string, string>;
 }
 
-interface StreamReply {
-  status: number;
-  contentType: string | null;
-  /** Arrival of each chunk with non-empty `delta.content`, ns after the request started. */
-  contentAtNs: bigint[];
-  /** The request start → the end of the body, ns. */
-  totalNs: bigint;
-  text: string;
-  sawDone: boolean;
-  /** What was wrong with the stream (a non-200 body, an error event, bytes after [DONE]), if anything. */
-  problem: string | null;
-}
+/** One streamed chat completion, read as it arrives (support.ts, shared with bench:peers). */
+type StreamReply = StreamedCompletion;
 
-async function streamChat(target: Target, body: string, signal: AbortSignal, onBytes: (n: number) => void): Promise<StreamReply> {
-  const start = process.hrtime.bigint();
-  const response = await fetch(target.url, { method: 'POST', headers: target.headers, body, signal });
-  const reply: StreamReply = {
-    status: response.status,
-    contentType: response.headers.get('content-type'),
-    contentAtNs: [],
-    totalNs: 0n,
-    text: '',
-    sawDone: false,
-    problem: null,
-  };
-  if (response.status !== 200 || !response.body) {
-    reply.problem = `HTTP ${response.status} ${(await response.text()).slice(0, 500)}`;
-    reply.totalNs = process.hrtime.bigint() - start;
-    return reply;
-  }
-  const note = (problem: string) => (reply.problem ??= problem);
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
-    const at = process.hrtime.bigint() - start;
-    onBytes(bytes.length);
-    buffer += decoder.decode(bytes, { stream: true });
-    for (let boundary = buffer.indexOf('\n\n'); boundary !== -1; boundary = buffer.indexOf('\n\n')) {
-      const event = buffer.slice(0, boundary);
-      buffer = buffer.slice(boundary + 2);
-      const data = event
-        .split('\n')
-        .filter((line) => line.startsWith('data:'))
-        .map((line) => line.slice(5).trimStart())
-        .join('\n');
-      if (data === '') continue;
-      if (reply.sawDone) {
-        note(`an event after [DONE]: ${data.slice(0, 300)}`);
-        continue;
-      }
-      if (data === '[DONE]') {
-        reply.sawDone = true;
-        continue;
-      }
-      let chunk: { error?: unknown; choices?: { delta?: { content?: unknown } }[] };
-      try {
-        chunk = JSON.parse(data) as typeof chunk;
-      } catch {
-        note(`an event that is not JSON: ${data.slice(0, 300)}`);
-        continue;
-      }
-      if (chunk.error !== undefined) {
-        note(`an error event: ${JSON.stringify(chunk.error).slice(0, 500)}`);
-        continue;
-      }
-      const content = chunk.choices?.[0]?.delta?.content;
-      if (typeof content === 'string' && content !== '') {
-        reply.contentAtNs.push(at);
-        reply.text += content;
-      }
-    }
-  }
-  reply.totalNs = process.hrtime.bigint() - start;
-  buffer += decoder.decode();
-  if (buffer.trim() !== '') note(`the body ended inside an event: ${JSON.stringify(buffer.slice(0, 300))}`);
-  return reply;
+function streamChat(target: Target, body: string, signal: AbortSignal, onBytes: (n: number) => void): Promise<StreamReply> {
+  return streamChatCompletion(target.url, target.headers, body, signal, onBytes);
 }
 
 /** Why a reply does not count, or null when it is a good stream. */

@@ -190,8 +190,14 @@ export interface StreamedCompletion {
   problem: string | null;
 }
 
-/** POSTs `body` (a chat completion request with `stream: true`) and parses the SSE as it arrives. */
-export async function streamChatCompletion(url: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<StreamedCompletion> {
+/** POSTs `body` (a chat completion request with `stream: true`) and parses the SSE as it arrives; `onBytes` hears each read's size. */
+export async function streamChatCompletion(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  signal: AbortSignal,
+  onBytes: (n: number) => void = () => undefined,
+): Promise<StreamedCompletion> {
   const start = process.hrtime.bigint();
   const response = await fetch(url, { method: 'POST', headers, body, signal });
   const reply: StreamedCompletion = {
@@ -213,6 +219,7 @@ export async function streamChatCompletion(url: string, headers: Record<string, 
   let buffer = '';
   for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
     const at = process.hrtime.bigint() - start;
+    onBytes(bytes.length);
     buffer += decoder.decode(bytes, { stream: true });
     for (let boundary = buffer.indexOf('\n\n'); boundary !== -1; boundary = buffer.indexOf('\n\n')) {
       const event = buffer.slice(0, boundary);
