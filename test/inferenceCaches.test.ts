@@ -1,13 +1,12 @@
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
-import type { ActiveModel, Executor, RuntimeHost } from '../agent/executor.js';
 import { silentLogger } from '../lib/logging.js';
 import { MODELS_CHANGED_CHANNEL as ANNOUNCED_BY_MODELS } from '../subgraphs/models/events.js';
 import { MODELS_CHANGED_CHANNEL } from '../subgraphs/inference/channels.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { executorWith, tappedRuntimes as standInRuntimes, type RuntimeTap } from './support/standInRuntimes.js';
 import { projectWithKey } from './support/tenants.js';
 import { until } from './support/until.js';
 
@@ -23,70 +22,28 @@ import { until } from './support/until.js';
  * wake of a waiting request starts one).
  */
 
-interface Tap {
-  host: RuntimeHost;
+/** The stand-in runtimes of a cluster (support/standInRuntimes.ts), with what they report as the test sets it. */
+interface Tap extends RuntimeTap {
   /** Models reported without a ready replica. */
   notReady: Set<string>;
   /** Requests in flight each runtime reports (the router prefers the least busy). */
   busy: number;
-  reconciles: number;
-  received: string[];
 }
 
 function tappedRuntimes(answer: string, busy = 0): Tap {
-  let active: ActiveModel[] = [];
-  const tap: Tap = {
-    notReady: new Set(),
-    busy,
-    reconciles: 0,
-    received: [],
-    host: {
-      async reconcile(models) {
-        tap.reconciles++;
-        active = models;
-      },
-      status: async () =>
-        active.map((m) => ({
-          modelId: m.id,
-          desiredReplicas: 1,
-          readyReplicas: tap.notReady.has(m.id) ? 0 : 1,
-          inFlightRequests: tap.busy,
-          statusMessage: 'stand-in',
-        })),
-      forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse) {
-        req.resume();
-        req.on('end', () => {
-          tap.received.push(modelId);
-          res.writeHead(200, { 'content-type': 'application/json' });
-          const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
-          res.end(
-            JSON.stringify({
-              id: 'chatcmpl-1',
-              object: 'chat.completion',
-              created: Math.floor(Date.now() / 1000),
-              model: modelId,
-              choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
-              usage,
-            }),
-          );
-        });
-      },
-      close: async () => undefined,
-    },
-  };
+  const tap: Tap = Object.assign(
+    standInRuntimes(answer, (active) =>
+      active.map((m) => ({
+        modelId: m.id,
+        desiredReplicas: 1,
+        readyReplicas: tap.notReady.has(m.id) ? 0 : 1,
+        inFlightRequests: tap.busy,
+        statusMessage: 'stand-in',
+      })),
+    ),
+    { notReady: new Set<string>(), busy },
+  );
   return tap;
-}
-
-function executorWith(runtimes: RuntimeHost): Executor {
-  return {
-    kind: 'local',
-    kubeApi: null,
-    runtimes,
-    jobs: null,
-    clusterStatus: async () => ({ nodes: [], gpuCapacity: 0, gpuAllocated: 0, gpuPods: [], provisionableResources: [] }),
-    applyConfig: async () => undefined,
-    close: async () => undefined,
-  };
 }
 
 const REGISTER = `mutation Register($input: RegisterClusterInput!) { registerCluster(input: $input) { registrationKey cluster { id } } }`;
