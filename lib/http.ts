@@ -99,3 +99,21 @@ export function bearerToken(req: IncomingMessage): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match?.[1];
 }
+
+/**
+ * Writes `bytes`, waiting for `drain` when the reader is behind (so a slow reader holds the writer back
+ * instead of growing memory); false when the response is gone.
+ */
+export function writeOrWait(res: ServerResponse, bytes: Buffer): Promise<boolean> | boolean {
+  if (res.destroyed) return false;
+  if (res.write(bytes)) return true;
+  return new Promise((resolve) => {
+    const settle = (ok: boolean) => () => {
+      res.off('drain', drained).off('close', closed);
+      resolve(ok);
+    };
+    const drained = settle(true);
+    const closed = settle(false);
+    res.once('drain', drained).once('close', closed);
+  });
+}

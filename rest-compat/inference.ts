@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InferenceKind, InferencePlane, InferenceRateLimit, InferenceSink } from '../lib/inferencePlane.js';
-import { sendJson } from '../lib/http.js';
+import { sendJson, writeOrWait } from '../lib/http.js';
 import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
@@ -84,19 +84,7 @@ function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, d
         if (!res.writableFinished && !res.destroyed) await new Promise((resolve) => res.once('close', resolve).once('finish', resolve));
       });
     },
-    write(bytes) {
-      if (ended || res.destroyed) return false;
-      if (res.write(bytes)) return true;
-      return new Promise<boolean>((resolve) => {
-        const settle = (ok: boolean) => () => {
-          res.off('drain', drained).off('close', closed);
-          resolve(ok);
-        };
-        const drained = settle(true);
-        const closed = settle(false);
-        res.once('drain', drained).once('close', closed);
-      });
-    },
+    write: (bytes) => !ended && writeOrWait(res, bytes),
     end() {
       if (ended) return;
       res.end();

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
-import { forwardedRequestId, readBody } from '../../lib/http.js';
+import { forwardedRequestId, readBody, writeOrWait } from '../../lib/http.js';
 import {
   INFERENCE_PLANE_PATHS,
   inferenceErrorOf,
@@ -114,7 +114,7 @@ function httpSink(res: ServerResponse): InferenceSink {
       res.writeHead(200, { 'content-type': contentType, ...(stream ? { 'cache-control': 'no-cache' } : {}), ...rateLimitHeader(rateLimit) });
       if (stream) res.flushHeaders();
     },
-    write: (bytes) => write(res, bytes),
+    write: (bytes) => writeOrWait(res, bytes),
     end: () => void res.end(),
     fail(error, rateLimit) {
       if (res.writableEnded || res.destroyed) return;
@@ -252,19 +252,4 @@ function dataOf(event: string): string {
     .filter((line) => line.startsWith('data:'))
     .map((line) => line.slice(5).trimStart())
     .join('\n');
-}
-
-/** Writes, waiting for `drain` when the reader is behind; false when the response is gone. */
-function write(res: ServerResponse, bytes: Buffer): Promise<boolean> | boolean {
-  if (res.destroyed) return false;
-  if (res.write(bytes)) return true;
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => () => {
-      res.off('drain', drained).off('close', closed);
-      resolve(ok);
-    };
-    const drained = done(true);
-    const closed = done(false);
-    res.once('drain', drained).once('close', closed);
-  });
 }
