@@ -19,7 +19,7 @@ import { authorizeField } from '../../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../../schema/rbac/policy.js';
 import { cancelRouted, hasText, routeCompletion, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
 import type { InferenceContext } from './context.js';
-import { MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
+import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
 
 const EVENT_END = Buffer.from('\n\n');
@@ -188,7 +188,7 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
       while (!done && (end = bytes.indexOf(EVENT_END, start)) !== -1) {
         const event = bytes.subarray(start, end + 2);
         start = end + 2;
-        const data = dataOf(event.toString('utf8', 0, event.length - 2));
+        const data = eventData(event.toString('utf8', 0, event.length - 2));
         if (data === '[DONE]') done = true;
         else if (data !== '' && (!firstToken || USAGE_OBJECT.test(data))) {
           let chunk: unknown = null;
@@ -242,14 +242,4 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
   if (outcome === 'cut') throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');
   await meter.succeeded(usage);
   sink.end();
-}
-
-/** The `data:` payload of one server-sent event (its `data:` lines joined). */
-function dataOf(event: string): string {
-  if (event.startsWith('data:') && !event.includes('\n')) return event.slice(5).trimStart();
-  return event
-    .split('\n')
-    .filter((line) => line.startsWith('data:'))
-    .map((line) => line.slice(5).trimStart())
-    .join('\n');
 }

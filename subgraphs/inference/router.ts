@@ -246,6 +246,17 @@ export async function readJson(stream: ClientHttp2Stream, limit = 64 * 1024 * 10
  */
 export const MAX_SERVER_SENT_EVENT_CHARS = 1024 * 1024;
 
+/** The `data:` payload of one server-sent event (without its ending `\n\n`): its `data:` lines joined. */
+export function eventData(event: string): string {
+  // The common case, one `data:` line, without splitting.
+  if (event.startsWith('data:') && !event.includes('\n')) return event.slice(5).trimStart();
+  return event
+    .split('\n')
+    .filter((line) => line.startsWith('data:'))
+    .map((line) => line.slice(5).trimStart())
+    .join('\n');
+}
+
 /** The `data:` payloads of a server-sent event stream, as they arrive; ends at `[DONE]`. */
 export async function* serverSentEvents(stream: ClientHttp2Stream, maxEventChars = MAX_SERVER_SENT_EVENT_CHARS): AsyncGenerator<unknown> {
   let buffer = '';
@@ -267,11 +278,7 @@ export async function* serverSentEvents(stream: ClientHttp2Stream, maxEventChars
       const event = buffer.slice(0, boundary);
       buffer = buffer.slice(boundary + 2);
       searched = 0;
-      const data = event
-        .split('\n')
-        .filter((line) => line.startsWith('data:'))
-        .map((line) => line.slice(5).trimStart())
-        .join('\n');
+      const data = eventData(event);
       if (data === '') continue;
       if (data === '[DONE]') return;
       yield JSON.parse(data);
