@@ -1,15 +1,12 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { forwardedRequestId } from '../lib/http.js';
 import type { Logger } from '../lib/logging.js';
 import { HOP_BY_HOP } from '../lib/tunnel.js';
 
-/** A request id as the control plane sends it (a subscription's carries its operation id after a colon). */
-const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-
 /** The control plane's request id of a tunnel request (`x-request-id`), when it is sane. */
 export function tunnelRequestId(req: Http2ServerRequest): string | undefined {
-  const value = req.headers['x-request-id'];
-  return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined;
+  return forwardedRequestId(req, undefined);
 }
 
 /**

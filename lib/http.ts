@@ -84,11 +84,12 @@ export function requestIdOf(req: IncomingMessage): string {
 const FORWARDED_REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 /**
- * The request id a gateway sent beside its internal token (`x-request-id`), else `fallback` (the
- * token's own): the gateway reuses a token across requests (gateway/internalTokenCache.ts), and each
- * request's lines must carry that request's id.
+ * The request id one part of the platform sent another (`x-request-id`), when it is sane, else
+ * `fallback`: a subgraph's caller reuses its internal token across requests
+ * (gateway/internalTokenCache.ts), so each request's lines carry the id sent beside it, not the
+ * token's; the agent logs the control plane's id for each tunnel request.
  */
-export function forwardedRequestId(req: IncomingMessage, fallback: string): string {
+export function forwardedRequestId<Fallback extends string | undefined>(req: { headers: IncomingHttpHeaders }, fallback: Fallback): string | Fallback {
   const incoming = req.headers['x-request-id'];
   return typeof incoming === 'string' && FORWARDED_REQUEST_ID.test(incoming) ? incoming : fallback;
 }
