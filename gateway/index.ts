@@ -64,6 +64,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   // @apollo/gateway sends usage metrics to Apollo, probing cloud metadata endpoints first, unless
   // this is set. A self-hosted platform does not call out; an operator may set it to false.
   process.env['APOLLO_TELEMETRY_DISABLED'] ??= 'true';
+  // One cache of internal tokens for every subgraph call the gateway makes: GraphQL, subscriptions' hydration, inference.
   const tokenCache = new InternalTokenCache(options.tokens);
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphSdl(),
@@ -126,7 +127,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const inference = createInferencePlane({
     authenticator,
     policy,
-    tokens: options.tokens,
+    tokens: tokenCache,
     inferenceUrl: options.subgraphUrls.inference,
     local: options.inferencePlane ?? null,
     logger,
@@ -136,6 +137,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     supergraphSdl: supergraphSdl(),
     subgraphUrls: options.subgraphUrls,
     tokens: options.tokens,
+    tokenCache,
     authenticator,
     policy,
     validationRules: armor.validationRules as never,

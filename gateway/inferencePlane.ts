@@ -12,12 +12,12 @@ import {
   type InferencePlaneServer,
   type InferenceSink,
 } from '../lib/inferencePlane.js';
-import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../lib/identity.js';
+import { INTERNAL_TOKEN_HEADER, type Identity } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import { authorizeField } from '../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { Authenticator } from './authentication.js';
-import { InternalTokenCache } from './internalTokenCache.js';
+import type { InternalTokenCache } from './internalTokenCache.js';
 
 /** The end of a server-sent event. */
 const EVENT_END = Buffer.from('\n\n');
@@ -25,7 +25,8 @@ const EVENT_END = Buffer.from('\n\n');
 export interface InferencePlaneOptions {
   authenticator: Authenticator;
   policy: PolicyMap;
-  tokens: InternalTokens;
+  /** The gateway's internal tokens (one cache for all its paths). */
+  tokens: InternalTokenCache;
   /** The inference subgraph's GraphQL URL: its data plane is on the same port. */
   inferenceUrl: string;
   /** The inference component's data plane when it runs in this process (then no HTTP at all). */
@@ -43,8 +44,6 @@ export interface InferencePlaneOptions {
 export function createInferencePlane(options: InferencePlaneOptions): InferencePlane {
   const base = options.inferenceUrl.replace(/\/graphql$/, '');
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-  const tokens = new InternalTokenCache(options.tokens);
-
   /** Who may make the call, as /graphql would judge the field it stands for; null after a refusal (sent to the sink). */
   async function admit(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<Identity | null> {
     try {
@@ -65,7 +64,7 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
 
   /** Over HTTP to the inference subgraph's data plane, its answer replayed into the sink as it arrives. */
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
-    const token = await tokens.tokenFor('inference', call.requestId, identity);
+    const token = await options.tokens.tokenFor('inference', call.requestId, identity);
     const payload = Buffer.from(JSON.stringify(call.request));
     await new Promise<void>((resolve) => {
       const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {

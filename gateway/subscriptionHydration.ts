@@ -8,18 +8,18 @@ import { buildOperationContext, executeQueryPlan, type ServiceMap } from '@apoll
 import type { Schema } from '@apollo/federation-internals';
 import type { PlanNode } from '@apollo/query-planner';
 import { print, type ExecutionArgs, type ExecutionResult, type GraphQLError, type GraphQLSchema } from 'graphql';
-import type { InternalTokens } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
 import type { GatewayContext } from './context.js';
-import { InternalTokenCache } from './internalTokenCache.js';
+import type { InternalTokenCache } from './internalTokenCache.js';
 import { InternalDataSource } from './dataSource.js';
 import { maskResult } from './subscriptionMasking.js';
 import type { SubscriptionPlan } from './subscriptionPlans.js';
 
 export interface SubscriptionHydrationOptions {
   subgraphUrls: Record<SubgraphName, string>;
-  tokens: InternalTokens;
+  /** The gateway's internal tokens for subgraph calls (one cache for all its paths). */
+  tokens: InternalTokenCache;
   /** The supergraph as graphql-js sees it (the executor's schema), and the API schema. */
   supergraphSchema: GraphQLSchema;
   apiSchema: Schema;
@@ -31,9 +31,8 @@ export type Hydrate = (event: ExecutionResult) => Promise<ExecutionResult>;
 
 export function createSubscriptionHydration(options: SubscriptionHydrationOptions) {
   const { supergraphSchema, apiSchema, logger } = options;
-  const tokenCache = new InternalTokenCache(options.tokens);
   const dataSources = Object.fromEntries(
-    Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, tokenCache)]),
+    Object.entries(options.subgraphUrls).map(([name, url]) => [name, new InternalDataSource(name, url, options.tokens)]),
   ) as ServiceMap;
 
   /** The hydration of one subscription's events: its plan, operation and subscriber context. */

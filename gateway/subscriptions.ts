@@ -27,6 +27,7 @@ import type { Authenticator } from './authentication.js';
 import type { GatewayContext } from './context.js';
 import { createSharedSubscriptions, type Delivery } from './sharedSubscriptions.js';
 import { createConnectionAuthentication, type ConnectionState } from './subscriptionConnection.js';
+import type { InternalTokenCache } from './internalTokenCache.js';
 import { createSubscriptionHydration } from './subscriptionHydration.js';
 import { createSubscriptionLimits } from './subscriptionLimits.js';
 import { createOperationCheck } from './subscriptionOperation.js';
@@ -37,6 +38,8 @@ export interface SubscriptionServerOptions {
   supergraphSdl: string;
   subgraphUrls: Record<SubgraphName, string>;
   tokens: InternalTokens;
+  /** The internal tokens of the gateway's subgraph calls, shared with its HTTP path (internalTokenCache.ts). */
+  tokenCache: InternalTokenCache;
   authenticator: Authenticator;
   policy: PolicyMap;
   /** graphql-armor's rules (depth, aliases, cost, directives), as on HTTP. */
@@ -92,7 +95,7 @@ export function createSubscriptionServer(options: SubscriptionServerOptions) {
     planner: createSubscriptionPlanner(supergraph, apiSchema),
     hydration: createSubscriptionHydration({
       subgraphUrls: options.subgraphUrls,
-      tokens: options.tokens,
+      tokens: options.tokenCache,
       supergraphSchema: supergraph.schema.toGraphQLJSSchema(),
       apiSchema,
       logger,
