@@ -91,6 +91,17 @@ function recordingExecutor(gpus: number): Recorder {
   };
 }
 
+/** A one-example fine-tuning file, uploaded through the OpenAI SDK as `sdk`'s caller. */
+async function trainingFile(sdk: OpenAI) {
+  const example = {
+    messages: [
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: 'a' },
+    ],
+  };
+  return sdk.files.create({ file: await toFile(Buffer.from(`${JSON.stringify(example)}\n`), 'train.jsonl'), purpose: 'fine-tune' });
+}
+
 const REGISTER = `mutation($input: RegisterClusterInput!) { registerCluster(input: $input) { registrationKey cluster { id } } }`;
 const CREATE_BATCH = `mutation($input: CreateBatchJobInput!) { createBatchJob(input: $input) { id clusterId status } }`;
 const BATCH = `query($id: ID!) { batchJob(id: $id) { id status clusterId pendingAction error { code message } } }`;
@@ -157,20 +168,7 @@ describe('jobs and notebooks stay on the clusters their organization may use', (
       activate: false,
     });
     const sdkA = new OpenAI({ apiKey: orgA.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const training = await sdkA.files.create({
-      file: await toFile(
-        Buffer.from(
-          `${JSON.stringify({
-            messages: [
-              { role: 'user', content: 'q' },
-              { role: 'assistant', content: 'a' },
-            ],
-          })}\n`,
-        ),
-        'train.jsonl',
-      ),
-      purpose: 'fine-tune',
-    });
+    const training = await trainingFile(sdkA);
     const fineTuning = await sdkA.fineTuning.jobs.create({ model: 'tiny-hf', training_file: training.id, suffix: 'private' });
     const { createBatchJob: batch } = await t.gqlOk(
       CREATE_BATCH,
@@ -398,20 +396,7 @@ describe('jobs stop acting for a creator whose API key was deleted', () => {
     });
     const keys = await creatorKeys('ft-owner');
     const sdk = new OpenAI({ apiKey: keys.creator, baseURL: `${t.url}/v1`, maxRetries: 0 });
-    const training = await sdk.files.create({
-      file: await toFile(
-        Buffer.from(
-          `${JSON.stringify({
-            messages: [
-              { role: 'user', content: 'q' },
-              { role: 'assistant', content: 'a' },
-            ],
-          })}\n`,
-        ),
-        'train.jsonl',
-      ),
-      purpose: 'fine-tune',
-    });
+    const training = await trainingFile(sdk);
     const job = await sdk.fineTuning.jobs.create({ model: 'tiny-hf', training_file: training.id, suffix: 'gone' });
     await recorder.receivedFor(job.id);
     await t.gqlOk(REPORT, { input: { jobId: job.id, phase: 'RUNNING' } }, { token: clusterKey });
