@@ -2,6 +2,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { agentRoutes } from '../lib/agentContract.js';
 import { createLogger } from '../lib/logging.js';
 import { LogCapture } from '../test/support/logCapture.js';
 import { forwardToRuntime, logRuntimeRequest } from './forwardToRuntime.js';
@@ -40,7 +41,7 @@ describe('forwardToRuntime', () => {
 
     const stream = session.request({
       ':method': 'POST',
-      ':path': '/mariner/v1/runtimes/m1/v1/chat/completions',
+      ':path': agentRoutes.runtime('m1', '/v1/chat/completions'),
       'content-type': 'application/json',
       'x-request-id': 'trace-123:1',
     });

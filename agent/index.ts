@@ -3,7 +3,8 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
-import { K8S_PREFIX, kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER, WORKER_PREFIX } from '../lib/tunnel.js';
+import { parseAgentRoute, type AgentJobAction } from '../lib/agentContract.js';
+import { kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER } from '../lib/tunnel.js';
 import os from 'node:os';
 import path from 'node:path';
 import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
@@ -137,39 +138,37 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
   function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
     const path = req.headers[':path'] ?? '/';
-    if (path.startsWith(`${K8S_PREFIX}/`)) {
-      const kubePath = path.slice(K8S_PREFIX.length);
-      if (!executor.kubeApi) return json(res, 404, kubernetesStatus(404, `cluster ${cluster.clusterName} runs the local executor: it has no Kubernetes API`));
-      if (req.headers[UPGRADE_HEADER]) return executor.kubeApi.handleUpgrade(req.stream, req.headers, kubePath);
-      return executor.kubeApi.handle(req, res, kubePath);
-    }
-    if (path === `${WORKER_PREFIX}/healthz`) return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
-    // The control plane asks for a reconciliation now: a model was just activated on demand, or a
-    // request waits for a model with no ready replica (`?wake=<model id>`: scale it from zero).
-    if (path === `${WORKER_PREFIX}/reconcile` || path.startsWith(`${WORKER_PREFIX}/reconcile?`)) {
-      const wake = new URL(path, 'http://agent').searchParams.get('wake');
-      const woken = wake !== null && (autoscaled?.wake(wake) ?? false);
-      void reconciler?.reconcileNow();
-      return json(res, 202, { reconciling: Boolean(reconciler), woken });
-    }
-    // `/mariner/v1/jobs` (start) and `/mariner/v1/jobs/<id>/cancel`: the control plane's job dispatcher.
-    const jobRoute = /^\/mariner\/v1\/jobs(?:\/([^/]+)\/(cancel|stop|start|delete))?$/.exec(path);
-    if (jobRoute && req.method === 'POST') {
-      return void handleJob(
-        req,
-        res,
-        jobRoute[1] ? { id: decodeURIComponent(jobRoute[1]), action: jobRoute[2] as 'cancel' | 'stop' | 'start' | 'delete' } : undefined,
-      );
-    }
-    // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
-    const runtime = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(path);
-    if (runtime) {
-      logRuntimeRequest(logger, req, res, decodeURIComponent(runtime[1]!), runtime[2]!);
-      if (!runtimes)
-        return json(res, 503, {
-          error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null },
-        });
-      return runtimes.forward(decodeURIComponent(runtime[1]!), req, res, runtime[2]!);
+    const to = parseAgentRoute(path);
+    switch (to?.kind) {
+      // `/mariner/v1/runtimes/<model id>/<OpenAI path>`: inference, to the model's runtime here.
+      case 'runtime':
+        logRuntimeRequest(logger, req, res, to.modelId, to.path);
+        if (!runtimes)
+          return json(res, 503, {
+            error: { message: `cluster ${cluster.clusterName} runs no inference runtimes`, type: 'server_error', param: null, code: null },
+          });
+        return runtimes.forward(to.modelId, req, res, to.path);
+      case 'kubernetes':
+        if (!executor.kubeApi) return json(res, 404, kubernetesStatus(404, `cluster ${cluster.clusterName} runs the local executor: it has no Kubernetes API`));
+        if (req.headers[UPGRADE_HEADER]) return executor.kubeApi.handleUpgrade(req.stream, req.headers, to.path);
+        return executor.kubeApi.handle(req, res, to.path);
+      case 'healthz':
+        return json(res, 200, { agentId, clusterId: cluster.clusterId, executor: executor.kind });
+      // The control plane asks for a reconciliation now: a model was just activated on demand, or a
+      // request waits for a model with no ready replica (`?wake=<model id>`: scale it from zero).
+      case 'reconcile': {
+        const woken = to.wake !== null && (autoscaled?.wake(to.wake) ?? false);
+        void reconciler?.reconcileNow();
+        return json(res, 202, { reconciling: Boolean(reconciler), woken });
+      }
+      // The control plane's job dispatcher: start a job, or act on one.
+      case 'startJob':
+      case 'jobAction':
+        if (req.method !== 'POST') break;
+        return void handleJob(req, res, to.kind === 'jobAction' ? { id: to.jobId, action: to.action } : undefined);
+      case 'reports':
+      case undefined:
+        break;
     }
     json(res, 404, { error: `the agent serves no ${path.slice(0, 200)}` });
   }
@@ -183,11 +182,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
   }
 
-  async function handleJob(
-    req: Http2ServerRequest,
-    res: Http2ServerResponse,
-    on: { id: string; action: 'cancel' | 'stop' | 'start' | 'delete' } | undefined,
-  ): Promise<void> {
+  async function handleJob(req: Http2ServerRequest, res: Http2ServerResponse, on: { id: string; action: AgentJobAction } | undefined): Promise<void> {
     const jobs = executor.jobs;
     // The id of the request that created the job (the dispatcher's x-request-id) on every line about it.
     const requestId = typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'].slice(0, 200) : undefined;

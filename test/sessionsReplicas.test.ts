@@ -14,7 +14,7 @@ import { randomString } from '../lib/ids.js';
 import { silentLogger } from '../lib/logging.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
-import { runtimePath } from '../subgraphs/inference/router.js';
+import { agentRoutes } from '../lib/agentContract.js';
 import { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from '../subgraphs/sessions/index.js';
 import { freePort, startIngress } from './support/ingress.js';
 import { startServeComponent } from './support/serveComponent.js';
@@ -80,7 +80,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
 
   /** The agent's runtime counters, asked through replica A's peer endpoint. */
   async function runtimeMetrics(): Promise<{ inFlight: number; cancelled: number }> {
-    const request = { ':method': 'GET', ':path': runtimePath(MODEL, '/metrics') };
+    const request = { ':method': 'GET', ':path': agentRoutes.runtime(MODEL, '/metrics') };
     const answer = await peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId, [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request) });
     expect(answer.status).toBe(200);
     return JSON.parse(answer.body!) as { inFlight: number; cancelled: number };
@@ -227,7 +227,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     const session = http2.connect(`http://127.0.0.1:${peerPortA}`);
     session.on('error', () => undefined);
     try {
-      const request = { ':method': 'POST', ':path': runtimePath(MODEL, '/v1/chat/completions') };
+      const request = { ':method': 'POST', ':path': agentRoutes.runtime(MODEL, '/v1/chat/completions') };
       const stream = session.request({
         ...request,
         'content-type': 'application/json',
@@ -263,7 +263,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
   });
 
   it("the peer endpoint refuses a missing, forged, expired, reused or other cluster's token, and one minted for another method or path; it resets a request for a cluster it does not hold", async () => {
-    const request = { ':method': 'GET', ':path': runtimePath(MODEL, '/metrics') };
+    const request = { ':method': 'GET', ':path': agentRoutes.runtime(MODEL, '/metrics') };
     const [version, expires, nonce] = tokens.mint(clusterId, request).split('.');
     const refused = await Promise.all([
       peerRequest(peerPortA, { ...request, [PEER_CLUSTER_HEADER]: clusterId }),
@@ -278,7 +278,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
       // A token captured from one request does not carry another: not another path, not another method.
       peerRequest(peerPortA, {
         ...request,
-        ':path': runtimePath(MODEL, '/v1/models'),
+        ':path': agentRoutes.runtime(MODEL, '/v1/models'),
         [PEER_CLUSTER_HEADER]: clusterId,
         [PEER_TOKEN_HEADER]: tokens.mint(clusterId, request),
       }),

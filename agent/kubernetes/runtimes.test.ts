@@ -3,6 +3,7 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentRoutes, parseAgentRoute } from '../../lib/agentContract.js';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import { silentLogger } from '../../lib/logging.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
@@ -382,8 +383,8 @@ describe('forwarding inference to a runtime Service', () => {
     await host.reconcile([llama]);
     // The agent's side of the tunnel: an HTTP/2 server routing runtime requests to the host.
     tunnel = http2.createServer((req, res) => {
-      const [, model, path] = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(req.url)!;
-      host.forward(decodeURIComponent(model!), req, res, path!);
+      const route = parseAgentRoute(req.url);
+      if (route?.kind === 'runtime') host.forward(route.modelId, req, res, route.path);
     });
     await new Promise<void>((resolve) => tunnel.listen(0, '127.0.0.1', resolve));
     client = http2.connect(`http://127.0.0.1:${(tunnel.address() as AddressInfo).port}`);
@@ -407,7 +408,7 @@ describe('forwarding inference to a runtime Service', () => {
   function chat(model: string) {
     const stream = client.request({
       ':method': 'POST',
-      ':path': `/mariner/v1/runtimes/${encodeURIComponent(model)}/v1/chat/completions`,
+      ':path': agentRoutes.runtime(model, '/v1/chat/completions'),
       'content-type': 'application/json',
     });
     stream.end(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'Hi' }] }));
@@ -520,8 +521,8 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
     host = hostOf();
     scaled = autoscaled(host);
     tunnel = http2.createServer((req, res) => {
-      const [, id, path] = /^\/mariner\/v1\/runtimes\/([^/]+)(\/.*)$/.exec(req.url)!;
-      scaled.forward(decodeURIComponent(id!), req, res, path!);
+      const route = parseAgentRoute(req.url);
+      if (route?.kind === 'runtime') scaled.forward(route.modelId, req, res, route.path);
     });
     await new Promise<void>((resolve) => tunnel.listen(0, '127.0.0.1', resolve));
     client = http2.connect(`http://127.0.0.1:${(tunnel.address() as AddressInfo).port}`);
@@ -548,7 +549,7 @@ describe('the autoscaler scales a runtime StatefulSet with its load, through the
     const streams = Array.from({ length: 6 }, () => {
       const stream = client.request({
         ':method': 'POST',
-        ':path': `/mariner/v1/runtimes/${encodeURIComponent(model.id)}/v1/chat/completions`,
+        ':path': agentRoutes.runtime(model.id, '/v1/chat/completions'),
         'content-type': 'application/json',
       });
       stream.end(JSON.stringify({ model: model.id, stream: true, messages: [{ role: 'user', content: 'Hi' }] }));

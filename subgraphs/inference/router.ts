@@ -3,7 +3,7 @@ import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
-import { WORKER_PREFIX } from '../../lib/tunnel.js';
+import { agentRoutes } from '../../lib/agentContract.js';
 import type { ReadyRuntimes } from './readyRuntimes.js';
 
 /** How the control plane reaches a cluster's agent: the sessions tunnel registry. */
@@ -25,11 +25,6 @@ export interface RoutedResponse {
   status: number;
   headers: IncomingHttpHeaders;
   stream: ClientHttp2Stream;
-}
-
-/** The agent route of a model's runtime (agent/index.ts). */
-export function runtimePath(modelId: string, path: string): string {
-  return `${WORKER_PREFIX}/runtimes/${encodeURIComponent(modelId)}${path}`;
 }
 
 /** Waits for the response headers of a tunnel stream, or its failure. */
@@ -122,11 +117,7 @@ export class InferenceRouter {
     for (const clusterId of this.transport.connectedClusters(tenantId)) {
       if (!usable.has(clusterId)) continue;
       try {
-        const nudge = this.transport.request(
-          clusterId,
-          { ':method': 'POST', ':path': `${WORKER_PREFIX}/reconcile?wake=${encodeURIComponent(modelId)}` },
-          { endStream: true },
-        );
+        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': agentRoutes.reconcile(modelId) }, { endStream: true });
         nudge.on('error', () => undefined).resume();
       } catch {
         /* the tunnel just went: nothing to nudge */
@@ -182,7 +173,7 @@ export class InferenceRouter {
       try {
         stream = this.transport.request(runtime.cluster_id, {
           ':method': 'POST',
-          ':path': runtimePath(modelId, path),
+          ':path': agentRoutes.runtime(modelId, path),
           'content-type': 'application/json',
           'content-length': payload.length,
           ...(requestId ? { 'x-request-id': requestId } : {}),

@@ -1,7 +1,7 @@
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { notebookBasePath, type NotebookSpec } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
-import { WORKER_PREFIX } from '../../lib/tunnel.js';
+import { agentRoutes } from '../../lib/agentContract.js';
 import type { Admission, DispatchGuard, DispatchPass } from './dispatchGuard.js';
 import type { JobEvents } from './events.js';
 import type { JobAction, JobRow, JobStore } from './store.js';
@@ -19,11 +19,6 @@ export interface JobTransport {
 interface AgentAnswer {
   status: number;
   body: { error?: { message?: string } } & Record<string, unknown>;
-}
-
-/** The agent's job API over the tunnel (agent/index.ts, `/mariner/v1/jobs`). */
-export function agentJobPath(jobId?: string, action?: 'cancel' | 'stop' | 'start' | 'delete'): string {
-  return `${WORKER_PREFIX}/jobs${jobId ? `/${encodeURIComponent(jobId)}` : ''}${action ? `/${action}` : ''}`;
 }
 
 /**
@@ -156,17 +151,17 @@ export class JobDispatcher {
       case 'creating': {
         // A requeued job's output goes on after what earlier attempts wrote.
         const logOffset = await this.store.nextLogOffset(job.id);
-        return { path: agentJobPath(), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts + 1, logOffset } }, logOffset };
+        return { path: agentRoutes.startJob(), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts + 1, logOffset } }, logOffset };
       }
       case 'starting':
-        return { path: agentJobPath(job.id, 'start'), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts } } };
+        return { path: agentRoutes.jobAction(job.id, 'start'), body: { id: job.id, spec: { ...withSecrets(job.spec), attempt: job.attempts } } };
       // The spec says where the job's objects are, for an agent that restarted since.
       case 'cancelling':
-        return { path: agentJobPath(job.id, 'cancel'), body: { id: job.id, spec: job.spec } };
+        return { path: agentRoutes.jobAction(job.id, 'cancel'), body: { id: job.id, spec: job.spec } };
       case 'stopping':
-        return { path: agentJobPath(job.id, 'stop'), body: { id: job.id, spec: job.spec } };
+        return { path: agentRoutes.jobAction(job.id, 'stop'), body: { id: job.id, spec: job.spec } };
       case 'deleting':
-        return { path: agentJobPath(job.id, 'delete'), body: { id: job.id, spec: job.spec } };
+        return { path: agentRoutes.jobAction(job.id, 'delete'), body: { id: job.id, spec: job.spec } };
     }
   }
 

@@ -4,7 +4,8 @@ import type { Duplex } from 'node:stream';
 import { requestIdOf } from '../../lib/http.js';
 import { isId } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
-import { K8S_PREFIX, kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
+import { agentRoutes } from '../../lib/agentContract.js';
+import { kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type SessionAuthorizer } from './sessionAuth.js';
 import { answerUpgrade, checkedRequestPath, forwardableHeaders, KUBE_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
@@ -92,7 +93,7 @@ export function createKubeProxy(options: KubeProxyOptions) {
     if (kind.kind === 'discovery' && namespaces.length === 0) throw new SessionsError(403, `Forbidden: cluster ${clusterId} is not assigned to your project`);
     if (upgrade && !UPGRADE_METHODS.includes(method))
       throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
-    return { clusterId, path: `${K8S_PREFIX}${kubePath}${checked.query}` };
+    return { clusterId, path: agentRoutes.kubernetes(`${kubePath}${checked.query}`) };
   }
 
   function fail(res: ServerResponse, error: unknown, requestId: string): void {

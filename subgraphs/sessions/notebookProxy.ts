@@ -8,7 +8,8 @@ import { headerValue, requestIdOf } from '../../lib/http.js';
 import { isId } from '../../lib/ids.js';
 import { JOB_ID_LABEL, JUPYTER_PORT, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
-import { K8S_PREFIX, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
+import { agentRoutes } from '../../lib/agentContract.js';
+import { UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type Decision, type SessionAuthorizer, type SessionCredential } from './sessionAuth.js';
 import { cookiesWithoutSession, overTls, sessionCookieOf, type SessionCookies } from './sessionCookie.js';
 import { answerUpgrade, checkedRequestPath, forwardableHeaders, NOTEBOOK_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
@@ -219,7 +220,7 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       target.clusterId,
       {
         ':method': 'GET',
-        ':path': `${K8S_PREFIX}/api/v1/namespaces/${target.namespace}/services?labelSelector=${selector}`,
+        ':path': agentRoutes.kubernetes(`/api/v1/namespaces/${target.namespace}/services?labelSelector=${selector}`),
         accept: 'application/json',
         'x-request-id': requestId,
       },
@@ -332,7 +333,16 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     search.delete(ACCESS_TOKEN_PARAM);
     const query = url.searchParams.has(ACCESS_TOKEN_PARAM) ? (search.size > 0 ? `?${search}` : '') : url.search;
     const proxyPrefix = `/api/v1/namespaces/${target.namespace}/services/${service.name}:${target.port}/proxy`;
-    return { target, service, credential, source, url, pathname: checked.path, proxyPrefix, path: `${K8S_PREFIX}${proxyPrefix}${backendPath}${query}` };
+    return {
+      target,
+      service,
+      credential,
+      source,
+      url,
+      pathname: checked.path,
+      proxyPrefix,
+      path: agentRoutes.kubernetes(`${proxyPrefix}${backendPath}${query}`),
+    };
   }
 
   /**

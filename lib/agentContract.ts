@@ -1,0 +1,101 @@
+import { K8S_PREFIX, WORKER_PREFIX } from './tunnel.js';
+
+/**
+ * The agent contract (DESIGN §3 "Agent tunnel"): every route the agent serves over its tunnel, built by
+ * the control plane and parsed by the agent with the same code, so the two ends cannot drift. A route
+ * is a path; `agentRoutes` builds it, `parseAgentRoute` reads it back (null for anything it does not
+ * build: the agent answers 404). The Kubernetes API passes through under K8S_PREFIX; the agent's own
+ * API is under WORKER_PREFIX.
+ */
+
+/** What the control plane asks of a job on the agent (`POST /mariner/v1/jobs/<id>/<action>`). */
+export type AgentJobAction = 'cancel' | 'stop' | 'start' | 'delete';
+const JOB_ACTIONS: ReadonlySet<string> = new Set<AgentJobAction>(['cancel', 'stop', 'start', 'delete']);
+
+/** A route the agent serves, as `parseAgentRoute` reads it. */
+export type AgentRoute =
+  /** The cluster's Kubernetes API: `path` is the API server's path and query (`/api/v1/...`). */
+  | { kind: 'kubernetes'; path: string }
+  /** The agent's health: its id, cluster and executor. */
+  | { kind: 'healthz' }
+  /** Reconcile the runtimes now; `wake`: a model to scale from zero. */
+  | { kind: 'reconcile'; wake: string | null }
+  /** Start a job (the body is a lib/jobSpec.ts DispatchedJob). */
+  | { kind: 'startJob' }
+  /** An action on a job the agent has. */
+  | { kind: 'jobAction'; jobId: string; action: AgentJobAction }
+  /** An OpenAI request to a model's runtime: `path` is the runtime's own (`/v1/chat/completions`). */
+  | { kind: 'runtime'; modelId: string; path: string }
+  /** The control plane's long poll for the agent's reports (lib/agentReports.ts). */
+  | { kind: 'reports' };
+
+const RUNTIMES = `${WORKER_PREFIX}/runtimes/`;
+const JOBS = `${WORKER_PREFIX}/jobs`;
+const RECONCILE = `${WORKER_PREFIX}/reconcile`;
+const HEALTHZ = `${WORKER_PREFIX}/healthz`;
+const REPORTS = `${WORKER_PREFIX}/reports`;
+
+/** A path segment: encoded so that a `/`, `?` or `%` in an id stays inside it. */
+const segment = (value: string): string => {
+  if (value === '') throw new Error('an agent route segment cannot be empty');
+  return encodeURIComponent(value);
+};
+
+/** An encoded segment read back; null when its encoding is broken (a `%` not followed by two hex digits). */
+function decodeSegment(value: string): string | null {
+  if (value === '' || value.includes('/')) return null;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return null;
+  }
+}
+
+/** A runtime's path: absolute, and never `//host` (which `new URL(path, base)` would read as another host). */
+const isRuntimePath = (path: string): boolean => path.startsWith('/') && !path.startsWith('//') && !path.startsWith('/\\');
+
+/** The builders: the only way the control plane names a route of the agent. */
+export const agentRoutes = {
+  /** `path`: the Kubernetes API server's path and query, from `/`. */
+  kubernetes(path: string): string {
+    if (!path.startsWith('/')) throw new Error(`a Kubernetes API path starts with /: ${path.slice(0, 100)}`);
+    return `${K8S_PREFIX}${path}`;
+  },
+  healthz: (): string => HEALTHZ,
+  reconcile: (wake?: string): string => (wake === undefined ? RECONCILE : `${RECONCILE}?wake=${encodeURIComponent(wake)}`),
+  startJob: (): string => JOBS,
+  jobAction: (jobId: string, action: AgentJobAction): string => `${JOBS}/${segment(jobId)}/${action}`,
+  /** `path`: the runtime's OpenAI path (`/v1/chat/completions`). */
+  runtime(modelId: string, path: string): string {
+    if (!isRuntimePath(path)) throw new Error(`a runtime path starts with a single /: ${path.slice(0, 100)}`);
+    return `${RUNTIMES}${segment(modelId)}${path}`;
+  },
+  reports: (): string => REPORTS,
+} as const;
+
+/**
+ * The route a path names, or null when it names none (unknown, malformed, or badly encoded: the agent
+ * answers 404). The inference route, the hot path, costs two `indexOf`s and one decode.
+ */
+export function parseAgentRoute(path: string): AgentRoute | null {
+  if (path.startsWith(RUNTIMES)) {
+    const slash = path.indexOf('/', RUNTIMES.length);
+    if (slash === -1) return null;
+    const modelId = decodeSegment(path.slice(RUNTIMES.length, slash));
+    const runtimePath = path.slice(slash);
+    return modelId !== null && isRuntimePath(runtimePath) ? { kind: 'runtime', modelId, path: runtimePath } : null;
+  }
+  if (path.startsWith(`${K8S_PREFIX}/`)) return { kind: 'kubernetes', path: path.slice(K8S_PREFIX.length) };
+  if (path === HEALTHZ) return { kind: 'healthz' };
+  if (path === REPORTS) return { kind: 'reports' };
+  if (path === JOBS) return { kind: 'startJob' };
+  if (path === RECONCILE) return { kind: 'reconcile', wake: null };
+  if (path.startsWith(`${RECONCILE}?`)) return { kind: 'reconcile', wake: new URLSearchParams(path.slice(RECONCILE.length + 1)).get('wake') };
+  if (path.startsWith(`${JOBS}/`)) {
+    const parts = path.slice(JOBS.length + 1).split('/');
+    if (parts.length !== 2 || !JOB_ACTIONS.has(parts[1]!)) return null;
+    const jobId = decodeSegment(parts[0]!);
+    return jobId === null ? null : { kind: 'jobAction', jobId, action: parts[1] as AgentJobAction };
+  }
+  return null;
+}
