@@ -31,7 +31,7 @@ export function supergraphSdl(): string {
  * subscribers, unlike feeds (a job's logs, a cluster's tunnels) where identical subscriptions share
  * one upstream (DESIGN §3).
  */
-export const PER_REQUEST_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['chatCompletionChunks', 'completionChunks']);
+export const PER_REQUEST_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['chatCompletionStream', 'completionStream', 'chatCompletionChunks', 'completionChunks']);
 
 /**
  * What a subscriber that joins a shared subscription late needs to see first, by the kind of feed:

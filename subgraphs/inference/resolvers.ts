@@ -7,8 +7,35 @@ import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './g
 import { JSONScalar } from '../../schema/scalars.js';
 import { cancelRouted, hasText, routeCompletion, runtimeError, servableModel, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
+import {
+  chatCompletionChunkOf,
+  chatCompletionOf,
+  chatRequestBody,
+  completionOf,
+  completionRequestBody,
+  embeddingListOf,
+  embeddingRequestBody,
+  withTypedField,
+} from './openaiShapes.js';
 import { readJson, serverSentEvents } from './router.js';
 import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow } from './store.js';
+
+/**
+ * A typed field's request: its input checked and made the OpenAI body (openaiShapes.ts), then the
+ * path the JSON fields take; a refusal names the typed field (`topP`, not the runtime's `top_p`).
+ */
+async function typed<T>(kind: Kind, body: () => Record<string, unknown>, send: (body: Record<string, unknown>) => Promise<T>): Promise<T> {
+  try {
+    return await send(body());
+  } catch (error) {
+    throw withTypedField(kind, error);
+  }
+}
+
+/** The body of a typed stream: `includeUsage: false` is OpenAI's `stream_options.include_usage: false` (routeCompletion hides the usage chunk). */
+function streamed(body: Record<string, unknown>, includeUsage: boolean): Record<string, unknown> {
+  return includeUsage ? body : { ...body, stream_options: { include_usage: false } };
+}
 
 async function complete(kind: Kind, ctx: InferenceContext, request: unknown): Promise<unknown> {
   const { routed, meter } = await routeCompletion(kind, ctx, request, false);
@@ -178,6 +205,30 @@ export const resolvers: Resolvers<InferenceContext> = {
     tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
+    chatCompletion: async (_p, { input }, ctx) =>
+      chatCompletionOf(
+        await typed(
+          'chat',
+          () => chatRequestBody(input),
+          (body) => complete('chat', ctx, body),
+        ),
+      ),
+    completion: async (_p, { input }, ctx) =>
+      completionOf(
+        await typed(
+          'completion',
+          () => completionRequestBody(input),
+          (body) => complete('completion', ctx, body),
+        ),
+      ),
+    embeddings: async (_p, { input }, ctx) =>
+      embeddingListOf(
+        await typed(
+          'embedding',
+          () => embeddingRequestBody(input),
+          (body) => complete('embedding', ctx, body),
+        ),
+      ),
     createChatCompletion: (_p, { request }, ctx) => complete('chat', ctx, request),
     createCompletion: (_p, { request }, ctx) => complete('completion', ctx, request),
     createEmbedding: (_p, { request }, ctx) => complete('embedding', ctx, request),
@@ -194,6 +245,24 @@ export const resolvers: Resolvers<InferenceContext> = {
     },
   },
   Subscription: {
+    chatCompletionStream: {
+      subscribe: (_p, { input, includeUsage }, ctx) =>
+        typed(
+          'chat',
+          () => streamed(chatRequestBody(input), includeUsage),
+          (body) => chunks('chat', ctx, body),
+        ),
+      resolve: (chunk: unknown) => chatCompletionChunkOf(chunk),
+    },
+    completionStream: {
+      subscribe: (_p, { input, includeUsage }, ctx) =>
+        typed(
+          'completion',
+          () => streamed(completionRequestBody(input), includeUsage),
+          (body) => chunks('completion', ctx, body),
+        ),
+      resolve: (chunk: unknown) => completionOf(chunk),
+    },
     chatCompletionChunks: { subscribe: (_p, { request }, ctx) => chunks('chat', ctx, request), resolve: (chunk: unknown) => chunk },
     completionChunks: { subscribe: (_p, { request }, ctx) => chunks('completion', ctx, request), resolve: (chunk: unknown) => chunk },
     runtimesUpdated: { subscribe: (_p, _a, ctx) => runtimeUpdates(ctx), resolve: (status: unknown) => status as InferenceStatusModel },

@@ -45,6 +45,285 @@ export type ApiUsage = {
   userId: Scalars['ID']['output'];
 };
 
+/** An OpenAI `chat.completion`. */
+export type ChatCompletion = {
+  __typename?: 'ChatCompletion';
+  choices: Array<ChatCompletionChoice>;
+  created: Scalars['DateTime']['output'];
+  id: Scalars['String']['output'];
+  model: Scalars['String']['output'];
+  systemFingerprint?: Maybe<Scalars['String']['output']>;
+  /** Null when the runtime did not count. */
+  usage?: Maybe<CompletionUsage>;
+};
+
+export type ChatCompletionChoice = {
+  __typename?: 'ChatCompletionChoice';
+  /** Why the generation stopped: `stop`, `length`, `tool_calls`, `content_filter` (the runtime's word). */
+  finishReason?: Maybe<Scalars['String']['output']>;
+  index: Scalars['Int']['output'];
+  /** Null unless asked for (`logprobs`). */
+  logprobs?: Maybe<ChatLogprobs>;
+  message: ChatCompletionMessage;
+};
+
+/**
+ * An OpenAI `chat.completion.chunk`. The last chunk of a stream carries `usage` and no choices (unless
+ * `includeUsage: false`).
+ */
+export type ChatCompletionChunk = {
+  __typename?: 'ChatCompletionChunk';
+  choices: Array<ChatCompletionChunkChoice>;
+  created: Scalars['DateTime']['output'];
+  id: Scalars['String']['output'];
+  model: Scalars['String']['output'];
+  systemFingerprint?: Maybe<Scalars['String']['output']>;
+  usage?: Maybe<CompletionUsage>;
+};
+
+export type ChatCompletionChunkChoice = {
+  __typename?: 'ChatCompletionChunkChoice';
+  delta: ChatCompletionDelta;
+  /** With the choice's last chunk. */
+  finishReason?: Maybe<Scalars['String']['output']>;
+  index: Scalars['Int']['output'];
+  logprobs?: Maybe<ChatLogprobs>;
+};
+
+/** What one chunk adds to a choice's message. */
+export type ChatCompletionDelta = {
+  __typename?: 'ChatCompletionDelta';
+  content?: Maybe<Scalars['String']['output']>;
+  reasoningContent?: Maybe<Scalars['String']['output']>;
+  refusal?: Maybe<Scalars['String']['output']>;
+  /** With the first chunk. */
+  role?: Maybe<ChatRole>;
+  toolCalls?: Maybe<Array<ToolCallDelta>>;
+};
+
+/** An OpenAI chat completion request (POST /v1/chat/completions), typed. */
+export type ChatCompletionInput = {
+  /** -2 to 2. */
+  frequencyPenalty?: InputMaybe<Scalars['Float']['input']>;
+  /** Return the log probabilities of the generated tokens. */
+  logprobs?: InputMaybe<Scalars['Boolean']['input']>;
+  /** Tokens generated at most (at least 1). */
+  maxTokens?: InputMaybe<Scalars['Int']['input']>;
+  /** At least one message. */
+  messages: Array<ChatMessageInput>;
+  /** A model the project sees, active (or activated on demand). */
+  model: Scalars['String']['input'];
+  /** Choices to generate (1 to 128). */
+  n?: InputMaybe<Scalars['Int']['input']>;
+  parallelToolCalls?: InputMaybe<Scalars['Boolean']['input']>;
+  /** -2 to 2. */
+  presencePenalty?: InputMaybe<Scalars['Float']['input']>;
+  rag?: InputMaybe<RagInput>;
+  responseFormat?: InputMaybe<ResponseFormatInput>;
+  seed?: InputMaybe<Scalars['Int']['input']>;
+  /** Up to 4 sequences where the generation stops. */
+  stop?: InputMaybe<Array<Scalars['String']['input']>>;
+  /** 0 to 2. */
+  temperature?: InputMaybe<Scalars['Float']['input']>;
+  toolChoice?: InputMaybe<ToolChoiceInput>;
+  tools?: InputMaybe<Array<FunctionToolInput>>;
+  /** With `logprobs`: the most likely tokens at each position (0 to 20). */
+  topLogprobs?: InputMaybe<Scalars['Int']['input']>;
+  /** 0 to 1. */
+  topP?: InputMaybe<Scalars['Float']['input']>;
+  /** An end-user id, for abuse monitoring. */
+  user?: InputMaybe<Scalars['String']['input']>;
+};
+
+export type ChatCompletionMessage = {
+  __typename?: 'ChatCompletionMessage';
+  content?: Maybe<Scalars['String']['output']>;
+  /** The model's reasoning, for runtimes that return it apart (`reasoning_content`). */
+  reasoningContent?: Maybe<Scalars['String']['output']>;
+  refusal?: Maybe<Scalars['String']['output']>;
+  role: ChatRole;
+  /** The tools the model calls (empty when it calls none). */
+  toolCalls: Array<ToolCall>;
+};
+
+/** The log probabilities of a chat answer's tokens. */
+export type ChatLogprobs = {
+  __typename?: 'ChatLogprobs';
+  content?: Maybe<Array<TokenLogprob>>;
+  refusal?: Maybe<Array<TokenLogprob>>;
+};
+
+/**
+ * One message of a conversation. Its content is `content` (text) or `contentParts` (text and images),
+ * not both; an ASSISTANT message may have `toolCalls` instead of content; a TOOL message answers the call
+ * `toolCallId`.
+ */
+export type ChatMessageInput = {
+  content?: InputMaybe<Scalars['String']['input']>;
+  contentParts?: InputMaybe<Array<ContentPartInput>>;
+  /** A name for the participant (OpenAI `name`). */
+  name?: InputMaybe<Scalars['String']['input']>;
+  role: ChatRole;
+  toolCallId?: InputMaybe<Scalars['String']['input']>;
+  toolCalls?: InputMaybe<Array<ToolCallInput>>;
+};
+
+/** Who wrote a chat message (OpenAI `role`). */
+export type ChatRole =
+  | 'ASSISTANT'
+  /** Instructions from the application, above the user's (OpenAI o-series `developer`; runtimes without it treat it as system). */
+  | 'DEVELOPER'
+  | 'SYSTEM'
+  /** A tool's result, answering one of the assistant's tool calls (`toolCallId`). */
+  | 'TOOL'
+  | 'USER';
+
+/**
+ * An OpenAI `text_completion`, whole or one chunk of a stream (a chunk's `text` is what it adds; the
+ * last chunk carries `usage` and no choices).
+ */
+export type Completion = {
+  __typename?: 'Completion';
+  choices: Array<CompletionChoice>;
+  created: Scalars['DateTime']['output'];
+  id: Scalars['String']['output'];
+  model: Scalars['String']['output'];
+  systemFingerprint?: Maybe<Scalars['String']['output']>;
+  usage?: Maybe<CompletionUsage>;
+};
+
+export type CompletionChoice = {
+  __typename?: 'CompletionChoice';
+  finishReason?: Maybe<Scalars['String']['output']>;
+  index: Scalars['Int']['output'];
+  logprobs?: Maybe<CompletionLogprobs>;
+  text: Scalars['String']['output'];
+};
+
+/** An OpenAI completion request (POST /v1/completions), typed. */
+export type CompletionInput = {
+  /** Return the prompt with the completion. */
+  echo?: InputMaybe<Scalars['Boolean']['input']>;
+  frequencyPenalty?: InputMaybe<Scalars['Float']['input']>;
+  /** The log probabilities of this many most likely tokens at each position (0 to 5). */
+  logprobs?: InputMaybe<Scalars['Int']['input']>;
+  maxTokens?: InputMaybe<Scalars['Int']['input']>;
+  model: Scalars['String']['input'];
+  n?: InputMaybe<Scalars['Int']['input']>;
+  presencePenalty?: InputMaybe<Scalars['Float']['input']>;
+  /** One prompt, or several (a choice for each). */
+  prompt: Array<Scalars['String']['input']>;
+  seed?: InputMaybe<Scalars['Int']['input']>;
+  stop?: InputMaybe<Array<Scalars['String']['input']>>;
+  /** Text after the completion. */
+  suffix?: InputMaybe<Scalars['String']['input']>;
+  temperature?: InputMaybe<Scalars['Float']['input']>;
+  topP?: InputMaybe<Scalars['Float']['input']>;
+  user?: InputMaybe<Scalars['String']['input']>;
+};
+
+/** The log probabilities of a completion's tokens (OpenAI completions `logprobs`). */
+export type CompletionLogprobs = {
+  __typename?: 'CompletionLogprobs';
+  textOffset?: Maybe<Array<Scalars['Int']['output']>>;
+  /** Null for a position the runtime did not score (the first token of an echoed prompt). */
+  tokenLogprobs: Array<Maybe<Scalars['Float']['output']>>;
+  tokens: Array<Scalars['String']['output']>;
+  /** The most likely tokens at each position, most likely first. */
+  topLogprobs?: Maybe<Array<Maybe<Array<TopLogprob>>>>;
+};
+
+/** Tokens a request used (OpenAI `usage`). */
+export type CompletionUsage = {
+  __typename?: 'CompletionUsage';
+  completionTokens: Scalars['Int']['output'];
+  promptTokens: Scalars['Int']['output'];
+  totalTokens: Scalars['Int']['output'];
+};
+
+/** One part of a message's content: `text` for TEXT, `imageUrl` (an http(s) or data: URL) for IMAGE_URL. */
+export type ContentPartInput = {
+  imageDetail?: InputMaybe<ImageDetail>;
+  imageUrl?: InputMaybe<Scalars['String']['input']>;
+  text?: InputMaybe<Scalars['String']['input']>;
+  type: ContentPartType;
+};
+
+/** The kind of a part of a message's content. */
+export type ContentPartType =
+  | 'IMAGE_URL'
+  | 'TEXT';
+
+export type Embedding = {
+  __typename?: 'Embedding';
+  embedding: Array<Scalars['Float']['output']>;
+  /** The position of its text in the request's `input`. */
+  index: Scalars['Int']['output'];
+};
+
+/** An OpenAI embeddings request (POST /v1/embeddings), typed; the vectors come back as floats. */
+export type EmbeddingInput = {
+  /** The vectors' length, for models that can shorten them. */
+  dimensions?: InputMaybe<Scalars['Int']['input']>;
+  /** One text, or several (a vector for each). */
+  input: Array<Scalars['String']['input']>;
+  model: Scalars['String']['input'];
+  user?: InputMaybe<Scalars['String']['input']>;
+};
+
+/** An OpenAI embeddings answer (`list`). */
+export type EmbeddingList = {
+  __typename?: 'EmbeddingList';
+  data: Array<Embedding>;
+  model: Scalars['String']['output'];
+  usage?: Maybe<EmbeddingUsage>;
+};
+
+/** Embeddings use only the prompt's tokens. */
+export type EmbeddingUsage = {
+  __typename?: 'EmbeddingUsage';
+  promptTokens: Scalars['Int']['output'];
+  totalTokens: Scalars['Int']['output'];
+};
+
+/** A function call the model made. */
+export type FunctionCall = {
+  __typename?: 'FunctionCall';
+  /** The arguments, as the model wrote them: a JSON object in a string, to be checked before use. */
+  arguments: Scalars['String']['output'];
+  name: Scalars['String']['output'];
+};
+
+/** A part of a function call, streamed: the name comes once, the arguments in pieces. */
+export type FunctionCallDelta = {
+  __typename?: 'FunctionCallDelta';
+  arguments?: Maybe<Scalars['String']['output']>;
+  name?: Maybe<Scalars['String']['output']>;
+};
+
+export type FunctionCallInput = {
+  /** The arguments, as the model wrote them (a JSON object in a string). */
+  arguments: Scalars['String']['input'];
+  name: Scalars['String']['input'];
+};
+
+/** A function the model may call (OpenAI function tool). */
+export type FunctionToolInput = {
+  description?: InputMaybe<Scalars['String']['input']>;
+  /** Letters, digits, underscores and dashes, at most 64 characters. */
+  name: Scalars['String']['input'];
+  /** The function's parameters as a JSON Schema object. */
+  parameters?: InputMaybe<Scalars['JSON']['input']>;
+  /** Follow the schema exactly (OpenAI structured outputs). */
+  strict?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+/** How closely a vision model looks at an image (OpenAI `image_url.detail`). */
+export type ImageDetail =
+  | 'AUTO'
+  | 'HIGH'
+  | 'LOW';
+
 /**
  * The caller's API key's rate limits in the current window (LLMariner per-API-key rate limiting; the
  * values of OpenAI's `x-ratelimit-*` response headers). Requests and tokens (prompt + completion) per
@@ -73,6 +352,14 @@ export type InferenceStatus = {
   runtimes: Array<Runtime>;
 };
 
+export type JsonSchemaFormatInput = {
+  description?: InputMaybe<Scalars['String']['input']>;
+  name: Scalars['String']['input'];
+  /** The JSON Schema the answer follows. */
+  schema: Scalars['JSON']['input'];
+  strict?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
 /** A model as the inference subgraph knows it: where it runs. */
 export type Model = {
   __typename?: 'Model';
@@ -84,20 +371,46 @@ export type Model = {
 export type Mutation = {
   __typename?: 'Mutation';
   /**
+   * A chat completion (OpenAI POST /v1/chat/completions, whole). The model must be visible to the
+   * project and active (or activated on demand).
+   */
+  chatCompletion: ChatCompletion;
+  /** A completion (OpenAI POST /v1/completions, whole). */
+  completion: Completion;
+  /**
    * OpenAI chat completion (non-streaming): `request` is the body of POST /v1/chat/completions, the result
    * a `chat.completion` object. The model must be visible to the project and active.
+   * @deprecated Use chatCompletion: typed input and answer.
    */
   createChatCompletion: Scalars['JSON']['output'];
-  /** OpenAI completion (non-streaming): the body of POST /v1/completions; the result a `text_completion`. */
+  /**
+   * OpenAI completion (non-streaming): the body of POST /v1/completions; the result a `text_completion`.
+   * @deprecated Use completion: typed input and answer.
+   */
   createCompletion: Scalars['JSON']['output'];
-  /** OpenAI embeddings: the body of POST /v1/embeddings; the result a `list` of embeddings. */
+  /**
+   * OpenAI embeddings: the body of POST /v1/embeddings; the result a `list` of embeddings.
+   * @deprecated Use embeddings: typed input and answer.
+   */
   createEmbedding: Scalars['JSON']['output'];
+  /** Embeddings of one text or several (OpenAI POST /v1/embeddings). */
+  embeddings: EmbeddingList;
   /**
    * For agents: the runtimes on the calling cluster now (replaces the previous report). Only runtimes of
    * models the cluster may run count (the tenant's catalog, and models of the organizations it serves);
    * the others (another organization's model, a model since deleted) are left out of what is kept and returned.
    */
   reportRuntimes: Array<Runtime>;
+};
+
+
+export type MutationChatCompletionArgs = {
+  input: ChatCompletionInput;
+};
+
+
+export type MutationCompletionArgs = {
+  input: CompletionInput;
 };
 
 
@@ -113,6 +426,11 @@ export type MutationCreateCompletionArgs = {
 
 export type MutationCreateEmbeddingArgs = {
   request: Scalars['JSON']['input'];
+};
+
+
+export type MutationEmbeddingsArgs = {
+  input: EmbeddingInput;
 };
 
 
@@ -144,6 +462,27 @@ export type QueryApiUsagesArgs = {
 export type QueryTokenizeArgs = {
   request: Scalars['JSON']['input'];
 };
+
+/**
+ * Retrieval-augmented generation (Mariner's `rag` tool): the latest user messages are searched in the
+ * project's vector store, and the best chunks are put before the conversation in a system message.
+ */
+export type RagInput = {
+  vectorStoreName: Scalars['String']['input'];
+};
+
+/** The form of the answer (OpenAI `response_format`); JSON_SCHEMA needs `jsonSchema`. */
+export type ResponseFormatInput = {
+  jsonSchema?: InputMaybe<JsonSchemaFormatInput>;
+  type: ResponseFormatType;
+};
+
+export type ResponseFormatType =
+  /** Any JSON object. */
+  | 'JSON_OBJECT'
+  /** JSON that follows `jsonSchema`. */
+  | 'JSON_SCHEMA'
+  | 'TEXT';
 
 /** One model's runtime on one cluster, as the cluster's agent last reported it. */
 export type Runtime = {
@@ -207,10 +546,23 @@ export type RuntimeReportInput = {
 
 export type Subscription = {
   __typename?: 'Subscription';
-  /** OpenAI streaming chat completion: each event is one `chat.completion.chunk`; the stream completes after the last. */
+  /**
+   * OpenAI streaming chat completion: each event is one `chat.completion.chunk`; the stream completes after the last.
+   * @deprecated Use chatCompletionStream: typed input and chunks.
+   */
   chatCompletionChunks: Scalars['JSON']['output'];
-  /** OpenAI streaming completion: each event is one `text_completion` chunk. */
+  /**
+   * A chat completion, streamed: each event is one chunk; the stream completes after the last. With
+   * `includeUsage` (the default) the last event carries the usage and no choices.
+   */
+  chatCompletionStream: ChatCompletionChunk;
+  /**
+   * OpenAI streaming completion: each event is one `text_completion` chunk.
+   * @deprecated Use completionStream: typed input and chunks.
+   */
   completionChunks: Scalars['JSON']['output'];
+  /** A completion, streamed: each event is one chunk (as `chatCompletionStream`). */
+  completionStream: Completion;
   /**
    * One model's runtimes on the clusters the caller's organization may use, with their autoscaling state: the current state
    * at once, then again whenever an agent reports them (replicas, in-flight requests, scale decisions).
@@ -226,13 +578,79 @@ export type SubscriptionChatCompletionChunksArgs = {
 };
 
 
+export type SubscriptionChatCompletionStreamArgs = {
+  includeUsage?: Scalars['Boolean']['input'];
+  input: ChatCompletionInput;
+};
+
+
 export type SubscriptionCompletionChunksArgs = {
   request: Scalars['JSON']['input'];
 };
 
 
+export type SubscriptionCompletionStreamArgs = {
+  includeUsage?: Scalars['Boolean']['input'];
+  input: CompletionInput;
+};
+
+
 export type SubscriptionRuntimeScalingArgs = {
   modelId: Scalars['ID']['input'];
+};
+
+export type TokenLogprob = {
+  __typename?: 'TokenLogprob';
+  bytes?: Maybe<Array<Scalars['Int']['output']>>;
+  logprob: Scalars['Float']['output'];
+  token: Scalars['String']['output'];
+  topLogprobs: Array<TopLogprob>;
+};
+
+export type ToolCall = {
+  __typename?: 'ToolCall';
+  function: FunctionCall;
+  id: Scalars['String']['output'];
+  /** `function`. */
+  type: Scalars['String']['output'];
+};
+
+/** A part of a tool call, streamed: `index` says which call; `id` and `type` come with its first part. */
+export type ToolCallDelta = {
+  __typename?: 'ToolCallDelta';
+  function?: Maybe<FunctionCallDelta>;
+  id?: Maybe<Scalars['String']['output']>;
+  index: Scalars['Int']['output'];
+  type?: Maybe<Scalars['String']['output']>;
+};
+
+/** A tool call an assistant message made earlier in the conversation (the call a TOOL message answers). */
+export type ToolCallInput = {
+  function: FunctionCallInput;
+  id: Scalars['String']['input'];
+};
+
+/** Which tool the model may call: a `mode`, or the name of one `function` it must call. */
+export type ToolChoiceInput = {
+  function?: InputMaybe<Scalars['String']['input']>;
+  mode?: InputMaybe<ToolChoiceMode>;
+};
+
+export type ToolChoiceMode =
+  /** The model decides. */
+  | 'AUTO'
+  /** The model calls no tool. */
+  | 'NONE'
+  /** The model calls at least one tool. */
+  | 'REQUIRED';
+
+/** One of the most likely tokens at a position. */
+export type TopLogprob = {
+  __typename?: 'TopLogprob';
+  /** The token's UTF-8 bytes (null when the runtime does not say). */
+  bytes?: Maybe<Array<Scalars['Int']['output']>>;
+  logprob: Scalars['Float']['output'];
+  token: Scalars['String']['output'];
 };
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
@@ -335,20 +753,57 @@ export type ResolversTypes = ResolversObject<{
   ApiUsage: ResolverTypeWrapper<UsageSummaryRow>;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  ChatCompletion: ResolverTypeWrapper<ChatCompletion>;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
+  ChatCompletionChoice: ResolverTypeWrapper<ChatCompletionChoice>;
+  ChatCompletionChunk: ResolverTypeWrapper<ChatCompletionChunk>;
+  ChatCompletionChunkChoice: ResolverTypeWrapper<ChatCompletionChunkChoice>;
+  ChatCompletionDelta: ResolverTypeWrapper<ChatCompletionDelta>;
+  ChatCompletionInput: ChatCompletionInput;
+  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  ChatCompletionMessage: ResolverTypeWrapper<ChatCompletionMessage>;
+  ChatLogprobs: ResolverTypeWrapper<ChatLogprobs>;
+  ChatMessageInput: ChatMessageInput;
+  ChatRole: ChatRole;
+  Completion: ResolverTypeWrapper<Completion>;
+  CompletionChoice: ResolverTypeWrapper<CompletionChoice>;
+  CompletionInput: CompletionInput;
+  CompletionLogprobs: ResolverTypeWrapper<CompletionLogprobs>;
+  CompletionUsage: ResolverTypeWrapper<CompletionUsage>;
+  ContentPartInput: ContentPartInput;
+  ContentPartType: ContentPartType;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  Embedding: ResolverTypeWrapper<Embedding>;
+  EmbeddingInput: EmbeddingInput;
+  EmbeddingList: ResolverTypeWrapper<EmbeddingList>;
+  EmbeddingUsage: ResolverTypeWrapper<EmbeddingUsage>;
+  FunctionCall: ResolverTypeWrapper<FunctionCall>;
+  FunctionCallDelta: ResolverTypeWrapper<FunctionCallDelta>;
+  FunctionCallInput: FunctionCallInput;
+  FunctionToolInput: FunctionToolInput;
+  ImageDetail: ImageDetail;
   InferenceRateLimit: ResolverTypeWrapper<RateLimitState>;
   InferenceStatus: ResolverTypeWrapper<InferenceStatusModel>;
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
+  JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ResolverTypeWrapper<ModelRef>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  RagInput: RagInput;
+  ResponseFormatInput: ResponseFormatInput;
+  ResponseFormatType: ResponseFormatType;
   Runtime: ResolverTypeWrapper<RuntimeRow>;
-  String: ResolverTypeWrapper<Scalars['String']['output']>;
   RuntimeAutoscaling: ResolverTypeWrapper<RuntimeAutoscaling>;
   RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
-  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  TokenLogprob: ResolverTypeWrapper<TokenLogprob>;
+  ToolCall: ResolverTypeWrapper<ToolCall>;
+  ToolCallDelta: ResolverTypeWrapper<ToolCallDelta>;
+  ToolCallInput: ToolCallInput;
+  ToolChoiceInput: ToolChoiceInput;
+  ToolChoiceMode: ToolChoiceMode;
+  TopLogprob: ResolverTypeWrapper<TopLogprob>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -358,20 +813,52 @@ export type ResolversParentTypes = ResolversObject<{
   ApiUsage: UsageSummaryRow;
   Float: Scalars['Float']['output'];
   Int: Scalars['Int']['output'];
+  ChatCompletion: ChatCompletion;
+  String: Scalars['String']['output'];
+  ChatCompletionChoice: ChatCompletionChoice;
+  ChatCompletionChunk: ChatCompletionChunk;
+  ChatCompletionChunkChoice: ChatCompletionChunkChoice;
+  ChatCompletionDelta: ChatCompletionDelta;
+  ChatCompletionInput: ChatCompletionInput;
+  Boolean: Scalars['Boolean']['output'];
+  ChatCompletionMessage: ChatCompletionMessage;
+  ChatLogprobs: ChatLogprobs;
+  ChatMessageInput: ChatMessageInput;
+  Completion: Completion;
+  CompletionChoice: CompletionChoice;
+  CompletionInput: CompletionInput;
+  CompletionLogprobs: CompletionLogprobs;
+  CompletionUsage: CompletionUsage;
+  ContentPartInput: ContentPartInput;
   DateTime: Scalars['DateTime']['output'];
+  Embedding: Embedding;
+  EmbeddingInput: EmbeddingInput;
+  EmbeddingList: EmbeddingList;
+  EmbeddingUsage: EmbeddingUsage;
+  FunctionCall: FunctionCall;
+  FunctionCallDelta: FunctionCallDelta;
+  FunctionCallInput: FunctionCallInput;
+  FunctionToolInput: FunctionToolInput;
   InferenceRateLimit: RateLimitState;
   InferenceStatus: InferenceStatusModel;
   JSON: Scalars['JSON']['output'];
+  JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ModelRef;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
+  RagInput: RagInput;
+  ResponseFormatInput: ResponseFormatInput;
   Runtime: RuntimeRow;
-  String: Scalars['String']['output'];
   RuntimeAutoscaling: RuntimeAutoscaling;
   RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
   Subscription: Record<PropertyKey, never>;
-  Boolean: Scalars['Boolean']['output'];
+  TokenLogprob: TokenLogprob;
+  ToolCall: ToolCall;
+  ToolCallDelta: ToolCallDelta;
+  ToolCallInput: ToolCallInput;
+  ToolChoiceInput: ToolChoiceInput;
+  TopLogprob: TopLogprob;
 }>;
 
 export type ApiKeyResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ApiKey'] = ResolversParentTypes['ApiKey']> = ResolversObject<{
@@ -391,9 +878,117 @@ export type ApiUsageResolvers<ContextType = InferenceContext, ParentType extends
   userId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
 }>;
 
+export type ChatCompletionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletion'] = ResolversParentTypes['ChatCompletion']> = ResolversObject<{
+  choices?: Resolver<Array<ResolversTypes['ChatCompletionChoice']>, ParentType, ContextType>;
+  created?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  systemFingerprint?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  usage?: Resolver<Maybe<ResolversTypes['CompletionUsage']>, ParentType, ContextType>;
+}>;
+
+export type ChatCompletionChoiceResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletionChoice'] = ResolversParentTypes['ChatCompletionChoice']> = ResolversObject<{
+  finishReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  logprobs?: Resolver<Maybe<ResolversTypes['ChatLogprobs']>, ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['ChatCompletionMessage'], ParentType, ContextType>;
+}>;
+
+export type ChatCompletionChunkResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletionChunk'] = ResolversParentTypes['ChatCompletionChunk']> = ResolversObject<{
+  choices?: Resolver<Array<ResolversTypes['ChatCompletionChunkChoice']>, ParentType, ContextType>;
+  created?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  systemFingerprint?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  usage?: Resolver<Maybe<ResolversTypes['CompletionUsage']>, ParentType, ContextType>;
+}>;
+
+export type ChatCompletionChunkChoiceResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletionChunkChoice'] = ResolversParentTypes['ChatCompletionChunkChoice']> = ResolversObject<{
+  delta?: Resolver<ResolversTypes['ChatCompletionDelta'], ParentType, ContextType>;
+  finishReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  logprobs?: Resolver<Maybe<ResolversTypes['ChatLogprobs']>, ParentType, ContextType>;
+}>;
+
+export type ChatCompletionDeltaResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletionDelta'] = ResolversParentTypes['ChatCompletionDelta']> = ResolversObject<{
+  content?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  reasoningContent?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  refusal?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  role?: Resolver<Maybe<ResolversTypes['ChatRole']>, ParentType, ContextType>;
+  toolCalls?: Resolver<Maybe<Array<ResolversTypes['ToolCallDelta']>>, ParentType, ContextType>;
+}>;
+
+export type ChatCompletionMessageResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletionMessage'] = ResolversParentTypes['ChatCompletionMessage']> = ResolversObject<{
+  content?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  reasoningContent?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  refusal?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  role?: Resolver<ResolversTypes['ChatRole'], ParentType, ContextType>;
+  toolCalls?: Resolver<Array<ResolversTypes['ToolCall']>, ParentType, ContextType>;
+}>;
+
+export type ChatLogprobsResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatLogprobs'] = ResolversParentTypes['ChatLogprobs']> = ResolversObject<{
+  content?: Resolver<Maybe<Array<ResolversTypes['TokenLogprob']>>, ParentType, ContextType>;
+  refusal?: Resolver<Maybe<Array<ResolversTypes['TokenLogprob']>>, ParentType, ContextType>;
+}>;
+
+export type CompletionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Completion'] = ResolversParentTypes['Completion']> = ResolversObject<{
+  choices?: Resolver<Array<ResolversTypes['CompletionChoice']>, ParentType, ContextType>;
+  created?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  systemFingerprint?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  usage?: Resolver<Maybe<ResolversTypes['CompletionUsage']>, ParentType, ContextType>;
+}>;
+
+export type CompletionChoiceResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['CompletionChoice'] = ResolversParentTypes['CompletionChoice']> = ResolversObject<{
+  finishReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  logprobs?: Resolver<Maybe<ResolversTypes['CompletionLogprobs']>, ParentType, ContextType>;
+  text?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type CompletionLogprobsResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['CompletionLogprobs'] = ResolversParentTypes['CompletionLogprobs']> = ResolversObject<{
+  textOffset?: Resolver<Maybe<Array<ResolversTypes['Int']>>, ParentType, ContextType>;
+  tokenLogprobs?: Resolver<Array<Maybe<ResolversTypes['Float']>>, ParentType, ContextType>;
+  tokens?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  topLogprobs?: Resolver<Maybe<Array<Maybe<Array<ResolversTypes['TopLogprob']>>>>, ParentType, ContextType>;
+}>;
+
+export type CompletionUsageResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['CompletionUsage'] = ResolversParentTypes['CompletionUsage']> = ResolversObject<{
+  completionTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  promptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  totalTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
   name: 'DateTime';
 }
+
+export type EmbeddingResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Embedding'] = ResolversParentTypes['Embedding']> = ResolversObject<{
+  embedding?: Resolver<Array<ResolversTypes['Float']>, ParentType, ContextType>;
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type EmbeddingListResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['EmbeddingList'] = ResolversParentTypes['EmbeddingList']> = ResolversObject<{
+  data?: Resolver<Array<ResolversTypes['Embedding']>, ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  usage?: Resolver<Maybe<ResolversTypes['EmbeddingUsage']>, ParentType, ContextType>;
+}>;
+
+export type EmbeddingUsageResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['EmbeddingUsage'] = ResolversParentTypes['EmbeddingUsage']> = ResolversObject<{
+  promptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  totalTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type FunctionCallResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['FunctionCall'] = ResolversParentTypes['FunctionCall']> = ResolversObject<{
+  arguments?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type FunctionCallDeltaResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['FunctionCallDelta'] = ResolversParentTypes['FunctionCallDelta']> = ResolversObject<{
+  arguments?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  name?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
 
 export type InferenceRateLimitResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['InferenceRateLimit'] = ResolversParentTypes['InferenceRateLimit']> = ResolversObject<{
   limitRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -420,9 +1015,12 @@ export type ModelResolvers<ContextType = InferenceContext, ParentType extends Re
 }>;
 
 export type MutationResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  chatCompletion?: Resolver<ResolversTypes['ChatCompletion'], ParentType, ContextType, RequireFields<MutationChatCompletionArgs, 'input'>>;
+  completion?: Resolver<ResolversTypes['Completion'], ParentType, ContextType, RequireFields<MutationCompletionArgs, 'input'>>;
   createChatCompletion?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateChatCompletionArgs, 'request'>>;
   createCompletion?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateCompletionArgs, 'request'>>;
   createEmbedding?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateEmbeddingArgs, 'request'>>;
+  embeddings?: Resolver<ResolversTypes['EmbeddingList'], ParentType, ContextType, RequireFields<MutationEmbeddingsArgs, 'input'>>;
   reportRuntimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType, RequireFields<MutationReportRuntimesArgs, 'runtimes'>>;
 }>;
 
@@ -457,15 +1055,59 @@ export type RuntimeAutoscalingResolvers<ContextType = InferenceContext, ParentTy
 
 export type SubscriptionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   chatCompletionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "chatCompletionChunks", ParentType, ContextType, RequireFields<SubscriptionChatCompletionChunksArgs, 'request'>>;
+  chatCompletionStream?: SubscriptionResolver<ResolversTypes['ChatCompletionChunk'], "chatCompletionStream", ParentType, ContextType, RequireFields<SubscriptionChatCompletionStreamArgs, 'includeUsage' | 'input'>>;
   completionChunks?: SubscriptionResolver<ResolversTypes['JSON'], "completionChunks", ParentType, ContextType, RequireFields<SubscriptionCompletionChunksArgs, 'request'>>;
+  completionStream?: SubscriptionResolver<ResolversTypes['Completion'], "completionStream", ParentType, ContextType, RequireFields<SubscriptionCompletionStreamArgs, 'includeUsage' | 'input'>>;
   runtimeScaling?: SubscriptionResolver<Array<ResolversTypes['Runtime']>, "runtimeScaling", ParentType, ContextType, RequireFields<SubscriptionRuntimeScalingArgs, 'modelId'>>;
   runtimesUpdated?: SubscriptionResolver<ResolversTypes['InferenceStatus'], "runtimesUpdated", ParentType, ContextType>;
+}>;
+
+export type TokenLogprobResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['TokenLogprob'] = ResolversParentTypes['TokenLogprob']> = ResolversObject<{
+  bytes?: Resolver<Maybe<Array<ResolversTypes['Int']>>, ParentType, ContextType>;
+  logprob?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  topLogprobs?: Resolver<Array<ResolversTypes['TopLogprob']>, ParentType, ContextType>;
+}>;
+
+export type ToolCallResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ToolCall'] = ResolversParentTypes['ToolCall']> = ResolversObject<{
+  function?: Resolver<ResolversTypes['FunctionCall'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  type?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type ToolCallDeltaResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ToolCallDelta'] = ResolversParentTypes['ToolCallDelta']> = ResolversObject<{
+  function?: Resolver<Maybe<ResolversTypes['FunctionCallDelta']>, ParentType, ContextType>;
+  id?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  type?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type TopLogprobResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['TopLogprob'] = ResolversParentTypes['TopLogprob']> = ResolversObject<{
+  bytes?: Resolver<Maybe<Array<ResolversTypes['Int']>>, ParentType, ContextType>;
+  logprob?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
 export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiUsage?: ApiUsageResolvers<ContextType>;
+  ChatCompletion?: ChatCompletionResolvers<ContextType>;
+  ChatCompletionChoice?: ChatCompletionChoiceResolvers<ContextType>;
+  ChatCompletionChunk?: ChatCompletionChunkResolvers<ContextType>;
+  ChatCompletionChunkChoice?: ChatCompletionChunkChoiceResolvers<ContextType>;
+  ChatCompletionDelta?: ChatCompletionDeltaResolvers<ContextType>;
+  ChatCompletionMessage?: ChatCompletionMessageResolvers<ContextType>;
+  ChatLogprobs?: ChatLogprobsResolvers<ContextType>;
+  Completion?: CompletionResolvers<ContextType>;
+  CompletionChoice?: CompletionChoiceResolvers<ContextType>;
+  CompletionLogprobs?: CompletionLogprobsResolvers<ContextType>;
+  CompletionUsage?: CompletionUsageResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
+  Embedding?: EmbeddingResolvers<ContextType>;
+  EmbeddingList?: EmbeddingListResolvers<ContextType>;
+  EmbeddingUsage?: EmbeddingUsageResolvers<ContextType>;
+  FunctionCall?: FunctionCallResolvers<ContextType>;
+  FunctionCallDelta?: FunctionCallDeltaResolvers<ContextType>;
   InferenceRateLimit?: InferenceRateLimitResolvers<ContextType>;
   InferenceStatus?: InferenceStatusResolvers<ContextType>;
   JSON?: GraphQLScalarType;
@@ -475,5 +1117,9 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   Runtime?: RuntimeResolvers<ContextType>;
   RuntimeAutoscaling?: RuntimeAutoscalingResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
+  TokenLogprob?: TokenLogprobResolvers<ContextType>;
+  ToolCall?: ToolCallResolvers<ContextType>;
+  ToolCallDelta?: ToolCallDeltaResolvers<ContextType>;
+  TopLogprob?: TopLogprobResolvers<ContextType>;
 }>;
 
