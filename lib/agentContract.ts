@@ -1,3 +1,4 @@
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { K8S_PREFIX, WORKER_PREFIX } from './tunnel.js';
 
 /**
@@ -5,7 +6,8 @@ import { K8S_PREFIX, WORKER_PREFIX } from './tunnel.js';
  * the control plane and parsed by the agent with the same code, so the two ends cannot drift. A route
  * is a path; `agentRoutes` builds it, `parseAgentRoute` reads it back (null for anything it does not
  * build: the agent answers 404). The Kubernetes API passes through under K8S_PREFIX; the agent's own
- * API is under WORKER_PREFIX.
+ * API is under WORKER_PREFIX. `AgentTunnels` is how the control plane reaches an agent, and `callAgent`
+ * the one JSON call over it.
  */
 
 /** What the control plane asks of a job on the agent (`POST /mariner/v1/jobs/<id>/<action>`). */
@@ -98,4 +100,103 @@ export function parseAgentRoute(path: string): AgentRoute | null {
     return jobId === null ? null : { kind: 'jobAction', jobId, action: parts[1] as AgentJobAction };
   }
   return null;
+}
+
+/**
+ * How the control plane reaches a cluster's agent: HTTP/2 streams over its tunnels. The sessions
+ * component implements it where the tunnels end (its registry, and its replicas' peer endpoints:
+ * subgraphs/sessions/peers.ts); a process without it reaches them through that peer endpoint
+ * (subgraphs/sessions/remoteTunnels.ts). Inference and jobs use it; inference's streams are raw (the
+ * hot path reads the runtime's answer as it comes), every other call is `callAgent`.
+ */
+export interface AgentTunnels {
+  /** Opens a stream to an agent of the cluster (its least busy tunnel); throws when none is connected. */
+  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
+  /** The tenant's clusters with a connected agent. */
+  connectedClusters(tenantId: string): string[];
+  /** Every cluster with a connected agent. */
+  allConnectedClusters(): string[];
+  /** Called when a cluster's tunnels change (an agent connected). */
+  onChange(listener: (clusterId: string) => void): () => void;
+}
+
+/** The agent's answer to a JSON call: its status, and its body parsed (`{}` when empty or not JSON). */
+export interface AgentAnswer {
+  status: number;
+  body: { error?: { message?: string } } & Record<string, unknown>;
+}
+
+export interface AgentCallOptions {
+  /** Fails the call after this long (default 15 s): the stream is cancelled. */
+  timeoutMs?: number;
+  /** Sent as `x-request-id`: the agent's log lines about the call carry it. */
+  requestId?: string;
+}
+
+/** The most of an agent's JSON answer read; a longer one fails the call. */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/**
+ * One JSON call to a cluster's agent: `POST route` with `body` (none when undefined), its answer read
+ * whole. Fails on tunnel errors (no agent connected, a stream reset) or after the timeout; an answer of
+ * any status resolves (the caller decides what 4xx and 5xx mean).
+ */
+export function callAgent(
+  tunnels: Pick<AgentTunnels, 'request'>,
+  clusterId: string,
+  route: string,
+  body: unknown,
+  options: AgentCallOptions = {},
+): Promise<AgentAnswer> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    let stream: ClientHttp2Stream;
+    try {
+      stream = tunnels.request(
+        clusterId,
+        {
+          ':method': 'POST',
+          ':path': route,
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          ...(options.requestId ? { 'x-request-id': options.requestId } : {}),
+        },
+        { endStream: payload === undefined },
+      );
+    } catch (error) {
+      return reject(error as Error);
+    }
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      if (!stream.closed) stream.close();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`the agent of cluster ${clusterId} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    let status = 0;
+    let size = 0;
+    const chunks: Buffer[] = [];
+    stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ANSWER_BYTES) return fail(new Error(`the agent of cluster ${clusterId} answered more than ${MAX_ANSWER_BYTES} bytes`));
+      chunks.push(chunk);
+    });
+    stream.on('error', fail);
+    // A stream reset without an error event (the tunnel went away): never a hang until the timeout.
+    stream.on('close', () => {
+      if (status === 0 || !stream.readableEnded)
+        fail(new Error(`the call to the agent of cluster ${clusterId} ended without an answer (code ${stream.rstCode})`));
+    });
+    stream.on('end', () => {
+      clearTimeout(timer);
+      let parsed: AgentAnswer['body'] = {};
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AgentAnswer['body'];
+      } catch {
+        /* an empty or non-JSON answer: the status says enough */
+      }
+      resolve({ status, body: parsed });
+    });
+    if (payload) stream.end(payload);
+  });
 }

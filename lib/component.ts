@@ -1,6 +1,6 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { ClientHttp2Stream } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { AgentTunnels } from './agentContract.js';
 import type { ClusterAccessDirectory } from './clusterAccess.js';
 import type { ComponentObservers } from './componentObservers.js';
 import type { MarinerConfig } from './config.js';
@@ -11,6 +11,9 @@ import type { ObjectStore } from './objectStore/index.js';
 import type { InferencePlaneServer } from './inferencePlane.js';
 import type { PubSub } from './pubsub.js';
 import type { SubgraphDefinition } from './subgraphServer.js';
+
+/** How work reaches a cluster's agent (lib/agentContract.ts). */
+export type { AgentTunnels } from './agentContract.js';
 
 /**
  * A component of the platform (DESIGN §2): what one manager's `index.ts` exports so that `mariner up`
@@ -49,17 +52,6 @@ export interface ComponentNeeds {
   subgraphs?: readonly string[];
   /** Subgraphs it calls when they are there (a feature is off otherwise); no start order. */
   optionalSubgraphs?: readonly string[];
-}
-
-/** How work reaches a cluster's agent: HTTP/2 streams over its tunnels (what inference and jobs use of them). */
-export interface AgentTunnels {
-  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
-  /** The tenant's clusters with a connected agent. */
-  connectedClusters(tenantId: string): string[];
-  /** Every cluster with a connected agent. */
-  allConnectedClusters(): string[];
-  /** Called when a cluster's tunnels change (an agent connected). */
-  onChange(listener: (clusterId: string) => void): () => void;
 }
 
 type Names<T> = T extends readonly (infer Name extends string)[] ? Name : never;

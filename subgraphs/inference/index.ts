@@ -17,8 +17,6 @@ import { RuntimeAccess } from './runtimeAccess.js';
 import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore } from './store.js';
 import { UsageRecorder } from './usage.js';
 
-export type { ClusterTransport } from './router.js';
-
 /**
  * The inference component: routing chat completions, completions and embeddings to the runtimes of
  * agents (through their tunnels), rate limits and usage records. Model visibility is asked of the

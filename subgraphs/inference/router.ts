@@ -1,17 +1,10 @@
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
-import { agentRoutes } from '../../lib/agentContract.js';
+import { agentRoutes, callAgent, type AgentTunnels } from '../../lib/agentContract.js';
 import type { ReadyRuntimes } from './readyRuntimes.js';
-
-/** How the control plane reaches a cluster's agent: the sessions tunnel registry. */
-export interface ClusterTransport {
-  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
-  /** The tenant's clusters with a connected agent. */
-  connectedClusters(tenantId: string): string[];
-}
 
 /** Whose request is routed: the caller's tenant, and its organization (which clusters it may use). */
 export interface RoutingScope {
@@ -57,7 +50,7 @@ export class InferenceRouter {
   constructor(
     /** The tenants' ready runtimes, in memory (readyRuntimes.ts): a request pays a map read, not a query. */
     private readonly runtimes: ReadyRuntimes,
-    private readonly transport: ClusterTransport,
+    private readonly transport: Pick<AgentTunnels, 'request' | 'connectedClusters'>,
     /** Which clusters an organization may use: cached, so that a request pays a cache hit, not a round trip. */
     private readonly clusters: ClusterAccessDirectory,
     private readonly logger: Logger,
@@ -116,12 +109,10 @@ export class InferenceRouter {
   private wake(tenantId: string, usable: ReadonlySet<string>, modelId: string): void {
     for (const clusterId of this.transport.connectedClusters(tenantId)) {
       if (!usable.has(clusterId)) continue;
-      try {
-        const nudge = this.transport.request(clusterId, { ':method': 'POST', ':path': agentRoutes.reconcile(modelId) }, { endStream: true });
-        nudge.on('error', () => undefined).resume();
-      } catch {
+      // Fire and forget: the request waits for a ready runtime, not for the agent's answer.
+      callAgent(this.transport, clusterId, agentRoutes.reconcile(modelId), undefined, { timeoutMs: 5_000 }).catch(() => {
         /* the tunnel just went: nothing to nudge */
-      }
+      });
     }
   }
 

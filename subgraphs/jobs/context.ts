@@ -1,7 +1,8 @@
 import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import type { CreatorCredentials } from './creatorCredentials.js';
-import type { JobDispatcher, JobTransport } from './dispatcher.js';
+import type { AgentTunnels } from '../../lib/agentContract.js';
+import type { JobDispatcher } from './dispatcher.js';
 import type { JobEvents } from './events.js';
 import type { SecretBox } from './secrets.js';
 import type { JobDependencies } from './dependencies.js';
@@ -12,7 +13,7 @@ export interface JobsContext extends SubgraphContext {
   dependencies: JobDependencies;
   events: JobEvents;
   dispatcher: JobDispatcher;
-  transport: JobTransport;
+  transport: AgentTunnels;
   pubsub: PubSub;
   /** Whether a job still acts for its creator (the API key that created it exists). */
   credentials: CreatorCredentials;

@@ -1,77 +1,9 @@
-import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { notebookBasePath, type NotebookSpec } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
-import { agentRoutes } from '../../lib/agentContract.js';
+import { agentRoutes, callAgent, type AgentTunnels } from '../../lib/agentContract.js';
 import type { Admission, DispatchGuard, DispatchPass } from './dispatchGuard.js';
 import type { JobEvents } from './events.js';
 import type { JobAction, JobRow, JobStore } from './store.js';
-
-/** How the control plane reaches agents: the sessions tunnel registry. */
-export interface JobTransport {
-  request(clusterId: string, headers: OutgoingHttpHeaders, options?: { endStream?: boolean }): ClientHttp2Stream;
-  /** Clusters with a live tunnel to this replica. */
-  allConnectedClusters(): string[];
-  /** Called when a cluster's tunnels change (an agent connected): dispatch to it at once. */
-  onChange(listener: (clusterId: string) => void): () => void;
-}
-
-/** The agent's answer to a dispatch. */
-interface AgentAnswer {
-  status: number;
-  body: { error?: { message?: string } } & Record<string, unknown>;
-}
-
-/**
- * One JSON request to a cluster's agent; fails on tunnel errors or after `timeoutMs`. `requestId` (the
- * job's creating request) goes as `x-request-id`, so the agent's log lines of the job carry it.
- */
-export function callAgent(
-  transport: JobTransport,
-  clusterId: string,
-  path: string,
-  body: unknown,
-  timeoutMs = 15_000,
-  requestId?: string,
-): Promise<AgentAnswer> {
-  return new Promise((resolve, reject) => {
-    let stream: ClientHttp2Stream;
-    const payload = Buffer.from(JSON.stringify(body));
-    try {
-      stream = transport.request(clusterId, {
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/json',
-        'content-length': payload.length,
-        ...(requestId ? { 'x-request-id': requestId } : {}),
-      });
-    } catch (error) {
-      return reject(error);
-    }
-    const timer = setTimeout(() => {
-      stream.close();
-      reject(new Error(`the agent of cluster ${clusterId} did not answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    let status = 0;
-    const chunks: Buffer[] = [];
-    stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    stream.on('end', () => {
-      clearTimeout(timer);
-      let parsed: AgentAnswer['body'] = {};
-      try {
-        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as AgentAnswer['body'];
-      } catch {
-        /* an empty or non-JSON answer: the status says enough */
-      }
-      resolve({ status, body: parsed });
-    });
-    stream.end(payload);
-  });
-}
 
 /**
  * The job dispatcher (LLMariner dispatcher, turned around: the control plane pushes through the
@@ -91,7 +23,7 @@ export class JobDispatcher {
 
   constructor(
     private readonly store: JobStore,
-    private readonly transport: JobTransport,
+    private readonly transport: AgentTunnels,
     private readonly events: JobEvents,
     private readonly logger: Logger,
     private readonly intervalMs: number,
@@ -237,7 +169,7 @@ export class JobDispatcher {
         if (!(await this.store.sending(job.id, clusterId))) return;
       }
       const { path, body, logOffset } = await this.request(job, action);
-      const answer = await callAgent(this.transport, clusterId, path, body, undefined, job.spec.requestId);
+      const answer = await callAgent(this.transport, clusterId, path, body, { requestId: job.spec.requestId });
       if (answer.status >= 200 && answer.status < 300) return await this.done(job, action, clusterId, logOffset, true);
       if (answer.status === 404 && action !== 'creating') return await this.done(job, action, clusterId, logOffset, false);
       const reason = answer.body.error?.message ?? `the agent answered ${answer.status}`;

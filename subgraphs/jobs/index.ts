@@ -15,7 +15,6 @@ import { resolvers } from './resolvers.js';
 import { SecretBox } from './secrets.js';
 import { JobStore, SCHEMA, type JobRow } from './store.js';
 
-export type { JobTransport } from './dispatcher.js';
 export { parseTrainerLine } from './events.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Logger } from '../../lib/logging.js';
 import { PeriodicTask } from '../../lib/periodicTask.js';
-import type { JobTransport } from './dispatcher.js';
+import type { AgentTunnels } from '../../lib/agentContract.js';
 import type { JobEvents } from './events.js';
 import type { JobDependencies, SchedulingCluster } from './dependencies.js';
 import { ownerOf, placeJob } from './placement.js';
@@ -19,7 +19,7 @@ export class JobRescheduler {
   constructor(
     private readonly store: JobStore,
     private readonly dependencies: JobDependencies,
-    private readonly transport: JobTransport,
+    private readonly transport: Pick<AgentTunnels, 'allConnectedClusters'>,
     private readonly events: JobEvents,
     private readonly logger: Logger,
     private readonly options: { abandonAfterSeconds: number; intervalMs: number; onQueued(): void; removed(job: JobRow): Promise<void> },

@@ -1,5 +1,6 @@
 import http2, { type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { AgentTunnels } from '../../lib/agentContract.js';
 import type { Logger } from '../../lib/logging.js';
 import { TUNNEL_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../../lib/tunnel.js';
 import { PeerClient } from './peerClient.js';
@@ -122,7 +123,7 @@ export async function startPeerServer(options: {
  * registry alone. The same errors either way: NoTunnelError when no replica holds the cluster; a
  * stream that fails (tunnel or peer gone) errors like a tunnel stream.
  */
-export class ClusterTransportRouter {
+export class ClusterTransportRouter implements AgentTunnels {
   private directory: TunnelDirectory | undefined;
   private peers: PeerClient | undefined;
 

@@ -1,5 +1,5 @@
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
-import type { AgentTunnels } from '../../lib/component.js';
+import type { AgentTunnels } from '../../lib/agentContract.js';
 import type { Knex } from '../../lib/db.js';
 import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
