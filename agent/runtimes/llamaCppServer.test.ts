@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/logging.js';
@@ -279,6 +280,237 @@ describe('the node-llama-cpp runtime (OpenAI API)', () => {
 
     const health = await fetch(`${runtime.url}/health`);
     expect(health.status).toBe(200);
+    expect((await metrics()).inFlight).toBe(0);
+  });
+});
+
+/** Tools and structured outputs: the demo model is random, so what is asserted is what the grammar guarantees. */
+describe('the node-llama-cpp runtime: tools, structured outputs and n', () => {
+  const weather = {
+    type: 'function' as const,
+    function: {
+      name: 'get_weather',
+      description: 'The weather of a city',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string', enum: ['Paris', 'Tokyo'] }, metric: { type: 'boolean' } },
+        required: ['city', 'metric'],
+        additionalProperties: false,
+      },
+      strict: true,
+    },
+  };
+  const clock = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { utc: { type: 'boolean' } } } } };
+  const ajv = new Ajv2020({ strict: false });
+  const validWeather = ajv.compile(weather.function.parameters);
+
+  it('forces the named function through the grammar: arguments valid against its parameters, streamed in OpenAI delta shape', async () => {
+    const request = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
+      tools: [weather, clock],
+      tool_choice: { type: 'function' as const, function: { name: 'get_weather' } },
+      max_tokens: 200,
+      seed: 11,
+    };
+    const completion = await client.chat.completions.create(request);
+    expectValid(openapi.validateSchema('CreateChatCompletionResponse', completion));
+    const choice = completion.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    const [call] = choice.message.tool_calls!;
+    expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+    expect(call!.id).toMatch(/^call_/);
+    const args: unknown = JSON.parse((call as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall).function.arguments);
+    expect(validWeather(args), JSON.stringify(validWeather.errors)).toBe(true);
+
+    const stream = await client.chat.completions.create({ ...request, stream: true });
+    const deltas: OpenAI.Chat.Completions.ChatCompletionChunk.Choice.Delta.ToolCall[] = [];
+    const finishes: (string | null)[] = [];
+    for await (const chunk of stream) {
+      expectValid(openapi.validateSchema('CreateChatCompletionStreamResponse', chunk));
+      for (const c of chunk.choices) {
+        deltas.push(...(c.delta.tool_calls ?? []));
+        finishes.push(c.finish_reason);
+      }
+    }
+    // The header first (index, id, type, name, empty arguments), then argument fragments only.
+    expect(deltas[0]).toMatchObject({ index: 0, type: 'function', function: { name: 'get_weather', arguments: '' } });
+    expect(deltas[0]!.id).toMatch(/^call_/);
+    expect(deltas.slice(1).every((d) => d.index === 0 && d.id === undefined && d.function?.name === undefined)).toBe(true);
+    expect(deltas.length).toBeGreaterThan(2);
+    // The same seed, the same call: streamed or not, one generation.
+    expect(deltas.map((d) => d.function!.arguments).join('')).toBe((call as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall).function.arguments);
+    expect(finishes.filter(Boolean)).toEqual(['tool_calls']);
+  });
+
+  it('tool_choice "required" picks one of the tools, name and arguments from the grammar; a tool message continues the turn', async () => {
+    for (const stream of [false, true]) {
+      const request = {
+        model: MODEL,
+        messages: [{ role: 'user' as const, content: 'Weather or time?' }],
+        tools: [weather, clock],
+        tool_choice: 'required' as const,
+        max_tokens: 200,
+        seed: 5,
+      };
+      let name = '';
+      let args = '';
+      let id = '';
+      if (stream) {
+        for await (const chunk of await client.chat.completions.create({ ...request, stream: true })) {
+          for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
+            if (delta.id) id = delta.id;
+            if (delta.function?.name) name = delta.function.name;
+            args += delta.function?.arguments ?? '';
+          }
+        }
+      } else {
+        const call = (await client.chat.completions.create(request)).choices[0]!.message
+          .tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+        ({ id } = call);
+        ({ name, arguments: args } = call.function);
+      }
+      expect(['get_weather', 'get_time']).toContain(name);
+      const parsed: unknown = JSON.parse(args);
+      if (name === 'get_weather') expect(validWeather(parsed)).toBe(true);
+      else expect(parsed).toEqual({ utc: expect.any(Boolean) });
+
+      const next = await client.chat.completions.create({
+        model: MODEL,
+        messages: [
+          { role: 'user', content: 'Weather or time?' },
+          { role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name, arguments: args } }] },
+          { role: 'tool', tool_call_id: id, content: '{"answer": 42}' },
+        ],
+        tools: [weather, clock],
+        max_tokens: 5,
+      });
+      expectValid(openapi.validateSchema('CreateChatCompletionResponse', next));
+      expect(next.choices[0]!.message.content).not.toBe('');
+    }
+  });
+
+  it('tool_choice "auto" answers in the OpenAI shape (the random model practically never calls), "none" ignores the tools', async () => {
+    for (const tool_choice of ['auto', 'none'] as const) {
+      const completion = await client.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Hi' }],
+        tools: [weather],
+        tool_choice,
+        max_tokens: 8,
+      });
+      expectValid(openapi.validateSchema('CreateChatCompletionResponse', completion));
+      const choice = completion.choices[0]!;
+      if (choice.message.tool_calls?.length) expect(choice.finish_reason).toBe('tool_calls');
+      else expect(choice).toMatchObject({ finish_reason: 'length', message: { role: 'assistant', content: expect.any(String) } });
+    }
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      tools: [weather],
+      max_tokens: 8,
+      stream: true,
+    });
+    for await (const chunk of stream) expectValid(openapi.validateSchema('CreateChatCompletionStreamResponse', chunk));
+  });
+
+  it('json_schema output parses and validates against its schema; json_object is JSON', async () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        answer: { type: 'string', maxLength: 12 },
+        score: { type: 'integer' },
+        tags: { type: 'array', items: { type: 'string', enum: ['a', 'b'] }, maxItems: 3 },
+        note: { anyOf: [{ type: 'boolean' }, { type: 'null' }] },
+      },
+      required: ['answer', 'score', 'tags', 'note'],
+      additionalProperties: false,
+    };
+    const valid = ajv.compile(schema);
+    for (const seed of [1, 2, 3]) {
+      const completion = await client.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Answer in JSON.' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'answer', strict: true, schema } },
+        max_tokens: 300,
+        seed,
+      });
+      expectValid(openapi.validateSchema('CreateChatCompletionResponse', completion));
+      expect(completion.choices[0]!.finish_reason).toBe('stop');
+      const output: unknown = JSON.parse(completion.choices[0]!.message.content!);
+      expect(valid(output), JSON.stringify(valid.errors)).toBe(true);
+    }
+    // json_object: any object, so the model decides when its strings end, and this random one rarely
+    // closes one: the grammar guarantees an object that has begun, and valid JSON once it finishes.
+    for (const seed of [1, 2]) {
+      const json = await client.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'JSON please.' }],
+        response_format: { type: 'json_object' },
+        max_tokens: 50,
+        seed,
+      });
+      const content = json.choices[0]!.message.content!;
+      expect(content).toMatch(/^\s*\{/);
+      if (json.choices[0]!.finish_reason === 'stop') expect(JSON.parse(content)).toBeTypeOf('object');
+      else expect(() => JSON.parse(content)).toThrow();
+    }
+  });
+
+  it('n generates that many choices (streamed with their index), usage counting them all', async () => {
+    const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], n: 2, max_tokens: 6 });
+    expectValid(openapi.validateSchema('CreateChatCompletionResponse', completion));
+    expect(completion.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(completion.usage!.completion_tokens).toBe(12);
+    // Two choices drawn with their own seeds: not the same text (a collision of 6 random characters is negligible).
+    expect(completion.choices[0]!.message.content).not.toBe(completion.choices[1]!.message.content);
+    const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], n: 3, max_tokens: 3, stream: true });
+    const finished: number[] = [];
+    for await (const chunk of stream) for (const c of chunk.choices) if (c.finish_reason) finished.push(c.index);
+    expect(finished).toEqual([0, 1, 2]);
+  });
+
+  it('refuses what it cannot do with a 400 naming the parameter', async () => {
+    const user = [{ role: 'user', content: 'x' }];
+    const cases: [Record<string, unknown>, string][] = [
+      [{ logprobs: true }, 'logprobs'],
+      [{ top_logprobs: 2 }, 'top_logprobs'],
+      [{ n: 9 }, 'n'],
+      [{ tools: [{ type: 'function', function: { name: 'has space' } }] }, 'tools[0].function.name'],
+      [{ tools: [{ type: 'retrieval' }] }, 'tools[0]'],
+      [
+        { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { s: { type: 'string', pattern: 'a+' } } } } }] },
+        'tools[0].function.parameters',
+      ],
+      [{ tools: [weather], tool_choice: { type: 'function', function: { name: 'other' } } }, 'tool_choice'],
+      [{ tool_choice: 'required' }, 'tool_choice'],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'number', minimum: 3 } } } }, 'response_format'],
+      [{ response_format: { type: 'yaml' } }, 'response_format'],
+      [{ tools: [weather], response_format: { type: 'json_object' } }, 'response_format'],
+    ];
+    for (const [extra, param] of cases) {
+      const answer = await post('/v1/chat/completions', { model: MODEL, messages: user, ...extra });
+      expect(answer.status, JSON.stringify(extra)).toBe(400);
+      expectValid(openapi.validateSchema('ErrorResponse', answer.body));
+      expect(answer.body.error).toMatchObject({ type: 'invalid_request_error', param });
+    }
+    const history: [unknown[], string][] = [
+      [[...user, { role: 'tool', tool_call_id: 'call_1', content: 'r' }], 'messages[1].tool_call_id'],
+      [
+        [...user, { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }] }, ...user],
+        'messages',
+      ],
+      [
+        [...user, { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{oops' } }] }],
+        'messages[1].tool_calls[0].function.arguments',
+      ],
+    ];
+    for (const [messages, param] of history) {
+      const answer = await post('/v1/chat/completions', { model: MODEL, messages, max_tokens: 1 });
+      expect(answer.status, JSON.stringify(messages)).toBe(400);
+      expect(answer.body.error).toMatchObject({ param });
+    }
     expect((await metrics()).inFlight).toBe(0);
   });
 });

@@ -12,10 +12,13 @@
  * autoscaler (LLMariner §1: in-flight requests per model; `cancelled`: generations stopped because their
  * client left). `--parallel` sequences generate at once; requests beyond
  * them wait in a queue. A client that disconnects aborts its generation and frees its sequence.
+ * Chat completions take `tools`/`tool_choice` (node-llama-cpp's function calling with `auto`, its JSON
+ * schema grammar for `required` and a named function), `tool` messages, `response_format` `json_object`
+ * and `json_schema` (grammar-enforced), and `n` (choices generated one after another); see README.md.
  * SIGTERM (or stdin closing, with `--exit-on-stdin-close`): stop accepting, let in-flight requests finish
  * (at most 10 s), exit 0.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -23,13 +26,19 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   type ChatHistoryItem,
+  type ChatModelFunctionCall,
+  type ChatModelFunctions,
+  type ChatModelResponse,
   type ChatWrapper,
+  type GbnfJsonSchema,
   getLlama,
   type Llama,
+  LlamaChat,
   LlamaCompletion,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
+  type LlamaGrammar,
   LlamaLogLevel,
   type LlamaModel,
   type LlamaText,
@@ -203,9 +212,15 @@ class Runtime {
     return this.context.contextSize;
   }
 
-  /** Tokens of a chat rendered with the model's chat template, ready to generate the assistant's turn. */
-  renderChat(history: ChatHistoryItem[]): { tokens: Token[]; stopTriggers: LlamaText[] } {
-    const state = this.chatWrapper.generateContextState({ chatHistory: [...history, { type: 'model', response: [] }] });
+  /**
+   * Tokens of a chat rendered with the model's chat template, ready to generate the assistant's turn
+   * (`history` as given by {@link withAssistantTurn}); `functions` are documented in it the wrapper's way.
+   */
+  renderChat(history: ChatHistoryItem[], functions?: ChatModelFunctions): { tokens: Token[]; stopTriggers: LlamaText[] } {
+    const state = this.chatWrapper.generateContextState({
+      chatHistory: history,
+      ...(functions ? { availableFunctions: functions, documentFunctionParams: true } : {}),
+    });
     const tokens = state.contextText.tokenize(this.model.tokenizer);
     // LlamaCompletion prepends BOS itself where the model wants it.
     if (this.model.tokens.shouldPrependBosToken && tokens[0] === this.model.tokens.bos) tokens.shift();
@@ -267,6 +282,7 @@ class Runtime {
     extraStopTriggers: LlamaText[],
     signal: AbortSignal,
     onText?: (text: string) => void,
+    grammar?: LlamaGrammar,
   ): Promise<GenerationResult> {
     const sequence = await this.acquire(signal);
     const completion = new LlamaCompletion({ contextSequence: sequence });
@@ -282,6 +298,7 @@ class Runtime {
         ...(params.seed !== undefined ? { seed: params.seed } : {}),
         repeatPenalty: penalties ? { penalty: 1, frequencyPenalty: params.frequencyPenalty, presencePenalty: params.presencePenalty } : false,
         customStopTriggers: [...extraStopTriggers, ...params.stop],
+        ...(grammar ? { grammar } : {}),
         // No context shift: generation ends at the context's end (finish_reason "length"), as OpenAI's.
         disableContextShift: true,
         signal,
@@ -311,6 +328,68 @@ class Runtime {
       if (stoppedByClient) {
         this.cancelled++;
         // An interrupted evaluation leaves the sequence's state unknown: start the next one afresh.
+        await sequence.clearHistory().catch(() => undefined);
+      }
+      this.release(sequence);
+    }
+  }
+
+  /**
+   * A chat turn through node-llama-cpp's own function calling (`tool_choice: "auto"`): LlamaChat renders
+   * the functions the chat wrapper's way, notices when the model starts a call, constrains its
+   * parameters with the function's JSON schema grammar and stops after the call(s). `onCall` gets each
+   * call's parameter text as it is generated (`first`: the call's first piece).
+   */
+  async generateWithFunctions(
+    history: ChatHistoryItem[],
+    functions: ChatModelFunctions,
+    maxParallelCalls: number | undefined,
+    promptCount: number,
+    params: SamplingParams,
+    signal: AbortSignal,
+    onText?: (text: string) => void,
+    onCall?: (callIndex: number, name: string, paramsChunk: string) => void,
+  ): Promise<GenerationResult & { calls: { name: string; arguments: string }[] }> {
+    const sequence = await this.acquire(signal);
+    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.chatWrapper });
+    const outputBefore = sequence.tokenMeter.usedOutputTokens;
+    let stoppedByClient = false;
+    try {
+      const penalties = params.frequencyPenalty !== 0 || params.presencePenalty !== 0;
+      // At most what is left of the context: LlamaChat would otherwise shift it, which OpenAI's API never does.
+      const limit = Math.min(params.maxTokens ?? Infinity, this.contextSize - promptCount);
+      const result = await chat.generateResponse(history, {
+        functions,
+        documentFunctionParams: true,
+        ...(maxParallelCalls !== undefined ? { maxParallelFunctionCalls: maxParallelCalls } : {}),
+        maxTokens: limit,
+        temperature: params.temperature,
+        topP: params.topP,
+        ...(params.seed !== undefined ? { seed: params.seed } : {}),
+        repeatPenalty: penalties ? { penalty: 1, frequencyPenalty: params.frequencyPenalty, presencePenalty: params.presencePenalty } : false,
+        customStopTriggers: params.stop,
+        signal,
+        stopOnAbortSignal: true,
+        onTextChunk: (chunk) => {
+          if (chunk !== '') onText?.(chunk);
+        },
+        onFunctionCallParamsChunk: (chunk) => onCall?.(chunk.callIndex, chunk.functionName, chunk.paramsChunk),
+      });
+      if (result.metadata.stopReason === 'abort') {
+        stoppedByClient = true;
+        throw signal.reason;
+      }
+      const completionTokens = sequence.tokenMeter.usedOutputTokens - outputBefore;
+      const calls = (result.functionCalls ?? []).map((call) => ({ name: call.functionName, arguments: JSON.stringify(call.params ?? {}) }));
+      const finishReason = result.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
+      return { text: result.response, promptTokens: promptCount, completionTokens, finishReason, calls };
+    } catch (error) {
+      if (signal.aborted) stoppedByClient = true;
+      throw error;
+    } finally {
+      chat.dispose({ disposeSequence: false });
+      if (stoppedByClient) {
+        this.cancelled++;
         await sequence.clearHistory().catch(() => undefined);
       }
       this.release(sequence);
@@ -368,34 +447,226 @@ const POST_ROUTES = {
 
 async function chatCompletions(runtime: Runtime, body: Record<string, unknown>, res: ServerResponse, signal: AbortSignal): Promise<void> {
   checkModel(runtime, body);
-  const history = chatHistory(body.messages);
+  const history = withAssistantTurn(chatHistory(body.messages), body.messages);
   const params = samplingParams(body);
+  const tools = toolsOf(body);
+  const format = responseFormatOf(body);
+  const n = optionalInteger(body, 'n', 1) ?? 1;
+  if (n > MAX_CHOICES) throw badRequest(`\`n\` is at most ${MAX_CHOICES} on this runtime (the choices are generated one after another)`, 'n');
+  if (body.logprobs === true)
+    throw badRequest('`logprobs` is not supported by this runtime (node-llama-cpp does not report token probabilities while generating)', 'logprobs');
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null) throw badRequest('`top_logprobs` is not supported by this runtime', 'top_logprobs');
+  if (tools.mode === 'auto' && format.type !== 'text') {
+    throw badRequest(
+      '`response_format` json with `tool_choice` "auto" is not supported by this runtime: force a tool or leave the tools out',
+      'response_format',
+    );
+  }
   const stream = optionalBoolean(body, 'stream') ?? false;
   const includeUsage = stream && streamIncludesUsage(body);
-  const { tokens, stopTriggers } = runtime.renderChat(history);
+  const functions = tools.mode === 'none' ? undefined : tools.functions;
+  const { tokens, stopTriggers } = runtime.renderChat(history, functions);
   const promptCount = runtime.promptTokenCount(tokens, 'messages');
+  // The grammar: the forced call's (its arguments, or name and arguments) or the response format's.
+  const grammar =
+    tools.mode === 'function'
+      ? await jsonGrammar(runtime, tools.functions[tools.name]!.params ?? EMPTY_OBJECT, 'tools')
+      : tools.mode === 'required'
+        ? await jsonGrammar(runtime, anyCallSchema(tools.functions), 'tools')
+        : format.type === 'json_object'
+          ? await runtime.llama.getGrammarFor('json')
+          : format.type === 'json_schema'
+            ? await jsonGrammar(runtime, format.schema, 'response_format')
+            : undefined;
   const id = `chatcmpl-${randomId()}`;
   const created = Math.floor(Date.now() / 1000);
   const base = { id, created, model: runtime.modelId };
+  const sse = stream ? startEventStream(res) : undefined;
+  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => sse!.send({ ...base, object: 'chat.completion.chunk', choices, ...extra });
 
-  if (!stream) {
-    const result = await runtime.generate(tokens, promptCount, params, stopTriggers, signal);
-    return sendJson(res, 200, {
-      ...base,
-      object: 'chat.completion',
-      choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, logprobs: null, finish_reason: result.finishReason }],
-      usage: usage(result),
-    });
+  const choices: ChatChoice[] = [];
+  let completionTokens = 0;
+  for (let index = 0; index < n; index++) {
+    // n choices from one seed would be n copies: each choice gets its own (the given seed + index, or a random one).
+    const choiceParams = n === 1 ? params : { ...params, seed: params.seed !== undefined ? (params.seed + index) >>> 0 : randomInt(2 ** 32) };
+    const delta = (value: Record<string, unknown>) => chunk([{ index, delta: value, logprobs: null, finish_reason: null }]);
+    const forced = tools.mode === 'function' || tools.mode === 'required';
+    if (sse) delta({ role: 'assistant', content: forced ? null : '' });
+    let choice: ChatChoice;
+    if (tools.mode === 'auto') {
+      const calls = new Map<number, string>();
+      const result = await runtime.generateWithFunctions(
+        history,
+        tools.functions,
+        tools.parallel ? undefined : 1,
+        promptCount,
+        choiceParams,
+        signal,
+        sse && ((text) => delta({ content: text })),
+        sse &&
+          ((callIndex, name, paramsChunk) => {
+            if (!calls.has(callIndex)) {
+              calls.set(callIndex, `call_${randomId()}`);
+              delta({ tool_calls: [{ index: callIndex, id: calls.get(callIndex), type: 'function', function: { name, arguments: '' } }] });
+            }
+            if (paramsChunk !== '') delta({ tool_calls: [{ index: callIndex, function: { arguments: paramsChunk } }] });
+          }),
+      );
+      const toolCalls = result.calls.map((call, i) => ({ id: calls.get(i) ?? `call_${randomId()}`, type: 'function' as const, function: call }));
+      choice = {
+        content: toolCalls.length > 0 && result.text === '' ? null : result.text,
+        toolCalls,
+        finishReason: toolCalls.length > 0 ? 'tool_calls' : result.finishReason,
+        result,
+      };
+    } else if (forced) {
+      const call = new ForcedCall(tools.mode === 'function' ? tools.name : null, `call_${randomId()}`, sse && ((value) => delta({ tool_calls: [value] })));
+      const result = await runtime.generate(tokens, promptCount, choiceParams, stopTriggers, signal, (text) => call.push(text), grammar);
+      const toolCall = call.end();
+      // Cut short by max_tokens before the name was decided: no call, the text as it stands.
+      choice = toolCall
+        ? { content: null, toolCalls: [toolCall], finishReason: result.finishReason === 'length' ? 'length' : 'tool_calls', result }
+        : { content: result.text, toolCalls: [], finishReason: result.finishReason, result };
+      if (!toolCall && sse && result.text !== '') delta({ content: result.text });
+    } else {
+      const result = await runtime.generate(tokens, promptCount, choiceParams, stopTriggers, signal, sse && ((text) => delta({ content: text })), grammar);
+      choice = { content: result.text, toolCalls: [], finishReason: result.finishReason, result };
+    }
+    completionTokens += choice.result.completionTokens;
+    choices.push(choice);
+    if (sse) chunk([{ index, delta: {}, logprobs: null, finish_reason: choice.finishReason }], includeUsage ? { usage: null } : {});
   }
-  const sse = startEventStream(res);
-  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => sse.send({ ...base, object: 'chat.completion.chunk', choices, ...extra });
-  chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
-  const result = await runtime.generate(tokens, promptCount, params, stopTriggers, signal, (text) =>
-    chunk([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]),
-  );
-  chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason }], includeUsage ? { usage: null } : {});
-  if (includeUsage) chunk([], { usage: usage(result) });
-  sse.done();
+  const totals = { prompt_tokens: promptCount, completion_tokens: completionTokens, total_tokens: promptCount + completionTokens };
+  if (sse) {
+    if (includeUsage) chunk([], { usage: totals });
+    sse.done();
+    return;
+  }
+  sendJson(res, 200, {
+    ...base,
+    object: 'chat.completion',
+    choices: choices.map((choice, index) => ({
+      index,
+      message: { role: 'assistant', content: choice.content, refusal: null, ...(choice.toolCalls.length > 0 ? { tool_calls: choice.toolCalls } : {}) },
+      logprobs: null,
+      finish_reason: choice.finishReason,
+    })),
+    usage: totals,
+  });
+}
+
+/** Choices a request may ask for (`n`): they are generated one after another on one sequence. */
+const MAX_CHOICES = 8;
+
+interface ChatToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+interface ChatChoice {
+  content: string | null;
+  toolCalls: ChatToolCall[];
+  finishReason: 'stop' | 'length' | 'tool_calls';
+  result: GenerationResult;
+}
+
+/**
+ * A tool call forced by the grammar (`tool_choice` "required" or a named function), read as it is
+ * generated. Named: the text is the arguments. Required: the text is `{"name": …, "arguments": …}` with
+ * the name first (the grammar keeps the schema's property order), so the call's header goes out as soon
+ * as the name is complete and the arguments stream after it, less the closing brace of the wrapper,
+ * which is held back until the end. Deltas take OpenAI's shape: `{index, id, type, function: {name,
+ * arguments: ""}}` first, then `{index, function: {arguments}}` fragments.
+ */
+class ForcedCall {
+  private text = '';
+  private readonly named: boolean;
+  private name: string | null;
+  private argumentsStart = -1;
+  private sent = 0;
+
+  constructor(
+    named: string | null,
+    private readonly id: string,
+    private readonly onDelta: ((value: Record<string, unknown>) => void) | undefined,
+  ) {
+    this.name = named;
+    this.named = named !== null;
+    if (this.named) this.start(0);
+  }
+
+  private start(argumentsStart: number): void {
+    this.argumentsStart = argumentsStart;
+    this.onDelta?.({ index: 0, id: this.id, type: 'function', function: { name: this.name, arguments: '' } });
+  }
+
+  /**
+   * The arguments' text so far. Until the end the last character may be the wrapper's closing brace, so
+   * it is held back; at the end it is dropped when the whole text is complete JSON (else, cut short by
+   * max_tokens, the arguments are all that came).
+   */
+  private argumentsText(final: boolean): string {
+    const rest = this.text.slice(this.argumentsStart);
+    if (this.named) return rest;
+    if (final && !isJson(this.text)) return rest;
+    return rest.trimEnd().slice(0, -1);
+  }
+
+  push(chunk: string): void {
+    this.text += chunk;
+    if (this.argumentsStart < 0) {
+      const match = NAME_THEN_ARGUMENTS.exec(this.text);
+      if (!match) return;
+      this.name = match[1]!;
+      this.start(match[0].length);
+    }
+    const text = this.argumentsText(false);
+    if (text.length > this.sent) {
+      this.onDelta?.({ index: 0, function: { arguments: text.slice(this.sent) } });
+      this.sent = text.length;
+    }
+  }
+
+  /** The call, or null when the generation stopped before its name was complete. */
+  end(): ChatToolCall | null {
+    if (this.argumentsStart < 0 || this.name === null) return null;
+    const text = this.argumentsText(true);
+    if (text.length > this.sent) this.onDelta?.({ index: 0, function: { arguments: text.slice(this.sent) } });
+    return { id: this.id, type: 'function', function: { name: this.name, arguments: text } };
+  }
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const NAME_THEN_ARGUMENTS = /^\s*\{\s*"name"\s*:\s*"([A-Za-z0-9_-]+)"\s*,\s*"arguments"\s*:\s*/;
+
+/** Any one of the functions, by name: what `tool_choice: "required"` lets the model generate. */
+function anyCallSchema(functions: ChatModelFunctions): GbnfJsonSchema {
+  const options = Object.entries(functions).map(([name, fn]): GbnfJsonSchema => ({
+    type: 'object',
+    properties: { name: { const: name }, arguments: fn.params ?? EMPTY_OBJECT },
+  }));
+  return options.length === 1 ? options[0]! : { oneOf: options };
+}
+
+const EMPTY_OBJECT: GbnfJsonSchema = { type: 'object', properties: {} };
+
+/** node-llama-cpp's grammar for a JSON schema (already converted); one it cannot build is a 400. */
+async function jsonGrammar(runtime: Runtime, schema: GbnfJsonSchema, param: string): Promise<LlamaGrammar> {
+  try {
+    // The schema's type is checked by gbnfSchema; node-llama-cpp's generic typing wants a literal.
+    return await runtime.llama.createGrammarForJsonSchema(schema as never);
+  } catch (error) {
+    throw badRequest(`\`${param}\`: this runtime cannot build a grammar for the JSON schema (${(error as Error).message})`, param);
+  }
 }
 
 async function completions(runtime: Runtime, body: Record<string, unknown>, res: ServerResponse, signal: AbortSignal): Promise<void> {
@@ -408,6 +679,7 @@ async function completions(runtime: Runtime, body: Record<string, unknown>, res:
     ['suffix', typeof body.suffix === 'string' && body.suffix !== ''],
     ['logprobs', body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== 0],
     ['best_of', typeof body.best_of === 'number' && body.best_of > 1],
+    ['n', body.n !== undefined && body.n !== null && body.n !== 1],
   ] as const) {
     if (unsupported) throw badRequest(`\`${name}\` is not supported by this runtime`, name);
   }
@@ -475,7 +747,7 @@ async function tokenize(runtime: Runtime, body: Record<string, unknown>, res: Se
   if ((body.prompt === undefined) === (body.messages === undefined))
     throw badRequest('Give either `prompt` or `messages`', body.prompt === undefined ? 'prompt' : 'messages');
   let tokens: Token[];
-  if (body.messages !== undefined) tokens = runtime.renderChat(chatHistory(body.messages)).tokens;
+  if (body.messages !== undefined) tokens = runtime.renderChat(withAssistantTurn(chatHistory(body.messages), body.messages)).tokens;
   else if (typeof body.prompt === 'string') tokens = runtime.tokenizePrompt(body.prompt);
   else throw badRequest('`prompt` must be a string', 'prompt');
   const bos = runtime.model.tokens.bos;
@@ -505,25 +777,281 @@ function checkModel(runtime: Runtime, body: Record<string, unknown>): void {
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 
-/** OpenAI messages as node-llama-cpp's chat history; text content only. */
+/**
+ * OpenAI messages as node-llama-cpp's chat history; text content only. An assistant message's
+ * `tool_calls` become function calls of the model's response, each with the result the `tool` message
+ * answering it (by `tool_call_id`) carries; an assistant message after those tool messages continues
+ * the same response, as the chat wrapper renders a call, its result and what the model said next.
+ */
 function chatHistory(messages: unknown): ChatHistoryItem[] {
   if (!Array.isArray(messages) || messages.length === 0) throw badRequest('`messages` must be a non-empty array', 'messages');
-  return messages.map((message: unknown, index): ChatHistoryItem => {
+  const items: ChatHistoryItem[] = [];
+  const unanswered = new Map<string, ChatModelFunctionCall>();
+  let previousRole = '';
+  messages.forEach((message: unknown, index) => {
     const param = `messages[${index}]`;
     if (!isObject(message) || typeof message.role !== 'string' || !ROLES.has(message.role)) {
       throw badRequest(`${param} must be an object whose role is one of ${[...ROLES].join(', ')}`, `${param}.role`);
     }
-    const text = messageText(message.content, message.role === 'assistant', `${param}.content`);
-    switch (message.role) {
+    const role = message.role;
+    if (role !== 'tool' && unanswered.size > 0) {
+      throw badRequest(`${param}: the tool call ${[...unanswered.keys()][0]!.slice(0, 64)} has no tool message answering it`, 'messages');
+    }
+    const text = messageText(message.content, role === 'assistant', `${param}.content`);
+    switch (role) {
       case 'system':
       case 'developer':
-        return { type: 'system', text };
-      case 'assistant':
-        return { type: 'model', response: [text] };
+        items.push({ type: 'system', text });
+        break;
+      case 'assistant': {
+        const last = items.at(-1);
+        const response: ChatModelResponse = previousRole === 'tool' && last?.type === 'model' ? last : { type: 'model', response: [] };
+        if (response !== last) items.push(response);
+        if (text !== '' || message.tool_calls === undefined || message.tool_calls === null) response.response.push(text);
+        assistantToolCalls(message.tool_calls, param).forEach((call, i) => {
+          if (unanswered.has(call.id)) throw badRequest(`${param}.tool_calls[${i}].id repeats an id`, `${param}.tool_calls[${i}].id`);
+          const item: ChatModelFunctionCall = { type: 'functionCall', name: call.name, params: call.params, result: '', startsNewChunk: i === 0 };
+          response.response.push(item);
+          unanswered.set(call.id, item);
+        });
+        break;
+      }
+      case 'tool': {
+        const id = message.tool_call_id;
+        if (typeof id !== 'string' || id === '') throw badRequest(`${param}.tool_call_id is required`, `${param}.tool_call_id`);
+        const call = unanswered.get(id);
+        if (!call) throw badRequest(`${param} answers no tool call of the assistant message before it`, `${param}.tool_call_id`);
+        unanswered.delete(id);
+        // A JSON result is shown to the model as JSON, anything else as text.
+        call.result = isJson(text) ? JSON.parse(text) : text;
+        break;
+      }
       default:
-        return { type: 'user', text };
+        items.push({ type: 'user', text });
     }
+    previousRole = role;
   });
+  if (unanswered.size > 0) throw badRequest(`the tool call ${[...unanswered.keys()][0]!.slice(0, 64)} has no tool message answering it`, 'messages');
+  return items;
+}
+
+/** An assistant message's `tool_calls`: function calls whose arguments are a JSON object. */
+function assistantToolCalls(value: unknown, param: string): { id: string; name: string; params: unknown }[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw badRequest(`${param}.tool_calls must be an array`, `${param}.tool_calls`);
+  return value.map((call: unknown, i) => {
+    const at = `${param}.tool_calls[${i}]`;
+    if (!isObject(call) || call.type !== 'function' || typeof call.id !== 'string' || call.id === '' || !isObject(call.function)) {
+      throw badRequest(`${at} must be {id, type: "function", function: {name, arguments}}`, at);
+    }
+    const { name, arguments: args } = call.function;
+    if (typeof name !== 'string' || !FUNCTION_NAME.test(name)) throw badRequest(`${at}.function.name must be a function name`, `${at}.function.name`);
+    let params: unknown;
+    try {
+      params = typeof args === 'string' ? JSON.parse(args === '' ? '{}' : args) : undefined;
+    } catch {
+      params = undefined;
+    }
+    if (!isObject(params)) throw badRequest(`${at}.function.arguments must be a JSON object in a string`, `${at}.function.arguments`);
+    return { id: call.id, name, params };
+  });
+}
+
+/**
+ * The history with the assistant's turn to generate: after tool results the model continues the
+ * response that called the tools (the last item); otherwise a new, empty response.
+ */
+function withAssistantTurn(history: ChatHistoryItem[], messages: unknown): ChatHistoryItem[] {
+  const lastRole = Array.isArray(messages) ? (messages.at(-1) as { role?: unknown } | undefined)?.role : undefined;
+  return lastRole === 'tool' ? history : [...history, { type: 'model', response: [] }];
+}
+
+/** OpenAI's function names. */
+const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+type ToolsPlan =
+  | { mode: 'none'; functions: ChatModelFunctions }
+  | { mode: 'auto' | 'required'; functions: ChatModelFunctions; parallel: boolean }
+  | { mode: 'function'; functions: ChatModelFunctions; name: string; parallel: boolean };
+
+/**
+ * `tools`, `tool_choice` and `parallel_tool_calls`. Function tools only; their parameters become
+ * node-llama-cpp JSON schemas (see {@link gbnfSchema}). No tools: mode none.
+ */
+function toolsOf(body: Record<string, unknown>): ToolsPlan {
+  const tools = body.tools;
+  const functions: Record<string, { description?: string; params: GbnfJsonSchema }> = {};
+  if (tools !== undefined && tools !== null) {
+    if (!Array.isArray(tools)) throw badRequest('`tools` must be an array of function tools', 'tools');
+    if (tools.length > 128) throw badRequest('`tools` holds at most 128 tools', 'tools');
+    tools.forEach((tool: unknown, i) => {
+      const at = `tools[${i}]`;
+      if (!isObject(tool) || tool.type !== 'function' || !isObject(tool.function)) {
+        throw badRequest(`${at} must be {type: "function", function: {name, description?, parameters?}}: this runtime takes function tools`, at);
+      }
+      const { name, description, parameters } = tool.function;
+      if (typeof name !== 'string' || !FUNCTION_NAME.test(name)) {
+        throw badRequest(`${at}.function.name must be 1 to 64 letters, digits, underscores or dashes`, `${at}.function.name`);
+      }
+      if (Object.hasOwn(functions, name)) throw badRequest(`${at}.function.name repeats the name ${name}`, `${at}.function.name`);
+      if (description !== undefined && description !== null && typeof description !== 'string') {
+        throw badRequest(`${at}.function.description must be a string`, `${at}.function.description`);
+      }
+      const params = parameters === undefined || parameters === null ? EMPTY_OBJECT : gbnfSchema(parameters, `${at}.function.parameters`);
+      functions[name] = { ...(typeof description === 'string' && description !== '' ? { description } : {}), params };
+    });
+  }
+  const names = Object.keys(functions);
+  const parallel = optionalBoolean(body, 'parallel_tool_calls') ?? true;
+  const choice = body.tool_choice;
+  if (choice === undefined || choice === null) return names.length > 0 ? { mode: 'auto', functions, parallel } : { mode: 'none', functions };
+  if (names.length === 0) throw badRequest('`tool_choice` needs `tools`', 'tool_choice');
+  if (choice === 'none') return { mode: 'none', functions };
+  if (choice === 'auto' || choice === 'required') return { mode: choice, functions, parallel };
+  if (isObject(choice) && choice.type === 'function' && isObject(choice.function) && typeof choice.function.name === 'string') {
+    const name = choice.function.name;
+    if (!Object.hasOwn(functions, name)) throw badRequest(`\`tool_choice\` names ${name.slice(0, 64)}, which is not in \`tools\``, 'tool_choice');
+    return { mode: 'function', functions, name, parallel };
+  }
+  throw badRequest('`tool_choice` must be "none", "auto", "required" or {type: "function", function: {name}}', 'tool_choice');
+}
+
+type FormatPlan = { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: GbnfJsonSchema };
+
+/** `response_format`: text, json_object (any JSON object) or json_schema (its schema, grammar-enforced). */
+function responseFormatOf(body: Record<string, unknown>): FormatPlan {
+  const format = body.response_format;
+  if (format === undefined || format === null) return { type: 'text' };
+  if (!isObject(format)) throw badRequest('`response_format` must be an object', 'response_format');
+  if (format.type === 'text' || format.type === 'json_object') return { type: format.type };
+  if (format.type !== 'json_schema') throw badRequest('`response_format.type` must be text, json_object or json_schema', 'response_format');
+  const spec = format.json_schema;
+  if (!isObject(spec) || typeof spec.name !== 'string' || !FUNCTION_NAME.test(spec.name)) {
+    throw badRequest('`response_format.json_schema` needs a name of 1 to 64 letters, digits, underscores or dashes', 'response_format');
+  }
+  // No schema: any JSON object, as OpenAI's json_schema without one.
+  if (spec.schema === undefined || spec.schema === null) return { type: 'json_object' };
+  return { type: 'json_schema', schema: gbnfSchema(spec.schema, 'response_format') };
+}
+
+/** Keywords the grammar cannot enforce: a schema using them is refused rather than silently loosened. */
+const UNENFORCEABLE = [
+  'pattern',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'multipleOf',
+  'allOf',
+  'not',
+  'if',
+  'then',
+  'else',
+  'patternProperties',
+  'propertyNames',
+  'uniqueItems',
+  'contains',
+  'dependentRequired',
+  'dependentSchemas',
+  'unevaluatedProperties',
+  'unevaluatedItems',
+];
+const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null', 'object', 'array']);
+const STRING_FORMATS = new Set(['date-time', 'time', 'date']);
+
+/**
+ * An OpenAI JSON schema (function parameters, a json_schema response format) as node-llama-cpp's
+ * `GbnfJsonSchema`, from which LlamaJsonSchemaGrammar builds the grammar: `anyOf` becomes `oneOf`,
+ * `definitions` become `$defs`, annotations are dropped; a keyword the grammar cannot enforce is a 400
+ * naming where it is. The grammar requires every listed property (what OpenAI's strict mode requires too).
+ */
+function gbnfSchema(schema: unknown, param: string): GbnfJsonSchema {
+  const convert = (node: unknown, at: string, depth: number): GbnfJsonSchema => {
+    const fail = (why: string) => badRequest(`\`${param}\`${at ? ` at ${at}` : ''}: ${why}`, param);
+    if (depth > 32) throw fail('the schema nests too deeply');
+    if (!isObject(node)) throw fail('a schema must be an object');
+    const bad = UNENFORCEABLE.find((key) => node[key] !== undefined);
+    if (bad) throw fail(`\`${bad}\` cannot be enforced by this runtime's grammar`);
+    const description = typeof node.description === 'string' ? { description: node.description } : {};
+    const defs = (node.$defs ?? node.definitions) as unknown;
+    const withDefs = <T extends object>(value: T): T => {
+      if (defs === undefined) return value;
+      if (!isObject(defs)) throw fail('`$defs` must be an object');
+      return { ...value, $defs: Object.fromEntries(Object.entries(defs).map(([key, def]) => [key, convert(def, `${at}/$defs/${key}`, depth + 1)])) };
+    };
+    if (typeof node.$ref === 'string') {
+      const ref = node.$ref.replace(/^#\/definitions\//, '#/$defs/');
+      if (!/^#\/\$defs\/[^/]+$/.test(ref)) throw fail(`\`$ref\` must point into #/$defs (got ${node.$ref.slice(0, 100)})`);
+      return withDefs({ $ref: ref } as unknown as GbnfJsonSchema);
+    }
+    const primitive = (value: unknown) => value === null || ['string', 'number', 'boolean'].includes(typeof value);
+    if (node.const !== undefined) {
+      if (!primitive(node.const)) throw fail('`const` must be a string, number, boolean or null');
+      return withDefs({ const: node.const as string, ...description });
+    }
+    if (node.enum !== undefined) {
+      if (!Array.isArray(node.enum) || node.enum.length === 0 || !node.enum.every(primitive)) throw fail('`enum` must list strings, numbers, booleans or null');
+      return withDefs({ enum: node.enum as string[], ...description });
+    }
+    const alternatives = node.anyOf ?? node.oneOf;
+    if (alternatives !== undefined) {
+      if (!Array.isArray(alternatives) || alternatives.length === 0) throw fail('`anyOf` must be a non-empty array');
+      return withDefs({ oneOf: alternatives.map((option, i) => convert(option, `${at}/anyOf/${i}`, depth + 1)), ...description });
+    }
+    const type = node.type;
+    if (Array.isArray(type)) {
+      if (type.length === 0 || !type.every((t) => typeof t === 'string' && TYPES.has(t))) throw fail('`type` lists unknown types');
+      return withDefs({ oneOf: type.map((t) => convert({ ...node, type: t }, at, depth + 1)), ...description });
+    }
+    if (typeof type !== 'string' || !TYPES.has(type)) throw fail('`type` must be string, number, integer, boolean, null, object or array');
+    switch (type) {
+      case 'string': {
+        if (node.format !== undefined && !STRING_FORMATS.has(node.format as string))
+          throw fail(`the string format ${String(node.format).slice(0, 40)} cannot be enforced`);
+        if (node.format !== undefined) return withDefs({ type: 'string', format: node.format as 'date', ...description });
+        const lengths = {
+          ...(typeof node.minLength === 'number' ? { minLength: node.minLength } : {}),
+          ...(typeof node.maxLength === 'number' ? { maxLength: node.maxLength } : {}),
+        };
+        return withDefs({ type: 'string', ...lengths, ...description });
+      }
+      case 'object': {
+        const properties = node.properties ?? {};
+        if (!isObject(properties)) throw fail('`properties` must be an object');
+        const additional = node.additionalProperties;
+        const counts = {
+          ...(typeof node.minProperties === 'number' ? { minProperties: node.minProperties } : {}),
+          ...(typeof node.maxProperties === 'number' ? { maxProperties: node.maxProperties } : {}),
+        };
+        return withDefs({
+          type: 'object',
+          properties: Object.fromEntries(Object.entries(properties).map(([key, value]) => [key, convert(value, `${at}/properties/${key}`, depth + 1)])),
+          ...(additional === true
+            ? { additionalProperties: true }
+            : isObject(additional)
+              ? { additionalProperties: convert(additional, `${at}/additionalProperties`, depth + 1) }
+              : {}),
+          ...counts,
+          ...description,
+        });
+      }
+      case 'array': {
+        const items = node.items === undefined || node.items === true ? undefined : convert(node.items, `${at}/items`, depth + 1);
+        const prefixItems = Array.isArray(node.prefixItems) ? node.prefixItems.map((item, i) => convert(item, `${at}/prefixItems/${i}`, depth + 1)) : undefined;
+        return withDefs({
+          type: 'array',
+          ...(items ? { items } : {}),
+          ...(prefixItems ? { prefixItems } : {}),
+          ...(typeof node.minItems === 'number' ? { minItems: node.minItems } : {}),
+          ...(typeof node.maxItems === 'number' ? { maxItems: node.maxItems } : {}),
+          ...description,
+        });
+      }
+      default:
+        return withDefs({ type: type as 'number', ...description });
+    }
+  };
+  return convert(schema, '', 0);
 }
 
 function messageText(content: unknown, mayBeNull: boolean, param: string): string {
@@ -551,18 +1079,12 @@ function samplingParams(body: Record<string, unknown>): SamplingParams {
   if (maxTokens !== undefined && maxCompletionTokens !== undefined && maxTokens !== maxCompletionTokens) {
     throw badRequest('`max_tokens` and `max_completion_tokens` must agree when both are given', 'max_completion_tokens');
   }
-  const n = optionalInteger(body, 'n', 1);
-  if (n !== undefined && n !== 1) throw badRequest('`n` must be 1: this runtime generates one choice', 'n');
   const seed = optionalInteger(body, 'seed', Number.MIN_SAFE_INTEGER);
   let stop: string[] = [];
   if (typeof body.stop === 'string') stop = [body.stop];
   else if (Array.isArray(body.stop)) stop = body.stop as string[];
   else if (body.stop !== undefined && body.stop !== null) throw badRequest('`stop` must be a string or an array of strings', 'stop');
   if (stop.length > 4 || !stop.every((s) => typeof s === 'string' && s !== '')) throw badRequest('`stop` holds up to 4 non-empty strings', 'stop');
-  const format = body.response_format;
-  if (format !== undefined && format !== null && !(isObject(format) && format.type === 'text')) {
-    throw badRequest('`response_format` other than text is not supported by this runtime', 'response_format');
-  }
   return {
     maxTokens: maxCompletionTokens ?? maxTokens,
     // OpenAI's defaults: temperature 1, top_p 1 (node-llama-cpp's temperature 0 means greedy).
