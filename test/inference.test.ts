@@ -168,7 +168,7 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     expect(shown.usage[0]).toMatchObject({ usage: { completion_tokens: expect.any(Number), prompt_tokens: expect.any(Number) } });
   });
 
-  it('GraphQL clients keep chatCompletionChunks: the same completion over graphql-ws, chunk by chunk', async () => {
+  it('GraphQL clients keep the deprecated chatCompletionChunks: the same completion over graphql-ws, chunk by chunk', async () => {
     const ws = createClient({
       url: t.graphqlUrl.replace('http://', 'ws://'),
       webSocketImpl: WebSocket,
@@ -189,6 +189,56 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     } finally {
       await ws.dispose();
     }
+  });
+
+  it("GraphQL clients get it typed: chatCompletionStream's selected fields chunk by chunk, then the usage, from the real runtime", async () => {
+    const ws = createClient({
+      url: t.graphqlUrl.replace('http://', 'ws://'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${t.adminKey}` },
+    });
+    try {
+      type Chunk = {
+        choices: { delta: { role: string | null; content: string | null }; finishReason: string | null }[];
+        usage: { completionTokens: number } | null;
+      };
+      const chunks: Chunk[] = [];
+      for await (const event of ws.iterate<{ chatCompletionStream: Chunk }>({
+        query: `subscription($input: ChatCompletionInput!) {
+          chatCompletionStream(input: $input) { choices { delta { role content } finishReason } usage { completionTokens } }
+        }`,
+        variables: { input: { model: modelId, messages: [{ role: 'USER', content: 'Hi' }], maxTokens: 3 } },
+      })) {
+        expect(event.errors).toBeUndefined();
+        chunks.push(event.data!.chatCompletionStream);
+      }
+      expect(chunks[0]!.choices[0]!.delta.role).toBe('ASSISTANT');
+      expect(chunks.some((c) => c.choices[0]?.finishReason)).toBe(true);
+      const last = chunks.at(-1)!;
+      expect(last.choices).toEqual([]);
+      expect(last.usage!.completionTokens).toBeGreaterThan(0);
+      expect(last.usage!.completionTokens).toBeLessThanOrEqual(3);
+    } finally {
+      await ws.dispose();
+    }
+  });
+
+  it("typed embeddings from the real runtime are floats; the runtime's refusal of a parameter names the typed field", async () => {
+    const { embeddings } = await t.gqlOk(
+      'mutation($input: EmbeddingInput!) { embeddings(input: $input) { data { index embedding } usage { promptTokens } } }',
+      {
+        input: { model: modelId, input: ['alpha', 'beta'] },
+      },
+    );
+    expect(embeddings.data.map((d: { index: number }) => d.index)).toEqual([0, 1]);
+    expect(embeddings.data[0].embedding.length).toBeGreaterThan(0);
+    expect(embeddings.data[0].embedding.every((x: unknown) => typeof x === 'number')).toBe(true);
+    // The tiny model's vectors have a fixed length: the runtime refuses another (OpenAI param `dimensions`).
+    const refused = await t.gql('mutation($input: EmbeddingInput!) { embeddings(input: $input) { model } }', {
+      input: { model: modelId, input: ['alpha'], dimensions: embeddings.data[0].embedding.length + 1 },
+    });
+    expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'dimensions' });
   });
 
   it('the inference data plane answers only the gateway: no internal token, or one minted for another subgraph, is a 401', async () => {

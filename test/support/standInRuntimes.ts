@@ -104,3 +104,49 @@ export function executorWith(runtimes: RuntimeHost): Executor {
     close: async () => undefined,
   };
 }
+
+/** What a scripted runtime answers one request with: a JSON body (with its status), or server-sent events. */
+export type ScriptedAnswer = { status?: number; json: unknown } | { events: unknown[] };
+
+/** A cluster's runtimes that answer each request as `answer` says, and keep what they received (the OpenAI bodies). */
+export interface ScriptedRuntimes {
+  host: RuntimeHost;
+  received: { modelId: string; path: string; body: Record<string, any> }[];
+}
+
+/**
+ * Runtimes that report every model they are given as ready and answer each request with what
+ * `answer(path, body)` returns: for tests of what the control plane sends a runtime and makes of its
+ * answer (tool calls, logprobs, refusals), which the fixed answers of tappedRuntimes cannot show.
+ */
+export function scriptedRuntimes(answer: (path: string, body: Record<string, any>) => ScriptedAnswer): ScriptedRuntimes {
+  let active: ActiveModel[] = [];
+  const runtimes: ScriptedRuntimes = {
+    received: [],
+    host: {
+      async reconcile(models) {
+        active = models;
+      },
+      status: async () => active.map((m) => ({ modelId: m.id, desiredReplicas: 1, readyReplicas: 1, inFlightRequests: 0, statusMessage: 'ready' })),
+      forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, path: string) {
+        const parts: Buffer[] = [];
+        req.on('data', (part: Buffer) => parts.push(part));
+        req.on('end', () => {
+          const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, any>;
+          runtimes.received.push({ modelId, path, body });
+          const reply = answer(path, body);
+          if ('events' in reply) {
+            res.writeHead(200, { 'content-type': 'text/event-stream' });
+            for (const event of reply.events) res.write(`data: ${JSON.stringify(event)}\n\n`);
+            res.end('data: [DONE]\n\n');
+            return;
+          }
+          res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(reply.json));
+        });
+      },
+      close: async () => undefined,
+    },
+  };
+  return runtimes;
+}
