@@ -55,6 +55,17 @@ function answer(path: string, body: Record<string, any>): ScriptedAnswer {
     return { json: { ...base, choices: [{ index: 0, text: ' upon a', logprobs, finish_reason: 'length' }], usage } };
   }
   const tool: string | undefined = body['tools']?.[0]?.function?.name;
+  // A runtime that fails mid-answer: a chunk, then OpenAI's error object, and no [DONE].
+  if (body['stream'] && body['messages']?.[0]?.content === 'fail mid-answer') {
+    const chunk = {
+      id: 'chatcmpl-1',
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices: [{ index: 0, delta: { role: 'assistant', content: 'Hel' }, finish_reason: null }],
+    };
+    return { events: [chunk, { error: { message: 'the runtime ran out of memory', type: 'server_error', param: null, code: null } }], cut: true };
+  }
   const base = { id: 'chatcmpl-1', created, model, system_fingerprint: 'fp-scripted' };
   if (body['stream']) {
     const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
@@ -308,6 +319,14 @@ describe('chatCompletionStream over graphql-ws', () => {
     expect(parts[0]).toEqual({ index: 0, id: 'call_0', function: { name: 'weather', arguments: '' } });
     expect(parts.map((p: any) => p.function.arguments).join('')).toBe('{"city":"Oslo"}');
     expect(events.map((e) => e.chatCompletionStream.choices[0]?.finishReason).filter(Boolean)).toEqual(['tool_calls']);
+  });
+
+  it('a runtime that fails mid-answer ends the stream with UNAVAILABLE and its message, after the chunks it sent', async () => {
+    const { events, errors } = await subscribe<{ chatCompletionStream: any }>(ws, CHAT_STREAM, {
+      input: { model, messages: [{ role: 'USER', content: 'fail mid-answer' }] },
+    });
+    expect(events.map((e) => e.chatCompletionStream.choices[0].delta.content)).toEqual(['Hel']);
+    expect(errors[0]).toMatchObject({ message: expect.stringContaining('the runtime ran out of memory'), extensions: { code: 'UNAVAILABLE' } });
   });
 });
 

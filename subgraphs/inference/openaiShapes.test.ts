@@ -318,6 +318,12 @@ describe('OpenAI answers → typed', () => {
     });
   });
 
+  it("a runtime's error event mid-stream is an UNAVAILABLE error with its message", () => {
+    const failed = { error: { message: 'out of memory', type: 'server_error', param: null, code: null } };
+    expect(refusal(() => chatCompletionChunkOf(failed))).toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringContaining('out of memory') });
+    expect(refusal(() => completionOf(failed)).code).toBe(ErrorCode.UNAVAILABLE);
+  });
+
   it('an answer that is not what OpenAI describes is the INTERNAL fault of the runtime, not bad input', () => {
     expect(() => chatCompletionOf({ id: 'x', created, model: 'm' })).toThrow(/not an OpenAI chat.completion choices/);
     expect(refusal(() => embeddingListOf({ model: 'm', data: [{ index: 0, embedding: 'AAAA' }] })).code).toBe(ErrorCode.INTERNAL);

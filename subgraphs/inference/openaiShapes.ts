@@ -372,9 +372,21 @@ export function chatCompletionOf(value: unknown): ChatCompletion {
   };
 }
 
+/**
+ * A stream's event as a chunk's object: a runtime that fails mid-answer sends OpenAI's error object as
+ * its last event (the JSON fields pass it on as it is); here it ends the stream as an error saying so.
+ */
+function chunkObject(value: unknown, what: string): Body {
+  const c = object(value, what);
+  const error = c['error'];
+  if (isJsonObject(error) && !('choices' in c))
+    throw new MarinerError(ErrorCode.UNAVAILABLE, `The runtime failed mid-answer: ${text(error['message']) ?? 'no message'}; retry the request`);
+  return c;
+}
+
 /** A `chat.completion.chunk`, typed. */
 export function chatCompletionChunkOf(value: unknown): ChatCompletionChunk {
-  const c = object(value, 'chat.completion.chunk');
+  const c = chunkObject(value, 'chat.completion.chunk');
   return {
     id: text(c['id']) ?? '',
     created: created(c['created'], 'chat.completion.chunk created'),
@@ -418,7 +430,7 @@ function completionLogprobs(value: unknown): CompletionLogprobs | null {
 
 /** A `text_completion` (whole, or one chunk of a stream), typed. */
 export function completionOf(value: unknown): Completion {
-  const c = object(value, 'text_completion');
+  const c = chunkObject(value, 'text_completion');
   return {
     id: text(c['id']) ?? '',
     created: created(c['created'], 'text_completion created'),

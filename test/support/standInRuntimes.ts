@@ -106,7 +106,7 @@ export function executorWith(runtimes: RuntimeHost): Executor {
 }
 
 /** What a scripted runtime answers one request with: a JSON body (with its status), or server-sent events. */
-export type ScriptedAnswer = { status?: number; json: unknown } | { events: unknown[] };
+export type ScriptedAnswer = { status?: number; json: unknown } | { events: unknown[]; /** No `[DONE]`: a runtime that failed mid-answer. */ cut?: boolean };
 
 /** A cluster's runtimes that answer each request as `answer` says, and keep what they received (the OpenAI bodies). */
 export interface ScriptedRuntimes {
@@ -138,7 +138,8 @@ export function scriptedRuntimes(answer: (path: string, body: Record<string, any
           if ('events' in reply) {
             res.writeHead(200, { 'content-type': 'text/event-stream' });
             for (const event of reply.events) res.write(`data: ${JSON.stringify(event)}\n\n`);
-            res.end('data: [DONE]\n\n');
+            if (reply.cut) res.end();
+            else res.end('data: [DONE]\n\n');
             return;
           }
           res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
