@@ -36,7 +36,8 @@ export const inferenceComponent = defineComponent({
    */
   settings: (config) => ({ ...config.inference, maxBodyBytes: config.limits.maxBodyBytes }),
   async create({ db, pubsub, clusterAccess, tunnels, settings, tokens, subgraphUrl, logger: hostLogger, observers }) {
-    const store = new RuntimeStore(db.knex);
+    // An unchanged runtime report is written again (its time only) a third of the freshness window after the last write.
+    const store = new RuntimeStore(db.knex, settings.runtimeFreshSeconds / 3);
     const logger = hostLogger.child({ component: 'inference' });
     // Routing reads runtimes and models from memory, kept current by the reports' and the models
     // subgraph's announcements (readyRuntimes.ts, modelCache.ts).

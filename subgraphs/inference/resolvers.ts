@@ -239,9 +239,10 @@ export const resolvers: Resolvers<InferenceContext> = {
       // (to be sent its requests) is left out, as is a model deleted since the agent last looked.
       const { accepted, dropped } = await ctx.access.admissible(worker, ctx.requestId, runtimeReports(runtimes));
       if (dropped > 0) ctx.logger.warn({ clusterId: worker.clusterId, dropped }, 'runtime report of models the cluster may not run: left out');
-      const stored = await ctx.store.replaceForCluster(worker.tenantId, worker.clusterId, accepted);
-      await ctx.pubsub.publish(RUNTIMES_CHANNEL, worker.tenantId);
-      return stored;
+      // A report that says what the stored one says writes nothing, and tells no replica.
+      const { rows, write } = await ctx.store.storeReport(worker.tenantId, worker.clusterId, accepted);
+      if (write !== 'unchanged') await ctx.pubsub.publish(RUNTIMES_CHANNEL, worker.tenantId);
+      return rows;
     },
   },
   Subscription: {
