@@ -19,7 +19,7 @@ export function openAIDuration(ms: number): string {
 }
 
 /** OpenAI API: the `x-ratelimit-*` headers (a dimension with no limit is left out), and Retry-After on a 429. */
-function rateLimitHeaders(state: InferenceRateLimit | null, refused: boolean): Record<string, string> {
+export function rateLimitHeaders(state: InferenceRateLimit | null, refused: boolean): Record<string, string> {
   if (!state) return {};
   const headers: Record<string, string> = {};
   const reset = openAIDuration(state.resetInMs);
@@ -38,7 +38,7 @@ function rateLimitHeaders(state: InferenceRateLimit | null, refused: boolean): R
 }
 
 /** An error answer, with Retry-After where OpenAI gives one (a 429 from its state; a 503: a runtime may be starting). */
-function fail(res: ServerResponse, error: RestError, ctx: RouteContext, state: InferenceRateLimit | null): void {
+export function sendInferenceError(res: ServerResponse, error: RestError, ctx: RouteContext, state: InferenceRateLimit | null): void {
   if (error.status === 429) return sendRestError(res, error, { ...ctx.headers, ...rateLimitHeaders(state, true) });
   sendRestError(res, error, error.status === 503 ? { ...ctx.headers, 'retry-after': RETRY_AFTER_SECONDS } : ctx.headers);
 }
@@ -94,7 +94,7 @@ function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, d
       if (ended) return;
       const restError = restErrorFromGraphQL({ message: error.message, extensions: { code: error.code, ...(error.field ? { field: error.field } : {}) } });
       if (res.headersSent) res.end(`data: ${JSON.stringify(restError.body())}\n\n`);
-      else fail(res, restError, ctx, rateLimit);
+      else sendInferenceError(res, restError, ctx, rateLimit);
       finish();
     },
   };
@@ -174,6 +174,67 @@ function inferenceStatusBody(runtimes: RuntimeStatus[]) {
   };
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/**
+ * The shape of a chat request's tools, tool choice, response format, `n` and logprobs, checked the same
+ * way whichever runtime serves the model (each keeps its own capability checks: what a runtime cannot
+ * do is its 400). Only the fields a request carries are looked at; the messages are the runtime's.
+ */
+function checkChatRequest(request: Record<string, unknown>): void {
+  const { tools, tool_choice: toolChoice, response_format: format, n, logprobs, top_logprobs: topLogprobs } = request;
+  const names = new Set<string>();
+  if (tools !== undefined && tools !== null) {
+    if (!Array.isArray(tools)) throw RestError.badRequest('tools must be an array of function tools', 'tools');
+    tools.forEach((tool: unknown, i) => {
+      if (!isObject(tool) || tool['type'] !== 'function' || !isObject(tool['function'])) {
+        throw RestError.badRequest(`tools[${i}] must be {type: "function", function: {name, description?, parameters?}}`, `tools[${i}]`);
+      }
+      const fn = tool['function'];
+      const name = fn['name'];
+      if (typeof name !== 'string' || !FUNCTION_NAME.test(name)) {
+        throw RestError.badRequest(`tools[${i}].function.name must be 1 to 64 letters, digits, underscores or dashes`, `tools[${i}].function.name`);
+      }
+      if (names.has(name)) throw RestError.badRequest(`tools[${i}].function.name repeats the name ${name}`, `tools[${i}].function.name`);
+      names.add(name);
+      const parameters = fn['parameters'];
+      if (parameters !== undefined && parameters !== null && !isObject(parameters)) {
+        throw RestError.badRequest(`tools[${i}].function.parameters must be a JSON schema object`, `tools[${i}].function.parameters`);
+      }
+    });
+  }
+  if (toolChoice !== undefined && toolChoice !== null) {
+    if (names.size === 0) throw RestError.badRequest('tool_choice needs tools', 'tool_choice');
+    const named = isObject(toolChoice) && toolChoice['type'] === 'function' && isObject(toolChoice['function']) ? toolChoice['function']['name'] : undefined;
+    if (!(toolChoice === 'none' || toolChoice === 'auto' || toolChoice === 'required' || typeof named === 'string')) {
+      throw RestError.badRequest('tool_choice must be "none", "auto", "required" or {type: "function", function: {name}}', 'tool_choice');
+    }
+    if (typeof named === 'string' && !names.has(named))
+      throw RestError.badRequest(`tool_choice names ${named.slice(0, 64)}, which is not in tools`, 'tool_choice');
+  }
+  if (format !== undefined && format !== null) {
+    const type = isObject(format) ? format['type'] : undefined;
+    if (type !== 'text' && type !== 'json_object' && type !== 'json_schema') {
+      throw RestError.badRequest('response_format.type must be text, json_object or json_schema', 'response_format');
+    }
+    const spec = (format as Record<string, unknown>)['json_schema'];
+    if (type === 'json_schema' && !(isObject(spec) && typeof spec['name'] === 'string' && FUNCTION_NAME.test(spec['name']))) {
+      throw RestError.badRequest('response_format.json_schema needs a name of 1 to 64 letters, digits, underscores or dashes', 'response_format');
+    }
+  }
+  if (n !== undefined && n !== null && !(Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 128)) {
+    throw RestError.badRequest('n must be an integer from 1 to 128', 'n');
+  }
+  if (logprobs !== undefined && logprobs !== null && typeof logprobs !== 'boolean') throw RestError.badRequest('logprobs must be a boolean', 'logprobs');
+  if (topLogprobs !== undefined && topLogprobs !== null) {
+    if (!(Number.isInteger(topLogprobs) && (topLogprobs as number) >= 0 && (topLogprobs as number) <= 20)) {
+      throw RestError.badRequest('top_logprobs must be an integer from 0 to 20', 'top_logprobs');
+    }
+    if (logprobs !== true) throw RestError.badRequest('top_logprobs needs logprobs: true', 'top_logprobs');
+  }
+}
+
 /**
  * OpenAI inference routes: chat completions, completions, embeddings (streaming where OpenAI streams),
  * with OpenAI's rate-limit headers; and LLMariner's tokenize, inference status and api usages.
@@ -191,6 +252,7 @@ export function inferenceRoutes({ gateway, inference, streams }: { gateway: Gate
     const stream = request['stream'];
     if (stream !== undefined && stream !== null && typeof stream !== 'boolean') throw RestError.badRequest('stream must be a boolean', 'stream');
     if (stream === true && kind === 'embedding') throw RestError.badRequest('This endpoint does not stream', 'stream');
+    if (kind === 'chat') checkChatRequest(request);
     await new Promise<void>((resolve, reject) => {
       const sink = clientSink(res, ctx, streams, resolve);
       inference.send(req, { kind, request, requestId: ctx.requestId }, sink).catch(reject);

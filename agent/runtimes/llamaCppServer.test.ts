@@ -310,7 +310,7 @@ describe('the node-llama-cpp runtime: tools, structured outputs and n', () => {
       messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
       tools: [weather, clock],
       tool_choice: { type: 'function' as const, function: { name: 'get_weather' } },
-      max_tokens: 200,
+      max_tokens: 300,
       seed: 11,
     };
     const completion = await client.chat.completions.create(request);
@@ -351,7 +351,7 @@ describe('the node-llama-cpp runtime: tools, structured outputs and n', () => {
         messages: [{ role: 'user' as const, content: 'Weather or time?' }],
         tools: [weather, clock],
         tool_choice: 'required' as const,
-        max_tokens: 200,
+        max_tokens: 300,
         seed: 5,
       };
       let name = '';

@@ -607,7 +607,8 @@ class ForcedCall {
    * max_tokens, the arguments are all that came).
    */
   private argumentsText(final: boolean): string {
-    const rest = this.text.slice(this.argumentsStart);
+    // Leading whitespace is left out: an SDK parsing the fragments as they come wants JSON from the first.
+    const rest = this.text.slice(this.argumentsStart).trimStart();
     if (this.named) return rest;
     if (final && !isJson(this.text)) return rest;
     return rest.trimEnd().slice(0, -1);
