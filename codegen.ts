@@ -76,6 +76,10 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
       VectorStoreFileCounts: '../store.js#FileCounts',
     },
   },
+  responses: {
+    context: '../context.js#ResponsesContext',
+    mappers: { Response: '../store.js#ResponseRow', ResponseItem: '../store.js#ResponseItemModel' },
+  },
   sessions: {
     context: '../context.js#SessionsContext',
     mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },

@@ -6,6 +6,7 @@ import { inferenceComponent } from '../subgraphs/inference/index.js';
 import { jobsComponent } from '../subgraphs/jobs/index.js';
 import { modelsComponent } from '../subgraphs/models/index.js';
 import { rbacComponent } from '../subgraphs/rbac/index.js';
+import { responsesComponent } from '../subgraphs/responses/index.js';
 import { sessionsComponent } from '../subgraphs/sessions/index.js';
 import { usersComponent } from '../subgraphs/users/index.js';
 import { vectorStoresComponent } from '../subgraphs/vectorstores/index.js';
@@ -30,6 +31,7 @@ export const COMPONENTS = [
   inferenceComponent,
   jobsComponent,
   vectorStoresComponent,
+  responsesComponent,
 ] as const satisfies readonly AnyComponent[];
 
 export type ComponentName = (typeof COMPONENTS)[number]['name'];

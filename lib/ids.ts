@@ -33,6 +33,11 @@ export const IdPrefix = {
   cluster: 'cluster-',
   vectorStore: 'vs_',
   vectorStoreFileBatch: 'vsfb_',
+  // OpenAI Responses API: a response, and the items of its input and output (messages, function calls, file searches).
+  response: 'resp_',
+  responseMessage: 'msg_',
+  functionCall: 'fc_',
+  fileSearchCall: 'fs_',
 } as const;
 export type IdKind = keyof typeof IdPrefix;
 

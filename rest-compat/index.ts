@@ -14,6 +14,7 @@ import { modelRoutes } from './models.js';
 import { OpenStreams } from './openStreams.js';
 import { notebookRoutes } from './notebooks.js';
 import { createGatewayClient } from './gatewayClient.js';
+import { responseRoutes } from './responses.js';
 import { createRouter } from './router.js';
 import { userRoutes } from './users.js';
 import { vectorStoreRoutes } from './vectorStores.js';
@@ -55,6 +56,7 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...jobRoutes({ gateway }),
     ...notebookRoutes({ gateway }),
     ...inferenceRoutes({ gateway, inference: options.inference, streams }),
+    ...responseRoutes({ gateway, inference: options.inference, streams }),
     ...vectorStoreRoutes({ gateway }),
   ]);
   return {

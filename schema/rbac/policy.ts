@@ -326,6 +326,18 @@ const vectorstores: PolicyMap = {
   VectorStoreSearchResults: { '*': vectorStoresRead },
 };
 
+// OpenAI Responses API: creating a response is a chat completion (`api.model` write, the rule of
+// createChatCompletion, which the data plane applies to the generation itself); reading stored ones is a read.
+const responses: PolicyMap = {
+  Query: { response: modelsRead, responseInputItems: modelsRead },
+  Mutation: { recordResponse: modelsWrite, deleteResponse: modelsWrite },
+  Response: { '*': modelsRead },
+  ResponseItem: { '*': modelsRead },
+  ResponseItemPage: { '*': modelsRead },
+  ResponseUsage: { '*': modelsRead },
+  ResponseError: { '*': modelsRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -342,7 +354,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores, responses } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

@@ -1,5 +1,6 @@
 import { badInput } from '../../lib/errors.js';
 import type { InternalTokens } from '../../lib/identity.js';
+import { retrievedContext } from '../../lib/retrievedContext.js';
 import { asCaller, createInternalClient } from '../../lib/internalClient.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
 import { RagSearchDocument, type RagSearchQuery } from './generated/vectorstoresOperations.js';
@@ -29,8 +30,6 @@ export function createVectorStoreSearch(options: { url: () => string; tokens: In
 const RAG_RESULTS = 5;
 const RAG_QUERIES = 3;
 const MAX_QUERY_CHARS = 2000;
-/** Context added at most (about 2,000 tokens): the best chunks first, the rest left out. */
-const MAX_CONTEXT_CHARS = 8000;
 
 interface ChatMessage {
   role?: unknown;
@@ -95,19 +94,7 @@ export async function withRetrievedContext(
   if (queries.length === 0) return out;
   const chunks = await search.search(caller, name.trim(), queries, RAG_RESULTS);
   if (chunks.length === 0) return out;
-  const parts: string[] = [];
-  let size = 0;
-  for (const [i, c] of chunks.entries()) {
-    const part = `[${i + 1}] (${c.filename})\n${c.text}`;
-    if (parts.length && size + part.length > MAX_CONTEXT_CHARS) break;
-    parts.push(part);
-    size += part.length;
-  }
-  const context = parts.join('\n\n');
-  const system = {
-    role: 'system',
-    content: `Use the following context, retrieved from the vector store "${name.trim()}", to answer the user. If it does not help, answer without it.\n\n${context}`,
-  };
+  const system = { role: 'system', content: retrievedContext(`the vector store "${name.trim()}"`, chunks) };
   out['messages'] = [system, ...messages];
   return out;
 }
