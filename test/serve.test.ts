@@ -58,6 +58,7 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     jobs = await start('jobs', { ...url('files'), ...url('models'), ...url('users'), ...url('clusters') });
     for (const component of [sessions, inference, jobs]) Object.assign(urls, component.subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
+    Object.assign(urls, (await start('responses', {})).subgraphUrls);
     // Every subgraph of the supergraph must be served by some component, or the gateway has no address for it.
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     expect(Object.keys(urls).sort()).toEqual([...SUBGRAPH_NAMES].sort());
@@ -257,6 +258,20 @@ describe('mariner serve: each component in its own server, as the chart deploys 
           .create({ model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }] })
           .catch((e: unknown) => e);
         expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+        // The Responses API takes the same way (a chat completion over the data plane's HTTP hop); its stored
+        // responses live in the responses component, so a chained, streamed one reads the first's from there.
+        const answered = await sdk.responses.create({ model: 'tiny-serve', input: 'Hi', max_output_tokens: 3 });
+        let last: OpenAI.Responses.ResponseStreamEvent | undefined;
+        for await (const event of await sdk.responses.create({
+          model: 'tiny-serve',
+          input: 'Again',
+          previous_response_id: answered.id,
+          max_output_tokens: 3,
+          stream: true,
+        }))
+          last = event;
+        expect(last?.type).toMatch(/^response\.(completed|incomplete)$/);
+        expect((await sdk.responses.inputItems.list(answered.id)).data).toMatchObject([{ type: 'message', role: 'user' }]);
         // Another organization's key: the cluster does not serve that organization, so the model it runs is
         // refused to it as not found, and nothing is sent to the cluster.
         const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);
