@@ -1,7 +1,9 @@
 import { createClient, type Client } from 'graphql-ws';
+import OpenAI, { toFile } from 'openai';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
+import { loadConfig } from '../lib/config.js';
 import { silentLogger } from '../lib/logging.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
@@ -155,7 +157,15 @@ async function subscribe<T>(
 }
 
 beforeAll(async () => {
-  t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 1, usageFlushIntervalMs: 20 } } });
+  t = await startTestPlatform({
+    // PGlite, with pgvector: the rag test needs a vector index.
+    embedded: true,
+    config: {
+      inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 1, usageFlushIntervalMs: 20 },
+      // The rag test's store is embedded by the scripted runtime.
+      vectorStores: { ...loadConfig({}).vectorStores, defaultEmbeddingModel: model },
+    },
+  });
   runtime = scriptedRuntimes(answer);
   const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "typed" }) { registrationKey } }');
   agent = await startAgent({
@@ -442,6 +452,30 @@ describe('bad input', () => {
       extensions: { code: 'BAD_USER_INPUT', field: 'topLogprobs' },
     });
     expect(runtime.received.at(-1)!.body['top_logprobs']).toBe(10);
+  });
+});
+
+describe('rag', () => {
+  it("rag puts what the project's vector store holds before the conversation, and never reaches the runtime as a tool; an unknown store is NOT_FOUND", async () => {
+    const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const fact = 'The harbour ferry leaves at 06:40 from pier 3.';
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(fact), 'ferry.txt'), purpose: 'assistants' });
+    const store = await sdk.vectorStores.create({ name: 'ferries', file_ids: [file.id] });
+    expect((await sdk.vectorStores.files.poll(store.id, file.id, { pollIntervalMs: 50 })).status).toBe('completed');
+
+    const { chatCompletion } = await t.gqlOk(CHAT, {
+      input: { model, messages: [{ role: 'USER', content: 'When does the ferry leave?' }], tools: [{ name: 'weather' }], rag: { vectorStoreName: 'ferries' } },
+    });
+    expect(chatCompletion.choices[0].message.toolCalls[0].function.name).toBe('weather');
+    const sent = runtime.received.at(-1)!.body;
+    expect(sent['messages'][0]).toEqual({ role: 'system', content: expect.stringContaining(fact) });
+    expect(sent['messages'][1]).toEqual({ role: 'user', content: 'When does the ferry leave?' });
+    expect(sent['tools']).toEqual([{ type: 'function', function: { name: 'weather' } }]);
+
+    const received = runtime.received.length;
+    const missing = await t.gql(CHAT, { input: { model, messages: [{ role: 'USER', content: 'x' }], rag: { vectorStoreName: 'no-such-store' } } });
+    expect(missing.errors?.[0]).toMatchObject({ message: 'vector store named no-such-store not found', extensions: { code: 'NOT_FOUND' } });
+    expect(runtime.received.length).toBe(received);
   });
 });
 
