@@ -156,7 +156,7 @@ export function fineTuningRoutes({ gateway }: { gateway: GatewayClient }) {
       model: requiredString(body, 'model'),
       trainingFile: requiredString(body, 'training_file'),
       validationFile: optionalString(body, 'validation_file'),
-      suffix: requiredString(body, 'suffix'),
+      suffix: optionalString(body, 'suffix'),
       hyperparameters: hyperparametersInput(body['hyperparameters'], 'hyperparameters'),
       method: methodInput(body['method']),
       integrations: integrationsInput(body['integrations']),

@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { startAgent, type Agent } from '../agent/index.js';
 import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
 import { silentLogger } from '../lib/logging.js';
+import { defaultSuffix } from '../subgraphs/jobs/validation.js';
 import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
@@ -164,6 +165,26 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
 
     const list = await sdk.fineTuning.jobs.list();
     expect(list.data.map((j) => j.id)).toContain(created.id);
+  });
+
+  it('a job without a suffix (OpenAI makes it optional) trains, its model named after the base model', async () => {
+    const trainingFile = await upload(2);
+    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: trainingFile });
+    expectValid(openapi.validateSchema('FineTuningJob', created));
+    expect(created).toMatchObject({ status: 'queued', model: BASE_MODEL });
+    const job = await finished(created.id);
+    expect(job.status).toBe('succeeded');
+    expect(job.fine_tuned_model).toBe(`ft:${BASE_MODEL}:${BASE_MODEL}-${created.id.slice('ftjob-'.length, 'ftjob-'.length + 6).toLowerCase()}`);
+    expect((await sdk.models.list()).data.map((m) => m.id)).toContain(job.fine_tuned_model);
+    // The same through GraphQL, where suffix is optional too.
+    const { createFineTuningJob } = await t.gqlOk('mutation($input: CreateFineTuningJobInput!) { createFineTuningJob(input: $input) { id suffix } }', {
+      input: { model: BASE_MODEL, trainingFile },
+    });
+    expect(createFineTuningJob.suffix).toBe(BASE_MODEL);
+    await sdk.fineTuning.jobs.cancel(createFineTuningJob.id).catch(() => undefined);
+    // Base model names that are not suffixes: their last segment, cleaned.
+    expect(defaultSuffix('meta-llama/Llama-3.1-8B-Instruct')).toBe('llama-3-1-8b-instr');
+    expect(defaultSuffix('org/___')).toBe('ft');
   });
 
   it('a follower that joins a shared log subscription late is handed the lines so far, then the rest', async () => {

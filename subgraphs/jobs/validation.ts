@@ -58,14 +58,25 @@ function metadata(value: unknown): Record<string, string> | null {
   return Object.fromEntries(entries) as Record<string, string>;
 }
 
+/**
+ * OpenAI makes `suffix` optional: without one the job's base model names its fine-tuned model (its last
+ * path segment, lowercased, other characters as dashes, at most 18), `ft` when nothing of it is left.
+ * The registration adds 6 characters of the job id, so two such jobs do not collide.
+ */
+export function defaultSuffix(model: string): string {
+  const name = (model.split('/').at(-1) ?? '').toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+  const suffix = name.replace(/^-+/, '').slice(0, 18).replace(/-+$/, '');
+  return SUFFIX.test(suffix) ? suffix : 'ft';
+}
+
 /** The checks that need nothing but the input (reference §4a, OpenAI create fine-tuning job). */
 export function validJobInput(input: CreateFineTuningJobInput): ValidJobInput {
   const model = input.model.trim();
   if (model === '') throw badInput('input.model is required', 'input.model');
   const trainingFile = assertId('file', input.trainingFile, 'input.trainingFile');
   const validationFile = input.validationFile ? assertId('file', input.validationFile, 'input.validationFile') : null;
-  if (!SUFFIX.test(input.suffix))
-    throw badInput('input.suffix must be 1–18 lowercase letters, digits or dashes, starting with a letter or digit', 'input.suffix');
+  const suffix = input.suffix ?? defaultSuffix(model);
+  if (!SUFFIX.test(suffix)) throw badInput('input.suffix must be 1–18 lowercase letters, digits or dashes, starting with a letter or digit', 'input.suffix');
   const type = input.method?.type ?? 'supervised';
   if (type !== 'supervised' && type !== 'dpo') throw badInput('input.method.type must be supervised or dpo', 'input.method.type');
   if (input.method?.hyperparameters && input.hyperparameters) {
@@ -95,7 +106,7 @@ export function validJobInput(input: CreateFineTuningJobInput): ValidJobInput {
     gpuCount = integerIn(Number.isInteger(fromMetadata) ? fromMetadata : -1, 'input.metadata', 0, MAX_GPUS);
   }
   const seed = integerIn(input.seed, 'input.seed', 0, 2 ** 31 - 1) ?? randomInt(0, 2 ** 31 - 1);
-  return { model, trainingFile, validationFile, suffix: input.suffix, method, integrations, seed, gpuCount, metadata: meta };
+  return { model, trainingFile, validationFile, suffix, method, integrations, seed, gpuCount, metadata: meta };
 }
 
 /** LLMariner §4b: scripts are at most 1 MB in all. */

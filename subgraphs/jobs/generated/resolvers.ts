@@ -95,8 +95,8 @@ export type CreateFineTuningJobInput = {
   /** A base model visible to the project, loaded, in Hugging Face format. */
   model: Scalars['String']['input'];
   seed?: InputMaybe<Scalars['Int']['input']>;
-  /** 1–18 lowercase letters, digits or dashes. */
-  suffix: Scalars['String']['input'];
+  /** 1–18 lowercase letters, digits or dashes (default: from the base model's name, as OpenAI makes it optional). */
+  suffix?: InputMaybe<Scalars['String']['input']>;
   /** A file of the project with purpose fine-tune. */
   trainingFile: Scalars['ID']['input'];
   validationFile?: InputMaybe<Scalars['ID']['input']>;
