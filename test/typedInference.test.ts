@@ -9,7 +9,7 @@ import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { executorWith, scriptedRuntimes, type ScriptedAnswer, type ScriptedRuntimes } from './support/standInRuntimes.js';
 import { projectWithKey } from './support/tenants.js';
-import { waitFor } from './support/until.js';
+import { until, waitFor } from './support/until.js';
 
 /**
  * The typed GraphQL inference fields (chatCompletion, completion, embeddings, chatCompletionStream,
@@ -19,6 +19,8 @@ import { waitFor } from './support/until.js';
  */
 
 const created = 1_700_000_000;
+/** Streams the runtime holds after their first chunk, by the first message's content, until the test lets them go. */
+const held = new Map<string, Promise<void>>();
 const usage = { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 };
 
 /** OpenAI answers as a runtime that supports tools, n, logprobs and response_format gives them. */
@@ -84,7 +86,7 @@ function answer(path: string, body: Record<string, any>): ScriptedAnswer {
         ]
       : [chunk({ role: 'assistant', content: '' }), chunk({ content: 'Hel' }), chunk({ content: 'lo' }), chunk({}, 'stop')];
     const usageChunk = { ...base, object: 'chat.completion.chunk', choices: [], usage };
-    return { events: body['stream_options']?.include_usage ? [...deltas, usageChunk] : deltas };
+    return { events: body['stream_options']?.include_usage ? [...deltas, usageChunk] : deltas, hold: held.get(body['messages'][0].content) };
   }
   const choices = Array.from({ length: body['n'] ?? 1 }, (_, index) => ({
     index,
@@ -317,6 +319,29 @@ describe('chatCompletionStream over graphql-ws', () => {
     expect(hidden.errors).toEqual([]);
     expect(hidden.events.map((e) => e.chatCompletionStream.usage)).toEqual(hidden.events.map(() => null));
     expect(hidden.events.map((e) => e.chatCompletionStream.choices[0]?.delta.content ?? '').join('')).toBe('Hello');
+  });
+
+  it('two identical streams at once are two generations: a completion is never shared between subscribers, as a feed would be', async () => {
+    let release!: () => void;
+    held.set('together', new Promise<void>((resolve) => (release = resolve)));
+    const other = wsClient(t.adminKey);
+    try {
+      const variables = { input: { model, messages: [{ role: 'USER', content: 'together' }] } };
+      const both = Promise.all([
+        subscribe<{ chatCompletionStream: any }>(ws, CHAT_STREAM, variables),
+        subscribe<{ chatCompletionStream: any }>(other, CHAT_STREAM, variables),
+      ]);
+      await until(() => runtime.received.filter((r) => r.body['messages']?.[0]?.content === 'together').length === 2, 'both requests at the runtime');
+      release();
+      for (const { events, errors } of await both) {
+        expect(errors).toEqual([]);
+        expect(events.map((e) => e.chatCompletionStream.choices[0]?.delta.content ?? '').join('')).toBe('Hello');
+        expect(events.at(-1)!.chatCompletionStream.usage).toEqual({ totalTokens: 10 });
+      }
+    } finally {
+      release();
+      await other.dispose();
+    }
   });
 
   it('streams tool calls in parts: the id and name first, the arguments in pieces', async () => {

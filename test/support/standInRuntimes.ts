@@ -106,7 +106,15 @@ export function executorWith(runtimes: RuntimeHost): Executor {
 }
 
 /** What a scripted runtime answers one request with: a JSON body (with its status), or server-sent events. */
-export type ScriptedAnswer = { status?: number; json: unknown } | { events: unknown[]; /** No `[DONE]`: a runtime that failed mid-answer. */ cut?: boolean };
+export type ScriptedAnswer =
+  | { status?: number; json: unknown }
+  | {
+      events: unknown[];
+      /** No `[DONE]`: a runtime that failed mid-answer. */
+      cut?: boolean;
+      /** The first event is sent at once, the rest once this resolves: a stream still going while the test looks. */
+      hold?: Promise<void>;
+    };
 
 /** A cluster's runtimes that answer each request as `answer` says, and keep what they received (the OpenAI bodies). */
 export interface ScriptedRuntimes {
@@ -137,9 +145,14 @@ export function scriptedRuntimes(answer: (path: string, body: Record<string, any
           const reply = answer(path, body);
           if ('events' in reply) {
             res.writeHead(200, { 'content-type': 'text/event-stream' });
-            for (const event of reply.events) res.write(`data: ${JSON.stringify(event)}\n\n`);
-            if (reply.cut) res.end();
-            else res.end('data: [DONE]\n\n');
+            const [first, ...rest] = reply.events.map((event) => `data: ${JSON.stringify(event)}\n\n`);
+            if (first) res.write(first);
+            void (reply.hold ?? Promise.resolve()).then(() => {
+              if (res.stream.destroyed) return;
+              for (const event of rest) res.write(event);
+              if (reply.cut) res.end();
+              else res.end('data: [DONE]\n\n');
+            });
             return;
           }
           res.writeHead(reply.status ?? 200, { 'content-type': 'application/json' });
