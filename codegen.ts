@@ -76,6 +76,10 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
       VectorStoreFileCounts: '../store.js#FileCounts',
     },
   },
+  batches: {
+    context: '../context.js#BatchesContext',
+    mappers: { Batch: '../store.js#BatchRow' },
+  },
   responses: {
     context: '../context.js#ResponsesContext',
     mappers: { Response: '../store.js#ResponseRow', ResponseItem: '../store.js#ResponseItemModel' },

@@ -1,5 +1,6 @@
 import type { AnyComponent } from '../lib/component.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
+import { batchesComponent } from '../subgraphs/batches/index.js';
 import { clustersComponent } from '../subgraphs/clusters/index.js';
 import { filesComponent } from '../subgraphs/files/index.js';
 import { inferenceComponent } from '../subgraphs/inference/index.js';
@@ -32,6 +33,7 @@ export const COMPONENTS = [
   jobsComponent,
   vectorStoresComponent,
   responsesComponent,
+  batchesComponent,
 ] as const satisfies readonly AnyComponent[];
 
 export type ComponentName = (typeof COMPONENTS)[number]['name'];

@@ -87,6 +87,7 @@ export interface MarinerConfig {
     usageRetentionDays: number;
   };
   vectorStores: VectorStoresConfig;
+  batches: BatchesConfig;
   /** The agents' builtin autoscaler of inference runtimes (agent/autoscaler.ts; LLMariner engine `autoscaler`). */
   autoscaler: AutoscalerConfig;
   /** graphql-ws subscriptions at the gateway (DESIGN §3). */
@@ -167,6 +168,24 @@ export interface VectorStoresConfig {
   ingestionConcurrency: number;
   /** A file whose ingestion lease is not renewed for this long is taken over (its worker crashed). */
   ingestionLeaseSeconds: number;
+}
+
+/** OpenAI's Batch API (subgraphs/batches): how many of a batch's requests run at once, so interactive traffic keeps priority. */
+export interface BatchesConfig {
+  /** Requests of one batch running at once, across replicas. */
+  concurrencyPerBatch: number;
+  /** Requests of all of one tenant's batches running at once, across replicas (at least concurrencyPerBatch). */
+  concurrencyPerTenant: number;
+  /** Requests one replica runs at once, over all batches. */
+  concurrencyPerReplica: number;
+  /** A request whose lease is not renewed for this long is taken over (its replica died before storing the answer). */
+  leaseSeconds: number;
+  /** How long a batch may run (OpenAI's completion window is 24h; tests shorten it). */
+  completionWindowSeconds: number;
+  /** How often a replica looks for work when nothing woke it (ms). */
+  pollIntervalMs: number;
+  /** Requests of one input file at most (OpenAI: 50,000). */
+  maxRequests: number;
 }
 
 /** How one model's runtime scales (LLMariner builtin scaler settings). */
@@ -329,6 +348,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
     },
     vectorStores: vectorStoresSetting(env),
+    batches: batchesSetting(env),
     autoscaler: autoscalerSetting(env),
     subscriptions: {
       maxPerConnection: intSetting(env, 'MARINER_WS_MAX_PER_CONNECTION', 100, 1, 100_000),
@@ -505,6 +525,26 @@ function vectorStoresSetting(env: Env): VectorStoresConfig {
     embeddingBatchSize: intSetting(env, 'MARINER_EMBEDDING_BATCH_SIZE', 32, 1, 2048),
     ingestionConcurrency: intSetting(env, 'MARINER_INGESTION_CONCURRENCY', 2, 1, 64),
     ingestionLeaseSeconds: intSetting(env, 'MARINER_INGESTION_LEASE_SECONDS', 60, 2, 3600),
+  };
+}
+
+/** MARINER_BATCH_* settings; a tenant's cap below one batch's would leave the batch's cap unreachable. */
+function batchesSetting(env: Env): BatchesConfig {
+  const concurrencyPerBatch = intSetting(env, 'MARINER_BATCH_CONCURRENCY_PER_BATCH', 4, 1, 1024);
+  const concurrencyPerTenant = intSetting(env, 'MARINER_BATCH_CONCURRENCY_PER_TENANT', 8, 1, 10_000);
+  if (concurrencyPerTenant < concurrencyPerBatch) {
+    throw new ConfigError(
+      `MARINER_BATCH_CONCURRENCY_PER_TENANT (${concurrencyPerTenant}) must be at least MARINER_BATCH_CONCURRENCY_PER_BATCH (${concurrencyPerBatch})`,
+    );
+  }
+  return {
+    concurrencyPerBatch,
+    concurrencyPerTenant,
+    concurrencyPerReplica: intSetting(env, 'MARINER_BATCH_CONCURRENCY_PER_REPLICA', 16, 1, 10_000),
+    leaseSeconds: intSetting(env, 'MARINER_BATCH_LEASE_SECONDS', 120, 2, 3600),
+    completionWindowSeconds: intSetting(env, 'MARINER_BATCH_COMPLETION_WINDOW_SECONDS', 86_400, 1, 86_400),
+    pollIntervalMs: intSetting(env, 'MARINER_BATCH_POLL_MS', 1_000, 10, 60_000),
+    maxRequests: intSetting(env, 'MARINER_BATCH_MAX_REQUESTS', 50_000, 1, 1_000_000),
   };
 }
 

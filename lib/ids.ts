@@ -38,6 +38,9 @@ export const IdPrefix = {
   responseMessage: 'msg_',
   functionCall: 'fc_',
   fileSearchCall: 'fs_',
+  /** OpenAI's Batch API (not LLMariner's `batchjob-`); each request of one gets a `batch_req_` id. */
+  batch: 'batch_',
+  batchRequest: 'batch_req_',
 } as const;
 export type IdKind = keyof typeof IdPrefix;
 

@@ -6,10 +6,12 @@ import type { ObjectStore } from '../lib/objectStore/index.js';
 import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
 import { batchJobRoutes } from './batchJobs.js';
+import { batchRoutes } from './batches.js';
 import { fileRoutes } from './files.js';
 import { jobRoutes } from './jobs.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
+import { audioRoutes } from './audio.js';
 import { modelRoutes } from './models.js';
 import { OpenStreams } from './openStreams.js';
 import { notebookRoutes } from './notebooks.js';
@@ -53,9 +55,11 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...clusterRoutes({ gateway }),
     ...fineTuningRoutes({ gateway }),
     ...batchJobRoutes({ gateway }),
+    ...batchRoutes({ gateway }),
     ...jobRoutes({ gateway }),
     ...notebookRoutes({ gateway }),
     ...inferenceRoutes({ gateway, inference: options.inference, streams }),
+    ...audioRoutes({ inference: options.inference, streams }),
     ...responseRoutes({ gateway, inference: options.inference, streams }),
     ...vectorStoreRoutes({ gateway }),
   ]);

@@ -6,7 +6,19 @@ import { parse, type DocumentNode } from 'graphql';
  * The subgraphs of the supergraph, in composition order. URLs in the composed supergraph are
  * placeholders: the gateway routes each subgraph by name to where it actually runs.
  */
-export const SUBGRAPH_NAMES = ['users', 'rbac', 'files', 'models', 'clusters', 'sessions', 'inference', 'jobs', 'vectorstores', 'responses'] as const;
+export const SUBGRAPH_NAMES = [
+  'users',
+  'rbac',
+  'files',
+  'models',
+  'clusters',
+  'sessions',
+  'inference',
+  'jobs',
+  'vectorstores',
+  'batches',
+  'responses',
+] as const;
 export type SubgraphName = (typeof SUBGRAPH_NAMES)[number];
 
 export function subgraphSdl(name: SubgraphName): string {

@@ -326,7 +326,13 @@ describe('the multi-cluster example', () => {
     const withS3Keys = manifests.filter(
       (m) => m.kind === 'Deployment' && m['spec'].template.spec.containers[0].env.some((e: { name: string }) => e.name === 'MARINER_S3_SECRET_ACCESS_KEY'),
     );
-    expect(withS3Keys.map((m) => m.metadata.name).sort()).toEqual(['mariner-files', 'mariner-gateway', 'mariner-models', 'mariner-vectorstores']);
+    expect(withS3Keys.map((m) => m.metadata.name).sort()).toEqual([
+      'mariner-batches',
+      'mariner-files',
+      'mariner-gateway',
+      'mariner-models',
+      'mariner-vectorstores',
+    ]);
     expect(manifests.some((m) => m.metadata.name === 'mariner-agent')).toBe(false);
     const hpa = find(manifests, 'HorizontalPodAutoscaler', 'mariner-gateway');
     expect(hpa['spec']).toMatchObject({ minReplicas: 3, maxReplicas: 12, scaleTargetRef: { kind: 'Deployment', name: 'mariner-gateway' } });

@@ -338,6 +338,17 @@ const responses: PolicyMap = {
   ResponseError: { '*': modelsRead },
 };
 
+// OpenAI's Batch API runs inference requests: reading batches is `api.model` read, creating or cancelling
+// one a write (as a completion is); each request of it is authorized again as its creator when it runs.
+const batches: PolicyMap = {
+  Query: { batches: modelsRead, batch: modelsRead },
+  Mutation: { createBatch: modelsWrite, cancelBatch: modelsWrite },
+  Batch: { '*': modelsRead },
+  BatchPage: { '*': modelsRead },
+  BatchRequestCounts: { '*': modelsRead },
+  BatchError: { '*': modelsRead },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -354,7 +365,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores, responses } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores, responses, batches } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

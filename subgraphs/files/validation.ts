@@ -1,7 +1,10 @@
 import { badInput } from '../../lib/errors.js';
 
-/** The purposes of OpenAI's files API that Mariner accepts. */
-export const PURPOSES = ['assistants', 'batch', 'fine-tune', 'vision', 'user_data'] as const;
+/**
+ * The purposes of OpenAI's files API that Mariner accepts. `batch_output` is what the batches component
+ * writes a batch's output and error files as (OpenAI's files carry it too); it is accepted from anyone.
+ */
+export const PURPOSES = ['assistants', 'batch', 'batch_output', 'fine-tune', 'vision', 'user_data'] as const;
 
 export function validPurpose(value: string, field = 'purpose'): string {
   if (!(PURPOSES as readonly string[]).includes(value)) {

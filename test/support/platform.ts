@@ -36,6 +36,11 @@ export interface TestPlatform {
   gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<GraphQLResult<T>>;
   /** Like gql, but fails the test on any error and returns data. */
   gqlOk<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: CallOptions): Promise<T>;
+  /**
+   * Stops the platform as `mariner up` stops on SIGTERM and starts it again on the same port, database
+   * and data dir (`platform` is then the new one): a restart mid-work.
+   */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -120,14 +125,16 @@ export async function startTestPlatform(
   }
   // Most tests need no cluster: the embedded agent of `mariner up` only where a test asks for it.
   config.clusters = { ...config.clusters, defaultCluster: options.defaultCluster ?? false };
-  const platform = await startPlatform(config, {
-    logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(),
-    ...(options.oidc !== undefined ? { oidc: options.oidc } : {}),
-  });
+  const start = () =>
+    startPlatform(config, {
+      logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(),
+      ...(options.oidc !== undefined ? { oidc: options.oidc } : {}),
+    });
+  const platform = await start();
   const graphqlUrl = `${platform.url}/graphql`;
   const gql = <T>(query: string, variables?: Record<string, unknown>, callOptions: CallOptions = {}) =>
     graphqlCall<T>(graphqlUrl, query, variables, { token: adminKey, ...callOptions });
-  return {
+  const t: TestPlatform = {
     platform,
     url: platform.url,
     graphqlUrl,
@@ -141,10 +148,16 @@ export async function startTestPlatform(
       }
       return result.data;
     },
+    async restart() {
+      await t.platform.close();
+      config.port = Number(new URL(t.url).port);
+      t.platform = await start();
+    },
     async close() {
-      await platform.close();
+      await t.platform.close();
       await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+  return t;
 }

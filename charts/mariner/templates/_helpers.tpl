@@ -51,6 +51,7 @@ sessions: [{name: http, port: 8080}, {name: sessions, port: 8081}]
 inference: [{name: graphql, port: 8080}]
 jobs: [{name: graphql, port: 8080}]
 vectorstores: [{name: graphql, port: 8080}]
+batches: [{name: graphql, port: 8080}]
 responses: [{name: graphql, port: 8080}]
 {{- end -}}
 
@@ -66,6 +67,7 @@ MARINER_SUBGRAPH_SESSIONS_URL: {{ printf "http://%s:8081/graphql" (printf $svc "
 MARINER_SUBGRAPH_INFERENCE_URL: {{ printf "http://%s:8080/graphql" (printf $svc "inference") }}
 MARINER_SUBGRAPH_JOBS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "jobs") }}
 MARINER_SUBGRAPH_VECTORSTORES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "vectorstores") }}
+MARINER_SUBGRAPH_BATCHES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "batches") }}
 MARINER_SUBGRAPH_RESPONSES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "responses") }}
 MARINER_GATEWAY_URL: {{ printf "http://%s:8080/graphql" (printf $svc "gateway") }}
 {{- end -}}

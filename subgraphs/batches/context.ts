@@ -1,0 +1,18 @@
+import type { ObjectStore } from '../../lib/objectStore/index.js';
+import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { BatchFiles } from './clients.js';
+import type { BatchStore } from './store.js';
+import type { BatchWorker } from './worker.js';
+
+export interface BatchesSettings {
+  completionWindowSeconds: number;
+  maxRequests: number;
+}
+
+export interface BatchesContext extends SubgraphContext {
+  store: BatchStore;
+  files: BatchFiles;
+  objectStore: ObjectStore;
+  batchWorker: BatchWorker;
+  settings: BatchesSettings;
+}
