@@ -206,6 +206,11 @@ export function readResponseRequest(body: JsonObject): ResponseRequest {
   if (typeof input === 'string') inputItems = [inputItem({ type: 'message', role: 'user', content: input }, 0)];
   else if (Array.isArray(input) && input.length > 0) inputItems = input.map(inputItem);
   else throw bad("Missing required parameter: 'input' (a string or a non-empty array of items)", 'input');
+  const ids = new Set<string>();
+  inputItems.forEach((item, i) => {
+    if (ids.has(item.id)) throw bad(`input[${i}].id repeats the id ${item.id}`, `input[${i}].id`);
+    ids.add(item.id);
+  });
   const instructions = body['instructions'] ?? null;
   if (instructions !== null && typeof instructions !== 'string') throw bad('instructions must be a string', 'instructions');
   const previous = body['previous_response_id'] ?? null;

@@ -225,7 +225,10 @@ export function responseRoutes({ gateway, inference, streams }: { gateway: Gatew
       },
       write(bytes) {
         if (ended) return false;
-        if (whole) return (void whole.push(bytes), true);
+        if (whole) {
+          whole.push(bytes);
+          return true;
+        }
         for (const event of chatEvents(bytes.toString('utf8'))) {
           if (event['error']) {
             const error = event['error'] as { message?: unknown; code?: unknown };
@@ -258,6 +261,7 @@ export function responseRoutes({ gateway, inference, streams }: { gateway: Gatew
             error instanceof RestError ? error : new RestError(500, `Internal error (request id ${ctx.requestId})`, 'server_error', null, 'server_error');
           if (!request.stream) return void (sendInferenceError(res, restError, ctx, rateLimit), finish());
           builder.fail('server_error', `The response could not be stored: ${restError.message}`);
+          builder.end();
           void flush();
           res.end();
           finish();

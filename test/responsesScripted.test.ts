@@ -167,4 +167,45 @@ describe('the Responses API and what a runtime answers', () => {
     expectValid(spec.validateResponse('post', '/v1/responses', 400, body));
     expect(runtime.received.at(-1)!.body['tools']).toEqual([{ type: 'function', function: { name: 'f' } }]);
   });
+
+  it('text.format json_schema reaches the runtime as response_format, and input_items pages through the request’s items', async () => {
+    script = { events: [chunk({ role: 'assistant', content: '{"ok":true}' }, 'stop'), usageChunk] };
+    const format = { type: 'json_schema' as const, name: 'answer', schema: { type: 'object', properties: { ok: { type: 'boolean' } } }, strict: true };
+    const response = await sdk.responses.create({
+      model: MODEL,
+      input: [
+        { role: 'system', content: 'Answer in JSON.' },
+        { role: 'user', content: 'First' },
+        { role: 'user', content: 'Second' },
+      ],
+      text: { format },
+    });
+    expect(response.text).toEqual({ format });
+    expect(runtime.received.at(-1)!.body['response_format']).toEqual({
+      type: 'json_schema',
+      json_schema: { name: 'answer', schema: format.schema, strict: true },
+    });
+    // Newest first by default (OpenAI), a page at a time with after and has_more.
+    const texts = (page: { data: unknown[] }) => page.data.map((item) => (item as { content: { text: string }[] }).content[0]!.text);
+    const newest = await sdk.responses.inputItems.list(response.id, { limit: 2 });
+    expect(texts(newest)).toEqual(['Second', 'First']);
+    expect(newest.has_more).toBe(true);
+    const rest = await sdk.responses.inputItems.list(response.id, { limit: 2, after: newest.data[1]!.id });
+    expect(texts(rest)).toEqual(['Answer in JSON.']);
+    expect(rest.has_more).toBe(false);
+    expect(texts(await sdk.responses.inputItems.list(response.id, { order: 'asc' }))).toEqual(['Answer in JSON.', 'First', 'Second']);
+
+    // Two items with one id: refused before anything runs.
+    const before = runtime.received.length;
+    await expect(
+      sdk.responses.create({
+        model: MODEL,
+        input: [
+          { type: 'message', id: 'msg_same', role: 'user', content: [{ type: 'input_text', text: 'a' }] },
+          { type: 'message', id: 'msg_same', role: 'user', content: [{ type: 'input_text', text: 'b' }] },
+        ] as never,
+      }),
+    ).rejects.toMatchObject({ status: 400, param: 'input[1].id' });
+    expect(runtime.received.length).toBe(before);
+  });
 });

@@ -90,7 +90,7 @@ export class ResponseStore {
       .limit(limit + 1);
     if (page.after) {
       // A cursor that is no item of this response finds nothing (null compares to nothing).
-      const cursor = this.t('response_input_items').where({ response_id: responseId, id: page.after }).select('position');
+      const cursor = this.t('response_input_items').where({ response_id: responseId, id: page.after }).select('position').limit(1);
       query.where('position', order === 'asc' ? '>' : '<', cursor);
     }
     const rows = (await query) as ResponseItemModel[];

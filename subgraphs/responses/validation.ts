@@ -34,5 +34,7 @@ export function validRecord(input: { response: unknown; inputItems: readonly unk
   const previousResponseId = previous === null ? null : assertId('response', String(previous), 'input.response.previous_response_id');
   if (input.inputItems.length > MAX_INPUT_ITEMS) throw badInput(`inputItems: at most ${MAX_INPUT_ITEMS}`, 'input.inputItems');
   const inputItems = input.inputItems.map((value, i) => item(value, `input.inputItems.${i}`));
+  const ids = new Set(inputItems.map((i) => i.id));
+  if (ids.size !== inputItems.length) throw badInput('inputItems: each item needs an id of its own', 'input.inputItems');
   return { id, model, status: status as ResponseStatusValue, previousResponseId, body, inputItems };
 }
