@@ -267,6 +267,22 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
     sendJson(res, 200, toVectorStoreFile(vectorStoreFile), ctx.headers);
   }
 
+  /**
+   * GET /v1/vector_stores/{id}/files/{file_id}/content (OpenAI: retrieve vector store file content): the
+   * text extracted from the file, one page; empty until the file is completed.
+   */
+  async function fileContent(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    const { vectorStoreFile } = await call<{ vectorStoreFile: { content: string | null } | null }>(
+      req,
+      ctx,
+      `query VectorStoreFileContent($vectorStoreId: ID!, $fileId: ID!) { vectorStoreFile(vectorStoreId: $vectorStoreId, fileId: $fileId) { content } }`,
+      { vectorStoreId: ctx.params['id'], fileId: ctx.params['file_id'] },
+    );
+    if (!vectorStoreFile) throw RestError.notFound(`No file found with id '${ctx.params['file_id']}' in vector store '${ctx.params['id']}'.`);
+    const data = vectorStoreFile.content === null ? [] : [{ type: 'text', text: vectorStoreFile.content }];
+    sendJson(res, 200, { object: 'vector_store.file_content.page', data, has_more: false, next_page: null }, ctx.headers);
+  }
+
   /** POST /v1/vector_stores/{id}/files/{file_id} (OpenAI: update vector store file attributes). */
   async function updateFile(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const body = await readJsonBody(req);
@@ -431,6 +447,7 @@ export function vectorStoreRoutes({ gateway }: { gateway: GatewayClient }) {
     { method: 'GET', path: '/v1/vector_stores/:id/files/:file_id', handler: retrieveFile },
     { method: 'POST', path: '/v1/vector_stores/:id/files/:file_id', handler: updateFile },
     { method: 'DELETE', path: '/v1/vector_stores/:id/files/:file_id', handler: removeFile },
+    { method: 'GET', path: '/v1/vector_stores/:id/files/:file_id/content', handler: fileContent },
     { method: 'POST', path: '/v1/vector_stores/:id/file_batches', handler: createBatch },
     { method: 'GET', path: '/v1/vector_stores/:id/file_batches/:batch_id', handler: retrieveBatch },
     { method: 'POST', path: '/v1/vector_stores/:id/file_batches/:batch_id/cancel', handler: cancelBatch },

@@ -172,6 +172,38 @@ describe('vector stores through the OpenAI SDK', () => {
     expect(html.text).not.toContain('var x');
   });
 
+  it("a file's content is the text extracted from it, in OpenAI's page shape; another organization gets 404", async () => {
+    const spec = loadOpenApiValidator();
+    const raw = await fetch(`${t.url}/v1/vector_stores/${storeId}/files/${plantedId}/content`, { headers: { authorization: `Bearer ${t.adminKey}` } });
+    expect(raw.status).toBe(200);
+    const body = await raw.json();
+    expectValid(spec.validateResponse('get', '/v1/vector_stores/{vector_store_id}/files/{file_id}/content', 200, body));
+    expect(body).toEqual({
+      object: 'vector_store.file_content.page',
+      data: [{ type: 'text', text: expect.stringContaining(PLANTED) }],
+      has_more: false,
+      next_page: null,
+    });
+
+    // The SDK's pager reads it; HTML comes back as its text, without script or style.
+    const texts: string[] = [];
+    for (const file of (await sdk.vectorStores.files.list(storeId)).data) {
+      for await (const part of sdk.vectorStores.files.content(file.id, { vector_store_id: storeId })) texts.push(part.text ?? '');
+    }
+    expect(texts.some((text) => text.includes('Ferries leave at dawn & dusk.') && !text.includes('var x'))).toBe(true);
+    expect(texts.some((text) => text.startsWith('# Harbour manual'))).toBe(true);
+
+    await expect(sdk.vectorStores.files.content('file-doesnotexist000000000', { vector_store_id: storeId }).then((p) => p.data)).rejects.toMatchObject({
+      status: 404,
+    });
+    const other = await projectWithKey(t, 'vs-content-outsider');
+    const outsider = await fetch(`${t.url}/v1/vector_stores/${storeId}/files/${plantedId}/content`, { headers: { authorization: `Bearer ${other.key}` } });
+    expect(outsider.status).toBe(404);
+    const error = await outsider.json();
+    expectValid(spec.validateSchema('ErrorResponse', error));
+    expect(JSON.stringify(error)).not.toContain(PLANTED);
+  });
+
   it('a score threshold and attribute filters narrow the results', async () => {
     const tagged = await upload('tagged.txt', 'Gulls nest on the breakwater every spring.');
     await sdk.vectorStores.files.createAndPoll(storeId, { file_id: tagged.id, attributes: { kind: 'birds', year: 2024 } }, poll);

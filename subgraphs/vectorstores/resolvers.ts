@@ -5,6 +5,8 @@ import { projectScopeOf } from '../../lib/identity.js';
 import type { VectorStoresContext } from './context.js';
 import type { Resolvers } from './generated/resolvers.js';
 import { chunkingStrategyOf, type ChunkingStrategy } from './ingestion/chunking.js';
+import { extractText, IngestionError } from './ingestion/extract.js';
+import { DEFAULT_MAX_FILE_BYTES, readAll } from './ingestion/worker.js';
 import { JSONScalar } from '../../schema/scalars.js';
 import type { BatchRow, FileStatusValue, ProjectScope, VectorStoreFileRow, VectorStoreRow } from './store.js';
 import { matchesFilter, validAttributes, validExpiration, validFilter, validMetadata, validName, type Attributes } from './validation.js';
@@ -283,6 +285,16 @@ export const resolvers: Resolvers<VectorStoresContext> = {
     lastError: (f) => (f.last_error_code ? { code: f.last_error_code, message: f.last_error_message ?? '' } : null),
     chunkingStrategy: (f) => ({ type: 'static', maxChunkSizeTokens: f.max_chunk_size_tokens, chunkOverlapTokens: f.chunk_overlap_tokens }),
     batchId: (f) => f.batch_id,
+    // OpenAI's file content: the text ingestion cut the chunks from, extracted again from the File's bytes.
+    content: async (f, _a, ctx) => {
+      if (f.status !== 'COMPLETED') return null;
+      try {
+        return await extractText(f.filename, await readAll(await ctx.objectStore.get(f.object_key), DEFAULT_MAX_FILE_BYTES, f.filename));
+      } catch (error) {
+        if (error instanceof IngestionError) throw failedPrecondition(`${f.filename}: ${error.message}`);
+        throw error;
+      }
+    },
   },
   VectorStoreFileBatch: {
     vectorStoreId: (b: BatchRow) => b.vector_store_id,

@@ -274,6 +274,8 @@ export type VectorStoreFile = {
   /** Chunks indexed (0 until completed). */
   chunkCount: Scalars['Int']['output'];
   chunkingStrategy: ChunkingStrategy;
+  /** The text extracted from the file, which its chunks are cut from (OpenAI's file content); null until the file is completed. */
+  content?: Maybe<Scalars['String']['output']>;
   createdAt: Scalars['DateTime']['output'];
   filename: Scalars['String']['output'];
   id: Scalars['ID']['output'];
@@ -592,6 +594,7 @@ export type VectorStoreFileResolvers<ContextType = VectorStoresContext, ParentTy
   batchId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   chunkCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   chunkingStrategy?: Resolver<ResolversTypes['ChunkingStrategy'], ParentType, ContextType>;
+  content?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   filename?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;

@@ -33,7 +33,11 @@ export interface IngestionWorker {
   stop(): Promise<void>;
 }
 
-async function readAll(stream: NodeJS.ReadableStream, limit: number, filename: string): Promise<Uint8Array> {
+/** The most bytes of one file ingestion reads (and the file content route extracts), by default. */
+export const DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024;
+
+/** A file's bytes from the object store, at most `limit` (more is an invalid_file IngestionError). */
+export async function readAll(stream: NodeJS.ReadableStream, limit: number, filename: string): Promise<Uint8Array> {
   const parts: Buffer[] = [];
   let size = 0;
   for await (const part of stream as AsyncIterable<Buffer>) {
@@ -66,7 +70,7 @@ function failureOf(error: unknown): { code: FileErrorCode; message: string } {
 export function startIngestionWorker(options: IngestionOptions): IngestionWorker {
   const { store, index, logger } = options;
   const owner = `ingest-${randomUUID()}`;
-  const maxFileBytes = options.maxFileBytes ?? 100 * 1024 * 1024;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   let running = 0;
   let stopped = false;
   let scanning = false;
