@@ -2,9 +2,10 @@
  * Streaming inference benchmark (`npm run bench:streaming`, options after `--`; `npm run bench` runs it too).
  *
  * A streamed chat completion (`POST /v1/chat/completions`, `stream: true`, OpenAI API: streaming) sent
- *   - platform: to the platform's REST API with the admin key: REST → gateway (graphql-ws subscription
- *               `chatCompletionChunks`) → inference subgraph → the cluster's agent tunnel → the agent →
- *               the runtime (a node-llama-cpp process the local executor started);
+ *   - platform: to the platform's REST API with the admin key: REST → gateway (its inference data plane,
+ *               lib/inferencePlane.ts: authentication and policy, no GraphQL on the way) → inference
+ *               subgraph → the cluster's agent tunnel → the agent → the runtime (a node-llama-cpp process
+ *               the local executor started), whose bytes come back as they are;
  *   - direct:   straight to a second runtime process this benchmark starts with its own
  *               `LocalRuntimeManager`, on the same GGUF file (the platform runtime's cached copy) with
  *               the same runtime flags (both checked in /proc: `--parallel`, `--threads`, `--context-size`).
