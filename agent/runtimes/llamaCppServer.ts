@@ -467,17 +467,7 @@ async function chatCompletions(runtime: Runtime, body: Record<string, unknown>, 
   const functions = tools.mode === 'none' ? undefined : tools.functions;
   const { tokens, stopTriggers } = runtime.renderChat(history, functions);
   const promptCount = runtime.promptTokenCount(tokens, 'messages');
-  // The grammar: the forced call's (its arguments, or name and arguments) or the response format's.
-  const grammar =
-    tools.mode === 'function'
-      ? await jsonGrammar(runtime, tools.functions[tools.name]!.params ?? EMPTY_OBJECT, 'tools')
-      : tools.mode === 'required'
-        ? await jsonGrammar(runtime, anyCallSchema(tools.functions), 'tools')
-        : format.type === 'json_object'
-          ? await runtime.llama.getGrammarFor('json')
-          : format.type === 'json_schema'
-            ? await jsonGrammar(runtime, format.schema, 'response_format')
-            : undefined;
+  const grammar = await grammarOf(runtime, tools, format);
   const id = `chatcmpl-${randomId()}`;
   const created = Math.floor(Date.now() / 1000);
   const base = { id, created, model: runtime.modelId };
@@ -555,7 +545,16 @@ async function chatCompletions(runtime: Runtime, body: Record<string, unknown>, 
   });
 }
 
-/** Choices a request may ask for (`n`): they are generated one after another on one sequence. */
+/** The grammar of a chat turn: the forced call's (its arguments, or name and arguments), else the response format's. */
+async function grammarOf(runtime: Runtime, tools: ToolsPlan, format: FormatPlan): Promise<LlamaGrammar | undefined> {
+  if (tools.mode === 'function') return jsonGrammar(runtime, tools.functions[tools.name]!.params ?? EMPTY_OBJECT, 'tools');
+  if (tools.mode === 'required') return jsonGrammar(runtime, anyCallSchema(tools.functions), 'tools');
+  if (format.type === 'json_object') return runtime.llama.getGrammarFor('json');
+  if (format.type === 'json_schema') return jsonGrammar(runtime, format.schema, 'response_format');
+  return undefined;
+}
+
+/** Choices a request may ask for (`n`): they are generated one after another. */
 const MAX_CHOICES = 8;
 
 interface ChatToolCall {
