@@ -41,7 +41,7 @@ export interface ModelLoader {
   loadOnce(): Promise<string | null>;
 }
 
-type ModelFormat = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA';
+type ModelFormat = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA' | 'WHISPER_GGML';
 
 /** What `acquireModelLoad` hands out (schema/models.graphql ModelLoadTask). */
 interface ModelLoadTask {

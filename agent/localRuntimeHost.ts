@@ -8,7 +8,10 @@ import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
 import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
-import { LocalRuntimeManager } from './runtimes/localRuntimes.js';
+import { LocalRuntimeManager, type LocalRuntimeKind } from './runtimes/localRuntimes.js';
+
+/** Whisper models (whisper.cpp's ggml format) run on the transcription runtime; the others on node-llama-cpp. */
+const kindOf = (model: ActiveModel): LocalRuntimeKind => (model.formats.includes('WHISPER_GGML') ? 'whisper' : 'llm');
 
 /** The manager's key of a model's replica `index`. */
 const replicaKey = (modelId: string, index: number) => `${index}/${modelId}`;
@@ -32,10 +35,11 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   const inFlight = new InFlightCounts();
   mkdirSync(options.cacheDir, { recursive: true });
 
-  /** The local path of a model's GGUF weights, fetched from the store on first use. */
+  /** The local path of a model's GGUF weights (or Whisper ggml file), fetched from the store on first use. */
   async function fetchWeights(model: ActiveModel): Promise<string> {
     const key = objectStore.keyFromUri(model.source);
     if (!key) throw new Error(`${model.source} is not in this platform's object store`);
+    if (kindOf(model) === 'whisper') return cached(await whisperKey(key), '.bin');
     // A single GGUF object (a File's key has no extension: the model's formats say what it is), or
     // the first .gguf of a folder.
     let ggufKey = key.toLowerCase().endsWith('.gguf') || (model.formats.includes('GGUF') && (await objectStore.head(key))) ? key : undefined;
@@ -48,11 +52,23 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
       }
     }
     if (!ggufKey) throw new Error('the local executor runs GGUF models only (no .gguf file in the model)');
-    const file = path.join(options.cacheDir, `${createHash('sha256').update(ggufKey).digest('hex').slice(0, 32)}.gguf`);
+    return cached(ggufKey, '.gguf');
+  }
+
+  /** A Whisper model's ggml file: the object itself, or the first .bin of a folder. */
+  async function whisperKey(key: string): Promise<string> {
+    if (await objectStore.head(key)) return key;
+    for await (const object of objectStore.list(key.endsWith('/') ? key : `${key}/`)) if (object.key.toLowerCase().endsWith('.bin')) return object.key;
+    throw new Error('no Whisper ggml (.bin) file in the model');
+  }
+
+  /** The object's copy in the cache directory (copied once). */
+  async function cached(objectKey: string, extension: string): Promise<string> {
+    const file = path.join(options.cacheDir, `${createHash('sha256').update(objectKey).digest('hex').slice(0, 32)}${extension}`);
     if (existsSync(file)) return file;
     const partial = `${file}.${randomUUID()}.partial`;
     try {
-      await pipeline(await objectStore.get(ggufKey), createWriteStream(partial));
+      await pipeline(await objectStore.get(objectKey), createWriteStream(partial));
       renameSync(partial, file);
     } finally {
       rmSync(partial, { force: true });
@@ -73,7 +89,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
 
   async function start(model: ActiveModel, key: string): Promise<void> {
     try {
-      await manager.ensure(key, await weightsOf(model), model.id);
+      await manager.ensure(key, await weightsOf(model), model.id, kindOf(model));
       problems.delete(model.id);
     } catch (error) {
       problems.set(model.id, (error as Error).message);

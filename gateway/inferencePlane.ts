@@ -14,6 +14,7 @@ import {
 } from '../lib/inferencePlane.js';
 import { INTERNAL_TOKEN_HEADER, type Identity } from '../lib/identity.js';
 import type { Logger } from '../lib/logging.js';
+import { encodeTranscriptionForm } from '../lib/transcription.js';
 import { authorizeField } from '../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../schema/rbac/policy.js';
 import type { Authenticator } from './authentication.js';
@@ -65,12 +66,19 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
   /** Over HTTP to the inference subgraph's data plane, its answer replayed into the sink as it arrives. */
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
     const token = await options.tokens.tokenFor('inference', call.requestId, identity);
-    const payload = Buffer.from(JSON.stringify(call.request));
+    // A transcription's form goes on as multipart (its file is not JSON); the other kinds as their JSON body.
+    const form = call.kind === 'transcription' && call.audio ? encodeTranscriptionForm(stringFields(call.request), call.audio) : null;
+    const payload = form ? form.body : Buffer.from(JSON.stringify(call.request));
     await new Promise<void>((resolve) => {
       const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': payload.length, [INTERNAL_TOKEN_HEADER]: token, 'x-request-id': call.requestId },
+        headers: {
+          'content-type': form ? form.contentType : 'application/json',
+          'content-length': payload.length,
+          [INTERNAL_TOKEN_HEADER]: token,
+          'x-request-id': call.requestId,
+        },
       });
       const abort = () => upstream.destroy();
       sink.leaving.addEventListener('abort', abort, { once: true });
@@ -131,6 +139,13 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
     },
     close: () => agent.destroy(),
   };
+}
+
+/** A form's text fields. */
+function stringFields(request: Record<string, unknown>): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request)) if (typeof value === 'string') fields[name] = value;
+  return fields;
 }
 
 /** The error of a non-200 answer of the data plane (GraphQL's error shape). */

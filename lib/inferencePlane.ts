@@ -3,6 +3,7 @@ import { GraphQLError } from 'graphql';
 import { ErrorCode, isErrorCode } from './errors.js';
 import type { InternalCaller } from './identity.js';
 import type { Logger } from './logging.js';
+import type { AudioUpload } from './transcription.js';
 
 /**
  * The inference data plane's contract (DESIGN §3 "Inference"), shared by its ends: the REST layer,
@@ -10,7 +11,7 @@ import type { Logger } from './logging.js';
  * authenticates and authorizes it (gateway/inferencePlane.ts); and the inference subgraph, which
  * admits, routes and streams it (subgraphs/inference/dataPlane.ts). It carries exactly what the
  * GraphQL fields `createChatCompletion`, `chatCompletionChunks`, `createCompletion`, `completionChunks`
- * and `createEmbedding` carry, without GraphQL on the way: the request is the OpenAI body, the answer
+ * and `createEmbedding` carry (and audio transcriptions, REST only), without GraphQL on the way: the request is the OpenAI body, the answer
  * the runtime's own bytes (JSON, or server-sent events passed through as they are generated). The same
  * policy map decides (each kind names the field it stands for), and GraphQL clients keep those fields.
  *
@@ -25,13 +26,21 @@ import type { Logger } from './logging.js';
  * (`data: {"error": …}`) and no `[DONE]`.
  */
 
-export type InferenceKind = 'chat' | 'completion' | 'embedding';
+export type InferenceKind = 'chat' | 'completion' | 'embedding' | 'transcription';
 
 /** One OpenAI inference request, as the REST layer hands it over. */
 export interface InferenceCall {
   kind: InferenceKind;
-  /** The OpenAI request body, already parsed (the REST layer checked `stream`). */
+  /**
+   * The OpenAI request body, already parsed (the REST layer checked `stream`); for a transcription, the
+   * form's text fields (model, response_format, language, ...).
+   */
   request: Record<string, unknown>;
+  /**
+   * A transcription's audio file (lib/transcription.ts), read once from the client's form and passed
+   * on by reference (in process) or re-sent as multipart (over HTTP); absent for the other kinds.
+   */
+  audio?: AudioUpload;
   requestId: string;
 }
 
@@ -93,16 +102,19 @@ export const INFERENCE_PLANE_PATHS: Record<InferenceKind, string> = {
   chat: '/inference/v1/chat/completions',
   completion: '/inference/v1/completions',
   embedding: '/inference/v1/embeddings',
+  transcription: '/inference/v1/audio/transcriptions',
 };
 
 /** Whether a request streams (completions and chats that ask `stream: true`; embeddings never). */
 export function streams(call: InferenceCall): boolean {
-  return call.kind !== 'embedding' && call.request['stream'] === true;
+  return (call.kind === 'chat' || call.kind === 'completion') && call.request['stream'] === true;
 }
 
 /** The GraphQL field a request stands for, whose rule in the policy map authorizes it. */
 export function inferenceFieldOf(call: InferenceCall): { typeName: 'Mutation' | 'Subscription'; fieldName: string } {
   const { kind } = call;
+  // REST only (no GraphQL field yet): its rule in the policy map is the one chat completions have.
+  if (kind === 'transcription') return { typeName: 'Mutation', fieldName: 'createTranscription' };
   if (streams(call)) return { typeName: 'Subscription', fieldName: kind === 'chat' ? 'chatCompletionChunks' : 'completionChunks' };
   return { typeName: 'Mutation', fieldName: kind === 'chat' ? 'createChatCompletion' : kind === 'completion' ? 'createCompletion' : 'createEmbedding' };
 }

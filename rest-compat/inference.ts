@@ -51,7 +51,7 @@ export function sendInferenceError(res: ServerResponse, error: RestError, ctx: R
  * through `open` with an error event after a complete one. The client leaving aborts `leaving`, which
  * stops the generation on the runtime.
  */
-function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, done: () => void): InferenceSink {
+export function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStreams, done: () => void): InferenceSink {
   const leaving = new AbortController();
   let stream = false;
   let ended = false;

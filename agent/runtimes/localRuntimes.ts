@@ -32,6 +32,12 @@ export interface LocalRuntimeManagerOptions {
 
 // llamaCppServer.js beside this module when compiled, llamaCppServer.ts through tsx from sources.
 const [NODE, ...SERVER_ARGS] = nodeCommand(siblingModule(import.meta.url, 'llamaCppServer'));
+// The transcription runtime (whisper.cpp), for Whisper models.
+const [, ...WHISPER_ARGS] = nodeCommand(siblingModule(import.meta.url, 'whisperServer'));
+
+/** Which runtime serves a model: node-llama-cpp (GGUF LLMs), or whisper.cpp (Whisper models, transcriptions). */
+export type LocalRuntimeKind = 'llm' | 'whisper';
+
 const STDERR_TAIL_BYTES = 4096;
 
 interface Entry {
@@ -60,13 +66,13 @@ export class LocalRuntimeManager {
    * Starts (or returns the running) runtime `key` for a model file, serving it as `modelId`; resolves
    * when it is ready. Several runtimes of one model (replicas) have different keys.
    */
-  ensure(key: string, modelPath: string, modelId = key): Promise<LocalRuntime> {
+  ensure(key: string, modelPath: string, modelId = key, kind: LocalRuntimeKind = 'llm'): Promise<LocalRuntime> {
     if (this.closed) return Promise.reject(new Error('the runtime manager is closed'));
     const entry = this.running.get(key);
     if (entry) return Promise.resolve(entry.runtime);
     let pending = this.starting.get(key);
     if (!pending) {
-      pending = this.start(key, path.resolve(modelPath), modelId).finally(() => this.starting.delete(key));
+      pending = this.start(key, path.resolve(modelPath), modelId, kind).finally(() => this.starting.delete(key));
       this.starting.set(key, pending);
     }
     return pending;
@@ -103,11 +109,12 @@ export class LocalRuntimeManager {
     await Promise.all([...new Set([...this.running.keys(), ...this.starting.keys()])].map((key) => this.stop(key)));
   }
 
-  private start(key: string, modelPath: string, modelId: string): Promise<LocalRuntime> {
-    const args = [...SERVER_ARGS, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
-    if (this.options.parallel) args.push('--parallel', String(this.options.parallel));
+  private start(key: string, modelPath: string, modelId: string, kind: LocalRuntimeKind): Promise<LocalRuntime> {
+    const server = kind === 'whisper' ? WHISPER_ARGS : SERVER_ARGS;
+    const args = [...server, '--model', modelPath, '--model-id', modelId, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'];
+    if (this.options.parallel && kind === 'llm') args.push('--parallel', String(this.options.parallel));
     if (this.options.threads) args.push('--threads', String(this.options.threads));
-    if (this.options.contextSize) args.push('--context-size', String(this.options.contextSize));
+    if (this.options.contextSize && kind === 'llm') args.push('--context-size', String(this.options.contextSize));
     // stdin is the runtime's lifeline: if this process dies, the pipe closes and the runtime exits.
     const child = spawn(NODE!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const log = this.logger.child({ modelId, ...(key === modelId ? {} : { runtime: key }), pid: child.pid });

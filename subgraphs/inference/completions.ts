@@ -13,10 +13,15 @@ import { readJson, type RoutedResponse } from './router.js';
  * One place, so both ways decide alike.
  */
 
-export type Kind = 'chat' | 'completion' | 'embedding';
+export type Kind = 'chat' | 'completion' | 'embedding' | 'transcription';
 
 /** The runtime path of each kind (OpenAI API), also what usage records name as the method. */
-export const PATHS: Record<Kind, string> = { chat: '/v1/chat/completions', completion: '/v1/completions', embedding: '/v1/embeddings' };
+export const PATHS: Record<Kind, string> = {
+  chat: '/v1/chat/completions',
+  completion: '/v1/completions',
+  embedding: '/v1/embeddings',
+  transcription: '/v1/audio/transcriptions',
+};
 
 /** Checks the parts of an OpenAI request body routing depends on; the runtime checks the rest. */
 export function requestOf(kind: Kind, request: unknown): { model: string; body: Record<string, unknown> } {

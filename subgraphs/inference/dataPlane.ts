@@ -21,6 +21,8 @@ import { cancelRouted, hasText, routeCompletion, statusOfError, usageOf, type Ro
 import type { InferenceContext } from './context.js';
 import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
+import { passTranscription, routeTranscription } from './transcriptions.js';
+import { readTranscriptionForm, type AudioUpload } from '../../lib/transcription.js';
 
 const EVENT_END = Buffer.from('\n\n');
 /** An event that carries a usage object (`"usage": null` on the others does not count). */
@@ -57,13 +59,17 @@ export function createInferencePlaneServer(options: DataPlaneOptions): Inference
       try {
         const field = inferenceFieldOf(call);
         await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, ctx);
-        routed = await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving);
+        routed =
+          call.kind === 'transcription'
+            ? await routeTranscription(ctx, call.request, call.audio, sink.leaving)
+            : await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving);
       } catch (error) {
         return sink.fail(inferenceErrorOf(error, call.requestId, options.logger), error instanceof RateLimitedError ? error.state : null);
       }
       try {
         if (sink.leaving.aborted) return;
         if (stream) await passEvents(routed, sink);
+        else if (call.kind === 'transcription') await passTranscription(routed, sink);
         else await passWhole(routed, sink);
       } catch (error) {
         routed.meter.failed(statusOfError(error));
@@ -89,12 +95,18 @@ export function dataPlaneRoutes(server: InferencePlaneServer, maxBodyBytes: numb
       const requestId = forwardedRequestId(req, caller.requestId);
       const sink = httpSink(res);
       let request: Record<string, unknown>;
+      let audio: AudioUpload | undefined;
       try {
-        request = await bodyOf(req, maxBodyBytes);
+        if (kind === 'transcription') {
+          // The gateway re-sends the client's form as multipart (lib/transcription.ts).
+          const form = await readTranscriptionForm(req.headers, req);
+          request = form.fields;
+          audio = form.audio ?? undefined;
+        } else request = await bodyOf(req, maxBodyBytes);
       } catch (error) {
-        return sink.fail({ code: ErrorCode.BAD_USER_INPUT, message: (error as Error).message, field: 'request' }, null);
+        return sink.fail({ code: ErrorCode.BAD_USER_INPUT, message: (error as Error).message, field: kind === 'transcription' ? 'file' : 'request' }, null);
       }
-      await server.serve({ kind, request, requestId }, caller, sink);
+      await server.serve({ kind, request, requestId, ...(audio ? { audio } : {}) }, caller, sink);
     };
   }
   return routes;

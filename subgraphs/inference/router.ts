@@ -155,7 +155,8 @@ export class InferenceRouter {
     let notReady = true;
     const load = (clusterId: string, reported: number) => reported + this.sent.get(`${clusterId}/${modelId}`);
     const candidates = [...ready].sort((a, b) => load(a.cluster_id, a.in_flight_requests) - load(b.cluster_id, b.in_flight_requests));
-    const payload = Buffer.from(JSON.stringify(body));
+    const raw = body instanceof RawBody;
+    const payload = raw ? body.bytes : Buffer.from(JSON.stringify(body));
     let lastError: unknown;
     for (const runtime of candidates) {
       if (signal?.aborted) break;
@@ -165,7 +166,7 @@ export class InferenceRouter {
         stream = this.transport.request(runtime.cluster_id, {
           ':method': 'POST',
           ':path': agentRoutes.runtime(modelId, path),
-          'content-type': 'application/json',
+          'content-type': raw ? body.contentType : 'application/json',
           'content-length': payload.length,
           ...(requestId ? { 'x-request-id': requestId } : {}),
         });
@@ -206,6 +207,14 @@ export class InferenceRouter {
       notReady,
     };
   }
+}
+
+/** A body sent as it is (a transcription's multipart form), instead of a value sent as JSON. */
+export class RawBody {
+  constructor(
+    readonly contentType: string,
+    readonly bytes: Buffer,
+  ) {}
 }
 
 /** Reads a whole (small) JSON response body. */

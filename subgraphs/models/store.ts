@@ -31,7 +31,7 @@ export interface ModelRow {
   load_lease_expires_at: Date | null;
 }
 
-export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA';
+export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA' | 'WHISPER_GGML';
 
 /** A model as created: no loader has taken it yet. */
 export type NewModelRow = Omit<ModelRow, 'created_at' | 'loading_cluster_id' | 'load_lease_expires_at'>;

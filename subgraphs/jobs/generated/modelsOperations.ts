@@ -18,7 +18,8 @@ export type ModelFormat =
   | 'GGUF'
   | 'HUGGING_FACE'
   | 'NVIDIA_TRITON'
-  | 'OLLAMA';
+  | 'OLLAMA'
+  | 'WHISPER_GGML';
 
 export type ModelLoadingStatus =
   | 'FAILED'

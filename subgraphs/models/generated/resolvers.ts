@@ -107,7 +107,8 @@ export type ModelFormat =
   | 'GGUF'
   | 'HUGGING_FACE'
   | 'NVIDIA_TRITON'
-  | 'OLLAMA';
+  | 'OLLAMA'
+  | 'WHISPER_GGML';
 
 /** What a loader reports (LLMariner UpdateBaseModelLoadingStatus). */
 export type ModelLoadReportStatus =

@@ -1,0 +1,70 @@
+import { badInput } from '../../lib/errors.js';
+import { projectScopeOf } from '../../lib/identity.js';
+import type { InferenceSink } from '../../lib/inferencePlane.js';
+import { encodeTranscriptionForm, isTranscriptionFormat, TRANSCRIPTION_FORMATS, type AudioUpload } from '../../lib/transcription.js';
+import { Metering, runtimeError, servableModel, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
+import type { InferenceContext } from './context.js';
+import { RawBody } from './router.js';
+
+/**
+ * An audio transcription (OpenAI API `POST /v1/audio/transcriptions`) through what a completion goes
+ * through (completions.ts): the form checked, the caller admitted against its rate limit, the model
+ * found servable (visible to the caller's project, loaded, active), a runtime chosen, and the form sent
+ * on as multipart — to vLLM serving a Whisper model on Kubernetes, or the local executor's whisper.cpp
+ * runtime (agent/runtimes/whisperServer.ts). The runtime writes the asked format.
+ */
+export async function routeTranscription(
+  ctx: InferenceContext,
+  fields: Record<string, unknown>,
+  audio: AudioUpload | undefined,
+  signal?: AbortSignal,
+): Promise<RoutedCompletion> {
+  const model = typeof fields['model'] === 'string' ? fields['model'].trim() : '';
+  if (!model) throw badInput('model is required', 'model');
+  if (!audio) throw badInput('file is required: the audio file to transcribe', 'file');
+  const format = fields['response_format'] ?? 'json';
+  if (!isTranscriptionFormat(format)) throw badInput(`response_format must be one of ${TRANSCRIPTION_FORMATS.join(', ')}`, 'response_format');
+  const meter = new Metering(ctx, 'transcription', model);
+  try {
+    await meter.admit();
+    const modelId = await servableModel(ctx, model);
+    const text: Record<string, string> = {};
+    for (const [name, value] of Object.entries(fields)) if (typeof value === 'string') text[name] = value;
+    const form = encodeTranscriptionForm({ ...text, model: modelId, response_format: format }, audio);
+    const routed = await ctx.router.forward(
+      projectScopeOf(ctx.identity),
+      modelId,
+      '/v1/audio/transcriptions',
+      new RawBody(form.contentType, form.body),
+      signal,
+      ctx.requestId,
+    );
+    if (routed.status >= 400) throw await runtimeError(routed);
+    return { routed, meter, hideUsage: false };
+  } catch (error) {
+    meter.failed(statusOfError(error));
+    throw error;
+  }
+}
+
+/** A transcription's answer, read whole and passed on with the runtime's content type (JSON, text, SRT or WebVTT); usage recorded. */
+export async function passTranscription(routed: RoutedCompletion, sink: InferenceSink): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of routed.routed.stream) {
+    if (sink.leaving.aborted) return;
+    chunks.push(chunk as Buffer);
+  }
+  const bytes = Buffer.concat(chunks);
+  const contentType = String(routed.routed.headers['content-type'] ?? 'application/json');
+  let usage = null;
+  if (contentType.startsWith('application/json')) {
+    try {
+      usage = usageOf(JSON.parse(bytes.toString('utf8')));
+    } catch {
+      /* passed on as the runtime wrote it */
+    }
+  }
+  await routed.meter.succeeded(usage);
+  sink.start(contentType, routed.meter.rateLimit);
+  if (await sink.write(bytes)) sink.end();
+}

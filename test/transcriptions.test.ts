@@ -1,0 +1,155 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/index.js';
+import { createLocalExecutor } from '../agent/localExecutor.js';
+import { tinyWhisperModel, toneWav } from '../agent/runtimes/tinyWhisper.js';
+import { silentLogger } from '../lib/logging.js';
+import { loadedModelFromFile } from './support/loadedModel.js';
+import { expectValid, loadOpenApiValidator } from './support/openapi.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
+import { waitFor } from './support/until.js';
+
+/**
+ * Audio transcriptions end to end: a tiny generated Whisper model (random weights: its words are
+ * gibberish, so the shapes, formats and path are what is checked) served by the local executor's
+ * whisper.cpp runtime, called with the official OpenAI SDK through REST → gateway → inference → tunnel
+ * → agent → runtime.
+ */
+describe('audio transcriptions: a Whisper model on the local executor, with the OpenAI SDK', () => {
+  let t: TestPlatform;
+  let agent: Agent;
+  let client: OpenAI;
+  let dir: string;
+  const modelId = 'tiny-whisper';
+  const openapi = loadOpenApiValidator();
+  const tone = () => toFile(toneWav({ ms: 500 }), 'tone.wav', { type: 'audio/wav' });
+  const SRT_CUE = /^\d+\n\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}\n.*\n$/;
+  const VTT_CUE = /^\d{2}:\d{2}:\d{2}\.\d{3} --> \d{2}:\d{2}:\d{2}\.\d{3}\n.*\n$/;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mariner-transcriptions-'));
+    t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 90, requestWaitSeconds: 1 } } });
+    const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "local" }) { registrationKey } }');
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey: registerCluster.registrationKey,
+      executor: await createLocalExecutor(silentLogger(), { objectStore: t.platform.objectStore, cacheDir: path.join(dir, 'cache') }),
+      logger: silentLogger(),
+    });
+    await agent.whenConnected();
+    await loadedModelFromFile(t, { id: modelId, weights: tinyWhisperModel(), registrationKey: registerCluster.registrationKey, formats: ['WHISPER_GGML'] });
+    await agent.reconcileRuntimes();
+    await agent.reconcileRuntimes();
+    client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+  }, 120_000);
+  afterAll(async () => {
+    await agent?.close();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('json (the default): {text, usage} as OpenAI writes it', async () => {
+    const answer = await client.audio.transcriptions.create({ file: await tone(), model: modelId });
+    expectValid(openapi.validateSchema('CreateTranscriptionResponseJson', answer));
+    expect(typeof answer.text).toBe('string');
+    expect(answer.text.length).toBeGreaterThan(0);
+    expect(answer.usage).toEqual({ type: 'duration', seconds: 1 });
+  });
+
+  it('verbose_json: language, the audio duration and timed segments within it', async () => {
+    const answer = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'verbose_json' });
+    expectValid(openapi.validateSchema('CreateTranscriptionResponseVerboseJson', answer));
+    expect(answer).toMatchObject({ language: 'english', duration: 0.5 });
+    expect(answer.segments!.length).toBeGreaterThan(0);
+    for (const segment of answer.segments!) {
+      expect(segment.start).toBeGreaterThanOrEqual(0);
+      expect(segment.end).toBeLessThanOrEqual(0.5);
+      expect(segment.start).toBeLessThanOrEqual(segment.end);
+    }
+    expect(answer.text).toBe(
+      answer
+        .segments!.map((s) => s.text)
+        .join('')
+        .trim(),
+    );
+  });
+
+  it('text, srt and vtt: plain text bodies in each format, from the same segments', async () => {
+    const text = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'text' });
+    const verbose = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'verbose_json' });
+    expect(text).toBe(`${verbose.text}\n`);
+
+    const srt = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'srt' });
+    const cues = srt.split('\n\n').filter(Boolean);
+    expect(cues).toHaveLength(verbose.segments!.length);
+    for (const cue of cues) expect(`${cue}\n`).toMatch(SRT_CUE);
+    expect(cues[0]!.startsWith('1\n')).toBe(true);
+
+    const vtt = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'vtt' });
+    expect(vtt.startsWith('WEBVTT\n\n')).toBe(true);
+    const vttCues = vtt.slice('WEBVTT\n\n'.length).split('\n\n').filter(Boolean);
+    expect(vttCues).toHaveLength(verbose.segments!.length);
+    for (const cue of vttCues) expect(`${cue}\n`).toMatch(VTT_CUE);
+  });
+
+  it('bad input is a 400 naming the field: no file, no model, an unknown format, a file over 25 MB, audio that does not decode', async () => {
+    const post = async (form: FormData) => {
+      const response = await fetch(`${t.url}/v1/audio/transcriptions`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
+      const body = (await response.json()) as { error: { param: string | null; message: string } };
+      expectValid(openapi.validateSchema('ErrorResponse', body));
+      return { status: response.status, param: body.error.param, message: body.error.message };
+    };
+    const form = (fields: Record<string, string>, file?: Buffer) => {
+      const f = new FormData();
+      for (const [name, value] of Object.entries(fields)) f.append(name, value);
+      if (file) f.append('file', new Blob([new Uint8Array(file)], { type: 'audio/wav' }), 'tone.wav');
+      return f;
+    };
+    expect(await post(form({ model: modelId }))).toMatchObject({ status: 400, param: 'file' });
+    expect(await post(form({}, toneWav()))).toMatchObject({ status: 400, param: 'model' });
+    const format = await client.audio.transcriptions.create({ file: await tone(), model: modelId, response_format: 'xml' as 'json' }).catch((e: unknown) => e);
+    expect(format).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((format as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
+    const big = await post(form({ model: modelId }, Buffer.alloc(25 * 1024 * 1024 + 1)));
+    expect(big).toMatchObject({ status: 400, param: 'file' });
+    expect(big.message).toContain('26214400');
+    expect(await post(form({ model: modelId }, Buffer.from('this is not audio')))).toMatchObject({ status: 400, param: 'file' });
+    // Not multipart at all.
+    const json = await fetch(`${t.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: modelId }),
+    });
+    expect(json.status).toBe(400);
+  });
+
+  it('authentication and visibility: no key is 401; another organization gets 404 for the model, as for one that does not exist', async () => {
+    const anonymous = new OpenAI({ apiKey: 'not-a-key', baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await expect(anonymous.audio.transcriptions.create({ file: await tone(), model: modelId })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const other = await projectWithKey(t, 'Transcription Outsiders', { role: 'OWNER' });
+    const outsider = new OpenAI({ apiKey: other.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const hidden = await outsider.audio.transcriptions.create({ file: await tone(), model: modelId }).catch((e: unknown) => e);
+    const missing = await outsider.audio.transcriptions.create({ file: await tone(), model: 'no-such-model' }).catch((e: unknown) => e);
+    expect(hidden).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((hidden as Error).message.replace(modelId, 'X')).toBe((missing as Error).message.replace('no-such-model', 'X'));
+  });
+
+  it('usage is recorded per request', async () => {
+    type Usage = { model_id: string; total_requests: number; failed_requests: number };
+    const usage = async () =>
+      ((await (await fetch(`${t.url}/v1/api_usages`, { headers: { authorization: `Bearer ${t.adminKey}` } })).json()) as { usages: Usage[] }).usages.find(
+        (u) => u.model_id === modelId,
+      );
+    const before = (await usage())?.total_requests ?? 0;
+    await client.audio.transcriptions.create({ file: await tone(), model: modelId });
+    const after = await waitFor(usage, (u) => (u?.total_requests ?? 0) > before, 'the usage record of the transcription');
+    expect(after!.total_requests).toBe(before + 1);
+    const { apiUsages } = await t.gqlOk('{ apiUsages { modelId totalRequests } }');
+    expect(apiUsages).toContainEqual(expect.objectContaining({ modelId }));
+  });
+});
