@@ -6,6 +6,7 @@ import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { executorWith, scriptedRuntimes, type ScriptedAnswer, type ScriptedRuntimes } from './support/standInRuntimes.js';
+import { projectWithKey } from './support/tenants.js';
 
 /**
  * The Responses API against a runtime that answers as each test scripts (standInRuntimes.ts): what a
@@ -207,5 +208,27 @@ describe('the Responses API and what a runtime answers', () => {
       }),
     ).rejects.toMatchObject({ status: 400, param: 'input[1].id' });
     expect(runtime.received.length).toBe(before);
+  });
+
+  it('GraphQL: the response and its items typed; another organization’s deleteResponse is NOT_FOUND and changes nothing; the owner’s deletes it', async () => {
+    script = { events: [chunk({ role: 'assistant', content: 'Hello!' }, 'stop'), usageChunk] };
+    const response = await sdk.responses.create({ model: MODEL, input: 'Hi', instructions: 'Be kind.' });
+    const read = `query($id: ID!) { response(id: $id) { id model status instructions outputText usage { inputTokens outputTokens totalTokens } output { type role text } } }`;
+    expect((await t.gqlOk(read, { id: response.id })).response).toEqual({
+      id: response.id,
+      model: MODEL,
+      status: 'COMPLETED',
+      instructions: 'Be kind.',
+      outputText: 'Hello!',
+      usage: { inputTokens: 7, outputTokens: 5, totalTokens: 12 },
+      output: [{ type: 'message', role: 'assistant', text: 'Hello!' }],
+    });
+    const other = await projectWithKey(t, 'responses-graphql-other');
+    const remove = 'mutation($id: ID!) { deleteResponse(id: $id) { id deleted } }';
+    const refused = await t.gql(remove, { id: response.id }, { token: other.key });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect((await t.gqlOk(read, { id: response.id })).response.id).toBe(response.id);
+    expect((await t.gqlOk(remove, { id: response.id })).deleteResponse).toEqual({ id: response.id, deleted: true });
+    expect((await t.gqlOk(read, { id: response.id })).response).toBeNull();
   });
 });
