@@ -17,7 +17,7 @@ import { createObjectStore } from '../lib/objectStore/index.js';
 import { MarinerError } from '../lib/errors.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logging.js';
-import { DEMO_BASE_MODEL_ID, DEMO_MODEL_ID } from './demoModel.js';
+import { DEMO_BASE_MODEL_ID, DEMO_MODEL_ID, DEMO_TRANSCRIPTION_MODEL_ID } from './demoModel.js';
 import { startPlatform } from './platform.js';
 import { startAgentOps } from './agentOps.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
@@ -87,6 +87,7 @@ async function up(args: string[]): Promise<void> {
           '',
           `  Demo model: ${DEMO_MODEL_ID} (tiny, random weights; the first request starts its runtime)`,
           `  Demo base model for fine-tuning: ${DEMO_BASE_MODEL_ID} (with the demo trainer, which trains nothing)`,
+          `  Demo transcription model: ${DEMO_TRANSCRIPTION_MODEL_ID} (tiny Whisper, random weights: POST /v1/audio/transcriptions)`,
         ]
       : []),
     '',

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { WebSocket } from 'ws';
+import { toneWav } from '../agent/runtimes/tinyWhisper.js';
 import { buildIfNeeded } from '../scripts/build.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -212,7 +213,7 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     expect(await (await client.files.content(file.id)).text()).toBe(text);
     expect((await client.files.delete(file.id)).deleted).toBe(true);
     await expect(client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    expect((await client.models.list()).data.map((m) => m.id).sort()).toEqual(['mariner-demo', 'mariner-demo-base']);
+    expect((await client.models.list()).data.map((m) => m.id).sort()).toEqual(['mariner-demo', 'mariner-demo-base', 'mariner-demo-whisper']);
   });
 
   it(
@@ -264,6 +265,14 @@ describe('mariner up on embedded PGlite, as a child process', () => {
     let content = '';
     for await (const chunk of stream) content += chunk.choices[0]?.delta?.content ?? '';
     expect(content.length).toBeGreaterThan(0);
+  });
+
+  it('--demo-model: the OpenAI SDK transcribes audio with the demo Whisper model (its first request starts the runtime)', { timeout: 150_000 }, async () => {
+    expect(first!.stdout).toContain('Demo transcription model: mariner-demo-whisper');
+    const client = new OpenAI({ apiKey: adminKey!, baseURL: `${firstBanner!.url}/v1`, maxRetries: 0, timeout: 140_000 });
+    const file = await toFile(toneWav({ ms: 500 }), 'tone.wav', { type: 'audio/wav' });
+    const vtt = await client.audio.transcriptions.create({ file, model: 'mariner-demo-whisper', response_format: 'vtt' });
+    expect(vtt).toMatch(/^WEBVTT\n\n/);
   });
 
   it('--demo-model: a fine-tuning job on the demo base model runs with the demo trainer and its model is listed', { timeout: 120_000 }, async () => {
