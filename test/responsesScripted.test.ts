@@ -43,7 +43,12 @@ describe('the Responses API and what a runtime answers', () => {
   const spec = loadOpenApiValidator();
 
   beforeAll(async () => {
-    t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 1 } } });
+    // Two requests a minute per API key: the rate-limit test's key runs out; the admin key is excluded below.
+    t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 1, rateLimitRequestsPerMinute: 2 } } });
+    const { apiKeys } = await t.gqlOk('{ apiKeys { items { id } } }');
+    for (const key of apiKeys.items as { id: string }[]) {
+      await t.gqlOk('mutation($id: ID!) { updateApiKey(input: { id: $id, excludedFromRateLimiting: true }) { id } }', { id: key.id });
+    }
     runtime = scriptedRuntimes(() => script);
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "scripted" }) { registrationKey } }');
     agent = await startAgent({
@@ -230,5 +235,30 @@ describe('the Responses API and what a runtime answers', () => {
     expect((await t.gqlOk(read, { id: response.id })).response.id).toBe(response.id);
     expect((await t.gqlOk(remove, { id: response.id })).deleteResponse).toEqual({ id: response.id, deleted: true });
     expect((await t.gqlOk(read, { id: response.id })).response).toBeNull();
+  });
+
+  it('a response counts against the caller’s rate limit as a chat completion does: past it, a 429 with Retry-After, streamed or not', async () => {
+    script = { events: [chunk({ role: 'assistant', content: 'Hi' }, 'stop'), usageChunk] };
+    const { createApiKey } = await t.gqlOk('mutation { createApiKey(input: { name: "limited" }) { secret } }');
+    const limited = new OpenAI({ apiKey: createApiKey.secret, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    // One chat completion and one response spend the key's two requests (the runtime here always streams).
+    for await (const _chunk of await limited.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], stream: true })) void _chunk;
+    const { response } = await limited.responses.create({ model: MODEL, input: 'Hi' }).withResponse();
+    expect(response.headers.get('x-ratelimit-limit-requests')).toBe('2');
+    expect(response.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    const before = runtime.received.length;
+    for (const stream of [false, true]) {
+      const refused = await fetch(`${t.url}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${createApiKey.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: MODEL, input: 'Hi', stream }),
+      });
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+      const body = (await refused.json()) as { error: { code: string } };
+      expect(body.error.code).toBe('rate_limit_exceeded');
+      expectValid(spec.validateResponse('post', '/v1/responses', 429, body));
+    }
+    expect(runtime.received.length).toBe(before);
   });
 });
