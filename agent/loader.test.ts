@@ -292,6 +292,18 @@ describe('the agent’s model loader', () => {
     expect(await model('from-a-file')).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['GGUF'], source: objectPath });
   });
 
+  it('a Whisper model from an uploaded ggml-*.bin File loads as that file, formats WHISPER_GGML (the transcription runtime serves it)', async () => {
+    const form = new FormData();
+    form.append('purpose', 'user_data');
+    form.append('file', new Blob([new Uint8Array(weights(2048))]), 'ggml-tiny.en.bin');
+    const response = await fetch(`${t.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
+    expect(response.status).toBe(200);
+    const fileId = ((await response.json()) as { id: string }).id;
+    await createModel({ id: 'whisper-from-a-file', sourceRepository: 'FILE', source: fileId });
+    expect(await loader().loadOnce()).toBe('whisper-from-a-file');
+    expect(await model('whisper-from-a-file')).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['WHISPER_GGML'] });
+  });
+
   it('an Ollama model fails: this loader cannot record it without storing it', async () => {
     await createModel({ id: 'tinyllama', sourceRepository: 'OLLAMA', source: 'tinyllama:1.1b' });
     expect(await loader().loadOnce()).toBe('tinyllama');

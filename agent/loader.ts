@@ -2,6 +2,7 @@ import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 import { ObjectTooLargeError, validateObjectKey, type ObjectStore } from '../lib/objectStore/index.js';
+import { isWhisperGgmlName } from '../lib/transcription.js';
 
 /**
  * The agent's model loader (LLMariner model-manager-loader, reference §2): claims base models waiting
@@ -289,13 +290,16 @@ async function loadFromStore(settings: LoaderSettings, task: ModelLoadTask): Pro
   const formats = new Set(task.formats);
   if (await objectStore.head(key)) {
     if (key.toLowerCase().endsWith('.gguf')) formats.add('GGUF');
+    else if (isWhisperGgmlName(key)) formats.add('WHISPER_GGML');
   } else if (await hasObjectsUnder(objectStore, `${key}/`)) {
     if (await objectStore.head(`${key}/config.json`)) formats.add('HUGGING_FACE');
   } else {
     throw new LoadFailure(`nothing is stored at ${task.source}`);
   }
   if (formats.size === 0) {
-    throw new LoadFailure(`the format of the model at ${task.source} is unknown: expected a .gguf file, or a Hugging Face folder with a config.json`);
+    throw new LoadFailure(
+      `the format of the model at ${task.source} is unknown: expected a .gguf file, a Whisper ggml-*.bin file, or a Hugging Face folder with a config.json`,
+    );
   }
   return { objectPath: task.source, formats: [...formats], message: `using ${task.source} as stored` };
 }

@@ -15,6 +15,9 @@ import { badInput } from './errors.js';
 export const TRANSCRIPTION_FORMATS = ['json', 'text', 'verbose_json', 'srt', 'vtt'] as const;
 export type TranscriptionFormat = (typeof TRANSCRIPTION_FORMATS)[number];
 
+/** A Whisper model file in whisper.cpp's ggml format, by whisper.cpp's naming (`ggml-base.en.bin`): format WHISPER_GGML. */
+export const isWhisperGgmlName = (name: string): boolean => /(^|\/)ggml-[^/]*\.bin$/i.test(name);
+
 /** OpenAI's upload limit: 25 MB. */
 export const MAX_AUDIO_BYTES = 25 * 1024 * 1024;
 

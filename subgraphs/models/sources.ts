@@ -2,6 +2,7 @@ import { badInput, ErrorCode, forbidden, MarinerError } from '../../lib/errors.j
 import { assertId, IdPrefix, isId, randomString } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
 import { platformAreaOf } from '../../lib/objectStore/index.js';
+import { isWhisperGgmlName } from '../../lib/transcription.js';
 import type { ModelsContext } from './context.js';
 import type { ModelRow } from './store.js';
 
@@ -24,7 +25,7 @@ export async function baseModelSource(ctx: ModelsContext, repository: string, ra
       return fileSource(ctx, source);
     case 'OBJECT_STORE':
       await catalogObject(ctx, source);
-      return { source, formats: source.toLowerCase().endsWith('.gguf') ? ['GGUF'] : [] };
+      return { source, formats: formatsOfName(source) };
     case 'HUGGING_FACE':
       if (!HF_REPO.test(source)) throw badInput(`${FIELD}: a Hugging Face repository looks like org/name`, FIELD);
       return { source, formats: ['HUGGING_FACE'] };
@@ -49,7 +50,13 @@ async function fileSource(ctx: ModelsContext, raw: string): Promise<{ source: st
   if (!ctx.objectStore.keyFromUri(file.objectStorePath)) {
     throw badInput(`${FIELD}: the bytes of file ${id} are not in this platform's store`, FIELD);
   }
-  return { source: file.objectStorePath, formats: file.filename.toLowerCase().endsWith('.gguf') ? ['GGUF'] : [] };
+  return { source: file.objectStorePath, formats: formatsOfName(file.filename) };
+}
+
+/** The formats a file name implies: `.gguf` is GGUF, whisper.cpp's `ggml-*.bin` a Whisper model (WHISPER_GGML). */
+function formatsOfName(name: string): Formats {
+  if (name.toLowerCase().endsWith('.gguf')) return ['GGUF'];
+  return isWhisperGgmlName(name) ? ['WHISPER_GGML'] : [];
 }
 
 /** The key of an object path in this platform's store; BAD_USER_INPUT for anything else. */
