@@ -293,3 +293,36 @@ describe('OpenAI Batch API', () => {
     expect(receivedPer('revoked-').size).toBe(4);
   });
 });
+
+describe('OpenAI Batch API: the completion window', () => {
+  let short: TestPlatform;
+  beforeAll(async () => {
+    // A 2 s window, and a model whose runtime never comes: its requests wait 1 s, are refused as
+    // unavailable and given back to try again later, until the batch expires.
+    short = await startTestPlatform({
+      config: { inference: { requestWaitSeconds: 1 }, batches: { completionWindowSeconds: 2, pollIntervalMs: 50 } },
+    });
+    const { registerCluster } = await short.gqlOk('mutation { registerCluster(input: { name: "no-agent" }) { registrationKey } }');
+    await loadedModelFromFile(short, { id: MODEL, weights: Buffer.from('weights'), registrationKey: registerCluster.registrationKey });
+  }, 60_000);
+  afterAll(async () => {
+    await short?.close();
+  });
+
+  it('a batch past its window expires: its requests never run are in the error file as batch_expired', async () => {
+    const client = new OpenAI({ apiKey: short.adminKey, baseURL: `${short.url}/v1`, maxRetries: 0 });
+    const input = await batchFile(client, [chatLine('late-1'), chatLine('late-2')]);
+    const batch = await client.batches.create({ input_file_id: input.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    expect(batch.expires_at! - batch.created_at).toBe(2);
+    const done = await ended(client, batch.id);
+    expectValid(openapi.validateSchema('Batch', done));
+    expect(done).toMatchObject({ status: 'expired', request_counts: { total: 2, completed: 0, failed: 0 } });
+    expect(done.expired_at).toBeGreaterThanOrEqual(done.expires_at!);
+    const errors = await linesOf(client, done.error_file_id);
+    expect(errors.map((l) => [l.custom_id, l.error?.code])).toEqual([
+      ['late-1', 'batch_expired'],
+      ['late-2', 'batch_expired'],
+    ]);
+    expect(done.output_file_id).toBeUndefined();
+  });
+});

@@ -1,6 +1,6 @@
 import { defineComponent } from '../../lib/component.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
-import { policy, policyFor } from '../../schema/rbac/policy.js';
+import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import { createBatchCreators, createBatchFiles } from './clients.js';
 import type { BatchesContext } from './context.js';
@@ -28,7 +28,7 @@ export const batchesComponent = defineComponent({
     const logger = hostLogger.child({ component: 'batches' });
     const store = new BatchStore(db.knex);
     const files = createBatchFiles({ url: subgraphUrl.files, tokens, objectStore });
-    const runner = createRequestRunner({ policy, local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens, logger });
+    const runner = createRequestRunner({ local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens });
     const worker = startBatchWorker({ store, files, creators: createBatchCreators({ url: subgraphUrl.users, tokens }), runner, settings, logger });
     const definition: SubgraphDefinition<BatchesContext> = {
       name: 'batches',

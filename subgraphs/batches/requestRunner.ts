@@ -3,17 +3,12 @@ import { ErrorCode, isErrorCode, openAIErrorBody, openAIStatusFor } from '../../
 import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../../lib/identity.js';
 import {
   INFERENCE_PLANE_PATHS,
-  inferenceErrorOf,
-  inferenceFieldOf,
   type InferenceCall,
   type InferenceError,
   type InferenceKind,
   type InferencePlaneServer,
   type InferenceSink,
 } from '../../lib/inferencePlane.js';
-import type { Logger } from '../../lib/logging.js';
-import { authorizeField } from '../../schema/rbac/authorizeField.js';
-import type { PolicyMap } from '../../schema/rbac/policy.js';
 
 /** What one request of a batch answered: OpenAI's `response` of the output line (status and body). */
 export interface RequestAnswer {
@@ -57,20 +52,13 @@ function bufferedSink(signal: AbortSignal): { sink: InferenceSink; answer: Promi
 }
 
 /**
- * Each request is what an interactive call of its creator would be (DESIGN §3 "Inference"): the policy
- * map's rule for the field it stands for decides first (the creator's role may have changed since the
- * batch was made), then the inference component admits it with the creator's rate limits, routes it and
- * records its usage. In the process of the inference component (`mariner up`) that is a function call;
+ * Each request is what an interactive call of its creator would be (DESIGN §3 "Inference"): the
+ * inference component's data plane authorizes it by the policy map's rule for the field it stands for
+ * (`createChatCompletion`, ...), admits it with the creator's rate limits, routes it and records its usage. In the process of the inference component (`mariner up`) that is a function call;
  * otherwise one kept-alive HTTP connection to its data plane (lib/inferencePlane.ts), with an internal
  * token for the creator.
  */
-export function createRequestRunner(options: {
-  policy: PolicyMap;
-  local: InferencePlaneServer | null;
-  inferenceUrl: () => string;
-  tokens: InternalTokens;
-  logger: Logger;
-}): RequestRunner {
+export function createRequestRunner(options: { local: InferencePlaneServer | null; inferenceUrl: () => string; tokens: InternalTokens }): RequestRunner {
   const agent = new http.Agent({ keepAlive: true });
 
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
@@ -114,13 +102,6 @@ export function createRequestRunner(options: {
     async run(identity, kind, body, requestId, signal) {
       const call: InferenceCall = { kind, request: body, requestId };
       const { sink, answer } = bufferedSink(signal);
-      try {
-        const field = inferenceFieldOf(call);
-        await authorizeField(options.policy, field.typeName, field.fieldName, { request: body }, { identity, worker: null, system: false });
-      } catch (error) {
-        sink.fail(inferenceErrorOf(error, requestId, options.logger), null);
-        return answer;
-      }
       if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
       else await overHttp(call, identity, sink);
       return answer;

@@ -99,7 +99,7 @@ export type TestConfig = {
 };
 
 export async function startTestPlatform(
-  options: { oidc?: OidcVerifier | null; config?: TestConfig; embedded?: boolean; defaultCluster?: boolean } = {},
+  options: { oidc?: OidcVerifier | null; config?: TestConfig; embedded?: boolean; defaultCluster?: boolean; demoModel?: boolean } = {},
 ): Promise<TestPlatform> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-test-'));
   const database = options.embedded ? null : await createTestDatabase();
@@ -129,6 +129,7 @@ export async function startTestPlatform(
     startPlatform(config, {
       logger: process.env['MARINER_TEST_LOG'] ? createLogger(process.env['MARINER_TEST_LOG']) : silentLogger(),
       ...(options.oidc !== undefined ? { oidc: options.oidc } : {}),
+      ...(options.demoModel ? { demoModel: true } : {}),
     });
   const platform = await start();
   const graphqlUrl = `${platform.url}/graphql`;
