@@ -7,6 +7,7 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { tinyWhisperModel, toneWav } from '../agent/runtimes/tinyWhisper.js';
 import { silentLogger } from '../lib/logging.js';
+import { encodeTranscriptionForm } from '../lib/transcription.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
@@ -137,6 +138,25 @@ describe('audio transcriptions: a Whisper model on the local executor, with the 
     expect(hidden).toBeInstanceOf(OpenAI.NotFoundError);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect((hidden as Error).message.replace(modelId, 'X')).toBe((missing as Error).message.replace('no-such-model', 'X'));
+  });
+
+  it('the data plane’s HTTP hop (a gateway in another process) reads the form as multipart, answers only the gateway and applies the policy rule', async () => {
+    const url = t.platform.subgraphUrls.inference.replace(/\/graphql$/, '/inference/v1/audio/transcriptions');
+    const { contentType, body } = encodeTranscriptionForm({ model: modelId }, { data: toneWav(), filename: 'tone.wav', contentType: 'audio/wav' });
+    const bare = await fetch(url, { method: 'POST', headers: { 'content-type': contentType }, body: new Uint8Array(body) });
+    expect(bare.status).toBe(401);
+    const token = await t.platform.tokens.mint('inference', 'req-transcription-plane', null, true);
+    const notMultipart = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-mariner-internal-token': token }, body: '{}' });
+    expect(notMultipart.status).toBe(400);
+    expect(await notMultipart.json()).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT', field: 'file' } }] });
+    const answered = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': contentType, 'x-mariner-internal-token': token },
+      body: new Uint8Array(body),
+    });
+    // The form was read, then the policy rule applied: a token without a user is refused as /graphql would refuse it.
+    expect(answered.status).toBe(401);
+    expect(await answered.json()).toMatchObject({ errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
   });
 
   it('usage is recorded per request', async () => {
