@@ -5,7 +5,9 @@
  * - Runtime by the model's formats: HUGGING_FACE → vLLM (`vllm.entrypoints.openai.api_server`),
  *   GGUF → the llama.cpp server (`llama-server`: any GGUF llama.cpp reads, as the local executor's
  *   node-llama-cpp does; vLLM's GGUF support is experimental and wants the base model's tokenizer),
- *   OLLAMA → Ollama. Each listens on port 8000 and answers the OpenAI API under the model's id.
+ *   OLLAMA → Ollama. Each listens on port 8000 and answers the OpenAI API under the model's id. A
+ *   Whisper model in Hugging Face format is a HUGGING_FACE model like any other: vLLM recognises its
+ *   architecture and serves `/v1/audio/transcriptions`, where transcriptions pass through.
  * - Weights: an init container copies the model from the platform's S3 store into an `emptyDir` at
  *   /models (`aws s3 cp`, credentials from a Secret). A filesystem store cannot be reached from pods
  *   (a hostPath is one node's disk, a PVC one cluster's): Kubernetes runtimes need the S3 driver.
@@ -97,6 +99,11 @@ export function runtimeKindOf(model: Pick<ActiveModel, 'formats'>): RuntimeKind 
   if (model.formats.includes('HUGGING_FACE')) return 'vllm';
   if (model.formats.includes('GGUF')) return 'llama-cpp';
   if (model.formats.includes('OLLAMA')) return 'ollama';
+  if (model.formats.includes('WHISPER_GGML')) {
+    throw new UnrunnableModelError(
+      "a Whisper model in whisper.cpp's ggml format runs on the local executor only; on Kubernetes use the model in Hugging Face format (vLLM serves /v1/audio/transcriptions)",
+    );
+  }
   throw new UnrunnableModelError(
     `no Kubernetes runtime serves the formats [${model.formats.join(', ')}] (vLLM: HUGGING_FACE, llama.cpp: GGUF, Ollama: OLLAMA)`,
   );

@@ -82,6 +82,9 @@ describe('runtime names and manifests', () => {
   it('refuses what no runtime here can serve, saying why', () => {
     const options = { namespace: NS, weights: { objectStore: S3 }, images: DEFAULT_RUNTIME_IMAGES };
     expect(() => runtimeManifests({ ...tiny, formats: ['NVIDIA_TRITON'] }, options)).toThrow(/no Kubernetes runtime serves the formats \[NVIDIA_TRITON\]/);
+    expect(() => runtimeManifests({ ...tiny, formats: ['WHISPER_GGML'] }, options)).toThrow(
+      /local executor only; on Kubernetes use the model in Hugging Face format/,
+    );
     expect(() => runtimeManifests({ ...tiny, gpu: 0.5 }, options)).toThrow(/whole GPUs/);
     const filesystem = { ...options, weights: { objectStore: { driver: 'filesystem' as const, dir: '/data/objects' } } };
     expect(() => runtimeManifests({ ...tiny, source: 'file:///data/objects/files/x' }, filesystem)).toThrow(/MARINER_OBJECT_STORE=s3/);
