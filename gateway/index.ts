@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { print, type ExecutionResult } from 'graphql';
+import { Supergraph } from '@apollo/federation-internals';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -20,6 +22,7 @@ import { createAuthenticator, createPrincipalChangesPlugin } from './authenticat
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
 import { InternalTokenCache } from './internalTokenCache.js';
+import { createConsoleServer } from './console.js';
 import { explorerHtml } from './explorer.js';
 import { createInferencePlane } from './inferencePlane.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
@@ -44,6 +47,8 @@ export interface GatewayOptions {
   plugins?: ApolloServerPlugin<GatewayContext>[];
   /** Events across replicas: with it, principals are cached and dropped when the users subgraph announces a change. */
   pubsub?: PubSub;
+  /** The platform's secret, which the web console's session cookie is sealed under (gateway/console.ts); without it the console's sign-in is off. */
+  consoleSecret?: string;
 }
 
 export interface Gateway {
@@ -51,11 +56,34 @@ export interface Gateway {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** An HTTP upgrade on `/graphql`: subscriptions (and any operation) over graphql-ws. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** The web console: `/console...` (its page, assets and sign-in) and `/` (a redirect there for browsers). */
+  handleConsole(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** Upstream subscriptions open now, each shared by its subscribers. */
   sharedSubscriptions(): number;
   /** OpenAI inference without GraphQL on the way, under the same authentication and policy (the REST layer's hot path). */
   inference: InferencePlane;
   stop(): Promise<void>;
+}
+
+/**
+ * Keeps the Supergraph that ApolloGateway builds from the SDL, for the subscription server: the
+ * supergraph is then parsed, its API schema derived and its subgraphs extracted once per process, not
+ * once for each (about a third of the gateway's start). ApolloGateway does not expose it, so this wraps
+ * its createSchemaFromSupergraphSdl, a private method: should a version of @apollo/gateway lose it, the
+ * caller builds its own Supergraph (slower to start, the same behaviour).
+ */
+function keepSupergraph(gateway: ApolloGateway): () => Supergraph | undefined {
+  let kept: Supergraph | undefined;
+  const internals = gateway as unknown as { createSchemaFromSupergraphSdl?: (sdl: string) => { supergraph: Supergraph } };
+  const build = internals.createSchemaFromSupergraphSdl?.bind(gateway);
+  if (build) {
+    internals.createSchemaFromSupergraphSdl = (sdl) => {
+      const result = build(sdl);
+      kept = result.supergraph;
+      return result;
+    };
+  }
+  return () => kept;
 }
 
 /** The federated gateway: authentication, RBAC, limits and error masking over the supergraph. */
@@ -66,8 +94,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   process.env['APOLLO_TELEMETRY_DISABLED'] ??= 'true';
   // One cache of internal tokens for every subgraph call the gateway makes: GraphQL, subscriptions' hydration, inference.
   const tokenCache = new InternalTokenCache(options.tokens);
+  const sdl = supergraphSdl();
   const gateway = new ApolloGateway({
-    supergraphSdl: supergraphSdl(),
+    supergraphSdl: sdl,
+    // The committed supergraph is what schema/compose.ts composed and validated (`npm run check` fails
+    // when it is stale); validating it again at every start cost a quarter of the gateway's start.
+    validateSupergraph: false,
     buildService: ({ name }) => {
       const url = options.subgraphUrls[name as SubgraphName];
       if (!url) throw new Error(`no URL for subgraph ${name}`);
@@ -107,6 +139,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     formatError: (formatted, error) => maskError(formatted, error, logger),
     logger,
   });
+  const keptSupergraph = keepSupergraph(gateway);
   await apollo.start();
 
   const oidc =
@@ -124,6 +157,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.pubsub ? { invalidations: options.pubsub } : {}),
   });
 
+  const consoleServer = createConsoleServer({
+    secret: options.consoleSecret ?? randomBytes(32).toString('hex'),
+    authenticator,
+    logger,
+    ...(options.pubsub ? { pubsub: options.pubsub } : {}),
+  });
+
   const inference = createInferencePlane({
     authenticator,
     policy,
@@ -134,7 +174,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   });
 
   const subscriptions = createSubscriptionServer({
-    supergraphSdl: supergraphSdl(),
+    supergraph: keptSupergraph() ?? Supergraph.build(sdl, { validateSupergraph: false }),
+    ...(gateway.schema ? { apiGraphQLSchema: gateway.schema } : {}),
     subgraphUrls: options.subgraphUrls,
     tokens: options.tokens,
     tokenCache,
@@ -181,7 +222,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         const text = req.method === 'POST' ? await readBody(req, config.limits.maxBodyBytes) : '';
         const body = parseJsonBody(res, text);
         if (body === undefined) return;
-        const { identity, worker } = await authenticator.authenticate(bearerToken(req), req.headers, requestId);
+        // The web console's session cookie, where there is no Authorization header (CSRF-checked: gateway/console.ts).
+        const token = bearerToken(req) ?? consoleServer.credentialOf(req, 'http');
+        const { identity, worker } = await authenticator.authenticate(token, req.headers, requestId);
         const context: GatewayContext = { requestId, identity, worker, system: false, internalTokens: new Map(), _shield: { cache: {} } };
         const response = await apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: req.method ?? 'GET', headers: toHeaderMap(req), search: url.search, body },
@@ -196,10 +239,23 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         else res.end();
       }
     },
-    handleUpgrade: (req, socket, head) => subscriptions.handleUpgrade(req, socket, head),
+    handleUpgrade(req, socket, head) {
+      let consoleKey: string | undefined;
+      try {
+        consoleKey = consoleServer.credentialOf(req, 'websocket');
+      } catch (error) {
+        const status = (error as MarinerError).code === ErrorCode.FORBIDDEN ? '403 Forbidden' : '401 Unauthorized';
+        return void socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      }
+      // A console connection authenticates as its upgrade request's Authorization header would.
+      if (consoleKey !== undefined) req.headers.authorization = `Bearer ${consoleKey}`;
+      subscriptions.handleUpgrade(req, socket, head);
+    },
+    handleConsole: (req, res) => consoleServer.handle(req, res),
     sharedSubscriptions: () => subscriptions.sharedCount(),
     inference,
     async stop() {
+      consoleServer.close();
       inference.close();
       await subscriptions.close();
       await apollo.stop();

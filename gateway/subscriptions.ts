@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Supergraph } from '@apollo/federation-internals';
+import type { Supergraph } from '@apollo/federation-internals';
 import type { DocumentNode, ExecutionResult, GraphQLSchema, ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -35,7 +35,13 @@ import { createSubscriptionPlanner } from './subscriptionPlans.js';
 import { createUpstreamSubscriptions } from './upstreamSubscription.js';
 
 export interface SubscriptionServerOptions {
-  supergraphSdl: string;
+  /**
+   * The supergraph the gateway's query planner uses (gateway/index.ts hands over the one ApolloGateway
+   * built, so it is parsed, its API schema derived and its subgraphs extracted once per process).
+   */
+  supergraph: Supergraph;
+  /** The API schema as graphql-js, when the caller has it already (ApolloGateway's `schema`); else built from the supergraph. */
+  apiGraphQLSchema?: GraphQLSchema;
   subgraphUrls: Record<SubgraphName, string>;
   tokens: InternalTokens;
   /** The internal tokens of the gateway's subgraph calls, shared with its HTTP path (internalTokenCache.ts). */
@@ -78,9 +84,9 @@ function settingsOf(options: SubscriptionServerOptions) {
 export function createSubscriptionServer(options: SubscriptionServerOptions) {
   const { logger } = options;
   const settings = settingsOf(options);
-  const supergraph = Supergraph.build(options.supergraphSdl);
+  const { supergraph } = options;
   const apiSchema = supergraph.apiSchema();
-  const apiGraphQL: GraphQLSchema = apiSchema.toGraphQLJSSchema();
+  const apiGraphQL: GraphQLSchema = options.apiGraphQLSchema ?? apiSchema.toGraphQLJSSchema();
 
   const authentication = createConnectionAuthentication({ authenticator: options.authenticator, logger, revalidateIntervalMs: settings.revalidateIntervalMs });
   const limits = createSubscriptionLimits({ maxPerConnection: settings.maxSubscriptionsPerConnection, maxPerUser: settings.maxSubscriptionsPerUser });
