@@ -39,6 +39,11 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/dist ./dist
+# The whisper.cpp prebuilt (@fugood/node-whisper-linux-x64, the local transcription runtime) links
+# OpenMP's libgomp.so.1, which the slim base image lacks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 # The data dir (runtime cache, scratch) is the only place the process writes besides /tmp; the chart
 # mounts emptyDirs on both so the root filesystem can stay read-only.
 RUN mkdir -p /var/lib/mariner && chown 1000:1000 /var/lib/mariner
