@@ -15,6 +15,9 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** The embedded database's buffer cache (Postgres's shared_buffers), in its WebAssembly memory. */
+const PGLITE_SHARED_BUFFERS = '16MB';
+
 export async function openDatabase(options: { databaseUrl?: string | undefined; dataDir: string }): Promise<Database> {
   if (options.databaseUrl) {
     const knex = knexFactory({ client: 'pg', connection: options.databaseUrl, pool: { min: 0, max: 10 } });
@@ -28,7 +31,15 @@ export async function openDatabase(options: { databaseUrl?: string | undefined; 
   const { default: ClientPgLite } = await import('knex-pglite');
   // pgvector (0.8, HNSW) ships with PGlite as an extension: the embedded vector index (subgraphs/vectorstores).
   const { vector } = await import('@electric-sql/pglite-pgvector');
-  const pglite = await PGlite.create({ dataDir: dir, extensions: { vector } });
+  // Postgres's default shared_buffers (128 MB) lived in the WebAssembly memory, every page of it
+  // resident: about 120 MB of `mariner up`'s idle RSS. PGlite reads what is not in them from the data
+  // dir's files, which the kernel's page cache keeps; an embedded platform's data is small. PGlite's own
+  // start parameters are kept as they are (its durability among them).
+  const pglite = await PGlite.create({
+    dataDir: dir,
+    extensions: { vector },
+    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+  });
   const knex = knexFactory({ client: ClientPgLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
   await knex.raw('select 1');
   return {
