@@ -11,6 +11,15 @@
  * (tsconfig's isolatedModules makes a file-by-file transpile safe). It does not typecheck: `npm test`
  * (`npm run check`) and the image's build stage do.
  *
+ * The entry, dist/bin/mariner.js, is then replaced by a bundle of the same program (with its lazily
+ * imported parts as chunks beside it, dist/bin/mariner.chunk-*.js): Node resolves, reads and links
+ * about 2,000 module files at every start otherwise, most of them @apollo/gateway's dependencies, which
+ * cost more than half a second of CPU. The bundle leaves out the packages in EXTERNAL (loaded from
+ * node_modules as before), and every `import.meta.url` of a source file still names that file's place in
+ * dist/, so what a module finds next to itself (a schema file, a child process's script) is found as
+ * before. The build fails when a bundled package refers to its own location (`__dirname`,
+ * `import.meta.url`, ...) and is not in EXTERNAL or LOCATION_FREE: it would look in the wrong place.
+ *
  *   node scripts/build.mjs          build when a source changed since the last build (what npm start does)
  *   node scripts/build.mjs --force  build anyway
  *   node scripts/build.mjs --check  exit 1 when dist/ is out of date, without building
@@ -33,6 +42,120 @@ const LEFT_OUT = [/\.test\.ts$/, /\.d\.ts$/, /\.md$/];
 /** The oldest Node that may run the build (bin/checkNodeVersion.ts refuses anything older). */
 const TARGET = 'node20.19';
 const ENTRY = 'bin/mariner.js';
+/**
+ * Left out of the bundle: packages that find files next to themselves (WebAssembly, native addons,
+ * .proto files), optional drivers that are not installed, and the heavy ones only some paths import.
+ */
+const EXTERNAL = [
+  '@electric-sql/*',
+  'node-llama-cpp',
+  '@zilliz/milvus2-sdk-node',
+  'pdfjs-dist',
+  'bufferutil',
+  'utf-8-validate',
+  // pino's transports run in worker threads, from files beside it
+  'pino',
+  'thread-stream',
+  '@kubernetes/client-node',
+  '@aws-sdk/*',
+  'esbuild',
+  'tsx',
+  // knex's and pg's optional drivers
+  'better-sqlite3',
+  'sqlite3',
+  'mysql',
+  'mysql2',
+  'mariadb',
+  'oracledb',
+  'tedious',
+  'pg-query-stream',
+  'pg-native',
+];
+/**
+ * Bundled packages whose references to their own location are on paths Mariner never takes (reviewed):
+ * knex's migration stubs (its CLI's `migrate:make`); @graphql-tools/merge names `__dirname` in a doc comment only.
+ */
+const LOCATION_FREE = ['knex', '@graphql-tools/merge'];
+const LOCATION = /\b__dirname\b|\b__filename\b|\bimport\.meta\.(url|dirname|filename)\b|\brequire\.resolve\(/;
+
+/** The package a node_modules path belongs to (`@scope/name` or `name`). */
+function packageOf(/** @type {string} */ file) {
+  const match = /node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)/.exec(file.slice(file.lastIndexOf('node_modules')));
+  return match ? match[1].replace(/\\/g, '/') : undefined;
+}
+
+/**
+ * Bundles the entry into outDir/bin (the entry, and chunks beside it). In a source file,
+ * `import.meta.url` becomes the URL of the file-by-file build's copy of it (every chunk is in bin/, so
+ * one relative path serves).
+ * @param {string} root
+ * @param {string} outDir
+ */
+async function bundleEntry(root, outDir) {
+  const { build: esbuild } = await import('esbuild');
+  /** @type {Set<string>} */
+  const locating = new Set();
+  /** @type {import('esbuild').Plugin} */
+  const plugin = {
+    name: 'mariner-locations',
+    setup(build) {
+      // The bundle's entry: bin/checkNodeVersion.ts first and alone (it must run before any other module
+      // is evaluated, as bin/mariner.ts's first import does unbundled), then the program. On Node 22.1+,
+      // V8's compiled code is kept between starts (Node's compile cache: NODE_COMPILE_CACHE, else a folder
+      // in the OS's temp dir), so a start after the first skips most of the parsing and compiling; where
+      // it cannot be written, Node runs without it.
+      build.onResolve({ filter: /^mariner:entry$/ }, () => ({ path: 'entry', namespace: 'mariner' }));
+      build.onLoad({ filter: /.*/, namespace: 'mariner' }, () => ({
+        contents: [
+          existsSync(path.join(root, 'bin/checkNodeVersion.ts')) ? "import './checkNodeVersion.ts';" : '',
+          // (not a named import: Node 20's node:module has no such export, and would refuse to link)
+          "import nodeModule from 'node:module';",
+          'nodeModule.enableCompileCache?.();',
+          "await import('./mariner.ts');",
+          '',
+        ].join('\n'),
+        resolveDir: path.join(root, 'bin'),
+        loader: 'js',
+      }));
+      build.onLoad({ filter: /\.ts$/ }, (args) => {
+        if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+        const relative = path.relative(root, args.path).replace(/\.ts$/, '.js');
+        const own = path.posix.relative('bin', relative.split(path.sep).join('/'));
+        const url = `new URL(${JSON.stringify(own.startsWith('.') ? own : `./${own}`)}, import.meta.url).href`;
+        return { contents: readFileSync(args.path, 'utf8').replace(/\bimport\.meta\.url\b/g, url), loader: 'ts' };
+      });
+      build.onLoad({ filter: /[\\/]node_modules[\\/].*\.(c|m)?js$/ }, (args) => {
+        const name = packageOf(args.path);
+        if (name && !LOCATION_FREE.includes(name) && LOCATION.test(readFileSync(args.path, 'utf8'))) locating.add(name);
+        return undefined;
+      });
+    },
+  };
+  await esbuild({
+    absWorkingDir: root,
+    entryPoints: { mariner: 'mariner:entry' },
+    outdir: path.join(outDir, 'bin'),
+    chunkNames: 'mariner.chunk-[hash]',
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    format: 'esm',
+    target: TARGET,
+    tsconfig: path.join(root, 'tsconfig.json'),
+    external: EXTERNAL,
+    // Bundled CommonJS modules require Node's own modules (and the external packages) through this.
+    banner: { js: "import { createRequire as __marinerCreateRequire } from 'node:module';\nconst require = __marinerCreateRequire(import.meta.url);" },
+    sourcemap: 'linked',
+    sourcesContent: false,
+    logLevel: 'warning',
+    plugins: [plugin],
+  });
+  if (locating.size) {
+    throw new Error(
+      `bundled packages that look for files next to themselves: ${[...locating].sort().join(', ')} (add each to EXTERNAL, or to LOCATION_FREE once checked that Mariner never takes that path)`,
+    );
+  }
+}
 
 /**
  * Every input file under the source folders, relative to the project root, sorted.
@@ -112,9 +235,10 @@ export async function build(root = ROOT) {
       mkdirSync(path.dirname(path.join(staging, file)), { recursive: true });
       copyFileSync(path.join(root, file), path.join(staging, file));
     }
+    await bundleEntry(root, staging);
     // The sources' `#!/usr/bin/env -S npx tsx` would run the .ts again: the compiled entry runs on node.
     const entry = path.join(staging, ENTRY);
-    writeFileSync(entry, readFileSync(entry, 'utf8').replace(/^#!.*\n/, '#!/usr/bin/env node\n'));
+    writeFileSync(entry, `#!/usr/bin/env node\n${readFileSync(entry, 'utf8').replace(/^#!.*\n/, '')}`);
     chmodSync(entry, 0o755);
     writeFileSync(path.join(staging, STAMP), `${JSON.stringify({ fingerprint: print, builtAt: new Date().toISOString(), files: sources.length }, null, 2)}\n`);
     const out = path.join(root, OUT_DIR);

@@ -71,6 +71,35 @@ describe('the compiled build (scripts/build.mjs)', () => {
     expect(readdirSync(root).filter((name) => name.startsWith('dist'))).toEqual(['dist']);
   });
 
+  it('bundles the entry: a module still finds the files next to its own place in dist/, a lazy import loads on demand, and a package that looks for files next to itself fails the build', async () => {
+    const root = project();
+    const write = (file: string, text: string) => {
+      mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+      writeFileSync(path.join(root, file), text);
+    };
+    // lib/ is not bin/: bundled into bin/mariner.js without its own import.meta.url, lib/words.ts would look in bin/.
+    write(
+      'lib/words.ts',
+      "import { readFileSync } from 'node:fs';\nexport const words = () => readFileSync(new URL('./words.txt', import.meta.url), 'utf8').trim();\n",
+    );
+    write('lib/words.txt', 'from next to lib/words.ts\n');
+    write('bin/mariner.ts', "#!/usr/bin/env -S npx tsx\nconst { words } = await import('../lib/words.js');\nprocess.stdout.write(`${words()}\\n`);\n");
+    await build(root);
+    const dist = path.join(root, 'dist');
+    // One program: the entry, then as chunks beside it the program (imported after the Node version check) and its lazily imported part.
+    expect(readdirSync(path.join(dist, 'bin')).filter((name) => /^mariner\.chunk-.*\.js$/.test(name))).toHaveLength(2);
+    expect(readFileSync(path.join(dist, 'bin/mariner.js'), 'utf8')).not.toContain('words.txt');
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join(dist, 'bin/mariner.js')], { cwd: tmpdir() });
+    expect(stdout).toBe('from next to lib/words.ts\n');
+
+    write('node_modules/locating/package.json', '{ "name": "locating", "main": "index.js" }\n');
+    write('node_modules/locating/index.js', "module.exports = require('node:path').join(__dirname, 'data.bin');\n");
+    write('lib/words.ts', "import where from 'locating';\nexport const words = () => where;\n");
+    await expect(build(root)).rejects.toThrow(/bundled packages that look for files next to themselves: locating/);
+    // The failed build left the previous dist/ as it was.
+    expect(readdirSync(root).filter((name) => name.startsWith('dist'))).toEqual(['dist']);
+  });
+
   it('npm start rebuilds only when a source or asset changed, was added or was removed', async () => {
     const root = project();
     expect(isUpToDate(root)).toBe(false);
