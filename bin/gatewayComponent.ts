@@ -18,11 +18,15 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
     subgraphs: [],
     needs: { objectStore: true, pubsub: true, gateway: true, inferencePlane: true, subgraphs: SUBGRAPH_NAMES },
     provides: ['gateway'],
-    public: { paths: ['/graphql', '/v1', '/v1/'], notFound: { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' } },
+    // '/' (a prefix of every path, so the longest match leaves the others theirs): the web console's redirect, and the 404 for the rest.
+    public: {
+      paths: ['/graphql', '/v1', '/v1/', '/console', '/console/', '/'],
+      notFound: { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1' },
+    },
     startingStatus: 'loading the supergraph',
     // The gateway reads most of lib/config: authentication, limits, subscriptions, the role table.
     settings: (config) => config,
-    async create({ settings: config, objectStore, pubsub, gatewayUrl, inferencePlane, subgraphUrl, tokens, logger, observers }) {
+    async create({ settings: config, objectStore, pubsub, gatewayUrl, inferencePlane, subgraphUrl, tokens, secretKey, logger, observers }) {
       const subgraphUrls = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphUrl[name]()])) as Record<SubgraphName, string>;
       const plugin = observers.requestPlugin('gateway');
       const gateway = await createGateway({
@@ -34,6 +38,7 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         // In process when the inference component runs beside it (`mariner up`), else over HTTP.
         inferencePlane,
         pubsub,
+        consoleSecret: secretKey,
         ...(plugin ? { plugins: [plugin] } : {}),
         ...(hooks.oidc !== undefined ? { oidc: hooks.oidc } : {}),
       });
@@ -43,7 +48,8 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         handle(req, res) {
           const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
           if (pathname === '/graphql') return void gateway.handle(req, res);
-          void rest.handle(req, res);
+          if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
+          void gateway.handleConsole(req, res);
         },
         handleUpgrade(req, socket, head) {
           const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;

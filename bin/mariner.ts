@@ -73,6 +73,7 @@ async function up(args: string[]): Promise<void> {
     `Mariner is up (${Date.now() - started} ms, ${platform.db.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
     `  GraphQL:    ${platform.url}/graphql   (open it in a browser for the explorer)`,
     `  OpenAI API: ${platform.url}/v1`,
+    `  Console:    ${platform.url}/console   (sign in with an API key)`,
   ];
   if (platform.adminApiKey) {
     lines.push('', '  Admin API key (shown once, store it now):', `    ${platform.adminApiKey}`);

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Builds the web console (console/README.md) into console/dist with Vite, when its sources changed
+ * since the last build: what `npm start` runs (a few milliseconds when nothing changed) and what the
+ * console's end-to-end test and the image's build stage run. The gateway serves console/dist at
+ * /console (gateway/console.ts).
+ *
+ *   node console/build.mjs          build when an input changed
+ *   node console/build.mjs --force  build anyway
+ *
+ * "Changed" is a fingerprint of every input's path, size and mtime (src/, index.html, the Vite config,
+ * the lockfile and this script), kept in console/dist/.build.json. Without Vite (an install without the
+ * development packages) it says so and builds nothing: the gateway then answers /console with how to
+ * build it.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.dirname(HERE);
+const OUT = path.join(HERE, 'dist');
+const STAMP = path.join(OUT, '.build.json');
+
+/** @param {string} dir @returns {string[]} */
+function walk(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(path.join(dir, entry.name)) : [path.join(dir, entry.name)]));
+}
+
+export function consoleFingerprint() {
+  const inputs = [
+    ...walk(path.join(HERE, 'src')),
+    path.join(HERE, 'index.html'),
+    path.join(HERE, 'vite.config.ts'),
+    path.join(ROOT, 'package-lock.json'),
+    fileURLToPath(import.meta.url),
+  ].sort();
+  const hash = createHash('sha256');
+  for (const file of inputs) {
+    const stat = statSync(file);
+    hash.update(`${path.relative(ROOT, file)}\t${stat.size}\t${stat.mtimeMs}\n`);
+  }
+  return hash.digest('hex');
+}
+
+export function consoleUpToDate() {
+  try {
+    return existsSync(path.join(OUT, 'index.html')) && JSON.parse(readFileSync(STAMP, 'utf8')).fingerprint === consoleFingerprint();
+  } catch {
+    return false;
+  }
+}
+
+/** Builds console/dist unless it is up to date (or `force`). Returns whether it built. */
+export async function buildConsole({ force = false, quiet = false } = {}) {
+  if (!force && consoleUpToDate()) return false;
+  const fingerprint = consoleFingerprint();
+  let vite;
+  try {
+    vite = await import('vite');
+  } catch {
+    console.warn('console: Vite is not installed (npm ci without dev packages?): the web console is not built');
+    return false;
+  }
+  const started = Date.now();
+  await vite.build({ configFile: path.join(HERE, 'vite.config.ts'), logLevel: quiet ? 'warn' : 'info' });
+  writeFileSync(STAMP, JSON.stringify({ fingerprint }));
+  if (!quiet) console.log(`console: built into ${path.relative(process.cwd(), OUT) || OUT} in ${Date.now() - started} ms`);
+  return true;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await buildConsole({ force: process.argv.includes('--force'), quiet: process.argv.includes('--quiet') });
+}

@@ -1,0 +1,149 @@
+import {
+  ActionIcon,
+  AppShell,
+  Burger,
+  Button,
+  Center,
+  Group,
+  Loader,
+  NavLink,
+  Stack,
+  Text,
+  Title,
+  useComputedColorScheme,
+  useMantineColorScheme,
+} from '@mantine/core';
+import { useDisclosure } from '@mantine/hooks';
+import { useEffect, useMemo, useState } from 'react';
+import { Provider, useQuery } from 'urql';
+import { createConsoleClient, signOut } from './client';
+import { ViewerDocument } from './generated/graphql';
+import { ApiKeys } from './screens/ApiKeys';
+import { JobPage, Jobs } from './screens/Jobs';
+import { Models } from './screens/Models';
+import { Playground } from './screens/Playground';
+import { Projects } from './screens/Projects';
+import { SignIn } from './screens/SignIn';
+import { ApiError, ViewerContext } from './ui';
+
+const SCREENS = [
+  { path: 'models', label: 'Models' },
+  { path: 'playground', label: 'Playground' },
+  { path: 'jobs', label: 'Jobs' },
+  { path: 'keys', label: 'API keys' },
+  { path: 'projects', label: 'Projects' },
+] as const;
+
+/** The route is the URL's hash (#/models, #/jobs/<id>): the gateway serves one page. */
+function useRoute(): string[] {
+  const read = () => window.location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const [route, setRoute] = useState(read);
+  useEffect(() => {
+    const onChange = () => setRoute(read());
+    window.addEventListener('hashchange', onChange);
+    return () => window.removeEventListener('hashchange', onChange);
+  }, []);
+  return route;
+}
+
+/** One signed-in session: a GraphQL client of its own, dropped (WebSocket closed) at sign-out. */
+export function App() {
+  const [session, setSession] = useState(0);
+  const { client, ws } = useMemo(() => createConsoleClient(), [session]);
+  useEffect(() => () => void ws.dispose(), [ws]);
+  return (
+    <Provider value={client}>
+      <Signed key={session} onChange={() => setSession((n) => n + 1)} />
+    </Provider>
+  );
+}
+
+function Signed({ onChange }: { onChange: () => void }) {
+  const [viewer] = useQuery({ query: ViewerDocument, requestPolicy: 'network-only' });
+  if (viewer.fetching && !viewer.data) {
+    return (
+      <Center mih="100vh">
+        <Loader aria-label="Loading" />
+      </Center>
+    );
+  }
+  const unauthenticated = viewer.error?.graphQLErrors.some((e) => e.extensions?.['code'] === 'UNAUTHENTICATED') || viewer.error?.response?.status === 401;
+  if (!viewer.data || unauthenticated) {
+    if (viewer.error && !unauthenticated)
+      return (
+        <Center mih="100vh" p="md">
+          <Stack>
+            <ApiError error={viewer.error} title="The platform did not answer" />
+            <Button onClick={onChange}>Try again</Button>
+          </Stack>
+        </Center>
+      );
+    return <SignIn onSignedIn={onChange} />;
+  }
+  const write = viewer.data.modelWrite;
+  return (
+    <ViewerContext.Provider value={{ canWrite: write.authorized, role: write.role, projectTitle: write.project?.title ?? null }}>
+      <Shell
+        onSignOut={async () => {
+          await signOut();
+          onChange();
+        }}
+      />
+    </ViewerContext.Provider>
+  );
+}
+
+function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
+  const route = useRoute();
+  const [opened, { toggle, close }] = useDisclosure();
+  const { setColorScheme } = useMantineColorScheme();
+  const scheme = useComputedColorScheme('light');
+  const [screen, id] = route;
+  const current = SCREENS.find((s) => s.path === screen)?.path ?? 'models';
+  useEffect(close, [screen, close]);
+  return (
+    <ViewerContext.Consumer>
+      {(viewer) => (
+        <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: 'sm', collapsed: { mobile: !opened } }} padding="md">
+          <AppShell.Header>
+            <Group h="100%" px="md" justify="space-between" wrap="nowrap">
+              <Group gap="sm" wrap="nowrap">
+                <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label="Menu" />
+                <Title order={4}>Mariner</Title>
+                <Text size="sm" c="dimmed" visibleFrom="xs" truncate>
+                  {viewer.projectTitle ?? ''} {viewer.role ? `· ${viewer.role.toLowerCase()}` : ''}
+                  {!viewer.canWrite ? ' · read only' : ''}
+                </Text>
+              </Group>
+              <Group gap="xs" wrap="nowrap">
+                <ActionIcon
+                  variant="default"
+                  size="lg"
+                  onClick={() => setColorScheme(scheme === 'dark' ? 'light' : 'dark')}
+                  aria-label={`Switch to ${scheme === 'dark' ? 'light' : 'dark'} mode`}
+                >
+                  {scheme === 'dark' ? '☀' : '☾'}
+                </ActionIcon>
+                <Button variant="default" size="sm" onClick={() => void onSignOut()}>
+                  Sign out
+                </Button>
+              </Group>
+            </Group>
+          </AppShell.Header>
+          <AppShell.Navbar p="xs" aria-label="Screens">
+            {SCREENS.map((s) => (
+              <NavLink key={s.path} href={`#/${s.path}`} label={s.label} active={current === s.path} aria-current={current === s.path ? 'page' : undefined} />
+            ))}
+          </AppShell.Navbar>
+          <AppShell.Main>
+            {current === 'models' && <Models />}
+            {current === 'playground' && <Playground />}
+            {current === 'jobs' && (id ? <JobPage id={id} /> : <Jobs />)}
+            {current === 'keys' && <ApiKeys />}
+            {current === 'projects' && <Projects />}
+          </AppShell.Main>
+        </AppShell>
+      )}
+    </ViewerContext.Consumer>
+  );
+}

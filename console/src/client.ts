@@ -1,0 +1,66 @@
+import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
+import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+
+/**
+ * The header every console request carries: the gateway accepts the session cookie only with it (and
+ * from this origin), which a page on another site cannot send (gateway/console.ts, CSRF).
+ */
+export const CSRF_HEADERS = { 'x-mariner-csrf': '1' };
+
+/**
+ * A GraphQL client for one signed-in session: queries and mutations over HTTP, subscriptions over
+ * graphql-ws, both to /graphql on this origin, authenticated by the HttpOnly session cookie the browser
+ * sends by itself. Nothing about the credential is in this script.
+ */
+export function createConsoleClient(): { client: Client; ws: WsClient } {
+  const url = new URL('/graphql', window.location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = createWsClient({
+    url: url.toString(),
+    lazy: true,
+    // Reconnects after a network drop; subscriptions start again (the job log resumes from what it has).
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+  });
+  const client = new Client({
+    url: '/graphql',
+    preferGetMethod: false,
+    fetchOptions: { headers: CSRF_HEADERS, credentials: 'same-origin' },
+    requestPolicy: 'cache-and-network',
+    exchanges: [
+      cacheExchange,
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription(request) {
+          const input = { ...request, query: request.query ?? '' };
+          return {
+            subscribe(sink) {
+              const unsubscribe = ws.subscribe(input, sink);
+              return { unsubscribe };
+            },
+          };
+        },
+      }),
+    ],
+  });
+  return { client, ws };
+}
+
+/** Signs in: the platform checks the key and sets the session cookie. Throws the API's message. */
+export async function signIn(apiKey: string): Promise<void> {
+  const response = await fetch('/console/session', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...CSRF_HEADERS },
+    credentials: 'same-origin',
+    body: JSON.stringify({ apiKey }),
+  });
+  if (!response.ok) {
+    const body = (await response.json().catch(() => ({}))) as { error?: { message?: string } };
+    throw new Error(body.error?.message ?? `Sign-in failed (HTTP ${response.status})`);
+  }
+}
+
+/** Signs out: the platform revokes the session and clears the cookie. */
+export async function signOut(): Promise<void> {
+  await fetch('/console/session', { method: 'DELETE', headers: CSRF_HEADERS, credentials: 'same-origin' });
+}

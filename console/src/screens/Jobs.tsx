@@ -1,0 +1,108 @@
+import { Anchor, Button, Card, Code, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
+import { useEffect, useRef } from 'react';
+import { useMutation, useQuery, useSubscription } from 'urql';
+import { CancelFineTuningJobDocument, FineTuningJobDocument, FineTuningJobsDocument, JobLogsDocument, type JobLogsSubscription } from '../generated/graphql';
+import { ApiError, StatusBadge, useViewer, when } from '../ui';
+
+/** Fine-tuning jobs, newest first. */
+export function Jobs() {
+  const [jobs] = useQuery({ query: FineTuningJobsDocument });
+  return (
+    <Stack>
+      <Title order={2}>Fine-tuning jobs</Title>
+      <ApiError error={jobs.error} />
+      {jobs.fetching && !jobs.data && <Loader aria-label="Loading jobs" />}
+      {jobs.data?.fineTuningJobs.items.length === 0 && <Text>No fine-tuning jobs yet: start one with the OpenAI SDK or GraphQL (createFineTuningJob).</Text>}
+      {(jobs.data?.fineTuningJobs.items.length ?? 0) > 0 && (
+        <Table.ScrollContainer minWidth={520}>
+          <Table aria-label="Fine-tuning jobs" striped highlightOnHover>
+            <Table.Thead>
+              <Table.Tr>
+                <Table.Th>Job</Table.Th>
+                <Table.Th>Model</Table.Th>
+                <Table.Th>Status</Table.Th>
+                <Table.Th>Created</Table.Th>
+              </Table.Tr>
+            </Table.Thead>
+            <Table.Tbody>
+              {jobs.data?.fineTuningJobs.items.map((job) => (
+                <Table.Tr key={job.id}>
+                  <Table.Td>
+                    <Anchor href={`#/jobs/${job.id}`}>{job.id}</Anchor>
+                  </Table.Td>
+                  <Table.Td>{job.fineTunedModel ?? job.model}</Table.Td>
+                  <Table.Td>
+                    <StatusBadge status={job.status} />
+                  </Table.Td>
+                  <Table.Td>{when(job.createdAt)}</Table.Td>
+                </Table.Tr>
+              ))}
+            </Table.Tbody>
+          </Table>
+        </Table.ScrollContainer>
+      )}
+    </Stack>
+  );
+}
+
+type LogLine = JobLogsSubscription['jobLogs']['lines'][number];
+
+/** One job, with its log following live through `jobLogs` (lines kept by offset: a reconnect repeats none). */
+export function JobPage({ id }: { id: string }) {
+  const viewer = useViewer();
+  const [job, refetch] = useQuery({ query: FineTuningJobDocument, variables: { id } });
+  const [cancellation, cancel] = useMutation(CancelFineTuningJobDocument);
+  const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId: id, fromOffset: 0 } }, (lines: Map<number, LogLine> = new Map(), event) => {
+    const next = new Map(lines);
+    for (const line of event.jobLogs.lines) next.set(line.offset, line);
+    return next;
+  });
+  const bottom = useRef<HTMLDivElement>(null);
+  const lines = [...(logs.data?.values() ?? [])].sort((a, b) => a.offset - b.offset);
+  useEffect(() => bottom.current?.scrollIntoView({ block: 'nearest' }), [lines.length]);
+  const data = job.data?.fineTuningJob;
+  const finished = data && ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(data.status);
+  return (
+    <Stack>
+      <Anchor href="#/jobs">← Jobs</Anchor>
+      <ApiError error={job.error ?? cancellation.error ?? logs.error} />
+      {job.data && !data && <Text>No such job in this project.</Text>}
+      {data && (
+        <Card withBorder>
+          <Stack gap="xs">
+            <Group justify="space-between" wrap="wrap">
+              <Group gap="xs">
+                <Title order={3} style={{ wordBreak: 'break-all' }}>
+                  {data.id}
+                </Title>
+                <StatusBadge status={data.status} />
+              </Group>
+              {viewer.canWrite && !finished && (
+                <Button color="red" variant="light" size="xs" onClick={() => void cancel({ id }).then(() => refetch({ requestPolicy: 'network-only' }))}>
+                  Cancel job
+                </Button>
+              )}
+            </Group>
+            <Text size="sm">
+              Base model {data.model} · training file {data.trainingFile} · created {when(data.createdAt)} · finished {when(data.finishedAt)}
+            </Text>
+            {data.fineTunedModel && <Text size="sm">Fine-tuned model: {data.fineTunedModel}</Text>}
+            {data.error && <Text c="red">{`${data.error.message} (${data.error.code})`}</Text>}
+          </Stack>
+        </Card>
+      )}
+      <Title order={4}>
+        Log{' '}
+        {!finished && (
+          <Text span size="sm" c="dimmed">
+            (live)
+          </Text>
+        )}
+      </Title>
+      <Code block mah={480} style={{ overflow: 'auto' }} aria-label="Job log" data-testid="job-log">
+        {lines.length === 0 ? 'No log lines yet.' : lines.map((l) => l.text).join('\n')}
+        <div ref={bottom} />
+      </Code>
+    </Stack>
+  );
+}

@@ -1,0 +1,108 @@
+import { Button, Card, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
+import { useMutation, useQuery, useSubscription } from 'urql';
+import { ActivateModelDocument, DeactivateModelDocument, ModelsDocument, RuntimesUpdatedDocument, type RuntimeFieldsFragment } from '../generated/graphql';
+import { ApiError, StatusBadge, useViewer, when } from '../ui';
+
+/** Models with their loading and activation status, and their runtimes per cluster, live. */
+export function Models() {
+  const viewer = useViewer();
+  const [models, refetch] = useQuery({ query: ModelsDocument });
+  const [live] = useSubscription({ query: RuntimesUpdatedDocument });
+  const [activation, activate] = useMutation(ActivateModelDocument);
+  const [deactivation, deactivate] = useMutation(DeactivateModelDocument);
+  const runtimes = live.data?.runtimesUpdated.runtimes ?? [];
+  const ready = new Set(live.data?.runtimesUpdated.readyModelIds ?? []);
+  const byModel = new Map<string, RuntimeFieldsFragment[]>();
+  for (const runtime of runtimes) byModel.set(runtime.modelId, [...(byModel.get(runtime.modelId) ?? []), runtime]);
+  const toggle = async (id: string, active: boolean) => {
+    const result = active ? await deactivate({ id }) : await activate({ id });
+    if (!result.error) refetch({ requestPolicy: 'network-only' });
+  };
+
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Title order={2}>Models</Title>
+        <Text size="sm" c="dimmed" aria-live="polite">
+          {live.data ? `Live: ${runtimes.length} runtime${runtimes.length === 1 ? '' : 's'}` : live.error ? 'Live updates unavailable' : 'Connecting…'}
+        </Text>
+      </Group>
+      <ApiError error={models.error ?? live.error ?? activation.error ?? deactivation.error} />
+      {models.fetching && !models.data && <Loader aria-label="Loading models" />}
+      {models.data?.models.items.length === 0 && <Text>No models yet.</Text>}
+      {models.data?.models.items.map((model) => {
+        const active = model.activationStatus === 'ACTIVE';
+        const modelRuntimes = byModel.get(model.id) ?? [];
+        return (
+          <Card key={model.id} withBorder padding="md" data-testid={`model-${model.id}`}>
+            <Stack gap="xs">
+              <Group justify="space-between" wrap="wrap">
+                <Group gap="xs" wrap="wrap">
+                  <Text fw={600} style={{ wordBreak: 'break-all' }}>
+                    {model.id}
+                  </Text>
+                  <StatusBadge status={model.loadingStatus} />
+                  <StatusBadge status={model.activationStatus} />
+                  {ready.has(model.id) && <StatusBadge status="RUNNING" />}
+                </Group>
+                {viewer.canWrite && model.loadingStatus === 'SUCCEEDED' && (
+                  <Button
+                    size="xs"
+                    variant="light"
+                    color={active ? 'orange' : 'green'}
+                    onClick={() => void toggle(model.id, active)}
+                    aria-label={`${active ? 'Deactivate' : 'Activate'} ${model.id}`}
+                  >
+                    {active ? 'Deactivate' : 'Activate'}
+                  </Button>
+                )}
+              </Group>
+              <Text size="sm" c="dimmed">
+                {model.isBaseModel ? 'Base model' : 'Fine-tuned'} · {model.formats.join(', ').toLowerCase() || 'no format'} · owned by {model.ownedBy} · added{' '}
+                {when(model.createdAt)}
+              </Text>
+              {model.loadingStatusMessage && <Text size="sm">{model.loadingStatusMessage}</Text>}
+              {model.loadingFailureReason && (
+                <Text size="sm" c="red">
+                  {model.loadingFailureReason}
+                </Text>
+              )}
+              {modelRuntimes.length > 0 && (
+                <Table.ScrollContainer minWidth={420}>
+                  <Table aria-label={`Runtimes of ${model.id}`} striped>
+                    <Table.Thead>
+                      <Table.Tr>
+                        <Table.Th>Cluster</Table.Th>
+                        <Table.Th>Ready / desired</Table.Th>
+                        <Table.Th>In flight</Table.Th>
+                        <Table.Th>Autoscaler</Table.Th>
+                        <Table.Th>Status</Table.Th>
+                      </Table.Tr>
+                    </Table.Thead>
+                    <Table.Tbody>
+                      {modelRuntimes.map((r) => (
+                        <Table.Tr key={r.clusterId} data-testid="runtime-row">
+                          <Table.Td>{r.clusterId}</Table.Td>
+                          <Table.Td>
+                            {r.readyReplicas} / {r.desiredReplicas}
+                          </Table.Td>
+                          <Table.Td>{r.inFlightRequests}</Table.Td>
+                          <Table.Td>
+                            {r.autoscaling
+                              ? `${r.autoscaling.minReplicas}–${r.autoscaling.maxReplicas}, avg ${r.autoscaling.averageInFlight.toFixed(1)}${r.autoscaling.lastScaleReason ? ` · ${r.autoscaling.lastScaleReason}` : ''}`
+                              : '—'}
+                          </Table.Td>
+                          <Table.Td>{r.statusMessage || '—'}</Table.Td>
+                        </Table.Tr>
+                      ))}
+                    </Table.Tbody>
+                  </Table>
+                </Table.ScrollContainer>
+              )}
+            </Stack>
+          </Card>
+        );
+      })}
+    </Stack>
+  );
+}

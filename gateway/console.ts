@@ -1,0 +1,288 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCode, MarinerError } from '../lib/errors.js';
+import { headerValue, readBody, requestIdOf, sendJson } from '../lib/http.js';
+import type { Logger } from '../lib/logging.js';
+import type { PubSub } from '../lib/pubsub.js';
+import type { Authenticator } from './authentication.js';
+
+/**
+ * The web console (console/, README "Web console"): its built files served at `/console`, `/`
+ * redirecting there for browsers, and its sign-in.
+ *
+ * Sign-in: `POST /console/session` with `{"apiKey": "sk-..."}` checks the key with the gateway's own
+ * authenticator and answers with the session cookie `mariner_console`: the key sealed with AES-256-GCM
+ * (as the notebook proxy's cookie, subgraphs/sessions/sessionCookie.ts) under a key derived from the
+ * platform's secret, with a random session id and an expiry inside, HttpOnly (no script reads it),
+ * SameSite=Strict, Path=/ and Secure over TLS. The browser keeps nothing else: not in localStorage, not
+ * in a script's memory. Every request with the cookie is authenticated again with the key it holds, so
+ * a deleted key stops working at once.
+ *
+ * CSRF: a request authenticated by the cookie (no Authorization header) must come from the console's
+ * own origin: it must carry the `x-mariner-csrf` header (which a cross-site page cannot send without a
+ * CORS preflight the platform never allows), and when the browser says where it comes from
+ * (`Sec-Fetch-Site`, `Origin`) that must be this origin. A WebSocket upgrade cannot carry a custom
+ * header, so there the Origin must be this origin. Anything else with the cookie is refused (403), the
+ * cookie is never silently ignored. Sign-in checks the same (login CSRF).
+ *
+ * Sign-out (`DELETE /console/session`) revokes the session server-side: its id is kept in a revoked set
+ * until the cookie would have expired, announced on the platform's bus so every replica refuses it too,
+ * and the cookie is cleared.
+ */
+
+export const CONSOLE_COOKIE = 'mariner_console';
+export const CONSOLE_PATH = '/console';
+export const CSRF_HEADER = 'x-mariner-csrf';
+/** A console session lasts at most this long (a working day and some). */
+export const CONSOLE_SESSION_TTL_SECONDS = 12 * 3600;
+const NOT_FOUND = { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1, the web console at /console' };
+const REVOKED_CHANNEL = 'console_sessions_revoked';
+const AAD = Buffer.from(`${CONSOLE_COOKIE}/v1`);
+
+interface Sealed {
+  v: 1;
+  /** Session id. */
+  s: string;
+  /** The API key. */
+  k: string;
+  /** Expiry, seconds since the epoch. */
+  e: number;
+}
+
+export interface ConsoleOptions {
+  /** The platform's secret (the internal token secret); the cookie's key is derived from it. */
+  secret: string;
+  authenticator: Authenticator;
+  logger: Logger;
+  pubsub?: PubSub;
+  /** Where the built console is; defaults to console/dist beside the sources (or the compiled dist/). */
+  assetsDir?: string;
+}
+
+export interface ConsoleServer {
+  /** `/console...` and `/`. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * The API key of a request authenticated by the console cookie; undefined when it has no cookie or
+   * has an Authorization header (which always wins). Throws UNAUTHENTICATED for an expired, altered or
+   * revoked cookie and FORBIDDEN for a request that is not from the console's origin (CSRF).
+   */
+  credentialOf(req: IncomingMessage, kind: 'http' | 'websocket'): string | undefined;
+  close(): void;
+}
+
+/** The built console: console/dist from the sources, or from dist/gateway (the compiled build). */
+export function defaultAssetsDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.join(here, '..', 'console', 'dist'), path.join(here, '..', '..', 'console', 'dist')];
+  return candidates.find((dir) => existsSync(path.join(dir, 'index.html'))) ?? candidates[0]!;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json',
+};
+
+/** A strict policy: the console loads nothing from anywhere but its own origin. */
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+export function cookieValue(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function overTls(req: IncomingMessage): boolean {
+  if ((req.socket as { encrypted?: boolean }).encrypted) return true;
+  return headerValue(req.headers, 'x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() === 'https';
+}
+
+/** Whether the browser says the request comes from this origin (or says nothing that contradicts it). */
+export function sameOrigin(req: IncomingMessage): boolean {
+  const site = headerValue(req.headers, 'sec-fetch-site');
+  if (site !== undefined && site !== 'same-origin') return false;
+  const origin = headerValue(req.headers, 'origin');
+  if (origin === undefined) return true;
+  const host = headerValue(req.headers, 'x-forwarded-host')?.split(',')[0]?.trim() ?? headerValue(req.headers, 'host');
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
+  const key = createHmac('sha256', options.secret).update('mariner console cookie key v1').digest();
+  const assetsDir = options.assetsDir ?? defaultAssetsDir();
+  /** Revoked session ids, until the cookie would have expired anyway. */
+  const revoked = new Map<string, number>();
+  let unsubscribe: (() => Promise<void>) | undefined;
+  const remember = (payload: string) => {
+    const [id, until] = payload.split(' ');
+    if (id && until) revoked.set(id, Number(until));
+  };
+  if (options.pubsub)
+    void options.pubsub.subscribe(REVOKED_CHANNEL, remember).then(
+      (stop) => (unsubscribe = stop),
+      (error: unknown) => options.logger.warn({ err: error }, 'console sign-outs are not shared with other replicas'),
+    );
+  const sweep = setInterval(() => {
+    const now = Date.now() / 1000;
+    for (const [id, until] of revoked) if (until < now) revoked.delete(id);
+  }, 60_000);
+  sweep.unref();
+
+  function seal(apiKey: string): { value: string; id: string } {
+    const payload: Sealed = { v: 1, s: randomUUID(), k: apiKey, e: Math.floor(Date.now() / 1000) + CONSOLE_SESSION_TTL_SECONDS };
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(AAD);
+    const body = Buffer.concat([cipher.update(JSON.stringify(payload), 'utf8'), cipher.final()]);
+    return { value: Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url'), id: payload.s };
+  }
+  function open(value: string): Sealed | null {
+    try {
+      const bytes = Buffer.from(value, 'base64url');
+      if (bytes.length < 12 + 16 + 2) return null;
+      const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12)).setAAD(AAD);
+      decipher.setAuthTag(bytes.subarray(12, 28));
+      const payload = JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as Sealed;
+      if (payload.v !== 1 || typeof payload.k !== 'string' || typeof payload.s !== 'string' || payload.e * 1000 <= Date.now()) return null;
+      return revoked.has(payload.s) ? null : payload;
+    } catch {
+      return null;
+    }
+  }
+  const attributes = (req: IncomingMessage) => `Path=/; HttpOnly; SameSite=Strict${overTls(req) ? '; Secure' : ''}`;
+  const clearCookie = (req: IncomingMessage) => `${CONSOLE_COOKIE}=; Max-Age=0; ${attributes(req)}`;
+
+  /** A console API call (sign-in, sign-out) must come from the console itself. */
+  const fromConsole = (req: IncomingMessage) => sameOrigin(req) && headerValue(req.headers, CSRF_HEADER) !== undefined;
+
+  async function session(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      sendJson(res, status, body, { 'x-request-id': requestId, 'cache-control': 'no-store', ...headers });
+    const error = (status: number, code: ErrorCode, message: string, headers: Record<string, string> = {}) =>
+      json(status, { error: { message, code } }, headers);
+    if (!fromConsole(req))
+      return error(403, ErrorCode.FORBIDDEN, `Console requests must come from the console's own page (same origin, ${CSRF_HEADER} header)`);
+    if (req.method === 'DELETE') {
+      const sealed = cookieValue(req, CONSOLE_COOKIE);
+      const payload = sealed ? open(sealed) : null;
+      if (payload) {
+        revoked.set(payload.s, payload.e);
+        await options.pubsub?.publish(REVOKED_CHANNEL, `${payload.s} ${payload.e}`).catch((err: unknown) => {
+          options.logger.warn({ err, requestId }, 'a console sign-out could not be announced to other replicas');
+        });
+      }
+      return json(200, { signedIn: false }, { 'set-cookie': clearCookie(req) });
+    }
+    if (req.method !== 'POST') return error(405, ErrorCode.BAD_USER_INPUT, 'Use POST to sign in, DELETE to sign out', { allow: 'POST, DELETE' });
+    let apiKey: unknown;
+    try {
+      apiKey = (JSON.parse(await readBody(req, 16 * 1024)) as { apiKey?: unknown }).apiKey;
+    } catch {
+      return error(400, ErrorCode.BAD_USER_INPUT, 'The body must be JSON: {"apiKey": "sk-..."}');
+    }
+    if (typeof apiKey !== 'string' || !apiKey.startsWith('sk-')) return error(400, ErrorCode.BAD_USER_INPUT, 'apiKey must be a Mariner API key (sk-...)');
+    try {
+      const { identity } = await options.authenticator.authenticate(apiKey, {}, requestId);
+      if (!identity) return error(401, ErrorCode.UNAUTHENTICATED, 'Invalid API key');
+    } catch (err) {
+      if (err instanceof MarinerError) return error(err.code === ErrorCode.UNAUTHENTICATED ? 401 : 403, err.code, err.message);
+      throw err;
+    }
+    const { value } = seal(apiKey);
+    json(200, { signedIn: true }, { 'set-cookie': `${CONSOLE_COOKIE}=${value}; Max-Age=${CONSOLE_SESSION_TTL_SECONDS}; ${attributes(req)}` });
+  }
+
+  function serveFile(req: IncomingMessage, res: ServerResponse, relative: string): boolean {
+    const file = path.resolve(assetsDir, relative);
+    if (!file.startsWith(path.resolve(assetsDir) + path.sep)) return false;
+    let size: number;
+    try {
+      const stat = statSync(file);
+      if (!stat.isFile()) return false;
+      size = stat.size;
+    } catch {
+      return false;
+    }
+    const immutable = relative.startsWith('assets/');
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'content-length': String(size),
+      'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+      ...SECURITY_HEADERS,
+    });
+    res.end(req.method === 'HEAD' ? undefined : readFileSync(file));
+    return true;
+  }
+
+  return {
+    async handle(req, res) {
+      const requestId = requestIdOf(req);
+      const url = new URL(req.url ?? '/', 'http://mariner');
+      try {
+        if (url.pathname === `${CONSOLE_PATH}/session`) return await session(req, res, requestId);
+        const accepts = headerValue(req.headers, 'accept') ?? '';
+        if (url.pathname === '/') {
+          if ((req.method === 'GET' || req.method === 'HEAD') && accepts.includes('text/html')) {
+            res.writeHead(302, { location: `${CONSOLE_PATH}/` });
+            return void res.end();
+          }
+          return sendJson(res, 404, NOT_FOUND);
+        }
+        if (url.pathname !== CONSOLE_PATH && !url.pathname.startsWith(`${CONSOLE_PATH}/`)) return sendJson(res, 404, NOT_FOUND);
+        if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'the console serves GET only' }, { allow: 'GET, HEAD' });
+        if (url.pathname === CONSOLE_PATH) {
+          res.writeHead(301, { location: `${CONSOLE_PATH}/` });
+          return void res.end();
+        }
+        const relative = decodeURIComponent(url.pathname.slice(CONSOLE_PATH.length + 1));
+        if (relative && serveFile(req, res, relative)) return;
+        // The single-page app's own routes get its page; a missing asset is a plain 404.
+        if (relative.startsWith('assets/') || path.extname(relative)) return sendJson(res, 404, { error: `not found: ${url.pathname}` });
+        if (!serveFile(req, res, 'index.html'))
+          sendJson(res, 503, { error: `The console is not built: run \`npm run build:console\` (looked in ${assetsDir})` });
+      } catch (err) {
+        options.logger.error({ err, requestId }, 'console request failed');
+        if (!res.headersSent) sendJson(res, 500, { error: { message: `Internal error (request id ${requestId})`, code: ErrorCode.INTERNAL } });
+        else res.end();
+      }
+    },
+    credentialOf(req, kind) {
+      if (req.headers.authorization !== undefined) return undefined;
+      const sealed = cookieValue(req, CONSOLE_COOKIE);
+      if (sealed === undefined) return undefined;
+      const csrfSafe = kind === 'websocket' ? sameOrigin(req) && headerValue(req.headers, 'origin') !== undefined : fromConsole(req);
+      if (!csrfSafe)
+        throw new MarinerError(
+          ErrorCode.FORBIDDEN,
+          `A request with the console's session cookie must come from the console (same origin${kind === 'http' ? `, ${CSRF_HEADER} header` : ''}); other clients send Authorization: Bearer`,
+        );
+      const payload = open(sealed);
+      if (!payload) throw new MarinerError(ErrorCode.UNAUTHENTICATED, 'Your console session expired or was signed out: sign in again');
+      return payload.k;
+    },
+    close() {
+      clearInterval(sweep);
+      void unsubscribe?.();
+    },
+  };
+}
