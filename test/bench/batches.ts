@@ -3,7 +3,8 @@
  *
  * The whole platform as `mariner up --demo-model` runs it (the embedded agent, the demo model's
  * node-llama-cpp runtime, PostgreSQL or PGlite), driven with the official `openai` SDK:
- *   - alone:      --interactive sequential chat completions (`max_tokens` --max-tokens), nothing else
+ *   - alone:      --interactive chat completions (`max_tokens` --max-tokens), one at a time, started
+ *                 --rate per second (as interactive users send them, not back to back), nothing else
  *                 running: their latency (request → whole answer);
  *   - with batch: a --lines-line batch of the same chat completion is created, and the same sequential
  *                 chat completions run while it does (until it ends): their latency, and the batch's
@@ -15,6 +16,7 @@
  *   --lines N         requests in the batch (default 1000)
  *   --interactive N   interactive requests measured alone (default 100; while the batch runs, as many as fit)
  *   --max-tokens T    max_tokens of every request (default 8)
+ *   --rate R          interactive requests started per second, one at a time (default 10)
  *   --per-batch C     requests of the batch running at once (default: the platform's, 4)
  *   --per-tenant C    requests of the tenant's batches running at once (default: the platform's, 8)
  *   --embedded        PGlite instead of a fresh PostgreSQL database
@@ -29,7 +31,7 @@ import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BenchAbort, benchEnvironment, intOption, latencyStats, markdownTable, parseBenchArgs, runBench, type LatencyStats } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
-const USAGE = '--lines N --interactive N --max-tokens T --per-batch C --per-tenant C --embedded';
+const USAGE = '--lines N --interactive N --max-tokens T --rate R --per-batch C --per-tenant C --embedded';
 
 function chatBody(maxTokens: number, content: string) {
   return { model: DEMO_MODEL_ID, max_tokens: maxTokens, temperature: 0, messages: [{ role: 'user' as const, content }] };
@@ -51,6 +53,7 @@ async function main(): Promise<void> {
       lines: { type: 'string', default: '1000' },
       interactive: { type: 'string', default: '100' },
       'max-tokens': { type: 'string', default: '8' },
+      rate: { type: 'string', default: '10' },
       'per-batch': { type: 'string' },
       'per-tenant': { type: 'string' },
       embedded: { type: 'boolean', default: false },
@@ -60,6 +63,12 @@ async function main(): Promise<void> {
   const lines = intOption('lines', values.lines, 1);
   const interactive = intOption('interactive', values.interactive, 1);
   const maxTokens = intOption('max-tokens', values['max-tokens'], 1);
+  const intervalMs = 1000 / intOption('rate', values.rate, 1);
+  /** Waits until the next interactive request is due (one every intervalMs from `since`; none skipped, none bunched). */
+  const paced = async (since: number, i: number) => {
+    const wait = since + i * intervalMs - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  };
   const defaults = loadConfig({}).batches;
   const perBatch = values['per-batch'] ? intOption('per-batch', values['per-batch'], 1) : defaults.concurrencyPerBatch;
   const perTenant = values['per-tenant'] ? intOption('per-tenant', values['per-tenant'], perBatch) : Math.max(defaults.concurrencyPerTenant, perBatch);
@@ -81,6 +90,7 @@ async function main(): Promise<void> {
 
     log(`alone: ${interactive} interactive chat completions…`);
     const aloneStarted = process.hrtime.bigint();
+    const aloneSince = Date.now();
     const alone: bigint[] = [];
     const failures: string[] = [];
     /** A failed interactive request is counted and reported, not measured (the runtime may refuse one under load). */
@@ -91,6 +101,7 @@ async function main(): Promise<void> {
         return null;
       });
     for (let i = 0; i < interactive; i++) {
+      await paced(aloneSince, i);
       const latency = await measured(i);
       if (latency !== null) alone.push(latency);
     }
@@ -121,10 +132,13 @@ async function main(): Promise<void> {
     })();
     const during: bigint[] = [];
     const duringStarted = process.hrtime.bigint();
+    const duringSince = Date.now();
     let watchFailed = false;
     watch.catch(() => (watchFailed = true));
     try {
       for (let i = 0; !done && !watchFailed; i++) {
+        await paced(duringSince, i);
+        if (done) break;
         const latency = await measured(interactive + i);
         if (!done && latency !== null) during.push(latency);
       }
@@ -142,7 +156,14 @@ async function main(): Promise<void> {
 
     const report = {
       ...benchEnvironment('batches', command),
-      settings: { lines, maxTokens, concurrencyPerBatch: perBatch, concurrencyPerTenant: perTenant, database: values.embedded ? 'PGlite' : 'PostgreSQL' },
+      settings: {
+        lines,
+        maxTokens,
+        interactivePerSecond: 1000 / intervalMs,
+        concurrencyPerBatch: perBatch,
+        concurrencyPerTenant: perTenant,
+        database: values.embedded ? 'PGlite' : 'PostgreSQL',
+      },
       batch: {
         id: finished.id,
         requestCounts: finished.request_counts,
@@ -163,7 +184,7 @@ async function main(): Promise<void> {
       `# Batch API benchmark`,
       '',
       `\`${command}\` — ${report.date}, Node ${report.node}, ${report.cpu.cores} × ${report.cpu.model}, ${report.settings.database}.`,
-      `The demo model (node-llama-cpp, random weights), max_tokens ${maxTokens}; the batch runs ${perBatch} requests at once (tenant cap ${perTenant}).`,
+      `The demo model (node-llama-cpp, random weights), max_tokens ${maxTokens}; interactive requests one at a time, ${1000 / intervalMs} per second; the batch runs ${perBatch} requests at once (tenant cap ${perTenant}).`,
       '',
       `Batch: ${lines} lines in ${report.batch.seconds} s: **${throughput} lines/s** (${finished.request_counts?.completed} completed, ${finished.request_counts?.failed} failed).`,
       '',
