@@ -3,12 +3,13 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
-import { parseAgentRoute, type AgentJobAction } from '../lib/agentContract.js';
+import { parseAgentRoute, type AgentJobAction, type AgentReport } from '../lib/agentContract.js';
 import { kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER } from '../lib/tunnel.js';
 import os from 'node:os';
 import path from 'node:path';
 import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
 import { JobReporter } from './jobReporter.js';
+import { ReportOutbox } from './reportOutbox.js';
 import { logRuntimeRequest } from './forwardToRuntime.js';
 import { createLocalJobHost } from './localJobHost.js';
 import type { KubernetesJobSettings } from './kubernetes/jobs.js';
@@ -123,7 +124,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     throw error;
   }
-  const reporter = new JobReporter(graphqlUrl, options.registrationKey, logger);
+  // Reports (job output and phases, runtime state) go up the tunnels: the control plane polls for them.
+  const outbox = new ReportOutbox();
+  const send = (report: AgentReport) => outbox.send(report);
+  const reporter = new JobReporter(send, logger);
   const executor = typeof options.executor === 'object' ? options.executor : await createExecutor(options, reporter, logger);
   logger.info({ clusterId: cluster.clusterId, cluster: cluster.clusterName, executor: executor.kind }, 'agent starting');
 
@@ -166,7 +170,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       case 'jobAction':
         if (req.method !== 'POST') break;
         return void handleJob(req, res, to.kind === 'jobAction' ? { id: to.jobId, action: to.action } : undefined);
+      // The control plane's long poll for this agent's reports, and what became of them.
       case 'reports':
+        if (req.method !== 'POST') break;
+        return void outbox.handlePoll(req, res);
+      case 'reportResults':
+        if (req.method !== 'POST') break;
+        return void outbox.handleResults(req, res);
       case undefined:
         break;
     }
@@ -339,7 +349,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   void reportSafely();
   const loader = options.loader ? startModelLoader({ ...options.loader, graphqlUrl, registrationKey: options.registrationKey, logger }) : undefined;
   reconciler = runtimes
-    ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
+    ? startRuntimeReconciler({ graphqlUrl, registrationKey: options.registrationKey, send, runtimes, intervalMs: options.runtimeIntervalMs ?? 15_000, logger })
     : undefined;
   let closed = false;
   return {
@@ -365,6 +375,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       await autoscaled?.close();
       await executor.close();
       await reporter.close();
+      // The parked polls are answered, so the tunnels close without waiting for them.
+      outbox.close();
       await Promise.all(clients.map((c) => c.stop()));
       server.close();
     },

@@ -1,5 +1,5 @@
+import type { AgentReport } from '../lib/agentContract.js';
 import { ErrorCode, MarinerError } from '../lib/errors.js';
-import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 
 export type JobPhase = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'LOST';
@@ -22,9 +22,6 @@ export function trainedTokensOf(line: string): number | null {
   }
 }
 
-const APPEND = `mutation AgentJobLogs($jobId: ID!, $lines: [JobLogLineInput!]!) { appendJobLogs(jobId: $jobId, lines: $lines) }`;
-const REPORT = `mutation AgentJobStatus($input: JobStatusReportInput!) { reportJobStatus(input: $input) { id status } }`;
-
 const BATCH_LINES = 500;
 const FLUSH_DELAY_MS = 100;
 
@@ -37,18 +34,20 @@ interface JobQueue {
 }
 
 /**
- * Delivers a job's output and phase changes to the control plane, in order and at least once: lines
- * carry offsets (the control plane ignores those it has), a phase goes only after every line before
- * it (a follower that sees the job finished has seen all of its output), and a failed call is
- * retried with backoff until the control plane answers — a control plane restart loses nothing.
+ * Delivers a job's output and phase changes to the control plane, up the agent's tunnel (`send`: the
+ * report outbox, agent/reportOutbox.ts), in order and at least once: lines carry offsets (the control
+ * plane ignores those it has), a phase goes only after every line before it (a follower that sees the
+ * job finished has seen all of its output), one report of a job is in flight at a time, and a report
+ * that was not delivered (no tunnel, the tunnel cut, the control plane restarting) is sent again with
+ * backoff until it is — nothing is lost.
  */
 export class JobReporter {
   private readonly queues = new Map<string, JobQueue>();
   private closed = false;
 
   constructor(
-    private readonly graphqlUrl: string,
-    private readonly registrationKey: string,
+    /** Resolves once the control plane has the report; rejects with its refusal (a MarinerError) or a transport failure. */
+    private readonly send: (report: AgentReport) => Promise<void>,
     private readonly logger: Logger,
     private readonly retry = { initialMs: 250, maxMs: 10_000 },
   ) {}
@@ -71,7 +70,7 @@ export class JobReporter {
   line(jobId: string, text: string): void {
     const queue = this.queue(jobId);
     queue.lines.push({ offset: queue.nextOffset++, text, time: new Date().toISOString() });
-    // `send` retries until it succeeds or the reporter closes: the drain never rejects.
+    // `deliver` retries until it succeeds or the reporter closes: the drain never rejects.
     if (queue.lines.length >= BATCH_LINES) void this.drain(jobId);
     else queue.timer ??= setTimeout(() => void this.drain(jobId), FLUSH_DELAY_MS);
   }
@@ -86,25 +85,24 @@ export class JobReporter {
     const queue = this.queue(jobId);
     if (queue.timer) clearTimeout(queue.timer);
     queue.timer = undefined;
-    queue.draining ??= this.send(jobId, queue).finally(() => {
+    queue.draining ??= this.deliver(jobId, queue).finally(() => {
       queue.draining = undefined;
       if (queue.lines.length > 0 || queue.phases.length > 0) void this.drain(jobId);
     });
     return queue.draining;
   }
 
-  private async send(jobId: string, queue: JobQueue): Promise<void> {
-    const headers = { authorization: `Bearer ${this.registrationKey}` };
+  private async deliver(jobId: string, queue: JobQueue): Promise<void> {
     let delay = this.retry.initialMs;
     while (!this.closed && (queue.lines.length > 0 || queue.phases.length > 0)) {
       try {
         if (queue.lines.length > 0) {
           const batch = queue.lines.slice(0, BATCH_LINES);
-          await graphqlRequest(this.graphqlUrl, APPEND, { jobId, lines: batch }, headers, AbortSignal.timeout(15_000));
+          await this.send({ kind: 'jobLogs', jobId, lines: batch });
           queue.lines.splice(0, batch.length);
         } else {
           const report = queue.phases[0]!;
-          await graphqlRequest(this.graphqlUrl, REPORT, { input: { jobId, ...report } }, headers, AbortSignal.timeout(30_000));
+          await this.send({ kind: 'jobStatus', jobId, ...report });
           queue.phases.shift();
         }
         delay = this.retry.initialMs;

@@ -1,14 +1,15 @@
+import type { AgentReport } from '../lib/agentContract.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 import type { ActiveModel, RuntimeHost } from './executor.js';
 
 const ACTIVE_MODELS = 'query AgentActiveModels { workerActiveModels { id source formats gpu replicas extraArgs } }';
-const REPORT_RUNTIMES = `mutation AgentRuntimes($runtimes: [RuntimeReportInput!]!) { reportRuntimes(runtimes: $runtimes) { modelId } }`;
 
 /**
  * The activation reconciler (LLMariner inference-manager engine): the control plane's active models
  * this cluster may run are deployed, runtimes of models no longer active are removed, and the
- * runtimes' state is reported so the control plane routes requests to ready ones. Runs on a timer
+ * runtimes' state is reported (up the tunnel: `send`, agent/reportOutbox.ts) so the control plane
+ * routes requests to ready ones. Runs on a timer
  * and on demand; one pass at a time. While a runtime has fewer ready replicas than it wants (a pod
  * starting after a scale-up), its state is reported every `catchUpMs` besides, so that requests
  * waiting at the control plane for it go as soon as it is ready.
@@ -16,6 +17,8 @@ const REPORT_RUNTIMES = `mutation AgentRuntimes($runtimes: [RuntimeReportInput!]
 export function startRuntimeReconciler(options: {
   graphqlUrl: string;
   registrationKey: string;
+  /** Resolves once the control plane has the report (agent/reportOutbox.ts). */
+  send(report: AgentReport): Promise<void>;
   runtimes: RuntimeHost;
   intervalMs: number;
   /** Default 2 s. */
@@ -32,7 +35,7 @@ export function startRuntimeReconciler(options: {
   /** Reports the runtimes' state; while one is short of ready replicas, again after `catchUpMs`. */
   async function report(): Promise<void> {
     const runtimes = await options.runtimes.status();
-    await graphqlRequest(options.graphqlUrl, REPORT_RUNTIMES, { runtimes }, headers);
+    await options.send({ kind: 'runtimes', runtimes });
     clearTimeout(catchUp);
     catchUp = undefined;
     if (!closed && runtimes.some((runtime) => runtime.readyReplicas < runtime.desiredReplicas)) {
@@ -80,7 +83,9 @@ export function startRuntimeReconciler(options: {
       closed = true;
       clearInterval(timer);
       clearTimeout(catchUp);
-      await running;
+      // A report waits for a tunnel to take it; with none (the control plane is gone) the agent stops
+      // anyway: runtime state is sent whole each time, so a lost last report is made good by the next agent.
+      await Promise.race([running, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     },
   };
 }

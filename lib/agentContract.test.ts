@@ -8,6 +8,7 @@ describe('the agent contract', () => {
     const cases: [string, AgentRoute][] = [
       [agentRoutes.healthz(), { kind: 'healthz' }],
       [agentRoutes.reports(), { kind: 'reports' }],
+      [agentRoutes.reportResults(), { kind: 'reportResults' }],
       [agentRoutes.reconcile(), { kind: 'reconcile', wake: null }],
       [agentRoutes.reconcile('org/llama 3?&x=1'), { kind: 'reconcile', wake: 'org/llama 3?&x=1' }],
       [agentRoutes.startJob(), { kind: 'startJob' }],

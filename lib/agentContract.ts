@@ -28,14 +28,17 @@ export type AgentRoute =
   | { kind: 'jobAction'; jobId: string; action: AgentJobAction }
   /** An OpenAI request to a model's runtime: `path` is the runtime's own (`/v1/chat/completions`). */
   | { kind: 'runtime'; modelId: string; path: string }
-  /** The control plane's long poll for the agent's reports (lib/agentReports.ts). */
-  | { kind: 'reports' };
+  /** The control plane's long poll for the agent's reports (`AgentReport` below). */
+  | { kind: 'reports' }
+  /** What became of reports the agent handed over (`AgentReportResults` below). */
+  | { kind: 'reportResults' };
 
 const RUNTIMES = `${WORKER_PREFIX}/runtimes/`;
 const JOBS = `${WORKER_PREFIX}/jobs`;
 const RECONCILE = `${WORKER_PREFIX}/reconcile`;
 const HEALTHZ = `${WORKER_PREFIX}/healthz`;
 const REPORTS = `${WORKER_PREFIX}/reports`;
+const REPORT_RESULTS = `${WORKER_PREFIX}/reports/results`;
 
 /** A path segment: encoded so that a `/`, `?` or `%` in an id stays inside it. */
 const segment = (value: string): string => {
@@ -73,6 +76,7 @@ export const agentRoutes = {
     return `${RUNTIMES}${segment(modelId)}${path}`;
   },
   reports: (): string => REPORTS,
+  reportResults: (): string => REPORT_RESULTS,
 } as const;
 
 /**
@@ -90,6 +94,7 @@ export function parseAgentRoute(path: string): AgentRoute | null {
   if (path.startsWith(`${K8S_PREFIX}/`)) return { kind: 'kubernetes', path: path.slice(K8S_PREFIX.length) };
   if (path === HEALTHZ) return { kind: 'healthz' };
   if (path === REPORTS) return { kind: 'reports' };
+  if (path === REPORT_RESULTS) return { kind: 'reportResults' };
   if (path === JOBS) return { kind: 'startJob' };
   if (path === RECONCILE) return { kind: 'reconcile', wake: null };
   if (path.startsWith(`${RECONCILE}?`)) return { kind: 'reconcile', wake: new URLSearchParams(path.slice(RECONCILE.length + 1)).get('wake') };
@@ -200,3 +205,58 @@ export function callAgent(
     if (payload) stream.end(payload);
   });
 }
+
+/**
+ * Reports travel up the tunnel the commands come down: the control plane keeps a long poll open on each
+ * tunnel (`agentRoutes.reports()`), which the agent answers with the reports it has queued (at once, or as
+ * soon as one is queued); the control plane polls again at once, delivers each report (a job's in order),
+ * and tells the agent what became of each as soon as it knows (`agentRoutes.reportResults()`). A report
+ * is done only when its outcome arrives; one whose tunnel went away first is sent again (at least once:
+ * job log lines carry offsets), and each sender awaits its report before sending the next, so a job's
+ * lines and phases arrive in order.
+ */
+export type AgentReport =
+  /** A job's output lines, with their offsets (the control plane ignores those it has). */
+  | { kind: 'jobLogs'; jobId: string; lines: { offset: number; text: string; time: string }[] }
+  /** A job's phase change, sent after every line before it. */
+  | {
+      kind: 'jobStatus';
+      jobId: string;
+      phase: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'LOST';
+      message?: string | null;
+      outputPath?: string | null;
+      trainedTokens?: number | null;
+    }
+  /** The state of every runtime of the cluster (replaces the previous report). */
+  | {
+      kind: 'runtimes';
+      runtimes: readonly {
+        modelId: string;
+        desiredReplicas: number;
+        readyReplicas: number;
+        inFlightRequests: number;
+        statusMessage?: string | null;
+        autoscaling?: object | null;
+      }[];
+    };
+
+/** The agent's answer to a poll: the reports it hands over, each with its id. */
+export interface AgentReportBatch {
+  reports: (AgentReport & { id: number })[];
+}
+
+/** What became of a report: delivered (no error), or refused with the control plane's error code. */
+export interface AgentReportResult {
+  id: number;
+  error?: { code: string; message: string };
+}
+
+/** The body of `agentRoutes.reportResults()`. */
+export interface AgentReportResults {
+  results: AgentReportResult[];
+}
+
+/** How long the agent holds a poll with nothing to report before answering it empty. */
+export const REPORT_POLL_HOLD_MS = 20_000;
+/** The most reports one answer carries. */
+export const REPORT_BATCH_MAX = 64;

@@ -48,7 +48,7 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runtimesUpdated streams the runtimes: the current state, then each report', async () => {
+  it('runtimesUpdated streams the runtimes: the current state, then each change an agent reports', async () => {
     const ws = createClient({
       url: t.graphqlUrl.replace('http://', 'ws://'),
       webSocketImpl: WebSocket,
@@ -61,9 +61,16 @@ describe('inference end to end: a GGUF model served by the local executor, calle
     try {
       const first = (await events.next()).value;
       expect(first.data.runtimesUpdated.readyModelIds).toEqual([modelId]);
-      await agent.reconcileRuntimes();
+      // The cluster reports its runtime without a ready replica (a change: streamed)...
+      const report = `mutation($runtimes: [RuntimeReportInput!]!) { reportRuntimes(runtimes: $runtimes) { modelId } }`;
+      const down = [{ modelId, desiredReplicas: 1, readyReplicas: 0, inFlightRequests: 0, statusMessage: 'restarting' }];
+      await t.gqlOk(report, { runtimes: down }, { token: registrationKey });
       const second = (await events.next()).value;
-      expect(second.data.runtimesUpdated.runtimes).toContainEqual(expect.objectContaining({ modelId, readyReplicas: 1 }));
+      expect(second.data.runtimesUpdated.readyModelIds).toEqual([]);
+      // ...then its agent reports it ready again, up its tunnel (a change again: streamed).
+      await agent.reconcileRuntimes();
+      const third = (await events.next()).value;
+      expect(third.data.runtimesUpdated.runtimes).toContainEqual(expect.objectContaining({ modelId, readyReplicas: 1 }));
     } finally {
       await events.return?.();
       await ws.dispose();

@@ -52,11 +52,18 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     urls['models'] = (await start('models', url('files'))).subgraphUrls.models!;
     const gatewayPort = await freePort();
     // The agents' tunnels end in sessions; inference and jobs, each its own component, reach them at its
-    // peer endpoint (always on in the chart).
-    sessions = await start('sessions', { ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, MARINER_SESSIONS_PEER_PORT: '0' });
+    // peer endpoint (always on in the chart), and sessions delivers the agents' reports to them.
     inference = await start('inference', { ...url('models'), ...url('clusters') });
     jobs = await start('jobs', { ...url('files'), ...url('models'), ...url('users'), ...url('clusters') });
-    for (const component of [sessions, inference, jobs]) Object.assign(urls, component.subgraphUrls);
+    for (const component of [inference, jobs]) Object.assign(urls, component.subgraphUrls);
+    sessions = await start('sessions', {
+      ...url('clusters'),
+      ...url('jobs'),
+      ...url('inference'),
+      MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
+      MARINER_SESSIONS_PEER_PORT: '0',
+    });
+    Object.assign(urls, sessions.subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     Object.assign(urls, (await start('responses', {})).subgraphUrls);
     Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference') })).subgraphUrls);
@@ -273,6 +280,23 @@ describe('mariner serve: each component in its own server, as the chart deploys 
           last = event;
         expect(last?.type).toMatch(/^response\.(completed|incomplete)$/);
         expect((await sdk.responses.inputItems.list(answered.id)).data).toMatchObject([{ type: 'message', role: 'user' }]);
+        // A batch's requests leave the batches component's process for the inference component's over the
+        // data plane's HTTP hop, as the batch's creator; its output file is written through the files component.
+        const line = {
+          custom_id: 'serve-1',
+          method: 'POST',
+          url: '/v1/chat/completions',
+          body: { model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 },
+        };
+        const batchInput = await sdk.files.create({ file: await toFile(Buffer.from(`${JSON.stringify(line)}\n`), 'batch.jsonl'), purpose: 'batch' });
+        let batch = await sdk.batches.create({ input_file_id: batchInput.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+        for (const deadline = Date.now() + 30_000; !['completed', 'failed'].includes(batch.status) && Date.now() < deadline;) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          batch = await sdk.batches.retrieve(batch.id);
+        }
+        expect(batch).toMatchObject({ status: 'completed', request_counts: { total: 1, completed: 1, failed: 0 } });
+        const [output] = (await (await sdk.files.content(batch.output_file_id!)).text()).split('\n');
+        expect(JSON.parse(output!)).toMatchObject({ custom_id: 'serve-1', response: { status_code: 200, body: { object: 'chat.completion' } } });
         // Another organization's key: the cluster does not serve that organization, so the model it runs is
         // refused to it as not found, and nothing is sent to the cluster.
         const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);

@@ -96,11 +96,6 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     const gatewayPort = await freePort();
     peerPortA = await freePort();
     const heartbeat = { MARINER_SESSIONS_PEER_HEARTBEAT_MS: '300' };
-    const sessionsEnv = { ...url('clusters'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, ...heartbeat };
-    replicaA = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: String(peerPortA) });
-    // The gateway sends the sessions subgraph's GraphQL to replica B only.
-    replicaB = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: '0' });
-    Object.assign(urls, replicaB.subgraphUrls);
     // Inference and jobs, each its own component, find the replica holding a cluster in the tunnel directory.
     Object.assign(urls, (await start('inference', { ...url('models'), ...url('clusters'), ...heartbeat })).subgraphUrls);
     Object.assign(
@@ -116,7 +111,16 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
         })
       ).subgraphUrls,
     );
+    // The replicas deliver the agents' reports to inference and jobs.
+    const sessionsEnv = { ...url('clusters'), ...url('jobs'), ...url('inference'), MARINER_GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`, ...heartbeat };
+    replicaA = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: String(peerPortA) });
+    // The gateway sends the sessions subgraph's GraphQL to replica B only.
+    replicaB = await start('sessions', { ...sessionsEnv, MARINER_SESSIONS_PEER_PORT: '0' });
+    Object.assign(urls, replicaB.subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
+    // Every subgraph must be served (the gateway has an address for each), as in test/serve.test.ts.
+    Object.assign(urls, (await start('responses', {})).subgraphUrls);
+    Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference') })).subgraphUrls);
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
 

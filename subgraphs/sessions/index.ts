@@ -21,6 +21,7 @@ import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
 import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
 import { ClusterTransportRouter, peerTokens, startPeerServer } from './peers.js';
+import { pollReports, subgraphDelivery, type ReportDelivery } from './reportPoller.js';
 import { resolvers } from './resolvers.js';
 import { createSessionAuthorizer } from './sessionAuth.js';
 import { createSessionCookies } from './sessionCookie.js';
@@ -90,6 +91,8 @@ export function createSessions(options: {
   secretKey: string;
   /** Whom each cluster serves, asked of the clusters subgraph (the proxies admit only clusters the caller's organization may use). */
   clusters: ClusterAccessDirectory;
+  /** Where the agents' reports go (reportPoller.ts); without it, they are not asked for. */
+  deliverReports?: ReportDelivery;
   logger: Logger;
 }): Sessions {
   const logger = options.logger.child({ component: 'sessions' });
@@ -102,7 +105,14 @@ export function createSessions(options: {
       throw error;
     }
   };
-  const registry = new TunnelRegistry({ ...options.settings, logger, revalidate: verifyRegistrationKey });
+  const { deliverReports } = options;
+  const registry = new TunnelRegistry({
+    ...options.settings,
+    logger,
+    revalidate: verifyRegistrationKey,
+    // Job output and phases and runtime state come up each tunnel, polled for on it.
+    onTunnel: deliverReports ? (tunnel) => void pollReports({ ...tunnel, deliver: deliverReports }) : undefined,
+  });
   const tunnelEndpoint = createTunnelEndpoint({ registry, verifyRegistrationKey, logger });
   const authCacheMs = options.settings.authCacheMs;
   const transport = new ClusterTransportRouter(registry);
@@ -198,7 +208,8 @@ function publicRoutesOf({ tunnelEndpoint, userProxy }: Sessions): PublicRoutes {
 export const sessionsComponent = defineComponent({
   name: 'sessions',
   subgraphs: ['sessions'],
-  needs: { database: true, pubsub: true, clusterAccess: true, gateway: true, subgraphs: ['clusters'] },
+  // The agents' reports go to jobs and inference (reportPoller.ts): wherever they run, no start order.
+  needs: { database: true, pubsub: true, clusterAccess: true, gateway: true, subgraphs: ['clusters'], optionalSubgraphs: ['jobs', 'inference'] },
   provides: ['tunnels'],
   public: {
     paths: [SESSIONS_PREFIX, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH],
@@ -206,12 +217,17 @@ export const sessionsComponent = defineComponent({
   },
   migrations: { schema: SESSIONS_SCHEMA, migrations },
   settings: (config) => ({ sessions: config.sessions, host: config.host }),
-  async create({ db, pubsub, clusterAccess, gatewayUrl, settings, secretKey, embedded, logger, observers }) {
+  async create({ db, pubsub, clusterAccess, gatewayUrl, settings, secretKey, tokens, subgraphUrl, embedded, logger, observers }) {
     // Registration keys and users' credentials are checked on the gateway; the browser session cookie's key is derived from the secret.
-    const sessions = createSessions({ settings: settings.sessions, graphqlUrl: gatewayUrl, secretKey, clusters: clusterAccess, logger });
+    const deliverReports = subgraphDelivery({ tokens, jobsUrl: subgraphUrl.jobs, inferenceUrl: subgraphUrl.inference });
+    const sessions = createSessions({ settings: settings.sessions, graphqlUrl: gatewayUrl, secretKey, clusters: clusterAccess, deliverReports, logger });
     observers.observeTunnels(sessions.registry);
     // `mariner up` is one process: every tunnel ends in it, so it has no peers.
     const { peerPort, peerAddress, peerHeartbeatMs } = settings.sessions;
+    for (const name of ['jobs', 'inference'] as const) {
+      if (!subgraphUrl[name])
+        logger.warn(`MARINER_SUBGRAPH_${name.toUpperCase()}_URL is not set: the agents' reports for the ${name} component cannot be delivered`);
+    }
     if (!embedded && peerPort === undefined) {
       logger.warn("MARINER_SESSIONS_PEER_PORT is not set: the inference and jobs components (and other sessions replicas) cannot reach this replica's tunnels");
     }

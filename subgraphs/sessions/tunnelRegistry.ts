@@ -42,6 +42,11 @@ export interface TunnelRegistryOptions {
   revalidateIntervalMs: number;
   /** Checks an agent's registration key again; null when it no longer authenticates. */
   revalidate(registrationKey: string): Promise<Worker | null>;
+  /**
+   * Called for each tunnel attached, with its HTTP/2 session (the reports channel polls on it:
+   * reportPoller.ts) and its worker as last revalidated.
+   */
+  onTunnel?(tunnel: { session: ClientHttp2Session; worker(): Worker; agentId: string; logger: Logger }): void;
 }
 
 interface Tunnel {
@@ -124,7 +129,9 @@ export class TunnelRegistry {
         this.options
           .revalidate(registrationKey)
           .then((current) => {
-            if (!current || current.clusterId !== worker.clusterId) drop('registration key no longer valid');
+            if (!current || current.clusterId !== worker.clusterId) return drop('registration key no longer valid');
+            // What the cluster serves may have changed: its reports go as it is now.
+            tunnel.worker = current;
           })
           .catch((error: Error) => logger.warn({ err: error }, 'could not revalidate the registration key; keeping the tunnel'));
       }, this.options.revalidateIntervalMs).unref(),
@@ -134,6 +141,7 @@ export class TunnelRegistry {
     set.add(tunnel);
     logger.info({ transport: kind }, 'agent tunnel connected');
     this.notify(worker.clusterId);
+    this.options.onTunnel?.({ session, worker: () => tunnel.worker, agentId, logger });
   }
 
   private heartbeat(tunnel: Tunnel, drop: (reason: string) => void): void {
