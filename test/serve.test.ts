@@ -297,23 +297,6 @@ describe('mariner serve: each component in its own server, as the chart deploys 
         expect(batch).toMatchObject({ status: 'completed', request_counts: { total: 1, completed: 1, failed: 0 } });
         const [output] = (await (await sdk.files.content(batch.output_file_id!)).text()).split('\n');
         expect(JSON.parse(output!)).toMatchObject({ custom_id: 'serve-1', response: { status_code: 200, body: { object: 'chat.completion' } } });
-        // A batch's requests leave the batches component's process for the inference component's over the
-        // data plane's HTTP hop, as the batch's creator; its output file is written through the files component.
-        const line = {
-          custom_id: 'serve-1',
-          method: 'POST',
-          url: '/v1/chat/completions',
-          body: { model: 'tiny-serve', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 },
-        };
-        const batchInput = await sdk.files.create({ file: await toFile(Buffer.from(`${JSON.stringify(line)}\n`), 'batch.jsonl'), purpose: 'batch' });
-        let batch = await sdk.batches.create({ input_file_id: batchInput.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
-        for (const deadline = Date.now() + 30_000; !['completed', 'failed'].includes(batch.status) && Date.now() < deadline;) {
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          batch = await sdk.batches.retrieve(batch.id);
-        }
-        expect(batch).toMatchObject({ status: 'completed', request_counts: { total: 1, completed: 1, failed: 0 } });
-        const [output] = (await (await sdk.files.content(batch.output_file_id!)).text()).split('\n');
-        expect(JSON.parse(output!)).toMatchObject({ custom_id: 'serve-1', response: { status_code: 200, body: { object: 'chat.completion' } } });
         // Another organization's key: the cluster does not serve that organization, so the model it runs is
         // refused to it as not found, and nothing is sent to the cluster.
         const { createOrganization } = await gql('mutation { createOrganization(input: { title: "other" }) { id } }', {}, adminKey);
