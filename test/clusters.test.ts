@@ -2,7 +2,8 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
-import { TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, WORKER_PREFIX } from '../lib/tunnel.js';
+import { agentRoutes } from '../lib/agentContract.js';
+import { TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH } from '../lib/tunnel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
 import { until } from './support/until.js';
@@ -41,7 +42,7 @@ function dialTunnel(url: string, key: string): Promise<number> {
 
 /** Which agent answers a request to the cluster over its tunnels (the agent's own health route). */
 async function healthz(t: TestPlatform, clusterId: string): Promise<string> {
-  const stream = t.platform.sessions.registry.request(clusterId, { ':method': 'GET', ':path': `${WORKER_PREFIX}/healthz` }, { endStream: true });
+  const stream = t.platform.sessions.registry.request(clusterId, { ':method': 'GET', ':path': agentRoutes.healthz() }, { endStream: true });
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return (JSON.parse(Buffer.concat(chunks).toString()) as { agentId: string }).agentId;

@@ -46,14 +46,14 @@ import { fileURLToPath } from 'node:url';
 import { startAgent, type Agent, type Executor } from '../../agent/index.js';
 import type { TunnelTransportKind } from '../../agent/tunnelClient.js';
 import { silentLogger } from '../../lib/logging.js';
-import { K8S_PREFIX, WORKER_PREFIX } from '../../lib/tunnel.js';
+import { agentRoutes } from '../../lib/agentContract.js';
 import type { TunnelRegistry } from '../../subgraphs/sessions/index.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { BenchAbort, benchEnvironment, intOption, latencyStats, type LatencyStats, parseBenchArgs, runBench } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
 const MiB = 1024 * 1024;
-const HEALTHZ_PATH = `${WORKER_PREFIX}/healthz`;
+const HEALTHZ_PATH = agentRoutes.healthz();
 const BULK_PATH = '/bulk';
 /** The bulk body: 1 MiB of random bytes, repeated; written in 1 MiB chunks by both servers. */
 const PATTERN = randomBytes(MiB);
@@ -551,7 +551,7 @@ async function main(): Promise<void> {
     if (bulkBytes > 0) {
       log(`bulk: ${options.bulkMiB} MiB agent → control plane, ${options.bulkRounds} transfer(s) per path after one warm-up transfer…`);
       const transfer = async (name: PathName, bytes: number) => {
-        const requestPath = `${name === 'direct' ? '' : K8S_PREFIX}${BULK_PATH}?bytes=${bytes}`;
+        const requestPath = name === 'direct' ? `${BULK_PATH}?bytes=${bytes}` : agentRoutes.kubernetes(`${BULK_PATH}?bytes=${bytes}`);
         const start = process.hrtime.bigint();
         const reply = await watched(get(name, requestPath, true), () => progress[name], stallMs, describeInFlight(name));
         check(name, reply, bytes);
