@@ -3,14 +3,19 @@
  *
  *   npx tsx test/bench/startup.ts                       every mode, 5 starts each
  *   npx tsx test/bench/startup.ts --runs 3 --modes compiled,tsx --idle-ms 10000
+ *   npx tsx test/bench/startup.ts --runs 5 --modes compiled,compiled:/path/to/an/older/dist   before/after
  *
  * Modes (each a real child process on a fresh port, with the user's environment less MARINER_*):
  *   tsx       node --import tsx bin/mariner.ts up         (how `npm start` ran before the compiled build)
  *   compiled  node --enable-source-maps dist/bin/mariner.js up   (how `npm start` runs it now)
  *   npm       npm start                                    (the whole command a user types: npm, the
  *                                                          up-to-date check of scripts/build.mjs, then compiled)
+ *   compiled:DIR  node --enable-source-maps DIR/bin/mariner.js up   (another build, e.g. a copy of dist/ from
+ *                                                          before a change: DIR inside the project, so that
+ *                                                          its imports find node_modules)
  * Each mode gets its own data dir: one first start (PGlite's initdb, reported apart), then `--runs`
- * starts on the kept data, as a user's second and later `npm start`.
+ * starts on the kept data, as a user's second and later `npm start`. The modes take turns (one start of
+ * each, then the next round), so that a machine busy with other work weighs on each mode alike.
  *
  * Measured per start: milliseconds from spawn to the banner's "Mariner is up" line on stdout; CPU
  * seconds the process tree used until then (user + system, from /proc: less sensitive to a busy machine
@@ -32,12 +37,19 @@ const RESULTS = path.join(ROOT, 'bench-results');
 const PROBE = pathToFileURL(fileURLToPath(new URL('./memoryProbe.mjs', import.meta.url))).href;
 const CLOCK_TICKS = 100; // _SC_CLK_TCK on Linux
 
-type Mode = 'tsx' | 'compiled' | 'npm';
-const COMMANDS: Record<Mode, { command: string; args: string[] }> = {
+type Mode = 'tsx' | 'compiled' | 'npm' | `compiled:${string}`;
+const COMMANDS: Record<'tsx' | 'compiled' | 'npm', { command: string; args: string[] }> = {
   tsx: { command: process.execPath, args: ['--import', 'tsx', 'bin/mariner.ts', 'up'] },
   compiled: { command: process.execPath, args: ['--enable-source-maps', 'dist/bin/mariner.js', 'up'] },
   npm: { command: 'npm', args: ['start', '--silent'] },
 };
+
+function commandOf(mode: Mode): { command: string; args: string[] } {
+  if (mode.startsWith('compiled:')) {
+    return { command: process.execPath, args: ['--enable-source-maps', path.join(mode.slice('compiled:'.length), 'bin/mariner.js'), 'up'] };
+  }
+  return COMMANDS[mode as keyof typeof COMMANDS];
+}
 
 const { values } = parseArgs({
   options: {
@@ -49,7 +61,7 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const idleMs = Number(values['idle-ms']);
 const modes = values.modes!.split(',') as Mode[];
-for (const mode of modes) if (!COMMANDS[mode]) throw new Error(`unknown mode ${mode}`);
+for (const mode of modes) if (!mode.startsWith('compiled:') && !COMMANDS[mode as keyof typeof COMMANDS]) throw new Error(`unknown mode ${mode}`);
 
 function userEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -147,7 +159,7 @@ interface Start {
 }
 
 async function start(mode: Mode, dataDir: string, detail: boolean): Promise<Start> {
-  const { command, args } = COMMANDS[mode];
+  const { command, args } = commandOf(mode);
   const probeFile = path.join(dataDir, `memory-${Date.now()}.json`);
   const started = performance.now();
   const child: ChildProcess = spawn(command, args, {
@@ -218,31 +230,38 @@ async function main(): Promise<void> {
     );
   }
   const results: Record<string, { first: Start; starts: Start[]; median: { readyMs: number; cpuSecondsToReady: number; idleRssMiB: number } }> = {};
-  for (const mode of modes) {
-    const dataDir = mkdtempSync(path.join(tmpdir(), `mariner-bench-startup-${mode}-`));
-    try {
-      const first = await start(mode, dataDir, false);
+  const dataDirs = new Map(modes.map((mode) => [mode, mkdtempSync(path.join(tmpdir(), `mariner-bench-startup-${mode.replace(/\W/g, '-')}-`))]));
+  const firsts = new Map<Mode, Start>();
+  const starts = new Map<Mode, Start[]>(modes.map((mode) => [mode, []]));
+  try {
+    for (const mode of modes) {
+      const first = await start(mode, dataDirs.get(mode)!, false);
+      firsts.set(mode, first);
       log(`${mode}: first start (initdb) ready in ${first.readyMs} ms, ${first.cpuSecondsToReady.toFixed(2)} s CPU, idle RSS ${first.idleRssMiB} MiB`);
-      const starts: Start[] = [];
-      for (let i = 0; i < runs; i++) {
-        const one = await start(mode, dataDir, i === runs - 1);
-        starts.push(one);
+    }
+    for (let i = 0; i < runs; i++) {
+      for (const mode of modes) {
+        const one = await start(mode, dataDirs.get(mode)!, i === runs - 1);
+        starts.get(mode)!.push(one);
         log(
           `${mode}: start ${i + 1} ready in ${one.readyMs} ms (banner ${one.bannerMs} ms), ${one.cpuSecondsToReady.toFixed(2)} s CPU, idle RSS ${one.idleRssMiB} MiB`,
         );
       }
-      results[mode] = {
-        first,
-        starts,
-        median: {
-          readyMs: median(starts.map((s) => s.readyMs)),
-          cpuSecondsToReady: median(starts.map((s) => s.cpuSecondsToReady)),
-          idleRssMiB: median(starts.map((s) => s.idleRssMiB)),
-        },
-      };
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
     }
+  } finally {
+    for (const dataDir of dataDirs.values()) rmSync(dataDir, { recursive: true, force: true });
+  }
+  for (const mode of modes) {
+    const all = starts.get(mode)!;
+    results[mode] = {
+      first: firsts.get(mode)!,
+      starts: all,
+      median: {
+        readyMs: median(all.map((s) => s.readyMs)),
+        cpuSecondsToReady: median(all.map((s) => s.cpuSecondsToReady)),
+        idleRssMiB: median(all.map((s) => s.idleRssMiB)),
+      },
+    };
   }
   const environment = {
     node: process.version,
