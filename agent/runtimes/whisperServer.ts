@@ -145,12 +145,21 @@ export async function startWhisperServer(options: WhisperServerOptions): Promise
         temperature: temperature ?? 0,
         temperatureInc: 0,
       });
-      const stop = () => void job.stop().catch(() => undefined);
+      // The client left: whisper.cpp stops, and the next one goes on at once (a cancelled job's promise
+      // never settles: the binding reports its cancellation as the error it drops).
+      let stop = () => undefined as void;
+      const leaving = new Promise<null>((resolve) => {
+        stop = () => {
+          void job.stop().catch(() => undefined);
+          resolve(null);
+        };
+      });
       left.signal.addEventListener('abort', stop, { once: true });
       let timer: NodeJS.Timeout | undefined;
       try {
         return await Promise.race([
           job.promise,
+          leaving,
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`the transcription did not finish within ${timeoutMs} ms`)), timeoutMs);
           }),
