@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { constants, gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -65,7 +66,18 @@ export async function buildConsole({ force = false, quiet = false } = {}) {
     return false;
   }
   const started = Date.now();
-  await vite.build({ configFile: path.join(HERE, 'vite.config.ts'), logLevel: quiet ? 'warn' : 'info' });
+  // A production build whatever the caller's NODE_ENV (vitest sets "test", which would make Vite bundle React's development build).
+  const nodeEnv = process.env['NODE_ENV'];
+  process.env['NODE_ENV'] = 'production';
+  try {
+    await vite.build({ configFile: path.join(HERE, 'vite.config.ts'), mode: 'production', logLevel: quiet ? 'warn' : 'info' });
+  } finally {
+    if (nodeEnv === undefined) delete process.env['NODE_ENV'];
+    else process.env['NODE_ENV'] = nodeEnv;
+  }
+  // Compressed once here, served as they are (Content-Encoding: gzip) to browsers that accept it.
+  for (const file of walk(path.join(OUT, 'assets')).filter((f) => /\.(js|css|svg)$/.test(f)))
+    writeFileSync(`${file}.gz`, gzipSync(readFileSync(file), { level: constants.Z_BEST_COMPRESSION }));
   writeFileSync(STAMP, JSON.stringify({ fingerprint }));
   if (!quiet) console.log(`console: built into ${path.relative(process.cwd(), OUT) || OUT} in ${Date.now() - started} ms`);
   return true;

@@ -224,13 +224,18 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       return false;
     }
     const immutable = relative.startsWith('assets/');
+    // console/build.mjs writes a gzipped copy of each asset beside it.
+    const gzipped = immutable && /\bgzip\b/.test(headerValue(req.headers, 'accept-encoding') ?? '') && existsSync(`${file}.gz`);
+    const body = gzipped ? `${file}.gz` : file;
     res.writeHead(200, {
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-      'content-length': String(size),
+      'content-length': String(gzipped ? statSync(body).size : size),
       'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+      ...(immutable ? { vary: 'accept-encoding' } : {}),
+      ...(gzipped ? { 'content-encoding': 'gzip' } : {}),
       ...SECURITY_HEADERS,
     });
-    res.end(req.method === 'HEAD' ? undefined : readFileSync(file));
+    res.end(req.method === 'HEAD' ? undefined : readFileSync(body));
     return true;
   }
 

@@ -111,7 +111,7 @@ function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
                 <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label="Menu" />
                 <Title order={4}>Mariner</Title>
                 <Text size="sm" c="dimmed" visibleFrom="xs" truncate>
-                  {viewer.projectTitle ?? ''} {viewer.role ? `· ${viewer.role.toLowerCase()}` : ''}
+                  {viewer.projectTitle ?? ''} {viewer.role ? `· ${viewer.role.replace(/([A-Z])/g, ' $1').toLowerCase()}` : ''}
                   {!viewer.canWrite ? ' · read only' : ''}
                 </Text>
               </Group>

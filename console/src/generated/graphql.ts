@@ -141,9 +141,11 @@ export type JsonSchemaFormatInput = {
 
 export type ModelFormat =
   | 'GGUF'
+  | 'GGUF_ADAPTER'
   | 'HUGGING_FACE'
   | 'NVIDIA_TRITON'
   | 'OLLAMA'
+  | 'PEFT_SAFETENSORS'
   | 'WHISPER_GGML';
 
 export type ModelLoadingStatus =

@@ -59,7 +59,7 @@ export function ApiKeys() {
                 <Table.Tr key={key.id}>
                   <Table.Td>{key.name}</Table.Td>
                   <Table.Td>
-                    <Code>{key.secret}</Code>
+                    <Code style={{ whiteSpace: 'nowrap' }}>{key.secret}</Code>
                   </Table.Td>
                   <Table.Td>{key.project.title}</Table.Td>
                   <Table.Td>{(key.organizationRole ?? key.projectRole ?? '—').toLowerCase()}</Table.Td>

@@ -13,9 +13,8 @@ interface Message {
 export function Playground() {
   const client = useClient();
   const [models] = useQuery({ query: ModelsDocument });
-  const usable = (models.data?.models.items ?? []).filter(
-    (m) => m.loadingStatus === 'SUCCEEDED' && m.activationStatus === 'ACTIVE' && !m.formats.includes('WHISPER_GGML'),
-  );
+  // Inactive models too: the first request activates a model on demand. Not transcription models.
+  const usable = (models.data?.models.items ?? []).filter((m) => m.loadingStatus === 'SUCCEEDED' && !m.formats.includes('WHISPER_GGML'));
   const [model, setModel] = useState<string | null>(null);
   const [draft, setDraft] = useState('');
   const [messages, setMessages] = useState<Message[]>([]);
@@ -83,7 +82,7 @@ export function Playground() {
       <ApiError error={models.error ?? error} />
       <Select
         label="Model"
-        placeholder={models.fetching ? 'Loading models…' : 'No active model'}
+        placeholder={models.fetching ? 'Loading models…' : 'No model loaded'}
         data={usable.map((m) => m.id)}
         value={model}
         onChange={setModel}
