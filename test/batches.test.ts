@@ -1,5 +1,7 @@
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { createClient } from 'graphql-ws';
 import OpenAI, { toFile } from 'openai';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
@@ -227,6 +229,49 @@ describe('OpenAI Batch API', () => {
     expect(received.size).toBe(40);
     expect([...received.entries()].filter(([, n]) => n !== 1)).toEqual([]);
   }, 60_000);
+
+  it('batchUpdated follows a batch over GraphQL: its state at once, its progress, its end; for another organization it is not found', async () => {
+    const input = await batchFile(
+      sdk,
+      Array.from({ length: 6 }, (_, i) => chatLine(`followed-${i}`)),
+    );
+    const batch = await sdk.batches.create({ input_file_id: input.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const follow = (token: string) =>
+      createClient({
+        url: t.graphqlUrl.replace('http://', 'ws://'),
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        connectionParams: { authorization: `Bearer ${token}` },
+      });
+    const query = 'subscription($id: ID!) { batchUpdated(id: $id) { id status requestCounts { total completed failed } outputFileId } }';
+    const ws = follow(t.adminKey);
+    const seen: any[] = [];
+    try {
+      for await (const event of ws.iterate<Record<string, any>>({ query, variables: { id: batch.id } })) {
+        expect(event.errors).toBeUndefined();
+        seen.push(event.data!['batchUpdated']);
+      }
+    } finally {
+      await ws.dispose();
+    }
+    expect(seen[0]).toMatchObject({ id: batch.id, requestCounts: { total: 6 } });
+    expect(seen.at(-1)).toMatchObject({
+      status: 'COMPLETED',
+      requestCounts: { total: 6, completed: 6, failed: 0 },
+      outputFileId: expect.stringMatching(/^file-/),
+    });
+    const order = ['VALIDATING', 'IN_PROGRESS', 'FINALIZING', 'COMPLETED'];
+    const statuses = seen.map((b) => order.indexOf(b.status));
+    expect(statuses).toEqual([...statuses].sort((a, b) => a - b));
+    const other = await projectWithKey(t, 'Batch follower', { role: 'OWNER' });
+    const outsider = follow(other.key);
+    try {
+      const first = await outsider.iterate<Record<string, any>>({ query, variables: { id: batch.id } }).next();
+      expect(first.value?.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    } finally {
+      await outsider.dispose();
+    }
+  });
 
   it('lists batches newest first with after, limit and has_more', async () => {
     const input = await batchFile(sdk, [chatLine('listed')]);

@@ -345,6 +345,7 @@ const responses: PolicyMap = {
 const batches: PolicyMap = {
   Query: { batches: modelsRead, batch: modelsRead },
   Mutation: { createBatch: modelsWrite, cancelBatch: modelsWrite },
+  Subscription: { batchUpdated: modelsRead },
   Batch: { '*': modelsRead },
   BatchPage: { '*': modelsRead },
   BatchRequestCounts: { '*': modelsRead },

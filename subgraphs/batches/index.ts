@@ -4,6 +4,7 @@ import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import { createBatchCreators, createBatchFiles } from './clients.js';
 import type { BatchesContext } from './context.js';
+import { BatchEvents } from './events.js';
 import { migrations } from './migrations/index.js';
 import { createRequestRunner } from './requestRunner.js';
 import { resolvers } from './resolvers.js';
@@ -21,15 +22,16 @@ export { requestIdOf } from './worker.js';
 export const batchesComponent = defineComponent({
   name: 'batches',
   subgraphs: ['batches'],
-  needs: { database: true, objectStore: true, inferencePlane: true, subgraphs: ['files', 'users', 'inference'] },
+  needs: { database: true, objectStore: true, pubsub: true, inferencePlane: true, subgraphs: ['files', 'users', 'inference'] },
   migrations: { schema: SCHEMA, migrations },
   settings: (config) => config.batches,
-  async create({ db, objectStore, settings, tokens, subgraphUrl, inferencePlane, logger: hostLogger }) {
+  async create({ db, objectStore, pubsub, settings, tokens, subgraphUrl, inferencePlane, logger: hostLogger }) {
     const logger = hostLogger.child({ component: 'batches' });
     const store = new BatchStore(db.knex);
     const files = createBatchFiles({ url: subgraphUrl.files, tokens, objectStore });
+    const events = new BatchEvents(pubsub, logger);
     const runner = createRequestRunner({ local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens });
-    const worker = startBatchWorker({ store, files, creators: createBatchCreators({ url: subgraphUrl.users, tokens }), runner, settings, logger });
+    const worker = startBatchWorker({ store, files, creators: createBatchCreators({ url: subgraphUrl.users, tokens }), runner, events, settings, logger });
     const definition: SubgraphDefinition<BatchesContext> = {
       name: 'batches',
       typeDefs: subgraphTypeDefs('batches'),
@@ -41,9 +43,18 @@ export const batchesComponent = defineComponent({
         files,
         objectStore,
         batchWorker: worker,
+        events,
+        pubsub,
         settings: { completionWindowSeconds: settings.completionWindowSeconds, maxRequests: settings.maxRequests },
       }),
     };
-    return { subgraphs: [definition], stop: () => worker.stop(), exposed: { store, worker } };
+    return {
+      subgraphs: [definition],
+      stop: async () => {
+        await worker.stop();
+        events.stop();
+      },
+      exposed: { store, worker },
+    };
   },
 });

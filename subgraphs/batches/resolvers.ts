@@ -1,14 +1,34 @@
 import { badInput, conflict, notFound } from '../../lib/errors.js';
 import { assertId, isId, newId } from '../../lib/ids.js';
 import { projectScopeOf } from '../../lib/identity.js';
+import { latestOnChange } from '../../lib/latestOnChange.js';
 import { JSONScalar } from '../../schema/scalars.js';
 import type { BatchesContext } from './context.js';
 import type { BatchStatus, Resolvers } from './generated/resolvers.js';
-import type { BatchRow } from './store.js';
+import { BATCH_UPDATES } from './events.js';
+import type { BatchRow, BatchStatusValue } from './store.js';
 import { readBatchRequests, validCompletionWindow, validEndpoint, validMetadata } from './validation.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const scopeOf = (ctx: BatchesContext) => projectScopeOf(ctx.identity);
+const ENDED: BatchStatusValue[] = ['completed', 'failed', 'expired', 'cancelled'];
+
+/** The caller's batch as it is now, then after each announced change, until it ends (a state feed). */
+async function batchChanges(ctx: BatchesContext, id: string): Promise<AsyncGenerator<BatchRow>> {
+  const scope = scopeOf(ctx);
+  if (!isId('batch', id) || !(await ctx.store.batch(scope, id))) throw notFound('batch', id);
+  return (async function* () {
+    const changes = latestOnChange(
+      (changed) => ctx.pubsub.subscribe(BATCH_UPDATES, (payload) => payload === id && changed()),
+      () => ctx.store.batch(scope, id),
+    );
+    for await (const batch of changes) {
+      if (!batch) return;
+      yield batch;
+      if (ENDED.includes(batch.status)) return;
+    }
+  })();
+}
 
 export const resolvers: Resolvers = {
   JSON: JSONScalar,
@@ -53,6 +73,7 @@ export const resolvers: Resolvers = {
       const scope = scopeOf(ctx);
       const cancelled = isId('batch', id) ? await ctx.store.cancel(scope, id) : undefined;
       if (cancelled) {
+        ctx.events.changed(cancelled.id);
         ctx.batchWorker.wake();
         return cancelled;
       }
@@ -60,6 +81,12 @@ export const resolvers: Resolvers = {
       if (!row) throw notFound('batch', id);
       if (row.status === 'cancelling' || row.status === 'cancelled') return row;
       throw conflict(`Batch ${id} is ${row.status}: only a validating or in_progress batch can be cancelled`);
+    },
+  },
+  Subscription: {
+    batchUpdated: {
+      subscribe: (_p, { id }, ctx) => batchChanges(ctx, id),
+      resolve: (batch: BatchRow) => batch,
     },
   },
   Batch: {

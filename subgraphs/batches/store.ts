@@ -261,24 +261,24 @@ export class BatchStore {
   }
 
   /** Runnable batches past their completion window start finalizing, to end as expired. */
-  async expireDue(): Promise<number> {
-    return toCount(
-      await this.t('batches')
-        .whereIn('status', RUNNABLE)
-        .where('expires_at', '<', this.knex.fn.now())
-        .update({ status: 'finalizing', finalizing_at: this.knex.fn.now(), ends_as: 'expired' }),
-    );
+  async expireDue(): Promise<string[]> {
+    const rows = (await this.t('batches')
+      .whereIn('status', RUNNABLE)
+      .where('expires_at', '<', this.knex.fn.now())
+      .update({ status: 'finalizing', finalizing_at: this.knex.fn.now(), ends_as: 'expired' })
+      .returning('id')) as { id: string }[];
+    return rows.map((r) => r.id);
   }
 
   /** In-progress batches whose every request has its answer start finalizing, to end as completed. */
-  async finishedRunning(): Promise<number> {
+  async finishedRunning(): Promise<string[]> {
     const result = (await this.knex.raw(
       `update ??.batches b set status = 'finalizing', finalizing_at = now(), ends_as = 'completed'
        where b.status = 'in_progress' and not exists (select 1 from ??.batch_requests r where r.batch_id = b.id and r.outcome is null)
        returning b.id`,
       [SCHEMA, SCHEMA],
-    )) as { rows: unknown[] };
-    return result.rows.length;
+    )) as { rows: { id: string }[] };
+    return result.rows.map((r) => r.id);
   }
 
   /**

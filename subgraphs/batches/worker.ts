@@ -5,6 +5,7 @@ import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { IdPrefix } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
 import type { BatchCreators, BatchFiles } from './clients.js';
+import type { BatchEvents } from './events.js';
 import type { RequestRunner } from './requestRunner.js';
 import type { BatchRow, BatchStore, ClaimedRequest, RequestResult, RequestResultRow } from './store.js';
 import { BATCH_ENDPOINTS } from './validation.js';
@@ -24,6 +25,7 @@ export interface BatchWorkerOptions {
   files: BatchFiles;
   creators: BatchCreators;
   runner: RequestRunner;
+  events: BatchEvents;
   settings: BatchesConfig;
   logger: Logger;
   /** How long `stop` lets running requests finish. */
@@ -121,7 +123,7 @@ export function startBatchWorker(options: BatchWorkerOptions): BatchWorker {
         error: null,
       };
     }
-    await store.record(batch.id, request.line, result);
+    if (await store.record(batch.id, request.line, result)) options.events.progressed(batch.id);
   }
 
   /** All lines of the batch with this outcome (or never run, for the error file), as output lines. */
@@ -159,12 +161,14 @@ export function startBatchWorker(options: BatchWorkerOptions): BatchWorker {
         await store.setFile(batch.id, 'error_file_id', await options.files.write(caller, `${batch.id}_error.jsonl`, linesOf(batch, 'error', unrun)));
       }
       await store.end(batch.id, owner, end);
+      options.events.changed(batch.id);
     } catch (error) {
       if (error instanceof MarinerError && error.code !== ErrorCode.INTERNAL && error.code !== ErrorCode.UNAVAILABLE) {
         // The creator's project refuses the files (deleted, or no room): the batch cannot end well.
         await store.end(batch.id, owner, 'failed', [
           { code: 'output_file_failed', message: `Its output files could not be written: ${error.message}`, param: null, line: null },
         ]);
+        options.events.changed(batch.id);
       } else {
         // Left to its lapsing lease: finalized again shortly, here or elsewhere.
         logger.warn({ err: (error as Error).message, batchId: batch.id }, 'writing a batch’s files failed; retrying');
@@ -176,8 +180,7 @@ export function startBatchWorker(options: BatchWorkerOptions): BatchWorker {
   }
 
   async function pass(): Promise<void> {
-    await store.expireDue();
-    await store.finishedRunning();
+    for (const id of [...(await store.expireDue()), ...(await store.finishedRunning())]) options.events.changed(id);
     if (!finalizing) {
       const batch = await store.claimFinalization(owner, settings.leaseSeconds);
       if (batch) {
@@ -195,6 +198,7 @@ export function startBatchWorker(options: BatchWorkerOptions): BatchWorker {
         leaseSeconds: settings.leaseSeconds,
       });
       const refusals = new Map<string, Promise<string | null>>();
+      for (const id of new Set(claimed.map((r) => r.batch_id))) options.events.progressed(id);
       for (const request of claimed) {
         let refusal = refusals.get(request.batch_id);
         if (!refusal) {

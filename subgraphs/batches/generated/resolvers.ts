@@ -134,6 +134,17 @@ export type QueryBatchesArgs = {
   limit?: InputMaybe<Scalars['Int']['input']>;
 };
 
+export type Subscription = {
+  __typename?: 'Subscription';
+  /** The batch as it is now, then again as it changes (status, request counts; at most a few times a second), until it ends. */
+  batchUpdated: Batch;
+};
+
+
+export type SubscriptionBatchUpdatedArgs = {
+  id: Scalars['ID']['input'];
+};
+
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
 
@@ -243,6 +254,7 @@ export type ResolversTypes = ResolversObject<{
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -260,6 +272,7 @@ export type ResolversParentTypes = ResolversObject<{
   JSON: Scalars['JSON']['output'];
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
+  Subscription: Record<PropertyKey, never>;
 }>;
 
 export type BatchResolvers<ContextType = BatchesContext, ParentType extends ResolversParentTypes['Batch'] = ResolversParentTypes['Batch'], FederationReferenceType extends FederationReferenceTypes['Batch'] = FederationReferenceTypes['Batch']> = ResolversObject<{
@@ -323,6 +336,10 @@ export type QueryResolvers<ContextType = BatchesContext, ParentType extends Reso
   batches?: Resolver<ResolversTypes['BatchPage'], ParentType, ContextType, Partial<QueryBatchesArgs>>;
 }>;
 
+export type SubscriptionResolvers<ContextType = BatchesContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  batchUpdated?: SubscriptionResolver<ResolversTypes['Batch'], "batchUpdated", ParentType, ContextType, RequireFields<SubscriptionBatchUpdatedArgs, 'id'>>;
+}>;
+
 export type Resolvers<ContextType = BatchesContext> = ResolversObject<{
   Batch?: BatchResolvers<ContextType>;
   BatchError?: BatchErrorResolvers<ContextType>;
@@ -332,5 +349,6 @@ export type Resolvers<ContextType = BatchesContext> = ResolversObject<{
   JSON?: GraphQLScalarType;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
 }>;
 
