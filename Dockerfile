@@ -27,7 +27,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
 RUN npx tsc --noEmit \
  && npx tsx schema/compose.ts --check \
- && node scripts/build.mjs --force
+ && node scripts/build.mjs --force \
+ && node console/build.mjs --force
 
 # ---- runtime ----
 FROM node:24.22-bookworm-slim AS runtime
@@ -39,6 +40,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/dist ./dist
+# The web console's static files (gateway/console.ts serves them at /console).
+COPY --from=build /app/console/dist ./console/dist
 # The whisper.cpp prebuilt (@fugood/node-whisper-linux-x64, the local transcription runtime) links
 # OpenMP's libgomp.so.1, which the slim base image lacks.
 RUN apt-get update \

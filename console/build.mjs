@@ -15,7 +15,7 @@
  * build it.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants, gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,32 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(HERE);
 const OUT = path.join(HERE, 'dist');
 const STAMP = path.join(OUT, '.build.json');
+/** Held while a build runs: test files run in parallel and each makes sure the console is built. */
+const LOCK = path.join(HERE, 'dist.lock');
+const STALE_LOCK_MS = 120_000;
+
+/** Runs `fn` holding LOCK (a directory: mkdir is atomic); a lock older than STALE_LOCK_MS is taken over. */
+async function withLock(fn) {
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      break;
+    } catch (error) {
+      if (/** @type {NodeJS.ErrnoException} */ (error).code !== 'EEXIST') throw error;
+      try {
+        if (Date.now() - statSync(LOCK).mtimeMs > STALE_LOCK_MS) rmSync(LOCK, { recursive: true, force: true });
+      } catch {
+        // Released meanwhile.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
+  }
+}
 
 /** @param {string} dir @returns {string[]} */
 function walk(dir) {
@@ -57,6 +83,12 @@ export function consoleUpToDate() {
 /** Builds console/dist unless it is up to date (or `force`). Returns whether it built. */
 export async function buildConsole({ force = false, quiet = false } = {}) {
   if (!force && consoleUpToDate()) return false;
+  // Another process may have built it while this one waited for the lock.
+  return withLock(() => (!force && consoleUpToDate() ? false : build(quiet)));
+}
+
+/** @param {boolean} quiet */
+async function build(quiet) {
   const fingerprint = consoleFingerprint();
   let vite;
   try {
