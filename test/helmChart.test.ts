@@ -193,7 +193,7 @@ describe('the chart with its default values (control plane and worker in one clu
     expect(serveConfigOf(manifests, 'sessions').config.sessions).toMatchObject({ peerPort: 8090 });
   });
 
-  it('routes one host: /graphql and /v1 to the gateway, /v1/sessions and the agent tunnel to sessions', () => {
+  it('routes one host: /graphql, /v1, the console and / to the gateway, /v1/sessions and the agent tunnel to sessions', () => {
     const ingress = find(manifests, 'Ingress', 'mariner');
     const routes = Object.fromEntries(
       ingress['spec'].rules[0].http.paths.map((p: { path: string; backend: { service: { name: string; port: { name: string } } } }) => [
@@ -206,6 +206,8 @@ describe('the chart with its default values (control plane and worker in one clu
       '/v1': 'mariner-gateway:http',
       '/v1/sessions': 'mariner-sessions:http',
       '/v1/sessions-worker-service': 'mariner-sessions:http',
+      '/console': 'mariner-gateway:http',
+      '/': 'mariner-gateway:http',
     });
   });
 
