@@ -43,12 +43,21 @@ export function answerRuntimeError(res: Http2ServerResponse, status: 502 | 503, 
  * second status). When the tunnel stream closes first (the client left), the upstream request is
  * aborted, so the runtime stops generating. The control plane's `x-request-id` goes to the runtime too.
  */
-export function forwardToRuntime(options: { baseUrl: string; modelId: string; req: Http2ServerRequest; res: Http2ServerResponse; runtimePath: string }): void {
+export function forwardToRuntime(options: {
+  baseUrl: string;
+  modelId: string;
+  req: Http2ServerRequest;
+  res: Http2ServerResponse;
+  runtimePath: string;
+  /** Headers the host sets for the runtime (they replace any of those names the request had). */
+  extraHeaders?: Record<string, string>;
+}): void {
   const { baseUrl, modelId, req, res, runtimePath } = options;
   // The caller left while the host was looking for the runtime: nothing to forward.
   if (res.stream.destroyed || res.stream.closed) return;
   const headers: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) if (!name.startsWith(':') && !HOP_BY_HOP.has(name)) headers[name] = value;
+  Object.assign(headers, options.extraHeaders);
   let completed = false;
   const upstream = http.request(new URL(runtimePath, baseUrl), { method: req.method, headers }, (answer) => {
     const out: Record<string, string | string[]> = {};

@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
+import { ADAPTER_MODEL_HEADER, ADAPTER_PATH_HEADER, ADAPTER_SOURCE_HEADER } from '../lib/loraAdapters.js';
 import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
@@ -77,6 +78,26 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     return file;
   }
 
+  /** A LoRA adapter's GGUF file (the object, or the first .gguf of a job's output folder), fetched once. */
+  const adapterFiles = new Map<string, Promise<string>>();
+  function adapterFile(source: string): Promise<string> {
+    let pending = adapterFiles.get(source);
+    if (!pending) {
+      pending = (async () => {
+        const key = objectStore.keyFromUri(source);
+        if (!key) throw new Error(`${source} is not in this platform's object store`);
+        if (key.toLowerCase().endsWith('.gguf')) return cached(key, '.gguf');
+        for await (const object of objectStore.list(key.endsWith('/') ? key : `${key}/`)) {
+          if (object.key.toLowerCase().endsWith('.gguf')) return cached(object.key, '.gguf');
+        }
+        throw new Error('the adapter has no GGUF file: the local executor serves GGUF LoRA adapters only');
+      })();
+      adapterFiles.set(source, pending);
+      pending.catch(() => adapterFiles.delete(source));
+    }
+    return pending;
+  }
+
   /** One fetch per model for its replicas starting together; a failed fetch is tried again next time. */
   function weightsOf(model: ActiveModel): Promise<string> {
     let pending = weights.get(model.id);
@@ -143,8 +164,10 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
           const pids = replicas.map((runtime) => runtime.pid).join(', ');
           const startingNow = [...starting.keys()].some((key) => key.endsWith(`/${model.id}`));
           let statusMessage: string;
+          const adapters = [...new Set((await Promise.all(replicas.map((runtime) => runtime.adapters().catch(() => [])))).flat())].sort();
           if (model.replicas === 0) statusMessage = 'scaled to zero';
-          else if (replicas.length === model.replicas) statusMessage = `running (pid ${pids})`;
+          else if (replicas.length === model.replicas)
+            statusMessage = `running (pid ${pids})${adapters.length > 0 ? `; LoRA adapters loaded: ${adapters.join(', ')}` : ''}`;
           else statusMessage = problems.get(model.id) ?? (startingNow ? `starting (${replicas.length}/${model.replicas} ready)` : 'not running');
           return { modelId: model.id, desiredReplicas: model.replicas, readyReplicas: replicas.length, inFlightRequests: inFlightNow, statusMessage };
         }),
@@ -162,7 +185,20 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
         .sort((a, b) => inFlight.get(a.key) - inFlight.get(b.key))[0];
       if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
       inFlight.track(runtime.key, res.stream);
-      forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath });
+      // A fine-tuned model served as a LoRA adapter of this base: the runtime loads the adapter's file
+      // (fetched here once) on first use. The runtime only ever reads a path this host set.
+      const adapter = req.headers[ADAPTER_MODEL_HEADER];
+      const source = req.headers[ADAPTER_SOURCE_HEADER];
+      if (typeof adapter !== 'string' || typeof source !== 'string') {
+        return forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath, extraHeaders: { [ADAPTER_PATH_HEADER]: '' } });
+      }
+      adapterFile(source).then(
+        (file) => forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath, extraHeaders: { [ADAPTER_PATH_HEADER]: file } }),
+        (error: Error) => {
+          logger.warn({ modelId, adapter, err: error.message }, 'LoRA adapter could not be fetched');
+          answerRuntimeError(res, 502, `the LoRA adapter of ${adapter} could not be fetched: ${error.message}`);
+        },
+      );
     },
     close: () => manager.close(),
   };

@@ -60,13 +60,16 @@ export async function installDemoModel(models: ModelStore, objectStore: ObjectSt
     config: { ...DEFAULT_MODEL_CONFIG, clusterAllocationPolicy: { allowedClusterIds: [], enableOnDemandAllocation: true } },
     owned_by: 'system',
   });
-  // The same tiny model's description in Hugging Face layout, with no weights: something to fine-tune
-  // with the demo trainer (which trains nothing). The local runtimes serve GGUF only: it cannot be served.
+  // The same tiny model in Hugging Face layout (its config.json) beside its GGUF weights: something to
+  // fine-tune with the demo trainer (which trains nothing but writes a random GGUF LoRA adapter of this
+  // model's shapes), and to serve: the local runtime loads the folder's .gguf, and the fine-tuned
+  // models' adapters on top of it (on demand: the first request activates it).
   const folder = `models/${tenantId}/${DEMO_BASE_MODEL_ID}`;
   if (!(await objectStore.head(`${folder}/config.json`))) {
-    const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', mariner_demo: 'no weights: for the demo trainer only' };
+    const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', mariner_demo: 'the weights are model.gguf beside this file' };
     await objectStore.put(`${folder}/config.json`, Readable.from([Buffer.from(JSON.stringify(config, null, 2))]));
   }
+  if (!(await objectStore.head(`${folder}/model.gguf`))) await objectStore.put(`${folder}/model.gguf`, Readable.from([tinyGguf({ contextLength: 4096 })]));
   await models.insert({
     tenant_id: tenantId,
     id: DEMO_BASE_MODEL_ID,
@@ -77,11 +80,11 @@ export async function installDemoModel(models: ModelStore, objectStore: ObjectSt
     source_repository: 'OBJECT_STORE',
     source: objectStore.uri(folder),
     loading_status: 'SUCCEEDED',
-    loading_status_message: 'the built-in demo base model for the demo trainer (no weights; not servable)',
+    loading_status_message: 'the built-in demo base model for the demo trainer (random weights, as mariner-demo)',
     loading_failure_reason: null,
-    formats: ['HUGGING_FACE'],
+    formats: ['HUGGING_FACE', 'GGUF'],
     activation_status: 'INACTIVE',
-    config: DEFAULT_MODEL_CONFIG,
+    config: { ...DEFAULT_MODEL_CONFIG, clusterAllocationPolicy: { allowedClusterIds: [], enableOnDemandAllocation: true } },
     owned_by: 'system',
   });
 }

@@ -7,7 +7,7 @@ import { readJsonBody } from './json.js';
 import type { RouteContext } from './router.js';
 
 const MODEL_FIELDS = `id createdAt ownedBy isBaseModel baseModelId sourceRepository source loadingStatus loadingStatusMessage
-  loadingFailureReason formats activationStatus projectId
+  loadingFailureReason formats activationStatus projectId adapter { kind baseModelId formats }
   config { runtime { gpu replicas extraArgs } clusterAllocationPolicy { allowedClusterIds enableOnDemandAllocation } }`;
 
 interface GraphQLModel {
@@ -24,6 +24,7 @@ interface GraphQLModel {
   formats: string[];
   activationStatus: string;
   projectId: string | null;
+  adapter: { kind: string; baseModelId: string; formats: string[] } | null;
   config: {
     runtime: { gpu: number; replicas: number; extraArgs: string[] };
     clusterAllocationPolicy: { allowedClusterIds: string[]; enableOnDemandAllocation: boolean };
@@ -45,6 +46,8 @@ export function toOpenAIModel(model: GraphQLModel) {
     loading_failure_reason: model.loadingFailureReason ?? '',
     formats: model.formats,
     activation_status: model.activationStatus,
+    // A fine-tuned model that is a LoRA adapter of base_model_id (served on its runtime); null otherwise.
+    adapter: model.adapter ? { kind: model.adapter.kind, base_model_id: model.adapter.baseModelId, formats: model.adapter.formats } : null,
     config: {
       runtime_config: {
         resources: { gpu: model.config.runtime.gpu },

@@ -161,7 +161,7 @@ describe('fine-tuning jobs on the local executor (OpenAI SDK, through the gatewa
     // The model's weights are the trainer's output, stored under the job's prefix.
     const stored: string[] = [];
     for await (const object of t.platform.objectStore.list(`models/${DEFAULT_TENANT_ID}/fine-tuned/${created.id}/`)) stored.push(path.basename(object.key));
-    expect(stored.sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    expect(stored.sort()).toEqual(['adapter_config.json', 'adapter_model.gguf', 'adapter_model.safetensors']);
 
     const list = await sdk.fineTuning.jobs.list();
     expect(list.data.map((j) => j.id)).toContain(created.id);

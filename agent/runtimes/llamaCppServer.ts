@@ -8,9 +8,11 @@
  * Once the model is loaded it prints one JSON line to stdout, `{"ready":true,"port":<port>}`; everything
  * else (llama.cpp's own logs included) goes to stderr. Routes (OpenAI API reference):
  * POST /v1/chat/completions, POST /v1/completions (both streaming as SSE), POST /v1/embeddings,
- * GET /v1/models; GET /health; GET /metrics → `{"inFlight": n, "served": n, "cancelled": n}` for the
- * autoscaler (LLMariner §1: in-flight requests per model; `cancelled`: generations stopped because their
- * client left). `--parallel` sequences generate at once; requests beyond
+ * GET /v1/models; GET /health; GET /metrics → `{"inFlight": n, "served": n, "cancelled": n, "adapters": [...]}`
+ * for the autoscaler (LLMariner §1: in-flight requests per model; `cancelled`: generations stopped because
+ * their client left; `adapters`: the LoRA adapters loaded). A request whose `model` names a LoRA adapter of
+ * the model (`ft:...`, with its file in the `x-mariner-adapter-path` header the agent sets) is served on
+ * the same loaded weights by a context of its own, created on first use and kept (no process per adapter). `--parallel` sequences generate at once; requests beyond
  * them wait in a queue. A client that disconnects aborts its generation and frees its sequence.
  * Chat completions take `tools`/`tool_choice` (node-llama-cpp's function calling with `auto`, its JSON
  * schema grammar for `required` and a named function), `tool` messages, `response_format` `json_object`
@@ -24,6 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ADAPTER_PATH_HEADER } from '../../lib/loraAdapters.js';
 import {
   type ChatHistoryItem,
   type ChatModelFunctionCall,
@@ -87,6 +90,7 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
     contextSize: options.contextSize ?? { max: 4096 },
   });
   const runtime = new Runtime(llama, model, context, options.modelId);
+  const adapters = new AdapterContexts(runtime, { sequences: parallel, contextSize: context.contextSize });
 
   let inFlight = 0;
   let served = 0;
@@ -97,7 +101,8 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
     // Probes are answered even while draining and are not counted as work.
     if (req.method === 'GET' && path === '/health')
       return sendJson(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ok', model: options.modelId });
-    if (req.method === 'GET' && path === '/metrics') return sendJson(res, 200, { inFlight, served, cancelled: runtime.cancelled });
+    if (req.method === 'GET' && path === '/metrics')
+      return sendJson(res, 200, { inFlight, served, cancelled: runtime.cancelled + adapters.cancelled(), adapters: adapters.loaded() });
     if (draining) {
       res.setHeader('connection', 'close');
       return sendError(res, new ApiError(503, 'The runtime is shutting down', 'server_error'));
@@ -122,7 +127,8 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
 
   async function route(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     if (req.method === 'GET' && path === '/v1/models') {
-      return sendJson(res, 200, { object: 'list', data: [{ id: options.modelId, object: 'model', created: runtime.created, owned_by: 'mariner' }] });
+      const ids = [options.modelId, ...adapters.loaded()];
+      return sendJson(res, 200, { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: runtime.created, owned_by: 'mariner' })) });
     }
     const handler = POST_ROUTES[path as keyof typeof POST_ROUTES];
     if (!handler) throw new ApiError(404, `Unknown request URL: ${req.method} ${path.slice(0, 200)}`, 'invalid_request_error', null, 'unknown_url');
@@ -133,7 +139,9 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
     res.once('close', () => {
       if (!res.writableFinished) abort.abort(new Error('the client disconnected'));
     });
-    await handler(runtime, body, res, abort.signal);
+    // A LoRA adapter of the model (`model` names it): its own context on the shared weights.
+    const target = await adapters.runtimeFor(body.model, req.headers[ADAPTER_PATH_HEADER]);
+    await handler(target, body, res, abort.signal);
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -161,7 +169,10 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
         }
         server.closeAllConnections();
         // Freeing the model under a generation still running is unsafe; the process exits anyway.
-        if (drained) await runtime.dispose();
+        if (drained) {
+          await adapters.dispose();
+          await runtime.dispose();
+        }
       })();
       return closing;
     },
@@ -203,6 +214,8 @@ class Runtime {
     readonly model: LlamaModel,
     readonly context: LlamaContext,
     readonly modelId: string,
+    /** An adapter's runtime shares the base's model: disposing it frees its context only. */
+    private readonly ownsModel = true,
   ) {
     this.chatWrapper = resolveChatWrapper(model);
     for (let i = 0; i < context.totalSequences; i++) this.freeSequences.push(context.getSequence());
@@ -428,8 +441,70 @@ class Runtime {
   async dispose(): Promise<void> {
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
     await this.context.dispose();
+    if (!this.ownsModel) return;
     await this.model.dispose();
     await this.llama.dispose();
+  }
+}
+
+/**
+ * The LoRA adapters this runtime serves on its one loaded model (node-llama-cpp applies an adapter per
+ * context): one context per adapter, with as many sequences as the base's, sharing the model's weights.
+ * An adapter is named by its model id (`ft:<base>:<suffix>`) and loaded from the file the agent gives on
+ * its first request; later requests find it loaded.
+ */
+class AdapterContexts {
+  private readonly runtimes = new Map<string, Promise<Runtime>>();
+  /** The loaded ones. */
+  private readonly settled = new Map<string, Runtime>();
+
+  constructor(
+    private readonly base: Runtime,
+    private readonly contextOptions: { sequences: number; contextSize: number },
+  ) {}
+
+  /** The runtime a request's `model` names: the base's, or a loaded (or now loading) adapter's. */
+  async runtimeFor(model: unknown, filePath: string | string[] | undefined): Promise<Runtime> {
+    if (typeof model !== 'string' || model === this.base.modelId) return this.base;
+    let pending = this.runtimes.get(model);
+    if (!pending) {
+      // Unknown and no file given: the base answers, and checkModel says which model it serves.
+      if (typeof filePath !== 'string' || filePath === '') return this.base;
+      pending = this.load(model, filePath);
+      this.runtimes.set(model, pending);
+      pending.catch(() => this.runtimes.delete(model));
+    }
+    return pending;
+  }
+
+  private async load(id: string, filePath: string): Promise<Runtime> {
+    const started = Date.now();
+    let context: LlamaContext;
+    try {
+      context = await this.base.model.createContext({ ...this.contextOptions, lora: { adapters: [{ filePath, scale: 1 }] } });
+    } catch (error) {
+      throw new ApiError(500, `The LoRA adapter of ${id} could not be loaded: ${(error as Error).message}`, 'server_error');
+    }
+    process.stderr.write(`loaded LoRA adapter ${id} in ${Date.now() - started} ms\n`);
+    const runtime = new Runtime(this.base.llama, this.base.model, context, id, false);
+    this.settled.set(id, runtime);
+    return runtime;
+  }
+
+  /** The ids of the adapters loaded (loading ones are not yet). */
+  loaded(): string[] {
+    return [...this.settled.keys()];
+  }
+
+  cancelled(): number {
+    return [...this.settled.values()].reduce((sum, runtime) => sum + runtime.cancelled, 0);
+  }
+
+  async dispose(): Promise<void> {
+    const runtimes = await Promise.all([...this.runtimes.values()].map((pending) => pending.catch(() => undefined)));
+    this.runtimes.clear();
+    this.settled.clear();
+    await Promise.all(runtimes.map((runtime) => (runtime ? runtime.dispose() : Promise.resolve())));
   }
 }
 

@@ -14,6 +14,8 @@ export interface LocalRuntime {
   pid: number;
   /** Requests the runtime is serving or queueing now (its /metrics). */
   inFlight(): Promise<number>;
+  /** The LoRA adapters (model ids) the runtime has loaded on its model (its /metrics). */
+  adapters(): Promise<string[]>;
 }
 
 export interface LocalRuntimeManagerOptions {
@@ -179,16 +181,18 @@ export class LocalRuntimeManager {
   }
 
   private runtime(key: string, modelId: string, url: string, pid: number): LocalRuntime {
+    const metrics = async () => {
+      const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+      if (!response.ok) throw new Error(`runtime metrics answered ${response.status}`);
+      return (await response.json()) as { inFlight: number; adapters?: string[] };
+    };
     return {
       key,
       modelId,
       url,
       pid,
-      async inFlight() {
-        const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
-        if (!response.ok) throw new Error(`runtime metrics answered ${response.status}`);
-        return ((await response.json()) as { inFlight: number }).inFlight;
-      },
+      inFlight: async () => (await metrics()).inFlight,
+      adapters: async () => (await metrics()).adapters ?? [],
     };
   }
 }

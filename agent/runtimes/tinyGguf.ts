@@ -164,6 +164,66 @@ export function tinyGguf(options: TinyGgufOptions = {}): Buffer {
     ['tokenizer.ggml.add_eos_token', { type: ValueType.BOOL, value: false }],
   ];
 
+  return writeGguf(metadata, tensors);
+}
+
+export interface TinyLoraOptions {
+  /** Seeds the adapter's values: the same seed writes the same file. Default 7. */
+  seed?: number;
+  /** The LoRA rank. Default 4. */
+  rank?: number;
+  /** `adapter.lora.alpha`: the update is scaled by alpha / rank. Default 8. */
+  alpha?: number;
+  /** `general.name`. Default `tiny-llama-lora`. */
+  name?: string;
+}
+
+/**
+ * A LoRA adapter for the tiny model ({@link tinyGguf}) as a GGUF file, as llama.cpp's adapter loader
+ * (src/llama-adapter.cpp `llama_adapter_lora_init_impl`) reads one: `general.type = adapter`,
+ * `adapter.type = lora`, `adapter.lora.alpha`, the base model's `general.architecture`, and per adapted
+ * weight `W` (ggml dims [n_in, n_out]) a pair `<W name>.lora_a` with ggml dims [n_in, rank] and
+ * `<W name>.lora_b` with ggml dims [rank, n_out] (llama.cpp checks `W.ne[0] == a.ne[0]`,
+ * `W.ne[1] == b.ne[1]` and `a.ne[1] == b.ne[0]`); W' = W + (alpha / rank) · B·A.
+ *
+ * Random, seeded values (the demo trainer trains nothing) on each block's attention query and on the
+ * output layer, large enough that generation visibly changes. The output rows of the control and byte
+ * tokens get no update, so the tiny model's promise holds with the adapter too: printable text, and
+ * `max_tokens` is what stops a generation.
+ */
+export function tinyLoraGguf(options: TinyLoraOptions = {}): Buffer {
+  const { embeddingLength: nEmbd, blockCount } = TINY_GGUF;
+  const rank = options.rank ?? 4;
+  const random = normalRandom(options.seed ?? 7);
+  const gaussian = (count: number, std: number) => Float32Array.from({ length: count }, () => random() * std);
+  // 3 control + 256 byte tokens, then the SentencePiece space and the 94 printable characters.
+  const firstPrintable = 3 + 256;
+  const nVocab = firstPrintable + 1 + 94;
+  const outputB = gaussian(rank * nVocab, 1);
+  outputB.fill(0, 0, rank * firstPrintable);
+  const tensors: Tensor[] = [
+    { name: 'output.weight.lora_a', dims: [nEmbd, rank], type: GGML_F32, values: gaussian(nEmbd * rank, 1 / Math.sqrt(nEmbd)) },
+    { name: 'output.weight.lora_b', dims: [rank, nVocab], type: GGML_F32, values: outputB },
+  ];
+  for (let block = 0; block < blockCount; block++) {
+    tensors.push(
+      { name: `blk.${block}.attn_q.weight.lora_a`, dims: [nEmbd, rank], type: GGML_F32, values: gaussian(nEmbd * rank, 1 / Math.sqrt(nEmbd)) },
+      { name: `blk.${block}.attn_q.weight.lora_b`, dims: [rank, nEmbd], type: GGML_F32, values: gaussian(rank * nEmbd, 1) },
+    );
+  }
+  const metadata: [string, MetadataValue][] = [
+    ['general.architecture', { type: ValueType.STRING, value: 'llama' }],
+    ['general.type', { type: ValueType.STRING, value: 'adapter' }],
+    ['general.name', { type: ValueType.STRING, value: options.name ?? 'tiny-llama-lora' }],
+    ['general.alignment', { type: ValueType.UINT32, value: ALIGNMENT }],
+    ['adapter.type', { type: ValueType.STRING, value: 'lora' }],
+    ['adapter.lora.alpha', { type: ValueType.FLOAT32, value: options.alpha ?? 8 }],
+  ];
+  return writeGguf(metadata, tensors);
+}
+
+/** A GGUF v3 file of these metadata and tensors. */
+function writeGguf(metadata: [string, MetadataValue][], tensors: Tensor[]): Buffer {
   const out = new ByteWriter();
   out.raw(Buffer.from('GGUF', 'ascii'));
   out.u32(3);
@@ -175,14 +235,12 @@ export function tinyGguf(options: TinyGgufOptions = {}): Buffer {
     writeValue(out, entry);
   }
   let offset = 0;
-  const offsets: number[] = [];
   for (const tensor of tensors) {
     out.string(tensor.name);
     out.u32(tensor.dims.length);
     for (const dim of tensor.dims) out.u64(dim);
     out.u32(tensor.type);
     out.u64(offset);
-    offsets.push(offset);
     offset = align(offset + tensor.values.length * (tensor.type === GGML_F32 ? 4 : 2));
   }
   out.pad();

@@ -2,8 +2,10 @@
  * The demo trainer: stands in for a real fine-tuning trainer on the local executor, speaking the
  * same contract (agent/README.md "Trainers"). It reads and checks the training file (OpenAI chat
  * or prompt/completion JSONL), reports a made-up, decreasing loss per step and a checkpoint now and
- * then, and writes a placeholder LoRA adapter (adapter_config.json + adapter_model.safetensors with
- * no tensors). It trains nothing: it exists so the platform path around a trainer (dispatch, logs,
+ * then, and writes a LoRA adapter of random values: a PEFT layout (adapter_config.json +
+ * adapter_model.safetensors with no tensors) and, beside it, `adapter_model.gguf`, a valid llama.cpp GGUF
+ * LoRA adapter for the demo model's shapes (agent/runtimes/tinyGguf.ts `tinyLoraGguf`), so the
+ * fine-tuned model is served on the demo base model's runtime and answers differently from it. It trains nothing: it exists so the platform path around a trainer (dispatch, logs,
  * metrics, output upload, model registration) can be seen working without a GPU, in `mariner up
  * --demo-model` and in the tests.
  *
@@ -17,6 +19,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { nodeCommand } from '../../lib/nodeScript.js';
+import { tinyLoraGguf } from '../runtimes/tinyGguf.js';
 
 /**
  * The argv that runs this trainer with the current Node (through tsx when it runs from sources). The
@@ -98,10 +101,10 @@ async function main(): Promise<void> {
     JSON.stringify(
       {
         peft_type: 'LORA',
-        r: 8,
-        lora_alpha: 16,
+        r: 4,
+        lora_alpha: 8,
         base_model_name_or_path: env['MARINER_BASE_MODEL'] ?? null,
-        mariner_demo: 'placeholder adapter: no weights were trained',
+        mariner_demo: 'random adapter: no weights were trained (adapter_model.gguf holds random values)',
       },
       null,
       2,
@@ -112,6 +115,9 @@ async function main(): Promise<void> {
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(header.length));
   await writeFile(path.join(outputDir, 'adapter_model.safetensors'), Buffer.concat([length, header]));
+  // What LLMariner's trainer gets from convert-lora-to-ggml.py: the adapter in llama.cpp's format. Random
+  // values of the demo model's shapes: an adapter of any other base model fails to load when served.
+  await writeFile(path.join(outputDir, 'adapter_model.gguf'), tinyLoraGguf({ seed }));
   console.log(JSON.stringify({ type: 'summary', trained_tokens: tokensPerEpoch * epochs }));
 }
 

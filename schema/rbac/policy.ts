@@ -120,6 +120,7 @@ const models: PolicyMap = {
   RuntimeConfig: { '*': modelsRead },
   ClusterAllocationPolicy: { '*': modelsRead },
   ModelPage: { '*': modelsRead },
+  ModelAdapter: { '*': modelsRead },
 };
 
 // LLMariner §9: `api.clusters` (organization owners, tenant system); the worker API takes registration keys.

@@ -1,6 +1,7 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor } from '../../lib/errors.js';
 import { projectScopeOf } from '../../lib/identity.js';
+import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
 import type { InferenceContext } from './context.js';
 import { withRetrievedContext } from './rag.js';
 import type { RateLimitState } from './rateLimits.js';
@@ -47,6 +48,25 @@ export async function servableModel(ctx: InferenceContext, id: string): Promise<
     await ctx.models.activate(ctx, model.id);
   }
   return model.id;
+}
+
+/**
+ * What a completion request is sent to: the model, or for a fine-tuned model that is a LoRA adapter, a
+ * runtime of its base model with the adapter named (lib/loraAdapters.ts). An adapter is servable while it
+ * is active (it is from its registration on) and its base model is servable: an inactive base with
+ * on-demand allocation is activated by the request, as the model itself would be.
+ */
+export async function servableTarget(
+  ctx: InferenceContext,
+  id: string,
+): Promise<{ modelId: string; runtimeModelId: string; headers?: Record<string, string> }> {
+  const model = await ctx.models.model(ctx, id);
+  if (!model?.adapter) return { modelId: await servableModel(ctx, id), runtimeModelId: model?.id ?? id };
+  if (model.activationStatus !== 'ACTIVE') throw failedPrecondition(`model ${model.id} is not active: activate it first`);
+  const base = await ctx.models.model(ctx, model.adapter.baseModelId);
+  if (!base) throw failedPrecondition(`model ${model.id} is a LoRA adapter of ${model.adapter.baseModelId}, which is not available`);
+  const runtimeModelId = await servableModel(ctx, base.id);
+  return { modelId: model.id, runtimeModelId, headers: { [ADAPTER_MODEL_HEADER]: model.id, [ADAPTER_SOURCE_HEADER]: model.source } };
 }
 
 /** A runtime's error answer, as one of our errors (the runtime speaks OpenAI's error shape). */
@@ -175,7 +195,7 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
   const hideUsage = stream && typeof options === 'object' && options !== null && (options as Record<string, unknown>)['include_usage'] === false;
   try {
     await meter.admit();
-    const modelId = await servableModel(ctx, model);
+    const { modelId, runtimeModelId, headers } = await servableTarget(ctx, model);
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
     let payload: Record<string, unknown>;
     if (kind === 'embedding') payload = { ...body, model: modelId };
@@ -185,7 +205,7 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
         typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
       payload = { ...body, model: modelId, stream: true, stream_options: streamOptions };
     }
-    const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, PATHS[kind], payload, signal, ctx.requestId);
+    const routed = await ctx.router.forward(projectScopeOf(ctx.identity), runtimeModelId, PATHS[kind], payload, signal, ctx.requestId, headers);
     if (routed.status >= 400) throw await runtimeError(routed);
     return { routed, meter, hideUsage };
   } catch (error) {

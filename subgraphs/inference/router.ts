@@ -121,10 +121,19 @@ export class InferenceRouter {
    * answered that it has no ready replica (the reports were behind: a replica just scaled away), the
    * request waits for a ready one as when none was reported, up to the same deadline.
    */
-  async forward(scope: RoutingScope, modelId: string, path: string, body: unknown, signal?: AbortSignal, requestId?: string): Promise<RoutedResponse> {
+  async forward(
+    scope: RoutingScope,
+    modelId: string,
+    path: string,
+    body: unknown,
+    signal?: AbortSignal,
+    requestId?: string,
+    /** Sent to the agent with the request (a LoRA adapter's, lib/loraAdapters.ts: `modelId` is then its base model). */
+    headers?: Record<string, string>,
+  ): Promise<RoutedResponse> {
     const deadline = Date.now() + this.waitSeconds * 1000;
     for (;;) {
-      const attempt = await this.forwardOnce(scope, modelId, path, body, deadline, signal, requestId);
+      const attempt = await this.forwardOnce(scope, modelId, path, body, deadline, signal, requestId, headers);
       if ('routed' in attempt) return attempt.routed;
       if (!attempt.notReady || Date.now() >= deadline || signal?.aborted) throw attempt.error;
       this.wake(scope.tenantId, await this.usableClusters(scope), modelId);
@@ -144,6 +153,7 @@ export class InferenceRouter {
     deadline: number,
     signal?: AbortSignal,
     requestId?: string,
+    headers?: Record<string, string>,
   ): Promise<{ routed: RoutedResponse } | { error: MarinerError; notReady: boolean }> {
     const ready = await this.readyRuntimes(scope, modelId, deadline, signal);
     if (ready.length === 0) {
@@ -169,6 +179,7 @@ export class InferenceRouter {
           'content-type': raw ? body.contentType : 'application/json',
           'content-length': payload.length,
           ...(requestId ? { 'x-request-id': requestId } : {}),
+          ...headers,
         });
       } catch (error) {
         lastError = error;

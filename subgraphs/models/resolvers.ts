@@ -6,7 +6,7 @@ import { requireActivator, requireCatalogAdmin, requireManager } from './catalog
 import { clusterScopeOf } from './clusterScope.js';
 import { loadTaskOf, storedModelKey } from './loading.js';
 import { baseModelSource, fineTunedSource, registrationSuffix } from './sources.js';
-import type { ClusterScope, LoadReport, ModelRow } from './store.js';
+import { ADAPTER_FORMATS, type ClusterScope, type LoadReport, type ModelRow } from './store.js';
 import { DEFAULT_MODEL_CONFIG, loaderMessage, mergeModelConfig, normaliseModelId, validSuffix } from './validation.js';
 
 const scopeOf = (ctx: ModelsContext): ProjectScope => projectScopeOf(ctx.identity);
@@ -55,10 +55,36 @@ const MAX_OWNER_IDS = 1000;
 /** Fine-tuned model ids (`ft:<base>:<suffix>`) are not base models' to take. */
 const FINE_TUNED_ID = /^ft:/i;
 
+/** Whether a model is a LoRA adapter of its base model (its formats are adapter formats). */
+const isAdapter = (m: Pick<ModelRow, 'is_base_model' | 'formats'>) =>
+  !m.is_base_model && m.formats.some((format) => (ADAPTER_FORMATS as readonly string[]).includes(format));
+
+/**
+ * The formats of a fine-tuning output: a single `.gguf` object is a GGUF model; a folder holding a PEFT
+ * adapter (adapter_config.json) and/or a GGUF adapter (a `.gguf` beside it, as the demo trainer and
+ * LLMariner's `convert-lora-to-ggml.py` step write) is a LoRA adapter in those formats; anything else a
+ * Hugging Face model.
+ */
+async function fineTunedFormats(ctx: ModelsContext, key: string): Promise<ModelRow['formats']> {
+  if (key.toLowerCase().endsWith('.gguf')) return ['GGUF'];
+  const names: string[] = [];
+  for await (const object of ctx.objectStore.list(key.endsWith('/') ? key : `${key}/`)) {
+    names.push(object.key.slice(object.key.lastIndexOf('/') + 1).toLowerCase());
+    if (names.length >= 1000) break;
+  }
+  const peft = names.includes('adapter_config.json');
+  if (!peft) return ['HUGGING_FACE'];
+  const formats: ModelRow['formats'] = [];
+  if (names.some((name) => name.endsWith('.gguf'))) formats.push('GGUF_ADAPTER');
+  formats.push('PEFT_SAFETENSORS');
+  return formats;
+}
+
 export const resolvers: Resolvers<ModelsContext> = {
   Query: {
     workerActiveModels: async (_p, _a, ctx) => {
-      const rows = await ctx.store.activeModelsFor(clusterScopeOf(workerOf(ctx)));
+      // LoRA adapters get no runtime of their own: they run on their base model's.
+      const rows = (await ctx.store.activeModelsFor(clusterScopeOf(workerOf(ctx)))).filter((m) => !isAdapter(m));
       return rows.map((m) => ({ id: m.id, source: m.source, formats: m.formats, ...m.config.runtime }));
     },
     // For the inference subgraph (the system): whom the models its runtimes report belong to.
@@ -110,7 +136,10 @@ export const resolvers: Resolvers<ModelsContext> = {
       if (!base.is_base_model) throw badInput(`input.baseModelId: ${base.id} is not a base model`, 'input.baseModelId');
       const suffix = validSuffix(input.suffix);
       const source = await fineTunedSource(ctx, input.source, suffix);
-      const formats: ModelRow['formats'] = source.key.toLowerCase().endsWith('.gguf') ? ['GGUF'] : ['HUGGING_FACE'];
+      const formats = await fineTunedFormats(ctx, source.key);
+      // An adapter is servable at once on its base model's runtimes (OpenAI: no activation step);
+      // deactivating it stops that. A full model is activated like any other.
+      const adapter = isAdapter({ is_base_model: false, formats });
       // LLMariner models.go createFineTunedModel: ft:<base>:<suffix>. sources.ts registrationSuffix says
       // why a registration other than a job's gets a random tag; a tag that collides is drawn again.
       for (let attempt = 1; ; attempt++) {
@@ -128,7 +157,7 @@ export const resolvers: Resolvers<ModelsContext> = {
           loading_status_message: null,
           loading_failure_reason: null,
           formats,
-          activation_status: 'INACTIVE',
+          activation_status: adapter ? 'ACTIVE' : 'INACTIVE',
           config: mergeModelConfig(base.config, input.config),
           owned_by: scope.organizationId,
         });
@@ -162,6 +191,12 @@ export const resolvers: Resolvers<ModelsContext> = {
       const outcome = await ctx.store.deleteInactive(scopeOf(ctx), model.id);
       if (outcome === 'active') throw failedPrecondition(`model ${model.id} is active: deactivate it before deleting`);
       if (outcome === 'missing') throw notFound('model', model.id);
+      if (typeof outcome === 'object') {
+        // The count only: the adapters may be other projects' models.
+        throw failedPrecondition(
+          `model ${model.id} is the base model of ${outcome.adapters} fine-tuned LoRA adapter${outcome.adapters === 1 ? '' : 's'} that run on its weights: delete them before deleting it`,
+        );
+      }
       return announced(ctx, model.tenant_id, { id: model.id, deleted: true });
     },
     // The model loader's worker API (LLMariner ModelsWorkerService AcquireUnloadedBaseModel,
@@ -212,5 +247,9 @@ export const resolvers: Resolvers<ModelsContext> = {
     activationStatus: (m) => m.activation_status,
     projectId: (m) => m.project_id,
     loadingClusterId: (m) => m.loading_cluster_id,
+    adapter: (m) =>
+      isAdapter(m) && m.base_model_id
+        ? { kind: 'LORA' as const, baseModelId: m.base_model_id, formats: m.formats.filter((f) => (ADAPTER_FORMATS as readonly string[]).includes(f)) }
+        : null,
   },
 };

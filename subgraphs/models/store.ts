@@ -31,7 +31,7 @@ export interface ModelRow {
   load_lease_expires_at: Date | null;
 }
 
-export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA' | 'WHISPER_GGML';
+export type ModelFormatValue = 'GGUF' | 'HUGGING_FACE' | 'NVIDIA_TRITON' | 'OLLAMA' | 'WHISPER_GGML' | 'GGUF_ADAPTER' | 'PEFT_SAFETENSORS';
 
 /** A model as created: no loader has taken it yet. */
 export type NewModelRow = Omit<ModelRow, 'created_at' | 'loading_cluster_id' | 'load_lease_expires_at'>;
@@ -72,6 +72,9 @@ export interface ModelScope {
 }
 
 /** All SQL of the models subgraph. */
+/** The formats of a LoRA adapter's weights (the model applies them to its base model's). */
+export const ADAPTER_FORMATS = ['GGUF_ADAPTER', 'PEFT_SAFETENSORS'] as const;
+
 export class ModelStore {
   constructor(private readonly knex: Knex) {}
 
@@ -268,7 +271,7 @@ export class ModelStore {
   }
 
   /** Deletes an inactive model; returns what happened. */
-  async deleteInactive(scope: ModelScope, id: string): Promise<'deleted' | 'active' | 'missing'> {
+  async deleteInactive(scope: ModelScope, id: string): Promise<'deleted' | 'active' | 'missing' | { adapters: number }> {
     return this.knex.transaction(async (trx) => {
       const row = (await trx
         .withSchema(SCHEMA)
@@ -279,6 +282,13 @@ export class ModelStore {
         .first()) as ModelRow | undefined;
       if (!row) return 'missing';
       if (row.activation_status === 'ACTIVE') return 'active';
+      // A base model's LoRA adapters (of any project of the tenant) run on its weights: they go first.
+      const dependants = (await trx.withSchema(SCHEMA).table('models').select('formats').where({ tenant_id: scope.tenantId, base_model_id: id })) as Pick<
+        ModelRow,
+        'formats'
+      >[];
+      const count = dependants.filter((m) => m.formats.some((f) => (ADAPTER_FORMATS as readonly string[]).includes(f))).length;
+      if (count > 0) return { adapters: count };
       await trx.withSchema(SCHEMA).table('models').where({ tenant_id: scope.tenantId, id }).delete();
       return 'deleted';
     });

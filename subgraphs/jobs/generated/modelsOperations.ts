@@ -16,9 +16,11 @@ export type ModelConfigInput = {
 
 export type ModelFormat =
   | 'GGUF'
+  | 'GGUF_ADAPTER'
   | 'HUGGING_FACE'
   | 'NVIDIA_TRITON'
   | 'OLLAMA'
+  | 'PEFT_SAFETENSORS'
   | 'WHISPER_GGML';
 
 export type ModelLoadingStatus =

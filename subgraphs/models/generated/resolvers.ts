@@ -34,6 +34,11 @@ export type ActiveModel = {
   source: Scalars['String']['output'];
 };
 
+/** How a fine-tuned model changes its base model's weights. */
+export type AdapterKind =
+  | 'LORA'
+  | 'QLORA';
+
 export type ClusterAllocationPolicy = {
   __typename?: 'ClusterAllocationPolicy';
   /** Empty: any cluster of the project. */
@@ -71,6 +76,8 @@ export type DeletePayload = {
 export type Model = {
   __typename?: 'Model';
   activationStatus: ActivationStatus;
+  /** For a fine-tuned model that is a LoRA adapter of its base model: what it is; null for a full model. */
+  adapter?: Maybe<ModelAdapter>;
   /** For fine-tuned models: the base model they were trained from. */
   baseModelId?: Maybe<Scalars['ID']['output']>;
   config: ModelConfig;
@@ -92,6 +99,20 @@ export type Model = {
   sourceRepository: SourceRepository;
 };
 
+/**
+ * A fine-tuned model that is an adapter: it runs on a runtime of its base model (no runtime of its own), is
+ * servable as soon as it is registered while its base model is active (or activates on demand), and keeps
+ * its base model from being deleted.
+ */
+export type ModelAdapter = {
+  __typename?: 'ModelAdapter';
+  /** The base model whose weights the adapter applies to. */
+  baseModelId: Scalars['ID']['output'];
+  /** The adapter's formats: GGUF_ADAPTER (llama.cpp, the local executor), PEFT_SAFETENSORS (vLLM). */
+  formats: Array<ModelFormat>;
+  kind: AdapterKind;
+};
+
 export type ModelConfig = {
   __typename?: 'ModelConfig';
   clusterAllocationPolicy: ClusterAllocationPolicy;
@@ -105,9 +126,11 @@ export type ModelConfigInput = {
 
 export type ModelFormat =
   | 'GGUF'
+  | 'GGUF_ADAPTER'
   | 'HUGGING_FACE'
   | 'NVIDIA_TRITON'
   | 'OLLAMA'
+  | 'PEFT_SAFETENSORS'
   | 'WHISPER_GGML';
 
 /** What a loader reports (LLMariner UpdateBaseModelLoadingStatus). */
@@ -178,7 +201,7 @@ export type Mutation = {
   /** Records a base model to load (platform admins only); a platform cluster's loader fetches it (loading status REQUESTED). */
   createBaseModel: Model;
   deactivateModel: Model;
-  /** Deletes a model; refused while it is active. */
+  /** Deletes a model; refused while it is active, and for a base model while LoRA adapters of it exist. */
   deleteModel: DeletePayload;
   /** Registers a fine-tuned model as ft:<base>:<suffix>. */
   registerFineTunedModel: Model;
@@ -409,6 +432,7 @@ export type ResolversTypes = ResolversObject<{
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  AdapterKind: AdapterKind;
   ClusterAllocationPolicy: ResolverTypeWrapper<ClusterAllocationPolicy>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   ClusterAllocationPolicyInput: ClusterAllocationPolicyInput;
@@ -416,6 +440,7 @@ export type ResolversTypes = ResolversObject<{
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeletePayload: ResolverTypeWrapper<DeletePayload>;
   Model: ResolverTypeWrapper<ModelRow>;
+  ModelAdapter: ResolverTypeWrapper<ModelAdapter>;
   ModelConfig: ResolverTypeWrapper<ModelConfig>;
   ModelConfigInput: ModelConfigInput;
   ModelFormat: ModelFormat;
@@ -447,6 +472,7 @@ export type ResolversParentTypes = ResolversObject<{
   DateTime: Scalars['DateTime']['output'];
   DeletePayload: DeletePayload;
   Model: ModelRow;
+  ModelAdapter: ModelAdapter;
   ModelConfig: ModelConfig;
   ModelConfigInput: ModelConfigInput;
   ModelLoadTask: ModelLoadTask;
@@ -487,6 +513,7 @@ export type DeletePayloadResolvers<ContextType = ModelsContext, ParentType exten
 export type ModelResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['Model'] = ResolversParentTypes['Model'], FederationReferenceType extends FederationReferenceTypes['Model'] = FederationReferenceTypes['Model']> = ResolversObject<{
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Model']> | FederationReferenceType, FederationReferenceType, ContextType>;
   activationStatus?: Resolver<ResolversTypes['ActivationStatus'], ParentType, ContextType>;
+  adapter?: Resolver<Maybe<ResolversTypes['ModelAdapter']>, ParentType, ContextType>;
   baseModelId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   config?: Resolver<ResolversTypes['ModelConfig'], ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
@@ -501,6 +528,12 @@ export type ModelResolvers<ContextType = ModelsContext, ParentType extends Resol
   projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   sourceRepository?: Resolver<ResolversTypes['SourceRepository'], ParentType, ContextType>;
+}>;
+
+export type ModelAdapterResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelAdapter'] = ResolversParentTypes['ModelAdapter']> = ResolversObject<{
+  baseModelId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['AdapterKind'], ParentType, ContextType>;
 }>;
 
 export type ModelConfigResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelConfig'] = ResolversParentTypes['ModelConfig']> = ResolversObject<{
@@ -562,6 +595,7 @@ export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   DeletePayload?: DeletePayloadResolvers<ContextType>;
   Model?: ModelResolvers<ContextType>;
+  ModelAdapter?: ModelAdapterResolvers<ContextType>;
   ModelConfig?: ModelConfigResolvers<ContextType>;
   ModelLoadTask?: ModelLoadTaskResolvers<ContextType>;
   ModelOwner?: ModelOwnerResolvers<ContextType>;
