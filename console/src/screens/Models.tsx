@@ -1,7 +1,14 @@
 import { Button, Card, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import { useMutation, useQuery, useSubscription } from 'urql';
 import { ActivateModelDocument, DeactivateModelDocument, ModelsDocument, RuntimesUpdatedDocument, type RuntimeFieldsFragment } from '../generated/graphql';
 import { ApiError, StatusBadge, useViewer, when } from '../ui';
+import type { ReplicaPoint } from './ReplicasChart';
+
+/** The chart library is loaded with the first runtime to draw, not with the first screen. */
+const ReplicasChart = lazy(() => import('./ReplicasChart'));
+/** Points kept per model (one per runtimes event). */
+const HISTORY = 120;
 
 /** Models with their loading and activation status, and their runtimes per cluster, live. */
 export function Models() {
@@ -14,6 +21,23 @@ export function Models() {
   const ready = new Set(live.data?.runtimesUpdated.readyModelIds ?? []);
   const byModel = new Map<string, RuntimeFieldsFragment[]>();
   for (const runtime of runtimes) byModel.set(runtime.modelId, [...(byModel.get(runtime.modelId) ?? []), runtime]);
+  // Replicas over time, from the live events since the page opened.
+  const [history, setHistory] = useState<Map<string, ReplicaPoint[]>>(new Map());
+  const event = live.data;
+  useEffect(() => {
+    if (!event) return;
+    const time = Date.now();
+    setHistory((previous) => {
+      const next = new Map(previous);
+      const models = new Set([...previous.keys(), ...event.runtimesUpdated.runtimes.map((r) => r.modelId)]);
+      for (const id of models) {
+        const mine = event.runtimesUpdated.runtimes.filter((r) => r.modelId === id);
+        const point = { time, ready: mine.reduce((n, r) => n + r.readyReplicas, 0), desired: mine.reduce((n, r) => n + r.desiredReplicas, 0) };
+        next.set(id, [...(previous.get(id) ?? []), point].slice(-HISTORY));
+      }
+      return next;
+    });
+  }, [event]);
   const toggle = async (id: string, active: boolean) => {
     const result = active ? await deactivate({ id }) : await activate({ id });
     if (!result.error) refetch({ requestPolicy: 'network-only' });
@@ -98,6 +122,11 @@ export function Models() {
                     </Table.Tbody>
                   </Table>
                 </Table.ScrollContainer>
+              )}
+              {modelRuntimes.length > 0 && (
+                <Suspense fallback={null}>
+                  <ReplicasChart points={history.get(model.id) ?? []} label={model.id} />
+                </Suspense>
               )}
             </Stack>
           </Card>

@@ -89,7 +89,7 @@ export function Playground() {
         allowDeselect={false}
         maw={420}
       />
-      <Card withBorder padding="md" aria-label="Conversation" role="log" aria-live="polite">
+      <Card withBorder padding="md" aria-label="Conversation" role="log" aria-live="polite" aria-busy={streaming}>
         <Stack gap="sm">
           {messages.length === 0 && <Text c="dimmed">Say something to the model.</Text>}
           {messages.map((m, i) => (
