@@ -117,6 +117,19 @@ describe('fine-tuned models as LoRA adapters on the local executor (OpenAI SDK)'
     // The base model still answers as before beside it (its own context, unchanged weights).
     expect((await sdk.chat.completions.create({ model: DEMO_BASE_MODEL_ID, ...ASK })).choices[0]!.message.content).toBe(baseAnswer);
 
+    // Tokenizing with the ft: model is its base's tokenizer, on the same runtime.
+    const tokenize = async (model: string) =>
+      (await (
+        await fetch(`${t.url}/v1/tokenize`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model, prompt: 'Once upon a time' }),
+        })
+      ).json()) as { count: number; tokens: number[] };
+    const ftTokens = await tokenize(ftModel);
+    expect(ftTokens.count).toBeGreaterThan(1);
+    expect(ftTokens).toEqual(await tokenize(DEMO_BASE_MODEL_ID));
+
     // One process: the base model's; status shows the adapter it holds; no runtime of the ft: model.
     expect(runtimeProcesses()).toHaveLength(1);
     const status = await waitFor(

@@ -5,7 +5,7 @@ import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
-import { cancelRouted, hasText, routeCompletion, runtimeError, servableModel, statusOfError, usageOf, type Kind } from './completions.js';
+import { cancelRouted, hasText, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
 import {
   chatCompletionChunkOf,
@@ -91,8 +91,17 @@ async function tokenize(ctx: InferenceContext, request: unknown): Promise<unknow
   if (hasPrompt === hasMessages) throw badInput('give either prompt or messages', hasPrompt ? 'messages' : 'prompt');
   if (hasPrompt && typeof body['prompt'] !== 'string') throw badInput('prompt must be a string', 'prompt');
   if (hasMessages && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
-  const modelId = await servableModel(ctx, body['model'].trim());
-  const routed = await ctx.router.forward(projectScopeOf(ctx.identity), modelId, '/tokenize', { ...body, model: modelId }, undefined, ctx.requestId);
+  // A LoRA adapter tokenizes as its base model, on the base's runtime.
+  const { modelId, runtimeModelId, headers } = await servableTarget(ctx, body['model'].trim());
+  const routed = await ctx.router.forward(
+    projectScopeOf(ctx.identity),
+    runtimeModelId,
+    '/tokenize',
+    { ...body, model: modelId },
+    undefined,
+    ctx.requestId,
+    headers,
+  );
   if (routed.status === 404 || routed.status === 405) {
     routed.stream.close(http2.constants.NGHTTP2_CANCEL);
     throw failedPrecondition(`the runtime of model ${modelId} does not tokenize`);
