@@ -171,5 +171,10 @@ describe('fine-tuned models as LoRA adapters on the local executor (OpenAI SDK)'
       (pids) => pids.length === 0,
       'the base runtime to stop',
     );
+
+    // The adapter is deleted as at OpenAI (no runtime of its own to stop, active or not); then the base can go.
+    expect(await sdk.models.delete(ftModel)).toMatchObject({ id: ftModel, deleted: true });
+    await expect(sdk.models.retrieve(ftModel)).rejects.toBeInstanceOf(NotFoundError);
+    expect((await t.gqlOk(`mutation { deleteModel(id: "${DEMO_BASE_MODEL_ID}") { deleted } }`)).deleteModel.deleted).toBe(true);
   });
 });

@@ -281,7 +281,9 @@ export class ModelStore {
         .forUpdate()
         .first()) as ModelRow | undefined;
       if (!row) return 'missing';
-      if (row.activation_status === 'ACTIVE') return 'active';
+      // An active model's runtimes stop first; a LoRA adapter has none (it runs on its base's): it goes at once.
+      const adapter = !row.is_base_model && row.formats.some((f) => (ADAPTER_FORMATS as readonly string[]).includes(f));
+      if (row.activation_status === 'ACTIVE' && !adapter) return 'active';
       // A base model's LoRA adapters (of any project of the tenant) run on its weights: they go first.
       const dependants = (await trx.withSchema(SCHEMA).table('models').select('formats').where({ tenant_id: scope.tenantId, base_model_id: id })) as Pick<
         ModelRow,

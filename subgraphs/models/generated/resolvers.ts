@@ -201,7 +201,7 @@ export type Mutation = {
   /** Records a base model to load (platform admins only); a platform cluster's loader fetches it (loading status REQUESTED). */
   createBaseModel: Model;
   deactivateModel: Model;
-  /** Deletes a model; refused while it is active, and for a base model while LoRA adapters of it exist. */
+  /** Deletes a model; refused while it is active (a LoRA adapter, which has no runtime of its own, is deleted active or not), and for a base model while LoRA adapters of it exist. */
   deleteModel: DeletePayload;
   /** Registers a fine-tuned model as ft:<base>:<suffix>. */
   registerFineTunedModel: Model;
