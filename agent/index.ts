@@ -4,7 +4,7 @@ import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 import { parseAgentRoute, type AgentJobAction, type AgentReport } from '../lib/agentContract.js';
-import { kubernetesStatus, TUNNEL_H2_SETTINGS, UPGRADE_HEADER } from '../lib/tunnel.js';
+import { kubernetesStatus, TUNNEL_H2_SETTINGS, TUNNEL_RESET_LIMITS, UPGRADE_HEADER } from '../lib/tunnel.js';
 import os from 'node:os';
 import path from 'node:path';
 import { JobRefusedError, type ClusterConfig, type DispatchedJob, type Executor } from './executor.js';
@@ -139,7 +139,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ? createAutoscaler(executor.runtimes, options.autoscaler, logger, () => void reconciler?.reconcileNow())
       : undefined;
   const runtimes = autoscaled ?? executor.runtimes;
-  const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64 }, (req, res) => route(req, res));
+  const server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, maxSessionMemory: 64, ...TUNNEL_RESET_LIMITS }, (req, res) => route(req, res));
   function route(req: Http2ServerRequest, res: Http2ServerResponse): void {
     const path = req.headers[':path'] ?? '/';
     const to = parseAgentRoute(path);

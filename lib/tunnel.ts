@@ -47,6 +47,16 @@ export const isInternalHeader = (name: string): boolean => name.toLowerCase().st
 
 /** HTTP/2 settings of both ends: larger windows than the 64 KiB default for bulk transfers (prototypes §D). */
 export const TUNNEL_H2_SETTINGS = { initialWindowSize: 1 << 20, enableConnectProtocol: false } as const;
+/**
+ * How many stream resets a tunnel's HTTP/2 server (the agent's; the sessions peer endpoint's) takes
+ * from its peer: a burst, then a rate per second. nghttp2 guards servers against "rapid reset" floods
+ * (by default 1,000, then 33 a second) by closing the whole session, and the control plane resets a
+ * stream for every caller that leaves mid-answer: at the default, a busy cluster's tunnel would close
+ * under ordinary traffic. These servers answer only the control plane (authenticated), so the guard is
+ * set far above what it sends. Node 20 ignores these options; 22 and 24 honour them (not in Node 20's
+ * types, hence the cast).
+ */
+export const TUNNEL_RESET_LIMITS = { streamResetBurst: 100_000, streamResetRate: 10_000 } as Record<string, number>;
 /** The connection-level receive window each end grants. */
 export const TUNNEL_CONNECTION_WINDOW = 8 << 20;
 

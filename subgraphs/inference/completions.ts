@@ -214,7 +214,25 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
   }
 }
 
-/** Stops the generation on the runtime (the caller left, or the answer was read). */
-export function cancelRouted(routed: RoutedResponse): void {
-  if (!routed.stream.closed) routed.stream.close(http2.constants.NGHTTP2_CANCEL);
+/** How long a runtime may take to end a stream whose answer was read whole (`[DONE]`) before it is reset. */
+const END_OF_ANSWER_GRACE_MS = 5_000;
+
+/**
+ * Lets go of a runtime's answer. A stream read to its end closes by itself. One whose answer is
+ * complete (`answered`: its `[DONE]` was read) is left to end, and reset only if the runtime does not end
+ * it within END_OF_ANSWER_GRACE_MS. Any other (the caller left, a failure) is reset, which stops the
+ * generation on the runtime. A reset is not free: the agent's HTTP/2 server counts every RST_STREAM it
+ * receives (nghttp2's rapid-reset guard), and one per request closed a busy tunnel after about a
+ * thousand requests.
+ */
+export function releaseRouted(routed: RoutedResponse, answered: boolean): void {
+  const { stream } = routed;
+  if (stream.closed || stream.destroyed || stream.readableEnded) return;
+  if (!answered) return void stream.close(http2.constants.NGHTTP2_CANCEL);
+  const timer = setTimeout(() => {
+    if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  }, END_OF_ANSWER_GRACE_MS).unref();
+  stream.once('close', () => clearTimeout(timer));
+  // What follows `[DONE]` (the end of the stream) is read and dropped.
+  stream.resume();
 }

@@ -17,7 +17,7 @@ import type { Logger } from '../../lib/logging.js';
 import type { SubgraphContext, SubgraphRoute } from '../../lib/subgraphServer.js';
 import { authorizeField } from '../../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../../schema/rbac/policy.js';
-import { cancelRouted, hasText, routeCompletion, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
+import { hasText, releaseRouted, routeCompletion, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
 import type { InferenceContext } from './context.js';
 import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
@@ -66,16 +66,17 @@ export function createInferencePlaneServer(options: DataPlaneOptions): Inference
       } catch (error) {
         return sink.fail(inferenceErrorOf(error, call.requestId, options.logger), error instanceof RateLimitedError ? error.state : null);
       }
+      let answered = false;
       try {
         if (sink.leaving.aborted) return;
-        if (stream) await passEvents(routed, sink);
+        if (stream) answered = await passEvents(routed, sink);
         else if (call.kind === 'transcription') await passTranscription(routed, sink);
         else await passWhole(routed, sink);
       } catch (error) {
         routed.meter.failed(statusOfError(error));
         sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
       } finally {
-        cancelRouted(routed.routed);
+        releaseRouted(routed.routed, answered);
         // 499: the reader left before the end (the usage of a cut answer is unknown). No-op once recorded.
         routed.meter.failed(499);
       }
@@ -172,7 +173,7 @@ async function passWhole(routed: RoutedCompletion, sink: InferenceSink): Promise
  * until the write drains) rather than growing memory. Ends at `[DONE]`; a runtime that stops before it
  * is a failure (an error event).
  */
-async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promise<void> {
+async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promise<boolean> {
   const { meter, hideUsage } = routed;
   const stream = routed.routed.stream;
   sink.start('text/event-stream; charset=utf-8', meter.rateLimit);
@@ -244,14 +245,15 @@ async function passEvents(routed: RoutedCompletion, sink: InferenceSink): Promis
     };
     if (sink.leaving.aborted) return finish('left');
     sink.leaving.addEventListener('abort', onLeaving, { once: true });
-    // Kept after the end: the stream is reset once passed on (cancelRouted), which must not throw.
+    // Kept after the end: the stream may be reset once passed on (releaseRouted), which must not throw.
     stream.on('error', () => undefined);
     // A reset stream (the runtime or the tunnel failed mid-answer) ends like a cut one.
     stream.on('data', onData).once('end', onEnd).once('error', onEnd).once('close', onEnd);
   });
   if (outcome instanceof MarinerError) throw outcome;
-  if (outcome === 'left') return;
+  if (outcome === 'left') return false;
   if (outcome === 'cut') throw new MarinerError(ErrorCode.UNAVAILABLE, 'The runtime stopped before the stream finished; retry the request');
   await meter.succeeded(usage);
   sink.end();
+  return true;
 }

@@ -5,7 +5,7 @@ import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
-import { cancelRouted, hasText, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
+import { hasText, releaseRouted, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
 import {
   chatCompletionChunkOf,
@@ -58,6 +58,7 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
   const { routed, meter, hideUsage } = await routeCompletion(kind, ctx, request, true);
   return (async function* () {
     let usage: { prompt: number; completion: number } | null = null;
+    let answered = false;
     try {
       for await (const chunk of serverSentEvents(routed.stream)) {
         if (hasText(chunk)) meter.firstToken();
@@ -68,13 +69,14 @@ async function chunks(kind: 'chat' | 'completion', ctx: InferenceContext, reques
         }
         yield chunk;
       }
+      answered = true;
       await meter.succeeded(usage);
     } catch (error) {
       meter.failed(statusOfError(error));
       throw error;
     } finally {
-      // The subscriber left (or the stream ended): stop the generation on the runtime.
-      cancelRouted(routed);
+      // The subscriber left: stop the generation on the runtime (an answer read whole ends by itself).
+      releaseRouted(routed, answered);
       // 499: the client closed the request before its end (the usage of a cut stream is unknown).
       meter.failed(499);
     }

@@ -268,7 +268,8 @@ export async function* serverSentEvents(stream: ClientHttp2Stream, maxEventChars
   const decoder = new TextDecoder();
   const chunks = (async function* () {
     try {
-      yield* stream;
+      // Not destroyed when the reader stops at `[DONE]`: its owner lets it end (releaseRouted), as a reset costs the tunnel.
+      yield* stream.iterator({ destroyOnReturn: false });
     } catch {
       // A reset stream (the runtime or the tunnel failed mid-answer) ends like a cut one, below.
     }

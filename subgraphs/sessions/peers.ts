@@ -2,7 +2,7 @@ import http2, { type ClientHttp2Stream, type Http2Server, type IncomingHttpHeade
 import type { AddressInfo } from 'node:net';
 import type { AgentTunnels } from '../../lib/agentContract.js';
 import type { Logger } from '../../lib/logging.js';
-import { TUNNEL_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS } from '../../lib/tunnel.js';
+import { TUNNEL_CONNECTION_WINDOW, TUNNEL_H2_SETTINGS, TUNNEL_RESET_LIMITS } from '../../lib/tunnel.js';
 import { PeerClient } from './peerClient.js';
 import { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, type PeerTokens } from './peerTokens.js';
 import type { TunnelDirectory } from './tunnelDirectory.js';
@@ -44,7 +44,7 @@ export async function startPeerServer(options: {
 }): Promise<{ port: number; close(): Promise<void> }> {
   const { registry, tokens, logger } = options;
   const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
-  const server: Http2Server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, peerMaxConcurrentStreams: 10_000 });
+  const server: Http2Server = http2.createServer({ settings: TUNNEL_H2_SETTINGS, peerMaxConcurrentStreams: 10_000, ...TUNNEL_RESET_LIMITS });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session) => {
     sessions.add(session);
