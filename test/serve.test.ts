@@ -11,6 +11,7 @@ import OpenAI, { toFile } from 'openai';
 import { startAgent } from '../agent/index.js';
 import { createLocalExecutor } from '../agent/localExecutor.js';
 import { startAgentOps } from '../bin/agentOps.js';
+import { COMPONENTS } from '../bin/components.js';
 import { startComponent, type RunningComponent } from '../bin/serve.js';
 import { loadServeConfig, subgraphUrlSetting, type ComponentName } from '../bin/serveConfig.js';
 import { loadConfig } from '../lib/config.js';
@@ -475,9 +476,7 @@ describe('mariner serve: configuration', () => {
     expect(noSecret).toEqual({ code: 2, stderr: expect.stringContaining('mariner: MARINER_INTERNAL_TOKEN_SECRET is required for mariner serve gateway') });
     expect(unknown).toEqual({
       code: 2,
-      stderr: expect.stringContaining(
-        'serve needs one component: gateway, users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores (got "billing")',
-      ),
+      stderr: expect.stringContaining(`serve needs one component: ${COMPONENTS.map((c) => c.name).join(', ')} (got "billing")`),
     });
   }, 30_000);
 
