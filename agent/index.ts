@@ -48,7 +48,7 @@ export interface AgentOptions {
    * Runs the model loader (agent/loader.ts): base models of the tenant are downloaded into the platform's
    * object store (the control plane's configuration) and reported.
    */
-  loader?: Pick<ModelLoaderOptions, 'objectStore' | 'huggingFace' | 'pollIntervalMs' | 'concurrency'> | undefined;
+  loader?: Pick<ModelLoaderOptions, 'objectStore' | 'huggingFace' | 'ollama' | 'pollIntervalMs' | 'concurrency'> | undefined;
   /**
    * Fine-tuning jobs. Local executor: the trainer's command line (argv) and where jobs work. Kubernetes
    * executor: the trainer image and command, the default Kueue queue (from the environment when absent).

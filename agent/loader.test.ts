@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logging.js';
 import { startFakeHuggingFace, type FakeHuggingFace } from '../test/support/fakeHuggingFace.js';
+import { startFakeOllama, type FakeOllama } from '../test/support/fakeOllama.js';
+import { tinyGguf } from '../test/support/tinyGguf.js';
 import { startTestPlatform, type TestPlatform } from '../test/support/platform.js';
 import { startAgent } from './index.js';
 import { startModelLoader, type ModelLoader } from './loader.js';
 
 // The agent's model loader against the real platform (its worker API and object store) and a fake
-// Hugging Face Hub. The loaders' queue is the tenant's: every model a test creates is loaded (or left
+// Hugging Face Hub and a fake Ollama registry. The loaders' queue is the tenant's: every model a test creates is loaded (or left
 // to a later step) within that test. Loads are driven with loadOnce(), except where the loop is tested.
 
 const MiB = 1024 * 1024;
@@ -63,15 +65,25 @@ const repos = {
 describe('the agent’s model loader', () => {
   let t: TestPlatform;
   let hub: FakeHuggingFace;
+  let ollama: FakeOllama;
+  const ollamaGguf = tinyGguf({ seed: 7 });
   let registrationKey: string;
   let clusterId: string;
   const loaders: ModelLoader[] = [];
 
   beforeAll(async () => {
     // A short lease, so that progress reports (every third of it) show and a lapsed load is retried quickly.
-    [t, hub] = await Promise.all([
+    [t, hub, ollama] = await Promise.all([
       startTestPlatform({ config: { models: { loadLeaseSeconds: 2 } } }),
       startFakeHuggingFace(repos, { gated: ['meta/gated-model'], tokens: ['hf_granted'], tokensWithoutAccess: ['hf_not_granted'] }),
+      startFakeOllama({
+        'tinyllama:1.1b': {
+          gguf: ollamaGguf,
+          template: '<|user|>\n{{ .Prompt }}</s>\n<|assistant|>\n',
+          params: { stop: ['</s>'] },
+          license: 'Apache License 2.0',
+        },
+      }),
     ]);
     const { registerCluster } = await t.gqlOk(`mutation { registerCluster(input: { name: "loader-cluster" }) { registrationKey cluster { id } } }`);
     registrationKey = registerCluster.registrationKey;
@@ -82,6 +94,7 @@ describe('the agent’s model loader', () => {
   });
   afterAll(async () => {
     await hub?.close();
+    await ollama?.close();
     await t?.close();
   });
 
@@ -92,6 +105,7 @@ describe('the agent’s model loader', () => {
       objectStore: t.platform.objectStore,
       logger: silentLogger(),
       huggingFace: { endpoint: hub.url, token: options.token },
+      ollama: { registry: ollama.url },
       pollIntervalMs: options.pollIntervalMs ?? 0,
       concurrency: options.concurrency,
     });
@@ -304,13 +318,45 @@ describe('the agent’s model loader', () => {
     expect(await model('whisper-from-a-file')).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['WHISPER_GGML'] });
   });
 
-  it('an Ollama model fails: this loader cannot record it without storing it', async () => {
+  it('an Ollama library model loads as its GGUF (model layer), its template, params and license beside it, each blob checked against its digest', async () => {
     await createModel({ id: 'tinyllama', sourceRepository: 'OLLAMA', source: 'tinyllama:1.1b' });
+    // The first download of the model blob arrives corrupted: the digest check catches it and fetches it again.
+    ollama.corruptNextModelBlob('tinyllama');
+    const before = ollama.requests.length;
     expect(await loader().loadOnce()).toBe('tinyllama');
-    const failed = await model('tinyllama');
-    expect(failed.loadingStatus).toBe('FAILED');
-    expect(failed.loadingFailureReason).toMatch(/^Ollama models are not supported by this loader yet/);
+    const loaded = await model('tinyllama');
+    expect(loaded).toMatchObject({ loadingStatus: 'SUCCEEDED', formats: ['GGUF'], loadingFailureReason: null });
+    const key = t.platform.objectStore.keyFromUri(loaded.source)!;
+    expect(key).toMatch(/\/tinyllama\/model\.gguf$/);
+    expect((await read(key)).equals(ollamaGguf)).toBe(true);
+    const folder = key.replace(/\/model\.gguf$/, '');
+    expect((await read(`${folder}/template`)).toString()).toContain('{{ .Prompt }}');
+    expect(JSON.parse((await read(`${folder}/params.json`)).toString())).toEqual({ stop: ['</s>'] });
+    expect((await read(`${folder}/license`)).toString()).toBe('Apache License 2.0');
+    const paths = ollama.requests.slice(before).map((r) => r.path);
+    expect(paths[0]).toBe('/v2/library/tinyllama/manifests/1.1b');
+    expect(paths.filter((p) => p.includes('/blobs/sha256:')).length).toBe(5);
+    expect(await listed()).toContain('tinyllama');
   });
+
+  it('an Ollama model the library does not have fails with the reason and stores nothing', async () => {
+    await createModel({ id: 'no-such-model', sourceRepository: 'OLLAMA', source: 'no-such-model' });
+    expect(await loader().loadOnce()).toBe('no-such-model');
+    const failed = await model('no-such-model');
+    expect(failed.loadingStatus).toBe('FAILED');
+    expect(failed.loadingFailureReason).toBe('no such model in the Ollama library: no-such-model:latest (see https://ollama.com/library/no-such-model)');
+    expect(await storedUnder('no-such-model')).toEqual([]);
+  });
+
+  it('an Ollama blob that never matches its digest fails the load and leaves nothing stored', async () => {
+    await createModel({ id: 'corrupt', sourceRepository: 'OLLAMA', source: 'tinyllama:1.1b' });
+    ollama.corruptNextModelBlob('tinyllama', 3);
+    expect(await loader().loadOnce()).toBe('corrupt');
+    const failed = await model('corrupt');
+    expect(failed.loadingStatus).toBe('FAILED');
+    expect(failed.loadingFailureReason).toMatch(/model\.gguf blob of Ollama tinyllama:1\.1b does not match its manifest: expected sha256:[0-9a-f]{64}/);
+    expect(await storedUnder('corrupt')).toEqual([]);
+  }, 20_000);
 
   it('a download interrupted by close() is not loaded and leaves nothing stored; once its lease lapses another loader loads it', async () => {
     await createModel({ id: 'acme/interrupted', sourceRepository: 'HUGGING_FACE', source: 'acme/interrupted' });

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
@@ -12,8 +13,10 @@ import { isWhisperGgmlName } from '../lib/transcription.js';
  * - OBJECT_STORE / FILE: the model is already in the store; it is checked and used as is.
  * - HUGGING_FACE: every file of the repository is streamed from the Hub into the model's destination;
  *   SUCCEEDED only once all are stored, and a failed load removes what it stored.
- * - OLLAMA: FAILED. Ollama runtimes pull their own models, but the control plane records a model as
- *   loaded only with an object it can find in the store (subgraphs/models/loading.ts storedModelKey).
+ * - OLLAMA: the model (`name` or `name:tag`, tag `latest` by default) is pulled from the Ollama
+ *   library's registry as `ollama pull` does: its manifest, then each layer's blob, checked against its
+ *   sha256 digest, into the model's destination. Its model layer is a GGUF file: the model is that file
+ *   (formats GGUF), served by the GGUF runtimes; its template, params and license are stored beside it.
  */
 export interface ModelLoaderOptions {
   /** The control plane's GraphQL endpoint (`<controlPlaneUrl>/graphql`). */
@@ -25,6 +28,8 @@ export interface ModelLoaderOptions {
   logger: Logger;
   /** The Hugging Face Hub (`HF_ENDPOINT`, default https://huggingface.co) and an access token (`HF_TOKEN`) for gated and private repositories. */
   huggingFace?: { endpoint: string; token?: string | undefined } | undefined;
+  /** The Ollama registry models of the OLLAMA source are pulled from (default https://registry.ollama.ai). */
+  ollama?: { registry: string } | undefined;
   /** How often to look for models to load (default 10 s). 0: never on its own; loads happen through `loadOnce()` only. */
   pollIntervalMs?: number | undefined;
   /** Models loaded at once (default 1). */
@@ -74,6 +79,7 @@ const ACQUIRE = `mutation LoaderAcquire { acquireModelLoad { ${TASK_FIELDS} } }`
 const REPORT = `mutation LoaderReport($input: ReportModelLoadingInput!) { reportModelLoading(input: $input) { leaseExpiresAt } }`;
 
 const DEFAULT_HUB = 'https://huggingface.co';
+const DEFAULT_OLLAMA_REGISTRY = 'https://registry.ollama.ai';
 /** LOADING reports go out every third of the lease (so two can be lost), within these bounds. */
 const RENEW_MIN_MS = 250;
 const RENEW_MAX_MS = 30_000;
@@ -110,6 +116,7 @@ interface LoaderSettings {
   objectStore: ObjectStore;
   logger: Logger;
   hub: HuggingFaceHub;
+  ollamaRegistry: string;
   pollIntervalMs: number;
   concurrency: number;
 }
@@ -122,6 +129,7 @@ function loaderSettings(options: ModelLoaderOptions): LoaderSettings {
     objectStore: options.objectStore,
     logger: options.logger.child({ component: 'model-loader' }),
     hub: new HuggingFaceHub(options.huggingFace?.endpoint || DEFAULT_HUB, options.huggingFace?.token || undefined),
+    ollamaRegistry: (options.ollama?.registry || DEFAULT_OLLAMA_REGISTRY).replace(/\/+$/, ''),
     pollIntervalMs: Math.max(0, options.pollIntervalMs ?? 10_000),
     concurrency: Math.max(1, Math.floor(options.concurrency ?? 1)),
   };
@@ -212,7 +220,7 @@ async function loadModel(settings: LoaderSettings, task: ModelLoadTask, closing:
   const load = new ModelLoad(settings, task, closing, logger);
   const destination = settings.objectStore.keyFromUri(task.destination.replace(/\/+$/, ''));
   const removeDownloaded = async () => {
-    if (destination && task.sourceRepository === 'HUGGING_FACE') await removeStored(settings, destination, logger);
+    if (destination && (task.sourceRepository === 'HUGGING_FACE' || task.sourceRepository === 'OLLAMA')) await removeStored(settings, destination, logger);
   };
   logger.info({ source: task.source }, 'loading model');
 
@@ -266,14 +274,7 @@ function loadFromSource(settings: LoaderSettings, task: ModelLoadTask, load: Mod
     case 'HUGGING_FACE':
       return loadFromHuggingFace(settings, task, load);
     case 'OLLAMA':
-      // LLMariner records Ollama models as loaded for its Ollama engine, which pulls them itself; here a
-      // SUCCEEDED report must name an object in the store (subgraphs/models/loading.ts storedModelKey).
-      return Promise.reject(
-        new LoadFailure(
-          `Ollama models are not supported by this loader yet: it cannot record ${task.source} as loaded without storing it in the platform's object store. ` +
-            'Use the model from Hugging Face (HUGGING_FACE) or upload its GGUF file (FILE) instead.',
-        ),
-      );
+      return loadFromOllama(settings, task, load);
     default:
       return Promise.reject(new LoadFailure(`this loader cannot load models from ${task.sourceRepository}`));
   }
@@ -372,6 +373,143 @@ async function loadFromHuggingFace(settings: LoaderSettings, task: ModelLoadTask
     return { objectPath: objectStore.uri(`${destination}/${ggufs[0]!.name}`), formats: ['GGUF'], message: summary };
   }
   return { objectPath: task.destination, formats: [...new Set<ModelFormat>([...task.formats, 'HUGGING_FACE'])], message: summary };
+}
+
+/** An Ollama library reference, as the control plane accepts it (name or name:tag). */
+const OLLAMA_REF = /^([a-z0-9][\w.-]{0,95})(?::([\w.-]{1,64}))?$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** The layers of an Ollama manifest this loader stores, by media type: the file name under the destination. */
+const OLLAMA_LAYERS: Record<string, string> = {
+  'application/vnd.ollama.image.model': 'model.gguf',
+  'application/vnd.ollama.image.template': 'template',
+  'application/vnd.ollama.image.params': 'params.json',
+  'application/vnd.ollama.image.license': 'license',
+  'application/vnd.ollama.image.system': 'system',
+};
+const OLLAMA_MODEL_LAYER = 'application/vnd.ollama.image.model';
+const MANIFEST_TYPES = ['application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json'];
+
+interface OllamaLayer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  file: string;
+}
+
+/**
+ * OLLAMA sources: what `ollama pull` does against the registry (an OCI distribution API):
+ * `GET /v2/library/<name>/manifests/<tag>`, then `GET /v2/library/<name>/blobs/<digest>` for each layer.
+ * Each blob is streamed into `<destination>/<file>` while its sha256 is computed; a blob whose digest or
+ * size does not match is removed and fetched again (then the load fails). The model layer is a GGUF.
+ */
+async function loadFromOllama(settings: LoaderSettings, task: ModelLoadTask, load: ModelLoad): Promise<LoadedModel> {
+  const { objectStore } = settings;
+  const match = OLLAMA_REF.exec(task.source);
+  if (!match) throw new LoadFailure(`"${task.source}" is not an Ollama model (name or name:tag)`);
+  const [, name, tag = 'latest'] = match as unknown as [string, string, string | undefined];
+  const reference = `${name}:${tag}`;
+  const destination = objectStore.keyFromUri(task.destination.replace(/\/+$/, ''));
+  if (!destination)
+    throw new LoadFailure(`the destination ${task.destination} is not in this cluster's object store: the agent must use the platform's object store`);
+  const base = `${settings.ollamaRegistry}/v2/library/${encodeURIComponent(name)}`;
+
+  const layers = await retrying(load, `the manifest of Ollama ${reference}`, () => ollamaManifest(base, name, tag, reference, load.signal));
+  const total = layers.reduce((sum, layer) => sum + layer.size, 0);
+  const progress = { bytes: 0, layer: 0 };
+  load.startProgress(() => {
+    const current = layers[progress.layer];
+    const where = current ? ` (${current.file}, layer ${progress.layer + 1} of ${layers.length})` : '';
+    return `downloaded ${formatBytes(progress.bytes)} of ${formatBytes(total)}${where} from Ollama ${reference}`;
+  });
+  for (const [index, layer] of layers.entries()) {
+    progress.layer = index;
+    const key = `${destination}/${layer.file}`;
+    const before = progress.bytes;
+    await retrying(load, `the download of ${layer.digest} of Ollama ${reference}`, async () => {
+      progress.bytes = before;
+      let response: Response;
+      try {
+        response = await fetch(`${base}/blobs/${layer.digest}`, { signal: load.signal });
+      } catch (error) {
+        if (load.signal.aborted) throw error;
+        throw new HubError(`could not reach the Ollama registry at ${settings.ollamaRegistry}: ${causeOf(error)}`, true);
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new HubError(
+          `the Ollama registry answered ${response.status} for the ${layer.file} blob ${layer.digest} of ${reference}`,
+          response.status >= 500 || response.status === 429,
+        );
+      }
+      const hash = createHash('sha256');
+      const body = (response.body as AsyncIterable<Uint8Array> | null) ?? emptyBody();
+      let bytes: number;
+      try {
+        ({ bytes } = await objectStore.put(
+          key,
+          counted(body, (n) => (progress.bytes += n), hash),
+          { signal: load.signal, maxBytes: layer.size },
+        ));
+      } catch (error) {
+        if (error instanceof ObjectTooLargeError)
+          throw new LoadFailure(`the ${layer.file} blob of Ollama ${reference} is larger than the ${layer.size} bytes its manifest lists`);
+        throw error;
+      }
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (bytes !== layer.size || digest !== layer.digest) {
+        await objectStore.delete(key);
+        throw new HubError(
+          `the ${layer.file} blob of Ollama ${reference} does not match its manifest: expected ${layer.digest} (${layer.size} bytes), got ${digest} (${bytes} bytes)`,
+          true,
+        );
+      }
+    });
+  }
+  progress.layer = layers.length;
+  return {
+    objectPath: objectStore.uri(`${destination}/${OLLAMA_LAYERS[OLLAMA_MODEL_LAYER]}`),
+    formats: ['GGUF'],
+    message: `pulled ${layers.length} layers (${formatBytes(progress.bytes)}) of Ollama ${reference}, digests verified`,
+  };
+}
+
+/** The layers of an Ollama model's manifest that this loader stores; a LoadFailure when it is not a model. */
+async function ollamaManifest(base: string, name: string, tag: string, reference: string, signal: AbortSignal): Promise<OllamaLayer[]> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}/manifests/${encodeURIComponent(tag)}`, { signal, headers: { accept: MANIFEST_TYPES.join(', ') } });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw new HubError(`could not reach the Ollama registry for ${reference}: ${causeOf(error)}`, true);
+  }
+  if (response.status === 404) {
+    await response.body?.cancel();
+    throw new LoadFailure(`no such model in the Ollama library: ${reference} (see https://ollama.com/library/${name})`);
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    throw new HubError(`the Ollama registry answered ${response.status} for the manifest of ${reference}`, response.status >= 500 || response.status === 429);
+  }
+  let manifest: { layers?: unknown };
+  try {
+    manifest = (await response.json()) as typeof manifest;
+  } catch {
+    throw new HubError(`the Ollama registry answered the manifest of ${reference} without JSON`, true);
+  }
+  if (!Array.isArray(manifest.layers)) throw new LoadFailure(`the manifest of Ollama ${reference} has no layers`);
+  const layers: OllamaLayer[] = [];
+  for (const layer of manifest.layers as { mediaType?: unknown; digest?: unknown; size?: unknown }[]) {
+    const file = typeof layer?.mediaType === 'string' ? OLLAMA_LAYERS[layer.mediaType] : undefined;
+    if (!file || layers.some((known) => known.file === file)) continue;
+    if (typeof layer.digest !== 'string' || !DIGEST.test(layer.digest) || typeof layer.size !== 'number' || !(layer.size >= 0)) {
+      throw new LoadFailure(`the manifest of Ollama ${reference} has a ${String(layer.mediaType)} layer without a sha256 digest and size`);
+    }
+    layers.push({ mediaType: layer.mediaType as string, digest: layer.digest, size: layer.size, file });
+  }
+  if (!layers.some((layer) => layer.mediaType === OLLAMA_MODEL_LAYER)) {
+    throw new LoadFailure(`Ollama ${reference} has no model layer (${OLLAMA_MODEL_LAYER}): it is not a model this loader can load`);
+  }
+  return layers;
 }
 
 /**
@@ -626,8 +764,9 @@ function causeOf(error: unknown): string {
   return cause?.code ?? cause?.message ?? (error as Error).message;
 }
 
-async function* counted(body: AsyncIterable<Uint8Array>, onBytes: (n: number) => void): AsyncIterable<Uint8Array> {
+async function* counted(body: AsyncIterable<Uint8Array>, onBytes: (n: number) => void, hash?: Hash): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
+    hash?.update(chunk);
     onBytes(chunk.byteLength);
     yield chunk;
   }
