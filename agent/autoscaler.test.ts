@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ScalerSettings } from '../lib/config.js';
 import { loadConfig } from '../lib/config.js';
-import { decideReplicas, InFlightGauge } from './autoscaler.js';
+import { silentLogger } from '../lib/logging.js';
+import type { ScalingSchedule } from '../lib/scalingSchedule.js';
+import { createAutoscaler, decideReplicas, InFlightGauge } from './autoscaler.js';
+import type { ActiveModel, RuntimeHost } from './executor.js';
 
 const settings: ScalerSettings = {
   targetInFlight: 4,
@@ -87,5 +90,119 @@ describe('autoscaler settings', () => {
     expect(() => loadConfig({ MARINER_AUTOSCALER_MODELS: '{"m":{"replicas":2}}' })).toThrow(/"m"\]\.replicas is not a scaler setting/);
     expect(() => loadConfig({ MARINER_AUTOSCALER_MODELS: '{"m":{"minReplicas":1.5}}' })).toThrow(/must be an integer/);
     expect(() => loadConfig({ MARINER_AUTOSCALER_MODELS: '[1]' })).toThrow(/JSON object/);
+  });
+});
+
+describe('scaling schedules: replicas bounded by the schedule in force', () => {
+  const workingHours = [
+    { cron: '0 9 * * MON-FRI', timeZone: 'Europe/Berlin', minReplicas: 2, maxReplicas: 4, onDemand: false },
+    { cron: '0 19 * * MON-FRI', timeZone: 'Europe/Berlin', minReplicas: 0, maxReplicas: 0, onDemand: false },
+  ];
+  const model: ActiveModel = { id: 'm', source: 's3://m', formats: ['gguf'], gpu: 0, replicas: 1, extraArgs: [] };
+
+  /** An autoscaler over a host that records the replicas it is given, on a clock the test moves. */
+  function scaled(schedules: ScalingSchedule[], start: string) {
+    let now = Date.parse(start);
+    const given: number[] = [];
+    let scales = 0;
+    const host: RuntimeHost = {
+      async reconcile(active) {
+        given.push(active[0]!.replicas);
+      },
+      async status() {
+        return [{ modelId: 'm', desiredReplicas: given.at(-1) ?? 0, readyReplicas: 0, inFlightRequests: 0, statusMessage: '' }];
+      },
+      forward() {},
+      async close() {},
+    };
+    const autoscaler = createAutoscaler(
+      host,
+      { enabled: true, syncPeriodMs: 1000, defaults: { ...settings, minReplicas: 0 }, models: {}, schedules: { m: schedules } },
+      silentLogger(),
+      () => scales++,
+      () => now,
+    );
+    return {
+      autoscaler,
+      given,
+      scales: () => scales,
+      at: (iso: string) => {
+        now = Date.parse(iso);
+        vi.advanceTimersByTime(1000);
+      },
+      report: async () => (await autoscaler.status())[0]!.autoscaling!,
+    };
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('holds a model at zero over the weekend, refuses to wake it, and scales it to the floor when the window opens', async () => {
+    // Saturday noon: the Friday 19:00 shutdown is in force until Monday 09:00 in Berlin (08:00 UTC).
+    const s = scaled(workingHours, '2026-12-05T12:00:00Z');
+    await s.autoscaler.reconcile([model]);
+    expect(s.given).toEqual([0]);
+    expect(await s.report()).toMatchObject({
+      minReplicas: 0,
+      maxReplicas: 0,
+      schedule: { cron: '0 19 * * MON-FRI', timeZone: 'Europe/Berlin', maxReplicas: 0 },
+      nextScheduleChangeAt: '2026-12-07T08:00:00.000Z',
+      scheduledOffUntil: '2026-12-07T08:00:00.000Z',
+    });
+    // A waiting request does not start a replica during the shutdown.
+    expect(s.autoscaler.wake('m')).toBe(true);
+    s.at('2026-12-06T12:00:00Z');
+    expect(s.scales()).toBe(0);
+
+    // Monday 09:00 Berlin: straight to the floor of two.
+    s.at('2026-12-07T08:00:20Z');
+    expect(s.scales()).toBe(1);
+    await s.autoscaler.reconcile([model]);
+    expect(s.given.at(-1)).toBe(2);
+    expect(await s.report()).toMatchObject({
+      minReplicas: 2,
+      maxReplicas: 4,
+      schedule: { cron: '0 9 * * MON-FRI' },
+      nextScheduleChangeAt: '2026-12-07T18:00:00.000Z',
+      scheduledOffUntil: null,
+      lastScaleReason: 'scaled up to the floor of schedule "0 9 * * MON-FRI" (Europe/Berlin)',
+    });
+    // Idle all day, it stays at the floor; 19:00 takes it to zero.
+    s.at('2026-12-07T17:59:00Z');
+    expect(s.scales()).toBe(1);
+    s.at('2026-12-07T18:00:05Z');
+    expect(s.scales()).toBe(2);
+    await s.autoscaler.reconcile([model]);
+    expect(s.given.at(-1)).toBe(0);
+    expect((await s.report()).scheduledOffUntil).toBe('2026-12-08T08:00:00.000Z');
+    await s.autoscaler.close();
+  });
+
+  it('an on-demand shutdown lets a request start one replica and reports no refusal', async () => {
+    const s = scaled([workingHours[0]!, { ...workingHours[1]!, onDemand: true }], '2026-12-05T12:00:00Z');
+    await s.autoscaler.reconcile([model]);
+    expect(s.given).toEqual([0]);
+    expect(await s.report()).toMatchObject({ minReplicas: 0, maxReplicas: 1, scheduledOffUntil: null, nextScheduleChangeAt: '2026-12-07T08:00:00.000Z' });
+    expect(s.autoscaler.wake('m')).toBe(true);
+    expect(s.scales()).toBe(1);
+    await s.autoscaler.reconcile([model]);
+    expect(s.given.at(-1)).toBe(1);
+    await s.autoscaler.close();
+  });
+
+  it('reads schedules from MARINER_AUTOSCALER_SCHEDULES, refusing a bad one with the variable and the problem named', () => {
+    const config = loadConfig({ MARINER_AUTOSCALER_SCHEDULES: JSON.stringify({ m: [{ cron: '0 9 * * 1-5', minReplicas: 1, maxReplicas: 2 }] }) }).autoscaler;
+    expect(config.schedules).toEqual({ m: [{ cron: '0 9 * * 1-5', timeZone: 'UTC', minReplicas: 1, maxReplicas: 2, onDemand: false }] });
+    const bad = (value: unknown) => () => loadConfig({ MARINER_AUTOSCALER_SCHEDULES: JSON.stringify(value) });
+    expect(bad({ m: [{ cron: '0 9 * *', minReplicas: 0, maxReplicas: 0 }] })).toThrow(/SCHEDULES\["m"\]\[0\]: .*must have 5 fields/);
+    expect(bad({ m: [{ cron: '0 9 * * *', timeZone: 'Nowhere/City', minReplicas: 0, maxReplicas: 0 }] })).toThrow(/time zone "Nowhere\/City"/);
+    expect(bad({ m: [{ cron: '0 9 * * *', minReplicas: 3, maxReplicas: 1 }] })).toThrow(/minReplicas must not exceed maxReplicas/);
+    expect(bad({ m: [{ cron: '0 9 * * *', minReplicas: 0, maxReplicas: 0, replicas: 1 }] })).toThrow(/\.replicas is not a schedule setting/);
+    expect(bad({ m: [] })).toThrow(/list of 1 to 32 schedules/);
+    expect(bad([1])).toThrow(/JSON object/);
   });
 });

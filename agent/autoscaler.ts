@@ -1,6 +1,7 @@
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AutoscalerConfig, ScalerSettings } from '../lib/config.js';
 import type { Logger } from '../lib/logging.js';
+import { ModelSchedules, scheduledBounds, type ScheduleState } from '../lib/scalingSchedule.js';
 import type { AutoscalingReport, RuntimeHost, RuntimeReport } from './executor.js';
 
 /**
@@ -83,7 +84,11 @@ export function decideReplicas(settings: ScalerSettings, current: number, averag
 }
 
 interface ModelScaler {
+  /** The configured settings; `settings` is them within the schedule in force. */
+  base: ScalerSettings;
   settings: ScalerSettings;
+  schedules: ModelSchedules | null;
+  schedule: ScheduleState | null;
   replicas: number;
   gauge: InFlightGauge;
   samples: { at: number; value: number }[];
@@ -124,6 +129,32 @@ export function createAutoscaler(
   const log = logger.child({ component: 'autoscaler' });
 
   const settingsOf = (modelId: string): ScalerSettings => ({ ...config.defaults, ...config.models[modelId] });
+  const schedulesOf = (modelId: string): ModelSchedules | null => {
+    const schedules = config.schedules?.[modelId];
+    return schedules && schedules.length > 0 ? new ModelSchedules(schedules) : null;
+  };
+
+  /**
+   * The schedule in force bounds the replicas: its [minReplicas, maxReplicas] replace the configured
+   * ones. Returns a decision when the schedule alone decides (a shutdown, or a floor above the count).
+   */
+  function applySchedule(scaler: ModelScaler, now: number): ScaleDecision | null {
+    if (!scaler.schedules) return null;
+    const state = scaler.schedules.state(now);
+    scaler.schedule = state;
+    if (!state.active) {
+      scaler.settings = scaler.base;
+      return null;
+    }
+    scaler.settings = { ...scaler.base, ...scheduledBounds(state.active) };
+    const by = `schedule "${state.active.cron}" (${state.active.timeZone})`;
+    // A shutdown; an on-demand one (maxReplicas 1) is left to the scaler: requests start a replica,
+    // idleness takes it away.
+    if (scaler.settings.maxReplicas === 0) return scaler.replicas === 0 ? null : { replicas: 0, reason: `scaled to zero: ${by}` };
+    if (scaler.replicas < scaler.settings.minReplicas) return { replicas: scaler.settings.minReplicas, reason: `scaled up to the floor of ${by}` };
+    if (scaler.replicas > scaler.settings.maxReplicas) return { replicas: scaler.settings.maxReplicas, reason: `scaled down to the ceiling of ${by}` };
+    return null;
+  }
 
   function scaleTo(modelId: string, scaler: ModelScaler, decision: ScaleDecision): void {
     log.info({ modelId, from: scaler.replicas, to: decision.replicas, averageInFlight: scaler.averageInFlight }, decision.reason);
@@ -140,7 +171,7 @@ export function createAutoscaler(
       const windowStart = now - scaler.settings.metricsWindowSeconds * 1000;
       while (scaler.samples.length > 1 && scaler.samples[0]!.at <= windowStart) scaler.samples.shift();
       scaler.averageInFlight = scaler.samples.reduce((sum, sample) => sum + sample.value, 0) / scaler.samples.length;
-      const decision = decideReplicas(scaler.settings, scaler.replicas, scaler.averageInFlight, scaler.gauge.idleSeconds(now));
+      const decision = applySchedule(scaler, now) ?? decideReplicas(scaler.settings, scaler.replicas, scaler.averageInFlight, scaler.gauge.idleSeconds(now));
       if (decision.replicas !== scaler.replicas) {
         scaleTo(modelId, scaler, decision);
         changed = true;
@@ -153,6 +184,9 @@ export function createAutoscaler(
     const scaler = scalers.get(modelId);
     if (!scaler) return false;
     scaler.gauge.lastActiveAt = clock();
+    // Shut down by its schedule: the request is refused until the window opens, not served.
+    if (scaler.schedules) applySchedule(scaler, clock());
+    if (scaler.settings.maxReplicas === 0) return true;
     if (scaler.replicas === 0) {
       scaleTo(modelId, scaler, { replicas: Math.max(1, scaler.settings.minReplicas), reason: 'scaled up from zero: a request is waiting' });
       onScale();
@@ -180,6 +214,9 @@ export function createAutoscaler(
       scaleToZeroAt,
       lastScaledAt: scaler.lastScaledAt === null ? null : new Date(scaler.lastScaledAt).toISOString(),
       lastScaleReason: scaler.lastReason,
+      schedule: scaler.schedule?.active ?? null,
+      nextScheduleChangeAt: scaler.schedule?.nextChangeAt == null ? null : new Date(scaler.schedule.nextChangeAt).toISOString(),
+      scheduledOffUntil: scaler.schedule?.offUntil == null ? null : new Date(scaler.schedule.offUntil).toISOString(),
     };
   }
 
@@ -190,13 +227,33 @@ export function createAutoscaler(
         const existing = (await inner.currentReplicas?.().catch(() => undefined)) ?? new Map<string, number>();
         const now = clock();
         for (const model of added) {
-          const settings = settingsOf(model.id);
+          const base = settingsOf(model.id);
           const found = existing.get(model.id);
-          const replicas =
-            found === undefined
-              ? clamp(model.replicas, Math.max(1, settings.minReplicas), settings.maxReplicas)
-              : clamp(found, settings.minReplicas, settings.maxReplicas);
-          scalers.set(model.id, { settings, replicas, gauge: new InFlightGauge(now), samples: [], averageInFlight: 0, lastScaledAt: null, lastReason: null });
+          const scaler: ModelScaler = {
+            base,
+            settings: base,
+            schedules: schedulesOf(model.id),
+            schedule: null,
+            replicas: 0,
+            gauge: new InFlightGauge(now),
+            samples: [],
+            averageInFlight: 0,
+            lastScaledAt: null,
+            lastReason: null,
+          };
+          const scheduled = applySchedule(scaler, now);
+          const { settings } = scaler;
+          scaler.replicas =
+            scheduled?.replicas ??
+            (found === undefined
+              ? // In a scheduled shutdown (on-demand or not) a new model starts with none.
+                scaler.schedule?.active?.maxReplicas === 0
+                ? 0
+                : clamp(model.replicas, Math.max(1, settings.minReplicas), settings.maxReplicas)
+              : clamp(found, settings.minReplicas, settings.maxReplicas));
+          if (scheduled) scaler.lastReason = scheduled.reason;
+          const replicas = scaler.replicas;
+          scalers.set(model.id, scaler);
           log.info({ modelId: model.id, replicas, adopted: found !== undefined }, 'autoscaling the model');
         }
       }

@@ -1,4 +1,5 @@
 import type { Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { ScalingSchedule } from '../lib/scalingSchedule.js';
 
 /** What an agent reports about its cluster (the clusters subgraph's ClusterStatusInput). */
 export interface ClusterStatusReport {
@@ -43,6 +44,12 @@ export interface AutoscalingReport {
   scaleToZeroAt: string | null;
   lastScaledAt: string | null;
   lastScaleReason: string | null;
+  /** The scaling schedule in force (lib/scalingSchedule.ts); null without one. */
+  schedule?: ScalingSchedule | null;
+  /** When the next schedule of the model fires. */
+  nextScheduleChangeAt?: string | null;
+  /** Shut down by its schedule, refusing requests: when the window opens. */
+  scheduledOffUntil?: string | null;
 }
 
 /** One model's runtime state, as the agent reports it (the inference subgraph's `reportRuntimes`). */

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseSchedules, type ScalingSchedule } from './scalingSchedule.js';
 
 /**
  * Every setting Mariner reads, with its default, computed in one place.
@@ -214,6 +215,8 @@ export interface AutoscalerConfig {
   defaults: ScalerSettings;
   /** Per model id, settings that differ from the defaults (MARINER_AUTOSCALER_MODELS, a JSON object). */
   models: Record<string, Partial<ScalerSettings>>;
+  /** Per model id, scheduled replica bounds (MARINER_AUTOSCALER_SCHEDULES, a JSON object; lib/scalingSchedule.ts). */
+  schedules?: Record<string, ScalingSchedule[]>;
 }
 
 export type ObjectStoreConfig =
@@ -494,11 +497,31 @@ function autoscalerSetting(env: Env): AutoscalerConfig {
       models[modelId] = override;
     }
   }
+  const schedules: Record<string, ScalingSchedule[]> = {};
+  const rawSchedules = stringSetting(env, 'MARINER_AUTOSCALER_SCHEDULES');
+  if (rawSchedules !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(rawSchedules);
+    } catch {
+      parsed = undefined;
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConfigError('MARINER_AUTOSCALER_SCHEDULES must be a JSON object: model id → list of schedules');
+    for (const [modelId, value] of Object.entries(parsed)) {
+      try {
+        schedules[modelId] = parseSchedules(value, `MARINER_AUTOSCALER_SCHEDULES["${modelId}"]`);
+      } catch (error) {
+        throw new ConfigError((error as Error).message);
+      }
+    }
+  }
   return {
     enabled: boolSetting(env, 'MARINER_AUTOSCALER_ENABLED', false),
     syncPeriodMs: intSetting(env, 'MARINER_AUTOSCALER_SYNC_PERIOD_MS', 2_000, 50, 600_000),
     defaults,
     models,
+    schedules,
   };
 }
 

@@ -217,6 +217,7 @@ const inference: PolicyMap = {
   Model: { id: modelsRead, runtimes: modelsRead },
   Runtime: { '*': anyOf(modelsRead, isWorker) },
   RuntimeAutoscaling: { '*': anyOf(modelsRead, isWorker) },
+  RuntimeScalingSchedule: { '*': anyOf(modelsRead, isWorker) },
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   ApiUsage: { '*': usageRead },

@@ -3,7 +3,7 @@ import { badInput, failedPrecondition, notFound, unauthenticated } from '../../l
 import { projectScopeOf, type ProjectScope } from '../../lib/identity.js';
 import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
-import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput } from './generated/resolvers.js';
+import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput, RuntimeScalingScheduleInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
 import { hasText, releaseRouted, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
@@ -18,7 +18,7 @@ import {
   withTypedField,
 } from './openaiShapes.js';
 import { readJson, serverSentEvents } from './router.js';
-import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow } from './store.js';
+import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow, RuntimeScalingSchedule } from './store.js';
 
 /**
  * A typed field's request: its input checked and made the OpenAI body (openaiShapes.ts), then the
@@ -176,7 +176,27 @@ function autoscalingReport(a: RuntimeAutoscalingInput, field: string): RuntimeAu
     scaleToZeroAt: at('scaleToZeroAt', a.scaleToZeroAt),
     lastScaledAt: at('lastScaledAt', a.lastScaledAt),
     lastScaleReason: a.lastScaleReason ? a.lastScaleReason.slice(0, 512) : null,
+    schedule: a.schedule ? scalingSchedule(a.schedule, `${field}.schedule`) : null,
+    nextScheduleChangeAt: at('nextScheduleChangeAt', a.nextScheduleChangeAt),
+    scheduledOffUntil: at('scheduledOffUntil', a.scheduledOffUntil),
   };
+}
+
+/** The scaling schedule an agent reports in force, checked as it is stored. */
+function scalingSchedule(s: RuntimeScalingScheduleInput, field: string): RuntimeScalingSchedule {
+  for (const [name, value] of [
+    ['minReplicas', s.minReplicas],
+    ['maxReplicas', s.maxReplicas],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 0) throw badInput(`${field}.${name} must be a non-negative integer`, `${field}.${name}`);
+  }
+  for (const [name, value] of [
+    ['cron', s.cron],
+    ['timeZone', s.timeZone],
+  ] as const) {
+    if (value.length === 0 || value.length > 128) throw badInput(`${field}.${name} must be 1-128 characters`, `${field}.${name}`);
+  }
+  return { cron: s.cron, timeZone: s.timeZone, minReplicas: s.minReplicas, maxReplicas: s.maxReplicas, onDemand: s.onDemand };
 }
 
 function runtimeReports(runtimes: readonly RuntimeReportInput[]): RuntimeReport[] {

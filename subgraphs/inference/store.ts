@@ -12,6 +12,19 @@ export interface RuntimeAutoscaling {
   scaleToZeroAt: string | null;
   lastScaledAt: string | null;
   lastScaleReason: string | null;
+  /** The scaling schedule in force (absent in reports from before schedules). */
+  schedule?: RuntimeScalingSchedule | null;
+  nextScheduleChangeAt?: string | null;
+  /** Shut down by its schedule, refusing requests until then. */
+  scheduledOffUntil?: string | null;
+}
+
+export interface RuntimeScalingSchedule {
+  cron: string;
+  timeZone: string;
+  minReplicas: number;
+  maxReplicas: number;
+  onDemand: boolean;
 }
 
 export interface RuntimeRow {

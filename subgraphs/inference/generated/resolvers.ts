@@ -518,8 +518,17 @@ export type RuntimeAutoscaling = {
   lastScaledAt?: Maybe<Scalars['DateTime']['output']>;
   maxReplicas: Scalars['Int']['output'];
   minReplicas: Scalars['Int']['output'];
+  /** When the next of the model's scaling schedules fires; null without one. */
+  nextScheduleChangeAt?: Maybe<Scalars['DateTime']['output']>;
   /** When the runtime goes to zero replicas if no request comes; null when it does not. */
   scaleToZeroAt?: Maybe<Scalars['DateTime']['output']>;
+  /** The scaling schedule in force (its bounds are `minReplicas` and `maxReplicas`); null when the model has none, or none has fired. */
+  schedule?: Maybe<RuntimeScalingSchedule>;
+  /**
+   * Shut down by its schedule: requests are refused (503 with Retry-After) until this instant, when a schedule with replicas
+   * fires. null when the runtime is not shut down, or a request may wake it (`onDemand`).
+   */
+  scheduledOffUntil?: Maybe<Scalars['DateTime']['output']>;
   /** Requests in flight each replica should carry. */
   targetInFlight: Scalars['Float']['output'];
 };
@@ -531,7 +540,10 @@ export type RuntimeAutoscalingInput = {
   lastScaledAt?: InputMaybe<Scalars['DateTime']['input']>;
   maxReplicas: Scalars['Int']['input'];
   minReplicas: Scalars['Int']['input'];
+  nextScheduleChangeAt?: InputMaybe<Scalars['DateTime']['input']>;
   scaleToZeroAt?: InputMaybe<Scalars['DateTime']['input']>;
+  schedule?: InputMaybe<RuntimeScalingScheduleInput>;
+  scheduledOffUntil?: InputMaybe<Scalars['DateTime']['input']>;
   targetInFlight: Scalars['Float']['input'];
 };
 
@@ -542,6 +554,30 @@ export type RuntimeReportInput = {
   modelId: Scalars['ID']['input'];
   readyReplicas: Scalars['Int']['input'];
   statusMessage?: InputMaybe<Scalars['String']['input']>;
+};
+
+/**
+ * A scheduled change of a runtime's replica bounds (the agent's MARINER_AUTOSCALER_SCHEDULES): when `cron` fires in `timeZone`,
+ * the runtime scales within [minReplicas, maxReplicas] until the model's next schedule fires. maxReplicas 0 shuts it down.
+ */
+export type RuntimeScalingSchedule = {
+  __typename?: 'RuntimeScalingSchedule';
+  /** A five-field cron expression: minute hour day-of-month month day-of-week. */
+  cron: Scalars['String']['output'];
+  maxReplicas: Scalars['Int']['output'];
+  minReplicas: Scalars['Int']['output'];
+  /** During a shutdown, a request starts one replica instead of being refused. */
+  onDemand: Scalars['Boolean']['output'];
+  /** An IANA time zone. */
+  timeZone: Scalars['String']['output'];
+};
+
+export type RuntimeScalingScheduleInput = {
+  cron: Scalars['String']['input'];
+  maxReplicas: Scalars['Int']['input'];
+  minReplicas: Scalars['Int']['input'];
+  onDemand: Scalars['Boolean']['input'];
+  timeZone: Scalars['String']['input'];
 };
 
 export type Subscription = {
@@ -796,6 +832,8 @@ export type ResolversTypes = ResolversObject<{
   RuntimeAutoscaling: ResolverTypeWrapper<RuntimeAutoscaling>;
   RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
+  RuntimeScalingSchedule: ResolverTypeWrapper<RuntimeScalingSchedule>;
+  RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   TokenLogprob: ResolverTypeWrapper<TokenLogprob>;
   ToolCall: ResolverTypeWrapper<ToolCall>;
@@ -852,6 +890,8 @@ export type ResolversParentTypes = ResolversObject<{
   RuntimeAutoscaling: RuntimeAutoscaling;
   RuntimeAutoscalingInput: RuntimeAutoscalingInput;
   RuntimeReportInput: RuntimeReportInput;
+  RuntimeScalingSchedule: RuntimeScalingSchedule;
+  RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
   Subscription: Record<PropertyKey, never>;
   TokenLogprob: TokenLogprob;
   ToolCall: ToolCall;
@@ -1049,8 +1089,19 @@ export type RuntimeAutoscalingResolvers<ContextType = InferenceContext, ParentTy
   lastScaledAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   maxReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   minReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  nextScheduleChangeAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   scaleToZeroAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  schedule?: Resolver<Maybe<ResolversTypes['RuntimeScalingSchedule']>, ParentType, ContextType>;
+  scheduledOffUntil?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   targetInFlight?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+}>;
+
+export type RuntimeScalingScheduleResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['RuntimeScalingSchedule'] = ResolversParentTypes['RuntimeScalingSchedule']> = ResolversObject<{
+  cron?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  maxReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  minReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  onDemand?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  timeZone?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
 export type SubscriptionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
@@ -1116,6 +1167,7 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   Query?: QueryResolvers<ContextType>;
   Runtime?: RuntimeResolvers<ContextType>;
   RuntimeAutoscaling?: RuntimeAutoscalingResolvers<ContextType>;
+  RuntimeScalingSchedule?: RuntimeScalingScheduleResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
   TokenLogprob?: TokenLogprobResolvers<ContextType>;
   ToolCall?: ToolCallResolvers<ContextType>;

@@ -11,7 +11,10 @@ export type RuntimeAutoscalingInput = {
   lastScaledAt?: string | null | undefined;
   maxReplicas: number;
   minReplicas: number;
+  nextScheduleChangeAt?: string | null | undefined;
   scaleToZeroAt?: string | null | undefined;
+  schedule?: RuntimeScalingScheduleInput | null | undefined;
+  scheduledOffUntil?: string | null | undefined;
   targetInFlight: number;
 };
 
@@ -22,6 +25,14 @@ export type RuntimeReportInput = {
   modelId: string;
   readyReplicas: number;
   statusMessage?: string | null | undefined;
+};
+
+export type RuntimeScalingScheduleInput = {
+  cron: string;
+  maxReplicas: number;
+  minReplicas: number;
+  onDemand: boolean;
+  timeZone: string;
 };
 
 export type SessionsRuntimesMutationVariables = Exact<{
