@@ -48,8 +48,8 @@ export function runtimeSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ku
 
 /**
  * How the Kubernetes executor runs fine-tuning Jobs, from the agent's environment:
- * MARINER_FINE_TUNING_IMAGE (required to run them), MARINER_FINE_TUNING_COMMAND (the trainer's argv in
- * that image), MARINER_KUEUE_DEFAULT_QUEUE (the queue of projects that name none),
+ * MARINER_FINE_TUNING_IMAGE (default: LLMariner's fine-tuning image driven by a generated command,
+ * kubernetes/fineTuningCommand.ts), MARINER_FINE_TUNING_COMMAND (the trainer's argv in that image), MARINER_KUEUE_DEFAULT_QUEUE (the queue of projects that name none),
  * MARINER_WANDB_API_KEY_SECRET and MARINER_WANDB_API_KEY_SECRET_KEY (default `apiKey`): the Secret in the
  * jobs' namespaces holding the W&B API key, for jobs with a `wandb` integration.
  */

@@ -6,6 +6,7 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
+import { DEFAULT_FINE_TUNING_IMAGE, fineTuningCommand } from '../agent/kubernetes/fineTuningCommand.js';
 import { jobObjectName } from '../agent/kubernetes/jobManifests.js';
 import { silentLogger } from '../lib/logging.js';
 import { createObjectStore, type ObjectStore } from '../lib/objectStore/index.js';
@@ -40,6 +41,7 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
   let core: CoreV1Api;
   let apps: AppsV1Api;
   let kubeconfigDir: string;
+  let registrationKey: string;
 
   beforeAll(async () => {
     s3 = await startTestS3Server();
@@ -54,6 +56,7 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
 
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "gpu-cluster" }) { registrationKey cluster { id } } }');
     // The agent's own object-store client (S3, as in a worker cluster): it presigns the pods' URLs.
+    registrationKey = registerCluster.registrationKey;
     agentStore = await createObjectStore(s3.config);
     process.env['MARINER_RUNTIMES'] = 'off';
     agent = await startAgent({
@@ -462,5 +465,52 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(kube.objects('Secret', NS).some((x) => x.metadata.name === `${name}-secrets`)).toBe(false);
     // Its API key went with it.
     expect((await call('GET', '/v1/workspaces/notebooks', undefined, notebookKey)).status).toBe(401);
+  });
+
+  it('without MARINER_FINE_TUNING_IMAGE, runs LLMariner’s fine-tuning image with the command generated from the job’s hyperparameters, as non-root, queued by Kueue', async () => {
+    // The same cluster's agent again, with no trainer image configured (the default).
+    await agent.close();
+    agent = await startAgent({
+      controlPlaneUrl: t.url,
+      registrationKey,
+      executor: 'kubernetes',
+      kubeconfig: path.join(kubeconfigDir, 'config'),
+      objectStore: agentStore,
+      jobs: { kubernetes: { pollIntervalMs: 100 } },
+      logger: silentLogger(),
+    });
+    await agent.reportStatus();
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(chat(1) + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
+    const created = await sdk.fineTuning.jobs.create({
+      model: 'llama-hf',
+      training_file: file.id,
+      suffix: 'default-trainer',
+      seed: 7,
+      hyperparameters: { n_epochs: 2, batch_size: 2, learning_rate_multiplier: 0.5 },
+    });
+    const job = await jobObject(created.id);
+    expect(job.metadata.labels).toMatchObject({ 'kueue.x-k8s.io/queue-name': 'team-a' });
+    const pod = job.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
+    const container = pod.containers[0];
+    expect(container.image).toBe(DEFAULT_FINE_TUNING_IMAGE);
+    const script: string = container.command.at(-2);
+    expect(script).toBe(
+      fineTuningCommand({
+        method: { type: 'supervised', hyperparameters: { nEpochs: 2, batchSize: 2, learningRateMultiplier: 0.5, beta: null } },
+        seed: 7,
+        gpuCount: 1,
+        validationFile: null,
+      }),
+    );
+    expect(script).toContain('--num_train_epochs=2 \\\n  --per_device_train_batch_size=2 \\\n  --learning_rate=0.0001 \\\n  --seed=7');
+    // The GGML adapter's upload: a presigned PUT into the job's output, beside the PEFT adapter's.
+    const urls = secretOf(created.id);
+    const put = await fetch(urls['output-ggml-adapter-model.bin']!, { method: 'PUT', body: 'ggml' });
+    expect(put.status).toBe(200);
+    expect(new URL(urls['output-ggml-adapter-model.bin']!).pathname).toContain(
+      new URL(urls['output-adapter_config.json']!).pathname.replace(/adapter_config\.json$/, ''),
+    );
+    await sdk.fineTuning.jobs.cancel(created.id);
   });
 });

@@ -17,7 +17,7 @@ export function createJobInputs(options: { core: CoreV1Api; objectStore: ObjectS
 
   return {
     /** A fine-tuning job's URLs: training and validation files, the base model's files, the adapter's uploads. */
-    async fineTuningUrls(spec: FineTuningSpec) {
+    async fineTuningUrls(spec: FineTuningSpec, extraOutputs: string[] = []) {
       const store = options.objectStore!;
       const sign = (key: string, method: 'GET' | 'PUT') => store.presignedUrl!(key, method, urlTtl);
       const modelKey = store.keyFromUri(spec.baseModel.source);
@@ -33,6 +33,10 @@ export function createJobInputs(options: { core: CoreV1Api; objectStore: ObjectS
         modelFiles,
         outputs: Object.fromEntries(await Promise.all(ADAPTER_FILES.map(async (file) => [file, await sign(spec.outputPrefix + file, 'PUT')]))) as Record<
           (typeof ADAPTER_FILES)[number],
+          string
+        >,
+        extraOutputs: Object.fromEntries(await Promise.all(extraOutputs.map(async (file) => [file, await sign(spec.outputPrefix + file, 'PUT')]))) as Record<
+          string,
           string
         >,
       };

@@ -10,6 +10,7 @@ import type { Logger } from '../../lib/logging.js';
 import type { DispatchedJob } from '../executor.js';
 import type { FollowedJobs } from './followedJobs.js';
 import type { JobInputs } from './jobInputs.js';
+import { defaultTrainer } from './fineTuningCommand.js';
 import { ATTEMPT_ANNOTATION, batchJobManifests, fineTuningManifests, jobObjectName } from './jobManifests.js';
 import type { ResolvedJobSettings } from './jobSettings.js';
 
@@ -46,14 +47,17 @@ export function createJobLauncher(options: {
     }
     const queue = spec.kueueQueueName ?? settings.defaultQueue ?? null;
     const wandb = spec.kind === 'fine-tuning' ? await inputs.wandbFor(spec, namespace) : null;
+    // MARINER_FINE_TUNING_IMAGE (and _COMMAND) when set; else LLMariner's image with the generated command.
+    const trainer =
+      spec.kind !== 'fine-tuning' ? null : settings.image ? { image: settings.image, command: settings.command ?? [], extraOutputs: [] } : defaultTrainer(spec);
     const objects =
       spec.kind === 'fine-tuning'
         ? fineTuningManifests({
             jobId: job.id,
             attempt,
             namespace,
-            image: settings.image!,
-            command: settings.command ?? [],
+            image: trainer!.image,
+            command: trainer!.command,
             gpuCount: spec.gpuCount,
             kueueQueueName: queue,
             method: spec.method.type,
@@ -61,7 +65,7 @@ export function createJobLauncher(options: {
             seed: spec.seed,
             baseModelId: spec.baseModel.id,
             wandb,
-            urls: await inputs.fineTuningUrls(spec),
+            urls: await inputs.fineTuningUrls(spec, trainer!.extraOutputs),
             ttlSecondsAfterFinished: TTL_AFTER_FINISHED_SECONDS,
           })
         : batchJobManifests({

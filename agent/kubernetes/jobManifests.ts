@@ -22,6 +22,8 @@ export const KUEUE_QUEUE_LABEL = 'kueue.x-k8s.io/queue-name';
 export const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors'] as const;
 
 const WORK_DIR = '/work';
+/** The user and group fine-tuning pods run as. */
+export const TRAINER_UID = 1000;
 const URLS_DIR = '/mariner/urls';
 
 /** A Job name from a job id: DNS-1123 (lowercase); the exact id is in the `mariner.dev/job-id` label. */
@@ -120,6 +122,8 @@ export interface FineTuningManifestInput {
     modelFiles: { path: string; url: string }[];
     /** Presigned PUTs of the adapter files, by file name. */
     outputs: Record<(typeof ADAPTER_FILES)[number], string>;
+    /** Presigned PUTs of other files the trainer's command uploads itself (the default trainer's GGML adapter), by file name. */
+    extraOutputs?: Record<string, string>;
   };
   /** How long the Job is kept after it finished (the agent reads its outcome before). */
   ttlSecondsAfterFinished: number;
@@ -162,6 +166,7 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
       validation: input.urls.validation ?? '',
       'model-files': input.urls.modelFiles.map((f) => `${f.path} ${f.url}`).join('\n') + '\n',
       ...Object.fromEntries(ADAPTER_FILES.map((file) => [`output-${file}`, input.urls.outputs[file]])),
+      ...Object.fromEntries(Object.entries(input.urls.extraOutputs ?? {}).map(([file, url]) => [`output-${file}`, url])),
     },
   };
   const envelope = jobEnvelope(name, labels, input);
@@ -173,6 +178,8 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
         metadata: { labels },
         spec: {
           restartPolicy: 'Never',
+          // Not root (the trainer needs no privilege): uid/gid 1000, the work volume writable by its group.
+          securityContext: { runAsNonRoot: true, runAsUser: TRAINER_UID, runAsGroup: TRAINER_UID, fsGroup: TRAINER_UID },
           containers: [
             {
               name: 'trainer',
@@ -180,6 +187,8 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
               command: ['/bin/sh', '-c', SCRIPT, 'mariner-trainer', ...input.command],
               env: [
                 { name: 'MARINER_JOB_ID', value: input.jobId },
+                // A home the non-root user can write (Hugging Face and pip caches).
+                { name: 'HOME', value: WORK_DIR },
                 { name: 'MARINER_BASE_MODEL', value: input.baseModelId },
                 { name: 'MARINER_BASE_MODEL_DIR', value: `${WORK_DIR}/model` },
                 { name: 'MARINER_TRAINING_FILE', value: `${WORK_DIR}/input/training.jsonl` },
@@ -194,6 +203,7 @@ export function fineTuningManifests(input: FineTuningManifestInput): { secret: I
               ...(input.gpuCount > 0 ? { resources: { limits: { 'nvidia.com/gpu': String(input.gpuCount) } } } : {}),
               // The trainer's last output is the failure reason when it leaves no termination message.
               terminationMessagePolicy: 'FallbackToLogsOnError',
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
               volumeMounts: [
                 { name: 'work', mountPath: WORK_DIR },
                 { name: 'urls', mountPath: URLS_DIR, readOnly: true },

@@ -2,9 +2,12 @@ import type { SecretKeyRef } from './jobManifests.js';
 
 /** How the Kubernetes executor runs jobs (agent/kubernetesExecutor.ts `jobSettingsFromEnv`). */
 export interface KubernetesJobSettings {
-  /** The trainer image (MARINER_FINE_TUNING_IMAGE); it needs /bin/sh and curl. Unset: fine-tuning jobs are refused. */
+  /**
+   * The trainer image (MARINER_FINE_TUNING_IMAGE); it needs /bin/sh and curl. Unset: LLMariner's fine-tuning
+   * image with the command generated for each job (fineTuningCommand.ts).
+   */
   image?: string | undefined;
-  /** The trainer's argv inside the image (MARINER_FINE_TUNING_COMMAND), run with the MARINER_* environment. */
+  /** The trainer's argv inside MARINER_FINE_TUNING_IMAGE (MARINER_FINE_TUNING_COMMAND), run with the MARINER_* environment. */
   command?: string[] | undefined;
   /** The Kueue queue of projects that name none (MARINER_KUEUE_DEFAULT_QUEUE); unset: no queue label. */
   defaultQueue?: string | undefined;

@@ -80,8 +80,6 @@ export function createKubernetesJobHost(options: {
       const spec = job.spec as unknown as JobSpec;
       if (spec.kind !== 'fine-tuning' && spec.kind !== 'batch' && spec.kind !== 'notebook')
         throw new JobRefusedError(`the Kubernetes executor does not run ${(spec as { kind: string }).kind} jobs`);
-      if (spec.kind === 'fine-tuning' && !settings.image)
-        throw new JobRefusedError('this cluster has no fine-tuning trainer image: set MARINER_FINE_TUNING_IMAGE on its agent');
       const needsUrls = spec.kind === 'fine-tuning' || (spec.kind === 'batch' && spec.dataFiles.length > 0);
       if (needsUrls && !objectStore?.presignedUrl) {
         throw new JobRefusedError("this cluster's agent cannot presign object-store URLs for the job's pods: its object store must be S3");
