@@ -739,7 +739,7 @@ function repoPath(repo: string): string {
   return repo.split('/').map(encodeURIComponent).join('/');
 }
 
-/** Runs `attempt` again (after a pause) while it fails in a way that may pass: network, 5xx, 429. */
+/** Runs `attempt` again (after a pause) while it fails in a way that may pass: network, 5xx, 429, a blob not matching its digest. */
 async function retrying<T>(load: ModelLoad, what: string, attempt: () => Promise<T>): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
@@ -747,7 +747,7 @@ async function retrying<T>(load: ModelLoad, what: string, attempt: () => Promise
     } catch (error) {
       if (load.signal.aborted || !isTransient(error)) throw error;
       if (tries >= ATTEMPTS) throw error instanceof TypeError ? new LoadFailure(`${what} broke off: ${causeOf(error)}`) : error;
-      load.logger.warn({ what, attempt: tries, err: (error as Error).message }, 'Hugging Face request failed; retrying');
+      load.logger.warn({ what, attempt: tries, err: (error as Error).message }, 'download request failed; retrying');
       await delay(RETRY_DELAYS_MS[tries - 1] ?? 1_000, load.signal);
     }
   }
