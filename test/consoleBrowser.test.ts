@@ -11,6 +11,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI, { toFile } from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { DEFAULT_ROLE_SCOPES } from '../schema/rbac/roleScopes.js';
 import { consoleBuilt, hasChromium, launchChromium, screenshotPath, CHROMIUM_PATH } from './support/browser.js';
@@ -231,6 +232,42 @@ run(`the console in Chromium (${CHROMIUM_PATH})`, () => {
     const outside = requests.filter((url) => !url.startsWith('data:') && new URL(url.replace(/^ws/, 'http')).origin !== origin);
     expect(outside).toEqual([]);
     expect(requests.some((url) => url.startsWith(`${origin.replace('http', 'ws')}/graphql`))).toBe(true);
+    await context.close();
+  });
+  it('a fine-tuning job on the demo base model is listed, and its page follows its log live until it succeeds', { timeout: 150_000 }, async () => {
+    const client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    const lines = [1, 2, 3].map((i) =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: `q${i}` },
+          { role: 'assistant', content: `a${i}` },
+        ],
+      }),
+    );
+    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'train.jsonl'), purpose: 'fine-tune' });
+    const job = await client.fineTuning.jobs.create({
+      model: 'mariner-demo-base',
+      training_file: file.id,
+      suffix: 'console',
+      hyperparameters: { n_epochs: 1 },
+    });
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(`${t.url}/console/#/jobs`);
+    await page.getByLabel('API key').fill(t.adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: job.id }).click();
+    await page.getByRole('heading', { name: job.id }).waitFor();
+    expect(pageErrors).toEqual([]);
+    // Lines arrive while the page is open (jobLogs), and the status follows to the end.
+    const log = page.getByTestId('job-log');
+    await expect.poll(async () => (await log.textContent()) ?? '', { timeout: 60_000 }).not.toContain('No log lines yet.');
+    await expect.poll(() => page.getByText('succeeded', { exact: true }).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('07-job-log'), fullPage: true });
+    expect(pageErrors).toEqual([]);
     await context.close();
   });
 });

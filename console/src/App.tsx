@@ -100,7 +100,9 @@ function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
   const scheme = useComputedColorScheme('light');
   const [screen, id] = route;
   const current = SCREENS.find((s) => s.path === screen)?.path ?? 'models';
-  useEffect(close, [screen, close]);
+  useEffect(() => {
+    close();
+  }, [screen, id, close]);
   return (
     <ViewerContext.Consumer>
       {(viewer) => (

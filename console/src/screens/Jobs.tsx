@@ -1,5 +1,5 @@
 import { Anchor, Button, Card, Code, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery, useSubscription } from 'urql';
 import { CancelFineTuningJobDocument, FineTuningJobDocument, FineTuningJobsDocument, JobLogsDocument, type JobLogsSubscription } from '../generated/graphql';
 import { ApiError, StatusBadge, useViewer, when } from '../ui';
@@ -52,14 +52,23 @@ export function JobPage({ id }: { id: string }) {
   const viewer = useViewer();
   const [job, refetch] = useQuery({ query: FineTuningJobDocument, variables: { id } });
   const [cancellation, cancel] = useMutation(CancelFineTuningJobDocument);
-  const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId: id, fromOffset: 0 } }, (lines: Map<number, LogLine> = new Map(), event) => {
-    const next = new Map(lines);
-    for (const line of event.jobLogs.lines) next.set(line.offset, line);
-    return next;
-  });
+  const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId: id, fromOffset: 0 } });
+  // Every line seen, by offset: a reconnect that sends lines again repeats none.
+  const [seen, setSeen] = useState<Map<number, LogLine>>(() => new Map());
+  const chunk = logs.data?.jobLogs;
+  useEffect(() => {
+    if (!chunk || chunk.lines.length === 0) return;
+    setSeen((previous) => {
+      const next = new Map(previous);
+      for (const line of chunk.lines) next.set(line.offset, line);
+      return next;
+    });
+  }, [chunk]);
   const bottom = useRef<HTMLDivElement>(null);
-  const lines = [...(logs.data?.values() ?? [])].sort((a, b) => a.offset - b.offset);
-  useEffect(() => bottom.current?.scrollIntoView({ block: 'nearest' }), [lines.length]);
+  const lines = [...seen.values()].sort((a, b) => a.offset - b.offset);
+  useEffect(() => {
+    bottom.current?.scrollIntoView({ block: 'nearest' });
+  }, [lines.length]);
   const data = job.data?.fineTuningJob;
   const finished = data && ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(data.status);
   return (
