@@ -498,12 +498,12 @@ describe('jobs on the Kubernetes executor (against the Kubernetes API test doubl
     expect(script).toBe(
       fineTuningCommand({
         method: { type: 'supervised', hyperparameters: { nEpochs: 2, batchSize: 2, learningRateMultiplier: 0.5, beta: null } },
-        seed: 7,
         gpuCount: 1,
         validationFile: null,
+        integrations: [],
       }),
     );
-    expect(script).toContain('--num_train_epochs=2 \\\n  --per_device_train_batch_size=2 \\\n  --learning_rate=0.0001 \\\n  --seed=7');
+    expect(script).toContain('--per_device_train_batch_size=2 \\\n  --learning_rate=0.0001 \\\n  --num_train_epochs=2\n');
     // The GGML adapter's upload: a presigned PUT into the job's output, beside the PEFT adapter's.
     const urls = secretOf(created.id);
     const put = await fetch(urls['output-ggml-adapter-model.bin']!, { method: 'PUT', body: 'ggml' });

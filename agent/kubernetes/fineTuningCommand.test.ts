@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { FineTuningSpec } from '../../lib/jobSpec.js';
-import { defaultTrainer, DEFAULT_FINE_TUNING_IMAGE, fineTuningCommand, GGML_ADAPTER_FILE } from './fineTuningCommand.js';
+import { defaultTrainer, DEFAULT_FINE_TUNING_IMAGE, fineTuningCommand, GGML_ADAPTER_FILE, type TrainerSpec } from './fineTuningCommand.js';
 import { fineTuningManifests } from './jobManifests.js';
 
 // Golden files: the default trainer's generated command, byte for byte, as LLMariner's dispatcher tests
@@ -17,15 +17,14 @@ function expectGolden(name: string, actual: string): void {
   expect(Buffer.from(actual).equals(Buffer.from(expected)), `${name} differs from the generated command:\n${actual}`).toBe(true);
 }
 
-type Spec = Pick<FineTuningSpec, 'method' | 'seed' | 'gpuCount' | 'validationFile'>;
-const spec = (overrides: Partial<Spec> & { hyperparameters?: Partial<FineTuningSpec['method']['hyperparameters']> } = {}): Spec => ({
+const spec = (overrides: Partial<TrainerSpec> & { hyperparameters?: Partial<FineTuningSpec['method']['hyperparameters']> } = {}): TrainerSpec => ({
   method: {
     type: 'supervised',
     hyperparameters: { nEpochs: null, batchSize: null, learningRateMultiplier: null, beta: null, ...overrides.hyperparameters },
   },
-  seed: overrides.seed ?? 42,
   gpuCount: overrides.gpuCount ?? 1,
   validationFile: overrides.validationFile ?? null,
+  integrations: overrides.integrations ?? [],
 });
 
 describe('the default trainer’s generated command (golden files)', () => {
@@ -33,28 +32,29 @@ describe('the default trainer’s generated command (golden files)', () => {
     expectGolden('sft-defaults.sh', fineTuningCommand(spec()));
   });
 
-  it('the job’s hyperparameters (epochs, batch size, learning-rate multiplier), its seed and a validation file', () => {
+  it('the job’s hyperparameters (epochs, batch size, learning-rate multiplier) and a validation file (the dataset’s test split)', () => {
     expectGolden(
       'sft-hyperparameters.sh',
       fineTuningCommand(
         spec({
           hyperparameters: { nEpochs: 5, batchSize: 8, learningRateMultiplier: 0.5 },
-          seed: 1234,
           validationFile: { id: 'file-v', objectKey: 'files/v.jsonl', filename: 'v.jsonl' },
         }),
       ),
     );
   });
 
-  it('several GPUs: one process per GPU, multi-GPU', () => {
+  it('several GPUs: one process per GPU', () => {
     expectGolden('sft-multi-gpu.sh', fineTuningCommand(spec({ gpuCount: 4, hyperparameters: { nEpochs: 2, batchSize: 2, learningRateMultiplier: 1.5 } })));
   });
 
-  it('no GPU: one process on the CPU', () => {
-    expectGolden('sft-cpu.sh', fineTuningCommand(spec({ gpuCount: 0 })));
+  it('a W&B integration: sft.py reports to the project the pod’s WANDB_PROJECT names', () => {
+    const wandb = { project: 'llm-sft', name: null, entity: null, tags: [] };
+    expectGolden('sft-wandb.sh', fineTuningCommand(spec({ integrations: [{ type: 'wandb', wandb }] })));
   });
 
-  it('refuses what sft.py cannot do, with the reason: DPO, nonsense hyperparameters', () => {
+  it('refuses what sft.py cannot do, with the reason: DPO, no GPU, nonsense hyperparameters', () => {
+    expect(() => fineTuningCommand(spec({ gpuCount: 0 }))).toThrow(/needs a GPU: give the job gpu_count >= 1, or set MARINER_FINE_TUNING_IMAGE/);
     expect(() => fineTuningCommand({ ...spec(), method: { ...spec().method, type: 'dpo' } })).toThrow(
       /runs supervised fine-tuning only, not dpo: set MARINER_FINE_TUNING_IMAGE/,
     );

@@ -1,19 +1,25 @@
 set -eu
 echo "mariner: training a LoRA adapter (2 epochs, batch size 2, learning rate 0.0003, 4 GPUs)"
+# sft.py loads a dataset directory: its splits are the files named train.json and test.json.
+dataset="$(dirname "$MARINER_TRAINING_FILE")/dataset"
+mkdir -p "$dataset"
+ln -f "$MARINER_TRAINING_FILE" "$dataset/train.json"
+# LLMariner's later images name the script train.py (same flags, --method defaults to supervised).
+trainer=./sft.py
+[ -f "$trainer" ] || trainer=./train.py
 accelerate launch \
+  --mixed_precision=no \
   --num_processes=4 \
   --num_machines=1 \
-  --multi_gpu \
-  --mixed_precision=no \
+  --num_cpu_threads_per_process=1 \
   --dynamo_backend=no \
-  ./sft.py \
+  "$trainer" \
   --model="$MARINER_BASE_MODEL_DIR" \
-  --dataset_path="$MARINER_TRAINING_FILE" \
+  --dataset="$dataset" \
   --output="$MARINER_OUTPUT_DIR" \
-  --num_train_epochs=2 \
   --per_device_train_batch_size=2 \
   --learning_rate=0.0003 \
-  --seed=42
+  --num_train_epochs=2
 echo "mariner: converting the LoRA adapter to GGML"
-python3 ./convert-lora-to-ggml.py "$MARINER_OUTPUT_DIR"
+python ./convert-lora-to-ggml.py "$MARINER_OUTPUT_DIR"
 curl -fsSL --retry 3 -X PUT --upload-file "$MARINER_OUTPUT_DIR/ggml-adapter-model.bin" "$(cat /mariner/urls/output-ggml-adapter-model.bin)"
