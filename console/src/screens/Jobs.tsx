@@ -71,6 +71,15 @@ export function JobPage({ id }: { id: string }) {
   }, [lines.length]);
   const data = job.data?.fineTuningJob;
   const finished = data && ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(data.status);
+  // The status until the job ends: read again every few seconds and whenever log lines arrive.
+  useEffect(() => {
+    if (!data || finished) return;
+    const timer = setInterval(() => refetch({ requestPolicy: 'network-only' }), 3000);
+    return () => clearInterval(timer);
+  }, [data, finished, refetch]);
+  useEffect(() => {
+    if (seen.size > 0) refetch({ requestPolicy: 'network-only' });
+  }, [seen.size, refetch]);
   return (
     <Stack>
       <Anchor href="#/jobs">← Jobs</Anchor>
