@@ -97,7 +97,7 @@ export function Playground() {
               <Text size="xs" fw={700} c="dimmed">
                 {m.role === 'USER' ? 'You' : model}
               </Text>
-              <Text style={{ whiteSpace: 'pre-wrap' }}>{m.content || (streaming && i === messages.length - 1 ? '…' : '')}</Text>
+              <Text style={{ whiteSpace: 'pre-wrap', overflowWrap: 'anywhere' }}>{m.content || (streaming && i === messages.length - 1 ? '…' : '')}</Text>
             </div>
           ))}
         </Stack>
