@@ -80,8 +80,15 @@ export function openAIErrorBody(code: ErrorCode, message: string, param: string 
 /** A GraphQL error carrying one of the closed codes (and, for bad input, the offending argument). */
 export class MarinerError extends GraphQLError {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, extra: { field?: string } = {}) {
-    super(message, { extensions: { code, ...(extra.field ? { field: extra.field } : {}) } });
+  /** `retryAfterSeconds`: when to try again (an UNAVAILABLE model shut down by its schedule); REST sends it as Retry-After. */
+  constructor(code: ErrorCode, message: string, extra: { field?: string; retryAfterSeconds?: number } = {}) {
+    super(message, {
+      extensions: {
+        code,
+        ...(extra.field ? { field: extra.field } : {}),
+        ...(extra.retryAfterSeconds !== undefined ? { retryAfterSeconds: extra.retryAfterSeconds } : {}),
+      },
+    });
     this.code = code;
   }
 }

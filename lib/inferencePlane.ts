@@ -50,6 +50,8 @@ export interface InferenceError {
   message: string;
   /** The request parameter at fault, for bad input. */
   field?: string;
+  /** When to try again (a model shut down by its scaling schedule): REST's Retry-After. */
+  retryAfterSeconds?: number;
 }
 
 /** The caller's rate-limit budgets after its request was admitted (or refused): OpenAI's `x-ratelimit-*`. */
@@ -143,7 +145,13 @@ export function rateLimitHeaderOf(state: InferenceRateLimit): string {
 export function inferenceErrorOf(error: unknown, requestId: string, logger: Logger): InferenceError {
   if (error instanceof GraphQLError && isErrorCode(error.extensions['code'])) {
     const field = error.extensions['field'];
-    return { code: error.extensions['code'], message: error.message, ...(typeof field === 'string' ? { field } : {}) };
+    const retryAfterSeconds = error.extensions['retryAfterSeconds'];
+    return {
+      code: error.extensions['code'],
+      message: error.message,
+      ...(typeof field === 'string' ? { field } : {}),
+      ...(typeof retryAfterSeconds === 'number' ? { retryAfterSeconds } : {}),
+    };
   }
   logger.error({ err: error, requestId }, 'inference request failed');
   return { code: ErrorCode.INTERNAL, message: `Internal error (request id ${requestId})` };

@@ -22,6 +22,9 @@ export class RestError extends Error {
     super(message);
   }
 
+  /** Seconds for a Retry-After header (a model shut down by its scaling schedule); null: the route's default. */
+  retryAfterSeconds: number | null = null;
+
   static fromCode(code: ErrorCode, message: string, param: string | null = null): RestError {
     return new RestError(openAIStatusFor(code), message, openAIErrorTypeFor(code), param, openAIErrorCodeFor(code));
   }
@@ -45,7 +48,10 @@ export function restErrorFromGraphQL(error: { message: string; extensions?: Reco
   const field = typeof error.extensions?.['field'] === 'string' ? (error.extensions['field'] as string) : null;
   // GraphQL arguments are camelCase under `input.`; the REST parameters are OpenAI's snake_case.
   const param = field ? field.replace(/^input\./, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) : null;
-  return RestError.fromCode(code, error.message, param);
+  const restError = RestError.fromCode(code, error.message, param);
+  const retryAfter = error.extensions?.['retryAfterSeconds'];
+  if (typeof retryAfter === 'number') restError.retryAfterSeconds = retryAfter;
+  return restError;
 }
 
 export function sendRestError(res: ServerResponse, error: RestError, headers: Record<string, string> = {}): void {

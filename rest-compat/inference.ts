@@ -40,7 +40,8 @@ export function rateLimitHeaders(state: InferenceRateLimit | null, refused: bool
 /** An error answer, with Retry-After where OpenAI gives one (a 429 from its state; a 503: a runtime may be starting). */
 export function sendInferenceError(res: ServerResponse, error: RestError, ctx: RouteContext, state: InferenceRateLimit | null): void {
   if (error.status === 429) return sendRestError(res, error, { ...ctx.headers, ...rateLimitHeaders(state, true) });
-  sendRestError(res, error, error.status === 503 ? { ...ctx.headers, 'retry-after': RETRY_AFTER_SECONDS } : ctx.headers);
+  const retryAfter = error.retryAfterSeconds === null ? RETRY_AFTER_SECONDS : String(Math.max(1, Math.ceil(error.retryAfterSeconds)));
+  sendRestError(res, error, error.status === 503 ? { ...ctx.headers, 'retry-after': retryAfter } : ctx.headers);
 }
 
 /**
@@ -92,7 +93,7 @@ export function clientSink(res: ServerResponse, ctx: RouteContext, open: OpenStr
     },
     fail(error, rateLimit) {
       if (ended) return;
-      const restError = restErrorFromGraphQL({ message: error.message, extensions: { code: error.code, ...(error.field ? { field: error.field } : {}) } });
+      const restError = restErrorFromGraphQL({ message: error.message, extensions: { ...error } });
       if (res.headersSent) res.end(`data: ${JSON.stringify(restError.body())}\n\n`);
       else sendInferenceError(res, restError, ctx, rateLimit);
       finish();

@@ -190,7 +190,7 @@ export function responseSink({ res, ctx, request, search, streams, record, done 
     fail(error, state) {
       if (ended) return;
       rateLimit = state ?? rateLimit;
-      failed(restErrorFromGraphQL({ message: error.message, extensions: { code: error.code, ...(error.field ? { field: error.field } : {}) } }));
+      failed(restErrorFromGraphQL({ message: error.message, extensions: { ...error } }));
     },
   };
 }

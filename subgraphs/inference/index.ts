@@ -42,7 +42,9 @@ export const inferenceComponent = defineComponent({
     // Routing reads runtimes and models from memory, kept current by the reports' and the models
     // subgraph's announcements (readyRuntimes.ts, modelCache.ts).
     const readyRuntimes = new ReadyRuntimes(store, logger, { freshSeconds: settings.runtimeFreshSeconds });
-    const router = new InferenceRouter(readyRuntimes, tunnels, clusterAccess, logger, settings.requestWaitSeconds);
+    const router = new InferenceRouter(readyRuntimes, tunnels, clusterAccess, logger, settings.requestWaitSeconds, (tenantId, modelId) =>
+      store.forModels(tenantId, [modelId]),
+    );
     const models = new CachedModels(createModelsClient({ url: subgraphUrl.models(), tokens }), logger);
     const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub)];
     const access = new RuntimeAccess(clusterAccess, models);

@@ -5,6 +5,7 @@ import type { Logger } from '../../lib/logging.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
 import { agentRoutes, callAgent, type AgentTunnels } from '../../lib/agentContract.js';
 import type { ReadyRuntimes } from './readyRuntimes.js';
+import type { RuntimeRow } from './store.js';
 
 /** Whose request is routed: the caller's tenant, and its organization (which clusters it may use). */
 export interface RoutingScope {
@@ -55,7 +56,27 @@ export class InferenceRouter {
     private readonly clusters: ClusterAccessDirectory,
     private readonly logger: Logger,
     private readonly waitSeconds: number,
+    /** A model's runtimes as last reported, ready or not (the store's `forModels`): read only when none is ready. */
+    private readonly reported?: (tenantId: string, modelId: string) => Promise<RuntimeRow[]>,
   ) {}
+
+  /**
+   * When the model's runtimes on the usable clusters are all shut down by their scaling schedules
+   * (agent/autoscaler.ts reports `scheduledOffUntil`; an on-demand shutdown does not), the earliest
+   * instant one opens again; null otherwise (the request waits for a runtime as usual).
+   */
+  private async scheduledOffUntil(scope: RoutingScope, usable: ReadonlySet<string>, modelId: string): Promise<number | null> {
+    if (!this.reported) return null;
+    const now = Date.now();
+    const rows = (await this.reported(scope.tenantId, modelId)).filter((row) => usable.has(row.cluster_id));
+    let until: number | null = null;
+    for (const row of rows) {
+      const off = row.autoscaling?.scheduledOffUntil ? Date.parse(row.autoscaling.scheduledOffUntil) : NaN;
+      if (!(off > now)) return null;
+      until = until === null ? off : Math.min(until, off);
+    }
+    return until;
+  }
 
   /** The clusters the caller's organization may use now. When the clusters subgraph cannot say, routing fails closed: UNAVAILABLE. */
   private async usableClusters(scope: RoutingScope, knowing?: Iterable<string>): Promise<ReadonlySet<string>> {
@@ -88,7 +109,16 @@ export class InferenceRouter {
    */
   private async readyRuntimes(scope: RoutingScope, modelId: string, deadline: number, signal?: AbortSignal) {
     let { usable, ready } = await this.readyOn(scope, modelId);
-    if (ready.length > 0 || this.waitSeconds === 0) return ready;
+    if (ready.length > 0) return ready;
+    const offUntil = await this.scheduledOffUntil(scope, usable, modelId);
+    if (offUntil !== null) {
+      throw new MarinerError(
+        ErrorCode.UNAVAILABLE,
+        `Model ${modelId} is shut down by its scaling schedule until ${new Date(offUntil).toISOString()}; retry then`,
+        { retryAfterSeconds: Math.max(1, Math.ceil((offUntil - Date.now()) / 1000)) },
+      );
+    }
+    if (this.waitSeconds === 0) return ready;
     this.wake(scope.tenantId, usable, modelId);
     // Every 2 s again while it waits: a waiting request is demand, which keeps an autoscaler from
     // taking the starting replica away as idle. Each look reads runtimes no older than the wait
