@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { headerValue, readBody, requestIdOf, sendJson } from '../lib/http.js';
 import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
+import { createSealer } from '../lib/sealedValues.js';
 import type { Authenticator } from './authentication.js';
 
 /**
@@ -15,7 +16,7 @@ import type { Authenticator } from './authentication.js';
  *
  * Sign-in: `POST /console/session` with `{"apiKey": "sk-..."}` checks the key with the gateway's own
  * authenticator and answers with the session cookie `mariner_console`: the key sealed with AES-256-GCM
- * (as the notebook proxy's cookie, subgraphs/sessions/sessionCookie.ts) under a key derived from the
+ * (lib/sealedValues.ts, as the notebook proxy's cookie) under a key derived from the
  * platform's secret, with a random session id and an expiry inside, HttpOnly (no script reads it),
  * SameSite=Strict, Path=/ and Secure over TLS. The browser keeps nothing else: not in localStorage, not
  * in a script's memory. Every request with the cookie is authenticated again with the key it holds, so
@@ -40,7 +41,6 @@ export const CSRF_HEADER = 'x-mariner-csrf';
 export const CONSOLE_SESSION_TTL_SECONDS = 12 * 3600;
 const NOT_FOUND = { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1, the web console at /console' };
 const REVOKED_CHANNEL = 'console_sessions_revoked';
-const AAD = Buffer.from(`${CONSOLE_COOKIE}/v1`);
 
 interface Sealed {
   v: 1;
@@ -129,7 +129,7 @@ export function sameOrigin(req: IncomingMessage): boolean {
 }
 
 export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
-  const key = createHmac('sha256', options.secret).update('mariner console cookie key v1').digest();
+  const sealer = createSealer(options.secret, 'mariner console cookie key v1', `${CONSOLE_COOKIE}/v1`);
   const assetsDir = options.assetsDir ?? defaultAssetsDir();
   /** Revoked session ids, until the cookie would have expired anyway. */
   const revoked = new Map<string, number>();
@@ -151,23 +151,13 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
 
   function seal(apiKey: string): { value: string; id: string } {
     const payload: Sealed = { v: 1, s: randomUUID(), k: apiKey, e: Math.floor(Date.now() / 1000) + CONSOLE_SESSION_TTL_SECONDS };
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(AAD);
-    const body = Buffer.concat([cipher.update(JSON.stringify(payload), 'utf8'), cipher.final()]);
-    return { value: Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url'), id: payload.s };
+    return { value: sealer.seal(payload), id: payload.s };
   }
   function open(value: string): Sealed | null {
-    try {
-      const bytes = Buffer.from(value, 'base64url');
-      if (bytes.length < 12 + 16 + 2) return null;
-      const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12)).setAAD(AAD);
-      decipher.setAuthTag(bytes.subarray(12, 28));
-      const payload = JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as Sealed;
-      if (payload.v !== 1 || typeof payload.k !== 'string' || typeof payload.s !== 'string' || payload.e * 1000 <= Date.now()) return null;
-      return revoked.has(payload.s) ? null : payload;
-    } catch {
+    const payload = sealer.open(value) as Sealed | null;
+    if (payload?.v !== 1 || typeof payload.k !== 'string' || typeof payload.s !== 'string' || typeof payload.e !== 'number' || payload.e * 1000 <= Date.now())
       return null;
-    }
+    return revoked.has(payload.s) ? null : payload;
   }
   const attributes = (req: IncomingMessage) => `Path=/; HttpOnly; SameSite=Strict${overTls(req) ? '; Secure' : ''}`;
   const clearCookie = (req: IncomingMessage) => `${CONSOLE_COOKIE}=; Max-Age=0; ${attributes(req)}`;

@@ -1,5 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { createSealer } from '../../lib/sealedValues.js';
 import type { SessionCredential } from './sessionAuth.js';
 
 /**
@@ -43,11 +43,9 @@ export interface SessionCookies {
   clearCookie(secure: boolean): string;
 }
 
-const AAD = Buffer.from(`${SESSION_COOKIE}/v1`);
-
 export function createSessionCookies(secret: string): SessionCookies {
   // Its own key, derived from the internal token secret: a cookie is never a valid internal token or the reverse.
-  const key = createHmac('sha256', secret).update('mariner sessions cookie key v1').digest();
+  const sealer = createSealer(secret, 'mariner sessions cookie key v1', `${SESSION_COOKIE}/v1`);
   const attributes = (secure: boolean) => `Path=${SESSION_COOKIE_PATH}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
   const seal = (credential: SessionCredential, now = Date.now()) => {
     const payload: Sealed = {
@@ -57,25 +55,14 @@ export function createSessionCookies(secret: string): SessionCookies {
       p: credential.projectId,
       e: Math.floor(now / 1000) + SESSION_TTL_SECONDS,
     };
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(AAD);
-    const body = Buffer.concat([cipher.update(JSON.stringify(payload), 'utf8'), cipher.final()]);
-    return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
+    return sealer.seal(payload);
   };
   return {
     seal,
     open(value, now = Date.now()) {
-      try {
-        const bytes = Buffer.from(value, 'base64url');
-        if (bytes.length < 12 + 16 + 2) return null;
-        const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12)).setAAD(AAD);
-        decipher.setAuthTag(bytes.subarray(12, 28));
-        const payload = JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8')) as Sealed;
-        if (payload.v !== 1 || typeof payload.a !== 'string' || typeof payload.e !== 'number' || payload.e * 1000 <= now) return null;
-        return { authorization: payload.a, organizationId: payload.o ?? null, projectId: payload.p ?? null };
-      } catch {
-        return null;
-      }
+      const payload = sealer.open(value) as Sealed | null;
+      if (payload?.v !== 1 || typeof payload.a !== 'string' || typeof payload.e !== 'number' || payload.e * 1000 <= now) return null;
+      return { authorization: payload.a, organizationId: payload.o ?? null, projectId: payload.p ?? null };
     },
     setCookie: (credential, secure) => `${SESSION_COOKIE}=${seal(credential)}; Max-Age=${SESSION_TTL_SECONDS}; ${attributes(secure)}`,
     clearCookie: (secure) => `${SESSION_COOKIE}=; Max-Age=0; ${attributes(secure)}`,
