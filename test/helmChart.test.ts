@@ -583,6 +583,7 @@ describe('settings of lib/config through values: set only where given, on the De
           maxScaleDownRate: 0.25,
           scaleToZeroGraceSeconds: 900,
           models: { 'big-model': { maxReplicas: 16 } },
+          schedules: { 'big-model': [{ cron: '0 19 * * 1-5', timeZone: 'Europe/Berlin', minReplicas: 0, maxReplicas: 0 }] },
         },
       }),
     ]);
@@ -603,15 +604,23 @@ describe('settings of lib/config through values: set only where given, on the De
         scaleToZeroGraceSeconds: 900,
       },
       models: { 'big-model': { maxReplicas: 16 } },
+      schedules: { 'big-model': [{ cron: '0 19 * * 1-5', timeZone: 'Europe/Berlin', minReplicas: 0, maxReplicas: 0, onDemand: false }] },
     });
     const bad = valuesAt('bad-autoscaler.yaml', {
-      'worker.runtimes.autoscaler': { enabled: true, maxScaleDownRate: 2, minReplicas: 1.5, models: { m: { replicas: 3 } } },
+      'worker.runtimes.autoscaler': {
+        enabled: true,
+        maxScaleDownRate: 2,
+        minReplicas: 1.5,
+        models: { m: { replicas: 3 } },
+        schedules: { m: [{ cron: '0 9 * * *', maxReplicas: 2 }] },
+      },
     });
     const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
     expect(ok).toBe(false);
     expect(output).toContain("at '/worker/runtimes/autoscaler/maxScaleDownRate': maximum: got 2, want 1");
     expect(output).toContain("at '/worker/runtimes/autoscaler/minReplicas': got number, want");
     expect(output).toContain("at '/worker/runtimes/autoscaler/models/m': additional properties 'replicas' not allowed");
+    expect(output).toContain("at '/worker/runtimes/autoscaler/schedules/m/0': missing property 'minReplicas'");
   });
 });
 
