@@ -19,6 +19,7 @@ const LAYERS: Record<string, { mayImport: readonly string[] | '*'; why: string }
   gateway: { mayImport: ['lib', 'schema'], why: 'the gateway reaches subgraphs over GraphQL only' },
   'rest-compat': { mayImport: ['lib', 'schema'], why: 'the REST surface is translated to GraphQL operations on the gateway, over HTTP' },
   agent: { mayImport: ['lib', 'schema'], why: 'the agent runs on worker clusters and talks to the control plane over the tunnel and the public API' },
+  console: { mayImport: [], why: 'the web console runs in the browser: it reaches the platform over GraphQL and HTTP only, with documents typed by codegen' },
   bin: { mayImport: '*', why: 'the entry point assembles every component' },
 };
 
