@@ -6,6 +6,7 @@ import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
 import type { OpenStreams } from './openStreams.js';
 import type { RouteContext } from './router.js';
+import { isJsonObject } from '../lib/jsonObject.js';
 
 /** OpenAI API: 503s say when to come back (a runtime may be starting). */
 const RETRY_AFTER_SECONDS = '5';
@@ -175,7 +176,6 @@ function inferenceStatusBody(runtimes: RuntimeStatus[]) {
   };
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /**
@@ -189,7 +189,7 @@ function checkChatRequest(request: Record<string, unknown>): void {
   if (tools !== undefined && tools !== null) {
     if (!Array.isArray(tools)) throw RestError.badRequest('tools must be an array of function tools', 'tools');
     tools.forEach((tool: unknown, i) => {
-      if (!isObject(tool) || tool['type'] !== 'function' || !isObject(tool['function'])) {
+      if (!isJsonObject(tool) || tool['type'] !== 'function' || !isJsonObject(tool['function'])) {
         throw RestError.badRequest(`tools[${i}] must be {type: "function", function: {name, description?, parameters?}}`, `tools[${i}]`);
       }
       const fn = tool['function'];
@@ -200,14 +200,15 @@ function checkChatRequest(request: Record<string, unknown>): void {
       if (names.has(name)) throw RestError.badRequest(`tools[${i}].function.name repeats the name ${name}`, `tools[${i}].function.name`);
       names.add(name);
       const parameters = fn['parameters'];
-      if (parameters !== undefined && parameters !== null && !isObject(parameters)) {
+      if (parameters !== undefined && parameters !== null && !isJsonObject(parameters)) {
         throw RestError.badRequest(`tools[${i}].function.parameters must be a JSON schema object`, `tools[${i}].function.parameters`);
       }
     });
   }
   if (toolChoice !== undefined && toolChoice !== null) {
     if (names.size === 0) throw RestError.badRequest('tool_choice needs tools', 'tool_choice');
-    const named = isObject(toolChoice) && toolChoice['type'] === 'function' && isObject(toolChoice['function']) ? toolChoice['function']['name'] : undefined;
+    const named =
+      isJsonObject(toolChoice) && toolChoice['type'] === 'function' && isJsonObject(toolChoice['function']) ? toolChoice['function']['name'] : undefined;
     if (!(toolChoice === 'none' || toolChoice === 'auto' || toolChoice === 'required' || typeof named === 'string')) {
       throw RestError.badRequest('tool_choice must be "none", "auto", "required" or {type: "function", function: {name}}', 'tool_choice');
     }
@@ -215,12 +216,12 @@ function checkChatRequest(request: Record<string, unknown>): void {
       throw RestError.badRequest(`tool_choice names ${named.slice(0, 64)}, which is not in tools`, 'tool_choice');
   }
   if (format !== undefined && format !== null) {
-    const type = isObject(format) ? format['type'] : undefined;
+    const type = isJsonObject(format) ? format['type'] : undefined;
     if (type !== 'text' && type !== 'json_object' && type !== 'json_schema') {
       throw RestError.badRequest('response_format.type must be text, json_object or json_schema', 'response_format');
     }
     const spec = (format as Record<string, unknown>)['json_schema'];
-    if (type === 'json_schema' && !(isObject(spec) && typeof spec['name'] === 'string' && FUNCTION_NAME.test(spec['name']))) {
+    if (type === 'json_schema' && !(isJsonObject(spec) && typeof spec['name'] === 'string' && FUNCTION_NAME.test(spec['name']))) {
       throw RestError.badRequest('response_format.json_schema needs a name of 1 to 64 letters, digits, underscores or dashes', 'response_format');
     }
   }

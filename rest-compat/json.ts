@@ -4,10 +4,9 @@ import { RestError } from './errors.js';
 
 const MAX_JSON_BYTES = 1024 * 1024;
 
-/** A JSON object (not an array, not null): a request body, or an object-valued field of one. */
-export type JsonObject = Record<string, unknown>;
+import { isJsonObject, type JsonObject } from '../lib/jsonObject.js';
 
-export const isJsonObject = (value: unknown): value is JsonObject => value !== null && typeof value === 'object' && !Array.isArray(value);
+export { isJsonObject, type JsonObject };
 
 /** A JSON object request body; 400 for anything else, 413 past `maxBytes` (1 MiB). An empty body is `{}`. */
 export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_JSON_BYTES): Promise<Record<string, unknown>> {

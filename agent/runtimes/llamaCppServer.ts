@@ -48,6 +48,7 @@ import {
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
+import { isJsonObject } from '../../lib/jsonObject.js';
 
 export interface LlamaCppServerOptions {
   modelPath: string;
@@ -865,7 +866,7 @@ function chatHistory(messages: unknown): ChatHistoryItem[] {
   let previousRole = '';
   messages.forEach((message: unknown, index) => {
     const param = `messages[${index}]`;
-    if (!isObject(message) || typeof message.role !== 'string' || !ROLES.has(message.role)) {
+    if (!isJsonObject(message) || typeof message.role !== 'string' || !ROLES.has(message.role)) {
       throw badRequest(`${param} must be an object whose role is one of ${[...ROLES].join(', ')}`, `${param}.role`);
     }
     const role = message.role;
@@ -916,7 +917,7 @@ function assistantToolCalls(value: unknown, param: string): { id: string; name: 
   if (!Array.isArray(value)) throw badRequest(`${param}.tool_calls must be an array`, `${param}.tool_calls`);
   return value.map((call: unknown, i) => {
     const at = `${param}.tool_calls[${i}]`;
-    if (!isObject(call) || call.type !== 'function' || typeof call.id !== 'string' || call.id === '' || !isObject(call.function)) {
+    if (!isJsonObject(call) || call.type !== 'function' || typeof call.id !== 'string' || call.id === '' || !isJsonObject(call.function)) {
       throw badRequest(`${at} must be {id, type: "function", function: {name, arguments}}`, at);
     }
     const { name, arguments: args } = call.function;
@@ -927,7 +928,7 @@ function assistantToolCalls(value: unknown, param: string): { id: string; name: 
     } catch {
       params = undefined;
     }
-    if (!isObject(params)) throw badRequest(`${at}.function.arguments must be a JSON object in a string`, `${at}.function.arguments`);
+    if (!isJsonObject(params)) throw badRequest(`${at}.function.arguments must be a JSON object in a string`, `${at}.function.arguments`);
     return { id: call.id, name, params };
   });
 }
@@ -961,7 +962,7 @@ function toolsOf(body: Record<string, unknown>): ToolsPlan {
     if (tools.length > 128) throw badRequest('`tools` holds at most 128 tools', 'tools');
     tools.forEach((tool: unknown, i) => {
       const at = `tools[${i}]`;
-      if (!isObject(tool) || tool.type !== 'function' || !isObject(tool.function)) {
+      if (!isJsonObject(tool) || tool.type !== 'function' || !isJsonObject(tool.function)) {
         throw badRequest(`${at} must be {type: "function", function: {name, description?, parameters?}}: this runtime takes function tools`, at);
       }
       const { name, description, parameters } = tool.function;
@@ -983,7 +984,7 @@ function toolsOf(body: Record<string, unknown>): ToolsPlan {
   if (names.length === 0) throw badRequest('`tool_choice` needs `tools`', 'tool_choice');
   if (choice === 'none') return { mode: 'none', functions };
   if (choice === 'auto' || choice === 'required') return { mode: choice, functions, parallel };
-  if (isObject(choice) && choice.type === 'function' && isObject(choice.function) && typeof choice.function.name === 'string') {
+  if (isJsonObject(choice) && choice.type === 'function' && isJsonObject(choice.function) && typeof choice.function.name === 'string') {
     const name = choice.function.name;
     if (!Object.hasOwn(functions, name)) throw badRequest(`\`tool_choice\` names ${name.slice(0, 64)}, which is not in \`tools\``, 'tool_choice');
     return { mode: 'function', functions, name, parallel };
@@ -997,11 +998,11 @@ type FormatPlan = { type: 'text' } | { type: 'json_object' } | { type: 'json_sch
 function responseFormatOf(body: Record<string, unknown>): FormatPlan {
   const format = body.response_format;
   if (format === undefined || format === null) return { type: 'text' };
-  if (!isObject(format)) throw badRequest('`response_format` must be an object', 'response_format');
+  if (!isJsonObject(format)) throw badRequest('`response_format` must be an object', 'response_format');
   if (format.type === 'text' || format.type === 'json_object') return { type: format.type };
   if (format.type !== 'json_schema') throw badRequest('`response_format.type` must be text, json_object or json_schema', 'response_format');
   const spec = format.json_schema;
-  if (!isObject(spec) || typeof spec.name !== 'string' || !FUNCTION_NAME.test(spec.name)) {
+  if (!isJsonObject(spec) || typeof spec.name !== 'string' || !FUNCTION_NAME.test(spec.name)) {
     throw badRequest('`response_format.json_schema` needs a name of 1 to 64 letters, digits, underscores or dashes', 'response_format');
   }
   // No schema: any JSON object, as OpenAI's json_schema without one.
@@ -1044,14 +1045,14 @@ function gbnfSchema(schema: unknown, param: string): GbnfJsonSchema {
   const convert = (node: unknown, at: string, depth: number): GbnfJsonSchema => {
     const fail = (why: string) => badRequest(`\`${param}\`${at ? ` at ${at}` : ''}: ${why}`, param);
     if (depth > 32) throw fail('the schema nests too deeply');
-    if (!isObject(node)) throw fail('a schema must be an object');
+    if (!isJsonObject(node)) throw fail('a schema must be an object');
     const bad = UNENFORCEABLE.find((key) => node[key] !== undefined);
     if (bad) throw fail(`\`${bad}\` cannot be enforced by this runtime's grammar`);
     const description = typeof node.description === 'string' ? { description: node.description } : {};
     const defs = (node.$defs ?? node.definitions) as unknown;
     const withDefs = <T extends object>(value: T): T => {
       if (defs === undefined) return value;
-      if (!isObject(defs)) throw fail('`$defs` must be an object');
+      if (!isJsonObject(defs)) throw fail('`$defs` must be an object');
       return { ...value, $defs: Object.fromEntries(Object.entries(defs).map(([key, def]) => [key, convert(def, `${at}/$defs/${key}`, depth + 1)])) };
     };
     if (typeof node.$ref === 'string') {
@@ -1092,7 +1093,7 @@ function gbnfSchema(schema: unknown, param: string): GbnfJsonSchema {
       }
       case 'object': {
         const properties = node.properties ?? {};
-        if (!isObject(properties)) throw fail('`properties` must be an object');
+        if (!isJsonObject(properties)) throw fail('`properties` must be an object');
         const additional = node.additionalProperties;
         const counts = {
           ...(typeof node.minProperties === 'number' ? { minProperties: node.minProperties } : {}),
@@ -1103,7 +1104,7 @@ function gbnfSchema(schema: unknown, param: string): GbnfJsonSchema {
           properties: Object.fromEntries(Object.entries(properties).map(([key, value]) => [key, convert(value, `${at}/properties/${key}`, depth + 1)])),
           ...(additional === true
             ? { additionalProperties: true }
-            : isObject(additional)
+            : isJsonObject(additional)
               ? { additionalProperties: convert(additional, `${at}/additionalProperties`, depth + 1) }
               : {}),
           ...counts,
@@ -1138,7 +1139,7 @@ function messageText(content: unknown, mayBeNull: boolean, param: string): strin
   if (!Array.isArray(content)) throw badRequest(`${param} must be a string or an array of content parts`, param);
   return content
     .map((part: unknown, index) => {
-      if (!isObject(part) || (part.type !== 'text' && part.type !== 'refusal')) {
+      if (!isJsonObject(part) || (part.type !== 'text' && part.type !== 'refusal')) {
         throw badRequest(`${param}[${index}]: this runtime accepts text content parts only`, `${param}[${index}].type`);
       }
       const text = part.type === 'text' ? part.text : part.refusal;
@@ -1175,7 +1176,7 @@ function samplingParams(body: Record<string, unknown>): SamplingParams {
 function streamIncludesUsage(body: Record<string, unknown>): boolean {
   const options = body.stream_options;
   if (options === undefined || options === null) return false;
-  if (!isObject(options)) throw badRequest('`stream_options` must be an object', 'stream_options');
+  if (!isJsonObject(options)) throw badRequest('`stream_options` must be an object', 'stream_options');
   return options.include_usage === true;
 }
 
@@ -1201,8 +1202,6 @@ function optionalBoolean(body: Record<string, unknown>, name: string): boolean |
   if (typeof value !== 'boolean') throw badRequest(`\`${name}\` must be a boolean`, name);
   return value;
 }
-
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 // ---------------------------------------------------------------------------------------------------
 // HTTP plumbing
@@ -1239,7 +1238,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     throw badRequest('The request body is not valid JSON', null);
   }
-  if (!isObject(body)) throw badRequest('The request body must be a JSON object', null);
+  if (!isJsonObject(body)) throw badRequest('The request body must be a JSON object', null);
   return body;
 }
 

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { badInput } from '../../lib/errors.js';
 import type { InferenceKind } from '../../lib/inferencePlane.js';
 import type { BatchRequestInput } from './store.js';
+import { isJsonObject } from '../../lib/jsonObject.js';
 
 /** The endpoints a batch may name, and the inference each line is (OpenAI API: create batch). */
 export const BATCH_ENDPOINTS: Readonly<Record<string, InferenceKind>> = {
@@ -51,8 +52,6 @@ export function validMetadata(value: unknown): Record<string, string> | null {
 const MAX_LINE_BYTES = 8 * 1024 * 1024;
 const MAX_CUSTOM_ID = 512;
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 /** Why a line's body cannot be a request of this kind, or null (the runtime checks the rest when it runs). */
 function bodyProblem(kind: InferenceKind, body: Record<string, unknown>): string | null {
   if (typeof body['model'] !== 'string' || body['model'] === '') return 'body.model must be a model id';
@@ -93,7 +92,7 @@ export async function readBatchRequests(
       } catch {
         throw refuse(line, 'not valid JSON');
       }
-      if (!isObject(parsed)) throw refuse(line, 'must be a JSON object with custom_id, method, url and body');
+      if (!isJsonObject(parsed)) throw refuse(line, 'must be a JSON object with custom_id, method, url and body');
       const customId = parsed['custom_id'];
       if (typeof customId !== 'string' || customId === '' || customId.length > MAX_CUSTOM_ID) {
         throw refuse(line, `custom_id must be a string of 1 to ${MAX_CUSTOM_ID} characters`);
@@ -102,7 +101,7 @@ export async function readBatchRequests(
       if (parsed['method'] !== 'POST') throw refuse(line, 'method must be "POST"');
       if (parsed['url'] !== endpoint) throw refuse(line, `url must be the batch's endpoint ${endpoint}, not ${JSON.stringify(parsed['url'])?.slice(0, 80)}`);
       const body = parsed['body'];
-      if (!isObject(body)) throw refuse(line, 'body must be a JSON object');
+      if (!isJsonObject(body)) throw refuse(line, 'body must be a JSON object');
       const problem = bodyProblem(kind, body);
       if (problem) throw refuse(line, problem);
       customIds.add(customId);

@@ -1,17 +1,16 @@
 import { badInput } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
 import type { ResponseItemModel, ResponseStatusValue } from './store.js';
+import { isJsonObject } from '../../lib/jsonObject.js';
 
 const STATUSES: readonly ResponseStatusValue[] = ['completed', 'failed', 'in_progress', 'cancelled', 'queued', 'incomplete'];
 
 /** Input items one response may hold (OpenAI sets no number; the request body's size bounds them). */
 export const MAX_INPUT_ITEMS = 2000;
 
-const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
-
 /** An item: an object with its `id` and `type` (OpenAI's item shapes; the rest is kept as it is). */
 function item(value: unknown, field: string): ResponseItemModel {
-  if (!isObject(value)) throw badInput(`${field}: an item must be an object`, field);
+  if (!isJsonObject(value)) throw badInput(`${field}: an item must be an object`, field);
   const { id, type } = value;
   if (typeof id !== 'string' || id === '' || id.length > 128) throw badInput(`${field}.id: a string of 1 to 128 characters`, field);
   if (typeof type !== 'string' || type === '') throw badInput(`${field}.type: required`, field);
@@ -21,7 +20,7 @@ function item(value: unknown, field: string): ResponseItemModel {
 /** What recordResponse stores, checked: the response object's id, model, status, output and link; the input items. */
 export function validRecord(input: { response: unknown; inputItems: readonly unknown[] }) {
   const body = input.response;
-  if (!isObject(body) || body['object'] !== 'response') throw badInput('response: an OpenAI response object (object "response")', 'input.response');
+  if (!isJsonObject(body) || body['object'] !== 'response') throw badInput('response: an OpenAI response object (object "response")', 'input.response');
   const id = assertId('response', String(body['id'] ?? ''), 'input.response.id');
   const model = body['model'];
   if (typeof model !== 'string' || model === '') throw badInput('response.model: required', 'input.response.model');
