@@ -67,7 +67,7 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
     const token = await options.tokens.tokenFor('inference', call.requestId, identity);
     // A transcription's form goes on as multipart (its file is not JSON); the other kinds as their JSON body.
-    const form = call.kind === 'transcription' && call.audio ? encodeTranscriptionForm(stringFields(call.request), call.audio) : null;
+    const form = call.kind === 'transcription' && call.audio ? encodeTranscriptionForm(call.request, call.audio) : null;
     const payload = form ? form.body : Buffer.from(JSON.stringify(call.request));
     await new Promise<void>((resolve) => {
       const upstream = http.request(`${base}${INFERENCE_PLANE_PATHS[call.kind]}`, {
@@ -139,13 +139,6 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
     },
     close: () => agent.destroy(),
   };
-}
-
-/** A form's text fields. */
-function stringFields(request: Record<string, unknown>): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const [name, value] of Object.entries(request)) if (typeof value === 'string') fields[name] = value;
-  return fields;
 }
 
 /** The error of a non-200 answer of the data plane (GraphQL's error shape). */

@@ -95,12 +95,16 @@ export async function readTranscriptionForm(headers: IncomingHttpHeaders, body: 
   return { fields, audio };
 }
 
-/** A transcription form as one multipart body (for a runtime, or the inference component over HTTP). */
-export function encodeTranscriptionForm(fields: Record<string, string>, audio: AudioUpload): { contentType: string; body: Buffer } {
+/**
+ * A transcription form as one multipart body (for a runtime, or the inference component over HTTP): its
+ * text fields (values that are not strings are left out) and the audio file.
+ */
+export function encodeTranscriptionForm(fields: Record<string, unknown>, audio: AudioUpload): { contentType: string; body: Buffer } {
   const boundary = `mariner-${randomUUID()}`;
   const quote = (value: string) => value.replace(/["\r\n\\]/g, '_');
   const parts: Buffer[] = [];
   for (const [name, value] of Object.entries(fields)) {
+    if (typeof value !== 'string') continue;
     parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${quote(name)}"\r\n\r\n${value}\r\n`));
   }
   parts.push(

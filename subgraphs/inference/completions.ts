@@ -214,6 +214,12 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
   }
 }
 
+/** An answer read whole, as it is passed on: its content type, and the usage it carries (null: none). */
+export interface WholeAnswer {
+  contentType: string;
+  usage: { prompt: number; completion: number } | null;
+}
+
 /** How long a runtime may take to end a stream whose answer was read whole (`[DONE]`) before it is reset. */
 const END_OF_ANSWER_GRACE_MS = 5_000;
 

@@ -17,11 +17,11 @@ import type { Logger } from '../../lib/logging.js';
 import type { SubgraphContext, SubgraphRoute } from '../../lib/subgraphServer.js';
 import { authorizeField } from '../../schema/rbac/authorizeField.js';
 import type { PolicyMap } from '../../schema/rbac/policy.js';
-import { hasText, releaseRouted, routeCompletion, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
+import { hasText, releaseRouted, routeCompletion, statusOfError, usageOf, type RoutedCompletion, type WholeAnswer } from './completions.js';
 import type { InferenceContext } from './context.js';
 import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
-import { passTranscription, routeTranscription } from './transcriptions.js';
+import { routeTranscription, transcriptionAnswer } from './transcriptions.js';
 import { readTranscriptionForm, type AudioUpload } from '../../lib/transcription.js';
 
 const EVENT_END = Buffer.from('\n\n');
@@ -70,8 +70,7 @@ export function createInferencePlaneServer(options: DataPlaneOptions): Inference
       try {
         if (sink.leaving.aborted) return;
         if (stream) answered = await passEvents(routed, sink);
-        else if (call.kind === 'transcription') await passTranscription(routed, sink);
-        else await passWhole(routed, sink);
+        else await passWhole(routed, sink, call.kind === 'transcription' ? transcriptionAnswer : jsonAnswer);
       } catch (error) {
         routed.meter.failed(statusOfError(error));
         sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
@@ -151,16 +150,25 @@ async function bodyOf(req: IncomingMessage, maxBytes: number): Promise<Record<st
   return body as Record<string, unknown>;
 }
 
-/** A JSON answer: read whole, its usage charged and recorded, then passed on as the runtime wrote it — with the budgets left after its own tokens. */
-async function passWhole(routed: RoutedCompletion, sink: InferenceSink): Promise<void> {
+/** A completion's or embedding's answer: JSON, which must parse, with its usage. */
+function jsonAnswer(_routed: RoutedCompletion, bytes: Buffer): WholeAnswer {
+  return { contentType: 'application/json', usage: usageOf(JSON.parse(bytes.toString('utf8'))) };
+}
+
+/**
+ * An answer read whole (`answer` says as what: jsonAnswer, or a transcription's), its usage charged and
+ * recorded, then passed on as the runtime wrote it — with the budgets left after its own tokens.
+ */
+async function passWhole(routed: RoutedCompletion, sink: InferenceSink, answer: (routed: RoutedCompletion, bytes: Buffer) => WholeAnswer): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const chunk of routed.routed.stream) {
     if (sink.leaving.aborted) return;
     chunks.push(chunk as Buffer);
   }
   const bytes = Buffer.concat(chunks);
-  await routed.meter.succeeded(usageOf(JSON.parse(bytes.toString('utf8'))));
-  sink.start('application/json', routed.meter.rateLimit);
+  const { contentType, usage } = answer(routed, bytes);
+  await routed.meter.succeeded(usage);
+  sink.start(contentType, routed.meter.rateLimit);
   if (await sink.write(bytes)) sink.end();
 }
 

@@ -1,8 +1,7 @@
 import { badInput } from '../../lib/errors.js';
 import { projectScopeOf } from '../../lib/identity.js';
-import type { InferenceSink } from '../../lib/inferencePlane.js';
 import { encodeTranscriptionForm, isTranscriptionFormat, TRANSCRIPTION_FORMATS, type AudioUpload } from '../../lib/transcription.js';
-import { Metering, runtimeError, servableModel, statusOfError, usageOf, type RoutedCompletion } from './completions.js';
+import { Metering, runtimeError, servableModel, statusOfError, usageOf, type RoutedCompletion, type WholeAnswer } from './completions.js';
 import type { InferenceContext } from './context.js';
 import { RawBody } from './router.js';
 
@@ -28,9 +27,7 @@ export async function routeTranscription(
   try {
     await meter.admit();
     const modelId = await servableModel(ctx, model);
-    const text: Record<string, string> = {};
-    for (const [name, value] of Object.entries(fields)) if (typeof value === 'string') text[name] = value;
-    const form = encodeTranscriptionForm({ ...text, model: modelId, response_format: format }, audio);
+    const form = encodeTranscriptionForm({ ...fields, model: modelId, response_format: format }, audio);
     const routed = await ctx.router.forward(
       projectScopeOf(ctx.identity),
       modelId,
@@ -47,24 +44,16 @@ export async function routeTranscription(
   }
 }
 
-/** A transcription's answer, read whole and passed on with the runtime's content type (JSON, text, SRT or WebVTT); usage recorded. */
-export async function passTranscription(routed: RoutedCompletion, sink: InferenceSink): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of routed.routed.stream) {
-    if (sink.leaving.aborted) return;
-    chunks.push(chunk as Buffer);
-  }
-  const bytes = Buffer.concat(chunks);
+/**
+ * What a transcription's answer, read whole, is passed on as: the runtime's content type (JSON, text,
+ * SRT or WebVTT), and the usage when the answer is JSON that carries one.
+ */
+export function transcriptionAnswer(routed: RoutedCompletion, bytes: Buffer): WholeAnswer {
   const contentType = String(routed.routed.headers['content-type'] ?? 'application/json');
-  let usage = null;
-  if (contentType.startsWith('application/json')) {
-    try {
-      usage = usageOf(JSON.parse(bytes.toString('utf8')));
-    } catch {
-      /* passed on as the runtime wrote it */
-    }
+  if (!contentType.startsWith('application/json')) return { contentType, usage: null };
+  try {
+    return { contentType, usage: usageOf(JSON.parse(bytes.toString('utf8'))) };
+  } catch {
+    return { contentType, usage: null };
   }
-  await routed.meter.succeeded(usage);
-  sink.start(contentType, routed.meter.rateLimit);
-  if (await sink.write(bytes)) sink.end();
 }
