@@ -88,6 +88,28 @@ describe('pubsub', () => {
     }
   });
 
+  it("PostgreSQL: a publish answers once the publishing process's own subscribers have heard it, many at once included", async () => {
+    const replica = await createPostgresPubSub(db, database.url);
+    try {
+      const heard: string[] = [];
+      await replica.subscribe('models_test', (payload) => heard.push(payload));
+      // A cache in the publishing process (the mutation's own replica) is dropped before the change answers.
+      await replica.publish('models_test', 'tenant-1');
+      expect(heard).toEqual(['tenant-1']);
+      await Promise.all(
+        ['a', 'b', 'c'].map(async (tenant) => {
+          await replica.publish('models_test', tenant);
+          expect(heard).toContain(tenant);
+        }),
+      );
+      // A channel nobody here listens to is published without waiting for an echo that cannot come.
+      await replica.publish('nobody_listens', 'x');
+      expect(heard).toHaveLength(4);
+    } finally {
+      await replica.close();
+    }
+  });
+
   it('in memory: a close tells reset listeners that no more events come', async () => {
     const bus = createMemoryPubSub();
     const states: ResetState[] = [];
@@ -100,7 +122,11 @@ describe('pubsub', () => {
   it('in memory: subscribers hear publications; bad channel names are refused', async () => {
     const bus = createMemoryPubSub();
     const heard = await next(bus, 'jobs');
+    const inline: string[] = [];
+    await bus.subscribe('jobs', (payload) => inline.push(payload));
     await bus.publish('jobs', 'ftjob-1');
+    // Heard before the publish answers, as on PostgreSQL.
+    expect(inline).toEqual(['ftjob-1']);
     expect(await heard.payload).toBe('ftjob-1');
     await expect(bus.publish('Bad Channel', 'x')).rejects.toThrow(/lowercase identifiers/);
     await bus.close();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Database } from './db.js';
@@ -9,6 +10,11 @@ import type { Database } from './db.js';
  * LISTEN/NOTIFY does not work across connections on PGlite (prototypes §C).
  */
 export interface PubSub {
+  /**
+   * Sends `payload` to every subscriber of `channel`, in every replica. Resolves once this process's
+   * own subscribers have run (a cache in the publishing process is dropped before the change's
+   * answer goes out); other replicas hear it as soon as PostgreSQL delivers it.
+   */
   publish(channel: string, payload: string): Promise<void>;
   /** Calls `listener` for each payload published on `channel` from now on; returns the unsubscribe. */
   subscribe(channel: string, listener: (payload: string) => void): Promise<() => Promise<void>>;
@@ -69,8 +75,14 @@ export function createMemoryPubSub(): PubSub {
   return {
     async publish(channel, payload) {
       checkChannel(channel);
-      // Asynchronous like NOTIFY: a publisher never runs its subscribers' code inline.
-      setImmediate(() => bus.emit(channel, payload));
+      // Asynchronous like NOTIFY: a publisher never runs its subscribers' code inline, but it is not
+      // answered before they have run.
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          bus.emit(channel, payload);
+          resolve();
+        }),
+      );
     },
     async subscribe(channel, listener) {
       bus.on(checkChannel(channel), listener);
@@ -84,25 +96,42 @@ export function createMemoryPubSub(): PubSub {
   };
 }
 
+/** How long a publish waits at most for its echo (the listening connection may just have dropped). */
+const ECHO_WAIT_MS = 2_000;
+
 /**
  * LISTEN/NOTIFY on PostgreSQL: one dedicated connection listens for every channel this process
  * subscribes to; NOTIFY goes through the pool. A lost listening connection is re-opened after 1 s and
  * its channels listened to again. Events in between are lost: subscribers re-read state from tables,
  * and those that keep state built from events hear `lost` at once and `listening` once it listens again
  * (`onReset`).
+ *
+ * A publish on a channel this process listens to also notifies the process's own echo channel, after
+ * the event in the same statement (PostgreSQL delivers one transaction's notifications in order), and
+ * resolves when the echo comes back: by then the listening connection has delivered the event and
+ * this process's subscribers have run. Without it, a mutation could answer before its own replica's
+ * cache heard of it, and the client's next request would read the old answer.
  */
 export async function createPostgresPubSub(db: Database, connectionString: string): Promise<PubSub> {
   const bus = new EventEmitter();
   bus.setMaxListeners(0);
   const channels = new Map<string, number>();
   const resets = resetListeners();
+  const echoChannel = `mariner_echo_${randomBytes(8).toString('hex')}`;
+  const echoes = new Map<string, () => void>();
+  let echoed = 0;
   let closed = false;
   let client: pg.Client | undefined;
 
   async function connect(): Promise<void> {
     // Named, so that an operator (or a test) can tell the listening connection in pg_stat_activity.
     const next = new pg.Client({ connectionString, application_name: LISTENER_APPLICATION_NAME });
-    next.on('notification', (message) => bus.emit(message.channel, message.payload ?? ''));
+    next.on('notification', (message) => {
+      if (message.channel !== echoChannel) return void bus.emit(message.channel, message.payload ?? '');
+      const id = message.payload ?? '';
+      echoes.get(id)?.();
+      echoes.delete(id);
+    });
     next.on('error', () => undefined);
     next.on('end', () => {
       if (client === next) client = undefined;
@@ -115,6 +144,7 @@ export async function createPostgresPubSub(db: Database, connectionString: strin
       // Set before listening: a subscribe from now on LISTENs on this connection itself (a channel
       // listened to twice is listened to once), so none added meanwhile is left out.
       client = next;
+      await next.query(`LISTEN "${echoChannel}"`);
       for (const channel of channels.keys()) await next.query(`LISTEN "${channel}"`);
     } catch (error) {
       // Ending it (again) ends in 'end', which tries again in 1 s.
@@ -132,7 +162,28 @@ export async function createPostgresPubSub(db: Database, connectionString: strin
 
   return {
     async publish(channel, payload) {
-      await db.knex.raw('select pg_notify(?, ?)', [checkChannel(channel), payload]);
+      checkChannel(channel);
+      if (!client || !channels.has(channel)) return void (await db.knex.raw('select pg_notify(?, ?)', [channel, payload]));
+      const id = String(++echoed);
+      const heard = new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          echoes.delete(id);
+          resolve();
+        }, ECHO_WAIT_MS);
+        echoes.set(id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      try {
+        // The echo is sent after the event: the CTE's notify runs first, as the outer select reads its row.
+        await db.knex.raw('with event as (select pg_notify(?, ?)) select pg_notify(?, ?) from event', [channel, payload, echoChannel, id]);
+      } catch (error) {
+        echoes.get(id)?.();
+        echoes.delete(id);
+        throw error;
+      }
+      await heard;
     },
     async subscribe(channel, listener) {
       checkChannel(channel);
@@ -153,6 +204,8 @@ export async function createPostgresPubSub(db: Database, connectionString: strin
       closed = true;
       resets.set('lost');
       bus.removeAllListeners();
+      for (const release of echoes.values()) release();
+      echoes.clear();
       await client?.end().catch(() => undefined);
     },
   };
