@@ -9,6 +9,8 @@ import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
 import { createSealer } from '../lib/sealedValues.js';
 import type { Authenticator } from './authentication.js';
+import type { OidcVerifier } from './oidc.js';
+import { createOidcLogin, OIDC_CALLBACK_PATH, OIDC_FLOW_COOKIE, OIDC_LOGIN_PATH } from './oidcLogin.js';
 
 /**
  * The web console (console/, README "Web console"): its built files served at `/console`, `/`
@@ -29,6 +31,10 @@ import type { Authenticator } from './authentication.js';
  * header, so there the Origin must be this origin. Anything else with the cookie is refused (403), the
  * cookie is never silently ignored. Sign-in checks the same (login CSRF).
  *
+ * OIDC sign-in (gateway/oidcLogin.ts, when an issuer is configured): `/console/oidc/login` → the issuer →
+ * `/console/oidc/callback`, which seals the verified ID token into the same cookie, expiring with the token.
+ * `GET /console/session` tells the sign-in page whether to offer it.
+ *
  * Sign-out (`DELETE /console/session`) revokes the session server-side: its id is kept in a revoked set
  * until the cookie would have expired, announced on the platform's bus so every replica refuses it too,
  * and the cookie is cleared.
@@ -46,7 +52,7 @@ interface Sealed {
   v: 1;
   /** Session id. */
   s: string;
-  /** The API key. */
+  /** The credential: an API key, or an OIDC ID token. */
   k: string;
   /** Expiry, seconds since the epoch. */
   e: number;
@@ -58,6 +64,8 @@ export interface ConsoleOptions {
   authenticator: Authenticator;
   logger: Logger;
   pubsub?: PubSub;
+  /** OIDC sign-in through the configured issuer; Mariner's client id there is the tokens' audience. */
+  oidc?: { issuer: string; clientId: string; clientSecret?: string | undefined; verifier: OidcVerifier } | undefined;
   /** Where the built console is; defaults to console/dist beside the sources (or the compiled dist/). */
   assetsDir?: string;
 }
@@ -149,9 +157,12 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
   }, 60_000);
   sweep.unref();
 
-  function seal(apiKey: string): { value: string; id: string } {
-    const payload: Sealed = { v: 1, s: randomUUID(), k: apiKey, e: Math.floor(Date.now() / 1000) + CONSOLE_SESSION_TTL_SECONDS };
-    return { value: sealer.seal(payload), id: payload.s };
+  /** A session for the credential, until `expiresAt` (an OIDC token's expiry) or the TTL, whichever is first. */
+  function seal(credential: string, expiresAt?: Date): { value: string; id: string; maxAge: number } {
+    const now = Math.floor(Date.now() / 1000);
+    const e = Math.min(now + CONSOLE_SESSION_TTL_SECONDS, expiresAt ? Math.floor(expiresAt.getTime() / 1000) : Infinity);
+    const payload: Sealed = { v: 1, s: randomUUID(), k: credential, e };
+    return { value: sealer.seal(payload), id: payload.s, maxAge: Math.max(0, e - now) };
   }
   function open(value: string): Sealed | null {
     const payload = sealer.open(value) as Sealed | null;
@@ -161,6 +172,26 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
   }
   const attributes = (req: IncomingMessage) => `Path=/; HttpOnly; SameSite=Strict${overTls(req) ? '; Secure' : ''}`;
   const clearCookie = (req: IncomingMessage) => `${CONSOLE_COOKIE}=; Max-Age=0; ${attributes(req)}`;
+
+  const oidcLogin = options.oidc
+    ? createOidcLogin({
+        ...options.oidc,
+        sealer: createSealer(options.secret, 'mariner console oidc flow key v1', `${OIDC_FLOW_COOKIE}/v1`),
+        async accepts(idToken) {
+          try {
+            return (await options.authenticator.authenticate(idToken, {}, randomUUID())).identity !== null;
+          } catch (err) {
+            if (err instanceof MarinerError) return false;
+            throw err;
+          }
+        },
+        sessionCookie(req, idToken, expiresAt) {
+          const { value, maxAge } = seal(idToken, expiresAt);
+          return `${CONSOLE_COOKIE}=${value}; Max-Age=${maxAge}; ${attributes(req)}`;
+        },
+        warn: (message, details) => options.logger.warn(details, message),
+      })
+    : undefined;
 
   /** A console API call (sign-in, sign-out) must come from the console itself. */
   const fromConsole = (req: IncomingMessage) => sameOrigin(req) && headerValue(req.headers, CSRF_HEADER) !== undefined;
@@ -183,7 +214,9 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       }
       return json(200, { signedIn: false }, { 'set-cookie': clearCookie(req) });
     }
-    if (req.method !== 'POST') return error(405, ErrorCode.BAD_USER_INPUT, 'Use POST to sign in, DELETE to sign out', { allow: 'POST, DELETE' });
+    // What the sign-in page offers.
+    if (req.method === 'GET') return json(200, { oidc: oidcLogin !== undefined });
+    if (req.method !== 'POST') return error(405, ErrorCode.BAD_USER_INPUT, 'Use POST to sign in, DELETE to sign out', { allow: 'GET, POST, DELETE' });
     let apiKey: unknown;
     try {
       apiKey = (JSON.parse(await readBody(req, 16 * 1024)) as { apiKey?: unknown }).apiKey;
@@ -198,8 +231,8 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       if (err instanceof MarinerError) return error(err.code === ErrorCode.UNAUTHENTICATED ? 401 : 403, err.code, err.message);
       throw err;
     }
-    const { value } = seal(apiKey);
-    json(200, { signedIn: true }, { 'set-cookie': `${CONSOLE_COOKIE}=${value}; Max-Age=${CONSOLE_SESSION_TTL_SECONDS}; ${attributes(req)}` });
+    const { value, maxAge } = seal(apiKey);
+    json(200, { signedIn: true }, { 'set-cookie': `${CONSOLE_COOKIE}=${value}; Max-Age=${maxAge}; ${attributes(req)}` });
   }
 
   function serveFile(req: IncomingMessage, res: ServerResponse, relative: string): boolean {
@@ -235,6 +268,12 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       const url = new URL(req.url ?? '/', 'http://mariner');
       try {
         if (url.pathname === `${CONSOLE_PATH}/session`) return await session(req, res, requestId);
+        if (url.pathname === OIDC_LOGIN_PATH || url.pathname === OIDC_CALLBACK_PATH) {
+          if (!oidcLogin) return sendJson(res, 404, { error: 'OIDC sign-in is off: no issuer is configured (MARINER_OIDC_ISSUER)' });
+          if (req.method !== 'GET') return sendJson(res, 405, { error: 'GET only' }, { allow: 'GET' });
+          if (url.pathname === OIDC_LOGIN_PATH) return await oidcLogin.start(req, res, overTls(req));
+          return await oidcLogin.callback(req, res, overTls(req), cookieValue(req, OIDC_FLOW_COOKIE));
+        }
         const accepts = headerValue(req.headers, 'accept') ?? '';
         if (url.pathname === '/') {
           if ((req.method === 'GET' || req.method === 'HEAD') && accepts.includes('text/html')) {

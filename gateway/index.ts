@@ -162,6 +162,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     authenticator,
     logger,
     ...(options.pubsub ? { pubsub: options.pubsub } : {}),
+    // The browser's OIDC sign-in (gateway/oidcLogin.ts): Mariner's client id at the issuer is the audience.
+    ...(oidc && config.oidc.issuer && config.oidc.audience
+      ? { oidc: { issuer: config.oidc.issuer, clientId: config.oidc.audience, clientSecret: config.oidc.clientSecret, verifier: oidc } }
+      : {}),
   });
 
   const inference = createInferencePlane({

@@ -49,6 +49,8 @@ export interface MarinerConfig {
   };
   /** Role → scopes table override (JSON file path), see schema/rbac/roleScopes.ts. */
   roleScopesFile: string | undefined;
+    /** The console's browser sign-in: the client secret when Mariner is a confidential client (PKCE alone otherwise). */
+    clientSecret?: string | undefined;
   /** Where file bytes and models live (lib/objectStore). */
   objectStore: ObjectStoreConfig;
   files: {
@@ -348,6 +350,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       rateLimitRequestsPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_RPM', 0, 0, 100_000_000),
       rateLimitTokensPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_TPM', 0, 0, 1_000_000_000),
       usageFlushIntervalMs: intSetting(env, 'MARINER_USAGE_FLUSH_MS', 1_000, 10, 600_000),
+      clientSecret: stringSetting(env, 'MARINER_OIDC_CLIENT_SECRET'),
       usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
     },
     vectorStores: vectorStoresSetting(env),

@@ -64,3 +64,9 @@ export async function signIn(apiKey: string): Promise<void> {
 export async function signOut(): Promise<void> {
   await fetch('/console/session', { method: 'DELETE', headers: CSRF_HEADERS, credentials: 'same-origin' });
 }
+
+/** Whether the platform offers OIDC sign-in (an issuer is configured). */
+export async function signInOptions(): Promise<{ oidc: boolean }> {
+  const response = await fetch('/console/session', { headers: CSRF_HEADERS, credentials: 'same-origin' });
+  return response.ok ? ((await response.json()) as { oidc: boolean }) : { oidc: false };
+}

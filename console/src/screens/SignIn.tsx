@@ -1,13 +1,32 @@
-import { Button, Card, Center, PasswordInput, Stack, Text, Title } from '@mantine/core';
-import { useState, type FormEvent } from 'react';
-import { signIn } from '../client';
+import { Button, Card, Center, Divider, PasswordInput, Stack, Text, Title } from '@mantine/core';
+import { useEffect, useState, type FormEvent } from 'react';
+import { signIn, signInOptions } from '../client';
 import { ApiError } from '../ui';
 
-/** Sign-in with an API key: the platform checks it and keeps it in an HttpOnly cookie. */
+/** Why an OIDC sign-in came back without a session (gateway/oidcLogin.ts sends one of these codes). */
+const OIDC_FAILURES: Record<string, string> = {
+  denied: 'The identity provider did not let you in.',
+  expired: 'The sign-in took too long or was started in another browser: try again.',
+  state: 'The sign-in answer did not belong to this browser’s sign-in: try again.',
+  token: 'The identity provider’s answer could not be verified.',
+  user: 'Your account is not a Mariner user yet: ask an organization owner to add your email.',
+  issuer: 'The identity provider could not be reached.',
+};
+
+function oidcFailure(): string | null {
+  const code = new URLSearchParams(window.location.hash.split('?')[1] ?? '').get('oidc-error');
+  return code ? (OIDC_FAILURES[code] ?? 'The sign-in failed.') : null;
+}
+
+/** Sign-in with an API key, or through the organization's identity provider (OIDC) when one is configured. */
 export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
   const [apiKey, setApiKey] = useState('');
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(oidcFailure);
   const [busy, setBusy] = useState(false);
+  const [oidc, setOidc] = useState(false);
+  useEffect(() => {
+    void signInOptions().then((options) => setOidc(options.oidc));
+  }, []);
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     setBusy(true);
@@ -15,6 +34,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
     try {
       await signIn(apiKey.trim());
       setApiKey('');
+      if (window.location.hash.startsWith('#/sign-in')) window.location.hash = '#/models';
       onSignedIn();
     } catch (err) {
       setError((err as Error).message);
@@ -25,20 +45,37 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
   return (
     <Center mih="100vh" p="md">
       <Card withBorder shadow="sm" padding="lg" w={420} maw="100%">
-        <form onSubmit={submit} aria-label="Sign in">
-          <Stack>
-            <Title order={2}>Mariner console</Title>
-            <Text size="sm" c="dimmed">
-              Sign in with an API key (<code>npm start</code> prints the admin key). The platform keeps it in an HttpOnly session cookie; this page never stores
-              it.
-            </Text>
-            <PasswordInput label="API key" placeholder="sk-..." value={apiKey} onChange={(e) => setApiKey(e.currentTarget.value)} required autoFocus />
-            <ApiError error={error} title="Sign-in failed" />
-            <Button type="submit" loading={busy} disabled={!apiKey.trim()}>
-              Sign in
-            </Button>
-          </Stack>
-        </form>
+        <Stack>
+          <Title order={2}>Mariner console</Title>
+          {oidc && (
+            <>
+              <Button component="a" href="/console/oidc/login" variant="filled">
+                Sign in with your identity provider
+              </Button>
+              <Divider label="or with an API key" labelPosition="center" />
+            </>
+          )}
+          <form onSubmit={submit} aria-label="Sign in">
+            <Stack>
+              <Text size="sm" c="dimmed">
+                Sign in with an API key (<code>npm start</code> prints the admin key). The platform keeps it in an HttpOnly session cookie; this page never
+                stores it.
+              </Text>
+              <PasswordInput
+                label="API key"
+                placeholder="sk-..."
+                value={apiKey}
+                onChange={(e) => setApiKey(e.currentTarget.value)}
+                required
+                autoFocus={!oidc}
+              />
+              <ApiError error={error} title="Sign-in failed" />
+              <Button type="submit" variant={oidc ? 'default' : 'filled'} loading={busy} disabled={!apiKey.trim()}>
+                Sign in
+              </Button>
+            </Stack>
+          </form>
+        </Stack>
       </Card>
     </Center>
   );
