@@ -12,20 +12,47 @@ import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { startAgent } from '../agent/index.js';
-import { createObjectStore } from '../lib/objectStore/index.js';
-import { MarinerError } from '../lib/errors.js';
-import { ConfigError, loadConfig } from '../lib/config.js';
-import { createLogger } from '../lib/logging.js';
-import { DEMO_BASE_MODEL_ID, DEMO_MODEL_ID, DEMO_TRANSCRIPTION_MODEL_ID } from './demoModel.js';
-import { startPlatform } from './platform.js';
-import { startAgentOps } from './agentOps.js';
-import { SERVE_USAGE, serveCommand } from './serve.js';
-import { drainTimeoutSetting } from './serveConfig.js';
 
-const USAGE = `usage: mariner <command>
+// The platform's modules are imported when a command needs them: the everyday commands (bin/cli/) start
+// without loading the gateway, the agent or the database drivers.
+const platformModules = async () => {
+  const [agentIndex, objectStore, errors, config, logging, demoModel, platform, agentOps, serve, serveConfig] = await Promise.all([
+    import('../agent/index.js'),
+    import('../lib/objectStore/index.js'),
+    import('../lib/errors.js'),
+    import('../lib/config.js'),
+    import('../lib/logging.js'),
+    import('./demoModel.js'),
+    import('./platform.js'),
+    import('./agentOps.js'),
+    import('./serve.js'),
+    import('./serveConfig.js'),
+  ]);
+  return {
+    startAgent: agentIndex.startAgent,
+    createObjectStore: objectStore.createObjectStore,
+    MarinerError: errors.MarinerError,
+    ConfigError: config.ConfigError,
+    loadConfig: config.loadConfig,
+    createLogger: logging.createLogger,
+    DEMO_BASE_MODEL_ID: demoModel.DEMO_BASE_MODEL_ID,
+    DEMO_MODEL_ID: demoModel.DEMO_MODEL_ID,
+    DEMO_TRANSCRIPTION_MODEL_ID: demoModel.DEMO_TRANSCRIPTION_MODEL_ID,
+    startPlatform: platform.startPlatform,
+    startAgentOps: agentOps.startAgentOps,
+    SERVE_USAGE: serve.SERVE_USAGE,
+    serveCommand: serve.serveCommand,
+    drainTimeoutSetting: serveConfig.drainTimeoutSetting,
+  };
+};
 
-commands:
+const usage = (SERVE_USAGE: string) => `usage: mariner <command>
+
+everyday commands (mariner <command> --help for each; docs/cli.md):
+  login, logout, whoami, context, models, chat, keys, orgs, projects, files, fine-tuning, clusters,
+  kubeconfig, usage, completion
+
+platform commands:
   up        start the whole platform in one process (embedded defaults)
               --demo-model   add a tiny demo model to try chat completions with (no download), and a demo
                              trainer for fine-tuning jobs on this machine (it trains nothing)
@@ -61,6 +88,8 @@ async function checkPortFree(port: number, host: string): Promise<void> {
 }
 
 async function up(args: string[]): Promise<void> {
+  const { loadConfig, drainTimeoutSetting, createLogger, startPlatform, DEMO_MODEL_ID, DEMO_BASE_MODEL_ID, DEMO_TRANSCRIPTION_MODEL_ID } =
+    await platformModules();
   const { values } = parseArgs({ args, options: { 'demo-model': { type: 'boolean', default: false } }, strict: true });
   const config = loadConfig();
   const drainTimeoutMs = drainTimeoutSetting();
@@ -121,6 +150,7 @@ async function up(args: string[]): Promise<void> {
 class UsageError extends Error {}
 
 async function agent(args: string[]): Promise<void> {
+  const { createLogger, loadConfig, createObjectStore, startAgent, startAgentOps } = await platformModules();
   const { values } = parseArgs({
     args,
     options: {
@@ -198,22 +228,33 @@ async function main(argv: string[]): Promise<void> {
     case 'agent':
       return agent(rest);
     case 'serve':
-      return serveCommand(rest);
+      return (await platformModules()).serveCommand(rest);
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`${USAGE}\n`);
+      process.stdout.write(`${usage((await platformModules()).SERVE_USAGE)}\n`);
       return;
-    default:
-      process.stderr.write(`mariner: unknown command "${command}"\n\n${USAGE}\n`);
+    default: {
+      // The everyday commands (login, models, chat, ...): bin/cli/, on the public API only.
+      const cli = await import('./cli/index.js');
+      if (cli.CLI_COMMANDS.includes(command)) {
+        const code = await cli.runCli(argv);
+        process.exitCode = code;
+        // Whatever a command left open (a keep-alive socket) does not hold the exit; output already written drains first.
+        setTimeout(() => process.exit(code), 500).unref();
+        return;
+      }
+      process.stderr.write(`mariner: unknown command "${command}"\n\n${usage((await platformModules()).SERVE_USAGE)}\n`);
       process.exit(2);
+    }
   }
 }
 
-main(process.argv.slice(2)).catch((error: unknown) => {
+main(process.argv.slice(2)).catch(async (error: unknown) => {
+  const { MarinerError, ConfigError, SERVE_USAGE } = await platformModules();
   if (error instanceof UsageError || (error as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    process.stderr.write(`mariner: ${(error as Error).message}\n\n${USAGE}\n`);
+    process.stderr.write(`mariner: ${(error as Error).message}\n\n${usage(SERVE_USAGE)}\n`);
     process.exit(2);
   }
   if (error instanceof MarinerError) {

@@ -1,0 +1,55 @@
+import { Command, CommanderError, Option } from 'commander';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './errors.js';
+import { OUTPUT_FORMATS } from './output.js';
+import { registerAuth } from './commands/auth.js';
+import { registerContext } from './commands/context.js';
+
+/**
+ * The everyday commands of `mariner` (docs/cli.md): bin/mariner.ts sends every command named here to
+ * runCli, and keeps `up`, `serve` and `agent` itself.
+ */
+export const CLI_COMMANDS: readonly string[] = ['login', 'logout', 'whoami', 'context'];
+
+export function buildProgram(): Command {
+  const program = new Command('mariner')
+    .description('Mariner from a terminal: log in, pick a project, and work with models, chat, keys, files, jobs and clusters')
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text), writeOut: (text) => process.stdout.write(text) })
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
+    .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
+    .option('--context <name>', 'the saved context to use (default: $MARINER_URL + $MARINER_API_KEY, else the current one)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the reason on stderr);
+2 bad arguments (unknown command or option, missing or malformed value).`,
+    );
+  registerAuth(program);
+  registerContext(program);
+  return program;
+}
+
+/** Runs one command line (without the `mariner`); resolves to its exit code. Errors go to stderr. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT_OK;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // commander printed its message (or the help) already.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') return EXIT_OK;
+      return EXIT_USAGE;
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`mariner: ${error.message}\n`);
+      return error.exitCode;
+    }
+    if ((error as { name?: string }).name === 'ExitPromptError') {
+      process.stderr.write('mariner: cancelled\n');
+      return EXIT_FAILURE;
+    }
+    process.stderr.write(`mariner: ${(error as Error).stack ?? String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}
