@@ -29,6 +29,11 @@ export interface ActiveModel {
   gpu: number;
   replicas: number;
   extraArgs: string[];
+  /**
+   * Its active LoRA adapters (fine-tuned models' ids) this cluster may serve on its runtimes: a runtime
+   * unloads any other it holds (a fine-tuned model deleted or deactivated). Absent: nothing is unloaded.
+   */
+  loraAdapters?: string[];
 }
 
 /** The autoscaler's state of one model's runtime (agent/autoscaler.ts). */

@@ -122,6 +122,29 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   /** The running replicas of a model. */
   const replicasOf = (modelId: string) => manager.list().filter((runtime) => runtime.modelId === modelId);
 
+  /**
+   * Unloads from the running replicas the LoRA adapters no longer served (their fine-tuned model was
+   * deleted or deactivated, or the cluster may no longer serve it): the control plane lists each active
+   * model's adapters. A runtime that does not answer is left for the next reconciliation.
+   */
+  async function unloadGoneAdapters(): Promise<void> {
+    await Promise.all(
+      manager.list().map(async (runtime) => {
+        const served = wanted.get(runtime.modelId)?.loraAdapters;
+        if (!served) return;
+        try {
+          for (const id of await runtime.adapters()) {
+            if (served.includes(id)) continue;
+            if (await runtime.unloadAdapter(id))
+              logger.info({ modelId: runtime.modelId, adapter: id, runtime: runtime.key }, 'LoRA adapter no longer served: unloaded');
+          }
+        } catch (error) {
+          logger.debug({ runtime: runtime.key, err: (error as Error).message }, 'LoRA adapters not checked; next reconciliation');
+        }
+      }),
+    );
+  }
+
   return {
     async reconcile(models) {
       wanted.clear();
@@ -154,7 +177,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
             return pending;
           }),
       );
-      await Promise.all([...stopping, ...starts]);
+      await Promise.all([...stopping, ...starts, unloadGoneAdapters()]);
     },
     async status(): Promise<RuntimeReport[]> {
       return Promise.all(

@@ -3,7 +3,7 @@ import { graphqlRequest } from '../lib/graphqlClient.js';
 import type { Logger } from '../lib/logging.js';
 import type { ActiveModel, RuntimeHost } from './executor.js';
 
-const ACTIVE_MODELS = 'query AgentActiveModels { workerActiveModels { id source formats gpu replicas extraArgs } }';
+const ACTIVE_MODELS = 'query AgentActiveModels { workerActiveModels { id source formats gpu replicas extraArgs loraAdapters } }';
 
 /**
  * The activation reconciler (LLMariner inference-manager engine): the control plane's active models

@@ -3,7 +3,8 @@
  * speaking the OpenAI-compatible HTTP API on loopback (what vLLM or Ollama pods serve on Kubernetes).
  *
  *   node --import tsx agent/runtimes/llamaCppServer.ts --model <path.gguf> --model-id <id> --port 0
- *        [--host 127.0.0.1] [--parallel N] [--context-size N] [--threads N] [--exit-on-stdin-close]
+ *        [--host 127.0.0.1] [--parallel N] [--context-size N] [--threads N] [--max-lora-adapters N]
+ *        [--exit-on-stdin-close]
  *
  * Once the model is loaded it prints one JSON line to stdout, `{"ready":true,"port":<port>}`; everything
  * else (llama.cpp's own logs included) goes to stderr. Routes (OpenAI API reference):
@@ -12,7 +13,10 @@
  * for the autoscaler (LLMariner §1: in-flight requests per model; `cancelled`: generations stopped because
  * their client left; `adapters`: the LoRA adapters loaded). A request whose `model` names a LoRA adapter of
  * the model (`ft:...`, with its file in the `x-mariner-adapter-path` header the agent sets) is served on
- * the same loaded weights by a context of its own, created on first use and kept (no process per adapter). `--parallel` sequences generate at once; requests beyond
+ * the same loaded weights by a context of its own, created on first use and kept (no process per adapter),
+ * at most `--max-lora-adapters` (default 4, or MARINER_LOCAL_MAX_LORA_ADAPTERS) at once, the least recently
+ * used idle one unloaded first; POST /v1/unload_lora_adapter `{"lora_name": id}` (vLLM's route) unloads
+ * one. `--parallel` sequences generate at once; requests beyond
  * them wait in a queue. A client that disconnects aborts its generation and frees its sequence.
  * Chat completions take `tools`/`tool_choice` (node-llama-cpp's function calling with `auto`, its JSON
  * schema grammar for `required` and a named function), `tool` messages, `response_format` `json_object`
@@ -65,6 +69,8 @@ export interface LlamaCppServerOptions {
   threads?: number;
   /** How long SIGTERM waits for in-flight requests (default 10 s). */
   drainTimeoutMs?: number;
+  /** LoRA adapters kept loaded at once (default 4): one more unloads the least recently used idle one. */
+  maxLoraAdapters?: number;
 }
 
 export interface LlamaCppServer {
@@ -91,7 +97,7 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
     contextSize: options.contextSize ?? { max: 4096 },
   });
   const runtime = new Runtime(llama, model, context, options.modelId);
-  const adapters = new AdapterContexts(runtime, { sequences: parallel, contextSize: context.contextSize });
+  const adapters = new AdapterContexts(runtime, { sequences: parallel, contextSize: context.contextSize }, Math.max(1, options.maxLoraAdapters ?? 4));
 
   let inFlight = 0;
   let served = 0;
@@ -131,6 +137,7 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
       const ids = [options.modelId, ...adapters.loaded()];
       return sendJson(res, 200, { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: runtime.created, owned_by: 'mariner' })) });
     }
+    if (req.method === 'POST' && path === '/v1/unload_lora_adapter') return unloadLoraAdapter(adapters, req, res);
     const handler = POST_ROUTES[path as keyof typeof POST_ROUTES];
     if (!handler) throw new ApiError(404, `Unknown request URL: ${req.method} ${path.slice(0, 200)}`, 'invalid_request_error', null, 'unknown_url');
     if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST`, 'invalid_request_error', null, 'method_not_allowed');
@@ -141,8 +148,7 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
       if (!res.writableFinished) abort.abort(new Error('the client disconnected'));
     });
     // A LoRA adapter of the model (`model` names it): its own context on the shared weights.
-    const target = await adapters.runtimeFor(body.model, req.headers[ADAPTER_PATH_HEADER]);
-    await handler(target, body, res, abort.signal);
+    await adapters.serve(body.model, req.headers[ADAPTER_PATH_HEADER], (target) => handler(target, body, res, abort.signal));
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -452,30 +458,78 @@ class Runtime {
  * The LoRA adapters this runtime serves on its one loaded model (node-llama-cpp applies an adapter per
  * context): one context per adapter, with as many sequences as the base's, sharing the model's weights.
  * An adapter is named by its model id (`ft:<base>:<suffix>`) and loaded from the file the agent gives on
- * its first request; later requests find it loaded.
+ * its first request; later requests find it loaded. At most `maxAdapters` stay loaded: loading one more
+ * unloads the least recently used idle one (each adapter's context holds its own KV cache, so memory
+ * grows with every adapter kept). An adapter is never freed under a request: one unloaded while busy
+ * (by the cap, or `unload` when the agent says its model is gone) is freed when its last request ends.
  */
 class AdapterContexts {
+  /** Loaded and loading adapters, least recently used first. */
   private readonly runtimes = new Map<string, Promise<Runtime>>();
   /** The loaded ones. */
   private readonly settled = new Map<string, Runtime>();
+  /** Requests being served per adapter runtime. */
+  private readonly busy = new Map<Runtime, number>();
+  /** Unloaded while busy: freed when idle. */
+  private readonly retired = new Set<Runtime>();
+  private retiredCancelled = 0;
 
   constructor(
     private readonly base: Runtime,
     private readonly contextOptions: { sequences: number; contextSize: number },
+    private readonly maxAdapters: number,
   ) {}
 
-  /** The runtime a request's `model` names: the base's, or a loaded (or now loading) adapter's. */
-  async runtimeFor(model: unknown, filePath: string | string[] | undefined): Promise<Runtime> {
-    if (typeof model !== 'string' || model === this.base.modelId) return this.base;
+  /**
+   * Runs `work` on the runtime a request's `model` names: the base's, or an adapter's (loaded now if
+   * the agent gave its file), held loaded until `work` ends.
+   */
+  async serve<T>(model: unknown, filePath: string | string[] | undefined, work: (runtime: Runtime) => Promise<T>): Promise<T> {
+    if (typeof model !== 'string' || model === this.base.modelId) return work(this.base);
     let pending = this.runtimes.get(model);
-    if (!pending) {
-      // Unknown and no file given: the base answers, and checkModel says which model it serves.
-      if (typeof filePath !== 'string' || filePath === '') return this.base;
-      pending = this.load(model, filePath);
+    if (pending) {
+      // Most recently used: to the end of the eviction order.
+      this.runtimes.delete(model);
       this.runtimes.set(model, pending);
-      pending.catch(() => this.runtimes.delete(model));
+    } else {
+      // Unknown and no file given: the base answers, and checkModel says which model it serves.
+      if (typeof filePath !== 'string' || filePath === '') return work(this.base);
+      const loading = this.load(model, filePath);
+      pending = loading;
+      this.runtimes.set(model, loading);
+      loading.catch(() => {
+        if (this.runtimes.get(model) === loading) this.runtimes.delete(model);
+      });
     }
-    return pending;
+    const runtime = await pending;
+    this.busy.set(runtime, (this.busy.get(runtime) ?? 0) + 1);
+    try {
+      return await work(runtime);
+    } finally {
+      const left = this.busy.get(runtime)! - 1;
+      if (left > 0) this.busy.set(runtime, left);
+      else {
+        this.busy.delete(runtime);
+        if (this.retired.has(runtime)) this.free(runtime);
+        else this.evict();
+      }
+    }
+  }
+
+  /** Unloads an adapter (freed once its requests end); false when it is not loaded. */
+  unload(id: string): boolean {
+    const runtime = this.settled.get(id);
+    if (!runtime) return false;
+    this.settled.delete(id);
+    this.runtimes.delete(id);
+    this.retired.add(runtime);
+    process.stderr.write(`unloaded LoRA adapter ${id}\n`);
+    // After this turn: a request just given this runtime (its `await pending` resumes in a microtask)
+    // counts itself as busy first.
+    setImmediate(() => {
+      if (!this.busy.has(runtime)) this.free(runtime);
+    });
+    return true;
   }
 
   private async load(id: string, filePath: string): Promise<Runtime> {
@@ -489,24 +543,59 @@ class AdapterContexts {
     process.stderr.write(`loaded LoRA adapter ${id} in ${Date.now() - started} ms\n`);
     const runtime = new Runtime(this.base.llama, this.base.model, context, id, false);
     this.settled.set(id, runtime);
+    this.evict(id);
     return runtime;
   }
 
-  /** The ids of the adapters loaded (loading ones are not yet). */
+  /** Over the cap: unloads the least recently used idle adapters (never `keep`, just loaded). */
+  private evict(keep?: string): void {
+    let over = this.settled.size - this.maxAdapters;
+    for (const id of [...this.runtimes.keys()]) {
+      if (over <= 0) return;
+      const runtime = this.settled.get(id);
+      if (!runtime || id === keep || this.busy.has(runtime)) continue;
+      this.unload(id);
+      over--;
+    }
+  }
+
+  private free(runtime: Runtime): void {
+    if (!this.retired.delete(runtime)) return;
+    this.retiredCancelled += runtime.cancelled;
+    runtime.dispose().catch((error: Error) => process.stderr.write(`freeing a LoRA adapter failed: ${error.message}\n`));
+  }
+
+  /** The ids of the adapters loaded (loading ones are not yet), least recently used first. */
   loaded(): string[] {
-    return [...this.settled.keys()];
+    return [...this.runtimes.keys()].filter((id) => this.settled.has(id));
   }
 
   cancelled(): number {
-    return [...this.settled.values()].reduce((sum, runtime) => sum + runtime.cancelled, 0);
+    return [...this.settled.values(), ...this.retired].reduce((sum, runtime) => sum + runtime.cancelled, this.retiredCancelled);
   }
 
   async dispose(): Promise<void> {
     const runtimes = await Promise.all([...this.runtimes.values()].map((pending) => pending.catch(() => undefined)));
+    const retired = [...this.retired];
     this.runtimes.clear();
     this.settled.clear();
-    await Promise.all(runtimes.map((runtime) => (runtime ? runtime.dispose() : Promise.resolve())));
+    this.retired.clear();
+    await Promise.all([...runtimes, ...retired].map((runtime) => (runtime ? runtime.dispose() : Promise.resolve())));
   }
+}
+
+/**
+ * `POST /v1/unload_lora_adapter` `{"lora_name": "<id>"}`, vLLM's route (its docs, "Using LoRA adapters":
+ * dynamically serving LoRA adapters): the agent unloads the adapter of a fine-tuned model deleted or
+ * deactivated. 200 when unloaded, 404 when it was not loaded.
+ */
+async function unloadLoraAdapter(adapters: AdapterContexts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readJson(req);
+  const name = body['lora_name'];
+  if (typeof name !== 'string' || name === '') throw badRequest('`lora_name` is required', 'lora_name');
+  if (!adapters.unload(name))
+    throw new ApiError(404, `The lora adapter '${name.slice(0, 200)}' cannot be found.`, 'invalid_request_error', 'lora_name', 'lora_not_found');
+  sendJson(res, 200, { lora_name: name, unloaded: true });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1279,6 +1368,7 @@ async function main(): Promise<void> {
       parallel: { type: 'string' },
       'context-size': { type: 'string' },
       threads: { type: 'string' },
+      'max-lora-adapters': { type: 'string', default: process.env['MARINER_LOCAL_MAX_LORA_ADAPTERS'] },
       'exit-on-stdin-close': { type: 'boolean', default: false },
     },
     strict: true,
@@ -1300,6 +1390,8 @@ async function main(): Promise<void> {
   const parallel = integer('parallel', values.parallel, 1);
   const contextSize = integer('context-size', values['context-size'], 16);
   const threads = integer('threads', values.threads, 1);
+  const maxLoraAdapters = integer('max-lora-adapters', values['max-lora-adapters'], 1);
+  if (maxLoraAdapters !== undefined) options.maxLoraAdapters = maxLoraAdapters;
   if (parallel !== undefined) options.parallel = parallel;
   if (contextSize !== undefined) options.contextSize = contextSize;
   if (threads !== undefined) options.threads = threads;

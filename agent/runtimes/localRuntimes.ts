@@ -16,6 +16,8 @@ export interface LocalRuntime {
   inFlight(): Promise<number>;
   /** The LoRA adapters (model ids) the runtime has loaded on its model (its /metrics). */
   adapters(): Promise<string[]>;
+  /** Unloads a LoRA adapter (POST /v1/unload_lora_adapter); false when it was not loaded. */
+  unloadAdapter(id: string): Promise<boolean>;
 }
 
 export interface LocalRuntimeManagerOptions {
@@ -193,6 +195,17 @@ export class LocalRuntimeManager {
       pid,
       inFlight: async () => (await metrics()).inFlight,
       adapters: async () => (await metrics()).adapters ?? [],
+      unloadAdapter: async (id) => {
+        const response = await fetch(`${url}/v1/unload_lora_adapter`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ lora_name: id }),
+          signal: AbortSignal.timeout(5000),
+        });
+        if (response.status === 404) return false;
+        if (!response.ok) throw new Error(`the runtime answered ${response.status} to unloading ${id}`);
+        return true;
+      },
     };
   }
 }

@@ -83,9 +83,13 @@ async function fineTunedFormats(ctx: ModelsContext, key: string): Promise<ModelR
 export const resolvers: Resolvers<ModelsContext> = {
   Query: {
     workerActiveModels: async (_p, _a, ctx) => {
-      // LoRA adapters get no runtime of their own: they run on their base model's.
-      const rows = (await ctx.store.activeModelsFor(clusterScopeOf(workerOf(ctx)))).filter((m) => !isAdapter(m));
-      return rows.map((m) => ({ id: m.id, source: m.source, formats: m.formats, ...m.config.runtime }));
+      // LoRA adapters get no runtime of their own: they run on their base model's, which lists them.
+      const active = await ctx.store.activeModelsFor(clusterScopeOf(workerOf(ctx)));
+      const adaptersOf = new Map<string, string[]>();
+      for (const m of active.filter(isAdapter)) adaptersOf.set(m.base_model_id!, [...(adaptersOf.get(m.base_model_id!) ?? []), m.id]);
+      return active
+        .filter((m) => !isAdapter(m))
+        .map((m) => ({ id: m.id, source: m.source, formats: m.formats, ...m.config.runtime, loraAdapters: adaptersOf.get(m.id) ?? [] }));
     },
     // For the inference subgraph (the system): whom the models its runtimes report belong to.
     modelOwners: async (_p, { tenantId, ids }, ctx) => {

@@ -79,7 +79,7 @@ function serverEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** `mariner up --demo-model` in a child process; resolves with its URL and admin key once its banner is out. */
-async function startServer(dataDir: string): Promise<Server> {
+async function startServer(dataDir: string, maxAdapters: number): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bin/mariner.ts', 'up', '--demo-model'], {
     cwd: ROOT,
     env: serverEnv({
@@ -88,6 +88,8 @@ async function startServer(dataDir: string): Promise<Server> {
       MARINER_LOG_LEVEL: 'warn',
       MARINER_DEMO_TRAINER_STEP_MS: '10',
       MARINER_JOB_DISPATCH_INTERVAL_MS: '200',
+      // Keep every adapter loaded (the runtime's default cap is 4): memory with all N is what is measured.
+      MARINER_LOCAL_MAX_LORA_ADAPTERS: String(maxAdapters),
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -227,7 +229,7 @@ async function main(): Promise<void> {
   const maxTokens = intOption('max-tokens', args['max-tokens']!, 1);
   const command = `npx tsx test/bench/adapters.ts --adapters ${adapterCount} --warm ${warmPerAdapter} --max-tokens ${maxTokens}`;
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mariner-bench-adapters-'));
-  const server = await startServer(dataDir);
+  const server = await startServer(dataDir, adapterCount);
   try {
     console.log(`mariner up --demo-model at ${server.url}; fine-tuning ${DEMO_BASE_MODEL_ID} ${adapterCount} times`);
     const fineTuneStarted = performance.now();

@@ -29,6 +29,11 @@ export type ActiveModel = {
   formats: Array<ModelFormat>;
   gpu: Scalars['Int']['output'];
   id: Scalars['ID']['output'];
+  /**
+   * The ids of its active LoRA adapters (fine-tuned models served on this model's runtimes) that the
+   * cluster may serve: a runtime unloads any other adapter it holds.
+   */
+  loraAdapters: Array<Scalars['ID']['output']>;
   replicas: Scalars['Int']['output'];
   /** The object-store URI of the weights (a file, or a folder for Hugging Face layouts). */
   source: Scalars['String']['output'];
@@ -492,6 +497,7 @@ export type ActiveModelResolvers<ContextType = ModelsContext, ParentType extends
   formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
   gpu?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  loraAdapters?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
   replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
