@@ -66,6 +66,17 @@ export interface RuntimeReport {
   statusMessage: string;
   /** Absent when the replicas are the model's configured count (no autoscaler). */
   autoscaling?: AutoscalingReport;
+  /**
+   * Why this cluster cannot run the model at all (a model of a layout its executor does not serve):
+   * the control plane refuses the model's requests at once with this reason instead of holding them
+   * for a runtime. Absent while the model runs, starts, or failed in a way a retry may mend.
+   */
+  failure?: string;
+}
+
+/** A model this executor cannot run, whatever is tried again (RuntimeReport `failure`): not a transient failure. */
+export class RuntimeRefusedError extends Error {
+  override name = 'RuntimeRefusedError';
 }
 
 /** Runs the active models' inference runtimes and forwards requests to them. */

@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logging.js';
 import { ADAPTER_MODEL_HEADER, ADAPTER_PATH_HEADER, ADAPTER_SOURCE_HEADER } from '../lib/loraAdapters.js';
 import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
-import type { ActiveModel, RuntimeHost, RuntimeReport } from './executor.js';
+import { RuntimeRefusedError, type ActiveModel, type RuntimeHost, type RuntimeReport } from './executor.js';
 import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
 import { LocalRuntimeManager, type LocalRuntimeKind } from './runtimes/localRuntimes.js';
 
@@ -18,18 +18,26 @@ const kindOf = (model: ActiveModel): LocalRuntimeKind => (model.formats.includes
 const replicaKey = (modelId: string, index: number) => `${index}/${modelId}`;
 const replicaIndex = (key: string) => Number(key.slice(0, key.indexOf('/')));
 
+/** What a refusal is about: the model as it was given (another source or layout is tried again). */
+const specOf = (model: ActiveModel) => JSON.stringify([model.source, model.formats]);
+
 /**
  * Inference runtimes on this machine (the local executor): per active GGUF model, one node-llama-cpp
  * process per replica (the model's replicas, or what the autoscaler decides), its weights copied once
  * from the object store into a cache directory. Requests go to the replica with the fewest in
  * flight; a replica scaled away drains what it serves before it exits. A Whisper model (format
  * WHISPER_GGML: whisper.cpp's ggml file) runs the same way on the transcription runtime
- * (runtimes/whisperServer.ts). Models of other layouts are reported as not runnable here.
+ * (runtimes/whisperServer.ts). Models of other layouts are refused: reported with their reason as
+ * `failure` (the control plane answers their requests with it at once), logged once, and not tried
+ * again until the model's source or formats change. A start that fails otherwise is tried again at each
+ * reconciliation, and logged when its reason changes.
  */
 export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cacheDir: string; logger: Logger; parallel?: number }): RuntimeHost {
   const { objectStore, logger } = options;
   const manager = new LocalRuntimeManager({ logger, ...(options.parallel ? { parallel: options.parallel } : {}) });
   const problems = new Map<string, string>();
+  /** Models this host cannot run (RuntimeRefusedError), with the model's spec the refusal was about. */
+  const refused = new Map<string, { spec: string; reason: string }>();
   const wanted = new Map<string, ActiveModel>();
   const weights = new Map<string, Promise<string>>();
   const starting = new Map<string, Promise<void>>();
@@ -40,7 +48,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   /** The local path of a model's GGUF weights (or Whisper ggml file), fetched from the store on first use. */
   async function fetchWeights(model: ActiveModel): Promise<string> {
     const key = objectStore.keyFromUri(model.source);
-    if (!key) throw new Error(`${model.source} is not in this platform's object store`);
+    if (!key) throw new RuntimeRefusedError(`${model.source} is not in this platform's object store`);
     if (kindOf(model) === 'whisper') return cached(await whisperKey(key), '.bin');
     // A single GGUF object (a File's key has no extension: the model's formats say what it is), or
     // the first .gguf of a folder.
@@ -53,7 +61,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
         }
       }
     }
-    if (!ggufKey) throw new Error('the local executor runs GGUF models only (no .gguf file in the model)');
+    if (!ggufKey) throw new RuntimeRefusedError('the local executor runs GGUF models only (no .gguf file in the model)');
     return cached(ggufKey, '.gguf');
   }
 
@@ -61,7 +69,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   async function whisperKey(key: string): Promise<string> {
     if (await objectStore.head(key)) return key;
     for await (const object of objectStore.list(key.endsWith('/') ? key : `${key}/`)) if (object.key.toLowerCase().endsWith('.bin')) return object.key;
-    throw new Error('no Whisper ggml (.bin) file in the model');
+    throw new RuntimeRefusedError('no Whisper ggml (.bin) file in the model');
   }
 
   /** The object's copy in the cache directory (copied once). */
@@ -114,10 +122,26 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
       await manager.ensure(key, await weightsOf(model), model.id, kindOf(model));
       problems.delete(model.id);
     } catch (error) {
-      problems.set(model.id, (error as Error).message);
-      logger.warn({ modelId: model.id, runtime: key, err: (error as Error).message }, 'runtime did not start');
+      const reason = (error as Error).message;
+      if (error instanceof RuntimeRefusedError) {
+        // Once per model as given: the replicas refused with it, and the reconciliations after, say nothing.
+        if (refused.get(model.id)?.reason !== reason)
+          logger.warn({ modelId: model.id, reason }, 'this cluster cannot run the model; its requests are refused with the reason');
+        refused.set(model.id, { spec: specOf(model), reason });
+        return;
+      }
+      if (problems.get(model.id) !== reason)
+        logger.warn({ modelId: model.id, runtime: key, err: reason }, 'runtime did not start; retrying at each reconciliation');
+      else logger.debug({ modelId: model.id, runtime: key, err: reason }, 'runtime did not start again');
+      problems.set(model.id, reason);
     }
   }
+
+  /** The refusal that still holds for the model as given (null: try it). */
+  const refusalOf = (model: ActiveModel) => {
+    const refusal = refused.get(model.id);
+    return refusal && refusal.spec === specOf(model) ? refusal.reason : null;
+  };
 
   /** The running replicas of a model. */
   const replicasOf = (modelId: string) => manager.list().filter((runtime) => runtime.modelId === modelId);
@@ -164,19 +188,25 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
           return manager.stop(runtime.key);
         });
       for (const id of [...problems.keys()]) if (!wanted.has(id)) problems.delete(id);
+      for (const [id, refusal] of [...refused]) {
+        const model = wanted.get(id);
+        if (!model || refusal.spec !== specOf(model)) refused.delete(id);
+      }
       for (const id of [...weights.keys()]) if (!wanted.has(id)) weights.delete(id);
-      const starts = models.flatMap((model) =>
-        Array.from({ length: model.replicas }, (_, index) => replicaKey(model.id, index))
-          .filter((key) => !manager.get(key))
-          .map((key) => {
-            let pending = starting.get(key);
-            if (!pending) {
-              pending = start(model, key).finally(() => starting.delete(key));
-              starting.set(key, pending);
-            }
-            return pending;
-          }),
-      );
+      const starts = models
+        .filter((model) => refusalOf(model) === null)
+        .flatMap((model) =>
+          Array.from({ length: model.replicas }, (_, index) => replicaKey(model.id, index))
+            .filter((key) => !manager.get(key))
+            .map((key) => {
+              let pending = starting.get(key);
+              if (!pending) {
+                pending = start(model, key).finally(() => starting.delete(key));
+                starting.set(key, pending);
+              }
+              return pending;
+            }),
+        );
       await Promise.all([...stopping, ...starts, unloadGoneAdapters()]);
     },
     async status(): Promise<RuntimeReport[]> {
@@ -186,6 +216,17 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
           const inFlightNow = (await Promise.all(replicas.map((runtime) => runtime.inFlight().catch(() => 0)))).reduce((sum, n) => sum + n, 0);
           const pids = replicas.map((runtime) => runtime.pid).join(', ');
           const startingNow = [...starting.keys()].some((key) => key.endsWith(`/${model.id}`));
+          const refusal = refusalOf(model);
+          if (refusal !== null && replicas.length === 0) {
+            return {
+              modelId: model.id,
+              desiredReplicas: model.replicas,
+              readyReplicas: 0,
+              inFlightRequests: 0,
+              statusMessage: `cannot run here: ${refusal}`,
+              failure: refusal,
+            };
+          }
           let statusMessage: string;
           const adapters = [...new Set((await Promise.all(replicas.map((runtime) => runtime.adapters().catch(() => [])))).flat())].sort();
           if (model.replicas === 0) statusMessage = 'scaled to zero';

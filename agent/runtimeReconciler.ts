@@ -38,7 +38,8 @@ export function startRuntimeReconciler(options: {
     await options.send({ kind: 'runtimes', runtimes });
     clearTimeout(catchUp);
     catchUp = undefined;
-    if (!closed && runtimes.some((runtime) => runtime.readyReplicas < runtime.desiredReplicas)) {
+    // A runtime refused here (`failure`) will not catch up: it is reported with the others, not every `catchUpMs`.
+    if (!closed && runtimes.some((runtime) => runtime.readyReplicas < runtime.desiredReplicas && !runtime.failure)) {
       catchUp = setTimeout(() => {
         if (running) return; // the pass in progress reports at its end
         report().catch((error: Error) => options.logger.debug({ err: error.message }, 'runtime report failed; retrying on the next tick'));

@@ -1,10 +1,11 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor } from '../../lib/errors.js';
-import { projectScopeOf } from '../../lib/identity.js';
 import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
+import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
 import type { InferenceContext } from './context.js';
 import { withRetrievedContext } from './rag.js';
 import type { RateLimitState } from './rateLimits.js';
+import { forwardToModel } from './refusedModels.js';
 import { readJson, type RoutedResponse } from './router.js';
 
 /**
@@ -188,14 +189,24 @@ export interface RoutedCompletion {
  * recorded (with the status it answers) and thrown (a refusal by the rate limit, `RateLimitedError`,
  * carries the caller's state). `signal` cancels the wait for a runtime.
  */
-export async function routeCompletion(kind: Kind, ctx: InferenceContext, request: unknown, stream: boolean, signal?: AbortSignal): Promise<RoutedCompletion> {
+export async function routeCompletion(
+  kind: Kind,
+  ctx: InferenceContext,
+  request: unknown,
+  stream: boolean,
+  signal?: AbortSignal,
+  /** A batch's request is sent to the runtime as such (lib/requestPriority.ts): it yields to interactive ones. */
+  priority?: RequestPriority,
+): Promise<RoutedCompletion> {
   const { model, body: asked } = requestOf(kind, request);
   const meter = new Metering(ctx, kind, model);
   const options = asked['stream_options'];
   const hideUsage = stream && typeof options === 'object' && options !== null && (options as Record<string, unknown>)['include_usage'] === false;
   try {
     await meter.admit();
-    const { modelId, runtimeModelId, headers } = await servableTarget(ctx, model);
+    const target = await servableTarget(ctx, model);
+    const { modelId, runtimeModelId } = target;
+    const headers = priority === 'batch' ? { ...target.headers, [PRIORITY_HEADER]: 'batch' } : target.headers;
     const body = kind === 'chat' ? await withRetrievedContext(ctx.vectorStores, ctx, asked) : asked;
     let payload: Record<string, unknown>;
     if (kind === 'embedding') payload = { ...body, model: modelId };
@@ -205,7 +216,7 @@ export async function routeCompletion(kind: Kind, ctx: InferenceContext, request
         typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>), include_usage: true } : { include_usage: true };
       payload = { ...body, model: modelId, stream: true, stream_options: streamOptions };
     }
-    const routed = await ctx.router.forward(projectScopeOf(ctx.identity), runtimeModelId, PATHS[kind], payload, signal, ctx.requestId, headers);
+    const routed = await forwardToModel(ctx, runtimeModelId, PATHS[kind], payload, signal, headers);
     if (routed.status >= 400) throw await runtimeError(routed);
     return { routed, meter, hideUsage };
   } catch (error) {

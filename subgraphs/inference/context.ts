@@ -5,6 +5,7 @@ import type { InferenceLoaders } from './loaders.js';
 import type { ModelsClient } from './modelsClient.js';
 import type { VectorStoreSearch } from './rag.js';
 import type { RateLimiter } from './rateLimits.js';
+import type { RefusedModels } from './refusedModels.js';
 import type { InferenceRouter } from './router.js';
 import type { RuntimeAccess } from './runtimeAccess.js';
 import type { RuntimeRow, RuntimeStore, UsageStore } from './store.js';
@@ -13,6 +14,8 @@ import type { UsageRecorder } from './usage.js';
 export interface InferenceContext extends SubgraphContext {
   store: RuntimeStore;
   router: InferenceRouter;
+  /** Models no usable cluster can run: refused at once (refusedModels.ts). */
+  refused: RefusedModels;
   models: ModelsClient;
   /** Which runtimes the caller may see, and which a cluster may report. */
   access: RuntimeAccess;

@@ -11,6 +11,7 @@ import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
 import { RateLimiter } from './rateLimits.js';
+import { RefusedModels } from './refusedModels.js';
 import { ReadyRuntimes } from './readyRuntimes.js';
 import { InferenceRouter } from './router.js';
 import { RuntimeAccess } from './runtimeAccess.js';
@@ -48,6 +49,7 @@ export const inferenceComponent = defineComponent({
     const models = new CachedModels(createModelsClient({ url: subgraphUrl.models(), tokens }), logger);
     const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub)];
     const access = new RuntimeAccess(clusterAccess, models);
+    const refused = new RefusedModels(readyRuntimes, store, access, tunnels);
     const vectorStores = subgraphUrl.vectorstores ? createVectorStoreSearch({ url: subgraphUrl.vectorstores, tokens }) : null;
     const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), {
       requestsPerMinute: settings.rateLimitRequestsPerMinute,
@@ -66,6 +68,7 @@ export const inferenceComponent = defineComponent({
       ...base,
       store,
       router,
+      refused,
       models,
       access,
       loaders: createInferenceLoaders(base, store, access),

@@ -12,6 +12,7 @@ const row = (clusterId: string, modelId: string, updatedAt: number): RuntimeRow 
   in_flight_requests: 0,
   status_message: '',
   autoscaling: null,
+  failure: null,
   updated_at: new Date(updatedAt),
 });
 

@@ -51,6 +51,8 @@ export class ReadyRuntimes {
   private readonly versions = new Map<string, number>();
   /** The database's clock minus this host's, as of the last read that returned rows. */
   private clockOffsetMs = 0;
+  /** Who waits for the next report of a tenant (refusedModels.ts). */
+  private readonly watchers = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly store: Pick<RuntimeStore, 'readyForTenant'>,
@@ -80,6 +82,7 @@ export class ReadyRuntimes {
   /** A report of the tenant was stored (by any replica): what is in memory is outdated. */
   announced(tenantId: string): void {
     this.versions.set(tenantId, (this.versions.get(tenantId) ?? 0) + 1);
+    for (const watcher of this.watchers.get(tenantId) ?? []) watcher();
     const snapshot = this.snapshots.get(tenantId);
     if (!snapshot) return;
     if (Date.now() - snapshot.lastUsed > this.options.idleAfterMs) {
@@ -88,6 +91,18 @@ export class ReadyRuntimes {
     }
     // Read now, so the next request most likely finds it done.
     this.readInBackground(tenantId);
+  }
+
+  /** Calls `listener` at each report of the tenant announced from now on; returns the stop. */
+  onAnnounced(tenantId: string, listener: () => void): () => void {
+    let set = this.watchers.get(tenantId);
+    if (!set) this.watchers.set(tenantId, (set = new Set()));
+    const entry = () => listener();
+    set.add(entry);
+    return () => {
+      set.delete(entry);
+      if (set.size === 0 && this.watchers.get(tenantId) === set) this.watchers.delete(tenantId);
+    };
   }
 
   private snapshotOf(tenantId: string, maxAgeMs?: number): Promise<Snapshot> | Snapshot {

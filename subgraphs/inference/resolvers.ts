@@ -7,6 +7,7 @@ import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput, RuntimeSca
 import { JSONScalar } from '../../schema/scalars.js';
 import { hasText, releaseRouted, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
+import { forwardToModel } from './refusedModels.js';
 import {
   chatCompletionChunkOf,
   chatCompletionOf,
@@ -95,15 +96,7 @@ async function tokenize(ctx: InferenceContext, request: unknown): Promise<unknow
   if (hasMessages && (!Array.isArray(body['messages']) || body['messages'].length === 0)) throw badInput('messages must be a non-empty array', 'messages');
   // A LoRA adapter tokenizes as its base model, on the base's runtime.
   const { modelId, runtimeModelId, headers } = await servableTarget(ctx, body['model'].trim());
-  const routed = await ctx.router.forward(
-    projectScopeOf(ctx.identity),
-    runtimeModelId,
-    '/tokenize',
-    { ...body, model: modelId },
-    undefined,
-    ctx.requestId,
-    headers,
-  );
+  const routed = await forwardToModel(ctx, runtimeModelId, '/tokenize', { ...body, model: modelId }, undefined, headers);
   if (routed.status === 404 || routed.status === 405) {
     routed.stream.close(http2.constants.NGHTTP2_CANCEL);
     throw failedPrecondition(`the runtime of model ${modelId} does not tokenize`);
@@ -118,6 +111,47 @@ function instant(value: string | null | undefined, name: string): Date | null {
   const time = Date.parse(value);
   if (Number.isNaN(time)) throw badInput(`${name} must be an ISO 8601 date-time`, name);
   return new Date(time);
+}
+
+const HOUR_MS = 3600 * 1000;
+
+/**
+ * The project's usage per model and time bucket (LLMariner api-usage ListModelUsageSummaries): the
+ * range is truncated to whole hours as LLMariner does (default: the 7 days up to the next half hour);
+ * every model with a request in the range has a value in every bucket, zero where it had none.
+ */
+async function modelUsageSummaries(
+  ctx: InferenceContext,
+  args: { startTime?: string | null; endTime?: string | null; intervalSeconds?: number | null; statusCode?: number | null },
+) {
+  const scope = projectScopeOf(ctx.identity);
+  const interval = args.intervalSeconds ?? 3600;
+  if (!Number.isInteger(interval) || interval < 60) throw badInput('intervalSeconds must be an integer of at least 60', 'intervalSeconds');
+  const truncate = (date: Date) => new Date(Math.floor(date.getTime() / HOUR_MS) * HOUR_MS);
+  const to = truncate(instant(args.endTime, 'endTime') ?? new Date(Date.now() + HOUR_MS / 2));
+  const from = truncate(instant(args.startTime, 'startTime') ?? new Date(to.getTime() - 7 * 24 * HOUR_MS));
+  if (from >= to) throw badInput('startTime must be before endTime (both are truncated to the hour)', 'startTime');
+  const buckets = Math.ceil((to.getTime() - from.getTime()) / (interval * 1000));
+  if (buckets > 1000) throw badInput(`at most 1000 buckets: ${buckets} asked (widen intervalSeconds or narrow the range)`, 'intervalSeconds');
+  const rows = await ctx.usageStore.modelUsageBuckets(scope.tenantId, scope.projectId, {
+    from,
+    to,
+    intervalSeconds: interval,
+    statusCode: args.statusCode ?? null,
+  });
+  const modelIds = [...new Set(rows.map((r) => r.model_id))].sort();
+  return Array.from({ length: buckets }, (_, i) => ({
+    timestamp: new Date(from.getTime() + i * interval * 1000).toISOString(),
+    values: modelIds.map((modelId) => {
+      const row = rows.find((r) => r.bucket === i && r.model_id === modelId);
+      return {
+        modelId,
+        totalRequests: row?.total_requests ?? 0,
+        totalPromptTokens: row?.total_prompt_tokens ?? 0,
+        totalCompletionTokens: row?.total_completion_tokens ?? 0,
+      };
+    }),
+  }));
 }
 
 /** The tenant's runtimes the caller may see (RuntimeAccess.visible): never another organization's clusters or another project's models. */
@@ -217,6 +251,7 @@ function runtimeReports(runtimes: readonly RuntimeReportInput[]): RuntimeReport[
       in_flight_requests: r.inFlightRequests,
       status_message: (r.statusMessage ?? '').slice(0, 1024),
       autoscaling: r.autoscaling ? autoscalingReport(r.autoscaling, `runtimes[${i}].autoscaling`) : null,
+      failure: r.failure ? r.failure.slice(0, 1024) : null,
     };
   });
 }
@@ -233,6 +268,7 @@ export const resolvers: Resolvers<InferenceContext> = {
       if (from && to && from >= to) throw badInput('startTime must be before endTime', 'startTime');
       return ctx.usageStore.summaries(scope.tenantId, scope.projectId, from, to);
     },
+    modelUsageSummaries: (_p, args, ctx) => modelUsageSummaries(ctx, args),
     tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
@@ -327,6 +363,7 @@ export const resolvers: Resolvers<InferenceContext> = {
     inFlightRequests: (r) => r.in_flight_requests,
     statusMessage: (r) => r.status_message,
     autoscaling: (r) => r.autoscaling,
+    failure: (r) => r.failure ?? null,
     updatedAt: (r) => r.updated_at.toISOString(),
   },
 };

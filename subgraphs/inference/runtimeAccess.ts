@@ -31,6 +31,11 @@ export class RuntimeAccess {
     private readonly models: ModelsClient,
   ) {}
 
+  /** The clusters the project's organization may use, among them those named in `knowing` if they exist. */
+  usableClusters(scope: ProjectScope, knowing: Iterable<string>): Promise<ReadonlySet<string>> {
+    return this.clusters.usableBy(scope.tenantId, scope.organizationId, knowing);
+  }
+
   /** The runtimes on clusters the project's organization may use. */
   async onUsableClusters(scope: ProjectScope, rows: RuntimeRow[]): Promise<RuntimeRow[]> {
     if (rows.length === 0) return rows;

@@ -13,6 +13,7 @@ const report = (overrides: Partial<RuntimeReport> = {}): RuntimeReport => ({
   ready_replicas: 1,
   in_flight_requests: 0,
   status_message: 'ready',
+  failure: null,
   autoscaling: {
     minReplicas: 0,
     maxReplicas: 2,

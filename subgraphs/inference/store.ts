@@ -37,10 +37,15 @@ export interface RuntimeRow {
   status_message: string;
   /** null: the runtime runs its model's configured replicas. */
   autoscaling: RuntimeAutoscaling | null;
+  /** Why the cluster cannot run the model at all (null: it can or may). */
+  failure: string | null;
   updated_at: Date;
 }
 
-export type RuntimeReport = Pick<RuntimeRow, 'model_id' | 'desired_replicas' | 'ready_replicas' | 'in_flight_requests' | 'status_message' | 'autoscaling'>;
+export type RuntimeReport = Pick<
+  RuntimeRow,
+  'model_id' | 'desired_replicas' | 'ready_replicas' | 'in_flight_requests' | 'status_message' | 'autoscaling' | 'failure'
+>;
 
 /** A stored row: the JSON column as the driver returns it (an object; a string on some drivers). */
 function runtimeRow(row: RuntimeRow): RuntimeRow {
@@ -54,7 +59,7 @@ function reportKey(rows: readonly RuntimeReport[]): string {
   return JSON.stringify(
     [...rows]
       .sort((a, b) => a.model_id.localeCompare(b.model_id))
-      .map((r) => [r.model_id, r.desired_replicas, r.ready_replicas, r.in_flight_requests, r.status_message, sorted(r.autoscaling)]),
+      .map((r) => [r.model_id, r.desired_replicas, r.ready_replicas, r.in_flight_requests, r.status_message, sorted(r.autoscaling), r.failure ?? null]),
   );
 }
 
@@ -246,6 +251,15 @@ export interface UsageSummaryRow {
   total_completion_tokens: number;
 }
 
+/** Requests and tokens of one model in one time bucket (`bucket`: its index from the range's start). */
+export interface ModelUsageBucketRow {
+  bucket: number;
+  model_id: string;
+  total_requests: number;
+  total_prompt_tokens: number;
+  total_completion_tokens: number;
+}
+
 /** Usage records (all SQL of api-usage). */
 export class UsageStore {
   constructor(private readonly knex: Knex) {}
@@ -258,6 +272,40 @@ export class UsageStore {
   /** Deletes the records older than `before` (retention); returns how many went. */
   async purgeBefore(before: Date): Promise<number> {
     return this.knex.withSchema(SCHEMA).table('usage_records').where('created_at', '<', before).delete();
+  }
+
+  /**
+   * A project's usage in [from, to) per model and time bucket of `intervalSeconds` from `from`
+   * (LLMariner `GET /v1/api-usage/model-usage-summaries`); `statusCode` keeps only the requests answered
+   * with it. Buckets without requests are absent.
+   */
+  async modelUsageBuckets(
+    tenantId: string,
+    projectId: string,
+    range: { from: Date; to: Date; intervalSeconds: number; statusCode: number | null },
+  ): Promise<ModelUsageBucketRow[]> {
+    const bucket = this.knex.raw('floor(extract(epoch from (created_at - ?::timestamptz)) / ?)::int', [range.from.toISOString(), range.intervalSeconds]);
+    const query = this.knex
+      .withSchema(SCHEMA)
+      .table('usage_records')
+      .where({ tenant_id: tenantId, project_id: projectId })
+      .where('created_at', '>=', range.from)
+      .where('created_at', '<', range.to)
+      .select({ bucket }, 'model_id')
+      .select(this.knex.raw('count(*) as total_requests'))
+      .select(this.knex.raw('coalesce(sum(prompt_tokens), 0) as total_prompt_tokens'))
+      .select(this.knex.raw('coalesce(sum(completion_tokens), 0) as total_completion_tokens'))
+      .groupBy(this.knex.raw('1'), 'model_id')
+      .orderBy([{ column: 'bucket' }, { column: 'model_id' }]);
+    if (range.statusCode !== null) query.where('status_code', range.statusCode);
+    const rows = (await query) as Record<string, unknown>[];
+    return rows.map((r) => ({
+      bucket: Number(r['bucket']),
+      model_id: String(r['model_id']),
+      total_requests: toCount(r['total_requests']),
+      total_prompt_tokens: toCount(r['total_prompt_tokens']),
+      total_completion_tokens: toCount(r['total_completion_tokens']),
+    }));
   }
 
   /** A project's usage in [from, to), grouped by user, API key and model (LLMariner `GET /v1/api_usages`). */

@@ -1,8 +1,8 @@
 import { badInput } from '../../lib/errors.js';
-import { projectScopeOf } from '../../lib/identity.js';
 import { encodeTranscriptionForm, isTranscriptionFormat, TRANSCRIPTION_FORMATS, type AudioUpload } from '../../lib/transcription.js';
 import { Metering, runtimeError, servableModel, statusOfError, usageOf, type RoutedCompletion, type WholeAnswer } from './completions.js';
 import type { InferenceContext } from './context.js';
+import { forwardToModel } from './refusedModels.js';
 import { RawBody } from './router.js';
 
 /**
@@ -28,14 +28,7 @@ export async function routeTranscription(
     await meter.admit();
     const modelId = await servableModel(ctx, model);
     const form = encodeTranscriptionForm({ ...fields, model: modelId, response_format: format }, audio);
-    const routed = await ctx.router.forward(
-      projectScopeOf(ctx.identity),
-      modelId,
-      '/v1/audio/transcriptions',
-      new RawBody(form.contentType, form.body),
-      signal,
-      ctx.requestId,
-    );
+    const routed = await forwardToModel(ctx, modelId, '/v1/audio/transcriptions', new RawBody(form.contentType, form.body), signal);
     if (routed.status >= 400) throw await runtimeError(routed);
     return { routed, meter, hideUsage: false };
   } catch (error) {

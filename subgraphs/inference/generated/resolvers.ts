@@ -368,6 +368,23 @@ export type Model = {
   runtimes: Array<Runtime>;
 };
 
+export type ModelUsagePoint = {
+  __typename?: 'ModelUsagePoint';
+  /** The bucket's start. */
+  timestamp: Scalars['DateTime']['output'];
+  /** One value per model with a request anywhere in the range (zero where it had none in this bucket). */
+  values: Array<ModelUsageValue>;
+};
+
+/** Requests and tokens of one model in one time bucket. */
+export type ModelUsageValue = {
+  __typename?: 'ModelUsageValue';
+  modelId: Scalars['ID']['output'];
+  totalCompletionTokens: Scalars['Int']['output'];
+  totalPromptTokens: Scalars['Int']['output'];
+  totalRequests: Scalars['Int']['output'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /**
@@ -446,6 +463,12 @@ export type Query = {
   inferenceRateLimit?: Maybe<InferenceRateLimit>;
   inferenceStatus: InferenceStatus;
   /**
+   * The project's inference requests and tokens per model in time buckets of `intervalSeconds` (default 3600,
+   * at least 60, at most 1000 buckets) over [startTime, endTime), both truncated to the hour (default: the
+   * last 7 days); `statusCode` counts only the requests answered with it (LLMariner model usage summaries).
+   */
+  modelUsageSummaries: Array<ModelUsagePoint>;
+  /**
    * Tokenizes a prompt or chat messages with the model's tokenizer (LLMariner/vLLM `POST /v1/tokenize`):
    * `request` is `{model, prompt}` or `{model, messages}`; the result `{count, max_model_len, tokens}`.
    */
@@ -456,6 +479,14 @@ export type Query = {
 export type QueryApiUsagesArgs = {
   endTime?: InputMaybe<Scalars['DateTime']['input']>;
   startTime?: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type QueryModelUsageSummariesArgs = {
+  endTime?: InputMaybe<Scalars['DateTime']['input']>;
+  intervalSeconds?: InputMaybe<Scalars['Int']['input']>;
+  startTime?: InputMaybe<Scalars['DateTime']['input']>;
+  statusCode?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -492,6 +523,12 @@ export type Runtime = {
   clusterId: Scalars['ID']['output'];
   /** Replicas the agent wants running. */
   desiredReplicas: Scalars['Int']['output'];
+  /**
+   * Why this cluster cannot run the model at all (e.g. "the local executor runs GGUF models only"); null
+   * while it runs, starts, or may yet start. When every connected cluster the caller may use reports one,
+   * the model's requests are refused at once with this reason instead of waiting for a runtime.
+   */
+  failure?: Maybe<Scalars['String']['output']>;
   /** Requests in flight on the runtime now. */
   inFlightRequests: Scalars['Int']['output'];
   modelId: Scalars['ID']['output'];
@@ -550,6 +587,8 @@ export type RuntimeAutoscalingInput = {
 export type RuntimeReportInput = {
   autoscaling?: InputMaybe<RuntimeAutoscalingInput>;
   desiredReplicas: Scalars['Int']['input'];
+  /** Why this cluster cannot run the model at all; absent while it can or may. */
+  failure?: InputMaybe<Scalars['String']['input']>;
   inFlightRequests: Scalars['Int']['input'];
   modelId: Scalars['ID']['input'];
   readyReplicas: Scalars['Int']['input'];
@@ -823,6 +862,8 @@ export type ResolversTypes = ResolversObject<{
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ResolverTypeWrapper<ModelRef>;
+  ModelUsagePoint: ResolverTypeWrapper<ModelUsagePoint>;
+  ModelUsageValue: ResolverTypeWrapper<ModelUsageValue>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RagInput: RagInput;
@@ -882,6 +923,8 @@ export type ResolversParentTypes = ResolversObject<{
   JSON: Scalars['JSON']['output'];
   JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ModelRef;
+  ModelUsagePoint: ModelUsagePoint;
+  ModelUsageValue: ModelUsageValue;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
   RagInput: RagInput;
@@ -1054,6 +1097,18 @@ export type ModelResolvers<ContextType = InferenceContext, ParentType extends Re
   runtimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType>;
 }>;
 
+export type ModelUsagePointResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ModelUsagePoint'] = ResolversParentTypes['ModelUsagePoint']> = ResolversObject<{
+  timestamp?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  values?: Resolver<Array<ResolversTypes['ModelUsageValue']>, ParentType, ContextType>;
+}>;
+
+export type ModelUsageValueResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ModelUsageValue'] = ResolversParentTypes['ModelUsageValue']> = ResolversObject<{
+  modelId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  totalCompletionTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  totalPromptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  totalRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
 export type MutationResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   chatCompletion?: Resolver<ResolversTypes['ChatCompletion'], ParentType, ContextType, RequireFields<MutationChatCompletionArgs, 'input'>>;
   completion?: Resolver<ResolversTypes['Completion'], ParentType, ContextType, RequireFields<MutationCompletionArgs, 'input'>>;
@@ -1068,6 +1123,7 @@ export type QueryResolvers<ContextType = InferenceContext, ParentType extends Re
   apiUsages?: Resolver<Array<ResolversTypes['ApiUsage']>, ParentType, ContextType, Partial<QueryApiUsagesArgs>>;
   inferenceRateLimit?: Resolver<Maybe<ResolversTypes['InferenceRateLimit']>, ParentType, ContextType>;
   inferenceStatus?: Resolver<ResolversTypes['InferenceStatus'], ParentType, ContextType>;
+  modelUsageSummaries?: Resolver<Array<ResolversTypes['ModelUsagePoint']>, ParentType, ContextType, Partial<QueryModelUsageSummariesArgs>>;
   tokenize?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<QueryTokenizeArgs, 'request'>>;
 }>;
 
@@ -1075,6 +1131,7 @@ export type RuntimeResolvers<ContextType = InferenceContext, ParentType extends 
   autoscaling?: Resolver<Maybe<ResolversTypes['RuntimeAutoscaling']>, ParentType, ContextType>;
   clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   desiredReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  failure?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   inFlightRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   modelId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   readyReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -1163,6 +1220,8 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   InferenceStatus?: InferenceStatusResolvers<ContextType>;
   JSON?: GraphQLScalarType;
   Model?: ModelResolvers<ContextType>;
+  ModelUsagePoint?: ModelUsagePointResolvers<ContextType>;
+  ModelUsageValue?: ModelUsageValueResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Runtime?: RuntimeResolvers<ContextType>;

@@ -21,6 +21,8 @@ export type RuntimeAutoscalingInput = {
 export type RuntimeReportInput = {
   autoscaling?: RuntimeAutoscalingInput | null | undefined;
   desiredReplicas: number;
+  /** Why this cluster cannot run the model at all; absent while it can or may. */
+  failure?: string | null | undefined;
   inFlightRequests: number;
   modelId: string;
   readyReplicas: number;
