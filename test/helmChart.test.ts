@@ -86,12 +86,19 @@ function problemsOf(manifests: Manifest[]): string[] {
   return problems;
 }
 
+/** What the Secrets hold, in the shape each setting must have (lib/config checks them). */
+const SECRET_STAND_INS: Record<string, string> = {
+  DATABASE_URL: 'postgres://mariner@db/mariner',
+  MARINER_ADMIN_API_KEY: `sk-${'a'.repeat(48)}`,
+  MARINER_DEFAULT_CLUSTER_KEY: `clusterkey-${'b'.repeat(48)}`,
+};
+
 /** A Deployment's container env as a pod would see it, with stand-ins for what the Secrets hold. */
 function envOf(manifests: Manifest[], deployment: string): Record<string, string> {
   const container = find(manifests, 'Deployment', deployment)['spec'].template.spec.containers[0];
   const env: Record<string, string> = {};
   for (const entry of container.env as { name: string; value?: string; valueFrom?: unknown }[]) {
-    env[entry.name] = entry.value ?? (entry.name === 'DATABASE_URL' ? 'postgres://mariner@db/mariner' : 'x'.repeat(40));
+    env[entry.name] = entry.value ?? SECRET_STAND_INS[entry.name] ?? 'x'.repeat(40);
   }
   return env;
 }
@@ -111,6 +118,7 @@ const SECRET_SETTINGS = [
   'MARINER_S3_ACCESS_KEY_ID',
   'MARINER_S3_SECRET_ACCESS_KEY',
   'MARINER_ADMIN_API_KEY',
+  'MARINER_DEFAULT_CLUSTER_KEY',
   'MARINER_MILVUS_TOKEN',
   'HF_TOKEN',
 ];
@@ -147,7 +155,7 @@ describe('the chart with its default values (control plane and worker in one clu
   });
 
   it('passes helm lint', async () => {
-    const { ok, output } = await runHelm(['lint', '--strict', CHART]);
+    const { ok, output } = await runHelm(['lint', '--strict', CHART, '--namespace', NAMESPACE]);
     expect(output).toContain('0 chart(s) failed');
     expect(ok).toBe(true);
   });
@@ -237,13 +245,20 @@ describe('the chart with its default values (control plane and worker in one clu
     expect(agent.serviceAccountName).toBe('mariner-agent');
     expect(agent.containers[0].args).toEqual(['agent']);
     const env = Object.fromEntries((agent.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
-    expect(env['MARINER_CONTROL_PLANE_URL']).toBe('http://mariner.example.com');
+    // The sessions Service inside the cluster: no DNS, ingress or hairpin route for an agent beside the control plane.
+    expect(env['MARINER_CONTROL_PLANE_URL']).toBe(`http://mariner-sessions.${NAMESPACE}.svc:8080`);
     expect(env['MARINER_AGENT_OPS_PORT']).toBe('9090');
     expect(agent.containers[0].livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' });
     expect(agent.containers[0].readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' });
     const clusterRole = manifests.find((m) => m.kind === 'ClusterRole')!;
     expect(clusterRole['rules']).toEqual([{ apiGroups: [''], resources: ['nodes', 'pods'], verbs: ['get', 'list', 'watch'] }]);
-    expect(manifests.filter((m) => m.kind === 'Role').map((m) => m.metadata.namespace)).toEqual([NAMESPACE]);
+    // A Role in the bootstrap project's namespace (default) and one for the runtimes (the release's namespace).
+    expect(
+      manifests
+        .filter((m) => m.kind === 'Role')
+        .map((m) => `${m.metadata.namespace}/${m.metadata.name}`)
+        .sort(),
+    ).toEqual(['default/mariner-agent', `${NAMESPACE}/mariner-agent-runtimes`]);
   });
 });
 
@@ -314,7 +329,7 @@ describe('the multi-cluster example', () => {
 
   it('passes helm lint in both parts', async () => {
     for (const file of [controlPlane, worker]) {
-      const { ok, output } = await runHelm(['lint', '--strict', CHART, '-f', file]);
+      const { ok, output } = await runHelm(['lint', '--strict', CHART, '--namespace', NAMESPACE, '-f', file]);
       expect(output, file).toContain('0 chart(s) failed');
       expect(ok).toBe(true);
     }
@@ -371,7 +386,8 @@ describe('the multi-cluster example', () => {
     expect(manifests.filter((m) => m.kind === 'Deployment').map((m) => m.metadata.name)).toEqual(['mariner-agent']);
     expect(manifests.some((m) => m.kind === 'Ingress' || m.kind === 'ConfigMap')).toBe(false);
     const roles = manifests.filter((m) => m.kind === 'Role');
-    expect(roles.map((m) => m.metadata.namespace).sort()).toEqual(['mariner', 'mariner-runtimes', 'nvidia-gpu-operator', 'team-a', 'team-b']);
+    // No Role in the release's own namespace: the runtimes run in theirs.
+    expect(roles.map((m) => m.metadata.namespace).sort()).toEqual(['mariner-runtimes', 'nvidia-gpu-operator', 'team-a', 'team-b']);
     // In the GPU operator's namespace, the device plugin ConfigMap only.
     expect(roles.find((m) => m.metadata.namespace === 'nvidia-gpu-operator')!['rules']).toEqual([
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'update'] },
@@ -497,18 +513,18 @@ describe('settings of lib/config through values: set only where given, on the De
 
   it("a value past lib/config's range fails helm template and helm lint, with its path and the bound", async () => {
     const below = valuesAt('below.yaml', Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s.min - 1])));
-    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', below]);
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', below]);
     expect(ok).toBe(false);
     // (Helm writes large numbers its own way: 600,001; 1×10⁰⁶.)
     for (const setting of RANGED_SETTINGS) expect(output).toContain(`at '/${setting.path.replaceAll('.', '/')}': minimum: got `);
     expect(output).toContain("at '/global/inference/rateLimits/requestsPerMinute': minimum: got -1, want 0");
     const above = valuesAt('above.yaml', Object.fromEntries(RANGED_SETTINGS.map((s) => [s.path, s.max + 1])));
-    const lint = await runHelm(['lint', '--strict', CHART, '-f', above]);
+    const lint = await runHelm(['lint', '--strict', CHART, '--namespace', NAMESPACE, '-f', above]);
     expect(lint.ok).toBe(false);
     for (const setting of RANGED_SETTINGS) expect(lint.output).toContain(`at '/${setting.path.replaceAll('.', '/')}': maximum: got `);
     expect(lint.output).toContain("at '/global/vectorStores/ingestionConcurrency': maximum: got 65, want 64");
     const fraction = valuesAt('fraction.yaml', { 'global.inference.usage.flushIntervalMs': 1.5 });
-    expect((await runHelm(['template', 'mariner', CHART, '-f', fraction])).output).toContain(
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', fraction])).output).toContain(
       "at '/global/inference/usage/flushIntervalMs': got number, want null or integer",
     );
   });
@@ -564,7 +580,7 @@ describe('settings of lib/config through values: set only where given, on the De
       'global.jobs.batchImages': { broken: '' },
       'worker.fineTuning.command': 'python -m trainer',
     });
-    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', bad]);
     expect(ok).toBe(false);
     expect(output).toContain("at '/global/vectorStores/metric': value must be one of '', 'cosine', 'l2'");
     expect(output).toContain("at '/global/jobs/batchImages/broken': minLength: got 0, want 1");
@@ -615,7 +631,7 @@ describe('settings of lib/config through values: set only where given, on the De
         schedules: { m: [{ cron: '0 9 * * *', maxReplicas: 2 }] },
       },
     });
-    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', bad]);
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', bad]);
     expect(ok).toBe(false);
     expect(output).toContain("at '/worker/runtimes/autoscaler/maxScaleDownRate': maximum: got 2, want 1");
     expect(output).toContain("at '/worker/runtimes/autoscaler/minReplicas': got number, want");
@@ -627,7 +643,7 @@ describe('settings of lib/config through values: set only where given, on the De
 describe('bad values fail at install with a message naming the value', () => {
   it('a missing database secret', async () => {
     const file = valuesFile('no-database.yaml', 'global:\n  database:\n    secretRef: null\n');
-    const { ok, output } = await runHelm(['template', 'mariner', CHART, '-f', file]);
+    const { ok, output } = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', file]);
     expect(ok).toBe(false);
     expect(output).toContain('global.database.secretRef.name is required: the name of an existing Secret holding the PostgreSQL URL');
   });
@@ -637,9 +653,11 @@ describe('bad values fail at install with a message naming the value', () => {
       'no-key.yaml',
       'tags:\n  control-plane: false\nworker:\n  controlPlaneUrl: https://cp.example.com\n  registrationKeySecretRef:\n    name: ""\n',
     );
-    expect((await runHelm(['template', 'mariner', CHART, '-f', noKey])).output).toContain('worker.registrationKeySecretRef.name is required');
-    const noUrl = valuesFile('no-url.yaml', 'tags:\n  control-plane: false\n');
-    expect((await runHelm(['template', 'mariner', CHART, '-f', noUrl])).output).toContain('worker.controlPlaneUrl is required');
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', noKey])).output).toContain(
+      'worker.registrationKeySecretRef.name is required',
+    );
+    const noUrl = valuesFile('no-url.yaml', 'tags:\n  control-plane: false\nworker:\n  registrationKeySecretRef:\n    name: gpu-east\n');
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', noUrl])).output).toContain('worker.controlPlaneUrl is required');
   });
 
   it('OIDC on: the audience defaults to the client id mariner and goes with the issuer; an empty one is refused', async () => {
@@ -647,10 +665,10 @@ describe('bad values fail at install with a message naming the value', () => {
     const manifests = await render([on]);
     expect(serveConfigOf(manifests, 'gateway').config.oidc).toMatchObject({ issuer: 'https://dex.example.com', audience: 'mariner' });
     const noAudience = valuesFile('oidc-no-audience.yaml', 'global:\n  oidc:\n    issuer: https://dex.example.com\n    audience: ""\n');
-    const refused = await runHelm(['template', 'mariner', CHART, '-f', noAudience]);
+    const refused = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', noAudience]);
     expect(refused.ok).toBe(false);
     expect(refused.output).toContain("at '/global/oidc/audience': minLength: got 0, want 1");
-    const unchecked = await runHelm(['template', 'mariner', CHART, '--skip-schema-validation', '-f', noAudience]);
+    const unchecked = await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '--skip-schema-validation', '-f', noAudience]);
     expect(unchecked.output).toContain('global.oidc.audience is required with global.oidc.issuer');
     // OIDC off: no OIDC setting at all, whatever the audience.
     expect(JSON.parse(find(await render([]), 'ConfigMap', 'mariner-config')['data']['config.json'])).not.toHaveProperty('MARINER_OIDC_AUDIENCE');
@@ -658,10 +676,14 @@ describe('bad values fail at install with a message naming the value', () => {
 
   it('a misspelt key, a wrong type, or a plain-text credential where a Secret reference belongs (values.schema.json)', async () => {
     const misspelt = valuesFile('misspelt.yaml', 'global:\n  databse: {}\n');
-    expect((await runHelm(['template', 'mariner', CHART, '-f', misspelt])).output).toMatch(/at '\/global': additional properties 'databse' not allowed/);
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', misspelt])).output).toMatch(
+      /at '\/global': additional properties 'databse' not allowed/,
+    );
     const wrongType = valuesFile('wrong-type.yaml', 'controlPlane:\n  gateway:\n    replicas: "three"\n');
-    expect((await runHelm(['template', 'mariner', CHART, '-f', wrongType])).output).toMatch(/at '\/controlPlane\/gateway\/replicas'/);
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', wrongType])).output).toMatch(/at '\/controlPlane\/gateway\/replicas'/);
     const plain = valuesFile('plain.yaml', 'global:\n  database:\n    url: postgres://user:password@db/mariner\n');
-    expect((await runHelm(['template', 'mariner', CHART, '-f', plain])).output).toMatch(/at '\/global\/database': additional properties 'url' not allowed/);
+    expect((await runHelm(['template', 'mariner', CHART, '--namespace', NAMESPACE, '-f', plain])).output).toMatch(
+      /at '\/global\/database': additional properties 'url' not allowed/,
+    );
   });
 });

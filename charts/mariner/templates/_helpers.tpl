@@ -221,3 +221,69 @@ vectorstores the vector index.
 {{- end -}}
 {{- include "mariner.settingsEnv" $settings -}}
 {{- end -}}
+
+{{/*
+A Secret value the chart generates once: the value already in the cluster (Helm's lookup), else a new
+random one, so an upgrade keeps it. (dict "root" $ "name" "<secret>" "key" "<key>" "value" "<new value>")
+*/}}
+{{- define "mariner.generatedValue" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- if and $existing $existing.data (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- .value -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret names the control plane and the agent read: given ones, else the chart's generated ones. */}}
+{{- define "mariner.internalTokenSecret" -}}
+{{- .Values.global.internalToken.secretRef.name | default (printf "%s-internal-token" (include "mariner.fullname" .)) -}}
+{{- end -}}
+{{- define "mariner.adminApiKeySecret" -}}
+{{- .Values.global.adminApiKey.secretRef.name | default (printf "%s-admin-api-key" (include "mariner.fullname" .)) -}}
+{{- end -}}
+{{- define "mariner.registrationSecret" -}}
+{{- .Values.worker.registrationKeySecretRef.name | default (printf "%s-registration" (include "mariner.fullname" .)) -}}
+{{- end -}}
+
+{{/* The namespace inference runtimes run in. */}}
+{{- define "mariner.runtimesNamespace" -}}
+{{- .Values.worker.runtimes.namespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+Namespaces no project may be assigned (MARINER_RESERVED_NAMESPACES): this release's, the runtimes', the
+GPU operator's when the agent writes there, and global.reservedNamespaces (a worker cluster's own, when
+the control plane runs elsewhere).
+*/}}
+{{- define "mariner.reservedNamespaces" -}}
+{{- $names := list .Release.Namespace (include "mariner.runtimesNamespace" .) -}}
+{{- if .Values.worker.gpuOperator.manageDevicePluginConfig }}{{ $names = append $names .Values.worker.gpuOperator.namespace }}{{ end -}}
+{{- $names = concat $names .Values.global.reservedNamespaces -}}
+{{- $names | uniq | join "," -}}
+{{- end -}}
+
+{{/* The container securityContext, overridable as a whole (OpenShift assigns its own user ids). */}}
+{{- define "mariner.podSecurityContextFor" -}}
+{{- if .Values.podSecurityContext -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- else -}}
+{{- include "mariner.podSecurityContext" . -}}
+{{- end -}}
+{{- end -}}
+{{- define "mariner.containerSecurityContextFor" -}}
+{{- if .Values.containerSecurityContext -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- else -}}
+{{- include "mariner.containerSecurityContext" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image by digest when one is given (repository@sha256:...), else by tag. */}}
+{{- define "mariner.imageRef" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- include "mariner.image" . -}}
+{{- end -}}
+{{- end -}}
