@@ -46,17 +46,21 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
   const base = options.inferenceUrl.replace(/\/graphql$/, '');
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   /** Who may make the call, as /graphql would judge the field it stands for; null after a refusal (sent to the sink). */
+  async function identify(req: IncomingMessage, call: InferenceCall): Promise<Identity> {
+    if (req.headers.authorization !== undefined && bearerToken(req) === undefined) {
+      throw unauthenticated('Authorization header must be "Bearer <API key or OIDC token>"');
+    }
+    const { identity, worker } = await options.authenticator.authenticate(bearerToken(req), req.headers, call.requestId);
+    const field = inferenceFieldOf(call);
+    await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, { identity, worker, system: false });
+    // The rules of these fields admit users only; a worker or nobody was refused above.
+    if (!identity) throw unauthenticated();
+    return identity;
+  }
+
   async function admit(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<Identity | null> {
     try {
-      if (req.headers.authorization !== undefined && bearerToken(req) === undefined) {
-        throw unauthenticated('Authorization header must be "Bearer <API key or OIDC token>"');
-      }
-      const { identity, worker } = await options.authenticator.authenticate(bearerToken(req), req.headers, call.requestId);
-      const field = inferenceFieldOf(call);
-      await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, { identity, worker, system: false });
-      // The rules of these fields admit users only; a worker or nobody was refused above.
-      if (!identity) throw unauthenticated();
-      return identity;
+      return await identify(req, call);
     } catch (error) {
       sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
       return null;
@@ -136,6 +140,14 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
       if (!identity) return;
       if (options.local) return options.local.serve(call, { requestId: call.requestId, system: false, identity, worker: null }, sink);
       await overHttp(call, identity, sink);
+    },
+    async refusal(req, call) {
+      try {
+        await identify(req, call);
+        return null;
+      } catch (error) {
+        return inferenceErrorOf(error, call.requestId, options.logger);
+      }
     },
     close: () => agent.destroy(),
   };

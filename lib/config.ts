@@ -17,6 +17,18 @@ export interface MarinerConfig {
   dataDir: string;
   /** Postgres connection string; when empty the embedded PGlite is used. */
   databaseUrl: string | undefined;
+  /**
+   * Connections of this process's PostgreSQL pool (MARINER_DB_POOL_SIZE, 1-200; default 10). Every pod
+   * of every component has its own pool: their sum must stay under the server's max_connections (100 by
+   * default), so the chart sets a small one per component (charts/mariner: controlPlaneDefaults.databasePoolSize).
+   */
+  databasePoolSize: number;
+  /**
+   * Namespaces no project may be assigned (MARINER_RESERVED_NAMESPACES, comma-separated), besides
+   * Kubernetes' own: the chart names the control plane's and the runtimes' namespaces, where the agent
+   * holds rights users must not borrow through /v1/sessions (subgraphs/users/validation.ts).
+   */
+  reservedNamespaces: string[];
   /** Fixes the bootstrap admin key instead of generating one. */
   adminApiKey: string | undefined;
   /** Email of the bootstrap admin user. */
@@ -73,6 +85,14 @@ export interface MarinerConfig {
     statusStaleSeconds: number;
     /** `mariner up` registers a default cluster and runs an embedded local agent for it. */
     defaultCluster: boolean;
+    /**
+     * `mariner serve clusters`: registers (or re-keys) the default cluster with this registration key at
+     * start (MARINER_DEFAULT_CLUSTER_KEY, clusterkey-..., from a Secret the chart generates), so an agent
+     * installed with the control plane connects without anyone calling registerCluster. Idempotent.
+     */
+    defaultClusterKey: string | undefined;
+    /** The seeded default cluster's name (MARINER_DEFAULT_CLUSTER_NAME; default `default`). */
+    defaultClusterName: string;
   };
   /** Where agents' model loaders download Hugging Face models (HF_ENDPOINT, HF_TOKEN as the Hub's own tools). */
   huggingFace: { endpoint: string; token: string | undefined };
@@ -148,6 +168,13 @@ export interface MarinerConfig {
      * 3 missed: gone. The inference and jobs processes read it too: the same value everywhere.
      */
     peerHeartbeatMs: number;
+    /**
+     * Whether /v1/sessions forwards exec, attach and port-forward into project namespaces
+     * (MARINER_SESSIONS_EXEC, default off): a member who may write could then run commands in any pod of
+     * the namespace with what that pod mounts. The agent's Role must grant pods/exec too (the chart:
+     * worker.sessions.allowExec). Secrets are never forwarded (subgraphs/sessions/kubeAllowList.ts).
+     */
+    allowExec: boolean;
   };
 }
 
@@ -216,6 +243,12 @@ export interface AutoscalerConfig {
   /** Every model's settings (MARINER_AUTOSCALER_*). */
   defaults: ScalerSettings;
   /** Per model id, settings that differ from the defaults (MARINER_AUTOSCALER_MODELS, a JSON object). */
+  /**
+   * Whether a batch's requests are sent as `batch` priority, which the local runtime serves after
+   * interactive ones (lib/requestPriority.ts; MARINER_BATCH_YIELD_TO_INTERACTIVE, default on; off only to
+   * measure what it is worth, test/bench/batches.ts).
+   */
+  yieldToInteractive: boolean;
   models: Record<string, Partial<ScalerSettings>>;
   /** Per model id, scheduled replica bounds (MARINER_AUTOSCALER_SCHEDULES, a JSON object; lib/scalingSchedule.ts). */
   schedules?: Record<string, ScalingSchedule[]>;
@@ -305,6 +338,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     host: stringSetting(env, 'MARINER_HOST') ?? '127.0.0.1',
     dataDir,
     databaseUrl,
+    databasePoolSize: intSetting(env, 'MARINER_DB_POOL_SIZE', 10, 1, 200),
+    reservedNamespaces: reservedNamespacesSetting(env),
     adminApiKey,
     adminEmail: stringSetting(env, 'MARINER_ADMIN_EMAIL') ?? 'admin@example.com',
     internalTokenSecret: stringSetting(env, 'MARINER_INTERNAL_TOKEN_SECRET'),
@@ -339,6 +374,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     clusters: {
       statusStaleSeconds: intSetting(env, 'MARINER_CLUSTER_STALE_SECONDS', 180, 5, 7 * 24 * 3600),
       defaultCluster: boolSetting(env, 'MARINER_DEFAULT_CLUSTER', true),
+      defaultClusterKey: defaultClusterKeySetting(env),
+      defaultClusterName: stringSetting(env, 'MARINER_DEFAULT_CLUSTER_NAME') ?? 'default',
     },
     huggingFace: {
       endpoint: stringSetting(env, 'HF_ENDPOINT') ?? 'https://huggingface.co',
@@ -382,9 +419,33 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       peerPort: stringSetting(env, 'MARINER_SESSIONS_PEER_PORT') === undefined ? undefined : intSetting(env, 'MARINER_SESSIONS_PEER_PORT', 0, 0, 65535),
       peerAddress: peerAddressSetting(env),
       peerHeartbeatMs: intSetting(env, 'MARINER_SESSIONS_PEER_HEARTBEAT_MS', 5_000, 100, 600_000),
+      allowExec: boolSetting(env, 'MARINER_SESSIONS_EXEC', false),
     },
   };
   return { ...base, ...overrides };
+}
+
+const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** MARINER_RESERVED_NAMESPACES: Kubernetes namespace names, comma-separated. */
+function reservedNamespacesSetting(env: Env): string[] {
+  const names = (stringSetting(env, 'MARINER_RESERVED_NAMESPACES') ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  const bad = names.find((name) => !NAMESPACE_NAME.test(name));
+  if (bad !== undefined)
+    throw new ConfigError(`MARINER_RESERVED_NAMESPACES must list Kubernetes namespace names, comma-separated; "${bad.slice(0, 80)}" is not one`);
+  return [...new Set(names)];
+}
+
+/** MARINER_DEFAULT_CLUSTER_KEY: a registration key as registerCluster makes them (clusterkey- and at least 32 more characters). */
+function defaultClusterKeySetting(env: Env): string | undefined {
+  const key = stringSetting(env, 'MARINER_DEFAULT_CLUSTER_KEY');
+  if (key !== undefined && !/^clusterkey-[A-Za-z0-9_-]{32,}$/.test(key)) {
+    throw new ConfigError('MARINER_DEFAULT_CLUSTER_KEY must be clusterkey- followed by at least 32 letters, digits, - or _ (the chart generates one)');
+  }
+  return key;
 }
 
 /** MARINER_SESSIONS_PEER_ADDRESS, or POD_IP with the peer port (the chart sets POD_IP from the downward API). */
@@ -612,3 +673,4 @@ export function readJsonSetting(name: string, file: string): unknown {
     throw new ConfigError(`${name}: cannot read JSON from ${file}: ${(error as Error).message}`);
   }
 }
+    yieldToInteractive: boolSetting(env, 'MARINER_BATCH_YIELD_TO_INTERACTIVE', true),

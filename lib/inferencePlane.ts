@@ -3,6 +3,7 @@ import { GraphQLError } from 'graphql';
 import { ErrorCode, isErrorCode } from './errors.js';
 import type { InternalCaller } from './identity.js';
 import type { Logger } from './logging.js';
+import type { RequestPriority } from './requestPriority.js';
 import type { AudioUpload } from './transcription.js';
 
 /**
@@ -42,6 +43,11 @@ export interface InferenceCall {
    */
   audio?: AudioUpload;
   requestId: string;
+  /**
+   * `batch` for a batch's request (subgraphs/batches): the runtime serves interactive requests first
+   * (lib/requestPriority.ts). Absent: interactive. Over HTTP it travels as PRIORITY_HEADER.
+   */
+  priority?: RequestPriority;
 }
 
 /** Why a request was refused or failed: one of our codes, as a GraphQL error would carry it. */
@@ -90,6 +96,11 @@ export interface InferencePlane {
    * as the GraphQL error it would be over /graphql (UNAUTHENTICATED, FORBIDDEN, ...).
    */
   send(req: IncomingMessage, call: InferenceCall, sink: InferenceSink): Promise<void>;
+  /**
+   * The same authentication and authorization as `send`, before any of the request's body is read (a
+   * transcription's upload is read only for a caller who may make it): the refusal, or null.
+   */
+  refusal(req: IncomingMessage, call: InferenceCall): Promise<InferenceError | null>;
   close(): void;
 }
 

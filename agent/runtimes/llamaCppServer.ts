@@ -24,6 +24,7 @@
  * SIGTERM (or stdin closing, with `--exit-on-stdin-close`): stop accepting, let in-flight requests finish
  * (at most 10 s), exit 0.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomInt } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -53,6 +54,11 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { isJsonObject } from '../../lib/jsonObject.js';
+import { PRIORITY_HEADER, priorityOf, type RequestPriority } from '../../lib/requestPriority.js';
+import { SequenceQueue } from './sequenceQueue.js';
+
+/** The priority of the request being served, for the sequence it waits for (set in `route`). */
+const requestPriority = new AsyncLocalStorage<RequestPriority>();
 
 export interface LlamaCppServerOptions {
   modelPath: string;
@@ -148,7 +154,10 @@ export async function startLlamaCppServer(options: LlamaCppServerOptions): Promi
       if (!res.writableFinished) abort.abort(new Error('the client disconnected'));
     });
     // A LoRA adapter of the model (`model` names it): its own context on the shared weights.
-    await adapters.serve(body.model, req.headers[ADAPTER_PATH_HEADER], (target) => handler(target, body, res, abort.signal));
+    // A batch's request waits behind interactive ones for a sequence (lib/requestPriority.ts).
+    await adapters.serve(body.model, req.headers[ADAPTER_PATH_HEADER], (target) =>
+      requestPriority.run(priorityOf(req.headers[PRIORITY_HEADER]), () => handler(target, body, res, abort.signal)),
+    );
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -211,8 +220,7 @@ class Runtime {
   readonly chatWrapper: ChatWrapper;
   /** Generations cut short (or dropped from the queue) because their client left. */
   cancelled = 0;
-  private readonly freeSequences: LlamaContextSequence[] = [];
-  private readonly waiting: { grant: (sequence: LlamaContextSequence) => void }[] = [];
+  private readonly sequences: SequenceQueue<LlamaContextSequence>;
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
   private embeddingQueue: Promise<unknown> = Promise.resolve();
 
@@ -225,7 +233,8 @@ class Runtime {
     private readonly ownsModel = true,
   ) {
     this.chatWrapper = resolveChatWrapper(model);
-    for (let i = 0; i < context.totalSequences; i++) this.freeSequences.push(context.getSequence());
+    const sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
+    this.sequences = new SequenceQueue(sequences, { onDropped: () => this.cancelled++ });
   }
 
   get contextSize(): number {
@@ -251,32 +260,16 @@ class Runtime {
     return this.model.tokenize(prompt, false, 'trimLeadingSpace');
   }
 
-  /** Waits for a free sequence (requests beyond `--parallel` queue here), or for the abort. */
+  /**
+   * Waits for a free sequence (requests beyond `--parallel` queue here, interactive ahead of batch:
+   * sequenceQueue.ts), or for the abort. The priority is the request's (`x-mariner-priority`, see `route`).
+   */
   private acquire(signal: AbortSignal): Promise<LlamaContextSequence> {
-    const free = this.freeSequences.pop();
-    if (free) return Promise.resolve(free);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        grant: (sequence: LlamaContextSequence) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(sequence);
-        },
-      };
-      const onAbort = () => {
-        this.waiting.splice(this.waiting.indexOf(waiter), 1);
-        this.cancelled++;
-        reject(signal.reason);
-      };
-      if (signal.aborted) return reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
-    });
+    return this.sequences.acquire(requestPriority.getStore() ?? 'interactive', signal);
   }
 
   private release(sequence: LlamaContextSequence): void {
-    const next = this.waiting.shift();
-    if (next) next.grant(sequence);
-    else this.freeSequences.push(sequence);
+    this.sequences.release(sequence);
   }
 
   /** Prompt tokens as the model sees them (with the BOS that generation prepends); 400 when they fill the context. */

@@ -30,7 +30,7 @@ export const batchesComponent = defineComponent({
     const store = new BatchStore(db.knex);
     const files = createBatchFiles({ url: subgraphUrl.files, tokens, objectStore });
     const events = new BatchEvents(pubsub, logger);
-    const runner = createRequestRunner({ local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens });
+    const runner = createRequestRunner({ local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens, yieldToInteractive: settings.yieldToInteractive });
     const worker = startBatchWorker({ store, files, creators: createBatchCreators({ url: subgraphUrl.users, tokens }), runner, events, settings, logger });
     const definition: SubgraphDefinition<BatchesContext> = {
       name: 'batches',

@@ -9,6 +9,7 @@ import {
   type InferencePlaneServer,
   type InferenceSink,
 } from '../../lib/inferencePlane.js';
+import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
 
 /** What one request of a batch answered: OpenAI's `response` of the output line (status and body). */
 export interface RequestAnswer {
@@ -58,7 +59,14 @@ function bufferedSink(signal: AbortSignal): { sink: InferenceSink; answer: Promi
  * otherwise one kept-alive HTTP connection to its data plane (lib/inferencePlane.ts), with an internal
  * token for the creator.
  */
-export function createRequestRunner(options: { local: InferencePlaneServer | null; inferenceUrl: () => string; tokens: InternalTokens }): RequestRunner {
+export function createRequestRunner(options: {
+  local: InferencePlaneServer | null;
+  inferenceUrl: () => string;
+  tokens: InternalTokens;
+  /** Sent as `batch` priority (lib/requestPriority.ts): the runtime serves interactive requests first. */
+  yieldToInteractive: boolean;
+}): RequestRunner {
+  const priority: RequestPriority = options.yieldToInteractive ? 'batch' : 'interactive';
   const agent = new http.Agent({ keepAlive: true });
 
   async function overHttp(call: InferenceCall, identity: Identity, sink: InferenceSink): Promise<void> {
@@ -71,7 +79,13 @@ export function createRequestRunner(options: { local: InferencePlaneServer | nul
           method: 'POST',
           agent,
           signal: sink.leaving,
-          headers: { 'content-type': 'application/json', 'content-length': payload.length, [INTERNAL_TOKEN_HEADER]: token, 'x-request-id': call.requestId },
+          headers: {
+            'content-type': 'application/json',
+            'content-length': payload.length,
+            [INTERNAL_TOKEN_HEADER]: token,
+            'x-request-id': call.requestId,
+            [PRIORITY_HEADER]: priority,
+          },
         });
         upstream.once('error', reject);
         upstream.once('response', resolve);
@@ -100,7 +114,7 @@ export function createRequestRunner(options: { local: InferencePlaneServer | nul
 
   return {
     async run(identity, kind, body, requestId, signal) {
-      const call: InferenceCall = { kind, request: body, requestId };
+      const call: InferenceCall = { kind, request: body, requestId, priority };
       const { sink, answer } = bufferedSink(signal);
       if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
       else await overHttp(call, identity, sink);

@@ -23,6 +23,7 @@ import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
 import { routeTranscription, transcriptionAnswer } from './transcriptions.js';
 import { readTranscriptionForm, type AudioUpload } from '../../lib/transcription.js';
+import { PRIORITY_HEADER, priorityOf } from '../../lib/requestPriority.js';
 
 const EVENT_END = Buffer.from('\n\n');
 /** An event that carries a usage object (`"usage": null` on the others does not count). */
@@ -62,7 +63,7 @@ export function createInferencePlaneServer(options: DataPlaneOptions): Inference
         routed =
           call.kind === 'transcription'
             ? await routeTranscription(ctx, call.request, call.audio, sink.leaving)
-            : await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving);
+            : await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving, call.priority);
       } catch (error) {
         return sink.fail(inferenceErrorOf(error, call.requestId, options.logger), error instanceof RateLimitedError ? error.state : null);
       }
@@ -106,7 +107,8 @@ export function dataPlaneRoutes(server: InferencePlaneServer, maxBodyBytes: numb
       } catch (error) {
         return sink.fail({ code: ErrorCode.BAD_USER_INPUT, message: (error as Error).message, field: kind === 'transcription' ? 'file' : 'request' }, null);
       }
-      await server.serve({ kind, request, requestId, ...(audio ? { audio } : {}) }, caller, sink);
+      const priority = priorityOf(req.headers[PRIORITY_HEADER]);
+      await server.serve({ kind, request, requestId, priority, ...(audio ? { audio } : {}) }, caller, sink);
     };
   }
   return routes;

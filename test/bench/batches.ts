@@ -11,6 +11,11 @@
  *                 throughput (lines / seconds from its creation until it is seen completed).
  * The batch's concurrency is the platform's settings (MARINER_BATCH_CONCURRENCY_PER_BATCH, ..._PER_TENANT;
  * --per-batch and --per-tenant set them here). The issue's target: interactive p50 within 20% of alone.
+ * Each mode of --modes is a fresh platform measured both ways, in turn, in this one run:
+ *   - yield:    the platform's default, a batch's requests sent as `batch` priority (lib/requestPriority.ts:
+ *               the runtime starts one only while no interactive request waits or generates);
+ *   - no-yield: MARINER_BATCH_YIELD_TO_INTERACTIVE off, every request served first come first served
+ *               (what the platform did before).
  * Writes bench-results/batches.{json,md}.
  *
  *   --lines N         requests in the batch (default 1000)
@@ -19,6 +24,9 @@
  *   --rate R          interactive requests started per second, one at a time (default 10)
  *   --per-batch C     requests of the batch running at once (default: the platform's, 4)
  *   --per-tenant C    requests of the tenant's batches running at once (default: the platform's, 8)
+ *   --modes M,...     yield, no-yield or both (default no-yield,yield)
+ *   --rounds N        each mode N times, the order reversed every other round (default 1); the figures
+ *                     pool the rounds' requests (the machine's load drifts: alternating spreads it evenly)
  *   --embedded        PGlite instead of a fresh PostgreSQL database
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,10 +36,12 @@ import OpenAI, { toFile } from 'openai';
 import { DEMO_MODEL_ID } from '../../bin/demoModel.js';
 import { loadConfig } from '../../lib/config.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { BenchAbort, benchEnvironment, intOption, latencyStats, markdownTable, parseBenchArgs, runBench, type LatencyStats } from './support.js';
+import { BenchAbort, benchEnvironment, intOption, latencyStats, markdownTable, parseBenchArgs, runBench, UsageError, type LatencyStats } from './support.js';
 
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench-results');
-const USAGE = '--lines N --interactive N --max-tokens T --rate R --per-batch C --per-tenant C --embedded';
+const USAGE = '--lines N --interactive N --max-tokens T --rate R --per-batch C --per-tenant C --modes yield,no-yield --rounds N --embedded';
+const MODES = ['no-yield', 'yield'] as const;
+type Mode = (typeof MODES)[number];
 
 function chatBody(maxTokens: number, content: string) {
   return { model: DEMO_MODEL_ID, max_tokens: maxTokens, temperature: 0, messages: [{ role: 'user' as const, content }] };
@@ -45,50 +55,106 @@ async function timedChat(sdk: OpenAI, maxTokens: number, i: number): Promise<big
   return process.hrtime.bigint() - started;
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const values = parseBenchArgs(
-    argv,
-    {
-      lines: { type: 'string', default: '1000' },
-      interactive: { type: 'string', default: '100' },
-      'max-tokens': { type: 'string', default: '8' },
-      rate: { type: 'string', default: '10' },
-      'per-batch': { type: 'string' },
-      'per-tenant': { type: 'string' },
-      embedded: { type: 'boolean', default: false },
-    },
-    USAGE,
+interface Settings {
+  lines: number;
+  interactive: number;
+  maxTokens: number;
+  intervalMs: number;
+  perBatch: number;
+  perTenant: number;
+  embedded: boolean;
+}
+
+/** One round of one mode, as measured. */
+interface ModeRun {
+  mode: Mode;
+  alone: bigint[];
+  aloneWallNs: bigint;
+  during: bigint[];
+  duringWallNs: bigint;
+  batchSeconds: number;
+  requestCounts: OpenAI.Batches.Batch['request_counts'];
+  failedAlone: number;
+  failedDuring: number;
+  lastError: string | null;
+}
+
+interface ModeResult {
+  mode: Mode;
+  rounds: number;
+  batch: { requestCounts: { completed: number; failed: number }; seconds: number; linesPerSecond: number };
+  interactive: {
+    alone: LatencyStats;
+    whileBatchRuns: LatencyStats;
+    failed: { alone: number; whileBatchRuns: number; lastError: string | null };
+    p50ChangePercent: number;
+    withinTwentyPercent: boolean;
+  };
+}
+
+/** The rounds of one mode, pooled: latencies over all their requests, throughput over all their lines. */
+function pooled(mode: Mode, runs: ModeRun[], lines: number): ModeResult {
+  const sum = (f: (r: ModeRun) => number) => runs.reduce((total, r) => total + f(r), 0);
+  const alone = latencyStats(
+    runs.flatMap((r) => r.alone),
+    runs.reduce((total, r) => total + r.aloneWallNs, 0n),
   );
-  const lines = intOption('lines', values.lines, 1);
-  const interactive = intOption('interactive', values.interactive, 1);
-  const maxTokens = intOption('max-tokens', values['max-tokens'], 1);
-  const intervalMs = 1000 / intOption('rate', values.rate, 1);
+  const during = latencyStats(
+    runs.flatMap((r) => r.during),
+    runs.reduce((total, r) => total + r.duringWallNs, 0n),
+  );
+  const seconds = sum((r) => r.batchSeconds);
+  const p50Change = Math.round((during.p50 / alone.p50 - 1) * 1000) / 10;
+  return {
+    mode,
+    rounds: runs.length,
+    batch: {
+      requestCounts: { completed: sum((r) => r.requestCounts?.completed ?? 0), failed: sum((r) => r.requestCounts?.failed ?? 0) },
+      seconds: Math.round(seconds * 100) / 100,
+      linesPerSecond: Math.round(((lines * runs.length) / seconds) * 100) / 100,
+    },
+    interactive: {
+      alone,
+      whileBatchRuns: during,
+      failed: {
+        alone: sum((r) => r.failedAlone),
+        whileBatchRuns: sum((r) => r.failedDuring),
+        lastError:
+          runs
+            .map((r) => r.lastError)
+            .filter(Boolean)
+            .at(-1) ?? null,
+      },
+      p50ChangePercent: p50Change,
+      withinTwentyPercent: p50Change <= 20,
+    },
+  };
+}
+
+/** One mode: a fresh platform, interactive requests alone, then while a batch runs. */
+async function measure(mode: Mode, settings: Settings, log: (line: string) => void): Promise<ModeRun> {
+  const { lines, interactive, maxTokens, intervalMs, perBatch, perTenant, embedded } = settings;
   /** Waits until the next interactive request is due (one every intervalMs from `since`; none skipped, none bunched). */
   const paced = async (since: number, i: number) => {
     const wait = since + i * intervalMs - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   };
-  const defaults = loadConfig({}).batches;
-  const perBatch = values['per-batch'] ? intOption('per-batch', values['per-batch'], 1) : defaults.concurrencyPerBatch;
-  const perTenant = values['per-tenant'] ? intOption('per-tenant', values['per-tenant'], perBatch) : Math.max(defaults.concurrencyPerTenant, perBatch);
-  const command = `npm run bench:batches${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
-  const log = (line: string) => process.stderr.write(`${line}\n`);
-
-  log(`starting the platform with the demo model (${values.embedded ? 'PGlite' : 'PostgreSQL'}), batches ${perBatch} at once (tenant ${perTenant})…`);
+  log(`[${mode}] starting the platform with the demo model (${embedded ? 'PGlite' : 'PostgreSQL'}), batches ${perBatch} at once (tenant ${perTenant})…`);
   let t: TestPlatform | undefined;
   try {
     t = await startTestPlatform({
-      embedded: values.embedded,
+      embedded,
       defaultCluster: true,
       demoModel: true,
-      config: { batches: { concurrencyPerBatch: perBatch, concurrencyPerTenant: perTenant, pollIntervalMs: 100 } },
+      config: {
+        batches: { concurrencyPerBatch: perBatch, concurrencyPerTenant: perTenant, pollIntervalMs: 100, yieldToInteractive: mode === 'yield' },
+      },
     });
     const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0, timeout: 300_000 });
     // The first request activates the demo model and waits for its runtime; then a few to warm up.
     for (let i = 0; i < 10; i++) await timedChat(sdk, maxTokens, -i);
 
-    log(`alone: ${interactive} interactive chat completions…`);
+    log(`[${mode}] alone: ${interactive} interactive chat completions…`);
     const aloneStarted = process.hrtime.bigint();
     const aloneSince = Date.now();
     const alone: bigint[] = [];
@@ -106,9 +172,9 @@ async function main(): Promise<void> {
       if (latency !== null) alone.push(latency);
     }
     const failedAlone = failures.length;
-    const aloneStats = latencyStats(alone, process.hrtime.bigint() - aloneStarted);
+    const aloneWallNs = process.hrtime.bigint() - aloneStarted;
 
-    log(`with batch: a ${lines}-line batch, and interactive chat completions until it ends…`);
+    log(`[${mode}] with batch: a ${lines}-line batch, and interactive chat completions until it ends…`);
     const jsonl = Array.from({ length: lines }, (_, i) =>
       JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: chatBody(maxTokens, `batch line ${i}`) }),
     ).join('\n');
@@ -149,72 +215,123 @@ async function main(): Promise<void> {
     const finished = done as OpenAI.Batches.Batch | null;
     if (!finished || finished.status !== 'completed') throw new BenchAbort(`the batch ended ${finished?.status}: ${JSON.stringify(finished).slice(0, 400)}`);
     if (during.length === 0) throw new BenchAbort('no interactive request finished while the batch ran');
-    const duringStats: LatencyStats = latencyStats(during, ended - duringStarted);
-    const batchSeconds = Number(ended - created) / 1e9;
-    const throughput = Math.round((lines / batchSeconds) * 100) / 100;
-    const p50Change = Math.round((duringStats.p50 / aloneStats.p50 - 1) * 1000) / 10;
-
-    const report = {
-      ...benchEnvironment('batches', command),
-      settings: {
-        lines,
-        maxTokens,
-        interactivePerSecond: 1000 / intervalMs,
-        concurrencyPerBatch: perBatch,
-        concurrencyPerTenant: perTenant,
-        database: values.embedded ? 'PGlite' : 'PostgreSQL',
-      },
-      batch: {
-        id: finished.id,
-        requestCounts: finished.request_counts,
-        seconds: Math.round(batchSeconds * 100) / 100,
-        linesPerSecond: throughput,
-      },
-      interactive: {
-        alone: aloneStats,
-        whileBatchRuns: duringStats,
-        failed: { alone: failedAlone, whileBatchRuns: failures.length - failedAlone, lastError: failures.at(-1) ?? null },
-        p50ChangePercent: p50Change,
-        withinTwentyPercent: p50Change <= 20,
-      },
+    return {
+      mode,
+      alone,
+      aloneWallNs,
+      during,
+      duringWallNs: ended - duringStarted,
+      batchSeconds: Number(ended - created) / 1e9,
+      requestCounts: finished.request_counts,
+      failedAlone,
+      failedDuring: failures.length - failedAlone,
+      lastError: failures.at(-1) ?? null,
     };
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    writeFileSync(path.join(RESULTS_DIR, 'batches.json'), `${JSON.stringify(report, null, 2)}\n`);
-    const md = [
-      `# Batch API benchmark`,
-      '',
-      `\`${command}\` — ${report.date}, Node ${report.node}, ${report.cpu.cores} × ${report.cpu.model}, ${report.settings.database}.`,
-      `The demo model (node-llama-cpp, random weights), max_tokens ${maxTokens}; interactive requests one at a time, ${1000 / intervalMs} per second; the batch runs ${perBatch} requests at once (tenant cap ${perTenant}).`,
-      '',
-      `Batch: ${lines} lines in ${report.batch.seconds} s: **${throughput} lines/s** (${finished.request_counts?.completed} completed, ${finished.request_counts?.failed} failed).`,
-      '',
-      ...markdownTable(
-        ['interactive chat', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms'],
-        [
-          ['alone', String(aloneStats.count), String(aloneStats.p50), String(aloneStats.p90), String(aloneStats.p99), String(aloneStats.mean)],
-          [
-            'while the batch runs',
-            String(duringStats.count),
-            String(duringStats.p50),
-            String(duringStats.p90),
-            String(duringStats.p99),
-            String(duringStats.mean),
-          ],
-        ],
-        1,
-      ),
-      '',
-      `Interactive p50 while the batch runs: ${p50Change >= 0 ? '+' : ''}${p50Change}% (target: within 20%).` +
-        (failures.length > 0
-          ? ` Interactive requests that failed (not measured): ${failedAlone} alone, ${failures.length - failedAlone} while the batch ran.`
-          : ''),
-      '',
-    ].join('\n');
-    writeFileSync(path.join(RESULTS_DIR, 'batches.md'), md);
-    process.stdout.write(md);
   } finally {
     await t?.close();
   }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const values = parseBenchArgs(
+    argv,
+    {
+      lines: { type: 'string', default: '1000' },
+      interactive: { type: 'string', default: '100' },
+      'max-tokens': { type: 'string', default: '8' },
+      rate: { type: 'string', default: '10' },
+      'per-batch': { type: 'string' },
+      'per-tenant': { type: 'string' },
+      modes: { type: 'string', default: MODES.join(',') },
+      rounds: { type: 'string', default: '1' },
+      embedded: { type: 'boolean', default: false },
+    },
+    USAGE,
+  );
+  const modes = values.modes.split(',').map((m) => m.trim());
+  for (const mode of modes) if (!(MODES as readonly string[]).includes(mode)) throw new UsageError(`--modes: "${mode}" is not one of ${MODES.join(', ')}`);
+  const defaults = loadConfig({}).batches;
+  const perBatch = values['per-batch'] ? intOption('per-batch', values['per-batch'], 1) : defaults.concurrencyPerBatch;
+  const settings: Settings = {
+    lines: intOption('lines', values.lines, 1),
+    interactive: intOption('interactive', values.interactive, 1),
+    maxTokens: intOption('max-tokens', values['max-tokens'], 1),
+    intervalMs: 1000 / intOption('rate', values.rate, 1),
+    perBatch,
+    perTenant: values['per-tenant'] ? intOption('per-tenant', values['per-tenant'], perBatch) : Math.max(defaults.concurrencyPerTenant, perBatch),
+    embedded: values.embedded,
+  };
+  const command = `npm run bench:batches${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+
+  const rounds = intOption('rounds', values.rounds, 1);
+  const runs: ModeRun[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? modes : [...modes].reverse();
+    for (const mode of order as Mode[]) runs.push(await measure(mode, settings, log));
+  }
+  const results = (modes as Mode[]).map((mode) =>
+    pooled(
+      mode,
+      runs.filter((r) => r.mode === mode),
+      settings.lines,
+    ),
+  );
+
+  const report = {
+    ...benchEnvironment('batches', command),
+    settings: {
+      lines: settings.lines,
+      maxTokens: settings.maxTokens,
+      interactivePerSecond: 1000 / settings.intervalMs,
+      concurrencyPerBatch: settings.perBatch,
+      concurrencyPerTenant: settings.perTenant,
+      database: settings.embedded ? 'PGlite' : 'PostgreSQL',
+      rounds,
+    },
+    modes: results,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(path.join(RESULTS_DIR, 'batches.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const signed = (x: number) => `${x >= 0 ? '+' : ''}${x}%`;
+  const md = [
+    `# Batch API benchmark`,
+    '',
+    `\`${command}\` — ${report.date}, Node ${report.node}, ${report.cpu.cores} × ${report.cpu.model}, ${report.settings.database}.`,
+    `The demo model (node-llama-cpp, random weights), max_tokens ${settings.maxTokens}; interactive requests one at a time, ${report.settings.interactivePerSecond} per second; a ${settings.lines}-line batch running ${settings.perBatch} requests at once (tenant cap ${settings.perTenant}). Each mode on a fresh platform per round, ${rounds} round${rounds > 1 ? 's' : ''} (the order reversed every other round), in one run; figures pool the rounds.`,
+    '',
+    ...markdownTable(
+      ['mode', 'batch lines/s', 'interactive', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'p50 change', 'failed'],
+      results.flatMap((r) => {
+        const { alone, whileBatchRuns: during, failed } = r.interactive;
+        return [
+          [r.mode, '', 'alone', String(alone.count), String(alone.p50), String(alone.p90), String(alone.p99), String(alone.mean), '', String(failed.alone)],
+          [
+            r.mode,
+            String(r.batch.linesPerSecond),
+            'while the batch runs',
+            String(during.count),
+            String(during.p50),
+            String(during.p90),
+            String(during.p99),
+            String(during.mean),
+            signed(r.interactive.p50ChangePercent),
+            String(failed.whileBatchRuns),
+          ],
+        ];
+      }),
+      2,
+    ),
+    '',
+    ...results.map(
+      (r) =>
+        `- ${r.mode}: ${settings.lines * r.rounds} lines in ${r.batch.seconds} s (**${r.batch.linesPerSecond} lines/s**, ${r.batch.requestCounts?.completed} completed, ${r.batch.requestCounts?.failed} failed); interactive p50 while it runs ${signed(r.interactive.p50ChangePercent)} (target: within 20%).`,
+    ),
+    '',
+  ].join('\n');
+  writeFileSync(path.join(RESULTS_DIR, 'batches.md'), md);
+  process.stdout.write(md);
 }
 
 runBench(main);
