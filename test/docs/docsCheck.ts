@@ -23,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,13 +152,13 @@ export interface Target {
 }
 
 /** The environment of a block: the caller's, less Mariner's own settings and the test runner's, plus the target. */
-function blockEnv(target: Target): NodeJS.ProcessEnv {
+function blockEnv(target: Target, cwd: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (key.startsWith('MARINER_') || key.startsWith('VITEST') || key === 'NODE_ENV' || key === 'OPENAI_API_KEY' || key === 'OPENAI_BASE_URL') continue;
     env[key] = value;
   }
-  return { ...env, MARINER_URL: target.url.replace(/\/+$/, ''), MARINER_API_KEY: target.apiKey };
+  return { ...env, MARINER_URL: target.url.replace(/\/+$/, ''), MARINER_API_KEY: target.apiKey, CURL_HOME: path.join(cwd, '.curl') };
 }
 
 /** Runs one block in `cwd`. */
@@ -170,7 +170,7 @@ export function runBlock(block: DocBlock, target: Target, cwd: string, timeoutMs
   return new Promise((resolve) => {
     const child = spawn('bash', ['--noprofile', '--norc', '-euo', 'pipefail', script], {
       cwd,
-      env: blockEnv(target),
+      env: blockEnv(target, cwd),
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -227,6 +227,9 @@ export async function runPages(pages: DocBlock[][], target: Target, options: { c
       const cwd = mkdtempSync(path.join(tmpdir(), 'mariner-docs-page-'));
       try {
         symlinkSync(path.join(ROOT, 'node_modules'), path.join(cwd, 'node_modules'), 'dir');
+        // `curl -sf` fails silently; with show-error (curl's own config file) a failing block says why.
+        mkdirSync(path.join(cwd, '.curl'));
+        writeFileSync(path.join(cwd, '.curl', '.curlrc'), 'show-error\n');
         for (const block of pages[index]!) {
           const result = await runBlock(block, target, cwd, options.timeoutMs);
           results[index]!.push(result);
@@ -261,7 +264,14 @@ export async function startDocsServer(settings: Record<string, string> = {}): Pr
     if (key.startsWith('MARINER_') || key.startsWith('VITEST') || key === 'DATABASE_URL' || key === 'NODE_ENV') continue;
     env[key] = value;
   }
-  Object.assign(env, { MARINER_DATA_DIR: dataDir, MARINER_PORT: '0', MARINER_ADMIN_API_KEY: apiKey, MARINER_LOG_LEVEL: 'warn', ...settings });
+  Object.assign(env, {
+    MARINER_DATA_DIR: dataDir,
+    MARINER_PORT: '0',
+    MARINER_ADMIN_API_KEY: apiKey,
+    MARINER_LOG_LEVEL: 'warn',
+    MARINER_LOCAL_BATCH_JOBS: 'true',
+    ...settings,
+  });
   const child = spawn(process.execPath, ['--enable-source-maps', path.join(ROOT, 'dist/bin/mariner.js'), 'up', '--demo-model'], {
     cwd: dataDir,
     env,
