@@ -2,7 +2,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AutoscalerConfig, ScalerSettings } from '../lib/config.js';
 import type { Logger } from '../lib/logging.js';
 import { ModelSchedules, scheduledBounds, type ScheduleState } from '../lib/scalingSchedule.js';
-import type { AutoscalingReport, RuntimeHost, RuntimeReport } from './executor.js';
+import type { ActiveModel, AutoscalingReport, RuntimeHost, RuntimeReport } from './executor.js';
 
 /**
  * Requests in flight to one model through this agent, and their time-weighted average between two
@@ -129,10 +129,26 @@ export function createAutoscaler(
   const log = logger.child({ component: 'autoscaler' });
 
   const settingsOf = (modelId: string): ScalerSettings => ({ ...config.defaults, ...config.models[modelId] });
-  const schedulesOf = (modelId: string): ModelSchedules | null => {
-    const schedules = config.schedules?.[modelId];
+  /** The model's own schedules (set on the model) where it has any, else the agent's configured ones. */
+  const schedulesOf = (model: ActiveModel): ModelSchedules | null => {
+    const schedules = model.scalingSchedules && model.scalingSchedules.length > 0 ? model.scalingSchedules : config.schedules?.[model.id];
     return schedules && schedules.length > 0 ? new ModelSchedules(schedules) : null;
   };
+
+  /**
+   * A model whose owner changed its schedules since the scaler took them: the new ones apply at once
+   * (a shutdown, a floor), the others at the next step; without any, the configured bounds again.
+   */
+  function followSchedules(model: ActiveModel, scaler: ModelScaler, now: number): boolean {
+    const schedules = schedulesOf(model);
+    if (JSON.stringify(schedules?.schedules ?? null) === JSON.stringify(scaler.schedules?.schedules ?? null)) return false;
+    scaler.schedules = schedules;
+    scaler.schedule = null;
+    scaler.settings = scaler.base;
+    const decision = applySchedule(scaler, now);
+    if (decision && decision.replicas !== scaler.replicas) scaleTo(model.id, scaler, decision);
+    return true;
+  }
 
   /**
    * The schedule in force bounds the replicas: its [minReplicas, maxReplicas] replace the configured
@@ -232,7 +248,7 @@ export function createAutoscaler(
           const scaler: ModelScaler = {
             base,
             settings: base,
-            schedules: schedulesOf(model.id),
+            schedules: schedulesOf(model),
             schedule: null,
             replicas: 0,
             gauge: new InFlightGauge(now),
@@ -256,6 +272,10 @@ export function createAutoscaler(
           scalers.set(model.id, scaler);
           log.info({ modelId: model.id, replicas, adopted: found !== undefined }, 'autoscaling the model');
         }
+      }
+      for (const model of active) {
+        const scaler = scalers.get(model.id)!;
+        if (!added.includes(model)) followSchedules(model, scaler, clock());
       }
       const ids = new Set(active.map((model) => model.id));
       for (const id of [...scalers.keys()]) if (!ids.has(id)) scalers.delete(id);

@@ -34,6 +34,8 @@ export interface ActiveModel {
    * unloads any other it holds (a fine-tuned model deleted or deactivated). Absent: nothing is unloaded.
    */
   loraAdapters?: string[];
+  /** The model's own scaling schedules (set on the model); empty or absent: the agent's configured ones. */
+  scalingSchedules?: ScalingSchedule[];
 }
 
 /** The autoscaler's state of one model's runtime (agent/autoscaler.ts). */

@@ -118,6 +118,7 @@ const models: PolicyMap = {
   ModelOwner: { '*': isGatewaySystem },
   ModelConfig: { '*': modelsRead },
   RuntimeConfig: { '*': modelsRead },
+  ModelScalingSchedule: { '*': anyOf(modelsRead, isWorker) },
   ClusterAllocationPolicy: { '*': modelsRead },
   ModelPage: { '*': modelsRead },
   ModelAdapter: { '*': modelsRead },

@@ -89,7 +89,14 @@ export const resolvers: Resolvers<ModelsContext> = {
       for (const m of active.filter(isAdapter)) adaptersOf.set(m.base_model_id!, [...(adaptersOf.get(m.base_model_id!) ?? []), m.id]);
       return active
         .filter((m) => !isAdapter(m))
-        .map((m) => ({ id: m.id, source: m.source, formats: m.formats, ...m.config.runtime, loraAdapters: adaptersOf.get(m.id) ?? [] }));
+        .map((m) => ({
+          id: m.id,
+          source: m.source,
+          formats: m.formats,
+          ...m.config.runtime,
+          scalingSchedules: m.config.runtime.scalingSchedules ?? [],
+          loraAdapters: adaptersOf.get(m.id) ?? [],
+        }));
     },
     // For the inference subgraph (the system): whom the models its runtimes report belong to.
     modelOwners: async (_p, { tenantId, ids }, ctx) => {
@@ -251,6 +258,7 @@ export const resolvers: Resolvers<ModelsContext> = {
     activationStatus: (m) => m.activation_status,
     projectId: (m) => m.project_id,
     loadingClusterId: (m) => m.loading_cluster_id,
+    config: (m) => ({ ...m.config, runtime: { ...m.config.runtime, scalingSchedules: m.config.runtime.scalingSchedules ?? [] } }),
     adapter: (m) =>
       isAdapter(m) && m.base_model_id
         ? { kind: 'LORA' as const, baseModelId: m.base_model_id, formats: m.formats.filter((f) => (ADAPTER_FORMATS as readonly string[]).includes(f)) }

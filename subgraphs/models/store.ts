@@ -1,10 +1,12 @@
 import { isUniqueViolation, type Knex } from '../../lib/db.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
+import type { ScalingSchedule } from '../../lib/scalingSchedule.js';
 
 export const SCHEMA = 'models';
 
 export interface ModelConfigValue {
-  runtime: { gpu: number; replicas: number; extraArgs: string[] };
+  /** `scalingSchedules`: absent in configs stored before there were any (read as none). */
+  runtime: { gpu: number; replicas: number; extraArgs: string[]; scalingSchedules?: ScalingSchedule[] };
   clusterAllocationPolicy: { allowedClusterIds: string[]; enableOnDemandAllocation: boolean };
 }
 

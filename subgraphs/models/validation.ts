@@ -1,6 +1,7 @@
 import { badInput } from '../../lib/errors.js';
 import { isId } from '../../lib/ids.js';
 import type { ModelConfigValue } from './store.js';
+import { parseSchedules, type ScalingSchedule } from '../../lib/scalingSchedule.js';
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,254}$/;
 
@@ -26,8 +27,17 @@ export const DEFAULT_MODEL_CONFIG: ModelConfigValue = {
   clusterAllocationPolicy: { allowedClusterIds: [], enableOnDemandAllocation: false },
 };
 
+/** A scaling schedule as GraphQL gives it (ModelScalingScheduleInput). */
+export interface ScalingScheduleInput {
+  cron: string;
+  timeZone?: string | null;
+  minReplicas: number;
+  maxReplicas: number;
+  onDemand?: boolean | null;
+}
+
 export interface ModelConfigInput {
-  runtime?: { gpu?: number | null; replicas?: number | null; extraArgs?: string[] | null } | null;
+  runtime?: { gpu?: number | null; replicas?: number | null; extraArgs?: string[] | null; scalingSchedules?: ScalingScheduleInput[] | null } | null;
   clusterAllocationPolicy?: { allowedClusterIds?: string[] | null; enableOnDemandAllocation?: boolean | null } | null;
 }
 
@@ -53,6 +63,8 @@ export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput
     }
     runtime.extraArgs = [...input.runtime.extraArgs];
   }
+  if (input?.runtime?.scalingSchedules != null)
+    runtime.scalingSchedules = scalingSchedules(input.runtime.scalingSchedules, `${field}.runtime.scalingSchedules`);
   if (input?.clusterAllocationPolicy?.allowedClusterIds != null) {
     const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !isId('cluster', id));
     if (bad !== undefined)
@@ -78,4 +90,24 @@ export function loaderMessage(value: string | null | undefined, field = 'input.m
     throw badInput(`${field}: at most ${MAX_LOADER_MESSAGE} printable characters`, field);
   }
   return message;
+}
+
+/**
+ * A model's scaling schedules, checked as the agent checks its own (lib/scalingSchedule.ts: a valid cron
+ * expression and IANA time zone, 0 ≤ minReplicas ≤ maxReplicas ≤ 1000, at most 32); [] removes them.
+ */
+function scalingSchedules(input: ScalingScheduleInput[], field: string): ScalingSchedule[] {
+  if (input.length === 0) return [];
+  const given = input.map((s) => ({
+    cron: s.cron,
+    minReplicas: s.minReplicas,
+    maxReplicas: s.maxReplicas,
+    ...(s.timeZone != null ? { timeZone: s.timeZone } : {}),
+    ...(s.onDemand != null ? { onDemand: s.onDemand } : {}),
+  }));
+  try {
+    return parseSchedules(given, field);
+  } catch (error) {
+    throw badInput((error as Error).message, field);
+  }
 }

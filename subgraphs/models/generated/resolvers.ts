@@ -35,6 +35,8 @@ export type ActiveModel = {
    */
   loraAdapters: Array<Scalars['ID']['output']>;
   replicas: Scalars['Int']['output'];
+  /** The model's scaling schedules (RuntimeConfig.scalingSchedules); empty: the agent's own, if any. */
+  scalingSchedules: Array<ModelScalingSchedule>;
   /** The object-store URI of the weights (a file, or a folder for Hugging Face layouts). */
   source: Scalars['String']['output'];
 };
@@ -189,6 +191,32 @@ export type ModelPage = {
   items: Array<Model>;
 };
 
+/** One scheduled change of a model's replica bounds (`RuntimeConfig.scalingSchedules`). */
+export type ModelScalingSchedule = {
+  __typename?: 'ModelScalingSchedule';
+  /** A five-field cron expression: minute hour day-of-month month day-of-week. */
+  cron: Scalars['String']['output'];
+  maxReplicas: Scalars['Int']['output'];
+  minReplicas: Scalars['Int']['output'];
+  /** With maxReplicas 0: a request still starts one replica. */
+  onDemand: Scalars['Boolean']['output'];
+  /** An IANA time zone. */
+  timeZone: Scalars['String']['output'];
+};
+
+export type ModelScalingScheduleInput = {
+  /** A five-field cron expression: minute hour day-of-month month day-of-week. */
+  cron: Scalars['String']['input'];
+  /** 0 to 1000; 0 shuts the runtime down. */
+  maxReplicas: Scalars['Int']['input'];
+  /** 0 to 1000, at most maxReplicas. */
+  minReplicas: Scalars['Int']['input'];
+  /** With maxReplicas 0: a request still starts one replica (default false). */
+  onDemand?: InputMaybe<Scalars['Boolean']['input']>;
+  /** An IANA time zone (default UTC). */
+  timeZone?: InputMaybe<Scalars['String']['input']>;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /**
@@ -316,12 +344,22 @@ export type RuntimeConfig = {
   extraArgs: Array<Scalars['String']['output']>;
   gpu: Scalars['Int']['output'];
   replicas: Scalars['Int']['output'];
+  /**
+   * The model's scaling schedules, set by whoever may configure it: when one's `cron` fires (in its
+   * `timeZone`) the runtime scales within [minReplicas, maxReplicas] until another fires; maxReplicas 0 shuts it
+   * down (requests get 503 with Retry-After, unless `onDemand`). Applied by agents that run the autoscaler, in
+   * place of the agent's own MARINER_AUTOSCALER_SCHEDULES for this model; shown in `Runtime.autoscaling`.
+   * Empty: none.
+   */
+  scalingSchedules: Array<ModelScalingSchedule>;
 };
 
 export type RuntimeConfigInput = {
   extraArgs?: InputMaybe<Array<Scalars['String']['input']>>;
   gpu?: InputMaybe<Scalars['Int']['input']>;
   replicas?: InputMaybe<Scalars['Int']['input']>;
+  /** Replaces the model's scaling schedules (at most 32; an empty list removes them). */
+  scalingSchedules?: InputMaybe<Array<ModelScalingScheduleInput>>;
 };
 
 export type SourceRepository =
@@ -454,6 +492,8 @@ export type ResolversTypes = ResolversObject<{
   ModelLoadingStatus: ModelLoadingStatus;
   ModelOwner: ResolverTypeWrapper<ModelOwner>;
   ModelPage: ResolverTypeWrapper<Omit<ModelPage, 'items'> & { items: Array<ResolversTypes['Model']> }>;
+  ModelScalingSchedule: ResolverTypeWrapper<ModelScalingSchedule>;
+  ModelScalingScheduleInput: ModelScalingScheduleInput;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
@@ -483,6 +523,8 @@ export type ResolversParentTypes = ResolversObject<{
   ModelLoadTask: ModelLoadTask;
   ModelOwner: ModelOwner;
   ModelPage: Omit<ModelPage, 'items'> & { items: Array<ResolversParentTypes['Model']> };
+  ModelScalingSchedule: ModelScalingSchedule;
+  ModelScalingScheduleInput: ModelScalingScheduleInput;
   Mutation: Record<PropertyKey, never>;
   Query: Record<PropertyKey, never>;
   RegisterFineTunedModelInput: RegisterFineTunedModelInput;
@@ -499,6 +541,7 @@ export type ActiveModelResolvers<ContextType = ModelsContext, ParentType extends
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   loraAdapters?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
   replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  scalingSchedules?: Resolver<Array<ResolversTypes['ModelScalingSchedule']>, ParentType, ContextType>;
   source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
@@ -571,6 +614,14 @@ export type ModelPageResolvers<ContextType = ModelsContext, ParentType extends R
   items?: Resolver<Array<ResolversTypes['Model']>, ParentType, ContextType>;
 }>;
 
+export type ModelScalingScheduleResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['ModelScalingSchedule'] = ResolversParentTypes['ModelScalingSchedule']> = ResolversObject<{
+  cron?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  maxReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  minReplicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  onDemand?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  timeZone?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
 export type MutationResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   acquireModelLoad?: Resolver<Maybe<ResolversTypes['ModelLoadTask']>, ParentType, ContextType>;
   activateModel?: Resolver<ResolversTypes['Model'], ParentType, ContextType, RequireFields<MutationActivateModelArgs, 'id'>>;
@@ -593,6 +644,7 @@ export type RuntimeConfigResolvers<ContextType = ModelsContext, ParentType exten
   extraArgs?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   gpu?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  scalingSchedules?: Resolver<Array<ResolversTypes['ModelScalingSchedule']>, ParentType, ContextType>;
 }>;
 
 export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
@@ -606,6 +658,7 @@ export type Resolvers<ContextType = ModelsContext> = ResolversObject<{
   ModelLoadTask?: ModelLoadTaskResolvers<ContextType>;
   ModelOwner?: ModelOwnerResolvers<ContextType>;
   ModelPage?: ModelPageResolvers<ContextType>;
+  ModelScalingSchedule?: ModelScalingScheduleResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RuntimeConfig?: RuntimeConfigResolvers<ContextType>;
