@@ -295,7 +295,7 @@ export class UsageStore {
       .select(this.knex.raw('count(*) as total_requests'))
       .select(this.knex.raw('coalesce(sum(prompt_tokens), 0) as total_prompt_tokens'))
       .select(this.knex.raw('coalesce(sum(completion_tokens), 0) as total_completion_tokens'))
-      .groupBy(this.knex.raw('1'), 'model_id')
+      .groupByRaw('1, model_id')
       .orderBy([{ column: 'bucket' }, { column: 'model_id' }]);
     if (range.statusCode !== null) query.where('status_code', range.statusCode);
     const rows = (await query) as Record<string, unknown>[];
