@@ -3,12 +3,17 @@ import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './errors.js';
 import { OUTPUT_FORMATS } from './output.js';
 import { registerAuth } from './commands/auth.js';
 import { registerContext } from './commands/context.js';
+import { registerModels } from './commands/models.js';
+import { registerChat } from './commands/chat.js';
+import { registerKeys } from './commands/keys.js';
+import { registerOrganizations } from './commands/orgs.js';
+import { registerFiles } from './commands/files.js';
 
 /**
  * The everyday commands of `mariner` (docs/cli.md): bin/mariner.ts sends every command named here to
  * runCli, and keeps `up`, `serve` and `agent` itself.
  */
-export const CLI_COMMANDS: readonly string[] = ['login', 'logout', 'whoami', 'context'];
+export const CLI_COMMANDS: readonly string[] = ['login', 'logout', 'whoami', 'context', 'models', 'chat', 'keys', 'orgs', 'projects', 'files'];
 
 export function buildProgram(): Command {
   const program = new Command('mariner')
@@ -26,6 +31,11 @@ Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the r
     );
   registerAuth(program);
   registerContext(program);
+  registerModels(program);
+  registerChat(program);
+  registerKeys(program);
+  registerOrganizations(program);
+  registerFiles(program);
   return program;
 }
 
