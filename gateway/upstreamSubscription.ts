@@ -104,6 +104,9 @@ export function createUpstreamSubscriptions(options: UpstreamSubscriptionsOption
           const result = upstreamEvent.errors?.length && !upstreamEvent.data ? maskResult(upstreamEvent, logger) : await hydrate(upstreamEvent);
           // Serialised once, whatever the number of subscribers (gateway/fanOut.ts).
           const serialized = serializeEvent(result);
+          // A state feed's event that says what the last one said (a report changed only fields the
+          // subscribers did not select, or only its time) is no news: not sent.
+          if (kind === 'state' && subscription.history[0]?.tail.equals(serialized.tail)) continue;
           for (const subscriber of subscription.subscribers) subscriber.push(serialized);
           // Kept for late joiners, in the same turn as the fan-out: a joiner gets each event once.
           if (kind === 'state') subscription.history = [serialized];

@@ -53,5 +53,5 @@ export const PER_REQUEST_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['chatComp
  *   handed every event so far (or, when that history grew past the gateway's bound, its own upstream);
  * - any other subscription is a feed of changes from now on: a late joiner sees the next ones.
  */
-export const STATE_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['runtimesUpdated', 'clusterTunnels', 'jobUpdated', 'batchUpdated']);
+export const STATE_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['runtimesUpdated', 'runtimeScaling', 'clusterTunnels', 'jobUpdated', 'batchUpdated']);
 export const REPLAYED_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['jobLogs']);

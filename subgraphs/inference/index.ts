@@ -4,6 +4,7 @@ import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { InferenceContext } from './context.js';
 import { createInferencePlaneServer, dataPlaneRoutes } from './dataPlane.js';
+import { markRuntimesOfDisconnectedAgents } from './disconnectedAgents.js';
 import { createInferenceLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
 import { CachedModels } from './modelCache.js';
@@ -47,7 +48,7 @@ export const inferenceComponent = defineComponent({
       store.forModels(tenantId, [modelId]),
     );
     const models = new CachedModels(createModelsClient({ url: subgraphUrl.models(), tokens }), logger);
-    const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub)];
+    const listening = [await readyRuntimes.listen(pubsub), await models.listen(pubsub), markRuntimesOfDisconnectedAgents(tunnels, store, pubsub, logger)];
     const access = new RuntimeAccess(clusterAccess, models);
     const refused = new RefusedModels(readyRuntimes, store, access, tunnels);
     const vectorStores = subgraphUrl.vectorstores ? createVectorStoreSearch({ url: subgraphUrl.vectorstores, tokens }) : null;

@@ -63,6 +63,9 @@ function reportKey(rows: readonly RuntimeReport[]): string {
   );
 }
 
+/** The status of a runtime whose cluster's agent disconnected (RuntimeStore.markDisconnected). */
+export const DISCONNECTED_STATUS = "the cluster's agent is disconnected; not ready until it reconnects and reports";
+
 /** What storing a report did: `unchanged`, nothing written; `refreshed`, only the rows' time; `replaced`, the rows. */
 export type RuntimeReportWrite = 'unchanged' | 'refreshed' | 'replaced';
 
@@ -114,6 +117,20 @@ export class RuntimeStore {
         .returning('*')) as RuntimeRow[];
       return rows.map(runtimeRow);
     });
+  }
+
+  /**
+   * The cluster's agent is gone (its last tunnel closed): its runtimes stay listed, as not ready, with
+   * DISCONNECTED_STATUS (what they said, a pid among it, is no longer true), until the agent reports
+   * again. Returns the tenants whose rows changed (none when they were marked already).
+   */
+  async markDisconnected(clusterId: string): Promise<string[]> {
+    const rows = (await this.runtimes()
+      .where({ cluster_id: clusterId })
+      .where((q) => q.where('ready_replicas', '>', 0).orWhere('in_flight_requests', '>', 0).orWhereNot('status_message', DISCONNECTED_STATUS))
+      .update({ ready_replicas: 0, in_flight_requests: 0, status_message: DISCONNECTED_STATUS })
+      .returning('tenant_id')) as { tenant_id: string }[];
+    return [...new Set(rows.map((row) => row.tenant_id))];
   }
 
   /** Every tenant's runtimes (metrics). */
