@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { sendJson } from '../lib/http.js';
 import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
@@ -7,7 +8,7 @@ import { readJsonBody } from './json.js';
 import { oldestFirstListParams, toList, type GraphQLPage } from './lists.js';
 import { projectInOrganization } from './projects.js';
 import { organizationRoleName, parseRole, projectRoleName, type OrganizationRole, type ProjectRole } from './roles.js';
-import type { Handler, Route } from './router.js';
+import type { Handler, Route, RouteContext } from './router.js';
 
 /**
  * LLMariner's API keys (user-manager api/v1 `CreateAPIKey`, `ListAPIKeys`, `DeleteAPIKey`,
@@ -125,7 +126,74 @@ export function apiKeyRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
     sendJson(res, 200, toApiKey(key), ctx.headers);
   };
 
+  /**
+   * LLMariner's project routes (user-manager `CreateAPIKey`, `ListAPIKeys`, `DeleteAPIKey` under
+   * `/v1/organizations/{organization_id}/projects/{project_id}/api_keys`, as `llma auth api-keys` calls
+   * them): the project in the path is the one the gateway resolves (as `OpenAI-Organization` and
+   * `OpenAI-Project` select it), so the caller's role there decides, and a key bound to another project
+   * is refused.
+   */
+  const inPathProject = (req: IncomingMessage, ctx: RouteContext): IncomingMessage =>
+    // The request as the gateway client reads it (its headers), with the path's project selected.
+    Object.assign(Object.create(req) as IncomingMessage, {
+      headers: { ...req.headers, 'openai-organization': ctx.params['organization_id']!, 'openai-project': ctx.params['project_id']! },
+    });
+
+  const createProjectApiKey: Handler = async (req, res, ctx) => {
+    const body = await readJsonBody(req);
+    const name = requiredString(body, 'name');
+    const isServiceAccount = optionalBoolean(body, 'is_service_account');
+    const role = parseRole('organization', body['role'], 'role');
+    const excludedFromRateLimiting = optionalBoolean(body, 'excluded_from_rate_limiting');
+    const scoped = inPathProject(req, ctx);
+    await projectInOrganization(gql, scoped, ctx);
+    const { createApiKey: created } = await gql<{ createApiKey: { secret: string; apiKey: GraphQLApiKey } }>(
+      scoped,
+      ctx,
+      `mutation CreateApiKey($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { ${API_KEY_FIELDS} } } }`,
+      { input: { name, projectId: ctx.params['project_id']!, isServiceAccount, role, excludedFromRateLimiting } },
+    );
+    sendJson(res, 200, toApiKey(created.apiKey, created.secret), ctx.headers);
+  };
+
+  /** Every page of the path project's keys the caller may see. */
+  const projectKeys = async (req: IncomingMessage, ctx: RouteContext): Promise<GraphQLApiKey[]> => {
+    const scoped = inPathProject(req, ctx);
+    await projectInOrganization(gql, scoped, ctx);
+    const keys: GraphQLApiKey[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const { apiKeys }: { apiKeys: GraphQLPage<GraphQLApiKey> } = await gql(
+        scoped,
+        ctx,
+        `query ListApiKeys($after: String, $limit: Int) { apiKeys(after: $after, limit: $limit) { items { ${API_KEY_FIELDS} } hasMore } }`,
+        { after, limit: 100 },
+      );
+      keys.push(...apiKeys.items.filter((k) => k.project.id === ctx.params['project_id']));
+      if (!apiKeys.hasMore || apiKeys.items.length === 0) return keys;
+      after = apiKeys.items.at(-1)!.id;
+    }
+  };
+
+  /** LLMariner's ListAPIKeysResponse is not paginated: `{object: "list", data}`, every key of the project. */
+  const listProjectApiKeys: Handler = async (req, res, ctx) => {
+    const keys = await projectKeys(req, ctx);
+    sendJson(res, 200, { object: 'list', data: keys.map((k) => toApiKey(k)) }, ctx.headers);
+  };
+
+  /** Only a key of the path's project (one the caller may see there): any other id is 404. */
+  const deleteProjectApiKey: Handler = async (req, res, ctx) => {
+    const id = ctx.params['id']!;
+    if (!(await projectKeys(req, ctx)).some((k) => k.id === id)) throw RestError.notFound(`No API key ${id} in project ${ctx.params['project_id']}`);
+    await gql(inPathProject(req, ctx), ctx, `mutation DeleteApiKey($id: ID!) { deleteApiKey(id: $id) { deleted } }`, { id });
+    sendJson(res, 200, { id, object: 'users.api_key', deleted: true }, ctx.headers);
+  };
+
+  const projectPath = '/v1/organizations/:organization_id/projects/:project_id/api_keys';
   return [
+    { method: 'POST', path: projectPath, handler: createProjectApiKey },
+    { method: 'GET', path: projectPath, handler: listProjectApiKeys },
+    { method: 'DELETE', path: `${projectPath}/:id`, handler: deleteProjectApiKey },
     { method: 'POST', path: '/v1/api_keys', handler: createApiKey },
     { method: 'GET', path: '/v1/api_keys', handler: listApiKeys },
     { method: 'DELETE', path: '/v1/api_keys/:id', handler: deleteApiKey },

@@ -9,6 +9,8 @@ import { batchJobRoutes } from './batchJobs.js';
 import { batchRoutes } from './batches.js';
 import { fileRoutes } from './files.js';
 import { jobRoutes } from './jobs.js';
+import { llmarinerTelemetryRoutes } from './llmarinerTelemetry.js';
+import { llmarinerUsageRoutes } from './llmarinerUsage.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { audioRoutes } from './audio.js';
@@ -62,6 +64,8 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...audioRoutes({ inference: options.inference, streams }),
     ...responseRoutes({ gateway, inference: options.inference, streams }),
     ...vectorStoreRoutes({ gateway }),
+    ...llmarinerUsageRoutes({ gateway }),
+    ...llmarinerTelemetryRoutes({ gateway }),
   ]);
   return {
     async close() {

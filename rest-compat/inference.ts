@@ -5,6 +5,7 @@ import { RestError, restErrorFromGraphQL, sendRestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
 import type { OpenStreams } from './openStreams.js';
+import { inferenceStatus } from './llmarinerInferenceStatus.js';
 import type { RouteContext } from './router.js';
 import { isJsonObject } from '../lib/jsonObject.js';
 
@@ -130,52 +131,6 @@ interface ApiUsage {
   totalCompletionTokens: number;
 }
 
-const INFERENCE_STATUS = `query InferenceStatus { inferenceStatus { runtimes { clusterId modelId desiredReplicas readyReplicas inFlightRequests statusMessage } } }`;
-
-interface RuntimeStatus {
-  clusterId: string;
-  modelId: string;
-  desiredReplicas: number;
-  readyReplicas: number;
-  inFlightRequests: number;
-  statusMessage: string;
-}
-
-/**
- * LLMariner `GET /v1/inference/status`: per cluster, its engine (the cluster's agent: one engine per
- * cluster here) and the models it serves, with in-flight counts; and the in-flight count per model.
- */
-function inferenceStatusBody(runtimes: RuntimeStatus[]) {
-  const clusters = new Map<string, RuntimeStatus[]>();
-  for (const runtime of runtimes) clusters.set(runtime.clusterId, [...(clusters.get(runtime.clusterId) ?? []), runtime]);
-  const inProgress: Record<string, number> = {};
-  for (const runtime of runtimes) inProgress[runtime.modelId] = (inProgress[runtime.modelId] ?? 0) + runtime.inFlightRequests;
-  return {
-    cluster_statuses: [...clusters].map(([id, models]) => ({
-      id,
-      name: id,
-      engine_statuses: [
-        {
-          engine_id: id,
-          ready: models.some((m) => m.readyReplicas > 0),
-          models: models.map((m) => ({
-            id: m.modelId,
-            is_ready: m.readyReplicas > 0,
-            in_progress_task_count: m.inFlightRequests,
-            gpu_allocated: 0,
-            is_dynamically_loaded_lora: false,
-            status_details: { num_ready_pods: m.readyReplicas, num_total_pods: m.desiredReplicas, status_message: m.statusMessage },
-          })),
-        },
-      ],
-      model_count: models.length,
-      in_progress_task_count: models.reduce((n, m) => n + m.inFlightRequests, 0),
-      gpu_allocated: 0,
-    })),
-    task_status: { in_progress_task_counts: inProgress },
-  };
-}
-
 const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /**
@@ -280,8 +235,7 @@ export function inferenceRoutes({ gateway, inference, streams }: { gateway: Gate
       method: 'GET',
       path: '/v1/inference/status',
       handler: async (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => {
-        const data = await gateway.request<{ inferenceStatus: { runtimes: RuntimeStatus[] } }>(req, ctx.requestId, INFERENCE_STATUS);
-        sendJson(res, 200, inferenceStatusBody(data.inferenceStatus.runtimes), ctx.headers);
+        sendJson(res, 200, await inferenceStatus(gateway, req, ctx), ctx.headers);
       },
     },
     {

@@ -3,6 +3,7 @@ import { sendJson } from '../lib/http.js';
 import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
+import { int64, jobTypeName } from './llmarinerJson.js';
 import type { RouteContext } from './router.js';
 
 /** A query parameter by its LLMariner name (`filter.start_timestamp`) or its short one (`start_timestamp`). */
@@ -72,6 +73,7 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
           cancelled: number;
           running: number;
           queued: number;
+          stopped: number;
           unfinished: number;
         }[];
       }[];
@@ -80,7 +82,7 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
       ctx.requestId,
       `query JobSummaries($start: DateTime, $end: DateTime, $interval: Int) {
         jobSummaries(start: $start, end: $end, intervalSeconds: $interval) {
-          timestamp values { jobType totalCreated completed failed cancelled running queued unfinished }
+          timestamp values { jobType totalCreated completed failed cancelled running queued stopped unfinished }
         }
       }`,
       { start: timestamp(ctx.url, 'start_timestamp') ?? null, end: timestamp(ctx.url, 'end_timestamp') ?? null, interval: duration(ctx.url) ?? null },
@@ -89,17 +91,21 @@ export function jobRoutes({ gateway }: { gateway: GatewayClient }) {
       res,
       200,
       {
+        // job-manager api/v1 ListJobSummariesResponse, in LLMariner's JSON (int64 counts as strings).
+        // Jobs are deleted for good here, so none is counted as deleted: total_deleted is "0".
         datapoints: jobSummaries.map((point) => ({
-          timestamp: unixSeconds(point.timestamp, 0),
+          timestamp: int64(unixSeconds(point.timestamp, 0)),
           values: point.values.map((v) => ({
-            job_type: v.jobType,
-            total_created: v.totalCreated,
-            completed: v.completed,
-            failed: v.failed,
-            cancelled: v.cancelled,
-            running: v.running,
-            queued: v.queued,
-            unfinished: v.unfinished,
+            job_type: jobTypeName(v.jobType),
+            total_created: int64(v.totalCreated),
+            total_completed: int64(v.completed),
+            total_cancelled: int64(v.cancelled),
+            total_failed: int64(v.failed),
+            total_deleted: int64(0),
+            total_running: int64(v.running),
+            total_queued: int64(v.queued),
+            total_stopped: int64(v.stopped),
+            total_unfinished: int64(v.unfinished),
           })),
         })),
       },

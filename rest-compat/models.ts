@@ -4,6 +4,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
+import { activationStatusName, loadingStatusName, modelFormatName, sourceRepositoryName } from './llmarinerJson.js';
 import type { RouteContext } from './router.js';
 
 const MODEL_FIELDS = `id createdAt ownedBy isBaseModel baseModelId sourceRepository source loadingStatus loadingStatusMessage
@@ -31,7 +32,10 @@ interface GraphQLModel {
   };
 }
 
-/** OpenAI API: the Model object, with LLMariner's fields (snake_case) beside OpenAI's. */
+/**
+ * OpenAI API: the Model object, with LLMariner's fields beside OpenAI's in LLMariner's JSON (snake_case,
+ * enums by their proto names: `MODEL_LOADING_STATUS_SUCCEEDED`); OpenAI's own fields keep OpenAI's shape.
+ */
 export function toOpenAIModel(model: GraphQLModel) {
   return {
     id: model.id,
@@ -40,12 +44,12 @@ export function toOpenAIModel(model: GraphQLModel) {
     owned_by: model.ownedBy,
     is_base_model: model.isBaseModel,
     base_model_id: model.baseModelId ?? '',
-    source_repository: model.sourceRepository,
-    loading_status: model.loadingStatus,
+    source_repository: sourceRepositoryName(model.sourceRepository),
+    loading_status: loadingStatusName(model.loadingStatus),
     loading_status_message: model.loadingStatusMessage ?? '',
     loading_failure_reason: model.loadingFailureReason ?? '',
-    formats: model.formats,
-    activation_status: model.activationStatus,
+    formats: model.formats.map(modelFormatName),
+    activation_status: activationStatusName(model.activationStatus),
     // A fine-tuned model that is a LoRA adapter of base_model_id (served on its runtime); null otherwise.
     adapter: model.adapter ? { kind: model.adapter.kind, base_model_id: model.adapter.baseModelId, formats: model.adapter.formats } : null,
     config: {

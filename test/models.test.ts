@@ -37,9 +37,9 @@ describe('models: OpenAI routes and LLMariner extras', () => {
     expect(created.body).toMatchObject({
       id: 'meta-llama-Llama-3.1-8B-Instruct',
       object: 'model',
-      loading_status: 'REQUESTED',
-      activation_status: 'INACTIVE',
-      formats: ['HUGGING_FACE'],
+      loading_status: 'MODEL_LOADING_STATUS_REQUESTED',
+      activation_status: 'ACTIVATION_STATUS_INACTIVE',
+      formats: ['MODEL_FORMAT_HUGGING_FACE'],
     });
     const listed = await client.models.list();
     expect(listed.data.map((m) => m.id)).not.toContain('meta-llama-Llama-3.1-8B-Instruct');
@@ -64,7 +64,7 @@ describe('models: OpenAI routes and LLMariner extras', () => {
     // A registration other than a fine-tuning job's gets a random tag (ids never collide with another project's).
     const id: string = registered.body.id;
     expect(id).toMatch(/^ft:tiny-base:support-bot-[a-z0-9]{6}$/);
-    expect(registered.body).toMatchObject({ is_base_model: false, base_model_id: 'tiny-base', loading_status: 'SUCCEEDED' });
+    expect(registered.body).toMatchObject({ is_base_model: false, base_model_id: 'tiny-base', loading_status: 'MODEL_LOADING_STATUS_SUCCEEDED' });
 
     const model = await client.models.retrieve(id);
     expect(model).toMatchObject({ id, object: 'model', owned_by: expect.any(String) });

@@ -174,7 +174,7 @@ const sessions: PolicyMap = {
 // the inference API (`api.model` write, as completions).
 const usageRead = hasScope('api.api_usages', 'read');
 const inference: PolicyMap = {
-  Query: { inferenceStatus: modelsRead, inferenceRateLimit: isAuthenticated, apiUsages: usageRead, tokenize: modelsWrite },
+  Query: { inferenceStatus: modelsRead, inferenceRateLimit: isAuthenticated, apiUsages: usageRead, modelUsageSummaries: usageRead, tokenize: modelsWrite },
   Mutation: {
     chatCompletion: modelsWrite,
     completion: modelsWrite,
@@ -222,6 +222,8 @@ const inference: PolicyMap = {
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   ApiUsage: { '*': usageRead },
+  ModelUsagePoint: { '*': usageRead },
+  ModelUsageValue: { '*': usageRead },
   ApiKey: { id: isAuthenticated },
 };
 

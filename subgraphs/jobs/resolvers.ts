@@ -228,6 +228,8 @@ async function publishModel(ctx: JobsContext, job: FineTuningJobRow, outputPath:
 
 async function* followLogs(ctx: JobsContext, jobId: string, fromOffset: number): AsyncGenerator<LogChunkModel> {
   let offset = fromOffset;
+  /** The job as the last event carried it. */
+  let lastSent: JobRow | undefined;
   let pending = true;
   let wake: (() => void) | undefined;
   const listener = (payload: string) => {
@@ -252,8 +254,14 @@ async function* followLogs(ctx: JobsContext, jobId: string, fromOffset: number):
         if (lines.length === 0) break;
         offset = lines[lines.length - 1]!.offset + 1;
         yield { jobId, job, lines, nextOffset: offset };
+        lastSent = job;
       }
-      if (isFinished(job)) return;
+      if (isFinished(job)) {
+        // The last event carries the final state (issue 24 item 8): lines sent while the job ran carry
+        // RUNNING, and a job that ends without new lines would otherwise complete on that.
+        if (lastSent !== job) yield { jobId, job, lines: [], nextOffset: offset };
+        return;
+      }
     }
   } finally {
     await Promise.all(stops.map((stop) => stop()));
@@ -347,6 +355,7 @@ export const resolvers: Resolvers<JobsContext> = {
               cancelled: n(row?.cancelled),
               running: n(row?.running),
               queued: n(row?.queued),
+              stopped: n(row?.stopped),
               unfinished: n(row?.running) + n(row?.queued),
             };
           }),

@@ -89,6 +89,7 @@ export interface SummaryRow {
   cancelled: number;
   running: number;
   queued: number;
+  stopped: number;
 }
 
 export interface LogRow {
@@ -276,7 +277,8 @@ export class JobStore {
 
   /**
    * Job counts of the project per time bucket and kind (LLMariner job summaries): created and finished
-   * (by outcome) within each bucket, running and queued at its end. Buckets without jobs are absent.
+   * (by outcome) and notebooks stopped within each bucket, running and queued at its end. Buckets
+   * without jobs are absent.
    */
   async summaries(scope: JobScope, start: Date, end: Date, intervalSeconds: number): Promise<SummaryRow[]> {
     const iv = `make_interval(secs => ${Number(intervalSeconds)})`;
@@ -287,10 +289,11 @@ export class JobStore {
          count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'succeeded')::int as completed,
          count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'failed')::int as failed,
          count(*) filter (where j.finished_at >= b.bucket and j.finished_at < ${at} and j.status = 'cancelled')::int as cancelled,
-         count(*) filter (where j.started_at < ${at} and (j.finished_at is null or j.finished_at >= ${at}))::int as running,
+         count(*) filter (where j.status = 'stopped' and j.stopped_at >= b.bucket and j.stopped_at < ${at})::int as stopped,
+         count(*) filter (where j.started_at < ${at} and (j.finished_at is null or j.finished_at >= ${at}) and (j.stopped_at is null or j.stopped_at >= ${at}))::int as running,
          count(*) filter (where j.created_at < ${at} and (j.started_at is null or j.started_at >= ${at}) and (j.finished_at is null or j.finished_at >= ${at}))::int as queued
        from generate_series(?::timestamptz, ?::timestamptz, ${iv}) as b(bucket)
-       cross join (select kind, status, created_at, started_at, finished_at from ??.jobs where tenant_id = ? and project_id = ? and created_at < ?) as j
+       cross join (select kind, status, created_at, started_at, finished_at, stopped_at from ??.jobs where tenant_id = ? and project_id = ? and created_at < ?) as j
        where b.bucket < ?
        group by b.bucket, j.kind
        order by b.bucket, j.kind`,

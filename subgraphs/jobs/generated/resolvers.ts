@@ -422,6 +422,8 @@ export type JobSummaryValue = {
   queued: Scalars['Int']['output'];
   /** At the bucket's end: running, queued, and not finished (running + queued). */
   running: Scalars['Int']['output'];
+  /** Notebooks stopped in the bucket. */
+  stopped: Scalars['Int']['output'];
   /** Created in the bucket. */
   totalCreated: Scalars['Int']['output'];
   unfinished: Scalars['Int']['output'];
@@ -1103,6 +1105,7 @@ export type JobSummaryValueResolvers<ContextType = JobsContext, ParentType exten
   jobType?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   queued?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   running?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  stopped?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   totalCreated?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   unfinished?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
