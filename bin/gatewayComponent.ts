@@ -48,7 +48,11 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         handle(req, res) {
           const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
           if (pathname === '/graphql') return void gateway.handle(req, res);
-          if (pathname === '/v1' || pathname.startsWith('/v1/')) return void rest.handle(req, res);
+          if (pathname === '/v1' || pathname.startsWith('/v1/')) {
+            // The web console uploads files with its session cookie (CSRF-checked as on /graphql).
+            if ((pathname === '/v1/files' || pathname.startsWith('/v1/files/')) && !gateway.consoleCookieAsBearer(req, res)) return;
+            return void rest.handle(req, res);
+          }
           void gateway.handleConsole(req, res);
         },
         handleUpgrade(req, socket, head) {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, MarinerError } from '../lib/errors.js';
+import { ErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../lib/errors.js';
 import { headerValue, readBody, requestIdOf, sendJson } from '../lib/http.js';
 import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
@@ -79,6 +79,12 @@ export interface ConsoleServer {
    * revoked cookie and FORBIDDEN for a request that is not from the console's origin (CSRF).
    */
   credentialOf(req: IncomingMessage, kind: 'http' | 'websocket'): string | undefined;
+  /**
+   * For the REST routes the console calls (`/v1/files`: the bytes of an upload never pass GraphQL): the
+   * session cookie, CSRF-checked as on /graphql, becomes the request's bearer. False when it answered a
+   * refusal (OpenAI's error shape).
+   */
+  cookieAsBearer(req: IncomingMessage, res: ServerResponse): boolean;
   close(): void;
 }
 
@@ -313,6 +319,17 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       const payload = open(sealed);
       if (!payload) throw new MarinerError(ErrorCode.UNAUTHENTICATED, 'Your console session expired or was signed out: sign in again');
       return payload.k;
+    },
+    cookieAsBearer(req, res) {
+      try {
+        const credential = this.credentialOf(req, 'http');
+        if (credential !== undefined) req.headers.authorization = `Bearer ${credential}`;
+        return true;
+      } catch (err) {
+        if (!(err instanceof MarinerError)) throw err;
+        sendJson(res, openAIStatusFor(err.code), openAIErrorBody(err.code, err.message));
+        return false;
+      }
     },
     close() {
       clearInterval(sweep);

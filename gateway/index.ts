@@ -58,6 +58,8 @@ export interface Gateway {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** The web console: `/console...` (its page, assets and sign-in) and `/` (a redirect there for browsers). */
   handleConsole(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** The console's session cookie as the bearer of a REST call it makes (`/v1/files`); false when refused (answered). */
+  consoleCookieAsBearer(req: IncomingMessage, res: ServerResponse): boolean;
   /** Upstream subscriptions open now, each shared by its subscribers. */
   sharedSubscriptions(): number;
   /** OpenAI inference without GraphQL on the way, under the same authentication and policy (the REST layer's hot path). */
@@ -256,6 +258,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       subscriptions.handleUpgrade(req, socket, head);
     },
     handleConsole: (req, res) => consoleServer.handle(req, res),
+    consoleCookieAsBearer: (req, res) => consoleServer.cookieAsBearer(req, res),
     sharedSubscriptions: () => subscriptions.sharedCount(),
     inference,
     async stop() {

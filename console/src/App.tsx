@@ -14,25 +14,41 @@ import {
   useMantineColorScheme,
 } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
-import { useEffect, useMemo, useState } from 'react';
+import { lazy, Suspense, useEffect, useMemo, useState } from 'react';
 import { Provider, useQuery } from 'urql';
 import { createConsoleClient, signOut } from './client';
 import { ViewerDocument } from './generated/graphql';
-import { ApiKeys } from './screens/ApiKeys';
-import { JobPage, Jobs } from './screens/Jobs';
 import { Models } from './screens/Models';
-import { Playground } from './screens/Playground';
-import { Projects } from './screens/Projects';
 import { SignIn } from './screens/SignIn';
 import { ApiError, ViewerContext } from './ui';
+
+// Every screen but the first (models) is its own chunk, loaded when opened: the first screen stays small.
+const ApiKeys = lazy(() => import('./screens/ApiKeys').then((m) => ({ default: m.ApiKeys })));
+const Clusters = lazy(() => import('./screens/Clusters').then((m) => ({ default: m.Clusters })));
+const Files = lazy(() => import('./screens/Files').then((m) => ({ default: m.Files })));
+const JobPage = lazy(() => import('./screens/Jobs').then((m) => ({ default: m.JobPage })));
+const Jobs = lazy(() => import('./screens/Jobs').then((m) => ({ default: m.Jobs })));
+const Members = lazy(() => import('./screens/Members').then((m) => ({ default: m.Members })));
+const Playground = lazy(() => import('./screens/Playground').then((m) => ({ default: m.Playground })));
+const Projects = lazy(() => import('./screens/Projects').then((m) => ({ default: m.Projects })));
+const Scaling = lazy(() => import('./screens/Scaling').then((m) => ({ default: m.Scaling })));
+const Usage = lazy(() => import('./screens/Usage').then((m) => ({ default: m.Usage })));
+const VectorStores = lazy(() => import('./screens/VectorStores').then((m) => ({ default: m.VectorStores })));
 
 const SCREENS = [
   { path: 'models', label: 'Models' },
   { path: 'playground', label: 'Playground' },
   { path: 'jobs', label: 'Jobs' },
+  { path: 'files', label: 'Files' },
+  { path: 'vector-stores', label: 'Vector stores' },
+  { path: 'clusters', label: 'Clusters' },
+  { path: 'usage', label: 'Usage' },
   { path: 'keys', label: 'API keys' },
   { path: 'projects', label: 'Projects' },
+  { path: 'members', label: 'Members' },
 ] as const;
+/** Pages reached from a screen, highlighted as that screen in the menu. */
+const PAGES: Record<string, string> = { scaling: 'models' };
 
 /** The route is the URL's hash (#/models, #/jobs/<id>): the gateway serves one page. */
 function useRoute(): string[] {
@@ -99,7 +115,7 @@ function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
   const { setColorScheme } = useMantineColorScheme();
   const scheme = useComputedColorScheme('light');
   const [screen, id] = route;
-  const current = SCREENS.find((s) => s.path === screen)?.path ?? 'models';
+  const current = SCREENS.find((s) => s.path === screen)?.path ?? PAGES[screen ?? ''] ?? 'models';
   useEffect(() => {
     close();
   }, [screen, id, close]);
@@ -138,11 +154,30 @@ function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
             ))}
           </AppShell.Navbar>
           <AppShell.Main>
-            {current === 'models' && <Models />}
-            {current === 'playground' && <Playground />}
-            {current === 'jobs' && (id ? <JobPage id={id} /> : <Jobs />)}
-            {current === 'keys' && <ApiKeys />}
-            {current === 'projects' && <Projects />}
+            <Suspense
+              fallback={
+                <Center mih={200}>
+                  <Loader aria-label="Loading the screen" />
+                </Center>
+              }
+            >
+              {screen === 'scaling' && id ? (
+                <Scaling modelId={decodeURIComponent(id)} />
+              ) : (
+                <>
+                  {current === 'models' && <Models />}
+                  {current === 'playground' && <Playground />}
+                  {current === 'jobs' && (id ? <JobPage id={id} /> : <Jobs />)}
+                  {current === 'files' && <Files />}
+                  {current === 'vector-stores' && <VectorStores />}
+                  {current === 'clusters' && <Clusters />}
+                  {current === 'usage' && <Usage />}
+                  {current === 'keys' && <ApiKeys />}
+                  {current === 'projects' && <Projects />}
+                  {current === 'members' && <Members />}
+                </>
+              )}
+            </Suspense>
           </AppShell.Main>
         </AppShell>
       )}

@@ -70,3 +70,33 @@ export async function signInOptions(): Promise<{ oidc: boolean }> {
   const response = await fetch('/console/session', { headers: CSRF_HEADERS, credentials: 'same-origin' });
   return response.ok ? ((await response.json()) as { oidc: boolean }) : { oidc: false };
 }
+
+/**
+ * Uploads a file as the OpenAI SDK does (`POST /v1/files`, multipart): the platform streams the bytes to
+ * its object store. XMLHttpRequest rather than fetch, for the upload's progress (0–100).
+ */
+export function uploadFile(file: File, purpose: string, onProgress: (percent: number) => void): Promise<{ id: string }> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/v1/files');
+    for (const [name, value] of Object.entries(CSRF_HEADERS)) xhr.setRequestHeader(name, value);
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(Math.round((event.loaded / event.total) * 100));
+    };
+    xhr.onload = () => {
+      let body: { id?: string; error?: { message?: string } } = {};
+      try {
+        body = JSON.parse(xhr.responseText) as typeof body;
+      } catch {
+        // Not JSON: the status says it.
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body.id) resolve({ id: body.id });
+      else reject(new Error(body.error?.message ?? `Upload failed (HTTP ${xhr.status})`));
+    };
+    xhr.onerror = () => reject(new Error('Upload failed: the platform could not be reached'));
+    const form = new FormData();
+    form.append('purpose', purpose);
+    form.append('file', file);
+    xhr.send(form);
+  });
+}

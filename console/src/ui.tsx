@@ -41,6 +41,14 @@ const STATUS_COLORS: Record<string, string> = {
   INACTIVE: 'gray',
   FAILED: 'red',
   CANCELLED: 'orange',
+  COMPLETED: 'green',
+  PROCESSED: 'green',
+  UPLOADED: 'blue',
+  IN_PROGRESS: 'blue',
+  ERROR: 'red',
+  EXPIRED: 'orange',
+  CONNECTED: 'green',
+  DISCONNECTED: 'gray',
 };
 
 export function StatusBadge({ status }: { status: string }) {

@@ -1,4 +1,4 @@
-import { Button, Card, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
+import { Anchor, Button, Card, Group, Loader, Stack, Table, Text, Title } from '@mantine/core';
 import { lazy, Suspense, useEffect, useState } from 'react';
 import { useMutation, useQuery, useSubscription } from 'urql';
 import { ActivateModelDocument, DeactivateModelDocument, ModelsDocument, RuntimesUpdatedDocument, type RuntimeFieldsFragment } from '../generated/graphql';
@@ -68,6 +68,9 @@ export function Models() {
                   <StatusBadge status={model.loadingStatus} />
                   <StatusBadge status={model.activationStatus} />
                   {ready.has(model.id) && <StatusBadge status="RUNNING" />}
+                  <Anchor href={`#/scaling/${encodeURIComponent(model.id)}`} size="sm" aria-label={`Scaling of ${model.id}`}>
+                    Scaling
+                  </Anchor>
                 </Group>
                 {viewer.canWrite && model.loadingStatus === 'SUCCEEDED' && (
                   <Button

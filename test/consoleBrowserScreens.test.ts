@@ -1,0 +1,195 @@
+/**
+ * The console's data screens in headless Chromium against `mariner up --demo-model`, used as a person
+ * would: upload a fine-tune file and see it listed; start a fine-tuning job from the page and watch its
+ * loss curve draw; build a vector store from an uploaded file and search it; register a cluster and see
+ * its key once; see usage charted after a chat; see the members; follow the demo model's scaling live.
+ * Screenshots go to test-results/console/.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { consoleBuilt, hasChromium, launchChromium, screenshotPath, CHROMIUM_PATH } from './support/browser.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { waitFor } from './support/until.js';
+
+const run = hasChromium || process.env['CI'] ? describe : describe.skip;
+
+let t: TestPlatform;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+const pageErrors: string[] = [];
+
+const TRAINING = [1, 2, 3]
+  .map((i) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `q${i}` },
+        { role: 'assistant', content: `a${i}` },
+      ],
+    }),
+  )
+  .join('\n');
+
+run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
+  beforeAll(async () => {
+    const [platform, launched] = await Promise.all([
+      consoleBuilt().then(() => startTestPlatform({ embedded: true, defaultCluster: true, demoModel: true })),
+      launchChromium(),
+    ]);
+    t = platform;
+    browser = launched;
+    await waitFor(
+      async () => (await t.gqlOk('{ model(id: "mariner-demo", includeLoading: true) { loadingStatus } }')).model?.loadingStatus,
+      (status) => status === 'SUCCEEDED',
+      'the demo model loaded',
+      60_000,
+    );
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(`${t.url}/console/`);
+    await page.getByLabel('API key').fill(t.adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Models' }).waitFor();
+  }, 120_000);
+  afterAll(async () => {
+    await context?.close();
+    await browser?.close();
+    await t?.close();
+  });
+
+  async function open(screen: string, heading: string): Promise<void> {
+    await page.getByRole('link', { name: screen, exact: true }).click();
+    await page.getByRole('heading', { name: heading, exact: true }).first().waitFor();
+  }
+
+  async function upload(name: string, content: string, purpose: string): Promise<void> {
+    await page.getByRole('button', { name: 'File', exact: true }).waitFor();
+    await page.locator('input[type="file"]').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(content) });
+    await page.getByRole('combobox', { name: 'Purpose' }).click();
+    await page.getByRole('option', { name: purpose, exact: true }).click();
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('cell', { name, exact: true }).waitFor({ timeout: 15_000 });
+  }
+
+  it('uploads a fine-tune file, sees it listed, starts a job from it and watches the loss curve', { timeout: 90_000 }, async () => {
+    await open('Files', 'Files');
+    await upload('train.jsonl', TRAINING + '\n', 'fine-tune');
+    const row = page.getByTestId('file-row').filter({ hasText: 'train.jsonl' });
+    await expect.poll(() => row.textContent()).toContain('fine-tune');
+    await page.screenshot({ path: screenshotPath('10-files'), fullPage: true });
+    // The file is the project's, through the API too.
+    const { files } = await t.gqlOk<{ files: { items: { filename: string; purpose: string }[] } }>('{ files { items { filename purpose } } }');
+    expect(files.items).toContainEqual({ filename: 'train.jsonl', purpose: 'fine-tune' });
+
+    await open('Jobs', 'Fine-tuning jobs');
+    await page.getByRole('combobox', { name: 'Base model' }).click();
+    await page.getByRole('option', { name: 'mariner-demo-base', exact: true }).click();
+    await page.getByRole('combobox', { name: 'Training file' }).click();
+    await page.getByRole('option', { name: /^train\.jsonl/ }).click();
+    await page.getByLabel('Suffix').fill('from-console');
+    await page.getByRole('button', { name: 'Start job' }).click();
+    await page.getByRole('heading', { name: /^ftjob-/ }).waitFor({ timeout: 15_000 });
+    // The loss curve appears and grows as the trainer reports metrics (driven by the live log).
+    await page.getByRole('img', { name: 'Training loss by step' }).locator('canvas').waitFor({ timeout: 60_000 });
+    await expect.poll(() => page.getByText('succeeded', { exact: true }).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('11-job-loss-curve'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('builds a vector store from an uploaded file and searches it', { timeout: 60_000 }, async () => {
+    await open('Vector stores', 'Vector stores');
+    await upload('harbour.txt', 'The harbour master keeps the tide tables in the blue cabinet.\n\nLighthouse keepers trim the wicks at dusk.', 'assistants');
+    await page.getByRole('checkbox', { name: 'Select harbour.txt' }).check();
+    await page.getByLabel("New vector store's name").fill('harbour-notes');
+    await page.getByRole('button', { name: 'Create from 1 file' }).click();
+    // Listed at once; completed when its file is chunked and embedded (the list follows it).
+    await expect.poll(() => page.getByTestId('vector-store-harbour-notes').textContent(), { timeout: 30_000 }).toContain('completed');
+    await page.getByRole('textbox', { name: 'Search' }).fill('where are the tide tables?');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page
+      .getByTestId('search-result')
+      .first()
+      .waitFor({ timeout: 30_000 })
+      .catch(async (error: unknown) => {
+        await page.screenshot({ path: screenshotPath('12-vector-store-search-failed'), fullPage: true });
+        throw error;
+      });
+    expect(await page.getByTestId('search-result').first().textContent()).toContain('harbour.txt');
+    await page.screenshot({ path: screenshotPath('12-vector-store-search'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('registers a cluster and shows its key once; the default cluster is connected', { timeout: 30_000 }, async () => {
+    await open('Clusters', 'Clusters');
+    await expect.poll(() => page.getByTestId('cluster-default').textContent(), { timeout: 15_000 }).toContain('connected');
+    await page.getByLabel("New cluster's name").fill('edge-1');
+    await page.getByRole('button', { name: 'Register cluster' }).click();
+    const key = (await page.getByTestId('registration-key').textContent())!.trim();
+    expect(key).toMatch(/^clusterkey-/);
+    await page.getByRole('button', { name: 'Copy registration key' }).waitFor();
+    await page.screenshot({ path: screenshotPath('13-cluster-registered') });
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByTestId('cluster-edge-1').waitFor();
+    expect(await page.getByTestId('cluster-edge-1').textContent()).toContain('disconnected');
+    // Shown once: not on the page any more, and the API never shows it again.
+    expect(await page.content()).not.toContain(key);
+    await page.screenshot({ path: screenshotPath('14-clusters'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('charts usage after a chat, lists the members, and follows the model scaling live', { timeout: 60_000 }, async () => {
+    const client = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Hello' }] });
+
+    // Usage is recorded in batches (every second): the chat is counted once the API says so.
+    await waitFor(
+      async () => (await t.gqlOk<{ apiUsages: { modelId: string }[] }>('{ apiUsages { modelId } }')).apiUsages,
+      (usages) => usages.some((u) => u.modelId === 'mariner-demo'),
+      'the chat counted',
+    );
+    await open('Usage', 'Usage');
+    await page.getByRole('img', { name: 'Requests per model over time' }).locator('canvas').waitFor({ timeout: 15_000 });
+    const usage = page.getByRole('table', { name: 'Usage by model and key' });
+    await expect.poll(() => usage.textContent()).toContain('mariner-demo');
+    await page.screenshot({ path: screenshotPath('15-usage'), fullPage: true });
+
+    await open('Members', 'Members');
+    await page
+      .getByRole('table', { name: /^Members of / })
+      .first()
+      .waitFor();
+    expect(
+      await page
+        .getByRole('table', { name: /^Members of / })
+        .first()
+        .textContent(),
+    ).toContain('admin@example.com');
+    await page.screenshot({ path: screenshotPath('16-members'), fullPage: true });
+
+    await open('Models', 'Models');
+    await page.getByRole('link', { name: 'Scaling of mariner-demo', exact: true }).click();
+    await page.getByRole('heading', { name: 'Scaling of mariner-demo' }).waitFor();
+    await expect.poll(() => page.getByTestId('scaling-row').first().textContent(), { timeout: 30_000 }).toMatch(/1 \/ 1/);
+    await page.getByRole('img', { name: 'Replicas of mariner-demo over time' }).locator('canvas').waitFor();
+    await page.screenshot({ path: screenshotPath('17-scaling'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('an upload with the session cookie from elsewhere is refused, in the OpenAI error shape', async () => {
+    const cookie = (await context.cookies(t.url)).find((c) => c.name === 'mariner_console')!;
+    const form = new FormData();
+    form.append('purpose', 'assistants');
+    form.append('file', new Blob(['x']), 'cross-site.txt');
+    const refused = await fetch(`${t.url}/v1/files`, {
+      method: 'POST',
+      headers: { cookie: `${cookie.name}=${cookie.value}`, origin: 'http://elsewhere.example', 'sec-fetch-site': 'cross-site' },
+      body: form,
+    });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('forbidden');
+    const { files } = await t.gqlOk<{ files: { items: { filename: string }[] } }>('{ files { items { filename } } }');
+    expect(files.items.map((f) => f.filename)).not.toContain('cross-site.txt');
+  });
+});
