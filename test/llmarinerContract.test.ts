@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageStore, type UsageRecord } from '../subgraphs/inference/store.js';
 import { expectConforms, loadSwaggerValidator } from './support/llmarinerSwagger.js';
@@ -518,5 +519,32 @@ describe("llma's Go decoding of GET /v1/models (protojson into model-manager's t
     // The short forms Mariner sent before are unknown enum names to llma: dropped, the status unset.
     const short = decodeMessage(GO_MODEL, { ...body.data.find((m: { id: string }) => m.id === 'org-decoded-model'), loading_status: 'REQUESTED' });
     expect(short['LoadingStatus']).toBeUndefined();
+  });
+});
+
+describe('docs/llmariner.md: every LLMariner route it marks served is served', () => {
+  it('answers each one with something other than "Invalid URL"', async () => {
+    const page = readFileSync(new URL('../docs/llmariner.md', import.meta.url), 'utf8');
+    const rows = [...page.matchAll(/^\|\s*(GET|POST|PATCH|DELETE)\s*\|\s*(\/v1\/\S+)\s*\|[^|]+\|\s*(served|not served)[^|]*\|$/gm)].map(
+      ([, method, route, state]) => ({
+        method: method!,
+        route: route!,
+        served: state === 'served',
+      }),
+    );
+    expect(rows.length).toBeGreaterThan(80);
+    const unserved: string[] = [];
+    for (const { method, route, served } of rows) {
+      const path = route.replace(/\{[^}]+\}/g, 'unknown-id');
+      const response = await fetch(`${t.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': 'application/json' },
+        ...(method === 'GET' || method === 'DELETE' ? {} : { body: '{}' }),
+      });
+      const text = await response.text();
+      const answered = !(response.status === 404 && text.includes('Invalid URL'));
+      if (answered !== served) unserved.push(`${method} ${route}: ${served ? 'marked served, not routed' : 'marked not served, routed'}`);
+    }
+    expect(unserved).toEqual([]);
   });
 });
