@@ -1,12 +1,14 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { ConfigError, type MarinerConfig } from '../lib/config.js';
-import { openDatabase, type Database } from '../lib/db.js';
+import { ConfigError, loadConfig, type MarinerConfig } from '../lib/config.js';
+import { migrate, openDatabase, type Database } from '../lib/db.js';
 import { InternalTokens } from '../lib/identity.js';
 import { createLogger, type Logger } from '../lib/logging.js';
 import type { SubgraphName } from '../schema/subgraphs.js';
+import { clustersComponent } from '../subgraphs/clusters/index.js';
+import { DEFAULT_TENANT_ID } from '../subgraphs/users/index.js';
 import { ComponentHost } from './componentHost.js';
-import { SERVED, servedPorts } from './components.js';
+import { COMPONENTS, SERVED, servedPorts } from './components.js';
 import { urlHost } from './httpServers.js';
 import { createComponentMetrics, type ComponentMetrics } from './metrics.js';
 import { startOpsServer } from './opsServer.js';
@@ -81,7 +83,7 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
   let closing: Promise<void> | undefined;
   const boot = async () => {
     const tokens = new InternalTokens(config.internalTokenSecret!, config.internalTokenTtlSeconds);
-    if (serve.usesDatabase) db = await openWhenReachable(config.databaseUrl!, config.dataDir, log, () => stopping);
+    if (serve.usesDatabase) db = await openWhenReachable(config.databaseUrl!, config.dataDir, config.databasePoolSize, log, () => stopping);
     // The public port (gateway, sessions) on MARINER_PORT, the subgraphs on the next ports.
     const ports = servedPorts(serve.components, config.port);
     host = new ComponentHost({
@@ -100,6 +102,9 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
       onStatus: (status) => (phase = status),
     });
     await host.start();
+    if (config.clusters.defaultClusterKey && serve.components.includes(clustersComponent)) {
+      await seedDefaultCluster(host, config, log);
+    }
     Object.assign(subgraphUrls, host.subgraphUrls);
     if (ports.public !== undefined) url = `http://${urlHost(config.host, await host.listenPublic(config.host, ports.public))}`;
     if (!url) url = (Object.values(subgraphUrls)[0] ?? '').replace(/\/graphql$/, '');
@@ -141,16 +146,50 @@ export async function startComponent(config: MarinerConfig, serve: ServeSettings
 }
 
 /**
+ * The default cluster of a chart install (LLMariner's defaultCluster): registered, or re-keyed, with the
+ * registration key the chart generated into a Secret that the agent reads too, so the agent of the same
+ * release connects without anyone calling registerCluster. Every replica does it at each start; the
+ * store's advisory lock and the key's hash make it idempotent.
+ */
+async function seedDefaultCluster(host: ComponentHost, config: MarinerConfig, logger: Logger): Promise<void> {
+  const { store } = host.exposed(clustersComponent);
+  const { clusterId } = await store.ensureDefaultCluster(DEFAULT_TENANT_ID, config.clusters.defaultClusterName, config.clusters.defaultClusterKey, {
+    adopt: true,
+  });
+  logger.info({ clusterId, name: config.clusters.defaultClusterName }, 'default cluster registered with MARINER_DEFAULT_CLUSTER_KEY');
+}
+
+/**
+ * `mariner serve --migrate-only`: every component's migrations, then exit (the chart's pre-install and
+ * pre-upgrade hook Job). Needs DATABASE_URL only. The components still migrate at start, which then finds
+ * nothing to do; a migration must therefore work with the previous release's code still serving
+ * (docs/helm.md: add columns and tables, never rename or drop in the release that stops using them).
+ */
+export async function migrateOnly(config: MarinerConfig, logger: Logger): Promise<void> {
+  if (!config.databaseUrl) throw new ConfigError('DATABASE_URL is required for mariner serve --migrate-only');
+  const db = await openWhenReachable(config.databaseUrl, config.dataDir, 1, logger, () => false);
+  try {
+    for (const component of COMPONENTS) {
+      if (!component.migrations) continue;
+      await migrate(db.knex, component.migrations.schema, [...component.migrations.migrations]);
+      logger.info({ component: component.name, schema: component.migrations.schema }, 'migrations applied');
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+/**
  * Opens the database once it answers: a pod may start before PostgreSQL does. Each try is a single
  * connection (not a pool) so failures leave nothing behind; /readyz says what it waits for meanwhile.
  */
-async function openWhenReachable(databaseUrl: string, dataDir: string, logger: Logger, stopping: () => boolean): Promise<Database> {
+async function openWhenReachable(databaseUrl: string, dataDir: string, poolSize: number, logger: Logger, stopping: () => boolean): Promise<Database> {
   for (let attempt = 0; ; attempt++) {
     const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
     try {
       await client.connect();
       await client.end();
-      return await openDatabase({ databaseUrl, dataDir });
+      return await openDatabase({ databaseUrl, dataDir, poolSize });
     } catch (error) {
       await client.end().catch(() => undefined);
       if (stopping()) throw new Error('stopped while waiting for the database');
@@ -198,7 +237,13 @@ export const SERVE_USAGE = `  serve     run one component, as the Helm chart doe
 
 /** The `mariner serve` command: starts the component and stops it on SIGTERM/SIGINT. */
 export async function serveCommand(args: string[]): Promise<void> {
-  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+  const { positionals, values } = parseArgs({ args, options: { 'migrate-only': { type: 'boolean' } }, allowPositionals: true, strict: true });
+  if (values['migrate-only']) {
+    if (positionals.length > 0) throw new ConfigError('serve --migrate-only takes no component: it runs the migrations of all of them');
+    const config = loadConfig();
+    await migrateOnly(config, createLogger(config.logLevel).child({ component: 'migrations' }));
+    return;
+  }
   const [name, ...extra] = positionals;
   if (!isComponentName(name) || extra.length > 0) {
     throw new ConfigError(`serve needs one component: ${COMPONENT_NAMES.join(', ')}${name && !isComponentName(name) ? ` (got "${name}")` : ''}`);

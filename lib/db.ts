@@ -18,9 +18,17 @@ export interface Database {
 /** The embedded database's buffer cache (Postgres's shared_buffers), in its WebAssembly memory. */
 const PGLITE_SHARED_BUFFERS = '16MB';
 
-export async function openDatabase(options: { databaseUrl?: string | undefined; dataDir: string }): Promise<Database> {
+/** Connections per process when the caller names no pool size (lib/config.ts MARINER_DB_POOL_SIZE). */
+export const DEFAULT_POOL_SIZE = 10;
+
+/**
+ * Opens PostgreSQL (`databaseUrl`) with a pool of `poolSize` connections, else the embedded PGlite (one
+ * connection, always). Each pod has its own pool: their sum across a deployment must stay under the
+ * server's max_connections.
+ */
+export async function openDatabase(options: { databaseUrl?: string | undefined; dataDir: string; poolSize?: number | undefined }): Promise<Database> {
   if (options.databaseUrl) {
-    const knex = knexFactory({ client: 'pg', connection: options.databaseUrl, pool: { min: 0, max: 10 } });
+    const knex = knexFactory({ client: 'pg', connection: options.databaseUrl, pool: { min: 0, max: options.poolSize ?? DEFAULT_POOL_SIZE } });
     await knex.raw('select 1');
     return { knex, kind: 'postgres', close: () => knex.destroy() };
   }

@@ -55,7 +55,8 @@ describe('the session tunnel and /v1/sessions', () => {
     for (const ns of ['team-a', 'team-b']) await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     await runningPod(server, 'team-a', 'trainer');
     await runningPod(server, 'team-b', 'secret-trainer');
-    t = await startTestPlatform();
+    // Exec through /v1/sessions is an operator's opt-in (MARINER_SESSIONS_EXEC; test/security/sessionsAllowList.test.ts: off by default).
+    t = await startTestPlatform({ config: { sessions: { allowExec: true } } });
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "k8s" }) { registrationKey cluster { id } } }');
     clusterId = registerCluster.cluster.id;
     const kubeConfig = kubeConfigFor(server);
@@ -168,7 +169,7 @@ describe('the session tunnel and /v1/sessions', () => {
     expect(after.status).toBe(200);
   });
 
-  it('an exec WebSocket (upgraded connection) passes through /v1/sessions both ways', async () => {
+  it('with exec turned on, an exec WebSocket (upgraded connection) passes through /v1/sessions both ways', async () => {
     const url = `${sessions().replace('http://', 'ws://')}/api/v1/namespaces/team-a/pods/trainer/exec?command=sh&stdin=true&stdout=true`;
     const ws = new WebSocket(url, ['v5.channel.k8s.io'], { headers: as(teamA.key) });
     await new Promise<void>((resolve, reject) => {

@@ -58,6 +58,28 @@ const CALLER_CREDENTIALS = new Set(['authorization', 'cookie']);
 const BACKEND_PROXY = /^\/api\/v1\/namespaces\/[^/]+\/(?:services|pods)\/[^/]+\/proxy(?:[/?]|$)/;
 const callerCredentials = (path: string) => (BACKEND_PROXY.test(path) ? ['authorization'] : [...CALLER_CREDENTIALS]);
 
+/**
+ * Whether an apiserver path reads or writes Secrets (`/api/v1/[watch/][namespaces/<ns>/]secrets...`),
+ * its segments decoded as the apiserver decodes them. The control plane's allow-list never sends one
+ * (subgraphs/sessions/kubeAllowList.ts); the agent refuses them too, so that no bug or replica on the
+ * other side of the tunnel can read a namespace's credentials with the agent's account.
+ */
+export function touchesSecrets(path: string): boolean {
+  let segments: string[];
+  try {
+    segments = (path.split('?', 1)[0] ?? '').split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return true;
+  }
+  if (segments[0] !== 'api') return false;
+  let rest = segments.slice(2);
+  if (rest[0] === 'watch') rest = rest.slice(1);
+  if (rest[0] === 'namespaces' && rest.length >= 3) rest = rest.slice(2);
+  return rest[0]?.toLowerCase() === 'secrets';
+}
+
+const SECRETS_REFUSED = 'the agent does not forward Secrets: they hold the credentials of the platform and of its jobs';
+
 /** The headers to forward: end-to-end ones only, without HTTP/2 pseudo headers or `connection`'s list. */
 function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keepUpgrade = false, keepCookie = false): OutgoingHttpHeaders {
   const listed = new Set(
@@ -144,6 +166,12 @@ export function createKubeApiProxy(kubeConfig: KubeConfig): KubeApiProxy {
       res.end(body);
     };
 
+    if (touchesSecrets(path)) {
+      req.resume();
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(statusBody(403, 'Forbidden', SECRETS_REFUSED));
+      return;
+    }
     const headers = endToEndHeaders(req.headers, false, BACKEND_PROXY.test(path));
     for (const name of callerCredentials(path)) delete headers[name];
 
@@ -192,6 +220,10 @@ export function createKubeApiProxy(kubeConfig: KubeConfig): KubeApiProxy {
       answer(status, headers, body);
     };
 
+    if (touchesSecrets(path)) {
+      answer(403, { 'content-type': 'application/json' }, statusBody(403, 'Forbidden', SECRETS_REFUSED));
+      return;
+    }
     let original: Record<string, string | string[]>;
     try {
       const parsed: unknown = JSON.parse(String(h2Headers[UPGRADE_HEADERS_HEADER] ?? '{}'));

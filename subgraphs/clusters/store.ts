@@ -172,8 +172,15 @@ export class ClusterStore {
    * The default cluster for single-machine installs (LLMariner `defaultCluster`). `key` is the
    * registration key kept from an earlier start: when it still matches, nothing changes; otherwise
    * (first start, or the key file was lost) a new key replaces the stored hash and is returned.
+   * `adopt`: `key` is the one to use (`mariner serve clusters` with MARINER_DEFAULT_CLUSTER_KEY, a
+   * Secret the chart generated and the agent also reads): its hash replaces the stored one.
    */
-  async ensureDefaultCluster(tenantId: string, name: string, key: string | undefined): Promise<{ clusterId: string; registrationKey: string }> {
+  async ensureDefaultCluster(
+    tenantId: string,
+    name: string,
+    key: string | undefined,
+    options: { adopt?: boolean } = {},
+  ): Promise<{ clusterId: string; registrationKey: string }> {
     return this.knex.transaction(async (trx) => {
       await trx.raw('select pg_advisory_xact_lock(hashtext(?))', ['mariner-default-cluster']);
       const existing = (await trx
@@ -182,7 +189,7 @@ export class ClusterStore {
         .where({ tenant_id: tenantId, is_default: true })
         .first('id', 'registration_key_hash')) as { id: string; registration_key_hash: string } | undefined;
       if (existing && key && existing.registration_key_hash === hashSecret(key)) return { clusterId: existing.id, registrationKey: key };
-      const registrationKey = newRegistrationKey();
+      const registrationKey = options.adopt && key ? key : newRegistrationKey();
       if (existing) {
         await trx
           .withSchema(SCHEMA)

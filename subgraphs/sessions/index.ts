@@ -30,6 +30,7 @@ import { createTunnelEndpoint, type TunnelEndpoint } from './tunnelEndpoint.js';
 import { TunnelRegistry } from './tunnelRegistry.js';
 
 export { classifyKubePath, SESSIONS_PREFIX } from './kubeProxy.js';
+export { CLUSTER_ALLOW_LIST, EXEC_ALLOW_LIST, NAMESPACED_ALLOW_LIST, refusedKubeRequest } from './kubeAllowList.js';
 export { isNotebookPath, parseNotebookPath } from './notebookProxy.js';
 export { ClusterTransportRouter } from './peers.js';
 export { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from './peerTokens.js';
@@ -119,7 +120,7 @@ export function createSessions(options: {
   let directory: TunnelDirectory | undefined;
   let peerServer: { close(): Promise<void> } | undefined;
   const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs, clusters: options.clusters });
-  const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger });
+  const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger, allowExec: options.settings.allowExec });
   const notebookProxy = createNotebookProxy({
     registry: transport,
     authorizer,

@@ -6,6 +6,7 @@ import { isId } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
 import { agentRoutes } from '../../lib/agentContract.js';
 import { kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
+import { refusedKubeRequest } from './kubeAllowList.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type SessionAuthorizer } from './sessionAuth.js';
 import { answerUpgrade, checkedRequestPath, forwardableHeaders, KUBE_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
@@ -18,6 +19,8 @@ export interface KubeProxyOptions {
   /** The gateway's decisions (rbac `authorize`), reused briefly (sessionAuth.ts). */
   authorizer: SessionAuthorizer;
   logger: Logger;
+  /** Whether exec, attach and port-forward are forwarded (MARINER_SESSIONS_EXEC; kubeAllowList.ts). */
+  allowExec?: boolean | undefined;
 }
 
 /** What a Kubernetes API path touches (reference §8: cluster-scoped vs namespaced). */
@@ -53,11 +56,13 @@ export function classifyKubePath(path: string, method: string): KubePathKind | n
  * `/v1/sessions/<clusterId>/...`: users' Kubernetes API requests, forwarded through the cluster's
  * agent tunnel (reference §8). Cluster-scoped paths need `api.k8s.clusterscope.<read|write>`;
  * namespaced paths need `api.fine_tuning.jobs.<read|write>` and a namespace assigned to the caller's
- * project on that cluster; discovery needs any assignment on the cluster. The caller's credential
- * never reaches the cluster: the agent uses its own.
+ * project on that cluster; discovery needs any assignment on the cluster. Then only the resources and
+ * verbs of the allow-list pass (kubeAllowList.ts: never Secrets; exec only when turned on). The caller's
+ * credential never reaches the cluster: the agent uses its own.
  */
 export function createKubeProxy(options: KubeProxyOptions) {
   const { registry, authorizer, logger } = options;
+  const allowExec = options.allowExec ?? false;
   /**
    * Authorizes a request and returns the tunnel path to call: the method judged is the one the agent
    * runs (`method`, which the caller cannot name otherwise: no `x-mariner-*` header crosses), on the
@@ -93,6 +98,8 @@ export function createKubeProxy(options: KubeProxyOptions) {
     if (kind.kind === 'discovery' && namespaces.length === 0) throw new SessionsError(403, `Forbidden: cluster ${clusterId} is not assigned to your project`);
     if (upgrade && !UPGRADE_METHODS.includes(method))
       throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
+    const refused = refusedKubeRequest(kubePath + checked.query, method, { allowExec });
+    if (refused) throw new SessionsError(403, refused);
     return { clusterId, path: agentRoutes.kubernetes(`${kubePath}${checked.query}`) };
   }
 

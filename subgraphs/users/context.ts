@@ -5,4 +5,6 @@ import type { UserStore } from './store.js';
 export interface UsersContext extends SubgraphContext {
   store: UserStore;
   loaders: UsersLoaders;
+  /** Namespaces no project may be assigned besides Kubernetes' own (MARINER_RESERVED_NAMESPACES). */
+  reservedNamespaces: readonly string[];
 }

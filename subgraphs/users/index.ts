@@ -26,7 +26,12 @@ export const usersComponent = defineComponent({
   subgraphs: ['users'],
   needs: { database: true, pubsub: true },
   migrations: { schema: SCHEMA, migrations },
-  settings: (config) => ({ adminEmail: config.adminEmail, adminApiKey: config.adminApiKey, dataDir: config.dataDir }),
+  settings: (config) => ({
+    adminEmail: config.adminEmail,
+    adminApiKey: config.adminApiKey,
+    dataDir: config.dataDir,
+    reservedNamespaces: config.reservedNamespaces,
+  }),
   async create({ db, pubsub, settings, logger, embedded }) {
     const store = new UserStore(db.knex);
     const principalsChanged = principalChanges(pubsub, logger);
@@ -43,7 +48,7 @@ export const usersComponent = defineComponent({
         Mutation: announcingPrincipalChanges(resolvers.Mutation!, principalsChanged),
       } as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
-      createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store) }),
+      createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store), reservedNamespaces: settings.reservedNamespaces }),
     };
     return { subgraphs: [definition], exposed: { store, bootstrap } };
   },

@@ -116,7 +116,7 @@ export const resolvers: Resolvers<UsersContext> = {
           { clusterId: null, namespace: defaultNamespace(title, projectId), kueueQueueName: null, nodeSelector: [] },
         ]);
       }
-      const assignments = validAssignments(input.assignments, 'input.assignments');
+      const assignments = validAssignments(input.assignments, 'input.assignments', ctx.reservedNamespaces);
       if (assignments.length === 0) throw badInput('input.assignments must not be empty', 'input.assignments');
       return ctx.store.createProject(input.organizationId, title, assignments);
     },
@@ -126,7 +126,7 @@ export const resolvers: Resolvers<UsersContext> = {
       const changes: { title?: string; assignments?: ReturnType<typeof validAssignments> } = {};
       if (input.title != null) changes.title = validTitle(input.title, 'input.title');
       if (input.assignments != null) {
-        changes.assignments = validAssignments(input.assignments, 'input.assignments');
+        changes.assignments = validAssignments(input.assignments, 'input.assignments', ctx.reservedNamespaces);
         if (changes.assignments.length === 0) throw badInput('input.assignments must not be empty', 'input.assignments');
       }
       if (!Object.keys(changes).length) throw badInput('nothing to update: give title or assignments', 'input');

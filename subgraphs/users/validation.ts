@@ -34,14 +34,15 @@ export interface AssignmentInput {
   nodeSelector?: { key: string; value: string }[] | null | undefined;
 }
 
-/**
- * Namespaces no project may be assigned: Kubernetes' own. The namespace Mariner itself runs in would
- * belong here too, but no setting names it (lib/config.ts has none).
- */
-const RESERVED_NAMESPACES = new Set(['kube-system', 'kube-public', 'kube-node-lease']);
+/** Namespaces no project may be assigned: Kubernetes' own. */
+const SYSTEM_NAMESPACES = new Set(['kube-system', 'kube-public', 'kube-node-lease']);
 
-/** Project assignments: Kubernetes names validated as Kubernetes would (RFC 1123 labels). */
-export function validAssignments(inputs: AssignmentInput[], field: string): Assignment[] {
+/**
+ * Project assignments: Kubernetes names validated as Kubernetes would (RFC 1123 labels). `reserved`
+ * (MARINER_RESERVED_NAMESPACES: the chart's release and runtimes namespaces) are refused like the
+ * system ones: the agent holds rights there that a project member would borrow through /v1/sessions.
+ */
+export function validAssignments(inputs: AssignmentInput[], field: string, reserved: readonly string[] = []): Assignment[] {
   if (inputs.length > 50) throw badInput(`${field}: at most 50 assignments`, field);
   const seen = new Set<string>();
   return inputs.map((input, i) => {
@@ -52,8 +53,14 @@ export function validAssignments(inputs: AssignmentInput[], field: string): Assi
     if (!DNS_LABEL.test(input.namespace)) {
       throw badInput(`${at}.namespace: "${input.namespace.slice(0, 80)}" is not a valid Kubernetes namespace (RFC 1123 label)`, `${at}.namespace`);
     }
-    if (RESERVED_NAMESPACES.has(input.namespace)) {
+    if (SYSTEM_NAMESPACES.has(input.namespace)) {
       throw badInput(`${at}.namespace: "${input.namespace}" is a Kubernetes system namespace; it cannot be assigned to a project`, `${at}.namespace`);
+    }
+    if (reserved.includes(input.namespace)) {
+      throw badInput(
+        `${at}.namespace: "${input.namespace}" is reserved for the platform (Mariner's own or its runtimes' namespace, MARINER_RESERVED_NAMESPACES); it cannot be assigned to a project`,
+        `${at}.namespace`,
+      );
     }
     if (input.kueueQueueName != null && !DNS_LABEL.test(input.kueueQueueName)) {
       throw badInput(`${at}.kueueQueueName: not a valid Kueue queue name`, `${at}.kueueQueueName`);

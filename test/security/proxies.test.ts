@@ -195,7 +195,8 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
     scopesDir = mkdtempSync(path.join(tmpdir(), 'mariner-scopes-'));
     const readOnly = ['api.fine_tuning.jobs.read', 'api.workspaces.notebooks.read', 'api.k8s.clusterscope.read', 'api.model.read', 'api.files.read'];
     writeFileSync(path.join(scopesDir, 'roles.json'), JSON.stringify({ ...DEFAULT_ROLE_SCOPES, projectOwner: readOnly, projectMember: readOnly }));
-    t = await startTestPlatform({ config: { roleScopesFile: path.join(scopesDir, 'roles.json') } });
+    // Exec on (MARINER_SESSIONS_EXEC), so the upgrade path is exercised; off by default (sessionsAllowList.test.ts).
+    t = await startTestPlatform({ config: { roleScopesFile: path.join(scopesDir, 'roles.json'), sessions: { allowExec: true } } });
 
     const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "k8s" }) { registrationKey cluster { id } } }');
     clusterId = registerCluster.cluster.id;
