@@ -47,8 +47,6 @@ const STATUS_COLORS: Record<string, string> = {
   IN_PROGRESS: 'blue',
   ERROR: 'red',
   EXPIRED: 'orange',
-  CONNECTED: 'green',
-  DISCONNECTED: 'gray',
 };
 
 export function StatusBadge({ status }: { status: string }) {

@@ -2,7 +2,7 @@ import { Alert, Badge, Button, Code, Group, Loader, Modal, Stack, Table, Text, T
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
 import { ClustersDocument, RegisterClusterDocument } from '../generated/graphql';
-import { ApiError, Copy, StatusBadge, useViewer, when } from '../ui';
+import { ApiError, Copy, useViewer, when } from '../ui';
 
 /** Worker clusters: status (agent connected, components, GPUs), and registration with the key shown once. */
 export function Clusters() {
@@ -74,8 +74,10 @@ export function Clusters() {
                       </Badge>
                     )}
                   </Table.Td>
-                  <Table.Td>
-                    <StatusBadge status={c.connected ? 'CONNECTED' : 'DISCONNECTED'} />
+                  <Table.Td style={{ whiteSpace: 'nowrap' }}>
+                    <Badge color={c.connected ? 'green' : 'gray'} variant="light" styles={{ label: { overflow: 'visible' } }}>
+                      {c.connected ? 'connected' : 'disconnected'}
+                    </Badge>
                   </Table.Td>
                   <Table.Td>
                     <Group gap={4}>

@@ -26,21 +26,28 @@ export default function LineChart({ label, x, series, time = false, height = 200
     if (!box.current) return;
     const axis = { stroke: dark ? '#c1c2c5' : '#495057', grid: { stroke: dark ? '#373a40' : '#e9ecef' } };
     const paths = bars ? uPlot.paths.bars?.({ size: [0.6, 40] }) : undefined;
+    // Counts and steps are whole numbers: no 0.5 requests, no step 1.2.
+    const whole = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 100_000, 1_000_000];
+    // Bars are centred on their x: half a bucket of room on either side, so the first and last show whole.
+    const half = x.length > 1 ? (x[1]! - x[0]!) / 2 : 1;
     const plot = new uPlot(
       {
         width: box.current.clientWidth || 320,
         height,
         series: [
-          {},
+          { label: time ? 'time' : 'step' },
           ...series.map((s, i) => ({
             label: s.label,
             stroke: COLORS[i % COLORS.length]!,
             width: 2,
-            ...(bars ? { fill: `${COLORS[i % COLORS.length]!}88`, paths } : { points: { show: x.length < 40 } }),
+            ...(bars ? { fill: `${COLORS[i % COLORS.length]!}88`, paths, points: { show: false } } : { points: { show: x.length < 40 } }),
           })),
         ],
-        axes: [axis, axis],
-        scales: { x: { time }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max)] } },
+        axes: [time ? axis : { ...axis, incrs: whole }, bars ? { ...axis, incrs: whole } : axis],
+        scales: {
+          x: { time, ...(bars && x.length > 0 ? { auto: false, range: (): uPlot.Range.MinMax => [x[0]! - half, x[x.length - 1]! + half] } : {}) },
+          y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max)] },
+        },
         legend: { show: true },
       },
       [x, ...series.map((s) => s.values)] as uPlot.AlignedData,

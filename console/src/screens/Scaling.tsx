@@ -65,7 +65,11 @@ export function Scaling({ modelId }: { modelId: string }) {
             <Table.Tbody>
               {runtimes.map((r) => (
                 <Table.Tr key={r.clusterId} data-testid="scaling-row">
-                  <Table.Td>{r.clusterId}</Table.Td>
+                  <Table.Td>
+                    <Text size="xs" ff="monospace">
+                      {r.clusterId}
+                    </Text>
+                  </Table.Td>
                   <Table.Td>
                     {r.readyReplicas} / {r.desiredReplicas}
                   </Table.Td>
