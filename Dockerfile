@@ -4,9 +4,14 @@
 # On Node.js 24 LTS, the version CI tests on (.ci/run) and .nvmrc names. The image runs the compiled
 # build (dist/, from scripts/build.mjs): no TypeScript and no tsx at run time. Everything is installed at
 # build time; nothing is downloaded when a container starts.
+#
+# The base image by digest (reproducible builds, digest pinning): docker build --build-arg
+# NODE_IMAGE=node:24.22-bookworm-slim@sha256:<digest> . ; the chart pins Mariner's own image with
+# image.digest.
+ARG NODE_IMAGE=node:24.22-bookworm-slim
 
 # ---- dependencies: production packages only, from the lockfile ----
-FROM node:24.22-bookworm-slim AS deps
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY scripts/patchDependencies.mjs ./scripts/
@@ -15,12 +20,16 @@ COPY scripts/patchDependencies.mjs ./scripts/
 # download or build llama.cpp, and the prebuilt @node-llama-cpp/linux-x64 binary needs none (bufferutil
 # and protobufjs likewise); so the project's own postinstall (the dependency patches that Node 24 needs,
 # scripts/patchDependencies.mjs) is run by hand.
+# pino@9.3.0 ships its own test suite with four packaged Node binaries (398 MB of the 802 MB production
+# tree; later pino patches leave them out): nothing imports them, so they go (test/dockerImage.test.ts
+# checks the production tree's size against its budget without them).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && node scripts/patchDependencies.mjs \
+ && rm -rf node_modules/pino/test \
  && npm cache clean --force
 
 # ---- sources, checked and compiled: the committed supergraph and generated types must match schema/ ----
-FROM node:24.22-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -31,7 +40,7 @@ RUN npx tsc --noEmit \
  && node console/build.mjs --force
 
 # ---- runtime ----
-FROM node:24.22-bookworm-slim AS runtime
+FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     MARINER_ENV=production \
     MARINER_DATA_DIR=/var/lib/mariner \

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,12 @@ import { buildIfNeeded } from '../scripts/build.mjs';
  */
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/**
+ * The production tree's budget: 386 MB measured on 2026-12-07 (802 MB installed, less pino@9.3.0's 398 MB
+ * test binaries); about 10% over it, so a new dependency of a few MB passes and one that doubles a part
+ * of the tree (another Kubernetes client, a second llama.cpp build) is a reviewed change of this number.
+ */
+const PRODUCTION_BUDGET_MB = 425;
 const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
 const packageJson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
   type: string;
@@ -22,14 +28,18 @@ const packageJson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'ut
   devDependencies: Record<string, string>;
 };
 
-/** The stages, by name, with their instructions (continuation lines joined). */
+/** Build arguments declared before the first stage, with their defaults (`ARG NODE_IMAGE=...`). */
+const buildArgs = new Map([...dockerfile.split(/^FROM /m)[0]!.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+const withArgs = (text: string) => text.replace(/\$\{(\w+)\}/g, (whole, name: string) => buildArgs.get(name) ?? whole);
+
+/** The stages, by name, with their instructions (continuation lines joined), the base image's arguments resolved. */
 const stages = new Map<string, { from: string; lines: string[] }>();
 for (const stage of dockerfile
   .replace(/\\\n\s*/g, ' ')
   .split(/^(?=FROM )/m)
   .slice(1)) {
   const [, from, name] = /^FROM (\S+) AS (\S+)/.exec(stage)!;
-  stages.set(name!, { from: from!, lines: stage.split('\n').filter((line) => /^[A-Z]+ /.test(line)) });
+  stages.set(name!, { from: withArgs(from!), lines: stage.split('\n').filter((line) => /^[A-Z]+ /.test(line)) });
 }
 
 /** Runtime imports of a compiled file: static and dynamic (esbuild has erased the type-only ones). */
@@ -63,7 +73,37 @@ describe('the container image', () => {
     expect(ciNode).toMatch(/^24\./);
     for (const [name, stage] of stages) expect(stage.from, name).toBe(`node:${ciNode}-bookworm-slim`);
     expect(readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim()).toBe('24');
+    // One argument names the base of every stage, so a build can pin it by digest (NODE_IMAGE=node:...@sha256:...).
+    expect(dockerfile.match(/^FROM (\S+)/gm)!.every((line) => line === 'FROM ${NODE_IMAGE}')).toBe(true);
   });
+
+  it(`keeps the production dependency tree under its budget (${PRODUCTION_BUDGET_MB} MB) once the deps stage has pruned it`, async () => {
+    // What `npm ci --omit=dev` installs, from this checkout's node_modules (the same lockfile), less what the
+    // deps stage removes (rm -rf node_modules/...). Each package's own files, its nested node_modules counted once.
+    const { stdout } = await promisify(execFile)('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 }).catch(
+      (error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }),
+    );
+    const deps = stages.get('deps')!.lines.join('\n');
+    const pruned = [...deps.matchAll(/rm -rf (node_modules\/\S+)/g)].map((m) => path.join(ROOT, m[1]!));
+    expect(pruned).toContain(path.join(ROOT, 'node_modules/pino/test'));
+    const packages = [...new Set(stdout.split('\n').filter((line) => line.startsWith(path.join(ROOT, 'node_modules'))))];
+    expect(packages.length).toBeGreaterThan(100);
+    let bytes = 0;
+    let prunedBytes = 0;
+    for (const dir of packages) {
+      for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+        if (!entry.isFile()) continue;
+        const file = path.join(entry.parentPath, entry.name);
+        if (path.relative(dir, file).split(path.sep).includes('node_modules')) continue;
+        const size = statSync(file).size;
+        if (pruned.some((p) => file.startsWith(p + path.sep))) prunedBytes += size;
+        else bytes += size;
+      }
+    }
+    const megabytes = Math.round(bytes / 1e6);
+    console.log(`production node_modules: ${Math.round((bytes + prunedBytes) / 1e6)} MB installed, ${megabytes} MB in the image`);
+    expect(megabytes).toBeLessThan(PRODUCTION_BUDGET_MB);
+  }, 120_000);
 
   it('checks and compiles the sources in the build stage; the runtime stage takes dist/, the production install and package.json only', () => {
     const build = stages.get('build')!.lines.join('\n');
