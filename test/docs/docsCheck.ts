@@ -16,6 +16,7 @@
  * page run in order in one fresh directory of their own: a file a block writes is there for the next
  * block; a variable a block exports is not (each block is its own bash). The pages share one server.
  * Node examples may import `openai`: the page's directory has a `node_modules` link to the repository's.
+ * `mariner` is on PATH: the repository's compiled build (dist/, built first when a source changed).
  *
  * Run: `npm run docs:check` (README.md and docs/), `npm run docs:check -- docs/quick-start.md` (some
  * pages), `npm run docs:check -- --url http://127.0.0.1:8080` (a server already running; its key in
@@ -158,7 +159,13 @@ function blockEnv(target: Target, cwd: string): NodeJS.ProcessEnv {
     if (key.startsWith('MARINER_') || key.startsWith('VITEST') || key === 'NODE_ENV' || key === 'OPENAI_API_KEY' || key === 'OPENAI_BASE_URL') continue;
     env[key] = value;
   }
-  return { ...env, MARINER_URL: target.url.replace(/\/+$/, ''), MARINER_API_KEY: target.apiKey, CURL_HOME: path.join(cwd, '.curl') };
+  return {
+    ...env,
+    PATH: `${path.join(cwd, '.bin')}${path.delimiter}${env['PATH'] ?? ''}`,
+    MARINER_URL: target.url.replace(/\/+$/, ''),
+    MARINER_API_KEY: target.apiKey,
+    CURL_HOME: path.join(cwd, '.curl'),
+  };
 }
 
 /** Runs one block in `cwd`. */
@@ -227,6 +234,11 @@ export async function runPages(pages: DocBlock[][], target: Target, options: { c
       const cwd = mkdtempSync(path.join(tmpdir(), 'mariner-docs-page-'));
       try {
         symlinkSync(path.join(ROOT, 'node_modules'), path.join(cwd, 'node_modules'), 'dir');
+        // `mariner` on PATH: the repository's compiled build, as `npm link` would put it there.
+        mkdirSync(path.join(cwd, '.bin'));
+        writeFileSync(path.join(cwd, '.bin', 'mariner'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(ROOT, 'dist/bin/mariner.js')}" "$@"\n`, {
+          mode: 0o755,
+        });
         // `curl -sf` fails silently; with show-error (curl's own config file) a failing block says why.
         mkdirSync(path.join(cwd, '.curl'));
         writeFileSync(path.join(cwd, '.curl', '.curlrc'), 'show-error\n');
