@@ -9,7 +9,7 @@ import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { RuntimeRefusedError, type ActiveModel, type RuntimeHost, type RuntimeReport } from './executor.js';
 import { answerRuntimeError, forwardToRuntime } from './forwardToRuntime.js';
-import { LocalRuntimeManager, type LocalRuntimeKind } from './runtimes/localRuntimes.js';
+import { LocalRuntimeManager, type LocalRuntime, type LocalRuntimeKind } from './runtimes/localRuntimes.js';
 
 /** Whisper models (whisper.cpp's ggml format) run on the transcription runtime; the others on node-llama-cpp. */
 const kindOf = (model: ActiveModel): LocalRuntimeKind => (model.formats.includes('WHISPER_GGML') ? 'whisper' : 'llm');
@@ -147,6 +147,31 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
   const replicasOf = (modelId: string) => manager.list().filter((runtime) => runtime.modelId === modelId);
 
   /**
+   * The LoRA adapters each replica (by key) holds, as last read from it (each status report) or sent to
+   * it since: where an adapter's requests go. A replica may have unloaded one since (its own cap): it
+   * then loads it again.
+   */
+  const heldAdapters = new Map<string, Set<string>>();
+  const heldBy = (key: string) => heldAdapters.get(key) ?? new Set<string>();
+  const sequences = options.parallel ?? 2;
+
+  /**
+   * The replica an adapter's request goes to: the least busy of those holding the adapter; when none
+   * does, the one holding the fewest adapters (then the least busy), which loads it, so that adapters
+   * spread over the replicas instead of every replica loading every adapter. A holder whose sequences are
+   * all busy while another replica idles: the idle one loads the adapter too.
+   */
+  function replicaForAdapter(replicas: LocalRuntime[], adapter: string): LocalRuntime | undefined {
+    const busy = (r: LocalRuntime) => inFlight.get(r.key);
+    const holder = replicas.filter((r) => heldBy(r.key).has(adapter)).sort((a, b) => busy(a) - busy(b))[0];
+    const others = replicas.filter((r) => !heldBy(r.key).has(adapter)).sort((a, b) => heldBy(a.key).size - heldBy(b.key).size || busy(a) - busy(b));
+    if (holder && (busy(holder) < sequences || !others.some((r) => busy(r) === 0))) return holder;
+    const chosen = (holder ? others.filter((r) => busy(r) === 0) : others)[0];
+    if (chosen) heldAdapters.set(chosen.key, new Set([...heldBy(chosen.key), adapter]));
+    return chosen;
+  }
+
+  /**
    * Unloads from the running replicas the LoRA adapters no longer served (their fine-tuned model was
    * deleted or deactivated, or the cluster may no longer serve it): the control plane lists each active
    * model's adapters. A runtime that does not answer is left for the next reconciliation.
@@ -159,6 +184,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
         try {
           for (const id of await runtime.adapters()) {
             if (served.includes(id)) continue;
+            heldAdapters.get(runtime.key)?.delete(id);
             if (await runtime.unloadAdapter(id))
               logger.info({ modelId: runtime.modelId, adapter: id, runtime: runtime.key }, 'LoRA adapter no longer served: unloaded');
           }
@@ -167,6 +193,25 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
         }
       }),
     );
+  }
+
+  /**
+   * The LoRA adapters the replicas hold (read from each, which refreshes `heldAdapters`): their ids, or
+   * with several replicas each one's (`pid 12: ft:a; pid 13: ft:b`); '' when none holds any.
+   */
+  async function adaptersText(replicas: LocalRuntime[]): Promise<string> {
+    const held = await Promise.all(
+      replicas.map(async (runtime) => {
+        const ids = (await runtime.adapters().catch(() => [...heldBy(runtime.key)])).sort();
+        heldAdapters.set(runtime.key, new Set(ids));
+        return { pid: runtime.pid, ids };
+      }),
+    );
+    if (held.length <= 1) return held[0]?.ids.join(', ') ?? '';
+    return held
+      .filter((replica) => replica.ids.length > 0)
+      .map((replica) => `pid ${replica.pid}: ${replica.ids.join(', ')}`)
+      .join('; ');
   }
 
   return {
@@ -208,6 +253,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
             }),
         );
       await Promise.all([...stopping, ...starts, unloadGoneAdapters()]);
+      for (const key of [...heldAdapters.keys()]) if (!manager.get(key)) heldAdapters.delete(key);
     },
     async status(): Promise<RuntimeReport[]> {
       return Promise.all(
@@ -228,10 +274,9 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
             };
           }
           let statusMessage: string;
-          const adapters = [...new Set((await Promise.all(replicas.map((runtime) => runtime.adapters().catch(() => [])))).flat())].sort();
+          const adapters = await adaptersText(replicas);
           if (model.replicas === 0) statusMessage = 'scaled to zero';
-          else if (replicas.length === model.replicas)
-            statusMessage = `running (pid ${pids})${adapters.length > 0 ? `; LoRA adapters loaded: ${adapters.join(', ')}` : ''}`;
+          else if (replicas.length === model.replicas) statusMessage = `running (pid ${pids})${adapters ? `; LoRA adapters loaded: ${adapters}` : ''}`;
           else statusMessage = problems.get(model.id) ?? (startingNow ? `starting (${replicas.length}/${model.replicas} ready)` : 'not running');
           return { modelId: model.id, desiredReplicas: model.replicas, readyReplicas: replicas.length, inFlightRequests: inFlightNow, statusMessage };
         }),
@@ -244,15 +289,17 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     },
     forward(modelId: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
       const model = wanted.get(modelId);
-      const runtime = replicasOf(modelId)
-        .filter((replica) => !model || replicaIndex(replica.key) < model.replicas)
-        .sort((a, b) => inFlight.get(a.key) - inFlight.get(b.key))[0];
-      if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
-      inFlight.track(runtime.key, res.stream);
+      const replicas = replicasOf(modelId).filter((replica) => !model || replicaIndex(replica.key) < model.replicas);
       // A fine-tuned model served as a LoRA adapter of this base: the runtime loads the adapter's file
       // (fetched here once) on first use. The runtime only ever reads a path this host set.
       const adapter = req.headers[ADAPTER_MODEL_HEADER];
       const source = req.headers[ADAPTER_SOURCE_HEADER];
+      const runtime =
+        typeof adapter === 'string' && typeof source === 'string'
+          ? replicaForAdapter(replicas, adapter)
+          : replicas.sort((a, b) => inFlight.get(a.key) - inFlight.get(b.key))[0];
+      if (!runtime) return answerRuntimeError(res, 503, `model ${modelId} has no runtime on this cluster`);
+      inFlight.track(runtime.key, res.stream);
       if (typeof adapter !== 'string' || typeof source !== 'string') {
         return forwardToRuntime({ baseUrl: runtime.url, modelId, req, res, runtimePath, extraHeaders: { [ADAPTER_PATH_HEADER]: '' } });
       }

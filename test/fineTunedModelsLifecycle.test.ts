@@ -32,9 +32,18 @@ describe('LoRA adapters across an agent restart, under a cap, and when their mod
 
   const answer = async (model: string) => (await sdk.chat.completions.create({ model, ...ASK })).choices[0]!.message.content!;
 
+  /**
+   * A report of the runtimes made after this call: a pass already under way (its report may predate the
+   * request just answered) ends first, then a fresh one runs.
+   */
+  async function reportNow(): Promise<void> {
+    await t.platform.agent!.reconcileRuntimes();
+    await t.platform.agent!.reconcileRuntimes();
+  }
+
   /** The adapters the base model's runtime holds, as its status tells after the agent's next report. */
   async function loadedAdapters(): Promise<string[]> {
-    await t.platform.agent!.reconcileRuntimes();
+    await reportNow();
     const { inferenceStatus } = await t.gqlOk<{ inferenceStatus: { runtimes: { modelId: string; readyReplicas: number; statusMessage: string }[] } }>(
       '{ inferenceStatus { runtimes { modelId readyReplicas statusMessage } } }',
     );
@@ -146,5 +155,33 @@ describe('LoRA adapters across an agent restart, under a cap, and when their mod
     expect(await answer(ft[2]!)).toBe(answers.get(ft[2]!));
     expect(await loadedAdapters()).toEqual([ft[2]]);
     expect(runtimeProcesses()).toHaveLength(1);
+  }, 60_000);
+  it("with two replicas of the base, an adapter's requests go to the replica holding it, and adapters spread over the replicas", async () => {
+    // ft[2] is loaded on the one replica so far; a second one starts empty.
+    await t.gqlOk('mutation($id: ID!) { updateModelConfig(input: { id: $id, config: { runtime: { replicas: 2 } } }) { id } }', { id: DEMO_BASE_MODEL_ID });
+    await t.platform.agent!.reconcileRuntimes();
+    await waitFor(
+      async () => runtimeProcesses(),
+      (pids) => pids.length === 2,
+      'a second replica of the base',
+    );
+
+    // ft[1] is loaded by the replica holding no adapter; ft[2] stays where it is, however often it is called.
+    expect(await answer(ft[1]!)).toBe(answers.get(ft[1]!));
+    for (let i = 0; i < 3; i++) expect(await answer(ft[2]!)).toBe(answers.get(ft[2]!));
+    expect(await answer(ft[1]!)).toBe(answers.get(ft[1]!));
+
+    await reportNow();
+    const { inferenceStatus } = await t.gqlOk<{ inferenceStatus: { runtimes: { modelId: string; statusMessage: string }[] } }>(
+      '{ inferenceStatus { runtimes { modelId statusMessage } } }',
+    );
+    const message = inferenceStatus.runtimes.find((r) => r.modelId === DEMO_BASE_MODEL_ID)!.statusMessage;
+    // Each replica's adapters: one adapter each, none loaded twice.
+    const perReplica = /; LoRA adapters loaded: (.*)$/
+      .exec(message)![1]!
+      .split('; ')
+      .map((part) => /^pid (\d+): (.*)$/.exec(part)!.slice(1));
+    expect(perReplica.map(([pid]) => Number(pid)).sort()).toEqual(runtimeProcesses().sort());
+    expect(perReplica.map(([, ids]) => ids).sort()).toEqual([ft[1], ft[2]].sort());
   }, 60_000);
 });

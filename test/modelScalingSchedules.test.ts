@@ -36,6 +36,8 @@ const schedulesOf = async () =>
   (await t.gqlOk<{ model: { config: { runtime: { scalingSchedules: unknown[] } } } }>(READ, { id: MODEL })).model.config.runtime.scalingSchedules;
 
 async function runtimeOf(modelId: string) {
+  // Twice: a pass already under way (its list of models may predate the change) ends, then a fresh one.
+  await agent.reconcileRuntimes();
   await agent.reconcileRuntimes();
   const { inferenceStatus } = await t.gqlOk(STATUS);
   return inferenceStatus.runtimes.find((r: { modelId: string }) => r.modelId === modelId);
