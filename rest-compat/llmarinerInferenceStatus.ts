@@ -6,8 +6,8 @@ import type { RouteContext } from './router.js';
 /**
  * LLMariner `GET /v1/inference/status` (inference-manager api/v1 inference_server_management.proto,
  * `InferenceStatus`): per cluster (its id and name), its engines and the models they serve, with
- * in-flight counts, the GPUs the model's runtime asks for, and whether the model is a LoRA adapter
- * loaded onto its base model's runtime; and the in-flight count per model.
+ * in-flight counts, the GPUs the model's runtime asks for, and the active LoRA adapters loaded onto
+ * each base model's runtime; and the in-flight count per model.
  *
  * An engine here is a cluster's agent: its instance id (`agentId`) when its tunnel is on this replica
  * and the caller may see clusters (`api.clusters.read`), else `agent@<cluster name>`.
@@ -26,7 +26,8 @@ interface RuntimeStatus {
 
 interface ModelRuntimeConfig {
   id: string;
-  adapter: { kind: string } | null;
+  activationStatus: string;
+  adapter: { kind: string; baseModelId: string } | null;
   config: { runtime: { gpu: number } };
 }
 
@@ -43,7 +44,7 @@ async function modelConfigs(gateway: GatewayClient, req: IncomingMessage, ctx: R
     const { models }: { models: { items: ModelRuntimeConfig[]; hasMore: boolean } } = await gateway.request(
       req,
       ctx.requestId,
-      `query InferenceStatusModels($after: String) { models(includeLoading: true, after: $after, limit: 100) { items { id adapter { kind } config { runtime { gpu } } } hasMore } }`,
+      `query InferenceStatusModels($after: String) { models(includeLoading: true, after: $after, limit: 100) { items { id activationStatus adapter { kind baseModelId } config { runtime { gpu } } } hasMore } }`,
       { after },
     );
     for (const model of models.items) byId.set(model.id, model);
@@ -95,18 +96,36 @@ export async function inferenceStatus(gateway: GatewayClient, req: IncomingMessa
   const inProgress: Record<string, number> = {};
   for (const runtime of status.runtimes) inProgress[runtime.modelId] = (inProgress[runtime.modelId] ?? 0) + runtime.inFlightRequests;
 
-  const modelStatus = (m: RuntimeStatus) => {
-    const model = models.get(m.modelId);
-    // A LoRA adapter runs on its base model's runtime and holds no GPU of its own.
-    const lora = model?.adapter != null;
-    return {
-      id: m.modelId,
-      is_ready: m.readyReplicas > 0,
-      in_progress_task_count: m.inFlightRequests,
-      gpu_allocated: lora ? 0 : (model?.config.runtime.gpu ?? 0) * m.desiredReplicas,
-      is_dynamically_loaded_lora: lora,
-      status_details: { num_ready_pods: m.readyReplicas, num_total_pods: m.desiredReplicas, status_message: m.statusMessage },
-    };
+  // Active LoRA adapters by base model: they get no runtime of their own but are loaded onto their
+  // base model's replicas as requests come (LLMariner's dynamically loaded LoRA).
+  const adaptersOf = new Map<string, string[]>();
+  for (const model of models.values()) {
+    if (!model.adapter || model.activationStatus !== 'ACTIVE') continue;
+    adaptersOf.set(model.adapter.baseModelId, [...(adaptersOf.get(model.adapter.baseModelId) ?? []), model.id]);
+  }
+
+  const modelStatuses = (m: RuntimeStatus) => {
+    const statusDetails = { num_ready_pods: m.readyReplicas, num_total_pods: m.desiredReplicas, status_message: m.statusMessage };
+    return [
+      {
+        id: m.modelId,
+        is_ready: m.readyReplicas > 0,
+        in_progress_task_count: m.inFlightRequests,
+        // The runtime's GPU request: the model's runtime config, per replica it asks for.
+        gpu_allocated: (models.get(m.modelId)?.config.runtime.gpu ?? 0) * m.desiredReplicas,
+        is_dynamically_loaded_lora: false,
+        status_details: statusDetails,
+      },
+      // An adapter holds no GPU of its own; its requests are counted on its base model's runtime.
+      ...(adaptersOf.get(m.modelId) ?? []).sort().map((id) => ({
+        id,
+        is_ready: m.readyReplicas > 0,
+        in_progress_task_count: 0,
+        gpu_allocated: 0,
+        is_dynamically_loaded_lora: true,
+        status_details: statusDetails,
+      })),
+    ];
   };
 
   return {
@@ -114,7 +133,7 @@ export async function inferenceStatus(gateway: GatewayClient, req: IncomingMessa
       const cluster = clusters.get(clusterId);
       const name = cluster?.name ?? clusterId;
       const engineIds = cluster?.agentIds.length ? cluster.agentIds : [`agent@${name}`];
-      const modelStatuses = runtimes.map(modelStatus);
+      const served = runtimes.flatMap(modelStatuses);
       return {
         id: clusterId,
         name,
@@ -122,12 +141,12 @@ export async function inferenceStatus(gateway: GatewayClient, req: IncomingMessa
         engine_statuses: engineIds.map((engineId) => ({
           engine_id: engineId,
           ready: runtimes.some((m) => m.readyReplicas > 0),
-          models: modelStatuses,
+          models: served,
           cluster_id: clusterId,
         })),
-        model_count: runtimes.length,
+        model_count: served.length,
         in_progress_task_count: runtimes.reduce((n, m) => n + m.inFlightRequests, 0),
-        gpu_allocated: modelStatuses.reduce((n, m) => n + m.gpu_allocated, 0),
+        gpu_allocated: served.reduce((n, m) => n + m.gpu_allocated, 0),
       };
     }),
     task_status: { in_progress_task_counts: inProgress },

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageStore, type UsageRecord } from '../subgraphs/inference/store.js';
 import { expectConforms, loadSwaggerValidator } from './support/llmarinerSwagger.js';
@@ -253,6 +254,7 @@ const REPORT_RUNTIMES = `mutation($runtimes: [RuntimeReportInput!]!) { reportRun
 
 describe('LLMariner cluster views: /v1/inference/status and /v1/clustertelemetry/*', () => {
   let clusterA: { id: string; key: string };
+  let adapterId: string;
 
   beforeAll(async () => {
     // Org A registers its own cluster; its agent reports nodes, GPU pods and a runtime of A's model.
@@ -293,6 +295,20 @@ describe('LLMariner cluster views: /v1/inference/status and /v1/clustertelemetry
       { runtimes: [{ modelId: 'a-status-model', desiredReplicas: 2, readyReplicas: 1, inFlightRequests: 3 }] },
       { token: clusterA.key },
     );
+
+    // Org A's LoRA adapter of that model (PEFT weights, as a fine-tuning job leaves them): active at once,
+    // served on the base model's runtime.
+    for (const name of ['adapter_config.json', 'adapter_model.safetensors']) {
+      await t.platform.objectStore.put(`contract-uploads/lora/${name}`, Readable.from([Buffer.from('{}')]));
+    }
+    const adapter = await rest(orgA.key, 'POST', '/v1/models', {
+      is_fine_tuned_model: true,
+      base_model_id: 'a-status-model',
+      suffix: 'lora',
+      model_file_location: t.platform.objectStore.uri('contract-uploads/lora'),
+    });
+    expect(adapter.body).toMatchObject({ adapter: { base_model_id: 'a-status-model' } });
+    adapterId = adapter.body.id;
   });
 
   it("/v1/inference/status: the cluster's name, an engine that is not the cluster, the model's GPUs", async () => {
@@ -300,7 +316,7 @@ describe('LLMariner cluster views: /v1/inference/status and /v1/clustertelemetry
     expect(status).toBe(200);
     expectConforms(inferenceManager.validateResponse('GET', '/v1/inference/status', body), 'inference status');
     const cluster = body.cluster_statuses.find((c: { id: string }) => c.id === clusterA.id);
-    expect(cluster).toMatchObject({ name: 'a-gpu', model_count: 1, in_progress_task_count: 3, gpu_allocated: 4 });
+    expect(cluster).toMatchObject({ name: 'a-gpu', model_count: 2, in_progress_task_count: 3, gpu_allocated: 4 });
     const [engine] = cluster.engine_statuses;
     expect(engine.engine_id).not.toBe(clusterA.id);
     expect(engine).toMatchObject({ cluster_id: clusterA.id, ready: true });
@@ -313,6 +329,14 @@ describe('LLMariner cluster views: /v1/inference/status and /v1/clustertelemetry
         is_dynamically_loaded_lora: false,
         status_details: { num_ready_pods: 1, num_total_pods: 2, status_message: '' },
       },
+      {
+        id: adapterId,
+        is_ready: true,
+        in_progress_task_count: 0,
+        gpu_allocated: 0,
+        is_dynamically_loaded_lora: true,
+        status_details: { num_ready_pods: 1, num_total_pods: 2, status_message: '' },
+      },
     ]);
     expect(body.task_status.in_progress_task_counts).toEqual({ 'a-status-model': 3 });
     // A project owner without the clusters scope still gets the cluster's name.
@@ -323,6 +347,7 @@ describe('LLMariner cluster views: /v1/inference/status and /v1/clustertelemetry
     const other = await rest(orgB.key, 'GET', '/v1/inference/status');
     expect(JSON.stringify(other.body)).not.toContain(clusterA.id);
     expect(JSON.stringify(other.body)).not.toContain('a-status-model');
+    expect(JSON.stringify(other.body)).not.toContain(adapterId);
   });
 
   it('/v1/clustertelemetry/clustersnapshots: the latest report in its hourly bucket, grouped as asked', async () => {
