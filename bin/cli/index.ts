@@ -8,12 +8,30 @@ import { registerChat } from './commands/chat.js';
 import { registerKeys } from './commands/keys.js';
 import { registerOrganizations } from './commands/orgs.js';
 import { registerFiles } from './commands/files.js';
+import { registerFineTuning } from './commands/fineTuning.js';
+import { registerClusters } from './commands/clusters.js';
+import { registerUsage } from './commands/usage.js';
 
 /**
  * The everyday commands of `mariner` (docs/cli.md): bin/mariner.ts sends every command named here to
  * runCli, and keeps `up`, `serve` and `agent` itself.
  */
-export const CLI_COMMANDS: readonly string[] = ['login', 'logout', 'whoami', 'context', 'models', 'chat', 'keys', 'orgs', 'projects', 'files'];
+export const CLI_COMMANDS: readonly string[] = [
+  'login',
+  'logout',
+  'whoami',
+  'context',
+  'models',
+  'chat',
+  'keys',
+  'orgs',
+  'projects',
+  'files',
+  'fine-tuning',
+  'clusters',
+  'kubeconfig',
+  'usage',
+];
 
 export function buildProgram(): Command {
   const program = new Command('mariner')
@@ -36,6 +54,9 @@ Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the r
   registerKeys(program);
   registerOrganizations(program);
   registerFiles(program);
+  registerFineTuning(program);
+  registerClusters(program);
+  registerUsage(program);
   return program;
 }
 
