@@ -4,6 +4,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { isJsonObject, readJsonBody } from './json.js';
+import { strictBody, type BodyShape } from './strictBody.js';
 import { listParams } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -57,6 +58,17 @@ function objectParam(body: Record<string, unknown>, name: string): Record<string
   return value;
 }
 
+/** LLMariner CreateBatchJobRequest. */
+const CREATE_BODY: BodyShape = {
+  image: null,
+  command: null,
+  scripts: null,
+  resources: { gpu_count: null },
+  envs: null,
+  data_files: null,
+  kind: { pytorch: { worker_count: null } },
+};
+
 /** LLMariner POST /v1/batch/jobs body → CreateBatchJobInput. */
 function createInput(body: Record<string, unknown>) {
   const image = body['image'];
@@ -106,7 +118,7 @@ export function batchJobRoutes({ gateway }: { gateway: GatewayClient }) {
 
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     // Scripts may hold 1 MB, which is a third more as base64.
-    const input = createInput(await readJsonBody(req, 2 * 1024 * 1024));
+    const input = createInput(strictBody(await readJsonBody(req, 2 * 1024 * 1024), CREATE_BODY));
     sendJson(
       res,
       200,

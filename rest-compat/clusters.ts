@@ -3,6 +3,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import { isJsonObject, readJsonBody } from './json.js';
+import { strictBody, type BodyShape } from './strictBody.js';
 import { listParams, toList } from './lists.js';
 import type { Handler, Route } from './router.js';
 
@@ -86,6 +87,10 @@ function toClusterConfig(clusterId: string, c: GraphQLClusterConfig) {
 // --- Request fields ---------------------------------------------------------------------------
 
 const GPUS_PARAM = 'device_plugin_config.time_slicing.gpus';
+/** LLMariner CreateClusterRequest. */
+const REGISTER_BODY: BodyShape = { name: null };
+/** LLMariner Create/UpdateClusterConfigRequest (the cluster id is the path's). */
+const CONFIG_BODY: BodyShape = { device_plugin_config: { time_slicing: { gpus: null } } };
 const INT32_MAX = 2 ** 31 - 1;
 
 /**
@@ -138,7 +143,7 @@ export function clusterRoutes({ gateway }: ClusterRoutesOptions): Route[] {
 
   /** POST /v1/clusters: the answer is the only one that carries the registration key. */
   const register: Handler = async (req, res, ctx) => {
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), REGISTER_BODY);
     const name = body['name'];
     if (name === undefined || name === null || name === '') throw RestError.badRequest('name is required', 'name');
     if (typeof name !== 'string') throw RestError.badRequest('name must be a string', 'name');
@@ -193,7 +198,7 @@ export function clusterRoutes({ gateway }: ClusterRoutesOptions): Route[] {
   /** POST /v1/clusters/{cluster_id}/config: 409 when the cluster has one already. */
   const createConfig: Handler = async (req, res, ctx) => {
     const clusterId = ctx.params['cluster_id']!;
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), CONFIG_BODY);
     const input = clusterConfigInput(body['device_plugin_config'] ?? {});
     const { createClusterConfig } = await forClusterPath(
       gql<{ createClusterConfig: GraphQLClusterConfig }>(
@@ -230,7 +235,7 @@ export function clusterRoutes({ gateway }: ClusterRoutesOptions): Route[] {
    */
   const updateConfig: Handler = async (req, res, ctx) => {
     const clusterId = ctx.params['cluster_id']!;
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), CONFIG_BODY);
     if (body['device_plugin_config'] === undefined) throw RestError.badRequest('Nothing to update: give device_plugin_config', 'device_plugin_config');
     const input = clusterConfigInput(body['device_plugin_config']);
     const { updateClusterConfig } = await forClusterPath(

@@ -4,6 +4,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
+import { strictBody, type BodyShape } from './strictBody.js';
 import { activationStatusName, loadingStatusName, modelFormatName, sourceRepositoryName } from './llmarinerJson.js';
 import type { RouteContext } from './router.js';
 
@@ -65,6 +66,45 @@ export function toOpenAIModel(model: GraphQLModel) {
     },
   };
 }
+
+/** LLMariner ModelConfig. */
+const CONFIG: BodyShape = {
+  runtime_config: { resources: { gpu: null }, replicas: null, extra_args: null },
+  cluster_allocation_policy: { allowed_cluster_ids: null, enable_on_demand_allocation: null },
+};
+/** LLMariner CreateModelRequest, and Mariner's `file_id` (a File as the weights). */
+const CREATE_BODY: BodyShape = {
+  id: null,
+  source_repository: null,
+  is_fine_tuned_model: null,
+  base_model_id: null,
+  suffix: null,
+  model_file_location: null,
+  file_id: null,
+  config: CONFIG,
+  is_project_scoped: null,
+};
+/** LLMariner UpdateModelRequest (the Model as read may be sent back whole; only its config is updated), and Mariner's `config`. */
+const UPDATE_BODY: BodyShape = {
+  model: {
+    id: null,
+    created: null,
+    object: null,
+    owned_by: null,
+    loading_status: null,
+    source_repository: null,
+    loading_failure_reason: null,
+    loading_status_message: null,
+    formats: null,
+    is_base_model: null,
+    base_model_id: null,
+    activation_status: null,
+    config: CONFIG,
+    project: null,
+  },
+  update_mask: null,
+  config: CONFIG,
+};
 
 /** LLMariner's REST config (snake_case, runtime_config.resources.gpu) as the GraphQL ModelConfigInput. */
 function configInput(raw: unknown): Record<string, unknown> | undefined {
@@ -135,7 +175,7 @@ export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
       `query Model($id: ID!, $includeLoading: Boolean) { model(id: $id, includeLoading: $includeLoading) { ${MODEL_FIELDS} } }`,
       { id, includeLoading: ctx.url.searchParams.get('include_loading_model') === 'true' },
     );
-    if (!model) throw RestError.notFound(`The model '${id}' does not exist`);
+    if (!model) throw RestError.notFound(await notFoundMessage(req, ctx, id));
     sendJson(res, 200, toOpenAIModel(model), ctx.headers);
   }
 
@@ -151,7 +191,7 @@ export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
 
   /** POST /v1/models (LLMariner): a base model to load, or a fine-tuned model to register. */
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), CREATE_BODY);
     const config = configInput(body['config']);
     let model;
     if (body['is_fine_tuned_model'] === true) {
@@ -176,12 +216,31 @@ export function modelRoutes({ gateway }: { gateway: GatewayClient }) {
         },
       });
     }
-    sendJson(res, 200, model, ctx.headers);
+    // LLMariner stores `/` in an id as `-`: the answer says which id was asked for (the original keeps
+    // working as an alias on GET, DELETE, activate and inference).
+    const requested = typeof body['id'] === 'string' ? body['id'].trim() : null;
+    sendJson(res, 200, requested && requested !== model.id ? { ...model, requested_id: requested } : model, ctx.headers);
+  }
+
+  /** The 404 of GET /v1/models/{id}: a model still loading is hidden unless asked for, and the answer says so. */
+  async function notFoundMessage(req: IncomingMessage, ctx: RouteContext, id: string): Promise<string> {
+    if (ctx.url.searchParams.get('include_loading_model') !== 'true') {
+      const { model } = await gateway.request<{ model: { id: string; loadingStatus: string } | null }>(
+        req,
+        ctx.requestId,
+        `query LoadingModel($id: ID!) { model(id: $id, includeLoading: true) { id loadingStatus } }`,
+        { id },
+      );
+      if (model) {
+        return `The model '${id}'${model.id === id ? '' : ` (stored as '${model.id}')`} is not loaded yet (loading status ${model.loadingStatus}); add ?include_loading_model=true to see it while it loads`;
+      }
+    }
+    return `The model '${id}' does not exist`;
   }
 
   /** PATCH /v1/models/{id} (LLMariner): update the config; `model.config` or `config`. */
   async function update(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), UPDATE_BODY);
     const raw = (body['model'] as Record<string, unknown> | undefined)?.['config'] ?? body['config'];
     const config = configInput(raw);
     if (!config) throw RestError.badRequest('Nothing to update: give model.config', 'model.config');

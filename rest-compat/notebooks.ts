@@ -4,6 +4,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { RestError } from './errors.js';
 import type { GatewayClient } from './gatewayClient.js';
 import { readJsonBody } from './json.js';
+import { strictBody, type BodyShape } from './strictBody.js';
 import { listParams } from './lists.js';
 import type { RouteContext } from './router.js';
 
@@ -80,6 +81,16 @@ function amountIn(raw: unknown, param: string): { requests: number | null; limit
   return { requests: number('requests'), limits: number('limits') };
 }
 
+const AMOUNT: BodyShape = { requests: null, limits: null };
+/** LLMariner CreateNotebookRequest. */
+const CREATE_BODY: BodyShape = {
+  name: null,
+  image: { type: null, uri: null },
+  resources: { cpu_milicore: AMOUNT, memory_megabytes: AMOUNT, storage_megabytes: AMOUNT, gpu_count: null },
+  envs: null,
+  additional_exposed_ports: null,
+};
+
 /** LLMariner POST /v1/workspaces/notebooks → CreateNotebookInput. */
 function createInput(body: Record<string, unknown>) {
   const name = body['name'];
@@ -130,7 +141,7 @@ export function notebookRoutes({ gateway }: { gateway: GatewayClient }) {
     );
 
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    const input = createInput(await readJsonBody(req));
+    const input = createInput(strictBody(await readJsonBody(req), CREATE_BODY));
     sendJson(
       res,
       200,
