@@ -194,6 +194,25 @@ describe('scaling schedules: replicas bounded by the schedule in force', () => {
     await s.autoscaler.close();
   });
 
+  it("a model's own schedules (set on the model) replace the agent's for it, and a change to them applies at the next reconciliation", async () => {
+    // Saturday noon: the agent's schedules hold the model at zero over the weekend.
+    const s = scaled(workingHours, '2026-12-05T12:00:00Z');
+    await s.autoscaler.reconcile([model]);
+    expect(s.given).toEqual([0]);
+    // Its owner sets a floor of three from Saturday 10:00 UTC: in force at once, the agent's ignored.
+    const own: ScalingSchedule[] = [{ cron: '0 10 * * SAT', timeZone: 'UTC', minReplicas: 3, maxReplicas: 5, onDemand: false }];
+    await s.autoscaler.reconcile([{ ...model, scalingSchedules: own }]);
+    expect(s.given.at(-1)).toBe(3);
+    expect(await s.report()).toMatchObject({ minReplicas: 3, maxReplicas: 5, schedule: own[0], scheduledOffUntil: null });
+    // Unchanged schedules change nothing; removed, the agent's apply again (the weekend shutdown).
+    await s.autoscaler.reconcile([{ ...model, scalingSchedules: own }]);
+    expect(s.given.at(-1)).toBe(3);
+    await s.autoscaler.reconcile([{ ...model, scalingSchedules: [] }]);
+    expect(s.given.at(-1)).toBe(0);
+    expect((await s.report()).scheduledOffUntil).toBe('2026-12-07T08:00:00.000Z');
+    await s.autoscaler.close();
+  });
+
   it('reads schedules from MARINER_AUTOSCALER_SCHEDULES, refusing a bad one with the variable and the problem named', () => {
     const config = loadConfig({ MARINER_AUTOSCALER_SCHEDULES: JSON.stringify({ m: [{ cron: '0 9 * * 1-5', minReplicas: 1, maxReplicas: 2 }] }) }).autoscaler;
     expect(config.schedules).toEqual({ m: [{ cron: '0 9 * * 1-5', timeZone: 'UTC', minReplicas: 1, maxReplicas: 2, onDemand: false }] });
