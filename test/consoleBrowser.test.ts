@@ -225,6 +225,21 @@ run(`the console in Chromium (${CHROMIUM_PATH})`, () => {
     expect(await readerPage.getByRole('button', { name: 'Create key' }).count()).toBe(0);
     expect(await readerPage.getByRole('button', { name: /^Delete key/ }).count()).toBe(0);
     await readerPage.screenshot({ path: screenshotPath('06-reader-keys-phone-dark'), fullPage: true });
+    // The newer screens too: files, clusters and jobs list what there is, with nothing to upload, register or start.
+    await readerPage.getByRole('button', { name: 'Menu' }).click();
+    await readerPage.getByRole('link', { name: 'Clusters', exact: true }).click();
+    await readerPage.getByRole('heading', { name: 'Clusters', exact: true }).waitFor();
+    await readerPage.getByRole('button', { name: 'Refresh' }).waitFor();
+    expect(await readerPage.getByRole('button', { name: 'Register cluster' }).count()).toBe(0);
+    await readerPage.screenshot({ path: screenshotPath('08-reader-clusters-phone-dark'), fullPage: true });
+    await readerPage.getByRole('button', { name: 'Menu' }).click();
+    await readerPage.getByRole('link', { name: 'Files', exact: true }).click();
+    await readerPage.getByRole('heading', { name: 'Files', exact: true }).waitFor();
+    expect(await readerPage.getByRole('button', { name: 'Upload' }).count()).toBe(0);
+    await readerPage.getByRole('button', { name: 'Menu' }).click();
+    await readerPage.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await readerPage.getByRole('heading', { name: 'Fine-tuning jobs' }).waitFor();
+    expect(await readerPage.getByRole('button', { name: 'Start job' }).count()).toBe(0);
     await phone.close();
 
     expect(pageErrors).toEqual([]);
