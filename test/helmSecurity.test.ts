@@ -240,6 +240,43 @@ describe('one install on one cluster', () => {
   });
 });
 
+describe('the trial dependencies (examples/trial.yaml): one command to a platform with its database and bucket', () => {
+  const TRIAL = path.join(CHART, 'examples', 'trial.yaml');
+
+  it('a PostgreSQL with pgvector and a MinIO beside the platform, their generated credentials wired to every side', async () => {
+    const manifests = await render([], [TRIAL]);
+    for (const m of manifests) expect(() => validateManifest(m), `${m.kind}/${m.metadata.name}`).not.toThrow();
+    const database = find(manifests, 'Secret', 'mariner-trial-postgresql')['stringData'];
+    expect(database.url).toBe(`postgres://mariner:${database.password}@mariner-postgresql.${NAMESPACE}.svc:5432/mariner`);
+    expect(loadConfig({ DATABASE_URL: database.url }).databaseUrl).toBe(database.url);
+    expect(find(manifests, 'Service', 'mariner-postgresql')['spec'].ports[0].port).toBe(5432);
+    expect(find(manifests, 'StatefulSet', 'mariner-postgresql')['spec'].template.spec.containers[0].image).toMatch(/^pgvector\/pgvector:/);
+    for (const name of ['mariner-users', 'mariner-files', 'mariner-jobs']) {
+      expect(envValue(manifests, name, 'DATABASE_URL')?.valueFrom, name).toEqual({ secretKeyRef: { name: 'mariner-trial-postgresql', key: 'url' } });
+    }
+    // The S3 settings point at MinIO, with its key pair; the weight copier gets the same pair under the AWS CLI's names.
+    const config = JSON.parse(find(manifests, 'ConfigMap', 'mariner-config')['data']['config.json']);
+    expect(config).toMatchObject({ MARINER_S3_ENDPOINT: `http://mariner-minio.${NAMESPACE}.svc:9000`, MARINER_S3_FORCE_PATH_STYLE: 'true' });
+    expect(envValue(manifests, 'mariner-files', 'MARINER_S3_SECRET_ACCESS_KEY')?.valueFrom).toEqual({
+      secretKeyRef: { name: 'mariner-trial-minio', key: 'secretAccessKey' },
+    });
+    const minio = find(manifests, 'Secret', 'mariner-trial-minio')['stringData'];
+    expect(minio.AWS_SECRET_ACCESS_KEY).toBe(minio.secretAccessKey);
+    expect(envValue(manifests, 'mariner-agent', 'MARINER_RUNTIME_S3_SECRET')?.value).toBe('mariner-trial-minio');
+    // The bucket after the release is up; no migration hook (the trial database is made with the release).
+    const bucket = find(manifests, 'Job', 'mariner-minio-bucket');
+    expect(bucket.metadata.annotations?.['helm.sh/hook']).toBe('post-install,post-upgrade');
+    expect(bucket['spec'].template.spec.containers[0].args[0]).toContain('mc mb --ignore-existing trial/mariner');
+    expect(manifests.some((m) => m.metadata.name === 'mariner-migrations')).toBe(false);
+    expect((await helmRun(['lint', '--strict', CHART, '--namespace', NAMESPACE, '-f', TRIAL])).ok).toBe(true);
+  });
+
+  it('off by default: none of it is rendered', async () => {
+    const manifests = await render();
+    expect(manifests.filter((m) => m.kind === 'StatefulSet' || m.metadata.name.includes('trial'))).toEqual([]);
+  });
+});
+
 describe('ingress, images and the smaller items', () => {
   it('ingress-nginx annotations for streams and uploads by default; a separate agent Ingress takes the tunnel path off the users host', async () => {
     const manifests = await render([{ agentIngress: { enabled: true, host: 'agents.example.com' } }]);

@@ -101,16 +101,36 @@ unset, so `enabled: false` could not turn a default off.)
 MARINER_OBJECT_STORE: s3
 MARINER_S3_BUCKET: {{ $s3.bucket | quote }}
 MARINER_S3_REGION: {{ $s3.region | default "us-east-1" | quote }}
-MARINER_S3_FORCE_PATH_STYLE: {{ $s3.forcePathStyle | default false | quote }}
 MARINER_S3_PREFIX: {{ $s3.prefix | default "mariner" | quote }}
+{{- if .Values.trial.minio.enabled }}
+MARINER_S3_FORCE_PATH_STYLE: "true"
+MARINER_S3_ENDPOINT: {{ printf "http://%s-minio.%s.svc:9000" (include "mariner.fullname" .) .Release.Namespace | quote }}
+{{- else }}
+MARINER_S3_FORCE_PATH_STYLE: {{ $s3.forcePathStyle | default false | quote }}
 {{- if $s3.endpoint }}
 MARINER_S3_ENDPOINT: {{ $s3.endpoint | quote }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The PostgreSQL URL's Secret: the trial database's when it is on, else global.database.secretRef (required). */}}
+{{- define "mariner.databaseSecretName" -}}
+{{- if .Values.trial.postgresql.enabled -}}
+{{- printf "%s-trial-postgresql" (include "mariner.fullname" .) -}}
+{{- else -}}
+{{- include "mariner.requiredSecretName" (dict "ref" .Values.global.database.secretRef "path" "global.database.secretRef" "what" "holding the PostgreSQL URL") -}}
+{{- end -}}
+{{- end -}}
+{{- define "mariner.databaseSecretKey" -}}
+{{- ternary "url" .Values.global.database.secretRef.key .Values.trial.postgresql.enabled -}}
 {{- end -}}
 
 {{/* env entries: the S3 access key pair from its Secret, when one is named. */}}
 {{- define "mariner.objectStoreCredentialsEnv" -}}
 {{- $creds := .Values.global.objectStore.credentialsSecretRef | default dict -}}
+{{- if .Values.trial.minio.enabled -}}
+{{- $creds = dict "name" (printf "%s-trial-minio" (include "mariner.fullname" .)) "accessKeyIdKey" "accessKeyId" "secretAccessKeyKey" "secretAccessKey" -}}
+{{- end -}}
 {{- if $creds.name -}}
 - name: MARINER_S3_ACCESS_KEY_ID
   valueFrom: { secretKeyRef: { name: {{ $creds.name | quote }}, key: {{ $creds.accessKeyIdKey | default "accessKeyId" | quote }} } }
