@@ -1,5 +1,5 @@
-import { newId } from '../lib/ids.js';
-import type { JsonObject } from './json.js';
+import { newId } from './ids.js';
+import type { JsonObject } from './jsonObject.js';
 import type { ResponseItem, ResponseRequest } from './responseRequest.js';
 
 /**
@@ -202,4 +202,19 @@ export class ResponseBuilder {
     this.send({ type: 'error', code, message, param });
     return this.response;
   }
+}
+
+/** A whole (not streamed) chat completion, as the one chunk that carries all of it (for ResponseBuilder.chunk). */
+export function chunkOfCompletion(completion: JsonObject): JsonObject {
+  const choices = (completion['choices'] as { message?: JsonObject; finish_reason?: unknown }[] | undefined) ?? [];
+  return {
+    choices: choices.slice(0, 1).map((c) => ({
+      delta: {
+        content: c.message?.['content'] ?? null,
+        tool_calls: ((c.message?.['tool_calls'] as JsonObject[] | undefined) ?? []).map((call, index) => ({ ...call, index })),
+      },
+      finish_reason: c.finish_reason ?? null,
+    })),
+    usage: completion['usage'] ?? null,
+  };
 }

@@ -1,11 +1,13 @@
-import { newId } from '../lib/ids.js';
-import { RestError } from './errors.js';
-import { isJsonObject, type JsonObject } from './json.js';
+import { badInput } from './errors.js';
+import { newId } from './ids.js';
+import { isJsonObject, type JsonObject } from './jsonObject.js';
 
 /**
  * A Responses API request (OpenAI `POST /v1/responses`) read and checked, and the chat completion it
  * becomes: Mariner's runtimes speak chat completions, so a response is generated as one through the
- * inference data plane (responses.ts). Input items get ids here (`msg_`, `fc_`), as OpenAI gives them.
+ * inference data plane (rest-compat/responses.ts; a batch's `/v1/responses` lines in
+ * subgraphs/batches/requestRunner.ts). Input items get ids here (`msg_`, `fc_`), as OpenAI gives them.
+ * Bad input is BAD_USER_INPUT naming the parameter.
  */
 
 /** An item of a response's input or output, in OpenAI's shape, with its id. */
@@ -51,7 +53,7 @@ const DEFAULT_SEARCH_RESULTS = 10;
 /** Parameters Mariner does not serve: refused by name rather than ignored. */
 const UNSUPPORTED = ['background', 'conversation', 'prompt'] as const;
 
-const bad = (message: string, param: string) => RestError.badRequest(message, param);
+const bad = (message: string, param: string) => badInput(message, param);
 
 function optionalNumber(body: JsonObject, name: string, min: number, max: number): number | null {
   const value = body[name];

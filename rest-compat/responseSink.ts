@@ -5,8 +5,8 @@ import { RestError, restErrorFromGraphQL } from './errors.js';
 import { rateLimitHeaders, sendInferenceError } from './inference.js';
 import type { JsonObject } from './json.js';
 import type { OpenStreams } from './openStreams.js';
-import { ResponseBuilder, type ResponseEvent } from './responseEvents.js';
-import type { ResponseRequest } from './responseRequest.js';
+import { chunkOfCompletion, ResponseBuilder, type ResponseEvent } from '../lib/responseEvents.js';
+import type { ResponseRequest } from '../lib/responseRequest.js';
 import type { RouteContext } from './router.js';
 
 /** OpenAI's response error codes that Mariner's errors map to; anything else is a server_error. */
@@ -31,21 +31,6 @@ function chatEvents(text: string): JsonObject[] {
     }
   }
   return events;
-}
-
-/** A whole (not streamed) chat completion, as the one chunk that carries all of it. */
-function asChunk(completion: JsonObject): JsonObject {
-  const choices = (completion['choices'] as { message?: JsonObject; finish_reason?: unknown }[] | undefined) ?? [];
-  return {
-    choices: choices.slice(0, 1).map((c) => ({
-      delta: {
-        content: c.message?.['content'] ?? null,
-        tool_calls: ((c.message?.['tool_calls'] as JsonObject[] | undefined) ?? []).map((call, index) => ({ ...call, index })),
-      },
-      finish_reason: c.finish_reason ?? null,
-    })),
-    usage: completion['usage'] ?? null,
-  };
 }
 
 export interface ResponseSinkOptions {
@@ -171,7 +156,7 @@ export function responseSink({ res, ctx, request, search, streams, record, done 
       if (ended) return;
       if (whole) {
         try {
-          builder.chunk(asChunk(JSON.parse(Buffer.concat(whole).toString('utf8')) as JsonObject));
+          builder.chunk(chunkOfCompletion(JSON.parse(Buffer.concat(whole).toString('utf8')) as JsonObject));
         } catch {
           return failed(new RestError(502, 'The runtime answered a body that is not a chat completion', 'server_error', null, 'server_error'));
         }

@@ -8,7 +8,8 @@ import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import { readJsonBody, type JsonObject } from './json.js';
 import { listParams, toList } from './lists.js';
 import type { OpenStreams } from './openStreams.js';
-import { chatRequestOf, readResponseRequest, textOfItem, type ResponseRequest } from './responseRequest.js';
+import { MarinerError } from '../lib/errors.js';
+import { chatRequestOf, readResponseRequest, textOfItem, type ResponseRequest } from '../lib/responseRequest.js';
 import { responseSink } from './responseSink.js';
 import type { RouteContext } from './router.js';
 
@@ -48,6 +49,16 @@ interface FileSearchDone {
   context: string | null;
   queries: string[];
   results: JsonObject[];
+}
+
+/** The request read and checked; bad input is a 400 naming the parameter. */
+function checkedRequest(body: JsonObject): ResponseRequest {
+  try {
+    return readResponseRequest(body);
+  } catch (error) {
+    if (error instanceof MarinerError) throw RestError.badRequest(error.message, (error.extensions['field'] as string | undefined) ?? null);
+    throw error;
+  }
 }
 
 const notFound = (id: string) => RestError.notFound(`Response with id '${id}' not found.`);
@@ -92,7 +103,7 @@ export function responseRoutes({ gateway, inference, streams }: { gateway: Gatew
 
   /** POST /v1/responses (OpenAI API: create a model response). */
   async function create(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    const request = readResponseRequest(await readJsonBody(req));
+    const request = checkedRequest(await readJsonBody(req));
     const conversation = request.previousResponseId ? await conversationOf(req, ctx, request.previousResponseId) : [];
     const search = request.fileSearch && request.toolChoice !== 'none' ? await fileSearch(req, ctx, request, conversation) : null;
     // OpenAI: instructions apply to this response only (a chained one does not inherit them).

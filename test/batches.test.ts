@@ -161,8 +161,20 @@ describe('OpenAI Batch API', () => {
       expectValid(openapi.validateResponse('post', '/v1/batches', 400, { error: (refused as InstanceType<typeof OpenAI.BadRequestError>).error }));
     }
     const good = await batchFile(sdk, [chatLine('ok')]);
-    const responses = await sdk.batches.create({ input_file_id: good.id, endpoint: '/v1/responses', completion_window: '24h' }).catch((e: unknown) => e);
-    expect(responses).toMatchObject({ status: 400, param: 'endpoint', message: expect.stringContaining('/v1/responses') });
+    // /v1/responses lines are checked as POST /v1/responses checks them, less what a batch does not run.
+    const responseLine = (customId: string, body: Record<string, unknown>) =>
+      JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/responses', body });
+    const responseCases: [string[], string][] = [
+      [[chatLine('a')], "line 1: url must be the batch's endpoint /v1/responses"],
+      [[responseLine('a', { model: MODEL, input: 'x' }), responseLine('b', { model: MODEL })], "line 2: body.input: Missing required parameter: 'input'"],
+      [[responseLine('a', { model: MODEL, input: 'x', previous_response_id: 'resp_123' })], 'line 1: body.previous_response_id'],
+      [[responseLine('a', { model: MODEL, input: 'x', tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] })], 'line 1: body.tools'],
+    ];
+    for (const [lines, message] of responseCases) {
+      const input = await batchFile(sdk, lines);
+      const refused = await sdk.batches.create({ input_file_id: input.id, endpoint: '/v1/responses', completion_window: '24h' }).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ status: 400, param: 'input_file_id', message: expect.stringContaining(message) });
+    }
     const window = await sdk.batches
       .create({ input_file_id: good.id, endpoint: '/v1/chat/completions', completion_window: '48h' as '24h' })
       .catch((e: unknown) => e);
@@ -173,6 +185,50 @@ describe('OpenAI Batch API', () => {
       .catch((e: unknown) => e);
     expect(purpose).toMatchObject({ status: 400, message: expect.stringContaining('purpose batch') });
     expect((await sdk.batches.list({ limit: 100 })).data.length).toBe(before);
+  });
+
+  it('a /v1/responses batch: each output line is the response object, stored and retrievable unless store is false', async () => {
+    const line = (customId: string, body: Record<string, unknown>) =>
+      JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/responses', body: { model: MODEL, ...body } });
+    const input = await batchFile(sdk, [
+      line('resp-stored', { input: 'resp-one', instructions: 'Answer briefly.', metadata: { source: 'batch' } }),
+      line('resp-unstored', { input: [{ role: 'user', content: 'resp-two' }], store: false, max_output_tokens: 5 }),
+      line('resp-missing', { model: 'no-such-model', input: 'resp-three' }),
+    ]);
+    const created = await sdk.batches.create({ input_file_id: input.id, endpoint: '/v1/responses', completion_window: '24h' });
+    expectValid(openapi.validateSchema('Batch', created));
+    const done = await ended(sdk, created.id);
+    expect(done).toMatchObject({ status: 'completed', endpoint: '/v1/responses', request_counts: { total: 3, completed: 2, failed: 1 } });
+    const output = new Map((await linesOf(sdk, done.output_file_id)).map((l) => [l.custom_id as string, l]));
+    expect([...output.keys()].sort()).toEqual(['resp-stored', 'resp-unstored']);
+    for (const [customId, out] of output) {
+      expect(out).toMatchObject({ id: expect.stringMatching(/^batch_req_/), response: { status_code: 200 }, error: null });
+      const response = out.response.body;
+      expectValid(openapi.validateResponse('post', '/v1/responses', 200, response));
+      // The stand-in runtime answers every chat "ok": the response's one message says it.
+      expect(response).toMatchObject({ object: 'response', status: 'completed', model: MODEL, store: customId === 'resp-stored' });
+      expect(response.output).toEqual([
+        expect.objectContaining({ type: 'message', role: 'assistant', content: [expect.objectContaining({ type: 'output_text', text: 'ok' })] }),
+      ]);
+      expect(response.usage).toMatchObject({ input_tokens: 3, output_tokens: 2, total_tokens: 5 });
+    }
+    const stored = output.get('resp-stored')!.response.body;
+    expect(stored).toMatchObject({ instructions: 'Answer briefly.', metadata: { source: 'batch' } });
+    // Stored in the creator's project: retrievable and continuable as any response; store: false is not.
+    const retrieved = await sdk.responses.retrieve(stored.id);
+    expect(retrieved).toMatchObject({ id: stored.id, output_text: 'ok' });
+    const items = await sdk.responses.inputItems.list(stored.id);
+    expect(items.data).toEqual([expect.objectContaining({ type: 'message', role: 'user' })]);
+    await expect(sdk.responses.retrieve(output.get('resp-unstored')!.response.body.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    // Another organization does not see the batch's stored response.
+    const other = await projectWithKey(t, 'Batch Responses Outsiders', { role: 'OWNER' });
+    const outsider = new OpenAI({ apiKey: other.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    await expect(outsider.responses.retrieve(stored.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    // What the runtime got: the instructions as the system message, then the input; each line once.
+    expect(receivedPer('Answer briefly.\nresp-one').get('Answer briefly.\nresp-one')).toBe(1);
+    expect(receivedPer('resp-two').get('resp-two')).toBe(1);
+    const errors = await linesOf(sdk, done.error_file_id);
+    expect(errors).toEqual([expect.objectContaining({ custom_id: 'resp-missing', response: expect.objectContaining({ status_code: 404 }) })]);
   });
 
   it('cancel stops a running batch: cancelling, then cancelled once the running requests end; nothing more runs', async () => {

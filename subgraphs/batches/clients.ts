@@ -10,6 +10,7 @@ import {
   BatchInputFileDocument,
   type BatchInputFileQuery,
 } from './generated/filesOperations.js';
+import { BatchRecordResponseDocument } from './generated/responsesOperations.js';
 import { BatchCreatorKeysDocument } from './generated/usersOperations.js';
 
 /** Who a call is made for: a request's caller, or (the worker) the batch's creator. */
@@ -31,6 +32,21 @@ export interface BatchFiles {
 export interface BatchCreators {
   /** Whether the creator's API key still exists (it was not deleted). */
   apiKeyExists(caller: Caller, id: string): Promise<boolean>;
+}
+
+/** The responses subgraph, asked as the batch's creator. */
+export interface BatchResponses {
+  /** Stores a finished response of a `/v1/responses` line (`store`, the default) in the creator's project. */
+  record(caller: Caller, response: Record<string, unknown>, inputItems: Record<string, unknown>[]): Promise<void>;
+}
+
+export function createBatchResponses(options: { url: () => string; tokens: InternalTokens }): BatchResponses {
+  const responses = createInternalClient({ subgraph: 'responses', url: options.url, tokens: options.tokens });
+  return {
+    async record(caller, response, inputItems) {
+      await responses.request(asCaller(caller), BatchRecordResponseDocument, { input: { response, inputItems } });
+    },
+  };
 }
 
 export function createBatchFiles(options: { url: () => string; tokens: InternalTokens; objectStore: ObjectStore }): BatchFiles {

@@ -2,7 +2,7 @@ import { defineComponent } from '../../lib/component.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
-import { createBatchCreators, createBatchFiles } from './clients.js';
+import { createBatchCreators, createBatchFiles, createBatchResponses } from './clients.js';
 import type { BatchesContext } from './context.js';
 import { BatchEvents } from './events.js';
 import { migrations } from './migrations/index.js';
@@ -22,7 +22,7 @@ export { requestIdOf } from './worker.js';
 export const batchesComponent = defineComponent({
   name: 'batches',
   subgraphs: ['batches'],
-  needs: { database: true, objectStore: true, pubsub: true, inferencePlane: true, subgraphs: ['files', 'users', 'inference'] },
+  needs: { database: true, objectStore: true, pubsub: true, inferencePlane: true, subgraphs: ['files', 'users', 'inference', 'responses'] },
   migrations: { schema: SCHEMA, migrations },
   settings: (config) => config.batches,
   async create({ db, objectStore, pubsub, settings, tokens, subgraphUrl, inferencePlane, logger: hostLogger }) {
@@ -30,7 +30,13 @@ export const batchesComponent = defineComponent({
     const store = new BatchStore(db.knex);
     const files = createBatchFiles({ url: subgraphUrl.files, tokens, objectStore });
     const events = new BatchEvents(pubsub, logger);
-    const runner = createRequestRunner({ local: inferencePlane, inferenceUrl: subgraphUrl.inference, tokens, yieldToInteractive: settings.yieldToInteractive });
+    const runner = createRequestRunner({
+      local: inferencePlane,
+      inferenceUrl: subgraphUrl.inference,
+      tokens,
+      yieldToInteractive: settings.yieldToInteractive,
+      responses: createBatchResponses({ url: subgraphUrl.responses, tokens }),
+    });
     const worker = startBatchWorker({ store, files, creators: createBatchCreators({ url: subgraphUrl.users, tokens }), runner, events, settings, logger });
     const definition: SubgraphDefinition<BatchesContext> = {
       name: 'batches',

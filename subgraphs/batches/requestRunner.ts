@@ -9,7 +9,12 @@ import {
   type InferencePlaneServer,
   type InferenceSink,
 } from '../../lib/inferencePlane.js';
+import { isJsonObject } from '../../lib/jsonObject.js';
 import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
+import { chunkOfCompletion, ResponseBuilder } from '../../lib/responseEvents.js';
+import { chatRequestOf, readResponseRequest } from '../../lib/responseRequest.js';
+import type { BatchResponses } from './clients.js';
+import type { BatchKind } from './validation.js';
 
 /** What one request of a batch answered: OpenAI's `response` of the output line (status and body). */
 export interface RequestAnswer {
@@ -21,7 +26,7 @@ export interface RequestAnswer {
 
 /** Runs one request of a batch as its creator, through the inference data plane. */
 export interface RequestRunner {
-  run(identity: Identity, kind: InferenceKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal): Promise<RequestAnswer>;
+  run(identity: Identity, kind: BatchKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal): Promise<RequestAnswer>;
   close(): void;
 }
 
@@ -65,6 +70,8 @@ export function createRequestRunner(options: {
   tokens: InternalTokens;
   /** Sent as `batch` priority (lib/requestPriority.ts): the runtime serves interactive requests first. */
   yieldToInteractive: boolean;
+  /** Where a `/v1/responses` line's response is stored (`store`, the default). */
+  responses: BatchResponses;
 }): RequestRunner {
   const priority: RequestPriority = options.yieldToInteractive ? 'batch' : 'interactive';
   const agent = new http.Agent({ keepAlive: true });
@@ -112,14 +119,37 @@ export function createRequestRunner(options: {
     }
   }
 
+  async function inference(identity: Identity, kind: InferenceKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal) {
+    const call: InferenceCall = { kind, request: body, requestId, priority };
+    const { sink, answer } = bufferedSink(signal);
+    if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
+    else await overHttp(call, identity, sink);
+    return answer;
+  }
+
+  /**
+   * A `/v1/responses` line, made as POST /v1/responses makes one (rest-compat/responses.ts): the request
+   * becomes a chat completion (lib/responseRequest.ts) run through the data plane as any other line,
+   * whose answer becomes the response object (lib/responseEvents.ts); with `store` (the default) it is
+   * recorded in the creator's project before its line is, so its id answers GET /v1/responses/{id}.
+   * A refusal of the chat completion is the line's error answer as it is.
+   */
+  async function response(identity: Identity, body: Record<string, unknown>, requestId: string, signal: AbortSignal): Promise<RequestAnswer> {
+    const request = readResponseRequest(body);
+    const { stream: _stream, stream_options: _options, ...chat } = chatRequestOf(request, request.instructions, []);
+    const answer = await inference(identity, 'chat', { ...chat, stream: false }, requestId, signal);
+    if (answer.statusCode !== 200 || !isJsonObject(answer.body)) return answer;
+    const builder = new ResponseBuilder(request, () => undefined);
+    builder.begin();
+    builder.chunk(chunkOfCompletion(answer.body));
+    const made = builder.finish();
+    if (request.store) await options.responses.record({ requestId, identity }, made, request.inputItems);
+    return { statusCode: 200, body: made, code: null };
+  }
+
   return {
-    async run(identity, kind, body, requestId, signal) {
-      const call: InferenceCall = { kind, request: body, requestId, priority };
-      const { sink, answer } = bufferedSink(signal);
-      if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
-      else await overHttp(call, identity, sink);
-      return answer;
-    },
+    run: (identity, kind, body, requestId, signal) =>
+      kind === 'response' ? response(identity, body, requestId, signal) : inference(identity, kind, body, requestId, signal),
     close: () => agent.destroy(),
   };
 }

@@ -1,27 +1,32 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { badInput } from '../../lib/errors.js';
+import { MarinerError } from '../../lib/errors.js';
 import type { InferenceKind } from '../../lib/inferencePlane.js';
 import type { BatchRequestInput } from './store.js';
 import { isJsonObject } from '../../lib/jsonObject.js';
+import { readResponseRequest } from '../../lib/responseRequest.js';
+
+/** What a line of a batch runs: an inference of the data plane, or a response (made of a chat completion: requestRunner.ts). */
+export type BatchKind = Exclude<InferenceKind, 'transcription'> | 'response';
 
 /** The endpoints a batch may name, and the inference each line is (OpenAI API: create batch). */
-export const BATCH_ENDPOINTS: Readonly<Record<string, InferenceKind>> = {
+export const BATCH_ENDPOINTS: Readonly<Record<string, BatchKind>> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completion',
   '/v1/embeddings': 'embedding',
+  '/v1/responses': 'response',
 };
 
 /** Endpoints OpenAI batches serve that Mariner's do not (yet): refused by name rather than as unknown. */
 const NOT_SERVED: Readonly<Record<string, string>> = {
-  '/v1/responses': "Mariner's batches do not run /v1/responses requests yet",
   '/v1/moderations': 'Mariner serves no moderations',
   '/v1/images/generations': 'Mariner serves no image generation',
   '/v1/images/edits': 'Mariner serves no image edits',
   '/v1/videos': 'Mariner serves no video generation',
 };
 
-export function validEndpoint(endpoint: string): InferenceKind {
+export function validEndpoint(endpoint: string): BatchKind {
   const kind = BATCH_ENDPOINTS[endpoint];
   if (kind) return kind;
   const supported = Object.keys(BATCH_ENDPOINTS).join(', ');
@@ -53,12 +58,31 @@ const MAX_LINE_BYTES = 8 * 1024 * 1024;
 const MAX_CUSTOM_ID = 512;
 
 /** Why a line's body cannot be a request of this kind, or null (the runtime checks the rest when it runs). */
-function bodyProblem(kind: InferenceKind, body: Record<string, unknown>): string | null {
+function bodyProblem(kind: BatchKind, body: Record<string, unknown>): string | null {
   if (typeof body['model'] !== 'string' || body['model'] === '') return 'body.model must be a model id';
   if (body['stream'] !== undefined && body['stream'] !== false) return 'body.stream: batch requests do not stream';
   if (kind === 'chat' && !(Array.isArray(body['messages']) && body['messages'].length > 0)) return 'body.messages must be a non-empty list';
   if (kind === 'completion' && body['prompt'] === undefined) return 'body.prompt is required';
   if (kind === 'embedding' && body['input'] === undefined) return 'body.input is required';
+  if (kind === 'response') return responseProblem(body);
+  return null;
+}
+
+/**
+ * A `/v1/responses` body checked as POST /v1/responses checks it (lib/responseRequest.ts), less what a
+ * batch line cannot do here: continue a stored response (`previous_response_id`: it would read the
+ * responses subgraph as the creator while the batch runs) or search vector stores (`file_search`).
+ */
+function responseProblem(body: Record<string, unknown>): string | null {
+  let request;
+  try {
+    request = readResponseRequest(body);
+  } catch (error) {
+    if (error instanceof MarinerError) return `body.${String(error.extensions['field'] ?? 'input')}: ${error.message}`;
+    throw error;
+  }
+  if (request.previousResponseId) return 'body.previous_response_id: batch responses do not continue stored responses; send the conversation as input';
+  if (request.fileSearch) return 'body.tools: the file_search tool is not run in batches; call /v1/responses directly';
   return null;
 }
 
