@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import busboy from 'busboy';
-import { badInput } from './errors.js';
+import { badInput, ErrorCode, MarinerError } from './errors.js';
 
 /**
  * Audio transcriptions (OpenAI API: `POST /v1/audio/transcriptions`), shared by the REST layer (which
@@ -23,6 +23,18 @@ export const MAX_AUDIO_BYTES = 25 * 1024 * 1024;
 
 export const isTranscriptionFormat = (value: unknown): value is TranscriptionFormat =>
   typeof value === 'string' && (TRANSCRIPTION_FORMATS as readonly string[]).includes(value);
+
+/** A transcription form's whole body at most: the file and room for the text fields and the multipart framing. */
+export const MAX_TRANSCRIPTION_FORM_BYTES = MAX_AUDIO_BYTES + 2 * 1024 * 1024;
+
+/** The audio file is over the limit (BAD_USER_INPUT on `file`; the REST layer answers it 413). */
+export class AudioTooLargeError extends MarinerError {
+  constructor(readonly maxBytes: number) {
+    super(ErrorCode.BAD_USER_INPUT, `The audio file is larger than the limit of ${maxBytes} bytes (${Math.round(maxBytes / 1024 / 1024)} MiB)`, {
+      field: 'file',
+    });
+  }
+}
 
 /** The uploaded audio file, held once in memory (at most MAX_AUDIO_BYTES). */
 export interface AudioUpload {
@@ -80,7 +92,7 @@ export async function readTranscriptionForm(headers: IncomingHttpHeaders, body: 
           size += chunk.length;
           chunks.push(chunk);
         });
-        stream.once('limit', () => fail(badInput(`The audio file is larger than the limit of ${maxBytes} bytes`, 'file')));
+        stream.once('limit', () => fail(new AudioTooLargeError(maxBytes)));
         stream.once('end', () => {
           audio = { data: Buffer.concat(chunks, size), filename: info.filename || 'audio', contentType: info.mimeType || 'application/octet-stream' };
           done();

@@ -1,7 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MarinerError } from '../lib/errors.js';
 import type { InferencePlane } from '../lib/inferencePlane.js';
-import { isTranscriptionFormat, MAX_AUDIO_BYTES, readTranscriptionForm, TRANSCRIPTION_FORMATS, type TranscriptionForm } from '../lib/transcription.js';
+import {
+  AudioTooLargeError,
+  isTranscriptionFormat,
+  MAX_AUDIO_BYTES,
+  MAX_TRANSCRIPTION_FORM_BYTES,
+  readTranscriptionForm,
+  TRANSCRIPTION_FORMATS,
+  type TranscriptionForm,
+} from '../lib/transcription.js';
 import { RestError } from './errors.js';
 import { clientSink } from './inference.js';
 import type { OpenStreams } from './openStreams.js';
@@ -14,13 +22,38 @@ import type { RouteContext } from './router.js';
  * goes through the gateway's inference data plane as a `transcription` (lib/inferencePlane.ts): the same
  * authentication, policy rule (`api.model` write, as chat completions), rate limit and usage record
  * as a completion. The runtime's answer comes back in the asked format with its content type.
+ *
+ * The caller is authenticated and authorized before a byte of the body is read (InferencePlane.refusal):
+ * a caller who may not transcribe gets the refusal at once and the connection is closed, so nothing of
+ * their upload is read or held. A body whose Content-Length is over the limit is refused the same way,
+ * and one that grows past it while read (chunked) as soon as it does: 413 in OpenAI's error shape.
  */
+
+/** 413, OpenAI's shape, naming the file. */
+const tooLarge = () =>
+  new RestError(
+    413,
+    `The audio file is larger than the limit of ${MAX_AUDIO_BYTES} bytes (${MAX_AUDIO_BYTES / 1024 / 1024} MiB)`,
+    'invalid_request_error',
+    'file',
+    'file_too_large',
+  );
+
+/** A refusal answered while the body is unread: the connection closes after it rather than read the rest. */
+function unread(res: ServerResponse, error: RestError): RestError {
+  res.setHeader('connection', 'close');
+  return error;
+}
 export function audioRoutes({ inference, streams }: { inference: InferencePlane; streams: OpenStreams }) {
   async function transcribe(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    const refusal = await inference.refusal(req, { kind: 'transcription', request: {}, requestId: ctx.requestId });
+    if (refusal) throw unread(res, RestError.fromCode(refusal.code, refusal.message, refusal.field ?? null));
+    if (Number(req.headers['content-length']) > MAX_TRANSCRIPTION_FORM_BYTES) throw unread(res, tooLarge());
     let form: TranscriptionForm;
     try {
       form = await readTranscriptionForm(req.headers, req, MAX_AUDIO_BYTES);
     } catch (error) {
+      if (error instanceof AudioTooLargeError) throw unread(res, tooLarge());
       if (error instanceof MarinerError) throw RestError.badRequest(error.message, (error.extensions['field'] as string | undefined) ?? 'file');
       throw error;
     }

@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
 import path from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,7 +101,7 @@ describe('audio transcriptions: a Whisper model on the local executor, with the 
     for (const cue of vttCues) expect(`${cue}\n`).toMatch(VTT_CUE);
   });
 
-  it('bad input is a 400 naming the field: no file, no model, an unknown format, a file over 25 MB, audio that does not decode', async () => {
+  it('bad input is a 400 naming the field: no file, no model, an unknown format, audio that does not decode; a file over 25 MB is a 413', async () => {
     const post = async (form: FormData) => {
       const response = await fetch(`${t.url}/v1/audio/transcriptions`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
       const body = (await response.json()) as { error: { param: string | null; message: string } };
@@ -119,7 +120,7 @@ describe('audio transcriptions: a Whisper model on the local executor, with the 
     expect(format).toBeInstanceOf(OpenAI.BadRequestError);
     expect((format as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
     const big = await post(form({ model: modelId }, Buffer.alloc(25 * 1024 * 1024 + 1)));
-    expect(big).toMatchObject({ status: 400, param: 'file' });
+    expect(big).toMatchObject({ status: 413, param: 'file' });
     expect(big.message).toContain('26214400');
     expect(await post(form({ model: modelId }, Buffer.from('this is not audio')))).toMatchObject({ status: 400, param: 'file' });
     // Not multipart at all.
@@ -129,6 +130,54 @@ describe('audio transcriptions: a Whisper model on the local executor, with the 
       body: JSON.stringify({ model: modelId }),
     });
     expect(json.status).toBe(400);
+  });
+
+  it('the upload is read only for a caller who may transcribe, and only up to the limit: the refusal comes before the body is sent', async () => {
+    const { port } = new URL(t.url);
+    /** Sends the headers and the first 64 KiB of a body announced as `length` bytes, and waits for the answer (no more is sent). */
+    const refusedEarly = (headers: Record<string, string>, length: number | null) =>
+      new Promise<{ status: number; body: { error: { message: string; type: string; param: string | null; code: string | null } }; sent: number }>(
+        (resolve, reject) => {
+          let sent = 0;
+          const req = http.request({
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/v1/audio/transcriptions',
+            headers: {
+              'content-type': 'multipart/form-data; boundary=xyz',
+              ...(length === null ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(length) }),
+              ...headers,
+            },
+          });
+          req.on('error', reject);
+          req.on('response', (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              req.destroy();
+              resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString('utf8')), sent });
+            });
+          });
+          const first = Buffer.concat([Buffer.from('--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'), Buffer.alloc(64 * 1024)]);
+          sent += first.length;
+          req.write(first);
+        },
+      );
+    const huge = 200 * 1024 * 1024;
+    // No key, a bad key: 401 in OpenAI's shape, answered with 64 KiB of a 200 MiB upload sent.
+    for (const headers of [{}, { authorization: 'Bearer sk-not-a-key' }] as Record<string, string>[]) {
+      const answer = await refusedEarly(headers, huge);
+      expect(answer.status).toBe(401);
+      expectValid(openapi.validateSchema('ErrorResponse', answer.body));
+      expect(answer.sent).toBeLessThan(huge);
+    }
+    // A member who may transcribe, with a body announced over the limit: 413 at once.
+    const over = await refusedEarly({ authorization: `Bearer ${t.adminKey}` }, huge);
+    expect(over.status).toBe(413);
+    expectValid(openapi.validateSchema('ErrorResponse', over.body));
+    expect(over.body.error).toMatchObject({ type: 'invalid_request_error', param: 'file', code: 'file_too_large' });
+    expect(over.body.error.message).toContain('26214400');
   });
 
   it('authentication and visibility: no key is 401; another organization gets 404 for the model, as for one that does not exist', async () => {

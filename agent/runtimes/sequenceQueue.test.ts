@@ -72,7 +72,7 @@ describe('the runtime serves interactive requests ahead of a batch’s', () => {
 
   it('a batch request held back longer than its hold takes a free sequence (a trickle of interactive requests does not starve a batch)', async () => {
     let now = 0;
-    const queue = new SequenceQueue(['s1', 's2'], { maxHoldMs: 50, now: () => now });
+    const queue = new SequenceQueue(['s1', 's2', 's3'], { maxHoldMs: 50, now: () => now });
     const interactive = await queue.acquire('interactive', open());
     const batch = queue.acquire('batch', open());
     const order = settledOrder({ batch });
@@ -82,6 +82,25 @@ describe('the runtime serves interactive requests ahead of a batch’s', () => {
     await batch;
     expect(queue.state.holding).toEqual({ interactive: 1, batch: 1 });
     queue.release(interactive);
+  });
+
+  it('a batch request held back past its hold still leaves the last free sequence to interactive requests', async () => {
+    let now = 0;
+    const queue = new SequenceQueue(['s1', 's2', 's3'], { maxHoldMs: 50, now: () => now });
+    const interactive = await queue.acquire('interactive', open());
+    const a = queue.acquire('batch', open());
+    const b = queue.acquire('batch', open());
+    const order = settledOrder({ a, b });
+    now = 60;
+    await a;
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(order).toEqual(['a']);
+    expect(queue.state).toEqual({ holding: { interactive: 1, batch: 1 }, waiting: { interactive: 0, batch: 1 } });
+    const next = await queue.acquire('interactive', open());
+    queue.release(next);
+    queue.release(interactive);
+    queue.release(await a);
+    await b;
   });
 
   it('a request whose client left is dropped from the queue, counted, and frees its turn', async () => {

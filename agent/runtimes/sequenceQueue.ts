@@ -16,8 +16,9 @@ interface Waiter<S> {
  * to interactive requests (with one sequence, it takes it only while no interactive request is there):
  * an interactive request that arrives finds a sequence free and shares the CPU with at most the batch
  * generations already under way, none starting beside it. A batch request held back longer than
- * `maxHoldMs` takes a sequence that is free (interactive waiters still first), so a steady trickle of
- * interactive requests cannot starve a batch. Generations under way are never pre-empted.
+ * `maxHoldMs` may start beside an interactive generation (still not into the last free sequence, and
+ * after interactive waiters), so a steady trickle of interactive requests cannot starve a batch.
+ * Generations under way are never pre-empted.
  */
 export class SequenceQueue<S> {
   private readonly free: S[];
@@ -79,11 +80,20 @@ export class SequenceQueue<S> {
     return (this.options.now ?? Date.now)();
   }
 
-  /** Whether the first batch waiter may start now. */
+  /** One sequence stays free for the next interactive request (a runtime of one sequence has none to keep). */
+  private hasRoomForBatch(): boolean {
+    return this.free.length >= (this.total > 1 ? 2 : 1);
+  }
+
+  /**
+   * Whether the first batch waiter may start now: never while an interactive request waits, never into
+   * the last sequence (unless there is only one), and not beside an interactive generation unless it
+   * was held back for `maxHoldMs`.
+   */
   private batchMayStart(first: Waiter<S>): boolean {
     if (this.interactive.length > 0) return false;
-    const share = this.holding.interactive === 0 && this.holding.batch < Math.max(1, this.total - 1);
-    return share || this.now() - first.since >= (this.options.maxHoldMs ?? BATCH_MAX_HOLD_MS);
+    if (!this.hasRoomForBatch()) return false;
+    return this.holding.interactive === 0 || this.now() - first.since >= (this.options.maxHoldMs ?? BATCH_MAX_HOLD_MS);
   }
 
   private dispatch(): void {
@@ -96,13 +106,14 @@ export class SequenceQueue<S> {
       this.held.set(sequence, next.priority);
       next.grant(sequence);
     }
-    // A batch waiter held back is looked at again when its hold runs out (a release wakes it sooner).
+    // A batch waiter held back only by an interactive generation is looked at again when its hold runs
+    // out; anything else that holds it back changes with a release or a new request, which dispatch again.
     clearTimeout(this.timer);
     this.timer = undefined;
     const first = this.batch[0];
-    if (first && this.free.length > 0) {
-      const wait = Math.max(0, first.since + (this.options.maxHoldMs ?? BATCH_MAX_HOLD_MS) - this.now());
-      this.timer = setTimeout(() => this.dispatch(), wait + 1).unref();
+    if (first && this.interactive.length === 0 && this.hasRoomForBatch()) {
+      const wait = first.since + (this.options.maxHoldMs ?? BATCH_MAX_HOLD_MS) - this.now();
+      if (wait > 0) this.timer = setTimeout(() => this.dispatch(), wait + 1).unref();
     }
   }
 }
