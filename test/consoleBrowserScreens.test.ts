@@ -10,6 +10,7 @@ import OpenAI from 'openai';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { consoleBuilt, hasChromium, launchChromium, screenshotPath, CHROMIUM_PATH } from './support/browser.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
 import { waitFor } from './support/until.js';
 
 const run = hasChromium || process.env['CI'] ? describe : describe.skip;
@@ -196,5 +197,29 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('forbidden');
     const { files } = await t.gqlOk<{ files: { items: { filename: string }[] } }>('{ files { items { filename } } }');
     expect(files.items.map((f) => f.filename)).not.toContain('cross-site.txt');
+  });
+
+  it("another organization's console session uploads to its own project only, and cannot see or delete the admin's files", async () => {
+    const other = await projectWithKey(t, 'console-files-other');
+    const signIn = await fetch(`${t.url}/console/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mariner-csrf': '1' },
+      body: JSON.stringify({ apiKey: other.key }),
+    });
+    const cookie = signIn.headers.getSetCookie()[0]!.split(';')[0]!;
+    const headers = { cookie, 'x-mariner-csrf': '1' };
+    const form = new FormData();
+    form.append('purpose', 'assistants');
+    form.append('file', new Blob(['theirs']), 'theirs.txt');
+    const uploaded = await fetch(`${t.url}/v1/files`, { method: 'POST', headers, body: form });
+    expect(uploaded.status).toBe(200);
+    const listed = (await (await fetch(`${t.url}/v1/files`, { headers })).json()) as { data: { filename: string }[] };
+    expect(listed.data.map((f) => f.filename)).toEqual(['theirs.txt']);
+    const { files } = await t.gqlOk<{ files: { items: { id: string; filename: string }[] } }>('{ files { items { id filename } } }');
+    const admins = files.items.find((f) => f.filename === 'train.jsonl')!;
+    expect((await fetch(`${t.url}/v1/files/${admins.id}`, { method: 'DELETE', headers })).status).toBe(404);
+    const after = await t.gqlOk<{ files: { items: { id: string; filename: string }[] } }>('{ files { items { id filename } } }');
+    expect(after.files.items.map((f) => f.filename)).toContain('train.jsonl');
+    expect(after.files.items.map((f) => f.filename)).not.toContain('theirs.txt');
   });
 });
