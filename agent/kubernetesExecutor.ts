@@ -1,4 +1,8 @@
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { ErrorCode, MarinerError } from '../lib/errors.js';
 import { commandSetting, loadConfig } from '../lib/config.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import type { JobReporter } from './jobReporter.js';
@@ -12,12 +16,28 @@ import { createKubernetesRuntimeHost, type KubernetesRuntimeHostOptions } from '
 /** How the Kubernetes executor runs inference runtimes; the namespace defaults as in `runtimeSettingsFromEnv`. */
 export type KubernetesRuntimeSettings = Omit<KubernetesRuntimeHostOptions, 'kubeConfig' | 'logger' | 'namespace'> & { namespace?: string | undefined };
 
-/** Loads the agent's Kubernetes credentials: a kubeconfig path, else in-cluster, else the default chain. */
-export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
+/**
+ * Loads the agent's Kubernetes credentials: a kubeconfig path, else in-cluster, else the default chain
+ * (KUBECONFIG, ~/.kube/config). With none of them there is no cluster to talk to: the agent stops at once
+ * saying so (issue 24: client-node's fallback, a localhost:8080 cluster, failed every 15 s with "HTTP
+ * protocol is not allowed when skipTLSVerify is not set or false", never saying no kubeconfig was found).
+ */
+export function loadKubeConfig(kubeconfig: string | undefined, env: NodeJS.ProcessEnv = process.env, home = os.homedir()): KubeConfig {
   const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
-  else kc.loadFromDefault();
+  const missing = (where: string) =>
+    new MarinerError(
+      ErrorCode.FAILED_PRECONDITION,
+      `no kubeconfig found at ${where}; run with --executor local for one machine, or give --kubeconfig PATH (or KUBECONFIG) for a Kubernetes cluster`,
+    );
+  if (kubeconfig) {
+    if (!existsSync(kubeconfig)) throw missing(kubeconfig);
+    kc.loadFromFile(kubeconfig);
+  } else if (env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  else {
+    const candidates = env['KUBECONFIG'] ? env['KUBECONFIG'].split(path.delimiter).filter(Boolean) : [path.join(home, '.kube', 'config')];
+    if (!candidates.some((file) => existsSync(file))) throw missing(candidates.join(path.delimiter));
+    kc.loadFromDefault();
+  }
   return kc;
 }
 
