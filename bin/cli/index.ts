@@ -11,6 +11,7 @@ import { registerFiles } from './commands/files.js';
 import { registerFineTuning } from './commands/fineTuning.js';
 import { registerClusters } from './commands/clusters.js';
 import { registerUsage } from './commands/usage.js';
+import { registerCompletion } from './commands/completion.js';
 
 /**
  * The everyday commands of `mariner` (docs/cli.md): bin/mariner.ts sends every command named here to
@@ -31,6 +32,8 @@ export const CLI_COMMANDS: readonly string[] = [
   'clusters',
   'kubeconfig',
   'usage',
+  'completion',
+  '__complete',
 ];
 
 export function buildProgram(): Command {
@@ -57,6 +60,7 @@ Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the r
   registerFineTuning(program);
   registerClusters(program);
   registerUsage(program);
+  registerCompletion(program);
   return program;
 }
 
