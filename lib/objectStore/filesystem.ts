@@ -14,8 +14,22 @@ import { hasUriScheme, keyOrNull } from './uris.js';
 /** A temp file untouched this long belongs to a put that died with its process (crash, kill -9). */
 export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
 
+/** A put's temp file: `<pid>-<uuid>.part`, so that a start can tell the puts of a dead process from those of a live one. */
+const tempName = () => `${process.pid}-${randomUUID()}.part`;
+const TEMP_OWNER = /^(\d+)-[0-9a-f-]{36}\.part$/;
+
+/** Whether the process `pid` is alive (EPERM: alive, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * Objects as files under one directory: key `a/b` is `<dir>/a/b`. A put writes `<dir>/.tmp/<uuid>.part`,
+ * Objects as files under one directory: key `a/b` is `<dir>/a/b`. A put writes `<dir>/.tmp/<pid>-<uuid>.part`,
  * fsyncs it and renames it into place, so readers see the old object or the new one, never a part
  * (rename(2) is atomic within one filesystem, which is why the temp folder lives inside `dir`).
  */
@@ -41,7 +55,7 @@ class FilesystemObjectStore implements ObjectStore {
     const target = this.pathFor(key);
     options.signal?.throwIfAborted();
     const metered = meterBody(body, options);
-    const temp = path.join(this.tempDir, `${randomUUID()}.part`);
+    const temp = path.join(this.tempDir, tempName());
     let file: FileHandle | undefined;
     try {
       file = await open(temp, 'wx', PRIVATE_FILE_MODE);
@@ -213,12 +227,24 @@ async function syncFolder(folder: string): Promise<void> {
   }
 }
 
+/**
+ * Removes what crashed puts left (issue 24: after a kill -9 during a 200 MB upload, its 105 MB part stayed
+ * on disk): a temp file of a process that is gone (its pid no longer runs, or is this process's own: a
+ * pid reused since) and last written before this process started, and any temp file untouched for
+ * STALE_TEMP_AGE_MS (those of older versions, without a pid). The puts of another live process sharing
+ * the folder (`mariner agent` beside `mariner up`) are left alone.
+ */
 async function removeStaleTempFiles(tempDir: string): Promise<void> {
-  const cutoff = Date.now() - STALE_TEMP_AGE_MS;
+  const now = Date.now();
+  const cutoff = now - STALE_TEMP_AGE_MS;
+  const processStart = now - process.uptime() * 1000;
   for (const name of await readdir(tempDir)) {
     const file = path.join(tempDir, name);
     const stats = await stat(file).catch(() => null);
-    if (stats && stats.mtimeMs < cutoff) await rm(file, { force: true, recursive: true });
+    if (!stats) continue;
+    const owner = TEMP_OWNER.exec(name);
+    const ownerGone = owner !== null && (Number(owner[1]) === process.pid || !alive(Number(owner[1])));
+    if (stats.mtimeMs < cutoff || (ownerGone && stats.mtimeMs < processStart)) await rm(file, { force: true, recursive: true });
   }
 }
 
