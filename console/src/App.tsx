@@ -98,7 +98,19 @@ function Signed({ onChange }: { onChange: () => void }) {
   }
   const write = viewer.data.modelWrite;
   return (
-    <ViewerContext.Provider value={{ canWrite: write.authorized, role: write.role, projectTitle: write.project?.title ?? null }}>
+    <ViewerContext.Provider
+      value={{
+        canWrite: write.authorized,
+        can: {
+          files: viewer.data.filesWrite.authorized,
+          vectorStores: viewer.data.vectorStoresWrite.authorized,
+          jobs: viewer.data.jobsWrite.authorized,
+          clusters: viewer.data.clustersWrite.authorized,
+        },
+        role: write.role,
+        projectTitle: write.project?.title ?? null,
+      }}
+    >
       <Shell
         onSignOut={async () => {
           await signOut();

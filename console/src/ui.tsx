@@ -4,11 +4,19 @@ import { createContext, useContext } from 'react';
 
 /** What the signed-in caller may do: a reader sees no write buttons. */
 export interface Viewer {
+  /** Writes models (the role's general write right: keys, projects, members follow it). */
   canWrite: boolean;
+  /** Write rights per resource, as the API's `authorize` answers them. */
+  can: { files: boolean; vectorStores: boolean; jobs: boolean; clusters: boolean };
   role: string | null;
   projectTitle: string | null;
 }
-export const ViewerContext = createContext<Viewer>({ canWrite: false, role: null, projectTitle: null });
+export const ViewerContext = createContext<Viewer>({
+  canWrite: false,
+  can: { files: false, vectorStores: false, jobs: false, clusters: false },
+  role: null,
+  projectTitle: null,
+});
 export const useViewer = () => useContext(ViewerContext);
 
 /** An API error as the API says it: the message and its code. */

@@ -30,7 +30,7 @@ export function Clusters() {
         </Button>
       </Group>
       <ApiError error={clusters.error ?? registration.error} />
-      {viewer.canWrite && (
+      {viewer.can.clusters && (
         <form onSubmit={submit} aria-label="Register a cluster">
           <Group align="flex-end" wrap="wrap">
             <TextInput

@@ -57,7 +57,7 @@ export function Files({ onSelect }: { onSelect?: (ids: string[]) => void }) {
     <Stack>
       <Title order={2}>Files</Title>
       <ApiError error={files.error ?? deletion.error} />
-      {viewer.canWrite && (
+      {viewer.can.files && (
         <form onSubmit={submit} aria-label="Upload a file">
           <Group align="flex-end" wrap="wrap">
             <FileInput label="File" placeholder="Choose a file" value={file} onChange={setFile} clearable w={280} />
@@ -84,7 +84,7 @@ export function Files({ onSelect }: { onSelect?: (ids: string[]) => void }) {
                 <Table.Th>Size</Table.Th>
                 <Table.Th>Status</Table.Th>
                 <Table.Th>Uploaded</Table.Th>
-                {viewer.canWrite && <Table.Th aria-label="Actions" />}
+                {viewer.can.files && <Table.Th aria-label="Actions" />}
               </Table.Tr>
             </Table.Thead>
             <Table.Tbody>
@@ -107,7 +107,7 @@ export function Files({ onSelect }: { onSelect?: (ids: string[]) => void }) {
                     <StatusBadge status={f.status} />
                   </Table.Td>
                   <Table.Td>{when(f.createdAt)}</Table.Td>
-                  {viewer.canWrite && (
+                  {viewer.can.files && (
                     <Table.Td>
                       <Button size="xs" variant="subtle" color="red" onClick={() => void onDelete(f.id, f.filename)} aria-label={`Delete file ${f.filename}`}>
                         Delete

@@ -70,7 +70,7 @@ export function Jobs() {
   return (
     <Stack>
       <Title order={2}>Fine-tuning jobs</Title>
-      {viewer.canWrite && <NewFineTuningJob onCreated={(id) => (window.location.hash = `#/jobs/${id}`)} />}
+      {viewer.can.jobs && <NewFineTuningJob onCreated={(id) => (window.location.hash = `#/jobs/${id}`)} />}
       <ApiError error={jobs.error} />
       {jobs.fetching && !jobs.data && <Loader aria-label="Loading jobs" />}
       {jobs.data?.fineTuningJobs.items.length === 0 && <Text>No fine-tuning jobs yet: start one with the OpenAI SDK or GraphQL (createFineTuningJob).</Text>}
@@ -161,7 +161,7 @@ export function JobPage({ id }: { id: string }) {
                 </Title>
                 <StatusBadge status={data.status} />
               </Group>
-              {viewer.canWrite && !finished && (
+              {viewer.can.jobs && !finished && (
                 <Button color="red" variant="light" size="xs" onClick={() => void cancel({ id }).then(() => refetch({ requestPolicy: 'network-only' }))}>
                   Cancel job
                 </Button>

@@ -123,7 +123,7 @@ export function VectorStores() {
           </form>
         </Card>
       )}
-      {viewer.canWrite && (
+      {viewer.can.vectorStores && (
         <form onSubmit={submit} aria-label="Create a vector store">
           <Group align="flex-end" wrap="wrap">
             <TextInput label="New vector store's name" value={name} onChange={(e) => setName(e.currentTarget.value)} required w={280} />
@@ -133,7 +133,7 @@ export function VectorStores() {
           </Group>
         </form>
       )}
-      <Files onSelect={viewer.canWrite ? setFileIds : undefined} />
+      <Files onSelect={viewer.can.vectorStores ? setFileIds : undefined} />
     </Stack>
   );
 }
