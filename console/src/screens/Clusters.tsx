@@ -1,5 +1,5 @@
 import { Alert, Badge, Button, Code, Group, Loader, Modal, Stack, Table, Text, TextInput, Title, Tooltip } from '@mantine/core';
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
 import { ClustersDocument, RegisterClusterDocument } from '../generated/graphql';
 import { ApiError, Copy, useViewer, when } from '../ui';
@@ -21,6 +21,11 @@ export function Clusters() {
     }
   };
   const items = clusters.data?.clusters.items ?? [];
+  // Agents connect and report on their own schedule (no subscription carries it): read again while the page is open.
+  useEffect(() => {
+    const timer = setInterval(() => refetch({ requestPolicy: 'network-only' }), 5000);
+    return () => clearInterval(timer);
+  }, [refetch]);
   return (
     <Stack>
       <Group justify="space-between">
