@@ -7,8 +7,9 @@ import { UsageError } from './errors.js';
  * (for scripts: the same objects, keys in a fixed order, one document; stable across releases: fields
  * are added, never renamed or removed).
  */
-export type OutputFormat = 'table' | 'json' | 'yaml';
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml'];
+export type OutputFormat = 'table' | 'json' | 'yaml' | 'id';
+/** `id`: only the id of what the command shows (one a line for a list), for `$(...)` in scripts. */
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'yaml', 'id'];
 
 export function parseFormat(value: string | undefined): OutputFormat {
   const format = (value ?? 'table') as OutputFormat;
@@ -82,5 +83,11 @@ export function printObject(format: OutputFormat, value: Record<string, unknown>
 }
 
 export function printData(format: Exclude<OutputFormat, 'table'>, value: unknown): void {
+  if (format === 'id') {
+    const { id, items } = (value ?? {}) as { id?: unknown; items?: { id?: unknown }[] };
+    if (Array.isArray(items)) return void process.stdout.write(items.map((item) => `${String(item.id ?? '')}\n`).join(''));
+    if (typeof id === 'string') return void process.stdout.write(`${id}\n`);
+    format = 'json';
+  }
   process.stdout.write(format === 'json' ? `${JSON.stringify(value, null, 2)}\n` : YAML.stringify(value));
 }

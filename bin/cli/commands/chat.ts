@@ -168,7 +168,7 @@ Examples:
         const table = inv.format === 'table';
         const answer = await streamAnswer(client, model, messages, settings, table ? (piece) => process.stdout.write(piece) : () => undefined);
         if (table) process.stdout.write('\n');
-        else printData(inv.format as 'json' | 'yaml', { model, content: answer.content, finishReason: answer.finishReason, usage: answer.usage });
+        else printData(inv.format as 'json' | 'yaml' | 'id', { model, content: answer.content, finishReason: answer.finishReason, usage: answer.usage });
       }),
     );
 }
