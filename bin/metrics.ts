@@ -1,7 +1,10 @@
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import { Kind, type OperationDefinitionNode } from 'graphql';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isErrorCode } from '../lib/errors.js';
+import { sendJson } from '../lib/http.js';
+import type { Logger } from '../lib/logging.js';
 import type { ComponentObservers, InferenceSample, RuntimeSample, TunnelCounts } from '../lib/componentObservers.js';
 
 /**
@@ -38,6 +41,26 @@ export interface ComponentMetrics extends ComponentObservers {
    * and, for autoscaled ones, mariner_runtime_average_in_flight{cluster,model} (the autoscaler's metric).
    */
   observeRuntimes(read: () => Promise<readonly RuntimeSample[]>): void;
+}
+
+/** Answers a scrape: the registry's metrics in Prometheus text format (500 when collecting them failed). */
+export function sendMetrics(registry: Registry, res: ServerResponse, logger: Logger): void {
+  registry.metrics().then(
+    (text) => {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(text);
+    },
+    (error: unknown) => {
+      logger.error({ err: error }, 'metrics collection failed');
+      sendJson(res, 500, { error: 'metrics collection failed' });
+    },
+  );
+}
+
+/** Whether a request comes from this machine (`mariner up` answers /metrics to those only: the series name every tenant's models and clusters). */
+export function fromLoopback(req: IncomingMessage): boolean {
+  const address = req.socket.remoteAddress ?? '';
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 /** Operation names are the client's choice: beyond this many distinct ones, they count as `other`. */

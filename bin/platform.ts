@@ -6,7 +6,6 @@ import { runInNewContext } from 'node:vm';
 import { startAgent, type Agent } from '../agent/index.js';
 import { demoTrainerCommand } from '../agent/trainers/demoTrainer.js';
 import type { OidcVerifier } from '../gateway/oidc.js';
-import { NO_OBSERVERS } from '../lib/componentObservers.js';
 import type { MarinerConfig } from '../lib/config.js';
 import { openDatabase, type Database } from '../lib/db.js';
 import { sendJson } from '../lib/http.js';
@@ -22,6 +21,7 @@ import { DEFAULT_TENANT_ID, usersComponent } from '../subgraphs/users/index.js';
 import { ComponentHost, type HostRoutes } from './componentHost.js';
 import { COMPONENTS } from './components.js';
 import { installDemoModel } from './demoModel.js';
+import { createComponentMetrics, fromLoopback, sendMetrics } from './metrics.js';
 import { createGatewayComponent, gatewayComponent } from './gatewayComponent.js';
 
 export interface Platform {
@@ -112,6 +112,8 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
   // Test hook: the gateway with a ready OIDC verifier.
   const components =
     options.oidc === undefined ? COMPONENTS : COMPONENTS.map((c) => (c === gatewayComponent ? createGatewayComponent({ oidc: options.oidc }) : c));
+  // The same Prometheus series as `mariner serve` components, all of them in one registry (issue 24: `mariner up` served no /metrics).
+  const metrics = createComponentMetrics('up');
   const host = new ComponentHost({
     config,
     components,
@@ -119,7 +121,7 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     tokens,
     secretKey: secret,
     logger,
-    observers: NO_OBSERVERS,
+    observers: metrics,
     embedded: true,
     subgraphHost: '127.0.0.1',
     subgraphPort: () => 0,
@@ -143,10 +145,20 @@ export async function startPlatform(config: MarinerConfig, options: PlatformOpti
     const { bootstrap } = host.exposed(usersComponent);
     const clusters = host.exposed(clustersComponent).store;
     if (options.demoModel) await installDemoModel(host.exposed(modelsComponent).store, objectStore, DEFAULT_TENANT_ID);
+    metrics.observeInFlight(() => host.inFlight());
     const readiness: HostRoutes = {
-      paths: ['/healthz', '/readyz'],
+      paths: ['/healthz', '/readyz', '/metrics'],
       handle(req, res) {
-        if (new URL(req.url ?? '/', 'http://mariner').pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+        const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;
+        if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+        // Prometheus on the public port, to this machine only: the series name every tenant's models
+        // and clusters (`mariner serve` has them on its operations port, apart from traffic).
+        if (pathname === '/metrics') {
+          if (fromLoopback(req)) return sendMetrics(metrics.registry, res, logger);
+          return sendJson(res, 403, {
+            error: { message: '/metrics answers requests from this machine only', type: 'invalid_request_error', param: null, code: 'forbidden' },
+          });
+        }
         // Ready: migrations ran and the gateway loaded the supergraph before we listened; the
         // database must still answer.
         db.knex
