@@ -22,7 +22,7 @@
  * pages), `npm run docs:check -- --url http://127.0.0.1:8080` (a server already running; its key in
  * MARINER_API_KEY). test/docsExamples.test.ts runs it in `npm test`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -226,6 +226,8 @@ function killGroup(child: ChildProcess): void {
  * its first failing block: the blocks after it usually need what it should have made.
  */
 export async function runPages(pages: DocBlock[][], target: Target, options: { concurrency?: number; timeoutMs?: number } = {}): Promise<BlockResult[]> {
+  const missing = ['bash', 'curl', 'jq'].filter((tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0);
+  if (missing.length > 0) throw new Error(`the documentation's examples need ${missing.join(' and ')} on PATH (Debian: apt-get install ${missing.join(' ')})`);
   const results: BlockResult[][] = pages.map(() => []);
   let next = 0;
   const worker = async () => {
