@@ -180,6 +180,30 @@ describe('audio transcriptions: a Whisper model on the local executor, with the 
     expect(over.body.error.message).toContain('26214400');
   });
 
+  it('GraphQL createTranscription transcribes an uploaded File of the project as REST does; another organization’s file is NOT_FOUND', async () => {
+    const TRANSCRIBE = `mutation Transcribe($input: CreateTranscriptionInput!) {
+      createTranscription(input: $input) { text language duration segments { start end text } }
+    }`;
+    const uploaded = await client.files.create({ file: await tone(), purpose: 'user_data' });
+    const { createTranscription } = await t.gqlOk(TRANSCRIBE, { input: { model: modelId, fileId: uploaded.id, language: 'en' } });
+    expect(createTranscription.language).toBe('english');
+    expect(createTranscription.duration).toBeCloseTo(0.5, 1);
+    expect(createTranscription.segments.length).toBeGreaterThan(0);
+    for (const segment of createTranscription.segments) expect(segment.end).toBeLessThanOrEqual(createTranscription.duration + 1e-6);
+    // The same audio through REST: the same greedy decode, the same words.
+    const rest = await client.audio.transcriptions.create({ file: await tone(), model: modelId, language: 'en' });
+    expect(createTranscription.text).toBe(rest.text);
+
+    const other = await projectWithKey(t, 'Transcription File Outsiders', { role: 'OWNER' });
+    const refused = await t.gql(TRANSCRIBE, { input: { model: modelId, fileId: uploaded.id } }, { token: other.key });
+    expect(refused.errors?.[0]?.extensions?.['code']).toBe('NOT_FOUND');
+    expect(refused.errors?.[0]?.message).toContain(uploaded.id);
+    const anonymous = await t.gql(TRANSCRIBE, { input: { model: modelId, fileId: uploaded.id } }, { token: 'sk-not-a-key' });
+    expect(anonymous.errors?.[0]?.extensions?.['code']).toBe('UNAUTHENTICATED');
+    const missing = await t.gql(TRANSCRIBE, { input: { model: modelId, fileId: 'file-nosuchfile' } });
+    expect(missing.errors?.[0]?.extensions?.['code']).toBe('NOT_FOUND');
+  });
+
   it('authentication and visibility: no key is 401; another organization gets 404 for the model, as for one that does not exist', async () => {
     const anonymous = new OpenAI({ apiKey: 'not-a-key', baseURL: `${t.url}/v1`, maxRetries: 0 });
     await expect(anonymous.audio.transcriptions.create({ file: await tone(), model: modelId })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);

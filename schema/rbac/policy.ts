@@ -196,6 +196,8 @@ const inference: PolicyMap = {
   },
   // The typed answers of chatCompletion, completion, embeddings and their streams: as the fields that return them.
   ChatCompletion: { '*': modelsWrite },
+  Transcription: { '*': modelsWrite },
+  TranscriptionSegment: { '*': modelsWrite },
   ChatCompletionChoice: { '*': modelsWrite },
   ChatCompletionMessage: { '*': modelsWrite },
   ChatCompletionChunk: { '*': modelsWrite },

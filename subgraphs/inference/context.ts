@@ -8,6 +8,7 @@ import type { RateLimiter } from './rateLimits.js';
 import type { RefusedModels } from './refusedModels.js';
 import type { InferenceRouter } from './router.js';
 import type { RuntimeAccess } from './runtimeAccess.js';
+import type { TranscriptionAudio } from './transcriptions.js';
 import type { RuntimeRow, RuntimeStore, UsageStore } from './store.js';
 import type { UsageRecorder } from './usage.js';
 
@@ -21,6 +22,8 @@ export interface InferenceContext extends SubgraphContext {
   access: RuntimeAccess;
   loaders: InferenceLoaders;
   pubsub: PubSub;
+  /** createTranscription's audio files (null: no files subgraph or object store in this process). */
+  transcriptionAudio: TranscriptionAudio | null;
   /** The `rag` tool's search (null: no vectorstores subgraph to ask). */
   vectorStores: VectorStoreSearch | null;
   rateLimiter: RateLimiter;

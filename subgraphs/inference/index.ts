@@ -17,6 +17,7 @@ import { ReadyRuntimes } from './readyRuntimes.js';
 import { InferenceRouter } from './router.js';
 import { RuntimeAccess } from './runtimeAccess.js';
 import { RateLimitStore, RuntimeStore, SCHEMA, UsageStore } from './store.js';
+import { createTranscriptionAudio } from './transcriptions.js';
 import { UsageRecorder } from './usage.js';
 
 /**
@@ -28,7 +29,15 @@ import { UsageRecorder } from './usage.js';
 export const inferenceComponent = defineComponent({
   name: 'inference',
   subgraphs: ['inference'],
-  needs: { database: true, pubsub: true, clusterAccess: true, tunnels: true, subgraphs: ['models', 'clusters'], optionalSubgraphs: ['vectorstores'] },
+  needs: {
+    database: true,
+    pubsub: true,
+    clusterAccess: true,
+    tunnels: true,
+    objectStore: true,
+    subgraphs: ['models', 'clusters'],
+    optionalSubgraphs: ['vectorstores', 'files'],
+  },
   provides: ['inferencePlane'],
   migrations: { schema: SCHEMA, migrations },
   /**
@@ -37,7 +46,7 @@ export const inferenceComponent = defineComponent({
    * kept; and the largest request body the data plane reads (the gateway's limit).
    */
   settings: (config) => ({ ...config.inference, maxBodyBytes: config.limits.maxBodyBytes }),
-  async create({ db, pubsub, clusterAccess, tunnels, settings, tokens, subgraphUrl, logger: hostLogger, observers }) {
+  async create({ db, pubsub, clusterAccess, tunnels, settings, tokens, subgraphUrl, objectStore, logger: hostLogger, observers }) {
     // An unchanged runtime report is written again (its time only) a third of the freshness window after the last write.
     const store = new RuntimeStore(db.knex, settings.runtimeFreshSeconds / 3);
     const logger = hostLogger.child({ component: 'inference' });
@@ -52,6 +61,7 @@ export const inferenceComponent = defineComponent({
     const access = new RuntimeAccess(clusterAccess, models);
     const refused = new RefusedModels(readyRuntimes, store, access, tunnels);
     const vectorStores = subgraphUrl.vectorstores ? createVectorStoreSearch({ url: subgraphUrl.vectorstores, tokens }) : null;
+    const transcriptionAudio = subgraphUrl.files ? createTranscriptionAudio({ url: subgraphUrl.files, tokens, objectStore }) : null;
     const rateLimiter = new RateLimiter(new RateLimitStore(db.knex), {
       requestsPerMinute: settings.rateLimitRequestsPerMinute,
       tokensPerMinute: settings.rateLimitTokensPerMinute,
@@ -75,6 +85,7 @@ export const inferenceComponent = defineComponent({
       loaders: createInferenceLoaders(base, store, access),
       pubsub,
       vectorStores,
+      transcriptionAudio,
       rateLimiter,
       usage,
       usageStore,

@@ -20,6 +20,7 @@ import {
 } from './openaiShapes.js';
 import { readJson, serverSentEvents } from './router.js';
 import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow, RuntimeScalingSchedule } from './store.js';
+import { transcribeFile } from './transcriptions.js';
 
 /**
  * A typed field's request: its input checked and made the OpenAI body (openaiShapes.ts), then the
@@ -272,6 +273,7 @@ export const resolvers: Resolvers<InferenceContext> = {
     tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
+    createTranscription: (_p, { input }, ctx) => transcribeFile(ctx, input),
     chatCompletion: async (_p, { input }, ctx) =>
       chatCompletionOf(
         await typed(

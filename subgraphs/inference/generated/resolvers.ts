@@ -254,6 +254,19 @@ export type ContentPartType =
   | 'IMAGE_URL'
   | 'TEXT';
 
+export type CreateTranscriptionInput = {
+  /** The audio: a File of the project (files API), its bytes in the object store. */
+  fileId: Scalars['ID']['input'];
+  /** The audio's language (ISO-639-1), when known. */
+  language?: InputMaybe<Scalars['String']['input']>;
+  /** A Whisper model visible to the project (format WHISPER_GGML on the local executor, or served by vLLM). */
+  model: Scalars['String']['input'];
+  /** Text to guide the model's style or continue a previous segment. */
+  prompt?: InputMaybe<Scalars['String']['input']>;
+  /** Sampling temperature, 0 to 1 (default 0). */
+  temperature?: InputMaybe<Scalars['Float']['input']>;
+};
+
 export type Embedding = {
   __typename?: 'Embedding';
   embedding: Array<Scalars['Float']['output']>;
@@ -410,6 +423,12 @@ export type Mutation = {
    * @deprecated Use embeddings: typed input and answer.
    */
   createEmbedding: Scalars['JSON']['output'];
+  /**
+   * Transcribes an uploaded audio file of the project (a File: WAV, MP3 or FLAC, at most 25 MiB) with a
+   * Whisper model (OpenAI POST /v1/audio/transcriptions, verbose_json): the text, its language, the audio's
+   * duration and timed segments. Rate limits and usage as a completion; another project's file is NOT_FOUND.
+   */
+  createTranscription: Transcription;
   /** Embeddings of one text or several (OpenAI POST /v1/embeddings). */
   embeddings: EmbeddingList;
   /**
@@ -443,6 +462,11 @@ export type MutationCreateCompletionArgs = {
 
 export type MutationCreateEmbeddingArgs = {
   request: Scalars['JSON']['input'];
+};
+
+
+export type MutationCreateTranscriptionArgs = {
+  input: CreateTranscriptionInput;
 };
 
 
@@ -728,6 +752,25 @@ export type TopLogprob = {
   token: Scalars['String']['output'];
 };
 
+/** A transcription (OpenAI's verbose_json transcription). */
+export type Transcription = {
+  __typename?: 'Transcription';
+  /** The audio's length in seconds. */
+  duration?: Maybe<Scalars['Float']['output']>;
+  /** The language the model heard (or was told). */
+  language?: Maybe<Scalars['String']['output']>;
+  segments: Array<TranscriptionSegment>;
+  text: Scalars['String']['output'];
+};
+
+/** A timed piece of a transcript, in seconds. */
+export type TranscriptionSegment = {
+  __typename?: 'TranscriptionSegment';
+  end: Scalars['Float']['output'];
+  start: Scalars['Float']['output'];
+  text: Scalars['String']['output'];
+};
+
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
 
@@ -847,6 +890,7 @@ export type ResolversTypes = ResolversObject<{
   CompletionUsage: ResolverTypeWrapper<CompletionUsage>;
   ContentPartInput: ContentPartInput;
   ContentPartType: ContentPartType;
+  CreateTranscriptionInput: CreateTranscriptionInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   Embedding: ResolverTypeWrapper<Embedding>;
   EmbeddingInput: EmbeddingInput;
@@ -883,6 +927,8 @@ export type ResolversTypes = ResolversObject<{
   ToolChoiceInput: ToolChoiceInput;
   ToolChoiceMode: ToolChoiceMode;
   TopLogprob: ResolverTypeWrapper<TopLogprob>;
+  Transcription: ResolverTypeWrapper<Transcription>;
+  TranscriptionSegment: ResolverTypeWrapper<TranscriptionSegment>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -909,6 +955,7 @@ export type ResolversParentTypes = ResolversObject<{
   CompletionLogprobs: CompletionLogprobs;
   CompletionUsage: CompletionUsage;
   ContentPartInput: ContentPartInput;
+  CreateTranscriptionInput: CreateTranscriptionInput;
   DateTime: Scalars['DateTime']['output'];
   Embedding: Embedding;
   EmbeddingInput: EmbeddingInput;
@@ -942,6 +989,8 @@ export type ResolversParentTypes = ResolversObject<{
   ToolCallInput: ToolCallInput;
   ToolChoiceInput: ToolChoiceInput;
   TopLogprob: TopLogprob;
+  Transcription: Transcription;
+  TranscriptionSegment: TranscriptionSegment;
 }>;
 
 export type ApiKeyResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ApiKey'] = ResolversParentTypes['ApiKey']> = ResolversObject<{
@@ -1115,6 +1164,7 @@ export type MutationResolvers<ContextType = InferenceContext, ParentType extends
   createChatCompletion?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateChatCompletionArgs, 'request'>>;
   createCompletion?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateCompletionArgs, 'request'>>;
   createEmbedding?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateEmbeddingArgs, 'request'>>;
+  createTranscription?: Resolver<ResolversTypes['Transcription'], ParentType, ContextType, RequireFields<MutationCreateTranscriptionArgs, 'input'>>;
   embeddings?: Resolver<ResolversTypes['EmbeddingList'], ParentType, ContextType, RequireFields<MutationEmbeddingsArgs, 'input'>>;
   reportRuntimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType, RequireFields<MutationReportRuntimesArgs, 'runtimes'>>;
 }>;
@@ -1196,6 +1246,19 @@ export type TopLogprobResolvers<ContextType = InferenceContext, ParentType exten
   token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
+export type TranscriptionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Transcription'] = ResolversParentTypes['Transcription']> = ResolversObject<{
+  duration?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  language?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  segments?: Resolver<Array<ResolversTypes['TranscriptionSegment']>, ParentType, ContextType>;
+  text?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type TranscriptionSegmentResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['TranscriptionSegment'] = ResolversParentTypes['TranscriptionSegment']> = ResolversObject<{
+  end?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  start?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  text?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiUsage?: ApiUsageResolvers<ContextType>;
@@ -1232,5 +1295,7 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   ToolCall?: ToolCallResolvers<ContextType>;
   ToolCallDelta?: ToolCallDeltaResolvers<ContextType>;
   TopLogprob?: TopLogprobResolvers<ContextType>;
+  Transcription?: TranscriptionResolvers<ContextType>;
+  TranscriptionSegment?: TranscriptionSegmentResolvers<ContextType>;
 }>;
 
