@@ -182,7 +182,7 @@ const inference: PolicyMap = {
     createChatCompletion: modelsWrite,
     createCompletion: modelsWrite,
     createEmbedding: modelsWrite,
-    // No GraphQL field: the rule the data plane applies to POST /v1/audio/transcriptions (an inference request, as a completion).
+    // Also the rule the data plane applies to POST /v1/audio/transcriptions (an inference request, as a completion).
     createTranscription: modelsWrite,
     reportRuntimes: isWorker,
   },
