@@ -21,6 +21,7 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import type { ActiveModel } from '../executor.js';
 import { MANAGED_BY_LABELS, validateManifest } from './manifests.js';
+import { adapterSyncContainer, adaptersListVolume, servesAdapters, VLLM_LORA_ENV, vllmLoraArgs } from './vllmAdapters.js';
 
 /** Images of the runtimes and of the weights copier; each can be replaced (a mirror, a pinned tag). */
 export interface RuntimeImages {
@@ -132,6 +133,8 @@ interface RuntimePlan {
   /** Copies (or pulls) the weights into /models. */
   initContainer: IContainer;
   container: IContainer;
+  /** Beside the runtime: vLLM's LoRA adapters' copier (vllmAdapters.ts). */
+  sidecars?: IContainer[];
 }
 
 function copierContainer(model: ActiveModel, weights: RuntimeWeightsSource, images: RuntimeImages, file: boolean): IContainer {
@@ -181,20 +184,35 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
       // vLLM splits a model over the pod's GPUs with tensor parallelism (LLMariner's vLLM runtime does too).
       const parallel =
         model.gpu > 1 && !model.extraArgs.some((arg) => arg.startsWith('--tensor-parallel-size')) ? ['--tensor-parallel-size', String(model.gpu)] : [];
+      const copier = copierContainer(model, weights, images, false);
+      // A model with LoRA adapters: loaded at run time (vllmAdapters.ts), copied in by a sidecar.
+      const lora = servesAdapters(model);
       return {
         kind,
-        initContainer: copierContainer(model, weights, images, false),
+        initContainer: copier,
         container: {
           name: 'runtime',
           image: images.vllm,
           // The module every vLLM image ships, whatever its entrypoint (`vllm serve` in newer ones).
           command: ['python3', '-m', 'vllm.entrypoints.openai.api_server'],
-          args: ['--model', `${MODELS_DIR}/model`, '--served-model-name', model.id, '--port', String(RUNTIME_PORT), ...parallel, ...model.extraArgs],
+          args: [
+            '--model',
+            `${MODELS_DIR}/model`,
+            '--served-model-name',
+            model.id,
+            '--port',
+            String(RUNTIME_PORT),
+            ...parallel,
+            ...(lora ? vllmLoraArgs(model.extraArgs) : []),
+            ...model.extraArgs,
+          ],
+          ...(lora ? { env: [VLLM_LORA_ENV] } : {}),
           ports,
           ...gpuResources(model.gpu),
           readinessProbe: readinessProbe('/health'),
           volumeMounts: [...volumeMounts, { name: 'shm', mountPath: '/dev/shm' }],
         },
+        ...(lora ? { sidecars: [adapterSyncContainer(copier)] } : {}),
       };
     }
     case 'llama-cpp':
@@ -299,6 +317,7 @@ export function runtimeManifests(model: ActiveModel, options: { namespace: strin
     { name: 'models', emptyDir: {} },
     // vLLM's workers share tensors through /dev/shm, which a container runtime caps at 64 MiB.
     ...(plan.kind === 'vllm' ? [{ name: 'shm', emptyDir: { medium: 'Memory' } }] : []),
+    ...(plan.sidecars ? [adaptersListVolume(name)] : []),
   ];
   const tolerations = model.gpu > 0 ? [{ key: 'nvidia.com/gpu', operator: 'Exists' as const, effect: 'NoSchedule' as const }] : [];
   const statefulSet: IStatefulSet = {
@@ -315,7 +334,7 @@ export function runtimeManifests(model: ActiveModel, options: { namespace: strin
         metadata: { labels, annotations },
         spec: {
           initContainers: [plan.initContainer],
-          containers: [plan.container],
+          containers: [plan.container, ...(plan.sidecars ?? [])],
           volumes,
           ...(tolerations.length > 0 ? { tolerations } : {}),
         },

@@ -18,14 +18,18 @@ import {
   modelIdHash,
   RUNTIME_PORT,
   RUNTIME_SELECTOR,
+  runtimeKindOf,
   runtimeManifests,
   runtimeName,
+  s3UriOf,
   type RuntimeImages,
   type RuntimeManifests,
   SPEC_HASH_ANNOTATION,
   UnrunnableModelError,
 } from './runtimeManifests.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
+import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
+import { VllmAdapters } from './vllmAdapters.js';
 import { ignoreNotFound, statusCode } from './apiErrors.js';
 
 export interface KubernetesRuntimeHostOptions {
@@ -45,6 +49,10 @@ export interface KubernetesRuntimeHostOptions {
   serviceUrl?: ((service: { name: string; namespace: string; port: number }) => string) | undefined;
   /** How long `forward` trusts a readiness it read (ms); a model seen not ready is read again sooner. */
   readinessTtlMs?: number | undefined;
+  /** The base URL of one runtime pod (LoRA adapters go to a pod, not the Service). Default `http://<podIP>:8000`. */
+  podUrl?: ((pod: V1Pod) => string | undefined) | undefined;
+  /** How long an adapter's first request waits for it to load on a pod (default 180 s). */
+  adapterLoadTimeoutMs?: number | undefined;
 }
 
 function hostDefaults(options: KubernetesRuntimeHostOptions) {
@@ -104,12 +112,60 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
   const apps = options.kubeConfig.makeApiClient(AppsV1Api);
   const core = options.kubeConfig.makeApiClient(CoreV1Api);
   const weights = { objectStore: options.objectStore, credentialsSecret: options.objectStoreSecret };
+  const adapters = new VllmAdapters({
+    core,
+    namespace,
+    logger,
+    podUrl: options.podUrl ?? ((pod) => (pod.status?.podIP ? `http://${pod.status.podIP}:${RUNTIME_PORT}` : undefined)),
+    ...(options.adapterLoadTimeoutMs !== undefined ? { loadTimeoutMs: options.adapterLoadTimeoutMs } : {}),
+  });
+  /** The label selector of one model's runtime pods. */
+  const podsOf = (modelId: string) => `${RUNTIME_SELECTOR},${MODEL_ID_HASH_LABEL}=${modelIdHash(modelId)}`;
+  const isVllm = (model: ActiveModel | undefined) => {
+    try {
+      return model !== undefined && runtimeKindOf(model) === 'vllm';
+    } catch {
+      return false;
+    }
+  };
+
+  /** The vLLM runtimes' adapters no longer served: unloaded from their pods (vllmAdapters.ts). */
+  async function unloadGoneAdapters(models: ActiveModel[]): Promise<void> {
+    await Promise.all(
+      models
+        .filter((model) => isVllm(model) && model.loraAdapters !== undefined)
+        .map((model) =>
+          adapters
+            .unloadGone(runtimeName(model.id), podsOf(model.id), model.loraAdapters!)
+            .catch((error: unknown) => logger.warn({ modelId: model.id, err: kubeMessage(error) }, 'LoRA adapters not checked; next reconcile')),
+        ),
+    );
+  }
+
+  /** An adapter's request: to the pod holding it, loaded on one first when none does. */
+  function forwardAdapter(modelId: string, adapter: string, source: string, req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string): void {
+    let s3Uri: string;
+    try {
+      s3Uri = s3UriOf(source, options.objectStore);
+    } catch (error) {
+      return answerRuntimeError(res, 502, `the LoRA adapter of ${adapter} cannot be served here: ${(error as Error).message}`);
+    }
+    adapters.podFor(runtimeName(modelId), podsOf(modelId), adapter, s3Uri, podInFlight).then(
+      (pod) => {
+        podInFlight.track(pod.name, res.stream);
+        forwardToRuntime({ baseUrl: pod.url, modelId, req, res, runtimePath });
+      },
+      (error: unknown) => answerRuntimeError(res, 503, `the LoRA adapter of ${adapter} is not loaded: ${kubeMessage(error)}`),
+    );
+  }
 
   /** The active models of the last reconcile, and why any of them is not deployed. */
   let wanted = new Map<string, ActiveModel>();
   const problems = new Map<string, string>();
   /** Requests this agent has open to each model's runtime (the only path requests take to it). */
   const inFlight = new InFlightCounts();
+  /** Adapter requests open to each pod (by name): where the next adapter loads. */
+  const podInFlight = new InFlightCounts();
   /** Ready replicas per model as last read, for forward. */
   const readiness = new Map<string, { ready: number; at: number }>();
   const reading = new Map<string, Promise<number>>();
@@ -234,7 +290,11 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
 
   return {
     reconcile(models) {
-      const pass = reconciling.then(() => (closed ? undefined : reconcileOnce(models)));
+      const pass = reconciling.then(async () => {
+        if (closed) return;
+        await reconcileOnce(models);
+        await unloadGoneAdapters(models);
+      });
       reconciling = pass.catch(() => undefined);
       return pass;
     },
@@ -290,6 +350,11 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       readyReplicas(modelId).then(
         (ready) => {
           if (ready === 0) return answerRuntimeError(res, 503, `model ${modelId} has no ready runtime on this cluster`);
+          // A fine-tuned model served as a LoRA adapter of this vLLM model.
+          const adapter = req.headers[ADAPTER_MODEL_HEADER];
+          const source = req.headers[ADAPTER_SOURCE_HEADER];
+          if (typeof adapter === 'string' && typeof source === 'string' && isVllm(wanted.get(modelId)))
+            return forwardAdapter(modelId, adapter, source, req, res, runtimePath);
           const baseUrl = serviceUrl({ name: runtimeName(modelId), namespace, port: RUNTIME_PORT });
           forwardToRuntime({ baseUrl, modelId, req, res, runtimePath });
         },
