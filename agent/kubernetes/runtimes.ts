@@ -327,7 +327,8 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
                     .map(podProblem)
                     .find(Boolean)
                 : undefined;
-            statusMessage = `${ready}/${desired} ready${why ? `: ${why}` : ''}`;
+            const held = isVllm(model) ? adapters.heldText(runtimeName(model.id)) : '';
+            statusMessage = `${ready}/${desired} ready${why ? `: ${why}` : ''}${held ? `; LoRA adapters loaded: ${held}` : ''}`;
           }
         }
         return { modelId: model.id, desiredReplicas: desired, readyReplicas: ready, inFlightRequests: inFlight.get(model.id), statusMessage };

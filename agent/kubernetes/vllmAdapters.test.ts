@@ -233,6 +233,9 @@ describe('LoRA adapters on vLLM pods, through the Kubernetes runtime host', () =
     expect(holderB).not.toBe(holderA);
     expect(answer.body['choices']).toEqual([expect.objectContaining({ message: expect.objectContaining({ content: `from ${holderB.name}` }) })]);
     expect(syncFolders()).toHaveLength(2);
+    // The runtime's status says which pod holds which adapter.
+    const [status] = await host.status();
+    expect(status!.statusMessage).toBe(`2/2 ready; LoRA adapters loaded: ${[`${holderA.name}: ${A}`, `${holderB.name}: ${B}`].sort().join('; ')}`);
   });
 
   it('an adapter no longer served (its model deleted or deactivated) is unloaded from its pod and dropped from the list', async () => {

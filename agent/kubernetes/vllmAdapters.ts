@@ -211,6 +211,18 @@ export class VllmAdapters {
     }
   }
 
+  /**
+   * The adapters each pod of a runtime holds, as last seen (no call is made): `<pod>: <ids>; ...`, or ''
+   * when none holds any. For the runtime's status.
+   */
+  heldText(runtimeName: string): string {
+    return [...this.held.entries()]
+      .filter(([pod, { ids }]) => pod.startsWith(`${runtimeName}-`) && ids.size > 0)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([pod, { ids }]) => `${pod}: ${[...ids].sort().join(', ')}`)
+      .join('; ');
+  }
+
   /** Unloads from the model's pods, and drops from its ConfigMap, the adapters not in `served`. */
   async unloadGone(runtimeName: string, selector: string, served: readonly string[]): Promise<void> {
     const keep = new Set(served.map(adapterFolder));
