@@ -168,6 +168,17 @@ export const resolvers: Resolvers<UsersContext> = {
         excludedFromRateLimiting: input.excludedFromRateLimiting ?? false,
       };
       let created: { id: string; secret: string };
+      const caller = principalOf(ctx).userId;
+      const userId = input.userId == null ? caller : normalizeUserId(input.userId);
+      if (input.isServiceAccount && input.userId != null) throw badInput('input.userId: a service-account key acts as its own new user', 'input.userId');
+      if (userId !== caller) {
+        // LLMariner lets organization owners make keys for others (service accounts); a member's key, too.
+        requireOrganizationOwner(ctx, project.organization_id);
+        const member =
+          (await ctx.store.projectMembershipsOfUsers([userId])).some((m) => m.project_id === project.id) ||
+          (await ctx.store.organizationMember(project.organization_id, userId))?.role === 'OWNER';
+        if (!member) throw failedPrecondition(`${userId} is not a member of project ${project.id}: add them first (addProjectMember)`);
+      }
       if (input.isServiceAccount) {
         requireOrganizationOwner(ctx, project.organization_id);
         created = await ctx.store.createServiceAccountKey({ ...common, role: input.role ?? 'READER' });
@@ -176,7 +187,7 @@ export const resolvers: Resolvers<UsersContext> = {
         if (input.excludedFromRateLimiting && organizationRoleOf(ctx, project.organization_id) !== 'OWNER') {
           throw forbidden('only organization owners can exclude keys from rate limiting');
         }
-        created = await ctx.store.createApiKey({ ...common, userId: principalOf(ctx).userId });
+        created = await ctx.store.createApiKey({ ...common, userId });
       }
       const apiKey = await ctx.store.apiKeyById(created.id);
       return { apiKey: apiKey!, secret: created.secret };

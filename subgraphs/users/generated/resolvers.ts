@@ -49,12 +49,21 @@ export type CreateApiKeyInput = {
   /** Defaults to the caller's current project. */
   projectId?: InputMaybe<Scalars['ID']['input']>;
   role?: InputMaybe<OrganizationRole>;
+  /**
+   * The user the key acts as (default: the caller). Another user than the caller: organization owners
+   * only, and the user must be a member of the project (or an owner of its organization). Not with
+   * isServiceAccount.
+   */
+  userId?: InputMaybe<Scalars['ID']['input']>;
 };
 
 export type CreateApiKeyPayload = {
   __typename?: 'CreateApiKeyPayload';
   apiKey: ApiKey;
-  /** The full secret. It is shown only here, once: store it now. */
+  /**
+   * The full secret. It is shown only here, once: select this field in the createApiKey operation and
+   * store it now. A key created without selecting it cannot be read again; delete it and create another.
+   */
   secret: Scalars['String']['output'];
 };
 
@@ -84,6 +93,10 @@ export type Mutation = {
   addOrganizationMember: OrganizationMember;
   /** The user must be a member of the project's organization. */
   addProjectMember: ProjectMember;
+  /**
+   * A key for a project: the caller's, another member's (organization owners), or a service account's
+   * (organization owners). Select `secret`: the answer is the only place it is ever shown.
+   */
   createApiKey: CreateApiKeyPayload;
   /** Only owners of the default organization may create organizations; the creator becomes an owner. */
   createOrganization: Organization;
