@@ -267,17 +267,29 @@ async function main(): Promise<void> {
 
   const rounds = intOption('rounds', values.rounds, 1);
   const runs: ModeRun[] = [];
+  const report = (runs: ModeRun[]) => write(settings, rounds, command, modes as Mode[], runs);
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? modes : [...modes].reverse();
-    for (const mode of order as Mode[]) runs.push(await measure(mode, settings, log));
+    for (const mode of order as Mode[]) {
+      runs.push(await measure(mode, settings, log));
+      // What is measured so far is written at once: a later round that fails does not lose it.
+      report(runs);
+    }
   }
-  const results = (modes as Mode[]).map((mode) =>
-    pooled(
-      mode,
-      runs.filter((r) => r.mode === mode),
-      settings.lines,
-    ),
-  );
+  process.stdout.write(report(runs));
+}
+
+/** Writes bench-results/batches.{json,md} from the runs so far (each mode's rounds pooled); the markdown. */
+function write(settings: Settings, rounds: number, command: string, modes: Mode[], runs: ModeRun[]): string {
+  const results = modes
+    .filter((mode) => runs.some((r) => r.mode === mode))
+    .map((mode) =>
+      pooled(
+        mode,
+        runs.filter((r) => r.mode === mode),
+        settings.lines,
+      ),
+    );
 
   const report = {
     ...benchEnvironment('batches', command),
@@ -299,7 +311,7 @@ async function main(): Promise<void> {
     `# Batch API benchmark`,
     '',
     `\`${command}\` — ${report.date}, Node ${report.node}, ${report.cpu.cores} × ${report.cpu.model}, ${report.settings.database}.`,
-    `The demo model (node-llama-cpp, random weights), max_tokens ${settings.maxTokens}; interactive requests one at a time, ${report.settings.interactivePerSecond} per second; a ${settings.lines}-line batch running ${settings.perBatch} requests at once (tenant cap ${settings.perTenant}). Each mode on a fresh platform per round, ${rounds} round${rounds > 1 ? 's' : ''} (the order reversed every other round), in one run; figures pool the rounds.`,
+    `The demo model (node-llama-cpp, random weights), max_tokens ${settings.maxTokens}; interactive requests one at a time, ${report.settings.interactivePerSecond} per second; a ${settings.lines}-line batch running ${settings.perBatch} requests at once (tenant cap ${settings.perTenant}). Each mode on a fresh platform per round, ${runs.length} runs of ${rounds} round${rounds > 1 ? 's' : ''} (the order reversed every other round), in one run; figures pool the rounds.`,
     '',
     ...markdownTable(
       ['mode', 'batch lines/s', 'interactive', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'p50 change', 'failed'],
@@ -331,7 +343,7 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   writeFileSync(path.join(RESULTS_DIR, 'batches.md'), md);
-  process.stdout.write(md);
+  return md;
 }
 
 runBench(main);
