@@ -52,6 +52,17 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     chat = client.chat.completions.create({ model: 'mariner-demo', messages: [{ role: 'user', content: 'Hello' }] });
     chat.catch(() => undefined);
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // The page's WebSockets, so a test can drop the connection as a network would.
+    await context.addInitScript(() => {
+      const sockets: WebSocket[] = [];
+      (window as unknown as { sockets: WebSocket[] }).sockets = sockets;
+      window.WebSocket = class extends window.WebSocket {
+        constructor(...args: ConstructorParameters<typeof WebSocket>) {
+          super(...args);
+          sockets.push(this);
+        }
+      };
+    });
     page = await context.newPage();
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(`${t.url}/console/`);
@@ -95,11 +106,29 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     await page.getByRole('combobox', { name: 'Training file' }).click();
     await page.getByRole('option', { name: /^train\.jsonl/ }).click();
     await page.getByLabel('Suffix').fill('from-console');
+    // Enough epochs for the job to run a few seconds (the demo trainer takes 100 ms a step).
+    await page.getByLabel('Epochs').fill('20');
+    const resubscribed = new Promise<number>((resolve) => {
+      page.on('websocket', (ws) =>
+        ws.on('framesent', ({ payload }) => {
+          const message = JSON.parse(String(payload)) as { type: string; payload?: { query?: string; variables?: { fromOffset?: number } } };
+          const offset = message.payload?.variables?.fromOffset;
+          if (message.type === 'subscribe' && message.payload?.query?.includes('jobLogs') && offset) resolve(offset);
+        }),
+      );
+    });
     await page.getByRole('button', { name: 'Start job' }).click();
     await page.getByRole('heading', { name: /^ftjob-/ }).waitFor({ timeout: 15_000 });
     // The loss curve appears and grows as the trainer reports metrics (driven by the live log).
     await page.getByRole('img', { name: 'Training loss by step' }).locator('canvas').waitFor({ timeout: 60_000 });
+    // A network drop while the job runs: the console reconnects and the log resumes after the last line it
+    // has, rather than from the start; no line shows twice and none is lost.
+    await page.evaluate(() => (window as unknown as { sockets: WebSocket[] }).sockets.forEach((socket) => socket.close(1000)));
+    expect(await resubscribed).toBeGreaterThan(0);
     await expect.poll(() => page.getByText('succeeded', { exact: true }).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    const lines = ((await page.getByTestId('job-log').textContent()) ?? '').split('\n').filter(Boolean);
+    expect(new Set(lines).size).toBe(lines.length);
+    expect(lines.filter((line) => line.includes('"type":"metrics"'))).toHaveLength(60);
     await page.screenshot({ path: screenshotPath('11-job-loss-curve'), fullPage: true });
     expect(pageErrors).toEqual([]);
   });

@@ -33,9 +33,23 @@ export function createConsoleClient(): { client: Client; ws: WsClient } {
       subscriptionExchange({
         forwardSubscription(request) {
           const input = { ...request, query: request.query ?? '' };
+          // A log followed from an offset (`jobLogs(fromOffset)`) resumes after the last line it got: graphql-ws
+          // sends this same payload again when it reconnects after a network drop, so it asks for what is new.
+          const resumable = typeof input.variables?.['fromOffset'] === 'number';
           return {
             subscribe(sink) {
-              const unsubscribe = ws.subscribe(input, sink);
+              const unsubscribe = ws.subscribe(input, {
+                next(value) {
+                  if (resumable) {
+                    const root = Object.values(value.data ?? {})[0] as { lines?: { offset: number }[] } | undefined;
+                    const last = root?.lines?.at(-1)?.offset;
+                    if (typeof last === 'number') input.variables = { ...input.variables, fromOffset: last + 1 };
+                  }
+                  sink.next(value as Parameters<typeof sink.next>[0]);
+                },
+                error: (error) => sink.error(error),
+                complete: () => sink.complete(),
+              });
               return { unsubscribe };
             },
           };
