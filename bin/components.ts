@@ -1,5 +1,6 @@
 import type { AnyComponent } from '../lib/component.js';
 import { SUBGRAPH_NAMES } from '../schema/subgraphs.js';
+import { auditComponent } from '../subgraphs/audit/index.js';
 import { batchesComponent } from '../subgraphs/batches/index.js';
 import { clustersComponent } from '../subgraphs/clusters/index.js';
 import { filesComponent } from '../subgraphs/files/index.js';
@@ -34,6 +35,7 @@ export const COMPONENTS = [
   vectorStoresComponent,
   responsesComponent,
   batchesComponent,
+  auditComponent,
 ] as const satisfies readonly AnyComponent[];
 
 export type ComponentName = (typeof COMPONENTS)[number]['name'];

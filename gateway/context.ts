@@ -7,6 +7,8 @@ export interface GatewayContext extends RuleContext {
   identity: Identity | null;
   worker: Worker | null;
   system: false;
+  /** Where the request came from, for the audit log (gateway/audit.ts clientAddressOf); absent over WebSocket. */
+  clientAddress?: string | null;
   /** Internal tokens minted for this request, one per subgraph. */
   internalTokens: Map<string, string>;
 }

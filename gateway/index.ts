@@ -18,6 +18,7 @@ import { maskError } from '../lib/subgraphServer.js';
 import { policy } from '../schema/rbac/policy.js';
 import { supergraphSdl, type SubgraphName } from '../schema/subgraphs.js';
 import type { RoleScopeTable } from '../schema/rbac/roleScopes.js';
+import { AuditRecorder, auditSubgraphSink, clientAddressOf, createAuditPlugin } from './audit.js';
 import { createAuthenticator, createPrincipalChangesPlugin } from './authentication.js';
 import type { GatewayContext } from './context.js';
 import { InternalDataSource } from './dataSource.js';
@@ -109,6 +110,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     logger,
   });
+  // The audit log: one entry per mutation, written in batches to the audit subgraph (gateway/audit.ts).
+  const audit = new AuditRecorder({ sink: auditSubgraphSink(options.subgraphUrls.audit, options.tokens), logger });
   const armor = new ApolloArmor({
     maxDepth: { n: config.limits.maxDepth },
     maxAliases: { n: config.limits.maxAliases },
@@ -135,6 +138,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       createPrincipalChangesPlugin(() => authenticator),
       createSubscriptionOverHttpPlugin(),
       createErrorLoggingPlugin(logger),
+      createAuditPlugin(audit),
       ApolloServerPluginLandingPageDisabled(),
       ...(options.plugins ?? []),
     ],
@@ -231,7 +235,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         // The web console's session cookie, where there is no Authorization header (CSRF-checked: gateway/console.ts).
         const token = bearerToken(req) ?? consoleServer.credentialOf(req, 'http');
         const { identity, worker } = await authenticator.authenticate(token, req.headers, requestId);
-        const context: GatewayContext = { requestId, identity, worker, system: false, internalTokens: new Map(), _shield: { cache: {} } };
+        const context: GatewayContext = {
+          requestId,
+          identity,
+          worker,
+          system: false,
+          clientAddress: clientAddressOf(req),
+          internalTokens: new Map(),
+          _shield: { cache: {} },
+        };
         const response = await apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: req.method ?? 'GET', headers: toHeaderMap(req), search: url.search, body },
           context: async () => context,
@@ -266,6 +278,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       inference.close();
       await subscriptions.close();
       await apollo.stop();
+      // After the last request: its entry is in the queue. The audit subgraph stops after the gateway.
+      await audit.stop();
     },
   };
 }

@@ -18,6 +18,8 @@ export function createGatewayClient(graphqlUrl: () => string): GatewayClient {
   return {
     async request<T>(req: IncomingMessage, requestId: string, query: string, variables: Record<string, unknown> = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
+      // The audit log's client address (gateway/audit.ts clientAddressOf believes it from loopback only).
+      if (req.socket.remoteAddress) headers['x-mariner-client-address'] = req.socket.remoteAddress;
       for (const name of FORWARDED_HEADERS) {
         const value = req.headers[name];
         if (typeof value === 'string') headers[name] = value;

@@ -18,6 +18,7 @@ export const SUBGRAPH_NAMES = [
   'vectorstores',
   'batches',
   'responses',
+  'audit',
 ] as const;
 export type SubgraphName = (typeof SUBGRAPH_NAMES)[number];
 

@@ -359,6 +359,18 @@ const batches: PolicyMap = {
   BatchError: { '*': modelsRead },
 };
 
+// The audit log: any signed-in caller may ask, the resolver answers only an OWNER of the organization
+// asked about (another organization's entries never); entries are appended by the gateway's system
+// calls only, and no field changes or deletes one (subgraphs/audit/README.md).
+const audit: PolicyMap = {
+  Query: { auditEvents: isAuthenticated },
+  Mutation: { recordAuditEvents: isGatewaySystem },
+  AuditEvent: { '*': isAuthenticated },
+  AuditEventPage: { '*': isAuthenticated },
+  AuditAction: { '*': isAuthenticated },
+  AuditArgument: { '*': isAuthenticated },
+};
+
 /** Merges per-subgraph maps; a Type.field defined twice with different rules is a bug. */
 function merge(...maps: PolicyMap[]): PolicyMap {
   const out: PolicyMap = {};
@@ -375,7 +387,7 @@ function merge(...maps: PolicyMap[]): PolicyMap {
 }
 
 /** The whole platform's policy, by subgraph. */
-export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores, responses, batches } as const;
+export const subgraphPolicies = { users, rbac, files, models, clusters, sessions, inference, jobs, vectorstores, responses, batches, audit } as const;
 
 /** The policy for one subgraph: its own types, the shared ones and the federation plumbing. */
 export function policyFor(subgraph: keyof typeof subgraphPolicies): PolicyMap {

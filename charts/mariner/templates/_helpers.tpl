@@ -53,6 +53,7 @@ jobs: [{name: graphql, port: 8080}]
 vectorstores: [{name: graphql, port: 8080}]
 batches: [{name: graphql, port: 8080}]
 responses: [{name: graphql, port: 8080}]
+audit: [{name: graphql, port: 8080}]
 {{- end -}}
 
 {{/* Where each subgraph runs, and the gateway, as the components reach them inside the cluster. */}}
@@ -69,6 +70,7 @@ MARINER_SUBGRAPH_JOBS_URL: {{ printf "http://%s:8080/graphql" (printf $svc "jobs
 MARINER_SUBGRAPH_VECTORSTORES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "vectorstores") }}
 MARINER_SUBGRAPH_BATCHES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "batches") }}
 MARINER_SUBGRAPH_RESPONSES_URL: {{ printf "http://%s:8080/graphql" (printf $svc "responses") }}
+MARINER_SUBGRAPH_AUDIT_URL: {{ printf "http://%s:8080/graphql" (printf $svc "audit") }}
 MARINER_GATEWAY_URL: {{ printf "http://%s:8080/graphql" (printf $svc "gateway") }}
 {{- end -}}
 
