@@ -201,6 +201,13 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
         .first()
         .textContent(),
     ).toContain('admin@example.com');
+    // A new person: into the organization (as a reader), then into its project.
+    await page.getByLabel('Email (Default Organization)').fill('New.Person@example.com');
+    await page.getByRole('form', { name: 'Add a member to Default Organization' }).getByRole('button', { name: 'Add member' }).click();
+    await expect.poll(() => page.getByRole('table', { name: 'Members of Default Organization' }).textContent()).toContain('new.person@example.com');
+    await page.getByLabel('Email (project Default Project)').fill('new.person@example.com');
+    await page.getByRole('form', { name: 'Add a member to project Default Project' }).getByRole('button', { name: 'Add member' }).click();
+    await expect.poll(() => page.getByRole('table', { name: 'Members of project Default Project' }).textContent()).toContain('new.person@example.com');
     await page.screenshot({ path: screenshotPath('16-members'), fullPage: true });
 
     await open('Models', 'Models');

@@ -1,9 +1,55 @@
 import { Badge, Button, Card, Group, Loader, Select, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
-import { AddProjectMemberDocument, MembersDocument, type MembersQuery, type ProjectRole } from '../generated/graphql';
+import {
+  AddOrganizationMemberDocument,
+  AddProjectMemberDocument,
+  MembersDocument,
+  type MembersQuery,
+  type OrganizationRole,
+  type ProjectRole,
+} from '../generated/graphql';
 
 const PROJECT_ROLES: ProjectRole[] = ['MEMBER', 'OWNER'];
+const ORGANIZATION_ROLES: OrganizationRole[] = ['READER', 'OWNER'];
+
+/** An email and a role, added with `onAdd`: the form under each organization and project. */
+function AddMember<Role extends string>({
+  target,
+  roles,
+  busy,
+  onAdd,
+}: {
+  target: string;
+  roles: Role[];
+  busy: boolean;
+  onAdd: (email: string, role: Role) => Promise<boolean>;
+}) {
+  const [email, setEmail] = useState('');
+  const [role, setRole] = useState<Role>(roles[0]!);
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    if (await onAdd(email.trim().toLowerCase(), role)) setEmail('');
+  };
+  return (
+    <form onSubmit={(e) => void submit(e)} aria-label={`Add a member to ${target}`}>
+      <Group align="flex-end" wrap="wrap">
+        <TextInput label={`Email (${target})`} type="email" value={email} onChange={(e) => setEmail(e.currentTarget.value)} w={260} />
+        <Select
+          label="Role"
+          data={roles.map((r) => ({ value: r, label: r.toLowerCase() }))}
+          value={role}
+          onChange={(value) => setRole((value as Role | null) ?? roles[0]!)}
+          allowDeselect={false}
+          w={140}
+        />
+        <Button type="submit" disabled={!email.trim()} loading={busy}>
+          Add member
+        </Button>
+      </Group>
+    </form>
+  );
+}
 import { ApiError, useViewer, when } from '../ui';
 
 type Member = Omit<MembersQuery['organizations']['items'][number]['members']['items'][number], 'role'> & { role: string };
@@ -41,65 +87,51 @@ function MemberTable({ label, members }: { label: string; members: Member[] }) {
   );
 }
 
-/** Members of the caller's organizations and of their projects; an owner adds a person to a project. */
+/**
+ * Members of the caller's organizations and of their projects; an owner adds a person to an organization
+ * (by email, creating the user if new), then to its projects.
+ */
 export function Members() {
   const viewer = useViewer();
   const [orgs, refetch] = useQuery({ query: MembersDocument });
-  const [addition, add] = useMutation(AddProjectMemberDocument);
-  const [forms, setForms] = useState<Record<string, { email: string; role: ProjectRole }>>({});
-  const submit = async (event: FormEvent, projectId: string) => {
-    event.preventDefault();
-    const form = forms[projectId];
-    if (!form?.email.trim()) return;
-    const result = await add({ projectId, userId: form.email.trim().toLowerCase(), role: form.role });
-    if (!result.error) {
-      setForms({ ...forms, [projectId]: { email: '', role: form.role } });
-      refetch({ requestPolicy: 'network-only' });
-    }
+  const [orgAddition, addToOrganization] = useMutation(AddOrganizationMemberDocument);
+  const [addition, addToProject] = useMutation(AddProjectMemberDocument);
+  const added = (error: unknown) => {
+    if (!error) refetch({ requestPolicy: 'network-only' });
+    return !error;
   };
   return (
     <Stack>
       <Title order={2}>Members</Title>
-      <ApiError error={orgs.error ?? addition.error} />
+      <ApiError error={orgs.error ?? orgAddition.error ?? addition.error} />
       {orgs.fetching && !orgs.data && <Loader aria-label="Loading members" />}
       {orgs.data?.organizations.items.map((org) => (
         <Card key={org.id} withBorder>
           <Stack>
             <Title order={3}>{org.title}</Title>
             <MemberTable label={`Members of ${org.title}`} members={org.members.items} />
-            {org.projects.items.map((project) => {
-              const form = forms[project.id] ?? { email: '', role: 'MEMBER' };
-              return (
-                <Stack key={project.id} gap="xs" pl="md">
-                  <Title order={4}>Project {project.title}</Title>
-                  <MemberTable label={`Members of project ${project.title}`} members={project.members.items} />
-                  {viewer.canWrite && (
-                    <form onSubmit={(e) => void submit(e, project.id)} aria-label={`Add a member to ${project.title}`}>
-                      <Group align="flex-end" wrap="wrap">
-                        <TextInput
-                          label="Email"
-                          type="email"
-                          value={form.email}
-                          onChange={(e) => setForms({ ...forms, [project.id]: { ...form, email: e.currentTarget.value } })}
-                          w={260}
-                        />
-                        <Select
-                          label="Role"
-                          data={PROJECT_ROLES.map((r) => ({ value: r, label: r.toLowerCase() }))}
-                          value={form.role}
-                          onChange={(role) => setForms({ ...forms, [project.id]: { ...form, role: (role as ProjectRole) ?? 'MEMBER' } })}
-                          allowDeselect={false}
-                          w={140}
-                        />
-                        <Button type="submit" disabled={!form.email.trim()} loading={addition.fetching}>
-                          Add member
-                        </Button>
-                      </Group>
-                    </form>
-                  )}
-                </Stack>
-              );
-            })}
+            {viewer.canWrite && (
+              <AddMember
+                target={org.title}
+                roles={ORGANIZATION_ROLES}
+                busy={orgAddition.fetching}
+                onAdd={async (email, role) => added((await addToOrganization({ organizationId: org.id, userId: email, role })).error)}
+              />
+            )}
+            {org.projects.items.map((project) => (
+              <Stack key={project.id} gap="xs" pl="md">
+                <Title order={4}>Project {project.title}</Title>
+                <MemberTable label={`Members of project ${project.title}`} members={project.members.items} />
+                {viewer.canWrite && (
+                  <AddMember
+                    target={`project ${project.title}`}
+                    roles={PROJECT_ROLES}
+                    busy={addition.fetching}
+                    onAdd={async (email, role) => added((await addToProject({ projectId: project.id, userId: email, role })).error)}
+                  />
+                )}
+              </Stack>
+            ))}
           </Stack>
         </Card>
       ))}
