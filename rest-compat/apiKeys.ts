@@ -5,6 +5,7 @@ import { RestError } from './errors.js';
 import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import { optionalBoolean, optionalString, patchRequest, renamingParam, requiredString } from './grpcGateway.js';
 import { readJsonBody } from './json.js';
+import { strictBody } from './strictBody.js';
 import { oldestFirstListParams, toList, type GraphQLPage } from './lists.js';
 import { projectInOrganization } from './projects.js';
 import { organizationRoleName, parseRole, projectRoleName, type OrganizationRole, type ProjectRole } from './roles.js';
@@ -58,7 +59,15 @@ export function apiKeyRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
    * caller's current project; `organization_id`, if given, must be the project's.
    */
   const createApiKey: Handler = async (req, res, ctx) => {
-    const body = await readJsonBody(req);
+    // LLMariner CreateAPIKeyRequest.
+    const body = strictBody(await readJsonBody(req), {
+      name: null,
+      project_id: null,
+      organization_id: null,
+      is_service_account: null,
+      role: null,
+      excluded_from_rate_limiting: null,
+    });
     const name = requiredString(body, 'name');
     const projectId = optionalString(body, 'project_id') || undefined;
     const organizationId = optionalString(body, 'organization_id') || undefined;
@@ -140,7 +149,8 @@ export function apiKeyRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
     });
 
   const createProjectApiKey: Handler = async (req, res, ctx) => {
-    const body = await readJsonBody(req);
+    // LLMariner's project-scoped CreateAPIKey body.
+    const body = strictBody(await readJsonBody(req), { name: null, is_service_account: null, role: null, excluded_from_rate_limiting: null });
     const name = requiredString(body, 'name');
     const isServiceAccount = optionalBoolean(body, 'is_service_account');
     const role = parseRole('organization', body['role'], 'role');

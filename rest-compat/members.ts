@@ -3,6 +3,7 @@ import { RestError } from './errors.js';
 import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import { renameId, renamingParam, requiredString } from './grpcGateway.js';
 import { readJsonBody } from './json.js';
+import { strictBody } from './strictBody.js';
 import { cursorList, oldestFirstListParams, type GraphQLPage } from './lists.js';
 import { projectInOrganization } from './projects.js';
 import { organizationRoleName, projectRoleName, requiredRole, type OrganizationRole, type ProjectRole } from './roles.js';
@@ -28,7 +29,7 @@ export function organizationMemberRoutes({ gateway }: { gateway: GatewayClient }
   /** POST /v1/organizations/{organization_id}/users: adds (or re-roles) a user, by email. */
   const addOrganizationMember: Handler = async (req, res, ctx) => {
     const organizationId = ctx.params['organization_id']!;
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), { user_id: null, role: null });
     const userId = requiredString(body, 'user_id');
     const role = requiredRole('organization', body);
     const { addOrganizationMember: member } = await gql<{ addOrganizationMember: GraphQLMember<OrganizationRole> }>(
@@ -88,7 +89,7 @@ export function projectMemberRoutes({ gateway }: { gateway: GatewayClient }): Ro
 
   /** POST /v1/organizations/{organization_id}/projects/{project_id}/users (the user must be in the organization). */
   const addProjectMember: Handler = async (req, res, ctx) => {
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), { user_id: null, role: null });
     const userId = requiredString(body, 'user_id');
     const role = requiredRole('project', body);
     const project = await projectInOrganization(gql, req, ctx);

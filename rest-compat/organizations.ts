@@ -3,6 +3,7 @@ import { unixSeconds } from '../lib/unixSeconds.js';
 import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import { queryBoolean, renameId, renamingParam, requiredString } from './grpcGateway.js';
 import { readJsonBody } from './json.js';
+import { strictBody } from './strictBody.js';
 import { oldestFirstListParams, toList, type GraphQLPage } from './lists.js';
 import type { Handler, Route } from './router.js';
 
@@ -39,7 +40,7 @@ export function organizationRoutes({ gateway }: { gateway: GatewayClient }): Rou
 
   /** POST /v1/organizations (only owners of the default organization). */
   const createOrganization: Handler = async (req, res, ctx) => {
-    const body = await readJsonBody(req);
+    const body = strictBody(await readJsonBody(req), { title: null });
     const title = requiredString(body, 'title');
     const { createOrganization: org } = await gql<{ createOrganization: GraphQLOrganization }>(
       req,

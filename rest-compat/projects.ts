@@ -5,6 +5,7 @@ import { RestError } from './errors.js';
 import { routeGraphQL, type GatewayClient, type RouteGraphQL } from './gatewayClient.js';
 import { optionalString, patchRequest, queryBoolean, renameId, renamingParam, requiredString } from './grpcGateway.js';
 import { isJsonObject, readJsonBody } from './json.js';
+import { strictBody } from './strictBody.js';
 import { oldestFirstListParams, toList, type GraphQLPage } from './lists.js';
 import type { Handler, Route, RouteContext } from './router.js';
 
@@ -64,9 +65,11 @@ interface AssignmentInput {
 /** Assignments in LLMariner's JSON form; the subgraph validates the Kubernetes names. */
 function assignmentsInput(value: unknown, param: string): AssignmentInput[] {
   if (!Array.isArray(value)) throw RestError.badRequest(`${param} must be an array`, param);
-  return value.map((item, i) => {
+  return value.map((_, i) => {
     const at = `${param}[${i}]`;
-    if (!isJsonObject(item)) throw RestError.badRequest(`${at} must be an object`, at);
+    if (!isJsonObject(value[i])) throw RestError.badRequest(`${at} must be an object`, at);
+    // LLMariner ProjectAssignment.
+    const item = strictBody(value[i] as Record<string, unknown>, { cluster_id: null, namespace: null, kueue_queue_name: null, node_selector: null }, at);
     const selector = item['node_selector'] ?? [];
     if (!Array.isArray(selector)) throw RestError.badRequest(`${at}.node_selector must be an array`, `${at}.node_selector`);
     return {
@@ -76,6 +79,7 @@ function assignmentsInput(value: unknown, param: string): AssignmentInput[] {
       nodeSelector: selector.map((term, j) => {
         const where = `${at}.node_selector[${j}]`;
         if (!isJsonObject(term)) throw RestError.badRequest(`${where} must be an object`, where);
+        strictBody(term, { key: null, value: null }, where);
         return { key: requiredString(term, 'key', `${where}.key`), value: requiredString(term, 'value', `${where}.value`) };
       }),
     };
@@ -102,7 +106,8 @@ export function projectRoutes({ gateway }: { gateway: GatewayClient }): Route[] 
   /** POST /v1/organizations/{organization_id}/projects: `kubernetes_namespace` (legacy) or `assignments`. */
   const createProject: Handler = async (req, res, ctx) => {
     const organizationId = ctx.params['organization_id']!;
-    const body = await readJsonBody(req);
+    // LLMariner CreateProjectRequest (each assignment's fields are checked by assignmentsInput).
+    const body = strictBody(await readJsonBody(req), { title: null, kubernetes_namespace: null, assignments: null });
     const title = requiredString(body, 'title');
     const namespace = optionalString(body, 'kubernetes_namespace');
     // Proto defaults: an empty string or an empty list is unset.

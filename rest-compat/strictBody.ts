@@ -19,11 +19,12 @@ const protoName = (jsonName: string) => jsonName.replace(/[A-Z]/g, (letter) => `
  * route accepts there. As grpc-gateway does (protojson), a field may also be given by its JSON name
  * (lowerCamelCase, `devicePluginConfig`): the copy returned has the proto names the routes read.
  * OpenAI's own routes are not checked this way: OpenAI's SDKs send fields a given server may not know.
+ * `at`: where the object sits in the body (`assignments[0]`), for a list's items.
  */
-export function strictBody(body: Record<string, unknown>, shape: BodyShape): Record<string, unknown> {
+export function strictBody(body: Record<string, unknown>, shape: BodyShape, at = ''): Record<string, unknown> {
   const unknown: string[] = [];
   const accepted = new Map<string, string[]>();
-  const normalised = walk(body, shape, '', unknown, accepted);
+  const normalised = walk(body, shape, at, unknown, accepted);
   if (unknown.length > 0) {
     const where = [...accepted].map(([at, names]) => `${at === '' ? 'the body' : at} takes ${names.join(', ')}`).join('; ');
     throw new RestError(

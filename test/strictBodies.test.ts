@@ -82,6 +82,25 @@ describe('strict REST bodies', () => {
   });
 });
 
+describe('strict REST bodies: organizations, projects, members and API keys (LLMariner user-manager)', () => {
+  it('refuse fields they do not take; an assignment takes its JSON names too', async () => {
+    expect((await rest('POST', '/v1/organizations', { title: 'Acme', name: 'acme' })).body).toEqual(unknownField('name'));
+    const { id: orgId } = (await rest('POST', '/v1/organizations', { title: 'Acme' })).body;
+    const wrongAssignment = await rest('POST', `/v1/organizations/${orgId}/projects`, { title: 'P', assignments: [{ namespace: 'acme-p', queue: 'q' }] });
+    expect(wrongAssignment.body).toEqual(unknownField('assignments[0].queue'));
+    const camel = await rest('POST', `/v1/organizations/${orgId}/projects`, {
+      title: 'P',
+      assignments: [{ clusterId: clusterId, namespace: 'acme-p', kueueQueueName: 'q' }],
+    });
+    expect(camel.status).toBe(200);
+    expect(camel.body.assignments).toEqual([expect.objectContaining({ cluster_id: clusterId, namespace: 'acme-p', kueue_queue_name: 'q' })]);
+    const member = await rest('POST', `/v1/organizations/${orgId}/users`, { user_id: 'fay@example.com', role: 'READER', project: 'x' });
+    expect(member.body).toEqual(unknownField('project'));
+    const key = await rest('POST', '/v1/api_keys', { name: 'k', user: 'someone' });
+    expect(key.body).toEqual(unknownField('user'));
+  });
+});
+
 describe('model ids with /', () => {
   const original = 'acme/Tiny-Model';
   const stored = 'acme-Tiny-Model';
