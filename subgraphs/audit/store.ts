@@ -110,6 +110,8 @@ export class AuditStore {
 
   /** The retention cleaner: removes entries older than `cutoff`; answers how many. */
   async deleteOlderThan(cutoff: Date): Promise<number> {
-    return Number(await this.table().where('created_at', '<', cutoff.toISOString()).delete());
+    // `returning`: knex answers a delete's count on pg but not on PGlite (knex-pglite).
+    const removed = (await this.table().where('created_at', '<', cutoff.toISOString()).delete().returning('id')) as unknown[];
+    return removed.length;
   }
 }
