@@ -236,9 +236,10 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${usage((await platformModules()).SERVE_USAGE)}\n`);
       return;
     default: {
-      // The everyday commands (login, models, chat, ...): bin/cli/, on the public API only.
+      // The everyday commands (login, models, chat, ...): bin/cli/, on the public API only; their global
+      // options (`--context NAME`, `-o FORMAT`) may come before the command.
       const cli = await import('./cli/index.js');
-      if (cli.CLI_COMMANDS.includes(command)) {
+      if (cli.CLI_COMMANDS.includes(cli.commandOf(argv) ?? '')) {
         const code = await cli.runCli(argv);
         process.exitCode = code;
         // Whatever a command left open (a keep-alive socket) does not hold the exit; output already written drains first.

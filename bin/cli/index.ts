@@ -36,6 +36,19 @@ export const CLI_COMMANDS: readonly string[] = [
   '__complete',
 ];
 
+/** Global options that take a value: `mariner --context prod models list`. */
+const VALUE_OPTIONS = new Set(['--context', '-o', '--output']);
+
+/** The command a command line names: its first word that is neither a global option nor an option's value. */
+export function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (VALUE_OPTIONS.has(word)) i++;
+    else if (!word.startsWith('-')) return word;
+  }
+  return undefined;
+}
+
 export function buildProgram(): Command {
   const program = new Command('mariner')
     .description('Mariner from a terminal: log in, pick a project, and work with models, chat, keys, files, jobs and clusters')

@@ -34,8 +34,9 @@ export async function identify(client: ApiClient): Promise<Identity> {
   try {
     current = (await client.graphql<{ apiKeys: { items: { project: typeof current }[] } }>(CURRENT_PROJECT)).apiKeys.items[0]?.project;
   } catch (error) {
-    // A refusal to act in the chosen project is the context's fault: say so. Anything else (a role that may not list keys): unknown.
-    if (error instanceof CliError && error.code === 'UNAUTHENTICATED') throw error;
+    // A refusal to act in the chosen project ("No project context: ...") is the context's fault: say so.
+    // Anything else (a role that may not list keys): the project stays unknown.
+    if (error instanceof CliError && (error.code === 'UNAUTHENTICATED' || error.message.startsWith('No project context'))) throw error;
   }
   const organizations = self.organizationRoleBindings.map((b) => ({ id: b.organization.id, title: b.organization.title, role: b.role }));
   const projects = self.projectRoleBindings.map((b) => ({ id: b.project.id, title: b.project.title, organizationId: b.project.organizationId, role: b.role }));
