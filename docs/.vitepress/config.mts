@@ -43,6 +43,7 @@ export default defineConfig({
           { text: 'Autoscaling', link: '/autoscaling' },
           { text: 'Security', link: '/security' },
           { text: 'Operations', link: '/operations' },
+          { text: 'The audit log', link: '/operations-audit' },
           { text: 'Helm', link: '/helm' },
           { text: 'Coming from LLMariner', link: '/llmariner' },
         ],
