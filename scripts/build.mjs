@@ -73,9 +73,11 @@ const EXTERNAL = [
 ];
 /**
  * Bundled packages whose references to their own location are on paths Mariner never takes (reviewed):
- * knex's migration stubs (its CLI's `migrate:make`); @graphql-tools/merge names `__dirname` in a doc comment only.
+ * knex's migration stubs (its CLI's `migrate:make`); @graphql-tools/merge names `__dirname` in a doc comment only;
+ * commander (the command line, bin/cli/) names `__filename`/`__dirname` in doc comments only (its executable
+ * subcommands, which bin/cli/ does not use); @colors/colors (cli-table3's) in an error message's text only.
  */
-const LOCATION_FREE = ['knex', '@graphql-tools/merge'];
+const LOCATION_FREE = ['knex', '@graphql-tools/merge', 'commander', '@colors/colors'];
 const LOCATION = /\b__dirname\b|\b__filename\b|\bimport\.meta\.(url|dirname|filename)\b|\brequire\.resolve\(/;
 
 /** The package a node_modules path belongs to (`@scope/name` or `name`). */
