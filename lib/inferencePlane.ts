@@ -108,6 +108,12 @@ export interface InferencePlane {
 export interface InferencePlaneServer {
   /** Answers one request of an authenticated, authorized caller into `sink`; never throws. */
   serve(call: InferenceCall, caller: InternalCaller, sink: InferenceSink): Promise<void>;
+  /**
+   * Resolves once no interactive request (any but priority `batch`) is being answered in this process,
+   * or after `maxWaitMs`: a batch worker in the same process waits on it before starting a request, so
+   * its work does not share the process with interactive requests (lib/requestPriority.ts).
+   */
+  interactiveIdle?(maxWaitMs: number): Promise<void>;
 }
 
 /** The data plane's path of each kind, on the inference subgraph's port. */

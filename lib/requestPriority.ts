@@ -15,3 +15,37 @@ export const PRIORITY_HEADER = 'x-mariner-priority';
 export function priorityOf(value: string | string[] | undefined): RequestPriority {
   return value === 'batch' ? 'batch' : 'interactive';
 }
+
+/**
+ * The interactive requests a process is answering, for batch work to wait on: `during` counts one while
+ * it runs; `idle` resolves when none is running, or after `maxWaitMs` (a steady stream of interactive
+ * requests slows a batch but does not stop it).
+ */
+export class InteractiveTraffic {
+  private running = 0;
+  private waiters: (() => void)[] = [];
+
+  async during<T>(work: () => Promise<T>): Promise<T> {
+    this.running++;
+    try {
+      return await work();
+    } finally {
+      if (--this.running === 0) for (const wake of this.waiters.splice(0)) wake();
+    }
+  }
+
+  idle(maxWaitMs: number): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        resolve();
+      }, maxWaitMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push(wake);
+    });
+  }
+}

@@ -30,6 +30,9 @@ export interface RequestRunner {
   close(): void;
 }
 
+/** How long a batch request waits for the process's interactive requests before it starts anyway. */
+const INTERACTIVE_HOLD_MS = 1_000;
+
 /** An answer of the data plane, whole: a batch request never streams. */
 function bufferedSink(signal: AbortSignal): { sink: InferenceSink; answer: Promise<RequestAnswer> } {
   let resolve!: (answer: RequestAnswer) => void;
@@ -121,6 +124,8 @@ export function createRequestRunner(options: {
 
   async function inference(identity: Identity, kind: InferenceKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal) {
     const call: InferenceCall = { kind, request: body, requestId, priority };
+    // In the inference component's process, a request starts once no interactive one is being answered there.
+    if (options.yieldToInteractive && options.local?.interactiveIdle) await options.local.interactiveIdle(INTERACTIVE_HOLD_MS);
     const { sink, answer } = bufferedSink(signal);
     if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
     else await overHttp(call, identity, sink);

@@ -8,6 +8,7 @@ import {
   RATE_LIMIT_HEADER,
   rateLimitHeaderOf,
   streams,
+  type InferenceCall,
   type InferenceKind,
   type InferencePlaneServer,
   type InferenceRateLimit,
@@ -23,7 +24,8 @@ import { eventData, MAX_SERVER_SENT_EVENT_CHARS } from './router.js';
 import { RateLimitedError } from './rateLimits.js';
 import { routeTranscription, transcriptionAnswer } from './transcriptions.js';
 import { readTranscriptionForm, type AudioUpload } from '../../lib/transcription.js';
-import { PRIORITY_HEADER, priorityOf } from '../../lib/requestPriority.js';
+import { InteractiveTraffic, PRIORITY_HEADER, priorityOf } from '../../lib/requestPriority.js';
+import type { InternalCaller } from '../../lib/identity.js';
 
 const EVENT_END = Buffer.from('\n\n');
 /** An event that carries a usage object (`"usage": null` on the others does not count). */
@@ -46,42 +48,47 @@ export interface DataPlaneOptions {
  * re-serialised. The reader leaving stops the generation on the runtime.
  */
 export function createInferencePlaneServer(options: DataPlaneOptions): InferencePlaneServer {
+  // Interactive requests answering in this process: a batch worker here waits for none (lib/requestPriority.ts).
+  const interactive = new InteractiveTraffic();
   return {
-    async serve(call, caller, sink) {
-      const ctx = options.contextOf({
-        requestId: call.requestId,
-        system: caller.system,
-        identity: caller.identity,
-        worker: caller.worker,
-        _shield: { cache: {} },
-      });
-      let routed: RoutedCompletion;
-      const stream = streams(call);
-      try {
-        const field = inferenceFieldOf(call);
-        await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, ctx);
-        routed =
-          call.kind === 'transcription'
-            ? await routeTranscription(ctx, call.request, call.audio, sink.leaving)
-            : await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving, call.priority);
-      } catch (error) {
-        return sink.fail(inferenceErrorOf(error, call.requestId, options.logger), error instanceof RateLimitedError ? error.state : null);
-      }
-      let answered = false;
-      try {
-        if (sink.leaving.aborted) return;
-        if (stream) answered = await passEvents(routed, sink);
-        else await passWhole(routed, sink, call.kind === 'transcription' ? transcriptionAnswer : jsonAnswer);
-      } catch (error) {
-        routed.meter.failed(statusOfError(error));
-        sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
-      } finally {
-        releaseRouted(routed.routed, answered);
-        // 499: the reader left before the end (the usage of a cut answer is unknown). No-op once recorded.
-        routed.meter.failed(499);
-      }
-    },
+    interactiveIdle: (maxWaitMs) => interactive.idle(maxWaitMs),
+    serve: (call, caller, sink) => (call.priority === 'batch' ? serveOne(call, caller, sink) : interactive.during(() => serveOne(call, caller, sink))),
   };
+
+  async function serveOne(call: InferenceCall, caller: InternalCaller, sink: InferenceSink): Promise<void> {
+    const ctx = options.contextOf({
+      requestId: call.requestId,
+      system: caller.system,
+      identity: caller.identity,
+      worker: caller.worker,
+      _shield: { cache: {} },
+    });
+    let routed: RoutedCompletion;
+    const stream = streams(call);
+    try {
+      const field = inferenceFieldOf(call);
+      await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, ctx);
+      routed =
+        call.kind === 'transcription'
+          ? await routeTranscription(ctx, call.request, call.audio, sink.leaving)
+          : await routeCompletion(call.kind, ctx, call.request, stream, sink.leaving, call.priority);
+    } catch (error) {
+      return sink.fail(inferenceErrorOf(error, call.requestId, options.logger), error instanceof RateLimitedError ? error.state : null);
+    }
+    let answered = false;
+    try {
+      if (sink.leaving.aborted) return;
+      if (stream) answered = await passEvents(routed, sink);
+      else await passWhole(routed, sink, call.kind === 'transcription' ? transcriptionAnswer : jsonAnswer);
+    } catch (error) {
+      routed.meter.failed(statusOfError(error));
+      sink.fail(inferenceErrorOf(error, call.requestId, options.logger), null);
+    } finally {
+      releaseRouted(routed.routed, answered);
+      // 499: the reader left before the end (the usage of a cut answer is unknown). No-op once recorded.
+      routed.meter.failed(499);
+    }
+  }
 }
 
 /**
