@@ -106,8 +106,8 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     await page.getByRole('combobox', { name: 'Training file' }).click();
     await page.getByRole('option', { name: /^train\.jsonl/ }).click();
     await page.getByLabel('Suffix').fill('from-console');
-    // Enough epochs for the job to run a few seconds (the demo trainer takes 100 ms a step).
-    await page.getByLabel('Epochs').fill('20');
+    // Enough epochs for the job to run several seconds (the demo trainer takes 100 ms a step).
+    await page.getByLabel('Epochs').fill('30');
     const resubscribed = new Promise<number>((resolve) => {
       page.on('websocket', (ws) =>
         ws.on('framesent', ({ payload }) => {
@@ -119,16 +119,18 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     });
     await page.getByRole('button', { name: 'Start job' }).click();
     await page.getByRole('heading', { name: /^ftjob-/ }).waitFor({ timeout: 15_000 });
-    // The loss curve appears and grows as the trainer reports metrics (driven by the live log).
-    await page.getByRole('img', { name: 'Training loss by step' }).locator('canvas').waitFor({ timeout: 60_000 });
-    // A network drop while the job runs: the console reconnects and the log resumes after the last line it
-    // has, rather than from the start; no line shows twice and none is lost.
+    // A network drop while the job runs (as soon as its first metrics are in the log): the console reconnects
+    // and the log resumes after the last line it has, rather than from the start; no line shows twice, none is lost.
+    const log = page.getByTestId('job-log');
+    await expect.poll(async () => (await log.textContent()) ?? '', { timeout: 60_000 }).toContain('"type":"metrics"');
     await page.evaluate(() => (window as unknown as { sockets: WebSocket[] }).sockets.forEach((socket) => socket.close(1000)));
     expect(await resubscribed).toBeGreaterThan(0);
+    // The loss curve, drawn from the job's metrics events and grown as log lines arrive.
+    await page.getByRole('img', { name: 'Training loss by step' }).locator('canvas').waitFor({ timeout: 30_000 });
     await expect.poll(() => page.getByText('succeeded', { exact: true }).count(), { timeout: 60_000 }).toBeGreaterThan(0);
     const lines = ((await page.getByTestId('job-log').textContent()) ?? '').split('\n').filter(Boolean);
     expect(new Set(lines).size).toBe(lines.length);
-    expect(lines.filter((line) => line.includes('"type":"metrics"'))).toHaveLength(60);
+    expect(lines.filter((line) => line.includes('"type":"metrics"'))).toHaveLength(90);
     await page.screenshot({ path: screenshotPath('11-job-loss-curve'), fullPage: true });
     expect(pageErrors).toEqual([]);
   });
