@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import YAML from 'yaml';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -8,6 +9,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
+import { until } from '../support/until.js';
 import { cliCommand, cliHome, ROOT, runCli, screenShows, tmuxSession, TSX, type CliResult } from './cliProcess.js';
 
 /** A TCP relay to the platform that can cut every connection through it at once (a network drop). */
@@ -127,7 +129,14 @@ describe('the mariner command line', () => {
     expect(yaml).toContain('id: mariner-demo');
   });
 
-  it('chat -m streams an answer to stdout; -o json gives it whole with its usage', async () => {
+  it('chat -m streams an answer to stdout; -o json gives it whole with its usage; models list --watch sees the runtime start', async () => {
+    // Watching from before the first request: the demo model's runtime appears as the request starts it.
+    const watch = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'bin/mariner.ts'), 'models', 'list', '--watch', '-o', 'json'], { cwd: home, env });
+    const states: { id: string; runtimes: { readyReplicas: number }[] }[][] = [];
+    createInterface({ input: watch.stdout }).on('line', (line) => states.push((JSON.parse(line) as { items: (typeof states)[number] }).items));
+    const demoReady = (items: (typeof states)[number]) => items.find((m) => m.id === 'mariner-demo')?.runtimes.some((r) => r.readyReplicas > 0) ?? false;
+    await until(() => states.length > 0, 'the first watched state');
+    expect(demoReady(states[0]!)).toBe(false);
     const answer = await json(['chat', 'mariner-demo', '-m', 'Say something.', '--max-tokens', '8']);
     expect(answer).toMatchObject({
       model: 'mariner-demo',
@@ -140,6 +149,9 @@ describe('the mariner command line', () => {
     expect(streamed.trim().length).toBeGreaterThan(0);
     const { items } = await json(['models', 'list']);
     expect(items.find((m: { id: string }) => m.id === 'mariner-demo').runtimes).toEqual([expect.objectContaining({ readyReplicas: 1 })]);
+    await until(() => states.some(demoReady), 'the watch to show the runtime ready', 30_000);
+    watch.kill('SIGINT');
+    expect(await new Promise((resolve) => watch.once('exit', (code) => resolve(code)))).toBe(0);
   }, 60_000);
 
   it('keys create prints the secret once; the new key works on /v1/models; delete revokes it', async () => {
