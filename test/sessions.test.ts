@@ -13,7 +13,7 @@ import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
 import { startTlsFront } from './support/tlsFront.js';
-import { until } from './support/until.js';
+import { until, waitFor } from './support/until.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -45,7 +45,7 @@ describe('the session tunnel and /v1/sessions', () => {
   let server: KubeApiServer;
   let agent: Agent;
   let clusterId: string;
-  let teamA: { key: string };
+  let teamA: { key: string; organizationId: string; projectId: string };
   let teamB: { key: string };
   const sessions = () => `${t.url}/v1/sessions/${clusterId}`;
   const as = (key: string) => ({ authorization: `Bearer ${key}` });
@@ -186,6 +186,18 @@ describe('the session tunnel and /v1/sessions', () => {
     const refused = new WebSocket(url.replace('team-a/pods/trainer', 'team-b/pods/secret-trainer'), ['v5.channel.k8s.io'], { headers: as(teamA.key) });
     const status = await new Promise<number>((resolve) => refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(403);
+    // The exec is in the audit log (subgraphs/sessions/sessionAudit.ts): who, which cluster and path, never the command.
+    const [entry] = await waitFor(
+      () => t.platform.db.knex.withSchema('audit').table('audit_events').where({ kind: 'session-stream', organization_id: teamA.organizationId }),
+      (rows) => rows.length > 0,
+      'the audit entry of the exec',
+    );
+    expect(entry).toMatchObject({
+      project_id: teamA.projectId,
+      operation_name: `GET /v1/sessions/${clusterId}/api/v1/namespaces/team-a/pods/trainer/exec`,
+      user_id: expect.any(String),
+    });
+    expect(JSON.stringify(entry)).not.toContain('command=sh');
   });
 
   it('kubectl with an API key as bearer token lists pods and follows logs through /v1/sessions', async () => {

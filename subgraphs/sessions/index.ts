@@ -18,6 +18,7 @@ import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
 import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
+import { sessionAuditTo, type SessionAudit } from './sessionAudit.js';
 import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
 import { ClusterTransportRouter, peerTokens, startPeerServer } from './peers.js';
@@ -94,6 +95,8 @@ export function createSessions(options: {
   clusters: ClusterAccessDirectory;
   /** Where the agents' reports go (reportPoller.ts); without it, they are not asked for. */
   deliverReports?: ReportDelivery;
+  /** Where the Kubernetes proxy records exec, attach, port-forward and writes (sessionAudit.ts); without it, nowhere. */
+  audit?: SessionAudit;
   logger: Logger;
 }): Sessions {
   const logger = options.logger.child({ component: 'sessions' });
@@ -120,7 +123,7 @@ export function createSessions(options: {
   let directory: TunnelDirectory | undefined;
   let peerServer: { close(): Promise<void> } | undefined;
   const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs, clusters: options.clusters });
-  const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger, allowExec: options.settings.allowExec });
+  const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger, allowExec: options.settings.allowExec, audit: options.audit });
   const notebookProxy = createNotebookProxy({
     registry: transport,
     authorizer,
@@ -210,7 +213,7 @@ export const sessionsComponent = defineComponent({
   name: 'sessions',
   subgraphs: ['sessions'],
   // The agents' reports go to jobs and inference (reportPoller.ts): wherever they run, no start order.
-  needs: { database: true, pubsub: true, clusterAccess: true, gateway: true, subgraphs: ['clusters'], optionalSubgraphs: ['jobs', 'inference'] },
+  needs: { database: true, pubsub: true, clusterAccess: true, gateway: true, subgraphs: ['clusters'], optionalSubgraphs: ['jobs', 'inference', 'audit'] },
   provides: ['tunnels'],
   public: {
     paths: [SESSIONS_PREFIX, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH],
@@ -221,7 +224,16 @@ export const sessionsComponent = defineComponent({
   async create({ db, pubsub, clusterAccess, gatewayUrl, settings, secretKey, tokens, subgraphUrl, embedded, logger, observers }) {
     // Registration keys and users' credentials are checked on the gateway; the browser session cookie's key is derived from the secret.
     const deliverReports = subgraphDelivery({ tokens, jobsUrl: subgraphUrl.jobs, inferenceUrl: subgraphUrl.inference });
-    const sessions = createSessions({ settings: settings.sessions, graphqlUrl: gatewayUrl, secretKey, clusters: clusterAccess, deliverReports, logger });
+    const audit = subgraphUrl.audit ? sessionAuditTo(subgraphUrl.audit, tokens, logger) : undefined;
+    const sessions = createSessions({
+      settings: settings.sessions,
+      graphqlUrl: gatewayUrl,
+      secretKey,
+      clusters: clusterAccess,
+      deliverReports,
+      ...(audit ? { audit } : {}),
+      logger,
+    });
     observers.observeTunnels(sessions.registry);
     // `mariner up` is one process: every tunnel ends in it, so it has no peers.
     const { peerPort, peerAddress, peerHeartbeatMs } = settings.sessions;

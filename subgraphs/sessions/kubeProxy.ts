@@ -7,6 +7,7 @@ import type { Logger } from '../../lib/logging.js';
 import { agentRoutes } from '../../lib/agentContract.js';
 import { kubernetesStatus, UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
 import { refusedKubeRequest } from './kubeAllowList.js';
+import type { SessionAudit } from './sessionAudit.js';
 import { credentialOf, MISSING_CREDENTIAL, SessionsError, type SessionAuthorizer } from './sessionAuth.js';
 import { answerUpgrade, checkedRequestPath, forwardableHeaders, KUBE_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
@@ -21,6 +22,8 @@ export interface KubeProxyOptions {
   logger: Logger;
   /** Whether exec, attach and port-forward are forwarded (MARINER_SESSIONS_EXEC; kubeAllowList.ts). */
   allowExec?: boolean | undefined;
+  /** Records the admitted requests that write or open a stream (exec, attach, port-forward) in the audit log (sessionAudit.ts). */
+  audit?: SessionAudit | undefined;
 }
 
 /** What a Kubernetes API path touches (reference §8: cluster-scoped vs namespaced). */
@@ -100,6 +103,19 @@ export function createKubeProxy(options: KubeProxyOptions) {
       throw new SessionsError(400, `An upgrade (exec, attach, port-forward) is a GET or a POST, not a ${method.slice(0, 20)}`);
     const refused = refusedKubeRequest(kubePath + checked.query, method, { allowExec });
     if (refused) throw new SessionsError(403, refused);
+    if (upgrade || capability === 'WRITE') {
+      options.audit?.({
+        requestId,
+        userId: decision.userId,
+        organizationId: decision.organizationId,
+        projectId: decision.projectId,
+        clientAddress: req.socket.remoteAddress ?? null,
+        clusterId,
+        method,
+        path: kubePath,
+        upgrade,
+      });
+    }
     return { clusterId, path: agentRoutes.kubernetes(`${kubePath}${checked.query}`) };
   }
 

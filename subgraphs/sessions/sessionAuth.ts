@@ -35,8 +35,11 @@ export interface SessionCredential {
 export interface Decision {
   authorized: boolean;
   reason: string | null;
+  /** Who asked (for the audit log: sessionAudit.ts). */
+  userId: string;
   tenantId: string;
   organizationId: string | null;
+  projectId: string | null;
   /** The decision's organization is the default one, the platform's own. */
   platformOrganization: boolean;
   project: { assignments: { clusterId: string | null; namespace: string }[] } | null;
@@ -46,7 +49,7 @@ export type Capability = 'READ' | 'WRITE';
 
 const AUTHORIZE = `query SessionAuthorize($resource: String!, $capability: Capability!, $organizationId: ID, $projectId: ID) {
   authorize(resource: $resource, capability: $capability, organizationId: $organizationId, projectId: $projectId) {
-    authorized reason tenantId organizationId platformOrganization project { assignments { clusterId namespace } }
+    authorized reason userId tenantId organizationId projectId platformOrganization project { assignments { clusterId namespace } }
   }
 }`;
 
