@@ -1,7 +1,7 @@
 import { parse, type OperationDefinitionNode } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logging.js';
-import { actionsOf, AuditRecorder, type AuditEventRecord } from './audit.js';
+import { actionsOf, AuditRecorder, createAuditPlugin, type AuditEventRecord } from './audit.js';
 
 const record = (requestId: string): AuditEventRecord => ({
   occurredAt: new Date().toISOString(),
@@ -86,5 +86,30 @@ describe('AuditRecorder', () => {
     for (const id of ['a', 'b', 'c', 'd', 'e']) recorder.record(record(id));
     expect(recorder.pending()).toBe(3);
     await recorder.stop();
+  });
+});
+
+describe('createAuditPlugin', () => {
+  const document = parse('mutation { reportRuntimes(input: { clusterId: "cluster-1" }) }');
+  const operation = document.definitions[0] as OperationDefinitionNode;
+  async function recorded(worker: object | null, errors?: object[]): Promise<AuditEventRecord[]> {
+    const entries: AuditEventRecord[] = [];
+    const hooks = await createAuditPlugin({ record: (e) => entries.push(e) }).requestDidStart!({} as never);
+    await (hooks as { willSendResponse(ctx: unknown): Promise<void> }).willSendResponse({
+      document,
+      operation,
+      request: { variables: {} },
+      response: { body: { kind: 'single', singleResult: errors ? { errors } : { data: {} } } },
+      contextValue: { requestId: 'r1', identity: null, worker, clientAddress: '10.0.0.9' },
+    });
+    return entries;
+  }
+
+  it("records a caller's mutation, skips a cluster agent's successful report, and records the agent's refused one", async () => {
+    expect(await recorded(null)).toMatchObject([{ requestId: 'r1', clientAddress: '10.0.0.9', outcome: 'OK', actions: [{ field: 'reportRuntimes' }] }]);
+    expect(await recorded({ clusterName: 'gpu-east' })).toEqual([]);
+    expect(await recorded({ clusterName: 'gpu-east' }, [{ message: 'no', extensions: { code: 'FORBIDDEN' } }])).toMatchObject([
+      { userId: 'worker:gpu-east', outcome: 'FORBIDDEN' },
+    ]);
   });
 });

@@ -156,7 +156,8 @@ export function auditEntryOf(input: AuditEntryInput): AuditEventRecord {
 }
 
 /**
- * Records every mutation the gateway answers, refused ones included (an audit log shows attempts):
+ * Records every mutation the gateway answers, refused ones included (an audit log shows attempts), except
+ * a cluster agent's successful reports (its refused calls are recorded, as user `worker:<cluster name>`):
  * in willSendResponse, which runs for every response once the operation was resolved. Operations that
  * did not parse or validate did nothing and are not recorded.
  */
@@ -169,7 +170,12 @@ export function createAuditPlugin(recorder: Pick<AuditRecorder, 'record'>): Apol
           const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
           const code = errors?.[0]?.extensions?.['code'];
           const errorCode = errors && errors.length > 0 ? (typeof code === 'string' ? code : 'INTERNAL') : undefined;
-          recorder.record(auditEntryOf({ document, operation, variables: request.variables, context: contextValue, errorCode }));
+          // A cluster's agent reports its state many times a minute (reportRuntimes, appendJobLogs): the
+          // cluster's status and the job logs keep those; only its refused calls are an audit matter.
+          if (contextValue.worker && errorCode === undefined) return;
+          const entry = auditEntryOf({ document, operation, variables: request.variables, context: contextValue, errorCode });
+          if (contextValue.worker) entry.userId = `worker:${contextValue.worker.clusterName}`;
+          recorder.record(entry);
         },
       };
     },
