@@ -1,3 +1,7 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { Context } from './config.js';
@@ -16,6 +20,11 @@ export interface ApiClient {
   /** A REST call; `body` as JSON, or a stream with its content type. Refusals (status ≥ 400) throw. */
   rest(method: string, path: string, options?: RestOptions): Promise<Response>;
   restJson<T = Record<string, any>>(method: string, path: string, body?: unknown): Promise<T>;
+  /**
+   * A REST call whose body streams from `body` with Node's own backpressure (node:http): only what the
+   * socket can take is read, so an upload of any size uses constant memory. Answers JSON.
+   */
+  upload<T = Record<string, any>>(method: string, path: string, body: Readable, headers: Record<string, string>): Promise<T>;
   /**
    * A subscription's events, in order; ends when the server completes it. A dropped connection throws
    * a CliError with code `CONNECTION_LOST` (callers that can resume do: `fine-tuning jobs logs -f`).
@@ -116,6 +125,32 @@ export function createApiClient(context: Context): ApiClient {
     async restJson<T>(method: string, path: string, body?: unknown): Promise<T> {
       const response = await rest(method, path, body === undefined ? {} : { json: body });
       return (await response.json()) as T;
+    },
+    async upload<T>(method: string, path: string, body: Readable, extra: Record<string, string>): Promise<T> {
+      const url = new URL(`${context.url}${path}`);
+      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const request = send(url, { method, headers: { ...headers, ...extra } });
+      const answered = new Promise<IncomingMessage>((resolve, reject) => {
+        request.once('response', resolve);
+        request.once('error', reject);
+      });
+      try {
+        // The server may answer (a refusal) before the body is sent: the answer counts, not the broken pipe.
+        await Promise.race([pipeline(body, request), answered]);
+      } catch (error) {
+        const early = await Promise.race([answered, new Promise<undefined>((resolve) => setTimeout(resolve, 1000, undefined))]).catch(() => undefined);
+        if (!early) throw unreachable(context.url, { cause: error });
+      }
+      const response = await answered.catch((error: unknown) => {
+        throw unreachable(context.url, { cause: error });
+      });
+      const chunks: Buffer[] = [];
+      for await (const chunk of response) chunks.push(chunk as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      body.destroy();
+      if ((response.statusCode ?? 500) >= 400)
+        throw await restError(new Response(text, { status: response.statusCode ?? 500, statusText: response.statusMessage ?? '' }));
+      return JSON.parse(text) as T;
     },
     async *subscribe<T>(query: string, variables?: Record<string, unknown>, signal?: AbortSignal): AsyncGenerator<T> {
       closedBy = undefined;

@@ -93,6 +93,7 @@ Examples:
         );
         const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
         const bar = await progress(size, 'Uploading');
+        // Read only as fast as the socket takes it (Node's backpressure): memory stays constant whatever the file's size.
         async function* body() {
           yield head;
           for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
@@ -101,23 +102,29 @@ Examples:
           }
           yield tail;
         }
-        let response: Response;
+        let created;
         try {
-          response = await inv.client().rest('POST', '/v1/files', {
-            body: Readable.toWeb(Readable.from(body(), { objectMode: false })) as unknown as ReadableStream<Uint8Array>,
-            headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) },
-          });
+          created = await inv
+            .client()
+            .upload<{ id: string; filename: string; bytes: number; purpose: string; status: string; created_at: number }>(
+              'POST',
+              '/v1/files',
+              Readable.from(body()),
+              {
+                'content-type': `multipart/form-data; boundary=${boundary}`,
+                'content-length': String(head.length + size + tail.length),
+              },
+            );
         } finally {
           bar.stop();
         }
-        const file = (await response.json()) as { id: string; filename: string; bytes: number; purpose: string; status: string; created_at: number };
         const view = {
-          id: file.id,
-          filename: file.filename,
-          bytes: file.bytes,
-          purpose: file.purpose,
-          status: file.status.toUpperCase(),
-          createdAt: new Date(file.created_at * 1000).toISOString(),
+          id: created.id,
+          filename: created.filename,
+          bytes: created.bytes,
+          purpose: created.purpose,
+          status: created.status.toUpperCase(),
+          createdAt: new Date(created.created_at * 1000).toISOString(),
         };
         if (inv.format === 'table') process.stdout.write(`File ${view.id} uploaded (${view.filename}, ${view.bytes} bytes, ${view.purpose})\n`);
         else printData(inv.format, view);
