@@ -299,6 +299,19 @@ describe('the mariner command line', () => {
       }
     });
 
+    it('files create shows a progress bar on a terminal, and the file arrives', async () => {
+      writeFileSync(path.join(home, 'bar.bin'), randomBytes(8 << 20));
+      const term = tmuxSession(`cd '${home}' && ${cliCommand(env, `files create '${path.join(home, 'bar.bin')}' --purpose user_data`)}`);
+      try {
+        const screen = await screenShows(term.screen, (s) => s.includes('[exited'), 'the upload to finish');
+        expect(screen).toContain('[exited 0]');
+        expect(screen).toMatch(/Uploading \[█+\] 100% \| 8388608\/8388608 bytes/);
+        expect(screen).toMatch(/File file-\S+ uploaded \(bar\.bin, 8388608 bytes, user_data\)/);
+      } finally {
+        term.close();
+      }
+    });
+
     it('chat: a prompt gets a streamed answer; Ctrl-C cancels an answer and keeps the session; Ctrl-D exits', async () => {
       const term = tmuxSession(cliCommand(env, 'chat mariner-demo --max-tokens 3000'));
       try {

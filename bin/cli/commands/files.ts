@@ -25,7 +25,9 @@ interface FileView {
 /** A progress bar on stderr when it is a terminal; nothing otherwise (scripts, pipes). */
 async function progress(total: number, label: string): Promise<{ update(n: number): void; stop(): void }> {
   if (!process.stderr.isTTY) return { update() {}, stop() {} };
-  const { SingleBar, Presets } = await import('cli-progress');
+  // A CommonJS package: its exports are the default export under ESM.
+  const imported = await import('cli-progress');
+  const { SingleBar, Presets } = (imported as unknown as { default?: typeof imported }).default ?? imported;
   const bar = new SingleBar(
     { format: `${label} [{bar}] {percentage}% | {value}/{total} bytes | {eta_formatted} left`, stream: process.stderr, hideCursor: true, etaBuffer: 50 },
     Presets.shades_classic,
