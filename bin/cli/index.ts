@@ -86,8 +86,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       // commander printed its message (or the help) already.
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') return EXIT_OK;
-      return EXIT_USAGE;
+      // --help and `help` exit 0; the help shown for a command missing its subcommand, like every other usage error, 2.
+      return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     if (error instanceof CliError) {
       process.stderr.write(`mariner: ${error.message}\n`);

@@ -97,6 +97,10 @@ describe('the mariner command line', () => {
     const missing = await cli(['chat']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("missing required argument 'model'");
+    const noSubcommand = await cli(['models']);
+    expect(noSubcommand.code).toBe(2);
+    expect(noSubcommand.stderr).toContain('Usage: mariner models');
+    expect((await cli(['models', '--help'])).code).toBe(0);
     const badNumber = await cli(['chat', 'mariner-demo', '-m', 'hi', '--max-tokens', 'lots']);
     expect(badNumber.code).toBe(2);
     expect(badNumber.stderr).toContain('--max-tokens must be a whole number');

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,10 +65,12 @@ export function cliCommand(env: NodeJS.ProcessEnv, args: string): string {
   return `cd '${ROOT}' && env -i ${vars} '${process.execPath}' --import '${TSX}' bin/mariner.ts ${args}`;
 }
 
+const TMUX = existsSync('/usr/bin/tmux') ? '/usr/bin/tmux' : 'tmux';
+
 /** A tmux session of its own (its own server socket), 120×40, running `command`; the pane stays after it exits. */
 export function tmuxSession(command: string) {
   const socket = path.join(mkdtempSync(path.join(tmpdir(), 'mariner-tmux-')), 'socket');
-  const tmux = (...args: string[]) => execFileSync('/usr/bin/tmux', ['-S', socket, ...args], { encoding: 'utf8' });
+  const tmux = (...args: string[]) => execFileSync(TMUX, ['-S', socket, ...args], { encoding: 'utf8' });
   tmux('new-session', '-d', '-x', '120', '-y', '40', '-s', 'cli', `${command}; echo "[exited $?]"; sleep 600`);
   return {
     /** The visible screen and its scrollback. */
