@@ -114,6 +114,8 @@ export interface InferencePlaneServer {
    * its work does not share the process with interactive requests (lib/requestPriority.ts).
    */
   interactiveIdle?(maxWaitMs: number): Promise<void>;
+  /** Whether an interactive request is being answered in this process, or one was within `windowMs`. */
+  interactiveRecently?(windowMs: number): boolean;
 }
 
 /** The data plane's path of each kind, on the inference subgraph's port. */

@@ -24,12 +24,19 @@ export function priorityOf(value: string | string[] | undefined): RequestPriorit
 export class InteractiveTraffic {
   private running = 0;
   private waiters: (() => void)[] = [];
+  private lastEnded = -Infinity;
+
+  /** Whether an interactive request is running, or one ended within `windowMs`. */
+  recent(windowMs: number): boolean {
+    return this.running > 0 || Date.now() - this.lastEnded < windowMs;
+  }
 
   async during<T>(work: () => Promise<T>): Promise<T> {
     this.running++;
     try {
       return await work();
     } finally {
+      this.lastEnded = Date.now();
       if (--this.running === 0) for (const wake of this.waiters.splice(0)) wake();
     }
   }

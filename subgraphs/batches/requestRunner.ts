@@ -32,6 +32,8 @@ export interface RequestRunner {
 
 /** How long a batch request waits for the process's interactive requests before it starts anyway. */
 const INTERACTIVE_HOLD_MS = 1_000;
+/** Interactive traffic within this window makes the batch back off to one request at a time in the process. */
+const INTERACTIVE_WINDOW_MS = 2_000;
 
 /** An answer of the data plane, whole: a batch request never streams. */
 function bufferedSink(signal: AbortSignal): { sink: InferenceSink; answer: Promise<RequestAnswer> } {
@@ -122,14 +124,52 @@ export function createRequestRunner(options: {
     }
   }
 
+  /**
+   * Batch requests in the data plane of this process, and those waiting to enter it. While interactive
+   * requests come (one answered within INTERACTIVE_WINDOW_MS), the batch backs off to one request at a
+   * time here, and leaves the process idle after each for as long as it took (at most half the time is
+   * batch work, so most interactive requests arrive while none runs): each batch request's own work
+   * (routing, the tunnel, the runtime, its record) shares the process and the machine's CPU with the
+   * interactive ones. The worker's caps (4 per batch) are what runs with no interactive traffic.
+   */
+  let inPlane = 0;
+  /** While interactive traffic is recent, no batch request enters before this (ms since the epoch). */
+  let nextEntryAt = 0;
+  const backedOff: (() => void)[] = [];
+  const local = options.yieldToInteractive ? options.local : null;
+
+  async function enterPlane(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (signal.aborted || !local?.interactiveRecently?.(INTERACTIVE_WINDOW_MS)) break;
+      if (inPlane > 0) await new Promise<void>((resolve) => backedOff.push(resolve));
+      else if (Date.now() < nextEntryAt) await new Promise((resolve) => setTimeout(resolve, nextEntryAt - Date.now()));
+      else break;
+    }
+    inPlane++;
+    // In the inference component's process, a request starts once no interactive one is being answered there.
+    if (local?.interactiveIdle) await local.interactiveIdle(INTERACTIVE_HOLD_MS);
+  }
+
+  function leavePlane(startedAt: number): void {
+    inPlane--;
+    const now = Date.now();
+    nextEntryAt = now + Math.min(INTERACTIVE_HOLD_MS, now - startedAt);
+    backedOff.shift()?.();
+  }
+
   async function inference(identity: Identity, kind: InferenceKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal) {
     const call: InferenceCall = { kind, request: body, requestId, priority };
-    // In the inference component's process, a request starts once no interactive one is being answered there.
-    if (options.yieldToInteractive && options.local?.interactiveIdle) await options.local.interactiveIdle(INTERACTIVE_HOLD_MS);
-    const { sink, answer } = bufferedSink(signal);
-    if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
-    else await overHttp(call, identity, sink);
-    return answer;
+    await enterPlane(signal);
+    const startedAt = Date.now();
+    try {
+      if (signal.aborted) return { statusCode: 503, body: null, code: ErrorCode.UNAVAILABLE };
+      const { sink, answer } = bufferedSink(signal);
+      if (options.local) await options.local.serve(call, { requestId, system: false, identity, worker: null }, sink);
+      else await overHttp(call, identity, sink);
+      return await answer;
+    } finally {
+      leavePlane(startedAt);
+    }
   }
 
   /**

@@ -52,6 +52,7 @@ export function createInferencePlaneServer(options: DataPlaneOptions): Inference
   const interactive = new InteractiveTraffic();
   return {
     interactiveIdle: (maxWaitMs) => interactive.idle(maxWaitMs),
+    interactiveRecently: (windowMs) => interactive.recent(windowMs),
     serve: (call, caller, sink) => (call.priority === 'batch' ? serveOne(call, caller, sink) : interactive.during(() => serveOne(call, caller, sink))),
   };
 
