@@ -27,6 +27,18 @@ describe('request priority', () => {
     await traffic.idle(60_000);
   });
 
+  it('interactive traffic is recent while a request runs and for the window after the last one ends', async () => {
+    const traffic = new InteractiveTraffic();
+    expect(traffic.recent(60_000)).toBe(false);
+    let finish!: () => void;
+    const running = traffic.during(() => new Promise<void>((resolve) => (finish = resolve)));
+    expect(traffic.recent(0)).toBe(true);
+    finish();
+    await running;
+    expect(traffic.recent(60_000)).toBe(true);
+    expect(traffic.recent(0)).toBe(false);
+  });
+
   it('a steady stream of interactive requests holds batch work back at most maxWaitMs', async () => {
     const traffic = new InteractiveTraffic();
     let finish!: () => void;
