@@ -49,6 +49,8 @@ export interface MarinerConfig {
     audience: string | undefined;
     /** Claim carrying the user's email. */
     emailClaim: string;
+    /** The console's browser sign-in: the client secret when Mariner is a confidential client (PKCE alone otherwise). */
+    clientSecret?: string | undefined;
   };
   limits: {
     maxDepth: number;
@@ -61,8 +63,6 @@ export interface MarinerConfig {
   };
   /** Role → scopes table override (JSON file path), see schema/rbac/roleScopes.ts. */
   roleScopesFile: string | undefined;
-    /** The console's browser sign-in: the client secret when Mariner is a confidential client (PKCE alone otherwise). */
-    clientSecret?: string | undefined;
   /** Where file bytes and models live (lib/objectStore). */
   objectStore: ObjectStoreConfig;
   files: {
@@ -216,6 +216,12 @@ export interface BatchesConfig {
   pollIntervalMs: number;
   /** Requests of one input file at most (OpenAI: 50,000). */
   maxRequests: number;
+  /**
+   * Whether a batch's requests are sent as `batch` priority, which the local runtime serves after
+   * interactive ones (lib/requestPriority.ts; MARINER_BATCH_YIELD_TO_INTERACTIVE, default on; off only to
+   * measure what it is worth, test/bench/batches.ts).
+   */
+  yieldToInteractive: boolean;
 }
 
 /** How one model's runtime scales (LLMariner builtin scaler settings). */
@@ -243,12 +249,6 @@ export interface AutoscalerConfig {
   /** Every model's settings (MARINER_AUTOSCALER_*). */
   defaults: ScalerSettings;
   /** Per model id, settings that differ from the defaults (MARINER_AUTOSCALER_MODELS, a JSON object). */
-  /**
-   * Whether a batch's requests are sent as `batch` priority, which the local runtime serves after
-   * interactive ones (lib/requestPriority.ts; MARINER_BATCH_YIELD_TO_INTERACTIVE, default on; off only to
-   * measure what it is worth, test/bench/batches.ts).
-   */
-  yieldToInteractive: boolean;
   models: Record<string, Partial<ScalerSettings>>;
   /** Per model id, scheduled replica bounds (MARINER_AUTOSCALER_SCHEDULES, a JSON object; lib/scalingSchedule.ts). */
   schedules?: Record<string, ScalingSchedule[]>;
@@ -350,6 +350,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       issuer,
       audience,
       emailClaim: stringSetting(env, 'MARINER_OIDC_EMAIL_CLAIM') ?? 'email',
+      clientSecret: stringSetting(env, 'MARINER_OIDC_CLIENT_SECRET'),
     },
     limits: {
       maxDepth: intSetting(env, 'MARINER_MAX_DEPTH', 10, 1, 100),
@@ -387,7 +388,6 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       rateLimitRequestsPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_RPM', 0, 0, 100_000_000),
       rateLimitTokensPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_TPM', 0, 0, 1_000_000_000),
       usageFlushIntervalMs: intSetting(env, 'MARINER_USAGE_FLUSH_MS', 1_000, 10, 600_000),
-      clientSecret: stringSetting(env, 'MARINER_OIDC_CLIENT_SECRET'),
       usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
     },
     vectorStores: vectorStoresSetting(env),
@@ -632,6 +632,7 @@ function batchesSetting(env: Env): BatchesConfig {
     completionWindowSeconds: intSetting(env, 'MARINER_BATCH_COMPLETION_WINDOW_SECONDS', 86_400, 1, 86_400),
     pollIntervalMs: intSetting(env, 'MARINER_BATCH_POLL_MS', 1_000, 10, 60_000),
     maxRequests: intSetting(env, 'MARINER_BATCH_MAX_REQUESTS', 50_000, 1, 1_000_000),
+    yieldToInteractive: boolSetting(env, 'MARINER_BATCH_YIELD_TO_INTERACTIVE', true),
   };
 }
 
@@ -673,4 +674,3 @@ export function readJsonSetting(name: string, file: string): unknown {
     throw new ConfigError(`${name}: cannot read JSON from ${file}: ${(error as Error).message}`);
   }
 }
-    yieldToInteractive: boolSetting(env, 'MARINER_BATCH_YIELD_TO_INTERACTIVE', true),

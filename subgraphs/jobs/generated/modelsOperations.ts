@@ -29,6 +29,19 @@ export type ModelLoadingStatus =
   | 'REQUESTED'
   | 'SUCCEEDED';
 
+export type ModelScalingScheduleInput = {
+  /** A five-field cron expression: minute hour day-of-month month day-of-week. */
+  cron: string;
+  /** 0 to 1000; 0 shuts the runtime down. */
+  maxReplicas: number;
+  /** 0 to 1000, at most maxReplicas. */
+  minReplicas: number;
+  /** With maxReplicas 0: a request still starts one replica (default false). */
+  onDemand?: boolean | null | undefined;
+  /** An IANA time zone (default UTC). */
+  timeZone?: string | null | undefined;
+};
+
 export type RegisterFineTunedModelInput = {
   baseModelId: string;
   config?: ModelConfigInput | null | undefined;
@@ -49,6 +62,8 @@ export type RuntimeConfigInput = {
   extraArgs?: Array<string> | null | undefined;
   gpu?: number | null | undefined;
   replicas?: number | null | undefined;
+  /** Replaces the model's scaling schedules (at most 32; an empty list removes them). */
+  scalingSchedules?: Array<ModelScalingScheduleInput> | null | undefined;
 };
 
 export type JobModelQueryVariables = Exact<{

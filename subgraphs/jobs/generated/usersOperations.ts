@@ -12,6 +12,12 @@ export type CreateApiKeyInput = {
   /** Defaults to the caller's current project. */
   projectId?: string | null | undefined;
   role?: OrganizationRole | null | undefined;
+  /**
+   * The user the key acts as (default: the caller). Another user than the caller: organization owners
+   * only, and the user must be a member of the project (or an owner of its organization). Not with
+   * isServiceAccount.
+   */
+  userId?: string | null | undefined;
 };
 
 /** Organization roles (LLMariner OrganizationRole). */
