@@ -347,6 +347,7 @@ describe('the multi-cluster example', () => {
       'mariner-batches',
       'mariner-files',
       'mariner-gateway',
+      'mariner-inference',
       'mariner-models',
       'mariner-vectorstores',
     ]);

@@ -67,7 +67,7 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     Object.assign(urls, sessions.subgraphUrls);
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     Object.assign(urls, (await start('responses', {})).subgraphUrls);
-    Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference') })).subgraphUrls);
+    Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference'), ...url('responses') })).subgraphUrls);
     Object.assign(urls, (await start('audit', {})).subgraphUrls);
     // Every subgraph of the supergraph must be served by some component, or the gateway has no address for it.
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));

@@ -120,7 +120,7 @@ describe('mariner serve: two sessions replicas, an agent connected to one of the
     Object.assign(urls, (await start('vectorstores', { ...url('files'), ...url('inference') })).subgraphUrls);
     // Every subgraph must be served (the gateway has an address for each), as in test/serve.test.ts.
     Object.assign(urls, (await start('responses', {})).subgraphUrls);
-    Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference') })).subgraphUrls);
+    Object.assign(urls, (await start('batches', { ...url('files'), ...url('users'), ...url('inference'), ...url('responses') })).subgraphUrls);
     Object.assign(urls, (await start('audit', {})).subgraphUrls);
     const subgraphEnv = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [subgraphUrlSetting(name), urls[name]!]));
     gateway = await start('gateway', { ...subgraphEnv, MARINER_PORT: String(gatewayPort) });
