@@ -186,10 +186,23 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
       (usages) => usages.some((u) => u.modelId === 'mariner-demo'),
       'the chat counted',
     );
+    // The whole screen (totals and chart) is one GraphQL request per period shown.
+    const usageRequests: string[] = [];
+    const countUsage = (request: { url(): string; postData(): string | null }) => {
+      const body = request.postData() ?? '';
+      if (request.url().endsWith('/graphql') && /apiUsages|modelUsageSummaries/.test(body)) usageRequests.push(body);
+    };
+    page.on('request', countUsage);
     await open('Usage', 'Usage');
     await page.getByRole('img', { name: 'Requests per model over time' }).locator('canvas').waitFor({ timeout: 15_000 });
     const usage = page.getByRole('table', { name: 'Usage by model and key' });
     await expect.poll(() => usage.textContent()).toContain('mariner-demo');
+    await page.getByText('Last 7 days').click();
+    await expect.poll(() => usageRequests.length).toBe(2);
+    await page.getByRole('img', { name: 'Requests per model over time' }).locator('canvas').waitFor();
+    await expect.poll(() => usage.textContent()).toContain('mariner-demo');
+    page.off('request', countUsage);
+    expect(usageRequests.every((body) => body.includes('modelUsageSummaries') && body.includes('apiUsages'))).toBe(true);
     await page.screenshot({ path: screenshotPath('15-usage'), fullPage: true });
 
     await open('Members', 'Members');

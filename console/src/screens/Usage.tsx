@@ -1,19 +1,20 @@
 import { Button, Group, Loader, SegmentedControl, Stack, Table, Text, Title } from '@mantine/core';
 import { lazy, Suspense, useEffect, useState } from 'react';
 import { useClient } from 'urql';
-import { ApiUsagesDocument, type ApiUsagesQuery } from '../generated/graphql';
+import { UsageScreenDocument, type UsageScreenQuery } from '../generated/graphql';
 import { ApiError } from '../ui';
 
 const LineChart = lazy(() => import('./LineChart'));
 
-const PERIODS: Record<string, { label: string; seconds: number }> = {
-  hour: { label: 'Last hour', seconds: 3600 },
-  day: { label: 'Last 24 hours', seconds: 86_400 },
-  week: { label: 'Last 7 days', seconds: 7 * 86_400 },
+/** Each period and the width of its chart's buckets (`modelUsageSummaries` buckets start on whole hours). */
+const PERIODS: Record<string, { label: string; seconds: number; intervalSeconds: number }> = {
+  hour: { label: 'Last hour', seconds: 3600, intervalSeconds: 300 },
+  day: { label: 'Last 24 hours', seconds: 86_400, intervalSeconds: 7200 },
+  week: { label: 'Last 7 days', seconds: 7 * 86_400, intervalSeconds: 14 * 3600 },
 };
-const BUCKETS = 12;
+const HOUR_MS = 3600 * 1000;
 
-type Row = ApiUsagesQuery['apiUsages'][number];
+type Row = UsageScreenQuery['apiUsages'][number];
 interface Loaded {
   rows: Row[];
   /** Bucket starts, seconds since the epoch. */
@@ -23,8 +24,10 @@ interface Loaded {
 }
 
 /**
- * The project's inference usage over a period: requests and tokens per model and key (`apiUsages` over the
- * whole period), and requests per model over time (`apiUsages` of each of 12 buckets).
+ * The project's inference usage over a period, in one request: requests and tokens per model and key
+ * (`apiUsages` over the whole period), and requests per model over time (`modelUsageSummaries`, whose range
+ * the API truncates to whole hours: the chart asks from the hour the period starts in to the end of this hour
+ * and keeps the buckets that overlap the period).
  */
 export function Usage() {
   const client = useClient();
@@ -35,31 +38,37 @@ export function Usage() {
   useEffect(() => {
     let current = true;
     const end = Date.now();
-    const { seconds } = PERIODS[period]!;
+    const { seconds, intervalSeconds } = PERIODS[period]!;
     const start = end - seconds * 1000;
-    const step = (seconds * 1000) / BUCKETS;
-    const ask = (from: number, to: number) =>
-      client
-        .query(ApiUsagesDocument, { startTime: new Date(from).toISOString(), endTime: new Date(to).toISOString() }, { requestPolicy: 'network-only' })
-        .toPromise();
-    void Promise.all([ask(start, end), ...Array.from({ length: BUCKETS }, (_, i) => ask(start + i * step, start + (i + 1) * step))]).then(
-      ([whole, ...buckets]) => {
+    const step = intervalSeconds * 1000;
+    const variables = {
+      startTime: new Date(start).toISOString(),
+      endTime: new Date(end).toISOString(),
+      bucketStart: new Date(Math.floor(start / HOUR_MS) * HOUR_MS).toISOString(),
+      bucketEnd: new Date((Math.floor(end / HOUR_MS) + 1) * HOUR_MS).toISOString(),
+      intervalSeconds,
+    };
+    void client
+      .query(UsageScreenDocument, variables, { requestPolicy: 'network-only' })
+      .toPromise()
+      .then((result) => {
         if (!current) return;
-        const failed = [whole, ...buckets].find((r) => r.error);
-        setError(failed?.error ?? null);
-        const rows = whole.data?.apiUsages ?? [];
+        setError(result.error ?? null);
+        const rows = result.data?.apiUsages ?? [];
+        const points = (result.data?.modelUsageSummaries ?? []).filter((p) => {
+          const at = Date.parse(p.timestamp);
+          return at + step > start && at <= end;
+        });
         const byModel = new Map<string, number[]>();
-        for (const model of new Set(rows.map((r) => r.modelId))) byModel.set(model, new Array<number>(BUCKETS).fill(0));
-        buckets.forEach((bucket, i) => {
-          for (const r of bucket.data?.apiUsages ?? []) {
-            const series = byModel.get(r.modelId) ?? new Array<number>(BUCKETS).fill(0);
-            series[i]! += r.totalRequests;
-            byModel.set(r.modelId, series);
+        points.forEach((point, i) => {
+          for (const v of point.values) {
+            const series = byModel.get(v.modelId) ?? new Array<number>(points.length).fill(0);
+            series[i] = v.totalRequests;
+            byModel.set(v.modelId, series);
           }
         });
-        setLoaded({ rows, x: Array.from({ length: BUCKETS }, (_, i) => (start + (i + 0.5) * step) / 1000), byModel });
-      },
-    );
+        setLoaded({ rows, x: points.map((p) => (Date.parse(p.timestamp) + step / 2) / 1000), byModel });
+      });
     return () => {
       current = false;
     };
