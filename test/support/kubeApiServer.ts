@@ -157,6 +157,7 @@ const RESOURCES: ResourceType[] = [
   resource('batch/v1', 'jobs', 'Job', [], ['status'], true),
   resource('apps/v1', 'deployments', 'Deployment', ['deploy'], ['status', 'scale'], true),
   resource('apps/v1', 'statefulsets', 'StatefulSet', ['sts'], ['status', 'scale'], true),
+  resource('rbac.authorization.k8s.io/v1', 'rolebindings', 'RoleBinding', []),
 ];
 
 const RETRY = 'please apply your changes to the latest version and try again';
