@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import type { ApiClient } from '../client.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
 import { allPages } from '../pages.js';
@@ -141,11 +141,20 @@ Examples:
     .option('--kubeconfig <path>', 'the file to write (default: the first of $KUBECONFIG, else ~/.kube/config)')
     .option('--name <name>', 'the kubectl context name (default: mariner-<cluster name>)')
     .option('--namespace <namespace>', "the context's default namespace (your project's namespace there)")
+    .option('--certificate-authority <file>', "a PEM file of the CA that signed the platform's TLS certificate (embedded in the entry)")
     .option('--no-use', 'do not make it the current kubectl context')
     .action(
       run(async (inv, idOrName: string) => {
         const client = inv.client();
-        const cluster = await findCluster(client, idOrName);
+        let cluster: Pick<ClusterView, 'id' | 'name'>;
+        try {
+          cluster = await findCluster(client, idOrName);
+        } catch (error) {
+          // A project member may reach its namespaces through /v1/sessions without reading the clusters
+          // (api.clusters.read): given the cluster's id, the entry needs nothing more.
+          if (!(error instanceof CliError && error.code === 'FORBIDDEN' && /^cluster-/.test(idOrName))) throw error;
+          cluster = { id: idOrName, name: idOrName };
+        }
         const name: string = inv.options['name'] ?? `mariner-${cluster.name}`;
         const file = kubeconfigPath(inv.options['kubeconfig']);
         let config: Record<string, unknown> = { apiVersion: 'v1', kind: 'Config', preferences: {} };
@@ -155,7 +164,16 @@ Examples:
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new CliError(`cannot read ${file}: ${(error as Error).message}`);
         }
         const server = `${client.context.url}/v1/sessions/${encodeURIComponent(cluster.id)}`;
-        config['clusters'] = upsert(config['clusters'], name, { cluster: { server } });
+        const caFile: string | undefined = inv.options['certificateAuthority'];
+        let caData: string | undefined;
+        if (caFile) {
+          try {
+            caData = readFileSync(caFile).toString('base64');
+          } catch (error) {
+            throw new UsageError(`--certificate-authority: cannot read ${caFile}: ${(error as Error).message}`);
+          }
+        }
+        config['clusters'] = upsert(config['clusters'], name, { cluster: { server, ...(caData ? { 'certificate-authority-data': caData } : {}) } });
         config['users'] = upsert(config['users'], name, { user: { token: client.context.apiKey } });
         config['contexts'] = upsert(config['contexts'], name, {
           context: { cluster: name, user: name, ...(inv.options['namespace'] ? { namespace: inv.options['namespace'] } : {}) },
@@ -164,6 +182,12 @@ Examples:
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         writeFileSync(file, YAML.stringify(config), { mode: 0o600 });
         chmodSync(file, 0o600);
+        // client-go sends no bearer token to an http:// server (kubectl then answers "You must be logged in").
+        if (server.startsWith('http:')) {
+          process.stderr.write(
+            `mariner: warning: ${client.context.url} is plain http, and kubectl sends no credentials over http: reach the platform through https (its ingress) for kubectl\n`,
+          );
+        }
         if (inv.format === 'table') {
           process.stdout.write(`kubectl context "${name}" written to ${file}: ${server}${inv.options['use'] !== false ? ' (now current)' : ''}\n`);
         } else printData(inv.format, { context: name, server, kubeconfig: file, cluster: { id: cluster.id, name: cluster.name } });
