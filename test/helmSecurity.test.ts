@@ -125,6 +125,11 @@ describe('least privilege: the agent holds no Secrets reads and no exec where pr
       [],
     ],
     ['the multi-cluster worker example', [], [WORKER_EXAMPLE]],
+    [
+      'worker.namespaces: dynamic, with the W&B integration and Kueue on',
+      [{ worker: { namespaces: 'dynamic', fineTuning: { wandbApiKeySecret: { name: 'wandb', key: 'k' } } }, global: { kueue: { enabled: true } } }],
+      [],
+    ],
   ];
   for (const [name, values, files] of cases) {
     it(`${name}: no Role in an assignable namespace grants Secrets get/list/watch or pods/exec, attach or port-forward`, async () => {
@@ -161,6 +166,48 @@ describe('least privilege: the agent holds no Secrets reads and no exec where pr
     expect(role['rules']).toContainEqual({ apiGroups: [''], resources: ['pods/exec', 'pods/attach', 'pods/portforward'], verbs: ['create', 'get'] });
     expect(loadConfig({ MARINER_SESSIONS_EXEC: 'true' }).sessions.allowExec).toBe(true);
     expect(loadConfig({}).sessions.allowExec).toBe(false);
+  });
+
+  it('worker.namespaces: dynamic: the agent binds one ClusterRole of the project rules (no Secrets reads, no exec) and no other role', async () => {
+    const values = { worker: { namespaces: 'dynamic', fineTuning: { wandbApiKeySecret: { name: 'wandb', key: 'k' } } } };
+    const dynamic = await render([values]);
+    const projectRole = find(dynamic, 'ClusterRole', 'mariner-agent-project-mariner');
+    // The same rules as a static project namespace's Role: what a project's work needs, nothing more.
+    const staticRole = (await render([{ ...values, worker: { ...values.worker, namespaces: ['team-a'] } }])).find(
+      (m) => m.kind === 'Role' && m.metadata.namespace === 'team-a',
+    )!;
+    expect(projectRole['rules']).toEqual(staticRole['rules']);
+    expect(dangerousRules(projectRole)).toEqual([]);
+    // The chart binds it nowhere and creates no Role in any project namespace: the agent binds it as projects are assigned.
+    const bindings = dynamic.filter((m) => m.kind === 'RoleBinding' || m.kind === 'ClusterRoleBinding');
+    expect(bindings.filter((b) => b.roleRef.name === projectRole.metadata.name)).toEqual([]);
+    expect(dynamic.filter((m) => m.kind === 'Role').map((r) => r.metadata.name)).toEqual(['mariner-agent-runtimes']);
+    // Binding rights: `bind` of that ClusterRole only, by name; RoleBindings deleted by the agent's binding's name only.
+    const binder = find(dynamic, 'ClusterRole', 'mariner-agent-project-mariner-binder');
+    expect(binder['rules']).toEqual([
+      { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], resourceNames: ['mariner-agent-project-mariner'], verbs: ['bind'] },
+      { apiGroups: ['rbac.authorization.k8s.io'], resources: ['rolebindings'], verbs: ['get', 'list', 'create'] },
+      { apiGroups: ['rbac.authorization.k8s.io'], resources: ['rolebindings'], resourceNames: ['mariner-agent-project'], verbs: ['delete'] },
+    ]);
+    const allRules = dynamic.filter((m) => m.kind === 'Role' || m.kind === 'ClusterRole').flatMap((r) => r['rules'] as Rule[]);
+    for (const rule of allRules.filter((r) => r.verbs.some((v) => ['bind', 'escalate', '*'].includes(v))))
+      expect(rule.resourceNames).toEqual(['mariner-agent-project-mariner']);
+    expect(
+      allRules.filter((r) => r.resources.some((x) => ['roles', 'clusterroles', 'clusterrolebindings', '*'].includes(x)) && !r.verbs.every((v) => v === 'bind')),
+    ).toEqual([]);
+    const binderBinding = find(dynamic, 'ClusterRoleBinding', 'mariner-agent-project-mariner-binder');
+    expect(binderBinding['subjects']).toEqual([{ kind: 'ServiceAccount', name: 'mariner-agent', namespace: NAMESPACE }]);
+    // The agent is told which role to bind, as whom, and where never to.
+    expect(envValue(dynamic, 'mariner-agent', 'MARINER_AGENT_PROJECT_CLUSTER_ROLE')?.value).toBe('mariner-agent-project-mariner');
+    expect(envValue(dynamic, 'mariner-agent', 'MARINER_AGENT_SERVICE_ACCOUNT')?.value).toBe('mariner-agent');
+    expect(envValue(dynamic, 'mariner-agent', 'MARINER_RESERVED_NAMESPACES')?.value).toBe(
+      envValue(dynamic, 'mariner-users', 'MARINER_RESERVED_NAMESPACES')?.value,
+    );
+    // A list keeps the static Roles and gives the agent no binding rights.
+    const listed = await render();
+    expect(listed.some((m) => m.metadata.name.endsWith('-binder'))).toBe(false);
+    expect(envValue(listed, 'mariner-agent', 'MARINER_AGENT_PROJECT_CLUSTER_ROLE')).toBeUndefined();
+    expect(await refusal({ worker: { namespaces: 'all' } })).toContain("value must be 'dynamic'");
   });
 
   it('the release, runtimes and GPU operator namespaces are reserved on the platform, and a project namespace naming one fails the install', async () => {
