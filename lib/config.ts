@@ -38,6 +38,11 @@ export interface MarinerConfig {
   /** Lifetime of an internal identity token. */
   internalTokenTtlSeconds: number;
   logLevel: string;
+  /**
+   * How log lines are written: `json` (one JSON object a line, for log collectors), `pretty` (readable
+   * lines), or `auto`: pretty when stdout is a terminal, JSON otherwise.
+   */
+  logFormat: LogFormat;
   introspection: boolean;
   oidc: {
     /** Issuer URL; OIDC is off when empty. */
@@ -301,6 +306,15 @@ function boolSetting(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
 }
 
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+/** MARINER_LOG_FORMAT; read by lib/logging.ts too, as `mariner agent` makes its logger without a config. */
+export function logFormatSetting(env: Env = process.env): LogFormat {
+  const raw = stringSetting(env, 'MARINER_LOG_FORMAT')?.toLowerCase() ?? 'auto';
+  if (raw !== 'auto' && raw !== 'json' && raw !== 'pretty') throw new ConfigError(`MARINER_LOG_FORMAT must be auto, json or pretty, got "${raw}"`);
+  return raw;
+}
+
 function stringSetting(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
@@ -345,6 +359,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
     internalTokenSecret: stringSetting(env, 'MARINER_INTERNAL_TOKEN_SECRET'),
     internalTokenTtlSeconds: intSetting(env, 'MARINER_INTERNAL_TOKEN_TTL_SECONDS', 60, 5, 3600),
     logLevel: stringSetting(env, 'MARINER_LOG_LEVEL') ?? 'info',
+    logFormat: logFormatSetting(env),
     introspection: boolSetting(env, 'MARINER_INTROSPECTION', environment === 'development'),
     oidc: {
       issuer,

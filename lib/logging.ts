@@ -1,9 +1,38 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import { logFormatSetting, type LogFormat } from './config.js';
 
-export type { Logger };
+export type { Logger, LogFormat };
 
-/** Structured JSON logs (to stdout, or `destination`). Credentials are redacted wherever they might appear. */
-export function createLogger(level: string, name = 'mariner', destination?: DestinationStream): Logger {
+/** Whether lines are written readable or as JSON: `auto` is readable on a terminal only (issue 24, item 9). */
+export function prettyLogs(format: LogFormat, isTerminal: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && isTerminal);
+}
+
+/**
+ * Readable lines (`[12:03:04.567] INFO: agent: tunnel connected {"transport":"upgrade"}`), one a record, written synchronously to stdout. A stream in
+ * this thread, not a pino transport: transports load their module by name in a worker thread, which the
+ * bundled dist/bin/mariner.js cannot serve (scripts/build.mjs), and a synchronous write keeps the lines
+ * in order with the `mariner up` banner, which is written with process.stdout.write.
+ */
+function prettyStream(colorize: boolean): DestinationStream {
+  return pretty({
+    sync: true,
+    destination: 1,
+    colorize,
+    singleLine: true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,name,component',
+    messageFormat: '{if component}{component}: {end}{msg}',
+  });
+}
+
+/**
+ * Structured logs to stdout (or `destination`, always JSON). Credentials are redacted wherever they
+ * might appear. On stdout the lines are JSON, or readable ones where `format` says so (MARINER_LOG_FORMAT
+ * by default: readable on a terminal, JSON when piped, so collectors and tests parsing them see no change).
+ */
+export function createLogger(level: string, name = 'mariner', destination?: DestinationStream, format: LogFormat = logFormatSetting()): Logger {
   const options: pino.LoggerOptions = {
     name,
     level,
@@ -12,7 +41,10 @@ export function createLogger(level: string, name = 'mariner', destination?: Dest
       censor: '[redacted]',
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  const terminal = process.stdout.isTTY === true;
+  // Colours on a terminal unless NO_COLOR is set (https://no-color.org).
+  return prettyLogs(format, terminal) ? pino(options, prettyStream(terminal && !process.env['NO_COLOR'])) : pino(options);
 }
 
 /** A logger that drops everything, for tests that do not look at logs. */
