@@ -51,6 +51,8 @@ export function forwardToRuntime(options: {
   runtimePath: string;
   /** Headers the host sets for the runtime (they replace any of those names the request had). */
   extraHeaders?: Record<string, string>;
+  /** The body to send instead of the request's (already read, rewritten by the host). */
+  body?: Buffer;
 }): void {
   const { baseUrl, modelId, req, res, runtimePath } = options;
   // The caller left while the host was looking for the runtime: nothing to forward.
@@ -58,6 +60,7 @@ export function forwardToRuntime(options: {
   const headers: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) if (!name.startsWith(':') && !HOP_BY_HOP.has(name)) headers[name] = value;
   Object.assign(headers, options.extraHeaders);
+  if (options.body) headers['content-length'] = String(options.body.length);
   let completed = false;
   const upstream = http.request(new URL(runtimePath, baseUrl), { method: req.method, headers }, (answer) => {
     const out: Record<string, string | string[]> = {};
@@ -77,5 +80,6 @@ export function forwardToRuntime(options: {
   res.stream.once('close', () => {
     if (!completed) upstream.destroy();
   });
-  req.pipe(upstream);
+  if (options.body) upstream.end(options.body);
+  else req.pipe(upstream);
 }

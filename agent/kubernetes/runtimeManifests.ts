@@ -21,6 +21,7 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import type { ActiveModel } from '../executor.js';
 import { MANAGED_BY_LABELS, validateManifest } from './manifests.js';
+import { adapterCopyContainer, llamaCppLoraArgs, type LlamaCppAdapter } from './llamaCppAdapters.js';
 import { adapterSyncContainer, adaptersListVolume, servesAdapters, VLLM_LORA_ENV, vllmLoraArgs } from './vllmAdapters.js';
 
 /** Images of the runtimes and of the weights copier; each can be replaced (a mirror, a pinned tag). */
@@ -135,6 +136,8 @@ interface RuntimePlan {
   container: IContainer;
   /** Beside the runtime: vLLM's LoRA adapters' copier (vllmAdapters.ts). */
   sidecars?: IContainer[];
+  /** After the weights: llama.cpp's LoRA adapters' copy (llamaCppAdapters.ts). */
+  adaptersInit?: IContainer;
 }
 
 function copierContainer(model: ActiveModel, weights: RuntimeWeightsSource, images: RuntimeImages, file: boolean): IContainer {
@@ -175,7 +178,7 @@ function readinessProbe(path: string) {
   return { httpGet: { path, port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 };
 }
 
-function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: RuntimeImages): RuntimePlan {
+function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: RuntimeImages, llamaCppAdapters: readonly LlamaCppAdapter[]): RuntimePlan {
   const kind = runtimeKindOf(model);
   const ports = [{ name: 'http', containerPort: RUNTIME_PORT, protocol: 'TCP' as const }];
   const volumeMounts = [{ name: 'models', mountPath: MODELS_DIR }];
@@ -215,10 +218,13 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
         ...(lora ? { sidecars: [adapterSyncContainer(copier)] } : {}),
       };
     }
-    case 'llama-cpp':
+    case 'llama-cpp': {
+      const copier = copierContainer(model, weights, images, true);
       return {
         kind,
-        initContainer: copierContainer(model, weights, images, true),
+        initContainer: copier,
+        // LoRA adapters are loaded at start only (llamaCppAdapters.ts): their files are copied first.
+        ...(llamaCppAdapters.length > 0 ? { adaptersInit: adapterCopyContainer(copier, llamaCppAdapters) } : {}),
         container: {
           name: 'runtime',
           image: model.gpu > 0 ? images.llamaCppCuda : images.llamaCpp,
@@ -232,6 +238,7 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
             '--port',
             String(RUNTIME_PORT),
             ...(model.gpu > 0 ? ['--n-gpu-layers', '999'] : []),
+            ...llamaCppLoraArgs(llamaCppAdapters),
             ...model.extraArgs,
           ],
           ports,
@@ -241,6 +248,7 @@ function planOf(model: ActiveModel, weights: RuntimeWeightsSource, images: Runti
           volumeMounts,
         },
       };
+    }
     case 'ollama': {
       if (!OLLAMA_NAME.test(model.id)) throw new UnrunnableModelError(`Ollama cannot serve a model named ${model.id} (an Ollama name is name[:tag])`);
       const ollamaEnv = [{ name: 'OLLAMA_MODELS', value: MODELS_DIR }];
@@ -303,10 +311,19 @@ export function specHash(manifest: { metadata?: { labels?: Record<string, string
  * The StatefulSet and Service of one model, validated. Throws UnrunnableModelError when no runtime
  * here can serve the model (its formats, a source outside S3, a GPU count that is not a whole number).
  */
-export function runtimeManifests(model: ActiveModel, options: { namespace: string; weights: RuntimeWeightsSource; images: RuntimeImages }): RuntimeManifests {
+export function runtimeManifests(
+  model: ActiveModel,
+  options: {
+    namespace: string;
+    weights: RuntimeWeightsSource;
+    images: RuntimeImages;
+    /** A llama.cpp model's LoRA adapters, in the order of their `--lora` flags (llamaCppAdapters.ts). */
+    llamaCppAdapters?: readonly LlamaCppAdapter[];
+  },
+): RuntimeManifests {
   if (!Number.isInteger(model.gpu) || model.gpu < 0) throw new UnrunnableModelError(`a runtime pod takes whole GPUs, not ${model.gpu}`);
   if (!Number.isInteger(model.replicas) || model.replicas < 0) throw new UnrunnableModelError(`replicas must be a whole number, not ${model.replicas}`);
-  const plan = planOf(model, options.weights, options.images);
+  const plan = planOf(model, options.weights, options.images, options.llamaCppAdapters ?? []);
   const name = runtimeName(model.id);
   const selector = { [COMPONENT_LABEL]: RUNTIME_COMPONENT, [MODEL_ID_HASH_LABEL]: modelIdHash(model.id) };
   const labels = { ...MANAGED_BY_LABELS, ...selector, [RUNTIME_LABEL]: plan.kind };
@@ -333,7 +350,7 @@ export function runtimeManifests(model: ActiveModel, options: { namespace: strin
       template: {
         metadata: { labels, annotations },
         spec: {
-          initContainers: [plan.initContainer],
+          initContainers: [plan.initContainer, ...(plan.adaptersInit ? [plan.adaptersInit] : [])],
           containers: [plan.container, ...(plan.sidecars ?? [])],
           volumes,
           ...(tolerations.length > 0 ? { tolerations } : {}),

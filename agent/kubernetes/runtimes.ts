@@ -30,6 +30,9 @@ import {
 import { InFlightCounts } from '../../lib/requestTracker.js';
 import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
 import { VllmAdapters } from './vllmAdapters.js';
+import { ADAPTER_FORMATS_HEADER, type LlamaCppAdapter, LlamaCppAdapters, UnservableAdapterError, withLora } from './llamaCppAdapters.js';
+import { readBody } from '../../lib/http.js';
+import type { IncomingMessage } from 'node:http';
 import { ignoreNotFound, statusCode } from './apiErrors.js';
 
 export interface KubernetesRuntimeHostOptions {
@@ -51,8 +54,10 @@ export interface KubernetesRuntimeHostOptions {
   readinessTtlMs?: number | undefined;
   /** The base URL of one runtime pod (LoRA adapters go to a pod, not the Service). Default `http://<podIP>:8000`. */
   podUrl?: ((pod: V1Pod) => string | undefined) | undefined;
-  /** How long an adapter's first request waits for it to load on a pod (default 180 s). */
+  /** How long an adapter's first request waits for it to load on a pod (default 180 s; llama.cpp, whose pods restart: 600 s). */
   adapterLoadTimeoutMs?: number | undefined;
+  /** Between two looks at a llama.cpp model's pods while an adapter's request waits for them (default 1 s). */
+  adapterRetryMs?: number | undefined;
 }
 
 function hostDefaults(options: KubernetesRuntimeHostOptions) {
@@ -119,15 +124,26 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
     podUrl: options.podUrl ?? ((pod) => (pod.status?.podIP ? `http://${pod.status.podIP}:${RUNTIME_PORT}` : undefined)),
     ...(options.adapterLoadTimeoutMs !== undefined ? { loadTimeoutMs: options.adapterLoadTimeoutMs } : {}),
   });
+  const llamaCppAdapters = new LlamaCppAdapters({
+    core,
+    namespace,
+    logger,
+    podUrl: options.podUrl ?? ((pod) => (pod.status?.podIP ? `http://${pod.status.podIP}:${RUNTIME_PORT}` : undefined)),
+    // The pods restart with the adapter listed: the models of the last reconcile, applied again.
+    restart: () => host.reconcile([...wanted.values()]),
+    ...(options.adapterLoadTimeoutMs !== undefined ? { loadTimeoutMs: options.adapterLoadTimeoutMs } : {}),
+    ...(options.adapterRetryMs !== undefined ? { retryMs: options.adapterRetryMs } : {}),
+  });
   /** The label selector of one model's runtime pods. */
   const podsOf = (modelId: string) => `${RUNTIME_SELECTOR},${MODEL_ID_HASH_LABEL}=${modelIdHash(modelId)}`;
-  const isVllm = (model: ActiveModel | undefined) => {
+  const kindOf = (model: ActiveModel | undefined) => {
     try {
-      return model !== undefined && runtimeKindOf(model) === 'vllm';
+      return model === undefined ? undefined : runtimeKindOf(model);
     } catch {
-      return false;
+      return undefined;
     }
   };
+  const isVllm = (model: ActiveModel | undefined) => kindOf(model) === 'vllm';
 
   /** The vLLM runtimes' adapters no longer served: unloaded from their pods (vllmAdapters.ts). */
   async function unloadGoneAdapters(models: ActiveModel[]): Promise<void> {
@@ -156,6 +172,51 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
         forwardToRuntime({ baseUrl: pod.url, modelId, req, res, runtimePath });
       },
       (error: unknown) => answerRuntimeError(res, 503, `the LoRA adapter of ${adapter} is not loaded: ${kubeMessage(error)}`),
+    );
+  }
+
+  /**
+   * An adapter's request on a llama.cpp model: to a pod started with it (the pods restart with it first
+   * when none is), the body rewritten to name the base model and apply the adapter (llamaCppAdapters.ts).
+   */
+  function forwardLlamaCppAdapter(
+    modelId: string,
+    adapter: string,
+    source: string,
+    req: Http2ServerRequest,
+    res: Http2ServerResponse,
+    runtimePath: string,
+  ): void {
+    const refuse = (message: string) => {
+      if (res.stream.destroyed || res.headersSent) return;
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message, type: 'invalid_request_error', param: 'model', code: null } }));
+    };
+    let s3Uri: string;
+    try {
+      s3Uri = s3UriOf(source, options.objectStore);
+    } catch (error) {
+      return answerRuntimeError(res, 502, `the LoRA adapter of ${adapter} cannot be served here: ${(error as Error).message}`);
+    }
+    const formats = req.headers[ADAPTER_FORMATS_HEADER];
+    Promise.all([
+      readBody(req as unknown as IncomingMessage, 64 * 1024 * 1024),
+      llamaCppAdapters.podFor(runtimeName(modelId), podsOf(modelId), adapter, s3Uri, typeof formats === 'string' ? formats : undefined, podInFlight),
+    ]).then(
+      ([text, pod]) => {
+        let body: Buffer;
+        try {
+          body = withLora(Buffer.from(text), modelId, pod.loraId);
+        } catch (error) {
+          return refuse(error instanceof UnservableAdapterError ? error.message : `the request body is not JSON: ${(error as Error).message}`);
+        }
+        podInFlight.track(pod.name, res.stream);
+        forwardToRuntime({ baseUrl: pod.url, modelId, req, res, runtimePath, body });
+      },
+      (error: unknown) => {
+        if (error instanceof UnservableAdapterError) return refuse(error.message);
+        answerRuntimeError(res, 503, `the LoRA adapter of ${adapter} is not loaded: ${kubeMessage(error)}`);
+      },
     );
   }
 
@@ -223,8 +284,18 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       models.map(async (model) => {
         const hash = modelIdHash(model.id);
         let desired: RuntimeManifests;
+        // A llama.cpp model starts with its adapters (llamaCppAdapters.ts), read from their list; when it
+        // cannot be read, the runtime is left as it is (not restarted without them, nor deleted).
+        let adapters: LlamaCppAdapter[] = [];
         try {
-          desired = runtimeManifests(model, { namespace, weights, images });
+          if (kindOf(model) === 'llama-cpp') adapters = await llamaCppAdapters.startedWith(runtimeName(model.id), model);
+        } catch (error) {
+          keep.add(hash);
+          problems.set(model.id, `cannot read the LoRA adapters' list: ${kubeMessage(error)}`);
+          return;
+        }
+        try {
+          desired = runtimeManifests(model, { namespace, weights, images, llamaCppAdapters: adapters });
         } catch (error) {
           if (!(error instanceof UnrunnableModelError)) throw error;
           problems.set(model.id, error.message);
@@ -288,7 +359,7 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
     return readReady(modelId);
   }
 
-  return {
+  const host: RuntimeHost = {
     reconcile(models) {
       const pass = reconciling.then(async () => {
         if (closed) return;
@@ -356,6 +427,8 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
           const source = req.headers[ADAPTER_SOURCE_HEADER];
           if (typeof adapter === 'string' && typeof source === 'string' && isVllm(wanted.get(modelId)))
             return forwardAdapter(modelId, adapter, source, req, res, runtimePath);
+          if (typeof adapter === 'string' && typeof source === 'string' && kindOf(wanted.get(modelId)) === 'llama-cpp')
+            return forwardLlamaCppAdapter(modelId, adapter, source, req, res, runtimePath);
           const baseUrl = serviceUrl({ name: runtimeName(modelId), namespace, port: RUNTIME_PORT });
           forwardToRuntime({ baseUrl, modelId, req, res, runtimePath });
         },
@@ -368,4 +441,5 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
       await reconciling;
     },
   };
+  return host;
 }
