@@ -12,6 +12,8 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   FAILED_PRECONDITION: 'FAILED_PRECONDITION',
   RATE_LIMITED: 'RATE_LIMITED',
+  /** A token budget of the caller's key or project is spent until its period resets (OpenAI: `insufficient_quota`). */
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   /** Nothing can serve the request right now (no runtime of the model is ready); retry later. */
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
@@ -26,6 +28,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFLICT: 409,
   FAILED_PRECONDITION: 412,
   RATE_LIMITED: 429,
+  QUOTA_EXCEEDED: 429,
   UNAVAILABLE: 503,
   INTERNAL: 500,
 };
@@ -39,6 +42,7 @@ const OPENAI_TYPE: Record<ErrorCode, string> = {
   CONFLICT: 'invalid_request_error',
   FAILED_PRECONDITION: 'invalid_request_error',
   RATE_LIMITED: 'rate_limit_exceeded',
+  QUOTA_EXCEEDED: 'insufficient_quota',
   UNAVAILABLE: 'server_error',
   INTERNAL: 'server_error',
 };
@@ -66,6 +70,7 @@ export function openAIErrorCodeFor(code: ErrorCode): string | null {
   if (code === ErrorCode.INTERNAL) return null;
   // OpenAI API: a 429's code is `rate_limit_exceeded`.
   if (code === ErrorCode.RATE_LIMITED) return 'rate_limit_exceeded';
+  if (code === ErrorCode.QUOTA_EXCEEDED) return 'insufficient_quota';
   return code.toLowerCase();
 }
 

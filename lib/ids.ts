@@ -41,6 +41,8 @@ export const IdPrefix = {
   /** OpenAI's Batch API (not LLMariner's `batchjob-`); each request of one gets a `batch_req_` id. */
   batch: 'batch_',
   batchRequest: 'batch_req_',
+  /** A token budget of an API key or project (subgraphs/inference/budgets.ts). */
+  budget: 'budget_',
 } as const;
 export type IdKind = keyof typeof IdPrefix;
 

@@ -22,6 +22,7 @@ const shared: PolicyMap = {
 
 const users: PolicyMap = {
   Query: {
+    workerNamespaces: isWorker,
     self: isAuthenticated,
     organizations: isAuthenticated,
     organization: isAuthenticated,
@@ -174,8 +175,18 @@ const sessions: PolicyMap = {
 // the inference API (`api.model` write, as completions).
 const usageRead = hasScope('api.api_usages', 'read');
 const inference: PolicyMap = {
-  Query: { inferenceStatus: modelsRead, inferenceRateLimit: isAuthenticated, apiUsages: usageRead, modelUsageSummaries: usageRead, tokenize: modelsWrite },
+  Query: {
+    inferenceStatus: modelsRead,
+    inferenceRateLimit: isAuthenticated,
+    budgets: inProject,
+    apiUsages: usageRead,
+    modelUsageSummaries: usageRead,
+    tokenize: modelsWrite,
+  },
   Mutation: {
+    // Budgets: the resolvers allow only owners of the organization of the caller's project to change them.
+    setBudget: inProject,
+    deleteBudget: inProject,
     chatCompletion: modelsWrite,
     completion: modelsWrite,
     embeddings: modelsWrite,
@@ -223,6 +234,7 @@ const inference: PolicyMap = {
   RuntimeScalingSchedule: { '*': anyOf(modelsRead, isWorker) },
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
+  Budget: { '*': inProject },
   ApiUsage: { '*': usageRead },
   ModelUsagePoint: { '*': usageRead },
   ModelUsageValue: { '*': usageRead },

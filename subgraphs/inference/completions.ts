@@ -4,6 +4,7 @@ import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapt
 import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
 import type { InferenceContext } from './context.js';
 import { withRetrievedContext } from './rag.js';
+import type { BudgetSubject } from './budgetsStore.js';
 import type { RateLimitState } from './rateLimits.js';
 import { forwardToModel } from './refusedModels.js';
 import { readJson, type RoutedResponse } from './router.js';
@@ -116,6 +117,7 @@ export class Metering {
   private readonly started = performance.now();
   private firstTokenMs: number | null = null;
   private limitKey: string | null = null;
+  private budgetSubject: BudgetSubject | null = null;
   private done = false;
   /** The caller's rate-limit state once admitted (null: not limited), for OpenAI's headers. */
   rateLimit: RateLimitState | null = null;
@@ -127,6 +129,8 @@ export class Metering {
   ) {}
 
   async admit(): Promise<void> {
+    // Budgets first: a request refused for its budget spends nothing of the rate limit.
+    this.budgetSubject = await this.ctx.budgets.admit(this.ctx.identity);
     const { key, state } = await this.ctx.rateLimiter.admitWithState(this.ctx.identity);
     this.limitKey = key;
     this.rateLimit = state;
@@ -145,6 +149,7 @@ export class Metering {
       this.rateLimit = { ...this.rateLimit, remainingTokens: Math.max(0, this.rateLimit.remainingTokens - tokens) };
     // The answer is already generated: a failed charge (the database just went) does not fail it.
     await this.ctx.rateLimiter.charge(this.limitKey, tokens).catch(() => undefined);
+    await this.ctx.budgets.charge(this.budgetSubject, tokens).catch(() => undefined);
   }
 
   failed(status: number): void {

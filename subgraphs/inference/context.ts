@@ -1,6 +1,8 @@
 import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphContext } from '../../lib/subgraphServer.js';
+import type { BudgetGuard } from './budgets.js';
+import type { BudgetStore } from './budgetsStore.js';
 import type { InferenceLoaders } from './loaders.js';
 import type { ModelsClient } from './modelsClient.js';
 import type { VectorStoreSearch } from './rag.js';
@@ -27,6 +29,9 @@ export interface InferenceContext extends SubgraphContext {
   /** The `rag` tool's search (null: no vectorstores subgraph to ask). */
   vectorStores: VectorStoreSearch | null;
   rateLimiter: RateLimiter;
+  /** Token budgets per API key and project (budgets.ts). */
+  budgets: BudgetGuard;
+  budgetStore: BudgetStore;
   usage: UsageRecorder;
   usageStore: UsageStore;
   logger: Logger;

@@ -11,6 +11,8 @@ import { CachedModels } from './modelCache.js';
 import { createModelsClient } from './modelsClient.js';
 import { createVectorStoreSearch } from './rag.js';
 import { resolvers } from './resolvers.js';
+import { BudgetGuard } from './budgets.js';
+import { BudgetStore } from './budgetsStore.js';
 import { RateLimiter } from './rateLimits.js';
 import { RefusedModels } from './refusedModels.js';
 import { ReadyRuntimes } from './readyRuntimes.js';
@@ -67,6 +69,9 @@ export const inferenceComponent = defineComponent({
       tokensPerMinute: settings.rateLimitTokensPerMinute,
     });
     const usageStore = new UsageStore(db.knex);
+    // Budgets read the usage records: their cache lags no more than the records' own batching.
+    const budgetStore = new BudgetStore(db.knex);
+    const budgets = new BudgetGuard(budgetStore, hostLogger.child({ component: 'budgets' }), settings.usageFlushIntervalMs);
     const usage = new UsageRecorder(
       usageStore,
       { flushIntervalMs: settings.usageFlushIntervalMs, maxBatch: 500, maxPending: 100_000, retentionDays: settings.usageRetentionDays },
@@ -87,6 +92,8 @@ export const inferenceComponent = defineComponent({
       vectorStores,
       transcriptionAudio,
       rateLimiter,
+      budgets,
+      budgetStore,
       usage,
       usageStore,
       logger,

@@ -5,6 +5,7 @@ import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput, RuntimeScalingScheduleInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
+import { budgets, deleteBudget, setBudget } from './budgetsResolvers.js';
 import { hasText, releaseRouted, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
 import { forwardToModel } from './refusedModels.js';
@@ -262,6 +263,7 @@ export const resolvers: Resolvers<InferenceContext> = {
   Query: {
     inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity)),
     inferenceRateLimit: (_p, _a, ctx) => ctx.rateLimiter.state(ctx.identity),
+    budgets: (_p, { projectId }, ctx) => budgets(ctx, projectId),
     apiUsages: async (_p, { startTime, endTime }, ctx) => {
       const scope = projectScopeOf(ctx.identity);
       const from = instant(startTime, 'startTime');
@@ -273,6 +275,8 @@ export const resolvers: Resolvers<InferenceContext> = {
     tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
+    setBudget: (_p, { input }, ctx) => setBudget(ctx, input),
+    deleteBudget: (_p, { id }, ctx) => deleteBudget(ctx, id),
     createTranscription: (_p, { input }, ctx) => transcribeFile(ctx, input),
     chatCompletion: async (_p, { input }, ctx) =>
       chatCompletionOf(

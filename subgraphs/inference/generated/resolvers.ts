@@ -45,6 +45,45 @@ export type ApiUsage = {
   userId: Scalars['ID']['output'];
 };
 
+/**
+ * A token budget (spend limit): the prompt and completion tokens its key or project may use per period.
+ * A request is refused with 429 `insufficient_quota` before it reaches a runtime once the budget is spent.
+ * Token counts are Floats holding whole numbers (GraphQL's Int stops at 2^31).
+ */
+export type Budget = {
+  __typename?: 'Budget';
+  /** Percent of the limit at which an alert fires, once per period (null: none). */
+  alertPercent?: Maybe<Scalars['Int']['output']>;
+  /** When the alert last fired (in this period when on or after `periodStart`). */
+  alertedAt?: Maybe<Scalars['DateTime']['output']>;
+  id: Scalars['ID']['output'];
+  period: BudgetPeriod;
+  periodStart: Scalars['DateTime']['output'];
+  projectId: Scalars['ID']['output'];
+  remaining: Scalars['Float']['output'];
+  /** When the current period ends and the budget is whole again. */
+  resetsAt: Scalars['DateTime']['output'];
+  scope: BudgetScope;
+  /** The API key's id (KEY) or the project's id (PROJECT). */
+  scopeId: Scalars['ID']['output'];
+  /** Tokens used in the current period (may lag other replicas by about the usage flush interval). */
+  spent: Scalars['Float']['output'];
+  tokenLimit: Scalars['Float']['output'];
+};
+
+/** How often a budget resets: at the start of each UTC day, ISO week (Monday) or month. */
+export type BudgetPeriod =
+  | 'DAY'
+  | 'MONTH'
+  | 'WEEK';
+
+/** What a token budget is set on. */
+export type BudgetScope =
+  /** One API key (its requests in the budget's project). */
+  | 'KEY'
+  /** Every request of the project. */
+  | 'PROJECT';
+
 /** An OpenAI `chat.completion`. */
 export type ChatCompletion = {
   __typename?: 'ChatCompletion';
@@ -267,6 +306,12 @@ export type CreateTranscriptionInput = {
   temperature?: InputMaybe<Scalars['Float']['input']>;
 };
 
+export type DeletePayload = {
+  __typename?: 'DeletePayload';
+  deleted: Scalars['Boolean']['output'];
+  id: Scalars['ID']['output'];
+};
+
 export type Embedding = {
   __typename?: 'Embedding';
   embedding: Array<Scalars['Float']['output']>;
@@ -429,6 +474,8 @@ export type Mutation = {
    * duration and timed segments. Rate limits and usage as a completion; another project's file is NOT_FOUND.
    */
   createTranscription: Transcription;
+  /** Deletes a token budget of the caller's project (organization owners). */
+  deleteBudget: DeletePayload;
   /** Embeddings of one text or several (OpenAI POST /v1/embeddings). */
   embeddings: EmbeddingList;
   /**
@@ -437,6 +484,8 @@ export type Mutation = {
    * the others (another organization's model, a model since deleted) are left out of what is kept and returned.
    */
   reportRuntimes: Array<Runtime>;
+  /** Sets the token budget of an API key or of the project (organization owners); changing one keeps its alert state. */
+  setBudget: Budget;
 };
 
 
@@ -470,6 +519,11 @@ export type MutationCreateTranscriptionArgs = {
 };
 
 
+export type MutationDeleteBudgetArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
 export type MutationEmbeddingsArgs = {
   input: EmbeddingInput;
 };
@@ -479,10 +533,20 @@ export type MutationReportRuntimesArgs = {
   runtimes: Array<RuntimeReportInput>;
 };
 
+
+export type MutationSetBudgetArgs = {
+  input: SetBudgetInput;
+};
+
 export type Query = {
   __typename?: 'Query';
   /** The project's inference usage in [startTime, endTime), by user, API key and model. */
   apiUsages: Array<ApiUsage>;
+  /**
+   * The token budgets of the project (default: the caller's project context, the only one allowed). An
+   * organization owner sees all; anyone else the project's budget and those of the key they call with.
+   */
+  budgets: Array<Budget>;
   /** The caller's rate limits now; null when the caller is not limited (no API key, an excluded key, or no limits set). */
   inferenceRateLimit?: Maybe<InferenceRateLimit>;
   inferenceStatus: InferenceStatus;
@@ -503,6 +567,11 @@ export type Query = {
 export type QueryApiUsagesArgs = {
   endTime?: InputMaybe<Scalars['DateTime']['input']>;
   startTime?: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type QueryBudgetsArgs = {
+  projectId?: InputMaybe<Scalars['ID']['input']>;
 };
 
 
@@ -641,6 +710,17 @@ export type RuntimeScalingScheduleInput = {
   minReplicas: Scalars['Int']['input'];
   onDemand: Scalars['Boolean']['input'];
   timeZone: Scalars['String']['input'];
+};
+
+export type SetBudgetInput = {
+  /** 1 to 100 (null: no alert). */
+  alertPercent?: InputMaybe<Scalars['Int']['input']>;
+  /** The API key's id (KEY) or the project's id (PROJECT); the budget belongs to the caller's project. */
+  id: Scalars['ID']['input'];
+  period: BudgetPeriod;
+  scope: BudgetScope;
+  /** Tokens per period, a whole number of at least 1. */
+  tokenLimit: Scalars['Float']['input'];
 };
 
 export type Subscription = {
@@ -871,6 +951,9 @@ export type ResolversTypes = ResolversObject<{
   ApiUsage: ResolverTypeWrapper<UsageSummaryRow>;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  Budget: ResolverTypeWrapper<Budget>;
+  BudgetPeriod: BudgetPeriod;
+  BudgetScope: BudgetScope;
   ChatCompletion: ResolverTypeWrapper<ChatCompletion>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   ChatCompletionChoice: ResolverTypeWrapper<ChatCompletionChoice>;
@@ -892,6 +975,7 @@ export type ResolversTypes = ResolversObject<{
   ContentPartType: ContentPartType;
   CreateTranscriptionInput: CreateTranscriptionInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  DeletePayload: ResolverTypeWrapper<DeletePayload>;
   Embedding: ResolverTypeWrapper<Embedding>;
   EmbeddingInput: EmbeddingInput;
   EmbeddingList: ResolverTypeWrapper<EmbeddingList>;
@@ -919,6 +1003,7 @@ export type ResolversTypes = ResolversObject<{
   RuntimeReportInput: RuntimeReportInput;
   RuntimeScalingSchedule: ResolverTypeWrapper<RuntimeScalingSchedule>;
   RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
+  SetBudgetInput: SetBudgetInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   TokenLogprob: ResolverTypeWrapper<TokenLogprob>;
   ToolCall: ResolverTypeWrapper<ToolCall>;
@@ -938,6 +1023,7 @@ export type ResolversParentTypes = ResolversObject<{
   ApiUsage: UsageSummaryRow;
   Float: Scalars['Float']['output'];
   Int: Scalars['Int']['output'];
+  Budget: Budget;
   ChatCompletion: ChatCompletion;
   String: Scalars['String']['output'];
   ChatCompletionChoice: ChatCompletionChoice;
@@ -957,6 +1043,7 @@ export type ResolversParentTypes = ResolversObject<{
   ContentPartInput: ContentPartInput;
   CreateTranscriptionInput: CreateTranscriptionInput;
   DateTime: Scalars['DateTime']['output'];
+  DeletePayload: DeletePayload;
   Embedding: Embedding;
   EmbeddingInput: EmbeddingInput;
   EmbeddingList: EmbeddingList;
@@ -982,6 +1069,7 @@ export type ResolversParentTypes = ResolversObject<{
   RuntimeReportInput: RuntimeReportInput;
   RuntimeScalingSchedule: RuntimeScalingSchedule;
   RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
+  SetBudgetInput: SetBudgetInput;
   Subscription: Record<PropertyKey, never>;
   TokenLogprob: TokenLogprob;
   ToolCall: ToolCall;
@@ -1008,6 +1096,21 @@ export type ApiUsageResolvers<ContextType = InferenceContext, ParentType extends
   totalPromptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   totalRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   userId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+}>;
+
+export type BudgetResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Budget'] = ResolversParentTypes['Budget']> = ResolversObject<{
+  alertPercent?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  alertedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  period?: Resolver<ResolversTypes['BudgetPeriod'], ParentType, ContextType>;
+  periodStart?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  projectId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  remaining?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  resetsAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  scope?: Resolver<ResolversTypes['BudgetScope'], ParentType, ContextType>;
+  scopeId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  spent?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  tokenLimit?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
 }>;
 
 export type ChatCompletionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletion'] = ResolversParentTypes['ChatCompletion']> = ResolversObject<{
@@ -1096,6 +1199,11 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
   name: 'DateTime';
 }
 
+export type DeletePayloadResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['DeletePayload'] = ResolversParentTypes['DeletePayload']> = ResolversObject<{
+  deleted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+}>;
+
 export type EmbeddingResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Embedding'] = ResolversParentTypes['Embedding']> = ResolversObject<{
   embedding?: Resolver<Array<ResolversTypes['Float']>, ParentType, ContextType>;
   index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -1165,12 +1273,15 @@ export type MutationResolvers<ContextType = InferenceContext, ParentType extends
   createCompletion?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateCompletionArgs, 'request'>>;
   createEmbedding?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateEmbeddingArgs, 'request'>>;
   createTranscription?: Resolver<ResolversTypes['Transcription'], ParentType, ContextType, RequireFields<MutationCreateTranscriptionArgs, 'input'>>;
+  deleteBudget?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteBudgetArgs, 'id'>>;
   embeddings?: Resolver<ResolversTypes['EmbeddingList'], ParentType, ContextType, RequireFields<MutationEmbeddingsArgs, 'input'>>;
   reportRuntimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType, RequireFields<MutationReportRuntimesArgs, 'runtimes'>>;
+  setBudget?: Resolver<ResolversTypes['Budget'], ParentType, ContextType, RequireFields<MutationSetBudgetArgs, 'input'>>;
 }>;
 
 export type QueryResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   apiUsages?: Resolver<Array<ResolversTypes['ApiUsage']>, ParentType, ContextType, Partial<QueryApiUsagesArgs>>;
+  budgets?: Resolver<Array<ResolversTypes['Budget']>, ParentType, ContextType, Partial<QueryBudgetsArgs>>;
   inferenceRateLimit?: Resolver<Maybe<ResolversTypes['InferenceRateLimit']>, ParentType, ContextType>;
   inferenceStatus?: Resolver<ResolversTypes['InferenceStatus'], ParentType, ContextType>;
   modelUsageSummaries?: Resolver<Array<ResolversTypes['ModelUsagePoint']>, ParentType, ContextType, Partial<QueryModelUsageSummariesArgs>>;
@@ -1262,6 +1373,7 @@ export type TranscriptionSegmentResolvers<ContextType = InferenceContext, Parent
 export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiUsage?: ApiUsageResolvers<ContextType>;
+  Budget?: BudgetResolvers<ContextType>;
   ChatCompletion?: ChatCompletionResolvers<ContextType>;
   ChatCompletionChoice?: ChatCompletionChoiceResolvers<ContextType>;
   ChatCompletionChunk?: ChatCompletionChunkResolvers<ContextType>;
@@ -1274,6 +1386,7 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   CompletionLogprobs?: CompletionLogprobsResolvers<ContextType>;
   CompletionUsage?: CompletionUsageResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
+  DeletePayload?: DeletePayloadResolvers<ContextType>;
   Embedding?: EmbeddingResolvers<ContextType>;
   EmbeddingList?: EmbeddingListResolvers<ContextType>;
   EmbeddingUsage?: EmbeddingUsageResolvers<ContextType>;
