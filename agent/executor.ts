@@ -1,5 +1,6 @@
 import type { Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { ScalingSchedule } from '../lib/scalingSchedule.js';
+import type { LoadBalancing } from '../lib/prefixHashRing.js';
 
 /** What an agent reports about its cluster (the clusters subgraph's ClusterStatusInput). */
 export interface ClusterStatusReport {
@@ -36,6 +37,10 @@ export interface ActiveModel {
   loraAdapters?: string[];
   /** The model's own scaling schedules (set on the model); empty or absent: the agent's configured ones. */
   scalingSchedules?: ScalingSchedule[];
+  /** How requests are spread over its replicas (lib/prefixHashRing.ts); absent: LEAST_IN_FLIGHT. */
+  loadBalancing?: LoadBalancing;
+  /** With PREFIX_HASH: the prompt characters that form the routing key; absent: 1024. */
+  prefixHashChars?: number;
 }
 
 /** The autoscaler's state of one model's runtime (agent/autoscaler.ts). */
@@ -139,5 +144,10 @@ export interface Executor {
   clusterStatus(): Promise<ClusterStatusReport>;
   /** Applies the GPU configuration (Kubernetes: the NVIDIA device-plugin ConfigMap). */
   applyConfig(config: ClusterConfig | null): Promise<void>;
+  /**
+   * Kubernetes with `worker.namespaces: dynamic` only: binds the project role in the namespaces the
+   * cluster's projects are assigned and unbinds it where they were released (kubernetes/projectRoleBindings.ts).
+   */
+  followProjectNamespaces?(namespaces: string[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -2,9 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import path from 'node:path';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import { ADAPTER_MODEL_HEADER, ADAPTER_PATH_HEADER, ADAPTER_SOURCE_HEADER } from '../lib/loraAdapters.js';
+import { PrefixHashRing, prefixHashSettings, routingKeyOf } from '../lib/prefixHashRing.js';
 import { InFlightCounts } from '../lib/requestTracker.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
 import { RuntimeRefusedError, type ActiveModel, type RuntimeHost, type RuntimeReport } from './executor.js';
@@ -25,7 +27,8 @@ const specOf = (model: ActiveModel) => JSON.stringify([model.source, model.forma
  * Inference runtimes on this machine (the local executor): per active GGUF model, one node-llama-cpp
  * process per replica (the model's replicas, or what the autoscaler decides), its weights copied once
  * from the object store into a cache directory. Requests go to the replica with the fewest in
- * flight; a replica scaled away drains what it serves before it exits. A Whisper model (format
+ * flight, or with the model's `loadBalancing` PREFIX_HASH to the replica its prompt prefix hashes to
+ * (bounded by load: lib/prefixHashRing.ts), whose KV cache may hold that prefix already; a replica scaled away drains what it serves before it exits. A Whisper model (format
  * WHISPER_GGML: whisper.cpp's ggml file) runs the same way on the transcription runtime
  * (runtimes/whisperServer.ts). Models of other layouts are refused: reported with their reason as
  * `failure` (the control plane answers their requests with it at once), logged once, and not tried
@@ -171,6 +174,47 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
     return chosen;
   }
 
+  /** The hash ring of each model's replicas (PREFIX_HASH), rebuilt when its replicas change. */
+  const rings = new Map<string, PrefixHashRing>();
+  function ringOf(modelId: string, replicas: LocalRuntime[]): PrefixHashRing {
+    const names = replicas.map((r) => r.key).sort();
+    let ring = rings.get(modelId);
+    if (!ring || ring.replicas.join('\n') !== names.join('\n')) {
+      ring = new PrefixHashRing(names);
+      rings.set(modelId, ring);
+    }
+    return ring;
+  }
+
+  /**
+   * PREFIX_HASH (lib/prefixHashRing.ts): reads the request's body (a JSON request of the control plane,
+   * already size-capped there) for its routing key and picks the replica on the ring, so that requests
+   * sharing a prompt prefix reuse the KV cache of one node-llama-cpp process; a body without a key (or
+   * not JSON) goes to the least busy. Then forwards the body read.
+   */
+  function forwardByPrefix(model: ActiveModel, replicas: LocalRuntime[], req: Http2ServerRequest, res: Http2ServerResponse, runtimePath: string) {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('error', () => answerRuntimeError(res, 502, 'the request could not be read'));
+    req.once('end', () => {
+      const body = Buffer.concat(chunks);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch {
+        parsed = undefined;
+      }
+      const key = routingKeyOf(parsed, model.prefixHashChars ?? prefixHashSettings().prefixChars);
+      const busy = (key: string) => inFlight.get(key);
+      const chosen = key === undefined ? undefined : ringOf(model.id, replicas).pick(key, busy);
+      const runtime = replicas.find((r) => r.key === chosen) ?? replicas.sort((a, b) => busy(a.key) - busy(b.key))[0]!;
+      inFlight.track(runtime.key, res.stream);
+      // The request as read: the same headers (its content-length holds), the body replayed from memory.
+      const replay = Object.create(req, { pipe: { value: (to: Writable) => Readable.from([body]).pipe(to) } }) as Http2ServerRequest;
+      forwardToRuntime({ baseUrl: runtime.url, modelId: model.id, req: replay, res, runtimePath, extraHeaders: { [ADAPTER_PATH_HEADER]: '' } });
+    });
+  }
+
   /**
    * Unloads from the running replicas the LoRA adapters no longer served (their fine-tuned model was
    * deleted or deactivated, or the cluster may no longer serve it): the control plane lists each active
@@ -238,6 +282,7 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
         if (!model || refusal.spec !== specOf(model)) refused.delete(id);
       }
       for (const id of [...weights.keys()]) if (!wanted.has(id)) weights.delete(id);
+      for (const id of [...rings.keys()]) if (!wanted.has(id)) rings.delete(id);
       const starts = models
         .filter((model) => refusalOf(model) === null)
         .flatMap((model) =>
@@ -294,6 +339,9 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
       // (fetched here once) on first use. The runtime only ever reads a path this host set.
       const adapter = req.headers[ADAPTER_MODEL_HEADER];
       const source = req.headers[ADAPTER_SOURCE_HEADER];
+      // Adapters' requests keep their adapter-aware choice (where the adapter is loaded comes first).
+      if (model?.loadBalancing === 'PREFIX_HASH' && replicas.length > 1 && typeof adapter !== 'string')
+        return forwardByPrefix(model, replicas, req, res, runtimePath);
       const runtime =
         typeof adapter === 'string' && typeof source === 'string'
           ? replicaForAdapter(replicas, adapter)

@@ -4,7 +4,7 @@ import type { Logger } from '../lib/logging.js';
 import type { ActiveModel, RuntimeHost } from './executor.js';
 
 const ACTIVE_MODELS =
-  'query AgentActiveModels { workerActiveModels { id source formats gpu replicas extraArgs loraAdapters scalingSchedules { cron timeZone minReplicas maxReplicas onDemand } } }';
+  'query AgentActiveModels { workerActiveModels { id source formats gpu replicas extraArgs loraAdapters loadBalancing prefixHashChars scalingSchedules { cron timeZone minReplicas maxReplicas onDemand } } }';
 
 /**
  * The activation reconciler (LLMariner inference-manager engine): the control plane's active models

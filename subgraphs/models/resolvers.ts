@@ -7,6 +7,7 @@ import { clusterScopeOf } from './clusterScope.js';
 import { loadTaskOf, storedModelKey } from './loading.js';
 import { baseModelSource, fineTunedSource, registrationSuffix } from './sources.js';
 import { ADAPTER_FORMATS, type ClusterScope, type LoadReport, type ModelRow } from './store.js';
+import { DEFAULT_PREFIX_HASH } from '../../lib/prefixHashRing.js';
 import { DEFAULT_MODEL_CONFIG, loaderMessage, mergeModelConfig, normaliseModelId, validSuffix } from './validation.js';
 
 const scopeOf = (ctx: ModelsContext): ProjectScope => projectScopeOf(ctx.identity);
@@ -95,6 +96,8 @@ export const resolvers: Resolvers<ModelsContext> = {
           formats: m.formats,
           ...m.config.runtime,
           scalingSchedules: m.config.runtime.scalingSchedules ?? [],
+          loadBalancing: m.config.runtime.loadBalancing ?? 'LEAST_IN_FLIGHT',
+          prefixHashChars: m.config.runtime.prefixHashChars ?? DEFAULT_PREFIX_HASH.prefixChars,
           loraAdapters: adaptersOf.get(m.id) ?? [],
         }));
     },
@@ -258,7 +261,15 @@ export const resolvers: Resolvers<ModelsContext> = {
     activationStatus: (m) => m.activation_status,
     projectId: (m) => m.project_id,
     loadingClusterId: (m) => m.loading_cluster_id,
-    config: (m) => ({ ...m.config, runtime: { ...m.config.runtime, scalingSchedules: m.config.runtime.scalingSchedules ?? [] } }),
+    config: (m) => ({
+      ...m.config,
+      runtime: {
+        ...m.config.runtime,
+        scalingSchedules: m.config.runtime.scalingSchedules ?? [],
+        loadBalancing: m.config.runtime.loadBalancing ?? 'LEAST_IN_FLIGHT',
+        prefixHashChars: m.config.runtime.prefixHashChars ?? DEFAULT_PREFIX_HASH.prefixChars,
+      },
+    }),
     adapter: (m) =>
       isAdapter(m) && m.base_model_id
         ? { kind: 'LORA' as const, baseModelId: m.base_model_id, formats: m.formats.filter((f) => (ADAPTER_FORMATS as readonly string[]).includes(f)) }

@@ -1,12 +1,23 @@
 import { isUniqueViolation, type Knex } from '../../lib/db.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
+import type { LoadBalancing } from '../../lib/prefixHashRing.js';
 import type { ScalingSchedule } from '../../lib/scalingSchedule.js';
 
 export const SCHEMA = 'models';
 
 export interface ModelConfigValue {
-  /** `scalingSchedules`: absent in configs stored before there were any (read as none). */
-  runtime: { gpu: number; replicas: number; extraArgs: string[]; scalingSchedules?: ScalingSchedule[] };
+  /**
+   * `scalingSchedules`: absent in configs stored before there were any (read as none); `loadBalancing`
+   * and `prefixHashChars` likewise (read as LEAST_IN_FLIGHT and 1024: lib/prefixHashRing.ts).
+   */
+  runtime: {
+    gpu: number;
+    replicas: number;
+    extraArgs: string[];
+    scalingSchedules?: ScalingSchedule[];
+    loadBalancing?: LoadBalancing;
+    prefixHashChars?: number;
+  };
   clusterAllocationPolicy: { allowedClusterIds: string[]; enableOnDemandAllocation: boolean };
 }
 

@@ -37,7 +37,14 @@ export interface ScalingScheduleInput {
 }
 
 export interface ModelConfigInput {
-  runtime?: { gpu?: number | null; replicas?: number | null; extraArgs?: string[] | null; scalingSchedules?: ScalingScheduleInput[] | null } | null;
+  runtime?: {
+    gpu?: number | null;
+    replicas?: number | null;
+    extraArgs?: string[] | null;
+    scalingSchedules?: ScalingScheduleInput[] | null;
+    loadBalancing?: string | null;
+    prefixHashChars?: number | null;
+  } | null;
   clusterAllocationPolicy?: { allowedClusterIds?: string[] | null; enableOnDemandAllocation?: boolean | null } | null;
 }
 
@@ -65,6 +72,17 @@ export function mergeModelConfig(base: ModelConfigValue, input: ModelConfigInput
   }
   if (input?.runtime?.scalingSchedules != null)
     runtime.scalingSchedules = scalingSchedules(input.runtime.scalingSchedules, `${field}.runtime.scalingSchedules`);
+  if (input?.runtime?.loadBalancing != null) {
+    if (input.runtime.loadBalancing !== 'LEAST_IN_FLIGHT' && input.runtime.loadBalancing !== 'PREFIX_HASH')
+      throw badInput(`${field}.runtime.loadBalancing must be LEAST_IN_FLIGHT or PREFIX_HASH`, `${field}.runtime.loadBalancing`);
+    runtime.loadBalancing = input.runtime.loadBalancing;
+  }
+  if (input?.runtime?.prefixHashChars != null) {
+    const chars = input.runtime.prefixHashChars;
+    if (!Number.isInteger(chars) || chars < 16 || chars > 100_000)
+      throw badInput(`${field}.runtime.prefixHashChars must be between 16 and 100000`, `${field}.runtime.prefixHashChars`);
+    runtime.prefixHashChars = chars;
+  }
   if (input?.clusterAllocationPolicy?.allowedClusterIds != null) {
     const bad = input.clusterAllocationPolicy.allowedClusterIds.find((id) => !isId('cluster', id));
     if (bad !== undefined)

@@ -23,6 +23,17 @@ export type ModelFormat =
   | 'PEFT_SAFETENSORS'
   | 'WHISPER_GGML';
 
+/** How a model's requests are spread over its replicas (`RuntimeConfig.loadBalancing`). */
+export type ModelLoadBalancing =
+  /** The replica with the fewest requests in flight. */
+  | 'LEAST_IN_FLIGHT'
+  /**
+   * Consistent hashing with bounded loads over the request's `prompt_cache_key` or `user`, else the first
+   * `prefixHashChars` characters of its prompt: requests sharing a prefix go to the replica whose KV cache
+   * holds it, unless that replica is over 1.25 × the average load (then the next one on the ring).
+   */
+  | 'PREFIX_HASH';
+
 export type ModelLoadingStatus =
   | 'FAILED'
   | 'LOADING'
@@ -61,6 +72,10 @@ export type RegisterFineTunedModelInput = {
 export type RuntimeConfigInput = {
   extraArgs?: Array<string> | null | undefined;
   gpu?: number | null | undefined;
+  /** How requests are spread over the model's replicas. */
+  loadBalancing?: ModelLoadBalancing | null | undefined;
+  /** With PREFIX_HASH: characters of the prompt that form the routing key (16 to 100000). */
+  prefixHashChars?: number | null | undefined;
   replicas?: number | null | undefined;
   /** Replaces the model's scaling schedules (at most 32; an empty list removes them). */
   scalingSchedules?: Array<ModelScalingScheduleInput> | null | undefined;

@@ -29,11 +29,15 @@ export type ActiveModel = {
   formats: Array<ModelFormat>;
   gpu: Scalars['Int']['output'];
   id: Scalars['ID']['output'];
+  /** How the agent spreads requests over the model's replicas (RuntimeConfig.loadBalancing). */
+  loadBalancing: ModelLoadBalancing;
   /**
    * The ids of its active LoRA adapters (fine-tuned models served on this model's runtimes) that the
    * cluster may serve: a runtime unloads any other adapter it holds.
    */
   loraAdapters: Array<Scalars['ID']['output']>;
+  /** RuntimeConfig.prefixHashChars. */
+  prefixHashChars: Scalars['Int']['output'];
   replicas: Scalars['Int']['output'];
   /** The model's scaling schedules (RuntimeConfig.scalingSchedules); empty: the agent's own, if any. */
   scalingSchedules: Array<ModelScalingSchedule>;
@@ -139,6 +143,17 @@ export type ModelFormat =
   | 'OLLAMA'
   | 'PEFT_SAFETENSORS'
   | 'WHISPER_GGML';
+
+/** How a model's requests are spread over its replicas (`RuntimeConfig.loadBalancing`). */
+export type ModelLoadBalancing =
+  /** The replica with the fewest requests in flight. */
+  | 'LEAST_IN_FLIGHT'
+  /**
+   * Consistent hashing with bounded loads over the request's `prompt_cache_key` or `user`, else the first
+   * `prefixHashChars` characters of its prompt: requests sharing a prefix go to the replica whose KV cache
+   * holds it, unless that replica is over 1.25 × the average load (then the next one on the ring).
+   */
+  | 'PREFIX_HASH';
 
 /** What a loader reports (LLMariner UpdateBaseModelLoadingStatus). */
 export type ModelLoadReportStatus =
@@ -343,6 +358,10 @@ export type RuntimeConfig = {
   __typename?: 'RuntimeConfig';
   extraArgs: Array<Scalars['String']['output']>;
   gpu: Scalars['Int']['output'];
+  /** How requests are spread over the model's replicas (default LEAST_IN_FLIGHT). */
+  loadBalancing: ModelLoadBalancing;
+  /** With PREFIX_HASH: how many characters of the prompt's text form the routing key (default 1024). */
+  prefixHashChars: Scalars['Int']['output'];
   replicas: Scalars['Int']['output'];
   /**
    * The model's scaling schedules, set by whoever may configure it: when one's `cron` fires (in its
@@ -357,6 +376,10 @@ export type RuntimeConfig = {
 export type RuntimeConfigInput = {
   extraArgs?: InputMaybe<Array<Scalars['String']['input']>>;
   gpu?: InputMaybe<Scalars['Int']['input']>;
+  /** How requests are spread over the model's replicas. */
+  loadBalancing?: InputMaybe<ModelLoadBalancing>;
+  /** With PREFIX_HASH: characters of the prompt that form the routing key (16 to 100000). */
+  prefixHashChars?: InputMaybe<Scalars['Int']['input']>;
   replicas?: InputMaybe<Scalars['Int']['input']>;
   /** Replaces the model's scaling schedules (at most 32; an empty list removes them). */
   scalingSchedules?: InputMaybe<Array<ModelScalingScheduleInput>>;
@@ -487,6 +510,7 @@ export type ResolversTypes = ResolversObject<{
   ModelConfig: ResolverTypeWrapper<ModelConfig>;
   ModelConfigInput: ModelConfigInput;
   ModelFormat: ModelFormat;
+  ModelLoadBalancing: ModelLoadBalancing;
   ModelLoadReportStatus: ModelLoadReportStatus;
   ModelLoadTask: ResolverTypeWrapper<ModelLoadTask>;
   ModelLoadingStatus: ModelLoadingStatus;
@@ -539,7 +563,9 @@ export type ActiveModelResolvers<ContextType = ModelsContext, ParentType extends
   formats?: Resolver<Array<ResolversTypes['ModelFormat']>, ParentType, ContextType>;
   gpu?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  loadBalancing?: Resolver<ResolversTypes['ModelLoadBalancing'], ParentType, ContextType>;
   loraAdapters?: Resolver<Array<ResolversTypes['ID']>, ParentType, ContextType>;
+  prefixHashChars?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   scalingSchedules?: Resolver<Array<ResolversTypes['ModelScalingSchedule']>, ParentType, ContextType>;
   source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -643,6 +669,8 @@ export type QueryResolvers<ContextType = ModelsContext, ParentType extends Resol
 export type RuntimeConfigResolvers<ContextType = ModelsContext, ParentType extends ResolversParentTypes['RuntimeConfig'] = ResolversParentTypes['RuntimeConfig']> = ResolversObject<{
   extraArgs?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   gpu?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  loadBalancing?: Resolver<ResolversTypes['ModelLoadBalancing'], ParentType, ContextType>;
+  prefixHashChars?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   replicas?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   scalingSchedules?: Resolver<Array<ResolversTypes['ModelScalingSchedule']>, ParentType, ContextType>;
 }>;
