@@ -19,6 +19,11 @@ export interface Context {
   /** The platform's public URL, no trailing slash (GraphQL at /graphql, the OpenAI API at /v1). */
   url: string;
   apiKey: string;
+  /** An OIDC login's ID token (in apiKey) expires: then the context says to log in again. */
+  tokenExpiresAt?: string;
+  /** The OIDC issuer and client id of that login (`mariner login --oidc` reuses them). */
+  oidcIssuer?: string;
+  oidcClientId?: string;
   /** Sent as OpenAI-Organization / OpenAI-Project: which organization and project requests act in. */
   organization?: string;
   project?: string;
@@ -61,6 +66,9 @@ export function loadConfig(file = configPath()): CliConfig {
         apiKey: typeof c['api-key'] === 'string' ? c['api-key'] : '',
         ...(typeof c['organization'] === 'string' ? { organization: c['organization'] } : {}),
         ...(typeof c['project'] === 'string' ? { project: c['project'] } : {}),
+        ...(typeof c['token-expires-at'] === 'string' ? { tokenExpiresAt: c['token-expires-at'] } : {}),
+        ...(typeof c['oidc-issuer'] === 'string' ? { oidcIssuer: c['oidc-issuer'] } : {}),
+        ...(typeof c['oidc-client-id'] === 'string' ? { oidcClientId: c['oidc-client-id'] } : {}),
       })),
   };
 }
@@ -76,6 +84,9 @@ export function saveConfig(config: CliConfig, file = configPath()): void {
       'api-key': c.apiKey,
       ...(c.organization ? { organization: c.organization } : {}),
       ...(c.project ? { project: c.project } : {}),
+      ...(c.tokenExpiresAt ? { 'token-expires-at': c.tokenExpiresAt } : {}),
+      ...(c.oidcIssuer ? { 'oidc-issuer': c.oidcIssuer } : {}),
+      ...(c.oidcClientId ? { 'oidc-client-id': c.oidcClientId } : {}),
     })),
   };
   const temporary = `${file}.${process.pid}.tmp`;
@@ -108,7 +119,7 @@ export function resolveContext(config: CliConfig, name: string | undefined, env:
   if (name) {
     const found = config.contexts.find((c) => c.name === name);
     if (!found) throw new CliError(`no context named "${name}" (mariner context list shows them)`);
-    return found;
+    return unexpired(found);
   }
   if (env['MARINER_URL'] && env['MARINER_API_KEY']) {
     return {
@@ -121,5 +132,16 @@ export function resolveContext(config: CliConfig, name: string | undefined, env:
   }
   const current = config.contexts.find((c) => c.name === config.currentContext);
   if (!current) throw new CliError('not logged in: run `mariner login --url URL` first (or set MARINER_URL and MARINER_API_KEY)');
-  return current;
+  return unexpired(current);
+}
+
+/** An OIDC login past its token's expiry: say so rather than send a token the platform will refuse. */
+function unexpired(context: Context): Context {
+  if (context.tokenExpiresAt && Date.parse(context.tokenExpiresAt) <= Date.now()) {
+    throw new CliError(
+      `the login of context "${context.name}" expired at ${context.tokenExpiresAt}: run \`mariner login --oidc\` again (UNAUTHENTICATED)`,
+      'UNAUTHENTICATED',
+    );
+  }
+  return context;
 }

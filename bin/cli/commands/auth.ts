@@ -71,25 +71,42 @@ export function registerAuth(program: Command): void {
     .option('--url <url>', 'the platform URL (default: $MARINER_URL, else the current context, else asked)')
     .option('--api-key-stdin', 'read the API key from standard input (for scripts) instead of asking for it')
     .option('--name <name>', 'the context name (default: the URL host and port)')
+    .option('--oidc', "sign in at the platform's identity provider in a browser (authorization code + PKCE, loopback redirect) instead of with a key")
+    .option('--issuer <url>', "with --oidc: the identity provider (default: $MARINER_OIDC_ISSUER, else the context's last one)")
+    .option('--client-id <id>', "with --oidc: Mariner's client id there, MARINER_OIDC_AUDIENCE (default: $MARINER_OIDC_CLIENT_ID, else the context's last one)")
+    .option('--no-browser', 'with --oidc: only print the URL to open (the default also runs xdg-open where there is one)')
     .addHelpText(
       'after',
       `
 Examples:
   mariner login --url https://mariner.example.com           # asks for the key, not echoed
-  echo "$MARINER_API_KEY" | mariner login --url http://127.0.0.1:8080 --api-key-stdin`,
+  echo "$MARINER_API_KEY" | mariner login --url http://127.0.0.1:8080 --api-key-stdin
+  mariner login --url https://mariner.example.com --oidc --issuer https://dex.example.com --client-id mariner`,
     )
     .action(
       run(async (inv) => {
         const config = loadConfig();
         const given = inv.options['url'] ?? process.env['MARINER_URL'] ?? config.contexts.find((c) => c.name === config.currentContext)?.url;
         const url = normaliseUrl(given ?? (process.stdin.isTTY ? await promptUrl() : missing('--url is required when standard input is not a terminal')));
+        const name: string = inv.options['name'] ?? contextNameFor(url);
+        const previous = config.contexts.find((c) => c.name === name);
         let apiKey: string;
-        if (inv.options['apiKeyStdin']) apiKey = (await readStdin()).trim();
+        let oidc: Pick<Context, 'tokenExpiresAt' | 'oidcIssuer' | 'oidcClientId'> = {};
+        if (inv.options['oidc']) {
+          if (inv.options['apiKeyStdin']) throw new UsageError('--oidc and --api-key-stdin are two ways to log in: give one');
+          const issuer: string | undefined = inv.options['issuer'] ?? process.env['MARINER_OIDC_ISSUER'] ?? previous?.oidcIssuer;
+          const clientId: string | undefined = inv.options['clientId'] ?? process.env['MARINER_OIDC_CLIENT_ID'] ?? previous?.oidcClientId;
+          if (!issuer) throw new UsageError('--oidc needs the identity provider: --issuer URL (or $MARINER_OIDC_ISSUER)');
+          if (!clientId) throw new UsageError("--oidc needs Mariner's client id at the identity provider: --client-id ID (or $MARINER_OIDC_CLIENT_ID)");
+          const { pkceLogin } = await import('../oidc.js');
+          const tokens = await pkceLogin({ issuer: normaliseUrl(issuer), clientId, browser: inv.options['browser'] !== false });
+          apiKey = tokens.token;
+          oidc = { tokenExpiresAt: tokens.expiresAt.toISOString(), oidcIssuer: normaliseUrl(issuer), oidcClientId: clientId };
+        } else if (inv.options['apiKeyStdin']) apiKey = (await readStdin()).trim();
         else if (process.stdin.isTTY) apiKey = (await promptKey()).trim();
         else missing('standard input is not a terminal: pass --api-key-stdin and pipe the key in');
         if (!apiKey!) throw new UsageError('no API key given');
-        const name: string = inv.options['name'] ?? contextNameFor(url);
-        const context: Context = { name, url, apiKey: apiKey! };
+        const context: Context = { name, url, apiKey: apiKey!, ...oidc };
         const client = createApiClient(context);
         let who: Identity;
         try {
@@ -106,9 +123,18 @@ Examples:
         saveConfig(config);
         if (inv.format === 'table') {
           process.stdout.write(
-            `Logged in to ${url} as ${who.user}${who.project ? ` (project ${who.project.title}, ${who.project.id})` : ''}; context "${name}" saved in ${configPath()}\n`,
+            `Logged in to ${url} as ${who.user}${who.project ? ` (project ${who.project.title}, ${who.project.id})` : ''}; context "${name}" saved in ${configPath()}` +
+              `${oidc.tokenExpiresAt ? ` (until ${oidc.tokenExpiresAt})` : ''}\n`,
           );
-        } else printObject(inv.format, { context: name, url, user: who.user, organization: who.organization, project: who.project });
+        } else
+          printObject(inv.format, {
+            context: name,
+            url,
+            user: who.user,
+            organization: who.organization,
+            project: who.project,
+            ...(oidc.tokenExpiresAt ? { expiresAt: oidc.tokenExpiresAt } : {}),
+          });
       }),
     );
 

@@ -1,0 +1,139 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { CliError } from './errors.js';
+
+/**
+ * `mariner login --oidc`: the OAuth 2.0 authorization code flow with PKCE (RFC 7636) and a loopback
+ * redirect (RFC 8252 §7.3, http://127.0.0.1:<free port>/callback), as a native app does it. The result is
+ * the ID token: its audience is the client id, which is the audience the platform checks
+ * (MARINER_OIDC_AUDIENCE), and its `exp` is when the login must be repeated.
+ */
+
+export interface OidcTokens {
+  token: string;
+  expiresAt: Date;
+}
+
+interface Discovery {
+  issuer: string;
+  authorization_endpoint: string;
+  token_endpoint: string;
+}
+
+const base64url = (bytes: Buffer) => bytes.toString('base64url');
+
+async function discover(issuer: string): Promise<Discovery> {
+  const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new CliError(`cannot reach the identity provider at ${url}: ${(error as Error).message}`);
+  }
+  if (!response.ok) throw new CliError(`the identity provider's discovery at ${url} answered ${response.status}`);
+  const metadata = (await response.json()) as Partial<Discovery>;
+  if (typeof metadata.authorization_endpoint !== 'string' || typeof metadata.token_endpoint !== 'string') {
+    throw new CliError(`the identity provider's discovery at ${url} names no authorization and token endpoints`);
+  }
+  return metadata as Discovery;
+}
+
+/** Opens `url` with xdg-open (or open on macOS) when the machine has it; a headless machine just prints it. */
+function openBrowser(url: string): void {
+  const opener = process.platform === 'darwin' ? 'open' : 'xdg-open';
+  const found = (process.env['PATH'] ?? '').split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, opener)));
+  if (!found) return;
+  const child = spawn(opener, [url], { stdio: 'ignore', detached: true });
+  child.on('error', () => undefined);
+  child.unref();
+}
+
+/** The `exp` of a JWT (not verified here: the platform verifies the token on every request). */
+function expiryOf(jwt: string): Date {
+  try {
+    const payload = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { exp?: unknown };
+    if (typeof payload.exp === 'number') return new Date(payload.exp * 1000);
+  } catch {
+    // fall through
+  }
+  throw new CliError('the identity provider returned an ID token without an expiry');
+}
+
+export async function pkceLogin(options: { issuer: string; clientId: string; browser: boolean; timeoutMs?: number }): Promise<OidcTokens> {
+  const metadata = await discover(options.issuer);
+  const verifier = base64url(randomBytes(32));
+  const challenge = base64url(createHash('sha256').update(verifier).digest());
+  const state = base64url(randomBytes(16));
+  const nonce = base64url(randomBytes(16));
+
+  let settle!: (result: { code: string } | { error: string }) => void;
+  const answered = new Promise<{ code: string } | { error: string }>((resolve) => (settle = resolve));
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname !== '/callback') {
+      res.writeHead(404).end();
+      return;
+    }
+    // A callback without this login's state is someone else's (or a forged) redirect: it settles nothing.
+    if (url.searchParams.get('state') !== state) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('This is not the sign-in mariner started.\n');
+      return;
+    }
+    const code = url.searchParams.get('code');
+    const error = url.searchParams.get('error');
+    res.writeHead(code ? 200 : 400, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(code ? '<p>Signed in to mariner: you may close this window.</p>' : '<p>Sign-in failed: see the terminal.</p>');
+    settle(
+      code ? { code } : { error: `${error ?? 'no code'}${url.searchParams.get('error_description') ? `: ${url.searchParams.get('error_description')}` : ''}` },
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const redirectUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/callback`;
+  try {
+    const authorize = new URL(metadata.authorization_endpoint);
+    for (const [k, v] of Object.entries({
+      response_type: 'code',
+      client_id: options.clientId,
+      redirect_uri: redirectUri,
+      scope: 'openid email',
+      state,
+      nonce,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }))
+      authorize.searchParams.set(k, v);
+    process.stderr.write(`Open this URL in a browser to sign in:\n  ${authorize.href}\n`);
+    if (options.browser) openBrowser(authorize.href);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CliError('login timed out: nobody completed the sign-in in the browser')), options.timeoutMs ?? 300_000);
+    });
+    const result = await Promise.race([answered, timeout]).finally(() => clearTimeout(timer));
+    if ('error' in result) throw new CliError(`login failed at the identity provider: ${result.error}`);
+    const response = await fetch(metadata.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code: result.code,
+        redirect_uri: redirectUri,
+        client_id: options.clientId,
+        code_verifier: verifier,
+      }),
+    });
+    const tokens = (await response.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
+    if (!response.ok || !tokens.id_token) {
+      throw new CliError(
+        `login failed: the identity provider's token endpoint answered ${response.status} ${tokens.error ?? ''} ${tokens.error_description ?? ''}`.trim(),
+      );
+    }
+    return { token: tokens.id_token, expiresAt: expiryOf(tokens.id_token) };
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
