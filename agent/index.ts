@@ -89,6 +89,7 @@ export interface Agent {
 
 const WORKER_JOBS = 'query AgentJobs { workerJobs { id status pendingAction spec } }';
 const WORKER_CLUSTER = 'query AgentCluster { workerCluster { clusterId clusterName tenantId config { timeSlicingGpus } } }';
+const WORKER_NAMESPACES = 'query AgentNamespaces { workerNamespaces }';
 const REPORT_STATUS = `mutation AgentReport($status: ClusterStatusInput!, $agent: ComponentStatusInput!, $executor: ComponentStatusInput!) {
   reportClusterStatus(input: $status) { updatedAt }
   agent: reportComponentStatus(input: $agent) { updatedAt }
@@ -333,6 +334,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         lastConfigError = (error as Error).message;
         logger.warn({ err: lastConfigError }, 'could not apply the cluster configuration');
       }
+    }
+    // The agent's project role follows the assignments (worker.namespaces: dynamic): bound where assigned, unbound where released.
+    if (executor.followProjectNamespaces) {
+      const { workerNamespaces } = await graphqlRequest<{ workerNamespaces: string[] }>(graphqlUrl, WORKER_NAMESPACES, {}, asWorker);
+      await executor.followProjectNamespaces(workerNamespaces);
     }
   }
   const reportSafely = () =>

@@ -12,6 +12,7 @@ import type { ClusterConfig, Executor } from './executor.js';
 import { statusCode } from './kubernetes/apiErrors.js';
 import { collectClusterStatus, createKubeApiProxy, deviceConfigMap } from './kubernetes/index.js';
 import { createKubernetesRuntimeHost, type KubernetesRuntimeHostOptions } from './kubernetes/runtimes.js';
+import { createProjectRoleBindings } from './kubernetes/projectRoleBindings.js';
 
 /** How the Kubernetes executor runs inference runtimes; the namespace defaults as in `runtimeSettingsFromEnv`. */
 export type KubernetesRuntimeSettings = Omit<KubernetesRuntimeHostOptions, 'kubeConfig' | 'logger' | 'namespace'> & { namespace?: string | undefined };
@@ -84,6 +85,23 @@ export function jobSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Kubern
 }
 
 /**
+ * Whom the agent binds the project ClusterRole to, from the chart (`worker.namespaces: dynamic`):
+ * MARINER_AGENT_PROJECT_CLUSTER_ROLE (unset: the chart binds static Roles, the agent binds nothing),
+ * MARINER_AGENT_SERVICE_ACCOUNT (its ServiceAccount, in its own namespace) and MARINER_RESERVED_NAMESPACES
+ * (never bound, whatever is assigned).
+ */
+export function projectRoleSettingsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): { clusterRole: string; serviceAccount: string; reservedNamespaces: string[] } | null {
+  const clusterRole = env['MARINER_AGENT_PROJECT_CLUSTER_ROLE'];
+  if (!clusterRole) return null;
+  const serviceAccount = env['MARINER_AGENT_SERVICE_ACCOUNT'];
+  if (!serviceAccount)
+    throw new Error('MARINER_AGENT_SERVICE_ACCOUNT is required with MARINER_AGENT_PROJECT_CLUSTER_ROLE: the ServiceAccount the project role is bound to');
+  return { clusterRole, serviceAccount, reservedNamespaces: loadConfig(env).reservedNamespaces };
+}
+
+/**
  * The Kubernetes executor: the cluster's API server through @kubernetes/client-node. Status comes
  * from nodes and pods; GPU configuration becomes the NVIDIA device-plugin ConfigMap; users'
  * `/v1/sessions` requests are forwarded with the agent's credentials; inference runtimes run as one
@@ -98,6 +116,8 @@ export async function createKubernetesExecutor(options: {
   /** The platform's object store (S3): inputs and outputs of Jobs are presigned URLs into it. */
   objectStore?: ObjectStore | undefined;
   reporter?: JobReporter | undefined;
+  /** Binding the project ClusterRole as namespaces are assigned (projectRoleSettingsFromEnv when absent; null: not). */
+  projectRole?: ReturnType<typeof projectRoleSettingsFromEnv>;
   logger: Logger;
 }): Promise<Executor> {
   const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
@@ -120,6 +140,16 @@ export async function createKubernetesExecutor(options: {
         reporter: options.reporter,
         logger: options.logger,
         settings: options.jobs ?? jobSettingsFromEnv(),
+      })
+    : null;
+  const projectRole = options.projectRole === undefined ? projectRoleSettingsFromEnv() : options.projectRole;
+  const projectRoleBindings = projectRole
+    ? createProjectRoleBindings({
+        kubeConfig: kc,
+        clusterRole: projectRole.clusterRole,
+        serviceAccount: { name: projectRole.serviceAccount, namespace: contextNamespace ?? 'default' },
+        reservedNamespaces: projectRole.reservedNamespaces,
+        logger: options.logger,
       })
     : null;
   return {
@@ -156,6 +186,11 @@ export async function createKubernetesExecutor(options: {
       }
       options.logger.info({ namespace, name, timeSlicingGpus: config?.timeSlicingGpus ?? null }, 'applied the GPU device-plugin configuration');
     },
+    ...(projectRoleBindings && {
+      async followProjectNamespaces(namespaces: string[]) {
+        await projectRoleBindings.reconcile(namespaces);
+      },
+    }),
     async close() {
       await jobs?.close();
       await runtimes?.close();

@@ -1,4 +1,5 @@
-import { badInput, failedPrecondition, forbidden, notFound } from '../../lib/errors.js';
+import { servesOrganization } from '../../lib/clusterAccess.js';
+import { badInput, failedPrecondition, forbidden, notFound, unauthenticated } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
 import { organizationRoleOf, principalOf, requireOrganizationMember, requireOrganizationOwner, requireProjectManager, visibleProject } from './access.js';
 import type { UsersContext } from './context.js';
@@ -26,6 +27,15 @@ async function manageableKey(ctx: UsersContext, id: string): Promise<ApiKeyRow> 
 
 export const resolvers: Resolvers<UsersContext> = {
   Query: {
+    // The namespaces the calling agent binds its project role in (agent/kubernetes/projectRoleBindings.ts):
+    // those of the projects of organizations its cluster serves, assigned to it or to no cluster in particular.
+    workerNamespaces: async (_p, _a, ctx) => {
+      const worker = ctx.worker;
+      if (!worker) throw unauthenticated('A cluster registration key is required');
+      const projects = (await ctx.store.tenantAssignments(worker.tenantId)).filter((p) => servesOrganization(worker, p.organization_id));
+      const mine = projects.flatMap((p) => p.assignments.filter((a) => a.clusterId === null || a.clusterId === worker.clusterId).map((a) => a.namespace));
+      return [...new Set(mine)].sort();
+    },
     self: async (_p, _a, ctx) => {
       const user = await ctx.loaders.user.load(principalOf(ctx).userId);
       if (!user) throw notFound('user', principalOf(ctx).userId);

@@ -172,6 +172,11 @@ export class UserStore {
 
   // --- projects --------------------------------------------------------------------------------
 
+  /** Every project's organization and assignments in a tenant: what an agent's namespaces are drawn from (workerNamespaces). */
+  async tenantAssignments(tenantId: string): Promise<Pick<ProjectRow, 'organization_id' | 'assignments'>[]> {
+    return this.t('projects').where({ tenant_id: tenantId }).select('organization_id', 'assignments');
+  }
+
   async projectsByIds(ids: readonly string[]): Promise<ProjectRow[]> {
     if (!ids.length) return [];
     return this.t('projects').whereIn('id', ids);

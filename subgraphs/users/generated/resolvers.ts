@@ -374,6 +374,8 @@ export type Query = {
   self: User;
   /** Users of the organizations the caller owns. */
   users: UserPage;
+  /** For agents: the Kubernetes namespaces of the projects the calling cluster works for (an assignment naming no cluster counts on every cluster its organization may use), where the agent binds its project role. */
+  workerNamespaces: Array<Scalars['String']['output']>;
 };
 
 
@@ -816,6 +818,7 @@ export type QueryResolvers<ContextType = UsersContext, ParentType extends Resolv
   projects?: Resolver<ResolversTypes['ProjectPage'], ParentType, ContextType, RequireFields<QueryProjectsArgs, 'organizationId'>>;
   self?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
   users?: Resolver<ResolversTypes['UserPage'], ParentType, ContextType, Partial<QueryUsersArgs>>;
+  workerNamespaces?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
 }>;
 
 export type UserResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User'], FederationReferenceType extends FederationReferenceTypes['User'] = FederationReferenceTypes['User']> = ResolversObject<{
