@@ -30,7 +30,7 @@ describe('the agent binds its project role where projects are assigned (Kubernet
   let agent: Agent;
   let kubeconfigDir: string;
   let clusterId: string;
-  let teamA: { organizationId: string; projectId: string };
+  let teamA: { organizationId: string; projectId: string; key: string };
   const saved: Record<string, string | undefined> = {};
 
   const bound = () =>
@@ -50,7 +50,7 @@ describe('the agent binds its project role where projects are assigned (Kubernet
     writeFileSync(path.join(kubeconfigDir, 'config'), kc.exportConfig());
 
     // Team A's project, on a cluster of team A's organization; team B is another organization.
-    const a = await projectWithKey(t, 'team-a', { assignments: [{ namespace: 'team-a' }] });
+    const a = await projectWithKey(t, 'team-a', { role: 'OWNER', assignments: [{ namespace: 'team-a' }] });
     teamA = a;
     const { registerCluster } = await t.gqlOk(
       'mutation($org: ID!) { registerCluster(input: { name: "team-a-gpus", organizationId: $org }) { registrationKey cluster { id } } }',
@@ -105,6 +105,14 @@ describe('the agent binds its project role where projects are assigned (Kubernet
     });
     await agent.reportStatus();
     expect(bound()).toEqual(['team-a-batch']);
+  });
+
+  it('only an agent may list a cluster`s namespaces: an organization owner`s key or the admin is refused', async () => {
+    for (const token of [teamA.key, undefined]) {
+      const result = await t.gql('{ workerNamespaces }', undefined, token ? { token } : {});
+      expect(result.data?.workerNamespaces).toBeUndefined();
+      expect(['FORBIDDEN', 'UNAUTHENTICATED']).toContain(result.errors?.[0]?.extensions?.['code']);
+    }
   });
 
   it('releasing every namespace of the cluster removes the agent`s bindings, never one it did not make', async () => {
