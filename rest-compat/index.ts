@@ -11,6 +11,7 @@ import { fileRoutes } from './files.js';
 import { jobRoutes } from './jobs.js';
 import { llmarinerTelemetryRoutes } from './llmarinerTelemetry.js';
 import { llmarinerUsageRoutes } from './llmarinerUsage.js';
+import { budgetRoutes } from './budgets.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { audioRoutes } from './audio.js';
@@ -65,6 +66,7 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...responseRoutes({ gateway, inference: options.inference, streams }),
     ...vectorStoreRoutes({ gateway }),
     ...llmarinerUsageRoutes({ gateway }),
+    ...budgetRoutes({ gateway }),
     ...llmarinerTelemetryRoutes({ gateway }),
   ]);
   return {

@@ -107,6 +107,11 @@ describe('token budgets', () => {
     // Its budget reads as spent; another key of the same project is not limited by it.
     const { budgets } = await t.gqlOk(BUDGETS);
     expect(budgets.find((b: { id: string }) => b.id === setBudget.id)).toMatchObject({ spent: 10, remaining: 0, resetsAt: nextMonth() });
+    const listed = await fetch(`${t.url}/v1/budgets`, { headers: { authorization: `Bearer ${key.secret}` } });
+    expect(listed.status).toBe(200);
+    expect(((await listed.json()) as { data: unknown[] }).data).toContainEqual(
+      expect.objectContaining({ id: setBudget.id, object: 'budget', scope: 'key', scope_id: key.id, period: 'month', token_limit: 8, spent: 10, remaining: 0 }),
+    );
     const other = await newKey('not budgeted');
     expect((await ask(other.secret)).choices[0]?.message.content).toBe('within budget');
 
@@ -156,6 +161,8 @@ describe('token budgets', () => {
     const asB = { token: orgB.key };
 
     expect((await t.gqlOk(BUDGETS, {}, asB)).budgets).toEqual([]);
+    const listed = await fetch(`${t.url}/v1/budgets`, { headers: { authorization: `Bearer ${orgB.key}` } });
+    expect(await listed.json()).toEqual({ object: 'list', data: [] });
     const peek = await t.gql(BUDGETS, { projectId: setBudget.projectId }, asB);
     expect(peek.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     const removed = await t.gql(DELETE_BUDGET, { id: setBudget.id }, asB);
