@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentRoutes, parseAgentRoute } from '../../lib/agentContract.js';
 import type { ObjectStoreConfig } from '../../lib/config.js';
 import { silentLogger } from '../../lib/logging.js';
-import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
+import { ADAPTER_FORMATS_HEADER, ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../../test/support/kubeApiServer.js';
 import type { ActiveModel, RuntimeHost } from '../executor.js';
-import { ADAPTER_FORMATS_HEADER, adapterFile } from './llamaCppAdapters.js';
+import { adapterFile } from './llamaCppAdapters.js';
 import { DEFAULT_RUNTIME_IMAGES, runtimeManifests, runtimeName } from './runtimeManifests.js';
 import { createKubernetesRuntimeHost } from './runtimes.js';
 import { adapterFolder, adaptersConfigMapName } from './vllmAdapters.js';
@@ -227,6 +227,9 @@ describe('LoRA adapters on llama.cpp pods, through the Kubernetes runtime host',
     expect(b.status).toBe(200);
     expect(pod.bodies.at(-1)!['lora']).toEqual([{ id: 1, scale: 1 }]);
     expect(pod.bodies.at(-1)!['model']).toBe(base.id);
+    // The runtime's status says which adapters its pods started with.
+    const [status] = await host.status();
+    expect(status!.statusMessage).toBe(`1/1 ready; LoRA adapters loaded: ${A}, ${B}`);
   });
 
   it('a PEFT-only adapter is refused with a 400 naming it, and neither listed nor sent to the pod', async () => {

@@ -31,9 +31,6 @@ import { adapterFolder, adaptersConfigMapName } from './vllmAdapters.js';
 const ADAPTERS_DIR = '/models/adapters';
 const LIST_KEY = 'adapters';
 
-/** The control plane's list of an adapter's formats (comma-separated ModelFormat values), when it sends it. */
-export const ADAPTER_FORMATS_HEADER = 'x-mariner-adapter-formats';
-
 /** An adapter a llama.cpp pod starts with: its id and where its GGUF file (or folder holding one) is in S3. */
 export interface LlamaCppAdapter {
   id: string;
@@ -105,6 +102,15 @@ export interface LlamaCppTarget {
   name: string;
   url: string;
   loraId: number;
+}
+
+/**
+ * The served adapters a runtime's pods start with, from its StatefulSet's runtime container args, in
+ * their `--lora` order: `A, B`, or '' when none. For the runtime's status.
+ */
+export function startedText(args: readonly string[] | undefined, model: ActiveModel): string {
+  const files = (args ?? []).flatMap((arg, i, all) => (arg === '--lora' && i + 1 < all.length ? [all[i + 1]] : []));
+  return files.flatMap((file) => (model.loraAdapters ?? []).filter((id) => adapterFile(id) === file)).join(', ');
 }
 
 /** The position of an adapter's file among a pod's `--lora` flags, or -1. */

@@ -28,9 +28,9 @@ import {
   UnrunnableModelError,
 } from './runtimeManifests.js';
 import { InFlightCounts } from '../../lib/requestTracker.js';
-import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
+import { ADAPTER_FORMATS_HEADER, ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
 import { VllmAdapters } from './vllmAdapters.js';
-import { ADAPTER_FORMATS_HEADER, type LlamaCppAdapter, LlamaCppAdapters, UnservableAdapterError, withLora } from './llamaCppAdapters.js';
+import { type LlamaCppAdapter, LlamaCppAdapters, startedText, UnservableAdapterError, withLora } from './llamaCppAdapters.js';
 import { readBody } from '../../lib/http.js';
 import type { IncomingMessage } from 'node:http';
 import { ignoreNotFound, statusCode } from './apiErrors.js';
@@ -398,7 +398,11 @@ export function createKubernetesRuntimeHost(options: KubernetesRuntimeHostOption
                     .map(podProblem)
                     .find(Boolean)
                 : undefined;
-            const held = isVllm(model) ? adapters.heldText(runtimeName(model.id)) : '';
+            const held = isVllm(model)
+              ? adapters.heldText(runtimeName(model.id))
+              : kindOf(model) === 'llama-cpp'
+                ? startedText(statefulSet.spec?.template.spec?.containers.find((c) => c.name === 'runtime')?.args, model)
+                : '';
             statusMessage = `${ready}/${desired} ready${why ? `: ${why}` : ''}${held ? `; LoRA adapters loaded: ${held}` : ''}`;
           }
         }
