@@ -84,6 +84,11 @@ describe('token budgets', () => {
     expect(error.message).toContain(`API key ${key.id}`);
     expect(error.message).toContain('8 tokens');
     expect(error.message).toContain(`resets at ${nextMonth()}`);
+    // A streamed request is refused the same way, before its stream starts.
+    const streamed = await sdk(key.secret)
+      .chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'over budget' }], stream: true })
+      .catch((e: unknown) => e);
+    expect(streamed).toMatchObject({ status: 429, code: 'insufficient_quota' });
     // Refused before routing: no runtime got it.
     expect(runtimes.received.length).toBe(seen);
     expect(runtimes.received.some((r) => r.prompt === 'over budget')).toBe(false);
