@@ -22,6 +22,7 @@ interface Discovery {
   issuer: string;
   authorization_endpoint: string;
   token_endpoint: string;
+  device_authorization_endpoint?: string;
 }
 
 const base64url = (bytes: Buffer) => bytes.toString('base64url');
@@ -61,6 +62,74 @@ function expiryOf(jwt: string): Date {
     // fall through
   }
   throw new CliError('the identity provider returned an ID token without an expiry');
+}
+
+async function idTokenFrom(response: Response): Promise<OidcTokens> {
+  const tokens = (await response.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
+  if (!response.ok || !tokens.id_token) {
+    throw new CliError(
+      `login failed: the identity provider's token endpoint answered ${response.status} ${tokens.error ?? ''} ${tokens.error_description ?? ''}`.trim(),
+    );
+  }
+  return { token: tokens.id_token, expiresAt: expiryOf(tokens.id_token) };
+}
+
+/**
+ * `mariner login --oidc --device`: the device authorization grant (RFC 8628) for a machine without a
+ * browser: it prints a URL and a code to enter on any other device, then polls the token endpoint.
+ */
+export async function deviceLogin(options: { issuer: string; clientId: string }): Promise<OidcTokens> {
+  const metadata = await discover(options.issuer);
+  if (!metadata.device_authorization_endpoint) {
+    throw new CliError(`the identity provider ${options.issuer} does not offer the device flow: log in with --oidc (a browser) or an API key`);
+  }
+  const started = await fetch(metadata.device_authorization_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ client_id: options.clientId, scope: 'openid email' }),
+  });
+  const device = (await started.json().catch(() => ({}))) as {
+    device_code?: string;
+    user_code?: string;
+    verification_uri?: string;
+    verification_uri_complete?: string;
+    interval?: number;
+    expires_in?: number;
+    error?: string;
+    error_description?: string;
+  };
+  if (!started.ok || !device.device_code || !device.verification_uri) {
+    throw new CliError(`login failed: the device authorization answered ${started.status} ${device.error ?? ''} ${device.error_description ?? ''}`.trim());
+  }
+  process.stderr.write(
+    `On any device, open ${device.verification_uri} and enter the code ${device.user_code}` +
+      `${device.verification_uri_complete ? `\n(or open ${device.verification_uri_complete})` : ''}\nWaiting for the sign-in...\n`,
+  );
+  let interval = (device.interval ?? 5) * 1000;
+  const deadline = Date.now() + (device.expires_in ?? 600) * 1000;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, interval));
+    const response = await fetch(metadata.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: device.device_code, client_id: options.clientId }),
+    });
+    if (response.status === 400) {
+      const { error } = (await response
+        .clone()
+        .json()
+        .catch(() => ({}))) as { error?: string };
+      if (error === 'authorization_pending') continue;
+      if (error === 'slow_down') {
+        interval += 5000;
+        continue;
+      }
+      if (error === 'access_denied') throw new CliError('login failed: the sign-in was refused at the identity provider');
+      if (error === 'expired_token') break;
+    }
+    return idTokenFrom(response);
+  }
+  throw new CliError('login timed out: the device code expired before anyone signed in');
 }
 
 export async function pkceLogin(options: { issuer: string; clientId: string; browser: boolean; timeoutMs?: number }): Promise<OidcTokens> {
@@ -125,13 +194,7 @@ export async function pkceLogin(options: { issuer: string; clientId: string; bro
         code_verifier: verifier,
       }),
     });
-    const tokens = (await response.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
-    if (!response.ok || !tokens.id_token) {
-      throw new CliError(
-        `login failed: the identity provider's token endpoint answered ${response.status} ${tokens.error ?? ''} ${tokens.error_description ?? ''}`.trim(),
-      );
-    }
-    return { token: tokens.id_token, expiresAt: expiryOf(tokens.id_token) };
+    return await idTokenFrom(response);
   } finally {
     server.closeAllConnections();
     server.close();

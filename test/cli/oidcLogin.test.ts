@@ -76,12 +76,22 @@ async function signInAsBrowser(authorizeUrl: string, login: string): Promise<{ s
       body = undefined;
       continue;
     }
-    const action = /<form[^>]*action="([^"]+)"/.exec(text)?.[1];
-    const prompt = /name="prompt" value="([^"]+)"/.exec(text)?.[1];
-    if (!action || !prompt) throw new Error(`the provider's page has no form: ${response.status} ${text.slice(0, 300)}`);
+    const form = /<form[^>]*>[\s\S]*?<\/form>/.exec(text)?.[0];
+    const action = form && /action="([^"]+)"/.exec(form)?.[1];
+    // A page without a form is where the provider leaves the person (the device flow's "you may close this").
+    if (!form || !action) return { status: response.status, body: text };
+    const fields = new URLSearchParams();
+    for (const input of form.matchAll(/<input[^>]*type="hidden"[^>]*>/g)) {
+      const name = /name="([^"]+)"/.exec(input[0])?.[1];
+      if (name) fields.set(name, /value="([^"]*)"/.exec(input[0])?.[1] ?? '');
+    }
+    if (fields.get('prompt') === 'login') {
+      fields.set('login', login);
+      fields.set('password', 'anything');
+    }
     url = new URL(action, url).href;
     method = 'POST';
-    body = new URLSearchParams(prompt === 'login' ? { prompt, login, password: 'anything' } : { prompt });
+    body = fields;
   }
   throw new Error('too many redirects');
 }
@@ -115,7 +125,7 @@ describe('mariner login --oidc', () => {
           client_id: CLIENT_ID,
           application_type: 'native',
           token_endpoint_auth_method: 'none',
-          grant_types: ['authorization_code'],
+          grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
           response_types: ['code'],
           redirect_uris: ['http://127.0.0.1/callback'],
         },
@@ -127,7 +137,7 @@ describe('mariner login --oidc', () => {
       findAccount: async (_ctx: unknown, sub: string) => ({ accountId: sub, claims: async () => ({ sub, email: sub, email_verified: true }) }),
       claims: { openid: ['sub'], email: ['email', 'email_verified'] },
       conformIdTokenClaims: false,
-      features: { devInteractions: { enabled: true } },
+      features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
     });
     idp.on('request', provider.callback());
     ({ home, env } = cliHome());
@@ -199,5 +209,44 @@ describe('mariner login --oidc', () => {
     const usage = await cli(['login', '--url', t.url, '--name', 'fresh', '--oidc', '--issuer', issuer]);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('--client-id');
+  }, 60_000);
+
+  it('--device: the code shown is entered at the provider on another device, and the CLI logs in as that person', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        TSX,
+        path.join(ROOT, 'bin/mariner.ts'),
+        'login',
+        '--url',
+        t.url,
+        '--name',
+        'headless',
+        '--oidc',
+        '--device',
+        '--issuer',
+        issuer,
+        '--client-id',
+        CLIENT_ID,
+      ],
+      { cwd: home, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await until(() => /\(or open (\S+)\)/.test(stderr), 'the device code', 30_000);
+    expect(stderr).toMatch(/enter the code \S+/);
+    const complete = /\(or open (\S+)\)/.exec(stderr)![1]!;
+    const page = await signInAsBrowser(complete, 'admin@example.com');
+    expect(page.status).toBe(200);
+    expect(await exited, stderr).toBe(0);
+    expect(stdout).toContain('Logged in to');
+    expect(stdout).toContain('admin@example.com');
+    const who = await cli(['whoami', '--context', 'headless', '-o', 'json']);
+    expect(who.code, who.stderr).toBe(0);
+    expect(JSON.parse(who.stdout)).toMatchObject({ user: 'admin@example.com' });
   }, 60_000);
 });

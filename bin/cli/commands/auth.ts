@@ -74,6 +74,7 @@ export function registerAuth(program: Command): void {
     .option('--oidc', "sign in at the platform's identity provider in a browser (authorization code + PKCE, loopback redirect) instead of with a key")
     .option('--issuer <url>', "with --oidc: the identity provider (default: $MARINER_OIDC_ISSUER, else the context's last one)")
     .option('--client-id <id>', "with --oidc: Mariner's client id there, MARINER_OIDC_AUDIENCE (default: $MARINER_OIDC_CLIENT_ID, else the context's last one)")
+    .option('--device', 'with --oidc: the device flow, for a machine without a browser (a URL and a code to enter elsewhere)')
     .option('--no-browser', 'with --oidc: only print the URL to open (the default also runs xdg-open where there is one)')
     .addHelpText(
       'after',
@@ -98,8 +99,10 @@ Examples:
           const clientId: string | undefined = inv.options['clientId'] ?? process.env['MARINER_OIDC_CLIENT_ID'] ?? previous?.oidcClientId;
           if (!issuer) throw new UsageError('--oidc needs the identity provider: --issuer URL (or $MARINER_OIDC_ISSUER)');
           if (!clientId) throw new UsageError("--oidc needs Mariner's client id at the identity provider: --client-id ID (or $MARINER_OIDC_CLIENT_ID)");
-          const { pkceLogin } = await import('../oidc.js');
-          const tokens = await pkceLogin({ issuer: normaliseUrl(issuer), clientId, browser: inv.options['browser'] !== false });
+          const { deviceLogin, pkceLogin } = await import('../oidc.js');
+          const tokens = inv.options['device']
+            ? await deviceLogin({ issuer: normaliseUrl(issuer), clientId })
+            : await pkceLogin({ issuer: normaliseUrl(issuer), clientId, browser: inv.options['browser'] !== false });
           apiKey = tokens.token;
           oidc = { tokenExpiresAt: tokens.expiresAt.toISOString(), oidcIssuer: normaliseUrl(issuer), oidcClientId: clientId };
         } else if (inv.options['apiKeyStdin']) apiKey = (await readStdin()).trim();
