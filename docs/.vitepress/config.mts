@@ -23,7 +23,13 @@ export default defineConfig({
       { text: 'Reference', link: '/reference/settings' },
     ],
     sidebar: [
-      { text: 'Start', items: [{ text: 'Overview', link: '/' }, { text: 'Quick start', link: '/quick-start' }] },
+      {
+        text: 'Start',
+        items: [
+          { text: 'Overview', link: '/' },
+          { text: 'Quick start', link: '/quick-start' },
+        ],
+      },
       {
         text: 'Use it',
         items: [
@@ -44,6 +50,7 @@ export default defineConfig({
           { text: 'Security', link: '/security' },
           { text: 'Operations', link: '/operations' },
           { text: 'The audit log', link: '/operations-audit' },
+          { text: 'Budgets', link: '/operations-budgets' },
           { text: 'Helm', link: '/helm' },
           { text: 'Coming from LLMariner', link: '/llmariner' },
         ],
