@@ -153,6 +153,8 @@ export class LlamaCppAdapters {
       throw new UnservableAdapterError(
         `model ${adapterId} is a LoRA adapter in the formats [${formats}]: its base model runs on llama.cpp, which serves GGUF_ADAPTER adapters only`,
       );
+    // One adapter a line in the list and in the init container's data: a line break would add another.
+    if (/[\r\n]/.test(s3Uri)) throw new UnservableAdapterError(`model ${adapterId} has a source with a line break, which cannot be copied`);
     const deadline = Date.now() + (this.options.loadTimeoutMs ?? 600_000);
     let listed = false;
     for (;;) {
