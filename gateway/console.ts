@@ -47,6 +47,15 @@ export const CSRF_HEADER = 'x-mariner-csrf';
 export const CONSOLE_SESSION_TTL_SECONDS = 12 * 3600;
 const NOT_FOUND = { error: 'not found: GraphQL is at /graphql, the OpenAI API at /v1, the web console at /console' };
 const REVOKED_CHANNEL = 'console_sessions_revoked';
+/**
+ * The console's hand-off to a workspace notebook (subgraphs/sessions/notebookProxy.ts): a link on the notebooks
+ * screen, `GET /console/notebook?path=/v1/sessions/<cluster>/v1/services/notebooks/...`, answered with a redirect
+ * to that path with the session's credential as `?access_token=` (RFC 6750 §2.3), which the proxy turns into its
+ * own cookie at once (redirecting to the path without it). The session cookie is SameSite=Strict and the
+ * request must be a same-origin navigation, so another site cannot send a browser through it.
+ */
+export const NOTEBOOK_HANDOFF_PATH = `/console/notebook`;
+const NOTEBOOK_PATH = /^\/v1\/sessions\/[A-Za-z0-9_-]+\/v1\/services\/notebooks\/[A-Za-z0-9._~%/-]+$/;
 
 interface Sealed {
   v: 1;
@@ -241,6 +250,27 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
     json(200, { signedIn: true }, { 'set-cookie': `${CONSOLE_COOKIE}=${value}; Max-Age=${maxAge}; ${attributes(req)}` });
   }
 
+  function notebookHandoff(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): void {
+    const refuse = (status: number, code: ErrorCode, message: string) =>
+      sendJson(res, status, { error: { message, code } }, { 'x-request-id': requestId, 'cache-control': 'no-store' });
+    if (req.method !== 'GET') return refuse(405, ErrorCode.BAD_USER_INPUT, 'GET only');
+    if (!sameOrigin(req)) return refuse(403, ErrorCode.FORBIDDEN, "Open notebooks from the console's own page");
+    const target = new URL(url.searchParams.get('path') ?? '', 'http://mariner');
+    if (target.origin !== 'http://mariner' || !NOTEBOOK_PATH.test(target.pathname) || target.pathname.includes('..'))
+      return refuse(400, ErrorCode.BAD_USER_INPUT, 'path must be a notebook under /v1/sessions/<cluster>/v1/services/notebooks/');
+    const sealed = cookieValue(req, CONSOLE_COOKIE);
+    const payload = sealed ? open(sealed) : null;
+    if (!payload) return refuse(401, ErrorCode.UNAUTHENTICATED, 'Your console session expired or was signed out: sign in again');
+    target.searchParams.set('access_token', payload.k);
+    res.writeHead(303, {
+      location: `${target.pathname}${target.search}`,
+      'cache-control': 'no-store',
+      'referrer-policy': 'no-referrer',
+      'x-request-id': requestId,
+    });
+    res.end();
+  }
+
   function serveFile(req: IncomingMessage, res: ServerResponse, relative: string): boolean {
     const file = path.resolve(assetsDir, relative);
     if (!file.startsWith(path.resolve(assetsDir) + path.sep)) return false;
@@ -274,6 +304,7 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       const url = new URL(req.url ?? '/', 'http://mariner');
       try {
         if (url.pathname === `${CONSOLE_PATH}/session`) return await session(req, res, requestId);
+        if (url.pathname === NOTEBOOK_HANDOFF_PATH) return notebookHandoff(req, res, url, requestId);
         if (url.pathname === OIDC_LOGIN_PATH || url.pathname === OIDC_CALLBACK_PATH) {
           if (!oidcLogin) return sendJson(res, 404, { error: 'OIDC sign-in is off: no issuer is configured (MARINER_OIDC_ISSUER)' });
           if (req.method !== 'GET') return sendJson(res, 405, { error: 'GET only' }, { allow: 'GET' });

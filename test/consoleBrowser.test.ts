@@ -237,7 +237,7 @@ run(`the console in Chromium (${CHROMIUM_PATH})`, () => {
     await readerPage.getByRole('heading', { name: 'Files', exact: true }).waitFor();
     expect(await readerPage.getByRole('button', { name: 'Upload' }).count()).toBe(0);
     await readerPage.getByRole('button', { name: 'Menu' }).click();
-    await readerPage.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await readerPage.getByRole('link', { name: 'Fine-tuning jobs', exact: true }).click();
     await readerPage.getByRole('heading', { name: 'Fine-tuning jobs' }).waitFor();
     expect(await readerPage.getByRole('button', { name: 'Start job' }).count()).toBe(0);
     await phone.close();

@@ -100,7 +100,7 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     const { files } = await t.gqlOk<{ files: { items: { filename: string; purpose: string }[] } }>('{ files { items { filename purpose } } }');
     expect(files.items).toContainEqual({ filename: 'train.jsonl', purpose: 'fine-tune' });
 
-    await open('Jobs', 'Fine-tuning jobs');
+    await open('Fine-tuning jobs', 'Fine-tuning jobs');
     await page.getByRole('combobox', { name: 'Base model' }).click();
     await page.getByRole('option', { name: 'mariner-demo-base', exact: true }).click();
     await page.getByRole('combobox', { name: 'Training file' }).click();

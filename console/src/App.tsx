@@ -23,6 +23,9 @@ import { SignIn } from './screens/SignIn';
 import { ApiError, ViewerContext } from './ui';
 
 // Every screen but the first (models) is its own chunk, loaded when opened: the first screen stays small.
+const BatchJobPage = lazy(() => import('./screens/BatchJobs').then((m) => ({ default: m.BatchJobPage })));
+const BatchJobs = lazy(() => import('./screens/BatchJobs').then((m) => ({ default: m.BatchJobs })));
+const Notebooks = lazy(() => import('./screens/Notebooks').then((m) => ({ default: m.Notebooks })));
 const ApiKeys = lazy(() => import('./screens/ApiKeys').then((m) => ({ default: m.ApiKeys })));
 const Clusters = lazy(() => import('./screens/Clusters').then((m) => ({ default: m.Clusters })));
 const Files = lazy(() => import('./screens/Files').then((m) => ({ default: m.Files })));
@@ -38,7 +41,9 @@ const VectorStores = lazy(() => import('./screens/VectorStores').then((m) => ({ 
 const SCREENS = [
   { path: 'models', label: 'Models' },
   { path: 'playground', label: 'Playground' },
-  { path: 'jobs', label: 'Jobs' },
+  { path: 'jobs', label: 'Fine-tuning jobs' },
+  { path: 'batch-jobs', label: 'Batch jobs' },
+  { path: 'notebooks', label: 'Notebooks' },
   { path: 'files', label: 'Files' },
   { path: 'vector-stores', label: 'Vector stores' },
   { path: 'clusters', label: 'Clusters' },
@@ -180,6 +185,8 @@ function Shell({ onSignOut }: { onSignOut: () => Promise<void> }) {
                   {current === 'models' && <Models />}
                   {current === 'playground' && <Playground />}
                   {current === 'jobs' && (id ? <JobPage id={id} /> : <Jobs />)}
+                  {current === 'batch-jobs' && (id ? <BatchJobPage id={id} /> : <BatchJobs />)}
+                  {current === 'notebooks' && <Notebooks />}
                   {current === 'files' && <Files />}
                   {current === 'vector-stores' && <VectorStores />}
                   {current === 'clusters' && <Clusters />}

@@ -59,7 +59,8 @@ const STATUS_COLORS: Record<string, string> = {
 
 export function StatusBadge({ status }: { status: string }) {
   return (
-    <Badge color={STATUS_COLORS[status] ?? 'gray'} variant="light">
+    // Never cut to "SUCCEE…" in a narrow table column: the badge keeps its whole word.
+    <Badge color={STATUS_COLORS[status] ?? 'gray'} variant="light" style={{ overflow: 'visible', flexShrink: 0 }} styles={{ label: { overflow: 'visible' } }}>
       {status.toLowerCase()}
     </Badge>
   );
