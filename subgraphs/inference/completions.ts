@@ -1,6 +1,6 @@
 import http2 from 'node:http2';
 import { badInput, ErrorCode, failedPrecondition, MarinerError, notFound, openAIStatusFor } from '../../lib/errors.js';
-import { ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
+import { ADAPTER_FORMATS_HEADER, ADAPTER_MODEL_HEADER, ADAPTER_SOURCE_HEADER } from '../../lib/loraAdapters.js';
 import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
 import type { InferenceContext } from './context.js';
 import { withRetrievedContext } from './rag.js';
@@ -68,7 +68,9 @@ export async function servableTarget(
   const base = await ctx.models.model(ctx, model.adapter.baseModelId);
   if (!base) throw failedPrecondition(`model ${model.id} is a LoRA adapter of ${model.adapter.baseModelId}, which is not available`);
   const runtimeModelId = await servableModel(ctx, base.id);
-  return { modelId: model.id, runtimeModelId, headers: { [ADAPTER_MODEL_HEADER]: model.id, [ADAPTER_SOURCE_HEADER]: model.source } };
+  // The formats let a runtime that serves one format only (llama.cpp: GGUF) refuse the others with the reason.
+  const headers = { [ADAPTER_MODEL_HEADER]: model.id, [ADAPTER_SOURCE_HEADER]: model.source, [ADAPTER_FORMATS_HEADER]: model.adapter.formats.join(',') };
+  return { modelId: model.id, runtimeModelId, headers };
 }
 
 /** A runtime's error answer, as one of our errors (the runtime speaks OpenAI's error shape). */
