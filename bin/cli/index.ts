@@ -7,6 +7,7 @@ import { registerModels } from './commands/models.js';
 import { registerChat } from './commands/chat.js';
 import { registerKeys } from './commands/keys.js';
 import { registerOrganizations } from './commands/orgs.js';
+import { registerMembers } from './commands/members.js';
 import { registerFiles } from './commands/files.js';
 import { registerFineTuning } from './commands/fineTuning.js';
 import { registerClusters } from './commands/clusters.js';
@@ -26,6 +27,7 @@ export const CLI_COMMANDS: readonly string[] = [
   'chat',
   'keys',
   'orgs',
+  'members',
   'projects',
   'files',
   'fine-tuning',
@@ -69,6 +71,7 @@ Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the r
   registerChat(program);
   registerKeys(program);
   registerOrganizations(program);
+  registerMembers(program);
   registerFiles(program);
   registerFineTuning(program);
   registerClusters(program);
