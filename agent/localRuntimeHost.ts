@@ -2,7 +2,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import path from 'node:path';
-import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../lib/logging.js';
 import { ADAPTER_MODEL_HEADER, ADAPTER_PATH_HEADER, ADAPTER_SOURCE_HEADER } from '../lib/loraAdapters.js';
@@ -209,9 +208,8 @@ export function createLocalRuntimeHost(options: { objectStore: ObjectStore; cach
       const chosen = key === undefined ? undefined : ringOf(model.id, replicas).pick(key, busy);
       const runtime = replicas.find((r) => r.key === chosen) ?? replicas.sort((a, b) => busy(a.key) - busy(b.key))[0]!;
       inFlight.track(runtime.key, res.stream);
-      // The request as read: the same headers (its content-length holds), the body replayed from memory.
-      const replay = Object.create(req, { pipe: { value: (to: Writable) => Readable.from([body]).pipe(to) } }) as Http2ServerRequest;
-      forwardToRuntime({ baseUrl: runtime.url, modelId: model.id, req: replay, res, runtimePath, extraHeaders: { [ADAPTER_PATH_HEADER]: '' } });
+      // The request's headers, with the body already read sent as it was.
+      forwardToRuntime({ baseUrl: runtime.url, modelId: model.id, req, res, runtimePath, body, extraHeaders: { [ADAPTER_PATH_HEADER]: '' } });
     });
   }
 
