@@ -231,6 +231,8 @@ run(`the console in Chromium (${CHROMIUM_PATH})`, () => {
     await readerPage.getByRole('heading', { name: 'Clusters', exact: true }).waitFor();
     await readerPage.getByRole('button', { name: 'Refresh' }).waitFor();
     expect(await readerPage.getByRole('button', { name: 'Register cluster' }).count()).toBe(0);
+    // A role without the clusters scope is told so in words, not with the API's FORBIDDEN text.
+    await readerPage.getByText('No access to clusters').waitFor();
     await readerPage.screenshot({ path: screenshotPath('08-reader-clusters-phone-dark'), fullPage: true });
     await readerPage.getByRole('button', { name: 'Menu' }).click();
     await readerPage.getByRole('link', { name: 'Files', exact: true }).click();

@@ -128,9 +128,11 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     // The loss curve, drawn from the job's metrics events and grown as log lines arrive.
     await page.getByRole('img', { name: 'Training loss by step' }).locator('canvas').waitFor({ timeout: 30_000 });
     await expect.poll(() => page.getByText('succeeded', { exact: true }).count(), { timeout: 60_000 }).toBeGreaterThan(0);
-    const lines = ((await page.getByTestId('job-log').textContent()) ?? '').split('\n').filter(Boolean);
+    // The status can arrive before the log's last lines: wait for the whole log, then check none repeats.
+    const logLines = async () => ((await page.getByTestId('job-log').textContent()) ?? '').split('\n').filter(Boolean);
+    await expect.poll(async () => (await logLines()).filter((line) => line.includes('"type":"metrics"')).length, { timeout: 30_000 }).toBe(90);
+    const lines = await logLines();
     expect(new Set(lines).size).toBe(lines.length);
-    expect(lines.filter((line) => line.includes('"type":"metrics"'))).toHaveLength(90);
     await page.screenshot({ path: screenshotPath('11-job-loss-curve'), fullPage: true });
     expect(pageErrors).toEqual([]);
   });
@@ -229,6 +231,8 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     await page.getByRole('link', { name: 'Scaling of mariner-demo', exact: true }).click();
     await page.getByRole('heading', { name: 'Scaling of mariner-demo' }).waitFor();
     await expect.poll(() => page.getByTestId('scaling-row').first().textContent(), { timeout: 30_000 }).toMatch(/1 \/ 1/);
+    // The cluster by its name, not its id.
+    expect(await page.getByTestId('scaling-row').first().textContent()).toMatch(/^default/);
     await page.getByRole('img', { name: 'Replicas of mariner-demo over time' }).locator('canvas').waitFor();
     await page.screenshot({ path: screenshotPath('17-scaling'), fullPage: true });
     expect(pageErrors).toEqual([]);

@@ -21,6 +21,7 @@ export function Clusters() {
     }
   };
   const items = clusters.data?.clusters.items ?? [];
+  const forbidden = clusters.error?.graphQLErrors.some((e) => e.extensions?.['code'] === 'FORBIDDEN') ?? false;
   // Agents connect and report on their own schedule (no subscription carries it): read again while the page is open.
   useEffect(() => {
     const timer = setInterval(() => refetch({ requestPolicy: 'network-only' }), 5000);
@@ -34,7 +35,14 @@ export function Clusters() {
           Refresh
         </Button>
       </Group>
-      <ApiError error={clusters.error ?? registration.error} />
+      {forbidden ? (
+        <Alert color="gray" title="No access to clusters">
+          Your role in this organization cannot see its clusters. An organization owner can show you their status, or give you that role.
+        </Alert>
+      ) : (
+        <ApiError error={clusters.error} />
+      )}
+      <ApiError error={registration.error} />
       {viewer.can.clusters && (
         <form onSubmit={submit} aria-label="Register a cluster">
           <Group align="flex-end" wrap="wrap">

@@ -1,7 +1,7 @@
 import { Anchor, Card, Group, Stack, Table, Text, Title } from '@mantine/core';
 import { lazy, Suspense, useEffect, useState } from 'react';
-import { useSubscription } from 'urql';
-import { RuntimeScalingDocument } from '../generated/graphql';
+import { useQuery, useSubscription } from 'urql';
+import { ClusterNamesDocument, RuntimeScalingDocument } from '../generated/graphql';
 import { ApiError, when } from '../ui';
 import type { ReplicaPoint } from './ReplicasChart';
 
@@ -15,6 +15,10 @@ const HISTORY = 240;
 export function Scaling({ modelId }: { modelId: string }) {
   const [live] = useSubscription({ query: RuntimeScalingDocument, variables: { modelId } });
   const runtimes = live.data?.runtimeScaling;
+  // Names where the viewer may read clusters; a role without the clusters scope sees the ids.
+  const [clusters] = useQuery({ query: ClusterNamesDocument });
+  const names = new Map((clusters.data?.clusters.items ?? []).map((c) => [c.id, c.name]));
+  const clusterName = (id: string) => names.get(id) ?? id;
   const [history, setHistory] = useState<ReplicaPoint[]>([]);
   const [decisions, setDecisions] = useState<{ time: number; clusterId: string; reason: string }[]>([]);
   useEffect(() => {
@@ -67,7 +71,7 @@ export function Scaling({ modelId }: { modelId: string }) {
                 <Table.Tr key={r.clusterId} data-testid="scaling-row">
                   <Table.Td>
                     <Text size="xs" ff="monospace">
-                      {r.clusterId}
+                      {clusterName(r.clusterId)}
                     </Text>
                   </Table.Td>
                   <Table.Td>
@@ -100,7 +104,7 @@ export function Scaling({ modelId }: { modelId: string }) {
           <Stack gap={2} aria-label="Autoscaler decisions">
             {decisions.map((d) => (
               <Text key={`${d.time}-${d.clusterId}`} size="sm">
-                {new Date(d.time).toLocaleTimeString()} · {d.clusterId}: {d.reason}
+                {new Date(d.time).toLocaleTimeString()} · {clusterName(d.clusterId)}: {d.reason}
               </Text>
             ))}
           </Stack>
