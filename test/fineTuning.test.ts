@@ -363,7 +363,7 @@ describe('followers of a long job log through the gateway', () => {
   it('late joiners share one replaying upstream, not one each, and see every line', async () => {
     const sdk = new OpenAI({ apiKey: t.adminKey, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const file = await sdk.files.create({ file: await toFile(trainingData(100), 'train.jsonl'), purpose: 'fine-tune' });
-    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: file.id, suffix: 'long', hyperparameters: { n_epochs: 3 } });
+    const created = await sdk.fineTuning.jobs.create({ model: BASE_MODEL, training_file: file.id, suffix: 'long', hyperparameters: { n_epochs: 5 } });
     const first: LogEvent[] = [];
     let late: Promise<{ jobLogs: LogEvent }[]>[] = [];
     let upstreamsWithLateJoiners = 0;
@@ -374,8 +374,9 @@ describe('followers of a long job log through the gateway', () => {
           next: (result) => {
             if (result.errors) return reject(new Error(JSON.stringify(result.errors)));
             first.push(result.data!.jobLogs);
-            // Past the bound of 5 events: three more followers of the same operation join.
-            if (first.length === 8) {
+            // Past the bound of 5 events: three more followers of the same operation join. (A loaded
+            // machine batches the log into fewer, larger events: the job is long enough to go on after.)
+            if (first.length === 6) {
               late = [1, 2, 3].map(() => collect<{ jobLogs: LogEvent }>(ws, JOB_LOGS, { jobId: created.id }));
               setTimeout(() => (upstreamsWithLateJoiners = t.platform.gatewaySharedSubscriptions()), 200);
             }
@@ -385,7 +386,7 @@ describe('followers of a long job log through the gateway', () => {
         },
       );
     });
-    expect(first.length).toBeGreaterThan(8);
+    expect(first.length).toBeGreaterThan(6);
     const all = first.flatMap((e) => e.lines);
     for (const follower of await Promise.all(late)) expect(follower.flatMap((e) => e.jobLogs.lines)).toEqual(all);
     // The first follower's upstream, and one that replays the log for the three late joiners.

@@ -139,8 +139,9 @@ describe('inference caches keep every guarantee', () => {
     const reported = Date.now();
     await sharedAgent.reconcileRuntimes();
     expect(await answer).toBe('from the shared cluster');
-    // The wait looks again every 250 ms, from a fresh read; the announcement usually makes it sooner.
-    expect(Date.now() - reported).toBeLessThan(1_500);
+    // The wait looks again every 250 ms, from a fresh read (the announcement usually makes it sooner): well
+    // before the 5 s a cached answer may live, and the request's 10 s wait (a loaded machine adds seconds).
+    expect(Date.now() - reported).toBeLessThan(4_000);
   });
 
   it("a cluster whose grant to the organization is revoked stops getting its requests within the cluster-access cache's 5 s", async () => {
