@@ -47,6 +47,7 @@ export default defineConfig({
         items: [
           { text: 'Clusters and agents', link: '/clusters-and-agents' },
           { text: 'Autoscaling', link: '/autoscaling' },
+          { text: 'Placement and routing', link: '/placement' },
           { text: 'Security', link: '/security' },
           { text: 'Operations', link: '/operations' },
           { text: 'The audit log', link: '/operations-audit' },
