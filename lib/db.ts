@@ -48,7 +48,7 @@ export async function openDatabase(options: { databaseUrl?: string | undefined; 
     extensions: { vector },
     startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
   });
-  const knex = knexFactory({ client: ClientPgLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
+  const knex = knexFactory({ client: countingClient(ClientPgLite as unknown as typeof knexFactory.Client), connection: { pglite } as never });
   await knex.raw('select 1');
   return {
     knex,
@@ -58,6 +58,26 @@ export async function openDatabase(options: { databaseUrl?: string | undefined; 
       if (!pglite.closed) await pglite.close();
     },
   };
+}
+
+/**
+ * knex-pglite names a query's command after knex's method, and knex calls a delete `del` (an increment
+ * `counter`), so its Postgres response handling did not know them: a delete answered the raw result
+ * object instead of the number of rows, and every `delete() > 0` check read "nothing deleted" on the
+ * embedded database (a project member or a cluster could not be removed under `mariner up`). The
+ * methods are named as the commands they are, so deletes and updates answer row counts as on pg.
+ */
+function countingClient(base: typeof knexFactory.Client): typeof knexFactory.Client {
+  const commands: Record<string, string> = { del: 'delete', counter: 'update' };
+  // processResponse is a method of knex's dialect clients that its typings leave out.
+  type Responding = new (...args: never[]) => { processResponse(obj: { method?: string }, runner: unknown): unknown };
+  const Base = base as unknown as Responding;
+  return class extends Base {
+    override processResponse(obj: { method?: string }, runner: unknown): unknown {
+      const command = obj.method ? commands[obj.method] : undefined;
+      return super.processResponse(command ? { ...obj, method: command } : obj, runner);
+    }
+  } as unknown as typeof knexFactory.Client;
 }
 
 /** count(*) is a string on pg and a number on PGlite: normalise it here, once. */
