@@ -24,9 +24,10 @@ import type { RouteContext } from './router.js';
  * as a completion. The runtime's answer comes back in the asked format with its content type.
  *
  * The caller is authenticated and authorized before a byte of the body is read (InferencePlane.refusal):
- * a caller who may not transcribe gets the refusal at once, and nothing of their upload is held (a small
- * one is read and thrown away, a large one not read: the connection closes). A body whose Content-Length is over the limit is refused the same way,
- * and one that grows past it while read (chunked) as soon as it does: 413 in OpenAI's error shape.
+ * a caller who may not transcribe gets the refusal at once, and nothing of their upload is held (the REST
+ * layer reads a small unread body to its end and throws it away, and closes the connection on a large
+ * one). A body whose Content-Length is over the limit is refused the same way, and one that grows past it
+ * while read (chunked) as soon as it does: 413 in OpenAI's error shape.
  */
 
 /** 413, OpenAI's shape, naming the file. */
@@ -39,34 +40,16 @@ const tooLarge = () =>
     'file_too_large',
   );
 
-/**
- * The most of a refused request's body read (and thrown away) so that its answer reaches the client:
- * closing a connection with bytes still arriving resets it, and a client still sending then loses the
- * answer (the SDK reports a connection error instead of the 401).
- */
-const DRAINED_BYTES = 1024 * 1024;
-
-/**
- * A refusal answered while the body is unread. What arrives is discarded, never held; a body declared
- * small is read to its end so the answer arrives whole and the connection stays usable, while a larger
- * (or undeclared) one is not read: the connection closes after the answer.
- */
-function unread(req: IncomingMessage, res: ServerResponse, error: RestError): RestError {
-  const declared = Number(req.headers['content-length']);
-  if (!(declared <= DRAINED_BYTES)) res.setHeader('connection', 'close');
-  req.resume();
-  return error;
-}
 export function audioRoutes({ inference, streams }: { inference: InferencePlane; streams: OpenStreams }) {
   async function transcribe(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
     const refusal = await inference.refusal(req, { kind: 'transcription', request: {}, requestId: ctx.requestId });
-    if (refusal) throw unread(req, res, RestError.fromCode(refusal.code, refusal.message, refusal.field ?? null));
-    if (Number(req.headers['content-length']) > MAX_TRANSCRIPTION_FORM_BYTES) throw unread(req, res, tooLarge());
+    if (refusal) throw RestError.fromCode(refusal.code, refusal.message, refusal.field ?? null);
+    if (Number(req.headers['content-length']) > MAX_TRANSCRIPTION_FORM_BYTES) throw tooLarge();
     let form: TranscriptionForm;
     try {
       form = await readTranscriptionForm(req.headers, req, MAX_AUDIO_BYTES);
     } catch (error) {
-      if (error instanceof AudioTooLargeError) throw unread(req, res, tooLarge());
+      if (error instanceof AudioTooLargeError) throw tooLarge();
       if (error instanceof MarinerError) throw RestError.badRequest(error.message, (error.extensions['field'] as string | undefined) ?? 'file');
       throw error;
     }

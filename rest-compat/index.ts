@@ -48,6 +48,9 @@ export interface RestCompatOptions {
   logger: Logger;
 }
 
+/** The most of a refused request's unread body that is read and thrown away rather than the connection closed. */
+const DRAINED_BODY_BYTES = 1024 * 1024;
+
 export function createRestCompat(options: RestCompatOptions): RestCompat {
   const gateway = createGatewayClient(options.graphqlUrl);
   const streams = new OpenStreams();
@@ -90,10 +93,16 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
           res.destroy();
           return;
         }
-        // A body left unread (an upload refused midway) cannot be drained cheaply: close the connection.
+        // A body left unread (an upload refused before or while it is read): a small one is read to its end
+        // and thrown away, so the answer arrives whole (closing a connection with bytes still arriving resets
+        // it, and a client still sending loses the answer: the SDK reports a connection error); a large or
+        // undeclared one is not worth reading: the connection closes after the answer.
         const unread = !req.readableEnded;
-        sendRestError(res, restError, unread ? { ...headers, connection: 'close' } : headers);
-        if (unread) res.on('finish', () => req.destroy());
+        const drained = unread && Number(req.headers['content-length']) <= DRAINED_BODY_BYTES;
+        if (drained) req.resume();
+        const close = unread && !drained;
+        sendRestError(res, restError, close ? { ...headers, connection: 'close' } : headers);
+        if (close) res.on('finish', () => req.destroy());
       }
     },
   };
