@@ -28,6 +28,15 @@ function prettyStream(colorize: boolean): DestinationStream {
 }
 
 /**
+ * JSON lines written synchronously to stdout. pino's default stream writes asynchronously (a write on the
+ * thread pool), which a loaded machine let finish after a later process.stdout.write: the `mariner up`
+ * banner came before the log line above it, and a line could be lost on a crash.
+ */
+function jsonStream(): DestinationStream {
+  return pino.destination({ dest: 1, sync: true });
+}
+
+/**
  * Structured logs to stdout (or `destination`, always JSON). Credentials are redacted wherever they
  * might appear. On stdout the lines are JSON, or readable ones where `format` says so (MARINER_LOG_FORMAT
  * by default: readable on a terminal, JSON when piped, so collectors and tests parsing them see no change).
@@ -44,7 +53,7 @@ export function createLogger(level: string, name = 'mariner', destination?: Dest
   if (destination) return pino(options, destination);
   const terminal = process.stdout.isTTY === true;
   // Colours on a terminal unless NO_COLOR is set (https://no-color.org).
-  return prettyLogs(format, terminal) ? pino(options, prettyStream(terminal && !process.env['NO_COLOR'])) : pino(options);
+  return prettyLogs(format, terminal) ? pino(options, prettyStream(terminal && !process.env['NO_COLOR'])) : pino(options, jsonStream());
 }
 
 /** A logger that drops everything, for tests that do not look at logs. */
