@@ -98,6 +98,8 @@ export interface MarinerConfig {
     defaultClusterKey: string | undefined;
     /** The seeded default cluster's name (MARINER_DEFAULT_CLUSTER_NAME; default `default`). */
     defaultClusterName: string;
+    /** Cluster telemetry (agents' reports as a time series) older than this many days is deleted; 0 keeps it. */
+    telemetryRetentionDays: number;
   };
   /** Where agents' model loaders download Hugging Face models (HF_ENDPOINT, HF_TOKEN as the Hub's own tools). */
   huggingFace: { endpoint: string; token: string | undefined };
@@ -392,6 +394,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       defaultCluster: boolSetting(env, 'MARINER_DEFAULT_CLUSTER', true),
       defaultClusterKey: defaultClusterKeySetting(env),
       defaultClusterName: stringSetting(env, 'MARINER_DEFAULT_CLUSTER_NAME') ?? 'default',
+      telemetryRetentionDays: intSetting(env, 'MARINER_TELEMETRY_RETENTION_DAYS', 30, 0, 36_500),
     },
     huggingFace: {
       endpoint: stringSetting(env, 'HF_ENDPOINT') ?? 'https://huggingface.co',
