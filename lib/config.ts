@@ -274,6 +274,8 @@ export type ObjectStoreConfig =
       secretAccessKey: string | undefined;
       /** Key prefix inside the bucket. */
       prefix: string;
+      /** A missing bucket at start: auto creates it (when the credentials may), never fails naming it (default auto). */
+      createBucket?: 'auto' | 'never';
     };
 
 export class ConfigError extends Error {
@@ -672,6 +674,8 @@ function objectStoreSetting(env: Env, dataDir: string): ObjectStoreConfig {
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
     throw new ConfigError('MARINER_S3_ACCESS_KEY_ID and MARINER_S3_SECRET_ACCESS_KEY go together');
   }
+  const createBucket = stringSetting(env, 'MARINER_S3_CREATE_BUCKET') ?? 'auto';
+  if (createBucket !== 'auto' && createBucket !== 'never') throw new ConfigError(`MARINER_S3_CREATE_BUCKET must be auto or never, got "${createBucket}"`);
   return {
     driver,
     bucket,
@@ -681,6 +685,7 @@ function objectStoreSetting(env: Env, dataDir: string): ObjectStoreConfig {
     accessKeyId,
     secretAccessKey,
     prefix: (stringSetting(env, 'MARINER_S3_PREFIX') ?? 'mariner').replace(/^\/+|\/+$/g, ''),
+    createBucket,
   };
 }
 

@@ -11,10 +11,11 @@ export { MAX_OBJECT_KEY_BYTES, PLATFORM_AREAS, platformAreaOf, validateObjectKey
 /**
  * Opens the configured object store. Async because the filesystem driver prepares its folder and removes
  * temp files left by crashed puts, and the S3 driver loads the AWS SDK only when it is used. The S3 driver
- * makes no request here: a wrong bucket or missing permission shows on the first operation.
+ * checks its bucket here: a missing one is created (MARINER_S3_CREATE_BUCKET=auto, when the credentials
+ * may) or opening fails naming it; a missing permission on objects shows on the first operation.
  */
 export async function createObjectStore(config: ObjectStoreConfig, options: { logger?: Logger } = {}): Promise<ObjectStore> {
   if (config.driver === 'filesystem') return createFilesystemObjectStore(config.dir);
-  const { createS3ObjectStore } = await import('./s3.js');
-  return createS3ObjectStore(config, options.logger);
+  const { openS3ObjectStore } = await import('./s3.js');
+  return openS3ObjectStore(config, options.logger);
 }

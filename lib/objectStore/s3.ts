@@ -1,7 +1,9 @@
 import {
   AbortMultipartUploadCommand,
+  CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   paginateListObjectsV2,
   PutObjectCommand,
@@ -31,14 +33,78 @@ export const S3_QUEUE_SIZE = 2;
  * so a failed put leaves no object; its parts are removed with AbortMultipartUpload.
  */
 export function createS3ObjectStore(config: S3ObjectStoreConfig, logger?: Logger): ObjectStore {
-  const client = new S3Client({
+  return new S3ObjectStore(s3Client(config), config.bucket, config.prefix, logger);
+}
+
+/**
+ * The S3 store, once its bucket is known to be there: a missing bucket is created when
+ * `config.createBucket` is auto (the default, MARINER_S3_CREATE_BUCKET) and the credentials may
+ * (s3:CreateBucket), with a log line saying so; otherwise opening fails with an error naming the bucket.
+ * A bucket that cannot be checked (no s3:ListBucket, endpoint unreachable) is left to the first operation.
+ */
+export async function openS3ObjectStore(config: S3ObjectStoreConfig, logger?: Logger): Promise<ObjectStore> {
+  const client = s3Client(config);
+  try {
+    await ensureBucket(client, config, logger);
+  } catch (error) {
+    client.destroy();
+    throw error;
+  }
+  return new S3ObjectStore(client, config.bucket, config.prefix, logger);
+}
+
+/** The S3 error's HTTP status (HeadBucket's errors have no body, so only the status tells). */
+const statusOf = (error: unknown) => (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+
+async function ensureBucket(client: S3Client, config: S3ObjectStoreConfig, logger: Logger | undefined): Promise<void> {
+  const Bucket = config.bucket;
+  const where = config.endpoint ? ` at ${config.endpoint}` : '';
+  try {
+    await client.send(new HeadBucketCommand({ Bucket }));
+    return;
+  } catch (error) {
+    const name = (error as Error).name;
+    if (statusOf(error) !== 404 && name !== 'NotFound' && name !== 'NoSuchBucket') {
+      // 403 (no s3:ListBucket, which object access does not need), or the endpoint not answering yet.
+      logger?.warn(
+        { bucket: Bucket, err: (error as Error).message || name },
+        'object store: could not check that the bucket exists; the first operation will tell',
+      );
+      return;
+    }
+  }
+  if ((config.createBucket ?? 'auto') === 'never') {
+    throw new Error(
+      `object store: the bucket "${Bucket}"${where} does not exist (MARINER_S3_CREATE_BUCKET=never): create it, or set MARINER_S3_CREATE_BUCKET=auto`,
+    );
+  }
+  try {
+    // Outside us-east-1, AWS wants the region as the bucket's location constraint.
+    const location =
+      config.region && config.region !== 'us-east-1' && !config.endpoint ? { CreateBucketConfiguration: { LocationConstraint: config.region as never } } : {};
+    await client.send(new CreateBucketCommand({ Bucket, ...location }));
+  } catch (error) {
+    const name = (error as Error).name;
+    // Another component created it first (they start together).
+    if (name === 'BucketAlreadyOwnedByYou') return;
+    throw new Error(
+      `object store: the bucket "${Bucket}"${where} does not exist and could not be created (${name}: ${(error as Error).message}): ` +
+        'create it, or give these credentials s3:CreateBucket',
+    );
+  }
+  const line = `object store: created the bucket "${Bucket}"${where}, which did not exist (MARINER_S3_CREATE_BUCKET=auto)`;
+  if (logger) logger.info({ bucket: Bucket }, line);
+  else process.stderr.write(`${line}\n`);
+}
+
+function s3Client(config: S3ObjectStoreConfig): S3Client {
+  return new S3Client({
     region: config.region,
     forcePathStyle: config.forcePathStyle,
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     // Without explicit keys the SDK's default chain applies (env, shared config, IRSA, instance role).
     ...(config.accessKeyId && config.secretAccessKey ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } } : {}),
   });
-  return new S3ObjectStore(client, config.bucket, config.prefix, logger);
 }
 
 class S3ObjectStore implements ObjectStore {

@@ -21,7 +21,11 @@ export interface TestS3Server {
   close(): Promise<void>;
 }
 
-export async function startTestS3Server({ bucket = 'mariner-test', prefix = 'mariner' } = {}): Promise<TestS3Server> {
+/**
+ * `refuseBucketCreation`: CreateBucket (PUT /<bucket>) is answered 403 AccessDenied, as AWS answers credentials
+ * whose policy lacks s3:CreateBucket; everything else is served as before.
+ */
+export async function startTestS3Server({ bucket = 'mariner-test', prefix = 'mariner', refuseBucketCreation = false } = {}): Promise<TestS3Server> {
   const directory = await mkdtemp(path.join(tmpdir(), 'mariner-s3rver-'));
   // Bucket names need at least 3 characters (s3rver validates them like S3).
   const s3rver = new S3rver({ silent: true, directory, configureBuckets: [{ name: bucket }] });
@@ -30,6 +34,11 @@ export async function startTestS3Server({ bucket = 'mariner-test', prefix = 'mar
   const uploadsDir = path.join(directory, bucket, '._S3rver_uploads');
 
   const server = createServer((req, res) => {
+    if (refuseBucketCreation && req.method === 'PUT' && /^\/[^/?]+\/?(\?.*)?$/.test(req.url ?? '') && !/[?&](uploadId|partNumber)=/.test(req.url ?? '')) {
+      req.resume();
+      sendXml(res, 403, errorXml('AccessDenied', 'Access Denied'));
+      return;
+    }
     multipartShim(req, res, bucket, uploadsDir).then(
       (handled) => handled || serveS3rver(req, res),
       (error: unknown) => sendXml(res, 500, errorXml('InternalError', String(error))),

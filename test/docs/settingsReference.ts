@@ -56,6 +56,7 @@ const PROBES = [
   'sk-probeprobeprobeprobeprobe',
   'clusterkey-probeprobeprobeprobeprobeprobeprobeprobe',
   'filesystem',
+  'never',
   'probe.example:1234',
   '{"probe":"image"}',
   '{"probe-model":{"minReplicas":0}}',
