@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
+import { requestRunnerTestHooks } from '../subgraphs/batches/requestRunner.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
@@ -230,6 +231,37 @@ describe('OpenAI Batch API', () => {
     const errors = await linesOf(sdk, done.error_file_id);
     expect(errors).toEqual([expect.objectContaining({ custom_id: 'resp-missing', response: expect.objectContaining({ status_code: 404 }) })]);
   });
+
+  it('a /v1/responses line whose worker died after storing its response and before writing its line stores one response, and runs once', async () => {
+    const line = (customId: string) => JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/responses', body: { model: MODEL, input: customId } });
+    const input = await batchFile(sdk, [line('crash-a'), line('crash-b')]);
+    // The first line to store its response has its worker "die" right after (the hook throws): the
+    // line has no answer yet, so it runs again.
+    const storedBeforeCrash: string[] = [];
+    requestRunnerTestHooks.afterResponseStored = (_requestId, responseId) => {
+      if (storedBeforeCrash.length > 0) return;
+      storedBeforeCrash.push(responseId);
+      throw new Error('the worker died here');
+    };
+    try {
+      const created = await sdk.batches.create({ input_file_id: input.id, endpoint: '/v1/responses', completion_window: '24h' });
+      const done = await ended(sdk, created.id, 60_000);
+      expect(done).toMatchObject({ status: 'completed', request_counts: { total: 2, completed: 2, failed: 0 } });
+      expect(storedBeforeCrash).toHaveLength(1);
+      const output = await linesOf(sdk, done.output_file_id);
+      const crashed = output.find((l) => l.response.body.id === storedBeforeCrash[0]);
+      // The rerun answered with the response the first run stored: its line names that response...
+      expect(crashed).toBeDefined();
+      expect(crashed.response).toMatchObject({ status_code: 200, body: { object: 'response', status: 'completed' } });
+      expect(await sdk.responses.retrieve(storedBeforeCrash[0]!)).toMatchObject({ id: storedBeforeCrash[0], output_text: 'ok' });
+      // ...each line's response id is its own and stable, and the runtime got each line's request once.
+      expect(new Set(output.map((l) => l.response.body.id)).size).toBe(2);
+      expect(receivedPer('crash-a').get('crash-a')).toBe(1);
+      expect(receivedPer('crash-b').get('crash-b')).toBe(1);
+    } finally {
+      requestRunnerTestHooks.afterResponseStored = null;
+    }
+  }, 90_000);
 
   it('cancel stops a running batch: cancelling, then cancelled once the running requests end; nothing more runs', async () => {
     holding = true;

@@ -10,7 +10,7 @@ import {
   BatchInputFileDocument,
   type BatchInputFileQuery,
 } from './generated/filesOperations.js';
-import { BatchRecordResponseDocument } from './generated/responsesOperations.js';
+import { BatchRecordResponseDocument, BatchStoredResponseDocument } from './generated/responsesOperations.js';
 import { BatchCreatorKeysDocument } from './generated/usersOperations.js';
 
 /** Who a call is made for: a request's caller, or (the worker) the batch's creator. */
@@ -36,15 +36,30 @@ export interface BatchCreators {
 
 /** The responses subgraph, asked as the batch's creator. */
 export interface BatchResponses {
-  /** Stores a finished response of a `/v1/responses` line (`store`, the default) in the creator's project. */
-  record(caller: Caller, response: Record<string, unknown>, inputItems: Record<string, unknown>[]): Promise<void>;
+  /**
+   * Stores a finished response of a `/v1/responses` line (`store`, the default) in the creator's project;
+   * false when a response of that id is already stored (the line's, stored by an earlier run of it).
+   */
+  record(caller: Caller, response: Record<string, unknown>, inputItems: Record<string, unknown>[]): Promise<boolean>;
+  /** The stored response of that id in the creator's project (its body), or null. */
+  stored(caller: Caller, id: string): Promise<Record<string, unknown> | null>;
 }
 
 export function createBatchResponses(options: { url: () => string; tokens: InternalTokens }): BatchResponses {
   const responses = createInternalClient({ subgraph: 'responses', url: options.url, tokens: options.tokens });
   return {
     async record(caller, response, inputItems) {
-      await responses.request(asCaller(caller), BatchRecordResponseDocument, { input: { response, inputItems } });
+      try {
+        await responses.request(asCaller(caller), BatchRecordResponseDocument, { input: { response, inputItems } });
+        return true;
+      } catch (error) {
+        if (error instanceof MarinerError && error.code === ErrorCode.CONFLICT) return false;
+        throw error;
+      }
+    },
+    async stored(caller, id) {
+      const { response } = await responses.request(asCaller(caller), BatchStoredResponseDocument, { id });
+      return (response?.body as Record<string, unknown> | undefined) ?? null;
     },
   };
 }

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { ErrorCode, isErrorCode, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
+import { ErrorCode, isErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
 import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../../lib/identity.js';
 import {
   INFERENCE_PLANE_PATHS,
@@ -9,6 +9,7 @@ import {
   type InferencePlaneServer,
   type InferenceSink,
 } from '../../lib/inferencePlane.js';
+import { IdPrefix } from '../../lib/ids.js';
 import { isJsonObject } from '../../lib/jsonObject.js';
 import { PRIORITY_HEADER, type RequestPriority } from '../../lib/requestPriority.js';
 import { chunkOfCompletion, ResponseBuilder } from '../../lib/responseEvents.js';
@@ -29,6 +30,18 @@ export interface RequestRunner {
   run(identity: Identity, kind: BatchKind, body: Record<string, unknown>, requestId: string, signal: AbortSignal): Promise<RequestAnswer>;
   close(): void;
 }
+
+/**
+ * The id of the response a `/v1/responses` line makes: derived from the line's request id (its batch
+ * and line), the same on every run of the line, so a rerun finds the response an earlier run stored.
+ */
+export const responseIdOf = (requestId: string) => `${IdPrefix.response}${requestId.slice(IdPrefix.batchRequest.length)}`;
+
+/**
+ * Test hooks (tests only): `afterResponseStored` runs once a line's response is stored and before its
+ * answer goes back to the worker; a throw there is a worker that died between the two writes.
+ */
+export const requestRunnerTestHooks: { afterResponseStored: ((requestId: string, responseId: string) => void) | null } = { afterResponseStored: null };
 
 /** How long a batch request waits for the process's interactive requests before it starts anyway. */
 const INTERACTIVE_HOLD_MS = 1_000;
@@ -178,17 +191,36 @@ export function createRequestRunner(options: {
    * whose answer becomes the response object (lib/responseEvents.ts); with `store` (the default) it is
    * recorded in the creator's project before its line is, so its id answers GET /v1/responses/{id}.
    * A refusal of the chat completion is the line's error answer as it is.
+   *
+   * The line is idempotent: its response's id is derived from the batch and line (responseIdOf), and a
+   * run that finds that response stored (an earlier run stored it, then its worker died before writing
+   * the line) answers with it without running again; one that stores it second (two runs at once after
+   * a lapsed lease) answers with the one stored first. So a line stores one response however often it runs.
    */
   async function response(identity: Identity, body: Record<string, unknown>, requestId: string, signal: AbortSignal): Promise<RequestAnswer> {
     const request = readResponseRequest(body);
+    const id = responseIdOf(requestId);
+    const caller = { requestId, identity };
+    if (request.store) {
+      const earlier = await options.responses.stored(caller, id);
+      if (earlier) return { statusCode: 200, body: earlier, code: null };
+    }
     const { stream: _stream, stream_options: _options, ...chat } = chatRequestOf(request, request.instructions, []);
     const answer = await inference(identity, 'chat', { ...chat, stream: false }, requestId, signal);
     if (answer.statusCode !== 200 || !isJsonObject(answer.body)) return answer;
     const builder = new ResponseBuilder(request, () => undefined);
+    builder.response.id = id;
     builder.begin();
     builder.chunk(chunkOfCompletion(answer.body));
     const made = builder.finish();
-    if (request.store) await options.responses.record({ requestId, identity }, made, request.inputItems);
+    if (request.store) {
+      if (!(await options.responses.record(caller, made, request.inputItems))) {
+        const first = await options.responses.stored(caller, id);
+        if (!first) throw new MarinerError(ErrorCode.INTERNAL, `The response id ${id} of ${requestId} is taken outside the batch's project`);
+        return { statusCode: 200, body: first, code: null };
+      }
+      requestRunnerTestHooks.afterResponseStored?.(requestId, id);
+    }
     return { statusCode: 200, body: made, code: null };
   }
 

@@ -206,10 +206,13 @@ export function startBatchWorker(options: BatchWorkerOptions): BatchWorker {
           refusals.set(request.batch_id, refusal);
         }
         track(
-          runRequest(request, refusal).catch((error: unknown) =>
-            // Its lease lapses and it runs again; nothing was stored for it.
-            logger.warn({ err: (error as Error).message, batchId: request.batch_id, line: request.line }, 'a batch request failed to run; it will run again'),
-          ),
+          runRequest(request, refusal).catch(async (error: unknown) => {
+            // Nothing was stored for its line: it is given back to run again (its lease would be renewed
+            // while this replica runs others). A line is idempotent (requestRunner.ts), so what its run
+            // stored before failing (a response) is found, not stored twice.
+            logger.warn({ err: (error as Error).message, batchId: request.batch_id, line: request.line }, 'a batch request failed to run; it will run again');
+            await store.release(request.batch_id, request.line, owner, Math.min(60, 2 ** request.attempts)).catch(() => undefined);
+          }),
         );
       }
     }
