@@ -13,6 +13,7 @@ import { ReportOutbox } from './reportOutbox.js';
 import { logRuntimeRequest } from './forwardToRuntime.js';
 import { createLocalJobHost } from './localJobHost.js';
 import type { KubernetesJobSettings } from './kubernetes/jobs.js';
+import type { WorkerGpuQuota } from './kubernetes/kueueQueues.js';
 import type { AutoscalerConfig } from '../lib/config.js';
 import { createAutoscaler, type AutoscaledRuntimeHost } from './autoscaler.js';
 import { createLocalExecutor } from './localExecutor.js';
@@ -90,6 +91,9 @@ export interface Agent {
 const WORKER_JOBS = 'query AgentJobs { workerJobs { id status pendingAction spec } }';
 const WORKER_CLUSTER = 'query AgentCluster { workerCluster { clusterId clusterName tenantId config { timeSlicingGpus } } }';
 const WORKER_NAMESPACES = 'query AgentNamespaces { workerNamespaces }';
+const WORKER_GPU_QUOTAS =
+  'query AgentGpuQuotas { workerGpuQuotas { projectId organizationId namespaces queueName resource flavor nominalGpus borrowingAllowed } }';
+const REPORT_GPU_QUOTAS = 'mutation AgentGpuQuotaStatus($input: GpuQuotaReportInput!) { reportGpuQuotaStatus(input: $input) }';
 const REPORT_STATUS = `mutation AgentReport($status: ClusterStatusInput!, $agent: ComponentStatusInput!, $executor: ComponentStatusInput!) {
   reportClusterStatus(input: $status) { updatedAt }
   agent: reportComponentStatus(input: $agent) { updatedAt }
@@ -275,7 +279,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         controlPlaneUrl: options.controlPlaneUrl,
         registrationKey: options.registrationKey,
         agentId,
-        transport: options.transport ?? 'upgrade',
+        transport: options.transport ?? 'auto',
         server,
         logger,
         heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
@@ -298,6 +302,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let appliedConfig = 'unset';
   let lastStatusError: string | null = null;
   let lastConfigError: string | null = null;
+  let lastQuotaReport = JSON.stringify({ usage: [], waiting: [] });
   async function reportStatus(): Promise<void> {
     let status;
     try {
@@ -339,6 +344,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     if (executor.followProjectNamespaces) {
       const { workerNamespaces } = await graphqlRequest<{ workerNamespaces: string[] }>(graphqlUrl, WORKER_NAMESPACES, {}, asWorker);
       await executor.followProjectNamespaces(workerNamespaces);
+    }
+    // Kueue's queues follow the projects' GPU quotas; what Kueue says of them goes back when it changed.
+    if (executor.followGpuQuotas) {
+      const { workerGpuQuotas } = await graphqlRequest<{ workerGpuQuotas: WorkerGpuQuota[] }>(graphqlUrl, WORKER_GPU_QUOTAS, {}, asWorker);
+      const report = JSON.stringify(await executor.followGpuQuotas(workerGpuQuotas));
+      if (report !== lastQuotaReport) {
+        await graphqlRequest(graphqlUrl, REPORT_GPU_QUOTAS, { input: JSON.parse(report) }, asWorker);
+        lastQuotaReport = report;
+      }
     }
   }
   const reportSafely = () =>

@@ -6,7 +6,13 @@ import { WebSocket } from 'ws';
 import type { Logger } from '../lib/logging.js';
 import { AGENT_ID_HEADER, TUNNEL_CONNECTION_WINDOW, TUNNEL_PROTOCOL, TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH, webSocketDuplex } from '../lib/tunnel.js';
 
-export type TunnelTransportKind = 'upgrade' | 'websocket';
+/**
+ * How the tunnel is carried: `upgrade` (an HTTP/1.1 Upgrade to the mariner-tunnel token, then raw bytes),
+ * `websocket` (for proxies that pass WebSockets only), or `auto` (the default): the Upgrade first, and the
+ * WebSocket from then on once a proxy shows it cannot pass the token (it answers the upgrade with a status
+ * other than 101, 401 and 403, or resets the connection), said once in the log.
+ */
+export type TunnelTransportKind = 'auto' | 'upgrade' | 'websocket';
 
 export interface TunnelClientOptions {
   /** The control plane's public URL, e.g. http://mariner.example.com:8080. */
@@ -43,9 +49,18 @@ export class TunnelClient {
   private wake: (() => void) | undefined;
   private attempt = 0;
   private loop: Promise<void> | undefined;
+  /** The transport dialed now: `auto` starts with the Upgrade and may move to the WebSocket for good. */
+  private active: 'upgrade' | 'websocket';
   connected = false;
 
-  constructor(private readonly options: TunnelClientOptions) {}
+  constructor(private readonly options: TunnelClientOptions) {
+    this.active = options.transport === 'websocket' ? 'websocket' : 'upgrade';
+  }
+
+  /** The transport in use (or tried next): what `auto` settled on. */
+  get transport(): 'upgrade' | 'websocket' {
+    return this.active;
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -96,11 +111,32 @@ export class TunnelClient {
     }
   }
 
-  /** Opens the transport: an HTTP/1.1 Upgrade to a raw stream, or a WebSocket. */
-  private dial(): Promise<Duplex> {
+  /**
+   * Opens the transport. With `auto`, an Upgrade the path in between cannot pass is retried at once as a
+   * WebSocket; when that connects, the client stays on the WebSocket (logged once, with why).
+   */
+  private async dial(): Promise<Duplex> {
+    if (this.options.transport !== 'auto' || this.active === 'websocket') return this.dialWith(this.active);
+    try {
+      return await this.dialWith('upgrade');
+    } catch (error) {
+      const reason = upgradeNotPassed(error);
+      if (!reason) throw error;
+      const transport = await this.dialWith('websocket');
+      this.active = 'websocket';
+      this.options.logger.warn(
+        { reason, controlPlaneUrl: this.options.controlPlaneUrl },
+        `tunnel: the way to the control plane does not pass the ${TUNNEL_PROTOCOL} Upgrade (${reason}); using the WebSocket transport from now on (set MARINER_AGENT_TRANSPORT=websocket to skip the first try)`,
+      );
+      return transport;
+    }
+  }
+
+  /** Opens one transport: an HTTP/1.1 Upgrade to a raw stream, or a WebSocket. */
+  private dialWith(kind: 'upgrade' | 'websocket'): Promise<Duplex> {
     const { controlPlaneUrl, registrationKey, agentId } = this.options;
     const headers = { authorization: `Bearer ${registrationKey}`, [AGENT_ID_HEADER]: agentId };
-    if (this.options.transport === 'websocket') {
+    if (kind === 'websocket') {
       const url = new URL(TUNNEL_WEBSOCKET_PATH, controlPlaneUrl);
       url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
       return new Promise((resolve, reject) => {
@@ -129,6 +165,10 @@ export class TunnelClient {
       req.once('response', (res) => {
         readError(res).then((message) => reject(refusalOrError(res.statusCode ?? 0, message)), reject);
       });
+      // A connection reset before any answer: some proxies drop upgrades they do not know.
+      req.once('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ECONNRESET') (error as UpgradeResetError).upgradeReset = true;
+      });
       req.once('timeout', () => req.destroy(new Error('timed out dialing the control plane')));
       req.once('error', reject);
       req.end();
@@ -146,7 +186,7 @@ export class TunnelClient {
       server.off('session', onSession);
       this.current = { transport, session };
       this.setConnected(true);
-      logger.info({ transport: this.options.transport }, 'tunnel connected');
+      logger.info({ transport: this.active }, 'tunnel connected');
       session?.once('remoteSettings', () => session?.setLocalWindowSize(TUNNEL_CONNECTION_WINDOW));
       const heartbeat = setInterval(() => {
         if (!session || session.destroyed) return;
@@ -209,9 +249,31 @@ export class TunnelClient {
   }
 }
 
+/** A non-101 answer to the tunnel's dial, other than a refusal of the key. */
+class UpgradeAnsweredError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+type UpgradeResetError = Error & { upgradeReset?: boolean };
+
 function refusalOrError(status: number, message: string): Error {
   if (status === 401 || status === 403) return new TunnelRefusedError(`the control plane refused the registration key (${status}): ${message}`);
-  return new Error(`the control plane answered ${status} instead of upgrading: ${message}`);
+  return new UpgradeAnsweredError(status, `the control plane answered ${status} instead of upgrading: ${message}`);
+}
+
+/**
+ * Why an Upgrade failure means the path cannot pass the token (so the WebSocket is worth a try), or
+ * undefined when it does not: an answer other than 101 that is not an outage of the control plane behind
+ * a working proxy (502, 503, 504: tried again as they are), or a reset before any answer.
+ */
+function upgradeNotPassed(error: unknown): string | undefined {
+  if (error instanceof UpgradeAnsweredError) return [502, 503, 504].includes(error.status) ? undefined : `answered ${error.status} instead of 101`;
+  if ((error as UpgradeResetError | undefined)?.upgradeReset) return 'the connection was reset';
+  return undefined;
 }
 
 async function readError(res: IncomingMessage): Promise<string> {

@@ -62,7 +62,8 @@ platform commands:
                                           MARINER_REGISTRATION_KEY (avoid putting keys on a command line)
               --executor kubernetes|local where work runs (default: kubernetes in a pod, else local)
               --kubeconfig PATH           Kubernetes credentials (default: in-cluster, then ~/.kube/config)
-              --transport upgrade|websocket  tunnel transport (default upgrade; websocket for proxies)
+              --transport auto|upgrade|websocket  tunnel transport (default auto: the Upgrade, or the WebSocket
+                                          when a proxy cannot pass it)
               --tunnels N                 tunnels to keep open (default 1)
             the agent also reads the object store settings (MARINER_OBJECT_STORE, MARINER_S3_*),
             MARINER_DATA_DIR (runtime cache) and HF_ENDPOINT / HF_TOKEN (model downloads);
@@ -173,15 +174,15 @@ async function agent(args: string[]): Promise<void> {
     throw new UsageError('a registration key (clusterkey-...) is required: --registration-key-file or MARINER_REGISTRATION_KEY');
   const executor = values.executor ?? env['MARINER_AGENT_EXECUTOR'] ?? (env['KUBERNETES_SERVICE_HOST'] ? 'kubernetes' : 'local');
   if (executor !== 'kubernetes' && executor !== 'local') throw new UsageError('--executor must be kubernetes or local');
-  const transport = values.transport ?? env['MARINER_AGENT_TRANSPORT'] ?? 'upgrade';
-  if (transport !== 'upgrade' && transport !== 'websocket') throw new UsageError('--transport must be upgrade or websocket');
+  const transport = values.transport ?? env['MARINER_AGENT_TRANSPORT'] ?? 'auto';
+  if (transport !== 'auto' && transport !== 'upgrade' && transport !== 'websocket') throw new UsageError('--transport must be auto, upgrade or websocket');
   const tunnels = Number(values.tunnels ?? env['MARINER_AGENT_TUNNELS'] ?? 1);
   if (!Number.isInteger(tunnels) || tunnels < 1 || tunnels > 16) throw new UsageError('--tunnels must be between 1 and 16');
   const logger = createLogger(env['MARINER_LOG_LEVEL'] ?? 'info');
   // The platform's object store (MARINER_OBJECT_STORE / MARINER_S3_*): the loader writes models
   // there and the local executor's runtimes read them.
   const config = loadConfig();
-  const objectStore = await createObjectStore(config.objectStore);
+  const objectStore = await createObjectStore(config.objectStore, { logger });
   const running = await startAgent({
     objectStore,
     cacheDir: path.join(config.dataDir, 'runtime-cache'),

@@ -155,7 +155,12 @@ const PROCESS_SETTINGS: { name: string; source: string; default: string; meaning
     default: 'kubernetes in a pod, else local',
     meaning: '`mariner agent`: where work runs (`--executor`)',
   },
-  { name: 'MARINER_AGENT_TRANSPORT', source: 'bin/mariner.ts', default: 'upgrade', meaning: '`mariner agent`: `upgrade` or `websocket` (`--transport`)' },
+  {
+    name: 'MARINER_AGENT_TRANSPORT',
+    source: 'bin/mariner.ts',
+    default: 'auto',
+    meaning: '`mariner agent`: `auto` (the Upgrade, or the WebSocket once a proxy shows it cannot pass it), `upgrade` or `websocket` (`--transport`)',
+  },
   { name: 'MARINER_AGENT_TUNNELS', source: 'bin/mariner.ts', default: '1', meaning: '`mariner agent`: tunnels to keep open, 1 to 16 (`--tunnels`)' },
   {
     name: 'KUBECONFIG',
