@@ -141,9 +141,12 @@ interface ResourceType {
   inAll: boolean;
 }
 
+/** Resources that live outside namespaces. */
+const CLUSTER_SCOPED = ['namespaces', 'nodes', 'resourceflavors', 'clusterqueues'];
+
 function resource(apiVersion: string, plural: string, kind: string, shortNames: string[], subresources: string[] = [], inAll = false): ResourceType {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
-  return { group, version, plural, kind, namespaced: !['namespaces', 'nodes'].includes(plural), shortNames, subresources, inAll };
+  return { group, version, plural, kind, namespaced: !CLUSTER_SCOPED.includes(plural), shortNames, subresources, inAll };
 }
 
 const RESOURCES: ResourceType[] = [
@@ -158,6 +161,11 @@ const RESOURCES: ResourceType[] = [
   resource('apps/v1', 'deployments', 'Deployment', ['deploy'], ['status', 'scale'], true),
   resource('apps/v1', 'statefulsets', 'StatefulSet', ['sts'], ['status', 'scale'], true),
   resource('rbac.authorization.k8s.io/v1', 'rolebindings', 'RoleBinding', []),
+  // Kueue's CRDs (v1beta1), stored as they are: no Kueue controller runs, a test plays its admission by writing Workload status.
+  resource('kueue.x-k8s.io/v1beta1', 'resourceflavors', 'ResourceFlavor', ['rf']),
+  resource('kueue.x-k8s.io/v1beta1', 'clusterqueues', 'ClusterQueue', ['cq'], ['status']),
+  resource('kueue.x-k8s.io/v1beta1', 'localqueues', 'LocalQueue', ['queue', 'lq'], ['status']),
+  resource('kueue.x-k8s.io/v1beta1', 'workloads', 'Workload', ['wl'], ['status']),
 ];
 
 const RETRY = 'please apply your changes to the latest version and try again';
