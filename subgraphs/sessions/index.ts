@@ -8,7 +8,8 @@ import type { Database } from '../../lib/db.js';
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
 import { sendJson } from '../../lib/http.js';
-import type { Worker } from '../../lib/identity.js';
+import type { InternalTokens, Worker } from '../../lib/identity.js';
+import { asSystem, createInternalClient } from '../../lib/internalClient.js';
 import { TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../../lib/tunnel.js';
 import { randomString } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logging.js';
@@ -18,6 +19,10 @@ import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
 import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
+import { FederationPlacer, type FederationCluster } from './federationPlacement.js';
+import { createFederationRoutes, type FederationRoutes } from './federationRoutes.js';
+import { FederationStore } from './federationStore.js';
+import { FederationClustersDocument } from './generated/clustersOperations.js';
 import { sessionAuditTo, type SessionAudit } from './sessionAudit.js';
 import { migrations } from './migrations/index.js';
 import { createNotebookProxy } from './notebookProxy.js';
@@ -97,6 +102,11 @@ export function createSessions(options: {
   deliverReports?: ReportDelivery;
   /** Where the Kubernetes proxy records exec, attach, port-forward and writes (sessionAudit.ts); without it, nowhere. */
   audit?: SessionAudit;
+  /**
+   * The virtual cluster `federated` (federationRoutes.ts): its table's database, and the clusters an
+   * organization may use with their GPUs. Without it, `/v1/sessions/federated/...` is not served.
+   */
+  federation?: { db: Database; schedulingClusters(requestId: string, tenantId: string, organizationId: string): Promise<FederationCluster[]> };
   logger: Logger;
 }): Sessions {
   const logger = options.logger.child({ component: 'sessions' });
@@ -131,9 +141,23 @@ export function createSessions(options: {
     lookupCacheMs: authCacheMs,
     logger,
   });
+  let federation: { routes: FederationRoutes; placer: FederationPlacer } | undefined;
+  if (options.federation) {
+    const store = new FederationStore(options.federation.db.knex, SESSIONS_SCHEMA);
+    const { schedulingClusters } = options.federation;
+    const placer = new FederationPlacer({ store, transport, schedulingClusters, logger });
+    placer.start();
+    const routes = createFederationRoutes({ store, placer, transport, authorizer, schedulingClusters, audit: options.audit, logger });
+    federation = { routes, placer };
+  }
   const userProxy: UserProxy = {
     handles: (pathname) => kubeProxy.handles(pathname),
-    handle: (req, res) => (notebookProxy.handles(pathOf(req)) ? notebookProxy.handle(req, res) : kubeProxy.handle(req, res)),
+    handle: (req, res) =>
+      federation?.routes.handles(pathOf(req))
+        ? federation.routes.handle(req, res)
+        : notebookProxy.handles(pathOf(req))
+          ? notebookProxy.handle(req, res)
+          : kubeProxy.handle(req, res),
     handleUpgrade: (req, socket, head) =>
       notebookProxy.handles(pathOf(req)) ? notebookProxy.handleUpgrade(req, socket, head) : kubeProxy.handleUpgrade(req, socket, head),
   };
@@ -172,6 +196,7 @@ export function createSessions(options: {
     },
     async close() {
       tunnelEndpoint.close();
+      await federation?.placer.stop();
       // Peers stop sending here first (the rows go), then the tunnels close.
       await directory?.close();
       transport.close();
@@ -179,6 +204,13 @@ export function createSessions(options: {
       await registry.close();
     },
   };
+}
+
+/** The clusters an organization may use, with their GPUs, asked of the clusters subgraph as the system (federation's placement). */
+function schedulingClustersOf(clustersUrl: () => string, tokens: InternalTokens) {
+  const clusters = createInternalClient({ subgraph: 'clusters', url: clustersUrl, tokens });
+  return async (requestId: string, tenantId: string, organizationId: string) =>
+    (await clusters.request(asSystem(requestId), FederationClustersDocument, { tenantId, organizationId })).schedulingClusters;
 }
 
 const pathOf = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://mariner').pathname;
@@ -231,6 +263,7 @@ export const sessionsComponent = defineComponent({
       secretKey,
       clusters: clusterAccess,
       deliverReports,
+      federation: { db, schedulingClusters: schedulingClustersOf(subgraphUrl.clusters, tokens) },
       ...(audit ? { audit } : {}),
       logger,
     });

@@ -1,5 +1,6 @@
 import type { Migration } from '../../../lib/db.js';
 import { initial } from './001_initial.js';
+import { federatedJobs } from './002_federated_jobs.js';
 
-/** The sessions component's migrations (its tunnel directory), applied in order at start. */
-export const migrations: Migration[] = [initial];
+/** The sessions component's migrations (its tunnel directory, the federated Jobs), applied in order at start. */
+export const migrations: Migration[] = [initial, federatedJobs];

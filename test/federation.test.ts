@@ -1,0 +1,225 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type Agent } from '../agent/index.js';
+import { createKubernetesExecutor } from '../agent/kubernetesExecutor.js';
+import { silentLogger } from '../lib/logging.js';
+import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from './support/kubeApiServer.js';
+import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
+
+/** A request straight to a test Kubernetes API (what the cluster's controllers and kubelet would do). */
+async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** A pod holding `gpus` GPUs, Running (its log readable), as the Job controller and kubelet would make it. */
+async function gpuPod(server: KubeApiServer, namespace: string, name: string, gpus: number, labels: Record<string, string> = {}): Promise<void> {
+  await kube(server, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels },
+    spec: { containers: [{ name: 'main', image: 'busybox', resources: { limits: { 'nvidia.com/gpu': String(gpus) } } }] },
+  });
+  const pod = await kube(server, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+  await kube(server, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
+}
+
+/** A GPU Job as `kubectl apply -f job.yaml` sends it (kubectl converts the YAML to JSON). */
+const gpuJob = (name: string, gpus: number, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'batch/v1',
+  kind: 'Job',
+  metadata: { name, labels: { team: 'a' } },
+  spec: {
+    backoffLimit: 0,
+    template: {
+      spec: {
+        restartPolicy: 'Never',
+        containers: [{ name: 'train', image: 'ghcr.io/example/train:1', resources: { limits: { 'nvidia.com/gpu': String(gpus) } } }],
+        ...extra,
+      },
+    },
+  },
+});
+
+/**
+ * Issue 22, GPU federation: the virtual cluster `federated` (`/v1/sessions/federated/...`) takes batch/v1
+ * Jobs in a project's namespace and places each on a cluster of the project's assignments with its GPUs
+ * free: two clusters on the test Kubernetes API, each with a real agent connected through its tunnel.
+ */
+describe('the federated cluster', () => {
+  let t: TestPlatform;
+  let serverA: KubeApiServer;
+  let serverB: KubeApiServer;
+  let agentA: Agent;
+  let agentB: Agent;
+  let clusterA: string;
+  let clusterB: string;
+  let teamA: { key: string };
+  let other: { key: string };
+  const federated = `/v1/sessions/federated`;
+  const call = (key: string, method: string, path: string, body?: unknown) =>
+    fetch(`${t.url}${federated}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json' },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  const jobs = '/apis/batch/v1/namespaces/team-a/jobs';
+
+  beforeAll(async () => {
+    serverA = await startKubeApiServer({ nodes: [{ name: 'a-gpu', gpus: 2 }] });
+    serverB = await startKubeApiServer({ nodes: [{ name: 'b-gpu', gpus: 2 }] });
+    for (const server of [serverA, serverB]) {
+      for (const ns of ['team-a', 'busy']) await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    }
+    // Cluster A is full: its two GPUs are taken by other work.
+    await gpuPod(serverA, 'busy', 'other-work', 2);
+    t = await startTestPlatform();
+    const agents: Agent[] = [];
+    const ids: string[] = [];
+    for (const [name, server] of [
+      ['a', serverA],
+      ['b', serverB],
+    ] as const) {
+      const { registerCluster } = await t.gqlOk('mutation($name: String!) { registerCluster(input: { name: $name }) { registrationKey cluster { id } } }', {
+        name,
+      });
+      const agent = await startAgent({
+        controlPlaneUrl: t.url,
+        registrationKey: registerCluster.registrationKey,
+        executor: await createKubernetesExecutor({ kubeConfig: kubeConfigFor(server), logger: silentLogger() }),
+        backoff: { initialMs: 10, maxMs: 50 },
+        logger: silentLogger(),
+      });
+      await agent.whenConnected();
+      await agent.reportStatus();
+      agents.push(agent);
+      ids.push(registerCluster.cluster.id);
+    }
+    [agentA, agentB] = agents as [Agent, Agent];
+    [clusterA, clusterB] = ids as [string, string];
+    teamA = await projectWithKey(t, 'team-a', {
+      assignments: [
+        { clusterId: clusterA, namespace: 'team-a' },
+        { clusterId: clusterB, namespace: 'team-a' },
+      ],
+    });
+    // Another organization, with a namespace of its own on cluster A.
+    other = await projectWithKey(t, 'other', { assignments: [{ clusterId: clusterA, namespace: 'other-ns' }] });
+  }, 120_000);
+  afterAll(async () => {
+    await agentA?.close();
+    await agentB?.close();
+    await t?.close();
+    await serverA?.close();
+    await serverB?.close();
+  });
+
+  it('a GPU Job lands on the cluster with room (the full one is skipped); its status, its pods and their logs are mirrored', async () => {
+    const created = await call(teamA.key, 'POST', jobs, gpuJob('train-1', 1));
+    const body = await created.json();
+    expect(created.status, JSON.stringify(body)).toBe(201);
+    expect(body.metadata.annotations).toMatchObject({ 'federation.mariner.dev/cluster': clusterB, 'federation.mariner.dev/state': 'Placed' });
+    expect(serverA.objects('Job', 'team-a')).toEqual([]);
+    const [real] = serverB.objects('Job', 'team-a');
+    expect(real.metadata.name).toBe('train-1');
+    expect(real.metadata.labels).toMatchObject({ team: 'a' });
+    // The agent's namespace token never reaches a user's pod.
+    expect(real.spec.template.spec.automountServiceAccountToken).toBe(false);
+
+    // The Job controller starts a pod; the Job's status moves on the cluster.
+    await gpuPod(serverB, 'team-a', 'train-1-x7k2p', 1, { 'job-name': 'train-1', 'batch.kubernetes.io/job-name': 'train-1' });
+    serverB.appendLog('team-a', 'train-1-x7k2p', 'epoch 1 loss 0.42');
+    serverB.endLog('team-a', 'train-1-x7k2p');
+    await kube(serverB, 'PUT', '/apis/batch/v1/namespaces/team-a/jobs/train-1/status', { ...real, status: { active: 1, startTime: '2026-12-07T12:00:00Z' } });
+
+    const got = await (await call(teamA.key, 'GET', `${jobs}/train-1`)).json();
+    expect(got.status).toMatchObject({ active: 1 });
+    expect(got.metadata.uid).toBe(real.metadata.uid);
+    const list = await (await call(teamA.key, 'GET', jobs)).json();
+    expect(list).toMatchObject({ kind: 'JobList', items: [{ metadata: { name: 'train-1' }, status: { active: 1 } }] });
+
+    const pods = await (await call(teamA.key, 'GET', `/api/v1/namespaces/team-a/pods?labelSelector=${encodeURIComponent('job-name=train-1')}`)).json();
+    expect(pods.items.map((p: { metadata: { name: string } }) => p.metadata.name)).toEqual(['train-1-x7k2p']);
+    const logs = await call(teamA.key, 'GET', '/api/v1/namespaces/team-a/pods/train-1-x7k2p/log');
+    expect(logs.status).toBe(200);
+    expect(await logs.text()).toContain('epoch 1 loss 0.42');
+  }, 60_000);
+
+  it('with no room anywhere a Job waits, and is placed once a cluster reports free GPUs', async () => {
+    // B now reports its pod's GPU: one free there, none on A.
+    await agentB.reportStatus();
+    const created = await call(teamA.key, 'POST', jobs, gpuJob('train-2', 2));
+    const body = await created.json();
+    expect(created.status, JSON.stringify(body)).toBe(201);
+    expect(body.metadata.annotations['federation.mariner.dev/state']).toBe('Pending');
+    expect(body.metadata.annotations['federation.mariner.dev/message']).toContain('2 free GPU(s)');
+    expect([...serverA.objects('Job', 'team-a'), ...serverB.objects('Job', 'team-a')].map((j) => j.metadata.name)).toEqual(['train-1']);
+
+    // The other work on A ends; A reports two free GPUs; the next read places the Job there.
+    await kube(serverA, 'DELETE', '/api/v1/namespaces/busy/pods/other-work');
+    await agentA.reportStatus();
+    const got = await (await call(teamA.key, 'GET', `${jobs}/train-2`)).json();
+    expect(got.metadata.annotations).toMatchObject({ 'federation.mariner.dev/state': 'Placed', 'federation.mariner.dev/cluster': clusterA });
+    expect(serverA.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-2']);
+  }, 60_000);
+
+  it("another organization's project cannot read, create or delete Jobs in the namespace, nor see them in its own", async () => {
+    for (const [method, path, body] of [
+      ['GET', jobs, undefined],
+      ['GET', `${jobs}/train-1`, undefined],
+      ['POST', jobs, gpuJob('intruder', 1)],
+      ['DELETE', `${jobs}/train-1`, undefined],
+      ['GET', '/api/v1/namespaces/team-a/pods/train-1-x7k2p/log', undefined],
+    ] as const) {
+      const response = await call(other.key, method, path, body);
+      expect(response.status, `${method} ${path}`).toBe(403);
+      expect(await response.json()).toMatchObject({ kind: 'Status', code: 403, reason: 'Forbidden', message: expect.stringContaining('team-a') });
+    }
+    const own = await (await call(other.key, 'GET', '/apis/batch/v1/namespaces/other-ns/jobs')).json();
+    expect(own.items).toEqual([]);
+    expect(serverA.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-2']);
+    const anonymous = await fetch(`${t.url}${federated}${jobs}`);
+    expect(anonymous.status).toBe(401);
+  });
+
+  it('a Job that would borrow the agent’s rights (a Secret, a host path, a privileged container) is refused before any cluster sees it', async () => {
+    const refused = await call(
+      teamA.key,
+      'POST',
+      jobs,
+      gpuJob('sneaky', 1, {
+        volumes: [
+          { name: 'host', hostPath: { path: '/' } },
+          { name: 'creds', secret: { secretName: 'mariner-job-credentials' } },
+        ],
+      }),
+    );
+    expect(refused.status).toBe(403);
+    const status = await refused.json();
+    expect(status).toMatchObject({ kind: 'Status', reason: 'Forbidden' });
+    expect(status.message).toContain('volumes[0].hostPath');
+    expect(status.message).toContain('volumes[1].secret');
+    const typo = await call(teamA.key, 'POST', jobs, { ...gpuJob('typo', 1), spec: { ...gpuJob('typo', 1).spec, backofLimit: 1 } });
+    expect(typo.status).toBe(422);
+    expect((await typo.json()).message).toContain('backofLimit');
+    const notAJob = await call(teamA.key, 'POST', jobs, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } });
+    expect(notAJob.status).toBe(400);
+    expect([...serverA.objects('Job', 'team-a'), ...serverB.objects('Job', 'team-a')].map((j) => j.metadata.name).sort()).toEqual(['train-1', 'train-2']);
+  });
+
+  it('delete propagates to the cluster the Job runs on', async () => {
+    const deleted = await call(teamA.key, 'DELETE', `${jobs}/train-1`);
+    expect(deleted.status).toBe(200);
+    expect(serverB.objects('Job', 'team-a')).toEqual([]);
+    expect((await call(teamA.key, 'GET', `${jobs}/train-1`)).status).toBe(404);
+    await call(teamA.key, 'DELETE', `${jobs}/train-2`);
+    expect(serverA.objects('Job', 'team-a')).toEqual([]);
+    expect((await (await call(teamA.key, 'GET', jobs)).json()).items).toEqual([]);
+  });
+});
