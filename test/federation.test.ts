@@ -1,10 +1,21 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createKubernetesExecutor } from '../agent/kubernetesExecutor.js';
 import { silentLogger } from '../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from './support/kubeApiServer.js';
+import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
+import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
+import { startTlsFront } from './support/tlsFront.js';
+import { waitFor } from './support/until.js';
+
+const execFileAsync = promisify(execFile);
 
 /** A request straight to a test Kubernetes API (what the cluster's controllers and kubelet would do). */
 async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
@@ -222,4 +233,69 @@ describe('the federated cluster', () => {
     expect(serverA.objects('Job', 'team-a')).toEqual([]);
     expect((await (await call(teamA.key, 'GET', jobs)).json()).items).toEqual([]);
   });
+
+  it('a Job whose cluster is unregistered is requeued and placed on another cluster with room', async () => {
+    // A has two free GPUs, B one (train-1's pod still holds the other).
+    const created = await (await call(teamA.key, 'POST', jobs, gpuJob('train-3', 1))).json();
+    expect(created.metadata.annotations['federation.mariner.dev/cluster']).toBe(clusterA);
+    await t.gqlOk('mutation($id: ID!) { unregisterCluster(id: $id) { deleted } }', { id: clusterA });
+    // The placement pass (every 10 s) finds the cluster gone and places the Job again.
+    const moved = await waitFor(
+      async () => (await call(teamA.key, 'GET', `${jobs}/train-3`)).json(),
+      (job) => job.metadata?.annotations?.['federation.mariner.dev/cluster'] === clusterB,
+      'train-3 to be placed on cluster B',
+      60_000,
+    );
+    expect(moved.metadata.annotations['federation.mariner.dev/state']).toBe('Placed');
+    expect(serverB.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-3']);
+  }, 90_000);
+
+  it('kubectl apply, get, logs and delete work against a kubeconfig pointing at the federated cluster', async () => {
+    const kubectl = await kubectlPath();
+    // kubectl sends its token over TLS only: the platform behind a TLS front, as behind its ingress.
+    const front = await startTlsFront(t.url, TEST_TLS);
+    const home = mkdtempSync(path.join(tmpdir(), 'mariner-federation-'));
+    try {
+      const kubeconfig = path.join(home, 'config');
+      writeFileSync(
+        kubeconfig,
+        YAML.stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [
+            {
+              name: 'federated',
+              cluster: { server: `${front.url}/v1/sessions/federated`, 'certificate-authority-data': Buffer.from(TEST_TLS.cert).toString('base64') },
+            },
+          ],
+          users: [{ name: 'team-a', user: { token: teamA.key } }],
+          contexts: [{ name: 'federated', context: { cluster: 'federated', user: 'team-a', namespace: 'team-a' } }],
+          'current-context': 'federated',
+        }),
+      );
+      const jobFile = path.join(home, 'job.yaml');
+      writeFileSync(jobFile, YAML.stringify(gpuJob('eval-1', 0)));
+      const run = async (...args: string[]) =>
+        (await execFileAsync(kubectl, ['--kubeconfig', kubeconfig, ...args], { env: { PATH: process.env['PATH'], HOME: home }, timeout: 60_000 })).stdout;
+
+      expect(await run('apply', '-f', jobFile)).toContain('job.batch/eval-1 created');
+      // Cluster A is gone (the test before): B takes it.
+      const [real] = serverB.objects('Job', 'team-a').filter((j) => j.metadata.name === 'eval-1');
+      expect(real).toBeDefined();
+      await gpuPod(serverB, 'team-a', 'eval-1-q8w4z', 0, { ...real.spec.template.metadata.labels, 'job-name': 'eval-1' });
+      serverB.appendLog('team-a', 'eval-1-q8w4z', 'accuracy 0.91');
+      serverB.endLog('team-a', 'eval-1-q8w4z');
+
+      expect(await run('get', 'jobs')).toMatch(/^eval-1\b/m);
+      expect(await run('get', 'job', 'eval-1', '-o', 'jsonpath={.metadata.annotations.federation\\.mariner\\.dev/cluster}')).toBe(clusterB);
+      expect(await run('get', 'pods')).toMatch(/^eval-1-q8w4z\b/m);
+      expect(await run('logs', 'eval-1-q8w4z')).toContain('accuracy 0.91');
+      expect(await run('delete', 'job', 'eval-1')).toContain('job.batch "eval-1" deleted');
+      expect(serverB.objects('Job', 'team-a').map((j) => j.metadata.name)).not.toContain('eval-1');
+      await expect(run('get', 'jobs', '-n', 'other-ns')).rejects.toMatchObject({ stderr: expect.stringContaining('not assigned to your project') });
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+      await front.close();
+    }
+  }, 120_000);
 });

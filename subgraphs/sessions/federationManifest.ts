@@ -107,6 +107,9 @@ export function federatedJobManifest(body: unknown, namespace: string, rowLabel:
   }
   // The agent's namespace account token never goes into a user's pod.
   manifest.spec.template.spec.automountServiceAccountToken = false;
+  // The pods carry the federation's label too: the endpoint lists a namespace's pods by it, on every cluster.
+  const template = manifest.spec.template as { metadata?: { labels?: Record<string, string> } };
+  template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [FEDERATED_LABEL]: rowLabel } };
   return manifest;
 }
 

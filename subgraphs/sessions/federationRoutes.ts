@@ -10,6 +10,7 @@ import { refusedKubeRequest } from './kubeAllowList.js';
 import { federatedJobManifest, ManifestRefusal } from './federationManifest.js';
 import {
   CLUSTER_ANNOTATION,
+  FEDERATED_LABEL,
   gpusOfJob,
   jobsPath,
   kubeCall,
@@ -67,6 +68,26 @@ const DISCOVERY: Record<string, unknown> = {
     apiVersion: 'v1',
     groups: [{ name: 'batch', versions: [{ groupVersion: 'batch/v1', version: 'v1' }], preferredVersion: { groupVersion: 'batch/v1', version: 'v1' } }],
   },
+  /**
+   * OpenAPI v3, only what kubectl asks before it sends a Job (kubectl apply/create, validation "strict"):
+   * whether the server validates fields itself (the `fieldValidation` parameter of the Job's PATCH, which
+   * is where kubectl looks for it). It does: every Job is checked with no unknown field allowed
+   * (federationManifest.ts), so kubectl skips its own schema download.
+   */
+  '/openapi/v3': { paths: { 'apis/batch/v1': { serverRelativeURL: '/openapi/v3/apis/batch/v1?hash=federated-1' } } },
+  '/openapi/v3/apis/batch/v1': {
+    openapi: '3.0.0',
+    info: { title: 'Mariner federated cluster', version: 'v1' },
+    paths: {
+      '/apis/batch/v1/namespaces/{namespace}/jobs/{name}': {
+        patch: {
+          'x-kubernetes-group-version-kind': { group: 'batch', version: 'v1', kind: 'Job' },
+          parameters: [{ name: 'fieldValidation', in: 'query', schema: { type: 'string', uniqueItems: true } }],
+          responses: {},
+        },
+      },
+    },
+  },
   '/apis/batch/v1': {
     kind: 'APIResourceList',
     apiVersion: 'v1',
@@ -107,6 +128,8 @@ function routeOf(segments: string[]): Route | null {
   }
   return null;
 }
+
+const podList = (items: KubeObject[]) => ({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '' }, items });
 
 const notFound = (resource: 'jobs' | 'pods', name: string) =>
   Object.assign(kubernetesStatus(404, `${resource === 'jobs' ? 'jobs.batch' : 'pods'} "${name}" not found`, 'NotFound'), {
@@ -320,9 +343,16 @@ export function createFederationRoutes(options: FederationRoutesOptions) {
       const uid = terms.get('controller-uid') ?? terms.get('batch.kubernetes.io/controller-uid');
       job = jobs.find((j) => (name !== undefined && j.name === name) || (uid !== undefined && j.uid === uid));
       if (!job) {
-        if (name !== undefined || uid !== undefined)
-          return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '' }, items: [] }, requestId);
-        throw new SessionsError(400, 'the federated cluster lists the pods of one Job: select them with -l job-name=<job>');
+        if (name !== undefined || uid !== undefined) return send(res, 200, podList([]), requestId);
+        // Every federated Job's pods in the namespace, from each cluster that runs one (they carry the federation's label).
+        const selector = [FEDERATED_LABEL, query.get('labelSelector')].filter(Boolean).join(',');
+        const items: KubeObject[] = [];
+        for (const clusterId of new Set(jobs.map((j) => j.clusterId!))) {
+          const podsPath = `/api/v1/namespaces/${encodeURIComponent(route.namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`;
+          const answer = await kubeCall(transport, clusterId, 'GET', podsPath, undefined, { requestId }).catch(() => null);
+          if (answer?.status === 200 && Array.isArray(answer.body['items'])) items.push(...(answer.body['items'] as KubeObject[]));
+        }
+        return send(res, 200, podList(items), requestId);
       }
     } else {
       // A Job's pods are named <job>-<suffix>: the longest Job name that prefixes the pod's.
