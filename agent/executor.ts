@@ -1,6 +1,7 @@
 import type { Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { ScalingSchedule } from '../lib/scalingSchedule.js';
 import type { LoadBalancing } from '../lib/prefixHashRing.js';
+import type { GpuQuotaReport, WorkerGpuQuota } from './kubernetes/kueueQueues.js';
 
 /** What an agent reports about its cluster (the clusters subgraph's ClusterStatusInput). */
 export interface ClusterStatusReport {
@@ -149,5 +150,10 @@ export interface Executor {
    * cluster's projects are assigned and unbinds it where they were released (kubernetes/projectRoleBindings.ts).
    */
   followProjectNamespaces?(namespaces: string[]): Promise<void>;
+  /**
+   * Kubernetes: keeps Kueue's queues of the projects' GPU quotas on this cluster and answers what Kueue
+   * says of them, GPUs admitted and jobs waiting for quota (kubernetes/kueueQueues.ts).
+   */
+  followGpuQuotas?(quotas: WorkerGpuQuota[]): Promise<GpuQuotaReport>;
   close(): Promise<void>;
 }

@@ -13,6 +13,7 @@ import { statusCode } from './kubernetes/apiErrors.js';
 import { collectClusterStatus, createKubeApiProxy, deviceConfigMap } from './kubernetes/index.js';
 import { createKubernetesRuntimeHost, type KubernetesRuntimeHostOptions } from './kubernetes/runtimes.js';
 import { createProjectRoleBindings } from './kubernetes/projectRoleBindings.js';
+import { createKueueQueues } from './kubernetes/kueueQueues.js';
 
 /** How the Kubernetes executor runs inference runtimes; the namespace defaults as in `runtimeSettingsFromEnv`. */
 export type KubernetesRuntimeSettings = Omit<KubernetesRuntimeHostOptions, 'kubeConfig' | 'logger' | 'namespace'> & { namespace?: string | undefined };
@@ -152,6 +153,11 @@ export async function createKubernetesExecutor(options: {
         logger: options.logger,
       })
     : null;
+  // Kueue's queues of the projects' GPU quotas (MARINER_KUEUE_QUEUES=off: the operator keeps them by hand).
+  const kueue =
+    process.env['MARINER_KUEUE_QUEUES'] === 'off'
+      ? null
+      : createKueueQueues({ kubeConfig: kc, defaultQueue: (options.jobs ?? jobSettingsFromEnv()).defaultQueue, logger: options.logger });
   return {
     kind: 'kubernetes',
     kubeApi: createKubeApiProxy(kc),
@@ -189,6 +195,12 @@ export async function createKubernetesExecutor(options: {
     ...(projectRoleBindings && {
       async followProjectNamespaces(namespaces: string[]) {
         await projectRoleBindings.reconcile(namespaces);
+      },
+    }),
+    ...(kueue && {
+      async followGpuQuotas(quotas) {
+        await kueue.reconcile(quotas);
+        return kueue.status(quotas);
       },
     }),
     async close() {

@@ -1,4 +1,6 @@
-import { anyOf, hasScope, isAuthenticated, isGatewaySystem, isInternalCaller, inProject, isWorker, type Rule } from './rules.js';
+import { rule } from 'graphql-shield';
+import { forbidden, unauthenticated } from '../../lib/errors.js';
+import { anyOf, hasScope, isAuthenticated, isGatewaySystem, isInternalCaller, inProject, isWorker, type RuleContext, type Rule } from './rules.js';
 
 /**
  * The RBAC policy map: `Type -> field -> rule` ('*' covers every field of a type). Deny by default:
@@ -20,9 +22,23 @@ const shared: PolicyMap = {
   DeletePayload: { '*': isAuthenticated },
 };
 
+/**
+ * Owners of the organization of the project named by `projectId` / `input.projectId` (GPU quotas, issue 22):
+ * refused here for everyone else; the resolver checks the project again against the database.
+ */
+const ownsProjectOrganization = rule({ cache: 'contextual' })((_parent, args: { projectId?: string; input?: { projectId?: string } }, ctx: RuleContext) => {
+  if (!ctx.identity) return ctx.worker ? forbidden('A registration key may only call the worker API') : unauthenticated();
+  const projectId = args.projectId ?? args.input?.projectId;
+  const project = ctx.identity.principal.projects.find((p) => p.projectId === projectId);
+  const owner = project && ctx.identity.principal.organizations.some((o) => o.organizationId === project.organizationId && o.role === 'OWNER');
+  return owner || forbidden(`only owners of the project's organization can change its GPU quotas`);
+});
+
 const users: PolicyMap = {
   Query: {
     workerNamespaces: isWorker,
+    workerGpuQuotas: isWorker,
+    projectGpuQuotas: isAuthenticated,
     self: isAuthenticated,
     organizations: isAuthenticated,
     organization: isAuthenticated,
@@ -45,6 +61,9 @@ const users: PolicyMap = {
     deleteProject: isAuthenticated,
     addProjectMember: isAuthenticated,
     removeProjectMember: isAuthenticated,
+    setProjectGpuQuota: ownsProjectOrganization,
+    removeProjectGpuQuota: ownsProjectOrganization,
+    reportGpuQuotaStatus: isWorker,
     createApiKey: isAuthenticated,
     updateApiKey: isAuthenticated,
     deleteApiKey: isAuthenticated,
@@ -54,6 +73,10 @@ const users: PolicyMap = {
   Project: { '*': isAuthenticated },
   ProjectSummary: { '*': isAuthenticated },
   ProjectAssignment: { '*': isAuthenticated },
+  ProjectGpuQuota: { '*': isAuthenticated },
+  GpuQuotaWaitingJob: { '*': isAuthenticated },
+  RemoveProjectGpuQuotaPayload: { '*': isAuthenticated },
+  WorkerGpuQuota: { '*': isWorker },
   NodeSelectorTerm: { '*': isAuthenticated },
   User: { '*': isAuthenticated },
   OrganizationRoleBinding: { '*': isAuthenticated },

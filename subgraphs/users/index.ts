@@ -8,6 +8,9 @@ import { createUsersLoaders } from './loaders.js';
 import { migrations } from './migrations/index.js';
 import { announcingPrincipalChanges, principalChanges } from './principalChanges.js';
 import { resolvers } from './resolvers.js';
+import { gpuQuotaResolvers } from './gpuQuotas.js';
+import { GpuQuotaStore } from './gpuQuotasStore.js';
+import { ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { DEFAULT_TENANT_ID, SCHEMA, UserStore } from './store.js';
 
 export { UserStore, hashSecret, DEFAULT_TENANT_ID, type BootstrapResult } from './store.js';
@@ -24,7 +27,8 @@ export { logBootstrap, saveGeneratedAdminKey, GENERATED_ADMIN_API_KEY_FILE } fro
 export const usersComponent = defineComponent({
   name: 'users',
   subgraphs: ['users'],
-  needs: { database: true, pubsub: true },
+  // The clusters subgraph, when there, says which clusters a project's GPU quotas may name (gpuQuotas.ts).
+  needs: { database: true, pubsub: true, optionalSubgraphs: ['clusters'] },
   migrations: { schema: SCHEMA, migrations },
   settings: (config) => ({
     adminEmail: config.adminEmail,
@@ -32,8 +36,11 @@ export const usersComponent = defineComponent({
     dataDir: config.dataDir,
     reservedNamespaces: config.reservedNamespaces,
   }),
-  async create({ db, pubsub, settings, logger, embedded }) {
+  async create({ db, pubsub, settings, logger, embedded, tokens, subgraphUrl }) {
     const store = new UserStore(db.knex);
+    const gpuQuotas = new GpuQuotaStore(db.knex);
+    const clustersUrl = subgraphUrl.clusters;
+    const clusterAccess = clustersUrl ? new ClusterAccessDirectory({ clustersUrl, tokens, ttlMs: 0 }) : null;
     const principalsChanged = principalChanges(pubsub, logger);
     const bootstrap = await store.bootstrap({ adminEmail: settings.adminEmail, adminApiKey: settings.adminApiKey });
     // A rotated MARINER_ADMIN_API_KEY revoked the previous key, which running gateways may hold.
@@ -45,10 +52,19 @@ export const usersComponent = defineComponent({
       typeDefs: subgraphTypeDefs('users'),
       resolvers: {
         ...resolvers,
-        Mutation: announcingPrincipalChanges(resolvers.Mutation!, principalsChanged),
+        Query: { ...resolvers.Query, ...gpuQuotaResolvers.Query },
+        Mutation: { ...announcingPrincipalChanges(resolvers.Mutation!, principalsChanged), ...gpuQuotaResolvers.Mutation },
+        Project: { ...resolvers.Project, ...gpuQuotaResolvers.Project },
       } as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
-      createContext: (base) => ({ ...base, store, loaders: createUsersLoaders(store), reservedNamespaces: settings.reservedNamespaces }),
+      createContext: (base) => ({
+        ...base,
+        store,
+        loaders: createUsersLoaders(store),
+        reservedNamespaces: settings.reservedNamespaces,
+        gpuQuotas,
+        clusterAccess,
+      }),
     };
     return { subgraphs: [definition], exposed: { store, bootstrap } };
   },

@@ -87,6 +87,34 @@ export type DeletePayload = {
   id: Scalars['ID']['output'];
 };
 
+export type GpuQuotaReportInput = {
+  usage: Array<GpuQuotaUsageInput>;
+  waiting: Array<GpuQuotaWaitingJobInput>;
+};
+
+export type GpuQuotaUsageInput = {
+  flavor?: InputMaybe<Scalars['String']['input']>;
+  namespace: Scalars['String']['input'];
+  resource: Scalars['String']['input'];
+  /** GPUs held by admitted Workloads in the namespace. */
+  usedGpus: Scalars['Int']['input'];
+};
+
+/** A job Kueue holds back: its Workload's QuotaReserved condition is False. */
+export type GpuQuotaWaitingJob = {
+  __typename?: 'GpuQuotaWaitingJob';
+  jobId: Scalars['ID']['output'];
+  /** Kueue's message, e.g. `couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu ...`. */
+  message: Scalars['String']['output'];
+  namespace: Scalars['String']['output'];
+};
+
+export type GpuQuotaWaitingJobInput = {
+  jobId: Scalars['ID']['input'];
+  message: Scalars['String']['input'];
+  namespace: Scalars['String']['input'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Adds a user (by email) to an organization, creating the user if new. */
@@ -105,7 +133,16 @@ export type Mutation = {
   deleteOrganization: DeletePayload;
   deleteProject: DeletePayload;
   removeOrganizationMember: DeletePayload;
+  /** Removes a project's GPU quota (organization owners); its Kueue queue goes when the last one does. */
+  removeProjectGpuQuota: RemoveProjectGpuQuotaPayload;
   removeProjectMember: DeletePayload;
+  /** For agents: what Kueue says of the quotas' namespaces (usage, jobs waiting for quota); replaces the cluster's previous report. */
+  reportGpuQuotaStatus: Scalars['Boolean']['output'];
+  /**
+   * Sets a project's GPU quota on a cluster (organization owners): BAD_USER_INPUT for a negative count,
+   * a cluster that does not exist or that the project's assignments do not reach.
+   */
+  setProjectGpuQuota: ProjectGpuQuota;
   updateApiKey: ApiKey;
   updateProject: Project;
 };
@@ -161,9 +198,24 @@ export type MutationRemoveOrganizationMemberArgs = {
 };
 
 
+export type MutationRemoveProjectGpuQuotaArgs = {
+  input: RemoveProjectGpuQuotaInput;
+};
+
+
 export type MutationRemoveProjectMemberArgs = {
   projectId: Scalars['ID']['input'];
   userId: Scalars['ID']['input'];
+};
+
+
+export type MutationReportGpuQuotaStatusArgs = {
+  input: GpuQuotaReportInput;
+};
+
+
+export type MutationSetProjectGpuQuotaArgs = {
+  input: SetProjectGpuQuotaInput;
 };
 
 
@@ -289,6 +341,8 @@ export type Project = {
   /** Where the project's workloads run: cluster, namespace, Kueue queue and node selector. */
   assignments: Array<ProjectAssignment>;
   createdAt: Scalars['DateTime']['output'];
+  /** The project's GPU quotas (Kueue), per cluster and GPU resource, with their current usage (docs/quotas.md). */
+  gpuQuotas: Array<ProjectGpuQuota>;
   id: Scalars['ID']['output'];
   /** The default project cannot be deleted. */
   isDefault: Scalars['Boolean']['output'];
@@ -320,6 +374,34 @@ export type ProjectAssignmentInput = {
   kueueQueueName?: InputMaybe<Scalars['String']['input']>;
   namespace: Scalars['String']['input'];
   nodeSelector?: InputMaybe<Array<NodeSelectorTermInput>>;
+};
+
+/**
+ * A project's GPU quota on one cluster for one GPU resource (and flavour): the cluster's agent keeps a
+ * Kueue ClusterQueue with it as the nominal quota, and Kueue admits the project's jobs there up to it.
+ */
+export type ProjectGpuQuota = {
+  __typename?: 'ProjectGpuQuota';
+  /**
+   * Whether the project's jobs may borrow quota its organization's other projects leave idle on the
+   * cluster (a Kueue cohort per organization) beyond nominalGpus.
+   */
+  borrowingAllowed: Scalars['Boolean']['output'];
+  clusterId: Scalars['ID']['output'];
+  /** The Kueue ResourceFlavor; null: the agent's default flavour (`mariner-default`, every node). */
+  flavor?: Maybe<Scalars['String']['output']>;
+  /** GPUs the project's admitted jobs may hold on the cluster. */
+  nominalGpus: Scalars['Int']['output'];
+  projectId: Scalars['ID']['output'];
+  /** The extended resource counted, e.g. `nvidia.com/gpu`. */
+  resource: Scalars['String']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+  /** When the agent last reported the usage; null before a report. */
+  usageReportedAt?: Maybe<Scalars['DateTime']['output']>;
+  /** GPUs of this resource and flavour the project's admitted jobs hold there, as the agent last reported; null before a report. */
+  usedGpus?: Maybe<Scalars['Int']['output']>;
+  /** The project's jobs on the cluster that Kueue has not admitted for lack of quota, with Kueue's message. */
+  waitingJobs: Array<GpuQuotaWaitingJob>;
 };
 
 export type ProjectMember = {
@@ -369,11 +451,15 @@ export type Query = {
   /** Gateway only: the principal for a verified OIDC email. */
   principalByEmail?: Maybe<Principal>;
   project?: Maybe<Project>;
+  /** A project's GPU quotas (and usage); any member of the project may read them. */
+  projectGpuQuotas: Array<ProjectGpuQuota>;
   projects: ProjectPage;
   /** The caller, with role bindings. */
   self: User;
   /** Users of the organizations the caller owns. */
   users: UserPage;
+  /** For agents: the GPU quotas of the projects the calling cluster works for, to keep Kueue's queues of. */
+  workerGpuQuotas: Array<WorkerGpuQuota>;
   /** For agents: the Kubernetes namespaces of the projects the calling cluster works for (an assignment naming no cluster counts on every cluster its organization may use), where the agent binds its project role. */
   workerNamespaces: Array<Scalars['String']['output']>;
 };
@@ -411,6 +497,11 @@ export type QueryProjectArgs = {
 };
 
 
+export type QueryProjectGpuQuotasArgs = {
+  projectId: Scalars['ID']['input'];
+};
+
+
 export type QueryProjectsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   limit?: InputMaybe<Scalars['Int']['input']>;
@@ -421,6 +512,34 @@ export type QueryProjectsArgs = {
 export type QueryUsersArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   limit?: InputMaybe<Scalars['Int']['input']>;
+};
+
+export type RemoveProjectGpuQuotaInput = {
+  clusterId: Scalars['ID']['input'];
+  flavor?: InputMaybe<Scalars['String']['input']>;
+  projectId: Scalars['ID']['input'];
+  /** Default `nvidia.com/gpu`. */
+  resource?: InputMaybe<Scalars['String']['input']>;
+};
+
+export type RemoveProjectGpuQuotaPayload = {
+  __typename?: 'RemoveProjectGpuQuotaPayload';
+  /** False when there was no such quota. */
+  removed: Scalars['Boolean']['output'];
+};
+
+export type SetProjectGpuQuotaInput = {
+  /** Default false. */
+  borrowingAllowed?: InputMaybe<Scalars['Boolean']['input']>;
+  /** A cluster the project's assignments reach and its organization may use. */
+  clusterId: Scalars['ID']['input'];
+  /** A Kueue ResourceFlavor name (DNS label); omitted: the default flavour. */
+  flavor?: InputMaybe<Scalars['String']['input']>;
+  /** 0 to 10000. */
+  nominalGpus: Scalars['Int']['input'];
+  projectId: Scalars['ID']['input'];
+  /** Default `nvidia.com/gpu`. */
+  resource?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type UpdateApiKeyInput = {
@@ -449,6 +568,21 @@ export type UserPage = {
   __typename?: 'UserPage';
   hasMore: Scalars['Boolean']['output'];
   items: Array<User>;
+};
+
+/** For agents: a project's GPU quota on the calling cluster, with the namespaces (and Kueue queue name) it covers there. */
+export type WorkerGpuQuota = {
+  __typename?: 'WorkerGpuQuota';
+  borrowingAllowed: Scalars['Boolean']['output'];
+  flavor?: Maybe<Scalars['String']['output']>;
+  /** The project's namespaces on the cluster; each gets a LocalQueue. */
+  namespaces: Array<Scalars['String']['output']>;
+  nominalGpus: Scalars['Int']['output'];
+  organizationId: Scalars['ID']['output'];
+  projectId: Scalars['ID']['output'];
+  /** The LocalQueue's name when the project's assignment names a Kueue queue; null: the agent's default. */
+  queueName?: Maybe<Scalars['String']['output']>;
+  resource: Scalars['String']['output'];
 };
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
@@ -569,11 +703,15 @@ export type ResolversTypes = ResolversObject<{
   CreateProjectInput: CreateProjectInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeletePayload: ResolverTypeWrapper<DeletePayload>;
+  GpuQuotaReportInput: GpuQuotaReportInput;
+  GpuQuotaUsageInput: GpuQuotaUsageInput;
+  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  GpuQuotaWaitingJob: ResolverTypeWrapper<GpuQuotaWaitingJob>;
+  GpuQuotaWaitingJobInput: GpuQuotaWaitingJobInput;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   NodeSelectorTerm: ResolverTypeWrapper<NodeSelectorTerm>;
   NodeSelectorTermInput: NodeSelectorTermInput;
   Organization: ResolverTypeWrapper<OrganizationRow>;
-  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   OrganizationMember: ResolverTypeWrapper<OrganizationMemberRow>;
   OrganizationMemberPage: ResolverTypeWrapper<Omit<OrganizationMemberPage, 'items'> & { items: Array<ResolversTypes['OrganizationMember']> }>;
   OrganizationPage: ResolverTypeWrapper<Omit<OrganizationPage, 'items'> & { items: Array<ResolversTypes['Organization']> }>;
@@ -587,6 +725,7 @@ export type ResolversTypes = ResolversObject<{
   Project: ResolverTypeWrapper<ProjectRow>;
   ProjectAssignment: ResolverTypeWrapper<ProjectAssignment>;
   ProjectAssignmentInput: ProjectAssignmentInput;
+  ProjectGpuQuota: ResolverTypeWrapper<ProjectGpuQuota>;
   ProjectMember: ResolverTypeWrapper<ProjectMemberRow>;
   ProjectMemberPage: ResolverTypeWrapper<Omit<ProjectMemberPage, 'items'> & { items: Array<ResolversTypes['ProjectMember']> }>;
   ProjectPage: ResolverTypeWrapper<Omit<ProjectPage, 'items'> & { items: Array<ResolversTypes['Project']> }>;
@@ -594,10 +733,14 @@ export type ResolversTypes = ResolversObject<{
   ProjectRoleBinding: ResolverTypeWrapper<ProjectMemberRow>;
   ProjectSummary: ResolverTypeWrapper<ProjectSummary>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  RemoveProjectGpuQuotaInput: RemoveProjectGpuQuotaInput;
+  RemoveProjectGpuQuotaPayload: ResolverTypeWrapper<RemoveProjectGpuQuotaPayload>;
+  SetProjectGpuQuotaInput: SetProjectGpuQuotaInput;
   UpdateApiKeyInput: UpdateApiKeyInput;
   UpdateProjectInput: UpdateProjectInput;
   User: ResolverTypeWrapper<UserRow>;
   UserPage: ResolverTypeWrapper<Omit<UserPage, 'items'> & { items: Array<ResolversTypes['User']> }>;
+  WorkerGpuQuota: ResolverTypeWrapper<WorkerGpuQuota>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -613,11 +756,15 @@ export type ResolversParentTypes = ResolversObject<{
   CreateProjectInput: CreateProjectInput;
   DateTime: Scalars['DateTime']['output'];
   DeletePayload: DeletePayload;
+  GpuQuotaReportInput: GpuQuotaReportInput;
+  GpuQuotaUsageInput: GpuQuotaUsageInput;
+  Int: Scalars['Int']['output'];
+  GpuQuotaWaitingJob: GpuQuotaWaitingJob;
+  GpuQuotaWaitingJobInput: GpuQuotaWaitingJobInput;
   Mutation: Record<PropertyKey, never>;
   NodeSelectorTerm: NodeSelectorTerm;
   NodeSelectorTermInput: NodeSelectorTermInput;
   Organization: OrganizationRow;
-  Int: Scalars['Int']['output'];
   OrganizationMember: OrganizationMemberRow;
   OrganizationMemberPage: Omit<OrganizationMemberPage, 'items'> & { items: Array<ResolversParentTypes['OrganizationMember']> };
   OrganizationPage: Omit<OrganizationPage, 'items'> & { items: Array<ResolversParentTypes['Organization']> };
@@ -630,16 +777,21 @@ export type ResolversParentTypes = ResolversObject<{
   Project: ProjectRow;
   ProjectAssignment: ProjectAssignment;
   ProjectAssignmentInput: ProjectAssignmentInput;
+  ProjectGpuQuota: ProjectGpuQuota;
   ProjectMember: ProjectMemberRow;
   ProjectMemberPage: Omit<ProjectMemberPage, 'items'> & { items: Array<ResolversParentTypes['ProjectMember']> };
   ProjectPage: Omit<ProjectPage, 'items'> & { items: Array<ResolversParentTypes['Project']> };
   ProjectRoleBinding: ProjectMemberRow;
   ProjectSummary: ProjectSummary;
   Query: Record<PropertyKey, never>;
+  RemoveProjectGpuQuotaInput: RemoveProjectGpuQuotaInput;
+  RemoveProjectGpuQuotaPayload: RemoveProjectGpuQuotaPayload;
+  SetProjectGpuQuotaInput: SetProjectGpuQuotaInput;
   UpdateApiKeyInput: UpdateApiKeyInput;
   UpdateProjectInput: UpdateProjectInput;
   User: UserRow;
   UserPage: Omit<UserPage, 'items'> & { items: Array<ResolversParentTypes['User']> };
+  WorkerGpuQuota: WorkerGpuQuota;
 }>;
 
 export type ApiKeyResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['ApiKey'] = ResolversParentTypes['ApiKey'], FederationReferenceType extends FederationReferenceTypes['ApiKey'] = FederationReferenceTypes['ApiKey']> = ResolversObject<{
@@ -676,6 +828,12 @@ export type DeletePayloadResolvers<ContextType = UsersContext, ParentType extend
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
 }>;
 
+export type GpuQuotaWaitingJobResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['GpuQuotaWaitingJob'] = ResolversParentTypes['GpuQuotaWaitingJob']> = ResolversObject<{
+  jobId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
 export type MutationResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   addOrganizationMember?: Resolver<ResolversTypes['OrganizationMember'], ParentType, ContextType, RequireFields<MutationAddOrganizationMemberArgs, 'organizationId' | 'role' | 'userId'>>;
   addProjectMember?: Resolver<ResolversTypes['ProjectMember'], ParentType, ContextType, RequireFields<MutationAddProjectMemberArgs, 'projectId' | 'role' | 'userId'>>;
@@ -686,7 +844,10 @@ export type MutationResolvers<ContextType = UsersContext, ParentType extends Res
   deleteOrganization?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteOrganizationArgs, 'id'>>;
   deleteProject?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteProjectArgs, 'id'>>;
   removeOrganizationMember?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationRemoveOrganizationMemberArgs, 'organizationId' | 'userId'>>;
+  removeProjectGpuQuota?: Resolver<ResolversTypes['RemoveProjectGpuQuotaPayload'], ParentType, ContextType, RequireFields<MutationRemoveProjectGpuQuotaArgs, 'input'>>;
   removeProjectMember?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationRemoveProjectMemberArgs, 'projectId' | 'userId'>>;
+  reportGpuQuotaStatus?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationReportGpuQuotaStatusArgs, 'input'>>;
+  setProjectGpuQuota?: Resolver<ResolversTypes['ProjectGpuQuota'], ParentType, ContextType, RequireFields<MutationSetProjectGpuQuotaArgs, 'input'>>;
   updateApiKey?: Resolver<ResolversTypes['ApiKey'], ParentType, ContextType, RequireFields<MutationUpdateApiKeyArgs, 'input'>>;
   updateProject?: Resolver<ResolversTypes['Project'], ParentType, ContextType, RequireFields<MutationUpdateProjectArgs, 'input'>>;
 }>;
@@ -767,6 +928,7 @@ export type ProjectResolvers<ContextType = UsersContext, ParentType extends Reso
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Project']> | FederationReferenceType, FederationReferenceType, ContextType>;
   assignments?: Resolver<Array<ResolversTypes['ProjectAssignment']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  gpuQuotas?: Resolver<Array<ResolversTypes['ProjectGpuQuota']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   isDefault?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   members?: Resolver<ResolversTypes['ProjectMemberPage'], ParentType, ContextType, Partial<ProjectMembersArgs>>;
@@ -781,6 +943,19 @@ export type ProjectAssignmentResolvers<ContextType = UsersContext, ParentType ex
   kueueQueueName?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   nodeSelector?: Resolver<Array<ResolversTypes['NodeSelectorTerm']>, ParentType, ContextType>;
+}>;
+
+export type ProjectGpuQuotaResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['ProjectGpuQuota'] = ResolversParentTypes['ProjectGpuQuota']> = ResolversObject<{
+  borrowingAllowed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  flavor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  nominalGpus?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  projectId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  resource?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  usageReportedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  usedGpus?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  waitingJobs?: Resolver<Array<ResolversTypes['GpuQuotaWaitingJob']>, ParentType, ContextType>;
 }>;
 
 export type ProjectMemberResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['ProjectMember'] = ResolversParentTypes['ProjectMember']> = ResolversObject<{
@@ -815,10 +990,16 @@ export type QueryResolvers<ContextType = UsersContext, ParentType extends Resolv
   principalByApiKey?: Resolver<Maybe<ResolversTypes['Principal']>, ParentType, ContextType, RequireFields<QueryPrincipalByApiKeyArgs, 'secret'>>;
   principalByEmail?: Resolver<Maybe<ResolversTypes['Principal']>, ParentType, ContextType, RequireFields<QueryPrincipalByEmailArgs, 'email'>>;
   project?: Resolver<Maybe<ResolversTypes['Project']>, ParentType, ContextType, RequireFields<QueryProjectArgs, 'id'>>;
+  projectGpuQuotas?: Resolver<Array<ResolversTypes['ProjectGpuQuota']>, ParentType, ContextType, RequireFields<QueryProjectGpuQuotasArgs, 'projectId'>>;
   projects?: Resolver<ResolversTypes['ProjectPage'], ParentType, ContextType, RequireFields<QueryProjectsArgs, 'organizationId'>>;
   self?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
   users?: Resolver<ResolversTypes['UserPage'], ParentType, ContextType, Partial<QueryUsersArgs>>;
+  workerGpuQuotas?: Resolver<Array<ResolversTypes['WorkerGpuQuota']>, ParentType, ContextType>;
   workerNamespaces?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type RemoveProjectGpuQuotaPayloadResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['RemoveProjectGpuQuotaPayload'] = ResolversParentTypes['RemoveProjectGpuQuotaPayload']> = ResolversObject<{
+  removed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
 }>;
 
 export type UserResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User'], FederationReferenceType extends FederationReferenceTypes['User'] = FederationReferenceTypes['User']> = ResolversObject<{
@@ -835,12 +1016,24 @@ export type UserPageResolvers<ContextType = UsersContext, ParentType extends Res
   items?: Resolver<Array<ResolversTypes['User']>, ParentType, ContextType>;
 }>;
 
+export type WorkerGpuQuotaResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['WorkerGpuQuota'] = ResolversParentTypes['WorkerGpuQuota']> = ResolversObject<{
+  borrowingAllowed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  flavor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  namespaces?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  nominalGpus?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  organizationId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  projectId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  queueName?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  resource?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = UsersContext> = ResolversObject<{
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiKeyPage?: ApiKeyPageResolvers<ContextType>;
   CreateApiKeyPayload?: CreateApiKeyPayloadResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   DeletePayload?: DeletePayloadResolvers<ContextType>;
+  GpuQuotaWaitingJob?: GpuQuotaWaitingJobResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   NodeSelectorTerm?: NodeSelectorTermResolvers<ContextType>;
   Organization?: OrganizationResolvers<ContextType>;
@@ -855,13 +1048,16 @@ export type Resolvers<ContextType = UsersContext> = ResolversObject<{
   PrincipalProject?: PrincipalProjectResolvers<ContextType>;
   Project?: ProjectResolvers<ContextType>;
   ProjectAssignment?: ProjectAssignmentResolvers<ContextType>;
+  ProjectGpuQuota?: ProjectGpuQuotaResolvers<ContextType>;
   ProjectMember?: ProjectMemberResolvers<ContextType>;
   ProjectMemberPage?: ProjectMemberPageResolvers<ContextType>;
   ProjectPage?: ProjectPageResolvers<ContextType>;
   ProjectRoleBinding?: ProjectRoleBindingResolvers<ContextType>;
   ProjectSummary?: ProjectSummaryResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  RemoveProjectGpuQuotaPayload?: RemoveProjectGpuQuotaPayloadResolvers<ContextType>;
   User?: UserResolvers<ContextType>;
   UserPage?: UserPageResolvers<ContextType>;
+  WorkerGpuQuota?: WorkerGpuQuotaResolvers<ContextType>;
 }>;
 
