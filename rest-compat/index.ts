@@ -12,6 +12,7 @@ import { jobRoutes } from './jobs.js';
 import { llmarinerTelemetryRoutes } from './llmarinerTelemetry.js';
 import { llmarinerUsageRoutes } from './llmarinerUsage.js';
 import { budgetRoutes } from './budgets.js';
+import { gpuQuotaRoutes } from './gpuQuotas.js';
 import { fineTuningRoutes } from './fineTuning.js';
 import { inferenceRoutes } from './inference.js';
 import { audioRoutes } from './audio.js';
@@ -70,6 +71,7 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...vectorStoreRoutes({ gateway }),
     ...llmarinerUsageRoutes({ gateway }),
     ...budgetRoutes({ gateway }),
+    ...gpuQuotaRoutes({ gateway }),
     ...llmarinerTelemetryRoutes({ gateway }),
   ]);
   return {
