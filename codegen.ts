@@ -84,6 +84,10 @@ const subgraphs: Record<string, { context: string; mappers?: Record<string, stri
     context: '../context.js#ResponsesContext',
     mappers: { Response: '../store.js#ResponseRow', ResponseItem: '../store.js#ResponseItemModel' },
   },
+  audit: {
+    context: '../context.js#AuditContext',
+    mappers: { AuditEvent: '../store.js#AuditEventRow' },
+  },
   sessions: {
     context: '../context.js#SessionsContext',
     mappers: { AgentTunnel: '../tunnelRegistry.js#TunnelInfo', Cluster: '../context.js#ClusterRef' },

@@ -43,7 +43,7 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         ...(hooks.oidc !== undefined ? { oidc: hooks.oidc } : {}),
       });
       observers.observeSubscriptions(() => gateway.sharedSubscriptions());
-      const rest = createRestCompat({ graphqlUrl: gatewayUrl, inference: gateway.inference, objectStore, logger });
+      const rest = createRestCompat({ graphqlUrl: gatewayUrl, inference: gateway.inference, objectStore, logger, usage: gateway.usage });
       const publicRoutes: PublicRoutes = {
         handle(req, res) {
           const pathname = new URL(req.url ?? '/', 'http://mariner').pathname;

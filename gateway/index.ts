@@ -29,6 +29,7 @@ import { createInferencePlane } from './inferencePlane.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc.js';
 import { createErrorLoggingPlugin, createRbacPlugin, createSubscriptionOverHttpPlugin } from './plugins.js';
 import { createSubscriptionServer } from './subscriptions.js';
+import { ApiCallRecorder, ApiUsage, inferenceSubgraphSink, type RestUsage } from './usage.js';
 
 export { authorizeOperation } from './authorizeOperation.js';
 export type { GatewayContext } from './context.js';
@@ -65,6 +66,8 @@ export interface Gateway {
   sharedSubscriptions(): number;
   /** OpenAI inference without GraphQL on the way, under the same authentication and policy (the REST layer's hot path). */
   inference: InferencePlane;
+  /** The usage records of REST calls (gateway/usage.ts: one record per REST call, taken by the REST layer). */
+  usage: RestUsage;
   stop(): Promise<void>;
 }
 
@@ -112,6 +115,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   });
   // The audit log: one entry per mutation, written in batches to the audit subgraph (gateway/audit.ts).
   const audit = new AuditRecorder({ sink: auditSubgraphSink(options.subgraphUrls.audit, options.tokens), logger });
+  // Usage records of every API call, batched to the inference component (gateway/usage.ts).
+  const usageRecorder = new ApiCallRecorder({
+    sink: inferenceSubgraphSink(options.subgraphUrls.inference, options.tokens),
+    logger,
+    flushIntervalMs: config.inference.usageFlushIntervalMs,
+  });
+  const usage = new ApiUsage(usageRecorder);
   const armor = new ApolloArmor({
     maxDepth: { n: config.limits.maxDepth },
     maxAliases: { n: config.limits.maxAliases },
@@ -139,6 +149,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       createSubscriptionOverHttpPlugin(),
       createErrorLoggingPlugin(logger),
       createAuditPlugin(audit),
+      usage.plugin(),
       ApolloServerPluginLandingPageDisabled(),
       ...(options.plugins ?? []),
     ],
@@ -181,6 +192,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     inferenceUrl: options.subgraphUrls.inference,
     local: options.inferencePlane ?? null,
     logger,
+    onAdmitted: (requestId, identity, modelId) => usage.attribute(requestId, identity, modelId),
   });
 
   const subscriptions = createSubscriptionServer({
@@ -219,6 +231,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     async handle(req, res) {
       const requestId = requestIdOf(req);
       const url = new URL(req.url ?? '/graphql', 'http://gateway');
+      const started = performance.now();
+      // A request refused before Apollo runs it is still an API call with a usage record.
+      const refuse = (code: ErrorCode, message: string, status = httpStatusFor(code)) => {
+        usage.graphqlRefused({ requestId, method: req.method ?? 'GET', peerAddress: req.socket.remoteAddress }, code, status, performance.now() - started);
+        fail(res, code, message, requestId, status);
+      };
       try {
         if (req.method === 'GET' && !url.searchParams.has('query') && (req.headers.accept ?? '').includes('text/html')) {
           if (!config.introspection) return fail(res, ErrorCode.NOT_FOUND, 'The explorer is off (MARINER_INTROSPECTION=false)', requestId);
@@ -227,7 +245,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           return;
         }
         if (req.headers.authorization !== undefined && bearerToken(req) === undefined) {
-          return fail(res, ErrorCode.UNAUTHENTICATED, 'Authorization header must be "Bearer <API key or OIDC token>"', requestId);
+          return refuse(ErrorCode.UNAUTHENTICATED, 'Authorization header must be "Bearer <API key or OIDC token>"');
         }
         const text = req.method === 'POST' ? await readBody(req, config.limits.maxBodyBytes) : '';
         const body = parseJsonBody(res, text);
@@ -244,16 +262,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           internalTokens: new Map(),
           _shield: { cache: {} },
         };
+        usage.markIfForwarded(context, req.socket.remoteAddress);
         const response = await apollo.executeHTTPGraphQLRequest({
           httpGraphQLRequest: { method: req.method ?? 'GET', headers: toHeaderMap(req), search: url.search, body },
           context: async () => context,
         });
         await sendApolloResponse(res, response);
       } catch (error) {
-        if (error instanceof BodyTooLargeError) return fail(res, ErrorCode.BAD_USER_INPUT, error.message, requestId, 413);
-        if (error instanceof MarinerError) return fail(res, error.code, error.message, requestId);
+        if (error instanceof BodyTooLargeError) return refuse(ErrorCode.BAD_USER_INPUT, error.message, 413);
+        if (error instanceof MarinerError) return refuse(error.code, error.message);
         logger.error({ err: error, requestId }, 'gateway request failed');
-        if (!res.headersSent) fail(res, ErrorCode.INTERNAL, `Internal error (request id ${requestId})`, requestId);
+        if (!res.headersSent) refuse(ErrorCode.INTERNAL, `Internal error (request id ${requestId})`);
         else res.end();
       }
     },
@@ -273,6 +292,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     consoleCookieAsBearer: (req, res) => consoleServer.cookieAsBearer(req, res),
     sharedSubscriptions: () => subscriptions.sharedCount(),
     inference,
+    usage,
     async stop() {
       consoleServer.close();
       inference.close();
@@ -280,6 +300,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       await apollo.stop();
       // After the last request: its entry is in the queue. The audit subgraph stops after the gateway.
       await audit.stop();
+      // Likewise the usage records: the inference component stops after the gateway.
+      await usageRecorder.stop();
     },
   };
 }

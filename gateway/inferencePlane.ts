@@ -33,6 +33,8 @@ export interface InferencePlaneOptions {
   /** The inference component's data plane when it runs in this process (then no HTTP at all). */
   local: InferencePlaneServer | null;
   logger: Logger;
+  /** Sees each admitted call's caller (the usage record of its REST call: gateway/usage.ts); an in-memory note, no await. */
+  onAdmitted?: (requestId: string, identity: Identity, modelId: string | null) => void;
 }
 
 /**
@@ -55,6 +57,8 @@ export function createInferencePlane(options: InferencePlaneOptions): InferenceP
     await authorizeField(options.policy, field.typeName, field.fieldName, { request: call.request }, { identity, worker, system: false });
     // The rules of these fields admit users only; a worker or nobody was refused above.
     if (!identity) throw unauthenticated();
+    const model = (call.request as { model?: unknown } | null)?.model;
+    options.onAdmitted?.(call.requestId, identity, typeof model === 'string' ? model : null);
     return identity;
   }
 

@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { requestIdOf } from '../lib/http.js';
 import type { InferencePlane } from '../lib/inferencePlane.js';
 import type { Logger } from '../lib/logging.js';
 import type { ObjectStore } from '../lib/objectStore/index.js';
+import { auditExportRoutes } from './auditExport.js';
 import { clusterRoutes } from './clusters.js';
 import { RestError, sendRestError } from './errors.js';
 import { batchJobRoutes } from './batchJobs.js';
@@ -47,6 +49,18 @@ export interface RestCompatOptions {
   inference: InferencePlane;
   objectStore: ObjectStore;
   logger: Logger;
+  /**
+   * The usage records of REST calls (gateway/usage.ts): each call makes ONE record, taken here when its
+   * answer ends; the GraphQL operations it forwards lend it their caller and are not recorded alone.
+   */
+  usage?: RestCallUsage;
+}
+
+/** What the REST layer tells the gateway's usage accounting (gateway/usage.ts RestUsage). */
+export interface RestCallUsage {
+  /** False when a call with this request id is running: the call then takes a fresh id. */
+  restCallStarted(requestId: string): boolean;
+  restCallEnded(end: { requestId: string; method: string; route: string | null; statusCode: number; errorCode: string | null; latencyMs: number }): void;
 }
 
 /** The most of a refused request's unread body that is read and thrown away rather than the connection closed. */
@@ -70,6 +84,7 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
     ...responseRoutes({ gateway, inference: options.inference, streams }),
     ...vectorStoreRoutes({ gateway }),
     ...llmarinerUsageRoutes({ gateway }),
+    ...auditExportRoutes({ gateway }),
     ...budgetRoutes({ gateway }),
     ...gpuQuotaRoutes({ gateway }),
     ...llmarinerTelemetryRoutes({ gateway }),
@@ -80,16 +95,39 @@ export function createRestCompat(options: RestCompatOptions): RestCompat {
       await streams.endAll(new RestError(503, 'The server is shutting down; retry the request', 'server_error'));
     },
     async handle(req, res) {
-      const requestId = requestIdOf(req);
+      let requestId = requestIdOf(req);
+      // One usage record per call, keyed by its request id while it runs: a caller's id already running takes a fresh one.
+      const { usage } = options;
+      if (usage && !usage.restCallStarted(requestId)) {
+        requestId = randomUUID();
+        usage.restCallStarted(requestId);
+      }
       const headers = { 'x-request-id': requestId };
       const url = new URL(req.url ?? '/', 'http://rest');
+      const started = performance.now();
+      let routePath: string | null = null;
+      let errorType: string | null = null;
+      // When the answer ends (or the caller leaves): not awaited, nothing written on the request's path.
+      if (usage)
+        res.once('close', () =>
+          usage.restCallEnded({
+            requestId,
+            method: req.method ?? 'GET',
+            route: routePath,
+            statusCode: res.statusCode,
+            errorCode: errorType ?? (res.statusCode >= 400 ? `http_${res.statusCode}` : null),
+            latencyMs: performance.now() - started,
+          }),
+        );
       try {
         const route = router.match(req.method ?? 'GET', url.pathname);
         // OpenAI API: unknown routes answer 404 with the standard error object.
         if (!route) throw RestError.notFound(`Invalid URL (${req.method ?? 'GET'} ${url.pathname})`);
+        routePath = route.path;
         await route.handler(req, res, { url, params: route.params, requestId, headers });
       } catch (error) {
         const restError = error instanceof RestError ? error : new RestError(500, `Internal error (request id ${requestId})`, 'server_error');
+        errorType = restError.code ?? restError.type;
         if (!(error instanceof RestError)) options.logger.error({ err: error, requestId }, 'REST request failed');
         if (res.headersSent) {
           res.destroy();

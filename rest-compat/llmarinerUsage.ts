@@ -57,6 +57,80 @@ const REST_PARAMS: Record<string, string> = {
   status_code: 'filter.status_code',
 };
 
+const API_CALL_SUMMARIES = `query ApiCallSummaries($organizationId: ID, $projectId: ID, $startTime: DateTime, $endTime: DateTime, $bucket: UsageBucket!, $groupBy: [ApiCallGroup!]!) {
+  apiCallSummaries(organizationId: $organizationId, projectId: $projectId, startTime: $startTime, endTime: $endTime, bucket: $bucket, groupBy: $groupBy) {
+    bucketStart modelId apiKeyId projectId userId requests failedRequests avgLatencyMs promptTokens completionTokens
+  }
+}`;
+
+interface ApiCallSummary {
+  bucketStart: string;
+  modelId: string | null;
+  apiKeyId: string | null;
+  projectId: string | null;
+  userId: string | null;
+  requests: number;
+  failedRequests: number;
+  avgLatencyMs: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** `group_by` values (comma-separated or repeated) → GraphQL's ApiCallGroup. */
+const GROUPS: Record<string, string> = { model: 'MODEL', api_key: 'API_KEY', project: 'PROJECT', user: 'USER' };
+
+/**
+ * Mariner's `GET /v1/api-usage/api-call-summaries` (beside LLMariner's model usage summaries, in its shape:
+ * `filter.start_timestamp`/`filter.end_timestamp` in Unix seconds, int64 as strings): every API call of the
+ * organization (owners) or of the caller (anyone else) per hour or day, grouped by `group_by`
+ * (docs/operations-usage.md).
+ */
+const apiCallSummaries =
+  (gql: ReturnType<typeof routeGraphQL>): Handler =>
+  async (req, res, ctx) => {
+    const bucket = (protoQueryParam(ctx.url, 'bucket') ?? 'hour').toUpperCase();
+    if (bucket !== 'HOUR' && bucket !== 'DAY') throw RestError.badRequest('bucket must be hour or day', 'bucket');
+    const groupBy = ctx.url.searchParams
+      .getAll('group_by')
+      .flatMap((v) => v.split(','))
+      .map((v) => v.trim())
+      .filter((v) => v !== '')
+      .map((v) => {
+        const group = GROUPS[v];
+        if (!group) throw RestError.badRequest(`group_by must list model, api_key, project or user, not ${v}`, 'group_by');
+        return group;
+      });
+    const variables = {
+      organizationId: protoQueryParam(ctx.url, 'organization_id'),
+      projectId: protoQueryParam(ctx.url, 'project_id'),
+      startTime: timestampParam(ctx.url, 'filter.start_timestamp'),
+      endTime: timestampParam(ctx.url, 'filter.end_timestamp'),
+      bucket,
+      groupBy,
+    };
+    const params: Record<string, string> = { start_time: 'filter.start_timestamp', end_time: 'filter.end_timestamp' };
+    const data = await renamingParam(gql<{ apiCallSummaries: ApiCallSummary[] }>(req, ctx, API_CALL_SUMMARIES, variables), (param) => params[param] ?? param);
+    sendJson(
+      res,
+      200,
+      {
+        datapoints: data.apiCallSummaries.map((p) => ({
+          timestamp: int64(unixSeconds(p.bucketStart)),
+          model_id: p.modelId ?? '',
+          api_key_id: p.apiKeyId ?? '',
+          project_id: p.projectId ?? '',
+          user_id: p.userId ?? '',
+          total_requests: int64(p.requests),
+          failed_requests: int64(p.failedRequests),
+          avg_latency_ms: p.avgLatencyMs,
+          total_prompt_tokens: int64(p.promptTokens),
+          total_completion_tokens: int64(p.completionTokens),
+        })),
+      },
+      ctx.headers,
+    );
+  };
+
 export function llmarinerUsageRoutes({ gateway }: { gateway: GatewayClient }): Route[] {
   const gql = routeGraphQL(gateway);
 
@@ -92,5 +166,8 @@ export function llmarinerUsageRoutes({ gateway }: { gateway: GatewayClient }): R
     );
   };
 
-  return [{ method: 'GET', path: '/v1/api-usage/model-usage-summaries', handler: modelUsageSummaries }];
+  return [
+    { method: 'GET', path: '/v1/api-usage/model-usage-summaries', handler: modelUsageSummaries },
+    { method: 'GET', path: '/v1/api-usage/api-call-summaries', handler: apiCallSummaries(gql) },
+  ];
 }

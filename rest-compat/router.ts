@@ -41,7 +41,8 @@ export function createRouter(routes: readonly Route[]) {
     return { ...route, pattern: new RegExp(`^${source}$`), names };
   });
   return {
-    match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } | null {
+    /** The route's handler, its path parameters, and its path as declared (`/v1/files/:id`: usage records name it). */
+    match(method: string, pathname: string): { handler: Handler; params: Record<string, string>; path: string } | null {
       for (const route of compiled) {
         if (route.method !== method) continue;
         const m = route.pattern.exec(pathname);
@@ -50,7 +51,7 @@ export function createRouter(routes: readonly Route[]) {
         route.names.forEach((name, i) => {
           params[name] = decodeURIComponent(m[i + 1]!);
         });
-        return { handler: route.handler, params };
+        return { handler: route.handler, params, path: route.path };
       }
       return null;
     },

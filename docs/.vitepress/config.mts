@@ -51,6 +51,7 @@ export default defineConfig({
           { text: 'Security', link: '/security' },
           { text: 'Operations', link: '/operations' },
           { text: 'The audit log', link: '/operations-audit' },
+          { text: 'Usage records', link: '/operations-usage' },
           { text: 'Budgets', link: '/operations-budgets' },
           { text: 'Helm', link: '/helm' },
           { text: 'Coming from LLMariner', link: '/llmariner' },

@@ -204,6 +204,8 @@ const inference: PolicyMap = {
     budgets: inProject,
     apiUsages: usageRead,
     modelUsageSummaries: usageRead,
+    // Every signed-in caller sees their own API calls; the resolver shows an organization's owners all of it.
+    apiCallSummaries: isAuthenticated,
     tokenize: modelsWrite,
   },
   Mutation: {
@@ -219,6 +221,8 @@ const inference: PolicyMap = {
     // Also the rule the data plane applies to POST /v1/audio/transcriptions (an inference request, as a completion).
     createTranscription: modelsWrite,
     reportRuntimes: isWorker,
+    // API call records are appended by the gateway's system calls only (gateway/usage.ts).
+    recordApiCalls: isGatewaySystem,
   },
   Subscription: {
     chatCompletionStream: modelsWrite,
@@ -261,6 +265,7 @@ const inference: PolicyMap = {
   ApiUsage: { '*': usageRead },
   ModelUsagePoint: { '*': usageRead },
   ModelUsageValue: { '*': usageRead },
+  ApiCallSummary: { '*': isAuthenticated },
   ApiKey: { id: isAuthenticated },
 };
 

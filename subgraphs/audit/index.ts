@@ -33,7 +33,7 @@ export const auditComponent = defineComponent({
     const definition: SubgraphDefinition<AuditContext> = {
       name: 'audit',
       typeDefs: subgraphTypeDefs('audit'),
-      resolvers: resolvers as unknown as SubgraphDefinition<AuditContext>['resolvers'],
+      resolvers: resolvers as SubgraphDefinition<AuditContext>['resolvers'],
       policy: policyFor('audit'),
       createContext: (base) => ({ ...base, store }),
     };

@@ -1,15 +1,10 @@
 import { badInput, forbidden } from '../../lib/errors.js';
 import type { AuditContext } from './context.js';
-import type { AuditEventRecord, AuditEventRow, AuditEventQuery } from './store.js';
+import type { Resolvers } from './generated/resolvers.js';
+import type { AuditAction, AuditEventRow } from './store.js';
 
 /** More than this in one call is refused: the gateway sends batches well under it. */
 export const MAX_EVENTS_PER_BATCH = 1000;
-
-interface AuditEventsArgs {
-  filter?: Omit<AuditEventQuery, 'organizationId'> & { organizationId?: string | null };
-  limit?: number | null;
-  after?: string | null;
-}
 
 /**
  * Whose log a caller reads: the organization named, else their current one; only an OWNER of it
@@ -29,15 +24,29 @@ function organizationOf(ctx: AuditContext, requested: string | null | undefined)
   return organizationId;
 }
 
-export const resolvers = {
+/** Typed from schema/audit.graphql (codegen.ts: subgraphs/audit/generated/resolvers.ts). */
+export const resolvers: Resolvers<AuditContext> = {
   Query: {
-    async auditEvents(_parent: unknown, args: AuditEventsArgs, ctx: AuditContext) {
-      const organizationId = organizationOf(ctx, args.filter?.organizationId);
-      return ctx.store.list({ ...args.filter, organizationId }, { after: args.after ?? null, limit: args.limit ?? null });
+    async auditEvents(_parent, args, ctx) {
+      const filter = args.filter ?? {};
+      const organizationId = organizationOf(ctx, filter.organizationId);
+      return ctx.store.list(
+        {
+          organizationId,
+          projectId: filter.projectId ?? null,
+          userId: filter.userId ?? null,
+          apiKeyId: filter.apiKeyId ?? null,
+          field: filter.field ?? null,
+          requestId: filter.requestId ?? null,
+          since: filter.since ?? null,
+          until: filter.until ?? null,
+        },
+        { after: args.after ?? null, limit: args.limit ?? null },
+      );
     },
   },
   Mutation: {
-    async recordAuditEvents(_parent: unknown, args: { events: AuditEventRecord[] }, ctx: AuditContext) {
+    async recordAuditEvents(_parent, args, ctx) {
       // The policy admits the gateway's system calls only; checked again here, as every subgraph does.
       if (!ctx.system) throw forbidden('Only the gateway records audit entries');
       if (args.events.length > MAX_EVENTS_PER_BATCH) throw badInput(`at most ${MAX_EVENTS_PER_BATCH} entries per call`, 'events');
@@ -63,6 +72,6 @@ export const resolvers = {
     projectId: (row: AuditEventRow) => row.project_id,
     clientAddress: (row: AuditEventRow) => row.client_address,
     operationName: (row: AuditEventRow) => row.operation_name,
-    actions: (row: AuditEventRow) => (typeof row.actions === 'string' ? JSON.parse(row.actions) : row.actions),
+    actions: (row: AuditEventRow) => (typeof row.actions === 'string' ? (JSON.parse(row.actions) as AuditAction[]) : row.actions),
   },
 };

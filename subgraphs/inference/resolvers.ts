@@ -22,6 +22,7 @@ import {
 import { readJson, serverSentEvents } from './router.js';
 import type { RuntimeAutoscaling, RuntimeReport, RuntimeRow, RuntimeScalingSchedule } from './store.js';
 import { transcribeFile } from './transcriptions.js';
+import { apiCallSummaries, recordApiCalls } from './usageResolvers.js';
 
 /**
  * A typed field's request: its input checked and made the OpenAI body (openaiShapes.ts), then the
@@ -272,9 +273,11 @@ export const resolvers: Resolvers<InferenceContext> = {
       return ctx.usageStore.summaries(scope.tenantId, scope.projectId, from, to);
     },
     modelUsageSummaries: (_p, args, ctx) => modelUsageSummaries(ctx, args),
+    apiCallSummaries: (_p, args, ctx) => apiCallSummaries(ctx, args),
     tokenize: (_p, { request }, ctx) => tokenize(ctx, request),
   },
   Mutation: {
+    recordApiCalls: (_p, args, ctx) => recordApiCalls(ctx, args),
     setBudget: (_p, { input }, ctx) => setBudget(ctx, input),
     deleteBudget: (_p, { id }, ctx) => deleteBudget(ctx, id),
     createTranscription: (_p, { input }, ctx) => transcribeFile(ctx, input),

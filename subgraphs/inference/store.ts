@@ -1,4 +1,5 @@
 import { toCount, type Knex } from '../../lib/db.js';
+import { ApiCallStore } from './usageStore.js';
 
 export const SCHEMA = 'inference';
 
@@ -279,16 +280,23 @@ export interface ModelUsageBucketRow {
 
 /** Usage records (all SQL of api-usage). */
 export class UsageStore {
-  constructor(private readonly knex: Knex) {}
+  /** The records of every API call (usageStore.ts): retention removes them with these. */
+  readonly apiCalls: ApiCallStore;
+
+  constructor(private readonly knex: Knex) {
+    this.apiCalls = new ApiCallStore(knex);
+  }
 
   async insert(records: readonly UsageRecord[]): Promise<void> {
     if (records.length === 0) return;
     await this.knex.withSchema(SCHEMA).table('usage_records').insert(records);
   }
 
-  /** Deletes the records older than `before` (retention); returns how many went. */
+  /** Deletes the inference and API call records older than `before` (retention); returns how many went. */
   async purgeBefore(before: Date): Promise<number> {
-    return this.knex.withSchema(SCHEMA).table('usage_records').where('created_at', '<', before).delete();
+    // `returning`: a delete's count through knex-pglite is not always a number.
+    const removed = (await this.knex.withSchema(SCHEMA).table('usage_records').where('created_at', '<', before).delete().returning('id')) as unknown[];
+    return removed.length + (await this.apiCalls.purgeBefore(before));
   }
 
   /**

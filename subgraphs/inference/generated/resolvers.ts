@@ -20,6 +20,54 @@ export type Scalars = {
   _FieldSet: { input: unknown; output: unknown; }
 };
 
+/** What API call summaries are grouped by (besides the time bucket). */
+export type ApiCallGroup =
+  | 'API_KEY'
+  | 'MODEL'
+  | 'PROJECT'
+  | 'USER';
+
+/** One API call as the gateway hands it over (gateway/usage.ts). */
+export type ApiCallInput = {
+  apiKeyId?: InputMaybe<Scalars['String']['input']>;
+  errorCode?: InputMaybe<Scalars['String']['input']>;
+  latencyMs: Scalars['Int']['input'];
+  method: Scalars['String']['input'];
+  modelId?: InputMaybe<Scalars['String']['input']>;
+  occurredAt: Scalars['DateTime']['input'];
+  operationName?: InputMaybe<Scalars['String']['input']>;
+  operationType?: InputMaybe<Scalars['String']['input']>;
+  organizationId?: InputMaybe<Scalars['String']['input']>;
+  projectId?: InputMaybe<Scalars['String']['input']>;
+  /** `graphql` or `rest`. */
+  protocol: Scalars['String']['input'];
+  requestId: Scalars['String']['input'];
+  route?: InputMaybe<Scalars['String']['input']>;
+  statusCode: Scalars['Int']['input'];
+  tenantId?: InputMaybe<Scalars['String']['input']>;
+  userId?: InputMaybe<Scalars['String']['input']>;
+};
+
+/**
+ * The API calls of one group in one time bucket: every GraphQL operation and REST call (docs/operations-usage.md),
+ * with the tokens of the group's inference requests. A dimension the summary is not grouped by is null; `modelId`
+ * is null for calls that named no model.
+ */
+export type ApiCallSummary = {
+  __typename?: 'ApiCallSummary';
+  apiKeyId?: Maybe<Scalars['ID']['output']>;
+  avgLatencyMs: Scalars['Float']['output'];
+  bucketStart: Scalars['DateTime']['output'];
+  completionTokens: Scalars['Int']['output'];
+  /** Calls answered with an error: an HTTP status of 400 or more, or a GraphQL error code. */
+  failedRequests: Scalars['Int']['output'];
+  modelId?: Maybe<Scalars['String']['output']>;
+  projectId?: Maybe<Scalars['ID']['output']>;
+  promptTokens: Scalars['Int']['output'];
+  requests: Scalars['Int']['output'];
+  userId?: Maybe<Scalars['ID']['output']>;
+};
+
 /** An API key, as the users subgraph resolves it. */
 export type ApiKey = {
   __typename?: 'ApiKey';
@@ -478,6 +526,8 @@ export type Mutation = {
   deleteBudget: DeletePayload;
   /** Embeddings of one text or several (OpenAI POST /v1/embeddings). */
   embeddings: EmbeddingList;
+  /** Gateway only: appends a batch of API call records; answers how many were written. */
+  recordApiCalls: Scalars['Int']['output'];
   /**
    * For agents: the runtimes on the calling cluster now (replaces the previous report). Only runtimes of
    * models the cluster may run count (the tenant's catalog, and models of the organizations it serves);
@@ -529,6 +579,11 @@ export type MutationEmbeddingsArgs = {
 };
 
 
+export type MutationRecordApiCallsArgs = {
+  calls: Array<ApiCallInput>;
+};
+
+
 export type MutationReportRuntimesArgs = {
   runtimes: Array<RuntimeReportInput>;
 };
@@ -540,6 +595,13 @@ export type MutationSetBudgetArgs = {
 
 export type Query = {
   __typename?: 'Query';
+  /**
+   * API calls (every GraphQL operation and REST call) and inference tokens per time bucket over [startTime, endTime)
+   * (default: the last 24 hours; at most 1000 buckets), grouped by any of model, API key, project and user. The
+   * organization is `organizationId`, default the caller's current one: its owners see every call of it (`projectId`
+   * narrows to one project), anyone else their own calls only.
+   */
+  apiCallSummaries: Array<ApiCallSummary>;
   /** The project's inference usage in [startTime, endTime), by user, API key and model. */
   apiUsages: Array<ApiUsage>;
   /**
@@ -561,6 +623,16 @@ export type Query = {
    * `request` is `{model, prompt}` or `{model, messages}`; the result `{count, max_model_len, tokens}`.
    */
   tokenize: Scalars['JSON']['output'];
+};
+
+
+export type QueryApiCallSummariesArgs = {
+  bucket?: UsageBucket;
+  endTime?: InputMaybe<Scalars['DateTime']['input']>;
+  groupBy?: Array<ApiCallGroup>;
+  organizationId?: InputMaybe<Scalars['ID']['input']>;
+  projectId?: InputMaybe<Scalars['ID']['input']>;
+  startTime?: InputMaybe<Scalars['DateTime']['input']>;
 };
 
 
@@ -851,6 +923,11 @@ export type TranscriptionSegment = {
   text: Scalars['String']['output'];
 };
 
+/** A summary's time bucket: UTC hours or UTC days. */
+export type UsageBucket =
+  | 'DAY'
+  | 'HOUR';
+
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
 
@@ -946,16 +1023,19 @@ export type FederationReferenceTypes = ResolversObject<{
 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = ResolversObject<{
-  ApiKey: ResolverTypeWrapper<ApiKey>;
-  ID: ResolverTypeWrapper<Scalars['ID']['output']>;
-  ApiUsage: ResolverTypeWrapper<UsageSummaryRow>;
-  Float: ResolverTypeWrapper<Scalars['Float']['output']>;
+  ApiCallGroup: ApiCallGroup;
+  ApiCallInput: ApiCallInput;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  ApiCallSummary: ResolverTypeWrapper<ApiCallSummary>;
+  ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  Float: ResolverTypeWrapper<Scalars['Float']['output']>;
+  ApiKey: ResolverTypeWrapper<ApiKey>;
+  ApiUsage: ResolverTypeWrapper<UsageSummaryRow>;
   Budget: ResolverTypeWrapper<Budget>;
   BudgetPeriod: BudgetPeriod;
   BudgetScope: BudgetScope;
   ChatCompletion: ResolverTypeWrapper<ChatCompletion>;
-  String: ResolverTypeWrapper<Scalars['String']['output']>;
   ChatCompletionChoice: ResolverTypeWrapper<ChatCompletionChoice>;
   ChatCompletionChunk: ResolverTypeWrapper<ChatCompletionChunk>;
   ChatCompletionChunkChoice: ResolverTypeWrapper<ChatCompletionChunkChoice>;
@@ -1014,18 +1094,21 @@ export type ResolversTypes = ResolversObject<{
   TopLogprob: ResolverTypeWrapper<TopLogprob>;
   Transcription: ResolverTypeWrapper<Transcription>;
   TranscriptionSegment: ResolverTypeWrapper<TranscriptionSegment>;
+  UsageBucket: UsageBucket;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = ResolversObject<{
-  ApiKey: ApiKey;
-  ID: Scalars['ID']['output'];
-  ApiUsage: UsageSummaryRow;
-  Float: Scalars['Float']['output'];
+  ApiCallInput: ApiCallInput;
+  String: Scalars['String']['output'];
   Int: Scalars['Int']['output'];
+  ApiCallSummary: ApiCallSummary;
+  ID: Scalars['ID']['output'];
+  Float: Scalars['Float']['output'];
+  ApiKey: ApiKey;
+  ApiUsage: UsageSummaryRow;
   Budget: Budget;
   ChatCompletion: ChatCompletion;
-  String: Scalars['String']['output'];
   ChatCompletionChoice: ChatCompletionChoice;
   ChatCompletionChunk: ChatCompletionChunk;
   ChatCompletionChunkChoice: ChatCompletionChunkChoice;
@@ -1079,6 +1162,19 @@ export type ResolversParentTypes = ResolversObject<{
   TopLogprob: TopLogprob;
   Transcription: Transcription;
   TranscriptionSegment: TranscriptionSegment;
+}>;
+
+export type ApiCallSummaryResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ApiCallSummary'] = ResolversParentTypes['ApiCallSummary']> = ResolversObject<{
+  apiKeyId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  avgLatencyMs?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  bucketStart?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  completionTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  failedRequests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  modelId?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  promptTokens?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  requests?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  userId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
 }>;
 
 export type ApiKeyResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ApiKey'] = ResolversParentTypes['ApiKey']> = ResolversObject<{
@@ -1275,11 +1371,13 @@ export type MutationResolvers<ContextType = InferenceContext, ParentType extends
   createTranscription?: Resolver<ResolversTypes['Transcription'], ParentType, ContextType, RequireFields<MutationCreateTranscriptionArgs, 'input'>>;
   deleteBudget?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteBudgetArgs, 'id'>>;
   embeddings?: Resolver<ResolversTypes['EmbeddingList'], ParentType, ContextType, RequireFields<MutationEmbeddingsArgs, 'input'>>;
+  recordApiCalls?: Resolver<ResolversTypes['Int'], ParentType, ContextType, RequireFields<MutationRecordApiCallsArgs, 'calls'>>;
   reportRuntimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType, RequireFields<MutationReportRuntimesArgs, 'runtimes'>>;
   setBudget?: Resolver<ResolversTypes['Budget'], ParentType, ContextType, RequireFields<MutationSetBudgetArgs, 'input'>>;
 }>;
 
 export type QueryResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
+  apiCallSummaries?: Resolver<Array<ResolversTypes['ApiCallSummary']>, ParentType, ContextType, RequireFields<QueryApiCallSummariesArgs, 'bucket' | 'groupBy'>>;
   apiUsages?: Resolver<Array<ResolversTypes['ApiUsage']>, ParentType, ContextType, Partial<QueryApiUsagesArgs>>;
   budgets?: Resolver<Array<ResolversTypes['Budget']>, ParentType, ContextType, Partial<QueryBudgetsArgs>>;
   inferenceRateLimit?: Resolver<Maybe<ResolversTypes['InferenceRateLimit']>, ParentType, ContextType>;
@@ -1371,6 +1469,7 @@ export type TranscriptionSegmentResolvers<ContextType = InferenceContext, Parent
 }>;
 
 export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
+  ApiCallSummary?: ApiCallSummaryResolvers<ContextType>;
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiUsage?: ApiUsageResolvers<ContextType>;
   Budget?: BudgetResolvers<ContextType>;

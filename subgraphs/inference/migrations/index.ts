@@ -4,6 +4,7 @@ import { rateLimitsAndUsage } from './002_rate_limits_and_usage.js';
 import { runtimeAutoscaling } from './003_runtime_autoscaling.js';
 import { runtimeFailure } from './004_runtime_failure.js';
 import { budgets } from './005_budgets.js';
+import { apiCalls } from './006_api_calls.js';
 
 /** The inference subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial, rateLimitsAndUsage, runtimeAutoscaling, runtimeFailure, budgets];
+export const migrations: Migration[] = [initial, rateLimitsAndUsage, runtimeAutoscaling, runtimeFailure, budgets, apiCalls];
