@@ -1,8 +1,13 @@
 /**
  * What the agent reports about its cluster: nodes, GPUs, GPUs in use, and the instance types the
- * cluster runs on (LLMariner's ClusterStatus: gpu_nodes, gpu_pods, provisionable_resources).
+ * cluster runs on (LLMariner's ClusterStatus: gpu_nodes, gpu_pods, provisionable_resources); with
+ * the NVIDIA DCGM exporter running, each GPU's utilisation and memory (dcgm.ts). The control plane
+ * keeps the reports as the cluster's telemetry series (subgraphs/clusters/telemetry.ts).
  */
 import type { CoreV1Api, V1Node, V1Pod } from '@kubernetes/client-node';
+import { JOB_ID_LABEL, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
+import { dcgmSettingsFromEnv, scrapeDcgm, type DcgmSettings, type GpuMetric } from './dcgm.js';
+import { COMPONENT_LABEL, RUNTIME_COMPONENT } from './runtimeManifests.js';
 
 export interface ClusterNodeStatus {
   name: string;
@@ -11,8 +16,23 @@ export interface ClusterNodeStatus {
   gpuAllocatable: number;
   /** The `nvidia.com/gpu.product` label that NVIDIA GPU feature discovery sets, e.g. `NVIDIA-A100-SXM4-80GB`. */
   gpuProduct: string | null;
+  /** Memory of one GPU: GPU feature discovery's `nvidia.com/gpu.memory` label (MiB), in bytes; null without it. */
+  gpuMemoryBytes: number | null;
   cpuCores: number;
   memoryBytes: number;
+}
+
+/** What a GPU pod is to the platform: an inference runtime, a job's or notebook's pod, or anything else. */
+export type GpuWorkload = 'RUNTIME' | 'JOB' | 'NOTEBOOK' | 'OTHER';
+
+export interface GpuPodStatus {
+  namespace: string;
+  name: string;
+  gpus: number;
+  phase: string;
+  /** The node it was scheduled on; null while unscheduled. */
+  nodeName: string | null;
+  workload: GpuWorkload;
 }
 
 export interface ClusterStatusReport {
@@ -21,13 +41,16 @@ export interface ClusterStatusReport {
   gpuCapacity: number;
   /** Sum of the `nvidia.com/gpu` limits (else requests) of pods that have not terminated. */
   gpuAllocated: number;
-  gpuPods: { namespace: string; name: string; gpus: number; phase: string }[];
+  gpuPods: GpuPodStatus[];
   /** Distinct instance families and types of the nodes (well-known and Karpenter node labels). */
   provisionableResources: { instanceFamily: string | null; instanceType: string | null }[];
+  /** Every GPU as the DCGM exporters measured it; null when the cluster runs none (allocation only). */
+  gpuMetrics: GpuMetric[] | null;
 }
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
 const GPU_PRODUCT_LABEL = 'nvidia.com/gpu.product';
+const GPU_MEMORY_LABEL = 'nvidia.com/gpu.memory';
 const INSTANCE_TYPE_LABELS = ['node.kubernetes.io/instance-type', 'beta.kubernetes.io/instance-type'];
 const INSTANCE_FAMILY_LABELS = ['karpenter.k8s.aws/instance-family'];
 /** Page size for lists, so one report never asks a large cluster for every pod at once. */
@@ -99,6 +122,19 @@ export function gpusOfPod(pod: V1Pod): number {
   return Math.max(containers, initContainers);
 }
 
+function workloadOf(pod: V1Pod): GpuWorkload {
+  const labels = pod.metadata?.labels ?? {};
+  if (labels[COMPONENT_LABEL] === RUNTIME_COMPONENT) return 'RUNTIME';
+  if (labels[NOTEBOOK_NAME_LABEL]) return 'NOTEBOOK';
+  if (labels[JOB_ID_LABEL]) return 'JOB';
+  return 'OTHER';
+}
+
+function gpuMemoryOf(node: V1Node): number | null {
+  const mib = Number(node.metadata?.labels?.[GPU_MEMORY_LABEL]);
+  return Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : null;
+}
+
 function isTerminated(pod: V1Pod): boolean {
   return pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
 }
@@ -125,9 +161,22 @@ async function listAllPods(core: CoreV1Api): Promise<V1Pod[]> {
   return pods;
 }
 
-/** Reads the cluster's nodes and pods and sums up what it has and what is in use. */
-export async function collectClusterStatus(core: CoreV1Api): Promise<ClusterStatusReport> {
-  const [nodeList, podList] = await Promise.all([listAllNodes(core), listAllPods(core)]);
+/** The DCGM exporters' GPUs; null (allocation only) when there are none, or finding them failed. */
+async function gpuMetricsOf(core: CoreV1Api, dcgm: DcgmSettings): Promise<GpuMetric[] | null> {
+  try {
+    return (await scrapeDcgm(core, dcgm)).gpus;
+  } catch {
+    // Listing the exporter pods was refused or failed: the report goes out with allocations only.
+    return null;
+  }
+}
+
+/**
+ * Reads the cluster's nodes and pods and sums up what it has and what is in use; scrapes the DCGM
+ * exporters when the cluster runs them (settings: dcgm.ts, from the environment by default).
+ */
+export async function collectClusterStatus(core: CoreV1Api, dcgm: DcgmSettings = dcgmSettingsFromEnv()): Promise<ClusterStatusReport> {
+  const [nodeList, podList, gpuMetrics] = await Promise.all([listAllNodes(core), listAllPods(core), gpuMetricsOf(core, dcgm)]);
 
   const nodes = nodeList.map((node): ClusterNodeStatus => ({
     name: node.metadata?.name ?? '',
@@ -135,6 +184,7 @@ export async function collectClusterStatus(core: CoreV1Api): Promise<ClusterStat
     gpuCapacity: resourceOf(node.status?.capacity, GPU_RESOURCE),
     gpuAllocatable: resourceOf(node.status?.allocatable, GPU_RESOURCE),
     gpuProduct: node.metadata?.labels?.[GPU_PRODUCT_LABEL] ?? null,
+    gpuMemoryBytes: gpuMemoryOf(node),
     cpuCores: resourceOf(node.status?.capacity, 'cpu'),
     memoryBytes: resourceOf(node.status?.capacity, 'memory'),
   }));
@@ -145,6 +195,8 @@ export async function collectClusterStatus(core: CoreV1Api): Promise<ClusterStat
       name: pod.metadata?.name ?? '',
       gpus: gpusOfPod(pod),
       phase: pod.status?.phase ?? 'Unknown',
+      nodeName: pod.spec?.nodeName || null,
+      workload: workloadOf(pod),
       terminated: isTerminated(pod),
     }))
     .filter((pod) => pod.gpus > 0);
@@ -162,7 +214,8 @@ export async function collectClusterStatus(core: CoreV1Api): Promise<ClusterStat
     nodes,
     gpuCapacity: nodes.filter((n) => n.ready).reduce((sum, n) => sum + n.gpuAllocatable, 0),
     gpuAllocated: gpuPods.filter((p) => !p.terminated).reduce((sum, p) => sum + p.gpus, 0),
-    gpuPods: gpuPods.map(({ namespace, name, gpus, phase }) => ({ namespace, name, gpus, phase })),
+    gpuPods: gpuPods.map(({ terminated: _, ...pod }) => pod),
     provisionableResources: [...provisionable.values()],
+    gpuMetrics,
   };
 }

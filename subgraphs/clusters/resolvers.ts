@@ -3,6 +3,7 @@ import { isPlatformAdmin, projectScopeOf } from '../../lib/identity.js';
 import type { ClustersContext } from './context.js';
 import type { RegisterClusterInput, Resolvers } from './generated/resolvers.js';
 import { accessOf, configOf, type ClusterOwner, type ClusterRow, type ClusterViewer } from './store.js';
+import { telemetryPoints, telemetryRange, telemetrySample, validateGpuMetrics, withoutNamespaces, type TelemetryPoint } from './telemetry.js';
 import * as validate from './validation.js';
 
 const tenantOf = (ctx: ClustersContext): string => projectScopeOf(ctx.identity).tenantId;
@@ -66,10 +67,58 @@ function workerOf(ctx: ClustersContext) {
   return ctx.worker;
 }
 
+/** A point as the schema's ClusterTelemetryPoint. */
+function telemetryPointOut(point: TelemetryPoint) {
+  return {
+    ...point,
+    at: point.at.toISOString(),
+    namespaces: point.namespaces.map(({ utilization, memoryUsedBytes, ...ns }) => ({
+      ...ns,
+      gpuUtilization: utilization,
+      gpuMemoryUsedBytes: memoryUsedBytes,
+    })),
+  };
+}
+
 export const resolvers: Resolvers<ClustersContext> = {
   Query: {
     clusters: (_p, { after, limit }, ctx) => ctx.store.list(tenantOf(ctx), viewerOf(ctx), { after, limit }),
     cluster: async (_p, { id }, ctx) => (await ctx.store.cluster(tenantOf(ctx), validate.clusterId(id), viewerOf(ctx))) ?? null,
+    /**
+     * Only clusters the caller may see (its organization's own and the platform clusters granted to it);
+     * on a platform cluster only platform admins see the namespaces (other organizations' projects).
+     */
+    clusterTelemetry: async (_p, args, ctx) => {
+      const range = telemetryRange(args);
+      const viewer = viewerOf(ctx);
+      const tenantId = tenantOf(ctx);
+      const clusters =
+        args.clusterId == null
+          ? await ctx.store.all(tenantId, viewer.platformAdmin ? undefined : viewer.organizationId)
+          : [await ctx.store.cluster(tenantId, validate.clusterId(args.clusterId, 'clusterId'), viewer)].filter((c): c is ClusterRow => c !== undefined);
+      const rows = await ctx.telemetry.rows(
+        clusters.map((c) => c.id),
+        range.from,
+        range.to,
+      );
+      return clusters.map((cluster) => {
+        const points = telemetryPoints(
+          rows.filter((r) => r.clusterId === cluster.id),
+          range.from,
+          range.to,
+          range.step,
+        );
+        const seesNamespaces = viewer.platformAdmin || cluster.organization_id !== null;
+        return {
+          clusterId: cluster.id,
+          clusterName: cluster.name,
+          from: range.from.toISOString(),
+          to: range.to.toISOString(),
+          step: range.step,
+          points: points.map((p) => telemetryPointOut(seesNamespaces ? p : withoutNamespaces(p))),
+        };
+      });
+    },
     workerCluster: async (_p, _a, ctx) => {
       const worker = workerOf(ctx);
       const cluster = await ctx.store.cluster(worker.tenantId, worker.clusterId);
@@ -140,8 +189,12 @@ export const resolvers: Resolvers<ClustersContext> = {
     },
     reportComponentStatus: async (_p, { input }, ctx) => ctx.store.reportComponentStatus(workerOf(ctx).clusterId, validate.componentStatus(input)),
     reportClusterStatus: async (_p, { input }, ctx) => {
-      const row = await ctx.store.reportClusterStatus(workerOf(ctx).clusterId, validate.clusterStatus(input));
+      const status = validate.clusterStatus(input);
+      const gpuMetrics = validateGpuMetrics(input.gpuMetrics);
+      const row = await ctx.store.reportClusterStatus(workerOf(ctx).clusterId, status);
       if (!row?.status || !row.status_updated_at) throw unauthenticated('The cluster of this registration key was unregistered');
+      // The series: a report that changed nothing only extends the latest row.
+      await ctx.telemetry.record(row.id, telemetrySample(row.status, gpuMetrics), ctx.statusStaleSeconds * 1000);
       return { ...row.status, updatedAt: row.status_updated_at };
     },
   },
@@ -166,6 +219,11 @@ export const resolvers: Resolvers<ClustersContext> = {
   ClusterStatus: {
     updatedAt: (s) => s.updatedAt.toISOString(),
     stale: (s, _a, ctx) => Date.now() - s.updatedAt.getTime() > ctx.statusStaleSeconds * 1000,
+  },
+  GpuPod: {
+    nodeName: (p) => p.nodeName ?? null,
+    // Reports of agents older than the field.
+    workload: (p) => p.workload ?? 'OTHER',
   },
   ClusterConfig: {
     updatedAt: (c) => c.updatedAt.toISOString(),

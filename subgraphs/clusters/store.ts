@@ -5,12 +5,24 @@ import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
 export const SCHEMA = 'clusters';
 
+export type GpuWorkload = 'RUNTIME' | 'JOB' | 'NOTEBOOK' | 'OTHER';
+
 /** What an agent reports about its cluster, with the totals computed when it is stored. */
 export interface ClusterStatusValue {
-  nodes: { name: string; ready: boolean; gpuCapacity: number; gpuAllocatable: number; gpuProduct: string | null; cpuCores: number; memoryBytes: number }[];
+  nodes: {
+    name: string;
+    ready: boolean;
+    gpuCapacity: number;
+    gpuAllocatable: number;
+    gpuProduct: string | null;
+    /** Absent in reports of older agents. */
+    gpuMemoryBytes?: number | null;
+    cpuCores: number;
+    memoryBytes: number;
+  }[];
   gpuCapacity: number;
   gpuAllocated: number;
-  gpuPods: { namespace: string; name: string; gpus: number; phase: string }[];
+  gpuPods: { namespace: string; name: string; gpus: number; phase: string; nodeName?: string | null; workload?: GpuWorkload }[];
   provisionableResources: { instanceFamily: string | null; instanceType: string | null }[];
 }
 

@@ -1,6 +1,6 @@
 import { badInput } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
-import type { ClusterConfigValue, ClusterStatusValue } from './store.js';
+import type { ClusterConfigValue, ClusterStatusValue, GpuWorkload } from './store.js';
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -42,8 +42,17 @@ function amount(value: number, field: string): number {
 }
 
 interface StatusInput {
-  nodes: { name: string; ready: boolean; gpuCapacity: number; gpuAllocatable: number; gpuProduct?: string | null; cpuCores: number; memoryBytes: number }[];
-  gpuPods: { namespace: string; name: string; gpus: number; phase: string }[];
+  nodes: {
+    name: string;
+    ready: boolean;
+    gpuCapacity: number;
+    gpuAllocatable: number;
+    gpuProduct?: string | null;
+    gpuMemoryBytes?: number | null;
+    cpuCores: number;
+    memoryBytes: number;
+  }[];
+  gpuPods: { namespace: string; name: string; gpus: number; phase: string; nodeName?: string | null; workload?: GpuWorkload | null }[];
   provisionableResources?: { instanceFamily?: string | null; instanceType?: string | null }[] | null;
 }
 
@@ -57,6 +66,7 @@ export function clusterStatus(input: StatusInput): ClusterStatusValue {
     gpuCapacity: count(n.gpuCapacity, `input.nodes[${i}].gpuCapacity`),
     gpuAllocatable: count(n.gpuAllocatable, `input.nodes[${i}].gpuAllocatable`),
     gpuProduct: n.gpuProduct ? text(n.gpuProduct, `input.nodes[${i}].gpuProduct`) : null,
+    gpuMemoryBytes: n.gpuMemoryBytes == null ? null : amount(n.gpuMemoryBytes, `input.nodes[${i}].gpuMemoryBytes`),
     cpuCores: amount(n.cpuCores, `input.nodes[${i}].cpuCores`),
     memoryBytes: amount(n.memoryBytes, `input.nodes[${i}].memoryBytes`),
   }));
@@ -65,6 +75,8 @@ export function clusterStatus(input: StatusInput): ClusterStatusValue {
     name: text(p.name, `input.gpuPods[${i}].name`),
     gpus: count(p.gpus, `input.gpuPods[${i}].gpus`),
     phase: text(p.phase, `input.gpuPods[${i}].phase`),
+    nodeName: p.nodeName ? text(p.nodeName, `input.gpuPods[${i}].nodeName`) : null,
+    workload: p.workload ?? 'OTHER',
   }));
   const provisionableResources = (input.provisionableResources ?? []).slice(0, 1000).map((r, i) => ({
     instanceFamily: r.instanceFamily ? text(r.instanceFamily, `input.provisionableResources[${i}].instanceFamily`) : null,

@@ -79,6 +79,8 @@ export type ClusterNode = {
   cpuCores: Scalars['Float']['output'];
   gpuAllocatable: Scalars['Int']['output'];
   gpuCapacity: Scalars['Int']['output'];
+  /** Memory of one GPU (GPU feature discovery's `nvidia.com/gpu.memory` label); null without it. */
+  gpuMemoryBytes?: Maybe<Scalars['Float']['output']>;
   gpuProduct?: Maybe<Scalars['String']['output']>;
   memoryBytes: Scalars['Float']['output'];
   name: Scalars['String']['output'];
@@ -89,6 +91,7 @@ export type ClusterNodeInput = {
   cpuCores: Scalars['Float']['input'];
   gpuAllocatable: Scalars['Int']['input'];
   gpuCapacity: Scalars['Int']['input'];
+  gpuMemoryBytes?: InputMaybe<Scalars['Float']['input']>;
   gpuProduct?: InputMaybe<Scalars['String']['input']>;
   memoryBytes: Scalars['Float']['input'];
   name: Scalars['String']['input'];
@@ -118,9 +121,56 @@ export type ClusterStatus = {
 };
 
 export type ClusterStatusInput = {
+  /** Every GPU as the NVIDIA DCGM exporter measured it; null or absent: the cluster runs none (allocation only). */
+  gpuMetrics?: InputMaybe<Array<GpuMetricInput>>;
   gpuPods: Array<GpuPodInput>;
   nodes: Array<ClusterNodeInput>;
   provisionableResources?: InputMaybe<Array<ProvisionableResourceInput>>;
+};
+
+/** A cluster's telemetry over [from, to) in steps (docs/operations-telemetry.md). */
+export type ClusterTelemetry = {
+  __typename?: 'ClusterTelemetry';
+  clusterId: Scalars['ID']['output'];
+  clusterName: Scalars['String']['output'];
+  from: Scalars['DateTime']['output'];
+  points: Array<ClusterTelemetryPoint>;
+  /** Seconds per point. */
+  step: Scalars['Int']['output'];
+  to: Scalars['DateTime']['output'];
+};
+
+/**
+ * One step of a cluster's telemetry: inventory as last reported in the step; allocations, utilisation and
+ * memory in use averaged over the step (weighted by how long each report held), and their maximum.
+ */
+export type ClusterTelemetryPoint = {
+  __typename?: 'ClusterTelemetryPoint';
+  /** The start of the step. */
+  at: Scalars['DateTime']['output'];
+  gpuAllocated: Scalars['Float']['output'];
+  gpuAllocatedMax: Scalars['Float']['output'];
+  gpuCapacity: Scalars['Int']['output'];
+  gpuMemoryCapacityBytes: Scalars['Float']['output'];
+  /** GPU memory in use (DCGM only; null with ALLOCATION). */
+  gpuMemoryUsedBytes?: Maybe<Scalars['Float']['output']>;
+  gpuMemoryUsedBytesMax?: Maybe<Scalars['Float']['output']>;
+  /** GPUs by model and memory. */
+  gpuModels: Array<TelemetryGpuModel>;
+  /** Percent of the cluster's GPUs' capacity in use, as `source` says; null without GPUs or reports. */
+  gpuUtilization?: Maybe<Scalars['Float']['output']>;
+  gpuUtilizationMax?: Maybe<Scalars['Float']['output']>;
+  /** Each GPU as DCGM last measured it in the step (empty with ALLOCATION); the pod using it only where `namespaces` shows. */
+  gpus: Array<TelemetryGpu>;
+  /**
+   * GPU allocations and use per namespace. On a platform cluster only platform admins see them (the
+   * namespaces belong to other organizations' projects): the list is empty for anyone else.
+   */
+  namespaces: Array<TelemetryNamespace>;
+  nodeCount: Scalars['Int']['output'];
+  nodes: Array<TelemetryNode>;
+  /** Null: the agent sent no report in this step (the other fields are zero and empty). */
+  source?: Maybe<TelemetrySource>;
 };
 
 export type ComponentStatus = {
@@ -144,20 +194,51 @@ export type DeletePayload = {
   id: Scalars['ID']['output'];
 };
 
+/** One GPU as DCGM measured it (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED, DCGM_FI_DEV_FB_FREE). */
+export type GpuMetricInput = {
+  index: Scalars['Int']['input'];
+  memoryTotalBytes?: InputMaybe<Scalars['Float']['input']>;
+  memoryUsedBytes?: InputMaybe<Scalars['Float']['input']>;
+  modelName?: InputMaybe<Scalars['String']['input']>;
+  /** The pod using the GPU, when the exporter maps GPUs to pods. */
+  namespace?: InputMaybe<Scalars['String']['input']>;
+  node: Scalars['String']['input'];
+  pod?: InputMaybe<Scalars['String']['input']>;
+  /** Percent, 0 to 100. */
+  utilization: Scalars['Float']['input'];
+  uuid: Scalars['String']['input'];
+};
+
 export type GpuPod = {
   __typename?: 'GpuPod';
   gpus: Scalars['Int']['output'];
   name: Scalars['String']['output'];
   namespace: Scalars['String']['output'];
+  /** The node it runs on; null while unscheduled (or reported by an older agent). */
+  nodeName?: Maybe<Scalars['String']['output']>;
   phase: Scalars['String']['output'];
+  workload: GpuWorkload;
 };
 
 export type GpuPodInput = {
   gpus: Scalars['Int']['input'];
   name: Scalars['String']['input'];
   namespace: Scalars['String']['input'];
+  nodeName?: InputMaybe<Scalars['String']['input']>;
   phase: Scalars['String']['input'];
+  workload?: InputMaybe<GpuWorkload>;
 };
+
+/** What a GPU pod is to the platform. */
+export type GpuWorkload =
+  /** A fine-tuning or batch job's pod. */
+  | 'JOB'
+  /** A notebook's pod. */
+  | 'NOTEBOOK'
+  /** Anything else holding GPUs. */
+  | 'OTHER'
+  /** An inference runtime's pod. */
+  | 'RUNTIME';
 
 export type Mutation = {
   __typename?: 'Mutation';
@@ -237,6 +318,12 @@ export type Query = {
   cluster?: Maybe<Cluster>;
   /** For routing and dispatch (system calls): the tenant's clusters and the organizations each serves. */
   clusterAccess: Array<ClusterAccess>;
+  /**
+   * Telemetry of a cluster (`clusterId`), or of every cluster the caller may see, over [from, to) in steps of
+   * `step` seconds (default: the last 24 hours in hours; step at least 60, at most 2000 points). A cluster the
+   * caller may not see answers nothing. Kept MARINER_TELEMETRY_RETENTION_DAYS days.
+   */
+  clusterTelemetry: Array<ClusterTelemetry>;
   /** The tenant's clusters (needs `api.clusters.read`). */
   clusters: ClusterPage;
   /** For schedulers (system calls of the jobs subgraph): the clusters an organization may use, and their GPU availability. */
@@ -255,6 +342,14 @@ export type QueryClusterArgs = {
 
 export type QueryClusterAccessArgs = {
   tenantId: Scalars['ID']['input'];
+};
+
+
+export type QueryClusterTelemetryArgs = {
+  clusterId?: InputMaybe<Scalars['ID']['input']>;
+  from?: InputMaybe<Scalars['DateTime']['input']>;
+  step?: InputMaybe<Scalars['Int']['input']>;
+  to?: InputMaybe<Scalars['DateTime']['input']>;
 };
 
 
@@ -312,6 +407,64 @@ export type SchedulingCluster = {
   /** When an agent last reported the cluster's status; null if never. */
   statusUpdatedAt?: Maybe<Scalars['DateTime']['output']>;
 };
+
+export type TelemetryGpu = {
+  __typename?: 'TelemetryGpu';
+  index: Scalars['Int']['output'];
+  memoryTotalBytes?: Maybe<Scalars['Float']['output']>;
+  memoryUsedBytes?: Maybe<Scalars['Float']['output']>;
+  modelName?: Maybe<Scalars['String']['output']>;
+  namespace?: Maybe<Scalars['String']['output']>;
+  node: Scalars['String']['output'];
+  pod?: Maybe<Scalars['String']['output']>;
+  utilization: Scalars['Float']['output'];
+  uuid: Scalars['String']['output'];
+};
+
+export type TelemetryGpuModel = {
+  __typename?: 'TelemetryGpuModel';
+  count: Scalars['Int']['output'];
+  /** Memory of one GPU; null when unknown. */
+  memoryBytes?: Maybe<Scalars['Float']['output']>;
+  /** The `nvidia.com/gpu.product` label (or DCGM's model name); empty when unknown. */
+  product: Scalars['String']['output'];
+};
+
+export type TelemetryNamespace = {
+  __typename?: 'TelemetryNamespace';
+  gpuAllocated: Scalars['Float']['output'];
+  gpuAllocatedMax: Scalars['Float']['output'];
+  gpuMemoryUsedBytes?: Maybe<Scalars['Float']['output']>;
+  gpuUtilization?: Maybe<Scalars['Float']['output']>;
+  jobPods: Scalars['Int']['output'];
+  namespace: Scalars['String']['output'];
+  notebookPods: Scalars['Int']['output'];
+  otherPods: Scalars['Int']['output'];
+  /** Pods holding GPUs, by what they are (as last reported in the step). */
+  runtimePods: Scalars['Int']['output'];
+};
+
+export type TelemetryNode = {
+  __typename?: 'TelemetryNode';
+  gpuAllocated: Scalars['Float']['output'];
+  gpuCapacity: Scalars['Int']['output'];
+  gpuMemoryCapacityBytes: Scalars['Float']['output'];
+  gpuMemoryUsedBytes?: Maybe<Scalars['Float']['output']>;
+  gpuMemoryUsedBytesMax?: Maybe<Scalars['Float']['output']>;
+  gpuProduct?: Maybe<Scalars['String']['output']>;
+  gpuUtilization?: Maybe<Scalars['Float']['output']>;
+  gpuUtilizationMax?: Maybe<Scalars['Float']['output']>;
+  name: Scalars['String']['output'];
+  ready: Scalars['Boolean']['output'];
+};
+
+/**
+ * Where a telemetry point's GPU utilisation comes from. DCGM: measured by the NVIDIA DCGM exporter the
+ * cluster runs. ALLOCATION: the cluster runs none; a GPU held by a pod counts as 100% busy, any other as idle.
+ */
+export type TelemetrySource =
+  | 'ALLOCATION'
+  | 'DCGM';
 
 /** The cluster a registration key belongs to (LLMariner AuthorizeWorker), and whom it works for. */
 export type WorkerCluster = {
@@ -438,12 +591,16 @@ export type ResolversTypes = ResolversObject<{
   ClusterPage: ResolverTypeWrapper<Omit<ClusterPage, 'items'> & { items: Array<ResolversTypes['Cluster']> }>;
   ClusterStatus: ResolverTypeWrapper<ClusterStatusModel>;
   ClusterStatusInput: ClusterStatusInput;
+  ClusterTelemetry: ResolverTypeWrapper<ClusterTelemetry>;
+  ClusterTelemetryPoint: ResolverTypeWrapper<ClusterTelemetryPoint>;
   ComponentStatus: ResolverTypeWrapper<ComponentStatusRow>;
   ComponentStatusInput: ComponentStatusInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeletePayload: ResolverTypeWrapper<DeletePayload>;
+  GpuMetricInput: GpuMetricInput;
   GpuPod: ResolverTypeWrapper<GpuPod>;
   GpuPodInput: GpuPodInput;
+  GpuWorkload: GpuWorkload;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   ProvisionableResource: ResolverTypeWrapper<ProvisionableResource>;
   ProvisionableResourceInput: ProvisionableResourceInput;
@@ -451,6 +608,11 @@ export type ResolversTypes = ResolversObject<{
   RegisterClusterInput: RegisterClusterInput;
   RegisteredCluster: ResolverTypeWrapper<Omit<RegisteredCluster, 'cluster'> & { cluster: ResolversTypes['Cluster'] }>;
   SchedulingCluster: ResolverTypeWrapper<SchedulingCluster>;
+  TelemetryGpu: ResolverTypeWrapper<TelemetryGpu>;
+  TelemetryGpuModel: ResolverTypeWrapper<TelemetryGpuModel>;
+  TelemetryNamespace: ResolverTypeWrapper<TelemetryNamespace>;
+  TelemetryNode: ResolverTypeWrapper<TelemetryNode>;
+  TelemetrySource: TelemetrySource;
   WorkerCluster: ResolverTypeWrapper<ClusterRow>;
 }>;
 
@@ -471,10 +633,13 @@ export type ResolversParentTypes = ResolversObject<{
   ClusterPage: Omit<ClusterPage, 'items'> & { items: Array<ResolversParentTypes['Cluster']> };
   ClusterStatus: ClusterStatusModel;
   ClusterStatusInput: ClusterStatusInput;
+  ClusterTelemetry: ClusterTelemetry;
+  ClusterTelemetryPoint: ClusterTelemetryPoint;
   ComponentStatus: ComponentStatusRow;
   ComponentStatusInput: ComponentStatusInput;
   DateTime: Scalars['DateTime']['output'];
   DeletePayload: DeletePayload;
+  GpuMetricInput: GpuMetricInput;
   GpuPod: GpuPod;
   GpuPodInput: GpuPodInput;
   Mutation: Record<PropertyKey, never>;
@@ -484,6 +649,10 @@ export type ResolversParentTypes = ResolversObject<{
   RegisterClusterInput: RegisterClusterInput;
   RegisteredCluster: Omit<RegisteredCluster, 'cluster'> & { cluster: ResolversParentTypes['Cluster'] };
   SchedulingCluster: SchedulingCluster;
+  TelemetryGpu: TelemetryGpu;
+  TelemetryGpuModel: TelemetryGpuModel;
+  TelemetryNamespace: TelemetryNamespace;
+  TelemetryNode: TelemetryNode;
   WorkerCluster: ClusterRow;
 }>;
 
@@ -517,6 +686,7 @@ export type ClusterNodeResolvers<ContextType = ClustersContext, ParentType exten
   cpuCores?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
   gpuAllocatable?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuMemoryBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
   gpuProduct?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   memoryBytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -536,6 +706,33 @@ export type ClusterStatusResolvers<ContextType = ClustersContext, ParentType ext
   provisionableResources?: Resolver<Array<ResolversTypes['ProvisionableResource']>, ParentType, ContextType>;
   stale?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+}>;
+
+export type ClusterTelemetryResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['ClusterTelemetry'] = ResolversParentTypes['ClusterTelemetry']> = ResolversObject<{
+  clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  clusterName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  from?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  points?: Resolver<Array<ResolversTypes['ClusterTelemetryPoint']>, ParentType, ContextType>;
+  step?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  to?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+}>;
+
+export type ClusterTelemetryPointResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['ClusterTelemetryPoint'] = ResolversParentTypes['ClusterTelemetryPoint']> = ResolversObject<{
+  at?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  gpuAllocated?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuAllocatedMax?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuMemoryCapacityBytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuMemoryUsedBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuMemoryUsedBytesMax?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuModels?: Resolver<Array<ResolversTypes['TelemetryGpuModel']>, ParentType, ContextType>;
+  gpuUtilization?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuUtilizationMax?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpus?: Resolver<Array<ResolversTypes['TelemetryGpu']>, ParentType, ContextType>;
+  namespaces?: Resolver<Array<ResolversTypes['TelemetryNamespace']>, ParentType, ContextType>;
+  nodeCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  nodes?: Resolver<Array<ResolversTypes['TelemetryNode']>, ParentType, ContextType>;
+  source?: Resolver<Maybe<ResolversTypes['TelemetrySource']>, ParentType, ContextType>;
 }>;
 
 export type ComponentStatusResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['ComponentStatus'] = ResolversParentTypes['ComponentStatus']> = ResolversObject<{
@@ -558,7 +755,9 @@ export type GpuPodResolvers<ContextType = ClustersContext, ParentType extends Re
   gpus?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  nodeName?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   phase?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  workload?: Resolver<ResolversTypes['GpuWorkload'], ParentType, ContextType>;
 }>;
 
 export type MutationResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
@@ -580,6 +779,7 @@ export type ProvisionableResourceResolvers<ContextType = ClustersContext, Parent
 export type QueryResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   cluster?: Resolver<Maybe<ResolversTypes['Cluster']>, ParentType, ContextType, RequireFields<QueryClusterArgs, 'id'>>;
   clusterAccess?: Resolver<Array<ResolversTypes['ClusterAccess']>, ParentType, ContextType, RequireFields<QueryClusterAccessArgs, 'tenantId'>>;
+  clusterTelemetry?: Resolver<Array<ResolversTypes['ClusterTelemetry']>, ParentType, ContextType, Partial<QueryClusterTelemetryArgs>>;
   clusters?: Resolver<ResolversTypes['ClusterPage'], ParentType, ContextType, Partial<QueryClustersArgs>>;
   schedulingClusters?: Resolver<Array<ResolversTypes['SchedulingCluster']>, ParentType, ContextType, RequireFields<QuerySchedulingClustersArgs, 'organizationId' | 'tenantId'>>;
   workerByRegistrationKey?: Resolver<Maybe<ResolversTypes['WorkerCluster']>, ParentType, ContextType, RequireFields<QueryWorkerByRegistrationKeyArgs, 'key'>>;
@@ -601,6 +801,49 @@ export type SchedulingClusterResolvers<ContextType = ClustersContext, ParentType
   statusUpdatedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
 }>;
 
+export type TelemetryGpuResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['TelemetryGpu'] = ResolversParentTypes['TelemetryGpu']> = ResolversObject<{
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  memoryTotalBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  memoryUsedBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  modelName?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  namespace?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  pod?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  utilization?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  uuid?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type TelemetryGpuModelResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['TelemetryGpuModel'] = ResolversParentTypes['TelemetryGpuModel']> = ResolversObject<{
+  count?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  memoryBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  product?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type TelemetryNamespaceResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['TelemetryNamespace'] = ResolversParentTypes['TelemetryNamespace']> = ResolversObject<{
+  gpuAllocated?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuAllocatedMax?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuMemoryUsedBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuUtilization?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  jobPods?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  notebookPods?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  otherPods?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  runtimePods?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type TelemetryNodeResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['TelemetryNode'] = ResolversParentTypes['TelemetryNode']> = ResolversObject<{
+  gpuAllocated?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuCapacity?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  gpuMemoryCapacityBytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  gpuMemoryUsedBytes?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuMemoryUsedBytesMax?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuProduct?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  gpuUtilization?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  gpuUtilizationMax?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  ready?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+}>;
+
 export type WorkerClusterResolvers<ContextType = ClustersContext, ParentType extends ResolversParentTypes['WorkerCluster'] = ResolversParentTypes['WorkerCluster']> = ResolversObject<{
   clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   clusterName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -618,6 +861,8 @@ export type Resolvers<ContextType = ClustersContext> = ResolversObject<{
   ClusterNode?: ClusterNodeResolvers<ContextType>;
   ClusterPage?: ClusterPageResolvers<ContextType>;
   ClusterStatus?: ClusterStatusResolvers<ContextType>;
+  ClusterTelemetry?: ClusterTelemetryResolvers<ContextType>;
+  ClusterTelemetryPoint?: ClusterTelemetryPointResolvers<ContextType>;
   ComponentStatus?: ComponentStatusResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   DeletePayload?: DeletePayloadResolvers<ContextType>;
@@ -627,6 +872,10 @@ export type Resolvers<ContextType = ClustersContext> = ResolversObject<{
   Query?: QueryResolvers<ContextType>;
   RegisteredCluster?: RegisteredClusterResolvers<ContextType>;
   SchedulingCluster?: SchedulingClusterResolvers<ContextType>;
+  TelemetryGpu?: TelemetryGpuResolvers<ContextType>;
+  TelemetryGpuModel?: TelemetryGpuModelResolvers<ContextType>;
+  TelemetryNamespace?: TelemetryNamespaceResolvers<ContextType>;
+  TelemetryNode?: TelemetryNodeResolvers<ContextType>;
   WorkerCluster?: WorkerClusterResolvers<ContextType>;
 }>;
 
