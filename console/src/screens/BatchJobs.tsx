@@ -1,4 +1,4 @@
-import { Anchor, Button, Card, Group, Loader, NumberInput, Stack, Table, Text, Textarea, TextInput, Title } from '@mantine/core';
+import { Anchor, Button, Card, Group, NumberInput, Stack, Text, Textarea, TextInput, Title } from '@mantine/core';
 import { useEffect, useState, type FormEvent } from 'react';
 import { useMutation, useQuery, useSubscription } from 'urql';
 import {
@@ -10,6 +10,7 @@ import {
   JobsUpdatedDocument,
 } from '../generated/graphql';
 import { ApiError, StatusBadge, useViewer, when } from '../ui';
+import { JobList } from './JobList';
 import { JobLog } from './JobLog';
 
 const FINISHED = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
@@ -73,61 +74,44 @@ export function BatchJobs() {
   useEffect(() => {
     if (updates.data) refetch({ requestPolicy: 'network-only' });
   }, [updates.data, refetch]);
-  const items = jobs.data?.batchJobs.items ?? [];
   const after = () => refetch({ requestPolicy: 'network-only' });
   return (
     <Stack>
       <Title order={2}>Batch jobs</Title>
       {viewer.can.jobs && <NewBatchJob onCreated={(id) => (window.location.hash = `#/batch-jobs/${id}`)} />}
       <ApiError error={jobs.error ?? updates.error ?? cancellation.error ?? deletion.error} />
-      {jobs.fetching && !jobs.data && <Loader aria-label="Loading batch jobs" />}
-      {jobs.data && items.length === 0 && <Text>No batch jobs yet.</Text>}
-      {items.length > 0 && (
-        <Table.ScrollContainer minWidth={640}>
-          <Table aria-label="Batch jobs" striped highlightOnHover>
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>Job</Table.Th>
-                <Table.Th>Command</Table.Th>
-                <Table.Th>Status</Table.Th>
-                <Table.Th>Created</Table.Th>
-                {viewer.can.jobs && <Table.Th>Actions</Table.Th>}
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {items.map((job) => (
-                <Table.Tr key={job.id}>
-                  <Table.Td>
-                    <Anchor href={`#/batch-jobs/${job.id}`}>{job.id}</Anchor>
-                  </Table.Td>
-                  <Table.Td>
-                    <Text size="sm" ff="monospace" lineClamp={2} style={{ overflowWrap: 'anywhere' }}>
-                      {job.command}
-                    </Text>
-                  </Table.Td>
-                  <Table.Td>
-                    <StatusBadge status={job.pendingAction === 'CANCELLING' ? 'CANCELLING' : job.status} />
-                  </Table.Td>
-                  <Table.Td>{when(job.createdAt)}</Table.Td>
-                  {viewer.can.jobs && (
-                    <Table.Td>
-                      {FINISHED.includes(job.status) ? (
-                        <Button size="xs" variant="subtle" color="red" aria-label={`Delete ${job.id}`} onClick={() => void remove({ id: job.id }).then(after)}>
-                          Delete
-                        </Button>
-                      ) : (
-                        <Button size="xs" variant="subtle" color="red" aria-label={`Cancel ${job.id}`} onClick={() => void cancel({ id: job.id }).then(after)}>
-                          Cancel
-                        </Button>
-                      )}
-                    </Table.Td>
-                  )}
-                </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
-        </Table.ScrollContainer>
-      )}
+      <JobList
+        label="Batch jobs"
+        jobs={jobs.data?.batchJobs.items}
+        loading={jobs.fetching}
+        loadingLabel="Loading batch jobs"
+        empty="No batch jobs yet."
+        href={(jobId) => `#/batch-jobs/${jobId}`}
+        minWidth={640}
+        detail={{
+          heading: 'Command',
+          cell: (job) => (
+            <Text size="sm" ff="monospace" lineClamp={2} style={{ overflowWrap: 'anywhere' }}>
+              {job.command}
+            </Text>
+          ),
+        }}
+        status={(job) => (job.pendingAction === 'CANCELLING' ? 'CANCELLING' : job.status)}
+        actions={
+          viewer.can.jobs
+            ? (job) =>
+                FINISHED.includes(job.status) ? (
+                  <Button size="xs" variant="subtle" color="red" aria-label={`Delete ${job.id}`} onClick={() => void remove({ id: job.id }).then(after)}>
+                    Delete
+                  </Button>
+                ) : (
+                  <Button size="xs" variant="subtle" color="red" aria-label={`Cancel ${job.id}`} onClick={() => void cancel({ id: job.id }).then(after)}>
+                    Cancel
+                  </Button>
+                )
+            : undefined
+        }
+      />
     </Stack>
   );
 }

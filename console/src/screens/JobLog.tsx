@@ -6,8 +6,12 @@ import { ApiError } from '../ui';
 
 type LogLine = JobLogsSubscription['jobLogs']['lines'][number];
 
-/** A job's log following live through `jobLogs`; lines kept by offset, so a reconnect repeats none (src/client.ts resumes). */
-export function JobLog({ jobId, live }: { jobId: string; live: boolean }) {
+/**
+ * A job's log following live through `jobLogs`, for every kind of job (fine-tuning, batch): lines kept by offset,
+ * so a reconnect repeats none (src/client.ts resumes after the last one). `onLines` hears how many lines it has,
+ * for a page that reads more as the log grows (the fine-tuning job's status and loss curve).
+ */
+export function JobLog({ jobId, live, onLines }: { jobId: string; live: boolean; onLines?: (count: number) => void }) {
   const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId, fromOffset: 0 } });
   const [seen, setSeen] = useState<Map<number, LogLine>>(() => new Map());
   const chunk = logs.data?.jobLogs;
@@ -19,6 +23,9 @@ export function JobLog({ jobId, live }: { jobId: string; live: boolean }) {
       return next;
     });
   }, [chunk]);
+  useEffect(() => {
+    onLines?.(seen.size);
+  }, [seen.size, onLines]);
   const bottom = useRef<HTMLDivElement>(null);
   const lines = [...seen.values()].sort((a, b) => a.offset - b.offset);
   useEffect(() => {

@@ -1,6 +1,6 @@
-import { Anchor, Button, Card, Code, Group, Loader, NumberInput, Select, Stack, Table, Text, TextInput, Title } from '@mantine/core';
-import { lazy, Suspense, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
-import { useMutation, useQuery, useSubscription } from 'urql';
+import { Anchor, Button, Card, Group, Loader, NumberInput, Select, Stack, Text, TextInput, Title } from '@mantine/core';
+import { lazy, Suspense, useEffect, useMemo, useState, type FormEvent } from 'react';
+import { useMutation, useQuery } from 'urql';
 import {
   CancelFineTuningJobDocument,
   CreateFineTuningJobDocument,
@@ -8,11 +8,11 @@ import {
   FineTuningJobDocument,
   FineTuningJobMetricsDocument,
   FineTuningJobsDocument,
-  JobLogsDocument,
   ModelsDocument,
-  type JobLogsSubscription,
 } from '../generated/graphql';
 import { ApiError, StatusBadge, useViewer, when } from '../ui';
+import { JobList } from './JobList';
+import { JobLog } from './JobLog';
 
 const LineChart = lazy(() => import('./LineChart'));
 
@@ -72,64 +72,26 @@ export function Jobs() {
       <Title order={2}>Fine-tuning jobs</Title>
       {viewer.can.jobs && <NewFineTuningJob onCreated={(id) => (window.location.hash = `#/jobs/${id}`)} />}
       <ApiError error={jobs.error} />
-      {jobs.fetching && !jobs.data && <Loader aria-label="Loading jobs" />}
-      {jobs.data?.fineTuningJobs.items.length === 0 && <Text>No fine-tuning jobs yet: start one with the OpenAI SDK or GraphQL (createFineTuningJob).</Text>}
-      {(jobs.data?.fineTuningJobs.items.length ?? 0) > 0 && (
-        <Table.ScrollContainer minWidth={520}>
-          <Table aria-label="Fine-tuning jobs" striped highlightOnHover>
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>Job</Table.Th>
-                <Table.Th>Model</Table.Th>
-                <Table.Th>Status</Table.Th>
-                <Table.Th>Created</Table.Th>
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {jobs.data?.fineTuningJobs.items.map((job) => (
-                <Table.Tr key={job.id}>
-                  <Table.Td>
-                    <Anchor href={`#/jobs/${job.id}`}>{job.id}</Anchor>
-                  </Table.Td>
-                  <Table.Td>{job.fineTunedModel ?? job.model}</Table.Td>
-                  <Table.Td>
-                    <StatusBadge status={job.status} />
-                  </Table.Td>
-                  <Table.Td>{when(job.createdAt)}</Table.Td>
-                </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
-        </Table.ScrollContainer>
-      )}
+      <JobList
+        label="Fine-tuning jobs"
+        jobs={jobs.data?.fineTuningJobs.items}
+        loading={jobs.fetching}
+        loadingLabel="Loading jobs"
+        empty="No fine-tuning jobs yet: start one with the OpenAI SDK or GraphQL (createFineTuningJob)."
+        href={(jobId) => `#/jobs/${jobId}`}
+        detail={{ heading: 'Model', cell: (job) => job.fineTunedModel ?? job.model }}
+      />
     </Stack>
   );
 }
 
-type LogLine = JobLogsSubscription['jobLogs']['lines'][number];
-
-/** One job, with its log following live through `jobLogs` (lines kept by offset: a reconnect repeats none). */
+/** One job: its status, its loss curve, and its log following live (JobLog). */
 export function JobPage({ id }: { id: string }) {
   const viewer = useViewer();
   const [job, refetch] = useQuery({ query: FineTuningJobDocument, variables: { id } });
   const [cancellation, cancel] = useMutation(CancelFineTuningJobDocument);
-  const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId: id, fromOffset: 0 } });
-  // Every line seen, by offset: a reconnect that sends lines again repeats none.
-  const [seen, setSeen] = useState<Map<number, LogLine>>(() => new Map());
-  const chunk = logs.data?.jobLogs;
-  useEffect(() => {
-    if (!chunk || chunk.lines.length === 0) return;
-    setSeen((previous) => {
-      const next = new Map(previous);
-      for (const line of chunk.lines) next.set(line.offset, line);
-      return next;
-    });
-  }, [chunk]);
-  const bottom = useRef<HTMLDivElement>(null);
-  const lines = [...seen.values()].sort((a, b) => a.offset - b.offset);
-  useEffect(() => {
-    bottom.current?.scrollIntoView({ block: 'nearest' });
-  }, [lines.length]);
+  // How many log lines have arrived (JobLog follows them): the status and the loss curve are read again on each.
+  const [logLines, setLogLines] = useState(0);
   const data = job.data?.fineTuningJob;
   const finished = data && ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(data.status);
   // The status until the job ends: read again every few seconds and whenever log lines arrive.
@@ -141,15 +103,15 @@ export function JobPage({ id }: { id: string }) {
   // The training metrics (events of type metrics), read again as log lines arrive: the loss curve grows live.
   const [metrics, refetchMetrics] = useQuery({ query: FineTuningJobMetricsDocument, variables: { id } });
   useEffect(() => {
-    if (seen.size === 0) return;
+    if (logLines === 0) return;
     refetch({ requestPolicy: 'network-only' });
     refetchMetrics({ requestPolicy: 'network-only' });
-  }, [seen.size, refetch, refetchMetrics]);
+  }, [logLines, refetch, refetchMetrics]);
   const loss = useMemo(() => lossCurve(metrics.data?.fineTuningJob?.events.items ?? []), [metrics.data]);
   return (
     <Stack>
       <Anchor href="#/jobs">← Jobs</Anchor>
-      <ApiError error={job.error ?? cancellation.error ?? logs.error} />
+      <ApiError error={job.error ?? cancellation.error} />
       {job.data && !data && <Text>No such job in this project.</Text>}
       {data && (
         <Card withBorder>
@@ -183,18 +145,7 @@ export function JobPage({ id }: { id: string }) {
           </Suspense>
         </Card>
       )}
-      <Title order={4}>
-        Log{' '}
-        {!finished && (
-          <Text span size="sm" c="dimmed">
-            (live)
-          </Text>
-        )}
-      </Title>
-      <Code block mah={480} style={{ overflow: 'auto' }} aria-label="Job log" data-testid="job-log">
-        {lines.length === 0 ? 'No log lines yet.' : lines.map((l) => l.text).join('\n')}
-        <div ref={bottom} />
-      </Code>
+      <JobLog jobId={id} live={!finished} onLines={setLogLines} />
     </Stack>
   );
 }
