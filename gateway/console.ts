@@ -10,7 +10,7 @@ import type { PubSub } from '../lib/pubsub.js';
 import { createSealer } from '../lib/sealedValues.js';
 import type { Authenticator } from './authentication.js';
 import type { OidcVerifier } from './oidc.js';
-import { createOidcLogin, OIDC_CALLBACK_PATH, OIDC_FLOW_COOKIE, OIDC_LOGIN_PATH } from './oidcLogin.js';
+import { createOidcLogin, OIDC_CALLBACK_PATH, OIDC_FLOW_COOKIE, OIDC_LOGIN_PATH, OidcRefreshError } from './oidcLogin.js';
 
 /**
  * The web console (console/, README "Web console"): its built files served at `/console`, `/`
@@ -32,8 +32,13 @@ import { createOidcLogin, OIDC_CALLBACK_PATH, OIDC_FLOW_COOKIE, OIDC_LOGIN_PATH 
  * cookie is never silently ignored. Sign-in checks the same (login CSRF).
  *
  * OIDC sign-in (gateway/oidcLogin.ts, when an issuer is configured): `/console/oidc/login` → the issuer →
- * `/console/oidc/callback`, which seals the verified ID token into the same cookie, expiring with the token.
- * `GET /console/session` tells the sign-in page whether to offer it.
+ * `/console/oidc/callback`, which seals the verified ID token into the same cookie, expiring with the token,
+ * or, when the issuer gave a refresh token (sealed in too), with the console's session lifetime: the console
+ * then calls `POST /console/session/refresh` before the ID token expires for a new one (the cookie set again,
+ * the same session id, the same end). `GET /console/session` tells the sign-in page whether to offer OIDC, and
+ * a signed-in page when its session and its credential end, so that it refreshes in time or says the session
+ * expired when it has. Refresh answers 401 (and clears the cookie) when the session cannot go on: expired,
+ * signed out, a deleted key, a refresh token the issuer refuses.
  *
  * Sign-out (`DELETE /console/session`) revokes the session server-side: its id is kept in a revoked set
  * until the cookie would have expired, announced on the platform's bus so every replica refuses it too,
@@ -65,6 +70,20 @@ interface Sealed {
   k: string;
   /** Expiry, seconds since the epoch. */
   e: number;
+  /** An OIDC session's refresh token, when the issuer gave one. */
+  r?: string;
+  /** When the OIDC ID token expires (seconds since the epoch); a session with `r` outlives it by refreshing. */
+  x?: number;
+}
+
+/** What a signed-in console page learns of its session (`GET /console/session`, a refresh). */
+interface SessionInfo {
+  /** When the session ends whatever happens. */
+  expiresAt: string;
+  /** When the credential (an OIDC ID token) expires, if before. */
+  credentialExpiresAt: string | null;
+  /** Whether `POST /console/session/refresh` can renew the credential. */
+  refreshable: boolean;
 }
 
 export interface ConsoleOptions {
@@ -172,13 +191,32 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
   }, 60_000);
   sweep.unref();
 
-  /** A session for the credential, until `expiresAt` (an OIDC token's expiry) or the TTL, whichever is first. */
-  function seal(credential: string, expiresAt?: Date): { value: string; id: string; maxAge: number } {
+  /**
+   * A session for the credential, until `expiresAt` (an OIDC token's expiry) or the TTL, whichever is first; with
+   * a refresh token, until the TTL (the token's expiry kept beside it). `renewing` keeps a session's id and end.
+   */
+  function seal(credential: string, expiresAt?: Date, refreshToken?: string, renewing?: Sealed): { value: string; payload: Sealed; maxAge: number } {
     const now = Math.floor(Date.now() / 1000);
-    const e = Math.min(now + CONSOLE_SESSION_TTL_SECONDS, expiresAt ? Math.floor(expiresAt.getTime() / 1000) : Infinity);
-    const payload: Sealed = { v: 1, s: randomUUID(), k: credential, e };
-    return { value: sealer.seal(payload), id: payload.s, maxAge: Math.max(0, e - now) };
+    const tokenEnd = expiresAt ? Math.floor(expiresAt.getTime() / 1000) : Infinity;
+    const sessionEnd = renewing?.e ?? now + CONSOLE_SESSION_TTL_SECONDS;
+    const e = refreshToken ? sessionEnd : Math.min(sessionEnd, tokenEnd);
+    const payload: Sealed = {
+      v: 1,
+      s: renewing?.s ?? randomUUID(),
+      k: credential,
+      e,
+      ...(refreshToken ? { r: refreshToken } : {}),
+      ...(expiresAt ? { x: tokenEnd } : {}),
+    };
+    return { value: sealer.seal(payload), payload, maxAge: Math.max(0, e - now) };
   }
+  const info = (payload: Sealed): SessionInfo => ({
+    expiresAt: new Date(payload.e * 1000).toISOString(),
+    credentialExpiresAt: payload.x !== undefined && payload.x < payload.e ? new Date(payload.x * 1000).toISOString() : null,
+    refreshable: payload.r !== undefined,
+  });
+  /** Refreshes in flight or just done, by session id: two tabs (or two requests) refreshing at once redeem the token once. */
+  const refreshing = new Map<string, { refreshToken: string; result: Promise<Sealed> }>();
   function open(value: string): Sealed | null {
     const payload = sealer.open(value) as Sealed | null;
     if (payload?.v !== 1 || typeof payload.k !== 'string' || typeof payload.s !== 'string' || typeof payload.e !== 'number' || payload.e * 1000 <= Date.now())
@@ -200,8 +238,8 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
             throw err;
           }
         },
-        sessionCookie(req, idToken, expiresAt) {
-          const { value, maxAge } = seal(idToken, expiresAt);
+        sessionCookie(req, tokens) {
+          const { value, maxAge } = seal(tokens.idToken, tokens.expiresAt, tokens.refreshToken);
           return `${CONSOLE_COOKIE}=${value}; Max-Age=${maxAge}; ${attributes(req)}`;
         },
         warn: (message, details) => options.logger.warn(details, message),
@@ -229,8 +267,12 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       }
       return json(200, { signedIn: false }, { 'set-cookie': clearCookie(req) });
     }
-    // What the sign-in page offers.
-    if (req.method === 'GET') return json(200, { oidc: oidcLogin !== undefined });
+    // What the sign-in page offers, and a signed-in page's session.
+    if (req.method === 'GET') {
+      const sealed = cookieValue(req, CONSOLE_COOKIE);
+      const payload = sealed ? open(sealed) : null;
+      return json(200, { oidc: oidcLogin !== undefined, session: payload ? info(payload) : null });
+    }
     if (req.method !== 'POST') return error(405, ErrorCode.BAD_USER_INPUT, 'Use POST to sign in, DELETE to sign out', { allow: 'GET, POST, DELETE' });
     let apiKey: unknown;
     try {
@@ -248,6 +290,62 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
     }
     const { value, maxAge } = seal(apiKey);
     json(200, { signedIn: true }, { 'set-cookie': `${CONSOLE_COOKIE}=${value}; Max-Age=${maxAge}; ${attributes(req)}` });
+  }
+
+  /**
+   * `POST /console/session/refresh`: an OIDC session's ID token renewed with its refresh token (the cookie set
+   * again), an API key's session checked; 401 and the cookie cleared when the session cannot go on.
+   */
+  async function refresh(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      sendJson(res, status, body, { 'x-request-id': requestId, 'cache-control': 'no-store', ...headers });
+    const expired = (message: string) => json(401, { error: { message, code: ErrorCode.UNAUTHENTICATED } }, { 'set-cookie': clearCookie(req) });
+    if (!fromConsole(req))
+      return json(403, {
+        error: { message: `Console requests must come from the console's own page (same origin, ${CSRF_HEADER} header)`, code: ErrorCode.FORBIDDEN },
+      });
+    if (req.method !== 'POST') return json(405, { error: { message: 'POST only', code: ErrorCode.BAD_USER_INPUT } }, { allow: 'POST' });
+    const sealed = cookieValue(req, CONSOLE_COOKIE);
+    const payload = sealed ? open(sealed) : null;
+    if (!payload) return expired('Your session expired: sign in again');
+    if (payload.r === undefined) {
+      // An API key (or an OIDC token without refresh): still good, or the session is over.
+      const now = Date.now() / 1000;
+      if (payload.x !== undefined && payload.x <= now) return expired('Your session expired: sign in again');
+      try {
+        const { identity } = await options.authenticator.authenticate(payload.k, {}, requestId);
+        if (!identity) return expired('Your session expired: sign in again');
+      } catch (err) {
+        if (err instanceof MarinerError) return expired(err.code === ErrorCode.UNAUTHENTICATED ? 'Your session expired: sign in again' : err.message);
+        throw err;
+      }
+      return json(200, info(payload));
+    }
+    if (!oidcLogin) return expired('Your session expired: sign in again');
+    const refreshToken = payload.r;
+    let pending = refreshing.get(payload.s);
+    if (pending?.refreshToken !== refreshToken) {
+      const result = oidcLogin.refresh(refreshToken).then((tokens) => seal(tokens.idToken, tokens.expiresAt, tokens.refreshToken, payload).payload);
+      pending = { refreshToken, result };
+      refreshing.set(payload.s, pending);
+      // Kept a little while: a second tab that sent the same cookie gets the same answer rather than a reused token.
+      const forget = () => setTimeout(() => refreshing.get(payload.s) === pending && refreshing.delete(payload.s), 30_000).unref();
+      result.then(forget, forget);
+    }
+    let renewed: Sealed;
+    try {
+      renewed = await pending.result;
+    } catch (err) {
+      if (err instanceof OidcRefreshError) {
+        options.logger.info({ requestId, reason: err.message }, 'a console session could not be refreshed: it ends');
+        return expired('Your session expired: sign in again');
+      }
+      options.logger.warn({ err, requestId }, 'the OIDC issuer could not be asked to refresh a console session');
+      return json(503, { error: { message: 'The identity provider could not be reached: try again', code: ErrorCode.UNAVAILABLE } });
+    }
+    if (revoked.has(renewed.s)) return expired('Your session expired: sign in again');
+    const maxAge = Math.max(0, renewed.e - Math.floor(Date.now() / 1000));
+    json(200, info(renewed), { 'set-cookie': `${CONSOLE_COOKIE}=${sealer.seal(renewed)}; Max-Age=${maxAge}; ${attributes(req)}` });
   }
 
   function notebookHandoff(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): void {
@@ -304,6 +402,7 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
       const url = new URL(req.url ?? '/', 'http://mariner');
       try {
         if (url.pathname === `${CONSOLE_PATH}/session`) return await session(req, res, requestId);
+        if (url.pathname === `${CONSOLE_PATH}/session/refresh`) return await refresh(req, res, requestId);
         if (url.pathname === NOTEBOOK_HANDOFF_PATH) return notebookHandoff(req, res, url, requestId);
         if (url.pathname === OIDC_LOGIN_PATH || url.pathname === OIDC_CALLBACK_PATH) {
           if (!oidcLogin) return sendJson(res, 404, { error: 'OIDC sign-in is off: no issuer is configured (MARINER_OIDC_ISSUER)' });

@@ -175,4 +175,34 @@ describe('console session', () => {
     await t.gqlOk('mutation($id: ID!) { deleteApiKey(id: $id) { deleted } }', { id: apiKeys.items[0]!.id }, { token: other.key });
     expect((await viewer(cookie)).status).toBe(401);
   });
+
+  it("a page learns when its session ends; a key's session checked again by refresh goes on, and a deleted key's ends (cookie cleared)", async () => {
+    const other = await projectWithKey(t, 'console-refresh');
+    const cookie = await sessionCookie(other.key);
+    const state = async (headers: Record<string, string>) =>
+      (await (await fetch(`${t.url}/console/session`, { headers: { ...CSRF, ...headers } })).json()) as {
+        oidc: boolean;
+        session: { expiresAt: string; credentialExpiresAt: string | null; refreshable: boolean } | null;
+      };
+    expect(await state({})).toEqual({ oidc: false, session: null });
+    const { session } = await state({ cookie });
+    // An API key's session ends with the console's own lifetime (12 hours); nothing to renew before.
+    expect(session).toMatchObject({ credentialExpiresAt: null, refreshable: false });
+    expect(Date.parse(session!.expiresAt) - Date.now()).toBeGreaterThan(11 * 3600_000);
+
+    const refresh = (headers: Record<string, string>) => fetch(`${t.url}/console/session/refresh`, { method: 'POST', headers: { ...CSRF, ...headers } });
+    const still = await refresh({ cookie });
+    expect(still.status).toBe(200);
+    expect(((await still.json()) as { expiresAt: string }).expiresAt).toBe(session!.expiresAt);
+    // Another site cannot make the browser refresh (CSRF): the console's header and origin are required.
+    expect((await fetch(`${t.url}/console/session/refresh`, { method: 'POST', headers: { cookie } })).status).toBe(403);
+    expect((await refresh({ cookie, origin: 'http://elsewhere.example', 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+
+    const { apiKeys } = await t.gqlOk<{ apiKeys: { items: { id: string }[] } }>('{ apiKeys { items { id } } }', {}, { token: other.key });
+    await t.gqlOk('mutation($id: ID!) { deleteApiKey(id: $id) { deleted } }', { id: apiKeys.items[0]!.id }, { token: other.key });
+    const ended = await refresh({ cookie });
+    expect(ended.status).toBe(401);
+    expect(ended.headers.getSetCookie()[0]).toMatch(/^mariner_console=; Max-Age=0;/);
+    expect(((await ended.json()) as { error: { message: string } }).error.message).toBe('Your session expired: sign in again');
+  });
 });

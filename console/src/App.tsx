@@ -14,9 +14,10 @@ import {
   useMantineColorScheme,
 } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
-import { lazy, Suspense, useEffect, useMemo, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { Provider, useQuery } from 'urql';
-import { createConsoleClient, signOut } from './client';
+import type { Client as WsClient } from 'graphql-ws';
+import { createConsoleClient, refreshSession, signInOptions, signOut, unauthenticated, type SessionInfo } from './client';
 import { ViewerDocument } from './generated/graphql';
 import { Models } from './screens/Models';
 import { SignIn } from './screens/SignIn';
@@ -67,20 +68,96 @@ function useRoute(): string[] {
   return route;
 }
 
-/** One signed-in session: a GraphQL client of its own, dropped (WebSocket closed) at sign-out. */
+/** When to renew a credential that ends at `end`: a minute before, or a quarter of what is left when that is less. */
+function renewalDelay(end: string): number {
+  const left = Date.parse(end) - Date.now();
+  return Math.max(0, left - Math.min(60_000, left / 4));
+}
+
+/**
+ * Keeps a signed-in session going: an OIDC session's ID token is renewed before it expires (the WebSocket then
+ * reconnects with it, its subscriptions resuming); a session that cannot be renewed is checked when it ends.
+ */
+function useSessionRenewal(active: boolean, ws: WsClient, onLost: () => void, onExpired: () => void): void {
+  useEffect(() => {
+    if (!active) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
+    const schedule = (info: SessionInfo) => {
+      if (stopped) return;
+      if (info.refreshable && info.credentialExpiresAt) timer = setTimeout(() => void renew(), renewalDelay(info.credentialExpiresAt));
+      else timer = setTimeout(onLost, Math.max(0, Date.parse(info.credentialExpiresAt ?? info.expiresAt) - Date.now()));
+    };
+    const renew = async () => {
+      const answer = await refreshSession();
+      if (stopped) return;
+      if (answer === 'expired') return onExpired();
+      if (answer === 'unavailable') return void (timer = setTimeout(() => void renew(), 10_000));
+      // The open WebSocket authenticated with the old token: a new one carries the renewed cookie.
+      ws.terminate();
+      schedule(answer);
+    };
+    void signInOptions().then((options) => options.session && schedule(options.session));
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [active, ws, onLost, onExpired]);
+}
+
+/**
+ * One signed-in session: a GraphQL client of its own, dropped (WebSocket closed) at sign-out. When the API stops
+ * taking the session, it is renewed if it can be (a new client, the same page) or the sign-in says it expired,
+ * and the page stays in the URL for after.
+ */
 export function App() {
   const [session, setSession] = useState(0);
-  const { client, ws } = useMemo(() => createConsoleClient(), [session]);
+  const [expired, setExpired] = useState(false);
+  const [active, setActive] = useState(false);
+  const signedIn = useRef(false);
+  const checking = useRef(false);
+  /** When a lost session was last renewed: lost again at once, the renewal did not help, and it ends. */
+  const renewedAt = useRef(0);
+  const expire = useCallback(() => {
+    signedIn.current = false;
+    setActive(false);
+    setExpired(true);
+    setSession((n) => n + 1);
+  }, []);
+  const lost = useCallback(() => {
+    if (!signedIn.current || checking.current) return;
+    checking.current = true;
+    void refreshSession().then((answer) => {
+      checking.current = false;
+      if (answer === 'expired' || (answer !== 'unavailable' && Date.now() - renewedAt.current < 10_000)) expire();
+      else if (answer === 'unavailable') setTimeout(lost, 10_000);
+      else {
+        renewedAt.current = Date.now();
+        setSession((n) => n + 1);
+      }
+    });
+  }, [expire]);
+  const { client, ws } = useMemo(() => createConsoleClient(lost), [session, lost]);
   useEffect(() => () => void ws.dispose(), [ws]);
+  useSessionRenewal(active, ws, lost, expire);
+  const onViewer = useCallback((signed: boolean) => {
+    signedIn.current = signed;
+    setActive(signed);
+    if (signed) setExpired(false);
+  }, []);
   return (
     <Provider value={client}>
-      <Signed key={session} onChange={() => setSession((n) => n + 1)} />
+      <Signed key={session} expired={expired} onViewer={onViewer} onChange={() => setSession((n) => n + 1)} />
     </Provider>
   );
 }
 
-function Signed({ onChange }: { onChange: () => void }) {
+function Signed({ expired, onViewer, onChange }: { expired: boolean; onViewer: (signedIn: boolean) => void; onChange: () => void }) {
   const [viewer] = useQuery({ query: ViewerDocument, requestPolicy: 'network-only' });
+  const signed = !!viewer.data && !unauthenticated(viewer.error);
+  useEffect(() => {
+    if (!viewer.fetching || viewer.data) onViewer(signed);
+  }, [signed, viewer.fetching, viewer.data, onViewer]);
   if (viewer.fetching && !viewer.data) {
     return (
       <Center mih="100vh">
@@ -88,9 +165,8 @@ function Signed({ onChange }: { onChange: () => void }) {
       </Center>
     );
   }
-  const unauthenticated = viewer.error?.graphQLErrors.some((e) => e.extensions?.['code'] === 'UNAUTHENTICATED') || viewer.error?.response?.status === 401;
-  if (!viewer.data || unauthenticated) {
-    if (viewer.error && !unauthenticated)
+  if (!signed || !viewer.data) {
+    if (viewer.error && !unauthenticated(viewer.error))
       return (
         <Center mih="100vh" p="md">
           <Stack>
@@ -99,7 +175,7 @@ function Signed({ onChange }: { onChange: () => void }) {
           </Stack>
         </Center>
       );
-    return <SignIn onSignedIn={onChange} />;
+    return <SignIn expired={expired} onSignedIn={onChange} />;
   }
   const write = viewer.data.modelWrite;
   return (
@@ -114,10 +190,12 @@ function Signed({ onChange }: { onChange: () => void }) {
         },
         role: write.role,
         projectTitle: write.project?.title ?? null,
+        userId: viewer.data.self?.id ?? null,
       }}
     >
       <Shell
         onSignOut={async () => {
+          onViewer(false);
           await signOut();
           onChange();
         }}

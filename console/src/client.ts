@@ -1,5 +1,5 @@
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
-import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+import { Client, cacheExchange, fetchExchange, mapExchange, subscriptionExchange, type CombinedError } from 'urql';
 
 /**
  * The header every console request carries: the gateway accepts the session cookie only with it (and
@@ -7,12 +7,21 @@ import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql
  */
 export const CSRF_HEADERS = { 'x-mariner-csrf': '1' };
 
+/** graphql-ws's close code for a credential the platform no longer takes (an expired OIDC token, a deleted key). */
+const CLOSE_UNAUTHORIZED = 4401;
+
+/** Whether the API said the caller is not signed in (any more). */
+export function unauthenticated(error: CombinedError | undefined): boolean {
+  return !!error && (error.graphQLErrors.some((e) => e.extensions?.['code'] === 'UNAUTHENTICATED') || error.response?.status === 401);
+}
+
 /**
  * A GraphQL client for one signed-in session: queries and mutations over HTTP, subscriptions over
  * graphql-ws, both to /graphql on this origin, authenticated by the HttpOnly session cookie the browser
- * sends by itself. Nothing about the credential is in this script.
+ * sends by itself. Nothing about the credential is in this script. `onUnauthenticated` hears when the API
+ * stops taking the session (a request answered UNAUTHENTICATED, the WebSocket closed with 4401).
  */
-export function createConsoleClient(): { client: Client; ws: WsClient } {
+export function createConsoleClient(onUnauthenticated: () => void = () => undefined): { client: Client; ws: WsClient } {
   const url = new URL('/graphql', window.location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = createWsClient({
@@ -21,6 +30,11 @@ export function createConsoleClient(): { client: Client; ws: WsClient } {
     // Reconnects after a network drop; subscriptions start again (the job log resumes from what it has).
     retryAttempts: Infinity,
     shouldRetry: () => true,
+    on: {
+      closed: (event) => {
+        if ((event as CloseEvent | undefined)?.code === CLOSE_UNAUTHORIZED) onUnauthenticated();
+      },
+    },
   });
   const client = new Client({
     url: '/graphql',
@@ -28,6 +42,11 @@ export function createConsoleClient(): { client: Client; ws: WsClient } {
     fetchOptions: { headers: CSRF_HEADERS, credentials: 'same-origin' },
     requestPolicy: 'cache-and-network',
     exchanges: [
+      mapExchange({
+        onError(error) {
+          if (unauthenticated(error)) onUnauthenticated();
+        },
+      }),
       cacheExchange,
       fetchExchange,
       subscriptionExchange({
@@ -79,10 +98,31 @@ export async function signOut(): Promise<void> {
   await fetch('/console/session', { method: 'DELETE', headers: CSRF_HEADERS, credentials: 'same-origin' });
 }
 
-/** Whether the platform offers OIDC sign-in (an issuer is configured). */
-export async function signInOptions(): Promise<{ oidc: boolean }> {
+/** A signed-in session's ends (gateway/console.ts): the session's, and its OIDC credential's when it is renewed before. */
+export interface SessionInfo {
+  expiresAt: string;
+  credentialExpiresAt: string | null;
+  refreshable: boolean;
+}
+
+/** Whether the platform offers OIDC sign-in (an issuer is configured), and this browser's session if it has one. */
+export async function signInOptions(): Promise<{ oidc: boolean; session: SessionInfo | null }> {
   const response = await fetch('/console/session', { headers: CSRF_HEADERS, credentials: 'same-origin' });
-  return response.ok ? ((await response.json()) as { oidc: boolean }) : { oidc: false };
+  return response.ok ? ((await response.json()) as { oidc: boolean; session: SessionInfo | null }) : { oidc: false, session: null };
+}
+
+/**
+ * Renews the session (an OIDC ID token from its refresh token; an API key checked): its new ends, `expired`
+ * when it cannot go on, `unavailable` when the platform or the identity provider could not answer now.
+ */
+export async function refreshSession(): Promise<SessionInfo | 'expired' | 'unavailable'> {
+  try {
+    const response = await fetch('/console/session/refresh', { method: 'POST', headers: CSRF_HEADERS, credentials: 'same-origin' });
+    if (response.status === 401) return 'expired';
+    return response.ok ? ((await response.json()) as SessionInfo) : 'unavailable';
+  } catch {
+    return 'unavailable';
+  }
 }
 
 /**

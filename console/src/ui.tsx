@@ -10,12 +10,15 @@ export interface Viewer {
   can: { files: boolean; vectorStores: boolean; jobs: boolean; clusters: boolean };
   role: string | null;
   projectTitle: string | null;
+  /** The signed-in user (their email, or a service account's id). */
+  userId: string | null;
 }
 export const ViewerContext = createContext<Viewer>({
   canWrite: false,
   can: { files: false, vectorStores: false, jobs: false, clusters: false },
   role: null,
   projectTitle: null,
+  userId: null,
 });
 export const useViewer = () => useContext(ViewerContext);
 

@@ -59,11 +59,15 @@ function audienceOf(resource: string): string {
 
 /**
  * A plain Map store. oidc-provider's built-in one works the same but warns on
- * every start; nothing here outlives the test process anyway.
+ * every start; nothing here outlives the test process anyway. `clear()` forgets
+ * everything: every session, grant and refresh token the provider gave.
  */
 function mapAdapter() {
   const store = new Map<string, Record<string, unknown>>();
   return class MapAdapter {
+    static clear(): void {
+      store.clear();
+    }
     constructor(private readonly model: string) {}
     private key(id: string): string {
       return `${this.model}:${id}`;
@@ -224,6 +228,65 @@ export async function startTestOidcProvider(options: { audience?: string } = {})
 
     async close() {
       // fetch keeps connections alive; without this close() would wait for them to idle out.
+      server.closeAllConnections();
+      await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+    },
+  };
+}
+
+/**
+ * A provider people sign in to in a browser (authorization code + PKCE): oidc-provider's own login and consent
+ * pages (any login, any password; the login is the account's email), one public client, ID tokens carrying the
+ * email as Dex's do. Refresh tokens for `offline_access` when the client may use them.
+ */
+export interface TestLoginProvider {
+  /** e.g. http://127.0.0.1:PORT */
+  issuer: string;
+  /** Starts answering, for a client that the platform at `redirectUri` is. */
+  serve(client: { clientId: string; redirectUri: string; idTokenSeconds?: number; refresh?: boolean }): Promise<void>;
+  /** Ends every session, grant and refresh token at the provider (an administrator revoking them): the person signs in again. */
+  endSessions(): void;
+  close(): Promise<void>;
+}
+
+/** Binds first (the issuer contains the port, the platform's configuration the issuer), serves once told its client. */
+export async function listenTestLoginProvider(): Promise<TestLoginProvider> {
+  const server = createServer();
+  const issuer = `http://127.0.0.1:${await listen(server)}`;
+  const Adapter = mapAdapter();
+  return {
+    issuer,
+    async serve({ clientId, redirectUri, idTokenSeconds = 600, refresh = false }) {
+      const Provider = await loadProvider();
+      const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+      const provider = new Provider(issuer, {
+        // A public client: PKCE instead of a secret, as a browser sign-in is set up at Dex.
+        clients: [
+          {
+            client_id: clientId,
+            token_endpoint_auth_method: 'none',
+            grant_types: refresh ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
+            response_types: ['code'],
+            redirect_uris: [redirectUri],
+          },
+        ],
+        adapter: Adapter,
+        jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'k1', alg: 'RS256', use: 'sig' }] },
+        cookies: { keys: [randomBytes(32).toString('base64url')] },
+        ttl: { Interaction: 600, Session: 600, Grant: 600, AccessToken: 600, IdToken: idTokenSeconds, RefreshToken: 600 },
+        // Whoever types a login is that account; its email is the login.
+        findAccount: async (_ctx: unknown, sub: string) => ({ accountId: sub, claims: async () => ({ sub, email: sub, email_verified: true }) }),
+        claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+        // The ID token carries the email (as Dex's does) rather than only the userinfo endpoint.
+        conformIdTokenClaims: false,
+        features: { devInteractions: { enabled: true } },
+      });
+      server.on('request', provider.callback());
+    },
+    endSessions() {
+      Adapter.clear();
+    },
+    async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
     },

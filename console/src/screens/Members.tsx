@@ -1,10 +1,12 @@
-import { Badge, Button, Card, Group, Loader, Select, Stack, Table, Text, TextInput, Title } from '@mantine/core';
+import { Badge, Button, Card, Group, Loader, Modal, Select, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
 import {
   AddOrganizationMemberDocument,
   AddProjectMemberDocument,
   MembersDocument,
+  RemoveOrganizationMemberDocument,
+  RemoveProjectMemberDocument,
   type MembersQuery,
   type OrganizationRole,
   type ProjectRole,
@@ -50,11 +52,30 @@ function AddMember<Role extends string>({
     </form>
   );
 }
+import type { CombinedError } from 'urql';
 import { ApiError, useViewer, when } from '../ui';
 
 type Member = Omit<MembersQuery['organizations']['items'][number]['members']['items'][number], 'role'> & { role: string };
 
-function MemberTable({ label, members }: { label: string; members: Member[] }) {
+/** A removal waiting for its confirmation: whom, from where, and what removing them takes with it. */
+interface Removal {
+  userId: string;
+  target: string;
+  consequence: string;
+  remove: () => Promise<{ error?: CombinedError | undefined }>;
+}
+
+function MemberTable({
+  label,
+  members,
+  self,
+  onRemove,
+}: {
+  label: string;
+  members: Member[];
+  self: string | null;
+  onRemove?: ((userId: string) => void) | undefined;
+}) {
   if (members.length === 0) return <Text size="sm">No members.</Text>;
   return (
     <Table.ScrollContainer minWidth={420}>
@@ -64,6 +85,7 @@ function MemberTable({ label, members }: { label: string; members: Member[] }) {
             <Table.Th>User</Table.Th>
             <Table.Th>Role</Table.Th>
             <Table.Th>Since</Table.Th>
+            {onRemove && <Table.Th>Actions</Table.Th>}
           </Table.Tr>
         </Table.Thead>
         <Table.Tbody>
@@ -71,6 +93,12 @@ function MemberTable({ label, members }: { label: string; members: Member[] }) {
             <Table.Tr key={m.user.id}>
               <Table.Td>
                 {m.user.id}
+                {m.user.id === self && (
+                  <Text span size="sm" c="dimmed">
+                    {' '}
+                    (you)
+                  </Text>
+                )}
                 {m.user.isServiceAccount && (
                   <Badge variant="outline" size="sm" ml={6}>
                     service account
@@ -79,6 +107,13 @@ function MemberTable({ label, members }: { label: string; members: Member[] }) {
               </Table.Td>
               <Table.Td>{m.role.toLowerCase()}</Table.Td>
               <Table.Td>{when(m.createdAt)}</Table.Td>
+              {onRemove && (
+                <Table.Td>
+                  <Button size="xs" variant="subtle" color="red" aria-label={`Remove ${m.user.id}`} onClick={() => onRemove(m.user.id)}>
+                    Remove
+                  </Button>
+                </Table.Td>
+              )}
             </Table.Tr>
           ))}
         </Table.Tbody>
@@ -87,15 +122,59 @@ function MemberTable({ label, members }: { label: string; members: Member[] }) {
   );
 }
 
+/** Asks before removing; a refusal (the last owner, a missing right) is shown as the API says it and the dialog stays. */
+function ConfirmRemoval({ removal, self, onClose, onRemoved }: { removal: Removal | null; self: string | null; onClose: () => void; onRemoved: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<CombinedError | null>(null);
+  const close = () => {
+    setError(null);
+    onClose();
+  };
+  const confirm = async () => {
+    if (!removal) return;
+    setBusy(true);
+    setError(null);
+    const result = await removal.remove();
+    setBusy(false);
+    if (result.error) return setError(result.error);
+    onRemoved();
+    close();
+  };
+  return (
+    <Modal opened={removal !== null} onClose={close} title="Remove a member" centered>
+      {removal && (
+        <Stack>
+          <Text>
+            Remove <b>{removal.userId}</b> from {removal.target}? {removal.consequence}
+          </Text>
+          {removal.userId === self && <Text c="orange">This is you: you lose what this membership lets you do.</Text>}
+          <ApiError error={error} title="Not removed" />
+          <Group justify="flex-end">
+            <Button variant="default" onClick={close}>
+              Keep
+            </Button>
+            <Button color="red" loading={busy} onClick={() => void confirm()}>
+              Remove
+            </Button>
+          </Group>
+        </Stack>
+      )}
+    </Modal>
+  );
+}
+
 /**
  * Members of the caller's organizations and of their projects; an owner adds a person to an organization
- * (by email, creating the user if new), then to its projects.
+ * (by email, creating the user if new), then to its projects, and removes them (asked first).
  */
 export function Members() {
   const viewer = useViewer();
   const [orgs, refetch] = useQuery({ query: MembersDocument });
   const [orgAddition, addToOrganization] = useMutation(AddOrganizationMemberDocument);
   const [addition, addToProject] = useMutation(AddProjectMemberDocument);
+  const [, removeFromOrganization] = useMutation(RemoveOrganizationMemberDocument);
+  const [, removeFromProject] = useMutation(RemoveProjectMemberDocument);
+  const [removal, setRemoval] = useState<Removal | null>(null);
   const added = (error: unknown) => {
     if (!error) refetch({ requestPolicy: 'network-only' });
     return !error;
@@ -103,13 +182,29 @@ export function Members() {
   return (
     <Stack>
       <Title order={2}>Members</Title>
+      <ConfirmRemoval removal={removal} self={viewer.userId} onClose={() => setRemoval(null)} onRemoved={() => refetch({ requestPolicy: 'network-only' })} />
       <ApiError error={orgs.error ?? orgAddition.error ?? addition.error} />
       {orgs.fetching && !orgs.data && <Loader aria-label="Loading members" />}
       {orgs.data?.organizations.items.map((org) => (
         <Card key={org.id} withBorder>
           <Stack>
             <Title order={3}>{org.title}</Title>
-            <MemberTable label={`Members of ${org.title}`} members={org.members.items} />
+            <MemberTable
+              label={`Members of ${org.title}`}
+              members={org.members.items}
+              self={viewer.userId}
+              onRemove={
+                viewer.canWrite
+                  ? (userId) =>
+                      setRemoval({
+                        userId,
+                        target: org.title,
+                        consequence: `They leave its projects too, and their API keys in ${org.title} stop working.`,
+                        remove: () => removeFromOrganization({ organizationId: org.id, userId }),
+                      })
+                  : undefined
+              }
+            />
             {viewer.canWrite && (
               <AddMember
                 target={org.title}
@@ -121,7 +216,22 @@ export function Members() {
             {org.projects.items.map((project) => (
               <Stack key={project.id} gap="xs" pl="md">
                 <Title order={4}>Project {project.title}</Title>
-                <MemberTable label={`Members of project ${project.title}`} members={project.members.items} />
+                <MemberTable
+                  label={`Members of project ${project.title}`}
+                  members={project.members.items}
+                  self={viewer.userId}
+                  onRemove={
+                    viewer.canWrite
+                      ? (userId) =>
+                          setRemoval({
+                            userId,
+                            target: `project ${project.title}`,
+                            consequence: `They stay in ${org.title}; their API keys for this project stop working.`,
+                            remove: () => removeFromProject({ projectId: project.id, userId }),
+                          })
+                      : undefined
+                  }
+                />
                 {viewer.canWrite && (
                   <AddMember
                     target={`project ${project.title}`}

@@ -1,4 +1,4 @@
-import { Button, Card, Center, Divider, PasswordInput, Stack, Text, Title } from '@mantine/core';
+import { Alert, Button, Card, Center, Divider, PasswordInput, Stack, Text, Title } from '@mantine/core';
 import { useEffect, useState, type FormEvent } from 'react';
 import { signIn, signInOptions } from '../client';
 import { ApiError } from '../ui';
@@ -13,13 +13,25 @@ const OIDC_FAILURES: Record<string, string> = {
   issuer: 'The identity provider could not be reached.',
 };
 
+const signInParams = () => new URLSearchParams(window.location.hash.split('?')[1] ?? '');
+
 function oidcFailure(): string | null {
-  const code = new URLSearchParams(window.location.hash.split('?')[1] ?? '').get('oidc-error');
+  const code = signInParams().get('oidc-error');
   return code ? (OIDC_FAILURES[code] ?? 'The sign-in failed.') : null;
 }
 
-/** Sign-in with an API key, or through the organization's identity provider (OIDC) when one is configured. */
-export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
+/** The page to be on after signing in: the one in the URL (where the session expired), or the models. */
+function pageAfterSignIn(): string {
+  const hash = window.location.hash;
+  const page = hash.startsWith('#/sign-in') ? signInParams().get('return') : hash;
+  return page && /^#\/[A-Za-z0-9._~%/-]*$/.test(page) ? page : '#/models';
+}
+
+/**
+ * Sign-in with an API key, or through the organization's identity provider (OIDC) when one is configured;
+ * `expired`: the session this page had ended, which it says. Either way the page in the URL is kept for after.
+ */
+export function SignIn({ onSignedIn, expired = false }: { onSignedIn: () => void; expired?: boolean }) {
   const [apiKey, setApiKey] = useState('');
   const [error, setError] = useState<string | null>(oidcFailure);
   const [busy, setBusy] = useState(false);
@@ -34,7 +46,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
     try {
       await signIn(apiKey.trim());
       setApiKey('');
-      if (window.location.hash.startsWith('#/sign-in')) window.location.hash = '#/models';
+      if (window.location.hash.startsWith('#/sign-in')) window.location.hash = pageAfterSignIn();
       onSignedIn();
     } catch (err) {
       setError((err as Error).message);
@@ -47,9 +59,14 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
       <Card withBorder shadow="sm" padding="lg" w={420} maw="100%">
         <Stack>
           <Title order={2}>Mariner console</Title>
+          {expired && (
+            <Alert color="yellow" title="Your session expired — sign in again" role="alert">
+              You will be back on the page you were on.
+            </Alert>
+          )}
           {oidc && (
             <>
-              <Button component="a" href="/console/oidc/login" variant="filled">
+              <Button component="a" href={`/console/oidc/login?return=${encodeURIComponent(pageAfterSignIn())}`} variant="filled">
                 Sign in with your identity provider
               </Button>
               <Divider label="or with an API key" labelPosition="center" />
