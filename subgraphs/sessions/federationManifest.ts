@@ -1,4 +1,5 @@
-import { InvalidManifestError, validateManifest } from '../../agent/kubernetes/manifests.js';
+import * as k8s from '@kubernetes/client-node';
+import { Job } from 'kubernetes-models/batch/v1/Job';
 import { randomString } from '../../lib/ids.js';
 import { FEDERATED_LABEL } from './federationPlacement.js';
 import type { KubeObject } from './federationStore.js';
@@ -6,8 +7,10 @@ import type { KubeObject } from './federationStore.js';
 /**
  * What a Job submitted to the virtual cluster `federated` must be before it is created on a cluster with
  * the agent's account. The schema check is the one every manifest the agent sends passes
- * (agent/kubernetes/manifests.ts `validateManifest`: types, required fields, no unknown field). On top of
- * it, the same boundary as the Kubernetes API allow-list (kubeAllowList.ts): the agent's account must not
+ * (agent/kubernetes/manifests.ts `validateManifest`, which a subgraph may not import: test/layering.test.ts):
+ * types, enums and required fields by kubernetes-models' validator of batch/v1 Job, and no field the
+ * Kubernetes API does not define (a typo such as `backofLimit`, which the apiserver would drop silently),
+ * read from @kubernetes/client-node's model of each type. On top of it, the same boundary as the Kubernetes API allow-list (kubeAllowList.ts): the agent's account must not
  * lend a project member more than their own work needs, so a pod that reads Secrets, runs as another
  * service account or reaches into the node is refused, and the service account token is not mounted.
  */
@@ -90,16 +93,9 @@ export function federatedJobManifest(body: unknown, namespace: string, rowLabel:
     metadata: { name, namespace, labels: { ...labels, [FEDERATED_LABEL]: rowLabel }, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
   };
   delete manifest['status'];
-  try {
-    validateManifest(manifest);
-  } catch (error) {
-    if (!(error instanceof InvalidManifestError)) throw error;
-    throw new ManifestRefusal(
-      422,
-      'Invalid',
-      `Job.batch "${name}" is invalid: ${error.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
-      error.problems.map((p) => ({ field: p.path, message: p.message })),
-    );
+  const problems = schemaProblems(manifest);
+  if (problems.length > 0) {
+    throw new ManifestRefusal(422, 'Invalid', `Job.batch "${name}" is invalid: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, problems);
   }
   causes.push(...podPolicyProblems(manifest));
   if (causes.length > 0) {
@@ -159,4 +155,47 @@ export function podPolicyProblems(job: KubeObject): { field: string; message: st
     });
   }
   return problems;
+}
+
+/** The problems of a Job against the Kubernetes schema: kubernetes-models' validator, then unknown fields. */
+export function schemaProblems(job: KubeObject): { field: string; message: string }[] {
+  const problems: { field: string; message: string }[] = [];
+  try {
+    (Job.prototype as unknown as { validate(this: unknown): void }).validate.call(job);
+  } catch (error) {
+    const errors = (error as { errors?: unknown }).errors;
+    if (!Array.isArray(errors)) throw error;
+    for (const e of errors as { instancePath: string; message?: string }[]) {
+      problems.push({ field: e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)', message: e.message ?? 'is invalid' });
+    }
+  }
+  unknownFields(job, 'V1Job', '', problems);
+  return problems;
+}
+
+type ModelClass = { getAttributeTypeMap(): { baseName: string; type: string }[] };
+const models = k8s as unknown as Record<string, ModelClass | undefined>;
+
+/** Walks a value against client-node's model of its type (`V1Job`, `Array<V1Container>`, `{ [key: string]: string; }`). */
+function unknownFields(value: unknown, type: string, at: string, problems: { field: string; message: string }[]): void {
+  if (value === null || typeof value !== 'object') return;
+  const array = /^Array<(.+)>$/.exec(type);
+  if (array) {
+    if (Array.isArray(value)) value.forEach((item, i) => unknownFields(item, array[1]!, `${at}[${i}]`, problems));
+    return;
+  }
+  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
+  if (map) {
+    for (const [key, item] of Object.entries(value)) unknownFields(item, map[1]!, `${at}.${key}`, problems);
+    return;
+  }
+  const model = models[type];
+  if (typeof model?.getAttributeTypeMap !== 'function' || Array.isArray(value)) return;
+  const fields = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+    const field = at ? `${at}.${key}` : key;
+    const fieldType = fields.get(key);
+    if (fieldType === undefined) problems.push({ field, message: `unknown field "${key}"` });
+    else unknownFields(item, fieldType, field, problems);
+  }
 }

@@ -1,19 +1,17 @@
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import { agentRoutes } from '../../lib/agentContract.js';
-import { MarinerError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import { PeriodicTask } from '../../lib/periodicTask.js';
-import { schedule } from '../jobs/scheduler.js';
 import type { FederationClustersQuery } from './generated/clustersOperations.js';
 import type { FederatedJob, FederationStore, KubeObject } from './federationStore.js';
 import type { TunnelHolder } from './tunnelRegistry.js';
 
 /**
  * Where a Job submitted to the virtual cluster `federated` runs (federationRoutes.ts): one cluster of the
- * project's assignments for its namespace, among those its organization may use, chosen by the jobs
- * scheduler (subgraphs/jobs/scheduler.ts) over the clusters' reported GPUs (the clusters subgraph's
- * `schedulingClusters`, the capacity data jobs are placed with), among those that are connected, fresh
- * and have the Job's GPUs free now. A full cluster is skipped; when none has room the Job waits (no
+ * project's assignments for its namespace, among those its organization may use, over the clusters'
+ * reported GPUs (the clusters subgraph's `schedulingClusters`, the capacity data the jobs scheduler
+ * places jobs with), among those that are connected, fresh and have the Job's GPUs free now: the one
+ * with the most free GPUs, as the jobs scheduler orders them. A full cluster is skipped; when none has room the Job waits (no
  * cluster) and is placed by a later pass, when a cluster reports room. The real Job is created through
  * the cluster's agent tunnel (the Kubernetes API proxy kubeProxy.ts uses), with the agent's account.
  */
@@ -173,26 +171,16 @@ export class FederationPlacer {
     for (;;) {
       const usable = clusters
         .filter((c) => assigned(c.id) && !c.stale && connected(c.id) && !tried.has(c.id))
-        .map((c) => ({ ...c, gpuPodCount: 0, gpuAllocated: c.gpuAllocated + (reserved.get(c.id) ?? 0) }));
+        .map((c) => ({ ...c, gpuAllocated: c.gpuAllocated + (reserved.get(c.id) ?? 0) }));
       const withRoom = usable.filter((c) => c.gpuCapacity - c.gpuAllocated >= job.gpus);
       if (withRoom.length === 0) {
         const message = refusals.length > 0 ? refusals.join('; ') : waitingMessage(job, clusters, usable, assigned);
         await store.markWaiting(job.id, message);
         return { kind: 'waiting', job: { ...job, message }, message };
       }
-      let clusterId: string;
-      try {
-        ({ clusterId } = schedule(
-          job.assignedClusters.map((c) => ({ clusterId: c, namespace: job.namespace, kueueQueueName: null })),
-          withRoom,
-          new Set(withRoom.map((c) => c.id)),
-          job.gpus,
-        ));
-      } catch (error) {
-        if (!(error instanceof MarinerError)) throw error;
-        await store.markWaiting(job.id, error.message);
-        return { kind: 'waiting', job: { ...job, message: error.message }, message: error.message };
-      }
+      // The jobs scheduler's order (subgraphs/jobs/scheduler.ts, which a subgraph may not import): the most free GPUs, then the name.
+      const free = (c: FederationCluster) => c.gpuCapacity - c.gpuAllocated;
+      const clusterId = withRoom.sort((a, b) => free(b) - free(a) || a.name.localeCompare(b.name))[0]!.id;
       tried.add(clusterId);
       let answer: KubeAnswer;
       try {
