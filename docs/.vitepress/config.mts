@@ -53,6 +53,7 @@ export default defineConfig({
           { text: 'The audit log', link: '/operations-audit' },
           { text: 'Usage records', link: '/operations-usage' },
           { text: 'Budgets', link: '/operations-budgets' },
+          { text: 'Cluster telemetry', link: '/operations-telemetry' },
           { text: 'Helm', link: '/helm' },
           { text: 'Coming from LLMariner', link: '/llmariner' },
         ],
