@@ -2,7 +2,7 @@
  * The console's data screens in headless Chromium against `mariner up --demo-model`, used as a person
  * would: upload a fine-tune file and see it listed; start a fine-tuning job from the page and watch its
  * loss curve draw; build a vector store from an uploaded file and search it; register a cluster and see
- * its key once; see usage charted after a chat; see the members; follow the demo model's scaling live.
+ * its key once; see usage charted after a chat; add and remove members; follow the demo model's scaling live.
  * Screenshots go to test-results/console/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -179,7 +179,7 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     expect(pageErrors).toEqual([]);
   });
 
-  it('charts usage after a chat, lists the members, and follows the model scaling live', { timeout: 60_000 }, async () => {
+  it('charts usage after a chat, adds and removes members, and follows the model scaling live', { timeout: 120_000 }, async () => {
     await chat;
 
     // Usage is recorded in batches (every second): the chat is counted once the API says so.
@@ -226,6 +226,35 @@ run(`the console's screens in Chromium (${CHROMIUM_PATH})`, () => {
     await page.getByRole('form', { name: 'Add a member to project Default Project' }).getByRole('button', { name: 'Add member' }).click();
     await expect.poll(() => page.getByRole('table', { name: 'Members of project Default Project' }).textContent()).toContain('new.person@example.com');
     await page.screenshot({ path: screenshotPath('16-members'), fullPage: true });
+
+    // Removing: asked first; the organization's last owner (the admin, themselves) is refused with the API's words.
+    const organization = page.getByRole('table', { name: 'Members of Default Organization' });
+    const project = page.getByRole('table', { name: 'Members of project Default Project' });
+    await organization.getByRole('button', { name: 'Remove admin@example.com' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Remove a member' });
+    await expect.poll(() => dialog.textContent()).toContain('This is you');
+    await dialog.getByRole('button', { name: 'Remove', exact: true }).click();
+    await expect.poll(() => dialog.getByRole('alert').textContent(), { timeout: 15_000 }).toContain('an organization must keep at least one owner');
+    await page.screenshot({ path: screenshotPath('16b-members-last-owner-refused') });
+    await dialog.getByRole('button', { name: 'Keep' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    expect(await organization.textContent()).toContain('admin@example.com');
+    // The new person out of the project (still in the organization), then out of the organization.
+    await project.getByRole('button', { name: 'Remove new.person@example.com' }).click();
+    await dialog.getByRole('button', { name: 'Remove', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden', timeout: 15_000 });
+    await expect.poll(() => project.textContent()).not.toContain('new.person@example.com');
+    expect(await organization.textContent()).toContain('new.person@example.com');
+    await organization.getByRole('button', { name: 'Remove new.person@example.com' }).click();
+    expect(await dialog.textContent()).toContain('They leave its projects too');
+    await dialog.getByRole('button', { name: 'Remove', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden', timeout: 15_000 });
+    await expect.poll(() => organization.textContent()).not.toContain('new.person@example.com');
+    const { organizations } = await t.gqlOk<{ organizations: { items: { members: { items: { user: { id: string } }[] } }[] } }>(
+      '{ organizations { items { members { items { user { id } } } } } }',
+    );
+    expect(organizations.items.flatMap((o) => o.members.items.map((m) => m.user.id))).not.toContain('new.person@example.com');
+    await page.screenshot({ path: screenshotPath('16c-members-removed'), fullPage: true });
 
     await open('Models', 'Models');
     await page.getByRole('link', { name: 'Scaling of mariner-demo', exact: true }).click();

@@ -18,14 +18,16 @@ export default function ReplicasChart({ points, label }: { points: ReplicaPoint[
   useEffect(() => {
     if (!box.current) return;
     const axis = { stroke: dark ? '#c1c2c5' : '#495057', grid: { stroke: dark ? '#373a40' : '#e9ecef' } };
+    const steps = uPlot.paths.stepped?.({ align: 1 });
     plot.current = new uPlot(
       {
         width: box.current.clientWidth || 320,
         height: 140,
+        // Steps: a count holds from one report until the next, it does not slide between them.
         series: [
           {},
-          { label: 'ready', stroke: '#2f9e44', width: 2, points: { show: true } },
-          { label: 'desired', stroke: '#4263eb', dash: [4, 4], points: { show: true } },
+          { label: 'ready', stroke: '#2f9e44', width: 2, points: { show: true }, paths: steps },
+          { label: 'desired', stroke: '#4263eb', dash: [4, 4], points: { show: true }, paths: steps },
         ],
         axes: [axis, { ...axis, incrs: [1, 2, 5, 10] }],
         scales: { x: { time: true, auto: false }, y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },

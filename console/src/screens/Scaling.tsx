@@ -94,6 +94,10 @@ export function Scaling({ modelId }: { modelId: string }) {
           <Suspense fallback={null}>
             <ReplicasChart points={history} label={modelId} />
           </Suspense>
+          <Text size="sm" c="dimmed" data-testid="replicas-summary">
+            Now {history.at(-1)!.ready} ready of {history.at(-1)!.desired} desired · at most {Math.max(...history.map((p) => p.ready))} ready since this page
+            opened
+          </Text>
         </Card>
       )}
       <Card withBorder>
