@@ -108,7 +108,7 @@ describe('a namespace assigned to a project: the agent binds its role there, the
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'mariner-agent', namespace: 'default' }]);
 
     const created = await createBatchJob(team.key);
-    const job = await waitFor(
+    const job = await waitFor<any>(
       async () => kube.objects('Job').find((j) => j.metadata.name === jobObjectName(created.id)),
       Boolean,
       'the batch job`s Kubernetes Job',
