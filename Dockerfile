@@ -1,6 +1,12 @@
-# One image for every Mariner component (DESIGN §5, production):
-#   mariner serve <gateway|users|rbac|files|models|clusters|sessions>   control plane, one per Deployment
-#   mariner agent                                                      the cluster agent
+# Mariner's images (DESIGN §5, production), two targets of this file:
+#   control-plane  mariner serve <component> (one per Deployment) and `mariner agent` with the Kubernetes
+#                  executor: everything the Helm chart runs (its default, published as <tag>-control-plane).
+#                  Without the local executor's inference packages (node-llama-cpp with its llama.cpp build,
+#                  whisper.cpp), which neither loads: they run only in the local executor's child processes.
+#   agent-local    the same plus those packages: `mariner up` and `mariner agent --executor local` on a
+#                  machine or VM. The last stage, so a plain `docker build .` makes it (published as <tag>).
+#   docker build --target control-plane -t registry.example.com/mariner:0.1.0-control-plane .
+#   docker build -t registry.example.com/mariner:0.1.0 .
 # On Node.js 24 LTS, the version CI tests on (.ci/run) and .nvmrc names. The image runs the compiled
 # build (dist/, from scripts/build.mjs): no TypeScript and no tsx at run time. Everything is installed at
 # build time; nothing is downloaded when a container starts.
@@ -28,6 +34,19 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf node_modules/pino/test \
  && npm cache clean --force
 
+# ---- the control plane's dependencies: the production tree less the local executor's packages ----
+# Those packages leave package.json and `npm prune` removes them with every package only they needed
+# (typescript, node-llama-cpp's peer, among them), from the lockfile, offline. test/dockerImage.test.ts
+# measures both trees and loads the compiled program with these packages gone.
+FROM ${NODE_IMAGE} AS deps-control-plane
+WORKDIR /app
+ARG LOCAL_EXECUTOR_PACKAGES="node-llama-cpp @node-llama-cpp/linux-x64 @fugood/whisper.node @fugood/node-whisper-linux-x64"
+COPY package.json package-lock.json ./
+COPY --from=deps /app/node_modules ./node_modules
+RUN node -e "const fs = require('fs'), p = JSON.parse(fs.readFileSync('package.json', 'utf8')); for (const name of process.argv.slice(1)) { if (!p.dependencies[name]) throw new Error('not a dependency: ' + name); delete p.dependencies[name]; } fs.writeFileSync('package.json', JSON.stringify(p, null, 2))" ${LOCAL_EXECUTOR_PACKAGES} \
+ && npm prune --omit=dev --ignore-scripts --offline --no-audit --no-fund \
+ && npm cache clean --force
+
 # ---- sources, checked and compiled: the committed supergraph and generated types must match schema/ ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -39,29 +58,37 @@ RUN npx tsc --noEmit \
  && node scripts/build.mjs --force \
  && node console/build.mjs --force
 
-# ---- runtime ----
+# ---- what both images hold besides node_modules ----
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     MARINER_ENV=production \
     MARINER_DATA_DIR=/var/lib/mariner \
     MARINER_HOST=0.0.0.0
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/dist ./dist
 # The web console's static files (gateway/console.ts serves them at /console).
 COPY --from=build /app/console/dist ./console/dist
+# The data dir (runtime cache, scratch) is the only place the process writes besides /tmp; the chart
+# mounts emptyDirs on both so the root filesystem can stay read-only.
+RUN mkdir -p /var/lib/mariner && chown 1000:1000 /var/lib/mariner
+EXPOSE 8080 9090
+# Source maps: stack traces in the log name the TypeScript file and line.
+ENTRYPOINT ["node", "--enable-source-maps", "dist/bin/mariner.js"]
+CMD ["serve", "gateway"]
+
+# ---- the control plane and the Kubernetes executor's agent (the chart's image) ----
+FROM runtime AS control-plane
+COPY --from=deps-control-plane /app/node_modules ./node_modules
+# The image's `node` user, by number so Kubernetes' runAsNonRoot can check it.
+USER 1000:1000
+
+# ---- everything, the local executor included (the default target) ----
+FROM runtime AS agent-local
+COPY --from=deps /app/node_modules ./node_modules
 # The whisper.cpp prebuilt (@fugood/node-whisper-linux-x64, the local transcription runtime) links
 # OpenMP's libgomp.so.1, which the slim base image lacks.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/*
-# The data dir (runtime cache, scratch) is the only place the process writes besides /tmp; the chart
-# mounts emptyDirs on both so the root filesystem can stay read-only.
-RUN mkdir -p /var/lib/mariner && chown 1000:1000 /var/lib/mariner
-# The image's `node` user, by number so Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
-EXPOSE 8080 9090
-# Source maps: stack traces in the log name the TypeScript file and line.
-ENTRYPOINT ["node", "--enable-source-maps", "dist/bin/mariner.js"]
-CMD ["serve", "gateway"]

@@ -357,6 +357,33 @@ describe('ingress, images and the smaller items', () => {
     expect(await refusal({ worker: { runtimes: { images: { vllm: 'vllm/vllm-openai:latest' } } } })).toContain("at '/worker/runtimes/images/vllm'");
   });
 
+  it('every pod runs the slim control-plane image by default; image.target agent-local picks the full one', async () => {
+    const pods = (manifests: Manifest[]) => manifests.filter((m) => m.kind === 'Deployment' || (m.kind === 'Job' && m.metadata.name.includes('migrat')));
+    const byDefault = pods(await render());
+    // The control plane's Deployments, the migrations Job and the agent (its Kubernetes executor loads no llama.cpp either).
+    expect(byDefault.map((m) => m.metadata.name)).toEqual(expect.arrayContaining(['mariner-gateway', 'mariner-sessions', 'mariner-agent']));
+    for (const m of byDefault)
+      expect(m['spec'].template.spec.containers[0].image, m.metadata.name).toBe('ghcr.io/mariner-platform/mariner:0.1.0-control-plane');
+    for (const m of pods(await render([{ image: { target: 'agent-local', tag: '0.2.0' } }]))) {
+      expect(m['spec'].template.spec.containers[0].image, m.metadata.name).toBe('ghcr.io/mariner-platform/mariner:0.2.0');
+    }
+    expect(await refusal({ image: { target: 'slim' } })).toContain("at '/image/target'");
+  });
+
+  it('the agent`s tunnel transport defaults to auto; the bucket is created when missing unless createBucket is never', async () => {
+    const manifests = await render();
+    expect(envValue(manifests, 'mariner-agent', 'MARINER_AGENT_TRANSPORT')?.value).toBe('auto');
+    expect(envValue(await render([{ worker: { transport: 'websocket' } }]), 'mariner-agent', 'MARINER_AGENT_TRANSPORT')?.value).toBe('websocket');
+    expect(await refusal({ worker: { transport: 'raw' } })).toContain("at '/worker/transport'");
+    const settings = JSON.stringify(manifests.filter((m) => m.kind === 'ConfigMap' || m.kind === 'Deployment'));
+    expect(settings).toContain('"MARINER_S3_CREATE_BUCKET"');
+    const never = await render([{ global: { objectStore: { s3: { bucket: 'mariner', createBucket: 'never' } } } }]);
+    expect(JSON.stringify(never)).toMatch(/"MARINER_S3_CREATE_BUCKET":"never"|"name":"MARINER_S3_CREATE_BUCKET","value":"never"/);
+    expect(await refusal({ global: { objectStore: { s3: { bucket: 'mariner', createBucket: 'yes' } } } })).toContain(
+      "at '/global/objectStore/s3/createBucket'",
+    );
+  });
+
   it('topology spread, extra volumes, a CA bundle, an overridden securityContext; a one-replica PDB lets drains through', async () => {
     const spread = [
       {

@@ -30,8 +30,13 @@ app.kubernetes.io/part-of: mariner
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 {{- end -}}
 
+{{/* The image by tag: the control-plane target's is <tag>-control-plane, the full (agent-local) one's <tag>. */}}
 {{- define "mariner.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if eq (.Values.image.target | default "control-plane") "control-plane" -}}
+{{- $tag = printf "%s-control-plane" $tag -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
 {{- end -}}
 
 {{/*
@@ -104,6 +109,7 @@ MARINER_OBJECT_STORE: s3
 MARINER_S3_BUCKET: {{ $s3.bucket | quote }}
 MARINER_S3_REGION: {{ $s3.region | default "us-east-1" | quote }}
 MARINER_S3_PREFIX: {{ $s3.prefix | default "mariner" | quote }}
+MARINER_S3_CREATE_BUCKET: {{ $s3.createBucket | default "auto" | quote }}
 {{- if .Values.trial.minio.enabled }}
 MARINER_S3_FORCE_PATH_STYLE: "true"
 MARINER_S3_ENDPOINT: {{ printf "http://%s-minio.%s.svc:9000" (include "mariner.fullname" .) .Release.Namespace | quote }}
