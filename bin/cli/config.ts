@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -13,6 +13,12 @@ import { CliError } from './errors.js';
  *   Windows, else ~/.config/mariner/config.yaml
  *
  * MARINER_URL with MARINER_API_KEY in the environment stand for a context without any file (scripts, CI).
+ * A file others may read (group/world permissions) or of another owner is refused, as ssh refuses such a key.
+ *
+ * Not the OS keychain: on Linux that is libsecret's Secret Service over a D-Bus session bus with an unlocked
+ * keyring, which servers, containers, CI runners and SSH sessions (where this command line mostly runs)
+ * do not have; a store that works on some machines and silently not on others would put keys in two places.
+ * The owner-only file, checked on every read, is what kubectl, gh (without a keyring), ssh and the cloud CLIs keep.
  */
 export interface Context {
   name: string;
@@ -40,11 +46,39 @@ export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, 'mariner', 'config.yaml');
 }
 
+/**
+ * Refuses a credentials file that others may read or change, as ssh refuses such a private key: group or
+ * world permissions, or another owner (POSIX only; on Windows %APPDATA% is the user's own).
+ */
+export function checkPrivate(file: string): void {
+  if (process.platform === 'win32') return;
+  let stat;
+  try {
+    stat = statSync(file);
+  } catch {
+    return;
+  }
+  const mode = stat.mode & 0o777;
+  if (mode & 0o077) {
+    throw new CliError(
+      `permissions ${mode.toString(8).padStart(4, '0')} for ${file} are too open: it holds your credentials, and must not be readable by others. ` +
+        `Run \`chmod 600 ${file}\` (and revoke the keys in it if others may have read them)`,
+      'INSECURE_CONFIG',
+    );
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) {
+    throw new CliError(`${file} belongs to another user (uid ${stat.uid}): it holds credentials, so only a file of your own is used`, 'INSECURE_CONFIG');
+  }
+}
+
 export function loadConfig(file = configPath()): CliConfig {
   let text: string;
   try {
+    checkPrivate(file);
     text = readFileSync(file, 'utf8');
   } catch (error) {
+    if (error instanceof CliError) throw error;
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { contexts: [] };
     throw new CliError(`cannot read ${file}: ${(error as Error).message}`);
   }

@@ -10,6 +10,9 @@ import { registerOrganizations } from './commands/orgs.js';
 import { registerMembers } from './commands/members.js';
 import { registerFiles } from './commands/files.js';
 import { registerFineTuning } from './commands/fineTuning.js';
+import { registerBatch } from './commands/batch.js';
+import { registerVectorStores } from './commands/vectorStores.js';
+import { registerNotebooks } from './commands/notebooks.js';
 import { registerClusters } from './commands/clusters.js';
 import { registerUsage } from './commands/usage.js';
 import { registerCompletion } from './commands/completion.js';
@@ -31,6 +34,10 @@ export const CLI_COMMANDS: readonly string[] = [
   'projects',
   'files',
   'fine-tuning',
+  'batch',
+  'batches',
+  'notebooks',
+  'vector-stores',
   'clusters',
   'kubeconfig',
   'usage',
@@ -74,6 +81,9 @@ Exit codes: 0 success; 1 the platform refused or failed, or not logged in (the r
   registerMembers(program);
   registerFiles(program);
   registerFineTuning(program);
+  registerBatch(program);
+  registerNotebooks(program);
+  registerVectorStores(program);
   registerClusters(program);
   registerUsage(program);
   registerCompletion(program);

@@ -44,13 +44,14 @@ async function discover(issuer: string): Promise<Discovery> {
 }
 
 /** Opens `url` with xdg-open (or open on macOS) when the machine has it; a headless machine just prints it. */
-function openBrowser(url: string): void {
+export function openBrowser(url: string): boolean {
   const opener = process.platform === 'darwin' ? 'open' : 'xdg-open';
   const found = (process.env['PATH'] ?? '').split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, opener)));
-  if (!found) return;
+  if (!found) return false;
   const child = spawn(opener, [url], { stdio: 'ignore', detached: true });
   child.on('error', () => undefined);
   child.unref();
+  return true;
 }
 
 /** The `exp` of a JWT (not verified here: the platform verifies the token on every request). */

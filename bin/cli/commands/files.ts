@@ -4,6 +4,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
+import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
@@ -12,7 +13,7 @@ import { allPages } from '../pages.js';
 const FILE_FIELDS = 'id filename bytes purpose status statusDetails createdAt';
 const PURPOSES = ['fine-tune', 'batch', 'assistants', 'vision', 'user_data'];
 
-interface FileView {
+export interface FileView {
   id: string;
   filename: string;
   bytes: number;
@@ -56,6 +57,62 @@ function headerValue(text: string): string {
   return text.replace(/["\r\n\\]/g, '_');
 }
 
+/**
+ * Uploads a file from disk to /v1/files: its bytes stream (constant memory), with a progress bar on a
+ * terminal. A missing or unreadable path is a UsageError (exit 2). `files create` and `models create --file` use it.
+ */
+export async function uploadFile(client: ApiClient, path: string, purpose: string, name?: string): Promise<Omit<FileView, 'statusDetails'>> {
+  let size: number;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new UsageError(`${path} is not a regular file`);
+    size = stat.size;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const filename = name ?? basename(path);
+  const boundary = `mariner-${Math.random().toString(16).slice(2)}${Date.now().toString(16)}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n${purpose}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${headerValue(filename)}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const bar = await progress(size, 'Uploading');
+  // Read only as fast as the socket takes it (Node's backpressure): memory stays constant whatever the file's size.
+  async function* body() {
+    yield head;
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      bar.update((chunk as Buffer).length);
+      yield chunk as Buffer;
+    }
+    yield tail;
+  }
+  let created;
+  try {
+    created = await client.upload<{ id: string; filename: string; bytes: number; purpose: string; status: string; created_at: number }>(
+      'POST',
+      '/v1/files',
+      Readable.from(body()),
+      {
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'content-length': String(head.length + size + tail.length),
+      },
+    );
+  } finally {
+    bar.stop();
+  }
+  const view = {
+    id: created.id,
+    filename: created.filename,
+    bytes: created.bytes,
+    purpose: created.purpose,
+    status: created.status.toUpperCase(),
+    createdAt: new Date(created.created_at * 1000).toISOString(),
+  };
+  return view;
+}
+
 export function registerFiles(program: Command): void {
   const files = program
     .command('files')
@@ -77,57 +134,7 @@ Examples:
     .option('--name <filename>', 'the name it gets (default: the file name)')
     .action(
       run(async (inv, path: string) => {
-        let size: number;
-        try {
-          const stat = statSync(path);
-          if (!stat.isFile()) throw new UsageError(`${path} is not a regular file`);
-          size = stat.size;
-        } catch (error) {
-          if (error instanceof UsageError) throw error;
-          throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-        }
-        const purpose: string = inv.options['purpose'];
-        const filename: string = inv.options['name'] ?? basename(path);
-        const boundary = `mariner-${Math.random().toString(16).slice(2)}${Date.now().toString(16)}`;
-        const head = Buffer.from(
-          `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n${purpose}\r\n` +
-            `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${headerValue(filename)}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
-        );
-        const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-        const bar = await progress(size, 'Uploading');
-        // Read only as fast as the socket takes it (Node's backpressure): memory stays constant whatever the file's size.
-        async function* body() {
-          yield head;
-          for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-            bar.update((chunk as Buffer).length);
-            yield chunk as Buffer;
-          }
-          yield tail;
-        }
-        let created;
-        try {
-          created = await inv
-            .client()
-            .upload<{ id: string; filename: string; bytes: number; purpose: string; status: string; created_at: number }>(
-              'POST',
-              '/v1/files',
-              Readable.from(body()),
-              {
-                'content-type': `multipart/form-data; boundary=${boundary}`,
-                'content-length': String(head.length + size + tail.length),
-              },
-            );
-        } finally {
-          bar.stop();
-        }
-        const view = {
-          id: created.id,
-          filename: created.filename,
-          bytes: created.bytes,
-          purpose: created.purpose,
-          status: created.status.toUpperCase(),
-          createdAt: new Date(created.created_at * 1000).toISOString(),
-        };
+        const view = await uploadFile(inv.client(), path, inv.options['purpose'], inv.options['name']);
         if (inv.format === 'table') process.stdout.write(`File ${view.id} uploaded (${view.filename}, ${view.bytes} bytes, ${view.purpose})\n`);
         else printData(inv.format, view);
       }),

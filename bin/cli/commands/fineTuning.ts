@@ -49,7 +49,15 @@ async function getJob(client: ApiClient, id: string): Promise<JobView> {
 export async function streamLogs(
   client: ApiClient,
   jobId: string,
-  options: { from: number; follow: boolean; write: (line: LogLine) => void; signal?: AbortSignal; onReconnect?: (offset: number, reason: string) => void },
+  options: {
+    from: number;
+    follow: boolean;
+    write: (line: LogLine) => void;
+    signal?: AbortSignal;
+    onReconnect?: (offset: number, reason: string) => void;
+    /** The query field that reads the job's stored lines (default fineTuningJob; batchJob for batch jobs). */
+    kind?: 'fineTuningJob' | 'batchJob';
+  },
 ): Promise<number> {
   let next = options.from;
   const take = (lines: LogLine[]) => {
@@ -61,13 +69,15 @@ export async function streamLogs(
   };
   if (!options.follow) {
     for (;;) {
-      const { fineTuningJob } = await client.graphql<{ fineTuningJob: { logs: { lines: LogLine[]; nextOffset: number; hasMore: boolean } } | null }>(
-        `query ($id: ID!, $from: Int) { fineTuningJob(id: $id) { logs(fromOffset: $from, limit: 1000) { lines { offset text } nextOffset hasMore } } }`,
+      const kind = options.kind ?? 'fineTuningJob';
+      const answer = await client.graphql<Record<string, { logs: { lines: LogLine[]; nextOffset: number; hasMore: boolean } } | null>>(
+        `query ($id: ID!, $from: Int) { ${kind}(id: $id) { logs(fromOffset: $from, limit: 1000) { lines { offset text } nextOffset hasMore } } }`,
         { id: jobId, from: next },
       );
-      if (!fineTuningJob) throw new CliError(`fine-tuning job ${jobId} not found (NOT_FOUND)`, 'NOT_FOUND');
-      take(fineTuningJob.logs.lines);
-      if (!fineTuningJob.logs.hasMore) return next;
+      const job = answer[kind];
+      if (!job) throw new CliError(`${kind === 'batchJob' ? 'batch' : 'fine-tuning'} job ${jobId} not found (NOT_FOUND)`, 'NOT_FOUND');
+      take(job.logs.lines);
+      if (!job.logs.hasMore) return next;
     }
   }
   let pause = 200;
