@@ -115,6 +115,12 @@ export interface MarinerConfig {
     usageFlushIntervalMs: number;
     /** Usage records older than this many days are deleted; 0 keeps them. */
     usageRetentionDays: number;
+    /**
+     * The default price table of cost budgets: model id → `{"input": N, "output": N}`, USD micro-units (1e-6
+     * USD, whole numbers) per 1M prompt and completion tokens (MARINER_MODEL_PRICES, a JSON object). An
+     * organization's own prices (setModelPrice) override it.
+     */
+    modelPrices: Record<string, { inputMicrosPerMillion: number; outputMicrosPerMillion: number }>;
   };
   vectorStores: VectorStoresConfig;
   batches: BatchesConfig;
@@ -409,6 +415,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<MarinerCon
       rateLimitTokensPerMinute: intSetting(env, 'MARINER_RATE_LIMIT_TPM', 0, 0, 1_000_000_000),
       usageFlushIntervalMs: intSetting(env, 'MARINER_USAGE_FLUSH_MS', 1_000, 10, 600_000),
       usageRetentionDays: intSetting(env, 'MARINER_USAGE_RETENTION_DAYS', 90, 0, 36_500),
+      modelPrices: modelPricesSetting(env, 'MARINER_MODEL_PRICES'),
     },
     vectorStores: vectorStoresSetting(env),
     batches: batchesSetting(env),
@@ -480,6 +487,28 @@ function peerAddressSetting(env: Env): string | undefined {
   const port = stringSetting(env, 'MARINER_SESSIONS_PEER_PORT');
   if (!podIp || !port || port === '0') return undefined;
   return `${podIp.includes(':') ? `[${podIp}]` : podIp}:${port}`;
+}
+
+/** The default price table of cost budgets: a JSON object of model id → {input, output} whole USD micro-units per 1M tokens. */
+function modelPricesSetting(env: Env, name: string): Record<string, { inputMicrosPerMillion: number; outputMicrosPerMillion: number }> {
+  const raw = stringSetting(env, name);
+  if (raw === undefined) return {};
+  const refused = new ConfigError(`${name} must be a JSON object: model id → {"input": N, "output": N} (whole USD micro-units per 1M tokens)`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw refused;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw refused;
+  const whole = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const prices: Record<string, { inputMicrosPerMillion: number; outputMicrosPerMillion: number }> = {};
+  for (const [model, price] of Object.entries(parsed as Record<string, unknown>)) {
+    const { input, output } = (price ?? {}) as { input?: unknown; output?: unknown };
+    if (model === '' || !whole(input) || !whole(output)) throw refused;
+    prices[model] = { inputMicrosPerMillion: input, outputMicrosPerMillion: output };
+  }
+  return prices;
 }
 
 /** Image presets: the defaults (LLMariner's), or those given as a JSON object of name → image. */

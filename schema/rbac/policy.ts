@@ -202,6 +202,7 @@ const inference: PolicyMap = {
     inferenceStatus: modelsRead,
     inferenceRateLimit: isAuthenticated,
     budgets: inProject,
+    modelPrices: inProject,
     apiUsages: usageRead,
     modelUsageSummaries: usageRead,
     // Every signed-in caller sees their own API calls; the resolver shows an organization's owners all of it.
@@ -212,6 +213,8 @@ const inference: PolicyMap = {
     // Budgets: the resolvers allow only owners of the organization of the caller's project to change them.
     setBudget: inProject,
     deleteBudget: inProject,
+    setModelPrice: inProject,
+    deleteModelPrice: inProject,
     chatCompletion: modelsWrite,
     completion: modelsWrite,
     embeddings: modelsWrite,
@@ -262,6 +265,7 @@ const inference: PolicyMap = {
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   Budget: { '*': inProject },
+  ModelPrice: { '*': inProject },
   ApiUsage: { '*': usageRead },
   ModelUsagePoint: { '*': usageRead },
   ModelUsageValue: { '*': usageRead },

@@ -1,7 +1,7 @@
 import { ErrorCode, MarinerError } from '../../lib/errors.js';
 import type { Identity } from '../../lib/identity.js';
 import type { Logger } from '../../lib/logging.js';
-import type { BudgetPeriod, BudgetRow, BudgetStore, BudgetSubject } from './budgetsStore.js';
+import { limitOf, type BudgetPeriod, type BudgetRow, type BudgetStore, type BudgetSubject, type ModelPriceRow } from './budgetsStore.js';
 
 /** The start of the period (UTC) that `now` is in: midnight, Monday's midnight (ISO weeks), or the 1st. */
 export function periodStart(period: BudgetPeriod, now: Date): Date {
@@ -30,14 +30,52 @@ export interface BudgetState {
 
 const PERIOD_WORDS: Record<BudgetPeriod, string> = { DAY: 'daily', WEEK: 'weekly', MONTH: 'monthly' };
 
-/** Refused: a budget of the caller's key or project is spent (OpenAI API: 429 `insufficient_quota`). */
+/** USD micro-units as dollars with six decimals ("$12.345600"), in whole-number arithmetic. */
+export function usd(micros: number): string {
+  const value = BigInt(Math.trunc(micros));
+  const sign = value < 0n ? '-' : '';
+  const abs = value < 0n ? -value : value;
+  return `${sign}$${abs / 1_000_000n}.${String(abs % 1_000_000n).padStart(6, '0')}`;
+}
+
+/** The price of 1M input and 1M output tokens of a model, in USD micro-units (whole numbers). */
+export interface ModelPrice {
+  inputMicrosPerMillion: number;
+  outputMicrosPerMillion: number;
+}
+
+/** A price table: model id to its price (the settings' default table, or an organization's). */
+export type PriceTable = Readonly<Record<string, ModelPrice>>;
+
+/**
+ * What a request's tokens cost at `price`, in USD micro-units, rounded up (so a budget is never
+ * undercharged): (prompt x input price + completion x output price) / 1M, in BigInt arithmetic.
+ */
+export function costMicros(price: ModelPrice | undefined, usage: { prompt: number; completion: number }): number {
+  if (!price) return 0;
+  const total = BigInt(usage.prompt) * BigInt(price.inputMicrosPerMillion) + BigInt(usage.completion) * BigInt(price.outputMicrosPerMillion);
+  return Number((total + 999_999n) / 1_000_000n);
+}
+
+/** How a budget names its target in a message. */
+function targetOf(budget: BudgetRow): string {
+  if (budget.scope === 'KEY') return `API key ${budget.scope_id}`;
+  if (budget.scope === 'PROJECT') return `project ${budget.scope_id}`;
+  return `organization ${budget.scope_id}`;
+}
+
+/** A budget's limit and spend in words: "8 tokens, 10 used" or "$1.000000, $1.200000 used". */
+function amountsOf(budget: BudgetRow, spent: number): string {
+  return budget.unit === 'COST' ? `${usd(limitOf(budget))}, ${usd(spent)} used` : `${limitOf(budget)} tokens, ${spent} used`;
+}
+
+/** Refused: a budget of the caller's key, project or organization is spent (OpenAI API: 429 `insufficient_quota`). */
 export class BudgetExceededError extends MarinerError {
   constructor(readonly state: BudgetState) {
     const { budget } = state;
-    const whose = budget.scope === 'KEY' ? `API key ${budget.scope_id}` : `project ${budget.scope_id}`;
     super(
       ErrorCode.QUOTA_EXCEEDED,
-      `Budget exceeded: the ${PERIOD_WORDS[budget.period]} token budget of ${whose} (${budget.token_limit} tokens, ${state.spent} used) is spent; it resets at ${state.resetsAt.toISOString()}`,
+      `Budget exceeded: the ${PERIOD_WORDS[budget.period]} ${budget.unit === 'COST' ? 'cost' : 'token'} budget of ${targetOf(budget)} (${amountsOf(budget, state.spent)}) is spent; it resets at ${state.resetsAt.toISOString()}`,
     );
   }
 }
@@ -46,7 +84,12 @@ export class BudgetExceededError extends MarinerError {
 export function budgetSubjectOf(identity: Identity | null): BudgetSubject | null {
   const project = identity?.project;
   if (!identity || !project) return null;
-  return { tenantId: identity.principal.tenantId, projectId: project.projectId, apiKeyId: identity.principal.apiKey?.id ?? null };
+  return {
+    tenantId: identity.principal.tenantId,
+    organizationId: project.organizationId,
+    projectId: project.projectId,
+    apiKeyId: identity.principal.apiKey?.id ?? null,
+  };
 }
 
 /** What the database said a budget spent in a period, when. */
@@ -57,10 +100,14 @@ interface SpentCache {
 }
 
 /**
- * Token budgets per API key and project (budgets and spend limits, issue 20). A request is admitted
- * while every budget it counts against has tokens left, and refused with QUOTA_EXCEEDED (429
- * `insufficient_quota`) before it reaches a runtime otherwise; its tokens are charged when it ends, so
- * the request that spends the last tokens still runs and the next is refused (as the rate limiter).
+ * Budgets per API key, project and organization (budgets and spend limits, issue 20), in tokens or in
+ * cost (USD micro-units, from the organization's price table over the settings' default one). A
+ * request is admitted while every budget it counts against has something left, and refused with
+ * QUOTA_EXCEEDED (429 `insufficient_quota`) before it reaches a runtime otherwise; its tokens (and
+ * their cost) are charged when it ends, so the request that spends the last of a budget still runs and
+ * the next is refused (as the rate limiter). Admission reads only what the budget rows cache holds
+ * (one query per subject per `cacheMs`, as before); the price table is read when a request ends, and
+ * only for a subject with a cost budget.
  *
  * What a budget spent is a counter per budget and period in the database, which every replica adds
  * to in one statement when a request ends (the same tokens the usage records count), so the budget
@@ -73,6 +120,7 @@ interface SpentCache {
 export class BudgetGuard {
   private readonly budgetsOf = new Map<string, { rows: BudgetRow[]; readAt: number }>();
   private readonly spent = new Map<string, SpentCache>();
+  private readonly pricesOf = new Map<string, { table: PriceTable; readAt: number }>();
 
   constructor(
     private readonly store: BudgetStore,
@@ -80,6 +128,8 @@ export class BudgetGuard {
     private readonly cacheMs: number,
     /** The clock periods are read from (a test moves it to the next period). */
     private readonly now: () => Date = () => new Date(),
+    /** The settings' price table, for the models an organization has not priced itself. */
+    private readonly defaultPrices: PriceTable = {},
   ) {}
 
   /** Throws BudgetExceededError when a budget the caller's request counts against is spent. */
@@ -96,15 +146,20 @@ export class BudgetGuard {
     return subject;
   }
 
-  /** Charges a finished request's tokens to its budgets, and fires an alert once per period. */
-  async charge(subject: BudgetSubject | null, tokens: number): Promise<void> {
-    if (!subject || tokens <= 0) return;
-    for (const budget of await this.budgets(subject)) {
+  /** Charges a finished request's tokens (or their cost) to its budgets, and fires an alert once per period. */
+  async charge(subject: BudgetSubject | null, usage: { prompt: number; completion: number } | null, modelId: string): Promise<void> {
+    const tokens = (usage?.prompt ?? 0) + (usage?.completion ?? 0);
+    if (!subject || !usage || tokens <= 0) return;
+    const budgets = await this.budgets(subject);
+    const price = budgets.some((b) => b.unit === 'COST') ? (await this.prices(subject.tenantId, subject.organizationId))[modelId] : undefined;
+    for (const budget of budgets) {
+      const amount = budget.unit === 'COST' ? costMicros(price, usage) : tokens;
+      if (amount <= 0) continue;
       const now = this.now();
       const start = periodStart(budget.period, now);
-      const spent = await this.store.charge(budget.id, start, tokens);
+      const spent = await this.store.charge(budget.id, start, amount);
       this.spent.set(budget.id, { periodStart: start.getTime(), spent, readAt: now.getTime() });
-      if (budget.alert_percent === null || spent * 100 < budget.token_limit * budget.alert_percent) continue;
+      if (budget.alert_percent === null || spent * 100 < limitOf(budget) * budget.alert_percent) continue;
       if (budget.alerted_at && budget.alerted_at >= start) continue;
       // One replica marks it; the others' update finds it marked in this period.
       if (await this.store.markAlerted(budget.id, start, now)) {
@@ -114,15 +169,36 @@ export class BudgetGuard {
             budget: budget.id,
             scope: budget.scope,
             scopeId: budget.scope_id,
-            projectId: budget.project_id,
+            projectId: budget.project_id || null,
+            unit: budget.unit,
             spent,
-            tokenLimit: budget.token_limit,
+            limit: limitOf(budget),
             alertPercent: budget.alert_percent,
           },
           'budget alert: spend reached the alert threshold',
         );
       }
     }
+  }
+
+  /**
+   * The price table of an organization: its own prices over the settings' default table (cached as
+   * the budget rows are; a price set through this replica applies here at once).
+   */
+  async prices(tenantId: string, organizationId: string): Promise<PriceTable> {
+    const key = `${tenantId}\n${organizationId}`;
+    const now = this.now().getTime();
+    const cached = this.pricesOf.get(key);
+    if (cached && now - cached.readAt < this.cacheMs) return cached.table;
+    const table: Record<string, ModelPrice> = { ...this.defaultPrices };
+    for (const row of await this.store.pricesOf(tenantId, organizationId)) table[row.model_id] = priceOf(row);
+    this.pricesOf.set(key, { table, readAt: now });
+    return table;
+  }
+
+  /** The settings' default price table. */
+  get defaults(): PriceTable {
+    return this.defaultPrices;
   }
 
   /** A budget's spend, what is left and when it resets (readers; the cache may lag as admission's). */
@@ -137,7 +213,7 @@ export class BudgetGuard {
     return {
       budget,
       spent: cached.spent,
-      remaining: Math.max(0, budget.token_limit - cached.spent),
+      remaining: Math.max(0, limitOf(budget) - cached.spent),
       periodStart: start,
       resetsAt: periodEnd(budget.period, now),
     };
@@ -147,10 +223,11 @@ export class BudgetGuard {
   invalidate(): void {
     this.budgetsOf.clear();
     this.spent.clear();
+    this.pricesOf.clear();
   }
 
   private async budgets(subject: BudgetSubject): Promise<BudgetRow[]> {
-    const key = `${subject.tenantId}\n${subject.projectId}\n${subject.apiKeyId ?? ''}`;
+    const key = `${subject.tenantId}\n${subject.organizationId}\n${subject.projectId}\n${subject.apiKeyId ?? ''}`;
     const now = this.now().getTime();
     const cached = this.budgetsOf.get(key);
     if (cached && now - cached.readAt < this.cacheMs) return cached.rows;
@@ -159,3 +236,8 @@ export class BudgetGuard {
     return rows;
   }
 }
+
+const priceOf = (row: ModelPriceRow): ModelPrice => ({
+  inputMicrosPerMillion: row.input_micros_per_million,
+  outputMicrosPerMillion: row.output_micros_per_million,
+});

@@ -151,7 +151,7 @@ export class Metering {
       this.rateLimit = { ...this.rateLimit, remainingTokens: Math.max(0, this.rateLimit.remainingTokens - tokens) };
     // The answer is already generated: a failed charge (the database just went) does not fail it.
     await this.ctx.rateLimiter.charge(this.limitKey, tokens).catch(() => undefined);
-    await this.ctx.budgets.charge(this.budgetSubject, tokens).catch(() => undefined);
+    await this.ctx.budgets.charge(this.budgetSubject, usage, this.modelId).catch(() => undefined);
   }
 
   failed(status: number): void {

@@ -71,7 +71,7 @@ export const inferenceComponent = defineComponent({
     const usageStore = new UsageStore(db.knex);
     // Budgets read the usage records: their cache lags no more than the records' own batching.
     const budgetStore = new BudgetStore(db.knex);
-    const budgets = new BudgetGuard(budgetStore, hostLogger.child({ component: 'budgets' }), settings.usageFlushIntervalMs);
+    const budgets = new BudgetGuard(budgetStore, hostLogger.child({ component: 'budgets' }), settings.usageFlushIntervalMs, undefined, settings.modelPrices);
     const usage = new UsageRecorder(
       usageStore,
       { flushIntervalMs: settings.usageFlushIntervalMs, maxBatch: 500, maxPending: 100_000, retentionDays: settings.usageRetentionDays },

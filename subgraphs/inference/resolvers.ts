@@ -5,7 +5,7 @@ import { latestOnChange } from '../../lib/latestOnChange.js';
 import type { InferenceContext, InferenceStatusModel } from './context.js';
 import type { Resolvers, RuntimeAutoscalingInput, RuntimeReportInput, RuntimeScalingScheduleInput } from './generated/resolvers.js';
 import { JSONScalar } from '../../schema/scalars.js';
-import { budgets, deleteBudget, setBudget } from './budgetsResolvers.js';
+import { budgets, deleteBudget, deleteModelPrice, modelPrices, setBudget, setModelPrice } from './budgetsResolvers.js';
 import { hasText, releaseRouted, routeCompletion, runtimeError, servableTarget, statusOfError, usageOf, type Kind } from './completions.js';
 import { RUNTIMES_CHANNEL } from './channels.js';
 import { forwardToModel } from './refusedModels.js';
@@ -265,6 +265,7 @@ export const resolvers: Resolvers<InferenceContext> = {
     inferenceStatus: (_p, _a, ctx) => statusOf(ctx, projectScopeOf(ctx.identity)),
     inferenceRateLimit: (_p, _a, ctx) => ctx.rateLimiter.state(ctx.identity),
     budgets: (_p, { projectId }, ctx) => budgets(ctx, projectId),
+    modelPrices: (_p, _a, ctx) => modelPrices(ctx),
     apiUsages: async (_p, { startTime, endTime }, ctx) => {
       const scope = projectScopeOf(ctx.identity);
       const from = instant(startTime, 'startTime');
@@ -280,6 +281,8 @@ export const resolvers: Resolvers<InferenceContext> = {
     recordApiCalls: (_p, args, ctx) => recordApiCalls(ctx, args),
     setBudget: (_p, { input }, ctx) => setBudget(ctx, input),
     deleteBudget: (_p, { id }, ctx) => deleteBudget(ctx, id),
+    setModelPrice: (_p, { input }, ctx) => setModelPrice(ctx, input),
+    deleteModelPrice: (_p, { modelId }, ctx) => deleteModelPrice(ctx, modelId),
     createTranscription: (_p, { input }, ctx) => transcribeFile(ctx, input),
     chatCompletion: async (_p, { input }, ctx) =>
       chatCompletionOf(

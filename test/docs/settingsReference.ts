@@ -60,6 +60,7 @@ const PROBES = [
   'probe.example:1234',
   '{"probe":"image"}',
   '{"probe-model":{"minReplicas":0}}',
+  '{"probe-model":{"input":1,"output":2}}',
   '{"probe-model":[{"cron":"0 9 * * *","minReplicas":1,"maxReplicas":2}]}',
   '["probe","argv"]',
   'fd00::1',
@@ -237,7 +238,7 @@ function leaves(value: unknown, prefix = '', out = new Map<string, string>()): M
 
 /** Records whose keys are data (image presets, per-model settings), shown as one value. */
 function isRecordSetting(configPath: string): boolean {
-  return ['jobs.batchImages', 'jobs.notebookImages', 'autoscaler.models', 'autoscaler.schedules'].includes(configPath);
+  return ['jobs.batchImages', 'jobs.notebookImages', 'autoscaler.models', 'autoscaler.schedules', 'inference.modelPrices'].includes(configPath);
 }
 
 function tryLoad(env: Env): MarinerConfig | Error {

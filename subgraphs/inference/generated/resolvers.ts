@@ -94,9 +94,10 @@ export type ApiUsage = {
 };
 
 /**
- * A token budget (spend limit): the prompt and completion tokens its key or project may use per period.
- * A request is refused with 429 `insufficient_quota` before it reaches a runtime once the budget is spent.
- * Token counts are Floats holding whole numbers (GraphQL's Int stops at 2^31).
+ * A budget (spend limit): the prompt and completion tokens (TOKENS), or their cost (COST), its key, project
+ * or organization may use per period. A request is refused with 429 `insufficient_quota` before it reaches
+ * a runtime once the budget is spent. Token counts and USD micro-units are Floats holding whole numbers
+ * (GraphQL's Int stops at 2^31).
  */
 export type Budget = {
   __typename?: 'Budget';
@@ -104,19 +105,25 @@ export type Budget = {
   alertPercent?: Maybe<Scalars['Int']['output']>;
   /** When the alert last fired (in this period when on or after `periodStart`). */
   alertedAt?: Maybe<Scalars['DateTime']['output']>;
+  /** USD micro-units per period (COST; null for a TOKENS budget). */
+  costLimitMicros?: Maybe<Scalars['Float']['output']>;
   id: Scalars['ID']['output'];
   period: BudgetPeriod;
   periodStart: Scalars['DateTime']['output'];
-  projectId: Scalars['ID']['output'];
+  /** The project the budget belongs to (null for an ORGANIZATION budget). */
+  projectId?: Maybe<Scalars['ID']['output']>;
+  /** What is left of the limit in the current period, in the budget's unit. */
   remaining: Scalars['Float']['output'];
   /** When the current period ends and the budget is whole again. */
   resetsAt: Scalars['DateTime']['output'];
   scope: BudgetScope;
-  /** The API key's id (KEY) or the project's id (PROJECT). */
+  /** The API key's id (KEY), the project's id (PROJECT) or the organization's id (ORGANIZATION). */
   scopeId: Scalars['ID']['output'];
-  /** Tokens used in the current period (may lag other replicas by about the usage flush interval). */
+  /** Spent in the current period, in the budget's unit (may lag other replicas by about the usage flush interval). */
   spent: Scalars['Float']['output'];
-  tokenLimit: Scalars['Float']['output'];
+  /** Tokens per period (TOKENS; null for a COST budget). */
+  tokenLimit?: Maybe<Scalars['Float']['output']>;
+  unit: BudgetUnit;
 };
 
 /** How often a budget resets: at the start of each UTC day, ISO week (Monday) or month. */
@@ -125,12 +132,21 @@ export type BudgetPeriod =
   | 'MONTH'
   | 'WEEK';
 
-/** What a token budget is set on. */
+/** What a budget is set on. */
 export type BudgetScope =
   /** One API key (its requests in the budget's project). */
   | 'KEY'
+  /** Every request of every project and key of the organization. */
+  | 'ORGANIZATION'
   /** Every request of the project. */
   | 'PROJECT';
+
+/** What a budget counts. */
+export type BudgetUnit =
+  /** The tokens' cost by the organization's price table (`modelPrices`), in USD micro-units (1e-6 USD). */
+  | 'COST'
+  /** Prompt and completion tokens. */
+  | 'TOKENS';
 
 /** An OpenAI `chat.completion`. */
 export type ChatCompletion = {
@@ -474,6 +490,24 @@ export type Model = {
   runtimes: Array<Runtime>;
 };
 
+/** What a model's tokens cost, for cost budgets: USD micro-units (1e-6 USD) per 1M tokens, whole numbers. */
+export type ModelPrice = {
+  __typename?: 'ModelPrice';
+  inputMicrosPerMillion: Scalars['Float']['output'];
+  modelId: Scalars['ID']['output'];
+  outputMicrosPerMillion: Scalars['Float']['output'];
+  source: ModelPriceSource;
+  /** When the organization set it (null for a default price). */
+  updatedAt?: Maybe<Scalars['DateTime']['output']>;
+};
+
+/** Where a model's price comes from. */
+export type ModelPriceSource =
+  /** The platform's default price table (the MARINER_MODEL_PRICES setting). */
+  | 'DEFAULT'
+  /** Set by an owner of the organization (setModelPrice). */
+  | 'ORGANIZATION';
+
 export type ModelUsagePoint = {
   __typename?: 'ModelUsagePoint';
   /** The bucket's start. */
@@ -522,8 +556,10 @@ export type Mutation = {
    * duration and timed segments. Rate limits and usage as a completion; another project's file is NOT_FOUND.
    */
   createTranscription: Transcription;
-  /** Deletes a token budget of the caller's project (organization owners). */
+  /** Deletes a budget of the caller's project or organization (organization owners). */
   deleteBudget: DeletePayload;
+  /** Removes the organization's own price of a model (the default table's applies again, if any). */
+  deleteModelPrice: DeletePayload;
   /** Embeddings of one text or several (OpenAI POST /v1/embeddings). */
   embeddings: EmbeddingList;
   /** Gateway only: appends a batch of API call records; answers how many were written. */
@@ -534,8 +570,13 @@ export type Mutation = {
    * the others (another organization's model, a model since deleted) are left out of what is kept and returned.
    */
   reportRuntimes: Array<Runtime>;
-  /** Sets the token budget of an API key or of the project (organization owners); changing one keeps its alert state. */
+  /**
+   * Sets the token or cost budget of an API key, of the project or of its organization (organization owners);
+   * changing one keeps its alert state.
+   */
   setBudget: Budget;
+  /** Sets a model's price in the caller's organization (organization owners); it overrides the default table. */
+  setModelPrice: ModelPrice;
 };
 
 
@@ -574,6 +615,11 @@ export type MutationDeleteBudgetArgs = {
 };
 
 
+export type MutationDeleteModelPriceArgs = {
+  modelId: Scalars['ID']['input'];
+};
+
+
 export type MutationEmbeddingsArgs = {
   input: EmbeddingInput;
 };
@@ -591,6 +637,11 @@ export type MutationReportRuntimesArgs = {
 
 export type MutationSetBudgetArgs = {
   input: SetBudgetInput;
+};
+
+
+export type MutationSetModelPriceArgs = {
+  input: SetModelPriceInput;
 };
 
 export type Query = {
@@ -612,6 +663,11 @@ export type Query = {
   /** The caller's rate limits now; null when the caller is not limited (no API key, an excluded key, or no limits set). */
   inferenceRateLimit?: Maybe<InferenceRateLimit>;
   inferenceStatus: InferenceStatus;
+  /**
+   * The price table of the caller's organization (its project context's): the organization's own prices over
+   * the platform's default table. A model priced nowhere costs nothing to a cost budget.
+   */
+  modelPrices: Array<ModelPrice>;
   /**
    * The project's inference requests and tokens per model in time buckets of `intervalSeconds` (default 3600,
    * at least 60, at most 1000 buckets) over [startTime, endTime), both truncated to the hour (default: the
@@ -787,12 +843,25 @@ export type RuntimeScalingScheduleInput = {
 export type SetBudgetInput = {
   /** 1 to 100 (null: no alert). */
   alertPercent?: InputMaybe<Scalars['Int']['input']>;
-  /** The API key's id (KEY) or the project's id (PROJECT); the budget belongs to the caller's project. */
+  /** USD micro-units (1e-6 USD) per period, a whole number of at least 1: a COST budget. */
+  costLimitMicros?: InputMaybe<Scalars['Float']['input']>;
+  /**
+   * The API key's id (KEY), the project's id (PROJECT) or the organization's id (ORGANIZATION), of the
+   * caller's project context; a KEY or PROJECT budget belongs to the caller's project.
+   */
   id: Scalars['ID']['input'];
   period: BudgetPeriod;
   scope: BudgetScope;
-  /** Tokens per period, a whole number of at least 1. */
-  tokenLimit: Scalars['Float']['input'];
+  /** Tokens per period, a whole number of at least 1: a TOKENS budget (give this or costLimitMicros). */
+  tokenLimit?: InputMaybe<Scalars['Float']['input']>;
+};
+
+export type SetModelPriceInput = {
+  /** USD micro-units per 1M prompt tokens, a whole number of at least 0 (1000000 = $1 per 1M tokens). */
+  inputMicrosPerMillion: Scalars['Float']['input'];
+  modelId: Scalars['ID']['input'];
+  /** USD micro-units per 1M completion tokens, a whole number of at least 0. */
+  outputMicrosPerMillion: Scalars['Float']['input'];
 };
 
 export type Subscription = {
@@ -1035,6 +1104,7 @@ export type ResolversTypes = ResolversObject<{
   Budget: ResolverTypeWrapper<Budget>;
   BudgetPeriod: BudgetPeriod;
   BudgetScope: BudgetScope;
+  BudgetUnit: BudgetUnit;
   ChatCompletion: ResolverTypeWrapper<ChatCompletion>;
   ChatCompletionChoice: ResolverTypeWrapper<ChatCompletionChoice>;
   ChatCompletionChunk: ResolverTypeWrapper<ChatCompletionChunk>;
@@ -1070,6 +1140,8 @@ export type ResolversTypes = ResolversObject<{
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ResolverTypeWrapper<ModelRef>;
+  ModelPrice: ResolverTypeWrapper<ModelPrice>;
+  ModelPriceSource: ModelPriceSource;
   ModelUsagePoint: ResolverTypeWrapper<ModelUsagePoint>;
   ModelUsageValue: ResolverTypeWrapper<ModelUsageValue>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -1084,6 +1156,7 @@ export type ResolversTypes = ResolversObject<{
   RuntimeScalingSchedule: ResolverTypeWrapper<RuntimeScalingSchedule>;
   RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
   SetBudgetInput: SetBudgetInput;
+  SetModelPriceInput: SetModelPriceInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   TokenLogprob: ResolverTypeWrapper<TokenLogprob>;
   ToolCall: ResolverTypeWrapper<ToolCall>;
@@ -1140,6 +1213,7 @@ export type ResolversParentTypes = ResolversObject<{
   JSON: Scalars['JSON']['output'];
   JsonSchemaFormatInput: JsonSchemaFormatInput;
   Model: ModelRef;
+  ModelPrice: ModelPrice;
   ModelUsagePoint: ModelUsagePoint;
   ModelUsageValue: ModelUsageValue;
   Mutation: Record<PropertyKey, never>;
@@ -1153,6 +1227,7 @@ export type ResolversParentTypes = ResolversObject<{
   RuntimeScalingSchedule: RuntimeScalingSchedule;
   RuntimeScalingScheduleInput: RuntimeScalingScheduleInput;
   SetBudgetInput: SetBudgetInput;
+  SetModelPriceInput: SetModelPriceInput;
   Subscription: Record<PropertyKey, never>;
   TokenLogprob: TokenLogprob;
   ToolCall: ToolCall;
@@ -1197,16 +1272,18 @@ export type ApiUsageResolvers<ContextType = InferenceContext, ParentType extends
 export type BudgetResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Budget'] = ResolversParentTypes['Budget']> = ResolversObject<{
   alertPercent?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
   alertedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  costLimitMicros?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   period?: Resolver<ResolversTypes['BudgetPeriod'], ParentType, ContextType>;
   periodStart?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
-  projectId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  projectId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   remaining?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
   resetsAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   scope?: Resolver<ResolversTypes['BudgetScope'], ParentType, ContextType>;
   scopeId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   spent?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
-  tokenLimit?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  tokenLimit?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
+  unit?: Resolver<ResolversTypes['BudgetUnit'], ParentType, ContextType>;
 }>;
 
 export type ChatCompletionResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ChatCompletion'] = ResolversParentTypes['ChatCompletion']> = ResolversObject<{
@@ -1350,6 +1427,14 @@ export type ModelResolvers<ContextType = InferenceContext, ParentType extends Re
   runtimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType>;
 }>;
 
+export type ModelPriceResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ModelPrice'] = ResolversParentTypes['ModelPrice']> = ResolversObject<{
+  inputMicrosPerMillion?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  modelId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  outputMicrosPerMillion?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  source?: Resolver<ResolversTypes['ModelPriceSource'], ParentType, ContextType>;
+  updatedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+}>;
+
 export type ModelUsagePointResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['ModelUsagePoint'] = ResolversParentTypes['ModelUsagePoint']> = ResolversObject<{
   timestamp?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   values?: Resolver<Array<ResolversTypes['ModelUsageValue']>, ParentType, ContextType>;
@@ -1370,10 +1455,12 @@ export type MutationResolvers<ContextType = InferenceContext, ParentType extends
   createEmbedding?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<MutationCreateEmbeddingArgs, 'request'>>;
   createTranscription?: Resolver<ResolversTypes['Transcription'], ParentType, ContextType, RequireFields<MutationCreateTranscriptionArgs, 'input'>>;
   deleteBudget?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteBudgetArgs, 'id'>>;
+  deleteModelPrice?: Resolver<ResolversTypes['DeletePayload'], ParentType, ContextType, RequireFields<MutationDeleteModelPriceArgs, 'modelId'>>;
   embeddings?: Resolver<ResolversTypes['EmbeddingList'], ParentType, ContextType, RequireFields<MutationEmbeddingsArgs, 'input'>>;
   recordApiCalls?: Resolver<ResolversTypes['Int'], ParentType, ContextType, RequireFields<MutationRecordApiCallsArgs, 'calls'>>;
   reportRuntimes?: Resolver<Array<ResolversTypes['Runtime']>, ParentType, ContextType, RequireFields<MutationReportRuntimesArgs, 'runtimes'>>;
   setBudget?: Resolver<ResolversTypes['Budget'], ParentType, ContextType, RequireFields<MutationSetBudgetArgs, 'input'>>;
+  setModelPrice?: Resolver<ResolversTypes['ModelPrice'], ParentType, ContextType, RequireFields<MutationSetModelPriceArgs, 'input'>>;
 }>;
 
 export type QueryResolvers<ContextType = InferenceContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
@@ -1382,6 +1469,7 @@ export type QueryResolvers<ContextType = InferenceContext, ParentType extends Re
   budgets?: Resolver<Array<ResolversTypes['Budget']>, ParentType, ContextType, Partial<QueryBudgetsArgs>>;
   inferenceRateLimit?: Resolver<Maybe<ResolversTypes['InferenceRateLimit']>, ParentType, ContextType>;
   inferenceStatus?: Resolver<ResolversTypes['InferenceStatus'], ParentType, ContextType>;
+  modelPrices?: Resolver<Array<ResolversTypes['ModelPrice']>, ParentType, ContextType>;
   modelUsageSummaries?: Resolver<Array<ResolversTypes['ModelUsagePoint']>, ParentType, ContextType, Partial<QueryModelUsageSummariesArgs>>;
   tokenize?: Resolver<ResolversTypes['JSON'], ParentType, ContextType, RequireFields<QueryTokenizeArgs, 'request'>>;
 }>;
@@ -1495,6 +1583,7 @@ export type Resolvers<ContextType = InferenceContext> = ResolversObject<{
   InferenceStatus?: InferenceStatusResolvers<ContextType>;
   JSON?: GraphQLScalarType;
   Model?: ModelResolvers<ContextType>;
+  ModelPrice?: ModelPriceResolvers<ContextType>;
   ModelUsagePoint?: ModelUsagePointResolvers<ContextType>;
   ModelUsageValue?: ModelUsageValueResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;

@@ -5,6 +5,7 @@ import { runtimeAutoscaling } from './003_runtime_autoscaling.js';
 import { runtimeFailure } from './004_runtime_failure.js';
 import { budgets } from './005_budgets.js';
 import { apiCalls } from './006_api_calls.js';
+import { costBudgets } from './007_cost_budgets.js';
 
 /** The inference subgraph's migrations, applied in order at start. */
-export const migrations: Migration[] = [initial, rateLimitsAndUsage, runtimeAutoscaling, runtimeFailure, budgets, apiCalls];
+export const migrations: Migration[] = [initial, rateLimitsAndUsage, runtimeAutoscaling, runtimeFailure, budgets, apiCalls, costBudgets];
