@@ -179,7 +179,7 @@ describe('GPU quotas per project, kept as Kueue queues by the agent (Kubernetes 
       expect(response.status).toBe(200);
       return response.body.id as string;
     };
-    const kubeJob = (id: string) =>
+    const kubeJob = (id: string): Promise<any> =>
       waitFor(async () => kube.objects('Job', NS).find((j) => j.metadata.name === jobObjectName(id)), Boolean, 'the Kubernetes Job');
     const first = await batch(2);
     expect((await kubeJob(first)).spec.suspend).toBe(true);
@@ -195,6 +195,13 @@ describe('GPU quotas per project, kept as Kueue queues by the agent (Kubernetes 
     expect(quota.waitingJobs).toEqual([{ jobId: second, namespace: NS, message: expect.stringContaining('insufficient unused quota for nvidia.com/gpu') }]);
     const listed = await rest('GET', quotaPath(), memberKey);
     expect(listed.body.data[0]).toMatchObject({ used_gpus: 2, waiting_jobs: [{ job_id: second, namespace: NS }] });
+    // The job itself says it waits for quota, and why; the admitted one does not.
+    const JOB = `query($id: ID!) { batchJob(id: $id) { id status quotaWait { clusterId namespace message } } }`;
+    const waiting = (await t.gqlOk(JOB, { id: second }, as(teamA.key))).batchJob;
+    expect(waiting).toMatchObject({ status: 'QUEUED', quotaWait: { clusterId, namespace: NS, message: expect.stringContaining('insufficient unused quota') } });
+    expect((await t.gqlOk(JOB, { id: first }, as(teamA.key))).batchJob.quotaWait).toBeNull();
+    // Another organization sees no such job, and no wait.
+    expect((await t.gql(JOB, { id: second }, as(teamB.key))).data?.batchJob ?? null).toBeNull();
     // The project's own view has them too.
     const project = await t.gqlOk(
       `query($id: ID!) { project(id: $id) { gpuQuotas { usedGpus waitingJobs { jobId } } } }`,
@@ -218,6 +225,7 @@ describe('GPU quotas per project, kept as Kueue queues by the agent (Kubernetes 
     await agent.reportStatus();
     const [after] = await quotas();
     expect(after).toMatchObject({ nominalGpus: 3, usedGpus: 3, waitingJobs: [] });
+    expect((await t.gqlOk(JOB, { id: second }, as(teamA.key))).batchJob.quotaWait).toBeNull();
     for (const id of [first, second]) await rest('POST', `/v1/batch/jobs/${id}/cancel`, teamA.key);
   });
 

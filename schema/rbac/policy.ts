@@ -77,6 +77,10 @@ const users: PolicyMap = {
   GpuQuotaWaitingJob: { '*': isAuthenticated },
   RemoveProjectGpuQuotaPayload: { '*': isAuthenticated },
   WorkerGpuQuota: { '*': isWorker },
+  // Jobs' waits for quota, served beside the jobs subgraph's fields: the same scopes as the jobs.
+  BatchJob: { id: hasScope('api.batch.jobs', 'read'), quotaWait: hasScope('api.batch.jobs', 'read') },
+  FineTuningJob: { id: hasScope('api.fine_tuning.jobs', 'read'), quotaWait: hasScope('api.fine_tuning.jobs', 'read') },
+  GpuQuotaWait: { '*': isAuthenticated },
   NodeSelectorTerm: { '*': isAuthenticated },
   User: { '*': isAuthenticated },
   OrganizationRoleBinding: { '*': isAuthenticated },
@@ -202,7 +206,6 @@ const inference: PolicyMap = {
     inferenceStatus: modelsRead,
     inferenceRateLimit: isAuthenticated,
     budgets: inProject,
-    modelPrices: inProject,
     apiUsages: usageRead,
     modelUsageSummaries: usageRead,
     // Every signed-in caller sees their own API calls; the resolver shows an organization's owners all of it.
@@ -213,8 +216,6 @@ const inference: PolicyMap = {
     // Budgets: the resolvers allow only owners of the organization of the caller's project to change them.
     setBudget: inProject,
     deleteBudget: inProject,
-    setModelPrice: inProject,
-    deleteModelPrice: inProject,
     chatCompletion: modelsWrite,
     completion: modelsWrite,
     embeddings: modelsWrite,
@@ -265,7 +266,6 @@ const inference: PolicyMap = {
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   Budget: { '*': inProject },
-  ModelPrice: { '*': inProject },
   ApiUsage: { '*': usageRead },
   ModelUsagePoint: { '*': usageRead },
   ModelUsageValue: { '*': usageRead },

@@ -1,9 +1,10 @@
+import DataLoader from 'dataloader';
 import { servesOrganization, type ClusterAccessDirectory } from '../../lib/clusterAccess.js';
 import { badInput, failedPrecondition, unauthenticated } from '../../lib/errors.js';
 import { assertId } from '../../lib/ids.js';
 import { principalOf, requireOrganizationOwner, visibleProject } from './access.js';
 import type { UsersContext } from './context.js';
-import type { ProjectGpuQuota, Resolvers, WorkerGpuQuota } from './generated/resolvers.js';
+import type { GpuQuotaWait, ProjectGpuQuota, Resolvers, WorkerGpuQuota } from './generated/resolvers.js';
 import type { GpuQuotaKey, GpuQuotaReportRow, GpuQuotaRow, GpuQuotaStore } from './gpuQuotasStore.js';
 import type { Assignment, ProjectRow } from './store.js';
 
@@ -102,6 +103,25 @@ async function checkCluster(ctx: Ctx, project: ProjectRow, clusterId: string): P
   }
 }
 
+/** A job's wait for quota, batched per request (a page of jobs asks once); only jobs of projects the caller sees. */
+const quotaWaits = new WeakMap<object, DataLoader<string, GpuQuotaWait | null>>();
+function quotaWaitOf(ctx: Ctx, jobId: string): Promise<GpuQuotaWait | null> {
+  let loader = quotaWaits.get(ctx);
+  if (!loader) {
+    loader = new DataLoader(async (ids: readonly string[]) => {
+      const principal = principalOf(ctx);
+      const visible = new Set(principal.projects.map((p) => p.projectId));
+      const hits = (await ctx.gpuQuotas.waitingFor(principal.tenantId, ids)).filter((h) => h.projectId !== null && visible.has(h.projectId));
+      return ids.map((id) => {
+        const hit = hits.find((h) => h.jobId === id);
+        return hit ? { clusterId: hit.clusterId, namespace: hit.namespace, message: hit.message, reportedAt: new Date(hit.reportedAt).toISOString() } : null;
+      });
+    });
+    quotaWaits.set(ctx, loader);
+  }
+  return loader.load(jobId);
+}
+
 export const gpuQuotaResolvers: Resolvers<UsersContext> = {
   Query: {
     projectGpuQuotas: async (_p, { projectId }, ctx) => {
@@ -188,5 +208,13 @@ export const gpuQuotaResolvers: Resolvers<UsersContext> = {
   },
   Project: {
     gpuQuotas: (p, _a, ctx) => quotasOf(ctx as Ctx, p),
+  },
+  BatchJob: {
+    __resolveReference: (ref) => ({ id: ref.id }),
+    quotaWait: (j, _a, ctx) => quotaWaitOf(ctx as Ctx, j.id),
+  },
+  FineTuningJob: {
+    __resolveReference: (ref) => ({ id: ref.id }),
+    quotaWait: (j, _a, ctx) => quotaWaitOf(ctx as Ctx, j.id),
   },
 };

@@ -95,6 +95,26 @@ export class GpuQuotaStore {
     return this.t('gpu_quota_reports').whereIn('cluster_id', clusterIds);
   }
 
+  /** The tenant's reports that list any of `jobIds` as waiting, with the project that holds each report's namespaces. */
+  async waitingFor(
+    tenantId: string,
+    jobIds: readonly string[],
+  ): Promise<{ jobId: string; clusterId: string; namespace: string; message: string; reportedAt: Date; projectId: string | null }[]> {
+    if (!jobIds.length) return [];
+    const wanted = new Set(jobIds);
+    const reports = (await this.t('gpu_quota_reports').where({ tenant_id: tenantId })) as GpuQuotaReportRow[];
+    const hits = reports.flatMap((r) =>
+      r.waiting.filter((w) => wanted.has(w.jobId)).map((w) => ({ ...w, clusterId: r.cluster_id, reportedAt: r.reported_at })),
+    );
+    if (!hits.length) return [];
+    const claims = (await this.t('namespace_claims')
+      .where({ tenant_id: tenantId })
+      .whereIn('namespace', [...new Set(hits.map((h) => h.namespace))])
+      .select('namespace', 'project_id')) as { namespace: string; project_id: string }[];
+    const owner = new Map(claims.map((c) => [c.namespace, c.project_id]));
+    return hits.map((h) => ({ ...h, projectId: owner.get(h.namespace) ?? null }));
+  }
+
   /** Replaces the cluster's report. */
   async saveReport(tenantId: string, clusterId: string, report: Pick<GpuQuotaReportRow, 'usage' | 'waiting'>): Promise<void> {
     await this.t('gpu_quota_reports')

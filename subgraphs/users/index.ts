@@ -55,6 +55,8 @@ export const usersComponent = defineComponent({
         Query: { ...resolvers.Query, ...gpuQuotaResolvers.Query },
         Mutation: { ...announcingPrincipalChanges(resolvers.Mutation!, principalsChanged), ...gpuQuotaResolvers.Mutation },
         Project: { ...resolvers.Project, ...gpuQuotaResolvers.Project },
+        BatchJob: gpuQuotaResolvers.BatchJob,
+        FineTuningJob: gpuQuotaResolvers.FineTuningJob,
       } as SubgraphDefinition<UsersContext>['resolvers'],
       policy: policyFor('users'),
       createContext: (base) => ({

@@ -41,6 +41,16 @@ export type ApiKeyPage = {
   items: Array<ApiKey>;
 };
 
+export type BatchJob = {
+  __typename?: 'BatchJob';
+  id: Scalars['ID']['output'];
+  /**
+   * Set while the job waits for GPU quota: its Kueue Workload is not admitted (QuotaReserved False), as
+   * its cluster's agent last reported; null otherwise.
+   */
+  quotaWait?: Maybe<GpuQuotaWait>;
+};
+
 export type CreateApiKeyInput = {
   excludedFromRateLimiting?: InputMaybe<Scalars['Boolean']['input']>;
   /** A service-account key gets a synthetic user with the given organization role and project OWNER. Organization owners only. */
@@ -87,6 +97,13 @@ export type DeletePayload = {
   id: Scalars['ID']['output'];
 };
 
+export type FineTuningJob = {
+  __typename?: 'FineTuningJob';
+  id: Scalars['ID']['output'];
+  /** Set while the job waits for GPU quota (see BatchJob.quotaWait); null otherwise. */
+  quotaWait?: Maybe<GpuQuotaWait>;
+};
+
 export type GpuQuotaReportInput = {
   usage: Array<GpuQuotaUsageInput>;
   waiting: Array<GpuQuotaWaitingJobInput>;
@@ -98,6 +115,17 @@ export type GpuQuotaUsageInput = {
   resource: Scalars['String']['input'];
   /** GPUs held by admitted Workloads in the namespace. */
   usedGpus: Scalars['Int']['input'];
+};
+
+/** Why Kueue has not admitted a job yet. */
+export type GpuQuotaWait = {
+  __typename?: 'GpuQuotaWait';
+  clusterId: Scalars['ID']['output'];
+  /** Kueue's message, e.g. `couldn't assign flavors to pod set main: insufficient unused quota ...`. */
+  message: Scalars['String']['output'];
+  namespace: Scalars['String']['output'];
+  /** When the agent reported it. */
+  reportedAt: Scalars['DateTime']['output'];
 };
 
 /** A job Kueue holds back: its Workload's QuotaReserved condition is False. */
@@ -667,6 +695,8 @@ export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = 
 /** Mapping of federation types */
 export type FederationTypes = ResolversObject<{
   ApiKey: ApiKey;
+  BatchJob: BatchJob;
+  FineTuningJob: FineTuningJob;
   Organization: Organization;
   Project: Project;
   User: User;
@@ -677,6 +707,12 @@ export type FederationReferenceTypes = ResolversObject<{
   ApiKey:
     ( { __typename: 'ApiKey' }
     & GraphQLRecursivePick<FederationTypes['ApiKey'], {"id":true}> );
+  BatchJob:
+    ( { __typename: 'BatchJob' }
+    & GraphQLRecursivePick<FederationTypes['BatchJob'], {"id":true}> );
+  FineTuningJob:
+    ( { __typename: 'FineTuningJob' }
+    & GraphQLRecursivePick<FederationTypes['FineTuningJob'], {"id":true}> );
   Organization:
     ( { __typename: 'Organization' }
     & GraphQLRecursivePick<FederationTypes['Organization'], {"id":true}> );
@@ -697,15 +733,18 @@ export type ResolversTypes = ResolversObject<{
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   ApiKeyPage: ResolverTypeWrapper<Omit<ApiKeyPage, 'items'> & { items: Array<ResolversTypes['ApiKey']> }>;
+  BatchJob: ResolverTypeWrapper<BatchJob>;
   CreateApiKeyInput: CreateApiKeyInput;
   CreateApiKeyPayload: ResolverTypeWrapper<Omit<CreateApiKeyPayload, 'apiKey'> & { apiKey: ResolversTypes['ApiKey'] }>;
   CreateOrganizationInput: CreateOrganizationInput;
   CreateProjectInput: CreateProjectInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeletePayload: ResolverTypeWrapper<DeletePayload>;
+  FineTuningJob: ResolverTypeWrapper<FineTuningJob>;
   GpuQuotaReportInput: GpuQuotaReportInput;
   GpuQuotaUsageInput: GpuQuotaUsageInput;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  GpuQuotaWait: ResolverTypeWrapper<GpuQuotaWait>;
   GpuQuotaWaitingJob: ResolverTypeWrapper<GpuQuotaWaitingJob>;
   GpuQuotaWaitingJobInput: GpuQuotaWaitingJobInput;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -750,15 +789,18 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   String: Scalars['String']['output'];
   ApiKeyPage: Omit<ApiKeyPage, 'items'> & { items: Array<ResolversParentTypes['ApiKey']> };
+  BatchJob: BatchJob | FederationReferenceTypes['BatchJob'];
   CreateApiKeyInput: CreateApiKeyInput;
   CreateApiKeyPayload: Omit<CreateApiKeyPayload, 'apiKey'> & { apiKey: ResolversParentTypes['ApiKey'] };
   CreateOrganizationInput: CreateOrganizationInput;
   CreateProjectInput: CreateProjectInput;
   DateTime: Scalars['DateTime']['output'];
   DeletePayload: DeletePayload;
+  FineTuningJob: FineTuningJob | FederationReferenceTypes['FineTuningJob'];
   GpuQuotaReportInput: GpuQuotaReportInput;
   GpuQuotaUsageInput: GpuQuotaUsageInput;
   Int: Scalars['Int']['output'];
+  GpuQuotaWait: GpuQuotaWait;
   GpuQuotaWaitingJob: GpuQuotaWaitingJob;
   GpuQuotaWaitingJobInput: GpuQuotaWaitingJobInput;
   Mutation: Record<PropertyKey, never>;
@@ -814,6 +856,12 @@ export type ApiKeyPageResolvers<ContextType = UsersContext, ParentType extends R
   items?: Resolver<Array<ResolversTypes['ApiKey']>, ParentType, ContextType>;
 }>;
 
+export type BatchJobResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['BatchJob'] = ResolversParentTypes['BatchJob'], FederationReferenceType extends FederationReferenceTypes['BatchJob'] = FederationReferenceTypes['BatchJob']> = ResolversObject<{
+  __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['BatchJob']> | FederationReferenceType, FederationReferenceType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  quotaWait?: Resolver<Maybe<ResolversTypes['GpuQuotaWait']>, ParentType, ContextType>;
+}>;
+
 export type CreateApiKeyPayloadResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['CreateApiKeyPayload'] = ResolversParentTypes['CreateApiKeyPayload']> = ResolversObject<{
   apiKey?: Resolver<ResolversTypes['ApiKey'], ParentType, ContextType>;
   secret?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -826,6 +874,19 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
 export type DeletePayloadResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['DeletePayload'] = ResolversParentTypes['DeletePayload']> = ResolversObject<{
   deleted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+}>;
+
+export type FineTuningJobResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['FineTuningJob'] = ResolversParentTypes['FineTuningJob'], FederationReferenceType extends FederationReferenceTypes['FineTuningJob'] = FederationReferenceTypes['FineTuningJob']> = ResolversObject<{
+  __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['FineTuningJob']> | FederationReferenceType, FederationReferenceType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  quotaWait?: Resolver<Maybe<ResolversTypes['GpuQuotaWait']>, ParentType, ContextType>;
+}>;
+
+export type GpuQuotaWaitResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['GpuQuotaWait'] = ResolversParentTypes['GpuQuotaWait']> = ResolversObject<{
+  clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  reportedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
 }>;
 
 export type GpuQuotaWaitingJobResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['GpuQuotaWaitingJob'] = ResolversParentTypes['GpuQuotaWaitingJob']> = ResolversObject<{
@@ -1030,9 +1091,12 @@ export type WorkerGpuQuotaResolvers<ContextType = UsersContext, ParentType exten
 export type Resolvers<ContextType = UsersContext> = ResolversObject<{
   ApiKey?: ApiKeyResolvers<ContextType>;
   ApiKeyPage?: ApiKeyPageResolvers<ContextType>;
+  BatchJob?: BatchJobResolvers<ContextType>;
   CreateApiKeyPayload?: CreateApiKeyPayloadResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   DeletePayload?: DeletePayloadResolvers<ContextType>;
+  FineTuningJob?: FineTuningJobResolvers<ContextType>;
+  GpuQuotaWait?: GpuQuotaWaitResolvers<ContextType>;
   GpuQuotaWaitingJob?: GpuQuotaWaitingJobResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   NodeSelectorTerm?: NodeSelectorTermResolvers<ContextType>;
