@@ -5,13 +5,15 @@
  * user, with the same HttpOnly SameSite=Strict session cookie an API key gets. A callback this browser did
  * not start is refused; a person who is not a Mariner user is told so; sign-out revokes the session. The
  * provider's ID tokens last seconds: the console renews the session with its refresh token while the person
- * works, and when the provider ends the session the console says so and signs back in to the same page.
+ * works, and when the provider ends the session the console says so and signs back in to the same page (as it does
+ * for an API key's session whose key is deleted).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { consoleBuilt, hasChromium, launchChromium, screenshotPath, CHROMIUM_PATH } from './support/browser.js';
 import { listenTestLoginProvider, type TestLoginProvider } from './support/oidcProvider.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { projectWithKey } from './support/tenants.js';
 
 const run = hasChromium || process.env['CI'] ? describe : describe.skip;
 const CLIENT_ID = 'mariner-console';
@@ -163,6 +165,34 @@ run(`OIDC sign-in to the console in Chromium (${CHROMIUM_PATH})`, () => {
       await context.close();
     },
   );
+
+  it("an API key's session ends when the key is deleted: the console says so and signs back in to the same page", { timeout: 90_000 }, async () => {
+    const other = await projectWithKey(t, 'console-expiring');
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(`${t.url}/console/#/keys`);
+    await page.getByLabel('API key').fill(other.key);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('table', { name: 'API keys' }).waitFor({ timeout: 20_000 });
+
+    // The key is deleted elsewhere; the next thing the person does is refused, and the console says why.
+    const { apiKeys } = await t.gqlOk<{ apiKeys: { items: { id: string }[] } }>('{ apiKeys { items { id } } }', {}, { token: other.key });
+    await t.gqlOk('mutation($id: ID!) { deleteApiKey(id: $id) { deleted } }', { id: apiKeys.items[0]!.id }, { token: other.key });
+    await page.getByLabel("New key's name").fill('after-the-end');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.getByText('Your session expired — sign in again').waitFor({ timeout: 30_000 });
+    expect(new URL(page.url()).hash).toBe('#/keys');
+
+    await page.getByLabel('API key').fill(t.adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('table', { name: 'API keys' }).waitFor({ timeout: 20_000 });
+    expect(new URL(page.url()).hash).toBe('#/keys');
+    expect(await page.getByText('Your session expired').count()).toBe(0);
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
 
   it('a person the platform does not know is told so, and gets no session', { timeout: 60_000 }, async () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
