@@ -206,6 +206,7 @@ const inference: PolicyMap = {
     inferenceStatus: modelsRead,
     inferenceRateLimit: isAuthenticated,
     budgets: inProject,
+    modelPrices: inProject,
     apiUsages: usageRead,
     modelUsageSummaries: usageRead,
     // Every signed-in caller sees their own API calls; the resolver shows an organization's owners all of it.
@@ -216,6 +217,8 @@ const inference: PolicyMap = {
     // Budgets: the resolvers allow only owners of the organization of the caller's project to change them.
     setBudget: inProject,
     deleteBudget: inProject,
+    setModelPrice: inProject,
+    deleteModelPrice: inProject,
     chatCompletion: modelsWrite,
     completion: modelsWrite,
     embeddings: modelsWrite,
@@ -266,6 +269,7 @@ const inference: PolicyMap = {
   InferenceStatus: { '*': modelsRead },
   InferenceRateLimit: { '*': isAuthenticated },
   Budget: { '*': inProject },
+  ModelPrice: { '*': inProject },
   ApiUsage: { '*': usageRead },
   ModelUsagePoint: { '*': usageRead },
   ModelUsageValue: { '*': usageRead },
