@@ -48,6 +48,7 @@ export default defineConfig({
           { text: 'Clusters and agents', link: '/clusters-and-agents' },
           { text: 'Autoscaling', link: '/autoscaling' },
           { text: 'Placement and routing', link: '/placement' },
+          { text: 'GPU quotas', link: '/quotas' },
           { text: 'Security', link: '/security' },
           { text: 'Operations', link: '/operations' },
           { text: 'The audit log', link: '/operations-audit' },
