@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -179,5 +181,34 @@ describe('Kueue queues on a cluster (Kubernetes API double, Kueue admission play
     );
     expect(names('ClusterQueue')).toEqual([]);
     expect(names('LocalQueue')).toEqual(['team-b/mariner']);
+  });
+});
+
+describe('a cluster without Kueue', () => {
+  it('is left alone while it has no quota, and says Kueue is missing once it has one', async () => {
+    // An API server that knows no kueue.x-k8s.io resources: 404 for all of them.
+    const server = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          kind: 'Status',
+          apiVersion: 'v1',
+          status: 'Failure',
+          reason: 'NotFound',
+          code: 404,
+          message: 'the server could not find the requested resource',
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const queues = createKueueQueues({ kubeConfig: kubeConfigFor({ url, token: 't' }), logger: silentLogger() });
+      expect(await queues.reconcile([])).toEqual({ created: [], updated: [], deleted: [] });
+      expect(await queues.status([])).toEqual({ usage: [], waiting: [] });
+      await expect(queues.reconcile([quota()])).rejects.toThrow(/Kueue is not installed/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

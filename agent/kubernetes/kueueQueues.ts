@@ -164,7 +164,8 @@ export function createKueueQueues(options: KueueQueueOptions) {
     try {
       existingQueues = await listCluster('clusterqueues');
     } catch (error) {
-      if (statusCode(error) === 404 && quotas.length === 0) return result;
+      // No quota here: a cluster without Kueue (404) or without the rights to it (403) has nothing to keep.
+      if ((statusCode(error) === 404 || statusCode(error) === 403) && quotas.length === 0) return result;
       if (statusCode(error) === 404)
         throw new Error('Kueue is not installed on the cluster (no kueue.x-k8s.io/v1beta1 ClusterQueues): projects have GPU quotas here');
       throw error;
@@ -211,22 +212,31 @@ export function createKueueQueues(options: KueueQueueOptions) {
         options.logger.warn({ namespace, err: (error as Error).message }, 'could not create a LocalQueue');
       }
     }
-    // What we made and nothing wants any more: LocalQueues first, then their ClusterQueues, then flavours.
+    // What we made and nothing wants any more: LocalQueues first, then their ClusterQueues, then flavours. A
+    // deletion refused (a namespace released, and the agent's rights there with it) is logged, not fatal.
+    const ignoreGone = (what: string) => (error: unknown) => {
+      if (statusCode(error) === 404) return;
+      options.logger.warn({ object: what, err: (error as Error).message }, 'could not delete a Kueue object the agent made');
+    };
     for (const queue of existingLocal) {
       if (wanted.localQueues.some((q) => localKey(q) === localKey(queue))) continue;
       await custom
         .deleteNamespacedCustomObject({ ...api, namespace: queue.metadata.namespace!, plural: 'localqueues', name: queue.metadata.name })
-        .catch(ignoreNotFound);
+        .catch(ignoreGone(`LocalQueue/${localKey(queue)}`));
       result.deleted.push(`LocalQueue/${localKey(queue)}`);
     }
     for (const queue of existingQueues) {
       if (wanted.clusterQueues.some((q) => q.metadata.name === queue.metadata.name)) continue;
-      await custom.deleteClusterCustomObject({ ...api, plural: 'clusterqueues', name: queue.metadata.name }).catch(ignoreNotFound);
+      await custom
+        .deleteClusterCustomObject({ ...api, plural: 'clusterqueues', name: queue.metadata.name })
+        .catch(ignoreGone(`ClusterQueue/${queue.metadata.name}`));
       result.deleted.push(`ClusterQueue/${queue.metadata.name}`);
     }
     for (const flavor of existingFlavors) {
       if (wanted.resourceFlavors.some((f) => f.metadata.name === flavor.metadata.name)) continue;
-      await custom.deleteClusterCustomObject({ ...api, plural: 'resourceflavors', name: flavor.metadata.name }).catch(ignoreNotFound);
+      await custom
+        .deleteClusterCustomObject({ ...api, plural: 'resourceflavors', name: flavor.metadata.name })
+        .catch(ignoreGone(`ResourceFlavor/${flavor.metadata.name}`));
       result.deleted.push(`ResourceFlavor/${flavor.metadata.name}`);
     }
     if (result.created.length || result.updated.length || result.deleted.length) options.logger.info(result, 'Kueue queues follow the projects’ GPU quotas');
