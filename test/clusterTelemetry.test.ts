@@ -220,7 +220,7 @@ describe('the series: lean rows', () => {
     const cluster = await register('series-rules', orgB.key);
     const store = new TelemetryStore(t.platform.db.knex);
     const gapMs = 180_000;
-    const sample = (gpuAllocated: number) => ({ source: 'ALLOCATION' as const, gpuAllocated, nodes: [], namespaces: [], gpus: [] });
+    const sample = (gpuAllocated: number) => ({ source: 'ALLOCATION' as const, gpuAllocated, utilization: null, nodes: [], namespaces: [], gpus: [] });
     const t0 = Date.now() - 2 * 3600_000;
     const at = (seconds: number) => new Date(t0 + seconds * 1000);
     await store.record(cluster.id, sample(1), gapMs, at(0));
@@ -277,7 +277,7 @@ describe('retention', () => {
     const cluster = await register('retention', orgB.key);
     const store = new TelemetryStore(t.platform.db.knex);
     const day = 24 * 3600 * 1000;
-    const sample = { source: 'ALLOCATION' as const, gpuAllocated: 0, nodes: [], namespaces: [], gpus: [] };
+    const sample = { source: 'ALLOCATION' as const, gpuAllocated: 0, utilization: null, nodes: [], namespaces: [], gpus: [] };
     // What the cluster's agent reported 40 and 20 days ago, and now.
     await store.record(cluster.id, sample, 180_000, new Date(Date.now() - 40 * day));
     await store.record(cluster.id, { ...sample, gpuAllocated: 1 }, 180_000, new Date(Date.now() - 20 * day));

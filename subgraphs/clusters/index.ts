@@ -37,7 +37,13 @@ export const clustersComponent = defineComponent({
       typeDefs: subgraphTypeDefs('clusters'),
       resolvers: resolvers as SubgraphDefinition<ClustersContext>['resolvers'],
       policy: policyFor('clusters'),
-      createContext: (base) => ({ ...base, store, telemetry, loaders: createClusterLoaders(store), statusStaleSeconds: settings.statusStaleSeconds }),
+      createContext: (base) => ({
+        ...base,
+        store,
+        telemetry,
+        loaders: createClusterLoaders(store, telemetry),
+        statusStaleSeconds: settings.statusStaleSeconds,
+      }),
     };
     return { subgraphs: [definition], stop: () => cleaner.stop(), exposed: { store, telemetry, cleanTelemetry } };
   },

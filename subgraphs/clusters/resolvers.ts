@@ -3,7 +3,7 @@ import { isPlatformAdmin, projectScopeOf } from '../../lib/identity.js';
 import type { ClustersContext } from './context.js';
 import type { RegisterClusterInput, Resolvers } from './generated/resolvers.js';
 import { accessOf, configOf, type ClusterOwner, type ClusterRow, type ClusterViewer } from './store.js';
-import { telemetryPoints, telemetryRange, telemetrySample, validateGpuMetrics, withoutNamespaces, type TelemetryPoint } from './telemetry.js';
+import { gpusWithoutPods, telemetryPoints, telemetryRange, telemetrySample, validateGpuMetrics, type TelemetryPoint } from './telemetry.js';
 import * as validate from './validation.js';
 
 const tenantOf = (ctx: ClustersContext): string => projectScopeOf(ctx.identity).tenantId;
@@ -67,16 +67,27 @@ function workerOf(ctx: ClustersContext) {
   return ctx.worker;
 }
 
-/** A point as the schema's ClusterTelemetryPoint. */
-function telemetryPointOut(point: TelemetryPoint) {
+/** Where a point's GPUs are read from, when a query asks for them (ClusterTelemetryPoint.gpus). */
+interface PointGpus {
+  rowId: string | null;
+  seesNamespaces: boolean;
+}
+
+/**
+ * A point as the schema's ClusterTelemetryPoint. A viewer who may not see the cluster's namespaces (a
+ * platform cluster's, for anyone but platform admins) gets none, and no pods on the GPUs.
+ */
+function telemetryPointOut(point: TelemetryPoint, seesNamespaces: boolean) {
+  const { latestRowId, ...rest } = point;
+  const gpuSource: PointGpus = { rowId: latestRowId, seesNamespaces };
   return {
-    ...point,
+    ...rest,
     at: point.at.toISOString(),
-    namespaces: point.namespaces.map(({ utilization, memoryUsedBytes, ...ns }) => ({
-      ...ns,
-      gpuUtilization: utilization,
-      gpuMemoryUsedBytes: memoryUsedBytes,
-    })),
+    namespaces: seesNamespaces
+      ? point.namespaces.map(({ utilization, memoryUsedBytes, ...ns }) => ({ ...ns, gpuUtilization: utilization, gpuMemoryUsedBytes: memoryUsedBytes }))
+      : [],
+    gpus: [],
+    gpuSource,
   };
 }
 
@@ -115,7 +126,7 @@ export const resolvers: Resolvers<ClustersContext> = {
           from: range.from.toISOString(),
           to: range.to.toISOString(),
           step: range.step,
-          points: points.map((p) => telemetryPointOut(seesNamespaces ? p : withoutNamespaces(p))),
+          points: points.map((p) => telemetryPointOut(p, seesNamespaces)),
         };
       });
     },
@@ -219,6 +230,15 @@ export const resolvers: Resolvers<ClustersContext> = {
   ClusterStatus: {
     updatedAt: (s) => s.updatedAt.toISOString(),
     stale: (s, _a, ctx) => Date.now() - s.updatedAt.getTime() > ctx.statusStaleSeconds * 1000,
+  },
+  ClusterTelemetryPoint: {
+    // Each GPU of the step's latest report, read only when asked (a large cluster's are most of a row).
+    gpus: async (point, _a, ctx) => {
+      const { rowId, seesNamespaces } = (point as unknown as { gpuSource: PointGpus }).gpuSource;
+      if (rowId === null) return [];
+      const gpus = await ctx.loaders.telemetryGpus.load(rowId);
+      return seesNamespaces ? gpus : gpusWithoutPods(gpus);
+    },
   },
   GpuPod: {
     nodeName: (p) => p.nodeName ?? null,

@@ -71,6 +71,7 @@ describe('telemetryPoints', () => {
   const at = (s: number) => new Date(base + s * 1000);
   const sample = (utilization: number) => telemetrySample(status([]), [gpu('n1', 0, utilization), gpu('n1', 1, utilization)]);
   const row = (from: number, to: number, utilization: number): TelemetryRow => ({
+    id: String(from),
     clusterId: 'c',
     startedAt: at(from),
     lastSeenAt: at(to),
@@ -85,7 +86,9 @@ describe('telemetryPoints', () => {
     expect(points[0]!.nodes[0]).toMatchObject({ name: 'n1', gpuUtilization: 40, gpuUtilizationMax: 100 });
     // The second report was last seen at the start of the second step: it holds there.
     expect(points[1]).toMatchObject({ source: 'DCGM', gpuUtilization: 100 });
-    expect(points[2]).toMatchObject({ source: null, gpuUtilization: null, nodes: [], gpuCapacity: 0 });
+    expect(points[2]).toMatchObject({ source: null, gpuUtilization: null, nodes: [], gpuCapacity: 0, latestRowId: null });
+    // A point shows the GPUs of the step's latest report.
+    expect(points.map((p) => p.latestRowId)).toEqual(['45', '45', null]);
   });
 });
 

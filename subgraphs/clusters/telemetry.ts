@@ -51,12 +51,15 @@ export interface SampleNamespace {
 export interface TelemetrySample {
   source: TelemetrySource;
   gpuAllocated: number;
+  /** The whole cluster's utilisation in percent (the mean over its GPUs); null without GPUs. */
+  utilization: number | null;
   nodes: SampleNode[];
   namespaces: SampleNamespace[];
+  /** Each GPU (DCGM only). Not read back with the series: a point loads its latest row's on demand. */
   gpus: GpuMetricValue[];
 }
 
-const MAX_GPUS = 100_000;
+const MAX_GPUS = 10_000;
 const MAX_TEXT = 253;
 
 function optionalText(value: string | null | undefined, field: string): string | null {
@@ -155,25 +158,31 @@ export function telemetrySample(status: ClusterStatusValue, gpus: GpuMetricValue
     ns.utilization = mean(used.map((g) => g.utilization));
     ns.memoryUsedBytes = sumOrNull(used.map((g) => g.memoryUsedBytes));
   }
+  const gpuAllocated = holding.reduce((sum, p) => sum + p.gpus, 0);
+  const capacity = nodes.reduce((sum, n) => sum + n.gpuCapacity, 0);
   return {
     source,
-    gpuAllocated: holding.reduce((sum, p) => sum + p.gpus, 0),
+    gpuAllocated,
+    utilization: source === 'DCGM' ? mean(gpus!.map((g) => g.utilization)) : capacity > 0 ? Math.min(100, (gpuAllocated / capacity) * 100) : null,
     nodes,
     namespaces: [...namespaces.values()].sort((a, b) => a.namespace.localeCompare(b.namespace)),
     gpus: gpus ?? [],
   };
 }
 
-/** A stored sample and the time it held: [startedAt, lastSeenAt]. */
+/** A stored sample (without its GPUs) and the time it held: [startedAt, lastSeenAt]. */
 export interface TelemetryRow {
+  id: string;
   clusterId: string;
   startedAt: Date;
   lastSeenAt: Date;
-  sample: TelemetrySample;
+  sample: Omit<TelemetrySample, 'gpus'>;
 }
 
 export interface TelemetryPoint {
   at: Date;
+  /** The row last reported in the step, whose GPUs the point shows (null: none). */
+  latestRowId: string | null;
   source: TelemetrySource | null;
   nodeCount: number;
   gpuCapacity: number;
@@ -198,7 +207,6 @@ export interface TelemetryPoint {
     gpuMemoryUsedBytesMax: number | null;
   }[];
   namespaces: (Omit<SampleNamespace, 'gpuAllocated'> & { gpuAllocated: number; gpuAllocatedMax: number })[];
-  gpus: GpuMetricValue[];
 }
 
 /** A time-weighted mean and the maximum of values that held for a while each. */
@@ -217,16 +225,10 @@ class Weighted {
   }
 }
 
-/** The whole cluster's utilisation in one sample: the mean over its GPUs (weighted by each node's GPUs). */
-function clusterUtilization(sample: TelemetrySample): number | null {
-  if (sample.source === 'DCGM') return mean(sample.gpus.map((g) => g.utilization));
-  const capacity = sample.nodes.reduce((sum, n) => sum + n.gpuCapacity, 0);
-  return capacity > 0 ? Math.min(100, (sample.gpuAllocated / capacity) * 100) : null;
-}
-
 function emptyPoint(at: Date): TelemetryPoint {
   return {
     at,
+    latestRowId: null,
     source: null,
     nodeCount: 0,
     gpuCapacity: 0,
@@ -240,13 +242,13 @@ function emptyPoint(at: Date): TelemetryPoint {
     gpuModels: [],
     nodes: [],
     namespaces: [],
-    gpus: [],
   };
 }
 
 /** One step from the rows that overlap it (`rows` in start order, none empty). */
 function pointOf(at: Date, stepEnd: number, rows: TelemetryRow[]): TelemetryPoint {
-  const latest = rows.at(-1)!.sample;
+  const latestRow = rows.at(-1)!;
+  const latest = latestRow.sample;
   const weightOf = (row: TelemetryRow) => Math.max(1, Math.min(stepEnd, row.lastSeenAt.getTime()) - Math.max(at.getTime(), row.startedAt.getTime()));
   const allocated = new Weighted();
   const utilization = new Weighted();
@@ -257,7 +259,7 @@ function pointOf(at: Date, stepEnd: number, rows: TelemetryRow[]): TelemetryPoin
     const w = weightOf(row);
     const { sample } = row;
     allocated.add(sample.gpuAllocated, w);
-    utilization.add(clusterUtilization(sample), w);
+    utilization.add(sample.utilization ?? null, w);
     memoryUsed.add(sumOrNull(sample.nodes.map((n) => n.memoryUsedBytes)), w);
     for (const node of sample.nodes) {
       const acc = nodes.get(node.name) ?? { allocated: new Weighted(), utilization: new Weighted(), memoryUsed: new Weighted() };
@@ -287,6 +289,7 @@ function pointOf(at: Date, stepEnd: number, rows: TelemetryRow[]): TelemetryPoin
   }
   return {
     at,
+    latestRowId: latestRow.id,
     source: latest.source,
     nodeCount: latest.nodes.length,
     gpuCapacity: latest.nodes.reduce((sum, n) => sum + n.gpuCapacity, 0),
@@ -322,7 +325,6 @@ function pointOf(at: Date, stepEnd: number, rows: TelemetryRow[]): TelemetryPoin
         memoryUsedBytes: m.mean,
       }))
       .sort((a, b) => a.namespace.localeCompare(b.namespace)),
-    gpus: latest.gpus,
   };
 }
 
@@ -338,9 +340,9 @@ export function telemetryPoints(rows: TelemetryRow[], from: Date, to: Date, step
   return points;
 }
 
-/** A point as a viewer who may not see the cluster's namespaces gets it: no namespaces, no pods on GPUs. */
-export function withoutNamespaces(point: TelemetryPoint): TelemetryPoint {
-  return { ...point, namespaces: [], gpus: point.gpus.map((g) => ({ ...g, namespace: null, pod: null })) };
+/** GPUs as a viewer who may not see the cluster's namespaces gets them: no pods. */
+export function gpusWithoutPods(gpus: GpuMetricValue[]): GpuMetricValue[] {
+  return gpus.map((g) => ({ ...g, namespace: null, pod: null }));
 }
 
 export interface TelemetryRange {

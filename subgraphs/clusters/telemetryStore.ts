@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from '../../lib/db.js';
 import { SCHEMA } from './store.js';
-import type { TelemetryRow, TelemetrySample } from './telemetry.js';
+import type { GpuMetricValue, TelemetryRow, TelemetrySample } from './telemetry.js';
 
 /** A changed report starts a new row at most this often; within it, it replaces the row's sample. */
 const MIN_ROW_MS = 60_000;
@@ -46,7 +46,7 @@ export class TelemetryStore {
     await this.table().insert({ cluster_id: clusterId, started_at: now, last_seen_at: now, digest, sample: JSON.stringify(sample) });
   }
 
-  /** The rows of these clusters that overlap [from, to), in start order. */
+  /** The rows of these clusters that overlap [from, to), in start order, without their GPUs (read with `gpus`). */
   async rows(clusterIds: readonly string[], from: Date, to: Date): Promise<TelemetryRow[]> {
     if (clusterIds.length === 0) return [];
     const rows = (await this.table()
@@ -54,8 +54,16 @@ export class TelemetryStore {
       .where('started_at', '<', to)
       .where('last_seen_at', '>=', from)
       .orderBy([{ column: 'cluster_id' }, { column: 'started_at' }])
-      .select('cluster_id', 'started_at', 'last_seen_at', 'sample')) as StoredRow[];
-    return rows.map((r) => ({ clusterId: r.cluster_id, startedAt: r.started_at, lastSeenAt: r.last_seen_at, sample: r.sample }));
+      .select('id', 'cluster_id', 'started_at', 'last_seen_at', this.knex.raw(`sample - 'gpus' as sample`))) as StoredRow[];
+    return rows.map((r) => ({ id: String(r.id), clusterId: r.cluster_id, startedAt: r.started_at, lastSeenAt: r.last_seen_at, sample: r.sample }));
+  }
+
+  /** The GPUs of these rows, by row id. */
+  async gpus(rowIds: readonly string[]): Promise<Map<string, GpuMetricValue[]>> {
+    const rows = (await this.table()
+      .whereIn('id', [...rowIds])
+      .select('id', this.knex.raw(`sample -> 'gpus' as gpus`))) as { id: string | number; gpus: GpuMetricValue[] | null }[];
+    return new Map(rows.map((r) => [String(r.id), r.gpus ?? []]));
   }
 
   /** Retention: deletes the rows whose last report is older than `cutoff`, and only those; how many. */
