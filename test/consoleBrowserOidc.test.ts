@@ -139,7 +139,7 @@ run(`OIDC sign-in to the console in Chromium (${CHROMIUM_PATH})`, () => {
       await expect.poll(async () => (await sessionCookie())?.value, { timeout: 60_000 }).not.toBe(first.value);
       expect(await sessionCookie()).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
       // The first cookie's ID token expires (a copy of it stops working) while the page, renewed, goes on working.
-      await expect.poll(() => selfWith(first), { timeout: 60_000, intervals: [1000] }).toBe(401);
+      await expect.poll(() => selfWith(first), { timeout: 60_000, interval: 1000 }).toBe(401);
       expect(await selfWith((await sessionCookie())!)).toBe(200);
       await page.getByRole('link', { name: 'Models', exact: true }).click();
       await page.getByRole('heading', { name: 'Models' }).waitFor();

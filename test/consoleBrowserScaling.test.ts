@@ -107,7 +107,7 @@ run(`the demo model's scaling under load, live in Chromium (${CHROMIUM_PATH})`, 
     });
     try {
       // The peak: two replicas ready, on the row and in the chart's history, with the decision that made them.
-      await expect.poll(() => row.textContent(), { timeout: 180_000, intervals: [500] }).toMatch(/2 \/ 2/);
+      await expect.poll(() => row.textContent(), { timeout: 180_000, interval: 500 }).toMatch(/2 \/ 2/);
       await expect.poll(() => summary.textContent(), { timeout: 30_000 }).toMatch(/at most 2 ready/);
       await expect.poll(() => page.getByLabel('Autoscaler decisions').textContent(), { timeout: 30_000 }).toMatch(/scaled up: /);
       await page.getByRole('img', { name: 'Replicas of mariner-demo over time' }).locator('canvas').waitFor();
@@ -120,7 +120,7 @@ run(`the demo model's scaling under load, live in Chromium (${CHROMIUM_PATH})`, 
     expect(failures).toEqual([]);
 
     // Idle again: back to one replica; the chart keeps the peak it drew.
-    await expect.poll(() => row.textContent(), { timeout: 180_000, intervals: [500] }).toMatch(/1 \/ 1/);
+    await expect.poll(() => row.textContent(), { timeout: 180_000, interval: 500 }).toMatch(/1 \/ 1/);
     await expect.poll(() => summary.textContent(), { timeout: 30_000 }).toMatch(/^Now 1 ready of 1 desired · at most 2 ready/);
     await expect.poll(() => page.getByLabel('Autoscaler decisions').textContent(), { timeout: 30_000 }).toMatch(/scaled down: /);
     await page.screenshot({ path: screenshotPath('19-scaling-after'), fullPage: true });
