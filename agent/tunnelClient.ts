@@ -122,7 +122,10 @@ export class TunnelClient {
     } catch (error) {
       const reason = upgradeNotPassed(error);
       if (!reason) throw error;
-      const transport = await this.dialWith('websocket');
+      const transport = await this.dialWith('websocket').catch((wsError: unknown) => {
+        if (wsError instanceof TunnelRefusedError) throw wsError;
+        throw new Error(`the Upgrade ${reason}, and the WebSocket failed too: ${wsError instanceof Error ? wsError.message : String(wsError)}`);
+      });
       this.active = 'websocket';
       this.options.logger.warn(
         { reason, controlPlaneUrl: this.options.controlPlaneUrl },

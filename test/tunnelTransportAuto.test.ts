@@ -15,7 +15,7 @@ import { startTestPlatform, type TestPlatform } from './support/platform.js';
  */
 
 /** An HTTP proxy to `target` that passes WebSocket upgrades only; others get `refusal`. */
-async function startWebSocketOnlyProxy(target: string, refusal: 'answer-400' | 'reset') {
+async function startWebSocketOnlyProxy(target: string, refusal: 'answer-400' | 'reset', passWebSockets = true) {
   const to = new URL(target);
   const upgrades: string[] = [];
   const server: Server = createServer((req, res) => {
@@ -29,7 +29,7 @@ async function startWebSocketOnlyProxy(target: string, refusal: 'answer-400' | '
   server.on('upgrade', (req, socket: Socket, head: Buffer) => {
     const token = String(req.headers.upgrade ?? '').toLowerCase();
     upgrades.push(token);
-    if (token !== 'websocket') {
+    if (token !== 'websocket' || !passWebSockets) {
       if (refusal === 'reset') return void socket.resetAndDestroy();
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 24\r\nconnection: close\r\n\r\nunsupported upgrade type');
       return;
@@ -129,6 +129,20 @@ describe('the agent`s tunnel moves to the WebSocket when a proxy cannot pass the
       expect(switchLines(logs)).toHaveLength(1);
     }, 60_000);
   }
+
+  it('when the WebSocket is refused too, the agent says both and keeps trying, without settling on either', async () => {
+    const proxy = await startWebSocketOnlyProxy(t.url, 'answer-400', false);
+    closers.push(proxy.close);
+    const cluster = await register('no-way-through');
+    const { agent, logs } = await agentBehind(proxy.url, cluster.key);
+    const failed = await logs.next((l) => l.msg === 'tunnel connection failed', 'a failed dial');
+    expect(String(failed['err'])).toMatch(/^the Upgrade answered 400 instead of 101, and the WebSocket failed too: /);
+    // The next dial tries the Upgrade again (its failure names it first), then the WebSocket again.
+    const again = await logs.next((l) => l.msg === 'tunnel connection failed' && l !== failed, 'a second failed dial');
+    expect(String(again['err'])).toMatch(/^the Upgrade answered 400 instead of 101, and the WebSocket failed too: /);
+    expect(agent.connected()).toBe(false);
+    expect(switchLines(logs)).toEqual([]);
+  }, 60_000);
 
   it('without a proxy in the way, auto keeps the Upgrade', async () => {
     const cluster = await register('direct');
