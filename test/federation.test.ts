@@ -174,9 +174,16 @@ describe('the federated cluster', () => {
 
     // The other work on A ends; A reports two free GPUs; the next read places the Job there.
     await kube(serverA, 'DELETE', '/api/v1/namespaces/busy/pods/other-work');
-    await agentA.reportStatus();
-    const got = await (await call(teamA.key, 'GET', `${jobs}/train-2`)).json();
-    expect(got.metadata.annotations).toMatchObject({ 'federation.mariner.dev/state': 'Placed', 'federation.mariner.dev/cluster': clusterA });
+    // (A periodic report the agent read before the delete may land after this one: report until a read places it.)
+    const got = await waitFor(
+      async () => {
+        await agentA.reportStatus();
+        return (await call(teamA.key, 'GET', `${jobs}/train-2`)).json();
+      },
+      (job) => job.metadata?.annotations?.['federation.mariner.dev/state'] === 'Placed',
+      'train-2 to be placed once cluster A reports its GPUs free',
+    );
+    expect(got.metadata.annotations['federation.mariner.dev/cluster']).toBe(clusterA);
     expect(serverA.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-2']);
   }, 60_000);
 
@@ -250,7 +257,7 @@ describe('the federated cluster', () => {
     expect(serverB.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-3']);
   }, 90_000);
 
-  it('kubectl apply, get, logs and delete work against a kubeconfig pointing at the federated cluster', async () => {
+  it('kubectl apply, get, describe, logs and delete work against a kubeconfig pointing at the federated cluster', async () => {
     const kubectl = await kubectlPath();
     // kubectl sends its token over TLS only: the platform behind a TLS front, as behind its ingress.
     const front = await startTlsFront(t.url, TEST_TLS);
@@ -286,7 +293,21 @@ describe('the federated cluster', () => {
       serverB.appendLog('team-a', 'eval-1-q8w4z', 'accuracy 0.91');
       serverB.endLog('team-a', 'eval-1-q8w4z');
 
+      await kube(serverB, 'POST', '/api/v1/namespaces/team-a/events', {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'eval-1.created', namespace: 'team-a' },
+        involvedObject: { apiVersion: 'batch/v1', kind: 'Job', name: 'eval-1', namespace: 'team-a', uid: real.metadata.uid },
+        reason: 'SuccessfulCreate',
+        message: 'Created pod: eval-1-q8w4z',
+        type: 'Normal',
+        source: { component: 'job-controller' },
+      });
+
       expect(await run('get', 'jobs')).toMatch(/^eval-1\b/m);
+      const described = await run('describe', 'job', 'eval-1');
+      expect(described).toMatch(/^Name:\s+eval-1$/m);
+      expect(described).toContain('Created pod: eval-1-q8w4z');
       expect(await run('get', 'job', 'eval-1', '-o', 'jsonpath={.metadata.annotations.federation\\.mariner\\.dev/cluster}')).toBe(clusterB);
       expect(await run('get', 'pods')).toMatch(/^eval-1-q8w4z\b/m);
       expect(await run('logs', 'eval-1-q8w4z')).toContain('accuracy 0.91');

@@ -61,6 +61,7 @@ const DISCOVERY: Record<string, unknown> = {
     resources: [
       { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['get', 'list'], shortNames: ['po'] },
       { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] },
+      { name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['list'], shortNames: ['ev'] },
     ],
   },
   '/apis': {
@@ -103,33 +104,30 @@ const DISCOVERY: Record<string, unknown> = {
 type Route =
   | { kind: 'discovery'; document: unknown }
   | { kind: 'jobs'; namespace: string; name: string | undefined; subresource: string | undefined }
-  | { kind: 'pods'; namespace: string; name: string | undefined; subresource: string | undefined };
+  | { kind: 'pods' | 'events'; namespace: string; name: string | undefined; subresource: string | undefined };
 
 function routeOf(segments: string[]): Route | null {
   const path = `/${segments.join('/')}`;
   if (path in DISCOVERY) return { kind: 'discovery', document: DISCOVERY[path] };
-  const [root, a, b, c, namespace, resource, name, subresource, ...more] = segments;
-  if (more.length > 0 || !namespace) return null;
-  if (root === 'apis' && a === 'batch' && b === 'v1' && c === 'namespaces' && resource === 'jobs' && (subresource === undefined || subresource === 'status')) {
-    return { kind: 'jobs', namespace, name, subresource };
+  // /apis/batch/v1/namespaces/<ns>/jobs[/<name>[/status]]
+  if (segments[0] === 'apis' && segments[1] === 'batch' && segments[2] === 'v1' && segments[3] === 'namespaces') {
+    const [, , , , namespace, resource, name, subresource, ...more] = segments;
+    if (namespace && resource === 'jobs' && more.length === 0 && (subresource === undefined || subresource === 'status')) {
+      return { kind: 'jobs', namespace, name, subresource };
+    }
+    return null;
   }
-  // /api/v1/namespaces/<ns>/pods[/<name>[/log]]: one fewer segment before the namespace.
-  const [, version, namespaces, ns, podResource, podName, podSub, ...rest] = segments;
-  if (
-    root === 'api' &&
-    version === 'v1' &&
-    namespaces === 'namespaces' &&
-    ns &&
-    podResource === 'pods' &&
-    rest.length === 0 &&
-    (podSub === undefined || podSub === 'log')
-  ) {
-    return { kind: 'pods', namespace: ns, name: podName, subresource: podSub };
+  // /api/v1/namespaces/<ns>/pods[/<name>[/log]], /api/v1/namespaces/<ns>/events
+  if (segments[0] === 'api' && segments[1] === 'v1' && segments[2] === 'namespaces') {
+    const [, , , namespace, resource, name, subresource, ...more] = segments;
+    if (!namespace || more.length > 0) return null;
+    if (resource === 'pods' && (subresource === undefined || subresource === 'log')) return { kind: 'pods', namespace, name, subresource };
+    if (resource === 'events' && name === undefined) return { kind: 'events', namespace, name: undefined, subresource: undefined };
   }
   return null;
 }
 
-const podList = (items: KubeObject[]) => ({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '' }, items });
+const listOf = (kind: 'PodList' | 'EventList', items: KubeObject[]) => ({ kind, apiVersion: 'v1', metadata: { resourceVersion: '' }, items });
 
 const notFound = (resource: 'jobs' | 'pods', name: string) =>
   Object.assign(kubernetesStatus(404, `${resource === 'jobs' ? 'jobs.batch' : 'pods'} "${name}" not found`, 'NotFound'), {
@@ -317,7 +315,7 @@ export function createFederationRoutes(options: FederationRoutesOptions) {
   async function handlePods(
     req: IncomingMessage,
     res: ServerResponse,
-    route: Extract<Route, { kind: 'pods' }>,
+    route: Extract<Route, { kind: 'pods' | 'events' }>,
     decision: Decision,
     method: string,
     path: string,
@@ -325,34 +323,47 @@ export function createFederationRoutes(options: FederationRoutesOptions) {
     requestId: string,
   ) {
     const assignedClusters = await admitNamespace(decision, route.namespace);
-    if (method !== 'GET') throw new SessionsError(405, `the federated cluster serves reads of pods only, not ${method}`);
-    if (query.get('watch') === 'true' || query.get('watch') === '1') throw new SessionsError(405, 'the federated cluster does not serve watches of pods');
+    if (method !== 'GET') throw new SessionsError(405, `the federated cluster serves reads of ${route.kind} only, not ${method}`);
+    if (query.get('watch') === 'true' || query.get('watch') === '1')
+      throw new SessionsError(405, `the federated cluster does not serve watches of ${route.kind}`);
     const jobs = (await store.list(decision.projectId!, route.namespace)).filter(
       (j) => j.clusterId && assignedClusters.some((c) => c === null || c === j.clusterId),
     );
+    const listKind = route.kind === 'pods' ? 'PodList' : 'EventList';
     let job: FederatedJob | undefined;
     if (route.name === undefined) {
-      // The pods of one Job, named by the labels the Job controller sets (kubectl logs job/<name> lists them by its selector).
-      const terms = new Map(
-        (query.get('labelSelector') ?? '')
-          .split(',')
-          .map((term) => term.split(/==?/).map((s) => s.trim()))
-          .filter((kv) => kv.length === 2) as [string, string][],
+      // The objects of one Job: its pods by the labels the Job controller sets (kubectl logs job/<name> lists them by
+      // its selector), its and its pods' events by the object they are about (kubectl describe).
+      const terms = (selector: string | null) =>
+        new Map(
+          (selector ?? '')
+            .split(',')
+            .map((term) => term.split(/==?/).map((t) => t.trim()))
+            .filter((kv) => kv.length === 2) as [string, string][],
+        );
+      const labels = terms(query.get('labelSelector'));
+      const fields = terms(query.get('fieldSelector'));
+      const name = route.kind === 'pods' ? (labels.get('job-name') ?? labels.get('batch.kubernetes.io/job-name')) : undefined;
+      const uid = route.kind === 'pods' ? (labels.get('controller-uid') ?? labels.get('batch.kubernetes.io/controller-uid')) : fields.get('involvedObject.uid');
+      const about = route.kind === 'events' ? fields.get('involvedObject.name') : undefined;
+      job = jobs.find(
+        (j) =>
+          (name !== undefined && j.name === name) ||
+          (uid !== undefined && j.uid === uid) ||
+          (about !== undefined && (about === j.name || about.startsWith(`${j.name}-`))),
       );
-      const name = terms.get('job-name') ?? terms.get('batch.kubernetes.io/job-name');
-      const uid = terms.get('controller-uid') ?? terms.get('batch.kubernetes.io/controller-uid');
-      job = jobs.find((j) => (name !== undefined && j.name === name) || (uid !== undefined && j.uid === uid));
       if (!job) {
-        if (name !== undefined || uid !== undefined) return send(res, 200, podList([]), requestId);
-        // Every federated Job's pods in the namespace, from each cluster that runs one (they carry the federation's label).
-        const selector = [FEDERATED_LABEL, query.get('labelSelector')].filter(Boolean).join(',');
+        if (name !== undefined || uid !== undefined || about !== undefined) return send(res, 200, listOf(listKind, []), requestId);
+        // Every federated Job's pods (or the namespace's events) from each cluster that runs one (the pods carry the federation's label).
+        const params = new URLSearchParams(query);
+        if (route.kind === 'pods') params.set('labelSelector', [FEDERATED_LABEL, query.get('labelSelector')].filter(Boolean).join(','));
         const items: KubeObject[] = [];
         for (const clusterId of new Set(jobs.map((j) => j.clusterId!))) {
-          const podsPath = `/api/v1/namespaces/${encodeURIComponent(route.namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`;
-          const answer = await kubeCall(transport, clusterId, 'GET', podsPath, undefined, { requestId }).catch(() => null);
+          const listPath = `/api/v1/namespaces/${encodeURIComponent(route.namespace)}/${route.kind}?${params.toString()}`;
+          const answer = await kubeCall(transport, clusterId, 'GET', listPath, undefined, { requestId }).catch(() => null);
           if (answer?.status === 200 && Array.isArray(answer.body['items'])) items.push(...(answer.body['items'] as KubeObject[]));
         }
-        return send(res, 200, podList(items), requestId);
+        return send(res, 200, listOf(listKind, items), requestId);
       }
     } else {
       // A Job's pods are named <job>-<suffix>: the longest Job name that prefixes the pod's.
