@@ -253,6 +253,8 @@ export class FederationPlacer {
 function waitingMessage(job: FederatedJob, clusters: FederationCluster[], usable: FederationCluster[], assigned: (clusterId: string) => boolean): string {
   if (!clusters.some((c) => assigned(c.id))) return `no cluster the organization may use has namespace ${job.namespace} assigned to the project`;
   if (usable.length === 0) return `no cluster assigned to the project for namespace ${job.namespace} is connected and reporting: the Job waits`;
+  const largest = Math.max(...usable.map((c) => c.gpuCapacity));
+  if (largest < job.gpus) return `no cluster assigned to the project has ${job.gpus} GPU(s) at all (the most: ${largest}): the Job waits until one has`;
   const mostFree = Math.max(...usable.map((c) => c.gpuCapacity - c.gpuAllocated));
   return `no cluster has ${job.gpus} free GPU(s) now (the most free: ${Math.max(0, mostFree)}): the Job waits and is placed when one has room`;
 }
