@@ -60,7 +60,7 @@ describe('shell completion in zsh and fish', () => {
       expect(candidates('batch', 'jobs', '')).toEqual(['create', 'list', 'get', 'cancel', 'delete', 'logs']);
       expect(candidates('notebooks', 'o')).toEqual(['open']);
       expect(candidates('chat', '--m')).toEqual(['--max-tokens', '--message']);
-    }, 120_000);
+    }, 240_000);
 
     it('in an interactive zsh with compinit, Tab completes `mariner mo` to `mariner models` and lists subcommands', async () => {
       const zdot = path.join(home, 'zdot');
@@ -71,21 +71,21 @@ describe('shell completion in zsh and fish', () => {
         .join(' ');
       const term = tmuxSession(`env -i ${vars} ${ZSH} -i`);
       try {
-        await screenShows(term.screen, (s) => /^zsh% $/m.test(s), 'the zsh prompt');
+        await screenShows(term.screen, (s) => /^zsh% $/m.test(s), 'the zsh prompt', 90_000);
         term.text('mariner mo');
         term.keys('Tab');
-        await screenShows(term.screen, (s) => /^zsh% mariner models\s*$/m.test(s), 'zsh to complete the command');
+        await screenShows(term.screen, (s) => /^zsh% mariner models\s*$/m.test(s), 'zsh to complete the command', 90_000);
         term.keys('C-u');
         term.text('mariner notebooks ');
         term.keys('Tab');
-        const screen = await screenShows(term.screen, (s) => /^zsh% mariner notebooks *\n\S/m.test(s), 'the subcommands listed');
+        const screen = await screenShows(term.screen, (s) => /^zsh% mariner notebooks *\n\S/m.test(s), 'the subcommands listed', 90_000);
         // zsh lists them below the line, sorted.
         const listed = /^zsh% mariner notebooks *\n(.*)$/m.exec(screen)![1]!.trim().split(/\s+/);
         expect(listed).toEqual(['create', 'delete', 'get', 'list', 'open', 'start', 'stop']);
       } finally {
         term.close();
       }
-    }, 60_000);
+    }, 300_000);
   });
 
   describe.skipIf(!FISH)('fish', () => {
@@ -100,6 +100,6 @@ describe('shell completion in zsh and fish', () => {
       expect(complete('mariner vector-stores files ').sort()).toEqual(['add', 'list', 'remove']);
       expect(complete('mariner batches ').sort()).toEqual(['cancel', 'create', 'get', 'list']);
       expect(complete('mariner chat --m')).toEqual(['--max-tokens', '--message']);
-    }, 120_000);
+    }, 240_000);
   });
 });

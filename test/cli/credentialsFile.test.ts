@@ -37,5 +37,5 @@ describe.skipIf(process.platform === 'win32')('the credentials file', () => {
     const used = await runCli(env, ['context', 'use', 'lab'], { cwd: home });
     expect(used.code, used.stderr).toBe(0);
     expect(statSync(file).mode & 0o777).toBe(0o600);
-  }, 60_000);
+  }, 240_000);
 });
