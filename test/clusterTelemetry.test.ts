@@ -163,6 +163,12 @@ describe('cluster telemetry from the Kubernetes API and the DCGM exporter', () =
       { node: 'gpu-a', index: 1, utilization: 10, namespace: null, pod: null },
       { node: 'gpu-b', index: 0, utilization: 60, namespace: 'team-b', pod: 'mariner-ftjob-abc-0-x1' },
     ]);
+    const { cluster } = await t.gqlOk(
+      `query($id: ID!) { cluster(id: $id) { componentStatuses { name isHealthy message } } }`,
+      { id: clusterA.id },
+      { token: orgA.key },
+    );
+    expect(cluster.componentStatuses).toContainEqual({ name: 'dcgm-exporter', isHealthy: true, message: '2 DCGM exporter(s) read' });
     expect(point.gpuModels).toEqual([
       { product: 'NVIDIA-A100-SXM4-80GB', memoryBytes: 81920 * MIB, count: 2 },
       { product: 'NVIDIA-H100-80GB-HBM3', memoryBytes: 81920 * MIB, count: 1 },
@@ -204,6 +210,25 @@ describe('cluster telemetry from the Kubernetes API and the DCGM exporter', () =
     expect(((await usages.json()) as any).datapoints.at(-1).values).toEqual([
       { cluster_name: 'b-plain', node_name: '', max_gpu_used: 200, avg_gpu_used: 200, max_gpu_memory_used_gb: 0, avg_gpu_memory_used_gb: 0 },
     ]);
+  });
+
+  it("an exporter that cannot be read: allocation only, and the cluster's dcgm-exporter component says why", async () => {
+    const broken = await register('a-broken-exporter', orgA.key);
+    // A port nothing listens on: the agent's fetch is refused.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/metrics`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await agentReports(broken.key, { ...NO_DCGM, urls: [url] });
+    expect(latest((await telemetry(orgA.key, broken.id))[0]).source).toBe('ALLOCATION');
+    const { cluster } = await t.gqlOk(
+      `query($id: ID!) { cluster(id: $id) { componentStatuses { name isHealthy message } } }`,
+      { id: broken.id },
+      { token: orgA.key },
+    );
+    const dcgm = cluster.componentStatuses.find((c: { name: string }) => c.name === 'dcgm-exporter');
+    expect(dcgm).toMatchObject({ isHealthy: false });
+    expect(dcgm.message).toContain(`0 of 1 DCGM exporter(s) read; DCGM exporter ${url}`);
   });
 
   it('a report that changes nothing adds no row', async () => {

@@ -46,6 +46,10 @@ export interface ClusterStatusReport {
   provisionableResources: { instanceFamily: string | null; instanceType: string | null }[];
   /** Every GPU as the DCGM exporters measured it; null when the cluster runs none (allocation only). */
   gpuMetrics: GpuMetric[] | null;
+  /** DCGM exporters found (0: none, allocation only). */
+  dcgmExporters: number;
+  /** Why exporters could not be found or read, one line each (the control plane shows them as the `dcgm-exporter` component's health). */
+  dcgmProblems: string[];
 }
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -162,12 +166,13 @@ async function listAllPods(core: CoreV1Api): Promise<V1Pod[]> {
 }
 
 /** The DCGM exporters' GPUs; null (allocation only) when there are none, or finding them failed. */
-async function gpuMetricsOf(core: CoreV1Api, dcgm: DcgmSettings): Promise<GpuMetric[] | null> {
+async function gpuMetricsOf(core: CoreV1Api, dcgm: DcgmSettings): Promise<{ gpus: GpuMetric[] | null; exporters: number; problems: string[] }> {
   try {
-    return (await scrapeDcgm(core, dcgm)).gpus;
-  } catch {
+    const scrape = await scrapeDcgm(core, dcgm);
+    return { gpus: scrape.gpus, exporters: scrape.exporters, problems: scrape.failures.slice(0, 20) };
+  } catch (error) {
     // Listing the exporter pods was refused or failed: the report goes out with allocations only.
-    return null;
+    return { gpus: null, exporters: 0, problems: [`finding the DCGM exporter pods failed: ${(error as Error).message}`.slice(0, 500)] };
   }
 }
 
@@ -176,7 +181,7 @@ async function gpuMetricsOf(core: CoreV1Api, dcgm: DcgmSettings): Promise<GpuMet
  * exporters when the cluster runs them (settings: dcgm.ts, from the environment by default).
  */
 export async function collectClusterStatus(core: CoreV1Api, dcgm: DcgmSettings = dcgmSettingsFromEnv()): Promise<ClusterStatusReport> {
-  const [nodeList, podList, gpuMetrics] = await Promise.all([listAllNodes(core), listAllPods(core), gpuMetricsOf(core, dcgm)]);
+  const [nodeList, podList, dcgmScrape] = await Promise.all([listAllNodes(core), listAllPods(core), gpuMetricsOf(core, dcgm)]);
 
   const nodes = nodeList.map((node): ClusterNodeStatus => ({
     name: node.metadata?.name ?? '',
@@ -216,6 +221,8 @@ export async function collectClusterStatus(core: CoreV1Api, dcgm: DcgmSettings =
     gpuAllocated: gpuPods.filter((p) => !p.terminated).reduce((sum, p) => sum + p.gpus, 0),
     gpuPods: gpuPods.map(({ terminated: _, ...pod }) => pod),
     provisionableResources: [...provisionable.values()],
-    gpuMetrics,
+    gpuMetrics: dcgmScrape.gpus,
+    dcgmExporters: dcgmScrape.exporters,
+    dcgmProblems: dcgmScrape.problems,
   };
 }

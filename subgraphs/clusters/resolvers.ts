@@ -67,6 +67,18 @@ function workerOf(ctx: ClustersContext) {
   return ctx.worker;
 }
 
+/**
+ * The `dcgm-exporter` component status a report implies: healthy when the exporters found were all read,
+ * else the problems; none when the cluster has no exporter and nothing went wrong looking for one.
+ */
+function dcgmHealth(exporters: number, problems: readonly string[]): { name: string; isHealthy: boolean; message: string } | null {
+  if (exporters <= 0 && problems.length === 0) return null;
+  const read = Math.max(0, exporters - problems.length);
+  const message =
+    problems.length === 0 ? `${exporters} DCGM exporter(s) read` : `${read} of ${exporters} DCGM exporter(s) read; ${problems.slice(0, 20).join('; ')}`;
+  return { name: 'dcgm-exporter', isHealthy: problems.length === 0, message: message.slice(0, 1024) };
+}
+
 /** Where a point's GPUs are read from, when a query asks for them (ClusterTelemetryPoint.gpus). */
 interface PointGpus {
   rowId: string | null;
@@ -206,6 +218,8 @@ export const resolvers: Resolvers<ClustersContext> = {
       if (!row?.status || !row.status_updated_at) throw unauthenticated('The cluster of this registration key was unregistered');
       // The series: a report that changed nothing only extends the latest row.
       await ctx.telemetry.record(row.id, telemetrySample(row.status, gpuMetrics), ctx.statusStaleSeconds * 1000);
+      const dcgm = dcgmHealth(input.dcgmExporters ?? 0, input.dcgmProblems ?? []);
+      if (dcgm) await ctx.store.reportComponentStatus(row.id, dcgm);
       return { ...row.status, updatedAt: row.status_updated_at };
     },
   },

@@ -121,6 +121,10 @@ export type ClusterStatus = {
 };
 
 export type ClusterStatusInput = {
+  /** DCGM exporters the agent found; with problems, shown as the cluster's `dcgm-exporter` component status. */
+  dcgmExporters?: InputMaybe<Scalars['Int']['input']>;
+  /** Why exporters could not be found or read (at most 20 lines). */
+  dcgmProblems?: InputMaybe<Array<Scalars['String']['input']>>;
   /** Every GPU as the NVIDIA DCGM exporter measured it; null or absent: the cluster runs none (allocation only). */
   gpuMetrics?: InputMaybe<Array<GpuMetricInput>>;
   gpuPods: Array<GpuPodInput>;
