@@ -160,6 +160,8 @@ const clusters: PolicyMap = {
   Query: {
     clusters: clustersRead,
     cluster: clustersRead,
+    // Org-scoped in the resolver: clusters the caller's organization may use only.
+    clusterTelemetry: clustersRead,
     workerCluster: isWorker,
     workerByRegistrationKey: isGatewaySystem,
     schedulingClusters: isGatewaySystem,
@@ -185,6 +187,12 @@ const clusters: PolicyMap = {
   GpuPod: { '*': clustersReadOrWorker },
   ProvisionableResource: { '*': clustersReadOrWorker },
   ClusterConfig: { '*': clustersReadOrWorker },
+  ClusterTelemetry: { '*': clustersRead },
+  ClusterTelemetryPoint: { '*': clustersRead },
+  TelemetryGpuModel: { '*': clustersRead },
+  TelemetryNode: { '*': clustersRead },
+  TelemetryNamespace: { '*': clustersRead },
+  TelemetryGpu: { '*': clustersRead },
   WorkerCluster: { '*': anyOf(isWorker, isGatewaySystem) },
   SchedulingCluster: { '*': isGatewaySystem },
   ClusterAccess: { '*': isGatewaySystem },
