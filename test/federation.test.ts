@@ -88,6 +88,8 @@ describe('the federated cluster', () => {
     for (const server of [serverA, serverB]) {
       for (const ns of ['team-a', 'busy']) await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
+    // Namespace team-c exists on cluster A only.
+    await kube(serverA, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-c' } });
     // Cluster A is full: its two GPUs are taken by other work.
     await gpuPod(serverA, 'busy', 'other-work', 2);
     t = await startTestPlatform();
@@ -118,6 +120,8 @@ describe('the federated cluster', () => {
       assignments: [
         { clusterId: clusterA, namespace: 'team-a' },
         { clusterId: clusterB, namespace: 'team-a' },
+        { clusterId: clusterA, namespace: 'team-c' },
+        { clusterId: clusterB, namespace: 'team-c' },
       ],
     });
     // Another organization, with a namespace of its own on cluster A.
@@ -186,6 +190,17 @@ describe('the federated cluster', () => {
     expect(got.metadata.annotations['federation.mariner.dev/cluster']).toBe(clusterA);
     expect(serverA.objects('Job', 'team-a').map((j) => j.metadata.name)).toEqual(['train-2']);
   }, 60_000);
+
+  it('a cluster that lacks the namespace is skipped for the next one with room', async () => {
+    // B has the most free GPUs, but no namespace team-c: the Job goes to A.
+    const created = await call(teamA.key, 'POST', '/apis/batch/v1/namespaces/team-c/jobs', gpuJob('cpu-1', 0));
+    const body = await created.json();
+    expect(created.status, JSON.stringify(body)).toBe(201);
+    expect(body.metadata.annotations['federation.mariner.dev/cluster']).toBe(clusterA);
+    expect(serverA.objects('Job', 'team-c').map((j) => j.metadata.name)).toEqual(['cpu-1']);
+    expect(await (await call(teamA.key, 'DELETE', '/apis/batch/v1/namespaces/team-c/jobs/cpu-1')).json()).toMatchObject({ metadata: { name: 'cpu-1' } });
+    expect(serverA.objects('Job', 'team-c')).toEqual([]);
+  });
 
   it("another organization's project cannot read, create or delete Jobs in the namespace, nor see them in its own", async () => {
     for (const [method, path, body] of [

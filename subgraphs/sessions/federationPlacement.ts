@@ -206,6 +206,11 @@ export class FederationPlacer {
         refusals.push(`cluster ${clusterId} already has a Job named "${job.name}" in ${job.namespace}`);
         continue;
       }
+      // No such namespace there (not created yet), or no Kubernetes at all (an agent on the local executor): another cluster may take it.
+      if (answer.status === 404) {
+        refusals.push(`cluster ${clusterId} cannot take it: ${String(answer.body['message'] ?? 'not found')}`);
+        continue;
+      }
       if (answer.status >= 400 && answer.status < 500) {
         if (removeOnRefusal) {
           await store.remove(job.id);
