@@ -19,7 +19,7 @@ import { strictBody } from './strictBody.js';
  */
 
 const QUOTA_FIELDS =
-  'projectId clusterId resource flavor nominalGpus borrowingAllowed usedGpus waitingJobs { jobId namespace message } usageReportedAt updatedAt';
+  'projectId clusterId resource flavor nominalGpus borrowingAllowed usedGpus waitingJobs { jobId namespace message position } usageReportedAt updatedAt';
 
 interface GraphQLQuota {
   projectId: string;
@@ -29,7 +29,7 @@ interface GraphQLQuota {
   nominalGpus: number;
   borrowingAllowed: boolean;
   usedGpus: number | null;
-  waitingJobs: { jobId: string; namespace: string; message: string }[];
+  waitingJobs: { jobId: string; namespace: string; message: string; position: number | null }[];
   usageReportedAt: string | null;
   updatedAt: string;
 }
@@ -44,7 +44,7 @@ function toQuota(q: GraphQLQuota) {
     nominal_gpus: q.nominalGpus,
     borrowing_allowed: q.borrowingAllowed,
     used_gpus: q.usedGpus,
-    waiting_jobs: q.waitingJobs.map((w) => ({ job_id: w.jobId, namespace: w.namespace, message: w.message })),
+    waiting_jobs: q.waitingJobs.map((w) => ({ job_id: w.jobId, namespace: w.namespace, message: w.message, position: w.position })),
     usage_reported_at: unixSeconds(q.usageReportedAt, null),
     updated_at: unixSeconds(q.updatedAt),
   };

@@ -23,7 +23,7 @@ import { waitFor } from './support/until.js';
  */
 const NS = 'team-a';
 const SET = `mutation($input: SetProjectGpuQuotaInput!) { setProjectGpuQuota(input: $input) { clusterId resource flavor nominalGpus borrowingAllowed usedGpus } }`;
-const QUOTAS = `query($id: ID!) { projectGpuQuotas(projectId: $id) { clusterId nominalGpus borrowingAllowed usedGpus waitingJobs { jobId namespace message } usageReportedAt } }`;
+const QUOTAS = `query($id: ID!) { projectGpuQuotas(projectId: $id) { clusterId nominalGpus borrowingAllowed usedGpus waitingJobs { jobId namespace message position } usageReportedAt } }`;
 
 describe('GPU quotas per project, kept as Kueue queues by the agent (Kubernetes API double)', () => {
   let kube: KubeApiServer;
@@ -192,7 +192,9 @@ describe('GPU quotas per project, kept as Kueue queues by the agent (Kubernetes 
     const [quota] = await quotas(memberKey); // any member of the project reads them
     expect(quota.usedGpus).toBe(2);
     expect(quota.usageReportedAt).not.toBeNull();
-    expect(quota.waitingJobs).toEqual([{ jobId: second, namespace: NS, message: expect.stringContaining('insufficient unused quota for nvidia.com/gpu') }]);
+    expect(quota.waitingJobs).toEqual([
+      { jobId: second, namespace: NS, message: expect.stringContaining('insufficient unused quota for nvidia.com/gpu'), position: null },
+    ]);
     const listed = await rest('GET', quotaPath(), memberKey);
     expect(listed.body.data[0]).toMatchObject({ used_gpus: 2, waiting_jobs: [{ job_id: second, namespace: NS }] });
     // The job itself says it waits for quota, and why; the admitted one does not.

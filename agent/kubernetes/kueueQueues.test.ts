@@ -167,9 +167,36 @@ describe('Kueue queues on a cluster (Kubernetes API double, Kueue admission play
 
     const report = await queues.status(wanted);
     expect(report.usage).toEqual([{ namespace: 'team-a', resource: 'nvidia.com/gpu', flavor: null, usedGpus: 2 }]);
+    // The double serves no visibility API: no position.
     expect(report.waiting).toEqual([
-      { jobId: 'job-Second2', namespace: 'team-a', message: expect.stringContaining('insufficient unused quota for nvidia.com/gpu') },
+      { jobId: 'job-Second2', namespace: 'team-a', message: expect.stringContaining('insufficient unused quota for nvidia.com/gpu'), position: null },
     ]);
+
+    // Where Kueue's visibility API answers (a front that serves it and passes the rest to the double), the place in the queue.
+    const [pending] = kube.objects('Workload', 'team-a').filter((w) => w.status?.conditions?.[0]?.status === 'False');
+    const front = createServer(async (req, res) => {
+      if (req.url === '/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/team-a/localqueues/mariner/pendingworkloads') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            kind: 'PendingWorkloadsSummary',
+            items: [{ metadata: { name: pending.metadata.name, namespace: 'team-a' }, positionInLocalQueue: 0, positionInClusterQueue: 0 }],
+          }),
+        );
+        return;
+      }
+      const upstream = await fetch(`${kube.url}${req.url}`, { method: req.method, headers: { authorization: `Bearer ${kube.token}` } });
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+      res.end(Buffer.from(await upstream.arrayBuffer()));
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+      const viaFront = createKueueQueues({ kubeConfig: kubeConfigFor({ url, token: kube.token }), logger: silentLogger() });
+      expect((await viaFront.status(wanted)).waiting).toEqual([expect.objectContaining({ jobId: 'job-Second2', position: 1 })]);
+    } finally {
+      await new Promise((resolve) => front.close(resolve));
+    }
     expect((await batch.readNamespacedJob({ name: 'mariner-job-second2', namespace: 'team-a' })).spec!.suspend).toBe(true);
     expect((await batch.readNamespacedJob({ name: 'mariner-job-first1', namespace: 'team-a' })).spec!.suspend).toBe(false);
   });

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { BatchV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logging.js';
 import { ignoreNotFound, orNotFound, statusCode } from './apiErrors.js';
@@ -46,7 +48,8 @@ export interface WorkerGpuQuota {
 /** What `reportGpuQuotaStatus` takes. */
 export interface GpuQuotaReport {
   usage: { namespace: string; resource: string; flavor: string | null; usedGpus: number }[];
-  waiting: { jobId: string; namespace: string; message: string }[];
+  /** `position`: the Workload's place in its LocalQueue (1: admitted next) where Kueue's visibility API says it; else null. */
+  waiting: { jobId: string; namespace: string; message: string; position: number | null }[];
 }
 
 export interface KueueReconcileResult {
@@ -243,8 +246,72 @@ export function createKueueQueues(options: KueueQueueOptions) {
     return result;
   }
 
+  /**
+   * The pending Workloads' places in a LocalQueue, from Kueue's visibility API (v1beta1
+   * `pendingworkloads`, on by default since Kueue 0.9): name -> 1-based position. Empty where the API is
+   * not served or refused; asked once per queue and status pass.
+   */
+  let positions = new Map<string, Promise<Map<string, number>>>();
+  function pendingPositions(namespace: string, queue: string | undefined): Promise<Map<string, number>> {
+    if (!queue) return Promise.resolve(new Map());
+    const key = `${namespace}/${queue}`;
+    let answer = positions.get(key);
+    if (!answer) {
+      answer = visibilityGet(
+        `/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/${encodeURIComponent(namespace)}/localqueues/${encodeURIComponent(queue)}/pendingworkloads`,
+      ).then((body: any) => {
+        const out = new Map<string, number>();
+        for (const item of body?.items ?? []) {
+          if (typeof item?.metadata?.name === 'string' && Number.isInteger(item.positionInLocalQueue))
+            out.set(item.metadata.name, item.positionInLocalQueue + 1);
+        }
+        return out;
+      });
+      positions.set(key, answer);
+    }
+    return answer;
+  }
+
+  /** A GET of the apiserver with the agent's credentials; null on any failure (the caller goes without). */
+  async function visibilityGet(path: string): Promise<unknown> {
+    try {
+      const cluster = options.kubeConfig.getCurrentCluster();
+      if (!cluster) return null;
+      const server = new URL(cluster.server);
+      const request: https.RequestOptions = {
+        method: 'GET',
+        protocol: server.protocol,
+        hostname: server.hostname,
+        port: server.port || undefined,
+        path: server.pathname.replace(/\/$/, '') + path,
+        headers: { accept: 'application/json' },
+      };
+      await options.kubeConfig.applyToHTTPSOptions(request);
+      return await new Promise((resolve) => {
+        const req = (server.protocol === 'https:' ? https : http).request(request, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => {
+            try {
+              resolve(res.statusCode === 200 ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : null);
+            } catch {
+              resolve(null);
+            }
+          });
+          res.on('error', () => resolve(null));
+        });
+        req.setTimeout(10_000, () => req.destroy());
+        req.on('error', () => resolve(null));
+        req.end();
+      });
+    } catch {
+      return null;
+    }
+  }
+
   /** What Kueue says of the quotas' namespaces: GPUs admitted Workloads hold, Jobs waiting for quota. */
   async function status(quotas: readonly WorkerGpuQuota[]): Promise<GpuQuotaReport> {
+    positions = new Map();
     const report: GpuQuotaReport = { usage: [], waiting: [] };
     const resources = new Set(quotas.map((q) => q.resource));
     for (const namespace of [...new Set(quotas.flatMap((q) => q.namespaces))].sort()) {
@@ -272,7 +339,8 @@ export function createKueueQueues(options: KueueQueueOptions) {
           const job = await orNotFound(batch.readNamespacedJob({ name: owner.name, namespace }));
           const jobId = job?.metadata?.labels?.[JOB_ID_LABEL];
           if (!jobId) continue; // not one of the platform's jobs
-          report.waiting.push({ jobId, namespace, message: reserved.message || 'waiting for quota' });
+          const position = (await pendingPositions(namespace, workload.spec?.queueName)).get(workload.metadata?.name) ?? null;
+          report.waiting.push({ jobId, namespace, message: reserved.message || 'waiting for quota', position });
         }
       }
       for (const entry of used.values()) report.usage.push({ namespace, ...entry });

@@ -70,7 +70,7 @@ async function withUsage(ctx: Ctx, project: ProjectRow, rows: GpuQuotaRow[]): Pr
       nominalGpus: row.nominal_gpus,
       borrowingAllowed: row.borrowing_allowed,
       usedGpus: report ? usage!.reduce((sum, u) => sum + u.usedGpus, 0) : null,
-      waitingJobs: report ? report.waiting.filter((w) => namespaces.has(w.namespace)) : [],
+      waitingJobs: report ? report.waiting.filter((w) => namespaces.has(w.namespace)).map((w) => ({ ...w, position: w.position ?? null })) : [],
       usageReportedAt: report ? new Date(report.reported_at).toISOString() : null,
       updatedAt: new Date(row.updated_at).toISOString(),
     };
@@ -114,7 +114,15 @@ function quotaWaitOf(ctx: Ctx, jobId: string): Promise<GpuQuotaWait | null> {
       const hits = (await ctx.gpuQuotas.waitingFor(principal.tenantId, ids)).filter((h) => h.projectId !== null && visible.has(h.projectId));
       return ids.map((id) => {
         const hit = hits.find((h) => h.jobId === id);
-        return hit ? { clusterId: hit.clusterId, namespace: hit.namespace, message: hit.message, reportedAt: new Date(hit.reportedAt).toISOString() } : null;
+        return hit
+          ? {
+              clusterId: hit.clusterId,
+              namespace: hit.namespace,
+              message: hit.message,
+              position: hit.position ?? null,
+              reportedAt: new Date(hit.reportedAt).toISOString(),
+            }
+          : null;
       });
     });
     quotaWaits.set(ctx, loader);
@@ -201,7 +209,12 @@ export const gpuQuotaResolvers: Resolvers<UsersContext> = {
           .map((u) => ({ namespace: u.namespace, resource: u.resource, flavor: u.flavor ?? null, usedGpus: Math.max(0, Math.trunc(u.usedGpus)) })),
         waiting: input.waiting
           .filter((w) => served.has(w.namespace))
-          .map((w) => ({ jobId: w.jobId.slice(0, 200), namespace: w.namespace, message: w.message.slice(0, MAX_MESSAGE) })),
+          .map((w) => ({
+            jobId: w.jobId.slice(0, 200),
+            namespace: w.namespace,
+            message: w.message.slice(0, MAX_MESSAGE),
+            position: w.position != null && w.position > 0 ? w.position : null,
+          })),
       });
       return true;
     },

@@ -18,7 +18,7 @@ export interface GpuQuotaReportRow {
   cluster_id: string;
   tenant_id: string;
   usage: { namespace: string; resource: string; flavor: string | null; usedGpus: number }[];
-  waiting: { jobId: string; namespace: string; message: string }[];
+  waiting: { jobId: string; namespace: string; message: string; position?: number | null }[];
   reported_at: Date;
 }
 
@@ -99,7 +99,7 @@ export class GpuQuotaStore {
   async waitingFor(
     tenantId: string,
     jobIds: readonly string[],
-  ): Promise<{ jobId: string; clusterId: string; namespace: string; message: string; reportedAt: Date; projectId: string | null }[]> {
+  ): Promise<{ jobId: string; clusterId: string; namespace: string; message: string; position?: number | null; reportedAt: Date; projectId: string | null }[]> {
     if (!jobIds.length) return [];
     const wanted = new Set(jobIds);
     const reports = (await this.t('gpu_quota_reports').where({ tenant_id: tenantId })) as GpuQuotaReportRow[];

@@ -124,6 +124,8 @@ export type GpuQuotaWait = {
   /** Kueue's message, e.g. `couldn't assign flavors to pod set main: insufficient unused quota ...`. */
   message: Scalars['String']['output'];
   namespace: Scalars['String']['output'];
+  /** The job's place in its Kueue LocalQueue (1: admitted next), where Kueue's visibility API says it; null otherwise. */
+  position?: Maybe<Scalars['Int']['output']>;
   /** When the agent reported it. */
   reportedAt: Scalars['DateTime']['output'];
 };
@@ -135,12 +137,15 @@ export type GpuQuotaWaitingJob = {
   /** Kueue's message, e.g. `couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu ...`. */
   message: Scalars['String']['output'];
   namespace: Scalars['String']['output'];
+  /** The job's place in its Kueue LocalQueue (1: admitted next), where Kueue's visibility API says it; null otherwise. */
+  position?: Maybe<Scalars['Int']['output']>;
 };
 
 export type GpuQuotaWaitingJobInput = {
   jobId: Scalars['ID']['input'];
   message: Scalars['String']['input'];
   namespace: Scalars['String']['input'];
+  position?: InputMaybe<Scalars['Int']['input']>;
 };
 
 export type Mutation = {
@@ -886,6 +891,7 @@ export type GpuQuotaWaitResolvers<ContextType = UsersContext, ParentType extends
   clusterId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  position?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
   reportedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
 }>;
 
@@ -893,6 +899,7 @@ export type GpuQuotaWaitingJobResolvers<ContextType = UsersContext, ParentType e
   jobId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  position?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
 }>;
 
 export type MutationResolvers<ContextType = UsersContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
