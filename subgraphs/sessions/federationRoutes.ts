@@ -275,7 +275,7 @@ export function createFederationRoutes(options: FederationRoutesOptions) {
       );
       if (outcome.kind === 'refused') return send(res, outcome.status, outcome.body, requestId);
       if (outcome.kind === 'gone') return send(res, 404, notFound('jobs', name), requestId);
-      const view = outcome.kind === 'placed' ? await viewOf(outcome.job, requestId) : await viewOf(outcome.job, requestId);
+      const view = await viewOf(outcome.job, requestId);
       return send(res, 201, view ?? stored(outcome.job), requestId);
     }
     const job = await store.get(projectId, route.namespace, route.name);
