@@ -5,7 +5,8 @@ import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../lib/logging.js';
-import { requestRunnerTestHooks } from '../subgraphs/batches/requestRunner.js';
+import { requestIdOf } from '../subgraphs/batches/index.js';
+import { requestRunnerTestHooks, responseIdOf } from '../subgraphs/batches/requestRunner.js';
 import { expectValid, loadOpenApiValidator } from './support/openapi.js';
 import { loadedModelFromFile } from './support/loadedModel.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
@@ -262,6 +263,35 @@ describe('OpenAI Batch API', () => {
       requestRunnerTestHooks.afterResponseStored = null;
     }
   }, 90_000);
+
+  it("a /v1/responses line whose response id another organization stored first fails once, saying so, and the outsider's response stays its own", async () => {
+    holding = true;
+    const line = JSON.stringify({ custom_id: 'squatted', method: 'POST', url: '/v1/responses', body: { model: HELD, input: 'squatted' } });
+    const batch = await sdk.batches.create({ input_file_id: (await batchFile(sdk, [line])).id, endpoint: '/v1/responses', completion_window: '24h' });
+    await waitFor(
+      async () => held.length,
+      (n) => n === 1,
+      'the held line',
+    );
+    // The line's response id is derived from the batch id: an outsider who learnt the batch id stores it first.
+    const squatted = responseIdOf(requestIdOf(batch.id, 1)); // `resp_<batch>L1`: lines count from 1
+    const other = await projectWithKey(t, 'Batch Response Squatters', { role: 'OWNER' });
+    await t.gqlOk(
+      'mutation($input: RecordResponseInput!) { recordResponse(input: $input) { id } }',
+      { input: { response: { id: squatted, object: 'response', model: MODEL, status: 'completed', output: [] }, inputItems: [] } },
+      { token: other.key },
+    );
+    release();
+    const done = await ended(sdk, batch.id);
+    expect(done).toMatchObject({ status: 'completed', request_counts: { total: 1, completed: 0, failed: 1 } });
+    const [failed] = await linesOf(sdk, done.error_file_id);
+    expect(failed).toMatchObject({ custom_id: 'squatted', response: { status_code: 500 } });
+    expect(failed.response.body.error.message).toContain('taken by a response outside the batch');
+    // Neither side reads the other's: the creator finds no response of that id, the outsider still has its own.
+    await expect(sdk.responses.retrieve(squatted)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const outsider = new OpenAI({ apiKey: other.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
+    expect(await outsider.responses.retrieve(squatted)).toMatchObject({ id: squatted, output: [] });
+  });
 
   it('cancel stops a running batch: cancelling, then cancelled once the running requests end; nothing more runs', async () => {
     holding = true;

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { ErrorCode, isErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
+import { ErrorCode, isErrorCode, openAIErrorBody, openAIStatusFor } from '../../lib/errors.js';
 import { INTERNAL_TOKEN_HEADER, type Identity, type InternalTokens } from '../../lib/identity.js';
 import {
   INFERENCE_PLANE_PATHS,
@@ -225,8 +225,10 @@ export function createRequestRunner(options: {
     if (request.store) {
       if (!(await options.responses.record(caller, made, request.inputItems))) {
         const first = await options.responses.stored(caller, id);
-        if (!first) throw new MarinerError(ErrorCode.INTERNAL, `The response id ${id} of ${requestId} is taken outside the batch's project`);
-        return { statusCode: 200, body: first, code: null };
+        if (first) return { statusCode: 200, body: first, code: null };
+        // Taken outside the creator's project (stored there under this id on purpose): the line fails, once.
+        const message = `The response id ${id} of ${requestId} is taken by a response outside the batch's project`;
+        return { statusCode: 500, body: openAIErrorBody(ErrorCode.INTERNAL, message, null), code: ErrorCode.INTERNAL };
       }
       requestRunnerTestHooks.afterResponseStored?.(requestId, id);
     }
