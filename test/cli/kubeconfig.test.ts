@@ -112,6 +112,16 @@ describe('mariner kubeconfig + kubectl', () => {
     });
   }, 60_000);
 
+  it('kubeconfig federated points kubectl at the virtual cluster, which lists the federated Jobs of the project', async () => {
+    const kubectl = await kubectlPath();
+    const file = path.join(home, 'federated.yaml');
+    const written = await cli(['kubeconfig', 'federated', '--kubeconfig', file, '--namespace', 'team-a', '--certificate-authority', caFile, '-o', 'json']);
+    expect(written.code, written.stderr).toBe(0);
+    expect(JSON.parse(written.stdout)).toMatchObject({ context: 'mariner-federated', server: `${front.url}/v1/sessions/federated` });
+    const result = await execFileAsync(kubectl, ['--kubeconfig', file, 'get', 'jobs'], { env: { PATH: env['PATH'], HOME: home }, timeout: 30_000 });
+    expect(result.stderr).toContain('No resources found in team-a namespace');
+  }, 60_000);
+
   it('a CA file that cannot be read is a usage error (exit 2) and the kubeconfig is left as it was', async () => {
     const file = path.join(home, '.kube', 'config');
     const before = readFileSync(file, 'utf8');

@@ -9,6 +9,9 @@ import { printData, printList } from '../output.js';
 import { run } from '../command.js';
 import { allPages } from '../pages.js';
 
+/** The virtual cluster's name in /v1/sessions (subgraphs/sessions/federationRoutes.ts; the CLI imports nothing of the platform). */
+const FEDERATED_CLUSTER = 'federated';
+
 const CLUSTER_FIELDS = `id name isDefault organizationId sharedWithAllOrganizations createdAt connected
   tunnels { agentId transport connectedAt heartbeatRttMs }
   status { gpuCapacity gpuAllocated stale updatedAt nodes { name ready } }
@@ -136,7 +139,7 @@ Examples:
 
   program
     .command('kubeconfig')
-    .argument('<cluster>', 'the cluster id or name')
+    .argument('<cluster>', "the cluster id or name, or `federated` (the virtual cluster that places Jobs on your project's clusters)")
     .description("point kubectl at a cluster through the platform (/v1/sessions/<cluster>), with this context's key as the bearer token")
     .option('--kubeconfig <path>', 'the file to write (default: the first of $KUBECONFIG, else ~/.kube/config)')
     .option('--name <name>', 'the kubectl context name (default: mariner-<cluster name>)')
@@ -148,7 +151,9 @@ Examples:
         const client = inv.client();
         let cluster: Pick<ClusterView, 'id' | 'name'>;
         try {
-          cluster = await findCluster(client, idOrName);
+          // `federated`: the platform's virtual cluster, which places each Job on a cluster of the project
+          // (/v1/sessions/federated, docs/placement.md); it is no registered cluster to look up.
+          cluster = idOrName === FEDERATED_CLUSTER ? { id: FEDERATED_CLUSTER, name: FEDERATED_CLUSTER } : await findCluster(client, idOrName);
         } catch (error) {
           // A project member may reach its namespaces through /v1/sessions without reading the clusters
           // (api.clusters.read): given the cluster's id, the entry needs nothing more.
