@@ -52,6 +52,7 @@ describe('cost in USD micro-units (whole numbers)', () => {
     expect(costMicros(undefined, { prompt: 1000, completion: 1000 })).toBe(0);
     // Far past 2^53 in the product: BigInt arithmetic keeps it exact.
     expect(costMicros({ inputMicrosPerMillion: 1_000_000_000_000, outputMicrosPerMillion: 0 }, { prompt: 9_000_000, completion: 0 })).toBe(9_000_000_000_000);
+    expect(costMicros(price, { prompt: Number.NaN, completion: 2.5 })).toBe(2); // only the 2 whole completion tokens
     expect(usd(12_345_600)).toBe('$12.345600');
     expect(usd(5)).toBe('$0.000005');
   });

@@ -53,7 +53,9 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
  */
 export function costMicros(price: ModelPrice | undefined, usage: { prompt: number; completion: number }): number {
   if (!price) return 0;
-  const total = BigInt(usage.prompt) * BigInt(price.inputMicrosPerMillion) + BigInt(usage.completion) * BigInt(price.outputMicrosPerMillion);
+  // A runtime's counts are whole numbers; anything else (a fraction, NaN) is read as its whole part or 0.
+  const whole = (n: number) => BigInt(Number.isFinite(n) && n > 0 ? Math.trunc(n) : 0);
+  const total = whole(usage.prompt) * whole(price.inputMicrosPerMillion) + whole(usage.completion) * whole(price.outputMicrosPerMillion);
   return Number((total + 999_999n) / 1_000_000n);
 }
 
