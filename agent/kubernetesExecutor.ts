@@ -141,6 +141,8 @@ export async function createKubernetesExecutor(options: {
         reporter: options.reporter,
         logger: options.logger,
         settings: options.jobs ?? jobSettingsFromEnv(),
+        // Jobs in a namespace with a GPU quota carry its queue's label (`kueue` is made below, read later).
+        kueueQueueIn: (namespace) => kueue?.queueIn(namespace) ?? null,
       })
     : null;
   const projectRole = options.projectRole === undefined ? projectRoleSettingsFromEnv() : options.projectRole;

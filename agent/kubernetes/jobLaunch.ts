@@ -33,6 +33,8 @@ export function createJobLauncher(options: {
   followed: FollowedJobs;
   logger: Logger;
   settings: ResolvedJobSettings;
+  /** The LocalQueue the agent keeps in a namespace whose project has a GPU quota (kueueQueues.ts), else null. */
+  kueueQueueIn?: (namespace: string) => string | null;
 }) {
   const { batch, core, inputs, readJob, followed, logger, settings } = options;
 
@@ -45,7 +47,9 @@ export function createJobLauncher(options: {
       followed.follow(job.id, spec, attempt);
       return 'running';
     }
-    const queue = spec.kueueQueueName ?? settings.defaultQueue ?? null;
+    // The project's queue; else, where its project has a GPU quota, the queue the agent keeps for it (a Job
+    // without the label would run beside the quota); else the default queue, if any.
+    const queue = spec.kueueQueueName ?? options.kueueQueueIn?.(namespace) ?? settings.defaultQueue ?? null;
     const wandb = spec.kind === 'fine-tuning' ? await inputs.wandbFor(spec, namespace) : null;
     // MARINER_FINE_TUNING_IMAGE (and _COMMAND) when set; else LLMariner's image with the generated command.
     const trainer =

@@ -35,6 +35,8 @@ export function createKubernetesJobHost(options: {
   reporter: JobReporter;
   logger: Logger;
   settings: KubernetesJobSettings;
+  /** The LocalQueue of a namespace whose project has a GPU quota (kueueQueues.ts), else null. */
+  kueueQueueIn?: (namespace: string) => string | null;
 }): JobHost {
   const { reporter, logger, objectStore } = options;
   const settings = jobSettingsWithDefaults(options.settings);
@@ -59,6 +61,7 @@ export function createKubernetesJobHost(options: {
     followed,
     logger,
     settings,
+    ...(options.kueueQueueIn ? { kueueQueueIn: options.kueueQueueIn } : {}),
   });
   let closed = false;
 

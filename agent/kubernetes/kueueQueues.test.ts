@@ -117,6 +117,9 @@ describe('Kueue queues on a cluster (Kubernetes API double, Kueue admission play
     expect(queue.spec.resourceGroups[0].flavors[0].resources[0].nominalQuota).toBe('2');
     // Nothing changed: nothing written.
     expect(await queues.reconcile([quota({ namespaces: ['team-a', 'team-a-batch'] })])).toEqual({ created: [], updated: [], deleted: [] });
+    // Jobs launched in those namespaces carry this queue's label (jobLaunch.ts), even where the project named no queue.
+    expect(queues.queueIn('team-a-batch')).toBe('mariner');
+    expect(queues.queueIn('team-b')).toBeNull();
   });
 
   it('follows a changed quota, and a namespace released from the project loses its LocalQueue', async () => {
@@ -208,6 +211,7 @@ describe('Kueue queues on a cluster (Kubernetes API double, Kueue admission play
     );
     expect(names('ClusterQueue')).toEqual([]);
     expect(names('LocalQueue')).toEqual(['team-b/mariner']);
+    expect(queues.queueIn('team-a')).toBeNull();
   });
 });
 

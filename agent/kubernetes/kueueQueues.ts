@@ -152,6 +152,8 @@ export interface KueueQueueOptions {
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 export function createKueueQueues(options: KueueQueueOptions) {
+  /** The LocalQueue the agent keeps in each namespace with a quota, as the last reconcile wanted it. */
+  let queues = new Map<string, string>();
   const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
   const batch = options.kubeConfig.makeApiClient(BatchV1Api);
   const api = { group: KUEUE_GROUP, version: KUEUE_VERSION };
@@ -162,6 +164,7 @@ export function createKueueQueues(options: KueueQueueOptions) {
   /** Makes Kueue's queues those of `quotas` (ours only); 404 on the lists with no quota wanted: Kueue is not installed, nothing to do. */
   async function reconcile(quotas: readonly WorkerGpuQuota[]): Promise<KueueReconcileResult> {
     const wanted = kueueManifests(quotas, { defaultQueue: options.defaultQueue });
+    queues = new Map(wanted.localQueues.map((queue) => [queue.metadata.namespace!, queue.metadata.name]));
     const result: KueueReconcileResult = { created: [], updated: [], deleted: [] };
     let existingQueues: KubeObject[];
     try {
@@ -354,7 +357,14 @@ export function createKueueQueues(options: KueueQueueOptions) {
     return report;
   }
 
-  return { reconcile, status };
+  /**
+   * The LocalQueue of a namespace whose project has a GPU quota here (as last reconciled), else null: a
+   * job launched there carries its label, so Kueue admits it against the quota rather than it running
+   * beside the quota unqueued (jobLaunch.ts).
+   */
+  const queueIn = (namespace: string): string | null => queues.get(namespace) ?? null;
+
+  return { reconcile, status, queueIn };
 }
 
 export type KueueQueues = ReturnType<typeof createKueueQueues>;
