@@ -213,6 +213,30 @@ const PROCESS_SETTINGS: { name: string; source: string; default: string; meaning
     meaning: 'Kubernetes agents: the Kueue queue of projects that name none',
   },
   {
+    name: 'MARINER_KUEUE_QUEUES',
+    source: 'agent/kubernetesExecutor.ts',
+    default: 'on',
+    meaning: "Kubernetes agents: `off` stops the agent keeping Kueue's queues of the projects' GPU quotas (docs/quotas.md)",
+  },
+  {
+    name: 'MARINER_DCGM_EXPORTER_SELECTOR',
+    source: 'agent/kubernetes/dcgm.ts',
+    default: '`app.kubernetes.io/name=dcgm-exporter`',
+    meaning: "Kubernetes agents: label selector of the NVIDIA DCGM exporter's pods, read for GPU utilisation (empty: none)",
+  },
+  {
+    name: 'MARINER_DCGM_EXPORTER_NAMESPACE',
+    source: 'agent/kubernetes/dcgm.ts',
+    default: 'all namespaces',
+    meaning: 'Kubernetes agents: believe exporter pods in this namespace only (set it where users may create pods)',
+  },
+  {
+    name: 'MARINER_DCGM_EXPORTER_URLS',
+    source: 'agent/kubernetes/dcgm.ts',
+    default: '—',
+    meaning: 'Kubernetes agents: fixed DCGM exporter metrics URLs, comma-separated, instead of discovery',
+  },
+  {
     name: 'MARINER_WANDB_API_KEY_SECRET',
     source: 'agent/kubernetesExecutor.ts',
     default: '—',
