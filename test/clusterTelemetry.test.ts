@@ -61,7 +61,14 @@ async function runningPod(namespace: string, name: string, node: string, spec: {
   await core.createNamespacedPod({
     namespace,
     body: {
-      metadata: { name, labels: spec.labels ?? {} },
+      // An exporter (a pod serving metrics) is one of the exporter's DaemonSet, as the agent requires.
+      metadata: {
+        name,
+        labels: spec.labels ?? {},
+        ...(spec.port
+          ? { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'dcgm-exporter', uid: 'uid-dcgm-exporter', controller: true }] }
+          : {}),
+      },
       spec: {
         nodeName: node,
         containers: [

@@ -98,12 +98,15 @@ describe('scrapeDcgm against an apiserver and exporters on loopback', () => {
   let impostor: Awaited<ReturnType<typeof startExporter>>;
   const settings = (over: Partial<DcgmSettings> = {}): DcgmSettings => ({ ...dcgmSettingsFromEnv({}), timeoutMs: 30_000, ...over });
 
-  /** An exporter pod of the DaemonSet on `node`, running at 127.0.0.1:`port`. */
-  async function exporterPod(namespace: string, name: string, node: string, port: number, phase = 'Running') {
+  /** An exporter pod on `node` (of the DaemonSet, or of `controller`), running at 127.0.0.1:`port`. */
+  async function exporterPod(namespace: string, name: string, node: string, port: number, phase = 'Running', controller = 'DaemonSet') {
+    const ownerReferences = [
+      { apiVersion: controller === 'Job' ? 'batch/v1' : 'apps/v1', kind: controller, name: `${name}-owner`, uid: `uid-${name}`, controller: true },
+    ];
     await core.createNamespacedPod({
       namespace,
       body: {
-        metadata: { name, labels: { 'app.kubernetes.io/name': 'dcgm-exporter' } },
+        metadata: { name, labels: { 'app.kubernetes.io/name': 'dcgm-exporter' }, ownerReferences },
         spec: {
           nodeName: node,
           containers: [{ name: 'exporter', image: 'nvcr.io/nvidia/k8s/dcgm-exporter', ports: [{ name: 'metrics', containerPort: port }] }],
@@ -131,8 +134,11 @@ describe('scrapeDcgm against an apiserver and exporters on loopback', () => {
     await exporterPod('gpu-operator', 'dcgm-exporter-a', 'gpu-a', nodeA.port);
     await exporterPod('gpu-operator', 'dcgm-exporter-b', 'gpu-b', nodeB.port);
     await exporterPod('gpu-operator', 'dcgm-exporter-starting', 'gpu-b', nodeB.port, 'Pending');
-    // A pod a project labels like the exporter, in its own namespace.
+    // A pod a project labels like the exporter, in its own namespace: one a DaemonSet controls (a project
+    // cannot make one through /v1/sessions, but the namespace setting guards even then), and a Job's pod
+    // (a federated Job's: what a project can make).
     await exporterPod('team-x', 'fake-exporter', 'gpu-a', impostor.port);
+    await exporterPod('team-x', 'job-exporter', 'gpu-a', impostor.port, 'Running', 'Job');
   });
 
   afterAll(async () => {
@@ -153,7 +159,7 @@ describe('scrapeDcgm against an apiserver and exporters on loopback', () => {
     expect({ a: nodeA.scrapes - before.a, b: nodeB.scrapes - before.b, x: impostor.scrapes - before.x }).toEqual({ a: 1, b: 1, x: 0 });
   });
 
-  it('without a namespace, any pod with the label is an exporter (hence the setting)', async () => {
+  it('without a namespace, a pod with the label is an exporter only when a DaemonSet controls it: a Job’s pod is not believed', async () => {
     const scrape = await scrapeDcgm(core, settings());
     expect(scrape.exporters).toBe(3);
   });

@@ -9,8 +9,11 @@
  *   an exporter on the host network); when set, nothing is discovered.
  * - else the pods matching MARINER_DCGM_EXPORTER_SELECTOR (default `app.kubernetes.io/name=dcgm-exporter`,
  *   the exporter's Helm chart; the GPU operator's is `app=nvidia-dcgm-exporter`), running, in
- *   MARINER_DCGM_EXPORTER_NAMESPACE when set (set it: then a pod someone labels so in a project's
- *   namespace is not believed), at their container port named `metrics` (else their first, else 9400).
+ *   MARINER_DCGM_EXPORTER_NAMESPACE when set, and controlled by a DaemonSet (as the exporter's chart and
+ *   the GPU operator run it), at their container port named `metrics` (else their first, else 9400). A
+ *   pod a project makes with the exporter's label (a federated Job's, say: a Job controls its pods, and
+ *   users create no DaemonSets through /v1/sessions) is not believed; set the namespace as well where
+ *   users may make DaemonSets.
  *   An empty selector turns discovery off.
  * No exporter found, or none answered: the report carries no GPU metrics and the control plane
  * counts allocations only (source ALLOCATION).
@@ -84,9 +87,12 @@ interface Exporter {
   node: string | null;
 }
 
+/** Whether a DaemonSet controls the pod (its controller reference: set by the controller that made it, one per pod). */
+const fromDaemonSet = (pod: V1Pod) => (pod.metadata?.ownerReferences ?? []).some((owner) => owner.controller === true && owner.kind === 'DaemonSet');
+
 function exporterOf(pod: V1Pod): Exporter | null {
   const ip = pod.status?.podIP;
-  if (pod.status?.phase !== 'Running' || !ip || pod.metadata?.deletionTimestamp) return null;
+  if (pod.status?.phase !== 'Running' || !ip || pod.metadata?.deletionTimestamp || !fromDaemonSet(pod)) return null;
   const ports = (pod.spec?.containers ?? []).flatMap((c) => c.ports ?? []);
   const port = ports.find((p) => p.name === 'metrics')?.containerPort ?? ports[0]?.containerPort ?? DEFAULT_PORT;
   const host = ip.includes(':') ? `[${ip}]` : ip;
