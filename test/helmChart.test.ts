@@ -447,6 +447,7 @@ const OTHER_SETTINGS = [
   'MARINER_WANDB_API_KEY_SECRET_KEY',
   'MARINER_KUEUE_DEFAULT_QUEUE',
   'MARINER_RUNTIMES',
+  'MARINER_MODEL_PRICES',
 ];
 
 /** A values file from dotted paths (`global.jobs.dispatchIntervalMs`) and their values. */
@@ -535,6 +536,7 @@ describe('settings of lib/config through values: set only where given, on the De
       valuesAt('others.yaml', {
         'global.jobs.batchImages': { 'pytorch-2.5': 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime' },
         'global.jobs.notebookImages': { lab: 'quay.io/jupyter/base-notebook:2025-01-06' },
+        'global.inference.modelPrices': { 'meta-llama-3.1-8b': { input: 150000, output: 600000 } },
         'global.vectorStores': {
           index: 'milvus',
           embeddingModel: 'bge-small',
@@ -553,6 +555,11 @@ describe('settings of lib/config through values: set only where given, on the De
     expect(problemsOf(manifests)).toEqual([]);
     expect(plainCredentials(manifests)).toEqual([]);
     for (const name of ['MARINER_BATCH_IMAGES', 'MARINER_NOTEBOOK_IMAGES']) expect(deploymentsWith(manifests, name)).toEqual(['mariner-jobs']);
+    // Cost budgets' default prices reach the inference component, as lib/config reads them.
+    expect(deploymentsWith(manifests, 'MARINER_MODEL_PRICES')).toEqual(['mariner-inference']);
+    expect(serveConfigOf(manifests, 'inference').config.inference.modelPrices).toEqual({
+      'meta-llama-3.1-8b': { inputMicrosPerMillion: 150000, outputMicrosPerMillion: 600000 },
+    });
     for (const name of ['MARINER_EMBEDDING_MODEL', 'MARINER_VECTOR_METRIC', 'MARINER_VECTOR_INDEX', 'MARINER_MILVUS_ADDRESS', 'MARINER_MILVUS_TOKEN'])
       expect(deploymentsWith(manifests, name), name).toEqual(['mariner-vectorstores']);
     expect(serveConfigOf(manifests, 'jobs').config.jobs).toMatchObject({

@@ -212,6 +212,7 @@ vectorstores the vector index.
   "MARINER_USAGE_RETENTION_DAYS" $usage.retentionDays
   "MARINER_INFERENCE_WAIT_SECONDS" $inference.requestWaitSeconds
   "MARINER_RUNTIME_FRESH_SECONDS" $inference.runtimeFreshSeconds
+  "MARINER_MODEL_PRICES" $inference.modelPrices
 -}}
 {{- else if eq .component "jobs" -}}
 {{- $jobs := $g.jobs | default dict -}}
