@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
+import { DEFAULT_DCGM_SELECTOR, dcgmSettingsFromEnv } from '../agent/kubernetes/dcgm.js';
 import { InvalidManifestError, validateManifest } from '../agent/kubernetes/index.js';
 import { jobSettingsFromEnv, runtimeSettingsFromEnv } from '../agent/kubernetesExecutor.js';
 import { SERVED, servedPorts } from '../bin/components.js';
@@ -448,6 +449,8 @@ const OTHER_SETTINGS = [
   'MARINER_KUEUE_DEFAULT_QUEUE',
   'MARINER_RUNTIMES',
   'MARINER_MODEL_PRICES',
+  'MARINER_DCGM_EXPORTER_NAMESPACE',
+  'MARINER_DCGM_EXPORTER_URLS',
 ];
 
 /** A values file from dotted paths (`global.jobs.dispatchIntervalMs`) and their values. */
@@ -545,6 +548,7 @@ describe('settings of lib/config through values: set only where given, on the De
         },
         'global.kueue': { enabled: true, defaultQueue: 'gpu-queue' },
         'worker.runtimes.enabled': false,
+        'worker.dcgmExporter': { namespace: 'nvidia-gpu-operator', urls: ['http://10.0.0.7:9400/metrics', 'http://10.0.0.8:9400/metrics'] },
         'worker.fineTuning': {
           image: 'registry.example.com/trainer:1.0',
           command: ['python', '-m', 'trainer'],
@@ -574,6 +578,11 @@ describe('settings of lib/config through values: set only where given, on the De
     });
     // The agent reads its settings as agent/kubernetesExecutor.ts does.
     const agentEnv = envOf(manifests, 'mariner-agent');
+    expect(dcgmSettingsFromEnv(agentEnv)).toMatchObject({
+      selector: DEFAULT_DCGM_SELECTOR,
+      namespace: 'nvidia-gpu-operator',
+      urls: ['http://10.0.0.7:9400/metrics', 'http://10.0.0.8:9400/metrics'],
+    });
     expect(jobSettingsFromEnv(agentEnv)).toEqual({
       image: 'registry.example.com/trainer:1.0',
       command: ['python', '-m', 'trainer'],
