@@ -1,10 +1,11 @@
 import { Code, Text, Title } from '@mantine/core';
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useRef } from 'react';
 import { useSubscription } from 'urql';
 import { JobLogsDocument, type JobLogsSubscription } from '../generated/graphql';
 import { ApiError } from '../ui';
 
 type LogLine = JobLogsSubscription['jobLogs']['lines'][number];
+const EMPTY = new Map<number, LogLine>();
 
 /**
  * A job's log following live through `jobLogs`, for every kind of job (fine-tuning, batch): lines kept by offset,
@@ -12,17 +13,17 @@ type LogLine = JobLogsSubscription['jobLogs']['lines'][number];
  * for a page that reads more as the log grows (the fine-tuning job's status and loss curve).
  */
 export function JobLog({ jobId, live, onLines }: { jobId: string; live: boolean; onLines?: (count: number) => void }) {
-  const [logs] = useSubscription({ query: JobLogsDocument, variables: { jobId, fromOffset: 0 } });
-  const [seen, setSeen] = useState<Map<number, LogLine>>(() => new Map());
-  const chunk = logs.data?.jobLogs;
-  useEffect(() => {
-    if (!chunk || chunk.lines.length === 0) return;
-    setSeen((previous) => {
+  // Lines are kept by the subscription's handler, which sees every event: an effect on `data` sees only the
+  // latest, and events that arrive within one render (a loaded machine batches them) would be lost.
+  const [logs] = useSubscription<JobLogsSubscription, Map<number, LogLine>>(
+    { query: JobLogsDocument, variables: { jobId, fromOffset: 0 } },
+    (previous, data) => {
       const next = new Map(previous);
-      for (const line of chunk.lines) next.set(line.offset, line);
+      for (const line of data.jobLogs.lines) next.set(line.offset, line);
       return next;
-    });
-  }, [chunk]);
+    },
+  );
+  const seen = logs.data ?? EMPTY;
   useEffect(() => {
     onLines?.(seen.size);
   }, [seen.size, onLines]);
