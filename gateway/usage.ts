@@ -1,11 +1,14 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { Kind, parse, valueFromASTUntyped, type OperationDefinitionNode } from 'graphql';
+import type { ApiCallRecord } from '../lib/apiCallRecord.js';
 import { ErrorCode } from '../lib/errors.js';
 import type { Identity, InternalTokens } from '../lib/identity.js';
 import { asSystem, createInternalClient } from '../lib/internalClient.js';
 import type { Logger } from '../lib/logging.js';
 import type { GatewayContext } from './context.js';
+
+export type { ApiCallRecord };
 
 /**
  * Usage records of every API call (docs/operations-usage.md), taken at the platform's edge and written in
@@ -28,26 +31,6 @@ import type { GatewayContext } from './context.js';
  * Not recorded: a cluster agent's calls (its reports, many a minute: the cluster's status keeps them) and
  * subscriptions over graphql-ws (a subscription is not a call; its events are not either).
  */
-
-/** One API call, as schema/inference.graphql's ApiCallInput. */
-export interface ApiCallRecord {
-  occurredAt: string;
-  requestId: string;
-  protocol: 'graphql' | 'rest';
-  method: string;
-  route: string | null;
-  operationType: string | null;
-  operationName: string | null;
-  statusCode: number;
-  errorCode: string | null;
-  latencyMs: number;
-  tenantId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  userId: string | null;
-  apiKeyId: string | null;
-  modelId: string | null;
-}
 
 /** Who made a call, as a record holds it. */
 export interface ApiCaller {

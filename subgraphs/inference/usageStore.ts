@@ -1,25 +1,8 @@
 import { toCount, type Knex } from '../../lib/db.js';
 import { SCHEMA } from './store.js';
+import type { ApiCallRecord } from '../../lib/apiCallRecord.js';
 
-/** One API call as the gateway recorded it (schema/inference.graphql ApiCallInput; migration 006_api_calls). */
-export interface ApiCallRecord {
-  occurredAt: string;
-  requestId: string;
-  protocol: 'graphql' | 'rest';
-  method: string;
-  route: string | null;
-  operationType: string | null;
-  operationName: string | null;
-  statusCode: number;
-  errorCode: string | null;
-  latencyMs: number;
-  tenantId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  userId: string | null;
-  apiKeyId: string | null;
-  modelId: string | null;
-}
+export type { ApiCallRecord };
 
 export type ApiCallBucket = 'HOUR' | 'DAY';
 export type ApiCallGroup = 'MODEL' | 'API_KEY' | 'PROJECT' | 'USER';

@@ -1,0 +1,23 @@
+/**
+ * One API call as the gateway records it (gateway/usage.ts) and the inference component stores it
+ * (subgraphs/inference/usageStore.ts, migration 006_api_calls): the wire shape of schema/inference.graphql's
+ * ApiCallInput, shared here because the two layers may not import each other.
+ */
+export interface ApiCallRecord {
+  occurredAt: string;
+  requestId: string;
+  protocol: 'graphql' | 'rest';
+  method: string;
+  route: string | null;
+  operationType: string | null;
+  operationName: string | null;
+  statusCode: number;
+  errorCode: string | null;
+  latencyMs: number;
+  tenantId: string | null;
+  organizationId: string | null;
+  projectId: string | null;
+  userId: string | null;
+  apiKeyId: string | null;
+  modelId: string | null;
+}
