@@ -428,5 +428,20 @@ describe('the Kubernetes API test double', () => {
       expect({ code, stderr: errors.text }).toEqual({ code: 0, stderr: '' });
       expect(output.text).toBe('epoch 1\nepoch 2\n');
     });
+
+    it("passes an exec's exit status to kubectl exec as the kubelet reports it: sh -c 'exit 3' exits 3, false exits 1, cat echoes and exits 0", async () => {
+      await core.createNamespacedPod({ namespace: 'cli', body: pod('shell') });
+      await core.patchNamespacedPodStatus({ name: 'shell', namespace: 'cli', body: [{ op: 'replace', path: '/status/phase', value: 'Running' }] });
+      const exec = (command: string[], input = '') =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = execFile(kubectl, args('exec', '-i', 'shell', '-n', 'cli', '--', ...command), (error, stdout, stderr) =>
+            resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+          );
+          child.stdin!.end(input);
+        });
+      expect(await exec(['sh', '-c', 'exit 3'])).toMatchObject({ code: 3, stderr: expect.stringContaining('command terminated with exit code 3') });
+      expect(await exec(['false'])).toMatchObject({ code: 1 });
+      expect(await exec(['cat'], 'kept as it was\n')).toEqual({ code: 0, stdout: 'kept as it was\n', stderr: '' });
+    });
   }, 120_000);
 });

@@ -77,6 +77,26 @@ export interface NodeSeed {
 const EXEC_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
 
 /**
+ * The Status an exec's channel 3 carries when the command ends at once: `false` exits 1 and
+ * `sh -c 'exit N'` (or /bin/sh) exits N, as the kubelet reports a non-zero exit (its
+ * remotecommand ServeExec: reason NonZeroExitCode, a cause of type ExitCode whose message is the
+ * code); exit 0 is a plain Success. Any other command is null: the `cat` echo.
+ */
+function exitStatusOf(command: string[]): Record<string, unknown> | null {
+  const shell = command.length === 3 && ['sh', '/bin/sh'].includes(command[0]!) && command[1] === '-c' ? /^\s*exit\s+(\d+)\s*$/.exec(command[2]!) : null;
+  const code = command.length === 1 && command[0] === 'false' ? 1 : shell ? Number(shell[1]) % 256 : null;
+  if (code === null) return null;
+  if (code === 0) return { metadata: {}, status: 'Success' };
+  return {
+    metadata: {},
+    status: 'Failure',
+    message: `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${code}`,
+    reason: 'NonZeroExitCode',
+    details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+  };
+}
+
+/**
  * A fixed self-signed certificate for 127.0.0.1 and localhost (valid 2000 to 2100; it
  * is its own CA, so `certificate-authority-data` can be the cert), so that tests need
  * no openssl. Like Go's httptest certificate, the key guards nothing but loopback.
@@ -940,7 +960,9 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
   /**
    * The exec subresource over WebSocket (the channel.k8s.io protocols): a minimal
    * `cat`, echoing stdin (channel 0) to stdout (channel 1); when v5's close frame
-   * ends stdin, it reports a Success status on channel 3 and closes.
+   * ends stdin, it reports a Success status on channel 3 and closes. Two commands
+   * end at once with an exit status instead (exitStatusOf): `false`, and
+   * `sh -c 'exit N'`.
    */
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     record(req);
@@ -991,7 +1013,12 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
     if (url.searchParams.getAll('command').length === 0) return refuse(badRequest('you must specify at least 1 command'));
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.some((p) => EXEC_PROTOCOLS.includes(p))) return refuse(badRequest(`unable to upgrade: no supported protocol among [${offered.join(' ')}]`));
+    const exited = exitStatusOf(url.searchParams.getAll('command'));
     webSockets.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      if (exited !== null) {
+        ws.send(Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify(exited))]));
+        return ws.close(1000);
+      }
       ws.on('message', (data: Buffer) => {
         if (data[0] === 0) ws.send(Buffer.concat([Buffer.from([1]), data.subarray(1)]));
         if (data[0] === 255 && data[1] === 0) {
