@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ClusterAccessDirectory } from '../lib/clusterAccess.js';
+import type { ApiCallSink } from '../lib/apiCallRecord.js';
 import type { AgentTunnels, AnyComponent, ExposedBy, PublicRoutes } from '../lib/component.js';
 import type { ComponentObservers } from '../lib/componentObservers.js';
 import type { MarinerConfig } from '../lib/config.js';
@@ -75,6 +76,7 @@ export class ComponentHost {
   private tunnels: AgentTunnels | undefined;
   private remoteTunnelsOpening: Promise<RemoteAgentTunnels> | undefined;
   private inferencePlane: InferencePlaneServer | undefined;
+  private apiCallSink: ApiCallSink | undefined;
   private gatewayUrl = '';
   private publicServer: { server: Server; requests: RequestTracker } | undefined;
   private loopbackServer: Server | undefined;
@@ -114,12 +116,15 @@ export class ComponentHost {
         : (this.tunnels ?? fail(`${component.name} needs the agents' tunnels, which start after it`));
     if (needs.gateway) deps['gatewayUrl'] = () => this.gatewayUrl || options.externalGatewayUrl || '';
     if (needs.inferencePlane) deps['inferencePlane'] = this.inferencePlane ?? null;
+    if (needs.apiCallSink) deps['apiCallSink'] = this.apiCallSink ?? null;
     const created = await component.create(deps as never);
     const started: Started = { component, subgraphs: [], publicRoutes: created.publicRoutes, stop: created.stop, exposed: created.exposed, stopped: false };
     this.started.push(started);
     if (component.provides?.includes('tunnels')) this.tunnels = created.tunnels ?? fail(`${component.name} provides the tunnels but returned none`);
     if (component.provides?.includes('inferencePlane'))
       this.inferencePlane = created.inferencePlane ?? fail(`${component.name} provides the inference data plane but returned none`);
+    if (component.provides?.includes('apiCallSink'))
+      this.apiCallSink = created.apiCallSink ?? fail(`${component.name} provides the store of API call records but returned none`);
     if (component.public && !created.publicRoutes) throw new Error(`${component.name} has public paths but returned no routes`);
     for (const definition of created.subgraphs) {
       const plugin = options.observers.requestPlugin(definition.name);

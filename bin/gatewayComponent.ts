@@ -16,7 +16,7 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
   return defineComponent({
     name: 'gateway',
     subgraphs: [],
-    needs: { objectStore: true, pubsub: true, gateway: true, inferencePlane: true, subgraphs: SUBGRAPH_NAMES },
+    needs: { objectStore: true, pubsub: true, gateway: true, inferencePlane: true, apiCallSink: true, subgraphs: SUBGRAPH_NAMES },
     provides: ['gateway'],
     // '/' (a prefix of every path, so the longest match leaves the others theirs): the web console's redirect, and the 404 for the rest.
     public: {
@@ -26,7 +26,7 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
     startingStatus: 'loading the supergraph',
     // The gateway reads most of lib/config: authentication, limits, subscriptions, the role table.
     settings: (config) => config,
-    async create({ settings: config, objectStore, pubsub, gatewayUrl, inferencePlane, subgraphUrl, tokens, secretKey, logger, observers }) {
+    async create({ settings: config, objectStore, pubsub, gatewayUrl, inferencePlane, apiCallSink, subgraphUrl, tokens, secretKey, logger, observers }) {
       const subgraphUrls = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, subgraphUrl[name]()])) as Record<SubgraphName, string>;
       const plugin = observers.requestPlugin('gateway');
       const gateway = await createGateway({
@@ -37,6 +37,8 @@ export function createGatewayComponent(hooks: { oidc?: OidcVerifier | null } = {
         roleScopes: loadRoleScopes(config.roleScopesFile),
         // In process when the inference component runs beside it (`mariner up`), else over HTTP.
         inferencePlane,
+        // The same for the API call records: written into the inference component's store, else over HTTP.
+        apiCallSink,
         pubsub,
         consoleSecret: secretKey,
         ...(plugin ? { plugins: [plugin] } : {}),

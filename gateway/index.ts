@@ -7,6 +7,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
+import type { ApiCallSink } from '../lib/apiCallRecord.js';
 import type { MarinerConfig } from '../lib/config.js';
 import { ErrorCode, httpStatusFor, MarinerError } from '../lib/errors.js';
 import { bearerToken, BodyTooLargeError, requestIdOf, parseJsonBody, readBody, sendApolloResponse, sendGraphQLError, toHeaderMap } from '../lib/http.js';
@@ -45,6 +46,8 @@ export interface GatewayOptions {
   oidc?: OidcVerifier | null;
   /** The inference component's data plane when it runs in this process; null or absent: reached over HTTP. */
   inferencePlane?: InferencePlaneServer | null;
+  /** The inference component's store of API call records when it runs in this process; null or absent: written over HTTP. */
+  apiCallSink?: ApiCallSink | null;
   /** More Apollo plugins, e.g. request metrics (`mariner serve`); subscriptions do not run through them. */
   plugins?: ApolloServerPlugin<GatewayContext>[];
   /** Events across replicas: with it, principals are cached and dropped when the users subgraph announces a change. */
@@ -115,9 +118,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   });
   // The audit log: one entry per mutation, written in batches to the audit subgraph (gateway/audit.ts).
   const audit = new AuditRecorder({ sink: auditSubgraphSink(options.subgraphUrls.audit, options.tokens), logger });
-  // Usage records of every API call, batched to the inference component (gateway/usage.ts).
+  // Usage records of every API call, batched to the inference component (gateway/usage.ts): into its
+  // store when it runs in this process, else to its subgraph.
   const usageRecorder = new ApiCallRecorder({
-    sink: inferenceSubgraphSink(options.subgraphUrls.inference, options.tokens),
+    sink: options.apiCallSink ?? inferenceSubgraphSink(options.subgraphUrls.inference, options.tokens),
     logger,
     flushIntervalMs: config.inference.usageFlushIntervalMs,
   });

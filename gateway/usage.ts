@@ -1,20 +1,20 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { Kind, parse, valueFromASTUntyped, type OperationDefinitionNode } from 'graphql';
-import type { ApiCallRecord } from '../lib/apiCallRecord.js';
+import type { ApiCallRecord, ApiCallSink } from '../lib/apiCallRecord.js';
 import { ErrorCode } from '../lib/errors.js';
 import type { Identity, InternalTokens } from '../lib/identity.js';
 import { asSystem, createInternalClient } from '../lib/internalClient.js';
 import type { Logger } from '../lib/logging.js';
 import type { GatewayContext } from './context.js';
 
-export type { ApiCallRecord };
+export type { ApiCallRecord, ApiCallSink };
 
 /**
  * Usage records of every API call (docs/operations-usage.md), taken at the platform's edge and written in
  * batches to the component that owns usage (the inference subgraph's `api_calls`), never on a request's
  * path: `record` appends to memory; a timer (every `flushIntervalMs`), a full batch or the gateway's stop
- * writes them.
+ * writes them, into that component's store when it runs in this process (`mariner up`), else over HTTP.
  *
  * ONE RECORD PER CALL, where the caller arrived:
  * - a GraphQL operation (HTTP, or a query/mutation over graphql-ws) is recorded by the gateway's Apollo
@@ -78,15 +78,12 @@ export function modelOf(operation: OperationDefinitionNode, variables: Record<st
   return null;
 }
 
-/** Where batches go. */
-export type ApiCallSink = (calls: ApiCallRecord[]) => Promise<void>;
-
 const RECORD_API_CALLS = parse('mutation RecordApiCalls($calls: [ApiCallInput!]!) { recordApiCalls(calls: $calls) }') as TypedDocumentNode<
   { recordApiCalls: number },
   { calls: ApiCallRecord[] }
 >;
 
-/** The inference subgraph (the usage records' owner), called as the system. */
+/** The inference subgraph (the usage records' owner), called as the system: `mariner serve`, one process each. */
 export function inferenceSubgraphSink(url: string, tokens: InternalTokens): ApiCallSink {
   const client = createInternalClient({ subgraph: 'inference', url, tokens });
   return async (calls) => {

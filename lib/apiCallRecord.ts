@@ -21,3 +21,11 @@ export interface ApiCallRecord {
   apiKeyId: string | null;
   modelId: string | null;
 }
+
+/**
+ * Where the gateway writes its batches of records: the inference component's store, called in process
+ * when that component runs beside the gateway (`mariner up`: the component host hands it over, as it does
+ * the inference data plane), else its `recordApiCalls` over HTTP (`mariner serve`). Rejects when the
+ * batch was not stored; the gateway then keeps it for its next write (gateway/usage.ts).
+ */
+export type ApiCallSink = (calls: ApiCallRecord[]) => Promise<void>;

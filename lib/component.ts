@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AgentTunnels } from './agentContract.js';
+import type { ApiCallSink } from './apiCallRecord.js';
 import type { ClusterAccessDirectory } from './clusterAccess.js';
 import type { ComponentObservers } from './componentObservers.js';
 import type { MarinerConfig } from './config.js';
@@ -48,6 +49,11 @@ export interface ComponentNeeds {
    * caller goes over HTTP). Sets no start order: the gateway, which uses it, starts after every subgraph.
    */
   inferencePlane?: boolean;
+  /**
+   * Where the gateway writes its API call records: the store of the component of the process that provides
+   * it (null otherwise: written over HTTP). Sets no start order, as for the inference data plane.
+   */
+  apiCallSink?: boolean;
   /** Subgraphs it calls: started before it under `mariner up`; MARINER_SUBGRAPH_<NAME>_URL required under `mariner serve`. */
   subgraphs?: readonly string[];
   /** Subgraphs it calls when they are there (a feature is off otherwise); no start order. */
@@ -84,7 +90,8 @@ export type ComponentDeps<N extends ComponentNeeds, Settings> = {
   When<N['clusterAccess'], { clusterAccess: ClusterAccessDirectory }> &
   When<N['tunnels'], { tunnels: AgentTunnels }> &
   When<N['gateway'], { gatewayUrl: () => string }> &
-  When<N['inferencePlane'], { inferencePlane: InferencePlaneServer | null }>;
+  When<N['inferencePlane'], { inferencePlane: InferencePlaneServer | null }> &
+  When<N['apiCallSink'], { apiCallSink: ApiCallSink | null }>;
 
 /** A subgraph a component returns, served by the host on its own port (lib/subgraphServer.ts); each has its own context. */
 export type ComponentSubgraph = SubgraphDefinition<any>;
@@ -105,6 +112,8 @@ export interface CreatedComponent<Exposed> {
   tunnels?: AgentTunnels;
   /** The inference data plane, when the definition provides it (lib/inferencePlane.ts). */
   inferencePlane?: InferencePlaneServer;
+  /** The store of API call records, called in process, when the definition provides it (lib/apiCallRecord.ts). */
+  apiCallSink?: ApiCallSink;
   /**
    * Stops its work: after the process drained its requests, before the servers close (upgraded
    * connections, graphql-ws and tunnels, keep a server open until their owner ends them); components
@@ -121,8 +130,11 @@ export interface ComponentDefinition<N extends ComponentNeeds = ComponentNeeds, 
   /** The subgraphs it serves (schema/subgraphs.ts names). */
   subgraphs: readonly string[];
   needs: N;
-  /** What it offers the other components of its process: the agents' tunnels, the gateway's GraphQL, the inference data plane. */
-  provides?: readonly ('tunnels' | 'gateway' | 'inferencePlane')[];
+  /**
+   * What it offers the other components of its process: the agents' tunnels, the gateway's GraphQL, the
+   * inference data plane, the store of API call records.
+   */
+  provides?: readonly ('tunnels' | 'gateway' | 'inferencePlane' | 'apiCallSink')[];
   /**
    * Its paths on the public port (exact, or a prefix when ending in `/`; the longest match wins) and the
    * 404 body of a process whose first public component it is. With it, its subgraphs move one port up.

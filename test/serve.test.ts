@@ -24,6 +24,7 @@ import { createTestDatabase, graphqlCall, TEST_POSTGRES_URL } from './support/pl
 import { freePort, startIngress } from './support/ingress.js';
 import { startServeComponent } from './support/serveComponent.js';
 import { tinyGguf } from './support/tinyGguf.js';
+import { waitFor } from './support/until.js';
 
 const SECRET = randomString(40);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -89,6 +90,30 @@ describe('mariner serve: each component in its own server, as the chart deploys 
     const models = await fetch(`${gateway.url}/v1/models`, { headers: { authorization: `Bearer ${adminKey}` } });
     expect(models.status).toBe(200);
     expect(await models.json()).toMatchObject({ object: 'list' });
+  });
+
+  it("records each API call in the inference component's store, written over HTTP from the gateway's process", async () => {
+    const requestId = `serve-usage-${randomString(12)}`;
+    const { errors } = await graphqlCall(`${gateway.url}/graphql`, 'query Recorded { self { id } }', undefined, {
+      token: adminKey,
+      headers: { 'x-request-id': requestId },
+    });
+    expect(errors).toBeUndefined();
+    const db = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 1 } });
+    try {
+      const rows = await waitFor(
+        () => db.withSchema('inference').table('api_calls').where('request_id', requestId).select('operation_name', 'status_code'),
+        (found) => found.length > 0,
+        `the usage record of ${requestId}`,
+        20_000,
+      );
+      expect(rows).toEqual([{ operation_name: 'Recorded', status_code: 200 }]);
+    } finally {
+      await db.destroy();
+    }
+    // The gateway's batches reach the inference component as its recordApiCalls mutation.
+    const metrics = await (await fetch(`${inference.opsUrl}/metrics`)).text();
+    expect(sample(metrics, 'mariner_graphql_requests_total', { subgraph: 'inference', operation: 'RecordApiCalls', result: 'ok' })).toBeGreaterThanOrEqual(1);
   });
 
   it('every component is live and ready on its operations port', async () => {

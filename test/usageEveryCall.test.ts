@@ -152,6 +152,35 @@ describe('one usage record for every API call', () => {
     const [badKey] = await recordsOf(badKeyId);
     expect(badKey).toMatchObject({ protocol: 'graphql', status_code: 401, error_code: 'UNAUTHENTICATED', user_id: null });
   });
+
+  it("under mariner up the records go straight into the inference component's store, not through its GraphQL", async () => {
+    const requestId = `usage-in-process-${randomUUID()}`;
+    await t.gqlOk(`query InProcess { self { id } }`, {}, { headers: { 'x-request-id': requestId } });
+    await recordsOf(requestId);
+    // /metrics counts every GraphQL operation each subgraph answers: over HTTP, the batches would be the
+    // inference subgraph's RecordApiCalls (test/serve.test.ts sees them there under `mariner serve`).
+    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    expect(metrics).toMatch(/operation="InProcess"/);
+    expect(metrics).not.toMatch(/operation="RecordApiCalls"/);
+  });
+});
+
+describe('records still waiting when mariner up stops', () => {
+  let p: TestPlatform;
+  beforeAll(async () => {
+    // No batch is due for an hour: only the stop writes them.
+    p = await startTestPlatform({ config: { inference: { usageFlushIntervalMs: 3_600_000 } } });
+  }, 120_000);
+  afterAll(async () => p?.close());
+
+  it('are written as the gateway stops, into the store that stops after it', async () => {
+    const requestId = `usage-on-stop-${randomUUID()}`;
+    await p.gqlOk(`query BeforeStop { self { id } }`, {}, { headers: { 'x-request-id': requestId } });
+    const rows = () => p.platform.db.knex.withSchema('inference').table('api_calls').where('request_id', requestId) as Promise<CallRow[]>;
+    expect(await rows()).toEqual([]);
+    await p.restart();
+    expect(await rows()).toMatchObject([{ protocol: 'graphql', operation_name: 'BeforeStop', status_code: 200 }]);
+  });
 });
 
 describe('summaries over a generated history', () => {

@@ -1,3 +1,4 @@
+import type { ApiCallRecord } from '../../lib/apiCallRecord.js';
 import { defineComponent } from '../../lib/component.js';
 import type { SubgraphContext, SubgraphDefinition } from '../../lib/subgraphServer.js';
 import { policyFor } from '../../schema/rbac/policy.js';
@@ -40,7 +41,7 @@ export const inferenceComponent = defineComponent({
     subgraphs: ['models', 'clusters'],
     optionalSubgraphs: ['vectorstores', 'files'],
   },
-  provides: ['inferencePlane'],
+  provides: ['inferencePlane', 'apiCallSink'],
   migrations: { schema: SCHEMA, migrations },
   /**
    * How fresh a runtime report must be to route to it, how long a request waits for a ready runtime,
@@ -115,6 +116,11 @@ export const inferenceComponent = defineComponent({
       for (const unsubscribe of listening) await unsubscribe();
       await usage.stop();
     };
-    return { subgraphs: [definition], inferencePlane, stop, exposed: { store } };
+    // The gateway's API call records, written straight into the store by a gateway beside it (what
+    // recordApiCalls does for one in another process).
+    const apiCallSink = async (calls: ApiCallRecord[]) => {
+      await usageStore.apiCalls.insert(calls);
+    };
+    return { subgraphs: [definition], inferencePlane, apiCallSink, stop, exposed: { store } };
   },
 });
