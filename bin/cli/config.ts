@@ -2,29 +2,35 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync
 import { homedir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
+import { deleteKeychainSecret, getKeychainSecret, KEYCHAIN_SERVICE, keychainAccount, KeychainUnavailable, setKeychainSecret } from './keychain.js';
 
 /**
  * The command line's own state: the platforms it has logged in to, side by side, each a context (like
  * kubectl's), and which one is current. One YAML file in the user's config dir, owner-only (mode 0600):
- * it holds API keys.
  *
  *   $MARINER_CONFIG, else $XDG_CONFIG_HOME/mariner/config.yaml, else %APPDATA%\mariner\config.yaml on
  *   Windows, else ~/.config/mariner/config.yaml
  *
+ * A context's secret (API key or OIDC ID token) is kept in the OS keychain where there is one (keychain.ts:
+ * macOS Keychain, Windows Credential Manager, the Secret Service over D-Bus on Linux), the context marked
+ * `credential-store: keychain`; else in this file (`api-key`), as kubectl, gh without a keyring and the cloud
+ * CLIs keep it. Servers, containers, CI runners and SSH sessions mostly have no D-Bus session with an unlocked
+ * keyring: there login falls back to the file and says so. `--credential-store` or MARINER_CREDENTIAL_STORE
+ * (keychain|file) forces one; a forced keychain that is not there is an error, not a fallback. Each read
+ * follows the context's own marker, whatever the setting is now.
+ *
  * MARINER_URL with MARINER_API_KEY in the environment stand for a context without any file (scripts, CI).
  * A file others may read (group/world permissions) or of another owner is refused, as ssh refuses such a key.
- *
- * Not the OS keychain: on Linux that is libsecret's Secret Service over a D-Bus session bus with an unlocked
- * keyring, which servers, containers, CI runners and SSH sessions (where this command line mostly runs)
- * do not have; a store that works on some machines and silently not on others would put keys in two places.
- * The owner-only file, checked on every read, is what kubectl, gh (without a keyring), ssh and the cloud CLIs keep.
  */
 export interface Context {
   name: string;
   /** The platform's public URL, no trailing slash (GraphQL at /graphql, the OpenAI API at /v1). */
   url: string;
+  /** The secret; of a keychain context, '' until resolveContext reads it from the keychain. */
   apiKey: string;
+  /** Where the secret is kept: absent, in the file; 'keychain', in the OS keychain (saveConfig never writes it then). */
+  credentialStore?: 'keychain';
   /** An OIDC login's ID token (in apiKey) expires: then the context says to log in again. */
   tokenExpiresAt?: string;
   /** The OIDC issuer and client id of that login (`mariner login --oidc` reuses them). */
@@ -97,7 +103,8 @@ export function loadConfig(file = configPath()): CliConfig {
       .map((c) => ({
         name: c['name'] as string,
         url: c['url'] as string,
-        apiKey: typeof c['api-key'] === 'string' ? c['api-key'] : '',
+        apiKey: typeof c['api-key'] === 'string' && c['credential-store'] !== 'keychain' ? c['api-key'] : '',
+        ...(c['credential-store'] === 'keychain' ? { credentialStore: 'keychain' as const } : {}),
         ...(typeof c['organization'] === 'string' ? { organization: c['organization'] } : {}),
         ...(typeof c['project'] === 'string' ? { project: c['project'] } : {}),
         ...(typeof c['token-expires-at'] === 'string' ? { tokenExpiresAt: c['token-expires-at'] } : {}),
@@ -115,7 +122,7 @@ export function saveConfig(config: CliConfig, file = configPath()): void {
     contexts: config.contexts.map((c) => ({
       name: c.name,
       url: c.url,
-      'api-key': c.apiKey,
+      ...(c.credentialStore === 'keychain' ? { 'credential-store': 'keychain' } : { 'api-key': c.apiKey }),
       ...(c.organization ? { organization: c.organization } : {}),
       ...(c.project ? { project: c.project } : {}),
       ...(c.tokenExpiresAt ? { 'token-expires-at': c.tokenExpiresAt } : {}),
@@ -153,7 +160,7 @@ export function resolveContext(config: CliConfig, name: string | undefined, env:
   if (name) {
     const found = config.contexts.find((c) => c.name === name);
     if (!found) throw new CliError(`no context named "${name}" (mariner context list shows them)`);
-    return unexpired(found);
+    return withSecret(unexpired(found));
   }
   if (env['MARINER_URL'] && env['MARINER_API_KEY']) {
     return {
@@ -166,7 +173,7 @@ export function resolveContext(config: CliConfig, name: string | undefined, env:
   }
   const current = config.contexts.find((c) => c.name === config.currentContext);
   if (!current) throw new CliError('not logged in: run `mariner login --url URL` first (or set MARINER_URL and MARINER_API_KEY)');
-  return unexpired(current);
+  return withSecret(unexpired(current));
 }
 
 /** An OIDC login past its token's expiry: say so rather than send a token the platform will refuse. */
@@ -178,4 +185,93 @@ function unexpired(context: Context): Context {
     );
   }
   return context;
+}
+
+/** A keychain context with its secret read from the keychain; gone or out of reach, the error says what to do. */
+function withSecret(context: Context): Context {
+  if (context.credentialStore !== 'keychain') return context;
+  const account = keychainAccount(context);
+  let secret: string | null;
+  try {
+    secret = getKeychainSecret(account);
+  } catch (error) {
+    if (!(error instanceof KeychainUnavailable)) throw error;
+    throw new CliError(
+      `context "${context.name}" keeps its credential in the OS keychain, which cannot be reached here (${error.message}): ` +
+        'unlock it (on Linux: a D-Bus session with an unlocked Secret Service keyring), or run `mariner login` again, with `--credential-store file` where there is no keychain',
+      'KEYCHAIN_UNAVAILABLE',
+    );
+  }
+  if (!secret) {
+    throw new CliError(
+      `the credential of context "${context.name}" is no longer in the OS keychain (service "${KEYCHAIN_SERVICE}", account "${account}"): run \`mariner login\` again (UNAUTHENTICATED)`,
+      'UNAUTHENTICATED',
+    );
+  }
+  return { ...context, apiKey: secret };
+}
+
+export type CredentialStore = 'keychain' | 'file';
+
+/**
+ * Where `mariner login` is told to keep the secret: `--credential-store`, else MARINER_CREDENTIAL_STORE;
+ * undefined (or `auto`): the keychain when there is one, else the file.
+ */
+export function credentialStoreSetting(option: string | undefined, env: NodeJS.ProcessEnv = process.env): CredentialStore | undefined {
+  const [value, from] = option !== undefined ? [option, '--credential-store'] : [env['MARINER_CREDENTIAL_STORE'], 'MARINER_CREDENTIAL_STORE'];
+  if (!value || value === 'auto') return undefined;
+  if (value === 'keychain' || value === 'file') return value;
+  throw new UsageError(`${from} must be keychain, file or auto, not "${value}"`);
+}
+
+/** Throws unless the keychain answers (before a login asks for a key it could not keep there). */
+export function requireKeychain(context: Pick<Context, 'name' | 'url'>): void {
+  try {
+    getKeychainSecret(keychainAccount(context));
+  } catch (error) {
+    if (error instanceof KeychainUnavailable) throw keychainRequired(error);
+    throw error;
+  }
+}
+
+function keychainRequired(error: KeychainUnavailable): CliError {
+  return new CliError(
+    `the OS keychain was asked for (--credential-store keychain or MARINER_CREDENTIAL_STORE=keychain) but cannot be used here: ${error.message}; nothing was saved ` +
+      '(on Linux it needs a D-Bus session with an unlocked Secret Service keyring; `--credential-store file` keeps the credential in the owner-only config file)',
+    'KEYCHAIN_UNAVAILABLE',
+  );
+}
+
+/**
+ * Keeps a logged-in context's secret: in the keychain unless the setting says file (a keychain that fails
+ * falls back to the file, or with the setting `keychain` is an error). Returns the context to save.
+ */
+export function keepCredential(context: Context, setting: CredentialStore | undefined): Context {
+  const { credentialStore: _previous, ...inFile } = context;
+  if (setting === 'file') return inFile;
+  try {
+    setKeychainSecret(keychainAccount(context), context.apiKey);
+    return { ...inFile, credentialStore: 'keychain' };
+  } catch (error) {
+    if (!(error instanceof KeychainUnavailable)) throw error;
+    if (setting === 'keychain') throw keychainRequired(error);
+    return inFile;
+  }
+}
+
+/**
+ * Deletes a context's keychain entry (a file context has none). A keychain out of reach leaves it there:
+ * the warning says which entry, for the user to delete.
+ */
+export function forgetCredential(context: Context): void {
+  if (context.credentialStore !== 'keychain') return;
+  const account = keychainAccount(context);
+  try {
+    deleteKeychainSecret(account);
+  } catch (error) {
+    if (!(error instanceof KeychainUnavailable)) throw error;
+    process.stderr.write(
+      `mariner: warning: the OS keychain cannot be reached (${error.message}): the credential of context "${context.name}" stays there (service "${KEYCHAIN_SERVICE}", account "${account}")\n`,
+    );
+  }
 }

@@ -17,7 +17,9 @@ export interface CliResult {
 
 /**
  * A person's terminal environment: a home and config dir of their own (nothing of the machine's user),
- * no MARINER_URL/MARINER_API_KEY unless a test gives them.
+ * no MARINER_URL/MARINER_API_KEY unless a test gives them. Credentials go to the config file: a login here
+ * never reaches the machine's own keychain (a developer's desktop has one); test/cli/keychain.test.ts
+ * gives its runs a keyring of their own.
  */
 export function cliHome(): { home: string; env: NodeJS.ProcessEnv } {
   const home = mkdtempSync(path.join(tmpdir(), 'mariner-cli-home-'));
@@ -27,6 +29,7 @@ export function cliHome(): { home: string; env: NodeJS.ProcessEnv } {
     XDG_CONFIG_HOME: path.join(home, '.config'),
     LANG: 'C.UTF-8',
     TERM: 'xterm-256color',
+    MARINER_CREDENTIAL_STORE: 'file',
   };
   return { home, env };
 }

@@ -1,6 +1,18 @@
 import type { Command } from 'commander';
 import { createApiClient, type ApiClient } from '../client.js';
-import { configPath, contextNameFor, loadConfig, normaliseUrl, saveConfig, type Context } from '../config.js';
+import {
+  configPath,
+  contextNameFor,
+  credentialStoreSetting,
+  forgetCredential,
+  keepCredential,
+  loadConfig,
+  normaliseUrl,
+  requireKeychain,
+  saveConfig,
+  type Context,
+} from '../config.js';
+import { KEYCHAIN_SERVICE, keychainAccount } from '../keychain.js';
 import { CliError, UsageError } from '../errors.js';
 import { printObject } from '../output.js';
 import { readStdin, run } from '../command.js';
@@ -67,7 +79,9 @@ async function promptKey(): Promise<string> {
 export function registerAuth(program: Command): void {
   program
     .command('login')
-    .description('log in to a Mariner platform with an API key, checked against the platform, then saved (owner-only file) as a context')
+    .description(
+      'log in to a Mariner platform with an API key, checked against the platform, then saved as a context (the credential in the OS keychain, else in the owner-only config file)',
+    )
     .option('--url <url>', 'the platform URL (default: $MARINER_URL, else the current context, else asked)')
     .option('--api-key-stdin', 'read the API key from standard input (for scripts) instead of asking for it')
     .option('--name <name>', 'the context name (default: the URL host and port)')
@@ -76,6 +90,10 @@ export function registerAuth(program: Command): void {
     .option('--client-id <id>', "with --oidc: Mariner's client id there, MARINER_OIDC_AUDIENCE (default: $MARINER_OIDC_CLIENT_ID, else the context's last one)")
     .option('--device', 'with --oidc: the device flow, for a machine without a browser (a URL and a code to enter elsewhere)')
     .option('--no-browser', 'with --oidc: only print the URL to open (the default also runs xdg-open where there is one)')
+    .option(
+      '--credential-store <store>',
+      'where the credential is kept: keychain (the OS keychain, else an error), file (the owner-only config file), auto (the keychain when there is one, else the file; the default, or $MARINER_CREDENTIAL_STORE)',
+    )
     .addHelpText(
       'after',
       `
@@ -91,6 +109,9 @@ Examples:
         const url = normaliseUrl(given ?? (process.stdin.isTTY ? await promptUrl() : missing('--url is required when standard input is not a terminal')));
         const name: string = inv.options['name'] ?? contextNameFor(url);
         const previous = config.contexts.find((c) => c.name === name);
+        const store = credentialStoreSetting(inv.options['credentialStore']);
+        // A keychain that was asked for and is not there: say so before asking for a key or a browser sign-in.
+        if (store === 'keychain') requireKeychain({ name, url });
         let apiKey: string;
         let oidc: Pick<Context, 'tokenExpiresAt' | 'oidcIssuer' | 'oidcClientId'> = {};
         if (inv.options['oidc']) {
@@ -121,13 +142,20 @@ Examples:
         } finally {
           await client.close();
         }
-        config.contexts = [...config.contexts.filter((c) => c.name !== name), context];
+        const saved = keepCredential(context, store);
+        config.contexts = [...config.contexts.filter((c) => c.name !== name), saved];
         config.currentContext = name;
         saveConfig(config);
+        // The context's earlier login kept in the keychain, and this one elsewhere (the file, or another platform's entry): not left behind.
+        if (previous && (saved.credentialStore !== 'keychain' || keychainAccount(previous) !== keychainAccount(saved))) forgetCredential(previous);
+        const where =
+          saved.credentialStore === 'keychain'
+            ? `the OS keychain (service "${KEYCHAIN_SERVICE}", account "${keychainAccount(saved)}")`
+            : `${configPath()}${process.platform === 'win32' ? '' : ' (mode 0600)'}`;
         if (inv.format === 'table') {
           process.stdout.write(
             `Logged in to ${url} as ${who.user}${who.project ? ` (project ${who.project.title}, ${who.project.id})` : ''}; context "${name}" saved in ${configPath()}` +
-              `${oidc.tokenExpiresAt ? ` (until ${oidc.tokenExpiresAt})` : ''}\n`,
+              `${oidc.tokenExpiresAt ? ` (until ${oidc.tokenExpiresAt})` : ''}\nCredentials saved in ${where}\n`,
           );
         } else
           printObject(inv.format, {
@@ -137,13 +165,16 @@ Examples:
             organization: who.organization,
             project: who.project,
             ...(oidc.tokenExpiresAt ? { expiresAt: oidc.tokenExpiresAt } : {}),
+            credentialStore: saved.credentialStore ?? 'file',
           });
       }),
     );
 
   program
     .command('logout')
-    .description('forget the current context (or --name NAME) and its key; the key itself stays valid (mariner keys delete revokes it)')
+    .description(
+      'forget the current context (or --name NAME) and its key (in the config file or the OS keychain); the key itself stays valid (mariner keys delete revokes it)',
+    )
     .option('--name <name>', 'the context to forget')
     .option('--all', 'forget every context')
     .action(
@@ -152,9 +183,11 @@ Examples:
         const name: string | undefined = inv.options['all'] ? undefined : (inv.options['name'] ?? config.currentContext);
         if (!inv.options['all'] && !config.contexts.some((c) => c.name === name)) throw new CliError(name ? `no context named "${name}"` : 'not logged in');
         const removed = inv.options['all'] ? config.contexts.map((c) => c.name) : [name!];
+        const forgotten = config.contexts.filter((c) => removed.includes(c.name));
         config.contexts = config.contexts.filter((c) => !removed.includes(c.name));
         if (!config.contexts.some((c) => c.name === config.currentContext)) delete config.currentContext;
         saveConfig(config);
+        for (const context of forgotten) forgetCredential(context);
         if (inv.format === 'table') process.stdout.write(`Logged out of ${removed.map((n) => `"${n}"`).join(', ') || 'nothing'}\n`);
         else printObject(inv.format, { loggedOut: removed });
       }),

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createApiClient } from '../client.js';
-import { loadConfig, saveConfig, type Context } from '../config.js';
+import { loadConfig, resolveContext, saveConfig, type Context } from '../config.js';
 import { CliError, UsageError } from '../errors.js';
 import { printList, printObject } from '../output.js';
 import { run } from '../command.js';
@@ -16,7 +16,9 @@ function shown(context: Context, current: boolean) {
     name: context.name,
     current,
     url: context.url,
-    apiKey: obfuscated(context.apiKey),
+    // A keychain context's key stays there: listing contexts reads no keychain.
+    apiKey: context.credentialStore === 'keychain' ? null : obfuscated(context.apiKey),
+    credentialStore: context.credentialStore ?? 'file',
     organization: context.organization ?? null,
     project: context.project ?? null,
   };
@@ -51,6 +53,7 @@ Examples:
             { header: 'URL', value: (c) => c.url },
             { header: 'ORGANIZATION', value: (c) => c.organization },
             { header: 'PROJECT', value: (c) => c.project },
+            { header: 'CREDENTIALS', value: (c) => c.credentialStore },
           ],
         );
       }),
@@ -58,7 +61,7 @@ Examples:
 
   context
     .command('show')
-    .description('the current context (or --context NAME), the key obfuscated')
+    .description('the current context (or --context NAME), the key obfuscated (null where the OS keychain keeps it)')
     .action(
       run(async (inv) => {
         const config = loadConfig();
@@ -99,7 +102,8 @@ Examples:
         const name: string | undefined = inv.options['context'] ?? config.currentContext;
         const found = config.contexts.find((c) => c.name === name);
         if (!found) throw new CliError(name ? `no context named "${name}"` : 'no current context: run mariner login');
-        const { organization: _o, project: _p, ...rest } = found;
+        // With its secret (from the keychain where it is kept there) to check with the platform; saveConfig keeps a keychain one out of the file.
+        const { organization: _o, project: _p, ...rest } = resolveContext(config, found.name);
         const next: Context = { ...rest, ...(organization ? { organization } : {}), ...(project ? { project } : {}) };
         const client = createApiClient(next);
         let who;
