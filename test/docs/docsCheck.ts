@@ -152,7 +152,11 @@ export interface Target {
   apiKey: string;
 }
 
-/** The environment of a block: the caller's, less Mariner's own settings and the test runner's, plus the target. */
+/**
+ * The environment of a block: the caller's, less Mariner's own settings and the test runner's, plus the target.
+ * A `mariner login` in a block keeps its key in the block's own config dir, never in the OS keychain of the
+ * machine running the check (a desktop has one).
+ */
 function blockEnv(target: Target, cwd: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
@@ -164,6 +168,7 @@ function blockEnv(target: Target, cwd: string): NodeJS.ProcessEnv {
     PATH: `${path.join(cwd, '.bin')}${path.delimiter}${env['PATH'] ?? ''}`,
     MARINER_URL: target.url.replace(/\/+$/, ''),
     MARINER_API_KEY: target.apiKey,
+    MARINER_CREDENTIAL_STORE: 'file',
     CURL_HOME: path.join(cwd, '.curl'),
   };
 }
