@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { Kind, parse, valueFromASTUntyped, type DocumentNode, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import type { AuditAction, AuditArgument, AuditEventRecord } from '../lib/auditEventRecord.js';
 import type { Identity, InternalTokens } from '../lib/identity.js';
 import { asSystem, createInternalClient } from '../lib/internalClient.js';
 import type { Logger } from '../lib/logging.js';
@@ -19,32 +20,7 @@ import type { GatewayContext } from './context.js';
  * API key secrets, passwords, file contents and prompts never travel in an argument so named.
  */
 
-/** One argument of an action, as schema/audit.graphql's AuditArgumentInput. */
-export interface AuditArgument {
-  name: string;
-  id: string | null;
-}
-
-/** One top-level field of an operation, as AuditActionInput. */
-export interface AuditAction {
-  field: string;
-  arguments: AuditArgument[];
-}
-
-/** One entry, as AuditEventInput: what recordAuditEvents appends. */
-export interface AuditEventRecord {
-  occurredAt: string;
-  requestId: string;
-  userId: string | null;
-  apiKeyId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  clientAddress: string | null;
-  kind: 'mutation' | 'read';
-  operationName: string | null;
-  actions: AuditAction[];
-  outcome: string;
-}
+export type { AuditAction, AuditArgument, AuditEventRecord };
 
 /** An argument whose name says it holds an id; only these keep their value. */
 const ID_ARGUMENT = /^(id|ids|[A-Za-z0-9_]*(Id|Ids|_id|_ids))$/;

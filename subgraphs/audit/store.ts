@@ -1,34 +1,12 @@
 import type { Knex } from 'knex';
+import type { AuditAction, AuditArgument, AuditEventRecord } from '../../lib/auditEventRecord.js';
 import { randomString } from '../../lib/ids.js';
 import { paginate, type Page, type PageArgs } from '../../lib/pagination.js';
 
 export const SCHEMA = 'audit';
 const TABLE = 'audit_events';
 
-export interface AuditArgument {
-  name: string;
-  id: string | null;
-}
-
-export interface AuditAction {
-  field: string;
-  arguments: AuditArgument[];
-}
-
-/** One entry as recorded (gateway/audit.ts builds it). */
-export interface AuditEventRecord {
-  occurredAt: string;
-  requestId: string;
-  userId: string | null;
-  apiKeyId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  clientAddress: string | null;
-  kind: string;
-  operationName: string | null;
-  actions: AuditAction[];
-  outcome: string;
-}
+export type { AuditAction, AuditArgument, AuditEventRecord };
 
 export interface AuditEventRow {
   id: string;
