@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -47,6 +47,7 @@ async function startKeyring(): Promise<{ address: string; env: NodeJS.ProcessEnv
   const children: ChildProcess[] = [];
   const close = () => {
     for (const child of children.reverse()) if (child.exitCode === null) child.kill();
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
     const bus = spawn('dbus-daemon', [`--config-file=${busConfig}`, '--nofork', '--print-address=1'], { env: base, stdio: ['ignore', 'pipe', 'ignore'] });
