@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, MarinerError, openAIErrorBody, openAIStatusFor } from '../lib/errors.js';
 import { headerValue, readBody, requestIdOf, sendJson } from '../lib/http.js';
+import { createLoginTickets, LOGIN_TICKET_PARAM, notebookTargetOf } from '../lib/loginTicket.js';
 import type { Logger } from '../lib/logging.js';
 import type { PubSub } from '../lib/pubsub.js';
 import { createSealer } from '../lib/sealedValues.js';
@@ -55,9 +56,11 @@ const REVOKED_CHANNEL = 'console_sessions_revoked';
 /**
  * The console's hand-off to a workspace notebook (subgraphs/sessions/notebookProxy.ts): a link on the notebooks
  * screen, `GET /console/notebook?path=/v1/sessions/<cluster>/v1/services/notebooks/...`, answered with a redirect
- * to that path with the session's credential as `?access_token=` (RFC 6750 §2.3), which the proxy turns into its
- * own cookie at once (redirecting to the path without it). The session cookie is SameSite=Strict and the
- * request must be a same-origin navigation, so another site cannot send a browser through it.
+ * to that path with a one-time sign-in ticket for that notebook as `?login_ticket=` (lib/loginTicket.ts: the
+ * session's credential sealed, valid a minute, used once), which the proxy turns into its own cookie at once
+ * (redirecting to the path without it): the credential never appears in the browser's address or history.
+ * The session cookie is SameSite=Strict and the request must be a same-origin navigation, so another site
+ * cannot send a browser through it.
  */
 export const NOTEBOOK_HANDOFF_PATH = `/console/notebook`;
 const NOTEBOOK_PATH = /^\/v1\/sessions\/[A-Za-z0-9_-]+\/v1\/services\/notebooks\/[A-Za-z0-9._~%/-]+$/;
@@ -172,6 +175,8 @@ export function sameOrigin(req: IncomingMessage): boolean {
 
 export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
   const sealer = createSealer(options.secret, 'mariner console cookie key v1', `${CONSOLE_COOKIE}/v1`);
+  // The sessions component opens these: it derives the same key from the same secret.
+  const loginTickets = createLoginTickets(options.secret);
   const assetsDir = options.assetsDir ?? defaultAssetsDir();
   /** Revoked session ids, until the cookie would have expired anyway. */
   const revoked = new Map<string, number>();
@@ -354,12 +359,16 @@ export function createConsoleServer(options: ConsoleOptions): ConsoleServer {
     if (req.method !== 'GET') return refuse(405, ErrorCode.BAD_USER_INPUT, 'GET only');
     if (!sameOrigin(req)) return refuse(403, ErrorCode.FORBIDDEN, "Open notebooks from the console's own page");
     const target = new URL(url.searchParams.get('path') ?? '', 'http://mariner');
-    if (target.origin !== 'http://mariner' || !NOTEBOOK_PATH.test(target.pathname) || target.pathname.includes('..'))
-      return refuse(400, ErrorCode.BAD_USER_INPUT, 'path must be a notebook under /v1/sessions/<cluster>/v1/services/notebooks/');
+    const notebook = notebookTargetOf(target.pathname);
+    if (target.origin !== 'http://mariner' || !NOTEBOOK_PATH.test(target.pathname) || target.pathname.includes('..') || !notebook)
+      return refuse(400, ErrorCode.BAD_USER_INPUT, 'path must be a notebook under /v1/sessions/<cluster>/v1/services/notebooks/<notebook>/<namespace>/');
     const sealed = cookieValue(req, CONSOLE_COOKIE);
     const payload = sealed ? open(sealed) : null;
     if (!payload) return refuse(401, ErrorCode.UNAUTHENTICATED, 'Your console session expired or was signed out: sign in again');
-    target.searchParams.set('access_token', payload.k);
+    // The console keeps no organization or project: the credential's own (its key's project, an OIDC user's default).
+    const { ticket } = loginTickets.mint({ authorization: `Bearer ${payload.k}`, organizationId: null, projectId: null }, notebook);
+    target.searchParams.delete('access_token');
+    target.searchParams.set(LOGIN_TICKET_PARAM, ticket);
     res.writeHead(303, {
       location: `${target.pathname}${target.search}`,
       'cache-control': 'no-store',

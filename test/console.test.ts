@@ -2,11 +2,15 @@
  * The web console's server side (gateway/console.ts) over real HTTP and graphql-ws: its page at
  * /console, `/` redirecting browsers there, sign-in with an API key into an HttpOnly, SameSite=Strict
  * session cookie, that cookie accepted for /graphql only from the console's own origin (CSRF), and
- * sign-out revoking it. The browser side is test/consoleBrowser.test.ts.
+ * sign-out revoking it; the notebook hand-off (GET /console/notebook) with a one-time sign-in ticket. The
+ * browser side is test/consoleBrowser.test.ts.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from 'graphql-ws';
 import { WebSocket } from 'ws';
+import { createLoginTickets } from '../lib/loginTicket.js';
 import { consoleBuilt } from './support/browser.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
@@ -204,5 +208,63 @@ describe('console session', () => {
     expect(ended.status).toBe(401);
     expect(ended.headers.getSetCookie()[0]).toMatch(/^mariner_console=; Max-Age=0;/);
     expect(((await ended.json()) as { error: { message: string } }).error.message).toBe('Your session expired: sign in again');
+  });
+});
+
+describe('console notebook hand-off', () => {
+  it('hands a notebook link a sign-in ticket for that notebook only from the console, and only to a notebook path', async () => {
+    const cookie = await sessionCookie(t.adminKey);
+    const notebook = '/v1/sessions/cluster-abc/v1/services/notebooks/nb-1/default/lab?token=jupyter';
+    const handoff = (path: string, headers: Record<string, string> = {}) =>
+      fetch(`${t.url}/console/notebook?path=${encodeURIComponent(path)}`, {
+        headers: { cookie, 'sec-fetch-site': 'same-origin', ...headers },
+        redirect: 'manual',
+      });
+
+    const ok = await handoff(notebook);
+    expect(ok.status).toBe(303);
+    const location = new URL(ok.headers.get('location')!, t.url);
+    expect(location.pathname).toBe('/v1/sessions/cluster-abc/v1/services/notebooks/nb-1/default/lab');
+    expect(location.searchParams.get('token')).toBe('jupyter');
+    // A one-time ticket for this notebook, holding the session's credential sealed: the key is nowhere in the address.
+    expect(location.searchParams.has('access_token')).toBe(false);
+    expect(location.href).not.toContain(t.adminKey);
+    const ticket = location.searchParams.get('login_ticket')!;
+    expect(Buffer.from(ticket, 'base64url').toString('latin1')).not.toContain(t.adminKey);
+    const opened = createLoginTickets(readFileSync(path.join(t.dataDir, 'internal-token-secret'), 'utf8').trim()).open(ticket);
+    expect(opened).toMatchObject({
+      target: { clusterId: 'cluster-abc', notebook: 'nb-1', namespace: 'default' },
+      credential: { authorization: `Bearer ${t.adminKey}` },
+    });
+    expect(opened!.expiresAt).toBeLessThanOrEqual(Date.now() / 1000 + 60);
+    // The sessions component opens it (the key derived from the same secret): the ticket's credential is admitted
+    // and the notebook route goes on to the cluster, which has no agent here; a changed ticket is refused outright.
+    const visit = await fetch(location, { redirect: 'manual' });
+    expect(visit.status).toBe(503);
+    expect(await visit.text()).toContain('No agent of cluster cluster-abc');
+    const changed = new URL(location);
+    changed.searchParams.set('login_ticket', `${ticket.slice(0, 30)}${ticket[30] === 'A' ? 'B' : 'A'}${ticket.slice(31)}`);
+    expect((await fetch(changed, { redirect: 'manual' })).status).toBe(401);
+
+    // Another site cannot send a signed-in browser through it.
+    const crossSite = await handoff(notebook, { 'sec-fetch-site': 'cross-site' });
+    expect(crossSite.status).toBe(403);
+    expect(crossSite.headers.get('location')).toBeNull();
+    // Only to a notebook on this origin.
+    for (const path of [
+      '//evil.example/v1/sessions/c/v1/services/notebooks/x',
+      'https://evil.example/',
+      '/v1/files',
+      '/v1/sessions/c/v1/services/notebooks/../../../graphql',
+      // No namespace: no notebook to make a ticket for.
+      '/v1/sessions/cluster-abc/v1/services/notebooks/nb-1',
+    ]) {
+      const refused = await handoff(path);
+      expect(refused.status, path).toBe(400);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('BAD_USER_INPUT');
+    }
+    // Without a session: no credential to hand.
+    const signedOut = await fetch(`${t.url}/console/notebook?path=${encodeURIComponent(notebook)}`, { redirect: 'manual' });
+    expect(signedOut.status).toBe(401);
   });
 });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startAgent, type Agent } from '../agent/index.js';
 import { jobObjectName } from '../agent/kubernetes/jobManifests.js';
+import { createLoginTickets } from '../lib/loginTicket.js';
 import { silentLogger } from '../lib/logging.js';
 import { createSessionCookies, SESSION_COOKIE } from '../subgraphs/sessions/sessionCookie.js';
 import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from './support/kubeApiServer.js';
@@ -267,11 +268,131 @@ describe('notebooks through /v1/sessions (browser access)', () => {
     );
   });
 
+  it('a sign-in ticket from POST /v1/sessions/login_tickets signs a browser in once, to its notebook only, without the key in any address', async () => {
+    const mint = (body: unknown, headers: Record<string, string> = as(teamA.key)) =>
+      fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const lab = `/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/lab?reset=1`;
+    const minted = await mint({ path: lab });
+    expect(minted.status).toBe(201);
+    const { ticket, url, expires_at } = (await minted.json()) as { ticket: string; url: string; expires_at: number };
+    expect(url).toBe(`/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/lab?reset=1&login_ticket=${ticket}`);
+    expect(expires_at).toBeGreaterThan(Date.now() / 1000);
+    expect(expires_at).toBeLessThanOrEqual(Date.now() / 1000 + 60);
+    // Nobody holding the link can read the key in it.
+    expect(url).not.toContain(teamA.key);
+    expect(Buffer.from(ticket, 'base64url').toString('latin1')).not.toContain(teamA.key);
+
+    const before = jupyterRequests();
+    const first = await fetch(`${t.url}${url}`, { headers: { 'sec-fetch-site': 'none' }, redirect: 'manual' });
+    expect(first.status).toBe(303);
+    expect(first.headers.get('location')).toBe(`/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/lab?reset=1`);
+    const cookie = cookieOf(first)!;
+    expect(cookie).toBeDefined();
+    expect(await (await fetch(`${notebook()}/api/status`, { headers: { cookie } })).json()).toEqual({ method: 'GET', url: `${basePath}api/status` });
+    expect(jupyterRequests()).toBe(before + 1);
+
+    // Used: a second visit (another browser, a copied link) is refused, and says what to do.
+    const again = await fetch(`${t.url}${url}`, { headers: { 'sec-fetch-site': 'none' }, redirect: 'manual' });
+    expect(again.status).toBe(401);
+    expect(cookieOf(again)).toBeUndefined();
+    expect(await again.json()).toMatchObject({
+      error: { code: 'UNAUTHENTICATED', message: expect.stringMatching(/already used or has expired.*mariner notebooks open/) },
+    });
+
+    // Any port of its notebook, but no other notebook, even in the same namespace.
+    const forPort = (await (await mint({ path: `/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/6006/` })).json()) as { ticket: string };
+    const otherNotebook = await fetch(`${t.url}/v1/sessions/${clusterId}/v1/services/notebooks/twin/team-a/lab?login_ticket=${forPort.ticket}`, {
+      redirect: 'manual',
+    });
+    expect(otherNotebook.status).toBe(401);
+    expect(await otherNotebook.json()).toMatchObject({ error: { message: expect.stringContaining('for another notebook') } });
+    const samePort = await fetch(`${notebook()}/lab?login_ticket=${forPort.ticket}`, { redirect: 'manual' });
+    expect(samePort.status).toBe(303);
+
+    // A changed character, or a ticket past its minute (sealed with the platform's key): refused, nothing used.
+    const fresh = (await (await mint({ path: lab })).json()) as { ticket: string };
+    const changed = `${fresh.ticket.slice(0, 30)}${fresh.ticket[30] === 'A' ? 'B' : 'A'}${fresh.ticket.slice(31)}`;
+    expect((await fetch(`${notebook()}/lab?login_ticket=${changed}`, { redirect: 'manual' })).status).toBe(401);
+    const tickets = createLoginTickets(readFileSync(path.join(t.dataDir, 'internal-token-secret'), 'utf8').trim());
+    const stale = tickets.mint(
+      { authorization: `Bearer ${teamA.key}`, organizationId: null, projectId: null },
+      { clusterId, notebook: 'lab', namespace: 'team-a' },
+      Date.now() - 61_000,
+    );
+    const expired = await fetch(`${notebook()}/lab?login_ticket=${stale.ticket}`, { redirect: 'manual' });
+    expect(expired.status).toBe(401);
+    expect(await expired.json()).toMatchObject({ error: { message: expect.stringContaining('already used or has expired') } });
+    // Not a WebSocket, not a POST: a ticket opens a page.
+    expect(await refusedUpgrade(`${notebook().replace('http:', 'ws:')}/api/kernels/k1/channels?login_ticket=${fresh.ticket}`, {})).toBe(400);
+    expect((await fetch(`${notebook()}/lab?login_ticket=${fresh.ticket}`, { method: 'POST', body: 'x' })).status).toBe(400);
+    expect(jupyterRequests()).toBe(before + 1);
+    // None of that used it.
+    expect((await fetch(`${notebook()}/lab?login_ticket=${fresh.ticket}`, { redirect: 'manual' })).status).toBe(303);
+  });
+
+  it('a link from another site gets the confirmation page without using its ticket, which then signs in once after "Continue"', async () => {
+    const minted = await fetch(`${t.url}/v1/sessions/login_tickets`, {
+      method: 'POST',
+      headers: as(teamA.key),
+      body: JSON.stringify({ path: `/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/lab` }),
+    });
+    const { url } = (await minted.json()) as { url: string };
+    const elsewhere: Record<string, string>[] = [{ 'sec-fetch-site': 'cross-site' }, { referer: 'https://evil.example/page' }];
+    for (const from of elsewhere) {
+      const page = await fetch(`${t.url}${url}`, { headers: from, redirect: 'manual' });
+      expect(page.status).toBe(200);
+      expect(cookieOf(page)).toBeUndefined();
+      expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+      const html = await page.text();
+      expect(html).toContain('Continue only if you opened it yourself');
+      expect(html).toContain(`href="${url}"`);
+    }
+    const continued = await fetch(`${t.url}${url}`, { headers: { 'sec-fetch-site': 'same-origin' }, redirect: 'manual' });
+    expect(continued.status).toBe(303);
+    expect(cookieOf(continued)).toBeDefined();
+    expect((await fetch(`${t.url}${url}`, { headers: { 'sec-fetch-site': 'same-origin' }, redirect: 'manual' })).status).toBe(401);
+  });
+
+  it("another organization's owner gets a ticket only for what their own key opens: not team-a's notebook; a ticket needs a key", async () => {
+    const orgB = await projectWithKey(t, 'org-b', { role: 'OWNER' });
+    const body = JSON.stringify({ path: `/v1/sessions/${clusterId}/v1/services/notebooks/lab/team-a/lab` });
+    const minted = await fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', headers: as(orgB.key), body });
+    expect(minted.status).toBe(201);
+    const { url } = (await minted.json()) as { url: string };
+    const before = jupyterRequests();
+    const used = await fetch(`${t.url}${url}`, { redirect: 'manual' });
+    expect(used.status).toBe(403);
+    expect(await used.json()).toMatchObject({ error: { code: 'FORBIDDEN', message: expect.stringContaining('is not assigned to your project') } });
+    expect(cookieOf(used)).toBeUndefined();
+    expect(jupyterRequests()).toBe(before);
+
+    // No credential, a bad key, the notebooks' cookie: no ticket.
+    const anonymous = await fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', body });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ error: { code: 'UNAUTHENTICATED' } });
+    expect((await fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', headers: as('sk-not-a-key'), body })).status).toBe(401);
+    const cookie = cookieOf(await fetch(`${notebook()}/api/status`, { headers: as(teamA.key) }))!;
+    expect((await fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', headers: { cookie }, body })).status).toBe(401);
+    // A body that names no notebook: 400, with the shape of the notebook routes' errors.
+    for (const bad of ['not json', JSON.stringify({}), JSON.stringify({ path: '/v1/files' }), JSON.stringify({ path: 'https://evil.example/x' })]) {
+      const refused = await fetch(`${t.url}/v1/sessions/login_tickets`, { method: 'POST', headers: as(teamA.key), body: bad });
+      expect({ bad, status: refused.status }).toEqual({ bad, status: 400 });
+      expect(await refused.json()).toMatchObject({ error: { code: 'BAD_USER_INPUT', message: expect.stringContaining('"path"') } });
+    }
+    const notANotebook = await fetch(`${t.url}/v1/sessions/login_tickets`, {
+      method: 'POST',
+      headers: as(teamA.key),
+      body: JSON.stringify({ path: `/v1/sessions/${clusterId}/v1/services/notebooks/Not_A_Name/team-a/` }),
+    });
+    expect(notANotebook.status).toBe(400);
+    expect((await fetch(`${t.url}/v1/sessions/login_tickets`, { headers: as(teamA.key) })).status).toBe(405);
+  });
+
   it('refuses without proxying: no credential 401, another project 403, a wrong namespace, an unknown notebook or port 404, an unknown cluster', async () => {
     const before = jupyterRequests();
     const anonymous = await fetch(`${notebook()}/lab`);
     expect(anonymous.status).toBe(401);
-    expect(await anonymous.json()).toMatchObject({ error: { code: 'UNAUTHENTICATED', message: expect.stringContaining('access_token') } });
+    expect(await anonymous.json()).toMatchObject({ error: { code: 'UNAUTHENTICATED', message: expect.stringContaining('mariner notebooks open') } });
 
     const foreign = await fetch(`${notebook()}/lab`, { headers: as(teamB.key) });
     expect(foreign.status).toBe(403);

@@ -12,6 +12,7 @@ import type { InternalTokens, Worker } from '../../lib/identity.js';
 import { asSystem, createInternalClient } from '../../lib/internalClient.js';
 import { TUNNEL_UPGRADE_PATH, TUNNEL_WEBSOCKET_PATH } from '../../lib/tunnel.js';
 import { randomString } from '../../lib/ids.js';
+import { createLoginTickets } from '../../lib/loginTicket.js';
 import type { Logger } from '../../lib/logging.js';
 import type { PubSub } from '../../lib/pubsub.js';
 import type { SubgraphDefinition } from '../../lib/subgraphServer.js';
@@ -19,6 +20,7 @@ import { policyFor } from '../../schema/rbac/policy.js';
 import { subgraphTypeDefs } from '../../schema/subgraphs.js';
 import type { SessionsContext } from './context.js';
 import { createKubeProxy, SESSIONS_PREFIX } from './kubeProxy.js';
+import { createLoginTicketRoute } from './loginTicketRoute.js';
 import { FederationPlacer, type FederationCluster } from './federationPlacement.js';
 import { createFederationRoutes, type FederationRoutes } from './federationRoutes.js';
 import { FederationStore } from './federationStore.js';
@@ -34,16 +36,18 @@ import { createSessionCookies } from './sessionCookie.js';
 import { TunnelDirectory } from './tunnelDirectory.js';
 import { createTunnelEndpoint, type TunnelEndpoint } from './tunnelEndpoint.js';
 import { TunnelRegistry } from './tunnelRegistry.js';
+import { UsedLoginTickets } from './usedLoginTickets.js';
 
 export { classifyKubePath, SESSIONS_PREFIX } from './kubeProxy.js';
 export { CLUSTER_ALLOW_LIST, EXEC_ALLOW_LIST, NAMESPACED_ALLOW_LIST, refusedKubeRequest } from './kubeAllowList.js';
+export { LOGIN_TICKETS_PATH } from './loginTicketRoute.js';
 export { isNotebookPath, parseNotebookPath } from './notebookProxy.js';
 export { ClusterTransportRouter } from './peers.js';
 export { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens } from './peerTokens.js';
 export { RemoteAgentTunnels } from './remoteTunnels.js';
 export { NoTunnelError, TunnelRegistry, type TunnelInfo } from './tunnelRegistry.js';
 
-/** The schema of the sessions component's tables (its tunnel directory, peers.ts). */
+/** The schema of the sessions component's tables (its tunnel directory, peers.ts; federated Jobs; used sign-in tickets). */
 export const SESSIONS_SCHEMA = 'sessions';
 
 /** What serves users' requests under `/v1/sessions/` (the public server routes them here). */
@@ -78,7 +82,8 @@ export interface Sessions {
   tunnelEndpoint: TunnelEndpoint;
   /**
    * Users' requests under `/v1/sessions/<cluster>/...`: notebooks (`.../v1/services/notebooks/...`,
-   * notebookProxy.ts) and the Kubernetes API (everything else, kubeProxy.ts).
+   * notebookProxy.ts) and the Kubernetes API (everything else, kubeProxy.ts); and `/v1/sessions/login_tickets`,
+   * the notebooks' one-time sign-in tickets (loginTicketRoute.ts).
    */
   userProxy: UserProxy;
   close(): Promise<void>;
@@ -94,8 +99,10 @@ const WORKER_CLUSTER = 'query AgentTunnelWorker { workerCluster { clusterId clus
 export function createSessions(options: {
   settings: MarinerConfig['sessions'];
   graphqlUrl: () => string;
-  /** The internal token secret, from which the browser session cookie's key is derived (sessionCookie.ts). */
+  /** The internal token secret, from which the browser session cookie's and the sign-in tickets' keys are derived (sessionCookie.ts, lib/loginTicket.ts). */
   secretKey: string;
+  /** The component's database: its tables (the used sign-in tickets; the tunnel directory and federated Jobs get theirs below). */
+  db: Database;
   /** Whom each cluster serves, asked of the clusters subgraph (the proxies admit only clusters the caller's organization may use). */
   clusters: ClusterAccessDirectory;
   /** Where the agents' reports go (reportPoller.ts); without it, they are not asked for. */
@@ -134,10 +141,14 @@ export function createSessions(options: {
   let peerServer: { close(): Promise<void> } | undefined;
   const authorizer = createSessionAuthorizer({ registry: transport, graphqlUrl: options.graphqlUrl, authCacheMs, clusters: options.clusters });
   const kubeProxy = createKubeProxy({ registry: transport, authorizer, logger, allowExec: options.settings.allowExec, audit: options.audit });
+  const tickets = createLoginTickets(options.secretKey);
+  const loginTicketRoute = createLoginTicketRoute({ authorizer, tickets, logger });
   const notebookProxy = createNotebookProxy({
     registry: transport,
     authorizer,
     cookies: createSessionCookies(options.secretKey),
+    tickets,
+    usedTickets: new UsedLoginTickets({ knex: options.db.knex, schema: SESSIONS_SCHEMA, logger }),
     lookupCacheMs: authCacheMs,
     logger,
   });
@@ -153,11 +164,13 @@ export function createSessions(options: {
   const userProxy: UserProxy = {
     handles: (pathname) => kubeProxy.handles(pathname),
     handle: (req, res) =>
-      federation?.routes.handles(pathOf(req))
-        ? federation.routes.handle(req, res)
-        : notebookProxy.handles(pathOf(req))
-          ? notebookProxy.handle(req, res)
-          : kubeProxy.handle(req, res),
+      loginTicketRoute.handles(pathOf(req))
+        ? loginTicketRoute.handle(req, res)
+        : federation?.routes.handles(pathOf(req))
+          ? federation.routes.handle(req, res)
+          : notebookProxy.handles(pathOf(req))
+            ? notebookProxy.handle(req, res)
+            : kubeProxy.handle(req, res),
     handleUpgrade: (req, socket, head) =>
       notebookProxy.handles(pathOf(req)) ? notebookProxy.handleUpgrade(req, socket, head) : kubeProxy.handleUpgrade(req, socket, head),
   };
@@ -261,6 +274,7 @@ export const sessionsComponent = defineComponent({
       settings: settings.sessions,
       graphqlUrl: gatewayUrl,
       secretKey,
+      db,
       clusters: clusterAccess,
       deliverReports,
       federation: { db, schedulingClusters: schedulingClustersOf(subgraphUrl.clusters, tokens) },

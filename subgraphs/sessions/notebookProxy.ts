@@ -3,17 +3,26 @@ import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers, t
 import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { ErrorCode } from '../../lib/errors.js';
 import { headerValue, requestIdOf } from '../../lib/http.js';
+import { LOGIN_TICKET_PARAM, sameNotebook, type LoginTickets, type OpenedLoginTicket } from '../../lib/loginTicket.js';
 import { isId } from '../../lib/ids.js';
 import { JOB_ID_LABEL, JUPYTER_PORT, NOTEBOOK_BASE_PATH_ANNOTATION, NOTEBOOK_NAME_LABEL } from '../../lib/jobSpec.js';
 import type { Logger } from '../../lib/logging.js';
 import { agentRoutes } from '../../lib/agentContract.js';
 import { UPGRADE_HEADER, UPGRADE_HEADERS_HEADER, UPGRADE_METHOD_HEADER, UPGRADE_METHODS } from '../../lib/tunnel.js';
-import { credentialOf, MISSING_CREDENTIAL, SessionsError, type Decision, type SessionAuthorizer, type SessionCredential } from './sessionAuth.js';
+import {
+  credentialOf,
+  MISSING_CREDENTIAL,
+  SessionsError,
+  sessionsErrorBody,
+  type Decision,
+  type SessionAuthorizer,
+  type SessionCredential,
+} from './sessionAuth.js';
 import { cookiesWithoutSession, overTls, sessionCookieOf, type SessionCookies } from './sessionCookie.js';
 import { answerUpgrade, checkedRequestPath, forwardableHeaders, NOTEBOOK_REQUEST_HEADERS, relayUpgrade, responseHeaders } from './tunnelRelay.js';
 import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
+import type { UsedLoginTickets } from './usedLoginTickets.js';
 
 /**
  * Workspace notebooks in a browser (reference §4c, §8): `/v1/sessions/<cluster id>/v1/services/notebooks/
@@ -22,8 +31,10 @@ import { NoTunnelError, type AgentTransport } from './tunnelRegistry.js';
  * projects share and where two notebooks have one name); `<port>` is one of the Service's ports, Jupyter's
  * 8888 when absent.
  *
- * Who: a Bearer credential, `?access_token=` (RFC 6750 §2.3, for a browser's first visit: answered with a
- * redirect without it) or the session cookie those set (sessionCookie.ts); the caller needs
+ * Who: a Bearer credential, a one-time sign-in ticket `?login_ticket=` (lib/loginTicket.ts: what `mariner
+ * notebooks open` and the console give a browser for its first visit, answered with a redirect without it),
+ * `?access_token=` (RFC 6750 §2.3, likewise; for clients that send it, nothing of ours does) or the session
+ * cookie those set (sessionCookie.ts); the caller needs
  * `api.workspaces.notebooks.read` in a project that has the namespace assigned on that cluster (LLMariner
  * checks the same). How: the agent's Kubernetes API proxy, to the apiserver's service proxy
  * (`/api/v1/namespaces/<ns>/services/<service>:<port>/proxy/...`), with the agent's credentials: nothing new
@@ -40,6 +51,11 @@ const RESOURCE = 'api.workspaces.notebooks';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** `?access_token=` (RFC 6750 §2.3); not `token`, which is Jupyter's own login parameter and goes to it. */
 export const ACCESS_TOKEN_PARAM = 'access_token';
+/** The query parameters that sign a browser in, taken out of the address (and never sent to the notebook). */
+const SIGN_IN_PARAMS = [ACCESS_TOKEN_PARAM, LOGIN_TICKET_PARAM];
+/** How to sign a browser in again, for a refusal to say. */
+const OPEN_AGAIN = 'run `mariner notebooks open` again, or open the notebook from the console';
+const USED_OR_EXPIRED_TICKET = `This sign-in link was already used or has expired (it works once, within a minute): ${OPEN_AGAIN}`;
 /**
  * HTML pages larger than this pass through without their links restored; one that is smaller but
  * decompresses to more is refused (502): a few hundred KiB of gzip can hold gigabytes.
@@ -60,6 +76,10 @@ export interface NotebookProxyOptions {
   registry: AgentTransport;
   authorizer: SessionAuthorizer;
   cookies: SessionCookies;
+  /** Opens `?login_ticket=` (lib/loginTicket.ts), under the same secret as the cookies. */
+  tickets: LoginTickets;
+  /** Where a ticket is recorded as used, once across replicas. */
+  usedTickets: Pick<UsedLoginTickets, 'use'>;
   /** How long a notebook's Service, once found, is reused (the authorization cache's time). */
   lookupCacheMs: number;
   logger: Logger;
@@ -128,18 +148,8 @@ function safeDecode(segment: string): string {
   }
 }
 
-const CODE_FOR_STATUS: Record<number, string> = {
-  400: ErrorCode.BAD_USER_INPUT,
-  401: ErrorCode.UNAUTHENTICATED,
-  403: ErrorCode.FORBIDDEN,
-  404: ErrorCode.NOT_FOUND,
-  409: ErrorCode.CONFLICT,
-  503: ErrorCode.UNAVAILABLE,
-};
-const errorBody = (status: number, message: string) => JSON.stringify({ error: { message, code: CODE_FOR_STATUS[status] ?? ErrorCode.INTERNAL } });
-
 /** How a request authenticated. */
-type Source = 'header' | 'query' | 'cookie';
+type Source = 'header' | 'query' | 'ticket' | 'cookie';
 
 /** Reads a tunnelled response whole (small JSON answers of the Kubernetes API). */
 function readAnswer(stream: ClientHttp2Stream, timeoutMs: number): Promise<{ status: number; body: string }> {
@@ -163,14 +173,22 @@ function readAnswer(stream: ClientHttp2Stream, timeoutMs: number): Promise<{ sta
   });
 }
 
+/** A request's query without the parameters that sign a browser in (`?...`, or '' when nothing is left). */
+function withoutSignIn(url: URL): string {
+  if (!SIGN_IN_PARAMS.some((name) => url.searchParams.has(name))) return url.search;
+  const search = new URLSearchParams(url.search);
+  for (const name of SIGN_IN_PARAMS) search.delete(name);
+  return search.size > 0 ? `?${search}` : '';
+}
+
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export function createNotebookProxy(options: NotebookProxyOptions) {
-  const { registry, authorizer, cookies, logger } = options;
+  const { registry, authorizer, cookies, tickets, usedTickets, logger } = options;
   const services = new Map<string, { expires: number; service: NotebookService }>();
 
-  /** The request's credential: Authorization: Bearer, else ?access_token=, else the session cookie. */
-  function authenticate(req: IncomingMessage, url: URL): { credential: SessionCredential; source: Source } {
+  /** The request's credential: Authorization: Bearer, else ?access_token=, else ?login_ticket= (its ticket opened), else the session cookie. */
+  function authenticate(req: IncomingMessage, url: URL): { credential: SessionCredential; source: Source; ticket?: OpenedLoginTicket } {
     const fromHeaders = credentialOf(req.headers);
     if (fromHeaders && /^bearer\s/i.test(fromHeaders.authorization)) return { credential: fromHeaders, source: 'header' };
     const token = url.searchParams.get(ACCESS_TOKEN_PARAM);
@@ -182,17 +200,20 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
       };
       return { credential, source: 'query' };
     }
+    const value = url.searchParams.get(LOGIN_TICKET_PARAM);
+    if (value !== null) {
+      const ticket = tickets.open(value);
+      if (!ticket) throw new SessionsError(401, USED_OR_EXPIRED_TICKET);
+      return { credential: ticket.credential, source: 'ticket', ticket };
+    }
     const cookie = sessionCookieOf(req);
     if (cookie !== undefined) {
       const credential = cookies.open(cookie);
       if (!credential)
-        throw new SessionsError(
-          401,
-          'Your notebook session expired or is not valid: open the notebook again with ?access_token=<API key> or an Authorization: Bearer header',
-        );
+        throw new SessionsError(401, `Your notebook session expired or is not valid: ${OPEN_AGAIN} (scripts send an Authorization: Bearer header)`);
       return { credential, source: 'cookie' };
     }
-    throw new SessionsError(401, `${MISSING_CREDENTIAL}, or open the notebook with ?${ACCESS_TOKEN_PARAM}=<API key> once`);
+    throw new SessionsError(401, `${MISSING_CREDENTIAL}; a browser signs in with a link from \`mariner notebooks open\` or the console`);
   }
 
   /**
@@ -283,6 +304,8 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     service: NotebookService;
     credential: SessionCredential;
     source: Source;
+    /** The sign-in ticket the request carries (source `ticket`), not yet used. */
+    ticket?: OpenedLoginTicket | undefined;
     url: URL;
     /** The request's path, its segments checked (checkedRequestPath): what is authorized and forwarded. */
     pathname: string;
@@ -304,17 +327,17 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     }
     // A path that does not decode (or would traverse) says nothing to a caller until it authenticates.
     const target = checked ? parseNotebookPath(checked.path) : undefined;
-    const { credential, source } = authenticate(req, url);
+    const { credential, source, ticket } = authenticate(req, url);
     if (source === 'cookie') checkOrigin(req);
+    // A ticket signs in to the notebook it was made for only (any of its ports).
+    if (ticket && !(target && sameNotebook(ticket.target, target)))
+      throw new SessionsError(401, `This sign-in link is for another notebook: ${OPEN_AGAIN} for this one`);
     let decision: Decision;
     try {
       decision = await authorizer.decide(credential, RESOURCE, 'READ', requestId);
     } catch (error) {
       if (error instanceof SessionsError && error.status === 401 && source === 'cookie') {
-        throw new SessionsError(
-          401,
-          `Your notebook session is no longer valid (${error.message}): open the notebook again with ?${ACCESS_TOKEN_PARAM}=<API key>`,
-        );
+        throw new SessionsError(401, `Your notebook session is no longer valid (${error.message}): ${OPEN_AGAIN}`);
       }
       throw error;
     }
@@ -329,15 +352,14 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     }
     // Jupyter serves under its public path (the name form): give it the full path whichever form was used.
     const backendPath = target.port === JUPYTER_PORT && service.basePath ? `${service.basePath}${target.rest.replace(/^\//, '')}` : target.rest || '/';
-    const search = new URLSearchParams(url.search);
-    search.delete(ACCESS_TOKEN_PARAM);
-    const query = url.searchParams.has(ACCESS_TOKEN_PARAM) ? (search.size > 0 ? `?${search}` : '') : url.search;
+    const query = withoutSignIn(url);
     const proxyPrefix = `/api/v1/namespaces/${target.namespace}/services/${service.name}:${target.port}/proxy`;
     return {
       target,
       service,
       credential,
       source,
+      ticket,
       url,
       pathname: checked.path,
       proxyPrefix,
@@ -367,20 +389,22 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     return html.replace(pattern, (_all, lead: string, path: string | undefined) => `${lead}${publicPathOf(admitted, path ?? '/')}"`);
   }
 
-  /** Whether the session cookie is what a request authenticates with (no Bearer header, no access_token). */
+  /** Whether the session cookie is what a request authenticates with (no Bearer header, no access_token or login_ticket). */
   function usesCookie(req: IncomingMessage): boolean {
     const url = new URL(req.url ?? '/', 'http://mariner');
     return (
-      !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') && !url.searchParams.has(ACCESS_TOKEN_PARAM) && sessionCookieOf(req) !== undefined
+      !/^bearer\s/i.test(headerValue(req.headers, 'authorization') ?? '') &&
+      !SIGN_IN_PARAMS.some((name) => url.searchParams.has(name)) &&
+      sessionCookieOf(req) !== undefined
     );
   }
 
   /**
-   * Login CSRF: a link on another site could carry the attacker's own key in `?access_token=`; followed,
-   * it would sign the victim's browser in as the attacker, whose notebook would then receive what the
-   * victim types. So a request may sign in at once only when no other site can have sent it. Browsers
-   * say where a request comes from in `Sec-Fetch-Site` (Fetch Metadata, W3C; every current browser sends
-   * it): `none` (typed, pasted, a bookmark, opened by the CLI) and `same-origin` (a link on our own pages)
+   * Login CSRF: a link on another site could carry the attacker's own ticket in `?login_ticket=` (or key in
+   * `?access_token=`); followed, it would sign the victim's browser in as the attacker, whose notebook would
+   * then receive what the victim types. So a request may sign in at once only when no other site can have
+   * sent it. Browsers say where a request comes from in `Sec-Fetch-Site` (Fetch Metadata, W3C; every current
+   * browser sends it): `none` (typed, pasted, a bookmark, opened by the CLI) and `same-origin` (a link on our own pages)
    * sign in; `cross-site`, and `same-site` (another host of the domain, which need not be ours), get a page
    * that asks the user to continue (confirmLogin). Its link is same-origin, and another site can neither
    * follow it for the user nor frame the page to trick a click. A request without `Sec-Fetch-Site` is not
@@ -403,14 +427,17 @@ export function createNotebookProxy(options: NotebookProxyOptions) {
     return true;
   }
 
-  /** The page a `?access_token=` link from elsewhere gets: no cookie, and a same-origin link to go on. */
+  /**
+   * The page a sign-in link (`?login_ticket=`, `?access_token=`) from elsewhere gets: no cookie, and a
+   * same-origin link to go on (a ticket is not used by this page: the link still works once).
+   */
   function confirmLogin(res: ServerResponse, admitted: Admitted, requestId: string): void {
     const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
     const href = `${admitted.pathname}${admitted.url.search}`;
     const what = `notebook "${admitted.service.notebookName}" in namespace ${admitted.target.namespace}`;
     const page = `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>Open ${escape(what)}</title></head><body>
 <h1>Open ${escape(what)}?</h1>
-<p>This link came from another site. It signs this browser in with the access token it carries. Continue only if you opened it yourself:
+<p>This link came from another site. It signs this browser in with the credential it carries. Continue only if you opened it yourself:
 a link from someone else can sign you in as them, and they could then read what you type in the notebook.</p>
 <p><a href="${escape(href)}">Continue to the notebook</a></p>
 </body></html>`;
@@ -435,7 +462,7 @@ a link from someone else can sign you in as them, and they could then read what 
     // A refused cookie is removed, so the browser stops sending it.
     if (status === 401 && usesCookie(req)) headers['set-cookie'] = cookies.clearCookie(overTls(req));
     res.writeHead(status, headers);
-    res.end(errorBody(status, message));
+    res.end(sessionsErrorBody(status, message));
   }
 
   /** Sends the agent's answer: the apiserver's link rewriting undone, the session cookie set when asked. */
@@ -494,7 +521,7 @@ a link from someone else can sign you in as them, and they could then read what 
           logger.warn({ requestId, encoding, compressedBytes: raw.length }, 'notebook page refused: it decompresses past the rewrite limit');
           const message = `The notebook's HTML page decompresses to more than ${MAX_REWRITTEN_HTML >> 20} MiB (${raw.length} bytes of ${encoding}), more than the proxy rewrites (request id ${requestId})`;
           res.writeHead(502, { 'content-type': 'application/json', 'x-request-id': requestId });
-          return void res.end(errorBody(502, message));
+          return void res.end(sessionsErrorBody(502, message));
         }
         // Not what it claims to be: as it came.
         res.writeHead(status, out);
@@ -526,21 +553,24 @@ a link from someone else can sign you in as them, and they could then read what 
       let stream: ClientHttp2Stream;
       try {
         const admitted = await admit(req, requestId);
-        const { source } = admitted;
+        const { source, ticket } = admitted;
         const secure = overTls(req);
-        if (source === 'query' && !mayLogIn(req)) {
+        const signIn = source === 'query' || source === 'ticket';
+        const navigation = method === 'GET' || method === 'HEAD';
+        if (ticket && !navigation) throw new SessionsError(400, `A sign-in link (?${LOGIN_TICKET_PARAM}=) is opened with a GET, not a ${method.slice(0, 20)}`);
+        if (signIn && !mayLogIn(req)) {
           req.resume();
-          if (method !== 'GET' && method !== 'HEAD')
+          if (!navigation)
             throw new SessionsError(403, `Forbidden: another site may not sign this browser in with ?${ACCESS_TOKEN_PARAM}=; open the link yourself`);
           return confirmLogin(res, admitted, requestId);
         }
-        if (source === 'query' && (method === 'GET' || method === 'HEAD')) {
+        // The ticket's one use (any replica's: the shared table); the confirmation page above did not use it.
+        if (ticket && !(await usedTickets.use(ticket.id, ticket.expiresAt))) throw new SessionsError(401, USED_OR_EXPIRED_TICKET);
+        if (signIn && navigation) {
           // A browser's first visit: the cookie, and the same page without the credential in its address.
           req.resume();
-          const search = new URLSearchParams(admitted.url.search);
-          search.delete(ACCESS_TOKEN_PARAM);
           res.writeHead(303, {
-            location: `${admitted.pathname}${search.size > 0 ? `?${search}` : ''}`,
+            location: `${admitted.pathname}${withoutSignIn(admitted.url)}`,
             'set-cookie': cookies.setCookie(admitted.credential, secure),
             'x-request-id': requestId,
             'cache-control': 'no-store',
@@ -584,13 +614,14 @@ a link from someone else can sign you in as them, and they could then read what 
           status,
           status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Refused',
           'application/json',
-          errorBody(status, message),
+          sessionsErrorBody(status, message),
           extra,
         );
       };
       let stream: ClientHttp2Stream;
       try {
         const admitted = await admit(req, requestId);
+        if (admitted.ticket) throw new SessionsError(400, `A sign-in link (?${LOGIN_TICKET_PARAM}=) opens a page, not a WebSocket`);
         if (!UPGRADE_METHODS.includes(method)) throw new SessionsError(400, `A WebSocket is opened with a GET, not a ${method.slice(0, 20)}`);
         stream = registry.request(admitted.target.clusterId, {
           ':method': 'POST',

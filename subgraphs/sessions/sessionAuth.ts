@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { httpStatusFor, MarinerError } from '../../lib/errors.js';
+import { ErrorCode, httpStatusFor, MarinerError } from '../../lib/errors.js';
 import { graphqlRequest } from '../../lib/graphqlClient.js';
 import { headerValue } from '../../lib/http.js';
 import { servesOrganization, type ClusterAccessDirectory } from '../../lib/clusterAccess.js';
@@ -23,6 +23,20 @@ export class SessionsError extends Error {
     super(message);
   }
 }
+
+const CODE_FOR_STATUS: Record<number, ErrorCode> = {
+  400: ErrorCode.BAD_USER_INPUT,
+  401: ErrorCode.UNAUTHENTICATED,
+  403: ErrorCode.FORBIDDEN,
+  404: ErrorCode.NOT_FOUND,
+  405: ErrorCode.BAD_USER_INPUT,
+  409: ErrorCode.CONFLICT,
+  503: ErrorCode.UNAVAILABLE,
+};
+
+/** The JSON body of a refusal of the notebook routes and the sign-in tickets' route: `{"error": {"message", "code"}}`. */
+export const sessionsErrorBody = (status: number, message: string) =>
+  JSON.stringify({ error: { message, code: CODE_FOR_STATUS[status] ?? ErrorCode.INTERNAL } });
 
 /** What a request authenticates with: a bearer credential and, optionally, the project it picks. */
 export interface SessionCredential {

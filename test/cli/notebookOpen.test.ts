@@ -43,8 +43,9 @@ function acceptingExecutor(started: Set<string>): Executor {
 
 /**
  * Issue 19: `mariner notebooks open` on a running notebook opens the browser at the platform's notebook
- * route with a sign-in link (`--no-browser` prints it) that the route admits. The link made with another
- * organization's owner's key is refused (the namespace is not theirs), and they cannot get one for it.
+ * route with a one-time sign-in link (`--no-browser` prints it) that the route admits and that holds no API
+ * key. A link with a ticket made with another organization's owner's key is refused (the namespace is not
+ * theirs), and they cannot get one for it through the command.
  */
 describe('mariner notebooks open', () => {
   let t: TestPlatform;
@@ -101,14 +102,20 @@ describe('mariner notebooks open', () => {
     expect(running.status).toBe('RUNNING');
     const base = `${t.url}/v1/sessions/${running.clusterId}/v1/services/notebooks/${created.id}/${running.kubernetesNamespace}`;
 
-    // No browser here: the sign-in URL is printed, and a warning that it carries the credential.
+    // No browser here: the sign-in URL is printed, with how long it works. It holds a ticket, not the key.
     const printed = await cli(['notebooks', 'open', 'lab', '--no-browser']);
     expect(printed.code, printed.stderr).toBe(0);
-    expect(printed.stderr).toContain('it carries your credential');
+    expect(printed.stderr).toContain('within a minute');
+    expect(printed.stdout).not.toContain(t.adminKey);
     const signIn = new URL(printed.stdout.trim());
     expect(`${signIn.origin}${signIn.pathname}`).toBe(`${base}/lab`);
-    expect(signIn.searchParams.get('access_token')).toBe(t.adminKey);
+    expect([...signIn.searchParams.keys()]).toEqual(['login_ticket', 'token']);
+    expect(Buffer.from(signIn.searchParams.get('login_ticket')!, 'base64url').toString('latin1')).not.toContain(t.adminKey);
     expect(signIn.searchParams.get('token')).toBe(running.token);
+    // -o json: the same link.
+    const asJson = await json(['notebooks', 'open', 'lab', '--no-browser']);
+    expect(asJson).toMatchObject({ id: created.id, url: `${base}/lab`, opened: false, signInUrl: expect.stringContaining('login_ticket=') });
+    expect(JSON.stringify(asJson)).not.toContain(t.adminKey);
 
     // The link is one the platform admits: its credential passes the notebook route's checks (this test's
     // cluster has no Kubernetes API behind its agent, so the route goes no further than looking for the pod's Service).
@@ -138,17 +145,26 @@ describe('mariner notebooks open', () => {
     );
     const browserUrl = new URL(readFileSync(opened, 'utf8'));
     expect(`${browserUrl.origin}${browserUrl.pathname}`).toBe(`${base}/8050/`);
-    expect(browserUrl.searchParams.get('access_token')).toBe(t.adminKey);
+    expect(browserUrl.href).not.toContain(t.adminKey);
+    expect([...browserUrl.searchParams.keys()]).toEqual(['login_ticket']);
+    const portVisit = await fetch(browserUrl, { redirect: 'manual', headers: { 'sec-fetch-site': 'none' } });
+    expect(await portVisit.text()).toContain(`Cluster ${running.clusterId} runs no notebooks`);
     const badPort = await cli(['notebooks', 'open', 'lab', '--port', '9999', '--no-browser']);
     expect(badPort.code).toBe(2);
     expect(badPort.stderr).toContain('exposes ports 8888, 8050');
 
-    // Another organization's owner: no notebook to open, and their own key in the link signs nobody in.
+    // Another organization's owner: no notebook to open, and a ticket of their own key in the link signs nobody in.
     const theirs = await cli(['notebooks', 'open', created.id, '--no-browser'], other.key);
     expect(theirs.code).toBe(1);
     expect(theirs.stdout).toBe('');
+    const minted = await fetch(`${t.url}/v1/sessions/login_tickets`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ path: signIn.pathname }),
+    });
+    expect(minted.status).toBe(201);
     const forged = new URL(signIn);
-    forged.searchParams.set('access_token', other.key);
+    forged.searchParams.set('login_ticket', ((await minted.json()) as { ticket: string }).ticket);
     const refused = await fetch(forged, { redirect: 'manual', headers: { 'sec-fetch-site': 'none' } });
     expect(refused.status).toBe(403);
     expect(await refused.text()).toContain('is not assigned to your project');

@@ -8,8 +8,16 @@ import { openBrowser } from '../oidc.js';
 
 /**
  * `mariner notebooks`: the project's Jupyter notebooks (docs/batch-jobs-and-notebooks.md), on GraphQL;
- * `open` signs the browser in through the platform's notebook route (/v1/sessions/.../notebooks/...).
+ * `open` signs the browser in through the platform's notebook route (/v1/sessions/.../notebooks/...) with a
+ * one-time sign-in ticket (`POST /v1/sessions/login_tickets`), never with the context's credential itself.
  */
+
+/** What `POST /v1/sessions/login_tickets` answers (subgraphs/sessions/loginTicketRoute.ts). */
+interface LoginTicket {
+  ticket: string;
+  url: string;
+  expires_at: number;
+}
 
 const NOTEBOOK_FIELDS = `id name createdAt startedAt stoppedAt image status pendingAction error { code message }
   resources { cpuMillicores { requests limits } memoryMegabytes { requests limits } storageMegabytes { requests limits } gpuCount }
@@ -99,7 +107,7 @@ Notebooks run on Kubernetes clusters (the local executor of \`mariner up\` does 
 
 Examples:
   mariner notebooks create analysis --image jupyter-lab-base --gpus 1
-  mariner notebooks open analysis                  # the browser signs in with this context's credential
+  mariner notebooks open analysis                  # the browser signs in as this context, with a one-time link
   mariner notebooks stop analysis && mariner notebooks start analysis`,
     );
 
@@ -181,7 +189,7 @@ Examples:
     .command('open')
     .argument('<notebook>', 'the notebook, by id or name')
     .description("open a running notebook's JupyterLab in the browser, signed in with this context's credential")
-    .option('--no-browser', 'only print the sign-in URL (it carries your credential: treat it like your API key)')
+    .option('--no-browser', 'only print the sign-in URL (it holds no API key, and signs in once, within a minute)')
     .option('--port <port>', 'another exposed port of the notebook instead of JupyterLab', integerOption('--port', 1, 65535))
     .action(
       run(async (inv, idOrName: string) => {
@@ -195,22 +203,21 @@ Examples:
         if (port !== undefined && port !== 8888 && !notebook.additionalExposedPorts.includes(port)) {
           throw new UsageError(`notebook ${notebook.name} exposes ports ${[8888, ...notebook.additionalExposedPorts].join(', ')}, not ${port}`);
         }
-        const url = notebookUrl(
-          client.context.url,
-          { id: notebook.id, clusterId: notebook.clusterId, kubernetesNamespace: notebook.kubernetesNamespace },
-          port,
-        );
-        // ?access_token= signs the browser in (the platform answers with a session cookie and a redirect
-        // to the URL without it); ?token= is Jupyter's own login.
+        const target = { id: notebook.id, clusterId: notebook.clusterId, kubernetesNamespace: notebook.kubernetesNamespace };
+        const url = notebookUrl(client.context.url, target, port);
+        // ?login_ticket= signs the browser in once, within a minute (the platform answers with a session cookie
+        // and a redirect to the URL without it): the context's credential stays out of the browser's history.
+        // ?token= is Jupyter's own login.
+        const { ticket } = await client.restJson<LoginTicket>('POST', '/v1/sessions/login_tickets', { path: notebookUrl('', target, port) });
         const signIn = new URL(url);
-        signIn.searchParams.set('access_token', client.context.apiKey);
+        signIn.searchParams.set('login_ticket', ticket);
         if (!port || port === 8888) signIn.searchParams.set('token', notebook.token);
         const opened = inv.options['browser'] !== false && openBrowser(signIn.href);
         const view = { id: notebook.id, name: notebook.name, url, opened, ...(opened ? {} : { signInUrl: signIn.href }) };
         if (inv.format !== 'table') return printData(inv.format, view);
         if (opened) process.stdout.write(`Opened ${url} in the browser\n`);
         else {
-          process.stderr.write('mariner: open this URL in a browser (it carries your credential: do not share it):\n');
+          process.stderr.write('mariner: open this URL in a browser within a minute (it signs in once; run this again for another):\n');
           process.stdout.write(`${signIn.href}\n`);
         }
       }),
