@@ -1,10 +1,8 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type Agent } from '../agent/index.js';
-import { silentLogger } from '../lib/logging.js';
-import { loadedModelFromFile } from './support/loadedModel.js';
-import { startTestPlatform, type TestPlatform } from './support/platform.js';
-import { executorWith, tappedRuntimes, type RuntimeTap } from './support/standInRuntimes.js';
+import { startBudgetedModel, type BudgetedModel } from './support/budgetedModel.js';
+import type { TestPlatform } from './support/platform.js';
+import type { RuntimeTap } from './support/standInRuntimes.js';
 import { projectWithKey } from './support/tenants.js';
 
 /**
@@ -22,12 +20,12 @@ const BUDGETS = `query($projectId: ID) { budgets(projectId: $projectId) { id sco
 const DELETE_BUDGET = `mutation($id: ID!) { deleteBudget(id: $id) { id deleted } }`;
 const MODEL = 'budgeted-model';
 
+let served: BudgetedModel;
 let t: TestPlatform;
-let agent: Agent;
 let runtimes: RuntimeTap;
+let sdk: BudgetedModel['sdk'];
+let ask: BudgetedModel['ask'];
 
-const sdk = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${t.url}/v1`, maxRetries: 0, timeout: 30_000 });
-const ask = (apiKey: string, content = 'hi') => sdk(apiKey).chat.completions.create({ model: MODEL, messages: [{ role: 'user', content }] });
 async function newKey(name: string): Promise<{ id: string; secret: string }> {
   const { createApiKey } = await t.gqlOk(CREATE_KEY, { input: { name } });
   return { id: createApiKey.apiKey.id, secret: createApiKey.secret };
@@ -38,31 +36,12 @@ function nextMonth(now = new Date()): string {
 }
 
 beforeAll(async () => {
-  t = await startTestPlatform({ config: { inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 10, usageFlushIntervalMs: 50 } } });
-  runtimes = tappedRuntimes('within budget', (active) =>
-    active.map((m) => ({ modelId: m.id, desiredReplicas: 1, readyReplicas: 1, inFlightRequests: 0, statusMessage: 'stand-in' })),
-  );
-  const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "budgets" }) { registrationKey } }');
-  agent = await startAgent({
-    controlPlaneUrl: t.url,
-    registrationKey: registerCluster.registrationKey,
-    executor: executorWith(runtimes.host),
-    runtimeIntervalMs: 3_600_000,
-    logger: silentLogger(),
-  });
-  await agent.whenConnected();
-  // Visible to every organization, so another organization's keys can be shown unaffected.
-  await loadedModelFromFile(t, {
-    id: MODEL,
-    weights: Buffer.from('weights'),
-    registrationKey: registerCluster.registrationKey,
-    input: { isProjectScoped: false },
-  });
-  await agent.reconcileRuntimes();
+  // MODEL is visible to every organization, so another organization's keys can be shown unaffected.
+  served = await startBudgetedModel({ model: MODEL, cluster: 'budgets' });
+  ({ t, runtimes, sdk, ask } = served);
 }, 120_000);
 afterAll(async () => {
-  await agent?.close();
-  await t?.close();
+  await served?.close();
 });
 
 describe('token budgets', () => {

@@ -1,10 +1,8 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type Agent } from '../agent/index.js';
-import { silentLogger } from '../lib/logging.js';
-import { loadedModelFromFile } from './support/loadedModel.js';
-import { startTestPlatform, type TestPlatform } from './support/platform.js';
-import { executorWith, tappedRuntimes, type RuntimeTap } from './support/standInRuntimes.js';
+import { startBudgetedModel, type BudgetedModel } from './support/budgetedModel.js';
+import type { TestPlatform } from './support/platform.js';
+import type { RuntimeTap } from './support/standInRuntimes.js';
 import { projectWithKey } from './support/tenants.js';
 
 /**
@@ -26,12 +24,11 @@ const DELETE_BUDGET = `mutation($id: ID!) { deleteBudget(id: $id) { id deleted }
 const PRICES = `{ modelPrices { modelId inputMicrosPerMillion outputMicrosPerMillion source updatedAt } }`;
 const SET_PRICE = `mutation($input: SetModelPriceInput!) { setModelPrice(input: $input) { modelId inputMicrosPerMillion outputMicrosPerMillion source } }`;
 
+let served: BudgetedModel;
 let t: TestPlatform;
-let agent: Agent;
 let runtimes: RuntimeTap;
+let ask: BudgetedModel['ask'];
 
-const sdk = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${t.url}/v1`, maxRetries: 0, timeout: 30_000 });
-const ask = (apiKey: string, content = 'hi') => sdk(apiKey).chat.completions.create({ model: MODEL, messages: [{ role: 'user', content }] });
 const rest = async (apiKey: string, path: string, init: { method?: string; body?: unknown } = {}) => {
   const response = await fetch(`${t.url}${path}`, {
     method: init.method ?? 'GET',
@@ -59,32 +56,11 @@ async function organizationWithTwoProjects(title: string) {
 }
 
 beforeAll(async () => {
-  t = await startTestPlatform({
-    config: { inference: { runtimeFreshSeconds: 3600, requestWaitSeconds: 10, usageFlushIntervalMs: 50, modelPrices: { [MODEL]: DEFAULT_PRICE } } },
-  });
-  runtimes = tappedRuntimes('within budget', (active) =>
-    active.map((m) => ({ modelId: m.id, desiredReplicas: 1, readyReplicas: 1, inFlightRequests: 0, statusMessage: 'stand-in' })),
-  );
-  const { registerCluster } = await t.gqlOk('mutation { registerCluster(input: { name: "cost-budgets" }) { registrationKey } }');
-  agent = await startAgent({
-    controlPlaneUrl: t.url,
-    registrationKey: registerCluster.registrationKey,
-    executor: executorWith(runtimes.host),
-    runtimeIntervalMs: 3_600_000,
-    logger: silentLogger(),
-  });
-  await agent.whenConnected();
-  await loadedModelFromFile(t, {
-    id: MODEL,
-    weights: Buffer.from('weights'),
-    registrationKey: registerCluster.registrationKey,
-    input: { isProjectScoped: false },
-  });
-  await agent.reconcileRuntimes();
+  served = await startBudgetedModel({ model: MODEL, cluster: 'cost-budgets', inference: { modelPrices: { [MODEL]: DEFAULT_PRICE } } });
+  ({ t, runtimes, ask } = served);
 }, 120_000);
 afterAll(async () => {
-  await agent?.close();
-  await t?.close();
+  await served?.close();
 });
 
 describe('organization budgets and cost budgets', () => {
