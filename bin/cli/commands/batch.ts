@@ -5,6 +5,7 @@ import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList, printObject } from '../output.js';
 import { integerOption, run } from '../command.js';
+import { execInPod, RemoteExit, sessionsGet, SessionsRefusal } from '../kubeExec.js';
 import { allPages } from '../pages.js';
 import { streamLogs } from './fineTuning.js';
 import { uploadFile } from './files.js';
@@ -106,12 +107,75 @@ function envVars(given: string[]): { name: string; value: string }[] {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/** The label the executor puts on a job's pods (lib/jobSpec.ts JOB_ID_LABEL; the CLI imports nothing of the platform). */
+const JOB_ID_LABEL = 'mariner.dev/job-id';
+/** Which worker of an Indexed Job a pod is (the Job controller's label, and its older annotation); a one-worker job's pod is 0. */
+const COMPLETION_INDEX = 'batch.kubernetes.io/job-completion-index';
+
+interface PodView {
+  metadata: { name: string; creationTimestamp?: string; deletionTimestamp?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  status?: { phase?: string };
+}
+
+const workerOf = (pod: PodView) => Number(pod.metadata.labels?.[COMPLETION_INDEX] ?? pod.metadata.annotations?.[COMPLETION_INDEX] ?? '0');
+
+/**
+ * The running pod of a job's worker, found through /v1/sessions as the project sees the cluster: the
+ * pods with the job's label (the executor's, agent/kubernetes/jobManifests.ts), that worker's newest.
+ */
+async function runningPodOf(client: ApiClient, job: BatchJobView & { clusterId: string; kubernetesNamespace: string }, worker: number): Promise<string> {
+  const selector = encodeURIComponent(`${JOB_ID_LABEL}=${job.id}`);
+  let pods: PodView[];
+  try {
+    ({ items: pods } = await sessionsGet<{ items: PodView[] }>(
+      client.context,
+      job.clusterId,
+      `/api/v1/namespaces/${encodeURIComponent(job.kubernetesNamespace)}/pods?labelSelector=${selector}`,
+    ));
+  } catch (error) {
+    // The agent of a `mariner up` machine runs jobs as local processes: it answers that it has no Kubernetes API.
+    if (error instanceof SessionsRefusal && error.status === 404 && error.message.includes('local executor')) {
+      throw new CliError(
+        `job ${job.id} runs on cluster ${job.clusterId}, whose agent runs jobs as local processes: exec needs a Kubernetes cluster; read the job's output with mariner batch jobs logs ${job.id} (FAILED_PRECONDITION)`,
+        'FAILED_PRECONDITION',
+      );
+    }
+    throw sessionsError(error);
+  }
+  const mine = pods
+    .filter((p) => workerOf(p) === worker && !p.metadata.deletionTimestamp)
+    .sort((a, b) => String(b.metadata.creationTimestamp ?? '').localeCompare(String(a.metadata.creationTimestamp ?? '')));
+  const running = mine.find((p) => p.status?.phase === 'Running');
+  if (running) return running.metadata.name;
+  const newest = mine[0];
+  throw new CliError(
+    newest
+      ? `worker ${worker} of job ${job.id} is not running: its pod ${newest.metadata.name} is ${(newest.status?.phase ?? 'Pending').toLowerCase()} (FAILED_PRECONDITION)`
+      : `job ${job.id} has no pod for worker ${worker} yet (FAILED_PRECONDITION)`,
+    'FAILED_PRECONDITION',
+  );
+}
+
+/** A refusal of /v1/sessions, in the words of the CLI; exec turned off says whom to ask. */
+function sessionsError(error: unknown, jobId?: string): unknown {
+  if (!(error instanceof SessionsRefusal)) return error;
+  if (error.status === 403 && error.message.includes('MARINER_SESSIONS_EXEC')) {
+    return new CliError(
+      `exec into pods is turned off on this platform: ask its operator to turn it on (MARINER_SESSIONS_EXEC=true; Helm: global.sessions.allowExec)${
+        jobId ? `; meanwhile, the job's output: mariner batch jobs logs ${jobId}` : ''
+      } (FORBIDDEN)`,
+      'FORBIDDEN',
+    );
+  }
+  return new CliError(`${error.message} (${error.code})`, error.code);
+}
+
 function registerBatchJobs(program: Command): void {
   const jobs = program
     .command('batch')
     .description("batch jobs: commands in an image with the project's scripts and files (not OpenAI's batches: mariner batches)")
     .command('jobs')
-    .description('batch jobs of the project: create from a script folder, list, get, logs (-f follows them live), cancel, delete')
+    .description('batch jobs of the project: create from a script folder, list, get, logs (-f follows them live), exec, cancel, delete')
     .addHelpText(
       'after',
       `
@@ -119,6 +183,7 @@ Examples:
   mariner batch jobs create --image pytorch-2.1 --scripts ./train --command 'python scripts/train.py' --gpus 1 --workers 2
   mariner batch jobs create --image pytorch-2.1 --script hello.py --command 'python scripts/hello.py' --env GREETING=hi
   mariner batch jobs logs batchjob-1234 -f
+  mariner batch jobs exec batchjob-1234 -it -- bash
   mariner batch jobs list -o json | jq -r '.items[] | select(.status == "FAILED") | .id'`,
     );
 
@@ -222,6 +287,71 @@ Examples:
         }),
       );
   }
+
+  jobs
+    .command('exec')
+    .argument('<job>', 'the job id')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .description("run a command in a running job's container, as kubectl exec does (a Kubernetes cluster, exec turned on by the operator)")
+    .option('--worker <n>', 'which worker (PyTorch rank) of a multi-worker job', integerOption('--worker', 0, 63), 0)
+    .option('-i, --stdin', 'pass standard input to the command')
+    .option('-t, --tty', 'give the command a terminal (the local one in raw mode, resized with it)')
+    .option('-c, --container <name>', "the container (default: the job's main one)")
+    .addHelpText(
+      'after',
+      `
+The platform's operator must turn exec on (MARINER_SESSIONS_EXEC=true; Helm: global.sessions.allowExec);
+the job must run on a Kubernetes cluster. The exit status is the command's (a refusal by Mariner: 1).
+
+Examples:
+  mariner batch jobs exec batchjob-1234 -- nvidia-smi
+  mariner batch jobs exec batchjob-1234 -it -- bash
+  mariner batch jobs exec batchjob-1234 --worker 1 -- ls /data
+  tar c results | mariner batch jobs exec batchjob-1234 -i -- tar x -C /tmp`,
+    )
+    .action(
+      run(async (inv, id: string, command: string[]) => {
+        const client = inv.client();
+        const job = await getBatchJob(client, id);
+        const worker: number = inv.options['worker'];
+        if (worker >= job.workerCount)
+          throw new UsageError(
+            `--worker ${worker}: job ${id} has ${job.workerCount === 1 ? 'one worker (0)' : `${job.workerCount} workers (0 to ${job.workerCount - 1})`}`,
+          );
+        if (FINISHED.includes(job.status))
+          throw new CliError(
+            `job ${id} has ${status(job)}: there is nothing to exec into; its output: mariner batch jobs logs ${id} (FAILED_PRECONDITION)`,
+            'FAILED_PRECONDITION',
+          );
+        if (job.status !== 'RUNNING' || !job.clusterId || !job.kubernetesNamespace) {
+          throw new CliError(
+            `job ${id} is ${status(job)}, not running yet: exec needs its container started; follow it with mariner batch jobs logs ${id} -f (FAILED_PRECONDITION)`,
+            'FAILED_PRECONDITION',
+          );
+        }
+        const placed = { ...job, clusterId: job.clusterId, kubernetesNamespace: job.kubernetesNamespace };
+        const pod = await runningPodOf(client, placed, worker);
+        let code: number;
+        try {
+          code = await execInPod(
+            client.context,
+            {
+              clusterId: placed.clusterId,
+              namespace: placed.kubernetesNamespace,
+              pod,
+              container: inv.options['container'],
+              command,
+              stdin: Boolean(inv.options['stdin']),
+              tty: Boolean(inv.options['tty']),
+            },
+            { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+          );
+        } catch (error) {
+          throw sessionsError(error, id);
+        }
+        if (code !== 0) throw new RemoteExit(code);
+      }),
+    );
 
   jobs
     .command('logs')
