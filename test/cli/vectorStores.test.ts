@@ -1,9 +1,5 @@
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { projectWithKey } from '../support/tenants.js';
-import { cliHome, runCli, type CliResult } from './cliProcess.js';
+import { describe, expect, it } from 'vitest';
+import { cliAgainstPlatform } from './cliAgainstPlatform.js';
 
 /**
  * Issue 19: `mariner vector-stores`, each command a child process against a whole platform on the
@@ -11,31 +7,8 @@ import { cliHome, runCli, type CliResult } from './cliProcess.js';
  * admin and as the owner of another organization, who sees none of the first one's stores.
  */
 describe('mariner vector-stores', () => {
-  let t: TestPlatform;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
-  let other: { key: string; projectId: string; organizationId: string };
-  const cli = (args: string[], key = t.adminKey): Promise<CliResult> => runCli({ ...env, MARINER_URL: t.url, MARINER_API_KEY: key }, args, { cwd: home });
-  const asOther = (args: string[]) => cli(args, other.key);
-  const ok = async (args: string[], key?: string): Promise<string> => {
-    const result = await cli(args, key);
-    if (result.code !== 0) throw new Error(`mariner ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
-    return result.stdout;
-  };
-  const json = async <T = any>(args: string[], key?: string): Promise<T> => JSON.parse(await ok([...args, '-o', 'json'], key)) as T;
-  const file = (name: string, text: string) => {
-    writeFileSync(path.join(home, name), text);
-    return name;
-  };
-
-  beforeAll(async () => {
-    t = await startTestPlatform({ embedded: true, defaultCluster: true, demoModel: true });
-    ({ home, env } = cliHome());
-    other = await projectWithKey(t, 'Other Org', { role: 'OWNER' });
-  }, 60_000);
-  afterAll(async () => {
-    await t?.close();
-  });
+  const platform = cliAgainstPlatform({ embedded: true, defaultCluster: true, demoModel: true });
+  const { cli, asOther, ok, json, file } = platform;
 
   it('vector-stores: create from local files, search by meaning, add and remove files, delete; invisible to another organization', async () => {
     file('handbook.md', '# Handbook\nThe web console lives at /console. Sign in with an API key.\n');
@@ -70,7 +43,7 @@ describe('mariner vector-stores', () => {
     expect((await json(['vector-stores', 'get', 'handbook'])).fileCounts.total).toBe(2);
 
     // Another organization: not listed, not found by name or id, not searchable, not deletable.
-    expect((await json(['vector-stores', 'list'], other.key)).items).toEqual([]);
+    expect((await json(['vector-stores', 'list'], platform.other.key)).items).toEqual([]);
     for (const args of [
       ['vector-stores', 'get', 'handbook'],
       ['vector-stores', 'search', store.id, 'demo'],

@@ -1,10 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestPlatform, type TestPlatform } from '../support/platform.js';
-import { projectWithKey } from '../support/tenants.js';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../support/until.js';
-import { cliHome, runCli, type CliResult } from './cliProcess.js';
+import { cliAgainstPlatform } from './cliAgainstPlatform.js';
 
 /**
  * Issue 19: `mariner models create`, `batch jobs`, `batches` and `notebooks` (vector stores: vectorStores.test.ts), each
@@ -13,31 +11,8 @@ import { cliHome, runCli, type CliResult } from './cliProcess.js';
  * sees none of the first one's resources.
  */
 describe('mariner models create, batch jobs, batches and notebooks', () => {
-  let t: TestPlatform;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
-  let other: { key: string; projectId: string; organizationId: string };
-  const cli = (args: string[], key = t.adminKey): Promise<CliResult> => runCli({ ...env, MARINER_URL: t.url, MARINER_API_KEY: key }, args, { cwd: home });
-  const asOther = (args: string[]) => cli(args, other.key);
-  const ok = async (args: string[], key?: string): Promise<string> => {
-    const result = await cli(args, key);
-    if (result.code !== 0) throw new Error(`mariner ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
-    return result.stdout;
-  };
-  const json = async <T = any>(args: string[], key?: string): Promise<T> => JSON.parse(await ok([...args, '-o', 'json'], key)) as T;
-  const file = (name: string, text: string) => {
-    writeFileSync(path.join(home, name), text);
-    return name;
-  };
-
-  beforeAll(async () => {
-    t = await startTestPlatform({ defaultCluster: true, demoModel: true, config: { jobs: { dispatchIntervalMs: 300, localBatchJobs: true } } });
-    ({ home, env } = cliHome());
-    other = await projectWithKey(t, 'Other Org', { role: 'OWNER' });
-  }, 60_000);
-  afterAll(async () => {
-    await t?.close();
-  });
+  const platform = cliAgainstPlatform({ defaultCluster: true, demoModel: true, config: { jobs: { dispatchIntervalMs: 300, localBatchJobs: true } } });
+  const { cli, asOther, ok, json, file } = platform;
 
   it('models create --file uploads a local GGUF file, the loader loads it (--wait), and delete removes it; another organization neither sees nor creates one', async () => {
     file('tiny.gguf', 'GGUF not really weights');
@@ -55,7 +30,7 @@ describe('mariner models create, batch jobs, batches and notebooks', () => {
     expect(table).toMatch(/loading:\s+succeeded/);
 
     // The other organization: the model is the first project's; creating base models is the platform admins'.
-    expect((await json(['models', 'list'], other.key)).items.map((m: { id: string }) => m.id)).not.toContain('tiny-cli');
+    expect((await json(['models', 'list'], platform.other.key)).items.map((m: { id: string }) => m.id)).not.toContain('tiny-cli');
     const theirs = await asOther(['models', 'delete', 'tiny-cli']);
     expect(theirs.code).toBe(1);
     expect(theirs.stderr).toContain('(NOT_FOUND)');
@@ -89,7 +64,7 @@ describe('mariner models create, batch jobs, batches and notebooks', () => {
   }, 120_000);
 
   it('batch jobs: create from a script folder, logs -f until it ends, get, list, delete; another organization sees none of it', async () => {
-    const scripts = path.join(home, 'job');
+    const scripts = path.join(platform.home, 'job');
     mkdirSync(scripts, { recursive: true });
     writeFileSync(
       path.join(scripts, 'hello.mjs'),
@@ -121,7 +96,7 @@ describe('mariner models create, batch jobs, batches and notebooks', () => {
     expect((await json(['batch', 'jobs', 'list'])).items.map((j: { id: string }) => j.id)).toContain(job.id);
     expect(await ok(['batch', 'jobs', 'list'])).toMatch(new RegExp(`${job.id}\\s+succeeded\\s+\\S+\\s+node scripts/hello\\.mjs`));
 
-    expect((await json(['batch', 'jobs', 'list'], other.key)).items).toEqual([]);
+    expect((await json(['batch', 'jobs', 'list'], platform.other.key)).items).toEqual([]);
     for (const args of [
       ['batch', 'jobs', 'get', job.id],
       ['batch', 'jobs', 'logs', job.id],
@@ -179,7 +154,7 @@ describe('mariner models create, batch jobs, batches and notebooks', () => {
     const cancel = await cli(['batches', 'cancel', batch.id]);
     expect(cancel.code).toBe(1);
 
-    expect((await json(['batches', 'list'], other.key)).items).toEqual([]);
+    expect((await json(['batches', 'list'], platform.other.key)).items).toEqual([]);
     for (const args of [
       ['batches', 'get', batch.id],
       ['batches', 'cancel', batch.id],
@@ -224,7 +199,7 @@ describe('mariner models create, batch jobs, batches and notebooks', () => {
     expect(open.stderr).toContain('not running');
     expect(open.stdout).toBe('');
 
-    expect((await json(['notebooks', 'list'], other.key)).items).toEqual([]);
+    expect((await json(['notebooks', 'list'], platform.other.key)).items).toEqual([]);
     for (const args of [
       ['notebooks', 'get', created.id],
       ['notebooks', 'get', 'analysis'],
