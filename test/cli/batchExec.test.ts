@@ -11,8 +11,8 @@ import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from 
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
 import { startTlsFront } from '../support/tlsFront.js';
-import { waitFor } from '../support/until.js';
-import { cliHome, runCli, type CliResult } from './cliProcess.js';
+import { until, waitFor } from '../support/until.js';
+import { cliCommand, cliHome, runCli, screenShows, tmuxSession, type CliResult } from './cliProcess.js';
 
 /** A platform, the Kubernetes API double and an agent on it: what `batch jobs exec` needs end to end. */
 interface Site {
@@ -164,6 +164,32 @@ describe('mariner batch jobs exec', () => {
     expect(three.stderr).toContain('command terminated with exit code 3');
     expect((await cli(['batch', 'jobs', 'exec', jobId, '--', 'false'])).code).toBe(1);
     expect((await cli(['batch', 'jobs', 'exec', jobId, '--', 'sh', '-c', 'exit 0'])).code).toBe(0);
+  }, 60_000);
+
+  it('-t in a terminal: raw mode (Ctrl-C goes to the command, not to the CLI), its size sent, and the terminal restored after', async () => {
+    const sizesBefore = site.kube.terminalSizes.length;
+    const requestsBefore = execRequests().length;
+    const cliEnv = { ...env, MARINER_URL: front.url, MARINER_API_KEY: team.key };
+    // After the CLI: whether the terminal is canonical again (`icanon`) or left raw (`-icanon`).
+    const term = tmuxSession(
+      `(${cliCommand(cliEnv, `batch jobs exec ${jobId} -it -- cat`)}; code=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\{0,1\\}icanon'; exit $code)`,
+    );
+    try {
+      await until(() => site.kube.terminalSizes.length > sizesBefore, 'the terminal size on the resize channel', 30_000);
+      expect(site.kube.terminalSizes.at(-1)).toMatchObject({ pod, width: 120, height: expect.any(Number) });
+      term.text('typed');
+      await screenShows(term.screen, (text) => text.includes('typed'), 'the echo of what was typed');
+      term.keys('C-c');
+      term.keys('C-d');
+      const screen = await screenShows(term.screen, (text) => text.includes('[exited'), 'the CLI to exit');
+      // cat's echo ends without a newline; stty's answer follows it on the same line.
+      expect(screen).toMatch(/typedicanon\n\[exited 0\]/);
+    } finally {
+      term.close();
+    }
+    const url = new URL(execRequests()[requestsBefore]!.path, 'http://kube');
+    expect(url.searchParams.get('tty')).toBe('true');
+    expect(url.searchParams.get('stderr')).toBeNull();
   }, 60_000);
 
   it('a worker the job does not have, and a job that does not exist, are named', async () => {

@@ -312,6 +312,27 @@ describe('the Kubernetes API test double', () => {
     expect(await plain.json()).toMatchObject({ kind: 'Status', reason: 'BadRequest', message: 'Upgrade request required' });
   });
 
+  it('with tty=true records the terminal sizes sent on channel 4, and Ctrl-D ends the echo with Success, as a terminal would', async () => {
+    await runningPod('terminal');
+    const ws = new WebSocket(
+      `${server.url.replace('http:', 'ws:')}/api/v1/namespaces/team-a/pods/terminal/exec?command=cat&stdin=true&stdout=true&tty=true`,
+      ['v5.channel.k8s.io'],
+      { headers: { authorization: `Bearer ${server.token}` } },
+    );
+    const messages: Buffer[] = [];
+    ws.on('message', (data: Buffer) => messages.push(data));
+    const closed = once(ws, 'close');
+    await once(ws, 'open');
+    ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: 132, Height: 43 }))]));
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('ls\r\u0004')]));
+    await closed;
+    expect(messages.map((m) => [m[0], m.subarray(1).toString()])).toEqual([
+      [1, 'ls\r'],
+      [3, JSON.stringify({ metadata: {}, status: 'Success' })],
+    ]);
+    expect(server.terminalSizes).toEqual([{ pod: 'terminal', width: 132, height: 43 }]);
+  });
+
   it("proxies to a Service's endpoint: HTTP with links moved under the proxy path, WebSockets, 503 without endpoints", async () => {
     // The endpoint: echoes what reached it, serves a page with links and a redirect, and a WebSocket echo.
     const endpoint = createServer((req, res) => {

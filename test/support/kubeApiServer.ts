@@ -56,6 +56,8 @@ export interface KubeApiServer {
   serveService(namespace: string, name: string, port: number, target: string): void;
   /** Requests seen, for assertions: method, path (with query), and headers. */
   requests: { method: string; path: string; headers: Record<string, string | string[] | undefined> }[];
+  /** The terminal sizes execs with `tty=true` sent on the resize channel (4), in order. */
+  terminalSizes: { pod: string; width: number; height: number }[];
   close(): Promise<void>;
 }
 
@@ -793,6 +795,7 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) cluster.create(NAMESPACES, undefined, { metadata: { name } });
   options.nodes?.forEach((seed, index) => cluster.seed('Node', nodeObject(seed, index)));
   const requests: KubeApiServer['requests'] = [];
+  const terminalSizes: KubeApiServer['terminalSizes'] = [];
   const webSockets = new WebSocketServer({ noServer: true, handleProtocols: (offered) => [...offered].find((p) => EXEC_PROTOCOLS.includes(p)) ?? false });
 
   const authorized = (req: IncomingMessage) => req.headers.authorization === `Bearer ${token}`;
@@ -960,9 +963,10 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
   /**
    * The exec subresource over WebSocket (the channel.k8s.io protocols): a minimal
    * `cat`, echoing stdin (channel 0) to stdout (channel 1); when v5's close frame
-   * ends stdin, it reports a Success status on channel 3 and closes. Two commands
-   * end at once with an exit status instead (exitStatusOf): `false`, and
-   * `sh -c 'exit N'`.
+   * ends stdin, it reports a Success status on channel 3 and closes. With `tty=true`,
+   * Ctrl-D (0x04) ends it too, as a terminal's line discipline would, and the sizes
+   * sent on channel 4 are recorded (terminalSizes). Two commands end at once with an
+   * exit status instead (exitStatusOf): `false`, and `sh -c 'exit N'`.
    */
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     record(req);
@@ -1019,12 +1023,22 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
         ws.send(Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify(exited))]));
         return ws.close(1000);
       }
+      const tty = url.searchParams.get('tty') === 'true';
+      const succeed = () => {
+        ws.send(Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify({ metadata: {}, status: 'Success' }))]));
+        ws.close(1000);
+      };
       ws.on('message', (data: Buffer) => {
-        if (data[0] === 0) ws.send(Buffer.concat([Buffer.from([1]), data.subarray(1)]));
-        if (data[0] === 255 && data[1] === 0) {
-          ws.send(Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify({ metadata: {}, status: 'Success' }))]));
-          ws.close(1000);
+        if (data[0] === 0) {
+          const end = tty ? data.indexOf(4, 1) : -1;
+          ws.send(Buffer.concat([Buffer.from([1]), data.subarray(1, end === -1 ? undefined : end)]));
+          if (end !== -1) succeed();
         }
+        if (data[0] === 4 && tty) {
+          const { Width, Height } = JSON.parse(data.subarray(1).toString('utf8')) as { Width: number; Height: number };
+          terminalSizes.push({ pod: decodeURIComponent(match[2]!), width: Width, height: Height });
+        }
+        if (data[0] === 255 && data[1] === 0) succeed();
       });
     });
   }
@@ -1139,6 +1153,7 @@ export async function startKubeApiServer(options: { token?: string; nodes?: Node
     httpsUrl: `https://127.0.0.1:${tlsPort}`,
     token,
     requests,
+    terminalSizes,
     objects(kind, namespace) {
       const type = byKind(kind);
       if (!type) throw new Error(`kubeApiServer does not serve kind ${kind}`);
