@@ -127,6 +127,7 @@ describe('mariner batch jobs exec', () => {
   afterAll(async () => {
     await front?.close();
     await stopSite(site);
+    if (home) rmSync(home, { recursive: true, force: true });
   });
 
   it('a job not running yet is refused with a pointer to its logs; once its pod runs, stdin reaches the command and its output comes back', async () => {
@@ -275,6 +276,7 @@ describe('mariner batch jobs exec where the platform does not allow it', () => {
   }, 90_000);
   afterAll(async () => {
     await stopSite(site);
+    if (home) rmSync(home, { recursive: true, force: true });
   });
 
   it('exec turned off by the operator: the message says to ask for MARINER_SESSIONS_EXEC, and nothing reaches the cluster', async () => {
