@@ -119,7 +119,7 @@ export function exitCodeOf(status: KubeStatus): number {
 /**
  * Runs `command` in the pod and resolves with its exit status (0: Success). A refused handshake throws
  * SessionsRefusal; a connection that ends without the command's status throws CONNECTION_LOST. With a
- * terminal, the local one is in raw mode until it returns or throws, and its size follows SIGWINCH.
+ * terminal, the local one is in raw mode until it returns or throws, and its size follows the terminal's (its 'resize' events).
  */
 export async function execInPod(context: Context, request: ExecRequest, streams: ExecStreams): Promise<number> {
   const tty = request.tty && Boolean(streams.stdin.isTTY && streams.stdin.setRawMode);
@@ -193,8 +193,9 @@ export async function execInPod(context: Context, request: ExecRequest, streams:
     });
     const resize = () => send(RESIZE, JSON.stringify({ Width: streams.stdout.columns ?? 80, Height: streams.stdout.rows ?? 24 }));
     resize();
-    process.on('SIGWINCH', resize);
-    cleanups.push(() => process.off('SIGWINCH', resize));
+    // A terminal's stream emits 'resize' after it has read the new size (Node's own SIGWINCH handler).
+    streams.stdout.on('resize', resize);
+    cleanups.push(() => streams.stdout.off('resize', resize));
   }
   // A termination signal closes the connection (and so restores the terminal) rather than killing the CLI mid-way.
   const hangUp = () => ws.close(1000);

@@ -167,7 +167,7 @@ describe('mariner batch jobs exec', () => {
     expect((await cli(['batch', 'jobs', 'exec', jobId, '--', 'sh', '-c', 'exit 0'])).code).toBe(0);
   }, 60_000);
 
-  it('-t in a terminal: raw mode (Ctrl-C goes to the command, not to the CLI), its size sent, and the terminal restored after', async () => {
+  it('-t in a terminal: raw mode (Ctrl-C goes to the command, not to the CLI), its size sent and followed, and the terminal restored after', async () => {
     const sizesBefore = site.kube.terminalSizes.length;
     const requestsBefore = execRequests().length;
     const cliEnv = { ...env, MARINER_URL: front.url, MARINER_API_KEY: team.key };
@@ -178,6 +178,9 @@ describe('mariner batch jobs exec', () => {
     try {
       await until(() => site.kube.terminalSizes.length > sizesBefore, 'the terminal size on the resize channel', 30_000);
       expect(site.kube.terminalSizes.at(-1)).toMatchObject({ pod, width: 120, height: expect.any(Number) });
+      term.resize(100, 30);
+      await until(() => site.kube.terminalSizes.at(-1)?.width === 100, 'the new size after the window was resized', 30_000);
+      expect(site.kube.terminalSizes.at(-1)).toMatchObject({ pod, width: 100, height: 30 });
       term.text('typed');
       await screenShows(term.screen, (text) => text.includes('typed'), 'the echo of what was typed');
       term.keys('C-c');

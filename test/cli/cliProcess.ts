@@ -81,6 +81,8 @@ export function tmuxSession(command: string) {
     /** tmux key names (`C-c`, `Enter`) or text (`-l`). */
     keys: (...keys: string[]) => void tmux('send-keys', '-t', 'cli', ...keys),
     text: (text: string) => void tmux('send-keys', '-t', 'cli', '-l', text),
+    /** Resizes the window, as a person dragging the terminal's edge (the program gets SIGWINCH). */
+    resize: (columns: number, rows: number) => void tmux('resize-window', '-t', 'cli', '-x', String(columns), '-y', String(rows)),
     close: () => {
       try {
         tmux('kill-server');
