@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { AuditEventRecord } from '../lib/auditEventRecord.js';
 import { RestError } from './errors.js';
 import { routeGraphQL, type GatewayClient } from './gatewayClient.js';
 import type { Handler, Route } from './router.js';
@@ -21,20 +22,8 @@ const AUDIT_EVENTS = `query AuditExport($filter: AuditEventFilter, $limit: Int, 
   }
 }`;
 
-interface AuditEvent {
-  id: string;
-  occurredAt: string;
-  requestId: string;
-  userId: string | null;
-  apiKeyId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  clientAddress: string | null;
-  kind: string;
-  operationName: string | null;
-  outcome: string;
-  actions: { field: string; arguments: { name: string; id: string | null }[] }[];
-}
+/** An entry as the audit query answers it: the recorded shape (lib/auditEventRecord.ts) and its id. */
+type AuditEvent = AuditEventRecord & { id: string };
 
 interface AuditPage {
   auditEvents: { items: AuditEvent[]; hasMore: boolean };

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createKubernetesExecutor } from '../agent/kubernetesExecutor.js';
 import { silentLogger } from '../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
 import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
@@ -18,27 +18,17 @@ import { waitFor } from './support/until.js';
 const execFileAsync = promisify(execFile);
 
 /** A request straight to a test Kubernetes API (what the cluster's controllers and kubelet would do). */
-async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 /** A pod holding `gpus` GPUs, Running (its log readable), as the Job controller and kubelet would make it. */
 async function gpuPod(server: KubeApiServer, namespace: string, name: string, gpus: number, labels: Record<string, string> = {}): Promise<void> {
-  await kube(server, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
+  await kubeRequest(server, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name, namespace, labels },
     spec: { containers: [{ name: 'main', image: 'busybox', resources: { limits: { 'nvidia.com/gpu': String(gpus) } } }] },
   });
-  const pod = await kube(server, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
-  await kube(server, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
+  const pod = await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+  await kubeRequest(server, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
 }
 
 /** A GPU Job as `kubectl apply -f job.yaml` sends it (kubectl converts the YAML to JSON). */
@@ -86,10 +76,11 @@ describe('the federated cluster', () => {
     serverA = await startKubeApiServer({ nodes: [{ name: 'a-gpu', gpus: 2 }] });
     serverB = await startKubeApiServer({ nodes: [{ name: 'b-gpu', gpus: 2 }] });
     for (const server of [serverA, serverB]) {
-      for (const ns of ['team-a', 'busy']) await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      for (const ns of ['team-a', 'busy'])
+        await kubeRequest(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
     // Namespace team-c exists on cluster A only.
-    await kube(serverA, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-c' } });
+    await kubeRequest(serverA, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-c' } });
     // Cluster A is full: its two GPUs are taken by other work.
     await gpuPod(serverA, 'busy', 'other-work', 2);
     t = await startTestPlatform();
@@ -151,7 +142,10 @@ describe('the federated cluster', () => {
     await gpuPod(serverB, 'team-a', 'train-1-x7k2p', 1, { 'job-name': 'train-1', 'batch.kubernetes.io/job-name': 'train-1' });
     serverB.appendLog('team-a', 'train-1-x7k2p', 'epoch 1 loss 0.42');
     serverB.endLog('team-a', 'train-1-x7k2p');
-    await kube(serverB, 'PUT', '/apis/batch/v1/namespaces/team-a/jobs/train-1/status', { ...real, status: { active: 1, startTime: '2026-12-07T12:00:00Z' } });
+    await kubeRequest(serverB, 'PUT', '/apis/batch/v1/namespaces/team-a/jobs/train-1/status', {
+      ...real,
+      status: { active: 1, startTime: '2026-12-07T12:00:00Z' },
+    });
 
     const got = await (await call(teamA.key, 'GET', `${jobs}/train-1`)).json();
     expect(got.status).toMatchObject({ active: 1 });
@@ -177,7 +171,7 @@ describe('the federated cluster', () => {
     expect([...serverA.objects('Job', 'team-a'), ...serverB.objects('Job', 'team-a')].map((j) => j.metadata.name)).toEqual(['train-1']);
 
     // The other work on A ends; A reports two free GPUs; the next read places the Job there.
-    await kube(serverA, 'DELETE', '/api/v1/namespaces/busy/pods/other-work');
+    await kubeRequest(serverA, 'DELETE', '/api/v1/namespaces/busy/pods/other-work');
     // (A periodic report the agent read before the delete may land after this one: report until a read places it.)
     const got = await waitFor(
       async () => {
@@ -308,7 +302,7 @@ describe('the federated cluster', () => {
       serverB.appendLog('team-a', 'eval-1-q8w4z', 'accuracy 0.91');
       serverB.endLog('team-a', 'eval-1-q8w4z');
 
-      await kube(serverB, 'POST', '/api/v1/namespaces/team-a/events', {
+      await kubeRequest(serverB, 'POST', '/api/v1/namespaces/team-a/events', {
         apiVersion: 'v1',
         kind: 'Event',
         metadata: { name: 'eval-1.created', namespace: 'team-a' },

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/index.js';
 import { createKubernetesExecutor } from '../agent/kubernetesExecutor.js';
 import { silentLogger } from '../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, TEST_TLS, type KubeApiServer } from './support/kubeApiServer.js';
 import { kubectlPath } from './support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { projectWithKey } from './support/tenants.js';
@@ -17,27 +17,16 @@ import { until, waitFor } from './support/until.js';
 
 const execFileAsync = promisify(execFile);
 
-async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
 async function runningPod(server: KubeApiServer, namespace: string, name: string): Promise<void> {
-  await kube(server, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
+  await kubeRequest(server, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name, namespace },
     spec: { containers: [{ name: 'main', image: 'busybox' }] },
   });
   // Logs are readable once the pod has left Pending, as on a real cluster.
-  const pod = await kube(server, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
-  await kube(server, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
+  const pod = await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+  await kubeRequest(server, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: 'Running' } });
 }
 
 describe('the session tunnel and /v1/sessions', () => {
@@ -52,7 +41,8 @@ describe('the session tunnel and /v1/sessions', () => {
 
   beforeAll(async () => {
     server = await startKubeApiServer({ nodes: [{ name: 'gpu-node', gpus: 4 }, { name: 'cpu-node' }] });
-    for (const ns of ['team-a', 'team-b']) await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    for (const ns of ['team-a', 'team-b'])
+      await kubeRequest(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     await runningPod(server, 'team-a', 'trainer');
     await runningPod(server, 'team-b', 'secret-trainer');
     // Exec through /v1/sessions is an operator's opt-in (MARINER_SESSIONS_EXEC; test/security/sessionsAllowList.test.ts: off by default).

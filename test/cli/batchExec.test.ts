@@ -7,7 +7,7 @@ import { startAgent, type Agent } from '../../agent/index.js';
 import { jobObjectName } from '../../agent/kubernetes/jobManifests.js';
 import { JOB_ID_LABEL } from '../../lib/jobSpec.js';
 import { silentLogger } from '../../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from '../support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, TEST_TLS, type KubeApiServer } from '../support/kubeApiServer.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
 import { startTlsFront } from '../support/tlsFront.js';
@@ -25,7 +25,7 @@ interface Site {
 
 async function startSite(allowExec: boolean, namespaces: string[], options: { defaultCluster?: boolean } = {}): Promise<Site> {
   const kube = await startKubeApiServer({ nodes: [{ name: 'gpu-node', gpus: 2 }] });
-  for (const name of namespaces) await kubeApi(kube, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  for (const name of namespaces) await kubeRequest(kube, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   const t = await startTestPlatform({
     ...(options.defaultCluster ? { defaultCluster: true } : {}),
     config: { sessions: { allowExec }, jobs: { dispatchIntervalMs: 200, localBatchJobs: true } },
@@ -53,17 +53,6 @@ async function stopSite(site: Site | undefined): Promise<void> {
   if (site) rmSync(site.kubeconfigDir, { recursive: true, force: true });
 }
 
-async function kubeApi(kube: KubeApiServer, method: string, apiPath: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${kube.url}${apiPath}`, {
-    method,
-    headers: { authorization: `Bearer ${kube.token}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${apiPath}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
 /**
  * The double runs no Job controller: the pod the executor's Job would get for a worker, with the Job's
  * template labels and, for an Indexed Job, the completion index the Job controller adds; Running unless
@@ -79,14 +68,17 @@ async function jobPod(kube: KubeApiServer, namespace: string, jobId: string, opt
   const worker = options.worker ?? 0;
   const indexed = job.spec.completionMode === 'Indexed' ? { [COMPLETION_INDEX]: String(worker) } : {};
   const name = `${job.metadata.name}-${worker}-x7k2p`;
-  await kubeApi(kube, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
+  await kubeRequest(kube, 'POST', `/api/v1/namespaces/${namespace}/pods`, {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name, namespace, labels: { ...job.spec.template.metadata.labels, 'job-name': job.metadata.name, ...indexed }, annotations: indexed },
     spec: job.spec.template.spec,
   });
-  const pod = await kubeApi(kube, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
-  await kubeApi(kube, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, { ...pod, status: { ...pod.status, phase: options.phase ?? 'Running' } });
+  const pod = await kubeRequest(kube, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+  await kubeRequest(kube, 'PUT', `/api/v1/namespaces/${namespace}/pods/${name}/status`, {
+    ...pod,
+    status: { ...pod.status, phase: options.phase ?? 'Running' },
+  });
   return name;
 }
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../../agent/index.js';
 import { createKubernetesExecutor } from '../../agent/kubernetesExecutor.js';
 import { silentLogger } from '../../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, TEST_TLS, type KubeApiServer } from '../support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, TEST_TLS, type KubeApiServer } from '../support/kubeApiServer.js';
 import { kubectlPath } from '../support/kubectl.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
@@ -15,17 +15,6 @@ import { startTlsFront } from '../support/tlsFront.js';
 import { cliHome, runCli, type CliResult } from './cliProcess.js';
 
 const execFileAsync = promisify(execFile);
-
-async function kube(server: KubeApiServer, method: string, urlPath: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server.url}${urlPath}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${urlPath}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 /**
  * Issue 19: `mariner kubeconfig CLUSTER` and then a real kubectl through the context it wrote: the platform
@@ -46,13 +35,13 @@ describe('mariner kubeconfig + kubectl', () => {
   beforeAll(async () => {
     server = await startKubeApiServer({ nodes: [{ name: 'gpu-node', gpus: 2 }] });
     for (const ns of ['team-a', 'team-b']) {
-      await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      await kubeRequest(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
     for (const [ns, name] of [
       ['team-a', 'trainer'],
       ['team-b', 'secret-trainer'],
     ] as const) {
-      await kube(server, 'POST', `/api/v1/namespaces/${ns}/pods`, {
+      await kubeRequest(server, 'POST', `/api/v1/namespaces/${ns}/pods`, {
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name, namespace: ns },

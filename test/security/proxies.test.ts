@@ -23,7 +23,7 @@ import { silentLogger } from '../../lib/logging.js';
 import { DEFAULT_ROLE_SCOPES } from '../../schema/rbac/roleScopes.js';
 import { PEER_CLUSTER_HEADER, PEER_TOKEN_HEADER, peerTokens, startPeerServer } from '../../subgraphs/sessions/peers.js';
 import { SESSION_COOKIE } from '../../subgraphs/sessions/sessionCookie.js';
-import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, type KubeApiServer } from '../support/kubeApiServer.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
 
@@ -158,16 +158,7 @@ describe('the /v1/sessions proxies and the peer endpoint refuse what would reach
   const sessions = () => `${t.url}/v1/sessions/${clusterId}`;
   const notebook = () => `${sessions()}/v1/services/notebooks/lab/team-a`;
 
-  async function kubeApi(method: string, apiPath: string, body?: unknown): Promise<any> {
-    const response = await fetch(`${kube.url}${apiPath}`, {
-      method,
-      headers: { authorization: `Bearer ${kube.token}`, 'content-type': 'application/json' },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = await response.json();
-    if (!response.ok) throw new Error(`${method} ${apiPath}: ${response.status} ${JSON.stringify(json)}`);
-    return json;
-  }
+  const kubeApi = (method: string, apiPath: string, body?: unknown) => kubeRequest(kube, method, apiPath, body);
 
   async function runningPod(namespace: string, name: string): Promise<void> {
     await kubeApi('POST', `/api/v1/namespaces/${namespace}/pods`, {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../../agent/index.js';
 import { createKubernetesExecutor } from '../../agent/kubernetesExecutor.js';
 import { silentLogger } from '../../lib/logging.js';
-import { kubeConfigFor, startKubeApiServer, type KubeApiServer } from '../support/kubeApiServer.js';
+import { kubeConfigFor, kubeRequest, startKubeApiServer, type KubeApiServer } from '../support/kubeApiServer.js';
 import { startTestPlatform, type TestPlatform } from '../support/platform.js';
 import { projectWithKey } from '../support/tenants.js';
 
@@ -15,17 +15,6 @@ import { projectWithKey } from '../support/tenants.js';
 
 const CREATE_ORG = 'mutation($title: String!) { createOrganization(input: { title: $title }) { id } }';
 const CREATE_PROJECT = 'mutation($input: CreateProjectInput!) { createProject(input: $input) { id } }';
-
-async function kube(server: KubeApiServer, method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 describe('/v1/sessions lends a project member no Secret and no exec', () => {
   let t: TestPlatform;
@@ -39,14 +28,14 @@ describe('/v1/sessions lends a project member no Secret and no exec', () => {
 
   beforeAll(async () => {
     server = await startKubeApiServer({ nodes: [{ name: 'node-a' }] });
-    await kube(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-s' } });
-    await kube(server, 'POST', '/api/v1/namespaces/team-s/pods', {
+    await kubeRequest(server, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-s' } });
+    await kubeRequest(server, 'POST', '/api/v1/namespaces/team-s/pods', {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'trainer', namespace: 'team-s' },
       spec: { containers: [{ name: 'main', image: 'busybox' }] },
     });
-    await kube(server, 'POST', '/api/v1/namespaces/team-s/secrets', {
+    await kubeRequest(server, 'POST', '/api/v1/namespaces/team-s/secrets', {
       apiVersion: 'v1',
       kind: 'Secret',
       metadata: { name: 'job-urls', namespace: 'team-s' },

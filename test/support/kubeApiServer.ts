@@ -1198,6 +1198,18 @@ function wantsTable(req: IncomingMessage): boolean {
   return accepted.some((type) => type.includes('as=Table') && type.includes('g=meta.k8s.io') && /;v=v1(;|$)/.test(type));
 }
 
+/** A request to this server as its administrator, as a test seeds it (`kubectl apply`); a refusal throws with the Status. */
+export async function kubeRequest(server: Pick<KubeApiServer, 'url' | 'token'>, method: string, apiPath: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${server.url}${apiPath}`, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${apiPath}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
 /** Credentials for this server as an agent would hold them (client-node needs skipTLSVerify for http). */
 export function kubeConfigFor(server: Pick<KubeApiServer, 'url' | 'token'>): KubeConfig {
   const kubeConfig = new KubeConfig();
