@@ -1,5 +1,6 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { parse } from 'graphql';
+import type { AuditEventRecord } from '../../lib/auditEventRecord.js';
 import type { InternalTokens } from '../../lib/identity.js';
 import { asSystem, createInternalClient } from '../../lib/internalClient.js';
 import type { Logger } from '../../lib/logging.js';
@@ -27,7 +28,7 @@ export type SessionAudit = (entry: SessionAuditEntry) => void;
 
 const RECORD = parse('mutation RecordSessionAudit($events: [AuditEventInput!]!) { recordAuditEvents(events: $events) }') as TypedDocumentNode<
   { recordAuditEvents: number },
-  { events: Record<string, unknown>[] }
+  { events: AuditEventRecord[] }
 >;
 
 /**
@@ -37,7 +38,7 @@ const RECORD = parse('mutation RecordSessionAudit($events: [AuditEventInput!]!) 
 export function sessionAuditTo(url: () => string, tokens: InternalTokens, logger: Logger): SessionAudit {
   const client = createInternalClient({ subgraph: 'audit', url, tokens });
   return (entry) => {
-    const event = {
+    const event: AuditEventRecord = {
       occurredAt: new Date().toISOString(),
       requestId: entry.requestId,
       userId: entry.userId,
