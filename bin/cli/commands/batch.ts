@@ -6,7 +6,7 @@ import { CliError, UsageError } from '../errors.js';
 import { printData, printList, printObject } from '../output.js';
 import { integerOption, run } from '../command.js';
 import { execInPod, RemoteExit, sessionsGet, SessionsRefusal } from '../kubeExec.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 import { streamLogs } from './fineTuning.js';
 import { uploadFile } from './files.js';
 
@@ -226,14 +226,7 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ batchJobs: { items: BatchJobView[]; hasMore: boolean } }>(
-              `query ($after: String) { batchJobs(after: $after, limit: 100) { items { ${JOB_FIELDS} } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.batchJobs),
-        );
+        const items = await listAll<BatchJobView>(client, 'batchJobs', JOB_FIELDS);
         printList(inv.format, items, JOB_COLUMNS);
       }),
     );
@@ -521,14 +514,7 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ batches: { items: BatchView[]; hasMore: boolean } }>(
-              `query ($after: String) { batches(after: $after, limit: 100) { items { ${BATCH_FIELDS} } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.batches),
-        );
+        const items = await listAll<BatchView>(client, 'batches', BATCH_FIELDS);
         printList(inv.format, items, BATCH_COLUMNS);
       }),
     );

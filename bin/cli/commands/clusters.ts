@@ -7,7 +7,7 @@ import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 
 /** The virtual cluster's name in /v1/sessions (subgraphs/sessions/federationRoutes.ts; the CLI imports nothing of the platform). */
 const FEDERATED_CLUSTER = 'federated';
@@ -31,14 +31,7 @@ interface ClusterView {
 }
 
 async function listClusters(client: ApiClient): Promise<ClusterView[]> {
-  return allPages((after) =>
-    client
-      .graphql<{ clusters: { items: ClusterView[]; hasMore: boolean } }>(
-        `query ($after: String) { clusters(after: $after, limit: 100) { items { ${CLUSTER_FIELDS} } hasMore } }`,
-        { after },
-      )
-      .then((r) => r.clusters),
-  );
+  return listAll<ClusterView>(client, 'clusters', CLUSTER_FIELDS);
 }
 
 /** A cluster by id or name. */

@@ -8,7 +8,7 @@ import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 
 const FILE_FIELDS = 'id filename bytes purpose status statusDetails createdAt';
 const PURPOSES = ['fine-tune', 'batch', 'assistants', 'vision', 'user_data'];
@@ -147,14 +147,11 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ files: { items: FileView[]; hasMore: boolean } }>(
-              `query ($purpose: String, $after: String) { files(purpose: $purpose, after: $after, limit: 100, order: ASC) { items { ${FILE_FIELDS} } hasMore } }`,
-              { purpose: inv.options['purpose'] ?? null, after },
-            )
-            .then((r) => r.files),
-        );
+        const items = await listAll<FileView>(client, 'files', FILE_FIELDS, {
+          declare: '$purpose: String',
+          args: 'purpose: $purpose, order: ASC',
+          variables: { purpose: inv.options['purpose'] ?? null },
+        });
         printList(inv.format, items, [
           { header: 'ID', value: (f) => f.id },
           { header: 'FILENAME', value: (f) => f.filename },

@@ -3,7 +3,7 @@ import type { ApiClient } from '../client.js';
 import { CliError } from '../errors.js';
 import { printData, printList, printObject } from '../output.js';
 import { integerOption, run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 
 const JOB_FIELDS = `id createdAt startedAt finishedAt model status pendingAction fineTunedModel error { code message }
   trainingFile validationFile suffix trainedTokens clusterId attempts hyperparameters { nEpochs batchSize learningRateMultiplier }`;
@@ -171,14 +171,7 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ fineTuningJobs: { items: JobView[]; hasMore: boolean } }>(
-              `query ($after: String) { fineTuningJobs(after: $after, limit: 100) { items { ${JOB_FIELDS} } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.fineTuningJobs),
-        );
+        const items = await listAll<JobView>(client, 'fineTuningJobs', JOB_FIELDS);
         printList(inv.format, items, COLUMNS);
       }),
     );

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 
 const KEY_FIELDS = 'id name secret createdAt isServiceAccount organizationRole projectRole user { id } project { id title } organization { id title }';
 
@@ -38,14 +38,7 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ apiKeys: { items: ApiKeyView[]; hasMore: boolean } }>(
-              `query ($after: String) { apiKeys(after: $after, limit: 100) { items { ${KEY_FIELDS} } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.apiKeys),
-        );
+        const items = await listAll<ApiKeyView>(client, 'apiKeys', KEY_FIELDS);
         printList(inv.format, items, [
           { header: 'ID', value: (k) => k.id },
           { header: 'NAME', value: (k) => k.name },

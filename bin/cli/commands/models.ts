@@ -4,7 +4,7 @@ import { CliError, UsageError } from '../errors.js';
 import { printData, printList, printObject, renderTable, type Column } from '../output.js';
 import { integerOption, run } from '../command.js';
 import { uploadFile } from './files.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 
 const MODEL_FIELDS = `id createdAt ownedBy isBaseModel baseModelId sourceRepository source loadingStatus loadingStatusMessage loadingFailureReason
   formats activationStatus projectId adapter { kind baseModelId }`;
@@ -58,14 +58,7 @@ function withRuntimes(model: Omit<ModelView, 'runtimes'>, all: Runtime[]): Model
 
 export async function listModels(client: ApiClient): Promise<ModelView[]> {
   const [models, running] = await Promise.all([
-    allPages((after) =>
-      client
-        .graphql<{ models: { items: Omit<ModelView, 'runtimes'>[]; hasMore: boolean } }>(
-          `query ($after: String) { models(includeLoading: true, after: $after, limit: 100) { items { ${MODEL_FIELDS} } hasMore } }`,
-          { after },
-        )
-        .then((r) => r.models),
-    ),
+    listAll<Omit<ModelView, 'runtimes'>>(client, 'models', MODEL_FIELDS, { args: 'includeLoading: true' }),
     runtimes(client),
   ]);
   return models.map((m) => withRuntimes(m, running));

@@ -3,7 +3,7 @@ import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList, printObject } from '../output.js';
 import { integerOption, run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 import { openBrowser } from '../oidc.js';
 
 /**
@@ -60,14 +60,7 @@ const COLUMNS = [
 ];
 
 async function listNotebooks(client: ApiClient): Promise<NotebookView[]> {
-  return allPages((after) =>
-    client
-      .graphql<{ notebooks: { items: NotebookView[]; hasMore: boolean } }>(
-        `query ($after: String) { notebooks(after: $after, limit: 100) { items { ${NOTEBOOK_FIELDS} } hasMore } }`,
-        { after },
-      )
-      .then((r) => r.notebooks),
-  );
+  return listAll<NotebookView>(client, 'notebooks', NOTEBOOK_FIELDS);
 }
 
 /** A notebook by id (nb-...) or by name. */

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { ApiClient } from '../client.js';
 import { printData, printList } from '../output.js';
 import { run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 import { identify } from './auth.js';
 
 interface OrganizationView {
@@ -36,14 +36,7 @@ export function registerOrganizations(program: Command): void {
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ organizations: { items: OrganizationView[]; hasMore: boolean } }>(
-              `query ($after: String) { organizations(after: $after, limit: 100) { items { id title isDefault createdAt } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.organizations),
-        );
+        const items = await listAll<OrganizationView>(client, 'organizations', 'id title isDefault createdAt');
         printList(inv.format, items, [
           { header: 'ID', value: (o) => o.id },
           { header: 'TITLE', value: (o) => o.title },
@@ -80,14 +73,11 @@ export function registerOrganizations(program: Command): void {
       run(async (inv) => {
         const client = inv.client();
         const organizationId = await organizationOf(client, inv.options['organization']);
-        const items = await allPages((after) =>
-          client
-            .graphql<{ projects: { items: ProjectView[]; hasMore: boolean } }>(
-              `query ($org: ID!, $after: String) { projects(organizationId: $org, after: $after, limit: 100) { items { id title organizationId isDefault createdAt } hasMore } }`,
-              { org: organizationId, after },
-            )
-            .then((r) => r.projects),
-        );
+        const items = await listAll<ProjectView>(client, 'projects', 'id title organizationId isDefault createdAt', {
+          declare: '$org: ID!',
+          args: 'organizationId: $org',
+          variables: { org: organizationId },
+        });
         printList(inv.format, items, [
           { header: 'ID', value: (p) => p.id },
           { header: 'TITLE', value: (p) => p.title },

@@ -3,7 +3,7 @@ import type { ApiClient } from '../client.js';
 import { CliError, UsageError } from '../errors.js';
 import { printData, printList, printObject } from '../output.js';
 import { integerOption, run } from '../command.js';
-import { allPages } from '../pages.js';
+import { listAll } from '../pages.js';
 import { uploadFile } from './files.js';
 
 /** `mariner vector-stores`: the project's vector stores (docs/vector-stores-and-retrieval.md), on GraphQL. */
@@ -111,14 +111,7 @@ Examples:
     .action(
       run(async (inv) => {
         const client = inv.client();
-        const items = await allPages((after) =>
-          client
-            .graphql<{ vectorStores: { items: StoreView[]; hasMore: boolean } }>(
-              `query ($after: String) { vectorStores(after: $after, limit: 100, order: ASC) { items { ${STORE_FIELDS} } hasMore } }`,
-              { after },
-            )
-            .then((r) => r.vectorStores),
-        );
+        const items = await listAll<StoreView>(client, 'vectorStores', STORE_FIELDS, { args: 'order: ASC' });
         printList(inv.format, items, STORE_COLUMNS);
       }),
     );
@@ -271,14 +264,11 @@ Examples:
       run(async (inv, idOrName: string) => {
         const client = inv.client();
         const { id } = await findStore(client, idOrName);
-        const items = await allPages((after) =>
-          client
-            .graphql<{ vectorStoreFiles: { items: StoreFileView[]; hasMore: boolean } }>(
-              `query ($id: ID!, $after: String) { vectorStoreFiles(vectorStoreId: $id, after: $after, limit: 100, order: ASC) { items { ${FILE_FIELDS} } hasMore } }`,
-              { id, after },
-            )
-            .then((r) => r.vectorStoreFiles),
-        );
+        const items = await listAll<StoreFileView>(client, 'vectorStoreFiles', FILE_FIELDS, {
+          declare: '$id: ID!',
+          args: 'vectorStoreId: $id, order: ASC',
+          variables: { id },
+        });
         printList(inv.format, items, [
           { header: 'ID', value: (f) => f.id },
           { header: 'FILENAME', value: (f) => f.filename },
