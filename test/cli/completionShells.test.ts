@@ -57,7 +57,7 @@ describe('shell completion in zsh and fish', () => {
       expect(registered.trim()).toBe('compdef _mariner_complete mariner');
       expect(candidates('mo')).toEqual(['models']);
       expect(candidates('ve')).toEqual(['vector-stores']);
-      expect(candidates('batch', 'jobs', '')).toEqual(['create', 'list', 'get', 'cancel', 'delete', 'logs']);
+      expect(candidates('batch', 'jobs', '')).toEqual(['create', 'list', 'get', 'cancel', 'delete', 'exec', 'logs']);
       expect(candidates('notebooks', 'o')).toEqual(['open']);
       expect(candidates('chat', '--m')).toEqual(['--max-tokens', '--message']);
     }, 240_000);
