@@ -8,6 +8,7 @@ import {
   CreateBatchJobDocument,
   DeleteBatchJobDocument,
   JobsUpdatedDocument,
+  JobUpdatedDocument,
 } from '../generated/graphql';
 import { ApiError, StatusBadge, useViewer, when } from '../ui';
 import { JobList } from './JobList';
@@ -120,12 +121,16 @@ export function BatchJobs() {
 export function BatchJobPage({ id }: { id: string }) {
   const viewer = useViewer();
   const [job, refetch] = useQuery({ query: BatchJobDocument, variables: { id } });
-  const [updates] = useSubscription({ query: JobsUpdatedDocument });
+  // jobUpdated sends the job's status as it is when the page subscribes, then each change: a job that
+  // finished between the query and the subscription still shows finished (jobsUpdated would say nothing).
+  const [live] = useSubscription({ query: JobUpdatedDocument, variables: { jobId: id } });
   const [cancellation, cancel] = useMutation(CancelBatchJobDocument);
+  const liveStatus = live.data?.jobUpdated.status;
   useEffect(() => {
-    if (updates.data?.jobsUpdated.id === id) refetch({ requestPolicy: 'network-only' });
-  }, [updates.data, id, refetch]);
-  const data = job.data?.batchJob;
+    // The rest of the job (finished at, error) is read again at each status it reaches.
+    if (liveStatus) refetch({ requestPolicy: 'network-only' });
+  }, [liveStatus, refetch]);
+  const data = job.data?.batchJob && { ...job.data.batchJob, status: liveStatus ?? job.data.batchJob.status };
   const finished = !!data && FINISHED.includes(data.status);
   return (
     <Stack>
