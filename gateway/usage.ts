@@ -1,7 +1,7 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { Kind, parse, valueFromASTUntyped, type OperationDefinitionNode } from 'graphql';
-import type { ApiCallRecord, ApiCallSink } from '../lib/apiCallRecord.js';
+import type { ApiCallRecord, ApiCaller, ApiCallSink } from '../lib/apiCallRecord.js';
 import { ErrorCode } from '../lib/errors.js';
 import type { Identity, InternalTokens } from '../lib/identity.js';
 import { asSystem, createInternalClient } from '../lib/internalClient.js';
@@ -31,16 +31,6 @@ export type { ApiCallRecord, ApiCallSink };
  * Not recorded: a cluster agent's calls (its reports, many a minute: the cluster's status keeps them) and
  * subscriptions over graphql-ws (a subscription is not a call; its events are not either).
  */
-
-/** Who made a call, as a record holds it. */
-export interface ApiCaller {
-  tenantId: string | null;
-  organizationId: string | null;
-  projectId: string | null;
-  userId: string | null;
-  apiKeyId: string | null;
-  modelId: string | null;
-}
 
 const NO_CALLER: ApiCaller = { tenantId: null, organizationId: null, projectId: null, userId: null, apiKeyId: null, modelId: null };
 const MAX_MODEL_LENGTH = 256;

@@ -3,7 +3,7 @@
  * (subgraphs/inference/usageStore.ts, migration 006_api_calls): the wire shape of schema/inference.graphql's
  * ApiCallInput, shared here because the two layers may not import each other.
  */
-export interface ApiCallRecord {
+export interface ApiCallRecord extends ApiCaller {
   occurredAt: string;
   requestId: string;
   protocol: 'graphql' | 'rest';
@@ -14,6 +14,10 @@ export interface ApiCallRecord {
   statusCode: number;
   errorCode: string | null;
   latencyMs: number;
+}
+
+/** Who made a call, as a record holds it. */
+export interface ApiCaller {
   tenantId: string | null;
   organizationId: string | null;
   projectId: string | null;
